@@ -1,0 +1,72 @@
+# revops-notebooks — run `make help` for the list of targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATASET ?= data/sample
+PERIOD ?=
+TO ?=
+PERIOD_ARG := $(if $(PERIOD),--period $(PERIOD),)
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (found " + sys.version.split()[0] + ")")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (revops-notebooks)" >/dev/null
+	-@git config filter.nbstripout.clean >/dev/null 2>&1 || $(BIN)/nbstripout --install --attributes .gitattributes 2>/dev/null || true
+	@touch $@
+
+venv: $(VENV)/.installed ## create .venv from pyproject.toml and register the Jupyter kernel
+
+sample: venv ## generate and validate the sample dataset in data/sample
+	$(BIN)/revops sample-data --to data/sample
+	$(BIN)/revops validate data/sample
+
+validate: venv ## validate DATASET (default data/sample)
+	$(BIN)/revops validate $(DATASET)
+
+monthly-report: venv ## the monthly report on DATASET into reports/<PERIOD>/ (default: sample, last month)
+	@if [ "$(DATASET)" = "data/sample" ]; then $(MAKE) --no-print-directory sample; fi
+	$(BIN)/revops report monthly --dataset $(DATASET) $(PERIOD_ARG)
+
+review-packs: venv ## one-to-one review pack per rep into reports/<PERIOD>/reviews/
+	@if [ "$(DATASET)" = "data/sample" ]; then $(MAKE) --no-print-directory sample; fi
+	$(BIN)/revops report reviews --dataset $(DATASET) $(PERIOD_ARG)
+
+email-report: venv ## build the leadership email (.eml, dry run); SEND=1 TO=a@b.com to send via SMTP
+	$(BIN)/revops email $(PERIOD_ARG) --to "$(if $(TO),$(TO),leadership@example.com)" $(if $(SEND),--send,)
+
+whatif: venv ## serve the quota what-if explorer as a standalone page (Voilà) on 127.0.0.1:8866
+	@if [ "$(DATASET)" = "data/sample" ]; then $(MAKE) --no-print-directory sample; fi
+	$(BIN)/voila notebooks/quota_whatif.ipynb --no-browser --Voila.ip=127.0.0.1 --port=8866
+
+lab: venv ## open JupyterLab on the notebooks
+	$(BIN)/jupyter lab notebooks
+
+test: venv ## run the test suite
+	$(BIN)/python -m pytest
+
+lint: venv ## ruff over code and notebooks
+	$(BIN)/ruff check src tests notebooks
+	$(BIN)/ruff format --check src tests notebooks
+
+format: venv ## format code and notebooks
+	$(BIN)/ruff format src tests notebooks
+	$(BIN)/ruff check --fix src tests notebooks
+
+strip: venv ## remove outputs from the notebooks
+	$(BIN)/nbstripout notebooks/*.ipynb
+
+bench: venv ## benchmark the monthly pack at several sizes (writes bench/bench.json)
+	$(BIN)/revops bench
+
+clean: ## remove generated reports and caches (keeps .venv and your data)
+	rm -rf reports/*/ .pytest_cache .ruff_cache
+
+.PHONY: help venv sample validate monthly-report review-packs email-report whatif lab test lint format strip bench clean

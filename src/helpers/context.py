@@ -1,0 +1,82 @@
+"""The opening of every report notebook: load the dataset, resolve the dates, set the theme, title.
+
+``open_report(dataset, period, as_of, title, notebook)`` returns a ``ReportContext`` so a notebook's
+first code cell after its parameters is one line.
+
+Dates: ``period`` is a ``YYYY-MM`` month. ``as_of`` defaults to the last day of ``period``, capped at
+the dataset's own as-of date; ``period`` defaults to the month of ``as_of``; with neither, the dataset's
+as-of date is used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from helpers import display
+from helpers.calendar import FiscalCalendar, period_bounds
+from helpers.dataset import Dataset, load
+from helpers.summary import Headlines
+
+
+@dataclass
+class ReportContext:
+    ds: Dataset
+    as_of: pd.Timestamp
+    period: str
+    cal: FiscalCalendar
+    headlines: Headlines
+
+    @property
+    def currency(self) -> str:
+        return self.ds.config.currency
+
+    def money(self, x, compact: bool = False) -> str:
+        return display.fmt_money(x, self.currency, compact)
+
+
+def resolve_dates(ds: Dataset, period: str = "", as_of: str = "") -> tuple[str, pd.Timestamp]:
+    if as_of:
+        a = pd.Timestamp(as_of).normalize()
+        p = period or a.strftime("%Y-%m")
+    elif period:
+        _, end = period_bounds(period)
+        a = min(end, ds.as_of) if ds.as_of >= period_bounds(period)[0] else end
+        p = period
+    else:
+        a = ds.as_of
+        p = a.strftime("%Y-%m")
+    period_bounds(p)  # validates the label
+    return p, a
+
+
+def resolve_dataset(path: str) -> str:
+    """A relative dataset path is tried from the working directory, then from the project root
+    (so notebooks opened from ``notebooks/`` in JupyterLab find ``data/sample``)."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return str(p)
+    root = Path(__file__).resolve().parents[2]
+    return str(root / p) if (root / p).exists() else str(p)
+
+
+def open_report(dataset: str, period: str = "", as_of: str = "", title: str = "", notebook: str = "",
+                show_header: bool = True, tables: list[str] | None = None) -> ReportContext:
+    display.setup_notebook()
+    ds = load(resolve_dataset(dataset), tables=tables)
+    p, a = resolve_dates(ds, period, as_of)
+    cal = FiscalCalendar(ds.config.fiscal_year_start_month)
+    ctx = ReportContext(ds, a, p, cal, Headlines(notebook or title, ds.config.currency))
+    if show_header and title:
+        display.markdown(
+            f"# {title} — {p}\n\n"
+            f"**{ds.config.name}** · data as of **{a:%Y-%m-%d}** · fiscal year {cal.quarter_label(a)} "
+            f"(starts month {cal.start_month}) · currency {ds.config.currency}"
+        )
+        if ds.warnings:
+            display.note(f"The data has {len(ds.warnings)} warning(s) the report can live with "
+                         "(run `revops validate` for the list).")
+    return ctx

@@ -1,0 +1,444 @@
+"""Load a dataset folder into typed DataFrames and validate it against the data contract.
+
+``load(path)`` reads every table file it finds (``<table>.csv``, ``.parquet``, ``.xlsx``, or the file
+named under ``tables:`` in ``dataset.yml``), converts each column to its contract kind (see
+``helpers.schema``) and checks the rules. All problems are gathered and raised together as one
+``DataValidationError`` whose message names file, row, column, the bad value and what was expected.
+Problems a report can live with come back as ``Dataset.warnings``.
+
+Row numbers are 1-based data rows; for CSV files the message also gives the file line (header = line 1).
+Nothing in the dataset folder is ever written.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from helpers.config import DatasetConfig, load_config
+from helpers.schema import TABLES, Table
+
+EXTENSIONS = (".csv", ".parquet", ".xlsx")
+MAX_ROWS_SHOWN = 20  # per (file, column, rule) group in the error message; all are kept in .problems
+
+TRUE_WORDS = {"true", "t", "yes", "y", "1", "1.0", "won", "closed"}
+FALSE_WORDS = {"false", "f", "no", "n", "0", "0.0", "open", "lost"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    row: int | None  # 1-based data row, None for file- or column-level problems
+    column: str | None
+    value: object
+    expected: str
+    severity: str = "error"  # "error" or "warning"
+    line_offset: int | None = 1  # CSV: file line = row + 1; None for formats without lines
+
+    def where(self) -> str:
+        parts = [self.file]
+        if self.row is not None:
+            parts.append(
+                f"row {self.row}" + (f" (line {self.row + self.line_offset})" if self.line_offset is not None else "")
+            )
+        if self.column:
+            parts.append(f"column {self.column!r}")
+        return ", ".join(parts)
+
+    def __str__(self) -> str:
+        val = "" if self.value is None else f": value {str(self.value)[:60]!r}"
+        return f"{self.where()}{val} — {self.expected}"
+
+
+class DataValidationError(ValueError):
+    """One error listing every problem found in a dataset."""
+
+    def __init__(self, problems: list[Problem], folder: str | Path = ""):
+        self.problems = problems
+        self.folder = str(folder)
+        super().__init__(format_problems(problems, title=f"Dataset {folder} has {len(problems)} error(s)"))
+
+
+def format_problems(problems: list[Problem], title: str = "") -> str:
+    """Group problems by file, column and expectation; show up to MAX_ROWS_SHOWN rows per group."""
+    lines = [title] if title else []
+    groups: dict[tuple, list[Problem]] = {}
+    for p in problems:
+        groups.setdefault((p.file, p.column, p.expected, p.severity), []).append(p)
+    for (_, _, _, _), items in groups.items():
+        for p in items[:MAX_ROWS_SHOWN]:
+            lines.append(f"  - {p}")
+        if len(items) > MAX_ROWS_SHOWN:
+            rest = [str(p.row) for p in items[MAX_ROWS_SHOWN:] if p.row is not None]
+            shown = ", ".join(rest[:30]) + (", …" if len(rest) > 30 else "")
+            lines.append(f"  - … and {len(items) - MAX_ROWS_SHOWN} more in {items[0].where().split(', row')[0]}"
+                         f" with the same problem (rows {shown})")
+    return "\n".join(lines)
+
+
+@dataclass
+class Dataset:
+    """Typed tables of one dataset folder plus its ``dataset.yml``."""
+
+    path: Path
+    config: DatasetConfig
+    tables: dict[str, pd.DataFrame]
+    files: dict[str, Path] = field(default_factory=dict)
+    warnings: list[Problem] = field(default_factory=list)
+
+    def __getattr__(self, name: str):
+        if name in TABLES:
+            return self.__dict__["tables"].get(name)
+        raise AttributeError(name)
+
+    def has(self, table: str, *columns: str) -> bool:
+        df = self.tables.get(table)
+        return df is not None and all(c in df.columns and df[c].notna().any() for c in columns)
+
+    def missing(self, table: str, *columns: str, section: str = "This section") -> str | None:
+        """None when ``table`` has ``columns`` with data; otherwise a sentence saying what is needed."""
+        df = self.tables.get(table)
+        if df is None:
+            need = f" (with columns {', '.join(columns)})" if columns else ""
+            return f"{section} needs the `{table}` table{need}; dataset {self.config.name!r} has none."
+        absent = [c for c in columns if c not in df.columns or df[c].isna().all()]
+        if absent:
+            return (f"{section} needs column(s) {', '.join(absent)} in the `{table}` table; "
+                    f"dataset {self.config.name!r} does not provide them.")
+        return None
+
+    @property
+    def as_of(self) -> pd.Timestamp:
+        """The export date: ``as_of`` in dataset.yml, else the latest date seen in opportunities."""
+        if self.config.as_of:
+            return pd.Timestamp(self.config.as_of).normalize()
+        opp = self.tables["opportunities"]
+        dates = [opp[c].max() for c in ("created_date", "close_date") if c in opp]
+        dates = [d for d in dates if pd.notna(d)]
+        return max(dates).normalize() if dates else pd.Timestamp.today().normalize()
+
+    def fingerprint(self) -> str:
+        return fingerprint_files([self.path / "dataset.yml", *self.files.values()])
+
+
+def fingerprint_files(paths) -> str:
+    """sha256 over the names and bytes of the given files (order-independent)."""
+    h = hashlib.sha256()
+    for p in sorted(Path(x) for x in paths):
+        if p.exists():
+            h.update(p.name.encode())
+            with open(p, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------------------
+def find_table_files(folder: Path, config: DatasetConfig) -> dict[str, Path]:
+    found = {}
+    for name in TABLES:
+        if name in config.tables:
+            found[name] = folder / config.tables[name]
+            continue
+        for ext in EXTENSIONS:
+            p = folder / f"{name}{ext}"
+            if p.exists():
+                found[name] = p
+                break
+    return found
+
+
+def read_raw(path: Path) -> pd.DataFrame:
+    """Read a table file; CSV and Excel cells come back as text (typed later, with row numbers kept)."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], skipinitialspace=True,
+                           encoding="utf-8-sig")
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pandas(date_as_object=False)
+    if suffix in (".xlsx", ".xlsm", ".xls"):
+        return pd.read_excel(path, dtype=object)
+    raise ValueError(f"{path}: unsupported file type {suffix!r}; use .csv, .parquet or .xlsx")
+
+
+def _blank(s: pd.Series) -> pd.Series:
+    if s.dtype == object or pd.api.types.is_string_dtype(s):
+        return s.isna() | (s.astype("str").str.strip() == "")
+    return s.isna()
+
+
+def _to_text(s: pd.Series) -> pd.Series:
+    out = s.astype("str").str.strip()
+    out[_blank(s)] = np.nan
+    return out.astype("str")
+
+
+def _to_date(s: pd.Series, kind: str) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(s):
+        d = s
+        if getattr(d.dt, "tz", None) is not None:
+            d = d.dt.tz_localize(None)
+    else:
+        txt = s.astype("str").str.strip()
+        txt[_blank(s)] = None
+        d = pd.to_datetime(txt, format="ISO8601", errors="coerce")
+        bad = d.isna() & ~_blank(s)
+        if bad.any():  # fall back to per-value parsing for the odd formats (e.g. 10/3/2026)
+            d = d.astype("datetime64[us]")
+            d[bad] = pd.to_datetime(txt[bad], format="mixed", errors="coerce")
+        if getattr(d.dt, "tz", None) is not None:
+            d = d.dt.tz_localize(None)
+    d = d.astype("datetime64[us]")
+    return d.dt.normalize() if kind == "date" else d
+
+
+def _to_number(s: pd.Series) -> pd.Series:
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        return s.astype("float64")
+    txt = s.astype("str").str.strip().str.replace(r"[,\s$€£¥%]", "", regex=True)
+    txt[_blank(s)] = None
+    return pd.to_numeric(txt, errors="coerce").astype("float64")
+
+
+def _to_bool(s: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(s):
+        return s.astype("boolean")
+    txt = s.astype("str").str.strip().str.lower()
+    out = pd.Series(pd.NA, index=s.index, dtype="boolean")
+    out[txt.isin(TRUE_WORDS)] = True
+    out[txt.isin(FALSE_WORDS)] = False
+    return out
+
+
+def _closest(name: str, candidates) -> str:
+    m = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean {m[0]!r}?" if m else ""
+
+
+def coerce_table(raw: pd.DataFrame, table: Table, fname: str, line_offset: int | None,
+                 problems: list[Problem]) -> pd.DataFrame:
+    """Convert columns to their contract kinds, recording a problem for each value that does not convert."""
+    df = raw.copy()
+    df.columns = [str(c).strip() for c in df.columns]
+    present = set(df.columns)
+    for col in table.required_columns:
+        if col not in present:
+            problems.append(Problem(fname, None, col, None,
+                                    f"required column is missing{_closest(col, present - set(table.column_names))}",
+                                    line_offset=line_offset))
+    rows = pd.RangeIndex(1, len(df) + 1)
+    df.index = rows
+    for col in table.columns:
+        if col.name not in df.columns:
+            continue
+        s = df[col.name]
+        blank = _blank(s)
+        if col.kind in ("id", "str"):
+            df[col.name] = _to_text(s)
+            continue
+        if col.kind in ("date", "datetime"):
+            conv = _to_date(s, col.kind)
+            expected = "expected a date such as 2026-10-31"
+        elif col.kind in ("money", "number", "prob"):
+            conv = _to_number(s)
+            expected = "expected a number"
+        elif col.kind == "bool":
+            conv = _to_bool(s)
+            expected = "expected true/false (also yes/no, 1/0)"
+        else:  # pragma: no cover - schema guards kinds
+            raise ValueError(col.kind)
+        bad = conv.isna() & ~blank
+        for r in bad[bad].index:
+            problems.append(Problem(fname, int(r), col.name, s[r], expected, line_offset=line_offset))
+        if col.kind == "money":
+            neg = conv < 0
+            for r in neg[neg].index:
+                problems.append(Problem(fname, int(r), col.name, s[r], "expected an amount of 0 or more",
+                                        line_offset=line_offset))
+        if col.kind == "prob":
+            valid = conv.dropna()
+            if len(valid) and valid.max() > 1:
+                conv = conv / 100.0  # given as percentages
+            out_of_range = (conv < 0) | (conv > 1)
+            for r in out_of_range[out_of_range].index:
+                problems.append(Problem(fname, int(r), col.name, s[r], "expected a probability within 0–1 or 0–100",
+                                        line_offset=line_offset))
+        df[col.name] = conv
+    return df
+
+
+def _row_problems(df, mask, fname, column, expected, line_offset, severity="error", value_col=None):
+    col = value_col or column
+    out = []
+    for r in mask[mask.fillna(False).astype(bool)].index:
+        val = df.at[r, col] if col in df.columns else None
+        out.append(Problem(fname, int(r), column, None if pd.isna(val) else val, expected, severity, line_offset))
+    return out
+
+
+def check_rules(tables: dict[str, pd.DataFrame], names: dict[str, str], offsets: dict[str, int | None],
+                config: DatasetConfig, as_of: pd.Timestamp | None) -> tuple[list[Problem], list[Problem]]:
+    """Cross-column and cross-table rules. Returns (errors, warnings)."""
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    stages = set(config.stages)
+    for tname, df in tables.items():
+        t = TABLES[tname]
+        fname, off = names[tname], offsets[tname]
+        if t.key and t.key in df.columns:
+            ids = df[t.key]
+            dup = ids.duplicated(keep=False) & ids.notna()
+            if dup.any():
+                first = ids[dup].groupby(ids[dup]).apply(lambda g: g.index[0])
+                for r in dup[dup].index:
+                    f = int(first[ids[r]])
+                    if r != f:
+                        errors.append(Problem(fname, int(r), t.key, ids[r],
+                                              f"expected a unique id; row {f} has the same id", "error", off))
+            blank_id = ids.isna()
+            errors += _row_problems(df, blank_id, fname, t.key, "expected an id (the key may not be empty)", off)
+        for col in t.required_columns:
+            if col in df.columns and col != t.key and tname != "opportunities":
+                errors += _row_problems(df, df[col].isna(), fname, col, "expected a value (required column)", off)
+        if "stage" in df.columns and stages:
+            bad = df["stage"].notna() & ~df["stage"].isin(stages)
+            for r in bad[bad].index:
+                errors.append(Problem(fname, int(r), "stage", df.at[r, "stage"],
+                                      f"expected a stage listed in dataset.yml{_closest(df.at[r, 'stage'], stages)}"
+                                      f" (stages: {', '.join(config.stages)})", "error", off))
+    opp = tables.get("opportunities")
+    if opp is not None:
+        fname, off = names["opportunities"], offsets["opportunities"]
+        if {"created_date", "close_date"} <= set(opp.columns):
+            bad = opp["close_date"] < opp["created_date"]
+            for r in bad[bad.fillna(False)].index:
+                errors.append(Problem(fname, int(r), "close_date", opp.at[r, "close_date"].date(),
+                                      f"expected a close date on or after created_date {opp.at[r, 'created_date'].date()}",
+                                      "error", off))
+        if {"is_won", "is_closed"} <= set(opp.columns):
+            bad = opp["is_won"].fillna(False) & ~opp["is_closed"].fillna(False)
+            errors += _row_problems(opp, bad, fname, "is_closed",
+                                    "expected is_closed = true for a won deal (is_won is true)", off)
+        if {"is_closed", "close_date"} <= set(opp.columns) and as_of is not None:
+            past = ~opp["is_closed"].fillna(False) & (opp["close_date"] < as_of)
+            warnings += _row_problems(opp, past, fname, "close_date",
+                                      f"open deal with a close date before the as-of date {as_of.date()} (past due)",
+                                      off, "warning")
+        if {"is_closed", "next_step"} <= set(opp.columns):
+            no_step = ~opp["is_closed"].fillna(False) & opp["next_step"].isna()
+            warnings += _row_problems(opp, no_step, fname, "next_step", "open deal with no next step", off, "warning")
+        if "amount" in opp.columns:
+            warnings += _row_problems(opp, opp["amount"] == 0, fname, "amount", "amount is zero", off, "warning")
+        ids = set(opp["opportunity_id"].dropna()) if "opportunity_id" in opp.columns else set()
+        for tname in ("opportunity_history", "activities", "leads"):
+            df = tables.get(tname)
+            if df is None or "opportunity_id" not in df.columns or not ids:
+                continue
+            bad = df["opportunity_id"].notna() & ~df["opportunity_id"].isin(ids)
+            errors += _row_problems(df, bad, names[tname], "opportunity_id",
+                                    f"expected an opportunity_id that exists in {names['opportunities']}",
+                                    offsets[tname])
+    return errors, warnings
+
+
+def derive_status(opp: pd.DataFrame, config: DatasetConfig) -> pd.DataFrame:
+    """Fill is_closed / is_won from the stage where the export does not carry them."""
+    if "stage" not in opp.columns:
+        return opp
+    won = opp["stage"].isin(config.won_stages)
+    lost = opp["stage"].isin(config.lost_stages)
+    if "is_won" not in opp.columns:
+        opp["is_won"] = won.astype("boolean")
+    else:
+        opp["is_won"] = opp["is_won"].fillna(won).astype("boolean")
+    if "is_closed" not in opp.columns:
+        opp["is_closed"] = (won | lost).astype("boolean")
+    else:
+        opp["is_closed"] = opp["is_closed"].fillna(won | lost).astype("boolean")
+    return opp
+
+
+def load(path: str | Path, tables: list[str] | None = None, strict: bool = True) -> Dataset:
+    """Load and validate the dataset folder at ``path``.
+
+    ``tables`` limits loading to those tables (``opportunities`` is always loaded). With ``strict``
+    (the default) any error raises ``DataValidationError``; otherwise errors are returned as warnings.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such dataset folder (expected a folder with dataset.yml and "
+                                "opportunities.csv)")
+    config = load_config(folder)
+    files = find_table_files(folder, config)
+    if tables is not None:
+        files = {k: v for k, v in files.items() if k in set(tables) | {"opportunities"}}
+    problems: list[Problem] = []
+    if "opportunities" not in files:
+        raise DataValidationError([Problem(str(folder), None, None, None,
+                                           "expected an opportunities table (opportunities.csv, .parquet or .xlsx)")],
+                                  folder)
+    typed: dict[str, pd.DataFrame] = {}
+    names: dict[str, str] = {}
+    offsets: dict[str, int | None] = {}
+    for tname, fpath in files.items():
+        if not fpath.exists():
+            problems.append(Problem(str(fpath), None, None, None, f"file for table {tname} named in dataset.yml is missing"))
+            continue
+        fname = fpath.name
+        off = 1 if fpath.suffix.lower() in (".csv", ".xlsx") else None
+        try:
+            raw = read_raw(fpath)
+        except Exception as exc:  # noqa: BLE001 - report any unreadable file as a problem
+            problems.append(Problem(fname, None, None, None, f"could not read the file: {exc}"))
+            continue
+        names[tname], offsets[tname] = fname, off
+        typed[tname] = coerce_table(raw, TABLES[tname], fname, off, problems)
+        unknown = set(typed[tname].columns) - set(TABLES[tname].column_names)
+        missing_optional = set(TABLES[tname].column_names) - set(typed[tname].columns)
+        for col in sorted(unknown):
+            hint = _closest(col, missing_optional)
+            if hint:
+                problems.append(Problem(fname, None, col, None, f"column is not in the data contract{hint}",
+                                        "warning", off))
+    if "opportunities" in typed:
+        typed["opportunities"] = derive_status(typed["opportunities"], config)
+    as_of = pd.Timestamp(config.as_of) if config.as_of else None
+    if as_of is None and "opportunities" in typed:
+        opp = typed["opportunities"]
+        cands = [opp[c].max() for c in ("created_date",) if c in opp.columns]
+        cands = [c for c in cands if pd.notna(c)]
+        as_of = max(cands) if cands else None
+    errors, warns = check_rules(typed, names, offsets, config, as_of)
+    warnings = [p for p in problems if p.severity == "warning"] + warns
+    errors = [p for p in problems if p.severity == "error"] + errors
+    if errors and strict:
+        raise DataValidationError(errors, folder)
+    if not strict:
+        warnings = errors + warnings
+    for df in typed.values():
+        df.reset_index(drop=True, inplace=True)
+    return Dataset(folder, config, typed, {k: v for k, v in files.items() if k in typed}, warnings)
+
+
+def validate_report(path: str | Path) -> tuple[int, str]:
+    """(exit code, text) for ``revops validate``: 0 when the dataset loads without errors."""
+    try:
+        ds = load(path)
+    except DataValidationError as exc:
+        return 1, str(exc)
+    except (FileNotFoundError, ValueError) as exc:
+        return 1, str(exc)
+    counts = ", ".join(f"{k}: {len(v):,} rows" for k, v in ds.tables.items())
+    text = [f"Dataset {path} ({ds.config.name}) is valid — {counts}."]
+    if ds.warnings:
+        text.append(format_problems(ds.warnings, title=f"{len(ds.warnings)} warning(s) a report can live with:"))
+    return 0, "\n".join(text)

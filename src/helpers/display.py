@@ -1,0 +1,175 @@
+"""Presentation: one number format, one table style, one theme, everywhere.
+
+Notebooks show every table through ``show_table`` (no index noise, thousands separators, currency),
+every call-out through ``note`` and every figure through ``helpers.plots``.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import warnings
+
+import pandas as pd
+from IPython.display import HTML, Markdown, display
+
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "AUD": "A$", "CAD": "C$"}
+
+TABLE_CSS = """
+<style>
+.rv-table table {border-collapse: collapse; font-size: 13px; margin: 4px 0 14px 0;}
+.rv-table th {background: #f1f3f6; text-align: left; padding: 4px 10px; border-bottom: 2px solid #c9ced6;}
+.rv-table td {padding: 3px 10px; border-bottom: 1px solid #e4e7ec;}
+.rv-table td.num, .rv-table th.num {text-align: right; font-variant-numeric: tabular-nums;}
+.rv-table caption {caption-side: top; text-align: left; font-weight: 600; padding: 4px 0;}
+.rv-wrap {overflow-x: auto; max-width: 100%;}
+.rv-note {border-left: 4px solid #8a94a6; background: #f6f7f9; padding: 8px 12px; margin: 8px 0;}
+.rv-warn {border-left-color: #c8553d;}
+.rv-cards {display: flex; flex-wrap: wrap; gap: 10px; margin: 8px 0 16px 0;}
+.rv-card {border: 1px solid #dde1e7; border-radius: 6px; padding: 8px 12px; min-width: 150px; background: #fff;}
+.rv-card .v {font-size: 20px; font-weight: 700;}
+.rv-card .l {font-size: 12px; color: #555;}
+.rv-card .d {font-size: 11px; color: #777;}
+</style>
+"""
+
+
+def symbol(currency: str) -> str:
+    return CURRENCY_SYMBOLS.get(currency, currency + " ")
+
+
+def fmt_money(x, currency: str = "USD", compact: bool = False) -> str:
+    """``$1,234,567`` (or ``$1.2M`` compact); empty string for missing values."""
+    if x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NA:
+        return ""
+    s = symbol(currency)
+    sign = "-" if x < 0 else ""
+    x = abs(float(x))
+    if compact:
+        for div, suf in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+            if x >= div:
+                return f"{sign}{s}{x / div:,.1f}{suf}"
+    return f"{sign}{s}{x:,.0f}"
+
+
+def fmt_pct(x, digits: int = 0) -> str:
+    """0.254 -> ``25%``."""
+    if x is None or pd.isna(x):
+        return ""
+    return f"{float(x) * 100:,.{digits}f}%"
+
+
+def fmt_num(x, digits: int = 0) -> str:
+    if x is None or pd.isna(x):
+        return ""
+    return f"{float(x):,.{digits}f}"
+
+
+def fmt_value(x, unit: str, currency: str = "USD") -> str:
+    """Format by unit: currency, percent, ratio (×), days, count."""
+    if x is None or pd.isna(x):
+        return "n/a"
+    if unit == "currency":
+        return fmt_money(x, currency)
+    if unit == "percent":
+        return fmt_pct(x, 1)
+    if unit == "ratio":
+        return f"{float(x):,.2f}×"
+    if unit == "days":
+        return f"{float(x):,.0f} days"
+    return fmt_num(x, 0 if float(x).is_integer() else 1)
+
+
+def setup_notebook() -> None:
+    """Apply the theme and silence library warnings so none leak into reports."""
+    from helpers import plots
+
+    warnings.filterwarnings("ignore")
+    pd.set_option("display.max_columns", 50)
+    plots.apply_theme()
+
+
+def table_html(df: pd.DataFrame, money=(), pct=(), ints=(), ratio=(), decimals=(), days=(),
+               currency: str = "USD", caption: str | None = None, max_rows: int | None = None) -> str:
+    """HTML for a DataFrame, formatted by column kind; the index is dropped unless it is named."""
+    if df.index.name is not None or isinstance(df.index, pd.MultiIndex):
+        df = df.reset_index()
+    if max_rows is not None and len(df) > max_rows:
+        df = df.head(max_rows)
+    formatters = {}
+    for c in money:
+        formatters[c] = lambda v: fmt_money(v, currency)
+    for c in pct:
+        formatters[c] = lambda v: fmt_pct(v, 1)
+    for c in ints:
+        formatters[c] = lambda v: fmt_num(v, 0)
+    for c in ratio:
+        formatters[c] = lambda v: "" if pd.isna(v) else f"{v:,.2f}×"
+    for c in decimals:
+        formatters[c] = lambda v: fmt_num(v, 1)
+    for c in days:
+        formatters[c] = lambda v: fmt_num(v, 0)
+    numeric = set(formatters)
+    head = "".join(
+        f'<th class="{"num" if c in numeric else ""}">{html.escape(str(c))}</th>' for c in df.columns
+    )
+    body = []
+    for row in df.itertuples(index=False):
+        cells = []
+        for c, v in zip(df.columns, row, strict=True):
+            if c in formatters:
+                cells.append(f'<td class="num">{html.escape(formatters[c](v))}</td>')
+            else:
+                if isinstance(v, pd.Timestamp):
+                    txt = "" if pd.isna(v) else v.strftime("%Y-%m-%d")
+                elif v is None or (not isinstance(v, str) and pd.isna(v)):
+                    txt = ""
+                elif isinstance(v, float):
+                    txt = fmt_num(v, 2)
+                else:
+                    txt = str(v)
+                cells.append(f"<td>{html.escape(txt)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    return (f'<div class="rv-table rv-wrap">{TABLE_CSS}<table>{cap}<thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>")
+
+
+def show_table(df: pd.DataFrame, **kwargs) -> None:
+    """Display ``df`` with ``table_html`` formatting (see its keyword arguments)."""
+    if df is None or len(df) == 0:
+        note("No rows to show for this table.")
+        return
+    display(HTML(table_html(df, **kwargs)))
+
+
+def note(text: str, warn: bool = False) -> None:
+    """A call-out box (for 'this section needs …', caveats and definitions)."""
+    cls = "rv-note rv-warn" if warn else "rv-note"
+    display(HTML(f'{TABLE_CSS}<div class="{cls}">{html.escape(text)}</div>'))
+
+
+def what_to_look_at(points: list[str]) -> None:
+    """The short list at the top of a report."""
+    items = "\n".join(f"- {p}" for p in points if p)
+    display(Markdown("**What to look at**\n\n" + items))
+
+
+def markdown(text: str) -> None:
+    display(Markdown(text))
+
+
+def cards(items: list[tuple[str, str, str]]) -> None:
+    """KPI cards: (label, formatted value, small print)."""
+    parts = [
+        f'<div class="rv-card"><div class="l">{html.escape(lab)}</div><div class="v">{html.escape(val)}</div>'
+        f'<div class="d">{html.escape(sub)}</div></div>'
+        for lab, val, sub in items
+    ]
+    display(HTML(TABLE_CSS + '<div class="rv-cards">' + "".join(parts) + "</div>"))
+
+
+def definitions(defs: dict[str, str]) -> None:
+    """A glossary block: every number shown carries its definition."""
+    lines = "\n".join(f"- **{k}**: {v}" for k, v in defs.items())
+    display(Markdown("<small>\n\n**Definitions**\n\n" + lines + "\n\n</small>"))

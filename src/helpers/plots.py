@@ -1,0 +1,66 @@
+"""One seaborn theme and one colour vocabulary for every chart.
+
+Charts are drawn from aggregated frames (never from raw million-row tables), always with a title and
+axis labels, through ``new_figure`` / ``finish``.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
+import seaborn as sns
+
+WON = "#2a9d8f"
+LOST = "#c8553d"
+OPEN = "#457b9d"
+NEUTRAL = "#8a94a6"
+HIGHLIGHT = "#e9c46a"
+PALETTE = [OPEN, WON, HIGHLIGHT, LOST, "#6d597a", "#84a59d", "#f4a261", NEUTRAL]
+STATUS_COLORS = {"Won": WON, "Lost": LOST, "Open": OPEN}
+
+
+def apply_theme() -> None:
+    sns.set_theme(style="whitegrid", palette=PALETTE, font_scale=0.95)
+    plt.rcParams.update({
+        "figure.figsize": (9, 4.2),
+        "figure.dpi": 96,
+        "savefig.dpi": 96,
+        "axes.titleweight": "bold",
+        "axes.titlesize": 12,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+    })
+
+
+def money_axis(ax, currency_symbol: str = "$", axis: str = "y") -> None:
+    """Compact currency tick labels ($1.2M)."""
+
+    def fmt(x, _pos):
+        ax_ = abs(x)
+        for div, suf in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+            if ax_ >= div:
+                return f"{currency_symbol}{x / div:,.1f}{suf}"
+        return f"{currency_symbol}{x:,.0f}"
+
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_formatter(mticker.FuncFormatter(fmt))
+
+
+def percent_axis(ax, axis: str = "y") -> None:
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_formatter(mticker.PercentFormatter(xmax=1.0, decimals=0))
+
+
+def new_figure(width: float = 9, height: float = 4.2):
+    fig, ax = plt.subplots(figsize=(width, height))
+    return fig, ax
+
+
+def finish(fig, ax, title: str, xlabel: str, ylabel: str) -> None:
+    """Title, axis labels, tight layout, show and close (so figures never pile up in memory)."""
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    fig.tight_layout()
+    plt.show()
+    plt.close(fig)

@@ -1,0 +1,74 @@
+"""Headline figures: what a notebook reports, machine-readable, each with its definition.
+
+A notebook collects its headline figures in a ``Headlines`` object and saves them to the
+``summary_path`` parameter the report run gives it; the report run merges every notebook's file into
+``reports/<period>/summary.json``. Units: currency, count, percent (0–1), ratio, days.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+UNITS = ("currency", "count", "percent", "ratio", "days", "number")
+
+
+@dataclass
+class Figure:
+    key: str
+    label: str
+    value: float | int | str | None
+    unit: str
+    definition: str
+
+
+@dataclass
+class Headlines:
+    notebook: str
+    currency: str = "USD"
+    figures: list[Figure] = field(default_factory=list)
+
+    def add(self, key: str, value, label: str, definition: str, unit: str = "currency") -> None:
+        """Record one figure; ``value`` NaN/None is stored as null."""
+        if unit not in UNITS:
+            raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+        if value is not None and not isinstance(value, str):
+            value = float(value)
+            if math.isnan(value) or math.isinf(value):
+                value = None
+            elif unit == "count" and value.is_integer():
+                value = int(value)
+        self.figures = [f for f in self.figures if f.key != key]
+        self.figures.append(Figure(key, label, value, unit, definition))
+
+    def get(self, key: str):
+        return next((f.value for f in self.figures if f.key == key), None)
+
+    def to_dict(self) -> dict:
+        return {"notebook": self.notebook, "currency": self.currency,
+                "figures": [asdict(f) for f in self.figures]}
+
+    def save(self, path: str | os.PathLike | None) -> None:
+        """Write to ``path`` atomically; no-op when ``path`` is empty (interactive use)."""
+        if not path:
+            return
+        write_json_atomic(Path(path), self.to_dict())
+
+    def show(self, keys: list[str] | None = None) -> None:
+        """Display the figures as KPI cards."""
+        from helpers.display import cards, fmt_value
+
+        figs = [f for f in self.figures if keys is None or f.key in keys]
+        cards([(f.label, fmt_value(f.value, f.unit, self.currency), "") for f in figs])
+
+
+def write_json_atomic(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, default=str)
+    os.replace(tmp, path)
