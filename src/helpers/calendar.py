@@ -97,7 +97,7 @@ class FiscalCalendar:
         ys = self.year_start(fy)
         qs = self.quarter_start(a)
         ms = a.replace(day=1)
-        ws = a - pd.Timedelta(days=a.dayofweek)
+        ws = a - pd.Timedelta(days=a.day_of_week)
         return {
             "YTD": Window("YTD", ys, a, self.year_end(fy), f"FY{fy}"),
             "QTD": Window("QTD", qs, a, qs + pd.DateOffset(months=3) - pd.Timedelta(days=1), self.quarter_label(a)),
@@ -143,10 +143,11 @@ def month_starts(dates: pd.Series) -> pd.Series:
 
 def period_bounds(period: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     """First and last day of a ``YYYY-MM`` month period."""
-    try:
-        p = pd.Period(period, freq="M")
-    except Exception as exc:  # noqa: BLE001
-        raise ValueError(f"period must look like 2026-10 (year-month), got {period!r}") from exc
+    import re
+
+    if not isinstance(period, str) or not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", period.strip()):
+        raise ValueError(f"period must look like 2026-10 (year-month), got {period!r}")
+    p = pd.Period(period.strip(), freq="M")
     return p.start_time.normalize(), p.end_time.normalize()
 
 

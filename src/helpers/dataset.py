@@ -51,7 +51,12 @@ class Problem:
         return ", ".join(parts)
 
     def __str__(self) -> str:
-        val = "" if self.value is None else f": value {str(self.value)[:60]!r}"
+        v = self.value
+        if isinstance(v, pd.Timestamp):
+            v = v.strftime("%Y-%m-%d") if v == v.normalize() else str(v)
+        elif isinstance(v, float) and v.is_integer():
+            v = int(v)
+        val = "" if v is None else f": value {str(v)[:60]!r}"
         return f"{self.where()}{val} — {self.expected}"
 
 
@@ -424,8 +429,7 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True)
         raise DataValidationError(errors, folder)
     if not strict:
         warnings = errors + warnings
-    for df in typed.values():
-        df.reset_index(drop=True, inplace=True)
+    typed = {k: v.reset_index(drop=True) for k, v in typed.items()}
     return Dataset(folder, config, typed, {k: v for k, v in files.items() if k in typed}, warnings)
 
 

@@ -22,6 +22,9 @@ KINDS = ("id", "str", "date", "datetime", "money", "number", "prob", "bool")
 
 @dataclass(frozen=True)
 class Column:
+    """``required`` columns must be present for the table to load; the others are used by the sections
+    that need them (each section says what it needs when they are absent)."""
+
     name: str
     kind: str
     required: bool = False
@@ -60,13 +63,13 @@ OPPORTUNITIES = Table(
     description="One row per deal (opportunity), open or closed, as it stands on the export date.",
     columns=(
         _c("opportunity_id", "id", True, "Unique id of the deal."),
-        _c("owner", "id", True, "The rep who owns the deal; matches `reps.rep_id` when `reps` is given."),
-        _c("created_date", "date", True, "Day the opportunity was created (counts as pipeline created)."),
-        _c("close_date", "date", True, "Actual close date for closed deals, expected close date for open ones; may be empty for early open deals."),
+        _c("owner", "id", False, "The rep who owns the deal; matches `reps.rep_id` when `reps` is given."),
+        _c("created_date", "date", False, "Day the opportunity was created (counts as pipeline created)."),
+        _c("close_date", "date", False, "Actual close date for closed deals, expected close date for open ones; may be empty for early open deals."),
         _c("stage", "str", True, "Current stage; must be one of the stages in `dataset.yml`."),
-        _c("amount", "money", True, "Deal value in the dataset currency (expected for open, booked for won); empty means unknown."),
-        _c("is_closed", "bool", True, "True once the deal is won or lost."),
-        _c("is_won", "bool", True, "True for won deals (a won deal is always closed)."),
+        _c("amount", "money", False, "Deal value in the dataset currency (expected for open, booked for won); empty means unknown."),
+        _c("is_closed", "bool", False, "True once the deal is won or lost (derived from the stage when absent)."),
+        _c("is_won", "bool", False, "True for won deals; a won deal is always closed (derived from the stage when absent)."),
         _c("account", "str", description="Customer account name or id."),
         _c("segment", "str", description="Customer segment (e.g. SMB, Mid-Market, Enterprise)."),
         _c("region", "str", description="Sales region of the deal."),

@@ -1,0 +1,179 @@
+"""Loading and validation: typed frames, and one error that names file, row, column, value and expectation."""
+
+import hashlib
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from helpers.cli import main as revops
+from helpers.config import ConfigError
+from helpers.dataset import DataValidationError, load
+
+DATASET_YML = """\
+name: tiny
+currency: EUR
+fiscal_year_start_month: 2
+as_of: 2026-10-31
+stages:
+  - {name: Prospecting, probability: 10}
+  - {name: Proposal, probability: 50}
+  - {name: Closed Won, probability: 100}
+  - {name: Closed Lost, probability: 0}
+won_stages: [Closed Won]
+lost_stages: [Closed Lost]
+"""
+
+GOOD_OPPS = """\
+opportunity_id,owner,created_date,close_date,stage,amount,is_closed,is_won,probability,next_step
+O1,r1,2026-01-05,2026-02-01,Closed Won,"1,000.50",yes,yes,100,
+O2,r1,2026-01-05,2026-03-01,Closed Lost,0,true,false,0,
+O3,r2,2026-03-05,2026-12-01,Proposal,2500,no,no,50,Send contract
+O4,r2,2026-03-05,2026-09-30,Prospecting,400,0,0,10,
+"""
+
+
+def make_dataset(tmp_path: Path, files: dict[str, str], yml: str = DATASET_YML) -> Path:
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    (folder / "dataset.yml").write_text(yml)
+    for name, text in files.items():
+        (folder / name).write_text(textwrap.dedent(text))
+    return folder
+
+
+def problems_of(folder) -> list[str]:
+    with pytest.raises(DataValidationError) as exc:
+        load(folder)
+    return [str(p) for p in exc.value.problems]
+
+
+def test_types_are_converted(tmp_path):
+    ds = load(make_dataset(tmp_path, {"opportunities.csv": GOOD_OPPS}))
+    opp = ds.opportunities
+    assert pd.api.types.is_datetime64_any_dtype(opp["created_date"])
+    assert opp["amount"].tolist() == [1000.5, 0.0, 2500.0, 400.0]
+    assert opp["is_won"].tolist() == [True, False, False, False]
+    assert opp["is_closed"].tolist() == [True, True, False, False]
+    # probabilities given as 0-100 are normalised to 0-1
+    assert opp["probability"].tolist() == [1.0, 0.0, 0.5, 0.1]
+    assert ds.config.probabilities == {"Prospecting": 0.1, "Proposal": 0.5, "Closed Won": 1.0, "Closed Lost": 0.0}
+    assert ds.config.currency == "EUR" and ds.config.open_stages == ["Prospecting", "Proposal"]
+    assert ds.as_of == pd.Timestamp("2026-10-31")
+
+
+def test_warnings_for_what_a_report_can_live_with(tmp_path):
+    ds = load(make_dataset(tmp_path, {"opportunities.csv": GOOD_OPPS}))
+    got = sorted(str(w) for w in ds.warnings)
+    assert got == sorted([
+        "opportunities.csv, row 2 (line 3), column 'amount': value '0' — amount is zero",
+        "opportunities.csv, row 4 (line 5), column 'close_date': value '2026-09-30' — open deal "
+        "with a close date before the as-of date 2026-10-31 (past due)",
+        "opportunities.csv, row 4 (line 5), column 'next_step' — open deal with no next step",
+    ])
+
+
+def test_every_rule_is_reported_at_once_with_file_row_column_value(tmp_path):
+    opps = """\
+    opportunity_id,owner,created_date,close_date,stage,amount,is_closed,is_won
+    O1,r1,2026-01-05,2026-02-01,Closed Won,100,yes,yes
+    O2,r1,2026-01-05,2025-12-01,Closed Lost,-5,true,false
+    O1,r2,2026-13-05,2026-12-01,Prospectin,100,false,true
+    O4,r2,2026-03-05,2026-10-01,Proposal,abc,no,no
+    """
+    acts = """\
+    activity_id,owner,type,occurred_at,opportunity_id
+    A1,r1,call,2026-01-01 10:00,O1
+    A2,r1,call,2026-01-01 10:00,O9
+    """
+    hist = """\
+    opportunity_id,changed_at,stage
+    O1,2026-01-05,Prospecting
+    O7,2026-01-06,Proposal
+    """
+    got = problems_of(make_dataset(tmp_path, {"opportunities.csv": opps, "activities.csv": acts,
+                                              "opportunity_history.csv": hist}))
+    expected = [
+        "opportunities.csv, row 3 (line 4), column 'created_date': value '2026-13-05' — expected a date such as 2026-10-31",
+        "opportunities.csv, row 2 (line 3), column 'amount': value '-5' — expected an amount of 0 or more",
+        "opportunities.csv, row 4 (line 5), column 'amount': value 'abc' — expected a number",
+        "opportunities.csv, row 3 (line 4), column 'opportunity_id': value 'O1' — expected a unique id; row 1 has the same id",
+        "opportunities.csv, row 3 (line 4), column 'stage': value 'Prospectin' — expected a stage listed in "
+        "dataset.yml; did you mean 'Prospecting'? (stages: Prospecting, Proposal, Closed Won, Closed Lost)",
+        "opportunities.csv, row 2 (line 3), column 'close_date': value '2025-12-01' — expected a close "
+        "date on or after created_date 2026-01-05",
+        "opportunities.csv, row 3 (line 4), column 'is_closed': value 'False' — expected is_closed = true for a won "
+        "deal (is_won is true)",
+        "opportunity_history.csv, row 2 (line 3), column 'opportunity_id': value 'O7' — expected an opportunity_id "
+        "that exists in opportunities.csv",
+        "activities.csv, row 2 (line 3), column 'opportunity_id': value 'O9' — expected an opportunity_id that "
+        "exists in opportunities.csv",
+    ]
+    assert sorted(got) == sorted(expected)
+
+
+def test_missing_required_column_suggests_the_closest_name(tmp_path):
+    opps = "opportunity_id,owner,stage_name,amount\nO1,r1,Closed Won,5\n"
+    got = problems_of(make_dataset(tmp_path, {"opportunities.csv": opps}))
+    assert got == ["opportunities.csv, column 'stage' — required column is missing; did you mean 'stage_name'?"]
+
+
+def test_status_is_derived_from_stage_when_the_export_has_no_flags(tmp_path):
+    opps = "opportunity_id,stage\nO1,Closed Won\nO2,Closed Lost\nO3,Proposal\n"
+    ds = load(make_dataset(tmp_path, {"opportunities.csv": opps}))
+    assert ds.opportunities["is_won"].tolist() == [True, False, False]
+    assert ds.opportunities["is_closed"].tolist() == [True, True, False]
+    assert ds.missing("opportunities", "amount", section="Deal size") == (
+        "Deal size needs column(s) amount in the `opportunities` table; dataset 'tiny' does not provide them.")
+    assert ds.missing("activities") == "This section needs the `activities` table; dataset 'tiny' has none."
+    assert ds.missing("opportunities", "stage") is None
+
+
+def test_parquet_and_excel_load_like_csv(tmp_path):
+    csv_ds = load(make_dataset(tmp_path, {"opportunities.csv": GOOD_OPPS}))
+    raw = pd.read_csv(tmp_path / "ds" / "opportunities.csv", dtype=str)
+    for ext in ("parquet", "xlsx"):
+        folder = tmp_path / ext
+        folder.mkdir()
+        (folder / "dataset.yml").write_text(DATASET_YML)
+        if ext == "parquet":
+            raw.to_parquet(folder / "opportunities.parquet")
+        else:
+            raw.to_excel(folder / "opportunities.xlsx", index=False)
+        other = load(folder)
+        pd.testing.assert_frame_equal(other.opportunities, csv_ds.opportunities, check_dtype=False)
+
+
+def test_bad_dataset_yml_is_one_clear_error(tmp_path):
+    yml = "stages: [A, B]\nwon_stages: [Won]\nfiscal_year_start_month: 13\n"
+    with pytest.raises(ConfigError) as exc:
+        load(make_dataset(tmp_path, {"opportunities.csv": GOOD_OPPS}, yml=yml))
+    msg = str(exc.value)
+    assert "dataset.yml has 3 problem(s)" in msg
+    assert "fiscal_year_start_month: expected a whole number 1..12, got 13" in msg
+    assert "won_stages: 'Won' is not one of the stages (A, B)" in msg
+    assert "lost_stages: expected at least one stage name" in msg
+
+
+def test_validate_command_exit_codes_and_inputs_untouched(tmp_path, capsys):
+    folder = make_dataset(tmp_path, {"opportunities.csv": GOOD_OPPS})
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    assert revops(["validate", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "is valid — opportunities: 4 rows" in out and "3 warning(s)" in out
+    (folder / "opportunities.csv").write_text(GOOD_OPPS.replace("2500", "-2500"))
+    before["opportunities.csv"] = hashlib.sha256((folder / "opportunities.csv").read_bytes()).hexdigest()
+    assert revops(["validate", str(folder)]) == 1
+    assert "row 3 (line 4), column 'amount': value '-2500' — expected an amount of 0 or more" in capsys.readouterr().out
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    assert after == before
+
+
+def test_long_error_lists_are_grouped_but_every_problem_is_kept(tmp_path):
+    rows = "\n".join(f"O{i},r1,2026-01-05,2026-02-01,Closed Won,-1,yes,yes" for i in range(50))
+    opps = "opportunity_id,owner,created_date,close_date,stage,amount,is_closed,is_won\n" + rows + "\n"
+    with pytest.raises(DataValidationError) as exc:
+        load(make_dataset(tmp_path, {"opportunities.csv": opps}))
+    assert len(exc.value.problems) == 50
+    assert "… and 30 more in opportunities.csv" in str(exc.value)

@@ -1,0 +1,39 @@
+"""The project's setup files stay in step: environment.yml delegates to pyproject.toml."""
+
+import tomllib
+
+import yaml
+from conftest import ROOT
+
+
+def test_environment_yml_delegates_to_pyproject():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = env["dependencies"]
+    python = next(d for d in deps if isinstance(d, str) and d.startswith("python"))
+    pip_section = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
+    # the Python pin is the floor that pyproject requires
+    assert project["requires-python"] == ">=" + python.split("=")[1]
+    # conda installs nothing of its own: pip installs the project with its dev extras
+    assert pip_section == ["-e .[dev]"]
+    assert [d for d in deps if isinstance(d, str)] == [python, "pip"]
+
+
+def test_readme_has_the_two_commands_and_ci_runs_the_test_one():
+    readme = (ROOT / "README.md").read_text()
+    assert "make monthly-report" in readme and "make test" in readme
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci
+
+
+def test_notebooks_are_stored_without_outputs():
+    import nbformat
+
+    for nb_path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(nb_path, as_version=4)
+        assert nb.metadata.get("kernelspec", {}).get("name") == "python3", nb_path.name
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, f"{nb_path.name} has outputs"
+        tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1, f"{nb_path.name} needs exactly one cell tagged 'parameters'"
