@@ -19,7 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (revops-notebooks)" >/dev/null
-	-@git config filter.nbstripout.clean >/dev/null 2>&1 || $(BIN)/nbstripout --install --attributes .gitattributes 2>/dev/null || true
+	-@if [ -d .git ]; then git config filter.nbstripout.clean '.venv/bin/nbstripout'; \
+	  git config filter.nbstripout.smudge cat; git config diff.ipynb.textconv '.venv/bin/nbstripout -t'; fi
 	@touch $@
 
 venv: $(VENV)/.installed ## create .venv from pyproject.toml and register the Jupyter kernel
