@@ -1,0 +1,654 @@
+"""The monthly report run: papermill (in-process) executes the notebooks, nbconvert turns them into
+self-contained HTML, and the pack lands in ``reports/<period>/`` only when it is complete.
+
+Pieces, each usable alone:
+
+- ``execute(notebook, output, parameters)`` — papermill's Python API; a failing cell raises
+  ``NotebookFailed`` (notebook, cell index, ename, evalue) and the partial executed notebook stays at
+  ``output``.
+- ``to_html(nb_or_path, html_path, title)`` — HTML with no code, no prompts, no stderr, no tracebacks,
+  no widget state, images embedded, no script/font from anywhere (template ``templates/revops``: the
+  ``basic`` cell markup plus ``templates/report.css`` inlined).
+- ``run_notebooks(jobs, out_dir, jobs_n)`` — the generic parallel runner (threads; each notebook runs in
+  its own kernel process, so threads are enough) used by the monthly pack and the review packs.
+- ``cli_monthly(args)`` — ``revops report monthly``.
+
+Email charts: for each executed notebook the run saves one chart PNG to ``charts/<notebook>.png`` —
+the first image output of a cell tagged ``email-chart``, else the notebook's first image — and records
+it in ``summary.json`` (``notebooks[].chart``); ``helpers.mail`` embeds the first two.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK_DIR = ROOT / "notebooks"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+MONTHLY_NOTEBOOKS = ("quota_setting", "pipeline_health", "win_loss_review")
+SKIPPED_NOTEBOOKS = ("quota_whatif",)  # interactive only
+REMOVE_TAGS = ("remove-cell", "remove_cell", "injected-parameters", "parameters", "papermill-error-cell-tag")
+EMAIL_CHART_TAG = "email-chart"
+WIDGET_MIMES = ("application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json")
+
+
+# --------------------------------------------------------------------------------------------------
+# execute
+# --------------------------------------------------------------------------------------------------
+class NotebookFailed(RuntimeError):
+    """A notebook cell raised. ``cell_index`` is the 0-based index in the executed notebook (the
+    injected-parameters cell counts); the partial executed notebook is at ``output``."""
+
+    def __init__(self, notebook, cell_index: int | None, ename: str, evalue: str, output=None,
+                 source: str = ""):
+        self.notebook = str(notebook)
+        self.cell_index = cell_index
+        self.ename = ename
+        self.evalue = evalue
+        self.output = str(output) if output else None
+        self.source = source
+        first = source.strip().splitlines()[0][:80] if source.strip() else ""
+        where = f"cell {cell_index}" if cell_index is not None else "before the first cell"
+        msg = f"{Path(self.notebook).name} failed at {where}: {ename}: {evalue}"
+        if first:
+            msg += f"\n    in: {first}"
+        if self.output:
+            msg += f"\n    partial executed notebook: {self.output}"
+        super().__init__(msg)
+
+    @property
+    def short(self) -> str:
+        where = f"cell {self.cell_index}" if self.cell_index is not None else "kernel start"
+        return f"{where}: {self.ename}: {self.evalue}"[:160]
+
+
+def _quiet_kernel_logs() -> None:
+    # ipykernel/jupyter_client chatter ("running over TCP without encryption") is not for readers.
+    for name in ("papermill", "traitlets", "jupyter_client", "nbclient"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def execute(notebook, output, parameters: dict | None = None, cwd=None, kernel_name: str = "python3",
+            timeout: int | None = None):
+    """Run ``notebook`` with papermill into ``output`` and return the executed ``NotebookNode``.
+
+    ``cwd`` is the kernel's working directory (default: the notebook's folder). It is given to the
+    kernel, not ``os.chdir``-ed, so runs in parallel threads do not disturb each other.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    _quiet_kernel_logs()
+    notebook, output = Path(notebook), Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    run_dir = str(Path(cwd) if cwd else notebook.resolve().parent)
+    try:
+        return papermill.execute_notebook(
+            str(notebook), str(output), parameters=parameters or {}, kernel_name=kernel_name,
+            progress_bar=False, log_output=False, request_save_on_cell_execute=True,
+            execution_timeout=timeout, resources={"metadata": {"path": run_dir}},
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no "running over TCP" banner
+        )
+    except PapermillExecutionError as exc:
+        raise NotebookFailed(notebook, exc.cell_index, exc.ename, exc.evalue, output, exc.source or "") from exc
+    except Exception as exc:  # kernel died, dead kernel start, bad notebook file…
+        if isinstance(exc, NotebookFailed):
+            raise
+        raise NotebookFailed(notebook, None, type(exc).__name__, str(exc).strip()[:500], output) from exc
+
+
+# --------------------------------------------------------------------------------------------------
+# HTML
+# --------------------------------------------------------------------------------------------------
+def report_css() -> str:
+    return (TEMPLATES / "report.css").read_text(encoding="utf-8")
+
+
+def clean_for_report(nb):
+    """A copy of ``nb`` fit for readers: cells tagged ``remove-cell`` (and the parameters cells)
+    dropped; stderr streams, errors and widget views removed; empty code cells dropped;
+    ``metadata.widgets`` removed."""
+    nb = copy.deepcopy(nb)
+    nb.metadata.pop("widgets", None)
+    cells = []
+    for cell in nb.cells:
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        if tags & set(REMOVE_TAGS):
+            continue
+        if cell.cell_type == "code":
+            outs = []
+            for out in cell.get("outputs", []):
+                if out.output_type == "error" or (out.output_type == "stream" and out.get("name") == "stderr"):
+                    continue
+                if out.output_type in ("display_data", "execute_result"):
+                    data = out.get("data", {})
+                    for mime in WIDGET_MIMES:
+                        data.pop(mime, None)
+                    if not (set(data) - {"text/plain"}) and _is_object_repr(data.get("text/plain", "")):
+                        continue  # e.g. a widget's "VBox(children=…)" or "<Figure size …>"
+                    if not data:
+                        continue
+                outs.append(out)
+            cell.outputs = outs
+            if not outs:
+                continue
+        elif cell.cell_type == "markdown" and not cell.source.strip():
+            continue
+        cells.append(cell)
+    nb.cells = cells
+    return nb
+
+
+_REPR = re.compile(r"^\s*(<[\w.]+[^>]*>|\w+\(.*\))\s*$", re.S)
+
+
+def _is_object_repr(text) -> bool:
+    text = "".join(text) if isinstance(text, list) else str(text)
+    return bool(_REPR.match(text)) and ("Figure" in text or "(" in text and text.strip().endswith(")"))
+
+
+_STYLE = re.compile(r"<style[^>]*>.*?</style>", re.S)
+
+
+def _dedupe_styles(html: str) -> str:
+    """Keep the first copy of each identical ``<style>`` block (helpers.display repeats its CSS with
+    every table)."""
+    seen: set[str] = set()
+
+    def keep_first(m):
+        block = m.group(0)
+        if block in seen:
+            return ""
+        seen.add(block)
+        return block
+
+    return _STYLE.sub(keep_first, html)
+
+
+def _exporter():
+    from nbconvert import HTMLExporter
+
+    exp = HTMLExporter(template_name="revops", extra_template_basedirs=[str(TEMPLATES)])
+    exp.exclude_input = True
+    exp.exclude_input_prompt = True
+    exp.exclude_output_prompt = True
+    exp.exclude_anchor_links = True
+    exp.embed_images = True
+    return exp
+
+
+def render_html(nb, title: str | None = None, footer: str = "") -> str:
+    """The self-contained HTML text of notebook node ``nb`` (see ``clean_for_report``)."""
+    nb = clean_for_report(nb)
+    name = title or nb.metadata.get("title") or "Report"
+    resources = {"revops": {"title": name, "css": report_css(), "footer": footer},
+                 "metadata": {"name": name}}
+    body, _ = _exporter().from_notebook_node(nb, resources=resources)
+    return _dedupe_styles(body)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write via a temporary file in the same folder and rename; permissions follow the umask."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+    return path
+
+
+def to_html(executed_nb_or_path, html_path, title: str | None = None, footer: str = "") -> Path:
+    """Write the reader's HTML of an executed notebook (node or path) to ``html_path`` atomically."""
+    nb = executed_nb_or_path
+    if isinstance(nb, (str, os.PathLike)):
+        nb = nbformat.read(str(nb), as_version=4)
+    return write_text_atomic(Path(html_path), render_html(nb, title, footer))
+
+
+def first_chart(nb, tag: str = EMAIL_CHART_TAG) -> bytes | None:
+    """PNG bytes of the first image output in a cell tagged ``tag``, else of the first image at all."""
+    def images(cells):
+        for cell in cells:
+            for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+                png = out.get("data", {}).get("image/png")
+                if png:
+                    yield base64.b64decode("".join(png) if isinstance(png, list) else png)
+
+    tagged = [c for c in nb.cells if tag in c.get("metadata", {}).get("tags", [])]
+    return next(images(tagged), None) or next(images(nb.cells), None)
+
+
+# --------------------------------------------------------------------------------------------------
+# the generic runner
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class NotebookJob:
+    """One notebook run: ``name`` names the outputs (``<name>.ipynb``, ``<name>.html``)."""
+
+    name: str
+    notebook: Path
+    parameters: dict = field(default_factory=dict)
+    title: str | None = None
+    subdir: str = ""  # outputs go to out_dir/subdir
+
+
+@dataclass
+class JobResult:
+    name: str
+    status: str  # "ok" or "failed"
+    seconds: float
+    executed: Path | None = None
+    html: Path | None = None
+    error: NotebookFailed | None = None
+    chart: bytes | None = None
+    title: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def _title_of(nb, fallback: str) -> str:
+    """The first markdown or output heading ``# …`` of the executed notebook, else ``fallback``."""
+    for cell in nb.cells:
+        texts = [cell.source] if cell.cell_type == "markdown" else [
+            "".join(o.get("data", {}).get("text/markdown", "")) for o in cell.get("outputs", [])]
+        for text in texts:
+            m = re.search(r"^#\s+(.+)$", text or "", re.M)
+            if m:
+                return m.group(1).strip().replace("**", "")
+    return fallback
+
+
+def run_one(job: NotebookJob, out_dir: Path, footer: str = "") -> JobResult:
+    """Execute ``job`` into ``out_dir`` and convert it to HTML; never raises for a notebook failure."""
+    target = Path(out_dir) / job.subdir
+    executed = target / f"{job.name}.ipynb"
+    t0 = time.perf_counter()
+    try:
+        nb = execute(job.notebook, executed, job.parameters)
+        title = job.title or _title_of(nb, job.name.replace("_", " ").title())
+        html = to_html(nb, target / f"{job.name}.html", title=title, footer=footer)
+        return JobResult(job.name, "ok", time.perf_counter() - t0, executed, html, None, first_chart(nb), title)
+    except NotebookFailed as exc:
+        return JobResult(job.name, "failed", time.perf_counter() - t0,
+                         executed if executed.exists() else None, None, exc)
+
+
+def run_notebooks(jobs: list[NotebookJob], out_dir, jobs_n: int | None = None,
+                  progress: Callable[[str], None] | None = print, footer: str = "") -> list[JobResult]:
+    """Run ``jobs`` ``jobs_n`` at a time (default: number of cores), each in its own kernel; a failure
+    does not stop the others. Prints one progress line per notebook start and end. Results come back
+    in the order of ``jobs``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n = max(1, min(jobs_n or os.cpu_count() or 1, len(jobs) or 1))
+    lock = threading.Lock()
+    width = max((len(j.name) for j in jobs), default=10)
+
+    def say(text):
+        if progress:
+            with lock:
+                progress(text)
+
+    def work(i_job):
+        i, job = i_job
+        say(f"[{i + 1}/{len(jobs)}] {job.name:<{width}}  running…")
+        res = run_one(job, out_dir, footer)
+        if res.ok:
+            say(f"[{i + 1}/{len(jobs)}] {job.name:<{width}}  done in {res.seconds:.1f}s")
+        else:
+            say(f"[{i + 1}/{len(jobs)}] {job.name:<{width}}  FAILED after {res.seconds:.1f}s — {res.error.short}")
+        return res
+
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="notebook") as pool:
+        return list(pool.map(work, enumerate(jobs)))
+
+
+def results_table(results: list[JobResult], relative_to: Path | None = None) -> str:
+    """The final table: notebook, status, seconds, output."""
+    def rel(p):
+        if p is None:
+            return "-"
+        try:
+            return str(Path(p).relative_to(relative_to)) if relative_to else str(p)
+        except ValueError:
+            return str(p)
+
+    rows = [("notebook", "status", "seconds", "output")]
+    for r in results:
+        out = rel(r.html) if r.ok else f"{rel(r.executed)}  ({r.error.short})"
+        rows.append((r.name, r.status, f"{r.seconds:.1f}", out))
+    w = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [f"{a:<{w[0]}}  {b:<{w[1]}}  {c:>{w[2]}}  {d}" for a, b, c, d in rows]
+    lines.insert(1, "-" * max(len(x) for x in lines))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# monthly pack
+# --------------------------------------------------------------------------------------------------
+class ReportError(ValueError):
+    """Bad parameters for a report run, found before any kernel starts."""
+
+
+@dataclass
+class RunParameters:
+    dataset: Path
+    period: str
+    as_of: str
+    dataset_name: str
+    currency: str
+    fingerprint: str
+    notebooks: list[Path]
+
+
+def find_notebooks(names: list[str] | None = None, folder: Path = NOTEBOOK_DIR) -> list[Path]:
+    """The monthly notebooks that exist (in pack order), or the named ones (name, file or path)."""
+    if not names:
+        return [folder / f"{n}.ipynb" for n in MONTHLY_NOTEBOOKS if (folder / f"{n}.ipynb").exists()]
+    out = []
+    for n in names:
+        p = Path(n)
+        cands = [p, folder / p, folder / f"{n}.ipynb"] if p.suffix == ".ipynb" or "/" in n else [folder / f"{n}.ipynb"]
+        found = next((c for c in cands if c.exists()), None)
+        if found is None:
+            known = ", ".join(x.stem for x in sorted(folder.glob("*.ipynb"))) or "none"
+            raise ReportError(f"notebook {n!r} not found (notebooks in {folder}: {known})")
+        out.append(found.resolve())
+    return out
+
+
+def validate_parameters(dataset, period: str | None, as_of: str | None,
+                        notebooks: list[str] | None = None, today=None) -> RunParameters:
+    """Check everything a kernel would trip on, before any kernel starts; ``ReportError`` says what."""
+    import pandas as pd
+
+    from helpers.calendar import last_complete_month, period_bounds
+    from helpers.dataset import DataValidationError, load
+
+    paths = find_notebooks(notebooks)
+    if not paths:
+        raise ReportError(f"no report notebooks found in {NOTEBOOK_DIR} (expected any of "
+                          f"{', '.join(n + '.ipynb' for n in MONTHLY_NOTEBOOKS)})")
+    folder = Path(dataset).expanduser()
+    if not folder.is_absolute() and not folder.exists() and (ROOT / folder).exists():
+        folder = ROOT / folder
+    folder = folder.resolve()
+    try:
+        ds = load(folder)
+    except DataValidationError as exc:
+        raise ReportError(f"the dataset does not load, so no notebook was started:\n{exc}") from exc
+    except (FileNotFoundError, ValueError) as exc:
+        raise ReportError(f"the dataset does not load, so no notebook was started: {exc}") from exc
+    period = period or last_complete_month(today)
+    try:
+        start, end = period_bounds(period)
+    except ValueError as exc:
+        raise ReportError(f"--period: {exc}") from exc
+    period = start.strftime("%Y-%m")
+    opp = ds.tables["opportunities"]
+    first = opp["created_date"].min() if "created_date" in opp else pd.NaT
+    data_asof = ds.as_of
+    if as_of:
+        try:
+            a = pd.Timestamp(as_of).normalize()
+        except (ValueError, TypeError) as exc:
+            raise ReportError(f"--as-of must be a date such as 2026-10-31, got {as_of!r}") from exc
+        if not start <= a <= end:
+            raise ReportError(f"--as-of {a:%Y-%m-%d} is outside the period {period} "
+                              f"({start:%Y-%m-%d} .. {end:%Y-%m-%d})")
+    else:
+        a = min(end, data_asof)
+    if a > data_asof:
+        raise ReportError(f"--as-of {a:%Y-%m-%d} is after the data's as-of date {data_asof:%Y-%m-%d} "
+                          f"(dataset {folder})")
+    if a < start:
+        raise ReportError(f"period {period} starts after the data's as-of date {data_asof:%Y-%m-%d}; "
+                          f"pass --period {data_asof:%Y-%m} or earlier")
+    if pd.notna(first) and a < first:
+        raise ReportError(f"period {period} (as of {a:%Y-%m-%d}) is before the first opportunity in the data; "
+                          f"the data covers {first:%Y-%m-%d} .. {data_asof:%Y-%m-%d}")
+    return RunParameters(folder, period, a.strftime("%Y-%m-%d"), ds.config.name, ds.config.currency,
+                         ds.fingerprint(), paths)
+
+
+def previous_period(period: str) -> str:
+    import pandas as pd
+
+    return (pd.Period(period, freq="M") - 1).strftime("%Y-%m")
+
+
+def read_summary(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def figure_change(fig: dict, prev: dict | None) -> dict | None:
+    """Change of one figure against the same key last period: ``delta`` = now − before (percentage
+    points for percent units), ``pct`` = delta ÷ |before| (not for percent units)."""
+    if not prev:
+        return None
+    before = prev.get("value")
+    now = fig.get("value")
+    if not isinstance(now, (int, float)) or not isinstance(before, (int, float)):
+        return None
+    delta = now - before
+    pct = None if fig.get("unit") == "percent" or before == 0 else delta / abs(before)
+    return {"previous": before, "delta": delta, "pct": pct}
+
+
+def fmt_change(fig: dict, change: dict | None, currency: str) -> tuple[str, str]:
+    """(text, css class) for a change: ``+$12,000 (+4.1%)``, ``+2.3 pts``, ``no change``."""
+    from helpers.display import fmt_value
+
+    if not change:
+        return "", "flat"
+    d = change["delta"]
+    if abs(d) < 1e-12:
+        return "no change", "flat"
+    sign = "+" if d > 0 else "−"
+    unit = fig.get("unit")
+    if unit == "percent":
+        text = f"{sign}{abs(d) * 100:,.1f} pts"
+    else:
+        text = sign + fmt_value(abs(d), unit, currency)
+        if change.get("pct") is not None:
+            text += f" ({sign}{abs(change['pct']) * 100:,.1f}%)"
+    return text, "up" if d > 0 else "down"
+
+
+def build_summary(params: RunParameters, results: list[JobResult], summaries_dir: Path, prev: dict | None,
+                  started: float, charts: dict[str, str]) -> dict:
+    prev_figs = {}
+    for nb in (prev or {}).get("notebooks", []):
+        for f in nb.get("figures", []):
+            prev_figs[(nb.get("name"), f.get("key"))] = f
+    notebooks = []
+    for r in results:
+        data = read_summary(summaries_dir / f"{r.name}.json") or {}
+        figs = []
+        for f in data.get("figures", []):
+            f = dict(f)
+            f["change"] = figure_change(f, prev_figs.get((r.name, f["key"])))
+            figs.append(f)
+        notebooks.append({
+            "name": r.name, "title": r.title or r.name, "status": r.status,
+            "html": r.html.name if r.html else None, "executed": f"{r.name}.ipynb",
+            "seconds": round(r.seconds, 2), "chart": charts.get(r.name),
+            "currency": data.get("currency", params.currency), "figures": figs,
+            "error": None if r.ok else {"cell_index": r.error.cell_index, "ename": r.error.ename,
+                                        "evalue": r.error.evalue},
+        })
+    return {
+        "period": params.period,
+        "as_of": params.as_of,
+        "parameters": {"dataset": str(params.dataset), "period": params.period, "as_of": params.as_of,
+                       "report_mode": True, "notebooks": [p.stem for p in params.notebooks]},
+        "dataset": {"path": str(params.dataset), "name": params.dataset_name, "currency": params.currency,
+                    "fingerprint": {"algorithm": "sha256", "value": params.fingerprint}},
+        "previous_period": {"period": prev.get("period"), "fingerprint": prev.get("dataset", {}).get(
+            "fingerprint", {}).get("value")} if prev else None,
+        "notebooks": notebooks,
+        "timings": {"total_seconds": round(time.perf_counter() - started, 2),
+                    **{r.name: round(r.seconds, 2) for r in results}},
+        "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def render_template(name: str, **context) -> str:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]),
+                             trim_blocks=True, lstrip_blocks=True)
+    return env.get_template(name).render(**context)
+
+
+def figure_rows(summary: dict, nb: dict) -> list[dict]:
+    """Formatted headline rows of one notebook entry of ``summary.json``: label, value, change."""
+    from helpers.display import fmt_value
+
+    cur = nb.get("currency") or summary.get("dataset", {}).get("currency", "USD")
+    rows = []
+    for f in nb.get("figures", []):
+        change, cls = fmt_change(f, f.get("change"), cur)
+        rows.append({"key": f["key"], "label": f["label"], "value": fmt_value(f["value"], f["unit"], cur),
+                     "change": change, "cls": cls, "definition": f.get("definition", "")})
+    return rows
+
+
+def render_index(summary: dict) -> str:
+    packs = [{**nb, "rows": figure_rows(summary, nb)} for nb in summary["notebooks"]]
+    return _dedupe_styles(render_template("index.html.j2", s=summary, packs=packs, css=report_css()))
+
+
+def _save_charts(results: list[JobResult], build: Path) -> dict[str, str]:
+    charts = {}
+    for r in results:
+        if r.ok and r.chart:
+            p = build / "charts" / f"{r.name}.png"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(r.chart)
+            charts[r.name] = f"charts/{r.name}.png"
+    return charts
+
+
+def _publish(build: Path, target: Path) -> None:
+    """Swap the complete ``build`` folder into ``target``; sub-folders of the old target that the
+    build does not make (e.g. ``reviews/``) and the leadership email are carried over."""
+    if target.exists():
+        for entry in target.iterdir():
+            if (entry.is_dir() and entry.name != "charts") and not (build / entry.name).exists():
+                shutil.move(str(entry), str(build / entry.name))
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(build, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(build, target)
+
+
+def run_monthly(dataset="data/sample", period: str | None = None, as_of: str | None = None,
+                out="reports", notebooks: list[str] | None = None, jobs_n: int | None = None,
+                progress: Callable[[str], None] | None = print) -> tuple[int, Path, list[JobResult]]:
+    """Run the monthly pack. Returns (exit code, folder written, results). Raises ``ReportError`` for
+    bad parameters (no kernel started)."""
+    started = time.perf_counter()
+    params = validate_parameters(dataset, period, as_of, notebooks)
+    out_root = Path(out).resolve()
+    out_root.mkdir(parents=True, exist_ok=True)
+    target = out_root / params.period
+    build = Path(tempfile.mkdtemp(dir=out_root, prefix=f".{params.period}.building-"))
+    os.chmod(build, 0o777 & ~_umask())
+    summaries = build / "summaries"
+    footer = (f"{params.dataset_name} · period {params.period} · data as of {params.as_of} · "
+              f"data fingerprint sha256:{params.fingerprint[:12]}")
+    if progress:
+        progress(f"Monthly report {params.period} (as of {params.as_of}) on {params.dataset} — "
+                 f"{len(params.notebooks)} notebook(s)")
+    jobs = []
+    for nb in params.notebooks:
+        extra = build / "files" / nb.stem
+        jobs.append(NotebookJob(nb.stem, nb, {
+            "dataset": str(params.dataset), "period": params.period, "as_of": params.as_of,
+            "report_mode": True, "summary_path": str(summaries / f"{nb.stem}.json"), "output_dir": str(extra),
+        }))
+    try:
+        results = run_notebooks(jobs, build, jobs_n, progress, footer)
+        charts = _save_charts(results, build)
+        prev = read_summary(out_root / previous_period(params.period) / "summary.json")
+        summary = build_summary(params, results, summaries, prev, started, charts)
+        write_text_atomic(build / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str))
+        write_text_atomic(build / "index.html", render_index(summary))
+        shutil.rmtree(summaries, ignore_errors=True)  # merged into summary.json
+        extras = build / "files"
+        if extras.exists() and not any(p.is_file() for p in extras.rglob("*")):
+            shutil.rmtree(extras)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    if all(r.ok for r in results):
+        _publish(build, target)
+        written, code = target, 0
+    else:
+        failed = out_root / f"{params.period}.failed"
+        shutil.rmtree(failed, ignore_errors=True)
+        os.replace(build, failed)
+        written, code = failed, 1
+    for r in results:  # paths now point into the folder that was kept
+        for attr in ("executed", "html"):
+            p = getattr(r, attr)
+            if p is not None:
+                setattr(r, attr, written / Path(p).relative_to(build))
+    return code, written, results
+
+
+def cli_monthly(args) -> int:
+    """``revops report monthly``."""
+    try:
+        code, written, results = run_monthly(args.dataset, args.period, args.as_of, args.out, args.notebooks,
+                                             args.jobs)
+    except ReportError as exc:
+        print(f"revops report monthly: {exc}", file=sys.stderr)
+        return 2
+    print()
+    print(results_table(results, written))
+    print()
+    if code == 0:
+        print(f"Reports in {written}/ (index.html, summary.json)")
+    else:
+        for r in results:
+            if not r.ok:
+                print(f"FAILED {r.error}", file=sys.stderr)
+        print(f"Nothing published: {sum(not r.ok for r in results)} notebook(s) failed. Debugging output "
+              f"(executed notebooks, the other reports) in {written}/; the previous good reports of that "
+              "period, if any, are untouched.", file=sys.stderr)
+    return code
