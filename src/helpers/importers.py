@@ -1,0 +1,623 @@
+"""Import CRM exports into a dataset folder, driven by a mapping profile (YAML).
+
+A profile (``helpers/profiles/<name>.yml``, or a user's edited copy given by path) lists the kinds of
+export file it knows (``exports``). For each kind it says which headers identify such a file
+(``detect``), which canonical table it feeds, and which source column feeds each canonical column
+(``columns``: a header, or a list of headers meaning "the first non-empty one, row by row"). It also
+maps stage names (``stage_map``), won/lost status values (``status``), other values (``values``),
+date formats (``date_formats``) and carries the ``dataset.yml`` content (``dataset``). Headers are
+matched ignoring case and repeated spaces. docs/data-contract.md documents every key.
+
+``import_files(profile, files, to)`` reads the files (never writes them), maps them, and writes one
+canonical CSV per table plus ``dataset.yml`` (with a ``source:`` block: profile, files, sha256) into a
+temporary folder next to ``to``, then renames it into place. Rows keep their order, so row *i* of a
+canonical table is data row *i* of its export and the messages of ``helpers.dataset.load`` point at
+the export's rows. Values that cannot be converted are written as found, so that validation reports
+them with file, row and column instead of the import silently dropping them.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import hashlib
+import io
+import re
+import shutil
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from helpers.config import ConfigError, parse_config
+from helpers.schema import TABLES
+
+PROFILES_DIR = Path(__file__).with_name("profiles")
+BUILTIN_PROFILES = ("salesforce", "hubspot", "pipedrive", "maven_crm")
+# Status columns derive is_won / is_closed, so a profile need not map them.
+DERIVABLE = {"is_won", "is_closed"}
+TRUE_WORDS = {"true", "t", "yes", "y", "1", "1.0", "checked", "x"}
+FALSE_WORDS = {"false", "f", "no", "n", "0", "0.0", "unchecked"}
+EXPORT_KEYS = {
+    "name", "table", "detect", "reject_if", "columns", "extra_columns", "required", "values",
+    "status", "joins", "history_from_columns", "currency", "ignore", "description",
+}
+PROFILE_KEYS = {"name", "description", "sources", "date_formats", "decimal", "stage_map", "dataset", "exports"}
+
+
+class ImportProblem(ValueError):
+    """An export cannot be imported with the profile; the message says which file, column and why."""
+
+
+class ProfileError(ValueError):
+    """A mapping profile is missing or malformed."""
+
+
+# --------------------------------------------------------------------------------------------------
+# profiles
+# --------------------------------------------------------------------------------------------------
+def profile_path(profile: str | Path) -> Path:
+    """A built-in profile name (``salesforce``) or the path of a YAML file."""
+    p = Path(profile)
+    if p.suffix.lower() in (".yml", ".yaml") or p.exists():
+        if not p.is_file():
+            raise ProfileError(f"{p}: profile file not found")
+        return p
+    builtin = PROFILES_DIR / f"{profile}.yml"
+    if not builtin.is_file():
+        names = sorted(x.stem for x in PROFILES_DIR.glob("*.yml"))
+        hint = difflib.get_close_matches(str(profile), names, n=1)
+        raise ProfileError(f"unknown profile {str(profile)!r}"
+                           + (f"; did you mean {hint[0]!r}?" if hint else "")
+                           + f" Built-in profiles: {', '.join(names)}; or give the path of a YAML profile.")
+    return builtin
+
+
+def load_profile(profile: str | Path) -> dict:
+    """Read and check a profile; raise ProfileError listing every problem."""
+    path = profile_path(profile)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
+    problems = check_profile(raw)
+    if problems:
+        raise ProfileError(f"{path} has {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
+    raw["_path"] = str(path)
+    raw["_builtin"] = path.parent == PROFILES_DIR
+    return raw
+
+
+def check_profile(raw) -> list[str]:
+    if not isinstance(raw, dict):
+        return ["expected a mapping with keys name, dataset, exports"]
+    problems = [f"unknown key {k!r} (known: {', '.join(sorted(PROFILE_KEYS))})" for k in raw if k not in PROFILE_KEYS]
+    for key in ("name", "dataset", "exports"):
+        if key not in raw:
+            problems.append(f"missing key {key!r}")
+    try:
+        parse_config(raw.get("dataset") or {}, where="dataset")
+    except ConfigError as exc:
+        problems.append(str(exc).replace("\n", "\n    "))
+    exports = raw.get("exports") or []
+    if not isinstance(exports, list) or not exports:
+        return problems + ["exports: expected a list of export kinds"]
+    names = [e.get("name") for e in exports if isinstance(e, dict)]
+    if len(set(names)) != len(names):
+        problems.append("exports: names must be unique")
+    for i, e in enumerate(exports, 1):
+        where = f"exports[{i}] ({e.get('name', '?') if isinstance(e, dict) else e!r})"
+        if not isinstance(e, dict):
+            problems.append(f"{where}: expected a mapping")
+            continue
+        problems += [f"{where}: unknown key {k!r}" for k in e if k not in EXPORT_KEYS]
+        if not e.get("name") or not e.get("detect"):
+            problems.append(f"{where}: needs 'name' and 'detect' (headers that identify the file)")
+        table = e.get("table")
+        if table is None:
+            if e.get("columns"):
+                problems.append(f"{where}: has columns but no table (lookup-only exports map no columns)")
+            continue
+        if table not in TABLES:
+            problems.append(f"{where}: unknown table {table!r}; tables: {', '.join(TABLES)}")
+            continue
+        known = set(TABLES[table].column_names)
+        for col in e.get("columns") or {}:
+            if col not in known:
+                hint = difflib.get_close_matches(col, known, n=1)
+                problems.append(f"{where}: {col!r} is not a column of {table}"
+                                + (f"; did you mean {hint[0]!r}?" if hint else "")
+                                + " (put non-contract columns under extra_columns)")
+        for col in e.get("required") or []:
+            if col not in (e.get("columns") or {}):
+                problems.append(f"{where}: required column {col!r} is not mapped under columns")
+        for j in e.get("joins") or []:
+            if j.get("export") not in names or not j.get("column"):
+                problems.append(f"{where}: join needs a known export and a column, got {j!r}")
+    return problems
+
+
+# --------------------------------------------------------------------------------------------------
+# reading exports
+# --------------------------------------------------------------------------------------------------
+def norm_header(name: str) -> str:
+    return " ".join(str(name).replace("\ufeff", "").split()).casefold()
+
+
+def _decode(data: bytes) -> str:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")  # Excel "CSV" from Windows
+
+
+def read_export(path: Path) -> pd.DataFrame:
+    """Read an export as text cells ('' for blank). CSV (comma, semicolon or tab; UTF-8, UTF-16 or
+    Windows-1252) or Excel. Trailing report footer lines are dropped: the lines Salesforce appends
+    ("Grand Totals", "Confidential Information - Do Not Distribute", "Copyright …", "Generated By …")
+    have at most one non-empty cell."""
+    suffix = path.suffix.lower()
+    if suffix in (".xlsx", ".xlsm", ".xls"):
+        df = pd.read_excel(path, dtype=str, keep_default_na=False)
+    else:
+        text = _decode(path.read_bytes())
+        first = text.split("\n", 1)[0]
+        sep = max((",", ";", "\t"), key=first.count)
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep, quotechar='"')
+    df = df.fillna("").astype(str)
+    df.columns = [" ".join(str(c).replace("\ufeff", "").split()) for c in df.columns]
+    filled = (df.apply(lambda s: s.str.strip()) != "").sum(axis=1)
+    n = len(df)
+    while n and filled.iloc[n - 1] <= 1 and len(df.columns) > 1:
+        n -= 1
+    return df.iloc[:n].reset_index(drop=True)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _alternatives(entry) -> list[str]:
+    return [str(x) for x in entry] if isinstance(entry, list) else [str(entry)]
+
+
+def _detect_score(export: dict, headers: set[str]) -> tuple[int, list[str]]:
+    """(number of detect entries found, missing entries); -1 when a reject_if header is present."""
+    if any(norm_header(h) in headers for h in export.get("reject_if") or []):
+        return -1, []
+    found, missing = 0, []
+    for entry in export["detect"]:
+        alts = _alternatives(entry)
+        if any(norm_header(a) in headers for a in alts):
+            found += 1
+        else:
+            missing.append(" or ".join(repr(a) for a in alts))
+    return found, missing
+
+
+def _closest_header(names: list[str], headers: list[str]) -> str:
+    best, score = None, 0.0
+    for name in names:
+        for h in headers:
+            r = difflib.SequenceMatcher(None, name.casefold(), h.casefold()).ratio()
+            if r > score:
+                best, score = h, r
+    return f"closest header in the file: {best!r}" if best and score >= 0.5 else "no similar header in the file"
+
+
+def classify_files(profile: dict, frames: dict[Path, pd.DataFrame]) -> dict[str, Path]:
+    """Which export kind each file is: the kind whose ``detect`` headers are all present (the most
+    specific one when several match). A file that matches none is an error naming the headers it lacks."""
+    kinds: dict[str, Path] = {}
+    problems = []
+    for path, df in frames.items():
+        headers = {norm_header(c) for c in df.columns}
+        scored = [(e, *_detect_score(e, headers)) for e in profile["exports"]]
+        full = [(e, s) for e, s, miss in scored if s >= 0 and not miss]
+        if not full:
+            e, _, miss = max(scored, key=lambda t: (t[1] / max(len(t[0]["detect"]), 1)))
+            near = _closest_header([a for m in miss for a in re.findall(r"'([^']*)'", m)], list(df.columns))
+            problems.append(f"{path.name}: does not look like any export the {profile['name']!r} profile knows "
+                            f"({', '.join(x['name'] for x in profile['exports'])}). Nearest is {e['name']!r}, "
+                            f"which needs header(s) {', '.join(miss)}; {near}.")
+            continue
+        export = max(full, key=lambda t: t[1])[0]
+        if export["name"] in kinds:
+            problems.append(f"{path.name} and {kinds[export['name']].name} are both {export['name']!r} exports; "
+                            "import one file per kind (concatenate them first)")
+            continue
+        kinds[export["name"]] = path
+    if problems:
+        raise ImportProblem("Cannot import:\n" + "\n".join(f"  - {p}" for p in problems))
+    return kinds
+
+
+# --------------------------------------------------------------------------------------------------
+# value conversion
+# --------------------------------------------------------------------------------------------------
+def parse_dates(s: pd.Series, formats: list[str]) -> pd.Series:
+    """Datetimes from text, trying each strptime format in order, then ISO 8601; NaT where none fits."""
+    txt = s.str.strip()
+    out = pd.Series(pd.NaT, index=s.index, dtype="datetime64[us]")
+    todo = txt != ""
+    for fmt in [*formats, "ISO8601"]:
+        if not todo.any():
+            break
+        got = pd.to_datetime(txt[todo], format=fmt, errors="coerce")
+        if getattr(got.dt, "tz", None) is not None:
+            got = got.dt.tz_localize(None)
+        ok = got.notna()
+        out.loc[ok[ok].index] = got[ok].astype("datetime64[us]")
+        todo = todo & out.isna()
+    return out
+
+
+def parse_numbers(s: pd.Series, decimal: str = ".") -> pd.Series:
+    """Numbers from text such as '1,234.50', '$1,234.50', 'USD 1,234.50', '(100)' or '12%'."""
+    txt = s.str.strip().str.replace(r"[A-Za-z]{3}\s|[$€£¥%\s\u00a0']", "", regex=True)
+    txt = txt.str.replace(r"^\((.*)\)$", r"-\1", regex=True)
+    if decimal == ",":
+        txt = txt.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+    else:
+        txt = txt.str.replace(",", "", regex=False)
+    return pd.to_numeric(txt.where(txt != "", None), errors="coerce")
+
+
+def _fmt_number(x: float) -> str:
+    return format(x, "f").rstrip("0").rstrip(".") if pd.notna(x) else ""
+
+
+def convert_column(s: pd.Series, kind: str, profile: dict, percent: bool = False) -> pd.Series:
+    """Text in the contract's format: ISO dates, plain numbers, probabilities 0–1, true/false.
+    Values that do not convert are kept as found (validation then reports them)."""
+    s = s.str.strip()
+    blank = s == ""
+    if kind in ("date", "datetime"):
+        d = parse_dates(s, profile.get("date_formats") or [])
+        fmt = "%Y-%m-%d" if kind == "date" else "%Y-%m-%d %H:%M:%S"
+        return d.dt.strftime(fmt).where(d.notna(), s).astype(str)
+    if kind in ("money", "number", "prob"):
+        n = parse_numbers(s, profile.get("decimal", "."))
+        if kind == "prob" and percent:
+            n = n / 100.0
+        return n.map(_fmt_number).where(n.notna(), s).astype(str)
+    if kind == "bool":
+        low = s.str.casefold()
+        out = s.copy()
+        out[low.isin(TRUE_WORDS)] = "true"
+        out[low.isin(FALSE_WORDS)] = "false"
+        return out
+    return s.where(~blank, "")
+
+
+# --------------------------------------------------------------------------------------------------
+# mapping
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class Mapped:
+    tables: dict[str, list[pd.DataFrame]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, table: str, df: pd.DataFrame) -> None:
+        self.tables.setdefault(table, []).append(df)
+
+
+def _column_spec(entry) -> dict:
+    if isinstance(entry, dict):
+        spec = dict(entry)
+        spec["from"] = _alternatives(spec.get("from", []))
+        return spec
+    return {"from": _alternatives(entry)}
+
+
+def _source_values(df: pd.DataFrame, lookup: dict[str, str], spec: dict) -> tuple[pd.Series | None, list[str]]:
+    """Row-wise first non-empty value among the spec's source headers that exist in the file."""
+    present = [lookup[norm_header(n)] for n in spec["from"] if norm_header(n) in lookup]
+    if not present:
+        return None, []
+    out = pd.Series("", index=df.index, dtype=str)
+    for col in present:
+        v = df[col].astype(str).str.strip()
+        if spec.get("zero_is_blank"):
+            num = pd.to_numeric(v.str.replace(",", "", regex=False), errors="coerce")
+            v = v.where(~(num == 0), "")
+        out = out.where(out != "", v)
+    return out, present
+
+
+def _loose(s: pd.Series) -> pd.Series:
+    return s.astype(str).str.casefold().str.replace(r"[^0-9a-z]", "", regex=True)
+
+
+def _apply_joins(df: pd.DataFrame, export: dict, lookups: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Bring columns of lookup exports in as ``<export>.<column>`` (left join on a key)."""
+    out = df.copy()
+    for j in export.get("joins") or []:
+        other = lookups.get(j["export"])
+        if other is None:
+            continue
+        on = next((c for c in df.columns if norm_header(c) == norm_header(j["column"])), None)
+        key = next((c for c in other.columns if norm_header(c) == norm_header(j.get("key", j["column"]))), None)
+        if on is None or key is None:
+            continue
+        loose = j.get("match") == "loose"
+        left = _loose(df[on]) if loose else df[on].str.strip()
+        right = other.copy()
+        right["__key"] = _loose(other[key]) if loose else other[key].str.strip()
+        right = right.drop_duplicates("__key").set_index("__key")
+        for col in other.columns:
+            out[f"{j['export']}.{col}"] = left.map(right[col]).fillna("").astype(str).values
+    return out
+
+
+def map_export(df: pd.DataFrame, export: dict, profile: dict, fname: str,
+               lookups: dict[str, pd.DataFrame], missing: list[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """One export → (canonical table, history rows from per-stage date columns or None)."""
+    table = TABLES[export["table"]]
+    src = _apply_joins(df, export, lookups)
+    lookup = {norm_header(c): c for c in src.columns}
+    columns = export.get("columns") or {}
+    required = export.get("required")
+    if required is None:
+        required = [c for c in table.required_columns if c not in DERIVABLE]
+    out = pd.DataFrame(index=src.index)
+    for canon, entry in columns.items():
+        spec = _column_spec(entry)
+        values, _ = _source_values(src, lookup, spec)
+        if values is None:
+            if canon in required:
+                missing.append(f"{fname} ({export['name']} export): required column {canon} needs header "
+                               f"{' or '.join(repr(n) for n in spec['from'])}, which the file lacks; "
+                               f"{_closest_header(spec['from'], list(df.columns))}")
+            continue
+        vmap = (export.get("values") or {}).get(canon)
+        if vmap:
+            values = values.map(lambda v, m=vmap: str(m.get(v, v))).astype(str)
+        if canon == "stage":
+            smap = profile.get("stage_map") or {}
+            values = values.map(lambda v, m=smap: str(m.get(v, v))).astype(str)
+        out[canon] = values
+    for canon in required:
+        if canon not in columns:
+            missing.append(f"{fname} ({export['name']} export): required column {canon} is not mapped by the profile")
+    status = export.get("status")
+    if status:
+        _apply_status(out, src, lookup, status, fname, export["name"], missing)
+    for canon in list(out.columns):
+        col = table.column(canon)
+        spec = _column_spec(columns.get(canon, []))
+        out[canon] = convert_column(out[canon], col.kind, profile, percent=bool(spec.get("percent")))
+    for extra, entry in (export.get("extra_columns") or {}).items():
+        values, _ = _source_values(src, lookup, _column_spec(entry))
+        if values is not None:
+            out[extra] = values
+    history = None
+    hist = export.get("history_from_columns")
+    if hist and "opportunity_id" in out.columns:
+        history = _history_from_columns(src, out["opportunity_id"], hist, profile)
+    return out.reset_index(drop=True), history
+
+
+def _apply_status(out, src, lookup, status, fname, export_name, missing) -> None:
+    """A status column (open / won / lost) sets is_won and is_closed, and the stage of closed deals."""
+    col = lookup.get(norm_header(status["column"]))
+    if col is None:
+        missing.append(f"{fname} ({export_name} export): status column {status['column']!r} is missing; "
+                       f"{_closest_header([status['column']], list(src.columns))}")
+        return
+    v = src[col].str.strip().str.casefold()
+    won = v.isin({str(x).casefold() for x in status.get("won", [])})
+    lost = v.isin({str(x).casefold() for x in status.get("lost", [])})
+    opened = v.isin({str(x).casefold() for x in status.get("open", [])})
+    known = won | lost | opened
+    out["is_won"] = won.map({True: "true", False: "false"}).where(known, "").astype(str)
+    out["is_closed"] = (won | lost).map({True: "true", False: "false"}).where(known, "").astype(str)
+    if "stage" in out.columns:
+        if status.get("won_stage"):
+            out.loc[won, "stage"] = status["won_stage"]
+        if status.get("lost_stage"):
+            out.loc[lost, "stage"] = status["lost_stage"]
+
+
+def _history_from_columns(src: pd.DataFrame, ids: pd.Series, hist: dict, profile: dict) -> pd.DataFrame:
+    """One opportunity_history row per non-empty per-stage date cell (HubSpot's
+    'Date entered "<stage> (<pipeline>)"' columns): opportunity_id, changed_at, stage."""
+    pattern = re.compile(hist["pattern"])
+    smap = profile.get("stage_map") or {}
+    parts = []
+    for col in src.columns:
+        m = pattern.match(col)
+        if not m:
+            continue
+        cells = src[col].str.strip()
+        has = (cells != "") & (ids != "")
+        if not has.any():
+            continue
+        stage = m.group("stage")
+        parts.append(pd.DataFrame({
+            "opportunity_id": ids[has].values,
+            "changed_at": convert_column(cells[has], "datetime", profile).values,
+            "stage": str(smap.get(stage, stage)),
+            "_row": has[has].index,
+        }))
+    if not parts:
+        return pd.DataFrame(columns=["opportunity_id", "changed_at", "stage"])
+    h = pd.concat(parts, ignore_index=True).sort_values(["_row", "changed_at"], kind="stable")
+    return h.drop(columns="_row").reset_index(drop=True)
+
+
+def _check_currency(df: pd.DataFrame, export: dict, currency: str, fname: str) -> str | None:
+    cols = [c for c in df.columns if norm_header(c) in {norm_header(x) for x in _alternatives(export["currency"])}]
+    if not cols:
+        return None
+    vals = df[cols[0]].str.strip()
+    other = vals[(vals != "") & (vals.str.upper() != currency.upper())]
+    if other.empty:
+        return None
+    counts = ", ".join(f"{k}: {v}" for k, v in other.value_counts().items())
+    return (f"{fname}: {len(other)} row(s) are not in {currency} ({counts}); their amounts are imported "
+            "as they are, not converted — filter the export or convert first")
+
+
+def map_files(profile: dict, files: list[Path]) -> tuple[Mapped, dict[str, Path], dict[str, int]]:
+    frames = {p: read_export(p) for p in files}
+    kinds = classify_files(profile, frames)
+    by_name = {e["name"]: e for e in profile["exports"]}
+    lookups = {name: frames[p] for name, p in kinds.items()}
+    mapped, missing = Mapped(), []
+    rows = {}
+    currency = str((profile.get("dataset") or {}).get("currency", "USD"))
+    for name, path in kinds.items():
+        export = by_name[name]
+        rows[name] = len(frames[path])
+        if export.get("ignore") or not export.get("table"):
+            continue
+        table, history = map_export(frames[path], export, profile, path.name, lookups, missing)
+        mapped.add(export["table"], table)
+        if history is not None and len(history):
+            mapped.add("opportunity_history", history)
+        if export.get("currency"):
+            note = _check_currency(frames[path], export, currency, path.name)
+            if note:
+                mapped.notes.append(note)
+    if missing:
+        raise ImportProblem(
+            f"Cannot import with profile {profile['name']!r}: {len(missing)} required column(s) unmapped:\n"
+            + "\n".join(f"  - {m}" for m in missing)
+            + "\nAdd the column(s) to the export, or copy the profile and map your header names "
+              "(see docs/data-contract.md, 'Profiles').")
+    if "opportunities" not in mapped.tables:
+        needs = [e["name"] for e in profile["exports"] if e.get("table") == "opportunities"]
+        raise ImportProblem(f"No opportunities export among the files: the {profile['name']!r} profile needs "
+                            f"a {' or '.join(repr(n) for n in needs)} export.")
+    return mapped, kinds, rows
+
+
+# --------------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------------
+def _ordered(df: pd.DataFrame, table: str) -> pd.DataFrame:
+    contract = [c for c in TABLES[table].column_names if c in df.columns]
+    extras = [c for c in df.columns if c not in contract]
+    return df[contract + extras]
+
+
+def _finish_opportunities(opp: pd.DataFrame, cfg) -> pd.DataFrame:
+    """Fill is_won / is_closed from the stage where the export has no status for a row."""
+    if "stage" not in opp.columns:
+        return opp
+    won = opp["stage"].isin(cfg.won_stages)
+    closed = won | opp["stage"].isin(cfg.lost_stages)
+    for col, derived in (("is_won", won), ("is_closed", closed)):
+        d = derived.map({True: "true", False: "false"}).astype(str)
+        opp[col] = opp[col].where(opp[col] != "", d) if col in opp.columns else d
+    return opp
+
+
+def _latest_date(tables: dict[str, pd.DataFrame]) -> str | None:
+    dates = []
+    for tname, cols in (("opportunities", ("created_date", "close_date")), ("opportunity_history", ("changed_at",))):
+        df = tables.get(tname)
+        for c in cols:
+            if df is not None and c in df.columns:
+                d = pd.to_datetime(df[c].where(df[c] != "", None), format="ISO8601", errors="coerce").max()
+                if pd.notna(d):
+                    dates.append(d)
+    return max(dates).date().isoformat() if dates else None
+
+
+def import_files(profile: str | Path | dict, files, to: str | Path, force: bool = False) -> Path:
+    """Import export ``files`` through ``profile`` into the dataset folder ``to``; return its path.
+
+    Refuses to replace an existing folder unless ``force``; never writes, moves or deletes an input.
+    """
+    prof = profile if isinstance(profile, dict) else load_profile(profile)
+    files = [Path(f) for f in files]
+    for f in files:
+        if not f.is_file():
+            raise ImportProblem(f"{f}: no such file")
+    to = Path(to)
+    if to.exists() and not force:
+        raise ImportProblem(f"{to} already exists; pass --force to replace it (input files are never touched)")
+    if to.exists() and not to.is_dir():
+        raise ImportProblem(f"{to} exists and is not a folder; choose another --to")
+    target = to.resolve()
+    inside = [f for f in files if target == f.resolve().parent or target in f.resolve().parents]
+    if inside:
+        raise ImportProblem(f"input file {inside[0]} is inside the output folder {to}; import into another folder")
+    cfg = parse_config(prof["dataset"], where=f"profile {prof['name']}: dataset")
+    hashes = {f: sha256_file(f) for f in files}
+    mapped, kinds, rows = map_files(prof, files)
+
+    tables = {}
+    for tname, parts in mapped.tables.items():
+        df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        tables[tname] = df.fillna("").astype(str)
+    tables["opportunities"] = _finish_opportunities(tables["opportunities"], cfg)
+
+    ds = dict(prof["dataset"])
+    ds.setdefault("name", to.name)
+    if str(ds.get("as_of", "")) == "latest_date_in_data":
+        ds["as_of"] = _latest_date(tables)
+    kind_of = {p: k for k, p in kinds.items()}
+    ds["source"] = {
+        "profile": prof["name"] if prof.get("_builtin") else str(prof.get("_path", prof["name"])),
+        "imported_by": "revops import",
+        "files": [{"file": f.name, "export": kind_of.get(f), "rows": rows.get(kind_of.get(f)),
+                   "sha256": hashes[f]} for f in files],
+    }
+    if mapped.notes:
+        ds["source"]["notes"] = list(mapped.notes)
+    parse_config(ds, where="dataset.yml")
+
+    to.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{to.name}.importing-", dir=to.parent))
+    try:
+        for tname, df in tables.items():
+            _ordered(df, tname).to_csv(tmp / f"{tname}.csv", index=False, quoting=csv.QUOTE_MINIMAL)
+        (tmp / "dataset.yml").write_text(
+            f"# Written by `revops import --profile {prof['name']}`; edit stages, probabilities and targets freely.\n"
+            + yaml.safe_dump(ds, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        for f, h in hashes.items():  # the inputs must be exactly as read
+            if sha256_file(f) != h:
+                raise ImportProblem(f"{f} changed while it was being imported; try again")
+        if to.exists():
+            old = to.with_name(f".{to.name}.replaced-{uuid.uuid4().hex[:8]}")
+            to.rename(old)
+            tmp.rename(to)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(to)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return to
+
+
+def cli(args) -> int:
+    """``revops import --profile P --to data/NAME FILES…``: import, then validate the result."""
+    from helpers.dataset import validate_report
+
+    try:
+        out = import_files(args.profile, args.files, args.to, force=getattr(args, "force", False))
+    except (ImportProblem, ProfileError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    ds = yaml.safe_load((out / "dataset.yml").read_text(encoding="utf-8"))
+    for note in ds.get("source", {}).get("notes", []):
+        print(f"note: {note}")
+    written = ", ".join(sorted(p.name for p in out.glob("*.csv")))
+    print(f"Imported {len(args.files)} file(s) with profile {args.profile!r} into {out}: {written}, dataset.yml")
+    code, text = validate_report(out)
+    print(text)
+    return code
