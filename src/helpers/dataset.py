@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from helpers import sources
 from helpers.config import DatasetConfig, load_config
 from helpers.schema import TABLES, Table
 
@@ -134,8 +135,10 @@ class Dataset:
 def fingerprint_files(paths) -> str:
     """sha256 over the names and bytes of the given files (order-independent)."""
     h = hashlib.sha256()
-    for p in sorted(Path(x) for x in paths):
-        if p.exists():
+    for p in sorted((x if isinstance(x, sources.DbTable) else Path(x) for x in paths), key=str):
+        if isinstance(p, sources.DbTable):  # a database table: its source, not its rows
+            h.update(p.name.encode())
+        elif p.exists():
             h.update(p.name.encode())
             with open(p, "rb") as fh:
                 for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -150,7 +153,7 @@ def find_table_files(folder: Path, config: DatasetConfig) -> dict[str, Path]:
     found = {}
     for name in TABLES:
         if name in config.tables:
-            found[name] = folder / config.tables[name]
+            found[name] = sources.table_source(folder, name, config.tables[name])  # file or database
             continue
         for ext in EXTENSIONS:
             p = folder / f"{name}{ext}"
@@ -372,11 +375,14 @@ def derive_status(opp: pd.DataFrame, config: DatasetConfig) -> pd.DataFrame:
     return opp
 
 
-def load(path: str | Path, tables: list[str] | None = None, strict: bool = True) -> Dataset:
+def load(path: str | Path, tables: list[str] | None = None, strict: bool = True, since=None) -> Dataset:
     """Load and validate the dataset folder at ``path``.
 
     ``tables`` limits loading to those tables (``opportunities`` is always loaded). With ``strict``
     (the default) any error raises ``DataValidationError``; otherwise errors are returned as warnings.
+    ``since`` keeps only the rows a report from that date on needs, filtered in the database where the
+    tables live in one (see ``helpers.sources``). Loads from files are cached as typed Parquet outside
+    the folder, keyed by the files' sha256.
     """
     folder = Path(path)
     if not folder.is_dir():
@@ -391,6 +397,12 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True)
         raise DataValidationError([Problem(str(folder), None, None, None,
                                            "expected an opportunities table (opportunities.csv, .parquet or .xlsx)")],
                                   folder)
+    cache = sources.ParquetCache.open(folder, files, tables, strict, since)
+    if cache is not None and (hit := cache.get()) is not None:
+        frames, warnings = hit
+        return Dataset(folder, config, sources.window_frames(frames, since, config),
+                       {k: v for k, v in files.items() if k in frames}, warnings)
+    reader = sources.TableReader(files, config, since)
     typed: dict[str, pd.DataFrame] = {}
     names: dict[str, str] = {}
     offsets: dict[str, int | None] = {}
@@ -401,7 +413,7 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True)
         fname = fpath.name
         off = 1 if fpath.suffix.lower() in (".csv", ".xlsx") else None
         try:
-            raw = read_raw(fpath)
+            raw = reader.read(tname)
         except Exception as exc:  # noqa: BLE001 - report any unreadable file as a problem
             problems.append(Problem(fname, None, None, None, f"could not read the file: {exc}"))
             continue
@@ -414,6 +426,7 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True)
             if hint:
                 problems.append(Problem(fname, None, col, None, f"column is not in the data contract{hint}",
                                         "warning", off))
+    reader.close()
     if "opportunities" in typed:
         typed["opportunities"] = derive_status(typed["opportunities"], config)
     as_of = pd.Timestamp(config.as_of) if config.as_of else None
@@ -430,6 +443,9 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True)
     if not strict:
         warnings = errors + warnings
     typed = {k: v.reset_index(drop=True) for k, v in typed.items()}
+    if cache is not None:
+        cache.put(typed, warnings)
+    typed = sources.window_frames(typed, since, config)
     return Dataset(folder, config, typed, {k: v for k, v in files.items() if k in typed}, warnings)
 
 
