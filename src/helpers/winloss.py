@@ -1,0 +1,812 @@
+"""Win/loss review: win rates with intervals, why we lose, won vs lost, the meeting's lists, data quality.
+
+Definitions used throughout (``docs/metrics.md``, section "Win/loss", is the reader's copy):
+
+- **Closed in the window**: ``is_closed`` and ``start <= close_date <= as_of``. Without any close date in
+  the data (survey-style records) every closed record is in scope and the review says so.
+- **Win rate (count)** = won ÷ (won + lost) among deals closed in the window.
+- **Win rate (value)** = won amount ÷ (won amount + lost amount) over the closed deals with a known amount;
+  not given (NaN) when a group has lost deals but none of them carries a positive amount.
+- **Wilson interval (95%)** for ``w`` wins out of ``n``: with ``p = w/n`` and ``z = 1.96``,
+  ``centre = (p + z²/2n) / (1 + z²/n)`` and ``half = z/(1 + z²/n) · √(p(1−p)/n + z²/4n²)``;
+  the interval is ``centre ± half``. It is a count interval; value rates have none.
+- **Pooling**: groups with fewer than ``min_deals`` closed deals are merged into one row
+  ``"Other (n<min_deals)"`` (their number in ``groups_pooled``), never dropped.
+- **Cycle length** = ``close_date − created_date`` in days.
+- **Duplicate record**: a row equal to an earlier row in every column except ``opportunity_id`` (blank equals
+  blank), when it carries at least one identifying value (account, amount, created_date or close_date).
+  The first row in file order is kept; later ones are reported and left out of every figure.
+- **Top-N lists** are ordered by amount (largest first, unknown last), ties broken by ``opportunity_id``
+  ascending (as text); churned customers by lost amount, then account name.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from helpers.calendar import FiscalCalendar, Window, month_labels, period_bounds
+
+Z95 = 1.959963984540054  # standard normal quantile for a two-sided 95% interval
+NOT_SET = "(not set)"
+NO_REASON = "(no reason)"
+OTHER_REASON_WORDS = {"other", "others", "misc", "miscellaneous", "unknown", "n/a", "na", "none", "-"}
+
+DIMENSIONS: dict[str, str] = {
+    "segment": "Segment",
+    "region": "Region",
+    "source": "Source",
+    "product": "Product",
+    "size_band": "Deal size",
+    "deal_type": "Deal type",
+    "rep": "Rep",
+    "team": "Team",
+}
+
+
+def other_label(min_deals: int) -> str:
+    return f"Other (n<{min_deals})"
+
+
+# --------------------------------------------------------------------------------------------------
+# windows
+# --------------------------------------------------------------------------------------------------
+def make_window(date, kind: str, cal: FiscalCalendar, as_of=None) -> Window:
+    """The month (``kind="month"``) or fiscal quarter (``"quarter"``) containing ``date``; its to-date end is
+    ``min(end, as_of)``."""
+    d = pd.Timestamp(date).normalize()
+    if kind == "month":
+        start = d.replace(day=1)
+        end = start + pd.offsets.MonthEnd(0)
+        label = start.strftime("%Y-%m")
+    elif kind == "quarter":
+        start = cal.quarter_start(d)
+        end = start + pd.DateOffset(months=3) - pd.Timedelta(days=1)
+        label = cal.quarter_label(d)
+    else:
+        raise ValueError(f"review_window must be 'month' or 'quarter', got {kind!r}")
+    a = end if as_of is None else min(end, pd.Timestamp(as_of).normalize())
+    return Window(kind, start, a, end, label)
+
+
+def review_windows(period: str, as_of, cal: FiscalCalendar, review_window: str = "month",
+                   comparison_period: str = "") -> tuple[Window, Window]:
+    """(review, comparison) windows.
+
+    The review window is the month ``period`` (or the fiscal quarter containing it), to ``as_of``.
+    ``comparison_period``: ``""``/``"previous"`` = the window just before; ``"prior_year"`` = the same window a
+    year earlier; ``"YYYY-MM"`` = the month (or quarter) containing that month.
+    """
+    start, _ = period_bounds(period)
+    review = make_window(start, review_window, cal, as_of)
+    cp = (comparison_period or "previous").strip().lower()
+    if cp == "previous":
+        comp = make_window(review.start - pd.Timedelta(days=1), review_window, cal)
+    elif cp in ("prior_year", "last_year", "year_ago"):
+        comp = make_window(review.start - pd.DateOffset(years=1), review_window, cal)
+    else:
+        comp = make_window(period_bounds(comparison_period)[0], review_window, cal)
+    return review, comp
+
+
+# --------------------------------------------------------------------------------------------------
+# preparation
+# --------------------------------------------------------------------------------------------------
+def _col(df: pd.DataFrame, name: str) -> pd.Series:
+    """Column ``name`` or an all-missing column when the table does not have it."""
+    if name in df.columns:
+        return df[name]
+    return pd.Series(np.nan, index=df.index, dtype="float64" if name == "amount" else "object")
+
+
+def has_values(df: pd.DataFrame | None, col: str) -> bool:
+    return df is not None and col in df.columns and bool(df[col].notna().any())
+
+
+def nice_round(x: float) -> float:
+    """Round to 2 significant digits, halves up (12,345 → 12,000; 50,500 → 51,000)."""
+    if not x or not math.isfinite(x):
+        return 0.0
+    mag = 10 ** (math.floor(math.log10(abs(x))) - 1)
+    return float(math.floor(x / mag + 0.5) * mag)
+
+
+def default_size_edges(amounts: pd.Series) -> list[float]:
+    """Deal size band edges: the quartiles of the known positive amounts, rounded to 2 significant digits
+    (duplicates removed)."""
+    a = amounts[amounts > 0].dropna()
+    if a.empty:
+        return []
+    edges = sorted({nice_round(q) for q in a.quantile([0.25, 0.5, 0.75]).tolist()} - {0.0})
+    return edges
+
+
+def _short_money(x: float, sym: str) -> str:
+    for div, suf in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            v = x / div
+            return f"{sym}{v:,.0f}{suf}" if float(v).is_integer() else f"{sym}{v:,.1f}{suf}"
+    return f"{sym}{x:,.0f}"
+
+
+def size_band_labels(edges: list[float], sym: str = "$") -> list[str]:
+    """Labels for bands ``[0, e1), [e1, e2), …, [ek, ∞)``: ``< $10k``, ``$10k–$50k``, ``≥ $50k``."""
+    if not edges:
+        return []
+    labels = [f"< {_short_money(edges[0], sym)}"]
+    labels += [f"{_short_money(a, sym)}–{_short_money(b, sym)}" for a, b in zip(edges, edges[1:], strict=False)]
+    labels.append(f"≥ {_short_money(edges[-1], sym)}")
+    return labels
+
+
+def size_bands(amounts: pd.Series, edges: list[float], sym: str = "$") -> pd.Series:
+    """Band of each amount: ``amount < e1`` → first band, ``e_i <= amount < e_(i+1)`` → band i+1; unknown
+    amounts stay missing. Ordered categorical."""
+    labels = size_band_labels(edges, sym)
+    if not labels:
+        return pd.Series(pd.Categorical([None] * len(amounts)), index=amounts.index)
+    bins = [-np.inf, *edges, np.inf]
+    return pd.cut(amounts, bins=bins, labels=labels, right=False)
+
+
+def prepare_deals(opp: pd.DataFrame, reps: pd.DataFrame | None = None, as_of=None,
+                  size_edges: list[float] | None = None, currency_symbol: str = "$") -> pd.DataFrame:
+    """Opportunities with the review's derived columns.
+
+    ``outcome`` = Won / Lost / Open (from is_closed, is_won); ``rep`` = reps.name for the owner (else the
+    owner id); ``team`` = reps.team; ``size_band`` from ``size_edges`` (default: ``default_size_edges`` of
+    closed deals); ``cycle_days`` = close_date − created_date for closed deals, as_of − created_date for open
+    ones.
+    """
+    df = opp.copy()
+    closed = df["is_closed"].fillna(False).astype(bool)
+    won = df["is_won"].fillna(False).astype(bool) & closed
+    df["outcome"] = np.where(won, "Won", np.where(closed, "Lost", "Open"))
+    owner = _col(df, "owner")
+    df["rep"] = owner
+    df["team"] = pd.Series(np.nan, index=df.index, dtype="object")
+    if reps is not None and "rep_id" in reps.columns:
+        r = reps.drop_duplicates("rep_id").set_index("rep_id")
+        if "name" in r.columns:
+            df["rep"] = owner.map(r["name"]).fillna(owner)
+        if "team" in r.columns:
+            df["team"] = owner.map(r["team"])
+    amount = _col(df, "amount").astype("float64")
+    if size_edges is None:
+        size_edges = default_size_edges(amount[closed])
+    df["size_band"] = size_bands(amount, size_edges, currency_symbol)
+    created = pd.to_datetime(_col(df, "created_date"))
+    close = pd.to_datetime(_col(df, "close_date"))
+    end = close.where(closed, pd.Timestamp(as_of) if as_of is not None else pd.NaT)
+    df["cycle_days"] = (end - created).dt.days.astype("float64")
+    return df
+
+
+def find_duplicates(opp: pd.DataFrame) -> pd.DataFrame:
+    """Duplicate records (see module docstring): each later copy with ``duplicate_of`` = the kept id."""
+    cols = [c for c in opp.columns if c != "opportunity_id"]
+    ident = [c for c in ("account", "amount", "created_date", "close_date") if c in opp.columns]
+    out_cols = ["opportunity_id", "duplicate_of", *[c for c in ("account", "owner", "stage", "amount",
+                                                                 "close_date") if c in opp.columns]]
+    if not cols or not ident:
+        return pd.DataFrame(columns=out_cols)
+    identified = opp[ident].notna().any(axis=1)
+    key = opp[cols].astype("string").fillna("\x00").agg("\x1f".join, axis=1)
+    dup = key.duplicated(keep="first") & identified
+    first_id = opp.groupby(key, sort=False)["opportunity_id"].transform("first")
+    out = opp.loc[dup, [c for c in out_cols if c != "duplicate_of"]].copy()
+    out.insert(1, "duplicate_of", first_id[dup])
+    return out.reset_index(drop=True)
+
+
+def drop_duplicates(opp: pd.DataFrame) -> pd.DataFrame:
+    """``opp`` without the later copies listed by ``find_duplicates``."""
+    dups = find_duplicates(opp)
+    return opp[~opp["opportunity_id"].isin(dups["opportunity_id"])]
+
+
+def closed_in_window(deals: pd.DataFrame, window: Window) -> pd.DataFrame:
+    """Closed deals with ``start <= close_date <= as_of``; every closed deal when the data has no close
+    dates at all."""
+    closed = deals[deals["outcome"].isin(["Won", "Lost"])]
+    if not has_values(deals, "close_date"):
+        return closed
+    return closed[window.contains(closed["close_date"]).fillna(False)]
+
+
+def undated_closed(deals: pd.DataFrame) -> int:
+    """Closed deals without a close date (left out of every dated window when other deals have dates)."""
+    closed = deals["outcome"].isin(["Won", "Lost"])
+    if not has_values(deals, "close_date"):
+        return 0
+    return int((closed & deals["close_date"].isna()).sum())
+
+
+# --------------------------------------------------------------------------------------------------
+# win rates
+# --------------------------------------------------------------------------------------------------
+def wilson_interval(wins, n, z: float = Z95) -> tuple:
+    """Wilson score interval for ``wins`` out of ``n`` (arrays or scalars); NaN where n = 0.
+
+    ``p = wins/n``; ``centre = (p + z²/2n)/(1 + z²/n)``; ``half = z/(1 + z²/n)·√(p(1−p)/n + z²/4n²)``.
+    """
+    w = np.asarray(wins, dtype="float64")
+    n_ = np.asarray(n, dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = w / n_
+        denom = 1 + z**2 / n_
+        centre = (p + z**2 / (2 * n_)) / denom
+        half = z / denom * np.sqrt(p * (1 - p) / n_ + z**2 / (4 * n_**2))
+        lo = np.where(n_ > 0, np.clip(centre - half, 0, 1), np.nan)
+        hi = np.where(n_ > 0, np.clip(centre + half, 0, 1), np.nan)
+    if lo.ndim == 0:
+        return float(lo), float(hi)
+    return lo, hi
+
+
+RATE_COLUMNS = ["group", "deals", "won", "lost", "win_rate", "ci_low", "ci_high", "won_amount", "closed_amount",
+                "value_win_rate", "groups_pooled"]
+
+
+def _rate_table(key: pd.Series, closed: pd.DataFrame) -> pd.DataFrame:
+    won = closed["outcome"].eq("Won")
+    amount = _col(closed, "amount").astype("float64")
+    lost_amount_known = (~won) & (amount > 0)
+    parts = pd.DataFrame({
+        "group": key.to_numpy(),
+        "deals": 1,
+        "won": won.astype(int).to_numpy(),
+        "lost": (~won).astype(int).to_numpy(),
+        "won_amount": amount.where(won, 0).fillna(0).to_numpy(),
+        "closed_amount": amount.fillna(0).to_numpy(),
+        "lost_amount_known": lost_amount_known.astype(int).to_numpy(),
+    })
+    return parts.groupby("group", sort=False, observed=True).sum()
+
+
+def _finish_rates(g: pd.DataFrame) -> pd.DataFrame:
+    g = g.copy()
+    g["win_rate"] = g["won"] / g["deals"]
+    g["ci_low"], g["ci_high"] = wilson_interval(g["won"], g["deals"])
+    value_ok = (g["closed_amount"] > 0) & ((g["lost"] == 0) | (g["lost_amount_known"] > 0))
+    g["value_win_rate"] = (g["won_amount"] / g["closed_amount"].where(g["closed_amount"] > 0)).where(value_ok)
+    return g
+
+
+def win_rates(closed: pd.DataFrame, by: str | None = None, min_deals: int = 5,
+              order: list[str] | None = None) -> pd.DataFrame:
+    """Win rate by count and by value per group of ``by`` (overall when ``by`` is None).
+
+    Per group: deals = won + lost; win_rate = won ÷ deals with its 95% Wilson interval (ci_low, ci_high);
+    value_win_rate = won amount ÷ closed amount (see module docstring). Missing group values form the group
+    "(not set)". Groups with deals < ``min_deals`` are pooled into "Other (n<min_deals)" (last row).
+    Rows are ordered by deals (descending) then name, or by ``order`` when given.
+    """
+    if by is None:
+        key = pd.Series("All", index=closed.index)
+    else:
+        key = _col(closed, by).astype("object").where(_col(closed, by).notna(), NOT_SET).astype(str)
+    g = _rate_table(key, closed)
+    g["groups_pooled"] = 1
+    if by is not None and min_deals > 1:
+        small = g["deals"] < min_deals
+        if small.any():
+            pooled = g[small].sum().to_frame(other_label(min_deals)).T
+            pooled["groups_pooled"] = int(small.sum())
+            g = pd.concat([g[~small], pooled])
+    g = _finish_rates(g)
+    g.index.name = "group"
+    g = g.reset_index()
+    is_other = g["group"].eq(other_label(min_deals))
+    if order is not None:
+        rank = {k: i for i, k in enumerate([*order, NOT_SET])}
+        g["_r"] = g["group"].map(rank).fillna(len(rank)).astype(float)
+        g = g.sort_values(["_r", "group"]).drop(columns="_r")
+    else:
+        g = g.assign(_o=is_other).sort_values(["_o", "deals", "group"], ascending=[True, False, True])
+        g = g.drop(columns="_o")
+    g = pd.concat([g[~g["group"].eq(other_label(min_deals))], g[g["group"].eq(other_label(min_deals))]])
+    for c in ("deals", "won", "lost", "groups_pooled"):
+        g[c] = g[c].astype("int64")
+    return g[RATE_COLUMNS].reset_index(drop=True)
+
+
+def win_rate_trend(deals: pd.DataFrame, review: Window, comparison: Window, cal: FiscalCalendar,
+                   periods: int = 12) -> pd.DataFrame:
+    """Win rate per month (or fiscal quarter, following ``review.name``) for the ``periods`` windows ending
+    with the review window, extended back to include the comparison window. ``role`` marks the review and
+    comparison windows. Each row: deals, won, win_rate with Wilson interval, value_win_rate."""
+    kind = review.name
+    windows = [review]
+    while len(windows) < periods or windows[-1].start > comparison.start:
+        windows.append(make_window(windows[-1].start - pd.Timedelta(days=1), kind, cal))
+    windows = windows[::-1]
+    closed = deals[deals["outcome"].isin(["Won", "Lost"]) & deals["close_date"].notna()]
+    closed = closed[(closed["close_date"] >= windows[0].start) & (closed["close_date"] <= review.as_of)]
+    labels = month_labels(closed["close_date"]) if kind == "month" else cal.quarter_labels(closed["close_date"])
+    g = _rate_table(labels.astype(str), closed)
+    rows = []
+    for w in windows:
+        r = g.loc[w.label] if w.label in g.index else pd.Series(0, index=g.columns)
+        role = "review" if w.label == review.label else ("comparison" if w.label == comparison.label else "")
+        rows.append({"window": w.label, "start": w.start, "role": role, **r.to_dict()})
+    out = _finish_rates(pd.DataFrame(rows).set_index("window")).reset_index()
+    for c in ("deals", "won", "lost"):
+        out[c] = out[c].astype("int64")
+    return out[["window", "start", "role", "deals", "won", "lost", "win_rate", "ci_low", "ci_high",
+                "value_win_rate"]]
+
+
+def rate_change(current: pd.DataFrame, previous: pd.DataFrame) -> dict:
+    """Overall win rate now vs the comparison window: rates, change in points (now − before) and whether the
+    two 95% intervals overlap (overlap → the change is within the noise of the sample sizes)."""
+    c, p = current.iloc[0], previous.iloc[0]
+    change = c["win_rate"] - p["win_rate"] if c["deals"] and p["deals"] else np.nan
+    overlap = bool(c["ci_low"] <= p["ci_high"] and p["ci_low"] <= c["ci_high"]) if c["deals"] and p["deals"] \
+        else None
+    return {"win_rate": c["win_rate"], "previous": p["win_rate"], "change": change, "intervals_overlap": overlap,
+            "deals": int(c["deals"]), "previous_deals": int(p["deals"])}
+
+
+# --------------------------------------------------------------------------------------------------
+# why we lose
+# --------------------------------------------------------------------------------------------------
+def _reason(lost: pd.DataFrame) -> pd.Series:
+    r = _col(lost, "loss_reason")
+    return r.astype("object").where(r.notna(), NO_REASON).astype(str)
+
+
+def loss_reasons(lost: pd.DataFrame, by: str = "count") -> pd.DataFrame:
+    """Loss reasons ranked for a Pareto view.
+
+    Per reason: deals, share = deals ÷ all lost deals, lost_amount, amount_share = amount ÷ all lost amount.
+    ``by="count"`` ranks by deals (then amount, then name) and ``cum_share`` accumulates ``share``;
+    ``by="value"`` ranks by amount (then deals, then name) and ``cum_share`` accumulates ``amount_share``.
+    Deals with no reason form the row "(no reason)".
+    """
+    cols = ["reason", "deals", "share", "lost_amount", "amount_share", "cum_share"]
+    lost = lost[lost["outcome"].eq("Lost")] if "outcome" in lost.columns else lost
+    if lost.empty:
+        return pd.DataFrame(columns=cols)
+    df = pd.DataFrame({"reason": _reason(lost).to_numpy(), "deals": 1,
+                       "lost_amount": _col(lost, "amount").astype("float64").fillna(0).to_numpy()})
+    g = df.groupby("reason", sort=False).sum().reset_index()
+    g["share"] = g["deals"] / g["deals"].sum()
+    total = g["lost_amount"].sum()
+    g["amount_share"] = g["lost_amount"] / total if total > 0 else np.nan
+    if by == "count":
+        g = g.sort_values(["deals", "lost_amount", "reason"], ascending=[False, False, True])
+        g["cum_share"] = g["share"].cumsum()
+    elif by == "value":
+        g = g.sort_values(["lost_amount", "deals", "reason"], ascending=[False, False, True])
+        g["cum_share"] = g["amount_share"].cumsum()
+    else:
+        raise ValueError("by must be 'count' or 'value'")
+    g["deals"] = g["deals"].astype("int64")
+    return g[cols].reset_index(drop=True)
+
+
+def loss_reasons_by(lost: pd.DataFrame, dim: str) -> pd.DataFrame:
+    """Lost deals per reason (rows, ranked by total) and value of ``dim`` (columns, by total, "(not set)" for
+    missing), with a ``Total`` column."""
+    lost = lost[lost["outcome"].eq("Lost")] if "outcome" in lost.columns else lost
+    if lost.empty:
+        return pd.DataFrame()
+    col = _col(lost, dim)
+    df = pd.DataFrame({"reason": _reason(lost).to_numpy(),
+                       dim: col.astype("object").where(col.notna(), NOT_SET).astype(str).to_numpy()})
+    t = pd.crosstab(df["reason"], df[dim])
+    col_order = sorted(t.columns, key=lambda c: (-t[c].sum(), c == NOT_SET, c))
+    t = t[col_order]
+    t["Total"] = t.sum(axis=1)
+    t = t.reset_index().sort_values(["Total", "reason"], ascending=[False, True])
+    t.columns.name = None
+    return t.reset_index(drop=True)
+
+
+def stage_lost_at(lost: pd.DataFrame, history: pd.DataFrame, stages: list[str], won_stages: list[str],
+                  lost_stages: list[str]) -> pd.DataFrame:
+    """The stage each lost deal was lost at: in its history (ordered by changed_at), the last stage that is
+    neither won nor lost before the first move into a lost stage. Deals with no history rows show
+    "(no history)"; deals whose history starts lost show "(no earlier stage)". Rows in funnel order with
+    deals, share = deals ÷ lost deals, and lost_amount."""
+    lost = lost[lost["outcome"].eq("Lost")] if "outcome" in lost.columns else lost
+    closed_stages = set(won_stages) | set(lost_stages)
+    h = history[history["opportunity_id"].isin(lost["opportunity_id"])].copy()
+    h["_pos"] = np.arange(len(h))
+    h = h.sort_values(["opportunity_id", "changed_at", "_pos"])
+    is_lost = h["stage"].isin(lost_stages)
+    first_lost_rank = is_lost.groupby(h["opportunity_id"]).cummax()  # True from the first lost row onwards
+    before = h[~first_lost_rank & ~h["stage"].isin(closed_stages)]
+    last = before.groupby("opportunity_id")["stage"].last()
+    with_history = set(h["opportunity_id"])
+    at = lost["opportunity_id"].map(last)
+    at = at.where(at.notna(), np.where(lost["opportunity_id"].isin(with_history), "(no earlier stage)",
+                                       "(no history)"))
+    df = pd.DataFrame({"stage": at.astype(str).to_numpy(), "deals": 1,
+                       "lost_amount": _col(lost, "amount").astype("float64").fillna(0).to_numpy()})
+    g = df.groupby("stage").sum().reset_index()
+    rank = {s: i for i, s in enumerate(stages)}
+    g["_r"] = g["stage"].map(rank).fillna(len(rank)).astype(float)
+    g = g.sort_values(["_r", "stage"]).drop(columns="_r")
+    g["share"] = g["deals"] / g["deals"].sum() if len(g) else np.nan
+    g["deals"] = g["deals"].astype("int64")
+    return g[["stage", "deals", "share", "lost_amount"]].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# won and lost side by side
+# --------------------------------------------------------------------------------------------------
+def stage_changes(history: pd.DataFrame) -> pd.Series:
+    """Stage changes per opportunity: history rows whose stage differs from the previous row's (ordered by
+    changed_at; the first row is the starting stage, not a change)."""
+    h = history[["opportunity_id", "changed_at", "stage"]].copy()
+    h["_pos"] = np.arange(len(h))
+    h = h.sort_values(["opportunity_id", "changed_at", "_pos"])
+    prev = h.groupby("opportunity_id")["stage"].shift()
+    changed = prev.notna() & (h["stage"] != prev)
+    return changed.groupby(h["opportunity_id"]).sum().astype("int64")
+
+
+def amount_change(history: pd.DataFrame, opp: pd.DataFrame) -> pd.Series:
+    """Relative amount change per opportunity = final ÷ first − 1, where first = the first positive amount in
+    its history and final = the opportunity's amount (else the last amount in history). Negative = the deal
+    shrank (discounting or descoping)."""
+    if "amount" not in history.columns:
+        return pd.Series(dtype="float64")
+    h = history[history["amount"] > 0].sort_values(["opportunity_id", "changed_at"], kind="stable")
+    first = h.groupby("opportunity_id")["amount"].first()
+    last = h.groupby("opportunity_id")["amount"].last()
+    final = opp.set_index("opportunity_id")["amount"] if "amount" in opp.columns else pd.Series(dtype="float64")
+    final = final.reindex(first.index).fillna(last)
+    return (final / first - 1).astype("float64")
+
+
+SIDE_BY_SIDE_METRICS = [
+    ("Deals", "count"),
+    ("Average deal size", "currency"),
+    ("Median deal size", "currency"),
+    ("Median cycle (days)", "days"),
+    ("Average stage changes", "number"),
+    ("Activities per deal", "number"),
+    ("Median amount change", "percent"),
+    ("Share of deals that shrank", "percent"),
+]
+
+
+def won_vs_lost(closed: pd.DataFrame, history: pd.DataFrame | None = None,
+                activities: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Won and lost deals side by side: one row per metric with ``Won``, ``Lost``, the deals each value rests on
+    (``won_n``, ``lost_n``) and ``needs`` (what is missing when a value cannot be computed).
+
+    Deal size = amount (mean, median); cycle = close_date − created_date (median); stage changes per deal
+    (``stage_changes``, deals with history); activities per deal = activities with the deal's opportunity_id
+    (deals without any count 0); amount change = ``amount_change`` (median; shrank = change < 0).
+    """
+    won = closed["outcome"].eq("Won")
+    per_deal: dict[str, tuple[pd.Series, str]] = {}
+    amount = _col(closed, "amount").astype("float64").where(lambda s: s > 0)
+    per_deal["amount"] = (amount, "" if amount.notna().any() else "amounts (opportunities.amount)")
+    cyc = closed["cycle_days"] if "cycle_days" in closed.columns else pd.Series(np.nan, index=closed.index)
+    per_deal["cycle"] = (cyc, "" if cyc.notna().any() else "created_date and close_date")
+    hist_ok = history is not None and {"opportunity_id", "changed_at", "stage"} <= set(history.columns) \
+        and len(history) > 0
+    if hist_ok:
+        sc = closed["opportunity_id"].map(stage_changes(history)).astype("float64")
+        ac = closed["opportunity_id"].map(amount_change(history, closed)).astype("float64")
+    else:
+        sc = ac = pd.Series(np.nan, index=closed.index)
+    per_deal["stages"] = (sc, "" if hist_ok else "the opportunity_history table")
+    per_deal["change"] = (ac, "" if ac.notna().any() else
+                          ("amounts in opportunity_history" if hist_ok else "the opportunity_history table "
+                                                                            "with amounts"))
+    act_ok = activities is not None and "opportunity_id" in activities.columns \
+        and activities["opportunity_id"].notna().any()
+    if act_ok:
+        counts = activities["opportunity_id"].value_counts()
+        act = closed["opportunity_id"].map(counts).fillna(0).astype("float64")
+    else:
+        act = pd.Series(np.nan, index=closed.index)
+    per_deal["activities"] = (act, "" if act_ok else "the activities table with opportunity_id")
+
+    def stat(key, func, mask):
+        s, _ = per_deal[key]
+        s = s[mask].dropna()
+        return (func(s) if len(s) else np.nan), int(len(s))
+
+    rows = []
+    specs = {
+        "Deals": None,
+        "Average deal size": ("amount", lambda s: s.mean()),
+        "Median deal size": ("amount", lambda s: s.median()),
+        "Median cycle (days)": ("cycle", lambda s: s.median()),
+        "Average stage changes": ("stages", lambda s: s.mean()),
+        "Activities per deal": ("activities", lambda s: s.mean()),
+        "Median amount change": ("change", lambda s: s.median()),
+        "Share of deals that shrank": ("change", lambda s: (s < 0).mean()),
+    }
+    for name, unit in SIDE_BY_SIDE_METRICS:
+        spec = specs[name]
+        if spec is None:
+            rows.append({"metric": name, "unit": unit, "Won": float(won.sum()), "Lost": float((~won).sum()),
+                         "won_n": int(won.sum()), "lost_n": int((~won).sum()), "needs": ""})
+            continue
+        key, func = spec
+        w, wn = stat(key, func, won)
+        lo, ln = stat(key, func, ~won)
+        rows.append({"metric": name, "unit": unit, "Won": w, "Lost": lo, "won_n": wn, "lost_n": ln,
+                     "needs": per_deal[key][1]})
+    return pd.DataFrame(rows)
+
+
+def what_distinguishes_wins(side: pd.DataFrame) -> list[str]:
+    """Sentences comparing won with lost deals, from ``won_vs_lost`` rows where both sides have values."""
+    out = []
+    r = side.set_index("metric")
+
+    def both(m):
+        return m in r.index and pd.notna(r.at[m, "Won"]) and pd.notna(r.at[m, "Lost"]) and r.at[m, "Lost"] != 0
+
+    if both("Median deal size"):
+        ratio = r.at["Median deal size", "Won"] / r.at["Median deal size", "Lost"]
+        out.append(f"The median won deal is {ratio:.1f}× the median lost deal.")
+    if both("Median cycle (days)"):
+        w, lo = r.at["Median cycle (days)", "Won"], r.at["Median cycle (days)", "Lost"]
+        out.append(f"Won deals took a median {w:,.0f} days to close, lost deals {lo:,.0f} days.")
+    if both("Activities per deal"):
+        w, lo = r.at["Activities per deal", "Won"], r.at["Activities per deal", "Lost"]
+        out.append(f"Won deals had {w:.1f} logged activities on average, lost deals {lo:.1f}.")
+    if both("Average stage changes"):
+        w, lo = r.at["Average stage changes", "Won"], r.at["Average stage changes", "Lost"]
+        out.append(f"Won deals moved stage {w:.1f} times on average, lost deals {lo:.1f}.")
+    if "Share of deals that shrank" in r.index and pd.notna(r.at["Share of deals that shrank", "Won"]) \
+            and pd.notna(r.at["Share of deals that shrank", "Lost"]):
+        w, lo = r.at["Share of deals that shrank", "Won"], r.at["Share of deals that shrank", "Lost"]
+        out.append(f"{w:.0%} of won deals and {lo:.0%} of lost deals lost value between first and final amount.")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# the lists
+# --------------------------------------------------------------------------------------------------
+def _rank_by_amount(df: pd.DataFrame) -> pd.DataFrame:
+    tmp = df.assign(_amt=_col(df, "amount").astype("float64"), _id=df["opportunity_id"].astype(str))
+    tmp = tmp.sort_values(["_amt", "_id"], ascending=[False, True], na_position="last", kind="stable")
+    return tmp.drop(columns=["_amt", "_id"])
+
+
+def top_deals(deals: pd.DataFrame, outcome: str, n: int = 5) -> pd.DataFrame:
+    """The ``n`` largest deals of ``outcome`` (Won, Lost or Open) in ``deals``: amount descending, unknown
+    amounts last, ties by opportunity_id ascending. Columns: opportunity_id, account, rep, amount, stage,
+    close_date, cycle_days (age for open deals), reason (loss reason for lost, next step for open),
+    competitor."""
+    d = _rank_by_amount(deals[deals["outcome"].eq(outcome)]).head(n)
+    reason_col = {"Lost": "loss_reason", "Open": "next_step"}.get(outcome)
+    out = pd.DataFrame({
+        "opportunity_id": d["opportunity_id"],
+        "account": _col(d, "account"),
+        "rep": _col(d, "rep"),
+        "amount": _col(d, "amount").astype("float64"),
+        "stage": _col(d, "stage"),
+        "close_date": _col(d, "close_date"),
+        "cycle_days": _col(d, "cycle_days"),
+        "reason": _col(d, reason_col) if reason_col else pd.Series(np.nan, index=d.index, dtype="object"),
+        "competitor": _col(d, "competitor"),
+    })
+    return out.reset_index(drop=True)
+
+
+def open_as_of(deals: pd.DataFrame, as_of) -> pd.DataFrame:
+    """Deals open on ``as_of``: created on or before it (when known) and not closed, or closed after it."""
+    a = pd.Timestamp(as_of)
+    created = pd.to_datetime(_col(deals, "created_date"))
+    close = pd.to_datetime(_col(deals, "close_date"))
+    started = created.isna() | (created <= a)
+    still_open = deals["outcome"].eq("Open") | (close > a).fillna(False)
+    out = deals[started & still_open].copy()
+    out["outcome"] = "Open"
+    return out
+
+
+def top_churned(churn: pd.DataFrame, window: Window, deals: pd.DataFrame | None = None,
+                n: int = 5) -> pd.DataFrame:
+    """The ``n`` largest churned customers with ``start <= churn_date <= as_of``: lost_amount descending, then
+    account, then churn_date. ``owner`` = rep of the account's latest won deal; ``customer_days`` = churn_date
+    − the account's first won close_date (the customer lifetime), when the deals carry accounts."""
+    c = churn[window.contains(churn["churn_date"]).fillna(False)].copy()
+    c = c.sort_values(["lost_amount", "account", "churn_date"], ascending=[False, True, True],
+                      na_position="last", kind="stable").head(n)
+    owner = pd.Series(np.nan, index=c.index, dtype="object")
+    days = pd.Series(np.nan, index=c.index, dtype="float64")
+    if deals is not None and has_values(deals, "account"):
+        won = deals[deals["outcome"].eq("Won") & deals["account"].notna()]
+        if has_values(won, "close_date"):
+            won = won.sort_values(["close_date", "opportunity_id"])
+            first = won.groupby("account")["close_date"].min()
+            owner = c["account"].map(won.groupby("account")["rep"].last())
+            days = (c["churn_date"] - c["account"].map(first)).dt.days.astype("float64")
+        else:
+            owner = c["account"].map(won.groupby("account")["rep"].last())
+    return pd.DataFrame({
+        "account": c["account"], "churn_date": c["churn_date"], "lost_amount": c["lost_amount"],
+        "reason": _col(c, "reason"), "owner": owner, "customer_days": days,
+    }).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# data quality
+# --------------------------------------------------------------------------------------------------
+def is_other_reason(reason: pd.Series) -> pd.Series:
+    """A catch-all loss reason: "Other"/"Unknown"/"N/A"/"None"/"Misc" (any case), or text starting "other"."""
+    txt = reason.astype("object").where(reason.notna(), "").astype(str).str.strip().str.lower()
+    return reason.notna() & (txt.isin(OTHER_REASON_WORDS) | txt.str.startswith("other"))
+
+
+def _named(df: pd.DataFrame, issue: str) -> pd.DataFrame:
+    return pd.DataFrame({
+        "issue": issue,
+        "opportunity_id": df["opportunity_id"],
+        "rep": _col(df, "rep"),
+        "account": _col(df, "account"),
+        "outcome": df["outcome"],
+        "close_date": _col(df, "close_date"),
+        "amount": _col(df, "amount"),
+    })
+
+
+def never_qualified(closed: pd.DataFrame, history: pd.DataFrame, stages: list[str], qualifying_stage: str,
+                    won_stages: list[str], lost_stages: list[str]) -> pd.DataFrame:
+    """Closed deals whose history never shows an open stage at or beyond ``qualifying_stage`` in the funnel
+    order (won/lost stages do not count). Deals with no history rows are not judged."""
+    closed_stages = set(won_stages) | set(lost_stages)
+    qrank = stages.index(qualifying_stage)
+    qualifying = {s for i, s in enumerate(stages) if i >= qrank and s not in closed_stages}
+    h = history[history["opportunity_id"].isin(closed["opportunity_id"])]
+    reached = set(h.loc[h["stage"].isin(qualifying), "opportunity_id"])
+    seen = set(h["opportunity_id"])
+    mask = closed["opportunity_id"].isin(seen) & ~closed["opportunity_id"].isin(reached)
+    return closed[mask]
+
+
+def quality_issues(closed: pd.DataFrame, history: pd.DataFrame | None = None, stages: list[str] | None = None,
+                   qualifying_stage: str | None = None, won_stages=(), lost_stages=()) -> pd.DataFrame:
+    """Named deals the process should fix, one row per (issue, deal): lost with no loss reason; lost with a
+    catch-all ("Other") reason; closed without ever reaching ``qualifying_stage`` (needs history and the
+    stage in dataset.yml). Ordered by issue, then amount descending, then opportunity_id."""
+    lost = closed[closed["outcome"].eq("Lost")]
+    reason = _col(lost, "loss_reason")
+    parts = [_named(lost[reason.isna()], "Lost with no loss reason"),
+             _named(lost[is_other_reason(reason)], "Lost with an 'Other' reason")]
+    if history is not None and qualifying_stage and stages and qualifying_stage in stages:
+        nq = never_qualified(closed, history, list(stages), qualifying_stage, list(won_stages), list(lost_stages))
+        parts.append(_named(nq, f"Closed without reaching {qualifying_stage}"))
+    out = pd.concat(parts, ignore_index=True)
+    out["_r"] = out["issue"].map({p["issue"].iloc[0]: i for i, p in enumerate(parts) if len(p)})
+    out = out.assign(_amt=out["amount"].astype("float64"), _id=out["opportunity_id"].astype(str))
+    out = out.sort_values(["_r", "_amt", "_id"], ascending=[True, False, True], na_position="last")
+    return out.drop(columns=["_r", "_amt", "_id"]).reset_index(drop=True)
+
+
+def quality_summary(closed: pd.DataFrame, issues: pd.DataFrame, duplicates: pd.DataFrame,
+                    undated: int = 0, can_check_qualifying: bool = False,
+                    qualifying_stage: str | None = None) -> pd.DataFrame:
+    """Counts and shares of each data-quality issue. Shares: no reason and "Other" reason ÷ lost deals;
+    never qualified ÷ closed deals; duplicates and undated ÷ all records (closed deals + those)."""
+    lost_n = int(closed["outcome"].eq("Lost").sum())
+    closed_n = len(closed)
+    counts = issues["issue"].value_counts()
+
+    def row(check, k, base, base_label):
+        return {"check": check, "deals": int(k), "base": base_label, "share": (k / base) if base else np.nan}
+
+    rows = [row("Lost with no loss reason", counts.get("Lost with no loss reason", 0), lost_n, "lost deals"),
+            row("Lost with an 'Other' reason", counts.get("Lost with an 'Other' reason", 0), lost_n, "lost deals")]
+    if can_check_qualifying:
+        name = f"Closed without reaching {qualifying_stage}"
+        rows.append(row(name, counts.get(name, 0), closed_n, "closed deals"))
+    rows.append(row("Duplicate records (left out)", len(duplicates), closed_n + len(duplicates), "records"))
+    if undated:
+        rows.append(row("Closed with no close date (left out of the window)", undated, closed_n + undated,
+                        "closed deals"))
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# headlines and "what to look at"
+# --------------------------------------------------------------------------------------------------
+def headline_figures(overall: pd.DataFrame, change: dict, reasons: pd.DataFrame,
+                     summary: pd.DataFrame) -> list[dict]:
+    """The review's headline figures (key, value, label, definition, unit) for ``Headlines.add``."""
+    o = overall.iloc[0]
+    figs = [
+        dict(key="closed_deals", value=int(o["deals"]), label="Deals closed", unit="count",
+             definition="Won + lost deals with a close date in the review window (all closed records when the "
+                        "data has no dates)."),
+        dict(key="win_rate", value=o["win_rate"], label="Win rate (count)", unit="percent",
+             definition="Won ÷ (won + lost) among deals closed in the review window."),
+        dict(key="win_rate_ci_low", value=o["ci_low"], label="Win rate, 95% interval low", unit="percent",
+             definition="Lower bound of the 95% Wilson score interval of the win rate."),
+        dict(key="win_rate_ci_high", value=o["ci_high"], label="Win rate, 95% interval high", unit="percent",
+             definition="Upper bound of the 95% Wilson score interval of the win rate."),
+        dict(key="win_rate_value", value=o["value_win_rate"], label="Win rate (value)", unit="percent",
+             definition="Won amount ÷ closed (won + lost) amount among deals closed in the review window."),
+        dict(key="win_rate_comparison", value=change["previous"], label="Win rate, comparison window",
+             unit="percent", definition="Win rate (count) in the comparison window."),
+        dict(key="win_rate_change", value=change["change"], label="Win rate change", unit="percent",
+             definition="Win rate now minus win rate in the comparison window (percentage points)."),
+    ]
+    if len(reasons):
+        top = reasons.iloc[0]
+        figs.append(dict(key="top_loss_reason", value=str(top["reason"]), label="Top loss reason", unit="number",
+                         definition="The loss reason with the most lost deals in the review window."))
+        figs.append(dict(key="top_loss_reason_share", value=top["share"], label="Top loss reason share",
+                         unit="percent", definition="Lost deals with the top reason ÷ all lost deals."))
+    s = summary.set_index("check")
+    if "Lost with no loss reason" in s.index:
+        figs.append(dict(key="lost_without_reason_share", value=s.at["Lost with no loss reason", "share"],
+                         label="Lost deals with no reason", unit="percent",
+                         definition="Lost deals with an empty loss_reason ÷ lost deals in the review window."))
+    if "Duplicate records (left out)" in s.index:
+        figs.append(dict(key="duplicate_records", value=int(s.at["Duplicate records (left out)", "deals"]),
+                         label="Duplicate records", unit="count",
+                         definition="Records identical to an earlier one in every column but opportunity_id, "
+                                    "left out of all figures."))
+    return figs
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None or pd.isna(x) else f"{x:.0%}"
+
+
+def what_to_look_at(overall: pd.DataFrame, change: dict, by_dim: dict[str, pd.DataFrame],
+                    reasons: pd.DataFrame, summary: pd.DataFrame, min_deals: int,
+                    review_label: str = "", comparison_label: str = "") -> list[str]:
+    """The few points the meeting should start with, computed from the numbers:
+    the win rate and its change (flagged as noise when the 95% intervals overlap); the top loss reason's
+    share; the groups whose interval lies wholly above or below the overall rate (n ≥ min_deals, pooled rows
+    excluded); data-quality shares above 10%."""
+    o = overall.iloc[0]
+    points = []
+    if not o["deals"]:
+        return [f"No deals closed in {review_label or 'the review window'}."]
+    head = (f"Win rate {_pct(o['win_rate'])} on {int(o['deals'])} closed deals "
+            f"(95% interval {_pct(o['ci_low'])}–{_pct(o['ci_high'])})")
+    if pd.notna(change.get("change")):
+        pts = change["change"] * 100
+        noise = " — within the noise of these sample sizes" if change["intervals_overlap"] else \
+            " — a real shift (the intervals do not overlap)"
+        head += (f", {'up' if pts >= 0 else 'down'} {abs(pts):.0f} points from {_pct(change['previous'])} in "
+                 f"{comparison_label or 'the comparison window'}{noise}.")
+    else:
+        head += "; no deals closed in the comparison window to compare with."
+    points.append(head)
+    if len(reasons):
+        top = reasons.iloc[0]
+        cum80 = int((reasons["cum_share"] < 0.8).sum() + 1)
+        points.append(f"Top loss reason: {top['reason']} — {_pct(top['share'])} of lost deals "
+                      f"({int(top['deals'])} of {int(reasons['deals'].sum())}); {min(cum80, len(reasons))} "
+                      f"reason(s) cover 80% of losses.")
+    outliers = []
+    for dim, t in by_dim.items():
+        sub = t[(t["deals"] >= min_deals) & ~t["group"].eq(other_label(min_deals)) & t["groups_pooled"].eq(1)]
+        for _, r in sub.iterrows():
+            if r["ci_low"] > o["win_rate"]:
+                outliers.append((r["ci_low"] - o["win_rate"], f"{DIMENSIONS.get(dim, dim)} {r['group']} wins "
+                                 f"{_pct(r['win_rate'])} (interval {_pct(r['ci_low'])}–{_pct(r['ci_high'])}, "
+                                 f"n={int(r['deals'])}), clearly above the overall rate"))
+            elif r["ci_high"] < o["win_rate"]:
+                outliers.append((o["win_rate"] - r["ci_high"], f"{DIMENSIONS.get(dim, dim)} {r['group']} wins "
+                                 f"{_pct(r['win_rate'])} (interval {_pct(r['ci_low'])}–{_pct(r['ci_high'])}, "
+                                 f"n={int(r['deals'])}), clearly below the overall rate"))
+    for _, text in sorted(outliers, key=lambda t: -t[0])[:3]:
+        points.append(text + ".")
+    if not outliers and by_dim:
+        points.append("No segment, region, rep or other group differs from the overall win rate by more than "
+                      "its 95% interval allows.")
+    for _, r in summary.iterrows():
+        if pd.notna(r["share"]) and r["share"] > 0.10:
+            points.append(f"Data quality: {r['check'].lower()} — {int(r['deals'])} ({_pct(r['share'])} of "
+                          f"{r['base']}).")
+    return points
