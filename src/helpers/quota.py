@@ -1,0 +1,698 @@
+"""Quota setting: the top-down plan, rep quotas, capacity check, realism simulation, reverse funnel.
+
+Pure functions: frames, dates and numbers in; numbers, arrays or DataFrames out. No I/O except
+``write_quotas``. Notation used in the docstrings (plan year months ``m = 1..12``, reps ``i``):
+
+- ``B``   bookings = amount of won deals, dated by ``close_date``.
+- ``T``   company target; ``o`` over-assignment factor; ``Q = T × (1 + o)`` quota to assign.
+- ``s_m`` seasonal share of fiscal month ``m`` (``Σ s_m = 1``).
+- ``a_im`` 1 when rep ``i`` is employed for the whole of month ``m``, else 0.
+- ``r_im`` ramp factor of rep ``i`` in month ``m`` from the ramp schedule and tenure (hire month = month 1).
+- ``w_i`` territory weight (``reps.territory_weight``, default 1).
+- ``E_i = Σ_m s_m · r_im · a_im`` effective capacity in full-productivity years.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from helpers.calendar import FiscalCalendar
+
+DEFAULT_RAMP = (0.25, 0.50, 0.75)
+NON_REVENUE_ROLES = {"sdr", "bdr", "sdr/bdr"}
+MEETING_TYPES = ("meeting", "demo")
+NOT_HELD = ("no_show", "scheduled")
+# Benchmarks used when the data cannot measure a funnel rate (activity tracker uses the same ones).
+BENCHMARKS = {
+    "win_rate": 0.20,  # closed-won ÷ closed opportunities
+    "meeting_to_opportunity": 0.50,  # opportunities created ÷ meetings/demos held
+    "call_to_meeting": 0.05,  # meetings/demos held ÷ calls (20 calls per meeting)
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# dates
+# --------------------------------------------------------------------------------------------------
+def month_start(d) -> pd.Timestamp:
+    return pd.Timestamp(d).to_period("M").to_timestamp()
+
+
+def last_complete_month(as_of) -> pd.Timestamp:
+    """Start of the last calendar month that ends on or before ``as_of``."""
+    a = pd.Timestamp(as_of).normalize()
+    m = month_start(a)
+    return m if a == m + pd.offsets.MonthEnd(0) else m - pd.DateOffset(months=1)
+
+
+def default_plan_year(cal: FiscalCalendar, as_of) -> int:
+    """The fiscal year after the one ``as_of`` falls in."""
+    return cal.fiscal_year(as_of) + 1
+
+
+def plan_months(cal: FiscalCalendar, fiscal_year: int) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(cal.months_of_year(fiscal_year))
+
+
+# --------------------------------------------------------------------------------------------------
+# bookings and the company target
+# --------------------------------------------------------------------------------------------------
+def won_deals(opps: pd.DataFrame) -> pd.DataFrame:
+    """Won deals with a close date and an amount."""
+    won = opps["is_won"].fillna(False).astype(bool) & opps["close_date"].notna() & opps["amount"].notna()
+    return opps.loc[won]
+
+
+def monthly_bookings(opps: pd.DataFrame) -> pd.DataFrame:
+    """``B`` per owner and month: columns owner, month (month start), bookings (Σ amount of won deals)."""
+    won = won_deals(opps)
+    out = (won.assign(month=won["close_date"].dt.to_period("M").dt.to_timestamp())
+           .groupby(["owner", "month"], as_index=False)["amount"].sum()
+           .rename(columns={"amount": "bookings"}))
+    return out
+
+
+@dataclass(frozen=True)
+class TargetBasis:
+    """The bookings the target grows from: the last fiscal year, or the trailing 12 months while it runs."""
+
+    label: str
+    start: pd.Timestamp
+    end: pd.Timestamp
+    bookings: float
+
+
+def target_basis(opps: pd.DataFrame, cal: FiscalCalendar, fiscal_year: int, as_of) -> TargetBasis:
+    """``B`` of fiscal year ``fiscal_year − 1`` when it has ended by ``as_of``; otherwise ``B`` of the
+    trailing twelve months ending ``as_of`` (the prior year is not complete yet)."""
+    a = pd.Timestamp(as_of).normalize()
+    prev_end = cal.year_end(fiscal_year - 1)
+    if prev_end <= a:
+        start, end, label = cal.year_start(fiscal_year - 1), prev_end, f"FY{fiscal_year - 1} bookings"
+    else:
+        start, end = a - pd.DateOffset(years=1) + pd.Timedelta(days=1), a
+        label = f"Bookings, 12 months to {a:%Y-%m-%d} (FY{fiscal_year - 1} not complete)"
+    won = won_deals(opps)
+    b = float(won.loc[(won["close_date"] >= start) & (won["close_date"] <= end), "amount"].sum())
+    return TargetBasis(label, start, end, b)
+
+
+def company_target(basis_bookings: float, growth_rate: float, configured: float | None = None) -> float:
+    """``T = B_basis × (1 + growth)``, or the target configured in ``dataset.yml`` when given."""
+    if configured is not None and not pd.isna(configured):
+        return float(configured)
+    return float(basis_bookings) * (1.0 + float(growth_rate))
+
+
+# --------------------------------------------------------------------------------------------------
+# seasonality and the monthly plan
+# --------------------------------------------------------------------------------------------------
+def seasonality(opps: pd.DataFrame, cal: FiscalCalendar, as_of, lookback_months: int = 36) -> pd.DataFrame:
+    """Seasonal share of each fiscal month from history.
+
+    Over the last ``lookback_months`` complete months up to ``as_of``: ``avg_m`` = mean company bookings of
+    the calendar months falling in fiscal month ``m``; ``s_m = avg_m / Σ avg``. Flat (1/12 each) when some
+    fiscal month has no history or there are no bookings. Columns: fiscal_month, quarter, share, years.
+    """
+    last = last_complete_month(as_of)
+    months = pd.date_range(last - pd.DateOffset(months=lookback_months - 1), last, freq="MS")
+    b = monthly_bookings(opps).groupby("month")["bookings"].sum().reindex(months, fill_value=0.0)
+    first_deal = won_deals(opps)["close_date"].min()
+    if pd.notna(first_deal):
+        b = b[b.index >= month_start(first_deal)]
+    fm = ((b.index.month - cal.start_month) % 12) + 1
+    grouped = b.groupby(fm)
+    avg = grouped.mean().reindex(range(1, 13))
+    years = grouped.size().reindex(range(1, 13), fill_value=0)
+    if avg.isna().any() or avg.sum() <= 0:
+        share = pd.Series(1 / 12, index=range(1, 13))
+    else:
+        share = avg / avg.sum()
+    return pd.DataFrame({"fiscal_month": range(1, 13), "quarter": [(m - 1) // 3 + 1 for m in range(1, 13)],
+                         "share": share.to_numpy(float), "years": years.to_numpy(int)})
+
+
+def flat_shares() -> np.ndarray:
+    return np.full(12, 1 / 12)
+
+
+def monthly_plan(target: float, shares, cal: FiscalCalendar, fiscal_year: int) -> pd.DataFrame:
+    """The target by month: ``T_m = T × s_m``. Columns month, fiscal_month, quarter, share, target."""
+    s = np.asarray(shares, float)
+    months = plan_months(cal, fiscal_year)
+    return pd.DataFrame({"month": months, "fiscal_month": range(1, 13),
+                         "quarter": [f"Q{(m - 1) // 3 + 1}" for m in range(1, 13)],
+                         "share": s, "target": target * s})
+
+
+def quarterly_plan(monthly: pd.DataFrame) -> pd.DataFrame:
+    """``T_q = Σ_{m in q} T_m``."""
+    return monthly.groupby("quarter", as_index=False)[["share", "target"]].sum()
+
+
+# --------------------------------------------------------------------------------------------------
+# roster, ramp, capacity
+# --------------------------------------------------------------------------------------------------
+def parse_ramp(text: str | tuple | list) -> tuple[float, ...]:
+    """``"25/50/75"`` → ``(0.25, 0.5, 0.75)``: the share of full quota in tenure months 1, 2, 3; month 4+
+    is 100%. Values above 1 are read as percentages."""
+    if isinstance(text, (tuple, list)):
+        vals = [float(v) for v in text]
+    else:
+        vals = [float(v) for v in str(text).replace(",", "/").split("/") if v.strip()]
+    if any(v > 1 for v in vals):
+        vals = [v / 100 for v in vals]
+    return tuple(vals)
+
+
+def linear_ramp(months: int) -> tuple[float, ...]:
+    """A linear ramp of ``n`` months: ``k / (n + 1)`` for ``k = 1..n`` (n = 3 gives 25/50/75%)."""
+    n = int(months)
+    return tuple(k / (n + 1) for k in range(1, n + 1))
+
+
+def is_revenue_role(role) -> bool:
+    return not (isinstance(role, str) and role.strip().lower() in NON_REVENUE_ROLES)
+
+
+def roster(reps: pd.DataFrame | None, opps: pd.DataFrame, start, end, as_of) -> pd.DataFrame:
+    """The people employed at some point in ``[start, end]`` (end_date empty or on/after ``start``,
+    hire_date empty or on/before ``end``). Without a ``reps`` table: every owner with a deal created or
+    closed in the 12 months to ``as_of``, in one team. Columns rep_id, name, team, role, revenue,
+    hire_date, end_date, ote, ramp_months, weight, planned (hired after ``as_of``)."""
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    a = pd.Timestamp(as_of).normalize()
+    if reps is None or len(reps) == 0:
+        recent = (opps["created_date"] > a - pd.DateOffset(years=1)) | (opps["close_date"] > a - pd.DateOffset(years=1))
+        ids = sorted(opps.loc[recent, "owner"].dropna().unique())
+        r = pd.DataFrame({"rep_id": pd.array(ids, dtype="str")})
+    else:
+        r = reps.copy()
+    for col, default in (("name", None), ("team", "All"), ("role", None), ("ote", np.nan),
+                         ("ramp_months", np.nan), ("territory_weight", 1.0)):
+        if col not in r.columns:
+            r[col] = default
+    for col in ("hire_date", "end_date"):
+        if col not in r.columns:
+            r[col] = pd.NaT
+        r[col] = pd.to_datetime(r[col])
+    r["name"] = r["name"].fillna(r["rep_id"]) if r["name"].notna().any() else r["rep_id"]
+    r["team"] = r["team"].fillna("Unassigned").astype("str")
+    r["weight"] = pd.to_numeric(r["territory_weight"]).fillna(1.0).astype(float)
+    r["ote"] = pd.to_numeric(r["ote"]).astype(float)
+    r["ramp_months"] = pd.to_numeric(r["ramp_months"]).astype(float)
+    keep = (r["end_date"].isna() | (r["end_date"] >= start)) & (r["hire_date"].isna() | (r["hire_date"] <= end))
+    r = r.loc[keep].copy()
+    r["revenue"] = [is_revenue_role(x) for x in r["role"]]
+    r["planned"] = r["hire_date"].notna() & (r["hire_date"] > a)
+    cols = ["rep_id", "name", "team", "role", "revenue", "hire_date", "end_date", "ote", "ramp_months", "weight",
+            "planned"]
+    return r[cols].reset_index(drop=True)
+
+
+def planned_hires(cal: FiscalCalendar, fiscal_year: int, hires_per_quarter, month_in_quarter: int = 1,
+                  team: str = "New hires", ote: float = np.nan) -> pd.DataFrame:
+    """Placeholder reps for open headcount: ``hires_per_quarter[q-1]`` hires starting on the first day of
+    month ``month_in_quarter`` (1–3) of fiscal quarter ``q``; rep_id ``TBH-FY<year>-Q<q>-<n>``."""
+    rows = []
+    for q, n in enumerate(hires_per_quarter, start=1):
+        start = cal.year_start(fiscal_year) + pd.DateOffset(months=3 * (q - 1) + int(month_in_quarter) - 1)
+        for k in range(1, int(n) + 1):
+            rid = f"TBH-FY{fiscal_year}-Q{q}-{k}"
+            rows.append({"rep_id": rid, "name": f"Hire Q{q} #{k}", "team": team, "role": "AE", "revenue": True,
+                         "hire_date": start, "end_date": pd.NaT, "ote": ote, "ramp_months": np.nan,
+                         "weight": 1.0, "planned": True})
+    cols = ["rep_id", "name", "team", "role", "revenue", "hire_date", "end_date", "ote", "ramp_months", "weight",
+            "planned"]
+    out = pd.DataFrame(rows, columns=cols)
+    out["hire_date"] = pd.to_datetime(out["hire_date"])
+    out["end_date"] = pd.to_datetime(out["end_date"])
+    return out
+
+
+def month_offsets(dates: pd.Series, origin: pd.Timestamp) -> np.ndarray:
+    """Whole months from ``origin``'s month to each date's month (float; NaN for missing dates)."""
+    d = pd.to_datetime(dates)
+    out = (d.dt.year - origin.year) * 12 + (d.dt.month - origin.month)
+    return out.to_numpy(dtype=float, na_value=np.nan)
+
+
+def active_matrix(hire_offset: np.ndarray, end_dates: pd.Series, months: pd.DatetimeIndex) -> np.ndarray:
+    """``a_im``: 1 when month ``m`` starts on/after the hire month and ends on/before ``end_date``."""
+    h = np.nan_to_num(np.asarray(hire_offset, float), nan=-1e9)
+    idx = np.arange(len(months))
+    started = idx[None, :] >= h[:, None]
+    ends = (months + pd.offsets.MonthEnd(0)).to_numpy()
+    e = pd.to_datetime(end_dates).to_numpy()
+    stayed = np.isnat(e)[:, None] | (ends[None, :] <= e[:, None])
+    return (started & stayed).astype(float)
+
+
+def ramp_matrix(hire_offset: np.ndarray, n_months: int, schedules: list[tuple[float, ...]]) -> np.ndarray:
+    """``r_im``: tenure ``k = m − hire month + 1``; factor ``schedule[k−1]`` for ``k ≤ len(schedule)``,
+    1 after the ramp, 0 before the hire month. One schedule per rep."""
+    h = np.nan_to_num(np.asarray(hire_offset, float), nan=-1e9)
+    k = np.arange(n_months)[None, :] - h[:, None] + 1  # tenure month, 1-based
+    width = max([len(s) for s in schedules] + [1])
+    table = np.ones((len(schedules), width + 1))
+    for i, s in enumerate(schedules):
+        table[i, 1:len(s) + 1] = s
+    kk = np.clip(k, 0, width).astype(int)
+    out = np.take_along_axis(table, kk, axis=1) if len(schedules) else np.zeros((0, n_months))
+    out[k > width] = 1.0
+    out[k <= 0] = 0.0
+    return out
+
+
+def rep_schedules(ramp_months: pd.Series, default: tuple[float, ...], use_rep_ramp: bool = True) -> list:
+    """Each rep's ramp schedule: a linear ramp of the rep's own ``ramp_months`` when given (and
+    ``use_rep_ramp``), else ``default``."""
+    out = []
+    for n in ramp_months:
+        out.append(linear_ramp(int(n)) if use_rep_ramp and pd.notna(n) else tuple(default))
+    return out
+
+
+def effective_capacity(active: np.ndarray, ramp: np.ndarray, shares) -> np.ndarray:
+    """``E_i = Σ_m s_m · r_im · a_im`` (1 = a full year at full productivity)."""
+    return (active * ramp) @ np.asarray(shares, float)
+
+
+def team_shares(teams: pd.Series, capacity_weight: np.ndarray, history: pd.Series | None = None,
+                method: str = "capacity") -> pd.Series:
+    """Share of the quota each team carries.
+
+    ``capacity``: ``Σ_{i∈t} w_i E_i / Σ_i w_i E_i``. ``history``: the team's share of basis bookings
+    (``history`` indexed by team), scaled to leave teams without history their capacity share."""
+    cap = pd.Series(capacity_weight, index=teams.to_numpy()).groupby(level=0).sum()
+    cap_share = cap / cap.sum() if cap.sum() > 0 else cap * 0
+    if method == "capacity" or history is None or history.sum() <= 0:
+        return cap_share
+    hist = history.reindex(cap.index).fillna(0.0)
+    new_teams = hist <= 0
+    rest = 1.0 - float(cap_share[new_teams].sum())
+    return (hist / hist.sum() * rest).where(~new_teams, cap_share)
+
+
+def distribute_quota(quota_to_assign: float, teams: pd.Series, weights: np.ndarray, capacity: np.ndarray,
+                     shares: pd.Series) -> np.ndarray:
+    """Annual rep quota ``quota_i = Q × share_t × w_i E_i / Σ_{j∈t} w_j E_j`` (t = team of rep i)."""
+    we = np.asarray(weights, float) * np.asarray(capacity, float)
+    t = teams.to_numpy()
+    team_total = pd.Series(we, index=t).groupby(level=0).sum()
+    denom = team_total.reindex(t).to_numpy(float)
+    share = shares.reindex(t).fillna(0.0).to_numpy(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(denom > 0, quota_to_assign * share * we / denom, 0.0)
+    return out
+
+
+def monthly_quotas(annual: np.ndarray, capacity: np.ndarray, active: np.ndarray, ramp: np.ndarray,
+                   shares) -> np.ndarray:
+    """``quota_im = quota_i × s_m r_im a_im / E_i`` (so each rep's months sum to the annual quota)."""
+    w = active * ramp * np.asarray(shares, float)[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f = np.where(capacity > 0, np.asarray(annual, float) / capacity, 0.0)
+    return w * f[:, None]
+
+
+def rep_status(roster_df: pd.DataFrame, active: np.ndarray, ramp: np.ndarray) -> list[str]:
+    """``departing`` (leaves in the plan year) › ``planned hire`` (starts after as_of) › ``ramping``
+    (some month below full ramp) › ``tenured``."""
+    out = []
+    for i, row in enumerate(roster_df.itertuples(index=False)):
+        if active[i].sum() < active.shape[1] and pd.notna(row.end_date):
+            out.append("departing")
+        elif row.planned:
+            out.append("planned hire")
+        elif ((ramp[i] < 1) & (active[i] > 0)).any() or active[i].sum() < active.shape[1]:
+            out.append("ramping")
+        else:
+            out.append("tenured")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# attrition, reconciliation, capacity check
+# --------------------------------------------------------------------------------------------------
+def attrition_rate(reps: pd.DataFrame | None, as_of, months: int = 12) -> float:
+    """Annualised attrition: departures with ``end_date`` in the ``months`` to ``as_of`` ÷ average of the
+    headcount at the window start and at ``as_of``, × 12/months. NaN without hire/end dates."""
+    if reps is None or "end_date" not in reps.columns:
+        return float("nan")
+    a = pd.Timestamp(as_of).normalize()
+    start = a - pd.DateOffset(months=months)
+    hire = pd.to_datetime(reps["hire_date"]) if "hire_date" in reps.columns else pd.Series(pd.NaT, index=reps.index)
+    end = pd.to_datetime(reps["end_date"])
+
+    def headcount(day):
+        return int(((hire.isna() | (hire <= day)) & (end.isna() | (end > day))).sum())
+
+    left = int(((end > start) & (end <= a)).sum())
+    avg = (headcount(start) + headcount(a)) / 2
+    return left / avg * 12 / months if avg > 0 else float("nan")
+
+
+def attrition_loss(monthly: np.ndarray, rate: float) -> float:
+    """Expected quota lost to unplanned departures: ``Σ_i Σ_m quota_im × rate × (m−1)/12`` — a rep leaves
+    before plan month ``m`` with probability ``rate × (m−1)/12`` (uniform over the year)."""
+    if rate is None or pd.isna(rate) or monthly.size == 0:
+        return 0.0
+    p = float(rate) * np.arange(monthly.shape[1]) / 12
+    return float((monthly * p[None, :]).sum())
+
+
+def reconciliation(basis: TargetBasis, growth_rate: float, target: float, target_source: str,
+                   over_assignment: float, quota_by_status: dict[str, float], attrition: float,
+                   attrition_rate_: float) -> pd.DataFrame:
+    """From the company target to the sum of rep quotas, line by line (amount column); the last lines
+    show what attrition is expected to take and the cover that remains over the target."""
+    q = target * (1 + over_assignment)
+    rows = [(basis.label, basis.bookings, "history")]
+    if target_source == "dataset.yml":
+        rows.append(("Company target (dataset.yml)", target, f"growth implied {target / basis.bookings - 1:+.1%}"
+                     if basis.bookings else "configured"))
+    else:
+        rows += [(f"+ growth {growth_rate:.0%}", basis.bookings * growth_rate, ""),
+                 ("= Company target", target, "basis × (1 + growth)")]
+    rows += [(f"+ over-assignment {over_assignment:.0%}", target * over_assignment, ""),
+             ("= Quota to assign", q, "target × (1 + over-assignment)")]
+    for status in ("tenured", "ramping", "departing", "planned hire"):
+        if status in quota_by_status:
+            rows.append((f"  {status} reps", quota_by_status[status], "part of the sum of rep quotas"))
+    total = float(sum(quota_by_status.values()))
+    rows.append(("= Sum of rep quotas", total, f"{total / target - 1:+.1%} over target" if target else ""))
+    rate_txt = "n/a" if pd.isna(attrition_rate_) else f"{attrition_rate_:.0%}"
+    rows.append((f"− expected loss to attrition ({rate_txt}/yr)", -attrition, "unplanned departures"))
+    rows.append(("= Expected quota carried", total - attrition,
+                 f"{(total - attrition) / target - 1:+.1%} cover over target" if target else ""))
+    return pd.DataFrame(rows, columns=["step", "amount", "note"])
+
+
+def ote_multiples(annual_full_quota, ote, low: float = 3.0, high: float = 5.0) -> pd.DataFrame:
+    """Capacity check: ``multiple = full-year quota at full ramp ÷ OTE``; flag ``below 3×`` /
+    ``above 5×`` (bounds configurable), empty when OTE is unknown."""
+    q = np.asarray(annual_full_quota, float)
+    o = np.asarray(ote, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mult = np.where(o > 0, q / o, np.nan)
+    flag = np.where(np.isnan(mult), "", np.where(mult < low, f"below {low:g}×",
+                                                 np.where(mult > high, f"above {high:g}×", "ok")))
+    return pd.DataFrame({"ote_multiple": mult, "ote_flag": flag})
+
+
+# --------------------------------------------------------------------------------------------------
+# history per rep (for the supported quota and the simulation)
+# --------------------------------------------------------------------------------------------------
+def history_matrix(events: pd.DataFrame, rep_ids, months: pd.DatetimeIndex) -> np.ndarray:
+    """``events`` (columns rep_id, month, value) → matrix rep × month (0 where nothing happened)."""
+    wide = (events.pivot_table(index="rep_id", columns="month", values="value", aggfunc="sum")
+            .reindex(index=pd.Index(rep_ids), columns=months).fillna(0.0))
+    return wide.to_numpy(float)
+
+
+def ramped_months_mask(roster_df: pd.DataFrame, months: pd.DatetimeIndex, schedule=DEFAULT_RAMP) -> np.ndarray:
+    """Months of history in which a rep was employed all month and past ramp (``a = 1`` and ``r = 1``)."""
+    off = month_offsets(roster_df["hire_date"], months[0])
+    act = active_matrix(off, roster_df["end_date"], months)
+    rmp = ramp_matrix(off, len(months), rep_schedules(roster_df["ramp_months"], schedule))
+    return (act > 0) & (rmp >= 1)
+
+
+def rep_pools(values: np.ndarray, mask: np.ndarray, teams: pd.Series, min_months: int = 6) -> list[np.ndarray]:
+    """Each rep's pool of monthly values to resample: their own fully ramped months when they have at least
+    ``min_months``; otherwise their team's (the peer group's) pooled months, else everyone's."""
+    own = [values[i][mask[i]] for i in range(len(values))]
+    ok = np.array([len(p) >= min_months for p in own], dtype=bool)
+    allp = np.concatenate([p for p, k in zip(own, ok, strict=True) if k]) if ok.any() else np.zeros(1)
+    t = teams.to_numpy()
+    team_pool = {}
+    for team in set(t):
+        sel = [own[i] for i in range(len(own)) if ok[i] and t[i] == team]
+        team_pool[team] = np.concatenate(sel) if sel else allp
+    return [own[i] if ok[i] else team_pool[t[i]] for i in range(len(own))]
+
+
+def peer_pool(pools: list[np.ndarray], own: np.ndarray | None = None) -> np.ndarray:
+    """All reps' pools concatenated (the peer group of a planned hire)."""
+    return np.concatenate(pools) if pools else np.zeros(1)
+
+
+def productivity(pools: list[np.ndarray]) -> np.ndarray:
+    """Trailing productivity per full month: mean of the rep's pool (own ramped months or peers')."""
+    return np.array([float(p.mean()) if len(p) else 0.0 for p in pools])
+
+
+def supported_quota(productivity_: np.ndarray, capacity: np.ndarray) -> np.ndarray:
+    """The quota history supports: ``productivity × 12 × E_i`` (ramp- and tenure-adjusted)."""
+    return np.asarray(productivity_, float) * 12 * np.asarray(capacity, float)
+
+
+# --------------------------------------------------------------------------------------------------
+# Monte Carlo realism simulation
+# --------------------------------------------------------------------------------------------------
+def draw_months(pools: list[np.ndarray], n_draws: int, n_months: int = 12, seed: int = 0) -> np.ndarray:
+    """Resampled monthly values, shape (reps, draws, months), float32: each month of each draw picks one
+    value from the rep's pool, uniformly with replacement (seeded ``numpy.random.default_rng``)."""
+    rng = np.random.default_rng(seed)
+    n = len(pools)
+    if n == 0:
+        return np.zeros((0, n_draws, n_months), np.float32)
+    lens = np.array([max(len(p), 1) for p in pools])
+    width = int(lens.max())
+    table = np.zeros((n, width), np.float32)
+    for i, p in enumerate(pools):
+        table[i, :len(p)] = p
+    u = rng.random((n, n_draws, n_months), dtype=np.float32)
+    idx = np.minimum((u * lens[:, None, None]).astype(np.int64), (lens - 1)[:, None, None])
+    return table[np.arange(n)[:, None, None], idx]
+
+
+def simulate_totals(draws: np.ndarray, active: np.ndarray, ramp: np.ndarray, season=None) -> np.ndarray:
+    """Simulated plan-year totals per rep and draw: ``Σ_m 12 s_m r_im a_im X_imd`` (s_m = historical
+    seasonality; flat gives ``Σ_m r a X``). Shape (reps, draws)."""
+    s = np.full(draws.shape[2], 1 / 12) if season is None else np.asarray(season, float)
+    mult = (active * ramp * 12 * s[None, :]).astype(np.float32)
+    return np.einsum("idm,im->id", draws, mult, optimize=True)
+
+
+@dataclass
+class Attainment:
+    """Outcome of the realism simulation."""
+
+    p_attain: np.ndarray  # per rep: share of draws with total ≥ quota
+    share_by_draw: np.ndarray  # per draw: share of reps at quota
+    expected_share: float  # mean of p_attain over reps with a quota
+    quota_level: float  # multiple k of the proposed quotas at which the target share attains
+    target_share: float
+
+
+def attainment(totals: np.ndarray, quotas: np.ndarray, target_share: float = 0.75) -> Attainment:
+    """``P_i = mean_d 1[total_id ≥ quota_i]``; share at quota per draw = mean over reps with quota > 0;
+    expected share = ``mean_i P_i``. Quota level ``k`` = the ``(1 − target)`` quantile of all ratios
+    ``total_id / quota_i``: scaling every quota by ``k`` leaves exactly the target share of (rep, draw)
+    pairs at quota."""
+    q = np.asarray(quotas, float)
+    has = q > 0
+    n_draws = totals.shape[1] if totals.ndim == 2 else 0
+    p = np.full(len(q), np.nan)
+    if not has.any() or n_draws == 0:
+        return Attainment(p, np.zeros(n_draws), float("nan"), float("nan"), target_share)
+    hit = totals[has] >= q[has, None]
+    p[has] = hit.mean(axis=1)
+    ratios = totals[has] / q[has, None]
+    k = float(np.quantile(ratios, 1 - target_share))
+    return Attainment(p, hit.mean(axis=0), float(p[has].mean()), k, target_share)
+
+
+def verdicts(p_attain: np.ndarray, out_of_reach: float = 0.2, too_easy: float = 0.95) -> list[str]:
+    """``out of reach`` when P < 0.2, ``too easy`` when P > 0.95, else ``stretch`` / ``reachable``
+    (P < 0.5 / ≥ 0.5); empty when the rep has no quota."""
+    out = []
+    for p in p_attain:
+        if pd.isna(p):
+            out.append("")
+        elif p < out_of_reach:
+            out.append("out of reach")
+        elif p > too_easy:
+            out.append("too easy")
+        else:
+            out.append("stretch" if p < 0.5 else "reachable")
+    return out
+
+
+def is_realistic(expected_share: float, band=(0.70, 0.80)) -> bool:
+    """The plan is realistic when the expected share of reps at quota lies in ``band`` (70–80%)."""
+    return bool(band[0] <= expected_share <= band[1])
+
+
+# --------------------------------------------------------------------------------------------------
+# reverse funnel
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FunnelRates:
+    avg_deal_size: float
+    win_rate: float
+    meeting_to_opportunity: float
+    call_to_meeting: float
+    sources: tuple[tuple[str, str], ...] = ()
+
+    def as_kwargs(self) -> dict:
+        d = asdict(self)
+        d.pop("sources")
+        return d
+
+    def table(self) -> pd.DataFrame:
+        src = dict(self.sources)
+        rows = [(k, v, src.get(k, "")) for k, v in self.as_kwargs().items()]
+        return pd.DataFrame(rows, columns=["rate", "value", "source"])
+
+
+def funnel_rates(opps: pd.DataFrame, activities: pd.DataFrame | None, as_of, months: int = 12,
+                 owners=None) -> FunnelRates:
+    """Conversion rates measured over the ``months`` to ``as_of`` (optionally for ``owners`` only):
+
+    - avg_deal_size = mean amount of deals won in the window;
+    - win_rate = deals won ÷ deals closed (won or lost) in the window;
+    - meeting_to_opportunity = opportunities created ÷ meetings/demos held (outcome not no_show/scheduled);
+    - call_to_meeting = meetings/demos held ÷ calls.
+    A rate that cannot be measured (no rows, zero denominator) takes the value in ``BENCHMARKS``."""
+    a = pd.Timestamp(as_of).normalize()
+    start = a - pd.DateOffset(months=months)
+    o = opps if owners is None else opps.loc[opps["owner"].isin(list(owners))]
+    closed = o.loc[o["is_closed"].fillna(False).astype(bool) & (o["close_date"] > start) & (o["close_date"] <= a)]
+    won = closed.loc[closed["is_won"].fillna(False).astype(bool) & closed["amount"].notna()]
+    created = int(((o["created_date"] > start) & (o["created_date"] <= a)).sum())
+    src = {}
+    rates = {}
+    rates["avg_deal_size"], src["avg_deal_size"] = (
+        (float(won["amount"].mean()), f"{len(won)} deals won") if len(won) else (np.nan, "no won deals"))
+    rates["win_rate"], src["win_rate"] = (
+        (len(won) / len(closed), f"{len(won)} won / {len(closed)} closed") if len(closed) else
+        (BENCHMARKS["win_rate"], "benchmark"))
+    meetings = calls = 0
+    if activities is not None and len(activities):
+        act = activities if owners is None else activities.loc[activities["owner"].isin(list(owners))]
+        act = act.loc[(act["occurred_at"] > start) & (act["occurred_at"] <= a + pd.Timedelta(days=1))]
+        typ = act["type"].str.lower()
+        held = ~act["outcome"].isin(NOT_HELD) if "outcome" in act.columns else pd.Series(True, index=act.index)
+        meetings = int((typ.isin(MEETING_TYPES) & held).sum())
+        calls = int((typ == "call").sum())
+    rates["meeting_to_opportunity"], src["meeting_to_opportunity"] = (
+        (created / meetings, f"{created} opportunities / {meetings} meetings") if meetings and created else
+        (BENCHMARKS["meeting_to_opportunity"], "benchmark"))
+    rates["call_to_meeting"], src["call_to_meeting"] = (
+        (meetings / calls, f"{meetings} meetings / {calls} calls") if meetings and calls else
+        (BENCHMARKS["call_to_meeting"], "benchmark"))
+    return FunnelRates(**rates, sources=tuple(src.items()))
+
+
+def reverse_funnel(quota, avg_deal_size: float, win_rate: float,
+                   meeting_to_opportunity: float = BENCHMARKS["meeting_to_opportunity"],
+                   call_to_meeting: float = BENCHMARKS["call_to_meeting"]) -> pd.DataFrame:
+    """From a bookings quota (per month, scalar or Series) back to the activity it takes:
+    ``deals = quota ÷ avg_deal_size``; ``opportunities = deals ÷ win_rate``;
+    ``meetings = opportunities ÷ meeting_to_opportunity``; ``calls = meetings ÷ call_to_meeting``.
+    E.g. 20 calls per meeting (0.05), 1 opportunity per meeting and a 20% win rate → 100 calls per deal.
+    Returns columns quota, deals, opportunities, meetings, calls (index of ``quota`` when a Series)."""
+    q = quota if isinstance(quota, pd.Series) else pd.Series([quota], dtype=float)
+    deals = q / avg_deal_size
+    opps = deals / win_rate
+    meetings = opps / meeting_to_opportunity
+    calls = meetings / call_to_meeting
+    return pd.DataFrame({"quota": q, "deals": deals, "opportunities": opps, "meetings": meetings, "calls": calls})
+
+
+# --------------------------------------------------------------------------------------------------
+# non-revenue (SDR) quotas
+# --------------------------------------------------------------------------------------------------
+def sdr_events(activities: pd.DataFrame | None, leads: pd.DataFrame | None,
+               opps: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """Monthly events per rep for non-revenue quotas (columns rep_id, month, value):
+
+    - ``meetings``: meetings/demos booked (every logged meeting or demo, any outcome) by their owner;
+    - ``opportunities``: leads owned by the rep that became an opportunity, dated by the opportunity's
+      created_date (else the lead's sql_date)."""
+    out = {}
+    if activities is not None and len(activities) and {"owner", "type", "occurred_at"} <= set(activities.columns):
+        m = activities.loc[activities["type"].str.lower().isin(MEETING_TYPES)]
+        out["meetings"] = (m.assign(month=m["occurred_at"].dt.to_period("M").dt.to_timestamp(), value=1.0)
+                           .rename(columns={"owner": "rep_id"})[["rep_id", "month", "value"]])
+    if leads is not None and len(leads) and {"owner", "opportunity_id"} <= set(leads.columns):
+        conv = leads.loc[leads["opportunity_id"].notna() & leads["owner"].notna()]
+        date = conv["sql_date"] if "sql_date" in conv.columns else pd.Series(pd.NaT, index=conv.index)
+        if opps is not None:
+            created = opps.set_index("opportunity_id")["created_date"]
+            date = conv["opportunity_id"].map(created).fillna(date)
+        conv = conv.assign(month=pd.to_datetime(date).dt.to_period("M").dt.to_timestamp(), value=1.0)
+        out["opportunities"] = conv.loc[conv["month"].notna()].rename(columns={"owner": "rep_id"})[
+            ["rep_id", "month", "value"]]
+    return out
+
+
+def history_months(as_of, months: int = 12) -> pd.DatetimeIndex:
+    """The ``months`` complete months ending with the last complete month before ``as_of``."""
+    last = last_complete_month(as_of)
+    return pd.date_range(last - pd.DateOffset(months=months - 1), last, freq="MS")
+
+
+def sdr_quota_plan(events: pd.DataFrame, sdrs: pd.DataFrame, cal: FiscalCalendar, fiscal_year: int, as_of,
+                   growth_rate: float = 0.0, schedule=DEFAULT_RAMP, n_draws: int = 2000, seed: int = 0,
+                   target_share: float = 0.75, history_len: int = 12, min_months: int = 6) -> pd.DataFrame:
+    """Non-revenue quotas set and checked like revenue ones, from the reps' own monthly counts:
+    ``quota_i = productivity_i × (1 + growth) × Σ_m r_im a_im`` (productivity = mean count per fully ramped
+    month, own or peers'); P(attain) by resampling the same history. Columns rep_id, name, team,
+    productivity, quota, monthly_quota (full ramp), p_attain, verdict."""
+    hmonths = history_months(as_of, history_len)
+    vals = history_matrix(events, sdrs["rep_id"], hmonths)
+    mask = ramped_months_mask(sdrs, hmonths, schedule)
+    pools = rep_pools(vals, mask, sdrs["team"], min_months)
+    prod = productivity(pools)
+    pm = plan_months(cal, fiscal_year)
+    off = month_offsets(sdrs["hire_date"], pm[0])
+    act = active_matrix(off, sdrs["end_date"], pm)
+    rmp = ramp_matrix(off, 12, rep_schedules(sdrs["ramp_months"], schedule))
+    cap_months = (act * rmp).sum(axis=1)
+    quota = np.round(prod * (1 + growth_rate) * cap_months)
+    totals = simulate_totals(draw_months(pools, n_draws, 12, seed), act, rmp)
+    att = attainment(totals, quota, target_share)
+    return pd.DataFrame({"rep_id": sdrs["rep_id"].to_numpy(), "name": sdrs["name"].to_numpy(),
+                         "team": sdrs["team"].to_numpy(), "productivity": prod, "quota": quota,
+                         "monthly_quota": np.round(prod * (1 + growth_rate)), "p_attain": att.p_attain,
+                         "verdict": verdicts(att.p_attain)})
+
+
+# --------------------------------------------------------------------------------------------------
+# output
+# --------------------------------------------------------------------------------------------------
+def quotas_table(rep_ids, months: pd.DatetimeIndex, monthly: np.ndarray, metric: str = "bookings",
+                 decimals: int = 2) -> pd.DataFrame:
+    """Long ``quotas`` table (rep_id, period_start, quota, period_end, metric), one row per rep and month
+    with a quota above zero."""
+    ids = np.repeat(np.asarray(list(rep_ids), dtype=object), len(months))
+    starts = np.tile(months.to_numpy(), len(ids) // max(len(months), 1))
+    df = pd.DataFrame({"rep_id": pd.array(ids, dtype="str"), "period_start": starts,
+                       "quota": np.round(np.asarray(monthly, float).ravel(), decimals)})
+    df["period_end"] = df["period_start"] + pd.offsets.MonthEnd(0)
+    df["metric"] = metric
+    return df.loc[df["quota"] > 0].reset_index(drop=True)
+
+
+def write_quotas(df: pd.DataFrame, output_dir: str | os.PathLike, name: str = "proposed_quotas.csv") -> Path:
+    """Write the quotas table as CSV (dates as YYYY-MM-DD) into ``output_dir`` atomically."""
+    folder = Path(output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    out = df.copy()
+    for c in ("period_start", "period_end"):
+        out[c] = pd.to_datetime(out[c]).dt.strftime("%Y-%m-%d")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        out[["rep_id", "period_start", "quota", "period_end", "metric"]].to_csv(fh, index=False)
+    os.replace(tmp, path)
+    return path

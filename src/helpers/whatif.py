@@ -1,0 +1,409 @@
+"""The quota plan as one pure function, and the live what-if panel over it.
+
+``prepare_plan_data(ds, as_of, fiscal_year)`` does once what does not depend on the what-if inputs
+(history, seasonality, roster, resampled months for the simulation). ``compute_plan(inputs, data)``
+turns inputs (growth, over-assignment, seasonality on/off, hires, ramp, target share…) into a
+``PlanResult``: target, monthly/quarterly/team plan, rep quotas, reconciliation, capacity check and
+realism simulation. The quota notebook and the explorer both call it, so their numbers agree.
+``WhatIfPanel`` is a thin ipywidgets layer: controls update on release and redraw an Output widget.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from helpers import quota as Q
+from helpers.calendar import FiscalCalendar
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    growth_rate: float = 0.20
+    over_assignment: float = 0.15
+    seasonal: bool = True
+    hires_per_quarter: tuple[int, int, int, int] = (0, 0, 0, 0)
+    hire_month_in_quarter: int = 1  # 1–3: which month of the quarter planned hires start
+    ramp_schedule: tuple[float, ...] = Q.DEFAULT_RAMP
+    use_rep_ramp: bool = True  # reps' own ramp_months override the schedule
+    target_share: float = 0.75
+    attrition_rate: float | None = None  # None: measured from the reps table
+    team_split: str = "capacity"  # or "history"
+    use_dataset_target: bool = True  # a target for the plan year in dataset.yml wins over growth
+    ote_multiple_min: float = 3.0
+    ote_multiple_max: float = 5.0
+    realistic_band: tuple[float, float] = (0.70, 0.80)
+    out_of_reach: float = 0.20
+    too_easy: float = 0.95
+
+
+@dataclass
+class PlanData:
+    """Everything the plan needs that does not change with the inputs."""
+
+    cal: FiscalCalendar
+    fiscal_year: int
+    as_of: pd.Timestamp
+    currency: str
+    months: pd.DatetimeIndex
+    basis: Q.TargetBasis
+    configured_target: float | None
+    seasonality: pd.DataFrame
+    roster: pd.DataFrame  # revenue reps of the plan year
+    hire_offset: np.ndarray
+    active: np.ndarray
+    draws: np.ndarray  # (reps, draws, 12) resampled monthly bookings
+    productivity: np.ndarray
+    own_history: np.ndarray  # bool: the rep's own months (not peers') feed their pool
+    hire_draws: np.ndarray  # (max hires, draws, 12) from the peer pool
+    hire_productivity: float
+    hire_team: str
+    hire_ote: float
+    team_history: pd.Series
+    attrition_measured: float
+    n_draws: int
+    seed: int
+
+    @property
+    def hist_shares(self) -> np.ndarray:
+        return self.seasonality["share"].to_numpy(float)
+
+
+def prepare_plan_data(ds, as_of=None, fiscal_year: int | None = None, n_draws: int = 2000, seed: int = 0,
+                      history_len: int = 12, min_months: int = 6, max_hires_per_quarter: int = 10,
+                      hire_team: str | None = None) -> PlanData:
+    """Precompute the input-independent parts of the plan from a loaded ``Dataset``."""
+    as_of = pd.Timestamp(as_of if as_of is not None else ds.as_of).normalize()
+    cal = FiscalCalendar(ds.config.fiscal_year_start_month)
+    fy = int(fiscal_year) if fiscal_year else Q.default_plan_year(cal, as_of)
+    opps = ds.tables["opportunities"]
+    reps = ds.tables.get("reps")
+    months = Q.plan_months(cal, fy)
+    basis = Q.target_basis(opps, cal, fy, as_of)
+    season = Q.seasonality(opps, cal, as_of)
+    ros = Q.roster(reps, opps, cal.year_start(fy), cal.year_end(fy), as_of)
+    ros = ros.loc[ros["revenue"]].reset_index(drop=True)
+    off = Q.month_offsets(ros["hire_date"], months[0])
+    active = Q.active_matrix(off, ros["end_date"], months)
+
+    # history pools: revenue reps employed in the history window (departed ones too) feed the peer pools
+    hmonths = Q.history_months(as_of, history_len)
+    hist_roster = (Q.roster(reps, opps, hmonths[0], hmonths[-1] + pd.offsets.MonthEnd(0), as_of)
+                   if reps is not None else ros)
+    hist_roster = hist_roster.loc[hist_roster["revenue"] & ~hist_roster["planned"]]
+    hist_roster = pd.concat([hist_roster, ros.loc[~ros["rep_id"].isin(hist_roster["rep_id"])]], ignore_index=True)
+    mb = Q.monthly_bookings(opps).rename(columns={"owner": "rep_id", "bookings": "value"})
+    vals = Q.history_matrix(mb, hist_roster["rep_id"], hmonths)
+    mask = Q.ramped_months_mask(hist_roster, hmonths)
+    pools_all = Q.rep_pools(vals, mask, hist_roster["team"], min_months)
+    own = np.array([mask[i].sum() >= min_months for i in range(len(hist_roster))], dtype=bool)
+    pos = {r: i for i, r in enumerate(hist_roster["rep_id"])}
+    pools = [pools_all[pos[r]] for r in ros["rep_id"]]
+    own_plan = np.array([own[pos[r]] for r in ros["rep_id"]], dtype=bool)
+    if hire_team is None:
+        hire_team = ros["team"].value_counts().index[0] if len(ros) else "New hires"
+    team_mask = (hist_roster["team"] == hire_team).to_numpy() & own
+    peer = (np.concatenate([pools_all[i] for i in np.flatnonzero(team_mask)]) if team_mask.any()
+            else np.concatenate([pools_all[i] for i in np.flatnonzero(own)]) if own.any() else np.zeros(1))
+    rng_seed = np.random.SeedSequence(seed).spawn(2)
+    draws = Q.draw_months(pools, n_draws, 12, seed=int(rng_seed[0].generate_state(1)[0]))
+    hire_draws = Q.draw_months([peer] * (4 * max_hires_per_quarter), n_draws, 12,
+                               seed=int(rng_seed[1].generate_state(1)[0]))
+    won = Q.won_deals(opps)
+    in_basis = won.loc[(won["close_date"] >= basis.start) & (won["close_date"] <= basis.end)]
+    team_of = dict(zip(ros["rep_id"], ros["team"], strict=True))
+    team_hist = in_basis.groupby(in_basis["owner"].map(team_of))["amount"].sum()
+    cfg_target = ds.config.targets.get(fy)
+    hire_ote = float(ros["ote"].median()) if ros["ote"].notna().any() else float("nan")
+    return PlanData(cal, fy, as_of, ds.config.currency, months, basis, cfg_target, season, ros, off, active, draws,
+                    Q.productivity(pools), own_plan, hire_draws, float(peer.mean()), hire_team, hire_ote, team_hist,
+                    Q.attrition_rate(reps, as_of), n_draws, seed)
+
+
+@dataclass
+class PlanResult:
+    inputs: PlanInputs
+    fiscal_year: int
+    target: float
+    target_source: str  # "growth" or "dataset.yml"
+    basis: Q.TargetBasis
+    quota_to_assign: float
+    shares: np.ndarray
+    monthly: pd.DataFrame
+    quarterly: pd.DataFrame
+    teams: pd.DataFrame
+    reps: pd.DataFrame
+    reconciliation: pd.DataFrame
+    monthly_quota_matrix: np.ndarray
+    months: pd.DatetimeIndex
+    attainment: Q.Attainment
+    realistic: bool
+    attrition_rate: float
+    attrition_loss: float
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def sum_of_quotas(self) -> float:
+        return float(self.reps["quota"].sum())
+
+    @property
+    def expected_share(self) -> float:
+        return self.attainment.expected_share
+
+    @property
+    def quota_level(self) -> float:
+        """Multiple of the proposed quotas at which exactly the target share of reps attains."""
+        return self.attainment.quota_level
+
+    @property
+    def quota_level_total(self) -> float:
+        return self.quota_level * self.sum_of_quotas
+
+    @property
+    def out_of_reach(self) -> list[str]:
+        return self.reps.loc[self.reps["verdict"] == "out of reach", "name"].tolist()
+
+    @property
+    def too_easy(self) -> list[str]:
+        return self.reps.loc[self.reps["verdict"] == "too easy", "name"].tolist()
+
+    def quotas_table(self) -> pd.DataFrame:
+        """The proposed quotas in the ``quotas`` table format (one row per rep and month)."""
+        return Q.quotas_table(self.reps["rep_id"], self.months, self.monthly_quota_matrix, "bookings")
+
+
+def compute_plan(inputs: PlanInputs, data: PlanData) -> PlanResult:
+    """The whole plan for ``inputs`` (formulas in ``helpers.quota``):
+
+    T = basis × (1 + growth) (or dataset.yml); Q = T × (1 + over-assignment); team share by capacity or
+    history; quota_i = Q × share_t × w_i E_i / Σ_{j∈t} w_j E_j; P(attain) from resampled history."""
+    t0 = time.perf_counter()
+    cal, fy, months = data.cal, data.fiscal_year, data.months
+    configured = data.configured_target if inputs.use_dataset_target else None
+    target = Q.company_target(data.basis.bookings, inputs.growth_rate, configured)
+    source = "dataset.yml" if configured is not None else "growth"
+    q_total = target * (1 + inputs.over_assignment)
+    shares = data.hist_shares if inputs.seasonal else Q.flat_shares()
+
+    hires = Q.planned_hires(cal, fy, inputs.hires_per_quarter, inputs.hire_month_in_quarter, data.hire_team,
+                            data.hire_ote)
+    n_hire = min(len(hires), len(data.hire_draws))
+    hires = hires.iloc[:n_hire]
+    ros = pd.concat([data.roster, hires], ignore_index=True) if n_hire else data.roster
+    h_off = Q.month_offsets(hires["hire_date"], months[0])
+    off = np.concatenate([data.hire_offset, h_off])
+    active = np.vstack([data.active, Q.active_matrix(h_off, hires["end_date"], months)]) if n_hire else data.active
+    ramp = Q.ramp_matrix(off, 12, Q.rep_schedules(ros["ramp_months"], inputs.ramp_schedule, inputs.use_rep_ramp))
+    cap = Q.effective_capacity(active, ramp, shares)
+    weights = ros["weight"].to_numpy(float)
+    tshare = Q.team_shares(ros["team"], weights * cap, data.team_history, inputs.team_split)
+    annual = Q.distribute_quota(q_total, ros["team"], weights, cap, tshare)
+    monthly_q = Q.monthly_quotas(annual, cap, active, ramp, shares)
+    status = Q.rep_status(ros, active, ramp)
+
+    # capacity check and history-supported quota (simulation uses the historical seasonality)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        full = np.where(cap > 0, annual / cap, np.nan)
+    ote = Q.ote_multiples(full, ros["ote"].to_numpy(float), inputs.ote_multiple_min, inputs.ote_multiple_max)
+    hist_cap = Q.effective_capacity(active, ramp, data.hist_shares)
+    prod = np.concatenate([data.productivity, np.full(n_hire, data.hire_productivity)])
+    supported = Q.supported_quota(prod, hist_cap)
+    totals = Q.simulate_totals(data.draws, active[: len(data.roster)], ramp[: len(data.roster)], data.hist_shares)
+    if n_hire:
+        ht = Q.simulate_totals(data.hire_draws[:n_hire], active[len(data.roster):], ramp[len(data.roster):],
+                               data.hist_shares)
+        totals = np.vstack([totals, ht])
+    att = Q.attainment(totals, annual, inputs.target_share)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stretch = np.where(supported > 0, annual / supported - 1, np.nan)
+
+    reps = pd.DataFrame({
+        "rep_id": ros["rep_id"].to_numpy(), "name": ros["name"].to_numpy(), "team": ros["team"].to_numpy(),
+        "status": status, "start": ros["hire_date"].to_numpy(), "end": ros["end_date"].to_numpy(),
+        "weight": weights, "capacity": cap, "quota": annual, "full_year_quota": full,
+        "ote": ros["ote"].to_numpy(float), "ote_multiple": ote["ote_multiple"].to_numpy(),
+        "ote_flag": ote["ote_flag"].to_numpy(), "history": np.concatenate(
+            [np.where(data.own_history, "own", "peers"), np.full(n_hire, "peers")]),
+        "productivity": prod, "supported_quota": supported, "stretch": stretch,
+        "p_attain": att.p_attain, "verdict": Q.verdicts(att.p_attain, inputs.out_of_reach, inputs.too_easy),
+    })
+
+    by_status = reps.groupby("status")["quota"].sum().to_dict()
+    rate = data.attrition_measured if inputs.attrition_rate is None else inputs.attrition_rate
+    loss = Q.attrition_loss(monthly_q, 0.0 if pd.isna(rate) else rate)
+    recon = Q.reconciliation(data.basis, inputs.growth_rate, target, source, inputs.over_assignment, by_status,
+                             loss, rate)
+    monthly = Q.monthly_plan(target, shares, cal, fy)
+    monthly["rep_quotas"] = monthly_q.sum(axis=0)
+    quarterly = Q.quarterly_plan(monthly[["quarter", "share", "target", "rep_quotas"]])
+    quarterly["rep_quotas"] = monthly.groupby("quarter")["rep_quotas"].sum().to_numpy()
+
+    teams = reps.groupby("team").agg(reps=("rep_id", "size"), capacity=("capacity", "sum"),
+                                     quota=("quota", "sum"))
+    teams.insert(2, "basis_bookings", data.team_history.reindex(teams.index).fillna(0.0))
+    teams["share"] = tshare.reindex(teams.index).fillna(0.0)
+    teams["target"] = target * teams["share"]
+    qshares = np.add.reduceat(shares, [0, 3, 6, 9])
+    for k in range(4):
+        teams[f"Q{k + 1}"] = teams["target"] * qshares[k]
+    teams = teams.reset_index()
+
+    notes = []
+    if not len(data.roster):
+        notes.append("No quota-carrying reps found for the plan year.")
+    res = PlanResult(inputs, fy, target, source, data.basis, q_total, shares, monthly, quarterly, teams, reps,
+                     recon, monthly_q, months, att, Q.is_realistic(att.expected_share, inputs.realistic_band),
+                     float(rate) if rate is not None else float("nan"), loss, notes=notes)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+# --------------------------------------------------------------------------------------------------
+# the widget panel
+# --------------------------------------------------------------------------------------------------
+def summary_html(res: PlanResult, currency: str = "USD") -> str:
+    """The headline line of the explorer (also what the browser test reads)."""
+    from helpers.display import fmt_money, fmt_pct
+
+    def m(x):
+        return fmt_money(x, currency)
+
+    verdict = "realistic" if res.realistic else "not realistic"
+    items = [
+        ("Company target", m(res.target)),
+        ("Sum of rep quotas", f"{m(res.sum_of_quotas)} ({res.sum_of_quotas / res.target - 1:+.0%})"
+         if res.target else m(res.sum_of_quotas)),
+        ("Reps (incl. hires)", f"{len(res.reps)}"),
+        ("Expected share of reps at quota", f"{fmt_pct(res.expected_share)} — {verdict}"),
+        (f"Quota level for {res.inputs.target_share:.0%} at quota",
+         f"{res.quota_level:.2f}× ({m(res.quota_level_total)})"),
+        ("Out of reach / too easy", f"{len(res.out_of_reach)} / {len(res.too_easy)}"),
+    ]
+    cells = "".join(f'<div class="rv-card"><div class="l">{html.escape(k)}</div>'
+                    f'<div class="v" data-key="{html.escape(k)}">{html.escape(v)}</div></div>' for k, v in items)
+    from helpers.display import TABLE_CSS
+
+    return f'{TABLE_CSS}<div class="rv-cards rv-whatif-summary">{cells}</div>'
+
+
+def attainment_figure(res: PlanResult):
+    """Histogram of the share of reps at quota over the simulated years, with the realistic band."""
+    from helpers import plots
+
+    fig, ax = plots.new_figure(8, 3.2)
+    draws = res.attainment.share_by_draw
+    n_reps = int((res.reps["quota"] > 0).sum())
+    bins = np.linspace(0, 1, min(n_reps, 40) + 2) if n_reps else 10
+    ax.hist(draws, bins=bins, color=plots.OPEN, alpha=0.85)
+    lo, hi = res.inputs.realistic_band
+    ax.axvspan(lo, hi, color=plots.WON, alpha=0.15, label=f"realistic {lo:.0%}–{hi:.0%}")
+    ax.axvline(res.expected_share, color=plots.LOST, lw=2, label=f"expected {res.expected_share:.0%}")
+    plots.percent_axis(ax, "x")
+    ax.legend(loc="upper left", frameon=False)
+    return fig, ax
+
+
+class WhatIfPanel:
+    """Sliders over ``compute_plan``; recompute on release (``continuous_update=False``)."""
+
+    def __init__(self, data: PlanData, inputs: PlanInputs | None = None, show_details: bool = True):
+        import ipywidgets as W
+
+        self.data = data
+        self.base = inputs or PlanInputs()
+        self.show_details = show_details
+        b = self.base
+        style = {"description_width": "190px"}
+        lay = W.Layout(width="460px")
+        ramp_len = len(b.ramp_schedule)
+        self.controls = {
+            "growth_rate": W.FloatSlider(value=b.growth_rate, min=-0.2, max=1.0, step=0.01, description="Growth",
+                                         readout_format=".0%", continuous_update=False, style=style, layout=lay),
+            "over_assignment": W.FloatSlider(value=b.over_assignment, min=0.0, max=0.5, step=0.01,
+                                             description="Over-assignment", readout_format=".0%",
+                                             continuous_update=False, style=style, layout=lay),
+            "seasonal": W.Checkbox(value=b.seasonal, description="Seasonal monthly split", indent=False),
+            "hire_month_in_quarter": W.Dropdown(options=[("1st month", 1), ("2nd month", 2), ("3rd month", 3)],
+                                                value=b.hire_month_in_quarter, description="Hires start in",
+                                                style=style, layout=lay),
+            "ramp_months": W.IntSlider(value=ramp_len, min=0, max=12, description="Ramp length (months)",
+                                       continuous_update=False, style=style, layout=lay),
+            "target_share": W.FloatSlider(value=b.target_share, min=0.5, max=0.95, step=0.05,
+                                          description="Target share at quota", readout_format=".0%",
+                                          continuous_update=False, style=style, layout=lay),
+        }
+        for q in range(4):
+            self.controls[f"hires_q{q + 1}"] = W.IntSlider(
+                value=b.hires_per_quarter[q], min=0, max=10, description=f"Hires in Q{q + 1}",
+                continuous_update=False, style=style, layout=lay)
+        if data.configured_target is not None:
+            self.controls["use_dataset_target"] = W.Checkbox(
+                value=b.use_dataset_target, indent=False,
+                description=f"Use the dataset.yml target for FY{data.fiscal_year} (growth slider then idle)")
+        self.summary = W.HTML()
+        self.timing = W.HTML()
+        self.output = W.Output()
+        for w in self.controls.values():
+            w.observe(self._on_change, names="value")
+        c = self.controls
+        left = W.VBox([c["growth_rate"], c["over_assignment"], c["target_share"], c["ramp_months"], c["seasonal"]]
+                      + ([c["use_dataset_target"]] if "use_dataset_target" in c else []))
+        right = W.VBox([c[f"hires_q{q}"] for q in range(1, 5)] + [c["hire_month_in_quarter"]])
+        self.widget = W.VBox([W.HTML(f"<b>Quota plan FY{data.fiscal_year} — what if…</b>"),
+                              W.HBox([left, right]), self.summary, self.timing, self.output])
+        self.result: PlanResult | None = None
+        self.update()
+
+    def inputs(self) -> PlanInputs:
+        c = self.controls
+        ramp = Q.linear_ramp(c["ramp_months"].value)
+        same_ramp = c["ramp_months"].value == len(self.base.ramp_schedule)
+        return replace(
+            self.base,
+            growth_rate=float(c["growth_rate"].value),
+            over_assignment=float(c["over_assignment"].value),
+            seasonal=bool(c["seasonal"].value),
+            hires_per_quarter=tuple(int(c[f"hires_q{q}"].value) for q in range(1, 5)),
+            hire_month_in_quarter=int(c["hire_month_in_quarter"].value),
+            ramp_schedule=self.base.ramp_schedule if same_ramp else ramp,
+            use_rep_ramp=self.base.use_rep_ramp and same_ramp,
+            target_share=float(c["target_share"].value),
+            use_dataset_target=bool(c["use_dataset_target"].value) if "use_dataset_target" in c else False,
+        )
+
+    def _on_change(self, _change) -> None:
+        self.update()
+
+    def update(self) -> PlanResult:
+        t0 = time.perf_counter()
+        self.result = compute_plan(self.inputs(), self.data)
+        self.summary.value = summary_html(self.result, self.data.currency)
+        if self.show_details:
+            self._draw()
+        self.seconds = time.perf_counter() - t0
+        self.timing.value = (f"<small>computed in {self.result.seconds * 1000:,.0f} ms, shown in "
+                             f"{self.seconds * 1000:,.0f} ms</small>")
+        return self.result
+
+    def _draw(self) -> None:
+        from helpers import plots
+        from helpers.display import show_table
+
+        res, cur = self.result, self.data.currency
+        with self.output:
+            self.output.clear_output(wait=True)
+            fig, ax = attainment_figure(res)
+            plots.finish(fig, ax, "Share of reps at quota across simulated years", "Share of reps at quota",
+                         "Simulated years")
+            show_table(res.quarterly, money=["target", "rep_quotas"], pct=["share"], currency=cur,
+                       caption="Company target and rep quotas by quarter")
+            cols = ["name", "team", "status", "capacity", "quota", "supported_quota", "ote_multiple", "p_attain",
+                    "verdict"]
+            show_table(res.reps[cols].sort_values("p_attain"), money=["quota", "supported_quota"],
+                       pct=["p_attain"], ratio=["ote_multiple"], decimals=["capacity"], currency=cur,
+                       caption="Rep quotas (lowest chance of attaining first)")

@@ -1,0 +1,355 @@
+"""Quota helpers pinned on a hand-built dataset small enough to compute by hand.
+
+The hand dataset (``write_hand_dataset``), calendar fiscal year, as of 2026-12-31, plan year FY2027:
+
+- AEs A, B (team East, weight 1), C (West, weight 1.5), E (East, weight 1, leaves 2027-09-30), all hired
+  2020; each books one 10k deal per month Jan–Sep 2026 and one 20k deal per month Oct–Dec 2026
+  (150k each, 600k in FY2026), and loses three 5k deals every month of 2026.
+- D (West, weight 1) is a planned hire starting 2027-01-01 (ramp 25/50/75%), no history.
+- S is an SDR (East) who books 10 meetings every month of 2026.
+- Activities: 264 AE meetings held + 120 SDR meetings = 384 meetings held, 10 no-shows, 3,840 calls.
+- OTE: A 40k, B 60k, C 40k, D 40k, E 40k.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import quota as Q
+from helpers.calendar import FiscalCalendar
+from helpers.dataset import load
+
+AS_OF = "2026-12-31"
+CAL = FiscalCalendar(1)
+
+DATASET_YML = """name: Hand-built quota test
+currency: USD
+fiscal_year_start_month: 1
+as_of: 2026-12-31
+stages:
+  - {name: Discovery, probability: 0.2}
+  - {name: Closed Won, probability: 1.0}
+  - {name: Closed Lost, probability: 0.0}
+won_stages: [Closed Won]
+lost_stages: [Closed Lost]
+"""
+
+
+def write_hand_dataset(folder, extra_yml: str = ""):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dataset.yml").write_text(DATASET_YML + extra_yml)
+    opps, acts = [], []
+    n = 0
+    for rep in ("A", "B", "C", "E"):
+        for m in range(1, 13):
+            created = f"2026-{m:02d}-01"
+            closed = f"2026-{m:02d}-15"
+            amount = 10_000 if m <= 9 else 20_000
+            n += 1
+            opps.append((f"O{n}", rep, created, closed, "Closed Won", amount, True, True))
+            for _ in range(3):
+                n += 1
+                opps.append((f"O{n}", rep, created, closed, "Closed Lost", 5_000, True, False))
+    pd.DataFrame(opps, columns=["opportunity_id", "owner", "created_date", "close_date", "stage", "amount",
+                                "is_closed", "is_won"]).to_csv(folder / "opportunities.csv", index=False)
+    k = 0
+    # 264 AE meetings held: 66 per AE (A, B, C, E), spread over 2026; 10 calls per meeting held (3,840 in all)
+    for rep in ("A", "B", "C", "E"):
+        for j in range(66):
+            k += 1
+            acts.append((f"X{k}", rep, "meeting", f"2026-{j % 12 + 1:02d}-10 10:00", "held"))
+    for m in range(1, 13):  # the SDR: 10 meetings booked and held every month
+        for _ in range(10):
+            k += 1
+            acts.append((f"X{k}", "S", "meeting", f"2026-{m:02d}-12 10:00", "held"))
+    for j in range(10):  # no-shows count as booked but not held
+        k += 1
+        acts.append((f"X{k}", "A", "demo", f"2026-{j + 1:02d}-20 10:00", "no_show"))
+    for j in range(3840):
+        k += 1
+        acts.append((f"X{k}", ("A", "B", "C", "E")[j % 4], "call", f"2026-{j % 12 + 1:02d}-05 09:00", "connected"))
+    pd.DataFrame(acts, columns=["activity_id", "owner", "type", "occurred_at", "outcome"]).to_csv(
+        folder / "activities.csv", index=False)
+    reps = [
+        ("A", "Ann", "East", "AE", "2020-01-01", "", 40_000, "", 1.0),
+        ("B", "Bob", "East", "AE", "2020-01-01", "", 60_000, "", 1.0),
+        ("C", "Cat", "West", "AE", "2020-01-01", "", 40_000, "", 1.5),
+        ("D", "Dan", "West", "AE", "2027-01-01", "", 40_000, "", 1.0),
+        ("E", "Eve", "East", "AE", "2020-01-01", "2027-09-30", 40_000, "", 1.0),
+        ("S", "Sue", "East", "SDR", "2020-01-01", "", "", "", 1.0),
+    ]
+    pd.DataFrame(reps, columns=["rep_id", "name", "team", "role", "hire_date", "end_date", "ote", "ramp_months",
+                                "territory_weight"]).to_csv(folder / "reps.csv", index=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def hand(tmp_path_factory):
+    return load(write_hand_dataset(tmp_path_factory.mktemp("hand") / "hand"))
+
+
+# ---- target and seasonality ------------------------------------------------------------------------
+def test_target_from_last_fiscal_year(hand):
+    basis = Q.target_basis(hand.opportunities, CAL, 2027, AS_OF)
+    # 4 reps × (9 × 10k + 3 × 20k) = 4 × 150k = 600k won in FY2026 (lost deals do not count)
+    assert basis.bookings == 600_000
+    assert basis.label == "FY2026 bookings"
+    assert Q.company_target(basis.bookings, 0.20) == pytest.approx(720_000)  # 600k × 1.2
+    assert Q.company_target(basis.bookings, 0.20, configured=1_000_000) == 1_000_000
+
+
+def test_target_basis_is_trailing_year_while_prior_year_runs(hand):
+    # plan FY2027 seen from 2026-06-30: FY2026 is not over -> 12 months 2025-07-01..2026-06-30
+    basis = Q.target_basis(hand.opportunities, CAL, 2027, "2026-06-30")
+    assert basis.bookings == 4 * 6 * 10_000  # Jan–Jun 2026 only
+    assert "12 months to 2026-06-30" in basis.label
+
+
+def test_seasonal_split(hand):
+    s = Q.seasonality(hand.opportunities, CAL, AS_OF)
+    # company bookings: 40k/month Jan–Sep, 80k/month Oct–Dec, total 600k -> 1/15 and 2/15
+    assert s["share"].sum() == pytest.approx(1.0)
+    assert s["share"].iloc[0] == pytest.approx(1 / 15)
+    assert s["share"].iloc[11] == pytest.approx(2 / 15)
+    plan = Q.monthly_plan(720_000, s["share"], CAL, 2027)
+    assert plan["target"].iloc[0] == pytest.approx(48_000)  # 720k / 15
+    assert plan["target"].iloc[9] == pytest.approx(96_000)  # 720k × 2/15
+    quarters = Q.quarterly_plan(plan).set_index("quarter")["target"]
+    assert quarters["Q1"] == pytest.approx(144_000)  # 3/15 of 720k
+    assert quarters["Q4"] == pytest.approx(288_000)  # 6/15 of 720k
+    assert quarters.sum() == pytest.approx(720_000)
+
+
+def test_seasonality_flat_without_history():
+    opps = pd.DataFrame({"owner": ["A"], "close_date": pd.to_datetime(["2026-03-05"]), "amount": [1.0],
+                         "is_won": [True]})
+    s = Q.seasonality(opps, CAL, AS_OF)  # only one fiscal month has history: flat
+    assert np.allclose(s["share"], 1 / 12)
+
+
+# ---- ramp, capacity, quotas ------------------------------------------------------------------------
+def test_ramp_schedule_and_parsing():
+    assert Q.parse_ramp("25/50/75") == (0.25, 0.5, 0.75)
+    assert Q.linear_ramp(3) == (0.25, 0.5, 0.75)
+    assert Q.linear_ramp(0) == ()
+    # hired in plan month 2 (offset 1): 0, .25, .5, .75, 1, 1, ...; hired years ago: all 1
+    r = Q.ramp_matrix(np.array([1.0, -30.0]), 6, [(0.25, 0.5, 0.75), (0.25, 0.5, 0.75)])
+    assert r[0].tolist() == [0, 0.25, 0.5, 0.75, 1, 1]
+    assert r[1].tolist() == [1] * 6
+
+
+def test_active_months_with_hire_and_departure():
+    months = Q.plan_months(CAL, 2027)
+    ends = pd.Series(pd.to_datetime(["2027-03-31", "2027-03-30", None]))
+    act = Q.active_matrix(np.array([-5.0, -5.0, 2.0]), ends, months)
+    assert act[0].sum() == 3  # through March (leaves on the last day)
+    assert act[1].sum() == 2  # leaves before March ends: Jan, Feb
+    assert act[2].sum() == 10  # starts in March
+    assert act[2, 2] == 1 and act[2, 1] == 0
+
+
+def test_rep_quotas_capacity_and_over_assignment(hand):
+    from helpers.whatif import PlanInputs, compute_plan, prepare_plan_data
+
+    data = prepare_plan_data(hand, AS_OF, n_draws=500, seed=1)
+    res = compute_plan(PlanInputs(growth_rate=0.20, over_assignment=0.10), data)
+    reps = res.reps.set_index("rep_id")
+    assert list(reps.index) == ["A", "B", "C", "D", "E"]  # the SDR carries no revenue quota
+    # capacity E_i = Σ s_m r_m a_m with s = 1/15 (Jan–Sep), 2/15 (Oct–Dec):
+    #   D (hired Jan, ramp 25/50/75): (0.25 + 0.5 + 0.75 + 6 × 1) / 15 + 6/15 = 13.5/15 = 0.9
+    #   E (leaves end of Sep): 9/15 = 0.6; A, B, C: 1
+    assert reps["capacity"].to_dict() == pytest.approx({"A": 1, "B": 1, "C": 1, "D": 0.9, "E": 0.6})
+    # T = 600k × 1.2 = 720k; Q = 720k × 1.1 = 792k; Σ w E = 1 + 1 + 1.5 + 0.9 + 0.6 = 5.0 -> 158,400 per unit
+    assert res.target == pytest.approx(720_000)
+    assert res.quota_to_assign == pytest.approx(792_000)
+    assert reps["quota"].to_dict() == pytest.approx(
+        {"A": 158_400, "B": 158_400, "C": 237_600, "D": 142_560, "E": 95_040})
+    assert res.sum_of_quotas == pytest.approx(792_000)  # = target × (1 + over-assignment)
+    # monthly: D's first month 158,400 × 0.25/15 = 2,640; A's October 158,400 × 2/15 = 21,120
+    m = res.monthly_quota_matrix
+    assert m[3, 0] == pytest.approx(2_640)
+    assert m[0, 9] == pytest.approx(21_120)
+    assert m[4, 9:].sum() == 0  # E has left
+    assert reps["status"].to_dict() == {"A": "tenured", "B": "tenured", "C": "tenured", "D": "planned hire",
+                                        "E": "departing"}
+    # team split by capacity: East = (1 + 1 + 0.6) / 5 = 0.52, West = 0.48
+    teams = res.teams.set_index("team")
+    assert teams["share"].to_dict() == pytest.approx({"East": 0.52, "West": 0.48})
+    assert teams["target"]["East"] == pytest.approx(0.52 * 720_000)
+    # reconciliation ends at the sum of rep quotas
+    rec = res.reconciliation.set_index("step")["amount"]
+    assert rec["= Company target"] == pytest.approx(720_000)
+    assert rec["= Quota to assign"] == pytest.approx(792_000)
+    assert rec["= Sum of rep quotas"] == pytest.approx(792_000)
+    assert rec["  tenured reps"] == pytest.approx(158_400 * 2 + 237_600)
+
+
+def test_flat_split_and_history_team_split(hand):
+    from helpers.whatif import PlanInputs, compute_plan, prepare_plan_data
+
+    data = prepare_plan_data(hand, AS_OF, n_draws=200, seed=1)
+    flat = compute_plan(PlanInputs(seasonal=False, over_assignment=0.10), data).reps.set_index("rep_id")
+    # flat: D = (0.25 + 0.5 + 0.75 + 9) / 12 = 0.875, E = 9/12 = 0.75
+    assert flat["capacity"]["D"] == pytest.approx(0.875)
+    assert flat["capacity"]["E"] == pytest.approx(0.75)
+    hist = compute_plan(PlanInputs(team_split="history"), data).teams.set_index("team")
+    # FY2026 bookings by team: East (A, B, E) 450k, West (C) 150k -> 75% / 25%
+    assert hist["share"].to_dict() == pytest.approx({"East": 0.75, "West": 0.25})
+
+
+def test_ote_multiples():
+    out = Q.ote_multiples([158_400, 158_400, 237_600, 100_000], [40_000, 60_000, 40_000, np.nan])
+    # 158.4k/40k = 3.96 ok; 158.4k/60k = 2.64 below; 237.6k/40k = 5.94 above; no OTE -> blank
+    assert out["ote_multiple"].iloc[:3].tolist() == pytest.approx([3.96, 2.64, 5.94])
+    assert out["ote_flag"].tolist() == ["ok", "below 3×", "above 5×", ""]
+
+
+def test_ote_multiples_in_plan(hand):
+    from helpers.whatif import PlanInputs, compute_plan, prepare_plan_data
+
+    res = compute_plan(PlanInputs(over_assignment=0.10), prepare_plan_data(hand, AS_OF, n_draws=100))
+    reps = res.reps.set_index("rep_id")
+    # full-year quota at full ramp = quota / capacity: E 95,040 / 0.6 = 158,400 -> 3.96× of 40k
+    assert reps["ote_multiple"]["E"] == pytest.approx(3.96)
+    assert reps["ote_flag"].to_dict() == {"A": "ok", "B": "below 3×", "C": "above 5×", "D": "ok", "E": "ok"}
+
+
+def test_attrition():
+    reps = pd.DataFrame({"rep_id": list("WXYZ"),
+                         "hire_date": pd.to_datetime(["2020-01-01"] * 4),
+                         "end_date": pd.to_datetime([None, None, None, "2026-06-30"])})
+    # headcount 4 at 2025-12-31 and 3 at 2026-12-31, one departure -> 1 / 3.5
+    assert Q.attrition_rate(reps, AS_OF) == pytest.approx(1 / 3.5)
+    # one rep, 1,000 a month, 24% a year: Σ_m 1000 × 0.24 × (m−1)/12 = 1000 × 0.24 × 66/12 = 1,320
+    assert Q.attrition_loss(np.full((1, 12), 1000.0), 0.24) == pytest.approx(1_320)
+
+
+# ---- supported quota and simulation ------------------------------------------------------------------
+def test_supported_quota_and_peer_history(hand):
+    from helpers.whatif import PlanInputs, compute_plan, prepare_plan_data
+
+    res = compute_plan(PlanInputs(), prepare_plan_data(hand, AS_OF, n_draws=100))
+    reps = res.reps.set_index("rep_id")
+    # own history: 150k over 12 ramped months = 12,500 a month; D has none -> West peers (C): 12,500
+    assert reps["productivity"].to_dict() == pytest.approx({k: 12_500 for k in "ABCDE"})
+    assert reps["history"].to_dict() == {"A": "own", "B": "own", "C": "own", "D": "peers", "E": "own"}
+    # supported = 12,500 × 12 × E_i (historical seasonality): A 150k, D 0.9 × 150k = 135k, E 0.6 × 150k = 90k
+    assert reps["supported_quota"].to_dict() == pytest.approx(
+        {"A": 150_000, "B": 150_000, "C": 150_000, "D": 135_000, "E": 90_000})
+
+
+def test_simulation_constant_bookings_is_exact():
+    pools = [np.full(12, 10_000.0), np.full(12, 10_000.0)]
+    draws = Q.draw_months(pools, n_draws=1000, seed=3)
+    season = np.r_[np.full(9, 1 / 15), np.full(3, 2 / 15)]
+    totals = Q.simulate_totals(draws, np.ones((2, 12)), np.ones((2, 12)), season)
+    # every draw: Σ_m 12 s_m × 10k = 120k exactly (to float32 rounding)
+    assert np.allclose(totals, 120_000, rtol=1e-6)
+    att = Q.attainment(totals, np.array([119_000.0, 121_000.0]), target_share=0.5)
+    assert att.p_attain.tolist() == [1.0, 0.0]
+    assert att.expected_share == 0.5
+    assert np.all(att.share_by_draw == 0.5)
+
+
+def test_quota_level_for_target_share():
+    totals = np.vstack([np.full(100, 100.0), np.full(100, 200.0)])
+    att = Q.attainment(totals, np.array([100.0, 100.0]), target_share=0.5)
+    # ratios are 1 (rep 1) and 2 (rep 2); any k in (1, 2] leaves exactly half at quota
+    assert 1.0 < att.quota_level <= 2.0
+    assert ((totals >= att.quota_level * 100).mean()) == 0.5
+    att_all = Q.attainment(totals, np.array([100.0, 100.0]), target_share=1.0)
+    assert att_all.quota_level == pytest.approx(1.0)  # the lowest ratio: everyone attains
+
+
+def test_simulation_reproducible_from_seed():
+    pools = [np.array([0.0, 5.0, 10.0, 40.0]), np.array([1.0, 2.0])]
+    a = Q.draw_months(pools, 300, seed=11)
+    b = Q.draw_months(pools, 300, seed=11)
+    c = Q.draw_months(pools, 300, seed=12)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert set(np.unique(a[0])) <= {0.0, 5.0, 10.0, 40.0}
+    assert set(np.unique(a[1])) <= {1.0, 2.0}
+
+
+def test_plan_simulation_reproducible(hand):
+    from helpers.whatif import PlanInputs, compute_plan, prepare_plan_data
+
+    r1 = compute_plan(PlanInputs(), prepare_plan_data(hand, AS_OF, n_draws=400, seed=5))
+    r2 = compute_plan(PlanInputs(), prepare_plan_data(hand, AS_OF, n_draws=400, seed=5))
+    assert np.array_equal(r1.attainment.share_by_draw, r2.attainment.share_by_draw)
+    assert r1.expected_share == r2.expected_share
+    assert 0 <= r1.expected_share <= 1
+
+
+def test_verdicts_and_realism():
+    assert Q.verdicts([0.1, 0.3, 0.6, 0.99, np.nan]) == ["out of reach", "stretch", "reachable", "too easy", ""]
+    assert Q.is_realistic(0.75) and not Q.is_realistic(0.69) and not Q.is_realistic(0.81)
+
+
+# ---- reverse funnel ----------------------------------------------------------------------------------
+def test_reverse_funnel_issue_example():
+    # 100k quota, 10k deals -> 10 deals; 20% win -> 50 opportunities; 1 per meeting -> 50 meetings;
+    # 20 calls per meeting -> 1,000 calls (100 calls per deal)
+    f = Q.reverse_funnel(100_000, avg_deal_size=10_000, win_rate=0.2, meeting_to_opportunity=1.0,
+                         call_to_meeting=0.05).iloc[0]
+    assert f[["deals", "opportunities", "meetings", "calls"]].tolist() == pytest.approx([10, 50, 50, 1000])
+
+
+def test_funnel_rates_measured(hand):
+    r = Q.funnel_rates(hand.opportunities, hand.activities, AS_OF)
+    # won: 48 deals, 600k -> 12,500 average; closed: 48 won + 144 lost = 192 -> 25%
+    assert r.avg_deal_size == pytest.approx(12_500)
+    assert r.win_rate == pytest.approx(0.25)
+    # 192 opportunities created / 384 meetings held (no-shows excluded) = 0.5; 384 / 3,840 calls = 0.1
+    assert r.meeting_to_opportunity == pytest.approx(0.5)
+    assert r.call_to_meeting == pytest.approx(0.1)
+    # A: 158,400 / 12 = 13,200 a month -> 1.056 deals -> 4.224 opps -> 8.448 meetings -> 84.48 calls
+    f = Q.reverse_funnel(158_400 / 12, **r.as_kwargs()).iloc[0]
+    assert f[["deals", "opportunities", "meetings", "calls"]].tolist() == pytest.approx([1.056, 4.224, 8.448, 84.48])
+
+
+def test_funnel_rates_fall_back_to_benchmarks(hand):
+    r = Q.funnel_rates(hand.opportunities, None, AS_OF)
+    assert r.meeting_to_opportunity == Q.BENCHMARKS["meeting_to_opportunity"]
+    assert dict(r.sources)["call_to_meeting"] == "benchmark"
+
+
+# ---- SDR quotas --------------------------------------------------------------------------------------
+def test_sdr_quotas_from_own_history(hand):
+    start, end = CAL.year_start(2027), CAL.year_end(2027)
+    ros = Q.roster(hand.reps, hand.opportunities, start, end, AS_OF)
+    sdrs = ros.loc[~ros["revenue"]].reset_index(drop=True)
+    assert sdrs["rep_id"].tolist() == ["S"]
+    events = Q.sdr_events(hand.activities, None)["meetings"]
+    flat = Q.sdr_quota_plan(events, sdrs, CAL, 2027, AS_OF, growth_rate=0.0, n_draws=200)
+    # 10 meetings every month -> productivity 10, quota 10 × 12 = 120; constant history -> P = 1
+    assert flat.loc[0, "productivity"] == 10
+    assert flat.loc[0, "quota"] == 120
+    assert flat.loc[0, "p_attain"] == 1.0
+    grown = Q.sdr_quota_plan(events, sdrs, CAL, 2027, AS_OF, growth_rate=0.2, n_draws=200)
+    # 10 × 1.2 × 12 = 144 > the 120 history always gives -> P = 0, out of reach
+    assert grown.loc[0, "quota"] == 144
+    assert grown.loc[0, "p_attain"] == 0.0
+    assert grown.loc[0, "verdict"] == "out of reach"
+
+
+# ---- output --------------------------------------------------------------------------------------------
+def test_write_quotas_table(hand, tmp_path):
+    from helpers.schema import QUOTAS
+    from helpers.whatif import PlanInputs, compute_plan, prepare_plan_data
+
+    res = compute_plan(PlanInputs(over_assignment=0.10), prepare_plan_data(hand, AS_OF, n_draws=50))
+    path = Q.write_quotas(res.quotas_table(), tmp_path / "out")
+    back = pd.read_csv(path)
+    assert list(back.columns) == ["rep_id", "period_start", "quota", "period_end", "metric"]
+    assert set(QUOTAS.required_columns) <= set(back.columns)
+    # 4 reps × 12 months + E × 9 months
+    assert len(back) == 4 * 12 + 9
+    assert back["quota"].sum() == pytest.approx(792_000, abs=1)
+    d = back.loc[(back["rep_id"] == "D") & (back["period_start"] == "2027-01-01")].iloc[0]
+    assert d["quota"] == pytest.approx(2_640)
+    assert d["period_end"] == "2027-01-31"
+    assert (back["metric"] == "bookings").all()
