@@ -1,0 +1,568 @@
+"""Pipeline health metrics on the current opportunities table: bookings against plan, open and
+weighted pipeline, forecast categories, coverage, pipeline created, deals that need attention and
+efficiency (deal size, cycle, win rate, velocity, lead funnel).
+
+Movement over time (history replay, waterfall, slips, conversion, days in stage) lives in
+``helpers.movement``. Every function is pure: frames and dates in, a DataFrame / dict / number out.
+
+Conventions used throughout (also in ``docs/metrics.md``, section "Pipeline health"):
+
+- **Bookings** in a window = Σ amount of won deals whose ``close_date`` lies in the window.
+- **Open** deal = ``is_closed`` is false. Amounts that are empty count as 0 in sums.
+- Windows are inclusive of both ends (see ``helpers.calendar``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from helpers.calendar import FiscalCalendar, Window, month_starts, week_starts
+
+DAY = pd.Timedelta(days=1)
+
+
+# --------------------------------------------------------------------------------------------------
+# basics: status, scope
+# --------------------------------------------------------------------------------------------------
+def _flag(s: pd.Series) -> pd.Series:
+    """Nullable boolean -> plain bool (missing = False)."""
+    return s.fillna(False).astype(bool)
+
+
+def is_open(opps: pd.DataFrame) -> pd.Series:
+    return ~_flag(opps["is_closed"])
+
+
+def is_won(opps: pd.DataFrame) -> pd.Series:
+    return _flag(opps["is_won"])
+
+
+def is_lost(opps: pd.DataFrame) -> pd.Series:
+    return _flag(opps["is_closed"]) & ~_flag(opps["is_won"])
+
+
+def _amount(df: pd.DataFrame) -> pd.Series:
+    return df["amount"].fillna(0.0) if "amount" in df.columns else pd.Series(0.0, index=df.index)
+
+
+def _ratio(num, den):
+    """num ÷ den, NaN when the denominator is 0 or missing."""
+    try:
+        if den is None or pd.isna(den) or den == 0:
+            return math.nan
+    except TypeError:
+        return math.nan
+    return float(num) / float(den)
+
+
+def scope_owners(reps: pd.DataFrame | None, scope: str, who: str, opps: pd.DataFrame | None = None):
+    """Rep ids in scope: ``None`` for the company (no filter), the team's reps for ``team``, ``{who}`` for
+    ``rep``. Raises ValueError with the known names when ``who`` matches nothing."""
+    scope = (scope or "company").lower()
+    if scope == "company":
+        return None
+    if not who:
+        raise ValueError(f"scope={scope!r} needs `who` (a team name or a rep id)")
+    if scope == "rep":
+        known = set()
+        if reps is not None:
+            known |= set(reps["rep_id"].dropna())
+        if opps is not None:
+            known |= set(opps["owner"].dropna())
+        if known and str(who) not in known:
+            raise ValueError(f"rep {who!r} is not in the data; known reps include {sorted(known)[:10]}")
+        return {str(who)}
+    if scope == "team":
+        if reps is None or "team" not in reps.columns:
+            raise ValueError("scope='team' needs the `reps` table with a `team` column")
+        members = set(reps.loc[reps["team"] == who, "rep_id"])
+        if not members:
+            raise ValueError(f"team {who!r} not found; teams are {sorted(reps['team'].dropna().unique())}")
+        return members
+    raise ValueError(f"scope must be company, team or rep, got {scope!r}")
+
+
+def in_scope(df: pd.DataFrame | None, owners, column: str = "owner") -> pd.DataFrame | None:
+    """Rows of ``df`` whose ``column`` is one of ``owners`` (all rows when ``owners`` is None)."""
+    if df is None or owners is None:
+        return df
+    return df[df[column].isin(owners)]
+
+
+def team_of(reps: pd.DataFrame | None) -> dict:
+    if reps is None or "team" not in reps.columns:
+        return {}
+    return dict(zip(reps["rep_id"], reps["team"], strict=False))
+
+
+def _group_key(df: pd.DataFrame, by: str | None, reps: pd.DataFrame | None, col: str = "owner") -> pd.Series:
+    if by is None:
+        return pd.Series("All", index=df.index, dtype="str")
+    if by == "rep":
+        return df[col].astype("str")
+    if by == "team":
+        return df[col].map(team_of(reps)).fillna("(no team)").astype("str")
+    raise ValueError(f"by must be None, 'rep' or 'team', got {by!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# bookings and plan
+# --------------------------------------------------------------------------------------------------
+def bookings(opps: pd.DataFrame, start, end) -> float:
+    """Σ amount of won deals with ``start ≤ close_date ≤ end``."""
+    m = is_won(opps) & (opps["close_date"] >= pd.Timestamp(start)) & (opps["close_date"] <= pd.Timestamp(end))
+    return float(_amount(opps)[m].sum())
+
+
+def read_quotas(path: str | Path) -> pd.DataFrame:
+    """Read a proposed quotas CSV/Parquet in the ``quotas`` table format, typed like the dataset's table."""
+    from helpers.dataset import DataValidationError, coerce_table, read_raw
+    from helpers.schema import QUOTAS
+
+    p = Path(path)
+    problems: list = []
+    df = coerce_table(read_raw(p), QUOTAS, p.name, 1 if p.suffix.lower() == ".csv" else None, problems)
+    errors = [x for x in problems if x.severity == "error"]
+    if errors:
+        raise DataValidationError(errors, p)
+    return df.reset_index(drop=True)
+
+
+def bookings_quotas(quotas: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Quota rows that count bookings (``metric`` empty or "bookings"), with ``period_end`` filled
+    (default: last day of the month of ``period_start``)."""
+    if quotas is None or len(quotas) == 0:
+        return None
+    q = quotas
+    if "metric" in q.columns:
+        q = q[q["metric"].isna() | (q["metric"].str.lower().str.strip() == "bookings")]
+    q = q.copy()
+    default_end = q["period_start"] + pd.offsets.MonthEnd(0)
+    q["period_end"] = q["period_end"].fillna(default_end) if "period_end" in q.columns else default_end
+    return q
+
+
+def plan_by_rep(quotas: pd.DataFrame | None, start, end) -> pd.Series:
+    """Plan of each rep for ``[start, end]``, pro-rated by days:
+
+    plan = Σ over quota rows of quota × overlap_days ÷ days_in_quota_period, where overlap_days is the
+    number of days the quota period shares with the window (a 31-day month with quota 31,000 and a
+    window covering 10 of its days contributes 10,000)."""
+    q = bookings_quotas(quotas)
+    if q is None:
+        return pd.Series(dtype="float64")
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    lo = q["period_start"].where(q["period_start"] > start, start)
+    hi = q["period_end"].where(q["period_end"] < end, end)
+    overlap = ((hi - lo).dt.days + 1).clip(lower=0)
+    length = (q["period_end"] - q["period_start"]).dt.days + 1
+    prorated = q["quota"].fillna(0.0) * overlap / length
+    return prorated.groupby(q["rep_id"]).sum()
+
+
+def plan_from_targets(targets: dict, cal: FiscalCalendar, start, end) -> float:
+    """Company plan from ``dataset.yml`` targets: Σ over fiscal years of target × overlap_days ÷ days in
+    that fiscal year. NaN when no target covers the window."""
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    total, covered = 0.0, False
+    for fy in range(cal.fiscal_year(start), cal.fiscal_year(end) + 1):
+        if fy not in targets:
+            continue
+        ys, ye = cal.year_start(fy), cal.year_end(fy)
+        overlap = (min(ye, end) - max(ys, start)).days + 1
+        if overlap > 0:
+            covered = True
+            total += targets[fy] * overlap / ((ye - ys).days + 1)
+    return total if covered else math.nan
+
+
+def bookings_vs_plan(opps: pd.DataFrame, quotas: pd.DataFrame | None, windows: dict[str, Window],
+                     by: str | None = None, reps: pd.DataFrame | None = None,
+                     company_plan: dict[str, float] | None = None) -> pd.DataFrame:
+    """Bookings against plan per window (YTD/QTD/MTD/WTD) and group (company, team or rep).
+
+    - bookings = Σ amount of won deals closed in ``[start, as_of]``
+    - plan = quota pro-rated to the full period ``[start, end]`` (``plan_by_rep``); plan_to_date the same
+      for ``[start, as_of]``. Without quotas, ``company_plan`` (window name → amount) is used at company
+      level; otherwise plan is NaN and attainment is unavailable.
+    - attainment = bookings ÷ plan; attainment_to_date = bookings ÷ plan_to_date
+    - pace = bookings ÷ elapsed days × days in the period (straight-line run rate to period end);
+      pace_attainment = pace ÷ plan
+    - gap = plan − bookings (still to close)
+    """
+    rows = []
+    won = opps[is_won(opps)]
+    for name, w in windows.items():
+        in_w = won[w.contains(won["close_date"])]
+        got = _amount(in_w).groupby(_group_key(in_w, by, reps)).sum()
+        plan_rep = plan_by_rep(quotas, w.start, w.end)
+        plan_td_rep = plan_by_rep(quotas, w.start, w.as_of)
+        if len(plan_rep):
+            keyframe = pd.DataFrame({"owner": plan_rep.index.astype("str")})
+            keys = _group_key(keyframe, by, reps)
+            plan = pd.Series(plan_rep.to_numpy(), index=keys.to_numpy()).groupby(level=0).sum()
+            plan_td = pd.Series(plan_td_rep.reindex(plan_rep.index).fillna(0).to_numpy(),
+                                index=keys.to_numpy()).groupby(level=0).sum()
+        elif by is None and company_plan and name in company_plan and not pd.isna(company_plan[name]):
+            plan = pd.Series({"All": company_plan[name]})
+            plan_td = pd.Series({"All": company_plan[name] * w.elapsed_share})
+        else:
+            plan = pd.Series(dtype="float64")
+            plan_td = pd.Series(dtype="float64")
+        groups = sorted(set(got.index) | set(plan.index)) or ["All"]
+        for g in groups:
+            b = float(got.get(g, 0.0))
+            p = float(plan.get(g, math.nan)) if len(plan) else math.nan
+            ptd = float(plan_td.get(g, math.nan)) if len(plan_td) else math.nan
+            pace = b / w.elapsed_days * w.total_days
+            rows.append({
+                "window": name, "period": w.label, "group": g, "bookings": b, "plan": p,
+                "plan_to_date": ptd, "attainment": _ratio(b, p), "attainment_to_date": _ratio(b, ptd),
+                "pace": pace, "pace_attainment": _ratio(pace, p), "gap": p - b,
+            })
+    out = pd.DataFrame(rows)
+    if by is not None:
+        out = out.rename(columns={"group": by})
+    return out
+
+
+def reps_at_quota(by_rep: pd.DataFrame) -> pd.DataFrame:
+    """Per window, among reps with plan > 0: share at or above plan to date (bookings ≥ plan_to_date,
+    i.e. on pace) and share already at or above the full-period plan (bookings ≥ plan)."""
+    rows = []
+    for name, g in by_rep.groupby("window", sort=False):
+        g = g[g["plan"] > 0]
+        n = len(g)
+        rows.append({
+            "window": name, "reps_with_plan": n,
+            "at_or_above_plan_to_date": int((g["bookings"] >= g["plan_to_date"]).sum()),
+            "share_on_pace": _ratio((g["bookings"] >= g["plan_to_date"]).sum(), n),
+            "at_or_above_full_plan": int((g["bookings"] >= g["plan"]).sum()),
+            "share_at_quota": _ratio((g["bookings"] >= g["plan"]).sum(), n),
+        })
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# open pipeline, weighting, forecast categories, coverage
+# --------------------------------------------------------------------------------------------------
+def crm_probability(opps: pd.DataFrame, config) -> pd.Series:
+    """The deal's CRM ``probability``, or where empty the stage default from ``dataset.yml``."""
+    default = opps["stage"].map(config.probabilities).astype("float64")
+    if "probability" in opps.columns:
+        return opps["probability"].astype("float64").fillna(default)
+    return default
+
+
+def weighted_pipeline(opps: pd.DataFrame, config, stage_win_rate: pd.Series | None = None) -> pd.DataFrame:
+    """Open deals with their weights: ``p_crm`` (CRM probability, else stage default),
+    ``weighted_crm = amount × p_crm``, and where ``stage_win_rate`` (stage → rate) is given
+    ``p_hist`` and ``weighted_hist = amount × p_hist``."""
+    o = opps[is_open(opps)].copy()
+    o["amount"] = _amount(o)
+    o["p_crm"] = crm_probability(o, config)
+    o["weighted_crm"] = o["amount"] * o["p_crm"]
+    if stage_win_rate is not None:
+        o["p_hist"] = o["stage"].map(stage_win_rate).astype("float64")
+        o["weighted_hist"] = o["amount"] * o["p_hist"]
+    return o
+
+
+def pipeline_by_stage(opps: pd.DataFrame, config, stage_win_rate: pd.Series | None = None) -> pd.DataFrame:
+    """Open pipeline per stage in funnel order: deals, amount, weighted by CRM probability and (when
+    given) by historical stage win rate."""
+    w = weighted_pipeline(opps, config, stage_win_rate)
+    agg = {"deals": ("opportunity_id", "count"), "amount": ("amount", "sum"),
+           "weighted_crm": ("weighted_crm", "sum")}
+    if stage_win_rate is not None:
+        agg["weighted_hist"] = ("weighted_hist", "sum")
+    out = w.groupby("stage").agg(**agg)
+    order = [s for s in config.open_stages if s in out.index] + [s for s in out.index if s not in config.open_stages]
+    out = out.reindex(order).reset_index()
+    out.insert(2, "default_probability", out["stage"].map(config.probabilities))
+    if stage_win_rate is not None:
+        out.insert(3, "historical_win_rate", out["stage"].map(stage_win_rate))
+    return out
+
+
+def close_period_labels(close: pd.Series, cal: FiscalCalendar, as_of, freq: str = "quarter") -> pd.Series:
+    """Close-period label per deal: ``Past due`` (before ``as_of``), ``No close date``, else the fiscal
+    quarter (``FY2026 Q4``) or month (``2026-11``)."""
+    as_of = pd.Timestamp(as_of)
+    if freq == "quarter":
+        lab = cal.quarter_labels(close.fillna(as_of))
+    else:
+        lab = close.fillna(as_of).dt.strftime("%Y-%m")
+    lab = lab.astype("str")
+    lab[close < as_of] = "Past due"
+    lab[close.isna()] = "No close date"
+    return lab
+
+
+def pipeline_by_close_period(opps: pd.DataFrame, config, cal: FiscalCalendar, as_of,
+                             freq: str = "quarter") -> pd.DataFrame:
+    """Open pipeline by expected close period (see ``close_period_labels``): deals, amount, weighted."""
+    w = weighted_pipeline(opps, config)
+    w["close_period"] = close_period_labels(w["close_date"], cal, as_of, freq)
+    w["_first"] = w["close_date"].fillna(pd.Timestamp.max)
+    w.loc[w["close_period"] == "Past due", "_first"] = pd.Timestamp.min
+    out = (w.groupby("close_period")
+           .agg(deals=("opportunity_id", "count"), amount=("amount", "sum"),
+                weighted_crm=("weighted_crm", "sum"), _first=("_first", "min"))
+           .sort_values("_first").drop(columns="_first").reset_index())
+    return out
+
+
+def forecast_category_key(s: pd.Series) -> pd.Series:
+    """Normalise forecast categories: commit / best case / pipeline / omitted / closed."""
+    k = s.astype("str").str.lower().str.replace(r"[\s_\-]+", "", regex=True)
+    mapping = {"commit": "commit", "bestcase": "best case", "best": "best case", "upside": "best case",
+               "pipeline": "pipeline", "omitted": "omitted", "closed": "closed"}
+    return k.map(mapping).fillna("pipeline").where(s.notna(), "pipeline")
+
+
+def forecast_rollup(opps: pd.DataFrame, start, end) -> pd.DataFrame:
+    """Forecast categories rolled up cumulatively for deals closing in ``[start, end]``:
+
+    - Closed won = Σ won amount closed in the window
+    - Commit = closed won + open Commit
+    - Best case = Commit + open Best Case
+    - Pipeline = Best case + open Pipeline (Omitted is left out)
+
+    Open deals count when their expected close date lies in the window (past-due ones included); a
+    deal without ``forecast_category`` counts as Pipeline."""
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    won = bookings(opps, start, end)
+    o = opps[is_open(opps) & (opps["close_date"] >= start) & (opps["close_date"] <= end)]
+    cat = (forecast_category_key(o["forecast_category"]) if "forecast_category" in o.columns
+           else pd.Series("pipeline", index=o.index, dtype="str"))
+    amt = _amount(o).groupby(cat).sum()
+    cnt = o.groupby(cat)["opportunity_id"].count()
+    n_won = int((is_won(opps) & (opps["close_date"] >= start) & (opps["close_date"] <= end)).sum())
+    rows, running = [("Closed won", won, n_won, won)], won
+    for label, key in (("Commit", "commit"), ("Best case", "best case"), ("Pipeline", "pipeline")):
+        running += float(amt.get(key, 0.0))
+        rows.append((label, float(amt.get(key, 0.0)), int(cnt.get(key, 0)), running))
+    return pd.DataFrame(rows, columns=["category", "category_amount", "deals", "cumulative"])
+
+
+def open_in_period(opps: pd.DataFrame, start, end) -> pd.DataFrame:
+    """Open deals whose expected close date lies in ``[start, end]`` (past-due ones in the window included)."""
+    return opps[is_open(opps) & (opps["close_date"] >= pd.Timestamp(start)) & (opps["close_date"] <= pd.Timestamp(end))]
+
+
+def coverage(opps: pd.DataFrame, quotas: pd.DataFrame | None, window: Window, by: str | None = None,
+             reps: pd.DataFrame | None = None, threshold: float = 3.0, company_plan: float | None = None
+             ) -> pd.DataFrame:
+    """Pipeline coverage for the period of ``window`` per group:
+
+    - plan = quota pro-rated to ``[start, end]``; bookings = won in ``[start, as_of]``
+    - remaining = max(plan − bookings, 0) (quota still to close)
+    - open_in_period = Σ amount of open deals with close date in ``[start, end]``
+    - coverage = open_in_period ÷ remaining (NaN when nothing remains: quota met)
+    - under_threshold = coverage < threshold
+    """
+    won = opps[is_won(opps) & window.contains(opps["close_date"])]
+    got = _amount(won).groupby(_group_key(won, by, reps)).sum()
+    o = open_in_period(opps, window.start, window.end)
+    pipe = _amount(o).groupby(_group_key(o, by, reps)).sum()
+    cnt = o.groupby(_group_key(o, by, reps))["opportunity_id"].count()
+    plan_rep = plan_by_rep(quotas, window.start, window.end)
+    if len(plan_rep):
+        keys = _group_key(pd.DataFrame({"owner": plan_rep.index.astype("str")}), by, reps)
+        plan = pd.Series(plan_rep.to_numpy(), index=keys.to_numpy()).groupby(level=0).sum()
+    elif by is None and company_plan is not None and not pd.isna(company_plan):
+        plan = pd.Series({"All": company_plan})
+    else:
+        plan = pd.Series(dtype="float64")
+    groups = sorted(set(got.index) | set(pipe.index) | set(plan.index)) or ["All"]
+    rows = []
+    for g in groups:
+        p = float(plan.get(g, math.nan)) if len(plan) else math.nan
+        b = float(got.get(g, 0.0))
+        remaining = max(p - b, 0.0) if not pd.isna(p) else math.nan
+        op = float(pipe.get(g, 0.0))
+        cov = _ratio(op, remaining)
+        status = ("no plan" if pd.isna(p) else "quota met" if remaining == 0
+                  else "under threshold" if cov < threshold else "ok")
+        rows.append({"group": g, "plan": p, "bookings": b, "remaining": remaining,
+                     "open_deals": int(cnt.get(g, 0)), "open_in_period": op, "coverage": cov,
+                     "under_threshold": bool(status == "under threshold"), "status": status})
+    out = pd.DataFrame(rows)
+    return out.rename(columns={"group": by}) if by is not None else out
+
+
+def coverage_threshold(win_rate_by_value: float | None, default: float = 3.0) -> float:
+    """Coverage a team needs: 1 ÷ measured win rate (by value) when known and > 0, else ``default``."""
+    if win_rate_by_value is None or pd.isna(win_rate_by_value) or win_rate_by_value <= 0:
+        return default
+    return 1.0 / win_rate_by_value
+
+
+def pipeline_created(opps: pd.DataFrame, start, end, freq: str = "week", by: str = "source") -> pd.DataFrame:
+    """Pipeline created per week (Monday start) or month, by ``by`` (e.g. source): every opportunity
+    counts on its ``created_date`` whatever its status now (open, won or lost): deals = count,
+    amount = Σ amount."""
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    c = opps[(opps["created_date"] >= start) & (opps["created_date"] <= end)]
+    period = week_starts(c["created_date"]) if freq == "week" else month_starts(c["created_date"])
+    key = c[by].fillna("(none)").astype("str") if by in c.columns else pd.Series("All", index=c.index, dtype="str")
+    out = (pd.DataFrame({"period": period, by: key, "amount": _amount(c), "id": c["opportunity_id"]})
+           .groupby(["period", by]).agg(deals=("id", "count"), amount=("amount", "sum")).reset_index())
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# deals that need attention
+# --------------------------------------------------------------------------------------------------
+def last_activity(opps: pd.DataFrame, activities: pd.DataFrame | None = None) -> pd.Series:
+    """Latest of ``opportunities.last_activity_date`` and the last ``activities.occurred_at`` tied to the deal."""
+    out = (opps["last_activity_date"] if "last_activity_date" in opps.columns
+           else pd.Series(pd.NaT, index=opps.index, dtype="datetime64[us]"))
+    if activities is not None and "opportunity_id" in activities.columns and len(activities):
+        act = activities.dropna(subset=["opportunity_id"])
+        last = act.groupby("opportunity_id")["occurred_at"].max().dt.normalize()
+        other = opps["opportunity_id"].map(last)
+        out = pd.concat([out, other], axis=1).max(axis=1)
+    return out
+
+
+def deal_list(opps: pd.DataFrame, as_of, activities: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Open deals with the columns a manager acts on: age (days since created), days to close
+    (negative = past due), last activity and days since it."""
+    as_of = pd.Timestamp(as_of)
+    o = opps[is_open(opps)].copy()
+    o["last_activity"] = last_activity(o, activities)
+    o["age_days"] = (as_of - o["created_date"]).dt.days
+    o["days_to_close"] = (o["close_date"] - as_of).dt.days
+    o["days_since_activity"] = (as_of - o["last_activity"]).dt.days
+    cols = ["opportunity_id", "account", "owner", "stage", "amount", "age_days", "close_date", "days_to_close",
+            "next_step", "last_activity", "days_since_activity", "forecast_category"]
+    return o[[c for c in cols if c in o.columns]]
+
+
+def top_open_deals(opps: pd.DataFrame, as_of, n: int = 20, activities=None) -> pd.DataFrame:
+    """The ``n`` largest open deals by amount."""
+    return deal_list(opps, as_of, activities).sort_values("amount", ascending=False, na_position="last").head(n)
+
+
+def no_next_step(opps: pd.DataFrame, as_of, activities=None) -> pd.DataFrame:
+    """Open deals whose ``next_step`` is empty, largest first."""
+    d = deal_list(opps, as_of, activities)
+    if "next_step" not in d.columns:
+        return d.iloc[0:0]
+    return d[d["next_step"].isna() | (d["next_step"].astype("str").str.strip() == "")].sort_values(
+        "amount", ascending=False)
+
+
+def past_due(opps: pd.DataFrame, as_of, activities=None) -> pd.DataFrame:
+    """Open deals whose expected close date is before ``as_of``, most overdue first."""
+    d = deal_list(opps, as_of, activities)
+    return d[d["close_date"] < pd.Timestamp(as_of)].sort_values("days_to_close")
+
+
+def no_recent_activity(opps: pd.DataFrame, as_of, days: int = 14, activities=None) -> pd.DataFrame:
+    """Open deals with no activity in the last ``days`` days (or none ever logged), largest first."""
+    d = deal_list(opps, as_of, activities)
+    quiet = d["last_activity"].isna() | (d["days_since_activity"] > days)
+    return d[quiet].sort_values("amount", ascending=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# efficiency
+# --------------------------------------------------------------------------------------------------
+def cycle_days(opps: pd.DataFrame) -> pd.Series:
+    """Sales cycle of a deal = close_date − created_date, in days."""
+    return (opps["close_date"] - opps["created_date"]).dt.days.astype("float64")
+
+
+def deal_size_and_cycle(opps: pd.DataFrame, cal: FiscalCalendar, start, end, freq: str = "month") -> pd.DataFrame:
+    """Won deals closed in ``[start, end]`` per close month (``YYYY-MM``) or fiscal quarter: won deals,
+    average deal size = Σ amount ÷ won deals, average and median cycle days (close − created)."""
+    w = opps[is_won(opps) & (opps["close_date"] >= pd.Timestamp(start)) & (opps["close_date"] <= pd.Timestamp(end))]
+    w = w.assign(cycle=cycle_days(w), amt=_amount(w))
+    key = w["close_date"].dt.strftime("%Y-%m") if freq == "month" else cal.quarter_labels(w["close_date"])
+    out = (w.groupby(key.rename("period"))
+           .agg(won_deals=("opportunity_id", "count"), bookings=("amt", "sum"), avg_deal_size=("amt", "mean"),
+                avg_cycle_days=("cycle", "mean"), median_cycle_days=("cycle", "median"))
+           .reset_index())
+    return out
+
+
+def trend_call(values: pd.Series, recent: int = 3, tolerance: float = 0.10) -> str:
+    """"growing" / "shrinking" / "flat": mean of the last ``recent`` periods against the mean of the
+    ``recent`` periods before them; a change beyond ±``tolerance`` (10%) is a trend. "not enough data"
+    with fewer than 2 × ``recent`` periods."""
+    v = pd.Series(values).dropna()
+    if len(v) < 2 * recent:
+        return "not enough data"
+    now, before = v.iloc[-recent:].mean(), v.iloc[-2 * recent:-recent].mean()
+    if before == 0:
+        return "flat" if now == 0 else "growing"
+    change = now / before - 1
+    return "growing" if change > tolerance else "shrinking" if change < -tolerance else "flat"
+
+
+def win_rate(opps: pd.DataFrame, start, end) -> dict:
+    """Deals closed in ``[start, end]``: win rate by count = won ÷ (won + lost); by value =
+    Σ won amount ÷ Σ closed amount."""
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    c = opps[_flag(opps["is_closed"]) & (opps["close_date"] >= start) & (opps["close_date"] <= end)]
+    won = is_won(c)
+    amt = _amount(c)
+    return {"closed": int(len(c)), "won": int(won.sum()), "lost": int((~won).sum()),
+            "win_rate_count": _ratio(won.sum(), len(c)), "won_value": float(amt[won].sum()),
+            "closed_value": float(amt.sum()), "win_rate_value": _ratio(amt[won].sum(), amt.sum())}
+
+
+def sales_velocity(opps: pd.DataFrame, as_of, lookback_days: int = 365) -> dict:
+    """Sales velocity = open opportunities × win rate × average deal size ÷ cycle days (revenue per day).
+
+    - open opportunities: open deals on ``as_of``
+    - win rate (by count), average won deal size and average cycle of won deals: deals closed in the
+      ``lookback_days`` ending on ``as_of``.
+    ``per_30_days`` = velocity × 30."""
+    as_of = pd.Timestamp(as_of)
+    start = as_of - pd.Timedelta(days=lookback_days - 1)
+    wr = win_rate(opps, start, as_of)
+    w = opps[is_won(opps) & (opps["close_date"] >= start) & (opps["close_date"] <= as_of)]
+    n_open = int(is_open(opps).sum())
+    size = float(_amount(w).mean()) if len(w) else math.nan
+    cyc = float(cycle_days(w).mean()) if len(w) else math.nan
+    vel = _ratio(n_open * wr["win_rate_count"] * size, cyc) if not pd.isna(size) else math.nan
+    return {"open_opportunities": n_open, "win_rate_count": wr["win_rate_count"], "avg_deal_size": size,
+            "avg_cycle_days": cyc, "velocity_per_day": vel, "velocity_per_30_days": vel * 30,
+            "lookback_start": start, "as_of": as_of}
+
+
+def lead_funnel(leads: pd.DataFrame, opps: pd.DataFrame, start, end, by: str | None = "source") -> pd.DataFrame:
+    """Leads created in ``[start, end]`` (a cohort), per ``by``:
+
+    - MQL→SQL = leads with both an MQL and an SQL date ÷ leads with an MQL date
+    - SQL→won = SQL leads whose opportunity is won ÷ SQL leads (deals still open count as not won yet;
+      ``sql_open`` shows how many)"""
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    lead = leads[(leads["created_date"] >= start) & (leads["created_date"] <= end)].copy()
+    won_ids = set(opps.loc[is_won(opps), "opportunity_id"])
+    open_ids = set(opps.loc[is_open(opps), "opportunity_id"])
+    lead["is_mql"] = lead["mql_date"].notna() if "mql_date" in lead.columns else False
+    lead["is_sql"] = lead["sql_date"].notna() if "sql_date" in lead.columns else False
+    opp_id = lead["opportunity_id"] if "opportunity_id" in lead.columns else pd.Series(np.nan, index=lead.index)
+    lead["mql_sql"] = lead["is_mql"] & lead["is_sql"]
+    lead["sql_won"] = lead["is_sql"] & opp_id.isin(won_ids)
+    lead["sql_open"] = lead["is_sql"] & opp_id.isin(open_ids)
+    key = (lead[by].fillna("(none)").astype("str") if by and by in lead.columns
+           else pd.Series("All", index=lead.index, dtype="str"))
+    g = lead.groupby(key.rename(by or "group")).agg(
+        leads=("lead_id", "count"), mql=("is_mql", "sum"), sql=("is_sql", "sum"), mql_to_sql_n=("mql_sql", "sum"),
+        sql_won=("sql_won", "sum"), sql_open=("sql_open", "sum"))
+    total = g.sum().to_frame("All").T
+    total.index.name = g.index.name
+    g = pd.concat([g, total]) if len(g) > 1 else g
+    g["mql_to_sql"] = g["mql_to_sql_n"] / g["mql"].replace(0, np.nan)
+    g["sql_to_won"] = g["sql_won"] / g["sql"].replace(0, np.nan)
+    return g.drop(columns="mql_to_sql_n").reset_index()
