@@ -1,0 +1,289 @@
+"""Importers: each profile on a small hand-made export with the CRM's real headers, the public Maven
+dataset through its profile, and the error / safety rules. Outputs go to tmp_path only."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from helpers.cli import main as revops
+from helpers.dataset import load
+from helpers.importers import ImportProblem, ProfileError, import_files, load_profile
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "exports"
+MAVEN = ROOT / "data" / "examples" / "crm-sales-opportunities"
+MAVEN_FILES = sorted(MAVEN.glob("*.csv"))
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def pick(records: list[dict], cols: list[str]) -> list[tuple]:
+    return [tuple(r[c] for c in cols) for r in records]
+
+
+def digest(paths) -> dict[str, str]:
+    return {str(p): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
+
+
+# --------------------------------------------------------------------------------------------------
+# each profile on a hand-made export
+# --------------------------------------------------------------------------------------------------
+def test_salesforce_report_exports(tmp_path):
+    files = [FIXTURES / "salesforce_opportunities.csv", FIXTURES / "salesforce_opportunity_history.csv"]
+    out = import_files("salesforce", files, tmp_path / "sf")
+    opp = rows(out / "opportunities.csv")
+    # 4 deals; the blank line, "Grand Totals (4 records)" and the copyright footer are not deals.
+    # Dates are en_US M/D/YYYY; "24,000.00" -> 24000; "Probability (%)" 90 -> 0.9; Won/Closed 1/0 -> true/false.
+    cols = ["opportunity_id", "owner", "created_date", "close_date", "stage", "amount", "is_closed", "is_won",
+            "probability", "forecast_category", "loss_reason", "next_step", "last_activity_date"]
+    assert pick(opp, cols) == [
+        ("0065g00000AbCdE", "Ana Ruiz", "2026-01-29", "2026-03-15", "Closed Won", "24000", "true", "true",
+         "1", "Closed", "", "", "2026-03-14"),
+        ("0065g00000AbCdF", "Ben Cho", "2026-04-01", "2026-06-30", "Negotiation/Review", "12500", "false", "false",
+         "0.9", "Commit", "", "Send redlines", "2026-04-20"),
+        ("0065g00000AbCdG", "Ana Ruiz", "2026-01-31", "2026-02-20", "Closed Lost", "8000", "true", "false",
+         "0", "Omitted", "Price", "", "2026-02-18"),
+        ("0065g00000AbCdH", "Ben Cho", "2026-04-26", "2026-09-30", "Prospecting", "", "false", "false",
+         "0.1", "Pipeline", "", "Discovery call", ""),
+    ]
+    assert pick(opp, ["account", "source", "deal_type", "opportunity_name"])[0] == (
+        "Acme Corp", "Web", "New Business", "Acme - 200 seats")
+    hist = rows(out / "opportunity_history.csv")
+    # "Last Modified" 2/20/2026, 4:45 PM -> 2026-02-20 16:45:00; "To Stage" is the stage after the change.
+    assert pick(hist, ["opportunity_id", "changed_at", "stage", "amount", "close_date", "probability"]) == [
+        ("0065g00000AbCdE", "2026-01-29 09:12:00", "Prospecting", "20000", "2026-03-31", "0.1"),
+        ("0065g00000AbCdE", "2026-02-20 16:45:00", "Negotiation/Review", "24000", "2026-03-31", "0.9"),
+        ("0065g00000AbCdE", "2026-03-15 11:00:00", "Closed Won", "24000", "2026-03-15", "1"),
+        ("0065g00000AbCdF", "2026-04-01 08:30:00", "Qualification", "12500", "2026-06-30", "0.1"),
+    ]
+    ds = load(out)
+    assert len(ds.opportunities) == 4 and len(ds.opportunity_history) == 4
+    assert ds.opportunities["amount"].sum() == 24000 + 12500 + 8000  # the open Prospecting deal has no amount
+    assert [p.expected for p in ds.warnings] == []
+
+
+def test_hubspot_deals_with_date_entered_columns(tmp_path):
+    out = import_files("hubspot", [FIXTURES / "hubspot_deals.csv"], tmp_path / "hs")
+    opp = rows(out / "opportunities.csv")
+    cols = ["opportunity_id", "owner", "created_date", "close_date", "stage", "amount", "is_closed", "is_won",
+            "source", "deal_type", "loss_reason", "opportunity_name"]
+    assert pick(opp, cols) == [
+        ("10000000051", "Ana Ruiz", "2026-01-05", "2026-03-20", "Closed Won", "18000", "true", "true",
+         "Organic Search", "New Business", "", "Acme - annual"),
+        ("10000000123", "Ben Cho", "2026-01-10", "2026-02-28", "Closed Lost", "5000.5", "true", "false",
+         "Paid Search", "New Business", "Went with competitor", "Globex - pilot"),
+        ("10000000188", "Ana Ruiz", "2026-04-02", "2026-06-30", "Qualified To Buy", "", "false", "false",
+         "Offline Sources", "Existing Business", "", "Initech - upsell"),
+    ]
+    # one history row per non-empty 'Date entered "<stage> (Sales Pipeline)"' cell: 3 + 2 + 2 = 7
+    hist = rows(out / "opportunity_history.csv")
+    assert pick(hist, ["opportunity_id", "changed_at", "stage"]) == [
+        ("10000000051", "2026-01-05 09:30:00", "Appointment Scheduled"),
+        ("10000000051", "2026-02-01 14:05:00", "Qualified To Buy"),
+        ("10000000051", "2026-03-20 10:00:00", "Closed Won"),
+        ("10000000123", "2026-01-10 11:00:00", "Appointment Scheduled"),
+        ("10000000123", "2026-02-28 17:00:00", "Closed Lost"),
+        ("10000000188", "2026-04-02 08:15:00", "Appointment Scheduled"),
+        ("10000000188", "2026-04-20 16:40:00", "Qualified To Buy"),
+    ]
+    ds = load(out)
+    assert len(ds.opportunity_history) == 7
+    assert ds.opportunities["is_won"].tolist() == [True, False, False]
+
+
+def test_hubspot_excel_export_gives_the_same_rows(tmp_path):
+    xlsx = tmp_path / "hubspot-crm-exports-all-deals.xlsx"
+    pd.read_csv(FIXTURES / "hubspot_deals.csv", dtype=str, keep_default_na=False).to_excel(xlsx, index=False)
+    a = import_files("hubspot", [FIXTURES / "hubspot_deals.csv"], tmp_path / "csv")
+    b = import_files("hubspot", [xlsx], tmp_path / "xlsx")
+    for name in ("opportunities.csv", "opportunity_history.csv"):
+        assert (a / name).read_text() == (b / name).read_text()
+
+
+def test_pipedrive_status_sets_stage_and_close_date(tmp_path):
+    out = import_files("pipedrive", [FIXTURES / "pipedrive_deals.csv"], tmp_path / "pd")
+    opp = rows(out / "opportunities.csv")
+    # Won deal 101 keeps "Negotiations Started" in the export -> stage Won, close_date = Won time (2026-03-12);
+    # lost 102 -> Lost, close_date = Lost time, "7,500" -> 7500; open 103 -> expected close date, 60 % -> 0.6.
+    cols = ["opportunity_id", "owner", "created_date", "close_date", "stage", "amount", "is_closed", "is_won",
+            "account", "probability", "loss_reason"]
+    assert pick(opp, cols) == [
+        ("101", "Ana Ruiz", "2026-01-10", "2026-03-12", "Won", "15000", "true", "true", "Acme Corp", "", ""),
+        ("102", "Ben Cho", "2026-02-01", "2026-03-05", "Lost", "7500", "true", "false", "Globex", "", "Price too high"),
+        ("103", "Ana Ruiz", "2026-03-01", "2026-05-31", "Proposal Made", "3000", "false", "false", "", "0.6", ""),
+    ]
+    cfg = yaml.safe_load((out / "dataset.yml").read_text())
+    assert cfg["source"]["notes"] == [
+        "pipedrive_deals.csv: 1 row(s) are not in USD (EUR: 1); their amounts are imported as they are, "
+        "not converted — filter the export or convert first"]
+    ds = load(out)
+    assert ds.warnings == []
+
+
+# --------------------------------------------------------------------------------------------------
+# the public dataset, checked against its own CSV
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def maven(tmp_path_factory):
+    before = digest(MAVEN.iterdir())
+    out = import_files("maven_crm", MAVEN_FILES, tmp_path_factory.mktemp("maven") / "maven")
+    assert digest(MAVEN.iterdir()) == before  # the committed copy is never touched
+    return out
+
+
+def test_maven_counts_and_won_total_equal_the_source_csv(maven):
+    with open(MAVEN / "sales_pipeline.csv", newline="", encoding="utf-8") as fh:
+        src = list(csv.DictReader(fh))
+    with open(MAVEN / "sales_teams.csv", newline="", encoding="utf-8") as fh:
+        agents = list(csv.DictReader(fh))
+    by_stage: dict[str, int] = {}
+    for r in src:
+        by_stage[r["deal_stage"]] = by_stage.get(r["deal_stage"], 0) + 1
+    won_total = sum(float(r["close_value"]) for r in src if r["deal_stage"] == "Won")
+
+    ds = load(maven)
+    opp = ds.opportunities
+    assert len(opp) == len(src) == 8800
+    assert opp["stage"].value_counts().to_dict() == by_stage
+    assert opp.loc[opp["is_won"], "amount"].sum() == won_total == 10_005_534
+    assert int(opp["is_won"].sum()) == by_stage["Won"]
+    assert int(opp["is_closed"].sum()) == by_stage["Won"] + by_stage["Lost"]
+    assert len(ds.reps) == len(agents) == 35  # including the 5 agents with no deals
+    assert ds.as_of == pd.Timestamp("2017-12-31")
+    assert ds.warnings == []
+
+
+def test_maven_quirks_are_handled(maven):
+    with open(MAVEN / "products.csv", newline="", encoding="utf-8") as fh:
+        price = {r["product"]: float(r["sales_price"]) for r in csv.DictReader(fh)}
+    opp = load(maven).opportunities
+    # "GTXPro" takes products.csv's spelling "GTX Pro"; every product is a products.csv product.
+    assert set(opp["product"]) == set(price)
+    assert "technolgy" not in set(opp["segment"].dropna()) and "technology" in set(opp["segment"])
+    # Lost deals (close_value 0) and open deals (none) carry the product's list price.
+    not_won = opp[~opp["is_won"]]
+    assert (not_won["amount"] == not_won["product"].map(price)).all()
+    # Prospecting deals have no engage_date: created_date stays empty; open deals have no close date.
+    assert opp.loc[opp["stage"] == "Prospecting", "created_date"].isna().all()
+    assert opp.loc[~opp["is_closed"], "close_date"].isna().all()
+    assert opp.loc[opp["stage"] != "Prospecting", "created_date"].notna().all()
+    row = opp.set_index("opportunity_id").loc["Z063OYW0"]  # GTXPro, Isdom (medical), Darcel Schlecht (Central)
+    assert (row["product"], row["product_line"], row["segment"], row["region"], row["amount"]) == (
+        "GTX Pro", "GTX", "medical", "Central", 4514.0)
+
+
+def test_maven_dataset_yml_records_its_source(maven):
+    cfg = yaml.safe_load((maven / "dataset.yml").read_text())
+    assert cfg["source"]["profile"] == "maven_crm"
+    files = {f["file"]: f for f in cfg["source"]["files"]}
+    sums = dict(line.split()[::-1] for line in (MAVEN / "SHA256SUMS").read_text().splitlines())
+    assert {k: v["sha256"] for k, v in files.items()} == sums
+    assert files["sales_pipeline.csv"]["rows"] == 8800
+
+
+# --------------------------------------------------------------------------------------------------
+# errors and safety
+# --------------------------------------------------------------------------------------------------
+def test_unmapped_required_column_names_file_column_and_closest_header(tmp_path):
+    broken = tmp_path / "opps.csv"
+    text = (FIXTURES / "salesforce_opportunities.csv").read_text()
+    broken.write_text(text.replace('"Opportunity ID"', '"Opportunity_ID"').replace('"Created Date"', '"Created"'))
+    with pytest.raises(ImportProblem) as exc:
+        import_files("salesforce", [broken], tmp_path / "out")
+    assert str(exc.value) == (
+        "Cannot import with profile 'salesforce': 2 required column(s) unmapped:\n"
+        "  - opps.csv (opportunities export): required column opportunity_id needs header 'Opportunity ID', "
+        "which the file lacks; closest header in the file: 'Opportunity_ID'\n"
+        "  - opps.csv (opportunities export): required column created_date needs header 'Created Date', "
+        "which the file lacks; closest header in the file: 'Created'\n"
+        "Add the column(s) to the export, or copy the profile and map your header names "
+        "(see docs/data-contract.md, 'Profiles').")
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["opps.csv"]  # no temporary folder left behind
+
+
+def test_file_of_another_crm_is_rejected_with_the_headers_it_lacks(tmp_path):
+    with pytest.raises(ImportProblem) as exc:
+        import_files("hubspot", [FIXTURES / "pipedrive_deals.csv"], tmp_path / "out")
+    msg = str(exc.value)
+    assert msg.startswith("Cannot import:\n  - pipedrive_deals.csv: does not look like any export the 'hubspot' "
+                          "profile knows (deals). Nearest is 'deals', which needs header(s) 'Record ID', "
+                          "'Deal Name', 'Deal Stage';")
+
+
+def test_refuses_to_overwrite_without_force_and_force_replaces(tmp_path):
+    target = tmp_path / "ds"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    with pytest.raises(ImportProblem, match="already exists; pass --force"):
+        import_files("hubspot", [FIXTURES / "hubspot_deals.csv"], target)
+    assert (target / "keep.txt").read_text() == "mine"
+    import_files("hubspot", [FIXTURES / "hubspot_deals.csv"], target, force=True)
+    assert sorted(p.name for p in target.iterdir()) == ["dataset.yml", "opportunities.csv", "opportunity_history.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # no temporary or replaced folder left
+
+
+def test_force_never_replaces_a_folder_holding_the_inputs(tmp_path):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    src = shutil.copy(FIXTURES / "hubspot_deals.csv", folder / "deals.csv")
+    before = digest([src])
+    with pytest.raises(ImportProblem, match="inside the output folder"):
+        import_files("hubspot", [src], folder, force=True)
+    assert digest([src]) == before
+
+
+def test_inputs_are_untouched(tmp_path):
+    inputs = sorted(FIXTURES.glob("*.csv"))
+    before = digest(inputs)
+    for profile, files in (("salesforce", inputs[2:4]), ("hubspot", inputs[:1]), ("pipedrive", inputs[1:2])):
+        import_files(profile, files, tmp_path / profile)
+    assert [p.name for p in inputs[2:4]] == ["salesforce_opportunities.csv", "salesforce_opportunity_history.csv"]
+    assert digest(inputs) == before
+
+
+def test_a_user_copy_of_a_profile_maps_its_own_stage_names(tmp_path):
+    prof = yaml.safe_load((ROOT / "src" / "helpers" / "profiles" / "hubspot.yml").read_text())
+    prof["stage_map"] = {"Qualified To Buy": "Qualified"}
+    prof["dataset"]["stages"][1] = {"name": "Qualified", "probability": 0.4}
+    prof["dataset"]["qualifying_stage"] = "Qualified"
+    path = tmp_path / "my_hubspot.yml"
+    path.write_text(yaml.safe_dump(prof, sort_keys=False))
+    out = import_files(path, [FIXTURES / "hubspot_deals.csv"], tmp_path / "mine")
+    assert [r["stage"] for r in rows(out / "opportunities.csv")] == ["Closed Won", "Closed Lost", "Qualified"]
+    assert [r["stage"] for r in rows(out / "opportunity_history.csv")].count("Qualified") == 2
+    assert yaml.safe_load((out / "dataset.yml").read_text())["source"]["profile"] == str(path)
+    load(out)
+
+
+def test_unknown_profile_and_malformed_profile(tmp_path):
+    with pytest.raises(ProfileError, match="unknown profile 'hubspott'; did you mean 'hubspot'"):
+        load_profile("hubspott")
+    bad = tmp_path / "bad.yml"
+    bad.write_text(yaml.safe_dump({"name": "bad", "dataset": {"stages": ["A", "B"], "won_stages": ["B"],
+                                                              "lost_stages": ["A"]},
+                                   "exports": [{"name": "x", "table": "opportunities", "detect": ["Id"],
+                                                "columns": {"opportunity_idd": "Id"}}]}))
+    with pytest.raises(ProfileError, match="'opportunity_idd' is not a column of opportunities; did you mean "
+                                           "'opportunity_id'"):
+        load_profile(bad)
+
+
+def test_cli_imports_validates_and_refuses_overwrite(tmp_path, capsys):
+    args = ["import", "--profile", "pipedrive", "--to", str(tmp_path / "pd"), str(FIXTURES / "pipedrive_deals.csv")]
+    assert revops(args) == 0
+    out = capsys.readouterr().out
+    assert "is valid — opportunities: 3 rows" in out and "not in USD (EUR: 1)" in out
+    assert revops(args) == 2
+    assert "already exists; pass --force" in capsys.readouterr().err
+    assert revops([*args[:1], "--force", *args[1:]]) == 0
