@@ -87,7 +87,7 @@ def _day(ts) -> np.ndarray:
     return int(np.datetime64(pd.Timestamp(ts).normalize().to_datetime64(), "D").astype("int64"))
 
 
-def _in_window(act: pd.DataFrame, start, end) -> pd.DataFrame:
+def in_window(act: pd.DataFrame, start, end) -> pd.DataFrame:
     """Rows with ``start <= day(occurred_at) <= end``."""
     d = _day(act["occurred_at"])
     return act[(d >= _day(start)) & (d <= _day(end))]
@@ -140,7 +140,7 @@ def activity_counts(activities: pd.DataFrame, start, end, freq: str = "W",
     month (labelled by its first day). Index (owner, period); one column per type plus ``total``.
     Vectorised: period and owner codes combined into one ``bincount``.
     """
-    act = _in_window(prepare(activities), start, end)
+    act = in_window(prepare(activities), start, end)
     s, e = _day(start), _day(end)
     d = _day(act["occurred_at"])
     if freq == "D":
@@ -194,8 +194,8 @@ def rep_volume(activities: pd.DataFrame, as_of, weeks: int = 13, reps: pd.DataFr
     - ``<type>``/``total`` per week = activities of that type in the window ÷ ``weeks``;
     - ``outbound`` per week = (calls + emails + social) ÷ ``weeks``;
     - ``per_working_day`` = total ÷ Mon–Fri days in the window; ``per_month`` = per week × 4.348;
-    - ``team_median`` = median weekly total over the reps of the same team (reps with none count as 0);
-      ``vs_team_median`` = total ÷ team_median;
+    - ``team_median`` = median weekly total over the reps of the same team and role (reps with none
+      count as 0); ``vs_team_median`` = total ÷ team_median;
     - ``prior`` = weekly total in the ``weeks`` before the window; ``trend`` = total ÷ prior − 1.
 
     Reps: every owner with activity in either window, plus reps employed during the window (so a rep
@@ -215,7 +215,12 @@ def rep_volume(activities: pd.DataFrame, as_of, weeks: int = 13, reps: pd.DataFr
     out["per_month"] = out["total"] * WEEKS_PER_MONTH
     teams = rep_teams(reps)
     out.insert(0, "team", teams.reindex(out.index).fillna("All" if teams.empty else "(no team)").to_numpy())
-    out["team_median"] = out.groupby("team")["total"].transform("median")
+    peers = ["team"]
+    if reps is not None and "role" in reps.columns:
+        roles = reps.dropna(subset=["rep_id"]).set_index("rep_id")["role"].astype("str")
+        out.insert(1, "role", roles.reindex(out.index).fillna("").to_numpy())
+        peers.append("role")
+    out["team_median"] = out.groupby(peers)["total"].transform("median")
     out["vs_team_median"] = out["total"] / out["team_median"].where(out["team_median"] > 0)
     out["prior"] = prev["total"].reindex(out.index).to_numpy() / weeks
     out["trend"] = out["total"] / out["prior"].where(out["prior"] > 0) - 1
@@ -290,7 +295,7 @@ def meeting_outcomes(activities: pd.DataFrame, start, end, by: str | None = None
     booked (all logged), held (held + positive), no_show, scheduled, positive, other (no/unknown outcome),
     no_show_rate = no_show ÷ (held + no_show) (scheduled excluded), positive_rate = positive ÷ held.
     """
-    act = _in_window(prepare(activities), start, end)
+    act = in_window(prepare(activities), start, end)
     t, o = _codes_of(act["type"]), _codes_of(act["outcome"])
     is_mtg = (t == TYPE_CODE["meeting"]) | (t == TYPE_CODE["demo"])
     held = np.isin(o, [OUTCOME_CODE[x] for x in HELD_OUTCOMES])
@@ -330,7 +335,7 @@ def hit_rates(activities: pd.DataFrame, start, end, by: str = "channel") -> pd.D
     hours with attempts only; stamps at exactly 00:00:00 are taken as date-only and left out; empty when
     the log has no time of day). Vectorised with ``bincount``.
     """
-    act = _in_window(prepare(activities), start, end)
+    act = in_window(prepare(activities), start, end)
     channels = list(CONNECTED_OUTCOMES)
     t, o = _codes_of(act["type"]), _codes_of(act["outcome"])
     ch = np.full(len(act), -1, dtype="int64")
@@ -377,7 +382,7 @@ def hit_rates(activities: pd.DataFrame, start, end, by: str = "channel") -> pd.D
 def opportunity_share(activities: pd.DataFrame, start, end, by: str | None = None) -> pd.DataFrame:
     """Share of activities tied to an opportunity, per type (and per ``by``), plus an "all" row:
     share_tied = activities with an ``opportunity_id`` ÷ all activities."""
-    act = _in_window(prepare(activities), start, end)
+    act = in_window(prepare(activities), start, end)
     per = _sum_by_type(act, by, {"activities": np.ones(len(act)), "tied": _codes_of(act["opportunity_id"]) >= 0})
     out = _with_total(per, by, "all", ["activities", "tied"])
     out[["activities", "tied"]] = out[["activities", "tied"]].astype("int64")
@@ -408,7 +413,7 @@ def activity_yield(activities: pd.DataFrame, opportunities: pd.DataFrame, start,
     activities_per_won_deal = activities logged ÷ deals won (closed won with close_date in window).
     Every activity counts, tied to a deal or not (prospecting that produced nothing is part of the cost).
     """
-    act = _in_window(prepare(activities), start, end)
+    act = in_window(prepare(activities), start, end)
     n_act = act["owner"].value_counts()
     n_act.index = n_act.index.astype("str")
     n_created = _created_in(opportunities, start, end)["owner"].astype("str").value_counts()
@@ -540,7 +545,7 @@ def funnel_rates(activities: pd.DataFrame, opportunities: pd.DataFrame, start, e
     demos_per_opp = demos held ÷ opportunities created (held = held or positive);
     calls_per_meeting = calls ÷ meetings held; meetings_per_demo = meetings held ÷ demos held.
     """
-    act = _in_window(prepare(activities), start, end)
+    act = in_window(prepare(activities), start, end)
     opp = opportunities
     if owners is not None:
         act = act[act["owner"].isin(owners)]
@@ -575,7 +580,7 @@ def monthly_quota(quotas: pd.DataFrame, as_of) -> pd.Series:
     """rep_id → bookings quota per month for the month of ``as_of``: a quota row whose period covers
     ``as_of`` (period_end defaults to the end of period_start's month), divided by the whole months it
     spans (a quarterly quota of 90,000 is 30,000 a month). Rows with a ``metric`` other than bookings are
-    ignored. Reps with no covering row use their latest period that started on or before ``as_of``."""
+    ignored; reps with no row covering ``as_of`` (departed, not yet hired, not quota-carrying) are left out."""
     a = pd.Timestamp(as_of).normalize()
     q = quotas.dropna(subset=["rep_id", "period_start", "quota"])
     if "metric" in q.columns:
@@ -584,8 +589,7 @@ def monthly_quota(quotas: pd.DataFrame, as_of) -> pd.Series:
     pe = q["period_end"] if "period_end" in q.columns else pd.Series(pd.NaT, index=q.index)
     pe = pe.fillna(ps + pd.offsets.MonthEnd(0))
     months = ((pe.dt.year - ps.dt.year) * 12 + pe.dt.month - ps.dt.month + 1).clip(lower=1)
-    q = q.assign(monthly=q["quota"] / months, covers=(ps <= a) & (pe >= a))
-    q = q[ps <= a].sort_values(["covers", "period_start"])
+    q = q.assign(monthly=q["quota"] / months)[(ps <= a) & (pe >= a)].sort_values("period_start")
     return q.groupby(q["rep_id"].astype("str"))["monthly"].last().rename("monthly_quota")
 
 
@@ -601,10 +605,46 @@ def needed_activity(monthly_quotas: pd.Series, rates: pd.Series) -> pd.DataFrame
     return out
 
 
+def split_meetings(needed: pd.DataFrame, rates: pd.Series) -> pd.DataFrame:
+    """Split a combined meetings-and-demos need into meetings and demos by the measured demo share
+    (demos held ÷ (meetings held + demos held)); with no history the share is taken as 0."""
+    held = rates["meetings_held"] + rates["demos_held"]
+    share = rates["demos_held"] / held if held else 0.0
+    out = needed.copy()
+    total = out["meetings"]
+    out["meetings"], out["demos"] = total * (1 - share), total * share
+    return out
+
+
+def benchmark_needs(activities: pd.DataFrame, opportunities: pd.DataFrame, monthly_quotas: pd.Series, as_of,
+                    months: int = 12) -> tuple[pd.DataFrame, pd.Series, str]:
+    """Activity per month each rep's quota needs, with the rates used and where the chain came from.
+
+    Uses ``helpers.quota.funnel_rates`` + ``reverse_funnel`` (quota → deals → opportunities → meetings and
+    demos → calls, benchmarks where a rate cannot be measured) when that module is present, splitting
+    meetings and demos by ``split_meetings``; otherwise ``needed_activity`` with ``funnel_rates`` here.
+    Returns (frame indexed by rep: monthly_quota, deals, opportunities, calls, meetings, demos; rates; source).
+    """
+    start, end = months_window(as_of, months)
+    rates = funnel_rates(activities, opportunities, start, end)
+    try:
+        from helpers.quota import funnel_rates as quota_rates
+        from helpers.quota import reverse_funnel
+    except ImportError:
+        return needed_activity(monthly_quotas, rates), rates, "measured here (helpers.quota not available)"
+    fr = quota_rates(opportunities, activities, as_of, months=months)
+    rf = reverse_funnel(monthly_quotas.astype("float64"), **fr.as_kwargs())
+    rf = split_meetings(rf.rename(columns={"quota": "monthly_quota"}), rates)
+    rates = rates.copy()
+    rates["win_rate"], rates["avg_deal_size"] = fr.win_rate, fr.avg_deal_size
+    return rf[["monthly_quota", "deals", "opportunities", "calls", "meetings", "demos"]], rates, \
+        "helpers.quota.reverse_funnel"
+
+
 def actual_activity(activities: pd.DataFrame, start, end, months: float) -> pd.DataFrame:
     """Per rep per month over ``[start, end]``: calls, meetings held, demos held (held = held or positive)
     ÷ ``months``."""
-    act = _in_window(prepare(activities), start, end)
+    act = in_window(prepare(activities), start, end)
     oc, owners = _owner_codes(act)
     tc, types = _type_codes(act)
     held = np.isin(_codes_of(act["outcome"]), [OUTCOME_CODE[x] for x in HELD_OUTCOMES])
@@ -635,7 +675,7 @@ def benchmark_gap(needed: pd.DataFrame, actual: pd.DataFrame) -> pd.DataFrame:
 def time_by_type(activities: pd.DataFrame, start, end, weeks: float, by: str | None = None) -> pd.DataFrame:
     """Logged time per type (and per ``by``): hours = Σ duration_minutes ÷ 60, hours_per_week = hours ÷ weeks,
     logged_share = activities with a duration ÷ all activities of the type, avg_minutes = minutes ÷ logged."""
-    act = _in_window(prepare(activities), start, end)
+    act = in_window(prepare(activities), start, end)
     dur = (act["duration_minutes"].to_numpy(dtype="float64", na_value=np.nan) if "duration_minutes" in act.columns
            else np.full(len(act), np.nan))
     logged = ~np.isnan(dur)
