@@ -324,7 +324,7 @@ class TableReader:
     def _connect_pg(self, src: DbTable):
         import psycopg
 
-        u = urlsplit(src.url.split("+", 1)[0] + src.url[len(src.url.split(":", 1)[0]):])
+        u = urlsplit("postgresql:" + src.url.split(":", 1)[1])  # drops a +driver suffix
         kw = {
             "host": expand(u.hostname, set()) if u.hostname else None,
             "port": u.port,
@@ -341,8 +341,10 @@ class TableReader:
         except psycopg.Error as exc:
             msg = redact(str(exc).strip(), self._secrets)
             raise SourceError(f"could not connect to PostgreSQL: {msg}") from None
-        conn.execute("set datestyle to iso; set timezone to 'UTC'; set extra_float_digits to 3")
+        # one read-only snapshot for every table of the load, so tables agree with each other
         conn.read_only = True
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.execute("set datestyle to iso; set timezone to 'UTC'; set extra_float_digits to 3")
         return conn
 
     def _connect_sqlalchemy(self, src: DbTable):
@@ -383,7 +385,9 @@ class TableReader:
             where = self._where(tname, src, conn, _columns_duckdb)
             sql = src.select() + (f" where {where}" if where else "")
             self.pushed[tname] = where or ""
-            return conn.sql(sql).fetch_arrow_table().to_pandas(date_as_object=False)
+            rel = conn.sql(sql)
+            arrow = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.fetch_arrow_table()
+            return arrow.to_pandas(date_as_object=False)
         if src.scheme in ("postgresql", "postgres"):
             where = self._where(tname, src, conn, _columns_pg)
             self.pushed[tname] = where or ""

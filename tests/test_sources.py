@@ -1,0 +1,175 @@
+"""Table sources: the Parquet cache of validated loads, DuckDB tables, the date window, redaction."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pandas.testing as pdt
+import pytest
+
+import helpers.dataset as dataset_mod
+from helpers.config import ConfigError, DatasetConfig
+from helpers.dataset import load
+from helpers.sources import ParquetCache, redact, table_source, window_frames
+
+DATASET_YML = """\
+name: tiny
+as_of: 2026-06-30
+stages: [Prospecting, Proposal, Closed Won, Closed Lost]
+won_stages: [Closed Won]
+lost_stages: [Closed Lost]
+"""
+
+# O1 closed 2025 and untouched since: outside a window from 2026-01-01
+# O2 open, created 2024: inside (open)        O3 closed 2026-02-10: inside (closed in window)
+# O4 closed 2025, but activity A2 on 2026-03-01 refers to it: inside (kept whole)
+OPPS = """\
+opportunity_id,owner,created_date,close_date,stage,amount,is_closed,is_won
+O1,r1,2025-01-05,2025-03-01,Closed Won,1000,true,true
+O2,r1,2024-06-01,2026-09-01,Proposal,2000,false,false
+O3,r2,2025-11-01,2026-02-10,Closed Lost,3000,true,false
+O4,r2,2025-02-01,2025-05-01,Closed Won,4000,true,true
+"""
+ACTS = """\
+activity_id,owner,type,occurred_at,opportunity_id
+A1,r1,call,2025-12-31 23:00:00,O1
+A2,r2,email,2026-03-01 09:00:00,O4
+A3,r1,meeting,2026-04-01 10:00:00,
+"""
+
+
+def make_dataset(tmp_path: Path, files: dict[str, str], yml: str = DATASET_YML, name: str = "ds") -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "dataset.yml").write_text(yml)
+    for fname, text in files.items():
+        (folder / fname).write_text(textwrap.dedent(text))
+    return folder
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch) -> Path:
+    d = tmp_path / "cache"
+    monkeypatch.setenv("REVOPS_CACHE_DIR", str(d))
+    monkeypatch.delenv("REVOPS_CACHE", raising=False)
+    return d
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
+
+
+def test_cache_hit_returns_the_same_frames_without_reparsing(tmp_path, cache_dir, monkeypatch):
+    folder = make_dataset(tmp_path, {"opportunities.csv": OPPS, "activities.csv": ACTS})
+    before = snapshot(folder)
+    first = load(folder)
+    assert list(cache_dir.rglob("opportunities.parquet")), "the first load writes the cache"
+
+    def no_coercion(*a, **k):
+        raise AssertionError("a cache hit must not parse or validate again")
+
+    monkeypatch.setattr(dataset_mod, "coerce_table", no_coercion)
+    second = load(folder)
+    for name in first.tables:
+        pdt.assert_frame_equal(first.tables[name], second.tables[name])
+    assert second.warnings == first.warnings
+    assert second.opportunities["created_date"].dtype == "datetime64[us]"
+    assert str(second.opportunities["is_won"].dtype) == "boolean"
+    assert snapshot(folder) == before, "nothing in the dataset folder is written"
+
+
+def test_changed_source_rebuilds_the_cache(tmp_path, cache_dir):
+    folder = make_dataset(tmp_path, {"opportunities.csv": OPPS})
+    assert load(folder).opportunities["amount"].sum() == 10000  # 1000 + 2000 + 3000 + 4000
+    # same size, different byte: 1000 -> 9000 (a size+mtime key could miss this within one second)
+    (folder / "opportunities.csv").write_text(OPPS.replace(",1000,", ",9000,"))
+    assert load(folder).opportunities["amount"].sum() == 18000  # 9000 + 2000 + 3000 + 4000
+    entries = [p for p in cache_dir.glob("*/*") if p.is_dir()]
+    assert len(entries) == 1, "the stale entry is removed when the new one is written"
+
+
+def test_changed_dataset_yml_rebuilds_the_cache(tmp_path, cache_dir):
+    folder = make_dataset(tmp_path, {"opportunities.csv": OPPS})
+    assert len(load(folder).opportunities) == 4
+    # O2's stage "Proposal" is no longer a stage: a stale cache would still return the frames
+    (folder / "dataset.yml").write_text(DATASET_YML.replace("Prospecting, Proposal,", "Prospecting,"))
+    with pytest.raises(dataset_mod.DataValidationError, match="row 2.*expected a stage listed"):
+        load(folder)
+
+
+def test_cache_can_be_turned_off(tmp_path, cache_dir, monkeypatch):
+    monkeypatch.setenv("REVOPS_CACHE", "0")
+    folder = make_dataset(tmp_path, {"opportunities.csv": OPPS})
+    load(folder)
+    assert not cache_dir.exists()
+    assert ParquetCache.open(folder, {"opportunities": folder / "opportunities.csv"}) is None
+
+
+def test_window_keeps_what_a_report_from_since_needs(tmp_path, cache_dir):
+    folder = make_dataset(tmp_path, {"opportunities.csv": OPPS, "activities.csv": ACTS})
+    ds = load(folder, since="2026-01-01")
+    # O1 is closed before the window and only touched by A1 (before the window): dropped
+    assert ds.opportunities["opportunity_id"].tolist() == ["O2", "O3", "O4"]
+    assert ds.activities["activity_id"].tolist() == ["A2", "A3"]
+    # the full load is still there, from the same cache entry
+    assert len(load(folder).opportunities) == 4
+
+
+def test_window_frames_by_hand():
+    cfg = DatasetConfig(stages=["Open", "Won", "Lost"], won_stages=["Won"], lost_stages=["Lost"])
+    opp = pd.DataFrame({
+        "opportunity_id": ["a", "b", "c"],
+        "created_date": pd.to_datetime(["2025-01-01", "2025-01-01", "2025-01-01"]),
+        "close_date": pd.to_datetime(["2025-02-01", None, "2025-02-01"]),
+        "is_closed": pd.array([True, True, False], dtype="boolean"),
+    })
+    out = window_frames({"opportunities": opp}, "2026-01-01", cfg)
+    # a: closed before the window -> out; b: no close date -> in; c: open -> in
+    assert out["opportunities"]["opportunity_id"].tolist() == ["b", "c"]
+    assert window_frames({"opportunities": opp}, None, cfg)["opportunities"] is opp
+
+
+def test_duckdb_tables_load_like_files_with_the_window_pushed_down(tmp_path, cache_dir):
+    files = make_dataset(tmp_path, {"opportunities.csv": OPPS, "activities.csv": ACTS}, name="files")
+    db = tmp_path / "db"
+    db.mkdir()
+    con = duckdb.connect(str(db / "crm.duckdb"))
+    con.execute(f"create table opps as select * from read_csv('{files / 'opportunities.csv'}')")
+    con.execute(f"create table acts as select * from read_csv('{files / 'activities.csv'}')")
+    con.close()
+    (db / "dataset.yml").write_text(DATASET_YML + textwrap.dedent("""\
+        tables:
+          opportunities: {url: "duckdb:///crm.duckdb", table: opps}
+          activities: {url: "duckdb:///crm.duckdb", query: "select * from acts where type <> 'social'"}
+        """))
+    for since in (None, "2026-01-01"):
+        a, b = load(files, since=since), load(db, since=since)
+        for name in a.tables:
+            pdt.assert_frame_equal(a.tables[name], b.tables[name], obj=name)
+    assert load(db, since="2026-01-01").opportunities["opportunity_id"].tolist() == ["O2", "O3", "O4"]
+    # the DuckDB file is fingerprinted: a change to it is seen on the next load
+    con = duckdb.connect(str(db / "crm.duckdb"))
+    con.execute("update opps set amount = 9000 where opportunity_id = 'O1'")
+    con.close()
+    assert load(db).opportunities["amount"].sum() == 18000  # 9000 + 2000 + 3000 + 4000
+
+
+def test_database_spec_errors_and_redaction(tmp_path):
+    with pytest.raises(ConfigError, match="exactly one of table or query"):
+        table_source(tmp_path, "opportunities", {"url": "duckdb:///x.duckdb"})
+    with pytest.raises(ConfigError, match=r"postgresql://u:\*\*\*@h/db") as exc:
+        table_source(tmp_path, "opportunities", ["postgresql://u:hunter2@h/db"])
+    assert "hunter2" not in str(exc.value)
+    assert table_source(tmp_path, "opportunities", "export.csv") == tmp_path / "export.csv"
+    assert redact("postgresql://u:literal@h:5432/db", ()) == "postgresql://u:***@h:5432/db"
+    assert redact("auth failed for sup3rsecret", {"sup3rsecret"}) == "auth failed for ***"
+
+
+def test_missing_duckdb_file_is_a_clear_problem(tmp_path, cache_dir):
+    folder = make_dataset(tmp_path, {}, yml=DATASET_YML + 'tables: {opportunities: {url: "duckdb:///nope.duckdb", '
+                                                          'table: opps}}\n')
+    with pytest.raises(dataset_mod.DataValidationError, match="DuckDB file .*nope.duckdb not found"):
+        load(folder)
