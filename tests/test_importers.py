@@ -70,6 +70,8 @@ def test_salesforce_report_exports(tmp_path):
     assert len(ds.opportunities) == 4 and len(ds.opportunity_history) == 4
     assert ds.opportunities["amount"].sum() == 24000 + 12500 + 8000  # the open Prospecting deal has no amount
     assert [p.expected for p in ds.warnings] == []
+    # as_of = latest recorded event: created 4/26/2026 (open deals' future close dates do not count)
+    assert ds.as_of == pd.Timestamp("2026-04-26")
 
 
 def test_hubspot_deals_with_date_entered_columns(tmp_path):
@@ -99,6 +101,7 @@ def test_hubspot_deals_with_date_entered_columns(tmp_path):
     ds = load(out)
     assert len(ds.opportunity_history) == 7
     assert ds.opportunities["is_won"].tolist() == [True, False, False]
+    assert ds.as_of == pd.Timestamp("2026-04-20")  # last history change, 2026-04-20 16:40
 
 
 def test_hubspot_excel_export_gives_the_same_rows(tmp_path):
@@ -128,6 +131,7 @@ def test_pipedrive_status_sets_stage_and_close_date(tmp_path):
         "not converted — filter the export or convert first"]
     ds = load(out)
     assert ds.warnings == []
+    assert ds.as_of == pd.Timestamp("2026-03-12")  # won time of 101; 103's expected close is later
 
 
 # --------------------------------------------------------------------------------------------------
@@ -287,3 +291,21 @@ def test_cli_imports_validates_and_refuses_overwrite(tmp_path, capsys):
     assert revops(args) == 2
     assert "already exists; pass --force" in capsys.readouterr().err
     assert revops([*args[:1], "--force", *args[1:]]) == 0
+
+
+def test_data_contract_doc_covers_every_table_column_and_profile():
+    from helpers.importers import BUILTIN_PROFILES, PROFILES_DIR
+    from helpers.schema import TABLES
+
+    doc = (ROOT / "docs" / "data-contract.md").read_text(encoding="utf-8")
+    missing = [f"{t.name}.{c.name}" for t in TABLES.values() for c in t.columns
+               if f"| `{c.name}` |" not in doc.split(f"### `{t.name}`")[1].split("\n### ")[0]]
+    assert missing == []
+    assert sorted(BUILTIN_PROFILES) == sorted(p.stem for p in PROFILES_DIR.glob("*.yml"))
+    for name in BUILTIN_PROFILES:
+        section = doc.split(f"### `{name}`")[1].split("\n### ")[0]
+        for export in load_profile(name)["exports"]:
+            for canon, entry in (export.get("columns") or {}).items():
+                first = (entry["from"] if isinstance(entry, dict) else entry)
+                first = first[0] if isinstance(first, list) else first
+                assert f"| `{canon}` | {first!r}" in section, (name, canon)

@@ -532,14 +532,23 @@ def _finish_opportunities(opp: pd.DataFrame, cfg) -> pd.DataFrame:
 
 
 def _latest_date(tables: dict[str, pd.DataFrame]) -> str | None:
+    """The latest recorded event: created dates, close dates of closed deals, last activities and history
+    changes. Expected close dates of open deals lie in the future and are left out."""
+    def iso(s: pd.Series) -> pd.Series:
+        return pd.to_datetime(s.where(s != "", None), format="ISO8601", errors="coerce")
+
     dates = []
-    for tname, cols in (("opportunities", ("created_date", "close_date")), ("opportunity_history", ("changed_at",))):
-        df = tables.get(tname)
-        for c in cols:
-            if df is not None and c in df.columns:
-                d = pd.to_datetime(df[c].where(df[c] != "", None), format="ISO8601", errors="coerce").max()
-                if pd.notna(d):
-                    dates.append(d)
+    opp = tables["opportunities"]
+    for c in ("created_date", "last_activity_date"):
+        if c in opp.columns:
+            dates.append(iso(opp[c]).max())
+    if "close_date" in opp.columns:
+        closed = opp["is_closed"] == "true" if "is_closed" in opp.columns else pd.Series(False, index=opp.index)
+        dates.append(iso(opp.loc[closed, "close_date"]).max())
+    hist = tables.get("opportunity_history")
+    if hist is not None and "changed_at" in hist.columns:
+        dates.append(iso(hist["changed_at"]).max())
+    dates = [d for d in dates if pd.notna(d)]
     return max(dates).date().isoformat() if dates else None
 
 
