@@ -53,8 +53,9 @@ WIDGET_MIMES = ("application/vnd.jupyter.widget-view+json", "application/vnd.jup
 # execute
 # --------------------------------------------------------------------------------------------------
 class NotebookFailed(RuntimeError):
-    """A notebook cell raised. ``cell_index`` is the 0-based index in the executed notebook (the
-    injected-parameters cell counts); the partial executed notebook is at ``output``."""
+    """A notebook cell raised. ``cell_index`` is the 0-based index of the failing cell in the source
+    notebook (as the author sees it in JupyterLab, papermill's injected-parameters cell not counted);
+    the partial executed notebook is at ``output``."""
 
     def __init__(self, notebook, cell_index: int | None, ename: str, evalue: str, output=None,
                  source: str = ""):
@@ -104,14 +105,27 @@ def execute(notebook, output, parameters: dict | None = None, cwd=None, kernel_n
             str(notebook), str(output), parameters=parameters or {}, kernel_name=kernel_name,
             progress_bar=False, log_output=False, request_save_on_cell_execute=True,
             execution_timeout=timeout, resources={"metadata": {"path": run_dir}},
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no "running over TCP" banner
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],  # no "running over TCP" banner
         )
     except PapermillExecutionError as exc:
-        raise NotebookFailed(notebook, exc.cell_index, exc.ename, exc.evalue, output, exc.source or "") from exc
+        raise NotebookFailed(notebook, _source_index(output, exc.cell_index), exc.ename, exc.evalue, output,
+                             exc.source or "") from exc
     except Exception as exc:  # kernel died, dead kernel start, bad notebook file…
         if isinstance(exc, NotebookFailed):
             raise
         raise NotebookFailed(notebook, None, type(exc).__name__, str(exc).strip()[:500], output) from exc
+
+
+def _source_index(executed_path: Path, executed_index: int) -> int:
+    """Index in the source notebook of executed cell ``executed_index`` (papermill inserts an
+    injected-parameters cell after the parameters cell)."""
+    try:
+        nb = nbformat.read(str(executed_path), as_version=4)
+    except Exception:  # noqa: BLE001 - the index as papermill gave it is still useful
+        return executed_index
+    cells = [c for c in nb.cells if "papermill-error-cell-tag" not in c.get("metadata", {}).get("tags", [])]
+    injected = [i for i, c in enumerate(cells) if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+    return executed_index - 1 if injected and injected[0] < executed_index else executed_index
 
 
 # --------------------------------------------------------------------------------------------------
@@ -500,7 +514,7 @@ def build_summary(params: RunParameters, results: list[JobResult], summaries_dir
             f["change"] = figure_change(f, prev_figs.get((r.name, f["key"])))
             figs.append(f)
         notebooks.append({
-            "name": r.name, "title": r.title or r.name, "status": r.status,
+            "name": r.name, "title": (r.title or r.name).removesuffix(f" — {params.period}"), "status": r.status,
             "html": r.html.name if r.html else None, "executed": f"{r.name}.ipynb",
             "seconds": round(r.seconds, 2), "chart": charts.get(r.name),
             "currency": data.get("currency", params.currency), "figures": figs,
@@ -540,7 +554,8 @@ def figure_rows(summary: dict, nb: dict) -> list[dict]:
     rows = []
     for f in nb.get("figures", []):
         change, cls = fmt_change(f, f.get("change"), cur)
-        rows.append({"key": f["key"], "label": f["label"], "value": fmt_value(f["value"], f["unit"], cur),
+        value = f["value"] if isinstance(f["value"], str) else fmt_value(f["value"], f["unit"], cur)
+        rows.append({"key": f["key"], "label": f["label"], "value": value,
                      "change": change, "cls": cls, "definition": f.get("definition", "")})
     return rows
 
@@ -647,7 +662,9 @@ def cli_monthly(args) -> int:
     else:
         for r in results:
             if not r.ok:
-                print(f"FAILED {r.error}", file=sys.stderr)
+                line = r.error.source.strip().splitlines()[0][:100] if r.error.source.strip() else ""
+                print(f"FAILED {r.name} at {r.error.short}" + (f"\n    in: {line}" if line else "")
+                      + f"\n    partial executed notebook: {r.executed or 'not written'}", file=sys.stderr)
         print(f"Nothing published: {sum(not r.ok for r in results)} notebook(s) failed. Debugging output "
               f"(executed notebooks, the other reports) in {written}/; the previous good reports of that "
               "period, if any, are untouched.", file=sys.stderr)

@@ -1,0 +1,200 @@
+"""The leadership email: ``revops email --period P --to ADDRESSES [--send] [--reports DIR]``.
+
+Built from a finished monthly pack (``reports/<period>/summary.json``):
+
+- subject ``Monthly sales report — <period> (<dataset name>)``;
+- an HTML body (CSS inlined with css-inline; kept under ``MAX_HTML_BYTES`` so Gmail does not clip it)
+  with each notebook's headline figures and their change since last period, and up to ``MAX_CHARTS``
+  charts as inline ``cid:`` images (mail clients block data: URIs). The charts are the PNGs the report
+  run saved in ``charts/`` (each notebook's cell tagged ``email-chart``, else its first image);
+- a plain-text alternative with the same figures;
+- every notebook's HTML report attached.
+
+Without ``--send`` it is a dry run writing ``reports/<period>/leadership-email.eml``. With ``--send`` it
+goes through SMTP configured by environment variables: ``REVOPS_SMTP_HOST``, ``REVOPS_SMTP_PORT``
+(default 587 starttls, 465 ssl, 25 none), ``REVOPS_SMTP_USER``, ``REVOPS_SMTP_PASSWORD``,
+``REVOPS_SMTP_SECURITY`` (``starttls`` default, ``ssl`` or ``none``) and ``REVOPS_MAIL_FROM``. The
+password is only handed to ``smtplib.login``: never printed, logged or written.
+"""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import ssl
+import sys
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, getaddresses, make_msgid
+from pathlib import Path
+
+from helpers.report import figure_rows, read_summary, render_template, write_text_atomic
+
+MAX_CHARTS = 2
+MAX_HTML_BYTES = 100_000  # Gmail clips HTML bodies past ~102 KB
+EML_NAME = "leadership-email.eml"
+
+
+class MailError(ValueError):
+    """Something the user must fix (missing pack, bad address, missing SMTP settings)."""
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    security: str  # starttls | ssl | none
+    user: str | None
+    password: str | None
+    sender: str
+
+    def __repr__(self) -> str:  # never show the password
+        return (f"SmtpSettings(host={self.host!r}, port={self.port}, security={self.security!r}, "
+                f"user={self.user!r}, password={'***' if self.password else None}, sender={self.sender!r})")
+
+    __str__ = __repr__
+
+
+def smtp_settings(env=None) -> SmtpSettings:
+    """SMTP settings from ``REVOPS_SMTP_*`` / ``REVOPS_MAIL_FROM``; ``MailError`` names what is missing."""
+    env = os.environ if env is None else env
+    host = env.get("REVOPS_SMTP_HOST", "").strip()
+    if not host:
+        raise MailError("--send needs REVOPS_SMTP_HOST (and usually REVOPS_SMTP_USER, REVOPS_SMTP_PASSWORD, "
+                        "REVOPS_MAIL_FROM) in the environment")
+    security = env.get("REVOPS_SMTP_SECURITY", "starttls").strip().lower() or "starttls"
+    if security not in ("starttls", "ssl", "none"):
+        raise MailError(f"REVOPS_SMTP_SECURITY must be starttls, ssl or none, got {security!r}")
+    port_txt = env.get("REVOPS_SMTP_PORT", "").strip()
+    try:
+        port = int(port_txt) if port_txt else {"starttls": 587, "ssl": 465, "none": 25}[security]
+    except ValueError as exc:
+        raise MailError(f"REVOPS_SMTP_PORT must be a number, got {port_txt!r}") from exc
+    user = env.get("REVOPS_SMTP_USER") or None
+    sender = (env.get("REVOPS_MAIL_FROM") or user or "").strip()
+    if "@" not in sender:
+        raise MailError("set REVOPS_MAIL_FROM to the sender address (e.g. revops@example.com)")
+    return SmtpSettings(host, port, security, user, env.get("REVOPS_SMTP_PASSWORD") or None, sender)
+
+
+def parse_recipients(text: str) -> list[str]:
+    addrs = [a for _, a in getaddresses([text]) if a]
+    bad = [a for a in addrs if "@" not in a or " " in a]
+    if not addrs or bad:
+        raise MailError(f"--to: expected comma-separated email addresses, got {text!r}")
+    return addrs
+
+
+def plain_text(summary: dict, packs: list[dict]) -> str:
+    lines = [f"Monthly sales report — {summary['period']}",
+             f"{summary['dataset']['name']} · data as of {summary['as_of']}"
+             + (f" · change against {summary['previous_period']['period']}" if summary.get("previous_period")
+                else ""), ""]
+    for nb in packs:
+        lines.append(nb["title"])
+        lines.append("-" * len(nb["title"]))
+        if nb["status"] != "ok":
+            lines.append("This report did not complete.")
+        for r in nb["rows"]:
+            lines.append(f"  {r['label']}: {r['value']}" + (f"  ({r['change']})" if r["change"] else ""))
+        lines.append("")
+    lines.append("The full reports are attached as HTML files; they open in any browser, offline.")
+    return "\n".join(lines) + "\n"
+
+
+def inline_css(html: str) -> str:
+    import css_inline
+
+    inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+    return inliner.inline(html)
+
+
+def build_message(period_dir: Path, recipients: list[str], sender: str = "revops@localhost") -> EmailMessage:
+    """The leadership email for the pack in ``period_dir`` (see the module docstring)."""
+    period_dir = Path(period_dir)
+    summary = read_summary(period_dir / "summary.json")
+    if not summary:
+        raise MailError(f"no monthly report in {period_dir} (summary.json missing); run "
+                        f"`revops report monthly --period {period_dir.name}` first")
+    subject = f"Monthly sales report — {summary['period']} ({summary['dataset']['name']})"
+    packs, charts = [], []
+    for nb in summary["notebooks"]:
+        entry = {**nb, "rows": figure_rows(summary, nb), "cid": None}
+        chart = period_dir / nb["chart"] if nb.get("chart") else None
+        if chart and chart.exists() and len(charts) < MAX_CHARTS:
+            cid = make_msgid(idstring=nb["name"], domain="revops.local")
+            entry["cid"] = cid[1:-1]
+            charts.append((cid, chart.read_bytes(), f"{nb['name']}.png"))
+        packs.append(entry)
+    html = inline_css(render_template("email.html.j2", s=summary, packs=packs, subject=subject))
+    if len(html.encode()) > MAX_HTML_BYTES:
+        raise MailError(f"the email body is {len(html.encode()) / 1000:.0f} KB; mail clients clip past "
+                        f"{MAX_HTML_BYTES / 1000:.0f} KB")
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = sender
+    msg["To"] = ", ".join(recipients)
+    msg["Date"] = formatdate(localtime=True)
+    msg["Message-ID"] = make_msgid(domain="revops.local")
+    msg.set_content(plain_text(summary, packs))
+    msg.add_alternative(html, subtype="html")
+    html_part = msg.get_payload()[1]
+    for cid, png, fname in charts:
+        html_part.add_related(png, maintype="image", subtype="png", cid=cid, filename=fname, disposition="inline")
+    for nb in summary["notebooks"]:
+        if nb.get("html") and (period_dir / nb["html"]).exists():
+            msg.add_attachment((period_dir / nb["html"]).read_bytes(), maintype="text", subtype="html",
+                               filename=f"{summary['period']}-{nb['html']}")
+    return msg
+
+
+def send(msg: EmailMessage, settings: SmtpSettings, timeout: float = 30) -> None:
+    """Send over SMTP (STARTTLS, SSL or plain), logging in when a user is set."""
+    ctx = ssl.create_default_context()
+    if settings.security == "ssl":
+        client = smtplib.SMTP_SSL(settings.host, settings.port, timeout=timeout, context=ctx)
+    else:
+        client = smtplib.SMTP(settings.host, settings.port, timeout=timeout)
+    with client as smtp:
+        if settings.security == "starttls":
+            smtp.starttls(context=ctx)
+        if settings.user:
+            smtp.login(settings.user, settings.password or "")
+        smtp.send_message(msg, from_addr=settings.sender)
+
+
+def default_period() -> str:
+    from helpers.calendar import last_complete_month
+
+    return last_complete_month()
+
+
+def cli(args) -> int:
+    """``revops email``."""
+    period = args.period or default_period()
+    period_dir = Path(args.reports) / period
+    try:
+        recipients = parse_recipients(args.to)
+        settings = smtp_settings() if args.send else None
+        msg = build_message(period_dir, recipients, settings.sender if settings else "revops@localhost")
+    except MailError as exc:
+        print(f"revops email: {exc}", file=sys.stderr)
+        return 2
+    html = msg.get_body(("html",)).get_content()
+    n_att = sum(1 for _ in msg.iter_attachments())
+    n_img = len([p for p in msg.get_body(("related",)).iter_parts() if p.get_content_maintype() == "image"]) \
+        if msg.get_body(("related",)) else 0
+    info = (f"subject {msg['Subject']!r}; HTML body {len(html.encode()) / 1000:.1f} KB, {n_img} inline chart(s), "
+            f"{n_att} report(s) attached")
+    if not args.send:
+        eml = write_text_atomic(period_dir / EML_NAME, msg.as_string())
+        print(f"Dry run: wrote {eml} ({info}). Add --send to send it to {', '.join(recipients)}.")
+        return 0
+    try:
+        send(msg, settings)
+    except (smtplib.SMTPException, OSError) as exc:
+        print(f"revops email: sending via {settings.host}:{settings.port} ({settings.security}) failed: "
+              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(f"Sent to {', '.join(recipients)} via {settings.host}:{settings.port} ({info}).")
+    return 0

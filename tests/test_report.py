@@ -1,0 +1,243 @@
+"""The monthly report run: execute, HTML export, the whole run through the real command, failure
+handling, validation before any kernel, determinism. Hand-computed figures: tests/fixtures/notebooks/packs.py."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "notebooks"))
+from packs import BOOKINGS, BROKEN, EXPECTED, monthly, write_tiny_dataset  # noqa: E402
+
+from helpers import report  # noqa: E402
+
+# a 2×1 red PNG
+PNG = base64.b64encode(bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000002000000010802000000"
+    "7b40e8dd0000000f49444154789c63f8cfc0f09f010006fe02fe0f1c4e4e0000000049454e44ae426082"
+)).decode()
+
+
+def _noisy_notebook():
+    cells = [
+        new_markdown_cell("# Pipeline — 2026-10\n\nWhat to look at: coverage."),
+        new_code_cell("secret_code_text = 1", metadata={"tags": ["parameters"]}),
+        new_code_cell("print_me()", outputs=[
+            new_output("stream", name="stderr", text="UserWarning: noisy\n"),
+            new_output("stream", name="stdout", text="visible stdout\n"),
+            new_output("display_data", data={"image/png": PNG, "text/plain": "<Figure size 640x480 with 1 Axes>"}),
+            new_output("display_data", data={"text/plain": "<Figure size 640x480 with 1 Axes>"}),
+            new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "x"},
+                                             "text/plain": "IntSlider(value=1)"}),
+            new_output("display_data", data={"application/javascript": "alert(1)", "text/plain": "js"}),
+        ]),
+        new_code_cell("raise KeyError('boom')", outputs=[
+            new_output("error", ename="KeyError", evalue="'boom'", traceback=["Traceback (most recent call last)"]),
+        ]),
+        new_code_cell("hidden_output()", metadata={"tags": ["remove-cell"]},
+                      outputs=[new_output("stream", name="stdout", text="REMOVED CELL OUTPUT\n")]),
+    ]
+    nb = new_notebook(cells=cells)
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    return nb
+
+
+def test_to_html_hides_code_noise_and_needs_no_network(tmp_path):
+    out = report.to_html(_noisy_notebook(), tmp_path / "r.html", title="Pipeline health")
+    html = out.read_text()
+    assert "<title>Pipeline health</title>" in html
+    for absent in ("secret_code_text", "print_me", "raise KeyError", "Traceback", "UserWarning", "noisy",
+                   "REMOVED CELL OUTPUT", "IntSlider", "<script", "alert(1)", "widget-state", "http://",
+                   "https://", "In&nbsp;[", "Out[", "&lt;Figure", "<Figure"):
+        assert absent not in html, absent
+    assert f"data:image/png;base64,{PNG}" in html
+    assert "visible stdout" in html and "What to look at" in html
+    assert html.count("<img") == 1
+    assert len(html.encode()) < 10_000  # the page frame: ~3 KB of CSS + the cells
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically, no temp file left behind
+
+
+def test_figure_change_and_format():
+    # 7,000 → 60,000: +53,000, 53,000 / 7,000 = 7.5714 → "+$53,000 (+757.1%)"
+    cur = {"value": 60000.0, "unit": "currency"}
+    ch = report.figure_change(cur, {"value": 7000.0})
+    assert ch == {"previous": 7000.0, "delta": 53000.0, "pct": pytest.approx(53000 / 7000)}
+    assert report.fmt_change(cur, ch, "USD") == ("+$53,000 (+757.1%)", "up")
+    # percent units: 0.6 − 0.2 = 0.4 → "+40.0 pts", no relative change
+    pct = {"value": 0.2, "unit": "percent"}
+    ch = report.figure_change(pct, {"value": 0.6})
+    assert ch["pct"] is None and report.fmt_change(pct, ch, "USD") == ("−40.0 pts", "down")
+    assert report.figure_change(cur, None) is None
+    assert report.figure_change({"value": None, "unit": "count"}, {"value": 3}) is None
+
+
+@pytest.mark.slow
+def test_execute_failure_names_the_cell_and_keeps_the_partial_notebook(tmp_path):
+    ds = write_tiny_dataset(tmp_path / "ds")
+    out = tmp_path / "broken.ipynb"
+    with pytest.raises(report.NotebookFailed) as info:
+        report.execute(BROKEN, out, {"dataset": str(ds), "period": "2026-10"})
+    err = info.value
+    # source cells: parameters, open_report, raise → index 2 (as the author sees it in JupyterLab)
+    assert (err.cell_index, err.ename, err.evalue) == (2, "ValueError", "deliberate failure for the test")
+    assert "broken.ipynb failed at cell 2: ValueError: deliberate failure for the test" in str(err)
+    assert 'in: raise ValueError("deliberate failure for the test")' in str(err)
+    nb = nbformat.read(out, as_version=4)
+    failing = [c for c in nb.cells if c.cell_type == "code" and any(o.output_type == "error" for o in c.outputs)]
+    assert [c.source for c in failing] == ['raise ValueError("deliberate failure for the test")']
+
+
+def _figures(summary: dict, notebook: str = "bookings") -> dict:
+    nb = next(n for n in summary["notebooks"] if n["name"] == notebook)
+    return {f["key"]: f["value"] for f in nb["figures"]}
+
+
+def _stable(summary: dict) -> dict:
+    s = json.loads(json.dumps(summary))
+    s.pop("timings"), s.pop("generated_at")
+    for nb in s["notebooks"]:
+        nb.pop("seconds")
+    return s
+
+
+@pytest.mark.slow
+def test_monthly_run_end_to_end_through_the_command(tmp_path):
+    from helpers.dataset import load
+
+    ds = write_tiny_dataset(tmp_path / "ds")
+    out = tmp_path / "reports"
+    first = monthly(ds, out, "2026-09", BOOKINGS)
+    assert first.returncode == 0, first.stderr
+    run = monthly(ds, out, "2026-10", BOOKINGS)
+    assert run.returncode == 0, run.stderr
+    # progress line per notebook and the final table
+    assert "bookings  done in" in run.stdout
+    assert "notebook  status  seconds  output" in run.stdout and "bookings  ok" in run.stdout
+    folder = out / "2026-10"
+    assert sorted(p.name for p in folder.iterdir()) == ["bookings.html", "bookings.ipynb", "charts", "index.html",
+                                                        "summary.json"]
+    assert not list(out.glob(".*building*")) and not (out / "2026-10.failed").exists()
+    summary = json.loads((folder / "summary.json").read_text())
+    assert _figures(summary) == EXPECTED["2026-10"]
+    assert _figures(json.loads((out / "2026-09" / "summary.json").read_text())) == EXPECTED["2026-09"]
+    assert summary["parameters"] == {"dataset": str(ds.resolve()), "period": "2026-10", "as_of": "2026-10-31",
+                                     "report_mode": True, "notebooks": ["bookings"]}
+    assert summary["dataset"]["fingerprint"] == {"algorithm": "sha256", "value": load(ds).fingerprint()}
+    figs = {f["key"]: f for f in summary["notebooks"][0]["figures"]}
+    assert all(f["definition"] for f in figs.values())
+    # change since 2026-09: 60,000 − 7,000 = 53,000; 3 − 1 = 2 deals (+200%); 0.6 − 0.2 = 0.4
+    assert figs["won_amount"]["change"]["delta"] == 53000.0
+    assert figs["won_deals"]["change"]["pct"] == pytest.approx(2.0)
+    assert figs["win_rate"]["change"]["delta"] == pytest.approx(0.4)
+    assert summary["previous_period"]["period"] == "2026-09"
+    index = (folder / "index.html").read_text()
+    for text in ('href="bookings.html"', "$60,000", "+$53,000 (+757.1%)", "+40.0 pts", "Won deals", "60.0%"):
+        assert text in index, text
+    html = (folder / "bookings.html").read_text()
+    assert "Bookings check" in html and "$60,000" in html and "<script" not in html
+    assert 5_000 < len(html.encode()) < 60_000
+    assert (folder / "charts" / "bookings.png").read_bytes()[:4] == b"\x89PNG"
+    # the executed notebook is kept for audit, with the parameters injected
+    executed = nbformat.read(folder / "bookings.ipynb", as_version=4)
+    assert "injected-parameters" in executed.cells[1].metadata.tags
+
+    # same inputs and parameters → same numbers (everything but timings)
+    again = monthly(ds, out, "2026-10", BOOKINGS)
+    assert again.returncode == 0, again.stderr
+    assert _stable(json.loads((folder / "summary.json").read_text())) == _stable(summary)
+
+
+@pytest.mark.slow
+def test_a_broken_notebook_fails_alone_and_the_earlier_good_report_survives(tmp_path):
+    ds = write_tiny_dataset(tmp_path / "ds")
+    out = tmp_path / "reports"
+    good = monthly(ds, out, "2026-10", BOOKINGS)
+    assert good.returncode == 0, good.stderr
+    folder = out / "2026-10"
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    (folder / "reviews").mkdir()  # another pack's output in the same period folder is none of our business
+
+    run = monthly(ds, out, "2026-10", BOOKINGS, BROKEN)
+    assert run.returncode == 1
+    assert re.search(r"broken\s+FAILED after [\d.]+s — cell 2: ValueError: deliberate failure for the test", run.stdout)
+    assert "FAILED broken at cell 2: ValueError: deliberate failure for the test" in run.stderr
+    assert re.search(r"bookings\s+ok", run.stdout)
+    # the earlier good report of 2026-10 is untouched
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    assert (folder / "reviews").is_dir()
+    # the partial run is kept for debugging: the other notebook's report and the failing notebook
+    failed = out / "2026-10.failed"
+    assert str(failed) in run.stderr
+    assert (failed / "bookings.html").exists() and "$60,000" in (failed / "bookings.html").read_text()
+    nb = nbformat.read(failed / "broken.ipynb", as_version=4)
+    assert any(o.get("ename") == "ValueError" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    summary = json.loads((failed / "summary.json").read_text())
+    status = {n["name"]: (n["status"], n["error"]) for n in summary["notebooks"]}
+    assert status["bookings"] == ("ok", None)
+    assert status["broken"] == ("failed", {"cell_index": 2, "ename": "ValueError",
+                                           "evalue": "deliberate failure for the test"})
+    assert not list(out.glob(".*building*"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--period", "2026-13"], "period must look like 2026-10"),
+    (["--period", "2026-10", "--as-of", "2026-11-03"], "outside the period 2026-10"),
+    (["--period", "2026-11"], "starts after the data's as-of date 2026-10-31"),
+    (["--period", "2025-01"], "before the first opportunity in the data"),
+    (["--period", "2026-10", "--notebooks", "no_such_notebook"], "notebook 'no_such_notebook' not found"),
+])
+def test_parameters_are_validated_before_any_kernel_starts(tmp_path, args, message):
+    from helpers.cli import main
+
+    ds = write_tiny_dataset(tmp_path / "ds")
+    out = tmp_path / "reports"
+    nb = [] if "--notebooks" in args else ["--notebooks", str(BOOKINGS)]
+    code = main(["report", "monthly", "--dataset", str(ds), "--out", str(out), *nb, *args])
+    assert code == 2
+    assert not out.exists()  # nothing was built, so no kernel ran
+
+
+def test_a_dataset_with_errors_is_refused_before_any_kernel(tmp_path, capsys):
+    from helpers.cli import main
+
+    ds = write_tiny_dataset(tmp_path / "ds")
+    csv = ds / "opportunities.csv"
+    csv.write_text(csv.read_text().replace("2026-10-05,Closed Won,12000", "2026-10-05,Closed Won,twelve"))
+    code = main(["report", "monthly", "--dataset", str(ds), "--out", str(tmp_path / "r"), "--period", "2026-10",
+                 "--notebooks", str(BOOKINGS)])
+    err = capsys.readouterr().err
+    assert code == 2 and "no notebook was started" in err and "row 1" in err and "'amount'" in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_the_real_notebooks_on_the_sample(tmp_path, sample_dir):
+    notebooks = report.find_notebooks()
+    if not notebooks:
+        pytest.skip("no report notebooks in notebooks/ yet")
+    out = tmp_path / "reports"
+    run = monthly(sample_dir, out, "2026-10")
+    assert run.returncode == 0, run.stdout + run.stderr
+    summary = json.loads((out / "2026-10" / "summary.json").read_text())
+    assert [n["name"] for n in summary["notebooks"]] == [p.stem for p in notebooks]
+    for nb in summary["notebooks"]:
+        assert nb["status"] == "ok" and nb["figures"], nb["name"]
+        assert all(f["definition"] for f in nb["figures"]), nb["name"]
+        size = (out / "2026-10" / nb["html"]).stat().st_size
+        assert size < 400_000, f"{nb['html']} is {size / 1000:.0f} KB"
+    assert "quota_whatif" not in {n["name"] for n in summary["notebooks"]}
+    shutil.rmtree(out)
+
+
+def test_find_notebooks_keeps_pack_order_and_skips_the_whatif(tmp_path):
+    for name in ("win_loss_review", "quota_whatif", "quota_setting"):
+        (tmp_path / f"{name}.ipynb").write_text("{}")
+    assert [p.stem for p in report.find_notebooks(folder=tmp_path)] == ["quota_setting", "win_loss_review"]
