@@ -158,9 +158,16 @@ def test_duplicates_are_reported_and_dropped():
     dups = wl.find_duplicates(opp)
     assert dups[["opportunity_id", "duplicate_of"]].values.tolist() == [["O14", "O03"]]
     assert "O14" not in set(wl.drop_duplicates(opp)["opportunity_id"])
-    # rows with no identifying value (no account, amount or dates) are never called duplicates
+    # rows with no account are never called duplicates
     thin = pd.DataFrame({"opportunity_id": ["a", "b"], "stage": ["Won", "Won"], "segment": ["SMB", "SMB"]})
     assert wl.find_duplicates(thin).empty
+    # survey-style closed records naming the same account with the same answers are; undated open
+    # prospects for the same account are not (they may be two genuine deals)
+    survey = pd.DataFrame({"opportunity_id": ["s1", "s2", "s3", "p1", "p2"], "account": ["X", "X", "Y", "Z", "Z"],
+                           "is_closed": [True, True, True, False, False],
+                           "stage": ["Lost", "Lost", "Lost", "Prospecting", "Prospecting"],
+                           "loss_reason": ["Price", "Price", "Price", None, None]})
+    assert wl.find_duplicates(survey)[["opportunity_id", "duplicate_of"]].values.tolist() == [["s2", "s1"]]
 
 
 def test_overall_win_rate_count_value_and_interval(closed):

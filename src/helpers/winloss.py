@@ -14,7 +14,8 @@ Definitions used throughout (``docs/metrics.md``, section "Win/loss", is the rea
   ``"Other (n<min_deals)"`` (their number in ``groups_pooled``), never dropped.
 - **Cycle length** = ``close_date − created_date`` in days.
 - **Duplicate record**: a row equal to an earlier row in every column except ``opportunity_id`` (blank equals
-  blank), when it carries at least one identifying value (account, amount, created_date or close_date).
+  blank), among rows that name an account and either carry a date or are closed. (An open row with no date,
+  an early prospect, cannot be told apart from a genuine second deal with the same account and product.)
   The first row in file order is kept; later ones are reported and left out of every figure.
 - **Top-N lists** are ordered by amount (largest first, unknown last), ties broken by ``opportunity_id``
   ascending (as text); churned customers by lost amount, then account name.
@@ -23,6 +24,7 @@ Definitions used throughout (``docs/metrics.md``, section "Win/loss", is the rea
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -187,12 +189,13 @@ def prepare_deals(opp: pd.DataFrame, reps: pd.DataFrame | None = None, as_of=Non
 def find_duplicates(opp: pd.DataFrame) -> pd.DataFrame:
     """Duplicate records (see module docstring): each later copy with ``duplicate_of`` = the kept id."""
     cols = [c for c in opp.columns if c != "opportunity_id"]
-    ident = [c for c in ("account", "amount", "created_date", "close_date") if c in opp.columns]
     out_cols = ["opportunity_id", "duplicate_of", *[c for c in ("account", "owner", "stage", "amount",
                                                                  "close_date") if c in opp.columns]]
-    if not cols or not ident:
+    if not cols or "account" not in opp.columns:
         return pd.DataFrame(columns=out_cols)
-    identified = opp[ident].notna().any(axis=1)
+    dated = _col(opp, "created_date").notna() | _col(opp, "close_date").notna()
+    closed = _col(opp, "is_closed").astype("boolean").fillna(False).astype(bool)
+    identified = opp["account"].notna() & (dated | closed)
     key = opp[cols].astype("string").fillna("\x00").agg("\x1f".join, axis=1)
     dup = key.duplicated(keep="first") & identified
     first_id = opp.groupby(key, sort=False)["opportunity_id"].transform("first")
@@ -336,7 +339,7 @@ def win_rate_trend(deals: pd.DataFrame, review: Window, comparison: Window, cal:
     for c in ("deals", "won", "lost"):
         out[c] = out[c].astype("int64")
     return out[["window", "start", "role", "deals", "won", "lost", "win_rate", "ci_low", "ci_high",
-                "value_win_rate"]]
+                "won_amount", "closed_amount", "value_win_rate"]]
 
 
 def rate_change(current: pd.DataFrame, previous: pd.DataFrame) -> dict:
@@ -671,17 +674,22 @@ def never_qualified(closed: pd.DataFrame, history: pd.DataFrame, stages: list[st
 
 
 def quality_issues(closed: pd.DataFrame, history: pd.DataFrame | None = None, stages: list[str] | None = None,
-                   qualifying_stage: str | None = None, won_stages=(), lost_stages=()) -> pd.DataFrame:
+                   qualifying_stage: str | None = None, won_stages=(), lost_stages=(),
+                   check_reasons: bool = True) -> pd.DataFrame:
     """Named deals the process should fix, one row per (issue, deal): lost with no loss reason; lost with a
-    catch-all ("Other") reason; closed without ever reaching ``qualifying_stage`` (needs history and the
-    stage in dataset.yml). Ordered by issue, then amount descending, then opportunity_id."""
+    catch-all ("Other") reason (both only with ``check_reasons``: a dataset that records no reasons at all
+    is one finding, not one per deal); closed without ever reaching ``qualifying_stage`` (needs history and
+    the stage in dataset.yml). Ordered by issue, then amount descending, then opportunity_id."""
     lost = closed[closed["outcome"].eq("Lost")]
     reason = _col(lost, "loss_reason")
     parts = [_named(lost[reason.isna()], "Lost with no loss reason"),
-             _named(lost[is_other_reason(reason)], "Lost with an 'Other' reason")]
+             _named(lost[is_other_reason(reason)], "Lost with an 'Other' reason")] if check_reasons else []
     if history is not None and qualifying_stage and stages and qualifying_stage in stages:
         nq = never_qualified(closed, history, list(stages), qualifying_stage, list(won_stages), list(lost_stages))
         parts.append(_named(nq, f"Closed without reaching {qualifying_stage}"))
+    cols = ["issue", "opportunity_id", "rep", "account", "outcome", "close_date", "amount"]
+    if not parts:
+        return pd.DataFrame(columns=cols)
     out = pd.concat(parts, ignore_index=True)
     out["_r"] = out["issue"].map({p["issue"].iloc[0]: i for i, p in enumerate(parts) if len(p)})
     out = out.assign(_amt=out["amount"].astype("float64"), _id=out["opportunity_id"].astype(str))
@@ -691,9 +699,10 @@ def quality_issues(closed: pd.DataFrame, history: pd.DataFrame | None = None, st
 
 def quality_summary(closed: pd.DataFrame, issues: pd.DataFrame, duplicates: pd.DataFrame,
                     undated: int = 0, can_check_qualifying: bool = False,
-                    qualifying_stage: str | None = None) -> pd.DataFrame:
+                    qualifying_stage: str | None = None, check_reasons: bool = True) -> pd.DataFrame:
     """Counts and shares of each data-quality issue. Shares: no reason and "Other" reason ÷ lost deals;
-    never qualified ÷ closed deals; duplicates and undated ÷ all records (closed deals + those)."""
+    never qualified ÷ closed deals; duplicates ÷ (closed deals + duplicates); undated ÷ (closed deals +
+    undated)."""
     lost_n = int(closed["outcome"].eq("Lost").sum())
     closed_n = len(closed)
     counts = issues["issue"].value_counts()
@@ -701,8 +710,11 @@ def quality_summary(closed: pd.DataFrame, issues: pd.DataFrame, duplicates: pd.D
     def row(check, k, base, base_label):
         return {"check": check, "deals": int(k), "base": base_label, "share": (k / base) if base else np.nan}
 
-    rows = [row("Lost with no loss reason", counts.get("Lost with no loss reason", 0), lost_n, "lost deals"),
-            row("Lost with an 'Other' reason", counts.get("Lost with an 'Other' reason", 0), lost_n, "lost deals")]
+    rows = []
+    if check_reasons:
+        rows += [row("Lost with no loss reason", counts.get("Lost with no loss reason", 0), lost_n, "lost deals"),
+                 row("Lost with an 'Other' reason", counts.get("Lost with an 'Other' reason", 0), lost_n,
+                     "lost deals")]
     if can_check_qualifying:
         name = f"Closed without reaching {qualifying_stage}"
         rows.append(row(name, counts.get(name, 0), closed_n, "closed deals"))
@@ -810,3 +822,336 @@ def what_to_look_at(overall: pd.DataFrame, change: dict, by_dim: dict[str, pd.Da
             points.append(f"Data quality: {r['check'].lower()} — {int(r['deals'])} ({_pct(r['share'])} of "
                           f"{r['base']}).")
     return points
+
+
+# --------------------------------------------------------------------------------------------------
+# the whole review (what the notebook shows), from a loaded dataset
+# --------------------------------------------------------------------------------------------------
+DIMENSION_NEEDS = {  # dimension -> (table, columns) it needs
+    "segment": ("opportunities", ("segment",)),
+    "region": ("opportunities", ("region",)),
+    "source": ("opportunities", ("source",)),
+    "product": ("opportunities", ("product",)),
+    "size_band": ("opportunities", ("amount",)),
+    "deal_type": ("opportunities", ("deal_type",)),
+    "rep": ("opportunities", ("owner",)),
+    "team": ("reps", ("rep_id", "team")),
+}
+
+
+@dataclass
+class Review:
+    """Every table of the win/loss review. ``needs`` maps a section to the sentence saying what it needs
+    (sections absent from ``needs`` have their data)."""
+
+    review: Window
+    comparison: Window
+    min_deals: int
+    deals: pd.DataFrame
+    duplicates: pd.DataFrame
+    closed: pd.DataFrame
+    undated: int
+    overall: pd.DataFrame
+    overall_comparison: pd.DataFrame
+    change: dict
+    by_dim: dict[str, pd.DataFrame]
+    competitors: pd.DataFrame | None
+    trend: pd.DataFrame | None
+    reasons_count: pd.DataFrame
+    reasons_value: pd.DataFrame
+    reasons_by_segment: pd.DataFrame | None
+    reasons_by_competitor: pd.DataFrame | None
+    lost_at: pd.DataFrame | None
+    side: pd.DataFrame
+    distinguishing: list[str]
+    top_open: pd.DataFrame
+    top_won: pd.DataFrame
+    top_lost: pd.DataFrame
+    top_churned: pd.DataFrame | None
+    issues: pd.DataFrame
+    quality: pd.DataFrame
+    headlines: list[dict]
+    points: list[str]
+    needs: dict[str, str] = field(default_factory=dict)
+    size_edges: list[float] = field(default_factory=list)
+
+    @property
+    def dated(self) -> bool:
+        return has_values(self.deals, "close_date")
+
+    @property
+    def has_amounts(self) -> bool:
+        return bool(self.overall["value_win_rate"].notna().any())
+
+
+def build_review(ds, period: str, as_of, cal: FiscalCalendar, review_window: str = "month",
+                 comparison_period: str = "", min_deals: int = 5, size_edges: list[float] | None = None,
+                 currency_symbol: str = "$") -> Review:
+    """Compute the review for ``ds`` (a ``helpers.dataset.Dataset``): the functions above, composed."""
+    cfg = ds.config
+    review, comp = review_windows(period, as_of, cal, review_window, comparison_period)
+    opp = ds.tables["opportunities"]
+    duplicates = find_duplicates(opp)
+    opp = opp[~opp["opportunity_id"].isin(duplicates["opportunity_id"])]
+    reps = ds.tables.get("reps")
+    if size_edges is None:
+        closed_all = opp["is_closed"].fillna(False).astype(bool)
+        size_edges = default_size_edges(_col(opp, "amount").astype("float64")[closed_all])
+    deals = prepare_deals(opp, reps, as_of=review.as_of, size_edges=size_edges, currency_symbol=currency_symbol)
+    needs: dict[str, str] = {}
+
+    def need(key, table, *cols, section):
+        msg = ds.missing(table, *cols, section=section)
+        if msg:
+            needs[key] = msg
+        return msg is None
+
+    closed = closed_in_window(deals, review)
+    closed_comp = closed_in_window(deals, comp) if has_values(deals, "close_date") else closed.iloc[:0]
+    overall = win_rates(closed)
+    overall_comp = win_rates(closed_comp)
+    change = rate_change(overall, overall_comp)
+    need("value", "opportunities", "amount", section="Win rate by value")
+    if "value" not in needs and not overall["value_win_rate"].notna().any() and len(closed):
+        needs["value"] = ("Win rate by value needs amounts on lost deals; the lost deals closed in the window "
+                          "carry none, so a value win rate would read 100%.")
+    dated = need("dates", "opportunities", "close_date",
+                 section="Placing deals in the review window, the trend and the comparison")
+    by_dim = {}
+    for dim, (table, cols) in DIMENSION_NEEDS.items():
+        label = f"Win rate by {DIMENSIONS[dim].lower()}"
+        if dim == "team" and "rep" in needs:
+            continue
+        if need(f"dim:{dim}", table, *cols, section=label) and (dim != "team" or has_values(deals, "team")):
+            order = size_band_labels(size_edges, currency_symbol) if dim == "size_band" else None
+            by_dim[dim] = win_rates(closed, dim, min_deals, order=order)
+    competitors = None
+    if need("competitor", "opportunities", "competitor", section="Win rate against each competitor"):
+        competitors = win_rates(closed, "competitor", min_deals)
+    trend = win_rate_trend(deals, review, comp, cal, periods=12 if review_window == "month" else 6) \
+        if dated else None
+    lost = closed[closed["outcome"].eq("Lost")]
+    reasons_count = loss_reasons(lost, "count")
+    reasons_value = loss_reasons(lost, "value")
+    need("reasons", "opportunities", "loss_reason", section="Loss reasons")
+    reasons_by_segment = loss_reasons_by(lost, "segment") if has_values(deals, "segment") else None
+    reasons_by_competitor = loss_reasons_by(lost, "competitor") if has_values(deals, "competitor") else None
+    history = ds.tables.get("opportunity_history")
+    lost_at = None
+    if need("history", "opportunity_history", "opportunity_id", "changed_at", "stage",
+            section="The stage at which deals were lost (and stage changes, amount changes, qualification)"):
+        lost_at = stage_lost_at(lost, history, cfg.stages, cfg.won_stages, cfg.lost_stages)
+    else:
+        history = None
+    activities = ds.tables.get("activities")
+    need("activities", "activities", "opportunity_id", section="Activities per deal")
+    side = won_vs_lost(closed, history, activities if "activities" not in needs else None)
+    top_churn = None
+    if need("churn", "churn", "account", "churn_date", "lost_amount", section="The churned customers list"):
+        top_churn = top_churned(ds.tables["churn"], review, deals)
+    can_q = history is not None and bool(cfg.qualifying_stage)
+    if history is not None and not cfg.qualifying_stage:
+        needs["qualifying"] = ("The check for deals closed without qualifying needs `qualifying_stage` in "
+                               "dataset.yml.")
+    check_reasons = "reasons" not in needs
+    issues = quality_issues(closed, history, cfg.stages, cfg.qualifying_stage, cfg.won_stages, cfg.lost_stages,
+                            check_reasons)
+    undated = undated_closed(deals)
+    quality = quality_summary(closed, issues, duplicates, undated, can_q, cfg.qualifying_stage, check_reasons)
+    figs = headline_figures(overall, change, reasons_count if "reasons" not in needs else reasons_count.iloc[:0],
+                            quality)
+    dims_for_points = {**by_dim, **({"competitor": competitors} if competitors is not None else {})}
+    points = what_to_look_at(overall, change, dims_for_points,
+                             reasons_count if "reasons" not in needs else reasons_count.iloc[:0], quality,
+                             min_deals, review.label if dated else "the data", comp.label)
+    if not check_reasons and len(closed):
+        points.append("The data records no loss reasons, so this review cannot say why deals are lost: make "
+                      "a loss reason required when a deal is closed lost.")
+    return Review(review, comp, min_deals, deals, duplicates, closed, undated, overall, overall_comp, change,
+                  by_dim, competitors, trend, reasons_count, reasons_value, reasons_by_segment,
+                  reasons_by_competitor, lost_at, side, what_distinguishes_wins(side),
+                  top_deals(open_as_of(deals, review.as_of), "Open"), top_deals(closed, "Won"),
+                  top_deals(closed, "Lost"), top_churn, issues, quality, figs, points, needs, size_edges)
+
+
+# --------------------------------------------------------------------------------------------------
+# charts (drawn from the aggregated tables above)
+# --------------------------------------------------------------------------------------------------
+def plot_pareto(reasons: pd.DataFrame, title: str = "Why we lose: loss reasons (Pareto)") -> None:
+    """Bars: lost deals per reason (ranked); line: cumulative share of lost deals, with the 80% mark."""
+    from helpers import plots
+
+    fig, ax = plots.new_figure()
+    x = np.arange(len(reasons))
+    ax.bar(x, reasons["deals"], color=plots.LOST)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xticks(x, reasons["reason"], rotation=20, ha="right")
+    ax2 = ax.twinx()
+    ax2.plot(x, reasons["cum_share"], color=plots.NEUTRAL, marker="o")
+    ax2.axhline(0.8, color=plots.NEUTRAL, linestyle=":", linewidth=1)
+    ax2.set_ylim(0, 1.05)
+    ax2.grid(False)
+    plots.percent_axis(ax2)
+    ax2.set_ylabel("Cumulative share of lost deals")
+    plots.finish(fig, ax, title, "Loss reason", "Lost deals")
+
+
+def plot_trend(trend: pd.DataFrame, title: str = "Win rate trend (95% interval)") -> None:
+    """Win rate per window with its Wilson band; review and comparison windows marked."""
+    from helpers import plots
+
+    fig, ax = plots.new_figure()
+    x = np.arange(len(trend))
+    ax.fill_between(x, trend["ci_low"], trend["ci_high"], color=plots.WON, alpha=0.15, linewidth=0)
+    ax.plot(x, trend["win_rate"], color=plots.WON, marker="o")
+    for role, colour in (("review", plots.WON), ("comparison", plots.NEUTRAL)):
+        idx = np.flatnonzero(trend["role"].eq(role).to_numpy())
+        if len(idx):
+            ax.scatter(idx, trend["win_rate"].iloc[idx], s=120, facecolors="none", edgecolors=colour,
+                       linewidths=2, zorder=3, label=role)
+    ax.set_xticks(x, trend["window"], rotation=30, ha="right")
+    ax.set_ylim(0, 1)
+    plots.percent_axis(ax)
+    ax.legend(loc="upper left", frameon=False)
+    plots.finish(fig, ax, title, "", "Win rate (count)")
+
+
+def plot_rates(table: pd.DataFrame, overall_rate: float, title: str) -> None:
+    """Win rate per group as a dot with its 95% Wilson interval; the dotted line is the overall rate."""
+    from helpers import plots
+
+    t = table.iloc[::-1]
+    fig, ax = plots.new_figure(height=max(2.5, 0.35 * len(t) + 1.2))
+    y = np.arange(len(t))
+    ax.hlines(y, t["ci_low"], t["ci_high"], color=plots.WON, linewidth=3, alpha=0.35)
+    ax.scatter(t["win_rate"], y, color=plots.WON, zorder=3)
+    ax.axvline(overall_rate, color=plots.NEUTRAL, linestyle=":")
+    ax.set_yticks(y, [f"{g}  (n={n})" for g, n in zip(t["group"], t["deals"], strict=True)])
+    ax.set_xlim(0, 1)
+    plots.percent_axis(ax, axis="x")
+    plots.finish(fig, ax, title, "Win rate (dot) and 95% interval (bar)", "")
+
+
+# --------------------------------------------------------------------------------------------------
+# reader-facing tables (renamed columns, formatted cells) and words
+# --------------------------------------------------------------------------------------------------
+DEFINITIONS = {
+    "Win rate (count)": "won ÷ (won + lost) among deals closed in the window (close date within it).",
+    "Win rate (value)": "won amount ÷ (won + lost) amount among those deals with a known amount; not shown "
+                        "when lost deals carry no amount.",
+    "95% interval": "Wilson score interval for the count win rate: with p = won/n and z = 1.96, "
+                    "(p + z²/2n ± z·√(p(1−p)/n + z²/4n²)) / (1 + z²/n). A rate from 4 deals has a wide "
+                    "interval, one from 400 a narrow one.",
+    "Other (n<min)": "groups with fewer closed deals than the minimum, pooled into one row (never hidden).",
+    "Deal size band": "amount bands at the quartiles of all closed deals' amounts, rounded to 2 significant "
+                      "digits.",
+    "Pareto cumulative share": "running total of each reason's share of lost deals (or lost amount), largest "
+                               "first; the reasons up to 80% are the few that explain most losses.",
+    "Stage lost at": "the last open stage in the deal's history before it moved to a lost stage.",
+    "Cycle": "close date − created date, in days (open deals: age at the as-of date).",
+    "Stage changes": "history rows whose stage differs from the previous row's.",
+    "Amount change": "final amount ÷ first amount in the history − 1; 'shrank' = below zero.",
+    "Duplicate record": "a record equal to an earlier one in every column except opportunity_id, among "
+                        "records that name an account and carry a date or an outcome; reported and counted "
+                        "once.",
+    "Lists": "largest amount first; ties broken by opportunity_id (as text), churned customers by account "
+             "name.",
+}
+
+
+def scope_sentence(rv: Review) -> str:
+    """One paragraph saying which deals the review covers."""
+    if rv.dated:
+        s = (f"Deals closed in **{rv.review.label}** ({rv.review.start:%Y-%m-%d} to {rv.review.as_of:%Y-%m-%d}), "
+             f"compared with **{rv.comparison.label}**.")
+    else:
+        s = ("The data has **no close dates**: the review covers every closed record "
+             f"({len(rv.closed):,}) and has no trend or comparison.")
+    s += f" Groups with fewer than {rv.min_deals} closed deals are pooled into “{other_label(rv.min_deals)}”."
+    if rv.undated:
+        s += f" {rv.undated:,} closed deal(s) have no close date and cannot be placed in any window."
+    if len(rv.duplicates):
+        s += f" {len(rv.duplicates):,} duplicate record(s) are left out (listed under data quality)."
+    return s
+
+
+def overall_table(rv: Review) -> pd.DataFrame:
+    """Review and comparison windows, one row each, reader columns."""
+    t = pd.concat([rv.overall.assign(group=rv.review.label if rv.dated else "All records"),
+                   rv.overall_comparison.assign(group=rv.comparison.label)] if rv.dated else [
+        rv.overall.assign(group="All records")], ignore_index=True)
+    return rates_display(t, rv.has_amounts, first="Window")
+
+
+def rates_display(t: pd.DataFrame, with_value: bool = True, first: str = "Group") -> pd.DataFrame:
+    """Reader columns for a ``win_rates`` table (show with pct=Win rate, 95% low/high, Win rate by value;
+    ints=Deals, Won; money=Won amount, Closed amount)."""
+    out = pd.DataFrame({
+        first: t["group"], "Deals": t["deals"], "Won": t["won"], "Win rate": t["win_rate"],
+        "95% low": t["ci_low"], "95% high": t["ci_high"],
+    })
+    if with_value:
+        out["Win rate by value"] = t["value_win_rate"]
+        out["Won amount"] = t["won_amount"]
+        out["Closed amount"] = t["closed_amount"]
+    if "groups_pooled" in t.columns and (t["groups_pooled"] > 1).any():
+        out["Groups pooled"] = t["groups_pooled"].where(t["groups_pooled"] > 1).astype("Int64").astype(str) \
+            .replace("<NA>", "")
+    return out
+
+
+RATE_FORMATS = dict(pct=["Win rate", "95% low", "95% high", "Win rate by value"], ints=["Deals", "Won"],
+                    money=["Won amount", "Closed amount"])
+
+
+def reasons_display(t: pd.DataFrame, by: str = "count") -> pd.DataFrame:
+    cum = "Cumulative share of lost deals" if by == "count" else "Cumulative share of lost amount"
+    return pd.DataFrame({"Loss reason": t["reason"], "Lost deals": t["deals"], "Share of deals": t["share"],
+                         "Lost amount": t["lost_amount"], "Share of amount": t["amount_share"],
+                         cum: t["cum_share"]})
+
+
+def side_display(side: pd.DataFrame, currency: str = "USD") -> pd.DataFrame:
+    """``won_vs_lost`` with formatted values (by unit) and the deals behind each side."""
+    from helpers.display import fmt_value
+
+    def fmt(v, unit):
+        if unit == "number":
+            return "n/a" if pd.isna(v) else f"{v:,.1f}"
+        return fmt_value(v, unit, currency)
+
+    rows = side[side["needs"].eq("")]
+    return pd.DataFrame({
+        "Measure": rows["metric"],
+        "Won": [fmt(v, u) for v, u in zip(rows["Won"], rows["unit"], strict=True)],
+        "Lost": [fmt(v, u) for v, u in zip(rows["Lost"], rows["unit"], strict=True)],
+        "Won deals with data": rows["won_n"], "Lost deals with data": rows["lost_n"],
+    })
+
+
+def side_needs(side: pd.DataFrame) -> list[str]:
+    """Sentences for the side-by-side measures that could not be computed."""
+    rows = side[side["needs"].ne("")]
+    return [f"{m} needs {n}." for m, n in zip(rows["metric"], rows["needs"], strict=True)]
+
+
+def list_display(t: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """Reader columns for a ``top_deals`` list (kind Won, Lost or Open); empty columns dropped."""
+    cols = {"opportunity_id": "Opportunity", "account": "Account", "rep": "Owner", "amount": "Amount",
+            "stage": "Stage", "close_date": "Expected close" if kind == "Open" else "Closed",
+            "cycle_days": "Age (days)" if kind == "Open" else "Cycle (days)",
+            "reason": {"Lost": "Loss reason", "Open": "Next step"}.get(kind, "reason"),
+            "competitor": "Competitor"}
+    keep = [c for c in cols if c in t.columns and (t[c].notna().any() or c in ("opportunity_id", "amount"))]
+    if kind != "Open":
+        keep = [c for c in keep if c != "stage"]
+    return t[keep].rename(columns=cols)
+
+
+def churn_display(t: pd.DataFrame) -> pd.DataFrame:
+    out = t.rename(columns={"account": "Account", "churn_date": "Churned", "lost_amount": "Lost amount",
+                            "reason": "Reason", "owner": "Owner (latest won deal)",
+                            "customer_days": "Customer for (days)"})
+    return out[[c for c in out.columns if out[c].notna().any() or c in ("Account", "Lost amount")]]
