@@ -309,3 +309,11 @@ def test_data_contract_doc_covers_every_table_column_and_profile():
                 first = (entry["from"] if isinstance(entry, dict) else entry)
                 first = first[0] if isinstance(first, list) else first
                 assert f"| `{canon}` | {first!r}" in section, (name, canon)
+
+
+def test_number_formats_found_in_exports():
+    from helpers.importers import parse_numbers
+
+    got = parse_numbers(pd.Series(["USD 1,234.50", "1,234.50 EUR", "$1,200", "(100)", "12%", "TBD", ""], dtype=str))
+    assert got.fillna(-1).tolist() == [1234.5, 1234.5, 1200.0, -100.0, 12.0, -1, -1]  # TBD stays for validation
+    assert parse_numbers(pd.Series(["1.234,5", "€ 2.000"], dtype=str), decimal=",").tolist() == [1234.5, 2000.0]

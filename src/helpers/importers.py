@@ -271,7 +271,7 @@ def parse_dates(s: pd.Series, formats: list[str]) -> pd.Series:
 
 def parse_numbers(s: pd.Series, decimal: str = ".") -> pd.Series:
     """Numbers from text such as '1,234.50', '$1,234.50', 'USD 1,234.50', '(100)' or '12%'."""
-    txt = s.str.strip().str.replace(r"[A-Za-z]{3}\s|[$€£¥%\s\u00a0']", "", regex=True)
+    txt = s.str.strip().str.replace(r"^[A-Z]{3}\s|\s[A-Z]{3}$|[$€£¥%\s\u00a0']", "", regex=True)
     txt = txt.str.replace(r"^\((.*)\)$", r"-\1", regex=True)
     if decimal == ",":
         txt = txt.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
