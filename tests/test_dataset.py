@@ -177,3 +177,10 @@ def test_long_error_lists_are_grouped_but_every_problem_is_kept(tmp_path):
         load(make_dataset(tmp_path, {"opportunities.csv": opps}))
     assert len(exc.value.problems) == 50
     assert "… and 30 more in opportunities.csv" in str(exc.value)
+
+
+def test_as_of_is_inferred_from_recorded_events_not_future_close_dates(tmp_path):
+    yml = "\n".join(line for line in DATASET_YML.splitlines() if not line.startswith("as_of"))
+    ds = load(make_dataset(tmp_path, {"opportunities.csv": GOOD_OPPS}, yml=yml))
+    # created dates max 2026-03-05; closed deals' close dates max 2026-03-01; O3's 2026-12-01 is an expectation
+    assert ds.as_of == pd.Timestamp("2026-03-05")

@@ -120,16 +120,26 @@ class Dataset:
 
     @property
     def as_of(self) -> pd.Timestamp:
-        """The export date: ``as_of`` in dataset.yml, else the latest date seen in opportunities."""
+        """The export date: ``as_of`` in dataset.yml, else ``infer_as_of`` of the opportunities."""
         if self.config.as_of:
             return pd.Timestamp(self.config.as_of).normalize()
-        opp = self.tables["opportunities"]
-        dates = [opp[c].max() for c in ("created_date", "close_date") if c in opp]
-        dates = [d for d in dates if pd.notna(d)]
-        return max(dates).normalize() if dates else pd.Timestamp.today().normalize()
+        inferred = infer_as_of(self.tables["opportunities"])
+        return inferred if inferred is not None else pd.Timestamp.today().normalize()
 
     def fingerprint(self) -> str:
         return fingerprint_files([self.path / "dataset.yml", *self.files.values()])
+
+
+def infer_as_of(opp: pd.DataFrame) -> pd.Timestamp | None:
+    """Latest recorded event: the max of created dates and of closed deals' close dates (open deals'
+    expected close dates lie in the future and are ignored)."""
+    dates = []
+    if "created_date" in opp.columns:
+        dates.append(opp["created_date"].max())
+    if {"close_date", "is_closed"} <= set(opp.columns):
+        dates.append(opp.loc[opp["is_closed"].fillna(False).astype(bool), "close_date"].max())
+    dates = [d for d in dates if pd.notna(d)]
+    return max(dates).normalize() if dates else None
 
 
 def fingerprint_files(paths) -> str:
@@ -431,10 +441,7 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True,
         typed["opportunities"] = derive_status(typed["opportunities"], config)
     as_of = pd.Timestamp(config.as_of) if config.as_of else None
     if as_of is None and "opportunities" in typed:
-        opp = typed["opportunities"]
-        cands = [opp[c].max() for c in ("created_date",) if c in opp.columns]
-        cands = [c for c in cands if pd.notna(c)]
-        as_of = max(cands) if cands else None
+        as_of = infer_as_of(typed["opportunities"])
     errors, warns = check_rules(typed, names, offsets, config, as_of)
     warnings = [p for p in problems if p.severity == "warning"] + warns
     errors = [p for p in problems if p.severity == "error"] + errors
