@@ -136,8 +136,9 @@ def activity_counts(activities: pd.DataFrame, start, end, freq: str = "W",
                     owners: list[str] | None = None) -> pd.DataFrame:
     """Activities per owner per period per type, zero-filled (periods with no activity appear as 0).
 
-    ``freq``: "D" calendar day, "W" 7-day week ending on ``end`` (labelled by its last day), "M" calendar
-    month (labelled by its first day). Index (owner, period); one column per type plus ``total``.
+    ``freq``: "D" calendar day, "W" 7-day week ending on ``end`` (labelled by its last day; the first week
+    is partial unless the window is whole weeks, see ``volume_window``), "M" calendar month (labelled by
+    its first day). Index (owner, period); one column per type plus ``total``.
     Vectorised: period and owner codes combined into one ``bincount``.
     """
     act = in_window(prepare(activities), start, end)
