@@ -291,6 +291,8 @@ def test_cli_imports_validates_and_refuses_overwrite(tmp_path, capsys):
     assert revops(args) == 2
     assert "already exists; pass --force" in capsys.readouterr().err
     assert revops([*args[:1], "--force", *args[1:]]) == 0
+    assert revops([*args[:1], "--force", "--as-of", "2026-10-31", *args[1:]]) == 0
+    assert load(tmp_path / "pd").as_of == pd.Timestamp("2026-10-31")
 
 
 def test_data_contract_doc_covers_every_table_column_and_profile():

@@ -552,8 +552,12 @@ def _latest_date(tables: dict[str, pd.DataFrame]) -> str | None:
     return max(dates).date().isoformat() if dates else None
 
 
-def import_files(profile: str | Path | dict, files, to: str | Path, force: bool = False) -> Path:
+def import_files(profile: str | Path | dict, files, to: str | Path, force: bool = False,
+                 as_of: str | None = None) -> Path:
     """Import export ``files`` through ``profile`` into the dataset folder ``to``; return its path.
+
+    ``as_of`` is the export date written to dataset.yml (default: the profile's rule, normally the
+    latest recorded event in the data).
 
     Refuses to replace an existing folder unless ``force``; never writes, moves or deletes an input.
     """
@@ -583,7 +587,9 @@ def import_files(profile: str | Path | dict, files, to: str | Path, force: bool 
 
     ds = dict(prof["dataset"])
     ds.setdefault("name", to.name)
-    if str(ds.get("as_of", "")) == "latest_date_in_data":
+    if as_of:
+        ds["as_of"] = str(pd.Timestamp(as_of).date())
+    elif str(ds.get("as_of", "")) == "latest_date_in_data":
         ds["as_of"] = _latest_date(tables)
     kind_of = {p: k for k, p in kinds.items()}
     ds["source"] = {
@@ -625,7 +631,8 @@ def cli(args) -> int:
     from helpers.dataset import validate_report
 
     try:
-        out = import_files(args.profile, args.files, args.to, force=getattr(args, "force", False))
+        out = import_files(args.profile, args.files, args.to, force=getattr(args, "force", False),
+                           as_of=getattr(args, "as_of", None))
     except (ImportProblem, ProfileError) as exc:
         print(exc, file=sys.stderr)
         return 2
