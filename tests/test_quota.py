@@ -324,16 +324,17 @@ def test_sdr_quotas_from_own_history(hand):
     sdrs = ros.loc[~ros["revenue"]].reset_index(drop=True)
     assert sdrs["rep_id"].tolist() == ["S"]
     events = Q.sdr_events(hand.activities, None)["meetings"]
-    flat = Q.sdr_quota_plan(events, sdrs, CAL, 2027, AS_OF, growth_rate=0.0, n_draws=200)
+    flat, monthly = Q.sdr_quota_plan(events, sdrs, CAL, 2027, AS_OF, growth_rate=0.0, n_draws=200)
     # 10 meetings every month -> productivity 10, quota 10 × 12 = 120; constant history -> P = 1
     assert flat.loc[0, "productivity"] == 10
     assert flat.loc[0, "quota"] == 120
     assert flat.loc[0, "p_attain"] == 1.0
-    grown = Q.sdr_quota_plan(events, sdrs, CAL, 2027, AS_OF, growth_rate=0.2, n_draws=200)
+    grown, monthly_g = Q.sdr_quota_plan(events, sdrs, CAL, 2027, AS_OF, growth_rate=0.2, n_draws=200)
     # 10 × 1.2 × 12 = 144 > the 120 history always gives -> P = 0, out of reach
     assert grown.loc[0, "quota"] == 144
     assert grown.loc[0, "p_attain"] == 0.0
     assert grown.loc[0, "verdict"] == "out of reach"
+    assert monthly.tolist() == [[10.0] * 12] and monthly_g.tolist() == [[12.0] * 12]
 
 
 # ---- output --------------------------------------------------------------------------------------------

@@ -323,18 +323,12 @@ def monthly_quotas(annual: np.ndarray, capacity: np.ndarray, active: np.ndarray,
 
 def rep_status(roster_df: pd.DataFrame, active: np.ndarray, ramp: np.ndarray) -> list[str]:
     """``departing`` (leaves in the plan year) › ``planned hire`` (starts after as_of) › ``ramping``
-    (some month below full ramp) › ``tenured``."""
-    out = []
-    for i, row in enumerate(roster_df.itertuples(index=False)):
-        if active[i].sum() < active.shape[1] and pd.notna(row.end_date):
-            out.append("departing")
-        elif row.planned:
-            out.append("planned hire")
-        elif ((ramp[i] < 1) & (active[i] > 0)).any() or active[i].sum() < active.shape[1]:
-            out.append("ramping")
-        else:
-            out.append("tenured")
-    return out
+    (some month below full ramp or not employed) › ``tenured``."""
+    part_year = active.sum(axis=1) < active.shape[1]
+    departing = part_year & roster_df["end_date"].notna().to_numpy()
+    planned = roster_df["planned"].to_numpy(dtype=bool)
+    ramping = ((ramp < 1) & (active > 0)).any(axis=1) | part_year
+    return np.select([departing, planned, ramping], ["departing", "planned hire", "ramping"], "tenured").tolist()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -494,9 +488,9 @@ class Attainment:
 
 def attainment(totals: np.ndarray, quotas: np.ndarray, target_share: float = 0.75) -> Attainment:
     """``P_i = mean_d 1[total_id ≥ quota_i]``; share at quota per draw = mean over reps with quota > 0;
-    expected share = ``mean_i P_i``. Quota level ``k`` = the ``(1 − target)`` quantile of all ratios
-    ``total_id / quota_i``: scaling every quota by ``k`` leaves exactly the target share of (rep, draw)
-    pairs at quota."""
+    expected share = ``mean_i P_i``. Quota level ``k`` = the ``⌈(1 − target) · N⌉``-th smallest (0-based) of
+    the ``N`` ratios ``total_id / quota_i``: scaling every quota by ``k`` leaves the target share of
+    (rep, draw) pairs at quota (exactly, barring ties)."""
     q = np.asarray(quotas, float)
     has = q > 0
     n_draws = totals.shape[1] if totals.ndim == 2 else 0
@@ -505,8 +499,9 @@ def attainment(totals: np.ndarray, quotas: np.ndarray, target_share: float = 0.7
         return Attainment(p, np.zeros(n_draws), float("nan"), float("nan"), target_share)
     hit = totals[has] >= q[has, None]
     p[has] = hit.mean(axis=1)
-    ratios = totals[has] / q[has, None]
-    k = float(np.quantile(ratios, 1 - target_share))
+    ratios = (totals[has] / q[has, None].astype(totals.dtype)).ravel()
+    j = min(int(np.ceil((1 - target_share) * ratios.size - 1e-9)), ratios.size - 1)
+    k = float(np.partition(ratios, j)[j])
     return Attainment(p, hit.mean(axis=0), float(p[has].mean()), k, target_share)
 
 
@@ -643,11 +638,13 @@ def history_months(as_of, months: int = 12) -> pd.DatetimeIndex:
 
 def sdr_quota_plan(events: pd.DataFrame, sdrs: pd.DataFrame, cal: FiscalCalendar, fiscal_year: int, as_of,
                    growth_rate: float = 0.0, schedule=DEFAULT_RAMP, n_draws: int = 2000, seed: int = 0,
-                   target_share: float = 0.75, history_len: int = 12, min_months: int = 6) -> pd.DataFrame:
+                   target_share: float = 0.75, history_len: int = 12,
+                   min_months: int = 6) -> tuple[pd.DataFrame, np.ndarray]:
     """Non-revenue quotas set and checked like revenue ones, from the reps' own monthly counts:
     ``quota_i = productivity_i × (1 + growth) × Σ_m r_im a_im`` (productivity = mean count per fully ramped
-    month, own or peers'); P(attain) by resampling the same history. Columns rep_id, name, team,
-    productivity, quota, monthly_quota (full ramp), p_attain, verdict."""
+    month, own or peers'); P(attain) by resampling the same history. Returns (table with columns rep_id,
+    name, team, productivity, quota, monthly_quota (full ramp), p_attain, verdict; monthly quota matrix
+    rep × plan month ``productivity × (1 + growth) × r_im a_im``)."""
     hmonths = history_months(as_of, history_len)
     vals = history_matrix(events, sdrs["rep_id"], hmonths)
     mask = ramped_months_mask(sdrs, hmonths, schedule)
@@ -661,10 +658,12 @@ def sdr_quota_plan(events: pd.DataFrame, sdrs: pd.DataFrame, cal: FiscalCalendar
     quota = np.round(prod * (1 + growth_rate) * cap_months)
     totals = simulate_totals(draw_months(pools, n_draws, 12, seed), act, rmp)
     att = attainment(totals, quota, target_share)
-    return pd.DataFrame({"rep_id": sdrs["rep_id"].to_numpy(), "name": sdrs["name"].to_numpy(),
-                         "team": sdrs["team"].to_numpy(), "productivity": prod, "quota": quota,
-                         "monthly_quota": np.round(prod * (1 + growth_rate)), "p_attain": att.p_attain,
-                         "verdict": verdicts(att.p_attain)})
+    table = pd.DataFrame({"rep_id": sdrs["rep_id"].to_numpy(), "name": sdrs["name"].to_numpy(),
+                          "team": sdrs["team"].to_numpy(), "productivity": prod, "quota": quota,
+                          "monthly_quota": np.round(prod * (1 + growth_rate)), "p_attain": att.p_attain,
+                          "verdict": verdicts(att.p_attain)})
+    monthly = np.round((prod * (1 + growth_rate))[:, None] * act * rmp, 1)
+    return table, monthly
 
 
 # --------------------------------------------------------------------------------------------------

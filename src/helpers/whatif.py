@@ -33,6 +33,7 @@ class PlanInputs:
     target_share: float = 0.75
     attrition_rate: float | None = None  # None: measured from the reps table
     team_split: str = "capacity"  # or "history"
+    rep_weighting: str = "territory"  # w_i = territory weight, or "history": productivity ÷ mean productivity
     use_dataset_target: bool = True  # a target for the plan year in dataset.yml wins over growth
     ote_multiple_min: float = 3.0
     ote_multiple_max: float = 5.0
@@ -181,7 +182,8 @@ def compute_plan(inputs: PlanInputs, data: PlanData) -> PlanResult:
     """The whole plan for ``inputs`` (formulas in ``helpers.quota``):
 
     T = basis × (1 + growth) (or dataset.yml); Q = T × (1 + over-assignment); team share by capacity or
-    history; quota_i = Q × share_t × w_i E_i / Σ_{j∈t} w_j E_j; P(attain) from resampled history."""
+    history; quota_i = Q × share_t × w_i E_i / Σ_{j∈t} w_j E_j with w_i the territory weight (or, with
+    ``rep_weighting="history"``, productivity_i ÷ mean productivity); P(attain) from resampled history."""
     t0 = time.perf_counter()
     cal, fy, months = data.cal, data.fiscal_year, data.months
     configured = data.configured_target if inputs.use_dataset_target else None
@@ -200,7 +202,10 @@ def compute_plan(inputs: PlanInputs, data: PlanData) -> PlanResult:
     active = np.vstack([data.active, Q.active_matrix(h_off, hires["end_date"], months)]) if n_hire else data.active
     ramp = Q.ramp_matrix(off, 12, Q.rep_schedules(ros["ramp_months"], inputs.ramp_schedule, inputs.use_rep_ramp))
     cap = Q.effective_capacity(active, ramp, shares)
+    prod = np.concatenate([data.productivity, np.full(n_hire, data.hire_productivity)])
     weights = ros["weight"].to_numpy(float)
+    if inputs.rep_weighting == "history" and prod.mean() > 0:
+        weights = prod / prod.mean()
     tshare = Q.team_shares(ros["team"], weights * cap, data.team_history, inputs.team_split)
     annual = Q.distribute_quota(q_total, ros["team"], weights, cap, tshare)
     monthly_q = Q.monthly_quotas(annual, cap, active, ramp, shares)
@@ -211,7 +216,6 @@ def compute_plan(inputs: PlanInputs, data: PlanData) -> PlanResult:
         full = np.where(cap > 0, annual / cap, np.nan)
     ote = Q.ote_multiples(full, ros["ote"].to_numpy(float), inputs.ote_multiple_min, inputs.ote_multiple_max)
     hist_cap = Q.effective_capacity(active, ramp, data.hist_shares)
-    prod = np.concatenate([data.productivity, np.full(n_hire, data.hire_productivity)])
     supported = Q.supported_quota(prod, hist_cap)
     totals = Q.simulate_totals(data.draws, active[: len(data.roster)], ramp[: len(data.roster)], data.hist_shares)
     if n_hire:
@@ -311,10 +315,12 @@ def attainment_figure(res: PlanResult):
 class WhatIfPanel:
     """Sliders over ``compute_plan``; recompute on release (``continuous_update=False``)."""
 
-    def __init__(self, data: PlanData, inputs: PlanInputs | None = None, show_details: bool = True):
+    def __init__(self, data: PlanData, inputs: PlanInputs | None = None, show_details: bool = True,
+                 max_rows: int = 40):
         import ipywidgets as W
 
         self.data = data
+        self.max_rows = max_rows
         self.base = inputs or PlanInputs()
         self.show_details = show_details
         b = self.base
@@ -404,6 +410,200 @@ class WhatIfPanel:
                        caption="Company target and rep quotas by quarter")
             cols = ["name", "team", "status", "capacity", "quota", "supported_quota", "ote_multiple", "p_attain",
                     "verdict"]
+            n = len(res.reps)
             show_table(res.reps[cols].sort_values("p_attain"), money=["quota", "supported_quota"],
                        pct=["p_attain"], ratio=["ote_multiple"], decimals=["capacity"], currency=cur,
-                       caption="Rep quotas (lowest chance of attaining first)")
+                       max_rows=self.max_rows,
+                       caption="Rep quotas, lowest chance of attaining first"
+                       + (f" ({self.max_rows} of {n} shown)" if n > self.max_rows else ""))
+
+
+# --------------------------------------------------------------------------------------------------
+# notebook helpers: funnel, SDR plan, headline figures, the points to look at, charts
+# --------------------------------------------------------------------------------------------------
+def funnel_table(res: PlanResult, rates: Q.FunnelRates) -> pd.DataFrame:
+    """Reverse funnel per rep for a month at full ramp: ``monthly quota = full-year quota ÷ 12``, then
+    deals, opportunities, meetings and calls (``helpers.quota.reverse_funnel``)."""
+    monthly = pd.Series(res.reps["full_year_quota"].to_numpy(float) / 12, index=res.reps["name"].to_numpy())
+    out = Q.reverse_funnel(monthly, **rates.as_kwargs())
+    out.index.name = "rep"
+    return out.rename(columns={"quota": "monthly_quota"})
+
+
+def sdr_plan(ds, data: PlanData, growth_rate: float, target_share: float = 0.75, n_draws: int = 2000,
+             seed: int = 0) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
+    """Non-revenue quotas for the plan year's SDRs, per metric (meetings booked, opportunities created)."""
+    reps = ds.tables.get("reps")
+    if reps is None:
+        return {}
+    ros = Q.roster(reps, ds.tables["opportunities"], data.cal.year_start(data.fiscal_year),
+                   data.cal.year_end(data.fiscal_year), data.as_of)
+    sdrs = ros.loc[~ros["revenue"]].reset_index(drop=True)
+    if not len(sdrs):
+        return {}
+    events = Q.sdr_events(ds.tables.get("activities"), ds.tables.get("leads"), ds.tables["opportunities"])
+    return {metric: Q.sdr_quota_plan(ev, sdrs, data.cal, data.fiscal_year, data.as_of, growth_rate,
+                                     n_draws=n_draws, seed=seed, target_share=target_share)
+            for metric, ev in events.items()}
+
+
+def add_headlines(h, res: PlanResult, funnel: pd.DataFrame | None = None) -> None:
+    """The quota plan's headline figures, each with its definition, into ``Headlines`` ``h``."""
+    i = res.inputs
+    h.add("quota_fiscal_year", res.fiscal_year, "Plan fiscal year", "The fiscal year the quotas are set for.",
+          "number")
+    h.add("quota_basis_bookings", res.basis.bookings, res.basis.label,
+          "Won deal amounts in the basis period (the last fiscal year, or the 12 months to the as-of date "
+          "while it runs).")
+    h.add("quota_company_target", res.target, "Company target",
+          "Basis bookings × (1 + growth rate), or the target for the plan year in dataset.yml."
+          if res.target_source == "growth" else "The target for the plan year in dataset.yml.")
+    h.add("quota_sum_of_rep_quotas", res.sum_of_quotas, "Sum of rep quotas",
+          "Sum of the annual quotas of quota-carrying reps and planned hires.")
+    h.add("quota_over_assignment", res.sum_of_quotas / res.target - 1 if res.target else None,
+          "Over-assignment", "Sum of rep quotas ÷ company target − 1.", "percent")
+    h.add("quota_reps", int((res.reps["status"] != "planned hire").sum()), "Quota-carrying reps",
+          "Revenue reps employed at some point in the plan year (excluding planned hires).", "count")
+    h.add("quota_planned_hires", int((res.reps["status"] == "planned hire").sum()), "Planned hires",
+          "Reps starting after the as-of date (reps table) plus open headcount added as parameters.", "count")
+    h.add("quota_expected_share_at_quota", res.expected_share, "Expected share of reps at quota",
+          "Mean over reps of P(attain): the share of simulated years (each month resampled from the rep's "
+          "own or peers' ramped monthly bookings) in which the rep books at least the quota.", "percent")
+    lo, hi = i.realistic_band
+    h.add("quota_realistic", "yes" if res.realistic else "no", "Plan realistic",
+          f"Yes when the expected share of reps at quota is within {lo:.0%}–{hi:.0%}.", "number")
+    h.add("quota_level_multiple", res.quota_level, f"Quota level for {i.target_share:.0%} at quota",
+          f"Multiple of the proposed quotas at which {i.target_share:.0%} of (rep, simulated year) pairs attain.",
+          "ratio")
+    h.add("quota_level_total", res.quota_level_total, f"Sum of quotas at which {i.target_share:.0%} attain",
+          "Quota level multiple × sum of rep quotas.")
+    h.add("quota_reps_out_of_reach", len(res.out_of_reach), "Reps with quota out of reach",
+          f"Reps whose P(attain) is below {i.out_of_reach:.0%}.", "count")
+    h.add("quota_reps_too_easy", len(res.too_easy), "Reps with quota too easy",
+          f"Reps whose P(attain) is above {i.too_easy:.0%}.", "count")
+    h.add("quota_reps_outside_ote_band", int(res.reps["ote_flag"].isin([f"below {i.ote_multiple_min:g}×",
+                                                                         f"above {i.ote_multiple_max:g}×"]).sum()),
+          f"Reps outside {i.ote_multiple_min:g}–{i.ote_multiple_max:g}× OTE",
+          "Full-year quota at full ramp ÷ on-target earnings, outside the band.", "count")
+    h.add("quota_supported_total", float(res.reps["supported_quota"].sum()), "Quota history supports",
+          "Σ over reps of trailing productivity (mean monthly bookings in fully ramped months, own or peers') "
+          "× 12 × effective capacity.")
+    h.add("quota_attrition_loss", res.attrition_loss, "Expected quota lost to attrition",
+          "Σ monthly quota × attrition rate × (month − 1)/12.")
+    if funnel is not None and len(funnel):
+        med = funnel.median(numeric_only=True)
+        for col, label in (("deals", "Deals"), ("opportunities", "Opportunities"), ("meetings", "Meetings/demos"),
+                           ("calls", "Calls")):
+            h.add(f"quota_{col}_per_rep_month", med[col], f"{label} per rep per month (median rep)",
+                  "Reverse funnel from the median rep's monthly quota at full ramp with the measured conversion "
+                  "rates and average deal size.", "number")
+
+
+def escape_dollars(text: str) -> str:
+    """Markdown renderers read ``$…$`` as math; escape the currency sign."""
+    return text.replace("$", "\\$")
+
+
+def points(res: PlanResult, currency: str, funnel: pd.DataFrame | None = None,
+           alternative: PlanResult | None = None) -> list[str]:
+    """The short 'what to look at' list, with the numbers."""
+    from helpers.display import fmt_money
+
+    def m(x):
+        return fmt_money(x, currency, compact=True)
+
+    i = res.inputs
+    src = (f"{res.basis.label} {m(res.basis.bookings)} + {i.growth_rate:.0%} growth"
+           if res.target_source == "growth" else "the dataset.yml target")
+    out = [f"**Target FY{res.fiscal_year}: {m(res.target)}** ({src}); rep quotas sum to {m(res.sum_of_quotas)} "
+           f"({res.sum_of_quotas / res.target - 1:+.0%} over-assignment) across {len(res.reps)} reps."]
+    lo, hi = i.realistic_band
+    verdict = "realistic" if res.realistic else f"**not realistic** (aim for {lo:.0%}–{hi:.0%})"
+    out.append(f"Expected share of reps at quota: **{res.expected_share:.0%}** — {verdict}. "
+               f"{i.target_share:.0%} of reps would attain at {res.quota_level:.2f}× these quotas "
+               f"(sum {m(res.quota_level_total)}).")
+    if res.out_of_reach or res.too_easy:
+        names = ", ".join(res.out_of_reach[:6]) + (" …" if len(res.out_of_reach) > 6 else "")
+        out.append(f"{len(res.out_of_reach)} rep(s) out of reach (P < {i.out_of_reach:.0%})"
+                   + (f": {names}" if names else "") + f"; {len(res.too_easy)} too easy (P > {i.too_easy:.0%}).")
+    flagged = int(res.reps["ote_flag"].str.startswith(("below", "above")).sum())
+    if flagged:
+        out.append(f"{flagged} rep(s) have a quota outside {i.ote_multiple_min:g}–{i.ote_multiple_max:g}× their OTE.")
+    if alternative is not None:
+        out.append(f"Weighting quotas by each rep's own history instead of territory would put "
+                   f"{alternative.expected_share:.0%} of reps at quota.")
+    if funnel is not None and len(funnel):
+        med = funnel.median(numeric_only=True)
+        out.append(f"A median rep at full ramp needs about {med['deals']:.1f} deals, {med['opportunities']:.0f} "
+                   f"opportunities, {med['meetings']:.0f} meetings and {med['calls']:.0f} calls a month.")
+    return [escape_dollars(p) for p in out]
+
+
+def plot_monthly_plan(res: PlanResult, currency: str = "USD") -> None:
+    from helpers import plots
+    from helpers.display import symbol
+
+    fig, ax = plots.new_figure(9, 3.8)
+    labels = res.monthly["month"].dt.strftime("%b %y")
+    x = np.arange(12)
+    ax.bar(x - 0.2, res.monthly["target"], width=0.4, color=plots.OPEN, label="company target")
+    ax.bar(x + 0.2, res.monthly["rep_quotas"], width=0.4, color=plots.HIGHLIGHT, label="sum of rep quotas")
+    ax.set_xticks(x, labels)
+    plots.money_axis(ax, symbol(currency).strip())
+    ax.legend(frameon=False, loc="upper left")
+    split = "seasonal split from history" if res.inputs.seasonal else "flat split"
+    plots.finish(fig, ax, f"FY{res.fiscal_year} target and rep quotas by month ({split})", "Month", "Bookings")
+
+
+def plot_rep_quotas(res: PlanResult, currency: str = "USD") -> None:
+    from helpers import plots
+    from helpers.display import symbol
+
+    reps = res.reps.sort_values("quota")
+    fig, ax = plots.new_figure(9, max(3.0, 0.24 * len(reps) + 1))
+    y = np.arange(len(reps))
+    ax.barh(y + 0.2, reps["quota"], height=0.4, color=plots.OPEN, label="proposed quota")
+    ax.barh(y - 0.2, reps["supported_quota"], height=0.4, color=plots.NEUTRAL, label="supported by history")
+    ax.set_yticks(y, reps["name"])
+    plots.money_axis(ax, symbol(currency).strip(), axis="x")
+    ax.legend(frameon=False, loc="lower right")
+    plots.finish(fig, ax, "Proposed quota vs the quota each rep's history supports", "Annual quota", "Rep")
+
+
+def plot_ote_multiples(res: PlanResult) -> None:
+    from helpers import plots
+
+    reps = res.reps.dropna(subset=["ote_multiple"]).sort_values("ote_multiple")
+    lo, hi = res.inputs.ote_multiple_min, res.inputs.ote_multiple_max
+    fig, ax = plots.new_figure(9, max(3.0, 0.24 * len(reps) + 1))
+    colors = [plots.LOST if f.startswith(("below", "above")) else plots.WON for f in reps["ote_flag"]]
+    ax.barh(np.arange(len(reps)), reps["ote_multiple"], color=colors)
+    ax.axvspan(lo, hi, color=plots.NEUTRAL, alpha=0.15, label=f"{lo:g}–{hi:g}× band", zorder=0)
+    ax.set_yticks(np.arange(len(reps)), reps["name"])
+    ax.legend(frameon=False, loc="lower right")
+    plots.finish(fig, ax, "Quota as a multiple of on-target earnings (full year, full ramp)", "Quota ÷ OTE", "Rep")
+
+
+def plot_attainment_distribution(res: PlanResult) -> None:
+    from helpers import plots
+
+    fig, ax = attainment_figure(res)
+    plots.finish(fig, ax, f"Share of reps at quota across {len(res.attainment.share_by_draw):,} simulated years",
+                 "Share of reps at quota", "Simulated years")
+
+
+def plot_p_attain(res: PlanResult) -> None:
+    from helpers import plots
+
+    reps = res.reps.dropna(subset=["p_attain"]).sort_values("p_attain")
+    colors = [plots.LOST if v == "out of reach" else plots.HIGHLIGHT if v == "too easy" else plots.OPEN
+              for v in reps["verdict"]]
+    fig, ax = plots.new_figure(9, max(3.0, 0.24 * len(reps) + 1))
+    ax.barh(np.arange(len(reps)), reps["p_attain"], color=colors)
+    ax.axvline(res.inputs.out_of_reach, color=plots.LOST, lw=1, ls="--")
+    ax.axvline(res.inputs.too_easy, color=plots.HIGHLIGHT, lw=1, ls="--")
+    ax.set_yticks(np.arange(len(reps)), reps["name"])
+    ax.set_xlim(0, 1)
+    plots.percent_axis(ax, "x")
+    plots.finish(fig, ax, "Each rep's probability of reaching quota (red: out of reach, yellow: too easy)",
+                 "Probability of reaching quota", "Rep")
