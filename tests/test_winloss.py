@@ -141,6 +141,12 @@ def test_wilson_interval_matches_hand_values():
     assert math.isnan(lo) and math.isnan(hi)
 
 
+def test_win_rates_of_nothing_closed_is_one_empty_row():
+    empty = pd.DataFrame({"outcome": pd.Series([], dtype="str"), "amount": pd.Series([], dtype="float64")})
+    r = wl.win_rates(empty).iloc[0]
+    assert (r["group"], r["deals"], r["won"]) == ("All", 0, 0) and math.isnan(r["win_rate"])
+
+
 def test_windows_month_quarter_and_comparisons():
     review, comp = wl.review_windows("2026-10", AS_OF, CAL, "month", "")
     assert (review.start, review.as_of, review.label) == (pd.Timestamp("2026-10-01"), AS_OF, "2026-10")
@@ -230,11 +236,16 @@ def test_default_size_edges_are_rounded_quartiles():
 def test_trend_and_change(deals, windows):
     review, comp = windows
     tr = wl.win_rate_trend(deals, review, comp, CAL, periods=3)
-    assert tr["window"].tolist() == ["2026-08", "2026-09", "2026-10"]
-    assert tr["role"].tolist() == ["", "comparison", "review"]
-    assert tr["deals"].tolist() == [0, 2, 9]
-    assert tr["win_rate"].iloc[1:].tolist() == pytest.approx([0.5, 3 / 9])
-    assert math.isnan(tr["win_rate"].iloc[0])
+    # 2026-08 has no closed deal and comes before the data's first close: dropped
+    assert tr["window"].tolist() == ["2026-09", "2026-10"]
+    assert tr["role"].tolist() == ["comparison", "review"]
+    assert tr["deals"].tolist() == [2, 9]
+    assert tr["win_rate"].tolist() == pytest.approx([0.5, 3 / 9])
+    # a gap inside the range is kept: comparing with June, July and August show 0 deals, NaN rates
+    june = wl.make_window("2026-06-01", "month", CAL)
+    tr = wl.win_rate_trend(deals, review, june, CAL, periods=3)
+    assert tr["window"].tolist() == ["2026-06", "2026-07", "2026-08", "2026-09", "2026-10"]
+    assert tr["deals"].tolist() == [0, 0, 0, 2, 9] and math.isnan(tr["win_rate"].iloc[0])
     ch = wl.rate_change(wl.win_rates(wl.closed_in_window(deals, review)),
                         wl.win_rates(wl.closed_in_window(deals, comp)))
     # 3/9 - 1/2 = -0.166667; Wilson 1/2 = [.094531, .905469] overlaps [.120586, .645798]

@@ -292,6 +292,8 @@ def win_rates(closed: pd.DataFrame, by: str | None = None, min_deals: int = 5,
     else:
         key = _col(closed, by).astype("object").where(_col(closed, by).notna(), NOT_SET).astype(str)
     g = _rate_table(key, closed)
+    if by is None and g.empty:  # nothing closed: one row of zeros (rates NaN)
+        g = pd.DataFrame(0.0, index=pd.Index(["All"], name="group"), columns=g.columns)
     g["groups_pooled"] = 1
     if by is not None and min_deals > 1:
         small = g["deals"] < min_deals
@@ -319,7 +321,8 @@ def win_rates(closed: pd.DataFrame, by: str | None = None, min_deals: int = 5,
 def win_rate_trend(deals: pd.DataFrame, review: Window, comparison: Window, cal: FiscalCalendar,
                    periods: int = 12) -> pd.DataFrame:
     """Win rate per month (or fiscal quarter, following ``review.name``) for the ``periods`` windows ending
-    with the review window, extended back to include the comparison window. ``role`` marks the review and
+    with the review window, extended back to include the comparison window; leading windows without closed
+    deals (before the data starts) are dropped. ``role`` marks the review and
     comparison windows. Each row: deals, won, win_rate with Wilson interval, value_win_rate."""
     kind = review.name
     windows = [review]
@@ -336,6 +339,8 @@ def win_rate_trend(deals: pd.DataFrame, review: Window, comparison: Window, cal:
         role = "review" if w.label == review.label else ("comparison" if w.label == comparison.label else "")
         rows.append({"window": w.label, "start": w.start, "role": role, **r.to_dict()})
     out = _finish_rates(pd.DataFrame(rows).set_index("window")).reset_index()
+    first = np.flatnonzero((out["deals"] > 0).to_numpy() | out["role"].ne("").to_numpy())
+    out = out.iloc[first[0]:] if len(first) else out  # no leading empty windows (before the data starts)
     for c in ("deals", "won", "lost"):
         out[c] = out[c].astype("int64")
     return out[["window", "start", "role", "deals", "won", "lost", "win_rate", "ci_low", "ci_high",
@@ -749,10 +754,11 @@ def headline_figures(overall: pd.DataFrame, change: dict, reasons: pd.DataFrame,
         dict(key="win_rate_change", value=change["change"], label="Win rate change", unit="percent",
              definition="Win rate now minus win rate in the comparison window (percentage points)."),
     ]
-    if len(reasons):
-        top = reasons.iloc[0]
+    recorded = reasons[reasons["reason"].ne(NO_REASON)] if len(reasons) else reasons
+    if len(recorded):
+        top = recorded.iloc[0]
         figs.append(dict(key="top_loss_reason", value=str(top["reason"]), label="Top loss reason", unit="number",
-                         definition="The loss reason with the most lost deals in the review window."))
+                         definition="The recorded loss reason with the most lost deals in the review window."))
         figs.append(dict(key="top_loss_reason_share", value=top["share"], label="Top loss reason share",
                          unit="percent", definition="Lost deals with the top reason ÷ all lost deals."))
     s = summary.set_index("check")
@@ -774,28 +780,31 @@ def _pct(x) -> str:
 
 def what_to_look_at(overall: pd.DataFrame, change: dict, by_dim: dict[str, pd.DataFrame],
                     reasons: pd.DataFrame, summary: pd.DataFrame, min_deals: int,
-                    review_label: str = "", comparison_label: str = "") -> list[str]:
+                    review_label: str = "", comparison_label: str = "", dated: bool = True) -> list[str]:
     """The few points the meeting should start with, computed from the numbers:
-    the win rate and its change (flagged as noise when the 95% intervals overlap); the top loss reason's
-    share; the groups whose interval lies wholly above or below the overall rate (n ≥ min_deals, pooled rows
+    the win rate and its change (flagged as noise when the 95% intervals overlap); the top recorded loss
+    reason's share; the groups whose interval lies wholly above or below the overall rate (n ≥ min_deals, pooled rows
     excluded); data-quality shares above 10%."""
     o = overall.iloc[0]
     points = []
     if not o["deals"]:
         return [f"No deals closed in {review_label or 'the review window'}."]
-    head = (f"Win rate {_pct(o['win_rate'])} on {int(o['deals'])} closed deals "
+    head = (f"Win rate {_pct(o['win_rate'])} on {int(o['deals']):,} closed deals "
             f"(95% interval {_pct(o['ci_low'])}–{_pct(o['ci_high'])})")
     if pd.notna(change.get("change")):
         pts = change["change"] * 100
         noise = " — within the noise of these sample sizes" if change["intervals_overlap"] else \
             " — a real shift (the intervals do not overlap)"
-        head += (f", {'up' if pts >= 0 else 'down'} {abs(pts):.0f} points from {_pct(change['previous'])} in "
+        head += (f", {'up' if pts >= 0 else 'down'} {abs(pts):.0f} point{'' if round(abs(pts)) == 1 else 's'} from {_pct(change['previous'])} in "
                  f"{comparison_label or 'the comparison window'}{noise}.")
+    elif not dated:
+        head += "; the records carry no dates, so there is no comparison."
     else:
         head += "; no deals closed in the comparison window to compare with."
     points.append(head)
-    if len(reasons):
-        top = reasons.iloc[0]
+    recorded = reasons[reasons["reason"].ne(NO_REASON)] if len(reasons) else reasons
+    if len(recorded):
+        top = recorded.iloc[0]
         cum80 = int((reasons["cum_share"] < 0.8).sum() + 1)
         points.append(f"Top loss reason: {top['reason']} — {_pct(top['share'])} of lost deals "
                       f"({int(top['deals'])} of {int(reasons['deals'].sum())}); {min(cum80, len(reasons))} "
@@ -963,7 +972,7 @@ def build_review(ds, period: str, as_of, cal: FiscalCalendar, review_window: str
     dims_for_points = {**by_dim, **({"competitor": competitors} if competitors is not None else {})}
     points = what_to_look_at(overall, change, dims_for_points,
                              reasons_count if "reasons" not in needs else reasons_count.iloc[:0], quality,
-                             min_deals, review.label if dated else "the data", comp.label)
+                             min_deals, review.label if dated else "the data", comp.label, dated)
     if not check_reasons and len(closed):
         points.append("The data records no loss reasons, so this review cannot say why deals are lost: make "
                       "a loss reason required when a deal is closed lost.")
@@ -1069,7 +1078,8 @@ def scope_sentence(rv: Review) -> str:
     else:
         s = ("The data has **no close dates**: the review covers every closed record "
              f"({len(rv.closed):,}) and has no trend or comparison.")
-    s += f" Groups with fewer than {rv.min_deals} closed deals are pooled into “{other_label(rv.min_deals)}”."
+    if rv.min_deals > 1:
+        s += f" Groups with fewer than {rv.min_deals} closed deals are pooled into “{other_label(rv.min_deals)}”."
     if rv.undated:
         s += f" {rv.undated:,} closed deal(s) have no close date and cannot be placed in any window."
     if len(rv.duplicates):
@@ -1106,11 +1116,15 @@ RATE_FORMATS = dict(pct=["Win rate", "95% low", "95% high", "Win rate by value"]
                     money=["Won amount", "Closed amount"])
 
 
-def reasons_display(t: pd.DataFrame, by: str = "count") -> pd.DataFrame:
+def reasons_display(t: pd.DataFrame, by: str = "count", with_value: bool = True) -> pd.DataFrame:
+    """Reader columns for a ``loss_reasons`` table (amount columns only ``with_value``)."""
     cum = "Cumulative share of lost deals" if by == "count" else "Cumulative share of lost amount"
-    return pd.DataFrame({"Loss reason": t["reason"], "Lost deals": t["deals"], "Share of deals": t["share"],
-                         "Lost amount": t["lost_amount"], "Share of amount": t["amount_share"],
-                         cum: t["cum_share"]})
+    out = pd.DataFrame({"Loss reason": t["reason"], "Lost deals": t["deals"], "Share of deals": t["share"]})
+    if with_value:
+        out["Lost amount"] = t["lost_amount"]
+        out["Share of amount"] = t["amount_share"]
+    out[cum] = t["cum_share"]
+    return out
 
 
 def side_display(side: pd.DataFrame, currency: str = "USD") -> pd.DataFrame:
@@ -1144,10 +1158,15 @@ def list_display(t: pd.DataFrame, kind: str) -> pd.DataFrame:
             "cycle_days": "Age (days)" if kind == "Open" else "Cycle (days)",
             "reason": {"Lost": "Loss reason", "Open": "Next step"}.get(kind, "reason"),
             "competitor": "Competitor"}
-    keep = [c for c in cols if c in t.columns and (t[c].notna().any() or c in ("opportunity_id", "amount"))]
+    keep = [c for c in cols if c in t.columns and (t[c].notna().any() or c == "opportunity_id")]
     if kind != "Open":
         keep = [c for c in keep if c != "stage"]
     return t[keep].rename(columns=cols)
+
+
+def duplicates_display(t: pd.DataFrame) -> pd.DataFrame:
+    return t.rename(columns={"opportunity_id": "Opportunity", "duplicate_of": "Duplicate of", "account": "Account",
+                             "owner": "Owner", "stage": "Stage", "amount": "Amount", "close_date": "Closed"})
 
 
 def churn_display(t: pd.DataFrame) -> pd.DataFrame:
