@@ -107,6 +107,8 @@ QUARTER_END_PULL = np.array([0.25, 0.30, 0.30, 0.45])
 # win odds by fiscal quarter of the deal's natural close (year-end budgets: Q4 strongest)
 QUARTER_WIN = np.array([0.88, 0.97, 1.0, 1.18])
 WIN_CALIBRATION = 0.80  # brings the overall win rate of closed deals to ≈ 25%
+STALE_SHARE = 0.08  # open deals older than 60 days that the rep stopped updating
+ZOMBIE_SHARE = 0.05  # recently lost deals never closed out in the CRM
 PRE_WINDOW_DAYS = 120  # deals are created from this many days before the window so it opens with pipeline
 PRE_WINDOW_EXTRA = 0.06  # extra deals drawn, then those closed before the window are dropped
 ANNUAL_PRICE_GROWTH = 1.07
@@ -232,17 +234,20 @@ def _pick(rng: np.random.Generator, probs: np.ndarray, n: int) -> np.ndarray:
     return np.minimum(np.searchsorted(cdf, rng.random(n), side="right"), len(probs) - 1).astype("int64")
 
 
-def _work_seconds(rng: np.random.Generator, days: np.ndarray, lo_hour=8.0, hi_hour=18.0,
-                  weekend_share=0.03) -> np.ndarray:
-    """Timestamps (seconds since epoch) on the given days within working hours; weekend days move to
-    Friday/Monday except a small share. Hours peak mid-morning and mid-afternoon."""
-    days = np.asarray(days, dtype="int64").copy()
+WORK_HOUR_WEIGHTS = np.array([0.05, 0.10, 0.13, 0.13, 0.09, 0.10, 0.12, 0.12, 0.10, 0.06])  # 8:00 … 17:00
+
+
+def _work_seconds(rng: np.random.Generator, days: np.ndarray, weekend_share=0.03) -> np.ndarray:
+    """Timestamps (seconds since epoch, whole minutes) on the given days between 8:00 and 18:00, hours drawn
+    from WORK_HOUR_WEIGHTS (busy mornings and afternoons, a lunch dip); weekend days move to Friday/Monday
+    except a small share."""
+    days = np.asarray(days, dtype="int64")
     dow = (days + 3) % 7  # 1970-01-01 was a Thursday → Monday = 0
-    keep_weekend = rng.random(len(days)) < weekend_share
-    days = np.where((dow == 5) & ~keep_weekend, days - 1, days)
-    days = np.where((dow == 6) & ~keep_weekend, days + 1, days)
-    hour = lo_hour + (hi_hour - lo_hour) * rng.beta(1.6, 1.6, len(days))
-    return days * 86400 + (hour * 3600).astype("int64") // 60 * 60
+    u = rng.random(len(days), dtype=np.float32)
+    shift = np.where(u >= weekend_share, (dow == 6).astype("int64") - (dow == 5), 0)
+    hour = 8 + _pick(rng, WORK_HOUR_WEIGHTS, len(days))
+    minute = rng.integers(0, 60, len(days), dtype=np.int64)
+    return (days + shift) * 86400 + hour * 3600 + minute * 60
 
 
 def _ramp(months_since_hire: np.ndarray, ramp_months: np.ndarray) -> np.ndarray:
@@ -386,14 +391,18 @@ def generate(params: SampleParams) -> tuple[dict[str, pa.Table], dict]:
                           full_off, won, lost_stage, close_off, close_sec, close_day, stage_sec))
     n = len(created)
 
-    # stale open deals: the rep stopped updating them (no history after `updated_sec`)
-    open_at_end = close_sec > end_sec
-    stale = open_at_end & (created < as_of_day - 100) & (rng.random(n) < 0.06)
-    updated_sec = np.where(stale, (as_of_day - rng.integers(20, 75, n)) * 86400 + 12 * 3600, end_sec)
-    updated_sec = np.minimum(updated_sec, end_sec)
+    # stale open deals: the rep stopped updating them (no history after `updated_sec`); zombies: deals that
+    # died in the last six months but were never closed out in the CRM (they stay open, mostly past due)
+    zombie = (close_sec <= end_sec) & ~won & (close_day > as_of_day - 180) & (rng.random(n) < ZOMBIE_SHARE)
+    open_at_end = (close_sec > end_sec) | zombie
+    stale = (close_sec > end_sec) & (created < as_of_day - 60) & (rng.random(n) < STALE_SHARE)
+    updated_sec = np.where(stale, (as_of_day - rng.integers(15, 60, n)) * 86400 + 12 * 3600, end_sec)
+    updated_sec = np.where(zombie, close_sec - rng.integers(1, 15, n) * 86400, updated_sec)
+    updated_sec = np.maximum(np.minimum(updated_sec, end_sec), created_sec)
+    stale |= zombie
     closed = ~open_at_end
-    reached = np.where(closed, np.where(won, OPEN_STAGES - 1, lost_stage),
-                       (stage_sec <= updated_sec[:, None]).sum(axis=1) - 1)
+    reached = (stage_sec <= updated_sec[:, None]).sum(axis=1) - 1
+    reached = np.where(closed, np.where(won, OPEN_STAGES - 1, lost_stage), np.minimum(reached, lost_stage))
 
     # ---- expected close dates and slips: E0, then up to three pushes
     accurate = rng.random(n) < 0.58
@@ -772,14 +781,16 @@ def _make_reps(rng, n_ae: int, start_day: int, as_of_day: int) -> dict:
 def _accounts(n_opp: int) -> tuple[pa.Array, list[np.ndarray]]:
     """Account names (deterministic combinations) and, per segment, the account indices in it."""
     n_acc = max(300, n_opp // 3)
+    na, nb, nc = len(ACCOUNT_A), len(ACCOUNT_B), len(ACCOUNT_C)
+    combos = na * nb * nc
     i = np.arange(n_acc)
-    a = np.array(ACCOUNT_A)[i % len(ACCOUNT_A)]
-    b = np.array(ACCOUNT_B)[(i // len(ACCOUNT_A) + i) % len(ACCOUNT_B)]
-    c = np.array(ACCOUNT_C)[(i * 7 + i // 5) % len(ACCOUNT_C)]
-    combos = len(ACCOUNT_A) * len(ACCOUNT_B)
-    names = pa.array(np.char.add(np.char.add(np.char.add(a, b), " "), c).tolist())
+    j = np.random.default_rng(0).permutation(combos)[i % combos]  # fixed order, independent of the seed
+    a = pa.array(ACCOUNT_A).take(pa.array(j % na))
+    b = pa.array(ACCOUNT_B).take(pa.array((j // na) % nb))
+    c = pa.array(ACCOUNT_C).take(pa.array((j // (na * nb)) % nc))
+    names = pc.binary_join_element_wise(pc.binary_join_element_wise(a, b, ""), c, " ")
     gen = i // combos
-    if gen.max() > 0:
+    if gen.max() > 0:  # more accounts than name combinations: "Name 2", "Name 3", …
         suffix = pc.if_else(pa.array(gen > 0), pc.binary_join_element_wise(
             " ", pc.cast(pa.array(gen + 1), pa.string()), ""), pa.scalar(""))
         names = pc.binary_join_element_wise(names, suffix, "")
@@ -814,7 +825,7 @@ def _activities(rng, params, reps, owner, created_sec, until_sec, account, opp_i
     w = (span / 86400 + 5) * rep_level[owner]
     per_opp = rng.multinomial(n_tied, w / w.sum()) if n_tied else np.zeros(n, dtype="int64")
     t_opp = np.repeat(np.arange(n), per_opp)
-    t_sec = created_sec[t_opp] + (rng.random(len(t_opp)) * span[t_opp]).astype("int64")
+    t_sec = created_sec[t_opp] + (rng.random(len(t_opp), dtype=np.float32) * span[t_opp]).astype("int64")
     t_sec = _work_seconds(rng, t_sec // 86400)
     t_sec = np.clip(t_sec, created_sec[t_opp], np.minimum(until_sec[t_opp], end_sec))
     t_owner = owner[t_opp]
@@ -834,45 +845,50 @@ def _activities(rng, params, reps, owner, created_sec, until_sec, account, opp_i
         who = np.repeat(group, counts)
         gi = np.repeat(np.arange(len(group)), counts)
         # later months busier (team growth): skew towards the end with a power of the uniform
-        day = lo[gi] + (rng.random(len(who)) ** 0.85 * (hi[gi] - lo[gi])).astype("int64")
+        day = lo[gi] + (rng.random(len(who), dtype=np.float32) ** 0.85 * (hi[gi] - lo[gi])).astype("int64")
         f_owner.append(who)
         f_sec.append(np.minimum(_work_seconds(rng, day), end_sec))
         f_type.append(_pick(rng, mix, len(who)))
         f_acc.append(rng.integers(0, n_acc, len(who)))
     f_owner, f_sec, f_type, f_acc = (np.concatenate(x) for x in (f_owner, f_sec, f_type, f_acc))
 
-    act_owner = np.concatenate([t_owner, f_owner])
+    act_owner = np.concatenate([t_owner, f_owner]).astype("int32")
     act_sec = np.concatenate([t_sec, f_sec])
-    act_type = np.concatenate([t_type, f_type])
-    act_opp = np.concatenate([t_opp, np.full(len(f_owner), -1)])
-    act_acc = np.concatenate([account[t_opp], f_acc])
+    act_type = np.concatenate([t_type, f_type]).astype("int8")
+    act_opp = np.concatenate([t_opp, np.full(len(f_owner), -1)]).astype("int32")
+    act_acc = np.concatenate([account[t_opp], f_acc]).astype("int32")
+    del t_owner, t_sec, t_type, f_owner, f_sec, f_type, f_acc
+    # sorted by time (then rep): one stable argsort of a combined key
+    order = np.argsort(act_sec * 16384 + act_owner, kind="stable")
+    act_owner, act_sec, act_type, act_opp, act_acc = (
+        x[order] for x in (act_owner, act_sec, act_type, act_opp, act_acc))
+    del order
     tied = act_opp >= 0
     m = len(act_sec)
-    # outcomes
-    dow = (act_sec // 86400 + 3) % 7
-    hour = (act_sec % 86400) // 3600
-    wd_factor = np.array([0.9, 1.1, 1.1, 1.05, 0.8, 0.6, 0.6])[dow]
-    hour_factor = np.select([hour < 10, hour < 12, hour < 14, hour < 16], [0.8, 1.2, 0.8, 1.0], 1.15)
-    u = rng.random(m)
-    connect_p = np.where(tied, 0.30, 0.15) * wd_factor * hour_factor
-    reply_p = np.where(tied, 0.12, 0.05)
-    outcome = np.full(m, 1, dtype="int64")  # codes into OUTCOMES
-    outcome = np.where(act_type == 0, np.where(u < connect_p, 0, 1), outcome)  # connected / no_answer
-    outcome = np.where(act_type == 1, np.where(u < reply_p, 2, 3), outcome)  # replied / no_reply
-    outcome = np.where(act_type == 4, np.where(u < 0.06, 2, 3), outcome)
-    meet = (act_type == 2) | (act_type == 3)
-    outcome = np.where(meet, np.where(u < 0.15, 5, np.where(u < 0.50, 6, 4)), outcome)  # no_show/positive/held
-    minutes = np.select(
-        [act_type == 0, act_type == 1, act_type == 2, act_type == 3],
-        [np.where(outcome == 0, rng.integers(3, 25, m), 1), np.full(m, 4),
-         np.where(outcome == 5, 0, rng.choice(np.array([30, 30, 45, 60]), m)),
-         np.where(outcome == 5, 0, rng.choice(np.array([45, 60, 60, 90]), m))],
-        2,
-    ).astype("float64")
-    order = np.lexsort((act_owner, act_sec))
-    act_owner, act_sec, act_type, act_opp, act_acc, outcome, minutes = (
-        x[order] for x in (act_owner, act_sec, act_type, act_opp, act_acc, outcome, minutes))
-    tied = act_opp >= 0
+    # outcomes: calls connect with p = (30% on deals, 15% cold) × weekday × hour factors; emails replied
+    # 12% / 5%; social 6%; meetings and demos: 15% no-show, 35% positive, the rest held
+    day = act_sec // 86400
+    wd_factor = np.array([0.9, 1.1, 1.1, 1.05, 0.8, 0.6, 0.6], dtype=np.float32)[(day + 3) % 7]
+    hour_factor = np.array([0.8, 0.8, 1.2, 1.2, 0.8, 0.8, 1.0, 1.0, 1.15, 1.15, 1.15, 1.15, 1.15],
+                           dtype=np.float32)[np.clip((act_sec - day * 86400) // 3600 - 8, 0, 12)]
+    u = rng.random(m, dtype=np.float32)
+    connect_p = np.where(tied, np.float32(0.30), np.float32(0.15)) * wd_factor * hour_factor
+    reply_p = np.where(act_type == 4, np.float32(0.06), np.where(tied, np.float32(0.12), np.float32(0.05)))
+    del wd_factor, hour_factor
+    # codes into OUTCOMES: connected, no_answer, replied, no_reply, held, no_show, positive
+    outcome = np.where(act_type == 0, np.where(u < connect_p, 0, 1),
+                       np.where((act_type == 1) | (act_type == 4), np.where(u < reply_p, 2, 3),
+                                np.where(u < 0.15, 5, np.where(u < 0.50, 6, 4)))).astype("int8")
+    del connect_p, reply_p, u
+    # minutes from a lookup by (type, outcome, random slot)
+    lut = np.zeros((5, 7, 8), dtype=np.float32)
+    lut[0, 0] = [3, 5, 6, 8, 10, 12, 15, 25]
+    lut[0, 1] = 1
+    lut[1, :] = 4
+    lut[2, [4, 6]] = [30, 30, 30, 45, 45, 60, 60, 30]
+    lut[3, [4, 6]] = [45, 45, 60, 60, 60, 60, 90, 90]
+    lut[4, :] = 2
+    minutes = lut[act_type, outcome, rng.integers(0, 8, m, dtype=np.int8)]
     last_act = np.full(n, -1, dtype="int64")
     if tied.any():
         np.maximum.at(last_act, act_opp[tied], act_sec[tied])
@@ -885,7 +901,7 @@ def _activities(rng, params, reps, owner, created_sec, until_sec, account, opp_i
         "opportunity_id": opp_col,
         "account": accounts.take(pa.array(act_acc)),
         "outcome": _labels(outcome, OUTCOMES),
-        "duration_minutes": pa.array(minutes),
+        "duration_minutes": pa.array(minutes.astype("float64")),
     })
     return table, last_act
 
