@@ -263,6 +263,13 @@ def test_quota_level_for_target_share():
     assert att_all.quota_level == pytest.approx(1.0)  # the lowest ratio: everyone attains
 
 
+def test_quota_at_share():
+    totals = np.array([[10.0, 20.0, 30.0, 40.0], [5.0, 5.0, 5.0, 5.0]])
+    # reached in 75% of 4 draws: the ⌈0.25 × 4⌉ = 1st (0-based) smallest -> 20 (3 of 4 draws ≥ 20); constant -> 5
+    assert Q.quota_at_share(totals, 0.75).tolist() == [20.0, 5.0]
+    assert Q.quota_at_share(totals, 1.0).tolist() == [10.0, 5.0]
+
+
 def test_simulation_reproducible_from_seed():
     pools = [np.array([0.0, 5.0, 10.0, 40.0]), np.array([1.0, 2.0])]
     a = Q.draw_months(pools, 300, seed=11)
@@ -335,6 +342,7 @@ def test_sdr_quotas_from_own_history(hand):
     assert grown.loc[0, "p_attain"] == 0.0
     assert grown.loc[0, "verdict"] == "out of reach"
     assert monthly.tolist() == [[10.0] * 12] and monthly_g.tolist() == [[12.0] * 12]
+    assert grown.loc[0, "quota_at_target_share"] == 120  # what history gives every year
 
 
 # ---- output --------------------------------------------------------------------------------------------
@@ -354,3 +362,54 @@ def test_write_quotas_table(hand, tmp_path):
     assert d["quota"] == pytest.approx(2_640)
     assert d["period_end"] == "2027-01-31"
     assert (back["metric"] == "bookings").all()
+
+
+# ---- the notebooks, run by papermill on the sample -----------------------------------------------------
+@pytest.mark.slow
+def test_quota_notebook_on_sample(sample_dir, tmp_path):
+    import json
+
+    from conftest import NOTEBOOKS
+
+    from helpers.report import execute, to_html
+
+    params = {"dataset": str(sample_dir), "report_mode": True, "summary_path": str(tmp_path / "summary.json"),
+              "output_dir": str(tmp_path / "out"), "growth_rate": 0.25, "over_assignment": 0.12,
+              "target_share_at_quota": 0.8, "hires_per_quarter": "1,1,0,0", "ramp_schedule": "30/60/90",
+              "n_draws": 1000, "seed": 3}
+    nb = execute(NOTEBOOKS / "quota_setting.ipynb", tmp_path / "quota_setting.ipynb", params)
+    html = to_html(nb, tmp_path / "quota_setting.html").read_text()
+    assert "open_report(" not in html and "import " not in html  # no code
+    assert "Traceback" not in html and "Error" not in html
+    assert html.count("<img") == 5  # monthly plan, OTE multiples, quota vs history, distribution, P(attain)
+    assert "widget" not in html.lower()  # report mode builds no widgets
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    figs = {f["key"]: f for f in summary["figures"]}
+    for key in ("quota_company_target", "quota_sum_of_rep_quotas", "quota_over_assignment",
+                "quota_expected_share_at_quota", "quota_realistic", "quota_level_multiple", "quota_level_total",
+                "quota_reps_out_of_reach", "quota_calls_per_rep_month"):
+        assert figs[key]["value"] is not None and figs[key]["definition"], key
+    assert figs["quota_over_assignment"]["value"] == pytest.approx(0.12)
+    assert figs["quota_planned_hires"]["value"] >= 2  # the two hires given as parameters
+    target = figs["quota_company_target"]["value"]
+    assert f"${target:,.0f}" in html  # the reported number is the one in the summary
+    assert figs["quota_sum_of_rep_quotas"]["value"] == pytest.approx(target * 1.12)
+    written = list((tmp_path / "out").glob("proposed_quotas_FY*.csv"))
+    assert len(written) == 1
+    quotas = pd.read_csv(written[0])
+    bookings = quotas.loc[quotas["metric"] == "bookings", "quota"].sum()
+    assert bookings == pytest.approx(figs["quota_sum_of_rep_quotas"]["value"], rel=1e-6)
+    assert quotas["rep_id"].str.startswith("TBH-").sum() > 0
+
+
+@pytest.mark.slow
+def test_whatif_notebook_runs(sample_dir, tmp_path):
+    from conftest import NOTEBOOKS
+
+    from helpers.report import execute
+
+    nb = execute(NOTEBOOKS / "quota_whatif.ipynb", tmp_path / "quota_whatif.ipynb",
+                 {"dataset": str(sample_dir), "n_draws": 200})
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)

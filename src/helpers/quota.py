@@ -505,6 +505,15 @@ def attainment(totals: np.ndarray, quotas: np.ndarray, target_share: float = 0.7
     return Attainment(p, hit.mean(axis=0), float(p[has].mean()), k, target_share)
 
 
+def quota_at_share(totals: np.ndarray, share: float = 0.75) -> np.ndarray:
+    """Per rep, the quota reached in ``share`` of the simulated years: the ``⌈(1 − share) · D⌉``-th smallest
+    (0-based) of the rep's ``D`` simulated totals."""
+    if totals.size == 0:
+        return np.zeros(totals.shape[0])
+    j = min(int(np.ceil((1 - share) * totals.shape[1] - 1e-9)), totals.shape[1] - 1)
+    return np.partition(totals, j, axis=1)[:, j].astype(float)
+
+
 def verdicts(p_attain: np.ndarray, out_of_reach: float = 0.2, too_easy: float = 0.95) -> list[str]:
     """``out of reach`` when P < 0.2, ``too easy`` when P > 0.95, else ``stretch`` / ``reachable``
     (P < 0.5 / ≥ 0.5); empty when the rep has no quota."""
@@ -546,6 +555,12 @@ class FunnelRates:
         src = dict(self.sources)
         rows = [(k, v, src.get(k, "")) for k, v in self.as_kwargs().items()]
         return pd.DataFrame(rows, columns=["rate", "value", "source"])
+
+    def display_table(self) -> pd.DataFrame:
+        """One row, readable column names (money / percent)."""
+        return pd.DataFrame({"average deal size": [self.avg_deal_size], "win rate": [self.win_rate],
+                             "opportunities per meeting": [self.meeting_to_opportunity],
+                             "meetings per call": [self.call_to_meeting]})
 
 
 def funnel_rates(opps: pd.DataFrame, activities: pd.DataFrame | None, as_of, months: int = 12,
@@ -643,7 +658,8 @@ def sdr_quota_plan(events: pd.DataFrame, sdrs: pd.DataFrame, cal: FiscalCalendar
     """Non-revenue quotas set and checked like revenue ones, from the reps' own monthly counts:
     ``quota_i = productivity_i × (1 + growth) × Σ_m r_im a_im`` (productivity = mean count per fully ramped
     month, own or peers'); P(attain) by resampling the same history. Returns (table with columns rep_id,
-    name, team, productivity, quota, monthly_quota (full ramp), p_attain, verdict; monthly quota matrix
+    name, team, productivity, quota, monthly_quota (full ramp), p_attain, verdict, quota_at_target_share
+    (the count reached in ``target_share`` of simulated years, rounded down); monthly quota matrix
     rep × plan month ``productivity × (1 + growth) × r_im a_im``)."""
     hmonths = history_months(as_of, history_len)
     vals = history_matrix(events, sdrs["rep_id"], hmonths)
@@ -661,7 +677,8 @@ def sdr_quota_plan(events: pd.DataFrame, sdrs: pd.DataFrame, cal: FiscalCalendar
     table = pd.DataFrame({"rep_id": sdrs["rep_id"].to_numpy(), "name": sdrs["name"].to_numpy(),
                           "team": sdrs["team"].to_numpy(), "productivity": prod, "quota": quota,
                           "monthly_quota": np.round(prod * (1 + growth_rate)), "p_attain": att.p_attain,
-                          "verdict": verdicts(att.p_attain)})
+                          "verdict": verdicts(att.p_attain),
+                          "quota_at_target_share": np.floor(quota_at_share(totals, target_share))})
     monthly = np.round((prod * (1 + growth_rate))[:, None] * act * rmp, 1)
     return table, monthly
 

@@ -235,6 +235,7 @@ def compute_plan(inputs: PlanInputs, data: PlanData) -> PlanResult:
             [np.where(data.own_history, "own", "peers"), np.full(n_hire, "peers")]),
         "productivity": prod, "supported_quota": supported, "stretch": stretch,
         "p_attain": att.p_attain, "verdict": Q.verdicts(att.p_attain, inputs.out_of_reach, inputs.too_easy),
+        "quota_at_target_share": Q.quota_at_share(totals, inputs.target_share),
     })
 
     by_status = reps.groupby("status")["quota"].sum().to_dict()

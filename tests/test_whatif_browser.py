@@ -1,0 +1,98 @@
+"""The what-if explorer as a standalone page: Voilà serves notebooks/quota_whatif.ipynb on 127.0.0.1,
+headless Chromium (Debian's, driven by Playwright) moves the growth slider, and the numbers change."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from test_quota import write_hand_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent: no browser to drive"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"voila exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"voila did not answer on {url} within {timeout} s")
+
+
+@pytest.fixture()
+def voila(tmp_path):
+    dataset = write_hand_dataset(tmp_path / "hand")
+    port = free_port()
+    env = {**os.environ, "REVOPS_DATASET": str(dataset), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+           "JUPYTER_DATA_DIR": str(tmp_path / "data"), "MPLCONFIGDIR": str(tmp_path / "mpl")}
+    log = open(tmp_path / "voila.log", "wb")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "voila"), str(ROOT / "notebooks" / "quota_whatif.ipynb"), "--no-browser",
+         "--Voila.ip=127.0.0.1", f"--port={port}"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/", proc)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        log.close()
+
+
+def card(page, label: str) -> str:
+    return page.locator(f'.rv-whatif-summary [data-key="{label}"]').inner_text()
+
+
+def test_moving_the_growth_slider_changes_the_target(voila):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(voila, timeout=90_000)
+            page.wait_for_selector(".rv-whatif-summary", timeout=90_000)
+            # hand dataset: FY2026 bookings 600k, growth 20% -> target 720k
+            assert card(page, "Company target") == "$720,000"
+            before = card(page, "Sum of rep quotas")
+            handle = page.locator(".noUi-handle").first  # the first slider is growth
+            handle.focus()
+            page.keyboard.press("ArrowRight")  # +1 point of growth: 600k × 1.21 = 726k
+            page.wait_for_function(
+                "() => document.querySelector('.rv-whatif-summary [data-key=\"Company target\"]')"
+                ".innerText !== '$720,000'", timeout=30_000)
+            assert card(page, "Company target") == "$726,000"
+            after = card(page, "Sum of rep quotas")
+            assert after != before and re.match(r"^\$[\d,]+ \(\+15%\)$", after)
+        finally:
+            browser.close()
