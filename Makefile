@@ -45,7 +45,7 @@ email-report: venv ## build the leadership email (.eml, dry run); SEND=1 TO=a@b.
 
 whatif: venv ## serve the quota what-if explorer as a standalone page (Voilà) on 127.0.0.1:8866
 	@if [ "$(DATASET)" = "data/sample" ]; then $(MAKE) --no-print-directory sample; fi
-	$(BIN)/voila notebooks/quota_whatif.ipynb --no-browser --Voila.ip=127.0.0.1 --port=8866
+	REVOPS_DATASET=$(DATASET) $(BIN)/voila notebooks/quota_whatif.ipynb --no-browser --Voila.ip=127.0.0.1 --port=8866
 
 lab: venv ## open JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks
