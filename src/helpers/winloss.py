@@ -196,7 +196,7 @@ def find_duplicates(opp: pd.DataFrame) -> pd.DataFrame:
     dated = _col(opp, "created_date").notna() | _col(opp, "close_date").notna()
     closed = _col(opp, "is_closed").astype("boolean").fillna(False).astype(bool)
     identified = opp["account"].notna() & (dated | closed)
-    key = opp[cols].astype("string").fillna("\x00").agg("\x1f".join, axis=1)
+    key = pd.util.hash_pandas_object(opp[cols], index=False)  # one 64-bit hash per row; NaN hashes alike
     dup = key.duplicated(keep="first") & identified
     first_id = opp.groupby(key, sort=False)["opportunity_id"].transform("first")
     out = opp.loc[dup, [c for c in out_cols if c != "duplicate_of"]].copy()
