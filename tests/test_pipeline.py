@@ -436,3 +436,33 @@ def test_scope_owners():
     assert pl.scope_owners(reps, "rep", "r3") == {"r3"}
     with pytest.raises(ValueError, match="teams are"):
         pl.scope_owners(reps, "team", "Z")
+
+
+def test_pipeline_by_close_period(opps, cfg):
+    t = pl.pipeline_by_close_period(opps, cfg, FiscalCalendar(1), AS_OF)
+    # O10 (09-30) is past due; Q4: O1 100 + O3 30 + O4 40; 2027 Q1: O5 60
+    assert t[["close_period", "deals", "amount"]].to_dict("records") == [
+        {"close_period": "Past due", "deals": 1, "amount": 200.0},
+        {"close_period": "FY2026 Q4", "deals": 3, "amount": 170.0},
+        {"close_period": "FY2027 Q1", "deals": 1, "amount": 60.0}]
+
+
+def test_cumulative_bookings_against_plan(opps):
+    w = FiscalCalendar(1).windows(AS_OF)["QTD"]
+    c = pl.cumulative_bookings(opps, make_quotas(), w).set_index("date")
+    # plan 4/day from 10-01: 40 by 10-10, 368 by 12-31; bookings 45 on 10-08 and 10 on 10-14, none after as-of
+    assert c.loc[T("2026-10-10"), "plan"] == pytest.approx(40)
+    assert c.loc[T("2026-12-31"), "plan"] == pytest.approx(368)
+    assert (c.loc[T("2026-10-07"), "bookings"], c.loc[T("2026-10-08"), "bookings"]) == (0, 45)
+    assert c.loc[T("2026-10-15"), "bookings"] == 55 and pd.isna(c.loc[T("2026-10-16"), "bookings"])
+
+
+def test_rewind_to_an_earlier_as_of(opps, hist, cfg):
+    r = mv.rewind(opps, hist, cfg, "2026-09-30").set_index("opportunity_id")
+    # O3 and O7 were created in October; O2 was open in Qualification at 50 closing 10-31; O6 open too
+    assert "O3" not in r.index and "O7" not in r.index
+    assert (r.loc["O2", "stage"], r.loc["O2", "amount"], bool(r.loc["O2", "is_closed"])) == ("Qualification", 50,
+                                                                                           False)
+    assert not bool(r.loc["O6", "is_closed"]) and bool(r.loc["O8", "is_won"])
+    # open pipeline on 09-30: O1 80 + O2 50 + O4 40 + O5 60 + O6 20 + O10 200 = 450
+    assert pl.weighted_pipeline(r.reset_index(), cfg)["amount"].sum() == 450

@@ -113,15 +113,16 @@ def weekly_dates(start, end) -> list[pd.Timestamp]:
 # pipeline on the same day of earlier quarters; forecast accuracy
 # --------------------------------------------------------------------------------------------------
 def pipeline_same_day(history, opps: pd.DataFrame, config, cal: FiscalCalendar, as_of,
-                      n_quarters: int = 4) -> pd.DataFrame:
+                      n_quarters: int = 4, next_quarter: bool = False) -> pd.DataFrame:
     """The pipeline on the same day of the current and ``n_quarters`` earlier fiscal quarters.
 
     For quarter k, the snapshot date is quarter_start_k + (as_of − current quarter start) (capped at the
-    quarter end). Per snapshot: won_to_date = Σ amount of deals won by then with close date in the
+    quarter end). With ``next_quarter`` the quarter measured is the one after ``as_of`` and the offset is
+    negative (e.g. the day before each quarter started: the pipeline each quarter began with). Per snapshot: won_to_date = Σ amount of deals won by then with close date in the
     quarter; open_in_quarter = Σ amount of deals open then with close date in the quarter; weighted =
     Σ amount × probability of those; final_won = what the quarter finally booked (current data)."""
     as_of = pd.Timestamp(as_of)
-    q0 = cal.quarter_start(as_of)
+    q0 = cal.quarter_start(as_of) + pd.DateOffset(months=3 if next_quarter else 0)
     offset = as_of - q0
     plan = []
     for k in range(n_quarters, -1, -1):
@@ -278,7 +279,7 @@ def close_date_changes(history, opps: pd.DataFrame, config) -> pd.DataFrame:
 def slipped_deals(history, opps: pd.DataFrame, config, start, end) -> pd.DataFrame:
     """Deals whose close date was pushed later by changes made in ``[start, end]``: times pushed,
     days pushed (Σ of the pushes), the close date before the first push, the close date now, with the
-    deal's current stage, amount and owner; most pushed first."""
+    deal's current stage, amount and owner; open deals first, then most pushed first."""
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     ch = close_date_changes(history, opps, config)
     ch = ch[(ch["changed_at"] >= start) & (ch["changed_at"] < end + pd.Timedelta(days=1)) & (ch["days_moved"] > 0)]
@@ -287,7 +288,9 @@ def slipped_deals(history, opps: pd.DataFrame, config, start, end) -> pd.DataFra
         original_close_date=("from_date", "first"), latest_close_date=("to_date", "last")).reset_index()
     cols = [c for c in ("opportunity_id", "account", "owner", "stage", "amount", "is_closed") if c in opps.columns]
     g = g.merge(opps[cols], on="opportunity_id", how="left")
-    return g.sort_values(["times_pushed", "days_pushed"], ascending=False).reset_index(drop=True)
+    g["_closed"] = _flag(g["is_closed"]) if "is_closed" in g.columns else False
+    g = g.sort_values(["_closed", "times_pushed", "days_pushed"], ascending=[True, False, False])
+    return g.drop(columns="_closed").reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -447,3 +450,22 @@ def probability_calibration(history, opps: pd.DataFrame, config, dates,
     g["bucket"] = g["bucket"].astype("str")
     g["gap"] = g["actual"] - g["predicted"]
     return g
+
+
+def rewind(opps: pd.DataFrame, history, config, as_of) -> pd.DataFrame:
+    """Opportunities as they stood at the end of ``as_of`` (for a report dated before the export): deals
+    created later are dropped; with history, stage, amount and close date (and probability / forecast
+    category when the history tracks them) are the replayed values and is_closed / is_won follow the
+    replayed stage. Without history only the later deals are dropped."""
+    as_of = pd.Timestamp(as_of)
+    o = opps[opps["created_date"] <= as_of].copy()
+    if history is None or not len(o):
+        return o
+    s = replay(history, o, config, [as_of]).set_index("opportunity_id")
+    fields = ["stage", "amount", "close_date"] + [f for f in ("probability", "forecast_category")
+                                                  if f in history.columns and history[f].notna().any()]
+    for f in fields:
+        o[f] = o["opportunity_id"].map(s[f]).astype(o[f].dtype if f in o.columns else s[f].dtype)
+    o["is_won"] = o["opportunity_id"].map(s["is_won"]).astype("boolean")
+    o["is_closed"] = (~o["opportunity_id"].map(s["is_open"]).astype(bool)).astype("boolean")
+    return o

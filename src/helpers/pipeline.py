@@ -308,12 +308,12 @@ def pipeline_by_close_period(opps: pd.DataFrame, config, cal: FiscalCalendar, as
     """Open pipeline by expected close period (see ``close_period_labels``): deals, amount, weighted."""
     w = weighted_pipeline(opps, config)
     w["close_period"] = close_period_labels(w["close_date"], cal, as_of, freq)
-    w["_first"] = w["close_date"].fillna(pd.Timestamp.max)
-    w.loc[w["close_period"] == "Past due", "_first"] = pd.Timestamp.min
+    w["_order"] = w["close_date"].dt.year * 10000 + w["close_date"].dt.month * 100 + w["close_date"].dt.day
+    w["_order"] = w["_order"].where(w["close_period"] != "Past due", 0).fillna(99999999)
     out = (w.groupby("close_period")
            .agg(deals=("opportunity_id", "count"), amount=("amount", "sum"),
-                weighted_crm=("weighted_crm", "sum"), _first=("_first", "min"))
-           .sort_values("_first").drop(columns="_first").reset_index())
+                weighted_crm=("weighted_crm", "sum"), _order=("_order", "min"))
+           .sort_values("_order").drop(columns="_order").reset_index())
     return out
 
 
@@ -387,7 +387,7 @@ def coverage(opps: pd.DataFrame, quotas: pd.DataFrame | None, window: Window, by
         remaining = max(p - b, 0.0) if not pd.isna(p) else math.nan
         op = float(pipe.get(g, 0.0))
         cov = _ratio(op, remaining)
-        status = ("no plan" if pd.isna(p) else "quota met" if remaining == 0
+        status = ("no plan" if pd.isna(p) or p == 0 else "quota met" if remaining == 0
                   else "under threshold" if cov < threshold else "ok")
         rows.append({"group": g, "plan": p, "bookings": b, "remaining": remaining,
                      "open_deals": int(cnt.get(g, 0)), "open_in_period": op, "coverage": cov,
@@ -566,3 +566,253 @@ def lead_funnel(leads: pd.DataFrame, opps: pd.DataFrame, start, end, by: str | N
     g["mql_to_sql"] = g["mql_to_sql_n"] / g["mql"].replace(0, np.nan)
     g["sql_to_won"] = g["sql_won"] / g["sql"].replace(0, np.nan)
     return g.drop(columns="mql_to_sql_n").reset_index()
+
+
+# --------------------------------------------------------------------------------------------------
+# the report's scope, headline figures, definitions and "what to look at"
+# --------------------------------------------------------------------------------------------------
+class Scoped:
+    """The tables of a dataset limited to a scope (company, a team's reps, one rep)."""
+
+    def __init__(self, ds, scope: str = "company", who: str = "", quotas: pd.DataFrame | None = None,
+                 as_of=None):
+        from helpers.movement import rewind
+
+        self.scope, self.who = (scope or "company").lower(), str(who or "")
+        self.reps = ds.tables.get("reps")
+        self.owners = scope_owners(self.reps, self.scope, self.who, ds.tables["opportunities"])
+        self.opps = in_scope(ds.tables["opportunities"], self.owners)
+        ids = set(self.opps["opportunity_id"])
+        hist = ds.tables.get("opportunity_history")
+        self.history = hist[hist["opportunity_id"].isin(ids)] if hist is not None else None
+        self.activities = in_scope(ds.tables.get("activities"), self.owners)
+        # a report dated before the export sees the deals as they stood then (``movement.rewind``)
+        self.rewound = as_of is not None and pd.Timestamp(as_of) < ds.as_of
+        if self.rewound:
+            cut = pd.Timestamp(as_of) + DAY
+            if self.history is not None:
+                self.history = self.history[self.history["changed_at"] < cut]
+            self.opps = rewind(self.opps, self.history, ds.config, as_of)
+            ids = set(self.opps["opportunity_id"])
+            if self.activities is not None:
+                self.activities = self.activities[self.activities["occurred_at"] < cut]
+        leads = ds.tables.get("leads")
+        if leads is not None and self.owners is not None:
+            leads = leads[leads["opportunity_id"].isin(ids)] if "opportunity_id" in leads.columns else None
+        self.leads = leads
+        q = quotas if quotas is not None else ds.tables.get("quotas")
+        self.quotas = in_scope(q, self.owners, "rep_id")
+        self.quota_source = ("proposed quotas file" if quotas is not None
+                             else "quotas table" if ds.tables.get("quotas") is not None else None)
+
+    @property
+    def label(self) -> str:
+        if self.scope == "company":
+            return "Company"
+        if self.scope == "team":
+            return f"Team {self.who}"
+        name = None
+        if self.reps is not None and "name" in self.reps.columns:
+            hit = self.reps.loc[self.reps["rep_id"] == self.who, "name"]
+            name = hit.iloc[0] if len(hit) and pd.notna(hit.iloc[0]) else None
+        return f"{name} ({self.who})" if name else f"Rep {self.who}"
+
+
+def next_quarter(cal: FiscalCalendar, as_of) -> Window:
+    """The fiscal quarter after the one holding ``as_of``, as a window with nothing elapsed."""
+    qs = cal.quarter_start(pd.Timestamp(as_of)) + pd.DateOffset(months=3)
+    qe = qs + pd.DateOffset(months=3) - DAY
+    return Window("Next quarter", qs, qs - DAY, qe, cal.quarter_label(qs))
+
+
+def cumulative_bookings(opps: pd.DataFrame, quotas: pd.DataFrame | None, window: Window) -> pd.DataFrame:
+    """Per day of the window's full period: cumulative bookings (to ``as_of``) and cumulative plan
+    (quota pro-rated by days), for the bookings-against-plan chart."""
+    days = pd.date_range(window.start, window.end, freq="D")
+    won = opps[is_won(opps) & window.contains(opps["close_date"])]
+    daily = _amount(won).groupby(won["close_date"]).sum().reindex(days, fill_value=0.0)
+    booked = daily.cumsum().where(days <= window.as_of)
+    q = bookings_quotas(quotas)
+    if q is not None:
+        # daily quota rate: + quota ÷ days on period_start, − the same the day after period_end; cumulated
+        rate = q["quota"].fillna(0) / ((q["period_end"] - q["period_start"]).dt.days + 1)
+        steps = pd.concat([rate.groupby(q["period_start"]).sum(),
+                           -rate.groupby(q["period_end"] + DAY).sum()]).groupby(level=0).sum().sort_index()
+        daily_rate = steps.cumsum().reindex(steps.index.union(days)).ffill().fillna(0.0).reindex(days)
+        plan = daily_rate.cumsum()
+    return pd.DataFrame({"date": days, "bookings": booked.to_numpy(), "plan": plan.to_numpy()})
+
+
+DEFINITIONS = {
+    "Bookings": "Σ amount of won deals whose close date falls in the window (YTD/QTD/MTD/WTD to the as-of date).",
+    "Plan": "Σ of the reps' monthly quotas (quotas table, or the proposed quotas file when given), pro-rated by "
+            "days for partial months: quota × days in the window ÷ days in the month. Company plan without "
+            "quotas: the dataset.yml target pro-rated by days.",
+    "Attainment": "bookings ÷ plan for the full period; 'to date' = bookings ÷ plan pro-rated to the as-of date.",
+    "Pace": "bookings to date ÷ elapsed days × days in the period (straight-line run rate to period end); "
+            "pace attainment = pace ÷ plan.",
+    "Reps on pace": "share of reps with plan > 0 in the window whose bookings ≥ their plan to date.",
+    "Open pipeline": "Σ amount of open deals (not closed), by stage or by expected close period; "
+                     "'Past due' = expected close date before the as-of date.",
+    "Weighted pipeline (CRM)": "Σ amount × the deal's CRM probability, or the stage default from dataset.yml "
+                               "where the deal has none.",
+    "Weighted pipeline (historical)": "Σ amount × the stage's historical win rate: of closed deals that reached "
+                                      "the stage (furthest stage at or beyond it, any-stage), the share won "
+                                      "(by count).",
+    "Calibration": "observations are (deal, month-end) pairs over the last 12 months with the deal open then and "
+                   "closed now; predicted = mean CRM probability then, actual = share won.",
+    "Forecast categories": "cumulative for deals closing in the quarter: Commit = closed won + open Commit; "
+                           "Best case = Commit + open Best Case; Pipeline = Best case + open Pipeline "
+                           "(Omitted left out; no category counts as Pipeline).",
+    "Coverage": "open pipeline with expected close date in the quarter (past-due ones in it included) ÷ quota "
+                "still to close (plan − bookings); flagged under the threshold (3× by default; 1 ÷ win rate by "
+                "value when the report is run with coverage_threshold = 0).",
+    "Pipeline created": "every opportunity counted on its created date, whatever its status now (open, won or "
+                        "lost): count and Σ amount, per week (Monday start) or month, by source.",
+    "Same day of earlier quarters": "history replayed to the same day of each earlier quarter: open pipeline "
+                                    "then with close date in that quarter, weighted by the probability then.",
+    "Forecast accuracy": "at each week of the last complete quarter: forecast = won so far in the quarter + "
+                         "Σ amount × probability of open deals closing in it; error = forecast − what the "
+                         "quarter finally booked; absolute % error = |error| ÷ actual.",
+    "Waterfall": "pipeline closing in the quarter, from the day before the quarter (opening) to the as-of date "
+                 "(closing): created (new deals), pulled in (existing deals whose close date moved into the "
+                 "quarter), pushed out (close date moved out), amount increased/decreased (deals in the opening "
+                 "pipeline), won, lost; closing = opening + created + pulled in − pushed out + increased − "
+                 "decreased − won − lost.",
+    "Slipped deal": "a deal whose expected close date was moved later while open, by changes made in the "
+                    "quarter; times pushed and Σ days pushed.",
+    "Conversion (any-stage)": "reached = deals whose furthest stage is the stage or later (skipped stages count "
+                              "as passed); conversion = share of them that went beyond it; lost here = deals "
+                              "lost with this as their furthest stage.",
+    "Conversion (strict)": "deals recorded in the stage that were also recorded in the next stage (for the last "
+                           "open stage: won).",
+    "Stalled": "open deal whose current stay in its stage is longer than won deals' p75 days in that stage "
+               "(or a fixed number of days when the report sets stalled_days); without history, deal age "
+               "beyond won deals' p75 cycle.",
+    "Win rate": "deals closed in the last 12 months: by count = won ÷ (won + lost); by value = won amount ÷ "
+                "closed amount.",
+    "Deal size and cycle": "won deals by close month/quarter: average amount; cycle = close date − created date "
+                           "in days. Trend: last 3 periods vs the 3 before, beyond ±10% is growing/shrinking.",
+    "Sales velocity": "open opportunities × win rate (by count, last 12 months) × average won deal size ÷ "
+                      "average won cycle days; shown per 30 days.",
+    "Lead funnel": "leads created in the last 12 months: MQL→SQL = leads with MQL and SQL dates ÷ leads with an "
+                   "MQL date; SQL→won = SQL leads whose opportunity is won ÷ SQL leads.",
+}
+
+
+def definitions_for(*keys: str) -> dict[str, str]:
+    return {k: DEFINITIONS[k] for k in keys}
+
+
+def headline_figures(sc: Scoped, config, cal: FiscalCalendar, as_of, threshold: float = 3.0,
+                     targets: dict | None = None) -> dict[str, tuple]:
+    """The headline figures of the pipeline health report: key → (value, label, definition, unit)."""
+    as_of = pd.Timestamp(as_of)
+    w = cal.windows(as_of)
+    company_plan = None
+    if sc.quotas is None and sc.scope == "company" and targets:
+        company_plan = {k: plan_from_targets(targets, cal, v.start, v.end) for k, v in w.items()}
+    bvp = bookings_vs_plan(sc.opps, sc.quotas, w, company_plan=company_plan).set_index("window")
+    out: dict[str, tuple] = {}
+    d = DEFINITIONS
+    for name in ("YTD", "QTD", "MTD"):
+        r = bvp.loc[name]
+        lab = w[name].label
+        out[f"bookings_{name.lower()}"] = (r["bookings"], f"Bookings {name} ({lab})", d["Bookings"], "currency")
+        out[f"plan_{name.lower()}"] = (r["plan"], f"Plan {name} ({lab}, full period)", d["Plan"], "currency")
+        out[f"attainment_{name.lower()}"] = (r["attainment"], f"Attainment {name}", d["Attainment"], "percent")
+    out["bookings_wtd"] = (bvp.loc["WTD", "bookings"], "Bookings WTD", d["Bookings"], "currency")
+    out["pace_qtd"] = (bvp.loc["QTD", "pace"], "Pace: quarter at current run rate", d["Pace"], "currency")
+    out["pace_attainment_qtd"] = (bvp.loc["QTD", "pace_attainment"], "Pace ÷ quarter plan", d["Pace"], "percent")
+    if sc.scope != "rep" and sc.quotas is not None:
+        share = reps_at_quota(bookings_vs_plan(sc.opps, sc.quotas, {"QTD": w["QTD"]}, by="rep"))
+        out["reps_on_pace_qtd"] = (share["share_on_pace"].iloc[0] if len(share) else math.nan,
+                                   "Reps on pace this quarter", d["Reps on pace"], "percent")
+    wp = weighted_pipeline(sc.opps, config)
+    out["open_pipeline"] = (wp["amount"].sum(), "Open pipeline", d["Open pipeline"], "currency")
+    out["open_deals"] = (len(wp), "Open deals", d["Open pipeline"], "count")
+    out["weighted_pipeline_crm"] = (wp["weighted_crm"].sum(), "Weighted pipeline (CRM probability)",
+                                    d["Weighted pipeline (CRM)"], "currency")
+    wr = win_rate(sc.opps, as_of - pd.Timedelta(days=364), as_of)
+    if threshold is None or threshold <= 0:
+        threshold = coverage_threshold(wr["win_rate_value"])
+    out["coverage_threshold"] = (threshold, "Coverage threshold", d["Coverage"], "ratio")
+    out["days_left_qtd"] = ((w["QTD"].end - as_of).days, "Days left in the quarter", "quarter end − as-of date.",
+                            "days")
+    qp = company_plan["QTD"] if company_plan else None
+    for key, win in (("qtd", w["QTD"]), ("next_quarter", next_quarter(cal, as_of))):
+        npl = plan_from_targets(targets, cal, win.start, win.end) if (company_plan and key != "qtd") else qp
+        c = coverage(sc.opps, sc.quotas, win, threshold=threshold, company_plan=npl).iloc[0]
+        out[f"coverage_{key}"] = (c["coverage"], f"Coverage {win.label}", d["Coverage"], "ratio")
+        out[f"open_in_{key}"] = (c["open_in_period"], f"Open pipeline closing in {win.label}", d["Coverage"],
+                                 "currency")
+        out[f"remaining_{key}"] = (c["remaining"], f"Quota still to close {win.label}", d["Coverage"], "currency")
+    fr = forecast_rollup(sc.opps, w["QTD"].start, w["QTD"].end).set_index("category")["cumulative"]
+    out["commit_qtd"] = (fr["Commit"], "Commit (closed won + commit) this quarter", d["Forecast categories"],
+                         "currency")
+    out["best_case_qtd"] = (fr["Best case"], "Best case this quarter", d["Forecast categories"], "currency")
+    created = pipeline_created(sc.opps, w["QTD"].start, as_of, freq="month")
+    out["pipeline_created_qtd"] = (created["amount"].sum(), "Pipeline created this quarter", d["Pipeline created"],
+                                   "currency")
+    out["win_rate_count"] = (wr["win_rate_count"], "Win rate by count (12 months)", d["Win rate"], "percent")
+    out["win_rate_value"] = (wr["win_rate_value"], "Win rate by value (12 months)", d["Win rate"], "percent")
+    v = sales_velocity(sc.opps, as_of)
+    out["avg_deal_size"] = (v["avg_deal_size"], "Average won deal size (12 months)", d["Deal size and cycle"],
+                            "currency")
+    out["avg_cycle_days"] = (v["avg_cycle_days"], "Average sales cycle (12 months)", d["Deal size and cycle"],
+                             "days")
+    out["sales_velocity_30d"] = (v["velocity_per_30_days"], "Sales velocity per 30 days", d["Sales velocity"],
+                                 "currency")
+    pdue = past_due(sc.opps, as_of)
+    out["past_due_deals"] = (len(pdue), "Open deals past their close date", d["Open pipeline"], "count")
+    out["past_due_amount"] = (pdue["amount"].sum(), "Amount past its close date", d["Open pipeline"], "currency")
+    out["no_next_step_deals"] = (len(no_next_step(sc.opps, as_of)), "Open deals with no next step",
+                                 "open deals whose next_step is empty.", "count")
+    return out
+
+
+def what_to_look_at(figs: dict[str, tuple], currency: str = "USD", extra: dict | None = None) -> list[str]:
+    """Sentences for the top of the report, computed from the headline figures (and ``extra`` counts:
+    stalled, slipped, reps_under_threshold)."""
+    from helpers.display import fmt_money, fmt_pct
+
+    def val(k):
+        v = figs.get(k, (math.nan,))[0]
+        return math.nan if v is None else v
+
+    def m(x):
+        return fmt_money(x, currency, compact=True)
+
+    pts = []
+    thr = val("coverage_threshold")
+    for key in ("qtd", "next_quarter"):
+        if key == "qtd" and val("days_left_qtd") < 14:
+            continue  # the quarter is all but over: its coverage says nothing
+        cov, label = val(f"coverage_{key}"), figs.get(f"coverage_{key}", (0, ""))[1].replace("Coverage ", "")
+        if not pd.isna(cov) and cov < thr:
+            pts.append(f"Coverage for {label} is {cov:.1f}×, under the {thr:.1f}× needed: "
+                       f"{m(val(f'open_in_{key}'))} open against {m(val(f'remaining_{key}'))} still to close.")
+    pa = val("pace_attainment_qtd")
+    if not pd.isna(pa):
+        word = "short of" if pa < 1 else "above"
+        pts.append(f"At the current run rate the quarter lands at {m(val('pace_qtd'))}, {fmt_pct(pa)} of plan "
+                   f"({word} plan).")
+    elif pd.isna(val("plan_qtd")):
+        pts.append("Attainment is unavailable: the dataset has no quotas (add a `quotas` table or pass "
+                   "quotas_path).")
+    share = val("reps_on_pace_qtd")
+    if not pd.isna(share) and share < 0.5:
+        pts.append(f"Only {fmt_pct(share)} of reps are on pace for their quarter quota.")
+    if val("past_due_deals") and val("past_due_deals") > 0:
+        pts.append(f"{int(val('past_due_deals'))} open deals worth {m(val('past_due_amount'))} have close dates "
+                   "in the past — update or close them.")
+    extra = extra or {}
+    if extra.get("stalled"):
+        pts.append(f"{extra['stalled']} open deals are stalled (longer in their stage than 3 in 4 won deals).")
+    if extra.get("slipped"):
+        pts.append(f"{extra['slipped']} deals had their close date pushed this quarter.")
+    if extra.get("reps_under_threshold"):
+        pts.append(f"{extra['reps_under_threshold']} reps have coverage under {thr:.1f}× for the quarter.")
+    if val("no_next_step_deals"):
+        pts.append(f"{int(val('no_next_step_deals'))} open deals have no next step.")
+    return pts

@@ -1,0 +1,286 @@
+"""One-to-one review packs: the pipeline health notebook run once per rep (``scope="rep"``,
+``review_mode=True``) into ``reports/<period>/reviews/<rep>.html``.
+
+The review part of the notebook is built from the pure functions here:
+
+- ``deal_changes(before, now, config)``: what changed since last week, per deal (new, advanced,
+  moved back, slipped, pulled in, amount changed, won, dropped).
+- ``review_questions(deals, opps, activities, as_of)``: for each deal the standard questions, pre-filled
+  from CRM fields where the dataset has them and left blank for the meeting where it does not.
+
+``cli(args)`` is ``revops report reviews``: it runs the notebook per rep with ``helpers.report``'s
+runner, without the cells tagged ``analysis-only`` (the company-level analysis a one-to-one does not
+need).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+NOTEBOOK = "pipeline_health"
+ANALYSIS_TAG = "analysis-only"
+
+QUESTIONS = ("Next step", "What has to happen to close", "Obstacles", "Who is engaged")
+# CRM fields (beyond the data contract, kept when an export carries them) that answer each question.
+QUESTION_FIELDS = {
+    "Next step": ("next_step",),
+    "What has to happen to close": ("close_plan", "path_to_close", "mutual_action_plan", "next_steps_to_close"),
+    "Obstacles": ("obstacles", "risks", "blockers", "competitor"),
+    "Who is engaged": ("contacts", "engaged_contacts", "champion", "decision_maker", "economic_buyer"),
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# what changed since last week
+# --------------------------------------------------------------------------------------------------
+def deal_changes(before: pd.DataFrame, now: pd.DataFrame, config) -> pd.DataFrame:
+    """Changes between two snapshots (``helpers.movement.replay`` at as_of − 7 days and as_of), one row
+    per (deal, change), for deals open at either date:
+
+    - new: not existing before; won / dropped: open before (or new), won / lost now
+    - advanced / moved back: open at both, later / earlier stage in the funnel order
+    - slipped / pulled in: open now, expected close date later / earlier than before
+    - amount changed: open at both, amount differs"""
+    rank = {s: i for i, s in enumerate(config.stages)}
+    cols = ["opportunity_id", "stage", "amount", "close_date", "is_open", "is_won", "is_lost"]
+    b = before[cols].set_index("opportunity_id").add_suffix("_before")
+    n = now[cols + [c for c in ("owner",) if c in now.columns]].set_index("opportunity_id")
+    d = n.join(b, how="left")
+    existed = d["stage_before"].notna()
+    open_before = d["is_open_before"].fillna(False).astype(bool)
+    was_live = open_before | ~existed
+    d = d[was_live & (d["is_open"] | open_before | ~existed)]
+    existed = d["stage_before"].notna()
+    open_before = d["is_open_before"].fillna(False).astype(bool)
+    both_open = open_before & d["is_open"]
+    r_now, r_before = d["stage"].map(rank), d["stage_before"].map(rank)
+
+    def fmt_date(x):
+        return "" if pd.isna(x) else pd.Timestamp(x).strftime("%Y-%m-%d")
+
+    rows = []
+    for oid, r in d.iterrows():
+        e = bool(existed[oid])
+        if not e:
+            rows.append((oid, "new", f"created in {r['stage']}"))
+        if r["is_won"] and not bool(r.get("is_won_before") is True):
+            rows.append((oid, "won", f"won at {r['amount']:,.0f}" if pd.notna(r["amount"]) else "won"))
+        if r["is_lost"] and (open_before[oid] or not e):
+            rows.append((oid, "dropped", f"lost (was {r['stage_before'] if e else 'new'})"))
+        if both_open[oid]:
+            if r_now[oid] > r_before[oid]:
+                rows.append((oid, "advanced", f"{r['stage_before']} → {r['stage']}"))
+            elif r_now[oid] < r_before[oid]:
+                rows.append((oid, "moved back", f"{r['stage_before']} → {r['stage']}"))
+            a0, a1 = r["amount_before"], r["amount"]
+            if pd.notna(a0) and pd.notna(a1) and a0 != a1:
+                rows.append((oid, "amount changed", f"{a0:,.0f} → {a1:,.0f}"))
+        if r["is_open"] and e and pd.notna(r["close_date_before"]) and pd.notna(r["close_date"]):
+            days = (r["close_date"] - r["close_date_before"]).days
+            if days > 0:
+                rows.append((oid, "slipped", f"close {fmt_date(r['close_date_before'])} → "
+                                              f"{fmt_date(r['close_date'])} (+{days} d)"))
+            elif days < 0:
+                rows.append((oid, "pulled in", f"close {fmt_date(r['close_date_before'])} → "
+                                                f"{fmt_date(r['close_date'])} ({days} d)"))
+    out = pd.DataFrame(rows, columns=["opportunity_id", "change", "detail"])
+    order = {c: i for i, c in enumerate(["new", "advanced", "won", "slipped", "pulled in", "amount changed",
+                                         "moved back", "dropped"])}
+    info = now.set_index("opportunity_id")
+    for c in ("stage", "amount", "close_date"):
+        out[c] = out["opportunity_id"].map(info[c])
+    return (out.assign(_o=out["change"].map(order)).sort_values(["_o", "amount"], ascending=[True, False])
+            .drop(columns="_o").reset_index(drop=True))
+
+
+def changes_without_history(opps: pd.DataFrame, as_of, days: int = 7) -> pd.DataFrame:
+    """Without history: deals created (new) or closed (won / dropped) in the last ``days`` days."""
+    as_of = pd.Timestamp(as_of)
+    since = as_of - pd.Timedelta(days=days - 1)
+    rows = []
+    for _, r in opps.iterrows():
+        if since <= r["created_date"] <= as_of:
+            rows.append((r["opportunity_id"], "new", f"created in {r['stage']}"))
+        if bool(r["is_closed"]) and pd.notna(r["close_date"]) and since <= r["close_date"] <= as_of:
+            rows.append((r["opportunity_id"], "won" if bool(r["is_won"]) else "dropped", str(r["stage"])))
+    out = pd.DataFrame(rows, columns=["opportunity_id", "change", "detail"])
+    info = opps.set_index("opportunity_id")
+    for c in ("stage", "amount", "close_date"):
+        out[c] = out["opportunity_id"].map(info[c])
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# the standard questions
+# --------------------------------------------------------------------------------------------------
+def _text(v) -> str:
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return ""
+    return str(v).strip()
+
+
+def review_questions(deals: pd.DataFrame, opps: pd.DataFrame, activities: pd.DataFrame | None = None,
+                     as_of=None, activity_days: int = 30) -> pd.DataFrame:
+    """One row per (deal, question) for ``deals`` (rows of ``opps``' ids): ``from_crm`` holds the answer
+    found in the CRM fields of ``QUESTION_FIELDS`` (named, e.g. "competitor: Globex"), empty when the
+    dataset has none — the meeting fills it in. ``recent_activity`` summarises the deal's logged activity
+    in the last ``activity_days`` days (counts by type) as evidence for "who is engaged"."""
+    info = opps.set_index("opportunity_id")
+    recent = {}
+    if activities is not None and "opportunity_id" in activities.columns and as_of is not None:
+        as_of = pd.Timestamp(as_of)
+        a = activities[(activities["occurred_at"] > as_of - pd.Timedelta(days=activity_days))
+                       & (activities["occurred_at"] < as_of + pd.Timedelta(days=1))
+                       & activities["opportunity_id"].isin(set(deals["opportunity_id"]))]
+        for oid, g in a.groupby("opportunity_id"):
+            counts = g["type"].value_counts()
+            recent[oid] = (", ".join(f"{n} {t}{'s' if n > 1 else ''}" for t, n in counts.items())
+                           + f" (last {g['occurred_at'].max():%Y-%m-%d})")
+    rows = []
+    for oid in deals["opportunity_id"]:
+        r = info.loc[oid]
+        for q in QUESTIONS:
+            found = []
+            for f in QUESTION_FIELDS[q]:
+                if f in info.columns and _text(r[f]):
+                    found.append(_text(r[f]) if f in ("next_step",) or len(QUESTION_FIELDS[q]) == 1
+                                 else f"{f.replace('_', ' ')}: {_text(r[f])}")
+            rows.append({"opportunity_id": oid, "question": q, "from_crm": "; ".join(found),
+                         "recent_activity": recent.get(oid, "") if q == "Who is engaged" else ""})
+    return pd.DataFrame(rows)
+
+
+def questions_html(deals: pd.DataFrame, questions: pd.DataFrame, currency: str = "USD") -> str:
+    """The question sheet: per deal a heading line and a table Question | From the CRM | Notes (blank)."""
+    from helpers.display import TABLE_CSS, fmt_money
+
+    parts = [TABLE_CSS]
+    for _, d in deals.iterrows():
+        oid = d["opportunity_id"]
+        head = " · ".join(x for x in (
+            str(oid), _text(d.get("account")), _text(d.get("stage")), fmt_money(d.get("amount"), currency),
+            f"close {d['close_date']:%Y-%m-%d}" if pd.notna(d.get("close_date")) else "no close date") if x)
+        rows = []
+        for _, q in questions[questions["opportunity_id"] == oid].iterrows():
+            crm = html.escape(q["from_crm"]) if q["from_crm"] else "<em>not in the CRM — ask</em>"
+            if q["recent_activity"]:
+                crm += f"<br><small>activity, last 30 days: {html.escape(q['recent_activity'])}</small>"
+            rows.append(f"<tr><td>{html.escape(q['question'])}</td><td>{crm}</td>"
+                        "<td style='min-width:220px;border-bottom:1px solid #999'>&nbsp;</td></tr>")
+        parts.append(f'<div class="rv-table rv-wrap"><table><caption>{html.escape(head)}</caption>'
+                     "<thead><tr><th>Question</th><th>From the CRM</th><th>Notes for the meeting</th></tr>"
+                     f"</thead><tbody>{''.join(rows)}</tbody></table></div>")
+    return "".join(parts)
+
+
+# --------------------------------------------------------------------------------------------------
+# the command
+# --------------------------------------------------------------------------------------------------
+def review_reps(ds, as_of, reps: list[str] | None = None) -> list[str]:
+    """Rep ids to build packs for: ``reps`` when given (checked against the data), else the quota-carrying
+    reps (role AE when the reps table says) employed on ``as_of`` who own at least one deal."""
+    opps = ds.tables["opportunities"]
+    owners = set(opps["owner"].dropna())
+    table = ds.tables.get("reps")
+    if reps:
+        known = owners | (set(table["rep_id"]) if table is not None else set())
+        unknown = [r for r in reps if r not in known]
+        if unknown:
+            raise ValueError(f"unknown rep id(s) {', '.join(unknown)}; reps in the data include "
+                             f"{', '.join(sorted(known)[:10])}")
+        return list(reps)
+    if table is None:
+        return sorted(owners)
+    t = table[table["rep_id"].isin(owners)]
+    if "role" in t.columns:
+        t = t[t["role"].isna() | (t["role"].str.upper() == "AE")]
+    if "end_date" in t.columns:
+        t = t[t["end_date"].isna() | (t["end_date"] >= pd.Timestamp(as_of))]
+    return sorted(t["rep_id"])
+
+
+def review_notebook(source: Path, target: Path) -> Path:
+    """A copy of the notebook without the cells tagged ``analysis-only``."""
+    import nbformat
+
+    nb = nbformat.read(str(source), as_version=4)
+    nb.cells = [c for c in nb.cells if ANALYSIS_TAG not in c.get("metadata", {}).get("tags", [])]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(target))
+    return target
+
+
+def run_reviews(dataset="data/sample", period: str | None = None, as_of: str | None = None, out="reports",
+                reps: list[str] | None = None, jobs_n: int | None = None, progress=print
+                ) -> tuple[int, Path, list]:
+    """Run the review packs. Returns (exit code, reviews folder, results). Each rep's HTML is moved into
+    ``<out>/<period>/reviews/`` as soon as the whole run is done; failed runs leave their executed
+    notebook in ``<out>/<period>/reviews.failed/`` and the previous packs untouched."""
+    from helpers import report
+    from helpers.dataset import load
+
+    params = report.validate_parameters(dataset, period, as_of, [NOTEBOOK])
+    ds = load(params.dataset)
+    rep_ids = review_reps(ds, params.as_of, reps)
+    out_root = Path(out).resolve()
+    period_dir = out_root / params.period
+    period_dir.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(dir=period_dir, prefix=".reviews.building-"))
+    nb = review_notebook(params.notebooks[0], build / "notebook" / f"{NOTEBOOK}_review.ipynb")
+    footer = (f"{params.dataset_name} · one-to-one review · period {params.period} · data as of {params.as_of} · "
+              f"data fingerprint sha256:{params.fingerprint[:12]}")
+    if progress:
+        progress(f"Review packs {params.period} (as of {params.as_of}) for {len(rep_ids)} rep(s)")
+    jobs = [report.NotebookJob(rep, nb, {
+        "dataset": str(params.dataset), "period": params.period, "as_of": params.as_of, "report_mode": True,
+        "summary_path": str(build / "summaries" / f"{rep}.json"), "output_dir": str(build / "files" / rep),
+        "scope": "rep", "who": rep, "review_mode": True, "top_n": 10}) for rep in rep_ids]
+    try:
+        results = report.run_notebooks(jobs, build / "out", jobs_n, progress, footer)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    target = period_dir / "reviews"
+    target.mkdir(exist_ok=True)
+    for r in results:
+        if r.ok:
+            os.replace(r.html, target / f"{r.name}.html")
+            r.html = target / f"{r.name}.html"
+    failed = [r for r in results if not r.ok]
+    if failed:
+        fdir = period_dir / "reviews.failed"
+        shutil.rmtree(fdir, ignore_errors=True)
+        fdir.mkdir()
+        for r in failed:
+            if r.executed and Path(r.executed).exists():
+                os.replace(r.executed, fdir / f"{r.name}.ipynb")
+                r.executed = fdir / f"{r.name}.ipynb"
+    shutil.rmtree(build, ignore_errors=True)
+    return (1 if failed else 0), target, results
+
+
+def cli(args) -> int:
+    """``revops report reviews``."""
+    from helpers.report import ReportError, results_table
+
+    try:
+        code, target, results = run_reviews(args.dataset, args.period, args.as_of, args.out, args.reps, args.jobs)
+    except (ReportError, ValueError) as exc:
+        print(f"revops report reviews: {exc}", file=sys.stderr)
+        return 2
+    print()
+    print(results_table(results, target))
+    print()
+    ok = sum(r.ok for r in results)
+    print(f"{ok} review pack(s) in {target}/")
+    if code:
+        print(f"{len(results) - ok} failed; executed notebooks in {target.parent / 'reviews.failed'}/",
+              file=sys.stderr)
+    return code

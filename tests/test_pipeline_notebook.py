@@ -1,0 +1,69 @@
+"""The pipeline health notebook run by papermill on the sample data at company, team and rep (review)
+scope, and on a dataset without history, activities or leads; the HTML has no code and no errors, and
+the sections whose table is missing say what they need. Each run costs seconds: keep these few."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import NOTEBOOKS
+
+from helpers import report, reviews
+
+NOTEBOOK = NOTEBOOKS / "pipeline_health.ipynb"
+pytestmark = pytest.mark.slow
+
+
+def run(tmp_path: Path, name: str, **params) -> str:
+    nb = report.execute(NOTEBOOK, tmp_path / f"{name}.ipynb", {"report_mode": True, **params})
+    html = report.to_html(nb, tmp_path / f"{name}.html").read_text()
+    assert "Traceback" not in html and "Error" not in re.sub(r"<style.*?</style>", "", html, flags=re.S)
+    assert "<pre" not in html or "import " not in html  # no code
+    assert html.count("Definitions") >= 2
+    return html
+
+
+def test_company_scope_on_the_sample(tmp_path, sample_dir):
+    summary = tmp_path / "summary.json"
+    html = run(tmp_path, "company", dataset=str(sample_dir), summary_path=str(summary))
+    assert "What to look at" in html and "Pipeline waterfall" in html and "Closing pipeline" in html
+    figs = {f["key"]: f for f in json.loads(summary.read_text())["figures"]}
+    for key in ("bookings_ytd", "attainment_qtd", "pace_qtd", "open_pipeline", "weighted_pipeline_crm",
+                "weighted_pipeline_hist", "coverage_next_quarter", "win_rate_count", "win_rate_value",
+                "sales_velocity_30d", "stalled_deals"):
+        assert key in figs and figs[key]["definition"], key
+    assert figs["open_pipeline"]["value"] > 0
+
+
+def test_team_scope_and_a_rep_review_pack_through_the_command(tmp_path, sample_dir):
+    reps = pd.read_csv(sample_dir / "reps.csv")
+    team = reps["team"].dropna().iloc[0]
+    html = run(tmp_path, "team", dataset=str(sample_dir), scope="team", who=team)
+    assert f"Team {team}" in html
+    rep = sorted(reps.loc[reps["role"] == "AE", "rep_id"])[0]
+    code, target, results = reviews.run_reviews(sample_dir, "2026-10", None, tmp_path / "reports", [rep], 1,
+                                                progress=None)
+    assert code == 0, [r.error for r in results]
+    page = (target / f"{rep}.html").read_text()
+    assert target == (tmp_path / "reports" / "2026-10" / "reviews").resolve()
+    for text in ("One-to-one review", "Review: top 10 deals", "What changed since last week",
+                 "Questions for each deal", "Notes for the meeting", "Deals that need attention"):
+        assert text in page, text
+    assert "Pipeline waterfall" not in page  # analysis-only cells are left out of review packs
+    assert not list(target.parent.glob(".reviews.building-*"))
+
+
+def test_a_dataset_without_history_activities_or_leads_says_what_it_needs(tmp_path, sample_dir):
+    thin = tmp_path / "thin"
+    thin.mkdir()
+    for f in ("dataset.yml", "opportunities.csv", "reps.csv", "quotas.csv"):
+        shutil.copy(sample_dir / f, thin / f)
+    html = run(tmp_path, "thin", dataset=str(thin))
+    for table in ("opportunity_history", "leads", "activities"):
+        assert f"needs the <code>{table}</code> table" in html or f"needs the `{table}` table" in html, table
+    assert "Top 20 open deals" in html
