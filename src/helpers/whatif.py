@@ -407,13 +407,17 @@ class WhatIfPanel:
             fig, ax = attainment_figure(res)
             plots.finish(fig, ax, "Share of reps at quota across simulated years", "Share of reps at quota",
                          "Simulated years")
-            show_table(res.quarterly, money=["target", "rep_quotas"], pct=["share"], currency=cur,
+            show_table(res.quarterly.rename(columns={"rep_quotas": "rep quotas"}), money=["target", "rep quotas"],
+                       pct=["share"], currency=cur,
                        caption="Company target and rep quotas by quarter")
             cols = ["name", "team", "status", "capacity", "quota", "supported_quota", "ote_multiple", "p_attain",
                     "verdict"]
             n = len(res.reps)
-            show_table(res.reps[cols].sort_values("p_attain"), money=["quota", "supported_quota"],
-                       pct=["p_attain"], ratio=["ote_multiple"], decimals=["capacity"], currency=cur,
+            names = {"supported_quota": "supported by history", "ote_multiple": "quota ÷ OTE",
+                     "p_attain": "P(reach quota)"}
+            show_table(res.reps[cols].sort_values("p_attain").rename(columns=names),
+                       money=["quota", "supported by history"], pct=["P(reach quota)"], ratio=["quota ÷ OTE"],
+                       decimals=["capacity"], currency=cur,
                        max_rows=self.max_rows,
                        caption="Rep quotas, lowest chance of attaining first"
                        + (f" ({self.max_rows} of {n} shown)" if n > self.max_rows else ""))
