@@ -46,6 +46,7 @@ MONTHLY_NOTEBOOKS = ("quota_setting", "pipeline_health", "win_loss_review")
 SKIPPED_NOTEBOOKS = ("quota_whatif",)  # interactive only
 REMOVE_TAGS = ("remove-cell", "remove_cell", "injected-parameters", "parameters", "papermill-error-cell-tag")
 EMAIL_CHART_TAG = "email-chart"
+INDEX_TOP_FIGURES = 6  # figures shown per notebook on index.html; the rest behind "All n figures"
 WIDGET_MIMES = ("application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json")
 
 
@@ -159,6 +160,10 @@ def clean_for_report(nb):
                         continue  # e.g. a widget's "VBox(children=…)" or "<Figure size …>"
                     if not data:
                         continue
+                    if "image/png" in data:
+                        png = data["image/png"]
+                        png = base64.b64decode("".join(png) if isinstance(png, list) else png)
+                        data["image/png"] = base64.b64encode(shrink_png(png)).decode("ascii")
                 outs.append(out)
             cell.outputs = outs
             if not outs:
@@ -168,6 +173,24 @@ def clean_for_report(nb):
         cells.append(cell)
     nb.cells = cells
     return nb
+
+
+def shrink_png(png: bytes) -> bytes:
+    """The same chart as a 256-colour palette PNG (fast octree, no dithering) when that is smaller:
+    charts have few colours, so this is visually lossless and ~3–4× smaller."""
+    import io
+
+    from PIL import Image
+
+    try:
+        img = Image.open(io.BytesIO(png))
+        small = img.convert("RGBA").quantize(colors=256, method=Image.Quantize.FASTOCTREE,
+                                              dither=Image.Dither.NONE)
+        buf = io.BytesIO()
+        small.save(buf, "PNG", optimize=True)
+    except Exception:  # noqa: BLE001 - an image Pillow cannot read is kept as it is
+        return png
+    return buf.getvalue() if buf.tell() < len(png) else png
 
 
 _REPR = re.compile(r"^\s*(<[\w.]+[^>]*>|\w+\(.*\))\s*$", re.S)
@@ -251,7 +274,7 @@ def first_chart(nb, tag: str = EMAIL_CHART_TAG) -> bytes | None:
             for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
                 png = out.get("data", {}).get("image/png")
                 if png:
-                    yield base64.b64decode("".join(png) if isinstance(png, list) else png)
+                    yield shrink_png(base64.b64decode("".join(png) if isinstance(png, list) else png))
 
     tagged = [c for c in nb.cells if tag in c.get("metadata", {}).get("tags", [])]
     return next(images(tagged), None) or next(images(nb.cells), None)
@@ -562,7 +585,8 @@ def figure_rows(summary: dict, nb: dict) -> list[dict]:
 
 def render_index(summary: dict) -> str:
     packs = [{**nb, "rows": figure_rows(summary, nb)} for nb in summary["notebooks"]]
-    return _dedupe_styles(render_template("index.html.j2", s=summary, packs=packs, css=report_css()))
+    return _dedupe_styles(render_template("index.html.j2", s=summary, packs=packs, css=report_css(),
+                                          top_n=INDEX_TOP_FIGURES))
 
 
 def _save_charts(results: list[JobResult], build: Path) -> dict[str, str]:
