@@ -67,6 +67,8 @@ def fmt_num(x, digits: int = 0) -> str:
 
 def fmt_value(x, unit: str, currency: str = "USD") -> str:
     """Format by unit: currency, percent, ratio (×), days, count."""
+    if isinstance(x, str):
+        return x
     if x is None or pd.isna(x):
         return "n/a"
     if unit == "currency":
