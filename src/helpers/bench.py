@@ -236,7 +236,12 @@ def run_pack(folder: Path, out: Path) -> dict:
 
     with PeakRSS() as mem:
         t0 = time.perf_counter()
-        code, written, results = run_monthly(str(folder), PERIOD, AS_OF, out=str(out), progress=None)
+        try:
+            code, written, results = run_monthly(str(folder), PERIOD, AS_OF, out=str(out), progress=None)
+        except Exception as exc:  # noqa: BLE001 - a broken run is a result of the benchmark too
+            return {"exit_code": None, "error": f"{type(exc).__name__}: {exc}"[:300],
+                    "wall_seconds": time.perf_counter() - t0, "peak_mb": mem.peak / 2**20,
+                    "peak_kernel_mb": mem.peak_child / 2**20, "notebooks": {}}
         wall = time.perf_counter() - t0
     nbs = {}
     for r in results:
