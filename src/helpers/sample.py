@@ -109,12 +109,11 @@ QUARTER_WIN = np.array([0.88, 0.97, 1.0, 1.18])
 WIN_CALIBRATION = 0.80  # brings the overall win rate of closed deals to ≈ 25%
 STALE_SHARE = 0.08  # open deals older than 60 days that the rep stopped updating
 ZOMBIE_SHARE = 0.05  # recently lost deals never closed out in the CRM
-PRE_WINDOW_DAYS = 120  # deals are created from this many days before the window so it opens with pipeline
-PRE_WINDOW_EXTRA = 0.06  # extra deals drawn, then those closed before the window are dropped
+PRE_WINDOW_DAYS = 240  # deals are created from this many days before the window so it opens with pipeline
 ANNUAL_PRICE_GROWTH = 1.07
 HEADCOUNT_GROWTH = 1.13  # AE head count per year
 QUARTER_SHARE = np.array([0.21, 0.24, 0.25, 0.30])  # expected share of a fiscal year's bookings by quarter
-LUCK_SHRINK_REP = 0.75  # how far a rep-year's bookings move towards expectation (0 = not, 1 = fully)
+LUCK_SHRINK_REP = 0.85  # how far a rep-year's bookings move towards expectation (0 = not, 1 = fully)
 LUCK_SHRINK_QUARTER = 0.8  # same for the company's bookings in each fiscal quarter
 
 NEXT_STEPS = [
@@ -234,17 +233,20 @@ def _pick(rng: np.random.Generator, probs: np.ndarray, n: int) -> np.ndarray:
     return np.minimum(np.searchsorted(cdf, rng.random(n), side="right"), len(probs) - 1).astype("int64")
 
 
+SDR_ACTIVITY_MIX = np.array([0.50, 0.33, 0.10, 0.0, 0.07])  # call, email, meeting, demo, social
+SDR_ACTIVITY_SHARE = 0.40
 WORK_HOUR_WEIGHTS = np.array([0.05, 0.10, 0.13, 0.13, 0.09, 0.10, 0.12, 0.12, 0.10, 0.06])  # 8:00 … 17:00
 
 
 def _work_seconds(rng: np.random.Generator, days: np.ndarray, weekend_share=0.03) -> np.ndarray:
     """Timestamps (seconds since epoch, whole minutes) on the given days between 8:00 and 18:00, hours drawn
     from WORK_HOUR_WEIGHTS (busy mornings and afternoons, a lunch dip); weekend days move to Friday/Monday
-    except a small share."""
+    except a small share (moved to a random weekday of the same or next week)."""
     days = np.asarray(days, dtype="int64")
     dow = (days + 3) % 7  # 1970-01-01 was a Thursday → Monday = 0
     u = rng.random(len(days), dtype=np.float32)
-    shift = np.where(u >= weekend_share, (dow == 6).astype("int64") - (dow == 5), 0)
+    spread = rng.integers(1, 6, len(days), dtype=np.int64)  # to a weekday of the same or the next week
+    shift = np.where(u >= weekend_share, np.where(dow == 5, -spread, np.where(dow == 6, spread, 0)), 0)
     hour = 8 + _pick(rng, WORK_HOUR_WEIGHTS, len(days))
     minute = rng.integers(0, 60, len(days), dtype=np.int64)
     return (days + shift) * 86400 + hour * 3600 + minute * 60
@@ -289,7 +291,6 @@ def generate(params: SampleParams) -> tuple[dict[str, pa.Table], dict]:
     n_ae = int(ae.sum())
 
     # ---- deals: creation day and owner (per month: active AEs weighted by productivity, territory, ramp)
-    n = int(params.n_opportunities * (1 + PRE_WINDOW_EXTRA))
     first_month, last_month = _month_index(np.array([create_from, as_of_day]))
     months = np.arange(first_month, last_month + 1)
     month_first_day = months.astype("datetime64[M]").astype("datetime64[D]").astype("int64")
@@ -305,6 +306,9 @@ def generate(params: SampleParams) -> tuple[dict[str, pa.Table], dict]:
         active = (reps["hire_day"][ae_idx] <= hi[i]) & ((end_day_ae < 0) | (end_day_ae >= lo[i] + 20))
         rep_month_w[i] = active * share * _ramp(m - hire_m, reps["ramp_months"][ae_idx])
     month_w = rep_month_w.sum(axis=1) * FISCAL_MONTH_WEIGHT[_fiscal_month(months) - 1] * (hi - lo + 1) / 30.4
+    # extra deals for the months before the window (most of them close before it and are dropped below)
+    pre_share = month_w[lo < start_day].sum() / month_w.sum()
+    n = int(params.n_opportunities / (1 - 0.85 * pre_share))
     deals_per_month = rng.multinomial(n, month_w / month_w.sum())
     created = np.empty(n, dtype="int64")
     owner = np.empty(n, dtype="int64")
@@ -481,7 +485,7 @@ def generate(params: SampleParams) -> tuple[dict[str, pa.Table], dict]:
     opp_ids = _ids("OPP-", n)
 
     # ---- activities
-    act, last_act_sec = _activities(rng, params, reps, owner, created_sec, np.minimum(close_sec, updated_sec),
+    act, last_act_sec, sdr_meetings = _activities(rng, params, reps, owner, created_sec, np.minimum(close_sec, updated_sec),
                                     account, opp_ids, accounts, start_day, as_of_day, end_sec)
     last_act_day = np.where(last_act_sec >= 0, last_act_sec // 86400, 0)
 
@@ -521,7 +525,7 @@ def generate(params: SampleParams) -> tuple[dict[str, pa.Table], dict]:
 
     leads = _leads(rng, reps, src, created, opp_ids, start_day, as_of_day)
     bookings_by_fy = _bookings_by_fiscal_year(cal, close_day, cur_amount, won & closed)
-    quotas = _quotas(reps, cal, start, fy_now)
+    quotas = _quotas(reps, cal, start, fy_now, sdr_meetings)
     churn = _churn(rng, account, accounts, won & closed, close_day, cur_amount, as_of_day)
     reps_table = pa.table({
         "rep_id": reps["rep_id"],
@@ -812,11 +816,11 @@ def _pick_accounts(rng, seg, pools, n_acc) -> np.ndarray:
 
 def _activities(rng, params, reps, owner, created_sec, until_sec, account, opp_ids, accounts, start_day,
                 as_of_day, end_sec):
-    """Activities: ~55% on deals (AE), ~17% AE prospecting, ~28% SDR; outcomes by type, weekday and hour."""
+    """Activities: 45% on deals (AE), 15% AE prospecting, 40% SDR; outcomes by type, weekday and hour."""
     n = len(owner)
     total = int(round(params.activities_per_opportunity * n))
-    n_tied = int(total * 0.55)
-    n_ae_free = int(total * 0.17)
+    n_tied = int(total * 0.45)
+    n_ae_free = int(total * 0.15)
     n_sdr = total - n_tied - n_ae_free
     n_reps = len(reps["role"])
     rep_level = np.exp(0.35 * rng.standard_normal(n_reps)) * np.where(reps["productivity"] > 1, 1.1, 0.95)
@@ -837,11 +841,13 @@ def _activities(rng, params, reps, owner, created_sec, until_sec, account, opp_i
     f_owner, f_sec, f_type, f_acc = [], [], [], []
     n_acc = len(accounts)
     for group, count, mix in ((ae, n_ae_free, np.array([0.45, 0.40, 0.03, 0.0, 0.12])),
-                              (sdr, n_sdr, np.array([0.50, 0.35, 0.05, 0.0, 0.10]))):
+                              (sdr, n_sdr, SDR_ACTIVITY_MIX)):
         lo = np.maximum(reps["hire_day"][group], start_day - 75)
         hi = np.where(reps["end_day"][group] >= 0, reps["end_day"][group], as_of_day)
         wr = np.maximum(hi - lo, 1) * rep_level[group]
         counts = rng.multinomial(count, wr / wr.sum())
+        if group is sdr:  # meetings an average SDR books in a month (sets the SDR meeting quota)
+            meetings_per_month = count * SDR_ACTIVITY_MIX[2] / max(np.maximum(hi - lo, 1).sum() / 30.4, 1.0)
         who = np.repeat(group, counts)
         gi = np.repeat(np.arange(len(group)), counts)
         # later months busier (team growth): skew towards the end with a power of the uniform
@@ -903,7 +909,7 @@ def _activities(rng, params, reps, owner, created_sec, until_sec, account, opp_i
         "outcome": _labels(outcome, OUTCOMES),
         "duration_minutes": pa.array(minutes.astype("float64")),
     })
-    return table, last_act
+    return table, last_act, meetings_per_month
 
 
 OUTCOMES = ["connected", "no_answer", "replied", "no_reply", "held", "no_show", "positive"]
@@ -960,10 +966,11 @@ def _bookings_by_fiscal_year(cal, close_day, amount, won_closed) -> dict[int, fl
     return {int(k): float(v) for k, v in sums.items()}
 
 
-def _quotas(reps, cal, start, fy_now) -> pa.Table:
+def _quotas(reps, cal, start, fy_now, sdr_meetings: float) -> pa.Table:
     """Monthly quota rows while employed, from the window start to the end of the current fiscal year.
     AE: QUOTA_PER_OTE × OTE × territory weight × 1.06^(fy − current fy), spread by the quarterly
-    seasonality QUARTER_SHARE and ramped in the first months; SDR: 10 meetings a month, ramped."""
+    seasonality QUARTER_SHARE and ramped in the first months; SDR (metric "meetings"): the meetings an
+    average SDR books in a month (from the activity volume, ≈ 7 at the default size), ramped."""
     first = _month_index(np.array([_day(start)]))[0]
     last = _month_index(np.array([_day(cal.year_end(fy_now))]))[0]
     months = np.arange(first, last + 1)
@@ -981,7 +988,7 @@ def _quotas(reps, cal, start, fy_now) -> pa.Table:
     is_ae = reps["role"][rep] == "AE"
     annual = QUOTA_PER_OTE * reps["ote"][rep] * reps["territory_weight"][rep] * 1.06 ** (fy - fy_now)
     q_ae = np.rint(annual * season[fmon - 1] * ramp / 100) * 100
-    q_sdr = np.rint(10 * ramp)
+    q_sdr = np.maximum(1, np.rint(sdr_meetings * ramp))
     quota = np.where(is_ae, q_ae, q_sdr)
     start_d = mon.astype("datetime64[M]").astype("datetime64[D]").astype("int64")
     end_d = (mon + 1).astype("datetime64[M]").astype("datetime64[D]").astype("int64") - 1
