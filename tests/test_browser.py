@@ -160,11 +160,17 @@ def test_tiny_pack_reads_well_offline(browser, tiny_pack, shots):
 
 
 def test_real_pack_reads_well_offline(browser, shots, sample_dir, tmp_path):
+    """The real notebooks (whichever exist) on the shared sample, through the real command."""
     if not find_notebooks():
         pytest.skip("no report notebooks in notebooks/ yet")
     run = monthly(sample_dir, tmp_path / "reports", "2026-10")
     assert run.returncode == 0, run.stdout + run.stderr
     res = check_pack(browser, tmp_path / "reports" / "2026-10", shots, "sample")
+    summary = res["summary"]
+    assert [n["name"] for n in summary["notebooks"]] == [p.stem for p in find_notebooks()]  # quota_whatif skipped
+    for nb in summary["notebooks"]:
+        assert nb["status"] == "ok" and nb["figures"], nb["name"]
+        assert all(f["definition"] for f in nb["figures"]), nb["name"]
     for name, page in res["pages"].items():
         assert page["images"], f"{name} has no chart"
         assert "2026-10" in page["title"] or "2026-10" in page["text"][:400], name

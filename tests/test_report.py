@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -216,25 +215,6 @@ def test_a_dataset_with_errors_is_refused_before_any_kernel(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "no notebook was started" in err and "row 1" in err and "'amount'" in err
     assert not (tmp_path / "r").exists()
-
-
-@pytest.mark.slow
-def test_the_real_notebooks_on_the_sample(tmp_path, sample_dir):
-    notebooks = report.find_notebooks()
-    if not notebooks:
-        pytest.skip("no report notebooks in notebooks/ yet")
-    out = tmp_path / "reports"
-    run = monthly(sample_dir, out, "2026-10")
-    assert run.returncode == 0, run.stdout + run.stderr
-    summary = json.loads((out / "2026-10" / "summary.json").read_text())
-    assert [n["name"] for n in summary["notebooks"]] == [p.stem for p in notebooks]
-    for nb in summary["notebooks"]:
-        assert nb["status"] == "ok" and nb["figures"], nb["name"]
-        assert all(f["definition"] for f in nb["figures"]), nb["name"]
-        size = (out / "2026-10" / nb["html"]).stat().st_size
-        assert size < 400_000, f"{nb['html']} is {size / 1000:.0f} KB"
-    assert "quota_whatif" not in {n["name"] for n in summary["notebooks"]}
-    shutil.rmtree(out)
 
 
 def test_find_notebooks_keeps_pack_order_and_skips_the_whatif(tmp_path):

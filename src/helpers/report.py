@@ -605,7 +605,7 @@ def _publish(build: Path, target: Path) -> None:
     build does not make (e.g. ``reviews/``) and the leadership email are carried over."""
     if target.exists():
         for entry in target.iterdir():
-            if (entry.is_dir() and entry.name != "charts") and not (build / entry.name).exists():
+            if entry.is_dir() and entry.name not in ("charts", "files") and not (build / entry.name).exists():
                 shutil.move(str(entry), str(build / entry.name))
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         os.replace(target, old)
@@ -636,6 +636,7 @@ def run_monthly(dataset="data/sample", period: str | None = None, as_of: str | N
     jobs = []
     for nb in params.notebooks:
         extra = build / "files" / nb.stem
+        extra.mkdir(parents=True, exist_ok=True)
         jobs.append(NotebookJob(nb.stem, nb, {
             "dataset": str(params.dataset), "period": params.period, "as_of": params.as_of,
             "report_mode": True, "summary_path": str(summaries / f"{nb.stem}.json"), "output_dir": str(extra),
@@ -648,9 +649,9 @@ def run_monthly(dataset="data/sample", period: str | None = None, as_of: str | N
         write_text_atomic(build / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str))
         write_text_atomic(build / "index.html", render_index(summary))
         shutil.rmtree(summaries, ignore_errors=True)  # merged into summary.json
-        extras = build / "files"
-        if extras.exists() and not any(p.is_file() for p in extras.rglob("*")):
-            shutil.rmtree(extras)
+        for extras in sorted((build / "files").glob("*")) + [build / "files"]:
+            if extras.is_dir() and not any(p.is_file() for p in extras.rglob("*")):
+                shutil.rmtree(extras)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
