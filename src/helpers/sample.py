@@ -1086,6 +1086,7 @@ def write_sample(folder, seed=42, as_of=None, n_opportunities=None, n_reps=None,
     tables, config = generate(params)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a dataset folder is an ordinary folder
     try:
         ext = "parquet" if params.fmt == "parquet" else "csv"
         for name, table in tables.items():
