@@ -91,6 +91,23 @@ def setup_notebook() -> None:
     plots.apply_theme()
 
 
+ACRONYMS = {"crm": "CRM", "ote": "OTE", "id": "ID", "mql": "MQL", "sql": "SQL", "n": "n", "p75": "p75", "wtd": "WTD",
+            "mtd": "MTD", "qtd": "QTD", "ytd": "YTD", "sdr": "SDR", "ae": "AE"}
+
+
+def column_label(name) -> str:
+    """``attainment_to_date`` -> ``Attainment to date``; labels already written for readers are kept."""
+    text = str(name)
+    if text != text.lower() or " " in text:
+        return text
+    words = [ACRONYMS.get(w, w) for w in text.split("_") if w]
+    if not words:
+        return text
+    first = words[0]
+    words[0] = first if first in ACRONYMS.values() else first[:1].upper() + first[1:]
+    return " ".join(words)
+
+
 def table_html(df: pd.DataFrame, money=(), pct=(), ints=(), ratio=(), decimals=(), days=(),
                currency: str = "USD", caption: str | None = None, max_rows: int | None = None) -> str:
     """HTML for a DataFrame, formatted by column kind; the index is dropped unless it is named."""
@@ -113,7 +130,7 @@ def table_html(df: pd.DataFrame, money=(), pct=(), ints=(), ratio=(), decimals=(
         formatters[c] = lambda v: fmt_num(v, 0)
     numeric = set(formatters)
     head = "".join(
-        f'<th class="{"num" if c in numeric else ""}">{html.escape(str(c))}</th>' for c in df.columns
+        f'<th class="{"num" if c in numeric else ""}">{html.escape(column_label(c))}</th>' for c in df.columns
     )
     body = []
     for row in df.itertuples(index=False):
