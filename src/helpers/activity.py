@@ -56,26 +56,40 @@ def _vocabulary(s: pd.Series, known: tuple[str, ...], aliases: dict[str, str]) -
     return pd.Categorical.from_codes(new, categories=cats)
 
 
+KEEP_COLUMNS = ("owner", "type", "occurred_at", "opportunity_id", "outcome", "duration_minutes")
+
+
+def _factorized(s: pd.Series) -> pd.Categorical:
+    """Categorical in order of first appearance (``factorize`` without the sort ``astype("category")`` does)."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return s.array
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    return pd.Categorical.from_codes(codes, categories=pd.Index(uniques, dtype="str"))
+
+
 def prepare(activities: pd.DataFrame) -> pd.DataFrame:
-    """A copy of the log with categorical ``type``/``outcome``/``owner`` (known vocabulary first, aliases
-    such as "in-mail" → social mapped) and ``occurred_at`` as datetime. Idempotent and cheap when repeated."""
-    df = activities
-    if df.attrs.get("activity_prepared"):
-        return df
-    df = df.copy()
-    df["type"] = _vocabulary(df["type"], ACTIVITY_TYPES, TYPE_ALIASES)
-    if "outcome" in df.columns:
-        df["outcome"] = _vocabulary(df["outcome"], OUTCOMES, OUTCOME_ALIASES)
+    """The columns the tracker uses (owner, type, occurred_at, opportunity_id, outcome, duration_minutes),
+    with ``type``/``outcome`` as categoricals whose categories start with the known vocabulary (lower-cased,
+    aliases such as "in-mail" → social mapped) and ``owner``/``opportunity_id`` as categoricals, so every
+    later group-by, filter and join works on integer codes. Idempotent (a prepared frame is returned as is)."""
+    if activities.attrs.get("activity_prepared"):
+        return activities
+    src = activities
+    df = pd.DataFrame(index=src.index)
+    df["owner"] = _factorized(src["owner"])
+    df["type"] = _vocabulary(src["type"], ACTIVITY_TYPES, TYPE_ALIASES)
+    df["occurred_at"] = (src["occurred_at"] if pd.api.types.is_datetime64_any_dtype(src["occurred_at"])
+                         else pd.to_datetime(src["occurred_at"]))
+    if "opportunity_id" in src.columns:
+        df["opportunity_id"] = _factorized(src["opportunity_id"])
     else:
-        df["outcome"] = pd.Categorical.from_codes(np.full(len(df), -1), categories=list(OUTCOMES))
-    if not isinstance(df["owner"].dtype, pd.CategoricalDtype):
-        df["owner"] = df["owner"].astype("category")
-    if not pd.api.types.is_datetime64_any_dtype(df["occurred_at"]):
-        df["occurred_at"] = pd.to_datetime(df["occurred_at"])
-    if "opportunity_id" not in df.columns:
-        df["opportunity_id"] = pd.Categorical.from_codes(np.full(len(df), -1), categories=pd.Index([], dtype="str"))
-    elif not isinstance(df["opportunity_id"].dtype, pd.CategoricalDtype):
-        df["opportunity_id"] = df["opportunity_id"].astype("category")
+        df["opportunity_id"] = pd.Categorical.from_codes(np.full(len(src), -1), categories=pd.Index([], dtype="str"))
+    if "outcome" in src.columns:
+        df["outcome"] = _vocabulary(src["outcome"], OUTCOMES, OUTCOME_ALIASES)
+    else:
+        df["outcome"] = pd.Categorical.from_codes(np.full(len(src), -1), categories=list(OUTCOMES))
+    if "duration_minutes" in src.columns:
+        df["duration_minutes"] = src["duration_minutes"]
     df.attrs["activity_prepared"] = True
     return df
 
@@ -691,18 +705,20 @@ def time_by_type(activities: pd.DataFrame, start, end, weeks: float, by: str | N
 
 
 def logging_completeness(activities: pd.DataFrame, opportunities: pd.DataFrame, start, end,
-                         threshold: float = 0.25, min_won: int = 2) -> pd.DataFrame:
+                         threshold: float = 0.25, min_won: int = 2, deals: pd.DataFrame | None = None) -> pd.DataFrame:
     """Reps whose logged activity is implausibly low for their bookings, over ``[start, end]``.
 
     Per rep with deals won: activities_per_won_deal = activities logged ÷ deals won; median = the median
     of that ratio over reps with ≥ ``min_won`` wins; ratio_to_median = rep ÷ median;
     won_without_activity = won deals with no tied activity on or before close.
     flag when: no activity logged at all, or (≥ ``min_won`` wins and ratio_to_median < ``threshold``), or
-    more than half the rep's won deals have no tied activity.
+    more than half the rep's won deals have no tied activity. ``deals``: ``deal_activity`` for the same
+    window when already computed.
     """
     y = activity_yield(activities, opportunities, start, end)
     y = y[(y["rep"] != "All reps") & (y["deals_won"] > 0)].set_index("rep")
-    deals = deal_activity(activities, opportunities, start, end)
+    if deals is None:
+        deals = deal_activity(activities, opportunities, start, end)
     won = deals[deals["is_won"]]
     bookings = won.groupby(won["owner"].astype("str"))["amount"].sum()
     without = (won["total"] == 0).groupby(won["owner"].astype("str")).sum()

@@ -78,9 +78,10 @@ def show(ctx, scope: str = "company", who: str = "") -> None:
     note(CAVEAT)
     _volume(ctx, act_all, act, owners, scope, vstart, vend)
     _outcomes(ctx, act, vstart, vend)
-    _yield(ctx, act, act_all, opps, owners, ystart, yend)
+    deals = _yield(ctx, act, act_all, opps, owners, ystart, yend)
     _benchmarks(ctx, act_all, opps_all, owners)
-    _time_and_completeness(ctx, act, act_all, opps_all, owners, vstart, vend, ystart, yend)
+    _time_and_completeness(ctx, act, act_all, opps_all, owners, vstart, vend, ystart, yend,
+                           deals if owners is None else None)
     definitions({
         "Week": "7-day block ending on the as-of date (so every week is complete).",
         "Outbound touches": "calls + emails + social touches the rep starts.",
@@ -181,7 +182,7 @@ def _outcomes(ctx, act, start, end) -> None:
         note("The activity log has no time of day, so hit rate by hour cannot be shown.")
 
 
-def _yield(ctx, act, act_all, opps, owners, start, end) -> None:
+def _yield(ctx, act, act_all, opps, owners, start, end) -> pd.DataFrame:
     markdown("### Yield: what activity turns into")
     share = A.opportunity_share(act, start, end)
     show_table(share, ints=["activities", "tied"], pct=["share_tied"],
@@ -200,7 +201,7 @@ def _yield(ctx, act, act_all, opps, owners, start, end) -> None:
     deals = A.deal_activity(act_all, opps, start, end)
     if not len(deals):
         note("No deals closed in the last 12 months, so there is nothing to associate activity with.")
-        return
+        return deals
     w = A.won_deal_activity(deals)
     note(f"Won deals closed in the last 12 months: {w['won_deals']:,}; tied activity per won deal: mean "
          f"{w['mean_per_won_deal']:.1f}, median {w['median_per_won_deal']:.0f}; "
@@ -220,6 +221,7 @@ def _yield(ctx, act, act_all, opps, owners, start, end) -> None:
     seqs = A.winning_sequences(act_all, opps, start, end)
     show_table(seqs.head(10), ints=["deals", "won"], pct=["win_rate", "share_of_wins"],
                caption="Opening activity sequences of closed deals (first three types, repeats collapsed)")
+    return deals
 
 
 def _benchmarks(ctx, act_all, opps_all, owners) -> None:
@@ -264,7 +266,7 @@ def _benchmarks(ctx, act_all, opps_all, owners) -> None:
     plots.finish(fig, ax, "Calls per month: needed for quota vs actual", "calls per month", "")
 
 
-def _time_and_completeness(ctx, act, act_all, opps_all, owners, vstart, vend, ystart, yend) -> None:
+def _time_and_completeness(ctx, act, act_all, opps_all, owners, vstart, vend, ystart, yend, deals=None) -> None:
     markdown("### Time and completeness")
     if "duration_minutes" in act.columns and act["duration_minutes"].notna().any():
         tt = A.time_by_type(act, vstart, vend, VOLUME_WEEKS)
@@ -277,7 +279,7 @@ def _time_and_completeness(ctx, act, act_all, opps_all, owners, vstart, vend, ys
                    caption="Time logged by activity type (13 weeks)")
     else:
         note("Time spent needs the duration_minutes column in the `activities` table.")
-    lc = A.logging_completeness(act_all, opps_all, ystart, yend)
+    lc = A.logging_completeness(act_all, opps_all, ystart, yend, deals=deals)
     lc = _only(lc, "rep", owners)
     flagged = lc[lc["flag"]]
     ctx.headlines.add("activity_reps_flagged_logging", int(len(flagged)),
