@@ -109,7 +109,9 @@ def test_send_through_a_real_smtp_server(pack, smtp_server):
     # inline chart: the <img src="cid:..."> points at an image part of the multipart/related
     related = msg.get_body(("related",))
     assert related is not None and related.get_content_type() == "multipart/related"
-    images = {p["Content-ID"].strip("<>"): p for p in related.iter_parts() if p.get_content_maintype() == "image"}
+    images = {p["Content-ID"].strip().strip("<>"): p for p in related.iter_parts()
+              if p.get_content_maintype() == "image"}
+    assert all("Content-ID: <" in p.as_string() for p in images.values())  # one unfolded header line
     cids = re.findall(r'src="cid:([^"]+)"', html)
     assert cids and set(cids) == set(images)
     assert images[cids[0]].get_content() == (pack / "2026-10" / "charts" / "bookings.png").read_bytes()

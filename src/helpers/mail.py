@@ -4,7 +4,8 @@ Built from a finished monthly pack (``reports/<period>/summary.json``):
 
 - subject ``Monthly sales report — <period> (<dataset name>)``;
 - an HTML body (CSS inlined with css-inline; kept under ``MAX_HTML_BYTES`` so Gmail does not clip it)
-  with each notebook's headline figures and their change since last period, and up to ``MAX_CHARTS``
+  with each notebook's first ``TOP_FIGURES`` headline figures (the order the notebook added them) and
+  their change since last period, and up to ``MAX_CHARTS``
   charts as inline ``cid:`` images (mail clients block data: URIs). The charts are the PNGs the report
   run saved in ``charts/`` (each notebook's cell tagged ``email-chart``, else its first image);
 - a plain-text alternative with the same figures;
@@ -23,14 +24,16 @@ import os
 import smtplib
 import ssl
 import sys
+import uuid
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses, make_msgid
 from pathlib import Path
 
-from helpers.report import figure_rows, read_summary, render_template, write_text_atomic
+from helpers.report import INDEX_TOP_FIGURES, figure_rows, read_summary, render_template, write_text_atomic
 
 MAX_CHARTS = 2
+TOP_FIGURES = INDEX_TOP_FIGURES  # per notebook in the email; the rest are in the attached reports
 MAX_HTML_BYTES = 100_000  # Gmail clips HTML bodies past ~102 KB
 EML_NAME = "leadership-email.eml"
 
@@ -97,6 +100,9 @@ def plain_text(summary: dict, packs: list[dict]) -> str:
             lines.append("This report did not complete.")
         for r in nb["rows"]:
             lines.append(f"  {r['label']}: {r['value']}" + (f"  ({r['change']})" if r["change"] else ""))
+        if nb["more"]:
+            name = f" {summary['period']}-{nb['html']}" if nb.get("html") else ""
+            lines.append(f"  … {nb['more']} more figures in the attached report{name}")
         lines.append("")
     lines.append("The full reports are attached as HTML files; they open in any browser, offline.")
     return "\n".join(lines) + "\n"
@@ -119,10 +125,12 @@ def build_message(period_dir: Path, recipients: list[str], sender: str = "revops
     subject = f"Monthly sales report — {summary['period']} ({summary['dataset']['name']})"
     packs, charts = [], []
     for nb in summary["notebooks"]:
-        entry = {**nb, "rows": figure_rows(summary, nb), "cid": None}
+        rows = figure_rows(summary, nb)
+        entry = {**nb, "rows": rows[:TOP_FIGURES], "more": len(rows) - len(rows[:TOP_FIGURES]), "cid": None}
         chart = period_dir / nb["chart"] if nb.get("chart") else None
         if chart and chart.exists() and len(charts) < MAX_CHARTS:
-            cid = make_msgid(idstring=nb["name"], domain="revops.local")
+            # short enough that the Content-ID header never folds (some clients mis-read folded ids)
+            cid = f"<chart{len(charts) + 1}.{uuid.uuid4().hex[:16]}@revops.local>"
             entry["cid"] = cid[1:-1]
             charts.append((cid, chart.read_bytes(), f"{nb['name']}.png"))
         packs.append(entry)
