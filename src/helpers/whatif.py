@@ -455,8 +455,8 @@ def sdr_plan(ds, data: PlanData, growth_rate: float, target_share: float = 0.75,
 def add_headlines(h, res: PlanResult, funnel: pd.DataFrame | None = None) -> None:
     """The quota plan's headline figures, each with its definition, into ``Headlines`` ``h``."""
     i = res.inputs
-    h.add("quota_fiscal_year", res.fiscal_year, "Plan fiscal year", "The fiscal year the quotas are set for.",
-          "number")
+    h.add("quota_fiscal_year", f"FY{res.fiscal_year}", "Plan fiscal year",
+          "The fiscal year the quotas are set for (named by the calendar year in which it ends).", "number")
     h.add("quota_basis_bookings", res.basis.bookings, res.basis.label,
           "Won deal amounts in the basis period (the last fiscal year, or the 12 months to the as-of date "
           "while it runs).")
