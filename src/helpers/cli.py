@@ -19,7 +19,7 @@ def _handler(target: str):
 def cmd_validate(args) -> int:
     from helpers.dataset import validate_report
 
-    code, text = validate_report(args.dataset)
+    code, text = validate_report(args.dataset, all_warnings=args.all)
     print(text)
     return code
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="check a dataset folder against the data contract")
     v.add_argument("dataset", help="dataset folder (with dataset.yml)")
+    v.add_argument("--all", action="store_true", help="list every warning (default: 3 rows per kind)")
     v.set_defaults(func=cmd_validate)
 
     s = sub.add_parser("sample-data", help="write the deterministic sample dataset")

@@ -70,19 +70,19 @@ class DataValidationError(ValueError):
         super().__init__(format_problems(problems, title=f"Dataset {folder} has {len(problems)} error(s)"))
 
 
-def format_problems(problems: list[Problem], title: str = "") -> str:
-    """Group problems by file, column and expectation; show up to MAX_ROWS_SHOWN rows per group."""
+def format_problems(problems: list[Problem], title: str = "", max_rows: int = MAX_ROWS_SHOWN) -> str:
+    """Group problems by file, column and expectation; show up to ``max_rows`` rows per group."""
     lines = [title] if title else []
     groups: dict[tuple, list[Problem]] = {}
     for p in problems:
         groups.setdefault((p.file, p.column, p.expected, p.severity), []).append(p)
     for (_, _, _, _), items in groups.items():
-        for p in items[:MAX_ROWS_SHOWN]:
+        for p in items[:max_rows]:
             lines.append(f"  - {p}")
-        if len(items) > MAX_ROWS_SHOWN:
-            rest = [str(p.row) for p in items[MAX_ROWS_SHOWN:] if p.row is not None]
+        if len(items) > max_rows:
+            rest = [str(p.row) for p in items[max_rows:] if p.row is not None]
             shown = ", ".join(rest[:30]) + (", …" if len(rest) > 30 else "")
-            lines.append(f"  - … and {len(items) - MAX_ROWS_SHOWN} more in {items[0].where().split(', row')[0]}"
+            lines.append(f"  - … and {len(items) - max_rows} more in {items[0].where().split(', row')[0]}"
                          f" with the same problem (rows {shown})")
     return "\n".join(lines)
 
@@ -328,7 +328,7 @@ def check_rules(tables: dict[str, pd.DataFrame], names: dict[str, str], offsets:
             if col in df.columns and col != t.key and tname != "opportunities":
                 errors += _row_problems(df, df[col].isna(), fname, col, "expected a value (required column)", off)
         if "stage" in df.columns and stages:
-            bad = df["stage"].notna() & ~df["stage"].isin(stages)
+            bad = df["stage"].notna() & ~df["stage"].isin(list(stages))
             for r in bad[bad].index:
                 errors.append(Problem(fname, int(r), "stage", df.at[r, "stage"],
                                       f"expected a stage listed in dataset.yml{_closest(df.at[r, 'stage'], stages)}"
@@ -356,10 +356,10 @@ def check_rules(tables: dict[str, pd.DataFrame], names: dict[str, str], offsets:
             warnings += _row_problems(opp, no_step, fname, "next_step", "open deal with no next step", off, "warning")
         if "amount" in opp.columns:
             warnings += _row_problems(opp, opp["amount"] == 0, fname, "amount", "amount is zero", off, "warning")
-        ids = set(opp["opportunity_id"].dropna()) if "opportunity_id" in opp.columns else set()
+        ids = opp["opportunity_id"].dropna().unique() if "opportunity_id" in opp.columns else []
         for tname in ("opportunity_history", "activities", "leads"):
             df = tables.get(tname)
-            if df is None or "opportunity_id" not in df.columns or not ids:
+            if df is None or "opportunity_id" not in df.columns or not len(ids):
                 continue
             bad = df["opportunity_id"].notna() & ~df["opportunity_id"].isin(ids)
             errors += _row_problems(df, bad, names[tname], "opportunity_id",
@@ -456,8 +456,10 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True,
     return Dataset(folder, config, typed, {k: v for k, v in files.items() if k in typed}, warnings)
 
 
-def validate_report(path: str | Path) -> tuple[int, str]:
-    """(exit code, text) for ``revops validate``: 0 when the dataset loads without errors."""
+def validate_report(path: str | Path, all_warnings: bool = False) -> tuple[int, str]:
+    """(exit code, text) for ``revops validate``: 0 when the dataset loads without errors.
+
+    Errors are all listed; warnings show 3 rows per kind unless ``all_warnings``."""
     try:
         ds = load(path)
     except DataValidationError as exc:
@@ -467,5 +469,6 @@ def validate_report(path: str | Path) -> tuple[int, str]:
     counts = ", ".join(f"{k}: {len(v):,} rows" for k, v in ds.tables.items())
     text = [f"Dataset {path} ({ds.config.name}) is valid — {counts}."]
     if ds.warnings:
-        text.append(format_problems(ds.warnings, title=f"{len(ds.warnings)} warning(s) a report can live with:"))
+        text.append(format_problems(ds.warnings, title=f"{len(ds.warnings)} warning(s) a report can live with:",
+                                    max_rows=len(ds.warnings) if all_warnings else 3))
     return 0, "\n".join(text)
