@@ -23,16 +23,14 @@ import difflib
 import hashlib
 import io
 import re
-import shutil
 import sys
-import tempfile
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
+from helpers.atomic import replace_folder
 from helpers.config import ConfigError, parse_config
 from helpers.schema import TABLES
 
@@ -602,9 +600,7 @@ def import_files(profile: str | Path | dict, files, to: str | Path, force: bool 
         ds["source"]["notes"] = list(mapped.notes)
     parse_config(ds, where="dataset.yml")
 
-    to.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{to.name}.importing-", dir=to.parent))
-    try:
+    with replace_folder(to, tag="importing") as tmp:
         for tname, df in tables.items():
             _ordered(df, tname).to_csv(tmp / f"{tname}.csv", index=False, quoting=csv.QUOTE_MINIMAL)
         (tmp / "dataset.yml").write_text(
@@ -613,16 +609,6 @@ def import_files(profile: str | Path | dict, files, to: str | Path, force: bool 
         for f, h in hashes.items():  # the inputs must be exactly as read
             if sha256_file(f) != h:
                 raise ImportProblem(f"{f} changed while it was being imported; try again")
-        if to.exists():
-            old = to.with_name(f".{to.name}.replaced-{uuid.uuid4().hex[:8]}")
-            to.rename(old)
-            tmp.rename(to)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(to)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return to
 
 

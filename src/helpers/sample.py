@@ -27,8 +27,6 @@ The model, in short:
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
@@ -39,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
+from helpers.atomic import replace_folder
 from helpers.calendar import FiscalCalendar, last_complete_month
 
 GENERATOR = "revops-sample"
@@ -1084,25 +1083,12 @@ def write_sample(folder, seed=42, as_of=None, n_opportunities=None, n_reps=None,
     if plan(folder, params, force) == "skip":
         return folder
     tables, config = generate(params)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; a dataset folder is an ordinary folder
-    try:
+    with replace_folder(folder, tag="tmp") as tmp:
         ext = "parquet" if params.fmt == "parquet" else "csv"
         for name, table in tables.items():
             _write_table(table, tmp / f"{name}.{ext}", params.fmt)
         (tmp / "dataset.yml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
                                          encoding="utf-8")
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
-            folder.rename(old)
-            tmp.rename(folder)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 
