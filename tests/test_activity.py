@@ -328,6 +328,41 @@ def test_weekly_counts_are_vectorised_at_scale():
 
 
 # ---------------------------------------------------------------------------------------------- rendering
+def _ctx(act, opps, reps, quotas):
+    from helpers.calendar import FiscalCalendar
+    from helpers.config import DatasetConfig
+    from helpers.context import ReportContext
+    from helpers.dataset import Dataset
+    from helpers.summary import Headlines
+
+    ds = Dataset(Path("."), DatasetConfig(name="hand"),
+                 {"activities": act, "opportunities": opps, "reps": reps, "quotas": quotas})
+    return ReportContext(ds, AS_OF, "2026-10", FiscalCalendar(1), Headlines("t"))
+
+
+def test_view_headlines_match_the_metrics(act, opps, reps, quotas, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from helpers import activity_view
+
+    ctx = _ctx(act, opps, reps, quotas)
+    activity_view.show(ctx, "company")
+    h = ctx.headlines
+    assert h.get("activity_no_show_rate") == pytest.approx(0.4)  # 2 / (3 + 2), see test above
+    assert h.get("activity_call_connect_rate") == pytest.approx(4 / 6)  # 13 weeks: c1 c2 c6 p1 of 6 with outcome
+    assert h.get("activity_per_won_deal") == pytest.approx(18 / 4)  # 12 months: 18 activities, 4 wins
+    assert h.get("activity_reps_short_of_calls") == 2  # r1 and r2 both short (gaps 1.0 and 1/6)
+    assert h.get("activity_reps_flagged_logging") == 1  # r3: 2 wins, nothing logged
+    assert all(f.definition for f in h.figures)
+    for scope, who in (("team", "B"), ("rep", "r3")):  # a team and a rep with no activity at all
+        activity_view.show(_ctx(act, opps, reps, quotas), scope, who)
+    notes = []
+    monkeypatch.setattr(activity_view, "note", lambda text, warn=False: notes.append(text))
+    activity_view.show(_ctx(act, opps, reps, quotas), "team", "nonexistent")
+    assert notes == ["No reps in team 'nonexistent' in the `reps` table."]
+
+
 def _run(tmp_path, dataset, scope, who, name):
     import papermill as pm
 
@@ -345,7 +380,7 @@ def test_section_renders_at_every_scope(sample_dir, tmp_path):
     from helpers.dataset import load
 
     reps = load(sample_dir, tables=["reps"]).reps
-    ae = reps[reps["role"].astype("str") == "AE"] if "role" in reps.columns else reps
+    ae = reps[(reps["role"].astype("str") == "AE") & reps["end_date"].isna()]
     team, rep = str(ae["team"].iloc[0]), str(ae["rep_id"].iloc[0])
     for scope, who in (("company", ""), ("team", team), ("rep", rep)):
         text, summary = _run(tmp_path, sample_dir, scope, who, scope)

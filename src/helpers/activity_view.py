@@ -191,7 +191,7 @@ def _yield(ctx, act, act_all, opps, owners, start, end) -> pd.DataFrame:
     ctx.headlines.add("activity_share_tied", all_row["share_tied"], "Activities tied to an opportunity",
                       "Activities with an opportunity_id ÷ all activities, 12 months to as-of.", "percent")
     y = A.activity_yield(act, opps, start, end)
-    y = y[y[["activities", "opps_created", "deals_won"]].sum(axis=1) > 0]
+    y = y[(y["rep"] == "All reps") | (y[["activities", "opps_created", "deals_won"]].sum(axis=1) > 0)]
     show_table(y, ints=["activities", "opps_created", "deals_won"],
                decimals=["activities_per_opp_created", "activities_per_won_deal"],
                caption="Activities per opportunity created and per deal won (all activities, ratio of totals)")
