@@ -119,6 +119,8 @@ def _volume(ctx, act_all, act, owners, scope, start, end) -> None:
                       "number")
     counts = A.activity_counts(act, start, end, "W", owners=owners)
     weekly = counts.groupby(level="period").sum()
+    if scope != "rep" and weekly["total"].sum() == 0:
+        return
     fig, ax = plots.new_figure(9, 3.6)
     if scope == "rep" and owners:
         team = vol["team"].iloc[0] if len(vol) else None
