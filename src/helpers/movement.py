@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.calendar import FiscalCalendar
-from helpers.pipeline import _amount, _flag, _ratio, is_won
+from helpers.pipeline import _amount, _flag, _ratio, is_won, isin
 
 FIELDS = ("stage", "amount", "close_date", "probability", "forecast_category")
 
@@ -33,7 +33,7 @@ def normalized_history(history: pd.DataFrame | None, opps: pd.DataFrame, config)
     cols = ["opportunity_id", "changed_at", *FIELDS]
     h = (history.copy() if history is not None
          else pd.DataFrame({c: pd.Series(dtype="str") for c in ("opportunity_id", "stage")}))
-    h = h[h["opportunity_id"].isin(set(opps["opportunity_id"]))]
+    h = h[isin(h["opportunity_id"], opps["opportunity_id"])]
     if "changed_at" not in h.columns:
         h["changed_at"] = pd.Series(dtype="datetime64[us]")
     current = opps.set_index("opportunity_id")
@@ -42,7 +42,7 @@ def normalized_history(history: pd.DataFrame | None, opps: pd.DataFrame, config)
             h[f] = h["opportunity_id"].map(current[f]) if f in current.columns else np.nan
     if "probability" not in h.columns:
         h["probability"] = np.nan
-    missing = opps[~opps["opportunity_id"].isin(set(h["opportunity_id"]))]
+    missing = opps[~isin(opps["opportunity_id"], h["opportunity_id"].unique())]
     if len(missing):
         first_open = config.open_stages[0] if config.open_stages else None
         closed = _flag(missing["is_closed"])
@@ -305,17 +305,42 @@ def stages_reached(history, opps: pd.DataFrame, config) -> pd.DataFrame:
     rank = {s: i for i, s in enumerate(open_stages)}
     h["rank"] = h["stage"].map(rank).astype("float64")
     furthest = h.groupby("opportunity_id")["rank"].max()
-    visited = h.groupby("opportunity_id")["stage"].agg(lambda s: frozenset(s.dropna()))
     d = opps[["opportunity_id", "stage"]].set_index("opportunity_id").copy()
     d["outcome"] = np.where(is_won(opps), "won", np.where(_flag(opps["is_closed"]), "lost", "open"))
     d["furthest"] = furthest.reindex(d.index).fillna(-1)
     cur = d["stage"].map(rank).astype("float64").fillna(-1)
     d["furthest"] = np.maximum(d["furthest"], cur)
     d.loc[d["outcome"] == "won", "furthest"] = len(open_stages)
-    d["visited"] = visited.reindex(d.index)
-    d["visited"] = [v if isinstance(v, frozenset) else frozenset() for v in d["visited"]]
-    d["visited"] = [v | {s} for v, s in zip(d["visited"], d["stage"], strict=True)]
+    d["visited"] = _visited_sets(h, d)
     return d.reset_index()
+
+
+def _visited_sets(h: pd.DataFrame, d: pd.DataFrame) -> list[frozenset]:
+    """Per row of ``d`` (indexed by opportunity_id, with the current ``stage``): the frozenset of the
+    stages the deal has in ``h`` plus its current stage. Vectorised: each stage is a bit, a deal's set
+    is the OR of its rows' bits (sum over distinct (deal, stage) pairs), and each distinct bitmask is
+    turned into a frozenset once."""
+    hs = h[["opportunity_id", "stage"]].dropna(subset=["stage"])
+    cur_known = d["stage"].notna().to_numpy()
+    stages = pd.Index(pd.unique(np.concatenate([hs["stage"].to_numpy(dtype=object),
+                                                d["stage"].to_numpy(dtype=object)[cur_known]])))
+    if len(stages) > 62 or not d.index.is_unique:  # too many stages for a 64-bit mask: plain sets
+        sets = {k: frozenset(g) for k, g in hs.groupby("opportunity_id")["stage"]}
+        return [sets.get(i, frozenset()) | {s} for i, s in zip(d.index, d["stage"], strict=True)]
+    bit = np.left_shift(np.uint64(1), np.arange(len(stages), dtype=np.uint64))
+    pairs = hs.drop_duplicates()
+    deal_pos = d.index.get_indexer(pairs["opportunity_id"])
+    keep = deal_pos >= 0
+    mask = np.zeros(len(d), dtype=np.uint64)
+    np.bitwise_or.at(mask, deal_pos[keep], bit[stages.get_indexer(pairs["stage"])[keep]])
+    mask[cur_known] |= bit[stages.get_indexer(d["stage"].to_numpy(dtype=object)[cur_known])]
+    uniq, inverse = np.unique(mask, return_inverse=True)
+    names = stages.to_numpy()
+    as_set = [frozenset(names[(np.uint64(m) & bit) != 0]) for m in uniq]
+    out = [as_set[i] for i in inverse]
+    for pos in np.flatnonzero(~cur_known):  # a deal without a current stage: keep the original `| {stage}`
+        out[pos] = out[pos] | {d["stage"].iloc[pos]}
+    return out
 
 
 def stage_conversion(reached: pd.DataFrame, config, variant: str = "any") -> pd.DataFrame:

@@ -49,6 +49,24 @@ def _amount(df: pd.DataFrame) -> pd.Series:
     return df["amount"].fillna(0.0) if "amount" in df.columns else pd.Series(0.0, index=df.index)
 
 
+def isin(s: pd.Series, values) -> pd.Series:
+    """``s.isin(values)`` (same result), fast for text columns: pandas' ``str`` ``isin`` converts the
+    values one by one to Arrow scalars (~2 s for 100k values); here it is one Arrow ``is_in``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = s.array
+    if isinstance(arr, pd.arrays.ArrowStringArray):
+        vals = (values.to_numpy(dtype=object) if isinstance(values, pd.Series | pd.Index)
+                else list(values) if isinstance(values, set | frozenset | dict) else values)
+        try:
+            value_set = pa.array(np.asarray(vals, dtype=object), type=arr._pa_array.type, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return s.isin(values)
+        return pd.Series(np.asarray(pc.is_in(arr._pa_array, value_set=value_set), dtype=bool), index=s.index)
+    return s.isin(values)
+
+
 def _ratio(num, den):
     """num ÷ den, NaN when the denominator is 0 or missing."""
     try:
