@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.calendar import FiscalCalendar
-from helpers.pipeline import _amount, _flag, _ratio, is_won, isin
+from helpers.pipeline import _amount, _flag, _ratio, is_won, isin, positions
 
 FIELDS = ("stage", "amount", "close_date", "probability", "forecast_category")
 
@@ -299,48 +299,67 @@ def slipped_deals(history, opps: pd.DataFrame, config, start, end) -> pd.DataFra
 def stages_reached(history, opps: pd.DataFrame, config) -> pd.DataFrame:
     """Per deal: ``furthest`` = rank (0-based among open stages) of the furthest open stage it was ever
     in, where a won deal counts as beyond every open stage (rank = number of open stages); ``visited``
-    = the set of stages it was recorded in; ``outcome`` won / lost / open (now)."""
-    h = normalized_history(history, opps, config)
+    = the set of stages it was recorded in; ``outcome`` won / lost / open (now).
+
+    The stages a deal was "in" are those of ``normalized_history``: its history rows' stages (carrying
+    forward adds none), or for a deal without history its current stage and, when closed, the first
+    open stage; plus, always, its current stage. Computed on integer codes: each stage is a bit, a
+    deal's set is the OR of its rows' bits, and each distinct set becomes a frozenset once."""
     open_stages = config.open_stages
     rank = {s: i for i, s in enumerate(open_stages)}
-    h["rank"] = h["stage"].map(rank).astype("float64")
-    furthest = h.groupby("opportunity_id")["rank"].max()
     d = opps[["opportunity_id", "stage"]].set_index("opportunity_id").copy()
     d["outcome"] = np.where(is_won(opps), "won", np.where(_flag(opps["is_closed"]), "lost", "open"))
-    d["furthest"] = furthest.reindex(d.index).fillna(-1)
-    cur = d["stage"].map(rank).astype("float64").fillna(-1)
-    d["furthest"] = np.maximum(d["furthest"], cur)
+    if history is None or not {"opportunity_id", "stage"} <= set(history.columns) or not d.index.is_unique:
+        return _stages_reached_by_groups(history, opps, config, d, rank)
+    hist = history[history["stage"].notna()]
+    deal = positions(hist["opportunity_id"], opps["opportunity_id"])
+    in_opps = deal >= 0
+    has_rows = np.zeros(len(d), dtype=bool)  # deals with history rows (else synthetic rows, see above)
+    any_row = positions(history["opportunity_id"], opps["opportunity_id"])
+    has_rows[any_row[any_row >= 0]] = True
+    codes, stages = pd.factorize(hist["stage"])
+    cur_known = d["stage"].notna().to_numpy()
+    cur = d["stage"].to_numpy(dtype=object)
+    first_open = open_stages[0] if open_stages else None
+    start_missing = (~has_rows) & _flag(opps["is_closed"]).to_numpy() & (first_open is not None)
+    extra = pd.Index([*pd.unique(cur[cur_known]), *([first_open] if start_missing.any() else [])])
+    stages = stages.append(extra.difference(stages, sort=False)) if len(extra) else stages
+    if len(stages) > 62:
+        return _stages_reached_by_groups(history, opps, config, d, rank)
+    bit = np.left_shift(np.uint64(1), np.arange(len(stages), dtype=np.uint64))
+    stage_rank = stages.map(lambda s: rank.get(s, -1)).to_numpy(dtype="float64")
+    mask = np.zeros(len(d), dtype=np.uint64)
+    np.bitwise_or.at(mask, deal[in_opps], bit[codes[in_opps]])
+    mask[cur_known] |= bit[stages.get_indexer(cur[cur_known])]
+    if start_missing.any():
+        mask[start_missing] |= bit[stages.get_loc(first_open)]
+    furthest = np.full(len(d), -1.0)
+    np.maximum.at(furthest, deal[in_opps], stage_rank[codes[in_opps]])
+    furthest[cur_known] = np.maximum(furthest[cur_known], stage_rank[stages.get_indexer(cur[cur_known])])
+    furthest[start_missing] = np.maximum(furthest[start_missing], 0.0)
+    d["furthest"] = furthest
     d.loc[d["outcome"] == "won", "furthest"] = len(open_stages)
-    d["visited"] = _visited_sets(h, d)
+    uniq, inverse = np.unique(mask, return_inverse=True)
+    names = stages.to_numpy(dtype=object)
+    as_set = [frozenset(names[(np.uint64(m) & bit) != 0]) for m in uniq]
+    visited = [as_set[i] for i in inverse]
+    for pos in np.flatnonzero(~cur_known):  # no current stage: the set gets the missing value, as `| {stage}`
+        visited[pos] = visited[pos] | {d["stage"].iloc[pos]}
+    d["visited"] = visited
     return d.reset_index()
 
 
-def _visited_sets(h: pd.DataFrame, d: pd.DataFrame) -> list[frozenset]:
-    """Per row of ``d`` (indexed by opportunity_id, with the current ``stage``): the frozenset of the
-    stages the deal has in ``h`` plus its current stage. Vectorised: each stage is a bit, a deal's set
-    is the OR of its rows' bits (sum over distinct (deal, stage) pairs), and each distinct bitmask is
-    turned into a frozenset once."""
-    hs = h[["opportunity_id", "stage"]].dropna(subset=["stage"])
-    cur_known = d["stage"].notna().to_numpy()
-    stages = pd.Index(pd.unique(np.concatenate([hs["stage"].to_numpy(dtype=object),
-                                                d["stage"].to_numpy(dtype=object)[cur_known]])))
-    if len(stages) > 62 or not d.index.is_unique:  # too many stages for a 64-bit mask: plain sets
-        sets = {k: frozenset(g) for k, g in hs.groupby("opportunity_id")["stage"]}
-        return [sets.get(i, frozenset()) | {s} for i, s in zip(d.index, d["stage"], strict=True)]
-    bit = np.left_shift(np.uint64(1), np.arange(len(stages), dtype=np.uint64))
-    pairs = hs.drop_duplicates()
-    deal_pos = d.index.get_indexer(pairs["opportunity_id"])
-    keep = deal_pos >= 0
-    mask = np.zeros(len(d), dtype=np.uint64)
-    np.bitwise_or.at(mask, deal_pos[keep], bit[stages.get_indexer(pairs["stage"])[keep]])
-    mask[cur_known] |= bit[stages.get_indexer(d["stage"].to_numpy(dtype=object)[cur_known])]
-    uniq, inverse = np.unique(mask, return_inverse=True)
-    names = stages.to_numpy()
-    as_set = [frozenset(names[(np.uint64(m) & bit) != 0]) for m in uniq]
-    out = [as_set[i] for i in inverse]
-    for pos in np.flatnonzero(~cur_known):  # a deal without a current stage: keep the original `| {stage}`
-        out[pos] = out[pos] | {d["stage"].iloc[pos]}
-    return out
+def _stages_reached_by_groups(history, opps, config, d: pd.DataFrame, rank: dict) -> pd.DataFrame:
+    """``stages_reached`` through ``normalized_history`` and per-deal sets (unusual inputs: duplicate
+    deal ids, a history without a stage column, more than 62 distinct stages)."""
+    h = normalized_history(history, opps, config)
+    h["rank"] = h["stage"].map(rank).astype("float64")
+    d["furthest"] = h.groupby("opportunity_id")["rank"].max().reindex(d.index).fillna(-1)
+    d["furthest"] = np.maximum(d["furthest"], d["stage"].map(rank).astype("float64").fillna(-1))
+    d.loc[d["outcome"] == "won", "furthest"] = len(config.open_stages)
+    sets = {k: frozenset(g) for k, g in h[["opportunity_id", "stage"]].dropna().groupby("opportunity_id")["stage"]}
+    d["visited"] = [sets.get(i, frozenset()) | {s} for i, s in zip(d.index, d["stage"], strict=True)]
+    return d.reset_index()
 
 
 def stage_conversion(reached: pd.DataFrame, config, variant: str = "any") -> pd.DataFrame:

@@ -67,6 +67,19 @@ def isin(s: pd.Series, values) -> pd.Series:
     return s.isin(values)
 
 
+def positions(s: pd.Series, values: pd.Series) -> np.ndarray:
+    """For each element of ``s``, its position in ``values`` (unique), −1 when absent; one Arrow
+    ``index_in`` for text columns, ``Index.get_indexer`` otherwise."""
+    import pyarrow.compute as pc
+
+    arr, ref = s.array, values.array
+    if isinstance(arr, pd.arrays.ArrowStringArray) and isinstance(ref, pd.arrays.ArrowStringArray):
+        value_set = ref._pa_array.combine_chunks().cast(arr._pa_array.type)
+        pos = pc.fill_null(pc.index_in(arr._pa_array, value_set=value_set), -1)
+        return np.asarray(pos, dtype=np.int64)
+    return pd.Index(values).get_indexer(s)
+
+
 def _ratio(num, den):
     """num ÷ den, NaN when the denominator is 0 or missing."""
     try:
