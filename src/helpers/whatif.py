@@ -560,11 +560,26 @@ def plot_monthly_plan(res: PlanResult, currency: str = "USD") -> None:
     plots.finish(fig, ax, f"FY{res.fiscal_year} target and rep quotas by month ({split})", "Month", "Bookings")
 
 
+CHART_MAX_REPS = 40  # per-rep bar charts beyond this show the lowest and highest 20 (a 770-bar chart is
+#                     unreadable and costs ~3 s of rendering per chart)
+
+
+def chart_reps(reps: pd.DataFrame, title: str) -> tuple[pd.DataFrame, str]:
+    """``reps`` (sorted ascending) and ``title`` as they are; above ``CHART_MAX_REPS`` rows the lowest and
+    highest ``CHART_MAX_REPS // 2`` with the title saying so (the tables keep every rep)."""
+    if len(reps) <= CHART_MAX_REPS:
+        return reps, title
+    k = CHART_MAX_REPS // 2
+    return (pd.concat([reps.head(k), reps.tail(k)]),
+            f"{title} — lowest and highest {k} of {len(reps):,} reps")
+
+
 def plot_rep_quotas(res: PlanResult, currency: str = "USD") -> None:
     from helpers import plots
     from helpers.display import symbol
 
-    reps = res.reps.sort_values("quota")
+    reps, title = chart_reps(res.reps.sort_values("quota"),
+                             "Proposed quota vs the quota each rep's history supports")
     fig, ax = plots.new_figure(9, max(3.0, 0.24 * len(reps) + 1))
     y = np.arange(len(reps))
     ax.barh(y + 0.2, reps["quota"], height=0.4, color=plots.OPEN, label="proposed quota")
@@ -572,13 +587,14 @@ def plot_rep_quotas(res: PlanResult, currency: str = "USD") -> None:
     ax.set_yticks(y, reps["name"])
     plots.money_axis(ax, symbol(currency).strip(), axis="x")
     ax.legend(frameon=False, loc="lower right")
-    plots.finish(fig, ax, "Proposed quota vs the quota each rep's history supports", "Annual quota", "Rep")
+    plots.finish(fig, ax, title, "Annual quota", "Rep")
 
 
 def plot_ote_multiples(res: PlanResult) -> None:
     from helpers import plots
 
-    reps = res.reps.dropna(subset=["ote_multiple"]).sort_values("ote_multiple")
+    reps, title = chart_reps(res.reps.dropna(subset=["ote_multiple"]).sort_values("ote_multiple"),
+                             "Quota as a multiple of on-target earnings (full year, full ramp)")
     lo, hi = res.inputs.ote_multiple_min, res.inputs.ote_multiple_max
     fig, ax = plots.new_figure(9, max(3.0, 0.24 * len(reps) + 1))
     colors = [plots.LOST if f.startswith(("below", "above")) else plots.WON for f in reps["ote_flag"]]
@@ -586,7 +602,7 @@ def plot_ote_multiples(res: PlanResult) -> None:
     ax.axvspan(lo, hi, color=plots.NEUTRAL, alpha=0.15, label=f"{lo:g}–{hi:g}× band", zorder=0)
     ax.set_yticks(np.arange(len(reps)), reps["name"])
     ax.legend(frameon=False, loc="lower right")
-    plots.finish(fig, ax, "Quota as a multiple of on-target earnings (full year, full ramp)", "Quota ÷ OTE", "Rep")
+    plots.finish(fig, ax, title, "Quota ÷ OTE", "Rep")
 
 
 def plot_attainment_distribution(res: PlanResult) -> None:
@@ -600,7 +616,8 @@ def plot_attainment_distribution(res: PlanResult) -> None:
 def plot_p_attain(res: PlanResult) -> None:
     from helpers import plots
 
-    reps = res.reps.dropna(subset=["p_attain"]).sort_values("p_attain")
+    reps, title = chart_reps(res.reps.dropna(subset=["p_attain"]).sort_values("p_attain"),
+                             "Each rep's probability of reaching quota (red: out of reach, yellow: too easy)")
     colors = [plots.LOST if v == "out of reach" else plots.HIGHLIGHT if v == "too easy" else plots.OPEN
               for v in reps["verdict"]]
     fig, ax = plots.new_figure(9, max(3.0, 0.24 * len(reps) + 1))
@@ -610,5 +627,4 @@ def plot_p_attain(res: PlanResult) -> None:
     ax.set_yticks(np.arange(len(reps)), reps["name"])
     ax.set_xlim(0, 1)
     plots.percent_axis(ax, "x")
-    plots.finish(fig, ax, "Each rep's probability of reaching quota (red: out of reach, yellow: too easy)",
-                 "Probability of reaching quota", "Rep")
+    plots.finish(fig, ax, title, "Probability of reaching quota", "Rep")

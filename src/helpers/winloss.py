@@ -1027,10 +1027,18 @@ def plot_trend(trend: pd.DataFrame, title: str = "Win rate trend (95% interval)"
     plots.finish(fig, ax, title, "", "Win rate (count)")
 
 
+CHART_MAX_GROUPS = 40  # a per-group chart beyond this shows the 20 lowest and 20 highest rates
+
+
 def plot_rates(table: pd.DataFrame, overall_rate: float, title: str) -> None:
     """Win rate per group as a dot with its 95% Wilson interval; the dotted line is the overall rate."""
     from helpers import plots
 
+    if len(table) > CHART_MAX_GROUPS:  # the lowest and highest rates; the table keeps every group
+        k = CHART_MAX_GROUPS // 2
+        order = table["win_rate"].rank(method="first")
+        table = table[(order <= k) | (order > len(table) - k)]
+        title = f"{title} — lowest and highest {k} of {len(order):,}"
     t = table.iloc[::-1]
     fig, ax = plots.new_figure(height=max(2.5, 0.35 * len(t) + 1.2))
     y = np.arange(len(t))
