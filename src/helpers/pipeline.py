@@ -121,7 +121,7 @@ def in_scope(df: pd.DataFrame | None, owners, column: str = "owner") -> pd.DataF
     """Rows of ``df`` whose ``column`` is one of ``owners`` (all rows when ``owners`` is None)."""
     if df is None or owners is None:
         return df
-    return df[df[column].isin(owners)]
+    return df[isin(df[column], owners)]
 
 
 def team_of(reps: pd.DataFrame | None) -> dict:
@@ -613,9 +613,8 @@ class Scoped:
         self.reps = ds.tables.get("reps")
         self.owners = scope_owners(self.reps, self.scope, self.who, ds.tables["opportunities"])
         self.opps = in_scope(ds.tables["opportunities"], self.owners)
-        ids = set(self.opps["opportunity_id"])
         hist = ds.tables.get("opportunity_history")
-        self.history = hist[hist["opportunity_id"].isin(ids)] if hist is not None else None
+        self.history = hist[isin(hist["opportunity_id"], self.opps["opportunity_id"])] if hist is not None else None
         self.activities = in_scope(ds.tables.get("activities"), self.owners)
         # a report dated before the export sees the deals as they stood then (``movement.rewind``)
         self.rewound = as_of is not None and pd.Timestamp(as_of) < ds.as_of
@@ -624,12 +623,12 @@ class Scoped:
             if self.history is not None:
                 self.history = self.history[self.history["changed_at"] < cut]
             self.opps = rewind(self.opps, self.history, ds.config, as_of)
-            ids = set(self.opps["opportunity_id"])
             if self.activities is not None:
                 self.activities = self.activities[self.activities["occurred_at"] < cut]
         leads = ds.tables.get("leads")
         if leads is not None and self.owners is not None:
-            leads = leads[leads["opportunity_id"].isin(ids)] if "opportunity_id" in leads.columns else None
+            leads = (leads[isin(leads["opportunity_id"], self.opps["opportunity_id"])]
+                     if "opportunity_id" in leads.columns else None)
         self.leads = leads
         q = quotas if quotas is not None else ds.tables.get("quotas")
         self.quotas = in_scope(q, self.owners, "rep_id")
