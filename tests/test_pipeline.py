@@ -466,3 +466,14 @@ def test_rewind_to_an_earlier_as_of(opps, hist, cfg):
     assert not bool(r.loc["O6", "is_closed"]) and bool(r.loc["O8", "is_won"])
     # open pipeline on 09-30: O1 80 + O2 50 + O4 40 + O5 60 + O6 20 + O10 200 = 450
     assert pl.weighted_pipeline(r.reset_index(), cfg)["amount"].sum() == 450
+
+
+def test_a_scope_with_no_deals_yet_has_no_stall_benchmark_and_no_calibration(opps, hist, cfg):
+    # a new rep's scope: no history and no deals open at the snapshot dates -> no p75 threshold exists, so
+    # nothing is flagged as stalled, and nothing can be calibrated: empty tables, no crash on empty columns
+    visits = mv.stage_visits(hist, opps, cfg, AS_OF)
+    bench = mv.days_in_stage_benchmark(visits.iloc[0:0], cfg)
+    assert bench["threshold_days"].isna().all()
+    assert mv.stalled_deals(visits, opps, bench).empty
+    calib = mv.probability_calibration(hist, opps, cfg, [pd.Timestamp("2020-01-31")])  # before any deal
+    assert calib.empty

@@ -45,7 +45,11 @@ def test_team_scope_and_a_rep_review_pack_through_the_command(tmp_path, sample_d
     team = reps["team"].dropna().iloc[0]
     html = run(tmp_path, "team", dataset=str(sample_dir), scope="team", who=team)
     assert f"Team {team}" in html
-    rep = sorted(reps.loc[reps["role"] == "AE", "rep_id"])[0]
+    opps = pd.read_csv(sample_dir / "opportunities.csv")
+    open_deals = opps[~opps["is_closed"].astype(str).str.lower().isin(["true", "1"])]
+    # the AE with the most open deals (ties: lowest id), so the pack has deals to question
+    counts = open_deals[open_deals["owner"].isin(reps.loc[reps["role"] == "AE", "rep_id"])]["owner"].value_counts()
+    rep = sorted(counts[counts == counts.max()].index)[0]
     code, target, results = reviews.run_reviews(sample_dir, "2026-10", None, tmp_path / "reports", [rep], 1,
                                                 progress=None)
     assert code == 0, [r.error for r in results]

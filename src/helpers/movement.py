@@ -448,8 +448,8 @@ def stalled_deals(visits: pd.DataFrame, opps: pd.DataFrame, benchmark: pd.DataFr
     """Open deals whose current stay in their stage is longer than the threshold: the benchmark's
     ``threshold_days`` (p75 of won deals' days in that stage) or ``fixed_days`` when given."""
     cur = visits[visits["is_current"] & (visits["outcome"] == "open")]
-    thr = benchmark.set_index("stage")["threshold_days"]
-    cur = cur.assign(threshold_days=float(fixed_days) if fixed_days else cur["stage"].map(thr))
+    thr = pd.to_numeric(benchmark.set_index("stage")["threshold_days"], errors="coerce").astype("float64")
+    cur = cur.assign(threshold_days=float(fixed_days) if fixed_days else cur["stage"].map(thr).astype("float64"))
     st = cur[cur["days"] > cur["threshold_days"]]
     cols = [c for c in ("opportunity_id", "account", "owner", "amount", "close_date", "next_step") if c in opps.columns]
     out = st.merge(opps[cols], on="opportunity_id", how="left")
@@ -484,7 +484,7 @@ def probability_calibration(history, opps: pd.DataFrame, config, dates,
     snaps = replay(history, opps, config, dates)
     out_now = pd.Series(np.where(is_won(opps), 1.0, np.where(_flag(opps["is_closed"]), 0.0, np.nan)),
                         index=opps["opportunity_id"])
-    s = snaps[snaps["is_open"]].assign(won=lambda x: x["opportunity_id"].map(out_now)).dropna(
+    s = snaps[snaps["is_open"]].assign(won=lambda x: x["opportunity_id"].map(out_now).astype("float64")).dropna(
         subset=["won", "probability"])
     s = s.assign(bucket=pd.cut(s["probability"], bins=list(bins), include_lowest=True))
     g = s.groupby("bucket", observed=True).agg(observations=("won", "count"),
