@@ -26,6 +26,7 @@ The model, in short:
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,8 @@ from helpers.calendar import FiscalCalendar, last_complete_month
 
 GENERATOR = "revops-sample"
 GENERATOR_VERSION = 1
+# the generator's own source: a sample written by older code is regenerated, never silently reused
+CODE_FINGERPRINT = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
 DEFAULT_OPPORTUNITIES = 4000
 DEFAULT_REPS = 30
 DEFAULT_ACTIVITIES_PER_OPPORTUNITY = 10.0
@@ -161,6 +164,7 @@ class SampleParams:
         return {
             "generator": GENERATOR,
             "version": GENERATOR_VERSION,
+            "code": CODE_FINGERPRINT,
             "seed": int(self.seed),
             "as_of": self.as_of,
             "n_opportunities": int(self.n_opportunities),
