@@ -750,7 +750,10 @@ def headline_figures(sc: Scoped, config, cal: FiscalCalendar, as_of, threshold: 
         lab = w[name].label
         out[f"bookings_{name.lower()}"] = (r["bookings"], f"Bookings {name} ({lab})", d["Bookings"], "currency")
         out[f"plan_{name.lower()}"] = (r["plan"], f"Plan {name} ({lab}, full period)", d["Plan"], "currency")
-        out[f"attainment_{name.lower()}"] = (r["attainment"], f"Attainment {name}", d["Attainment"], "percent")
+        out[f"attainment_{name.lower()}"] = (r["attainment"], f"Attainment {name} of the full {lab} plan",
+                                            d["Attainment"], "percent")
+        out[f"attainment_to_date_{name.lower()}"] = (r["attainment_to_date"], f"Attainment {name} (plan to date)",
+                                                    d["Attainment"], "percent")
     out["bookings_wtd"] = (bvp.loc["WTD", "bookings"], "Bookings WTD", d["Bookings"], "currency")
     out["pace_qtd"] = (bvp.loc["QTD", "pace"], "Pace: quarter at current run rate", d["Pace"], "currency")
     out["pace_attainment_qtd"] = (bvp.loc["QTD", "pace_attainment"], "Pace ÷ quarter plan", d["Pace"], "percent")
@@ -798,7 +801,10 @@ def headline_figures(sc: Scoped, config, cal: FiscalCalendar, as_of, threshold: 
     out["past_due_amount"] = (pdue["amount"].sum(), "Amount past its close date", d["Open pipeline"], "currency")
     out["no_next_step_deals"] = (len(no_next_step(sc.opps, as_of)), "Open deals with no next step",
                                  "open deals whose next_step is empty.", "count")
-    return out
+    # what leadership reads first (the index and the email show the first figures)
+    first = ("bookings_qtd", "attainment_to_date_qtd", "pace_attainment_qtd", "coverage_next_quarter",
+             "bookings_ytd", "attainment_to_date_ytd")
+    return {k: out[k] for k in first if k in out} | out
 
 
 def what_to_look_at(figs: dict[str, tuple], currency: str = "USD", extra: dict | None = None) -> list[str]:

@@ -771,7 +771,10 @@ def headline_figures(overall: pd.DataFrame, change: dict, reasons: pd.DataFrame,
                          label="Duplicate records", unit="count",
                          definition="Records identical to an earlier one in every column but opportunity_id, "
                                     "left out of all figures."))
-    return figs
+    # what leadership reads first (the index and the email show the first figures); interval bounds last
+    first = ("closed_deals", "win_rate", "win_rate_change", "win_rate_value", "top_loss_reason",
+             "top_loss_reason_share")
+    return sorted(figs, key=lambda f: first.index(f["key"]) if f["key"] in first else len(first))
 
 
 def _pct(x) -> str:
