@@ -31,7 +31,7 @@ def normalized_history(history: pd.DataFrame | None, opps: pd.DataFrame, config)
     """History sorted by deal and time with every field carried forward within the deal, plus
     synthetic rows for deals that have none (see the module docstring)."""
     cols = ["opportunity_id", "changed_at", *FIELDS]
-    h = (history.copy() if history is not None
+    h = (history if history is not None  # no copy: filtering makes a new frame (copy-on-write)
          else pd.DataFrame({c: pd.Series(dtype="str") for c in ("opportunity_id", "stage")}))
     h = h[isin(h["opportunity_id"], opps["opportunity_id"])]
     if "changed_at" not in h.columns:
@@ -57,17 +57,31 @@ def normalized_history(history: pd.DataFrame | None, opps: pd.DataFrame, config)
             "stage": end_src["stage"], "amount": end_src["amount"], "close_date": end_src["close_date"],
             "probability": np.nan, "forecast_category": end_src.get("forecast_category", np.nan)})
         h = pd.concat([h[cols], start_rows, end_rows], ignore_index=True)
-    h = h[cols].copy()
+    h = h[cols]
     h["changed_at"] = pd.to_datetime(h["changed_at"]).astype("datetime64[us]")
     h["close_date"] = pd.to_datetime(h["close_date"]).astype("datetime64[us]")
-    h = h.sort_values(["opportunity_id", "changed_at"], kind="stable").reset_index(drop=True)
-    h[list(FIELDS)] = h.groupby("opportunity_id")[list(FIELDS)].ffill()
+    # = sort_values(["opportunity_id", "changed_at"], kind="stable") (missing values last), on integer keys
+    deal = _sort_rank(h["opportunity_id"])
+    when = h["changed_at"].to_numpy().view("int64").copy()
+    when[h["changed_at"].isna().to_numpy()] = np.iinfo(np.int64).max
+    order = np.lexsort((when, deal))
+    h = h.iloc[order].reset_index(drop=True)
+    key = deal[order].astype("float64")
+    key[h["opportunity_id"].isna().to_numpy()] = np.nan  # like groupby("opportunity_id"): no group for a missing id
+    h[list(FIELDS)] = h[list(FIELDS)].groupby(key).ffill()
     return h
 
 
+def _sort_rank(s: pd.Series) -> np.ndarray:
+    """Each value's rank among the sorted distinct values of ``s`` (missing values last): sorting by it
+    sorts like ``sort_values`` on ``s``, without comparing strings row by row."""
+    codes, uniques = pd.factorize(s, sort=True)
+    return np.where(codes < 0, len(uniques), codes)
+
+
 def _status(stage: pd.Series, config) -> tuple[pd.Series, pd.Series, pd.Series]:
-    won = stage.isin(config.won_stages)
-    lost = stage.isin(config.lost_stages)
+    won = isin(stage, config.won_stages)
+    lost = isin(stage, config.lost_stages)
     return ~(won | lost), won, lost
 
 
@@ -84,20 +98,29 @@ def replay(history: pd.DataFrame | None, opps: pd.DataFrame, config, dates) -> p
     grid["snapshot_date"] = grid["snapshot_date"].astype("datetime64[us]")
     grid["_cut"] = grid["snapshot_date"] + pd.Timedelta(days=1)
     grid = grid.sort_values("_cut", kind="stable")
-    snap = pd.merge_asof(grid, h.sort_values("changed_at", kind="stable"), left_on="_cut", right_on="changed_at",
-                         by="opportunity_id", allow_exact_matches=False, direction="backward")
+    # merge_asof by deal on integer codes (hashing strings per row is most of its cost)
+    deal_ids = pd.Series(opps["opportunity_id"].unique())
+    grid["_deal"] = positions(grid["opportunity_id"], deal_ids)
+    right = h.assign(_deal=positions(h["opportunity_id"], deal_ids)).drop(columns="opportunity_id")
+    snap = pd.merge_asof(grid, right.sort_values("changed_at", kind="stable"), left_on="_cut",
+                         right_on="changed_at", by="_deal", allow_exact_matches=False, direction="backward")
+    snap = snap.drop(columns="_deal")
     # deals created before their first history row: use that first row
     first = h.drop_duplicates("opportunity_id").set_index("opportunity_id")
     nomatch = snap["changed_at"].isna()
     if nomatch.any():
         for f in FIELDS:
             snap.loc[nomatch, f] = snap.loc[nomatch, "opportunity_id"].map(first[f])
-    default = snap["stage"].map(config.probabilities).astype("float64")
+    codes, stages = pd.factorize(snap["stage"])  # the stage default per distinct stage, not per row
+    default_of = np.append(stages.map(config.probabilities).to_numpy(dtype="float64", na_value=np.nan), np.nan)
+    default = pd.Series(default_of[codes], index=snap.index)
     snap["probability"] = pd.to_numeric(snap["probability"], errors="coerce").astype("float64").fillna(default)
     snap["amount"] = pd.to_numeric(snap["amount"], errors="coerce").astype("float64")
     snap["is_open"], snap["is_won"], snap["is_lost"] = _status(snap["stage"], config)
-    snap = snap.drop(columns=["_cut", "changed_at"]).sort_values(["snapshot_date", "opportunity_id"])
-    return snap.reset_index(drop=True)
+    snap = snap.drop(columns=["_cut", "changed_at"])
+    # = sort_values(["snapshot_date", "opportunity_id"]) (stable), on integer keys
+    order = np.lexsort((_sort_rank(snap["opportunity_id"]), snap["snapshot_date"].to_numpy().view("int64")))
+    return snap.iloc[order].reset_index(drop=True)
 
 
 def weekly_dates(start, end) -> list[pd.Timestamp]:
