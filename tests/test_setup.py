@@ -49,3 +49,13 @@ def test_tables_read_like_prose_for_leadership():
     assert "<th class=\"\">Rep ID</th>" in html and ">Attainment to date</th>" in html and ">Owner</th>" in html
     assert ">45.6%</td>" in html and ">€1,234,567</td>" in html
     assert "<th>index</th>" not in html and ">0</td>" not in html  # no index noise
+
+
+def test_headlines_lead_puts_the_named_figures_first_and_keeps_the_rest():
+    from helpers.summary import Headlines
+
+    h = Headlines("nb")
+    for k in ("a", "b", "c", "d"):
+        h.add(k, 1, k.upper(), "def", "count")
+    h.lead(["c", "a"])
+    assert [f.key for f in h.figures] == ["c", "a", "b", "d"]

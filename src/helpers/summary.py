@@ -46,6 +46,12 @@ class Headlines:
         self.figures = [f for f in self.figures if f.key != key]
         self.figures.append(Figure(key, label, value, unit, definition))
 
+    def lead(self, keys) -> None:
+        """Move the figures named in ``keys`` to the front, in that order (the index and the leadership
+        email show a notebook's first figures)."""
+        keys = list(keys)
+        self.figures.sort(key=lambda f: keys.index(f.key) if f.key in keys else len(keys))
+
     def get(self, key: str):
         return next((f.value for f in self.figures if f.key == key), None)
 

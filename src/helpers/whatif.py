@@ -502,6 +502,8 @@ def add_headlines(h, res: PlanResult, funnel: pd.DataFrame | None = None) -> Non
             h.add(f"quota_{col}_per_rep_month", med[col], f"{label} per rep per month (median rep)",
                   "Reverse funnel from the median rep's monthly quota at full ramp with the measured conversion "
                   "rates and average deal size.", "number")
+    h.lead(["quota_fiscal_year", "quota_company_target", "quota_sum_of_rep_quotas",
+            "quota_expected_share_at_quota", "quota_realistic", "quota_level_total"])
 
 
 def escape_dollars(text: str) -> str:
