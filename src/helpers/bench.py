@@ -1,7 +1,7 @@
 """``revops bench``: the monthly pack at several sizes, beside the floor of its machinery.
 
 For each size N (opportunities; ~4.7 history rows, 10 activities and ~4 leads per opportunity; reps
-= clamp(N / 400, 30, 1000)) the benchmark generates the sample dataset with ``helpers.sample.write_sample``
+= max(30, N / 130)) the benchmark generates the sample dataset with ``helpers.sample.write_sample``
 and measures, each phase in a fresh process so peak memory (max RSS) is its own:
 
 - **load**: ``dataset.load`` with no cache (CSV parse + coercion + validation: the naive path), the
@@ -40,7 +40,8 @@ ACTIVITIES_PER_OPP = 10
 
 
 def reps_for(n: int) -> int:
-    return int(min(1000, max(30, n // 400)))
+    """~130 opportunities per rep (what keeps the sample's deal amounts and quotas believable), at least 30."""
+    return int(max(30, n // 130))
 
 
 # --------------------------------------------------------------------------------------------------
