@@ -51,7 +51,8 @@ DEFAULT_ACTIVITIES_PER_OPPORTUNITY = 10.0
 FISCAL_START_MONTH = 2
 BOOKINGS_PER_OTE = 2.9  # a median, fully ramped AE books this × OTE in the last complete fiscal year
 PRODUCTIVITY_SIGMA = 0.22  # lognormal spread of AE productivity (top of 30 ≈ 1.6× the median)
-QUOTA_PER_OTE = 4.0  # annual bookings quota ÷ OTE (before territory weight)
+QUOTA_PER_OTE = 3.4  # annual bookings quota ÷ OTE (before territory weight): the median AE attains ~85%
+QUOTA_GROWTH = 1.15  # rep quotas grow with the business, year over year
 TARGET_GROWTH = 1.2  # company target = last fiscal year's bookings × 1.2
 
 STAGES = [
@@ -971,7 +972,7 @@ def _bookings_by_fiscal_year(cal, close_day, amount, won_closed) -> dict[int, fl
 
 def _quotas(reps, cal, start, fy_now, sdr_meetings: float) -> pa.Table:
     """Monthly quota rows while employed, from the window start to the end of the current fiscal year.
-    AE: QUOTA_PER_OTE × OTE × territory weight × 1.06^(fy − current fy), spread by the quarterly
+    AE: QUOTA_PER_OTE × OTE × √territory weight × QUOTA_GROWTH^(fy − current fy), spread by the quarterly
     seasonality QUARTER_SHARE and ramped in the first months; SDR (metric "meetings"): the meetings an
     average SDR books in a month (from the activity volume, ≈ 7 at the default size), ramped."""
     first = _month_index(np.array([_day(start)]))[0]
@@ -989,7 +990,7 @@ def _quotas(reps, cal, start, fy_now, sdr_meetings: float) -> pa.Table:
     season = np.repeat(QUARTER_SHARE / 3, 3)
     ramp = _ramp(mon - hire_m, reps["ramp_months"][rep])
     is_ae = reps["role"][rep] == "AE"
-    annual = QUOTA_PER_OTE * reps["ote"][rep] * reps["territory_weight"][rep] * 1.06 ** (fy - fy_now)
+    annual = QUOTA_PER_OTE * reps["ote"][rep] * np.sqrt(reps["territory_weight"][rep]) * QUOTA_GROWTH ** (fy - fy_now)
     q_ae = np.rint(annual * season[fmon - 1] * ramp / 100) * 100
     q_sdr = np.maximum(1, np.rint(sdr_meetings * ramp))
     quota = np.where(is_ae, q_ae, q_sdr)
