@@ -59,3 +59,18 @@ def test_headlines_lead_puts_the_named_figures_first_and_keeps_the_rest():
         h.add(k, 1, k.upper(), "def", "count")
     h.lead(["c", "a"])
     assert [f.key for f in h.figures] == ["c", "a", "b", "d"]
+
+
+def test_tables_show_reps_by_name():
+    import pandas as pd
+
+    from helpers.display import set_rep_names, table_html
+
+    set_rep_names(pd.DataFrame({"rep_id": ["AE1", "AE2", "AE3"], "name": ["Ann Lee", "Bo Chan", "Bo Chan"]}))
+    try:
+        html = table_html(pd.DataFrame({"owner": ["AE1", "AE2", "AE3", "AE9"], "note": ["AE1", "", "", ""]}))
+        assert ">Ann Lee</td>" in html and ">Bo Chan (AE2)</td>" in html and ">Bo Chan (AE3)</td>" in html
+        assert ">AE9</td>" in html  # unknown ids stay as they are
+        assert ">AE1</td>" in html  # only rep columns are renamed
+    finally:
+        set_rep_names(None)

@@ -68,6 +68,7 @@ def open_report(dataset: str, period: str = "", as_of: str = "", title: str = ""
     display.setup_notebook()
     ds = load(resolve_dataset(dataset), tables=tables)
     p, a = resolve_dates(ds, period, as_of)
+    display.set_rep_names(ds.reps)
     cal = FiscalCalendar(ds.config.fiscal_year_start_month)
     ctx = ReportContext(ds, a, p, cal, Headlines(notebook or title, ds.config.currency))
     if show_header and title:

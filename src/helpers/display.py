@@ -34,6 +34,22 @@ TABLE_CSS = """
 """
 
 
+REP_COLUMNS = ("owner", "rep", "rep_id")
+_rep_names: dict[str, str] = {}
+
+
+def set_rep_names(reps) -> None:
+    """Show reps by name in every table: values of the columns ``owner``, ``rep`` and ``rep_id`` that are
+    rep ids become the rep's name (with the id where two reps share a name). ``reps``: the reps table."""
+    _rep_names.clear()
+    if reps is None or "name" not in reps.columns:
+        return
+    r = reps[reps["name"].notna() & reps["rep_id"].notna()]
+    dup = r["name"].duplicated(keep=False)
+    for rid, name, d in zip(r["rep_id"], r["name"], dup, strict=True):
+        _rep_names[str(rid)] = f"{name} ({rid})" if d else str(name)
+
+
 def symbol(currency: str) -> str:
     return CURRENCY_SYMBOLS.get(currency, currency + " ")
 
@@ -146,7 +162,7 @@ def table_html(df: pd.DataFrame, money=(), pct=(), ints=(), ratio=(), decimals=(
                 elif isinstance(v, float):
                     txt = fmt_num(v, 2)
                 else:
-                    txt = str(v)
+                    txt = _rep_names.get(str(v), str(v)) if c in REP_COLUMNS else str(v)
                 cells.append(f"<td>{html.escape(txt)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
