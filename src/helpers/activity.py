@@ -63,6 +63,12 @@ def _factorized(s: pd.Series) -> pd.Categorical:
     """Categorical in order of first appearance (``factorize`` without the sort ``astype("category")`` does)."""
     if isinstance(s.dtype, pd.CategoricalDtype):
         return s.array
+    if isinstance(s.array, pd.arrays.ArrowStringArray):  # one Arrow dictionary_encode: 2× pandas' factorize
+        import pyarrow.compute as pc
+
+        enc = pc.dictionary_encode(s.array._pa_array.combine_chunks())
+        codes = np.asarray(enc.indices.fill_null(-1), dtype=np.int64)
+        return pd.Categorical.from_codes(codes, categories=pd.Index(pd.array(enc.dictionary, dtype="str")))
     codes, uniques = pd.factorize(s, use_na_sentinel=True)
     return pd.Categorical.from_codes(codes, categories=pd.Index(uniques, dtype="str"))
 
