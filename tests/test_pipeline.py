@@ -457,6 +457,15 @@ def test_cumulative_bookings_against_plan(opps):
     assert c.loc[T("2026-10-15"), "bookings"] == 55 and pd.isna(c.loc[T("2026-10-16"), "bookings"])
 
 
+def test_cumulative_bookings_without_quotas(opps):
+    w = FiscalCalendar(1).windows(AS_OF)["QTD"]  # 2026-10-01 .. 2026-12-31: 92 days
+    no_plan = pl.cumulative_bookings(opps, None, w).set_index("date")
+    assert no_plan["plan"].isna().all() and no_plan.loc[T("2026-10-15"), "bookings"] == 55
+    # a company plan of 920 for the quarter: 10 a day, 100 by 10-10, 920 by 12-31
+    c = pl.cumulative_bookings(opps, None, w, company_plan=920).set_index("date")
+    assert c.loc[T("2026-10-10"), "plan"] == pytest.approx(100) and c.loc[T("2026-12-31"), "plan"] == pytest.approx(920)
+
+
 def test_rewind_to_an_earlier_as_of(opps, hist, cfg):
     r = mv.rewind(opps, hist, cfg, "2026-09-30").set_index("opportunity_id")
     # O3 and O7 were created in October; O2 was open in Qualification at 50 closing 10-31; O6 open too

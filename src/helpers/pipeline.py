@@ -655,14 +655,19 @@ def next_quarter(cal: FiscalCalendar, as_of) -> Window:
     return Window("Next quarter", qs, qs - DAY, qe, cal.quarter_label(qs))
 
 
-def cumulative_bookings(opps: pd.DataFrame, quotas: pd.DataFrame | None, window: Window) -> pd.DataFrame:
+def cumulative_bookings(opps: pd.DataFrame, quotas: pd.DataFrame | None, window: Window,
+                        company_plan: float | None = None) -> pd.DataFrame:
     """Per day of the window's full period: cumulative bookings (to ``as_of``) and cumulative plan
-    (quota pro-rated by days), for the bookings-against-plan chart."""
+    (quota pro-rated by days; without quotas, ``company_plan`` for the full period × elapsed days ÷ days in
+    the period; with neither, NaN), for the bookings-against-plan chart."""
     days = pd.date_range(window.start, window.end, freq="D")
     won = opps[is_won(opps) & window.contains(opps["close_date"])]
     daily = _amount(won).groupby(won["close_date"]).sum().reindex(days, fill_value=0.0)
     booked = daily.cumsum().where(days <= window.as_of)
     q = bookings_quotas(quotas)
+    plan = pd.Series(np.nan, index=days)
+    if q is None and company_plan is not None:
+        plan = pd.Series(company_plan * (np.arange(len(days)) + 1) / len(days), index=days)
     if q is not None:
         # daily quota rate: + quota ÷ days on period_start, − the same the day after period_end; cumulated
         rate = q["quota"].fillna(0) / ((q["period_end"] - q["period_start"]).dt.days + 1)
