@@ -98,13 +98,7 @@ def replay(history: pd.DataFrame | None, opps: pd.DataFrame, config, dates) -> p
     grid["snapshot_date"] = grid["snapshot_date"].astype("datetime64[us]")
     grid["_cut"] = grid["snapshot_date"] + pd.Timedelta(days=1)
     grid = grid.sort_values("_cut", kind="stable")
-    # merge_asof by deal on integer codes (hashing strings per row is most of its cost)
-    deal_ids = pd.Series(opps["opportunity_id"].unique())
-    grid["_deal"] = positions(grid["opportunity_id"], deal_ids)
-    right = h.assign(_deal=positions(h["opportunity_id"], deal_ids)).drop(columns="opportunity_id")
-    snap = pd.merge_asof(grid, right.sort_values("changed_at", kind="stable"), left_on="_cut",
-                         right_on="changed_at", by="_deal", allow_exact_matches=False, direction="backward")
-    snap = snap.drop(columns="_deal")
+    snap = _last_change_before_cut(grid, h, opps)
     # deals created before their first history row: use that first row
     first = h.drop_duplicates("opportunity_id").set_index("opportunity_id")
     nomatch = snap["changed_at"].isna()
@@ -121,6 +115,37 @@ def replay(history: pd.DataFrame | None, opps: pd.DataFrame, config, dates) -> p
     # = sort_values(["snapshot_date", "opportunity_id"]) (stable), on integer keys
     order = np.lexsort((_sort_rank(snap["opportunity_id"]), snap["snapshot_date"].to_numpy().view("int64")))
     return snap.iloc[order].reset_index(drop=True)
+
+
+def _last_change_before_cut(grid: pd.DataFrame, h: pd.DataFrame, opps: pd.DataFrame) -> pd.DataFrame:
+    """``merge_asof(grid, h, left_on="_cut", right_on="changed_at", by="opportunity_id",
+    allow_exact_matches=False)``: each grid row with the deal's last history row changed before ``_cut``.
+
+    Computed as one ``searchsorted`` on integer keys (deal code × (number of distinct times + 1) + time
+    rank) over the history sorted by (deal, time); ties keep the history's order, as merge_asof does."""
+    if h["changed_at"].isna().any() or not len(grid):  # merge_asof's own behaviour (it refuses null keys)
+        deal_ids = pd.Series(opps["opportunity_id"].unique())
+        g = grid.assign(_deal=positions(grid["opportunity_id"], deal_ids))
+        right = h.assign(_deal=positions(h["opportunity_id"], deal_ids)).drop(columns="opportunity_id")
+        snap = pd.merge_asof(g, right.sort_values("changed_at", kind="stable"), left_on="_cut",
+                             right_on="changed_at", by="_deal", allow_exact_matches=False, direction="backward")
+        return snap.drop(columns="_deal")
+    deal_ids = pd.Series(opps["opportunity_id"].unique())
+    left_deal = positions(grid["opportunity_id"], deal_ids)
+    right_deal = positions(h["opportunity_id"], deal_ids)
+    right_t = h["changed_at"].to_numpy().view("int64")
+    left_t = grid["_cut"].to_numpy(dtype="datetime64[us]").view("int64")
+    times = np.unique(np.concatenate([right_t, left_t]))
+    width = len(times) + 1
+    right_key = right_deal.astype(np.int64) * width + np.searchsorted(times, right_t)
+    left_key = left_deal.astype(np.int64) * width + np.searchsorted(times, left_t)
+    order = np.argsort(right_key, kind="stable")
+    pos = np.searchsorted(right_key[order], left_key, side="left") - 1  # last key strictly below
+    found = (pos >= 0) & (left_deal >= 0)
+    found[found] = right_deal[order][pos[found]] == left_deal[found]
+    take = np.where(found, order[np.maximum(pos, 0)], -1)
+    right = h.drop(columns="opportunity_id").reset_index(drop=True).reindex(take)
+    return pd.concat([grid.reset_index(drop=True), right.reset_index(drop=True)], axis=1)
 
 
 def weekly_dates(start, end) -> list[pd.Timestamp]:
