@@ -135,10 +135,19 @@ def _last_change_before_cut(grid: pd.DataFrame, h: pd.DataFrame, opps: pd.DataFr
     right_deal = positions(h["opportunity_id"], deal_ids)
     right_t = h["changed_at"].to_numpy().view("int64")
     left_t = grid["_cut"].to_numpy(dtype="datetime64[us]").view("int64")
-    times = np.unique(np.concatenate([right_t, left_t]))
-    width = len(times) + 1
-    right_key = right_deal.astype(np.int64) * width + np.searchsorted(times, right_t)
-    left_key = left_deal.astype(np.int64) * width + np.searchsorted(times, left_t)
+    lo = min(right_t.min(initial=0), left_t.min()) // 1_000_000 * 1_000_000  # a whole second
+    span = (max(right_t.max(initial=0), left_t.max()) - lo) // 1_000_000 + 1
+    if (left_t % 1_000_000 == 0).all() and len(deal_ids) * span < 2**62:
+        # cuts are whole seconds, so "t < cut" ⟺ "⌊t⌋ s < cut": keys in seconds (a deal's rows that share
+        # a second keep their order, and the history is time-sorted within a deal)
+        width = span
+        right_r, left_r = (right_t - lo) // 1_000_000, (left_t - lo) // 1_000_000
+    else:  # time ranks
+        times = np.unique(np.concatenate([right_t, left_t]))
+        width = len(times) + 1
+        right_r, left_r = np.searchsorted(times, right_t), np.searchsorted(times, left_t)
+    right_key = right_deal.astype(np.int64) * width + right_r
+    left_key = left_deal.astype(np.int64) * width + left_r
     order = np.argsort(right_key, kind="stable")
     pos = np.searchsorted(right_key[order], left_key, side="left") - 1  # last key strictly below
     found = (pos >= 0) & (left_deal >= 0)
