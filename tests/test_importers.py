@@ -232,6 +232,13 @@ def test_refuses_to_overwrite_without_force_and_force_replaces(tmp_path):
     with pytest.raises(ImportProblem, match="already exists; pass --force"):
         import_files("hubspot", [FIXTURES / "hubspot_deals.csv"], target)
     assert (target / "keep.txt").read_text() == "mine"
+    # --force replaces only a folder an import wrote: this one (keep.txt, no dataset.yml) is refused
+    with pytest.raises(ImportProblem, match="was not written by `revops import`"):
+        import_files("hubspot", [FIXTURES / "hubspot_deals.csv"], target, force=True)
+    assert (target / "keep.txt").read_text() == "mine"
+    (target / "keep.txt").unlink()
+    target.rmdir()
+    import_files("hubspot", [FIXTURES / "hubspot_deals.csv"], target)
     import_files("hubspot", [FIXTURES / "hubspot_deals.csv"], target, force=True)
     assert sorted(p.name for p in target.iterdir()) == ["dataset.yml", "opportunities.csv", "opportunity_history.csv"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # no temporary or replaced folder left
@@ -319,3 +326,53 @@ def test_number_formats_found_in_exports():
     got = parse_numbers(pd.Series(["USD 1,234.50", "1,234.50 EUR", "$1,200", "(100)", "12%", "TBD", ""], dtype=str))
     assert got.fillna(-1).tolist() == [1234.5, 1234.5, 1200.0, -100.0, 12.0, -1, -1]  # TBD stays for validation
     assert parse_numbers(pd.Series(["1.234,5", "€ 2.000"], dtype=str), decimal=",").tolist() == [1234.5, 2000.0]
+
+
+# --------------------------------------------------------------------------------------------------
+# --force replaces only what an import wrote
+# --------------------------------------------------------------------------------------------------
+def test_force_refuses_a_folder_the_import_did_not_write(tmp_path):
+    data = tmp_path / "data"
+    (data / "acme").mkdir(parents=True)
+    (data / "acme" / "opportunities.csv").write_text("opportunity_id,stage\n1,Won\n")
+    (data / "notes.txt").write_text("mine")
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    with pytest.raises(ImportProblem) as exc:
+        import_files("hubspot", [FIXTURES / "hubspot_deals.csv"], data, force=True)
+    assert str(exc.value).startswith(f"{data} was not written by `revops import` (it has no dataset.yml)")
+    (data / "dataset.yml").write_text("stages: [A, B]\nwon_stages: [B]\nlost_stages: [A]\n")
+    with pytest.raises(ImportProblem, match=r"its dataset.yml has no 'source: imported_by: revops import'"):
+        import_files("hubspot", [FIXTURES / "hubspot_deals.csv"], data, force=True)
+    (data / "dataset.yml").unlink()
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+
+
+def test_force_keeps_hand_added_tables_and_refuses_other_files(tmp_path):
+    target = import_files("hubspot", [FIXTURES / "hubspot_deals.csv"], tmp_path / "ds")
+    written = yaml.safe_load((target / "dataset.yml").read_text())["source"]["wrote"]
+    assert written == ["opportunities.csv", "opportunity_history.csv", "dataset.yml"]
+    quotas = "rep_id,period_start,quota\nAna Ruiz,2026-01-01,100000\n"
+    (target / "quotas.csv").write_text(quotas)
+    # a hand-added table the import does not produce is carried over, and the import says so
+    import_files("hubspot", [FIXTURES / "hubspot_deals.csv"], target, force=True)
+    assert (target / "quotas.csv").read_text() == quotas
+    src = yaml.safe_load((target / "dataset.yml").read_text())["source"]
+    assert src["kept"] == ["quotas.csv"] and "quotas.csv" not in src["wrote"]
+    assert any("kept quotas.csv" in n for n in src["notes"])
+    # any other file is neither deleted nor silently kept: the import refuses and lists it
+    (target / "notes.md").write_text("call Ana")
+    (target / "drafts").mkdir()
+    with pytest.raises(ImportProblem) as exc:
+        import_files("hubspot", [FIXTURES / "hubspot_deals.csv"], target, force=True)
+    assert "not written by the import: drafts/, notes.md" in str(exc.value)
+    assert (target / "notes.md").read_text() == "call Ana" and (target / "quotas.csv").exists()
+    # a table file the new import would overwrite but the last import did not write is refused too
+    (target / "notes.md").unlink()
+    (target / "drafts").rmdir()
+    (target / "opportunity_history.csv").unlink()
+    (target / "opportunity_history.csv").write_text("opportunity_id,changed_at,stage\n")
+    src_yml = yaml.safe_load((target / "dataset.yml").read_text())
+    src_yml["source"]["wrote"].remove("opportunity_history.csv")
+    (target / "dataset.yml").write_text(yaml.safe_dump(src_yml))
+    with pytest.raises(ImportProblem, match="not written by the import: opportunity_history.csv"):
+        import_files("hubspot", [FIXTURES / "hubspot_deals.csv"], target, force=True)

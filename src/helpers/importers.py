@@ -23,6 +23,7 @@ import difflib
 import hashlib
 import io
 import re
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from helpers.atomic import replace_folder
 from helpers.config import ConfigError, parse_config
 from helpers.schema import TABLES
 
+TABLE_EXTENSIONS = (".csv", ".parquet", ".xlsx")  # the files helpers.dataset finds as <table><ext>
 PROFILES_DIR = Path(__file__).with_name("profiles")
 BUILTIN_PROFILES = ("salesforce", "hubspot", "pipedrive", "maven_crm")
 # What an import insists on, per table, unless an export lists its own ``required``. The contract only
@@ -50,6 +52,7 @@ EXPORT_KEYS = {
     "name", "table", "detect", "reject_if", "columns", "extra_columns", "required", "values",
     "status", "joins", "history_from_columns", "currency", "ignore", "description",
 }
+LATEST = "latest_date_in_data"
 PROFILE_KEYS = {"name", "description", "sources", "date_formats", "decimal", "stage_map", "dataset", "exports"}
 
 
@@ -104,7 +107,7 @@ def check_profile(raw) -> list[str]:
         if key not in raw:
             problems.append(f"missing key {key!r}")
     try:
-        parse_config(raw.get("dataset") or {}, where="dataset")
+        parse_config(_dataset_block(raw.get("dataset")), where="dataset")
     except ConfigError as exc:
         problems.append(str(exc).replace("\n", "\n    "))
     exports = raw.get("exports") or []
@@ -143,6 +146,15 @@ def check_profile(raw) -> list[str]:
             if j.get("export") not in names or not j.get("column"):
                 problems.append(f"{where}: join needs a known export and a column, got {j!r}")
     return problems
+
+
+def _dataset_block(ds) -> dict:
+    """The profile's ``dataset:`` block as dataset.yml would hold it, minus ``as_of: latest_date_in_data``
+    (a rule of the import, replaced by a date when the dataset is written)."""
+    ds = dict(ds or {}) if isinstance(ds, dict) else ds
+    if isinstance(ds, dict) and str(ds.get("as_of", "")) == LATEST:
+        del ds["as_of"]
+    return ds
 
 
 # --------------------------------------------------------------------------------------------------
@@ -550,6 +562,51 @@ def _latest_date(tables: dict[str, pd.DataFrame]) -> str | None:
     return max(dates).date().isoformat() if dates else None
 
 
+def _previous_import(to: Path) -> dict:
+    """The ``source:`` block of a folder an earlier ``revops import`` wrote; ImportProblem for any other
+    folder (``--force`` must never delete a folder it did not write, such as data/ holding other datasets)."""
+    why = None
+    yml = to / "dataset.yml"
+    if not yml.is_file():
+        why = "it has no dataset.yml"
+    else:
+        try:
+            raw = yaml.safe_load(yml.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError):
+            raw = None
+        src = raw.get("source") if isinstance(raw, dict) else None
+        if not isinstance(src, dict) or src.get("imported_by") != "revops import":
+            why = "its dataset.yml has no 'source: imported_by: revops import'"
+    if why:
+        raise ImportProblem(f"{to} was not written by `revops import` ({why}); --force only replaces a folder "
+                            "that an import wrote. Choose a new --to folder (e.g. data/<name>), or move the "
+                            "folder away yourself.")
+    return src
+
+
+def _carried_over(to: Path, previous: dict, writes: list[str]) -> list[Path]:
+    """Files of the folder being replaced to copy into the new one: table files (``quotas.csv``, ``reps.xlsx``…)
+    that the previous import did not write and this one does not produce — added by hand. Any other file
+    the previous import did not write (notes, folders, a hand-made table this import would overwrite) is
+    an ImportProblem listing them: nothing is deleted that the import did not write."""
+    wrote = previous.get("wrote")
+    if wrote is None:  # imports before source.wrote existed wrote dataset.yml and <table>.csv files
+        wrote = ["dataset.yml"] + [f"{t}.csv" for t in TABLES]
+    produced = {Path(w).stem for w in writes}
+    keep, foreign = [], []
+    for p in sorted(to.iterdir()):
+        if p.is_file() and p.name in wrote:
+            continue
+        if p.is_file() and p.stem in TABLES and p.suffix in TABLE_EXTENSIONS and p.stem not in produced:
+            keep.append(p)
+        else:
+            foreign.append(p.name + ("/" if p.is_dir() else ""))
+    if foreign:
+        raise ImportProblem(f"{to} holds file(s) not written by the import: {', '.join(foreign)}. --force "
+                            "would delete them; move them out of the folder (or import into another --to).")
+    return keep
+
+
 def import_files(profile: str | Path | dict, files, to: str | Path, force: bool = False,
                  as_of: str | None = None) -> Path:
     """Import export ``files`` through ``profile`` into the dataset folder ``to``; return its path.
@@ -573,7 +630,8 @@ def import_files(profile: str | Path | dict, files, to: str | Path, force: bool 
     inside = [f for f in files if target == f.resolve().parent or target in f.resolve().parents]
     if inside:
         raise ImportProblem(f"input file {inside[0]} is inside the output folder {to}; import into another folder")
-    cfg = parse_config(prof["dataset"], where=f"profile {prof['name']}: dataset")
+    previous = _previous_import(to) if to.exists() else None
+    cfg = parse_config(_dataset_block(prof["dataset"]), where=f"profile {prof['name']}: dataset")
     hashes = {f: sha256_file(f) for f in files}
     mapped, kinds, rows = map_files(prof, files)
 
@@ -587,7 +645,7 @@ def import_files(profile: str | Path | dict, files, to: str | Path, force: bool 
     ds.setdefault("name", to.name)
     if as_of:
         ds["as_of"] = str(pd.Timestamp(as_of).date())
-    elif str(ds.get("as_of", "")) == "latest_date_in_data":
+    elif str(ds.get("as_of", "")) == LATEST:
         ds["as_of"] = _latest_date(tables)
     kind_of = {p: k for k, p in kinds.items()}
     ds["source"] = {
@@ -596,6 +654,13 @@ def import_files(profile: str | Path | dict, files, to: str | Path, force: bool 
         "files": [{"file": f.name, "export": kind_of.get(f), "rows": rows.get(kind_of.get(f)),
                    "sha256": hashes[f]} for f in files],
     }
+    writes = [f"{t}.csv" for t in tables] + ["dataset.yml"]
+    kept = _carried_over(to, previous, writes) if previous is not None else []
+    ds["source"]["wrote"] = writes
+    if kept:
+        ds["source"]["kept"] = [p.name for p in kept]
+        mapped.notes.append(f"kept {', '.join(p.name for p in kept)} from the previous {to.name} (not produced "
+                            "by this import; added by hand)")
     if mapped.notes:
         ds["source"]["notes"] = list(mapped.notes)
     parse_config(ds, where="dataset.yml")
@@ -603,6 +668,8 @@ def import_files(profile: str | Path | dict, files, to: str | Path, force: bool 
     with replace_folder(to, tag="importing") as tmp:
         for tname, df in tables.items():
             _ordered(df, tname).to_csv(tmp / f"{tname}.csv", index=False, quoting=csv.QUOTE_MINIMAL)
+        for p in kept:
+            shutil.copy2(p, tmp / p.name)
         (tmp / "dataset.yml").write_text(
             f"# Written by `revops import --profile {prof['name']}`; edit stages, probabilities and targets freely.\n"
             + yaml.safe_dump(ds, sort_keys=False, allow_unicode=True), encoding="utf-8")
