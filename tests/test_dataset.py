@@ -184,3 +184,141 @@ def test_as_of_is_inferred_from_recorded_events_not_future_close_dates(tmp_path)
     ds = load(make_dataset(tmp_path, {"opportunities.csv": GOOD_OPPS}, yml=yml))
     # created dates max 2026-03-05; closed deals' close dates max 2026-03-01; O3's 2026-12-01 is an expectation
     assert ds.as_of == pd.Timestamp("2026-03-05")
+
+
+# ---- messy real-world exports ------------------------------------------------------------------------
+MINI_YML = "stages: [Open, Won, Lost]\nwon_stages: [Won]\nlost_stages: [Lost]\nas_of: 2026-10-31\n"
+
+
+def load_mini(tmp_path, text: str, yml: str = MINI_YML, name: str = "opportunities.csv", mode: str = "w"):
+    folder = tmp_path / "m"
+    folder.mkdir(exist_ok=True)
+    (folder / "dataset.yml").write_text(yml)
+    if mode == "wb":
+        (folder / name).write_bytes(text)
+    else:
+        (folder / name).write_text(textwrap.dedent(text))
+    return load(folder)
+
+
+def warning_texts(ds) -> list[str]:
+    return [str(w) for w in ds.warnings]
+
+
+def test_european_numbers_are_read_with_a_decimal_comma(tmp_path):
+    ds = load_mini(tmp_path, 'opportunity_id;stage;amount\n1;Open;"1.234,56"\n2;Open;"€ 1.200"\n3;Open;12,5\n')
+    assert ds.opportunities["amount"].tolist() == [1234.56, 1200.0, 12.5]
+    assert any("decimal comma" in w for w in warning_texts(ds))
+
+
+def test_us_numbers_with_thousands_commas_and_currency_codes(tmp_path):
+    ds = load_mini(tmp_path, 'opportunity_id,stage,amount\n1,Open,"1,234.56"\n2,Open,USD 1200\n3,Open,"$2,000"\n')
+    assert ds.opportunities["amount"].tolist() == [1234.56, 1200.0, 2000.0]
+
+
+def test_a_column_mixing_number_formats_is_an_error_on_the_odd_rows(tmp_path):
+    with pytest.raises(DataValidationError) as exc:
+        load_mini(tmp_path, 'opportunity_id,stage,amount\n1,Open,"1.234,56"\n2,Open,"2.000,10"\n3,Open,"1,234.56"\n')
+    assert [str(p) for p in exc.value.problems] == [
+        "opportunities.csv, row 3 (line 4), column 'amount': value '1,234.56' — expected the same number format as "
+        "the rest of the column (like 1.234,56)"]
+
+
+def test_percent_signs_and_probability_scales(tmp_path):
+    ds = load_mini(tmp_path, "opportunity_id,stage,probability\n1,Open,35%\n2,Open,0.5\n3,Open,1%\n")
+    # '%' values are percentages; the plain 0.5 is on the 0-1 scale of its column (no plain value above 1)
+    assert ds.opportunities["probability"].tolist() == pytest.approx([0.35, 0.5, 0.01])
+    ds = load_mini(tmp_path, "opportunity_id,stage,probability\n1,Open,35\n2,Open,0.5\n3,Open,100\n")
+    assert ds.opportunities["probability"].tolist() == pytest.approx([0.35, 0.005, 1.0])
+    assert any("0–100 scale" in w and "1 value(s) below 1" in w for w in warning_texts(ds))
+    with pytest.raises(DataValidationError, match="expected a number, not a percentage"):
+        load_mini(tmp_path, "opportunity_id,stage,amount\n1,Open,35%\n")
+
+
+def test_day_month_order_is_decided_for_the_whole_column(tmp_path):
+    opps = "opportunity_id,stage,created_date\n1,Open,31/10/2026\n2,Open,01/11/2026\n"
+    ds = load_mini(tmp_path, opps)  # 31 proves day-first, so 01/11 is 1 November, not 11 January
+    assert ds.opportunities["created_date"].tolist() == [pd.Timestamp("2026-10-31"), pd.Timestamp("2026-11-01")]
+    ds = load_mini(tmp_path, "opportunity_id,stage,created_date\n1,Open,03/04/2026\n")
+    assert ds.opportunities["created_date"].tolist() == [pd.Timestamp("2026-03-04")]
+    assert any("could be day/month or month/day" in w for w in warning_texts(ds))
+    ds = load_mini(tmp_path, "opportunity_id,stage,created_date\n1,Open,03/04/2026\n", yml=MINI_YML + "date_order: DMY\n")
+    assert ds.opportunities["created_date"].tolist() == [pd.Timestamp("2026-04-03")]
+    with pytest.raises(DataValidationError, match="row 2 .* value '10/31/2026' — expected dates in one order"):
+        load_mini(tmp_path, "opportunity_id,stage,created_date\n1,Open,31/10/2026\n2,Open,10/31/2026\n3,Open,30/10/2026\n")
+
+
+def test_timestamps_with_offsets_excel_serials_and_na_words(tmp_path):
+    opps = ("opportunity_id,stage,created_date,amount\n1,Open,2026-10-31T14:00:00Z,N/A\n2,Open,2026-10-30,-\n"
+            "3,Open,46326,null\n")
+    ds = load_mini(tmp_path, opps)
+    # Excel serial 46326 = 1899-12-30 + 46326 days = 2026-10-31
+    assert ds.opportunities["created_date"].tolist() == [pd.Timestamp("2026-10-31"), pd.Timestamp("2026-10-30"),
+                                                         pd.Timestamp("2026-10-31")]
+    assert ds.opportunities["amount"].isna().all()
+    assert any("Excel day serials" in w for w in warning_texts(ds))
+
+
+def test_headers_match_the_contract_ignoring_case_and_spaces_and_stages_ignoring_case(tmp_path):
+    ds = load_mini(tmp_path, "Opportunity ID,STAGE ,Amount\n1,closed  won,5\n2,OPEN,6\n",
+                   yml=MINI_YML.replace("[Open, Won, Lost]", "[Open, Closed Won, Lost]").replace("[Won]", "[Closed Won]"))
+    assert ds.opportunities["stage"].tolist() == ["Closed Won", "Open"]
+    assert ds.opportunities["is_won"].tolist() == [True, False]
+    assert "opportunities.csv, column 'stage': value 'OPEN' — read as the stage 'Open' (1 row(s))" in warning_texts(ds)
+
+
+def test_windows_1252_and_blank_lines_keep_row_numbers_right(tmp_path):
+    data = "opportunity_id,stage,account,amount\n1,Open,Café Müller,5\n\n3,Open,Ok,-1\n".encode("cp1252")
+    with pytest.raises(DataValidationError) as exc:
+        load_mini(tmp_path, data, mode="wb")
+    assert [str(p) for p in exc.value.problems] == [
+        "opportunities.csv, row 3 (line 4), column 'amount': value '-1' — expected an amount of 0 or more"]
+    ds = load_mini(tmp_path, data.replace(b"-1", b"1"), mode="wb")
+    assert ds.opportunities["account"].tolist() == ["Café Müller", "Ok"]
+    assert any("not UTF-8; read as Windows-1252" in w for w in warning_texts(ds))
+
+
+def test_duplicate_headers_empty_files_and_folders_are_errors(tmp_path):
+    with pytest.raises(DataValidationError, match=r"column 'Amount' — column appears twice \(columns 3 and 4\); keep one"):
+        load_mini(tmp_path, "opportunity_id,stage,amount,Amount\n1,Open,5,6\n")
+    with pytest.raises(DataValidationError, match="opportunities.csv — has no data rows"):
+        load_mini(tmp_path, "opportunity_id,stage,amount\n\n")
+    folder = tmp_path / "d"
+    (folder / "opportunities.csv").mkdir(parents=True)
+    (folder / "dataset.yml").write_text(MINI_YML)
+    with pytest.raises(DataValidationError, match="could not read the file: is a folder, not a file"):
+        load(folder)
+
+
+def test_stage_and_status_flags_must_agree(tmp_path):
+    opps = ("opportunity_id,stage,is_closed,is_won\n1,Won,false,false\n2,Lost,true,true\n3,Open,true,false\n"
+            "4,,false,false\n")
+    got = sorted(str(p) for p in messy_problems(tmp_path, opps))
+    assert got == sorted([
+        "opportunities.csv, row 1 (line 2), column 'is_won': value 'False' — expected is_won = true: the stage is a "
+        "won stage",
+        "opportunities.csv, row 1 (line 2), column 'is_closed': value 'False' — expected is_closed = true: the stage "
+        "is a closing stage",
+        "opportunities.csv, row 2 (line 3), column 'is_won': value 'True' — expected is_won = false: the stage is a "
+        "lost stage",
+        "opportunities.csv, row 3 (line 4), column 'is_closed': value 'True' — expected is_closed = false: the stage "
+        "is an open stage (or list it under won_stages/lost_stages)",
+        "opportunities.csv, row 4 (line 5), column 'stage' — expected a value (required column)",
+    ])
+
+
+def messy_problems(tmp_path, opps):
+    with pytest.raises(DataValidationError) as exc:
+        load_mini(tmp_path, opps)
+    return exc.value.problems
+
+
+@pytest.mark.parametrize("yml, message", [
+    (MINI_YML + "asof: 2026-10-31\n", "asof: not a dataset.yml key; did you mean 'as_of'?"),
+    (MINI_YML.replace("as_of: 2026-10-31", "as_of: Oct 2026"), "as_of: expected the export date as YYYY-MM-DD"),
+    ("stages: [Open, No, Lost]\nwon_stages: [Open]\nlost_stages: [Lost]\n", "put the name in quotes"),
+    (MINI_YML + "date_order: DDMM\n", "date_order: expected DMY (31/10/2026), MDY (10/31/2026) or YMD"),
+])
+def test_dataset_yml_typos_are_errors_with_suggestions(tmp_path, yml, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_mini(tmp_path, "opportunity_id,stage\n1,Open\n", yml=yml)

@@ -19,9 +19,12 @@ Example::
 
 from __future__ import annotations
 
+import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from helpers.schema import TABLES
@@ -88,9 +91,19 @@ def parse_config(raw: dict, where: str = "dataset.yml") -> DatasetConfig:
         raise ConfigError(f"{where}: expected a mapping of keys (name, stages, …), got {type(raw).__name__}")
     known = {
         "name", "currency", "fiscal_year_start_month", "stages", "won_stages", "lost_stages",
-        "qualifying_stage", "targets", "tables", "as_of", "source",
+        "qualifying_stage", "targets", "tables", "as_of", "source", "date_order",
     }
+    for k in raw:
+        close = difflib.get_close_matches(str(k), sorted(known), n=1, cutoff=0.7)
+        if k not in known and close:
+            problems.append(f"{k}: not a dataset.yml key; did you mean {close[0]!r}?")
     cfg = DatasetConfig(extra={k: v for k, v in raw.items() if k not in known})
+    order = raw.get("date_order")
+    if order is not None:
+        if str(order).upper() not in ("DMY", "MDY", "YMD"):
+            problems.append(f"date_order: expected DMY (31/10/2026), MDY (10/31/2026) or YMD, got {order!r}")
+        else:
+            cfg.extra["date_order"] = str(order).upper()
     cfg.name = str(raw.get("name", cfg.name))
     cfg.currency = str(raw.get("currency", cfg.currency))
     fy = raw.get("fiscal_year_start_month", 1)
@@ -104,6 +117,10 @@ def parse_config(raw: dict, where: str = "dataset.yml") -> DatasetConfig:
         stages = []
     probs = {}
     for i, st in enumerate(stages, 1):
+        if isinstance(st, bool) or st is None or (isinstance(st, dict) and isinstance(st.get("name"), bool)):
+            problems.append(f"stages[{i}]: YAML read this stage name as {st!r}; put the name in quotes "
+                            "(e.g. - \"No\")")
+            continue
         if isinstance(st, str):
             name, p = st, None
         elif isinstance(st, dict) and "name" in st:
@@ -158,7 +175,16 @@ def parse_config(raw: dict, where: str = "dataset.yml") -> DatasetConfig:
             problems.append(f"tables: unknown table {k!r}; the tables are {', '.join(TABLES)}")
     cfg.tables = {str(k): v for k, v in tables.items()}
     if raw.get("as_of") is not None:
-        cfg.as_of = str(raw["as_of"])
+        as_of = str(raw["as_of"]).strip()
+        try:
+            if as_of == "latest_date_in_data":  # an import profile's rule, resolved when it writes dataset.yml
+                pass
+            elif not re.fullmatch(r"\d{4}-\d{2}-\d{2}", as_of):
+                raise ValueError
+            pd.Timestamp(as_of)
+            cfg.as_of = as_of
+        except ValueError:
+            problems.append(f"as_of: expected the export date as YYYY-MM-DD (e.g. 2026-10-31), got {raw['as_of']!r}")
     cfg.source = raw.get("source") or {}
     if problems:
         raise ConfigError(f"{where} has {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
@@ -174,6 +200,8 @@ def load_config(folder: str | Path) -> DatasetConfig:
         )
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     return parse_config(raw, where=str(path))

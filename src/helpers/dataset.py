@@ -17,18 +17,16 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from helpers import sources
+from helpers.coerce import blank, to_bool, to_date, to_number, to_text
 from helpers.config import DatasetConfig, load_config
 from helpers.schema import TABLES, Table
 
 EXTENSIONS = (".csv", ".parquet", ".xlsx")
 MAX_ROWS_SHOWN = 20  # per (file, column, rule) group in the error message; all are kept in .problems
 
-TRUE_WORDS = {"true", "t", "yes", "y", "1", "1.0", "won", "closed"}
-FALSE_WORDS = {"false", "f", "no", "n", "0", "0.0", "open", "lost"}
 
 
 @dataclass(frozen=True)
@@ -173,68 +171,62 @@ def find_table_files(folder: Path, config: DatasetConfig) -> dict[str, Path]:
     return found
 
 
+def _sniff_csv(path: Path) -> tuple[str, str, list[str]]:
+    """(encoding, delimiter, header cells) of a CSV: UTF-8 (with or without BOM), else Windows-1252;
+    comma, semicolon (European Excel) or tab, whichever splits the header line."""
+    import csv
+
+    head = path.read_bytes()[:65536]
+    try:
+        text, encoding = head.decode("utf-8-sig"), "utf-8-sig"
+    except UnicodeDecodeError as exc:
+        if exc.start > len(head) - 4:  # a multi-byte character cut by the 64 KB window
+            text, encoding = head[: exc.start].decode("utf-8-sig"), "utf-8-sig"
+        else:
+            text, encoding = head.decode("cp1252", errors="replace"), "cp1252"
+    first = text.splitlines()[0] if text.strip() else ""
+    delim = max((",", ";", "\t"), key=lambda d: len(next(csv.reader([first], delimiter=d), [])))
+    header = next(csv.reader([first], delimiter=delim), [])
+    return encoding, delim, header
+
+
 def read_raw(path: Path) -> pd.DataFrame:
-    """Read a table file; CSV and Excel cells come back as text (typed later, with row numbers kept)."""
+    """Read a table file; CSV and Excel cells come back as text (typed later, with row numbers kept).
+
+    CSV: the encoding and delimiter are sniffed (``_sniff_csv``); blank lines are kept as empty rows so
+    row numbers match the file (they are dropped after numbering). Notes about the reading (encoding,
+    duplicate headers) travel in ``df.attrs["read_notes"]`` as (severity, column, text)."""
     suffix = path.suffix.lower()
+    if path.is_dir():
+        raise ValueError("is a folder, not a file")
+    notes: list[tuple[str, str | None, str]] = []
     if suffix == ".csv":
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], skipinitialspace=True,
-                           encoding="utf-8-sig")
-    if suffix == ".parquet":
+        encoding, delim, header = _sniff_csv(path)
+        if encoding == "cp1252":
+            notes.append(("warning", None, "is not UTF-8; read as Windows-1252 (save it as UTF-8 to be sure)"))
+        seen: dict[str, int] = {}
+        for i, h in enumerate(header, 1):
+            key = h.strip().lower()
+            if key in seen:
+                notes.append(("error", h.strip(), f"column appears twice (columns {seen[key]} and {i}); keep one"))
+            else:
+                seen[key] = i
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], skipinitialspace=True,
+                         encoding=encoding, sep=delim, skip_blank_lines=False,
+                         encoding_errors="replace")
+    elif suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pandas(date_as_object=False)
-    if suffix in (".xlsx", ".xlsm", ".xls"):
-        return pd.read_excel(path, dtype=object)
-    raise ValueError(f"{path}: unsupported file type {suffix!r}; use .csv, .parquet or .xlsx")
-
-
-def _blank(s: pd.Series) -> pd.Series:
-    if s.dtype == object or pd.api.types.is_string_dtype(s):
-        return s.isna() | (s.astype("str").str.strip() == "")
-    return s.isna()
-
-
-def _to_text(s: pd.Series) -> pd.Series:
-    out = s.astype("str").str.strip()
-    out[_blank(s)] = np.nan
-    return out.astype("str")
-
-
-def _to_date(s: pd.Series, kind: str) -> pd.Series:
-    if pd.api.types.is_datetime64_any_dtype(s):
-        d = s
-        if getattr(d.dt, "tz", None) is not None:
-            d = d.dt.tz_localize(None)
+        df = pq.read_table(path).to_pandas(date_as_object=False)
+    elif suffix in (".xlsx", ".xlsm", ".xls"):
+        sheets = pd.read_excel(path, dtype=object, sheet_name=None)
+        name, df = next(iter(sheets.items()))
+        if len(sheets) > 1:
+            notes.append(("warning", None, f"has {len(sheets)} sheets; read the first, {name!r}"))
     else:
-        txt = s.astype("str").str.strip()
-        txt[_blank(s)] = None
-        d = pd.to_datetime(txt, format="ISO8601", errors="coerce")
-        bad = d.isna() & ~_blank(s)
-        if bad.any():  # fall back to per-value parsing for the odd formats (e.g. 10/3/2026)
-            d = d.astype("datetime64[us]")
-            d[bad] = pd.to_datetime(txt[bad], format="mixed", errors="coerce")
-        if getattr(d.dt, "tz", None) is not None:
-            d = d.dt.tz_localize(None)
-    d = d.astype("datetime64[us]")
-    return d.dt.normalize() if kind == "date" else d
-
-
-def _to_number(s: pd.Series) -> pd.Series:
-    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-        return s.astype("float64")
-    txt = s.astype("str").str.strip().str.replace(r"[,\s$€£¥%]", "", regex=True)
-    txt[_blank(s)] = None
-    return pd.to_numeric(txt, errors="coerce").astype("float64")
-
-
-def _to_bool(s: pd.Series) -> pd.Series:
-    if pd.api.types.is_bool_dtype(s):
-        return s.astype("boolean")
-    txt = s.astype("str").str.strip().str.lower()
-    out = pd.Series(pd.NA, index=s.index, dtype="boolean")
-    out[txt.isin(TRUE_WORDS)] = True
-    out[txt.isin(FALSE_WORDS)] = False
-    return out
+        raise ValueError(f"unsupported file type {suffix!r}; use .csv, .parquet or .xlsx")
+    df.attrs["read_notes"] = notes
+    return df
 
 
 def _closest(name: str, candidates) -> str:
@@ -242,50 +234,68 @@ def _closest(name: str, candidates) -> str:
     return f"; did you mean {m[0]!r}?" if m else ""
 
 
+def _canonical_header(name: str) -> str:
+    return "_".join(str(name).strip().lower().replace("-", " ").split())
+
+
 def coerce_table(raw: pd.DataFrame, table: Table, fname: str, line_offset: int | None,
-                 problems: list[Problem]) -> pd.DataFrame:
-    """Convert columns to their contract kinds, recording a problem for each value that does not convert."""
+                 problems: list[Problem], config: DatasetConfig | None = None) -> pd.DataFrame:
+    """Convert columns to their contract kinds (``helpers.coerce``), recording a problem for each value
+    that does not convert and a warning for each column-level assumption.
+
+    Headers are matched to the contract ignoring case, spaces and hyphens (``Opportunity ID`` →
+    ``opportunity_id``). Rows that are entirely blank are dropped after numbering, so row numbers match
+    the file's lines."""
     df = raw.copy()
+    for sev, col, text in raw.attrs.get("read_notes", []):
+        problems.append(Problem(fname, None, col, None, text, sev, line_offset))
     df.columns = [str(c).strip() for c in df.columns]
+    names = set(table.column_names)
+    rename = {}
+    for c in df.columns:
+        canon = _canonical_header(c)
+        if c not in names and canon in names and canon not in df.columns and canon not in rename.values():
+            rename[c] = canon
+    df = df.rename(columns=rename)
     present = set(df.columns)
     for col in table.required_columns:
         if col not in present:
             problems.append(Problem(fname, None, col, None,
-                                    f"required column is missing{_closest(col, present - set(table.column_names))}",
+                                    f"required column is missing{_closest(col, present - names)}",
                                     line_offset=line_offset))
-    rows = pd.RangeIndex(1, len(df) + 1)
-    df.index = rows
+    df.index = pd.RangeIndex(1, len(df) + 1)
+    empty_rows = df.apply(blank).all(axis=1) if len(df.columns) else pd.Series(True, index=df.index)
+    df = df[~empty_rows]
+    if df.empty:
+        problems.append(Problem(fname, None, None, None, "has no data rows",
+                                "error" if table.required else "warning", line_offset))
+    date_order = (config.extra.get("date_order") if config is not None else None)
     for col in table.columns:
         if col.name not in df.columns:
             continue
         s = df[col.name]
-        blank = _blank(s)
         if col.kind in ("id", "str"):
-            df[col.name] = _to_text(s)
+            df[col.name] = to_text(s)
             continue
         if col.kind in ("date", "datetime"):
-            conv = _to_date(s, col.kind)
-            expected = "expected a date such as 2026-10-31"
+            conv, bad, notes = to_date(s, col.kind, date_order)
         elif col.kind in ("money", "number", "prob"):
-            conv = _to_number(s)
-            expected = "expected a number"
-        elif col.kind == "bool":
-            conv = _to_bool(s)
-            expected = "expected true/false (also yes/no, 1/0)"
-        else:  # pragma: no cover - schema guards kinds
-            raise ValueError(col.kind)
-        bad = conv.isna() & ~blank
-        for r in bad[bad].index:
+            conv, bad, notes = to_number(s, col.kind)
+        else:
+            conv = to_bool(s)
+            bad = {r: "expected true/false (also yes/no, 1/0)"
+                   for r in (conv.isna() & ~blank(s, na_words=True))[lambda m: m].index}
+            notes = []
+        for r, expected in bad.items():
             problems.append(Problem(fname, int(r), col.name, s[r], expected, line_offset=line_offset))
+        for text in notes:
+            problems.append(Problem(fname, None, col.name, None, text, "warning", line_offset))
         if col.kind == "money":
             neg = conv < 0
             for r in neg[neg].index:
                 problems.append(Problem(fname, int(r), col.name, s[r], "expected an amount of 0 or more",
                                         line_offset=line_offset))
         if col.kind == "prob":
-            valid = conv.dropna()
-            if len(valid) and valid.max() > 1:
-                conv = conv / 100.0  # given as percentages
             out_of_range = (conv < 0) | (conv > 1)
             for r in out_of_range[out_of_range].index:
                 problems.append(Problem(fname, int(r), col.name, s[r], "expected a probability within 0–1 or 0–100",
@@ -325,7 +335,7 @@ def check_rules(tables: dict[str, pd.DataFrame], names: dict[str, str], offsets:
             blank_id = ids.isna()
             errors += _row_problems(df, blank_id, fname, t.key, "expected an id (the key may not be empty)", off)
         for col in t.required_columns:
-            if col in df.columns and col != t.key and tname != "opportunities":
+            if col in df.columns and col != t.key:
                 errors += _row_problems(df, df[col].isna(), fname, col, "expected a value (required column)", off)
         if "stage" in df.columns and stages:
             bad = df["stage"].notna() & ~df["stage"].isin(list(stages))
@@ -346,6 +356,18 @@ def check_rules(tables: dict[str, pd.DataFrame], names: dict[str, str], offsets:
             bad = opp["is_won"].fillna(False) & ~opp["is_closed"].fillna(False)
             errors += _row_problems(opp, bad, fname, "is_closed",
                                     "expected is_closed = true for a won deal (is_won is true)", off)
+            st = opp["stage"] if "stage" in opp.columns else pd.Series(pd.NA, index=opp.index)
+            won_st, lost_st = st.isin(config.won_stages), st.isin(config.lost_stages)
+            open_st = st.isin(config.open_stages)
+            for mask, col, text in (
+                (won_st & (opp["is_won"] == False), "is_won", "expected is_won = true: the stage is a won stage"),  # noqa: E712
+                (lost_st & (opp["is_won"] == True), "is_won", "expected is_won = false: the stage is a lost stage"),  # noqa: E712
+                ((won_st | lost_st) & (opp["is_closed"] == False), "is_closed",  # noqa: E712
+                 "expected is_closed = true: the stage is a closing stage"),
+                (open_st & (opp["is_closed"] == True), "is_closed",  # noqa: E712
+                 "expected is_closed = false: the stage is an open stage (or list it under won_stages/lost_stages)"),
+            ):
+                errors += _row_problems(opp, mask.fillna(False) & ~bad, fname, col, text, off)
         if {"is_closed", "close_date"} <= set(opp.columns) and as_of is not None:
             past = ~opp["is_closed"].fillna(False) & (opp["close_date"] < as_of)
             warnings += _row_problems(opp, past, fname, "close_date",
@@ -366,6 +388,28 @@ def check_rules(tables: dict[str, pd.DataFrame], names: dict[str, str], offsets:
                                     f"expected an opportunity_id that exists in {names['opportunities']}",
                                     offsets[tname])
     return errors, warnings
+
+
+def normalize_stages(df: pd.DataFrame, config: DatasetConfig, fname: str, off, problems: list[Problem]) -> pd.DataFrame:
+    """Stage values that match a dataset.yml stage but for case and spacing (``closed won``) take the
+    stage's own spelling, with one warning per spelling."""
+    if "stage" not in df.columns or not config.stages:
+        return df
+    key = {" ".join(s.lower().split()): s for s in config.stages}
+    st = df["stage"]
+    odd = st.notna() & ~st.isin(list(config.stages))
+    if not odd.any():
+        return df
+    fixed = st[odd].map(lambda v: key.get(" ".join(str(v).lower().split())))
+    hit = fixed.notna()
+    if hit.any():
+        df = df.copy()
+        df.loc[fixed[hit].index, "stage"] = fixed[hit]
+        for v, canon in sorted(set(zip(st[odd][hit], fixed[hit], strict=True))):
+            n = int((st[odd][hit] == v).sum())
+            problems.append(Problem(fname, None, "stage", v, f"read as the stage {canon!r} ({n} row(s))", "warning",
+                                    off))
+    return df
 
 
 def derive_status(opp: pd.DataFrame, config: DatasetConfig) -> pd.DataFrame:
@@ -428,7 +472,8 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True,
             problems.append(Problem(fname, None, None, None, f"could not read the file: {exc}"))
             continue
         names[tname], offsets[tname] = fname, off
-        typed[tname] = coerce_table(raw, TABLES[tname], fname, off, problems)
+        typed[tname] = normalize_stages(coerce_table(raw, TABLES[tname], fname, off, problems, config), config,
+                                        fname, off, problems)
         unknown = set(typed[tname].columns) - set(TABLES[tname].column_names)
         missing_optional = set(TABLES[tname].column_names) - set(typed[tname].columns)
         for col in sorted(unknown):

@@ -476,9 +476,12 @@ class ParquetCache:
                 pushed_down = True
             else:
                 p = Path(src)
-                if not p.exists():
+                if not p.is_file():  # missing, or a folder: the load reports it; nothing to cache
                     return None
-                h.update(f"|{tname}|{p.name}|{file_sha256(p)}".encode())
+                try:
+                    h.update(f"|{tname}|{p.name}|{file_sha256(p)}".encode())
+                except OSError:  # unreadable: the load reports it
+                    return None
         args = f"{sorted(tables) if tables else None}|{strict}"
         if pushed_down and since is not None:  # files are cached whole and windowed in pandas
             args += f"|since={pd.Timestamp(since):%Y-%m-%d}"
