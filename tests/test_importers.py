@@ -376,3 +376,64 @@ def test_force_keeps_hand_added_tables_and_refuses_other_files(tmp_path):
     (target / "dataset.yml").write_text(yaml.safe_dump(src_yml))
     with pytest.raises(ImportProblem, match="not written by the import: opportunity_history.csv"):
         import_files("hubspot", [FIXTURES / "hubspot_deals.csv"], target, force=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# numbers, percentages, dates: read by the profile's declared format or detected per column
+# --------------------------------------------------------------------------------------------------
+PD_HEADER = ('"Deal - ID","Deal - Title","Deal - Value","Deal - Currency","Deal - Stage","Deal - Status",'
+             '"Deal - Owner","Deal - Deal created","Deal - Expected close date","Deal - Probability"\n')
+
+
+def pipedrive_export(tmp_path, lines: list[str], name="deals.csv") -> Path:
+    """A Pipedrive deals export with PD_HEADER and the given data lines (values in header order)."""
+    path = tmp_path / name
+    path.write_text(PD_HEADER + "".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def pd_row(i, value, status="Open", prob="", created="2026-01-10", close="2026-05-31", currency="EUR"):
+    return f'"{i}","Deal {i}","{value}","{currency}","Qualified","{status}","Ana Ruiz","{created}","{close}","{prob}"'
+
+
+def eur_profile(tmp_path, **top) -> Path:
+    prof = yaml.safe_load((ROOT / "src" / "helpers" / "profiles" / "pipedrive.yml").read_text())
+    prof["dataset"]["currency"] = "EUR"
+    prof.pop("decimal", None)
+    prof.update(top)
+    path = tmp_path / "pd_eur.yml"
+    path.write_text(yaml.safe_dump(prof, sort_keys=False))
+    return path
+
+
+def test_european_numbers_are_detected_per_column(tmp_path):
+    # "1.234,50" has both separators, the last is the decimal one -> 1234.5; so "USD 1.234" and "2.000"
+    # in the same column are thousands -> 1234 and 2000; "1,5" -> 1.5.
+    src = pipedrive_export(tmp_path, [pd_row(1, "1.234,50"), pd_row(2, "EUR 1.234"), pd_row(3, "2.000"),
+                                      pd_row(4, "1,5")])
+    out = import_files(eur_profile(tmp_path), [src], tmp_path / "eu")
+    assert [r["amount"] for r in rows(out / "opportunities.csv")] == ["1234.5", "1234", "2000", "1.5"]
+    # a dot-decimal column: "1,234.5" -> 1234.5, "1,234" -> 1234, "1.234" -> 1.234
+    src = pipedrive_export(tmp_path, [pd_row(1, "1,234.5"), pd_row(2, "1,234"), pd_row(3, "1.234")], "us.csv")
+    out = import_files(eur_profile(tmp_path), [src], tmp_path / "us")
+    assert [r["amount"] for r in rows(out / "opportunities.csv")] == ["1234.5", "1234", "1.234"]
+
+
+def test_contradictory_or_undecidable_number_columns_are_errors(tmp_path):
+    src = pipedrive_export(tmp_path, [pd_row(1, "1.234,50"), pd_row(2, "900"), pd_row(3, "1,234.50")])
+    with pytest.raises(ImportProblem) as exc:
+        import_files(eur_profile(tmp_path), [src], tmp_path / "x")
+    assert ("deals.csv, row 1 (line 2), column 'Deal - Value': value '1.234,50' has a decimal comma, but "
+            "row 3 (line 4) value '1,234.50' has a decimal point") in str(exc.value)
+    # only "1.234"-like values: 1.234 or 1234? The profile must say (decimal: "," or ".")
+    src = pipedrive_export(tmp_path, [pd_row(1, "1.234"), pd_row(2, "10.000")], "amb.csv")
+    with pytest.raises(ImportProblem, match=r"amb.csv, row 1 \(line 2\), column 'Deal - Value': value '1.234' "
+                                            r"reads as 1.234 with a decimal point or 1234 with a decimal comma"):
+        import_files(eur_profile(tmp_path), [src], tmp_path / "x")
+    out = import_files(eur_profile(tmp_path, decimal=","), [src], tmp_path / "declared")
+    assert [r["amount"] for r in rows(out / "opportunities.csv")] == ["1234", "10000"]
+    # a declared decimal point contradicted by a value
+    src = pipedrive_export(tmp_path, [pd_row(1, "1.234,50")], "dec.csv")
+    with pytest.raises(ImportProblem, match=r"dec.csv, row 1 \(line 2\), column 'Deal - Value': value '1.234,50' "
+                                            r"has a decimal comma, but the profile says decimal: '.'"):
+        import_files(eur_profile(tmp_path, decimal="."), [src], tmp_path / "x")

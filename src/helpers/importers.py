@@ -279,24 +279,115 @@ def parse_dates(s: pd.Series, formats: list[str]) -> pd.Series:
     return out
 
 
-def parse_numbers(s: pd.Series, decimal: str = ".") -> pd.Series:
-    """Numbers from text such as '1,234.50', '$1,234.50', 'USD 1,234.50', '(100)' or '12%'."""
-    txt = s.str.strip().str.replace(r"^[A-Z]{3}\s|\s[A-Z]{3}$|[$€£¥%\s\u00a0']", "", regex=True)
-    txt = txt.str.replace(r"^\((.*)\)$", r"-\1", regex=True)
+AMOUNT_DECORATION = re.compile(r"^[A-Z]{3}\s?(?=[-+(\d.,])|(?<=[\d.,)])\s?[A-Z]{3}$|[$€£¥%\s\u00a0\u202f']")
+THOUSANDS_COMMAS = re.compile(r"[1-9]\d{0,2}(,\d{3})+")
+THOUSANDS_DOTS = re.compile(r"[1-9]\d{0,2}(\.\d{3})+")
+AMBIGUOUS_DOT = re.compile(r"[1-9]\d{0,2}\.\d{3}")  # 1.234: 1.234 or 1234
+SEPARATOR_NAME = {".": "a decimal point", ",": "a decimal comma"}
+
+
+@dataclass
+class Column:
+    """Where a column being converted comes from, for messages: file, header(s), export row numbers
+    (1-based data rows, index-aligned with the values), and the lists errors and notes go to."""
+    fname: str
+    header: str
+    rows: pd.Series | None = None
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def at(self, i, value: str) -> str:
+        r = int(self.rows[i]) if self.rows is not None else int(i) + 1
+        return f"{self.fname}, row {r} (line {r + 1}), column {self.header!r}: value {value!r}"
+
+    def row(self, i) -> str:
+        r = int(self.rows[i]) if self.rows is not None else int(i) + 1
+        return f"row {r} (line {r + 1})"
+
+
+def _bare_number(s: pd.Series) -> pd.Series:
+    """Number text without currency codes or symbols, %, spaces or apostrophes (thousands), and with
+    '(100)' as '-100'."""
+    txt = s.str.strip().str.replace(AMOUNT_DECORATION, "", regex=True)
+    return txt.str.replace(r"^\((.*)\)$", r"-\1", regex=True)
+
+
+def decimal_evidence(t: str) -> str | None:
+    """Which decimal separator a number text implies: '.' or ',' when it tells, '?' for 1.234 (either),
+    None when it has no separator or is malformed. Both separators: the last is the decimal one;
+    1,234 / 1,234,567 (groups of three) imply a decimal point; 1,5 a decimal comma; 1.234.567 a decimal
+    comma; 1.5 / 0.234 a decimal point."""
+    t = t.lstrip("+-")
+    if not re.fullmatch(r"[\d.,]+", t) or not re.search(r"\d", t):
+        return None
+    if "." in t and "," in t:
+        return t[max(t.rfind("."), t.rfind(","))]
+    if "," in t:
+        if THOUSANDS_COMMAS.fullmatch(t):
+            return "."
+        return "," if t.count(",") == 1 else None
+    if "." in t:
+        if t.count(".") > 1:
+            return "," if THOUSANDS_DOTS.fullmatch(t) else None
+        return "?" if AMBIGUOUS_DOT.fullmatch(t) else "."
+    return None
+
+
+def _numbers_with(txt: pd.Series, decimal: str) -> pd.Series:
     if decimal == ",":
         txt = txt.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
     else:
         txt = txt.str.replace(",", "", regex=False)
-    return pd.to_numeric(txt.where(txt != "", None), errors="coerce")
+    n = pd.to_numeric(txt.where(txt != "", None), errors="coerce").astype("float64")
+    return n.where(n.abs() != float("inf"))  # -1e400 is not a number anyone wrote: keep it as found
+
+
+def parse_numbers(s: pd.Series, decimal: str | None = ".") -> pd.Series:
+    """Numbers from text such as '1,234.50', '$1,234.50', 'USD 1,234.50', '(100)' or '12%', with the given
+    decimal separator (see ``column_decimal`` to find it). NaN where the text is not a finite number."""
+    return _numbers_with(_bare_number(s), decimal or ".")
+
+
+def column_decimal(s: pd.Series, declared: str | None, where: Column) -> str:
+    """The decimal separator of a number column: the profile's ``decimal`` when it says, checked against
+    every value; else the one the values imply (``decimal_evidence``). A column whose values disagree,
+    or whose only telling values are like 1.234 with no declaration, is an error in ``where.problems``."""
+    txt = _bare_number(s)
+    ev = txt.map(decimal_evidence)
+    if declared:
+        other = ev[ev.isin([".", ","]) & (ev != declared)]
+        for i in other.index[:5]:
+            where.problems.append(f"{where.at(i, s[i])} has {SEPARATOR_NAME[other[i]]}, but the profile says "
+                                  f"decimal: {declared!r}")
+        return declared
+    dots, commas = ev[ev == "."], ev[ev == ","]
+    if len(dots) and len(commas):
+        i, j = commas.index[0], dots.index[0]
+        where.problems.append(f"{where.at(i, s[i])} has a decimal comma, but {where.row(j)} value {s[j]!r} has a "
+                              "decimal point; make the column consistent or set decimal: in the profile")
+        return "."
+    if len(dots) or len(commas):
+        return "." if len(dots) else ","
+    amb = ev[ev == "?"]
+    if len(amb):
+        i = amb.index[0]
+        t = txt[i].lstrip("+-")
+        where.problems.append(f"{where.at(i, s[i])} reads as {t} with a decimal point or {t.replace('.', '')} with "
+                              "a decimal comma, and no value of the column tells which; set decimal: '.' or ',' "
+                              "in the profile")
+    return "."
 
 
 def _fmt_number(x: float) -> str:
     return format(x, "f").rstrip("0").rstrip(".") if pd.notna(x) else ""
 
 
-def convert_column(s: pd.Series, kind: str, profile: dict, percent: bool = False) -> pd.Series:
+def convert_column(s: pd.Series, kind: str, profile: dict, percent: bool = False,
+                   where: Column | None = None) -> pd.Series:
     """Text in the contract's format: ISO dates, plain numbers, probabilities 0–1, true/false.
-    Values that do not convert are kept as found (validation then reports them)."""
+    Values that do not convert are kept as found (validation then reports them); values that convert
+    only by a guess are errors in ``where.problems``."""
+    where = where or Column("?", str(s.name))
     s = s.str.strip()
     blank = s == ""
     if kind in ("date", "datetime"):
@@ -304,7 +395,7 @@ def convert_column(s: pd.Series, kind: str, profile: dict, percent: bool = False
         fmt = "%Y-%m-%d" if kind == "date" else "%Y-%m-%d %H:%M:%S"
         return d.dt.strftime(fmt).where(d.notna(), s).astype(str)
     if kind in ("money", "number", "prob"):
-        n = parse_numbers(s, profile.get("decimal", "."))
+        n = parse_numbers(s, column_decimal(s, profile.get("decimal"), where))
         if kind == "prob" and percent:
             n = n / 100.0
         return n.map(_fmt_number).where(n.notna(), s).astype(str)
@@ -324,9 +415,11 @@ def convert_column(s: pd.Series, kind: str, profile: dict, percent: bool = False
 class Mapped:
     tables: dict[str, list[pd.DataFrame]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    sources: dict[str, list[pd.DataFrame]] = field(default_factory=dict)  # see map_export
 
-    def add(self, table: str, df: pd.DataFrame) -> None:
+    def add(self, table: str, df: pd.DataFrame, source: pd.DataFrame) -> None:
         self.tables.setdefault(table, []).append(df)
+        self.sources.setdefault(table, []).append(source)
 
 
 def _column_spec(entry) -> dict:
@@ -377,9 +470,15 @@ def _apply_joins(df: pd.DataFrame, export: dict, lookups: dict[str, pd.DataFrame
     return out
 
 
-def map_export(df: pd.DataFrame, export: dict, profile: dict, fname: str,
-               lookups: dict[str, pd.DataFrame], missing: list[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """One export → (canonical table, history rows from per-stage date columns or None)."""
+def map_export(df: pd.DataFrame, export: dict, profile: dict, fname: str, lookups: dict[str, pd.DataFrame],
+               missing: list[str], problems: list[str] | None = None, notes: list[str] | None = None
+               ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
+    """One export → (canonical table, its source, history rows from per-stage date columns or None, their
+    source). A source is a frame aligned with its table's rows holding, per canonical column, the
+    value as written in the export (``<col>``) and its header (``<col>@``), plus ``_file`` and ``_row``
+    (1-based data row of the export), so that later messages can quote the user's file."""
+    problems = [] if problems is None else problems
+    notes = [] if notes is None else notes
     table = TABLES[export["table"]]
     src = _apply_joins(df, export, lookups)
     lookup = {norm_header(c): c for c in src.columns}
@@ -388,15 +487,19 @@ def map_export(df: pd.DataFrame, export: dict, profile: dict, fname: str,
     if required is None:
         required = IMPORT_REQUIRED.get(table.name, table.required_columns)
     out = pd.DataFrame(index=src.index)
+    raw = pd.DataFrame({"_file": fname, "_row": src.index + 1}, index=src.index)
+    headers = {}
     for canon, entry in columns.items():
         spec = _column_spec(entry)
-        values, _ = _source_values(src, lookup, spec)
+        values, present = _source_values(src, lookup, spec)
         if values is None:
             if canon in required:
                 missing.append(f"{fname} ({export['name']} export): required column {canon} needs header "
                                f"{' or '.join(repr(n) for n in spec['from'])}, which the file lacks; "
                                f"{_closest_header(spec['from'], list(df.columns))}")
             continue
+        raw[canon] = values.str.strip()
+        raw[canon + "@"] = headers[canon] = " / ".join(present)
         vmap = (export.get("values") or {}).get(canon)
         if vmap:
             values = values.map(lambda v, m=vmap: str(m.get(v, v))).astype(str)
@@ -413,16 +516,18 @@ def map_export(df: pd.DataFrame, export: dict, profile: dict, fname: str,
     for canon in list(out.columns):
         col = table.column(canon)
         spec = _column_spec(columns.get(canon, []))
-        out[canon] = convert_column(out[canon], col.kind, profile, percent=bool(spec.get("percent")))
+        where = Column(fname, headers.get(canon, canon), raw["_row"], problems, notes)
+        out[canon] = convert_column(out[canon], col.kind, profile, percent=bool(spec.get("percent")), where=where)
     for extra, entry in (export.get("extra_columns") or {}).items():
         values, _ = _source_values(src, lookup, _column_spec(entry))
         if values is not None:
             out[extra] = values
-    history = None
+    history = history_src = None
     hist = export.get("history_from_columns")
     if hist and "opportunity_id" in out.columns:
-        history = _history_from_columns(src, out["opportunity_id"], hist, profile)
-    return out.reset_index(drop=True), history
+        history, history_src = _history_from_columns(src, out["opportunity_id"], hist, profile, Column(fname, "", None, problems,
+                                                                                          notes))
+    return out.reset_index(drop=True), raw.reset_index(drop=True), history, history_src
 
 
 def _apply_status(out, src, lookup, status, fname, export_name, missing) -> None:
@@ -446,7 +551,8 @@ def _apply_status(out, src, lookup, status, fname, export_name, missing) -> None
             out.loc[lost, "stage"] = status["lost_stage"]
 
 
-def _history_from_columns(src: pd.DataFrame, ids: pd.Series, hist: dict, profile: dict) -> pd.DataFrame:
+def _history_from_columns(src: pd.DataFrame, ids: pd.Series, hist: dict, profile: dict,
+                          where: Column) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One opportunity_history row per non-empty per-stage date cell (HubSpot's
     'Date entered "<stage> (<pipeline>)"' columns): opportunity_id, changed_at, stage."""
     pattern = re.compile(hist["pattern"])
@@ -461,16 +567,21 @@ def _history_from_columns(src: pd.DataFrame, ids: pd.Series, hist: dict, profile
         if not has.any():
             continue
         stage = m.group("stage")
+        at = Column(where.fname, col, cells.index.to_series() + 1, where.problems, where.notes)
         parts.append(pd.DataFrame({
             "opportunity_id": ids[has].values,
-            "changed_at": convert_column(cells[has], "datetime", profile).values,
+            "changed_at": convert_column(cells[has], "datetime", profile, where=at).values,
             "stage": str(smap.get(stage, stage)),
-            "_row": has[has].index,
+            "_row": has[has].index + 1,
+            "_raw": cells[has].values,
+            "_header": col,
         }))
     if not parts:
-        return pd.DataFrame(columns=["opportunity_id", "changed_at", "stage"])
-    h = pd.concat(parts, ignore_index=True).sort_values(["_row", "changed_at"], kind="stable")
-    return h.drop(columns="_row").reset_index(drop=True)
+        return pd.DataFrame(columns=["opportunity_id", "changed_at", "stage"]), pd.DataFrame(columns=["_file", "_row"])
+    h = pd.concat(parts, ignore_index=True).sort_values(["_row", "changed_at"], kind="stable").reset_index(drop=True)
+    raw = pd.DataFrame({"_file": where.fname, "_row": h["_row"], "changed_at": h["_raw"],
+                        "changed_at@": h["_header"]})
+    return h.drop(columns=["_row", "_raw", "_header"]), raw
 
 
 def _check_currency(df: pd.DataFrame, export: dict, currency: str, fname: str) -> str | None:
@@ -491,7 +602,7 @@ def map_files(profile: dict, files: list[Path]) -> tuple[Mapped, dict[str, Path]
     kinds = classify_files(profile, frames)
     by_name = {e["name"]: e for e in profile["exports"]}
     lookups = {name: frames[p] for name, p in kinds.items()}
-    mapped, missing = Mapped(), []
+    mapped, missing, problems = Mapped(), [], []
     rows = {}
     currency = str((profile.get("dataset") or {}).get("currency", "USD"))
     for name, path in kinds.items():
@@ -499,10 +610,11 @@ def map_files(profile: dict, files: list[Path]) -> tuple[Mapped, dict[str, Path]
         rows[name] = len(frames[path])
         if export.get("ignore") or not export.get("table"):
             continue
-        table, history = map_export(frames[path], export, profile, path.name, lookups, missing)
-        mapped.add(export["table"], table)
+        table, table_src, history, history_src = map_export(frames[path], export, profile, path.name, lookups,
+                                                            missing, problems, mapped.notes)
+        mapped.add(export["table"], table, table_src)
         if history is not None and len(history):
-            mapped.add("opportunity_history", history)
+            mapped.add("opportunity_history", history, history_src)
         if export.get("currency"):
             note = _check_currency(frames[path], export, currency, path.name)
             if note:
@@ -513,6 +625,9 @@ def map_files(profile: dict, files: list[Path]) -> tuple[Mapped, dict[str, Path]
             + "\n".join(f"  - {m}" for m in missing)
             + "\nAdd the column(s) to the export, or copy the profile and map your header names "
               "(see docs/data-contract.md, 'Profiles').")
+    if problems:
+        raise ImportProblem(f"Cannot import with profile {profile['name']!r}: {len(problems)} value(s) cannot be "
+                            "read without guessing:\n" + "\n".join(f"  - {p}" for p in problems))
     if "opportunities" not in mapped.tables:
         needs = [e["name"] for e in profile["exports"] if e.get("table") == "opportunities"]
         raise ImportProblem(f"No opportunities export among the files: the {profile['name']!r} profile needs "
