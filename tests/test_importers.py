@@ -437,3 +437,59 @@ def test_contradictory_or_undecidable_number_columns_are_errors(tmp_path):
     with pytest.raises(ImportProblem, match=r"dec.csv, row 1 \(line 2\), column 'Deal - Value': value '1.234,50' "
                                             r"has a decimal comma, but the profile says decimal: '.'"):
         import_files(eur_profile(tmp_path, decimal="."), [src], tmp_path / "x")
+
+
+def test_percent_columns_decide_their_scale_from_the_whole_column(tmp_path):
+    # Excel cells already formatted as %: 0.35 and 1.0 are 35 % and 100 % (no value > 1 -> 0–1 scale)
+    src = pipedrive_export(tmp_path, [pd_row(1, "100", prob="0.35"), pd_row(2, "100", prob="1.0"),
+                                      pd_row(3, "100", prob="40%")])
+    out = import_files(eur_profile(tmp_path), [src], tmp_path / "frac")
+    assert [r["probability"] for r in rows(out / "opportunities.csv")] == ["0.35", "1", "0.4"]
+    # 60 > 1 -> the column is 0–100: 60 -> 0.6, 0.5 -> 0.005, with a note naming the fractional row
+    src = pipedrive_export(tmp_path, [pd_row(1, "100", prob="60"), pd_row(2, "100", prob="0.5")], "pct.csv")
+    out = import_files(eur_profile(tmp_path), [src], tmp_path / "pct")
+    assert [r["probability"] for r in rows(out / "opportunities.csv")] == ["0.6", "0.005"]
+    notes = yaml.safe_load((out / "dataset.yml").read_text())["source"]["notes"]
+    assert ("pct.csv, column 'Deal - Probability': values above 1 make it a 0–100 column, yet 1 value(s) are "
+            "below 1 (row 2 (line 3) '0.5', read as 0.5 %); check them") in notes
+
+
+def test_dates_follow_the_day_month_order_the_column_or_profile_shows(tmp_path):
+    # '31/10/2026': a first field > 12 is a day, so the whole column is day-first: '01/11/2026' -> Nov 1
+    src = pipedrive_export(tmp_path, [pd_row(1, "100", created="31/10/2026", close="31/12/2026"),
+                                      pd_row(2, "100", created="01/11/2026", close="15/12/2026")])
+    out = import_files(eur_profile(tmp_path), [src], tmp_path / "dmy")
+    assert pick(rows(out / "opportunities.csv"), ["created_date", "close_date"]) == [
+        ("2026-10-31", "2026-12-31"), ("2026-11-01", "2026-12-15")]
+    # ambiguous column ('01/11/2026', '03/04/2026') and no other date column that tells: date_order decides
+    src = pipedrive_export(tmp_path, [pd_row(1, "100", created="01/11/2026", close="2026-12-31"),
+                                      pd_row(2, "100", created="03/04/2026", close="2026-12-31")], "amb.csv")
+    out = import_files(eur_profile(tmp_path, date_order="DMY"), [src], tmp_path / "declared")
+    assert [r["created_date"] for r in rows(out / "opportunities.csv")] == ["2026-11-01", "2026-04-03"]
+    out = import_files(eur_profile(tmp_path, date_order="MDY"), [src], tmp_path / "us")
+    assert [r["created_date"] for r in rows(out / "opportunities.csv")] == ["2026-01-11", "2026-03-04"]
+    # ... unless another date column of the same file shows the order: 31/12/2026 is day-first
+    src = pipedrive_export(tmp_path, [pd_row(1, "100", created="01/11/2026", close="31/12/2026"),
+                                      pd_row(2, "100", created="03/04/2026", close="31/12/2026")], "file.csv")
+    out = import_files(eur_profile(tmp_path, date_order="MDY"), [src], tmp_path / "file")
+    assert [r["created_date"] for r in rows(out / "opportunities.csv")] == ["2026-11-01", "2026-04-03"]
+    # a column with both 31/10 and 10/31 is an error naming both values
+    src = pipedrive_export(tmp_path, [pd_row(1, "100", created="31/10/2026"), pd_row(2, "100", created="10/31/2026")],
+                           "mixed.csv")
+    with pytest.raises(ImportProblem, match=r"mixed.csv, row 1 \(line 2\), column 'Deal - Deal created': value "
+                                            r"'31/10/2026' is day-first, but row 2 \(line 3\) value '10/31/2026' "
+                                            r"is month-first"):
+        import_files(eur_profile(tmp_path), [src], tmp_path / "x")
+
+
+def test_salesforce_day_first_export_is_read_day_first(tmp_path):
+    text = (FIXTURES / "salesforce_opportunities.csv").read_text()
+    text = text.replace('"3/15/2026","1/29/2026"', '"15/3/2026","29/1/2026"').replace('"6/30/2026"', '"30/6/2026"')
+    text = text.replace('"2/20/2026","1/31/2026"', '"20/2/2026","31/1/2026"').replace('"9/30/2026"', '"30/9/2026"')
+    text = text.replace('"4/1/2026"', '"1/4/2026"').replace('"4/26/2026"', '"26/4/2026"')
+    path = tmp_path / "opps.csv"
+    path.write_text(text)
+    out = import_files("salesforce", [path], tmp_path / "sf")
+    assert pick(rows(out / "opportunities.csv"), ["created_date", "close_date"]) == [
+        ("2026-01-29", "2026-03-15"), ("2026-04-01", "2026-06-30"), ("2026-01-31", "2026-02-20"),
+        ("2026-04-26", "2026-09-30")]

@@ -53,7 +53,8 @@ EXPORT_KEYS = {
     "status", "joins", "history_from_columns", "currency", "ignore", "description",
 }
 LATEST = "latest_date_in_data"
-PROFILE_KEYS = {"name", "description", "sources", "date_formats", "decimal", "stage_map", "dataset", "exports"}
+PROFILE_KEYS = {"name", "description", "sources", "date_formats", "date_order", "decimal", "stage_map", "dataset",
+                "exports"}
 
 
 class ImportProblem(ValueError):
@@ -295,6 +296,7 @@ class Column:
     rows: pd.Series | None = None
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    file_date_order: str | None = None  # what the file's other date columns show (DMY / MDY)
 
     def at(self, i, value: str) -> str:
         r = int(self.rows[i]) if self.rows is not None else int(i) + 1
@@ -382,6 +384,71 @@ def _fmt_number(x: float) -> str:
     return format(x, "f").rstrip("0").rstrip(".") if pd.notna(x) else ""
 
 
+def probability_scale(s: pd.Series, n: pd.Series, where: Column) -> pd.Series:
+    """Probabilities 0–1 from numbers ``n`` read from text ``s``: a value written with % is a percentage;
+    the others are 0–100 when any of them is above 1, else 0–1 (Excel cells formatted as % export 0.35).
+    A 0–100 column that also holds fractions below 1 gets a note (0.5 there is read as 0.5 %)."""
+    pct = s.str.contains("%", regex=False)
+    plain = ~pct & n.notna()
+    out = n.where(~pct, n / 100.0)
+    if (n[plain] > 1).any():
+        frac = plain & (n > 0) & (n < 1)
+        if frac.any():
+            shown = "; ".join(f"{where.row(i)} {s[i]!r}, read as {s[i]} %" for i in frac[frac].index[:3])
+            where.notes.append(f"{where.fname}, column {where.header!r}: values above 1 make it a 0–100 column, yet "
+                               f"{int(frac.sum())} value(s) are below 1 ({shown}); check them")
+        out = out.where(~plain, n / 100.0)
+    return out
+
+
+NUMERIC_DATE = r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2,4})(?!\d)"
+
+
+def date_order_evidence(s: pd.Series) -> tuple[pd.Index, pd.Index]:
+    """Rows whose numeric date can only be day-first (first field > 12) and only month-first (second > 12)."""
+    m = s.str.strip().str.extract(NUMERIC_DATE).apply(pd.to_numeric, errors="coerce")
+    return m.index[m[0] > 12], m.index[m[1] > 12]
+
+
+def column_date_order(s: pd.Series, where: Column) -> str | None:
+    """'DMY' or 'MDY' when the column's values show it; None when they do not (or disagree: an error)."""
+    dmy, mdy = date_order_evidence(s)
+    if len(dmy) and len(mdy):
+        i, j = dmy[0], mdy[0]
+        where.problems.append(f"{where.at(i, s[i])} is day-first, but {where.row(j)} value {s[j]!r} is month-first; "
+                              "make the column consistent")
+        return None
+    return "DMY" if len(dmy) else "MDY" if len(mdy) else None
+
+
+def profile_date_order(profile: dict) -> str | None:
+    """The profile's ``date_order`` (DMY or MDY), else the order of its first day-and-month date format."""
+    if profile.get("date_order"):
+        return str(profile["date_order"]).upper()
+    for f in profile.get("date_formats") or []:
+        d, m, y = f.find("%d"), f.find("%m"), f.find("%Y")
+        if d >= 0 and m >= 0 and not (0 <= y < min(d, m)):
+            return "DMY" if d < m else "MDY"
+    return None
+
+
+def formats_in_order(formats: list[str], order: str | None) -> list[str]:
+    """The profile's strptime formats with day and month put in ``order`` ('DMY' / 'MDY'; year-first
+    formats are left alone), followed by plain d/m/y formats in that order for exports the profile's
+    formats do not cover."""
+    if order not in ("DMY", "MDY"):
+        return list(formats)
+    out = []
+    extra = [f"%d{sep}%m{sep}%Y{t}" for sep in "/.-" for t in ("", " %H:%M", " %H:%M:%S")]
+    for f in [*formats, *extra]:
+        d, m, y = f.find("%d"), f.find("%m"), f.find("%Y")
+        if d >= 0 and m >= 0 and not (0 <= y < min(d, m)) and (d < m) != (order == "DMY"):
+            f = f.replace("%d", "\0").replace("%m", "%d").replace("\0", "%m")
+        if f not in out:
+            out.append(f)
+    return out
+
+
 def convert_column(s: pd.Series, kind: str, profile: dict, percent: bool = False,
                    where: Column | None = None) -> pd.Series:
     """Text in the contract's format: ISO dates, plain numbers, probabilities 0–1, true/false.
@@ -391,13 +458,14 @@ def convert_column(s: pd.Series, kind: str, profile: dict, percent: bool = False
     s = s.str.strip()
     blank = s == ""
     if kind in ("date", "datetime"):
-        d = parse_dates(s, profile.get("date_formats") or [])
+        order = column_date_order(s, where) or where.file_date_order or profile_date_order(profile)
+        d = parse_dates(s, formats_in_order(profile.get("date_formats") or [], order))
         fmt = "%Y-%m-%d" if kind == "date" else "%Y-%m-%d %H:%M:%S"
         return d.dt.strftime(fmt).where(d.notna(), s).astype(str)
     if kind in ("money", "number", "prob"):
         n = parse_numbers(s, column_decimal(s, profile.get("decimal"), where))
-        if kind == "prob" and percent:
-            n = n / 100.0
+        if kind == "prob":
+            n = probability_scale(s, n, where)
         return n.map(_fmt_number).where(n.notna(), s).astype(str)
     if kind == "bool":
         low = s.str.casefold()
@@ -513,10 +581,11 @@ def map_export(df: pd.DataFrame, export: dict, profile: dict, fname: str, lookup
     status = export.get("status")
     if status:
         _apply_status(out, src, lookup, status, fname, export["name"], missing)
+    file_order = file_date_order(out, table, src, hist_pattern=(export.get("history_from_columns") or {}).get("pattern"))
     for canon in list(out.columns):
         col = table.column(canon)
         spec = _column_spec(columns.get(canon, []))
-        where = Column(fname, headers.get(canon, canon), raw["_row"], problems, notes)
+        where = Column(fname, headers.get(canon, canon), raw["_row"], problems, notes, file_order)
         out[canon] = convert_column(out[canon], col.kind, profile, percent=bool(spec.get("percent")), where=where)
     for extra, entry in (export.get("extra_columns") or {}).items():
         values, _ = _source_values(src, lookup, _column_spec(entry))
@@ -526,8 +595,21 @@ def map_export(df: pd.DataFrame, export: dict, profile: dict, fname: str, lookup
     hist = export.get("history_from_columns")
     if hist and "opportunity_id" in out.columns:
         history, history_src = _history_from_columns(src, out["opportunity_id"], hist, profile, Column(fname, "", None, problems,
-                                                                                          notes))
+                                                                                          notes, file_order))
     return out.reset_index(drop=True), raw.reset_index(drop=True), history, history_src
+
+
+def file_date_order(out: pd.DataFrame, table, src: pd.DataFrame, hist_pattern: str | None = None) -> str | None:
+    """'DMY' / 'MDY' when the export's date columns (mapped ones and per-stage history columns) show one
+    order and none shows the other; None otherwise (each column then follows the profile)."""
+    cols = [out[c] for c in out.columns if table.column(c).kind in ("date", "datetime")]
+    if hist_pattern:
+        cols += [src[c] for c in src.columns if re.match(hist_pattern, c)]
+    seen = set()
+    for s in cols:
+        dmy, mdy = date_order_evidence(s.astype(str))
+        seen |= ({"DMY"} if len(dmy) else set()) | ({"MDY"} if len(mdy) else set())
+    return seen.pop() if len(seen) == 1 else None
 
 
 def _apply_status(out, src, lookup, status, fname, export_name, missing) -> None:
@@ -567,7 +649,7 @@ def _history_from_columns(src: pd.DataFrame, ids: pd.Series, hist: dict, profile
         if not has.any():
             continue
         stage = m.group("stage")
-        at = Column(where.fname, col, cells.index.to_series() + 1, where.problems, where.notes)
+        at = Column(where.fname, col, cells.index.to_series() + 1, where.problems, where.notes, where.file_date_order)
         parts.append(pd.DataFrame({
             "opportunity_id": ids[has].values,
             "changed_at": convert_column(cells[has], "datetime", profile, where=at).values,
