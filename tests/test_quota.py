@@ -310,12 +310,40 @@ def test_funnel_rates_measured(hand):
     # won: 48 deals, 600k -> 12,500 average; closed: 48 won + 144 lost = 192 -> 25%
     assert r.avg_deal_size == pytest.approx(12_500)
     assert r.win_rate == pytest.approx(0.25)
-    # 192 opportunities created / 384 meetings held (no-shows excluded) = 0.5; 384 / 3,840 calls = 0.1
-    assert r.meeting_to_opportunity == pytest.approx(0.5)
-    assert r.call_to_meeting == pytest.approx(0.1)
-    # A: 158,400 / 12 = 13,200 a month -> 1.056 deals -> 4.224 opps -> 8.448 meetings -> 84.48 calls
+    # AE activity only (the SDR S owns no opportunity; its 120 meetings are left out):
+    # 192 opportunities created / 264 AE meetings held (no-shows excluded); 264 / 3,840 AE calls
+    assert r.meeting_to_opportunity == pytest.approx(192 / 264)
+    assert r.call_to_meeting == pytest.approx(264 / 3840)
+    # A: 158,400 / 12 = 13,200 a month -> 1.056 deals -> 4.224 opps -> 4.224 × 264/192 = 5.808 meetings
+    # -> 4.224 × 3,840/192 = 84.48 calls
     f = Q.reverse_funnel(158_400 / 12, **r.as_kwargs()).iloc[0]
-    assert f[["deals", "opportunities", "meetings", "calls"]].tolist() == pytest.approx([1.056, 4.224, 8.448, 84.48])
+    assert f[["deals", "opportunities", "meetings", "calls"]].tolist() == pytest.approx([1.056, 4.224, 5.808, 84.48])
+    # with the reps table: the same AEs (role AE), the same rates
+    assert Q.funnel_rates(hand.opportunities, hand.activities, AS_OF, reps=hand.reps) == r
+
+
+def test_funnel_rates_count_ae_activity_only_in_a_365_day_window():
+    opps = pd.DataFrame({"opportunity_id": ["O1", "O2"], "owner": ["A", "A"],
+                         "created_date": pd.to_datetime(["2026-01-01", "2026-06-01"]),
+                         "close_date": pd.to_datetime(["2026-03-01", "2026-07-01"]), "amount": [10.0, 5.0],
+                         "is_closed": [True, True], "is_won": [True, False]})
+    reps = pd.DataFrame({"rep_id": ["A", "S"], "role": ["AE", "SDR"]})
+    t = pd.to_datetime
+    acts = pd.DataFrame({
+        "owner": ["A"] * 6 + ["S"] * 9,
+        # A: 4 calls + 2 meetings held in the window; S: 6 calls + 3 meetings held (SDR, left out)
+        "type": ["call"] * 4 + ["meeting"] * 2 + ["call"] * 6 + ["meeting"] * 3,
+        "occurred_at": t(["2026-01-01 08:00"] * 6 + ["2026-02-01 08:00"] * 9),
+        "outcome": ["connected"] * 4 + ["held"] * 2 + ["connected"] * 6 + ["held"] * 3})
+    # a call on 2025-12-31 23:00 is outside the 12 months to 2026-12-31 (2026-01-01 .. 2026-12-31)
+    acts = pd.concat([acts, pd.DataFrame({"owner": ["A"], "type": ["call"], "occurred_at": t(["2025-12-31 23:00"]),
+                                          "outcome": ["connected"]})], ignore_index=True)
+    r = Q.funnel_rates(opps, acts, "2026-12-31", reps=reps)
+    # 2 opportunities created / 2 AE meetings = 1.0; 2 meetings / 4 AE calls = 0.5 -> 2 calls per opportunity
+    # (all calls: 10 / 2 = 5 per opportunity — the defect)
+    assert r.meeting_to_opportunity == pytest.approx(1.0)
+    assert r.call_to_meeting == pytest.approx(0.5)
+    assert Q.funnel_window("2026-12-31") == (pd.Timestamp("2026-01-01"), pd.Timestamp("2026-12-31"))
 
 
 def test_funnel_rates_fall_back_to_benchmarks(hand):

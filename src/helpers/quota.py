@@ -568,21 +568,40 @@ class FunnelRates:
                              "meetings per call": [self.call_to_meeting]})
 
 
+def seller_ids(reps: pd.DataFrame | None, opps: pd.DataFrame) -> list[str]:
+    """The AEs whose own activity the reverse funnel measures: reps whose role is not a non-revenue role
+    (SDR/BDR) when ``reps`` has a role column; otherwise the owners of opportunities (SDRs own none)."""
+    if reps is not None and {"rep_id", "role"} <= set(reps.columns):
+        r = reps.dropna(subset=["rep_id"])
+        return [str(x) for x, role in zip(r["rep_id"], r["role"], strict=True) if is_revenue_role(role)]
+    return [str(x) for x in opps["owner"].dropna().astype("str").unique()]
+
+
+def funnel_window(as_of, months: int = 12) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """``[as_of − months + 1 day, as_of]``, both days included (12 months to 2026-10-31 = 2025-11-01 ..
+    2026-10-31) — the same window as ``helpers.activity.months_window``."""
+    end = pd.Timestamp(as_of).normalize()
+    return end - pd.DateOffset(months=months) + pd.Timedelta(days=1), end
+
+
 def funnel_rates(opps: pd.DataFrame, activities: pd.DataFrame | None, as_of, months: int = 12,
-                 owners=None) -> FunnelRates:
-    """Conversion rates measured over the ``months`` to ``as_of`` (optionally for ``owners`` only):
+                 owners=None, reps: pd.DataFrame | None = None) -> FunnelRates:
+    """AE conversion rates measured over ``funnel_window(as_of, months)`` (optionally for ``owners`` only):
 
     - avg_deal_size = mean amount of deals won in the window;
     - win_rate = deals won ÷ deals closed (won or lost) in the window;
-    - meeting_to_opportunity = opportunities created ÷ meetings/demos held (outcome not no_show/scheduled);
-    - call_to_meeting = meetings/demos held ÷ calls.
+    - meeting_to_opportunity = opportunities created ÷ meetings/demos held by AEs (outcome not
+      no_show/scheduled);
+    - call_to_meeting = meetings/demos held by AEs ÷ calls by AEs.
+    AE funnel from AE activity: activity counts only for ``seller_ids(reps, opps)`` (SDR calls and meetings
+    are left out; the opportunities SDR meetings source are in the denominator, as AE opportunities), so
+    calls per opportunity = AE calls ÷ opportunities created.
     A rate that cannot be measured (no rows, zero denominator) takes the value in ``BENCHMARKS``."""
-    a = pd.Timestamp(as_of).normalize()
-    start = a - pd.DateOffset(months=months)
+    start, a = funnel_window(as_of, months)
     o = opps if owners is None else opps.loc[opps["owner"].isin(list(owners))]
-    closed = o.loc[o["is_closed"].fillna(False).astype(bool) & (o["close_date"] > start) & (o["close_date"] <= a)]
+    closed = o.loc[o["is_closed"].fillna(False).astype(bool) & (o["close_date"] >= start) & (o["close_date"] <= a)]
     won = closed.loc[closed["is_won"].fillna(False).astype(bool) & closed["amount"].notna()]
-    created = int(((o["created_date"] > start) & (o["created_date"] <= a)).sum())
+    created = int(((o["created_date"] >= start) & (o["created_date"] <= a)).sum())
     src = {}
     rates = {}
     rates["avg_deal_size"], src["avg_deal_size"] = (
@@ -592,8 +611,10 @@ def funnel_rates(opps: pd.DataFrame, activities: pd.DataFrame | None, as_of, mon
         (BENCHMARKS["win_rate"], "benchmark"))
     meetings = calls = 0
     if activities is not None and len(activities):
-        act = activities if owners is None else activities.loc[activities["owner"].isin(list(owners))]
-        act = act.loc[(act["occurred_at"] > start) & (act["occurred_at"] <= a + pd.Timedelta(days=1))]
+        sellers = list(owners) if owners is not None else seller_ids(reps, opps)
+        act = activities.loc[activities["owner"].astype("str").isin(sellers)]
+        day = act["occurred_at"].dt.normalize()
+        act = act.loc[(day >= start) & (day <= a)]
         typ = act["type"].str.lower()
         held = ~act["outcome"].isin(NOT_HELD) if "outcome" in act.columns else pd.Series(True, index=act.index)
         meetings = int((typ.isin(MEETING_TYPES) & held).sum())
