@@ -402,3 +402,23 @@ def test_section_says_what_it_needs_without_activities(sample_dir, tmp_path):
     text, summary = _run(tmp_path, data, "company", "", "none")
     assert "The activity tracker needs the `activities` table" in text
     assert not [f for f in summary["figures"] if f["key"].startswith("activity_")]
+
+
+def test_benchmark_counts_ae_activity_only(act, opps, reps, quotas):
+    # an SDR (role SDR, owns no opportunity) makes 10 calls and holds 3 meetings in October: the AE funnel
+    # leaves them out, so r1 still needs 2 opportunities x 7 AE calls / 6 opportunities = 7/3 calls a month
+    # (counting the SDR's calls would give 2 x 17/6 = 17/3 — the defect)
+    sdr = pd.DataFrame({"activity_id": [f"z{i}" for i in range(13)], "owner": "sdr1",
+                        "type": ["call"] * 10 + ["meeting"] * 3,
+                        "occurred_at": pd.to_datetime(["2026-10-05 09:00"] * 13).astype("datetime64[us]"),
+                        "opportunity_id": None, "outcome": ["connected"] * 10 + ["held"] * 3,
+                        "duration_minutes": np.nan}).astype({c: "str" for c in ("activity_id", "owner", "type",
+                                                                                "opportunity_id", "outcome")})
+    both = pd.concat([act, sdr], ignore_index=True)
+    with_sdr = pd.concat([reps, pd.DataFrame({"rep_id": ["sdr1"], "team": ["SDR"], "role": ["SDR"],
+                                              "hire_date": pd.to_datetime(["2024-01-01"])})], ignore_index=True)
+    mq = A.monthly_quota(quotas, AS_OF)
+    for r in (with_sdr, None):  # by role, or (no reps table) by who owns opportunities
+        needed, rates, _ = A.benchmark_needs(both, opps, mq, AS_OF, months=12, reps=r)
+        assert rates["calls_per_opp"] == pytest.approx(7 / 6)
+        assert needed.loc["r1", ["calls", "meetings", "demos"]].tolist() == pytest.approx([7 / 3, 2 / 3, 1 / 3])

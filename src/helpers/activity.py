@@ -638,22 +638,28 @@ def split_meetings(needed: pd.DataFrame, rates: pd.Series) -> pd.DataFrame:
 
 
 def benchmark_needs(activities: pd.DataFrame, opportunities: pd.DataFrame, monthly_quotas: pd.Series, as_of,
-                    months: int = 12) -> tuple[pd.DataFrame, pd.Series, str]:
+                    months: int = 12, reps: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.Series, str]:
     """Activity per month each rep's quota needs, with the rates used and where the chain came from.
 
+    The AE funnel from AE activity: rates count the activity of AEs only (``helpers.quota.seller_ids``:
+    reps not in an SDR/BDR role, else owners of opportunities) against every opportunity AEs own — the
+    opportunities SDR meetings source included; SDR calls and meetings are not counted against AEs.
     Uses ``helpers.quota.funnel_rates`` + ``reverse_funnel`` (quota → deals → opportunities → meetings and
     demos → calls, benchmarks where a rate cannot be measured) when that module is present, splitting
     meetings and demos by ``split_meetings``; otherwise ``needed_activity`` with ``funnel_rates`` here.
     Returns (frame indexed by rep: monthly_quota, deals, opportunities, calls, meetings, demos; rates; source).
     """
     start, end = months_window(as_of, months)
-    rates = funnel_rates(activities, opportunities, start, end)
     try:
         from helpers.quota import funnel_rates as quota_rates
-        from helpers.quota import reverse_funnel
+        from helpers.quota import reverse_funnel, seller_ids
     except ImportError:
+        sellers = [str(x) for x in opportunities["owner"].dropna().astype("str").unique()]
+        rates = funnel_rates(activities, opportunities, start, end, owners=sellers)
         return needed_activity(monthly_quotas, rates), rates, "measured here (helpers.quota not available)"
-    fr = quota_rates(opportunities, activities, as_of, months=months)
+    sellers = seller_ids(reps, opportunities)
+    rates = funnel_rates(activities, opportunities, start, end, owners=sellers)
+    fr = quota_rates(opportunities, activities, as_of, months=months, reps=reps)
     rf = reverse_funnel(monthly_quotas.astype("float64"), **fr.as_kwargs())
     rf = split_meetings(rf.rename(columns={"quota": "monthly_quota"}), rates)
     rates = rates.copy()

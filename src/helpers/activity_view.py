@@ -90,8 +90,9 @@ def show(ctx, scope: str = "company", who: str = "") -> None:
         "Hit rate": "calls connected ÷ (connected + no answer); emails/social replied ÷ (replied + no reply).",
         "Tied": "activity carrying an opportunity_id.",
         "Activities per won deal": "all activities logged ÷ deals won in the window (ratio of totals).",
-        "Needed per month": "monthly quota ÷ average deal size ÷ win rate = opportunities; × measured "
-                            "calls/meetings/demos per opportunity.",
+        "Needed per month": "monthly quota ÷ average deal size ÷ win rate = opportunities; × measured AE "
+                            "calls/meetings/demos per opportunity (AE activity in the 12 months ÷ opportunities "
+                            "created; SDR activity excluded, SDR-sourced opportunities included).",
     })
 
 
@@ -243,15 +244,18 @@ def _benchmarks(ctx, act_all, opps_all, owners) -> None:
     if not len(mq):
         note("No bookings quota covers this month for the reps in scope, so there is no benchmark.")
         return
-    needed, rates, source = A.benchmark_needs(act_all, opps_all, mq, ctx.as_of, YIELD_MONTHS)
+    needed, rates, source = A.benchmark_needs(act_all, opps_all, mq, ctx.as_of, YIELD_MONTHS,
+                                              reps=ctx.ds.reps)
     astart, aend = A.months_window(ctx.as_of, ACTUAL_MONTHS)
     actual = A.actual_activity(act_all, astart, aend, ACTUAL_MONTHS)
     gap = A.benchmark_gap(needed, actual)
     note(f"Reverse funnel ({source}), measured over the {YIELD_MONTHS} months to {ctx.as_of:%Y-%m-%d} for the "
-         f"whole company: average deal {ctx.money(rates['avg_deal_size'])}, win rate {rates['win_rate']:.0%}, "
-         f"{rates['calls_per_opp']:.1f} calls, {rates['meetings_per_opp']:.2f} meetings and "
-         f"{rates['demos_per_opp']:.2f} demos held per opportunity created. Actual = monthly average over the "
-         f"last {ACTUAL_MONTHS} months.")
+         f"whole company, from AEs' own activity: average deal {ctx.money(rates['avg_deal_size'])}, win rate "
+         f"{rates['win_rate']:.0%}, {rates['calls_per_opp']:.1f} AE calls, {rates['meetings_per_opp']:.2f} AE "
+         f"meetings and {rates['demos_per_opp']:.2f} AE demos held per opportunity created. SDR calls and "
+         "meetings are not counted against AEs: the opportunities SDR meetings source are part of the "
+         "opportunities AEs work, so the chain says what AEs' own activity takes at today's mix. Actual = "
+         f"monthly average over the last {ACTUAL_MONTHS} months.")
     cols = ["rep", "monthly_quota", "opportunities", "calls_needed", "calls_actual", "calls_gap",
             "meetings_needed", "meetings_actual", "meetings_gap", "demos_needed", "demos_actual", "demos_gap"]
     show_table(gap[cols].sort_values("calls_gap", ascending=False), money=["monthly_quota"],
@@ -260,7 +264,7 @@ def _benchmarks(ctx, act_all, opps_all, owners) -> None:
     short = int((gap["calls_gap"] > 0).sum())
     ctx.headlines.add("activity_reps_short_of_calls", short, "Reps short of the calls their quota needs",
                       "Reps whose calls per month (last 3 months) are below quota ÷ avg deal ÷ win rate × "
-                      "calls per opportunity.", "count")
+                      "AE calls per opportunity (AEs' own calls ÷ opportunities created, 12 months).", "count")
     ctx.headlines.add("activity_calls_gap", float(gap["calls_gap"].sum()), "Calls gap per month",
                       "Σ over reps in scope of (calls needed − calls made) per month.", "number")
     title = "Calls per month: needed for quota vs actual"
