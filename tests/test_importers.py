@@ -493,3 +493,59 @@ def test_salesforce_day_first_export_is_read_day_first(tmp_path):
     assert pick(rows(out / "opportunities.csv"), ["created_date", "close_date"]) == [
         ("2026-01-29", "2026-03-15"), ("2026-04-01", "2026-06-30"), ("2026-01-31", "2026-02-20"),
         ("2026-04-26", "2026-09-30")]
+
+
+# --------------------------------------------------------------------------------------------------
+# exports that are not what they seem
+# --------------------------------------------------------------------------------------------------
+def test_deleted_deals_are_dropped_with_a_note_and_unknown_status_is_an_error(tmp_path):
+    src = pipedrive_export(tmp_path, [pd_row(1, "100"), pd_row(2, "200", status="Deleted"), pd_row(3, "300", "Won")])
+    out = import_files(eur_profile(tmp_path), [src], tmp_path / "ok")
+    assert [r["opportunity_id"] for r in rows(out / "opportunities.csv")] == ["1", "3"]
+    notes = yaml.safe_load((out / "dataset.yml").read_text())["source"]["notes"]
+    assert "deals.csv: left out 1 deleted deal(s) (column 'Deal - Status': row 2 (line 3))" in notes
+    src = pipedrive_export(tmp_path, [pd_row(1, "100"), pd_row(2, "200", status="Archived")], "odd.csv")
+    with pytest.raises(ImportProblem, match=r"odd.csv, row 2 \(line 3\), column 'Deal - Status': value 'Archived' "
+                                            r"is not a status the profile knows \(open, won, lost, deleted\)"):
+        import_files(eur_profile(tmp_path), [src], tmp_path / "x")
+
+
+def test_an_export_without_data_rows_is_an_error(tmp_path):
+    src = pipedrive_export(tmp_path, [])
+    with pytest.raises(ImportProblem, match="deals.csv has no data rows"):
+        import_files(eur_profile(tmp_path), [src], tmp_path / "x")
+    text = (FIXTURES / "salesforce_opportunities.csv").read_text().splitlines()
+    footer_only = tmp_path / "sf.csv"
+    footer_only.write_text("\n".join([text[0], "", '"Grand Totals (0 records)"',
+                                      '"Confidential Information - Do Not Distribute"']) + "\n")
+    with pytest.raises(ImportProblem, match="sf.csv has no data rows"):
+        import_files("salesforce", [footer_only], tmp_path / "y")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_duplicate_headers_are_an_error_naming_both_positions(tmp_path):
+    src = tmp_path / "dup.csv"
+    src.write_text(PD_HEADER.rstrip("\n") + ',"Deal - Value"\n' + pd_row(1, "100") + ',"999"\n')
+    with pytest.raises(ImportProblem, match=r"dup.csv: header 'Deal - Value' appears twice, in columns 3 \(C\) "
+                                            r"and 11 \(K\)"):
+        import_files(eur_profile(tmp_path), [src], tmp_path / "x")
+    xlsx = tmp_path / "dup.xlsx"
+    pd.DataFrame([["1", "2"]], columns=["Amount", "amount "]).to_excel(xlsx, index=False)
+    with pytest.raises(ImportProblem, match=r"dup.xlsx: header 'amount' appears twice, in columns 1 \(A\) and 2"):
+        import_files(eur_profile(tmp_path), [xlsx], tmp_path / "x")
+
+
+def test_currency_written_in_the_amount_text_is_reported(tmp_path):
+    # "1 200 EUR" in a USD dataset: imported as 1200, with a note (no currency column says so)
+    src = pipedrive_export(tmp_path, [pd_row(1, "1 200 EUR", currency=""), pd_row(2, "$300", currency=""),
+                                      pd_row(3, "€ 50", currency="")])
+    prof = yaml.safe_load(eur_profile(tmp_path).read_text())
+    prof["dataset"]["currency"] = "USD"
+    path = tmp_path / "usd.yml"
+    path.write_text(yaml.safe_dump(prof))
+    out = import_files(path, [src], tmp_path / "usd")
+    assert [r["amount"] for r in rows(out / "opportunities.csv")] == ["1200", "300", "50"]
+    notes = yaml.safe_load((out / "dataset.yml").read_text())["source"]["notes"]
+    assert notes == ["deals.csv, column 'Deal - Value': 2 amount(s) are written in another currency than USD "
+                     "(EUR: 2; e.g. row 1 (line 2) '1 200 EUR'); they are imported as they are, not converted — "
+                     "filter the export or convert first"]

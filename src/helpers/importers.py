@@ -181,12 +181,15 @@ def read_export(path: Path) -> pd.DataFrame:
     most one non-empty cell, or start with "Total" / "Grand Totals"."""
     suffix = path.suffix.lower()
     if suffix in (".xlsx", ".xlsm", ".xls"):
+        header = [str(c) for c in pd.read_excel(path, header=None, nrows=1, dtype=str).iloc[0].fillna("")]
         df = pd.read_excel(path, dtype=str, keep_default_na=False)
     else:
         text = _decode(path.read_bytes())
         first = text.split("\n", 1)[0]
         sep = max((",", ";", "\t"), key=first.count)
+        header = next(csv.reader(io.StringIO(text), delimiter=sep, quotechar='"'), [])
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep, quotechar='"')
+    _check_unique_headers(header, path.name)
     df = df.fillna("").astype(str)
     df.columns = [" ".join(str(c).replace("\ufeff", "").split()) for c in df.columns]
     filled = (df.apply(lambda s: s.str.strip()) != "").sum(axis=1)
@@ -195,6 +198,34 @@ def read_export(path: Path) -> pd.DataFrame:
     while n and len(df.columns) > 1 and (filled.iloc[n - 1] <= 1 or FOOTER.match(first.iloc[n - 1])):
         n -= 1
     return df.iloc[:n].reset_index(drop=True)
+
+
+def _column_letter(i: int) -> str:
+    """Spreadsheet column letters of 1-based column ``i``: 1 -> A, 27 -> AA."""
+    out = ""
+    while i:
+        i, r = divmod(i - 1, 26)
+        out = chr(65 + r) + out
+    return out
+
+
+def _check_unique_headers(header: list[str], fname: str) -> None:
+    """Two columns with the same header (ignoring case and spaces) are an error naming both positions:
+    which one a profile should read cannot be told."""
+    seen: dict[str, int] = {}
+    problems = []
+    for i, h in enumerate(header, 1):
+        key = norm_header(h)
+        if not key:
+            continue
+        if key in seen:
+            j = seen[key]
+            problems.append(f"{fname}: header {' '.join(str(h).split())!r} appears twice, in columns {j} "
+                            f"({_column_letter(j)}) and {i} ({_column_letter(i)}); rename or remove one")
+        else:
+            seen[key] = i
+    if problems:
+        raise ImportProblem("Cannot import:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 def sha256_file(path: Path) -> str:
@@ -580,7 +611,8 @@ def map_export(df: pd.DataFrame, export: dict, profile: dict, fname: str, lookup
             missing.append(f"{fname} ({export['name']} export): required column {canon} is not mapped by the profile")
     status = export.get("status")
     if status:
-        _apply_status(out, src, lookup, status, fname, export["name"], missing)
+        keep = _apply_status(out, src, lookup, status, fname, export["name"], missing, problems, notes)
+        out, raw, src = out[keep], raw[keep], src[keep]
     file_order = file_date_order(out, table, src, hist_pattern=(export.get("history_from_columns") or {}).get("pattern"))
     for canon in list(out.columns):
         col = table.column(canon)
@@ -612,18 +644,32 @@ def file_date_order(out: pd.DataFrame, table, src: pd.DataFrame, hist_pattern: s
     return seen.pop() if len(seen) == 1 else None
 
 
-def _apply_status(out, src, lookup, status, fname, export_name, missing) -> None:
-    """A status column (open / won / lost) sets is_won and is_closed, and the stage of closed deals."""
+def _apply_status(out, src, lookup, status, fname, export_name, missing, problems, notes) -> pd.Series:
+    """A status column (open / won / lost) sets is_won and is_closed, and the stage of closed deals.
+    Returns the rows to keep: rows whose status is listed under ``drop`` (Pipedrive's deleted deals) are
+    left out with a note; a status the profile does not list is an error."""
     col = lookup.get(norm_header(status["column"]))
     if col is None:
         missing.append(f"{fname} ({export_name} export): status column {status['column']!r} is missing; "
                        f"{_closest_header([status['column']], list(src.columns))}")
-        return
+        return pd.Series(True, index=out.index)
     v = src[col].str.strip().str.casefold()
     won = v.isin({str(x).casefold() for x in status.get("won", [])})
     lost = v.isin({str(x).casefold() for x in status.get("lost", [])})
     opened = v.isin({str(x).casefold() for x in status.get("open", [])})
+    dropped = v.isin({str(x).casefold() for x in status.get("drop", [])})
     known = won | lost | opened
+    where = Column(fname, col)
+    unknown = ~known & ~dropped & (v != "")
+    listed = ", ".join(str(x) for k in ("open", "won", "lost", "drop") for x in status.get(k, []))
+    for i in unknown[unknown].index[:5]:
+        problems.append(f"{where.at(i, src.at[i, col].strip())} is not a status the profile knows ({listed})")
+    if unknown.sum() > 5:
+        problems.append(f"{fname}: … and {int(unknown.sum()) - 5} more row(s) with a status the profile does not know")
+    if dropped.any():
+        shown = ", ".join(where.row(i) for i in dropped[dropped].index[:5]) + (", …" if dropped.sum() > 5 else "")
+        notes.append(f"{fname}: left out {int(dropped.sum())} {'/'.join(map(str, status['drop']))} deal(s) "
+                     f"(column {col!r}: {shown})")
     out["is_won"] = won.map({True: "true", False: "false"}).where(known, "").astype(str)
     out["is_closed"] = (won | lost).map({True: "true", False: "false"}).where(known, "").astype(str)
     if "stage" in out.columns:
@@ -631,6 +677,7 @@ def _apply_status(out, src, lookup, status, fname, export_name, missing) -> None
             out.loc[won, "stage"] = status["won_stage"]
         if status.get("lost_stage"):
             out.loc[lost, "stage"] = status["lost_stage"]
+    return ~dropped
 
 
 def _history_from_columns(src: pd.DataFrame, ids: pd.Series, hist: dict, profile: dict,
@@ -679,6 +726,42 @@ def _check_currency(df: pd.DataFrame, export: dict, currency: str, fname: str) -
             "as they are, not converted — filter the export or convert first")
 
 
+CURRENCY_SYMBOLS = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY"}
+CURRENCY_IN_TEXT = re.compile(r"^\s*(?P<pre>[A-Z]{3}|[$€£¥])\s?[-+(\d.,]|[\d.,)]\s?(?P<post>[A-Z]{3}|[$€£¥])\s*$")
+
+
+def _currency_of(text: str, dataset_currency: str) -> str | None:
+    """The currency an amount text names ('1 200 EUR', '€ 50', 'USD 10'), None when it names none.
+    '$' stands for the dataset's currency when that is a dollar (USD, CAD, AUD…), else for USD."""
+    m = CURRENCY_IN_TEXT.search(text)
+    if not m:
+        return None
+    code = m.group("pre") or m.group("post")
+    if code == "$" and dataset_currency.upper().endswith("D"):
+        return dataset_currency.upper()
+    return CURRENCY_SYMBOLS.get(code, code)
+
+
+def _currency_in_amounts(source: pd.DataFrame, table, currency: str) -> list[str]:
+    """Notes for money columns whose text names another currency than the dataset's."""
+    notes = []
+    for col in table.columns:
+        if col.kind != "money" or col.name not in source.columns:
+            continue
+        named = source[col.name].map(lambda t: _currency_of(str(t), currency))
+        other = named[named.notna() & (named != currency.upper())]
+        if other.empty:
+            continue
+        i = other.index[0]
+        counts = ", ".join(f"{k}: {v}" for k, v in other.value_counts().items())
+        r = int(source.at[i, "_row"])
+        notes.append(f"{source.at[i, '_file']}, column {source.at[i, col.name + '@']!r}: {len(other)} amount(s) are "
+                     f"written in another currency than {currency} ({counts}; e.g. row {r} (line {r + 1}) "
+                     f"{source.at[i, col.name]!r}); they are imported as they are, not converted — filter the "
+                     "export or convert first")
+    return notes
+
+
 def map_files(profile: dict, files: list[Path]) -> tuple[Mapped, dict[str, Path], dict[str, int]]:
     frames = {p: read_export(p) for p in files}
     kinds = classify_files(profile, frames)
@@ -690,7 +773,12 @@ def map_files(profile: dict, files: list[Path]) -> tuple[Mapped, dict[str, Path]
     for name, path in kinds.items():
         export = by_name[name]
         rows[name] = len(frames[path])
-        if export.get("ignore") or not export.get("table"):
+        if export.get("ignore"):
+            continue
+        if not len(frames[path]):
+            raise ImportProblem(f"{path.name} has no data rows (a header only, or report footer lines); export it "
+                                "again with its rows")
+        if not export.get("table"):
             continue
         table, table_src, history, history_src = map_export(frames[path], export, profile, path.name, lookups,
                                                             missing, problems, mapped.notes)
@@ -701,6 +789,7 @@ def map_files(profile: dict, files: list[Path]) -> tuple[Mapped, dict[str, Path]
             note = _check_currency(frames[path], export, currency, path.name)
             if note:
                 mapped.notes.append(note)
+        mapped.notes += _currency_in_amounts(table_src, TABLES[export["table"]], currency)
     if missing:
         raise ImportProblem(
             f"Cannot import with profile {profile['name']!r}: {len(missing)} required column(s) unmapped:\n"
