@@ -549,3 +549,19 @@ def test_currency_written_in_the_amount_text_is_reported(tmp_path):
     assert notes == ["deals.csv, column 'Deal - Value': 2 amount(s) are written in another currency than USD "
                      "(EUR: 2; e.g. row 1 (line 2) '1 200 EUR'); they are imported as they are, not converted — "
                      "filter the export or convert first"]
+
+
+def test_validation_after_import_quotes_the_export_as_written(tmp_path, capsys):
+    # deal 2 is deleted (dropped), so deal 3 is row 2 of opportunities.csv but row 3 of the export.
+    # Deal 3: created 01/11/2026, closes 12/31/2025 (month-first file) -> close before created, quoted as
+    # written; deal 4's amount -1e400 is not a finite number and is kept (and quoted) as written.
+    src = pipedrive_export(tmp_path, [pd_row(1, "100", close="12/31/2026"), pd_row(2, "5", status="Deleted"),
+                                      pd_row(3, "100", created="01/11/2026", close="12/31/2025"),
+                                      pd_row(4, "-1e400")])
+    args = ["import", "--profile", str(eur_profile(tmp_path)), "--to", str(tmp_path / "ds"), str(src)]
+    assert revops(args) == 1
+    out = capsys.readouterr().out
+    assert ("deals.csv, row 3 (line 4), column 'Deal - Expected close date': value '12/31/2025' — expected a close "
+            "date on or after created_date '01/11/2026' (opportunities.csv row 2, close_date)") in out
+    assert "deals.csv, row 4 (line 5), column 'Deal - Value': value '-1e400'" in out
+    assert "'2025-12-31'" not in out and "inf" not in out

@@ -25,7 +25,7 @@ import io
 import re
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -895,6 +895,13 @@ def _carried_over(to: Path, previous: dict, writes: list[str]) -> list[Path]:
 
 def import_files(profile: str | Path | dict, files, to: str | Path, force: bool = False,
                  as_of: str | None = None) -> Path:
+    """Import export ``files`` through ``profile`` into the dataset folder ``to``; return its path (see
+    ``import_with_sources``)."""
+    return import_with_sources(profile, files, to, force, as_of)[0]
+
+
+def import_with_sources(profile: str | Path | dict, files, to: str | Path, force: bool = False,
+                        as_of: str | None = None) -> tuple[Path, dict[str, tuple[pd.DataFrame, pd.DataFrame]]]:
     """Import export ``files`` through ``profile`` into the dataset folder ``to``; return its path.
 
     ``as_of`` is the export date written to dataset.yml (default: the profile's rule, normally the
@@ -921,10 +928,11 @@ def import_files(profile: str | Path | dict, files, to: str | Path, force: bool 
     hashes = {f: sha256_file(f) for f in files}
     mapped, kinds, rows = map_files(prof, files)
 
-    tables = {}
+    tables, sources = {}, {}
     for tname, parts in mapped.tables.items():
         df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
         tables[tname] = df.fillna("").astype(str)
+        sources[tname] = pd.concat(mapped.sources[tname], ignore_index=True)
     tables["opportunities"] = _finish_opportunities(tables["opportunities"], cfg)
 
     ds = dict(prof["dataset"])
@@ -962,15 +970,51 @@ def import_files(profile: str | Path | dict, files, to: str | Path, force: bool 
         for f, h in hashes.items():  # the inputs must be exactly as read
             if sha256_file(f) != h:
                 raise ImportProblem(f"{f} changed while it was being imported; try again")
-    return to
+    return to, {t: (tables[t], sources[t]) for t in tables}
+
+
+def in_export_terms(problem, sources: dict[str, tuple[pd.DataFrame, pd.DataFrame]]):
+    """A validation Problem about an imported table's cell, restated on the export: its file, data row and
+    header, the value as written there, and the written values of other cells the message quotes; the
+    imported table, row and column follow in brackets. Problems without a row are returned unchanged."""
+    table = Path(problem.file).stem
+    if table not in sources or problem.row is None or problem.column is None:
+        return problem
+    written, src = sources[table]
+    i = problem.row - 1
+    if not 0 <= i < len(src) or problem.column not in src.columns:
+        return problem
+    expected = str(problem.expected)
+    for col in written.columns:
+        conv, raw = written.at[i, col], src.at[i, col] if col in src.columns else None
+        if col != problem.column and raw and conv and raw != conv and conv[:10] in expected:
+            expected = expected.replace(conv if conv in expected else conv[:10], repr(raw))
+    raw = src.at[i, problem.column]
+    return replace(problem, file=str(src.at[i, "_file"]), row=int(src.at[i, "_row"]),
+                   column=str(src.at[i, problem.column + "@"]), value=raw if raw != "" else problem.value,
+                   expected=f"{expected} ({problem.file} row {problem.row}, {problem.column})")
+
+
+def validate_in_export_terms(folder: Path, sources) -> tuple[int, str]:
+    """``helpers.dataset.validate_report`` of a folder just imported, with every error about a cell stated
+    on the export file as the user wrote it (``in_export_terms``)."""
+    from helpers.dataset import DataValidationError, format_problems, load, validate_report
+
+    try:
+        load(folder)
+    except DataValidationError as exc:
+        problems = [in_export_terms(p, sources) for p in exc.problems]
+        return 1, format_problems(problems, title=f"Dataset {folder} has {len(problems)} error(s) (rows, columns "
+                                                  "and values as in the export files):")
+    except Exception:  # noqa: BLE001 - validate_report states every other failure
+        pass
+    return validate_report(folder)
 
 
 def cli(args) -> int:
     """``revops import --profile P --to data/NAME FILES…``: import, then validate the result."""
-    from helpers.dataset import validate_report
-
     try:
-        out = import_files(args.profile, args.files, args.to, force=getattr(args, "force", False),
+        out, sources = import_with_sources(args.profile, args.files, args.to, force=getattr(args, "force", False),
                            as_of=getattr(args, "as_of", None))
     except (ImportProblem, ProfileError) as exc:
         print(exc, file=sys.stderr)
@@ -980,6 +1024,6 @@ def cli(args) -> int:
         print(f"note: {note}")
     written = ", ".join(sorted(p.name for p in out.glob("*.csv")))
     print(f"Imported {len(args.files)} file(s) with profile {args.profile!r} into {out}: {written}, dataset.yml")
-    code, text = validate_report(out)
+    code, text = validate_in_export_terms(out, sources)
     print(text)
     return code
