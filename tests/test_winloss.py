@@ -381,6 +381,12 @@ def test_headlines_and_what_to_look_at(closed, deals, windows):
     figs = {f["key"]: f["value"] for f in wl.headline_figures(overall, change, reasons, summary)}
     assert figs["closed_deals"] == 9 and figs["win_rate"] == pytest.approx(1 / 3)
     assert figs["top_loss_reason"] == "Price" and figs["duplicate_records"] == 1
+    # the change is a difference of two rates: percentage points, shown 1/3 − 1/2 = −16.7 pts (not "−16.7%")
+    from helpers.display import fmt_value
+
+    units = {f["key"]: f["unit"] for f in wl.headline_figures(overall, change, reasons, summary)}
+    assert units["win_rate_change"] == "points" and units["win_rate"] == "percent"
+    assert fmt_value(figs["win_rate_change"], "points") == "−16.7 pts"
     by_dim = {"rep": wl.win_rates(closed, "rep", min_deals=2)}
     points = wl.what_to_look_at(overall, change, by_dim, reasons, summary, 2, "2026-10", "2026-09")
     assert points[0].startswith("Win rate 33% on 9 closed deals (95% interval 12%–65%), down 17 points "

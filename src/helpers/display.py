@@ -75,6 +75,15 @@ def fmt_pct(x, digits: int = 0) -> str:
     return f"{float(x) * 100:,.{digits}f}%"
 
 
+def fmt_pts(x, digits: int = 1) -> str:
+    """A difference of two percents (0–1 scale), signed, in percentage points: 0.089 -> ``+8.9 pts``."""
+    if x is None or pd.isna(x):
+        return ""
+    v = float(x) * 100
+    sign = "+" if v > 0 else "−" if v < 0 else ""
+    return f"{sign}{abs(v):,.{digits}f} pts"
+
+
 def fmt_num(x, digits: int = 0) -> str:
     if x is None or pd.isna(x):
         return ""
@@ -82,7 +91,7 @@ def fmt_num(x, digits: int = 0) -> str:
 
 
 def fmt_value(x, unit: str, currency: str = "USD") -> str:
-    """Format by unit: currency, percent, ratio (×), days, count."""
+    """Format by unit: currency, percent, points (+8.9 pts), ratio (×), days, count."""
     if isinstance(x, str):
         return x
     if x is None or pd.isna(x):
@@ -91,6 +100,8 @@ def fmt_value(x, unit: str, currency: str = "USD") -> str:
         return fmt_money(x, currency)
     if unit == "percent":
         return fmt_pct(x, 1)
+    if unit == "points":
+        return fmt_pts(x)
     if unit == "ratio":
         return f"{float(x):,.2f}×"
     if unit == "days":
@@ -125,8 +136,10 @@ def column_label(name) -> str:
 
 
 def table_html(df: pd.DataFrame, money=(), pct=(), ints=(), ratio=(), decimals=(), days=(),
-               currency: str = "USD", caption: str | None = None, max_rows: int | None = None) -> str:
-    """HTML for a DataFrame, formatted by column kind; the index is dropped unless it is named."""
+               currency: str = "USD", caption: str | None = None, max_rows: int | None = None,
+               points=()) -> str:
+    """HTML for a DataFrame, formatted by column kind (``points``: differences of percents, +8.9 pts);
+    the index is dropped unless it is named."""
     if df.index.name is not None or isinstance(df.index, pd.MultiIndex):
         df = df.reset_index()
     if max_rows is not None and len(df) > max_rows:
@@ -144,6 +157,8 @@ def table_html(df: pd.DataFrame, money=(), pct=(), ints=(), ratio=(), decimals=(
         formatters[c] = lambda v: fmt_num(v, 1)
     for c in days:
         formatters[c] = lambda v: fmt_num(v, 0)
+    for c in points:
+        formatters[c] = fmt_pts
     numeric = set(formatters)
     head = "".join(
         f'<th class="{"num" if c in numeric else ""}">{html.escape(column_label(c))}</th>' for c in df.columns

@@ -2,7 +2,8 @@
 
 A notebook collects its headline figures in a ``Headlines`` object and saves them to the
 ``summary_path`` parameter the report run gives it; the report run merges every notebook's file into
-``reports/<period>/summary.json``. Units: currency, count, percent (0–1), ratio, days.
+``reports/<period>/summary.json``. Units: currency, count, percent (0–1), ratio, days,
+points (a difference of two percents, 0–1 scale: 0.089 is shown +8.9 pts).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from helpers.atomic import write_text_atomic
 
-UNITS = ("currency", "count", "percent", "ratio", "days", "number")
+UNITS = ("currency", "count", "percent", "ratio", "days", "number", "points")
 
 
 @dataclass

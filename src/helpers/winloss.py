@@ -751,7 +751,7 @@ def headline_figures(overall: pd.DataFrame, change: dict, reasons: pd.DataFrame,
              definition="Won amount ÷ closed (won + lost) amount among deals closed in the review window."),
         dict(key="win_rate_comparison", value=change["previous"], label="Win rate, comparison window",
              unit="percent", definition="Win rate (count) in the comparison window."),
-        dict(key="win_rate_change", value=change["change"], label="Win rate change", unit="percent",
+        dict(key="win_rate_change", value=change["change"], label="Win rate change", unit="points",
              definition="Win rate now minus win rate in the comparison window (percentage points)."),
     ]
     recorded = reasons[reasons["reason"].ne(NO_REASON)] if len(reasons) else reasons
