@@ -205,7 +205,9 @@ def test_bookings_vs_plan_company_and_rep(opps):
     assert qtd["pace_attainment"] == pytest.approx(55 / 15 * 92 / 368)
     # YTD: 365 days × 4 = 1460 plan, 1125 booked
     assert t.loc["YTD", "plan"] == pytest.approx(1460)
-    assert t.loc["YTD", "gap"] == pytest.approx(1460 - 1125)
+    assert t.loc["YTD", "still_to_close"] == pytest.approx(1460 - 1125)
+    # "gap" (plan − bookings, negative when ahead) is now still_to_close = max(plan − bookings, 0)
+    assert "gap" not in t.columns
     by_rep = pl.bookings_vs_plan(opps, q, w, by="rep")
     r = by_rep[by_rep["window"] == "QTD"].set_index("rep")
     assert r.loc["r1", "bookings"] == 45 and r.loc["r1", "plan_to_date"] == pytest.approx(30)
@@ -486,3 +488,52 @@ def test_a_scope_with_no_deals_yet_has_no_stall_benchmark_and_no_calibration(opp
     assert mv.stalled_deals(visits, opps, bench).empty
     calib = mv.probability_calibration(hist, opps, cfg, [pd.Timestamp("2020-01-31")])  # before any deal
     assert calib.empty
+
+
+def test_departed_rep_has_no_plan_row_and_no_by_rep_row(opps):
+    # r9 left in May 2026: quota rows Jan..May only -> no plan in Q4, no row in the by-rep and coverage tables
+    q = pd.concat([make_quotas(), pd.DataFrame({
+        "rep_id": "r9", "period_start": pd.date_range("2026-01-01", periods=5, freq="MS"),
+        "period_end": pd.date_range("2026-01-31", periods=5, freq="ME"), "quota": 31.0, "metric": "bookings"})],
+        ignore_index=True)
+    w = FiscalCalendar(1).windows(AS_OF)
+    assert "r9" not in pl.plan_by_rep(q, w["QTD"].start, w["QTD"].end).index
+    assert pl.plan_by_rep(q, "2026-05-01", "2026-05-31")["r9"] == pytest.approx(31)
+    by_rep = pl.bookings_vs_plan(opps, q, {"QTD": w["QTD"]}, by="rep")
+    assert sorted(by_rep["rep"]) == ["r1", "r2", "r3"]
+    assert sorted(pl.coverage(opps, q, w["QTD"], by="rep")["rep"]) == ["r1", "r2", "r3"]
+    # r3: full-quarter plan 1/day × 92 = 92, booked 10 -> 82 still to close
+    assert by_rep.set_index("rep").loc["r3", "still_to_close"] == pytest.approx(92 - 10)
+
+
+def test_finished_quarter_is_not_under_threshold(opps):
+    # as of 2026-12-31 (the last day of Q4): nothing can still close in Q4, so no rep is "under threshold"
+    q = make_quotas()
+    w = FiscalCalendar(1).windows(pd.Timestamp("2026-12-31"))["QTD"]
+    c = pl.coverage(opps, q, w, by="rep", threshold=3.0)
+    assert not c["under_threshold"].any()
+    assert set(c["status"]) <= {"quarter closed", "quota met"}
+
+
+def test_what_to_look_at_on_the_last_day_of_the_quarter():
+    figs = {"coverage_threshold": (3.0,), "days_left_qtd": (0,), "bookings_qtd": (3_200_000.0,),
+            "attainment_qtd": (0.89,), "pace_qtd": (3_200_000.0,), "pace_attainment_qtd": (0.89,),
+            "plan_qtd": (3_600_000.0,), "coverage_next_quarter": (1.7, "Coverage FY2027 Q4"),
+            "open_in_next_quarter": (7.8e6,), "remaining_next_quarter": (4.6e6,), "past_due_deals": (1,),
+            "past_due_amount": (5000.0,), "no_next_step_deals": (1,)}
+    pts = pl.what_to_look_at(figs, "USD", {"stalled": 1, "slipped": 2, "reps_under_threshold": 21,
+                                           "coverage_label": "FY2027 Q4"})
+    assert "The quarter closed at $3.2M, 89% of plan." in pts
+    assert not any("run rate" in p for p in pts)
+    assert "21 reps have coverage under 3.0× for FY2027 Q4." in pts
+    assert "1 open deal has no next step." in pts
+    assert "1 open deal worth $5.0k has a close date in the past — update or close it." in pts
+    assert "1 open deal is stalled (longer in its stage than 3 in 4 won deals)." in pts
+    assert "2 deals had their close date pushed this quarter." in pts
+
+
+def test_headline_definitions_fit_each_figure():
+    d = pl.DEFINITIONS
+    assert d["Open deals"].startswith("count")
+    for key in ("Coverage threshold", "Open pipeline closing in", "Quota still to close", "Average won deal size"):
+        assert d[key] != d["Coverage"] and d[key] != d["Deal size and cycle"]

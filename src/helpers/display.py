@@ -84,6 +84,13 @@ def fmt_pts(x, digits: int = 1) -> str:
     return f"{sign}{abs(v):,.{digits}f} pts"
 
 
+def count_noun(n, singular: str, plural: str | None = None) -> str:
+    """``1 open deal``, ``2 open deals``, ``1,204 reps``: the count with the noun agreeing (``plural``
+    defaults to ``singular + "s"``; the noun's last word is pluralised, so pass "open deal")."""
+    n = int(n)
+    return f"{n:,} {singular if n == 1 else (plural or singular + 's')}"
+
+
 def fmt_num(x, digits: int = 0) -> str:
     if x is None or pd.isna(x):
         return ""

@@ -182,7 +182,8 @@ def plan_by_rep(quotas: pd.DataFrame | None, start, end) -> pd.Series:
 
     plan = Σ over quota rows of quota × overlap_days ÷ days_in_quota_period, where overlap_days is the
     number of days the quota period shares with the window (a 31-day month with quota 31,000 and a
-    window covering 10 of its days contributes 10,000)."""
+    window covering 10 of its days contributes 10,000). Only reps with a quota row overlapping the window
+    appear (a rep who left before the window, or joins after it, has no plan there and no row)."""
     q = bookings_quotas(quotas)
     if q is None:
         return pd.Series(dtype="float64")
@@ -192,7 +193,8 @@ def plan_by_rep(quotas: pd.DataFrame | None, start, end) -> pd.Series:
     overlap = ((hi - lo).dt.days + 1).clip(lower=0)
     length = (q["period_end"] - q["period_start"]).dt.days + 1
     prorated = q["quota"].fillna(0.0) * overlap / length
-    return prorated.groupby(q["rep_id"]).sum()
+    inside = overlap > 0
+    return prorated[inside].groupby(q.loc[inside, "rep_id"]).sum()
 
 
 def plan_from_targets(targets: dict, cal: FiscalCalendar, start, end) -> float:
@@ -223,7 +225,7 @@ def bookings_vs_plan(opps: pd.DataFrame, quotas: pd.DataFrame | None, windows: d
     - attainment = bookings ÷ plan; attainment_to_date = bookings ÷ plan_to_date
     - pace = bookings ÷ elapsed days × days in the period (straight-line run rate to period end);
       pace_attainment = pace ÷ plan
-    - gap = plan − bookings (still to close)
+    - still_to_close = max(plan − bookings, 0): what the full period still needs (0 once the plan is met)
     """
     rows = []
     won = opps[is_won(opps)]
@@ -253,7 +255,8 @@ def bookings_vs_plan(opps: pd.DataFrame, quotas: pd.DataFrame | None, windows: d
             rows.append({
                 "window": name, "period": w.label, "group": g, "bookings": b, "plan": p,
                 "plan_to_date": ptd, "attainment": _ratio(b, p), "attainment_to_date": _ratio(b, ptd),
-                "pace": pace, "pace_attainment": _ratio(pace, p), "gap": p - b,
+                "pace": pace, "pace_attainment": _ratio(pace, p),
+                "still_to_close": max(p - b, 0.0) if not pd.isna(p) else math.nan,
             })
     out = pd.DataFrame(rows)
     if by is not None:
@@ -395,7 +398,9 @@ def coverage(opps: pd.DataFrame, quotas: pd.DataFrame | None, window: Window, by
     - remaining = max(plan − bookings, 0) (quota still to close)
     - open_in_period = Σ amount of open deals with close date in ``[start, end]``
     - coverage = open_in_period ÷ remaining (NaN when nothing remains: quota met)
-    - under_threshold = coverage < threshold
+    - under_threshold = coverage < threshold, for a period still running: once the as-of date is the
+      period's last day the status is "quarter closed" and nothing is flagged (there is no time left to
+      close pipeline in it)
     """
     won = opps[is_won(opps) & window.contains(opps["close_date"])]
     got = _amount(won).groupby(_group_key(won, by, reps)).sum()
@@ -419,6 +424,7 @@ def coverage(opps: pd.DataFrame, quotas: pd.DataFrame | None, window: Window, by
         op = float(pipe.get(g, 0.0))
         cov = _ratio(op, remaining)
         status = ("no plan" if pd.isna(p) or p == 0 else "quota met" if remaining == 0
+                  else "quarter closed" if window.as_of >= window.end
                   else "under threshold" if cov < threshold else "ok")
         rows.append({"group": g, "plan": p, "bookings": b, "remaining": remaining,
                      "open_deals": int(cnt.get(g, 0)), "open_in_period": op, "coverage": cov,
@@ -702,6 +708,17 @@ DEFINITIONS = {
     "Coverage": "open pipeline with expected close date in the quarter (past-due ones in it included) ÷ quota "
                 "still to close (plan − bookings); flagged under the threshold (3× by default; 1 ÷ win rate by "
                 "value when the report is run with coverage_threshold = 0).",
+    "Open deals": "count of open deals (not closed) as of the as-of date.",
+    "Coverage threshold": "the coverage a quarter needs to be on track: 3× by default, or 1 ÷ win rate by value "
+                          "(12 months) when the report is run with coverage_threshold = 0.",
+    "Open pipeline closing in": "Σ amount of open deals whose expected close date falls in the quarter "
+                                "(past-due ones dated in it included).",
+    "Quota still to close": "max(plan for the full quarter − bookings so far in it, 0).",
+    "Still to close": "max(plan for the full period − bookings to date, 0): what the period still needs; 0 once "
+                      "the plan is met.",
+    "Average won deal size": "Σ amount of deals won in the last 12 months ÷ their number.",
+    "Average sales cycle": "mean of close date − created date, in days, over deals won in the last 12 months.",
+    "Past due": "open deals whose expected close date is before the as-of date: count, and Σ amount.",
     "Pipeline created": "every opportunity counted on its created date, whatever its status now (open, won or "
                         "lost): count and Σ amount, per week (Monday start) or month, by source.",
     "Same day of earlier quarters": "history replayed to the same day of each earlier quarter: open pipeline "
@@ -768,13 +785,13 @@ def headline_figures(sc: Scoped, config, cal: FiscalCalendar, as_of, threshold: 
                                    "Reps on pace this quarter", d["Reps on pace"], "percent")
     wp = weighted_pipeline(sc.opps, config)
     out["open_pipeline"] = (wp["amount"].sum(), "Open pipeline", d["Open pipeline"], "currency")
-    out["open_deals"] = (len(wp), "Open deals", d["Open pipeline"], "count")
+    out["open_deals"] = (len(wp), "Open deals", d["Open deals"], "count")
     out["weighted_pipeline_crm"] = (wp["weighted_crm"].sum(), "Weighted pipeline (CRM probability)",
                                     d["Weighted pipeline (CRM)"], "currency")
     wr = win_rate(sc.opps, as_of - pd.Timedelta(days=364), as_of)
     if threshold is None or threshold <= 0:
         threshold = coverage_threshold(wr["win_rate_value"])
-    out["coverage_threshold"] = (threshold, "Coverage threshold", d["Coverage"], "ratio")
+    out["coverage_threshold"] = (threshold, "Coverage threshold", d["Coverage threshold"], "ratio")
     out["days_left_qtd"] = ((w["QTD"].end - as_of).days, "Days left in the quarter", "quarter end − as-of date.",
                             "days")
     qp = company_plan["QTD"] if company_plan else None
@@ -782,9 +799,10 @@ def headline_figures(sc: Scoped, config, cal: FiscalCalendar, as_of, threshold: 
         npl = plan_from_targets(targets, cal, win.start, win.end) if (company_plan and key != "qtd") else qp
         c = coverage(sc.opps, sc.quotas, win, threshold=threshold, company_plan=npl).iloc[0]
         out[f"coverage_{key}"] = (c["coverage"], f"Coverage {win.label}", d["Coverage"], "ratio")
-        out[f"open_in_{key}"] = (c["open_in_period"], f"Open pipeline closing in {win.label}", d["Coverage"],
-                                 "currency")
-        out[f"remaining_{key}"] = (c["remaining"], f"Quota still to close {win.label}", d["Coverage"], "currency")
+        out[f"open_in_{key}"] = (c["open_in_period"], f"Open pipeline closing in {win.label}",
+                                 d["Open pipeline closing in"], "currency")
+        out[f"remaining_{key}"] = (c["remaining"], f"Quota still to close {win.label}", d["Quota still to close"],
+                                   "currency")
     fr = forecast_rollup(sc.opps, w["QTD"].start, w["QTD"].end).set_index("category")["cumulative"]
     out["commit_qtd"] = (fr["Commit"], "Commit (closed won + commit) this quarter", d["Forecast categories"],
                          "currency")
@@ -795,15 +813,15 @@ def headline_figures(sc: Scoped, config, cal: FiscalCalendar, as_of, threshold: 
     out["win_rate_count"] = (wr["win_rate_count"], "Win rate by count (12 months)", d["Win rate"], "percent")
     out["win_rate_value"] = (wr["win_rate_value"], "Win rate by value (12 months)", d["Win rate"], "percent")
     v = sales_velocity(sc.opps, as_of)
-    out["avg_deal_size"] = (v["avg_deal_size"], "Average won deal size (12 months)", d["Deal size and cycle"],
+    out["avg_deal_size"] = (v["avg_deal_size"], "Average won deal size (12 months)", d["Average won deal size"],
                             "currency")
-    out["avg_cycle_days"] = (v["avg_cycle_days"], "Average sales cycle (12 months)", d["Deal size and cycle"],
+    out["avg_cycle_days"] = (v["avg_cycle_days"], "Average sales cycle (12 months)", d["Average sales cycle"],
                              "days")
     out["sales_velocity_30d"] = (v["velocity_per_30_days"], "Sales velocity per 30 days", d["Sales velocity"],
                                  "currency")
     pdue = past_due(sc.opps, as_of)
-    out["past_due_deals"] = (len(pdue), "Open deals past their close date", d["Open pipeline"], "count")
-    out["past_due_amount"] = (pdue["amount"].sum(), "Amount past its close date", d["Open pipeline"], "currency")
+    out["past_due_deals"] = (len(pdue), "Open deals past their close date", d["Past due"], "count")
+    out["past_due_amount"] = (pdue["amount"].sum(), "Amount past its close date", d["Past due"], "currency")
     out["no_next_step_deals"] = (len(no_next_step(sc.opps, as_of)), "Open deals with no next step",
                                  "open deals whose next_step is empty.", "count")
     # what leadership reads first (the index and the email show the first figures)
@@ -813,9 +831,9 @@ def headline_figures(sc: Scoped, config, cal: FiscalCalendar, as_of, threshold: 
 
 
 def what_to_look_at(figs: dict[str, tuple], currency: str = "USD", extra: dict | None = None) -> list[str]:
-    """Sentences for the top of the report, computed from the headline figures (and ``extra`` counts:
-    stalled, slipped, reps_under_threshold)."""
-    from helpers.display import fmt_money, fmt_pct
+    """Sentences for the top of the report, computed from the headline figures (and ``extra``: counts
+    stalled, slipped, reps_under_threshold, and coverage_label — the quarter the rep coverage refers to)."""
+    from helpers.display import count_noun, fmt_money, fmt_pct
 
     def val(k):
         v = figs.get(k, (math.nan,))[0]
@@ -834,7 +852,11 @@ def what_to_look_at(figs: dict[str, tuple], currency: str = "USD", extra: dict |
             pts.append(f"Coverage for {label} is {cov:.1f}×, under the {thr:.1f}× needed: "
                        f"{m(val(f'open_in_{key}'))} open against {m(val(f'remaining_{key}'))} still to close.")
     pa = val("pace_attainment_qtd")
-    if not pd.isna(pa):
+    if val("days_left_qtd") == 0 and not pd.isna(val("bookings_qtd")):  # the as-of date ends the quarter
+        att = val("attainment_qtd")
+        pts.append(f"The quarter closed at {m(val('bookings_qtd'))}"
+                   + ("." if pd.isna(att) else f", {fmt_pct(att)} of plan."))
+    elif not pd.isna(pa):
         word = "short of" if pa < 1 else "above"
         pts.append(f"At the current run rate the quarter lands at {m(val('pace_qtd'))}, {fmt_pct(pa)} of plan "
                    f"({word} plan).")
@@ -845,15 +867,24 @@ def what_to_look_at(figs: dict[str, tuple], currency: str = "USD", extra: dict |
     if not pd.isna(share) and share < 0.5:
         pts.append(f"Only {fmt_pct(share)} of reps are on pace for their quarter quota.")
     if val("past_due_deals") and val("past_due_deals") > 0:
-        pts.append(f"{int(val('past_due_deals'))} open deals worth {m(val('past_due_amount'))} have close dates "
-                   "in the past — update or close them.")
+        n = int(val("past_due_deals"))
+        pts.append(f"{count_noun(n, 'open deal')} worth {m(val('past_due_amount'))} "
+                   f"{'has a close date' if n == 1 else 'have close dates'} in the past — update or close "
+                   f"{'it' if n == 1 else 'them'}.")
     extra = extra or {}
     if extra.get("stalled"):
-        pts.append(f"{extra['stalled']} open deals are stalled (longer in their stage than 3 in 4 won deals).")
+        n = int(extra["stalled"])
+        pts.append(f"{count_noun(n, 'open deal')} {'is' if n == 1 else 'are'} stalled (longer in "
+                   f"{'its' if n == 1 else 'their'} stage than 3 in 4 won deals).")
     if extra.get("slipped"):
-        pts.append(f"{extra['slipped']} deals had their close date pushed this quarter.")
+        n = int(extra["slipped"])
+        pts.append(f"{count_noun(n, 'deal')} had {'its' if n == 1 else 'their'} close date pushed this quarter.")
     if extra.get("reps_under_threshold"):
-        pts.append(f"{extra['reps_under_threshold']} reps have coverage under {thr:.1f}× for the quarter.")
+        n = int(extra["reps_under_threshold"])
+        label = extra.get("coverage_label")
+        pts.append(f"{count_noun(n, 'rep')} {'has' if n == 1 else 'have'} coverage under {thr:.1f}× for "
+                   f"{label or 'the quarter'}.")
     if val("no_next_step_deals"):
-        pts.append(f"{int(val('no_next_step_deals'))} open deals have no next step.")
+        n = int(val("no_next_step_deals"))
+        pts.append(f"{count_noun(n, 'open deal')} {'has' if n == 1 else 'have'} no next step.")
     return pts
