@@ -377,8 +377,10 @@ def test_pipeline_same_day_and_forecast_accuracy(opps, hist, cfg):
 def test_probability_calibration(opps, hist, cfg):
     cal = mv.probability_calibration(hist, opps, cfg, ["2026-06-30", "2026-09-30"]).set_index("bucket")
     # open then and closed now: 06-30: O8 Neg 0.8 won, O9 Qual 0.2 lost; 09-30: O2 Qual 0.2 won, O6 Prosp 0.1 lost
-    assert cal.loc["(0.1, 0.2]", "observations"] == 2 and cal.loc["(0.1, 0.2]", "actual"] == 0.5
-    assert cal.loc["(0.7, 0.8]", "actual"] == 1.0
+    # buckets read as percent ranges (were pandas interval text "(0.1, 0.2]", "(-0.001, 0.1]")
+    assert cal.loc["10–20%", "observations"] == 2 and cal.loc["10–20%", "actual"] == 0.5
+    assert cal.loc["70–80%", "actual"] == 1.0
+    assert cal.loc["0–10%", "observations"] == 1  # O6 Prospecting 0.1 (the lowest bucket includes 0)
     assert cal["observations"].sum() == 4
 
 

@@ -537,13 +537,16 @@ def probability_calibration(history, opps: pd.DataFrame, config, dates,
                             bins=(0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)) -> pd.DataFrame:
     """How well the CRM probability predicted the outcome. Observations = (deal, snapshot date) pairs
     with the deal open at the snapshot and closed now; bucketed by the probability it had then
-    (history value, else stage default): predicted = mean probability, actual = share that were won."""
+    (history value, else stage default; buckets labelled "0–10%", "10–20%", …, the first including 0):
+    predicted = mean probability, actual = share that were won; gap = actual − predicted (percentage points)."""
     snaps = replay(history, opps, config, dates)
     out_now = pd.Series(np.where(is_won(opps), 1.0, np.where(_flag(opps["is_closed"]), 0.0, np.nan)),
                         index=opps["opportunity_id"])
     s = snaps[snaps["is_open"]].assign(won=lambda x: x["opportunity_id"].map(out_now).astype("float64")).dropna(
         subset=["won", "probability"])
-    s = s.assign(bucket=pd.cut(s["probability"], bins=list(bins), include_lowest=True))
+    edges = list(bins)
+    names = [f"{lo * 100:g}–{hi * 100:g}%" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    s = s.assign(bucket=pd.cut(s["probability"], bins=edges, include_lowest=True, labels=names))
     g = s.groupby("bucket", observed=True).agg(observations=("won", "count"),
                                                deals=("opportunity_id", "nunique"),
                                                predicted=("probability", "mean"), actual=("won", "mean"))
