@@ -1,6 +1,7 @@
 """Write outputs so that a failure never leaves half a result or destroys the previous one.
 
-- ``replace_folder(target)``: build a folder beside ``target`` and swap it into place only on success.
+- ``replace_folder(target)``: build a folder beside ``target`` and swap it into place only on success
+  (``swap_in`` does the swap for a folder built elsewhere).
 - ``write_text_atomic(path, text)``: write a file beside ``path`` and rename it over ``path``.
 """
 
@@ -14,6 +15,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def umask() -> int:
+    """The process umask (read without changing it for good)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def replace_folder(target: str | os.PathLike, tag: str = "building") -> Iterator[Path]:
     """Yield an empty temporary folder next to ``target``; when the block succeeds it becomes ``target``
@@ -22,19 +30,25 @@ def replace_folder(target: str | os.PathLike, tag: str = "building") -> Iterator
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{tag}-", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; an output folder is an ordinary folder
+    tmp.chmod(0o777 & ~umask())  # mkdtemp makes it private; an output folder is an ordinary folder
     try:
         yield tmp
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        swap_in(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def swap_in(built: Path, target: Path) -> None:
+    """Put the complete folder ``built`` at ``target``: an existing ``target`` is moved aside first and
+    deleted only once ``built`` is in its place."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}-{built.name.rsplit('-', 1)[-1]}")
+        os.replace(target, old)
+        os.replace(built, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(built, target)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
@@ -45,6 +59,7 @@ def write_text_atomic(path: str | os.PathLike, text: str, encoding: str = "utf-8
     try:
         with os.fdopen(fd, "w", encoding=encoding, newline="") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes it private; an output is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import nbformat
 
+from helpers.atomic import swap_in, umask, write_text_atomic
+
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -243,24 +245,6 @@ def render_html(nb, title: str | None = None, footer: str = "") -> str:
                  "metadata": {"name": name}}
     body, _ = _exporter().from_notebook_node(nb, resources=resources)
     return _dedupe_styles(body)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write via a temporary file in the same folder and rename; permissions follow the umask."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
-    return path
 
 
 def to_html(executed_nb_or_path, html_path, title: str | None = None, footer: str = "") -> Path:
@@ -611,12 +595,7 @@ def _publish(build: Path, target: Path) -> None:
         for entry in target.iterdir():
             if entry.is_dir() and entry.name not in ("charts", "files") and not (build / entry.name).exists():
                 shutil.move(str(entry), str(build / entry.name))
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-        os.replace(build, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(build, target)
+    swap_in(build, target)
 
 
 def run_monthly(dataset="data/sample", period: str | None = None, as_of: str | None = None,
@@ -630,7 +609,7 @@ def run_monthly(dataset="data/sample", period: str | None = None, as_of: str | N
     out_root.mkdir(parents=True, exist_ok=True)
     target = out_root / params.period
     build = Path(tempfile.mkdtemp(dir=out_root, prefix=f".{params.period}.building-"))
-    os.chmod(build, 0o777 & ~_umask())
+    os.chmod(build, 0o777 & ~umask())
     summaries = build / "summaries"
     footer = (f"{params.dataset_name} · period {params.period} · data as of {params.as_of} · "
               f"data fingerprint sha256:{params.fingerprint[:12]}")
