@@ -30,7 +30,8 @@ from email.message import EmailMessage
 from email.utils import formatdate, getaddresses, make_msgid
 from pathlib import Path
 
-from helpers.report import INDEX_TOP_FIGURES, figure_rows, read_summary, render_template, write_text_atomic
+from helpers.atomic import write_text_atomic
+from helpers.report import INDEX_TOP_FIGURES, figure_rows, read_summary, render_template
 
 MAX_CHARTS = 2
 TOP_FIGURES = INDEX_TOP_FIGURES  # per notebook in the email; the rest are in the attached reports
