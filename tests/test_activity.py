@@ -422,3 +422,19 @@ def test_benchmark_counts_ae_activity_only(act, opps, reps, quotas):
         needed, rates, _ = A.benchmark_needs(both, opps, mq, AS_OF, months=12, reps=r)
         assert rates["calls_per_opp"] == pytest.approx(7 / 6)
         assert needed.loc["r1", ["calls", "meetings", "demos"]].tolist() == pytest.approx([7 / 3, 2 / 3, 1 / 3])
+
+
+def test_rep_volume_leaves_out_reps_who_left_before_the_window(act, reps):
+    # r4 (team A) left on 10-21, before the week 10-25..10-31, and logged one call in the prior week:
+    # not in the table, and team A's median stays the median of r1 8 and r2 9 = 8.5 (with r4 at 0: 8)
+    gone = pd.DataFrame({"activity_id": ["g1"], "owner": ["r4"], "type": ["call"],
+                         "occurred_at": pd.to_datetime(["2026-10-20 09:00"]).astype("datetime64[us]"),
+                         "opportunity_id": [None], "outcome": ["connected"], "duration_minutes": [np.nan]})
+    both = pd.concat([act, gone.astype({c: "str" for c in ("activity_id", "owner", "type", "opportunity_id",
+                                                             "outcome")})], ignore_index=True)
+    r = pd.concat([reps, pd.DataFrame({"rep_id": ["r4"], "team": ["A"], "role": ["AE"],
+                                       "hire_date": pd.to_datetime(["2024-01-01"]),
+                                       "end_date": pd.to_datetime(["2026-10-21"])})], ignore_index=True)
+    v = A.rep_volume(both, AS_OF, weeks=1, reps=r).set_index("rep")
+    assert "r4" not in v.index
+    assert v.loc["r1", "team_median"] == 8.5

@@ -219,13 +219,16 @@ def rep_volume(activities: pd.DataFrame, as_of, weeks: int = 13, reps: pd.DataFr
       count as 0); ``vs_team_median`` = total ÷ team_median;
     - ``prior`` = weekly total in the ``weeks`` before the window; ``trend`` = total ÷ prior − 1.
 
-    Reps: every owner with activity in either window, plus reps employed during the window (so a rep
-    who logged nothing shows 0).
+    Reps: reps employed during the window (so a rep who logged nothing shows 0), plus owners with activity
+    who are not in ``reps``; a rep in ``reps`` who left before the window (or joins after it) is left out,
+    so a departed rep does not show 0 a week nor pull the team median down.
     """
     act = prepare(activities)
     start, end = volume_window(as_of, weeks)
     pstart, pend = start - pd.Timedelta(days=7 * weeks), start - pd.Timedelta(days=1)
-    names = sorted(set(map(str, act["owner"].cat.categories)) | set(active_reps(reps, start, end)))
+    active = set(active_reps(reps, start, end))
+    known = set(reps["rep_id"].dropna().astype("str")) if reps is not None and "rep_id" in reps.columns else set()
+    names = sorted({o for o in map(str, act["owner"].cat.categories) if o not in known or o in active} | active)
     cur = activity_counts(act, start, end, "W", owners=names).groupby(level="owner", sort=False).sum()
     prev = activity_counts(act, pstart, pend, "W", owners=names).groupby(level="owner", sort=False).sum()
     types = [t for t in cur.columns if t != "total"]

@@ -13,7 +13,7 @@ import pandas as pd
 
 from helpers import activity as A
 from helpers import plots
-from helpers.display import definitions, markdown, note, show_table
+from helpers.display import count_noun, definitions, markdown, note, rep_label, show_table
 
 SECTION = "The activity tracker"
 VOLUME_WEEKS = 13  # volume, outcomes and hit rates: the 13 weeks to as-of
@@ -128,7 +128,7 @@ def _volume(ctx, act_all, act, owners, scope, start, end) -> None:
         team_counts = A.activity_counts(act_all, start, end, "W")
         med = A.weekly_by_team(team_counts, ctx.ds.reps)
         med = med[med["team"] == team]
-        ax.plot(weekly.index, weekly["total"], marker="o", color=plots.OPEN, label=f"{owners[0]}")
+        ax.plot(weekly.index, weekly["total"], marker="o", color=plots.OPEN, label=rep_label(owners[0]))
         if len(med):
             ax.plot(med["period"], med["median"], linestyle="--", color=plots.NEUTRAL, label=f"{team} median")
         ax.legend(frameon=False)
@@ -214,12 +214,13 @@ def _yield(ctx, act, act_all, opps, owners, start, end) -> pd.DataFrame:
              "are going well attract demos and meetings, and a deal with nothing logged may just be unlogged.")
     assoc = A.win_association(deals, min_deals=5)
     show_table(assoc, ints=["deals_with", "won_with", "deals_without", "won_without"],
-               pct=["win_rate_with", "win_rate_without", "difference"], caption="Win rate with vs without")
+               pct=["win_rate_with", "win_rate_without"], points=["difference"],
+               caption="Win rate with vs without (difference = with − without, in percentage points)")
     if "segment" in deals.columns and deals["segment"].notna().any():
         seg = A.win_association(deals, by="segment", min_deals=5)
         seg = seg[seg["type"].isin(["meeting", "demo"])]
         show_table(seg, ints=["deals_with", "deals_without"],
-                   pct=["win_rate_with", "win_rate_without", "difference"],
+                   pct=["win_rate_with", "win_rate_without"], points=["difference"],
                    caption="Meetings and demos vs win rate, by segment (association)")
     seqs = A.winning_sequences(act_all, opps, start, end)
     show_table(seqs.head(10), ints=["deals", "won"], pct=["win_rate", "share_of_wins"],
@@ -273,8 +274,9 @@ def _benchmarks(ctx, act_all, opps_all, owners) -> None:
         title += f" — the {CHART_MAX_REPS} reps furthest short"
     g = gap.sort_values("calls_needed")
     fig, ax = plots.new_figure(9, max(2.5, 0.28 * len(g) + 1))
-    ax.barh(g["rep"], g["calls_needed"], color=plots.NEUTRAL, label="needed")
-    ax.barh(g["rep"], g["calls_actual"], height=0.45, color=plots.OPEN, label="actual")
+    names = g["rep"].map(rep_label)  # names, as the tables show them
+    ax.barh(names, g["calls_needed"], color=plots.NEUTRAL, label="needed")
+    ax.barh(names, g["calls_actual"], height=0.45, color=plots.OPEN, label="actual")
     ax.legend(frameon=False)
     plots.finish(fig, ax, title, "calls per month", "")
 
@@ -305,7 +307,8 @@ def _time_and_completeness(ctx, act, act_all, opps_all, owners, vstart, vend, ys
                    ints=["deals_won", "activities", "won_without_activity"], money=["bookings"],
                    decimals=["activities_per_won_deal", "median_per_won_deal"], currency=ctx.currency,
                    caption="Reps whose logged activity is implausibly low for their bookings")
-        note(f"{len(flagged)} rep(s) book deals with far less logged activity than their peers. Their activity "
+        note(f"{count_noun(len(flagged), 'rep')} {'books' if len(flagged) == 1 else 'book'} deals with far less "
+             "logged activity than their peers. Their activity "
              "is under-recorded, not absent: their volumes, hit rates and gaps above are understated, they pull "
              "the team median down, and they inflate the measured yield per activity (and so shrink the "
              "activity the reverse funnel says a quota needs).", warn=True)

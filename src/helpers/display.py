@@ -50,6 +50,11 @@ def set_rep_names(reps) -> None:
         _rep_names[str(rid)] = f"{name} ({rid})" if d else str(name)
 
 
+def rep_label(rep_id) -> str:
+    """A rep's name as the tables show it (set by ``set_rep_names``), else the id: for chart labels."""
+    return _rep_names.get(str(rep_id), str(rep_id))
+
+
 def symbol(currency: str) -> str:
     return CURRENCY_SYMBOLS.get(currency, currency + " ")
 
