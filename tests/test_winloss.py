@@ -392,7 +392,7 @@ def test_headlines_and_what_to_look_at(closed, deals, windows):
     assert points[0].startswith("Win rate 33% on 9 closed deals (95% interval 12%–65%), down 17 points "
                                 "from 50% in 2026-09 — within the noise")
     # Pareto: cum shares .33 .5 .67 .83 1 -> 4 reasons reach 80%
-    assert "Price — 33% of lost deals (2 of 6); 4 reason(s) cover 80%" in points[1]
+    assert "Price — 33% of lost deals (2 of 6); 4 reasons cover 80%" in points[1]  # was "4 reason(s)"
     # Alice 3/3: Wilson [.438503, 1] lies above 1/3 -> named; Cara 0/4 [0, .489891] overlaps 1/3
     assert any(p.startswith("Rep Alice wins 100%") for p in points)
     assert any("lost with no loss reason" in p for p in points)  # 1/6 = 17% > 10%

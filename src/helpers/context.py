@@ -74,7 +74,7 @@ def open_report(dataset: str, period: str = "", as_of: str = "", title: str = ""
     if show_header and title:
         display.markdown(
             f"# {title} — {p}\n\n"
-            f"**{ds.config.name}** · data as of **{a:%Y-%m-%d}** · fiscal year {cal.quarter_label(a)} "
+            f"**{ds.config.name}** · data as of **{a:%Y-%m-%d}** · fiscal quarter {cal.quarter_label(a)} "
             f"(starts month {cal.start_month}) · currency {ds.config.currency}"
         )
         if ds.warnings:

@@ -531,11 +531,13 @@ def points(res: PlanResult, currency: str, funnel: pd.DataFrame | None = None,
                f"(sum {m(res.quota_level_total)}).")
     if res.out_of_reach or res.too_easy:
         names = ", ".join(res.out_of_reach[:6]) + (" …" if len(res.out_of_reach) > 6 else "")
-        out.append(f"{len(res.out_of_reach)} rep(s) out of reach (P < {i.out_of_reach:.0%})"
+        n = len(res.out_of_reach)
+        out.append(f"{n} rep{'' if n == 1 else 's'} out of reach (P < {i.out_of_reach:.0%})"
                    + (f": {names}" if names else "") + f"; {len(res.too_easy)} too easy (P > {i.too_easy:.0%}).")
     flagged = int(res.reps["ote_flag"].str.startswith(("below", "above")).sum())
     if flagged:
-        out.append(f"{flagged} rep(s) have a quota outside {i.ote_multiple_min:g}–{i.ote_multiple_max:g}× their OTE.")
+        out.append(f"{flagged} rep{' has' if flagged == 1 else 's have'} a quota outside "
+                   f"{i.ote_multiple_min:g}–{i.ote_multiple_max:g}× their OTE.")
     if alternative is not None:
         out.append(f"Weighting quotas by each rep's own history instead of territory would put "
                    f"{alternative.expected_share:.0%} of reps at quota.")

@@ -809,9 +809,10 @@ def what_to_look_at(overall: pd.DataFrame, change: dict, by_dim: dict[str, pd.Da
     if len(recorded):
         top = recorded.iloc[0]
         cum80 = int((reasons["cum_share"] < 0.8).sum() + 1)
+        k = min(cum80, len(reasons))
         points.append(f"Top loss reason: {top['reason']} — {_pct(top['share'])} of lost deals "
-                      f"({int(top['deals'])} of {int(reasons['deals'].sum())}); {min(cum80, len(reasons))} "
-                      f"reason(s) cover 80% of losses.")
+                      f"({int(top['deals'])} of {int(reasons['deals'].sum())}); "
+                      + ("it alone covers" if k == 1 else f"{k} reasons cover") + " 80% of losses.")
     outliers = []
     for dim, t in by_dim.items():
         sub = t[(t["deals"] >= min_deals) & ~t["group"].eq(other_label(min_deals)) & t["groups_pooled"].eq(1)]
@@ -1092,7 +1093,8 @@ def scope_sentence(rv: Review) -> str:
     if rv.min_deals > 1:
         s += f" Groups with fewer than {rv.min_deals} closed deals are pooled into “{other_label(rv.min_deals)}”."
     if rv.undated:
-        s += f" {rv.undated:,} closed deal(s) have no close date and cannot be placed in any window."
+        s += (f" {rv.undated:,} closed deal{' has' if rv.undated == 1 else 's have'} no close date and cannot be "
+              "placed in any window.")
     if len(rv.duplicates):
         s += f" {len(rv.duplicates):,} duplicate record(s) are left out (listed under data quality)."
     return s
