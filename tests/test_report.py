@@ -74,6 +74,10 @@ def test_figure_change_and_format():
     pct = {"value": 0.2, "unit": "percent"}
     ch = report.figure_change(pct, {"value": 0.6})
     assert ch["pct"] is None and report.fmt_change(pct, ch, "USD") == ("−40.0 pts", "down")
+    # a change of a points figure (win rate change +0.089 → +0.112): +2.3 pts, one sign, no relative change
+    pts = {"value": 0.112, "unit": "points"}
+    ch = report.figure_change(pts, {"value": 0.089})
+    assert ch["pct"] is None and report.fmt_change(pts, ch, "USD") == ("+2.3 pts", "up")
     assert report.figure_change(cur, None) is None
     assert report.figure_change({"value": None, "unit": "count"}, {"value": 3}) is None
 

@@ -486,7 +486,7 @@ def figure_change(fig: dict, prev: dict | None) -> dict | None:
     if not isinstance(now, (int, float)) or not isinstance(before, (int, float)):
         return None
     delta = now - before
-    pct = None if fig.get("unit") == "percent" or before == 0 else delta / abs(before)
+    pct = None if fig.get("unit") in ("percent", "points") or before == 0 else delta / abs(before)
     return {"previous": before, "delta": delta, "pct": pct}
 
 
@@ -501,7 +501,7 @@ def fmt_change(fig: dict, change: dict | None, currency: str) -> tuple[str, str]
         return "no change", "flat"
     sign = "+" if d > 0 else "−"
     unit = fig.get("unit")
-    if unit == "percent":
+    if unit in ("percent", "points"):  # both stored as fractions: a change of 0.023 reads +2.3 pts
         text = f"{sign}{abs(d) * 100:,.1f} pts"
     else:
         text = sign + fmt_value(abs(d), unit, currency)
