@@ -68,8 +68,18 @@ ROWS = [
 
 @pytest.fixture
 def act() -> pd.DataFrame:
-    df = pd.DataFrame(ROWS, columns=["activity_id", "owner", "type", "occurred_at", "opportunity_id", "outcome",
-                                     "duration_minutes"])
+    df = pd.DataFrame(
+        ROWS,
+        columns=[
+            "activity_id",
+            "owner",
+            "type",
+            "occurred_at",
+            "opportunity_id",
+            "outcome",
+            "duration_minutes",
+        ],
+    )
     df["occurred_at"] = pd.to_datetime(df["occurred_at"]).astype("datetime64[us]")
     df["duration_minutes"] = df["duration_minutes"].astype("float64")
     return df.astype({c: "str" for c in ("activity_id", "owner", "type", "opportunity_id", "outcome")})
@@ -77,36 +87,49 @@ def act() -> pd.DataFrame:
 
 @pytest.fixture
 def opps() -> pd.DataFrame:
-    return pd.DataFrame({
-        "opportunity_id": ["o1", "o2", "o3", "o4", "o5", "o6"],
-        "owner": ["r1", "r1", "r2", "r3", "r3", "r1"],
-        "created_date": pd.to_datetime(["2026-09-01", "2026-09-10", "2026-10-01", "2026-08-01", "2026-09-20",
-                                        "2026-10-05"]),
-        "close_date": pd.to_datetime(["2026-10-30", "2026-10-29", "2026-10-31", "2026-10-15", "2026-10-20",
-                                      "2026-12-15"]),
-        "stage": ["Won", "Lost", "Won", "Won", "Won", "Open"],
-        "amount": [10_000.0, 5_000.0, 20_000.0, 30_000.0, 40_000.0, 8_000.0],
-        "is_closed": pd.array([True, True, True, True, True, False], dtype="boolean"),
-        "is_won": pd.array([True, False, True, True, True, False], dtype="boolean"),
-        "segment": ["SMB", "SMB", "Enterprise", "Enterprise", "SMB", "SMB"],
-    })
+    return pd.DataFrame(
+        {
+            "opportunity_id": ["o1", "o2", "o3", "o4", "o5", "o6"],
+            "owner": ["r1", "r1", "r2", "r3", "r3", "r1"],
+            "created_date": pd.to_datetime(
+                ["2026-09-01", "2026-09-10", "2026-10-01", "2026-08-01", "2026-09-20", "2026-10-05"]
+            ),
+            "close_date": pd.to_datetime(
+                ["2026-10-30", "2026-10-29", "2026-10-31", "2026-10-15", "2026-10-20", "2026-12-15"]
+            ),
+            "stage": ["Won", "Lost", "Won", "Won", "Won", "Open"],
+            "amount": [10_000.0, 5_000.0, 20_000.0, 30_000.0, 40_000.0, 8_000.0],
+            "is_closed": pd.array([True, True, True, True, True, False], dtype="boolean"),
+            "is_won": pd.array([True, False, True, True, True, False], dtype="boolean"),
+            "segment": ["SMB", "SMB", "Enterprise", "Enterprise", "SMB", "SMB"],
+        }
+    )
 
 
 @pytest.fixture
 def reps() -> pd.DataFrame:
-    return pd.DataFrame({"rep_id": ["r1", "r2", "r3"], "team": ["A", "A", "B"], "role": ["AE", "AE", "AE"],
-                         "hire_date": pd.to_datetime(["2024-01-01"] * 3), "end_date": pd.NaT})
+    return pd.DataFrame(
+        {
+            "rep_id": ["r1", "r2", "r3"],
+            "team": ["A", "A", "B"],
+            "role": ["AE", "AE", "AE"],
+            "hire_date": pd.to_datetime(["2024-01-01"] * 3),
+            "end_date": pd.NaT,
+        }
+    )
 
 
 @pytest.fixture
 def quotas() -> pd.DataFrame:
-    return pd.DataFrame({
-        "rep_id": ["r1", "r1", "r2", "r3"],
-        "period_start": pd.to_datetime(["2026-10-01", "2026-10-01", "2026-10-01", "2026-09-01"]),
-        "period_end": pd.to_datetime(["2026-10-31", "2026-10-31", "2026-12-31", "2026-09-30"]),
-        "quota": [40_000.0, 12.0, 60_000.0, 50_000.0],
-        "metric": ["bookings", "meetings", "bookings", "bookings"],
-    })
+    return pd.DataFrame(
+        {
+            "rep_id": ["r1", "r1", "r2", "r3"],
+            "period_start": pd.to_datetime(["2026-10-01", "2026-10-01", "2026-10-01", "2026-09-01"]),
+            "period_end": pd.to_datetime(["2026-10-31", "2026-10-31", "2026-12-31", "2026-09-30"]),
+            "quota": [40_000.0, 12.0, 60_000.0, 50_000.0],
+            "metric": ["bookings", "meetings", "bookings", "bookings"],
+        }
+    )
 
 
 # ---------------------------------------------------------------------------------------------- volume
@@ -125,15 +148,20 @@ def test_weekly_counts_zero_fill_weeks_with_none(act):
     assert r1.tolist() == [0, 0, 1, 8]  # p1 in week 3; c1 c2 c3 e1 m1 m2 d1 x1 in week 4
     assert list(r1.index.strftime("%m-%d")) == ["10-10", "10-17", "10-24", "10-31"]
     assert c.loc["r3", "total"].sum() == 0
-    assert c.loc[("r2", pd.Timestamp("2026-10-31")), ["call", "email", "meeting", "demo", "social"]].tolist() \
-        == [3, 2, 2, 1, 1]
+    assert c.loc[
+        ("r2", pd.Timestamp("2026-10-31")), ["call", "email", "meeting", "demo", "social"]
+    ].tolist() == [3, 2, 2, 1, 1]
 
 
 def test_daily_and_monthly_counts(act):
     d = A.activity_counts(act, "2026-10-26", "2026-10-27", "D")
     # Mon 10-26: r1 c1 c2 e1 = 3; Tue 10-27: r1 c3 = 1, r2 c4 c6 = 2
-    assert d["total"].to_dict() == {("r1", pd.Timestamp("2026-10-26")): 3, ("r1", pd.Timestamp("2026-10-27")): 1,
-                                    ("r2", pd.Timestamp("2026-10-26")): 0, ("r2", pd.Timestamp("2026-10-27")): 2}
+    assert d["total"].to_dict() == {
+        ("r1", pd.Timestamp("2026-10-26")): 3,
+        ("r1", pd.Timestamp("2026-10-27")): 1,
+        ("r2", pd.Timestamp("2026-10-26")): 0,
+        ("r2", pd.Timestamp("2026-10-27")): 2,
+    }
     m = A.activity_counts(act, "2026-09-01", AS_OF, "M")
     assert m.loc["r1", "total"].tolist() == [0, 9]  # September empty, October 9
     assert m.loc["r2", "total"].tolist() == [0, 9]
@@ -161,7 +189,13 @@ def test_rep_volume_against_team_median_and_trend(act, reps):
 def test_meeting_outcomes_and_no_show_rate(act):
     m = A.meeting_outcomes(act, *WEEK).set_index("type")
     # meetings: booked m1..m4 = 4; held m1 + m3(positive) = 2; no-show m2; scheduled m4 (excluded)
-    assert m.loc["meeting", ["booked", "held", "no_show", "scheduled", "positive"]].tolist() == [4, 2, 1, 1, 1]
+    assert m.loc["meeting", ["booked", "held", "no_show", "scheduled", "positive"]].tolist() == [
+        4,
+        2,
+        1,
+        1,
+        1,
+    ]
     assert m.loc["meeting", "no_show_rate"] == pytest.approx(1 / 3)  # 1 / (2 + 1)
     assert m.loc["meeting", "positive_rate"] == pytest.approx(1 / 2)
     # demos: d1 positive (held), d2 no-show -> 1 / (1 + 1)
@@ -283,8 +317,12 @@ def test_benchmark_gap(act, opps, quotas):
     actual = A.actual_activity(act, *A.months_window(AS_OF, 3), months=3)
     g = A.benchmark_gap(needed, actual).set_index("rep")
     assert g.loc["r1", "calls_actual"] == pytest.approx(4 / 3)
-    assert g.loc["r1", ["calls_gap", "meetings_gap", "demos_gap"]].tolist() == pytest.approx([1.0, 1 / 3, 0.0])
-    assert g.loc["r2", ["calls_gap", "meetings_gap", "demos_gap"]].tolist() == pytest.approx([1 / 6, 0.0, 1 / 6])
+    assert g.loc["r1", ["calls_gap", "meetings_gap", "demos_gap"]].tolist() == pytest.approx(
+        [1.0, 1 / 3, 0.0]
+    )
+    assert g.loc["r2", ["calls_gap", "meetings_gap", "demos_gap"]].tolist() == pytest.approx(
+        [1 / 6, 0.0, 1 / 6]
+    )
     assert g.loc["r1", "calls_pct"] == pytest.approx((4 / 3) / (7 / 3))
     assert "r3" not in g.index
 
@@ -311,11 +349,14 @@ def test_logging_completeness_flags_rep_with_bookings_and_no_activity(act, opps)
 def test_weekly_counts_are_vectorised_at_scale():
     n = 2_000_000
     rng = np.random.default_rng(0)
-    big = pd.DataFrame({
-        "owner": pd.Categorical.from_codes(rng.integers(0, 200, n), [f"r{i}" for i in range(200)]),
-        "type": pd.Categorical.from_codes(rng.integers(0, 5, n), list(A.ACTIVITY_TYPES)),
-        "occurred_at": pd.Timestamp("2025-11-01") + pd.to_timedelta(rng.integers(0, 365 * 86400, n), unit="s"),
-    })
+    big = pd.DataFrame(
+        {
+            "owner": pd.Categorical.from_codes(rng.integers(0, 200, n), [f"r{i}" for i in range(200)]),
+            "type": pd.Categorical.from_codes(rng.integers(0, 5, n), list(A.ACTIVITY_TYPES)),
+            "occurred_at": pd.Timestamp("2025-11-01")
+            + pd.to_timedelta(rng.integers(0, 365 * 86400, n), unit="s"),
+        }
+    )
     import time
 
     p = A.prepare(big)
@@ -335,8 +376,11 @@ def _ctx(act, opps, reps, quotas):
     from helpers.dataset import Dataset
     from helpers.summary import Headlines
 
-    ds = Dataset(Path("."), DatasetConfig(name="hand"),
-                 {"activities": act, "opportunities": opps, "reps": reps, "quotas": quotas})
+    ds = Dataset(
+        Path("."),
+        DatasetConfig(name="hand"),
+        {"activities": act, "opportunities": opps, "reps": reps, "quotas": quotas},
+    )
     return ReportContext(ds, AS_OF, "2026-10", FiscalCalendar(1), Headlines("t"))
 
 
@@ -350,7 +394,9 @@ def test_view_headlines_match_the_metrics(act, opps, reps, quotas, monkeypatch):
     activity_view.show(ctx, "company")
     h = ctx.headlines
     assert h.get("activity_no_show_rate") == pytest.approx(0.4)  # 2 / (3 + 2), see test above
-    assert h.get("activity_call_connect_rate") == pytest.approx(4 / 6)  # 13 weeks: c1 c2 c6 p1 of 6 with outcome
+    assert h.get("activity_call_connect_rate") == pytest.approx(
+        4 / 6
+    )  # 13 weeks: c1 c2 c6 p1 of 6 with outcome
     assert h.get("activity_per_won_deal") == pytest.approx(18 / 4)  # 12 months: 18 activities, 4 wins
     assert h.get("activity_reps_short_of_calls") == 2  # r1 and r2 both short (gaps 1.0 and 1/6)
     assert h.get("activity_reps_flagged_logging") == 1  # r3: 2 wins, nothing logged
@@ -368,9 +414,20 @@ def _run(tmp_path, dataset, scope, who, name):
 
     out = tmp_path / f"{name}.ipynb"
     summary = tmp_path / f"{name}.json"
-    pm.execute_notebook(str(FIXTURE), str(out), kernel_name="python3", progress_bar=False, cwd=str(tmp_path),
-                        parameters={"dataset": str(dataset), "scope": scope, "who": who,
-                                    "summary_path": str(summary), "report_mode": True})
+    pm.execute_notebook(
+        str(FIXTURE),
+        str(out),
+        kernel_name="python3",
+        progress_bar=False,
+        cwd=str(tmp_path),
+        parameters={
+            "dataset": str(dataset),
+            "scope": scope,
+            "who": who,
+            "summary_path": str(summary),
+            "report_mode": True,
+        },
+    )
     text = out.read_text()
     return text, json.loads(summary.read_text())
 
@@ -387,8 +444,13 @@ def test_section_renders_at_every_scope(sample_dir, tmp_path):
         assert '"output_type": "error"' not in text
         assert "Activity volume" in text and "Benchmarks" in text and "association, not cause" in text
         figs = {f["key"]: f for f in summary["figures"]}
-        for key in ("activity_per_rep_week", "activity_no_show_rate", "activity_call_connect_rate",
-                    "activity_per_won_deal", "activity_reps_flagged_logging"):
+        for key in (
+            "activity_per_rep_week",
+            "activity_no_show_rate",
+            "activity_call_connect_rate",
+            "activity_per_won_deal",
+            "activity_reps_flagged_logging",
+        ):
             assert key in figs and figs[key]["definition"]
         assert 0 <= figs["activity_no_show_rate"]["value"] <= 1
 
@@ -408,33 +470,74 @@ def test_benchmark_counts_ae_activity_only(act, opps, reps, quotas):
     # an SDR (role SDR, owns no opportunity) makes 10 calls and holds 3 meetings in October: the AE funnel
     # leaves them out, so r1 still needs 2 opportunities x 7 AE calls / 6 opportunities = 7/3 calls a month
     # (counting the SDR's calls would give 2 x 17/6 = 17/3 — the defect)
-    sdr = pd.DataFrame({"activity_id": [f"z{i}" for i in range(13)], "owner": "sdr1",
-                        "type": ["call"] * 10 + ["meeting"] * 3,
-                        "occurred_at": pd.to_datetime(["2026-10-05 09:00"] * 13).astype("datetime64[us]"),
-                        "opportunity_id": None, "outcome": ["connected"] * 10 + ["held"] * 3,
-                        "duration_minutes": np.nan}).astype({c: "str" for c in ("activity_id", "owner", "type",
-                                                                                "opportunity_id", "outcome")})
+    sdr = pd.DataFrame(
+        {
+            "activity_id": [f"z{i}" for i in range(13)],
+            "owner": "sdr1",
+            "type": ["call"] * 10 + ["meeting"] * 3,
+            "occurred_at": pd.to_datetime(["2026-10-05 09:00"] * 13).astype("datetime64[us]"),
+            "opportunity_id": None,
+            "outcome": ["connected"] * 10 + ["held"] * 3,
+            "duration_minutes": np.nan,
+        }
+    ).astype({c: "str" for c in ("activity_id", "owner", "type", "opportunity_id", "outcome")})
     both = pd.concat([act, sdr], ignore_index=True)
-    with_sdr = pd.concat([reps, pd.DataFrame({"rep_id": ["sdr1"], "team": ["SDR"], "role": ["SDR"],
-                                              "hire_date": pd.to_datetime(["2024-01-01"])})], ignore_index=True)
+    with_sdr = pd.concat(
+        [
+            reps,
+            pd.DataFrame(
+                {
+                    "rep_id": ["sdr1"],
+                    "team": ["SDR"],
+                    "role": ["SDR"],
+                    "hire_date": pd.to_datetime(["2024-01-01"]),
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
     mq = A.monthly_quota(quotas, AS_OF)
     for r in (with_sdr, None):  # by role, or (no reps table) by who owns opportunities
         needed, rates, _ = A.benchmark_needs(both, opps, mq, AS_OF, months=12, reps=r)
         assert rates["calls_per_opp"] == pytest.approx(7 / 6)
-        assert needed.loc["r1", ["calls", "meetings", "demos"]].tolist() == pytest.approx([7 / 3, 2 / 3, 1 / 3])
+        assert needed.loc["r1", ["calls", "meetings", "demos"]].tolist() == pytest.approx(
+            [7 / 3, 2 / 3, 1 / 3]
+        )
 
 
 def test_rep_volume_leaves_out_reps_who_left_before_the_window(act, reps):
     # r4 (team A) left on 10-21, before the week 10-25..10-31, and logged one call in the prior week:
     # not in the table, and team A's median stays the median of r1 8 and r2 9 = 8.5 (with r4 at 0: 8)
-    gone = pd.DataFrame({"activity_id": ["g1"], "owner": ["r4"], "type": ["call"],
-                         "occurred_at": pd.to_datetime(["2026-10-20 09:00"]).astype("datetime64[us]"),
-                         "opportunity_id": [None], "outcome": ["connected"], "duration_minutes": [np.nan]})
-    both = pd.concat([act, gone.astype({c: "str" for c in ("activity_id", "owner", "type", "opportunity_id",
-                                                             "outcome")})], ignore_index=True)
-    r = pd.concat([reps, pd.DataFrame({"rep_id": ["r4"], "team": ["A"], "role": ["AE"],
-                                       "hire_date": pd.to_datetime(["2024-01-01"]),
-                                       "end_date": pd.to_datetime(["2026-10-21"])})], ignore_index=True)
+    gone = pd.DataFrame(
+        {
+            "activity_id": ["g1"],
+            "owner": ["r4"],
+            "type": ["call"],
+            "occurred_at": pd.to_datetime(["2026-10-20 09:00"]).astype("datetime64[us]"),
+            "opportunity_id": [None],
+            "outcome": ["connected"],
+            "duration_minutes": [np.nan],
+        }
+    )
+    both = pd.concat(
+        [act, gone.astype({c: "str" for c in ("activity_id", "owner", "type", "opportunity_id", "outcome")})],
+        ignore_index=True,
+    )
+    r = pd.concat(
+        [
+            reps,
+            pd.DataFrame(
+                {
+                    "rep_id": ["r4"],
+                    "team": ["A"],
+                    "role": ["AE"],
+                    "hire_date": pd.to_datetime(["2024-01-01"]),
+                    "end_date": pd.to_datetime(["2026-10-21"]),
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
     v = A.rep_volume(both, AS_OF, weeks=1, reps=r).set_index("rep")
     assert "r4" not in v.index
     assert v.loc["r1", "team_median"] == 8.5

@@ -24,8 +24,13 @@ from helpers.report import figure_rows, find_notebooks  # noqa: E402
 pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--no-first-run"]
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 CODE_SELECTORS = ".jp-InputArea, .jp-InputPrompt, .input_area, .input_prompt, .prompt, .highlight, pre code"
 NOISE = re.compile(r"Traceback|\w+Warning\b|Warning:|\bIn \[\d*\]:|\bOut\[\d+\]:")
 
@@ -83,8 +88,14 @@ def open_page(browser, path: Path, width: int = 1280, height: int = 900):
     return ctx, page, log
 
 
-def check_page(browser, path: Path, expected_values: list[str], shots: Path, prefix: str,
-               figures: dict[str, str] | None = None) -> dict:
+def check_page(
+    browser,
+    path: Path,
+    expected_values: list[str],
+    shots: Path,
+    prefix: str,
+    figures: dict[str, str] | None = None,
+) -> dict:
     """All the reader-facing checks on one HTML file; returns facts for extra assertions.
 
     ``expected_values``: formatted figures that must all appear in the page text. ``figures``
@@ -102,15 +113,19 @@ def check_page(browser, path: Path, expected_values: list[str], shots: Path, pre
             "all_text": page.text_content("body"),  # includes figures folded in <details>
             "title": page.title(),
             "cards": page.eval_on_selector_all(
-                ".rv-card", "els => els.map(e => [e.querySelector('.l')?.innerText.trim(),"
-                            " e.querySelector('.v')?.innerText.trim()])"),
+                ".rv-card",
+                "els => els.map(e => [e.querySelector('.l')?.innerText.trim(),"
+                " e.querySelector('.v')?.innerText.trim()])",
+            ),
         }
         page.screenshot(path=str(shots / f"{prefix}-{path.stem}.png"), full_page=True)
     finally:
         ctx.close()
     assert log["requests"] == [], f"{path.name} attempted network requests: {log['requests']}"
     assert log["console"] == [] and log["pageerrors"] == [], f"{path.name}: {log}"
-    assert all(done and w > 0 for done, w in facts["images"]), f"{path.name}: undecoded image {facts['images']}"
+    assert all(done and w > 0 for done, w in facts["images"]), (
+        f"{path.name}: undecoded image {facts['images']}"
+    )
     assert facts["code_nodes"] == 0 and facts["scripts"] == 0, path.name
     noise = NOISE.search(facts["text"])
     assert noise is None, f"{path.name} shows {noise.group(0)!r}"
@@ -139,8 +154,9 @@ def check_pack(browser, folder: Path, shots: Path, prefix: str) -> dict:
     for nb in summary["notebooks"]:
         rows = figure_rows(summary, nb)
         all_values += [r["value"] for r in rows]
-        pages[nb["html"]] = check_page(browser, folder / nb["html"], [], shots, prefix,
-                                       figures={r["label"]: r["value"] for r in rows})
+        pages[nb["html"]] = check_page(
+            browser, folder / nb["html"], [], shots, prefix, figures={r["label"]: r["value"] for r in rows}
+        )
     index = check_page(browser, folder / "index.html", all_values, shots, prefix)
     html_files = sorted(p.name for p in folder.glob("*.html"))
     assert html_files == sorted([*pages, "index.html"])  # every HTML file was opened
@@ -156,7 +172,11 @@ def test_tiny_pack_reads_well_offline(browser, tiny_pack, shots):
     for text in ("$60,000", "60.0%", "+$53,000 (+757.1%)", "+2 (+200.0%)", "+40.0 pts"):
         assert text in res["index"]["text"], text
     assert "stderr line" not in page["text"] and "SECRET-REMOVED-CELL" not in page["text"]
-    assert page["cards"] == [["Won bookings", "$60,000"], ["Won deals", "3"], ["Win rate (all time)", "60.0%"]]
+    assert page["cards"] == [
+        ["Won bookings", "$60,000"],
+        ["Won deals", "3"],
+        ["Win rate (all time)", "60.0%"],
+    ]
 
 
 def test_real_pack_reads_well_offline(browser, shots, sample_dir, tmp_path):
@@ -167,7 +187,9 @@ def test_real_pack_reads_well_offline(browser, shots, sample_dir, tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     res = check_pack(browser, tmp_path / "reports" / "2026-10", shots, "sample")
     summary = res["summary"]
-    assert [n["name"] for n in summary["notebooks"]] == [p.stem for p in find_notebooks()]  # quota_whatif skipped
+    assert [n["name"] for n in summary["notebooks"]] == [
+        p.stem for p in find_notebooks()
+    ]  # quota_whatif skipped
     for nb in summary["notebooks"]:
         assert nb["status"] == "ok" and nb["figures"], nb["name"]
         assert all(f["definition"] for f in nb["figures"]), nb["name"]

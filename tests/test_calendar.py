@@ -24,8 +24,9 @@ def test_february_fiscal_year_is_named_by_the_year_it_ends():
     assert cal.year_start(2027) == T("2026-02-01")
     assert cal.year_end(2027) == T("2027-01-31")
     # Q1 = Feb-Apr, Q2 = May-Jul, Q3 = Aug-Oct, Q4 = Nov-Jan
-    assert [cal.fiscal_quarter(d) for d in ("2026-02-01", "2026-04-30", "2026-05-01", "2026-10-31", "2027-01-15")] == [
-        1, 1, 2, 3, 4]
+    assert [
+        cal.fiscal_quarter(d) for d in ("2026-02-01", "2026-04-30", "2026-05-01", "2026-10-31", "2027-01-15")
+    ] == [1, 1, 2, 3, 4]
     assert cal.quarter_start("2027-01-15") == T("2026-11-01")
 
 

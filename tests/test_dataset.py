@@ -58,7 +58,12 @@ def test_types_are_converted(tmp_path):
     assert opp["is_closed"].tolist() == [True, True, False, False]
     # probabilities given as 0-100 are normalised to 0-1
     assert opp["probability"].tolist() == [1.0, 0.0, 0.5, 0.1]
-    assert ds.config.probabilities == {"Prospecting": 0.1, "Proposal": 0.5, "Closed Won": 1.0, "Closed Lost": 0.0}
+    assert ds.config.probabilities == {
+        "Prospecting": 0.1,
+        "Proposal": 0.5,
+        "Closed Won": 1.0,
+        "Closed Lost": 0.0,
+    }
     assert ds.config.currency == "EUR" and ds.config.open_stages == ["Prospecting", "Proposal"]
     assert ds.as_of == pd.Timestamp("2026-10-31")
 
@@ -66,12 +71,14 @@ def test_types_are_converted(tmp_path):
 def test_warnings_for_what_a_report_can_live_with(tmp_path):
     ds = load(make_dataset(tmp_path, {"opportunities.csv": GOOD_OPPS}))
     got = sorted(str(w) for w in ds.warnings)
-    assert got == sorted([
-        "opportunities.csv, row 2 (line 3), column 'amount': value '0' — amount is zero",
-        "opportunities.csv, row 4 (line 5), column 'close_date': value '2026-09-30' — open deal "
-        "with a close date before the as-of date 2026-10-31 (past due)",
-        "opportunities.csv, row 4 (line 5), column 'next_step' — open deal with no next step",
-    ])
+    assert got == sorted(
+        [
+            "opportunities.csv, row 2 (line 3), column 'amount': value '0' — amount is zero",
+            "opportunities.csv, row 4 (line 5), column 'close_date': value '2026-09-30' — open deal "
+            "with a close date before the as-of date 2026-10-31 (past due)",
+            "opportunities.csv, row 4 (line 5), column 'next_step' — open deal with no next step",
+        ]
+    )
 
 
 def test_every_rule_is_reported_at_once_with_file_row_column_value(tmp_path):
@@ -92,8 +99,11 @@ def test_every_rule_is_reported_at_once_with_file_row_column_value(tmp_path):
     O1,2026-01-05,Prospecting
     O7,2026-01-06,Proposal
     """
-    got = problems_of(make_dataset(tmp_path, {"opportunities.csv": opps, "activities.csv": acts,
-                                              "opportunity_history.csv": hist}))
+    got = problems_of(
+        make_dataset(
+            tmp_path, {"opportunities.csv": opps, "activities.csv": acts, "opportunity_history.csv": hist}
+        )
+    )
     expected = [
         "opportunities.csv, row 3 (line 4), column 'created_date': value '2026-13-05' — expected a date such as 2026-10-31",
         "opportunities.csv, row 2 (line 3), column 'amount': value '-5' — expected an amount of 0 or more",
@@ -116,7 +126,9 @@ def test_every_rule_is_reported_at_once_with_file_row_column_value(tmp_path):
 def test_missing_required_column_suggests_the_closest_name(tmp_path):
     opps = "opportunity_id,owner,stage_name,amount\nO1,r1,Closed Won,5\n"
     got = problems_of(make_dataset(tmp_path, {"opportunities.csv": opps}))
-    assert got == ["opportunities.csv, column 'stage' — required column is missing; did you mean 'stage_name'?"]
+    assert got == [
+        "opportunities.csv, column 'stage' — required column is missing; did you mean 'stage_name'?"
+    ]
 
 
 def test_status_is_derived_from_stage_when_the_export_has_no_flags(tmp_path):
@@ -125,7 +137,8 @@ def test_status_is_derived_from_stage_when_the_export_has_no_flags(tmp_path):
     assert ds.opportunities["is_won"].tolist() == [True, False, False]
     assert ds.opportunities["is_closed"].tolist() == [True, True, False]
     assert ds.missing("opportunities", "amount", section="Deal size") == (
-        "Deal size needs column(s) amount in the `opportunities` table; dataset 'tiny' does not provide them.")
+        "Deal size needs column(s) amount in the `opportunities` table; dataset 'tiny' does not provide them."
+    )
     assert ds.missing("activities") == "This section needs the `activities` table; dataset 'tiny' has none."
     assert ds.missing("opportunities", "stage") is None
 
@@ -165,7 +178,10 @@ def test_validate_command_exit_codes_and_inputs_untouched(tmp_path, capsys):
     (folder / "opportunities.csv").write_text(GOOD_OPPS.replace("2500", "-2500"))
     before["opportunities.csv"] = hashlib.sha256((folder / "opportunities.csv").read_bytes()).hexdigest()
     assert revops(["validate", str(folder)]) == 1
-    assert "row 3 (line 4), column 'amount': value '-2500' — expected an amount of 0 or more" in capsys.readouterr().out
+    assert (
+        "row 3 (line 4), column 'amount': value '-2500' — expected an amount of 0 or more"
+        in capsys.readouterr().out
+    )
     after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
     assert after == before
 
@@ -206,22 +222,29 @@ def warning_texts(ds) -> list[str]:
 
 
 def test_european_numbers_are_read_with_a_decimal_comma(tmp_path):
-    ds = load_mini(tmp_path, 'opportunity_id;stage;amount\n1;Open;"1.234,56"\n2;Open;"€ 1.200"\n3;Open;12,5\n')
+    ds = load_mini(
+        tmp_path, 'opportunity_id;stage;amount\n1;Open;"1.234,56"\n2;Open;"€ 1.200"\n3;Open;12,5\n'
+    )
     assert ds.opportunities["amount"].tolist() == [1234.56, 1200.0, 12.5]
     assert any("decimal comma" in w for w in warning_texts(ds))
 
 
 def test_us_numbers_with_thousands_commas_and_currency_codes(tmp_path):
-    ds = load_mini(tmp_path, 'opportunity_id,stage,amount\n1,Open,"1,234.56"\n2,Open,USD 1200\n3,Open,"$2,000"\n')
+    ds = load_mini(
+        tmp_path, 'opportunity_id,stage,amount\n1,Open,"1,234.56"\n2,Open,USD 1200\n3,Open,"$2,000"\n'
+    )
     assert ds.opportunities["amount"].tolist() == [1234.56, 1200.0, 2000.0]
 
 
 def test_a_column_mixing_number_formats_is_an_error_on_the_odd_rows(tmp_path):
     with pytest.raises(DataValidationError) as exc:
-        load_mini(tmp_path, 'opportunity_id,stage,amount\n1,Open,"1.234,56"\n2,Open,"2.000,10"\n3,Open,"1,234.56"\n')
+        load_mini(
+            tmp_path, 'opportunity_id,stage,amount\n1,Open,"1.234,56"\n2,Open,"2.000,10"\n3,Open,"1,234.56"\n'
+        )
     assert [str(p) for p in exc.value.problems] == [
         "opportunities.csv, row 3 (line 4), column 'amount': value '1,234.56' — expected the same number format as "
-        "the rest of the column (like 1.234,56)"]
+        "the rest of the column (like 1.234,56)"
+    ]
 
 
 def test_percent_signs_and_probability_scales(tmp_path):
@@ -238,33 +261,56 @@ def test_percent_signs_and_probability_scales(tmp_path):
 def test_day_month_order_is_decided_for_the_whole_column(tmp_path):
     opps = "opportunity_id,stage,created_date\n1,Open,31/10/2026\n2,Open,01/11/2026\n"
     ds = load_mini(tmp_path, opps)  # 31 proves day-first, so 01/11 is 1 November, not 11 January
-    assert ds.opportunities["created_date"].tolist() == [pd.Timestamp("2026-10-31"), pd.Timestamp("2026-11-01")]
+    assert ds.opportunities["created_date"].tolist() == [
+        pd.Timestamp("2026-10-31"),
+        pd.Timestamp("2026-11-01"),
+    ]
     ds = load_mini(tmp_path, "opportunity_id,stage,created_date\n1,Open,03/04/2026\n")
     assert ds.opportunities["created_date"].tolist() == [pd.Timestamp("2026-03-04")]
     assert any("could be day/month or month/day" in w for w in warning_texts(ds))
-    ds = load_mini(tmp_path, "opportunity_id,stage,created_date\n1,Open,03/04/2026\n", yml=MINI_YML + "date_order: DMY\n")
+    ds = load_mini(
+        tmp_path, "opportunity_id,stage,created_date\n1,Open,03/04/2026\n", yml=MINI_YML + "date_order: DMY\n"
+    )
     assert ds.opportunities["created_date"].tolist() == [pd.Timestamp("2026-04-03")]
-    with pytest.raises(DataValidationError, match="row 2 .* value '10/31/2026' — expected dates in one order"):
-        load_mini(tmp_path, "opportunity_id,stage,created_date\n1,Open,31/10/2026\n2,Open,10/31/2026\n3,Open,30/10/2026\n")
+    with pytest.raises(
+        DataValidationError, match="row 2 .* value '10/31/2026' — expected dates in one order"
+    ):
+        load_mini(
+            tmp_path,
+            "opportunity_id,stage,created_date\n1,Open,31/10/2026\n2,Open,10/31/2026\n3,Open,30/10/2026\n",
+        )
 
 
 def test_timestamps_with_offsets_excel_serials_and_na_words(tmp_path):
-    opps = ("opportunity_id,stage,created_date,amount\n1,Open,2026-10-31T14:00:00Z,N/A\n2,Open,2026-10-30,-\n"
-            "3,Open,46326,null\n")
+    opps = (
+        "opportunity_id,stage,created_date,amount\n1,Open,2026-10-31T14:00:00Z,N/A\n2,Open,2026-10-30,-\n"
+        "3,Open,46326,null\n"
+    )
     ds = load_mini(tmp_path, opps)
     # Excel serial 46326 = 1899-12-30 + 46326 days = 2026-10-31
-    assert ds.opportunities["created_date"].tolist() == [pd.Timestamp("2026-10-31"), pd.Timestamp("2026-10-30"),
-                                                         pd.Timestamp("2026-10-31")]
+    assert ds.opportunities["created_date"].tolist() == [
+        pd.Timestamp("2026-10-31"),
+        pd.Timestamp("2026-10-30"),
+        pd.Timestamp("2026-10-31"),
+    ]
     assert ds.opportunities["amount"].isna().all()
     assert any("Excel day serials" in w for w in warning_texts(ds))
 
 
 def test_headers_match_the_contract_ignoring_case_and_spaces_and_stages_ignoring_case(tmp_path):
-    ds = load_mini(tmp_path, "Opportunity ID,STAGE ,Amount\n1,closed  won,5\n2,OPEN,6\n",
-                   yml=MINI_YML.replace("[Open, Won, Lost]", "[Open, Closed Won, Lost]").replace("[Won]", "[Closed Won]"))
+    ds = load_mini(
+        tmp_path,
+        "Opportunity ID,STAGE ,Amount\n1,closed  won,5\n2,OPEN,6\n",
+        yml=MINI_YML.replace("[Open, Won, Lost]", "[Open, Closed Won, Lost]").replace(
+            "[Won]", "[Closed Won]"
+        ),
+    )
     assert ds.opportunities["stage"].tolist() == ["Closed Won", "Open"]
     assert ds.opportunities["is_won"].tolist() == [True, False]
-    assert "opportunities.csv, column 'stage': value 'OPEN' — read as the stage 'Open' (1 row(s))" in warning_texts(ds)
+    assert (
+        "opportunities.csv, column 'stage': value 'OPEN' — read as the stage 'Open' (1 row(s))"
+        in warning_texts(ds)
+    )
 
 
 def test_windows_1252_and_blank_lines_keep_row_numbers_right(tmp_path):
@@ -272,14 +318,17 @@ def test_windows_1252_and_blank_lines_keep_row_numbers_right(tmp_path):
     with pytest.raises(DataValidationError) as exc:
         load_mini(tmp_path, data, mode="wb")
     assert [str(p) for p in exc.value.problems] == [
-        "opportunities.csv, row 3 (line 4), column 'amount': value '-1' — expected an amount of 0 or more"]
+        "opportunities.csv, row 3 (line 4), column 'amount': value '-1' — expected an amount of 0 or more"
+    ]
     ds = load_mini(tmp_path, data.replace(b"-1", b"1"), mode="wb")
     assert ds.opportunities["account"].tolist() == ["Café Müller", "Ok"]
     assert any("not UTF-8; read as Windows-1252" in w for w in warning_texts(ds))
 
 
 def test_duplicate_headers_empty_files_and_folders_are_errors(tmp_path):
-    with pytest.raises(DataValidationError, match=r"column 'Amount' — column appears twice \(columns 3 and 4\); keep one"):
+    with pytest.raises(
+        DataValidationError, match=r"column 'Amount' — column appears twice \(columns 3 and 4\); keep one"
+    ):
         load_mini(tmp_path, "opportunity_id,stage,amount,Amount\n1,Open,5,6\n")
     with pytest.raises(DataValidationError, match="opportunities.csv — has no data rows"):
         load_mini(tmp_path, "opportunity_id,stage,amount\n\n")
@@ -291,20 +340,24 @@ def test_duplicate_headers_empty_files_and_folders_are_errors(tmp_path):
 
 
 def test_stage_and_status_flags_must_agree(tmp_path):
-    opps = ("opportunity_id,stage,is_closed,is_won\n1,Won,false,false\n2,Lost,true,true\n3,Open,true,false\n"
-            "4,,false,false\n")
+    opps = (
+        "opportunity_id,stage,is_closed,is_won\n1,Won,false,false\n2,Lost,true,true\n3,Open,true,false\n"
+        "4,,false,false\n"
+    )
     got = sorted(str(p) for p in messy_problems(tmp_path, opps))
-    assert got == sorted([
-        "opportunities.csv, row 1 (line 2), column 'is_won': value 'False' — expected is_won = true: the stage is a "
-        "won stage",
-        "opportunities.csv, row 1 (line 2), column 'is_closed': value 'False' — expected is_closed = true: the stage "
-        "is a closing stage",
-        "opportunities.csv, row 2 (line 3), column 'is_won': value 'True' — expected is_won = false: the stage is a "
-        "lost stage",
-        "opportunities.csv, row 3 (line 4), column 'is_closed': value 'True' — expected is_closed = false: the stage "
-        "is an open stage (or list it under won_stages/lost_stages)",
-        "opportunities.csv, row 4 (line 5), column 'stage' — expected a value (required column)",
-    ])
+    assert got == sorted(
+        [
+            "opportunities.csv, row 1 (line 2), column 'is_won': value 'False' — expected is_won = true: the stage is a "
+            "won stage",
+            "opportunities.csv, row 1 (line 2), column 'is_closed': value 'False' — expected is_closed = true: the stage "
+            "is a closing stage",
+            "opportunities.csv, row 2 (line 3), column 'is_won': value 'True' — expected is_won = false: the stage is a "
+            "lost stage",
+            "opportunities.csv, row 3 (line 4), column 'is_closed': value 'True' — expected is_closed = false: the stage "
+            "is an open stage (or list it under won_stages/lost_stages)",
+            "opportunities.csv, row 4 (line 5), column 'stage' — expected a value (required column)",
+        ]
+    )
 
 
 def messy_problems(tmp_path, opps):
@@ -313,12 +366,18 @@ def messy_problems(tmp_path, opps):
     return exc.value.problems
 
 
-@pytest.mark.parametrize("yml, message", [
-    (MINI_YML + "asof: 2026-10-31\n", "asof: not a dataset.yml key; did you mean 'as_of'?"),
-    (MINI_YML.replace("as_of: 2026-10-31", "as_of: Oct 2026"), "as_of: expected the export date as YYYY-MM-DD"),
-    ("stages: [Open, No, Lost]\nwon_stages: [Open]\nlost_stages: [Lost]\n", "put the name in quotes"),
-    (MINI_YML + "date_order: DDMM\n", "date_order: expected DMY (31/10/2026), MDY (10/31/2026) or YMD"),
-])
+@pytest.mark.parametrize(
+    "yml, message",
+    [
+        (MINI_YML + "asof: 2026-10-31\n", "asof: not a dataset.yml key; did you mean 'as_of'?"),
+        (
+            MINI_YML.replace("as_of: 2026-10-31", "as_of: Oct 2026"),
+            "as_of: expected the export date as YYYY-MM-DD",
+        ),
+        ("stages: [Open, No, Lost]\nwon_stages: [Open]\nlost_stages: [Lost]\n", "put the name in quotes"),
+        (MINI_YML + "date_order: DDMM\n", "date_order: expected DMY (31/10/2026), MDY (10/31/2026) or YMD"),
+    ],
+)
 def test_dataset_yml_typos_are_errors_with_suggestions(tmp_path, yml, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_mini(tmp_path, "opportunity_id,stage\n1,Open\n", yml=yml)

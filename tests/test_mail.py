@@ -54,13 +54,17 @@ def smtp_server():
     from aiosmtpd.smtp import AuthResult, LoginPassword
 
     def authenticator(server, session, envelope, mechanism, auth_data):
-        ok = (isinstance(auth_data, LoginPassword) and auth_data.login == USER.encode()
-              and auth_data.password == PASSWORD.encode())
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == USER.encode()
+            and auth_data.password == PASSWORD.encode()
+        )
         return AuthResult(success=ok, handled=False)
 
     sink = Sink()
-    controller = Controller(sink, hostname="127.0.0.1", port=_free_port(), authenticator=authenticator,
-                            auth_require_tls=False)
+    controller = Controller(
+        sink, hostname="127.0.0.1", port=_free_port(), authenticator=authenticator, auth_require_tls=False
+    )
     controller.start()
     try:
         yield controller, sink
@@ -69,8 +73,14 @@ def smtp_server():
 
 
 def _env(port: int, password: str = PASSWORD) -> dict:
-    return {"REVOPS_SMTP_HOST": "127.0.0.1", "REVOPS_SMTP_PORT": str(port), "REVOPS_SMTP_SECURITY": "none",
-            "REVOPS_SMTP_USER": USER, "REVOPS_SMTP_PASSWORD": password, "REVOPS_MAIL_FROM": "revops@example.com"}
+    return {
+        "REVOPS_SMTP_HOST": "127.0.0.1",
+        "REVOPS_SMTP_PORT": str(port),
+        "REVOPS_SMTP_SECURITY": "none",
+        "REVOPS_SMTP_USER": USER,
+        "REVOPS_SMTP_PASSWORD": password,
+        "REVOPS_MAIL_FROM": "revops@example.com",
+    }
 
 
 def _files_containing(root: Path, needle: bytes) -> list[Path]:
@@ -80,8 +90,17 @@ def _files_containing(root: Path, needle: bytes) -> list[Path]:
 @pytest.mark.slow
 def test_send_through_a_real_smtp_server(pack, smtp_server):
     controller, sink = smtp_server
-    run = revops("email", "--period", "2026-10", "--to", "VP Sales <vp@example.com>, cro@example.com",
-                 "--reports", pack, "--send", env=_env(controller.port))
+    run = revops(
+        "email",
+        "--period",
+        "2026-10",
+        "--to",
+        "VP Sales <vp@example.com>, cro@example.com",
+        "--reports",
+        pack,
+        "--send",
+        env=_env(controller.port),
+    )
     assert run.returncode == 0, run.stderr
     assert "Sent to vp@example.com, cro@example.com" in run.stdout
     assert PASSWORD not in run.stdout + run.stderr and not _files_containing(pack.parent, PASSWORD.encode())
@@ -97,8 +116,11 @@ def test_send_through_a_real_smtp_server(pack, smtp_server):
     # both alternatives, same figures (by hand: $60,000 won, +$53,000 = 60,000 − 7,000 on 2026-09)
     text = msg.get_body(("plain",)).get_content()
     html = msg.get_body(("html",)).get_content()
-    for figure in ("Won bookings: $60,000  (+$53,000 (+757.1%))", "Won deals: 3  (+2 (+200.0%))",
-                   "Win rate (all time): 60.0%  (+40.0 pts)"):
+    for figure in (
+        "Won bookings: $60,000  (+$53,000 (+757.1%))",
+        "Won deals: 3  (+2 (+200.0%))",
+        "Win rate (all time): 60.0%  (+40.0 pts)",
+    ):
         assert figure in text, figure
     for figure in ("$60,000", "+$53,000 (+757.1%)", "+40.0 pts"):
         assert figure in html, figure
@@ -109,8 +131,11 @@ def test_send_through_a_real_smtp_server(pack, smtp_server):
     # inline chart: the <img src="cid:..."> points at an image part of the multipart/related
     related = msg.get_body(("related",))
     assert related is not None and related.get_content_type() == "multipart/related"
-    images = {p["Content-ID"].strip().strip("<>"): p for p in related.iter_parts()
-              if p.get_content_maintype() == "image"}
+    images = {
+        p["Content-ID"].strip().strip("<>"): p
+        for p in related.iter_parts()
+        if p.get_content_maintype() == "image"
+    }
     assert all("Content-ID: <" in p.as_string() for p in images.values())  # one unfolded header line
     cids = re.findall(r'src="cid:([^"]+)"', html)
     assert cids and set(cids) == set(images)
@@ -120,24 +145,43 @@ def test_send_through_a_real_smtp_server(pack, smtp_server):
     attachments = {a.get_filename(): a for a in msg.iter_attachments()}
     assert list(attachments) == ["2026-10-bookings.html"]
     assert attachments["2026-10-bookings.html"].get_content_type() == "text/html"
-    assert (attachments["2026-10-bookings.html"].get_payload(decode=True)
-            == (pack / "2026-10" / "bookings.html").read_bytes())
+    assert (
+        attachments["2026-10-bookings.html"].get_payload(decode=True)
+        == (pack / "2026-10" / "bookings.html").read_bytes()
+    )
 
 
 @pytest.mark.slow
 def test_a_wrong_password_fails_cleanly_without_showing_it(pack, smtp_server):
     controller, sink = smtp_server
     wrong = "wrong-Pa55-also-secret"
-    run = revops("email", "--period", "2026-10", "--to", "vp@example.com", "--reports", pack, "--send",
-                 env=_env(controller.port, wrong))
+    run = revops(
+        "email",
+        "--period",
+        "2026-10",
+        "--to",
+        "vp@example.com",
+        "--reports",
+        pack,
+        "--send",
+        env=_env(controller.port, wrong),
+    )
     assert run.returncode == 1 and "SMTPAuthenticationError" in run.stderr
     assert wrong not in run.stdout + run.stderr and sink.envelopes == []
 
 
 @pytest.mark.slow
 def test_dry_run_writes_the_eml_next_to_the_reports(pack):
-    run = revops("email", "--period", "2026-10", "--to", "vp@example.com", "--reports", pack,
-                 env={"REVOPS_SMTP_PASSWORD": PASSWORD})
+    run = revops(
+        "email",
+        "--period",
+        "2026-10",
+        "--to",
+        "vp@example.com",
+        "--reports",
+        pack,
+        env={"REVOPS_SMTP_PASSWORD": PASSWORD},
+    )
     assert run.returncode == 0, run.stderr
     eml = pack / "2026-10" / mail.EML_NAME
     assert f"Dry run: wrote {eml}" in run.stdout
@@ -147,15 +191,23 @@ def test_dry_run_writes_the_eml_next_to_the_reports(pack):
 
 
 def test_smtp_settings_come_from_the_environment_and_hide_the_password():
-    s = mail.smtp_settings({"REVOPS_SMTP_HOST": "smtp.example.com", "REVOPS_SMTP_SECURITY": "ssl",
-                            "REVOPS_SMTP_USER": "u@example.com", "REVOPS_SMTP_PASSWORD": PASSWORD})
+    s = mail.smtp_settings(
+        {
+            "REVOPS_SMTP_HOST": "smtp.example.com",
+            "REVOPS_SMTP_SECURITY": "ssl",
+            "REVOPS_SMTP_USER": "u@example.com",
+            "REVOPS_SMTP_PASSWORD": PASSWORD,
+        }
+    )
     assert (s.host, s.port, s.security, s.sender) == ("smtp.example.com", 465, "ssl", "u@example.com")
     assert PASSWORD not in repr(s) and PASSWORD not in str(s)
     assert mail.smtp_settings({"REVOPS_SMTP_HOST": "h", "REVOPS_MAIL_FROM": "a@b.c"}).port == 587
     with pytest.raises(mail.MailError, match="REVOPS_SMTP_HOST"):
         mail.smtp_settings({})
     with pytest.raises(mail.MailError, match="starttls, ssl or none"):
-        mail.smtp_settings({"REVOPS_SMTP_HOST": "h", "REVOPS_SMTP_SECURITY": "tls", "REVOPS_MAIL_FROM": "a@b.c"})
+        mail.smtp_settings(
+            {"REVOPS_SMTP_HOST": "h", "REVOPS_SMTP_SECURITY": "tls", "REVOPS_MAIL_FROM": "a@b.c"}
+        )
 
 
 def test_missing_pack_and_bad_addresses_are_clear(tmp_path, capsys):

@@ -37,42 +37,223 @@ NaT = pd.NaT
 
 
 def make_config(fy_start: int = 1):
-    return parse_config({
-        "name": "hand", "fiscal_year_start_month": fy_start,
-        "stages": [{"name": "Prospecting", "probability": 0.1}, {"name": "Qualification", "probability": 0.2},
-                   {"name": "Proposal", "probability": 0.5}, {"name": "Negotiation", "probability": 0.8},
-                   {"name": "Closed Won", "probability": 1.0}, {"name": "Closed Lost", "probability": 0.0}],
-        "won_stages": ["Closed Won"], "lost_stages": ["Closed Lost"]})
+    return parse_config(
+        {
+            "name": "hand",
+            "fiscal_year_start_month": fy_start,
+            "stages": [
+                {"name": "Prospecting", "probability": 0.1},
+                {"name": "Qualification", "probability": 0.2},
+                {"name": "Proposal", "probability": 0.5},
+                {"name": "Negotiation", "probability": 0.8},
+                {"name": "Closed Won", "probability": 1.0},
+                {"name": "Closed Lost", "probability": 0.0},
+            ],
+            "won_stages": ["Closed Won"],
+            "lost_stages": ["Closed Lost"],
+        }
+    )
 
 
 def make_opps() -> pd.DataFrame:
     rows = [
         # id, owner, created, close, stage, amount, closed, won, prob, fcat, next_step, last_activity, source
-        ("O1", "r1", "2026-07-01", "2026-11-15", "Negotiation", 100, False, False, 0.6, "Commit", "Exec meeting",
-         "2026-10-14", "Inbound"),
-        ("O2", "r1", "2026-08-01", "2026-10-08", "Closed Won", 45, True, True, 1.0, "Closed", None, "2026-10-08",
-         "Inbound"),
-        ("O3", "r2", "2026-10-03", "2026-12-01", "Prospecting", 30, False, False, None, "Pipeline", None, None,
-         "Outbound"),
-        ("O4", "r2", "2026-06-01", "2026-12-15", "Proposal", 40, False, False, 0.4, "Best Case", "Legal review",
-         "2026-09-01", "Partner"),
-        ("O5", "r3", "2026-05-01", "2027-02-28", "Qualification", 60, False, False, None, "Commit", "Follow up",
-         "2026-10-10", "Inbound"),
-        ("O6", "r3", "2026-09-10", "2026-10-09", "Closed Lost", 20, True, False, 0.0, "Omitted", None, None,
-         "Outbound"),
-        ("O7", "r3", "2026-10-05", "2026-10-14", "Closed Won", 10, True, True, 1.0, "Closed", None, None, "Inbound"),
-        ("O8", "r1", "2026-03-01", "2026-08-20", "Closed Won", 70, True, True, 1.0, "Closed", None, None, "Partner"),
-        ("O9", "r2", "2026-04-01", "2026-07-15", "Closed Lost", 25, True, False, 0.0, "Omitted", None, None,
-         "Inbound"),
-        ("O10", "r1", "2026-01-10", "2026-09-30", "Qualification", 200, False, False, 0.3, "Pipeline",
-         "Send proposal", "2026-08-01", "Outbound"),
-        ("O11", "r2", "2025-12-01", "2026-01-20", "Closed Won", 1000, True, True, 1.0, "Closed", None, None,
-         "Inbound"),
-        ("O12", "r3", "2026-02-01", "2026-04-15", "Closed Lost", 35, True, False, 0.0, "Omitted", None, None,
-         "Partner"),
+        (
+            "O1",
+            "r1",
+            "2026-07-01",
+            "2026-11-15",
+            "Negotiation",
+            100,
+            False,
+            False,
+            0.6,
+            "Commit",
+            "Exec meeting",
+            "2026-10-14",
+            "Inbound",
+        ),
+        (
+            "O2",
+            "r1",
+            "2026-08-01",
+            "2026-10-08",
+            "Closed Won",
+            45,
+            True,
+            True,
+            1.0,
+            "Closed",
+            None,
+            "2026-10-08",
+            "Inbound",
+        ),
+        (
+            "O3",
+            "r2",
+            "2026-10-03",
+            "2026-12-01",
+            "Prospecting",
+            30,
+            False,
+            False,
+            None,
+            "Pipeline",
+            None,
+            None,
+            "Outbound",
+        ),
+        (
+            "O4",
+            "r2",
+            "2026-06-01",
+            "2026-12-15",
+            "Proposal",
+            40,
+            False,
+            False,
+            0.4,
+            "Best Case",
+            "Legal review",
+            "2026-09-01",
+            "Partner",
+        ),
+        (
+            "O5",
+            "r3",
+            "2026-05-01",
+            "2027-02-28",
+            "Qualification",
+            60,
+            False,
+            False,
+            None,
+            "Commit",
+            "Follow up",
+            "2026-10-10",
+            "Inbound",
+        ),
+        (
+            "O6",
+            "r3",
+            "2026-09-10",
+            "2026-10-09",
+            "Closed Lost",
+            20,
+            True,
+            False,
+            0.0,
+            "Omitted",
+            None,
+            None,
+            "Outbound",
+        ),
+        (
+            "O7",
+            "r3",
+            "2026-10-05",
+            "2026-10-14",
+            "Closed Won",
+            10,
+            True,
+            True,
+            1.0,
+            "Closed",
+            None,
+            None,
+            "Inbound",
+        ),
+        (
+            "O8",
+            "r1",
+            "2026-03-01",
+            "2026-08-20",
+            "Closed Won",
+            70,
+            True,
+            True,
+            1.0,
+            "Closed",
+            None,
+            None,
+            "Partner",
+        ),
+        (
+            "O9",
+            "r2",
+            "2026-04-01",
+            "2026-07-15",
+            "Closed Lost",
+            25,
+            True,
+            False,
+            0.0,
+            "Omitted",
+            None,
+            None,
+            "Inbound",
+        ),
+        (
+            "O10",
+            "r1",
+            "2026-01-10",
+            "2026-09-30",
+            "Qualification",
+            200,
+            False,
+            False,
+            0.3,
+            "Pipeline",
+            "Send proposal",
+            "2026-08-01",
+            "Outbound",
+        ),
+        (
+            "O11",
+            "r2",
+            "2025-12-01",
+            "2026-01-20",
+            "Closed Won",
+            1000,
+            True,
+            True,
+            1.0,
+            "Closed",
+            None,
+            None,
+            "Inbound",
+        ),
+        (
+            "O12",
+            "r3",
+            "2026-02-01",
+            "2026-04-15",
+            "Closed Lost",
+            35,
+            True,
+            False,
+            0.0,
+            "Omitted",
+            None,
+            None,
+            "Partner",
+        ),
     ]
-    cols = ["opportunity_id", "owner", "created_date", "close_date", "stage", "amount", "is_closed", "is_won",
-            "probability", "forecast_category", "next_step", "last_activity_date", "source"]
+    cols = [
+        "opportunity_id",
+        "owner",
+        "created_date",
+        "close_date",
+        "stage",
+        "amount",
+        "is_closed",
+        "is_won",
+        "probability",
+        "forecast_category",
+        "next_step",
+        "last_activity_date",
+        "source",
+    ]
     df = pd.DataFrame(rows, columns=cols)
     for c in ("created_date", "close_date", "last_activity_date"):
         df[c] = pd.to_datetime(df[c]).astype("datetime64[us]")
@@ -246,8 +427,9 @@ def test_stage_win_rates_and_historical_weighting(opps, hist, cfg):
     rates = mv.stage_win_rates(reached, cfg).set_index("stage")["win_rate"]
     # closed deals (furthest stage; won = beyond all): O2 O7 O8 O11 won, O6 (Prosp) O9 (Qual) O12 (Prop) lost
     # Prospecting 4/7, Qualification 4/6, Proposal 4/5, Negotiation 4/4
-    assert rates.to_dict() == pytest.approx({"Prospecting": 4 / 7, "Qualification": 4 / 6, "Proposal": 0.8,
-                                             "Negotiation": 1.0})
+    assert rates.to_dict() == pytest.approx(
+        {"Prospecting": 4 / 7, "Qualification": 4 / 6, "Proposal": 0.8, "Negotiation": 1.0}
+    )
     by_stage = pl.pipeline_by_stage(opps, cfg, rates)
     # O1 100×1 + O3 30×4/7 + O4 40×0.8 + O5 60×4/6 + O10 200×4/6
     assert by_stage["weighted_hist"].sum() == pytest.approx(100 + 30 * 4 / 7 + 32 + 40 + 200 * 4 / 6)
@@ -281,14 +463,17 @@ def test_pipeline_created_counts_closed_deals_too(opps):
     # week of Mon 09-28: O3 (created Sat 10-03, Outbound); week of 10-05: O7 (created and already won, Inbound)
     assert c.to_dict("records") == [
         {"period": T("2026-09-28"), "source": "Outbound", "deals": 1, "amount": 30.0},
-        {"period": T("2026-10-05"), "source": "Inbound", "deals": 1, "amount": 10.0}]
+        {"period": T("2026-10-05"), "source": "Inbound", "deals": 1, "amount": 10.0},
+    ]
 
 
 # --------------------------------------------------------------------------------------------------
 # history: replay, same day, forecast accuracy, waterfall, slips, conversion, stalled, calibration
 # --------------------------------------------------------------------------------------------------
 def test_replay_state_at_past_dates(opps, hist, cfg):
-    s = mv.replay(hist, opps, cfg, ["2026-09-30", "2026-10-15"]).set_index(["snapshot_date", "opportunity_id"])
+    s = mv.replay(hist, opps, cfg, ["2026-09-30", "2026-10-15"]).set_index(
+        ["snapshot_date", "opportunity_id"]
+    )
     o1 = s.loc[(T("2026-09-30"), "O1")]
     # on 09-30 O1 was in Proposal with amount 80 (carried forward) and close date 10-25
     assert (o1["stage"], o1["amount"], o1["close_date"]) == ("Proposal", 80, T("2026-10-25"))
@@ -305,13 +490,32 @@ def test_waterfall_balances_with_known_terms(opps, hist, cfg):
     # created: O3 30 + O7 10; pulled in: O4 40 (2027-01-20 -> 12-15); pushed out: O5 60 (-> 2027-02-28)
     # increased: O1 80 -> 100 = 20; decreased: O2 50 -> 45 = 5; won: O2 45 + O7 10; lost: O6 20
     # closing: O1 100 + O3 30 + O4 40 = 170 = 210 + 40 + 40 - 60 + 20 - 5 - 55 - 20
-    assert w.to_dict() == {"opening": 210, "created": 40, "pulled_in": 40, "pushed_out": -60, "increased": 20,
-                           "decreased": -5, "won": -55, "lost": -20, "closing": 170, "check": 0}
+    assert w.to_dict() == {
+        "opening": 210,
+        "created": 40,
+        "pulled_in": 40,
+        "pushed_out": -60,
+        "increased": 20,
+        "decreased": -5,
+        "won": -55,
+        "lost": -20,
+        "closing": 170,
+        "check": 0,
+    }
     n = mv.waterfall(d).set_index("term")["deals"]
     assert (n["opening"], n["created"], n["won"], n["closing"]) == (4, 2, 2, 3)
     # per deal too: closing = opening + created + pulled_in - pushed_out + increased - decreased - won - lost
-    per = (d["opening"] + d["created"] + d["pulled_in"] - d["pushed_out"] + d["increased"] - d["decreased"]
-           - d["won"] - d["lost"] - d["closing"])
+    per = (
+        d["opening"]
+        + d["created"]
+        + d["pulled_in"]
+        - d["pushed_out"]
+        + d["increased"]
+        - d["decreased"]
+        - d["won"]
+        - d["lost"]
+        - d["closing"]
+    )
     assert per.abs().max() == 0
 
 
@@ -320,8 +524,11 @@ def test_slipped_deals(opps, hist, cfg):
     # O1 pushed twice (10-20 -> 10-25 -> 11-15: 5 + 21 = 26 days); O4 once on 09-01 by 112 days (its pull-in
     # on 10-12 is not a slip); O5 once by 90 days (11-30 -> 2027-02-28). Won deals' early closes are not slips.
     got = s.set_index("opportunity_id")[["times_pushed", "days_pushed"]].to_dict("index")
-    assert got == {"O1": {"times_pushed": 2, "days_pushed": 26}, "O4": {"times_pushed": 1, "days_pushed": 112},
-                   "O5": {"times_pushed": 1, "days_pushed": 90}}
+    assert got == {
+        "O1": {"times_pushed": 2, "days_pushed": 26},
+        "O4": {"times_pushed": 1, "days_pushed": 112},
+        "O5": {"times_pushed": 1, "days_pushed": 90},
+    }
     assert list(s["opportunity_id"]) == ["O1", "O4", "O5"]
     assert s.set_index("opportunity_id").loc["O1", "original_close_date"] == T("2026-10-20")
 
@@ -330,17 +537,43 @@ def test_stage_conversion_any_stage_and_strict(opps, hist, cfg):
     reached = mv.stages_reached(hist, opps, cfg)
     anyv = mv.stage_conversion(reached, cfg, "any").set_index("stage")
     # furthest stage: O3 O6 Prosp; O5 O9 O10 Qual; O4 O12 Prop; O1 Neg; O2 O7 O8 O11 won
-    assert anyv["reached"].to_dict() == {"Prospecting": 12, "Qualification": 10, "Proposal": 7, "Negotiation": 5}
-    assert anyv["converted"].to_dict() == {"Prospecting": 10, "Qualification": 7, "Proposal": 5, "Negotiation": 4}
-    assert anyv["lost_here"].to_dict() == {"Prospecting": 1, "Qualification": 1, "Proposal": 1, "Negotiation": 0}
-    assert anyv["open_here"].to_dict() == {"Prospecting": 1, "Qualification": 2, "Proposal": 1, "Negotiation": 1}
+    assert anyv["reached"].to_dict() == {
+        "Prospecting": 12,
+        "Qualification": 10,
+        "Proposal": 7,
+        "Negotiation": 5,
+    }
+    assert anyv["converted"].to_dict() == {
+        "Prospecting": 10,
+        "Qualification": 7,
+        "Proposal": 5,
+        "Negotiation": 4,
+    }
+    assert anyv["lost_here"].to_dict() == {
+        "Prospecting": 1,
+        "Qualification": 1,
+        "Proposal": 1,
+        "Negotiation": 0,
+    }
+    assert anyv["open_here"].to_dict() == {
+        "Prospecting": 1,
+        "Qualification": 2,
+        "Proposal": 1,
+        "Negotiation": 1,
+    }
     strict = mv.stage_conversion(reached, cfg, "strict").set_index("stage")
     # recorded in Prospecting: O1 O3 O4 O6 O8 O9 O11 (7), then in Qualification: O9 only -> 1/7
     # Qualification: O2 O5 O9 O10 O12 (5) -> Proposal O12 (1); Proposal: O1 O4 O7 O8 O12 (5) -> Negotiation O1 O8
     # Negotiation: O1 O8 -> won O8 (1/2)
-    assert strict["reached"].to_dict() == {"Prospecting": 7, "Qualification": 5, "Proposal": 5, "Negotiation": 2}
-    assert strict["conversion"].to_dict() == pytest.approx({"Prospecting": 1 / 7, "Qualification": 0.2,
-                                                            "Proposal": 0.4, "Negotiation": 0.5})
+    assert strict["reached"].to_dict() == {
+        "Prospecting": 7,
+        "Qualification": 5,
+        "Proposal": 5,
+        "Negotiation": 2,
+    }
+    assert strict["conversion"].to_dict() == pytest.approx(
+        {"Prospecting": 1 / 7, "Qualification": 0.2, "Proposal": 0.4, "Negotiation": 0.5}
+    )
 
 
 def test_days_in_stage_and_stalled_flags(opps, hist, cfg):
@@ -348,8 +581,9 @@ def test_days_in_stage_and_stalled_flags(opps, hist, cfg):
     bench = mv.days_in_stage_benchmark(visits, cfg).set_index("stage")
     # won deals' completed stays: Prospecting O8 31, O11 50 -> p75 31 + 0.75×19 = 45.25
     # Qualification O2 68; Proposal O7 9, O8 30 -> 24.75; Negotiation O8 111
-    assert bench["threshold_days"].to_dict() == pytest.approx({"Prospecting": 45.25, "Qualification": 68,
-                                                               "Proposal": 24.75, "Negotiation": 111})
+    assert bench["threshold_days"].to_dict() == pytest.approx(
+        {"Prospecting": 45.25, "Qualification": 68, "Proposal": 24.75, "Negotiation": 111}
+    )
     st = mv.stalled_deals(visits, opps, bench.reset_index())
     # current stays: O1 Neg 10 d, O3 Prosp 12 d: fine; O4 Proposal since 06-20 (117 d), O5 Qual since 05-01
     # (167 d), O10 Qual since 01-10 (278 d): stalled; largest first
@@ -409,7 +643,9 @@ def test_win_rate_and_velocity(opps):
 
 
 def test_deal_size_cycle_and_trend(opps):
-    t = pl.deal_size_and_cycle(opps, FiscalCalendar(1), "2026-01-01", "2026-12-31", "quarter").set_index("period")
+    t = pl.deal_size_and_cycle(opps, FiscalCalendar(1), "2026-01-01", "2026-12-31", "quarter").set_index(
+        "period"
+    )
     # Q1: O11 1000 (50 d); Q3: O8 70 (172 d); Q4: O2 45 (68 d) + O7 10 (9 d) -> avg 27.5, 38.5 d
     assert t.loc["FY2026 Q4", "avg_deal_size"] == 27.5 and t.loc["FY2026 Q4", "avg_cycle_days"] == 38.5
     assert pl.trend_call([10, 10, 10, 12, 12, 12]) == "growing"
@@ -419,13 +655,20 @@ def test_deal_size_cycle_and_trend(opps):
 
 
 def test_lead_funnel(opps):
-    leads = pd.DataFrame({
-        "lead_id": ["L1", "L2", "L3", "L4"],
-        "created_date": pd.to_datetime(["2026-09-01"] * 4).astype("datetime64[us]"),
-        "source": ["Inbound", "Inbound", "Outbound", "Inbound"],
-        "mql_date": pd.to_datetime(["2026-09-02", "2026-09-03", None, "2026-09-04"]).astype("datetime64[us]"),
-        "sql_date": pd.to_datetime(["2026-09-05", None, "2026-09-10", "2026-09-06"]).astype("datetime64[us]"),
-        "opportunity_id": ["O2", None, "O3", "O6"]})
+    leads = pd.DataFrame(
+        {
+            "lead_id": ["L1", "L2", "L3", "L4"],
+            "created_date": pd.to_datetime(["2026-09-01"] * 4).astype("datetime64[us]"),
+            "source": ["Inbound", "Inbound", "Outbound", "Inbound"],
+            "mql_date": pd.to_datetime(["2026-09-02", "2026-09-03", None, "2026-09-04"]).astype(
+                "datetime64[us]"
+            ),
+            "sql_date": pd.to_datetime(["2026-09-05", None, "2026-09-10", "2026-09-06"]).astype(
+                "datetime64[us]"
+            ),
+            "opportunity_id": ["O2", None, "O3", "O6"],
+        }
+    )
     f = pl.lead_funnel(leads, opps, "2026-09-01", "2026-09-30").set_index("source")
     # Inbound: MQL 3, SQL 2 (L1, L4) -> 2/3; SQL->won: L1's O2 won -> 1/2. Outbound: SQL 1 open -> 0
     assert f.loc["Inbound", "mql_to_sql"] == pytest.approx(2 / 3) and f.loc["Inbound", "sql_to_won"] == 0.5
@@ -448,7 +691,8 @@ def test_pipeline_by_close_period(opps, cfg):
     assert t[["close_period", "deals", "amount"]].to_dict("records") == [
         {"close_period": "Past due", "deals": 1, "amount": 200.0},
         {"close_period": "FY2026 Q4", "deals": 3, "amount": 170.0},
-        {"close_period": "FY2027 Q1", "deals": 1, "amount": 60.0}]
+        {"close_period": "FY2027 Q1", "deals": 1, "amount": 60.0},
+    ]
 
 
 def test_cumulative_bookings_against_plan(opps):
@@ -467,15 +711,20 @@ def test_cumulative_bookings_without_quotas(opps):
     assert no_plan["plan"].isna().all() and no_plan.loc[T("2026-10-15"), "bookings"] == 55
     # a company plan of 920 for the quarter: 10 a day, 100 by 10-10, 920 by 12-31
     c = pl.cumulative_bookings(opps, None, w, company_plan=920).set_index("date")
-    assert c.loc[T("2026-10-10"), "plan"] == pytest.approx(100) and c.loc[T("2026-12-31"), "plan"] == pytest.approx(920)
+    assert c.loc[T("2026-10-10"), "plan"] == pytest.approx(100) and c.loc[
+        T("2026-12-31"), "plan"
+    ] == pytest.approx(920)
 
 
 def test_rewind_to_an_earlier_as_of(opps, hist, cfg):
     r = mv.rewind(opps, hist, cfg, "2026-09-30").set_index("opportunity_id")
     # O3 and O7 were created in October; O2 was open in Qualification at 50 closing 10-31; O6 open too
     assert "O3" not in r.index and "O7" not in r.index
-    assert (r.loc["O2", "stage"], r.loc["O2", "amount"], bool(r.loc["O2", "is_closed"])) == ("Qualification", 50,
-                                                                                           False)
+    assert (r.loc["O2", "stage"], r.loc["O2", "amount"], bool(r.loc["O2", "is_closed"])) == (
+        "Qualification",
+        50,
+        False,
+    )
     assert not bool(r.loc["O6", "is_closed"]) and bool(r.loc["O8", "is_won"])
     # open pipeline on 09-30: O1 80 + O2 50 + O4 40 + O5 60 + O6 20 + O10 200 = 450
     assert pl.weighted_pipeline(r.reset_index(), cfg)["amount"].sum() == 450
@@ -494,10 +743,21 @@ def test_a_scope_with_no_deals_yet_has_no_stall_benchmark_and_no_calibration(opp
 
 def test_departed_rep_has_no_plan_row_and_no_by_rep_row(opps):
     # r9 left in May 2026: quota rows Jan..May only -> no plan in Q4, no row in the by-rep and coverage tables
-    q = pd.concat([make_quotas(), pd.DataFrame({
-        "rep_id": "r9", "period_start": pd.date_range("2026-01-01", periods=5, freq="MS"),
-        "period_end": pd.date_range("2026-01-31", periods=5, freq="ME"), "quota": 31.0, "metric": "bookings"})],
-        ignore_index=True)
+    q = pd.concat(
+        [
+            make_quotas(),
+            pd.DataFrame(
+                {
+                    "rep_id": "r9",
+                    "period_start": pd.date_range("2026-01-01", periods=5, freq="MS"),
+                    "period_end": pd.date_range("2026-01-31", periods=5, freq="ME"),
+                    "quota": 31.0,
+                    "metric": "bookings",
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
     w = FiscalCalendar(1).windows(AS_OF)
     assert "r9" not in pl.plan_by_rep(q, w["QTD"].start, w["QTD"].end).index
     assert pl.plan_by_rep(q, "2026-05-01", "2026-05-31")["r9"] == pytest.approx(31)
@@ -518,13 +778,24 @@ def test_finished_quarter_is_not_under_threshold(opps):
 
 
 def test_what_to_look_at_on_the_last_day_of_the_quarter():
-    figs = {"coverage_threshold": (3.0,), "days_left_qtd": (0,), "bookings_qtd": (3_200_000.0,),
-            "attainment_qtd": (0.89,), "pace_qtd": (3_200_000.0,), "pace_attainment_qtd": (0.89,),
-            "plan_qtd": (3_600_000.0,), "coverage_next_quarter": (1.7, "Coverage FY2027 Q4"),
-            "open_in_next_quarter": (7.8e6,), "remaining_next_quarter": (4.6e6,), "past_due_deals": (1,),
-            "past_due_amount": (5000.0,), "no_next_step_deals": (1,)}
-    pts = pl.what_to_look_at(figs, "USD", {"stalled": 1, "slipped": 2, "reps_under_threshold": 21,
-                                           "coverage_label": "FY2027 Q4"})
+    figs = {
+        "coverage_threshold": (3.0,),
+        "days_left_qtd": (0,),
+        "bookings_qtd": (3_200_000.0,),
+        "attainment_qtd": (0.89,),
+        "pace_qtd": (3_200_000.0,),
+        "pace_attainment_qtd": (0.89,),
+        "plan_qtd": (3_600_000.0,),
+        "coverage_next_quarter": (1.7, "Coverage FY2027 Q4"),
+        "open_in_next_quarter": (7.8e6,),
+        "remaining_next_quarter": (4.6e6,),
+        "past_due_deals": (1,),
+        "past_due_amount": (5000.0,),
+        "no_next_step_deals": (1,),
+    }
+    pts = pl.what_to_look_at(
+        figs, "USD", {"stalled": 1, "slipped": 2, "reps_under_threshold": 21, "coverage_label": "FY2027 Q4"}
+    )
     assert "The quarter closed at $3.2M, 89% of plan." in pts
     assert not any("run rate" in p for p in pts)
     assert "21 reps have coverage under 3.0× for FY2027 Q4." in pts
@@ -537,5 +808,10 @@ def test_what_to_look_at_on_the_last_day_of_the_quarter():
 def test_headline_definitions_fit_each_figure():
     d = pl.DEFINITIONS
     assert d["Open deals"].startswith("count")
-    for key in ("Coverage threshold", "Open pipeline closing in", "Quota still to close", "Average won deal size"):
+    for key in (
+        "Coverage threshold",
+        "Open pipeline closing in",
+        "Quota still to close",
+        "Average won deal size",
+    ):
         assert d[key] != d["Coverage"] and d[key] != d["Deal size and cycle"]

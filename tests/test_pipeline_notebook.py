@@ -33,9 +33,19 @@ def test_company_scope_on_the_sample(tmp_path, sample_dir):
     html = run(tmp_path, "company", dataset=str(sample_dir), summary_path=str(summary))
     assert "What to look at" in html and "Pipeline waterfall" in html and "Closing pipeline" in html
     figs = {f["key"]: f for f in json.loads(summary.read_text())["figures"]}
-    for key in ("bookings_ytd", "attainment_qtd", "pace_qtd", "open_pipeline", "weighted_pipeline_crm",
-                "weighted_pipeline_hist", "coverage_next_quarter", "win_rate_count", "win_rate_value",
-                "sales_velocity_30d", "stalled_deals"):
+    for key in (
+        "bookings_ytd",
+        "attainment_qtd",
+        "pace_qtd",
+        "open_pipeline",
+        "weighted_pipeline_crm",
+        "weighted_pipeline_hist",
+        "coverage_next_quarter",
+        "win_rate_count",
+        "win_rate_value",
+        "sales_velocity_30d",
+        "stalled_deals",
+    ):
         assert key in figs and figs[key]["definition"], key
     assert figs["open_pipeline"]["value"] > 0
 
@@ -48,15 +58,24 @@ def test_team_scope_and_a_rep_review_pack_through_the_command(tmp_path, sample_d
     opps = pd.read_csv(sample_dir / "opportunities.csv")
     open_deals = opps[~opps["is_closed"].astype(str).str.lower().isin(["true", "1"])]
     # the AE with the most open deals (ties: lowest id), so the pack has deals to question
-    counts = open_deals[open_deals["owner"].isin(reps.loc[reps["role"] == "AE", "rep_id"])]["owner"].value_counts()
+    counts = open_deals[open_deals["owner"].isin(reps.loc[reps["role"] == "AE", "rep_id"])][
+        "owner"
+    ].value_counts()
     rep = sorted(counts[counts == counts.max()].index)[0]
-    code, target, results = reviews.run_reviews(sample_dir, "2026-10", None, tmp_path / "reports", [rep], 1,
-                                                progress=None)
+    code, target, results = reviews.run_reviews(
+        sample_dir, "2026-10", None, tmp_path / "reports", [rep], 1, progress=None
+    )
     assert code == 0, [r.error for r in results]
     page = (target / f"{rep}.html").read_text()
     assert target == (tmp_path / "reports" / "2026-10" / "reviews").resolve()
-    for text in ("One-to-one review", "Review: top 10 deals", "What changed since last week",
-                 "Questions for each deal", "Notes for the meeting", "Deals that need attention"):
+    for text in (
+        "One-to-one review",
+        "Review: top 10 deals",
+        "What changed since last week",
+        "Questions for each deal",
+        "Notes for the meeting",
+        "Deals that need attention",
+    ):
         assert text in page, text
     assert "Pipeline waterfall" not in page  # analysis-only cells are left out of review packs
     assert not list(target.parent.glob(".reviews.building-*"))

@@ -23,8 +23,16 @@ from helpers.sources import DbTable, TableReader
 
 PG_USER = "revops_reader"
 PG_PASSWORD = "s3cret-Pa55word-xyz"  # distinctive, so a leak in a message is found by a substring test
-SQL_TYPES = {"id": "text", "str": "text", "date": "date", "datetime": "timestamp", "money": "double precision",
-             "number": "double precision", "prob": "double precision", "bool": "boolean"}
+SQL_TYPES = {
+    "id": "text",
+    "str": "text",
+    "date": "date",
+    "datetime": "timestamp",
+    "money": "double precision",
+    "number": "double precision",
+    "prob": "double precision",
+    "bool": "boolean",
+}
 
 
 def _pg_bin() -> Path | None:
@@ -46,8 +54,10 @@ def pg_server():
     """(port, run) of a throw-away PostgreSQL cluster with a password-protected role ``revops_reader``."""
     bindir = _pg_bin()
     if bindir is None:
-        pytest.skip("PostgreSQL is not installed (no initdb under /usr/lib/postgresql/*/bin or on PATH); "
-                    "`apt-get install postgresql` (done by .ci/run) enables this test")
+        pytest.skip(
+            "PostgreSQL is not installed (no initdb under /usr/lib/postgresql/*/bin or on PATH); "
+            "`apt-get install postgresql` (done by .ci/run) enables this test"
+        )
     as_root = os.geteuid() == 0
     # initdb refuses to run as root: run the server as the `postgres` user, in a dir that user owns
     prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
@@ -64,8 +74,19 @@ def pg_server():
         return subprocess.run([*prefix, *map(str, cmd)], check=True, capture_output=True, text=True)
 
     try:
-        run(bindir / "initdb", "-D", data, "-U", PG_USER, f"--pwfile={pwfile}", "--auth-host=scram-sha-256",
-            "--auth-local=trust", "-E", "UTF8", "--no-sync")
+        run(
+            bindir / "initdb",
+            "-D",
+            data,
+            "-U",
+            PG_USER,
+            f"--pwfile={pwfile}",
+            "--auth-host=scram-sha-256",
+            "--auth-local=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
         opts = f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off"
         run(bindir / "pg_ctl", "-D", data, "-o", opts, "-l", log, "-w", "-t", "60", "start")
     except subprocess.CalledProcessError as exc:
@@ -74,16 +95,18 @@ def pg_server():
     try:
         yield port
     finally:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _copy_sample_into_postgres(port: int, folder: Path) -> None:
     import psycopg
 
-    with psycopg.connect(host="127.0.0.1", port=port, user=PG_USER, password=PG_PASSWORD, dbname="postgres",
-                         autocommit=True) as c:
+    with psycopg.connect(
+        host="127.0.0.1", port=port, user=PG_USER, password=PG_PASSWORD, dbname="postgres", autocommit=True
+    ) as c:
         if not c.execute("select 1 from pg_database where datname = 'crm'").fetchone():
             c.execute("create database crm")
     with psycopg.connect(host="127.0.0.1", port=port, user=PG_USER, password=PG_PASSWORD, dbname="crm") as c:
@@ -181,4 +204,3 @@ def test_missing_environment_variable_is_named(pg_dataset, monkeypatch):
     monkeypatch.delenv("REVOPS_TEST_DB_PASSWORD", raising=False)
     with pytest.raises(DataValidationError, match="environment variable REVOPS_TEST_DB_PASSWORD is not set"):
         load(pg_dataset)
-

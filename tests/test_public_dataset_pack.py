@@ -4,8 +4,8 @@ quotas, history, activities, leads or churn. Every notebook must still publish, 
 import json
 
 import pytest
-
 from conftest import EXAMPLES
+
 from helpers.cli import main as revops
 from helpers.importers import import_files
 

@@ -52,8 +52,19 @@ def write_hand_dataset(folder, extra_yml: str = ""):
             for _ in range(3):
                 n += 1
                 opps.append((f"O{n}", rep, created, closed, "Closed Lost", 5_000, True, False))
-    pd.DataFrame(opps, columns=["opportunity_id", "owner", "created_date", "close_date", "stage", "amount",
-                                "is_closed", "is_won"]).to_csv(folder / "opportunities.csv", index=False)
+    pd.DataFrame(
+        opps,
+        columns=[
+            "opportunity_id",
+            "owner",
+            "created_date",
+            "close_date",
+            "stage",
+            "amount",
+            "is_closed",
+            "is_won",
+        ],
+    ).to_csv(folder / "opportunities.csv", index=False)
     k = 0
     # 264 AE meetings held: 66 per AE (A, B, C, E), spread over 2026; 10 calls per meeting held (3,840 in all)
     for rep in ("A", "B", "C", "E"):
@@ -69,9 +80,12 @@ def write_hand_dataset(folder, extra_yml: str = ""):
         acts.append((f"X{k}", "A", "demo", f"2026-{j + 1:02d}-20 10:00", "no_show"))
     for j in range(3840):
         k += 1
-        acts.append((f"X{k}", ("A", "B", "C", "E")[j % 4], "call", f"2026-{j % 12 + 1:02d}-05 09:00", "connected"))
+        acts.append(
+            (f"X{k}", ("A", "B", "C", "E")[j % 4], "call", f"2026-{j % 12 + 1:02d}-05 09:00", "connected")
+        )
     pd.DataFrame(acts, columns=["activity_id", "owner", "type", "occurred_at", "outcome"]).to_csv(
-        folder / "activities.csv", index=False)
+        folder / "activities.csv", index=False
+    )
     reps = [
         ("A", "Ann", "East", "AE", "2020-01-01", "", 40_000, "", 1.0),
         ("B", "Bob", "East", "AE", "2020-01-01", "", 60_000, "", 1.0),
@@ -80,8 +94,20 @@ def write_hand_dataset(folder, extra_yml: str = ""):
         ("E", "Eve", "East", "AE", "2020-01-01", "2027-09-30", 40_000, "", 1.0),
         ("S", "Sue", "East", "SDR", "2020-01-01", "", "", "", 1.0),
     ]
-    pd.DataFrame(reps, columns=["rep_id", "name", "team", "role", "hire_date", "end_date", "ote", "ramp_months",
-                                "territory_weight"]).to_csv(folder / "reps.csv", index=False)
+    pd.DataFrame(
+        reps,
+        columns=[
+            "rep_id",
+            "name",
+            "team",
+            "role",
+            "hire_date",
+            "end_date",
+            "ote",
+            "ramp_months",
+            "territory_weight",
+        ],
+    ).to_csv(folder / "reps.csv", index=False)
     return folder
 
 
@@ -123,8 +149,9 @@ def test_seasonal_split(hand):
 
 
 def test_seasonality_flat_without_history():
-    opps = pd.DataFrame({"owner": ["A"], "close_date": pd.to_datetime(["2026-03-05"]), "amount": [1.0],
-                         "is_won": [True]})
+    opps = pd.DataFrame(
+        {"owner": ["A"], "close_date": pd.to_datetime(["2026-03-05"]), "amount": [1.0], "is_won": [True]}
+    )
     s = Q.seasonality(opps, CAL, AS_OF)  # only one fiscal month has history: flat
     assert np.allclose(s["share"], 1 / 12)
 
@@ -165,15 +192,21 @@ def test_rep_quotas_capacity_and_over_assignment(hand):
     assert res.target == pytest.approx(720_000)
     assert res.quota_to_assign == pytest.approx(792_000)
     assert reps["quota"].to_dict() == pytest.approx(
-        {"A": 158_400, "B": 158_400, "C": 237_600, "D": 142_560, "E": 95_040})
+        {"A": 158_400, "B": 158_400, "C": 237_600, "D": 142_560, "E": 95_040}
+    )
     assert res.sum_of_quotas == pytest.approx(792_000)  # = target × (1 + over-assignment)
     # monthly: D's first month 158,400 × 0.25/15 = 2,640; A's October 158,400 × 2/15 = 21,120
     m = res.monthly_quota_matrix
     assert m[3, 0] == pytest.approx(2_640)
     assert m[0, 9] == pytest.approx(21_120)
     assert m[4, 9:].sum() == 0  # E has left
-    assert reps["status"].to_dict() == {"A": "tenured", "B": "tenured", "C": "tenured", "D": "planned hire",
-                                        "E": "departing"}
+    assert reps["status"].to_dict() == {
+        "A": "tenured",
+        "B": "tenured",
+        "C": "tenured",
+        "D": "planned hire",
+        "E": "departing",
+    }
     # team split by capacity: East = (1 + 1 + 0.6) / 5 = 0.52, West = 0.48
     teams = res.teams.set_index("team")
     assert teams["share"].to_dict() == pytest.approx({"East": 0.52, "West": 0.48})
@@ -217,9 +250,13 @@ def test_ote_multiples_in_plan(hand):
 
 
 def test_attrition():
-    reps = pd.DataFrame({"rep_id": list("WXYZ"),
-                         "hire_date": pd.to_datetime(["2020-01-01"] * 4),
-                         "end_date": pd.to_datetime([None, None, None, "2026-06-30"])})
+    reps = pd.DataFrame(
+        {
+            "rep_id": list("WXYZ"),
+            "hire_date": pd.to_datetime(["2020-01-01"] * 4),
+            "end_date": pd.to_datetime([None, None, None, "2026-06-30"]),
+        }
+    )
     # headcount 4 at 2025-12-31 and 3 at 2026-12-31, one departure -> 1 / 3.5
     assert Q.attrition_rate(reps, AS_OF) == pytest.approx(1 / 3.5)
     # one rep, 1,000 a month, 24% a year: Σ_m 1000 × 0.24 × (m−1)/12 = 1000 × 0.24 × 66/12 = 1,320
@@ -237,7 +274,8 @@ def test_supported_quota_and_peer_history(hand):
     assert reps["history"].to_dict() == {"A": "own", "B": "own", "C": "own", "D": "peers", "E": "own"}
     # supported = 12,500 × 12 × E_i (historical seasonality): A 150k, D 0.9 × 150k = 135k, E 0.6 × 150k = 90k
     assert reps["supported_quota"].to_dict() == pytest.approx(
-        {"A": 150_000, "B": 150_000, "C": 150_000, "D": 135_000, "E": 90_000})
+        {"A": 150_000, "B": 150_000, "C": 150_000, "D": 135_000, "E": 90_000}
+    )
 
 
 def test_simulation_constant_bookings_is_exact():
@@ -292,7 +330,13 @@ def test_plan_simulation_reproducible(hand):
 
 
 def test_verdicts_and_realism():
-    assert Q.verdicts([0.1, 0.3, 0.6, 0.99, np.nan]) == ["out of reach", "stretch", "reachable", "too easy", ""]
+    assert Q.verdicts([0.1, 0.3, 0.6, 0.99, np.nan]) == [
+        "out of reach",
+        "stretch",
+        "reachable",
+        "too easy",
+        "",
+    ]
     assert Q.is_realistic(0.75) and not Q.is_realistic(0.69) and not Q.is_realistic(0.81)
 
 
@@ -300,8 +344,9 @@ def test_verdicts_and_realism():
 def test_reverse_funnel_issue_example():
     # 100k quota, 10k deals -> 10 deals; 20% win -> 50 opportunities; 1 per meeting -> 50 meetings;
     # 20 calls per meeting -> 1,000 calls (100 calls per deal)
-    f = Q.reverse_funnel(100_000, avg_deal_size=10_000, win_rate=0.2, meeting_to_opportunity=1.0,
-                         call_to_meeting=0.05).iloc[0]
+    f = Q.reverse_funnel(
+        100_000, avg_deal_size=10_000, win_rate=0.2, meeting_to_opportunity=1.0, call_to_meeting=0.05
+    ).iloc[0]
     assert f[["deals", "opportunities", "meetings", "calls"]].tolist() == pytest.approx([10, 50, 50, 1000])
 
 
@@ -317,27 +362,51 @@ def test_funnel_rates_measured(hand):
     # A: 158,400 / 12 = 13,200 a month -> 1.056 deals -> 4.224 opps -> 4.224 × 264/192 = 5.808 meetings
     # -> 4.224 × 3,840/192 = 84.48 calls
     f = Q.reverse_funnel(158_400 / 12, **r.as_kwargs()).iloc[0]
-    assert f[["deals", "opportunities", "meetings", "calls"]].tolist() == pytest.approx([1.056, 4.224, 5.808, 84.48])
+    assert f[["deals", "opportunities", "meetings", "calls"]].tolist() == pytest.approx(
+        [1.056, 4.224, 5.808, 84.48]
+    )
     # with the reps table: the same AEs (role AE), the same rates
     assert Q.funnel_rates(hand.opportunities, hand.activities, AS_OF, reps=hand.reps) == r
 
 
 def test_funnel_rates_count_ae_activity_only_in_a_365_day_window():
-    opps = pd.DataFrame({"opportunity_id": ["O1", "O2"], "owner": ["A", "A"],
-                         "created_date": pd.to_datetime(["2026-01-01", "2026-06-01"]),
-                         "close_date": pd.to_datetime(["2026-03-01", "2026-07-01"]), "amount": [10.0, 5.0],
-                         "is_closed": [True, True], "is_won": [True, False]})
+    opps = pd.DataFrame(
+        {
+            "opportunity_id": ["O1", "O2"],
+            "owner": ["A", "A"],
+            "created_date": pd.to_datetime(["2026-01-01", "2026-06-01"]),
+            "close_date": pd.to_datetime(["2026-03-01", "2026-07-01"]),
+            "amount": [10.0, 5.0],
+            "is_closed": [True, True],
+            "is_won": [True, False],
+        }
+    )
     reps = pd.DataFrame({"rep_id": ["A", "S"], "role": ["AE", "SDR"]})
     t = pd.to_datetime
-    acts = pd.DataFrame({
-        "owner": ["A"] * 6 + ["S"] * 9,
-        # A: 4 calls + 2 meetings held in the window; S: 6 calls + 3 meetings held (SDR, left out)
-        "type": ["call"] * 4 + ["meeting"] * 2 + ["call"] * 6 + ["meeting"] * 3,
-        "occurred_at": t(["2026-01-01 08:00"] * 6 + ["2026-02-01 08:00"] * 9),
-        "outcome": ["connected"] * 4 + ["held"] * 2 + ["connected"] * 6 + ["held"] * 3})
+    acts = pd.DataFrame(
+        {
+            "owner": ["A"] * 6 + ["S"] * 9,
+            # A: 4 calls + 2 meetings held in the window; S: 6 calls + 3 meetings held (SDR, left out)
+            "type": ["call"] * 4 + ["meeting"] * 2 + ["call"] * 6 + ["meeting"] * 3,
+            "occurred_at": t(["2026-01-01 08:00"] * 6 + ["2026-02-01 08:00"] * 9),
+            "outcome": ["connected"] * 4 + ["held"] * 2 + ["connected"] * 6 + ["held"] * 3,
+        }
+    )
     # a call on 2025-12-31 23:00 is outside the 12 months to 2026-12-31 (2026-01-01 .. 2026-12-31)
-    acts = pd.concat([acts, pd.DataFrame({"owner": ["A"], "type": ["call"], "occurred_at": t(["2025-12-31 23:00"]),
-                                          "outcome": ["connected"]})], ignore_index=True)
+    acts = pd.concat(
+        [
+            acts,
+            pd.DataFrame(
+                {
+                    "owner": ["A"],
+                    "type": ["call"],
+                    "occurred_at": t(["2025-12-31 23:00"]),
+                    "outcome": ["connected"],
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
     r = Q.funnel_rates(opps, acts, "2026-12-31", reps=reps)
     # 2 opportunities created / 2 AE meetings = 1.0; 2 meetings / 4 AE calls = 0.5 -> 2 calls per opportunity
     # (all calls: 10 / 2 = 5 per opportunity — the defect)
@@ -401,10 +470,19 @@ def test_quota_notebook_on_sample(sample_dir, tmp_path):
 
     from helpers.report import execute, to_html
 
-    params = {"dataset": str(sample_dir), "report_mode": True, "summary_path": str(tmp_path / "summary.json"),
-              "output_dir": str(tmp_path / "out"), "growth_rate": 0.25, "over_assignment": 0.12,
-              "target_share_at_quota": 0.8, "hires_per_quarter": "1,1,0,0", "ramp_schedule": "30/60/90",
-              "n_draws": 1000, "seed": 3}
+    params = {
+        "dataset": str(sample_dir),
+        "report_mode": True,
+        "summary_path": str(tmp_path / "summary.json"),
+        "output_dir": str(tmp_path / "out"),
+        "growth_rate": 0.25,
+        "over_assignment": 0.12,
+        "target_share_at_quota": 0.8,
+        "hires_per_quarter": "1,1,0,0",
+        "ramp_schedule": "30/60/90",
+        "n_draws": 1000,
+        "seed": 3,
+    }
     nb = execute(NOTEBOOKS / "quota_setting.ipynb", tmp_path / "quota_setting.ipynb", params)
     html = to_html(nb, tmp_path / "quota_setting.html").read_text()
     assert "open_report(" not in html and "import " not in html  # no code
@@ -413,9 +491,17 @@ def test_quota_notebook_on_sample(sample_dir, tmp_path):
     assert "widget" not in html.lower()  # report mode builds no widgets
     summary = json.loads((tmp_path / "summary.json").read_text())
     figs = {f["key"]: f for f in summary["figures"]}
-    for key in ("quota_company_target", "quota_sum_of_rep_quotas", "quota_over_assignment",
-                "quota_expected_share_at_quota", "quota_realistic", "quota_level_multiple", "quota_level_total",
-                "quota_reps_out_of_reach", "quota_calls_per_rep_month"):
+    for key in (
+        "quota_company_target",
+        "quota_sum_of_rep_quotas",
+        "quota_over_assignment",
+        "quota_expected_share_at_quota",
+        "quota_realistic",
+        "quota_level_multiple",
+        "quota_level_total",
+        "quota_reps_out_of_reach",
+        "quota_calls_per_rep_month",
+    ):
         assert figs[key]["value"] is not None and figs[key]["definition"], key
     assert figs["quota_over_assignment"]["value"] == pytest.approx(0.12)
     assert figs["quota_planned_hires"]["value"] >= 2  # the two hires given as parameters
@@ -436,8 +522,11 @@ def test_whatif_notebook_runs(sample_dir, tmp_path):
 
     from helpers.report import execute
 
-    nb = execute(NOTEBOOKS / "quota_whatif.ipynb", tmp_path / "quota_whatif.ipynb",
-                 {"dataset": str(sample_dir), "n_draws": 200})
+    nb = execute(
+        NOTEBOOKS / "quota_whatif.ipynb",
+        tmp_path / "quota_whatif.ipynb",
+        {"dataset": str(sample_dir), "n_draws": 200},
+    )
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)

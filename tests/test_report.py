@@ -19,30 +19,53 @@ from packs import BOOKINGS, BROKEN, EXPECTED, monthly, write_tiny_dataset  # noq
 from helpers import report  # noqa: E402
 
 # a 2×1 red PNG
-PNG = base64.b64encode(bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000002000000010802000000"
-    "7b40e8dd0000000f49444154789c63f8cfc0f09f010006fe02fe0f1c4e4e0000000049454e44ae426082"
-)).decode()
+PNG = base64.b64encode(
+    bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000002000000010802000000"
+        "7b40e8dd0000000f49444154789c63f8cfc0f09f010006fe02fe0f1c4e4e0000000049454e44ae426082"
+    )
+).decode()
 
 
 def _noisy_notebook():
     cells = [
         new_markdown_cell("# Pipeline — 2026-10\n\nWhat to look at: coverage."),
         new_code_cell("secret_code_text = 1", metadata={"tags": ["parameters"]}),
-        new_code_cell("print_me()", outputs=[
-            new_output("stream", name="stderr", text="UserWarning: noisy\n"),
-            new_output("stream", name="stdout", text="visible stdout\n"),
-            new_output("display_data", data={"image/png": PNG, "text/plain": "<Figure size 640x480 with 1 Axes>"}),
-            new_output("display_data", data={"text/plain": "<Figure size 640x480 with 1 Axes>"}),
-            new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "x"},
-                                             "text/plain": "IntSlider(value=1)"}),
-            new_output("display_data", data={"application/javascript": "alert(1)", "text/plain": "js"}),
-        ]),
-        new_code_cell("raise KeyError('boom')", outputs=[
-            new_output("error", ename="KeyError", evalue="'boom'", traceback=["Traceback (most recent call last)"]),
-        ]),
-        new_code_cell("hidden_output()", metadata={"tags": ["remove-cell"]},
-                      outputs=[new_output("stream", name="stdout", text="REMOVED CELL OUTPUT\n")]),
+        new_code_cell(
+            "print_me()",
+            outputs=[
+                new_output("stream", name="stderr", text="UserWarning: noisy\n"),
+                new_output("stream", name="stdout", text="visible stdout\n"),
+                new_output(
+                    "display_data", data={"image/png": PNG, "text/plain": "<Figure size 640x480 with 1 Axes>"}
+                ),
+                new_output("display_data", data={"text/plain": "<Figure size 640x480 with 1 Axes>"}),
+                new_output(
+                    "display_data",
+                    data={
+                        "application/vnd.jupyter.widget-view+json": {"model_id": "x"},
+                        "text/plain": "IntSlider(value=1)",
+                    },
+                ),
+                new_output("display_data", data={"application/javascript": "alert(1)", "text/plain": "js"}),
+            ],
+        ),
+        new_code_cell(
+            "raise KeyError('boom')",
+            outputs=[
+                new_output(
+                    "error",
+                    ename="KeyError",
+                    evalue="'boom'",
+                    traceback=["Traceback (most recent call last)"],
+                ),
+            ],
+        ),
+        new_code_cell(
+            "hidden_output()",
+            metadata={"tags": ["remove-cell"]},
+            outputs=[new_output("stream", name="stdout", text="REMOVED CELL OUTPUT\n")],
+        ),
     ]
     nb = new_notebook(cells=cells)
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
@@ -53,9 +76,25 @@ def test_to_html_hides_code_noise_and_needs_no_network(tmp_path):
     out = report.to_html(_noisy_notebook(), tmp_path / "r.html", title="Pipeline health")
     html = out.read_text()
     assert "<title>Pipeline health</title>" in html
-    for absent in ("secret_code_text", "print_me", "raise KeyError", "Traceback", "UserWarning", "noisy",
-                   "REMOVED CELL OUTPUT", "IntSlider", "<script", "alert(1)", "widget-state", "http://",
-                   "https://", "In&nbsp;[", "Out[", "&lt;Figure", "<Figure"):
+    for absent in (
+        "secret_code_text",
+        "print_me",
+        "raise KeyError",
+        "Traceback",
+        "UserWarning",
+        "noisy",
+        "REMOVED CELL OUTPUT",
+        "IntSlider",
+        "<script",
+        "alert(1)",
+        "widget-state",
+        "http://",
+        "https://",
+        "In&nbsp;[",
+        "Out[",
+        "&lt;Figure",
+        "<Figure",
+    ):
         assert absent not in html, absent
     assert f"data:image/png;base64,{PNG}" in html
     assert "visible stdout" in html and "What to look at" in html
@@ -94,7 +133,9 @@ def test_execute_failure_names_the_cell_and_keeps_the_partial_notebook(tmp_path)
     assert "broken.ipynb failed at cell 2: ValueError: deliberate failure for the test" in str(err)
     assert 'in: raise ValueError("deliberate failure for the test")' in str(err)
     nb = nbformat.read(out, as_version=4)
-    failing = [c for c in nb.cells if c.cell_type == "code" and any(o.output_type == "error" for o in c.outputs)]
+    failing = [
+        c for c in nb.cells if c.cell_type == "code" and any(o.output_type == "error" for o in c.outputs)
+    ]
     assert [c.source for c in failing] == ['raise ValueError("deliberate failure for the test")']
 
 
@@ -125,14 +166,24 @@ def test_monthly_run_end_to_end_through_the_command(tmp_path):
     assert "bookings  done in" in run.stdout
     assert "notebook  status  seconds  output" in run.stdout and "bookings  ok" in run.stdout
     folder = out / "2026-10"
-    assert sorted(p.name for p in folder.iterdir()) == ["bookings.html", "bookings.ipynb", "charts", "index.html",
-                                                        "summary.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "bookings.html",
+        "bookings.ipynb",
+        "charts",
+        "index.html",
+        "summary.json",
+    ]
     assert not list(out.glob(".*building*")) and not (out / "2026-10.failed").exists()
     summary = json.loads((folder / "summary.json").read_text())
     assert _figures(summary) == EXPECTED["2026-10"]
     assert _figures(json.loads((out / "2026-09" / "summary.json").read_text())) == EXPECTED["2026-09"]
-    assert summary["parameters"] == {"dataset": str(ds.resolve()), "period": "2026-10", "as_of": "2026-10-31",
-                                     "report_mode": True, "notebooks": ["bookings"]}
+    assert summary["parameters"] == {
+        "dataset": str(ds.resolve()),
+        "period": "2026-10",
+        "as_of": "2026-10-31",
+        "report_mode": True,
+        "notebooks": ["bookings"],
+    }
     assert summary["dataset"]["fingerprint"] == {"algorithm": "sha256", "value": load(ds).fingerprint()}
     figs = {f["key"]: f for f in summary["notebooks"][0]["figures"]}
     assert all(f["definition"] for f in figs.values())
@@ -170,7 +221,9 @@ def test_a_broken_notebook_fails_alone_and_the_earlier_good_report_survives(tmp_
 
     run = monthly(ds, out, "2026-10", BOOKINGS, BROKEN)
     assert run.returncode == 1
-    assert re.search(r"broken\s+FAILED after [\d.]+s — cell 2: ValueError: deliberate failure for the test", run.stdout)
+    assert re.search(
+        r"broken\s+FAILED after [\d.]+s — cell 2: ValueError: deliberate failure for the test", run.stdout
+    )
     assert "FAILED broken at cell 2: ValueError: deliberate failure for the test" in run.stderr
     assert re.search(r"bookings\s+ok", run.stdout)
     # the earlier good report of 2026-10 is untouched
@@ -185,18 +238,23 @@ def test_a_broken_notebook_fails_alone_and_the_earlier_good_report_survives(tmp_
     summary = json.loads((failed / "summary.json").read_text())
     status = {n["name"]: (n["status"], n["error"]) for n in summary["notebooks"]}
     assert status["bookings"] == ("ok", None)
-    assert status["broken"] == ("failed", {"cell_index": 2, "ename": "ValueError",
-                                           "evalue": "deliberate failure for the test"})
+    assert status["broken"] == (
+        "failed",
+        {"cell_index": 2, "ename": "ValueError", "evalue": "deliberate failure for the test"},
+    )
     assert not list(out.glob(".*building*"))
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--period", "2026-13"], "period must look like 2026-10"),
-    (["--period", "2026-10", "--as-of", "2026-11-03"], "outside the period 2026-10"),
-    (["--period", "2026-11"], "starts after the data's as-of date 2026-10-31"),
-    (["--period", "2025-01"], "before the first opportunity in the data"),
-    (["--period", "2026-10", "--notebooks", "no_such_notebook"], "notebook 'no_such_notebook' not found"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--period", "2026-13"], "period must look like 2026-10"),
+        (["--period", "2026-10", "--as-of", "2026-11-03"], "outside the period 2026-10"),
+        (["--period", "2026-11"], "starts after the data's as-of date 2026-10-31"),
+        (["--period", "2025-01"], "before the first opportunity in the data"),
+        (["--period", "2026-10", "--notebooks", "no_such_notebook"], "notebook 'no_such_notebook' not found"),
+    ],
+)
 def test_parameters_are_validated_before_any_kernel_starts(tmp_path, args, message):
     from helpers.cli import main
 
@@ -214,8 +272,20 @@ def test_a_dataset_with_errors_is_refused_before_any_kernel(tmp_path, capsys):
     ds = write_tiny_dataset(tmp_path / "ds")
     csv = ds / "opportunities.csv"
     csv.write_text(csv.read_text().replace("2026-10-05,Closed Won,12000", "2026-10-05,Closed Won,twelve"))
-    code = main(["report", "monthly", "--dataset", str(ds), "--out", str(tmp_path / "r"), "--period", "2026-10",
-                 "--notebooks", str(BOOKINGS)])
+    code = main(
+        [
+            "report",
+            "monthly",
+            "--dataset",
+            str(ds),
+            "--out",
+            str(tmp_path / "r"),
+            "--period",
+            "2026-10",
+            "--notebooks",
+            str(BOOKINGS),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "no notebook was started" in err and "row 1" in err and "'amount'" in err
     assert not (tmp_path / "r").exists()

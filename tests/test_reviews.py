@@ -50,7 +50,9 @@ def test_changes_without_history():
     ch = reviews.changes_without_history(make_opps(), "2026-10-15")
     # 10-09..10-15: O7 won 10-14, O6 lost 10-09; nothing created
     assert sorted(ch[["opportunity_id", "change"]].itertuples(index=False, name=None)) == [
-        ("O6", "dropped"), ("O7", "won")]
+        ("O6", "dropped"),
+        ("O7", "won"),
+    ]
 
 
 def test_questions_prefilled_from_crm_fields_and_blank_otherwise():
@@ -59,11 +61,15 @@ def test_questions_prefilled_from_crm_fields_and_blank_otherwise():
     opps.loc[opps["opportunity_id"] == "O1", "close_plan"] = "Legal sign-off by 11-10"
     opps["competitor"] = pd.Series([None] * len(opps), dtype="str")
     opps.loc[opps["opportunity_id"] == "O4", "competitor"] = "Globex"
-    acts = pd.DataFrame({
-        "activity_id": ["a1", "a2", "a3", "a4"], "owner": ["r1"] * 4,
-        "type": ["call", "call", "meeting", "call"],
-        "occurred_at": pd.to_datetime(["2026-10-01", "2026-10-10", "2026-10-14", "2026-08-01"]),
-        "opportunity_id": ["O1", "O1", "O1", "O1"]})
+    acts = pd.DataFrame(
+        {
+            "activity_id": ["a1", "a2", "a3", "a4"],
+            "owner": ["r1"] * 4,
+            "type": ["call", "call", "meeting", "call"],
+            "occurred_at": pd.to_datetime(["2026-10-01", "2026-10-10", "2026-10-14", "2026-08-01"]),
+            "opportunity_id": ["O1", "O1", "O1", "O1"],
+        }
+    )
     deals = opps[opps["opportunity_id"].isin(["O1", "O3", "O4"])]
     q = reviews.review_questions(deals, opps, acts, "2026-10-15")
     got = {(r.opportunity_id, r.question): r.from_crm for r in q.itertuples()}
@@ -72,7 +78,9 @@ def test_questions_prefilled_from_crm_fields_and_blank_otherwise():
     assert got[("O4", "Obstacles")] == "competitor: Globex"
     assert got[("O3", "Next step")] == "" and got[("O3", "Who is engaged")] == ""
     # the 08-01 call is older than 30 days
-    engaged = q[(q["opportunity_id"] == "O1") & (q["question"] == "Who is engaged")]["recent_activity"].iloc[0]
+    engaged = q[(q["opportunity_id"] == "O1") & (q["question"] == "Who is engaged")]["recent_activity"].iloc[
+        0
+    ]
     assert engaged == "2 calls, 1 meeting (last 2026-10-14)"
     html = reviews.questions_html(deals, q)
     assert html.count("not in the CRM — ask") == 12 - 4  # 3 deals × 4 questions, 4 answered
@@ -80,8 +88,13 @@ def test_questions_prefilled_from_crm_fields_and_blank_otherwise():
 
 
 def test_review_reps_are_active_account_executives_with_deals():
-    reps = pd.DataFrame({"rep_id": ["r1", "r2", "r3", "s1"], "role": ["AE", "AE", "AE", "SDR"],
-                         "end_date": pd.to_datetime([None, "2026-09-30", None, None])})
+    reps = pd.DataFrame(
+        {
+            "rep_id": ["r1", "r2", "r3", "s1"],
+            "role": ["AE", "AE", "AE", "SDR"],
+            "end_date": pd.to_datetime([None, "2026-09-30", None, None]),
+        }
+    )
     ds = SimpleNamespace(tables={"opportunities": make_opps(), "reps": reps})
     # r2 left on 09-30; s1 is an SDR (and owns no deals)
     assert reviews.review_reps(ds, "2026-10-15") == ["r1", "r3"]

@@ -36,14 +36,18 @@ def ds(default_sample):
 def test_loads_without_errors_and_every_table_is_present(ds, default_sample):
     assert sorted(ds.tables) == sorted(TABLES)
     assert sorted(p.name for p in default_sample.iterdir()) == sorted(
-        [f"{t}.csv" for t in TABLES] + ["dataset.yml"])
+        [f"{t}.csv" for t in TABLES] + ["dataset.yml"]
+    )
     assert ds.config.fiscal_year_start_month == 2
     assert ds.config.as_of == AS_OF
     assert ds.config.qualifying_stage == "Qualification"
     # dirty rows only ever produce warnings of the three kinds a report can live with
     kinds = {w.expected.split(" (")[0] for w in ds.warnings}
-    assert kinds <= {"open deal with a close date before the as-of date 2026-10-31", "open deal with no next step",
-                     "amount is zero"}
+    assert kinds <= {
+        "open deal with a close date before the as-of date 2026-10-31",
+        "open deal with no next step",
+        "amount is zero",
+    }
     assert ds.warnings, "the sample should carry a few dirty rows that trigger warnings"
 
 
@@ -94,7 +98,9 @@ def test_history_agrees_with_opportunities(ds):
     r = h["stage"].map(rank)
     assert (r.groupby(h["opportunity_id"]).diff().dropna() >= 0).all()
     # a realistic share of deals slipped or changed amount
-    pushed = (h["close_date"].groupby(h["opportunity_id"]).diff().dt.days > 0) & ~h["stage"].str.startswith("Closed")
+    pushed = (h["close_date"].groupby(h["opportunity_id"]).diff().dt.days > 0) & ~h["stage"].str.startswith(
+        "Closed"
+    )
     slipped = pushed.groupby(h["opportunity_id"]).any()
     amounts = h.groupby("opportunity_id")["amount"].nunique()
     assert 0.2 < slipped.mean() < 0.6
@@ -115,8 +121,11 @@ def test_win_rate_and_performer_spread(ds):
     fy = cal.fiscal_years(won["close_date"])
     bookings = won[fy == 2026].groupby("owner")["amount"].sum()
     reps = ds.reps.set_index("rep_id")
-    full = reps[(reps["role"] == "AE") & reps["end_date"].isna()
-                & (reps["hire_date"] < cal.year_start(2026) - pd.DateOffset(months=5))]
+    full = reps[
+        (reps["role"] == "AE")
+        & reps["end_date"].isna()
+        & (reps["hire_date"] < cal.year_start(2026) - pd.DateOffset(months=5))
+    ]
     x = (bookings.reindex(full.index).fillna(0) / full["ote"]).sort_values()
     assert 2.0 <= x.median() <= 3.2
     assert 4.0 <= x.iloc[-1] <= 6.0
@@ -161,8 +170,16 @@ def test_quotas_cover_current_fiscal_year(ds):
     assert set(q["metric"]) == {"bookings", "meetings"}
     assert q["period_start"].max() == pd.Timestamp("2027-01-01")  # last month of FY2027
     ae = q[q["metric"] == "bookings"].merge(ds.reps, on="rep_id")
-    annual = ae[ae["period_start"].between("2026-02-01", "2027-01-31")].groupby("rep_id").agg(
-        quota=("quota", "sum"), ote=("ote", "first"), hire=("hire_date", "first"), end=("end_date", "first"))
+    annual = (
+        ae[ae["period_start"].between("2026-02-01", "2027-01-31")]
+        .groupby("rep_id")
+        .agg(
+            quota=("quota", "sum"),
+            ote=("ote", "first"),
+            hire=("hire_date", "first"),
+            end=("end_date", "first"),
+        )
+    )
     tenured = annual[(annual["hire"] < pd.Timestamp("2025-06-01")) & annual["end"].isna()]
     assert ((tenured["quota"] / tenured["ote"]).between(3.0, 5.0)).all()
 
@@ -184,8 +201,16 @@ def test_idempotent_skip_and_regenerate(tmp_path, capsys):
     from helpers.sample import cli
 
     folder = tmp_path / "s"
-    args = Namespace(to=str(folder), seed=1, as_of=AS_OF, opportunities=200, reps=6,
-                     activities_per_opportunity=3.0, format="csv", force=False)
+    args = Namespace(
+        to=str(folder),
+        seed=1,
+        as_of=AS_OF,
+        opportunities=200,
+        reps=6,
+        activities_per_opportunity=3.0,
+        format="csv",
+        force=False,
+    )
     assert cli(args) == 0
     src = yaml.safe_load((folder / "dataset.yml").read_text())["source"]
     assert src["generator"] == "revops-sample" and src["n_opportunities"] == 200

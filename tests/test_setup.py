@@ -44,9 +44,11 @@ def test_tables_read_like_prose_for_leadership():
 
     from helpers.display import table_html
 
-    df = pd.DataFrame({"rep_id": ["AE1"], "attainment_to_date": [0.456], "amount": [1234567.0], "Owner": ["Ann"]})
+    df = pd.DataFrame(
+        {"rep_id": ["AE1"], "attainment_to_date": [0.456], "amount": [1234567.0], "Owner": ["Ann"]}
+    )
     html = table_html(df, pct=["attainment_to_date"], money=["amount"], currency="EUR")
-    assert "<th class=\"\">Rep ID</th>" in html and ">Attainment to date</th>" in html and ">Owner</th>" in html
+    assert '<th class="">Rep ID</th>' in html and ">Attainment to date</th>" in html and ">Owner</th>" in html
     assert ">45.6%</td>" in html and ">€1,234,567</td>" in html
     assert "<th>index</th>" not in html and ">0</td>" not in html  # no index noise
 

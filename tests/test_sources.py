@@ -120,12 +120,14 @@ def test_window_keeps_what_a_report_from_since_needs(tmp_path, cache_dir):
 
 def test_window_frames_by_hand():
     cfg = DatasetConfig(stages=["Open", "Won", "Lost"], won_stages=["Won"], lost_stages=["Lost"])
-    opp = pd.DataFrame({
-        "opportunity_id": ["a", "b", "c"],
-        "created_date": pd.to_datetime(["2025-01-01", "2025-01-01", "2025-01-01"]),
-        "close_date": pd.to_datetime(["2025-02-01", None, "2025-02-01"]),
-        "is_closed": pd.array([True, True, False], dtype="boolean"),
-    })
+    opp = pd.DataFrame(
+        {
+            "opportunity_id": ["a", "b", "c"],
+            "created_date": pd.to_datetime(["2025-01-01", "2025-01-01", "2025-01-01"]),
+            "close_date": pd.to_datetime(["2025-02-01", None, "2025-02-01"]),
+            "is_closed": pd.array([True, True, False], dtype="boolean"),
+        }
+    )
     out = window_frames({"opportunities": opp}, "2026-01-01", cfg)
     # a: closed before the window -> out; b: no close date -> in; c: open -> in
     assert out["opportunities"]["opportunity_id"].tolist() == ["b", "c"]
@@ -140,11 +142,14 @@ def test_duckdb_tables_load_like_files_with_the_window_pushed_down(tmp_path, cac
     con.execute(f"create table opps as select * from read_csv('{files / 'opportunities.csv'}')")
     con.execute(f"create table acts as select * from read_csv('{files / 'activities.csv'}')")
     con.close()
-    (db / "dataset.yml").write_text(DATASET_YML + textwrap.dedent("""\
+    (db / "dataset.yml").write_text(
+        DATASET_YML
+        + textwrap.dedent("""\
         tables:
           opportunities: {url: "duckdb:///crm.duckdb", table: opps}
           activities: {url: "duckdb:///crm.duckdb", query: "select * from acts where type <> 'social'"}
-        """))
+        """)
+    )
     for since in (None, "2026-01-01"):
         a, b = load(files, since=since), load(db, since=since)
         for name in a.tables:
@@ -169,7 +174,10 @@ def test_database_spec_errors_and_redaction(tmp_path):
 
 
 def test_missing_duckdb_file_is_a_clear_problem(tmp_path, cache_dir):
-    folder = make_dataset(tmp_path, {}, yml=DATASET_YML + 'tables: {opportunities: {url: "duckdb:///nope.duckdb", '
-                                                          'table: opps}}\n')
+    folder = make_dataset(
+        tmp_path,
+        {},
+        yml=DATASET_YML + 'tables: {opportunities: {url: "duckdb:///nope.duckdb", table: opps}}\n',
+    )
     with pytest.raises(dataset_mod.DataValidationError, match="DuckDB file .*nope.duckdb not found"):
         load(folder)

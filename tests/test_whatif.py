@@ -118,30 +118,53 @@ def test_update_fast_on_sample(sample_dir):
     seconds = best_of(lambda: compute_plan(PlanInputs(hires_per_quarter=(1, 1, 0, 0)), data))
     assert seconds < 0.2, f"compute_plan took {seconds * 1000:.0f} ms on the sample"
     panel = WhatIfPanel(data)
-    seconds = best_of(lambda: setattr(panel.controls["growth_rate"], "value", panel.controls["growth_rate"].value + .01))
+    seconds = best_of(
+        lambda: setattr(panel.controls["growth_rate"], "value", panel.controls["growth_rate"].value + 0.01)
+    )
     assert seconds < 1.0, f"a panel update took {seconds * 1000:.0f} ms on the sample"
 
 
 def synthetic_dataset(n_reps: int, seed: int = 0) -> Dataset:
     """``n_reps`` reps in 20 teams, one deal a month each over 2025–2026, half of them won."""
     rng = np.random.default_rng(seed)
-    cfg = parse_config({"name": "synthetic", "stages": ["Open", "Won", "Lost"], "won_stages": ["Won"],
-                        "lost_stages": ["Lost"], "as_of": "2026-12-31"})
+    cfg = parse_config(
+        {
+            "name": "synthetic",
+            "stages": ["Open", "Won", "Lost"],
+            "won_stages": ["Won"],
+            "lost_stages": ["Lost"],
+            "as_of": "2026-12-31",
+        }
+    )
     months = pd.date_range("2025-01-01", "2026-12-01", freq="MS")
     n = n_reps * len(months)
     ids = [f"R{i:04d}" for i in range(n_reps)]
     close = (np.tile(months.to_numpy(), n_reps) + np.timedelta64(14, "D")).astype("datetime64[us]")
     won = rng.random(n) < 0.5
-    opps = pd.DataFrame({"opportunity_id": pd.array([f"O{i}" for i in range(n)], dtype="str"),
-                         "owner": pd.array(np.repeat(ids, len(months)), dtype="str"),
-                         "created_date": close - np.timedelta64(30, "D"), "close_date": close,
-                         "stage": np.where(won, "Won", "Lost"), "amount": rng.gamma(2.0, 10_000, n),
-                         "is_closed": True, "is_won": won})
-    hire = (np.datetime64("2020-01-01") + rng.integers(0, 2500, n_reps).astype("timedelta64[D]"))
-    reps = pd.DataFrame({"rep_id": pd.array(ids, dtype="str"), "team": [f"T{i % 20}" for i in range(n_reps)],
-                         "hire_date": hire.astype("datetime64[us]"),
-                         "end_date": np.full(n_reps, np.datetime64("NaT"), dtype="datetime64[us]"),
-                         "ote": 150_000.0, "ramp_months": np.nan, "territory_weight": rng.uniform(0.8, 1.2, n_reps)})
+    opps = pd.DataFrame(
+        {
+            "opportunity_id": pd.array([f"O{i}" for i in range(n)], dtype="str"),
+            "owner": pd.array(np.repeat(ids, len(months)), dtype="str"),
+            "created_date": close - np.timedelta64(30, "D"),
+            "close_date": close,
+            "stage": np.where(won, "Won", "Lost"),
+            "amount": rng.gamma(2.0, 10_000, n),
+            "is_closed": True,
+            "is_won": won,
+        }
+    )
+    hire = np.datetime64("2020-01-01") + rng.integers(0, 2500, n_reps).astype("timedelta64[D]")
+    reps = pd.DataFrame(
+        {
+            "rep_id": pd.array(ids, dtype="str"),
+            "team": [f"T{i % 20}" for i in range(n_reps)],
+            "hire_date": hire.astype("datetime64[us]"),
+            "end_date": np.full(n_reps, np.datetime64("NaT"), dtype="datetime64[us]"),
+            "ote": 150_000.0,
+            "ramp_months": np.nan,
+            "territory_weight": rng.uniform(0.8, 1.2, n_reps),
+        }
+    )
     return Dataset(Path("."), cfg, {"opportunities": opps, "reps": reps})
 
 
@@ -152,5 +175,7 @@ def test_update_under_a_second_at_1000_reps():
     seconds = best_of(lambda: compute_plan(PlanInputs(hires_per_quarter=(2, 2, 1, 0)), data))
     assert seconds < 1.0, f"compute_plan took {seconds * 1000:.0f} ms at 1,000 reps"
     panel = WhatIfPanel(data)
-    seconds = best_of(lambda: setattr(panel.controls["growth_rate"], "value", panel.controls["growth_rate"].value + .01))
+    seconds = best_of(
+        lambda: setattr(panel.controls["growth_rate"], "value", panel.controls["growth_rate"].value + 0.01)
+    )
     assert seconds < 1.0, f"a panel update took {seconds * 1000:.0f} ms at 1,000 reps"

@@ -17,8 +17,13 @@ from test_quota import write_hand_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--no-first-run"]
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 pytestmark = [
     pytest.mark.slow,
@@ -49,13 +54,28 @@ def wait_for(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
 def voila(tmp_path):
     dataset = write_hand_dataset(tmp_path / "hand")
     port = free_port()
-    env = {**os.environ, "REVOPS_DATASET": str(dataset), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-           "JUPYTER_DATA_DIR": str(tmp_path / "data"), "MPLCONFIGDIR": str(tmp_path / "mpl")}
+    env = {
+        **os.environ,
+        "REVOPS_DATASET": str(dataset),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+        "MPLCONFIGDIR": str(tmp_path / "mpl"),
+    }
     log = open(tmp_path / "voila.log", "wb")
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "voila"), str(ROOT / "notebooks" / "quota_whatif.ipynb"), "--no-browser",
-         "--Voila.ip=127.0.0.1", f"--port={port}"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            str(Path(sys.executable).parent / "voila"),
+            str(ROOT / "notebooks" / "quota_whatif.ipynb"),
+            "--no-browser",
+            "--Voila.ip=127.0.0.1",
+            f"--port={port}",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         wait_for(f"http://127.0.0.1:{port}/", proc)
         yield f"http://127.0.0.1:{port}/"
@@ -90,7 +110,9 @@ def test_moving_the_growth_slider_changes_the_target(voila):
             page.keyboard.press("ArrowRight")  # +1 point of growth: 600k × 1.21 = 726k
             page.wait_for_function(
                 "() => document.querySelector('.rv-whatif-summary [data-key=\"Company target\"]')"
-                ".innerText !== '$720,000'", timeout=30_000)
+                ".innerText !== '$720,000'",
+                timeout=30_000,
+            )
             assert card(page, "Company target") == "$726,000"
             after = card(page, "Sum of rep quotas")
             assert after != before and re.match(r"^\$[\d,]+ \(\+15%\)$", after)

@@ -57,14 +57,22 @@ OPEN_STAGE = {"O11": "Proposal", "O12": "Qualification", "O13": "Prospecting"}
 def opportunities() -> pd.DataFrame:
     recs = []
     for oid, outcome, seg, amt, owner, comp, reason, created, closed, acct in ROWS:
-        recs.append({
-            "opportunity_id": oid, "owner": owner, "created_date": pd.Timestamp(created),
-            "close_date": pd.Timestamp(closed),
-            "stage": {"Won": "Closed Won", "Lost": "Closed Lost"}.get(outcome) or OPEN_STAGE[oid],
-            "amount": float(amt) if amt is not None else np.nan,
-            "is_closed": outcome != "Open", "is_won": outcome == "Won", "account": acct,
-            "segment": seg, "competitor": comp, "loss_reason": reason,
-        })
+        recs.append(
+            {
+                "opportunity_id": oid,
+                "owner": owner,
+                "created_date": pd.Timestamp(created),
+                "close_date": pd.Timestamp(closed),
+                "stage": {"Won": "Closed Won", "Lost": "Closed Lost"}.get(outcome) or OPEN_STAGE[oid],
+                "amount": float(amt) if amt is not None else np.nan,
+                "is_closed": outcome != "Open",
+                "is_won": outcome == "Won",
+                "account": acct,
+                "segment": seg,
+                "competitor": comp,
+                "loss_reason": reason,
+            }
+        )
     df = pd.DataFrame(recs)
     for c in ("owner", "stage", "account", "segment", "competitor", "loss_reason", "opportunity_id"):
         df[c] = df[c].astype("str")
@@ -73,30 +81,40 @@ def opportunities() -> pd.DataFrame:
     return df
 
 
-REPS = pd.DataFrame({"rep_id": ["r1", "r2", "r3"], "name": ["Alice", "Bob", "Cara"],
-                     "team": ["East", "East", "West"]})
+REPS = pd.DataFrame(
+    {"rep_id": ["r1", "r2", "r3"], "name": ["Alice", "Bob", "Cara"], "team": ["East", "East", "West"]}
+)
 
 
 def history() -> pd.DataFrame:
     rows = [
         # O01: Prospecting -> Closed Won (1 change, never qualified); amounts 100, 100 -> change 0
-        ("O01", "2026-09-01", "Prospecting", 100), ("O01", "2026-10-05", "Closed Won", 100),
+        ("O01", "2026-09-01", "Prospecting", 100),
+        ("O01", "2026-10-05", "Closed Won", 100),
         # O02: 3 changes; amount 400 at first, final (opportunity) 300 -> 300/400 - 1 = -0.25
-        ("O02", "2026-08-01", "Prospecting", 400), ("O02", "2026-08-20", "Qualification", 400),
-        ("O02", "2026-09-15", "Proposal", 300), ("O02", "2026-10-10", "Closed Won", 300),
+        ("O02", "2026-08-01", "Prospecting", 400),
+        ("O02", "2026-08-20", "Qualification", 400),
+        ("O02", "2026-09-15", "Proposal", 300),
+        ("O02", "2026-10-10", "Closed Won", 300),
         # O03: lost at Qualification, 2 changes
-        ("O03", "2026-09-12", "Prospecting", None), ("O03", "2026-09-20", "Qualification", None),
+        ("O03", "2026-09-12", "Prospecting", None),
+        ("O03", "2026-09-20", "Qualification", None),
         ("O03", "2026-10-12", "Closed Lost", None),
         # O04: lost at Proposal, 3 changes; amount 400 -> final 500 = +0.25
-        ("O04", "2026-07-01", "Prospecting", 400), ("O04", "2026-08-01", "Qualification", None),
-        ("O04", "2026-09-01", "Proposal", None), ("O04", "2026-10-20", "Closed Lost", None),
+        ("O04", "2026-07-01", "Prospecting", 400),
+        ("O04", "2026-08-01", "Qualification", None),
+        ("O04", "2026-09-01", "Proposal", None),
+        ("O04", "2026-10-20", "Closed Lost", None),
         # O06: Prospecting -> Proposal -> back to Qualification -> lost: lost at Qualification, 3 changes
-        ("O06", "2026-09-01", "Prospecting", None), ("O06", "2026-09-10", "Proposal", None),
-        ("O06", "2026-09-20", "Qualification", None), ("O06", "2026-10-25", "Closed Lost", None),
+        ("O06", "2026-09-01", "Prospecting", None),
+        ("O06", "2026-09-10", "Proposal", None),
+        ("O06", "2026-09-20", "Qualification", None),
+        ("O06", "2026-10-25", "Closed Lost", None),
         # O07: only the lost row -> "(no earlier stage)", 0 changes, never qualified
         ("O07", "2026-10-26", "Closed Lost", None),
         # O15: Prospecting -> lost: lost at Prospecting, 1 change, never qualified
-        ("O15", "2026-09-20", "Prospecting", None), ("O15", "2026-10-28", "Closed Lost", None),
+        ("O15", "2026-09-20", "Prospecting", None),
+        ("O15", "2026-10-28", "Closed Lost", None),
         # O05 and O08 have no history
     ]
     h = pd.DataFrame(rows, columns=["opportunity_id", "changed_at", "stage", "amount"])
@@ -105,11 +123,13 @@ def history() -> pd.DataFrame:
     return h.sample(frac=1, random_state=3).reset_index(drop=True)  # order must not matter
 
 
-ACTIVITIES = pd.DataFrame({
-    # O01: 2, O02: 4, O05: 0 -> won mean 6/3 = 2.0; O03: 1, other lost 0 -> lost mean 1/6
-    "activity_id": [f"A{i}" for i in range(8)],
-    "opportunity_id": ["O01", "O01", "O02", "O02", "O02", "O02", "O03", None],
-})
+ACTIVITIES = pd.DataFrame(
+    {
+        # O01: 2, O02: 4, O05: 0 -> won mean 6/3 = 2.0; O03: 1, other lost 0 -> lost mean 1/6
+        "activity_id": [f"A{i}" for i in range(8)],
+        "opportunity_id": ["O01", "O01", "O02", "O02", "O02", "O02", "O03", None],
+    }
+)
 
 
 @pytest.fixture()
@@ -169,10 +189,15 @@ def test_duplicates_are_reported_and_dropped():
     assert wl.find_duplicates(thin).empty
     # survey-style closed records naming the same account with the same answers are; undated open
     # prospects for the same account are not (they may be two genuine deals)
-    survey = pd.DataFrame({"opportunity_id": ["s1", "s2", "s3", "p1", "p2"], "account": ["X", "X", "Y", "Z", "Z"],
-                           "is_closed": [True, True, True, False, False],
-                           "stage": ["Lost", "Lost", "Lost", "Prospecting", "Prospecting"],
-                           "loss_reason": ["Price", "Price", "Price", None, None]})
+    survey = pd.DataFrame(
+        {
+            "opportunity_id": ["s1", "s2", "s3", "p1", "p2"],
+            "account": ["X", "X", "Y", "Z", "Z"],
+            "is_closed": [True, True, True, False, False],
+            "stage": ["Lost", "Lost", "Lost", "Prospecting", "Prospecting"],
+            "loss_reason": ["Price", "Price", "Price", None, None],
+        }
+    )
     assert wl.find_duplicates(survey)[["opportunity_id", "duplicate_of"]].values.tolist() == [["s2", "s1"]]
 
 
@@ -215,15 +240,22 @@ def test_rep_team_competitor_and_size_band_rates(closed):
     assert teams[["group", "deals", "won"]].values.tolist() == [["East", 5, 3], ["West", 4, 0]]
     comp = wl.win_rates(closed, "competitor", min_deals=1)
     # (not set): O02 won, O07, O08, O15 lost = 1/4; Acme: O01 won, O03, O06 lost = 1/3; Beta: O04, O05 = 1/2
-    assert comp[["group", "deals", "won"]].values.tolist() == [["(not set)", 4, 1], ["Acme", 3, 1],
-                                                                ["Beta", 2, 1]]
+    assert comp[["group", "deals", "won"]].values.tolist() == [
+        ["(not set)", 4, 1],
+        ["Acme", 3, 1],
+        ["Beta", 2, 1],
+    ]
     labels = wl.size_band_labels([150, 450])
     assert labels == ["< $150", "$150–$450", "≥ $450"]
     bands = wl.win_rates(closed, "size_band", min_deals=1, order=labels)
     # < 150: O01 100 won, O07 50 lost; 150–450: O02 300 won, O03 200, O06 400, O15 400 lost;
     # ≥ 450: O04 500 lost, O05 500 won; unknown amount: O08
     assert bands[["group", "deals", "won"]].values.tolist() == [
-        ["< $150", 2, 1], ["$150–$450", 4, 1], ["≥ $450", 2, 1], ["(not set)", 1, 0]]
+        ["< $150", 2, 1],
+        ["$150–$450", 4, 1],
+        ["≥ $450", 2, 1],
+        ["(not set)", 1, 0],
+    ]
 
 
 def test_default_size_edges_are_rounded_quartiles():
@@ -246,8 +278,9 @@ def test_trend_and_change(deals, windows):
     tr = wl.win_rate_trend(deals, review, june, CAL, periods=3)
     assert tr["window"].tolist() == ["2026-06", "2026-07", "2026-08", "2026-09", "2026-10"]
     assert tr["deals"].tolist() == [0, 0, 0, 2, 9] and math.isnan(tr["win_rate"].iloc[0])
-    ch = wl.rate_change(wl.win_rates(wl.closed_in_window(deals, review)),
-                        wl.win_rates(wl.closed_in_window(deals, comp)))
+    ch = wl.rate_change(
+        wl.win_rates(wl.closed_in_window(deals, review)), wl.win_rates(wl.closed_in_window(deals, comp))
+    )
     # 3/9 - 1/2 = -0.166667; Wilson 1/2 = [.094531, .905469] overlaps [.120586, .645798]
     assert ch["change"] == pytest.approx(-1 / 6)
     assert ch["intervals_overlap"] is True
@@ -280,8 +313,13 @@ def test_loss_reasons_by_segment_and_competitor(closed):
 
 def test_stage_lost_at_uses_history(closed):
     t = wl.stage_lost_at(closed, history(), STAGES, WON, LOST)
-    assert t["stage"].tolist() == ["Prospecting", "Qualification", "Proposal", "(no earlier stage)",
-                                   "(no history)"]
+    assert t["stage"].tolist() == [
+        "Prospecting",
+        "Qualification",
+        "Proposal",
+        "(no earlier stage)",
+        "(no history)",
+    ]
     # O15 | O03, O06 | O04 | O07 | O08
     assert t["deals"].tolist() == [1, 2, 1, 1, 1]
     assert t["share"].tolist() == pytest.approx([1 / 6, 2 / 6, 1 / 6, 1 / 6, 1 / 6])
@@ -340,12 +378,14 @@ def test_top_lists_break_ties_by_id(deals, closed):
 
 
 def test_top_churned(deals, windows):
-    churn = pd.DataFrame({
-        "account": ["AcctA", "AcctB", "AcctC", "AcctD"],
-        "churn_date": pd.to_datetime(["2026-10-03", "2026-10-15", "2026-09-20", "2026-10-31"]),
-        "lost_amount": [1000.0, 1000.0, 5000.0, 200.0],
-        "reason": ["Price", "Support", "Budget", None],
-    })
+    churn = pd.DataFrame(
+        {
+            "account": ["AcctA", "AcctB", "AcctC", "AcctD"],
+            "churn_date": pd.to_datetime(["2026-10-03", "2026-10-15", "2026-09-20", "2026-10-31"]),
+            "lost_amount": [1000.0, 1000.0, 5000.0, 200.0],
+            "reason": ["Price", "Support", "Budget", None],
+        }
+    )
     t = wl.top_churned(churn, windows[0], deals)
     # AcctC churned in September (out); AcctA and AcctB tie at 1000 -> by name
     assert t["account"].tolist() == ["AcctA", "AcctB", "AcctD"]
@@ -362,14 +402,21 @@ def test_quality_issues_named(closed, deals):
     assert by["Lost with an 'Other' reason"] == ["O08"]
     # O01 (Prospecting -> Won), O15 (400), O07 (50) never reached Qualification; O05, O08 have no history
     assert by["Closed without reaching Qualification"] == ["O15", "O01", "O07"]
-    summary = wl.quality_summary(closed, issues, wl.find_duplicates(opportunities()), undated=0,
-                                 can_check_qualifying=True, qualifying_stage="Qualification").set_index("check")
+    summary = wl.quality_summary(
+        closed,
+        issues,
+        wl.find_duplicates(opportunities()),
+        undated=0,
+        can_check_qualifying=True,
+        qualifying_stage="Qualification",
+    ).set_index("check")
     assert summary.at["Lost with no loss reason", "share"] == pytest.approx(1 / 6)
     assert summary.at["Closed without reaching Qualification", "share"] == pytest.approx(3 / 9)
     assert summary.at["Duplicate records (left out)", "deals"] == 1
     assert summary.at["Duplicate records (left out)", "share"] == pytest.approx(1 / 10)
-    assert wl.is_other_reason(pd.Series(["Other", "other - budget", "Otherwise", "Price", None])).tolist() \
-        == [True, True, True, False, False]
+    assert wl.is_other_reason(
+        pd.Series(["Other", "other - budget", "Otherwise", "Price", None])
+    ).tolist() == [True, True, True, False, False]
 
 
 def test_headlines_and_what_to_look_at(closed, deals, windows):
@@ -389,8 +436,10 @@ def test_headlines_and_what_to_look_at(closed, deals, windows):
     assert fmt_value(figs["win_rate_change"], "points") == "−16.7 pts"
     by_dim = {"rep": wl.win_rates(closed, "rep", min_deals=2)}
     points = wl.what_to_look_at(overall, change, by_dim, reasons, summary, 2, "2026-10", "2026-09")
-    assert points[0].startswith("Win rate 33% on 9 closed deals (95% interval 12%–65%), down 17 points "
-                                "from 50% in 2026-09 — within the noise")
+    assert points[0].startswith(
+        "Win rate 33% on 9 closed deals (95% interval 12%–65%), down 17 points "
+        "from 50% in 2026-09 — within the noise"
+    )
     # Pareto: cum shares .33 .5 .67 .83 1 -> 4 reasons reach 80%
     assert "Price — 33% of lost deals (2 of 6); 4 reasons cover 80%" in points[1]  # was "4 reason(s)"
     # Alice 3/3: Wilson [.438503, 1] lies above 1/3 -> named; Cara 0/4 [0, .489891] overlaps 1/3
@@ -399,14 +448,16 @@ def test_headlines_and_what_to_look_at(closed, deals, windows):
 
 
 def test_thin_records_without_dates_or_amounts():
-    thin = pd.DataFrame({
-        "opportunity_id": [f"S{i}" for i in range(1, 8)],
-        "stage": ["Won", "Lost", "Lost", "Won", "Lost", "Open", "Lost"],
-        "is_closed": pd.array([True, True, True, True, True, False, True], dtype="boolean"),
-        "is_won": pd.array([True, False, False, True, False, False, False], dtype="boolean"),
-        "segment": ["SMB", "SMB", "Ent", "Ent", "Ent", "SMB", "SMB"],
-        "loss_reason": [None, "Price", "Price", None, "Timing", None, None],
-    })
+    thin = pd.DataFrame(
+        {
+            "opportunity_id": [f"S{i}" for i in range(1, 8)],
+            "stage": ["Won", "Lost", "Lost", "Won", "Lost", "Open", "Lost"],
+            "is_closed": pd.array([True, True, True, True, True, False, True], dtype="boolean"),
+            "is_won": pd.array([True, False, False, True, False, False, False], dtype="boolean"),
+            "segment": ["SMB", "SMB", "Ent", "Ent", "Ent", "SMB", "SMB"],
+            "loss_reason": [None, "Price", "Price", None, "Timing", None, None],
+        }
+    )
     deals = wl.prepare_deals(thin, None, as_of=AS_OF)
     review, _ = wl.review_windows("2026-10", AS_OF, CAL)
     closed = wl.closed_in_window(deals, review)

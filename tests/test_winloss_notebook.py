@@ -19,9 +19,16 @@ from helpers.calendar import FiscalCalendar
 from helpers.dataset import load
 
 NOTEBOOK = NOTEBOOKS / "win_loss_review.ipynb"
-CONFIG = {"name": "Hand-built", "currency": "USD", "fiscal_year_start_month": 1, "as_of": "2026-10-31",
-          "stages": STAGES, "won_stages": ["Closed Won"], "lost_stages": ["Closed Lost"],
-          "qualifying_stage": "Qualification"}
+CONFIG = {
+    "name": "Hand-built",
+    "currency": "USD",
+    "fiscal_year_start_month": 1,
+    "as_of": "2026-10-31",
+    "stages": STAGES,
+    "won_stages": ["Closed Won"],
+    "lost_stages": ["Closed Lost"],
+    "qualifying_stage": "Qualification",
+}
 
 
 def write_hand_dataset(folder: Path) -> Path:
@@ -32,10 +39,14 @@ def write_hand_dataset(folder: Path) -> Path:
     acts = ACTIVITIES.assign(owner="r1", type="call", occurred_at="2026-10-01")
     acts.to_csv(folder / "activities.csv", index=False)
     REPS.to_csv(folder / "reps.csv", index=False)
-    pd.DataFrame({"account": ["AcctA", "AcctB", "AcctC", "AcctD"],
-                  "churn_date": ["2026-10-03", "2026-10-15", "2026-09-20", "2026-10-31"],
-                  "lost_amount": [1000, 1000, 5000, 200], "reason": ["Price", "Support", "Budget", None]}
-                 ).to_csv(folder / "churn.csv", index=False)
+    pd.DataFrame(
+        {
+            "account": ["AcctA", "AcctB", "AcctC", "AcctD"],
+            "churn_date": ["2026-10-03", "2026-10-15", "2026-09-20", "2026-10-31"],
+            "lost_amount": [1000, 1000, 5000, 200],
+            "reason": ["Price", "Support", "Budget", None],
+        }
+    ).to_csv(folder / "churn.csv", index=False)
     return folder
 
 
@@ -43,24 +54,34 @@ def write_thin_dataset(folder: Path) -> Path:
     """Survey-style win/loss records: an outcome and a few attributes, no dates, amounts or owners, no
     is_closed/is_won (derived from the stage); W3 is W2 entered twice."""
     folder.mkdir(parents=True)
-    (folder / "dataset.yml").write_text(yaml.safe_dump({
-        "name": "Win/loss survey", "stages": ["Open", "Won", "Lost"], "won_stages": ["Won"],
-        "lost_stages": ["Lost"]}))
-    pd.DataFrame({
-        "opportunity_id": ["W1", "W2", "W3", "W4", "W5", "W6", "W7"],
-        "stage": ["Won", "Lost", "Lost", "Lost", "Won", "Lost", "Open"],
-        "account": ["Ann Co", "Bee Ltd", "Bee Ltd", "Cee AG", "Dee Inc", "Eff SA", "Gee BV"],
-        "segment": ["SMB", "SMB", "SMB", "Enterprise", "Enterprise", "SMB", "SMB"],
-        "loss_reason": ["", "Price", "Price", "Other", "", "", ""],
-        "competitor": ["Acme", "Acme", "Acme", "", "Acme", "Beta", ""],
-    }).to_csv(folder / "opportunities.csv", index=False)
+    (folder / "dataset.yml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "Win/loss survey",
+                "stages": ["Open", "Won", "Lost"],
+                "won_stages": ["Won"],
+                "lost_stages": ["Lost"],
+            }
+        )
+    )
+    pd.DataFrame(
+        {
+            "opportunity_id": ["W1", "W2", "W3", "W4", "W5", "W6", "W7"],
+            "stage": ["Won", "Lost", "Lost", "Lost", "Won", "Lost", "Open"],
+            "account": ["Ann Co", "Bee Ltd", "Bee Ltd", "Cee AG", "Dee Inc", "Eff SA", "Gee BV"],
+            "segment": ["SMB", "SMB", "SMB", "Enterprise", "Enterprise", "SMB", "SMB"],
+            "loss_reason": ["", "Price", "Price", "Other", "", "", ""],
+            "competitor": ["Acme", "Acme", "Acme", "", "Acme", "Beta", ""],
+        }
+    ).to_csv(folder / "opportunities.csv", index=False)
     return folder
 
 
 def review_of(folder: Path, period="2026-10", min_deals=2):
     ds = load(folder)
-    return wl.build_review(ds, period, ds.as_of, FiscalCalendar(ds.config.fiscal_year_start_month),
-                           "month", "", min_deals)
+    return wl.build_review(
+        ds, period, ds.as_of, FiscalCalendar(ds.config.fiscal_year_start_month), "month", "", min_deals
+    )
 
 
 def test_build_review_on_the_hand_dataset(tmp_path):
@@ -90,8 +111,10 @@ def test_build_review_on_thin_survey_records(tmp_path):
     # W3 duplicates W2 -> left out; closed: W1 won, W2 lost, W4 lost, W5 won, W6 lost -> 2 of 5
     assert rv.duplicates["opportunity_id"].tolist() == ["W3"]
     assert (rv.overall.at[0, "deals"], rv.overall.at[0, "won"]) == (5, 2)
-    assert rv.by_dim["segment"][["group", "deals", "won"]].values.tolist() == [["SMB", 3, 1],
-                                                                                ["Enterprise", 2, 1]]
+    assert rv.by_dim["segment"][["group", "deals", "won"]].values.tolist() == [
+        ["SMB", 3, 1],
+        ["Enterprise", 2, 1],
+    ]
     # Acme: W1 won, W2 lost, W5 won = 2/3
     assert rv.competitors[["group", "deals", "won"]].values.tolist()[0] == ["Acme", 3, 2]
     assert rv.trend is None and "dates" in rv.needs and "value" in rv.needs
@@ -112,11 +135,25 @@ def run_notebook(tmp_path: Path, dataset: Path, **params) -> tuple[str, dict, st
 
     out = tmp_path / "out"
     summary = out / "summary.json"
-    nb = execute(NOTEBOOK, out / "win_loss_review.ipynb",
-                 {"dataset": str(dataset), "report_mode": True, "summary_path": str(summary),
-                  "output_dir": str(out), **params}, timeout=300)
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if o.output_type == "error" or (o.output_type == "stream" and o.get("name") == "stderr")]
+    nb = execute(
+        NOTEBOOK,
+        out / "win_loss_review.ipynb",
+        {
+            "dataset": str(dataset),
+            "report_mode": True,
+            "summary_path": str(summary),
+            "output_dir": str(out),
+            **params,
+        },
+        timeout=300,
+    )
+    errors = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.output_type == "error" or (o.output_type == "stream" and o.get("name") == "stderr")
+    ]
     assert not errors, errors
     html = to_html(out / "win_loss_review.ipynb", out / "win_loss_review.html").read_text()
     text = re.sub(r"<[^>]+>", " ", re.sub(r"<(style|script)[^>]*>.*?</\1>", "", html, flags=re.S))
@@ -135,12 +172,20 @@ def test_notebook_on_sample_data(tmp_path, sample_dir):
     assert summary["notebook"] == "win_loss_review"
     f = figures(summary)
     ds = load(sample_dir)
-    rv = wl.build_review(ds, SAMPLE_AS_OF[:7], ds.as_of, FiscalCalendar(ds.config.fiscal_year_start_month),
-                         "month", "", 5)
+    rv = wl.build_review(
+        ds, SAMPLE_AS_OF[:7], ds.as_of, FiscalCalendar(ds.config.fiscal_year_start_month), "month", "", 5
+    )
     assert f["closed_deals"] == rv.overall.at[0, "deals"] > 0
     assert f["win_rate"] == pytest.approx(rv.overall.at[0, "win_rate"])
-    for heading in ("What to look at", "1. Win rates", "2. Why we lose", "3. Won and lost, side by side",
-                    "4. The lists", "5. Data quality of the review", "Top 5 churned customers"):
+    for heading in (
+        "What to look at",
+        "1. Win rates",
+        "2. Why we lose",
+        "3. Won and lost, side by side",
+        "4. The lists",
+        "5. Data quality of the review",
+        "Top 5 churned customers",
+    ):
         assert heading in text
     assert "needs the" not in text.split("4. The lists")[0].split("Deal type")[0]  # sample has every table
     assert html.count("data:image/png") >= 3  # trend, rep intervals, Pareto

@@ -32,11 +32,26 @@ HELD_OUTCOMES = ("held", "positive")
 OUTCOMES = ("connected", "no_answer", "replied", "no_reply", "held", "no_show", "scheduled", "positive")
 MISSED_OUTCOMES = {"call": "no_answer", "email": "no_reply", "social": "no_reply"}
 TYPE_ALIASES = {
-    "phone": "call", "phone call": "call", "calls": "call", "e-mail": "email", "emails": "email",
-    "inmail": "social", "in-mail": "social", "linkedin": "social", "meetings": "meeting", "demos": "demo",
+    "phone": "call",
+    "phone call": "call",
+    "calls": "call",
+    "e-mail": "email",
+    "emails": "email",
+    "inmail": "social",
+    "in-mail": "social",
+    "linkedin": "social",
+    "meetings": "meeting",
+    "demos": "demo",
 }
-OUTCOME_ALIASES = {"no answer": "no_answer", "no-answer": "no_answer", "no reply": "no_reply",
-                   "no-reply": "no_reply", "no show": "no_show", "no-show": "no_show", "answered": "connected"}
+OUTCOME_ALIASES = {
+    "no answer": "no_answer",
+    "no-answer": "no_answer",
+    "no reply": "no_reply",
+    "no-reply": "no_reply",
+    "no show": "no_show",
+    "no-show": "no_show",
+    "answered": "connected",
+}
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 WEEKS_PER_MONTH = 365.25 / 12 / 7  # 4.348
 
@@ -84,12 +99,17 @@ def prepare(activities: pd.DataFrame) -> pd.DataFrame:
     df = pd.DataFrame(index=src.index)
     df["owner"] = _factorized(src["owner"])
     df["type"] = _vocabulary(src["type"], ACTIVITY_TYPES, TYPE_ALIASES)
-    df["occurred_at"] = (src["occurred_at"] if pd.api.types.is_datetime64_any_dtype(src["occurred_at"])
-                         else pd.to_datetime(src["occurred_at"]))
+    df["occurred_at"] = (
+        src["occurred_at"]
+        if pd.api.types.is_datetime64_any_dtype(src["occurred_at"])
+        else pd.to_datetime(src["occurred_at"])
+    )
     if "opportunity_id" in src.columns:
         df["opportunity_id"] = _factorized(src["opportunity_id"])
     else:
-        df["opportunity_id"] = pd.Categorical.from_codes(np.full(len(src), -1), categories=pd.Index([], dtype="str"))
+        df["opportunity_id"] = pd.Categorical.from_codes(
+            np.full(len(src), -1), categories=pd.Index([], dtype="str")
+        )
     if "outcome" in src.columns:
         df["outcome"] = _vocabulary(src["outcome"], OUTCOMES, OUTCOME_ALIASES)
     else:
@@ -152,8 +172,9 @@ def _bincount2(a: np.ndarray, na: int, b: np.ndarray, nb: int, weights=None) -> 
 # --------------------------------------------------------------------------------------------------
 # 1. volume
 # --------------------------------------------------------------------------------------------------
-def activity_counts(activities: pd.DataFrame, start, end, freq: str = "W",
-                    owners: list[str] | None = None) -> pd.DataFrame:
+def activity_counts(
+    activities: pd.DataFrame, start, end, freq: str = "W", owners: list[str] | None = None
+) -> pd.DataFrame:
     """Activities per owner per period per type, zero-filled (periods with no activity appear as 0).
 
     ``freq``: "D" calendar day, "W" 7-day week ending on ``end`` (labelled by its last day; the first week
@@ -170,8 +191,9 @@ def activity_counts(activities: pd.DataFrame, start, end, freq: str = "W",
     elif freq == "W":
         n = (e - s) // 7 + 1
         period = (n - 1) - (e - d) // 7
-        labels = pd.DatetimeIndex([pd.Timestamp(end).normalize() - pd.Timedelta(days=7 * k)
-                                   for k in range(n - 1, -1, -1)])
+        labels = pd.DatetimeIndex(
+            [pd.Timestamp(end).normalize() - pd.Timedelta(days=7 * k) for k in range(n - 1, -1, -1)]
+        )
     elif freq == "M":
         m0 = pd.Timestamp(start).to_period("M")
         labels = pd.period_range(m0, pd.Timestamp(end).to_period("M"), freq="M").to_timestamp()
@@ -183,8 +205,9 @@ def activity_counts(activities: pd.DataFrame, start, end, freq: str = "W",
     tc, types = _type_codes(act)
     np_, nt = len(labels), len(types)
     grid = _bincount2(oc * np_ + np.where(period >= 0, period, -(10**12)), len(owner_names) * np_, tc, nt)
-    idx = pd.MultiIndex.from_product([pd.Index(owner_names, dtype="str", name="owner"),
-                                      pd.DatetimeIndex(labels, name="period")])
+    idx = pd.MultiIndex.from_product(
+        [pd.Index(owner_names, dtype="str", name="owner"), pd.DatetimeIndex(labels, name="period")]
+    )
     out = pd.DataFrame(grid.astype("int64"), index=idx, columns=pd.Index(types, dtype="str"))
     out["total"] = out.sum(axis=1)
     return out
@@ -209,7 +232,9 @@ def rep_teams(reps: pd.DataFrame | None) -> pd.Series:
     return reps.dropna(subset=["rep_id"]).set_index("rep_id")["team"].astype("str").fillna("(no team)")
 
 
-def rep_volume(activities: pd.DataFrame, as_of, weeks: int = 13, reps: pd.DataFrame | None = None) -> pd.DataFrame:
+def rep_volume(
+    activities: pd.DataFrame, as_of, weeks: int = 13, reps: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Per rep, over the ``weeks`` 7-day weeks to ``as_of`` (see ``volume_window``):
 
     - ``<type>``/``total`` per week = activities of that type in the window ÷ ``weeks``;
@@ -227,8 +252,12 @@ def rep_volume(activities: pd.DataFrame, as_of, weeks: int = 13, reps: pd.DataFr
     start, end = volume_window(as_of, weeks)
     pstart, pend = start - pd.Timedelta(days=7 * weeks), start - pd.Timedelta(days=1)
     active = set(active_reps(reps, start, end))
-    known = set(reps["rep_id"].dropna().astype("str")) if reps is not None and "rep_id" in reps.columns else set()
-    names = sorted({o for o in map(str, act["owner"].cat.categories) if o not in known or o in active} | active)
+    known = (
+        set(reps["rep_id"].dropna().astype("str")) if reps is not None and "rep_id" in reps.columns else set()
+    )
+    names = sorted(
+        {o for o in map(str, act["owner"].cat.categories) if o not in known or o in active} | active
+    )
     cur = activity_counts(act, start, end, "W", owners=names).groupby(level="owner", sort=False).sum()
     prev = activity_counts(act, pstart, pend, "W", owners=names).groupby(level="owner", sort=False).sum()
     types = [t for t in cur.columns if t != "total"]
@@ -257,7 +286,9 @@ def weekly_by_team(counts: pd.DataFrame, reps: pd.DataFrame | None) -> pd.DataFr
     teams = rep_teams(reps)
     df = counts["total"].reset_index()
     df["team"] = teams.reindex(df["owner"]).fillna("All" if teams.empty else "(no team)").to_numpy()
-    return df.groupby(["team", "period"], as_index=False)["total"].median().rename(columns={"total": "median"})
+    return (
+        df.groupby(["team", "period"], as_index=False)["total"].median().rename(columns={"total": "median"})
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -279,9 +310,16 @@ def _sum_by_type(act: pd.DataFrame, by: str | None, values: dict[str, np.ndarray
     other types that occur. Columns: [by], type, one per value."""
     tc, types = _type_codes(act)
     gc, groups = _group_codes(act, by)
-    data = {name: _bincount2(gc, len(groups), tc, len(types), weights=v).ravel() for name, v in values.items()}
-    out = pd.DataFrame({"group": np.repeat(np.array(groups, dtype=object), len(types)),
-                        "type": np.tile(np.array(types, dtype=object), len(groups)), **data})
+    data = {
+        name: _bincount2(gc, len(groups), tc, len(types), weights=v).ravel() for name, v in values.items()
+    }
+    out = pd.DataFrame(
+        {
+            "group": np.repeat(np.array(groups, dtype=object), len(types)),
+            "type": np.tile(np.array(types, dtype=object), len(groups)),
+            **data,
+        }
+    )
     out = out.astype({"group": "str", "type": "str"})
     known = out["type"].isin(ACTIVITY_TYPES)
     first = next(iter(values))
@@ -384,12 +422,14 @@ def hit_rates(activities: pd.DataFrame, start, end, by: str = "channel") -> pd.D
     attempts = _bincount2(ch, len(channels), key, len(labels))
     hits = _bincount2(np.where(hit, ch, -1), len(channels), key, len(labels))
     col = "hour" if by == "hour" else "weekday"
-    out = pd.DataFrame({
-        "channel": pd.array(np.repeat(channels, len(labels)), dtype="str"),
-        col: np.tile(np.array(labels, dtype=object), len(channels)),
-        "attempts": attempts.ravel().astype("int64"),
-        "hits": hits.ravel().astype("int64"),
-    })
+    out = pd.DataFrame(
+        {
+            "channel": pd.array(np.repeat(channels, len(labels)), dtype="str"),
+            col: np.tile(np.array(labels, dtype=object), len(channels)),
+            "attempts": attempts.ravel().astype("int64"),
+            "hits": hits.ravel().astype("int64"),
+        }
+    )
     if by == "channel":
         out = out.drop(columns=col)
     elif by == "hour":
@@ -407,7 +447,9 @@ def opportunity_share(activities: pd.DataFrame, start, end, by: str | None = Non
     """Share of activities tied to an opportunity, per type (and per ``by``), plus an "all" row:
     share_tied = activities with an ``opportunity_id`` ÷ all activities."""
     act = in_window(prepare(activities), start, end)
-    per = _sum_by_type(act, by, {"activities": np.ones(len(act)), "tied": _codes_of(act["opportunity_id"]) >= 0})
+    per = _sum_by_type(
+        act, by, {"activities": np.ones(len(act)), "tied": _codes_of(act["opportunity_id"]) >= 0}
+    )
     out = _with_total(per, by, "all", ["activities", "tied"])
     out[["activities", "tied"]] = out[["activities", "tied"]].astype("int64")
     out["share_tied"] = out["tied"] / out["activities"].where(out["activities"] > 0)
@@ -470,7 +512,9 @@ def deal_activity(activities: pd.DataFrame, opportunities: pd.DataFrame, start, 
     deal's owner, is_won, amount and (when present) segment."""
     act = prepare(activities)
     closed = _closed_in(opportunities, start, end).reset_index(drop=True)
-    keep = ["opportunity_id", "owner", "is_won", "amount"] + (["segment"] if "segment" in closed.columns else [])
+    keep = ["opportunity_id", "owner", "is_won", "amount"] + (
+        ["segment"] if "segment" in closed.columns else []
+    )
     out = closed[keep].copy()
     out["is_won"] = out["is_won"].fillna(False).astype(bool)
     pos = _tied_before_close(act, closed)
@@ -508,24 +552,37 @@ def win_association(deals: pd.DataFrame, by: str | None = None, min_deals: int =
     parts = []
     for t in types:
         has = deals[t] > 0
-        f = pd.DataFrame({"type": t, "deals_with": has.astype("int64"), "won_with": won * has,
-                          "deals_without": (~has).astype("int64"), "won_without": won * ~has})
+        f = pd.DataFrame(
+            {
+                "type": t,
+                "deals_with": has.astype("int64"),
+                "won_with": won * has,
+                "deals_without": (~has).astype("int64"),
+                "won_without": won * ~has,
+            }
+        )
         if by:
             f[by] = deals[by].astype("str").to_numpy()
-        parts.append(f.groupby(keys + ["type"], sort=False).sum().reset_index() if by
-                     else f.drop(columns="type").sum().to_frame().T.assign(type=t))
+        parts.append(
+            f.groupby(keys + ["type"], sort=False).sum().reset_index()
+            if by
+            else f.drop(columns="type").sum().to_frame().T.assign(type=t)
+        )
     cols = keys + ["type", "deals_with", "won_with", "deals_without", "won_without"]
     out = pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
     if by:
         out = out.sort_values(by, kind="stable", ignore_index=True)
     out["win_rate_with"] = out["won_with"] / out["deals_with"].where(out["deals_with"] >= min_deals)
-    out["win_rate_without"] = out["won_without"] / out["deals_without"].where(out["deals_without"] >= min_deals)
+    out["win_rate_without"] = out["won_without"] / out["deals_without"].where(
+        out["deals_without"] >= min_deals
+    )
     out["difference"] = out["win_rate_with"] - out["win_rate_without"]
     return out
 
 
-def winning_sequences(activities: pd.DataFrame, opportunities: pd.DataFrame, start, end,
-                      steps: int = 3) -> pd.DataFrame:
+def winning_sequences(
+    activities: pd.DataFrame, opportunities: pd.DataFrame, start, end, steps: int = 3
+) -> pd.DataFrame:
     """The opening sequence of activity types on each deal closed in ``[start, end]`` (tied activities on or
     before close, in time order, repeats of the same type in a row collapsed, first ``steps`` kept, e.g.
     "call → meeting → demo"), with deals, won, win_rate = won ÷ deals and share_of_wins = won ÷ all won.
@@ -534,7 +591,9 @@ def winning_sequences(activities: pd.DataFrame, opportunities: pd.DataFrame, sta
     closed = _closed_in(opportunities, start, end).reset_index(drop=True)
     pos = _tied_before_close(act, closed)
     ok = pos >= 0
-    seq = pd.DataFrame({"deal": pos[ok], "at": act["occurred_at"].to_numpy()[ok], "type": _codes_of(act["type"])[ok]})
+    seq = pd.DataFrame(
+        {"deal": pos[ok], "at": act["occurred_at"].to_numpy()[ok], "type": _codes_of(act["type"])[ok]}
+    )
     seq = seq.sort_values(["deal", "at"], kind="stable")
     seq = seq[seq["deal"].ne(seq["deal"].shift()) | seq["type"].ne(seq["type"].shift())]
     seq["step"] = seq.groupby("deal").cumcount()
@@ -549,7 +608,9 @@ def winning_sequences(activities: pd.DataFrame, opportunities: pd.DataFrame, sta
             nxt = pd.Series(names[step.fillna(0).to_numpy(dtype="int64")], index=wide.index, dtype="str")
             text = text.where(step.isna(), text + " → " + nxt)
         label[text.index] = text.to_numpy()
-    df = pd.DataFrame({"sequence": label.to_numpy(), "won": closed["is_won"].fillna(False).astype(bool).to_numpy()})
+    df = pd.DataFrame(
+        {"sequence": label.to_numpy(), "won": closed["is_won"].fillna(False).astype(bool).to_numpy()}
+    )
     out = df.groupby("sequence").agg(deals=("won", "size"), won=("won", "sum")).reset_index()
     out["win_rate"] = out["won"] / out["deals"]
     total_won = out["won"].sum()
@@ -560,8 +621,9 @@ def winning_sequences(activities: pd.DataFrame, opportunities: pd.DataFrame, sta
 # --------------------------------------------------------------------------------------------------
 # 4. benchmarks: the reverse funnel
 # --------------------------------------------------------------------------------------------------
-def funnel_rates(activities: pd.DataFrame, opportunities: pd.DataFrame, start, end,
-                 owners: list[str] | None = None) -> pd.Series:
+def funnel_rates(
+    activities: pd.DataFrame, opportunities: pd.DataFrame, start, end, owners: list[str] | None = None
+) -> pd.Series:
     """Measured conversion over ``[start, end]`` (for ``owners`` when given, else everyone):
 
     avg_deal_size = bookings of deals won ÷ deals won; win_rate = won ÷ closed (close_date in window);
@@ -587,17 +649,24 @@ def funnel_rates(activities: pd.DataFrame, opportunities: pd.DataFrame, start, e
     def ratio(a, b):
         return a / b if b else float("nan")
 
-    return pd.Series({
-        "deals_won": n_won, "deals_closed": n_closed, "opps_created": n_created,
-        "bookings": float(won["amount"].sum()), "calls": calls, "meetings_held": meetings, "demos_held": demos,
-        "avg_deal_size": ratio(float(won["amount"].sum()), n_won),
-        "win_rate": ratio(n_won, n_closed),
-        "calls_per_opp": ratio(calls, n_created),
-        "meetings_per_opp": ratio(meetings, n_created),
-        "demos_per_opp": ratio(demos, n_created),
-        "calls_per_meeting": ratio(calls, meetings),
-        "meetings_per_demo": ratio(meetings, demos),
-    })
+    return pd.Series(
+        {
+            "deals_won": n_won,
+            "deals_closed": n_closed,
+            "opps_created": n_created,
+            "bookings": float(won["amount"].sum()),
+            "calls": calls,
+            "meetings_held": meetings,
+            "demos_held": demos,
+            "avg_deal_size": ratio(float(won["amount"].sum()), n_won),
+            "win_rate": ratio(n_won, n_closed),
+            "calls_per_opp": ratio(calls, n_created),
+            "meetings_per_opp": ratio(meetings, n_created),
+            "demos_per_opp": ratio(demos, n_created),
+            "calls_per_meeting": ratio(calls, meetings),
+            "meetings_per_demo": ratio(meetings, demos),
+        }
+    )
 
 
 def monthly_quota(quotas: pd.DataFrame, as_of) -> pd.Series:
@@ -640,8 +709,14 @@ def split_meetings(needed: pd.DataFrame, rates: pd.Series) -> pd.DataFrame:
     return out
 
 
-def benchmark_needs(activities: pd.DataFrame, opportunities: pd.DataFrame, monthly_quotas: pd.Series, as_of,
-                    months: int = 12, reps: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.Series, str]:
+def benchmark_needs(
+    activities: pd.DataFrame,
+    opportunities: pd.DataFrame,
+    monthly_quotas: pd.Series,
+    as_of,
+    months: int = 12,
+    reps: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, pd.Series, str]:
     """Activity per month each rep's quota needs, with the rates used and where the chain came from.
 
     The AE funnel from AE activity: rates count the activity of AEs only (``helpers.quota.seller_ids``:
@@ -667,8 +742,11 @@ def benchmark_needs(activities: pd.DataFrame, opportunities: pd.DataFrame, month
     rf = split_meetings(rf.rename(columns={"quota": "monthly_quota"}), rates)
     rates = rates.copy()
     rates["win_rate"], rates["avg_deal_size"] = fr.win_rate, fr.avg_deal_size
-    return rf[["monthly_quota", "deals", "opportunities", "calls", "meetings", "demos"]], rates, \
-        "helpers.quota.reverse_funnel"
+    return (
+        rf[["monthly_quota", "deals", "opportunities", "calls", "meetings", "demos"]],
+        rates,
+        "helpers.quota.reverse_funnel",
+    )
 
 
 def actual_activity(activities: pd.DataFrame, start, end, months: float) -> pd.DataFrame:
@@ -680,9 +758,17 @@ def actual_activity(activities: pd.DataFrame, start, end, months: float) -> pd.D
     held = np.isin(_codes_of(act["outcome"]), [OUTCOME_CODE[x] for x in HELD_OUTCOMES])
     counts = _bincount2(oc, len(owners), tc, len(types))
     held_counts = _bincount2(np.where(held, oc, -1), len(owners), tc, len(types))
-    return pd.DataFrame({
-        "calls": counts[:, TYPE_CODE["call"]], "meetings": held_counts[:, TYPE_CODE["meeting"]],
-        "demos": held_counts[:, TYPE_CODE["demo"]]}, index=pd.Index(owners, dtype="str", name="rep")) / months
+    return (
+        pd.DataFrame(
+            {
+                "calls": counts[:, TYPE_CODE["call"]],
+                "meetings": held_counts[:, TYPE_CODE["meeting"]],
+                "demos": held_counts[:, TYPE_CODE["demo"]],
+            },
+            index=pd.Index(owners, dtype="str", name="rep"),
+        )
+        / months
+    )
 
 
 def benchmark_gap(needed: pd.DataFrame, actual: pd.DataFrame) -> pd.DataFrame:
@@ -706,11 +792,15 @@ def time_by_type(activities: pd.DataFrame, start, end, weeks: float, by: str | N
     """Logged time per type (and per ``by``): hours = Σ duration_minutes ÷ 60, hours_per_week = hours ÷ weeks,
     logged_share = activities with a duration ÷ all activities of the type, avg_minutes = minutes ÷ logged."""
     act = in_window(prepare(activities), start, end)
-    dur = (act["duration_minutes"].to_numpy(dtype="float64", na_value=np.nan) if "duration_minutes" in act.columns
-           else np.full(len(act), np.nan))
+    dur = (
+        act["duration_minutes"].to_numpy(dtype="float64", na_value=np.nan)
+        if "duration_minutes" in act.columns
+        else np.full(len(act), np.nan)
+    )
     logged = ~np.isnan(dur)
-    out = _sum_by_type(act, by, {"activities": np.ones(len(act)), "logged": logged,
-                                 "minutes": np.where(logged, dur, 0.0)})
+    out = _sum_by_type(
+        act, by, {"activities": np.ones(len(act)), "logged": logged, "minutes": np.where(logged, dur, 0.0)}
+    )
     out[["activities", "logged"]] = out[["activities", "logged"]].astype("int64")
     out["hours"] = out["minutes"] / 60
     out["hours_per_week"] = out["hours"] / weeks
@@ -719,8 +809,15 @@ def time_by_type(activities: pd.DataFrame, start, end, weeks: float, by: str | N
     return out
 
 
-def logging_completeness(activities: pd.DataFrame, opportunities: pd.DataFrame, start, end,
-                         threshold: float = 0.25, min_won: int = 2, deals: pd.DataFrame | None = None) -> pd.DataFrame:
+def logging_completeness(
+    activities: pd.DataFrame,
+    opportunities: pd.DataFrame,
+    start,
+    end,
+    threshold: float = 0.25,
+    min_won: int = 2,
+    deals: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Reps whose logged activity is implausibly low for their bookings, over ``[start, end]``.
 
     Per rep with deals won: activities_per_won_deal = activities logged ÷ deals won; median = the median
@@ -750,8 +847,14 @@ def logging_completeness(activities: pd.DataFrame, opportunities: pd.DataFrame, 
     out["flag"] = none | low | unlogged
     out["reason"] = np.select(
         [none, low, unlogged],
-        ["no activity logged despite won deals",
-         f"activity per won deal under {threshold:.0%} of the median rep",
-         "most won deals have no activity logged"], default="")
+        [
+            "no activity logged despite won deals",
+            f"activity per won deal under {threshold:.0%} of the median rep",
+            "most won deals have no activity logged",
+        ],
+        default="",
+    )
     out.index.name = "rep"
-    return out.reset_index().sort_values(["flag", "ratio_to_median"], ascending=[False, True], ignore_index=True)
+    return out.reset_index().sort_values(
+        ["flag", "ratio_to_median"], ascending=[False, True], ignore_index=True
+    )

@@ -19,10 +19,12 @@ SECTION = "The activity tracker"
 VOLUME_WEEKS = 13  # volume, outcomes and hit rates: the 13 weeks to as-of
 YIELD_MONTHS = 12  # yield, win association, completeness, funnel rates: the 12 months to as-of
 ACTUAL_MONTHS = 3  # benchmark: actual activity per month over the last 3 months
-CAVEAT = ("CRM activity logs capture only part of real selling activity (calls from mobiles, emails outside "
-          "the CRM, meetings never logged). Every figure here counts logged activity only: volumes and "
-          "activity-per-deal are lower bounds, hit rates and win associations describe logged activity, and "
-          "reps flagged below distort team medians and the funnel rates behind the benchmark.")
+CAVEAT = (
+    "CRM activity logs capture only part of real selling activity (calls from mobiles, emails outside "
+    "the CRM, meetings never logged). Every figure here counts logged activity only: volumes and "
+    "activity-per-deal are lower bounds, hit rates and win associations describe logged activity, and "
+    "reps flagged below distort team medians and the funnel rates behind the benchmark."
+)
 
 
 def _scope_owners(ctx, scope: str, who: str) -> tuple[list[str] | None, str, str | None]:
@@ -32,7 +34,11 @@ def _scope_owners(ctx, scope: str, who: str) -> tuple[list[str] | None, str, str
         return None, "company", None
     if scope == "team":
         if reps is None or "team" not in reps.columns:
-            return [], f"team {who}", ctx.ds.missing("reps", "team", section="The activity tracker at team scope")
+            return (
+                [],
+                f"team {who}",
+                ctx.ds.missing("reps", "team", section="The activity tracker at team scope"),
+            )
         owners = reps.loc[reps["team"].astype("str") == str(who), "rep_id"].astype("str").tolist()
         if not owners:
             return [], f"team {who}", f"No reps in team {who!r} in the `reps` table."
@@ -72,28 +78,33 @@ def show(ctx, scope: str = "company", who: str = "") -> None:
     ystart, yend = A.months_window(as_of, YIELD_MONTHS)
     if len(A.in_window(act, A.volume_window(as_of, 2 * VOLUME_WEEKS)[0], vend)) == 0:
         note(f"No activity logged for {label} in the {2 * VOLUME_WEEKS} weeks to {as_of:%Y-%m-%d}.")
-    markdown(f"Activity for **{label}**: volume and outcomes over the {VOLUME_WEEKS} weeks "
-             f"{vstart:%Y-%m-%d} – {vend:%Y-%m-%d}; yield and benchmarks over the {YIELD_MONTHS} months to "
-             f"{as_of:%Y-%m-%d}.")
+    markdown(
+        f"Activity for **{label}**: volume and outcomes over the {VOLUME_WEEKS} weeks "
+        f"{vstart:%Y-%m-%d} – {vend:%Y-%m-%d}; yield and benchmarks over the {YIELD_MONTHS} months to "
+        f"{as_of:%Y-%m-%d}."
+    )
     note(CAVEAT)
     _volume(ctx, act_all, act, owners, scope, vstart, vend)
     _outcomes(ctx, act, vstart, vend)
     deals = _yield(ctx, act, act_all, opps, owners, ystart, yend)
     _benchmarks(ctx, act_all, opps_all, owners)
-    _time_and_completeness(ctx, act, act_all, opps_all, owners, vstart, vend, ystart, yend,
-                           deals if owners is None else None)
-    definitions({
-        "Week": "7-day block ending on the as-of date (so every week is complete).",
-        "Outbound touches": "calls + emails + social touches the rep starts.",
-        "Held": "meeting or demo with outcome held or positive; booked = every meeting/demo logged.",
-        "No-show rate": "no-shows ÷ (held + no-shows); scheduled meetings (future or never updated) excluded.",
-        "Hit rate": "calls connected ÷ (connected + no answer); emails/social replied ÷ (replied + no reply).",
-        "Tied": "activity carrying an opportunity_id.",
-        "Activities per won deal": "all activities logged ÷ deals won in the window (ratio of totals).",
-        "Needed per month": "monthly quota ÷ average deal size ÷ win rate = opportunities; × measured AE "
-                            "calls/meetings/demos per opportunity (AE activity in the 12 months ÷ opportunities "
-                            "created; SDR activity excluded, SDR-sourced opportunities included).",
-    })
+    _time_and_completeness(
+        ctx, act, act_all, opps_all, owners, vstart, vend, ystart, yend, deals if owners is None else None
+    )
+    definitions(
+        {
+            "Week": "7-day block ending on the as-of date (so every week is complete).",
+            "Outbound touches": "calls + emails + social touches the rep starts.",
+            "Held": "meeting or demo with outcome held or positive; booked = every meeting/demo logged.",
+            "No-show rate": "no-shows ÷ (held + no-shows); scheduled meetings (future or never updated) excluded.",
+            "Hit rate": "calls connected ÷ (connected + no answer); emails/social replied ÷ (replied + no reply).",
+            "Tied": "activity carrying an opportunity_id.",
+            "Activities per won deal": "all activities logged ÷ deals won in the window (ratio of totals).",
+            "Needed per month": "monthly quota ÷ average deal size ÷ win rate = opportunities; × measured AE "
+            "calls/meetings/demos per opportunity (AE activity in the 12 months ÷ opportunities "
+            "created; SDR activity excluded, SDR-sourced opportunities included).",
+        }
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -103,21 +114,43 @@ def _volume(ctx, act_all, act, owners, scope, start, end) -> None:
     vol = _only(vol, "rep", owners)
     vol = vol[(vol["total"] > 0) | (vol["prior"] > 0) | (owners is not None)]
     types = [t for t in A.ACTIVITY_TYPES if t in vol.columns]
-    cols = ["rep", "team"] + (["role"] if "role" in vol.columns else []) + types + [
-        "total", "outbound", "per_working_day", "per_month", "team_median", "vs_team_median", "trend"]
-    shown = vol[cols].sort_values("total", ascending=False).rename(columns={
-        "total": "per week", "outbound": "outbound / week", "per_working_day": "per working day",
-        "per_month": "per month", "team_median": "team median / week", "vs_team_median": "vs team median",
-        "trend": "vs prior 13 weeks"})
-    show_table(shown, decimals=types + ["per week", "outbound / week", "per working day", "per month",
-                                        "team median / week"],
-               ratio=["vs team median"], pct=["vs prior 13 weeks"],
-               caption=f"Activities per rep per week by type ({start:%Y-%m-%d} – {end:%Y-%m-%d})")
+    cols = (
+        ["rep", "team"]
+        + (["role"] if "role" in vol.columns else [])
+        + types
+        + ["total", "outbound", "per_working_day", "per_month", "team_median", "vs_team_median", "trend"]
+    )
+    shown = (
+        vol[cols]
+        .sort_values("total", ascending=False)
+        .rename(
+            columns={
+                "total": "per week",
+                "outbound": "outbound / week",
+                "per_working_day": "per working day",
+                "per_month": "per month",
+                "team_median": "team median / week",
+                "vs_team_median": "vs team median",
+                "trend": "vs prior 13 weeks",
+            }
+        )
+    )
+    show_table(
+        shown,
+        decimals=types
+        + ["per week", "outbound / week", "per working day", "per month", "team median / week"],
+        ratio=["vs team median"],
+        pct=["vs prior 13 weeks"],
+        caption=f"Activities per rep per week by type ({start:%Y-%m-%d} – {end:%Y-%m-%d})",
+    )
     per_rep = vol.loc[vol["total"] > 0, "total"]
-    ctx.headlines.add("activity_per_rep_week", float(per_rep.median()) if len(per_rep) else None,
-                      "Activities per rep per week (median)",
-                      f"Median over reps with activity of logged activities ÷ {VOLUME_WEEKS} weeks to as-of.",
-                      "number")
+    ctx.headlines.add(
+        "activity_per_rep_week",
+        float(per_rep.median()) if len(per_rep) else None,
+        "Activities per rep per week (median)",
+        f"Median over reps with activity of logged activities ÷ {VOLUME_WEEKS} weeks to as-of.",
+        "number",
+    )
     counts = A.activity_counts(act, start, end, "W", owners=owners)
     weekly = counts.groupby(level="period").sum()
     if scope != "rep" and weekly["total"].sum() == 0:
@@ -137,8 +170,14 @@ def _volume(ctx, act_all, act, owners, scope, start, end) -> None:
         tcols = [t for t in types if weekly[t].sum() > 0]
         bottom = np.zeros(len(weekly))
         for i, t in enumerate(tcols):
-            ax.bar(weekly.index, weekly[t], width=5, bottom=bottom, label=t,
-                   color=plots.PALETTE[i % len(plots.PALETTE)])
+            ax.bar(
+                weekly.index,
+                weekly[t],
+                width=5,
+                bottom=bottom,
+                label=t,
+                color=plots.PALETTE[i % len(plots.PALETTE)],
+            )
             bottom += weekly[t].to_numpy()
         ax.set_ylim(0, max(1.0, float(bottom.max())) * 1.2)
         ax.legend(frameon=False, ncols=len(tcols) or 1, loc="upper left", fontsize=8)
@@ -148,27 +187,51 @@ def _volume(ctx, act_all, act, owners, scope, start, end) -> None:
 def _outcomes(ctx, act, start, end) -> None:
     markdown("### Outcomes: meetings, demos and hit rates")
     mo = A.meeting_outcomes(act, start, end)
-    show_table(mo, ints=["booked", "held", "no_show", "scheduled", "positive", "other"],
-               pct=["no_show_rate", "positive_rate"], caption="Meetings and demos")
+    show_table(
+        mo,
+        ints=["booked", "held", "no_show", "scheduled", "positive", "other"],
+        pct=["no_show_rate", "positive_rate"],
+        caption="Meetings and demos",
+    )
     both = mo[mo["type"] == "meeting+demo"].iloc[0]
-    ctx.headlines.add("activity_no_show_rate", both["no_show_rate"], "Meeting/demo no-show rate",
-                      "No-shows ÷ (held + no-shows) over meetings and demos in the 13 weeks to as-of; "
-                      "scheduled excluded.", "percent")
-    ctx.headlines.add("activity_meetings_held", int(both["held"]), "Meetings and demos held",
-                      "Meetings and demos with outcome held or positive in the 13 weeks to as-of.", "count")
+    ctx.headlines.add(
+        "activity_no_show_rate",
+        both["no_show_rate"],
+        "Meeting/demo no-show rate",
+        "No-shows ÷ (held + no-shows) over meetings and demos in the 13 weeks to as-of; scheduled excluded.",
+        "percent",
+    )
+    ctx.headlines.add(
+        "activity_meetings_held",
+        int(both["held"]),
+        "Meetings and demos held",
+        "Meetings and demos with outcome held or positive in the 13 weeks to as-of.",
+        "count",
+    )
     hr = A.hit_rates(act, start, end, "channel")
     show_table(hr, ints=["attempts", "hits"], pct=["hit_rate"], caption="Hit rate by channel")
     rate = hr.set_index("channel")["hit_rate"]
-    ctx.headlines.add("activity_call_connect_rate", rate.get("call"), "Call connect rate",
-                      "Calls connected ÷ calls with outcome connected or no answer, 13 weeks to as-of.", "percent")
-    ctx.headlines.add("activity_email_reply_rate", rate.get("email"), "Email reply rate",
-                      "Emails replied ÷ emails with outcome replied or no reply, 13 weeks to as-of.", "percent")
+    ctx.headlines.add(
+        "activity_call_connect_rate",
+        rate.get("call"),
+        "Call connect rate",
+        "Calls connected ÷ calls with outcome connected or no answer, 13 weeks to as-of.",
+        "percent",
+    )
+    ctx.headlines.add(
+        "activity_email_reply_rate",
+        rate.get("email"),
+        "Email reply rate",
+        "Emails replied ÷ emails with outcome replied or no reply, 13 weeks to as-of.",
+        "percent",
+    )
     wd = A.hit_rates(act, start, end, "weekday")
     wd = wd[wd["attempts"] > 0]
     if len(wd):
         fig, ax = plots.new_figure(9, 3.4)
         pivot = wd.pivot(index="weekday", columns="channel", values="hit_rate").reindex(
-            [d for d in A.WEEKDAYS if d in set(wd["weekday"])])
+            [d for d in A.WEEKDAYS if d in set(wd["weekday"])]
+        )
         pivot.plot(kind="bar", ax=ax, color=plots.PALETTE[: pivot.shape[1]], rot=0, width=0.75)
         plots.percent_axis(ax)
         ax.legend(frameon=False)
@@ -180,7 +243,9 @@ def _outcomes(ctx, act, start, end) -> None:
         ax.bar(calls["hour"], calls["hit_rate"], color=plots.OPEN)
         ax.set_xticks(calls["hour"])
         plots.percent_axis(ax)
-        plots.finish(fig, ax, "Call connect rate by hour of day", "hour (local time of the log)", "connect rate")
+        plots.finish(
+            fig, ax, "Call connect rate by hour of day", "hour (local time of the log)", "connect rate"
+        )
     else:
         note("The activity log has no time of day, so hit rate by hour cannot be shown.")
 
@@ -188,43 +253,76 @@ def _outcomes(ctx, act, start, end) -> None:
 def _yield(ctx, act, act_all, opps, owners, start, end) -> pd.DataFrame:
     markdown("### Yield: what activity turns into")
     share = A.opportunity_share(act, start, end)
-    show_table(share, ints=["activities", "tied"], pct=["share_tied"],
-               caption=f"Activities tied to an opportunity ({start:%Y-%m-%d} – {end:%Y-%m-%d})")
+    show_table(
+        share,
+        ints=["activities", "tied"],
+        pct=["share_tied"],
+        caption=f"Activities tied to an opportunity ({start:%Y-%m-%d} – {end:%Y-%m-%d})",
+    )
     all_row = share[share["type"] == "all"].iloc[0]
-    ctx.headlines.add("activity_share_tied", all_row["share_tied"], "Activities tied to an opportunity",
-                      "Activities with an opportunity_id ÷ all activities, 12 months to as-of.", "percent")
+    ctx.headlines.add(
+        "activity_share_tied",
+        all_row["share_tied"],
+        "Activities tied to an opportunity",
+        "Activities with an opportunity_id ÷ all activities, 12 months to as-of.",
+        "percent",
+    )
     y = A.activity_yield(act, opps, start, end)
     y = y[(y["rep"] == "All reps") | (y[["activities", "opps_created", "deals_won"]].sum(axis=1) > 0)]
-    show_table(y, ints=["activities", "opps_created", "deals_won"],
-               decimals=["activities_per_opp_created", "activities_per_won_deal"],
-               caption="Activities per opportunity created and per deal won (all activities, ratio of totals)")
+    show_table(
+        y,
+        ints=["activities", "opps_created", "deals_won"],
+        decimals=["activities_per_opp_created", "activities_per_won_deal"],
+        caption="Activities per opportunity created and per deal won (all activities, ratio of totals)",
+    )
     tot = y[y["rep"] == "All reps"].iloc[0]
-    ctx.headlines.add("activity_per_won_deal", tot["activities_per_won_deal"], "Activities per deal won",
-                      "All activities logged ÷ deals won, 12 months to as-of (ratio of totals).", "number")
+    ctx.headlines.add(
+        "activity_per_won_deal",
+        tot["activities_per_won_deal"],
+        "Activities per deal won",
+        "All activities logged ÷ deals won, 12 months to as-of (ratio of totals).",
+        "number",
+    )
     deals = A.deal_activity(act_all, opps, start, end)
     if not len(deals):
         note("No deals closed in the last 12 months, so there is nothing to associate activity with.")
         return deals
     w = A.won_deal_activity(deals)
-    note(f"Won deals closed in the last 12 months: {w['won_deals']:,}; tied activity per won deal: mean "
-         f"{w['mean_per_won_deal']:.1f}, median {w['median_per_won_deal']:.0f}; "
-         f"{w['share_won_without_activity']:.0%} of won deals have no activity logged on the deal.")
-    markdown("Which activity precedes wins: win rate of deals closed in the last 12 months that had at least one "
-             "activity of a type, against those that had none. **This is association, not cause**: deals that "
-             "are going well attract demos and meetings, and a deal with nothing logged may just be unlogged.")
+    note(
+        f"Won deals closed in the last 12 months: {w['won_deals']:,}; tied activity per won deal: mean "
+        f"{w['mean_per_won_deal']:.1f}, median {w['median_per_won_deal']:.0f}; "
+        f"{w['share_won_without_activity']:.0%} of won deals have no activity logged on the deal."
+    )
+    markdown(
+        "Which activity precedes wins: win rate of deals closed in the last 12 months that had at least one "
+        "activity of a type, against those that had none. **This is association, not cause**: deals that "
+        "are going well attract demos and meetings, and a deal with nothing logged may just be unlogged."
+    )
     assoc = A.win_association(deals, min_deals=5)
-    show_table(assoc, ints=["deals_with", "won_with", "deals_without", "won_without"],
-               pct=["win_rate_with", "win_rate_without"], points=["difference"],
-               caption="Win rate with vs without (difference = with − without, in percentage points)")
+    show_table(
+        assoc,
+        ints=["deals_with", "won_with", "deals_without", "won_without"],
+        pct=["win_rate_with", "win_rate_without"],
+        points=["difference"],
+        caption="Win rate with vs without (difference = with − without, in percentage points)",
+    )
     if "segment" in deals.columns and deals["segment"].notna().any():
         seg = A.win_association(deals, by="segment", min_deals=5)
         seg = seg[seg["type"].isin(["meeting", "demo"])]
-        show_table(seg, ints=["deals_with", "deals_without"],
-                   pct=["win_rate_with", "win_rate_without"], points=["difference"],
-                   caption="Meetings and demos vs win rate, by segment (association)")
+        show_table(
+            seg,
+            ints=["deals_with", "deals_without"],
+            pct=["win_rate_with", "win_rate_without"],
+            points=["difference"],
+            caption="Meetings and demos vs win rate, by segment (association)",
+        )
     seqs = A.winning_sequences(act_all, opps, start, end)
-    show_table(seqs.head(10), ints=["deals", "won"], pct=["win_rate", "share_of_wins"],
-               caption="Opening activity sequences of closed deals (first three types, repeats collapsed)")
+    show_table(
+        seqs.head(10),
+        ints=["deals", "won"],
+        pct=["win_rate", "share_of_wins"],
+        caption="Opening activity sequences of closed deals (first three types, repeats collapsed)",
+    )
     return deals
 
 
@@ -245,31 +343,62 @@ def _benchmarks(ctx, act_all, opps_all, owners) -> None:
     if not len(mq):
         note("No bookings quota covers this month for the reps in scope, so there is no benchmark.")
         return
-    needed, rates, source = A.benchmark_needs(act_all, opps_all, mq, ctx.as_of, YIELD_MONTHS,
-                                              reps=ctx.ds.reps)
+    needed, rates, source = A.benchmark_needs(
+        act_all, opps_all, mq, ctx.as_of, YIELD_MONTHS, reps=ctx.ds.reps
+    )
     astart, aend = A.months_window(ctx.as_of, ACTUAL_MONTHS)
     actual = A.actual_activity(act_all, astart, aend, ACTUAL_MONTHS)
     gap = A.benchmark_gap(needed, actual)
-    note(f"Reverse funnel ({source}), measured over the {YIELD_MONTHS} months to {ctx.as_of:%Y-%m-%d} for the "
-         f"whole company, from AEs' own activity: average deal {ctx.money(rates['avg_deal_size'])}, win rate "
-         f"{rates['win_rate']:.0%}, {rates['calls_per_opp']:.1f} AE calls, {rates['meetings_per_opp']:.2f} AE "
-         f"meetings and {rates['demos_per_opp']:.2f} AE demos held per opportunity created. SDR calls and "
-         "meetings are not counted against AEs: the opportunities SDR meetings source are part of the "
-         "opportunities AEs work, so the chain says what AEs' own activity takes at today's mix. Actual = "
-         f"monthly average over the last {ACTUAL_MONTHS} months.")
-    cols = ["rep", "monthly_quota", "opportunities", "calls_needed", "calls_actual", "calls_gap",
-            "meetings_needed", "meetings_actual", "meetings_gap", "demos_needed", "demos_actual", "demos_gap"]
-    show_table(gap[cols].sort_values("calls_gap", ascending=False), money=["monthly_quota"],
-               decimals=cols[2:], currency=ctx.currency,
-               caption="Per month: needed vs actual (gap = needed − actual; positive = short)")
+    note(
+        f"Reverse funnel ({source}), measured over the {YIELD_MONTHS} months to {ctx.as_of:%Y-%m-%d} for the "
+        f"whole company, from AEs' own activity: average deal {ctx.money(rates['avg_deal_size'])}, win rate "
+        f"{rates['win_rate']:.0%}, {rates['calls_per_opp']:.1f} AE calls, {rates['meetings_per_opp']:.2f} AE "
+        f"meetings and {rates['demos_per_opp']:.2f} AE demos held per opportunity created. SDR calls and "
+        "meetings are not counted against AEs: the opportunities SDR meetings source are part of the "
+        "opportunities AEs work, so the chain says what AEs' own activity takes at today's mix. Actual = "
+        f"monthly average over the last {ACTUAL_MONTHS} months."
+    )
+    cols = [
+        "rep",
+        "monthly_quota",
+        "opportunities",
+        "calls_needed",
+        "calls_actual",
+        "calls_gap",
+        "meetings_needed",
+        "meetings_actual",
+        "meetings_gap",
+        "demos_needed",
+        "demos_actual",
+        "demos_gap",
+    ]
+    show_table(
+        gap[cols].sort_values("calls_gap", ascending=False),
+        money=["monthly_quota"],
+        decimals=cols[2:],
+        currency=ctx.currency,
+        caption="Per month: needed vs actual (gap = needed − actual; positive = short)",
+    )
     short = int((gap["calls_gap"] > 0).sum())
-    ctx.headlines.add("activity_reps_short_of_calls", short, "Reps short of the calls their quota needs",
-                      "Reps whose calls per month (last 3 months) are below quota ÷ avg deal ÷ win rate × "
-                      "AE calls per opportunity (AEs' own calls ÷ opportunities created, 12 months).", "count")
-    ctx.headlines.add("activity_calls_gap", float(gap["calls_gap"].sum()), "Calls gap per month",
-                      "Σ over reps in scope of (calls needed − calls made) per month.", "number")
+    ctx.headlines.add(
+        "activity_reps_short_of_calls",
+        short,
+        "Reps short of the calls their quota needs",
+        "Reps whose calls per month (last 3 months) are below quota ÷ avg deal ÷ win rate × "
+        "AE calls per opportunity (AEs' own calls ÷ opportunities created, 12 months).",
+        "count",
+    )
+    ctx.headlines.add(
+        "activity_calls_gap",
+        float(gap["calls_gap"].sum()),
+        "Calls gap per month",
+        "Σ over reps in scope of (calls needed − calls made) per month.",
+        "number",
+    )
     title = "Calls per month: needed for quota vs actual"
-    if len(gap) > CHART_MAX_REPS:  # a bar per rep stops being readable (and costs seconds to draw); the table has all
+    if (
+        len(gap) > CHART_MAX_REPS
+    ):  # a bar per rep stops being readable (and costs seconds to draw); the table has all
         gap = gap.nlargest(CHART_MAX_REPS, "calls_gap")
         title += f" — the {CHART_MAX_REPS} reps furthest short"
     g = gap.sort_values("calls_needed")
@@ -281,37 +410,67 @@ def _benchmarks(ctx, act_all, opps_all, owners) -> None:
     plots.finish(fig, ax, title, "calls per month", "")
 
 
-def _time_and_completeness(ctx, act, act_all, opps_all, owners, vstart, vend, ystart, yend, deals=None) -> None:
+def _time_and_completeness(
+    ctx, act, act_all, opps_all, owners, vstart, vend, ystart, yend, deals=None
+) -> None:
     markdown("### Time and completeness")
     if "duration_minutes" in act.columns and act["duration_minutes"].notna().any():
         tt = A.time_by_type(act, vstart, vend, VOLUME_WEEKS)
-        n_reps = max(1, int(act.loc[act["occurred_at"].between(vstart, vend + pd.Timedelta(days=1)),
-                                    "owner"].nunique()))
+        n_reps = max(
+            1,
+            int(act.loc[act["occurred_at"].between(vstart, vend + pd.Timedelta(days=1)), "owner"].nunique()),
+        )
         tt["hours_per_rep_week"] = tt["hours_per_week"] / n_reps
-        show_table(tt[["type", "activities", "logged_share", "avg_minutes", "hours_per_week", "hours_per_rep_week"]],
-                   ints=["activities"], pct=["logged_share"], decimals=["avg_minutes", "hours_per_week",
-                                                                         "hours_per_rep_week"],
-                   caption="Time logged by activity type (13 weeks)")
+        show_table(
+            tt[["type", "activities", "logged_share", "avg_minutes", "hours_per_week", "hours_per_rep_week"]],
+            ints=["activities"],
+            pct=["logged_share"],
+            decimals=["avg_minutes", "hours_per_week", "hours_per_rep_week"],
+            caption="Time logged by activity type (13 weeks)",
+        )
     else:
         note("Time spent needs the duration_minutes column in the `activities` table.")
     lc = A.logging_completeness(act_all, opps_all, ystart, yend, deals=deals)
     lc = _only(lc, "rep", owners)
     flagged = lc[lc["flag"]]
-    ctx.headlines.add("activity_reps_flagged_logging", int(len(flagged)),
-                      "Reps with implausibly low logged activity",
-                      "Reps with won deals in the 12 months to as-of whose activities per won deal are under 25% "
-                      "of the median rep, who logged none, or whose won deals mostly have no activity.", "count")
+    ctx.headlines.add(
+        "activity_reps_flagged_logging",
+        int(len(flagged)),
+        "Reps with implausibly low logged activity",
+        "Reps with won deals in the 12 months to as-of whose activities per won deal are under 25% "
+        "of the median rep, who logged none, or whose won deals mostly have no activity.",
+        "count",
+    )
     if len(flagged):
-        show_table(flagged[["rep", "deals_won", "bookings", "activities", "activities_per_won_deal",
-                            "median_per_won_deal", "won_without_activity", "reason"]],
-                   ints=["deals_won", "activities", "won_without_activity"], money=["bookings"],
-                   decimals=["activities_per_won_deal", "median_per_won_deal"], currency=ctx.currency,
-                   caption="Reps whose logged activity is implausibly low for their bookings")
-        note(f"{count_noun(len(flagged), 'rep')} {'books' if len(flagged) == 1 else 'book'} deals with far less "
-             "logged activity than their peers. Their activity "
-             "is under-recorded, not absent: their volumes, hit rates and gaps above are understated, they pull "
-             "the team median down, and they inflate the measured yield per activity (and so shrink the "
-             "activity the reverse funnel says a quota needs).", warn=True)
+        show_table(
+            flagged[
+                [
+                    "rep",
+                    "deals_won",
+                    "bookings",
+                    "activities",
+                    "activities_per_won_deal",
+                    "median_per_won_deal",
+                    "won_without_activity",
+                    "reason",
+                ]
+            ],
+            ints=["deals_won", "activities", "won_without_activity"],
+            money=["bookings"],
+            decimals=["activities_per_won_deal", "median_per_won_deal"],
+            currency=ctx.currency,
+            caption="Reps whose logged activity is implausibly low for their bookings",
+        )
+        note(
+            f"{count_noun(len(flagged), 'rep')} {'books' if len(flagged) == 1 else 'book'} deals with far less "
+            "logged activity than their peers. Their activity "
+            "is under-recorded, not absent: their volumes, hit rates and gaps above are understated, they pull "
+            "the team median down, and they inflate the measured yield per activity (and so shrink the "
+            "activity the reverse funnel says a quota needs).",
+            warn=True,
+        )
     else:
-        note("No rep's logged activity looks implausibly low for their bookings (activities per won deal under "
-             "25% of the median rep, or most won deals without logged activity).")
+        note(
+            "No rep's logged activity looks implausibly low for their bookings (activities per won deal under "
+            "25% of the median rep, or most won deals without logged activity)."
+        )

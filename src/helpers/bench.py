@@ -115,7 +115,9 @@ def pandas_metrics(ds, as_of) -> dict:
     opp, acts, hist = ds.opportunities, ds.activities, ds.opportunity_history
 
     def win_rate_by_segment():
-        closed = opp[opp["is_closed"].fillna(False) & (opp["close_date"] > year_ago) & (opp["close_date"] <= a)]
+        closed = opp[
+            opp["is_closed"].fillna(False) & (opp["close_date"] > year_ago) & (opp["close_date"] <= a)
+        ]
         closed = closed.assign(outcome=closed["is_won"].map({True: "won", False: "lost"}))
         return winloss.win_rates(winloss.prepare_deals(closed), by="segment")
 
@@ -123,7 +125,9 @@ def pandas_metrics(ds, as_of) -> dict:
         "bookings by rep and month": lambda: quota.monthly_bookings(opp),
         "open pipeline by stage": lambda: pipeline.pipeline_by_stage(opp, ds.config),
         "win rate by segment (12 months)": win_rate_by_segment,
-        "activities per rep, week and type (13 weeks)": lambda: activity.activity_counts(acts, start13, a, "W"),
+        "activities per rep, week and type (13 weeks)": lambda: activity.activity_counts(
+            acts, start13, a, "W"
+        ),
         "furthest stage reached per deal": lambda: movement.stages_reached(hist, opp, ds.config),
     }
 
@@ -200,8 +204,9 @@ def _worker_compute(folder: str) -> dict:
 
 def _run_worker(call: str, env: dict | None = None) -> dict:
     code = f"import json, helpers.bench as b; print('BENCH' + json.dumps(b.{call}))"
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env={**os.environ, **(env or {})})
+    p = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
     line = next((x for x in p.stdout.splitlines() if x.startswith("BENCH")), None)
     if p.returncode or line is None:
         return {"error": (p.stderr.strip().splitlines() or ["failed"])[-1][:300]}
@@ -240,9 +245,14 @@ def run_pack(folder: Path, out: Path) -> dict:
         try:
             code, written, results = run_monthly(str(folder), PERIOD, AS_OF, out=str(out), progress=None)
         except Exception as exc:  # noqa: BLE001 - a broken run is a result of the benchmark too
-            return {"exit_code": None, "error": f"{type(exc).__name__}: {exc}"[:300],
-                    "wall_seconds": time.perf_counter() - t0, "peak_mb": mem.peak / 2**20,
-                    "peak_kernel_mb": mem.peak_child / 2**20, "notebooks": {}}
+            return {
+                "exit_code": None,
+                "error": f"{type(exc).__name__}: {exc}"[:300],
+                "wall_seconds": time.perf_counter() - t0,
+                "peak_mb": mem.peak / 2**20,
+                "peak_kernel_mb": mem.peak_child / 2**20,
+                "notebooks": {},
+            }
         wall = time.perf_counter() - t0
     nbs = {}
     for r in results:
@@ -250,13 +260,22 @@ def run_pack(folder: Path, out: Path) -> dict:
         if r.executed and Path(r.executed).exists():
             load_s, cells = _cell_seconds(Path(r.executed))
             html = _html_seconds(Path(r.executed), out / ".html-timing")
-            row.update(load_cell=load_s, other_cells=cells, html_export=html,
-                       kernel_and_overhead=max(0.0, r.seconds - load_s - cells - html))
+            row.update(
+                load_cell=load_s,
+                other_cells=cells,
+                html_export=html,
+                kernel_and_overhead=max(0.0, r.seconds - load_s - cells - html),
+            )
         if r.error:
             row["error"] = r.error.short
         nbs[r.name] = row
-    return {"exit_code": code, "wall_seconds": wall, "peak_mb": mem.peak / 2**20,
-            "peak_kernel_mb": mem.peak_child / 2**20, "notebooks": nbs}
+    return {
+        "exit_code": code,
+        "wall_seconds": wall,
+        "peak_mb": mem.peak / 2**20,
+        "peak_kernel_mb": mem.peak_child / 2**20,
+        "notebooks": nbs,
+    }
 
 
 def trivial_notebooks(folder: Path, n: int = 3) -> list[Path]:
@@ -266,10 +285,12 @@ def trivial_notebooks(folder: Path, n: int = 3) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(n):
-        nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                   "language": "python"}})
-        params = new_code_cell('dataset = ""\nperiod = ""\nas_of = ""\nreport_mode = True\nsummary_path = ""\n'
-                               'output_dir = ""')
+        nb = new_notebook(
+            metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+        )
+        params = new_code_cell(
+            'dataset = ""\nperiod = ""\nas_of = ""\nreport_mode = True\nsummary_path = ""\noutput_dir = ""'
+        )
         params.metadata["tags"] = ["parameters"]
         nb.cells = [params, new_markdown_cell(f"# Trivial {i + 1}"), new_code_cell("x = 1\nx")]
         p = folder / f"trivial_{i + 1}.ipynb"
@@ -286,8 +307,12 @@ def run_trivial(out: Path) -> dict:
         t0 = time.perf_counter()
         results = run_notebooks(jobs, out / "trivial_out", progress=None)
         wall = time.perf_counter() - t0
-    return {"wall_seconds": wall, "peak_mb": mem.peak / 2**20, "ok": all(r.ok for r in results),
-            "per_notebook": {r.name: r.seconds for r in results}}
+    return {
+        "wall_seconds": wall,
+        "peak_mb": mem.peak / 2**20,
+        "ok": all(r.ok for r in results),
+        "per_notebook": {r.name: r.seconds for r in results},
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -300,13 +325,21 @@ def machine() -> dict:
 
     model = ""
     try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        model = next(
+            line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
-    return {"cpu": model or platform.processor(), "cores": os.cpu_count(),
-            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "os": platform.platform(),
-            "python": platform.python_version(), "pandas": pandas.__version__, "duckdb": duckdb.__version__,
-            "load_average_at_start": os.getloadavg()}
+    return {
+        "cpu": model or platform.processor(),
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "pandas": pandas.__version__,
+        "duckdb": duckdb.__version__,
+        "load_average_at_start": os.getloadavg(),
+    }
 
 
 def _total(d: dict) -> float:
@@ -327,11 +360,21 @@ def run_bench(sizes: list[int], out: Path, progress=print, skip_nocache_above: i
     for n in sizes:
         folder = out / "data" / f"n{n}"
         say(f"size {n:,}: generating …")
-        _, gen = _timed(lambda n=n, folder=folder: write_sample(folder, seed=42, as_of=AS_OF, n_opportunities=n,
-                                                                 n_reps=reps_for(n),
-                                                                 activities_per_opportunity=ACTIVITIES_PER_OPP))
-        row: dict = {"generate_seconds": gen, "reps": reps_for(n),
-                     "csv_mb": sum(p.stat().st_size for p in folder.glob("*.csv")) / 2**20}
+        _, gen = _timed(
+            lambda n=n, folder=folder: write_sample(
+                folder,
+                seed=42,
+                as_of=AS_OF,
+                n_opportunities=n,
+                n_reps=reps_for(n),
+                activities_per_opportunity=ACTIVITIES_PER_OPP,
+            )
+        )
+        row: dict = {
+            "generate_seconds": gen,
+            "reps": reps_for(n),
+            "csv_mb": sum(p.stat().st_size for p in folder.glob("*.csv")) / 2**20,
+        }
         if n <= skip_nocache_above:
             say("  load without cache …")
             row["load_nocache"] = _run_worker(f"_worker_load({str(folder)!r}, 'nocache')")
@@ -353,8 +396,10 @@ def run_bench(sizes: list[int], out: Path, progress=print, skip_nocache_above: i
             "pack_vs_trivial": row["pack"]["wall_seconds"] / result["trivial"]["wall_seconds"],
         }
         result["sizes"][str(n)] = row
-        say(f"  pack {row['pack']['wall_seconds']:.1f} s, floor {floor:.1f} s, "
-            f"peak {row['pack']['peak_mb']:.0f} MB")
+        say(
+            f"  pack {row['pack']['wall_seconds']:.1f} s, floor {floor:.1f} s, "
+            f"peak {row['pack']['peak_mb']:.0f} MB"
+        )
         (out / "bench.json").write_text(json.dumps(result, indent=2, default=str))
     (out / "bench.md").write_text(table(result))
     return result
@@ -367,13 +412,16 @@ def _f(x, fmt="{:.2f}") -> str:
 def table(result: dict) -> str:
     """The Markdown tables of a run: one row per size, then per-notebook phases."""
     m = result["machine"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; Python {m['python']}, "
-             f"pandas {m['pandas']}, DuckDB {m['duckdb']}; load average at start {m['load_average_at_start']}.",
-             f"Trivial floor (3 trivial notebooks, papermill + HTML): {result['trivial']['wall_seconds']:.2f} s.", "",
-             "| opportunities | reps | CSV MB | load, no cache s (MB) | load, build cache s | load, cache hit s | "
-             "metrics pandas s | metrics DuckDB s | pandas ÷ DuckDB | what-if update ms | pack s | floor s | "
-             "pack ÷ floor | pack peak MB (one kernel) |",
-             "|" + "---|" * 14]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; Python {m['python']}, "
+        f"pandas {m['pandas']}, DuckDB {m['duckdb']}; load average at start {m['load_average_at_start']}.",
+        f"Trivial floor (3 trivial notebooks, papermill + HTML): {result['trivial']['wall_seconds']:.2f} s.",
+        "",
+        "| opportunities | reps | CSV MB | load, no cache s (MB) | load, build cache s | load, cache hit s | "
+        "metrics pandas s | metrics DuckDB s | pandas ÷ DuckDB | what-if update ms | pack s | floor s | "
+        "pack ÷ floor | pack peak MB (one kernel) |",
+        "|" + "---|" * 14,
+    ]
     for n, r in result["sizes"].items():
         nc, cb, c, p = r.get("load_nocache", {}), r["load_cache_build"], r["compute"], r["pack"]
         w = c.get("whatif", {})
@@ -383,23 +431,37 @@ def table(result: dict) -> str:
             f"| {_f(_total(c.get('duckdb', {})))} | {_f(r['ratios']['pandas_vs_duckdb_metrics'])} "
             f"| {_f(w.get('update_seconds', None) and w['update_seconds'] * 1000, '{:.0f}')} "
             f"| {_f(p['wall_seconds'])} | {_f(r['floor_seconds'])} | {_f(r['ratios']['pack_vs_floor'])} "
-            f"| {p['peak_mb']:.0f} ({p['peak_kernel_mb']:.0f}) |")
-    lines += ["", "Per notebook (seconds): kernel start + papermill overhead, the `open_report` (load) cell, "
-              "the other cells, HTML export.", "",
-              "| opportunities | notebook | status | total | kernel + overhead | load cell | other cells | HTML |",
-              "|" + "---|" * 8]
+            f"| {p['peak_mb']:.0f} ({p['peak_kernel_mb']:.0f}) |"
+        )
+    lines += [
+        "",
+        "Per notebook (seconds): kernel start + papermill overhead, the `open_report` (load) cell, "
+        "the other cells, HTML export.",
+        "",
+        "| opportunities | notebook | status | total | kernel + overhead | load cell | other cells | HTML |",
+        "|" + "---|" * 8,
+    ]
     for n, r in result["sizes"].items():
         for name, nb in r["pack"]["notebooks"].items():
-            lines.append(f"| {int(n):,} | {name} | {nb['status']} | {_f(nb['seconds'])} "
-                         f"| {_f(nb.get('kernel_and_overhead'))} | {_f(nb.get('load_cell'))} "
-                         f"| {_f(nb.get('other_cells'))} | {_f(nb.get('html_export'))} |")
-    lines += ["", "Metrics, pandas vs DuckDB (seconds):", "", "| opportunities | metric | pandas | DuckDB |",
-              "|---|---|---|---|"]
+            lines.append(
+                f"| {int(n):,} | {name} | {nb['status']} | {_f(nb['seconds'])} "
+                f"| {_f(nb.get('kernel_and_overhead'))} | {_f(nb.get('load_cell'))} "
+                f"| {_f(nb.get('other_cells'))} | {_f(nb.get('html_export'))} |"
+            )
+    lines += [
+        "",
+        "Metrics, pandas vs DuckDB (seconds):",
+        "",
+        "| opportunities | metric | pandas | DuckDB |",
+        "|---|---|---|---|",
+    ]
     for n, r in result["sizes"].items():
         c = r["compute"]
         for name, v in c.get("pandas", {}).items():
-            lines.append(f"| {int(n):,} | {name} | {_f(v, '{:.3f}') if not isinstance(v, str) else v} "
-                         f"| {_f(c.get('duckdb', {}).get(name), '{:.3f}')} |")
+            lines.append(
+                f"| {int(n):,} | {name} | {_f(v, '{:.3f}') if not isinstance(v, str) else v} "
+                f"| {_f(c.get('duckdb', {}).get(name), '{:.3f}')} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -100,7 +100,9 @@ class FiscalCalendar:
         ws = a - pd.Timedelta(days=a.day_of_week)
         return {
             "YTD": Window("YTD", ys, a, self.year_end(fy), f"FY{fy}"),
-            "QTD": Window("QTD", qs, a, qs + pd.DateOffset(months=3) - pd.Timedelta(days=1), self.quarter_label(a)),
+            "QTD": Window(
+                "QTD", qs, a, qs + pd.DateOffset(months=3) - pd.Timedelta(days=1), self.quarter_label(a)
+            ),
             "MTD": Window("MTD", ms, a, ms + pd.offsets.MonthEnd(0), ms.strftime("%Y-%m")),
             "WTD": Window("WTD", ws, a, ws + pd.Timedelta(days=6), week_label(a)),
         }

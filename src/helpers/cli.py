@@ -45,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_handler("helpers.sample:cli"))
 
     i = sub.add_parser("import", help="import CRM export files into a dataset folder via a mapping profile")
-    i.add_argument("--profile", required=True, help="profile name (salesforce, hubspot, pipedrive, maven_crm) or YAML path")
+    i.add_argument(
+        "--profile",
+        required=True,
+        help="profile name (salesforce, hubspot, pipedrive, maven_crm) or YAML path",
+    )
     i.add_argument("--to", required=True, help="dataset folder to create")
     i.add_argument("--force", action="store_true", help="replace an existing dataset folder")
     i.add_argument("--as-of", default=None, help="export date YYYY-MM-DD (default: latest event in the data)")

@@ -107,8 +107,10 @@ def to_number(s: pd.Series, kind: str = "number"):
             txt = txt.str.replace(",", "", regex=False)
             dotted = txt.str.fullmatch(r"-?\d{1,3}\.\d{3}")
             if not n_point and dotted.sum() >= 3 and dotted.sum() == (txt != "").sum():
-                warnings.append("every value looks like 1.234: read with a decimal point; if the point separates "
-                                "thousands, write the numbers without it")
+                warnings.append(
+                    "every value looks like 1.234: read with a decimal point; if the point separates "
+                    "thousands, write the numbers without it"
+                )
         txt[missing] = None
         vals = pd.to_numeric(txt, errors="coerce").astype("float64")
         for r in (vals.isna() & ~missing)[lambda m: m].index:
@@ -122,8 +124,10 @@ def to_number(s: pd.Series, kind: str = "number"):
         if len(plain) and plain.max() > 1:
             frac = plain[(plain > 0) & (plain < 1)]
             if len(frac):
-                warnings.append(f"probabilities are on a 0–100 scale (values above 1), so {len(frac)} value(s) "
-                                "below 1 were read as under 1%; write all values on one scale")
+                warnings.append(
+                    f"probabilities are on a 0–100 scale (values above 1), so {len(frac)} value(s) "
+                    "below 1 were read as under 1%; write all values on one scale"
+                )
             vals = vals.where(pct, vals / 100.0)
         vals = vals.where(~pct, vals / 100.0)
     else:
@@ -139,7 +143,9 @@ def _iso(txt: pd.Series) -> pd.Series:
     try:
         d = pd.to_datetime(txt, format="ISO8601", errors="coerce", utc=True)
     except (ValueError, TypeError):  # pragma: no cover - defensive: per-value below
-        d = pd.Series([pd.to_datetime(v, format="ISO8601", errors="coerce", utc=True) for v in txt], index=txt.index)
+        d = pd.Series(
+            [pd.to_datetime(v, format="ISO8601", errors="coerce", utc=True) for v in txt], index=txt.index
+        )
     return d.dt.tz_convert(None).astype("datetime64[us]")
 
 
@@ -168,8 +174,10 @@ def to_date(s: pd.Series, kind: str = "date", date_order: str | None = None):
             order = "DMY" if proves_dmy.sum() >= proves_mdy.sum() else "MDY"
             against = proves_mdy if order == "DMY" else proves_dmy
             for r in against[against].index:
-                bad[r] = (f"expected dates in one order; other rows are {'day/month' if order == 'DMY' else 'month/day'}"
-                          "/year")
+                bad[r] = (
+                    f"expected dates in one order; other rows are {'day/month' if order == 'DMY' else 'month/day'}"
+                    "/year"
+                )
         elif proves_dmy.any():
             order = "DMY"
         elif proves_mdy.any():
@@ -177,8 +185,10 @@ def to_date(s: pd.Series, kind: str = "date", date_order: str | None = None):
         else:
             order = (date_order or "MDY").upper()
             if not date_order:
-                warnings.append("dates like 03/04/2026 could be day/month or month/day: read as month/day; set "
-                                "date_order: DMY in dataset.yml if they are day/month")
+                warnings.append(
+                    "dates like 03/04/2026 could be day/month or month/day: read as month/day; set "
+                    "date_order: DMY in dataset.yml if they are day/month"
+                )
         day, month = (a, b) if order == "DMY" else (b, a)
         year = parts[2].astype(int)
         year = year.where(year >= 100, year + 2000)
@@ -186,7 +196,9 @@ def to_date(s: pd.Series, kind: str = "date", date_order: str | None = None):
         d[is_num_date] = built.astype("datetime64[us]")
     if is_serial.any():
         serial = txt[is_serial].astype(float)
-        d[is_serial] = (pd.Timestamp("1899-12-30") + pd.to_timedelta(serial, unit="D")).astype("datetime64[us]")
+        d[is_serial] = (pd.Timestamp("1899-12-30") + pd.to_timedelta(serial, unit="D")).astype(
+            "datetime64[us]"
+        )
         warnings.append("numbers such as 46326 were read as Excel day serials (days since 1899-12-30)")
     rest = ~missing & d.isna() & iso_rows
     if rest.any():  # other spellings (e.g. "Oct 31, 2026"), one by one

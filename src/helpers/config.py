@@ -90,8 +90,18 @@ def parse_config(raw: dict, where: str = "dataset.yml") -> DatasetConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping of keys (name, stages, …), got {type(raw).__name__}")
     known = {
-        "name", "currency", "fiscal_year_start_month", "stages", "won_stages", "lost_stages",
-        "qualifying_stage", "targets", "tables", "as_of", "source", "date_order",
+        "name",
+        "currency",
+        "fiscal_year_start_month",
+        "stages",
+        "won_stages",
+        "lost_stages",
+        "qualifying_stage",
+        "targets",
+        "tables",
+        "as_of",
+        "source",
+        "date_order",
     }
     for k in raw:
         close = difflib.get_close_matches(str(k), sorted(known), n=1, cutoff=0.7)
@@ -113,13 +123,16 @@ def parse_config(raw: dict, where: str = "dataset.yml") -> DatasetConfig:
         cfg.fiscal_year_start_month = fy
     stages = raw.get("stages")
     if not isinstance(stages, list) or not stages:
-        problems.append("stages: expected a list of stages in funnel order, e.g. '- {name: Prospecting, probability: 0.1}'")
+        problems.append(
+            "stages: expected a list of stages in funnel order, e.g. '- {name: Prospecting, probability: 0.1}'"
+        )
         stages = []
     probs = {}
     for i, st in enumerate(stages, 1):
         if isinstance(st, bool) or st is None or (isinstance(st, dict) and isinstance(st.get("name"), bool)):
-            problems.append(f"stages[{i}]: YAML read this stage name as {st!r}; put the name in quotes "
-                            "(e.g. - \"No\")")
+            problems.append(
+                f'stages[{i}]: YAML read this stage name as {st!r}; put the name in quotes (e.g. - "No")'
+            )
             continue
         if isinstance(st, str):
             name, p = st, None
@@ -177,17 +190,23 @@ def parse_config(raw: dict, where: str = "dataset.yml") -> DatasetConfig:
     if raw.get("as_of") is not None:
         as_of = str(raw["as_of"]).strip()
         try:
-            if as_of == "latest_date_in_data":  # an import profile's rule, resolved when it writes dataset.yml
+            if (
+                as_of == "latest_date_in_data"
+            ):  # an import profile's rule, resolved when it writes dataset.yml
                 pass
             elif not re.fullmatch(r"\d{4}-\d{2}-\d{2}", as_of):
                 raise ValueError
             pd.Timestamp(as_of)
             cfg.as_of = as_of
         except ValueError:
-            problems.append(f"as_of: expected the export date as YYYY-MM-DD (e.g. 2026-10-31), got {raw['as_of']!r}")
+            problems.append(
+                f"as_of: expected the export date as YYYY-MM-DD (e.g. 2026-10-31), got {raw['as_of']!r}"
+            )
     cfg.source = raw.get("source") or {}
     if problems:
-        raise ConfigError(f"{where} has {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
+        raise ConfigError(
+            f"{where} has {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems)
+        )
     return cfg
 
 
@@ -201,7 +220,9 @@ def load_config(folder: str | Path) -> DatasetConfig:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from exc
+        raise ConfigError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+        ) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     return parse_config(raw, where=str(path))

@@ -63,8 +63,15 @@ def resolve_dataset(path: str) -> str:
     return str(root / p) if (root / p).exists() else str(p)
 
 
-def open_report(dataset: str, period: str = "", as_of: str = "", title: str = "", notebook: str = "",
-                show_header: bool = True, tables: list[str] | None = None) -> ReportContext:
+def open_report(
+    dataset: str,
+    period: str = "",
+    as_of: str = "",
+    title: str = "",
+    notebook: str = "",
+    show_header: bool = True,
+    tables: list[str] | None = None,
+) -> ReportContext:
     display.setup_notebook()
     ds = load(resolve_dataset(dataset), tables=tables)
     p, a = resolve_dates(ds, period, as_of)
@@ -78,6 +85,8 @@ def open_report(dataset: str, period: str = "", as_of: str = "", title: str = ""
             f"(starts month {cal.start_month}) · currency {ds.config.currency}"
         )
         if ds.warnings:
-            display.note(f"The data has {len(ds.warnings)} warning(s) the report can live with "
-                         "(run `revops validate` for the list).")
+            display.note(
+                f"The data has {len(ds.warnings)} warning(s) the report can live with "
+                "(run `revops validate` for the list)."
+            )
     return ctx

@@ -28,7 +28,6 @@ EXTENSIONS = (".csv", ".parquet", ".xlsx")
 MAX_ROWS_SHOWN = 20  # per (file, column, rule) group in the error message; all are kept in .problems
 
 
-
 @dataclass(frozen=True)
 class Problem:
     file: str
@@ -43,7 +42,8 @@ class Problem:
         parts = [self.file]
         if self.row is not None:
             parts.append(
-                f"row {self.row}" + (f" (line {self.row + self.line_offset})" if self.line_offset is not None else "")
+                f"row {self.row}"
+                + (f" (line {self.row + self.line_offset})" if self.line_offset is not None else "")
             )
         if self.column:
             parts.append(f"column {self.column!r}")
@@ -80,8 +80,10 @@ def format_problems(problems: list[Problem], title: str = "", max_rows: int = MA
         if len(items) > max_rows:
             rest = [str(p.row) for p in items[max_rows:] if p.row is not None]
             shown = ", ".join(rest[:30]) + (", …" if len(rest) > 30 else "")
-            lines.append(f"  - … and {len(items) - max_rows} more in {items[0].where().split(', row')[0]}"
-                         f" with the same problem (rows {shown})")
+            lines.append(
+                f"  - … and {len(items) - max_rows} more in {items[0].where().split(', row')[0]}"
+                f" with the same problem (rows {shown})"
+            )
     return "\n".join(lines)
 
 
@@ -112,8 +114,10 @@ class Dataset:
             return f"{section} needs the `{table}` table{need}; dataset {self.config.name!r} has none."
         absent = [c for c in columns if c not in df.columns or df[c].isna().all()]
         if absent:
-            return (f"{section} needs column(s) {', '.join(absent)} in the `{table}` table; "
-                    f"dataset {self.config.name!r} does not provide them.")
+            return (
+                f"{section} needs column(s) {', '.join(absent)} in the `{table}` table; "
+                f"dataset {self.config.name!r} does not provide them."
+            )
         return None
 
     @property
@@ -203,17 +207,29 @@ def read_raw(path: Path) -> pd.DataFrame:
     if suffix == ".csv":
         encoding, delim, header = _sniff_csv(path)
         if encoding == "cp1252":
-            notes.append(("warning", None, "is not UTF-8; read as Windows-1252 (save it as UTF-8 to be sure)"))
+            notes.append(
+                ("warning", None, "is not UTF-8; read as Windows-1252 (save it as UTF-8 to be sure)")
+            )
         seen: dict[str, int] = {}
         for i, h in enumerate(header, 1):
             key = h.strip().lower()
             if key in seen:
-                notes.append(("error", h.strip(), f"column appears twice (columns {seen[key]} and {i}); keep one"))
+                notes.append(
+                    ("error", h.strip(), f"column appears twice (columns {seen[key]} and {i}); keep one")
+                )
             else:
                 seen[key] = i
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], skipinitialspace=True,
-                         encoding=encoding, sep=delim, skip_blank_lines=False,
-                         encoding_errors="replace")
+        df = pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            skipinitialspace=True,
+            encoding=encoding,
+            sep=delim,
+            skip_blank_lines=False,
+            encoding_errors="replace",
+        )
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -238,8 +254,14 @@ def _canonical_header(name: str) -> str:
     return "_".join(str(name).strip().lower().replace("-", " ").split())
 
 
-def coerce_table(raw: pd.DataFrame, table: Table, fname: str, line_offset: int | None,
-                 problems: list[Problem], config: DatasetConfig | None = None) -> pd.DataFrame:
+def coerce_table(
+    raw: pd.DataFrame,
+    table: Table,
+    fname: str,
+    line_offset: int | None,
+    problems: list[Problem],
+    config: DatasetConfig | None = None,
+) -> pd.DataFrame:
     """Convert columns to their contract kinds (``helpers.coerce``), recording a problem for each value
     that does not convert and a warning for each column-level assumption.
 
@@ -260,16 +282,32 @@ def coerce_table(raw: pd.DataFrame, table: Table, fname: str, line_offset: int |
     present = set(df.columns)
     for col in table.required_columns:
         if col not in present:
-            problems.append(Problem(fname, None, col, None,
-                                    f"required column is missing{_closest(col, present - names)}",
-                                    line_offset=line_offset))
+            problems.append(
+                Problem(
+                    fname,
+                    None,
+                    col,
+                    None,
+                    f"required column is missing{_closest(col, present - names)}",
+                    line_offset=line_offset,
+                )
+            )
     df.index = pd.RangeIndex(1, len(df) + 1)
     empty_rows = df.apply(blank).all(axis=1) if len(df.columns) else pd.Series(True, index=df.index)
     df = df[~empty_rows]
     if df.empty:
-        problems.append(Problem(fname, None, None, None, "has no data rows",
-                                "error" if table.required else "warning", line_offset))
-    date_order = (config.extra.get("date_order") if config is not None else None)
+        problems.append(
+            Problem(
+                fname,
+                None,
+                None,
+                None,
+                "has no data rows",
+                "error" if table.required else "warning",
+                line_offset,
+            )
+        )
+    date_order = config.extra.get("date_order") if config is not None else None
     for col in table.columns:
         if col.name not in df.columns:
             continue
@@ -283,8 +321,10 @@ def coerce_table(raw: pd.DataFrame, table: Table, fname: str, line_offset: int |
             conv, bad, notes = to_number(s, col.kind)
         else:
             conv = to_bool(s)
-            bad = {r: "expected true/false (also yes/no, 1/0)"
-                   for r in (conv.isna() & ~blank(s, na_words=True))[lambda m: m].index}
+            bad = {
+                r: "expected true/false (also yes/no, 1/0)"
+                for r in (conv.isna() & ~blank(s, na_words=True))[lambda m: m].index
+            }
             notes = []
         for r, expected in bad.items():
             problems.append(Problem(fname, int(r), col.name, s[r], expected, line_offset=line_offset))
@@ -293,13 +333,29 @@ def coerce_table(raw: pd.DataFrame, table: Table, fname: str, line_offset: int |
         if col.kind == "money":
             neg = conv < 0
             for r in neg[neg].index:
-                problems.append(Problem(fname, int(r), col.name, s[r], "expected an amount of 0 or more",
-                                        line_offset=line_offset))
+                problems.append(
+                    Problem(
+                        fname,
+                        int(r),
+                        col.name,
+                        s[r],
+                        "expected an amount of 0 or more",
+                        line_offset=line_offset,
+                    )
+                )
         if col.kind == "prob":
             out_of_range = (conv < 0) | (conv > 1)
             for r in out_of_range[out_of_range].index:
-                problems.append(Problem(fname, int(r), col.name, s[r], "expected a probability within 0–1 or 0–100",
-                                        line_offset=line_offset))
+                problems.append(
+                    Problem(
+                        fname,
+                        int(r),
+                        col.name,
+                        s[r],
+                        "expected a probability within 0–1 or 0–100",
+                        line_offset=line_offset,
+                    )
+                )
         df[col.name] = conv
     return df
 
@@ -309,12 +365,19 @@ def _row_problems(df, mask, fname, column, expected, line_offset, severity="erro
     out = []
     for r in mask[mask.fillna(False).astype(bool)].index:
         val = df.at[r, col] if col in df.columns else None
-        out.append(Problem(fname, int(r), column, None if pd.isna(val) else val, expected, severity, line_offset))
+        out.append(
+            Problem(fname, int(r), column, None if pd.isna(val) else val, expected, severity, line_offset)
+        )
     return out
 
 
-def check_rules(tables: dict[str, pd.DataFrame], names: dict[str, str], offsets: dict[str, int | None],
-                config: DatasetConfig, as_of: pd.Timestamp | None) -> tuple[list[Problem], list[Problem]]:
+def check_rules(
+    tables: dict[str, pd.DataFrame],
+    names: dict[str, str],
+    offsets: dict[str, int | None],
+    config: DatasetConfig,
+    as_of: pd.Timestamp | None,
+) -> tuple[list[Problem], list[Problem]]:
     """Cross-column and cross-table rules. Returns (errors, warnings)."""
     errors: list[Problem] = []
     warnings: list[Problem] = []
@@ -330,67 +393,129 @@ def check_rules(tables: dict[str, pd.DataFrame], names: dict[str, str], offsets:
                 for r in dup[dup].index:
                     f = int(first[ids[r]])
                     if r != f:
-                        errors.append(Problem(fname, int(r), t.key, ids[r],
-                                              f"expected a unique id; row {f} has the same id", "error", off))
+                        errors.append(
+                            Problem(
+                                fname,
+                                int(r),
+                                t.key,
+                                ids[r],
+                                f"expected a unique id; row {f} has the same id",
+                                "error",
+                                off,
+                            )
+                        )
             blank_id = ids.isna()
-            errors += _row_problems(df, blank_id, fname, t.key, "expected an id (the key may not be empty)", off)
+            errors += _row_problems(
+                df, blank_id, fname, t.key, "expected an id (the key may not be empty)", off
+            )
         for col in t.required_columns:
             if col in df.columns and col != t.key:
-                errors += _row_problems(df, df[col].isna(), fname, col, "expected a value (required column)", off)
+                errors += _row_problems(
+                    df, df[col].isna(), fname, col, "expected a value (required column)", off
+                )
         if "stage" in df.columns and stages:
             bad = df["stage"].notna() & ~df["stage"].isin(list(stages))
             for r in bad[bad].index:
-                errors.append(Problem(fname, int(r), "stage", df.at[r, "stage"],
-                                      f"expected a stage listed in dataset.yml{_closest(df.at[r, 'stage'], stages)}"
-                                      f" (stages: {', '.join(config.stages)})", "error", off))
+                errors.append(
+                    Problem(
+                        fname,
+                        int(r),
+                        "stage",
+                        df.at[r, "stage"],
+                        f"expected a stage listed in dataset.yml{_closest(df.at[r, 'stage'], stages)}"
+                        f" (stages: {', '.join(config.stages)})",
+                        "error",
+                        off,
+                    )
+                )
     opp = tables.get("opportunities")
     if opp is not None:
         fname, off = names["opportunities"], offsets["opportunities"]
         if {"created_date", "close_date"} <= set(opp.columns):
             bad = opp["close_date"] < opp["created_date"]
             for r in bad[bad.fillna(False)].index:
-                errors.append(Problem(fname, int(r), "close_date", opp.at[r, "close_date"].date(),
-                                      f"expected a close date on or after created_date {opp.at[r, 'created_date'].date()}",
-                                      "error", off))
+                errors.append(
+                    Problem(
+                        fname,
+                        int(r),
+                        "close_date",
+                        opp.at[r, "close_date"].date(),
+                        f"expected a close date on or after created_date {opp.at[r, 'created_date'].date()}",
+                        "error",
+                        off,
+                    )
+                )
         if {"is_won", "is_closed"} <= set(opp.columns):
             bad = opp["is_won"].fillna(False) & ~opp["is_closed"].fillna(False)
-            errors += _row_problems(opp, bad, fname, "is_closed",
-                                    "expected is_closed = true for a won deal (is_won is true)", off)
+            errors += _row_problems(
+                opp, bad, fname, "is_closed", "expected is_closed = true for a won deal (is_won is true)", off
+            )
             st = opp["stage"] if "stage" in opp.columns else pd.Series(pd.NA, index=opp.index)
             won_st, lost_st = st.isin(config.won_stages), st.isin(config.lost_stages)
             open_st = st.isin(config.open_stages)
             for mask, col, text in (
-                (won_st & (opp["is_won"] == False), "is_won", "expected is_won = true: the stage is a won stage"),  # noqa: E712
-                (lost_st & (opp["is_won"] == True), "is_won", "expected is_won = false: the stage is a lost stage"),  # noqa: E712
-                ((won_st | lost_st) & (opp["is_closed"] == False), "is_closed",  # noqa: E712
-                 "expected is_closed = true: the stage is a closing stage"),
-                (open_st & (opp["is_closed"] == True), "is_closed",  # noqa: E712
-                 "expected is_closed = false: the stage is an open stage (or list it under won_stages/lost_stages)"),
+                (
+                    won_st & opp["is_won"].eq(False),
+                    "is_won",
+                    "expected is_won = true: the stage is a won stage",
+                ),
+                (
+                    lost_st & opp["is_won"].eq(True),
+                    "is_won",
+                    "expected is_won = false: the stage is a lost stage",
+                ),
+                (
+                    (won_st | lost_st) & opp["is_closed"].eq(False),
+                    "is_closed",
+                    "expected is_closed = true: the stage is a closing stage",
+                ),
+                (
+                    open_st & opp["is_closed"].eq(True),
+                    "is_closed",
+                    "expected is_closed = false: the stage is an open stage (or list it under won_stages/lost_stages)",
+                ),
             ):
                 errors += _row_problems(opp, mask.fillna(False) & ~bad, fname, col, text, off)
         if {"is_closed", "close_date"} <= set(opp.columns) and as_of is not None:
             past = ~opp["is_closed"].fillna(False) & (opp["close_date"] < as_of)
-            warnings += _row_problems(opp, past, fname, "close_date",
-                                      f"open deal with a close date before the as-of date {as_of.date()} (past due)",
-                                      off, "warning")
+            warnings += _row_problems(
+                opp,
+                past,
+                fname,
+                "close_date",
+                f"open deal with a close date before the as-of date {as_of.date()} (past due)",
+                off,
+                "warning",
+            )
         if {"is_closed", "next_step"} <= set(opp.columns):
             no_step = ~opp["is_closed"].fillna(False) & opp["next_step"].isna()
-            warnings += _row_problems(opp, no_step, fname, "next_step", "open deal with no next step", off, "warning")
+            warnings += _row_problems(
+                opp, no_step, fname, "next_step", "open deal with no next step", off, "warning"
+            )
         if "amount" in opp.columns:
-            warnings += _row_problems(opp, opp["amount"] == 0, fname, "amount", "amount is zero", off, "warning")
+            warnings += _row_problems(
+                opp, opp["amount"] == 0, fname, "amount", "amount is zero", off, "warning"
+            )
         ids = opp["opportunity_id"].dropna().unique() if "opportunity_id" in opp.columns else []
         for tname in ("opportunity_history", "activities", "leads"):
             df = tables.get(tname)
             if df is None or "opportunity_id" not in df.columns or not len(ids):
                 continue
             bad = df["opportunity_id"].notna() & ~df["opportunity_id"].isin(ids)
-            errors += _row_problems(df, bad, names[tname], "opportunity_id",
-                                    f"expected an opportunity_id that exists in {names['opportunities']}",
-                                    offsets[tname])
+            errors += _row_problems(
+                df,
+                bad,
+                names[tname],
+                "opportunity_id",
+                f"expected an opportunity_id that exists in {names['opportunities']}",
+                offsets[tname],
+            )
     return errors, warnings
 
 
-def normalize_stages(df: pd.DataFrame, config: DatasetConfig, fname: str, off, problems: list[Problem]) -> pd.DataFrame:
+def normalize_stages(
+    df: pd.DataFrame, config: DatasetConfig, fname: str, off, problems: list[Problem]
+) -> pd.DataFrame:
     """Stage values that match a dataset.yml stage but for case and spacing (``closed won``) take the
     stage's own spelling, with one warning per spelling."""
     if "stage" not in df.columns or not config.stages:
@@ -407,8 +532,9 @@ def normalize_stages(df: pd.DataFrame, config: DatasetConfig, fname: str, off, p
         df.loc[fixed[hit].index, "stage"] = fixed[hit]
         for v, canon in sorted(set(zip(st[odd][hit], fixed[hit], strict=True))):
             n = int((st[odd][hit] == v).sum())
-            problems.append(Problem(fname, None, "stage", v, f"read as the stage {canon!r} ({n} row(s))", "warning",
-                                    off))
+            problems.append(
+                Problem(fname, None, "stage", v, f"read as the stage {canon!r} ({n} row(s))", "warning", off)
+            )
     return df
 
 
@@ -440,29 +566,48 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True,
     """
     folder = Path(path)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such dataset folder (expected a folder with dataset.yml and "
-                                "opportunities.csv)")
+        raise FileNotFoundError(
+            f"{folder}: no such dataset folder (expected a folder with dataset.yml and opportunities.csv)"
+        )
     config = load_config(folder)
     files = find_table_files(folder, config)
     if tables is not None:
         files = {k: v for k, v in files.items() if k in set(tables) | {"opportunities"}}
     problems: list[Problem] = []
     if "opportunities" not in files:
-        raise DataValidationError([Problem(str(folder), None, None, None,
-                                           "expected an opportunities table (opportunities.csv, .parquet or .xlsx)")],
-                                  folder)
+        raise DataValidationError(
+            [
+                Problem(
+                    str(folder),
+                    None,
+                    None,
+                    None,
+                    "expected an opportunities table (opportunities.csv, .parquet or .xlsx)",
+                )
+            ],
+            folder,
+        )
     cache = sources.ParquetCache.open(folder, files, tables, strict, since)
     if cache is not None and (hit := cache.get()) is not None:
         frames, warnings = hit
-        return Dataset(folder, config, sources.window_frames(frames, since, config),
-                       {k: v for k, v in files.items() if k in frames}, warnings)
+        return Dataset(
+            folder,
+            config,
+            sources.window_frames(frames, since, config),
+            {k: v for k, v in files.items() if k in frames},
+            warnings,
+        )
     reader = sources.TableReader(files, config, since)
     typed: dict[str, pd.DataFrame] = {}
     names: dict[str, str] = {}
     offsets: dict[str, int | None] = {}
     for tname, fpath in files.items():
         if not fpath.exists():
-            problems.append(Problem(str(fpath), None, None, None, f"file for table {tname} named in dataset.yml is missing"))
+            problems.append(
+                Problem(
+                    str(fpath), None, None, None, f"file for table {tname} named in dataset.yml is missing"
+                )
+            )
             continue
         fname = fpath.name
         off = 1 if fpath.suffix.lower() in (".csv", ".xlsx") else None
@@ -472,15 +617,19 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True,
             problems.append(Problem(fname, None, None, None, f"could not read the file: {exc}"))
             continue
         names[tname], offsets[tname] = fname, off
-        typed[tname] = normalize_stages(coerce_table(raw, TABLES[tname], fname, off, problems, config), config,
-                                        fname, off, problems)
+        typed[tname] = normalize_stages(
+            coerce_table(raw, TABLES[tname], fname, off, problems, config), config, fname, off, problems
+        )
         unknown = set(typed[tname].columns) - set(TABLES[tname].column_names)
         missing_optional = set(TABLES[tname].column_names) - set(typed[tname].columns)
         for col in sorted(unknown):
             hint = _closest(col, missing_optional)
             if hint:
-                problems.append(Problem(fname, None, col, None, f"column is not in the data contract{hint}",
-                                        "warning", off))
+                problems.append(
+                    Problem(
+                        fname, None, col, None, f"column is not in the data contract{hint}", "warning", off
+                    )
+                )
     reader.close()
     if "opportunities" in typed:
         typed["opportunities"] = derive_status(typed["opportunities"], config)
@@ -514,6 +663,11 @@ def validate_report(path: str | Path, all_warnings: bool = False) -> tuple[int, 
     counts = ", ".join(f"{k}: {len(v):,} rows" for k, v in ds.tables.items())
     text = [f"Dataset {path} ({ds.config.name}) is valid — {counts}."]
     if ds.warnings:
-        text.append(format_problems(ds.warnings, title=f"{len(ds.warnings)} warning(s) a report can live with:",
-                                    max_rows=len(ds.warnings) if all_warnings else 3))
+        text.append(
+            format_problems(
+                ds.warnings,
+                title=f"{len(ds.warnings)} warning(s) a report can live with:",
+                max_rows=len(ds.warnings) if all_warnings else 3,
+            )
+        )
     return 0, "\n".join(text)

@@ -130,8 +130,21 @@ def setup_notebook() -> None:
     plots.apply_theme()
 
 
-ACRONYMS = {"crm": "CRM", "ote": "OTE", "id": "ID", "mql": "MQL", "sql": "SQL", "n": "n", "p75": "p75", "wtd": "WTD",
-            "mtd": "MTD", "qtd": "QTD", "ytd": "YTD", "sdr": "SDR", "ae": "AE"}
+ACRONYMS = {
+    "crm": "CRM",
+    "ote": "OTE",
+    "id": "ID",
+    "mql": "MQL",
+    "sql": "SQL",
+    "n": "n",
+    "p75": "p75",
+    "wtd": "WTD",
+    "mtd": "MTD",
+    "qtd": "QTD",
+    "ytd": "YTD",
+    "sdr": "SDR",
+    "ae": "AE",
+}
 
 
 def column_label(name) -> str:
@@ -147,9 +160,19 @@ def column_label(name) -> str:
     return " ".join(words)
 
 
-def table_html(df: pd.DataFrame, money=(), pct=(), ints=(), ratio=(), decimals=(), days=(),
-               currency: str = "USD", caption: str | None = None, max_rows: int | None = None,
-               points=()) -> str:
+def table_html(
+    df: pd.DataFrame,
+    money=(),
+    pct=(),
+    ints=(),
+    ratio=(),
+    decimals=(),
+    days=(),
+    currency: str = "USD",
+    caption: str | None = None,
+    max_rows: int | None = None,
+    points=(),
+) -> str:
     """HTML for a DataFrame, formatted by column kind (``points``: differences of percents, +8.9 pts);
     the index is dropped unless it is named."""
     if df.index.name is not None or isinstance(df.index, pd.MultiIndex):
@@ -193,8 +216,10 @@ def table_html(df: pd.DataFrame, money=(), pct=(), ints=(), ratio=(), decimals=(
                 cells.append(f"<td>{html.escape(txt)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-    return (f'<div class="rv-table rv-wrap">{TABLE_CSS}<table>{cap}<thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table></div>")
+    return (
+        f'<div class="rv-table rv-wrap">{TABLE_CSS}<table>{cap}<thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 def show_table(df: pd.DataFrame, **kwargs) -> None:

@@ -49,12 +49,33 @@ TRUE_WORDS = {"true", "t", "yes", "y", "1", "1.0", "checked", "x"}
 FALSE_WORDS = {"false", "f", "no", "n", "0", "0.0", "unchecked"}
 FOOTER = re.compile(r"^(grand )?totals?\b", re.IGNORECASE)  # report total lines after the data
 EXPORT_KEYS = {
-    "name", "table", "detect", "reject_if", "columns", "extra_columns", "required", "values",
-    "status", "joins", "history_from_columns", "currency", "ignore", "description",
+    "name",
+    "table",
+    "detect",
+    "reject_if",
+    "columns",
+    "extra_columns",
+    "required",
+    "values",
+    "status",
+    "joins",
+    "history_from_columns",
+    "currency",
+    "ignore",
+    "description",
 }
 LATEST = "latest_date_in_data"
-PROFILE_KEYS = {"name", "description", "sources", "date_formats", "date_order", "decimal", "stage_map", "dataset",
-                "exports"}
+PROFILE_KEYS = {
+    "name",
+    "description",
+    "sources",
+    "date_formats",
+    "date_order",
+    "decimal",
+    "stage_map",
+    "dataset",
+    "exports",
+}
 
 
 class ImportProblem(ValueError):
@@ -79,9 +100,11 @@ def profile_path(profile: str | Path) -> Path:
     if not builtin.is_file():
         names = sorted(x.stem for x in PROFILES_DIR.glob("*.yml"))
         hint = difflib.get_close_matches(str(profile), names, n=1)
-        raise ProfileError(f"unknown profile {str(profile)!r}"
-                           + (f"; did you mean {hint[0]!r}?" if hint else "")
-                           + f" Built-in profiles: {', '.join(names)}; or give the path of a YAML profile.")
+        raise ProfileError(
+            f"unknown profile {str(profile)!r}"
+            + (f"; did you mean {hint[0]!r}?" if hint else "")
+            + f" Built-in profiles: {', '.join(names)}; or give the path of a YAML profile."
+        )
     return builtin
 
 
@@ -94,7 +117,9 @@ def load_profile(profile: str | Path) -> dict:
         raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
     problems = check_profile(raw)
     if problems:
-        raise ProfileError(f"{path} has {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
+        raise ProfileError(
+            f"{path} has {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems)
+        )
     raw["_path"] = str(path)
     raw["_builtin"] = path.parent == PROFILES_DIR
     return raw
@@ -103,7 +128,9 @@ def load_profile(profile: str | Path) -> dict:
 def check_profile(raw) -> list[str]:
     if not isinstance(raw, dict):
         return ["expected a mapping with keys name, dataset, exports"]
-    problems = [f"unknown key {k!r} (known: {', '.join(sorted(PROFILE_KEYS))})" for k in raw if k not in PROFILE_KEYS]
+    problems = [
+        f"unknown key {k!r} (known: {', '.join(sorted(PROFILE_KEYS))})" for k in raw if k not in PROFILE_KEYS
+    ]
     for key in ("name", "dataset", "exports"):
         if key not in raw:
             problems.append(f"missing key {key!r}")
@@ -137,9 +164,11 @@ def check_profile(raw) -> list[str]:
         for col in e.get("columns") or {}:
             if col not in known:
                 hint = difflib.get_close_matches(col, known, n=1)
-                problems.append(f"{where}: {col!r} is not a column of {table}"
-                                + (f"; did you mean {hint[0]!r}?" if hint else "")
-                                + " (put non-contract columns under extra_columns)")
+                problems.append(
+                    f"{where}: {col!r} is not a column of {table}"
+                    + (f"; did you mean {hint[0]!r}?" if hint else "")
+                    + " (put non-contract columns under extra_columns)"
+                )
         for col in e.get("required") or []:
             if col not in (e.get("columns") or {}):
                 problems.append(f"{where}: required column {col!r} is not mapped under columns")
@@ -220,8 +249,10 @@ def _check_unique_headers(header: list[str], fname: str) -> None:
             continue
         if key in seen:
             j = seen[key]
-            problems.append(f"{fname}: header {' '.join(str(h).split())!r} appears twice, in columns {j} "
-                            f"({_column_letter(j)}) and {i} ({_column_letter(i)}); rename or remove one")
+            problems.append(
+                f"{fname}: header {' '.join(str(h).split())!r} appears twice, in columns {j} "
+                f"({_column_letter(j)}) and {i} ({_column_letter(i)}); rename or remove one"
+            )
         else:
             seen[key] = i
     if problems:
@@ -261,7 +292,9 @@ def _closest_header(names: list[str], headers: list[str]) -> str:
             r = difflib.SequenceMatcher(None, name.casefold(), h.casefold()).ratio()
             if r > score:
                 best, score = h, r
-    return f"closest header in the file: {best!r}" if best and score >= 0.5 else "no similar header in the file"
+    return (
+        f"closest header in the file: {best!r}" if best and score >= 0.5 else "no similar header in the file"
+    )
 
 
 def classify_files(profile: dict, frames: dict[Path, pd.DataFrame]) -> dict[str, Path]:
@@ -274,16 +307,20 @@ def classify_files(profile: dict, frames: dict[Path, pd.DataFrame]) -> dict[str,
         scored = [(e, *_detect_score(e, headers)) for e in profile["exports"]]
         full = [(e, s) for e, s, miss in scored if s >= 0 and not miss]
         if not full:
-            e, _, miss = max(scored, key=lambda t: (t[1] / max(len(t[0]["detect"]), 1)))
+            e, _, miss = max(scored, key=lambda t: t[1] / max(len(t[0]["detect"]), 1))
             near = _closest_header([a for m in miss for a in re.findall(r"'([^']*)'", m)], list(df.columns))
-            problems.append(f"{path.name}: does not look like any export the {profile['name']!r} profile knows "
-                            f"({', '.join(x['name'] for x in profile['exports'])}). Nearest is {e['name']!r}, "
-                            f"which needs header(s) {', '.join(miss)}; {near}.")
+            problems.append(
+                f"{path.name}: does not look like any export the {profile['name']!r} profile knows "
+                f"({', '.join(x['name'] for x in profile['exports'])}). Nearest is {e['name']!r}, "
+                f"which needs header(s) {', '.join(miss)}; {near}."
+            )
             continue
         export = max(full, key=lambda t: t[1])[0]
         if export["name"] in kinds:
-            problems.append(f"{path.name} and {kinds[export['name']].name} are both {export['name']!r} exports; "
-                            "import one file per kind (concatenate them first)")
+            problems.append(
+                f"{path.name} and {kinds[export['name']].name} are both {export['name']!r} exports; "
+                "import one file per kind (concatenate them first)"
+            )
             continue
         kinds[export["name"]] = path
     if problems:
@@ -322,6 +359,7 @@ SEPARATOR_NAME = {".": "a decimal point", ",": "a decimal comma"}
 class Column:
     """Where a column being converted comes from, for messages: file, header(s), export row numbers
     (1-based data rows, index-aligned with the values), and the lists errors and notes go to."""
+
     fname: str
     header: str
     rows: pd.Series | None = None
@@ -390,14 +428,18 @@ def column_decimal(s: pd.Series, declared: str | None, where: Column) -> str:
     if declared:
         other = ev[ev.isin([".", ","]) & (ev != declared)]
         for i in other.index[:5]:
-            where.problems.append(f"{where.at(i, s[i])} has {SEPARATOR_NAME[other[i]]}, but the profile says "
-                                  f"decimal: {declared!r}")
+            where.problems.append(
+                f"{where.at(i, s[i])} has {SEPARATOR_NAME[other[i]]}, but the profile says "
+                f"decimal: {declared!r}"
+            )
         return declared
     dots, commas = ev[ev == "."], ev[ev == ","]
     if len(dots) and len(commas):
         i, j = commas.index[0], dots.index[0]
-        where.problems.append(f"{where.at(i, s[i])} has a decimal comma, but {where.row(j)} value {s[j]!r} has a "
-                              "decimal point; make the column consistent or set decimal: in the profile")
+        where.problems.append(
+            f"{where.at(i, s[i])} has a decimal comma, but {where.row(j)} value {s[j]!r} has a "
+            "decimal point; make the column consistent or set decimal: in the profile"
+        )
         return "."
     if len(dots) or len(commas):
         return "." if len(dots) else ","
@@ -405,9 +447,11 @@ def column_decimal(s: pd.Series, declared: str | None, where: Column) -> str:
     if len(amb):
         i = amb.index[0]
         t = txt[i].lstrip("+-")
-        where.problems.append(f"{where.at(i, s[i])} reads as {t} with a decimal point or {t.replace('.', '')} with "
-                              "a decimal comma, and no value of the column tells which; set decimal: '.' or ',' "
-                              "in the profile")
+        where.problems.append(
+            f"{where.at(i, s[i])} reads as {t} with a decimal point or {t.replace('.', '')} with "
+            "a decimal comma, and no value of the column tells which; set decimal: '.' or ',' "
+            "in the profile"
+        )
     return "."
 
 
@@ -426,8 +470,10 @@ def probability_scale(s: pd.Series, n: pd.Series, where: Column) -> pd.Series:
         frac = plain & (n > 0) & (n < 1)
         if frac.any():
             shown = "; ".join(f"{where.row(i)} {s[i]!r}, read as {s[i]} %" for i in frac[frac].index[:3])
-            where.notes.append(f"{where.fname}, column {where.header!r}: values above 1 make it a 0–100 column, yet "
-                               f"{int(frac.sum())} value(s) are below 1 ({shown}); check them")
+            where.notes.append(
+                f"{where.fname}, column {where.header!r}: values above 1 make it a 0–100 column, yet "
+                f"{int(frac.sum())} value(s) are below 1 ({shown}); check them"
+            )
         out = out.where(~plain, n / 100.0)
     return out
 
@@ -446,8 +492,10 @@ def column_date_order(s: pd.Series, where: Column) -> str | None:
     dmy, mdy = date_order_evidence(s)
     if len(dmy) and len(mdy):
         i, j = dmy[0], mdy[0]
-        where.problems.append(f"{where.at(i, s[i])} is day-first, but {where.row(j)} value {s[j]!r} is month-first; "
-                              "make the column consistent")
+        where.problems.append(
+            f"{where.at(i, s[i])} is day-first, but {where.row(j)} value {s[j]!r} is month-first; "
+            "make the column consistent"
+        )
         return None
     return "DMY" if len(dmy) else "MDY" if len(mdy) else None
 
@@ -480,8 +528,9 @@ def formats_in_order(formats: list[str], order: str | None) -> list[str]:
     return out
 
 
-def convert_column(s: pd.Series, kind: str, profile: dict, percent: bool = False,
-                   where: Column | None = None) -> pd.Series:
+def convert_column(
+    s: pd.Series, kind: str, profile: dict, percent: bool = False, where: Column | None = None
+) -> pd.Series:
     """Text in the contract's format: ISO dates, plain numbers, probabilities 0–1, true/false.
     Values that do not convert are kept as found (validation then reports them); values that convert
     only by a guess are errors in ``where.problems``."""
@@ -529,7 +578,9 @@ def _column_spec(entry) -> dict:
     return {"from": _alternatives(entry)}
 
 
-def _source_values(df: pd.DataFrame, lookup: dict[str, str], spec: dict) -> tuple[pd.Series | None, list[str]]:
+def _source_values(
+    df: pd.DataFrame, lookup: dict[str, str], spec: dict
+) -> tuple[pd.Series | None, list[str]]:
     """Row-wise first non-empty value among the spec's source headers that exist in the file."""
     present = [lookup[norm_header(n)] for n in spec["from"] if norm_header(n) in lookup]
     if not present:
@@ -556,7 +607,9 @@ def _apply_joins(df: pd.DataFrame, export: dict, lookups: dict[str, pd.DataFrame
         if other is None:
             continue
         on = next((c for c in df.columns if norm_header(c) == norm_header(j["column"])), None)
-        key = next((c for c in other.columns if norm_header(c) == norm_header(j.get("key", j["column"]))), None)
+        key = next(
+            (c for c in other.columns if norm_header(c) == norm_header(j.get("key", j["column"]))), None
+        )
         if on is None or key is None:
             continue
         loose = j.get("match") == "loose"
@@ -569,9 +622,16 @@ def _apply_joins(df: pd.DataFrame, export: dict, lookups: dict[str, pd.DataFrame
     return out
 
 
-def map_export(df: pd.DataFrame, export: dict, profile: dict, fname: str, lookups: dict[str, pd.DataFrame],
-               missing: list[str], problems: list[str] | None = None, notes: list[str] | None = None
-               ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
+def map_export(
+    df: pd.DataFrame,
+    export: dict,
+    profile: dict,
+    fname: str,
+    lookups: dict[str, pd.DataFrame],
+    missing: list[str],
+    problems: list[str] | None = None,
+    notes: list[str] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
     """One export → (canonical table, its source, history rows from per-stage date columns or None, their
     source). A source is a frame aligned with its table's rows holding, per canonical column, the
     value as written in the export (``<col>``) and its header (``<col>@``), plus ``_file`` and ``_row``
@@ -593,9 +653,11 @@ def map_export(df: pd.DataFrame, export: dict, profile: dict, fname: str, lookup
         values, present = _source_values(src, lookup, spec)
         if values is None:
             if canon in required:
-                missing.append(f"{fname} ({export['name']} export): required column {canon} needs header "
-                               f"{' or '.join(repr(n) for n in spec['from'])}, which the file lacks; "
-                               f"{_closest_header(spec['from'], list(df.columns))}")
+                missing.append(
+                    f"{fname} ({export['name']} export): required column {canon} needs header "
+                    f"{' or '.join(repr(n) for n in spec['from'])}, which the file lacks; "
+                    f"{_closest_header(spec['from'], list(df.columns))}"
+                )
             continue
         raw[canon] = values.str.strip()
         raw[canon + "@"] = headers[canon] = " / ".join(present)
@@ -608,17 +670,23 @@ def map_export(df: pd.DataFrame, export: dict, profile: dict, fname: str, lookup
         out[canon] = values
     for canon in required:
         if canon not in columns:
-            missing.append(f"{fname} ({export['name']} export): required column {canon} is not mapped by the profile")
+            missing.append(
+                f"{fname} ({export['name']} export): required column {canon} is not mapped by the profile"
+            )
     status = export.get("status")
     if status:
         keep = _apply_status(out, src, lookup, status, fname, export["name"], missing, problems, notes)
         out, raw, src = out[keep], raw[keep], src[keep]
-    file_order = file_date_order(out, table, src, hist_pattern=(export.get("history_from_columns") or {}).get("pattern"))
+    file_order = file_date_order(
+        out, table, src, hist_pattern=(export.get("history_from_columns") or {}).get("pattern")
+    )
     for canon in list(out.columns):
         col = table.column(canon)
         spec = _column_spec(columns.get(canon, []))
         where = Column(fname, headers.get(canon, canon), raw["_row"], problems, notes, file_order)
-        out[canon] = convert_column(out[canon], col.kind, profile, percent=bool(spec.get("percent")), where=where)
+        out[canon] = convert_column(
+            out[canon], col.kind, profile, percent=bool(spec.get("percent")), where=where
+        )
     for extra, entry in (export.get("extra_columns") or {}).items():
         values, _ = _source_values(src, lookup, _column_spec(entry))
         if values is not None:
@@ -626,12 +694,15 @@ def map_export(df: pd.DataFrame, export: dict, profile: dict, fname: str, lookup
     history = history_src = None
     hist = export.get("history_from_columns")
     if hist and "opportunity_id" in out.columns:
-        history, history_src = _history_from_columns(src, out["opportunity_id"], hist, profile, Column(fname, "", None, problems,
-                                                                                          notes, file_order))
+        history, history_src = _history_from_columns(
+            src, out["opportunity_id"], hist, profile, Column(fname, "", None, problems, notes, file_order)
+        )
     return out.reset_index(drop=True), raw.reset_index(drop=True), history, history_src
 
 
-def file_date_order(out: pd.DataFrame, table, src: pd.DataFrame, hist_pattern: str | None = None) -> str | None:
+def file_date_order(
+    out: pd.DataFrame, table, src: pd.DataFrame, hist_pattern: str | None = None
+) -> str | None:
     """'DMY' / 'MDY' when the export's date columns (mapped ones and per-stage history columns) show one
     order and none shows the other; None otherwise (each column then follows the profile)."""
     cols = [out[c] for c in out.columns if table.column(c).kind in ("date", "datetime")]
@@ -650,8 +721,10 @@ def _apply_status(out, src, lookup, status, fname, export_name, missing, problem
     left out with a note; a status the profile does not list is an error."""
     col = lookup.get(norm_header(status["column"]))
     if col is None:
-        missing.append(f"{fname} ({export_name} export): status column {status['column']!r} is missing; "
-                       f"{_closest_header([status['column']], list(src.columns))}")
+        missing.append(
+            f"{fname} ({export_name} export): status column {status['column']!r} is missing; "
+            f"{_closest_header([status['column']], list(src.columns))}"
+        )
         return pd.Series(True, index=out.index)
     v = src[col].str.strip().str.casefold()
     won = v.isin({str(x).casefold() for x in status.get("won", [])})
@@ -665,11 +738,17 @@ def _apply_status(out, src, lookup, status, fname, export_name, missing, problem
     for i in unknown[unknown].index[:5]:
         problems.append(f"{where.at(i, src.at[i, col].strip())} is not a status the profile knows ({listed})")
     if unknown.sum() > 5:
-        problems.append(f"{fname}: … and {int(unknown.sum()) - 5} more row(s) with a status the profile does not know")
+        problems.append(
+            f"{fname}: … and {int(unknown.sum()) - 5} more row(s) with a status the profile does not know"
+        )
     if dropped.any():
-        shown = ", ".join(where.row(i) for i in dropped[dropped].index[:5]) + (", …" if dropped.sum() > 5 else "")
-        notes.append(f"{fname}: left out {int(dropped.sum())} {'/'.join(map(str, status['drop']))} deal(s) "
-                     f"(column {col!r}: {shown})")
+        shown = ", ".join(where.row(i) for i in dropped[dropped].index[:5]) + (
+            ", …" if dropped.sum() > 5 else ""
+        )
+        notes.append(
+            f"{fname}: left out {int(dropped.sum())} {'/'.join(map(str, status['drop']))} deal(s) "
+            f"(column {col!r}: {shown})"
+        )
     out["is_won"] = won.map({True: "true", False: "false"}).where(known, "").astype(str)
     out["is_closed"] = (won | lost).map({True: "true", False: "false"}).where(known, "").astype(str)
     if "stage" in out.columns:
@@ -680,8 +759,9 @@ def _apply_status(out, src, lookup, status, fname, export_name, missing, problem
     return ~dropped
 
 
-def _history_from_columns(src: pd.DataFrame, ids: pd.Series, hist: dict, profile: dict,
-                          where: Column) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _history_from_columns(
+    src: pd.DataFrame, ids: pd.Series, hist: dict, profile: dict, where: Column
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One opportunity_history row per non-empty per-stage date cell (HubSpot's
     'Date entered "<stage> (<pipeline>)"' columns): opportunity_id, changed_at, stage."""
     pattern = re.compile(hist["pattern"])
@@ -696,25 +776,40 @@ def _history_from_columns(src: pd.DataFrame, ids: pd.Series, hist: dict, profile
         if not has.any():
             continue
         stage = m.group("stage")
-        at = Column(where.fname, col, cells.index.to_series() + 1, where.problems, where.notes, where.file_date_order)
-        parts.append(pd.DataFrame({
-            "opportunity_id": ids[has].values,
-            "changed_at": convert_column(cells[has], "datetime", profile, where=at).values,
-            "stage": str(smap.get(stage, stage)),
-            "_row": has[has].index + 1,
-            "_raw": cells[has].values,
-            "_header": col,
-        }))
+        at = Column(
+            where.fname, col, cells.index.to_series() + 1, where.problems, where.notes, where.file_date_order
+        )
+        parts.append(
+            pd.DataFrame(
+                {
+                    "opportunity_id": ids[has].values,
+                    "changed_at": convert_column(cells[has], "datetime", profile, where=at).values,
+                    "stage": str(smap.get(stage, stage)),
+                    "_row": has[has].index + 1,
+                    "_raw": cells[has].values,
+                    "_header": col,
+                }
+            )
+        )
     if not parts:
-        return pd.DataFrame(columns=["opportunity_id", "changed_at", "stage"]), pd.DataFrame(columns=["_file", "_row"])
-    h = pd.concat(parts, ignore_index=True).sort_values(["_row", "changed_at"], kind="stable").reset_index(drop=True)
-    raw = pd.DataFrame({"_file": where.fname, "_row": h["_row"], "changed_at": h["_raw"],
-                        "changed_at@": h["_header"]})
+        return pd.DataFrame(columns=["opportunity_id", "changed_at", "stage"]), pd.DataFrame(
+            columns=["_file", "_row"]
+        )
+    h = (
+        pd.concat(parts, ignore_index=True)
+        .sort_values(["_row", "changed_at"], kind="stable")
+        .reset_index(drop=True)
+    )
+    raw = pd.DataFrame(
+        {"_file": where.fname, "_row": h["_row"], "changed_at": h["_raw"], "changed_at@": h["_header"]}
+    )
     return h.drop(columns=["_row", "_raw", "_header"]), raw
 
 
 def _check_currency(df: pd.DataFrame, export: dict, currency: str, fname: str) -> str | None:
-    cols = [c for c in df.columns if norm_header(c) in {norm_header(x) for x in _alternatives(export["currency"])}]
+    cols = [
+        c for c in df.columns if norm_header(c) in {norm_header(x) for x in _alternatives(export["currency"])}
+    ]
     if not cols:
         return None
     vals = df[cols[0]].str.strip()
@@ -722,12 +817,16 @@ def _check_currency(df: pd.DataFrame, export: dict, currency: str, fname: str) -
     if other.empty:
         return None
     counts = ", ".join(f"{k}: {v}" for k, v in other.value_counts().items())
-    return (f"{fname}: {len(other)} row(s) are not in {currency} ({counts}); their amounts are imported "
-            "as they are, not converted — filter the export or convert first")
+    return (
+        f"{fname}: {len(other)} row(s) are not in {currency} ({counts}); their amounts are imported "
+        "as they are, not converted — filter the export or convert first"
+    )
 
 
 CURRENCY_SYMBOLS = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY"}
-CURRENCY_IN_TEXT = re.compile(r"^\s*(?P<pre>[A-Z]{3}|[$€£¥])\s?[-+(\d.,]|[\d.,)]\s?(?P<post>[A-Z]{3}|[$€£¥])\s*$")
+CURRENCY_IN_TEXT = re.compile(
+    r"^\s*(?P<pre>[A-Z]{3}|[$€£¥])\s?[-+(\d.,]|[\d.,)]\s?(?P<post>[A-Z]{3}|[$€£¥])\s*$"
+)
 
 
 def _currency_of(text: str, dataset_currency: str) -> str | None:
@@ -755,10 +854,12 @@ def _currency_in_amounts(source: pd.DataFrame, table, currency: str) -> list[str
         i = other.index[0]
         counts = ", ".join(f"{k}: {v}" for k, v in other.value_counts().items())
         r = int(source.at[i, "_row"])
-        notes.append(f"{source.at[i, '_file']}, column {source.at[i, col.name + '@']!r}: {len(other)} amount(s) are "
-                     f"written in another currency than {currency} ({counts}; e.g. row {r} (line {r + 1}) "
-                     f"{source.at[i, col.name]!r}); they are imported as they are, not converted — filter the "
-                     "export or convert first")
+        notes.append(
+            f"{source.at[i, '_file']}, column {source.at[i, col.name + '@']!r}: {len(other)} amount(s) are "
+            f"written in another currency than {currency} ({counts}; e.g. row {r} (line {r + 1}) "
+            f"{source.at[i, col.name]!r}); they are imported as they are, not converted — filter the "
+            "export or convert first"
+        )
     return notes
 
 
@@ -776,12 +877,15 @@ def map_files(profile: dict, files: list[Path]) -> tuple[Mapped, dict[str, Path]
         if export.get("ignore"):
             continue
         if not len(frames[path]):
-            raise ImportProblem(f"{path.name} has no data rows (a header only, or report footer lines); export it "
-                                "again with its rows")
+            raise ImportProblem(
+                f"{path.name} has no data rows (a header only, or report footer lines); export it "
+                "again with its rows"
+            )
         if not export.get("table"):
             continue
-        table, table_src, history, history_src = map_export(frames[path], export, profile, path.name, lookups,
-                                                            missing, problems, mapped.notes)
+        table, table_src, history, history_src = map_export(
+            frames[path], export, profile, path.name, lookups, missing, problems, mapped.notes
+        )
         mapped.add(export["table"], table, table_src)
         if history is not None and len(history):
             mapped.add("opportunity_history", history, history_src)
@@ -795,14 +899,19 @@ def map_files(profile: dict, files: list[Path]) -> tuple[Mapped, dict[str, Path]
             f"Cannot import with profile {profile['name']!r}: {len(missing)} required column(s) unmapped:\n"
             + "\n".join(f"  - {m}" for m in missing)
             + "\nAdd the column(s) to the export, or copy the profile and map your header names "
-              "(see docs/data-contract.md, 'Profiles').")
+            "(see docs/data-contract.md, 'Profiles')."
+        )
     if problems:
-        raise ImportProblem(f"Cannot import with profile {profile['name']!r}: {len(problems)} value(s) cannot be "
-                            "read without guessing:\n" + "\n".join(f"  - {p}" for p in problems))
+        raise ImportProblem(
+            f"Cannot import with profile {profile['name']!r}: {len(problems)} value(s) cannot be "
+            "read without guessing:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
     if "opportunities" not in mapped.tables:
         needs = [e["name"] for e in profile["exports"] if e.get("table") == "opportunities"]
-        raise ImportProblem(f"No opportunities export among the files: the {profile['name']!r} profile needs "
-                            f"a {' or '.join(repr(n) for n in needs)} export.")
+        raise ImportProblem(
+            f"No opportunities export among the files: the {profile['name']!r} profile needs "
+            f"a {' or '.join(repr(n) for n in needs)} export."
+        )
     return mapped, kinds, rows
 
 
@@ -830,6 +939,7 @@ def _finish_opportunities(opp: pd.DataFrame, cfg) -> pd.DataFrame:
 def _latest_date(tables: dict[str, pd.DataFrame]) -> str | None:
     """The latest recorded event: created dates, close dates of closed deals, last activities and history
     changes. Expected close dates of open deals lie in the future and are left out."""
+
     def iso(s: pd.Series) -> pd.Series:
         return pd.to_datetime(s.where(s != "", None), format="ISO8601", errors="coerce")
 
@@ -839,7 +949,9 @@ def _latest_date(tables: dict[str, pd.DataFrame]) -> str | None:
         if c in opp.columns:
             dates.append(iso(opp[c]).max())
     if "close_date" in opp.columns:
-        closed = opp["is_closed"] == "true" if "is_closed" in opp.columns else pd.Series(False, index=opp.index)
+        closed = (
+            opp["is_closed"] == "true" if "is_closed" in opp.columns else pd.Series(False, index=opp.index)
+        )
         dates.append(iso(opp.loc[closed, "close_date"]).max())
     hist = tables.get("opportunity_history")
     if hist is not None and "changed_at" in hist.columns:
@@ -864,9 +976,11 @@ def _previous_import(to: Path) -> dict:
         if not isinstance(src, dict) or src.get("imported_by") != "revops import":
             why = "its dataset.yml has no 'source: imported_by: revops import'"
     if why:
-        raise ImportProblem(f"{to} was not written by `revops import` ({why}); --force only replaces a folder "
-                            "that an import wrote. Choose a new --to folder (e.g. data/<name>), or move the "
-                            "folder away yourself.")
+        raise ImportProblem(
+            f"{to} was not written by `revops import` ({why}); --force only replaces a folder "
+            "that an import wrote. Choose a new --to folder (e.g. data/<name>), or move the "
+            "folder away yourself."
+        )
     return src
 
 
@@ -888,20 +1002,24 @@ def _carried_over(to: Path, previous: dict, writes: list[str]) -> list[Path]:
         else:
             foreign.append(p.name + ("/" if p.is_dir() else ""))
     if foreign:
-        raise ImportProblem(f"{to} holds file(s) not written by the import: {', '.join(foreign)}. --force "
-                            "would delete them; move them out of the folder (or import into another --to).")
+        raise ImportProblem(
+            f"{to} holds file(s) not written by the import: {', '.join(foreign)}. --force "
+            "would delete them; move them out of the folder (or import into another --to)."
+        )
     return keep
 
 
-def import_files(profile: str | Path | dict, files, to: str | Path, force: bool = False,
-                 as_of: str | None = None) -> Path:
+def import_files(
+    profile: str | Path | dict, files, to: str | Path, force: bool = False, as_of: str | None = None
+) -> Path:
     """Import export ``files`` through ``profile`` into the dataset folder ``to``; return its path (see
     ``import_with_sources``)."""
     return import_with_sources(profile, files, to, force, as_of)[0]
 
 
-def import_with_sources(profile: str | Path | dict, files, to: str | Path, force: bool = False,
-                        as_of: str | None = None) -> tuple[Path, dict[str, tuple[pd.DataFrame, pd.DataFrame]]]:
+def import_with_sources(
+    profile: str | Path | dict, files, to: str | Path, force: bool = False, as_of: str | None = None
+) -> tuple[Path, dict[str, tuple[pd.DataFrame, pd.DataFrame]]]:
     """Import export ``files`` through ``profile`` into the dataset folder ``to``; return its path.
 
     ``as_of`` is the export date written to dataset.yml (default: the profile's rule, normally the
@@ -916,13 +1034,17 @@ def import_with_sources(profile: str | Path | dict, files, to: str | Path, force
             raise ImportProblem(f"{f}: no such file")
     to = Path(to)
     if to.exists() and not force:
-        raise ImportProblem(f"{to} already exists; pass --force to replace it (input files are never touched)")
+        raise ImportProblem(
+            f"{to} already exists; pass --force to replace it (input files are never touched)"
+        )
     if to.exists() and not to.is_dir():
         raise ImportProblem(f"{to} exists and is not a folder; choose another --to")
     target = to.resolve()
     inside = [f for f in files if target == f.resolve().parent or target in f.resolve().parents]
     if inside:
-        raise ImportProblem(f"input file {inside[0]} is inside the output folder {to}; import into another folder")
+        raise ImportProblem(
+            f"input file {inside[0]} is inside the output folder {to}; import into another folder"
+        )
     previous = _previous_import(to) if to.exists() else None
     cfg = parse_config(_dataset_block(prof["dataset"]), where=f"profile {prof['name']}: dataset")
     hashes = {f: sha256_file(f) for f in files}
@@ -945,16 +1067,20 @@ def import_with_sources(profile: str | Path | dict, files, to: str | Path, force
     ds["source"] = {
         "profile": prof["name"] if prof.get("_builtin") else str(prof.get("_path", prof["name"])),
         "imported_by": "revops import",
-        "files": [{"file": f.name, "export": kind_of.get(f), "rows": rows.get(kind_of.get(f)),
-                   "sha256": hashes[f]} for f in files],
+        "files": [
+            {"file": f.name, "export": kind_of.get(f), "rows": rows.get(kind_of.get(f)), "sha256": hashes[f]}
+            for f in files
+        ],
     }
     writes = [f"{t}.csv" for t in tables] + ["dataset.yml"]
     kept = _carried_over(to, previous, writes) if previous is not None else []
     ds["source"]["wrote"] = writes
     if kept:
         ds["source"]["kept"] = [p.name for p in kept]
-        mapped.notes.append(f"kept {', '.join(p.name for p in kept)} from the previous {to.name} (not produced "
-                            "by this import; added by hand)")
+        mapped.notes.append(
+            f"kept {', '.join(p.name for p in kept)} from the previous {to.name} (not produced "
+            "by this import; added by hand)"
+        )
     if mapped.notes:
         ds["source"]["notes"] = list(mapped.notes)
     parse_config(ds, where="dataset.yml")
@@ -966,7 +1092,9 @@ def import_with_sources(profile: str | Path | dict, files, to: str | Path, force
             shutil.copy2(p, tmp / p.name)
         (tmp / "dataset.yml").write_text(
             f"# Written by `revops import --profile {prof['name']}`; edit stages, probabilities and targets freely.\n"
-            + yaml.safe_dump(ds, sort_keys=False, allow_unicode=True), encoding="utf-8")
+            + yaml.safe_dump(ds, sort_keys=False, allow_unicode=True),
+            encoding="utf-8",
+        )
         for f, h in hashes.items():  # the inputs must be exactly as read
             if sha256_file(f) != h:
                 raise ImportProblem(f"{f} changed while it was being imported; try again")
@@ -990,9 +1118,14 @@ def in_export_terms(problem, sources: dict[str, tuple[pd.DataFrame, pd.DataFrame
         if col != problem.column and raw and conv and raw != conv and conv[:10] in expected:
             expected = expected.replace(conv if conv in expected else conv[:10], repr(raw))
     raw = src.at[i, problem.column]
-    return replace(problem, file=str(src.at[i, "_file"]), row=int(src.at[i, "_row"]),
-                   column=str(src.at[i, problem.column + "@"]), value=raw if raw != "" else problem.value,
-                   expected=f"{expected} ({problem.file} row {problem.row}, {problem.column})")
+    return replace(
+        problem,
+        file=str(src.at[i, "_file"]),
+        row=int(src.at[i, "_row"]),
+        column=str(src.at[i, problem.column + "@"]),
+        value=raw if raw != "" else problem.value,
+        expected=f"{expected} ({problem.file} row {problem.row}, {problem.column})",
+    )
 
 
 def validate_in_export_terms(folder: Path, sources) -> tuple[int, str]:
@@ -1004,8 +1137,11 @@ def validate_in_export_terms(folder: Path, sources) -> tuple[int, str]:
         load(folder)
     except DataValidationError as exc:
         problems = [in_export_terms(p, sources) for p in exc.problems]
-        return 1, format_problems(problems, title=f"Dataset {folder} has {len(problems)} error(s) (rows, columns "
-                                                  "and values as in the export files):")
+        return 1, format_problems(
+            problems,
+            title=f"Dataset {folder} has {len(problems)} error(s) (rows, columns "
+            "and values as in the export files):",
+        )
     except Exception:  # noqa: BLE001 - validate_report states every other failure
         pass
     return validate_report(folder)
@@ -1014,8 +1150,13 @@ def validate_in_export_terms(folder: Path, sources) -> tuple[int, str]:
 def cli(args) -> int:
     """``revops import --profile P --to data/NAME FILES…``: import, then validate the result."""
     try:
-        out, sources = import_with_sources(args.profile, args.files, args.to, force=getattr(args, "force", False),
-                           as_of=getattr(args, "as_of", None))
+        out, sources = import_with_sources(
+            args.profile,
+            args.files,
+            args.to,
+            force=getattr(args, "force", False),
+            as_of=getattr(args, "as_of", None),
+        )
     except (ImportProblem, ProfileError) as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -1023,7 +1164,9 @@ def cli(args) -> int:
     for note in ds.get("source", {}).get("notes", []):
         print(f"note: {note}")
     written = ", ".join(sorted(p.name for p in out.glob("*.csv")))
-    print(f"Imported {len(args.files)} file(s) with profile {args.profile!r} into {out}: {written}, dataset.yml")
+    print(
+        f"Imported {len(args.files)} file(s) with profile {args.profile!r} into {out}: {written}, dataset.yml"
+    )
     code, text = validate_in_export_terms(out, sources)
     print(text)
     return code

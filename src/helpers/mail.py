@@ -53,8 +53,10 @@ class SmtpSettings:
     sender: str
 
     def __repr__(self) -> str:  # never show the password
-        return (f"SmtpSettings(host={self.host!r}, port={self.port}, security={self.security!r}, "
-                f"user={self.user!r}, password={'***' if self.password else None}, sender={self.sender!r})")
+        return (
+            f"SmtpSettings(host={self.host!r}, port={self.port}, security={self.security!r}, "
+            f"user={self.user!r}, password={'***' if self.password else None}, sender={self.sender!r})"
+        )
 
     __str__ = __repr__
 
@@ -64,8 +66,10 @@ def smtp_settings(env=None) -> SmtpSettings:
     env = os.environ if env is None else env
     host = env.get("REVOPS_SMTP_HOST", "").strip()
     if not host:
-        raise MailError("--send needs REVOPS_SMTP_HOST (and usually REVOPS_SMTP_USER, REVOPS_SMTP_PASSWORD, "
-                        "REVOPS_MAIL_FROM) in the environment")
+        raise MailError(
+            "--send needs REVOPS_SMTP_HOST (and usually REVOPS_SMTP_USER, REVOPS_SMTP_PASSWORD, "
+            "REVOPS_MAIL_FROM) in the environment"
+        )
     security = env.get("REVOPS_SMTP_SECURITY", "starttls").strip().lower() or "starttls"
     if security not in ("starttls", "ssl", "none"):
         raise MailError(f"REVOPS_SMTP_SECURITY must be starttls, ssl or none, got {security!r}")
@@ -90,10 +94,16 @@ def parse_recipients(text: str) -> list[str]:
 
 
 def plain_text(summary: dict, packs: list[dict]) -> str:
-    lines = [f"Monthly sales report — {summary['period']}",
-             f"{summary['dataset']['name']} · data as of {summary['as_of']}"
-             + (f" · change against {summary['previous_period']['period']}" if summary.get("previous_period")
-                else ""), ""]
+    lines = [
+        f"Monthly sales report — {summary['period']}",
+        f"{summary['dataset']['name']} · data as of {summary['as_of']}"
+        + (
+            f" · change against {summary['previous_period']['period']}"
+            if summary.get("previous_period")
+            else ""
+        ),
+        "",
+    ]
     for nb in packs:
         lines.append(nb["title"])
         lines.append("-" * len(nb["title"]))
@@ -121,8 +131,10 @@ def build_message(period_dir: Path, recipients: list[str], sender: str = "revops
     period_dir = Path(period_dir)
     summary = read_summary(period_dir / "summary.json")
     if not summary:
-        raise MailError(f"no monthly report in {period_dir} (summary.json missing); run "
-                        f"`revops report monthly --period {period_dir.name}` first")
+        raise MailError(
+            f"no monthly report in {period_dir} (summary.json missing); run "
+            f"`revops report monthly --period {period_dir.name}` first"
+        )
     subject = f"Monthly sales report — {summary['period']} ({summary['dataset']['name']})"
     packs, charts = [], []
     for nb in summary["notebooks"]:
@@ -137,8 +149,10 @@ def build_message(period_dir: Path, recipients: list[str], sender: str = "revops
         packs.append(entry)
     html = inline_css(render_template("email.html.j2", s=summary, packs=packs, subject=subject))
     if len(html.encode()) > MAX_HTML_BYTES:
-        raise MailError(f"the email body is {len(html.encode()) / 1000:.0f} KB; mail clients clip past "
-                        f"{MAX_HTML_BYTES / 1000:.0f} KB")
+        raise MailError(
+            f"the email body is {len(html.encode()) / 1000:.0f} KB; mail clients clip past "
+            f"{MAX_HTML_BYTES / 1000:.0f} KB"
+        )
     msg = EmailMessage()
     msg["Subject"] = subject
     msg["From"] = sender
@@ -149,11 +163,17 @@ def build_message(period_dir: Path, recipients: list[str], sender: str = "revops
     msg.add_alternative(html, subtype="html")
     html_part = msg.get_payload()[1]
     for cid, png, fname in charts:
-        html_part.add_related(png, maintype="image", subtype="png", cid=cid, filename=fname, disposition="inline")
+        html_part.add_related(
+            png, maintype="image", subtype="png", cid=cid, filename=fname, disposition="inline"
+        )
     for nb in summary["notebooks"]:
         if nb.get("html") and (period_dir / nb["html"]).exists():
-            msg.add_attachment((period_dir / nb["html"]).read_bytes(), maintype="text", subtype="html",
-                               filename=f"{summary['period']}-{nb['html']}")
+            msg.add_attachment(
+                (period_dir / nb["html"]).read_bytes(),
+                maintype="text",
+                subtype="html",
+                filename=f"{summary['period']}-{nb['html']}",
+            )
     return msg
 
 
@@ -191,10 +211,15 @@ def cli(args) -> int:
         return 2
     html = msg.get_body(("html",)).get_content()
     n_att = sum(1 for _ in msg.iter_attachments())
-    n_img = len([p for p in msg.get_body(("related",)).iter_parts() if p.get_content_maintype() == "image"]) \
-        if msg.get_body(("related",)) else 0
-    info = (f"subject {msg['Subject']!r}; HTML body {len(html.encode()) / 1000:.1f} KB, {n_img} inline chart(s), "
-            f"{n_att} report(s) attached")
+    n_img = (
+        len([p for p in msg.get_body(("related",)).iter_parts() if p.get_content_maintype() == "image"])
+        if msg.get_body(("related",))
+        else 0
+    )
+    info = (
+        f"subject {msg['Subject']!r}; HTML body {len(html.encode()) / 1000:.1f} KB, {n_img} inline chart(s), "
+        f"{n_att} report(s) attached"
+    )
     if not args.send:
         eml = write_text_atomic(period_dir / EML_NAME, msg.as_string())
         print(f"Dry run: wrote {eml} ({info}). Add --send to send it to {', '.join(recipients)}.")
@@ -202,8 +227,11 @@ def cli(args) -> int:
     try:
         send(msg, settings)
     except (smtplib.SMTPException, OSError) as exc:
-        print(f"revops email: sending via {settings.host}:{settings.port} ({settings.security}) failed: "
-              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        print(
+            f"revops email: sending via {settings.host}:{settings.port} ({settings.security}) failed: "
+            f"{type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
         return 1
     print(f"Sent to {', '.join(recipients)} via {settings.host}:{settings.port} ({info}).")
     return 0

@@ -31,8 +31,11 @@ def normalized_history(history: pd.DataFrame | None, opps: pd.DataFrame, config)
     """History sorted by deal and time with every field carried forward within the deal, plus
     synthetic rows for deals that have none (see the module docstring)."""
     cols = ["opportunity_id", "changed_at", *FIELDS]
-    h = (history if history is not None  # no copy: filtering makes a new frame (copy-on-write)
-         else pd.DataFrame({c: pd.Series(dtype="str") for c in ("opportunity_id", "stage")}))
+    h = (
+        history
+        if history is not None  # no copy: filtering makes a new frame (copy-on-write)
+        else pd.DataFrame({c: pd.Series(dtype="str") for c in ("opportunity_id", "stage")})
+    )
     h = h[isin(h["opportunity_id"], opps["opportunity_id"])]
     if "changed_at" not in h.columns:
         h["changed_at"] = pd.Series(dtype="datetime64[us]")
@@ -46,16 +49,29 @@ def normalized_history(history: pd.DataFrame | None, opps: pd.DataFrame, config)
     if len(missing):
         first_open = config.open_stages[0] if config.open_stages else None
         closed = _flag(missing["is_closed"])
-        start_rows = pd.DataFrame({
-            "opportunity_id": missing["opportunity_id"], "changed_at": missing["created_date"],
-            "stage": missing["stage"].where(~closed, first_open),
-            "amount": missing["amount"], "close_date": missing["close_date"], "probability": np.nan,
-            "forecast_category": missing.get("forecast_category", np.nan)})
+        start_rows = pd.DataFrame(
+            {
+                "opportunity_id": missing["opportunity_id"],
+                "changed_at": missing["created_date"],
+                "stage": missing["stage"].where(~closed, first_open),
+                "amount": missing["amount"],
+                "close_date": missing["close_date"],
+                "probability": np.nan,
+                "forecast_category": missing.get("forecast_category", np.nan),
+            }
+        )
         end_src = missing[closed]
-        end_rows = pd.DataFrame({
-            "opportunity_id": end_src["opportunity_id"], "changed_at": end_src["close_date"],
-            "stage": end_src["stage"], "amount": end_src["amount"], "close_date": end_src["close_date"],
-            "probability": np.nan, "forecast_category": end_src.get("forecast_category", np.nan)})
+        end_rows = pd.DataFrame(
+            {
+                "opportunity_id": end_src["opportunity_id"],
+                "changed_at": end_src["close_date"],
+                "stage": end_src["stage"],
+                "amount": end_src["amount"],
+                "close_date": end_src["close_date"],
+                "probability": np.nan,
+                "forecast_category": end_src.get("forecast_category", np.nan),
+            }
+        )
         h = pd.concat([h[cols], start_rows, end_rows], ignore_index=True)
     h = h[cols]
     h["changed_at"] = pd.to_datetime(h["changed_at"]).astype("datetime64[us]")
@@ -67,7 +83,9 @@ def normalized_history(history: pd.DataFrame | None, opps: pd.DataFrame, config)
     order = np.lexsort((when, deal))
     h = h.iloc[order].reset_index(drop=True)
     key = deal[order].astype("float64")
-    key[h["opportunity_id"].isna().to_numpy()] = np.nan  # like groupby("opportunity_id"): no group for a missing id
+    key[h["opportunity_id"].isna().to_numpy()] = (
+        np.nan
+    )  # like groupby("opportunity_id"): no group for a missing id
     h[list(FIELDS)] = h[list(FIELDS)].groupby(key).ffill()
     return h
 
@@ -94,7 +112,8 @@ def replay(history: pd.DataFrame | None, opps: pd.DataFrame, config, dates) -> p
     base_cols = [c for c in ("opportunity_id", "owner", "created_date") if c in opps.columns]
     base = opps[base_cols]
     grid = pd.concat(
-        [base[base["created_date"] <= d].assign(snapshot_date=d) for d in dates], ignore_index=True)
+        [base[base["created_date"] <= d].assign(snapshot_date=d) for d in dates], ignore_index=True
+    )
     grid["snapshot_date"] = grid["snapshot_date"].astype("datetime64[us]")
     grid["_cut"] = grid["snapshot_date"] + pd.Timedelta(days=1)
     grid = grid.sort_values("_cut", kind="stable")
@@ -106,9 +125,13 @@ def replay(history: pd.DataFrame | None, opps: pd.DataFrame, config, dates) -> p
         for f in FIELDS:
             snap.loc[nomatch, f] = snap.loc[nomatch, "opportunity_id"].map(first[f])
     codes, stages = pd.factorize(snap["stage"])  # the stage default per distinct stage, not per row
-    default_of = np.append(stages.map(config.probabilities).to_numpy(dtype="float64", na_value=np.nan), np.nan)
+    default_of = np.append(
+        stages.map(config.probabilities).to_numpy(dtype="float64", na_value=np.nan), np.nan
+    )
     default = pd.Series(default_of[codes], index=snap.index)
-    snap["probability"] = pd.to_numeric(snap["probability"], errors="coerce").astype("float64").fillna(default)
+    snap["probability"] = (
+        pd.to_numeric(snap["probability"], errors="coerce").astype("float64").fillna(default)
+    )
     snap["amount"] = pd.to_numeric(snap["amount"], errors="coerce").astype("float64")
     snap["is_open"], snap["is_won"], snap["is_lost"] = _status(snap["stage"], config)
     snap = snap.drop(columns=["_cut", "changed_at"])
@@ -127,8 +150,15 @@ def _last_change_before_cut(grid: pd.DataFrame, h: pd.DataFrame, opps: pd.DataFr
         deal_ids = pd.Series(opps["opportunity_id"].unique())
         g = grid.assign(_deal=positions(grid["opportunity_id"], deal_ids))
         right = h.assign(_deal=positions(h["opportunity_id"], deal_ids)).drop(columns="opportunity_id")
-        snap = pd.merge_asof(g, right.sort_values("changed_at", kind="stable"), left_on="_cut",
-                             right_on="changed_at", by="_deal", allow_exact_matches=False, direction="backward")
+        snap = pd.merge_asof(
+            g,
+            right.sort_values("changed_at", kind="stable"),
+            left_on="_cut",
+            right_on="changed_at",
+            by="_deal",
+            allow_exact_matches=False,
+            direction="backward",
+        )
         return snap.drop(columns="_deal")
     deal_ids = pd.Series(opps["opportunity_id"].unique())
     left_deal = positions(grid["opportunity_id"], deal_ids)
@@ -169,8 +199,15 @@ def weekly_dates(start, end) -> list[pd.Timestamp]:
 # --------------------------------------------------------------------------------------------------
 # pipeline on the same day of earlier quarters; forecast accuracy
 # --------------------------------------------------------------------------------------------------
-def pipeline_same_day(history, opps: pd.DataFrame, config, cal: FiscalCalendar, as_of,
-                      n_quarters: int = 4, next_quarter: bool = False) -> pd.DataFrame:
+def pipeline_same_day(
+    history,
+    opps: pd.DataFrame,
+    config,
+    cal: FiscalCalendar,
+    as_of,
+    n_quarters: int = 4,
+    next_quarter: bool = False,
+) -> pd.DataFrame:
     """The pipeline on the same day of the current and ``n_quarters`` earlier fiscal quarters.
 
     For quarter k, the snapshot date is quarter_start_k + (as_of − current quarter start) (capped at the
@@ -195,11 +232,18 @@ def pipeline_same_day(history, opps: pd.DataFrame, config, cal: FiscalCalendar, 
         amt = open_q["amount"].fillna(0)
         won_td = s.loc[s["is_won"] & in_q, "amount"].fillna(0).sum()
         final = opps[is_won(opps) & (opps["close_date"] >= qs) & (opps["close_date"] <= qe)]
-        rows.append({"quarter": label, "snapshot_date": d, "won_to_date": float(won_td),
-                     "open_deals": int(len(open_q)), "open_in_quarter": float(amt.sum()),
-                     "weighted": float((amt * open_q["probability"].fillna(0)).sum()),
-                     "final_won": float(_amount(final).sum()) if qe <= as_of else math.nan,
-                     "complete": bool(qe <= as_of)})
+        rows.append(
+            {
+                "quarter": label,
+                "snapshot_date": d,
+                "won_to_date": float(won_td),
+                "open_deals": int(len(open_q)),
+                "open_in_quarter": float(amt.sum()),
+                "weighted": float((amt * open_q["probability"].fillna(0)).sum()),
+                "final_won": float(_amount(final).sum()) if qe <= as_of else math.nan,
+                "complete": bool(qe <= as_of),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -217,10 +261,20 @@ def forecast_accuracy(history, opps: pd.DataFrame, config, start, end) -> pd.Dat
     snaps = snaps.assign(
         won_part=amt.where(snaps["is_won"] & in_p, 0.0),
         open_part=(amt * snaps["probability"].fillna(0)).where(snaps["is_open"] & in_p, 0.0),
-        unweighted=amt.where(snaps["is_open"] & in_p, 0.0))
-    g = snaps.groupby("snapshot_date").agg(won_to_date=("won_part", "sum"), weighted_open=("open_part", "sum"),
-                                           open_pipeline=("unweighted", "sum")).reset_index()
-    actual = float(_amount(opps[is_won(opps) & (opps["close_date"] >= start) & (opps["close_date"] <= end)]).sum())
+        unweighted=amt.where(snaps["is_open"] & in_p, 0.0),
+    )
+    g = (
+        snaps.groupby("snapshot_date")
+        .agg(
+            won_to_date=("won_part", "sum"),
+            weighted_open=("open_part", "sum"),
+            open_pipeline=("unweighted", "sum"),
+        )
+        .reset_index()
+    )
+    actual = float(
+        _amount(opps[is_won(opps) & (opps["close_date"] >= start) & (opps["close_date"] <= end)]).sum()
+    )
     g["forecast"] = g["won_to_date"] + g["weighted_open"]
     g["actual"] = actual
     g["error"] = g["forecast"] - actual
@@ -231,8 +285,17 @@ def forecast_accuracy(history, opps: pd.DataFrame, config, start, end) -> pd.Dat
 # --------------------------------------------------------------------------------------------------
 # waterfall
 # --------------------------------------------------------------------------------------------------
-WATERFALL_TERMS = ("opening", "created", "pulled_in", "pushed_out", "increased", "decreased", "won", "lost",
-                   "closing")
+WATERFALL_TERMS = (
+    "opening",
+    "created",
+    "pulled_in",
+    "pushed_out",
+    "increased",
+    "decreased",
+    "won",
+    "lost",
+    "closing",
+)
 
 
 def waterfall_deals(history, opps: pd.DataFrame, config, start, end, as_of=None) -> pd.DataFrame:
@@ -273,19 +336,31 @@ def waterfall_deals(history, opps: pd.DataFrame, config, start, end, as_of=None)
     enters = ~in0 & (in1 | won | lost)
     pushed = in0 & ~in1 & ~won & ~lost
     change = (a1 - a0).where(in0, 0.0)
-    out = pd.DataFrame({
-        "opening": a0.where(in0, 0.0),
-        "created": a1.where(enters & ~exists0, 0.0),
-        "pulled_in": a1.where(enters & exists0, 0.0),
-        "pushed_out": a1.where(pushed, 0.0),
-        "increased": change.clip(lower=0),
-        "decreased": (-change).clip(lower=0),
-        "won": a1.where(won, 0.0),
-        "lost": a1.where(lost, 0.0),
-        "closing": a1.where(in1, 0.0),
-    }, index=d.index)
-    flags = {"opening": in0, "created": enters & ~exists0, "pulled_in": enters & exists0, "pushed_out": pushed,
-             "increased": change > 0, "decreased": change < 0, "won": won, "lost": lost, "closing": in1}
+    out = pd.DataFrame(
+        {
+            "opening": a0.where(in0, 0.0),
+            "created": a1.where(enters & ~exists0, 0.0),
+            "pulled_in": a1.where(enters & exists0, 0.0),
+            "pushed_out": a1.where(pushed, 0.0),
+            "increased": change.clip(lower=0),
+            "decreased": (-change).clip(lower=0),
+            "won": a1.where(won, 0.0),
+            "lost": a1.where(lost, 0.0),
+            "closing": a1.where(in1, 0.0),
+        },
+        index=d.index,
+    )
+    flags = {
+        "opening": in0,
+        "created": enters & ~exists0,
+        "pulled_in": enters & exists0,
+        "pushed_out": pushed,
+        "increased": change > 0,
+        "decreased": change < 0,
+        "won": won,
+        "lost": lost,
+        "closing": in1,
+    }
     for t, m in flags.items():
         out[f"n_{t}"] = m.astype(bool)
     out["stage_0"], out["stage_1"] = d["stage_0"], d["stage_1"]
@@ -300,11 +375,27 @@ def waterfall_deals(history, opps: pd.DataFrame, config, start, end, as_of=None)
 def waterfall(deals: pd.DataFrame) -> pd.DataFrame:
     """The waterfall steps (signed amount and deals) from ``waterfall_deals``; the last row ``check`` is
     opening + created + pulled in − pushed out + increased − decreased − won − lost − closing (= 0)."""
-    sign = {"opening": 1, "created": 1, "pulled_in": 1, "pushed_out": -1, "increased": 1, "decreased": -1,
-            "won": -1, "lost": -1}
-    labels = {"opening": "Opening pipeline", "created": "Created", "pulled_in": "Pulled in",
-              "pushed_out": "Pushed out", "increased": "Amount increased", "decreased": "Amount decreased",
-              "won": "Won", "lost": "Lost", "closing": "Closing pipeline"}
+    sign = {
+        "opening": 1,
+        "created": 1,
+        "pulled_in": 1,
+        "pushed_out": -1,
+        "increased": 1,
+        "decreased": -1,
+        "won": -1,
+        "lost": -1,
+    }
+    labels = {
+        "opening": "Opening pipeline",
+        "created": "Created",
+        "pulled_in": "Pulled in",
+        "pushed_out": "Pushed out",
+        "increased": "Amount increased",
+        "decreased": "Amount decreased",
+        "won": "Won",
+        "lost": "Lost",
+        "closing": "Closing pipeline",
+    }
     rows = []
     for t in WATERFALL_TERMS:
         total = float(deals[t].sum()) if len(deals) else 0.0
@@ -313,8 +404,10 @@ def waterfall(deals: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     flows = out[out["term"] != "closing"]["amount"].sum()
     check = flows - out.loc[out["term"] == "closing", "amount"].iloc[0]
-    return pd.concat([out, pd.DataFrame([{"step": "check (should be 0)", "term": "check", "amount": check,
-                                          "deals": 0}])], ignore_index=True)
+    return pd.concat(
+        [out, pd.DataFrame([{"step": "check (should be 0)", "term": "check", "amount": check, "deals": 0}])],
+        ignore_index=True,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -339,11 +432,23 @@ def slipped_deals(history, opps: pd.DataFrame, config, start, end) -> pd.DataFra
     deal's current stage, amount and owner; open deals first, then most pushed first."""
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     ch = close_date_changes(history, opps, config)
-    ch = ch[(ch["changed_at"] >= start) & (ch["changed_at"] < end + pd.Timedelta(days=1)) & (ch["days_moved"] > 0)]
-    g = ch.sort_values("changed_at").groupby("opportunity_id").agg(
-        times_pushed=("days_moved", "count"), days_pushed=("days_moved", "sum"),
-        original_close_date=("from_date", "first"), latest_close_date=("to_date", "last")).reset_index()
-    cols = [c for c in ("opportunity_id", "account", "owner", "stage", "amount", "is_closed") if c in opps.columns]
+    ch = ch[
+        (ch["changed_at"] >= start) & (ch["changed_at"] < end + pd.Timedelta(days=1)) & (ch["days_moved"] > 0)
+    ]
+    g = (
+        ch.sort_values("changed_at")
+        .groupby("opportunity_id")
+        .agg(
+            times_pushed=("days_moved", "count"),
+            days_pushed=("days_moved", "sum"),
+            original_close_date=("from_date", "first"),
+            latest_close_date=("to_date", "last"),
+        )
+        .reset_index()
+    )
+    cols = [
+        c for c in ("opportunity_id", "account", "owner", "stage", "amount", "is_closed") if c in opps.columns
+    ]
     g = g.merge(opps[cols], on="opportunity_id", how="left")
     g["_closed"] = _flag(g["is_closed"]) if "is_closed" in g.columns else False
     g = g.sort_values(["_closed", "times_pushed", "days_pushed"], ascending=[True, False, False])
@@ -414,7 +519,9 @@ def _stages_reached_by_groups(history, opps, config, d: pd.DataFrame, rank: dict
     d["furthest"] = h.groupby("opportunity_id")["rank"].max().reindex(d.index).fillna(-1)
     d["furthest"] = np.maximum(d["furthest"], d["stage"].map(rank).astype("float64").fillna(-1))
     d.loc[d["outcome"] == "won", "furthest"] = len(config.open_stages)
-    sets = {k: frozenset(g) for k, g in h[["opportunity_id", "stage"]].dropna().groupby("opportunity_id")["stage"]}
+    sets = {
+        k: frozenset(g) for k, g in h[["opportunity_id", "stage"]].dropna().groupby("opportunity_id")["stage"]
+    }
     d["visited"] = [sets.get(i, frozenset()) | {s} for i, s in zip(d.index, d["stage"], strict=True)]
     return d.reset_index()
 
@@ -444,10 +551,17 @@ def stage_conversion(reached: pd.DataFrame, config, variant: str = "any") -> pd.
         else:
             raise ValueError("variant must be 'any' or 'strict'")
         at = reached["furthest"] == i
-        rows.append({"stage": s, "next": nxt, "reached": int(reached_s.sum()), "converted": int(conv.sum()),
-                     "conversion": _ratio(conv.sum(), reached_s.sum()),
-                     "lost_here": int((at & (reached["outcome"] == "lost")).sum()),
-                     "open_here": int((at & (reached["outcome"] == "open")).sum())})
+        rows.append(
+            {
+                "stage": s,
+                "next": nxt,
+                "reached": int(reached_s.sum()),
+                "converted": int(conv.sum()),
+                "conversion": _ratio(conv.sum(), reached_s.sum()),
+                "lost_here": int((at & (reached["outcome"] == "lost")).sum()),
+                "open_here": int((at & (reached["outcome"] == "open")).sum()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -460,8 +574,12 @@ def stage_win_rates(reached: pd.DataFrame, config) -> pd.DataFrame:
     for i, s in enumerate(config.open_stages):
         r = closed[closed["furthest"] >= i]
         w = r["outcome"] == "won"
-        row = {"stage": s, "closed_deals_reached": int(len(r)), "won": int(w.sum()),
-               "win_rate": _ratio(w.sum(), len(r))}
+        row = {
+            "stage": s,
+            "closed_deals_reached": int(len(r)),
+            "won": int(w.sum()),
+            "win_rate": _ratio(w.sum(), len(r)),
+        }
         if "amount" in r.columns:
             row["win_rate_value"] = _ratio(r.loc[w, "amount"].fillna(0).sum(), r["amount"].fillna(0).sum())
         rows.append(row)
@@ -485,8 +603,10 @@ def stage_visits(history, opps: pd.DataFrame, config, as_of) -> pd.DataFrame:
     stays["is_current"] = stays["exited"].isna()
     end = stays["exited"].fillna(as_of + pd.Timedelta(days=1)).where(~stays["is_current"], as_of)
     stays["days"] = (end.dt.normalize() - stays["entered"].dt.normalize()).dt.days.astype("float64")
-    outcome = pd.Series(np.where(is_won(opps), "won", np.where(_flag(opps["is_closed"]), "lost", "open")),
-                        index=opps["opportunity_id"])
+    outcome = pd.Series(
+        np.where(is_won(opps), "won", np.where(_flag(opps["is_closed"]), "lost", "open")),
+        index=opps["opportunity_id"],
+    )
     stays["outcome"] = stays["opportunity_id"].map(outcome)
     return stays.reset_index(drop=True)
 
@@ -496,27 +616,52 @@ def days_in_stage_benchmark(visits: pd.DataFrame, config, quantile: float = 0.75
     the ``quantile`` (p75) days — the stall threshold."""
     done = visits[~visits["is_current"] & (visits["outcome"] == "won")]
     g = done.groupby("stage")["days"]
-    out = pd.DataFrame({"won_stays": g.count(), "median_days": g.median(), "threshold_days": g.quantile(quantile)})
+    out = pd.DataFrame(
+        {"won_stays": g.count(), "median_days": g.median(), "threshold_days": g.quantile(quantile)}
+    )
     return out.reindex([s for s in config.open_stages]).reset_index()
 
 
-def stalled_deals(visits: pd.DataFrame, opps: pd.DataFrame, benchmark: pd.DataFrame,
-                  fixed_days: int | None = None) -> pd.DataFrame:
+def stalled_deals(
+    visits: pd.DataFrame, opps: pd.DataFrame, benchmark: pd.DataFrame, fixed_days: int | None = None
+) -> pd.DataFrame:
     """Open deals whose current stay in their stage is longer than the threshold: the benchmark's
     ``threshold_days`` (p75 of won deals' days in that stage) or ``fixed_days`` when given."""
     cur = visits[visits["is_current"] & (visits["outcome"] == "open")]
     thr = pd.to_numeric(benchmark.set_index("stage")["threshold_days"], errors="coerce").astype("float64")
-    cur = cur.assign(threshold_days=float(fixed_days) if fixed_days else cur["stage"].map(thr).astype("float64"))
+    cur = cur.assign(
+        threshold_days=float(fixed_days) if fixed_days else cur["stage"].map(thr).astype("float64")
+    )
     st = cur[cur["days"] > cur["threshold_days"]]
-    cols = [c for c in ("opportunity_id", "account", "owner", "amount", "close_date", "next_step") if c in opps.columns]
+    cols = [
+        c
+        for c in ("opportunity_id", "account", "owner", "amount", "close_date", "next_step")
+        if c in opps.columns
+    ]
     out = st.merge(opps[cols], on="opportunity_id", how="left")
     out = out.rename(columns={"days": "days_in_stage"})
-    keep = ["opportunity_id", "account", "owner", "stage", "amount", "days_in_stage", "threshold_days", "entered",
-            "close_date", "next_step"]
-    return out[[c for c in keep if c in out.columns]].sort_values("amount", ascending=False).reset_index(drop=True)
+    keep = [
+        "opportunity_id",
+        "account",
+        "owner",
+        "stage",
+        "amount",
+        "days_in_stage",
+        "threshold_days",
+        "entered",
+        "close_date",
+        "next_step",
+    ]
+    return (
+        out[[c for c in keep if c in out.columns]]
+        .sort_values("amount", ascending=False)
+        .reset_index(drop=True)
+    )
 
 
-def stalled_by_age(opps: pd.DataFrame, as_of, quantile: float = 0.75, lookback_days: int = 365) -> pd.DataFrame:
+def stalled_by_age(
+    opps: pd.DataFrame, as_of, quantile: float = 0.75, lookback_days: int = 365
+) -> pd.DataFrame:
     """Without history: open deals older (as_of − created) than the p75 cycle of deals won in the last
     ``lookback_days``."""
     as_of = pd.Timestamp(as_of)
@@ -525,31 +670,53 @@ def stalled_by_age(opps: pd.DataFrame, as_of, quantile: float = 0.75, lookback_d
     o = opps[~_flag(opps["is_closed"])].copy()
     o["age_days"] = (as_of - o["created_date"]).dt.days
     o["threshold_days"] = thr
-    cols = [c for c in ("opportunity_id", "account", "owner", "stage", "amount", "age_days", "threshold_days",
-                        "close_date", "next_step") if c in o.columns]
+    cols = [
+        c
+        for c in (
+            "opportunity_id",
+            "account",
+            "owner",
+            "stage",
+            "amount",
+            "age_days",
+            "threshold_days",
+            "close_date",
+            "next_step",
+        )
+        if c in o.columns
+    ]
     return o[o["age_days"] > thr][cols].sort_values("amount", ascending=False).reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------------
 # calibration of CRM probabilities
 # --------------------------------------------------------------------------------------------------
-def probability_calibration(history, opps: pd.DataFrame, config, dates,
-                            bins=(0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)) -> pd.DataFrame:
+def probability_calibration(
+    history, opps: pd.DataFrame, config, dates, bins=(0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+) -> pd.DataFrame:
     """How well the CRM probability predicted the outcome. Observations = (deal, snapshot date) pairs
     with the deal open at the snapshot and closed now; bucketed by the probability it had then
     (history value, else stage default; buckets labelled "0–10%", "10–20%", …, the first including 0):
     predicted = mean probability, actual = share that were won; gap = actual − predicted (percentage points)."""
     snaps = replay(history, opps, config, dates)
-    out_now = pd.Series(np.where(is_won(opps), 1.0, np.where(_flag(opps["is_closed"]), 0.0, np.nan)),
-                        index=opps["opportunity_id"])
-    s = snaps[snaps["is_open"]].assign(won=lambda x: x["opportunity_id"].map(out_now).astype("float64")).dropna(
-        subset=["won", "probability"])
+    out_now = pd.Series(
+        np.where(is_won(opps), 1.0, np.where(_flag(opps["is_closed"]), 0.0, np.nan)),
+        index=opps["opportunity_id"],
+    )
+    s = (
+        snaps[snaps["is_open"]]
+        .assign(won=lambda x: x["opportunity_id"].map(out_now).astype("float64"))
+        .dropna(subset=["won", "probability"])
+    )
     edges = list(bins)
     names = [f"{lo * 100:g}–{hi * 100:g}%" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
     s = s.assign(bucket=pd.cut(s["probability"], bins=edges, include_lowest=True, labels=names))
-    g = s.groupby("bucket", observed=True).agg(observations=("won", "count"),
-                                               deals=("opportunity_id", "nunique"),
-                                               predicted=("probability", "mean"), actual=("won", "mean"))
+    g = s.groupby("bucket", observed=True).agg(
+        observations=("won", "count"),
+        deals=("opportunity_id", "nunique"),
+        predicted=("probability", "mean"),
+        actual=("won", "mean"),
+    )
     g = g.reset_index()
     g["bucket"] = g["bucket"].astype("str")
     g["gap"] = g["actual"] - g["predicted"]
@@ -566,8 +733,9 @@ def rewind(opps: pd.DataFrame, history, config, as_of) -> pd.DataFrame:
     if history is None or not len(o):
         return o
     s = replay(history, o, config, [as_of]).set_index("opportunity_id")
-    fields = ["stage", "amount", "close_date"] + [f for f in ("probability", "forecast_category")
-                                                  if f in history.columns and history[f].notna().any()]
+    fields = ["stage", "amount", "close_date"] + [
+        f for f in ("probability", "forecast_category") if f in history.columns and history[f].notna().any()
+    ]
     for f in fields:
         o[f] = o["opportunity_id"].map(s[f]).astype(o[f].dtype if f in o.columns else s[f].dtype)
     o["is_won"] = o["opportunity_id"].map(s["is_won"]).astype("boolean")

@@ -57,8 +57,13 @@ def isin(s: pd.Series, values) -> pd.Series:
 
     arr = s.array
     if isinstance(arr, pd.arrays.ArrowStringArray):
-        vals = (values.to_numpy(dtype=object) if isinstance(values, pd.Series | pd.Index)
-                else list(values) if isinstance(values, set | frozenset | dict) else values)
+        vals = (
+            values.to_numpy(dtype=object)
+            if isinstance(values, pd.Series | pd.Index)
+            else list(values)
+            if isinstance(values, set | frozenset | dict)
+            else values
+        )
         try:
             value_set = pa.array(np.asarray(vals, dtype=object), type=arr._pa_array.type, from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
@@ -213,9 +218,14 @@ def plan_from_targets(targets: dict, cal: FiscalCalendar, start, end) -> float:
     return total if covered else math.nan
 
 
-def bookings_vs_plan(opps: pd.DataFrame, quotas: pd.DataFrame | None, windows: dict[str, Window],
-                     by: str | None = None, reps: pd.DataFrame | None = None,
-                     company_plan: dict[str, float] | None = None) -> pd.DataFrame:
+def bookings_vs_plan(
+    opps: pd.DataFrame,
+    quotas: pd.DataFrame | None,
+    windows: dict[str, Window],
+    by: str | None = None,
+    reps: pd.DataFrame | None = None,
+    company_plan: dict[str, float] | None = None,
+) -> pd.DataFrame:
     """Bookings against plan per window (YTD/QTD/MTD/WTD) and group (company, team or rep).
 
     - bookings = Σ amount of won deals closed in ``[start, as_of]``
@@ -238,8 +248,11 @@ def bookings_vs_plan(opps: pd.DataFrame, quotas: pd.DataFrame | None, windows: d
             keyframe = pd.DataFrame({"owner": plan_rep.index.astype("str")})
             keys = _group_key(keyframe, by, reps)
             plan = pd.Series(plan_rep.to_numpy(), index=keys.to_numpy()).groupby(level=0).sum()
-            plan_td = pd.Series(plan_td_rep.reindex(plan_rep.index).fillna(0).to_numpy(),
-                                index=keys.to_numpy()).groupby(level=0).sum()
+            plan_td = (
+                pd.Series(plan_td_rep.reindex(plan_rep.index).fillna(0).to_numpy(), index=keys.to_numpy())
+                .groupby(level=0)
+                .sum()
+            )
         elif by is None and company_plan and name in company_plan and not pd.isna(company_plan[name]):
             plan = pd.Series({"All": company_plan[name]})
             plan_td = pd.Series({"All": company_plan[name] * w.elapsed_share})
@@ -252,12 +265,21 @@ def bookings_vs_plan(opps: pd.DataFrame, quotas: pd.DataFrame | None, windows: d
             p = float(plan.get(g, math.nan)) if len(plan) else math.nan
             ptd = float(plan_td.get(g, math.nan)) if len(plan_td) else math.nan
             pace = b / w.elapsed_days * w.total_days
-            rows.append({
-                "window": name, "period": w.label, "group": g, "bookings": b, "plan": p,
-                "plan_to_date": ptd, "attainment": _ratio(b, p), "attainment_to_date": _ratio(b, ptd),
-                "pace": pace, "pace_attainment": _ratio(pace, p),
-                "still_to_close": max(p - b, 0.0) if not pd.isna(p) else math.nan,
-            })
+            rows.append(
+                {
+                    "window": name,
+                    "period": w.label,
+                    "group": g,
+                    "bookings": b,
+                    "plan": p,
+                    "plan_to_date": ptd,
+                    "attainment": _ratio(b, p),
+                    "attainment_to_date": _ratio(b, ptd),
+                    "pace": pace,
+                    "pace_attainment": _ratio(pace, p),
+                    "still_to_close": max(p - b, 0.0) if not pd.isna(p) else math.nan,
+                }
+            )
     out = pd.DataFrame(rows)
     if by is not None:
         out = out.rename(columns={"group": by})
@@ -271,13 +293,16 @@ def reps_at_quota(by_rep: pd.DataFrame) -> pd.DataFrame:
     for name, g in by_rep.groupby("window", sort=False):
         g = g[g["plan"] > 0]
         n = len(g)
-        rows.append({
-            "window": name, "reps_with_plan": n,
-            "at_or_above_plan_to_date": int((g["bookings"] >= g["plan_to_date"]).sum()),
-            "share_on_pace": _ratio((g["bookings"] >= g["plan_to_date"]).sum(), n),
-            "at_or_above_full_plan": int((g["bookings"] >= g["plan"]).sum()),
-            "share_at_quota": _ratio((g["bookings"] >= g["plan"]).sum(), n),
-        })
+        rows.append(
+            {
+                "window": name,
+                "reps_with_plan": n,
+                "at_or_above_plan_to_date": int((g["bookings"] >= g["plan_to_date"]).sum()),
+                "share_on_pace": _ratio((g["bookings"] >= g["plan_to_date"]).sum(), n),
+                "at_or_above_full_plan": int((g["bookings"] >= g["plan"]).sum()),
+                "share_at_quota": _ratio((g["bookings"] >= g["plan"]).sum(), n),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -310,12 +335,17 @@ def pipeline_by_stage(opps: pd.DataFrame, config, stage_win_rate: pd.Series | No
     """Open pipeline per stage in funnel order: deals, amount, weighted by CRM probability and (when
     given) by historical stage win rate."""
     w = weighted_pipeline(opps, config, stage_win_rate)
-    agg = {"deals": ("opportunity_id", "count"), "amount": ("amount", "sum"),
-           "weighted_crm": ("weighted_crm", "sum")}
+    agg = {
+        "deals": ("opportunity_id", "count"),
+        "amount": ("amount", "sum"),
+        "weighted_crm": ("weighted_crm", "sum"),
+    }
     if stage_win_rate is not None:
         agg["weighted_hist"] = ("weighted_hist", "sum")
     out = w.groupby("stage").agg(**agg)
-    order = [s for s in config.open_stages if s in out.index] + [s for s in out.index if s not in config.open_stages]
+    order = [s for s in config.open_stages if s in out.index] + [
+        s for s in out.index if s not in config.open_stages
+    ]
     out = out.reindex(order).reset_index()
     out.insert(2, "default_probability", out["stage"].map(config.probabilities))
     if stage_win_rate is not None:
@@ -337,25 +367,41 @@ def close_period_labels(close: pd.Series, cal: FiscalCalendar, as_of, freq: str 
     return lab
 
 
-def pipeline_by_close_period(opps: pd.DataFrame, config, cal: FiscalCalendar, as_of,
-                             freq: str = "quarter") -> pd.DataFrame:
+def pipeline_by_close_period(
+    opps: pd.DataFrame, config, cal: FiscalCalendar, as_of, freq: str = "quarter"
+) -> pd.DataFrame:
     """Open pipeline by expected close period (see ``close_period_labels``): deals, amount, weighted."""
     w = weighted_pipeline(opps, config)
     w["close_period"] = close_period_labels(w["close_date"], cal, as_of, freq)
     w["_order"] = w["close_date"].dt.year * 10000 + w["close_date"].dt.month * 100 + w["close_date"].dt.day
     w["_order"] = w["_order"].where(w["close_period"] != "Past due", 0).fillna(99999999)
-    out = (w.groupby("close_period")
-           .agg(deals=("opportunity_id", "count"), amount=("amount", "sum"),
-                weighted_crm=("weighted_crm", "sum"), _order=("_order", "min"))
-           .sort_values("_order").drop(columns="_order").reset_index())
+    out = (
+        w.groupby("close_period")
+        .agg(
+            deals=("opportunity_id", "count"),
+            amount=("amount", "sum"),
+            weighted_crm=("weighted_crm", "sum"),
+            _order=("_order", "min"),
+        )
+        .sort_values("_order")
+        .drop(columns="_order")
+        .reset_index()
+    )
     return out
 
 
 def forecast_category_key(s: pd.Series) -> pd.Series:
     """Normalise forecast categories: commit / best case / pipeline / omitted / closed."""
     k = s.astype("str").str.lower().str.replace(r"[\s_\-]+", "", regex=True)
-    mapping = {"commit": "commit", "bestcase": "best case", "best": "best case", "upside": "best case",
-               "pipeline": "pipeline", "omitted": "omitted", "closed": "closed"}
+    mapping = {
+        "commit": "commit",
+        "bestcase": "best case",
+        "best": "best case",
+        "upside": "best case",
+        "pipeline": "pipeline",
+        "omitted": "omitted",
+        "closed": "closed",
+    }
     return k.map(mapping).fillna("pipeline").where(s.notna(), "pipeline")
 
 
@@ -372,8 +418,11 @@ def forecast_rollup(opps: pd.DataFrame, start, end) -> pd.DataFrame:
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     won = bookings(opps, start, end)
     o = opps[is_open(opps) & (opps["close_date"] >= start) & (opps["close_date"] <= end)]
-    cat = (forecast_category_key(o["forecast_category"]) if "forecast_category" in o.columns
-           else pd.Series("pipeline", index=o.index, dtype="str"))
+    cat = (
+        forecast_category_key(o["forecast_category"])
+        if "forecast_category" in o.columns
+        else pd.Series("pipeline", index=o.index, dtype="str")
+    )
     amt = _amount(o).groupby(cat).sum()
     cnt = o.groupby(cat)["opportunity_id"].count()
     n_won = int((is_won(opps) & (opps["close_date"] >= start) & (opps["close_date"] <= end)).sum())
@@ -386,12 +435,22 @@ def forecast_rollup(opps: pd.DataFrame, start, end) -> pd.DataFrame:
 
 def open_in_period(opps: pd.DataFrame, start, end) -> pd.DataFrame:
     """Open deals whose expected close date lies in ``[start, end]`` (past-due ones in the window included)."""
-    return opps[is_open(opps) & (opps["close_date"] >= pd.Timestamp(start)) & (opps["close_date"] <= pd.Timestamp(end))]
+    return opps[
+        is_open(opps)
+        & (opps["close_date"] >= pd.Timestamp(start))
+        & (opps["close_date"] <= pd.Timestamp(end))
+    ]
 
 
-def coverage(opps: pd.DataFrame, quotas: pd.DataFrame | None, window: Window, by: str | None = None,
-             reps: pd.DataFrame | None = None, threshold: float = 3.0, company_plan: float | None = None
-             ) -> pd.DataFrame:
+def coverage(
+    opps: pd.DataFrame,
+    quotas: pd.DataFrame | None,
+    window: Window,
+    by: str | None = None,
+    reps: pd.DataFrame | None = None,
+    threshold: float = 3.0,
+    company_plan: float | None = None,
+) -> pd.DataFrame:
     """Pipeline coverage for the period of ``window`` per group:
 
     - plan = quota pro-rated to ``[start, end]``; bookings = won in ``[start, as_of]``
@@ -423,12 +482,30 @@ def coverage(opps: pd.DataFrame, quotas: pd.DataFrame | None, window: Window, by
         remaining = max(p - b, 0.0) if not pd.isna(p) else math.nan
         op = float(pipe.get(g, 0.0))
         cov = _ratio(op, remaining)
-        status = ("no plan" if pd.isna(p) or p == 0 else "quota met" if remaining == 0
-                  else "quarter closed" if window.as_of >= window.end
-                  else "under threshold" if cov < threshold else "ok")
-        rows.append({"group": g, "plan": p, "bookings": b, "remaining": remaining,
-                     "open_deals": int(cnt.get(g, 0)), "open_in_period": op, "coverage": cov,
-                     "under_threshold": bool(status == "under threshold"), "status": status})
+        status = (
+            "no plan"
+            if pd.isna(p) or p == 0
+            else "quota met"
+            if remaining == 0
+            else "quarter closed"
+            if window.as_of >= window.end
+            else "under threshold"
+            if cov < threshold
+            else "ok"
+        )
+        rows.append(
+            {
+                "group": g,
+                "plan": p,
+                "bookings": b,
+                "remaining": remaining,
+                "open_deals": int(cnt.get(g, 0)),
+                "open_in_period": op,
+                "coverage": cov,
+                "under_threshold": bool(status == "under threshold"),
+                "status": status,
+            }
+        )
     out = pd.DataFrame(rows)
     return out.rename(columns={"group": by}) if by is not None else out
 
@@ -447,9 +524,17 @@ def pipeline_created(opps: pd.DataFrame, start, end, freq: str = "week", by: str
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     c = opps[(opps["created_date"] >= start) & (opps["created_date"] <= end)]
     period = week_starts(c["created_date"]) if freq == "week" else month_starts(c["created_date"])
-    key = c[by].fillna("(none)").astype("str") if by in c.columns else pd.Series("All", index=c.index, dtype="str")
-    out = (pd.DataFrame({"period": period, by: key, "amount": _amount(c), "id": c["opportunity_id"]})
-           .groupby(["period", by]).agg(deals=("id", "count"), amount=("amount", "sum")).reset_index())
+    key = (
+        c[by].fillna("(none)").astype("str")
+        if by in c.columns
+        else pd.Series("All", index=c.index, dtype="str")
+    )
+    out = (
+        pd.DataFrame({"period": period, by: key, "amount": _amount(c), "id": c["opportunity_id"]})
+        .groupby(["period", by])
+        .agg(deals=("id", "count"), amount=("amount", "sum"))
+        .reset_index()
+    )
     return out
 
 
@@ -458,8 +543,11 @@ def pipeline_created(opps: pd.DataFrame, start, end, freq: str = "week", by: str
 # --------------------------------------------------------------------------------------------------
 def last_activity(opps: pd.DataFrame, activities: pd.DataFrame | None = None) -> pd.Series:
     """Latest of ``opportunities.last_activity_date`` and the last ``activities.occurred_at`` tied to the deal."""
-    out = (opps["last_activity_date"] if "last_activity_date" in opps.columns
-           else pd.Series(pd.NaT, index=opps.index, dtype="datetime64[us]"))
+    out = (
+        opps["last_activity_date"]
+        if "last_activity_date" in opps.columns
+        else pd.Series(pd.NaT, index=opps.index, dtype="datetime64[us]")
+    )
     if activities is not None and "opportunity_id" in activities.columns and len(activities):
         act = activities.dropna(subset=["opportunity_id"])
         last = act.groupby("opportunity_id")["occurred_at"].max().dt.normalize()
@@ -477,14 +565,28 @@ def deal_list(opps: pd.DataFrame, as_of, activities: pd.DataFrame | None = None)
     o["age_days"] = (as_of - o["created_date"]).dt.days
     o["days_to_close"] = (o["close_date"] - as_of).dt.days
     o["days_since_activity"] = (as_of - o["last_activity"]).dt.days
-    cols = ["opportunity_id", "account", "owner", "stage", "amount", "age_days", "close_date", "days_to_close",
-            "next_step", "last_activity", "days_since_activity", "forecast_category"]
+    cols = [
+        "opportunity_id",
+        "account",
+        "owner",
+        "stage",
+        "amount",
+        "age_days",
+        "close_date",
+        "days_to_close",
+        "next_step",
+        "last_activity",
+        "days_since_activity",
+        "forecast_category",
+    ]
     return o[[c for c in cols if c in o.columns]]
 
 
 def top_open_deals(opps: pd.DataFrame, as_of, n: int = 20, activities=None) -> pd.DataFrame:
     """The ``n`` largest open deals by amount."""
-    return deal_list(opps, as_of, activities).sort_values("amount", ascending=False, na_position="last").head(n)
+    return (
+        deal_list(opps, as_of, activities).sort_values("amount", ascending=False, na_position="last").head(n)
+    )
 
 
 def no_next_step(opps: pd.DataFrame, as_of, activities=None) -> pd.DataFrame:
@@ -493,7 +595,8 @@ def no_next_step(opps: pd.DataFrame, as_of, activities=None) -> pd.DataFrame:
     if "next_step" not in d.columns:
         return d.iloc[0:0]
     return d[d["next_step"].isna() | (d["next_step"].astype("str").str.strip() == "")].sort_values(
-        "amount", ascending=False)
+        "amount", ascending=False
+    )
 
 
 def past_due(opps: pd.DataFrame, as_of, activities=None) -> pd.DataFrame:
@@ -517,27 +620,38 @@ def cycle_days(opps: pd.DataFrame) -> pd.Series:
     return (opps["close_date"] - opps["created_date"]).dt.days.astype("float64")
 
 
-def deal_size_and_cycle(opps: pd.DataFrame, cal: FiscalCalendar, start, end, freq: str = "month") -> pd.DataFrame:
+def deal_size_and_cycle(
+    opps: pd.DataFrame, cal: FiscalCalendar, start, end, freq: str = "month"
+) -> pd.DataFrame:
     """Won deals closed in ``[start, end]`` per close month (``YYYY-MM``) or fiscal quarter: won deals,
     average deal size = Σ amount ÷ won deals, average and median cycle days (close − created)."""
-    w = opps[is_won(opps) & (opps["close_date"] >= pd.Timestamp(start)) & (opps["close_date"] <= pd.Timestamp(end))]
+    w = opps[
+        is_won(opps) & (opps["close_date"] >= pd.Timestamp(start)) & (opps["close_date"] <= pd.Timestamp(end))
+    ]
     w = w.assign(cycle=cycle_days(w), amt=_amount(w))
     key = w["close_date"].dt.strftime("%Y-%m") if freq == "month" else cal.quarter_labels(w["close_date"])
-    out = (w.groupby(key.rename("period"))
-           .agg(won_deals=("opportunity_id", "count"), bookings=("amt", "sum"), avg_deal_size=("amt", "mean"),
-                avg_cycle_days=("cycle", "mean"), median_cycle_days=("cycle", "median"))
-           .reset_index())
+    out = (
+        w.groupby(key.rename("period"))
+        .agg(
+            won_deals=("opportunity_id", "count"),
+            bookings=("amt", "sum"),
+            avg_deal_size=("amt", "mean"),
+            avg_cycle_days=("cycle", "mean"),
+            median_cycle_days=("cycle", "median"),
+        )
+        .reset_index()
+    )
     return out
 
 
 def trend_call(values: pd.Series, recent: int = 3, tolerance: float = 0.10) -> str:
-    """"growing" / "shrinking" / "flat": mean of the last ``recent`` periods against the mean of the
+    """ "growing" / "shrinking" / "flat": mean of the last ``recent`` periods against the mean of the
     ``recent`` periods before them; a change beyond ±``tolerance`` (10%) is a trend. "not enough data"
     with fewer than 2 × ``recent`` periods."""
     v = pd.Series(values).dropna()
     if len(v) < 2 * recent:
         return "not enough data"
-    now, before = v.iloc[-recent:].mean(), v.iloc[-2 * recent:-recent].mean()
+    now, before = v.iloc[-recent:].mean(), v.iloc[-2 * recent : -recent].mean()
     if before == 0:
         return "flat" if now == 0 else "growing"
     change = now / before - 1
@@ -551,9 +665,15 @@ def win_rate(opps: pd.DataFrame, start, end) -> dict:
     c = opps[_flag(opps["is_closed"]) & (opps["close_date"] >= start) & (opps["close_date"] <= end)]
     won = is_won(c)
     amt = _amount(c)
-    return {"closed": int(len(c)), "won": int(won.sum()), "lost": int((~won).sum()),
-            "win_rate_count": _ratio(won.sum(), len(c)), "won_value": float(amt[won].sum()),
-            "closed_value": float(amt.sum()), "win_rate_value": _ratio(amt[won].sum(), amt.sum())}
+    return {
+        "closed": int(len(c)),
+        "won": int(won.sum()),
+        "lost": int((~won).sum()),
+        "win_rate_count": _ratio(won.sum(), len(c)),
+        "won_value": float(amt[won].sum()),
+        "closed_value": float(amt.sum()),
+        "win_rate_value": _ratio(amt[won].sum(), amt.sum()),
+    }
 
 
 def sales_velocity(opps: pd.DataFrame, as_of, lookback_days: int = 365) -> dict:
@@ -571,12 +691,21 @@ def sales_velocity(opps: pd.DataFrame, as_of, lookback_days: int = 365) -> dict:
     size = float(_amount(w).mean()) if len(w) else math.nan
     cyc = float(cycle_days(w).mean()) if len(w) else math.nan
     vel = _ratio(n_open * wr["win_rate_count"] * size, cyc) if not pd.isna(size) else math.nan
-    return {"open_opportunities": n_open, "win_rate_count": wr["win_rate_count"], "avg_deal_size": size,
-            "avg_cycle_days": cyc, "velocity_per_day": vel, "velocity_per_30_days": vel * 30,
-            "lookback_start": start, "as_of": as_of}
+    return {
+        "open_opportunities": n_open,
+        "win_rate_count": wr["win_rate_count"],
+        "avg_deal_size": size,
+        "avg_cycle_days": cyc,
+        "velocity_per_day": vel,
+        "velocity_per_30_days": vel * 30,
+        "lookback_start": start,
+        "as_of": as_of,
+    }
 
 
-def lead_funnel(leads: pd.DataFrame, opps: pd.DataFrame, start, end, by: str | None = "source") -> pd.DataFrame:
+def lead_funnel(
+    leads: pd.DataFrame, opps: pd.DataFrame, start, end, by: str | None = "source"
+) -> pd.DataFrame:
     """Leads created in ``[start, end]`` (a cohort), per ``by``:
 
     - MQL→SQL = leads with both an MQL and an SQL date ÷ leads with an MQL date
@@ -588,15 +717,25 @@ def lead_funnel(leads: pd.DataFrame, opps: pd.DataFrame, start, end, by: str | N
     open_ids = set(opps.loc[is_open(opps), "opportunity_id"])
     lead["is_mql"] = lead["mql_date"].notna() if "mql_date" in lead.columns else False
     lead["is_sql"] = lead["sql_date"].notna() if "sql_date" in lead.columns else False
-    opp_id = lead["opportunity_id"] if "opportunity_id" in lead.columns else pd.Series(np.nan, index=lead.index)
+    opp_id = (
+        lead["opportunity_id"] if "opportunity_id" in lead.columns else pd.Series(np.nan, index=lead.index)
+    )
     lead["mql_sql"] = lead["is_mql"] & lead["is_sql"]
     lead["sql_won"] = lead["is_sql"] & opp_id.isin(won_ids)
     lead["sql_open"] = lead["is_sql"] & opp_id.isin(open_ids)
-    key = (lead[by].fillna("(none)").astype("str") if by and by in lead.columns
-           else pd.Series("All", index=lead.index, dtype="str"))
+    key = (
+        lead[by].fillna("(none)").astype("str")
+        if by and by in lead.columns
+        else pd.Series("All", index=lead.index, dtype="str")
+    )
     g = lead.groupby(key.rename(by or "group")).agg(
-        leads=("lead_id", "count"), mql=("is_mql", "sum"), sql=("is_sql", "sum"), mql_to_sql_n=("mql_sql", "sum"),
-        sql_won=("sql_won", "sum"), sql_open=("sql_open", "sum"))
+        leads=("lead_id", "count"),
+        mql=("is_mql", "sum"),
+        sql=("is_sql", "sum"),
+        mql_to_sql_n=("mql_sql", "sum"),
+        sql_won=("sql_won", "sum"),
+        sql_open=("sql_open", "sum"),
+    )
     total = g.sum().to_frame("All").T
     total.index.name = g.index.name
     g = pd.concat([g, total]) if len(g) > 1 else g
@@ -611,8 +750,9 @@ def lead_funnel(leads: pd.DataFrame, opps: pd.DataFrame, start, end, by: str | N
 class Scoped:
     """The tables of a dataset limited to a scope (company, a team's reps, one rep)."""
 
-    def __init__(self, ds, scope: str = "company", who: str = "", quotas: pd.DataFrame | None = None,
-                 as_of=None):
+    def __init__(
+        self, ds, scope: str = "company", who: str = "", quotas: pd.DataFrame | None = None, as_of=None
+    ):
         from helpers.movement import rewind
 
         self.scope, self.who = (scope or "company").lower(), str(who or "")
@@ -620,7 +760,9 @@ class Scoped:
         self.owners = scope_owners(self.reps, self.scope, self.who, ds.tables["opportunities"])
         self.opps = in_scope(ds.tables["opportunities"], self.owners)
         hist = ds.tables.get("opportunity_history")
-        self.history = hist[isin(hist["opportunity_id"], self.opps["opportunity_id"])] if hist is not None else None
+        self.history = (
+            hist[isin(hist["opportunity_id"], self.opps["opportunity_id"])] if hist is not None else None
+        )
         self.activities = in_scope(ds.tables.get("activities"), self.owners)
         # a report dated before the export sees the deals as they stood then (``movement.rewind``)
         self.rewound = as_of is not None and pd.Timestamp(as_of) < ds.as_of
@@ -633,13 +775,21 @@ class Scoped:
                 self.activities = self.activities[self.activities["occurred_at"] < cut]
         leads = ds.tables.get("leads")
         if leads is not None and self.owners is not None:
-            leads = (leads[isin(leads["opportunity_id"], self.opps["opportunity_id"])]
-                     if "opportunity_id" in leads.columns else None)
+            leads = (
+                leads[isin(leads["opportunity_id"], self.opps["opportunity_id"])]
+                if "opportunity_id" in leads.columns
+                else None
+            )
         self.leads = leads
         q = quotas if quotas is not None else ds.tables.get("quotas")
         self.quotas = in_scope(q, self.owners, "rep_id")
-        self.quota_source = ("proposed quotas file" if quotas is not None
-                             else "quotas table" if ds.tables.get("quotas") is not None else None)
+        self.quota_source = (
+            "proposed quotas file"
+            if quotas is not None
+            else "quotas table"
+            if ds.tables.get("quotas") is not None
+            else None
+        )
 
     @property
     def label(self) -> str:
@@ -661,8 +811,9 @@ def next_quarter(cal: FiscalCalendar, as_of) -> Window:
     return Window("Next quarter", qs, qs - DAY, qe, cal.quarter_label(qs))
 
 
-def cumulative_bookings(opps: pd.DataFrame, quotas: pd.DataFrame | None, window: Window,
-                        company_plan: float | None = None) -> pd.DataFrame:
+def cumulative_bookings(
+    opps: pd.DataFrame, quotas: pd.DataFrame | None, window: Window, company_plan: float | None = None
+) -> pd.DataFrame:
     """Per day of the window's full period: cumulative bookings (to ``as_of``) and cumulative plan
     (quota pro-rated by days; without quotas, ``company_plan`` for the full period × elapsed days ÷ days in
     the period; with neither, NaN), for the bookings-against-plan chart."""
@@ -677,8 +828,12 @@ def cumulative_bookings(opps: pd.DataFrame, quotas: pd.DataFrame | None, window:
     if q is not None:
         # daily quota rate: + quota ÷ days on period_start, − the same the day after period_end; cumulated
         rate = q["quota"].fillna(0) / ((q["period_end"] - q["period_start"]).dt.days + 1)
-        steps = pd.concat([rate.groupby(q["period_start"]).sum(),
-                           -rate.groupby(q["period_end"] + DAY).sum()]).groupby(level=0).sum().sort_index()
+        steps = (
+            pd.concat([rate.groupby(q["period_start"]).sum(), -rate.groupby(q["period_end"] + DAY).sum()])
+            .groupby(level=0)
+            .sum()
+            .sort_index()
+        )
         daily_rate = steps.cumsum().reindex(steps.index.union(days)).ffill().fillna(0.0).reindex(days)
         plan = daily_rate.cumsum()
     return pd.DataFrame({"date": days, "bookings": booked.to_numpy(), "plan": plan.to_numpy()})
@@ -687,68 +842,68 @@ def cumulative_bookings(opps: pd.DataFrame, quotas: pd.DataFrame | None, window:
 DEFINITIONS = {
     "Bookings": "Σ amount of won deals whose close date falls in the window (YTD/QTD/MTD/WTD to the as-of date).",
     "Plan": "Σ of the reps' monthly quotas (quotas table, or the proposed quotas file when given), pro-rated by "
-            "days for partial months: quota × days in the window ÷ days in the month. Company plan without "
-            "quotas: the dataset.yml target pro-rated by days.",
+    "days for partial months: quota × days in the window ÷ days in the month. Company plan without "
+    "quotas: the dataset.yml target pro-rated by days.",
     "Attainment": "bookings ÷ plan for the full period; 'to date' = bookings ÷ plan pro-rated to the as-of date.",
     "Pace": "bookings to date ÷ elapsed days × days in the period (straight-line run rate to period end); "
-            "pace attainment = pace ÷ plan.",
+    "pace attainment = pace ÷ plan.",
     "Reps on pace": "share of reps with plan > 0 in the window whose bookings ≥ their plan to date.",
     "Open pipeline": "Σ amount of open deals (not closed), by stage or by expected close period; "
-                     "'Past due' = expected close date before the as-of date.",
+    "'Past due' = expected close date before the as-of date.",
     "Weighted pipeline (CRM)": "Σ amount × the deal's CRM probability, or the stage default from dataset.yml "
-                               "where the deal has none.",
+    "where the deal has none.",
     "Weighted pipeline (historical)": "Σ amount × the stage's historical win rate: of closed deals that reached "
-                                      "the stage (furthest stage at or beyond it, any-stage), the share won "
-                                      "(by count).",
+    "the stage (furthest stage at or beyond it, any-stage), the share won "
+    "(by count).",
     "Calibration": "observations are (deal, month-end) pairs over the last 12 months with the deal open then and "
-                   "closed now; predicted = mean CRM probability then, actual = share won.",
+    "closed now; predicted = mean CRM probability then, actual = share won.",
     "Forecast categories": "cumulative for deals closing in the quarter: Commit = closed won + open Commit; "
-                           "Best case = Commit + open Best Case; Pipeline = Best case + open Pipeline "
-                           "(Omitted left out; no category counts as Pipeline).",
+    "Best case = Commit + open Best Case; Pipeline = Best case + open Pipeline "
+    "(Omitted left out; no category counts as Pipeline).",
     "Coverage": "open pipeline with expected close date in the quarter (past-due ones in it included) ÷ quota "
-                "still to close (plan − bookings); flagged under the threshold (3× by default; 1 ÷ win rate by "
-                "value when the report is run with coverage_threshold = 0).",
+    "still to close (plan − bookings); flagged under the threshold (3× by default; 1 ÷ win rate by "
+    "value when the report is run with coverage_threshold = 0).",
     "Open deals": "count of open deals (not closed) as of the as-of date.",
     "Coverage threshold": "the coverage a quarter needs to be on track: 3× by default, or 1 ÷ win rate by value "
-                          "(12 months) when the report is run with coverage_threshold = 0.",
+    "(12 months) when the report is run with coverage_threshold = 0.",
     "Open pipeline closing in": "Σ amount of open deals whose expected close date falls in the quarter "
-                                "(past-due ones dated in it included).",
+    "(past-due ones dated in it included).",
     "Quota still to close": "max(plan for the full quarter − bookings so far in it, 0).",
     "Still to close": "max(plan for the full period − bookings to date, 0): what the period still needs; 0 once "
-                      "the plan is met.",
+    "the plan is met.",
     "Average won deal size": "Σ amount of deals won in the last 12 months ÷ their number.",
     "Average sales cycle": "mean of close date − created date, in days, over deals won in the last 12 months.",
     "Past due": "open deals whose expected close date is before the as-of date: count, and Σ amount.",
     "Pipeline created": "every opportunity counted on its created date, whatever its status now (open, won or "
-                        "lost): count and Σ amount, per week (Monday start) or month, by source.",
+    "lost): count and Σ amount, per week (Monday start) or month, by source.",
     "Same day of earlier quarters": "history replayed to the same day of each earlier quarter: open pipeline "
-                                    "then with close date in that quarter, weighted by the probability then.",
+    "then with close date in that quarter, weighted by the probability then.",
     "Forecast accuracy": "at each week of the last complete quarter: forecast = won so far in the quarter + "
-                         "Σ amount × probability of open deals closing in it; error = forecast − what the "
-                         "quarter finally booked; absolute % error = |error| ÷ actual.",
+    "Σ amount × probability of open deals closing in it; error = forecast − what the "
+    "quarter finally booked; absolute % error = |error| ÷ actual.",
     "Waterfall": "pipeline closing in the quarter, from the day before the quarter (opening) to the as-of date "
-                 "(closing): created (new deals), pulled in (existing deals whose close date moved into the "
-                 "quarter), pushed out (close date moved out), amount increased/decreased (deals in the opening "
-                 "pipeline), won, lost; closing = opening + created + pulled in − pushed out + increased − "
-                 "decreased − won − lost.",
+    "(closing): created (new deals), pulled in (existing deals whose close date moved into the "
+    "quarter), pushed out (close date moved out), amount increased/decreased (deals in the opening "
+    "pipeline), won, lost; closing = opening + created + pulled in − pushed out + increased − "
+    "decreased − won − lost.",
     "Slipped deal": "a deal whose expected close date was moved later while open, by changes made in the "
-                    "quarter; times pushed and Σ days pushed.",
+    "quarter; times pushed and Σ days pushed.",
     "Conversion (any-stage)": "reached = deals whose furthest stage is the stage or later (skipped stages count "
-                              "as passed); conversion = share of them that went beyond it; lost here = deals "
-                              "lost with this as their furthest stage.",
+    "as passed); conversion = share of them that went beyond it; lost here = deals "
+    "lost with this as their furthest stage.",
     "Conversion (strict)": "deals recorded in the stage that were also recorded in the next stage (for the last "
-                           "open stage: won).",
+    "open stage: won).",
     "Stalled": "open deal whose current stay in its stage is longer than won deals' p75 days in that stage "
-               "(or a fixed number of days when the report sets stalled_days); without history, deal age "
-               "beyond won deals' p75 cycle.",
+    "(or a fixed number of days when the report sets stalled_days); without history, deal age "
+    "beyond won deals' p75 cycle.",
     "Win rate": "deals closed in the last 12 months: by count = won ÷ (won + lost); by value = won amount ÷ "
-                "closed amount.",
+    "closed amount.",
     "Deal size and cycle": "won deals by close month/quarter: average amount; cycle = close date − created date "
-                           "in days. Trend: last 3 periods vs the 3 before, beyond ±10% is growing/shrinking.",
+    "in days. Trend: last 3 periods vs the 3 before, beyond ±10% is growing/shrinking.",
     "Sales velocity": "open opportunities × win rate (by count, last 12 months) × average won deal size ÷ "
-                      "average won cycle days; shown per 30 days.",
+    "average won cycle days; shown per 30 days.",
     "Lead funnel": "leads created in the last 12 months: MQL→SQL = leads with MQL and SQL dates ÷ leads with an "
-                   "MQL date; SQL→won = SQL leads whose opportunity is won ÷ SQL leads.",
+    "MQL date; SQL→won = SQL leads whose opportunity is won ÷ SQL leads.",
 }
 
 
@@ -756,8 +911,9 @@ def definitions_for(*keys: str) -> dict[str, str]:
     return {k: DEFINITIONS[k] for k in keys}
 
 
-def headline_figures(sc: Scoped, config, cal: FiscalCalendar, as_of, threshold: float = 3.0,
-                     targets: dict | None = None) -> dict[str, tuple]:
+def headline_figures(
+    sc: Scoped, config, cal: FiscalCalendar, as_of, threshold: float = 3.0, targets: dict | None = None
+) -> dict[str, tuple]:
     """The headline figures of the pipeline health report: key → (value, label, definition, unit)."""
     as_of = pd.Timestamp(as_of)
     w = cal.windows(as_of)
@@ -770,63 +926,131 @@ def headline_figures(sc: Scoped, config, cal: FiscalCalendar, as_of, threshold: 
     for name in ("YTD", "QTD", "MTD"):
         r = bvp.loc[name]
         lab = w[name].label
-        out[f"bookings_{name.lower()}"] = (r["bookings"], f"Bookings {name} ({lab})", d["Bookings"], "currency")
+        out[f"bookings_{name.lower()}"] = (
+            r["bookings"],
+            f"Bookings {name} ({lab})",
+            d["Bookings"],
+            "currency",
+        )
         out[f"plan_{name.lower()}"] = (r["plan"], f"Plan {name} ({lab}, full period)", d["Plan"], "currency")
-        out[f"attainment_{name.lower()}"] = (r["attainment"], f"Attainment {name} of the full {lab} plan",
-                                            d["Attainment"], "percent")
-        out[f"attainment_to_date_{name.lower()}"] = (r["attainment_to_date"], f"Attainment {name} (plan to date)",
-                                                    d["Attainment"], "percent")
+        out[f"attainment_{name.lower()}"] = (
+            r["attainment"],
+            f"Attainment {name} of the full {lab} plan",
+            d["Attainment"],
+            "percent",
+        )
+        out[f"attainment_to_date_{name.lower()}"] = (
+            r["attainment_to_date"],
+            f"Attainment {name} (plan to date)",
+            d["Attainment"],
+            "percent",
+        )
     out["bookings_wtd"] = (bvp.loc["WTD", "bookings"], "Bookings WTD", d["Bookings"], "currency")
     out["pace_qtd"] = (bvp.loc["QTD", "pace"], "Pace: quarter at current run rate", d["Pace"], "currency")
-    out["pace_attainment_qtd"] = (bvp.loc["QTD", "pace_attainment"], "Pace ÷ quarter plan", d["Pace"], "percent")
+    out["pace_attainment_qtd"] = (
+        bvp.loc["QTD", "pace_attainment"],
+        "Pace ÷ quarter plan",
+        d["Pace"],
+        "percent",
+    )
     if sc.scope != "rep" and sc.quotas is not None:
         share = reps_at_quota(bookings_vs_plan(sc.opps, sc.quotas, {"QTD": w["QTD"]}, by="rep"))
-        out["reps_on_pace_qtd"] = (share["share_on_pace"].iloc[0] if len(share) else math.nan,
-                                   "Reps on pace this quarter", d["Reps on pace"], "percent")
+        out["reps_on_pace_qtd"] = (
+            share["share_on_pace"].iloc[0] if len(share) else math.nan,
+            "Reps on pace this quarter",
+            d["Reps on pace"],
+            "percent",
+        )
     wp = weighted_pipeline(sc.opps, config)
     out["open_pipeline"] = (wp["amount"].sum(), "Open pipeline", d["Open pipeline"], "currency")
     out["open_deals"] = (len(wp), "Open deals", d["Open deals"], "count")
-    out["weighted_pipeline_crm"] = (wp["weighted_crm"].sum(), "Weighted pipeline (CRM probability)",
-                                    d["Weighted pipeline (CRM)"], "currency")
+    out["weighted_pipeline_crm"] = (
+        wp["weighted_crm"].sum(),
+        "Weighted pipeline (CRM probability)",
+        d["Weighted pipeline (CRM)"],
+        "currency",
+    )
     wr = win_rate(sc.opps, as_of - pd.Timedelta(days=364), as_of)
     if threshold is None or threshold <= 0:
         threshold = coverage_threshold(wr["win_rate_value"])
     out["coverage_threshold"] = (threshold, "Coverage threshold", d["Coverage threshold"], "ratio")
-    out["days_left_qtd"] = ((w["QTD"].end - as_of).days, "Days left in the quarter", "quarter end − as-of date.",
-                            "days")
+    out["days_left_qtd"] = (
+        (w["QTD"].end - as_of).days,
+        "Days left in the quarter",
+        "quarter end − as-of date.",
+        "days",
+    )
     qp = company_plan["QTD"] if company_plan else None
     for key, win in (("qtd", w["QTD"]), ("next_quarter", next_quarter(cal, as_of))):
         npl = plan_from_targets(targets, cal, win.start, win.end) if (company_plan and key != "qtd") else qp
         c = coverage(sc.opps, sc.quotas, win, threshold=threshold, company_plan=npl).iloc[0]
         out[f"coverage_{key}"] = (c["coverage"], f"Coverage {win.label}", d["Coverage"], "ratio")
-        out[f"open_in_{key}"] = (c["open_in_period"], f"Open pipeline closing in {win.label}",
-                                 d["Open pipeline closing in"], "currency")
-        out[f"remaining_{key}"] = (c["remaining"], f"Quota still to close {win.label}", d["Quota still to close"],
-                                   "currency")
+        out[f"open_in_{key}"] = (
+            c["open_in_period"],
+            f"Open pipeline closing in {win.label}",
+            d["Open pipeline closing in"],
+            "currency",
+        )
+        out[f"remaining_{key}"] = (
+            c["remaining"],
+            f"Quota still to close {win.label}",
+            d["Quota still to close"],
+            "currency",
+        )
     fr = forecast_rollup(sc.opps, w["QTD"].start, w["QTD"].end).set_index("category")["cumulative"]
-    out["commit_qtd"] = (fr["Commit"], "Commit (closed won + commit) this quarter", d["Forecast categories"],
-                         "currency")
+    out["commit_qtd"] = (
+        fr["Commit"],
+        "Commit (closed won + commit) this quarter",
+        d["Forecast categories"],
+        "currency",
+    )
     out["best_case_qtd"] = (fr["Best case"], "Best case this quarter", d["Forecast categories"], "currency")
     created = pipeline_created(sc.opps, w["QTD"].start, as_of, freq="month")
-    out["pipeline_created_qtd"] = (created["amount"].sum(), "Pipeline created this quarter", d["Pipeline created"],
-                                   "currency")
+    out["pipeline_created_qtd"] = (
+        created["amount"].sum(),
+        "Pipeline created this quarter",
+        d["Pipeline created"],
+        "currency",
+    )
     out["win_rate_count"] = (wr["win_rate_count"], "Win rate by count (12 months)", d["Win rate"], "percent")
     out["win_rate_value"] = (wr["win_rate_value"], "Win rate by value (12 months)", d["Win rate"], "percent")
     v = sales_velocity(sc.opps, as_of)
-    out["avg_deal_size"] = (v["avg_deal_size"], "Average won deal size (12 months)", d["Average won deal size"],
-                            "currency")
-    out["avg_cycle_days"] = (v["avg_cycle_days"], "Average sales cycle (12 months)", d["Average sales cycle"],
-                             "days")
-    out["sales_velocity_30d"] = (v["velocity_per_30_days"], "Sales velocity per 30 days", d["Sales velocity"],
-                                 "currency")
+    out["avg_deal_size"] = (
+        v["avg_deal_size"],
+        "Average won deal size (12 months)",
+        d["Average won deal size"],
+        "currency",
+    )
+    out["avg_cycle_days"] = (
+        v["avg_cycle_days"],
+        "Average sales cycle (12 months)",
+        d["Average sales cycle"],
+        "days",
+    )
+    out["sales_velocity_30d"] = (
+        v["velocity_per_30_days"],
+        "Sales velocity per 30 days",
+        d["Sales velocity"],
+        "currency",
+    )
     pdue = past_due(sc.opps, as_of)
     out["past_due_deals"] = (len(pdue), "Open deals past their close date", d["Past due"], "count")
     out["past_due_amount"] = (pdue["amount"].sum(), "Amount past its close date", d["Past due"], "currency")
-    out["no_next_step_deals"] = (len(no_next_step(sc.opps, as_of)), "Open deals with no next step",
-                                 "open deals whose next_step is empty.", "count")
+    out["no_next_step_deals"] = (
+        len(no_next_step(sc.opps, as_of)),
+        "Open deals with no next step",
+        "open deals whose next_step is empty.",
+        "count",
+    )
     # what leadership reads first (the index and the email show the first figures)
-    first = ("bookings_qtd", "attainment_to_date_qtd", "pace_attainment_qtd", "coverage_next_quarter",
-             "bookings_ytd", "attainment_to_date_ytd")
+    first = (
+        "bookings_qtd",
+        "attainment_to_date_qtd",
+        "pace_attainment_qtd",
+        "coverage_next_quarter",
+        "bookings_ytd",
+        "attainment_to_date_ytd",
+    )
     return {k: out[k] for k in first if k in out} | out
 
 
@@ -849,41 +1073,56 @@ def what_to_look_at(figs: dict[str, tuple], currency: str = "USD", extra: dict |
             continue  # the quarter is all but over: its coverage says nothing
         cov, label = val(f"coverage_{key}"), figs.get(f"coverage_{key}", (0, ""))[1].replace("Coverage ", "")
         if not pd.isna(cov) and cov < thr:
-            pts.append(f"Coverage for {label} is {cov:.1f}×, under the {thr:.1f}× needed: "
-                       f"{m(val(f'open_in_{key}'))} open against {m(val(f'remaining_{key}'))} still to close.")
+            pts.append(
+                f"Coverage for {label} is {cov:.1f}×, under the {thr:.1f}× needed: "
+                f"{m(val(f'open_in_{key}'))} open against {m(val(f'remaining_{key}'))} still to close."
+            )
     pa = val("pace_attainment_qtd")
     if val("days_left_qtd") == 0 and not pd.isna(val("bookings_qtd")):  # the as-of date ends the quarter
         att = val("attainment_qtd")
-        pts.append(f"The quarter closed at {m(val('bookings_qtd'))}"
-                   + ("." if pd.isna(att) else f", {fmt_pct(att)} of plan."))
+        pts.append(
+            f"The quarter closed at {m(val('bookings_qtd'))}"
+            + ("." if pd.isna(att) else f", {fmt_pct(att)} of plan.")
+        )
     elif not pd.isna(pa):
         word = "short of" if pa < 1 else "above"
-        pts.append(f"At the current run rate the quarter lands at {m(val('pace_qtd'))}, {fmt_pct(pa)} of plan "
-                   f"({word} plan).")
+        pts.append(
+            f"At the current run rate the quarter lands at {m(val('pace_qtd'))}, {fmt_pct(pa)} of plan "
+            f"({word} plan)."
+        )
     elif pd.isna(val("plan_qtd")):
-        pts.append("Attainment is unavailable: the dataset has no quotas (add a `quotas` table or pass "
-                   "quotas_path).")
+        pts.append(
+            "Attainment is unavailable: the dataset has no quotas (add a `quotas` table or pass quotas_path)."
+        )
     share = val("reps_on_pace_qtd")
     if not pd.isna(share) and share < 0.5:
         pts.append(f"Only {fmt_pct(share)} of reps are on pace for their quarter quota.")
     if val("past_due_deals") and val("past_due_deals") > 0:
         n = int(val("past_due_deals"))
-        pts.append(f"{count_noun(n, 'open deal')} worth {m(val('past_due_amount'))} "
-                   f"{'has a close date' if n == 1 else 'have close dates'} in the past — update or close "
-                   f"{'it' if n == 1 else 'them'}.")
+        pts.append(
+            f"{count_noun(n, 'open deal')} worth {m(val('past_due_amount'))} "
+            f"{'has a close date' if n == 1 else 'have close dates'} in the past — update or close "
+            f"{'it' if n == 1 else 'them'}."
+        )
     extra = extra or {}
     if extra.get("stalled"):
         n = int(extra["stalled"])
-        pts.append(f"{count_noun(n, 'open deal')} {'is' if n == 1 else 'are'} stalled (longer in "
-                   f"{'its' if n == 1 else 'their'} stage than 3 in 4 won deals).")
+        pts.append(
+            f"{count_noun(n, 'open deal')} {'is' if n == 1 else 'are'} stalled (longer in "
+            f"{'its' if n == 1 else 'their'} stage than 3 in 4 won deals)."
+        )
     if extra.get("slipped"):
         n = int(extra["slipped"])
-        pts.append(f"{count_noun(n, 'deal')} had {'its' if n == 1 else 'their'} close date pushed this quarter.")
+        pts.append(
+            f"{count_noun(n, 'deal')} had {'its' if n == 1 else 'their'} close date pushed this quarter."
+        )
     if extra.get("reps_under_threshold"):
         n = int(extra["reps_under_threshold"])
         label = extra.get("coverage_label")
-        pts.append(f"{count_noun(n, 'rep')} {'has' if n == 1 else 'have'} coverage under {thr:.1f}× for "
-                   f"{label or 'the quarter'}.")
+        pts.append(
+            f"{count_noun(n, 'rep')} {'has' if n == 1 else 'have'} coverage under {thr:.1f}× for "
+            f"{label or 'the quarter'}."
+        )
     if val("no_next_step_deals"):
         n = int(val("no_next_step_deals"))
         pts.append(f"{count_noun(n, 'open deal')} {'has' if n == 1 else 'have'} no next step.")

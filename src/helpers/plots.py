@@ -21,15 +21,17 @@ STATUS_COLORS = {"Won": WON, "Lost": LOST, "Open": OPEN}
 
 def apply_theme() -> None:
     sns.set_theme(style="whitegrid", palette=PALETTE, font_scale=0.95)
-    plt.rcParams.update({
-        "figure.figsize": (9, 4.2),
-        "figure.dpi": 96,
-        "savefig.dpi": 96,
-        "axes.titleweight": "bold",
-        "axes.titlesize": 12,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-    })
+    plt.rcParams.update(
+        {
+            "figure.figsize": (9, 4.2),
+            "figure.dpi": 96,
+            "savefig.dpi": 96,
+            "axes.titleweight": "bold",
+            "axes.titlesize": 12,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+        }
+    )
 
 
 def money_axis(ax, currency_symbol: str = "$", axis: str = "y") -> None:

@@ -71,9 +71,12 @@ def won_deals(opps: pd.DataFrame) -> pd.DataFrame:
 def monthly_bookings(opps: pd.DataFrame) -> pd.DataFrame:
     """``B`` per owner and month: columns owner, month (month start), bookings (Σ amount of won deals)."""
     won = won_deals(opps)
-    out = (won.assign(month=won["close_date"].dt.to_period("M").dt.to_timestamp())
-           .groupby(["owner", "month"], as_index=False)["amount"].sum()
-           .rename(columns={"amount": "bookings"}))
+    out = (
+        won.assign(month=won["close_date"].dt.to_period("M").dt.to_timestamp())
+        .groupby(["owner", "month"], as_index=False)["amount"]
+        .sum()
+        .rename(columns={"amount": "bookings"})
+    )
     return out
 
 
@@ -133,8 +136,14 @@ def seasonality(opps: pd.DataFrame, cal: FiscalCalendar, as_of, lookback_months:
         share = pd.Series(1 / 12, index=range(1, 13))
     else:
         share = avg / avg.sum()
-    return pd.DataFrame({"fiscal_month": range(1, 13), "quarter": [(m - 1) // 3 + 1 for m in range(1, 13)],
-                         "share": share.to_numpy(float), "years": years.to_numpy(int)})
+    return pd.DataFrame(
+        {
+            "fiscal_month": range(1, 13),
+            "quarter": [(m - 1) // 3 + 1 for m in range(1, 13)],
+            "share": share.to_numpy(float),
+            "years": years.to_numpy(int),
+        }
+    )
 
 
 def flat_shares() -> np.ndarray:
@@ -145,9 +154,15 @@ def monthly_plan(target: float, shares, cal: FiscalCalendar, fiscal_year: int) -
     """The target by month: ``T_m = T × s_m``. Columns month, fiscal_month, quarter, share, target."""
     s = np.asarray(shares, float)
     months = plan_months(cal, fiscal_year)
-    return pd.DataFrame({"month": months, "fiscal_month": range(1, 13),
-                         "quarter": [f"Q{(m - 1) // 3 + 1}" for m in range(1, 13)],
-                         "share": s, "target": target * s})
+    return pd.DataFrame(
+        {
+            "month": months,
+            "fiscal_month": range(1, 13),
+            "quarter": [f"Q{(m - 1) // 3 + 1}" for m in range(1, 13)],
+            "share": s,
+            "target": target * s,
+        }
+    )
 
 
 def quarterly_plan(monthly: pd.DataFrame) -> pd.DataFrame:
@@ -188,13 +203,21 @@ def roster(reps: pd.DataFrame | None, opps: pd.DataFrame, start, end, as_of) -> 
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     a = pd.Timestamp(as_of).normalize()
     if reps is None or len(reps) == 0:
-        recent = (opps["created_date"] > a - pd.DateOffset(years=1)) | (opps["close_date"] > a - pd.DateOffset(years=1))
+        recent = (opps["created_date"] > a - pd.DateOffset(years=1)) | (
+            opps["close_date"] > a - pd.DateOffset(years=1)
+        )
         ids = sorted(opps.loc[recent, "owner"].dropna().unique())
         r = pd.DataFrame({"rep_id": pd.array(ids, dtype="str")})
     else:
         r = reps.copy()
-    for col, default in (("name", None), ("team", "All"), ("role", None), ("ote", np.nan),
-                         ("ramp_months", np.nan), ("territory_weight", 1.0)):
+    for col, default in (
+        ("name", None),
+        ("team", "All"),
+        ("role", None),
+        ("ote", np.nan),
+        ("ramp_months", np.nan),
+        ("territory_weight", 1.0),
+    ):
         if col not in r.columns:
             r[col] = default
     for col in ("hire_date", "end_date"):
@@ -206,17 +229,36 @@ def roster(reps: pd.DataFrame | None, opps: pd.DataFrame, start, end, as_of) -> 
     r["weight"] = pd.to_numeric(r["territory_weight"]).fillna(1.0).astype(float)
     r["ote"] = pd.to_numeric(r["ote"]).astype(float)
     r["ramp_months"] = pd.to_numeric(r["ramp_months"]).astype(float)
-    keep = (r["end_date"].isna() | (r["end_date"] >= start)) & (r["hire_date"].isna() | (r["hire_date"] <= end))
+    keep = (r["end_date"].isna() | (r["end_date"] >= start)) & (
+        r["hire_date"].isna() | (r["hire_date"] <= end)
+    )
     r = r.loc[keep].copy()
     r["revenue"] = [is_revenue_role(x) for x in r["role"]]
     r["planned"] = r["hire_date"].notna() & (r["hire_date"] > a)
-    cols = ["rep_id", "name", "team", "role", "revenue", "hire_date", "end_date", "ote", "ramp_months", "weight",
-            "planned"]
+    cols = [
+        "rep_id",
+        "name",
+        "team",
+        "role",
+        "revenue",
+        "hire_date",
+        "end_date",
+        "ote",
+        "ramp_months",
+        "weight",
+        "planned",
+    ]
     return r[cols].reset_index(drop=True)
 
 
-def planned_hires(cal: FiscalCalendar, fiscal_year: int, hires_per_quarter, month_in_quarter: int = 1,
-                  team: str = "New hires", ote: float = np.nan) -> pd.DataFrame:
+def planned_hires(
+    cal: FiscalCalendar,
+    fiscal_year: int,
+    hires_per_quarter,
+    month_in_quarter: int = 1,
+    team: str = "New hires",
+    ote: float = np.nan,
+) -> pd.DataFrame:
     """Placeholder reps for open headcount: ``hires_per_quarter[q-1]`` hires starting on the first day of
     month ``month_in_quarter`` (1–3) of fiscal quarter ``q``; rep_id ``TBH-FY<year>-Q<q>-<n>``."""
     rows = []
@@ -224,11 +266,34 @@ def planned_hires(cal: FiscalCalendar, fiscal_year: int, hires_per_quarter, mont
         start = cal.year_start(fiscal_year) + pd.DateOffset(months=3 * (q - 1) + int(month_in_quarter) - 1)
         for k in range(1, int(n) + 1):
             rid = f"TBH-FY{fiscal_year}-Q{q}-{k}"
-            rows.append({"rep_id": rid, "name": f"Hire Q{q} #{k}", "team": team, "role": "AE", "revenue": True,
-                         "hire_date": start, "end_date": pd.NaT, "ote": ote, "ramp_months": np.nan,
-                         "weight": 1.0, "planned": True})
-    cols = ["rep_id", "name", "team", "role", "revenue", "hire_date", "end_date", "ote", "ramp_months", "weight",
-            "planned"]
+            rows.append(
+                {
+                    "rep_id": rid,
+                    "name": f"Hire Q{q} #{k}",
+                    "team": team,
+                    "role": "AE",
+                    "revenue": True,
+                    "hire_date": start,
+                    "end_date": pd.NaT,
+                    "ote": ote,
+                    "ramp_months": np.nan,
+                    "weight": 1.0,
+                    "planned": True,
+                }
+            )
+    cols = [
+        "rep_id",
+        "name",
+        "team",
+        "role",
+        "revenue",
+        "hire_date",
+        "end_date",
+        "ote",
+        "ramp_months",
+        "weight",
+        "planned",
+    ]
     out = pd.DataFrame(rows, columns=cols)
     out["hire_date"] = pd.to_datetime(out["hire_date"])
     out["end_date"] = pd.to_datetime(out["end_date"])
@@ -261,7 +326,7 @@ def ramp_matrix(hire_offset: np.ndarray, n_months: int, schedules: list[tuple[fl
     width = max([len(s) for s in schedules] + [1])
     table = np.ones((len(schedules), width + 1))
     for i, s in enumerate(schedules):
-        table[i, 1:len(s) + 1] = s
+        table[i, 1 : len(s) + 1] = s
     kk = np.clip(k, 0, width).astype(int)
     out = np.take_along_axis(table, kk, axis=1) if len(schedules) else np.zeros((0, n_months))
     out[k > width] = 1.0
@@ -283,8 +348,9 @@ def effective_capacity(active: np.ndarray, ramp: np.ndarray, shares) -> np.ndarr
     return (active * ramp) @ np.asarray(shares, float)
 
 
-def team_shares(teams: pd.Series, capacity_weight: np.ndarray, history: pd.Series | None = None,
-                method: str = "capacity") -> pd.Series:
+def team_shares(
+    teams: pd.Series, capacity_weight: np.ndarray, history: pd.Series | None = None, method: str = "capacity"
+) -> pd.Series:
     """Share of the quota each team carries.
 
     ``capacity``: ``Σ_{i∈t} w_i E_i / Σ_i w_i E_i``. ``history``: the team's share of basis bookings
@@ -299,8 +365,9 @@ def team_shares(teams: pd.Series, capacity_weight: np.ndarray, history: pd.Serie
     return (hist / hist.sum() * rest).where(~new_teams, cap_share)
 
 
-def distribute_quota(quota_to_assign: float, teams: pd.Series, weights: np.ndarray, capacity: np.ndarray,
-                     shares: pd.Series) -> np.ndarray:
+def distribute_quota(
+    quota_to_assign: float, teams: pd.Series, weights: np.ndarray, capacity: np.ndarray, shares: pd.Series
+) -> np.ndarray:
     """Annual rep quota ``quota_i = Q × share_t × w_i E_i / Σ_{j∈t} w_j E_j`` (t = team of rep i)."""
     we = np.asarray(weights, float) * np.asarray(capacity, float)
     t = teams.to_numpy()
@@ -312,8 +379,9 @@ def distribute_quota(quota_to_assign: float, teams: pd.Series, weights: np.ndarr
     return out
 
 
-def monthly_quotas(annual: np.ndarray, capacity: np.ndarray, active: np.ndarray, ramp: np.ndarray,
-                   shares) -> np.ndarray:
+def monthly_quotas(
+    annual: np.ndarray, capacity: np.ndarray, active: np.ndarray, ramp: np.ndarray, shares
+) -> np.ndarray:
     """``quota_im = quota_i × s_m r_im a_im / E_i`` (so each rep's months sum to the annual quota)."""
     w = active * ramp * np.asarray(shares, float)[None, :]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -328,7 +396,9 @@ def rep_status(roster_df: pd.DataFrame, active: np.ndarray, ramp: np.ndarray) ->
     departing = part_year & roster_df["end_date"].notna().to_numpy()
     planned = roster_df["planned"].to_numpy(dtype=bool)
     ramping = ((ramp < 1) & (active > 0)).any(axis=1) | part_year
-    return np.select([departing, planned, ramping], ["departing", "planned hire", "ramping"], "tenured").tolist()
+    return np.select(
+        [departing, planned, ramping], ["departing", "planned hire", "ramping"], "tenured"
+    ).tolist()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -341,7 +411,11 @@ def attrition_rate(reps: pd.DataFrame | None, as_of, months: int = 12) -> float:
         return float("nan")
     a = pd.Timestamp(as_of).normalize()
     start = a - pd.DateOffset(months=months)
-    hire = pd.to_datetime(reps["hire_date"]) if "hire_date" in reps.columns else pd.Series(pd.NaT, index=reps.index)
+    hire = (
+        pd.to_datetime(reps["hire_date"])
+        if "hire_date" in reps.columns
+        else pd.Series(pd.NaT, index=reps.index)
+    )
     end = pd.to_datetime(reps["end_date"])
 
     def headcount(day):
@@ -361,21 +435,37 @@ def attrition_loss(monthly: np.ndarray, rate: float) -> float:
     return float((monthly * p[None, :]).sum())
 
 
-def reconciliation(basis: TargetBasis, growth_rate: float, target: float, target_source: str,
-                   over_assignment: float, quota_by_status: dict[str, float], attrition: float,
-                   attrition_rate_: float) -> pd.DataFrame:
+def reconciliation(
+    basis: TargetBasis,
+    growth_rate: float,
+    target: float,
+    target_source: str,
+    over_assignment: float,
+    quota_by_status: dict[str, float],
+    attrition: float,
+    attrition_rate_: float,
+) -> pd.DataFrame:
     """From the company target to the sum of rep quotas, line by line (amount column); the last lines
     show what attrition is expected to take and the cover that remains over the target."""
     q = target * (1 + over_assignment)
     rows = [(basis.label, basis.bookings, "history")]
     if target_source == "dataset.yml":
-        rows.append(("Company target (dataset.yml)", target, f"growth implied {target / basis.bookings - 1:+.1%}"
-                     if basis.bookings else "configured"))
+        rows.append(
+            (
+                "Company target (dataset.yml)",
+                target,
+                f"growth implied {target / basis.bookings - 1:+.1%}" if basis.bookings else "configured",
+            )
+        )
     else:
-        rows += [(f"+ growth {growth_rate:.0%}", basis.bookings * growth_rate, ""),
-                 ("= Company target", target, "basis × (1 + growth)")]
-    rows += [(f"+ over-assignment {over_assignment:.0%}", target * over_assignment, ""),
-             ("= Quota to assign", q, "target × (1 + over-assignment)")]
+        rows += [
+            (f"+ growth {growth_rate:.0%}", basis.bookings * growth_rate, ""),
+            ("= Company target", target, "basis × (1 + growth)"),
+        ]
+    rows += [
+        (f"+ over-assignment {over_assignment:.0%}", target * over_assignment, ""),
+        ("= Quota to assign", q, "target × (1 + over-assignment)"),
+    ]
     for status in ("tenured", "ramping", "departing", "planned hire"):
         if status in quota_by_status:
             rows.append((f"  {status} reps", quota_by_status[status], "part of the sum of rep quotas"))
@@ -383,8 +473,13 @@ def reconciliation(basis: TargetBasis, growth_rate: float, target: float, target
     rows.append(("= Sum of rep quotas", total, f"{total / target - 1:+.1%} over target" if target else ""))
     rate_txt = "n/a" if pd.isna(attrition_rate_) else f"{attrition_rate_:.0%}"
     rows.append((f"− expected loss to attrition ({rate_txt}/yr)", -attrition, "unplanned departures"))
-    rows.append(("= Expected quota carried", total - attrition,
-                 f"{(total - attrition) / target - 1:+.1%} cover over target" if target else ""))
+    rows.append(
+        (
+            "= Expected quota carried",
+            total - attrition,
+            f"{(total - attrition) / target - 1:+.1%} cover over target" if target else "",
+        )
+    )
     return pd.DataFrame(rows, columns=["step", "amount", "note"])
 
 
@@ -395,8 +490,11 @@ def ote_multiples(annual_full_quota, ote, low: float = 3.0, high: float = 5.0) -
     o = np.asarray(ote, float)
     with np.errstate(invalid="ignore", divide="ignore"):
         mult = np.where(o > 0, q / o, np.nan)
-    flag = np.where(np.isnan(mult), "", np.where(mult < low, f"below {low:g}×",
-                                                 np.where(mult > high, f"above {high:g}×", "ok")))
+    flag = np.where(
+        np.isnan(mult),
+        "",
+        np.where(mult < low, f"below {low:g}×", np.where(mult > high, f"above {high:g}×", "ok")),
+    )
     return pd.DataFrame({"ote_multiple": mult, "ote_flag": flag})
 
 
@@ -405,12 +503,17 @@ def ote_multiples(annual_full_quota, ote, low: float = 3.0, high: float = 5.0) -
 # --------------------------------------------------------------------------------------------------
 def history_matrix(events: pd.DataFrame, rep_ids, months: pd.DatetimeIndex) -> np.ndarray:
     """``events`` (columns rep_id, month, value) → matrix rep × month (0 where nothing happened)."""
-    wide = (events.pivot_table(index="rep_id", columns="month", values="value", aggfunc="sum")
-            .reindex(index=pd.Index(rep_ids), columns=months).fillna(0.0))
+    wide = (
+        events.pivot_table(index="rep_id", columns="month", values="value", aggfunc="sum")
+        .reindex(index=pd.Index(rep_ids), columns=months)
+        .fillna(0.0)
+    )
     return wide.to_numpy(float)
 
 
-def ramped_months_mask(roster_df: pd.DataFrame, months: pd.DatetimeIndex, schedule=DEFAULT_RAMP) -> np.ndarray:
+def ramped_months_mask(
+    roster_df: pd.DataFrame, months: pd.DatetimeIndex, schedule=DEFAULT_RAMP
+) -> np.ndarray:
     """Months of history in which a rep was employed all month and past ramp (``a = 1`` and ``r = 1``)."""
     off = month_offsets(roster_df["hire_date"], months[0])
     act = active_matrix(off, roster_df["end_date"], months)
@@ -418,7 +521,9 @@ def ramped_months_mask(roster_df: pd.DataFrame, months: pd.DatetimeIndex, schedu
     return (act > 0) & (rmp >= 1)
 
 
-def rep_pools(values: np.ndarray, mask: np.ndarray, teams: pd.Series, min_months: int = 6) -> list[np.ndarray]:
+def rep_pools(
+    values: np.ndarray, mask: np.ndarray, teams: pd.Series, min_months: int = 6
+) -> list[np.ndarray]:
     """Each rep's pool of monthly values to resample: their own fully ramped months when they have at least
     ``min_months``; otherwise their team's (the peer group's) pooled months, else everyone's."""
     own = [values[i][mask[i]] for i in range(len(values))]
@@ -461,7 +566,7 @@ def draw_months(pools: list[np.ndarray], n_draws: int, n_months: int = 12, seed:
     width = int(lens.max())
     table = np.zeros((n, width), np.float32)
     for i, p in enumerate(pools):
-        table[i, :len(p)] = p
+        table[i, : len(p)] = p
     u = rng.random((n, n_draws, n_months), dtype=np.float32)
     # index = min(⌊u × len⌋, len − 1) (u × len in float64, as numpy promotes float32 × int64), then one
     # flat ``take`` from the table (row offset i × width): 2× faster than 2-D fancy indexing
@@ -563,9 +668,14 @@ class FunnelRates:
 
     def display_table(self) -> pd.DataFrame:
         """One row, readable column names (money / percent)."""
-        return pd.DataFrame({"average deal size": [self.avg_deal_size], "win rate": [self.win_rate],
-                             "opportunities per meeting": [self.meeting_to_opportunity],
-                             "meetings per call": [self.call_to_meeting]})
+        return pd.DataFrame(
+            {
+                "average deal size": [self.avg_deal_size],
+                "win rate": [self.win_rate],
+                "opportunities per meeting": [self.meeting_to_opportunity],
+                "meetings per call": [self.call_to_meeting],
+            }
+        )
 
 
 def seller_ids(reps: pd.DataFrame | None, opps: pd.DataFrame) -> list[str]:
@@ -584,8 +694,14 @@ def funnel_window(as_of, months: int = 12) -> tuple[pd.Timestamp, pd.Timestamp]:
     return end - pd.DateOffset(months=months) + pd.Timedelta(days=1), end
 
 
-def funnel_rates(opps: pd.DataFrame, activities: pd.DataFrame | None, as_of, months: int = 12,
-                 owners=None, reps: pd.DataFrame | None = None) -> FunnelRates:
+def funnel_rates(
+    opps: pd.DataFrame,
+    activities: pd.DataFrame | None,
+    as_of,
+    months: int = 12,
+    owners=None,
+    reps: pd.DataFrame | None = None,
+) -> FunnelRates:
     """AE conversion rates measured over ``funnel_window(as_of, months)`` (optionally for ``owners`` only):
 
     - avg_deal_size = mean amount of deals won in the window;
@@ -599,16 +715,21 @@ def funnel_rates(opps: pd.DataFrame, activities: pd.DataFrame | None, as_of, mon
     A rate that cannot be measured (no rows, zero denominator) takes the value in ``BENCHMARKS``."""
     start, a = funnel_window(as_of, months)
     o = opps if owners is None else opps.loc[opps["owner"].isin(list(owners))]
-    closed = o.loc[o["is_closed"].fillna(False).astype(bool) & (o["close_date"] >= start) & (o["close_date"] <= a)]
+    closed = o.loc[
+        o["is_closed"].fillna(False).astype(bool) & (o["close_date"] >= start) & (o["close_date"] <= a)
+    ]
     won = closed.loc[closed["is_won"].fillna(False).astype(bool) & closed["amount"].notna()]
     created = int(((o["created_date"] >= start) & (o["created_date"] <= a)).sum())
     src = {}
     rates = {}
     rates["avg_deal_size"], src["avg_deal_size"] = (
-        (float(won["amount"].mean()), f"{len(won)} deals won") if len(won) else (np.nan, "no won deals"))
+        (float(won["amount"].mean()), f"{len(won)} deals won") if len(won) else (np.nan, "no won deals")
+    )
     rates["win_rate"], src["win_rate"] = (
-        (len(won) / len(closed), f"{len(won)} won / {len(closed)} closed") if len(closed) else
-        (BENCHMARKS["win_rate"], "benchmark"))
+        (len(won) / len(closed), f"{len(won)} won / {len(closed)} closed")
+        if len(closed)
+        else (BENCHMARKS["win_rate"], "benchmark")
+    )
     meetings = calls = 0
     if activities is not None and len(activities):
         sellers = list(owners) if owners is not None else seller_ids(reps, opps)
@@ -616,21 +737,31 @@ def funnel_rates(opps: pd.DataFrame, activities: pd.DataFrame | None, as_of, mon
         day = act["occurred_at"].dt.normalize()
         act = act.loc[(day >= start) & (day <= a)]
         typ = act["type"].str.lower()
-        held = ~act["outcome"].isin(NOT_HELD) if "outcome" in act.columns else pd.Series(True, index=act.index)
+        held = (
+            ~act["outcome"].isin(NOT_HELD) if "outcome" in act.columns else pd.Series(True, index=act.index)
+        )
         meetings = int((typ.isin(MEETING_TYPES) & held).sum())
         calls = int((typ == "call").sum())
     rates["meeting_to_opportunity"], src["meeting_to_opportunity"] = (
-        (created / meetings, f"{created} opportunities / {meetings} meetings") if meetings and created else
-        (BENCHMARKS["meeting_to_opportunity"], "benchmark"))
+        (created / meetings, f"{created} opportunities / {meetings} meetings")
+        if meetings and created
+        else (BENCHMARKS["meeting_to_opportunity"], "benchmark")
+    )
     rates["call_to_meeting"], src["call_to_meeting"] = (
-        (meetings / calls, f"{meetings} meetings / {calls} calls") if meetings and calls else
-        (BENCHMARKS["call_to_meeting"], "benchmark"))
+        (meetings / calls, f"{meetings} meetings / {calls} calls")
+        if meetings and calls
+        else (BENCHMARKS["call_to_meeting"], "benchmark")
+    )
     return FunnelRates(**rates, sources=tuple(src.items()))
 
 
-def reverse_funnel(quota, avg_deal_size: float, win_rate: float,
-                   meeting_to_opportunity: float = BENCHMARKS["meeting_to_opportunity"],
-                   call_to_meeting: float = BENCHMARKS["call_to_meeting"]) -> pd.DataFrame:
+def reverse_funnel(
+    quota,
+    avg_deal_size: float,
+    win_rate: float,
+    meeting_to_opportunity: float = BENCHMARKS["meeting_to_opportunity"],
+    call_to_meeting: float = BENCHMARKS["call_to_meeting"],
+) -> pd.DataFrame:
     """From a bookings quota (per month, scalar or Series) back to the activity it takes:
     ``deals = quota ÷ avg_deal_size``; ``opportunities = deals ÷ win_rate``;
     ``meetings = opportunities ÷ meeting_to_opportunity``; ``calls = meetings ÷ call_to_meeting``.
@@ -641,24 +772,32 @@ def reverse_funnel(quota, avg_deal_size: float, win_rate: float,
     opps = deals / win_rate
     meetings = opps / meeting_to_opportunity
     calls = meetings / call_to_meeting
-    return pd.DataFrame({"quota": q, "deals": deals, "opportunities": opps, "meetings": meetings, "calls": calls})
+    return pd.DataFrame(
+        {"quota": q, "deals": deals, "opportunities": opps, "meetings": meetings, "calls": calls}
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # non-revenue (SDR) quotas
 # --------------------------------------------------------------------------------------------------
-def sdr_events(activities: pd.DataFrame | None, leads: pd.DataFrame | None,
-               opps: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+def sdr_events(
+    activities: pd.DataFrame | None, leads: pd.DataFrame | None, opps: pd.DataFrame | None = None
+) -> dict[str, pd.DataFrame]:
     """Monthly events per rep for non-revenue quotas (columns rep_id, month, value):
 
     - ``meetings``: meetings/demos booked (every logged meeting or demo, any outcome) by their owner;
     - ``opportunities``: leads owned by the rep that became an opportunity, dated by the opportunity's
       created_date (else the lead's sql_date)."""
     out = {}
-    if activities is not None and len(activities) and {"owner", "type", "occurred_at"} <= set(activities.columns):
+    if (
+        activities is not None
+        and len(activities)
+        and {"owner", "type", "occurred_at"} <= set(activities.columns)
+    ):
         m = activities.loc[activities["type"].str.lower().isin(MEETING_TYPES)]
-        out["meetings"] = (m.assign(month=m["occurred_at"].dt.to_period("M").dt.to_timestamp(), value=1.0)
-                           .rename(columns={"owner": "rep_id"})[["rep_id", "month", "value"]])
+        out["meetings"] = m.assign(
+            month=m["occurred_at"].dt.to_period("M").dt.to_timestamp(), value=1.0
+        ).rename(columns={"owner": "rep_id"})[["rep_id", "month", "value"]]
     if leads is not None and len(leads) and {"owner", "opportunity_id"} <= set(leads.columns):
         conv = leads.loc[leads["opportunity_id"].notna() & leads["owner"].notna()]
         date = conv["sql_date"] if "sql_date" in conv.columns else pd.Series(pd.NaT, index=conv.index)
@@ -667,7 +806,8 @@ def sdr_events(activities: pd.DataFrame | None, leads: pd.DataFrame | None,
             date = conv["opportunity_id"].map(created).fillna(date)
         conv = conv.assign(month=pd.to_datetime(date).dt.to_period("M").dt.to_timestamp(), value=1.0)
         out["opportunities"] = conv.loc[conv["month"].notna()].rename(columns={"owner": "rep_id"})[
-            ["rep_id", "month", "value"]]
+            ["rep_id", "month", "value"]
+        ]
     return out
 
 
@@ -677,10 +817,20 @@ def history_months(as_of, months: int = 12) -> pd.DatetimeIndex:
     return pd.date_range(last - pd.DateOffset(months=months - 1), last, freq="MS")
 
 
-def sdr_quota_plan(events: pd.DataFrame, sdrs: pd.DataFrame, cal: FiscalCalendar, fiscal_year: int, as_of,
-                   growth_rate: float = 0.0, schedule=DEFAULT_RAMP, n_draws: int = 2000, seed: int = 0,
-                   target_share: float = 0.75, history_len: int = 12,
-                   min_months: int = 6) -> tuple[pd.DataFrame, np.ndarray]:
+def sdr_quota_plan(
+    events: pd.DataFrame,
+    sdrs: pd.DataFrame,
+    cal: FiscalCalendar,
+    fiscal_year: int,
+    as_of,
+    growth_rate: float = 0.0,
+    schedule=DEFAULT_RAMP,
+    n_draws: int = 2000,
+    seed: int = 0,
+    target_share: float = 0.75,
+    history_len: int = 12,
+    min_months: int = 6,
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Non-revenue quotas set and checked like revenue ones, from the reps' own monthly counts:
     ``quota_i = productivity_i × (1 + growth) × Σ_m r_im a_im`` (productivity = mean count per fully ramped
     month, own or peers'); P(attain) by resampling the same history. Returns (table with columns rep_id,
@@ -700,11 +850,19 @@ def sdr_quota_plan(events: pd.DataFrame, sdrs: pd.DataFrame, cal: FiscalCalendar
     quota = np.round(prod * (1 + growth_rate) * cap_months)
     totals = simulate_totals(draw_months(pools, n_draws, 12, seed), act, rmp)
     att = attainment(totals, quota, target_share)
-    table = pd.DataFrame({"rep_id": sdrs["rep_id"].to_numpy(), "name": sdrs["name"].to_numpy(),
-                          "team": sdrs["team"].to_numpy(), "productivity": prod, "quota": quota,
-                          "monthly_quota": np.round(prod * (1 + growth_rate)), "p_attain": att.p_attain,
-                          "verdict": verdicts(att.p_attain),
-                          "quota_at_target_share": np.floor(quota_at_share(totals, target_share))})
+    table = pd.DataFrame(
+        {
+            "rep_id": sdrs["rep_id"].to_numpy(),
+            "name": sdrs["name"].to_numpy(),
+            "team": sdrs["team"].to_numpy(),
+            "productivity": prod,
+            "quota": quota,
+            "monthly_quota": np.round(prod * (1 + growth_rate)),
+            "p_attain": att.p_attain,
+            "verdict": verdicts(att.p_attain),
+            "quota_at_target_share": np.floor(quota_at_share(totals, target_share)),
+        }
+    )
     monthly = np.round((prod * (1 + growth_rate))[:, None] * act * rmp, 1)
     return table, monthly
 
@@ -712,14 +870,20 @@ def sdr_quota_plan(events: pd.DataFrame, sdrs: pd.DataFrame, cal: FiscalCalendar
 # --------------------------------------------------------------------------------------------------
 # output
 # --------------------------------------------------------------------------------------------------
-def quotas_table(rep_ids, months: pd.DatetimeIndex, monthly: np.ndarray, metric: str = "bookings",
-                 decimals: int = 2) -> pd.DataFrame:
+def quotas_table(
+    rep_ids, months: pd.DatetimeIndex, monthly: np.ndarray, metric: str = "bookings", decimals: int = 2
+) -> pd.DataFrame:
     """Long ``quotas`` table (rep_id, period_start, quota, period_end, metric), one row per rep and month
     with a quota above zero."""
     ids = np.repeat(np.asarray(list(rep_ids), dtype=object), len(months))
     starts = np.tile(months.to_numpy(), len(ids) // max(len(months), 1))
-    df = pd.DataFrame({"rep_id": pd.array(ids, dtype="str"), "period_start": starts,
-                       "quota": np.round(np.asarray(monthly, float).ravel(), decimals)})
+    df = pd.DataFrame(
+        {
+            "rep_id": pd.array(ids, dtype="str"),
+            "period_start": starts,
+            "quota": np.round(np.asarray(monthly, float).ravel(), decimals),
+        }
+    )
     df["period_end"] = df["period_start"] + pd.offsets.MonthEnd(0)
     df["metric"] = metric
     return df.loc[df["quota"] > 0].reset_index(drop=True)

@@ -60,8 +60,9 @@ class NotebookFailed(RuntimeError):
     notebook (as the author sees it in JupyterLab, papermill's injected-parameters cell not counted);
     the partial executed notebook is at ``output``."""
 
-    def __init__(self, notebook, cell_index: int | None, ename: str, evalue: str, output=None,
-                 source: str = ""):
+    def __init__(
+        self, notebook, cell_index: int | None, ename: str, evalue: str, output=None, source: str = ""
+    ):
         self.notebook = str(notebook)
         self.cell_index = cell_index
         self.ename = ename
@@ -89,8 +90,14 @@ def _quiet_kernel_logs() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def execute(notebook, output, parameters: dict | None = None, cwd=None, kernel_name: str = "python3",
-            timeout: int | None = None):
+def execute(
+    notebook,
+    output,
+    parameters: dict | None = None,
+    cwd=None,
+    kernel_name: str = "python3",
+    timeout: int | None = None,
+):
     """Run ``notebook`` with papermill into ``output`` and return the executed ``NotebookNode``.
 
     ``cwd`` is the kernel's working directory (default: the notebook's folder). It is given to the
@@ -105,18 +112,24 @@ def execute(notebook, output, parameters: dict | None = None, cwd=None, kernel_n
     run_dir = str(Path(cwd) if cwd else notebook.resolve().parent)
     try:
         return papermill.execute_notebook(
-            str(notebook), str(output), parameters=parameters or {}, kernel_name=kernel_name,
-            progress_bar=False, log_output=False,
+            str(notebook),
+            str(output),
+            parameters=parameters or {},
+            kernel_name=kernel_name,
+            progress_bar=False,
+            log_output=False,
             # no save after every cell (~40 ms each for a 3 MB notebook, 2 per cell, in the parent process
             # that shares the 2 cores with the kernels); papermill still writes it on success and on a
             # failing cell, so the partial executed notebook is kept
             request_save_on_cell_execute=False,
-            execution_timeout=timeout, resources={"metadata": {"path": run_dir}},
+            execution_timeout=timeout,
+            resources={"metadata": {"path": run_dir}},
             extra_arguments=["--IPKernelApp.log_level=CRITICAL"],  # no "running over TCP" banner
         )
     except PapermillExecutionError as exc:
-        raise NotebookFailed(notebook, _source_index(output, exc.cell_index), exc.ename, exc.evalue, output,
-                             exc.source or "") from exc
+        raise NotebookFailed(
+            notebook, _source_index(output, exc.cell_index), exc.ename, exc.evalue, output, exc.source or ""
+        ) from exc
     except Exception as exc:  # kernel died, dead kernel start, bad notebook file…
         if isinstance(exc, NotebookFailed):
             raise
@@ -131,7 +144,9 @@ def _source_index(executed_path: Path, executed_index: int) -> int:
     except Exception:  # noqa: BLE001 - the index as papermill gave it is still useful
         return executed_index
     cells = [c for c in nb.cells if "papermill-error-cell-tag" not in c.get("metadata", {}).get("tags", [])]
-    injected = [i for i, c in enumerate(cells) if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+    injected = [
+        i for i, c in enumerate(cells) if "injected-parameters" in c.get("metadata", {}).get("tags", [])
+    ]
     return executed_index - 1 if injected and injected[0] < executed_index else executed_index
 
 
@@ -156,7 +171,9 @@ def clean_for_report(nb):
         if cell.cell_type == "code":
             outs = []
             for out in cell.get("outputs", []):
-                if out.output_type == "error" or (out.output_type == "stream" and out.get("name") == "stderr"):
+                if out.output_type == "error" or (
+                    out.output_type == "stream" and out.get("name") == "stderr"
+                ):
                     continue
                 if out.output_type in ("display_data", "execute_result"):
                     data = out.get("data", {})
@@ -190,8 +207,9 @@ def shrink_png(png: bytes) -> bytes:
 
     try:
         img = Image.open(io.BytesIO(png))
-        small = img.convert("RGBA").quantize(colors=256, method=Image.Quantize.FASTOCTREE,
-                                              dither=Image.Dither.NONE)
+        small = img.convert("RGBA").quantize(
+            colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE
+        )
         buf = io.BytesIO()
         small.save(buf, "PNG", optimize=True)
     except Exception:  # noqa: BLE001 - an image Pillow cannot read is kept as it is
@@ -241,8 +259,7 @@ def render_html(nb, title: str | None = None, footer: str = "") -> str:
     """The self-contained HTML text of notebook node ``nb`` (see ``clean_for_report``)."""
     nb = clean_for_report(nb)
     name = title or nb.metadata.get("title") or "Report"
-    resources = {"revops": {"title": name, "css": report_css(), "footer": footer},
-                 "metadata": {"name": name}}
+    resources = {"revops": {"title": name, "css": report_css(), "footer": footer}, "metadata": {"name": name}}
     body, _ = _exporter().from_notebook_node(nb, resources=resources)
     return _dedupe_styles(body)
 
@@ -257,6 +274,7 @@ def to_html(executed_nb_or_path, html_path, title: str | None = None, footer: st
 
 def first_chart(nb, tag: str = EMAIL_CHART_TAG) -> bytes | None:
     """PNG bytes of the first image output in a cell tagged ``tag``, else of the first image at all."""
+
     def images(cells):
         for cell in cells:
             for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
@@ -301,8 +319,11 @@ class JobResult:
 def _title_of(nb, fallback: str) -> str:
     """The first markdown or output heading ``# …`` of the executed notebook, else ``fallback``."""
     for cell in nb.cells:
-        texts = [cell.source] if cell.cell_type == "markdown" else [
-            "".join(o.get("data", {}).get("text/markdown", "")) for o in cell.get("outputs", [])]
+        texts = (
+            [cell.source]
+            if cell.cell_type == "markdown"
+            else ["".join(o.get("data", {}).get("text/markdown", "")) for o in cell.get("outputs", [])]
+        )
         for text in texts:
             m = re.search(r"^#\s+(.+)$", text or "", re.M)
             if m:
@@ -319,14 +340,22 @@ def run_one(job: NotebookJob, out_dir: Path, footer: str = "") -> JobResult:
         nb = execute(job.notebook, executed, job.parameters)
         title = job.title or _title_of(nb, job.name.replace("_", " ").title())
         html = to_html(nb, target / f"{job.name}.html", title=title, footer=footer)
-        return JobResult(job.name, "ok", time.perf_counter() - t0, executed, html, None, first_chart(nb), title)
+        return JobResult(
+            job.name, "ok", time.perf_counter() - t0, executed, html, None, first_chart(nb), title
+        )
     except NotebookFailed as exc:
-        return JobResult(job.name, "failed", time.perf_counter() - t0,
-                         executed if executed.exists() else None, None, exc)
+        return JobResult(
+            job.name, "failed", time.perf_counter() - t0, executed if executed.exists() else None, None, exc
+        )
 
 
-def run_notebooks(jobs: list[NotebookJob], out_dir, jobs_n: int | None = None,
-                  progress: Callable[[str], None] | None = print, footer: str = "") -> list[JobResult]:
+def run_notebooks(
+    jobs: list[NotebookJob],
+    out_dir,
+    jobs_n: int | None = None,
+    progress: Callable[[str], None] | None = print,
+    footer: str = "",
+) -> list[JobResult]:
     """Run ``jobs`` ``jobs_n`` at a time (default: number of cores), each in its own kernel; a failure
     does not stop the others. Prints one progress line per notebook start and end. Results come back
     in the order of ``jobs``."""
@@ -348,7 +377,9 @@ def run_notebooks(jobs: list[NotebookJob], out_dir, jobs_n: int | None = None,
         if res.ok:
             say(f"[{i + 1}/{len(jobs)}] {job.name:<{width}}  done in {res.seconds:.1f}s")
         else:
-            say(f"[{i + 1}/{len(jobs)}] {job.name:<{width}}  FAILED after {res.seconds:.1f}s — {res.error.short}")
+            say(
+                f"[{i + 1}/{len(jobs)}] {job.name:<{width}}  FAILED after {res.seconds:.1f}s — {res.error.short}"
+            )
         return res
 
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="notebook") as pool:
@@ -357,6 +388,7 @@ def run_notebooks(jobs: list[NotebookJob], out_dir, jobs_n: int | None = None,
 
 def results_table(results: list[JobResult], relative_to: Path | None = None) -> str:
     """The final table: notebook, status, seconds, output."""
+
     def rel(p):
         if p is None:
             return "-"
@@ -400,7 +432,11 @@ def find_notebooks(names: list[str] | None = None, folder: Path = NOTEBOOK_DIR) 
     out = []
     for n in names:
         p = Path(n)
-        cands = [p, folder / p, folder / f"{n}.ipynb"] if p.suffix == ".ipynb" or "/" in n else [folder / f"{n}.ipynb"]
+        cands = (
+            [p, folder / p, folder / f"{n}.ipynb"]
+            if p.suffix == ".ipynb" or "/" in n
+            else [folder / f"{n}.ipynb"]
+        )
         found = next((c for c in cands if c.exists()), None)
         if found is None:
             known = ", ".join(x.stem for x in sorted(folder.glob("*.ipynb"))) or "none"
@@ -409,8 +445,9 @@ def find_notebooks(names: list[str] | None = None, folder: Path = NOTEBOOK_DIR) 
     return out
 
 
-def validate_parameters(dataset, period: str | None, as_of: str | None,
-                        notebooks: list[str] | None = None, today=None) -> RunParameters:
+def validate_parameters(
+    dataset, period: str | None, as_of: str | None, notebooks: list[str] | None = None, today=None
+) -> RunParameters:
     """Check everything a kernel would trip on, before any kernel starts; ``ReportError`` says what."""
     import pandas as pd
 
@@ -419,8 +456,10 @@ def validate_parameters(dataset, period: str | None, as_of: str | None,
 
     paths = find_notebooks(notebooks)
     if not paths:
-        raise ReportError(f"no report notebooks found in {NOTEBOOK_DIR} (expected any of "
-                          f"{', '.join(n + '.ipynb' for n in MONTHLY_NOTEBOOKS)})")
+        raise ReportError(
+            f"no report notebooks found in {NOTEBOOK_DIR} (expected any of "
+            f"{', '.join(n + '.ipynb' for n in MONTHLY_NOTEBOOKS)})"
+        )
     folder = Path(dataset).expanduser()
     if not folder.is_absolute() and not folder.exists() and (ROOT / folder).exists():
         folder = ROOT / folder
@@ -446,21 +485,28 @@ def validate_parameters(dataset, period: str | None, as_of: str | None,
         except (ValueError, TypeError) as exc:
             raise ReportError(f"--as-of must be a date such as 2026-10-31, got {as_of!r}") from exc
         if not start <= a <= end:
-            raise ReportError(f"--as-of {a:%Y-%m-%d} is outside the period {period} "
-                              f"({start:%Y-%m-%d} .. {end:%Y-%m-%d})")
+            raise ReportError(
+                f"--as-of {a:%Y-%m-%d} is outside the period {period} ({start:%Y-%m-%d} .. {end:%Y-%m-%d})"
+            )
     else:
         a = min(end, data_asof)
     if a > data_asof:
-        raise ReportError(f"--as-of {a:%Y-%m-%d} is after the data's as-of date {data_asof:%Y-%m-%d} "
-                          f"(dataset {folder})")
+        raise ReportError(
+            f"--as-of {a:%Y-%m-%d} is after the data's as-of date {data_asof:%Y-%m-%d} (dataset {folder})"
+        )
     if a < start:
-        raise ReportError(f"period {period} starts after the data's as-of date {data_asof:%Y-%m-%d}; "
-                          f"pass --period {data_asof:%Y-%m} or earlier")
+        raise ReportError(
+            f"period {period} starts after the data's as-of date {data_asof:%Y-%m-%d}; "
+            f"pass --period {data_asof:%Y-%m} or earlier"
+        )
     if pd.notna(first) and a < first:
-        raise ReportError(f"period {period} (as of {a:%Y-%m-%d}) is before the first opportunity in the data; "
-                          f"the data covers {first:%Y-%m-%d} .. {data_asof:%Y-%m-%d}")
-    return RunParameters(folder, period, a.strftime("%Y-%m-%d"), ds.config.name, ds.config.currency,
-                         ds.fingerprint(), paths)
+        raise ReportError(
+            f"period {period} (as of {a:%Y-%m-%d}) is before the first opportunity in the data; "
+            f"the data covers {first:%Y-%m-%d} .. {data_asof:%Y-%m-%d}"
+        )
+    return RunParameters(
+        folder, period, a.strftime("%Y-%m-%d"), ds.config.name, ds.config.currency, ds.fingerprint(), paths
+    )
 
 
 def previous_period(period: str) -> str:
@@ -510,8 +556,14 @@ def fmt_change(fig: dict, change: dict | None, currency: str) -> tuple[str, str]
     return text, "up" if d > 0 else "down"
 
 
-def build_summary(params: RunParameters, results: list[JobResult], summaries_dir: Path, prev: dict | None,
-                  started: float, charts: dict[str, str]) -> dict:
+def build_summary(
+    params: RunParameters,
+    results: list[JobResult],
+    summaries_dir: Path,
+    prev: dict | None,
+    started: float,
+    charts: dict[str, str],
+) -> dict:
     prev_figs = {}
     for nb in (prev or {}).get("notebooks", []):
         for f in nb.get("figures", []):
@@ -524,26 +576,49 @@ def build_summary(params: RunParameters, results: list[JobResult], summaries_dir
             f = dict(f)
             f["change"] = figure_change(f, prev_figs.get((r.name, f["key"])))
             figs.append(f)
-        notebooks.append({
-            "name": r.name, "title": (r.title or r.name).removesuffix(f" — {params.period}"), "status": r.status,
-            "html": r.html.name if r.html else None, "executed": f"{r.name}.ipynb",
-            "seconds": round(r.seconds, 2), "chart": charts.get(r.name),
-            "currency": data.get("currency", params.currency), "figures": figs,
-            "error": None if r.ok else {"cell_index": r.error.cell_index, "ename": r.error.ename,
-                                        "evalue": r.error.evalue},
-        })
+        notebooks.append(
+            {
+                "name": r.name,
+                "title": (r.title or r.name).removesuffix(f" — {params.period}"),
+                "status": r.status,
+                "html": r.html.name if r.html else None,
+                "executed": f"{r.name}.ipynb",
+                "seconds": round(r.seconds, 2),
+                "chart": charts.get(r.name),
+                "currency": data.get("currency", params.currency),
+                "figures": figs,
+                "error": None
+                if r.ok
+                else {"cell_index": r.error.cell_index, "ename": r.error.ename, "evalue": r.error.evalue},
+            }
+        )
     return {
         "period": params.period,
         "as_of": params.as_of,
-        "parameters": {"dataset": str(params.dataset), "period": params.period, "as_of": params.as_of,
-                       "report_mode": True, "notebooks": [p.stem for p in params.notebooks]},
-        "dataset": {"path": str(params.dataset), "name": params.dataset_name, "currency": params.currency,
-                    "fingerprint": {"algorithm": "sha256", "value": params.fingerprint}},
-        "previous_period": {"period": prev.get("period"), "fingerprint": prev.get("dataset", {}).get(
-            "fingerprint", {}).get("value")} if prev else None,
+        "parameters": {
+            "dataset": str(params.dataset),
+            "period": params.period,
+            "as_of": params.as_of,
+            "report_mode": True,
+            "notebooks": [p.stem for p in params.notebooks],
+        },
+        "dataset": {
+            "path": str(params.dataset),
+            "name": params.dataset_name,
+            "currency": params.currency,
+            "fingerprint": {"algorithm": "sha256", "value": params.fingerprint},
+        },
+        "previous_period": {
+            "period": prev.get("period"),
+            "fingerprint": prev.get("dataset", {}).get("fingerprint", {}).get("value"),
+        }
+        if prev
+        else None,
         "notebooks": notebooks,
-        "timings": {"total_seconds": round(time.perf_counter() - started, 2),
-                    **{r.name: round(r.seconds, 2) for r in results}},
+        "timings": {
+            "total_seconds": round(time.perf_counter() - started, 2),
+            **{r.name: round(r.seconds, 2) for r in results},
+        },
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
@@ -551,9 +626,12 @@ def build_summary(params: RunParameters, results: list[JobResult], summaries_dir
 def render_template(name: str, **context) -> str:
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]),
-                             trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     return env.get_template(name).render(**context)
 
 
@@ -566,15 +644,24 @@ def figure_rows(summary: dict, nb: dict) -> list[dict]:
     for f in nb.get("figures", []):
         change, cls = fmt_change(f, f.get("change"), cur)
         value = f["value"] if isinstance(f["value"], str) else fmt_value(f["value"], f["unit"], cur)
-        rows.append({"key": f["key"], "label": f["label"], "value": value,
-                     "change": change, "cls": cls, "definition": f.get("definition", "")})
+        rows.append(
+            {
+                "key": f["key"],
+                "label": f["label"],
+                "value": value,
+                "change": change,
+                "cls": cls,
+                "definition": f.get("definition", ""),
+            }
+        )
     return rows
 
 
 def render_index(summary: dict) -> str:
     packs = [{**nb, "rows": figure_rows(summary, nb)} for nb in summary["notebooks"]]
-    return _dedupe_styles(render_template("index.html.j2", s=summary, packs=packs, css=report_css(),
-                                          top_n=INDEX_TOP_FIGURES))
+    return _dedupe_styles(
+        render_template("index.html.j2", s=summary, packs=packs, css=report_css(), top_n=INDEX_TOP_FIGURES)
+    )
 
 
 def _save_charts(results: list[JobResult], build: Path) -> dict[str, str]:
@@ -598,9 +685,15 @@ def _publish(build: Path, target: Path) -> None:
     swap_in(build, target)
 
 
-def run_monthly(dataset="data/sample", period: str | None = None, as_of: str | None = None,
-                out="reports", notebooks: list[str] | None = None, jobs_n: int | None = None,
-                progress: Callable[[str], None] | None = print) -> tuple[int, Path, list[JobResult]]:
+def run_monthly(
+    dataset="data/sample",
+    period: str | None = None,
+    as_of: str | None = None,
+    out="reports",
+    notebooks: list[str] | None = None,
+    jobs_n: int | None = None,
+    progress: Callable[[str], None] | None = print,
+) -> tuple[int, Path, list[JobResult]]:
     """Run the monthly pack. Returns (exit code, folder written, results). Raises ``ReportError`` for
     bad parameters (no kernel started)."""
     started = time.perf_counter()
@@ -611,25 +704,41 @@ def run_monthly(dataset="data/sample", period: str | None = None, as_of: str | N
     build = Path(tempfile.mkdtemp(dir=out_root, prefix=f".{params.period}.building-"))
     os.chmod(build, 0o777 & ~umask())
     summaries = build / "summaries"
-    footer = (f"{params.dataset_name} · period {params.period} · data as of {params.as_of} · "
-              f"data fingerprint sha256:{params.fingerprint[:12]}")
+    footer = (
+        f"{params.dataset_name} · period {params.period} · data as of {params.as_of} · "
+        f"data fingerprint sha256:{params.fingerprint[:12]}"
+    )
     if progress:
-        progress(f"Monthly report {params.period} (as of {params.as_of}) on {params.dataset} — "
-                 f"{len(params.notebooks)} notebook(s)")
+        progress(
+            f"Monthly report {params.period} (as of {params.as_of}) on {params.dataset} — "
+            f"{len(params.notebooks)} notebook(s)"
+        )
     jobs = []
     for nb in params.notebooks:
         extra = build / "files" / nb.stem
         extra.mkdir(parents=True, exist_ok=True)
-        jobs.append(NotebookJob(nb.stem, nb, {
-            "dataset": str(params.dataset), "period": params.period, "as_of": params.as_of,
-            "report_mode": True, "summary_path": str(summaries / f"{nb.stem}.json"), "output_dir": str(extra),
-        }))
+        jobs.append(
+            NotebookJob(
+                nb.stem,
+                nb,
+                {
+                    "dataset": str(params.dataset),
+                    "period": params.period,
+                    "as_of": params.as_of,
+                    "report_mode": True,
+                    "summary_path": str(summaries / f"{nb.stem}.json"),
+                    "output_dir": str(extra),
+                },
+            )
+        )
     try:
         results = run_notebooks(jobs, build, jobs_n, progress, footer)
         charts = _save_charts(results, build)
         prev = read_summary(out_root / previous_period(params.period) / "summary.json")
         summary = build_summary(params, results, summaries, prev, started, charts)
-        write_text_atomic(build / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str))
+        write_text_atomic(
+            build / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str)
+        )
         write_text_atomic(build / "index.html", render_index(summary))
         shutil.rmtree(summaries, ignore_errors=True)  # merged into summary.json
         for extras in sorted((build / "files").glob("*")) + [build / "files"]:
@@ -657,8 +766,9 @@ def run_monthly(dataset="data/sample", period: str | None = None, as_of: str | N
 def cli_monthly(args) -> int:
     """``revops report monthly``."""
     try:
-        code, written, results = run_monthly(args.dataset, args.period, args.as_of, args.out, args.notebooks,
-                                             args.jobs)
+        code, written, results = run_monthly(
+            args.dataset, args.period, args.as_of, args.out, args.notebooks, args.jobs
+        )
     except ReportError as exc:
         print(f"revops report monthly: {exc}", file=sys.stderr)
         return 2
@@ -671,9 +781,16 @@ def cli_monthly(args) -> int:
         for r in results:
             if not r.ok:
                 line = r.error.source.strip().splitlines()[0][:100] if r.error.source.strip() else ""
-                print(f"FAILED {r.name} at {r.error.short}" + (f"\n    in: {line}" if line else "")
-                      + f"\n    partial executed notebook: {r.executed or 'not written'}", file=sys.stderr)
-        print(f"Nothing published: {sum(not r.ok for r in results)} notebook(s) failed. Debugging output "
-              f"(executed notebooks, the other reports) in {written}/; the previous good reports of that "
-              "period, if any, are untouched.", file=sys.stderr)
+                print(
+                    f"FAILED {r.name} at {r.error.short}"
+                    + (f"\n    in: {line}" if line else "")
+                    + f"\n    partial executed notebook: {r.executed or 'not written'}",
+                    file=sys.stderr,
+                )
+        print(
+            f"Nothing published: {sum(not r.ok for r in results)} notebook(s) failed. Debugging output "
+            f"(executed notebooks, the other reports) in {written}/; the previous good reports of that "
+            "period, if any, are untouched.",
+            file=sys.stderr,
+        )
     return code

@@ -31,7 +31,12 @@ QUESTIONS = ("Next step", "What has to happen to close", "Obstacles", "Who is en
 # CRM fields (beyond the data contract, kept when an export carries them) that answer each question.
 QUESTION_FIELDS = {
     "Next step": ("next_step",),
-    "What has to happen to close": ("close_plan", "path_to_close", "mutual_action_plan", "next_steps_to_close"),
+    "What has to happen to close": (
+        "close_plan",
+        "path_to_close",
+        "mutual_action_plan",
+        "next_steps_to_close",
+    ),
     "Obstacles": ("obstacles", "risks", "blockers", "competitor"),
     "Who is engaged": ("contacts", "engaged_contacts", "champion", "decision_maker", "economic_buyer"),
 }
@@ -85,19 +90,37 @@ def deal_changes(before: pd.DataFrame, now: pd.DataFrame, config) -> pd.DataFram
         if r["is_open"] and e and pd.notna(r["close_date_before"]) and pd.notna(r["close_date"]):
             days = (r["close_date"] - r["close_date_before"]).days
             if days > 0:
-                rows.append((oid, "slipped", f"close {fmt_date(r['close_date_before'])} → "
-                                              f"{fmt_date(r['close_date'])} (+{days} d)"))
+                rows.append(
+                    (
+                        oid,
+                        "slipped",
+                        f"close {fmt_date(r['close_date_before'])} → {fmt_date(r['close_date'])} (+{days} d)",
+                    )
+                )
             elif days < 0:
-                rows.append((oid, "pulled in", f"close {fmt_date(r['close_date_before'])} → "
-                                                f"{fmt_date(r['close_date'])} ({days} d)"))
+                rows.append(
+                    (
+                        oid,
+                        "pulled in",
+                        f"close {fmt_date(r['close_date_before'])} → {fmt_date(r['close_date'])} ({days} d)",
+                    )
+                )
     out = pd.DataFrame(rows, columns=["opportunity_id", "change", "detail"])
-    order = {c: i for i, c in enumerate(["new", "advanced", "won", "slipped", "pulled in", "amount changed",
-                                         "moved back", "dropped"])}
+    order = {
+        c: i
+        for i, c in enumerate(
+            ["new", "advanced", "won", "slipped", "pulled in", "amount changed", "moved back", "dropped"]
+        )
+    }
     info = now.set_index("opportunity_id")
     for c in ("stage", "amount", "close_date"):
         out[c] = out["opportunity_id"].map(info[c])
-    return (out.assign(_o=out["change"].map(order)).sort_values(["_o", "amount"], ascending=[True, False])
-            .drop(columns="_o").reset_index(drop=True))
+    return (
+        out.assign(_o=out["change"].map(order))
+        .sort_values(["_o", "amount"], ascending=[True, False])
+        .drop(columns="_o")
+        .reset_index(drop=True)
+    )
 
 
 def changes_without_history(opps: pd.DataFrame, as_of, days: int = 7) -> pd.DataFrame:
@@ -126,8 +149,13 @@ def _text(v) -> str:
     return str(v).strip()
 
 
-def review_questions(deals: pd.DataFrame, opps: pd.DataFrame, activities: pd.DataFrame | None = None,
-                     as_of=None, activity_days: int = 30) -> pd.DataFrame:
+def review_questions(
+    deals: pd.DataFrame,
+    opps: pd.DataFrame,
+    activities: pd.DataFrame | None = None,
+    as_of=None,
+    activity_days: int = 30,
+) -> pd.DataFrame:
     """One row per (deal, question) for ``deals`` (rows of ``opps``' ids): ``from_crm`` holds the answer
     found in the CRM fields of ``QUESTION_FIELDS`` (named, e.g. "competitor: Globex"), empty when the
     dataset has none — the meeting fills it in. ``recent_activity`` summarises the deal's logged activity
@@ -136,13 +164,17 @@ def review_questions(deals: pd.DataFrame, opps: pd.DataFrame, activities: pd.Dat
     recent = {}
     if activities is not None and "opportunity_id" in activities.columns and as_of is not None:
         as_of = pd.Timestamp(as_of)
-        a = activities[(activities["occurred_at"] > as_of - pd.Timedelta(days=activity_days))
-                       & (activities["occurred_at"] < as_of + pd.Timedelta(days=1))
-                       & activities["opportunity_id"].isin(set(deals["opportunity_id"]))]
+        a = activities[
+            (activities["occurred_at"] > as_of - pd.Timedelta(days=activity_days))
+            & (activities["occurred_at"] < as_of + pd.Timedelta(days=1))
+            & activities["opportunity_id"].isin(set(deals["opportunity_id"]))
+        ]
         for oid, g in a.groupby("opportunity_id"):
             counts = g["type"].value_counts()
-            recent[oid] = (", ".join(f"{n} {t}{'s' if n > 1 else ''}" for t, n in counts.items())
-                           + f" (last {g['occurred_at'].max():%Y-%m-%d})")
+            recent[oid] = (
+                ", ".join(f"{n} {t}{'s' if n > 1 else ''}" for t, n in counts.items())
+                + f" (last {g['occurred_at'].max():%Y-%m-%d})"
+            )
     rows = []
     for oid in deals["opportunity_id"]:
         r = info.loc[oid]
@@ -150,10 +182,19 @@ def review_questions(deals: pd.DataFrame, opps: pd.DataFrame, activities: pd.Dat
             found = []
             for f in QUESTION_FIELDS[q]:
                 if f in info.columns and _text(r[f]):
-                    found.append(_text(r[f]) if f in ("next_step",) or len(QUESTION_FIELDS[q]) == 1
-                                 else f"{f.replace('_', ' ')}: {_text(r[f])}")
-            rows.append({"opportunity_id": oid, "question": q, "from_crm": "; ".join(found),
-                         "recent_activity": recent.get(oid, "") if q == "Who is engaged" else ""})
+                    found.append(
+                        _text(r[f])
+                        if f in ("next_step",) or len(QUESTION_FIELDS[q]) == 1
+                        else f"{f.replace('_', ' ')}: {_text(r[f])}"
+                    )
+            rows.append(
+                {
+                    "opportunity_id": oid,
+                    "question": q,
+                    "from_crm": "; ".join(found),
+                    "recent_activity": recent.get(oid, "") if q == "Who is engaged" else "",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -164,19 +205,31 @@ def questions_html(deals: pd.DataFrame, questions: pd.DataFrame, currency: str =
     parts = [TABLE_CSS]
     for _, d in deals.iterrows():
         oid = d["opportunity_id"]
-        head = " · ".join(x for x in (
-            str(oid), _text(d.get("account")), _text(d.get("stage")), fmt_money(d.get("amount"), currency),
-            f"close {d['close_date']:%Y-%m-%d}" if pd.notna(d.get("close_date")) else "no close date") if x)
+        head = " · ".join(
+            x
+            for x in (
+                str(oid),
+                _text(d.get("account")),
+                _text(d.get("stage")),
+                fmt_money(d.get("amount"), currency),
+                f"close {d['close_date']:%Y-%m-%d}" if pd.notna(d.get("close_date")) else "no close date",
+            )
+            if x
+        )
         rows = []
         for _, q in questions[questions["opportunity_id"] == oid].iterrows():
             crm = html.escape(q["from_crm"]) if q["from_crm"] else "<em>not in the CRM — ask</em>"
             if q["recent_activity"]:
                 crm += f"<br><small>activity, last 30 days: {html.escape(q['recent_activity'])}</small>"
-            rows.append(f"<tr><td>{html.escape(q['question'])}</td><td>{crm}</td>"
-                        "<td style='min-width:220px;border-bottom:1px solid #999'>&nbsp;</td></tr>")
-        parts.append(f'<div class="rv-table rv-wrap"><table><caption>{html.escape(head)}</caption>'
-                     "<thead><tr><th>Question</th><th>From the CRM</th><th>Notes for the meeting</th></tr>"
-                     f"</thead><tbody>{''.join(rows)}</tbody></table></div>")
+            rows.append(
+                f"<tr><td>{html.escape(q['question'])}</td><td>{crm}</td>"
+                "<td style='min-width:220px;border-bottom:1px solid #999'>&nbsp;</td></tr>"
+            )
+        parts.append(
+            f'<div class="rv-table rv-wrap"><table><caption>{html.escape(head)}</caption>'
+            "<thead><tr><th>Question</th><th>From the CRM</th><th>Notes for the meeting</th></tr>"
+            f"</thead><tbody>{''.join(rows)}</tbody></table></div>"
+        )
     return "".join(parts)
 
 
@@ -193,8 +246,10 @@ def review_reps(ds, as_of, reps: list[str] | None = None) -> list[str]:
         known = owners | (set(table["rep_id"]) if table is not None else set())
         unknown = [r for r in reps if r not in known]
         if unknown:
-            raise ValueError(f"unknown rep id(s) {', '.join(unknown)}; reps in the data include "
-                             f"{', '.join(sorted(known)[:10])}")
+            raise ValueError(
+                f"unknown rep id(s) {', '.join(unknown)}; reps in the data include "
+                f"{', '.join(sorted(known)[:10])}"
+            )
         return list(reps)
     if table is None:
         return sorted(owners)
@@ -217,9 +272,15 @@ def review_notebook(source: Path, target: Path) -> Path:
     return target
 
 
-def run_reviews(dataset="data/sample", period: str | None = None, as_of: str | None = None, out="reports",
-                reps: list[str] | None = None, jobs_n: int | None = None, progress=print
-                ) -> tuple[int, Path, list]:
+def run_reviews(
+    dataset="data/sample",
+    period: str | None = None,
+    as_of: str | None = None,
+    out="reports",
+    reps: list[str] | None = None,
+    jobs_n: int | None = None,
+    progress=print,
+) -> tuple[int, Path, list]:
     """Run the review packs. Returns (exit code, reviews folder, results). Each rep's HTML is moved into
     ``<out>/<period>/reviews/`` as soon as the whole run is done; failed runs leave their executed
     notebook in ``<out>/<period>/reviews.failed/`` and the previous packs untouched."""
@@ -234,14 +295,31 @@ def run_reviews(dataset="data/sample", period: str | None = None, as_of: str | N
     period_dir.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(dir=period_dir, prefix=".reviews.building-"))
     nb = review_notebook(params.notebooks[0], build / "notebook" / f"{NOTEBOOK}_review.ipynb")
-    footer = (f"{params.dataset_name} · one-to-one review · period {params.period} · data as of {params.as_of} · "
-              f"data fingerprint sha256:{params.fingerprint[:12]}")
+    footer = (
+        f"{params.dataset_name} · one-to-one review · period {params.period} · data as of {params.as_of} · "
+        f"data fingerprint sha256:{params.fingerprint[:12]}"
+    )
     if progress:
         progress(f"Review packs {params.period} (as of {params.as_of}) for {len(rep_ids)} rep(s)")
-    jobs = [report.NotebookJob(rep, nb, {
-        "dataset": str(params.dataset), "period": params.period, "as_of": params.as_of, "report_mode": True,
-        "summary_path": str(build / "summaries" / f"{rep}.json"), "output_dir": str(build / "files" / rep),
-        "scope": "rep", "who": rep, "review_mode": True, "top_n": 10}) for rep in rep_ids]
+    jobs = [
+        report.NotebookJob(
+            rep,
+            nb,
+            {
+                "dataset": str(params.dataset),
+                "period": params.period,
+                "as_of": params.as_of,
+                "report_mode": True,
+                "summary_path": str(build / "summaries" / f"{rep}.json"),
+                "output_dir": str(build / "files" / rep),
+                "scope": "rep",
+                "who": rep,
+                "review_mode": True,
+                "top_n": 10,
+            },
+        )
+        for rep in rep_ids
+    ]
     try:
         results = report.run_notebooks(jobs, build / "out", jobs_n, progress, footer)
     except BaseException:
@@ -271,7 +349,9 @@ def cli(args) -> int:
     from helpers.report import ReportError, results_table
 
     try:
-        code, target, results = run_reviews(args.dataset, args.period, args.as_of, args.out, args.reps, args.jobs)
+        code, target, results = run_reviews(
+            args.dataset, args.period, args.as_of, args.out, args.reps, args.jobs
+        )
     except (ReportError, ValueError) as exc:
         print(f"revops report reviews: {exc}", file=sys.stderr)
         return 2
@@ -281,6 +361,8 @@ def cli(args) -> int:
     ok = sum(r.ok for r in results)
     print(f"{ok} review pack(s) in {target}/")
     if code:
-        print(f"{len(results) - ok} failed; executed notebooks in {target.parent / 'reviews.failed'}/",
-              file=sys.stderr)
+        print(
+            f"{len(results) - ok} failed; executed notebooks in {target.parent / 'reviews.failed'}/",
+            file=sys.stderr,
+        )
     return code

@@ -88,21 +88,34 @@ DEAL_TYPE_SIZE = np.array([1.0, 0.55, 0.8])
 DEAL_TYPE_WIN = np.array([1.0, 1.45, 1.9])
 
 PRODUCTS = ["Core Platform", "Analytics Add-on", "Enterprise Suite", "Integrations Pack"]
-PRODUCT_MIX_BY_SEGMENT = np.array([
-    [0.65, 0.20, 0.02, 0.13],
-    [0.45, 0.25, 0.15, 0.15],
-    [0.15, 0.15, 0.60, 0.10],
-])
+PRODUCT_MIX_BY_SEGMENT = np.array(
+    [
+        [0.65, 0.20, 0.02, 0.13],
+        [0.45, 0.25, 0.15, 0.15],
+        [0.15, 0.15, 0.60, 0.10],
+    ]
+)
 LOSS_REASONS = ["Price", "No decision", "Competitor", "Timing", "Missing feature", "Other", ""]
 LOSS_REASON_MIX = np.array([0.20, 0.25, 0.20, 0.12, 0.10, 0.05, 0.08])
 COMPETITORS = ["Globex", "Initech", "Hooli", "Vandelay", "Umbrella"]
 COMPETITOR_MIX = np.array([0.32, 0.25, 0.18, 0.15, 0.10])
-CHURN_REASONS = ["Budget cuts", "Switched to competitor", "Poor adoption", "Company acquired",
-                 "Missing feature", "Champion left"]
+CHURN_REASONS = [
+    "Budget cuts",
+    "Switched to competitor",
+    "Poor adoption",
+    "Company acquired",
+    "Missing feature",
+    "Champion left",
+]
 CHURN_REASON_MIX = np.array([0.25, 0.22, 0.2, 0.1, 0.13, 0.1])
 
-TEAMS = [("NA East", "North America"), ("NA West", "North America"), ("EMEA", "EMEA"), ("APAC", "APAC"),
-         ("LATAM", "LATAM")]
+TEAMS = [
+    ("NA East", "North America"),
+    ("NA West", "North America"),
+    ("EMEA", "EMEA"),
+    ("APAC", "APAC"),
+    ("LATAM", "LATAM"),
+]
 # creation seasonality by fiscal month (1 = first month of the fiscal year): slow start, strong H2
 FISCAL_MONTH_WEIGHT = np.array([0.82, 0.90, 1.00, 0.92, 0.95, 1.02, 0.98, 1.05, 1.10, 1.12, 1.16, 0.98])
 # probability that a won deal is pulled to the last days of its fiscal quarter, by fiscal quarter
@@ -120,32 +133,193 @@ LUCK_SHRINK_REP = 0.85  # how far a rep-year's bookings move towards expectation
 LUCK_SHRINK_QUARTER = 0.8  # same for the company's bookings in each fiscal quarter
 
 NEXT_STEPS = [
-    ["Book discovery call", "Research account and find champion", "Follow up on intro email",
-     "Connect on LinkedIn with VP Sales"],
-    ["Confirm budget and timeline", "Qualify pain with ops lead", "Schedule discovery with team",
-     "Send case study"],
-    ["Demo for the wider team", "Map decision makers", "Technical deep dive with IT",
-     "Share ROI model draft"],
-    ["Send proposal", "Walk CFO through pricing", "Revise proposal after feedback",
-     "Security questionnaire due"],
+    [
+        "Book discovery call",
+        "Research account and find champion",
+        "Follow up on intro email",
+        "Connect on LinkedIn with VP Sales",
+    ],
+    [
+        "Confirm budget and timeline",
+        "Qualify pain with ops lead",
+        "Schedule discovery with team",
+        "Send case study",
+    ],
+    [
+        "Demo for the wider team",
+        "Map decision makers",
+        "Technical deep dive with IT",
+        "Share ROI model draft",
+    ],
+    [
+        "Send proposal",
+        "Walk CFO through pricing",
+        "Revise proposal after feedback",
+        "Security questionnaire due",
+    ],
     ["Legal review of MSA", "Final pricing call", "Procurement paperwork", "Signature expected this week"],
 ]
 
-FIRST = ["Alex", "Sam", "Jordan", "Taylor", "Morgan", "Casey", "Riley", "Jamie", "Avery", "Quinn", "Drew",
-         "Harper", "Rowan", "Emerson", "Parker", "Reese", "Skyler", "Dakota", "Logan", "Cameron", "Maria",
-         "Wei", "Priya", "Omar", "Lena", "Diego", "Sofia", "Kenji", "Amara", "Noah", "Ingrid", "Mateo"]
-LAST = ["Smith", "Garcia", "Chen", "Patel", "Müller", "Okafor", "Kim", "Rossi", "Silva", "Nguyen", "Cohen",
-        "Dubois", "Novak", "Larsen", "Tanaka", "Walsh", "Moreau", "Haddad", "Costa", "Fischer", "Brooks",
-        "Khan", "Ivanova", "Reyes", "Lindqvist", "Mensah", "Park", "Ortiz", "Berg", "Alvarez", "Shah", "Doyle"]
-ACCOUNT_A = ["North", "Blue", "Bright", "Silver", "Iron", "Green", "Summit", "Cedar", "Harbor", "Atlas", "Nova",
-             "Pine", "Granite", "Swift", "Clear", "Red", "Golden", "Prime", "Vertex", "Lumen", "Oak", "Maple",
-             "Delta", "Echo", "Falcon", "Orbit", "Pioneer", "Quantum", "River", "Stone", "Terra", "Union",
-             "Vista", "Willow", "Zenith", "Apex", "Beacon", "Crest", "Ember", "Frontier"]
-ACCOUNT_B = ["wind", "field", "point", "bridge", "stack", "line", "works", "gate", "path", "light", "forge",
-             "wave", "peak", "port", "shore", "dale", "view", "crest", "mark", "core", "sight", "tree", "well",
-             "brook", "ridge", "bay", "vale", "stream", "hill", "land"]
-ACCOUNT_C = ["Inc", "LLC", "Group", "Systems", "Labs", "Corp", "Partners", "Holdings", "Technologies", "Health",
-             "Logistics", "Foods", "Energy", "Retail", "Capital", "Manufacturing"]
+FIRST = [
+    "Alex",
+    "Sam",
+    "Jordan",
+    "Taylor",
+    "Morgan",
+    "Casey",
+    "Riley",
+    "Jamie",
+    "Avery",
+    "Quinn",
+    "Drew",
+    "Harper",
+    "Rowan",
+    "Emerson",
+    "Parker",
+    "Reese",
+    "Skyler",
+    "Dakota",
+    "Logan",
+    "Cameron",
+    "Maria",
+    "Wei",
+    "Priya",
+    "Omar",
+    "Lena",
+    "Diego",
+    "Sofia",
+    "Kenji",
+    "Amara",
+    "Noah",
+    "Ingrid",
+    "Mateo",
+]
+LAST = [
+    "Smith",
+    "Garcia",
+    "Chen",
+    "Patel",
+    "Müller",
+    "Okafor",
+    "Kim",
+    "Rossi",
+    "Silva",
+    "Nguyen",
+    "Cohen",
+    "Dubois",
+    "Novak",
+    "Larsen",
+    "Tanaka",
+    "Walsh",
+    "Moreau",
+    "Haddad",
+    "Costa",
+    "Fischer",
+    "Brooks",
+    "Khan",
+    "Ivanova",
+    "Reyes",
+    "Lindqvist",
+    "Mensah",
+    "Park",
+    "Ortiz",
+    "Berg",
+    "Alvarez",
+    "Shah",
+    "Doyle",
+]
+ACCOUNT_A = [
+    "North",
+    "Blue",
+    "Bright",
+    "Silver",
+    "Iron",
+    "Green",
+    "Summit",
+    "Cedar",
+    "Harbor",
+    "Atlas",
+    "Nova",
+    "Pine",
+    "Granite",
+    "Swift",
+    "Clear",
+    "Red",
+    "Golden",
+    "Prime",
+    "Vertex",
+    "Lumen",
+    "Oak",
+    "Maple",
+    "Delta",
+    "Echo",
+    "Falcon",
+    "Orbit",
+    "Pioneer",
+    "Quantum",
+    "River",
+    "Stone",
+    "Terra",
+    "Union",
+    "Vista",
+    "Willow",
+    "Zenith",
+    "Apex",
+    "Beacon",
+    "Crest",
+    "Ember",
+    "Frontier",
+]
+ACCOUNT_B = [
+    "wind",
+    "field",
+    "point",
+    "bridge",
+    "stack",
+    "line",
+    "works",
+    "gate",
+    "path",
+    "light",
+    "forge",
+    "wave",
+    "peak",
+    "port",
+    "shore",
+    "dale",
+    "view",
+    "crest",
+    "mark",
+    "core",
+    "sight",
+    "tree",
+    "well",
+    "brook",
+    "ridge",
+    "bay",
+    "vale",
+    "stream",
+    "hill",
+    "land",
+]
+ACCOUNT_C = [
+    "Inc",
+    "LLC",
+    "Group",
+    "Systems",
+    "Labs",
+    "Corp",
+    "Partners",
+    "Holdings",
+    "Technologies",
+    "Health",
+    "Logistics",
+    "Foods",
+    "Energy",
+    "Retail",
+    "Capital",
+    "Manufacturing",
+]
 
 
 class SampleError(RuntimeError):
@@ -175,8 +349,9 @@ class SampleParams:
         }
 
 
-def resolve_params(seed=42, as_of=None, n_opportunities=None, n_reps=None, activities_per_opportunity=None,
-                   fmt="csv") -> SampleParams:
+def resolve_params(
+    seed=42, as_of=None, n_opportunities=None, n_reps=None, activities_per_opportunity=None, fmt="csv"
+) -> SampleParams:
     """Fill defaults: as_of = last day of the last complete month; 4,000 opportunities; 30 AEs."""
     if as_of is None or str(as_of) == "":
         as_of_ts = pd.Period(last_complete_month(), freq="M").end_time.normalize()
@@ -184,8 +359,11 @@ def resolve_params(seed=42, as_of=None, n_opportunities=None, n_reps=None, activ
         as_of_ts = pd.Timestamp(as_of).normalize()
     n_opp = int(n_opportunities) if n_opportunities is not None else DEFAULT_OPPORTUNITIES
     reps = int(n_reps) if n_reps is not None else DEFAULT_REPS
-    apo = float(activities_per_opportunity) if activities_per_opportunity is not None \
+    apo = (
+        float(activities_per_opportunity)
+        if activities_per_opportunity is not None
         else DEFAULT_ACTIVITIES_PER_OPPORTUNITY
+    )
     if n_opp < 50:
         raise ValueError(f"n_opportunities must be at least 50, got {n_opp}")
     if reps < 3:
@@ -320,9 +498,9 @@ def generate(params: SampleParams) -> tuple[dict[str, pa.Table], dict]:
     for i, k in enumerate(deals_per_month):
         if k == 0:
             continue
-        created[pos:pos + k] = rng.integers(lo[i], hi[i] + 1, k)
+        created[pos : pos + k] = rng.integers(lo[i], hi[i] + 1, k)
         w = rep_month_w[i] / rep_month_w[i].sum()
-        owner[pos:pos + k] = ae_idx[_pick(rng, w, k)]
+        owner[pos : pos + k] = ae_idx[_pick(rng, w, k)]
         pos += k
     created = np.maximum(created, reps["hire_day"][owner])
     ended = reps["end_day"][owner] >= 0
@@ -338,8 +516,12 @@ def generate(params: SampleParams) -> tuple[dict[str, pa.Table], dict]:
     src = _pick(rng, SOURCE_MIX, n)
     dtype_ = _pick(rng, DEAL_TYPE_MIX, n)
     years_in = (created - start_day) / 365.25
-    amount0 = (SEGMENT_DEAL_MEDIAN[seg] * np.exp(SEGMENT_DEAL_SIGMA[seg] * rng.standard_normal(n))
-               * DEAL_TYPE_SIZE[dtype_] * ANNUAL_PRICE_GROWTH ** years_in)
+    amount0 = (
+        SEGMENT_DEAL_MEDIAN[seg]
+        * np.exp(SEGMENT_DEAL_SIGMA[seg] * rng.standard_normal(n))
+        * DEAL_TYPE_SIZE[dtype_]
+        * ANNUAL_PRICE_GROWTH**years_in
+    )
     cycle = SEGMENT_CYCLE_MEDIAN[seg] * np.exp(0.4 * rng.standard_normal(n)) * np.where(dtype_ > 0, 0.7, 1.0)
     cycle = np.clip(cycle, 7, 400)
 
@@ -354,8 +536,14 @@ def generate(params: SampleParams) -> tuple[dict[str, pa.Table], dict]:
     # win: segment × source × deal type × rep (√productivity) × fiscal quarter of the natural close;
     # drawn by systematic sampling within each rep so a rep's number of wins is close to expectation
     rep_win = np.sqrt(reps["productivity"][owner])
-    p_win = (SEGMENT_WIN[seg] * SOURCE_WIN[src] * DEAL_TYPE_WIN[dtype_] * rep_win / np.mean(rep_win)
-             * QUARTER_WIN[fq_nat])
+    p_win = (
+        SEGMENT_WIN[seg]
+        * SOURCE_WIN[src]
+        * DEAL_TYPE_WIN[dtype_]
+        * rep_win
+        / np.mean(rep_win)
+        * QUARTER_WIN[fq_nat]
+    )
     p_win = np.clip(p_win * WIN_CALIBRATION, 0.02, 0.9)
     won = _systematic(rng, owner, p_win, len(reps["role"]))
     lost_at = np.where(won, OPEN_STAGES, _pick(rng, LOST_AT_STAGE, n))
@@ -364,7 +552,8 @@ def generate(params: SampleParams) -> tuple[dict[str, pa.Table], dict]:
     # lost deals leave at their drop-out stage, after lingering a while (no decision drags on)
     linger = cycle * np.exp(-0.9 + 0.6 * rng.standard_normal(n))
     lost_off = entry_off[rows, lost_stage] + np.maximum(
-        1, np.rint(dur[rows, lost_stage] * rng.uniform(0.3, 1.0, n) + linger)).astype("int64")
+        1, np.rint(dur[rows, lost_stage] * rng.uniform(0.3, 1.0, n) + linger)
+    ).astype("int64")
     close_off = np.where(won, full_off, lost_off)
     # end-of-quarter push: won deals pulled to the last 10 days of their fiscal quarter (harder in Q4);
     # won deals due in the first month of a fiscal year are partly pulled back into Q4
@@ -393,10 +582,46 @@ def generate(params: SampleParams) -> tuple[dict[str, pa.Table], dict]:
     surplus = int(keep.sum()) - params.n_opportunities
     if surplus > 0:
         keep[rng.choice(np.flatnonzero(keep), surplus, replace=False)] = False
-    (created, created_sec, owner, seg, src, dtype_, amount0, cycle, dur, entry_off, full_off, won, lost_stage,
-     close_off, close_sec, close_day, stage_sec) = (
-        x[keep] for x in (created, created_sec, owner, seg, src, dtype_, amount0, cycle, dur, entry_off,
-                          full_off, won, lost_stage, close_off, close_sec, close_day, stage_sec))
+    (
+        created,
+        created_sec,
+        owner,
+        seg,
+        src,
+        dtype_,
+        amount0,
+        cycle,
+        dur,
+        entry_off,
+        full_off,
+        won,
+        lost_stage,
+        close_off,
+        close_sec,
+        close_day,
+        stage_sec,
+    ) = (
+        x[keep]
+        for x in (
+            created,
+            created_sec,
+            owner,
+            seg,
+            src,
+            dtype_,
+            amount0,
+            cycle,
+            dur,
+            entry_off,
+            full_off,
+            won,
+            lost_stage,
+            close_off,
+            close_sec,
+            close_day,
+            stage_sec,
+        )
+    )
     n = len(created)
 
     # stale open deals: the rep stopped updating them (no history after `updated_sec`); zombies: deals that
@@ -427,29 +652,39 @@ def generate(params: SampleParams) -> tuple[dict[str, pa.Table], dict]:
         e[:, i] = np.maximum(nxt, e[:, i - 1])
         push_sec[:, i - 1] = (e[:, i - 1] - rng.integers(0, 6, n)) * 86400 + 10 * 3600 + i * 60
     push_ok = (e[:, 1:] > e[:, :-1]) & (push_sec > created_sec[:, None])
-    push_ok &= (push_sec < np.minimum(close_sec, updated_sec + 1)[:, None])
+    push_ok &= push_sec < np.minimum(close_sec, updated_sec + 1)[:, None]
     push_ok = np.logical_and.accumulate(push_ok, axis=1)
 
     # ---- amount changes (~30%): at Proposal entry (or mid-cycle), often a discount
     change = rng.random(n) < 0.30
     factor = np.where(rng.random(n) < 0.65, rng.uniform(0.7, 0.97, n), rng.uniform(1.05, 1.4, n))
-    amt_sec = np.where(reached >= 3, stage_sec[:, 3] + 3600 * 2,
-                       created_sec + (close_sec - created_sec) // 2)
+    amt_sec = np.where(reached >= 3, stage_sec[:, 3] + 3600 * 2, created_sec + (close_sec - created_sec) // 2)
     change &= (amt_sec < np.minimum(close_sec, updated_sec)) & (amt_sec > created_sec)
 
     # ---- departed reps: deals still open when they left go to a teammate
     for r in np.flatnonzero(reps["end_day"] >= 0):
         mine = (owner == r) & (close_day > reps["end_day"][r])
-        mates = np.flatnonzero(ae & (reps["team_code"] == reps["team_code"][r]) & (reps["end_day"] < 0)
-                               & (reps["hire_day"] <= reps["end_day"][r] + 60))
+        mates = np.flatnonzero(
+            ae
+            & (reps["team_code"] == reps["team_code"][r])
+            & (reps["end_day"] < 0)
+            & (reps["hire_day"] <= reps["end_day"][r] + 60)
+        )
         if len(mates) == 0:
             mates = np.flatnonzero(ae & (reps["end_day"] < 0))
         owner[mine] = mates[rng.integers(0, len(mates), mine.sum())]
 
-
     # ---- calibration: won amounts scaled towards each rep's expected bookings (see _booking_scale)
-    scale = _booking_scale(reps, owner, won & closed, close_day, amount0 * np.where(change, factor, 1.0),
-                           start_day, as_of_day, cal)
+    scale = _booking_scale(
+        reps,
+        owner,
+        won & closed,
+        close_day,
+        amount0 * np.where(change, factor, 1.0),
+        start_day,
+        as_of_day,
+        cal,
+    )
     rnd = SEGMENT_ROUND[seg]
     amt_a = np.maximum(rnd, np.rint(amount0 * scale / rnd) * rnd)
     amt_b = np.maximum(rnd, np.rint(amount0 * factor * scale / rnd) * rnd)
@@ -459,8 +694,24 @@ def generate(params: SampleParams) -> tuple[dict[str, pa.Table], dict]:
     change &= ~zero
 
     fc_u = rng.random(n)
-    history = _history(n, created_sec, stage_sec, reached, closed, won, close_sec, e, push_sec, push_ok,
-                       change, amt_sec, amt_a, amt_b, fc_u, updated_sec)
+    history = _history(
+        n,
+        created_sec,
+        stage_sec,
+        reached,
+        closed,
+        won,
+        close_sec,
+        e,
+        push_sec,
+        push_ok,
+        change,
+        amt_sec,
+        amt_a,
+        amt_b,
+        fc_u,
+        updated_sec,
+    )
 
     # current state = state at the last history row of each deal
     last = history["_last"]
@@ -489,61 +740,79 @@ def generate(params: SampleParams) -> tuple[dict[str, pa.Table], dict]:
     opp_ids = _ids("OPP-", n)
 
     # ---- activities
-    act, last_act_sec, sdr_meetings = _activities(rng, params, reps, owner, created_sec, np.minimum(close_sec, updated_sec),
-                                    account, opp_ids, accounts, start_day, as_of_day, end_sec)
+    act, last_act_sec, sdr_meetings = _activities(
+        rng,
+        params,
+        reps,
+        owner,
+        created_sec,
+        np.minimum(close_sec, updated_sec),
+        account,
+        opp_ids,
+        accounts,
+        start_day,
+        as_of_day,
+        end_sec,
+    )
     last_act_day = np.where(last_act_sec >= 0, last_act_sec // 86400, 0)
 
-    opportunities = pa.table({
-        "opportunity_id": opp_ids,
-        "owner": reps["rep_id"].take(pa.array(owner)),
-        "created_date": _dates(created),
-        "close_date": _dates(cur_close),
-        "stage": _labels(cur_stage, [s for s, _ in STAGES]),
-        "amount": pa.array(cur_amount, type=pa.float64()),
-        "is_closed": pa.array(closed),
-        "is_won": pa.array(won & closed),
-        "account": accounts.take(pa.array(account)),
-        "segment": _labels(seg, SEGMENTS),
-        "region": _labels(region, reps["region_names"]),
-        "product": _labels(product, PRODUCTS),
-        "source": _labels(src, SOURCES),
-        "deal_type": _labels(dtype_, DEAL_TYPES),
-        "probability": pa.array(history["probability"][last], type=pa.float64()),
-        "forecast_category": _labels(history["fc_code"][last], FORECAST_CATEGORIES),
-        "loss_reason": _labels(reason, LOSS_REASONS, is_lost & (reason != 6)),
-        "competitor": _labels(comp, COMPETITORS, has_comp),
-        "next_step": _labels(ns_code, [s for row in NEXT_STEPS for s in row], has_next),
-        "last_activity_date": _dates_masked(last_act_day, last_act_sec >= 0),
-    })
+    opportunities = pa.table(
+        {
+            "opportunity_id": opp_ids,
+            "owner": reps["rep_id"].take(pa.array(owner)),
+            "created_date": _dates(created),
+            "close_date": _dates(cur_close),
+            "stage": _labels(cur_stage, [s for s, _ in STAGES]),
+            "amount": pa.array(cur_amount, type=pa.float64()),
+            "is_closed": pa.array(closed),
+            "is_won": pa.array(won & closed),
+            "account": accounts.take(pa.array(account)),
+            "segment": _labels(seg, SEGMENTS),
+            "region": _labels(region, reps["region_names"]),
+            "product": _labels(product, PRODUCTS),
+            "source": _labels(src, SOURCES),
+            "deal_type": _labels(dtype_, DEAL_TYPES),
+            "probability": pa.array(history["probability"][last], type=pa.float64()),
+            "forecast_category": _labels(history["fc_code"][last], FORECAST_CATEGORIES),
+            "loss_reason": _labels(reason, LOSS_REASONS, is_lost & (reason != 6)),
+            "competitor": _labels(comp, COMPETITORS, has_comp),
+            "next_step": _labels(ns_code, [s for row in NEXT_STEPS for s in row], has_next),
+            "last_activity_date": _dates_masked(last_act_day, last_act_sec >= 0),
+        }
+    )
 
     hist_opp = history["opp"]
-    opportunity_history = pa.table({
-        "opportunity_id": opp_ids.take(pa.array(hist_opp)),
-        "changed_at": _stamps(history["sec"]),
-        "stage": _labels(history["stage_code"], [s for s, _ in STAGES]),
-        "amount": pa.array(history["amount"], type=pa.float64()),
-        "close_date": _dates(history["close_day"]),
-        "probability": pa.array(history["probability"], type=pa.float64()),
-        "forecast_category": _labels(history["fc_code"], FORECAST_CATEGORIES),
-    })
+    opportunity_history = pa.table(
+        {
+            "opportunity_id": opp_ids.take(pa.array(hist_opp)),
+            "changed_at": _stamps(history["sec"]),
+            "stage": _labels(history["stage_code"], [s for s, _ in STAGES]),
+            "amount": pa.array(history["amount"], type=pa.float64()),
+            "close_date": _dates(history["close_day"]),
+            "probability": pa.array(history["probability"], type=pa.float64()),
+            "forecast_category": _labels(history["fc_code"], FORECAST_CATEGORIES),
+        }
+    )
 
     leads = _leads(rng, reps, src, created, opp_ids, start_day, as_of_day)
     bookings_by_fy = _bookings_by_fiscal_year(cal, close_day, cur_amount, won & closed)
     quotas = _quotas(reps, cal, start, fy_now, sdr_meetings)
     churn = _churn(rng, account, accounts, won & closed, close_day, cur_amount, as_of_day)
-    reps_table = pa.table({
-        "rep_id": reps["rep_id"],
-        "name": pa.array(reps["name"]),
-        "team": _labels(reps["team_code"], reps["team_names"]),
-        "manager": _labels(reps["team_code"], reps["managers"]),
-        "region": _labels(reps["region_code"], reps["region_names"]),
-        "role": pa.array(reps["role"]),
-        "hire_date": _dates(reps["hire_day"]),
-        "end_date": _dates_masked(reps["end_day"], reps["end_day"] >= 0),
-        "ote": pa.array(reps["ote"], type=pa.float64()),
-        "ramp_months": pa.array(reps["ramp_months"].astype("float64")),
-        "territory_weight": pa.array(reps["territory_weight"], type=pa.float64()),
-    })
+    reps_table = pa.table(
+        {
+            "rep_id": reps["rep_id"],
+            "name": pa.array(reps["name"]),
+            "team": _labels(reps["team_code"], reps["team_names"]),
+            "manager": _labels(reps["team_code"], reps["managers"]),
+            "region": _labels(reps["region_code"], reps["region_names"]),
+            "role": pa.array(reps["role"]),
+            "hire_date": _dates(reps["hire_day"]),
+            "end_date": _dates_masked(reps["end_day"], reps["end_day"] >= 0),
+            "ote": pa.array(reps["ote"], type=pa.float64()),
+            "ramp_months": pa.array(reps["ramp_months"].astype("float64")),
+            "territory_weight": pa.array(reps["territory_weight"], type=pa.float64()),
+        }
+    )
     last_fy = fy_now - 1
     targets = {}
     for fy in (last_fy, fy_now):
@@ -588,8 +857,24 @@ def _forecast_code(stage_code: np.ndarray, u: np.ndarray) -> np.ndarray:
     return fc
 
 
-def _history(n, created_sec, stage_sec, reached, closed, won, close_sec, e, push_sec, push_ok, change,
-             amt_sec, amt_a, amt_b, fc_u, updated_sec) -> dict:
+def _history(
+    n,
+    created_sec,
+    stage_sec,
+    reached,
+    closed,
+    won,
+    close_sec,
+    e,
+    push_sec,
+    push_ok,
+    change,
+    amt_sec,
+    amt_a,
+    amt_b,
+    fc_u,
+    updated_sec,
+) -> dict:
     """Long table of changes (creation, stage entries, pushes, amount change, close), each row carrying the
     values after the change (forward-filled within a deal)."""
     opp_parts, sec_parts, kind_parts, val_parts = [], [], [], []
@@ -643,8 +928,16 @@ def _history(n, created_sec, stage_sec, reached, closed, won, close_sec, e, push
     fc_code = _forecast_code(stage_code, fc_u[opp])
     is_last = np.ones(len(opp), dtype=bool)
     is_last[:-1] = opp[1:] != opp[:-1]
-    return {"opp": opp, "sec": sec, "stage_code": stage_code, "close_day": close_day, "amount": amount,
-            "probability": probability, "fc_code": fc_code, "_last": np.flatnonzero(is_last)}
+    return {
+        "opp": opp,
+        "sec": sec,
+        "stage_code": stage_code,
+        "close_day": close_day,
+        "amount": amount,
+        "probability": probability,
+        "fc_code": fc_code,
+        "_last": np.flatnonzero(is_last),
+    }
 
 
 def _systematic(rng, group: np.ndarray, p: np.ndarray, n_groups: int) -> np.ndarray:
@@ -671,7 +964,9 @@ def expected_bookings(reps, months: np.ndarray, as_of_day: int, ref_month: float
     employed × ANNUAL_PRICE_GROWTH^((month − ref_month)/12) × QUARTER_SHARE[fiscal quarter] / 3.
     Zero for SDRs."""
     first = months.astype("datetime64[M]").astype("datetime64[D]").astype("int64")
-    last = np.minimum((months + 1).astype("datetime64[M]").astype("datetime64[D]").astype("int64") - 1, as_of_day)
+    last = np.minimum(
+        (months + 1).astype("datetime64[M]").astype("datetime64[D]").astype("int64") - 1, as_of_day
+    )
     hire = reps["hire_day"][:, None]
     end = np.where(reps["end_day"] >= 0, reps["end_day"], as_of_day)[:, None]
     employed = np.clip(np.minimum(last, end) - np.maximum(first, hire) + 1, 0, None) / (last - first + 1)
@@ -713,8 +1008,9 @@ def _booking_scale(reps, owner, won_closed, close_day, amount, start_day, as_of_
     n_q = int(q_of_month[-1] + 1)
     exp_q = np.bincount(q_of_month, weights=exp_rm.sum(axis=0), minlength=n_q)
     got_q = np.bincount(q_of_month[cm], weights=amt, minlength=n_q)
-    f_q = np.clip(np.where(got_q > 0, (exp_q / np.where(got_q > 0, got_q, 1)) ** LUCK_SHRINK_QUARTER, 1.0),
-                  0.6, 1.6)
+    f_q = np.clip(
+        np.where(got_q > 0, (exp_q / np.where(got_q > 0, got_q, 1)) ** LUCK_SHRINK_QUARTER, 1.0), 0.6, 1.6
+    )
     out[m] = k * f_rep[own, fy_idx] * f_q[q_of_month[cm]]
     return out
 
@@ -747,42 +1043,59 @@ def _make_reps(rng, n_ae: int, start_day: int, as_of_day: int) -> dict:
     n_departed = max(1, min(3, n_ae // 14))
     from_day = start_day - PRE_WINDOW_DAYS
     years = (as_of_day - from_day) / 365.25
-    n_start = max(n_departed + 2, int(round((n_ae - n_departed) / HEADCOUNT_GROWTH ** years)))
+    n_start = max(n_departed + 2, int(round((n_ae - n_departed) / HEADCOUNT_GROWTH**years)))
     n_start = min(n_start, n_ae - 2)
     days = np.arange(from_day, as_of_day - 20)
     t = (days - from_day) / 365.25
-    needed = n_start * HEADCOUNT_GROWTH ** t + n_departed * t / years  # AEs hired so far, incl. replacements
+    needed = n_start * HEADCOUNT_GROWTH**t + n_departed * t / years  # AEs hired so far, incl. replacements
     n_hires = n_ae - n_start
     marks = n_start + (np.arange(n_hires) + rng.uniform(0.2, 0.8, n_hires)) * (needed[-1] - n_start) / n_hires
     hires = days[np.minimum(np.searchsorted(needed, marks), len(days) - 1)]
     n_recent = min(n_hires, 3 if n_ae >= 20 else 2)
-    hires[n_hires - n_recent:] = np.sort(as_of_day - rng.integers(20, 120, n_recent))
+    hires[n_hires - n_recent :] = np.sort(as_of_day - rng.integers(20, 120, n_recent))
     who = rng.permutation(n_ae)  # which AE gets which hire date (independent of productivity)
     tenured = np.zeros(n_ae, dtype=bool)
     tenured[who[:n_start]] = True
     hire[who[:n_start]] = from_day - rng.integers(60, 5 * 365, n_start)
     hire[who[n_start:]] = hires
-    hire[n_ae:] = np.where(rng.random(n_sdr) < 0.6, start_day - rng.integers(60, 900, n_sdr),
-                           rng.integers(start_day, as_of_day - 90, n_sdr))
+    hire[n_ae:] = np.where(
+        rng.random(n_sdr) < 0.6,
+        start_day - rng.integers(60, 900, n_sdr),
+        rng.integers(start_day, as_of_day - 90, n_sdr),
+    )
     end = np.full(n, -1, dtype="int64")
     gone = rng.choice(np.flatnonzero(tenured), n_departed, replace=False)
     end[gone] = rng.integers(start_day + 180, as_of_day - 60, n_departed)
-    ote = np.concatenate([np.rint(rng.uniform(120, 200, n_ae)) * 1000, np.rint(rng.uniform(70, 90, n_sdr)) * 1000])
+    ote = np.concatenate(
+        [np.rint(rng.uniform(120, 200, n_ae)) * 1000, np.rint(rng.uniform(70, 90, n_sdr)) * 1000]
+    )
     ramp = np.concatenate([rng.integers(3, 5, n_ae), rng.integers(2, 4, n_sdr)])
     tw = np.concatenate([np.round(rng.uniform(0.8, 1.2, n_ae) / 0.05) * 0.05, np.ones(n_sdr)])
     pairs = len(FIRST) * len(LAST)
     pick = rng.permutation(pairs)[np.arange(n) % pairs]
     names = [f"{FIRST[i % len(FIRST)]} {LAST[(i // len(FIRST) + 5 * i) % len(LAST)]}" for i in pick]
     names = [nm if j < pairs else f"{nm} {j // pairs + 1}" for j, nm in enumerate(names)]
-    managers = [f"{FIRST[(7 * t + 3) % len(FIRST)]} {LAST[(5 * t + 11) % len(LAST)]} (mgr)" for t in
-                range(n_teams + 1)]
+    managers = [
+        f"{FIRST[(7 * t + 3) % len(FIRST)]} {LAST[(5 * t + 11) % len(LAST)]} (mgr)"
+        for t in range(n_teams + 1)
+    ]
     width = max(3, len(str(n_ae)))
     rep_ids = [f"AE{i + 1:0{width}d}" for i in range(n_ae)] + [f"SDR{i + 1:02d}" for i in range(n_sdr)]
     return {
-        "rep_id": pa.array(rep_ids), "name": names, "role": role, "team_code": team_code,
-        "team_names": team_names, "managers": managers, "region_code": region_code,
-        "region_names": region_names, "hire_day": hire, "end_day": end, "ote": ote,
-        "ramp_months": ramp, "territory_weight": tw, "productivity": productivity,
+        "rep_id": pa.array(rep_ids),
+        "name": names,
+        "role": role,
+        "team_code": team_code,
+        "team_names": team_names,
+        "managers": managers,
+        "region_code": region_code,
+        "region_names": region_names,
+        "hire_day": hire,
+        "end_day": end,
+        "ote": ote,
+        "ramp_months": ramp,
+        "territory_weight": tw,
+        "productivity": productivity,
     }
 
 
@@ -799,8 +1112,11 @@ def _accounts(n_opp: int) -> tuple[pa.Array, list[np.ndarray]]:
     names = pc.binary_join_element_wise(pc.binary_join_element_wise(a, b, ""), c, " ")
     gen = i // combos
     if gen.max() > 0:  # more accounts than name combinations: "Name 2", "Name 3", …
-        suffix = pc.if_else(pa.array(gen > 0), pc.binary_join_element_wise(
-            " ", pc.cast(pa.array(gen + 1), pa.string()), ""), pa.scalar(""))
+        suffix = pc.if_else(
+            pa.array(gen > 0),
+            pc.binary_join_element_wise(" ", pc.cast(pa.array(gen + 1), pa.string()), ""),
+            pa.scalar(""),
+        )
         names = pc.binary_join_element_wise(names, suffix, "")
     # segment of each account: cumulative split of the index range by the segment mix
     bounds = np.concatenate([[0], np.rint(np.cumsum(SEGMENT_MIX) * n_acc).astype(int)])
@@ -818,8 +1134,20 @@ def _pick_accounts(rng, seg, pools, n_acc) -> np.ndarray:
     return out
 
 
-def _activities(rng, params, reps, owner, created_sec, until_sec, account, opp_ids, accounts, start_day,
-                as_of_day, end_sec):
+def _activities(
+    rng,
+    params,
+    reps,
+    owner,
+    created_sec,
+    until_sec,
+    account,
+    opp_ids,
+    accounts,
+    start_day,
+    as_of_day,
+    end_sec,
+):
     """Activities: 45% on deals (AE), 15% AE prospecting, 40% SDR; outcomes by type, weekday and hour."""
     n = len(owner)
     total = int(round(params.activities_per_opportunity * n))
@@ -844,8 +1172,10 @@ def _activities(rng, params, reps, owner, created_sec, until_sec, account, opp_i
     sdr = np.flatnonzero(reps["role"] == "SDR")
     f_owner, f_sec, f_type, f_acc = [], [], [], []
     n_acc = len(accounts)
-    for group, count, mix in ((ae, n_ae_free, np.array([0.45, 0.40, 0.03, 0.0, 0.12])),
-                              (sdr, n_sdr, SDR_ACTIVITY_MIX)):
+    for group, count, mix in (
+        (ae, n_ae_free, np.array([0.45, 0.40, 0.03, 0.0, 0.12])),
+        (sdr, n_sdr, SDR_ACTIVITY_MIX),
+    ):
         lo = np.maximum(reps["hire_day"][group], start_day - 75)
         hi = np.where(reps["end_day"][group] >= 0, reps["end_day"][group], as_of_day)
         wr = np.maximum(hi - lo, 1) * rep_level[group]
@@ -871,7 +1201,8 @@ def _activities(rng, params, reps, owner, created_sec, until_sec, account, opp_i
     # sorted by time (then rep): one stable argsort of a combined key
     order = np.argsort(act_sec * 16384 + act_owner, kind="stable")
     act_owner, act_sec, act_type, act_opp, act_acc = (
-        x[order] for x in (act_owner, act_sec, act_type, act_opp, act_acc))
+        x[order] for x in (act_owner, act_sec, act_type, act_opp, act_acc)
+    )
     del order
     tied = act_opp >= 0
     m = len(act_sec)
@@ -879,16 +1210,23 @@ def _activities(rng, params, reps, owner, created_sec, until_sec, account, opp_i
     # 12% / 5%; social 6%; meetings and demos: 15% no-show, 35% positive, the rest held
     day = act_sec // 86400
     wd_factor = np.array([0.9, 1.1, 1.1, 1.05, 0.8, 0.6, 0.6], dtype=np.float32)[(day + 3) % 7]
-    hour_factor = np.array([0.8, 0.8, 1.2, 1.2, 0.8, 0.8, 1.0, 1.0, 1.15, 1.15, 1.15, 1.15, 1.15],
-                           dtype=np.float32)[np.clip((act_sec - day * 86400) // 3600 - 8, 0, 12)]
+    hour_factor = np.array(
+        [0.8, 0.8, 1.2, 1.2, 0.8, 0.8, 1.0, 1.0, 1.15, 1.15, 1.15, 1.15, 1.15], dtype=np.float32
+    )[np.clip((act_sec - day * 86400) // 3600 - 8, 0, 12)]
     u = rng.random(m, dtype=np.float32)
     connect_p = np.where(tied, np.float32(0.30), np.float32(0.15)) * wd_factor * hour_factor
     reply_p = np.where(act_type == 4, np.float32(0.06), np.where(tied, np.float32(0.12), np.float32(0.05)))
     del wd_factor, hour_factor
     # codes into OUTCOMES: connected, no_answer, replied, no_reply, held, no_show, positive
-    outcome = np.where(act_type == 0, np.where(u < connect_p, 0, 1),
-                       np.where((act_type == 1) | (act_type == 4), np.where(u < reply_p, 2, 3),
-                                np.where(u < 0.15, 5, np.where(u < 0.50, 6, 4)))).astype("int8")
+    outcome = np.where(
+        act_type == 0,
+        np.where(u < connect_p, 0, 1),
+        np.where(
+            (act_type == 1) | (act_type == 4),
+            np.where(u < reply_p, 2, 3),
+            np.where(u < 0.15, 5, np.where(u < 0.50, 6, 4)),
+        ),
+    ).astype("int8")
     del connect_p, reply_p, u
     # minutes from a lookup by (type, outcome, random slot)
     lut = np.zeros((5, 7, 8), dtype=np.float32)
@@ -903,16 +1241,18 @@ def _activities(rng, params, reps, owner, created_sec, until_sec, account, opp_i
     if tied.any():
         np.maximum.at(last_act, act_opp[tied], act_sec[tied])
     opp_col = opp_ids.take(pa.array(np.where(tied, act_opp, 0), mask=~tied))
-    table = pa.table({
-        "activity_id": _ids("ACT-", m, width=max(7, len(str(m)))),
-        "owner": reps["rep_id"].take(pa.array(act_owner)),
-        "type": _labels(act_type, ["call", "email", "meeting", "demo", "social"]),
-        "occurred_at": _stamps(act_sec),
-        "opportunity_id": opp_col,
-        "account": accounts.take(pa.array(act_acc)),
-        "outcome": _labels(outcome, OUTCOMES),
-        "duration_minutes": pa.array(minutes.astype("float64")),
-    })
+    table = pa.table(
+        {
+            "activity_id": _ids("ACT-", m, width=max(7, len(str(m)))),
+            "owner": reps["rep_id"].take(pa.array(act_owner)),
+            "type": _labels(act_type, ["call", "email", "meeting", "demo", "social"]),
+            "occurred_at": _stamps(act_sec),
+            "opportunity_id": opp_col,
+            "account": accounts.take(pa.array(act_acc)),
+            "outcome": _labels(outcome, OUTCOMES),
+            "duration_minutes": pa.array(minutes.astype("float64")),
+        }
+    )
     return table, last_act, meetings_per_month
 
 
@@ -950,17 +1290,20 @@ def _leads(rng, reps, src, created, opp_ids, start_day, as_of_day) -> pa.Table:
     owner = sdr[rng.integers(0, len(sdr), len(cre))]
     order = np.lexsort((opp, cre))
     cre, mql, sql, has_mql, has_sql, lsrc, opp, owner = (
-        x[order] for x in (cre, mql, sql, has_mql, has_sql, lsrc, opp, owner))
+        x[order] for x in (cre, mql, sql, has_mql, has_sql, lsrc, opp, owner)
+    )
     has_owner = has_mql
-    return pa.table({
-        "lead_id": _ids("LEAD-", len(cre), width=max(7, len(str(len(cre))))),
-        "created_date": _dates(cre),
-        "source": _labels(lsrc, SOURCES),
-        "mql_date": _dates_masked(mql, has_mql),
-        "sql_date": _dates_masked(sql, has_sql),
-        "opportunity_id": opp_ids.take(pa.array(np.where(opp >= 0, opp, 0), mask=opp < 0)),
-        "owner": reps["rep_id"].take(pa.array(owner, mask=~has_owner)),
-    })
+    return pa.table(
+        {
+            "lead_id": _ids("LEAD-", len(cre), width=max(7, len(str(len(cre))))),
+            "created_date": _dates(cre),
+            "source": _labels(lsrc, SOURCES),
+            "mql_date": _dates_masked(mql, has_mql),
+            "sql_date": _dates_masked(sql, has_sql),
+            "opportunity_id": opp_ids.take(pa.array(np.where(opp >= 0, opp, 0), mask=opp < 0)),
+            "owner": reps["rep_id"].take(pa.array(owner, mask=~has_owner)),
+        }
+    )
 
 
 def _bookings_by_fiscal_year(cal, close_day, amount, won_closed) -> dict[int, float]:
@@ -990,27 +1333,40 @@ def _quotas(reps, cal, start, fy_now, sdr_meetings: float) -> pa.Table:
     season = np.repeat(QUARTER_SHARE / 3, 3)
     ramp = _ramp(mon - hire_m, reps["ramp_months"][rep])
     is_ae = reps["role"][rep] == "AE"
-    annual = QUOTA_PER_OTE * reps["ote"][rep] * np.sqrt(reps["territory_weight"][rep]) * QUOTA_GROWTH ** (fy - fy_now)
+    annual = (
+        QUOTA_PER_OTE
+        * reps["ote"][rep]
+        * np.sqrt(reps["territory_weight"][rep])
+        * QUOTA_GROWTH ** (fy - fy_now)
+    )
     q_ae = np.rint(annual * season[fmon - 1] * ramp / 100) * 100
     q_sdr = np.maximum(1, np.rint(sdr_meetings * ramp))
     quota = np.where(is_ae, q_ae, q_sdr)
     start_d = mon.astype("datetime64[M]").astype("datetime64[D]").astype("int64")
     end_d = (mon + 1).astype("datetime64[M]").astype("datetime64[D]").astype("int64") - 1
-    return pa.table({
-        "rep_id": reps["rep_id"].take(pa.array(rep)),
-        "period_start": _dates(start_d),
-        "period_end": _dates(end_d),
-        "quota": pa.array(quota.astype("float64")),
-        "metric": _labels(np.where(is_ae, 0, 1), ["bookings", "meetings"]),
-    })
+    return pa.table(
+        {
+            "rep_id": reps["rep_id"].take(pa.array(rep)),
+            "period_start": _dates(start_d),
+            "period_end": _dates(end_d),
+            "quota": pa.array(quota.astype("float64")),
+            "metric": _labels(np.where(is_ae, 0, 1), ["bookings", "meetings"]),
+        }
+    )
 
 
 def _churn(rng, account, accounts, won_closed, close_day, amount, as_of_day) -> pa.Table:
     """~8% of won accounts churn 4–24 months after their first win, losing 60–100% of what they bought."""
     acc = account[won_closed]
     if len(acc) == 0:
-        return pa.table({"account": pa.array([], pa.string()), "churn_date": _dates(np.array([], "int64")),
-                         "lost_amount": pa.array([], pa.float64()), "reason": pa.array([], pa.string())})
+        return pa.table(
+            {
+                "account": pa.array([], pa.string()),
+                "churn_date": _dates(np.array([], "int64")),
+                "lost_amount": pa.array([], pa.float64()),
+                "reason": pa.array([], pa.string()),
+            }
+        )
     first = np.full(len(accounts), np.iinfo("int64").max)
     np.minimum.at(first, acc, close_day[won_closed])
     total = np.bincount(acc, weights=amount[won_closed], minlength=len(accounts))
@@ -1022,12 +1378,14 @@ def _churn(rng, account, accounts, won_closed, close_day, amount, as_of_day) -> 
     lost = np.rint(total[cust] * rng.uniform(0.6, 1.0, len(cust)) / 100) * 100
     order = np.lexsort((cust, day))
     cust, day, lost = cust[order], day[order], lost[order]
-    return pa.table({
-        "account": accounts.take(pa.array(cust)),
-        "churn_date": _dates(day),
-        "lost_amount": pa.array(lost.astype("float64")),
-        "reason": _labels(_pick(rng, CHURN_REASON_MIX, len(cust)), CHURN_REASONS),
-    })
+    return pa.table(
+        {
+            "account": accounts.take(pa.array(cust)),
+            "churn_date": _dates(day),
+            "lost_amount": pa.array(lost.astype("float64")),
+            "reason": _labels(_pick(rng, CHURN_REASON_MIX, len(cust)), CHURN_REASONS),
+        }
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1046,7 +1404,7 @@ def existing_source(folder: Path) -> dict | None:
 
 
 def plan(folder, params: SampleParams, force: bool = False) -> str:
-    """"skip" (same sample already there), "write" (absent, empty, or an older/different sample), or
+    """ "skip" (same sample already there), "write" (absent, empty, or an older/different sample), or
     raise SampleError when the folder holds something this tool did not write."""
     folder = Path(folder)
     if not folder.exists():
@@ -1059,7 +1417,8 @@ def plan(folder, params: SampleParams, force: bool = False) -> str:
     if src is None:
         raise SampleError(
             f"{folder} already holds data that `revops sample-data` did not generate (its dataset.yml has no "
-            f"'source: {{generator: {GENERATOR}}}'); refusing to overwrite it. Choose another --to folder.")
+            f"'source: {{generator: {GENERATOR}}}'); refusing to overwrite it. Choose another --to folder."
+        )
     if force:
         return "write"
     return "skip" if src == params.source_block() else "write"
@@ -1076,8 +1435,16 @@ def _write_table(table: pa.Table, path: Path, fmt: str) -> None:
         pacsv.write_csv(table, path, write_options=pacsv.WriteOptions(quoting_style="needed"))
 
 
-def write_sample(folder, seed=42, as_of=None, n_opportunities=None, n_reps=None, activities_per_opportunity=None,
-                 fmt="csv", force=False) -> Path:
+def write_sample(
+    folder,
+    seed=42,
+    as_of=None,
+    n_opportunities=None,
+    n_reps=None,
+    activities_per_opportunity=None,
+    fmt="csv",
+    force=False,
+) -> Path:
     """Write the sample dataset to ``folder`` (see the module docstring) and return its path.
 
     Skips when ``folder`` already holds a sample generated with the same parameters (unless ``force``);
@@ -1092,8 +1459,9 @@ def write_sample(folder, seed=42, as_of=None, n_opportunities=None, n_reps=None,
         ext = "parquet" if params.fmt == "parquet" else "csv"
         for name, table in tables.items():
             _write_table(table, tmp / f"{name}.{ext}", params.fmt)
-        (tmp / "dataset.yml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
-                                         encoding="utf-8")
+        (tmp / "dataset.yml").write_text(
+            yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8"
+        )
     return folder
 
 
@@ -1104,21 +1472,34 @@ def cli(args) -> int:
     from helpers.dataset import validate_report
 
     try:
-        params = resolve_params(args.seed, args.as_of, args.opportunities, args.reps,
-                                args.activities_per_opportunity, args.format)
+        params = resolve_params(
+            args.seed, args.as_of, args.opportunities, args.reps, args.activities_per_opportunity, args.format
+        )
         action = plan(Path(args.to), params, args.force)
     except (SampleError, ValueError) as exc:
         print(f"error: {exc}")
         return 2
     if action == "skip":
-        print(f"{args.to} already holds the sample for these parameters (seed {params.seed}, as of "
-              f"{params.as_of}); skipping. Use --force to regenerate.")
+        print(
+            f"{args.to} already holds the sample for these parameters (seed {params.seed}, as of "
+            f"{params.as_of}); skipping. Use --force to regenerate."
+        )
     else:
         t0 = time.perf_counter()
-        write_sample(args.to, params.seed, params.as_of, params.n_opportunities, params.n_reps,
-                     params.activities_per_opportunity, params.fmt, force=True)
-        print(f"Wrote the sample dataset to {args.to} (seed {params.seed}, as of {params.as_of}, "
-              f"{params.n_opportunities:,} opportunities, {params.n_reps} AEs) in {time.perf_counter() - t0:.1f} s.")
+        write_sample(
+            args.to,
+            params.seed,
+            params.as_of,
+            params.n_opportunities,
+            params.n_reps,
+            params.activities_per_opportunity,
+            params.fmt,
+            force=True,
+        )
+        print(
+            f"Wrote the sample dataset to {args.to} (seed {params.seed}, as of {params.as_of}, "
+            f"{params.n_opportunities:,} opportunities, {params.n_reps} AEs) in {time.perf_counter() - t0:.1f} s."
+        )
     code, text = validate_report(args.to)
     print(text)
     return code

@@ -65,11 +65,31 @@ OPPORTUNITIES = Table(
         _c("opportunity_id", "id", True, "Unique id of the deal."),
         _c("owner", "id", False, "The rep who owns the deal; matches `reps.rep_id` when `reps` is given."),
         _c("created_date", "date", False, "Day the opportunity was created (counts as pipeline created)."),
-        _c("close_date", "date", False, "Actual close date for closed deals, expected close date for open ones; may be empty for early open deals."),
+        _c(
+            "close_date",
+            "date",
+            False,
+            "Actual close date for closed deals, expected close date for open ones; may be empty for early open deals.",
+        ),
         _c("stage", "str", True, "Current stage; must be one of the stages in `dataset.yml`."),
-        _c("amount", "money", False, "Deal value in the dataset currency (expected for open, booked for won); empty means unknown."),
-        _c("is_closed", "bool", False, "True once the deal is won or lost (derived from the stage when absent)."),
-        _c("is_won", "bool", False, "True for won deals; a won deal is always closed (derived from the stage when absent)."),
+        _c(
+            "amount",
+            "money",
+            False,
+            "Deal value in the dataset currency (expected for open, booked for won); empty means unknown.",
+        ),
+        _c(
+            "is_closed",
+            "bool",
+            False,
+            "True once the deal is won or lost (derived from the stage when absent).",
+        ),
+        _c(
+            "is_won",
+            "bool",
+            False,
+            "True for won deals; a won deal is always closed (derived from the stage when absent).",
+        ),
         _c("account", "str", description="Customer account name or id."),
         _c("segment", "str", description="Customer segment (e.g. SMB, Mid-Market, Enterprise)."),
         _c("region", "str", description="Sales region of the deal."),
@@ -109,11 +129,20 @@ ACTIVITIES = Table(
     columns=(
         _c("activity_id", "id", True, "Unique id of the activity."),
         _c("owner", "id", True, "The rep who did it."),
-        _c("type", "str", True, "call, email, meeting, demo, social (free text is kept; these are the known types)."),
+        _c(
+            "type",
+            "str",
+            True,
+            "call, email, meeting, demo, social (free text is kept; these are the known types).",
+        ),
         _c("occurred_at", "datetime", True, "When it happened (or is scheduled)."),
         _c("opportunity_id", "id", description="Deal the activity is tied to, if any."),
         _c("account", "str", description="Account the activity is tied to."),
-        _c("outcome", "str", description="connected / no_answer (calls), replied / no_reply (emails), held / no_show / scheduled (meetings, demos), positive when the next step was set."),
+        _c(
+            "outcome",
+            "str",
+            description="connected / no_answer (calls), replied / no_reply (emails), held / no_show / scheduled (meetings, demos), positive when the next step was set.",
+        ),
         _c("duration_minutes", "number", description="Time spent, where logged."),
     ),
 )
@@ -160,9 +189,20 @@ QUOTAS = Table(
     columns=(
         _c("rep_id", "id", True, "The rep."),
         _c("period_start", "date", True, "First day of the period the quota covers."),
-        _c("quota", "money", True, "Quota for that period, in the dataset currency (or in units for non-revenue metrics)."),
-        _c("period_end", "date", description="Last day of the period; defaults to the end of the month of period_start."),
-        _c("metric", "str", description="What the quota counts: bookings (default), meetings, opportunities."),
+        _c(
+            "quota",
+            "money",
+            True,
+            "Quota for that period, in the dataset currency (or in units for non-revenue metrics).",
+        ),
+        _c(
+            "period_end",
+            "date",
+            description="Last day of the period; defaults to the end of the month of period_start.",
+        ),
+        _c(
+            "metric", "str", description="What the quota counts: bookings (default), meetings, opportunities."
+        ),
     ),
 )
 
@@ -179,8 +219,7 @@ CHURN = Table(
 )
 
 TABLES: dict[str, Table] = {
-    t.name: t
-    for t in (OPPORTUNITIES, OPPORTUNITY_HISTORY, ACTIVITIES, LEADS, REPS, QUOTAS, CHURN)
+    t.name: t for t in (OPPORTUNITIES, OPPORTUNITY_HISTORY, ACTIVITIES, LEADS, REPS, QUOTAS, CHURN)
 }
 
 # Activity vocabulary used by the sample generator, importers and the activity tracker.

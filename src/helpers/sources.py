@@ -161,12 +161,16 @@ def table_source(folder: Path, table_name: str, spec) -> Path | DbTable:
     if isinstance(spec, str | os.PathLike):
         return Path(folder) / spec
     if not isinstance(spec, dict) or "url" not in spec:
-        raise ConfigError(f"dataset.yml tables.{table_name}: expected a file name or {{url: …, table: …}} "
-                          f"(or {{url: …, query: …}}), got {public_url(str(spec))}")
+        raise ConfigError(
+            f"dataset.yml tables.{table_name}: expected a file name or {{url: …, table: …}} "
+            f"(or {{url: …, query: …}}), got {public_url(str(spec))}"
+        )
     unknown = set(spec) - {"url", "table", "query"}
     if unknown or (("table" in spec) == ("query" in spec)):
-        raise ConfigError(f"dataset.yml tables.{table_name}: give url and exactly one of table or query"
-                          + (f" (unknown keys: {', '.join(sorted(unknown))})" if unknown else ""))
+        raise ConfigError(
+            f"dataset.yml tables.{table_name}: give url and exactly one of table or query"
+            + (f" (unknown keys: {', '.join(sorted(unknown))})" if unknown else "")
+        )
     return DbTable(table_name, str(spec["url"]), spec.get("table"), spec.get("query"), Path(folder))
 
 
@@ -229,8 +233,9 @@ def _child_predicate(cols: dict, col: str, since: pd.Timestamp) -> str | None:
     return f"({quote_ident(col)} >= date '{since:%Y-%m-%d}' or {quote_ident(col)} is null)"
 
 
-def _opportunity_predicate(cols: dict, since: pd.Timestamp, config: DatasetConfig,
-                           child_selects: list[str]) -> str | None:
+def _opportunity_predicate(
+    cols: dict, since: pd.Timestamp, config: DatasetConfig, child_selects: list[str]
+) -> str | None:
     """SQL that keeps at least every row ``window_frames`` keeps, or None when that cannot be said."""
     parts = []
     for col in ("created_date", "close_date"):
@@ -351,8 +356,10 @@ class TableReader:
         try:
             import sqlalchemy
         except ImportError:
-            raise SourceError(f"URL scheme {src.scheme!r} needs SQLAlchemy and its driver "
-                              "(pip install sqlalchemy …); postgresql:// and duckdb:// work out of the box") from None
+            raise SourceError(
+                f"URL scheme {src.scheme!r} needs SQLAlchemy and its driver "
+                "(pip install sqlalchemy …); postgresql:// and duckdb:// work out of the box"
+            ) from None
         url = expand(src.url, self._secrets)
         return sqlalchemy.create_engine(url).connect()
 
@@ -376,7 +383,7 @@ class TableReader:
             pred = _child_predicate(ccols, col, self.since)
             if pred is None:
                 return None
-            child_selects.append(f"select \"opportunity_id\" from ({c.select()}) as c_{child} where {pred}")
+            child_selects.append(f'select "opportunity_id" from ({c.select()}) as c_{child} where {pred}')
         return _opportunity_predicate(columns(conn, src.select()), self.since, self.config, child_selects)
 
     def _read_db(self, tname: str, src: DbTable) -> pd.DataFrame:
@@ -456,7 +463,9 @@ class ParquetCache:
         self.dir = self.data_dir / load_key[:24]
 
     @classmethod
-    def open(cls, folder: Path, sources: dict, tables=None, strict: bool = True, since=None) -> ParquetCache | None:
+    def open(
+        cls, folder: Path, sources: dict, tables=None, strict: bool = True, since=None
+    ) -> ParquetCache | None:
         """The cache entry for this load, or None when caching is off or a source cannot be fingerprinted."""
         if os.environ.get("REVOPS_CACHE", "1").lower() in ("0", "false", "no", "off"):
             return None
@@ -498,8 +507,10 @@ class ParquetCache:
             info = pickle.loads(meta.read_bytes())
             if info.get("key") != self.key:
                 return None
-            frames = {t: pq.read_table(self.dir / f"{t}.parquet").to_pandas(date_as_object=False)
-                      for t in info["tables"]}
+            frames = {
+                t: pq.read_table(self.dir / f"{t}.parquet").to_pandas(date_as_object=False)
+                for t in info["tables"]
+            }
             return frames, info["warnings"]
         except Exception:  # noqa: BLE001 - a damaged entry is a miss, rebuilt on this load
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -516,8 +527,16 @@ class ParquetCache:
             tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.data_dir))
             for t, df in frames.items():
                 df.to_parquet(tmp / f"{t}.parquet", index=False)
-            (tmp / "meta.pkl").write_bytes(pickle.dumps({"key": self.key, "tables": list(frames),
-                                                         "warnings": warnings, "folder": str(self.folder)}))
+            (tmp / "meta.pkl").write_bytes(
+                pickle.dumps(
+                    {
+                        "key": self.key,
+                        "tables": list(frames),
+                        "warnings": warnings,
+                        "folder": str(self.folder),
+                    }
+                )
+            )
             shutil.rmtree(self.dir, ignore_errors=True)
             os.replace(tmp, self.dir)
         except OSError:  # caching is best effort: a read-only home still loads

@@ -57,8 +57,11 @@ class Headlines:
         return next((f.value for f in self.figures if f.key == key), None)
 
     def to_dict(self) -> dict:
-        return {"notebook": self.notebook, "currency": self.currency,
-                "figures": [asdict(f) for f in self.figures]}
+        return {
+            "notebook": self.notebook,
+            "currency": self.currency,
+            "figures": [asdict(f) for f in self.figures],
+        }
 
     def save(self, path: str | os.PathLike | None) -> None:
         """Write to ``path`` atomically; no-op when ``path`` is empty (interactive use)."""

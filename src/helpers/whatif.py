@@ -74,9 +74,17 @@ class PlanData:
         return self.seasonality["share"].to_numpy(float)
 
 
-def prepare_plan_data(ds, as_of=None, fiscal_year: int | None = None, n_draws: int = 2000, seed: int = 0,
-                      history_len: int = 12, min_months: int = 6, max_hires_per_quarter: int = 10,
-                      hire_team: str | None = None) -> PlanData:
+def prepare_plan_data(
+    ds,
+    as_of=None,
+    fiscal_year: int | None = None,
+    n_draws: int = 2000,
+    seed: int = 0,
+    history_len: int = 12,
+    min_months: int = 6,
+    max_hires_per_quarter: int = 10,
+    hire_team: str | None = None,
+) -> PlanData:
     """Precompute the input-independent parts of the plan from a loaded ``Dataset``."""
     as_of = pd.Timestamp(as_of if as_of is not None else ds.as_of).normalize()
     cal = FiscalCalendar(ds.config.fiscal_year_start_month)
@@ -93,10 +101,15 @@ def prepare_plan_data(ds, as_of=None, fiscal_year: int | None = None, n_draws: i
 
     # history pools: revenue reps employed in the history window (departed ones too) feed the peer pools
     hmonths = Q.history_months(as_of, history_len)
-    hist_roster = (Q.roster(reps, opps, hmonths[0], hmonths[-1] + pd.offsets.MonthEnd(0), as_of)
-                   if reps is not None else ros)
+    hist_roster = (
+        Q.roster(reps, opps, hmonths[0], hmonths[-1] + pd.offsets.MonthEnd(0), as_of)
+        if reps is not None
+        else ros
+    )
     hist_roster = hist_roster.loc[hist_roster["revenue"] & ~hist_roster["planned"]]
-    hist_roster = pd.concat([hist_roster, ros.loc[~ros["rep_id"].isin(hist_roster["rep_id"])]], ignore_index=True)
+    hist_roster = pd.concat(
+        [hist_roster, ros.loc[~ros["rep_id"].isin(hist_roster["rep_id"])]], ignore_index=True
+    )
     mb = Q.monthly_bookings(opps).rename(columns={"owner": "rep_id", "bookings": "value"})
     vals = Q.history_matrix(mb, hist_roster["rep_id"], hmonths)
     mask = Q.ramped_months_mask(hist_roster, hmonths)
@@ -108,21 +121,48 @@ def prepare_plan_data(ds, as_of=None, fiscal_year: int | None = None, n_draws: i
     if hire_team is None:
         hire_team = ros["team"].value_counts().index[0] if len(ros) else "New hires"
     team_mask = (hist_roster["team"] == hire_team).to_numpy() & own
-    peer = (np.concatenate([pools_all[i] for i in np.flatnonzero(team_mask)]) if team_mask.any()
-            else np.concatenate([pools_all[i] for i in np.flatnonzero(own)]) if own.any() else np.zeros(1))
+    peer = (
+        np.concatenate([pools_all[i] for i in np.flatnonzero(team_mask)])
+        if team_mask.any()
+        else np.concatenate([pools_all[i] for i in np.flatnonzero(own)])
+        if own.any()
+        else np.zeros(1)
+    )
     rng_seed = np.random.SeedSequence(seed).spawn(2)
     draws = Q.draw_months(pools, n_draws, 12, seed=int(rng_seed[0].generate_state(1)[0]))
-    hire_draws = Q.draw_months([peer] * (4 * max_hires_per_quarter), n_draws, 12,
-                               seed=int(rng_seed[1].generate_state(1)[0]))
+    hire_draws = Q.draw_months(
+        [peer] * (4 * max_hires_per_quarter), n_draws, 12, seed=int(rng_seed[1].generate_state(1)[0])
+    )
     won = Q.won_deals(opps)
     in_basis = won.loc[(won["close_date"] >= basis.start) & (won["close_date"] <= basis.end)]
     team_of = dict(zip(ros["rep_id"], ros["team"], strict=True))
     team_hist = in_basis.groupby(in_basis["owner"].map(team_of))["amount"].sum()
     cfg_target = ds.config.targets.get(fy)
     hire_ote = float(ros["ote"].median()) if ros["ote"].notna().any() else float("nan")
-    return PlanData(cal, fy, as_of, ds.config.currency, months, basis, cfg_target, season, ros, off, active, draws,
-                    Q.productivity(pools), own_plan, hire_draws, float(peer.mean()), hire_team, hire_ote, team_hist,
-                    Q.attrition_rate(reps, as_of), n_draws, seed)
+    return PlanData(
+        cal,
+        fy,
+        as_of,
+        ds.config.currency,
+        months,
+        basis,
+        cfg_target,
+        season,
+        ros,
+        off,
+        active,
+        draws,
+        Q.productivity(pools),
+        own_plan,
+        hire_draws,
+        float(peer.mean()),
+        hire_team,
+        hire_ote,
+        team_hist,
+        Q.attrition_rate(reps, as_of),
+        n_draws,
+        seed,
+    )
 
 
 @dataclass
@@ -192,15 +232,20 @@ def compute_plan(inputs: PlanInputs, data: PlanData) -> PlanResult:
     q_total = target * (1 + inputs.over_assignment)
     shares = data.hist_shares if inputs.seasonal else Q.flat_shares()
 
-    hires = Q.planned_hires(cal, fy, inputs.hires_per_quarter, inputs.hire_month_in_quarter, data.hire_team,
-                            data.hire_ote)
+    hires = Q.planned_hires(
+        cal, fy, inputs.hires_per_quarter, inputs.hire_month_in_quarter, data.hire_team, data.hire_ote
+    )
     n_hire = min(len(hires), len(data.hire_draws))
     hires = hires.iloc[:n_hire]
     ros = pd.concat([data.roster, hires], ignore_index=True) if n_hire else data.roster
     h_off = Q.month_offsets(hires["hire_date"], months[0])
     off = np.concatenate([data.hire_offset, h_off])
-    active = np.vstack([data.active, Q.active_matrix(h_off, hires["end_date"], months)]) if n_hire else data.active
-    ramp = Q.ramp_matrix(off, 12, Q.rep_schedules(ros["ramp_months"], inputs.ramp_schedule, inputs.use_rep_ramp))
+    active = (
+        np.vstack([data.active, Q.active_matrix(h_off, hires["end_date"], months)]) if n_hire else data.active
+    )
+    ramp = Q.ramp_matrix(
+        off, 12, Q.rep_schedules(ros["ramp_months"], inputs.ramp_schedule, inputs.use_rep_ramp)
+    )
     cap = Q.effective_capacity(active, ramp, shares)
     prod = np.concatenate([data.productivity, np.full(n_hire, data.hire_productivity)])
     weights = ros["weight"].to_numpy(float)
@@ -217,39 +262,57 @@ def compute_plan(inputs: PlanInputs, data: PlanData) -> PlanResult:
     ote = Q.ote_multiples(full, ros["ote"].to_numpy(float), inputs.ote_multiple_min, inputs.ote_multiple_max)
     hist_cap = Q.effective_capacity(active, ramp, data.hist_shares)
     supported = Q.supported_quota(prod, hist_cap)
-    totals = Q.simulate_totals(data.draws, active[: len(data.roster)], ramp[: len(data.roster)], data.hist_shares)
+    totals = Q.simulate_totals(
+        data.draws, active[: len(data.roster)], ramp[: len(data.roster)], data.hist_shares
+    )
     if n_hire:
-        ht = Q.simulate_totals(data.hire_draws[:n_hire], active[len(data.roster):], ramp[len(data.roster):],
-                               data.hist_shares)
+        ht = Q.simulate_totals(
+            data.hire_draws[:n_hire], active[len(data.roster) :], ramp[len(data.roster) :], data.hist_shares
+        )
         totals = np.vstack([totals, ht])
     att = Q.attainment(totals, annual, inputs.target_share)
     with np.errstate(invalid="ignore", divide="ignore"):
         stretch = np.where(supported > 0, annual / supported - 1, np.nan)
 
-    reps = pd.DataFrame({
-        "rep_id": ros["rep_id"].to_numpy(), "name": ros["name"].to_numpy(), "team": ros["team"].to_numpy(),
-        "status": status, "start": ros["hire_date"].to_numpy(), "end": ros["end_date"].to_numpy(),
-        "weight": weights, "capacity": cap, "quota": annual, "full_year_quota": full,
-        "ote": ros["ote"].to_numpy(float), "ote_multiple": ote["ote_multiple"].to_numpy(),
-        "ote_flag": ote["ote_flag"].to_numpy(), "history": np.concatenate(
-            [np.where(data.own_history, "own", "peers"), np.full(n_hire, "peers")]),
-        "productivity": prod, "supported_quota": supported, "stretch": stretch,
-        "p_attain": att.p_attain, "verdict": Q.verdicts(att.p_attain, inputs.out_of_reach, inputs.too_easy),
-        "quota_at_target_share": Q.quota_at_share(totals, inputs.target_share),
-    })
+    reps = pd.DataFrame(
+        {
+            "rep_id": ros["rep_id"].to_numpy(),
+            "name": ros["name"].to_numpy(),
+            "team": ros["team"].to_numpy(),
+            "status": status,
+            "start": ros["hire_date"].to_numpy(),
+            "end": ros["end_date"].to_numpy(),
+            "weight": weights,
+            "capacity": cap,
+            "quota": annual,
+            "full_year_quota": full,
+            "ote": ros["ote"].to_numpy(float),
+            "ote_multiple": ote["ote_multiple"].to_numpy(),
+            "ote_flag": ote["ote_flag"].to_numpy(),
+            "history": np.concatenate([np.where(data.own_history, "own", "peers"), np.full(n_hire, "peers")]),
+            "productivity": prod,
+            "supported_quota": supported,
+            "stretch": stretch,
+            "p_attain": att.p_attain,
+            "verdict": Q.verdicts(att.p_attain, inputs.out_of_reach, inputs.too_easy),
+            "quota_at_target_share": Q.quota_at_share(totals, inputs.target_share),
+        }
+    )
 
     by_status = reps.groupby("status")["quota"].sum().to_dict()
     rate = data.attrition_measured if inputs.attrition_rate is None else inputs.attrition_rate
     loss = Q.attrition_loss(monthly_q, 0.0 if pd.isna(rate) else rate)
-    recon = Q.reconciliation(data.basis, inputs.growth_rate, target, source, inputs.over_assignment, by_status,
-                             loss, rate)
+    recon = Q.reconciliation(
+        data.basis, inputs.growth_rate, target, source, inputs.over_assignment, by_status, loss, rate
+    )
     monthly = Q.monthly_plan(target, shares, cal, fy)
     monthly["rep_quotas"] = monthly_q.sum(axis=0)
     quarterly = Q.quarterly_plan(monthly[["quarter", "share", "target", "rep_quotas"]])
     quarterly["rep_quotas"] = monthly.groupby("quarter")["rep_quotas"].sum().to_numpy()
 
-    teams = reps.groupby("team").agg(reps=("rep_id", "size"), capacity=("capacity", "sum"),
-                                     quota=("quota", "sum"))
+    teams = reps.groupby("team").agg(
+        reps=("rep_id", "size"), capacity=("capacity", "sum"), quota=("quota", "sum")
+    )
     teams.insert(2, "basis_bookings", data.team_history.reindex(teams.index).fillna(0.0))
     teams["share"] = tshare.reindex(teams.index).fillna(0.0)
     teams["target"] = target * teams["share"]
@@ -261,9 +324,27 @@ def compute_plan(inputs: PlanInputs, data: PlanData) -> PlanResult:
     notes = []
     if not len(data.roster):
         notes.append("No quota-carrying reps found for the plan year.")
-    res = PlanResult(inputs, fy, target, source, data.basis, q_total, shares, monthly, quarterly, teams, reps,
-                     recon, monthly_q, months, att, Q.is_realistic(att.expected_share, inputs.realistic_band),
-                     float(rate) if rate is not None else float("nan"), loss, notes=notes)
+    res = PlanResult(
+        inputs,
+        fy,
+        target,
+        source,
+        data.basis,
+        q_total,
+        shares,
+        monthly,
+        quarterly,
+        teams,
+        reps,
+        recon,
+        monthly_q,
+        months,
+        att,
+        Q.is_realistic(att.expected_share, inputs.realistic_band),
+        float(rate) if rate is not None else float("nan"),
+        loss,
+        notes=notes,
+    )
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -281,16 +362,25 @@ def summary_html(res: PlanResult, currency: str = "USD") -> str:
     verdict = "realistic" if res.realistic else "not realistic"
     items = [
         ("Company target", m(res.target)),
-        ("Sum of rep quotas", f"{m(res.sum_of_quotas)} ({res.sum_of_quotas / res.target - 1:+.0%})"
-         if res.target else m(res.sum_of_quotas)),
+        (
+            "Sum of rep quotas",
+            f"{m(res.sum_of_quotas)} ({res.sum_of_quotas / res.target - 1:+.0%})"
+            if res.target
+            else m(res.sum_of_quotas),
+        ),
         ("Reps (incl. hires)", f"{len(res.reps)}"),
         ("Expected share of reps at quota", f"{fmt_pct(res.expected_share)} — {verdict}"),
-        (f"Quota level for {res.inputs.target_share:.0%} at quota",
-         f"{res.quota_level:.2f}× ({m(res.quota_level_total)})"),
+        (
+            f"Quota level for {res.inputs.target_share:.0%} at quota",
+            f"{res.quota_level:.2f}× ({m(res.quota_level_total)})",
+        ),
         ("Out of reach / too easy", f"{len(res.out_of_reach)} / {len(res.too_easy)}"),
     ]
-    cells = "".join(f'<div class="rv-card"><div class="l">{html.escape(k)}</div>'
-                    f'<div class="v" data-key="{html.escape(k)}">{html.escape(v)}</div></div>' for k, v in items)
+    cells = "".join(
+        f'<div class="rv-card"><div class="l">{html.escape(k)}</div>'
+        f'<div class="v" data-key="{html.escape(k)}">{html.escape(v)}</div></div>'
+        for k, v in items
+    )
     from helpers.display import TABLE_CSS
 
     return f'{TABLE_CSS}<div class="rv-cards rv-whatif-summary">{cells}</div>'
@@ -316,8 +406,9 @@ def attainment_figure(res: PlanResult):
 class WhatIfPanel:
     """Sliders over ``compute_plan``; recompute on release (``continuous_update=False``)."""
 
-    def __init__(self, data: PlanData, inputs: PlanInputs | None = None, show_details: bool = True,
-                 max_rows: int = 40):
+    def __init__(
+        self, data: PlanData, inputs: PlanInputs | None = None, show_details: bool = True, max_rows: int = 40
+    ):
         import ipywidgets as W
 
         self.data = data
@@ -329,40 +420,93 @@ class WhatIfPanel:
         lay = W.Layout(width="460px")
         ramp_len = len(b.ramp_schedule)
         self.controls = {
-            "growth_rate": W.FloatSlider(value=b.growth_rate, min=-0.2, max=1.0, step=0.01, description="Growth",
-                                         readout_format=".0%", continuous_update=False, style=style, layout=lay),
-            "over_assignment": W.FloatSlider(value=b.over_assignment, min=0.0, max=0.5, step=0.01,
-                                             description="Over-assignment", readout_format=".0%",
-                                             continuous_update=False, style=style, layout=lay),
+            "growth_rate": W.FloatSlider(
+                value=b.growth_rate,
+                min=-0.2,
+                max=1.0,
+                step=0.01,
+                description="Growth",
+                readout_format=".0%",
+                continuous_update=False,
+                style=style,
+                layout=lay,
+            ),
+            "over_assignment": W.FloatSlider(
+                value=b.over_assignment,
+                min=0.0,
+                max=0.5,
+                step=0.01,
+                description="Over-assignment",
+                readout_format=".0%",
+                continuous_update=False,
+                style=style,
+                layout=lay,
+            ),
             "seasonal": W.Checkbox(value=b.seasonal, description="Seasonal monthly split", indent=False),
-            "hire_month_in_quarter": W.Dropdown(options=[("1st month", 1), ("2nd month", 2), ("3rd month", 3)],
-                                                value=b.hire_month_in_quarter, description="Hires start in",
-                                                style=style, layout=lay),
-            "ramp_months": W.IntSlider(value=ramp_len, min=0, max=12, description="Ramp length (months)",
-                                       continuous_update=False, style=style, layout=lay),
-            "target_share": W.FloatSlider(value=b.target_share, min=0.5, max=0.95, step=0.05,
-                                          description="Target share at quota", readout_format=".0%",
-                                          continuous_update=False, style=style, layout=lay),
+            "hire_month_in_quarter": W.Dropdown(
+                options=[("1st month", 1), ("2nd month", 2), ("3rd month", 3)],
+                value=b.hire_month_in_quarter,
+                description="Hires start in",
+                style=style,
+                layout=lay,
+            ),
+            "ramp_months": W.IntSlider(
+                value=ramp_len,
+                min=0,
+                max=12,
+                description="Ramp length (months)",
+                continuous_update=False,
+                style=style,
+                layout=lay,
+            ),
+            "target_share": W.FloatSlider(
+                value=b.target_share,
+                min=0.5,
+                max=0.95,
+                step=0.05,
+                description="Target share at quota",
+                readout_format=".0%",
+                continuous_update=False,
+                style=style,
+                layout=lay,
+            ),
         }
         for q in range(4):
             self.controls[f"hires_q{q + 1}"] = W.IntSlider(
-                value=b.hires_per_quarter[q], min=0, max=10, description=f"Hires in Q{q + 1}",
-                continuous_update=False, style=style, layout=lay)
+                value=b.hires_per_quarter[q],
+                min=0,
+                max=10,
+                description=f"Hires in Q{q + 1}",
+                continuous_update=False,
+                style=style,
+                layout=lay,
+            )
         if data.configured_target is not None:
             self.controls["use_dataset_target"] = W.Checkbox(
-                value=b.use_dataset_target, indent=False,
-                description=f"Use the dataset.yml target for FY{data.fiscal_year} (growth slider then idle)")
+                value=b.use_dataset_target,
+                indent=False,
+                description=f"Use the dataset.yml target for FY{data.fiscal_year} (growth slider then idle)",
+            )
         self.summary = W.HTML()
         self.timing = W.HTML()
         self.output = W.Output()
         for w in self.controls.values():
             w.observe(self._on_change, names="value")
         c = self.controls
-        left = W.VBox([c["growth_rate"], c["over_assignment"], c["target_share"], c["ramp_months"], c["seasonal"]]
-                      + ([c["use_dataset_target"]] if "use_dataset_target" in c else []))
+        left = W.VBox(
+            [c["growth_rate"], c["over_assignment"], c["target_share"], c["ramp_months"], c["seasonal"]]
+            + ([c["use_dataset_target"]] if "use_dataset_target" in c else [])
+        )
         right = W.VBox([c[f"hires_q{q}"] for q in range(1, 5)] + [c["hire_month_in_quarter"]])
-        self.widget = W.VBox([W.HTML(f"<b>Quota plan FY{data.fiscal_year} — what if…</b>"),
-                              W.HBox([left, right]), self.summary, self.timing, self.output])
+        self.widget = W.VBox(
+            [
+                W.HTML(f"<b>Quota plan FY{data.fiscal_year} — what if…</b>"),
+                W.HBox([left, right]),
+                self.summary,
+                self.timing,
+                self.output,
+            ]
+        )
         self.result: PlanResult | None = None
         self.update()
 
@@ -393,8 +537,10 @@ class WhatIfPanel:
         if self.show_details:
             self._draw()
         self.seconds = time.perf_counter() - t0
-        self.timing.value = (f"<small>computed in {self.result.seconds * 1000:,.0f} ms, shown in "
-                             f"{self.seconds * 1000:,.0f} ms</small>")
+        self.timing.value = (
+            f"<small>computed in {self.result.seconds * 1000:,.0f} ms, shown in "
+            f"{self.seconds * 1000:,.0f} ms</small>"
+        )
         return self.result
 
     def _draw(self) -> None:
@@ -405,22 +551,48 @@ class WhatIfPanel:
         with self.output:
             self.output.clear_output(wait=True)
             fig, ax = attainment_figure(res)
-            plots.finish(fig, ax, "Share of reps at quota across simulated years", "Share of reps at quota",
-                         "Simulated years")
-            show_table(res.quarterly.rename(columns={"rep_quotas": "rep quotas"}), money=["target", "rep quotas"],
-                       pct=["share"], currency=cur,
-                       caption="Company target and rep quotas by quarter")
-            cols = ["name", "team", "status", "capacity", "quota", "supported_quota", "ote_multiple", "p_attain",
-                    "verdict"]
+            plots.finish(
+                fig,
+                ax,
+                "Share of reps at quota across simulated years",
+                "Share of reps at quota",
+                "Simulated years",
+            )
+            show_table(
+                res.quarterly.rename(columns={"rep_quotas": "rep quotas"}),
+                money=["target", "rep quotas"],
+                pct=["share"],
+                currency=cur,
+                caption="Company target and rep quotas by quarter",
+            )
+            cols = [
+                "name",
+                "team",
+                "status",
+                "capacity",
+                "quota",
+                "supported_quota",
+                "ote_multiple",
+                "p_attain",
+                "verdict",
+            ]
             n = len(res.reps)
-            names = {"supported_quota": "supported by history", "ote_multiple": "quota ÷ OTE",
-                     "p_attain": "P(reach quota)"}
-            show_table(res.reps[cols].sort_values("p_attain").rename(columns=names),
-                       money=["quota", "supported by history"], pct=["P(reach quota)"], ratio=["quota ÷ OTE"],
-                       decimals=["capacity"], currency=cur,
-                       max_rows=self.max_rows,
-                       caption="Rep quotas, lowest chance of attaining first"
-                       + (f" ({self.max_rows} of {n} shown)" if n > self.max_rows else ""))
+            names = {
+                "supported_quota": "supported by history",
+                "ote_multiple": "quota ÷ OTE",
+                "p_attain": "P(reach quota)",
+            }
+            show_table(
+                res.reps[cols].sort_values("p_attain").rename(columns=names),
+                money=["quota", "supported by history"],
+                pct=["P(reach quota)"],
+                ratio=["quota ÷ OTE"],
+                decimals=["capacity"],
+                currency=cur,
+                max_rows=self.max_rows,
+                caption="Rep quotas, lowest chance of attaining first"
+                + (f" ({self.max_rows} of {n} shown)" if n > self.max_rows else ""),
+            )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -435,75 +607,185 @@ def funnel_table(res: PlanResult, rates: Q.FunnelRates) -> pd.DataFrame:
     return out.rename(columns={"quota": "monthly_quota"})
 
 
-def sdr_plan(ds, data: PlanData, growth_rate: float, target_share: float = 0.75, n_draws: int = 2000,
-             seed: int = 0) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
+def sdr_plan(
+    ds, data: PlanData, growth_rate: float, target_share: float = 0.75, n_draws: int = 2000, seed: int = 0
+) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
     """Non-revenue quotas for the plan year's SDRs, per metric (meetings booked, opportunities created)."""
     reps = ds.tables.get("reps")
     if reps is None:
         return {}
-    ros = Q.roster(reps, ds.tables["opportunities"], data.cal.year_start(data.fiscal_year),
-                   data.cal.year_end(data.fiscal_year), data.as_of)
+    ros = Q.roster(
+        reps,
+        ds.tables["opportunities"],
+        data.cal.year_start(data.fiscal_year),
+        data.cal.year_end(data.fiscal_year),
+        data.as_of,
+    )
     sdrs = ros.loc[~ros["revenue"]].reset_index(drop=True)
     if not len(sdrs):
         return {}
     events = Q.sdr_events(ds.tables.get("activities"), ds.tables.get("leads"), ds.tables["opportunities"])
-    return {metric: Q.sdr_quota_plan(ev, sdrs, data.cal, data.fiscal_year, data.as_of, growth_rate,
-                                     n_draws=n_draws, seed=seed, target_share=target_share)
-            for metric, ev in events.items()}
+    return {
+        metric: Q.sdr_quota_plan(
+            ev,
+            sdrs,
+            data.cal,
+            data.fiscal_year,
+            data.as_of,
+            growth_rate,
+            n_draws=n_draws,
+            seed=seed,
+            target_share=target_share,
+        )
+        for metric, ev in events.items()
+    }
 
 
 def add_headlines(h, res: PlanResult, funnel: pd.DataFrame | None = None) -> None:
     """The quota plan's headline figures, each with its definition, into ``Headlines`` ``h``."""
     i = res.inputs
-    h.add("quota_fiscal_year", f"FY{res.fiscal_year}", "Plan fiscal year",
-          "The fiscal year the quotas are set for (named by the calendar year in which it ends).", "number")
-    h.add("quota_basis_bookings", res.basis.bookings, res.basis.label,
-          "Won deal amounts in the basis period (the last fiscal year, or the 12 months to the as-of date "
-          "while it runs).")
-    h.add("quota_company_target", res.target, "Company target",
-          "Basis bookings × (1 + growth rate), or the target for the plan year in dataset.yml."
-          if res.target_source == "growth" else "The target for the plan year in dataset.yml.")
-    h.add("quota_sum_of_rep_quotas", res.sum_of_quotas, "Sum of rep quotas",
-          "Sum of the annual quotas of quota-carrying reps and planned hires.")
-    h.add("quota_over_assignment", res.sum_of_quotas / res.target - 1 if res.target else None,
-          "Over-assignment", "Sum of rep quotas ÷ company target − 1.", "percent")
-    h.add("quota_reps", int((res.reps["status"] != "planned hire").sum()), "Quota-carrying reps",
-          "Revenue reps employed at some point in the plan year (excluding planned hires).", "count")
-    h.add("quota_planned_hires", int((res.reps["status"] == "planned hire").sum()), "Planned hires",
-          "Reps starting after the as-of date (reps table) plus open headcount added as parameters.", "count")
-    h.add("quota_expected_share_at_quota", res.expected_share, "Expected share of reps at quota",
-          "Mean over reps of P(attain): the share of simulated years (each month resampled from the rep's "
-          "own or peers' ramped monthly bookings) in which the rep books at least the quota.", "percent")
+    h.add(
+        "quota_fiscal_year",
+        f"FY{res.fiscal_year}",
+        "Plan fiscal year",
+        "The fiscal year the quotas are set for (named by the calendar year in which it ends).",
+        "number",
+    )
+    h.add(
+        "quota_basis_bookings",
+        res.basis.bookings,
+        res.basis.label,
+        "Won deal amounts in the basis period (the last fiscal year, or the 12 months to the as-of date "
+        "while it runs).",
+    )
+    h.add(
+        "quota_company_target",
+        res.target,
+        "Company target",
+        "Basis bookings × (1 + growth rate), or the target for the plan year in dataset.yml."
+        if res.target_source == "growth"
+        else "The target for the plan year in dataset.yml.",
+    )
+    h.add(
+        "quota_sum_of_rep_quotas",
+        res.sum_of_quotas,
+        "Sum of rep quotas",
+        "Sum of the annual quotas of quota-carrying reps and planned hires.",
+    )
+    h.add(
+        "quota_over_assignment",
+        res.sum_of_quotas / res.target - 1 if res.target else None,
+        "Over-assignment",
+        "Sum of rep quotas ÷ company target − 1.",
+        "percent",
+    )
+    h.add(
+        "quota_reps",
+        int((res.reps["status"] != "planned hire").sum()),
+        "Quota-carrying reps",
+        "Revenue reps employed at some point in the plan year (excluding planned hires).",
+        "count",
+    )
+    h.add(
+        "quota_planned_hires",
+        int((res.reps["status"] == "planned hire").sum()),
+        "Planned hires",
+        "Reps starting after the as-of date (reps table) plus open headcount added as parameters.",
+        "count",
+    )
+    h.add(
+        "quota_expected_share_at_quota",
+        res.expected_share,
+        "Expected share of reps at quota",
+        "Mean over reps of P(attain): the share of simulated years (each month resampled from the rep's "
+        "own or peers' ramped monthly bookings) in which the rep books at least the quota.",
+        "percent",
+    )
     lo, hi = i.realistic_band
-    h.add("quota_realistic", "yes" if res.realistic else "no", "Plan realistic",
-          f"Yes when the expected share of reps at quota is within {lo:.0%}–{hi:.0%}.", "number")
-    h.add("quota_level_multiple", res.quota_level, f"Quota level for {i.target_share:.0%} at quota",
-          f"Multiple of the proposed quotas at which {i.target_share:.0%} of (rep, simulated year) pairs attain.",
-          "ratio")
-    h.add("quota_level_total", res.quota_level_total, f"Sum of quotas at which {i.target_share:.0%} attain",
-          "Quota level multiple × sum of rep quotas.")
-    h.add("quota_reps_out_of_reach", len(res.out_of_reach), "Reps with quota out of reach",
-          f"Reps whose P(attain) is below {i.out_of_reach:.0%}.", "count")
-    h.add("quota_reps_too_easy", len(res.too_easy), "Reps with quota too easy",
-          f"Reps whose P(attain) is above {i.too_easy:.0%}.", "count")
-    h.add("quota_reps_outside_ote_band", int(res.reps["ote_flag"].isin([f"below {i.ote_multiple_min:g}×",
-                                                                         f"above {i.ote_multiple_max:g}×"]).sum()),
-          f"Reps outside {i.ote_multiple_min:g}–{i.ote_multiple_max:g}× OTE",
-          "Full-year quota at full ramp ÷ on-target earnings, outside the band.", "count")
-    h.add("quota_supported_total", float(res.reps["supported_quota"].sum()), "Quota history supports",
-          "Σ over reps of trailing productivity (mean monthly bookings in fully ramped months, own or peers') "
-          "× 12 × effective capacity.")
-    h.add("quota_attrition_loss", res.attrition_loss, "Expected quota lost to attrition",
-          "Σ monthly quota × attrition rate × (month − 1)/12.")
+    h.add(
+        "quota_realistic",
+        "yes" if res.realistic else "no",
+        "Plan realistic",
+        f"Yes when the expected share of reps at quota is within {lo:.0%}–{hi:.0%}.",
+        "number",
+    )
+    h.add(
+        "quota_level_multiple",
+        res.quota_level,
+        f"Quota level for {i.target_share:.0%} at quota",
+        f"Multiple of the proposed quotas at which {i.target_share:.0%} of (rep, simulated year) pairs attain.",
+        "ratio",
+    )
+    h.add(
+        "quota_level_total",
+        res.quota_level_total,
+        f"Sum of quotas at which {i.target_share:.0%} attain",
+        "Quota level multiple × sum of rep quotas.",
+    )
+    h.add(
+        "quota_reps_out_of_reach",
+        len(res.out_of_reach),
+        "Reps with quota out of reach",
+        f"Reps whose P(attain) is below {i.out_of_reach:.0%}.",
+        "count",
+    )
+    h.add(
+        "quota_reps_too_easy",
+        len(res.too_easy),
+        "Reps with quota too easy",
+        f"Reps whose P(attain) is above {i.too_easy:.0%}.",
+        "count",
+    )
+    h.add(
+        "quota_reps_outside_ote_band",
+        int(
+            res.reps["ote_flag"]
+            .isin([f"below {i.ote_multiple_min:g}×", f"above {i.ote_multiple_max:g}×"])
+            .sum()
+        ),
+        f"Reps outside {i.ote_multiple_min:g}–{i.ote_multiple_max:g}× OTE",
+        "Full-year quota at full ramp ÷ on-target earnings, outside the band.",
+        "count",
+    )
+    h.add(
+        "quota_supported_total",
+        float(res.reps["supported_quota"].sum()),
+        "Quota history supports",
+        "Σ over reps of trailing productivity (mean monthly bookings in fully ramped months, own or peers') "
+        "× 12 × effective capacity.",
+    )
+    h.add(
+        "quota_attrition_loss",
+        res.attrition_loss,
+        "Expected quota lost to attrition",
+        "Σ monthly quota × attrition rate × (month − 1)/12.",
+    )
     if funnel is not None and len(funnel):
         med = funnel.median(numeric_only=True)
-        for col, label in (("deals", "Deals"), ("opportunities", "Opportunities"), ("meetings", "Meetings/demos"),
-                           ("calls", "Calls")):
-            h.add(f"quota_{col}_per_rep_month", med[col], f"{label} per rep per month (median rep)",
-                  "Reverse funnel from the median rep's monthly quota at full ramp with the measured conversion "
-                  "rates and average deal size.", "number")
-    h.lead(["quota_fiscal_year", "quota_company_target", "quota_sum_of_rep_quotas",
-            "quota_expected_share_at_quota", "quota_realistic", "quota_level_total"])
+        for col, label in (
+            ("deals", "Deals"),
+            ("opportunities", "Opportunities"),
+            ("meetings", "Meetings/demos"),
+            ("calls", "Calls"),
+        ):
+            h.add(
+                f"quota_{col}_per_rep_month",
+                med[col],
+                f"{label} per rep per month (median rep)",
+                "Reverse funnel from the median rep's monthly quota at full ramp with the measured conversion "
+                "rates and average deal size.",
+                "number",
+            )
+    h.lead(
+        [
+            "quota_fiscal_year",
+            "quota_company_target",
+            "quota_sum_of_rep_quotas",
+            "quota_expected_share_at_quota",
+            "quota_realistic",
+            "quota_level_total",
+        ]
+    )
 
 
 def escape_dollars(text: str) -> str:
@@ -511,8 +793,9 @@ def escape_dollars(text: str) -> str:
     return text.replace("$", "\\$")
 
 
-def points(res: PlanResult, currency: str, funnel: pd.DataFrame | None = None,
-           alternative: PlanResult | None = None) -> list[str]:
+def points(
+    res: PlanResult, currency: str, funnel: pd.DataFrame | None = None, alternative: PlanResult | None = None
+) -> list[str]:
     """The short 'what to look at' list, with the numbers."""
     from helpers.display import fmt_money
 
@@ -520,31 +803,47 @@ def points(res: PlanResult, currency: str, funnel: pd.DataFrame | None = None,
         return fmt_money(x, currency, compact=True)
 
     i = res.inputs
-    src = (f"{res.basis.label} {m(res.basis.bookings)} + {i.growth_rate:.0%} growth"
-           if res.target_source == "growth" else "the dataset.yml target")
-    out = [f"**Target FY{res.fiscal_year}: {m(res.target)}** ({src}); rep quotas sum to {m(res.sum_of_quotas)} "
-           f"({res.sum_of_quotas / res.target - 1:+.0%} over-assignment) across {len(res.reps)} reps."]
+    src = (
+        f"{res.basis.label} {m(res.basis.bookings)} + {i.growth_rate:.0%} growth"
+        if res.target_source == "growth"
+        else "the dataset.yml target"
+    )
+    out = [
+        f"**Target FY{res.fiscal_year}: {m(res.target)}** ({src}); rep quotas sum to {m(res.sum_of_quotas)} "
+        f"({res.sum_of_quotas / res.target - 1:+.0%} over-assignment) across {len(res.reps)} reps."
+    ]
     lo, hi = i.realistic_band
     verdict = "realistic" if res.realistic else f"**not realistic** (aim for {lo:.0%}–{hi:.0%})"
-    out.append(f"Expected share of reps at quota: **{res.expected_share:.0%}** — {verdict}. "
-               f"{i.target_share:.0%} of reps would attain at {res.quota_level:.2f}× these quotas "
-               f"(sum {m(res.quota_level_total)}).")
+    out.append(
+        f"Expected share of reps at quota: **{res.expected_share:.0%}** — {verdict}. "
+        f"{i.target_share:.0%} of reps would attain at {res.quota_level:.2f}× these quotas "
+        f"(sum {m(res.quota_level_total)})."
+    )
     if res.out_of_reach or res.too_easy:
         names = ", ".join(res.out_of_reach[:6]) + (" …" if len(res.out_of_reach) > 6 else "")
         n = len(res.out_of_reach)
-        out.append(f"{n} rep{'' if n == 1 else 's'} out of reach (P < {i.out_of_reach:.0%})"
-                   + (f": {names}" if names else "") + f"; {len(res.too_easy)} too easy (P > {i.too_easy:.0%}).")
+        out.append(
+            f"{n} rep{'' if n == 1 else 's'} out of reach (P < {i.out_of_reach:.0%})"
+            + (f": {names}" if names else "")
+            + f"; {len(res.too_easy)} too easy (P > {i.too_easy:.0%})."
+        )
     flagged = int(res.reps["ote_flag"].str.startswith(("below", "above")).sum())
     if flagged:
-        out.append(f"{flagged} rep{' has' if flagged == 1 else 's have'} a quota outside "
-                   f"{i.ote_multiple_min:g}–{i.ote_multiple_max:g}× their OTE.")
+        out.append(
+            f"{flagged} rep{' has' if flagged == 1 else 's have'} a quota outside "
+            f"{i.ote_multiple_min:g}–{i.ote_multiple_max:g}× their OTE."
+        )
     if alternative is not None:
-        out.append(f"Weighting quotas by each rep's own history instead of territory would put "
-                   f"{alternative.expected_share:.0%} of reps at quota.")
+        out.append(
+            f"Weighting quotas by each rep's own history instead of territory would put "
+            f"{alternative.expected_share:.0%} of reps at quota."
+        )
     if funnel is not None and len(funnel):
         med = funnel.median(numeric_only=True)
-        out.append(f"A median rep at full ramp needs about {med['deals']:.1f} deals, {med['opportunities']:.0f} "
-                   f"opportunities, {med['meetings']:.0f} meetings and {med['calls']:.0f} calls a month.")
+        out.append(
+            f"A median rep at full ramp needs about {med['deals']:.1f} deals, {med['opportunities']:.0f} "
+            f"opportunities, {med['meetings']:.0f} meetings and {med['calls']:.0f} calls a month."
+        )
     return [escape_dollars(p) for p in out]
 
 
@@ -561,7 +860,9 @@ def plot_monthly_plan(res: PlanResult, currency: str = "USD") -> None:
     plots.money_axis(ax, symbol(currency).strip())
     ax.legend(frameon=False, loc="upper left")
     split = "seasonal split from history" if res.inputs.seasonal else "flat split"
-    plots.finish(fig, ax, f"FY{res.fiscal_year} target and rep quotas by month ({split})", "Month", "Bookings")
+    plots.finish(
+        fig, ax, f"FY{res.fiscal_year} target and rep quotas by month ({split})", "Month", "Bookings"
+    )
 
 
 CHART_MAX_REPS = 40  # per-rep bar charts beyond this show the lowest and highest 20 (a 770-bar chart is
@@ -574,16 +875,19 @@ def chart_reps(reps: pd.DataFrame, title: str) -> tuple[pd.DataFrame, str]:
     if len(reps) <= CHART_MAX_REPS:
         return reps, title
     k = CHART_MAX_REPS // 2
-    return (pd.concat([reps.head(k), reps.tail(k)]),
-            f"{title} — lowest and highest {k} of {len(reps):,} reps")
+    return (
+        pd.concat([reps.head(k), reps.tail(k)]),
+        f"{title} — lowest and highest {k} of {len(reps):,} reps",
+    )
 
 
 def plot_rep_quotas(res: PlanResult, currency: str = "USD") -> None:
     from helpers import plots
     from helpers.display import symbol
 
-    reps, title = chart_reps(res.reps.sort_values("quota"),
-                             "Proposed quota vs the quota each rep's history supports")
+    reps, title = chart_reps(
+        res.reps.sort_values("quota"), "Proposed quota vs the quota each rep's history supports"
+    )
     fig, ax = plots.new_figure(9, max(3.0, 0.24 * len(reps) + 1))
     y = np.arange(len(reps))
     ax.barh(y + 0.2, reps["quota"], height=0.4, color=plots.OPEN, label="proposed quota")
@@ -597,8 +901,10 @@ def plot_rep_quotas(res: PlanResult, currency: str = "USD") -> None:
 def plot_ote_multiples(res: PlanResult) -> None:
     from helpers import plots
 
-    reps, title = chart_reps(res.reps.dropna(subset=["ote_multiple"]).sort_values("ote_multiple"),
-                             "Quota as a multiple of on-target earnings (full year, full ramp)")
+    reps, title = chart_reps(
+        res.reps.dropna(subset=["ote_multiple"]).sort_values("ote_multiple"),
+        "Quota as a multiple of on-target earnings (full year, full ramp)",
+    )
     lo, hi = res.inputs.ote_multiple_min, res.inputs.ote_multiple_max
     fig, ax = plots.new_figure(9, max(3.0, 0.24 * len(reps) + 1))
     colors = [plots.LOST if f.startswith(("below", "above")) else plots.WON for f in reps["ote_flag"]]
@@ -613,17 +919,26 @@ def plot_attainment_distribution(res: PlanResult) -> None:
     from helpers import plots
 
     fig, ax = attainment_figure(res)
-    plots.finish(fig, ax, f"Share of reps at quota across {len(res.attainment.share_by_draw):,} simulated years",
-                 "Share of reps at quota", "Simulated years")
+    plots.finish(
+        fig,
+        ax,
+        f"Share of reps at quota across {len(res.attainment.share_by_draw):,} simulated years",
+        "Share of reps at quota",
+        "Simulated years",
+    )
 
 
 def plot_p_attain(res: PlanResult) -> None:
     from helpers import plots
 
-    reps, title = chart_reps(res.reps.dropna(subset=["p_attain"]).sort_values("p_attain"),
-                             "Each rep's probability of reaching quota (red: out of reach, yellow: too easy)")
-    colors = [plots.LOST if v == "out of reach" else plots.HIGHLIGHT if v == "too easy" else plots.OPEN
-              for v in reps["verdict"]]
+    reps, title = chart_reps(
+        res.reps.dropna(subset=["p_attain"]).sort_values("p_attain"),
+        "Each rep's probability of reaching quota (red: out of reach, yellow: too easy)",
+    )
+    colors = [
+        plots.LOST if v == "out of reach" else plots.HIGHLIGHT if v == "too easy" else plots.OPEN
+        for v in reps["verdict"]
+    ]
     fig, ax = plots.new_figure(9, max(3.0, 0.24 * len(reps) + 1))
     ax.barh(np.arange(len(reps)), reps["p_attain"], color=colors)
     ax.axvline(res.inputs.out_of_reach, color=plots.LOST, lw=1, ls="--")

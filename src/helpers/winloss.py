@@ -73,8 +73,9 @@ def make_window(date, kind: str, cal: FiscalCalendar, as_of=None) -> Window:
     return Window(kind, start, a, end, label)
 
 
-def review_windows(period: str, as_of, cal: FiscalCalendar, review_window: str = "month",
-                   comparison_period: str = "") -> tuple[Window, Window]:
+def review_windows(
+    period: str, as_of, cal: FiscalCalendar, review_window: str = "month", comparison_period: str = ""
+) -> tuple[Window, Window]:
     """(review, comparison) windows.
 
     The review window is the month ``period`` (or the fiscal quarter containing it), to ``as_of``.
@@ -138,7 +139,9 @@ def size_band_labels(edges: list[float], sym: str = "$") -> list[str]:
     if not edges:
         return []
     labels = [f"< {_short_money(edges[0], sym)}"]
-    labels += [f"{_short_money(a, sym)}–{_short_money(b, sym)}" for a, b in zip(edges, edges[1:], strict=False)]
+    labels += [
+        f"{_short_money(a, sym)}–{_short_money(b, sym)}" for a, b in zip(edges, edges[1:], strict=False)
+    ]
     labels.append(f"≥ {_short_money(edges[-1], sym)}")
     return labels
 
@@ -153,8 +156,13 @@ def size_bands(amounts: pd.Series, edges: list[float], sym: str = "$") -> pd.Ser
     return pd.cut(amounts, bins=bins, labels=labels, right=False)
 
 
-def prepare_deals(opp: pd.DataFrame, reps: pd.DataFrame | None = None, as_of=None,
-                  size_edges: list[float] | None = None, currency_symbol: str = "$") -> pd.DataFrame:
+def prepare_deals(
+    opp: pd.DataFrame,
+    reps: pd.DataFrame | None = None,
+    as_of=None,
+    size_edges: list[float] | None = None,
+    currency_symbol: str = "$",
+) -> pd.DataFrame:
     """Opportunities with the review's derived columns.
 
     ``outcome`` = Won / Lost / Open (from is_closed, is_won); ``rep`` = reps.name for the owner (else the
@@ -189,8 +197,11 @@ def prepare_deals(opp: pd.DataFrame, reps: pd.DataFrame | None = None, as_of=Non
 def find_duplicates(opp: pd.DataFrame) -> pd.DataFrame:
     """Duplicate records (see module docstring): each later copy with ``duplicate_of`` = the kept id."""
     cols = [c for c in opp.columns if c != "opportunity_id"]
-    out_cols = ["opportunity_id", "duplicate_of", *[c for c in ("account", "owner", "stage", "amount",
-                                                                 "close_date") if c in opp.columns]]
+    out_cols = [
+        "opportunity_id",
+        "duplicate_of",
+        *[c for c in ("account", "owner", "stage", "amount", "close_date") if c in opp.columns],
+    ]
     if not cols or "account" not in opp.columns:
         return pd.DataFrame(columns=out_cols)
     dated = _col(opp, "created_date").notna() | _col(opp, "close_date").notna()
@@ -249,23 +260,36 @@ def wilson_interval(wins, n, z: float = Z95) -> tuple:
     return lo, hi
 
 
-RATE_COLUMNS = ["group", "deals", "won", "lost", "win_rate", "ci_low", "ci_high", "won_amount", "closed_amount",
-                "value_win_rate", "groups_pooled"]
+RATE_COLUMNS = [
+    "group",
+    "deals",
+    "won",
+    "lost",
+    "win_rate",
+    "ci_low",
+    "ci_high",
+    "won_amount",
+    "closed_amount",
+    "value_win_rate",
+    "groups_pooled",
+]
 
 
 def _rate_table(key: pd.Series, closed: pd.DataFrame) -> pd.DataFrame:
     won = closed["outcome"].eq("Won")
     amount = _col(closed, "amount").astype("float64")
     lost_amount_known = (~won) & (amount > 0)
-    parts = pd.DataFrame({
-        "group": key.to_numpy(),
-        "deals": 1,
-        "won": won.astype(int).to_numpy(),
-        "lost": (~won).astype(int).to_numpy(),
-        "won_amount": amount.where(won, 0).fillna(0).to_numpy(),
-        "closed_amount": amount.fillna(0).to_numpy(),
-        "lost_amount_known": lost_amount_known.astype(int).to_numpy(),
-    })
+    parts = pd.DataFrame(
+        {
+            "group": key.to_numpy(),
+            "deals": 1,
+            "won": won.astype(int).to_numpy(),
+            "lost": (~won).astype(int).to_numpy(),
+            "won_amount": amount.where(won, 0).fillna(0).to_numpy(),
+            "closed_amount": amount.fillna(0).to_numpy(),
+            "lost_amount_known": lost_amount_known.astype(int).to_numpy(),
+        }
+    )
     return parts.groupby("group", sort=False, observed=True).sum()
 
 
@@ -278,8 +302,9 @@ def _finish_rates(g: pd.DataFrame) -> pd.DataFrame:
     return g
 
 
-def win_rates(closed: pd.DataFrame, by: str | None = None, min_deals: int = 5,
-              order: list[str] | None = None) -> pd.DataFrame:
+def win_rates(
+    closed: pd.DataFrame, by: str | None = None, min_deals: int = 5, order: list[str] | None = None
+) -> pd.DataFrame:
     """Win rate by count and by value per group of ``by`` (overall when ``by`` is None).
 
     Per group: deals = won + lost; win_rate = won ÷ deals with its 95% Wilson interval (ci_low, ci_high);
@@ -318,8 +343,9 @@ def win_rates(closed: pd.DataFrame, by: str | None = None, min_deals: int = 5,
     return g[RATE_COLUMNS].reset_index(drop=True)
 
 
-def win_rate_trend(deals: pd.DataFrame, review: Window, comparison: Window, cal: FiscalCalendar,
-                   periods: int = 12) -> pd.DataFrame:
+def win_rate_trend(
+    deals: pd.DataFrame, review: Window, comparison: Window, cal: FiscalCalendar, periods: int = 12
+) -> pd.DataFrame:
     """Win rate per month (or fiscal quarter, following ``review.name``) for the ``periods`` windows ending
     with the review window, extended back to include the comparison window; leading windows without closed
     deals (before the data starts) are dropped. ``role`` marks the review and
@@ -331,7 +357,9 @@ def win_rate_trend(deals: pd.DataFrame, review: Window, comparison: Window, cal:
     windows = windows[::-1]
     closed = deals[deals["outcome"].isin(["Won", "Lost"]) & deals["close_date"].notna()]
     closed = closed[(closed["close_date"] >= windows[0].start) & (closed["close_date"] <= review.as_of)]
-    labels = month_labels(closed["close_date"]) if kind == "month" else cal.quarter_labels(closed["close_date"])
+    labels = (
+        month_labels(closed["close_date"]) if kind == "month" else cal.quarter_labels(closed["close_date"])
+    )
     g = _rate_table(labels.astype(str), closed)
     rows = []
     for w in windows:
@@ -340,11 +368,25 @@ def win_rate_trend(deals: pd.DataFrame, review: Window, comparison: Window, cal:
         rows.append({"window": w.label, "start": w.start, "role": role, **r.to_dict()})
     out = _finish_rates(pd.DataFrame(rows).set_index("window")).reset_index()
     first = np.flatnonzero((out["deals"] > 0).to_numpy() | out["role"].ne("").to_numpy())
-    out = out.iloc[first[0]:] if len(first) else out  # no leading empty windows (before the data starts)
+    out = out.iloc[first[0] :] if len(first) else out  # no leading empty windows (before the data starts)
     for c in ("deals", "won", "lost"):
         out[c] = out[c].astype("int64")
-    return out[["window", "start", "role", "deals", "won", "lost", "win_rate", "ci_low", "ci_high",
-                "won_amount", "closed_amount", "value_win_rate"]]
+    return out[
+        [
+            "window",
+            "start",
+            "role",
+            "deals",
+            "won",
+            "lost",
+            "win_rate",
+            "ci_low",
+            "ci_high",
+            "won_amount",
+            "closed_amount",
+            "value_win_rate",
+        ]
+    ]
 
 
 def rate_change(current: pd.DataFrame, previous: pd.DataFrame) -> dict:
@@ -352,10 +394,19 @@ def rate_change(current: pd.DataFrame, previous: pd.DataFrame) -> dict:
     two 95% intervals overlap (overlap → the change is within the noise of the sample sizes)."""
     c, p = current.iloc[0], previous.iloc[0]
     change = c["win_rate"] - p["win_rate"] if c["deals"] and p["deals"] else np.nan
-    overlap = bool(c["ci_low"] <= p["ci_high"] and p["ci_low"] <= c["ci_high"]) if c["deals"] and p["deals"] \
+    overlap = (
+        bool(c["ci_low"] <= p["ci_high"] and p["ci_low"] <= c["ci_high"])
+        if c["deals"] and p["deals"]
         else None
-    return {"win_rate": c["win_rate"], "previous": p["win_rate"], "change": change, "intervals_overlap": overlap,
-            "deals": int(c["deals"]), "previous_deals": int(p["deals"])}
+    )
+    return {
+        "win_rate": c["win_rate"],
+        "previous": p["win_rate"],
+        "change": change,
+        "intervals_overlap": overlap,
+        "deals": int(c["deals"]),
+        "previous_deals": int(p["deals"]),
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -378,8 +429,13 @@ def loss_reasons(lost: pd.DataFrame, by: str = "count") -> pd.DataFrame:
     lost = lost[lost["outcome"].eq("Lost")] if "outcome" in lost.columns else lost
     if lost.empty:
         return pd.DataFrame(columns=cols)
-    df = pd.DataFrame({"reason": _reason(lost).to_numpy(), "deals": 1,
-                       "lost_amount": _col(lost, "amount").astype("float64").fillna(0).to_numpy()})
+    df = pd.DataFrame(
+        {
+            "reason": _reason(lost).to_numpy(),
+            "deals": 1,
+            "lost_amount": _col(lost, "amount").astype("float64").fillna(0).to_numpy(),
+        }
+    )
     g = df.groupby("reason", sort=False).sum().reset_index()
     g["share"] = g["deals"] / g["deals"].sum()
     total = g["lost_amount"].sum()
@@ -403,8 +459,12 @@ def loss_reasons_by(lost: pd.DataFrame, dim: str) -> pd.DataFrame:
     if lost.empty:
         return pd.DataFrame()
     col = _col(lost, dim)
-    df = pd.DataFrame({"reason": _reason(lost).to_numpy(),
-                       dim: col.astype("object").where(col.notna(), NOT_SET).astype(str).to_numpy()})
+    df = pd.DataFrame(
+        {
+            "reason": _reason(lost).to_numpy(),
+            dim: col.astype("object").where(col.notna(), NOT_SET).astype(str).to_numpy(),
+        }
+    )
     t = pd.crosstab(df["reason"], df[dim])
     col_order = sorted(t.columns, key=lambda c: (-t[c].sum(), c == NOT_SET, c))
     t = t[col_order]
@@ -414,8 +474,13 @@ def loss_reasons_by(lost: pd.DataFrame, dim: str) -> pd.DataFrame:
     return t.reset_index(drop=True)
 
 
-def stage_lost_at(lost: pd.DataFrame, history: pd.DataFrame, stages: list[str], won_stages: list[str],
-                  lost_stages: list[str]) -> pd.DataFrame:
+def stage_lost_at(
+    lost: pd.DataFrame,
+    history: pd.DataFrame,
+    stages: list[str],
+    won_stages: list[str],
+    lost_stages: list[str],
+) -> pd.DataFrame:
     """The stage each lost deal was lost at: in its history (ordered by changed_at), the last stage that is
     neither won nor lost before the first move into a lost stage. Deals with no history rows show
     "(no history)"; deals whose history starts lost show "(no earlier stage)". Rows in funnel order with
@@ -431,10 +496,16 @@ def stage_lost_at(lost: pd.DataFrame, history: pd.DataFrame, stages: list[str], 
     last = before.groupby("opportunity_id")["stage"].last()
     with_history = set(h["opportunity_id"])
     at = lost["opportunity_id"].map(last)
-    at = at.where(at.notna(), np.where(lost["opportunity_id"].isin(with_history), "(no earlier stage)",
-                                       "(no history)"))
-    df = pd.DataFrame({"stage": at.astype(str).to_numpy(), "deals": 1,
-                       "lost_amount": _col(lost, "amount").astype("float64").fillna(0).to_numpy()})
+    at = at.where(
+        at.notna(), np.where(lost["opportunity_id"].isin(with_history), "(no earlier stage)", "(no history)")
+    )
+    df = pd.DataFrame(
+        {
+            "stage": at.astype(str).to_numpy(),
+            "deals": 1,
+            "lost_amount": _col(lost, "amount").astype("float64").fillna(0).to_numpy(),
+        }
+    )
     g = df.groupby("stage").sum().reset_index()
     rank = {s: i for i, s in enumerate(stages)}
     g["_r"] = g["stage"].map(rank).fillna(len(rank)).astype(float)
@@ -467,7 +538,9 @@ def amount_change(history: pd.DataFrame, opp: pd.DataFrame) -> pd.Series:
     h = history[history["amount"] > 0].sort_values(["opportunity_id", "changed_at"], kind="stable")
     first = h.groupby("opportunity_id")["amount"].first()
     last = h.groupby("opportunity_id")["amount"].last()
-    final = opp.set_index("opportunity_id")["amount"] if "amount" in opp.columns else pd.Series(dtype="float64")
+    final = (
+        opp.set_index("opportunity_id")["amount"] if "amount" in opp.columns else pd.Series(dtype="float64")
+    )
     final = final.reindex(first.index).fillna(last)
     return (final / first - 1).astype("float64")
 
@@ -484,8 +557,9 @@ SIDE_BY_SIDE_METRICS = [
 ]
 
 
-def won_vs_lost(closed: pd.DataFrame, history: pd.DataFrame | None = None,
-                activities: pd.DataFrame | None = None) -> pd.DataFrame:
+def won_vs_lost(
+    closed: pd.DataFrame, history: pd.DataFrame | None = None, activities: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Won and lost deals side by side: one row per metric with ``Won``, ``Lost``, the deals each value rests on
     (``won_n``, ``lost_n``) and ``needs`` (what is missing when a value cannot be computed).
 
@@ -499,19 +573,28 @@ def won_vs_lost(closed: pd.DataFrame, history: pd.DataFrame | None = None,
     per_deal["amount"] = (amount, "" if amount.notna().any() else "amounts (opportunities.amount)")
     cyc = closed["cycle_days"] if "cycle_days" in closed.columns else pd.Series(np.nan, index=closed.index)
     per_deal["cycle"] = (cyc, "" if cyc.notna().any() else "created_date and close_date")
-    hist_ok = history is not None and {"opportunity_id", "changed_at", "stage"} <= set(history.columns) \
+    hist_ok = (
+        history is not None
+        and {"opportunity_id", "changed_at", "stage"} <= set(history.columns)
         and len(history) > 0
+    )
     if hist_ok:
         sc = closed["opportunity_id"].map(stage_changes(history)).astype("float64")
         ac = closed["opportunity_id"].map(amount_change(history, closed)).astype("float64")
     else:
         sc = ac = pd.Series(np.nan, index=closed.index)
     per_deal["stages"] = (sc, "" if hist_ok else "the opportunity_history table")
-    per_deal["change"] = (ac, "" if ac.notna().any() else
-                          ("amounts in opportunity_history" if hist_ok else "the opportunity_history table "
-                                                                            "with amounts"))
-    act_ok = activities is not None and "opportunity_id" in activities.columns \
+    per_deal["change"] = (
+        ac,
+        ""
+        if ac.notna().any()
+        else ("amounts in opportunity_history" if hist_ok else "the opportunity_history table with amounts"),
+    )
+    act_ok = (
+        activities is not None
+        and "opportunity_id" in activities.columns
         and activities["opportunity_id"].notna().any()
+    )
     if act_ok:
         counts = activities["opportunity_id"].value_counts()
         act = closed["opportunity_id"].map(counts).fillna(0).astype("float64")
@@ -538,14 +621,32 @@ def won_vs_lost(closed: pd.DataFrame, history: pd.DataFrame | None = None,
     for name, unit in SIDE_BY_SIDE_METRICS:
         spec = specs[name]
         if spec is None:
-            rows.append({"metric": name, "unit": unit, "Won": float(won.sum()), "Lost": float((~won).sum()),
-                         "won_n": int(won.sum()), "lost_n": int((~won).sum()), "needs": ""})
+            rows.append(
+                {
+                    "metric": name,
+                    "unit": unit,
+                    "Won": float(won.sum()),
+                    "Lost": float((~won).sum()),
+                    "won_n": int(won.sum()),
+                    "lost_n": int((~won).sum()),
+                    "needs": "",
+                }
+            )
             continue
         key, func = spec
         w, wn = stat(key, func, won)
         lo, ln = stat(key, func, ~won)
-        rows.append({"metric": name, "unit": unit, "Won": w, "Lost": lo, "won_n": wn, "lost_n": ln,
-                     "needs": per_deal[key][1]})
+        rows.append(
+            {
+                "metric": name,
+                "unit": unit,
+                "Won": w,
+                "Lost": lo,
+                "won_n": wn,
+                "lost_n": ln,
+                "needs": per_deal[key][1],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -555,7 +656,9 @@ def what_distinguishes_wins(side: pd.DataFrame) -> list[str]:
     r = side.set_index("metric")
 
     def both(m):
-        return m in r.index and pd.notna(r.at[m, "Won"]) and pd.notna(r.at[m, "Lost"]) and r.at[m, "Lost"] != 0
+        return (
+            m in r.index and pd.notna(r.at[m, "Won"]) and pd.notna(r.at[m, "Lost"]) and r.at[m, "Lost"] != 0
+        )
 
     if both("Median deal size"):
         ratio = r.at["Median deal size", "Won"] / r.at["Median deal size", "Lost"]
@@ -569,10 +672,15 @@ def what_distinguishes_wins(side: pd.DataFrame) -> list[str]:
     if both("Average stage changes"):
         w, lo = r.at["Average stage changes", "Won"], r.at["Average stage changes", "Lost"]
         out.append(f"Won deals moved stage {w:.1f} times on average, lost deals {lo:.1f}.")
-    if "Share of deals that shrank" in r.index and pd.notna(r.at["Share of deals that shrank", "Won"]) \
-            and pd.notna(r.at["Share of deals that shrank", "Lost"]):
+    if (
+        "Share of deals that shrank" in r.index
+        and pd.notna(r.at["Share of deals that shrank", "Won"])
+        and pd.notna(r.at["Share of deals that shrank", "Lost"])
+    ):
         w, lo = r.at["Share of deals that shrank", "Won"], r.at["Share of deals that shrank", "Lost"]
-        out.append(f"{w:.0%} of won deals and {lo:.0%} of lost deals lost value between first and final amount.")
+        out.append(
+            f"{w:.0%} of won deals and {lo:.0%} of lost deals lost value between first and final amount."
+        )
     return out
 
 
@@ -592,17 +700,19 @@ def top_deals(deals: pd.DataFrame, outcome: str, n: int = 5) -> pd.DataFrame:
     competitor."""
     d = _rank_by_amount(deals[deals["outcome"].eq(outcome)]).head(n)
     reason_col = {"Lost": "loss_reason", "Open": "next_step"}.get(outcome)
-    out = pd.DataFrame({
-        "opportunity_id": d["opportunity_id"],
-        "account": _col(d, "account"),
-        "rep": _col(d, "rep"),
-        "amount": _col(d, "amount").astype("float64"),
-        "stage": _col(d, "stage"),
-        "close_date": _col(d, "close_date"),
-        "cycle_days": _col(d, "cycle_days"),
-        "reason": _col(d, reason_col) if reason_col else pd.Series(np.nan, index=d.index, dtype="object"),
-        "competitor": _col(d, "competitor"),
-    })
+    out = pd.DataFrame(
+        {
+            "opportunity_id": d["opportunity_id"],
+            "account": _col(d, "account"),
+            "rep": _col(d, "rep"),
+            "amount": _col(d, "amount").astype("float64"),
+            "stage": _col(d, "stage"),
+            "close_date": _col(d, "close_date"),
+            "cycle_days": _col(d, "cycle_days"),
+            "reason": _col(d, reason_col) if reason_col else pd.Series(np.nan, index=d.index, dtype="object"),
+            "competitor": _col(d, "competitor"),
+        }
+    )
     return out.reset_index(drop=True)
 
 
@@ -618,14 +728,19 @@ def open_as_of(deals: pd.DataFrame, as_of) -> pd.DataFrame:
     return out
 
 
-def top_churned(churn: pd.DataFrame, window: Window, deals: pd.DataFrame | None = None,
-                n: int = 5) -> pd.DataFrame:
+def top_churned(
+    churn: pd.DataFrame, window: Window, deals: pd.DataFrame | None = None, n: int = 5
+) -> pd.DataFrame:
     """The ``n`` largest churned customers with ``start <= churn_date <= as_of``: lost_amount descending, then
     account, then churn_date. ``owner`` = rep of the account's latest won deal; ``customer_days`` = churn_date
     − the account's first won close_date (the customer lifetime), when the deals carry accounts."""
     c = churn[window.contains(churn["churn_date"]).fillna(False)].copy()
-    c = c.sort_values(["lost_amount", "account", "churn_date"], ascending=[False, True, True],
-                      na_position="last", kind="stable").head(n)
+    c = c.sort_values(
+        ["lost_amount", "account", "churn_date"],
+        ascending=[False, True, True],
+        na_position="last",
+        kind="stable",
+    ).head(n)
     owner = pd.Series(np.nan, index=c.index, dtype="object")
     days = pd.Series(np.nan, index=c.index, dtype="float64")
     if deals is not None and has_values(deals, "account"):
@@ -637,10 +752,16 @@ def top_churned(churn: pd.DataFrame, window: Window, deals: pd.DataFrame | None 
             days = (c["churn_date"] - c["account"].map(first)).dt.days.astype("float64")
         else:
             owner = c["account"].map(won.groupby("account")["rep"].last())
-    return pd.DataFrame({
-        "account": c["account"], "churn_date": c["churn_date"], "lost_amount": c["lost_amount"],
-        "reason": _col(c, "reason"), "owner": owner, "customer_days": days,
-    }).reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "account": c["account"],
+            "churn_date": c["churn_date"],
+            "lost_amount": c["lost_amount"],
+            "reason": _col(c, "reason"),
+            "owner": owner,
+            "customer_days": days,
+        }
+    ).reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -653,19 +774,27 @@ def is_other_reason(reason: pd.Series) -> pd.Series:
 
 
 def _named(df: pd.DataFrame, issue: str) -> pd.DataFrame:
-    return pd.DataFrame({
-        "issue": issue,
-        "opportunity_id": df["opportunity_id"],
-        "rep": _col(df, "rep"),
-        "account": _col(df, "account"),
-        "outcome": df["outcome"],
-        "close_date": _col(df, "close_date"),
-        "amount": _col(df, "amount"),
-    })
+    return pd.DataFrame(
+        {
+            "issue": issue,
+            "opportunity_id": df["opportunity_id"],
+            "rep": _col(df, "rep"),
+            "account": _col(df, "account"),
+            "outcome": df["outcome"],
+            "close_date": _col(df, "close_date"),
+            "amount": _col(df, "amount"),
+        }
+    )
 
 
-def never_qualified(closed: pd.DataFrame, history: pd.DataFrame, stages: list[str], qualifying_stage: str,
-                    won_stages: list[str], lost_stages: list[str]) -> pd.DataFrame:
+def never_qualified(
+    closed: pd.DataFrame,
+    history: pd.DataFrame,
+    stages: list[str],
+    qualifying_stage: str,
+    won_stages: list[str],
+    lost_stages: list[str],
+) -> pd.DataFrame:
     """Closed deals whose history never shows an open stage at or beyond ``qualifying_stage`` in the funnel
     order (won/lost stages do not count). Deals with no history rows are not judged."""
     closed_stages = set(won_stages) | set(lost_stages)
@@ -678,19 +807,33 @@ def never_qualified(closed: pd.DataFrame, history: pd.DataFrame, stages: list[st
     return closed[mask]
 
 
-def quality_issues(closed: pd.DataFrame, history: pd.DataFrame | None = None, stages: list[str] | None = None,
-                   qualifying_stage: str | None = None, won_stages=(), lost_stages=(),
-                   check_reasons: bool = True) -> pd.DataFrame:
+def quality_issues(
+    closed: pd.DataFrame,
+    history: pd.DataFrame | None = None,
+    stages: list[str] | None = None,
+    qualifying_stage: str | None = None,
+    won_stages=(),
+    lost_stages=(),
+    check_reasons: bool = True,
+) -> pd.DataFrame:
     """Named deals the process should fix, one row per (issue, deal): lost with no loss reason; lost with a
     catch-all ("Other") reason (both only with ``check_reasons``: a dataset that records no reasons at all
     is one finding, not one per deal); closed without ever reaching ``qualifying_stage`` (needs history and
     the stage in dataset.yml). Ordered by issue, then amount descending, then opportunity_id."""
     lost = closed[closed["outcome"].eq("Lost")]
     reason = _col(lost, "loss_reason")
-    parts = [_named(lost[reason.isna()], "Lost with no loss reason"),
-             _named(lost[is_other_reason(reason)], "Lost with an 'Other' reason")] if check_reasons else []
+    parts = (
+        [
+            _named(lost[reason.isna()], "Lost with no loss reason"),
+            _named(lost[is_other_reason(reason)], "Lost with an 'Other' reason"),
+        ]
+        if check_reasons
+        else []
+    )
     if history is not None and qualifying_stage and stages and qualifying_stage in stages:
-        nq = never_qualified(closed, history, list(stages), qualifying_stage, list(won_stages), list(lost_stages))
+        nq = never_qualified(
+            closed, history, list(stages), qualifying_stage, list(won_stages), list(lost_stages)
+        )
         parts.append(_named(nq, f"Closed without reaching {qualifying_stage}"))
     cols = ["issue", "opportunity_id", "rep", "account", "outcome", "close_date", "amount"]
     if not parts:
@@ -702,9 +845,15 @@ def quality_issues(closed: pd.DataFrame, history: pd.DataFrame | None = None, st
     return out.drop(columns=["_r", "_amt", "_id"]).reset_index(drop=True)
 
 
-def quality_summary(closed: pd.DataFrame, issues: pd.DataFrame, duplicates: pd.DataFrame,
-                    undated: int = 0, can_check_qualifying: bool = False,
-                    qualifying_stage: str | None = None, check_reasons: bool = True) -> pd.DataFrame:
+def quality_summary(
+    closed: pd.DataFrame,
+    issues: pd.DataFrame,
+    duplicates: pd.DataFrame,
+    undated: int = 0,
+    can_check_qualifying: bool = False,
+    qualifying_stage: str | None = None,
+    check_reasons: bool = True,
+) -> pd.DataFrame:
     """Counts and shares of each data-quality issue. Shares: no reason and "Other" reason ÷ lost deals;
     never qualified ÷ closed deals; duplicates ÷ (closed deals + duplicates); undated ÷ (closed deals +
     undated)."""
@@ -717,63 +866,143 @@ def quality_summary(closed: pd.DataFrame, issues: pd.DataFrame, duplicates: pd.D
 
     rows = []
     if check_reasons:
-        rows += [row("Lost with no loss reason", counts.get("Lost with no loss reason", 0), lost_n, "lost deals"),
-                 row("Lost with an 'Other' reason", counts.get("Lost with an 'Other' reason", 0), lost_n,
-                     "lost deals")]
+        rows += [
+            row("Lost with no loss reason", counts.get("Lost with no loss reason", 0), lost_n, "lost deals"),
+            row(
+                "Lost with an 'Other' reason",
+                counts.get("Lost with an 'Other' reason", 0),
+                lost_n,
+                "lost deals",
+            ),
+        ]
     if can_check_qualifying:
         name = f"Closed without reaching {qualifying_stage}"
         rows.append(row(name, counts.get(name, 0), closed_n, "closed deals"))
     rows.append(row("Duplicate records (left out)", len(duplicates), closed_n + len(duplicates), "records"))
     if undated:
-        rows.append(row("Closed with no close date (left out of the window)", undated, closed_n + undated,
-                        "closed deals"))
+        rows.append(
+            row(
+                "Closed with no close date (left out of the window)",
+                undated,
+                closed_n + undated,
+                "closed deals",
+            )
+        )
     return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------------------------------
 # headlines and "what to look at"
 # --------------------------------------------------------------------------------------------------
-def headline_figures(overall: pd.DataFrame, change: dict, reasons: pd.DataFrame,
-                     summary: pd.DataFrame) -> list[dict]:
+def headline_figures(
+    overall: pd.DataFrame, change: dict, reasons: pd.DataFrame, summary: pd.DataFrame
+) -> list[dict]:
     """The review's headline figures (key, value, label, definition, unit) for ``Headlines.add``."""
     o = overall.iloc[0]
     figs = [
-        dict(key="closed_deals", value=int(o["deals"]), label="Deals closed", unit="count",
-             definition="Won + lost deals with a close date in the review window (all closed records when the "
-                        "data has no dates)."),
-        dict(key="win_rate", value=o["win_rate"], label="Win rate (count)", unit="percent",
-             definition="Won ÷ (won + lost) among deals closed in the review window."),
-        dict(key="win_rate_ci_low", value=o["ci_low"], label="Win rate, 95% interval low", unit="percent",
-             definition="Lower bound of the 95% Wilson score interval of the win rate."),
-        dict(key="win_rate_ci_high", value=o["ci_high"], label="Win rate, 95% interval high", unit="percent",
-             definition="Upper bound of the 95% Wilson score interval of the win rate."),
-        dict(key="win_rate_value", value=o["value_win_rate"], label="Win rate (value)", unit="percent",
-             definition="Won amount ÷ closed (won + lost) amount among deals closed in the review window."),
-        dict(key="win_rate_comparison", value=change["previous"], label="Win rate, comparison window",
-             unit="percent", definition="Win rate (count) in the comparison window."),
-        dict(key="win_rate_change", value=change["change"], label="Win rate change", unit="points",
-             definition="Win rate now minus win rate in the comparison window (percentage points)."),
+        dict(
+            key="closed_deals",
+            value=int(o["deals"]),
+            label="Deals closed",
+            unit="count",
+            definition="Won + lost deals with a close date in the review window (all closed records when the "
+            "data has no dates).",
+        ),
+        dict(
+            key="win_rate",
+            value=o["win_rate"],
+            label="Win rate (count)",
+            unit="percent",
+            definition="Won ÷ (won + lost) among deals closed in the review window.",
+        ),
+        dict(
+            key="win_rate_ci_low",
+            value=o["ci_low"],
+            label="Win rate, 95% interval low",
+            unit="percent",
+            definition="Lower bound of the 95% Wilson score interval of the win rate.",
+        ),
+        dict(
+            key="win_rate_ci_high",
+            value=o["ci_high"],
+            label="Win rate, 95% interval high",
+            unit="percent",
+            definition="Upper bound of the 95% Wilson score interval of the win rate.",
+        ),
+        dict(
+            key="win_rate_value",
+            value=o["value_win_rate"],
+            label="Win rate (value)",
+            unit="percent",
+            definition="Won amount ÷ closed (won + lost) amount among deals closed in the review window.",
+        ),
+        dict(
+            key="win_rate_comparison",
+            value=change["previous"],
+            label="Win rate, comparison window",
+            unit="percent",
+            definition="Win rate (count) in the comparison window.",
+        ),
+        dict(
+            key="win_rate_change",
+            value=change["change"],
+            label="Win rate change",
+            unit="points",
+            definition="Win rate now minus win rate in the comparison window (percentage points).",
+        ),
     ]
     recorded = reasons[reasons["reason"].ne(NO_REASON)] if len(reasons) else reasons
     if len(recorded):
         top = recorded.iloc[0]
-        figs.append(dict(key="top_loss_reason", value=str(top["reason"]), label="Top loss reason", unit="number",
-                         definition="The recorded loss reason with the most lost deals in the review window."))
-        figs.append(dict(key="top_loss_reason_share", value=top["share"], label="Top loss reason share",
-                         unit="percent", definition="Lost deals with the top reason ÷ all lost deals."))
+        figs.append(
+            dict(
+                key="top_loss_reason",
+                value=str(top["reason"]),
+                label="Top loss reason",
+                unit="number",
+                definition="The recorded loss reason with the most lost deals in the review window.",
+            )
+        )
+        figs.append(
+            dict(
+                key="top_loss_reason_share",
+                value=top["share"],
+                label="Top loss reason share",
+                unit="percent",
+                definition="Lost deals with the top reason ÷ all lost deals.",
+            )
+        )
     s = summary.set_index("check")
     if "Lost with no loss reason" in s.index:
-        figs.append(dict(key="lost_without_reason_share", value=s.at["Lost with no loss reason", "share"],
-                         label="Lost deals with no reason", unit="percent",
-                         definition="Lost deals with an empty loss_reason ÷ lost deals in the review window."))
+        figs.append(
+            dict(
+                key="lost_without_reason_share",
+                value=s.at["Lost with no loss reason", "share"],
+                label="Lost deals with no reason",
+                unit="percent",
+                definition="Lost deals with an empty loss_reason ÷ lost deals in the review window.",
+            )
+        )
     if "Duplicate records (left out)" in s.index:
-        figs.append(dict(key="duplicate_records", value=int(s.at["Duplicate records (left out)", "deals"]),
-                         label="Duplicate records", unit="count",
-                         definition="Records identical to an earlier one in every column but opportunity_id, "
-                                    "left out of all figures."))
+        figs.append(
+            dict(
+                key="duplicate_records",
+                value=int(s.at["Duplicate records (left out)", "deals"]),
+                label="Duplicate records",
+                unit="count",
+                definition="Records identical to an earlier one in every column but opportunity_id, "
+                "left out of all figures.",
+            )
+        )
     # what leadership reads first (the index and the email show the first figures); interval bounds last
-    first = ("closed_deals", "win_rate", "win_rate_change", "win_rate_value", "top_loss_reason",
-             "top_loss_reason_share")
+    first = (
+        "closed_deals",
+        "win_rate",
+        "win_rate_change",
+        "win_rate_value",
+        "top_loss_reason",
+        "top_loss_reason_share",
+    )
     return sorted(figs, key=lambda f: first.index(f["key"]) if f["key"] in first else len(first))
 
 
@@ -781,9 +1010,17 @@ def _pct(x) -> str:
     return "n/a" if x is None or pd.isna(x) else f"{x:.0%}"
 
 
-def what_to_look_at(overall: pd.DataFrame, change: dict, by_dim: dict[str, pd.DataFrame],
-                    reasons: pd.DataFrame, summary: pd.DataFrame, min_deals: int,
-                    review_label: str = "", comparison_label: str = "", dated: bool = True) -> list[str]:
+def what_to_look_at(
+    overall: pd.DataFrame,
+    change: dict,
+    by_dim: dict[str, pd.DataFrame],
+    reasons: pd.DataFrame,
+    summary: pd.DataFrame,
+    min_deals: int,
+    review_label: str = "",
+    comparison_label: str = "",
+    dated: bool = True,
+) -> list[str]:
     """The few points the meeting should start with, computed from the numbers:
     the win rate and its change (flagged as noise when the 95% intervals overlap); the top recorded loss
     reason's share; the groups whose interval lies wholly above or below the overall rate (n ≥ min_deals, pooled rows
@@ -792,14 +1029,21 @@ def what_to_look_at(overall: pd.DataFrame, change: dict, by_dim: dict[str, pd.Da
     points = []
     if not o["deals"]:
         return [f"No deals closed in {review_label or 'the review window'}."]
-    head = (f"Win rate {_pct(o['win_rate'])} on {int(o['deals']):,} closed deals "
-            f"(95% interval {_pct(o['ci_low'])}–{_pct(o['ci_high'])})")
+    head = (
+        f"Win rate {_pct(o['win_rate'])} on {int(o['deals']):,} closed deals "
+        f"(95% interval {_pct(o['ci_low'])}–{_pct(o['ci_high'])})"
+    )
     if pd.notna(change.get("change")):
         pts = change["change"] * 100
-        noise = " — within the noise of these sample sizes" if change["intervals_overlap"] else \
-            " — a real shift (the intervals do not overlap)"
-        head += (f", {'up' if pts >= 0 else 'down'} {abs(pts):.0f} point{'' if round(abs(pts)) == 1 else 's'} from {_pct(change['previous'])} in "
-                 f"{comparison_label or 'the comparison window'}{noise}.")
+        noise = (
+            " — within the noise of these sample sizes"
+            if change["intervals_overlap"]
+            else " — a real shift (the intervals do not overlap)"
+        )
+        head += (
+            f", {'up' if pts >= 0 else 'down'} {abs(pts):.0f} point{'' if round(abs(pts)) == 1 else 's'} from {_pct(change['previous'])} in "
+            f"{comparison_label or 'the comparison window'}{noise}."
+        )
     elif not dated:
         head += "; the records carry no dates, so there is no comparison."
     else:
@@ -810,30 +1054,46 @@ def what_to_look_at(overall: pd.DataFrame, change: dict, by_dim: dict[str, pd.Da
         top = recorded.iloc[0]
         cum80 = int((reasons["cum_share"] < 0.8).sum() + 1)
         k = min(cum80, len(reasons))
-        points.append(f"Top loss reason: {top['reason']} — {_pct(top['share'])} of lost deals "
-                      f"({int(top['deals'])} of {int(reasons['deals'].sum())}); "
-                      + ("it alone covers" if k == 1 else f"{k} reasons cover") + " 80% of losses.")
+        points.append(
+            f"Top loss reason: {top['reason']} — {_pct(top['share'])} of lost deals "
+            f"({int(top['deals'])} of {int(reasons['deals'].sum())}); "
+            + ("it alone covers" if k == 1 else f"{k} reasons cover")
+            + " 80% of losses."
+        )
     outliers = []
     for dim, t in by_dim.items():
         sub = t[(t["deals"] >= min_deals) & ~t["group"].eq(other_label(min_deals)) & t["groups_pooled"].eq(1)]
         for _, r in sub.iterrows():
             if r["ci_low"] > o["win_rate"]:
-                outliers.append((r["ci_low"] - o["win_rate"], f"{DIMENSIONS.get(dim, dim)} {r['group']} wins "
-                                 f"{_pct(r['win_rate'])} (interval {_pct(r['ci_low'])}–{_pct(r['ci_high'])}, "
-                                 f"n={int(r['deals'])}), clearly above the overall rate"))
+                outliers.append(
+                    (
+                        r["ci_low"] - o["win_rate"],
+                        f"{DIMENSIONS.get(dim, dim)} {r['group']} wins "
+                        f"{_pct(r['win_rate'])} (interval {_pct(r['ci_low'])}–{_pct(r['ci_high'])}, "
+                        f"n={int(r['deals'])}), clearly above the overall rate",
+                    )
+                )
             elif r["ci_high"] < o["win_rate"]:
-                outliers.append((o["win_rate"] - r["ci_high"], f"{DIMENSIONS.get(dim, dim)} {r['group']} wins "
-                                 f"{_pct(r['win_rate'])} (interval {_pct(r['ci_low'])}–{_pct(r['ci_high'])}, "
-                                 f"n={int(r['deals'])}), clearly below the overall rate"))
+                outliers.append(
+                    (
+                        o["win_rate"] - r["ci_high"],
+                        f"{DIMENSIONS.get(dim, dim)} {r['group']} wins "
+                        f"{_pct(r['win_rate'])} (interval {_pct(r['ci_low'])}–{_pct(r['ci_high'])}, "
+                        f"n={int(r['deals'])}), clearly below the overall rate",
+                    )
+                )
     for _, text in sorted(outliers, key=lambda t: -t[0])[:3]:
         points.append(text + ".")
     if not outliers and by_dim:
-        points.append("No segment, region, rep or other group differs from the overall win rate by more than "
-                      "its 95% interval allows.")
+        points.append(
+            "No segment, region, rep or other group differs from the overall win rate by more than "
+            "its 95% interval allows."
+        )
     for _, r in summary.iterrows():
         if pd.notna(r["share"]) and r["share"] > 0.10:
-            points.append(f"Data quality: {r['check'].lower()} — {int(r['deals'])} ({_pct(r['share'])} of "
-                          f"{r['base']}).")
+            points.append(
+                f"Data quality: {r['check'].lower()} — {int(r['deals'])} ({_pct(r['share'])} of {r['base']})."
+            )
     return points
 
 
@@ -897,9 +1157,17 @@ class Review:
         return bool(self.overall["value_win_rate"].notna().any())
 
 
-def build_review(ds, period: str, as_of, cal: FiscalCalendar, review_window: str = "month",
-                 comparison_period: str = "", min_deals: int = 5, size_edges: list[float] | None = None,
-                 currency_symbol: str = "$") -> Review:
+def build_review(
+    ds,
+    period: str,
+    as_of,
+    cal: FiscalCalendar,
+    review_window: str = "month",
+    comparison_period: str = "",
+    min_deals: int = 5,
+    size_edges: list[float] | None = None,
+    currency_symbol: str = "$",
+) -> Review:
     """Compute the review for ``ds`` (a ``helpers.dataset.Dataset``): the functions above, composed."""
     cfg = ds.config
     review, comp = review_windows(period, as_of, cal, review_window, comparison_period)
@@ -910,7 +1178,9 @@ def build_review(ds, period: str, as_of, cal: FiscalCalendar, review_window: str
     if size_edges is None:
         closed_all = opp["is_closed"].fillna(False).astype(bool)
         size_edges = default_size_edges(_col(opp, "amount").astype("float64")[closed_all])
-    deals = prepare_deals(opp, reps, as_of=review.as_of, size_edges=size_edges, currency_symbol=currency_symbol)
+    deals = prepare_deals(
+        opp, reps, as_of=review.as_of, size_edges=size_edges, currency_symbol=currency_symbol
+    )
     needs: dict[str, str] = {}
 
     def need(key, table, *cols, section):
@@ -926,10 +1196,16 @@ def build_review(ds, period: str, as_of, cal: FiscalCalendar, review_window: str
     change = rate_change(overall, overall_comp)
     need("value", "opportunities", "amount", section="Win rate by value")
     if "value" not in needs and not overall["value_win_rate"].notna().any() and len(closed):
-        needs["value"] = ("Win rate by value needs amounts on lost deals; the lost deals closed in the window "
-                          "carry none, so a value win rate would read 100%.")
-    dated = need("dates", "opportunities", "close_date",
-                 section="Placing deals in the review window, the trend and the comparison")
+        needs["value"] = (
+            "Win rate by value needs amounts on lost deals; the lost deals closed in the window "
+            "carry none, so a value win rate would read 100%."
+        )
+    dated = need(
+        "dates",
+        "opportunities",
+        "close_date",
+        section="Placing deals in the review window, the trend and the comparison",
+    )
     by_dim = {}
     for dim, (table, cols) in DIMENSION_NEEDS.items():
         label = f"Win rate by {DIMENSIONS[dim].lower()}"
@@ -941,8 +1217,11 @@ def build_review(ds, period: str, as_of, cal: FiscalCalendar, review_window: str
     competitors = None
     if need("competitor", "opportunities", "competitor", section="Win rate against each competitor"):
         competitors = win_rates(closed, "competitor", min_deals)
-    trend = win_rate_trend(deals, review, comp, cal, periods=12 if review_window == "month" else 6) \
-        if dated else None
+    trend = (
+        win_rate_trend(deals, review, comp, cal, periods=12 if review_window == "month" else 6)
+        if dated
+        else None
+    )
     lost = closed[closed["outcome"].eq("Lost")]
     reasons_count = loss_reasons(lost, "count")
     reasons_value = loss_reasons(lost, "value")
@@ -951,8 +1230,14 @@ def build_review(ds, period: str, as_of, cal: FiscalCalendar, review_window: str
     reasons_by_competitor = loss_reasons_by(lost, "competitor") if has_values(deals, "competitor") else None
     history = ds.tables.get("opportunity_history")
     lost_at = None
-    if need("history", "opportunity_history", "opportunity_id", "changed_at", "stage",
-            section="The stage at which deals were lost (and stage changes, amount changes, qualification)"):
+    if need(
+        "history",
+        "opportunity_history",
+        "opportunity_id",
+        "changed_at",
+        "stage",
+        section="The stage at which deals were lost (and stage changes, amount changes, qualification)",
+    ):
         lost_at = stage_lost_at(lost, history, cfg.stages, cfg.won_stages, cfg.lost_stages)
     else:
         history = None
@@ -964,27 +1249,67 @@ def build_review(ds, period: str, as_of, cal: FiscalCalendar, review_window: str
         top_churn = top_churned(ds.tables["churn"], review, deals)
     can_q = history is not None and bool(cfg.qualifying_stage)
     if history is not None and not cfg.qualifying_stage:
-        needs["qualifying"] = ("The check for deals closed without qualifying needs `qualifying_stage` in "
-                               "dataset.yml.")
+        needs["qualifying"] = (
+            "The check for deals closed without qualifying needs `qualifying_stage` in dataset.yml."
+        )
     check_reasons = "reasons" not in needs
-    issues = quality_issues(closed, history, cfg.stages, cfg.qualifying_stage, cfg.won_stages, cfg.lost_stages,
-                            check_reasons)
+    issues = quality_issues(
+        closed, history, cfg.stages, cfg.qualifying_stage, cfg.won_stages, cfg.lost_stages, check_reasons
+    )
     undated = undated_closed(deals)
     quality = quality_summary(closed, issues, duplicates, undated, can_q, cfg.qualifying_stage, check_reasons)
-    figs = headline_figures(overall, change, reasons_count if "reasons" not in needs else reasons_count.iloc[:0],
-                            quality)
+    figs = headline_figures(
+        overall, change, reasons_count if "reasons" not in needs else reasons_count.iloc[:0], quality
+    )
     dims_for_points = {**by_dim, **({"competitor": competitors} if competitors is not None else {})}
-    points = what_to_look_at(overall, change, dims_for_points,
-                             reasons_count if "reasons" not in needs else reasons_count.iloc[:0], quality,
-                             min_deals, review.label if dated else "the data", comp.label, dated)
+    points = what_to_look_at(
+        overall,
+        change,
+        dims_for_points,
+        reasons_count if "reasons" not in needs else reasons_count.iloc[:0],
+        quality,
+        min_deals,
+        review.label if dated else "the data",
+        comp.label,
+        dated,
+    )
     if not check_reasons and len(closed):
-        points.append("The data records no loss reasons, so this review cannot say why deals are lost: make "
-                      "a loss reason required when a deal is closed lost.")
-    return Review(review, comp, min_deals, deals, duplicates, closed, undated, overall, overall_comp, change,
-                  by_dim, competitors, trend, reasons_count, reasons_value, reasons_by_segment,
-                  reasons_by_competitor, lost_at, side, what_distinguishes_wins(side),
-                  top_deals(open_as_of(deals, review.as_of), "Open"), top_deals(closed, "Won"),
-                  top_deals(closed, "Lost"), top_churn, issues, quality, figs, points, needs, size_edges)
+        points.append(
+            "The data records no loss reasons, so this review cannot say why deals are lost: make "
+            "a loss reason required when a deal is closed lost."
+        )
+    return Review(
+        review,
+        comp,
+        min_deals,
+        deals,
+        duplicates,
+        closed,
+        undated,
+        overall,
+        overall_comp,
+        change,
+        by_dim,
+        competitors,
+        trend,
+        reasons_count,
+        reasons_value,
+        reasons_by_segment,
+        reasons_by_competitor,
+        lost_at,
+        side,
+        what_distinguishes_wins(side),
+        top_deals(open_as_of(deals, review.as_of), "Open"),
+        top_deals(closed, "Won"),
+        top_deals(closed, "Lost"),
+        top_churn,
+        issues,
+        quality,
+        figs,
+        points,
+        needs,
+        size_edges,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1022,8 +1347,16 @@ def plot_trend(trend: pd.DataFrame, title: str = "Win rate trend (95% interval)"
     for role, colour in (("review", plots.WON), ("comparison", plots.NEUTRAL)):
         idx = np.flatnonzero(trend["role"].eq(role).to_numpy())
         if len(idx):
-            ax.scatter(idx, trend["win_rate"].iloc[idx], s=120, facecolors="none", edgecolors=colour,
-                       linewidths=2, zorder=3, label=role)
+            ax.scatter(
+                idx,
+                trend["win_rate"].iloc[idx],
+                s=120,
+                facecolors="none",
+                edgecolors=colour,
+                linewidths=2,
+                zorder=3,
+                label=role,
+            )
     ax.set_xticks(x, trend["window"], rotation=30, ha="right")
     ax.set_ylim(0, 1)
     plots.percent_axis(ax)
@@ -1061,40 +1394,46 @@ def plot_rates(table: pd.DataFrame, overall_rate: float, title: str) -> None:
 DEFINITIONS = {
     "Win rate (count)": "won ÷ (won + lost) among deals closed in the window (close date within it).",
     "Win rate (value)": "won amount ÷ (won + lost) amount among those deals with a known amount; not shown "
-                        "when lost deals carry no amount.",
+    "when lost deals carry no amount.",
     "95% interval": "Wilson score interval for the count win rate: with p = won/n and z = 1.96, "
-                    "(p + z²/2n ± z·√(p(1−p)/n + z²/4n²)) / (1 + z²/n). A rate from 4 deals has a wide "
-                    "interval, one from 400 a narrow one.",
+    "(p + z²/2n ± z·√(p(1−p)/n + z²/4n²)) / (1 + z²/n). A rate from 4 deals has a wide "
+    "interval, one from 400 a narrow one.",
     "Other (n<min)": "groups with fewer closed deals than the minimum, pooled into one row (never hidden).",
     "Deal size band": "amount bands at the quartiles of all closed deals' amounts, rounded to 2 significant "
-                      "digits.",
+    "digits.",
     "Pareto cumulative share": "running total of each reason's share of lost deals (or lost amount), largest "
-                               "first; the reasons up to 80% are the few that explain most losses.",
+    "first; the reasons up to 80% are the few that explain most losses.",
     "Stage lost at": "the last open stage in the deal's history before it moved to a lost stage.",
     "Cycle": "close date − created date, in days (open deals: age at the as-of date).",
     "Stage changes": "history rows whose stage differs from the previous row's.",
     "Amount change": "final amount ÷ first amount in the history − 1; 'shrank' = below zero.",
     "Duplicate record": "a record equal to an earlier one in every column except opportunity_id, among "
-                        "records that name an account and carry a date or an outcome; reported and counted "
-                        "once.",
+    "records that name an account and carry a date or an outcome; reported and counted "
+    "once.",
     "Lists": "largest amount first; ties broken by opportunity_id (as text), churned customers by account "
-             "name.",
+    "name.",
 }
 
 
 def scope_sentence(rv: Review) -> str:
     """One paragraph saying which deals the review covers."""
     if rv.dated:
-        s = (f"Deals closed in **{rv.review.label}** ({rv.review.start:%Y-%m-%d} to {rv.review.as_of:%Y-%m-%d}), "
-             f"compared with **{rv.comparison.label}**.")
+        s = (
+            f"Deals closed in **{rv.review.label}** ({rv.review.start:%Y-%m-%d} to {rv.review.as_of:%Y-%m-%d}), "
+            f"compared with **{rv.comparison.label}**."
+        )
     else:
-        s = ("The data has **no close dates**: the review covers every closed record "
-             f"({len(rv.closed):,}) and has no trend or comparison.")
+        s = (
+            "The data has **no close dates**: the review covers every closed record "
+            f"({len(rv.closed):,}) and has no trend or comparison."
+        )
     if rv.min_deals > 1:
         s += f" Groups with fewer than {rv.min_deals} closed deals are pooled into “{other_label(rv.min_deals)}”."
     if rv.undated:
-        s += (f" {rv.undated:,} closed deal{' has' if rv.undated == 1 else 's have'} no close date and cannot be "
-              "placed in any window.")
+        s += (
+            f" {rv.undated:,} closed deal{' has' if rv.undated == 1 else 's have'} no close date and cannot be "
+            "placed in any window."
+        )
     if len(rv.duplicates):
         s += f" {len(rv.duplicates):,} duplicate record(s) are left out (listed under data quality)."
     return s
@@ -1102,31 +1441,47 @@ def scope_sentence(rv: Review) -> str:
 
 def overall_table(rv: Review) -> pd.DataFrame:
     """Review and comparison windows, one row each, reader columns."""
-    t = pd.concat([rv.overall.assign(group=rv.review.label if rv.dated else "All records"),
-                   rv.overall_comparison.assign(group=rv.comparison.label)] if rv.dated else [
-        rv.overall.assign(group="All records")], ignore_index=True)
+    t = pd.concat(
+        [
+            rv.overall.assign(group=rv.review.label if rv.dated else "All records"),
+            rv.overall_comparison.assign(group=rv.comparison.label),
+        ]
+        if rv.dated
+        else [rv.overall.assign(group="All records")],
+        ignore_index=True,
+    )
     return rates_display(t, rv.has_amounts, first="Window")
 
 
 def rates_display(t: pd.DataFrame, with_value: bool = True, first: str = "Group") -> pd.DataFrame:
     """Reader columns for a ``win_rates`` table (show with pct=Win rate, 95% low/high, Win rate by value;
     ints=Deals, Won; money=Won amount, Closed amount)."""
-    out = pd.DataFrame({
-        first: t["group"], "Deals": t["deals"], "Won": t["won"], "Win rate": t["win_rate"],
-        "95% low": t["ci_low"], "95% high": t["ci_high"],
-    })
+    out = pd.DataFrame(
+        {
+            first: t["group"],
+            "Deals": t["deals"],
+            "Won": t["won"],
+            "Win rate": t["win_rate"],
+            "95% low": t["ci_low"],
+            "95% high": t["ci_high"],
+        }
+    )
     if with_value:
         out["Win rate by value"] = t["value_win_rate"]
         out["Won amount"] = t["won_amount"]
         out["Closed amount"] = t["closed_amount"]
     if "groups_pooled" in t.columns and (t["groups_pooled"] > 1).any():
-        out["Groups pooled"] = t["groups_pooled"].where(t["groups_pooled"] > 1).astype("Int64").astype(str) \
-            .replace("<NA>", "")
+        out["Groups pooled"] = (
+            t["groups_pooled"].where(t["groups_pooled"] > 1).astype("Int64").astype(str).replace("<NA>", "")
+        )
     return out
 
 
-RATE_FORMATS = dict(pct=["Win rate", "95% low", "95% high", "Win rate by value"], ints=["Deals", "Won"],
-                    money=["Won amount", "Closed amount"])
+RATE_FORMATS = dict(
+    pct=["Win rate", "95% low", "95% high", "Win rate by value"],
+    ints=["Deals", "Won"],
+    money=["Won amount", "Closed amount"],
+)
 
 
 def reasons_display(t: pd.DataFrame, by: str = "count", with_value: bool = True) -> pd.DataFrame:
@@ -1150,12 +1505,15 @@ def side_display(side: pd.DataFrame, currency: str = "USD") -> pd.DataFrame:
         return fmt_value(v, unit, currency)
 
     rows = side[side["needs"].eq("")]
-    return pd.DataFrame({
-        "Measure": rows["metric"],
-        "Won": [fmt(v, u) for v, u in zip(rows["Won"], rows["unit"], strict=True)],
-        "Lost": [fmt(v, u) for v, u in zip(rows["Lost"], rows["unit"], strict=True)],
-        "Won deals with data": rows["won_n"], "Lost deals with data": rows["lost_n"],
-    })
+    return pd.DataFrame(
+        {
+            "Measure": rows["metric"],
+            "Won": [fmt(v, u) for v, u in zip(rows["Won"], rows["unit"], strict=True)],
+            "Lost": [fmt(v, u) for v, u in zip(rows["Lost"], rows["unit"], strict=True)],
+            "Won deals with data": rows["won_n"],
+            "Lost deals with data": rows["lost_n"],
+        }
+    )
 
 
 def side_needs(side: pd.DataFrame) -> list[str]:
@@ -1166,11 +1524,17 @@ def side_needs(side: pd.DataFrame) -> list[str]:
 
 def list_display(t: pd.DataFrame, kind: str) -> pd.DataFrame:
     """Reader columns for a ``top_deals`` list (kind Won, Lost or Open); empty columns dropped."""
-    cols = {"opportunity_id": "Opportunity", "account": "Account", "rep": "Owner", "amount": "Amount",
-            "stage": "Stage", "close_date": "Expected close" if kind == "Open" else "Closed",
-            "cycle_days": "Age (days)" if kind == "Open" else "Cycle (days)",
-            "reason": {"Lost": "Loss reason", "Open": "Next step"}.get(kind, "reason"),
-            "competitor": "Competitor"}
+    cols = {
+        "opportunity_id": "Opportunity",
+        "account": "Account",
+        "rep": "Owner",
+        "amount": "Amount",
+        "stage": "Stage",
+        "close_date": "Expected close" if kind == "Open" else "Closed",
+        "cycle_days": "Age (days)" if kind == "Open" else "Cycle (days)",
+        "reason": {"Lost": "Loss reason", "Open": "Next step"}.get(kind, "reason"),
+        "competitor": "Competitor",
+    }
     keep = [c for c in cols if c in t.columns and (t[c].notna().any() or c == "opportunity_id")]
     if kind != "Open":
         keep = [c for c in keep if c != "stage"]
@@ -1178,12 +1542,28 @@ def list_display(t: pd.DataFrame, kind: str) -> pd.DataFrame:
 
 
 def duplicates_display(t: pd.DataFrame) -> pd.DataFrame:
-    return t.rename(columns={"opportunity_id": "Opportunity", "duplicate_of": "Duplicate of", "account": "Account",
-                             "owner": "Owner", "stage": "Stage", "amount": "Amount", "close_date": "Closed"})
+    return t.rename(
+        columns={
+            "opportunity_id": "Opportunity",
+            "duplicate_of": "Duplicate of",
+            "account": "Account",
+            "owner": "Owner",
+            "stage": "Stage",
+            "amount": "Amount",
+            "close_date": "Closed",
+        }
+    )
 
 
 def churn_display(t: pd.DataFrame) -> pd.DataFrame:
-    out = t.rename(columns={"account": "Account", "churn_date": "Churned", "lost_amount": "Lost amount",
-                            "reason": "Reason", "owner": "Owner (latest won deal)",
-                            "customer_days": "Customer for (days)"})
+    out = t.rename(
+        columns={
+            "account": "Account",
+            "churn_date": "Churned",
+            "lost_amount": "Lost amount",
+            "reason": "Reason",
+            "owner": "Owner (latest won deal)",
+            "customer_days": "Customer for (days)",
+        }
+    )
     return out[[c for c in out.columns if out[c].notna().any() or c in ("Account", "Lost amount")]]
