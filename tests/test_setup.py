@@ -76,3 +76,16 @@ def test_tables_show_reps_by_name():
         assert ">AE1</td>" in html  # only rep columns are renamed
     finally:
         set_rep_names(None)
+
+
+def test_code_and_notebooks_pass_ruff():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ruff = Path(sys.executable).with_name("ruff")
+    for args in (["check"], ["format", "--check"]):
+        done = subprocess.run(
+            [str(ruff), *args, "src", "tests", "notebooks"], cwd=ROOT, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
