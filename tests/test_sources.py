@@ -81,6 +81,19 @@ def test_cache_hit_returns_the_same_frames_without_reparsing(tmp_path, cache_dir
     assert snapshot(folder) == before, "nothing in the dataset folder is written"
 
 
+def test_a_cached_full_load_serves_a_subset_without_reparsing(tmp_path, cache_dir, monkeypatch):
+    folder = make_dataset(tmp_path, {"opportunities.csv": OPPS, "activities.csv": ACTS})
+    full = load(folder)  # what the report run does before the notebooks start
+
+    def no_coercion(*a, **k):
+        raise AssertionError("a subset of a cached full load must not parse or validate again")
+
+    monkeypatch.setattr(dataset_mod, "coerce_table", no_coercion)
+    sub = load(folder, tables=["opportunities"])
+    assert list(sub.tables) == ["opportunities"]
+    pdt.assert_frame_equal(sub.opportunities, full.opportunities)
+
+
 def test_changed_source_rebuilds_the_cache(tmp_path, cache_dir):
     folder = make_dataset(tmp_path, {"opportunities.csv": OPPS})
     assert load(folder).opportunities["amount"].sum() == 10000  # 1000 + 2000 + 3000 + 4000

@@ -570,9 +570,19 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True,
             f"{folder}: no such dataset folder (expected a folder with dataset.yml and opportunities.csv)"
         )
     config = load_config(folder)
-    files = find_table_files(folder, config)
+    all_files = find_table_files(folder, config)
+    files = all_files
     if tables is not None:
-        files = {k: v for k, v in files.items() if k in set(tables) | {"opportunities"}}
+        files = {k: v for k, v in all_files.items() if k in set(tables) | {"opportunities"}}
+        # a cached full load (e.g. built when the report run validated the dataset) serves any subset
+        full = (
+            sources.ParquetCache.open(folder, all_files, None, strict, since) if files != all_files else None
+        )
+        if full is not None and (hit := full.get(only=set(files))) is not None:
+            frames, warnings = hit
+            names = {Path(str(v)).name for v in files.values()}
+            warnings = [w for w in warnings if w.file in names or w.file == str(folder)]
+            return Dataset(folder, config, sources.window_frames(frames, since, config), files, warnings)
     problems: list[Problem] = []
     if "opportunities" not in files:
         raise DataValidationError(

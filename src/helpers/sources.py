@@ -496,8 +496,9 @@ class ParquetCache:
             args += f"|since={pd.Timestamp(since):%Y-%m-%d}"
         return cls(Path(folder), h.hexdigest(), hashlib.sha256(args.encode()).hexdigest())
 
-    def get(self) -> tuple[dict[str, pd.DataFrame], list] | None:
-        """(typed frames, warnings) of a previous identical load, or None."""
+    def get(self, only=None) -> tuple[dict[str, pd.DataFrame], list] | None:
+        """(typed frames, warnings) of a previous identical load, or None; ``only`` reads just those
+        tables of the entry (a subset of a full load is a valid load of the subset)."""
         meta = self.dir / "meta.pkl"
         if not meta.exists():
             return None
@@ -510,6 +511,7 @@ class ParquetCache:
             frames = {
                 t: pq.read_table(self.dir / f"{t}.parquet").to_pandas(date_as_object=False)
                 for t in info["tables"]
+                if only is None or t in only
             }
             return frames, info["warnings"]
         except Exception:  # noqa: BLE001 - a damaged entry is a miss, rebuilt on this load
