@@ -79,6 +79,19 @@ def _decimal_evidence(txt: pd.Series) -> pd.Series:
     return ev
 
 
+def _plain_numbers(s: pd.Series) -> pd.Series | None:
+    """The values as floats when every non-blank cell is a plain number (``-1234.5``, no separators that
+    could be read two ways), else None (the careful path decides)."""
+    txt = s.astype("str").str.strip()
+    vals = pd.to_numeric(txt.where(txt != ""), errors="coerce")
+    if (vals.isna() & ~blank(s)).any():
+        return None
+    head = txt[txt != ""].head(1000)
+    if len(head) >= 3 and head.str.fullmatch(r"-?\d{1,3}\.\d{3}").all():
+        return None  # all like 1.234: let the careful path warn about the ambiguity
+    return vals.astype("float64")
+
+
 def to_number(s: pd.Series, kind: str = "number"):
     """(values, bad: {row: expected}, warnings). ``kind`` "prob" reads percentages as 0–1."""
     bad: dict = {}
@@ -86,6 +99,8 @@ def to_number(s: pd.Series, kind: str = "number"):
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         vals = s.astype("float64")
         pct = pd.Series(False, index=s.index)
+    elif (fast := _plain_numbers(s)) is not None:  # the common case: plain 1234.5 everywhere
+        vals, pct = fast, pd.Series(False, index=s.index)
     else:
         missing = blank(s, na_words=True)
         raw = s.astype("str").str.strip()
