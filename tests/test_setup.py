@@ -89,3 +89,21 @@ def test_code_and_notebooks_pass_ruff():
             [str(ruff), *args, "src", "tests", "notebooks"], cwd=ROOT, capture_output=True, text=True
         )
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_long_tables_show_their_first_rows_and_say_so(monkeypatch):
+    import pandas as pd
+
+    from helpers import display as display_mod
+
+    shown = []
+    monkeypatch.setattr(display_mod, "display", lambda obj: shown.append(obj.data))
+    display_mod.show_table(pd.DataFrame({"rep": [f"R{i}" for i in range(250)]}), max_rows=100)
+    table, remark = shown
+    assert (
+        table.count("<tr>") == 101 and ">R99</td>" in table and ">R100</td>" not in table
+    )  # header + 100 rows
+    assert "Showing the first 100 of 250 rows" in remark
+    shown.clear()
+    display_mod.show_table(pd.DataFrame({"rep": ["a", "b"]}))
+    assert len(shown) == 1  # short tables: no remark

@@ -222,12 +222,21 @@ def table_html(
     )
 
 
+MAX_TABLE_ROWS = 100  # a report table longer than this shows its first rows (tables come sorted by priority)
+
+
 def show_table(df: pd.DataFrame, **kwargs) -> None:
-    """Display ``df`` with ``table_html`` formatting (see its keyword arguments)."""
+    """Display ``df`` with ``table_html`` formatting (see its keyword arguments). Tables longer than
+    ``max_rows`` (default MAX_TABLE_ROWS) show their first rows and say how many are left out."""
     if df is None or len(df) == 0:
         note("No rows to show for this table.")
         return
-    display(HTML(table_html(df, **kwargs)))
+    limit = kwargs.pop("max_rows", MAX_TABLE_ROWS)
+    display(HTML(table_html(df, max_rows=limit, **kwargs)))
+    if limit is not None and len(df) > limit:
+        note(
+            f"Showing the first {limit:,} of {len(df):,} rows (in the table's order); the notebook holds them all."
+        )
 
 
 def note(text: str, warn: bool = False) -> None:

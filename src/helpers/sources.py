@@ -442,7 +442,7 @@ def _code_digest() -> str:
     """Loading code is part of the key: a change to validation or coercion invalidates every entry."""
     h = hashlib.sha256()
     here = Path(__file__).parent
-    for name in ("dataset.py", "schema.py", "config.py", "sources.py"):
+    for name in ("dataset.py", "coerce.py", "schema.py", "config.py", "sources.py"):
         h.update((here / name).read_bytes())
     return h.hexdigest()
 
