@@ -1,0 +1,677 @@
+"""The sections of the pipeline health report (and of a rep's one-to-one review pack).
+
+``prepare(ctx, ...)`` scopes the dataset (company, a team, a rep) and measures what several sections share
+(headline figures, stage win rates, days-in-stage benchmark, stalled and slipped deals, coverage by rep);
+each ``show_*`` function renders one notebook cell's tables and charts through ``helpers.display`` and
+``helpers.plots`` and adds its headline figures to ``ctx.headlines``. Every number comes from
+``helpers.pipeline`` and ``helpers.movement``; this module only chooses windows and displays.
+
+The notebook keeps one cell per ``show_*`` call so its cell tags (``email-chart``, ``analysis-only``)
+still select what the e-mail and the review packs show; review packs drop the ``analysis-only`` cells
+before running, so those functions only read the prepared state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+import seaborn as sns
+from IPython.display import HTML, display
+
+from helpers import movement as mv
+from helpers import pipeline as pl
+from helpers import plots, reviews
+from helpers.display import definitions, markdown, note, show_table, symbol, what_to_look_at
+
+PLAN_MONEY = ["bookings", "plan", "plan_to_date", "pace", "still_to_close"]
+PLAN_PCT = ["attainment", "attainment_to_date", "pace_attainment"]
+COVERAGE_FORMATS = dict(
+    money=["plan", "bookings", "remaining", "open_in_period"], ratio=["coverage"], ints=["open_deals"]
+)
+DEAL_INTS = ["age_days", "days_to_close", "days_since_activity"]
+
+
+@dataclass
+class PipelineView:
+    """What the sections of the pipeline health report share: the scoped tables, windows and the
+    measurements made once for the headline figures."""
+
+    ctx: object
+    sc: pl.Scoped
+    review_mode: bool
+    W: dict
+    NQ: object
+    figs: dict = field(default_factory=dict)
+    THR: float = 0.0
+    NO_HISTORY: str | None = None
+    HIST_ALL: pd.DataFrame | None = None
+    reached_all: pd.DataFrame | None = None
+    rate_map: pd.Series | None = None
+    bench: pd.DataFrame | None = None
+    stalled: pd.DataFrame | None = None
+    slipped: pd.DataFrame | None = None
+    focus: object = None
+    cov_rep: pd.DataFrame | None = None
+
+    @property
+    def cfg(self):
+        return self.ctx.ds.config
+
+    @property
+    def cal(self):
+        return self.ctx.cal
+
+    @property
+    def A(self) -> pd.Timestamp:
+        return self.ctx.as_of
+
+    @property
+    def cur(self) -> str:
+        return self.ctx.currency
+
+
+def prepare(
+    ctx,
+    scope: str = "company",
+    who: str = "",
+    quotas_path: str = "",
+    coverage_threshold: float = 3.0,
+    stalled_days: int = 0,
+    review_mode: bool = False,
+) -> PipelineView:
+    """Scope the dataset and measure the headline figures, stalled and slipped deals and coverage by rep
+    (displays nothing)."""
+    cfg, cal, A = ctx.ds.config, ctx.cal, ctx.as_of
+    sc = pl.Scoped(ctx.ds, scope, who, pl.read_quotas(quotas_path) if quotas_path else None, as_of=A)
+    W = cal.windows(A)
+    v = PipelineView(ctx=ctx, sc=sc, review_mode=review_mode, W=W, NQ=pl.next_quarter(cal, A))
+    v.NO_HISTORY = ctx.ds.missing("opportunity_history", "changed_at", "stage", section="This section")
+    v.HIST_ALL = ctx.ds.opportunity_history if v.NO_HISTORY is None else None
+    OPPS_ALL = ctx.ds.opportunities
+    figs = pl.headline_figures(sc, cfg, cal, A, coverage_threshold, cfg.targets)
+    v.THR = figs["coverage_threshold"][0]
+    if v.HIST_ALL is not None:
+        # stage win rates and days-in-stage benchmarks over the whole dataset (stable at rep scope)
+        v.reached_all = mv.stages_reached(v.HIST_ALL, OPPS_ALL, cfg)
+        amounts = OPPS_ALL.set_index("opportunity_id")["amount"]
+        stage_rates = mv.stage_win_rates(
+            v.reached_all.assign(amount=v.reached_all["opportunity_id"].map(amounts)), cfg
+        )
+        v.rate_map = stage_rates.set_index("stage")["win_rate"]
+        visits = mv.stage_visits(v.HIST_ALL, OPPS_ALL, cfg, A)
+        v.bench = mv.days_in_stage_benchmark(visits, cfg)
+        v.stalled = mv.stalled_deals(
+            mv.stage_visits(sc.history, sc.opps, cfg, A), sc.opps, v.bench, stalled_days or None
+        )
+        v.slipped = mv.slipped_deals(sc.history, sc.opps, cfg, W["QTD"].start, A)
+        wph = pl.weighted_pipeline(sc.opps, cfg, v.rate_map)
+        figs["weighted_pipeline_hist"] = (
+            wph["weighted_hist"].sum(),
+            "Weighted pipeline (historical stage win rate)",
+            pl.DEFINITIONS["Weighted pipeline (historical)"],
+            "currency",
+        )
+        figs["slipped_deals_qtd"] = (
+            len(v.slipped),
+            "Deals pushed this quarter",
+            pl.DEFINITIONS["Slipped deal"],
+            "count",
+        )
+    else:
+        stalled = mv.stalled_by_age(sc.opps, A)
+        if stalled_days:
+            stalled = stalled.assign(threshold_days=float(stalled_days))
+            stalled = stalled[stalled["age_days"] > stalled_days]
+        v.stalled = stalled
+    figs["stalled_deals"] = (len(v.stalled), "Stalled open deals", pl.DEFINITIONS["Stalled"], "count")
+    v.focus = W["QTD"] if figs["days_left_qtd"][0] >= 14 else v.NQ
+    if sc.scope != "rep" and sc.quotas is not None:
+        v.cov_rep = pl.coverage(sc.opps, sc.quotas, v.focus, by="rep", threshold=v.THR)
+    v.figs = figs
+    return v
+
+
+def show_title(v: PipelineView) -> None:
+    """The report's title line: scope, period, as-of, fiscal calendar, currency, plan source."""
+    cal, A, W = v.cal, v.A, v.W
+    title = "One-to-one review" if v.review_mode else "Pipeline health"
+    markdown(
+        f"# {title} — {v.sc.label} — {v.ctx.period}\n\n**{v.cfg.name}** · data as of **{A:%Y-%m-%d}** · "
+        f"quarter {W['QTD'].label} ({W['QTD'].start:%Y-%m-%d} – {W['QTD'].end:%Y-%m-%d}) · fiscal year starts "
+        f"in month {cal.start_month} · currency {v.cur} · plan from the "
+        f"{v.sc.quota_source or 'dataset.yml targets'}. "
+        "Definitions: after each section and in `docs/metrics.md` (section *Pipeline health*)."
+    )
+
+
+def show_headlines(v: PipelineView) -> None:
+    """Add the headline figures to ``ctx.headlines``; show what to look at and the headline tiles."""
+    ctx, figs, cov_rep = v.ctx, v.figs, v.cov_rep
+    for key, (value, label, definition, unit) in figs.items():
+        ctx.headlines.add(key, value, label, definition, unit)
+    if v.sc.rewound and v.HIST_ALL is None:
+        note(
+            f"The data was exported on {ctx.ds.as_of:%Y-%m-%d}; without `opportunity_history` the deals "
+            f"cannot be rewound to {v.A:%Y-%m-%d}, so open pipeline and deal status are as exported (deals "
+            "created later are left out).",
+            warn=True,
+        )
+    what_to_look_at(
+        pl.what_to_look_at(
+            figs,
+            v.cur,
+            {
+                "stalled": len(v.stalled),
+                "slipped": None if v.slipped is None else len(v.slipped),
+                "reps_under_threshold": None if cov_rep is None else int(cov_rep["under_threshold"].sum()),
+                "coverage_label": None if cov_rep is None else v.focus.label,
+            },
+        )
+    )
+    ctx.headlines.show(
+        [
+            "bookings_qtd",
+            "attainment_to_date_qtd",
+            "pace_attainment_qtd",
+            "bookings_ytd",
+            "attainment_to_date_ytd",
+            "open_pipeline",
+            "weighted_pipeline_crm",
+            "weighted_pipeline_hist",
+            "coverage_qtd" if figs["days_left_qtd"][0] >= 14 else "coverage_next_quarter",
+            "win_rate_count",
+            "sales_velocity_30d",
+        ]
+    )
+
+
+def show_review(v: PipelineView) -> None:
+    """Review packs only: the rep's top 10 deals, what changed in 7 days, questions for each deal."""
+    if not v.review_mode:
+        return
+    sc, cfg, A, cur = v.sc, v.cfg, v.A, v.cur
+    markdown("## Review: top 10 deals")
+    top10 = pl.top_open_deals(sc.opps, A, 10, sc.activities)
+    show_table(top10, money=["amount"], ints=DEAL_INTS, currency=cur)
+    markdown("## What changed since last week")
+    if v.HIST_ALL is not None:
+        week_ago = A - pd.Timedelta(days=7)
+        snaps = mv.replay(sc.history, sc.opps, cfg, [week_ago, A])
+        changes = reviews.deal_changes(
+            snaps[snaps["snapshot_date"] == week_ago], snaps[snaps["snapshot_date"] == A], cfg
+        )
+    else:
+        note(
+            v.NO_HISTORY.replace("This section", "Advanced and slipped deals") + " Shown: deals created or "
+            "closed in the last 7 days."
+        )
+        changes = reviews.changes_without_history(sc.opps, A)
+    show_table(changes, money=["amount"], currency=cur)
+    markdown(
+        "## Questions for each deal\n\nPre-filled from the CRM where the data has an answer; "
+        "the rest is for the meeting."
+    )
+    display(
+        HTML(reviews.questions_html(top10, reviews.review_questions(top10, sc.opps, sc.activities, A), cur))
+    )
+    definitions(
+        {
+            "What changed": "deals open a week ago or since: new (created), advanced / moved back (later / "
+            "earlier stage), slipped / pulled in (close date later / earlier), amount changed, won, "
+            "dropped (lost); from the history replayed at as-of − 7 days and as-of."
+        }
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# 1. Bookings against plan
+# --------------------------------------------------------------------------------------------------
+def show_bookings(v: PipelineView) -> None:
+    """Bookings against plan per window (month, quarter, year to date)."""
+    sc, cfg, cal, W = v.sc, v.cfg, v.cal, v.W
+    bvp = pl.bookings_vs_plan(
+        sc.opps,
+        sc.quotas,
+        W,
+        company_plan=None
+        if sc.quotas is not None or sc.scope != "company"
+        else {k: pl.plan_from_targets(cfg.targets, cal, w.start, w.end) for k, w in W.items()},
+    )
+    if bvp["plan"].isna().all():
+        note(
+            "Attainment is unavailable: the dataset has no quotas for this scope (add a `quotas` table, or "
+            "pass quotas_path) and no dataset.yml target covers the period.",
+            warn=True,
+        )
+    show_table(bvp.drop(columns=["group"]), money=PLAN_MONEY, pct=PLAN_PCT, currency=v.cur)
+
+
+def show_bookings_chart(v: PipelineView) -> None:
+    """Cumulative bookings against cumulative plan over the fiscal year to date."""
+    sc, cfg, cal, W, A, cur = v.sc, v.cfg, v.cal, v.W, v.A, v.cur
+    company_plan = (
+        pl.plan_from_targets(cfg.targets, cal, W["YTD"].start, W["YTD"].end)
+        if sc.quotas is None and sc.scope == "company" and cfg.targets
+        else None
+    )
+    cum = pl.cumulative_bookings(sc.opps, sc.quotas, W["YTD"], company_plan=company_plan)
+    fig, ax = plots.new_figure(8, 3.4)
+    ax.plot(cum["date"], cum["bookings"], color=plots.WON, lw=2.2, label="Bookings (cumulative)")
+    if cum["plan"].notna().any():
+        ax.plot(cum["date"], cum["plan"], color=plots.NEUTRAL, ls="--", label="Plan (cumulative, by days)")
+    ax.axvline(A, color=plots.HIGHLIGHT, lw=1, label=f"as of {A:%Y-%m-%d}")
+    plots.money_axis(ax, symbol(cur))
+    ax.legend(loc="upper left")
+    plots.finish(fig, ax, f"Bookings against plan, {W['YTD'].label}", "date", cur)
+
+
+def show_bookings_by_team_and_rep(v: PipelineView) -> None:
+    """Bookings against plan by team (company scope) and by rep, and the reps at or above quota."""
+    sc, W, cur = v.sc, v.W, v.cur
+    if sc.scope == "rep" or sc.quotas is None:
+        return
+    if sc.scope == "company" and sc.reps is not None and "team" in sc.reps.columns:
+        by_team = pl.bookings_vs_plan(
+            sc.opps, sc.quotas, {k: W[k] for k in ("QTD", "YTD")}, by="team", reps=sc.reps
+        )
+        markdown("**By team** (quarter and year to date)")
+        show_table(by_team, money=PLAN_MONEY, pct=PLAN_PCT, currency=cur)
+    by_rep = pl.bookings_vs_plan(sc.opps, sc.quotas, {"QTD": W["QTD"]}, by="rep")
+    markdown(f"**By rep**, quarter to date ({W['QTD'].label}), lowest pace first")
+    show_table(
+        by_rep.sort_values("pace_attainment").drop(columns=["window"]),
+        money=PLAN_MONEY,
+        pct=PLAN_PCT,
+        currency=cur,
+    )
+    markdown("**Reps at or above quota**")
+    show_table(
+        pl.reps_at_quota(pl.bookings_vs_plan(sc.opps, sc.quotas, W, by="rep")),
+        pct=["share_on_pace", "share_at_quota"],
+        ints=["reps_with_plan"],
+        currency=cur,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. Pipeline and forecast
+# --------------------------------------------------------------------------------------------------
+def show_pipeline_by_stage(v: PipelineView) -> None:
+    """Open pipeline by stage (amount, weighted by CRM probability and by historical win rate) and by
+    expected close quarter."""
+    sc, cur = v.sc, v.cur
+    by_stage = pl.pipeline_by_stage(sc.opps, v.cfg, v.rate_map)
+    show_table(
+        by_stage,
+        money=["amount", "weighted_crm", "weighted_hist"],
+        pct=["default_probability", "historical_win_rate"],
+        ints=["deals"],
+        currency=cur,
+    )
+    long = by_stage.melt(
+        id_vars="stage",
+        value_vars=[c for c in ("amount", "weighted_crm", "weighted_hist") if c in by_stage.columns],
+        var_name="measure",
+    )
+    long["measure"] = long["measure"].map(
+        {
+            "amount": "Amount",
+            "weighted_crm": "Weighted (CRM probability)",
+            "weighted_hist": "Weighted (historical win rate)",
+        }
+    )
+    fig, ax = plots.new_figure(8, 3.4)
+    sns.barplot(
+        long,
+        x="stage",
+        y="value",
+        hue="measure",
+        ax=ax,
+        palette=[plots.OPEN, plots.HIGHLIGHT, plots.WON][: long["measure"].nunique()],
+    )
+    plots.money_axis(ax, symbol(cur))
+    plots.finish(fig, ax, "Open pipeline by stage: amount and weighted", "", cur)
+    markdown("**Open pipeline by expected close quarter**")
+    show_table(
+        pl.pipeline_by_close_period(sc.opps, v.cfg, v.cal, v.A),
+        money=["amount", "weighted_crm"],
+        ints=["deals"],
+        currency=cur,
+    )
+
+
+def show_calibration(v: PipelineView) -> None:
+    """How well the CRM probabilities predicted wins, from month-end snapshots of the last 12 months."""
+    if v.HIST_ALL is None:
+        note(v.NO_HISTORY.replace("This section", "The check of CRM probabilities"))
+        return
+    month_ends = pd.date_range(v.A - pd.DateOffset(months=12), v.A, freq="ME")
+    calib = mv.probability_calibration(v.sc.history, v.sc.opps, v.cfg, month_ends)
+    markdown("**How well the CRM probabilities were calibrated** (month-end snapshots of the last 12 months)")
+    show_table(
+        calib.rename(columns={"gap": "actual_minus_predicted"}),
+        pct=["predicted", "actual"],
+        points=["actual_minus_predicted"],
+        ints=["observations", "deals"],
+        currency=v.cur,
+    )
+
+
+def show_forecast_and_coverage(v: PipelineView) -> None:
+    """Forecast categories this quarter and next; coverage overall, by team and by rep."""
+    sc, cfg, cal, W, NQ, THR, cur = v.sc, v.cfg, v.cal, v.W, v.NQ, v.THR, v.cur
+    for win in (W["QTD"], NQ):
+        markdown(f"**Forecast categories, {win.label}** (cumulative)")
+        fr = pl.forecast_rollup(sc.opps, win.start, win.end)
+        show_table(fr, money=["category_amount", "cumulative"], ints=["deals"], currency=cur)
+    markdown(
+        f"**Coverage** (open pipeline closing in the quarter ÷ quota still to close; threshold {THR:.1f}×)"
+    )
+    cov = pd.concat(
+        [
+            pl.coverage(
+                sc.opps,
+                sc.quotas,
+                win,
+                threshold=THR,
+                company_plan=(
+                    pl.plan_from_targets(cfg.targets, cal, win.start, win.end)
+                    if sc.quotas is None and sc.scope == "company"
+                    else None
+                ),
+            ).assign(quarter=win.label)
+            for win in (W["QTD"], NQ)
+        ]
+    )
+    show_table(
+        cov[["quarter"] + [c for c in cov.columns if c != "quarter"]], **COVERAGE_FORMATS, currency=cur
+    )
+    if sc.scope == "company" and sc.quotas is not None and sc.reps is not None and "team" in sc.reps.columns:
+        markdown(f"**Coverage by team, {v.focus.label}**")
+        show_table(
+            pl.coverage(sc.opps, sc.quotas, v.focus, by="team", reps=sc.reps, threshold=THR),
+            **COVERAGE_FORMATS,
+            currency=cur,
+        )
+    if v.cov_rep is not None:
+        markdown(
+            f"**Coverage by rep, {v.focus.label}** (lowest first; {int(v.cov_rep['under_threshold'].sum())} "
+            f"under {THR:.1f}×)"
+        )
+        show_table(v.cov_rep.sort_values("coverage"), **COVERAGE_FORMATS, currency=cur)
+
+
+def show_pipeline_created(v: PipelineView) -> None:
+    """Pipeline created per week (chart, 13 weeks) and per month (table, 12 months) by source."""
+    sc, A, cur = v.sc, v.A, v.cur
+    weeks = pl.pipeline_created(sc.opps, A - pd.Timedelta(weeks=13), A, freq="week")
+    if len(weeks):
+        wide = weeks.pivot_table(
+            index="period", columns="source", values="amount", aggfunc="sum", fill_value=0
+        )
+        fig, ax = plots.new_figure(8, 3.4)
+        bottom = None
+        for i, col in enumerate(wide.columns):
+            ax.bar(
+                wide.index,
+                wide[col],
+                width=5,
+                bottom=bottom,
+                label=col,
+                color=plots.PALETTE[i % len(plots.PALETTE)],
+            )
+            bottom = wide[col] if bottom is None else bottom + wide[col]
+        plots.money_axis(ax, symbol(cur))
+        ax.legend(loc="upper left", fontsize=8)
+        plots.finish(
+            fig, ax, "Pipeline created per week by source (all deals created, open or closed)", "week", cur
+        )
+    months = pl.pipeline_created(sc.opps, (A - pd.DateOffset(months=11)).replace(day=1), A, freq="month")
+    markdown("**Pipeline created per month by source** (amount)")
+    if len(months):
+        tab = months.pivot_table(
+            index="period", columns="source", values="amount", aggfunc="sum", fill_value=0
+        )
+        tab["Total"] = tab.sum(axis=1)
+        tab.index = tab.index.strftime("%Y-%m")
+        tab.index.name = "month"
+        show_table(tab, money=list(tab.columns), currency=cur)
+    else:
+        note("No deals created in the last 12 months.")
+
+
+def show_same_day_and_forecast_accuracy(v: PipelineView) -> None:
+    """The pipeline on the same day of earlier quarters (this and next quarter) and how far the weekly
+    forecast of the last complete quarter was from what closed (adds ``forecast_abs_pct_error_week1``)."""
+    if v.HIST_ALL is None:
+        note(
+            v.NO_HISTORY.replace(
+                "This section",
+                "The pipeline on the same day of earlier quarters and the accuracy of past forecasts",
+            )
+        )
+        return
+    sc, cfg, cal, A, W, NQ, cur = v.sc, v.cfg, v.cal, v.A, v.W, v.NQ, v.cur
+    same_day_money = ["won_to_date", "open_in_quarter", "weighted", "final_won"]
+    if v.figs["days_left_qtd"][0] >= 14:
+        markdown(
+            f"**Pipeline for the quarter on the same day of earlier quarters** (day "
+            f"{(A - W['QTD'].start).days + 1})"
+        )
+        same = mv.pipeline_same_day(sc.history, sc.opps, cfg, cal, A, n_quarters=4)
+        show_table(same, money=same_day_money, ints=["open_deals"], currency=cur)
+    markdown(
+        f"**Pipeline for the next quarter, {(NQ.start - A).days} day(s) before it starts, against earlier "
+        "quarters at the same point**"
+    )
+    same_n = mv.pipeline_same_day(sc.history, sc.opps, cfg, cal, A, n_quarters=4, next_quarter=True)
+    show_table(same_n, money=same_day_money, ints=["open_deals"], currency=cur)
+    # last complete quarter = the latest quarter whose end ≤ as-of (the current one on its last day)
+    last_q_end = W["QTD"].end if W["QTD"].end <= A else W["QTD"].start - pd.Timedelta(days=1)
+    last_q = cal.quarter_start(last_q_end)
+    acc = mv.forecast_accuracy(sc.history, sc.opps, cfg, last_q, last_q_end)
+    v.ctx.headlines.add(
+        "forecast_abs_pct_error_week1",
+        acc["abs_pct_error"].iloc[0],
+        f"Forecast error at the start of {cal.quarter_label(last_q)}",
+        pl.DEFINITIONS["Forecast accuracy"],
+        "percent",
+    )
+    markdown(f"**Accuracy of past forecasts: {cal.quarter_label(last_q)}** (weekly)")
+    fig, ax = plots.new_figure(8, 3.4)
+    ax.plot(acc["snapshot_date"], acc["forecast"], color=plots.OPEN, marker="o", label="forecast then")
+    ax.plot(acc["snapshot_date"], acc["won_to_date"], color=plots.WON, ls=":", label="won so far")
+    ax.axhline(acc["actual"].iloc[0], color=plots.WON, lw=2, label="what finally closed")
+    plots.money_axis(ax, symbol(cur))
+    ax.legend(loc="lower right")
+    plots.finish(
+        fig, ax, f"Forecast (won + weighted open) at each week of {cal.quarter_label(last_q)}", "week", cur
+    )
+    show_table(
+        acc.rename(columns={"error": "forecast_minus_actual", "abs_pct_error": "miss_share_of_actual"}),
+        money=[
+            "won_to_date",
+            "weighted_open",
+            "open_pipeline",
+            "forecast",
+            "actual",
+            "forecast_minus_actual",
+        ],
+        pct=["miss_share_of_actual"],
+        currency=cur,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. Movement
+# --------------------------------------------------------------------------------------------------
+def show_waterfall(v: PipelineView) -> None:
+    """The quarter's pipeline waterfall: opening pipeline, the steps that moved it, closing pipeline."""
+    if v.HIST_ALL is None:
+        note(
+            v.NO_HISTORY.replace(
+                "This section", "The movement section (waterfall, slipped deals, conversion, days in stage)"
+            )
+        )
+        return
+    W, A, cur = v.W, v.A, v.cur
+    wd = mv.waterfall_deals(v.sc.history, v.sc.opps, v.cfg, W["QTD"].start, W["QTD"].end, A)
+    wf = mv.waterfall(wd)
+    markdown(
+        f"**Pipeline waterfall, {W['QTD'].label}** — pipeline closing in the quarter, "
+        f"{W['QTD'].start - pd.Timedelta(days=1):%Y-%m-%d} → {A:%Y-%m-%d}"
+    )
+    show_table(wf.drop(columns="term"), money=["amount"], ints=["deals"], currency=cur)
+    steps = wf[wf["term"] != "check"]
+    fig, ax = plots.new_figure(8, 3.4)
+    run, top = 0.0, 0.0
+    for i, r in enumerate(steps.itertuples()):
+        if r.term in ("opening", "closing"):
+            ax.bar(i, r.amount, color=plots.OPEN)
+            run = r.amount
+        else:
+            ax.bar(i, r.amount, bottom=run, color=plots.WON if r.amount >= 0 else plots.LOST)
+            run += r.amount
+        top = max(top, run, run - r.amount if r.term not in ("opening", "closing") else 0.0)
+    ax.set_ylim(0, top * 1.1 or 1.0)  # room above the highest bar: none is cut at the top
+    ax.set_xticks(range(len(steps)), steps["step"], rotation=30, ha="right")
+    plots.money_axis(ax, symbol(cur))
+    plots.finish(fig, ax, f"Pipeline waterfall {W['QTD'].label}", "", cur)
+
+
+def show_slips_conversion_and_stage_days(v: PipelineView) -> None:
+    """Slipped deals this quarter, stage-to-stage conversion (any-stage and strict) and days in stage
+    against the won-deal benchmark (nothing without history: ``show_waterfall`` says why)."""
+    if v.HIST_ALL is None:
+        return
+    sc, cfg, cur, slipped = v.sc, v.cfg, v.cur, v.slipped
+    markdown(
+        f"**Slipped deals** (close date pushed by changes made since {v.W['QTD'].start:%Y-%m-%d}): "
+        f"{len(slipped)} deals, {int(slipped['times_pushed'].sum()) if len(slipped) else 0} pushes"
+    )
+    show_table(slipped.head(15), money=["amount"], ints=["times_pushed", "days_pushed"], currency=cur)
+    reached = v.reached_all[v.reached_all["opportunity_id"].isin(set(sc.opps["opportunity_id"]))]
+    for variant, label in (("any", "any-stage"), ("strict", "strict")):
+        markdown(f"**Stage-to-stage conversion ({label})** — all deals in scope; where the funnel leaks")
+        show_table(
+            mv.stage_conversion(reached, cfg, variant),
+            pct=["conversion"],
+            ints=["reached", "converted", "lost_here", "open_here"],
+            currency=cur,
+        )
+    markdown(
+        "**Days in stage**: won deals (the benchmark, whole dataset) and the open deals stalled against it"
+    )
+    show_table(
+        v.bench.merge(
+            v.stalled.groupby("stage").size().rename("stalled_now").reset_index(), on="stage", how="left"
+        ).fillna({"stalled_now": 0}),
+        decimals=["median_days", "threshold_days"],
+        ints=["won_stays", "stalled_now"],
+        currency=cur,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# 4. Deals that need attention
+# --------------------------------------------------------------------------------------------------
+def show_deals_needing_attention(v: PipelineView, top_n: int = 20, no_activity_days: int = 14) -> None:
+    """Top open deals, stalled deals, deals with no next step, past their close date or without recent
+    activity."""
+    sc, A, cur, stalled = v.sc, v.A, v.cur, v.stalled
+    acts = sc.activities
+    markdown(f"**Top {int(top_n)} open deals by amount**")
+    show_table(
+        pl.top_open_deals(sc.opps, A, int(top_n), acts), money=["amount"], ints=DEAL_INTS, currency=cur
+    )
+    markdown(f"**Stalled** ({len(stalled)} deals)")
+    show_table(
+        stalled.head(25),
+        money=["amount"],
+        ints=["days_in_stage", "age_days"],
+        decimals=["threshold_days"],
+        currency=cur,
+    )
+    lists = [
+        ("No next step", pl.no_next_step(sc.opps, A, acts)),
+        ("Close date in the past", pl.past_due(sc.opps, A, acts)),
+        (
+            f"No activity in {int(no_activity_days)} days",
+            pl.no_recent_activity(sc.opps, A, int(no_activity_days), acts),
+        ),
+    ]
+    for label, df in lists:
+        markdown(f"**{label}** ({len(df)} deals, {v.ctx.money(df['amount'].sum())})")
+        show_table(df.head(25), money=["amount"], ints=DEAL_INTS, currency=cur)
+    ds = v.ctx.ds
+    if "next_step" not in sc.opps.columns:
+        note(ds.missing("opportunities", "next_step", section="The no-next-step list"))
+    if not ds.has("opportunities", "last_activity_date") and ds.activities is None:
+        note("Last activity needs `opportunities.last_activity_date` or the `activities` table.")
+    definitions(
+        {
+            "Age": "days since the deal was created.",
+            "Days to close": "expected close date − as-of date (negative = past due).",
+            "Last activity": "latest of the deal's last_activity_date and its last logged activity.",
+            "Stalled": pl.DEFINITIONS["Stalled"],
+        }
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# 5. Efficiency
+# --------------------------------------------------------------------------------------------------
+def show_efficiency(v: PipelineView) -> None:
+    """Deal size and sales cycle by month and quarter (with their trend), win rate and sales velocity."""
+    sc, cal, A, W, cur, money = v.sc, v.cal, v.A, v.W, v.cur, v.ctx.money
+    year_start = A - pd.Timedelta(days=364)
+    monthly = pl.deal_size_and_cycle(sc.opps, cal, (A - pd.DateOffset(months=11)).replace(day=1), A, "month")
+    quarterly = pl.deal_size_and_cycle(sc.opps, cal, A - pd.DateOffset(months=24), A, "quarter")
+    done_q = quarterly[quarterly["period"] != W["QTD"].label] if W["QTD"].end > A else quarterly
+    markdown(
+        f"Average deal size is **{pl.trend_call(monthly['avg_deal_size'])}** by month and "
+        f"**{pl.trend_call(done_q['avg_deal_size'], recent=3)}** by quarter; the sales cycle is "
+        f"**{pl.trend_call(monthly['avg_cycle_days'])}** by month and "
+        f"**{pl.trend_call(done_q['avg_cycle_days'], recent=3)}** by quarter (complete quarters; last 3 vs "
+        "the 3 before)."
+    )
+    for table in (monthly, quarterly):
+        show_table(
+            table,
+            money=["bookings", "avg_deal_size"],
+            ints=["won_deals"],
+            decimals=["avg_cycle_days", "median_cycle_days"],
+            currency=cur,
+        )
+    wr12, wrq = pl.win_rate(sc.opps, year_start, A), pl.win_rate(sc.opps, W["QTD"].start, A)
+    show_table(
+        pd.DataFrame([{"window": "last 12 months", **wr12}, {"window": W["QTD"].label + " to date", **wrq}]),
+        pct=["win_rate_count", "win_rate_value"],
+        money=["won_value", "closed_value"],
+        ints=["closed", "won", "lost"],
+        currency=cur,
+    )
+    vel = pl.sales_velocity(sc.opps, A)
+    markdown(
+        f"**Sales velocity**: {vel['open_opportunities']:,} open opportunities × {vel['win_rate_count']:.1%} "
+        f"win rate × {money(vel['avg_deal_size'])} average deal ÷ {vel['avg_cycle_days']:.0f} days = "
+        f"**{money(vel['velocity_per_day'])} per day** ({money(vel['velocity_per_30_days'])} per 30 days)."
+    )
+
+
+def show_lead_funnel(v: PipelineView) -> None:
+    """MQL→SQL and SQL→won conversion of the leads created in the last 12 months, and the section's
+    definitions."""
+    msg = v.ctx.ds.missing("leads", "created_date", section="MQL→SQL and SQL→won conversion")
+    if msg:
+        note(msg)
+    else:
+        markdown("**Lead funnel**, leads created in the last 12 months")
+        show_table(
+            pl.lead_funnel(v.sc.leads, v.sc.opps, v.A - pd.Timedelta(days=364), v.A),
+            pct=["mql_to_sql", "sql_to_won"],
+            ints=["leads", "mql", "sql", "sql_won", "sql_open"],
+            currency=v.cur,
+        )
+    definitions(pl.definitions_for("Deal size and cycle", "Win rate", "Sales velocity", "Lead funnel"))
