@@ -100,8 +100,10 @@ def test_moving_the_growth_slider_changes_the_target(voila):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         try:
             page = browser.new_page()
-            page.goto(voila, timeout=90_000)
-            page.wait_for_selector(".rv-whatif-summary", timeout=90_000)
+            # Voilà runs the notebook while the page streams in: wait for the panel, not for "load"
+            # (generous limits: on a loaded 2-core machine a kernel start plus imports can take a minute)
+            page.goto(voila, timeout=240_000, wait_until="commit")
+            page.wait_for_selector(".rv-whatif-summary", timeout=240_000)
             # hand dataset: FY2026 bookings 600k, growth 20% -> target 720k
             assert card(page, "Company target") == "$720,000"
             before = card(page, "Sum of rep quotas")
