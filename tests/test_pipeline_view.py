@@ -5,23 +5,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from test_dataset import DATASET_YML  # the same tiny February-fiscal-year dataset.yml
 
 from helpers import pipeline_view as pv
 from helpers.context import open_report
-
-DATASET_YML = """\
-name: tiny
-currency: EUR
-fiscal_year_start_month: 2
-as_of: 2026-10-31
-stages:
-  - {name: Prospecting, probability: 10}
-  - {name: Proposal, probability: 50}
-  - {name: Closed Won, probability: 100}
-  - {name: Closed Lost, probability: 0}
-won_stages: [Closed Won]
-lost_stages: [Closed Lost]
-"""
 
 OPPS = """\
 opportunity_id,owner,created_date,close_date,stage,amount,is_closed,is_won,probability,next_step
