@@ -97,17 +97,29 @@ def _sort_rank(s: pd.Series) -> np.ndarray:
     return np.where(codes < 0, len(uniques), codes)
 
 
+def _normalized(history, opps: pd.DataFrame, config, normalized: pd.DataFrame | None) -> pd.DataFrame:
+    """``normalized`` — the caller's ``normalized_history(history, opps, config)``, made once and passed to
+    several helpers (``normalized=``) — or that computed now. A shallow copy: helpers add columns to it."""
+    if normalized is None:
+        return normalized_history(history, opps, config)
+    return normalized.copy(deep=False)
+
+
 def _status(stage: pd.Series, config) -> tuple[pd.Series, pd.Series, pd.Series]:
     won = isin(stage, config.won_stages)
     lost = isin(stage, config.lost_stages)
     return ~(won | lost), won, lost
 
 
-def replay(history: pd.DataFrame | None, opps: pd.DataFrame, config, dates) -> pd.DataFrame:
+def replay(
+    history: pd.DataFrame | None, opps: pd.DataFrame, config, dates, normalized: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Snapshots of every deal existing (``created_date ≤ date``) at the end of each of ``dates``:
     snapshot_date, opportunity_id, owner, created_date and the replayed stage, amount, close_date,
-    probability (history value, else the stage default), forecast_category, is_open, is_won, is_lost."""
-    h = normalized_history(history, opps, config)
+    probability (history value, else the stage default), forecast_category, is_open, is_won, is_lost.
+    ``normalized``: ``normalized_history(history, opps, config)`` when the caller has it already (the
+    same keyword on the other helpers that replay or read the normalized history)."""
+    h = _normalized(history, opps, config, normalized)
     dates = pd.DatetimeIndex(pd.to_datetime(list(dates))).normalize().unique().sort_values()
     base_cols = [c for c in ("opportunity_id", "owner", "created_date") if c in opps.columns]
     base = opps[base_cols]
@@ -207,6 +219,7 @@ def pipeline_same_day(
     as_of,
     n_quarters: int = 4,
     next_quarter: bool = False,
+    normalized: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The pipeline on the same day of the current and ``n_quarters`` earlier fiscal quarters.
 
@@ -223,7 +236,7 @@ def pipeline_same_day(
         qs = q0 - pd.DateOffset(months=3 * k)
         qe = qs + pd.DateOffset(months=3) - pd.Timedelta(days=1)
         plan.append((cal.quarter_label(qs), qs, qe, min(qs + offset, qe)))
-    snaps = replay(history, opps, config, [p[3] for p in plan])
+    snaps = replay(history, opps, config, [p[3] for p in plan], normalized)
     rows = []
     for label, qs, qe, d in plan:
         s = snaps[snaps["snapshot_date"] == d]
@@ -247,7 +260,9 @@ def pipeline_same_day(
     return pd.DataFrame(rows)
 
 
-def forecast_accuracy(history, opps: pd.DataFrame, config, start, end) -> pd.DataFrame:
+def forecast_accuracy(
+    history, opps: pd.DataFrame, config, start, end, normalized: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """What the weighted pipeline said at each week of a past period against what closed.
 
     At each weekly snapshot date d in ``[start, end]``:
@@ -255,7 +270,7 @@ def forecast_accuracy(history, opps: pd.DataFrame, config, start, end) -> pd.Dat
     with close date in the period; actual = Σ amount of deals won with close date in the period
     (current data); error = forecast − actual; abs_pct_error = |error| ÷ actual."""
     start, end = pd.Timestamp(start), pd.Timestamp(end)
-    snaps = replay(history, opps, config, weekly_dates(start, end))
+    snaps = replay(history, opps, config, weekly_dates(start, end), normalized)
     in_p = (snaps["close_date"] >= start) & (snaps["close_date"] <= end)
     amt = snaps["amount"].fillna(0)
     snaps = snaps.assign(
@@ -298,7 +313,9 @@ WATERFALL_TERMS = (
 )
 
 
-def waterfall_deals(history, opps: pd.DataFrame, config, start, end, as_of=None) -> pd.DataFrame:
+def waterfall_deals(
+    history, opps: pd.DataFrame, config, start, end, as_of=None, normalized: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Each deal's part in the pipeline waterfall of the period ``[start, end]``, moving from
     t0 = start − 1 day (opening) to t1 = min(end, as_of) (closing).
 
@@ -320,7 +337,7 @@ def waterfall_deals(history, opps: pd.DataFrame, config, start, end, as_of=None)
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     t0 = start - pd.Timedelta(days=1)
     t1 = min(end, pd.Timestamp(as_of)) if as_of is not None else end
-    snaps = replay(history, opps, config, [t0, t1])
+    snaps = replay(history, opps, config, [t0, t1], normalized)
     cols = ["opportunity_id", "amount", "close_date", "is_open", "is_won", "is_lost", "stage"]
     s0 = snaps[snaps["snapshot_date"] == t0][cols].set_index("opportunity_id")
     s1 = snaps[snaps["snapshot_date"] == t1][cols].set_index("opportunity_id")
@@ -413,10 +430,12 @@ def waterfall(deals: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------
 # slips
 # --------------------------------------------------------------------------------------------------
-def close_date_changes(history, opps: pd.DataFrame, config) -> pd.DataFrame:
+def close_date_changes(
+    history, opps: pd.DataFrame, config, normalized: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Every change of expected close date while the deal was open: opportunity_id, changed_at,
     from_date, to_date, days_moved (> 0 pushed out, < 0 pulled in)."""
-    h = normalized_history(history, opps, config)
+    h = _normalized(history, opps, config, normalized)
     h["from_date"] = h.groupby("opportunity_id")["close_date"].shift()
     h["prev_stage"] = h.groupby("opportunity_id")["stage"].shift()
     was_open = h["prev_stage"].isin(config.open_stages)
@@ -426,12 +445,14 @@ def close_date_changes(history, opps: pd.DataFrame, config) -> pd.DataFrame:
     return ch[["opportunity_id", "changed_at", "from_date", "to_date", "days_moved"]].reset_index(drop=True)
 
 
-def slipped_deals(history, opps: pd.DataFrame, config, start, end) -> pd.DataFrame:
+def slipped_deals(
+    history, opps: pd.DataFrame, config, start, end, normalized: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Deals whose close date was pushed later by changes made in ``[start, end]``: times pushed,
     days pushed (Σ of the pushes), the close date before the first push, the close date now, with the
     deal's current stage, amount and owner; open deals first, then most pushed first."""
     start, end = pd.Timestamp(start), pd.Timestamp(end)
-    ch = close_date_changes(history, opps, config)
+    ch = close_date_changes(history, opps, config, normalized)
     ch = ch[
         (ch["changed_at"] >= start) & (ch["changed_at"] < end + pd.Timedelta(days=1)) & (ch["days_moved"] > 0)
     ]
@@ -589,12 +610,14 @@ def stage_win_rates(reached: pd.DataFrame, config) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------
 # days in stage, stalled
 # --------------------------------------------------------------------------------------------------
-def stage_visits(history, opps: pd.DataFrame, config, as_of) -> pd.DataFrame:
+def stage_visits(
+    history, opps: pd.DataFrame, config, as_of, normalized: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per stay in an open stage: opportunity_id, stage, entered, exited (NaT while current),
     days = (exited, or as_of for the current stay) − entered, is_current, outcome (won/lost/open now).
     Consecutive history rows in the same stage are one stay."""
     as_of = pd.Timestamp(as_of)
-    h = normalized_history(history, opps, config)
+    h = _normalized(history, opps, config, normalized)
     h = h[h["changed_at"] < as_of + pd.Timedelta(days=1)]
     new_stay = h["stage"] != h.groupby("opportunity_id")["stage"].shift()
     stays = h[new_stay][["opportunity_id", "stage", "changed_at"]].rename(columns={"changed_at": "entered"})
@@ -692,13 +715,18 @@ def stalled_by_age(
 # calibration of CRM probabilities
 # --------------------------------------------------------------------------------------------------
 def probability_calibration(
-    history, opps: pd.DataFrame, config, dates, bins=(0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    history,
+    opps: pd.DataFrame,
+    config,
+    dates,
+    bins=(0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+    normalized: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """How well the CRM probability predicted the outcome. Observations = (deal, snapshot date) pairs
     with the deal open at the snapshot and closed now; bucketed by the probability it had then
     (history value, else stage default; buckets labelled "0–10%", "10–20%", …, the first including 0):
     predicted = mean probability, actual = share that were won; gap = actual − predicted (percentage points)."""
-    snaps = replay(history, opps, config, dates)
+    snaps = replay(history, opps, config, dates, normalized=normalized)
     out_now = pd.Series(
         np.where(is_won(opps), 1.0, np.where(_flag(opps["is_closed"]), 0.0, np.nan)),
         index=opps["opportunity_id"],

@@ -46,6 +46,10 @@ class PipelineView:
     THR: float = 0.0
     NO_HISTORY: str | None = None
     HIST_ALL: pd.DataFrame | None = None
+    # movement.normalized_history of (HIST_ALL, the dataset's opportunities) and of (sc.history, sc.opps),
+    # made once in ``prepare`` and passed to every movement helper (``normalized=``)
+    norm_all: pd.DataFrame | None = None
+    norm: pd.DataFrame | None = None
     reached_all: pd.DataFrame | None = None
     rate_map: pd.Series | None = None
     bench: pd.DataFrame | None = None
@@ -92,6 +96,10 @@ def prepare(
     figs = pl.headline_figures(sc, cfg, cal, A, coverage_threshold, cfg.targets)
     v.THR = figs["coverage_threshold"][0]
     if v.HIST_ALL is not None:
+        v.norm_all = mv.normalized_history(v.HIST_ALL, OPPS_ALL, cfg)
+        # at company scope (not rewound) sc.history is the history of OPPS_ALL itself: same normalization
+        same = sc.opps is OPPS_ALL and not sc.rewound
+        v.norm = v.norm_all if same else mv.normalized_history(sc.history, sc.opps, cfg)
         # stage win rates and days-in-stage benchmarks over the whole dataset (stable at rep scope)
         v.reached_all = mv.stages_reached(v.HIST_ALL, OPPS_ALL, cfg)
         amounts = OPPS_ALL.set_index("opportunity_id")["amount"]
@@ -99,12 +107,15 @@ def prepare(
             v.reached_all.assign(amount=v.reached_all["opportunity_id"].map(amounts)), cfg
         )
         v.rate_map = stage_rates.set_index("stage")["win_rate"]
-        visits = mv.stage_visits(v.HIST_ALL, OPPS_ALL, cfg, A)
+        visits = mv.stage_visits(v.HIST_ALL, OPPS_ALL, cfg, A, normalized=v.norm_all)
         v.bench = mv.days_in_stage_benchmark(visits, cfg)
         v.stalled = mv.stalled_deals(
-            mv.stage_visits(sc.history, sc.opps, cfg, A), sc.opps, v.bench, stalled_days or None
+            mv.stage_visits(sc.history, sc.opps, cfg, A, normalized=v.norm),
+            sc.opps,
+            v.bench,
+            stalled_days or None,
         )
-        v.slipped = mv.slipped_deals(sc.history, sc.opps, cfg, W["QTD"].start, A)
+        v.slipped = mv.slipped_deals(sc.history, sc.opps, cfg, W["QTD"].start, A, normalized=v.norm)
         wph = pl.weighted_pipeline(sc.opps, cfg, v.rate_map)
         figs["weighted_pipeline_hist"] = (
             wph["weighted_hist"].sum(),
@@ -197,7 +208,7 @@ def show_review(v: PipelineView) -> None:
     markdown("## What changed since last week")
     if v.HIST_ALL is not None:
         week_ago = A - pd.Timedelta(days=7)
-        snaps = mv.replay(sc.history, sc.opps, cfg, [week_ago, A])
+        snaps = mv.replay(sc.history, sc.opps, cfg, [week_ago, A], normalized=v.norm)
         changes = reviews.deal_changes(
             snaps[snaps["snapshot_date"] == week_ago], snaps[snaps["snapshot_date"] == A], cfg
         )
@@ -347,7 +358,7 @@ def show_calibration(v: PipelineView) -> None:
         note(v.NO_HISTORY.replace("This section", "The check of CRM probabilities"))
         return
     month_ends = pd.date_range(v.A - pd.DateOffset(months=12), v.A, freq="ME")
-    calib = mv.probability_calibration(v.sc.history, v.sc.opps, v.cfg, month_ends)
+    calib = mv.probability_calibration(v.sc.history, v.sc.opps, v.cfg, month_ends, normalized=v.norm)
     markdown("**How well the CRM probabilities were calibrated** (month-end snapshots of the last 12 months)")
     show_table(
         calib.rename(columns={"gap": "actual_minus_predicted"}),
@@ -459,18 +470,20 @@ def show_same_day_and_forecast_accuracy(v: PipelineView) -> None:
             f"**Pipeline for the quarter on the same day of earlier quarters** (day "
             f"{(A - W['QTD'].start).days + 1})"
         )
-        same = mv.pipeline_same_day(sc.history, sc.opps, cfg, cal, A, n_quarters=4)
+        same = mv.pipeline_same_day(sc.history, sc.opps, cfg, cal, A, n_quarters=4, normalized=v.norm)
         show_table(same, money=same_day_money, ints=["open_deals"], currency=cur)
     markdown(
         f"**Pipeline for the next quarter, {(NQ.start - A).days} day(s) before it starts, against earlier "
         "quarters at the same point**"
     )
-    same_n = mv.pipeline_same_day(sc.history, sc.opps, cfg, cal, A, n_quarters=4, next_quarter=True)
+    same_n = mv.pipeline_same_day(
+        sc.history, sc.opps, cfg, cal, A, n_quarters=4, next_quarter=True, normalized=v.norm
+    )
     show_table(same_n, money=same_day_money, ints=["open_deals"], currency=cur)
     # last complete quarter = the latest quarter whose end ≤ as-of (the current one on its last day)
     last_q_end = W["QTD"].end if W["QTD"].end <= A else W["QTD"].start - pd.Timedelta(days=1)
     last_q = cal.quarter_start(last_q_end)
-    acc = mv.forecast_accuracy(sc.history, sc.opps, cfg, last_q, last_q_end)
+    acc = mv.forecast_accuracy(sc.history, sc.opps, cfg, last_q, last_q_end, normalized=v.norm)
     v.ctx.headlines.add(
         "forecast_abs_pct_error_week1",
         acc["abs_pct_error"].iloc[0],
@@ -516,7 +529,9 @@ def show_waterfall(v: PipelineView) -> None:
         )
         return
     W, A, cur = v.W, v.A, v.cur
-    wd = mv.waterfall_deals(v.sc.history, v.sc.opps, v.cfg, W["QTD"].start, W["QTD"].end, A)
+    wd = mv.waterfall_deals(
+        v.sc.history, v.sc.opps, v.cfg, W["QTD"].start, W["QTD"].end, A, normalized=v.norm
+    )
     wf = mv.waterfall(wd)
     markdown(
         f"**Pipeline waterfall, {W['QTD'].label}** — pipeline closing in the quarter, "
