@@ -15,13 +15,13 @@ Pure functions: frames, dates and numbers in; numbers, arrays or DataFrames out.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from helpers.atomic import write_text_atomic
 from helpers.calendar import FiscalCalendar
 
 DEFAULT_RAMP = (0.25, 0.50, 0.75)
@@ -195,6 +195,22 @@ def is_revenue_role(role) -> bool:
     return not (isinstance(role, str) and role.strip().lower() in NON_REVENUE_ROLES)
 
 
+# the columns of the reps a plan spreads quota over (current reps and planned hires alike)
+PLAN_REP_COLUMNS = [
+    "rep_id",
+    "name",
+    "team",
+    "role",
+    "revenue",
+    "hire_date",
+    "end_date",
+    "ote",
+    "ramp_months",
+    "weight",
+    "planned",
+]
+
+
 def roster(reps: pd.DataFrame | None, opps: pd.DataFrame, start, end, as_of) -> pd.DataFrame:
     """The people employed at some point in ``[start, end]`` (end_date empty or on/after ``start``,
     hire_date empty or on/before ``end``). Without a ``reps`` table: every owner with a deal created or
@@ -235,20 +251,7 @@ def roster(reps: pd.DataFrame | None, opps: pd.DataFrame, start, end, as_of) -> 
     r = r.loc[keep].copy()
     r["revenue"] = [is_revenue_role(x) for x in r["role"]]
     r["planned"] = r["hire_date"].notna() & (r["hire_date"] > a)
-    cols = [
-        "rep_id",
-        "name",
-        "team",
-        "role",
-        "revenue",
-        "hire_date",
-        "end_date",
-        "ote",
-        "ramp_months",
-        "weight",
-        "planned",
-    ]
-    return r[cols].reset_index(drop=True)
+    return r[PLAN_REP_COLUMNS].reset_index(drop=True)
 
 
 def planned_hires(
@@ -281,20 +284,7 @@ def planned_hires(
                     "planned": True,
                 }
             )
-    cols = [
-        "rep_id",
-        "name",
-        "team",
-        "role",
-        "revenue",
-        "hire_date",
-        "end_date",
-        "ote",
-        "ramp_months",
-        "weight",
-        "planned",
-    ]
-    out = pd.DataFrame(rows, columns=cols)
+    out = pd.DataFrame(rows, columns=PLAN_REP_COLUMNS)
     out["hire_date"] = pd.to_datetime(out["hire_date"])
     out["end_date"] = pd.to_datetime(out["end_date"])
     return out
@@ -891,14 +881,8 @@ def quotas_table(
 
 def write_quotas(df: pd.DataFrame, output_dir: str | os.PathLike, name: str = "proposed_quotas.csv") -> Path:
     """Write the quotas table as CSV (dates as YYYY-MM-DD) into ``output_dir`` atomically."""
-    folder = Path(output_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
     out = df.copy()
     for c in ("period_start", "period_end"):
         out[c] = pd.to_datetime(out[c]).dt.strftime("%Y-%m-%d")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-        out[["rep_id", "period_start", "quota", "period_end", "metric"]].to_csv(fh, index=False)
-    os.replace(tmp, path)
-    return path
+    csv_text = out[["rep_id", "period_start", "quota", "period_end", "metric"]].to_csv(index=False)
+    return write_text_atomic(Path(output_dir) / name, csv_text)
