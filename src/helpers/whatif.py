@@ -947,3 +947,13 @@ def plot_p_attain(res: PlanResult) -> None:
     ax.set_xlim(0, 1)
     plots.percent_axis(ax, "x")
     plots.finish(fig, ax, title, "Probability of reaching quota", "Rep")
+
+
+def proposed_quotas(res: PlanResult, sdr: dict[str, tuple[pd.DataFrame, np.ndarray]]) -> pd.DataFrame:
+    """The plan as a ``quotas`` table (rep × month × metric): the revenue quotas of ``res`` and, per
+    non-revenue metric of ``sdr`` (from ``sdr_plan``), the SDRs' monthly quotas."""
+    parts = [res.quotas_table()] + [
+        Q.quotas_table(table["rep_id"], res.months, monthly, metric)
+        for metric, (table, monthly) in sdr.items()
+    ]
+    return pd.concat(parts, ignore_index=True)
