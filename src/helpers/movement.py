@@ -116,26 +116,39 @@ def replay(
 ) -> pd.DataFrame:
     """Snapshots of every deal existing (``created_date ≤ date``) at the end of each of ``dates``:
     snapshot_date, opportunity_id, owner, created_date and the replayed stage, amount, close_date,
-    probability (history value, else the stage default), forecast_category, is_open, is_won, is_lost.
+    probability (history value, else the stage default), forecast_category, is_open, is_won, is_lost;
+    sorted by snapshot date then opportunity_id.
     ``normalized``: ``normalized_history(history, opps, config)`` when the caller has it already (the
     same keyword on the other helpers that replay or read the normalized history)."""
     h = _normalized(history, opps, config, normalized)
-    dates = pd.DatetimeIndex(pd.to_datetime(list(dates))).normalize().unique().sort_values()
+    dates = _snapshot_dates(dates)
+    rows = _replay_rows(h, opps, dates)
+    if rows is None:
+        return _replay_by_merge(h, opps, config, dates)
     base_cols = [c for c in ("opportunity_id", "owner", "created_date") if c in opps.columns]
-    base = opps[base_cols]
-    grid = pd.concat(
-        [base[base["created_date"] <= d].assign(snapshot_date=d) for d in dates], ignore_index=True
-    )
-    grid["snapshot_date"] = grid["snapshot_date"].astype("datetime64[us]")
-    grid["_cut"] = grid["snapshot_date"] + pd.Timedelta(days=1)
-    grid = grid.sort_values("_cut", kind="stable")
-    snap = _last_change_before_cut(grid, h, opps)
-    # deals created before their first history row: use that first row
-    first = h.drop_duplicates("opportunity_id").set_index("opportunity_id")
-    nomatch = snap["changed_at"].isna()
+    snap = opps[base_cols].take(rows.deal).reset_index(drop=True)
+    snap["snapshot_date"] = rows.snapshot_date
+    right = h.drop(columns="opportunity_id").reset_index(drop=True).reindex(rows.take)
+    snap = pd.concat([snap, right.reset_index(drop=True)], axis=1)
+    _fill_from_first_row(snap, h, rows.nomatch)
+    snap = _replay_finish(snap, config)
+    return snap.drop(columns="changed_at")
+
+
+def _snapshot_dates(dates) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(pd.to_datetime(list(dates))).normalize().unique().sort_values()
+
+
+def _fill_from_first_row(snap: pd.DataFrame, h: pd.DataFrame, nomatch: np.ndarray) -> None:
+    """Deals created before their first history row: that first row's values (in place)."""
     if nomatch.any():
+        first = h.drop_duplicates("opportunity_id").set_index("opportunity_id")
         for f in FIELDS:
             snap.loc[nomatch, f] = snap.loc[nomatch, "opportunity_id"].map(first[f])
+
+
+def _replay_finish(snap: pd.DataFrame, config) -> pd.DataFrame:
+    """Probability (history value, else the stage default), numeric amount and the status flags."""
     codes, stages = pd.factorize(snap["stage"])  # the stage default per distinct stage, not per row
     default_of = np.append(
         stages.map(config.probabilities).to_numpy(dtype="float64", na_value=np.nan), np.nan
@@ -146,41 +159,87 @@ def replay(
     )
     snap["amount"] = pd.to_numeric(snap["amount"], errors="coerce").astype("float64")
     snap["is_open"], snap["is_won"], snap["is_lost"] = _status(snap["stage"], config)
+    return snap
+
+
+def _replay_by_merge(h: pd.DataFrame, opps: pd.DataFrame, config, dates: pd.DatetimeIndex) -> pd.DataFrame:
+    """``replay`` through ``merge_asof`` on a (deal × date) grid: for histories with missing change
+    times (merge_asof's own behaviour), deals without a usable creation date, and no deal at all."""
+    base_cols = [c for c in ("opportunity_id", "owner", "created_date") if c in opps.columns]
+    base = opps[base_cols]
+    grid = pd.concat(
+        [base[base["created_date"] <= d].assign(snapshot_date=d) for d in dates], ignore_index=True
+    )
+    grid["snapshot_date"] = grid["snapshot_date"].astype("datetime64[us]")
+    grid["_cut"] = grid["snapshot_date"] + pd.Timedelta(days=1)
+    grid = grid.sort_values("_cut", kind="stable")
+    deal_ids = pd.Series(opps["opportunity_id"].unique())
+    g = grid.assign(_deal=positions(grid["opportunity_id"], deal_ids))
+    right = h.assign(_deal=positions(h["opportunity_id"], deal_ids)).drop(columns="opportunity_id")
+    snap = pd.merge_asof(
+        g,
+        right.sort_values("changed_at", kind="stable"),
+        left_on="_cut",
+        right_on="changed_at",
+        by="_deal",
+        allow_exact_matches=False,
+        direction="backward",
+    ).drop(columns="_deal")
+    _fill_from_first_row(snap, h, snap["changed_at"].isna().to_numpy())
+    snap = _replay_finish(snap, config)
     snap = snap.drop(columns=["_cut", "changed_at"])
     # = sort_values(["snapshot_date", "opportunity_id"]) (stable), on integer keys
     order = np.lexsort((_sort_rank(snap["opportunity_id"]), snap["snapshot_date"].to_numpy().view("int64")))
     return snap.iloc[order].reset_index(drop=True)
 
 
-def _last_change_before_cut(grid: pd.DataFrame, h: pd.DataFrame, opps: pd.DataFrame) -> pd.DataFrame:
-    """``merge_asof(grid, h, left_on="_cut", right_on="changed_at", by="opportunity_id",
-    allow_exact_matches=False)``: each grid row with the deal's last history row changed before ``_cut``.
+class _Rows:
+    """The rows of a replay, in its output order (snapshot date, then opportunity_id, then the deals'
+    order): ``deal`` = position in opps, ``snapshot_date``, ``take`` = the history row in force (last row
+    changed before the end of the day; −1 when none), ``nomatch`` = no such row, ``first`` = the deal's
+    first history row (−1 when none), ``code`` = the deal's position among opps' distinct ids."""
 
-    Computed as one ``searchsorted`` on integer keys (deal code × (number of distinct times + 1) + time
-    rank) over the history sorted by (deal, time); ties keep the history's order, as merge_asof does."""
-    if h["changed_at"].isna().any() or not len(grid):  # merge_asof's own behaviour (it refuses null keys)
-        deal_ids = pd.Series(opps["opportunity_id"].unique())
-        g = grid.assign(_deal=positions(grid["opportunity_id"], deal_ids))
-        right = h.assign(_deal=positions(h["opportunity_id"], deal_ids)).drop(columns="opportunity_id")
-        snap = pd.merge_asof(
-            g,
-            right.sort_values("changed_at", kind="stable"),
-            left_on="_cut",
-            right_on="changed_at",
-            by="_deal",
-            allow_exact_matches=False,
-            direction="backward",
-        )
-        return snap.drop(columns="_deal")
+    def __init__(self, deal, snapshot_date, take, nomatch, first, code):
+        self.deal, self.snapshot_date, self.take = deal, snapshot_date, take
+        self.nomatch, self.first, self.code = nomatch, first, code
+
+
+def _replay_rows(h: pd.DataFrame, opps: pd.DataFrame, dates: pd.DatetimeIndex) -> _Rows | None:
+    """The (deal × date) grid of ``replay`` matched to the history on integer keys, without building the
+    grid as a frame; None when ``_replay_by_merge`` must do it (see there).
+
+    Match = ``merge_asof(grid, h, left_on=date + 1 day, right_on="changed_at", by=deal,
+    allow_exact_matches=False)`` computed as one ``searchsorted`` on integer keys (deal code × (number
+    of distinct times + 1) + time rank) over the history sorted by (deal, time); ties keep the
+    history's order, as merge_asof does."""
+    created = opps["created_date"]
+    if (
+        h["changed_at"].isna().any()
+        or not pd.api.types.is_datetime64_dtype(created.dtype)
+        or not pd.api.types.is_datetime64_dtype(h["changed_at"].dtype)
+    ):
+        return None
+    created = created.to_numpy().astype("datetime64[us]")
+    # = the grid sorted by (snapshot date, opportunity_id) stable: per date the deals in id order
+    perm = np.argsort(_sort_rank(opps["opportunity_id"]), kind="stable")
+    created_perm = created[perm]
+    parts = [perm[created_perm <= np.datetime64(d, "us")] for d in dates]
+    if not sum(len(p) for p in parts):
+        return None
+    deal = np.concatenate(parts)
+    day = np.repeat(
+        np.array([np.datetime64(d, "us") for d in dates], dtype="datetime64[us]"), [len(p) for p in parts]
+    )
     deal_ids = pd.Series(opps["opportunity_id"].unique())
-    left_deal = positions(grid["opportunity_id"], deal_ids)
+    code = positions(opps["opportunity_id"], deal_ids)
+    left_deal = code[deal]
     right_deal = positions(h["opportunity_id"], deal_ids)
-    right_t = h["changed_at"].to_numpy().view("int64")
-    left_t = grid["_cut"].to_numpy(dtype="datetime64[us]").view("int64")
+    right_t = h["changed_at"].to_numpy().astype("datetime64[us]").view("int64")
+    left_t = (day + np.timedelta64(1, "D")).view("int64")
     lo = min(right_t.min(initial=0), left_t.min()) // 1_000_000 * 1_000_000  # a whole second
     span = (max(right_t.max(initial=0), left_t.max()) - lo) // 1_000_000 + 1
-    if (left_t % 1_000_000 == 0).all() and len(deal_ids) * span < 2**62:
-        # cuts are whole seconds, so "t < cut" ⟺ "⌊t⌋ s < cut": keys in seconds (a deal's rows that share
+    if len(deal_ids) * span < 2**62:
+        # cuts are whole days, so "t < cut" ⟺ "⌊t⌋ s < cut": keys in seconds (a deal's rows that share
         # a second keep their order, and the history is time-sorted within a deal)
         width = span
         right_r, left_r = (right_t - lo) // 1_000_000, (left_t - lo) // 1_000_000
@@ -195,8 +254,65 @@ def _last_change_before_cut(grid: pd.DataFrame, h: pd.DataFrame, opps: pd.DataFr
     found = (pos >= 0) & (left_deal >= 0)
     found[found] = right_deal[order][pos[found]] == left_deal[found]
     take = np.where(found, order[np.maximum(pos, 0)], -1)
-    right = h.drop(columns="opportunity_id").reset_index(drop=True).reindex(take)
-    return pd.concat([grid.reset_index(drop=True), right.reset_index(drop=True)], axis=1)
+    # each deal's first history row (in the history's order), for the deals created before it
+    first_of = np.full(len(deal_ids), -1, dtype=np.int64)
+    codes, first_row = np.unique(right_deal, return_index=True)  # the first occurrence of each code
+    first_of[codes[codes >= 0]] = first_row[codes >= 0]
+    first = np.where(left_deal >= 0, first_of[left_deal], -1)
+    return _Rows(deal, day, take, ~found, first, left_deal)
+
+
+def _replay_numbers(h: pd.DataFrame, opps: pd.DataFrame, config, dates) -> pd.DataFrame | None:
+    """``replay``'s rows (same order) with only what the aggregating helpers read: snapshot_date,
+    ``_deal`` (position in opps), ``_code`` (position among opps' distinct ids) and the replayed amount,
+    close_date, probability, is_open, is_won, is_lost — the same values, gathered from per-history-row
+    arrays instead of building text columns for every (deal, date). None when ``replay`` must be used."""
+    if not len(h) or h["close_date"].dtype != "datetime64[us]":
+        return None
+    rows = _replay_rows(h, opps, _snapshot_dates(dates))
+    if rows is None:
+        return None
+    t = np.where(rows.nomatch, rows.first, rows.take)  # the row in force, else the deal's first row
+    miss = t < 0
+    t = np.where(miss, 0, t)
+    codes, stages = pd.factorize(h["stage"])
+    stage = np.where(miss, -1, codes[t])
+    default_of = np.append(
+        stages.map(config.probabilities).to_numpy(dtype="float64", na_value=np.nan), np.nan
+    )
+    won_of = np.append(isin(pd.Series(stages, dtype=h["stage"].dtype), config.won_stages).to_numpy(), False)
+    lost_of = np.append(isin(pd.Series(stages, dtype=h["stage"].dtype), config.lost_stages).to_numpy(), False)
+
+    def gather(values: np.ndarray, fill) -> np.ndarray:
+        out = values[t]
+        out[miss] = fill
+        return out
+
+    prob = gather(pd.to_numeric(h["probability"], errors="coerce").astype("float64").to_numpy(), np.nan)
+    prob = np.where(np.isnan(prob), default_of[stage], prob)
+    won, lost = won_of[stage], lost_of[stage]
+    return pd.DataFrame(
+        {
+            "snapshot_date": rows.snapshot_date,
+            "_deal": rows.deal,
+            "_code": rows.code,
+            "amount": gather(
+                pd.to_numeric(h["amount"], errors="coerce").astype("float64").to_numpy(), np.nan
+            ),
+            "close_date": gather(h["close_date"].to_numpy(), np.datetime64("NaT", "us")),
+            "probability": prob,
+            "is_open": ~(won | lost),
+            "is_won": won,
+            "is_lost": lost,
+        }
+    )
+
+
+def _replay_for_sums(history, opps, config, dates, normalized) -> pd.DataFrame:
+    """``_replay_numbers`` when it applies, else ``replay`` (the columns the aggregating helpers read)."""
+    h = _normalized(history, opps, config, normalized)
+    snaps = _replay_numbers(h, opps, config, dates)
+    return snaps if snaps is not None else replay(history, opps, config, dates, normalized=h)
 
 
 def weekly_dates(start, end) -> list[pd.Timestamp]:
@@ -236,7 +352,7 @@ def pipeline_same_day(
         qs = q0 - pd.DateOffset(months=3 * k)
         qe = qs + pd.DateOffset(months=3) - pd.Timedelta(days=1)
         plan.append((cal.quarter_label(qs), qs, qe, min(qs + offset, qe)))
-    snaps = replay(history, opps, config, [p[3] for p in plan], normalized)
+    snaps = _replay_for_sums(history, opps, config, [p[3] for p in plan], normalized)
     rows = []
     for label, qs, qe, d in plan:
         s = snaps[snaps["snapshot_date"] == d]
@@ -270,7 +386,7 @@ def forecast_accuracy(
     with close date in the period; actual = Σ amount of deals won with close date in the period
     (current data); error = forecast − actual; abs_pct_error = |error| ÷ actual."""
     start, end = pd.Timestamp(start), pd.Timestamp(end)
-    snaps = replay(history, opps, config, weekly_dates(start, end), normalized)
+    snaps = _replay_for_sums(history, opps, config, weekly_dates(start, end), normalized)
     in_p = (snaps["close_date"] >= start) & (snaps["close_date"] <= end)
     amt = snaps["amount"].fillna(0)
     snaps = snaps.assign(
@@ -726,16 +842,19 @@ def probability_calibration(
     with the deal open at the snapshot and closed now; bucketed by the probability it had then
     (history value, else stage default; buckets labelled "0–10%", "10–20%", …, the first including 0):
     predicted = mean probability, actual = share that were won; gap = actual − predicted (percentage points)."""
-    snaps = replay(history, opps, config, dates, normalized=normalized)
-    out_now = pd.Series(
-        np.where(is_won(opps), 1.0, np.where(_flag(opps["is_closed"]), 0.0, np.nan)),
-        index=opps["opportunity_id"],
-    )
-    s = (
-        snaps[snaps["is_open"]]
-        .assign(won=lambda x: x["opportunity_id"].map(out_now).astype("float64"))
-        .dropna(subset=["won", "probability"])
-    )
+    outcome = np.where(is_won(opps), 1.0, np.where(_flag(opps["is_closed"]), 0.0, np.nan))
+    ids = opps["opportunity_id"]
+    h = _normalized(history, opps, config, normalized)
+    snaps = _replay_numbers(h, opps, config, dates) if ids.notna().all() and ids.is_unique else None
+    if snaps is not None:  # deal positions stand for the (unique) ids
+        s = snaps[snaps["is_open"]]
+        s = s.assign(won=outcome[s["_deal"].to_numpy()], opportunity_id=s["_code"])
+    else:
+        snaps = replay(history, opps, config, dates, normalized=h)
+        s = snaps[snaps["is_open"]].assign(
+            won=lambda x: x["opportunity_id"].map(pd.Series(outcome, index=ids)).astype("float64")
+        )
+    s = s.dropna(subset=["won", "probability"])
     edges = list(bins)
     names = [f"{lo * 100:g}–{hi * 100:g}%" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
     s = s.assign(bucket=pd.cut(s["probability"], bins=edges, include_lowest=True, labels=names))
