@@ -663,6 +663,20 @@ def _stages_reached_by_groups(history, opps, config, d: pd.DataFrame, rank: dict
     return d.reset_index()
 
 
+def _membership(visited: pd.Series):
+    """``stage -> visited.map(lambda v: stage in v)``, tested once per distinct set (the sets of
+    ``stages_reached`` repeat: a few dozen distinct ones for any number of deals)."""
+    try:
+        codes, uniques = pd.factorize(visited, use_na_sentinel=False)
+    except TypeError:  # unhashable sets: row by row
+        return lambda stage: visited.map(lambda v: stage in v)
+    if not len(visited):
+        return lambda stage: visited.map(lambda v: stage in v)
+    return lambda stage: pd.Series(
+        np.array([stage in v for v in uniques], dtype=bool)[codes], index=visited.index
+    )
+
+
 def stage_conversion(reached: pd.DataFrame, config, variant: str = "any") -> pd.DataFrame:
     """Stage-to-stage conversion and leakage over the deals in ``reached`` (from ``stages_reached``).
 
@@ -674,17 +688,18 @@ def stage_conversion(reached: pd.DataFrame, config, variant: str = "any") -> pd.
       open_here = deals open now whose furthest stage is s."""
     stages = config.open_stages
     rows = []
+    contains = _membership(reached["visited"]) if variant == "strict" else None
     for i, s in enumerate(stages):
         nxt = stages[i + 1] if i + 1 < len(stages) else "Won"
         if variant == "any":
             reached_s = reached["furthest"] >= i
             conv = reached["furthest"] > i
         elif variant == "strict":
-            reached_s = reached["visited"].map(lambda v, s=s: s in v)
+            reached_s = contains(s)
             if nxt == "Won":
                 conv = reached_s & (reached["outcome"] == "won")
             else:
-                conv = reached_s & reached["visited"].map(lambda v, n=nxt: n in v)
+                conv = reached_s & contains(nxt)
         else:
             raise ValueError("variant must be 'any' or 'strict'")
         at = reached["furthest"] == i
@@ -735,9 +750,18 @@ def stage_visits(
     as_of = pd.Timestamp(as_of)
     h = _normalized(history, opps, config, normalized)
     h = h[h["changed_at"] < as_of + pd.Timedelta(days=1)]
-    new_stay = h["stage"] != h.groupby("opportunity_id")["stage"].shift()
+    deal = _contiguous_codes(h["opportunity_id"])
+    if deal is None:
+        new_stay = h["stage"] != h.groupby("opportunity_id")["stage"].shift()
+    else:  # = the groupby shift: the previous row when it is the same deal's
+        new_stay = h["stage"] != h["stage"].shift().where(_same_as_previous(deal))
     stays = h[new_stay][["opportunity_id", "stage", "changed_at"]].rename(columns={"changed_at": "entered"})
-    stays["exited"] = stays.groupby("opportunity_id")["entered"].shift(-1)
+    if deal is None:
+        stays["exited"] = stays.groupby("opportunity_id")["entered"].shift(-1)
+    else:
+        stay_deal = deal[new_stay.to_numpy()]
+        same_next = np.append(_same_as_previous(stay_deal)[1:], False)  # the next stay is the same deal's
+        stays["exited"] = stays["entered"].shift(-1).where(same_next)
     stays = stays[stays["stage"].isin(config.open_stages)].copy()
     stays["is_current"] = stays["exited"].isna()
     end = stays["exited"].fillna(as_of + pd.Timedelta(days=1)).where(~stays["is_current"], as_of)
@@ -746,8 +770,28 @@ def stage_visits(
         np.where(is_won(opps), "won", np.where(_flag(opps["is_closed"]), "lost", "open")),
         index=opps["opportunity_id"],
     )
-    stays["outcome"] = stays["opportunity_id"].map(outcome)
+    pos = positions(stays["opportunity_id"], opps["opportunity_id"]) if outcome.index.is_unique else None
+    if pos is not None and (pos >= 0).all():  # = the map, by position
+        stays["outcome"] = outcome.iloc[pos].set_axis(stays.index)
+    else:
+        stays["outcome"] = stays["opportunity_id"].map(outcome)
     return stays.reset_index(drop=True)
+
+
+def _contiguous_codes(ids: pd.Series) -> np.ndarray | None:
+    """Integer codes of ``ids`` when each id's rows are contiguous and no id is missing (the normalized
+    history, sorted by deal), else None."""
+    codes, _ = pd.factorize(ids)
+    if (codes < 0).any() or (len(codes) and (np.diff(codes) < 0).any()):
+        return None
+    return codes
+
+
+def _same_as_previous(codes: np.ndarray) -> np.ndarray:
+    """Per row: the previous row has the same code (False for the first row)."""
+    out = np.zeros(len(codes), dtype=bool)
+    out[1:] = codes[1:] == codes[:-1]
+    return out
 
 
 def days_in_stage_benchmark(visits: pd.DataFrame, config, quantile: float = 0.75) -> pd.DataFrame:

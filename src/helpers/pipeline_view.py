@@ -110,7 +110,7 @@ def prepare(
         visits = mv.stage_visits(v.HIST_ALL, OPPS_ALL, cfg, A, normalized=v.norm_all)
         v.bench = mv.days_in_stage_benchmark(visits, cfg)
         v.stalled = mv.stalled_deals(
-            mv.stage_visits(sc.history, sc.opps, cfg, A, normalized=v.norm),
+            visits if same else mv.stage_visits(sc.history, sc.opps, cfg, A, normalized=v.norm),
             sc.opps,
             v.bench,
             stalled_days or None,
@@ -566,7 +566,7 @@ def show_slips_conversion_and_stage_days(v: PipelineView) -> None:
         f"{len(slipped)} deals, {int(slipped['times_pushed'].sum()) if len(slipped) else 0} pushes"
     )
     show_table(slipped.head(15), money=["amount"], ints=["times_pushed", "days_pushed"], currency=cur)
-    reached = v.reached_all[v.reached_all["opportunity_id"].isin(set(sc.opps["opportunity_id"]))]
+    reached = v.reached_all[pl.isin(v.reached_all["opportunity_id"], sc.opps["opportunity_id"].unique())]
     for variant, label in (("any", "any-stage"), ("strict", "strict")):
         markdown(f"**Stage-to-stage conversion ({label})** — all deals in scope; where the funnel leaks")
         show_table(
