@@ -260,10 +260,14 @@ def bookings_vs_plan(
             plan = pd.Series(dtype="float64")
             plan_td = pd.Series(dtype="float64")
         groups = sorted(set(got.index) | set(plan.index)) or ["All"]
-        for g in groups:
-            b = float(got.get(g, 0.0))
-            p = float(plan.get(g, math.nan)) if len(plan) else math.nan
-            ptd = float(plan_td.get(g, math.nan)) if len(plan_td) else math.nan
+        # = got.get(g, 0.0), plan.get(g, nan), plan_td.get(g, nan) per group, looked up at once
+        got_g = got.reindex(groups, fill_value=0.0).to_numpy() if len(got) else np.zeros(len(groups))
+        plan_g = plan.reindex(groups).to_numpy() if len(plan) else np.full(len(groups), math.nan)
+        plan_td_g = plan_td.reindex(groups).to_numpy() if len(plan_td) else np.full(len(groups), math.nan)
+        for i, g in enumerate(groups):
+            b = float(got_g[i])
+            p = float(plan_g[i])
+            ptd = float(plan_td_g[i])
             pace = b / w.elapsed_days * w.total_days
             rows.append(
                 {
@@ -550,6 +554,9 @@ def last_activity(opps: pd.DataFrame, activities: pd.DataFrame | None = None) ->
     )
     if activities is not None and "opportunity_id" in activities.columns and len(activities):
         act = activities.dropna(subset=["opportunity_id"])
+        mine = isin(act["opportunity_id"], opps["opportunity_id"].unique())
+        if mine.any():  # only the deals' own activities (the others' maxima are never looked up)
+            act = act[mine]
         last = act.groupby("opportunity_id")["occurred_at"].max().dt.normalize()
         other = opps["opportunity_id"].map(last)
         out = pd.concat([out, other], axis=1).max(axis=1)
@@ -721,8 +728,8 @@ def lead_funnel(
         lead["opportunity_id"] if "opportunity_id" in lead.columns else pd.Series(np.nan, index=lead.index)
     )
     lead["mql_sql"] = lead["is_mql"] & lead["is_sql"]
-    lead["sql_won"] = lead["is_sql"] & opp_id.isin(won_ids)
-    lead["sql_open"] = lead["is_sql"] & opp_id.isin(open_ids)
+    lead["sql_won"] = lead["is_sql"] & isin(opp_id, won_ids)
+    lead["sql_open"] = lead["is_sql"] & isin(opp_id, open_ids)
     key = (
         lead[by].fillna("(none)").astype("str")
         if by and by in lead.columns
