@@ -304,7 +304,8 @@ def _replay_numbers(h: pd.DataFrame, opps: pd.DataFrame, config, dates) -> pd.Da
             "is_open": ~(won | lost),
             "is_won": won,
             "is_lost": lost,
-        }
+        },
+        copy=False,  # the arrays are fresh: no consolidation copy of every (deal, date) row
     )
 
 
