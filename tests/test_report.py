@@ -295,3 +295,81 @@ def test_find_notebooks_keeps_pack_order_and_skips_the_whatif(tmp_path):
     for name in ("win_loss_review", "quota_whatif", "quota_setting"):
         (tmp_path / f"{name}.ipynb").write_text("{}")
     assert [p.stem for p in report.find_notebooks(folder=tmp_path)] == ["quota_setting", "win_loss_review"]
+
+
+# --------------------------------------------------------------------------------------------------
+# warm kernels: one kernel runs notebook after notebook
+# --------------------------------------------------------------------------------------------------
+def _nb(path: Path, *sources: str) -> Path:
+    params = new_code_cell("tag = ''", metadata={"tags": ["parameters"]})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nb = new_notebook(cells=[params, *(new_code_cell(s) for s in sources)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+    return path
+
+
+def _printed(nb) -> str:
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def test_a_warm_kernel_runs_notebooks_in_turn_with_an_empty_namespace(tmp_path):
+    first = _nb(
+        tmp_path / "a" / "first.ipynb",
+        "import os, sys, json\nleftover = 41\nprint('pid', os.getpid())",
+        "import matplotlib.pyplot as plt\nplt.rcParams['lines.linewidth'] = 9.5\nfig = plt.figure()",
+    )
+    second = _nb(
+        tmp_path / "b" / "second.ipynb",
+        # nothing imported yet in this notebook: what it sees comes from the kernel
+        "print('leftover' in globals(), 'plt' in globals(), 'json' in dir())\n"
+        "import os, sys\nprint('pid', os.getpid())\n"
+        "print('cwd', os.getcwd())\n"
+        "print('helpers.context' in sys.modules, 'json' in sys.modules)\n"
+        "import matplotlib.pyplot as plt\nprint('figures', len(plt.get_fignums()), plt.rcParams['lines.linewidth'])",
+    )
+    with report.WarmKernel() as kernel:
+        out1 = _printed(report.execute(first, tmp_path / "out" / "first.ipynb", kernel=kernel))
+        out2 = _printed(
+            report.execute(second, tmp_path / "out" / "second.ipynb", {"tag": "x"}, kernel=kernel)
+        )
+    pid1 = re.search(r"pid (\d+)", out1).group(1)
+    assert f"pid {pid1}" in out2  # the same process: started once
+    assert "False False False" in out2  # the first notebook's names are gone
+    assert f"cwd {tmp_path / 'b'}" in out2  # the second notebook's own folder
+    assert "True True" in out2  # modules stay imported (helpers by the warm-up)
+    assert "figures 0 1.5" in out2  # figures closed, matplotlib settings back (seaborn's default 1.5)
+    nb2 = nbformat.read(tmp_path / "out" / "second.ipynb", as_version=4)
+    assert [c.execution_count for c in nb2.cells if c.cell_type == "code"] == [1, 2, 3]
+
+
+def test_a_notebook_that_kills_its_kernel_fails_alone_and_the_next_gets_a_fresh_kernel(tmp_path):
+    pid_file = tmp_path / "pid.txt"
+    dies = _nb(
+        tmp_path / "dies.ipynb",
+        f"import os\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))",
+        "os._exit(3)",
+    )
+    fine = _nb(tmp_path / "fine.ipynb", "import os\nprint('pid', os.getpid())")
+    with report.WarmKernel() as kernel:
+        with pytest.raises(report.NotebookFailed) as info:
+            report.execute(dies, tmp_path / "out" / "dies.ipynb", kernel=kernel, timeout=60)
+        out = _printed(report.execute(fine, tmp_path / "out" / "fine.ipynb", kernel=kernel))
+    err = info.value
+    assert (err.cell_index, err.ename, err.evalue) == (None, "DeadKernelError", "Kernel died")
+    assert "dies.ipynb failed outside its cells: DeadKernelError: Kernel died" in str(err)
+    assert re.search(r"pid (\d+)", out).group(1) != pid_file.read_text()  # a fresh kernel
+
+
+def test_run_notebooks_on_one_kernel_isolates_a_failure(tmp_path):
+    a = _nb(tmp_path / "a.ipynb", "x = 1\nprint('a ran')")
+    b = _nb(tmp_path / "b.ipynb", "y = 2\nraise KeyError('b breaks')")
+    c = _nb(tmp_path / "c.ipynb", "print('c sees', 'x' in globals() or 'y' in globals())")
+    lines: list[str] = []
+    jobs = [report.NotebookJob(p.stem, p) for p in (a, b, c)]
+    results = report.run_notebooks(jobs, tmp_path / "out", jobs_n=1, progress=lines.append)
+    assert [r.status for r in results] == ["ok", "failed", "ok"]
+    assert results[1].error.short == "cell 1: KeyError: 'b breaks'"
+    assert "c sees False" in _printed(nbformat.read(results[2].executed, as_version=4))
+    assert all(r.html.exists() for r in (results[0], results[2]))
+    assert any(re.search(r"\[2/3\] b\s+FAILED after", x) for x in lines)

@@ -70,8 +70,8 @@ class NotebookFailed(RuntimeError):
         self.output = str(output) if output else None
         self.source = source
         first = source.strip().splitlines()[0][:80] if source.strip() else ""
-        where = f"cell {cell_index}" if cell_index is not None else "before the first cell"
-        msg = f"{Path(self.notebook).name} failed at {where}: {ename}: {evalue}"
+        where = f"at cell {cell_index}" if cell_index is not None else "outside its cells"
+        msg = f"{Path(self.notebook).name} failed {where}: {ename}: {evalue}"
         if first:
             msg += f"\n    in: {first}"
         if self.output:
@@ -82,6 +82,175 @@ class NotebookFailed(RuntimeError):
     def short(self) -> str:
         where = f"cell {self.cell_index}" if self.cell_index is not None else "kernel start"
         return f"{where}: {self.ename}: {self.evalue}"[:160]
+
+
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]  # no "running over TCP" banner
+# what every report notebook imports; a warm kernel imports it once, before its first notebook
+WARM_IMPORTS = "import pandas, matplotlib.pyplot, seaborn, helpers.context, helpers.display"
+_PRELUDE = """\
+get_ipython().run_line_magic("reset", "-f")
+import os as _os, sys as _sys, warnings as _warnings
+_os.chdir({cwd!r})
+_plt = _sys.modules.get("matplotlib.pyplot")
+if _plt is not None:
+    _plt.close("all")
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore")
+        _plt.rcParams.update(getattr(_plt, "_revops_warm_rc", {{}}))
+get_ipython().execution_count = 1
+del _os, _sys, _warnings, _plt
+"""
+_WARM_UP = """\
+try:
+    {imports}
+except Exception:
+    pass
+import sys as _sys, warnings as _warnings
+_plt = _sys.modules.get("matplotlib.pyplot")
+if _plt is not None:
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore")
+        _plt._revops_warm_rc = {{k: v for k, v in _plt.rcParams.items() if k != "backend"}}
+del _sys, _warnings, _plt
+"""
+
+
+class WarmKernel:
+    """One kernel that runs notebooks one after another, so kernel start and imports are paid once.
+
+    ``start()`` launches it and runs ``WARM_IMPORTS`` (pandas, matplotlib, seaborn, helpers);
+    ``prepare(cwd)`` readies it for the next notebook: user namespace emptied (``%reset -f``), figures
+    closed, matplotlib's settings put back as they were after the warm-up, working directory set,
+    execution count back to 1. Imported modules stay, and so does ``helpers.sources``' in-process copy
+    of the last dataset read from the Parquet cache (each load gets shallow copies of its frames).
+    """
+
+    def __init__(self, kernel_name: str = "python3", warm_imports: str = WARM_IMPORTS):
+        self.kernel_name = kernel_name
+        self.warm_imports = warm_imports
+        self.km = None
+        self.start_seconds = 0.0
+
+    def start(self) -> WarmKernel:
+        from jupyter_client.manager import AsyncKernelManager
+        from jupyter_core.utils import run_sync
+
+        _quiet_kernel_logs()
+        t0 = time.perf_counter()
+        # the async manager nbclient uses itself: with a blocking client, nbclient's wait for output
+        # would block its event loop and never notice a kernel that died
+        self.km = AsyncKernelManager(kernel_name=self.kernel_name)
+        run_sync(self.km.start_kernel)(extra_arguments=KERNEL_ARGUMENTS, cwd=str(NOTEBOOK_DIR))
+        self._run(_WARM_UP.format(imports=self.warm_imports))
+        self.start_seconds += time.perf_counter() - t0
+        return self
+
+    def _run(self, code: str, timeout: float = 120) -> None:
+        kc = self.km.blocking_client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=60)
+            reply = kc.execute_interactive(code, silent=True, store_history=False, timeout=timeout)
+        finally:
+            kc.stop_channels()
+        if reply["content"].get("status") != "ok":
+            c = reply["content"]
+            raise RuntimeError(f"kernel preparation failed: {c.get('ename')}: {c.get('evalue')}")
+
+    def alive(self) -> bool:
+        from jupyter_core.utils import run_sync
+
+        return self.km is not None and run_sync(self.km.is_alive)()
+
+    def ensure_alive(self) -> None:
+        if not self.alive():
+            self.restart()
+
+    def prepare(self, cwd) -> None:
+        """Ready the kernel for a notebook run from ``cwd`` (``execute`` does this itself, through
+        the notebook's own kernel client)."""
+        self.ensure_alive()
+        self._run(_PRELUDE.format(cwd=str(cwd)))
+
+    def restart(self) -> None:
+        self.shutdown()
+        self.start()
+
+    def shutdown(self) -> None:
+        if self.km is not None:
+            from jupyter_core.utils import run_sync
+
+            try:
+                run_sync(self.km.shutdown_kernel)(now=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+            self.km = None
+
+    def __enter__(self) -> WarmKernel:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+
+_WARM_ENGINE = "revops-warm"
+
+
+def _warm_engine() -> str:
+    """Register (once) papermill's nbclient engine variant that runs in a given kernel manager
+    (``km=``), first runs ``prelude=`` silently, and closes its client's channels afterwards, leaving
+    the kernel running."""
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.utils import remove_args
+
+    if _WARM_ENGINE in papermill_engines._engines:
+        return _WARM_ENGINE
+
+    from traitlets import Unicode
+
+    class _Client(PapermillNotebookClient):
+        prelude = Unicode("", help="code run silently before the first cell").tag(config=True)
+
+        def papermill_execute_cells(self):
+            if self.prelude:
+                reply = self.wait_for_reply(self.kc.execute(self.prelude, silent=True, store_history=False))
+                content = (reply or {}).get("content", {})
+                if content.get("status") != "ok":
+                    raise RuntimeError(
+                        f"kernel preparation failed: {content.get('ename')}: {content.get('evalue')}"
+                    )
+            return super().papermill_execute_cells()
+
+        def execute(self, **kwargs):
+            try:
+                return super().execute(**kwargs)
+            finally:
+                if self.kc is not None:
+                    self.kc.stop_channels()
+                    self.kc = None
+
+    class _WarmEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(
+            cls, nb_man, kernel_name, log_output=False, stdout_file=None, stderr_file=None,
+            start_timeout=60, execution_timeout=None, **kwargs,
+        ):  # fmt: skip
+            kwargs = remove_args(["input_path", "timeout", "startup_timeout"], **kwargs)
+            return _Client(
+                nb_man,
+                timeout=execution_timeout,
+                startup_timeout=start_timeout,
+                kernel_name=kernel_name,
+                log=logging.getLogger("papermill"),
+                log_output=log_output,
+                stdout_file=stdout_file,
+                stderr_file=stderr_file,
+                **kwargs,
+            ).execute()
+
+    papermill_engines.register(_WARM_ENGINE, _WarmEngine)
+    return _WARM_ENGINE
 
 
 def _quiet_kernel_logs() -> None:
@@ -97,11 +266,16 @@ def execute(
     cwd=None,
     kernel_name: str = "python3",
     timeout: int | None = None,
+    kernel: WarmKernel | None = None,
 ):
     """Run ``notebook`` with papermill into ``output`` and return the executed ``NotebookNode``.
 
     ``cwd`` is the kernel's working directory (default: the notebook's folder). It is given to the
     kernel, not ``os.chdir``-ed, so runs in parallel threads do not disturb each other.
+
+    With ``kernel`` (a started ``WarmKernel``) the notebook runs in that kernel after its namespace is
+    emptied, instead of a kernel of its own; a kernel that died or timed out is restarted for the next
+    notebook.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -110,6 +284,13 @@ def execute(
     notebook, output = Path(notebook), Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     run_dir = str(Path(cwd) if cwd else notebook.resolve().parent)
+    warm = {}
+    if kernel is not None:
+        try:
+            kernel.ensure_alive()
+        except Exception as exc:  # noqa: BLE001 - a kernel that cannot start fails this notebook only
+            raise NotebookFailed(notebook, None, type(exc).__name__, str(exc).strip()[:500], output) from exc
+        warm = {"engine_name": _warm_engine(), "km": kernel.km, "prelude": _PRELUDE.format(cwd=run_dir)}
     try:
         return papermill.execute_notebook(
             str(notebook),
@@ -124,16 +305,23 @@ def execute(
             request_save_on_cell_execute=False,
             execution_timeout=timeout,
             resources={"metadata": {"path": run_dir}},
-            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],  # no "running over TCP" banner
+            extra_arguments=KERNEL_ARGUMENTS,
+            **warm,
         )
     except PapermillExecutionError as exc:
         raise NotebookFailed(
             notebook, _source_index(output, exc.cell_index), exc.ename, exc.evalue, output, exc.source or ""
         ) from exc
-    except Exception as exc:  # kernel died, dead kernel start, bad notebook file…
+    except Exception as exc:  # kernel died, dead kernel start, bad notebook file, timeout…
+        if kernel is not None:  # its state is unknown: the next notebook gets a fresh one
+            try:
+                kernel.restart()
+            except Exception:  # noqa: BLE001 - the next notebook's prepare() tries again and reports it
+                kernel.shutdown()
         if isinstance(exc, NotebookFailed):
             raise
-        raise NotebookFailed(notebook, None, type(exc).__name__, str(exc).strip()[:500], output) from exc
+        partial = output if output.exists() else None
+        raise NotebookFailed(notebook, None, type(exc).__name__, str(exc).strip()[:500], partial) from exc
 
 
 def _source_index(executed_path: Path, executed_index: int) -> int:
@@ -310,6 +498,7 @@ class JobResult:
     error: NotebookFailed | None = None
     chart: bytes | None = None
     title: str = ""
+    kernel_seconds: float = 0.0  # start + warm-up of the kernel, charged to the first notebook it ran
 
     @property
     def ok(self) -> bool:
@@ -331,22 +520,34 @@ def _title_of(nb, fallback: str) -> str:
     return fallback
 
 
-def run_one(job: NotebookJob, out_dir: Path, footer: str = "") -> JobResult:
-    """Execute ``job`` into ``out_dir`` and convert it to HTML; never raises for a notebook failure."""
-    target = Path(out_dir) / job.subdir
-    executed = target / f"{job.name}.ipynb"
+def _execute_job(job: NotebookJob, out_dir: Path, kernel: WarmKernel | None = None):
+    """Execute ``job``: (executed notebook or None, failed JobResult or None, seconds)."""
+    executed = Path(out_dir) / job.subdir / f"{job.name}.ipynb"
     t0 = time.perf_counter()
     try:
-        nb = execute(job.notebook, executed, job.parameters)
-        title = job.title or _title_of(nb, job.name.replace("_", " ").title())
-        html = to_html(nb, target / f"{job.name}.html", title=title, footer=footer)
-        return JobResult(
-            job.name, "ok", time.perf_counter() - t0, executed, html, None, first_chart(nb), title
-        )
+        nb = execute(job.notebook, executed, job.parameters, kernel=kernel)
+        return nb, None, time.perf_counter() - t0
     except NotebookFailed as exc:
-        return JobResult(
-            job.name, "failed", time.perf_counter() - t0, executed if executed.exists() else None, None, exc
-        )
+        secs = time.perf_counter() - t0
+        failed = JobResult(job.name, "failed", secs, executed if executed.exists() else None, None, exc)
+        return None, failed, secs
+
+
+def _export_job(job: NotebookJob, nb, out_dir: Path, footer: str, seconds: float) -> JobResult:
+    """HTML and email chart of an executed notebook; ``seconds`` is its execution time."""
+    target = Path(out_dir) / job.subdir
+    t0 = time.perf_counter()
+    title = job.title or _title_of(nb, job.name.replace("_", " ").title())
+    html = to_html(nb, target / f"{job.name}.html", title=title, footer=footer)
+    secs = seconds + time.perf_counter() - t0
+    return JobResult(job.name, "ok", secs, target / f"{job.name}.ipynb", html, None, first_chart(nb), title)
+
+
+def run_one(job: NotebookJob, out_dir: Path, footer: str = "", kernel: WarmKernel | None = None) -> JobResult:
+    """Execute ``job`` into ``out_dir`` (in ``kernel`` if given, else a kernel of its own) and convert
+    it to HTML; never raises for a notebook failure."""
+    nb, failed, secs = _execute_job(job, out_dir, kernel)
+    return failed if failed is not None else _export_job(job, nb, out_dir, footer, secs)
 
 
 def run_notebooks(
@@ -355,35 +556,86 @@ def run_notebooks(
     jobs_n: int | None = None,
     progress: Callable[[str], None] | None = print,
     footer: str = "",
+    warm: bool = True,
+    warm_imports: str = WARM_IMPORTS,
 ) -> list[JobResult]:
-    """Run ``jobs`` ``jobs_n`` at a time (default: number of cores), each in its own kernel; a failure
-    does not stop the others. Prints one progress line per notebook start and end. Results come back
-    in the order of ``jobs``."""
+    """Run ``jobs`` on ``jobs_n`` warm kernels (default: number of cores, at most one per job); a
+    failure does not stop the others. Each kernel is started once and runs its share of the jobs one
+    after another (``WarmKernel``: ``warm_imports`` paid once per kernel, namespace emptied between
+    notebooks); HTML export happens in this process while the kernel runs its next notebook. With
+    ``warm=False`` each notebook gets a kernel of its own (papermill's default). Prints one progress
+    line per notebook start and end. Results come back in the order of ``jobs``."""
+    import queue
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     n = max(1, min(jobs_n or os.cpu_count() or 1, len(jobs) or 1))
     lock = threading.Lock()
     width = max((len(j.name) for j in jobs), default=10)
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    for item in enumerate(jobs):
+        todo.put(item)
+    results: list = [None] * len(jobs)
+    started: dict[int, float] = {}
 
     def say(text):
         if progress:
             with lock:
                 progress(text)
 
-    def work(i_job):
-        i, job = i_job
-        say(f"[{i + 1}/{len(jobs)}] {job.name:<{width}}  running…")
-        res = run_one(job, out_dir, footer)
+    def finish(i: int, res: JobResult) -> None:
+        res.seconds = time.perf_counter() - started[i]  # from its start to its HTML, as the reader waits
+        results[i] = res
+        tag = f"[{i + 1}/{len(jobs)}] {jobs[i].name:<{width}}"
         if res.ok:
-            say(f"[{i + 1}/{len(jobs)}] {job.name:<{width}}  done in {res.seconds:.1f}s")
+            say(f"{tag}  done in {res.seconds:.1f}s")
         else:
-            say(
-                f"[{i + 1}/{len(jobs)}] {job.name:<{width}}  FAILED after {res.seconds:.1f}s — {res.error.short}"
-            )
-        return res
+            say(f"{tag}  FAILED after {res.seconds:.1f}s — {res.error.short}")
 
-    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="notebook") as pool:
-        return list(pool.map(work, enumerate(jobs)))
+    def export(i: int, nb, secs: float, kernel_seconds: float) -> None:
+        try:
+            res = _export_job(jobs[i], nb, out_dir, footer, secs)
+            res.kernel_seconds = kernel_seconds
+            finish(i, res)
+        except Exception as exc:  # noqa: BLE001 - an export failure fails that notebook only
+            err = NotebookFailed(jobs[i].notebook, None, f"HTML export: {type(exc).__name__}", str(exc)[:300])
+            finish(i, JobResult(jobs[i].name, "failed", secs, None, None, err))
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export") as exporter:
+
+        def lane(kernel_no: int) -> None:
+            kernel = WarmKernel(warm_imports=warm_imports) if warm else None
+            t0 = time.perf_counter()
+            try:
+                if kernel is not None:
+                    try:
+                        kernel.start()
+                    except Exception as exc:  # noqa: BLE001 - its notebooks then start kernels of their own
+                        kernel.shutdown()
+                        kernel = None
+                        say(f"(kernel {kernel_no + 1} did not start: {exc}; notebooks start their own)")
+                start_seconds = time.perf_counter() - t0
+                while True:
+                    try:
+                        i, job = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    started[i] = time.perf_counter() - start_seconds
+                    say(f"[{i + 1}/{len(jobs)}] {job.name:<{width}}  running…")
+                    nb, failed, secs = _execute_job(job, out_dir, kernel)
+                    if failed is not None:
+                        failed.kernel_seconds = start_seconds
+                        finish(i, failed)
+                    else:
+                        exporter.submit(export, i, nb, secs, start_seconds)
+                    start_seconds = 0.0
+            finally:
+                if kernel is not None:
+                    kernel.shutdown()
+
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="kernel") as lanes:
+            list(lanes.map(lane, range(n)))
+    return results
 
 
 def results_table(results: list[JobResult], relative_to: Path | None = None) -> str:
