@@ -94,6 +94,39 @@ def test_a_cached_full_load_serves_a_subset_without_reparsing(tmp_path, cache_di
     pdt.assert_frame_equal(sub.opportunities, full.opportunities)
 
 
+def test_a_process_rereads_the_last_entry_from_memory_and_a_notebook_cannot_change_it(
+    tmp_path, cache_dir, monkeypatch
+):
+    """A warm kernel loads the same dataset for notebook after notebook: the second read of an entry
+    comes from memory, as shallow copies that a notebook may change without changing the kept frames."""
+    import pyarrow.parquet as pq
+
+    folder = make_dataset(tmp_path, {"opportunities.csv": OPPS, "activities.csv": ACTS})
+    built = load(folder)  # parses and writes the entry
+    read = load(folder)  # reads the entry's Parquet files
+    read.opportunities.loc[0, "amount"] = -1.0  # a notebook changing its frames
+    read.opportunities["extra"] = 1
+    read.activities.loc[0, "type"] = "changed"
+
+    def no_parquet(*a, **k):
+        raise AssertionError("the entry read last is served from memory")
+
+    monkeypatch.setattr(pq, "read_table", no_parquet)
+    again = load(folder)
+    for name in built.tables:
+        pdt.assert_frame_equal(again.tables[name], built.tables[name])
+    assert again.opportunities["amount"].tolist() == [1000.0, 2000.0, 3000.0, 4000.0]
+    monkeypatch.undo()
+
+    # new bytes are a new entry: never the kept frames
+    (folder / "opportunities.csv").write_text(
+        textwrap.dedent(OPPS).replace(
+            "O1,r1,2025-01-05,2025-03-01,Closed Won,1000", "O1,r1,2025-01-05,2025-03-01,Closed Won,1500"
+        )
+    )
+    assert load(folder).opportunities["amount"].tolist() == [1500.0, 2000.0, 3000.0, 4000.0]
+
+
 def test_changed_source_rebuilds_the_cache(tmp_path, cache_dir):
     folder = make_dataset(tmp_path, {"opportunities.csv": OPPS})
     assert load(folder).opportunities["amount"].sum() == 10000  # 1000 + 2000 + 3000 + 4000

@@ -447,6 +447,9 @@ def _code_digest() -> str:
     return h.hexdigest()
 
 
+_LAST_READ: dict[tuple[str, str, str], pd.DataFrame] = {}  # (entry dir, key, table) -> frame
+
+
 class ParquetCache:
     """Validated typed frames of one load, stored as Parquet outside the dataset folder.
 
@@ -508,15 +511,24 @@ class ParquetCache:
             info = pickle.loads(meta.read_bytes())
             if info.get("key") != self.key:
                 return None
-            frames = {
-                t: pq.read_table(self.dir / f"{t}.parquet").to_pandas(date_as_object=False)
-                for t in info["tables"]
-                if only is None or t in only
-            }
-            return frames, info["warnings"]
+            frames = {t: self._read(t, pq) for t in info["tables"] if only is None or t in only}
+            return frames, list(info["warnings"])
         except Exception:  # noqa: BLE001 - a damaged entry is a miss, rebuilt on this load
             shutil.rmtree(self.dir, ignore_errors=True)
             return None
+
+    def _read(self, table: str, pq) -> pd.DataFrame:
+        """One table of the entry: from this process's copy of the last entry read (a warm kernel
+        running notebook after notebook on one dataset) or from its Parquet file. Callers get a shallow
+        copy: with pandas' copy-on-write, a notebook that changes its frame never changes the kept one."""
+        key = (str(self.dir), self.key, table)
+        df = _LAST_READ.get(key)
+        if df is None:
+            df = pq.read_table(self.dir / f"{table}.parquet").to_pandas(date_as_object=False)
+            if any(k[:2] != key[:2] for k in _LAST_READ):
+                _LAST_READ.clear()  # keep one entry's tables only
+            _LAST_READ[key] = df
+        return df.copy(deep=False)
 
     def put(self, frames: dict[str, pd.DataFrame], warnings: list) -> None:
         """Write the entry atomically (temporary folder, then rename); drop the folder's stale entries."""
