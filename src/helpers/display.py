@@ -128,6 +128,7 @@ def setup_notebook() -> None:
     warnings.filterwarnings("ignore")
     pd.set_option("display.max_columns", 50)
     plots.apply_theme()
+    plots.draw_figures_once()
 
 
 ACRONYMS = {

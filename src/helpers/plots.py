@@ -34,6 +34,20 @@ def apply_theme() -> None:
     )
 
 
+def draw_figures_once() -> None:
+    """In a notebook, save inline figures without ``bbox_inches="tight"`` (the inline backend's
+    default draws every figure twice: once to measure its extent, once to save it). ``finish`` lays
+    each figure out with ``tight_layout`` already, so the image is the same chart with the figure's
+    own ~0.1-inch margin; it halves the rendering time of a report."""
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:
+        return
+    if get_ipython() is not None and "inline" in plt.get_backend():
+        set_matplotlib_formats("png", bbox_inches=None)
+
+
 def money_axis(ax, currency_symbol: str = "$", axis: str = "y") -> None:
     """Compact currency tick labels ($1.2M)."""
 
