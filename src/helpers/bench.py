@@ -488,7 +488,9 @@ def table(result: dict) -> str:
 def cli(args) -> int:
     """``revops bench [--sizes 10000,100000] [--out bench]``."""
     sizes = [int(float(s)) for s in str(args.sizes).split(",") if s.strip()]
-    result = run_bench(sizes, Path(args.out))
+    result = run_bench(
+        sizes, Path(args.out), skip_nocache_above=int(getattr(args, "no_cache_load_up_to", 1e9))
+    )
     print()
     print(table(result))
     print(f"Written: {Path(args.out) / 'bench.json'}, {Path(args.out) / 'bench.md'}")

@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmark the monthly pack at several sizes")
     b.add_argument("--sizes", default="10000,100000,1000000")
     b.add_argument("--out", default="bench")
+    b.add_argument(
+        "--no-cache-load-up-to",
+        type=float,
+        default=1e9,
+        help="measure the load without cache only up to this size (at 1M it takes minutes and ~5 GB)",
+    )
     b.set_defaults(func=_handler("helpers.bench:cli"))
     return p
 
