@@ -684,6 +684,29 @@ def funnel_window(as_of, months: int = 12) -> tuple[pd.Timestamp, pd.Timestamp]:
     return end - pd.DateOffset(months=months) + pd.Timedelta(days=1), end
 
 
+def _day_between(ts: pd.Series, start: pd.Timestamp, end: pd.Timestamp) -> np.ndarray:
+    """``start <= ts.dt.normalize() <= end`` as a bool array (NaT: False). For a tz-naive column, as
+    ``ceil_day(start) <= ts < floor_day(end) + 1 day`` on the datetime64 values (no per-row rounding)."""
+    if ts.dtype.kind == "M":
+        v = ts.to_numpy()
+        lo, hi = start.ceil("D"), end.floor("D") + pd.Timedelta(days=1)
+        return (v >= lo.to_datetime64()) & (v < hi.to_datetime64())
+    day = ts.dt.normalize()
+    return ((day >= start) & (day <= end)).to_numpy(dtype=bool)
+
+
+def _elementwise(col: pd.Series, rows: np.ndarray, test) -> np.ndarray:
+    """``test(col.iloc[rows])`` as a bool array, for an elementwise ``test`` (value in → bool out). On a
+    categorical column it runs once per category (and once for a missing value), then is looked up by code:
+    the same answers without a string operation per row."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        n = len(col.cat.categories)
+        each = pd.Series(pd.Categorical.from_codes(np.arange(-1, n), dtype=col.dtype))
+        per_code = np.asarray(test(each), dtype=bool)  # position 0: the missing value
+        return per_code[np.asarray(col.array.codes, dtype=np.int64)[rows] + 1]
+    return np.asarray(test(col.iloc[rows]), dtype=bool)
+
+
 def funnel_rates(
     opps: pd.DataFrame,
     activities: pd.DataFrame | None,
@@ -723,15 +746,19 @@ def funnel_rates(
     meetings = calls = 0
     if activities is not None and len(activities):
         sellers = list(owners) if owners is not None else seller_ids(reps, opps)
-        act = activities.loc[activities["owner"].astype("str").isin(sellers)]
-        day = act["occurred_at"].dt.normalize()
-        act = act.loc[(day >= start) & (day <= a)]
-        typ = act["type"].str.lower()
+        # the rows whose day is in the window (one numeric pass), then the sellers' among them; the text
+        # tests run on those rows only
+        rows = np.flatnonzero(_day_between(activities["occurred_at"], start, a))
+        rows = rows[_elementwise(activities["owner"], rows, lambda s: s.astype("str").isin(sellers))]
+        typ = activities["type"]
+        meeting = _elementwise(typ, rows, lambda s: s.str.lower().isin(MEETING_TYPES))
         held = (
-            ~act["outcome"].isin(NOT_HELD) if "outcome" in act.columns else pd.Series(True, index=act.index)
+            ~_elementwise(activities["outcome"], rows, lambda s: s.isin(NOT_HELD))
+            if "outcome" in activities.columns
+            else True
         )
-        meetings = int((typ.isin(MEETING_TYPES) & held).sum())
-        calls = int((typ == "call").sum())
+        meetings = int((meeting & held).sum())
+        calls = int(_elementwise(typ, rows, lambda s: s.str.lower() == "call").sum())
     rates["meeting_to_opportunity"], src["meeting_to_opportunity"] = (
         (created / meetings, f"{created} opportunities / {meetings} meetings")
         if meetings and created
