@@ -495,15 +495,25 @@ def activity_yield(activities: pd.DataFrame, opportunities: pd.DataFrame, start,
 
 def _tied_before_close(act: pd.DataFrame, closed: pd.DataFrame) -> np.ndarray:
     """For each activity: position of its deal in ``closed`` when tied to it and on/before its close day,
-    else -1 (vectorised through the categorical codes of ``opportunity_id``)."""
+    else -1 (vectorised through the categorical codes of ``opportunity_id``: each category looked up once
+    in ``closed``, one Arrow ``index_in`` when both are text)."""
     cats = act["opportunity_id"].cat.categories
-    remap = pd.Index(closed["opportunity_id"].astype("str")).get_indexer(cats.astype("str"))
+    ids = closed["opportunity_id"].astype("str")
+    if isinstance(cats.array, pd.arrays.ArrowStringArray) and ids.is_unique:
+        from helpers.pipeline import positions
+
+        remap = positions(pd.Series(cats.array), ids)
+    else:
+        remap = pd.Index(ids).get_indexer(cats.astype("str"))
     codes = _codes_of(act["opportunity_id"])
-    pos = np.where(codes >= 0, remap[np.maximum(codes, 0)] if len(remap) else -1, -1)
-    ok = pos >= 0
+    pos = remap[codes] if len(remap) else np.full(len(codes), -1, dtype=np.int64)
+    pos[codes < 0] = -1
+    tied = np.flatnonzero(pos >= 0)
     close_day = _day(closed["close_date"]) if len(closed) else np.array([], dtype="int64")
-    ok[ok] &= _day(act["occurred_at"])[ok] <= close_day[pos[ok]]
-    return np.where(ok, pos, -1)
+    occurred = act["occurred_at"].to_numpy(dtype="datetime64[us]")[tied]
+    late = occurred.astype("datetime64[D]").astype("int64") > close_day[pos[tied]]
+    pos[tied[late]] = -1
+    return pos
 
 
 def deal_activity(activities: pd.DataFrame, opportunities: pd.DataFrame, start, end) -> pd.DataFrame:
@@ -590,32 +600,60 @@ def winning_sequences(
     act = prepare(activities)
     closed = _closed_in(opportunities, start, end).reset_index(drop=True)
     pos = _tied_before_close(act, closed)
-    ok = pos >= 0
-    seq = pd.DataFrame(
-        {"deal": pos[ok], "at": act["occurred_at"].to_numpy()[ok], "type": _codes_of(act["type"])[ok]}
-    )
-    seq = seq.sort_values(["deal", "at"], kind="stable")
-    seq = seq[seq["deal"].ne(seq["deal"].shift()) | seq["type"].ne(seq["type"].shift())]
-    seq["step"] = seq.groupby("deal").cumcount()
-    seq = seq[seq["step"] < steps]
+    ok = np.flatnonzero(pos >= 0)
+    deal, typ = pos[ok], _codes_of(act["type"])[ok]
+    occurred = act["occurred_at"].to_numpy(dtype="datetime64[us]")[ok]
+    at = np.where(np.isnat(occurred), np.iinfo(np.int64).max, occurred.astype("int64"))  # NaT sorts last
+    order = np.lexsort((at, deal))  # by deal, then time; ties keep log order
+    deal, typ = deal[order], typ[order]
+    # repeats of the same type in a row collapsed, then the first ``steps`` of each deal
+    new = np.ones(len(deal), dtype=bool)
+    new[1:] = (deal[1:] != deal[:-1]) | (typ[1:] != typ[:-1])
+    deal, typ = deal[new], typ[new]
+    first = np.ones(len(deal), dtype=bool)
+    first[1:] = deal[1:] != deal[:-1]
+    starts = np.flatnonzero(first)
+    step = np.arange(len(deal)) - np.repeat(starts, np.diff(np.append(starts, len(deal))))
+    keep = step < steps
+    deal, typ, step = deal[keep], typ[keep], step[keep]
+    # each deal's opening sequence as a row of (type code + 2) per step, 0 = no such step
+    width = int(step.max()) + 1 if len(step) else 0
+    grid = np.zeros((len(closed), width), dtype=np.int64)
+    grid[deal, step] = typ + 2
+    base = len(act["type"].cat.categories) + 2
+    if not (width and len(closed)):
+        uniq, inv = np.zeros((min(len(closed), 1), 0), dtype=np.int64), np.zeros(len(closed), dtype=np.int64)
+    elif base**width < 2**62:  # each row as one integer (mixed radix), distinct rows by a 1-D unique
+        _, first_row, inv = np.unique(
+            grid @ (base ** np.arange(width, dtype=np.int64)), return_index=True, return_inverse=True
+        )
+        uniq = grid[first_row]
+    else:
+        uniq, inv = np.unique(grid, axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
     names = np.array(list(act["type"].cat.categories), dtype=object)
-    wide = seq.pivot(index="deal", columns="step", values="type")
-    label = pd.Series("(no activity logged)", index=pd.RangeIndex(len(closed)), dtype="str")
-    if len(wide):
-        text = pd.Series(names[wide[0].to_numpy(dtype="int64")], index=wide.index, dtype="str")
-        for k in range(1, wide.shape[1]):
-            step = wide[k]
-            nxt = pd.Series(names[step.fillna(0).to_numpy(dtype="int64")], index=wide.index, dtype="str")
-            text = text.where(step.isna(), text + " → " + nxt)
-        label[text.index] = text.to_numpy()
-    df = pd.DataFrame(
-        {"sequence": label.to_numpy(), "won": closed["is_won"].fillna(False).astype(bool).to_numpy()}
+    labels = [_sequence_label(row, names) for row in uniq]
+    won = closed["is_won"].fillna(False).astype(bool).to_numpy()
+    per_key = pd.DataFrame(
+        {
+            "sequence": np.array(labels, dtype=object),  # inferred as str (object when empty), as before
+            "deals": np.bincount(inv, minlength=len(uniq)).astype("int64"),
+            "won": np.bincount(inv, weights=won, minlength=len(uniq)).astype("int64"),
+        }
     )
-    out = df.groupby("sequence").agg(deals=("won", "size"), won=("won", "sum")).reset_index()
+    # (two codes can name the same type: a missing type reads as the last category, as it always has)
+    out = per_key.groupby("sequence").sum().reset_index()
     out["win_rate"] = out["won"] / out["deals"]
     total_won = out["won"].sum()
     out["share_of_wins"] = out["won"] / total_won if total_won else np.nan
     return out.sort_values(["won", "deals"], ascending=False, ignore_index=True)
+
+
+def _sequence_label(row: np.ndarray, names: np.ndarray) -> str:
+    """The text of an opening sequence from ``winning_sequences`` ("call → meeting → demo"); ``row``: type
+    code + 2 per step (a missing type, code -1, reads as the last category), 0 after the last step."""
+    parts = [str(names[c - 2]) for c in row if c]
+    return " → ".join(parts) if parts else "(no activity logged)"
 
 
 # --------------------------------------------------------------------------------------------------
