@@ -13,7 +13,7 @@ import pytest
 import helpers.dataset as dataset_mod
 from helpers.config import ConfigError, DatasetConfig
 from helpers.dataset import load
-from helpers.sources import ParquetCache, redact, table_source, window_frames
+from helpers.sources import TableCache, redact, table_source, window_frames
 
 DATASET_YML = """\
 name: tiny
@@ -66,7 +66,7 @@ def test_cache_hit_returns_the_same_frames_without_reparsing(tmp_path, cache_dir
     folder = make_dataset(tmp_path, {"opportunities.csv": OPPS, "activities.csv": ACTS})
     before = snapshot(folder)
     first = load(folder)
-    assert list(cache_dir.rglob("opportunities.parquet")), "the first load writes the cache"
+    assert list(cache_dir.rglob("opportunities.arrow")), "the first load writes the cache"
 
     def no_coercion(*a, **k):
         raise AssertionError("a cache hit must not parse or validate again")
@@ -99,19 +99,21 @@ def test_a_process_rereads_the_last_entry_from_memory_and_a_notebook_cannot_chan
 ):
     """A warm kernel loads the same dataset for notebook after notebook: the second read of an entry
     comes from memory, as shallow copies that a notebook may change without changing the kept frames."""
-    import pyarrow.parquet as pq
+    import pyarrow.feather as feather
 
     folder = make_dataset(tmp_path, {"opportunities.csv": OPPS, "activities.csv": ACTS})
     built = load(folder)  # parses and writes the entry
     read = load(folder)  # reads the entry's Parquet files
-    read.opportunities.loc[0, "amount"] = -1.0  # a notebook changing its frames
+    read.opportunities.loc[0, "amount"] = -1.0  # a notebook changing its frames (memory-mapped: copied)
+    read.opportunities.loc[0, "close_date"] = pd.Timestamp("2020-01-01")
+    read.opportunities.loc[0, "is_won"] = False
     read.opportunities["extra"] = 1
     read.activities.loc[0, "type"] = "changed"
 
-    def no_parquet(*a, **k):
+    def no_file(*a, **k):
         raise AssertionError("the entry read last is served from memory")
 
-    monkeypatch.setattr(pq, "read_table", no_parquet)
+    monkeypatch.setattr(feather, "read_table", no_file)
     again = load(folder)
     for name in built.tables:
         pdt.assert_frame_equal(again.tables[name], built.tables[name])
@@ -125,6 +127,35 @@ def test_a_process_rereads_the_last_entry_from_memory_and_a_notebook_cannot_chan
         )
     )
     assert load(folder).opportunities["amount"].tolist() == [1500.0, 2000.0, 3000.0, 4000.0]
+
+
+def test_a_file_digest_is_reused_until_the_file_is_written(tmp_path, cache_dir, monkeypatch):
+    import hashlib
+    import os
+
+    from helpers import sources
+
+    big = tmp_path / "activities.csv"
+    big.write_bytes(b"a,b\n" + b"1,2\n" * 600_000)  # 2.4 MB: its digest goes to digests.json
+    first = sources.file_sha256(big)
+    assert first == hashlib.sha256(big.read_bytes()).hexdigest()
+    assert str(big.resolve()) in (cache_dir / "digests.json").read_text()
+
+    sources._DIGESTS.clear()  # a new process: the index on disk
+    reads = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda p, *a, **k: reads.append(str(p)) or real_open(p, *a, **k))
+    assert sources.file_sha256(big) == first and str(big) not in reads  # unchanged: not read again
+    monkeypatch.undo()
+
+    # one byte changed in place, size and mtime put back: the ctime still moves, so it is hashed again
+    st = big.stat()
+    with open(big, "r+b") as fh:
+        fh.seek(10)
+        fh.write(b"9")
+    os.utime(big, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert big.stat().st_size == st.st_size and big.stat().st_mtime_ns == st.st_mtime_ns
+    assert sources.file_sha256(big) == hashlib.sha256(big.read_bytes()).hexdigest() != first
 
 
 def test_changed_source_rebuilds_the_cache(tmp_path, cache_dir):
@@ -151,7 +182,7 @@ def test_cache_can_be_turned_off(tmp_path, cache_dir, monkeypatch):
     folder = make_dataset(tmp_path, {"opportunities.csv": OPPS})
     load(folder)
     assert not cache_dir.exists()
-    assert ParquetCache.open(folder, {"opportunities": folder / "opportunities.csv"}) is None
+    assert TableCache.open(folder, {"opportunities": folder / "opportunities.csv"}) is None
 
 
 def test_window_keeps_what_a_report_from_since_needs(tmp_path, cache_dir):

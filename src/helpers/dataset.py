@@ -561,7 +561,7 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True,
     ``tables`` limits loading to those tables (``opportunities`` is always loaded). With ``strict``
     (the default) any error raises ``DataValidationError``; otherwise errors are returned as warnings.
     ``since`` keeps only the rows a report from that date on needs, filtered in the database where the
-    tables live in one (see ``helpers.sources``). Loads from files are cached as typed Parquet outside
+    tables live in one (see ``helpers.sources``). Loads from files are cached as typed Arrow files outside
     the folder, keyed by the files' sha256.
     """
     folder = Path(path)
@@ -575,9 +575,7 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True,
     if tables is not None:
         files = {k: v for k, v in all_files.items() if k in set(tables) | {"opportunities"}}
         # a cached full load (e.g. built when the report run validated the dataset) serves any subset
-        full = (
-            sources.ParquetCache.open(folder, all_files, None, strict, since) if files != all_files else None
-        )
+        full = sources.TableCache.open(folder, all_files, None, strict, since) if files != all_files else None
         if full is not None and (hit := full.get(only=set(files))) is not None:
             frames, warnings = hit
             names = {Path(str(v)).name for v in files.values()}
@@ -597,7 +595,7 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True,
             ],
             folder,
         )
-    cache = sources.ParquetCache.open(folder, files, tables, strict, since)
+    cache = sources.TableCache.open(folder, files, tables, strict, since)
     if cache is not None and (hit := cache.get()) is not None:
         frames, warnings = hit
         return Dataset(
