@@ -127,10 +127,15 @@ def _day(ts) -> np.ndarray:
     return int(np.datetime64(pd.Timestamp(ts).normalize().to_datetime64(), "D").astype("int64"))
 
 
+US_PER_DAY = 86_400_000_000
+
+
 def in_window(act: pd.DataFrame, start, end) -> pd.DataFrame:
-    """Rows with ``start <= day(occurred_at) <= end``."""
-    d = _day(act["occurred_at"])
-    return act[(d >= _day(start)) & (d <= _day(end))]
+    """Rows with ``start <= day(occurred_at) <= end``, tested as ``day(start) · 1 day <= t <
+    (day(end) + 1) · 1 day`` on the microsecond values (no per-row rounding; NaT is never inside)."""
+    us = act["occurred_at"].to_numpy(dtype="datetime64[us]").view("int64")
+    nat = np.iinfo(np.int64).min
+    return act[(us >= _day(start) * US_PER_DAY) & (us < (_day(end) + 1) * US_PER_DAY) & (us != nat)]
 
 
 def volume_window(as_of, weeks: int = 13) -> tuple[pd.Timestamp, pd.Timestamp]:
