@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
@@ -263,7 +264,9 @@ def test_parameters_are_validated_before_any_kernel_starts(tmp_path, args, messa
     nb = [] if "--notebooks" in args else ["--notebooks", str(BOOKINGS)]
     code = main(["report", "monthly", "--dataset", str(ds), "--out", str(out), *nb, *args])
     assert code == 2
-    assert not out.exists()  # nothing was built, so no kernel ran
+    assert not out.exists()  # nothing was built, so no notebook ran
+    # the kernels started alongside the checks are gone again
+    assert [p.cmdline() for p in psutil.Process().children(recursive=True)] == []
 
 
 def test_a_dataset_with_errors_is_refused_before_any_kernel(tmp_path, capsys):

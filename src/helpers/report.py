@@ -520,6 +520,34 @@ def _title_of(nb, fallback: str) -> str:
     return fallback
 
 
+def start_kernels(n: int, warm_imports: str = WARM_IMPORTS) -> list:
+    """Start ``n`` warm kernels in the background: futures of ``WarmKernel`` for ``run_notebooks``."""
+    from concurrent.futures import Future
+
+    futures = []
+    for _ in range(n):
+        fut: Future = Future()
+
+        def starting(fut=fut):
+            try:
+                fut.set_result(WarmKernel(warm_imports=warm_imports).start())
+            except BaseException as exc:  # noqa: BLE001 - handed to the lane that takes it
+                fut.set_exception(exc)
+
+        threading.Thread(target=starting, daemon=True, name="kernel-start").start()
+        futures.append(fut)
+    return futures
+
+
+def stop_kernels(futures: list) -> None:
+    """Shut down kernels from ``start_kernels`` (waits for those still starting)."""
+    for fut in futures:
+        try:
+            fut.result().shutdown()
+        except Exception:  # noqa: BLE001 - one that failed to start has nothing to stop
+            pass
+
+
 def _execute_job(job: NotebookJob, out_dir: Path, kernel: WarmKernel | None = None):
     """Execute ``job``: (executed notebook or None, failed JobResult or None, seconds)."""
     executed = Path(out_dir) / job.subdir / f"{job.name}.ipynb"
@@ -558,13 +586,15 @@ def run_notebooks(
     footer: str = "",
     warm: bool = True,
     warm_imports: str = WARM_IMPORTS,
+    kernels: list | None = None,
 ) -> list[JobResult]:
     """Run ``jobs`` on ``jobs_n`` warm kernels (default: number of cores, at most one per job); a
     failure does not stop the others. Each kernel is started once and runs its share of the jobs one
     after another (``WarmKernel``: ``warm_imports`` paid once per kernel, namespace emptied between
     notebooks); HTML export happens in this process while the kernel runs its next notebook. With
-    ``warm=False`` each notebook gets a kernel of its own (papermill's default). Prints one progress
-    line per notebook start and end. Results come back in the order of ``jobs``."""
+    ``warm=False`` each notebook gets a kernel of its own (papermill's default). ``kernels`` (from
+    ``start_kernels``) are kernels already starting, one per lane. Prints one progress line per
+    notebook start and end. Results come back in the order of ``jobs``."""
     import queue
 
     out_dir = Path(out_dir)
@@ -604,12 +634,13 @@ def run_notebooks(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export") as exporter:
 
         def lane(kernel_no: int) -> None:
-            kernel = WarmKernel(warm_imports=warm_imports) if warm else None
+            given = kernels[kernel_no] if kernels and kernel_no < len(kernels) else None
+            kernel = WarmKernel(warm_imports=warm_imports) if warm or given else None
             t0 = time.perf_counter()
             try:
                 if kernel is not None:
                     try:
-                        kernel.start()
+                        kernel = given.result() if given is not None else kernel.start()
                     except Exception as exc:  # noqa: BLE001 - its notebooks then start kernels of their own
                         kernel.shutdown()
                         kernel = None
@@ -947,8 +978,20 @@ def run_monthly(
     progress: Callable[[str], None] | None = print,
 ) -> tuple[int, Path, list[JobResult]]:
     """Run the monthly pack. Returns (exit code, folder written, results). Raises ``ReportError`` for
-    bad parameters (no kernel started)."""
+    bad parameters (no notebook started). The kernels start while the parameters and the dataset are
+    checked, and are shut down if the checks fail."""
     started = time.perf_counter()
+    lanes = max(
+        1, min(jobs_n or os.cpu_count() or 1, len(notebooks) if notebooks else len(MONTHLY_NOTEBOOKS))
+    )
+    kernels = start_kernels(lanes)
+    try:
+        return _run_monthly(kernels, started, dataset, period, as_of, out, notebooks, jobs_n, progress)
+    finally:
+        stop_kernels(kernels)  # the lanes shut theirs down; this catches any that no lane took
+
+
+def _run_monthly(kernels, started, dataset, period, as_of, out, notebooks, jobs_n, progress):
     params = validate_parameters(dataset, period, as_of, notebooks)
     out_root = Path(out).resolve()
     out_root.mkdir(parents=True, exist_ok=True)
@@ -984,7 +1027,7 @@ def run_monthly(
             )
         )
     try:
-        results = run_notebooks(jobs, build, jobs_n, progress, footer)
+        results = run_notebooks(jobs, build, jobs_n, progress, footer, kernels=kernels)
         charts = _save_charts(results, build)
         prev = read_summary(out_root / previous_period(params.period) / "summary.json")
         summary = build_summary(params, results, summaries, prev, started, charts)
