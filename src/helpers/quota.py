@@ -822,21 +822,35 @@ def sdr_events(
         and len(activities)
         and {"owner", "type", "occurred_at"} <= set(activities.columns)
     ):
-        m = activities.loc[activities["type"].str.lower().isin(MEETING_TYPES)]
+        from helpers.pipeline import isin
+
+        a = activities[["owner", "type", "occurred_at"]]  # only what is used: 3 of the log's columns
+        kinds = pd.Series(a["type"].unique())  # the type test once per distinct type
+        m = a.loc[isin(a["type"], kinds[kinds.str.lower().isin(MEETING_TYPES)])]
         out["meetings"] = m.assign(
             month=m["occurred_at"].dt.to_period("M").dt.to_timestamp(), value=1.0
         ).rename(columns={"owner": "rep_id"})[["rep_id", "month", "value"]]
     if leads is not None and len(leads) and {"owner", "opportunity_id"} <= set(leads.columns):
+        leads = leads[[c for c in ("owner", "opportunity_id", "sql_date") if c in leads.columns]]
         conv = leads.loc[leads["opportunity_id"].notna() & leads["owner"].notna()]
         date = conv["sql_date"] if "sql_date" in conv.columns else pd.Series(pd.NaT, index=conv.index)
         if opps is not None:
-            created = opps.set_index("opportunity_id")["created_date"]
-            date = conv["opportunity_id"].map(created).fillna(date)
+            date = _lookup(conv["opportunity_id"], opps["opportunity_id"], opps["created_date"]).fillna(date)
         conv = conv.assign(month=pd.to_datetime(date).dt.to_period("M").dt.to_timestamp(), value=1.0)
         out["opportunities"] = conv.loc[conv["month"].notna()].rename(columns={"owner": "rep_id"})[
             ["rep_id", "month", "value"]
         ]
     return out
+
+
+def _lookup(keys: pd.Series, index: pd.Series, values: pd.Series) -> pd.Series:
+    """``keys.map(values.set_axis(index))`` (``index`` unique): one Arrow ``index_in`` for text ids."""
+    from helpers.pipeline import positions
+
+    if not index.is_unique or not len(index):
+        return keys.map(values.set_axis(index))  # raises on duplicates, as map does
+    pos = positions(keys, index)
+    return values.iloc[np.where(pos >= 0, pos, 0)].set_axis(keys.index).where(pos >= 0)
 
 
 def history_months(as_of, months: int = 12) -> pd.DatetimeIndex:
