@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.calendar import FiscalCalendar, Window, month_labels, period_bounds
+from helpers.pipeline import isin
 
 Z95 = 1.959963984540054  # standard normal quantile for a two-sided 95% interval
 NOT_SET = "(not set)"
@@ -579,8 +580,12 @@ def won_vs_lost(
         and len(history) > 0
     )
     if hist_ok:
-        sc = closed["opportunity_id"].map(stage_changes(history)).astype("float64")
-        ac = closed["opportunity_id"].map(amount_change(history, closed)).astype("float64")
+        # only the closed deals' history rows (per-deal values depend on the deal's own rows only)
+        cols = [c for c in ("opportunity_id", "changed_at", "stage", "amount") if c in history.columns]
+        h = history[cols]
+        h = h[isin(h["opportunity_id"], closed["opportunity_id"])]
+        sc = closed["opportunity_id"].map(stage_changes(h)).astype("float64")
+        ac = closed["opportunity_id"].map(amount_change(h, closed)).astype("float64")
     else:
         sc = ac = pd.Series(np.nan, index=closed.index)
     per_deal["stages"] = (sc, "" if hist_ok else "the opportunity_history table")
@@ -596,7 +601,8 @@ def won_vs_lost(
         and activities["opportunity_id"].notna().any()
     )
     if act_ok:
-        counts = activities["opportunity_id"].value_counts()
+        ids = activities["opportunity_id"]
+        counts = ids[isin(ids, closed["opportunity_id"])].value_counts()  # the closed deals' activities
         act = closed["opportunity_id"].map(counts).fillna(0).astype("float64")
     else:
         act = pd.Series(np.nan, index=closed.index)
