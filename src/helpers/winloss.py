@@ -225,10 +225,10 @@ def drop_duplicates(opp: pd.DataFrame) -> pd.DataFrame:
 def closed_in_window(deals: pd.DataFrame, window: Window) -> pd.DataFrame:
     """Closed deals with ``start <= close_date <= as_of``; every closed deal when the data has no close
     dates at all."""
-    closed = deals[deals["outcome"].isin(["Won", "Lost"])]
+    closed = deals["outcome"].isin(["Won", "Lost"])
     if not has_values(deals, "close_date"):
-        return closed
-    return closed[window.contains(closed["close_date"]).fillna(False)]
+        return deals[closed]
+    return deals[closed & window.contains(deals["close_date"]).fillna(False)]  # one pass over the wide frame
 
 
 def undated_closed(deals: pd.DataFrame) -> int:
@@ -356,8 +356,9 @@ def win_rate_trend(
     while len(windows) < periods or windows[-1].start > comparison.start:
         windows.append(make_window(windows[-1].start - pd.Timedelta(days=1), kind, cal))
     windows = windows[::-1]
-    closed = deals[deals["outcome"].isin(["Won", "Lost"]) & deals["close_date"].notna()]
-    closed = closed[(closed["close_date"] >= windows[0].start) & (closed["close_date"] <= review.as_of)]
+    close = deals["close_date"]
+    keep = deals["outcome"].isin(["Won", "Lost"]) & (close >= windows[0].start) & (close <= review.as_of)
+    closed = deals[[c for c in ("outcome", "close_date", "amount") if c in deals.columns]][keep]
     labels = (
         month_labels(closed["close_date"]) if kind == "month" else cal.quarter_labels(closed["close_date"])
     )
