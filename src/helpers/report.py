@@ -37,8 +37,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import nbformat
-
 from helpers.atomic import swap_in, umask, write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -328,6 +326,8 @@ def _source_index(executed_path: Path, executed_index: int) -> int:
     """Index in the source notebook of executed cell ``executed_index`` (papermill inserts an
     injected-parameters cell after the parameters cell)."""
     try:
+        import nbformat
+
         nb = nbformat.read(str(executed_path), as_version=4)
     except Exception:  # noqa: BLE001 - the index as papermill gave it is still useful
         return executed_index
@@ -456,6 +456,9 @@ def to_html(executed_nb_or_path, html_path, title: str | None = None, footer: st
     """Write the reader's HTML of an executed notebook (node or path) to ``html_path`` atomically."""
     nb = executed_nb_or_path
     if isinstance(nb, (str, os.PathLike)):
+        import nbformat  # imported when needed: ~1.2 s here (jsonschema's format checkers), which
+        # would otherwise delay the kernels' start
+
         nb = nbformat.read(str(nb), as_version=4)
     return write_text_atomic(Path(html_path), render_html(nb, title, footer))
 
