@@ -365,14 +365,19 @@ def test_a_notebook_that_kills_its_kernel_fails_alone_and_the_next_gets_a_fresh_
 
 
 def test_run_notebooks_on_one_kernel_isolates_a_failure(tmp_path):
-    a = _nb(tmp_path / "a.ipynb", "x = 1\nprint('a ran')")
+    a = _nb(tmp_path / "a.ipynb", "import os\nx = 1\nprint('pid', os.getpid())")
     b = _nb(tmp_path / "b.ipynb", "y = 2\nraise KeyError('b breaks')")
-    c = _nb(tmp_path / "c.ipynb", "print('c sees', 'x' in globals() or 'y' in globals())")
+    c = _nb(
+        tmp_path / "c.ipynb", "import os\nprint('c sees', 'x' in globals() or 'y' in globals(), os.getpid())"
+    )
     lines: list[str] = []
     jobs = [report.NotebookJob(p.stem, p) for p in (a, b, c)]
-    results = report.run_notebooks(jobs, tmp_path / "out", jobs_n=1, progress=lines.append)
+    # no warm-up imports (what the benchmark's trivial floor uses): still one kernel for all three
+    results = report.run_notebooks(jobs, tmp_path / "out", jobs_n=1, progress=lines.append, warm_imports="")
     assert [r.status for r in results] == ["ok", "failed", "ok"]
+    pid = re.search(r"pid (\d+)", _printed(nbformat.read(results[0].executed, as_version=4))).group(1)
+    assert f"c sees False {pid}" in _printed(nbformat.read(results[2].executed, as_version=4))
+    assert results[0].kernel_seconds > 0 and results[2].kernel_seconds == 0
     assert results[1].error.short == "cell 1: KeyError: 'b breaks'"
-    assert "c sees False" in _printed(nbformat.read(results[2].executed, as_version=4))
     assert all(r.html.exists() for r in (results[0], results[2]))
     assert any(re.search(r"\[2/3\] b\s+FAILED after", x) for x in lines)

@@ -139,7 +139,7 @@ class WarmKernel:
         # would block its event loop and never notice a kernel that died
         self.km = AsyncKernelManager(kernel_name=self.kernel_name)
         run_sync(self.km.start_kernel)(extra_arguments=KERNEL_ARGUMENTS, cwd=str(NOTEBOOK_DIR))
-        self._run(_WARM_UP.format(imports=self.warm_imports))
+        self._run(_WARM_UP.format(imports=self.warm_imports.strip() or "pass"))
         self.start_seconds += time.perf_counter() - t0
         return self
 
@@ -148,7 +148,9 @@ class WarmKernel:
         kc.start_channels()
         try:
             kc.wait_for_ready(timeout=60)
-            reply = kc.execute_interactive(code, silent=True, store_history=False, timeout=timeout)
+            reply = kc.execute_interactive(
+                code, silent=True, store_history=False, timeout=timeout, output_hook=lambda msg: None
+            )
         finally:
             kc.stop_channels()
         if reply["content"].get("status") != "ok":
