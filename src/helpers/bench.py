@@ -49,32 +49,44 @@ def reps_for(n: int) -> int:
 # measuring
 # --------------------------------------------------------------------------------------------------
 class PeakRSS:
-    """Peak of the summed RSS of this process and all its descendants, sampled every ``interval`` s;
-    ``peak_child`` is the largest single descendant seen (one notebook kernel)."""
+    """Peak of the summed RSS of this process (with ``include_self``) and all its descendants, sampled
+    every ``interval`` s; ``peak_child`` is the largest single descendant seen (one notebook kernel).
+    ``peak_pss`` is the peak of the summed PSS (proportional set size, sampled every ``pss_every``-th
+    time): pages several processes share — the memory-mapped dataset cache read by two kernels — are
+    counted once in it, but in full in every process's RSS."""
 
-    def __init__(self, interval: float = 0.05, include_self: bool = False):
+    def __init__(self, interval: float = 0.05, include_self: bool = False, pss_every: int = 5):
         import psutil
 
         self.proc = psutil.Process()
         self.interval = interval
         self.include_self = include_self
+        self.pss_every = pss_every
         self.peak = 0
         self.peak_child = 0
+        self.peak_pss = 0
         self._stop = threading.Event()
 
     def _sample(self):
         import psutil
 
+        tick = 0
         while not self._stop.is_set():
-            total = self.proc.memory_info().rss if self.include_self else 0
-            for c in self.proc.children(recursive=True):
+            procs = ([self.proc] if self.include_self else []) + self.proc.children(recursive=True)
+            total = pss = 0
+            for c in procs:
                 try:
                     rss = c.memory_info().rss
+                    if tick % self.pss_every == 0:
+                        pss += c.memory_full_info().pss
                 except psutil.Error:
                     continue
                 total += rss
-                self.peak_child = max(self.peak_child, rss)
+                if c is not self.proc:
+                    self.peak_child = max(self.peak_child, rss)
             self.peak = max(self.peak, total)
+            self.peak_pss = max(self.peak_pss, pss)
+            tick += 1
             self._stop.wait(self.interval)
 
     def __enter__(self):
@@ -245,7 +257,7 @@ def _html_seconds(executed: Path, tmp: Path) -> float:
 def run_pack(folder: Path, out: Path) -> dict:
     from helpers.report import run_monthly
 
-    with PeakRSS() as mem:
+    with PeakRSS(include_self=True) as mem:
         t0 = time.perf_counter()
         try:
             code, written, results = run_monthly(str(folder), PERIOD, AS_OF, out=str(out), progress=None)
@@ -279,6 +291,7 @@ def run_pack(folder: Path, out: Path) -> dict:
         "exit_code": code,
         "wall_seconds": wall,
         "peak_mb": mem.peak / 2**20,
+        "peak_pss_mb": mem.peak_pss / 2**20,
         "peak_kernel_mb": mem.peak_child / 2**20,
         "notebooks": nbs,
     }
@@ -441,8 +454,8 @@ def table(result: dict) -> str:
         "",
         "| opportunities | reps | CSV MB | load, no cache s (MB) | load, build cache s | load, cache hit s | "
         "metrics pandas s | metrics DuckDB s | pandas ÷ DuckDB | what-if update ms | pack s | floor s | "
-        "pack ÷ floor | pack ÷ trivial | pack peak MB (one kernel) |",
-        "|" + "---|" * 15,
+        "pack ÷ floor | pack ÷ trivial | pack peak RSS MB (one kernel) | pack peak PSS MB |",
+        "|" + "---|" * 16,
     ]
     for n, r in result["sizes"].items():
         nc, cb, c, p = r.get("load_nocache", {}), r["load_cache_build"], r["compute"], r["pack"]
@@ -453,7 +466,8 @@ def table(result: dict) -> str:
             f"| {_f(_total(c.get('duckdb', {})))} | {_f(r['ratios']['pandas_vs_duckdb_metrics'])} "
             f"| {_f(w.get('update_seconds', None) and w['update_seconds'] * 1000, '{:.0f}')} "
             f"| {_f(p['wall_seconds'])} | {_f(r['floor_seconds'])} | {_f(r['ratios']['pack_vs_floor'])} "
-            f"| {_f(r['ratios']['pack_vs_trivial'])} | {p['peak_mb']:.0f} ({p['peak_kernel_mb']:.0f}) |"
+            f"| {_f(r['ratios']['pack_vs_trivial'])} | {p['peak_mb']:.0f} ({p['peak_kernel_mb']:.0f}) "
+            f"| {_f(p.get('peak_pss_mb'), '{:.0f}')} |"
         )
     lines += [
         "",

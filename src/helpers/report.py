@@ -792,6 +792,9 @@ def validate_parameters(
             f"period {period} (as of {a:%Y-%m-%d}) is before the first opportunity in the data; "
             f"the data covers {first:%Y-%m-%d} .. {data_asof:%Y-%m-%d}"
         )
+    from helpers.sources import forget_last_read
+
+    forget_last_read()  # the notebooks' kernels load the data; this process needs none of it
     return RunParameters(
         folder, period, a.strftime("%Y-%m-%d"), ds.config.name, ds.config.currency, ds.fingerprint(), paths
     )

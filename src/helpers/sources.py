@@ -497,6 +497,11 @@ def _code_digest() -> str:
 _LAST_READ: dict[tuple[str, str, str], pd.DataFrame] = {}  # (entry dir, key, table) -> frame
 
 
+def forget_last_read() -> None:
+    """Drop this process's copy of the last cache entry read (``TableCache._read``)."""
+    _LAST_READ.clear()
+
+
 class TableCache:
     """Validated typed frames of one load, stored outside the dataset folder as uncompressed Arrow IPC
     (Feather v2) files, read memory-mapped (see ``put``).
