@@ -520,11 +520,16 @@ def rep_pools(
     ok = np.array([len(p) >= min_months for p in own], dtype=bool)
     allp = np.concatenate([p for p, k in zip(own, ok, strict=True) if k]) if ok.any() else np.zeros(1)
     t = teams.to_numpy()
+    no_team = pd.isna(t)  # a missing team matches no one: everyone's pool
+    members: dict = {}  # team -> indices of its reps with enough own months, in rep order
+    for i in np.flatnonzero(ok & ~no_team):
+        members.setdefault(t[i], []).append(i)
     team_pool = {}
-    for team in set(t):
-        sel = [own[i] for i in range(len(own)) if ok[i] and t[i] == team]
-        team_pool[team] = np.concatenate(sel) if sel else allp
-    return [own[i] if ok[i] else team_pool[t[i]] for i in range(len(own))]
+    for i in np.flatnonzero(~ok & ~no_team):  # only the teams a short-history rep needs
+        if t[i] not in team_pool:
+            sel = members.get(t[i])
+            team_pool[t[i]] = np.concatenate([own[j] for j in sel]) if sel else allp
+    return [own[i] if ok[i] else allp if no_team[i] else team_pool[t[i]] for i in range(len(own))]
 
 
 def peer_pool(pools: list[np.ndarray], own: np.ndarray | None = None) -> np.ndarray:
