@@ -316,7 +316,7 @@ def execute(
         if kernel is not None:  # its state is unknown: the next notebook gets a fresh one
             try:
                 kernel.restart()
-            except Exception:  # noqa: BLE001 - the next notebook's prepare() tries again and reports it
+            except Exception:  # noqa: BLE001 - the next notebook's ensure_alive() tries again and reports it
                 kernel.shutdown()
         if isinstance(exc, NotebookFailed):
             raise
