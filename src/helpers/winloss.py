@@ -489,18 +489,17 @@ def stage_lost_at(
     deals, share = deals ÷ lost deals, and lost_amount."""
     lost = lost[lost["outcome"].eq("Lost")] if "outcome" in lost.columns else lost
     closed_stages = set(won_stages) | set(lost_stages)
-    h = history[history["opportunity_id"].isin(lost["opportunity_id"])].copy()
+    h = history[["opportunity_id", "changed_at", "stage"]]
+    h = h[isin(h["opportunity_id"], lost["opportunity_id"])].copy()
     h["_pos"] = np.arange(len(h))
     h = h.sort_values(["opportunity_id", "changed_at", "_pos"])
     is_lost = h["stage"].isin(lost_stages)
     first_lost_rank = is_lost.groupby(h["opportunity_id"]).cummax()  # True from the first lost row onwards
     before = h[~first_lost_rank & ~h["stage"].isin(closed_stages)]
     last = before.groupby("opportunity_id")["stage"].last()
-    with_history = set(h["opportunity_id"])
     at = lost["opportunity_id"].map(last)
-    at = at.where(
-        at.notna(), np.where(lost["opportunity_id"].isin(with_history), "(no earlier stage)", "(no history)")
-    )
+    with_history = isin(lost["opportunity_id"], h["opportunity_id"])
+    at = at.where(at.notna(), np.where(with_history, "(no earlier stage)", "(no history)"))
     df = pd.DataFrame(
         {
             "stage": at.astype(str).to_numpy(),
@@ -751,8 +750,11 @@ def top_churned(
     owner = pd.Series(np.nan, index=c.index, dtype="object")
     days = pd.Series(np.nan, index=c.index, dtype="float64")
     if deals is not None and has_values(deals, "account"):
-        won = deals[deals["outcome"].eq("Won") & deals["account"].notna()]
-        if has_values(won, "close_date"):
+        won = deals["outcome"].eq("Won") & deals["account"].notna()
+        dated = "close_date" in deals.columns and bool((won & deals["close_date"].notna()).any())
+        cols = [k for k in ("opportunity_id", "account", "close_date", "rep") if k in deals.columns]
+        won = deals[cols][won & isin(deals["account"], c["account"])]  # the listed accounts' won deals
+        if dated:
             won = won.sort_values(["close_date", "opportunity_id"])
             first = won.groupby("account")["close_date"].min()
             owner = c["account"].map(won.groupby("account")["rep"].last())
@@ -807,11 +809,11 @@ def never_qualified(
     closed_stages = set(won_stages) | set(lost_stages)
     qrank = stages.index(qualifying_stage)
     qualifying = {s for i, s in enumerate(stages) if i >= qrank and s not in closed_stages}
-    h = history[history["opportunity_id"].isin(closed["opportunity_id"])]
-    reached = set(h.loc[h["stage"].isin(qualifying), "opportunity_id"])
-    seen = set(h["opportunity_id"])
-    mask = closed["opportunity_id"].isin(seen) & ~closed["opportunity_id"].isin(reached)
-    return closed[mask]
+    ids = closed["opportunity_id"]
+    h = history[["opportunity_id", "stage"]]
+    h = h[isin(h["opportunity_id"], ids)]
+    reached = h.loc[isin(h["stage"], qualifying), "opportunity_id"]
+    return closed[isin(ids, h["opportunity_id"]) & ~isin(ids, reached)]
 
 
 def quality_issues(
