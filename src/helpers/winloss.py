@@ -753,7 +753,8 @@ def top_churned(
         won = deals["outcome"].eq("Won") & deals["account"].notna()
         dated = "close_date" in deals.columns and bool((won & deals["close_date"].notna()).any())
         cols = [k for k in ("opportunity_id", "account", "close_date", "rep") if k in deals.columns]
-        won = deals[cols][won & isin(deals["account"], c["account"])]  # the listed accounts' won deals
+        listed = won & isin(deals["account"], c["account"])  # the listed accounts' won deals suffice
+        won = deals[cols][listed if listed.any() else won]  # (none: all, for the same empty lookups)
         if dated:
             won = won.sort_values(["close_date", "opportunity_id"])
             first = won.groupby("account")["close_date"].min()
