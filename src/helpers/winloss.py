@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.calendar import FiscalCalendar, Window, month_labels, period_bounds
-from helpers.pipeline import isin
+from helpers.pipeline import isin, positions
 
 Z95 = 1.959963984540054  # standard normal quantile for a two-sided 95% interval
 NOT_SET = "(not set)"
@@ -103,6 +103,16 @@ def _col(df: pd.DataFrame, name: str) -> pd.Series:
     if name in df.columns:
         return df[name]
     return pd.Series(np.nan, index=df.index, dtype="float64" if name == "amount" else "object")
+
+
+def _map_unique(keys: pd.Series, table: pd.Series) -> pd.Series:
+    """``keys.map(table)`` for a table with a unique index: one Arrow ``index_in`` for text keys."""
+    if isinstance(keys.array, pd.arrays.ArrowStringArray) and isinstance(
+        table.index.array, pd.arrays.ArrowStringArray
+    ):
+        pos = positions(keys, table.index.to_series())
+        return pd.Series(table.array.take(pos, allow_fill=True), index=keys.index, name=keys.name)
+    return keys.map(table)
 
 
 def has_values(df: pd.DataFrame | None, col: str) -> bool:
@@ -181,9 +191,9 @@ def prepare_deals(
     if reps is not None and "rep_id" in reps.columns:
         r = reps.drop_duplicates("rep_id").set_index("rep_id")
         if "name" in r.columns:
-            df["rep"] = owner.map(r["name"]).fillna(owner)
+            df["rep"] = _map_unique(owner, r["name"]).fillna(owner)
         if "team" in r.columns:
-            df["team"] = owner.map(r["team"])
+            df["team"] = _map_unique(owner, r["team"])
     amount = _col(df, "amount").astype("float64")
     if size_edges is None:
         size_edges = default_size_edges(amount[closed])
@@ -205,6 +215,10 @@ def find_duplicates(opp: pd.DataFrame) -> pd.DataFrame:
     ]
     if not cols or "account" not in opp.columns:
         return pd.DataFrame(columns=out_cols)
+    # equal rows are equal in their numeric columns: hash whole rows only where those repeat (same result)
+    numeric = [c for c in ("amount", "created_date", "close_date") if c in cols]
+    if numeric:
+        opp = opp[pd.util.hash_pandas_object(opp[numeric], index=False).duplicated(keep=False).to_numpy()]
     dated = _col(opp, "created_date").notna() | _col(opp, "close_date").notna()
     closed = _col(opp, "is_closed").astype("boolean").fillna(False).astype(bool)
     identified = opp["account"].notna() & (dated | closed)
