@@ -373,9 +373,13 @@ def win_rate_trend(
     close = deals["close_date"]
     keep = deals["outcome"].isin(["Won", "Lost"]) & (close >= windows[0].start) & (close <= review.as_of)
     closed = deals[[c for c in ("outcome", "close_date", "amount") if c in deals.columns]][keep]
-    labels = (
-        month_labels(closed["close_date"]) if kind == "month" else cal.quarter_labels(closed["close_date"])
-    )
+    if kind == "month":  # each distinct month formatted once
+        d = pd.to_datetime(closed["close_date"])
+        months = (d.dt.year * 12 + d.dt.month).to_numpy()
+        _, at, inverse = np.unique(months, return_index=True, return_inverse=True)
+        labels = pd.Series(month_labels(d.iloc[at]).to_numpy()[inverse], index=closed.index)
+    else:
+        labels = cal.quarter_labels(closed["close_date"])
     g = _rate_table(labels.astype(str), closed)
     rows = []
     for w in windows:
