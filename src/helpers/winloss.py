@@ -1091,6 +1091,7 @@ def what_to_look_at(
     outliers = []
     for dim, t in by_dim.items():
         sub = t[(t["deals"] >= min_deals) & ~t["group"].eq(other_label(min_deals)) & t["groups_pooled"].eq(1)]
+        sub = sub[(sub["ci_low"] > o["win_rate"]) | (sub["ci_high"] < o["win_rate"])]  # the outliers only
         for _, r in sub.iterrows():
             if r["ci_low"] > o["win_rate"]:
                 outliers.append(
