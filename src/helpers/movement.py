@@ -205,6 +205,97 @@ class _Rows:
 
 
 def _replay_rows(h: pd.DataFrame, opps: pd.DataFrame, dates: pd.DatetimeIndex) -> _Rows | None:
+    """The (deal × date) grid of ``replay`` matched to the history, without building the grid as a frame;
+    None when ``_replay_by_merge`` must do it (see there).
+
+    On the normalized history (each deal's rows contiguous, in id order, times non-decreasing within a
+    deal) the row in force for (deal, date d) is the deal's last row with changed_at < d + 1 day, i.e.
+    its first row + (number of its rows before that cut) − 1: the counts come from one ``bincount`` of
+    (deal, index of the first cut after the row). Any other history goes through ``_replay_rows_by_keys``
+    (same result)."""
+    ids = opps["opportunity_id"]
+    created = opps["created_date"]
+    if (
+        not len(h)
+        or ids.isna().any()
+        or h["changed_at"].isna().any()
+        or not pd.api.types.is_datetime64_dtype(created.dtype)
+        or not pd.api.types.is_datetime64_dtype(h["changed_at"].dtype)
+    ):
+        return _replay_rows_by_keys(h, opps, dates)
+    rank, uniques = pd.factorize(ids, sort=True)  # rank among the sorted distinct ids
+    seg = _history_segments(h["opportunity_id"], pd.Series(uniques))
+    right_t = h["changed_at"].to_numpy().astype("datetime64[us]").view("int64")
+    if seg is None:
+        return _replay_rows_by_keys(h, opps, dates)
+    seg_rank, seg_start, seg_end = seg
+    row_seg = np.repeat(np.arange(len(seg_start)), seg_end - seg_start)
+    if (np.diff(right_t) < 0)[~np.diff(row_seg).astype(bool)].any():  # times must not decrease in a deal
+        return _replay_rows_by_keys(h, opps, dates)
+    # the deals in id order (= the grid's order within a date), and per deal in that order: its history
+    # segment (−1: none), first history row and position among opps' distinct ids (first appearance)
+    perm = np.argsort(rank, kind="stable")
+    rank_p = rank[perm]
+    first_at = perm[np.flatnonzero(np.concatenate([[True], rank_p[1:] != rank_p[:-1]]))]  # per rank
+    code_of_rank = np.empty(len(uniques), dtype=np.int64)
+    code_of_rank[np.argsort(first_at, kind="stable")] = np.arange(len(uniques))
+    code_p = code_of_rank[rank_p]
+    seg_of_rank = np.full(len(uniques), -1, dtype=np.int64)
+    seg_of_rank[seg_rank] = np.arange(len(seg_rank))
+    seg_p = seg_of_rank[rank_p]
+    has_p = seg_p >= 0
+    seg_p = np.maximum(seg_p, 0)
+    start_p = seg_start[seg_p]
+    first_p = np.where(has_p, start_p, -1)
+    created_p = created.to_numpy().astype("datetime64[us]")[perm]
+    # count[j, s] = rows of segment s changed before cut j = d_j + 1 day (⟺ changed_at < cut); a row's
+    # j0 = number of cuts at or before it, the first cut it is before
+    day_of = np.array([np.datetime64(d, "us") for d in dates], dtype="datetime64[us]")
+    cuts = (day_of + np.timedelta64(1, "D")).view("int64")
+    j0 = np.searchsorted(cuts, right_t, side="right")
+    n_seg = len(seg_start)
+    count = np.bincount(j0 * n_seg + row_seg, minlength=(len(dates) + 1) * n_seg).reshape(-1, n_seg)
+    np.cumsum(count, axis=0, out=count)
+    deal, take, first, code, n_rows = [], [], [], [], []
+    for j, d in enumerate(day_of):
+        exists = created_p <= d
+        n_before = np.where(has_p, count[j][seg_p], 0)
+        deal.append(perm[exists])
+        take.append(np.where(n_before > 0, start_p + n_before - 1, -1)[exists])
+        first.append(first_p[exists])
+        code.append(code_p[exists])
+        n_rows.append(len(deal[-1]))
+    if not sum(n_rows):
+        return None
+    take = np.concatenate(take)
+    day = np.repeat(day_of, n_rows)
+    return _Rows(np.concatenate(deal), day, take, take < 0, np.concatenate(first), np.concatenate(code))
+
+
+def _history_segments(ids: pd.Series, uniques: pd.Series):
+    """For a history whose rows are grouped by deal in the order of ``uniques`` (sorted distinct ids):
+    per group its id's position in ``uniques``, first row and end row; None when the rows are not so
+    grouped (a missing id, an id not in ``uniques``, an id in two groups or groups out of order)."""
+    import pyarrow.compute as pc
+
+    arr = ids.array
+    if isinstance(arr, pd.arrays.ArrowStringArray):
+        a = arr._pa_array.combine_chunks()
+        if a.null_count:
+            return None
+        change = np.asarray(pc.not_equal(a[1:], a[:-1]), dtype=bool)
+        starts = np.flatnonzero(np.concatenate([[True], change]))
+        seg_rank = positions(ids.iloc[starts], uniques)
+    else:
+        rank = positions(ids, uniques)
+        starts = np.flatnonzero(np.concatenate([[True], rank[1:] != rank[:-1]]))
+        seg_rank = rank[starts]
+    if (seg_rank < 0).any() or (np.diff(seg_rank) <= 0).any():
+        return None
+    return seg_rank, starts, np.append(starts[1:], len(ids))
+
+
+def _replay_rows_by_keys(h: pd.DataFrame, opps: pd.DataFrame, dates: pd.DatetimeIndex) -> _Rows | None:
     """The (deal × date) grid of ``replay`` matched to the history on integer keys, without building the
     grid as a frame; None when ``_replay_by_merge`` must do it (see there).
 
