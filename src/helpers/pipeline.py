@@ -553,10 +553,11 @@ def last_activity(opps: pd.DataFrame, activities: pd.DataFrame | None = None) ->
         else pd.Series(pd.NaT, index=opps.index, dtype="datetime64[us]")
     )
     if activities is not None and "opportunity_id" in activities.columns and len(activities):
-        act = activities.dropna(subset=["opportunity_id"])
-        mine = isin(act["opportunity_id"], opps["opportunity_id"].unique())
-        if mine.any():  # only the deals' own activities (the others' maxima are never looked up)
-            act = act[mine]
+        # rows with an id; only the deals' own when there are any (the others' maxima are never looked
+        # up); the two columns read, not a copy of the whole log
+        present = activities["opportunity_id"].notna()
+        mine = present & isin(activities["opportunity_id"], opps["opportunity_id"].unique())
+        act = activities.loc[mine if mine.any() else present, ["opportunity_id", "occurred_at"]]
         last = act.groupby("opportunity_id")["occurred_at"].max().dt.normalize()
         other = opps["opportunity_id"].map(last)
         out = pd.concat([out, other], axis=1).max(axis=1)
@@ -589,16 +590,16 @@ def deal_list(opps: pd.DataFrame, as_of, activities: pd.DataFrame | None = None)
     return o[[c for c in cols if c in o.columns]]
 
 
-def top_open_deals(opps: pd.DataFrame, as_of, n: int = 20, activities=None) -> pd.DataFrame:
-    """The ``n`` largest open deals by amount."""
-    return (
-        deal_list(opps, as_of, activities).sort_values("amount", ascending=False, na_position="last").head(n)
-    )
+def top_open_deals(opps: pd.DataFrame, as_of, n: int = 20, activities=None, deals=None) -> pd.DataFrame:
+    """The ``n`` largest open deals by amount. ``deals``: ``deal_list(opps, as_of, activities)`` when the
+    caller has it already (the same keyword on the other lists below)."""
+    d = deals if deals is not None else deal_list(opps, as_of, activities)
+    return d.sort_values("amount", ascending=False, na_position="last").head(n)
 
 
-def no_next_step(opps: pd.DataFrame, as_of, activities=None) -> pd.DataFrame:
+def no_next_step(opps: pd.DataFrame, as_of, activities=None, deals=None) -> pd.DataFrame:
     """Open deals whose ``next_step`` is empty, largest first."""
-    d = deal_list(opps, as_of, activities)
+    d = deals if deals is not None else deal_list(opps, as_of, activities)
     if "next_step" not in d.columns:
         return d.iloc[0:0]
     return d[d["next_step"].isna() | (d["next_step"].astype("str").str.strip() == "")].sort_values(
@@ -606,15 +607,17 @@ def no_next_step(opps: pd.DataFrame, as_of, activities=None) -> pd.DataFrame:
     )
 
 
-def past_due(opps: pd.DataFrame, as_of, activities=None) -> pd.DataFrame:
+def past_due(opps: pd.DataFrame, as_of, activities=None, deals=None) -> pd.DataFrame:
     """Open deals whose expected close date is before ``as_of``, most overdue first."""
-    d = deal_list(opps, as_of, activities)
+    d = deals if deals is not None else deal_list(opps, as_of, activities)
     return d[d["close_date"] < pd.Timestamp(as_of)].sort_values("days_to_close")
 
 
-def no_recent_activity(opps: pd.DataFrame, as_of, days: int = 14, activities=None) -> pd.DataFrame:
+def no_recent_activity(
+    opps: pd.DataFrame, as_of, days: int = 14, activities=None, deals=None
+) -> pd.DataFrame:
     """Open deals with no activity in the last ``days`` days (or none ever logged), largest first."""
-    d = deal_list(opps, as_of, activities)
+    d = deals if deals is not None else deal_list(opps, as_of, activities)
     quiet = d["last_activity"].isna() | (d["days_since_activity"] > days)
     return d[quiet].sort_values("amount", ascending=False)
 

@@ -596,9 +596,13 @@ def show_deals_needing_attention(v: PipelineView, top_n: int = 20, no_activity_d
     activity."""
     sc, A, cur, stalled = v.sc, v.A, v.cur, v.stalled
     acts = sc.activities
+    deals = pl.deal_list(sc.opps, A, acts)  # once for the four lists
     markdown(f"**Top {int(top_n)} open deals by amount**")
     show_table(
-        pl.top_open_deals(sc.opps, A, int(top_n), acts), money=["amount"], ints=DEAL_INTS, currency=cur
+        pl.top_open_deals(sc.opps, A, int(top_n), acts, deals=deals),
+        money=["amount"],
+        ints=DEAL_INTS,
+        currency=cur,
     )
     markdown(f"**Stalled** ({len(stalled)} deals)")
     show_table(
@@ -609,11 +613,11 @@ def show_deals_needing_attention(v: PipelineView, top_n: int = 20, no_activity_d
         currency=cur,
     )
     lists = [
-        ("No next step", pl.no_next_step(sc.opps, A, acts)),
-        ("Close date in the past", pl.past_due(sc.opps, A, acts)),
+        ("No next step", pl.no_next_step(sc.opps, A, acts, deals=deals)),
+        ("Close date in the past", pl.past_due(sc.opps, A, acts, deals=deals)),
         (
             f"No activity in {int(no_activity_days)} days",
-            pl.no_recent_activity(sc.opps, A, int(no_activity_days), acts),
+            pl.no_recent_activity(sc.opps, A, int(no_activity_days), acts, deals=deals),
         ),
     ]
     for label, df in lists:
