@@ -477,3 +477,33 @@ def test_value_rate_withheld_when_lost_amounts_are_missing():
     df = pd.DataFrame({"outcome": ["Won", "Lost", "Lost"], "amount": [100.0, np.nan, 0.0], "g": ["a"] * 3})
     # a 100% value win rate would only mean lost deals carry no amount
     assert math.isnan(wl.win_rates(df).iloc[0]["value_win_rate"])
+
+
+def test_duplicates_need_every_column_equal_not_only_amount_and_dates():
+    # d1/d2/d3 share amount and dates; d2 differs from d1 only by owner (not a duplicate), d3 equals d1
+    opp = pd.DataFrame(
+        {
+            "opportunity_id": ["d1", "d2", "d3", "d4"],
+            "account": ["X", "X", "X", "Y"],
+            "owner": ["r1", "r2", "r1", "r1"],
+            "amount": [100.0, 100.0, 100.0, 250.0],
+            "created_date": pd.to_datetime(["2026-01-05"] * 3 + ["2026-02-01"]),
+            "is_closed": [False] * 4,
+        }
+    )
+    assert wl.find_duplicates(opp)[["opportunity_id", "duplicate_of"]].values.tolist() == [["d3", "d1"]]
+
+
+def test_top_churned_without_won_deals_for_the_listed_accounts(deals, windows):
+    # AcctD has no won deal: no owner, no customer days (the other accounts' won deals do not matter)
+    churn = pd.DataFrame(
+        {
+            "account": ["AcctD"],
+            "churn_date": pd.to_datetime(["2026-10-31"]),
+            "lost_amount": [200.0],
+            "reason": [None],
+        }
+    )
+    t = wl.top_churned(churn, windows[0], deals)
+    assert t["account"].tolist() == ["AcctD"]
+    assert t["owner"].isna().all() and t["customer_days"].isna().all()
