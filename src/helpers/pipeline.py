@@ -189,7 +189,12 @@ def plan_by_rep(quotas: pd.DataFrame | None, start, end) -> pd.Series:
     number of days the quota period shares with the window (a 31-day month with quota 31,000 and a
     window covering 10 of its days contributes 10,000). Only reps with a quota row overlapping the window
     appear (a rep who left before the window, or joins after it, has no plan there and no row)."""
-    q = bookings_quotas(quotas)
+    return _prorated_plan(bookings_quotas(quotas), start, end)
+
+
+def _prorated_plan(q: pd.DataFrame | None, start, end) -> pd.Series:
+    """``plan_by_rep`` on quota rows already through ``bookings_quotas`` (filtered once by a caller that
+    pro-rates several windows)."""
     if q is None:
         return pd.Series(dtype="float64")
     start, end = pd.Timestamp(start), pd.Timestamp(end)
@@ -239,11 +244,12 @@ def bookings_vs_plan(
     """
     rows = []
     won = opps[is_won(opps)]
+    q = bookings_quotas(quotas)  # once for every window
     for name, w in windows.items():
         in_w = won[w.contains(won["close_date"])]
         got = _amount(in_w).groupby(_group_key(in_w, by, reps)).sum()
-        plan_rep = plan_by_rep(quotas, w.start, w.end)
-        plan_td_rep = plan_by_rep(quotas, w.start, w.as_of)
+        plan_rep = _prorated_plan(q, w.start, w.end)
+        plan_td_rep = _prorated_plan(q, w.start, w.as_of)
         if len(plan_rep):
             keyframe = pd.DataFrame({"owner": plan_rep.index.astype("str")})
             keys = _group_key(keyframe, by, reps)
