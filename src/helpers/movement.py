@@ -644,8 +644,14 @@ def close_date_changes(
     """Every change of expected close date while the deal was open: opportunity_id, changed_at,
     from_date, to_date, days_moved (> 0 pushed out, < 0 pulled in)."""
     h = _normalized(history, opps, config, normalized)
-    h["from_date"] = h.groupby("opportunity_id")["close_date"].shift()
-    h["prev_stage"] = h.groupby("opportunity_id")["stage"].shift()
+    deal = _deal_runs(h["opportunity_id"])
+    if deal is None:
+        h["from_date"] = h.groupby("opportunity_id")["close_date"].shift()
+        h["prev_stage"] = h.groupby("opportunity_id")["stage"].shift()
+    else:  # = the groupby shifts: the previous row when it is the same deal's
+        same = _same_as_previous(deal)
+        h["from_date"] = h["close_date"].shift().where(same)
+        h["prev_stage"] = h["stage"].shift().where(same)
     was_open = h["prev_stage"].isin(config.open_stages)
     moved = was_open & h["from_date"].notna() & h["close_date"].notna() & (h["close_date"] != h["from_date"])
     ch = h[moved].rename(columns={"close_date": "to_date"})
@@ -842,7 +848,7 @@ def stage_visits(
     as_of = pd.Timestamp(as_of)
     h = _normalized(history, opps, config, normalized)
     h = h[h["changed_at"] < as_of + pd.Timedelta(days=1)]
-    deal = _contiguous_codes(h["opportunity_id"])
+    deal = _deal_runs(h["opportunity_id"])
     if deal is None:
         new_stay = h["stage"] != h.groupby("opportunity_id")["stage"].shift()
     else:  # = the groupby shift: the previous row when it is the same deal's
@@ -868,6 +874,23 @@ def stage_visits(
     else:
         stays["outcome"] = stays["opportunity_id"].map(outcome)
     return stays.reset_index(drop=True)
+
+
+def _deal_runs(ids: pd.Series) -> np.ndarray | None:
+    """``_contiguous_codes`` for the callers that compare neighbours only: on a text column in sorted
+    order (the normalized history) the run number of each row (= cumulative count of id changes), from
+    one Arrow comparison of neighbours instead of hashing every id; otherwise ``_contiguous_codes``."""
+    import pyarrow.compute as pc
+
+    arr = ids.array
+    if isinstance(arr, pd.arrays.ArrowStringArray) and len(ids) > 1:
+        a = arr._pa_array.combine_chunks()
+        if a.null_count:
+            return None
+        if pc.all(pc.greater_equal(a[1:], a[:-1])).as_py():  # sorted: each id's rows are one run
+            change = np.asarray(pc.not_equal(a[1:], a[:-1]), dtype=bool)
+            return np.concatenate([[0], np.cumsum(change)])
+    return _contiguous_codes(ids)
 
 
 def _contiguous_codes(ids: pd.Series) -> np.ndarray | None:
