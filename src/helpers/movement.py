@@ -256,10 +256,14 @@ def _replay_rows(h: pd.DataFrame, opps: pd.DataFrame, dates: pd.DatetimeIndex) -
     n_seg = len(seg_start)
     count = np.bincount(j0 * n_seg + row_seg, minlength=(len(dates) + 1) * n_seg).reshape(-1, n_seg)
     np.cumsum(count, axis=0, out=count)
+    # 32-bit positions when they fit: the (deal × date) arrays are the bulk of the memory written
+    small = max(len(opps), len(h)) < 2**31 - 1
+    if small:
+        perm, start_p, first_p, code_p = (x.astype(np.int32) for x in (perm, start_p, first_p, code_p))
     deal, take, first, code, n_rows = [], [], [], [], []
     for j, d in enumerate(day_of):
         exists = created_p <= d
-        n_before = np.where(has_p, count[j][seg_p], 0)
+        n_before = np.where(has_p, count[j][seg_p], 0).astype(start_p.dtype)
         deal.append(perm[exists])
         take.append(np.where(n_before > 0, start_p + n_before - 1, -1)[exists])
         first.append(first_p[exists])
