@@ -289,7 +289,15 @@ def _history_segments(ids: pd.Series, uniques: pd.Series):
             return None
         change = np.asarray(pc.not_equal(a[1:], a[:-1]), dtype=bool)
         starts = np.flatnonzero(np.concatenate([[True], change]))
-        seg_rank = positions(ids.iloc[starts], uniques)
+        seg_ids = ids.iloc[starts]
+        ref = uniques.array
+        if (  # every deal has rows (the normalized history): the groups' ids are ``uniques`` itself
+            len(starts) == len(uniques)
+            and isinstance(ref, pd.arrays.ArrowStringArray)
+            and pc.all(pc.equal(seg_ids.array._pa_array, ref._pa_array.cast(a.type))).as_py()
+        ):
+            return np.arange(len(starts)), starts, np.append(starts[1:], len(ids))
+        seg_rank = positions(seg_ids, uniques)
     else:
         rank = positions(ids, uniques)
         starts = np.flatnonzero(np.concatenate([[True], rank[1:] != rank[:-1]]))
