@@ -82,11 +82,30 @@ def normalized_history(history: pd.DataFrame | None, opps: pd.DataFrame, config)
     when[h["changed_at"].isna().to_numpy()] = np.iinfo(np.int64).max
     order = np.lexsort((when, deal))
     h = h.iloc[order].reset_index(drop=True)
-    key = deal[order].astype("float64")
-    key[h["opportunity_id"].isna().to_numpy()] = (
-        np.nan
-    )  # like groupby("opportunity_id"): no group for a missing id
-    h[list(FIELDS)] = h[list(FIELDS)].groupby(key).ffill()
+    sorted_deal = deal[order]
+    if h["opportunity_id"].isna().any():
+        key = sorted_deal.astype("float64")
+        key[h["opportunity_id"].isna().to_numpy()] = (
+            np.nan
+        )  # like groupby("opportunity_id"): no group for a missing id
+        h[list(FIELDS)] = h[list(FIELDS)].groupby(key).ffill()
+        return h
+    # = groupby(deal).ffill() on the deal-sorted rows: each row takes the last non-missing value at or
+    # before it, when that row is the same deal's (the deal's first row is at or before it)
+    n = len(h)
+    run_start = np.zeros(n, dtype=np.int64)
+    if n:
+        new_run = np.concatenate([[True], sorted_deal[1:] != sorted_deal[:-1]])
+        run_start = np.maximum.accumulate(np.where(new_run, np.arange(n), 0))
+    for f in FIELDS:
+        col = h[f]
+        present = col.notna().to_numpy()
+        if present.all():
+            continue
+        last = np.maximum.accumulate(np.where(present, np.arange(n), -1)) if n else np.zeros(0, np.int64)
+        ok = last >= run_start
+        filled = col.take(np.where(ok, last, 0)) if n else col
+        h[f] = filled.set_axis(h.index).where(ok | present)
     return h
 
 
