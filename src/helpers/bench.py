@@ -472,7 +472,7 @@ def table(result: dict) -> str:
     lines += [
         "",
         "Per notebook (seconds, from its start to its HTML): the kernel's start and warm-up imports (on "
-        "the first notebook of each warm kernel), the rest of the kernel + papermill overhead, the "
+        "the first notebook of each warm kernel; in the pack it overlaps the parent's checks), the rest of the kernel + papermill overhead, the "
         "`open_report` (load) cell, the other cells, HTML export (re-timed alone; in the run it overlaps "
         "the kernel's next notebook).",
         "",
@@ -483,7 +483,8 @@ def table(result: dict) -> str:
         for name, nb in r["pack"]["notebooks"].items():
             lines.append(
                 f"| {int(n):,} | {name} | {nb['status']} | {_f(nb['seconds'])} | {_f(nb.get('kernel_start'))} "
-                f"| {_f(nb.get('kernel_and_overhead', 0) - nb.get('kernel_start', 0))} | {_f(nb.get('load_cell'))} "
+                f"| {_f(max(0.0, nb.get('kernel_and_overhead', 0) - nb.get('kernel_start', 0)))} "
+                f"| {_f(nb.get('load_cell'))} "
                 f"| {_f(nb.get('other_cells'))} | {_f(nb.get('html_export'))} |"
             )
     lines += [
