@@ -64,7 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--as-of", default=None, help="YYYY-MM-DD (default: end of period)")
     m.add_argument("--out", default="reports", help="reports root folder")
     m.add_argument("--notebooks", nargs="*", default=None, help="subset of notebooks to run")
-    m.add_argument("--jobs", type=int, default=None, help="parallel notebooks (default: number of cores)")
+    m.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="kernels running notebooks side by side (default: number of cores; 1 keeps one copy of the data)",
+    )
     m.set_defaults(func=_handler("helpers.report:cli_monthly"))
     rv = rsub.add_parser("reviews", help="one-to-one review pack per rep")
     rv.add_argument("--dataset", default="data/sample")
