@@ -63,7 +63,8 @@ def _vocabulary(s: pd.Series, known: tuple[str, ...], aliases: dict[str, str]) -
     """Lower-cased, alias-mapped categorical whose categories start with ``known`` (others follow)."""
     if isinstance(s.dtype, pd.CategoricalDtype) and tuple(s.cat.categories[: len(known)]) == known:
         return s.array
-    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    first = _factorized(s)  # codes in order of first appearance, as pd.factorize gives them
+    codes, uniques = first.codes, first.categories
     norm = [aliases.get(u, u) for u in (str(x).strip().lower() for x in uniques)]
     cats = list(known) + sorted(set(norm) - set(known))
     pos = pd.Index(cats).get_indexer(norm) if norm else np.array([], dtype="int64")
@@ -82,8 +83,9 @@ def _factorized(s: pd.Series) -> pd.Categorical:
         import pyarrow.compute as pc
 
         enc = pc.dictionary_encode(s.array._pa_array.combine_chunks())
-        codes = np.asarray(enc.indices.fill_null(-1), dtype=np.int64)
-        return pd.Categorical.from_codes(codes, categories=pd.Index(pd.array(enc.dictionary, dtype="str")))
+        codes = np.asarray(enc.indices.fill_null(-1))  # int32, valid by construction: no copy, no check
+        cats = pd.Index(pd.array(enc.dictionary, dtype="str"))
+        return pd.Categorical.from_codes(codes, categories=cats, validate=False)
     codes, uniques = pd.factorize(s, use_na_sentinel=True)
     return pd.Categorical.from_codes(codes, categories=pd.Index(uniques, dtype="str"))
 
