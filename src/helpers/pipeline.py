@@ -56,6 +56,11 @@ def isin(s: pd.Series, values) -> pd.Series:
     import pyarrow.compute as pc
 
     arr = s.array
+    ref = values.array if isinstance(values, pd.Series | pd.Index) else None
+    if isinstance(arr, pd.arrays.ArrowStringArray) and isinstance(ref, pd.arrays.ArrowStringArray):
+        # text against text: the values' own Arrow array, no round trip through Python objects
+        value_set = ref._pa_array.combine_chunks().cast(arr._pa_array.type)
+        return pd.Series(np.asarray(pc.is_in(arr._pa_array, value_set=value_set), dtype=bool), index=s.index)
     if isinstance(arr, pd.arrays.ArrowStringArray):
         vals = (
             values.to_numpy(dtype=object)
