@@ -877,14 +877,16 @@ def stage_visits(
     days = (exited, or as_of for the current stay) − entered, is_current, outcome (won/lost/open now).
     Consecutive history rows in the same stage are one stay."""
     as_of = pd.Timestamp(as_of)
-    h = _normalized(history, opps, config, normalized)
-    h = h[h["changed_at"] < as_of + pd.Timedelta(days=1)]
+    h = _normalized(history, opps, config, normalized)[["opportunity_id", "stage", "changed_at"]]
+    before = h["changed_at"] < as_of + pd.Timedelta(days=1)
+    if not before.all():  # (a report as of the export date keeps every row: no copy)
+        h = h[before]
     deal = _deal_runs(h["opportunity_id"])
     if deal is None:
         new_stay = h["stage"] != h.groupby("opportunity_id")["stage"].shift()
     else:  # = the groupby shift: the previous row when it is the same deal's
         new_stay = h["stage"] != h["stage"].shift().where(_same_as_previous(deal))
-    stays = h[new_stay][["opportunity_id", "stage", "changed_at"]].rename(columns={"changed_at": "entered"})
+    stays = h[new_stay].rename(columns={"changed_at": "entered"})
     if deal is None:
         stays["exited"] = stays.groupby("opportunity_id")["entered"].shift(-1)
     else:
