@@ -145,16 +145,15 @@ def infer_as_of(opp: pd.DataFrame) -> pd.Timestamp | None:
 
 
 def fingerprint_files(paths) -> str:
-    """sha256 over the names and bytes of the given files (order-independent)."""
+    """sha256 over the names and the sha256 of the bytes of the given files (order-independent); the
+    files' digests come from ``sources.file_sha256``, which reads a file again only after it changed."""
     h = hashlib.sha256()
     for p in sorted((x if isinstance(x, sources.DbTable) else Path(x) for x in paths), key=str):
         if isinstance(p, sources.DbTable):  # a database table: its source, not its rows
             h.update(p.name.encode())
         elif p.exists():
             h.update(p.name.encode())
-            with open(p, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
+            h.update(sources.file_sha256(p).encode())
     return h.hexdigest()
 
 
