@@ -588,6 +588,60 @@ def test_force_keeps_hand_added_tables_and_refuses_other_files(tmp_path):
         import_files("hubspot", [FIXTURES / "hubspot_deals.csv"], target, force=True)
 
 
+def test_force_keeps_the_users_edits_to_dataset_yml(tmp_path):
+    deals = [FIXTURES / "hubspot_deals.csv"]
+    target = import_files("hubspot", deals, tmp_path / "ds")
+    fresh = yaml.safe_load((target / "dataset.yml").read_text())
+    assert fresh["as_of"] == "2026-04-20" and fresh["currency"] == "USD"
+    # the user edits three settings, adds one and removes one
+    mine = dict(fresh)
+    mine["currency"] = "EUR"
+    mine["stages"] = [
+        dict(st, probability=0.5) if st["name"] == "Contract Sent" else st for st in fresh["stages"]
+    ]
+    mine["fiscal_year_start_month"] = 2
+    mine["date_order"] = "dmy"
+    del mine["qualifying_stage"]
+    (target / "dataset.yml").write_text(yaml.safe_dump(mine, sort_keys=False))
+
+    # re-imported with another export date: the edits stay, the import's own settings are refreshed
+    import_files("hubspot", deals, target, force=True, as_of="2026-05-31")
+    again = yaml.safe_load((target / "dataset.yml").read_text())
+    assert (
+        again["currency"] == "EUR" and again["fiscal_year_start_month"] == 2 and again["date_order"] == "dmy"
+    )
+    assert again["stages"] == mine["stages"] and "qualifying_stage" not in again
+    assert again["as_of"] == "2026-05-31"  # not edited: the new import's value
+    assert list(again)[-1] == "source"
+    note = next(n for n in again["source"]["notes"] if n.startswith("kept your edits"))
+    assert "currency, date_order, fiscal_year_start_month, qualifying_stage, stages" in note
+
+    # and again: the edits are still the user's (recorded digests are the import's own settings)
+    import_files("hubspot", deals, target, force=True)
+    third = yaml.safe_load((target / "dataset.yml").read_text())
+    assert third["currency"] == "EUR" and third["stages"] == mine["stages"] and third["as_of"] == "2026-04-20"
+
+    # an unedited folder is simply replaced: no note, the import's settings
+    plain = import_files("hubspot", deals, tmp_path / "plain")
+    import_files("hubspot", deals, plain, force=True)
+    replaced = yaml.safe_load((plain / "dataset.yml").read_text())
+    assert {k: v for k, v in replaced.items() if k != "source"} == {
+        k: v for k, v in fresh.items() if k != "source"
+    } | {"name": "plain"}
+    assert not any(n.startswith("kept your edits") for n in replaced["source"].get("notes", []))
+
+
+def test_force_on_a_folder_imported_before_setting_digests_keeps_edits_too(tmp_path):
+    target = import_files("hubspot", [FIXTURES / "hubspot_deals.csv"], tmp_path / "ds")
+    old = yaml.safe_load((target / "dataset.yml").read_text())
+    del old["source"]["settings"]  # as imports before this change wrote it
+    old["currency"] = "GBP"
+    (target / "dataset.yml").write_text(yaml.safe_dump(old, sort_keys=False))
+    import_files("hubspot", [FIXTURES / "hubspot_deals.csv"], target, force=True, as_of="2026-06-30")
+    new = yaml.safe_load((target / "dataset.yml").read_text())
+    assert new["currency"] == "GBP" and new["as_of"] == "2026-06-30"
+
+
 # --------------------------------------------------------------------------------------------------
 # numbers, percentages, dates: read by the profile's declared format or detected per column
 # --------------------------------------------------------------------------------------------------

@@ -984,6 +984,36 @@ def _previous_import(to: Path) -> dict:
     return src
 
 
+_REMOVED = object()
+DATA_DEPENDENT_SETTINGS = ("as_of",)  # recomputed from each export unless the user set it
+
+
+def _setting_digests(ds: dict) -> dict[str, str]:
+    """sha256 (12 hex digits) of each setting of a dataset.yml as the import wrote it (``source``
+    excluded), kept in ``source.settings``: what a later ``--force`` compares with the file to tell the
+    settings a user edited from the ones the import wrote."""
+    return {
+        k: hashlib.sha256(yaml.safe_dump(v, sort_keys=True).encode()).hexdigest()[:12]
+        for k, v in ds.items()
+        if k != "source"
+    }
+
+
+def _edited_settings(to: Path, previous: dict, fresh: dict) -> dict:
+    """Settings of ``to``/dataset.yml changed, added or removed by hand since the import wrote them:
+    ``{key: value, or _REMOVED}``. Folders imported before ``source.settings`` existed are compared
+    with what this import writes (``fresh``), the data-dependent ``as_of`` aside."""
+    current = yaml.safe_load((to / "dataset.yml").read_text(encoding="utf-8")) or {}
+    written = previous.get("settings")
+    if not isinstance(written, dict):
+        written = {k: v for k, v in _setting_digests(fresh).items() if k not in DATA_DEPENDENT_SETTINGS}
+        current = {k: v for k, v in current.items() if k not in DATA_DEPENDENT_SETTINGS}
+    now = _setting_digests(current)
+    return {
+        k: current.get(k, _REMOVED) for k in sorted(set(now) | set(written)) if now.get(k) != written.get(k)
+    }
+
+
 def _carried_over(to: Path, previous: dict, writes: list[str]) -> list[Path]:
     """Files of the folder being replaced to copy into the new one: table files (``quotas.csv``, ``reps.xlsx``…)
     that the previous import did not write and this one does not produce — added by hand. Any other file
@@ -1075,6 +1105,19 @@ def import_with_sources(
     writes = [f"{t}.csv" for t in tables] + ["dataset.yml"]
     kept = _carried_over(to, previous, writes) if previous is not None else []
     ds["source"]["wrote"] = writes
+    # the import's own settings, so that a later --force keeps what the user changed after this one
+    ds["source"]["settings"] = _setting_digests(ds)
+    edited = _edited_settings(to, previous, ds) if previous is not None else {}
+    for key, value in edited.items():  # a re-import keeps the user's edits to dataset.yml
+        if value is _REMOVED:
+            ds.pop(key, None)
+        else:
+            ds[key] = value
+    ds["source"] = ds.pop("source")  # last in the file, after any setting the user added
+    if edited:
+        mapped.notes.append(
+            f"kept your edits to dataset.yml ({', '.join(edited)}); the other settings come from this import"
+        )
     if kept:
         ds["source"]["kept"] = [p.name for p in kept]
         mapped.notes.append(
