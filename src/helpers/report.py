@@ -117,7 +117,8 @@ class WarmKernel:
     """One kernel that runs notebooks one after another, so kernel start and imports are paid once.
 
     ``start()`` launches it and runs ``WARM_IMPORTS`` (pandas, matplotlib, seaborn, helpers);
-    ``prepare(cwd)`` readies it for the next notebook: user namespace emptied (``%reset -f``), figures
+    ``execute(..., kernel=)`` readies it for each notebook (``_PRELUDE``, through the notebook's own
+    client): user namespace emptied (``%reset -f``), figures
     closed, matplotlib's settings put back as they were after the warm-up, working directory set,
     execution count back to 1. Imported modules stay, and so does ``helpers.sources``' in-process copy
     of the last dataset read from the Parquet cache (each load gets shallow copies of its frames).
@@ -165,12 +166,6 @@ class WarmKernel:
     def ensure_alive(self) -> None:
         if not self.alive():
             self.restart()
-
-    def prepare(self, cwd) -> None:
-        """Ready the kernel for a notebook run from ``cwd`` (``execute`` does this itself, through
-        the notebook's own kernel client)."""
-        self.ensure_alive()
-        self._run(_PRELUDE.format(cwd=str(cwd)))
 
     def restart(self) -> None:
         self.shutdown()
@@ -576,13 +571,6 @@ def _export_job(job: NotebookJob, nb, out_dir: Path, footer: str, seconds: float
     html = to_html(nb, target / f"{job.name}.html", title=title, footer=footer)
     secs = seconds + time.perf_counter() - t0
     return JobResult(job.name, "ok", secs, target / f"{job.name}.ipynb", html, None, first_chart(nb), title)
-
-
-def run_one(job: NotebookJob, out_dir: Path, footer: str = "", kernel: WarmKernel | None = None) -> JobResult:
-    """Execute ``job`` into ``out_dir`` (in ``kernel`` if given, else a kernel of its own) and convert
-    it to HTML; never raises for a notebook failure."""
-    nb, failed, secs = _execute_job(job, out_dir, kernel)
-    return failed if failed is not None else _export_job(job, nb, out_dir, footer, secs)
 
 
 def run_notebooks(
