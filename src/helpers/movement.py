@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.calendar import FiscalCalendar
-from helpers.pipeline import _amount, _flag, _ratio, is_won, isin, positions
+from helpers.pipeline import _amount, _flag, _ratio, is_won, isin, map_unique, positions
 
 FIELDS = ("stage", "amount", "close_date", "probability", "forecast_category")
 
@@ -901,11 +901,7 @@ def stage_visits(
         np.where(is_won(opps), "won", np.where(_flag(opps["is_closed"]), "lost", "open")),
         index=opps["opportunity_id"],
     )
-    pos = positions(stays["opportunity_id"], opps["opportunity_id"]) if outcome.index.is_unique else None
-    if pos is not None and (pos >= 0).all():  # = the map, by position
-        stays["outcome"] = outcome.iloc[pos].set_axis(stays.index)
-    else:
-        stays["outcome"] = stays["opportunity_id"].map(outcome)
+    stays["outcome"] = map_unique(stays["opportunity_id"], outcome)
     return stays.reset_index(drop=True)
 
 

@@ -840,22 +840,15 @@ def sdr_events(
         conv = leads.loc[leads["opportunity_id"].notna() & leads["owner"].notna()]
         date = conv["sql_date"] if "sql_date" in conv.columns else pd.Series(pd.NaT, index=conv.index)
         if opps is not None:
-            date = _lookup(conv["opportunity_id"], opps["opportunity_id"], opps["created_date"]).fillna(date)
+            from helpers.pipeline import map_unique
+
+            created = opps["created_date"].set_axis(opps["opportunity_id"])
+            date = map_unique(conv["opportunity_id"], created).fillna(date)
         conv = conv.assign(month=pd.to_datetime(date).dt.to_period("M").dt.to_timestamp(), value=1.0)
         out["opportunities"] = conv.loc[conv["month"].notna()].rename(columns={"owner": "rep_id"})[
             ["rep_id", "month", "value"]
         ]
     return out
-
-
-def _lookup(keys: pd.Series, index: pd.Series, values: pd.Series) -> pd.Series:
-    """``keys.map(values.set_axis(index))`` (``index`` unique): one Arrow ``index_in`` for text ids."""
-    from helpers.pipeline import positions
-
-    if not index.is_unique or not len(index):
-        return keys.map(values.set_axis(index))  # raises on duplicates, as map does
-    pos = positions(keys, index)
-    return values.iloc[np.where(pos >= 0, pos, 0)].set_axis(keys.index).where(pos >= 0)
 
 
 def history_months(as_of, months: int = 12) -> pd.DatetimeIndex:

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.calendar import FiscalCalendar, Window, month_labels, period_bounds
-from helpers.pipeline import isin, positions
+from helpers.pipeline import isin, map_unique
 
 Z95 = 1.959963984540054  # standard normal quantile for a two-sided 95% interval
 NOT_SET = "(not set)"
@@ -103,16 +103,6 @@ def _col(df: pd.DataFrame, name: str) -> pd.Series:
     if name in df.columns:
         return df[name]
     return pd.Series(np.nan, index=df.index, dtype="float64" if name == "amount" else "object")
-
-
-def _map_unique(keys: pd.Series, table: pd.Series) -> pd.Series:
-    """``keys.map(table)`` for a table with a unique index: one Arrow ``index_in`` for text keys."""
-    if isinstance(keys.array, pd.arrays.ArrowStringArray) and isinstance(
-        table.index.array, pd.arrays.ArrowStringArray
-    ):
-        pos = positions(keys, table.index.to_series())
-        return pd.Series(table.array.take(pos, allow_fill=True), index=keys.index, name=keys.name)
-    return keys.map(table)
 
 
 def has_values(df: pd.DataFrame | None, col: str) -> bool:
@@ -191,9 +181,9 @@ def prepare_deals(
     if reps is not None and "rep_id" in reps.columns:
         r = reps.drop_duplicates("rep_id").set_index("rep_id")
         if "name" in r.columns:
-            df["rep"] = _map_unique(owner, r["name"]).fillna(owner)
+            df["rep"] = map_unique(owner, r["name"]).fillna(owner)
         if "team" in r.columns:
-            df["team"] = _map_unique(owner, r["team"])
+            df["team"] = map_unique(owner, r["team"])
     amount = _col(df, "amount").astype("float64")
     if size_edges is None:
         size_edges = default_size_edges(amount[closed])
