@@ -8,7 +8,6 @@ windows, filters to the scope, and displays.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from helpers import activity as A
@@ -168,17 +167,7 @@ def _volume(ctx, act_all, act, owners, scope, start, end) -> None:
         plots.finish(fig, ax, "Weekly activities: rep vs team median", "week ending", "activities")
     else:
         tcols = [t for t in types if weekly[t].sum() > 0]
-        bottom = np.zeros(len(weekly))
-        for i, t in enumerate(tcols):
-            ax.bar(
-                weekly.index,
-                weekly[t],
-                width=5,
-                bottom=bottom,
-                label=t,
-                color=plots.PALETTE[i % len(plots.PALETTE)],
-            )
-            bottom += weekly[t].to_numpy()
+        bottom = plots.stacked_bars(ax, weekly[tcols])
         ax.set_ylim(0, max(1.0, float(bottom.max())) * 1.2)
         ax.legend(frameon=False, ncols=len(tcols) or 1, loc="upper left", fontsize=8)
         plots.finish(fig, ax, "Weekly logged activities by type", "week ending", "activities")

@@ -422,17 +422,7 @@ def show_pipeline_created(v: PipelineView) -> None:
             index="period", columns="source", values="amount", aggfunc="sum", fill_value=0
         )
         fig, ax = plots.new_figure(8, 3.4)
-        bottom = None
-        for i, col in enumerate(wide.columns):
-            ax.bar(
-                wide.index,
-                wide[col],
-                width=5,
-                bottom=bottom,
-                label=col,
-                color=plots.PALETTE[i % len(plots.PALETTE)],
-            )
-            bottom = wide[col] if bottom is None else bottom + wide[col]
+        plots.stacked_bars(ax, wide)
         plots.money_axis(ax, symbol(cur))
         ax.legend(loc="upper left", fontsize=8)
         plots.finish(

@@ -50,6 +50,18 @@ def draw_figures_once() -> None:
         set_matplotlib_formats("png", bbox_inches=None, pil_kwargs={"compress_level": 1})
 
 
+def stacked_bars(ax, wide, width: float = 5):
+    """One bar series per column of ``wide`` (index = x positions), stacked in column order, in the
+    palette's colours and labelled by column; returns the stack totals (numpy)."""
+    import numpy as np
+
+    bottom = np.zeros(len(wide))
+    for i, col in enumerate(wide.columns):
+        ax.bar(wide.index, wide[col], width=width, bottom=bottom, label=col, color=PALETTE[i % len(PALETTE)])
+        bottom = bottom + wide[col].to_numpy(dtype=float)
+    return bottom
+
+
 def money_axis(ax, currency_symbol: str = "$", axis: str = "y") -> None:
     """Compact currency tick labels ($1.2M)."""
 
