@@ -330,31 +330,13 @@ def coerce_table(
         for text in notes:
             problems.append(Problem(fname, None, col.name, None, text, "warning", line_offset))
         if col.kind == "money":
-            neg = conv < 0
-            for r in neg[neg].index:
-                problems.append(
-                    Problem(
-                        fname,
-                        int(r),
-                        col.name,
-                        s[r],
-                        "expected an amount of 0 or more",
-                        line_offset=line_offset,
-                    )
-                )
+            problems += _row_problems(
+                df, conv < 0, fname, col.name, "expected an amount of 0 or more", line_offset
+            )
         if col.kind == "prob":
             out_of_range = (conv < 0) | (conv > 1)
-            for r in out_of_range[out_of_range].index:
-                problems.append(
-                    Problem(
-                        fname,
-                        int(r),
-                        col.name,
-                        s[r],
-                        "expected a probability within 0–1 or 0–100",
-                        line_offset=line_offset,
-                    )
-                )
+            expected = "expected a probability within 0–1 or 0–100"
+            problems += _row_problems(df, out_of_range, fname, col.name, expected, line_offset)
         df[col.name] = conv
     return df
 
