@@ -419,45 +419,25 @@ class WhatIfPanel:
         style = {"description_width": "190px"}
         lay = W.Layout(width="460px")
         ramp_len = len(b.ramp_schedule)
+        laid = {"style": style, "layout": lay}
+        slider = {"continuous_update": False, **laid}  # recompute on release
+        percent = {"readout_format": ".0%", **slider}
         self.controls = {
             "growth_rate": W.FloatSlider(
-                value=b.growth_rate,
-                min=-0.2,
-                max=1.0,
-                step=0.01,
-                description="Growth",
-                readout_format=".0%",
-                continuous_update=False,
-                style=style,
-                layout=lay,
+                value=b.growth_rate, min=-0.2, max=1.0, step=0.01, description="Growth", **percent
             ),
             "over_assignment": W.FloatSlider(
-                value=b.over_assignment,
-                min=0.0,
-                max=0.5,
-                step=0.01,
-                description="Over-assignment",
-                readout_format=".0%",
-                continuous_update=False,
-                style=style,
-                layout=lay,
+                value=b.over_assignment, min=0.0, max=0.5, step=0.01, description="Over-assignment", **percent
             ),
             "seasonal": W.Checkbox(value=b.seasonal, description="Seasonal monthly split", indent=False),
             "hire_month_in_quarter": W.Dropdown(
                 options=[("1st month", 1), ("2nd month", 2), ("3rd month", 3)],
                 value=b.hire_month_in_quarter,
                 description="Hires start in",
-                style=style,
-                layout=lay,
+                **laid,
             ),
             "ramp_months": W.IntSlider(
-                value=ramp_len,
-                min=0,
-                max=12,
-                description="Ramp length (months)",
-                continuous_update=False,
-                style=style,
-                layout=lay,
+                value=ramp_len, min=0, max=12, description="Ramp length (months)", **slider
             ),
             "target_share": W.FloatSlider(
                 value=b.target_share,
@@ -465,21 +445,12 @@ class WhatIfPanel:
                 max=0.95,
                 step=0.05,
                 description="Target share at quota",
-                readout_format=".0%",
-                continuous_update=False,
-                style=style,
-                layout=lay,
+                **percent,
             ),
         }
         for q in range(4):
             self.controls[f"hires_q{q + 1}"] = W.IntSlider(
-                value=b.hires_per_quarter[q],
-                min=0,
-                max=10,
-                description=f"Hires in Q{q + 1}",
-                continuous_update=False,
-                style=style,
-                layout=lay,
+                value=b.hires_per_quarter[q], min=0, max=10, description=f"Hires in Q{q + 1}", **slider
             )
         if data.configured_target is not None:
             self.controls["use_dataset_target"] = W.Checkbox(
