@@ -120,6 +120,13 @@ def test_build_review_on_thin_survey_records(tmp_path):
     assert rv.trend is None and "dates" in rv.needs and "value" in rv.needs
     assert rv.top_lost["opportunity_id"].tolist() == ["W2", "W4", "W6"]
     assert {"history", "churn", "dim:rep"} <= set(rv.needs)
+    # every section that cannot be shown says why, in the review itself
+    assert rv.needs["dim:team"] == (
+        "Win rate by team needs the `reps` table (with columns rep_id, team); dataset 'Win/loss survey' has none."
+    )
+    assert rv.needs["qualifying"] == (
+        "The check for deals closed without qualifying needs the opportunity_history table."
+    )
     q = rv.quality.set_index("check")
     # lost W2 Price, W4 Other, W6 none -> 1/3 no reason, 1/3 "Other"; 1 duplicate of 5 + 1 records
     assert q.at["Lost with no loss reason", "share"] == pytest.approx(1 / 3)

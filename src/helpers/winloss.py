@@ -1228,9 +1228,14 @@ def build_review(
     by_dim = {}
     for dim, (table, cols) in DIMENSION_NEEDS.items():
         label = f"Win rate by {DIMENSIONS[dim].lower()}"
+        no_teams = f"{label} needs the reps table with teams."
         if dim == "team" and "rep" in needs:
+            needs["dim:team"] = no_teams
             continue
-        if need(f"dim:{dim}", table, *cols, section=label) and (dim != "team" or has_values(deals, "team")):
+        if need(f"dim:{dim}", table, *cols, section=label):
+            if dim == "team" and not has_values(deals, "team"):
+                needs["dim:team"] = no_teams
+                continue
             order = size_band_labels(size_edges, currency_symbol) if dim == "size_band" else None
             by_dim[dim] = win_rates(closed, dim, min_deals, order=order)
     competitors = None
@@ -1267,7 +1272,11 @@ def build_review(
     if need("churn", "churn", "account", "churn_date", "lost_amount", section="The churned customers list"):
         top_churn = top_churned(ds.tables["churn"], review, deals)
     can_q = history is not None and bool(cfg.qualifying_stage)
-    if history is not None and not cfg.qualifying_stage:
+    if history is None:
+        needs["qualifying"] = (
+            "The check for deals closed without qualifying needs the opportunity_history table."
+        )
+    elif not cfg.qualifying_stage:
         needs["qualifying"] = (
             "The check for deals closed without qualifying needs `qualifying_stage` in dataset.yml."
         )
