@@ -16,7 +16,7 @@ SAMPLE_AS_OF = "2026-10-31"
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory) -> Path:
     """A small deterministic sample dataset (all tables), generated once per test session."""
-    from helpers.sample import write_sample
+    from helpers.data.sample import write_sample
 
     folder = tmp_path_factory.mktemp("sample") / "sample"
     write_sample(folder, seed=7, as_of=SAMPLE_AS_OF, n_opportunities=1500, n_reps=12)
@@ -25,7 +25,7 @@ def sample_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def _cache_in_tmp(tmp_path_factory):
-    """The Parquet cache of dataset loads (helpers.sources) goes to a session tmp dir, never ~/.cache;
+    """The Parquet cache of dataset loads (helpers.data.sources) goes to a session tmp dir, never ~/.cache;
     notebook kernels started by tests inherit it."""
     old = os.environ.get("REVOPS_CACHE_DIR")
     os.environ["REVOPS_CACHE_DIR"] = str(tmp_path_factory.mktemp("revops-cache"))

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import activity as A
+from helpers.metrics import activity as A
 
 AS_OF = pd.Timestamp("2026-10-31")
 WEEK = (pd.Timestamp("2026-10-25"), AS_OF)
@@ -304,7 +304,7 @@ def test_benchmark_gap(act, opps, quotas):
     # 12 months to as-of: won o1 o3 o4 o5 = $100k -> avg deal $25k; win rate 4 / 5 closed = 0.8;
     # created o1..o6 = 6; calls c1..c6 + p1 = 7; held meetings m1 m3 = 2; held demos d1 = 1.
     # r1: $40k / 25k = 1.6 deals / 0.8 = 2 opportunities; calls 2 x 7/6 = 7/3; meetings 2 x 2/6; demos 2 x 1/6
-    # (helpers.quota's chain: meetings+demos = 2 / (6 opps / 3 held) = 1, calls = 1 / (3/7) = 7/3 -> same.)
+    # (helpers.metrics.quota's chain: meetings+demos = 2 / (6 opps / 3 held) = 1, calls = 1 / (3/7) = 7/3 -> same.)
     mq = A.monthly_quota(quotas, AS_OF)
     needed, rates, _ = A.benchmark_needs(act, opps, mq, AS_OF, months=12)
     assert rates["avg_deal_size"] == pytest.approx(25_000) and rates["win_rate"] == pytest.approx(0.8)
@@ -370,11 +370,11 @@ def test_weekly_counts_are_vectorised_at_scale():
 
 # ---------------------------------------------------------------------------------------------- rendering
 def _ctx(act, opps, reps, quotas):
-    from helpers.calendar import FiscalCalendar
-    from helpers.config import DatasetConfig
-    from helpers.context import ReportContext
-    from helpers.dataset import Dataset
-    from helpers.summary import Headlines
+    from helpers.data.calendar import FiscalCalendar
+    from helpers.data.config import DatasetConfig
+    from helpers.data.dataset import Dataset
+    from helpers.sections.context import ReportContext
+    from helpers.sections.summary import Headlines
 
     ds = Dataset(
         Path("."),
@@ -388,7 +388,7 @@ def test_view_headlines_match_the_metrics(act, opps, reps, quotas, monkeypatch):
     import matplotlib
 
     matplotlib.use("Agg")
-    from helpers import activity_view
+    from helpers.sections import activity_view
 
     ctx = _ctx(act, opps, reps, quotas)
     activity_view.show(ctx, "company")
@@ -434,7 +434,7 @@ def _run(tmp_path, dataset, scope, who, name):
 
 @pytest.mark.slow
 def test_section_renders_at_every_scope(sample_dir, tmp_path):
-    from helpers.dataset import load
+    from helpers.data.dataset import load
 
     reps = load(sample_dir, tables=["reps"]).reps
     ae = reps[(reps["role"].astype("str") == "AE") & reps["end_date"].isna()]

@@ -1,6 +1,6 @@
 import pytest
 
-from helpers.atomic import replace_folder, write_text_atomic
+from helpers.data.atomic import replace_folder, write_text_atomic
 
 
 def test_replace_folder_swaps_in_only_on_success(tmp_path):

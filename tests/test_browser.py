@@ -19,7 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "notebooks"))
 from packs import BOOKINGS, EXPECTED, monthly, write_tiny_dataset  # noqa: E402
 
-from helpers.report import figure_rows, find_notebooks  # noqa: E402
+from helpers.publish.report import figure_rows, find_notebooks  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

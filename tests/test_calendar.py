@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from helpers.calendar import FiscalCalendar, last_complete_month, period_bounds, week_label, week_starts
+from helpers.data.calendar import FiscalCalendar, last_complete_month, period_bounds, week_label, week_starts
 
 T = pd.Timestamp
 

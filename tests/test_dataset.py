@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from helpers.cli import main as revops
-from helpers.config import ConfigError
-from helpers.dataset import DataValidationError, load
+from helpers.data.config import ConfigError
+from helpers.data.dataset import DataValidationError, load
 
 DATASET_YML = """\
 name: tiny

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from helpers.cli import main as revops
-from helpers.dataset import load
-from helpers.importers import ImportProblem, ProfileError, import_files, load_profile
+from helpers.data.dataset import load
+from helpers.data.importers import ImportProblem, ProfileError, import_files, load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "exports"
@@ -436,7 +436,7 @@ def test_inputs_are_untouched(tmp_path):
 
 
 def test_a_user_copy_of_a_profile_maps_its_own_stage_names(tmp_path):
-    prof = yaml.safe_load((ROOT / "src" / "helpers" / "profiles" / "hubspot.yml").read_text())
+    prof = yaml.safe_load((ROOT / "src" / "helpers" / "data" / "profiles" / "hubspot.yml").read_text())
     prof["stage_map"] = {"Qualified To Buy": "Qualified"}
     prof["dataset"]["stages"][1] = {"name": "Qualified", "probability": 0.4}
     prof["dataset"]["qualifying_stage"] = "Qualified"
@@ -496,8 +496,8 @@ def test_cli_imports_validates_and_refuses_overwrite(tmp_path, capsys):
 
 
 def test_data_contract_doc_covers_every_table_column_and_profile():
-    from helpers.importers import BUILTIN_PROFILES, PROFILES_DIR
-    from helpers.schema import TABLES
+    from helpers.data.importers import BUILTIN_PROFILES, PROFILES_DIR
+    from helpers.data.schema import TABLES
 
     doc = (ROOT / "docs" / "data-contract.md").read_text(encoding="utf-8")
     missing = [
@@ -518,7 +518,7 @@ def test_data_contract_doc_covers_every_table_column_and_profile():
 
 
 def test_number_formats_found_in_exports():
-    from helpers.importers import parse_numbers
+    from helpers.data.importers import parse_numbers
 
     got = parse_numbers(
         pd.Series(["USD 1,234.50", "1,234.50 EUR", "$1,200", "(100)", "12%", "TBD", ""], dtype=str)
@@ -663,7 +663,7 @@ def pd_row(i, value, status="Open", prob="", created="2026-01-10", close="2026-0
 
 
 def eur_profile(tmp_path, **top) -> Path:
-    prof = yaml.safe_load((ROOT / "src" / "helpers" / "profiles" / "pipedrive.yml").read_text())
+    prof = yaml.safe_load((ROOT / "src" / "helpers" / "data" / "profiles" / "pipedrive.yml").read_text())
     prof["dataset"]["currency"] = "EUR"
     prof.pop("decimal", None)
     prof.update(top)

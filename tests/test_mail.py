@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "notebooks"))
 from packs import BOOKINGS, monthly, revops, write_tiny_dataset  # noqa: E402
 
-from helpers import mail  # noqa: E402
+from helpers.publish import mail  # noqa: E402
 
 PASSWORD = "s3cret-Pa55word-never-shown"
 USER = "revops-bot"

@@ -26,10 +26,11 @@ import math
 import pandas as pd
 import pytest
 
-from helpers import movement as mv
-from helpers import pipeline as pl
-from helpers.calendar import FiscalCalendar
-from helpers.config import parse_config
+from helpers.data.calendar import FiscalCalendar
+from helpers.data.config import parse_config
+from helpers.metrics import movement as mv
+from helpers.metrics import pipeline as pl
+from helpers.sections import pipeline_view as pv
 
 AS_OF = pd.Timestamp("2026-10-15")
 T = pd.Timestamp
@@ -793,7 +794,7 @@ def test_what_to_look_at_on_the_last_day_of_the_quarter():
         "past_due_amount": (5000.0,),
         "no_next_step_deals": (1,),
     }
-    pts = pl.what_to_look_at(
+    pts = pv.look_at_points(
         figs, "USD", {"stalled": 1, "slipped": 2, "reps_under_threshold": 21, "coverage_label": "FY2027 Q4"}
     )
     assert "The quarter closed at $3.2M, 89% of plan." in pts

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from conftest import NOTEBOOKS
 
-from helpers import report, reviews
+from helpers.publish import report, reviews
 
 NOTEBOOK = NOTEBOOKS / "pipeline_health.ipynb"
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""helpers.pipeline_view on a hand-built dataset without history, quotas, activities or leads: what
+"""helpers.sections.pipeline_view on a hand-built dataset without history, quotas, activities or leads: what
 ``prepare`` measures once for every section, and what the scope- and mode-dependent sections show."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from test_dataset import DATASET_YML  # the same tiny February-fiscal-year dataset.yml
 
-from helpers import pipeline_view as pv
-from helpers.context import open_report
+from helpers.sections import pipeline_view as pv
+from helpers.sections.context import open_report
 
 OPPS = """\
 opportunity_id,owner,created_date,close_date,stage,amount,is_closed,is_won,probability,next_step

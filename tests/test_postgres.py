@@ -17,9 +17,9 @@ import pandas.testing as pdt
 import pytest
 import yaml
 
-from helpers.dataset import DataValidationError, load
-from helpers.schema import TABLES
-from helpers.sources import DbTable, TableReader
+from helpers.data.dataset import DataValidationError, load
+from helpers.data.schema import TABLES
+from helpers.data.sources import DbTable, TableReader
 
 PG_USER = "revops_reader"
 PG_PASSWORD = "s3cret-Pa55word-xyz"  # distinctive, so a leak in a message is found by a substring test

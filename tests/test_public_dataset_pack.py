@@ -7,7 +7,7 @@ import pytest
 from conftest import EXAMPLES
 
 from helpers.cli import main as revops
-from helpers.importers import import_files
+from helpers.data.importers import import_files
 
 
 @pytest.mark.slow

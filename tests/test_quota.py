@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import quota as Q
-from helpers.calendar import FiscalCalendar
-from helpers.dataset import load
+from helpers.data.calendar import FiscalCalendar
+from helpers.data.dataset import load
+from helpers.metrics import quota as Q
 
 AS_OF = "2026-12-31"
 CAL = FiscalCalendar(1)
@@ -178,7 +178,7 @@ def test_active_months_with_hire_and_departure():
 
 
 def test_rep_quotas_capacity_and_over_assignment(hand):
-    from helpers.whatif import PlanInputs, compute_plan, prepare_plan_data
+    from helpers.sections.whatif import PlanInputs, compute_plan, prepare_plan_data
 
     data = prepare_plan_data(hand, AS_OF, n_draws=500, seed=1)
     res = compute_plan(PlanInputs(growth_rate=0.20, over_assignment=0.10), data)
@@ -220,7 +220,7 @@ def test_rep_quotas_capacity_and_over_assignment(hand):
 
 
 def test_flat_split_and_history_team_split(hand):
-    from helpers.whatif import PlanInputs, compute_plan, prepare_plan_data
+    from helpers.sections.whatif import PlanInputs, compute_plan, prepare_plan_data
 
     data = prepare_plan_data(hand, AS_OF, n_draws=200, seed=1)
     flat = compute_plan(PlanInputs(seasonal=False, over_assignment=0.10), data).reps.set_index("rep_id")
@@ -240,7 +240,7 @@ def test_ote_multiples():
 
 
 def test_ote_multiples_in_plan(hand):
-    from helpers.whatif import PlanInputs, compute_plan, prepare_plan_data
+    from helpers.sections.whatif import PlanInputs, compute_plan, prepare_plan_data
 
     res = compute_plan(PlanInputs(over_assignment=0.10), prepare_plan_data(hand, AS_OF, n_draws=100))
     reps = res.reps.set_index("rep_id")
@@ -265,7 +265,7 @@ def test_attrition():
 
 # ---- supported quota and simulation ------------------------------------------------------------------
 def test_supported_quota_and_peer_history(hand):
-    from helpers.whatif import PlanInputs, compute_plan, prepare_plan_data
+    from helpers.sections.whatif import PlanInputs, compute_plan, prepare_plan_data
 
     res = compute_plan(PlanInputs(), prepare_plan_data(hand, AS_OF, n_draws=100))
     reps = res.reps.set_index("rep_id")
@@ -320,7 +320,7 @@ def test_simulation_reproducible_from_seed():
 
 
 def test_plan_simulation_reproducible(hand):
-    from helpers.whatif import PlanInputs, compute_plan, prepare_plan_data
+    from helpers.sections.whatif import PlanInputs, compute_plan, prepare_plan_data
 
     r1 = compute_plan(PlanInputs(), prepare_plan_data(hand, AS_OF, n_draws=400, seed=5))
     r2 = compute_plan(PlanInputs(), prepare_plan_data(hand, AS_OF, n_draws=400, seed=5))
@@ -444,8 +444,8 @@ def test_sdr_quotas_from_own_history(hand):
 
 # ---- output --------------------------------------------------------------------------------------------
 def test_write_quotas_table(hand, tmp_path):
-    from helpers.schema import QUOTAS
-    from helpers.whatif import PlanInputs, compute_plan, prepare_plan_data
+    from helpers.data.schema import QUOTAS
+    from helpers.sections.whatif import PlanInputs, compute_plan, prepare_plan_data
 
     res = compute_plan(PlanInputs(over_assignment=0.10), prepare_plan_data(hand, AS_OF, n_draws=50))
     path = Q.write_quotas(res.quotas_table(), tmp_path / "out")
@@ -468,7 +468,7 @@ def test_quota_notebook_on_sample(sample_dir, tmp_path):
 
     from conftest import NOTEBOOKS
 
-    from helpers.report import execute, to_html
+    from helpers.publish.report import execute, to_html
 
     params = {
         "dataset": str(sample_dir),
@@ -520,7 +520,7 @@ def test_quota_notebook_on_sample(sample_dir, tmp_path):
 def test_whatif_notebook_runs(sample_dir, tmp_path):
     from conftest import NOTEBOOKS
 
-    from helpers.report import execute
+    from helpers.publish.report import execute
 
     nb = execute(
         NOTEBOOKS / "quota_whatif.ipynb",

@@ -17,7 +17,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "notebooks"))
 from packs import BOOKINGS, BROKEN, EXPECTED, monthly, write_tiny_dataset  # noqa: E402
 
-from helpers import report  # noqa: E402
+from helpers.publish import report  # noqa: E402
 
 # a 2×1 red PNG
 PNG = base64.b64encode(
@@ -155,7 +155,7 @@ def _stable(summary: dict) -> dict:
 
 @pytest.mark.slow
 def test_monthly_run_end_to_end_through_the_command(tmp_path):
-    from helpers.dataset import load
+    from helpers.data.dataset import load
 
     ds = write_tiny_dataset(tmp_path / "ds")
     out = tmp_path / "reports"
@@ -328,7 +328,7 @@ def test_a_warm_kernel_runs_notebooks_in_turn_with_an_empty_namespace(tmp_path):
         "print('leftover' in globals(), 'plt' in globals(), 'json' in dir())\n"
         "import os, sys\nprint('pid', os.getpid())\n"
         "print('cwd', os.getcwd())\n"
-        "print('helpers.context' in sys.modules, 'json' in sys.modules)\n"
+        "print('helpers.sections.context' in sys.modules, 'json' in sys.modules)\n"
         "import matplotlib.pyplot as plt\nprint('figures', len(plt.get_fignums()), plt.rcParams['lines.linewidth'])",
     )
     with report.WarmKernel() as kernel:

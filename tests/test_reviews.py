@@ -8,8 +8,9 @@ from types import SimpleNamespace
 import pandas as pd
 from test_pipeline import make_config, make_history, make_opps
 
-from helpers import movement as mv
-from helpers import reviews
+from helpers.metrics import movement as mv
+from helpers.publish import reviews
+from helpers.sections import review_pack
 
 T = pd.Timestamp
 
@@ -17,7 +18,7 @@ T = pd.Timestamp
 def changes_between(before: str, now: str) -> list[tuple[str, str, str]]:
     opps, hist, cfg = make_opps(), make_history(), make_config()
     s = mv.replay(hist, opps, cfg, [before, now])
-    ch = reviews.deal_changes(s[s["snapshot_date"] == T(before)], s[s["snapshot_date"] == T(now)], cfg)
+    ch = review_pack.deal_changes(s[s["snapshot_date"] == T(before)], s[s["snapshot_date"] == T(now)], cfg)
     return list(ch[["opportunity_id", "change", "detail"]].itertuples(index=False, name=None))
 
 
@@ -47,7 +48,7 @@ def test_changes_new_and_advanced():
 
 
 def test_changes_without_history():
-    ch = reviews.changes_without_history(make_opps(), "2026-10-15")
+    ch = review_pack.changes_without_history(make_opps(), "2026-10-15")
     # 10-09..10-15: O7 won 10-14, O6 lost 10-09; nothing created
     assert sorted(ch[["opportunity_id", "change"]].itertuples(index=False, name=None)) == [
         ("O6", "dropped"),
@@ -71,7 +72,7 @@ def test_questions_prefilled_from_crm_fields_and_blank_otherwise():
         }
     )
     deals = opps[opps["opportunity_id"].isin(["O1", "O3", "O4"])]
-    q = reviews.review_questions(deals, opps, acts, "2026-10-15")
+    q = review_pack.review_questions(deals, opps, acts, "2026-10-15")
     got = {(r.opportunity_id, r.question): r.from_crm for r in q.itertuples()}
     assert got[("O1", "Next step")] == "Exec meeting"
     assert got[("O1", "What has to happen to close")] == "close plan: Legal sign-off by 11-10"
@@ -82,7 +83,7 @@ def test_questions_prefilled_from_crm_fields_and_blank_otherwise():
         0
     ]
     assert engaged == "2 calls, 1 meeting (last 2026-10-14)"
-    html = reviews.questions_html(deals, q)
+    html = review_pack.questions_html(deals, q)
     assert html.count("not in the CRM — ask") == 12 - 4  # 3 deals × 4 questions, 4 answered
     assert "Notes for the meeting" in html
 

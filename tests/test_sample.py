@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers.calendar import FiscalCalendar
-from helpers.dataset import load
-from helpers.sample import SampleError, write_sample
+from helpers.data.calendar import FiscalCalendar
+from helpers.data.dataset import load
+from helpers.data.sample import SampleError, write_sample
 
 AS_OF = "2026-10-31"
 TABLES = ("opportunities", "opportunity_history", "activities", "leads", "reps", "quotas", "churn")
@@ -198,7 +198,7 @@ def test_refuses_to_overwrite_a_folder_it_did_not_write(tmp_path):
 
 
 def test_idempotent_skip_and_regenerate(tmp_path, capsys):
-    from helpers.sample import cli
+    from helpers.data.sample import cli
 
     folder = tmp_path / "s"
     args = Namespace(

@@ -42,7 +42,7 @@ def test_notebooks_are_stored_without_outputs():
 def test_tables_read_like_prose_for_leadership():
     import pandas as pd
 
-    from helpers.display import table_html
+    from helpers.sections.display import table_html
 
     df = pd.DataFrame(
         {"rep_id": ["AE1"], "attainment_to_date": [0.456], "amount": [1234567.0], "Owner": ["Ann"]}
@@ -54,7 +54,7 @@ def test_tables_read_like_prose_for_leadership():
 
 
 def test_headlines_lead_puts_the_named_figures_first_and_keeps_the_rest():
-    from helpers.summary import Headlines
+    from helpers.sections.summary import Headlines
 
     h = Headlines("nb")
     for k in ("a", "b", "c", "d"):
@@ -66,7 +66,7 @@ def test_headlines_lead_puts_the_named_figures_first_and_keeps_the_rest():
 def test_tables_show_reps_by_name():
     import pandas as pd
 
-    from helpers.display import set_rep_names, table_html
+    from helpers.sections.display import set_rep_names, table_html
 
     set_rep_names(pd.DataFrame({"rep_id": ["AE1", "AE2", "AE3"], "name": ["Ann Lee", "Bo Chan", "Bo Chan"]}))
     try:
@@ -94,7 +94,7 @@ def test_code_and_notebooks_pass_ruff():
 def test_long_tables_show_their_first_rows_and_say_so(monkeypatch):
     import pandas as pd
 
-    from helpers import display as display_mod
+    from helpers.sections import display as display_mod
 
     shown = []
     monkeypatch.setattr(display_mod, "display", lambda obj: shown.append(obj.data))

@@ -10,10 +10,10 @@ import pandas as pd
 import pandas.testing as pdt
 import pytest
 
-import helpers.dataset as dataset_mod
-from helpers.config import ConfigError, DatasetConfig
-from helpers.dataset import load
-from helpers.sources import TableCache, redact, table_source, window_frames
+import helpers.data.dataset as dataset_mod
+from helpers.data.config import ConfigError, DatasetConfig
+from helpers.data.dataset import load
+from helpers.data.sources import TableCache, redact, table_source, window_frames
 
 DATASET_YML = """\
 name: tiny
@@ -133,7 +133,7 @@ def test_a_file_digest_is_reused_until_the_file_is_written(tmp_path, cache_dir, 
     import hashlib
     import os
 
-    from helpers import sources
+    from helpers.data import sources
 
     big = tmp_path / "activities.csv"
     big.write_bytes(b"a,b\n" + b"1,2\n" * 600_000)  # 2.4 MB: its digest goes to digests.json

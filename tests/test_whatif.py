@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from test_quota import AS_OF, write_hand_dataset
 
-from helpers.config import parse_config
-from helpers.dataset import Dataset, load
-from helpers.whatif import PlanInputs, WhatIfPanel, compute_plan, prepare_plan_data
+from helpers.data.config import parse_config
+from helpers.data.dataset import Dataset, load
+from helpers.sections.whatif import PlanInputs, WhatIfPanel, compute_plan, prepare_plan_data
 
 
 @pytest.fixture(scope="module")

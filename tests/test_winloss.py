@@ -1,4 +1,4 @@
-"""helpers.winloss on a hand-built dataset: every number below is worked out by hand in the comments.
+"""helpers.metrics.winloss on a hand-built dataset: every number below is worked out by hand in the comments.
 
 The review window is October 2026 (month), the comparison window September 2026.
 
@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import winloss as wl
-from helpers.calendar import FiscalCalendar
+from helpers.data.calendar import FiscalCalendar
+from helpers.metrics import winloss as wl
 
 STAGES = ["Prospecting", "Qualification", "Proposal", "Closed Won", "Closed Lost"]
 WON, LOST = ["Closed Won"], ["Closed Lost"]
@@ -429,7 +429,7 @@ def test_headlines_and_what_to_look_at(closed, deals, windows):
     assert figs["closed_deals"] == 9 and figs["win_rate"] == pytest.approx(1 / 3)
     assert figs["top_loss_reason"] == "Price" and figs["duplicate_records"] == 1
     # the change is a difference of two rates: percentage points, shown 1/3 − 1/2 = −16.7 pts (not "−16.7%")
-    from helpers.display import fmt_value
+    from helpers.sections.display import fmt_value
 
     units = {f["key"]: f["unit"] for f in wl.headline_figures(overall, change, reasons, summary)}
     assert units["win_rate_change"] == "points" and units["win_rate"] == "percent"

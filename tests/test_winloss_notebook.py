@@ -14,9 +14,9 @@ import yaml
 from conftest import EXAMPLES, NOTEBOOKS, SAMPLE_AS_OF
 from test_winloss import ACTIVITIES, REPS, STAGES, history, opportunities
 
-from helpers import winloss as wl
-from helpers.calendar import FiscalCalendar
-from helpers.dataset import load
+from helpers.data.calendar import FiscalCalendar
+from helpers.data.dataset import load
+from helpers.metrics import winloss as wl
 
 NOTEBOOK = NOTEBOOKS / "win_loss_review.ipynb"
 CONFIG = {
@@ -138,7 +138,7 @@ def test_build_review_on_thin_survey_records(tmp_path):
 # the notebook, run for real
 # ------------------------------------------------------------------------------------------------
 def run_notebook(tmp_path: Path, dataset: Path, **params) -> tuple[str, dict, str]:
-    from helpers.report import execute, to_html
+    from helpers.publish.report import execute, to_html
 
     out = tmp_path / "out"
     summary = out / "summary.json"
@@ -200,7 +200,7 @@ def test_notebook_on_sample_data(tmp_path, sample_dir):
 
 @pytest.mark.slow
 def test_notebook_on_public_crm_dataset(tmp_path):
-    from helpers.importers import import_files
+    from helpers.data.importers import import_files
 
     files = sorted((EXAMPLES / "crm-sales-opportunities").glob("*.csv"))
     folder = import_files("maven_crm", files, tmp_path / "maven")

@@ -17,7 +17,7 @@ def _handler(target: str):
 
 
 def cmd_validate(args) -> int:
-    from helpers.dataset import validate_report
+    from helpers.data.dataset import validate_report
 
     code, text = validate_report(args.dataset, all_warnings=args.all)
     print(text)
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--activities-per-opportunity", type=float, default=None)
     s.add_argument("--format", choices=["csv", "parquet"], default="csv")
     s.add_argument("--force", action="store_true", help="regenerate even if the folder is up to date")
-    s.set_defaults(func=_handler("helpers.sample:cli"))
+    s.set_defaults(func=_handler("helpers.data.sample:cli"))
 
     i = sub.add_parser("import", help="import CRM export files into a dataset folder via a mapping profile")
     i.add_argument(
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--force", action="store_true", help="replace an existing dataset folder")
     i.add_argument("--as-of", default=None, help="export date YYYY-MM-DD (default: latest event in the data)")
     i.add_argument("files", nargs="+", help="export files")
-    i.set_defaults(func=_handler("helpers.importers:cli"))
+    i.set_defaults(func=_handler("helpers.data.importers:cli"))
 
     r = sub.add_parser("report", help="run the report notebooks")
     rsub = r.add_subparsers(dest="report_command", required=True)
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="kernels running notebooks side by side (default: number of cores; 1 keeps one copy of the data)",
     )
-    m.set_defaults(func=_handler("helpers.report:cli_monthly"))
+    m.set_defaults(func=_handler("helpers.publish.report:cli_monthly"))
     rv = rsub.add_parser("reviews", help="one-to-one review pack per rep")
     rv.add_argument("--dataset", default="data/sample")
     rv.add_argument("--period", default=None)
@@ -78,14 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     rv.add_argument("--out", default="reports")
     rv.add_argument("--reps", nargs="*", default=None, help="subset of rep ids")
     rv.add_argument("--jobs", type=int, default=None)
-    rv.set_defaults(func=_handler("helpers.reviews:cli"))
+    rv.set_defaults(func=_handler("helpers.publish.reviews:cli"))
 
     e = sub.add_parser("email", help="build (and with --send, send) the leadership email")
     e.add_argument("--period", default=None)
     e.add_argument("--to", required=True, help="comma-separated recipients")
     e.add_argument("--reports", default="reports")
     e.add_argument("--send", action="store_true", help="send via SMTP (default: dry run writing an .eml)")
-    e.set_defaults(func=_handler("helpers.mail:cli"))
+    e.set_defaults(func=_handler("helpers.publish.mail:cli"))
 
     b = sub.add_parser("bench", help="benchmark the monthly pack at several sizes")
     b.add_argument("--sizes", default="10000,100000,1000000")
@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1e9,
         help="measure the load without cache only up to this size (at 1M it takes minutes and ~5 GB)",
     )
-    b.set_defaults(func=_handler("helpers.bench:cli"))
+    b.set_defaults(func=_handler("helpers.publish.bench:cli"))
     return p
 
 

@@ -30,8 +30,8 @@ from email.message import EmailMessage
 from email.utils import formatdate, getaddresses, make_msgid
 from pathlib import Path
 
-from helpers.atomic import write_text_atomic
-from helpers.report import INDEX_TOP_FIGURES, figure_rows, read_summary, render_template
+from helpers.data.atomic import write_text_atomic
+from helpers.publish.report import INDEX_TOP_FIGURES, figure_rows, read_summary, render_template
 
 MAX_CHARTS = 2
 TOP_FIGURES = INDEX_TOP_FIGURES  # per notebook in the email; the rest are in the attached reports
@@ -193,7 +193,7 @@ def send(msg: EmailMessage, settings: SmtpSettings, timeout: float = 30) -> None
 
 
 def default_period() -> str:
-    from helpers.calendar import last_complete_month
+    from helpers.data.calendar import last_complete_month
 
     return last_complete_month()
 

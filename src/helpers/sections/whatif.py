@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from helpers import quota as Q
-from helpers.calendar import FiscalCalendar
+from helpers.data.calendar import FiscalCalendar
+from helpers.metrics import quota as Q
 
 
 @dataclass(frozen=True)
@@ -219,7 +219,7 @@ class PlanResult:
 
 
 def compute_plan(inputs: PlanInputs, data: PlanData) -> PlanResult:
-    """The whole plan for ``inputs`` (formulas in ``helpers.quota``):
+    """The whole plan for ``inputs`` (formulas in ``helpers.metrics.quota``):
 
     T = basis × (1 + growth) (or dataset.yml); Q = T × (1 + over-assignment); team share by capacity or
     history; quota_i = Q × share_t × w_i E_i / Σ_{j∈t} w_j E_j with w_i the territory weight (or, with
@@ -354,7 +354,7 @@ def compute_plan(inputs: PlanInputs, data: PlanData) -> PlanResult:
 # --------------------------------------------------------------------------------------------------
 def summary_html(res: PlanResult, currency: str = "USD") -> str:
     """The headline line of the explorer (also what the browser test reads)."""
-    from helpers.display import fmt_money, fmt_pct
+    from helpers.sections.display import fmt_money, fmt_pct
 
     def m(x):
         return fmt_money(x, currency)
@@ -381,14 +381,14 @@ def summary_html(res: PlanResult, currency: str = "USD") -> str:
         f'<div class="v" data-key="{html.escape(k)}">{html.escape(v)}</div></div>'
         for k, v in items
     )
-    from helpers.display import TABLE_CSS
+    from helpers.sections.display import TABLE_CSS
 
     return f'{TABLE_CSS}<div class="rv-cards rv-whatif-summary">{cells}</div>'
 
 
 def attainment_figure(res: PlanResult):
     """Histogram of the share of reps at quota over the simulated years, with the realistic band."""
-    from helpers import plots
+    from helpers.sections import plots
 
     fig, ax = plots.new_figure(8, 3.2)
     draws = res.attainment.share_by_draw
@@ -515,8 +515,8 @@ class WhatIfPanel:
         return self.result
 
     def _draw(self) -> None:
-        from helpers import plots
-        from helpers.display import show_table
+        from helpers.sections import plots
+        from helpers.sections.display import show_table
 
         res, cur = self.result, self.data.currency
         with self.output:
@@ -571,7 +571,7 @@ class WhatIfPanel:
 # --------------------------------------------------------------------------------------------------
 def funnel_table(res: PlanResult, rates: Q.FunnelRates) -> pd.DataFrame:
     """Reverse funnel per rep for a month at full ramp: ``monthly quota = full-year quota ÷ 12``, then
-    deals, opportunities, meetings and calls (``helpers.quota.reverse_funnel``)."""
+    deals, opportunities, meetings and calls (``helpers.metrics.quota.reverse_funnel``)."""
     monthly = pd.Series(res.reps["full_year_quota"].to_numpy(float) / 12, index=res.reps["name"].to_numpy())
     out = Q.reverse_funnel(monthly, **rates.as_kwargs())
     out.index.name = "rep"
@@ -768,7 +768,7 @@ def points(
     res: PlanResult, currency: str, funnel: pd.DataFrame | None = None, alternative: PlanResult | None = None
 ) -> list[str]:
     """The short 'what to look at' list, with the numbers."""
-    from helpers.display import fmt_money
+    from helpers.sections.display import fmt_money
 
     def m(x):
         return fmt_money(x, currency, compact=True)
@@ -819,8 +819,8 @@ def points(
 
 
 def plot_monthly_plan(res: PlanResult, currency: str = "USD") -> None:
-    from helpers import plots
-    from helpers.display import symbol
+    from helpers.sections import plots
+    from helpers.sections.display import symbol
 
     fig, ax = plots.new_figure(9, 3.8)
     labels = res.monthly["month"].dt.strftime("%b %y")
@@ -853,8 +853,8 @@ def chart_reps(reps: pd.DataFrame, title: str) -> tuple[pd.DataFrame, str]:
 
 
 def plot_rep_quotas(res: PlanResult, currency: str = "USD") -> None:
-    from helpers import plots
-    from helpers.display import symbol
+    from helpers.sections import plots
+    from helpers.sections.display import symbol
 
     reps, title = chart_reps(
         res.reps.sort_values("quota"), "Proposed quota vs the quota each rep's history supports"
@@ -870,7 +870,7 @@ def plot_rep_quotas(res: PlanResult, currency: str = "USD") -> None:
 
 
 def plot_ote_multiples(res: PlanResult) -> None:
-    from helpers import plots
+    from helpers.sections import plots
 
     reps, title = chart_reps(
         res.reps.dropna(subset=["ote_multiple"]).sort_values("ote_multiple"),
@@ -887,7 +887,7 @@ def plot_ote_multiples(res: PlanResult) -> None:
 
 
 def plot_attainment_distribution(res: PlanResult) -> None:
-    from helpers import plots
+    from helpers.sections import plots
 
     fig, ax = attainment_figure(res)
     plots.finish(
@@ -900,7 +900,7 @@ def plot_attainment_distribution(res: PlanResult) -> None:
 
 
 def plot_p_attain(res: PlanResult) -> None:
-    from helpers import plots
+    from helpers.sections import plots
 
     reps, title = chart_reps(
         res.reps.dropna(subset=["p_attain"]).sort_values("p_attain"),

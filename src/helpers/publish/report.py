@@ -15,7 +15,7 @@ Pieces, each usable alone:
 
 Email charts: for each executed notebook the run saves one chart PNG to ``charts/<notebook>.png`` —
 the first image output of a cell tagged ``email-chart``, else the notebook's first image — and records
-it in ``summary.json`` (``notebooks[].chart``); ``helpers.mail`` embeds the first two.
+it in ``summary.json`` (``notebooks[].chart``); ``helpers.publish.mail`` embeds the first two.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from helpers.atomic import swap_in, umask, write_text_atomic
+from helpers.data.atomic import swap_in, umask, write_text_atomic
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 NOTEBOOK_DIR = ROOT / "notebooks"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MONTHLY_NOTEBOOKS = ("quota_setting", "pipeline_health", "win_loss_review")
@@ -84,7 +84,7 @@ class NotebookFailed(RuntimeError):
 
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]  # no "running over TCP" banner
 # what every report notebook imports; a warm kernel imports it once, before its first notebook
-WARM_IMPORTS = "import pandas, matplotlib.pyplot, seaborn, helpers.context, helpers.display"
+WARM_IMPORTS = "import pandas, matplotlib.pyplot, seaborn, helpers.sections.context, helpers.sections.display"
 _PRELUDE = """\
 get_ipython().run_line_magic("reset", "-f")
 import os as _os, sys as _sys, warnings as _warnings
@@ -120,7 +120,7 @@ class WarmKernel:
     ``execute(..., kernel=)`` readies it for each notebook (``_PRELUDE``, through the notebook's own
     client): user namespace emptied (``%reset -f``), figures
     closed, matplotlib's settings put back as they were after the warm-up, working directory set,
-    execution count back to 1. Imported modules stay, and so does ``helpers.sources``' in-process copy
+    execution count back to 1. Imported modules stay, and so does ``helpers.data.sources``' in-process copy
     of the last dataset read from the Parquet cache (each load gets shallow copies of its frames).
     """
 
@@ -414,7 +414,7 @@ _STYLE = re.compile(r"<style[^>]*>.*?</style>", re.S)
 
 
 def _dedupe_styles(html: str) -> str:
-    """Keep the first copy of each identical ``<style>`` block (helpers.display repeats its CSS with
+    """Keep the first copy of each identical ``<style>`` block (helpers.sections.display repeats its CSS with
     every table)."""
     seen: set[str] = set()
 
@@ -730,8 +730,8 @@ def validate_parameters(
     """Check everything a kernel would trip on, before any kernel starts; ``ReportError`` says what."""
     import pandas as pd
 
-    from helpers.calendar import last_complete_month, period_bounds
-    from helpers.dataset import DataValidationError, load
+    from helpers.data.calendar import last_complete_month, period_bounds
+    from helpers.data.dataset import DataValidationError, load
 
     paths = find_notebooks(notebooks)
     if not paths:
@@ -783,7 +783,7 @@ def validate_parameters(
             f"period {period} (as of {a:%Y-%m-%d}) is before the first opportunity in the data; "
             f"the data covers {first:%Y-%m-%d} .. {data_asof:%Y-%m-%d}"
         )
-    from helpers.sources import forget_last_read
+    from helpers.data.sources import forget_last_read
 
     forget_last_read()  # the notebooks' kernels load the data; this process needs none of it
     return RunParameters(
@@ -820,7 +820,7 @@ def figure_change(fig: dict, prev: dict | None) -> dict | None:
 
 def fmt_change(fig: dict, change: dict | None, currency: str) -> tuple[str, str]:
     """(text, css class) for a change: ``+$12,000 (+4.1%)``, ``+2.3 pts``, ``no change``."""
-    from helpers.display import fmt_value
+    from helpers.sections.display import fmt_value
 
     if not change:
         return "", "flat"
@@ -919,7 +919,7 @@ def render_template(name: str, **context) -> str:
 
 def figure_rows(summary: dict, nb: dict) -> list[dict]:
     """Formatted headline rows of one notebook entry of ``summary.json``: label, value, change."""
-    from helpers.display import fmt_value
+    from helpers.sections.display import fmt_value
 
     cur = nb.get("currency") or summary.get("dataset", {}).get("currency", "USD")
     rows = []

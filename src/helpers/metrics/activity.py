@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from helpers.schema import ACTIVITY_TYPES, CONNECTED_OUTCOMES
+from helpers.data.schema import ACTIVITY_TYPES, CONNECTED_OUTCOMES
 
 OUTBOUND_TYPES = ("call", "email", "social")
 MEETING_TYPES = ("meeting", "demo")
@@ -511,7 +511,7 @@ def _tied_before_close(act: pd.DataFrame, closed: pd.DataFrame) -> np.ndarray:
     cats = act["opportunity_id"].cat.categories
     ids = closed["opportunity_id"].astype("str")
     if isinstance(cats.array, pd.arrays.ArrowStringArray) and ids.is_unique:
-        from helpers.pipeline import positions
+        from helpers.metrics.pipeline import positions
 
         remap = positions(pd.Series(cats.array), ids)
     else:
@@ -768,22 +768,26 @@ def benchmark_needs(
 ) -> tuple[pd.DataFrame, pd.Series, str]:
     """Activity per month each rep's quota needs, with the rates used and where the chain came from.
 
-    The AE funnel from AE activity: rates count the activity of AEs only (``helpers.quota.seller_ids``:
+    The AE funnel from AE activity: rates count the activity of AEs only (``helpers.metrics.quota.seller_ids``:
     reps not in an SDR/BDR role, else owners of opportunities) against every opportunity AEs own — the
     opportunities SDR meetings source included; SDR calls and meetings are not counted against AEs.
-    Uses ``helpers.quota.funnel_rates`` + ``reverse_funnel`` (quota → deals → opportunities → meetings and
+    Uses ``helpers.metrics.quota.funnel_rates`` + ``reverse_funnel`` (quota → deals → opportunities → meetings and
     demos → calls, benchmarks where a rate cannot be measured) when that module is present, splitting
     meetings and demos by ``split_meetings``; otherwise ``needed_activity`` with ``funnel_rates`` here.
     Returns (frame indexed by rep: monthly_quota, deals, opportunities, calls, meetings, demos; rates; source).
     """
     start, end = months_window(as_of, months)
     try:
-        from helpers.quota import funnel_rates as quota_rates
-        from helpers.quota import reverse_funnel, seller_ids
+        from helpers.metrics.quota import funnel_rates as quota_rates
+        from helpers.metrics.quota import reverse_funnel, seller_ids
     except ImportError:
         sellers = [str(x) for x in opportunities["owner"].dropna().astype("str").unique()]
         rates = funnel_rates(activities, opportunities, start, end, owners=sellers)
-        return needed_activity(monthly_quotas, rates), rates, "measured here (helpers.quota not available)"
+        return (
+            needed_activity(monthly_quotas, rates),
+            rates,
+            "measured here (helpers.metrics.quota not available)",
+        )
     sellers = seller_ids(reps, opportunities)
     rates = funnel_rates(activities, opportunities, start, end, owners=sellers)
     fr = quota_rates(opportunities, activities, as_of, months=months, reps=reps)
@@ -794,7 +798,7 @@ def benchmark_needs(
     return (
         rf[["monthly_quota", "deals", "opportunities", "calls", "meetings", "demos"]],
         rates,
-        "helpers.quota.reverse_funnel",
+        "helpers.metrics.quota.reverse_funnel",
     )
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from helpers.schema import TABLES
+from helpers.data.schema import TABLES
 
 
 class ConfigError(ValueError):

@@ -2,7 +2,7 @@
 
 ``show(ctx, scope, who)`` renders volume, outcomes, yield, benchmarks and logging completeness for the
 company, a team (``who`` = team name in ``reps.team``) or a rep (``who`` = rep id), and adds the headline
-figures to ``ctx.headlines``. Every number comes from ``helpers.activity``; this module only chooses
+figures to ``ctx.headlines``. Every number comes from ``helpers.metrics.activity``; this module only chooses
 windows, filters to the scope, and displays.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from helpers import activity as A
-from helpers import plots
-from helpers.display import count_noun, definitions, markdown, note, rep_label, show_table
+from helpers.metrics import activity as A
+from helpers.sections import plots
+from helpers.sections.display import count_noun, definitions, markdown, note, rep_label, show_table
 
 SECTION = "The activity tracker"
 VOLUME_WEEKS = 13  # volume, outcomes and hit rates: the 13 weeks to as-of

@@ -14,7 +14,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from helpers.atomic import write_text_atomic
+from helpers.data.atomic import write_text_atomic
 
 UNITS = ("currency", "count", "percent", "ratio", "days", "number", "points")
 
@@ -71,7 +71,7 @@ class Headlines:
 
     def show(self, keys: list[str] | None = None) -> None:
         """Display the figures as KPI cards."""
-        from helpers.display import cards, fmt_value
+        from helpers.sections.display import cards, fmt_value
 
         figs = [f for f in self.figures if keys is None or f.key in keys]
         cards([(f.label, fmt_value(f.value, f.unit, self.currency), "") for f in figs])

@@ -2,9 +2,9 @@
 
 ``prepare(ctx, ...)`` scopes the dataset (company, a team, a rep) and measures what several sections share
 (headline figures, stage win rates, days-in-stage benchmark, stalled and slipped deals, coverage by rep);
-each ``show_*`` function renders one notebook cell's tables and charts through ``helpers.display`` and
-``helpers.plots`` and adds its headline figures to ``ctx.headlines``. Every number comes from
-``helpers.pipeline`` and ``helpers.movement``; this module only chooses windows and displays.
+each ``show_*`` function renders one notebook cell's tables and charts through ``helpers.sections.display`` and
+``helpers.sections.plots`` and adds its headline figures to ``ctx.headlines``. Every number comes from
+``helpers.metrics.pipeline`` and ``helpers.metrics.movement``; this module only chooses windows and displays.
 
 The notebook keeps one cell per ``show_*`` call so its cell tags (``email-chart``, ``analysis-only``)
 still select what the e-mail and the review packs show; review packs drop the ``analysis-only`` cells
@@ -13,16 +13,28 @@ before running, so those functions only read the prepared state.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import pandas as pd
 import seaborn as sns
 from IPython.display import HTML, display
 
-from helpers import movement as mv
-from helpers import pipeline as pl
-from helpers import plots, reviews
-from helpers.display import definitions, markdown, note, show_table, symbol, what_to_look_at
+from helpers.metrics import movement as mv
+from helpers.metrics import pipeline as pl
+from helpers.sections import plots
+from helpers.sections import review_pack as reviews
+from helpers.sections.display import (
+    count_noun,
+    definitions,
+    fmt_money,
+    fmt_pct,
+    markdown,
+    note,
+    show_table,
+    symbol,
+    what_to_look_at,
+)
 
 PLAN_MONEY = ["bookings", "plan", "plan_to_date", "pace", "still_to_close"]
 PLAN_PCT = ["attainment", "attainment_to_date", "pace_attainment"]
@@ -169,7 +181,7 @@ def show_headlines(v: PipelineView) -> None:
             warn=True,
         )
     what_to_look_at(
-        pl.what_to_look_at(
+        look_at_points(
             figs,
             v.cur,
             {
@@ -684,3 +696,77 @@ def show_lead_funnel(v: PipelineView) -> None:
             currency=v.cur,
         )
     definitions(pl.definitions_for("Deal size and cycle", "Win rate", "Sales velocity", "Lead funnel"))
+
+
+def look_at_points(figs: dict[str, tuple], currency: str = "USD", extra: dict | None = None) -> list[str]:
+    """Sentences for the top of the report, computed from the headline figures (and ``extra``: counts
+    stalled, slipped, reps_under_threshold, and coverage_label — the quarter the rep coverage refers to)."""
+
+    def val(k):
+        v = figs.get(k, (math.nan,))[0]
+        return math.nan if v is None else v
+
+    def m(x):
+        return fmt_money(x, currency, compact=True)
+
+    pts = []
+    thr = val("coverage_threshold")
+    for key in ("qtd", "next_quarter"):
+        if key == "qtd" and val("days_left_qtd") < 14:
+            continue  # the quarter is all but over: its coverage says nothing
+        cov, label = val(f"coverage_{key}"), figs.get(f"coverage_{key}", (0, ""))[1].replace("Coverage ", "")
+        if not pd.isna(cov) and cov < thr:
+            pts.append(
+                f"Coverage for {label} is {cov:.1f}×, under the {thr:.1f}× needed: "
+                f"{m(val(f'open_in_{key}'))} open against {m(val(f'remaining_{key}'))} still to close."
+            )
+    pa = val("pace_attainment_qtd")
+    if val("days_left_qtd") == 0 and not pd.isna(val("bookings_qtd")):  # the as-of date ends the quarter
+        att = val("attainment_qtd")
+        pts.append(
+            f"The quarter closed at {m(val('bookings_qtd'))}"
+            + ("." if pd.isna(att) else f", {fmt_pct(att)} of plan.")
+        )
+    elif not pd.isna(pa):
+        word = "short of" if pa < 1 else "above"
+        pts.append(
+            f"At the current run rate the quarter lands at {m(val('pace_qtd'))}, {fmt_pct(pa)} of plan "
+            f"({word} plan)."
+        )
+    elif pd.isna(val("plan_qtd")):
+        pts.append(
+            "Attainment is unavailable: the dataset has no quotas (add a `quotas` table or pass quotas_path)."
+        )
+    share = val("reps_on_pace_qtd")
+    if not pd.isna(share) and share < 0.5:
+        pts.append(f"Only {fmt_pct(share)} of reps are on pace for their quarter quota.")
+    if val("past_due_deals") and val("past_due_deals") > 0:
+        n = int(val("past_due_deals"))
+        pts.append(
+            f"{count_noun(n, 'open deal')} worth {m(val('past_due_amount'))} "
+            f"{'has a close date' if n == 1 else 'have close dates'} in the past — update or close "
+            f"{'it' if n == 1 else 'them'}."
+        )
+    extra = extra or {}
+    if extra.get("stalled"):
+        n = int(extra["stalled"])
+        pts.append(
+            f"{count_noun(n, 'open deal')} {'is' if n == 1 else 'are'} stalled (longer in "
+            f"{'its' if n == 1 else 'their'} stage than 3 in 4 won deals)."
+        )
+    if extra.get("slipped"):
+        n = int(extra["slipped"])
+        pts.append(
+            f"{count_noun(n, 'deal')} had {'its' if n == 1 else 'their'} close date pushed this quarter."
+        )
+    if extra.get("reps_under_threshold"):
+        n = int(extra["reps_under_threshold"])
+        label = extra.get("coverage_label")
+        pts.append(
+            f"{count_noun(n, 'rep')} {'has' if n == 1 else 'have'} coverage under {thr:.1f}× for "
+            f"{label or 'the quarter'}."
+        )
+    if val("no_next_step_deals"):
+        n = int(val("no_next_step_deals"))
+        pts.append(f"{count_noun(n, 'open deal')} {'has' if n == 1 else 'have'} no next step.")
+    return pts

@@ -18,8 +18,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from helpers.calendar import FiscalCalendar
-from helpers.pipeline import _amount, _flag, _ratio, is_won, isin, map_unique, positions
+from helpers.data.calendar import FiscalCalendar
+from helpers.metrics.pipeline import _amount, _flag, _ratio, is_won, isin, map_unique, positions
 
 FIELDS = ("stage", "amount", "close_date", "probability", "forecast_category")
 

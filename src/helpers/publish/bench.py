@@ -1,7 +1,7 @@
 """``revops bench``: the monthly pack at several sizes, beside the floor of its machinery.
 
 For each size N (opportunities; ~4.7 history rows, 10 activities and ~4 leads per opportunity; reps
-= max(30, N / 130)) the benchmark generates the sample dataset with ``helpers.sample.write_sample``
+= max(30, N / 130)) the benchmark generates the sample dataset with ``helpers.data.sample.write_sample``
 and measures, each phase in a fresh process so peak memory (max RSS) is its own:
 
 - **load**: ``dataset.load`` with no cache (CSV parse + coercion + validation: the naive path), the
@@ -120,7 +120,7 @@ def pandas_metrics(ds, as_of) -> dict:
     """name -> callable, each one helper call the notebooks make."""
     import pandas as pd
 
-    from helpers import activity, movement, pipeline, quota, winloss
+    from helpers.metrics import activity, movement, pipeline, quota, winloss
 
     a = pd.Timestamp(as_of)
     start13 = a - pd.Timedelta(weeks=13) + pd.Timedelta(days=1)
@@ -182,7 +182,7 @@ def duckdb_metrics(parquet_dir: Path, config, as_of) -> dict:
 # workers (run in a fresh interpreter each)
 # --------------------------------------------------------------------------------------------------
 def _worker_load(folder: str, mode: str) -> dict:
-    from helpers.dataset import load
+    from helpers.data.dataset import load
 
     if mode == "nocache":
         os.environ["REVOPS_CACHE"] = "0"
@@ -191,8 +191,8 @@ def _worker_load(folder: str, mode: str) -> dict:
 
 
 def _worker_compute(folder: str) -> dict:
-    from helpers import whatif
-    from helpers.dataset import load
+    from helpers.data.dataset import load
+    from helpers.sections import whatif
 
     ds, load_s = _timed(lambda: load(folder))
     # DuckDB's side of the floor reads the same typed frames as Parquet (written here, not timed; the
@@ -220,7 +220,7 @@ def _worker_compute(folder: str) -> dict:
 
 
 def _run_worker(call: str, env: dict | None = None) -> dict:
-    code = f"import json, helpers.bench as b; print('BENCH' + json.dumps(b.{call}))"
+    code = f"import json, helpers.publish.bench as b; print('BENCH' + json.dumps(b.{call}))"
     p = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **(env or {})}
     )
@@ -249,13 +249,13 @@ def _cell_seconds(executed: Path) -> tuple[float, float]:
 
 
 def _html_seconds(executed: Path, tmp: Path) -> float:
-    from helpers.report import to_html
+    from helpers.publish.report import to_html
 
     return _timed(lambda: to_html(executed, tmp / (executed.stem + ".html")))[1]
 
 
 def run_pack(folder: Path, out: Path) -> dict:
-    from helpers.report import run_monthly
+    from helpers.publish.report import run_monthly
 
     with PeakRSS(include_self=True) as mem:
         t0 = time.perf_counter()
@@ -322,7 +322,7 @@ def run_trivial(out: Path, warm: bool = False) -> dict:
     """Three trivial notebooks through the pack's runner and exporter: a kernel each (papermill's
     default, the floor the issue defines), or ``warm`` on the pack's warm kernels without the warm-up
     imports (the machinery alone: kernel start once per lane)."""
-    from helpers.report import NotebookJob, run_notebooks
+    from helpers.publish.report import NotebookJob, run_notebooks
 
     jobs = [NotebookJob(p.stem, p, {}) for p in trivial_notebooks(out / "trivial_src")]
     with PeakRSS() as mem:
@@ -375,7 +375,7 @@ def _total(d: dict) -> float:
 
 
 def run_bench(sizes: list[int], out: Path, progress=print, skip_nocache_above: int = 10**9) -> dict:
-    from helpers.sample import write_sample
+    from helpers.data.sample import write_sample
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -411,7 +411,7 @@ def run_bench(sizes: list[int], out: Path, progress=print, skip_nocache_above: i
             say("  load without cache …")
             row["load_nocache"] = _run_worker(f"_worker_load({str(folder)!r}, 'nocache')")
         say("  load building the cache …")
-        from helpers.sources import cache_root
+        from helpers.data.sources import cache_root
 
         shutil.rmtree(cache_root(), ignore_errors=True)
         row["load_cache_build"] = _run_worker(f"_worker_load({str(folder)!r}, 'cache')")

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from helpers import display
-from helpers.calendar import FiscalCalendar, period_bounds
-from helpers.dataset import Dataset, load
-from helpers.summary import Headlines
+from helpers.data.calendar import FiscalCalendar, period_bounds
+from helpers.data.dataset import Dataset, load
+from helpers.sections import display
+from helpers.sections.summary import Headlines
 
 
 @dataclass
@@ -59,7 +59,7 @@ def resolve_dataset(path: str) -> str:
     p = Path(path)
     if p.is_absolute() or p.exists():
         return str(p)
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     return str(root / p) if (root / p).exists() else str(p)
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from helpers.atomic import write_text_atomic
-from helpers.calendar import FiscalCalendar
+from helpers.data.atomic import write_text_atomic
+from helpers.data.calendar import FiscalCalendar
 
 DEFAULT_RAMP = (0.25, 0.50, 0.75)
 NON_REVENUE_ROLES = {"sdr", "bdr", "sdr/bdr"}
@@ -695,7 +695,7 @@ def seller_ids(reps: pd.DataFrame | None, opps: pd.DataFrame) -> list[str]:
 
 def funnel_window(as_of, months: int = 12) -> tuple[pd.Timestamp, pd.Timestamp]:
     """``[as_of − months + 1 day, as_of]``, both days included (12 months to 2026-10-31 = 2025-11-01 ..
-    2026-10-31) — the same window as ``helpers.activity.months_window``."""
+    2026-10-31) — the same window as ``helpers.metrics.activity.months_window``."""
     end = pd.Timestamp(as_of).normalize()
     return end - pd.DateOffset(months=months) + pd.Timedelta(days=1), end
 
@@ -827,7 +827,7 @@ def sdr_events(
         and len(activities)
         and {"owner", "type", "occurred_at"} <= set(activities.columns)
     ):
-        from helpers.pipeline import isin
+        from helpers.metrics.pipeline import isin
 
         a = activities[["owner", "type", "occurred_at"]]  # only what is used: 3 of the log's columns
         kinds = pd.Series(a["type"].unique())  # the type test once per distinct type
@@ -840,7 +840,7 @@ def sdr_events(
         conv = leads.loc[leads["opportunity_id"].notna() & leads["owner"].notna()]
         date = conv["sql_date"] if "sql_date" in conv.columns else pd.Series(pd.NaT, index=conv.index)
         if opps is not None:
-            from helpers.pipeline import map_unique
+            from helpers.metrics.pipeline import map_unique
 
             created = opps["created_date"].set_axis(opps["opportunity_id"])
             date = map_unique(conv["opportunity_id"], created).fillna(date)

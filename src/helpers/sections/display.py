@@ -1,7 +1,7 @@
 """Presentation: one number format, one table style, one theme, everywhere.
 
 Notebooks show every table through ``show_table`` (no index noise, thousands separators, currency),
-every call-out through ``note`` and every figure through ``helpers.plots``.
+every call-out through ``note`` and every figure through ``helpers.sections.plots``.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def fmt_value(x, unit: str, currency: str = "USD") -> str:
 
 def setup_notebook() -> None:
     """Apply the theme and silence library warnings so none leak into reports."""
-    from helpers import plots
+    from helpers.sections import plots
 
     warnings.filterwarnings("ignore")
     pd.set_option("display.max_columns", 50)

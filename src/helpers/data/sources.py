@@ -59,7 +59,7 @@ from urllib.parse import unquote, urlsplit
 
 import pandas as pd
 
-from helpers.config import ConfigError, DatasetConfig
+from helpers.data.config import ConfigError, DatasetConfig
 
 CACHE_FORMAT = 2  # 2: Arrow IPC files, read memory-mapped
 # tables filtered by a date window, and the column that dates a row
@@ -282,7 +282,7 @@ class TableReader:
     def read(self, tname: str) -> pd.DataFrame:
         src = self.sources[tname]
         if not isinstance(src, DbTable):
-            from helpers.dataset import read_raw
+            from helpers.data.dataset import read_raw
 
             return read_raw(src)
         try:
@@ -411,7 +411,7 @@ class TableReader:
 
     def _copy_csv(self, conn, sql: str) -> pd.DataFrame:
         """Stream ``COPY (sql) TO STDOUT`` as CSV into a temporary file and parse it like a CSV file."""
-        from helpers.dataset import read_raw
+        from helpers.data.dataset import read_raw
 
         with tempfile.TemporaryDirectory(prefix="revops-pg-") as tmp:
             path = Path(tmp) / "table.csv"

@@ -38,8 +38,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
-from helpers.atomic import replace_folder
-from helpers.calendar import FiscalCalendar, last_complete_month
+from helpers.data.atomic import replace_folder
+from helpers.data.calendar import FiscalCalendar, last_complete_month
 
 GENERATOR = "revops-sample"
 GENERATOR_VERSION = 1
@@ -1469,7 +1469,7 @@ def cli(args) -> int:
     """``revops sample-data``: write (or skip) the sample, then validate it."""
     import time
 
-    from helpers.dataset import validate_report
+    from helpers.data.dataset import validate_report
 
     try:
         params = resolve_params(

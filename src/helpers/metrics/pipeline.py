@@ -3,13 +3,13 @@ weighted pipeline, forecast categories, coverage, pipeline created, deals that n
 efficiency (deal size, cycle, win rate, velocity, lead funnel).
 
 Movement over time (history replay, waterfall, slips, conversion, days in stage) lives in
-``helpers.movement``. Every function is pure: frames and dates in, a DataFrame / dict / number out.
+``helpers.metrics.movement``. Every function is pure: frames and dates in, a DataFrame / dict / number out.
 
 Conventions used throughout (also in ``docs/metrics.md``, section "Pipeline health"):
 
 - **Bookings** in a window = Σ amount of won deals whose ``close_date`` lies in the window.
 - **Open** deal = ``is_closed`` is false. Amounts that are empty count as 0 in sums.
-- Windows are inclusive of both ends (see ``helpers.calendar``).
+- Windows are inclusive of both ends (see ``helpers.data.calendar``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from helpers.calendar import FiscalCalendar, Window, month_starts, week_starts
+from helpers.data.calendar import FiscalCalendar, Window, month_starts, week_starts
 
 DAY = pd.Timedelta(days=1)
 
@@ -174,8 +174,8 @@ def bookings(opps: pd.DataFrame, start, end) -> float:
 
 def read_quotas(path: str | Path) -> pd.DataFrame:
     """Read a proposed quotas CSV/Parquet in the ``quotas`` table format, typed like the dataset's table."""
-    from helpers.dataset import DataValidationError, coerce_table, read_raw
-    from helpers.schema import QUOTAS
+    from helpers.data.dataset import DataValidationError, coerce_table, read_raw
+    from helpers.data.schema import QUOTAS
 
     p = Path(path)
     problems: list = []
@@ -787,7 +787,7 @@ class Scoped:
     def __init__(
         self, ds, scope: str = "company", who: str = "", quotas: pd.DataFrame | None = None, as_of=None
     ):
-        from helpers.movement import rewind
+        from helpers.metrics.movement import rewind
 
         self.scope, self.who = (scope or "company").lower(), str(who or "")
         self.reps = ds.tables.get("reps")
@@ -1086,78 +1086,3 @@ def headline_figures(
         "attainment_to_date_ytd",
     )
     return {k: out[k] for k in first if k in out} | out
-
-
-def what_to_look_at(figs: dict[str, tuple], currency: str = "USD", extra: dict | None = None) -> list[str]:
-    """Sentences for the top of the report, computed from the headline figures (and ``extra``: counts
-    stalled, slipped, reps_under_threshold, and coverage_label — the quarter the rep coverage refers to)."""
-    from helpers.display import count_noun, fmt_money, fmt_pct
-
-    def val(k):
-        v = figs.get(k, (math.nan,))[0]
-        return math.nan if v is None else v
-
-    def m(x):
-        return fmt_money(x, currency, compact=True)
-
-    pts = []
-    thr = val("coverage_threshold")
-    for key in ("qtd", "next_quarter"):
-        if key == "qtd" and val("days_left_qtd") < 14:
-            continue  # the quarter is all but over: its coverage says nothing
-        cov, label = val(f"coverage_{key}"), figs.get(f"coverage_{key}", (0, ""))[1].replace("Coverage ", "")
-        if not pd.isna(cov) and cov < thr:
-            pts.append(
-                f"Coverage for {label} is {cov:.1f}×, under the {thr:.1f}× needed: "
-                f"{m(val(f'open_in_{key}'))} open against {m(val(f'remaining_{key}'))} still to close."
-            )
-    pa = val("pace_attainment_qtd")
-    if val("days_left_qtd") == 0 and not pd.isna(val("bookings_qtd")):  # the as-of date ends the quarter
-        att = val("attainment_qtd")
-        pts.append(
-            f"The quarter closed at {m(val('bookings_qtd'))}"
-            + ("." if pd.isna(att) else f", {fmt_pct(att)} of plan.")
-        )
-    elif not pd.isna(pa):
-        word = "short of" if pa < 1 else "above"
-        pts.append(
-            f"At the current run rate the quarter lands at {m(val('pace_qtd'))}, {fmt_pct(pa)} of plan "
-            f"({word} plan)."
-        )
-    elif pd.isna(val("plan_qtd")):
-        pts.append(
-            "Attainment is unavailable: the dataset has no quotas (add a `quotas` table or pass quotas_path)."
-        )
-    share = val("reps_on_pace_qtd")
-    if not pd.isna(share) and share < 0.5:
-        pts.append(f"Only {fmt_pct(share)} of reps are on pace for their quarter quota.")
-    if val("past_due_deals") and val("past_due_deals") > 0:
-        n = int(val("past_due_deals"))
-        pts.append(
-            f"{count_noun(n, 'open deal')} worth {m(val('past_due_amount'))} "
-            f"{'has a close date' if n == 1 else 'have close dates'} in the past — update or close "
-            f"{'it' if n == 1 else 'them'}."
-        )
-    extra = extra or {}
-    if extra.get("stalled"):
-        n = int(extra["stalled"])
-        pts.append(
-            f"{count_noun(n, 'open deal')} {'is' if n == 1 else 'are'} stalled (longer in "
-            f"{'its' if n == 1 else 'their'} stage than 3 in 4 won deals)."
-        )
-    if extra.get("slipped"):
-        n = int(extra["slipped"])
-        pts.append(
-            f"{count_noun(n, 'deal')} had {'its' if n == 1 else 'their'} close date pushed this quarter."
-        )
-    if extra.get("reps_under_threshold"):
-        n = int(extra["reps_under_threshold"])
-        label = extra.get("coverage_label")
-        pts.append(
-            f"{count_noun(n, 'rep')} {'has' if n == 1 else 'have'} coverage under {thr:.1f}× for "
-            f"{label or 'the quarter'}."
-        )
-    if val("no_next_step_deals"):
-        n = int(val("no_next_step_deals"))
-        pts.append(f"{count_noun(n, 'open deal')} {'has' if n == 1 else 'have'} no next step.")
-    return pts

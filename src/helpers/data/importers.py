@@ -1,6 +1,6 @@
 """Import CRM exports into a dataset folder, driven by a mapping profile (YAML).
 
-A profile (``helpers/profiles/<name>.yml``, or a user's edited copy given by path) lists the kinds of
+A profile (``helpers/data/profiles/<name>.yml``, or a user's edited copy given by path) lists the kinds of
 export file it knows (``exports``). For each kind it says which headers identify such a file
 (``detect``), which canonical table it feeds, and which source column feeds each canonical column
 (``columns``: a header, or a list of headers meaning "the first non-empty one, row by row"). It also
@@ -11,7 +11,7 @@ matched ignoring case and repeated spaces. docs/data-contract.md documents every
 ``import_files(profile, files, to)`` reads the files (never writes them), maps them, and writes one
 canonical CSV per table plus ``dataset.yml`` (with a ``source:`` block: profile, files, sha256) into a
 temporary folder next to ``to``, then renames it into place. Rows keep their order, so row *i* of a
-canonical table is data row *i* of its export and the messages of ``helpers.dataset.load`` point at
+canonical table is data row *i* of its export and the messages of ``helpers.data.dataset.load`` point at
 the export's rows. Values that cannot be converted are written as found, so that validation reports
 them with file, row and column instead of the import silently dropping them.
 """
@@ -31,11 +31,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from helpers.atomic import replace_folder
-from helpers.config import ConfigError, parse_config
-from helpers.schema import TABLES
+from helpers.data.atomic import replace_folder
+from helpers.data.config import ConfigError, parse_config
+from helpers.data.schema import TABLES
 
-TABLE_EXTENSIONS = (".csv", ".parquet", ".xlsx")  # the files helpers.dataset finds as <table><ext>
+TABLE_EXTENSIONS = (".csv", ".parquet", ".xlsx")  # the files helpers.data.dataset finds as <table><ext>
 PROFILES_DIR = Path(__file__).with_name("profiles")
 BUILTIN_PROFILES = ("salesforce", "hubspot", "pipedrive", "maven_crm")
 # What an import insists on, per table, unless an export lists its own ``required``. The contract only
@@ -1172,9 +1172,9 @@ def in_export_terms(problem, sources: dict[str, tuple[pd.DataFrame, pd.DataFrame
 
 
 def validate_in_export_terms(folder: Path, sources) -> tuple[int, str]:
-    """``helpers.dataset.validate_report`` of a folder just imported, with every error about a cell stated
+    """``helpers.data.dataset.validate_report`` of a folder just imported, with every error about a cell stated
     on the export file as the user wrote it (``in_export_terms``)."""
-    from helpers.dataset import DataValidationError, format_problems, load, validate_report
+    from helpers.data.dataset import DataValidationError, format_problems, load, validate_report
 
     try:
         load(folder)

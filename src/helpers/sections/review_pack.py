@@ -1,31 +1,17 @@
-"""One-to-one review packs: the pipeline health notebook run once per rep (``scope="rep"``,
-``review_mode=True``) into ``reports/<period>/reviews/<rep>.html``.
-
-The review part of the notebook is built from the pure functions here:
+"""What a one-to-one review shows beyond the pipeline health sections: what changed since last week per deal
+and the standard questions per deal, pre-filled from CRM fields where the dataset has them.
 
 - ``deal_changes(before, now, config)``: what changed since last week, per deal (new, advanced,
   moved back, slipped, pulled in, amount changed, won, dropped).
 - ``review_questions(deals, opps, activities, as_of)``: for each deal the standard questions, pre-filled
   from CRM fields where the dataset has them and left blank for the meeting where it does not.
-
-``cli(args)`` is ``revops report reviews``: it runs the notebook per rep with ``helpers.report``'s
-runner, without the cells tagged ``analysis-only`` (the company-level analysis a one-to-one does not
-need).
 """
 
 from __future__ import annotations
 
 import html
-import os
-import shutil
-import sys
-import tempfile
-from pathlib import Path
 
 import pandas as pd
-
-NOTEBOOK = "pipeline_health"
-ANALYSIS_TAG = "analysis-only"
 
 QUESTIONS = ("Next step", "What has to happen to close", "Obstacles", "Who is engaged")
 # CRM fields (beyond the data contract, kept when an export carries them) that answer each question.
@@ -46,7 +32,7 @@ QUESTION_FIELDS = {
 # what changed since last week
 # --------------------------------------------------------------------------------------------------
 def deal_changes(before: pd.DataFrame, now: pd.DataFrame, config) -> pd.DataFrame:
-    """Changes between two snapshots (``helpers.movement.replay`` at as_of − 7 days and as_of), one row
+    """Changes between two snapshots (``helpers.metrics.movement.replay`` at as_of − 7 days and as_of), one row
     per (deal, change), for deals open at either date:
 
     - new: not existing before; won / dropped: open before (or new), won / lost now
@@ -200,7 +186,7 @@ def review_questions(
 
 def questions_html(deals: pd.DataFrame, questions: pd.DataFrame, currency: str = "USD") -> str:
     """The question sheet: per deal a heading line and a table Question | From the CRM | Notes (blank)."""
-    from helpers.display import TABLE_CSS, fmt_money
+    from helpers.sections.display import TABLE_CSS, fmt_money
 
     parts = [TABLE_CSS]
     for _, d in deals.iterrows():
@@ -231,138 +217,3 @@ def questions_html(deals: pd.DataFrame, questions: pd.DataFrame, currency: str =
             f"</thead><tbody>{''.join(rows)}</tbody></table></div>"
         )
     return "".join(parts)
-
-
-# --------------------------------------------------------------------------------------------------
-# the command
-# --------------------------------------------------------------------------------------------------
-def review_reps(ds, as_of, reps: list[str] | None = None) -> list[str]:
-    """Rep ids to build packs for: ``reps`` when given (checked against the data), else the quota-carrying
-    reps (role AE when the reps table says) employed on ``as_of`` who own at least one deal."""
-    opps = ds.tables["opportunities"]
-    owners = set(opps["owner"].dropna())
-    table = ds.tables.get("reps")
-    if reps:
-        known = owners | (set(table["rep_id"]) if table is not None else set())
-        unknown = [r for r in reps if r not in known]
-        if unknown:
-            raise ValueError(
-                f"unknown rep id(s) {', '.join(unknown)}; reps in the data include "
-                f"{', '.join(sorted(known)[:10])}"
-            )
-        return list(reps)
-    if table is None:
-        return sorted(owners)
-    t = table[table["rep_id"].isin(owners)]
-    if "role" in t.columns:
-        t = t[t["role"].isna() | (t["role"].str.upper() == "AE")]
-    if "end_date" in t.columns:
-        t = t[t["end_date"].isna() | (t["end_date"] >= pd.Timestamp(as_of))]
-    return sorted(t["rep_id"])
-
-
-def review_notebook(source: Path, target: Path) -> Path:
-    """A copy of the notebook without the cells tagged ``analysis-only``."""
-    import nbformat
-
-    nb = nbformat.read(str(source), as_version=4)
-    nb.cells = [c for c in nb.cells if ANALYSIS_TAG not in c.get("metadata", {}).get("tags", [])]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, str(target))
-    return target
-
-
-def run_reviews(
-    dataset="data/sample",
-    period: str | None = None,
-    as_of: str | None = None,
-    out="reports",
-    reps: list[str] | None = None,
-    jobs_n: int | None = None,
-    progress=print,
-) -> tuple[int, Path, list]:
-    """Run the review packs. Returns (exit code, reviews folder, results). Each rep's HTML is moved into
-    ``<out>/<period>/reviews/`` as soon as the whole run is done; failed runs leave their executed
-    notebook in ``<out>/<period>/reviews.failed/`` and the previous packs untouched."""
-    from helpers import report
-    from helpers.dataset import load
-
-    params = report.validate_parameters(dataset, period, as_of, [NOTEBOOK])
-    ds = load(params.dataset)
-    rep_ids = review_reps(ds, params.as_of, reps)
-    out_root = Path(out).resolve()
-    period_dir = out_root / params.period
-    period_dir.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(dir=period_dir, prefix=".reviews.building-"))
-    nb = review_notebook(params.notebooks[0], build / "notebook" / f"{NOTEBOOK}_review.ipynb")
-    footer = (
-        f"{params.dataset_name} · one-to-one review · period {params.period} · data as of {params.as_of} · "
-        f"data fingerprint sha256:{params.fingerprint[:12]}"
-    )
-    if progress:
-        progress(f"Review packs {params.period} (as of {params.as_of}) for {len(rep_ids)} rep(s)")
-    jobs = [
-        report.NotebookJob(
-            rep,
-            nb,
-            {
-                "dataset": str(params.dataset),
-                "period": params.period,
-                "as_of": params.as_of,
-                "report_mode": True,
-                "summary_path": str(build / "summaries" / f"{rep}.json"),
-                "output_dir": str(build / "files" / rep),
-                "scope": "rep",
-                "who": rep,
-                "review_mode": True,
-                "top_n": 10,
-            },
-        )
-        for rep in rep_ids
-    ]
-    try:
-        results = report.run_notebooks(jobs, build / "out", jobs_n, progress, footer)
-    except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
-        raise
-    target = period_dir / "reviews"
-    target.mkdir(exist_ok=True)
-    for r in results:
-        if r.ok:
-            os.replace(r.html, target / f"{r.name}.html")
-            r.html = target / f"{r.name}.html"
-    failed = [r for r in results if not r.ok]
-    if failed:
-        fdir = period_dir / "reviews.failed"
-        shutil.rmtree(fdir, ignore_errors=True)
-        fdir.mkdir()
-        for r in failed:
-            if r.executed and Path(r.executed).exists():
-                os.replace(r.executed, fdir / f"{r.name}.ipynb")
-                r.executed = fdir / f"{r.name}.ipynb"
-    shutil.rmtree(build, ignore_errors=True)
-    return (1 if failed else 0), target, results
-
-
-def cli(args) -> int:
-    """``revops report reviews``."""
-    from helpers.report import ReportError, results_table
-
-    try:
-        code, target, results = run_reviews(
-            args.dataset, args.period, args.as_of, args.out, args.reps, args.jobs
-        )
-    except (ReportError, ValueError) as exc:
-        print(f"revops report reviews: {exc}", file=sys.stderr)
-        return 2
-    print()
-    print(results_table(results, target))
-    print()
-    ok = sum(r.ok for r in results)
-    print(f"{ok} review pack(s) in {target}/")
-    if code:
-        print(
-            f"{len(results) - ok} failed; executed notebooks in {target.parent / 'reviews.failed'}/",
-            file=sys.stderr,
-        )
-    return code

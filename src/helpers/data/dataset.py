@@ -2,7 +2,7 @@
 
 ``load(path)`` reads every table file it finds (``<table>.csv``, ``.parquet``, ``.xlsx``, or the file
 named under ``tables:`` in ``dataset.yml``), converts each column to its contract kind (see
-``helpers.schema``) and checks the rules. All problems are gathered and raised together as one
+``helpers.data.schema``) and checks the rules. All problems are gathered and raised together as one
 ``DataValidationError`` whose message names file, row, column, the bad value and what was expected.
 Problems a report can live with come back as ``Dataset.warnings``.
 
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers import sources
-from helpers.coerce import blank, to_bool, to_date, to_number, to_text
-from helpers.config import DatasetConfig, load_config
-from helpers.schema import TABLES, Table
+from helpers.data import sources
+from helpers.data.coerce import blank, to_bool, to_date, to_number, to_text
+from helpers.data.config import DatasetConfig, load_config
+from helpers.data.schema import TABLES, Table
 
 EXTENSIONS = (".csv", ".parquet", ".xlsx")
 MAX_ROWS_SHOWN = 20  # per (file, column, rule) group in the error message; all are kept in .problems
@@ -261,7 +261,7 @@ def coerce_table(
     problems: list[Problem],
     config: DatasetConfig | None = None,
 ) -> pd.DataFrame:
-    """Convert columns to their contract kinds (``helpers.coerce``), recording a problem for each value
+    """Convert columns to their contract kinds (``helpers.data.coerce``), recording a problem for each value
     that does not convert and a warning for each column-level assumption.
 
     Headers are matched to the contract ignoring case, spaces and hyphens (``Opportunity ID`` →
@@ -542,7 +542,7 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True,
     ``tables`` limits loading to those tables (``opportunities`` is always loaded). With ``strict``
     (the default) any error raises ``DataValidationError``; otherwise errors are returned as warnings.
     ``since`` keeps only the rows a report from that date on needs, filtered in the database where the
-    tables live in one (see ``helpers.sources``). Loads from files are cached as typed Arrow files outside
+    tables live in one (see ``helpers.data.sources``). Loads from files are cached as typed Arrow files outside
     the folder, keyed by the files' sha256.
     """
     folder = Path(path)
