@@ -53,9 +53,10 @@ lab: venv ## open JupyterLab on the notebooks
 test: venv ## run the test suite
 	$(BIN)/python -m pytest
 
-lint: venv ## ruff over code and notebooks
+lint: venv ## ruff over code and notebooks; the import contract (data -> metrics -> sections -> publish)
 	$(BIN)/ruff check src tests notebooks
 	$(BIN)/ruff format --check src tests notebooks
+	$(BIN)/lint-imports
 
 format: venv ## format code and notebooks
 	$(BIN)/ruff format src tests notebooks

@@ -1,6 +1,9 @@
 """The project's setup files stay in step: environment.yml delegates to pyproject.toml."""
 
+import subprocess
+import sys
 import tomllib
+from pathlib import Path
 
 import yaml
 from conftest import ROOT
@@ -107,3 +110,12 @@ def test_long_tables_show_their_first_rows_and_say_so(monkeypatch):
     shown.clear()
     display_mod.show_table(pd.DataFrame({"rep": ["a", "b"]}))
     assert len(shown) == 1  # short tables: no remark
+
+
+def test_imports_run_one_way(tmp_path):
+    """The import contract in .importlinter holds: publish -> sections -> metrics -> data, never upward.
+    A module that breaks it is named in the output."""
+    exe = Path(sys.executable).with_name("lint-imports")
+    out = subprocess.run([str(exe)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "1 kept, 0 broken" in out.stdout
