@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers.data.calendar import trailing_window
 from helpers.metrics import activity as A
 
 AS_OF = pd.Timestamp("2026-10-31")
@@ -314,7 +315,7 @@ def test_benchmark_gap(act, opps, quotas):
     assert own.loc["r2", ["calls", "meetings", "demos"]].tolist() == pytest.approx([7 / 6, 1 / 3, 1 / 6])
     # actual over 3 months (08-01 .. 10-31) / 3: r1 calls c1 c2 c3 p1 = 4, meetings m1, demos d1;
     # r2 calls c4 c5 c6 = 3, meetings m3, demos 0 (d2 was a no-show)
-    actual = A.actual_activity(act, *A.months_window(AS_OF, 3), months=3)
+    actual = A.actual_activity(act, *trailing_window(AS_OF, 3), months=3)
     g = A.benchmark_gap(needed, actual).set_index("rep")
     assert g.loc["r1", "calls_actual"] == pytest.approx(4 / 3)
     assert g.loc["r1", ["calls_gap", "meetings_gap", "demos_gap"]].tolist() == pytest.approx(

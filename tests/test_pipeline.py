@@ -637,7 +637,7 @@ def test_win_rate_and_velocity(opps):
     # closed in the year: won O2 45, O7 10, O8 70, O11 1000; lost O6 20, O9 25, O12 35
     assert wr["win_rate_count"] == pytest.approx(4 / 7)
     assert wr["win_rate_value"] == pytest.approx(1125 / 1205)
-    v = pl.sales_velocity(opps, AS_OF, lookback_days=365)
+    v = pl.sales_velocity(opps, AS_OF, months=12)
     # 5 open × 4/7 × avg won 1125/4 = 281.25 ÷ avg cycle (68 + 9 + 172 + 50)/4 = 74.75 days
     assert v["open_opportunities"] == 5 and v["avg_cycle_days"] == pytest.approx(74.75)
     assert v["velocity_per_day"] == pytest.approx(5 * 4 / 7 * 281.25 / 74.75)

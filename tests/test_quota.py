@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.data.calendar import FiscalCalendar
+from helpers.data.calendar import FiscalCalendar, trailing_window
 from helpers.data.dataset import load
 from helpers.metrics import quota as Q
 
@@ -412,7 +412,7 @@ def test_funnel_rates_count_ae_activity_only_in_a_365_day_window():
     # (all calls: 10 / 2 = 5 per opportunity — the defect)
     assert r.meeting_to_opportunity == pytest.approx(1.0)
     assert r.call_to_meeting == pytest.approx(0.5)
-    assert Q.funnel_window("2026-12-31") == (pd.Timestamp("2026-01-01"), pd.Timestamp("2026-12-31"))
+    assert trailing_window("2026-12-31") == (pd.Timestamp("2026-01-01"), pd.Timestamp("2026-12-31"))
 
 
 def test_funnel_rates_fall_back_to_benchmarks(hand):

@@ -52,6 +52,19 @@ class Window:
         """Boolean mask: dates within the full period ``[start, end]``."""
         return (dates >= self.start) & (dates <= self.end)
 
+    @property
+    def to_date_text(self) -> str:
+        """How a to-date figure names this window: the period's label once it is complete at the as-of
+        date ("FY2027 Q3"), else "FY2027 to 2026-10-31"; a week as "week of 2026-10-26"."""
+        name = f"week of {self.start:%Y-%m-%d}" if self.name == "WTD" else self.label
+        return name if self.as_of >= self.end else f"{name} to {self.as_of:%Y-%m-%d}"
+
+    @property
+    def full_text(self) -> str:
+        """How a full-period figure (a plan) names this window: "FY2027 Q3, full quarter"."""
+        kind = {"YTD": "year", "QTD": "quarter", "MTD": "month", "WTD": "week"}.get(self.name, "period")
+        return f"{self.label}, full {kind}"
+
 
 @dataclass(frozen=True)
 class FiscalCalendar:
@@ -151,6 +164,25 @@ def period_bounds(period: str) -> tuple[pd.Timestamp, pd.Timestamp]:
         raise ValueError(f"period must look like 2026-10 (year-month), got {period!r}")
     p = pd.Period(period.strip(), freq="M")
     return p.start_time.normalize(), p.end_time.normalize()
+
+
+def trailing_window(as_of, months: int = 12) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The ``months`` to ``as_of``: ``[as_of − months + 1 day, as_of]``, both days included (12 months to
+    2026-10-31 = 2025-11-01 .. 2026-10-31; to 2024-02-29 = 2023-03-01 .. 2024-02-29). Every "last 12 months"
+    figure uses this window."""
+    end = _ts(as_of)
+    return end - pd.DateOffset(months=months) + pd.Timedelta(days=1), end
+
+
+def trailing_text(as_of, months: int = 12) -> str:
+    """How a figure over ``trailing_window(as_of, months)`` names it: "12 months to 2026-10-31"."""
+    return f"{months} months to {_ts(as_of):%Y-%m-%d}"
+
+
+def weeks_window(as_of, weeks: int = 13) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The ``weeks`` to ``as_of``: ``[as_of − 7·weeks + 1 day, as_of]`` (whole weeks ending on as_of)."""
+    end = _ts(as_of)
+    return end - pd.Timedelta(days=7 * weeks - 1), end
 
 
 def last_complete_month(today=None) -> str:

@@ -24,7 +24,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from helpers.data.calendar import trailing_window, weeks_window
 from helpers.data.schema import ACTIVITY_TYPES, CONNECTED_OUTCOMES
+from helpers.metrics import rates as R
 
 OUTBOUND_TYPES = ("call", "email", "social")
 MEETING_TYPES = ("meeting", "demo")
@@ -140,18 +142,6 @@ def in_window(act: pd.DataFrame, start, end) -> pd.DataFrame:
     return act[(us >= _day(start) * US_PER_DAY) & (us < (_day(end) + 1) * US_PER_DAY) & (us != nat)]
 
 
-def volume_window(as_of, weeks: int = 13) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """``[as_of - 7·weeks + 1, as_of]``: ``weeks`` complete 7-day weeks ending on ``as_of``."""
-    end = pd.Timestamp(as_of).normalize()
-    return end - pd.Timedelta(days=7 * weeks - 1), end
-
-
-def months_window(as_of, months: int) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """``[as_of - months + 1 day, as_of]`` (e.g. 3 months to 2026-10-31 = 2026-08-01 .. 2026-10-31)."""
-    end = pd.Timestamp(as_of).normalize()
-    return end - pd.DateOffset(months=months) + pd.Timedelta(days=1), end
-
-
 def _type_codes(act: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     cat = act["type"].array
     return np.asarray(cat.codes, dtype="int64"), list(cat.categories)
@@ -185,7 +175,7 @@ def activity_counts(
     """Activities per owner per period per type, zero-filled (periods with no activity appear as 0).
 
     ``freq``: "D" calendar day, "W" 7-day week ending on ``end`` (labelled by its last day; the first week
-    is partial unless the window is whole weeks, see ``volume_window``), "M" calendar month (labelled by
+    is partial unless the window is whole weeks, see ``helpers.data.calendar.weeks_window``), "M" calendar month (labelled by
     its first day). Index (owner, period); one column per type plus ``total``.
     Vectorised: period and owner codes combined into one ``bincount``.
     """
@@ -246,7 +236,7 @@ def rep_teams(reps: pd.DataFrame | None) -> pd.Series:
 def rep_volume(
     activities: pd.DataFrame, as_of, weeks: int = 13, reps: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """Per rep, over the ``weeks`` 7-day weeks to ``as_of`` (see ``volume_window``):
+    """Per rep, over the ``weeks`` 7-day weeks to ``as_of`` (see ``helpers.data.calendar.weeks_window``):
 
     - ``<type>``/``total`` per week = activities of that type in the window ÷ ``weeks``;
     - ``outbound`` per week = (calls + emails + social) ÷ ``weeks``;
@@ -260,7 +250,7 @@ def rep_volume(
     so a departed rep does not show 0 a week nor pull the team median down.
     """
     act = prepare(activities)
-    start, end = volume_window(as_of, weeks)
+    start, end = weeks_window(as_of, weeks)
     pstart, pend = start - pd.Timedelta(days=7 * weeks), start - pd.Timedelta(days=1)
     active = set(active_reps(reps, start, end))
     known = (
@@ -675,7 +665,8 @@ def funnel_rates(
 ) -> pd.Series:
     """Measured conversion over ``[start, end]`` (for ``owners`` when given, else everyone):
 
-    avg_deal_size = bookings of deals won ÷ deals won; win_rate = won ÷ closed (close_date in window);
+    avg_deal_size = bookings of deals won with an amount ÷ their number; win_rate = won ÷ closed
+    (close_date in window) — both from ``helpers.metrics.rates``;
     calls_per_opp = calls ÷ opportunities created; meetings_per_opp = meetings held ÷ opportunities created;
     demos_per_opp = demos held ÷ opportunities created (held = held or positive);
     calls_per_meeting = calls ÷ meetings held; meetings_per_demo = meetings held ÷ demos held.
@@ -685,15 +676,14 @@ def funnel_rates(
     if owners is not None:
         act = act[act["owner"].isin(owners)]
         opp = opp[opp["owner"].astype("str").isin(owners)]
-    closed = _closed_in(opp, start, end)
-    won = closed[closed["is_won"].fillna(False).astype(bool)]
+    tot = R.totals(_closed_in(opp, start, end))
     created = _created_in(opp, start, end)
     t, o = _codes_of(act["type"]), _codes_of(act["outcome"])
     held = np.isin(o, [OUTCOME_CODE[x] for x in HELD_OUTCOMES])
     calls = int((t == TYPE_CODE["call"]).sum())
     meetings = int(((t == TYPE_CODE["meeting"]) & held).sum())
     demos = int(((t == TYPE_CODE["demo"]) & held).sum())
-    n_created, n_won, n_closed = len(created), len(won), len(closed)
+    n_created, n_won, n_closed = len(created), tot["won"], tot["closed"]
 
     def ratio(a, b):
         return a / b if b else float("nan")
@@ -703,12 +693,12 @@ def funnel_rates(
             "deals_won": n_won,
             "deals_closed": n_closed,
             "opps_created": n_created,
-            "bookings": float(won["amount"].sum()),
+            "bookings": tot["won_value"],
             "calls": calls,
             "meetings_held": meetings,
             "demos_held": demos,
-            "avg_deal_size": ratio(float(won["amount"].sum()), n_won),
-            "win_rate": ratio(n_won, n_closed),
+            "avg_deal_size": tot["avg_deal_size"],
+            "win_rate": tot["win_rate_count"],
             "calls_per_opp": ratio(calls, n_created),
             "meetings_per_opp": ratio(meetings, n_created),
             "demos_per_opp": ratio(demos, n_created),
@@ -776,7 +766,7 @@ def benchmark_needs(
     meetings and demos by ``split_meetings``; otherwise ``needed_activity`` with ``funnel_rates`` here.
     Returns (frame indexed by rep: monthly_quota, deals, opportunities, calls, meetings, demos; rates; source).
     """
-    start, end = months_window(as_of, months)
+    start, end = trailing_window(as_of, months)
     try:
         from helpers.metrics.quota import funnel_rates as quota_rates
         from helpers.metrics.quota import reverse_funnel, seller_ids

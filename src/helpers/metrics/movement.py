@@ -18,7 +18,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from helpers.data.calendar import FiscalCalendar
+from helpers.data.calendar import FiscalCalendar, trailing_window
 from helpers.metrics.pipeline import _amount, _flag, _ratio, is_won, isin, map_unique, positions
 
 FIELDS = ("stage", "amount", "close_date", "probability", "forecast_category")
@@ -986,13 +986,12 @@ def stalled_deals(
     )
 
 
-def stalled_by_age(
-    opps: pd.DataFrame, as_of, quantile: float = 0.75, lookback_days: int = 365
-) -> pd.DataFrame:
-    """Without history: open deals older (as_of − created) than the p75 cycle of deals won in the last
-    ``lookback_days``."""
+def stalled_by_age(opps: pd.DataFrame, as_of, quantile: float = 0.75, months: int = 12) -> pd.DataFrame:
+    """Without history: open deals older (as_of − created) than the p75 cycle of deals won in
+    ``trailing_window(as_of, months)``."""
     as_of = pd.Timestamp(as_of)
-    w = opps[is_won(opps) & (opps["close_date"] > as_of - pd.Timedelta(days=lookback_days))]
+    start, _ = trailing_window(as_of, months)
+    w = opps[is_won(opps) & (opps["close_date"] >= start) & (opps["close_date"] <= as_of)]
     thr = float((w["close_date"] - w["created_date"]).dt.days.quantile(quantile)) if len(w) else math.nan
     o = opps[~_flag(opps["is_closed"])].copy()
     o["age_days"] = (as_of - o["created_date"]).dt.days

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from helpers.data.calendar import FiscalCalendar, Window, month_starts, week_starts
+from helpers.data.calendar import FiscalCalendar, Window, month_starts, trailing_window, week_starts
+from helpers.metrics import rates
 
 DAY = pd.Timedelta(days=1)
 
@@ -694,35 +695,24 @@ def trend_call(values: pd.Series, recent: int = 3, tolerance: float = 0.10) -> s
 
 def win_rate(opps: pd.DataFrame, start, end) -> dict:
     """Deals closed in ``[start, end]``: win rate by count = won ÷ (won + lost); by value =
-    Σ won amount ÷ Σ closed amount."""
-    start, end = pd.Timestamp(start), pd.Timestamp(end)
-    c = opps[_flag(opps["is_closed"]) & (opps["close_date"] >= start) & (opps["close_date"] <= end)]
-    won = is_won(c)
-    amt = _amount(c)
-    return {
-        "closed": int(len(c)),
-        "won": int(won.sum()),
-        "lost": int((~won).sum()),
-        "win_rate_count": _ratio(won.sum(), len(c)),
-        "won_value": float(amt[won].sum()),
-        "closed_value": float(amt.sum()),
-        "win_rate_value": _ratio(amt[won].sum(), amt.sum()),
-    }
+    Σ won amount ÷ Σ closed amount; average won deal size over won deals with an amount
+    (``helpers.metrics.rates``, the one implementation)."""
+    return rates.totals(rates.closed_in(opps, start, end))
 
 
-def sales_velocity(opps: pd.DataFrame, as_of, lookback_days: int = 365) -> dict:
+def sales_velocity(opps: pd.DataFrame, as_of, months: int = 12) -> dict:
     """Sales velocity = open opportunities × win rate × average deal size ÷ cycle days (revenue per day).
 
     - open opportunities: open deals on ``as_of``
     - win rate (by count), average won deal size and average cycle of won deals: deals closed in the
-      ``lookback_days`` ending on ``as_of``.
+      ``trailing_window(as_of, months)``.
     ``per_30_days`` = velocity × 30."""
     as_of = pd.Timestamp(as_of)
-    start = as_of - pd.Timedelta(days=lookback_days - 1)
+    start, _ = trailing_window(as_of, months)
     wr = win_rate(opps, start, as_of)
     w = opps[is_won(opps) & (opps["close_date"] >= start) & (opps["close_date"] <= as_of)]
     n_open = int(is_open(opps).sum())
-    size = float(_amount(w).mean()) if len(w) else math.nan
+    size = wr["avg_deal_size"]
     cyc = float(cycle_days(w).mean()) if len(w) else math.nan
     vel = _ratio(n_open * wr["win_rate_count"] * size, cyc) if not pd.isna(size) else math.nan
     return {
@@ -1004,7 +994,7 @@ def headline_figures(
         d["Weighted pipeline (CRM)"],
         "currency",
     )
-    wr = win_rate(sc.opps, as_of - pd.Timedelta(days=364), as_of)
+    wr = win_rate(sc.opps, *trailing_window(as_of))
     if threshold is None or threshold <= 0:
         threshold = coverage_threshold(wr["win_rate_value"])
     out["coverage_threshold"] = (threshold, "Coverage threshold", d["Coverage threshold"], "ratio")

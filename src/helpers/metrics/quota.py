@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from helpers.data.atomic import write_text_atomic
-from helpers.data.calendar import FiscalCalendar
+from helpers.data.calendar import FiscalCalendar, trailing_window
+from helpers.metrics import rates as R
 
 DEFAULT_RAMP = (0.25, 0.50, 0.75)
 NON_REVENUE_ROLES = {"sdr", "bdr", "sdr/bdr"}
@@ -693,13 +694,6 @@ def seller_ids(reps: pd.DataFrame | None, opps: pd.DataFrame) -> list[str]:
     return [str(x) for x in opps["owner"].dropna().astype("str").unique()]
 
 
-def funnel_window(as_of, months: int = 12) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """``[as_of − months + 1 day, as_of]``, both days included (12 months to 2026-10-31 = 2025-11-01 ..
-    2026-10-31) — the same window as ``helpers.metrics.activity.months_window``."""
-    end = pd.Timestamp(as_of).normalize()
-    return end - pd.DateOffset(months=months) + pd.Timedelta(days=1), end
-
-
 def _day_between(ts: pd.Series, start: pd.Timestamp, end: pd.Timestamp) -> np.ndarray:
     """``start <= ts.dt.normalize() <= end`` as a bool array (NaT: False). For a tz-naive column, as
     ``ceil_day(start) <= ts < floor_day(end) + 1 day`` on the datetime64 values (no per-row rounding)."""
@@ -731,7 +725,7 @@ def funnel_rates(
     owners=None,
     reps: pd.DataFrame | None = None,
 ) -> FunnelRates:
-    """AE conversion rates measured over ``funnel_window(as_of, months)`` (optionally for ``owners`` only):
+    """AE conversion rates measured over ``trailing_window(as_of, months)`` (optionally for ``owners`` only):
 
     - avg_deal_size = mean amount of deals won in the window;
     - win_rate = deals won ÷ deals closed (won or lost) in the window;
@@ -742,21 +736,20 @@ def funnel_rates(
     are left out; the opportunities SDR meetings source are in the denominator, as AE opportunities), so
     calls per opportunity = AE calls ÷ opportunities created.
     A rate that cannot be measured (no rows, zero denominator) takes the value in ``BENCHMARKS``."""
-    start, a = funnel_window(as_of, months)
+    start, a = trailing_window(as_of, months)
     o = opps if owners is None else opps.loc[opps["owner"].isin(list(owners))]
-    closed = o.loc[
-        o["is_closed"].fillna(False).astype(bool) & (o["close_date"] >= start) & (o["close_date"] <= a)
-    ]
-    won = closed.loc[closed["is_won"].fillna(False).astype(bool) & closed["amount"].notna()]
+    t = R.totals(R.closed_in(o, start, a))
     created = int(((o["created_date"] >= start) & (o["created_date"] <= a)).sum())
     src = {}
     rates = {}
     rates["avg_deal_size"], src["avg_deal_size"] = (
-        (float(won["amount"].mean()), f"{len(won)} deals won") if len(won) else (np.nan, "no won deals")
+        (t["avg_deal_size"], f"{t['won_priced']} deals won with an amount")
+        if t["won_priced"]
+        else (np.nan, "no won deals with an amount")
     )
     rates["win_rate"], src["win_rate"] = (
-        (len(won) / len(closed), f"{len(won)} won / {len(closed)} closed")
-        if len(closed)
+        (t["win_rate_count"], f"{t['won']} won / {t['closed']} closed")
+        if t["closed"]
         else (BENCHMARKS["win_rate"], "benchmark")
     )
     meetings = calls = 0

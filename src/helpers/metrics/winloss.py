@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.data.calendar import FiscalCalendar, Window, month_labels, period_bounds
+from helpers.metrics import rates as R
 from helpers.metrics.pipeline import isin, map_unique
 
 Z95 = 1.959963984540054  # standard normal quantile for a two-sided 95% interval
@@ -280,30 +281,22 @@ RATE_COLUMNS = [
 ]
 
 
+_TOTALS = ["deals", "won", "lost", "won_amount", "closed_amount", "lost_amount_known"]
+
+
 def _rate_table(key: pd.Series, closed: pd.DataFrame) -> pd.DataFrame:
-    won = closed["outcome"].eq("Won")
-    amount = _col(closed, "amount").astype("float64")
-    lost_amount_known = (~won) & (amount > 0)
-    parts = pd.DataFrame(
-        {
-            "group": key.to_numpy(),
-            "deals": 1,
-            "won": won.astype(int).to_numpy(),
-            "lost": (~won).astype(int).to_numpy(),
-            "won_amount": amount.where(won, 0).fillna(0).to_numpy(),
-            "closed_amount": amount.fillna(0).to_numpy(),
-            "lost_amount_known": lost_amount_known.astype(int).to_numpy(),
-        }
-    )
-    return parts.groupby("group", sort=False, observed=True).sum()
+    """Per group: the totals of ``helpers.metrics.rates.outcome_totals`` this review shows."""
+    g = R.outcome_totals(key.to_numpy(), closed["outcome"].eq("Won").to_numpy(), _col(closed, "amount"))
+    return g[_TOTALS]
 
 
 def _finish_rates(g: pd.DataFrame) -> pd.DataFrame:
+    """Win rate and value win rate (``helpers.metrics.rates.finish``) with the count rate's Wilson interval."""
     g = g.copy()
-    g["win_rate"] = g["won"] / g["deals"]
+    r = R.finish(g.assign(won_priced=0, won_priced_amount=0.0))
+    g["win_rate"] = r["win_rate"]
     g["ci_low"], g["ci_high"] = wilson_interval(g["won"], g["deals"])
-    value_ok = (g["closed_amount"] > 0) & ((g["lost"] == 0) | (g["lost_amount_known"] > 0))
-    g["value_win_rate"] = (g["won_amount"] / g["closed_amount"].where(g["closed_amount"] > 0)).where(value_ok)
+    g["value_win_rate"] = r["value_win_rate"]
     return g
 
 

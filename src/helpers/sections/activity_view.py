@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from helpers.data.calendar import trailing_window, weeks_window
 from helpers.metrics import activity as A
 from helpers.sections import plots
 from helpers.sections.display import count_noun, definitions, markdown, note, rep_label, show_table
@@ -73,9 +74,9 @@ def show(ctx, scope: str = "company", who: str = "") -> None:
     act = act_all if owners is None else act_all[act_all["owner"].isin(owners)]
     opps = _only(opps_all, "owner", owners)
     as_of = ctx.as_of
-    vstart, vend = A.volume_window(as_of, VOLUME_WEEKS)
-    ystart, yend = A.months_window(as_of, YIELD_MONTHS)
-    if len(A.in_window(act, A.volume_window(as_of, 2 * VOLUME_WEEKS)[0], vend)) == 0:
+    vstart, vend = weeks_window(as_of, VOLUME_WEEKS)
+    ystart, yend = trailing_window(as_of, YIELD_MONTHS)
+    if len(A.in_window(act, weeks_window(as_of, 2 * VOLUME_WEEKS)[0], vend)) == 0:
         note(f"No activity logged for {label} in the {2 * VOLUME_WEEKS} weeks to {as_of:%Y-%m-%d}.")
     markdown(
         f"Activity for **{label}**: volume and outcomes over the {VOLUME_WEEKS} weeks "
@@ -335,7 +336,7 @@ def _benchmarks(ctx, act_all, opps_all, owners) -> None:
     needed, rates, source = A.benchmark_needs(
         act_all, opps_all, mq, ctx.as_of, YIELD_MONTHS, reps=ctx.ds.reps
     )
-    astart, aend = A.months_window(ctx.as_of, ACTUAL_MONTHS)
+    astart, aend = trailing_window(ctx.as_of, ACTUAL_MONTHS)
     actual = A.actual_activity(act_all, astart, aend, ACTUAL_MONTHS)
     gap = A.benchmark_gap(needed, actual)
     note(

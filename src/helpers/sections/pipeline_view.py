@@ -20,6 +20,7 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import HTML, display
 
+from helpers.data.calendar import trailing_window
 from helpers.metrics import movement as mv
 from helpers.metrics import pipeline as pl
 from helpers.sections import plots
@@ -646,7 +647,7 @@ def show_deals_needing_attention(v: PipelineView, top_n: int = 20, no_activity_d
 def show_efficiency(v: PipelineView) -> None:
     """Deal size and sales cycle by month and quarter (with their trend), win rate and sales velocity."""
     sc, cal, A, W, cur, money = v.sc, v.cal, v.A, v.W, v.cur, v.ctx.money
-    year_start = A - pd.Timedelta(days=364)
+    year_start, _ = trailing_window(A)
     monthly = pl.deal_size_and_cycle(sc.opps, cal, (A - pd.DateOffset(months=11)).replace(day=1), A, "month")
     quarterly = pl.deal_size_and_cycle(sc.opps, cal, A - pd.DateOffset(months=24), A, "quarter")
     done_q = quarterly[quarterly["period"] != W["QTD"].label] if W["QTD"].end > A else quarterly
@@ -690,7 +691,7 @@ def show_lead_funnel(v: PipelineView) -> None:
     else:
         markdown("**Lead funnel**, leads created in the last 12 months")
         show_table(
-            pl.lead_funnel(v.sc.leads, v.sc.opps, v.A - pd.Timedelta(days=364), v.A),
+            pl.lead_funnel(v.sc.leads, v.sc.opps, *trailing_window(v.A)),
             pct=["mql_to_sql", "sql_to_won"],
             ints=["leads", "mql", "sql", "sql_won", "sql_open"],
             currency=v.cur,

@@ -1,0 +1,143 @@
+"""The shared metrics, pinned on hand-built cases through every public caller.
+
+Four deals closed in October 2026: two won (one of them without an amount), two lost. By hand:
+win rate (count) = 2 won ÷ 4 closed = 0.5; win rate (value) = 100 ÷ (100 + 50 + 150) = 1/3;
+average won deal size = 100 ÷ 1 priced won deal = 100 (the unpriced deal is unknown, not 0).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers.data.calendar import FiscalCalendar, Window, trailing_text, trailing_window, weeks_window
+from helpers.metrics import activity as A
+from helpers.metrics import pipeline as pl
+from helpers.metrics import quota as Q
+from helpers.metrics import rates
+from helpers.metrics import winloss as wl
+
+T = pd.Timestamp
+
+
+def four_deals() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "opportunity_id": ["w1", "w2", "l1", "l2", "o1"],
+            "owner": ["r1"] * 5,
+            "stage": ["Won", "Won", "Lost", "Lost", "Open"],
+            "created_date": pd.to_datetime(
+                ["2026-09-01", "2026-09-11", "2026-09-01", "2026-09-01", "2026-09-01"]
+            ),
+            "close_date": pd.to_datetime(
+                ["2026-10-11", "2026-10-21", "2026-10-05", "2026-10-06", "2026-12-01"]
+            ),
+            "amount": [100.0, np.nan, 50.0, 150.0, 999.0],
+            "is_closed": pd.array([True, True, True, True, False], dtype="boolean"),
+            "is_won": pd.array([True, True, False, False, False], dtype="boolean"),
+        }
+    )
+
+
+def no_activity() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "activity_id": pd.Series([], dtype="str"),
+            "owner": pd.Series([], dtype="str"),
+            "type": pd.Series([], dtype="str"),
+            "occurred_at": pd.Series([], dtype="datetime64[us]"),
+            "opportunity_id": pd.Series([], dtype="str"),
+            "outcome": pd.Series([], dtype="str"),
+        }
+    )
+
+
+def test_rates_by_hand():
+    t = rates.totals(rates.closed_in(four_deals(), "2026-10-01", "2026-10-31"))
+    assert (t["closed"], t["won"], t["lost"], t["won_priced"]) == (4, 2, 2, 1)
+    assert t["win_rate_count"] == 0.5
+    assert t["win_rate_value"] == pytest.approx(100 / 300, rel=1e-12)
+    assert t["avg_deal_size"] == 100.0
+
+
+def test_win_rate_through_every_caller():
+    opps = four_deals()
+    assert pl.win_rate(opps, "2026-10-01", "2026-10-31")["win_rate_count"] == 0.5
+    # the quota funnel counted only won deals with an amount (1 ÷ 4 = 0.25): now 0.5 like every caller
+    qr = Q.funnel_rates(opps, None, "2026-10-31", months=1)
+    assert qr.win_rate == 0.5
+    assert qr.avg_deal_size == 100.0
+    ar = A.funnel_rates(no_activity(), opps, "2026-10-01", "2026-10-31")
+    assert ar["win_rate"] == 0.5
+    assert ar["avg_deal_size"] == 100.0  # was 100 ÷ 2 = 50: the unpriced won deal counted as 0
+    deals = wl.prepare_deals(opps, as_of="2026-10-31")
+    closed = wl.closed_in_window(
+        deals, Window("M", T("2026-10-01"), T("2026-10-31"), T("2026-10-31"), "2026-10")
+    )
+    w = wl.win_rates(closed, min_deals=1).iloc[0]
+    assert (w["deals"], w["won"]) == (4, 2)
+    assert w["win_rate"] == 0.5
+    assert w["value_win_rate"] == pytest.approx(100 / 300, rel=1e-12)
+    v = pl.sales_velocity(opps, "2026-10-31", months=1)
+    assert v["win_rate_count"] == 0.5
+    assert v["avg_deal_size"] == 100.0  # was 50
+
+
+def test_zero_denominators_give_nan_not_errors():
+    opps = four_deals()
+    t = pl.win_rate(opps, "2026-01-01", "2026-01-31")  # nothing closed
+    assert t["closed"] == 0 and math.isnan(t["win_rate_count"]) and math.isnan(t["win_rate_value"])
+    assert math.isnan(t["avg_deal_size"])
+    # the quota funnel falls back to its benchmark, and says so
+    qr = Q.funnel_rates(opps, None, "2026-01-31", months=1)
+    assert qr.win_rate == Q.BENCHMARKS["win_rate"]
+    assert dict(qr.sources)["win_rate"] == "benchmark"
+    # lost deals without amounts: the value rate would read 100% and is not given
+    unpriced_losses = opps.assign(amount=[100.0, np.nan, np.nan, np.nan, 1.0])
+    t = pl.win_rate(unpriced_losses, "2026-10-01", "2026-10-31")
+    assert t["win_rate_count"] == 0.5 and math.isnan(t["win_rate_value"])
+
+
+@pytest.mark.parametrize(
+    ("as_of", "start"),
+    [
+        ("2026-10-31", "2025-11-01"),
+        ("2024-02-29", "2023-03-01"),  # a leap day: 12 calendar months back, not 364 days (2023-03-02)
+        ("2025-02-28", "2024-02-29"),  # 12 months after the leap year: 2024-02-29 is inside
+        ("2024-03-01", "2023-03-02"),
+    ],
+)
+def test_the_12_month_window(as_of, start):
+    assert trailing_window(as_of) == (T(start), T(as_of))
+    assert trailing_text(as_of) == f"12 months to {as_of}"
+
+
+def test_every_12_month_figure_uses_the_one_window():
+    """A deal closed on 2023-03-01 is inside the 12 months to 2024-02-29 for every caller (as-of − 364 days
+    would start on 2023-03-02 and leave it out)."""
+    opps = four_deals()
+    opps["close_date"] = opps["close_date"].where(opps["opportunity_id"] != "l2", T("2023-03-01"))
+    opps.loc[opps["opportunity_id"] != "l2", "close_date"] = T("2024-02-10")
+    opps.loc[opps["opportunity_id"] == "o1", "close_date"] = T("2024-06-01")
+    opps["created_date"] = T("2023-01-01")
+    assert pl.win_rate(opps, *trailing_window("2024-02-29"))["closed"] == 4
+    assert pl.sales_velocity(opps, "2024-02-29")["win_rate_count"] == 0.5
+    assert Q.funnel_rates(opps, None, "2024-02-29").win_rate == 0.5
+
+
+def test_weeks_window_is_whole_weeks_ending_on_as_of():
+    assert weeks_window("2026-10-31", 13) == (T("2026-08-02"), T("2026-10-31"))
+
+
+def test_window_texts_name_the_period():
+    w = FiscalCalendar(2).windows("2026-10-15")
+    assert w["QTD"].to_date_text == "FY2027 Q3 to 2026-10-15"
+    assert w["QTD"].full_text == "FY2027 Q3, full quarter"
+    assert w["YTD"].full_text == "FY2027, full year"
+    assert w["WTD"].to_date_text == "week of 2026-10-12 to 2026-10-15"
+    done = FiscalCalendar(2).windows("2026-10-31")
+    assert done["QTD"].to_date_text == "FY2027 Q3"
+    assert done["MTD"].to_date_text == "2026-10"
