@@ -141,3 +141,59 @@ def test_window_texts_name_the_period():
     done = FiscalCalendar(2).windows("2026-10-31")
     assert done["QTD"].to_date_text == "FY2027 Q3"
     assert done["MTD"].to_date_text == "2026-10"
+
+
+# --------------------------------------------------------------------------------------------------
+# one parser for messy values: loading a dataset and importing an export read the same text the same way
+# --------------------------------------------------------------------------------------------------
+MINI_YML = "stages: [Open, Won, Lost]\nwon_stages: [Won]\nlost_stages: [Lost]\nas_of: 2026-10-31\n"
+
+
+def _loaded_amounts(tmp_path, values: list[str]) -> list[float]:
+    from helpers.data.dataset import load
+
+    folder = tmp_path / "m"
+    folder.mkdir(exist_ok=True)
+    (folder / "dataset.yml").write_text(MINI_YML)
+    rows = "".join(f'{i},Open,"{v}"\n' for i, v in enumerate(values, 1))
+    (folder / "opportunities.csv").write_text("opportunity_id,stage,amount\n" + rows)
+    return load(folder).opportunities["amount"].tolist()
+
+
+def _imported_amounts(values: list[str]) -> list[float]:
+    from helpers.data.importers import Column, column_decimal, parse_numbers
+
+    s = pd.Series(values, dtype="str")
+    where = Column("export.csv", "Amount")
+    n = parse_numbers(s, column_decimal(s, None, where))
+    assert not where.problems, where.problems
+    return n.tolist()
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["1,2345"], [1.2345]),  # a comma before 4 digits is no thousands separator: a decimal comma
+        (["1,5", "2,25"], [1.5, 2.25]),
+        (["1,234", "12,345,678"], [1234.0, 12345678.0]),
+        (["1.234,5", "2.000,25"], [1234.5, 2000.25]),
+        (["1,234.5", "0.25"], [1234.5, 0.25]),
+    ],
+)
+def test_load_and_import_read_numbers_alike(tmp_path, values, expected):
+    assert _loaded_amounts(tmp_path, values) == pytest.approx(expected, rel=1e-12)
+    assert _imported_amounts(values) == pytest.approx(expected, rel=1e-12)
+
+
+def test_one_probability_scale_rule():
+    from helpers.data.coerce import probability_scale, to_number
+
+    n = pd.Series([35.0, 0.5, 80.0, 20.0])
+    pct = pd.Series([False, False, False, True])
+    out, frac = probability_scale(n, pct)
+    assert out.tolist() == [0.35, 0.005, 0.8, 0.2]
+    assert frac.tolist() == [False, True, False, False]
+    vals, bad, warnings = to_number(pd.Series(["35", "0.5", "80", "20%"]), kind="prob")
+    assert vals.tolist() == out.tolist() and not bad
+    assert any("0–100 scale" in w for w in warnings)
+    assert probability_scale(pd.Series([0.35, 0.5]), pd.Series([False, False]))[0].tolist() == [0.35, 0.5]

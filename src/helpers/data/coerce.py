@@ -30,7 +30,11 @@ NA_WORDS = {"n/a", "null", "#n/a", "-", "none", "nan", "—"}
 TRUE_WORDS = {"true", "t", "yes", "y", "1", "1.0", "won", "closed"}
 FALSE_WORDS = {"false", "f", "no", "n", "0", "0.0", "open", "lost"}
 CURRENCY = r"(?:[$€£¥]|\b(?:USD|EUR|GBP|JPY|AUD|CAD|CHF|SEK|NOK|DKK|INR)\b)"
-NUMERIC_DATE = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2}|\d{4})$")
+# a/b/yy or a/b/yyyy (a time may follow when searched, not when matched whole)
+NUMERIC_DATE = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})(?!\d)")
+THOUSANDS_COMMAS = re.compile(r"[1-9]\d{0,2}(,\d{3})+")
+THOUSANDS_DOTS = re.compile(r"[1-9]\d{0,2}(\.\d{3})+")
+AMBIGUOUS_DOT = re.compile(r"[1-9]\d{0,2}\.\d{3}")  # 1.234: 1.234 or 1234
 EXCEL_SERIAL = re.compile(r"^\d{5}(\.\d+)?$")
 
 
@@ -62,21 +66,35 @@ def to_bool(s: pd.Series) -> pd.Series:
 
 
 # -- numbers ----------------------------------------------------------------------------------------
+def decimal_evidence(t: str) -> str | None:
+    """Which decimal separator a number text implies: '.' or ',' when it tells, '?' for 1.234 (either),
+    None when it has no separator or is malformed. Both separators: the last is the decimal one;
+    1,234 / 1,234,567 (groups of three) imply a decimal point; 1,5 a decimal comma; 1.234.567 a decimal
+    comma; 1.5 / 0.234 a decimal point."""
+    t = t.lstrip("+-")
+    if not re.fullmatch(r"[\d.,]+", t) or not re.search(r"\d", t):
+        return None
+    if "." in t and "," in t:
+        return t[max(t.rfind("."), t.rfind(","))]
+    if "," in t:
+        if THOUSANDS_COMMAS.fullmatch(t):
+            return "."
+        return "," if t.count(",") == 1 else None
+    if "." in t:
+        if t.count(".") > 1:
+            return "," if THOUSANDS_DOTS.fullmatch(t) else None
+        return "?" if AMBIGUOUS_DOT.fullmatch(t) else "."
+    return None
+
+
+_EVIDENCE_WORD = {".": "point", ",": "comma"}
+
+
 def _decimal_evidence(txt: pd.Series) -> pd.Series:
-    """Per value: "comma" (decimal comma shown), "point" (decimal point / thousands comma shown) or ""."""
-    last_comma = txt.str.rfind(",")
-    last_point = txt.str.rfind(".")
-    both = (last_comma >= 0) & (last_point >= 0)
-    ev = pd.Series("", index=txt.index, dtype="str")
-    ev[both & (last_comma > last_point)] = "comma"
-    ev[both & (last_point > last_comma)] = "point"
-    only_comma = (last_comma >= 0) & (last_point < 0)
-    ev[only_comma & txt.str.fullmatch(r"-?\d+,\d{1,2}")] = "comma"
-    ev[only_comma & txt.str.fullmatch(r"-?\d{1,3}(,\d{3})+")] = "point"
-    only_point = (last_point >= 0) & (last_comma < 0)
-    ev[only_point & txt.str.fullmatch(r"-?\d{1,3}(\.\d{3}){2,}")] = "comma"  # 1.234.567
-    ev[only_point & txt.str.fullmatch(r"-?\d+\.(\d{1,2}|\d{4,})")] = "point"
-    return ev
+    """Per value: "comma" (decimal comma shown), "point" (decimal point / thousands comma shown) or "" —
+    ``decimal_evidence`` of each value, the one rule that loading and importing share."""
+    codes = {v: _EVIDENCE_WORD.get(decimal_evidence(v), "") for v in txt.dropna().unique()}
+    return txt.map(codes).fillna("").astype("str")
 
 
 def _plain_numbers(s: pd.Series) -> pd.Series | None:
@@ -135,22 +153,33 @@ def to_number(s: pd.Series, kind: str = "number"):
         bad[r] = "expected a finite number"
     vals = vals.where(~inf)
     if kind == "prob":
-        plain = vals[~pct].dropna()
-        if len(plain) and plain.max() > 1:
-            frac = plain[(plain > 0) & (plain < 1)]
-            if len(frac):
-                warnings.append(
-                    f"probabilities are on a 0–100 scale (values above 1), so {len(frac)} value(s) "
-                    "below 1 were read as under 1%; write all values on one scale"
-                )
-            vals = vals.where(pct, vals / 100.0)
-        vals = vals.where(~pct, vals / 100.0)
+        vals, frac = probability_scale(vals, pct)
+        if frac.any():
+            warnings.append(
+                f"probabilities are on a 0–100 scale (values above 1), so {int(frac.sum())} value(s) "
+                "below 1 were read as under 1%; write all values on one scale"
+            )
     else:
         for r in pct[pct].index:
             bad.setdefault(r, "expected a number, not a percentage")
     for r in bad:
         vals[r] = np.nan
     return vals, bad, warnings
+
+
+def probability_scale(n: pd.Series, pct: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Probabilities 0–1 from numbers ``n``, ``pct`` marking the values written with %: those are
+    percentages; the others are on a 0–100 scale when any of them is above 1, else 0–1 (Excel cells
+    formatted as % export 0.35). Returns the values and the mask of values below 1 in a 0–100 column
+    (read as under 1 %: worth a note). The one rule for loading and importing."""
+    pct = pct.fillna(False).astype(bool)
+    plain = ~pct & n.notna()
+    out = n.where(~pct, n / 100.0)
+    frac = pd.Series(False, index=n.index)
+    if (n[plain] > 1).any():
+        frac = plain & (n > 0) & (n < 1)
+        out = out.where(~plain, n / 100.0)
+    return out, frac
 
 
 # -- dates ------------------------------------------------------------------------------------------

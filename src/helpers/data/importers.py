@@ -32,7 +32,10 @@ import pandas as pd
 import yaml
 
 from helpers.data.atomic import replace_folder
+from helpers.data.coerce import AMBIGUOUS_DOT, NUMERIC_DATE, THOUSANDS_COMMAS, THOUSANDS_DOTS, decimal_evidence
+from helpers.data.coerce import probability_scale as coerce_probability_scale
 from helpers.data.config import ConfigError, parse_config
+from helpers.data.sources import file_sha256
 from helpers.data.schema import TABLES
 
 TABLE_EXTENSIONS = (".csv", ".parquet", ".xlsx")  # the files helpers.data.dataset finds as <table><ext>
@@ -259,14 +262,6 @@ def _check_unique_headers(header: list[str], fname: str) -> None:
         raise ImportProblem("Cannot import:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _alternatives(entry) -> list[str]:
     return [str(x) for x in entry] if isinstance(entry, list) else [str(entry)]
 
@@ -349,9 +344,6 @@ def parse_dates(s: pd.Series, formats: list[str]) -> pd.Series:
 
 
 AMOUNT_DECORATION = re.compile(r"^[A-Z]{3}\s?(?=[-+(\d.,])|(?<=[\d.,)])\s?[A-Z]{3}$|[$€£¥%\s\u00a0\u202f']")
-THOUSANDS_COMMAS = re.compile(r"[1-9]\d{0,2}(,\d{3})+")
-THOUSANDS_DOTS = re.compile(r"[1-9]\d{0,2}(\.\d{3})+")
-AMBIGUOUS_DOT = re.compile(r"[1-9]\d{0,2}\.\d{3}")  # 1.234: 1.234 or 1234
 SEPARATOR_NAME = {".": "a decimal point", ",": "a decimal comma"}
 
 
@@ -381,27 +373,6 @@ def _bare_number(s: pd.Series) -> pd.Series:
     '(100)' as '-100'."""
     txt = s.str.strip().str.replace(AMOUNT_DECORATION, "", regex=True)
     return txt.str.replace(r"^\((.*)\)$", r"-\1", regex=True)
-
-
-def decimal_evidence(t: str) -> str | None:
-    """Which decimal separator a number text implies: '.' or ',' when it tells, '?' for 1.234 (either),
-    None when it has no separator or is malformed. Both separators: the last is the decimal one;
-    1,234 / 1,234,567 (groups of three) imply a decimal point; 1,5 a decimal comma; 1.234.567 a decimal
-    comma; 1.5 / 0.234 a decimal point."""
-    t = t.lstrip("+-")
-    if not re.fullmatch(r"[\d.,]+", t) or not re.search(r"\d", t):
-        return None
-    if "." in t and "," in t:
-        return t[max(t.rfind("."), t.rfind(","))]
-    if "," in t:
-        if THOUSANDS_COMMAS.fullmatch(t):
-            return "."
-        return "," if t.count(",") == 1 else None
-    if "." in t:
-        if t.count(".") > 1:
-            return "," if THOUSANDS_DOTS.fullmatch(t) else None
-        return "?" if AMBIGUOUS_DOT.fullmatch(t) else "."
-    return None
 
 
 def _numbers_with(txt: pd.Series, decimal: str) -> pd.Series:
@@ -460,30 +431,22 @@ def _fmt_number(x: float) -> str:
 
 
 def probability_scale(s: pd.Series, n: pd.Series, where: Column) -> pd.Series:
-    """Probabilities 0–1 from numbers ``n`` read from text ``s``: a value written with % is a percentage;
+    """Probabilities 0–1 from numbers ``n`` read from text ``s`` (``coerce.probability_scale``): a value written with % is a percentage;
     the others are 0–100 when any of them is above 1, else 0–1 (Excel cells formatted as % export 0.35).
     A 0–100 column that also holds fractions below 1 gets a note (0.5 there is read as 0.5 %)."""
-    pct = s.str.contains("%", regex=False)
-    plain = ~pct & n.notna()
-    out = n.where(~pct, n / 100.0)
-    if (n[plain] > 1).any():
-        frac = plain & (n > 0) & (n < 1)
-        if frac.any():
-            shown = "; ".join(f"{where.row(i)} {s[i]!r}, read as {s[i]} %" for i in frac[frac].index[:3])
-            where.notes.append(
-                f"{where.fname}, column {where.header!r}: values above 1 make it a 0–100 column, yet "
-                f"{int(frac.sum())} value(s) are below 1 ({shown}); check them"
-            )
-        out = out.where(~plain, n / 100.0)
+    out, frac = coerce_probability_scale(n, s.str.contains("%", regex=False))
+    if frac.any():
+        shown = "; ".join(f"{where.row(i)} {s[i]!r}, read as {s[i]} %" for i in frac[frac].index[:3])
+        where.notes.append(
+            f"{where.fname}, column {where.header!r}: values above 1 make it a 0–100 column, yet "
+            f"{int(frac.sum())} value(s) are below 1 ({shown}); check them"
+        )
     return out
-
-
-NUMERIC_DATE = r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2,4})(?!\d)"
 
 
 def date_order_evidence(s: pd.Series) -> tuple[pd.Index, pd.Index]:
     """Rows whose numeric date can only be day-first (first field > 12) and only month-first (second > 12)."""
-    m = s.str.strip().str.extract(NUMERIC_DATE).apply(pd.to_numeric, errors="coerce")
+    m = s.str.strip().str.extract(NUMERIC_DATE.pattern).apply(pd.to_numeric, errors="coerce")
     return m.index[m[0] > 12], m.index[m[1] > 12]
 
 
@@ -1077,7 +1040,7 @@ def import_with_sources(
         )
     previous = _previous_import(to) if to.exists() else None
     cfg = parse_config(_dataset_block(prof["dataset"]), where=f"profile {prof['name']}: dataset")
-    hashes = {f: sha256_file(f) for f in files}
+    hashes = {f: file_sha256(f) for f in files}
     mapped, kinds, rows = map_files(prof, files)
 
     tables, sources = {}, {}
@@ -1139,7 +1102,7 @@ def import_with_sources(
             encoding="utf-8",
         )
         for f, h in hashes.items():  # the inputs must be exactly as read
-            if sha256_file(f) != h:
+            if file_sha256(f) != h:
                 raise ImportProblem(f"{f} changed while it was being imported; try again")
     return to, {t: (tables[t], sources[t]) for t in tables}
 
