@@ -30,6 +30,8 @@ from helpers.data.calendar import FiscalCalendar
 from helpers.data.config import parse_config
 from helpers.metrics import movement as mv
 from helpers.metrics import pipeline as pl
+from helpers.metrics import registry
+from helpers.metrics.registry import Fig
 from helpers.sections import pipeline_view as pv
 
 AS_OF = pd.Timestamp("2026-10-15")
@@ -780,19 +782,19 @@ def test_finished_quarter_is_not_under_threshold(opps):
 
 def test_what_to_look_at_on_the_last_day_of_the_quarter():
     figs = {
-        "coverage_threshold": (3.0,),
-        "days_left_qtd": (0,),
-        "bookings_qtd": (3_200_000.0,),
-        "attainment_qtd": (0.89,),
-        "pace_qtd": (3_200_000.0,),
-        "pace_attainment_qtd": (0.89,),
-        "plan_qtd": (3_600_000.0,),
-        "coverage_next_quarter": (1.7, "Coverage FY2027 Q4"),
-        "open_in_next_quarter": (7.8e6,),
-        "remaining_next_quarter": (4.6e6,),
-        "past_due_deals": (1,),
-        "past_due_amount": (5000.0,),
-        "no_next_step_deals": (1,),
+        "coverage_threshold": Fig("coverage_threshold", 3.0),
+        "days_left_qtd": Fig("days_left_qtd", 0),
+        "bookings_qtd": Fig("bookings_qtd", 3_200_000.0),
+        "attainment_qtd": Fig("attainment_qtd", 0.89),
+        "pace_qtd": Fig("pace_qtd", 3_200_000.0),
+        "pace_attainment_qtd": Fig("pace_attainment_qtd", 0.89),
+        "plan_qtd": Fig("plan_qtd", 3_600_000.0),
+        "coverage_next_quarter": Fig("coverage_next_quarter", 1.7, "FY2027 Q4"),
+        "open_in_next_quarter": Fig("open_in_next_quarter", 7.8e6),
+        "remaining_next_quarter": Fig("remaining_next_quarter", 4.6e6),
+        "past_due_deals": Fig("past_due_deals", 1),
+        "past_due_amount": Fig("past_due_amount", 5000.0),
+        "no_next_step_deals": Fig("no_next_step_deals", 1),
     }
     pts = pv.look_at_points(
         figs, "USD", {"stalled": 1, "slipped": 2, "reps_under_threshold": 21, "coverage_label": "FY2027 Q4"}
@@ -807,12 +809,13 @@ def test_what_to_look_at_on_the_last_day_of_the_quarter():
 
 
 def test_headline_definitions_fit_each_figure():
-    d = pl.DEFINITIONS
-    assert d["Open deals"].startswith("count")
-    for key in (
-        "Coverage threshold",
-        "Open pipeline closing in",
-        "Quota still to close",
-        "Average won deal size",
-    ):
-        assert d[key] != d["Coverage"] and d[key] != d["Deal size and cycle"]
+    """Figures that share a term share its definition; the others each have their own."""
+    m = registry.metric
+    assert m("open_deals").definition.startswith("count")
+    for key in ("coverage_threshold", "open_in_qtd", "remaining_qtd", "avg_deal_size"):
+        assert m(key).definition not in (
+            m("coverage_qtd").definition,
+            registry.glossary("deal_size_and_cycle"),
+        )
+    assert m("coverage_qtd").definition == m("coverage_next_quarter").definition
+    assert "max(plan − bookings, 0)" in m("coverage_qtd").definition

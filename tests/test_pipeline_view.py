@@ -48,7 +48,7 @@ def test_prepare_without_history_measures_stalled_deals_by_age(ctx):
     # O4 created 2026-09-30 -> 31 days: not stalled
     assert v.stalled["opportunity_id"].tolist() == ["O3"]
     assert v.stalled["age_days"].tolist() == [240]
-    assert v.figs["stalled_deals"][0] == 1
+    assert v.figs["stalled_deals"].value == 1
     # no quotas: no coverage by rep; the focus quarter is Q4 FY2026 (Nov–Jan) only if < 14 days are left
     # in Q3 (Aug 1 – Oct 31): on Oct 31 one day is left, so the focus is the next quarter
     assert v.cov_rep is None

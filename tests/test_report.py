@@ -189,7 +189,7 @@ def test_monthly_run_end_to_end_through_the_command(tmp_path):
     figs = {f["key"]: f for f in summary["notebooks"][0]["figures"]}
     assert all(f["definition"] for f in figs.values())
     # change since 2026-09: 60,000 − 7,000 = 53,000; 3 − 1 = 2 deals (+200%); 0.6 − 0.2 = 0.4
-    assert figs["won_amount"]["change"]["delta"] == 53000.0
+    assert figs["bookings_mtd"]["change"]["delta"] == 53000.0
     assert figs["won_deals"]["change"]["pct"] == pytest.approx(2.0)
     assert figs["win_rate"]["change"]["delta"] == pytest.approx(0.4)
     assert summary["previous_period"]["period"] == "2026-09"

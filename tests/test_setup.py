@@ -60,10 +60,10 @@ def test_headlines_lead_puts_the_named_figures_first_and_keeps_the_rest():
     from helpers.sections.summary import Headlines
 
     h = Headlines("nb")
-    for k in ("a", "b", "c", "d"):
-        h.add(k, 1, k.upper(), "def", "count")
-    h.lead(["c", "a"])
-    assert [f.key for f in h.figures] == ["c", "a", "b", "d"]
+    for k in ("open_deals", "won_deals", "closed_deals", "stalled_deals"):
+        h.add(k, 1)
+    h.lead(["closed_deals", "open_deals"])
+    assert [f.key for f in h.figures] == ["closed_deals", "open_deals", "won_deals", "stalled_deals"]
 
 
 def test_tables_show_reps_by_name():

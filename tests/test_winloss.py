@@ -425,14 +425,22 @@ def test_headlines_and_what_to_look_at(closed, deals, windows):
     reasons = wl.loss_reasons(closed)
     issues = wl.quality_issues(closed)
     summary = wl.quality_summary(closed, issues, wl.find_duplicates(opportunities()))
-    figs = {f["key"]: f["value"] for f in wl.headline_figures(overall, change, reasons, summary)}
+    hf = wl.headline_figures(overall, change, reasons, summary, "2026-10", "2026-09")
+    figs = {f.key: f.value for f in hf}
     assert figs["closed_deals"] == 9 and figs["win_rate"] == pytest.approx(1 / 3)
     assert figs["top_loss_reason"] == "Price" and figs["duplicate_records"] == 1
     # the change is a difference of two rates: percentage points, shown 1/3 − 1/2 = −16.7 pts (not "−16.7%")
     from helpers.sections.display import fmt_value
 
-    units = {f["key"]: f["unit"] for f in wl.headline_figures(overall, change, reasons, summary)}
+    units = {f.key: f.unit for f in hf}
     assert units["win_rate_change"] == "points" and units["win_rate"] == "percent"
+    labels = {f.key: f.label for f in hf}
+    # labels name their window and base, and the change its comparison and its noise judgement
+    assert labels["win_rate"] == "Win rate (count), 2026-10 — 9 closed"
+    assert labels["win_rate_comparison"] == "Win rate (count), 2026-09"
+    assert labels["win_rate_change"] == (
+        "Win rate change, 2026-10 vs 2026-09 — within the noise (the 95% intervals overlap)"
+    )
     assert fmt_value(figs["win_rate_change"], "points") == "−16.7 pts"
     by_dim = {"rep": wl.win_rates(closed, "rep", min_deals=2)}
     points = wl.what_to_look_at(overall, change, by_dim, reasons, summary, 2, "2026-10", "2026-09")

@@ -101,7 +101,7 @@ def test_build_review_on_the_hand_dataset(tmp_path):
     # sections with their data have no "needs"; the dataset has no region/source/product/deal_type
     assert {"history", "churn", "activities", "reasons", "competitor"}.isdisjoint(rv.needs)
     assert {"dim:region", "dim:source", "dim:product", "dim:deal_type"} <= set(rv.needs)
-    figs = {f["key"]: f["value"] for f in rv.headlines}
+    figs = {f.key: f.value for f in rv.headlines}
     assert figs["win_rate"] == pytest.approx(1 / 3) and figs["duplicate_records"] == 1
 
 

@@ -20,8 +20,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from helpers.data.calendar import FiscalCalendar, Window, month_starts, trailing_window, week_starts
+from helpers.data.calendar import (
+    FiscalCalendar,
+    Window,
+    month_starts,
+    trailing_text,
+    trailing_window,
+    week_starts,
+)
 from helpers.metrics import rates
+from helpers.metrics.registry import Fig
 
 DAY = pd.Timedelta(days=1)
 
@@ -863,209 +871,68 @@ def cumulative_bookings(
     return pd.DataFrame({"date": days, "bookings": booked.to_numpy(), "plan": plan.to_numpy()})
 
 
-DEFINITIONS = {
-    "Bookings": "Σ amount of won deals whose close date falls in the window (YTD/QTD/MTD/WTD to the as-of date).",
-    "Plan": "Σ of the reps' monthly quotas (quotas table, or the proposed quotas file when given), pro-rated by "
-    "days for partial months: quota × days in the window ÷ days in the month. Company plan without "
-    "quotas: the dataset.yml target pro-rated by days.",
-    "Attainment": "bookings ÷ plan for the full period; 'to date' = bookings ÷ plan pro-rated to the as-of date.",
-    "Pace": "bookings to date ÷ elapsed days × days in the period (straight-line run rate to period end); "
-    "pace attainment = pace ÷ plan.",
-    "Reps on pace": "share of reps with plan > 0 in the window whose bookings ≥ their plan to date.",
-    "Open pipeline": "Σ amount of open deals (not closed), by stage or by expected close period; "
-    "'Past due' = expected close date before the as-of date.",
-    "Weighted pipeline (CRM)": "Σ amount × the deal's CRM probability, or the stage default from dataset.yml "
-    "where the deal has none.",
-    "Weighted pipeline (historical)": "Σ amount × the stage's historical win rate: of closed deals that reached "
-    "the stage (furthest stage at or beyond it, any-stage), the share won "
-    "(by count).",
-    "Calibration": "observations are (deal, month-end) pairs over the last 12 months with the deal open then and "
-    "closed now; predicted = mean CRM probability then, actual = share won.",
-    "Forecast categories": "cumulative for deals closing in the quarter: Commit = closed won + open Commit; "
-    "Best case = Commit + open Best Case; Pipeline = Best case + open Pipeline "
-    "(Omitted left out; no category counts as Pipeline).",
-    "Coverage": "open pipeline with expected close date in the quarter (past-due ones in it included) ÷ quota "
-    "still to close (plan − bookings); flagged under the threshold (3× by default; 1 ÷ win rate by "
-    "value when the report is run with coverage_threshold = 0).",
-    "Open deals": "count of open deals (not closed) as of the as-of date.",
-    "Coverage threshold": "the coverage a quarter needs to be on track: 3× by default, or 1 ÷ win rate by value "
-    "(12 months) when the report is run with coverage_threshold = 0.",
-    "Open pipeline closing in": "Σ amount of open deals whose expected close date falls in the quarter "
-    "(past-due ones dated in it included).",
-    "Quota still to close": "max(plan for the full quarter − bookings so far in it, 0).",
-    "Still to close": "max(plan for the full period − bookings to date, 0): what the period still needs; 0 once "
-    "the plan is met.",
-    "Average won deal size": "Σ amount of deals won in the last 12 months ÷ their number.",
-    "Average sales cycle": "mean of close date − created date, in days, over deals won in the last 12 months.",
-    "Past due": "open deals whose expected close date is before the as-of date: count, and Σ amount.",
-    "Pipeline created": "every opportunity counted on its created date, whatever its status now (open, won or "
-    "lost): count and Σ amount, per week (Monday start) or month, by source.",
-    "Same day of earlier quarters": "history replayed to the same day of each earlier quarter: open pipeline "
-    "then with close date in that quarter, weighted by the probability then.",
-    "Forecast accuracy": "at each week of the last complete quarter: forecast = won so far in the quarter + "
-    "Σ amount × probability of open deals closing in it; error = forecast − what the "
-    "quarter finally booked; absolute % error = |error| ÷ actual.",
-    "Waterfall": "pipeline closing in the quarter, from the day before the quarter (opening) to the as-of date "
-    "(closing): created (new deals), pulled in (existing deals whose close date moved into the "
-    "quarter), pushed out (close date moved out), amount increased/decreased (deals in the opening "
-    "pipeline), won, lost; closing = opening + created + pulled in − pushed out + increased − "
-    "decreased − won − lost.",
-    "Slipped deal": "a deal whose expected close date was moved later while open, by changes made in the "
-    "quarter; times pushed and Σ days pushed.",
-    "Conversion (any-stage)": "reached = deals whose furthest stage is the stage or later (skipped stages count "
-    "as passed); conversion = share of them that went beyond it; lost here = deals "
-    "lost with this as their furthest stage.",
-    "Conversion (strict)": "deals recorded in the stage that were also recorded in the next stage (for the last "
-    "open stage: won).",
-    "Stalled": "open deal whose current stay in its stage is longer than won deals' p75 days in that stage "
-    "(or a fixed number of days when the report sets stalled_days); without history, deal age "
-    "beyond won deals' p75 cycle.",
-    "Win rate": "deals closed in the last 12 months: by count = won ÷ (won + lost); by value = won amount ÷ "
-    "closed amount.",
-    "Deal size and cycle": "won deals by close month/quarter: average amount; cycle = close date − created date "
-    "in days. Trend: last 3 periods vs the 3 before, beyond ±10% is growing/shrinking.",
-    "Sales velocity": "open opportunities × win rate (by count, last 12 months) × average won deal size ÷ "
-    "average won cycle days; shown per 30 days.",
-    "Lead funnel": "leads created in the last 12 months: MQL→SQL = leads with MQL and SQL dates ÷ leads with an "
-    "MQL date; SQL→won = SQL leads whose opportunity is won ÷ SQL leads.",
-}
-
-
-def definitions_for(*keys: str) -> dict[str, str]:
-    return {k: DEFINITIONS[k] for k in keys}
-
-
 def headline_figures(
     sc: Scoped, config, cal: FiscalCalendar, as_of, threshold: float = 3.0, targets: dict | None = None
-) -> dict[str, tuple]:
-    """The headline figures of the pipeline health report: key → (value, label, definition, unit)."""
+) -> dict[str, Fig]:
+    """The headline figures of the pipeline health report: key → ``Fig`` (value, window, base); labels,
+    units and definitions come from the metric registry."""
     as_of = pd.Timestamp(as_of)
+    at = f"at {as_of:%Y-%m-%d}"
     w = cal.windows(as_of)
     company_plan = None
     if sc.quotas is None and sc.scope == "company" and targets:
         company_plan = {k: plan_from_targets(targets, cal, v.start, v.end) for k, v in w.items()}
     bvp = bookings_vs_plan(sc.opps, sc.quotas, w, company_plan=company_plan).set_index("window")
-    out: dict[str, tuple] = {}
-    d = DEFINITIONS
+    out: dict[str, Fig] = {}
+
+    def put(key, value, window=None, base=None):
+        out[key] = Fig(key, value, window, base)
+
     for name in ("YTD", "QTD", "MTD"):
-        r = bvp.loc[name]
-        lab = w[name].label
-        out[f"bookings_{name.lower()}"] = (
-            r["bookings"],
-            f"Bookings {name} ({lab})",
-            d["Bookings"],
-            "currency",
-        )
-        out[f"plan_{name.lower()}"] = (r["plan"], f"Plan {name} ({lab}, full period)", d["Plan"], "currency")
-        out[f"attainment_{name.lower()}"] = (
-            r["attainment"],
-            f"Attainment {name} of the full {lab} plan",
-            d["Attainment"],
-            "percent",
-        )
-        out[f"attainment_to_date_{name.lower()}"] = (
-            r["attainment_to_date"],
-            f"Attainment {name} (plan to date)",
-            d["Attainment"],
-            "percent",
-        )
-    out["bookings_wtd"] = (bvp.loc["WTD", "bookings"], "Bookings WTD", d["Bookings"], "currency")
-    out["pace_qtd"] = (bvp.loc["QTD", "pace"], "Pace: quarter at current run rate", d["Pace"], "currency")
-    out["pace_attainment_qtd"] = (
-        bvp.loc["QTD", "pace_attainment"],
-        "Pace ÷ quarter plan",
-        d["Pace"],
-        "percent",
-    )
+        r, win, k = bvp.loc[name], w[name], name.lower()
+        put(f"bookings_{k}", r["bookings"], win.to_date_text)
+        put(f"plan_{k}", r["plan"], win.full_text)
+        put(f"attainment_{k}", r["attainment"], win.full_text)
+        put(f"attainment_to_date_{k}", r["attainment_to_date"], win.to_date_text)
+    put("bookings_wtd", bvp.loc["WTD", "bookings"], w["WTD"].to_date_text)
+    put("pace_qtd", bvp.loc["QTD", "pace"], w["QTD"].full_text)
+    put("pace_attainment_qtd", bvp.loc["QTD", "pace_attainment"], w["QTD"].full_text)
     if sc.scope != "rep" and sc.quotas is not None:
         share = reps_at_quota(bookings_vs_plan(sc.opps, sc.quotas, {"QTD": w["QTD"]}, by="rep"))
-        out["reps_on_pace_qtd"] = (
-            share["share_on_pace"].iloc[0] if len(share) else math.nan,
-            "Reps on pace this quarter",
-            d["Reps on pace"],
-            "percent",
-        )
+        on_pace = share["share_on_pace"].iloc[0] if len(share) else math.nan
+        put("reps_on_pace_qtd", on_pace, w["QTD"].to_date_text)
     wp = weighted_pipeline(sc.opps, config)
-    out["open_pipeline"] = (wp["amount"].sum(), "Open pipeline", d["Open pipeline"], "currency")
-    out["open_deals"] = (len(wp), "Open deals", d["Open deals"], "count")
-    out["weighted_pipeline_crm"] = (
-        wp["weighted_crm"].sum(),
-        "Weighted pipeline (CRM probability)",
-        d["Weighted pipeline (CRM)"],
-        "currency",
-    )
+    put("open_pipeline", wp["amount"].sum(), at, f"{len(wp):,} deals")
+    put("open_deals", len(wp), at)
+    put("weighted_pipeline_crm", wp["weighted_crm"].sum(), at)
     wr = win_rate(sc.opps, *trailing_window(as_of))
     if threshold is None or threshold <= 0:
         threshold = coverage_threshold(wr["win_rate_value"])
-    out["coverage_threshold"] = (threshold, "Coverage threshold", d["Coverage threshold"], "ratio")
-    out["days_left_qtd"] = (
-        (w["QTD"].end - as_of).days,
-        "Days left in the quarter",
-        "quarter end − as-of date.",
-        "days",
-    )
+    put("coverage_threshold", threshold)
+    put("days_left_qtd", (w["QTD"].end - as_of).days, w["QTD"].label)
     qp = company_plan["QTD"] if company_plan else None
     for key, win in (("qtd", w["QTD"]), ("next_quarter", next_quarter(cal, as_of))):
         npl = plan_from_targets(targets, cal, win.start, win.end) if (company_plan and key != "qtd") else qp
         c = coverage(sc.opps, sc.quotas, win, threshold=threshold, company_plan=npl).iloc[0]
-        out[f"coverage_{key}"] = (c["coverage"], f"Coverage {win.label}", d["Coverage"], "ratio")
-        out[f"open_in_{key}"] = (
-            c["open_in_period"],
-            f"Open pipeline closing in {win.label}",
-            d["Open pipeline closing in"],
-            "currency",
-        )
-        out[f"remaining_{key}"] = (
-            c["remaining"],
-            f"Quota still to close {win.label}",
-            d["Quota still to close"],
-            "currency",
-        )
+        put(f"coverage_{key}", c["coverage"], win.label)
+        put(f"open_in_{key}", c["open_in_period"], win.label)
+        put(f"remaining_{key}", c["remaining"], win.label)
     fr = forecast_rollup(sc.opps, w["QTD"].start, w["QTD"].end).set_index("category")["cumulative"]
-    out["commit_qtd"] = (
-        fr["Commit"],
-        "Commit (closed won + commit) this quarter",
-        d["Forecast categories"],
-        "currency",
-    )
-    out["best_case_qtd"] = (fr["Best case"], "Best case this quarter", d["Forecast categories"], "currency")
+    put("commit_qtd", fr["Commit"], w["QTD"].label)
+    put("best_case_qtd", fr["Best case"], w["QTD"].label)
     created = pipeline_created(sc.opps, w["QTD"].start, as_of, freq="month")
-    out["pipeline_created_qtd"] = (
-        created["amount"].sum(),
-        "Pipeline created this quarter",
-        d["Pipeline created"],
-        "currency",
-    )
-    out["win_rate_count"] = (wr["win_rate_count"], "Win rate by count (12 months)", d["Win rate"], "percent")
-    out["win_rate_value"] = (wr["win_rate_value"], "Win rate by value (12 months)", d["Win rate"], "percent")
+    put("pipeline_created_qtd", created["amount"].sum(), w["QTD"].to_date_text)
+    months12 = trailing_text(as_of)
+    put("win_rate_count", wr["win_rate_count"], months12, f"{wr['closed']:,} closed")
+    put("win_rate_value", wr["win_rate_value"], months12, f"{wr['closed']:,} closed")
     v = sales_velocity(sc.opps, as_of)
-    out["avg_deal_size"] = (
-        v["avg_deal_size"],
-        "Average won deal size (12 months)",
-        d["Average won deal size"],
-        "currency",
-    )
-    out["avg_cycle_days"] = (
-        v["avg_cycle_days"],
-        "Average sales cycle (12 months)",
-        d["Average sales cycle"],
-        "days",
-    )
-    out["sales_velocity_30d"] = (
-        v["velocity_per_30_days"],
-        "Sales velocity per 30 days",
-        d["Sales velocity"],
-        "currency",
-    )
+    put("avg_deal_size", v["avg_deal_size"], months12, f"{wr['won_priced']:,} won")
+    put("avg_cycle_days", v["avg_cycle_days"], months12, f"{wr['won']:,} won")
+    put("sales_velocity_30d", v["velocity_per_30_days"], months12)
     pdue = past_due(sc.opps, as_of)
-    out["past_due_deals"] = (len(pdue), "Open deals past their close date", d["Past due"], "count")
-    out["past_due_amount"] = (pdue["amount"].sum(), "Amount past its close date", d["Past due"], "currency")
-    out["no_next_step_deals"] = (
-        len(no_next_step(sc.opps, as_of)),
-        "Open deals with no next step",
-        "open deals whose next_step is empty.",
-        "count",
-    )
+    put("past_due_deals", len(pdue), at)
+    put("past_due_amount", pdue["amount"].sum(), at)
+    put("no_next_step_deals", len(no_next_step(sc.opps, as_of)), at)
     # what leadership reads first (the index and the email show the first figures)
     first = (
         "bookings_qtd",

@@ -204,6 +204,11 @@ class PlanResult:
         return self.quota_level * self.sum_of_quotas
 
     @property
+    def quota_level_target(self) -> float:
+        """The company target at which the target share attains, at the same over-assignment."""
+        return self.quota_level_total / (1 + self.inputs.over_assignment)
+
+    @property
     def out_of_reach(self) -> list[str]:
         return self.reps.loc[self.reps["verdict"] == "out of reach", "name"].tolist()
 

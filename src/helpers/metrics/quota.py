@@ -90,6 +90,11 @@ class TargetBasis:
     end: pd.Timestamp
     bookings: float
 
+    @property
+    def window(self) -> str:
+        """The basis period as a figure's window: "FY2026", or "12 months to 2026-10-31 (FY2027 not complete)"."""
+        return self.label.removeprefix("Bookings, ").removesuffix(" bookings")
+
 
 def target_basis(opps: pd.DataFrame, cal: FiscalCalendar, fiscal_year: int, as_of) -> TargetBasis:
     """``B`` of fiscal year ``fiscal_year − 1`` when it has ended by ``as_of``; otherwise ``B`` of the

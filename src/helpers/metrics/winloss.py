@@ -32,6 +32,7 @@ import pandas as pd
 from helpers.data.calendar import FiscalCalendar, Window, month_labels, period_bounds
 from helpers.metrics import rates as R
 from helpers.metrics.pipeline import isin, map_unique
+from helpers.metrics.registry import Fig
 
 Z95 = 1.959963984540054  # standard normal quantile for a two-sided 95% interval
 NOT_SET = "(not set)"
@@ -906,105 +907,45 @@ def quality_summary(
 # headlines and "what to look at"
 # --------------------------------------------------------------------------------------------------
 def headline_figures(
-    overall: pd.DataFrame, change: dict, reasons: pd.DataFrame, summary: pd.DataFrame
-) -> list[dict]:
-    """The review's headline figures (key, value, label, definition, unit) for ``Headlines.add``."""
+    overall: pd.DataFrame,
+    change: dict,
+    reasons: pd.DataFrame,
+    summary: pd.DataFrame,
+    review_label: str = "",
+    comparison_label: str = "",
+) -> list[Fig]:
+    """The review's headline figures (registry entries) over the review window ``review_label`` and the
+    comparison window ``comparison_label``; the change says whether it is within the noise."""
     o = overall.iloc[0]
+    rv, cmp_ = review_label or None, comparison_label or None
+    n = int(o["deals"])
+    closed = f"{n:,} closed"
+    noise = None
+    if pd.notna(change.get("change")):
+        noise = (
+            "within the noise (the 95% intervals overlap)"
+            if change["intervals_overlap"]
+            else "a real shift (the 95% intervals do not overlap)"
+        )
     figs = [
-        dict(
-            key="closed_deals",
-            value=int(o["deals"]),
-            label="Deals closed",
-            unit="count",
-            definition="Won + lost deals with a close date in the review window (all closed records when the "
-            "data has no dates).",
-        ),
-        dict(
-            key="win_rate",
-            value=o["win_rate"],
-            label="Win rate (count)",
-            unit="percent",
-            definition="Won ÷ (won + lost) among deals closed in the review window.",
-        ),
-        dict(
-            key="win_rate_ci_low",
-            value=o["ci_low"],
-            label="Win rate, 95% interval low",
-            unit="percent",
-            definition="Lower bound of the 95% Wilson score interval of the win rate.",
-        ),
-        dict(
-            key="win_rate_ci_high",
-            value=o["ci_high"],
-            label="Win rate, 95% interval high",
-            unit="percent",
-            definition="Upper bound of the 95% Wilson score interval of the win rate.",
-        ),
-        dict(
-            key="win_rate_value",
-            value=o["value_win_rate"],
-            label="Win rate (value)",
-            unit="percent",
-            definition="Won amount ÷ closed (won + lost) amount among deals closed in the review window.",
-        ),
-        dict(
-            key="win_rate_comparison",
-            value=change["previous"],
-            label="Win rate, comparison window",
-            unit="percent",
-            definition="Win rate (count) in the comparison window.",
-        ),
-        dict(
-            key="win_rate_change",
-            value=change["change"],
-            label="Win rate change",
-            unit="points",
-            definition="Win rate now minus win rate in the comparison window (percentage points).",
-        ),
+        Fig("closed_deals", n, rv),
+        Fig("win_rate", o["win_rate"], rv, closed),
+        Fig("win_rate_ci_low", o["ci_low"], rv),
+        Fig("win_rate_ci_high", o["ci_high"], rv),
+        Fig("win_rate_value", o["value_win_rate"], rv, closed),
+        Fig("win_rate_comparison", change["previous"], cmp_),
+        Fig("win_rate_change", change["change"], f"{rv} vs {cmp_}" if rv and cmp_ else None, noise),
     ]
     recorded = reasons[reasons["reason"].ne(NO_REASON)] if len(reasons) else reasons
     if len(recorded):
         top = recorded.iloc[0]
-        figs.append(
-            dict(
-                key="top_loss_reason",
-                value=str(top["reason"]),
-                label="Top loss reason",
-                unit="number",
-                definition="The recorded loss reason with the most lost deals in the review window.",
-            )
-        )
-        figs.append(
-            dict(
-                key="top_loss_reason_share",
-                value=top["share"],
-                label="Top loss reason share",
-                unit="percent",
-                definition="Lost deals with the top reason ÷ all lost deals.",
-            )
-        )
+        figs.append(Fig("top_loss_reason", str(top["reason"]), rv))
+        figs.append(Fig("top_loss_reason_share", top["share"], rv))
     s = summary.set_index("check")
     if "Lost with no loss reason" in s.index:
-        figs.append(
-            dict(
-                key="lost_without_reason_share",
-                value=s.at["Lost with no loss reason", "share"],
-                label="Lost deals with no reason",
-                unit="percent",
-                definition="Lost deals with an empty loss_reason ÷ lost deals in the review window.",
-            )
-        )
+        figs.append(Fig("lost_without_reason_share", s.at["Lost with no loss reason", "share"], rv))
     if "Duplicate records (left out)" in s.index:
-        figs.append(
-            dict(
-                key="duplicate_records",
-                value=int(s.at["Duplicate records (left out)", "deals"]),
-                label="Duplicate records",
-                unit="count",
-                definition="Records identical to an earlier one in every column but opportunity_id, "
-                "left out of all figures.",
-            )
-        )
+        figs.append(Fig("duplicate_records", int(s.at["Duplicate records (left out)", "deals"]), rv))
     # what leadership reads first (the index and the email show the first figures); interval bounds last
     first = (
         "closed_deals",
@@ -1014,7 +955,7 @@ def headline_figures(
         "top_loss_reason",
         "top_loss_reason_share",
     )
-    return sorted(figs, key=lambda f: first.index(f["key"]) if f["key"] in first else len(first))
+    return sorted(figs, key=lambda f: first.index(f.key) if f.key in first else len(first))
 
 
 def _pct(x) -> str:
@@ -1280,7 +1221,12 @@ def build_review(
     undated = undated_closed(deals)
     quality = quality_summary(closed, issues, duplicates, undated, can_q, cfg.qualifying_stage, check_reasons)
     figs = headline_figures(
-        overall, change, reasons_count if "reasons" not in needs else reasons_count.iloc[:0], quality
+        overall,
+        change,
+        reasons_count if "reasons" not in needs else reasons_count.iloc[:0],
+        quality,
+        review.label if dated else "all closed records",
+        comp.label if dated else "",
     )
     dims_for_points = {**by_dim, **({"competitor": competitors} if competitors is not None else {})}
     points = what_to_look_at(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from helpers.data.calendar import trailing_window, weeks_window
+from helpers.data.calendar import trailing_text, trailing_window, weeks_window
 from helpers.metrics import activity as A
 from helpers.sections import plots
 from helpers.sections.display import count_noun, definitions, markdown, note, rep_label, show_table
@@ -25,6 +25,18 @@ CAVEAT = (
     "activity-per-deal are lower bounds, hit rates and win associations describe logged activity, and "
     "reps flagged below distort team medians and the funnel rates behind the benchmark."
 )
+
+
+def weeks13(as_of) -> str:
+    return f"{VOLUME_WEEKS} weeks to {as_of:%Y-%m-%d}"
+
+
+def months12(as_of) -> str:
+    return trailing_text(as_of, YIELD_MONTHS)
+
+
+def months3(as_of) -> str:
+    return trailing_text(as_of, ACTUAL_MONTHS)
 
 
 def _scope_owners(ctx, scope: str, who: str) -> tuple[list[str] | None, str, str | None]:
@@ -92,18 +104,14 @@ def show(ctx, scope: str = "company", who: str = "") -> None:
         ctx, act, act_all, opps_all, owners, vstart, vend, ystart, yend, deals if owners is None else None
     )
     definitions(
-        {
-            "Week": "7-day block ending on the as-of date (so every week is complete).",
-            "Outbound touches": "calls + emails + social touches the rep starts.",
-            "Held": "meeting or demo with outcome held or positive; booked = every meeting/demo logged.",
-            "No-show rate": "no-shows ÷ (held + no-shows); scheduled meetings (future or never updated) excluded.",
-            "Hit rate": "calls connected ÷ (connected + no answer); emails/social replied ÷ (replied + no reply).",
-            "Tied": "activity carrying an opportunity_id.",
-            "Activities per won deal": "all activities logged ÷ deals won in the window (ratio of totals).",
-            "Needed per month": "monthly quota ÷ average deal size ÷ win rate = opportunities; × measured AE "
-            "calls/meetings/demos per opportunity (AE activity in the 12 months ÷ opportunities "
-            "created; SDR activity excluded, SDR-sourced opportunities included).",
-        }
+        "week",
+        "outbound_touches",
+        "held",
+        "no_show_rate",
+        "hit_rate",
+        "share_tied_to_an_opportunity",
+        "activities_per_deal_won",
+        "needed_per_month",
     )
 
 
@@ -145,11 +153,7 @@ def _volume(ctx, act_all, act, owners, scope, start, end) -> None:
     )
     per_rep = vol.loc[vol["total"] > 0, "total"]
     ctx.headlines.add(
-        "activity_per_rep_week",
-        float(per_rep.median()) if len(per_rep) else None,
-        "Activities per rep per week (median)",
-        f"Median over reps with activity of logged activities ÷ {VOLUME_WEEKS} weeks to as-of.",
-        "number",
+        "activity_per_rep_week", float(per_rep.median()) if len(per_rep) else None, weeks13(ctx.as_of)
     )
     counts = A.activity_counts(act, start, end, "W", owners=owners)
     weekly = counts.groupby(level="period").sum()
@@ -184,37 +188,13 @@ def _outcomes(ctx, act, start, end) -> None:
         caption="Meetings and demos",
     )
     both = mo[mo["type"] == "meeting+demo"].iloc[0]
-    ctx.headlines.add(
-        "activity_no_show_rate",
-        both["no_show_rate"],
-        "Meeting/demo no-show rate",
-        "No-shows ÷ (held + no-shows) over meetings and demos in the 13 weeks to as-of; scheduled excluded.",
-        "percent",
-    )
-    ctx.headlines.add(
-        "activity_meetings_held",
-        int(both["held"]),
-        "Meetings and demos held",
-        "Meetings and demos with outcome held or positive in the 13 weeks to as-of.",
-        "count",
-    )
+    ctx.headlines.add("activity_no_show_rate", both["no_show_rate"], weeks13(ctx.as_of))
+    ctx.headlines.add("activity_meetings_held", int(both["held"]), weeks13(ctx.as_of))
     hr = A.hit_rates(act, start, end, "channel")
     show_table(hr, ints=["attempts", "hits"], pct=["hit_rate"], caption="Hit rate by channel")
     rate = hr.set_index("channel")["hit_rate"]
-    ctx.headlines.add(
-        "activity_call_connect_rate",
-        rate.get("call"),
-        "Call connect rate",
-        "Calls connected ÷ calls with outcome connected or no answer, 13 weeks to as-of.",
-        "percent",
-    )
-    ctx.headlines.add(
-        "activity_email_reply_rate",
-        rate.get("email"),
-        "Email reply rate",
-        "Emails replied ÷ emails with outcome replied or no reply, 13 weeks to as-of.",
-        "percent",
-    )
+    ctx.headlines.add("activity_call_connect_rate", rate.get("call"), weeks13(ctx.as_of))
+    ctx.headlines.add("activity_email_reply_rate", rate.get("email"), weeks13(ctx.as_of))
     wd = A.hit_rates(act, start, end, "weekday")
     wd = wd[wd["attempts"] > 0]
     if len(wd):
@@ -250,13 +230,7 @@ def _yield(ctx, act, act_all, opps, owners, start, end) -> pd.DataFrame:
         caption=f"Activities tied to an opportunity ({start:%Y-%m-%d} – {end:%Y-%m-%d})",
     )
     all_row = share[share["type"] == "all"].iloc[0]
-    ctx.headlines.add(
-        "activity_share_tied",
-        all_row["share_tied"],
-        "Activities tied to an opportunity",
-        "Activities with an opportunity_id ÷ all activities, 12 months to as-of.",
-        "percent",
-    )
+    ctx.headlines.add("activity_share_tied", all_row["share_tied"], months12(ctx.as_of))
     y = A.activity_yield(act, opps, start, end)
     y = y[(y["rep"] == "All reps") | (y[["activities", "opps_created", "deals_won"]].sum(axis=1) > 0)]
     show_table(
@@ -266,13 +240,7 @@ def _yield(ctx, act, act_all, opps, owners, start, end) -> pd.DataFrame:
         caption="Activities per opportunity created and per deal won (all activities, ratio of totals)",
     )
     tot = y[y["rep"] == "All reps"].iloc[0]
-    ctx.headlines.add(
-        "activity_per_won_deal",
-        tot["activities_per_won_deal"],
-        "Activities per deal won",
-        "All activities logged ÷ deals won, 12 months to as-of (ratio of totals).",
-        "number",
-    )
+    ctx.headlines.add("activity_per_won_deal", tot["activities_per_won_deal"], months12(ctx.as_of))
     deals = A.deal_activity(act_all, opps, start, end)
     if not len(deals):
         note("No deals closed in the last 12 months, so there is nothing to associate activity with.")
@@ -370,21 +338,8 @@ def _benchmarks(ctx, act_all, opps_all, owners) -> None:
         caption="Per month: needed vs actual (gap = needed − actual; positive = short)",
     )
     short = int((gap["calls_gap"] > 0).sum())
-    ctx.headlines.add(
-        "activity_reps_short_of_calls",
-        short,
-        "Reps short of the calls their quota needs",
-        "Reps whose calls per month (last 3 months) are below quota ÷ avg deal ÷ win rate × "
-        "AE calls per opportunity (AEs' own calls ÷ opportunities created, 12 months).",
-        "count",
-    )
-    ctx.headlines.add(
-        "activity_calls_gap",
-        float(gap["calls_gap"].sum()),
-        "Calls gap per month",
-        "Σ over reps in scope of (calls needed − calls made) per month.",
-        "number",
-    )
+    ctx.headlines.add("activity_reps_short_of_calls", short, months3(ctx.as_of))
+    ctx.headlines.add("activity_calls_gap", float(gap["calls_gap"].sum()), months3(ctx.as_of))
     title = "Calls per month: needed for quota vs actual"
     if (
         len(gap) > CHART_MAX_REPS
@@ -423,14 +378,7 @@ def _time_and_completeness(
     lc = A.logging_completeness(act_all, opps_all, ystart, yend, deals=deals)
     lc = _only(lc, "rep", owners)
     flagged = lc[lc["flag"]]
-    ctx.headlines.add(
-        "activity_reps_flagged_logging",
-        int(len(flagged)),
-        "Reps with implausibly low logged activity",
-        "Reps with won deals in the 12 months to as-of whose activities per won deal are under 25% "
-        "of the median rep, who logged none, or whose won deals mostly have no activity.",
-        "count",
-    )
+    ctx.headlines.add("activity_reps_flagged_logging", int(len(flagged)), months12(ctx.as_of))
     if len(flagged):
         show_table(
             flagged[

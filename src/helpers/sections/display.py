@@ -266,7 +266,10 @@ def cards(items: list[tuple[str, str, str]]) -> None:
     display(HTML(TABLE_CSS + '<div class="rv-cards">' + "".join(parts) + "</div>"))
 
 
-def definitions(defs: dict[str, str]) -> None:
-    """A glossary block: every number shown carries its definition."""
-    lines = "\n".join(f"- **{k}**: {v}" for k, v in defs.items())
+def definitions(*terms: str) -> None:
+    """A glossary block of the registry's terms ``terms`` (keys of ``registry.yml``'s glossary): every number
+    shown carries its definition, written once in the registry."""
+    from helpers.metrics.registry import glossary
+
+    lines = "\n".join(f"- **{k}**: {v}" for k, v in glossary(*terms).items())
     display(Markdown("<small>\n\n**Definitions**\n\n" + lines + "\n\n</small>"))

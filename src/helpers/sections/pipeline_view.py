@@ -23,6 +23,7 @@ from IPython.display import HTML, display
 from helpers.data.calendar import trailing_window
 from helpers.metrics import movement as mv
 from helpers.metrics import pipeline as pl
+from helpers.metrics.registry import Fig
 from helpers.sections import plots
 from helpers.sections import review_pack as reviews
 from helpers.sections.display import (
@@ -107,7 +108,7 @@ def prepare(
     v.HIST_ALL = ctx.ds.opportunity_history if v.NO_HISTORY is None else None
     OPPS_ALL = ctx.ds.opportunities
     figs = pl.headline_figures(sc, cfg, cal, A, coverage_threshold, cfg.targets)
-    v.THR = figs["coverage_threshold"][0]
+    v.THR = figs["coverage_threshold"].value
     if v.HIST_ALL is not None:
         v.norm_all = mv.normalized_history(v.HIST_ALL, OPPS_ALL, cfg)
         # at company scope (not rewound) sc.history is the history of OPPS_ALL itself: same normalization
@@ -130,26 +131,18 @@ def prepare(
         )
         v.slipped = mv.slipped_deals(sc.history, sc.opps, cfg, W["QTD"].start, A, normalized=v.norm)
         wph = pl.weighted_pipeline(sc.opps, cfg, v.rate_map)
-        figs["weighted_pipeline_hist"] = (
-            wph["weighted_hist"].sum(),
-            "Weighted pipeline (historical stage win rate)",
-            pl.DEFINITIONS["Weighted pipeline (historical)"],
-            "currency",
+        figs["weighted_pipeline_hist"] = Fig(
+            "weighted_pipeline_hist", wph["weighted_hist"].sum(), f"at {A:%Y-%m-%d}"
         )
-        figs["slipped_deals_qtd"] = (
-            len(v.slipped),
-            "Deals pushed this quarter",
-            pl.DEFINITIONS["Slipped deal"],
-            "count",
-        )
+        figs["slipped_deals_qtd"] = Fig("slipped_deals_qtd", len(v.slipped), W["QTD"].to_date_text)
     else:
         stalled = mv.stalled_by_age(sc.opps, A)
         if stalled_days:
             stalled = stalled.assign(threshold_days=float(stalled_days))
             stalled = stalled[stalled["age_days"] > stalled_days]
         v.stalled = stalled
-    figs["stalled_deals"] = (len(v.stalled), "Stalled open deals", pl.DEFINITIONS["Stalled"], "count")
-    v.focus = W["QTD"] if figs["days_left_qtd"][0] >= 14 else v.NQ
+    figs["stalled_deals"] = Fig("stalled_deals", len(v.stalled), f"at {A:%Y-%m-%d}")
+    v.focus = W["QTD"] if figs["days_left_qtd"].value >= 14 else v.NQ
     if sc.scope != "rep" and sc.quotas is not None:
         v.cov_rep = pl.coverage(sc.opps, sc.quotas, v.focus, by="rep", threshold=v.THR)
     v.figs = figs
@@ -172,8 +165,7 @@ def show_title(v: PipelineView) -> None:
 def show_headlines(v: PipelineView) -> None:
     """Add the headline figures to ``ctx.headlines``; show what to look at and the headline tiles."""
     ctx, figs, cov_rep = v.ctx, v.figs, v.cov_rep
-    for key, (value, label, definition, unit) in figs.items():
-        ctx.headlines.add(key, value, label, definition, unit)
+    ctx.headlines.add_figs(figs)
     if v.sc.rewound and v.HIST_ALL is None:
         note(
             f"The data was exported on {ctx.ds.as_of:%Y-%m-%d}; without `opportunity_history` the deals "
@@ -203,7 +195,7 @@ def show_headlines(v: PipelineView) -> None:
             "open_pipeline",
             "weighted_pipeline_crm",
             "weighted_pipeline_hist",
-            "coverage_qtd" if figs["days_left_qtd"][0] >= 14 else "coverage_next_quarter",
+            "coverage_qtd" if figs["days_left_qtd"].value >= 14 else "coverage_next_quarter",
             "win_rate_count",
             "sales_velocity_30d",
         ]
@@ -239,13 +231,7 @@ def show_review(v: PipelineView) -> None:
     display(
         HTML(reviews.questions_html(top10, reviews.review_questions(top10, sc.opps, sc.activities, A), cur))
     )
-    definitions(
-        {
-            "What changed": "deals open a week ago or since: new (created), advanced / moved back (later / "
-            "earlier stage), slipped / pulled in (close date later / earlier), amount changed, won, "
-            "dropped (lost); from the history replayed at as-of − 7 days and as-of."
-        }
-    )
+    definitions("what_changed")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -468,7 +454,7 @@ def show_same_day_and_forecast_accuracy(v: PipelineView) -> None:
         return
     sc, cfg, cal, A, W, NQ, cur = v.sc, v.cfg, v.cal, v.A, v.W, v.NQ, v.cur
     same_day_money = ["won_to_date", "open_in_quarter", "weighted", "final_won"]
-    if v.figs["days_left_qtd"][0] >= 14:
+    if v.figs["days_left_qtd"].value >= 14:
         markdown(
             f"**Pipeline for the quarter on the same day of earlier quarters** (day "
             f"{(A - W['QTD'].start).days + 1})"
@@ -488,11 +474,7 @@ def show_same_day_and_forecast_accuracy(v: PipelineView) -> None:
     last_q = cal.quarter_start(last_q_end)
     acc = mv.forecast_accuracy(sc.history, sc.opps, cfg, last_q, last_q_end, normalized=v.norm)
     v.ctx.headlines.add(
-        "forecast_abs_pct_error_week1",
-        acc["abs_pct_error"].iloc[0],
-        f"Forecast error at the start of {cal.quarter_label(last_q)}",
-        pl.DEFINITIONS["Forecast accuracy"],
-        "percent",
+        "forecast_abs_pct_error_week1", acc["abs_pct_error"].iloc[0], cal.quarter_label(last_q)
     )
     markdown(f"**Accuracy of past forecasts: {cal.quarter_label(last_q)}** (weekly)")
     fig, ax = plots.new_figure(8, 3.4)
@@ -631,14 +613,7 @@ def show_deals_needing_attention(v: PipelineView, top_n: int = 20, no_activity_d
         note(ds.missing("opportunities", "next_step", section="The no-next-step list"))
     if not ds.has("opportunities", "last_activity_date") and ds.activities is None:
         note("Last activity needs `opportunities.last_activity_date` or the `activities` table.")
-    definitions(
-        {
-            "Age": "days since the deal was created.",
-            "Days to close": "expected close date − as-of date (negative = past due).",
-            "Last activity": "latest of the deal's last_activity_date and its last logged activity.",
-            "Stalled": pl.DEFINITIONS["Stalled"],
-        }
-    )
+    definitions("age", "days_to_close", "last_activity", "stalled")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -696,16 +671,16 @@ def show_lead_funnel(v: PipelineView) -> None:
             ints=["leads", "mql", "sql", "sql_won", "sql_open"],
             currency=v.cur,
         )
-    definitions(pl.definitions_for("Deal size and cycle", "Win rate", "Sales velocity", "Lead funnel"))
+    definitions("deal_size_and_cycle", "win_rate_12m", "sales_velocity", "lead_funnel")
 
 
-def look_at_points(figs: dict[str, tuple], currency: str = "USD", extra: dict | None = None) -> list[str]:
+def look_at_points(figs: dict[str, Fig], currency: str = "USD", extra: dict | None = None) -> list[str]:
     """Sentences for the top of the report, computed from the headline figures (and ``extra``: counts
     stalled, slipped, reps_under_threshold, and coverage_label — the quarter the rep coverage refers to)."""
 
     def val(k):
-        v = figs.get(k, (math.nan,))[0]
-        return math.nan if v is None else v
+        f = figs.get(k)
+        return math.nan if f is None else f.number
 
     def m(x):
         return fmt_money(x, currency, compact=True)
@@ -715,7 +690,8 @@ def look_at_points(figs: dict[str, tuple], currency: str = "USD", extra: dict | 
     for key in ("qtd", "next_quarter"):
         if key == "qtd" and val("days_left_qtd") < 14:
             continue  # the quarter is all but over: its coverage says nothing
-        cov, label = val(f"coverage_{key}"), figs.get(f"coverage_{key}", (0, ""))[1].replace("Coverage ", "")
+        f = figs.get(f"coverage_{key}")
+        cov, label = val(f"coverage_{key}"), (f.window or "") if f is not None else ""
         if not pd.isna(cov) and cov < thr:
             pts.append(
                 f"Coverage for {label} is {cov:.1f}×, under the {thr:.1f}× needed: "

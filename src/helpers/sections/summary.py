@@ -3,7 +3,8 @@
 A notebook collects its headline figures in a ``Headlines`` object and saves them to the
 ``summary_path`` parameter the report run gives it; the report run merges every notebook's file into
 ``reports/<period>/summary.json``. Units: currency, count, percent (0–1), ratio, days,
-points (a difference of two percents, 0–1 scale: 0.089 is shown +8.9 pts).
+points (a difference of two percents, 0–1 scale: 0.089 is shown +8.9 pts). Every figure is an entry of the
+metric registry (``helpers.metrics.registry``), which gives its label, unit and definition.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from helpers.data.atomic import write_text_atomic
-
-UNITS = ("currency", "count", "percent", "ratio", "days", "number", "points")
+from helpers.metrics import registry
 
 
 @dataclass
@@ -26,6 +26,9 @@ class Figure:
     value: float | int | str | None
     unit: str
     definition: str
+    window: str | None = None
+    base: str | None = None
+    params: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -34,10 +37,12 @@ class Headlines:
     currency: str = "USD"
     figures: list[Figure] = field(default_factory=list)
 
-    def add(self, key: str, value, label: str, definition: str, unit: str = "currency") -> None:
-        """Record one figure; ``value`` NaN/None is stored as null."""
-        if unit not in UNITS:
-            raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+    def add(self, key: str, value, window: str | None = None, base: str | None = None, params=None) -> None:
+        """Record the registry figure ``key`` over ``window`` (with its ``base``, e.g. "118 closed"); label,
+        unit and definition come from the registry. NaN/None is stored as null."""
+        m = registry.metric(key)
+        params = dict(params or {})
+        unit = m.unit
         if value is not None and not isinstance(value, str):
             value = float(value)
             if math.isnan(value) or math.isinf(value):
@@ -45,7 +50,23 @@ class Headlines:
             elif unit == "count" and value.is_integer():
                 value = int(value)
         self.figures = [f for f in self.figures if f.key != key]
-        self.figures.append(Figure(key, label, value, unit, definition))
+        self.figures.append(
+            Figure(
+                key,
+                m.render_label(window, base, params),
+                value,
+                unit,
+                m.render_definition(params),
+                window,
+                base,
+                params,
+            )
+        )
+
+    def add_figs(self, figs) -> None:
+        """Record ``registry.Fig`` objects (a mapping's values, or a list)."""
+        for f in figs.values() if isinstance(figs, dict) else figs:
+            self.add(f.key, f.value, f.window, f.base, f.params)
 
     def lead(self, keys) -> None:
         """Move the figures named in ``keys`` to the front, in that order (the index and the leadership

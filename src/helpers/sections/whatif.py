@@ -248,140 +248,47 @@ class WhatIfPanel:
 # notebook helpers: funnel, SDR plan, headline figures, the points to look at, charts
 # --------------------------------------------------------------------------------------------------
 def add_headlines(h, res: PlanResult, funnel: pd.DataFrame | None = None) -> None:
-    """The quota plan's headline figures, each with its definition, into ``Headlines`` ``h``."""
+    """The quota plan's headline figures (registry entries ``quota_*``) into ``Headlines`` ``h``."""
     i = res.inputs
-    h.add(
-        "quota_fiscal_year",
-        f"FY{res.fiscal_year}",
-        "Plan fiscal year",
-        "The fiscal year the quotas are set for (named by the calendar year in which it ends).",
-        "number",
-    )
-    h.add(
-        "quota_basis_bookings",
-        res.basis.bookings,
-        res.basis.label,
-        "Won deal amounts in the basis period (the last fiscal year, or the 12 months to the as-of date "
-        "while it runs).",
-    )
-    h.add(
-        "quota_company_target",
-        res.target,
-        "Company target",
-        "Basis bookings × (1 + growth rate), or the target for the plan year in dataset.yml."
-        if res.target_source == "growth"
-        else "The target for the plan year in dataset.yml.",
-    )
-    h.add(
-        "quota_sum_of_rep_quotas",
-        res.sum_of_quotas,
-        "Sum of rep quotas",
-        "Sum of the annual quotas of quota-carrying reps and planned hires.",
-    )
-    h.add(
-        "quota_over_assignment",
-        res.sum_of_quotas / res.target - 1 if res.target else None,
-        "Over-assignment",
-        "Sum of rep quotas ÷ company target − 1.",
-        "percent",
-    )
-    h.add(
-        "quota_reps",
-        int((res.reps["status"] != "planned hire").sum()),
-        "Quota-carrying reps",
-        "Revenue reps employed at some point in the plan year (excluding planned hires).",
-        "count",
-    )
-    h.add(
-        "quota_planned_hires",
-        int((res.reps["status"] == "planned hire").sum()),
-        "Planned hires",
-        "Reps starting after the as-of date (reps table) plus open headcount added as parameters.",
-        "count",
-    )
-    h.add(
-        "quota_expected_share_at_quota",
-        res.expected_share,
-        "Expected share of reps at quota",
-        "Mean over reps of P(attain): the share of simulated years (each month resampled from the rep's "
-        "own or peers' ramped monthly bookings) in which the rep books at least the quota.",
-        "percent",
-    )
+    plan = f"FY{res.fiscal_year} plan"
     lo, hi = i.realistic_band
-    h.add(
-        "quota_realistic",
-        "yes" if res.realistic else "no",
-        "Plan realistic",
-        f"Yes when the expected share of reps at quota is within {lo:.0%}–{hi:.0%}.",
-        "number",
-    )
-    h.add(
-        "quota_level_multiple",
-        res.quota_level,
-        f"Quota level for {i.target_share:.0%} at quota",
-        f"Multiple of the proposed quotas at which {i.target_share:.0%} of (rep, simulated year) pairs attain.",
-        "ratio",
-    )
-    h.add(
-        "quota_level_total",
-        res.quota_level_total,
-        f"Sum of quotas at which {i.target_share:.0%} attain",
-        "Quota level multiple × sum of rep quotas.",
-    )
-    h.add(
-        "quota_reps_out_of_reach",
-        len(res.out_of_reach),
-        "Reps with quota out of reach",
-        f"Reps whose P(attain) is below {i.out_of_reach:.0%}.",
-        "count",
-    )
-    h.add(
-        "quota_reps_too_easy",
-        len(res.too_easy),
-        "Reps with quota too easy",
-        f"Reps whose P(attain) is above {i.too_easy:.0%}.",
-        "count",
-    )
-    h.add(
-        "quota_reps_outside_ote_band",
-        int(
-            res.reps["ote_flag"]
-            .isin([f"below {i.ote_multiple_min:g}×", f"above {i.ote_multiple_max:g}×"])
-            .sum()
-        ),
-        f"Reps outside {i.ote_multiple_min:g}–{i.ote_multiple_max:g}× OTE",
-        "Full-year quota at full ramp ÷ on-target earnings, outside the band.",
-        "count",
-    )
-    h.add(
-        "quota_supported_total",
-        float(res.reps["supported_quota"].sum()),
-        "Quota history supports",
-        "Σ over reps of trailing productivity (mean monthly bookings in fully ramped months, own or peers') "
-        "× 12 × effective capacity.",
-    )
-    h.add(
-        "quota_attrition_loss",
-        res.attrition_loss,
-        "Expected quota lost to attrition",
-        "Σ monthly quota × attrition rate × (month − 1)/12.",
-    )
+    params = {
+        "target_share": i.target_share,
+        "realistic_low": lo,
+        "realistic_high": hi,
+        "out_of_reach": i.out_of_reach,
+        "too_easy": i.too_easy,
+        "ote_min": i.ote_multiple_min,
+        "ote_max": i.ote_multiple_max,
+    }
+    outside = res.reps["ote_flag"].isin([f"below {i.ote_multiple_min:g}×", f"above {i.ote_multiple_max:g}×"])
+    figs = [
+        ("quota_fiscal_year", f"FY{res.fiscal_year}", None),
+        ("quota_basis_bookings", res.basis.bookings, res.basis.window),
+        ("quota_company_target", res.target, plan),
+        ("quota_sum_of_rep_quotas", res.sum_of_quotas, plan),
+        ("quota_over_assignment", res.sum_of_quotas / res.target - 1 if res.target else None, plan),
+        ("quota_reps", int((res.reps["status"] != "planned hire").sum()), plan),
+        ("quota_planned_hires", int((res.reps["status"] == "planned hire").sum()), plan),
+        ("quota_expected_share_at_quota", res.expected_share, plan),
+        ("quota_realistic", "yes" if res.realistic else "no", plan),
+        ("quota_level_multiple", res.quota_level, plan),
+        ("quota_level_total", res.quota_level_total, plan),
+        ("quota_level_target", res.quota_level_target, plan),
+        ("quota_reps_out_of_reach", len(res.out_of_reach), plan),
+        ("quota_reps_too_easy", len(res.too_easy), plan),
+        ("quota_reps_outside_ote_band", int(outside.sum()), plan),
+        ("quota_supported_total", float(res.reps["supported_quota"].sum()), plan),
+        ("quota_attrition_loss", res.attrition_loss, plan),
+    ]
     if funnel is not None and len(funnel):
         med = funnel.median(numeric_only=True)
-        for col, label in (
-            ("deals", "Deals"),
-            ("opportunities", "Opportunities"),
-            ("meetings", "Meetings/demos"),
-            ("calls", "Calls"),
-        ):
-            h.add(
-                f"quota_{col}_per_rep_month",
-                med[col],
-                f"{label} per rep per month (median rep)",
-                "Reverse funnel from the median rep's monthly quota at full ramp with the measured conversion "
-                "rates and average deal size.",
-                "number",
-            )
+        figs += [
+            (f"quota_{c}_per_rep_month", med[c], plan)
+            for c in ("deals", "opportunities", "meetings", "calls")
+        ]
+    for key, value, window in figs:
+        h.add(key, value, window, params=params)
     h.lead(
         [
             "quota_fiscal_year",

@@ -84,28 +84,21 @@ def plot_rates(table: pd.DataFrame, overall_rate: float, title: str) -> None:
 # --------------------------------------------------------------------------------------------------
 # reader-facing tables (renamed columns, formatted cells) and words
 # --------------------------------------------------------------------------------------------------
-DEFINITIONS = {
-    "Win rate (count)": "won ÷ (won + lost) among deals closed in the window (close date within it).",
-    "Win rate (value)": "won amount ÷ (won + lost) amount among those deals with a known amount; not shown "
-    "when lost deals carry no amount.",
-    "95% interval": "Wilson score interval for the count win rate: with p = won/n and z = 1.96, "
-    "(p + z²/2n ± z·√(p(1−p)/n + z²/4n²)) / (1 + z²/n). A rate from 4 deals has a wide "
-    "interval, one from 400 a narrow one.",
-    "Other (n<min)": "groups with fewer closed deals than the minimum, pooled into one row (never hidden).",
-    "Deal size band": "amount bands at the quartiles of all closed deals' amounts, rounded to 2 significant "
-    "digits.",
-    "Pareto cumulative share": "running total of each reason's share of lost deals (or lost amount), largest "
-    "first; the reasons up to 80% are the few that explain most losses.",
-    "Stage lost at": "the last open stage in the deal's history before it moved to a lost stage.",
-    "Cycle": "close date − created date, in days (open deals: age at the as-of date).",
-    "Stage changes": "history rows whose stage differs from the previous row's.",
-    "Amount change": "final amount ÷ first amount in the history − 1; 'shrank' = below zero.",
-    "Duplicate record": "a record equal to an earlier one in every column except opportunity_id, among "
-    "records that name an account and carry a date or an outcome; reported and counted "
-    "once.",
-    "Lists": "largest amount first; ties broken by opportunity_id (as text), churned customers by account "
-    "name.",
-}
+# the glossary under the review (terms of the metric registry)
+GLOSSARY = (
+    "win_rate_count",
+    "win_rate_value",
+    "wilson_interval",
+    "other_pooled",
+    "deal_size_band",
+    "pareto_cumulative_share",
+    "stage_lost_at",
+    "cycle",
+    "stage_changes",
+    "amount_change",
+    "duplicate_record",
+    "lists",
+)
 
 
 def scope_sentence(rv: Review) -> str:
