@@ -65,10 +65,13 @@ format: venv ## format code and notebooks
 strip: venv ## remove outputs from the notebooks
 	$(BIN)/nbstripout notebooks/*.ipynb
 
+docs: venv ## regenerate docs/metrics.md from the metric registry (src/helpers/metrics/registry.yml)
+	$(BIN)/python -m helpers.metrics.registry docs/metrics.md
+
 bench: venv ## benchmark the monthly pack at several sizes (writes bench/bench.json)
 	$(BIN)/revops bench
 
 clean: ## remove generated reports and caches (keeps .venv and your data)
 	rm -rf reports/*/ .pytest_cache .ruff_cache
 
-.PHONY: help venv sample validate monthly-report review-packs email-report whatif lab test lint format strip bench clean
+.PHONY: help venv sample validate monthly-report review-packs email-report whatif lab test lint format strip docs bench clean

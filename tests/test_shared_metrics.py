@@ -197,3 +197,40 @@ def test_one_probability_scale_rule():
     assert vals.tolist() == out.tolist() and not bad
     assert any("0–100 scale" in w for w in warnings)
     assert probability_scale(pd.Series([0.35, 0.5]), pd.Series([False, False]))[0].tolist() == [0.35, 0.5]
+
+
+# --------------------------------------------------------------------------------------------------
+# the registry itself
+# --------------------------------------------------------------------------------------------------
+def test_docs_metrics_md_is_generated_from_the_registry():
+    """docs/metrics.md is what `make docs` writes from registry.yml: edit the registry, then `make docs`."""
+    from conftest import ROOT
+
+    from helpers.metrics.registry import render_docs
+
+    assert (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8") == render_docs()
+
+
+def test_every_registry_entry_is_complete_and_computable():
+    from helpers.metrics import registry
+
+    reg = registry.load()
+    assert len(reg.metrics) > 80
+    for m in reg.metrics.values():
+        assert m.label and m.definition, m.key
+        assert callable(m.function()) or isinstance(m.function(), property), m.key
+    labels = {}
+    for m in reg.metrics.values():
+        # two figures that differ only by window share a label; their windows then differ
+        labels.setdefault((m.label, m.section, m.window), []).append(m.key)
+    assert all(len(v) == 1 for v in labels.values()), [v for v in labels.values() if len(v) > 1]
+
+
+def test_a_registry_error_names_the_entry(tmp_path):
+    from helpers.metrics import registry
+
+    text = registry.REGISTRY_FILE.read_text(encoding="utf-8").replace("window: 12m", "window: 11m", 1)
+    bad = tmp_path / "registry.yml"
+    bad.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=r"metric '[a-z_]+': window '11m' is not one of the registry's windows"):
+        registry.load(bad)

@@ -230,3 +230,20 @@ def render_docs() -> str:
                 )
             out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m helpers.metrics.registry [PATH]``: write docs/metrics.md (or PATH) from the registry."""
+    import sys
+
+    from helpers.data.atomic import write_text_atomic
+
+    args = sys.argv[1:] if argv is None else argv
+    target = Path(args[0]) if args else Path(__file__).resolve().parents[3] / "docs" / "metrics.md"
+    write_text_atomic(target, render_docs())
+    print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
