@@ -168,14 +168,14 @@ def test_tiny_pack_reads_well_offline(browser, tiny_pack, shots):
     page = res["pages"]["bookings.html"]
     assert len(page["images"]) == 1 and page["title"] == "Bookings check — 2026-10"
     # by hand (tests/fixtures/notebooks/packs.py): 60,000 won in 3 deals, 60% win rate, +53,000 on 2026-09
-    assert EXPECTED["2026-10"] == {"won_amount": 60000.0, "won_deals": 3, "win_rate": 0.6}
+    assert EXPECTED["2026-10"] == {"bookings_mtd": 60000.0, "won_deals": 3, "win_rate": 0.6}
     for text in ("$60,000", "60.0%", "+$53,000 (+757.1%)", "+2 (+200.0%)", "+40.0 pts"):
         assert text in res["index"]["text"], text
     assert "stderr line" not in page["text"] and "SECRET-REMOVED-CELL" not in page["text"]
     assert page["cards"] == [
-        ["Won bookings", "$60,000"],
-        ["Won deals", "3"],
-        ["Win rate (all time)", "60.0%"],
+        ["Bookings, 2026-10", "$60,000"],
+        ["Deals won, 2026-10", "3"],
+        ["Win rate (count), 2026-10", "60.0%"],
     ]
 
 

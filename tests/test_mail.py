@@ -117,9 +117,9 @@ def test_send_through_a_real_smtp_server(pack, smtp_server):
     text = msg.get_body(("plain",)).get_content()
     html = msg.get_body(("html",)).get_content()
     for figure in (
-        "Won bookings: $60,000  (+$53,000 (+757.1%))",
-        "Won deals: 3  (+2 (+200.0%))",
-        "Win rate (all time): 60.0%  (+40.0 pts)",
+        "Bookings, 2026-10: $60,000  (+$53,000 (+757.1%))",
+        "Deals won, 2026-10: 3  (+2 (+200.0%))",
+        "Win rate (count), 2026-10: 60.0%  (+40.0 pts)",
     ):
         assert figure in text, figure
     for figure in ("$60,000", "+$53,000 (+757.1%)", "+40.0 pts"):

@@ -41,8 +41,8 @@ def test_company_scope_on_the_sample(tmp_path, sample_dir):
         "weighted_pipeline_crm",
         "weighted_pipeline_hist",
         "coverage_next_quarter",
-        "win_rate_count",
-        "win_rate_value",
+        "win_rate_count_12m",
+        "win_rate_value_12m",
         "sales_velocity_30d",
         "stalled_deals",
     ):

@@ -194,7 +194,7 @@ def test_monthly_run_end_to_end_through_the_command(tmp_path):
     assert figs["win_rate"]["change"]["delta"] == pytest.approx(0.4)
     assert summary["previous_period"]["period"] == "2026-09"
     index = (folder / "index.html").read_text()
-    for text in ('href="bookings.html"', "$60,000", "+$53,000 (+757.1%)", "+40.0 pts", "Won deals", "60.0%"):
+    for text in ('href="bookings.html"', "$60,000", "+$53,000 (+757.1%)", "+40.0 pts", "Deals won", "60.0%"):
         assert text in index, text
     html = (folder / "bookings.html").read_text()
     assert "Bookings check" in html and "$60,000" in html and "<script" not in html

@@ -232,5 +232,18 @@ def test_a_registry_error_names_the_entry(tmp_path):
     text = registry.REGISTRY_FILE.read_text(encoding="utf-8").replace("window: 12m", "window: 11m", 1)
     bad = tmp_path / "registry.yml"
     bad.write_text(text, encoding="utf-8")
-    with pytest.raises(ValueError, match=r"metric '[a-z_]+': window '11m' is not one of the registry's windows"):
+    with pytest.raises(
+        ValueError, match=r"metric '[a-z_0-9]+': window '11m' is not one of the registry's windows"
+    ):
+        registry.load(bad)
+
+
+def test_a_key_defined_twice_is_an_error(tmp_path):
+    from helpers.metrics import registry
+
+    text = registry.REGISTRY_FILE.read_text(encoding="utf-8")
+    entry = text[text.index("  won_deals:\n") : text.index("  closed_deals:\n")]
+    bad = tmp_path / "registry.yml"
+    bad.write_text(text.replace(entry, entry + entry), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"line \d+: 'won_deals' is defined twice"):
         registry.load(bad)

@@ -83,9 +83,24 @@ class Registry:
     metrics: dict[str, Metric]
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ValueError(
+                    f"{REGISTRY_FILE.name}, line {key_node.start_mark.line + 1}: {key!r} is defined twice"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 @cache
 def load(path: Path = REGISTRY_FILE) -> Registry:
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a safe loader)
     terms = {k: Term(k, v["term"], v["definition"], v["section"]) for k, v in raw["terms"].items()}
     metrics = {}
     for key, v in raw["metrics"].items():

@@ -196,7 +196,7 @@ def show_headlines(v: PipelineView) -> None:
             "weighted_pipeline_crm",
             "weighted_pipeline_hist",
             "coverage_qtd" if figs["days_left_qtd"].value >= 14 else "coverage_next_quarter",
-            "win_rate_count",
+            "win_rate_count_12m",
             "sales_velocity_30d",
         ]
     )

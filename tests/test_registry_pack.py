@@ -1,0 +1,93 @@
+"""Every figure a reader sees in the monthly pack comes from the metric registry.
+
+The real pack (the three report notebooks through papermill) runs on the session's sample dataset for two
+months, so the second has changes. Then every figure in summary.json, every row of index.html and every
+line of the leadership email is walked: its key is a registry entry, and the label, unit and definition
+shown are the registry's (label rendered with the figure's window, base and the run's parameters).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "notebooks"))
+from packs import monthly  # noqa: E402
+
+from helpers.metrics import registry  # noqa: E402
+from helpers.publish import mail  # noqa: E402
+from helpers.publish.report import figure_rows  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pack(sample_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("registry-pack")
+    for period in ("2026-09", "2026-10"):
+        run = monthly(sample_dir, out, period)
+        assert run.returncode == 0, run.stdout + run.stderr
+    return out / "2026-10"
+
+
+def test_every_summary_figure_is_the_registrys(pack):
+    summary = mail.read_summary(pack / "summary.json")
+    seen = set()
+    for nb in summary["notebooks"]:
+        assert nb["status"] == "ok", nb
+        for f in nb["figures"]:
+            m = registry.metric(f["key"])  # KeyError: not in the registry
+            assert f["unit"] == m.unit, f["key"]
+            assert f["label"] == m.render_label(f.get("window"), f.get("base"), f.get("params")), f["key"]
+            assert f["definition"] == m.render_definition(f.get("params")), f["key"]
+            seen.add(f["key"])
+    # the pack shows figures of every section of the registry
+    assert {registry.metric(k).section for k in seen} == {"quota", "pipeline", "activity", "winloss"}
+    assert len(seen) > 80
+
+
+def test_index_and_email_show_the_registrys_labels_and_definitions(pack):
+    summary = mail.read_summary(pack / "summary.json")
+    expected = {f["key"]: f for nb in summary["notebooks"] for f in nb["figures"]}
+    index = (pack / "index.html").read_text(encoding="utf-8")
+    rows = re.findall(r'<tr data-key="([^"]+)"><td title="([^"]*)">([^<]*)</td>', index)
+    assert len({k for k, _, _ in rows}) == len(expected)
+    for key, title, label in rows:
+        f = expected[key]
+        m = registry.metric(key)
+        assert html.unescape(label) == m.render_label(f.get("window"), f.get("base"), f.get("params"))
+        assert html.unescape(title) == m.render_definition(f.get("params"))
+    # the definitions list at the foot of the index
+    for f in expected.values():
+        item = f"<strong>{html.escape(f['label'])}</strong>"
+        assert item in index or item.replace("&#39;", "&#x27;") in index, f["key"]
+    msg = mail.build_message(pack, ["vp@example.com"])
+    text = msg.get_body(("plain",)).get_content()
+    body = html.unescape(msg.get_body(("html",)).get_content())
+    shown = 0
+    for nb in summary["notebooks"]:
+        for r in figure_rows(summary, nb):
+            if f"  {r['label']}: {r['value']}" in text:
+                shown += 1
+                assert r["label"] in body
+                f = expected[r["key"]]
+                assert r["label"] == registry.metric(r["key"]).render_label(
+                    f.get("window"), f.get("base"), f.get("params")
+                )
+    assert shown >= 6  # the email carries each report's leading figures
+
+
+def test_labels_name_window_and_base_and_the_change_its_noise(pack):
+    summary = mail.read_summary(pack / "summary.json")
+    f = {x["key"]: x for nb in summary["notebooks"] for x in nb["figures"]}
+    closed = f["closed_deals"]["value"]
+    assert f["win_rate"]["label"] == f"Win rate (count), 2026-10 — {closed:,} closed"
+    assert f["win_rate_count_12m"]["label"].startswith("Win rate (count), 12 months to 2026-10-31 — ")
+    assert f["win_rate_change"]["label"].startswith("Win rate change, 2026-10 vs 2026-09 — ")
+    assert re.search(r"— (within the noise|a real shift)", f["win_rate_change"]["label"])
+    assert f["bookings_ytd"]["label"] == "Bookings, FY2027 to 2026-10-31"
+    assert f["plan_ytd"]["label"] == "Plan, FY2027, full year"
