@@ -75,7 +75,8 @@ def test_over_assignment_slider(panel):
 def test_hires_and_ramp_and_seasonality_controls(panel):
     panel.controls["hires_q2"].value = 2
     assert (panel.result.reps["status"] == "planned hire").sum() == 3  # D + 2 hires
-    assert "Reps (incl. hires)" in panel.summary.value and ">7<" in panel.summary.value
+    assert "Quota-carrying reps" in panel.summary.value
+    assert 'data-key="quota_reps">4 + 3 planned hires<' in panel.summary.value  # 7 reps in all
     panel.controls["hires_q2"].value = 0
     panel.controls["ramp_months"].value = 0
     d = panel.result.reps.set_index("rep_id").loc["D"]

@@ -105,18 +105,18 @@ def test_moving_the_growth_slider_changes_the_target(voila):
             page.goto(voila, timeout=240_000, wait_until="commit")
             page.wait_for_selector(".rv-whatif-summary", timeout=240_000)
             # hand dataset: FY2026 bookings 600k, growth 20% -> target 720k
-            assert card(page, "Company target") == "$720,000"
-            before = card(page, "Sum of rep quotas")
+            assert card(page, "quota_company_target") == "$720,000"
+            before = card(page, "quota_sum_of_rep_quotas")
             handle = page.locator(".noUi-handle").first  # the first slider is growth
             handle.focus()
             page.keyboard.press("ArrowRight")  # +1 point of growth: 600k × 1.21 = 726k
             page.wait_for_function(
-                "() => document.querySelector('.rv-whatif-summary [data-key=\"Company target\"]')"
+                "() => document.querySelector('.rv-whatif-summary [data-key=\"quota_company_target\"]')"
                 ".innerText !== '$720,000'",
                 timeout=30_000,
             )
-            assert card(page, "Company target") == "$726,000"
-            after = card(page, "Sum of rep quotas")
+            assert card(page, "quota_company_target") == "$726,000"
+            after = card(page, "quota_sum_of_rep_quotas")
             assert after != before and re.match(r"^\$[\d,]+ \(\+15%\)$", after)
         finally:
             browser.close()

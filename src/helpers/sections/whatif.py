@@ -28,39 +28,51 @@ from helpers.metrics.plan import (  # noqa: F401  (the plan API, used through th
     proposed_quotas,
     sdr_plan,
 )
+from helpers.metrics.registry import metric
+
+
+def plan_params(i: PlanInputs) -> dict:
+    """The inputs the quota figures' registry labels and definitions name ({target_share:.0%}, …)."""
+    lo, hi = i.realistic_band
+    return {
+        "target_share": i.target_share,
+        "realistic_low": lo,
+        "realistic_high": hi,
+        "out_of_reach": i.out_of_reach,
+        "too_easy": i.too_easy,
+        "ote_min": i.ote_multiple_min,
+        "ote_max": i.ote_multiple_max,
+    }
 
 
 def summary_html(res: PlanResult, currency: str = "USD") -> str:
-    """The headline line of the explorer (also what the browser test reads)."""
-    from helpers.sections.display import fmt_money, fmt_pct
+    """The headline line of the explorer (also what the browser test reads): registry figures, each card
+    labelled by the registry (``data-key`` = the registry key) with its definition as a tooltip."""
+    from helpers.sections.display import TABLE_CSS, fmt_money, fmt_pct
 
     def m(x):
         return fmt_money(x, currency)
 
-    verdict = "realistic" if res.realistic else "not realistic"
+    params = plan_params(res.inputs)
+    over = f" ({res.sum_of_quotas / res.target - 1:+.0%})" if res.target else ""
+    hires = int((res.reps["status"] == "planned hire").sum())
     items = [
-        ("Company target", m(res.target)),
+        ("quota_company_target", m(res.target)),
+        ("quota_sum_of_rep_quotas", m(res.sum_of_quotas) + over),
+        ("quota_reps", f"{len(res.reps) - hires}" + (f" + {hires} planned hires" if hires else "")),
         (
-            "Sum of rep quotas",
-            f"{m(res.sum_of_quotas)} ({res.sum_of_quotas / res.target - 1:+.0%})"
-            if res.target
-            else m(res.sum_of_quotas),
+            "quota_expected_share_at_quota",
+            f"{fmt_pct(res.expected_share)} — {'realistic' if res.realistic else 'not realistic'}",
         ),
-        ("Reps (incl. hires)", f"{len(res.reps)}"),
-        ("Expected share of reps at quota", f"{fmt_pct(res.expected_share)} — {verdict}"),
-        (
-            f"Quota level for {res.inputs.target_share:.0%} at quota",
-            f"{res.quota_level:.2f}× ({m(res.quota_level_total)})",
-        ),
-        ("Out of reach / too easy", f"{len(res.out_of_reach)} / {len(res.too_easy)}"),
+        ("quota_level_multiple", f"{res.quota_level:.2f}× ({m(res.quota_level_total)})"),
+        ("quota_reps_out_of_reach", f"{len(res.out_of_reach)} (too easy: {len(res.too_easy)})"),
     ]
     cells = "".join(
-        f'<div class="rv-card"><div class="l">{html.escape(k)}</div>'
-        f'<div class="v" data-key="{html.escape(k)}">{html.escape(v)}</div></div>'
+        f'<div class="rv-card" title="{html.escape(metric(k).render_definition(params))}">'
+        f'<div class="l">{html.escape(metric(k).render_label(params=params))}</div>'
+        f'<div class="v" data-key="{k}">{html.escape(v)}</div></div>'
         for k, v in items
     )
-    from helpers.sections.display import TABLE_CSS
-
     return f'{TABLE_CSS}<div class="rv-cards rv-whatif-summary">{cells}</div>'
 
 
@@ -251,16 +263,7 @@ def add_headlines(h, res: PlanResult, funnel: pd.DataFrame | None = None) -> Non
     """The quota plan's headline figures (registry entries ``quota_*``) into ``Headlines`` ``h``."""
     i = res.inputs
     plan = f"FY{res.fiscal_year} plan"
-    lo, hi = i.realistic_band
-    params = {
-        "target_share": i.target_share,
-        "realistic_low": lo,
-        "realistic_high": hi,
-        "out_of_reach": i.out_of_reach,
-        "too_easy": i.too_easy,
-        "ote_min": i.ote_multiple_min,
-        "ote_max": i.ote_multiple_max,
-    }
+    params = plan_params(i)
     outside = res.reps["ote_flag"].isin([f"below {i.ote_multiple_min:g}×", f"above {i.ote_multiple_max:g}×"])
     figs = [
         ("quota_fiscal_year", f"FY{res.fiscal_year}", None),
