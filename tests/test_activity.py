@@ -307,12 +307,11 @@ def test_benchmark_gap(act, opps, quotas):
     # r1: $40k / 25k = 1.6 deals / 0.8 = 2 opportunities; calls 2 x 7/6 = 7/3; meetings 2 x 2/6; demos 2 x 1/6
     # (helpers.metrics.quota's chain: meetings+demos = 2 / (6 opps / 3 held) = 1, calls = 1 / (3/7) = 7/3 -> same.)
     mq = A.monthly_quota(quotas, AS_OF)
-    needed, rates, _ = A.benchmark_needs(act, opps, mq, AS_OF, months=12)
+    needed, rates = A.benchmark_needs(act, opps, mq, AS_OF, months=12)
     assert rates["avg_deal_size"] == pytest.approx(25_000) and rates["win_rate"] == pytest.approx(0.8)
     assert needed.loc["r1", ["deals", "opportunities"]].tolist() == pytest.approx([1.6, 2.0])
     assert needed.loc["r1", ["calls", "meetings", "demos"]].tolist() == pytest.approx([7 / 3, 2 / 3, 1 / 3])
-    own = A.needed_activity(mq, rates)
-    assert own.loc["r2", ["calls", "meetings", "demos"]].tolist() == pytest.approx([7 / 6, 1 / 3, 1 / 6])
+    assert needed.loc["r2", ["calls", "meetings", "demos"]].tolist() == pytest.approx([7 / 6, 1 / 3, 1 / 6])
     # actual over 3 months (08-01 .. 10-31) / 3: r1 calls c1 c2 c3 p1 = 4, meetings m1, demos d1;
     # r2 calls c4 c5 c6 = 3, meetings m3, demos 0 (d2 was a no-show)
     actual = A.actual_activity(act, *trailing_window(AS_OF, 3), months=3)
@@ -499,7 +498,7 @@ def test_benchmark_counts_ae_activity_only(act, opps, reps, quotas):
     )
     mq = A.monthly_quota(quotas, AS_OF)
     for r in (with_sdr, None):  # by role, or (no reps table) by who owns opportunities
-        needed, rates, _ = A.benchmark_needs(both, opps, mq, AS_OF, months=12, reps=r)
+        needed, rates = A.benchmark_needs(both, opps, mq, AS_OF, months=12, reps=r)
         assert rates["calls_per_opp"] == pytest.approx(7 / 6)
         assert needed.loc["r1", ["calls", "meetings", "demos"]].tolist() == pytest.approx(
             [7 / 3, 2 / 3, 1 / 3]

@@ -27,6 +27,8 @@ import pandas as pd
 from helpers.data.calendar import trailing_window, weeks_window
 from helpers.data.schema import ACTIVITY_TYPES, CONNECTED_OUTCOMES
 from helpers.metrics import rates as R
+from helpers.metrics.quota import funnel_rates as quota_rates
+from helpers.metrics.quota import reverse_funnel, seller_ids
 
 OUTBOUND_TYPES = ("call", "email", "social")
 MEETING_TYPES = ("meeting", "demo")
@@ -725,18 +727,6 @@ def monthly_quota(quotas: pd.DataFrame, as_of) -> pd.Series:
     return q.groupby(q["rep_id"].astype("str"))["monthly"].last().rename("monthly_quota")
 
 
-def needed_activity(monthly_quotas: pd.Series, rates: pd.Series) -> pd.DataFrame:
-    """Reverse funnel per rep per month: deals = quota ÷ avg_deal_size; opportunities = deals ÷ win_rate;
-    demos = opportunities × demos_per_opp; meetings = opportunities × meetings_per_opp;
-    calls = opportunities × calls_per_opp (all rates from ``funnel_rates``)."""
-    out = pd.DataFrame({"monthly_quota": monthly_quotas.astype("float64")})
-    out["deals"] = out["monthly_quota"] / rates["avg_deal_size"]
-    out["opportunities"] = out["deals"] / rates["win_rate"]
-    for kind in ("calls", "meetings", "demos"):
-        out[kind] = out["opportunities"] * rates[f"{kind}_per_opp"]
-    return out
-
-
 def split_meetings(needed: pd.DataFrame, rates: pd.Series) -> pd.DataFrame:
     """Split a combined meetings-and-demos need into meetings and demos by the measured demo share
     (demos held ÷ (meetings held + demos held)); with no history the share is taken as 0."""
@@ -755,29 +745,18 @@ def benchmark_needs(
     as_of,
     months: int = 12,
     reps: pd.DataFrame | None = None,
-) -> tuple[pd.DataFrame, pd.Series, str]:
+) -> tuple[pd.DataFrame, pd.Series]:
     """Activity per month each rep's quota needs, with the rates used and where the chain came from.
 
     The AE funnel from AE activity: rates count the activity of AEs only (``helpers.metrics.quota.seller_ids``:
     reps not in an SDR/BDR role, else owners of opportunities) against every opportunity AEs own — the
     opportunities SDR meetings source included; SDR calls and meetings are not counted against AEs.
     Uses ``helpers.metrics.quota.funnel_rates`` + ``reverse_funnel`` (quota → deals → opportunities → meetings and
-    demos → calls, benchmarks where a rate cannot be measured) when that module is present, splitting
-    meetings and demos by ``split_meetings``; otherwise ``needed_activity`` with ``funnel_rates`` here.
-    Returns (frame indexed by rep: monthly_quota, deals, opportunities, calls, meetings, demos; rates; source).
+    demos → calls, benchmarks where a rate cannot be measured), splitting meetings and demos by
+    ``split_meetings``. Returns (frame indexed by rep: monthly_quota, deals, opportunities, calls, meetings,
+    demos; rates).
     """
     start, end = trailing_window(as_of, months)
-    try:
-        from helpers.metrics.quota import funnel_rates as quota_rates
-        from helpers.metrics.quota import reverse_funnel, seller_ids
-    except ImportError:
-        sellers = [str(x) for x in opportunities["owner"].dropna().astype("str").unique()]
-        rates = funnel_rates(activities, opportunities, start, end, owners=sellers)
-        return (
-            needed_activity(monthly_quotas, rates),
-            rates,
-            "measured here (helpers.metrics.quota not available)",
-        )
     sellers = seller_ids(reps, opportunities)
     rates = funnel_rates(activities, opportunities, start, end, owners=sellers)
     fr = quota_rates(opportunities, activities, as_of, months=months, reps=reps)
@@ -785,11 +764,7 @@ def benchmark_needs(
     rf = split_meetings(rf.rename(columns={"quota": "monthly_quota"}), rates)
     rates = rates.copy()
     rates["win_rate"], rates["avg_deal_size"] = fr.win_rate, fr.avg_deal_size
-    return (
-        rf[["monthly_quota", "deals", "opportunities", "calls", "meetings", "demos"]],
-        rates,
-        "helpers.metrics.quota.reverse_funnel",
-    )
+    return rf[["monthly_quota", "deals", "opportunities", "calls", "meetings", "demos"]], rates
 
 
 def actual_activity(activities: pd.DataFrame, start, end, months: float) -> pd.DataFrame:

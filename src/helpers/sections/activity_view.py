@@ -301,14 +301,12 @@ def _benchmarks(ctx, act_all, opps_all, owners) -> None:
     if not len(mq):
         note("No bookings quota covers this month for the reps in scope, so there is no benchmark.")
         return
-    needed, rates, source = A.benchmark_needs(
-        act_all, opps_all, mq, ctx.as_of, YIELD_MONTHS, reps=ctx.ds.reps
-    )
+    needed, rates = A.benchmark_needs(act_all, opps_all, mq, ctx.as_of, YIELD_MONTHS, reps=ctx.ds.reps)
     astart, aend = trailing_window(ctx.as_of, ACTUAL_MONTHS)
     actual = A.actual_activity(act_all, astart, aend, ACTUAL_MONTHS)
     gap = A.benchmark_gap(needed, actual)
     note(
-        f"Reverse funnel ({source}), measured over the {YIELD_MONTHS} months to {ctx.as_of:%Y-%m-%d} for the "
+        f"Reverse funnel, measured over the {YIELD_MONTHS} months to {ctx.as_of:%Y-%m-%d} for the "
         f"whole company, from AEs' own activity: average deal {ctx.money(rates['avg_deal_size'])}, win rate "
         f"{rates['win_rate']:.0%}, {rates['calls_per_opp']:.1f} AE calls, {rates['meetings_per_opp']:.2f} AE "
         f"meetings and {rates['demos_per_opp']:.2f} AE demos held per opportunity created. SDR calls and "
