@@ -105,19 +105,25 @@ def test_to_html_hides_code_noise_and_needs_no_network(tmp_path):
 
 
 def test_figure_change_and_format():
-    # 7,000 → 60,000: +53,000, 53,000 / 7,000 = 7.5714 → "+$53,000 (+757.1%)"
-    cur = {"value": 60000.0, "unit": "currency"}
+    # 7,000 → 60,000: +53,000, 53,000 / 7,000 = 7.5714 → "+$53,000 (+757.1%)"; more bookings is good news
+    cur = {"key": "bookings_mtd", "value": 60000.0, "unit": "currency"}
     ch = report.figure_change(cur, {"value": 7000.0})
     assert ch == {"previous": 7000.0, "delta": 53000.0, "pct": pytest.approx(53000 / 7000)}
-    assert report.fmt_change(cur, ch, "USD") == ("+$53,000 (+757.1%)", "up")
-    # percent units: 0.6 − 0.2 = 0.4 → "+40.0 pts", no relative change
-    pct = {"value": 0.2, "unit": "percent"}
+    assert report.fmt_change(cur, ch, "USD") == ("+$53,000 (+757.1%)", "good")
+    # percent units: 0.6 − 0.2 = 0.4 → "−40.0 pts", no relative change; a falling win rate is bad news
+    pct = {"key": "win_rate", "value": 0.2, "unit": "percent"}
     ch = report.figure_change(pct, {"value": 0.6})
-    assert ch["pct"] is None and report.fmt_change(pct, ch, "USD") == ("−40.0 pts", "down")
-    # a change of a points figure (win rate change +0.089 → +0.112): +2.3 pts, one sign, no relative change
-    pts = {"value": 0.112, "unit": "points"}
-    ch = report.figure_change(pts, {"value": 0.089})
-    assert ch["pct"] is None and report.fmt_change(pts, ch, "USD") == ("+2.3 pts", "up")
+    assert ch["pct"] is None and report.fmt_change(pct, ch, "USD") == ("−40.0 pts", "bad")
+    # more stalled deals is bad news although the number went up; fewer is good news
+    stalled = {"key": "stalled_deals", "value": 5, "unit": "count"}
+    assert report.fmt_change(stalled, report.figure_change(stalled, {"value": 3}), "USD")[1] == "bad"
+    assert report.fmt_change(stalled, report.figure_change(stalled, {"value": 8}), "USD")[1] == "good"
+    # a figure whose direction the registry does not judge (days left in the quarter) is neutral
+    days = {"key": "days_left_qtd", "value": 10, "unit": "days"}
+    assert report.fmt_change(days, report.figure_change(days, {"value": 40}), "USD")[1] == "neutral"
+    # a points figure is a change already (win rate change): no change of a change
+    pts = {"key": "win_rate_change", "value": 0.112, "unit": "points"}
+    assert report.figure_change(pts, {"value": 0.089}) is None
     assert report.figure_change(cur, None) is None
     assert report.figure_change({"value": None, "unit": "count"}, {"value": 3}) is None
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.data.calendar import FiscalCalendar, trailing_window
-from helpers.metrics.pipeline import _amount, _flag, _ratio, is_won, isin, map_unique, positions
+from helpers.metrics.pipeline import _amount, _flag, _ratio, cycle_days, is_won, isin, map_unique, positions
 
 FIELDS = ("stage", "amount", "close_date", "probability", "forecast_category")
 
@@ -992,7 +992,7 @@ def stalled_by_age(opps: pd.DataFrame, as_of, quantile: float = 0.75, months: in
     as_of = pd.Timestamp(as_of)
     start, _ = trailing_window(as_of, months)
     w = opps[is_won(opps) & (opps["close_date"] >= start) & (opps["close_date"] <= as_of)]
-    thr = float((w["close_date"] - w["created_date"]).dt.days.quantile(quantile)) if len(w) else math.nan
+    thr = float(cycle_days(w).quantile(quantile)) if len(w) else math.nan
     o = opps[~_flag(opps["is_closed"])].copy()
     o["age_days"] = (as_of - o["created_date"]).dt.days
     o["threshold_days"] = thr

@@ -807,7 +807,7 @@ def read_summary(path: Path) -> dict | None:
 def figure_change(fig: dict, prev: dict | None) -> dict | None:
     """Change of one figure against the same key last period: ``delta`` = now − before (percentage
     points for percent units), ``pct`` = delta ÷ |before| (not for percent units)."""
-    if not prev:
+    if not prev or fig.get("unit") == "points":  # a points figure is a change already: no change of a change
         return None
     before = prev.get("value")
     now = fig.get("value")
@@ -818,8 +818,20 @@ def figure_change(fig: dict, prev: dict | None) -> dict | None:
     return {"previous": before, "delta": delta, "pct": pct}
 
 
+def change_class(key: str | None, delta: float) -> str:
+    """ "good" or "bad" news by the registry's ``better`` for ``key`` (higher or lower), "neutral" when the
+    registry does not say which way is good (or the key is not a registry figure)."""
+    from helpers.metrics.registry import load
+
+    m = load().metrics.get(key or "")
+    if m is None or m.better is None:
+        return "neutral"
+    return "good" if (delta > 0) == (m.better == "higher") else "bad"
+
+
 def fmt_change(fig: dict, change: dict | None, currency: str) -> tuple[str, str]:
-    """(text, css class) for a change: ``+$12,000 (+4.1%)``, ``+2.3 pts``, ``no change``."""
+    """(text, css class) for a change: ``+$12,000 (+4.1%)``, ``+2.3 pts``, ``no change``; the class says
+    whether it is good or bad news (``change_class``), not its sign."""
     from helpers.sections.display import fmt_value
 
     if not change:
@@ -835,7 +847,7 @@ def fmt_change(fig: dict, change: dict | None, currency: str) -> tuple[str, str]
         text = sign + fmt_value(abs(d), unit, currency)
         if change.get("pct") is not None:
             text += f" ({sign}{abs(change['pct']) * 100:,.1f}%)"
-    return text, "up" if d > 0 else "down"
+    return text, change_class(fig.get("key"), d)
 
 
 def build_summary(
