@@ -643,7 +643,18 @@ def show_efficiency(v: PipelineView) -> None:
         )
     wr12, wrq = pl.win_rate(sc.opps, year_start, A), pl.win_rate(sc.opps, W["QTD"].start, A)
     show_table(
-        pd.DataFrame([{"window": "last 12 months", **wr12}, {"window": W["QTD"].label + " to date", **wrq}]),
+        pd.DataFrame([{"window": "last 12 months", **wr12}, {"window": W["QTD"].label + " to date", **wrq}])[
+            [
+                "window",
+                "closed",
+                "won",
+                "lost",
+                "win_rate_count",
+                "won_value",
+                "closed_value",
+                "win_rate_value",
+            ]
+        ],
         pct=["win_rate_count", "win_rate_value"],
         money=["won_value", "closed_value"],
         ints=["closed", "won", "lost"],
