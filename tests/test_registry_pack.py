@@ -54,7 +54,7 @@ def test_index_and_email_show_the_registrys_labels_and_definitions(pack):
     summary = mail.read_summary(pack / "summary.json")
     expected = {f["key"]: f for nb in summary["notebooks"] for f in nb["figures"]}
     index = (pack / "index.html").read_text(encoding="utf-8")
-    rows = re.findall(r'<tr data-key="([^"]+)"><td title="([^"]*)">([^<]*)</td>', index)
+    rows = re.findall(r'<tr data-key="([^"]+)"(?: class="fig")?><td title="([^"]*)">([^<]*)</td>', index)
     assert len({k for k, _, _ in rows}) == len(expected)
     for key, title, label in rows:
         f = expected[key]
@@ -62,9 +62,9 @@ def test_index_and_email_show_the_registrys_labels_and_definitions(pack):
         assert html.unescape(label) == m.render_label(f.get("window"), f.get("base"), f.get("params"))
         assert html.unescape(title) == m.render_definition(f.get("params"))
     # the definitions list at the foot of the index
+    plain = html.unescape(index)
     for f in expected.values():
-        item = f"<strong>{html.escape(f['label'])}</strong>"
-        assert item in index or item.replace("&#39;", "&#x27;") in index, f["key"]
+        assert f"<strong>{f['label']}</strong>" in plain, f["key"]
     msg = mail.build_message(pack, ["vp@example.com"])
     text = msg.get_body(("plain",)).get_content()
     body = html.unescape(msg.get_body(("html",)).get_content())
@@ -91,3 +91,43 @@ def test_labels_name_window_and_base_and_the_change_its_noise(pack):
     assert re.search(r"— (within the noise|a real shift)", f["win_rate_change"]["label"])
     assert f["bookings_ytd"]["label"] == "Bookings, FY2027 to 2026-10-31"
     assert f["plan_ytd"]["label"] == "Plan, FY2027, full year"
+
+
+def test_the_first_screen_answers_the_four_questions(pack):
+    """At 1280 × 900 the index opens on the four answers, each with its figures; at 390 px they stack and
+    stay within the screen's width."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("/usr/bin/chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(chromium), args=args)
+        try:
+            page = b.new_page(viewport={"width": 1280, "height": 900})
+            page.goto((pack / "index.html").as_uri())
+            boxes = page.eval_on_selector_all(
+                ".exec .answer",
+                "els => els.map(e => {const r = e.getBoundingClientRect(); "
+                "return {bottom: r.bottom, text: e.innerText}})",
+            )
+            questions = [
+                "Will we make the number?",
+                "Is the pipeline enough?",
+                "Are the quotas realistic?",
+                "Why do we win and lose?",
+            ]
+            assert len(boxes) == 4
+            for box, q in zip(boxes, questions, strict=True):
+                assert q in box["text"]
+                assert box["bottom"] <= 900, (q, box["bottom"])  # on the first screen
+                assert re.search(r"\$[\d.,]+[kMB]?|\d+(\.\d)?%|\d\.\d\d×", box["text"]), box["text"]
+            phone = b.new_page(viewport={"width": 390, "height": 844})
+            phone.goto((pack / "index.html").as_uri())
+            widths = phone.eval_on_selector_all(
+                ".exec .answer", "els => els.map(e => e.getBoundingClientRect().right)"
+            )
+            assert len(widths) == 4 and max(widths) <= 390
+        finally:
+            b.close()

@@ -470,6 +470,27 @@ def forecast_rollup(opps: pd.DataFrame, start, end) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["category", "category_amount", "deals", "cumulative"])
 
 
+def landing(opps: pd.DataFrame, config, window: Window) -> dict:
+    """Where a period lands, as a range built from the deals (``window``: the period, to its as-of date):
+
+    - booked = Σ won amount closed in [start, as_of];
+    - commit = booked + open Commit deals closing in the period (``forecast_rollup``);
+    - likely = booked + Σ amount × CRM probability (else the stage default) of open deals closing in it;
+    - best case = commit + open Best Case deals closing in it;
+    - run rate = booked ÷ elapsed days × days in the period (the straight-line pace).
+    Open deals count when their expected close date lies in [start, end] (past-due ones dated in it included)."""
+    fr = forecast_rollup(opps, window.start, window.end).set_index("category")["cumulative"]
+    booked = bookings(opps, window.start, window.as_of)
+    o = weighted_pipeline(open_in_period(opps, window.start, window.end), config)
+    return {
+        "booked": booked,
+        "commit": float(fr["Commit"]),
+        "likely": booked + float(o["weighted_crm"].sum()),
+        "best_case": float(fr["Best case"]),
+        "run_rate": booked / window.elapsed_days * window.total_days,
+    }
+
+
 def open_in_period(opps: pd.DataFrame, start, end) -> pd.DataFrame:
     """Open deals whose expected close date lies in ``[start, end]`` (past-due ones in the window included)."""
     return opps[
@@ -933,6 +954,30 @@ def headline_figures(
     put("past_due_deals", len(pdue), at)
     put("past_due_amount", pdue["amount"].sum(), at)
     put("no_next_step_deals", len(no_next_step(sc.opps, as_of)), at)
+    # will we make the number: the year's landing against the company target and the plan
+    ytd = w["YTD"]
+    land = landing(sc.opps, config, ytd)
+    year = ytd.full_text
+    put("landing_fy_commit", land["commit"], year)
+    put("landing_fy_likely", land["likely"], year)
+    put("landing_fy_best", land["best_case"], year)
+    put("landing_fy_run_rate", land["run_rate"], year)
+    fy = cal.fiscal_year(as_of)
+    target = (targets or {}).get(fy)
+    if target and sc.scope == "company":
+        put("target_fy", target, year)
+        gap = target - land["likely"]
+        put("gap_fy", gap, year)
+        deals = math.ceil(gap / v["avg_deal_size"]) if gap > 0 and v["avg_deal_size"] > 0 else 0
+        put("gap_deals_fy", deals, year)
+    # is the pipeline enough: what next quarter needs at the coverage threshold
+    nq = out["remaining_next_quarter"].number * threshold
+    put("pipeline_needed_next_quarter", nq, out["coverage_next_quarter"].window)
+    put(
+        "pipeline_shortfall_next_quarter",
+        max(nq - out["open_in_next_quarter"].number, 0.0) if not math.isnan(nq) else math.nan,
+        out["coverage_next_quarter"].window,
+    )
     # what leadership reads first (the index and the email show the first figures)
     first = (
         "bookings_qtd",

@@ -9,6 +9,7 @@ realism simulation. The quota notebook and the what-if explorer both call it, so
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -202,6 +203,15 @@ class PlanResult:
     @property
     def quota_level_total(self) -> float:
         return self.quota_level * self.sum_of_quotas
+
+    @property
+    def reps_needed(self) -> int | None:
+        """Quota-carrying reps (planned hires included) × target ÷ the target at which the target share attains,
+        rounded up: the headcount that carries the target at quotas that share of reps reaches."""
+        level = self.quota_level_target
+        if not level or level != level or not self.target:
+            return None
+        return math.ceil(len(self.reps) * self.target / level - 1e-9)
 
     @property
     def quota_level_target(self) -> float:

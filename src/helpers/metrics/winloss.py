@@ -906,6 +906,22 @@ def quality_summary(
 # --------------------------------------------------------------------------------------------------
 # headlines and "what to look at"
 # --------------------------------------------------------------------------------------------------
+def top_competitor(competitors: pd.DataFrame | None) -> tuple[str, float] | None:
+    """The competitor we lost the most deals to in the window, and its share of the lost deals that name a
+    competitor (pooled and "(not set)" rows left out); None when no lost deal names one."""
+    if competitors is None or not len(competitors):
+        return None
+    named = competitors[
+        ~competitors["group"].isin([NOT_SET]) & ~competitors["group"].astype(str).str.startswith("Other (")
+    ]
+    named = named[named["lost"] > 0]
+    if not len(named):
+        return None
+    lost_named = competitors.loc[competitors["group"] != NOT_SET, "lost"].sum()
+    best = named.sort_values(["lost", "group"], ascending=[False, True]).iloc[0]
+    return str(best["group"]), float(best["lost"] / lost_named)
+
+
 def headline_figures(
     overall: pd.DataFrame,
     change: dict,
@@ -913,6 +929,7 @@ def headline_figures(
     summary: pd.DataFrame,
     review_label: str = "",
     comparison_label: str = "",
+    competitors: pd.DataFrame | None = None,
 ) -> list[Fig]:
     """The review's headline figures (registry entries) over the review window ``review_label`` and the
     comparison window ``comparison_label``; the change says whether it is within the noise."""
@@ -941,6 +958,10 @@ def headline_figures(
         top = recorded.iloc[0]
         figs.append(Fig("top_loss_reason", str(top["reason"]), rv))
         figs.append(Fig("top_loss_reason_share", top["share"], rv))
+    top = top_competitor(competitors)
+    if top is not None:
+        figs.append(Fig("top_competitor", top[0], rv))
+        figs.append(Fig("top_competitor_share", top[1], rv))
     s = summary.set_index("check")
     if "Lost with no loss reason" in s.index:
         figs.append(Fig("lost_without_reason_share", s.at["Lost with no loss reason", "share"], rv))
@@ -1227,6 +1248,7 @@ def build_review(
         quality,
         review.label if dated else "all closed records",
         comp.label if dated else "",
+        competitors,
     )
     dims_for_points = {**by_dim, **({"competitor": competitors} if competitors is not None else {})}
     points = what_to_look_at(

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from helpers.data.atomic import write_text_atomic
 from helpers.publish.report import INDEX_TOP_FIGURES, figure_rows, read_summary, render_template
+from helpers.sections.executive import STATUS_WORDS, answers
 
 MAX_CHARTS = 2
 TOP_FIGURES = INDEX_TOP_FIGURES  # per notebook in the email; the rest are in the attached reports
@@ -93,7 +94,7 @@ def parse_recipients(text: str) -> list[str]:
     return addrs
 
 
-def plain_text(summary: dict, packs: list[dict]) -> str:
+def plain_text(summary: dict, packs: list[dict], answers: list | None = None) -> str:
     lines = [
         f"Monthly sales report — {summary['period']}",
         f"{summary['dataset']['name']} · data as of {summary['as_of']}"
@@ -104,6 +105,8 @@ def plain_text(summary: dict, packs: list[dict]) -> str:
         ),
         "",
     ]
+    for a in answers or []:
+        lines += [f"[{STATUS_WORDS[a.status].upper()}] {a.question}", f"  {a.sentence}", ""]
     for nb in packs:
         lines.append(nb["title"])
         lines.append("-" * len(nb["title"]))
@@ -147,7 +150,17 @@ def build_message(period_dir: Path, recipients: list[str], sender: str = "revops
             entry["cid"] = cid[1:-1]
             charts.append((cid, chart.read_bytes(), f"{nb['name']}.png"))
         packs.append(entry)
-    html = inline_css(render_template("email.html.j2", s=summary, packs=packs, subject=subject))
+    exec_answers = answers(summary)
+    html = inline_css(
+        render_template(
+            "email.html.j2",
+            s=summary,
+            packs=packs,
+            subject=subject,
+            answers=exec_answers,
+            status_words=STATUS_WORDS,
+        )
+    )
     if len(html.encode()) > MAX_HTML_BYTES:
         raise MailError(
             f"the email body is {len(html.encode()) / 1000:.0f} KB; mail clients clip past "
@@ -159,7 +172,7 @@ def build_message(period_dir: Path, recipients: list[str], sender: str = "revops
     msg["To"] = ", ".join(recipients)
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = make_msgid(domain="revops.local")
-    msg.set_content(plain_text(summary, packs))
+    msg.set_content(plain_text(summary, packs, exec_answers))
     msg.add_alternative(html, subtype="html")
     html_part = msg.get_payload()[1]
     for cid, png, fname in charts:

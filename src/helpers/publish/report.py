@@ -952,9 +952,19 @@ def figure_rows(summary: dict, nb: dict) -> list[dict]:
 
 
 def render_index(summary: dict) -> str:
+    from helpers.sections.executive import STATUS_WORDS, answers
+
     packs = [{**nb, "rows": figure_rows(summary, nb)} for nb in summary["notebooks"]]
     return _dedupe_styles(
-        render_template("index.html.j2", s=summary, packs=packs, css=report_css(), top_n=INDEX_TOP_FIGURES)
+        render_template(
+            "index.html.j2",
+            s=summary,
+            packs=packs,
+            answers=answers(summary),
+            status_words=STATUS_WORDS,
+            css=report_css(),
+            top_n=INDEX_TOP_FIGURES,
+        )
     )
 
 

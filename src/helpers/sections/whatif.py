@@ -278,6 +278,7 @@ def add_headlines(h, res: PlanResult, funnel: pd.DataFrame | None = None) -> Non
         ("quota_level_multiple", res.quota_level, plan),
         ("quota_level_total", res.quota_level_total, plan),
         ("quota_level_target", res.quota_level_target, plan),
+        ("quota_reps_needed", res.reps_needed, plan),
         ("quota_reps_out_of_reach", len(res.out_of_reach), plan),
         ("quota_reps_too_easy", len(res.too_easy), plan),
         ("quota_reps_outside_ote_band", int(outside.sum()), plan),

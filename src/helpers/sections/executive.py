@@ -1,0 +1,210 @@
+"""The executive summary: the four questions leadership asks, answered on one screen from the pack's figures.
+
+``answers(summary)`` reads the registry figures the three reports recorded in summary.json and returns four
+``Answer``s — will we make the number, is the pipeline enough, are the quotas realistic, why do we win and
+lose — each with a status (good / watch / bad news, or "unknown" when the data does not say), one sentence,
+and the figures behind it (registry labels, formatted values, definitions). The index and the leadership email
+show them first. Nothing here computes a figure: it reads them and judges them against their own thresholds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from helpers.sections.display import fmt_money, fmt_value
+
+GOOD, WATCH, BAD, UNKNOWN = "good", "watch", "bad", "unknown"
+STATUS_WORDS = {GOOD: "Good news", WATCH: "Watch", BAD: "Bad news", UNKNOWN: "No data"}
+
+
+@dataclass
+class Answer:
+    question: str
+    status: str
+    sentence: str
+    link: str | None = None  # the report the answer comes from
+    rows: list[dict] = field(default_factory=list)  # key, label, value, definition
+
+
+class _Figures:
+    """The pack's figures by key (each key is recorded by one report)."""
+
+    def __init__(self, summary: dict):
+        self.currency = summary.get("dataset", {}).get("currency", "USD")
+        self.by_key: dict[str, dict] = {}
+        self.html: dict[str, str | None] = {}
+        for nb in summary.get("notebooks", []):
+            for f in nb.get("figures", []):
+                self.by_key.setdefault(f["key"], {**f, "notebook": nb.get("name")})
+            self.html[nb.get("name")] = nb.get("html") if nb.get("status") == "ok" else None
+
+    def num(self, key: str) -> float:
+        v = self.by_key.get(key, {}).get("value")
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+    def text(self, key: str) -> str:
+        f = self.by_key.get(key)
+        if f is None or f.get("value") is None:
+            return "n/a"
+        return f["value"] if isinstance(f["value"], str) else fmt_value(f["value"], f["unit"], self.currency)
+
+    def money(self, x: float) -> str:
+        """A sentence's amount, rounded as a reader says it: $10.9M."""
+        return fmt_money(x, self.currency, compact=True)
+
+    def short(self, key: str) -> str:
+        """The figure as a sentence says it (amounts rounded: $10.9M)."""
+        f = self.by_key.get(key)
+        if f is not None and f.get("unit") == "currency" and isinstance(f.get("value"), (int, float)):
+            return self.money(f["value"])
+        return self.text(key)
+
+    def rows(self, *keys: str) -> list[dict]:
+        return [
+            {"key": k, "label": f["label"], "value": self.text(k), "definition": f.get("definition", "")}
+            for k in keys
+            if (f := self.by_key.get(k)) is not None and f.get("value") is not None
+        ]
+
+    def window(self, key: str) -> str:
+        return self.by_key.get(key, {}).get("window") or ""
+
+
+def _known(*xs: float) -> bool:
+    return all(not math.isnan(x) for x in xs)
+
+
+def make_the_number(f: _Figures) -> Answer:
+    q = "Will we make the number?"
+    likely, best = f.num("landing_fy_likely"), f.num("landing_fy_best")
+    target, plan = f.num("target_fy"), f.num("plan_ytd")
+    goal, goal_name = (target, "the company target") if _known(target) else (plan, "the plan")
+    rows = f.rows(
+        "target_fy",
+        "plan_ytd",
+        "landing_fy_commit",
+        "landing_fy_likely",
+        "landing_fy_best",
+        "landing_fy_run_rate",
+        "gap_fy",
+        "gap_deals_fy",
+    )
+    link = f.html.get("pipeline_health")
+    if not _known(likely, goal):
+        return Answer(
+            q, UNKNOWN, "The year's landing needs open pipeline and a target or quotas.", link, rows
+        )
+    status = GOOD if likely >= goal else WATCH if _known(best) and best >= goal else BAD
+    year = f.window("landing_fy_likely").removesuffix(", full year")
+    s = (
+        f"{year} lands at {f.short('landing_fy_likely')} weighted (commit {f.short('landing_fy_commit')}, best case "
+        f"{f.short('landing_fy_best')}) against {goal_name} of {f.money(goal)}"
+    )
+    gap = goal - likely
+    if gap > 0:
+        deals = f.text("gap_deals_fy") if goal_name == "the company target" else None
+        s += f": {f.money(gap)} short" + (
+            f", about {deals} more deals at the average deal size." if deals else "."
+        )
+    else:
+        s += f": ahead by {f.money(-gap)}."
+    if _known(target, plan) and plan > target:
+        s += f" The plan (sum of quotas, {f.short('plan_ytd')}) adds over-assignment on top of the target."
+    return Answer(q, status, s, link, rows)
+
+
+def pipeline_enough(f: _Figures) -> Answer:
+    q = "Is the pipeline enough?"
+    cov, thr = f.num("coverage_next_quarter"), f.num("coverage_threshold")
+    rows = f.rows(
+        "coverage_next_quarter",
+        "coverage_threshold",
+        "open_in_next_quarter",
+        "pipeline_needed_next_quarter",
+        "pipeline_shortfall_next_quarter",
+        "pipeline_created_qtd",
+    )
+    link = f.html.get("pipeline_health")
+    if not _known(cov, thr):
+        return Answer(q, UNKNOWN, "Coverage needs quotas (or targets) and open pipeline.", link, rows)
+    status = GOOD if cov >= thr else WATCH if cov >= 0.75 * thr else BAD
+    s = f"Coverage for {f.window('coverage_next_quarter')} is {cov:.2f}× against the {thr:.1f}× needed"
+    short = f.num("pipeline_shortfall_next_quarter")
+    s += f": {f.short('pipeline_shortfall_next_quarter')} of pipeline still to create." if short > 0 else "."
+    return Answer(q, status, s, link, rows)
+
+
+def quotas_realistic(f: _Figures) -> Answer:
+    q = "Are the quotas realistic?"
+    share = f.num("quota_expected_share_at_quota")
+    rows = f.rows(
+        "reps_on_pace_qtd",
+        "quota_expected_share_at_quota",
+        "quota_company_target",
+        "quota_level_target",
+        "quota_reps",
+        "quota_planned_hires",
+        "quota_reps_needed",
+    )
+    link = f.html.get("quota_setting")
+    if not _known(share):
+        return Answer(q, UNKNOWN, "The quota realism check needs closed deals by rep.", link, rows)
+    realistic = f.by_key.get("quota_realistic", {}).get("value") == "yes"
+    status = GOOD if realistic else WATCH if share >= 0.5 else BAD
+    plan_year = f.window("quota_expected_share_at_quota").removesuffix(" plan")
+    s = f"{share:.0%} of reps are expected to reach their {plan_year} quota"
+    s += " — realistic." if realistic else " — the aim is 70–80%."
+    if _known(f.num("quota_level_target"), f.num("quota_company_target")) and not realistic:
+        s += (
+            f" At quotas that share of reps reaches, the team carries {f.short('quota_level_target')} of the "
+            f"{f.short('quota_company_target')} target"
+        )
+        s += (
+            f"; carrying it takes about {f.text('quota_reps_needed')} reps ({f.text('quota_reps')} today)."
+            if f.by_key.get("quota_reps_needed", {}).get("value") is not None
+            else "."
+        )
+    on_pace = f.num("reps_on_pace_qtd")
+    if _known(on_pace):
+        s += f" This quarter {on_pace:.0%} of reps are on pace."
+    return Answer(q, status, s, link, rows)
+
+
+def win_and_lose(f: _Figures) -> Answer:
+    q = "Why do we win and lose?"
+    rows = f.rows(
+        "win_rate",
+        "win_rate_change",
+        "top_loss_reason",
+        "top_loss_reason_share",
+        "top_competitor",
+        "top_competitor_share",
+    )
+    link = f.html.get("win_loss_review")
+    rate, change = f.num("win_rate"), f.num("win_rate_change")
+    if not _known(rate):
+        return Answer(q, UNKNOWN, "No deals closed in the review window.", link, rows)
+    label = f.by_key.get("win_rate_change", {}).get("label", "")
+    noise = "within the noise" in label
+    if not _known(change) or noise:
+        status = WATCH  # no comparison, or a change the sample sizes cannot tell from chance
+    else:
+        status = GOOD if change > 0 else BAD
+    s = f"Win rate {f.text('win_rate')} in {f.window('win_rate')}"
+    if _known(change):
+        s += f", {'up' if change >= 0 else 'down'} {abs(change) * 100:.1f} pts on {f.window('win_rate_comparison')}"
+        s += " — within the noise." if noise else " — a real shift."
+    else:
+        s += "."
+    if f.by_key.get("top_loss_reason"):
+        s += f" Top loss reason: {f.text('top_loss_reason')} ({f.text('top_loss_reason_share')} of losses)."
+    if f.by_key.get("top_competitor"):
+        s += f" Lost most to {f.text('top_competitor')} ({f.text('top_competitor_share')} of losses naming a competitor)."
+    return Answer(q, status, s, link, rows)
+
+
+def answers(summary: dict) -> list[Answer]:
+    """The four answers for the pack's ``summary`` (summary.json)."""
+    f = _Figures(summary)
+    return [make_the_number(f), pipeline_enough(f), quotas_realistic(f), win_and_lose(f)]

@@ -1,0 +1,159 @@
+"""The leadership figures behind the executive summary, computed by hand on small cases."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from helpers.data.calendar import FiscalCalendar
+from helpers.data.config import parse_config
+from helpers.metrics import pipeline as pl
+from helpers.metrics import winloss as wl
+from helpers.metrics.plan import PlanResult
+from helpers.sections.executive import BAD, GOOD, WATCH, answers
+
+CFG = parse_config(
+    {
+        "stages": [
+            {"name": "Discovery", "probability": 0.2},
+            {"name": "Proposal", "probability": 0.5},
+            {"name": "Won", "probability": 1.0},
+            {"name": "Lost", "probability": 0.0},
+        ],
+        "won_stages": ["Won"],
+        "lost_stages": ["Lost"],
+    }
+)
+
+
+def year_deals() -> pd.DataFrame:
+    """Fiscal year = calendar 2026, as of 2026-10-31 (304 of 365 days elapsed).
+
+    won 2026: W1 100 + W2 50 = 150 (W3 won in 2025 is outside); open closing in 2026:
+    C1 Commit 40 (p 0.5), B1 Best Case 30 (p 0.2), P1 Pipeline 20 (stage default 0.2); P2 closes in 2027.
+    """
+    return pd.DataFrame(
+        {
+            "opportunity_id": ["W1", "W2", "W3", "C1", "B1", "P1", "P2"],
+            "owner": ["a"] * 7,
+            "stage": ["Won", "Won", "Won", "Proposal", "Discovery", "Discovery", "Proposal"],
+            "created_date": pd.to_datetime(["2026-01-01"] * 7),
+            "close_date": pd.to_datetime(
+                [
+                    "2026-03-01",
+                    "2026-10-31",
+                    "2025-12-31",
+                    "2026-11-15",
+                    "2026-12-20",
+                    "2026-12-31",
+                    "2027-01-05",
+                ]
+            ),
+            "amount": [100.0, 50.0, 70.0, 40.0, 30.0, 20.0, 999.0],
+            "probability": [1.0, 1.0, 1.0, 0.5, 0.2, None, 0.5],
+            "forecast_category": ["Closed", "Closed", "Closed", "Commit", "Best Case", "Pipeline", "Commit"],
+            "is_closed": pd.array([True, True, True, False, False, False, False], dtype="boolean"),
+            "is_won": pd.array([True, True, True, False, False, False, False], dtype="boolean"),
+        }
+    )
+
+
+def test_year_landing_by_hand():
+    ytd = FiscalCalendar(1).windows("2026-10-31")["YTD"]
+    land = pl.landing(year_deals(), CFG, ytd)
+    assert land["booked"] == 150.0
+    assert land["commit"] == 150.0 + 40.0
+    assert land["best_case"] == 150.0 + 40.0 + 30.0
+    # weighted: 40 × 0.5 + 30 × 0.2 + 20 × 0.2 (the stage default) = 30
+    assert land["likely"] == pytest.approx(180.0)
+    assert land["run_rate"] == pytest.approx(150.0 / 304 * 365)
+
+
+def test_top_competitor_by_hand():
+    comp = pd.DataFrame(
+        {
+            "group": ["Acme", "Globex", "(not set)", "Other (n<5)"],
+            "deals": [10, 8, 9, 4],
+            "lost": [6, 6, 9, 3],
+        }
+    )
+    # Acme and Globex tie on 6 lost: alphabetical; share = 6 ÷ (6 + 6 + 3) lost deals naming a competitor
+    assert wl.top_competitor(comp) == ("Acme", pytest.approx(6 / 15))
+    assert wl.top_competitor(comp[comp["group"] == "(not set)"]) is None
+    assert wl.top_competitor(None) is None
+
+
+def test_reps_needed_by_hand():
+    # 28 reps carry 7.0M at quotas 75% of reps reach; the 14.7M target takes 28 × 14.7 / 7.0 = 58.8 → 59 reps
+    res = SimpleNamespace(reps=pd.DataFrame({"x": range(28)}), target=14.7e6, quota_level_target=7.0e6)
+    assert PlanResult.reps_needed.fget(res) == 59
+    res.quota_level_target = math.nan
+    assert PlanResult.reps_needed.fget(res) is None
+
+
+def summary_of(**values) -> dict:
+    from helpers.metrics.registry import metric
+
+    windows = {
+        "landing_fy_likely": "FY2027, full year",
+        "coverage_next_quarter": "FY2027 Q4",
+        "quota_expected_share_at_quota": "FY2028 plan",
+        "win_rate": "2026-10",
+        "win_rate_comparison": "2026-09",
+    }
+    figs = []
+    for k, v in values.items():
+        label = metric(k).render_label(windows.get(k), params={"target_share": 0.75})
+        if k == "win_rate_change":
+            label += " — within the noise (the 95% intervals overlap)" if v[1] else " — a real shift"
+            v = v[0]
+        figs.append({"key": k, "value": v, "unit": metric(k).unit, "label": label, "window": windows.get(k)})
+    return {"dataset": {"currency": "USD"}, "notebooks": [{"name": "all", "status": "ok", "figures": figs}]}
+
+
+def test_the_four_answers_judge_their_figures():
+    s = summary_of(
+        landing_fy_likely=10.9e6,
+        landing_fy_commit=9.7e6,
+        landing_fy_best=11.1e6,
+        target_fy=13.0e6,
+        gap_deals_fy=53,
+        coverage_next_quarter=1.67,
+        coverage_threshold=3.0,
+        pipeline_shortfall_next_quarter=6.1e6,
+        quota_expected_share_at_quota=0.29,
+        quota_realistic="no",
+        quota_level_target=7.0e6,
+        quota_company_target=14.7e6,
+        quota_reps_needed=59,
+        quota_reps=28,
+        win_rate=0.339,
+        win_rate_comparison=0.25,
+        win_rate_change=(0.089, True),
+        top_loss_reason="No decision",
+        top_loss_reason_share=0.321,
+    )
+    number, pipeline, quotas, why = answers(s)
+    assert number.status == BAD  # even the best case (11.1M) is under the 13.0M target
+    assert number.sentence.startswith(
+        "FY2027 lands at $10.9M weighted (commit $9.7M, best case $11.1M) against the company target of "
+        "$13.0M: $2.1M short, about 53 more deals"
+    )
+    assert pipeline.status == BAD  # 1.67 < 0.75 × 3.0
+    assert "1.67× against the 3.0× needed: $6.1M of pipeline still to create" in pipeline.sentence
+    assert (
+        quotas.status == BAD
+        and "29% of reps" in quotas.sentence
+        and "about 59 reps (28 today)" in quotas.sentence
+    )
+    assert why.status == WATCH  # up 8.9 pts, but within the noise
+    assert "up 8.9 pts on 2026-09 — within the noise" in why.sentence
+    assert "Top loss reason: No decision (32.1% of losses)" in why.sentence
+    # best case reaches the target: watch; the weighted landing reaches it: good
+    s2 = summary_of(landing_fy_likely=12.0e6, landing_fy_best=13.5e6, target_fy=13.0e6)
+    assert answers(s2)[0].status == WATCH
+    s3 = summary_of(landing_fy_likely=13.2e6, landing_fy_best=14.0e6, target_fy=13.0e6)
+    assert answers(s3)[0].status == GOOD and "ahead by $200.0k" in answers(s3)[0].sentence
