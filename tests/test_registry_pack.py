@@ -131,3 +131,42 @@ def test_the_first_screen_answers_the_four_questions(pack):
             assert len(widths) == 4 and max(widths) <= 390
         finally:
             b.close()
+
+
+READER_DEFECTS = {
+    "a literal ** (Markdown that did not render)": r"\*\*",
+    "a True/False cell": r"<td[^>]*>\s*(True|False)\s*</td>",
+    "a docs/ path": r"\bdocs/",
+    "a Python file name": r"\b\w+\.py\b",
+    "a revops command": r"\brevops (validate|report|import|bench|email)\b",
+    "a module name": r"\bhelpers\.\w",
+    "an absolute path": r"(/tmp/|/home/|/root/|/work/|[A-Z]:\\\\)",
+    "a default alt text": r"No description has been provided",
+    "a fiscal start as a month number": r"starts in month \d",
+}
+
+
+def _reader_text(page: str) -> str:
+    """What a reader sees or a screen reader reads: the page without style and script blocks."""
+    return re.sub(r"<style.*?</style>|<script.*?</script>", "", page, flags=re.S)
+
+
+def test_reports_and_email_carry_no_reader_facing_defects(pack, sample_dir):
+    pages = {p.name: _reader_text(p.read_text(encoding="utf-8")) for p in pack.glob("*.html")}
+    msg = mail.build_message(pack, ["vp@example.com"])
+    pages["email (html)"] = _reader_text(msg.get_body(("html",)).get_content())
+    pages["email (text)"] = msg.get_body(("plain",)).get_content()
+    assert len(pages) == 6
+    found = []
+    for name, text in pages.items():
+        for what, pattern in READER_DEFECTS.items():
+            for m in re.finditer(pattern, text):
+                found.append(
+                    f"{name}: {what}: …{html.unescape(text[max(0, m.start() - 60) : m.end() + 40])}…"
+                )
+        assert str(sample_dir) not in text, name
+    assert not found, "\n".join(found[:20])
+    # every chart says what it shows
+    for name, text in pages.items():
+        for alt in re.findall(r'<img[^>]*\balt="([^"]*)"', text):
+            assert len(alt) >= 12 and alt != "No description has been provided for this image", (name, alt)

@@ -185,6 +185,13 @@ def weeks_window(as_of, weeks: int = 13) -> tuple[pd.Timestamp, pd.Timestamp]:
     return end - pd.Timedelta(days=7 * weeks - 1), end
 
 
+def month_name(month: int) -> str:
+    """The month's English name (2 → "February"), as a reader says a fiscal year's start."""
+    import calendar
+
+    return calendar.month_name[int(month)]
+
+
 def last_complete_month(today=None) -> str:
     """The ``YYYY-MM`` label of the last month that has fully ended before ``today``."""
     t = _ts(today if today is not None else pd.Timestamp.today())

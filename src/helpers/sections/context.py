@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from helpers.data.calendar import FiscalCalendar, period_bounds
+from helpers.data.calendar import FiscalCalendar, month_name, period_bounds
 from helpers.data.dataset import Dataset, load
 from helpers.sections import display
 from helpers.sections.summary import Headlines
@@ -82,11 +82,11 @@ def open_report(
         display.markdown(
             f"# {title} — {p}\n\n"
             f"**{ds.config.name}** · data as of **{a:%Y-%m-%d}** · fiscal quarter {cal.quarter_label(a)} "
-            f"(starts month {cal.start_month}) · currency {ds.config.currency}"
+            f"(the fiscal year starts in {month_name(cal.start_month)}) · currency {ds.config.currency}"
         )
         if ds.warnings:
             display.note(
-                f"The data has {len(ds.warnings)} warning(s) the report can live with "
-                "(run `revops validate` for the list)."
+                f"The data has {len(ds.warnings)} warning(s) the report can live with; the data check lists "
+                "them for whoever maintains the CRM export."
             )
     return ctx

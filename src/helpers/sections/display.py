@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import html
 import math
+import re
 import warnings
 
+import numpy as np
 import pandas as pd
 from IPython.display import HTML, Markdown, display
 
@@ -210,6 +212,8 @@ def table_html(
                     txt = "" if pd.isna(v) else v.strftime("%Y-%m-%d")
                 elif v is None or (not isinstance(v, str) and pd.isna(v)):
                     txt = ""
+                elif isinstance(v, (bool, np.bool_)):  # a reader's yes / no, never Python's True / False
+                    txt = "yes" if v else "no"
                 elif isinstance(v, float):
                     txt = fmt_num(v, 2)
                 else:
@@ -249,11 +253,13 @@ def note(text: str, warn: bool = False) -> None:
 def what_to_look_at(points: list[str]) -> None:
     """The short list at the top of a report."""
     items = "\n".join(f"- {p}" for p in points if p)
-    display(Markdown("**What to look at**\n\n" + items))
+    markdown("**What to look at**\n\n" + items)
 
 
 def markdown(text: str) -> None:
-    display(Markdown(text))
+    """Show Markdown. Every dollar sign is escaped: the report's Markdown renderer reads "$…$" as math, which
+    breaks "**$34,244 per day**" into a literal "**" (amounts are the only dollars the reports write)."""
+    display(Markdown(re.sub(r"(?<!\\)\$", r"\\$", text)))
 
 
 def cards(items: list[tuple[str, str, str]]) -> None:
@@ -272,4 +278,4 @@ def definitions(*terms: str) -> None:
     from helpers.metrics.registry import glossary
 
     lines = "\n".join(f"- **{k}**: {v}" for k, v in glossary(*terms).items())
-    display(Markdown("<small>\n\n**Definitions**\n\n" + lines + "\n\n</small>"))
+    markdown("<small>\n\n**Definitions**\n\n" + lines + "\n\n</small>")

@@ -20,7 +20,7 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import HTML, display
 
-from helpers.data.calendar import trailing_window
+from helpers.data.calendar import month_name, trailing_window
 from helpers.metrics import movement as mv
 from helpers.metrics import pipeline as pl
 from helpers.metrics.registry import Fig
@@ -156,9 +156,9 @@ def show_title(v: PipelineView) -> None:
     markdown(
         f"# {title} — {v.sc.label} — {v.ctx.period}\n\n**{v.cfg.name}** · data as of **{A:%Y-%m-%d}** · "
         f"quarter {W['QTD'].label} ({W['QTD'].start:%Y-%m-%d} – {W['QTD'].end:%Y-%m-%d}) · fiscal year starts "
-        f"in month {cal.start_month} · currency {v.cur} · plan from the "
-        f"{v.sc.quota_source or 'dataset.yml targets'}. "
-        "Definitions: after each section and in `docs/metrics.md` (section *Pipeline health*)."
+        f"in {month_name(cal.start_month)} · currency {v.cur} · plan from the "
+        f"{v.sc.quota_source or 'company targets'}. "
+        "Definitions follow each section."
     )
 
 

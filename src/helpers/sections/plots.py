@@ -86,11 +86,34 @@ def new_figure(width: float = 9, height: float = 4.2):
     return fig, ax
 
 
-def finish(fig, ax, title: str, xlabel: str, ylabel: str) -> None:
-    """Title, axis labels, tight layout, show and close (so figures never pile up in memory)."""
+def alt_text(title: str, xlabel: str = "", ylabel: str = "") -> str:
+    """A chart's short alternative text: what it shows ("Chart: Win rate trend — win rate by month")."""
+    axes = (
+        f" — {ylabel} by {xlabel}"
+        if xlabel and ylabel
+        else f" — {ylabel or xlabel}"
+        if (xlabel or ylabel)
+        else ""
+    )
+    return f"Chart: {title}{axes}"
+
+
+def finish(fig, ax, title: str, xlabel: str, ylabel: str, alt: str | None = None) -> None:
+    """Title, axis labels, tight layout, show (with its alternative text, ``alt_text`` unless ``alt`` is
+    given) and close (so figures never pile up in memory)."""
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     fig.tight_layout()
-    plt.show()
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None and "inline" in plt.get_backend():
+        from IPython.display import display
+
+        # the inline backend's own PNG, with the alt text as the output's metadata (nbconvert writes it)
+        display(fig, metadata={"image/png": {"alt": alt or alt_text(title, xlabel, ylabel)}})
+    else:
+        plt.show()
     plt.close(fig)

@@ -305,11 +305,6 @@ def add_headlines(h, res: PlanResult, funnel: pd.DataFrame | None = None) -> Non
     )
 
 
-def escape_dollars(text: str) -> str:
-    """Markdown renderers read ``$…$`` as math; escape the currency sign."""
-    return text.replace("$", "\\$")
-
-
 def points(
     res: PlanResult, currency: str, funnel: pd.DataFrame | None = None, alternative: PlanResult | None = None
 ) -> list[str]:
@@ -361,7 +356,7 @@ def points(
             f"A median rep at full ramp needs about {med['deals']:.1f} deals, {med['opportunities']:.0f} "
             f"opportunities, {med['meetings']:.0f} meetings and {med['calls']:.0f} calls a month."
         )
-    return [escape_dollars(p) for p in out]
+    return out
 
 
 def plot_monthly_plan(res: PlanResult, currency: str = "USD") -> None:
