@@ -157,3 +157,32 @@ def test_the_four_answers_judge_their_figures():
     assert answers(s2)[0].status == WATCH
     s3 = summary_of(landing_fy_likely=13.2e6, landing_fy_best=14.0e6, target_fy=13.0e6)
     assert answers(s3)[0].status == GOOD and "ahead by $200.0k" in answers(s3)[0].sentence
+
+
+def test_deals_needing_attention_each_once_with_flags():
+    as_of = pd.Timestamp("2026-10-31")
+    deals = pd.DataFrame(
+        {
+            "opportunity_id": ["A", "B", "C", "D", "E"],
+            "amount": [100.0, 500.0, 300.0, 50.0, 999.0],
+            "close_date": pd.to_datetime(
+                ["2026-10-01", "2026-12-01", "2026-11-15", "2026-09-30", "2026-12-31"]
+            ),
+            "next_step": ["call", None, "demo", " ", "send"],
+            "last_activity": pd.to_datetime(["2026-10-30", "2026-08-01", None, "2026-10-29", "2026-10-30"]),
+        }
+    )
+    deals["days_since_activity"] = (as_of - deals["last_activity"]).dt.days
+    att = pl.attention_deals(deals, as_of, stalled=["B", "D"], slipped=["C"], no_activity_days=14)
+    # A: past due; B: stalled, no next step, no recent activity (91 days); C: slipped, none ever logged;
+    # D: past due, stalled, no next step (blank); E: nothing -> left out
+    assert att["opportunity_id"].tolist() == ["B", "D", "C", "A"]  # most flags first, then the largest
+    assert att.set_index("opportunity_id")["flags"].to_dict() == {
+        "B": "stalled; no next step; no recent activity",
+        "D": "past due; stalled; no next step",
+        "C": "slipped; no recent activity",
+        "A": "past due",
+    }
+    # without any activity dates the no-recent-activity flag is not raised at all
+    quiet = pl.attention_deals(deals.assign(last_activity=pd.NaT), as_of)
+    assert "no recent activity" not in " ".join(quiet["flags"])

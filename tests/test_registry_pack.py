@@ -123,6 +123,9 @@ def test_the_first_screen_answers_the_four_questions(pack):
                 assert q in box["text"]
                 assert box["bottom"] <= 900, (q, box["bottom"])  # on the first screen
                 assert re.search(r"\$[\d.,]+[kMB]?|\d+(\.\d)?%|\d\.\d\d×", box["text"]), box["text"]
+            health = b.new_page(viewport={"width": 1280, "height": 900})
+            health.goto((pack / "pipeline_health.html").as_uri())
+            assert health.evaluate("document.body.scrollHeight") <= 12 * 900  # at most 12 screens
             phone = b.new_page(viewport={"width": 390, "height": 844})
             phone.goto((pack / "index.html").as_uri())
             widths = phone.eval_on_selector_all(

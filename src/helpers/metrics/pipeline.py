@@ -676,6 +676,46 @@ def no_recent_activity(
     return d[quiet].sort_values("amount", ascending=False)
 
 
+ATTENTION_FLAGS = ("past due", "stalled", "slipped", "no next step", "no recent activity")
+
+
+def attention_deals(
+    deals: pd.DataFrame, as_of, stalled=(), slipped=(), no_activity_days: int = 14
+) -> pd.DataFrame:
+    """Each open deal that needs attention, once, with its flags (``deals`` = ``deal_list``):
+
+    - past due: expected close date before the as-of date;
+    - stalled / slipped: the deal's id is among ``stalled`` (longer in its stage than won deals' p75) or
+      ``slipped`` (close date pushed this quarter);
+    - no next step: ``next_step`` empty (only when the data has the column);
+    - no recent activity: no activity in the last ``no_activity_days`` days, or none ever logged (only when
+      the data records any activity date).
+    Columns: the deal's, ``flags`` ("past due; stalled") and ``n_flags``; most flags first, then the
+    largest amount, then the id."""
+    d = deals.copy()
+    ids = d["opportunity_id"].astype("str")
+    marks = {
+        "past due": (d["close_date"] < pd.Timestamp(as_of)).to_numpy(),
+        "stalled": ids.isin([str(x) for x in stalled]).to_numpy(),
+        "slipped": ids.isin([str(x) for x in slipped]).to_numpy(),
+    }
+    if "next_step" in d.columns:
+        marks["no next step"] = (
+            d["next_step"].isna() | (d["next_step"].astype("str").str.strip() == "")
+        ).to_numpy()
+    if d["last_activity"].notna().any():
+        quiet = d["last_activity"].isna() | (d["days_since_activity"] > no_activity_days)
+        marks["no recent activity"] = quiet.to_numpy()
+    m = np.column_stack([marks[k] for k in marks]) if marks else np.zeros((len(d), 0), dtype=bool)
+    names = np.array(list(marks), dtype=object)
+    d["flags"] = ["; ".join(names[row]) for row in m]
+    d["n_flags"] = m.sum(axis=1)
+    d = d[d["n_flags"] > 0]
+    return d.sort_values(
+        ["n_flags", "amount", "opportunity_id"], ascending=[False, False, True], na_position="last"
+    ).reset_index(drop=True)
+
+
 # --------------------------------------------------------------------------------------------------
 # efficiency
 # --------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pandas as pd
 from helpers.data.calendar import trailing_text, trailing_window, weeks_window
 from helpers.metrics import activity as A
 from helpers.sections import plots
-from helpers.sections.display import count_noun, definitions, markdown, note, rep_label, show_table
+from helpers.sections.display import count_noun, definitions, fold_table, markdown, note, rep_label
 
 SECTION = "The activity tracker"
 VOLUME_WEEKS = 13  # volume, outcomes and hit rates: the 13 weeks to as-of
@@ -143,7 +143,7 @@ def _volume(ctx, act_all, act, owners, scope, start, end) -> None:
             }
         )
     )
-    show_table(
+    fold_table(
         shown,
         decimals=types
         + ["per week", "outbound / week", "per working day", "per month", "team median / week"],
@@ -181,7 +181,7 @@ def _volume(ctx, act_all, act, owners, scope, start, end) -> None:
 def _outcomes(ctx, act, start, end) -> None:
     markdown("### Outcomes: meetings, demos and hit rates")
     mo = A.meeting_outcomes(act, start, end)
-    show_table(
+    fold_table(
         mo,
         ints=["booked", "held", "no_show", "scheduled", "positive", "other"],
         pct=["no_show_rate", "positive_rate"],
@@ -191,7 +191,7 @@ def _outcomes(ctx, act, start, end) -> None:
     ctx.headlines.add("activity_no_show_rate", both["no_show_rate"], weeks13(ctx.as_of))
     ctx.headlines.add("activity_meetings_held", int(both["held"]), weeks13(ctx.as_of))
     hr = A.hit_rates(act, start, end, "channel")
-    show_table(hr, ints=["attempts", "hits"], pct=["hit_rate"], caption="Hit rate by channel")
+    fold_table(hr, ints=["attempts", "hits"], pct=["hit_rate"], caption="Hit rate by channel")
     rate = hr.set_index("channel")["hit_rate"]
     ctx.headlines.add("activity_call_connect_rate", rate.get("call"), weeks13(ctx.as_of))
     ctx.headlines.add("activity_email_reply_rate", rate.get("email"), weeks13(ctx.as_of))
@@ -223,7 +223,7 @@ def _outcomes(ctx, act, start, end) -> None:
 def _yield(ctx, act, act_all, opps, owners, start, end) -> pd.DataFrame:
     markdown("### Yield: what activity turns into")
     share = A.opportunity_share(act, start, end)
-    show_table(
+    fold_table(
         share,
         ints=["activities", "tied"],
         pct=["share_tied"],
@@ -233,7 +233,7 @@ def _yield(ctx, act, act_all, opps, owners, start, end) -> pd.DataFrame:
     ctx.headlines.add("activity_share_tied", all_row["share_tied"], months12(ctx.as_of))
     y = A.activity_yield(act, opps, start, end)
     y = y[(y["rep"] == "All reps") | (y[["activities", "opps_created", "deals_won"]].sum(axis=1) > 0)]
-    show_table(
+    fold_table(
         y,
         ints=["activities", "opps_created", "deals_won"],
         decimals=["activities_per_opp_created", "activities_per_won_deal"],
@@ -257,7 +257,7 @@ def _yield(ctx, act, act_all, opps, owners, start, end) -> pd.DataFrame:
         "are going well attract demos and meetings, and a deal with nothing logged may just be unlogged."
     )
     assoc = A.win_association(deals, min_deals=5)
-    show_table(
+    fold_table(
         assoc,
         ints=["deals_with", "won_with", "deals_without", "won_without"],
         pct=["win_rate_with", "win_rate_without"],
@@ -267,7 +267,7 @@ def _yield(ctx, act, act_all, opps, owners, start, end) -> pd.DataFrame:
     if "segment" in deals.columns and deals["segment"].notna().any():
         seg = A.win_association(deals, by="segment", min_deals=5)
         seg = seg[seg["type"].isin(["meeting", "demo"])]
-        show_table(
+        fold_table(
             seg,
             ints=["deals_with", "deals_without"],
             pct=["win_rate_with", "win_rate_without"],
@@ -275,7 +275,7 @@ def _yield(ctx, act, act_all, opps, owners, start, end) -> pd.DataFrame:
             caption="Meetings and demos vs win rate, by segment (association)",
         )
     seqs = A.winning_sequences(act_all, opps, start, end)
-    show_table(
+    fold_table(
         seqs.head(10),
         ints=["deals", "won"],
         pct=["win_rate", "share_of_wins"],
@@ -328,7 +328,7 @@ def _benchmarks(ctx, act_all, opps_all, owners) -> None:
         "demos_actual",
         "demos_gap",
     ]
-    show_table(
+    fold_table(
         gap[cols].sort_values("calls_gap", ascending=False),
         money=["monthly_quota"],
         decimals=cols[2:],
@@ -364,7 +364,7 @@ def _time_and_completeness(
             int(act.loc[act["occurred_at"].between(vstart, vend + pd.Timedelta(days=1)), "owner"].nunique()),
         )
         tt["hours_per_rep_week"] = tt["hours_per_week"] / n_reps
-        show_table(
+        fold_table(
             tt[["type", "activities", "logged_share", "avg_minutes", "hours_per_week", "hours_per_rep_week"]],
             ints=["activities"],
             pct=["logged_share"],
@@ -378,7 +378,7 @@ def _time_and_completeness(
     flagged = lc[lc["flag"]]
     ctx.headlines.add("activity_reps_flagged_logging", int(len(flagged)), months12(ctx.as_of))
     if len(flagged):
-        show_table(
+        fold_table(
             flagged[
                 [
                     "rep",

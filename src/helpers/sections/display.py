@@ -230,18 +230,46 @@ def table_html(
 MAX_TABLE_ROWS = 100  # a report table longer than this shows its first rows (tables come sorted by priority)
 
 
-def show_table(df: pd.DataFrame, **kwargs) -> None:
+def show_table(df: pd.DataFrame, collapsed: str | bool | None = None, **kwargs) -> None:
     """Display ``df`` with ``table_html`` formatting (see its keyword arguments). Tables longer than
-    ``max_rows`` (default MAX_TABLE_ROWS) show their first rows and say how many are left out."""
+    ``max_rows`` (default MAX_TABLE_ROWS) show their first rows and say how many are left out.
+    ``collapsed``: the table sits folded under that line (True: "Show the table (n rows)"), a detail a
+    reader opens when they want it; nothing is lost, the page is shorter."""
     if df is None or len(df) == 0:
         note("No rows to show for this table.")
         return
     limit = kwargs.pop("max_rows", MAX_TABLE_ROWS)
-    display(HTML(table_html(df, max_rows=limit, **kwargs)))
+    table = table_html(df, max_rows=limit, **kwargs)
+    if collapsed:
+        line = collapsed if isinstance(collapsed, str) else f"Show the table ({len(df):,} rows)"
+        table = f'<details class="rv-more"><summary>{html.escape(line)}</summary>{table}</details>'
+    display(HTML(table))
     if limit is not None and len(df) > limit:
         note(
             f"Showing the first {limit:,} of {len(df):,} rows (in the table's order); the notebook holds them all."
         )
+
+
+def fold_table(df: pd.DataFrame, **kwargs) -> None:
+    """``show_table`` folded: a detail table behind one "Show the table (n rows)" line."""
+    show_table(df, collapsed=kwargs.pop("collapsed", True), **kwargs)
+
+
+def write_list_csv(df: pd.DataFrame, output_dir, name: str):
+    """Write a full list beside the report as CSV, cells a spreadsheet would run as a formula (starting
+    with =, +, -, @, tab or CR) prefixed with ' so they show as text. Returns the path."""
+    from pathlib import Path
+
+    from helpers.data.atomic import write_text_atomic
+
+    def cell(v):
+        return "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v
+
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
+            out[c] = out[c].map(cell, na_action="ignore")
+    return write_text_atomic(Path(output_dir) / name, out.to_csv(index=False))
 
 
 def note(text: str, warn: bool = False) -> None:
@@ -254,6 +282,11 @@ def what_to_look_at(points: list[str]) -> None:
     """The short list at the top of a report."""
     items = "\n".join(f"- {p}" for p in points if p)
     markdown("**What to look at**\n\n" + items)
+
+
+def _md_inline(text: str) -> str:
+    """Registry text (our own, with `code` spans) as HTML: escaped, backtick spans as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
 def markdown(text: str) -> None:
@@ -277,5 +310,11 @@ def definitions(*terms: str) -> None:
     shown carries its definition, written once in the registry."""
     from helpers.metrics.registry import glossary
 
-    lines = "\n".join(f"- **{k}**: {v}" for k, v in glossary(*terms).items())
-    markdown("<small>\n\n**Definitions**\n\n" + lines + "\n\n</small>")
+    items = "".join(
+        f"<li><strong>{html.escape(k)}</strong>: {_md_inline(v)}</li>" for k, v in glossary(*terms).items()
+    )
+    display(
+        HTML(
+            f'<details class="rv-defs"><summary>Definitions</summary><ul class="small">{items}</ul></details>'
+        )
+    )

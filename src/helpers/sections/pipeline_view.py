@@ -31,11 +31,13 @@ from helpers.sections.display import (
     definitions,
     fmt_money,
     fmt_pct,
+    fold_table,
     markdown,
     note,
     show_table,
     symbol,
     what_to_look_at,
+    write_list_csv,
 )
 
 PLAN_MONEY = ["bookings", "plan", "plan_to_date", "pace", "still_to_close"]
@@ -286,17 +288,17 @@ def show_bookings_by_team_and_rep(v: PipelineView) -> None:
             sc.opps, sc.quotas, {k: W[k] for k in ("QTD", "YTD")}, by="team", reps=sc.reps
         )
         markdown("**By team** (quarter and year to date)")
-        show_table(by_team, money=PLAN_MONEY, pct=PLAN_PCT, currency=cur)
+        fold_table(by_team, money=PLAN_MONEY, pct=PLAN_PCT, currency=cur)
     by_rep = pl.bookings_vs_plan(sc.opps, sc.quotas, {"QTD": W["QTD"]}, by="rep")
     markdown(f"**By rep**, quarter to date ({W['QTD'].label}), lowest pace first")
-    show_table(
+    fold_table(
         by_rep.sort_values("pace_attainment").drop(columns=["window"]),
         money=PLAN_MONEY,
         pct=PLAN_PCT,
         currency=cur,
     )
     markdown("**Reps at or above quota**")
-    show_table(
+    fold_table(
         pl.reps_at_quota(pl.bookings_vs_plan(sc.opps, sc.quotas, W, by="rep")),
         pct=["share_on_pace", "share_at_quota"],
         ints=["reps_with_plan"],
@@ -359,7 +361,7 @@ def show_calibration(v: PipelineView) -> None:
     month_ends = pd.date_range(v.A - pd.DateOffset(months=12), v.A, freq="ME")
     calib = mv.probability_calibration(v.sc.history, v.sc.opps, v.cfg, month_ends, normalized=v.norm)
     markdown("**How well the CRM probabilities were calibrated** (month-end snapshots of the last 12 months)")
-    show_table(
+    fold_table(
         calib.rename(columns={"gap": "actual_minus_predicted"}),
         pct=["predicted", "actual"],
         points=["actual_minus_predicted"],
@@ -409,7 +411,7 @@ def show_forecast_and_coverage(v: PipelineView) -> None:
             f"**Coverage by rep, {v.focus.label}** (lowest first; {int(v.cov_rep['under_threshold'].sum())} "
             f"under {THR:.1f}×)"
         )
-        show_table(v.cov_rep.sort_values("coverage"), **COVERAGE_FORMATS, currency=cur)
+        fold_table(v.cov_rep.sort_values("coverage"), **COVERAGE_FORMATS, currency=cur)
 
 
 def show_pipeline_created(v: PipelineView) -> None:
@@ -436,7 +438,7 @@ def show_pipeline_created(v: PipelineView) -> None:
         tab["Total"] = tab.sum(axis=1)
         tab.index = tab.index.strftime("%Y-%m")
         tab.index.name = "month"
-        show_table(tab, money=list(tab.columns), currency=cur)
+        fold_table(tab, money=list(tab.columns), currency=cur)
     else:
         note("No deals created in the last 12 months.")
 
@@ -460,7 +462,7 @@ def show_same_day_and_forecast_accuracy(v: PipelineView) -> None:
             f"{(A - W['QTD'].start).days + 1})"
         )
         same = mv.pipeline_same_day(sc.history, sc.opps, cfg, cal, A, n_quarters=4, normalized=v.norm)
-        show_table(same, money=same_day_money, ints=["open_deals"], currency=cur)
+        fold_table(same, money=same_day_money, ints=["open_deals"], currency=cur)
     markdown(
         f"**Pipeline for the next quarter, {(NQ.start - A).days} day(s) before it starts, against earlier "
         "quarters at the same point**"
@@ -468,7 +470,7 @@ def show_same_day_and_forecast_accuracy(v: PipelineView) -> None:
     same_n = mv.pipeline_same_day(
         sc.history, sc.opps, cfg, cal, A, n_quarters=4, next_quarter=True, normalized=v.norm
     )
-    show_table(same_n, money=same_day_money, ints=["open_deals"], currency=cur)
+    fold_table(same_n, money=same_day_money, ints=["open_deals"], currency=cur)
     # last complete quarter = the latest quarter whose end ≤ as-of (the current one on its last day)
     last_q_end = W["QTD"].end if W["QTD"].end <= A else W["QTD"].start - pd.Timedelta(days=1)
     last_q = cal.quarter_start(last_q_end)
@@ -486,7 +488,7 @@ def show_same_day_and_forecast_accuracy(v: PipelineView) -> None:
     plots.finish(
         fig, ax, f"Forecast (won + weighted open) at each week of {cal.quarter_label(last_q)}", "week", cur
     )
-    show_table(
+    fold_table(
         acc.rename(columns={"error": "forecast_minus_actual", "abs_pct_error": "miss_share_of_actual"}),
         money=[
             "won_to_date",
@@ -550,11 +552,11 @@ def show_slips_conversion_and_stage_days(v: PipelineView) -> None:
         f"**Slipped deals** (close date pushed by changes made since {v.W['QTD'].start:%Y-%m-%d}): "
         f"{len(slipped)} deals, {int(slipped['times_pushed'].sum()) if len(slipped) else 0} pushes"
     )
-    show_table(slipped.head(15), money=["amount"], ints=["times_pushed", "days_pushed"], currency=cur)
+    fold_table(slipped.head(15), money=["amount"], ints=["times_pushed", "days_pushed"], currency=cur)
     reached = v.reached_all[pl.isin(v.reached_all["opportunity_id"], sc.opps["opportunity_id"].unique())]
     for variant, label in (("any", "any-stage"), ("strict", "strict")):
         markdown(f"**Stage-to-stage conversion ({label})** — all deals in scope; where the funnel leaks")
-        show_table(
+        fold_table(
             mv.stage_conversion(reached, cfg, variant),
             pct=["conversion"],
             ints=["reached", "converted", "lost_here", "open_here"],
@@ -563,7 +565,7 @@ def show_slips_conversion_and_stage_days(v: PipelineView) -> None:
     markdown(
         "**Days in stage**: won deals (the benchmark, whole dataset) and the open deals stalled against it"
     )
-    show_table(
+    fold_table(
         v.bench.merge(
             v.stalled.groupby("stage").size().rename("stalled_now").reset_index(), on="stage", how="left"
         ).fillna({"stalled_now": 0}),
@@ -576,44 +578,65 @@ def show_slips_conversion_and_stage_days(v: PipelineView) -> None:
 # --------------------------------------------------------------------------------------------------
 # 4. Deals that need attention
 # --------------------------------------------------------------------------------------------------
-def show_deals_needing_attention(v: PipelineView, top_n: int = 20, no_activity_days: int = 14) -> None:
-    """Top open deals, stalled deals, deals with no next step, past their close date or without recent
-    activity."""
-    sc, A, cur, stalled = v.sc, v.A, v.cur, v.stalled
-    acts = sc.activities
-    deals = pl.deal_list(sc.opps, A, acts)  # once for the four lists
-    markdown(f"**Top {int(top_n)} open deals by amount**")
+def show_deals_needing_attention(
+    v: PipelineView, top_n: int = 20, no_activity_days: int = 14, output_dir: str = "", shown: int = 15
+) -> None:
+    """One list of the open deals that need attention, each deal once with its flags (past due, stalled,
+    slipped, no next step, no recent activity); the first ``shown`` rows on the page, the full list as a CSV
+    beside the report (``output_dir``); the largest open deals folded below it."""
+    sc, A, cur = v.sc, v.A, v.cur
+    deals = pl.deal_list(sc.opps, A, sc.activities)
+    slipped = v.slipped["opportunity_id"] if v.slipped is not None else ()
+    att = pl.attention_deals(deals, A, v.stalled["opportunity_id"], slipped, int(no_activity_days))
+    flags = att["flags"].str.split("; ").explode()
+    counts = [f"{int((flags == f).sum()):,} {f}" for f in pl.ATTENTION_FLAGS if (flags == f).any()]
+    markdown(
+        f"**{count_noun(len(att), 'open deal')} {'needs' if len(att) == 1 else 'need'} attention** "
+        f"({v.ctx.money(att['amount'].sum())}): " + " · ".join(counts) + "."
+        if len(att)
+        else "**No open deal needs attention.**"
+    )
+    cols = [
+        c
+        for c in (
+            "opportunity_id",
+            "account",
+            "owner",
+            "stage",
+            "amount",
+            "close_date",
+            "days_to_close",
+            "last_activity",
+            "days_since_activity",
+            "flags",
+        )
+        if c in att.columns
+    ]
+    where = ""
+    if output_dir and len(att):
+        path = write_list_csv(att[cols], output_dir, "deals_needing_attention.csv")
+        where = f"; all {len(att):,} in files/{path.parent.name}/{path.name}, beside this report"
+    caption = f"Showing {min(shown, len(att)):,} of {len(att):,}, most flags first, then the largest{where}"
     show_table(
-        pl.top_open_deals(sc.opps, A, int(top_n), acts, deals=deals),
+        att[cols].head(shown),
+        caption=caption,
+        money=["amount"],
+        currency=cur,
+        ints=["days_to_close", "days_since_activity"],
+    )
+    show_table(
+        pl.top_open_deals(sc.opps, A, int(top_n), deals=deals),
+        collapsed=f"The {int(top_n)} largest open deals",
         money=["amount"],
         ints=DEAL_INTS,
         currency=cur,
     )
-    markdown(f"**Stalled** ({len(stalled)} deals)")
-    show_table(
-        stalled.head(25),
-        money=["amount"],
-        ints=["days_in_stage", "age_days"],
-        decimals=["threshold_days"],
-        currency=cur,
-    )
-    lists = [
-        ("No next step", pl.no_next_step(sc.opps, A, acts, deals=deals)),
-        ("Close date in the past", pl.past_due(sc.opps, A, acts, deals=deals)),
-        (
-            f"No activity in {int(no_activity_days)} days",
-            pl.no_recent_activity(sc.opps, A, int(no_activity_days), acts, deals=deals),
-        ),
-    ]
-    for label, df in lists:
-        markdown(f"**{label}** ({len(df)} deals, {v.ctx.money(df['amount'].sum())})")
-        show_table(df.head(25), money=["amount"], ints=DEAL_INTS, currency=cur)
     ds = v.ctx.ds
     if "next_step" not in sc.opps.columns:
-        note(ds.missing("opportunities", "next_step", section="The no-next-step list"))
+        note(ds.missing("opportunities", "next_step", section="The no-next-step flag"))
     if not ds.has("opportunities", "last_activity_date") and ds.activities is None:
-        note("Last activity needs `opportunities.last_activity_date` or the `activities` table.")
-    definitions("age", "days_to_close", "last_activity", "stalled")
+        note("The no-recent-activity flag needs opportunities.last_activity_date or the activities table.")
+    definitions("age", "days_to_close", "last_activity", "stalled", "slipped_deal")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -634,7 +657,7 @@ def show_efficiency(v: PipelineView) -> None:
         "the 3 before)."
     )
     for table in (monthly, quarterly):
-        show_table(
+        fold_table(
             table,
             money=["bookings", "avg_deal_size"],
             ints=["won_deals"],
@@ -642,7 +665,7 @@ def show_efficiency(v: PipelineView) -> None:
             currency=cur,
         )
     wr12, wrq = pl.win_rate(sc.opps, year_start, A), pl.win_rate(sc.opps, W["QTD"].start, A)
-    show_table(
+    fold_table(
         pd.DataFrame([{"window": "last 12 months", **wr12}, {"window": W["QTD"].label + " to date", **wrq}])[
             [
                 "window",
@@ -676,7 +699,7 @@ def show_lead_funnel(v: PipelineView) -> None:
         note(msg)
     else:
         markdown("**Lead funnel**, leads created in the last 12 months")
-        show_table(
+        fold_table(
             pl.lead_funnel(v.sc.leads, v.sc.opps, *trailing_window(v.A)),
             pct=["mql_to_sql", "sql_to_won"],
             ints=["leads", "mql", "sql", "sql_won", "sql_open"],
