@@ -186,3 +186,40 @@ def test_deals_needing_attention_each_once_with_flags():
     # without any activity dates the no-recent-activity flag is not raised at all
     quiet = pl.attention_deals(deals.assign(last_activity=pd.NaT), as_of)
     assert "no recent activity" not in " ".join(quiet["flags"])
+
+
+def test_the_realism_result_is_explained_with_its_levers():
+    from helpers.sections.whatif import realism_story
+
+    reps = pd.DataFrame(
+        {
+            "quota": [600e3, 600e3, 600e3, 600e3],
+            "supported_quota": [200e3, 400e3, 700e3, 900e3],
+            "status": ["tenured", "tenured", "ramping", "tenured"],
+        }
+    )
+    res = SimpleNamespace(
+        inputs=SimpleNamespace(growth_rate=0.2, over_assignment=0.15, target_share=0.75),
+        reps=reps,
+        basis=SimpleNamespace(bookings=1.8e6, window="12 months to 2026-10-31 (FY2027 not complete)"),
+        sum_of_quotas=2.4e6,
+        quota_level_total=1.2e6,
+        quota_level_target=1.2e6 / 1.15,
+        realistic=False,
+        reps_needed=8,
+        expected_share=0.3,
+    )
+    better = SimpleNamespace(expected_share=0.45)
+    s = realism_story(res, "USD", better)
+    # 2.4M ÷ 1.8M − 1 = +33%; supported ≥ quota for 2 of 4 reps (700k, 900k); 2.2M supported in all
+    assert s[0].startswith(
+        "The rep quotas add up to $2.4M: +33% on the $1.8M the team booked in the basis period"
+    )
+    assert "Only 2 of 4 reps have a history that supports their quota ($2.2M supported in all)" in s[0]
+    assert "from $200.0k to $900.0k a year" in s[1] and "($1.2M in quotas) sits below" in s[1]
+    assert s[2].startswith("1 of 4 reps ramp")
+    assert s[3] == (
+        "What would make the plan realistic: a company target of about $1.0M with today's team; or about 8 reps "
+        "at that quota level (4 today); or quotas weighted by each rep's own history (45% would reach them). "
+        "Or keep the target as a stretch and say so to the team."
+    )

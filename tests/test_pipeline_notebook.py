@@ -89,4 +89,4 @@ def test_a_dataset_without_history_activities_or_leads_says_what_it_needs(tmp_pa
     html = run(tmp_path, "thin", dataset=str(thin))
     for table in ("opportunity_history", "leads", "activities"):
         assert f"needs the <code>{table}</code> table" in html or f"needs the `{table}` table" in html, table
-    assert "Top 20 open deals" in html
+    assert "open deals need attention" in html and "The 20 largest open deals" in html

@@ -278,10 +278,15 @@ def note(text: str, warn: bool = False) -> None:
     display(HTML(f'{TABLE_CSS}<div class="{cls}">{html.escape(text)}</div>'))
 
 
+def bullets(points: list[str], title: str | None = None) -> None:
+    """A short list of sentences (Markdown), under a bold ``title`` when given."""
+    items = "\n".join(f"- {p}" for p in points if p)
+    markdown((f"**{title}**\n\n" if title else "") + items)
+
+
 def what_to_look_at(points: list[str]) -> None:
     """The short list at the top of a report."""
-    items = "\n".join(f"- {p}" for p in points if p)
-    markdown("**What to look at**\n\n" + items)
+    bullets(points, "What to look at")
 
 
 def _md_inline(text: str) -> str:

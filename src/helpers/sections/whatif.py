@@ -305,6 +305,56 @@ def add_headlines(h, res: PlanResult, funnel: pd.DataFrame | None = None) -> Non
     )
 
 
+def realism_story(res: PlanResult, currency: str = "USD", alternative: PlanResult | None = None) -> list[str]:
+    """Why the realism check says what it says, in a VP's words, and the levers that would make the plan
+    realistic — every number from the plan (``res``) and the history-weighted alternative."""
+    from helpers.sections.display import fmt_money
+
+    def m(x):
+        return fmt_money(x, currency, compact=True)
+
+    i, r = res.inputs, res.reps
+    n = len(r)
+    basis = res.basis.bookings
+    out = []
+    if basis > 0:
+        above = res.sum_of_quotas / basis - 1
+        out.append(
+            f"The rep quotas add up to {m(res.sum_of_quotas)}: {above:+.0%} on the {m(basis)} the team booked in "
+            f"the basis period ({res.basis.window.split(' (')[0]}), from {i.growth_rate:.0%} growth and "
+            f"{i.over_assignment:.0%} over-assignment. "
+            f"Only {int((r['supported_quota'] >= r['quota']).sum())} of {n} reps have a history that supports "
+            f"their quota ({m(r['supported_quota'].sum())} supported in all)."
+        )
+    sup = r["supported_quota"]
+    if n >= 4 and sup.notna().any():
+        out.append(
+            f"For {i.target_share:.0%} of reps to reach quota, each quota has to sit where a rep's weaker simulated "
+            f"years still clear it, and these reps' outcomes are spread wide (their histories support from "
+            f"{m(sup.min())} to {m(sup.max())} a year). That is why the level {i.target_share:.0%} of reps reach "
+            f"({m(res.quota_level_total)} in quotas) sits below what the team booked in total ({m(basis)}), most "
+            f"of which the strongest reps carry."
+        )
+    ramping = int(r["status"].isin(["ramping", "planned hire"]).sum())
+    if ramping:
+        out.append(
+            f"{ramping} of {n} reps ramp during the plan year, so their quotas start low and their odds too."
+        )
+    if not res.realistic:
+        levers = [f"a company target of about {m(res.quota_level_target)} with today's team"]
+        if res.reps_needed and res.reps_needed > n:
+            levers.append(f"about {res.reps_needed} reps at that quota level ({n} today)")
+        if alternative is not None and alternative.expected_share >= res.expected_share + 0.05:
+            levers.append(
+                f"quotas weighted by each rep's own history ({alternative.expected_share:.0%} would reach them)"
+            )
+        out.append(
+            "What would make the plan realistic: " + "; or ".join(levers) + ". Or keep the target as a "
+            "stretch and say so to the team."
+        )
+    return out
+
+
 def points(
     res: PlanResult, currency: str, funnel: pd.DataFrame | None = None, alternative: PlanResult | None = None
 ) -> list[str]:
