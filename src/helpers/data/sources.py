@@ -293,6 +293,15 @@ class TableReader:
             msg = redact(f"{type(exc).__name__}: {exc}".strip(), self._secrets)
             raise SourceError(msg) from None
 
+    def connection(self, tname: str):
+        """The open connection (psycopg, DuckDB or SQLAlchemy) that serves database table ``tname``; the
+        metric engine (``helpers.data.engine``) queries PostgreSQL over it."""
+        return self._conn(self.sources[tname])
+
+    def redact(self, text: str) -> str:
+        """``text`` without the credentials this reader has expanded."""
+        return redact(text, self._secrets)
+
     def close(self) -> None:
         for c in self._conns.values():
             if isinstance(c, Exception):
