@@ -25,7 +25,7 @@ from helpers.data import engine as eng_mod
 from helpers.data.calendar import Window
 from helpers.data.dataset import load
 from helpers.data.sources import SourceError
-from helpers.metrics import expr, pipeline, winloss
+from helpers.metrics import expr, movement, pipeline, winloss
 
 REL = 1e-9
 # windows on the sample (fiscal year from February; as_of 2026-10-31): YTD, a quarter, a month, a day,
@@ -63,6 +63,15 @@ o8,A1,2026-04-01,,Discovery,,false,false,SMB,
 o9,,2026-04-01,2026-10-20,Closed Won,50,true,true,Enterprise,
 """
 HAND_REPS = "rep_id,name,team\nA1,Ann,East\nA2,Bo,West\nA3,Cy,\n"
+# o6 is created (03-01) before its first change (03-05) and its second change leaves amount empty (the
+# 300 carries forward); o3 has history up to its loss; the other deals have none (replayed from their
+# created and close dates)
+HAND_HISTORY = """opportunity_id,changed_at,stage,amount,close_date
+o6,2026-03-05 10:00:00,Discovery,300,2026-10-15
+o6,2026-09-15 16:30:00,Proposal,,2026-11-30
+o3,2026-02-10 09:00:00,Discovery,250,2026-09-30
+o3,2026-10-31 09:00:00,Closed Lost,300,2026-10-31
+"""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -75,6 +84,7 @@ def hand_dir(tmp_path_factory) -> Path:
     (folder / "dataset.yml").write_text(yaml.safe_dump(HAND_CONFIG, sort_keys=False))
     (folder / "opportunities.csv").write_text(HAND_OPPS)
     (folder / "reps.csv").write_text(HAND_REPS)
+    (folder / "opportunity_history.csv").write_text(HAND_HISTORY)
     return folder
 
 
@@ -260,6 +270,78 @@ def test_pipeline_by_stage_matches_pipeline(sample_engine, sample):
 
 
 # --------------------------------------------------------------------------------------------------
+# history replay, waterfall, forecast snapshots: the same as helpers.metrics.movement
+# --------------------------------------------------------------------------------------------------
+REPLAY_DATES = {
+    "sample": [*movement.weekly_dates("2026-08-01", SAMPLE_AS_OF), "2024-01-31", "2025-06-30"],
+    "hand": ["2026-03-02", "2026-03-05", "2026-06-30", "2026-10-14", "2026-10-31"],
+}
+
+
+def _replayed(eng, dates) -> pd.DataFrame:
+    got = eng.execute(expr.replay(eng, dates))
+    for col in ("snapshot_date", "created_date", "close_date"):
+        got[col] = pd.to_datetime(got[col]).astype("datetime64[us]")
+    return got.sort_values(["snapshot_date", "opportunity_id"]).reset_index(drop=True)
+
+
+def _check_replay(eng, folder: Path, dates):
+    ds = load(folder)
+    want = movement.replay(ds.opportunity_history, ds.opportunities, ds.config, dates)
+    assert len(want) > 0
+    pdt.assert_frame_equal(_replayed(eng, dates)[want.columns], want, check_dtype=False, rtol=REL)
+
+
+def test_replay_matches_movement_replay_on_the_sample(sample_engine, sample_dir):
+    _check_replay(sample_engine, sample_dir, REPLAY_DATES["sample"])
+
+
+def test_replay_matches_movement_replay_by_hand(hand_engine, hand_dir):
+    _check_replay(hand_engine, hand_dir, REPLAY_DATES["hand"])
+
+
+def test_replay_by_hand(hand_engine):
+    got = _replayed(hand_engine, ["2026-03-02", "2026-10-14"]).set_index(["snapshot_date", "opportunity_id"])
+    o6 = got.loc[(pd.Timestamp("2026-03-02"), "o6")]  # before its history: its first row's values
+    assert (o6["stage"], o6["amount"], o6["probability"]) == ("Discovery", 300.0, 0.2)
+    o6 = got.loc[(pd.Timestamp("2026-10-14"), "o6")]  # Proposal since 09-15, amount carried forward
+    assert (o6["stage"], o6["amount"], o6["close_date"]) == ("Proposal", 300.0, pd.Timestamp("2026-11-30"))
+    o1 = got.loc[(pd.Timestamp("2026-03-02"), "o1")]  # no history, won now: it opened in the first open stage
+    assert o1["stage"] == "Discovery" and o1["is_open"]
+    assert got.loc[(pd.Timestamp("2026-10-14"), "o1")]["is_won"]  # closed on 10-03
+    assert (pd.Timestamp("2026-03-02"), "o8") not in got.index  # created 04-01
+
+
+def _check_waterfall(eng, folder: Path, start, end):
+    ds = load(folder)
+    history, opps = ds.opportunity_history, ds.opportunities
+    want = movement.waterfall(
+        movement.waterfall_deals(history, opps, ds.config, start, end, as_of=SAMPLE_AS_OF)
+    )
+    got = expr.waterfall(eng, start, end, as_of=SAMPLE_AS_OF)
+    assert want["deals"].sum() > 0
+    pdt.assert_frame_equal(got, want[["term", "amount", "deals"]], check_dtype=False, rtol=REL, atol=1e-6)
+
+
+@pytest.mark.parametrize(("start", "end"), [("2026-08-01", "2026-10-31"), ("2026-05-01", "2026-07-31")])
+def test_waterfall_matches_movement_waterfall_on_the_sample(sample_engine, sample_dir, start, end):
+    _check_waterfall(sample_engine, sample_dir, start, end)
+
+
+def test_waterfall_matches_movement_waterfall_by_hand(hand_engine, hand_dir):
+    _check_waterfall(hand_engine, hand_dir, "2026-10-01", "2026-12-31")
+
+
+def test_forecast_snapshots_match_forecast_accuracy(sample_engine, sample):
+    start, end = "2026-05-01", "2026-07-31"
+    want = movement.forecast_accuracy(
+        sample.opportunity_history, sample.opportunities, sample.config, start, end
+    )
+    got = expr.forecast_snapshots(sample_engine, start, end, movement.weekly_dates(start, end))
+    pdt.assert_frame_equal(got, want[got.columns], check_dtype=False, rtol=REL)
+
+
+# --------------------------------------------------------------------------------------------------
 # the engine: cache, choice, errors
 # --------------------------------------------------------------------------------------------------
 def _copy(src: Path, dst: Path) -> Path:
@@ -324,7 +406,7 @@ def test_engine_is_chosen_by_argument_environment_then_dataset_yml(hand_dir, tmp
 
 
 def test_postgres_engine_needs_every_table_in_the_database(hand_dir):
-    with pytest.raises(eng_mod.EngineError, match="opportunities, reps come from files"):
+    with pytest.raises(eng_mod.EngineError, match="opportunities, opportunity_history, reps come from files"):
         eng_mod.connect(hand_dir, engine="postgres")
 
 

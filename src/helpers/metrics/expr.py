@@ -201,3 +201,200 @@ def pipeline_by_stage(eng) -> pd.DataFrame:
     out = out.reindex(order).reset_index()
     out.insert(2, "default_probability", out["stage"].map(config.probabilities))
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# history replay: each deal as it stood at the end of given days
+# --------------------------------------------------------------------------------------------------
+FIELDS = {
+    "stage": "string",
+    "amount": "float64",
+    "close_date": "date",
+    "probability": "float64",
+    "forecast_category": "string",
+}
+
+
+def _null(typ: str):
+    return ibis.null(typ)
+
+
+def normalized_history(eng):
+    """``helpers.metrics.movement.normalized_history`` as an expression: the history of the deals in
+    ``opportunities`` with every field carried forward within the deal, ``amount`` / ``close_date`` /
+    ``forecast_category`` from the deal's current values when the history has no such column (or only
+    empty ones), and for deals without history a row at ``created_date`` (current stage, or the first
+    open stage when closed now) plus, for closed deals, one at ``close_date``. Each row also carries
+    ``_seq`` (0, or 1 for the closing row, which follows the opening one on a same-day close), ``_rn``
+    (0 for the deal's first row) and ``_next`` (the change time of the deal's next row)."""
+    o = eng["opportunities"]
+    config = eng.config
+    current = {f: (o[f].cast(t) if f in o.columns else _null(t)) for f, t in FIELDS.items()}
+    current["probability"] = _null("float64")  # a deal's own probability is not history
+    cur = o.select(_id=o.opportunity_id, **{f"_cur_{f}": v for f, v in current.items()})
+    parts = []
+    if eng.has("opportunity_history", "opportunity_id"):
+        h = eng["opportunity_history"]
+        filled = [f for f in ("amount", "close_date", "forecast_category") if f in h.columns]
+        known = eng.execute(h.aggregate(**{f: h[f].count() for f in filled})) if filled else None
+        hj = h.join(cur, h.opportunity_id == cur._id)  # only the deals in opportunities
+        cols = {}
+        for f, t in FIELDS.items():
+            own = f in h.columns and (f not in filled or int(known[f].iloc[0]) > 0)
+            cols[f] = hj[f].cast(t) if own else hj[f"_cur_{f}"]
+        changed = hj.changed_at.cast("timestamp") if "changed_at" in h.columns else _null("timestamp")
+        parts.append(
+            hj.select(opportunity_id=hj.opportunity_id, changed_at=changed, **cols, _seq=ibis.literal(0))
+        )
+        without = o.anti_join(h, o.opportunity_id == h.opportunity_id)
+    else:
+        without = o
+    first_open = config.open_stages[0] if config.open_stages else None
+    closed = flag(without.is_closed)
+
+    def synthetic(t, when, stage, seq):
+        fields = {f: (t[f].cast(typ) if f in t.columns else _null(typ)) for f, typ in FIELDS.items()}
+        fields.update(stage=stage, probability=_null("float64"))
+        return t.select(
+            opportunity_id=t.opportunity_id,
+            changed_at=when.cast("timestamp"),
+            **fields,
+            _seq=ibis.literal(seq),
+        )
+
+    start_stage = ibis.ifelse(closed, ibis.literal(first_open, type="string"), without.stage.cast("string"))
+    parts.append(synthetic(without, without.created_date, start_stage, 0))
+    ended = without.filter(closed)
+    parts.append(synthetic(ended, ended.close_date, ended.stage.cast("string"), 1))
+    n = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
+    order = [ibis.asc("changed_at", nulls_first=False), "_seq"]
+    upto = ibis.window(group_by="opportunity_id", order_by=order, preceding=None, following=0)
+    # carry forward: a field's running count of values numbers its runs; each run takes its one value
+    n = n.mutate(**{f"_run_{f}": n[f].count().over(upto) for f in FIELDS})
+    n = n.mutate(
+        **{f: n[f].max().over(ibis.window(group_by=[n.opportunity_id, n[f"_run_{f}"]])) for f in FIELDS}
+    )
+    n = n.drop(*[f"_run_{f}" for f in FIELDS])
+    by_time = ibis.window(group_by="opportunity_id", order_by=order)
+    return n.mutate(_rn=ibis.row_number().over(by_time), _next=n.changed_at.lead().over(by_time))
+
+
+def replay(eng, dates, normalized=None):
+    """``helpers.metrics.movement.replay`` as an expression: for each of ``dates`` and each deal created
+    on or before it, the last normalized history row changed before the day ended (the deal's first row
+    when it was created before its history starts); probability = the history's, else the stage default;
+    is_open / is_won / is_lost from the stage. Columns: snapshot_date, opportunity_id, owner,
+    created_date, the FIELDS, is_open, is_won, is_lost."""
+    o = eng["opportunities"]
+    n = normalized if normalized is not None else normalized_history(eng)
+    grids = []
+    for d in sorted({pd.Timestamp(x).normalize() for x in dates}):
+        g = o.filter(o.created_date <= day(d))
+        grids.append(
+            g.select(
+                _id=g.opportunity_id,
+                owner=g.owner.cast("string") if "owner" in g.columns else _null("string"),
+                created_date=g.created_date,
+                snapshot_date=day(d),
+                _cut=ibis.literal(d + pd.Timedelta(days=1), type="timestamp"),
+            )
+        )
+    grid = ibis.union(*grids, distinct=False) if len(grids) > 1 else grids[0]
+    current = (n.changed_at < grid._cut) & (n._next.isnull() | (n._next >= grid._cut))
+    before_history = (n._rn == 0) & (n.changed_at >= grid._cut)
+    s = grid.join(n, [grid._id == n.opportunity_id, current | before_history])
+    config = eng.config
+    won = s.stage.isin(list(config.won_stages)) if config.won_stages else ibis.literal(False)
+    lost = s.stage.isin(list(config.lost_stages)) if config.lost_stages else ibis.literal(False)
+    return s.select(
+        "snapshot_date",
+        "opportunity_id",
+        "owner",
+        "created_date",
+        "stage",
+        "amount",
+        "close_date",
+        probability=s.probability.fill_null(stage_default(config, s.stage)),
+        forecast_category=s.forecast_category,
+        is_open=~flag(won) & ~flag(lost),
+        is_won=flag(won),
+        is_lost=flag(lost),
+    )
+
+
+def _in(col, start, end):
+    return ((col >= day(start)) & (col <= day(end))).fill_null(False)
+
+
+WATERFALL_SIGN = {"pushed_out": -1, "decreased": -1, "won": -1, "lost": -1}
+
+
+def waterfall(eng, start, end, as_of=None) -> pd.DataFrame:
+    """``movement.waterfall(movement.waterfall_deals(...))`` on the engine: the period ``[start, end]``'s
+    pipeline from t0 = start − 1 day to t1 = min(end, as_of), in terms (see ``waterfall_deals``):
+    term, amount (signed as in the waterfall) and deals; the last row ``check`` is 0."""
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    t0 = start - pd.Timedelta(days=1)
+    t1 = min(end, pd.Timestamp(as_of)) if as_of is not None else end
+    s = replay(eng, [t0, t1])
+    keep = ["opportunity_id", "amount", "close_date", "is_open", "is_won", "is_lost", "stage"]
+    s0 = s.filter(s.snapshot_date == day(t0)).select(**{f"{c}_0": s[c] for c in keep})
+    s1 = s.filter(s.snapshot_date == day(t1)).select(**{f"{c}_1": s[c] for c in keep})
+    d = s1.left_join(s0, s1.opportunity_id_1 == s0.opportunity_id_0)
+    exists0 = d.stage_0.notnull()
+    a0, a1 = d.amount_0.fill_null(0.0), d.amount_1.fill_null(0.0)
+    in0 = exists0 & flag(d.is_open_0) & _in(d.close_date_0, start, end)
+    in1 = d.is_open_1 & _in(d.close_date_1, start, end)
+    won = d.is_won_1 & ~flag(d.is_won_0)
+    lost = d.is_lost_1 & ~flag(d.is_lost_0)
+    enters = ~in0 & (in1 | won | lost)
+    pushed = in0 & ~in1 & ~won & ~lost
+    change = ibis.ifelse(in0, a1 - a0, 0.0)
+    terms = {
+        "opening": (in0, a0),
+        "created": (enters & ~exists0, a1),
+        "pulled_in": (enters & exists0, a1),
+        "pushed_out": (pushed, a1),
+        "increased": (change > 0, change),
+        "decreased": (change < 0, -change),
+        "won": (won, a1),
+        "lost": (lost, a1),
+        "closing": (in1, a1),
+    }
+    d = d.filter(in0 | enters)
+    agg = {}
+    for t, (m, value) in terms.items():
+        agg[t] = ibis.ifelse(m, value, 0.0).sum()
+        agg[f"n_{t}"] = ibis.ifelse(m, 1, 0).sum()
+    row = eng.execute(d.aggregate(**agg)).iloc[0]
+    rows = [
+        {
+            "term": t,
+            "amount": float(0.0 if pd.isna(row[t]) else row[t]) * WATERFALL_SIGN.get(t, 1),
+            "deals": int(0 if pd.isna(row[f"n_{t}"]) else row[f"n_{t}"]),
+        }
+        for t in terms
+    ]
+    out = pd.DataFrame(rows)
+    check = (
+        out.loc[out["term"] != "closing", "amount"].sum()
+        - out.loc[out["term"] == "closing", "amount"].iloc[0]
+    )
+    return pd.concat([out, pd.DataFrame([{"term": "check", "amount": check, "deals": 0}])], ignore_index=True)
+
+
+def forecast_snapshots(eng, start, end, dates) -> pd.DataFrame:
+    """Per snapshot date (``movement.forecast_accuracy``'s columns before the actual): won_to_date (won
+    by then with close date in ``[start, end]``), weighted_open (Σ amount × probability of the deals open
+    then with close date in the period) and open_pipeline (their Σ amount)."""
+    s = replay(eng, dates)
+    in_p = _in(s.close_date, start, end)
+    amt = s.amount.fill_null(0.0)
+    expr_ = s.group_by("snapshot_date").aggregate(
+        won_to_date=ibis.ifelse(s.is_won & in_p, amt, 0.0).sum(),
+        weighted_open=ibis.ifelse(s.is_open & in_p, amt * s.probability.fill_null(0.0), 0.0).sum(),
+        open_pipeline=ibis.ifelse(s.is_open & in_p, amt, 0.0).sum(),
+    )
+    out = eng.execute(expr_)
+    out["snapshot_date"] = pd.to_datetime(out["snapshot_date"]).astype("datetime64[us]")
+    return out.sort_values("snapshot_date").reset_index(drop=True)
