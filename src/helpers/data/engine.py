@@ -317,6 +317,7 @@ def spark_session():
         builder = (
             builder.master(os.environ.get("REVOPS_SPARK_MASTER", "local[2]"))
             .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")  # no progress bars in notebooks and logs
             .config("spark.sql.shuffle.partitions", "4")  # 200 by default: slow for report-sized results
             .config("spark.driver.bindAddress", "127.0.0.1")
         )

@@ -233,14 +233,18 @@ def normalized_history(eng):
     current["probability"] = _null("float64")  # a deal's own probability is not history
     cur = o.select(_id=o.opportunity_id, **{f"_cur_{f}": v for f, v in current.items()})
     parts = []
+    gaps = set()  # fields with empty values in the history: carried forward below
     if eng.has("opportunity_history", "opportunity_id"):
         h = eng["opportunity_history"]
+        present = [f for f in FIELDS if f in h.columns]
+        known = eng.execute(h.aggregate(_rows=h.count(), **{f: h[f].count() for f in present})).iloc[0]
         filled = [f for f in ("amount", "close_date", "forecast_category") if f in h.columns]
-        known = eng.execute(h.aggregate(**{f: h[f].count() for f in filled})) if filled else None
         hj = h.join(cur, h.opportunity_id == cur._id)  # only the deals in opportunities
         cols = {}
         for f, t in FIELDS.items():
-            own = f in h.columns and (f not in filled or int(known[f].iloc[0]) > 0)
+            own = f in h.columns and (f not in filled or int(known[f]) > 0)
+            if own and int(known[f]) < int(known["_rows"]):
+                gaps.add(f)
             cols[f] = hj[f].cast(t) if own else hj[f"_cur_{f}"]
         changed = hj.changed_at.cast("timestamp") if "changed_at" in h.columns else _null("timestamp")
         parts.append(
@@ -269,12 +273,17 @@ def normalized_history(eng):
     n = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
     order = [ibis.asc("changed_at", nulls_first=False), "_seq"]
     upto = ibis.window(group_by="opportunity_id", order_by=order, preceding=None, following=0)
-    # carry forward: a field's running count of values numbers its runs; each run takes its one value
-    n = n.mutate(**{f"_run_{f}": n[f].count().over(upto) for f in FIELDS})
-    n = n.mutate(
-        **{f: n[f].max().over(ibis.window(group_by=[n.opportunity_id, n[f"_run_{f}"]])) for f in FIELDS}
-    )
-    n = n.drop(*[f"_run_{f}" for f in FIELDS])
+    # Carry forward, for the fields with gaps: a field's running count of values numbers its runs; each
+    # run takes its one value. (A deal's rows made from its current values agree in every field but the
+    # stage, which the opening row may set where the deal has none.)
+    if "stage" in o.columns and eng.execute(o.aggregate(n=o.count() - o.stage.count())).iloc[0, 0]:
+        gaps.add("stage")
+    if gaps:
+        n = n.mutate(**{f"_run_{f}": n[f].count().over(upto) for f in gaps})
+        n = n.mutate(
+            **{f: n[f].max().over(ibis.window(group_by=["opportunity_id", f"_run_{f}"])) for f in gaps}
+        )
+        n = n.drop(*[f"_run_{f}" for f in gaps])
     by_time = ibis.window(group_by="opportunity_id", order_by=order)
     return n.mutate(_rn=ibis.row_number().over(by_time), _next=n.changed_at.lead().over(by_time))
 
@@ -337,10 +346,30 @@ def waterfall(eng, start, end, as_of=None) -> pd.DataFrame:
     t0 = start - pd.Timedelta(days=1)
     t1 = min(end, pd.Timestamp(as_of)) if as_of is not None else end
     s = replay(eng, [t0, t1])
-    keep = ["opportunity_id", "amount", "close_date", "is_open", "is_won", "is_lost", "stage"]
-    s0 = s.filter(s.snapshot_date == day(t0)).select(**{f"{c}_0": s[c] for c in keep})
-    s1 = s.filter(s.snapshot_date == day(t1)).select(**{f"{c}_1": s[c] for c in keep})
-    d = s1.left_join(s0, s1.opportunity_id_1 == s0.opportunity_id_0)
+    # one pass over the replay: each deal's values at t0 and at t1 side by side
+    at0, at1 = s.snapshot_date == day(t0), s.snapshot_date == day(t1)
+
+    def at(when, value, typ):
+        return ibis.ifelse(when, value, _null(typ)).max()
+
+    def ever(when):
+        return ibis.ifelse(when, 1, 0).max() == 1
+
+    d = s.group_by("opportunity_id").aggregate(
+        stage_0=at(at0, s.stage, "string"),
+        amount_0=at(at0, s.amount, "float64"),
+        amount_1=at(at1, s.amount, "float64"),
+        close_date_0=at(at0, s.close_date, "date"),
+        close_date_1=at(at1, s.close_date, "date"),
+        is_open_0=ever(at0 & s.is_open),
+        is_won_0=ever(at0 & s.is_won),
+        is_lost_0=ever(at0 & s.is_lost),
+        is_open_1=ever(at1 & s.is_open),
+        is_won_1=ever(at1 & s.is_won),
+        is_lost_1=ever(at1 & s.is_lost),
+        _at1=ever(at1),
+    )
+    d = d.filter(d._at1)
     exists0 = d.stage_0.notnull()
     a0, a1 = d.amount_0.fill_null(0.0), d.amount_1.fill_null(0.0)
     in0 = exists0 & flag(d.is_open_0) & _in(d.close_date_0, start, end)
