@@ -349,7 +349,7 @@ def _copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-def test_duckdb_cache_is_built_once_per_fingerprint_and_read_only(sample_dir, tmp_path):
+def test_duckdb_cache_is_built_once_per_fingerprint_and_read_only(sample_dir, tmp_path, monkeypatch):
     folder = _copy(sample_dir, tmp_path / "ds")
     with eng_mod.connect(folder) as e:
         path = Path(e.where.split("DuckDB file ", 1)[1].split(" (read-only)")[0])
@@ -369,6 +369,16 @@ def test_duckdb_cache_is_built_once_per_fingerprint_and_read_only(sample_dir, tm
         assert int(out.stdout) == 1500
     with eng_mod.connect(folder) as again:
         assert again.where == e.where and path.stat().st_mtime_ns == built  # a hit: not rebuilt
+    # built again from the load cache's Arrow files (the first build went through dataset.load)
+    path.unlink()
+    with monkeypatch.context() as mp:
+        mp.setattr("helpers.data.dataset.load", lambda *a, **k: pytest.fail("loaded again"))
+        rebuilt = eng_mod.connect(folder)
+    with rebuilt:
+        assert (
+            path.exists() and expr.bookings(rebuilt, "2026-02-01", SAMPLE_AS_OF)["bookings"].iloc[0] == before
+        )
+        assert rebuilt["opportunities"].schema() == e["opportunities"].schema()
     # one changed byte in a source file: a new fingerprint, a new file with the new figures
     opps = pd.read_csv(folder / "opportunities.csv")
     won = opps.index[(opps["stage"] == "Closed Won") & (opps["close_date"] >= "2026-02-01")][0]

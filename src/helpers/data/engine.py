@@ -183,13 +183,13 @@ def cache_file(folder: Path, table_sources: dict) -> Path | None:
     return entry.data_dir / f"engine-{_engine_digest()}.duckdb"
 
 
-def _typed_arrow(df: pd.DataFrame, table: str):
-    """The typed frame as Arrow, with the contract's ``date`` columns as date32 (the frames hold them
-    as midnight timestamps)."""
+def _typed_arrow(table_data, table: str):
+    """A typed table (pandas frame or Arrow table) as Arrow, with the contract's ``date`` columns as
+    date32 (the frames hold them as midnight timestamps)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    arrow = pa.Table.from_pandas(df, preserve_index=False)
+    arrow = table_data if isinstance(table_data, pa.Table) else pa.Table.from_pandas(table_data, preserve_index=False)
     contract = TABLES[table]
     for i, col in enumerate(arrow.column_names):
         spec = contract.column(col)
@@ -223,9 +223,15 @@ def _write_duckdb(frames: dict[str, pd.DataFrame], path: Path) -> None:
         Path(str(tmp) + ".wal").unlink(missing_ok=True)
 
 
-def _load_frames(folder: Path) -> dict[str, pd.DataFrame]:
+def _load_frames(folder: Path, table_sources: dict | None = None) -> dict:
+    """The dataset's typed, validated tables: Arrow tables straight from the load cache's entry when it
+    has one (no pandas round trip), else pandas frames from ``dataset.load`` (which validates, and
+    writes that entry for the next time)."""
     from helpers.data.dataset import load
 
+    entry = sources.TableCache.open(folder, table_sources) if table_sources is not None else None
+    if entry is not None and (tables := entry.arrow()) is not None:
+        return tables
     return load(folder).tables
 
 
@@ -235,7 +241,7 @@ def typed_duckdb(folder: Path, table_sources: dict) -> Path | None:
     if path is None:
         return None
     if not path.exists():
-        _write_duckdb(_load_frames(folder), path)
+        _write_duckdb(_load_frames(folder, table_sources), path)
     return path
 
 

@@ -577,6 +577,22 @@ class TableCache:
             shutil.rmtree(self.dir, ignore_errors=True)
             return None
 
+    def arrow(self) -> dict | None:
+        """The entry's typed tables as Arrow tables read memory-mapped, without converting them to
+        pandas (the metric engine copies them into its DuckDB file), or None when there is no entry."""
+        import pyarrow.feather as feather
+
+        meta = self.dir / "meta.pkl"
+        if not meta.exists():
+            return None
+        try:
+            info = pickle.loads(meta.read_bytes())
+            if info.get("key") != self.key:
+                return None
+            return {t: feather.read_table(self.dir / f"{t}.arrow", memory_map=True) for t in info["tables"]}
+        except Exception:  # noqa: BLE001 - a damaged entry is a miss
+            return None
+
     def _read(self, table: str) -> pd.DataFrame:
         """One table of the entry: from this process's copy of the last entry read (a warm kernel
         running notebook after notebook on one dataset) or from its Arrow file, memory-mapped. Callers
