@@ -6,8 +6,10 @@ frame. The figures are those of the pandas functions named in each docstring (sa
 edge cases), which the tests check on the sample dataset on every engine:
 
 - **Win rate** (``win_rate``, ``win_rates``): deals with ``is_closed`` and ``start <= close_date <= end``;
-  won = ``is_won``. By count = won ÷ closed. By value = won amount ÷ closed amount, where a deal
-  without an amount counts in the count rate but adds nothing to the value rate.
+  won = ``is_won``. The totals are summed on the engine; the rates come from them through
+  ``helpers.metrics.rates.finish``, the one definition (by count = won ÷ closed; by value = won amount
+  ÷ closed amount, where a deal without an amount counts in the count rate but adds nothing to the
+  value rate; average won deal size over the won deals with an amount).
 - **Bookings** (``bookings``): Σ amount of won deals with ``start <= close_date <= end``.
 - **Open pipeline by stage** (``pipeline_by_stage``): deals with ``is_closed`` false, their amount
   (empty = 0) and stage-weighted amount (amount × CRM probability, else the stage's default from
@@ -24,6 +26,8 @@ import math
 
 import ibis
 import pandas as pd
+
+from helpers.metrics import rates
 
 NOT_SET = "(not set)"
 
@@ -68,71 +72,77 @@ def with_group(eng, t, by: str | None, missing: str | None = NOT_SET):
     return t.mutate(group=t.group.fill_null(missing))
 
 
-def _ratio(num, den) -> float:
-    return math.nan if den is None or pd.isna(den) or den == 0 else float(num) / float(den)
-
-
 # --------------------------------------------------------------------------------------------------
 # win rate
 # --------------------------------------------------------------------------------------------------
 def win_rate_counts(eng, start, end, by: str | None = None, missing: str | None = NOT_SET):
-    """Per group, over the deals closed in ``[start, end]``: deals, won, lost, won_amount,
-    closed_amount and lost_amount_known (lost deals with a positive amount). An Ibis expression."""
+    """``rates.outcome_totals`` as an expression: per group, over the deals closed in ``[start, end]``:
+    deals, won, lost, won_amount, closed_amount (an empty amount adds 0), lost_amount_known (lost deals
+    with a positive amount), won_priced (won deals with an amount) and won_priced_amount."""
     c = with_group(eng, closed_between(eng["opportunities"], start, end), by, missing)
     won = flag(c.is_won)
     amt = amount(c)
+    priced = won & c.amount.notnull() if "amount" in c.columns else ibis.literal(False)
+    lost_known = ~won & (c.amount > 0) if "amount" in c.columns else ibis.literal(False)
     return c.group_by("group").aggregate(
         deals=c.count(),
         won=ibis.ifelse(won, 1, 0).sum(),
         lost=ibis.ifelse(won, 0, 1).sum(),
         won_amount=ibis.ifelse(won, amt, 0.0).sum(),
         closed_amount=amt.sum(),
-        lost_amount_known=ibis.ifelse(~won & (c.amount > 0), 1, 0).sum() if "amount" in c.columns else 0,
+        lost_amount_known=ibis.ifelse(lost_known, 1, 0).sum(),
+        won_priced=ibis.ifelse(priced, 1, 0).sum(),
+        won_priced_amount=ibis.ifelse(priced, amt, 0.0).sum(),
     )
 
 
-def _counts_frame(eng, expr) -> pd.DataFrame:
-    out = eng.execute(expr)
-    for col in ("deals", "won", "lost", "lost_amount_known"):
+COUNTS = ("deals", "won", "lost", "lost_amount_known", "won_priced")
+SUMS = ("won_amount", "closed_amount", "won_priced_amount")
+
+
+def _rates_frame(eng, start, end, by=None, missing=NOT_SET) -> pd.DataFrame:
+    """``win_rate_counts`` run, then ``rates.finish`` (the rates' one definition); one row of zeros
+    (rates NaN) for ``by=None`` when nothing closed."""
+    out = eng.execute(win_rate_counts(eng, start, end, by, missing))
+    if by is None and out.empty:
+        out = pd.DataFrame([{"group": "All", **dict.fromkeys(COUNTS + SUMS, 0)}])
+    for col in COUNTS:
         out[col] = out[col].fillna(0).astype("int64")
-    for col in ("won_amount", "closed_amount"):
+    for col in SUMS:
         out[col] = out[col].astype("float64").fillna(0.0)
     out["group"] = out["group"].astype("str")
-    return out
+    return rates.finish(out)
 
 
 def win_rate(eng, start, end) -> dict:
-    """``helpers.metrics.pipeline.win_rate`` on the engine: closed, won, lost, win_rate_count,
-    won_value, closed_value, win_rate_value (won value ÷ closed value; NaN when nothing closed had a
-    value)."""
-    g = _counts_frame(eng, win_rate_counts(eng, start, end))
-    row = g.iloc[0] if len(g) else pd.Series(0, index=g.columns)
-    won_value, closed_value = float(row["won_amount"]), float(row["closed_amount"])
+    """``helpers.metrics.pipeline.win_rate`` (``rates.totals``) on the engine: closed, won, lost,
+    win_rate_count, won_value, closed_value, win_rate_value, won_priced, avg_deal_size."""
+    r = _rates_frame(eng, start, end).iloc[0]
+
+    def num(x):
+        return math.nan if pd.isna(x) else float(x)
+
     return {
-        "closed": int(row["deals"]),
-        "won": int(row["won"]),
-        "lost": int(row["lost"]),
-        "win_rate_count": _ratio(row["won"], row["deals"]),
-        "won_value": won_value,
-        "closed_value": closed_value,
-        "win_rate_value": _ratio(won_value, closed_value),
+        "closed": int(r["deals"]),
+        "won": int(r["won"]),
+        "lost": int(r["lost"]),
+        "win_rate_count": num(r["win_rate"]),
+        "won_value": float(r["won_amount"]),
+        "closed_value": float(r["closed_amount"]),
+        "win_rate_value": num(r["value_win_rate"]),
+        "won_priced": int(r["won_priced"]),
+        "avg_deal_size": num(r["avg_deal_size"]),
     }
 
 
 def win_rates(eng, start, end, by: str | None = None) -> pd.DataFrame:
     """Per group of ``by``, the figures of ``helpers.metrics.winloss.win_rates`` before pooling and
-    intervals: group, deals, won, lost, win_rate, won_amount, closed_amount, value_win_rate (won amount ÷
-    closed amount; NaN when the closed amount is 0, or when the group has lost deals of which none has a
-    positive amount). Ordered by deals (most first), then group."""
-    g = _counts_frame(eng, win_rate_counts(eng, start, end, by))
-    if by is None and g.empty:
-        g = pd.DataFrame([{"group": "All", **dict.fromkeys(g.columns.drop("group"), 0)}])
-    g["win_rate"] = g["won"] / g["deals"].where(g["deals"] > 0)
-    value_ok = (g["closed_amount"] > 0) & ((g["lost"] == 0) | (g["lost_amount_known"] > 0))
-    g["value_win_rate"] = (g["won_amount"] / g["closed_amount"].where(g["closed_amount"] > 0)).where(value_ok)
+    intervals (``rates.finish``): group, deals, won, lost, win_rate, won_amount, closed_amount,
+    value_win_rate, avg_deal_size. Ordered by deals (most first), then group."""
+    g = _rates_frame(eng, start, end, by)
     g = g.sort_values(["deals", "group"], ascending=[False, True], kind="stable").reset_index(drop=True)
     cols = ["group", "deals", "won", "lost", "win_rate", "won_amount", "closed_amount", "value_win_rate"]
-    return g[cols]
+    return g[[*cols, "avg_deal_size"]]
 
 
 # --------------------------------------------------------------------------------------------------
