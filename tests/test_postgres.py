@@ -3,141 +3,15 @@ temporary data directory, removed afterwards). Skipped only when PostgreSQL's in
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 
-import pandas as pd
 import pandas.testing as pdt
 import pytest
 import yaml
+from conftest import PG_PASSWORD, PG_USER
 
 from helpers.data.dataset import DataValidationError, load
-from helpers.data.schema import TABLES
 from helpers.data.sources import DbTable, TableReader
-
-PG_USER = "revops_reader"
-PG_PASSWORD = "s3cret-Pa55word-xyz"  # distinctive, so a leak in a message is found by a substring test
-SQL_TYPES = {
-    "id": "text",
-    "str": "text",
-    "date": "date",
-    "datetime": "timestamp",
-    "money": "double precision",
-    "number": "double precision",
-    "prob": "double precision",
-    "bool": "boolean",
-}
-
-
-def _pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if found:
-        return Path(found[-1]).parent
-    which = shutil.which("initdb")
-    return Path(which).parent if which else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def pg_server():
-    """(port, run) of a throw-away PostgreSQL cluster with a password-protected role ``revops_reader``."""
-    bindir = _pg_bin()
-    if bindir is None:
-        pytest.skip(
-            "PostgreSQL is not installed (no initdb under /usr/lib/postgresql/*/bin or on PATH); "
-            "`apt-get install postgresql` (done by .ci/run) enables this test"
-        )
-    as_root = os.geteuid() == 0
-    # initdb refuses to run as root: run the server as the `postgres` user, in a dir that user owns
-    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
-    tmp = Path(tempfile.mkdtemp(prefix="revops-pg-test-"))
-    if as_root:
-        shutil.chown(tmp, "postgres", "postgres")
-    data, pwfile, log = tmp / "data", tmp / "pw", tmp / "log"
-    pwfile.write_text(PG_PASSWORD)
-    if as_root:
-        shutil.chown(pwfile, "postgres", "postgres")
-    port = _free_port()
-
-    def run(*cmd):
-        return subprocess.run([*prefix, *map(str, cmd)], check=True, capture_output=True, text=True)
-
-    try:
-        run(
-            bindir / "initdb",
-            "-D",
-            data,
-            "-U",
-            PG_USER,
-            f"--pwfile={pwfile}",
-            "--auth-host=scram-sha-256",
-            "--auth-local=trust",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        )
-        opts = f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off"
-        run(bindir / "pg_ctl", "-D", data, "-o", opts, "-l", log, "-w", "-t", "60", "start")
-    except subprocess.CalledProcessError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        pytest.fail(f"could not start PostgreSQL: {exc.stderr or exc.stdout}")
-    try:
-        yield port
-    finally:
-        subprocess.run(
-            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
-        )
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _copy_sample_into_postgres(port: int, folder: Path) -> None:
-    import psycopg
-
-    with psycopg.connect(
-        host="127.0.0.1", port=port, user=PG_USER, password=PG_PASSWORD, dbname="postgres", autocommit=True
-    ) as c:
-        if not c.execute("select 1 from pg_database where datname = 'crm'").fetchone():
-            c.execute("create database crm")
-    with psycopg.connect(host="127.0.0.1", port=port, user=PG_USER, password=PG_PASSWORD, dbname="crm") as c:
-        for name, table in TABLES.items():
-            path = folder / f"{name}.csv"
-            header = pd.read_csv(path, nrows=0).columns
-            kinds = {col.name: col.kind for col in table.columns}
-            cols = ", ".join(f'"{h}" {SQL_TYPES[kinds.get(h, "str")]}' for h in header)
-            c.execute(f'drop table if exists "{name}"')
-            c.execute(f'create table "{name}" ({cols})')
-            with c.cursor().copy(f'copy "{name}" from stdin with (format csv, header true)') as cp:
-                cp.write(path.read_bytes())
-
-
-@pytest.fixture(scope="module")
-def pg_dataset(pg_server, sample_dir, tmp_path_factory):
-    """A dataset folder whose dataset.yml points every table at the sample loaded into PostgreSQL."""
-    _copy_sample_into_postgres(pg_server, sample_dir)
-    folder = tmp_path_factory.mktemp("pg") / "crm_in_postgres"
-    folder.mkdir()
-    cfg = yaml.safe_load((sample_dir / "dataset.yml").read_text())
-    url = f"postgresql://{{REVOPS_TEST_DB_USER}}:{{REVOPS_TEST_DB_PASSWORD}}@127.0.0.1:{pg_server}/crm"
-    cfg["tables"] = {name: {"url": url, "table": name} for name in TABLES}
-    (folder / "dataset.yml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return folder
-
-
-@pytest.fixture
-def pg_env(monkeypatch):
-    monkeypatch.setenv("REVOPS_TEST_DB_USER", PG_USER)
-    monkeypatch.setenv("REVOPS_TEST_DB_PASSWORD", PG_PASSWORD)
 
 
 def _assert_same_tables(a, b):

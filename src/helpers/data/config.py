@@ -102,6 +102,7 @@ def parse_config(raw: dict, where: str = "dataset.yml") -> DatasetConfig:
         "as_of",
         "source",
         "date_order",
+        "engine",
     }
     for k in raw:
         close = difflib.get_close_matches(str(k), sorted(known), n=1, cutoff=0.7)
@@ -114,6 +115,12 @@ def parse_config(raw: dict, where: str = "dataset.yml") -> DatasetConfig:
             problems.append(f"date_order: expected DMY (31/10/2026), MDY (10/31/2026) or YMD, got {order!r}")
         else:
             cfg.extra["date_order"] = str(order).upper()
+    engine = raw.get("engine")
+    if engine is not None:  # which engine computes the metrics (helpers.data.engine)
+        if not isinstance(engine, str) or not engine.strip():
+            problems.append(f"engine: expected duckdb, postgres, spark or an Ibis backend URL, got {engine!r}")
+        else:
+            cfg.extra["engine"] = engine.strip()
     cfg.name = str(raw.get("name", cfg.name))
     cfg.currency = str(raw.get("currency", cfg.currency))
     fy = raw.get("fiscal_year_start_month", 1)

@@ -293,6 +293,15 @@ class TableReader:
             msg = redact(f"{type(exc).__name__}: {exc}".strip(), self._secrets)
             raise SourceError(msg) from None
 
+    def connection(self, tname: str):
+        """The open connection (psycopg, DuckDB or SQLAlchemy) that serves database table ``tname``; the
+        metric engine (``helpers.data.engine``) queries PostgreSQL over it."""
+        return self._conn(self.sources[tname])
+
+    def redact(self, text: str) -> str:
+        """``text`` without the credentials this reader has expanded."""
+        return redact(text, self._secrets)
+
     def close(self) -> None:
         for c in self._conns.values():
             if isinstance(c, Exception):
@@ -566,6 +575,22 @@ class TableCache:
             return frames, list(info["warnings"])
         except Exception:  # noqa: BLE001 - a damaged entry is a miss, rebuilt on this load
             shutil.rmtree(self.dir, ignore_errors=True)
+            return None
+
+    def arrow(self) -> dict | None:
+        """The entry's typed tables as Arrow tables read memory-mapped, without converting them to
+        pandas (the metric engine copies them into its DuckDB file), or None when there is no entry."""
+        import pyarrow.feather as feather
+
+        meta = self.dir / "meta.pkl"
+        if not meta.exists():
+            return None
+        try:
+            info = pickle.loads(meta.read_bytes())
+            if info.get("key") != self.key:
+                return None
+            return {t: feather.read_table(self.dir / f"{t}.arrow", memory_map=True) for t in info["tables"]}
+        except Exception:  # noqa: BLE001 - a damaged entry is a miss
             return None
 
     def _read(self, table: str) -> pd.DataFrame:

@@ -1,0 +1,446 @@
+"""Where the metrics run: one connection to an engine, and the canonical tables as Ibis tables.
+
+``connect(dataset)`` opens the engine the dataset calls for and returns an ``Engine``: the Ibis backend
+plus one Ibis table per canonical table present (``eng["opportunities"]``). Metric expressions
+(``helpers.metrics.expr``) are built on those tables and executed where the data lives; only their
+small aggregated results come back, as pandas frames (``Engine.execute``).
+
+**Which engine.** The first of: the ``engine=`` argument, the environment variable ``REVOPS_ENGINE``,
+``engine:`` in ``dataset.yml``; else PostgreSQL when the dataset's tables live there, else DuckDB.
+
+- ``duckdb`` (the default) — embedded DuckDB over a typed cache: the dataset is loaded and validated
+  once (``helpers.data.dataset.load``, whose Arrow cache it reuses) and its typed tables are written to
+  one DuckDB file (date columns as DATE, datetimes as TIMESTAMP, text as VARCHAR, amounts as DOUBLE,
+  flags as BOOLEAN), built once per fingerprint next to the load cache (same key: the bytes of every
+  source file, ``dataset.yml`` and the loading code; plus this module's code). The file is written to a
+  temporary name and renamed, then opened **read-only**, so several kernels share it at once. With the
+  cache off (``REVOPS_CACHE=0``) or sources that cannot be fingerprinted (a PostgreSQL table read into
+  DuckDB), the typed tables go into an in-memory DuckDB instead.
+- ``postgres`` — the tables named in ``dataset.yml`` (``url`` + ``table`` or ``query``, credentials
+  from the environment as ``helpers.data.sources`` describes), queried in place over one read-only
+  connection opened by ``sources.TableReader`` (so the same redaction of credentials in errors). Every
+  table must live in that one database. The tables are used as the contract types them: columns whose
+  database type differs from the contract's are cast, and ``is_closed`` / ``is_won`` are derived from
+  the stage where missing, as ``dataset.derive_status`` does for files. (Validation is not run on the
+  server yet: ``revops validate`` still loads the rows.)
+- ``spark`` — PySpark (``pip install 'revops-notebooks[spark]'``, Java 17+): the typed cache exported
+  once to Parquet beside the DuckDB file, read by a Spark session. The session is local
+  (``local[2]``, UI off) unless ``REVOPS_SPARK_MASTER`` names a cluster master, or
+  ``REVOPS_SPARK_REMOTE`` a Spark Connect server (``sc://host:15002``; untested here).
+- any other Ibis backend by URL (``engine: "trino://user@host:8080/catalog/schema"``, ``snowflake://…``,
+  ``bigquery://project/dataset``; ``{NAME}`` placeholders expand from the environment): the canonical
+  tables are looked up by name, or by the ``table`` given under ``tables:``. **Untested here**: only
+  DuckDB, PostgreSQL and local Spark are covered by the tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from helpers.data import sources
+from helpers.data.config import DatasetConfig, load_config
+from helpers.data.schema import TABLES
+
+# warnings ibis 12.0 and PySpark 4.0 raise from their own code on every query with DuckDB 2.0 / pandas 3;
+# nothing a user of the metrics can act on (pyproject.toml filters the same ones in the tests)
+warnings.filterwarnings("ignore", r"fetch_arrow_table\(\) is deprecated", DeprecationWarning, r"ibis\.")
+warnings.filterwarnings("ignore", r"The 'future\.infer_string' option is deprecated", Warning, r"ibis\.")
+warnings.filterwarnings("ignore", r"The copy keyword is deprecated", Warning, r"pyspark\.")
+
+ENGINES = ("duckdb", "postgres", "spark")
+ENGINE_FORMAT = 1
+# contract kind -> Ibis type of the canonical column
+IBIS_TYPES = {
+    "id": "string",
+    "str": "string",
+    "date": "date",
+    "datetime": "timestamp",
+    "money": "float64",
+    "number": "float64",
+    "prob": "float64",
+    "bool": "boolean",
+}
+
+
+class EngineError(RuntimeError):
+    """The engine named for a dataset cannot be opened; the message says why and what to change."""
+
+
+@dataclass
+class Engine:
+    """An open engine: ``backend`` (an Ibis backend) and the canonical ``tables`` as Ibis tables."""
+
+    name: str  # duckdb, postgres, spark, or the URL scheme of another Ibis backend
+    backend: object
+    tables: dict
+    config: DatasetConfig
+    path: Path
+    where: str = ""  # what was opened, for messages (no credentials)
+    _close: list = field(default_factory=list, repr=False)
+
+    def __getitem__(self, name: str):
+        if name not in self.tables:
+            raise KeyError(f"dataset {self.config.name!r} has no {name} table (engine {self.name})")
+        return self.tables[name]
+
+    def has(self, table: str, *columns: str) -> bool:
+        t = self.tables.get(table)
+        return t is not None and all(c in t.columns for c in columns)
+
+    def execute(self, expr) -> pd.DataFrame:
+        """Run ``expr`` on the engine; its (small) result as a pandas DataFrame."""
+        out = self.backend.execute(expr)
+        return out.to_frame() if isinstance(out, pd.Series) else out
+
+    def close(self) -> None:
+        for fn in reversed(self._close):
+            try:
+                fn()
+            except Exception:  # noqa: BLE001, S110 - closing is best effort
+                pass
+        self._close.clear()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# choosing
+# --------------------------------------------------------------------------------------------------
+def engine_name(config: DatasetConfig, table_sources: dict, engine: str | None = None) -> str:
+    """The engine to open (see the module docstring for the order of the settings)."""
+    name = engine or os.environ.get("REVOPS_ENGINE") or config.extra.get("engine")
+    if not name:
+        on_pg = [s for s in table_sources.values() if isinstance(s, sources.DbTable) and _is_pg(s.url)]
+        return "postgres" if on_pg else "duckdb"
+    name = str(name).strip()
+    low = name.lower()
+    if low in ("postgresql", "pg"):
+        return "postgres"
+    if low in ENGINES or "://" in name:
+        return low if low in ENGINES else name
+    raise EngineError(
+        f"engine {name!r} (from "
+        + (
+            "the argument"
+            if engine
+            else "REVOPS_ENGINE"
+            if os.environ.get("REVOPS_ENGINE")
+            else "dataset.yml"
+        )
+        + f"): expected one of {', '.join(ENGINES)} or an Ibis backend URL such as trino://host/catalog"
+    )
+
+
+def _is_pg(url: str) -> bool:
+    return url.split(":", 1)[0].split("+", 1)[0].lower() in ("postgresql", "postgres")
+
+
+def connect(dataset, engine: str | None = None) -> Engine:
+    """Open the engine for ``dataset`` (a dataset folder, or a loaded ``Dataset``: its folder is used).
+
+    Returns an ``Engine`` whose ``tables`` are the canonical tables the dataset has, as Ibis tables."""
+    from helpers.data.dataset import find_table_files
+
+    folder = Path(getattr(dataset, "path", dataset))
+    config = load_config(folder)
+    table_sources = find_table_files(folder, config)
+    name = engine_name(config, table_sources, engine)
+    if name == "duckdb":
+        return _connect_duckdb(folder, config, table_sources)
+    if name == "postgres":
+        return _connect_postgres(folder, config, table_sources)
+    if name == "spark":
+        return _connect_spark(folder, config, table_sources)
+    return _connect_url(folder, config, table_sources, name)
+
+
+# --------------------------------------------------------------------------------------------------
+# the typed cache (DuckDB file; Parquet for Spark)
+# --------------------------------------------------------------------------------------------------
+def _engine_digest() -> str:
+    return hashlib.sha256(f"{ENGINE_FORMAT}|".encode() + Path(__file__).read_bytes()).hexdigest()[:12]
+
+
+def cache_file(folder: Path, table_sources: dict) -> Path | None:
+    """Where the typed DuckDB file of this dataset lives (it may not exist yet), or None when the
+    dataset cannot be cached (cache off, or a source that cannot be fingerprinted)."""
+    entry = sources.TableCache.open(folder, table_sources)
+    if entry is None:
+        return None
+    return entry.data_dir / f"engine-{_engine_digest()}.duckdb"
+
+
+def _typed_arrow(table_data, table: str):
+    """A typed table (pandas frame or Arrow table) as Arrow, with the contract's ``date`` columns as
+    date32 (the frames hold them as midnight timestamps)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arrow = table_data if isinstance(table_data, pa.Table) else pa.Table.from_pandas(table_data, preserve_index=False)
+    contract = TABLES[table]
+    for i, col in enumerate(arrow.column_names):
+        spec = contract.column(col)
+        if spec is not None and spec.kind == "date" and pa.types.is_timestamp(arrow.schema.field(i).type):
+            arrow = arrow.set_column(i, col, pc.cast(arrow.column(i), pa.date32()))
+    return arrow
+
+
+def _write_duckdb(frames: dict[str, pd.DataFrame], path: Path) -> None:
+    """The typed tables into a new DuckDB file at ``path``, atomically (temporary name, then rename)."""
+    import duckdb
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-engine-", suffix=".duckdb", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.unlink()  # duckdb creates the file itself
+    try:
+        con = duckdb.connect(str(tmp))
+        try:
+            for name, df in frames.items():
+                con.register("_typed", _typed_arrow(df, name))
+                con.execute(f"create table {sources.quote_ident(name)} as select * from _typed")
+                con.unregister("_typed")
+            con.execute("checkpoint")
+        finally:
+            con.close()
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        Path(str(tmp) + ".wal").unlink(missing_ok=True)
+
+
+def _load_frames(folder: Path, table_sources: dict | None = None) -> dict:
+    """The dataset's typed, validated tables: Arrow tables straight from the load cache's entry when it
+    has one (no pandas round trip), else pandas frames from ``dataset.load`` (which validates, and
+    writes that entry for the next time)."""
+    from helpers.data.dataset import load
+
+    entry = sources.TableCache.open(folder, table_sources) if table_sources is not None else None
+    if entry is not None and (tables := entry.arrow()) is not None:
+        return tables
+    return load(folder).tables
+
+
+def typed_duckdb(folder: Path, table_sources: dict) -> Path | None:
+    """The typed DuckDB file of the dataset, built now when missing; None when it cannot be cached."""
+    path = cache_file(folder, table_sources)
+    if path is None:
+        return None
+    if not path.exists():
+        _write_duckdb(_load_frames(folder, table_sources), path)
+    return path
+
+
+def _connect_duckdb(folder: Path, config: DatasetConfig, table_sources: dict) -> Engine:
+    import ibis
+
+    path = typed_duckdb(folder, table_sources)
+    if path is not None:
+        con = ibis.duckdb.connect(str(path), read_only=True)
+        where = f"DuckDB file {path} (read-only)"
+    else:  # not cacheable: the typed tables in memory
+        con = ibis.duckdb.connect()
+        for name, df in _load_frames(folder).items():
+            con.con.register(f"_typed_{name}", _typed_arrow(df, name))
+            con.raw_sql(f"create table {sources.quote_ident(name)} as select * from _typed_{name}")
+            con.con.unregister(f"_typed_{name}")
+        where = "in-memory DuckDB (dataset not cached)"
+    # (not con.list_tables(): ibis 12.0's calls DuckDB 2.0's removed cursor.fetch_arrow_table)
+    present = {r[0] for r in con.con.execute("select table_name from information_schema.tables").fetchall()}
+    tables = {t: con.table(t) for t in TABLES if t in present}
+    return Engine("duckdb", con, tables, config, folder, where, [con.disconnect])
+
+
+def typed_parquet(folder: Path, table_sources: dict) -> tuple[Path, bool]:
+    """A folder with one Parquet file per typed table, exported from the typed DuckDB file (built once,
+    beside it); ``(folder, temporary)`` — temporary when the dataset cannot be cached."""
+    import duckdb
+
+    db = typed_duckdb(folder, table_sources)
+    if db is not None:
+        out = db.with_suffix(".parquet")
+        if out.is_dir():
+            return out, False
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-parquet-", dir=db.parent))
+        with duckdb.connect(str(db), read_only=True) as con:
+            for (t,) in con.execute("select table_name from information_schema.tables").fetchall():
+                con.execute(f"copy {sources.quote_ident(t)} to '{tmp / (t + '.parquet')}' (format parquet)")
+        try:
+            os.replace(tmp, out)
+        except OSError:  # another process renamed its copy first
+            shutil.rmtree(tmp, ignore_errors=True)
+        return out, False
+    tmp = Path(tempfile.mkdtemp(prefix="revops-parquet-"))
+    with duckdb.connect() as con:
+        for name, df in _load_frames(folder).items():
+            con.register("_typed", _typed_arrow(df, name))
+            con.execute(f"copy _typed to '{tmp / (name + '.parquet')}' (format parquet)")
+            con.unregister("_typed")
+    return tmp, True
+
+
+# --------------------------------------------------------------------------------------------------
+# Spark
+# --------------------------------------------------------------------------------------------------
+_SPARK: dict[str, object] = {}
+
+
+def spark_session():
+    """This process's Spark session (one per process, kept for later connects): local mode with the UI
+    off unless ``REVOPS_SPARK_MASTER`` / ``REVOPS_SPARK_REMOTE`` say otherwise; session time zone UTC
+    (the tables' timestamps carry none)."""
+    if "session" in _SPARK:
+        return _SPARK["session"]
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise EngineError(
+            "engine spark needs PySpark: pip install 'revops-notebooks[spark]' (and Java 17 or later)"
+        ) from None
+    if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+        raise EngineError("engine spark needs Java 17 or later (apt-get install openjdk-17-jre-headless)")
+    # Python workers (if a plan needs any) run this interpreter, not whatever `python3` is on PATH
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName("revops-notebooks")
+    if os.environ.get("REVOPS_SPARK_REMOTE"):
+        builder = builder.remote(os.environ["REVOPS_SPARK_REMOTE"])
+    else:
+        builder = (
+            builder.master(os.environ.get("REVOPS_SPARK_MASTER", "local[2]"))
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")  # no progress bars in notebooks and logs
+            .config("spark.sql.shuffle.partitions", "4")  # 200 by default: slow for report-sized results
+            .config("spark.driver.bindAddress", "127.0.0.1")
+        )
+    session = builder.config("spark.sql.session.timeZone", "UTC").getOrCreate()
+    if not os.environ.get("REVOPS_SPARK_REMOTE"):
+        session.sparkContext.setLogLevel("ERROR")
+    _SPARK["session"] = session
+    return session
+
+
+def _connect_spark(folder: Path, config: DatasetConfig, table_sources: dict) -> Engine:
+    import ibis
+
+    parquet, temporary = typed_parquet(folder, table_sources)
+    con = ibis.pyspark.connect(spark_session())
+    tag = hashlib.sha256(str(parquet).encode()).hexdigest()[:8]
+    tables = {}
+    for t in TABLES:
+        f = parquet / f"{t}.parquet"
+        if f.exists():
+            tables[t] = con.read_parquet(str(f), table_name=f"revops_{tag}_{t}")
+    close = [lambda: [con.drop_view(v.get_name(), force=True) for v in tables.values()]]
+    if temporary:
+        close.insert(0, lambda: shutil.rmtree(parquet, ignore_errors=True))
+    return Engine("spark", con, tables, config, folder, f"Spark over Parquet in {parquet}", close)
+
+
+# --------------------------------------------------------------------------------------------------
+# databases queried in place
+# --------------------------------------------------------------------------------------------------
+def _db_tables(table_sources: dict, engine: str) -> dict[str, sources.DbTable]:
+    """The dataset's tables, every one a database table on one URL (else a clear EngineError)."""
+    files = sorted(t for t, s in table_sources.items() if not isinstance(s, sources.DbTable))
+    if files:
+        raise EngineError(
+            f"engine {engine} queries the tables where they live, but {', '.join(files)} "
+            "come from files: point every table at the database in dataset.yml, or use engine duckdb"
+        )
+    urls = {s.connection_key() for s in table_sources.values()}
+    if len(urls) > 1:
+        shown = ", ".join(sorted(sources.public_url(u) for u in urls))
+        raise EngineError(f"engine {engine} needs every table in one database; dataset.yml names {shown}")
+    return table_sources
+
+
+def _source_table(con, src: sources.DbTable):
+    if src.query:
+        return con.sql(src.query.strip().rstrip(";"))
+    parts = src.table.split(".")
+    return con.table(parts[-1], database=tuple(parts[:-1]) if len(parts) > 1 else None)
+
+
+def canonical(t, table: str, config: DatasetConfig):
+    """A database table as the contract types it: each contract column cast to its kind where the
+    database type differs, and for opportunities ``is_closed`` / ``is_won`` filled from the stage
+    (``dataset.derive_status``)."""
+    import ibis
+
+    contract = TABLES[table]
+    cols = {}
+    for name in t.columns:
+        spec = contract.column(name)
+        col = t[name]
+        if spec is not None:
+            want = ibis.dtype(IBIS_TYPES[spec.kind])
+            if not col.type().equals(want.copy(nullable=col.type().nullable)):
+                col = col.cast(want)
+        cols[name] = col
+    if table == "opportunities" and "stage" in cols:
+        won = cols["stage"].isin(list(config.won_stages)) if config.won_stages else ibis.literal(False)
+        lost = cols["stage"].isin(list(config.lost_stages)) if config.lost_stages else ibis.literal(False)
+        cols["is_won"] = cols["is_won"].fill_null(won) if "is_won" in cols else won
+        cols["is_closed"] = cols["is_closed"].fill_null(won | lost) if "is_closed" in cols else won | lost
+    return t.select(**cols)
+
+
+def _connect_postgres(folder: Path, config: DatasetConfig, table_sources: dict) -> Engine:
+    import ibis
+
+    db = _db_tables(table_sources, "postgres")
+    reader = sources.TableReader(db, config)
+    first = next(iter(db.values()))
+    try:
+        conn = reader.connection(first.table_name)
+        con = ibis.postgres.from_connection(conn)
+        tables = {t: canonical(_source_table(con, src), t, config) for t, src in db.items()}
+    except sources.SourceError:
+        reader.close()
+        raise
+    except Exception as exc:  # noqa: BLE001 - driver errors, shown without credentials
+        reader.close()
+        raise sources.SourceError(reader.redact(f"{type(exc).__name__}: {exc}")) from None
+    where = f"PostgreSQL {sources.public_url(first.url)}"
+    return Engine("postgres", con, tables, config, folder, where, [reader.close])
+
+
+def _connect_url(folder: Path, config: DatasetConfig, table_sources: dict, url: str) -> Engine:
+    """Another Ibis backend by URL (untested here; see the module docstring)."""
+    import ibis
+
+    secrets: set[str] = set()
+    try:
+        con = ibis.connect(sources.expand(url, secrets))
+    except Exception as exc:  # noqa: BLE001
+        raise EngineError(
+            f"could not open engine {sources.public_url(url)}: {sources.redact(str(exc), secrets)}"
+        ) from None
+    present = set(con.list_tables())
+    tables = {}
+    for t in TABLES:
+        src = table_sources.get(t)
+        if isinstance(src, sources.DbTable):
+            tables[t] = canonical(_source_table(con, src), t, config)
+        elif t in present:
+            tables[t] = canonical(con.table(t), t, config)
+    if "opportunities" not in tables:
+        raise EngineError(f"engine {sources.public_url(url)} has no opportunities table")
+    return Engine(
+        url.split(":", 1)[0], con, tables, config, folder, sources.public_url(url), [con.disconnect]
+    )

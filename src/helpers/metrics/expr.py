@@ -1,0 +1,439 @@
+"""Metrics as Ibis expressions over the canonical tables, run where the data lives.
+
+Each metric is built once as an Ibis expression on an ``Engine``'s tables (``helpers.data.engine``) and
+runs unchanged on DuckDB, PostgreSQL and Spark; only its aggregated result comes back, as a small pandas
+frame. The figures are those of the pandas functions named in each docstring (same definitions, same
+edge cases), which the tests check on the sample dataset on every engine:
+
+- **Win rate** (``win_rate``, ``win_rates``): deals with ``is_closed`` and ``start <= close_date <= end``;
+  won = ``is_won``. The totals are summed on the engine; the rates come from them through
+  ``helpers.metrics.rates.finish``, the one definition (by count = won ÷ closed; by value = won amount
+  ÷ closed amount, where a deal without an amount counts in the count rate but adds nothing to the
+  value rate; average won deal size over the won deals with an amount).
+- **Bookings** (``bookings``): Σ amount of won deals with ``start <= close_date <= end``.
+- **Open pipeline by stage** (``pipeline_by_stage``): deals with ``is_closed`` false, their amount
+  (empty = 0) and stage-weighted amount (amount × CRM probability, else the stage's default from
+  ``dataset.yml``).
+
+Grouping (``by``): ``None`` (one row, group ``All``), ``"team"`` (the owner's team from ``reps``) or any
+column of ``opportunities`` (``owner``, ``segment``, ``region``, …). Rows whose key is empty form the
+group ``missing`` (``"(not set)"`` by default), or are left out with ``missing=None``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import ibis
+import pandas as pd
+
+from helpers.metrics import rates
+
+NOT_SET = "(not set)"
+
+
+# --------------------------------------------------------------------------------------------------
+# building blocks
+# --------------------------------------------------------------------------------------------------
+def day(value):
+    """A date literal (``value``: anything ``pd.Timestamp`` reads)."""
+    return ibis.literal(pd.Timestamp(value).date(), type="date")
+
+
+def flag(col):
+    """A nullable boolean column with empty = false."""
+    return col.fill_null(False)
+
+
+def amount(t):
+    """``amount`` with empty = 0 (0 when the table has no amount column)."""
+    return t.amount.fill_null(0.0) if "amount" in t.columns else ibis.literal(0.0)
+
+
+def closed_between(opps, start, end):
+    """Closed deals with ``start <= close_date <= end``."""
+    return opps.filter(flag(opps.is_closed), opps.close_date >= day(start), opps.close_date <= day(end))
+
+
+def with_group(eng, t, by: str | None, missing: str | None = NOT_SET):
+    """``t`` with a text column ``group`` (see the module docstring for ``by`` and ``missing``)."""
+    if by is None:
+        return t.mutate(group=ibis.literal("All"))
+    if by == "team":
+        reps = eng["reps"]
+        teams = reps.select(_rep_id=reps.rep_id, _team=reps.team)
+        t = t.left_join(teams, t.owner == teams._rep_id).drop("_rep_id").rename(group="_team")
+    elif by in t.columns:
+        t = t.mutate(group=t[by].cast("string"))
+    else:
+        raise ValueError(f"by must be None, 'team' or a column of the table, got {by!r}")
+    if missing is None:
+        return t.filter(t.group.notnull())
+    return t.mutate(group=t.group.fill_null(missing))
+
+
+# --------------------------------------------------------------------------------------------------
+# win rate
+# --------------------------------------------------------------------------------------------------
+def win_rate_counts(eng, start, end, by: str | None = None, missing: str | None = NOT_SET):
+    """``rates.outcome_totals`` as an expression: per group, over the deals closed in ``[start, end]``:
+    deals, won, lost, won_amount, closed_amount (an empty amount adds 0), lost_amount_known (lost deals
+    with a positive amount), won_priced (won deals with an amount) and won_priced_amount."""
+    c = with_group(eng, closed_between(eng["opportunities"], start, end), by, missing)
+    won = flag(c.is_won)
+    amt = amount(c)
+    priced = won & c.amount.notnull() if "amount" in c.columns else ibis.literal(False)
+    lost_known = ~won & (c.amount > 0) if "amount" in c.columns else ibis.literal(False)
+    return c.group_by("group").aggregate(
+        deals=c.count(),
+        won=ibis.ifelse(won, 1, 0).sum(),
+        lost=ibis.ifelse(won, 0, 1).sum(),
+        won_amount=ibis.ifelse(won, amt, 0.0).sum(),
+        closed_amount=amt.sum(),
+        lost_amount_known=ibis.ifelse(lost_known, 1, 0).sum(),
+        won_priced=ibis.ifelse(priced, 1, 0).sum(),
+        won_priced_amount=ibis.ifelse(priced, amt, 0.0).sum(),
+    )
+
+
+COUNTS = ("deals", "won", "lost", "lost_amount_known", "won_priced")
+SUMS = ("won_amount", "closed_amount", "won_priced_amount")
+
+
+def _rates_frame(eng, start, end, by=None, missing=NOT_SET) -> pd.DataFrame:
+    """``win_rate_counts`` run, then ``rates.finish`` (the rates' one definition); one row of zeros
+    (rates NaN) for ``by=None`` when nothing closed."""
+    out = eng.execute(win_rate_counts(eng, start, end, by, missing))
+    if by is None and out.empty:
+        out = pd.DataFrame([{"group": "All", **dict.fromkeys(COUNTS + SUMS, 0)}])
+    for col in COUNTS:
+        out[col] = out[col].fillna(0).astype("int64")
+    for col in SUMS:
+        out[col] = out[col].astype("float64").fillna(0.0)
+    out["group"] = out["group"].astype("str")
+    return rates.finish(out)
+
+
+def win_rate(eng, start, end) -> dict:
+    """``helpers.metrics.pipeline.win_rate`` (``rates.totals``) on the engine: closed, won, lost,
+    win_rate_count, won_value, closed_value, win_rate_value, won_priced, avg_deal_size."""
+    r = _rates_frame(eng, start, end).iloc[0]
+
+    def num(x):
+        return math.nan if pd.isna(x) else float(x)
+
+    return {
+        "closed": int(r["deals"]),
+        "won": int(r["won"]),
+        "lost": int(r["lost"]),
+        "win_rate_count": num(r["win_rate"]),
+        "won_value": float(r["won_amount"]),
+        "closed_value": float(r["closed_amount"]),
+        "win_rate_value": num(r["value_win_rate"]),
+        "won_priced": int(r["won_priced"]),
+        "avg_deal_size": num(r["avg_deal_size"]),
+    }
+
+
+def win_rates(eng, start, end, by: str | None = None) -> pd.DataFrame:
+    """Per group of ``by``, the figures of ``helpers.metrics.winloss.win_rates`` before pooling and
+    intervals (``rates.finish``): group, deals, won, lost, win_rate, won_amount, closed_amount,
+    value_win_rate, avg_deal_size. Ordered by deals (most first), then group."""
+    g = _rates_frame(eng, start, end, by)
+    g = g.sort_values(["deals", "group"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    cols = ["group", "deals", "won", "lost", "win_rate", "won_amount", "closed_amount", "value_win_rate"]
+    return g[[*cols, "avg_deal_size"]]
+
+
+# --------------------------------------------------------------------------------------------------
+# bookings
+# --------------------------------------------------------------------------------------------------
+def bookings_expr(eng, start, end, by: str | None = None, missing: str | None = NOT_SET):
+    """Per group: bookings (Σ amount of won deals with ``start <= close_date <= end``) and won deals."""
+    o = eng["opportunities"]
+    won = o.filter(flag(o.is_won), o.close_date >= day(start), o.close_date <= day(end))
+    w = with_group(eng, won, by, missing)
+    return w.group_by("group").aggregate(bookings=amount(w).sum(), deals=w.count())
+
+
+def bookings(eng, start, end, by: str | None = None, missing: str | None = NOT_SET) -> pd.DataFrame:
+    """``helpers.metrics.pipeline.bookings`` per group (``by=None``: one row ``All``, 0 when nothing
+    was won); groups in name order."""
+    out = eng.execute(bookings_expr(eng, start, end, by, missing))
+    out["bookings"] = out["bookings"].astype("float64").fillna(0.0)
+    out["deals"] = out["deals"].astype("int64")
+    out["group"] = out["group"].astype("str")
+    if by is None and out.empty:
+        out = pd.DataFrame({"group": ["All"], "bookings": [0.0], "deals": [0]})
+    return out.sort_values("group").reset_index(drop=True)[["group", "bookings", "deals"]]
+
+
+# --------------------------------------------------------------------------------------------------
+# open pipeline
+# --------------------------------------------------------------------------------------------------
+def stage_default(config, stage):
+    """The stage's default probability from ``dataset.yml`` (empty for stages it does not name)."""
+    pairs = [(s, float(p)) for s, p in config.probabilities.items() if p is not None and not pd.isna(p)]
+    if not pairs:
+        return ibis.null("float64")
+    return stage.cases(*pairs, else_=ibis.null("float64"))
+
+
+def weighted_open(eng):
+    """Open deals (``is_closed`` false) with ``amount`` (empty = 0), ``p_crm`` (the CRM probability, else
+    the stage default) and ``weighted_crm`` = amount × p_crm."""
+    o = eng["opportunities"]
+    o = o.filter(~flag(o.is_closed))
+    default = stage_default(eng.config, o.stage)
+    p_crm = o.probability.cast("float64").fill_null(default) if "probability" in o.columns else default
+    o = o.mutate(amount=amount(o), p_crm=p_crm)
+    return o.mutate(weighted_crm=o.amount * o.p_crm)
+
+
+def pipeline_by_stage(eng) -> pd.DataFrame:
+    """``helpers.metrics.pipeline.pipeline_by_stage`` (without historical rates) on the engine: per
+    stage of the open deals, in funnel order: deals, default_probability, amount, weighted_crm."""
+    w = weighted_open(eng)
+    w = w.filter(w.stage.notnull())
+    expr = w.group_by("stage").aggregate(
+        deals=w.opportunity_id.count(), amount=w.amount.sum(), weighted_crm=w.weighted_crm.sum()
+    )
+    out = eng.execute(expr)
+    config = eng.config
+    out["stage"] = out["stage"].astype("str")
+    out["deals"] = out["deals"].astype("int64")
+    for col in ("amount", "weighted_crm"):
+        out[col] = out[col].astype("float64").fillna(0.0)
+    out = out.set_index("stage")
+    order = [s for s in config.open_stages if s in out.index] + sorted(
+        s for s in out.index if s not in config.open_stages
+    )
+    out = out.reindex(order).reset_index()
+    out.insert(2, "default_probability", out["stage"].map(config.probabilities))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# history replay: each deal as it stood at the end of given days
+# --------------------------------------------------------------------------------------------------
+FIELDS = {
+    "stage": "string",
+    "amount": "float64",
+    "close_date": "date",
+    "probability": "float64",
+    "forecast_category": "string",
+}
+
+
+def _null(typ: str):
+    return ibis.null(typ)
+
+
+def normalized_history(eng):
+    """``helpers.metrics.movement.normalized_history`` as an expression: the history of the deals in
+    ``opportunities`` with every field carried forward within the deal, ``amount`` / ``close_date`` /
+    ``forecast_category`` from the deal's current values when the history has no such column (or only
+    empty ones), and for deals without history a row at ``created_date`` (current stage, or the first
+    open stage when closed now) plus, for closed deals, one at ``close_date``. Each row also carries
+    ``_seq`` (0, or 1 for the closing row, which follows the opening one on a same-day close), ``_rn``
+    (0 for the deal's first row) and ``_next`` (the change time of the deal's next row)."""
+    o = eng["opportunities"]
+    config = eng.config
+    current = {f: (o[f].cast(t) if f in o.columns else _null(t)) for f, t in FIELDS.items()}
+    current["probability"] = _null("float64")  # a deal's own probability is not history
+    cur = o.select(_id=o.opportunity_id, **{f"_cur_{f}": v for f, v in current.items()})
+    parts = []
+    gaps = set()  # fields with empty values in the history: carried forward below
+    if eng.has("opportunity_history", "opportunity_id"):
+        h = eng["opportunity_history"]
+        present = [f for f in FIELDS if f in h.columns]
+        known = eng.execute(h.aggregate(_rows=h.count(), **{f: h[f].count() for f in present})).iloc[0]
+        filled = [f for f in ("amount", "close_date", "forecast_category") if f in h.columns]
+        hj = h.join(cur, h.opportunity_id == cur._id)  # only the deals in opportunities
+        cols = {}
+        for f, t in FIELDS.items():
+            own = f in h.columns and (f not in filled or int(known[f]) > 0)
+            if own and int(known[f]) < int(known["_rows"]):
+                gaps.add(f)
+            cols[f] = hj[f].cast(t) if own else hj[f"_cur_{f}"]
+        changed = hj.changed_at.cast("timestamp") if "changed_at" in h.columns else _null("timestamp")
+        parts.append(
+            hj.select(opportunity_id=hj.opportunity_id, changed_at=changed, **cols, _seq=ibis.literal(0))
+        )
+        without = o.anti_join(h, o.opportunity_id == h.opportunity_id)
+    else:
+        without = o
+    first_open = config.open_stages[0] if config.open_stages else None
+    closed = flag(without.is_closed)
+
+    def synthetic(t, when, stage, seq):
+        fields = {f: (t[f].cast(typ) if f in t.columns else _null(typ)) for f, typ in FIELDS.items()}
+        fields.update(stage=stage, probability=_null("float64"))
+        return t.select(
+            opportunity_id=t.opportunity_id,
+            changed_at=when.cast("timestamp"),
+            **fields,
+            _seq=ibis.literal(seq),
+        )
+
+    start_stage = ibis.ifelse(closed, ibis.literal(first_open, type="string"), without.stage.cast("string"))
+    parts.append(synthetic(without, without.created_date, start_stage, 0))
+    ended = without.filter(closed)
+    parts.append(synthetic(ended, ended.close_date, ended.stage.cast("string"), 1))
+    n = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
+    order = [ibis.asc("changed_at", nulls_first=False), "_seq"]
+    upto = ibis.window(group_by="opportunity_id", order_by=order, preceding=None, following=0)
+    # Carry forward, for the fields with gaps: a field's running count of values numbers its runs; each
+    # run takes its one value. (A deal's rows made from its current values agree in every field but the
+    # stage, which the opening row may set where the deal has none.)
+    if "stage" in o.columns and eng.execute(o.aggregate(n=o.count() - o.stage.count())).iloc[0, 0]:
+        gaps.add("stage")
+    if gaps:
+        n = n.mutate(**{f"_run_{f}": n[f].count().over(upto) for f in gaps})
+        n = n.mutate(
+            **{f: n[f].max().over(ibis.window(group_by=["opportunity_id", f"_run_{f}"])) for f in gaps}
+        )
+        n = n.drop(*[f"_run_{f}" for f in gaps])
+    by_time = ibis.window(group_by="opportunity_id", order_by=order)
+    return n.mutate(_rn=ibis.row_number().over(by_time), _next=n.changed_at.lead().over(by_time))
+
+
+def replay(eng, dates, normalized=None):
+    """``helpers.metrics.movement.replay`` as an expression: for each of ``dates`` and each deal created
+    on or before it, the last normalized history row changed before the day ended (the deal's first row
+    when it was created before its history starts); probability = the history's, else the stage default;
+    is_open / is_won / is_lost from the stage. Columns: snapshot_date, opportunity_id, owner,
+    created_date, the FIELDS, is_open, is_won, is_lost."""
+    o = eng["opportunities"]
+    n = normalized if normalized is not None else normalized_history(eng)
+    grids = []
+    for d in sorted({pd.Timestamp(x).normalize() for x in dates}):
+        g = o.filter(o.created_date <= day(d))
+        grids.append(
+            g.select(
+                _id=g.opportunity_id,
+                owner=g.owner.cast("string") if "owner" in g.columns else _null("string"),
+                created_date=g.created_date,
+                snapshot_date=day(d),
+                _cut=ibis.literal(d + pd.Timedelta(days=1), type="timestamp"),
+            )
+        )
+    grid = ibis.union(*grids, distinct=False) if len(grids) > 1 else grids[0]
+    current = (n.changed_at < grid._cut) & (n._next.isnull() | (n._next >= grid._cut))
+    before_history = (n._rn == 0) & (n.changed_at >= grid._cut)
+    s = grid.join(n, [grid._id == n.opportunity_id, current | before_history])
+    config = eng.config
+    won = s.stage.isin(list(config.won_stages)) if config.won_stages else ibis.literal(False)
+    lost = s.stage.isin(list(config.lost_stages)) if config.lost_stages else ibis.literal(False)
+    return s.select(
+        "snapshot_date",
+        "opportunity_id",
+        "owner",
+        "created_date",
+        "stage",
+        "amount",
+        "close_date",
+        probability=s.probability.fill_null(stage_default(config, s.stage)),
+        forecast_category=s.forecast_category,
+        is_open=~flag(won) & ~flag(lost),
+        is_won=flag(won),
+        is_lost=flag(lost),
+    )
+
+
+def _in(col, start, end):
+    return ((col >= day(start)) & (col <= day(end))).fill_null(False)
+
+
+WATERFALL_SIGN = {"pushed_out": -1, "decreased": -1, "won": -1, "lost": -1}
+
+
+def waterfall(eng, start, end, as_of=None) -> pd.DataFrame:
+    """``movement.waterfall(movement.waterfall_deals(...))`` on the engine: the period ``[start, end]``'s
+    pipeline from t0 = start − 1 day to t1 = min(end, as_of), in terms (see ``waterfall_deals``):
+    term, amount (signed as in the waterfall) and deals; the last row ``check`` is 0."""
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    t0 = start - pd.Timedelta(days=1)
+    t1 = min(end, pd.Timestamp(as_of)) if as_of is not None else end
+    s = replay(eng, [t0, t1])
+    # one pass over the replay: each deal's values at t0 and at t1 side by side
+    at0, at1 = s.snapshot_date == day(t0), s.snapshot_date == day(t1)
+
+    def at(when, value, typ):
+        return ibis.ifelse(when, value, _null(typ)).max()
+
+    def ever(when):
+        return ibis.ifelse(when, 1, 0).max() == 1
+
+    d = s.group_by("opportunity_id").aggregate(
+        stage_0=at(at0, s.stage, "string"),
+        amount_0=at(at0, s.amount, "float64"),
+        amount_1=at(at1, s.amount, "float64"),
+        close_date_0=at(at0, s.close_date, "date"),
+        close_date_1=at(at1, s.close_date, "date"),
+        is_open_0=ever(at0 & s.is_open),
+        is_won_0=ever(at0 & s.is_won),
+        is_lost_0=ever(at0 & s.is_lost),
+        is_open_1=ever(at1 & s.is_open),
+        is_won_1=ever(at1 & s.is_won),
+        is_lost_1=ever(at1 & s.is_lost),
+        _at1=ever(at1),
+    )
+    d = d.filter(d._at1)
+    exists0 = d.stage_0.notnull()
+    a0, a1 = d.amount_0.fill_null(0.0), d.amount_1.fill_null(0.0)
+    in0 = exists0 & flag(d.is_open_0) & _in(d.close_date_0, start, end)
+    in1 = d.is_open_1 & _in(d.close_date_1, start, end)
+    won = d.is_won_1 & ~flag(d.is_won_0)
+    lost = d.is_lost_1 & ~flag(d.is_lost_0)
+    enters = ~in0 & (in1 | won | lost)
+    pushed = in0 & ~in1 & ~won & ~lost
+    change = ibis.ifelse(in0, a1 - a0, 0.0)
+    terms = {
+        "opening": (in0, a0),
+        "created": (enters & ~exists0, a1),
+        "pulled_in": (enters & exists0, a1),
+        "pushed_out": (pushed, a1),
+        "increased": (change > 0, change),
+        "decreased": (change < 0, -change),
+        "won": (won, a1),
+        "lost": (lost, a1),
+        "closing": (in1, a1),
+    }
+    d = d.filter(in0 | enters)
+    agg = {}
+    for t, (m, value) in terms.items():
+        agg[t] = ibis.ifelse(m, value, 0.0).sum()
+        agg[f"n_{t}"] = ibis.ifelse(m, 1, 0).sum()
+    row = eng.execute(d.aggregate(**agg)).iloc[0]
+    rows = [
+        {
+            "term": t,
+            "amount": float(0.0 if pd.isna(row[t]) else row[t]) * WATERFALL_SIGN.get(t, 1),
+            "deals": int(0 if pd.isna(row[f"n_{t}"]) else row[f"n_{t}"]),
+        }
+        for t in terms
+    ]
+    out = pd.DataFrame(rows)
+    check = (
+        out.loc[out["term"] != "closing", "amount"].sum()
+        - out.loc[out["term"] == "closing", "amount"].iloc[0]
+    )
+    return pd.concat([out, pd.DataFrame([{"term": "check", "amount": check, "deals": 0}])], ignore_index=True)
+
+
+def forecast_snapshots(eng, start, end, dates) -> pd.DataFrame:
+    """Per snapshot date (``movement.forecast_accuracy``'s columns before the actual): won_to_date (won
+    by then with close date in ``[start, end]``), weighted_open (Σ amount × probability of the deals open
+    then with close date in the period) and open_pipeline (their Σ amount)."""
+    s = replay(eng, dates)
+    in_p = _in(s.close_date, start, end)
+    amt = s.amount.fill_null(0.0)
+    expr_ = s.group_by("snapshot_date").aggregate(
+        won_to_date=ibis.ifelse(s.is_won & in_p, amt, 0.0).sum(),
+        weighted_open=ibis.ifelse(s.is_open & in_p, amt * s.probability.fill_null(0.0), 0.0).sum(),
+        open_pipeline=ibis.ifelse(s.is_open & in_p, amt, 0.0).sum(),
+    )
+    out = eng.execute(expr_)
+    out["snapshot_date"] = pd.to_datetime(out["snapshot_date"]).astype("datetime64[us]")
+    return out.sort_values("snapshot_date").reset_index(drop=True)

@@ -1,0 +1,438 @@
+"""The metric engine (helpers.data.engine) and the metrics as Ibis expressions (helpers.metrics.expr).
+
+Every metric runs on embedded DuckDB, on a real PostgreSQL server started by the test (conftest.pg_server)
+and on local Spark, and must give the pandas functions' figures: on the sample dataset against
+helpers.metrics.pipeline / winloss, and on a nine-deal dataset against figures worked out by hand.
+PostgreSQL is skipped only when its binaries are absent, Spark only when Java is; `.ci/run` installs both.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pandas.testing as pdt
+import pytest
+import yaml
+from conftest import PG_PASSWORD, PG_USER, SAMPLE_AS_OF, dataset_in_postgres
+
+from helpers.data import engine as eng_mod
+from helpers.data.calendar import Window
+from helpers.data.dataset import load
+from helpers.data.sources import SourceError
+from helpers.metrics import expr, movement, pipeline, winloss
+
+REL = 1e-9
+# windows on the sample (fiscal year from February; as_of 2026-10-31): YTD, a quarter, a month, a day,
+# and one before any deal closed
+WINDOWS = [
+    ("2026-02-01", SAMPLE_AS_OF),
+    ("2026-08-01", SAMPLE_AS_OF),
+    ("2026-10-01", SAMPLE_AS_OF),
+    ("2026-06-15", "2026-06-15"),
+    ("2001-01-01", "2001-12-31"),
+]
+
+HAND_CONFIG = {
+    "name": "Nine deals",
+    "currency": "USD",
+    "as_of": "2026-10-31",
+    "stages": [
+        {"name": "Discovery", "probability": 0.2},
+        {"name": "Proposal", "probability": 0.4},
+        {"name": "Closed Won", "probability": 1.0},
+        {"name": "Closed Lost", "probability": 0.0},
+    ],
+    "won_stages": ["Closed Won"],
+    "lost_stages": ["Closed Lost"],
+}
+HAND_OPPS = """opportunity_id,owner,created_date,close_date,stage,amount,is_closed,is_won,segment,probability
+o1,A1,2026-01-05,2026-10-03,Closed Won,100,true,true,SMB,
+o2,A1,2026-01-05,2026-10-10,Closed Won,,true,true,SMB,
+o3,A2,2026-02-01,2026-10-31,Closed Lost,300,true,false,Enterprise,
+o4,A2,2026-02-01,2026-10-15,Closed Lost,,true,false,,
+o5,A1,2026-03-01,2026-09-30,Closed Won,1000,true,true,SMB,
+o6,A3,2026-03-01,2026-11-30,Proposal,400,false,false,SMB,0.5
+o7,A3,2026-03-01,2026-12-15,Proposal,200,false,false,Enterprise,
+o8,A1,2026-04-01,,Discovery,,false,false,SMB,
+o9,,2026-04-01,2026-10-20,Closed Won,50,true,true,Enterprise,
+"""
+HAND_REPS = "rep_id,name,team\nA1,Ann,East\nA2,Bo,West\nA3,Cy,\n"
+# o6 is created (03-01) before its first change (03-05) and its second change leaves amount empty (the
+# 300 carries forward); o3 has history up to its loss; the other deals have none (replayed from their
+# created and close dates)
+HAND_HISTORY = """opportunity_id,changed_at,stage,amount,close_date
+o6,2026-03-05 10:00:00,Discovery,300,2026-10-15
+o6,2026-09-15 16:30:00,Proposal,,2026-11-30
+o3,2026-02-10 09:00:00,Discovery,250,2026-09-30
+o3,2026-10-31 09:00:00,Closed Lost,300,2026-10-31
+"""
+
+
+# --------------------------------------------------------------------------------------------------
+# engines
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def hand_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("hand") / "nine_deals"
+    folder.mkdir()
+    (folder / "dataset.yml").write_text(yaml.safe_dump(HAND_CONFIG, sort_keys=False))
+    (folder / "opportunities.csv").write_text(HAND_OPPS)
+    (folder / "reps.csv").write_text(HAND_REPS)
+    (folder / "opportunity_history.csv").write_text(HAND_HISTORY)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def pg_credentials():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REVOPS_TEST_DB_USER", PG_USER)
+        mp.setenv("REVOPS_TEST_DB_PASSWORD", PG_PASSWORD)
+        yield
+
+
+@pytest.fixture(scope="session")
+def java():
+    if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+        pytest.skip("Java is not installed; `apt-get install openjdk-17-jre-headless` (done by .ci/run)")
+
+
+def _open(request, kind: str, folder: Path, dbname: str):
+    if kind == "postgres":
+        request.getfixturevalue("pg_credentials")
+        port = request.getfixturevalue("pg_server")
+        out = request.getfixturevalue("tmp_path_factory").mktemp("pg") / f"{dbname}_in_postgres"
+        e = eng_mod.connect(dataset_in_postgres(port, folder, dbname, out))
+    elif kind == "spark":
+        request.getfixturevalue("java")
+        e = eng_mod.connect(folder, engine="spark")
+    else:
+        e = eng_mod.connect(folder)
+    assert e.name == kind
+    return e
+
+
+ENGINES = ["duckdb", "postgres", pytest.param("spark", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def sample_engine(request, sample_dir):
+    e = _open(request, request.param, sample_dir, "crm_engine")
+    yield e
+    e.close()
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def hand_engine(request, hand_dir):
+    e = _open(request, request.param, hand_dir, "nine_deals")
+    yield e
+    e.close()
+
+
+@pytest.fixture(scope="module")
+def sample(sample_dir):
+    return load(sample_dir)
+
+
+def _same(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:
+        if isinstance(b[k], float) and math.isnan(b[k]):
+            assert math.isnan(a[k]), k
+        elif isinstance(b[k], int):
+            assert a[k] == b[k], k
+        else:
+            assert a[k] == pytest.approx(b[k], rel=REL), k
+
+
+# --------------------------------------------------------------------------------------------------
+# figures worked out by hand (window October 2026)
+# --------------------------------------------------------------------------------------------------
+def test_win_rate_by_hand(hand_engine):
+    # closed in October: o1, o2 (won, no amount), o3, o4 (lost, no amount), o9 (won, no owner)
+    got = expr.win_rate(hand_engine, "2026-10-01", "2026-10-31")
+    _same(
+        got,
+        {
+            "closed": 5,
+            "won": 3,
+            "lost": 2,
+            "win_rate_count": 3 / 5,
+            "won_value": 150.0,  # o1 + o9; o2 has no amount: counted above, worth nothing here
+            "closed_value": 450.0,
+            "win_rate_value": 150 / 450,
+            "won_priced": 2,
+            "avg_deal_size": 75.0,  # (100 + 50) / 2: o2's unknown amount is not a zero
+        },
+    )
+    # the day before the window (o5, 2026-09-30) and after it: nothing else
+    assert expr.win_rate(hand_engine, "2026-09-30", "2026-09-30")["won_value"] == 1000.0
+    empty = expr.win_rate(hand_engine, "2027-01-01", "2027-12-31")
+    assert (
+        empty["closed"] == 0 and math.isnan(empty["win_rate_count"]) and math.isnan(empty["win_rate_value"])
+    )
+
+
+def test_win_rates_by_segment_by_hand(hand_engine):
+    got = expr.win_rates(hand_engine, "2026-10-01", "2026-10-31", by="segment")
+    want = pd.DataFrame(
+        {
+            "group": ["Enterprise", "SMB", "(not set)"],
+            "deals": [2, 2, 1],
+            "won": [1, 2, 0],
+            "lost": [1, 0, 1],
+            "win_rate": [0.5, 1.0, 0.0],
+            "won_amount": [50.0, 100.0, 0.0],
+            "closed_amount": [350.0, 100.0, 0.0],
+            # (not set): its one lost deal has no amount, so no value rate
+            "value_win_rate": [50 / 350, 1.0, math.nan],
+            "avg_deal_size": [50.0, 100.0, math.nan],
+        }
+    )
+    pdt.assert_frame_equal(got, want, check_dtype=False, rtol=REL)
+
+
+def test_bookings_by_hand(hand_engine):
+    total = expr.bookings(hand_engine, "2026-10-01", "2026-10-31")
+    assert total.to_dict("records") == [{"group": "All", "bookings": 150.0, "deals": 3}]
+    by_owner = expr.bookings(hand_engine, "2026-10-01", "2026-10-31", by="owner", missing=None)
+    assert by_owner.to_dict("records") == [{"group": "A1", "bookings": 100.0, "deals": 2}]
+    by_team = expr.bookings(hand_engine, "2026-10-01", "2026-10-31", by="team")
+    assert by_team.to_dict("records") == [
+        {"group": "(not set)", "bookings": 50.0, "deals": 1},
+        {"group": "East", "bookings": 100.0, "deals": 2},
+    ]
+    nothing = expr.bookings(hand_engine, "2027-01-01", "2027-01-31")
+    assert nothing.to_dict("records") == [{"group": "All", "bookings": 0.0, "deals": 0}]
+
+
+def test_pipeline_by_stage_by_hand(hand_engine):
+    got = expr.pipeline_by_stage(hand_engine)
+    want = pd.DataFrame(
+        {
+            "stage": ["Discovery", "Proposal"],
+            "deals": [1, 2],
+            "default_probability": [0.2, 0.4],
+            "amount": [0.0, 600.0],
+            # o6 carries its own probability (0.5); o7 takes Proposal's default (0.4)
+            "weighted_crm": [0.0, 400 * 0.5 + 200 * 0.4],
+        }
+    )
+    pdt.assert_frame_equal(got, want, check_dtype=False, rtol=REL)
+
+
+# --------------------------------------------------------------------------------------------------
+# the sample: the same figures as the pandas functions
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("start", "end"), WINDOWS)
+def test_win_rate_matches_pipeline_win_rate(sample_engine, sample, start, end):
+    _same(expr.win_rate(sample_engine, start, end), pipeline.win_rate(sample.opportunities, start, end))
+
+
+@pytest.mark.parametrize("by", [None, "segment", "region", "source", "deal_type", "team"])
+def test_win_rates_match_winloss(sample_engine, sample, by):
+    start, end = "2026-02-01", SAMPLE_AS_OF
+    deals = winloss.prepare_deals(sample.opportunities, sample.reps, as_of=end)
+    window = Window("ytd", pd.Timestamp(start), pd.Timestamp(end), pd.Timestamp(end), "YTD")
+    want = winloss.win_rates(winloss.closed_in_window(deals, window), by=by, min_deals=1)
+    got = expr.win_rates(sample_engine, start, end, by=by)
+    assert len(got) > (1 if by else 0)
+    cols = [c for c in got.columns if c in want.columns]
+    assert len(cols) == 8
+    pdt.assert_frame_equal(got[cols], want[cols], check_dtype=False, rtol=REL)
+
+
+@pytest.mark.parametrize(("start", "end"), WINDOWS[:3])
+def test_bookings_match_pipeline(sample_engine, sample, start, end):
+    opps = sample.opportunities
+    total = expr.bookings(sample_engine, start, end)
+    assert total["bookings"].iloc[0] == pytest.approx(pipeline.bookings(opps, start, end), rel=REL)
+    window = Window("w", pd.Timestamp(start), pd.Timestamp(end), pd.Timestamp(end), "w")
+    for by, missing in (("rep", None), ("team", "(no team)")):
+        plan = pipeline.bookings_vs_plan(opps, sample.quotas, {"w": window}, by=by, reps=sample.reps)
+        want = plan.set_index(by)["bookings"]
+        got = expr.bookings(sample_engine, start, end, by="owner" if by == "rep" else by, missing=missing)
+        got = got.set_index("group")["bookings"]
+        # bookings_vs_plan also lists the groups with a plan and nothing won (0)
+        assert (want.drop(got.index) == 0).all()
+        pdt.assert_series_equal(got, want[got.index], check_names=False, rtol=REL)
+    won = opps[pipeline.is_won(opps) & opps["close_date"].between(start, end)]
+    want = won.groupby("segment")["amount"].sum()
+    got = expr.bookings(sample_engine, start, end, by="segment").set_index("group")["bookings"]
+    pdt.assert_series_equal(got, want, check_names=False, rtol=REL)
+
+
+def test_pipeline_by_stage_matches_pipeline(sample_engine, sample):
+    want = pipeline.pipeline_by_stage(sample.opportunities, sample.config)
+    got = expr.pipeline_by_stage(sample_engine)
+    assert got["deals"].sum() == int(pipeline.is_open(sample.opportunities).sum()) > 0
+    pdt.assert_frame_equal(got, want, check_dtype=False, rtol=REL)
+
+
+# --------------------------------------------------------------------------------------------------
+# history replay, waterfall, forecast snapshots: the same as helpers.metrics.movement
+# --------------------------------------------------------------------------------------------------
+REPLAY_DATES = {
+    "sample": [*movement.weekly_dates("2026-08-01", SAMPLE_AS_OF), "2024-01-31", "2025-06-30"],
+    "hand": ["2026-03-02", "2026-03-05", "2026-06-30", "2026-10-14", "2026-10-31"],
+}
+
+
+def _replayed(eng, dates) -> pd.DataFrame:
+    got = eng.execute(expr.replay(eng, dates))
+    for col in ("snapshot_date", "created_date", "close_date"):
+        got[col] = pd.to_datetime(got[col]).astype("datetime64[us]")
+    return got.sort_values(["snapshot_date", "opportunity_id"]).reset_index(drop=True)
+
+
+def _check_replay(eng, folder: Path, dates):
+    ds = load(folder)
+    want = movement.replay(ds.opportunity_history, ds.opportunities, ds.config, dates)
+    assert len(want) > 0
+    pdt.assert_frame_equal(_replayed(eng, dates)[want.columns], want, check_dtype=False, rtol=REL)
+
+
+def test_replay_matches_movement_replay_on_the_sample(sample_engine, sample_dir):
+    _check_replay(sample_engine, sample_dir, REPLAY_DATES["sample"])
+
+
+def test_replay_matches_movement_replay_by_hand(hand_engine, hand_dir):
+    _check_replay(hand_engine, hand_dir, REPLAY_DATES["hand"])
+
+
+def test_replay_by_hand(hand_engine):
+    got = _replayed(hand_engine, ["2026-03-02", "2026-10-14"]).set_index(["snapshot_date", "opportunity_id"])
+    o6 = got.loc[(pd.Timestamp("2026-03-02"), "o6")]  # before its history: its first row's values
+    assert (o6["stage"], o6["amount"], o6["probability"]) == ("Discovery", 300.0, 0.2)
+    o6 = got.loc[(pd.Timestamp("2026-10-14"), "o6")]  # Proposal since 09-15, amount carried forward
+    assert (o6["stage"], o6["amount"], o6["close_date"]) == ("Proposal", 300.0, pd.Timestamp("2026-11-30"))
+    o1 = got.loc[(pd.Timestamp("2026-03-02"), "o1")]  # no history, won now: it opened in the first open stage
+    assert o1["stage"] == "Discovery" and o1["is_open"]
+    assert got.loc[(pd.Timestamp("2026-10-14"), "o1")]["is_won"]  # closed on 10-03
+    assert (pd.Timestamp("2026-03-02"), "o8") not in got.index  # created 04-01
+
+
+def _check_waterfall(eng, folder: Path, start, end):
+    ds = load(folder)
+    history, opps = ds.opportunity_history, ds.opportunities
+    want = movement.waterfall(
+        movement.waterfall_deals(history, opps, ds.config, start, end, as_of=SAMPLE_AS_OF)
+    )
+    got = expr.waterfall(eng, start, end, as_of=SAMPLE_AS_OF)
+    assert want["deals"].sum() > 0
+    pdt.assert_frame_equal(got, want[["term", "amount", "deals"]], check_dtype=False, rtol=REL, atol=1e-6)
+
+
+@pytest.mark.parametrize(("start", "end"), [("2026-08-01", "2026-10-31"), ("2026-05-01", "2026-07-31")])
+def test_waterfall_matches_movement_waterfall_on_the_sample(sample_engine, sample_dir, start, end):
+    _check_waterfall(sample_engine, sample_dir, start, end)
+
+
+def test_waterfall_matches_movement_waterfall_by_hand(hand_engine, hand_dir):
+    _check_waterfall(hand_engine, hand_dir, "2026-10-01", "2026-12-31")
+
+
+def test_forecast_snapshots_match_forecast_accuracy(sample_engine, sample):
+    start, end = "2026-05-01", "2026-07-31"
+    want = movement.forecast_accuracy(
+        sample.opportunity_history, sample.opportunities, sample.config, start, end
+    )
+    got = expr.forecast_snapshots(sample_engine, start, end, movement.weekly_dates(start, end))
+    pdt.assert_frame_equal(got, want[got.columns], check_dtype=False, rtol=REL)
+
+
+# --------------------------------------------------------------------------------------------------
+# the engine: cache, choice, errors
+# --------------------------------------------------------------------------------------------------
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_duckdb_cache_is_built_once_per_fingerprint_and_read_only(sample_dir, tmp_path, monkeypatch):
+    folder = _copy(sample_dir, tmp_path / "ds")
+    with eng_mod.connect(folder) as e:
+        path = Path(e.where.split("DuckDB file ", 1)[1].split(" (read-only)")[0])
+        assert path.exists() and path.suffix == ".duckdb"
+        built = path.stat().st_mtime_ns
+        before = expr.bookings(e, "2026-02-01", SAMPLE_AS_OF)["bookings"].iloc[0]
+        with pytest.raises(Exception, match="(?i)read-only"):
+            e.backend.raw_sql("create table x (a int)")
+        # another process (a second kernel) opens the same file while this one holds it
+        code = (
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+            "print(c.execute('select count(*) from opportunities').fetchone()[0])"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+        )
+        assert int(out.stdout) == 1500
+    with eng_mod.connect(folder) as again:
+        assert again.where == e.where and path.stat().st_mtime_ns == built  # a hit: not rebuilt
+    # built again from the load cache's Arrow files (the first build went through dataset.load)
+    path.unlink()
+    with monkeypatch.context() as mp:
+        mp.setattr("helpers.data.dataset.load", lambda *a, **k: pytest.fail("loaded again"))
+        rebuilt = eng_mod.connect(folder)
+    with rebuilt:
+        assert (
+            path.exists() and expr.bookings(rebuilt, "2026-02-01", SAMPLE_AS_OF)["bookings"].iloc[0] == before
+        )
+        assert rebuilt["opportunities"].schema() == e["opportunities"].schema()
+    # one changed byte in a source file: a new fingerprint, a new file with the new figures
+    opps = pd.read_csv(folder / "opportunities.csv")
+    won = opps.index[(opps["stage"] == "Closed Won") & (opps["close_date"] >= "2026-02-01")][0]
+    opps.loc[won, "amount"] += 1
+    opps.to_csv(folder / "opportunities.csv", index=False)
+    with eng_mod.connect(folder) as changed:
+        assert changed.where != e.where
+        assert expr.bookings(changed, "2026-02-01", SAMPLE_AS_OF)["bookings"].iloc[0] == before + 1
+
+
+def test_uncached_dataset_runs_in_memory(sample_dir, monkeypatch):
+    monkeypatch.setenv("REVOPS_CACHE", "0")
+    with eng_mod.connect(sample_dir) as e:
+        assert e.where.startswith("in-memory DuckDB")
+        assert set(e.tables) == set(load(sample_dir).tables)
+        assert expr.win_rate(e, "2026-02-01", SAMPLE_AS_OF)["closed"] > 0
+
+
+def test_engine_is_chosen_by_argument_environment_then_dataset_yml(hand_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv("REVOPS_ENGINE", raising=False)
+    cfg = eng_mod.load_config(hand_dir)
+    assert eng_mod.engine_name(cfg, {}) == "duckdb"
+    folder = _copy(hand_dir, tmp_path / "ds")
+    (folder / "dataset.yml").write_text(yaml.safe_dump({**HAND_CONFIG, "engine": "Spark"}))
+    cfg = eng_mod.load_config(folder)
+    assert eng_mod.engine_name(cfg, {}) == "spark"
+    monkeypatch.setenv("REVOPS_ENGINE", "postgresql")
+    assert eng_mod.engine_name(cfg, {}) == "postgres"
+    assert eng_mod.engine_name(cfg, {}, engine="duckdb") == "duckdb"
+    monkeypatch.setenv("REVOPS_ENGINE", "oracle")
+    with pytest.raises(
+        eng_mod.EngineError, match="engine 'oracle' \\(from REVOPS_ENGINE\\): expected one of"
+    ):
+        eng_mod.engine_name(cfg, {})
+
+
+def test_postgres_engine_needs_every_table_in_the_database(hand_dir):
+    with pytest.raises(eng_mod.EngineError, match="opportunities, opportunity_history, reps come from files"):
+        eng_mod.connect(hand_dir, engine="postgres")
+
+
+def test_postgres_dataset_defaults_to_postgres_and_hides_the_password(pg_dataset, monkeypatch):
+    monkeypatch.delenv("REVOPS_ENGINE", raising=False)
+    monkeypatch.setenv("REVOPS_TEST_DB_USER", PG_USER)
+    monkeypatch.setenv("REVOPS_TEST_DB_PASSWORD", PG_PASSWORD)
+    with eng_mod.connect(pg_dataset) as e:
+        assert e.name == "postgres" and PG_PASSWORD not in e.where and "***" in e.where
+    wrong = "Wr0ng-Passw0rd-456"
+    monkeypatch.setenv("REVOPS_TEST_DB_PASSWORD", wrong)
+    with pytest.raises(SourceError, match="password authentication failed") as exc:
+        eng_mod.connect(pg_dataset)
+    assert wrong not in str(exc.value) and PG_PASSWORD not in str(exc.value)
