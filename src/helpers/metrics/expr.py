@@ -22,8 +22,6 @@ group ``missing`` (``"(not set)"`` by default), or are left out with ``missing=N
 
 from __future__ import annotations
 
-import math
-
 import ibis
 import pandas as pd
 
@@ -117,22 +115,7 @@ def _rates_frame(eng, start, end, by=None, missing=NOT_SET) -> pd.DataFrame:
 def win_rate(eng, start, end) -> dict:
     """``helpers.metrics.pipeline.win_rate`` (``rates.totals``) on the engine: closed, won, lost,
     win_rate_count, won_value, closed_value, win_rate_value, won_priced, avg_deal_size."""
-    r = _rates_frame(eng, start, end).iloc[0]
-
-    def num(x):
-        return math.nan if pd.isna(x) else float(x)
-
-    return {
-        "closed": int(r["deals"]),
-        "won": int(r["won"]),
-        "lost": int(r["lost"]),
-        "win_rate_count": num(r["win_rate"]),
-        "won_value": float(r["won_amount"]),
-        "closed_value": float(r["closed_amount"]),
-        "win_rate_value": num(r["value_win_rate"]),
-        "won_priced": int(r["won_priced"]),
-        "avg_deal_size": num(r["avg_deal_size"]),
-    }
+    return rates.as_totals(_rates_frame(eng, start, end).iloc[0])
 
 
 def win_rates(eng, start, end, by: str | None = None) -> pd.DataFrame:

@@ -82,6 +82,13 @@ def totals(closed: pd.DataFrame) -> dict:
             .iloc[0]
         )
 
+    return as_totals(r)
+
+
+def as_totals(r: pd.Series) -> dict:
+    """One ``finish``ed row as the overall figures' dict (closed, won, lost, win_rate_count, won_value,
+    closed_value, win_rate_value, won_priced, avg_deal_size), wherever the totals were summed."""
+
     def num(x):
         return math.nan if pd.isna(x) else float(x)
 
