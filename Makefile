@@ -47,8 +47,12 @@ whatif: venv ## serve the quota what-if explorer as a standalone page (Voilà) o
 	@if [ "$(DATASET)" = "data/sample" ]; then $(MAKE) --no-print-directory sample; fi
 	REVOPS_DATASET=$(DATASET) $(BIN)/voila notebooks/quota_whatif.ipynb --no-browser --Voila.ip=127.0.0.1 --port=8866
 
-lab: venv ## open JupyterLab on the notebooks
-	$(BIN)/jupyter lab notebooks
+# Jupyter refuses to run as root unless told to; containers often run as root
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+LAB_ARGS ?=
+
+lab: venv ## open JupyterLab on the notebooks (as root too); LAB_ARGS="--no-browser --port=8899" adds options
+	$(BIN)/jupyter lab notebooks $(ALLOW_ROOT) $(LAB_ARGS)
 
 test: venv ## run the test suite
 	$(BIN)/python -m pytest
