@@ -7,6 +7,7 @@ DATASET ?= data/sample
 PERIOD ?=
 TO ?=
 PERIOD_ARG := $(if $(PERIOD),--period $(PERIOD),)
+PARAMS ?=
 
 .DEFAULT_GOAL := help
 
@@ -32,9 +33,9 @@ sample: venv ## generate and validate the sample dataset in data/sample
 validate: venv ## validate DATASET (default data/sample)
 	$(BIN)/revops validate $(DATASET)
 
-monthly-report: venv ## the monthly report on DATASET into reports/<PERIOD>/ (default: sample, last month)
+monthly-report: venv ## the monthly report on DATASET into reports/<PERIOD>/; PARAMS="-p growth_rate 0.25 -f params.yaml"
 	@if [ "$(DATASET)" = "data/sample" ]; then $(MAKE) --no-print-directory sample; fi
-	$(BIN)/revops report monthly --dataset $(DATASET) $(PERIOD_ARG)
+	$(BIN)/revops report monthly --dataset $(DATASET) $(PERIOD_ARG) $(PARAMS)
 
 review-packs: venv ## one-to-one review pack per rep into reports/<PERIOD>/reviews/
 	@if [ "$(DATASET)" = "data/sample" ]; then $(MAKE) --no-print-directory sample; fi

@@ -73,6 +73,17 @@ def test_make_lab_allows_root_only_for_root():
         assert "--allow-root" not in lab_command(_setpriv("nobody"))
 
 
+def test_make_monthly_report_passes_params_through():
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-n", "-o", ".venv/.installed", "monthly-report", "DATASET=data/x",
+         "PARAMS=-p growth_rate 0.25 -f my.yaml"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "revops report monthly --dataset data/x  -p growth_rate 0.25 -f my.yaml" in done.stdout
+
+
 def _as_users():
     users = [pytest.param(None, id="as-this-user")]
     if os.geteuid() == 0:

@@ -70,6 +70,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="kernels running notebooks side by side (default: number of cores; 1 keeps one copy of the data)",
     )
+    m.add_argument(
+        "-p",
+        "--parameters",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        default=[],
+        help="a notebook parameter, e.g. -p growth_rate 0.25 (repeatable); read as the type the notebooks' "
+        "parameters cells declare (papermill --help-notebook notebooks/X.ipynb lists them)",
+    )
+    m.add_argument(
+        "-f",
+        "--parameters-file",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="notebook parameters from a YAML file of 'name: value' lines (repeatable; -p wins)",
+    )
     m.set_defaults(func=_handler("helpers.publish.report:cli_monthly"))
     rv = rsub.add_parser("reviews", help="one-to-one review pack per rep")
     rv.add_argument("--dataset", default="data/sample")
