@@ -203,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from helpers.data.progress import enable
+
+    enable()  # long work shows its progress on stderr (a bar on a terminal, else plain lines)
     try:
         if getattr(args, "dataset", None):  # validate, report monthly, report reviews
             args.dataset = dataset_folder(args.dataset)

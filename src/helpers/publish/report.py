@@ -582,6 +582,7 @@ def run_notebooks(
     warm: bool = True,
     warm_imports: str = WARM_IMPORTS,
     kernels: list | None = None,
+    done: Callable[[JobResult], None] | None = None,
 ) -> list[JobResult]:
     """Run ``jobs`` on ``jobs_n`` warm kernels (default: number of cores, at most one per job); a
     failure does not stop the others. Each kernel is started once and runs its share of the jobs one
@@ -589,7 +590,8 @@ def run_notebooks(
     notebooks); HTML export happens in this process while the kernel runs its next notebook. With
     ``warm=False`` each notebook gets a kernel of its own (papermill's default). ``kernels`` (from
     ``start_kernels``) are kernels already starting, one per lane. Prints one progress line per
-    notebook start and end. Results come back in the order of ``jobs``."""
+    notebook start and end; ``done`` is called with each result as it comes. Results come back in the
+    order of ``jobs``."""
     import queue
 
     out_dir = Path(out_dir)
@@ -611,6 +613,8 @@ def run_notebooks(
     def finish(i: int, res: JobResult) -> None:
         res.seconds = time.perf_counter() - started[i]  # from its start to its HTML, as the reader waits
         results[i] = res
+        if done is not None:
+            done(res)
         tag = f"[{i + 1}/{len(jobs)}] {jobs[i].name:<{width}}"
         if res.ok:
             say(f"{tag}  done in {res.seconds:.1f}s")
