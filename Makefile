@@ -55,7 +55,6 @@ lock: ## re-resolve requirements.lock from pyproject.toml (all extras) against P
 
 sample: $(VENV)/.installed ## generate and validate the sample dataset in data/sample
 	$(BIN)/revops sample-data --to data/sample
-	$(BIN)/revops validate data/sample
 
 validate: $(VENV)/.installed ## validate DATASET (default data/sample)
 	$(BIN)/revops validate $(DATASET)

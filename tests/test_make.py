@@ -84,6 +84,18 @@ def test_make_monthly_report_passes_params_through():
     assert "revops report monthly --dataset data/x  -p growth_rate 0.25 -f my.yaml" in done.stdout
 
 
+def test_make_monthly_report_on_the_sample_validates_it_once():
+    """revops sample-data validates what it writes (or keeps); the warnings are printed once."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-n", "-o", ".venv/.installed", "monthly-report"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    revops = [line.split("revops ", 1)[1] for line in done.stdout.splitlines() if "/revops " in line]
+    assert revops == ["sample-data --to data/sample", "report monthly --dataset data/sample  "]
+
+
 def _as_users():
     users = [pytest.param(None, id="as-this-user")]
     if os.geteuid() == 0:
