@@ -70,9 +70,14 @@ review-packs: $(VENV)/.installed ## one-to-one review pack per rep into reports/
 email-report: $(VENV)/.installed ## build the leadership email (.eml, dry run); SEND=1 TO=a@b.com to send via SMTP
 	$(BIN)/revops email $(PERIOD_ARG) --to "$(if $(TO),$(TO),leadership@example.com)" $(if $(SEND),--send,)
 
-whatif: $(VENV)/.installed-lab ## serve the quota what-if explorer as a standalone page (Voilà) on 127.0.0.1:8866
+WHATIF_PORT ?= 8866
+# Voilà's lab template minus its Font Awesome links to a CDN (src/helpers/publish/templates/jupyter/voila/templates/revops)
+VOILA_TEMPLATES := $(CURDIR)/src/helpers/publish/templates/jupyter
+
+whatif: $(VENV)/.installed-lab ## serve the quota what-if explorer (Voilà) on 127.0.0.1:8866 (WHATIF_PORT=…); nothing loads from outside
 	@if [ "$(DATASET)" = "data/sample" ]; then $(MAKE) --no-print-directory sample; fi
-	REVOPS_DATASET=$(DATASET) $(BIN)/voila notebooks/quota_whatif.ipynb --no-browser --Voila.ip=127.0.0.1 --port=8866
+	JUPYTER_PATH=$(VOILA_TEMPLATES)$${JUPYTER_PATH:+:$$JUPYTER_PATH} REVOPS_DATASET=$(DATASET) \
+	  $(BIN)/voila notebooks/quota_whatif.ipynb --template=revops --no-browser --Voila.ip=127.0.0.1 --port=$(WHATIF_PORT)
 
 # Jupyter refuses to run as root unless told to; containers often run as root
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)

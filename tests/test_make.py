@@ -146,3 +146,68 @@ def test_make_lab_serves_the_project_kernel(user, tmp_path):
     spec = specs["kernelspecs"]["python3"]["spec"]
     assert spec["display_name"] == "Python 3 (revops-notebooks)"
     assert spec["language"] == "python"
+
+
+@pytest.mark.slow
+def test_make_whatif_requests_nothing_from_outside_the_machine(sample_dir, tmp_path):
+    """The what-if page served by `make whatif`, in Chromium with every non-local request refused."""
+    chromium = "/usr/bin/chromium"
+    if shutil.which("make") is None or not os.path.exists(chromium):
+        pytest.skip("make or /usr/bin/chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    env = {
+        **os.environ,
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+        "MPLCONFIGDIR": str(tmp_path / "mpl"),
+    }
+    proc = subprocess.Popen(
+        ["make", "--no-print-directory", "whatif", f"WHATIF_PORT={port}", f"DATASET={sample_dir}"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    outside, local = [], []
+
+    def route(r):
+        url = r.request.url
+        if url.startswith(("data:", "blob:")) or url.split("/")[2].split(":")[0] in (
+            "127.0.0.1",
+            "localhost",
+        ):
+            local.append(url)
+            return r.continue_()
+        outside.append(url)
+        return r.abort()
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the server is up when it answers
+            if proc.poll() is not None:
+                raise AssertionError(
+                    f"make whatif exited with {proc.returncode}:\n{proc.stdout.read()[-3000:]}"
+                )
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "voila did not answer"
+                time.sleep(0.5)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=chromium,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                      "--disable-component-update", "--no-first-run"],
+            )  # fmt: skip
+            try:
+                page = browser.new_page()
+                page.route("**/*", route)
+                page.goto(f"http://127.0.0.1:{port}/", timeout=240_000, wait_until="commit")
+                page.wait_for_selector(".rv-whatif-summary", timeout=240_000)
+                page.wait_for_load_state("load")
+            finally:
+                browser.close()
+    finally:
+        _stop(proc)
+    assert outside == []
+    assert any("/voila/" in u or "/static/" in u for u in local)
