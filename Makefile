@@ -86,8 +86,11 @@ LAB_ARGS ?=
 lab: $(VENV)/.installed-lab ## open JupyterLab on the notebooks (as root too); LAB_ARGS="--no-browser --port=8899" adds options
 	$(BIN)/jupyter lab notebooks $(ALLOW_ROOT) $(LAB_ARGS)
 
-test: venv ## run the test suite
+test: venv ## run the test suite (the slow tests need Chromium and PostgreSQL: README.md, "Tests")
 	$(BIN)/python -m pytest
+
+test-fast: venv ## the tests not marked slow (no notebook runs, browsers or servers)
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: venv ## ruff over code and notebooks; the import contract (data -> metrics -> sections -> publish)
 	$(BIN)/ruff check src tests notebooks
@@ -110,4 +113,4 @@ bench: $(VENV)/.installed ## benchmark the monthly pack at several sizes (writes
 clean: ## remove generated reports and caches (keeps .venv and your data)
 	rm -rf reports/*/ .pytest_cache .ruff_cache
 
-.PHONY: help venv lock sample validate monthly-report review-packs email-report whatif lab test lint format strip docs bench clean
+.PHONY: help venv lock test-fast sample validate monthly-report review-packs email-report whatif lab test lint format strip docs bench clean

@@ -26,6 +26,10 @@ def test_environment_yml_delegates_to_pyproject():
 def test_readme_has_the_two_commands_and_ci_runs_the_test_one():
     readme = (ROOT / "README.md").read_text()
     assert "make monthly-report" in readme and "make test" in readme
+    # the fast tests, and what the slow ones need
+    assert "make test-fast" in readme and all(p in readme for p in ("Chromium", "PostgreSQL", "Java"))
+    makefile = (ROOT / "Makefile").read_text()
+    assert "test-fast: venv ## " in makefile and '$(BIN)/python -m pytest -m "not slow"' in makefile
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
 
