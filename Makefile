@@ -7,51 +7,90 @@ DATASET ?= data/sample
 PERIOD ?=
 TO ?=
 PERIOD_ARG := $(if $(PERIOD),--period $(PERIOD),)
+PARAMS ?=
 
 .DEFAULT_GOAL := help
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+# The venv is installed from requirements.lock (pip constraints: every package at its locked version). The core
+# (`-e .`) is what publishing needs; the extras are installed by the targets that need them: lab (make lab,
+# make whatif), dev (make test, make lint: everything, lab and db included). `make venv` builds the dev venv.
+LOCK := requirements.lock
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+EXTRAS_OF = $(shell $(PYTHON) -c 'import tomllib; print(",".join(tomllib.load(open("pyproject.toml", "rb"))["project"].get("optional-dependencies", {})))')
+
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (found " + sys.version.split()[0] + ")")'
+	@# from scratch, so that nothing stays from an earlier lock (same pip freeze on every machine)
+	@if [ -f $(VENV)/pyvenv.cfg ]; then echo "rebuilding $(VENV) from $(LOCK)"; rm -rf $(VENV); fi
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(PIP) install --quiet --upgrade -c $(LOCK) pip
+	$(PIP) install --quiet -c $(LOCK) -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (revops-notebooks)" >/dev/null
-	-@if [ -d .git ]; then git config filter.nbstripout.clean '.venv/bin/nbstripout'; \
+	@touch $@
+
+$(VENV)/.installed-%: $(VENV)/.installed
+	$(PIP) install --quiet -c $(LOCK) -e '.[$*]'
+	-@if [ "$*" = dev ] && [ -d .git ]; then git config filter.nbstripout.clean '.venv/bin/nbstripout'; \
 	  git config filter.nbstripout.smudge cat; git config diff.ipynb.textconv '.venv/bin/nbstripout -t'; fi
 	@touch $@
 
-venv: $(VENV)/.installed ## create .venv from pyproject.toml and register the Jupyter kernel
+venv: $(VENV)/.installed-dev ## create .venv from requirements.lock (dev: everything) and register the Jupyter kernel
 
-sample: venv ## generate and validate the sample dataset in data/sample
+LOCK_VENV := build/lock-venv
+lock: ## re-resolve requirements.lock from pyproject.toml (all extras) against PyPI; then commit it
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install --quiet '.[$(EXTRAS_OF)]'
+	{ echo "# Written by \`make lock\` from pyproject.toml with all extras ($(EXTRAS_OF)), resolved on PyPI with"; \
+	  echo "# Python $$($(LOCK_VENV)/bin/python -c 'import platform; print(platform.python_version(), platform.system(), platform.machine())')."; \
+	  echo "# \`make venv\` and CI install from it as pip constraints; edit pyproject.toml, then run \`make lock\`."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude revops-notebooks --exclude setuptools --exclude wheel; \
+	} > $(LOCK).tmp
+	mv $(LOCK).tmp $(LOCK)
+	rm -rf $(LOCK_VENV)
+
+sample: $(VENV)/.installed ## generate and validate the sample dataset in data/sample
 	$(BIN)/revops sample-data --to data/sample
-	$(BIN)/revops validate data/sample
 
-validate: venv ## validate DATASET (default data/sample)
+validate: $(VENV)/.installed ## validate DATASET (default data/sample)
 	$(BIN)/revops validate $(DATASET)
 
-monthly-report: venv ## the monthly report on DATASET into reports/<PERIOD>/ (default: sample, last month)
+monthly-report: $(VENV)/.installed ## the monthly report on DATASET into reports/<PERIOD>/; PARAMS="-p growth_rate 0.25 -f params.yaml"
 	@if [ "$(DATASET)" = "data/sample" ]; then $(MAKE) --no-print-directory sample; fi
-	$(BIN)/revops report monthly --dataset $(DATASET) $(PERIOD_ARG)
+	$(BIN)/revops report monthly --dataset $(DATASET) $(PERIOD_ARG) $(PARAMS)
 
-review-packs: venv ## one-to-one review pack per rep into reports/<PERIOD>/reviews/
+review-packs: $(VENV)/.installed ## one-to-one review pack per rep into reports/<PERIOD>/reviews/
 	@if [ "$(DATASET)" = "data/sample" ]; then $(MAKE) --no-print-directory sample; fi
 	$(BIN)/revops report reviews --dataset $(DATASET) $(PERIOD_ARG)
 
-email-report: venv ## build the leadership email (.eml, dry run); SEND=1 TO=a@b.com to send via SMTP
+email-report: $(VENV)/.installed ## build the leadership email (.eml, dry run); SEND=1 TO=a@b.com to send via SMTP
 	$(BIN)/revops email $(PERIOD_ARG) --to "$(if $(TO),$(TO),leadership@example.com)" $(if $(SEND),--send,)
 
-whatif: venv ## serve the quota what-if explorer as a standalone page (Voilà) on 127.0.0.1:8866
+WHATIF_PORT ?= 8866
+# Voilà's lab template minus its Font Awesome links to a CDN (src/helpers/publish/templates/jupyter/voila/templates/revops)
+VOILA_TEMPLATES := $(CURDIR)/src/helpers/publish/templates/jupyter
+
+whatif: $(VENV)/.installed-lab ## serve the quota what-if explorer (Voilà) on 127.0.0.1:8866 (WHATIF_PORT=…); nothing loads from outside
 	@if [ "$(DATASET)" = "data/sample" ]; then $(MAKE) --no-print-directory sample; fi
-	REVOPS_DATASET=$(DATASET) $(BIN)/voila notebooks/quota_whatif.ipynb --no-browser --Voila.ip=127.0.0.1 --port=8866
+	JUPYTER_PATH=$(VOILA_TEMPLATES)$${JUPYTER_PATH:+:$$JUPYTER_PATH} REVOPS_DATASET=$(DATASET) \
+	  $(BIN)/voila notebooks/quota_whatif.ipynb --template=revops --no-browser --Voila.ip=127.0.0.1 --port=$(WHATIF_PORT)
 
-lab: venv ## open JupyterLab on the notebooks
-	$(BIN)/jupyter lab notebooks
+# Jupyter refuses to run as root unless told to; containers often run as root
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+LAB_ARGS ?=
 
-test: venv ## run the test suite
+lab: $(VENV)/.installed-lab ## open JupyterLab on the notebooks (as root too); LAB_ARGS="--no-browser --port=8899" adds options
+	$(BIN)/jupyter lab notebooks $(ALLOW_ROOT) $(LAB_ARGS)
+
+test: venv ## run the test suite (the slow tests need Chromium and PostgreSQL: README.md, "Tests")
 	$(BIN)/python -m pytest
+
+test-fast: venv ## the tests not marked slow (no notebook runs, browsers or servers)
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: venv ## ruff over code and notebooks; the import contract (data -> metrics -> sections -> publish)
 	$(BIN)/ruff check src tests notebooks
@@ -68,10 +107,10 @@ strip: venv ## remove outputs from the notebooks
 docs: venv ## regenerate docs/metrics.md from the metric registry (src/helpers/metrics/registry.yml)
 	$(BIN)/python -m helpers.metrics.registry docs/metrics.md
 
-bench: venv ## benchmark the monthly pack at several sizes (writes bench/bench.json)
+bench: $(VENV)/.installed ## benchmark the monthly pack at several sizes (writes bench/bench.json)
 	$(BIN)/revops bench
 
 clean: ## remove generated reports and caches (keeps .venv and your data)
 	rm -rf reports/*/ .pytest_cache .ruff_cache
 
-.PHONY: help venv sample validate monthly-report review-packs email-report whatif lab test lint format strip docs bench clean
+.PHONY: help venv lock test-fast sample validate monthly-report review-packs email-report whatif lab test lint format strip docs bench clean

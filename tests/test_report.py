@@ -190,6 +190,7 @@ def test_monthly_run_end_to_end_through_the_command(tmp_path):
         "as_of": "2026-10-31",
         "report_mode": True,
         "notebooks": ["bookings"],
+        "given": {},
     }
     assert summary["dataset"]["fingerprint"] == {"algorithm": "sha256", "value": load(ds).fingerprint()}
     figs = {f["key"]: f for f in summary["notebooks"][0]["figures"]}

@@ -6,6 +6,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+IMPORTED = ROOT / "data" / "imported"  # datasets imported from export folders on first use (git-ignored)
+EXPORT_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".xlsm", ".xls")
 
 
 def _handler(target: str):
@@ -14,6 +19,83 @@ def _handler(target: str):
         return int(getattr(importlib.import_module(module), func)(args) or 0)
 
     return run
+
+
+def _headers(path: Path) -> list[str]:
+    """The header row of an export file (CSV with comma, semicolon or tab; or Excel)."""
+    import csv
+
+    if path.suffix.lower() in (".xlsx", ".xlsm", ".xls"):
+        import pandas as pd
+
+        return [str(c) for c in pd.read_excel(path, nrows=0).columns]
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        first = fh.readline()
+    sep = max((",", ";", "\t"), key=first.count)
+    return next(csv.reader([first], delimiter=sep), [])
+
+
+def export_profile(folder: Path) -> tuple[str, list[Path]] | None:
+    """(profile, files) when ``folder`` holds CRM export files (no dataset.yml) that exactly one built-in
+    import profile recognises, every file by its headers; else None."""
+    import pandas as pd
+
+    from helpers.data.importers import BUILTIN_PROFILES, ImportProblem, classify_files, load_profile
+
+    files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in EXPORT_SUFFIXES)
+    if not files:
+        return None
+    frames = {f: pd.DataFrame(columns=_headers(f)) for f in files}
+    found = []
+    for name in BUILTIN_PROFILES:
+        profile = load_profile(name)
+        try:
+            kinds = classify_files(profile, frames)
+        except ImportProblem:
+            continue
+        tables = {e.get("table") for e in profile["exports"] if e["name"] in kinds and not e.get("ignore")}
+        if "opportunities" in tables:
+            found.append(name)
+    return (found[0], files) if len(found) == 1 else None
+
+
+def dataset_folder(path: str) -> str:
+    """``path`` itself when it is a dataset folder (or not a folder: the command then says what is
+    wrong). A folder of raw CRM export files that one built-in profile recognises (such as the public
+    example in data/examples/crm-sales-opportunities) is imported through that profile into
+    ``data/imported/<folder name>/`` on first use, and again when its files change (the import keeps
+    your edits to that dataset.yml); its files are never modified. Returns the folder to use."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir() or (folder / "dataset.yml").exists():
+        return path
+    found = export_profile(folder)
+    if found is None:
+        return path
+    import yaml
+
+    from helpers.data.importers import ImportProblem, import_files
+    from helpers.data.sources import file_sha256
+
+    profile, files = found
+    target = IMPORTED / folder.resolve().name
+    wanted = sorted((f.name, file_sha256(f)) for f in files)
+    try:
+        recorded = yaml.safe_load((target / "dataset.yml").read_text(encoding="utf-8"))["source"]["files"]
+        up_to_date = sorted((r["file"], r["sha256"]) for r in recorded) == wanted
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        up_to_date = False
+    shown = target.relative_to(ROOT) if target.is_relative_to(ROOT) else target
+    if up_to_date:
+        print(f"{path}: export files, using the dataset imported from them in {shown}/")
+        return str(target)
+    print(
+        f"{path}: export files, not a dataset folder; importing them with profile {profile!r} into {shown}/"
+    )
+    try:
+        import_files(profile, files, target, force=target.exists())
+    except ImportProblem as exc:
+        raise SystemExit(f"{path}: {exc}") from exc
+    return str(target)
 
 
 def cmd_validate(args) -> int:
@@ -70,6 +152,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="kernels running notebooks side by side (default: number of cores; 1 keeps one copy of the data)",
     )
+    m.add_argument(
+        "-p",
+        "--parameters",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        default=[],
+        help="a notebook parameter, e.g. -p growth_rate 0.25 (repeatable); read as the type the notebooks' "
+        "parameters cells declare (papermill --help-notebook notebooks/X.ipynb lists them)",
+    )
+    m.add_argument(
+        "-f",
+        "--parameters-file",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="notebook parameters from a YAML file of 'name: value' lines (repeatable; -p wins)",
+    )
     m.set_defaults(func=_handler("helpers.publish.report:cli_monthly"))
     rv = rsub.add_parser("reviews", help="one-to-one review pack per rep")
     rv.add_argument("--dataset", default="data/sample")
@@ -103,7 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from helpers.data.progress import enable
+
+    enable()  # long work shows its progress on stderr (a bar on a terminal, else plain lines)
     try:
+        if getattr(args, "dataset", None):  # validate, report monthly, report reviews
+            args.dataset = dataset_folder(args.dataset)
         return args.func(args)
     except KeyboardInterrupt:
         return 130

@@ -22,6 +22,7 @@ import pandas as pd
 from helpers.data import sources
 from helpers.data.coerce import blank, to_bool, to_date, to_number, to_text
 from helpers.data.config import DatasetConfig, load_config
+from helpers.data.progress import progress
 from helpers.data.schema import TABLES, Table
 
 EXTENSIONS = (".csv", ".parquet", ".xlsx")
@@ -590,7 +591,15 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True,
     typed: dict[str, pd.DataFrame] = {}
     names: dict[str, str] = {}
     offsets: dict[str, int | None] = {}
+    sizes = {t: f.stat().st_size if isinstance(f, Path) and f.is_file() else 0 for t, f in files.items()}
+    bar = progress(
+        total=sum(sizes.values()) or None,
+        unit="B",
+        unit_scale=True,
+        desc=f"loading {folder.name}" + (" (building the cache)" if cache is not None else ""),
+    )
     for tname, fpath in files.items():
+        bar.set_postfix_str(tname, refresh=False)
         if not fpath.exists():
             problems.append(
                 Problem(
@@ -619,7 +628,9 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True,
                         fname, None, col, None, f"column is not in the data contract{hint}", "warning", off
                     )
                 )
+        bar.update(sizes[tname])
     reader.close()
+    bar.set_postfix_str("checking the rules", refresh=False)
     if "opportunities" in typed:
         typed["opportunities"] = derive_status(typed["opportunities"], config)
     as_of = pd.Timestamp(config.as_of) if config.as_of else None
@@ -629,12 +640,15 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True,
     warnings = [p for p in problems if p.severity == "warning"] + warns
     errors = [p for p in problems if p.severity == "error"] + errors
     if errors and strict:
+        bar.close()
         raise DataValidationError(errors, folder)
     if not strict:
         warnings = errors + warnings
     typed = {k: v.reset_index(drop=True) for k, v in typed.items()}
     if cache is not None:
+        bar.set_postfix_str("writing the cache")
         cache.put(typed, warnings)
+    bar.close()
     typed = sources.window_frames(typed, since, config)
     return Dataset(folder, config, typed, {k: v for k, v in files.items() if k in typed}, warnings)
 

@@ -35,6 +35,7 @@ from helpers.data.atomic import replace_folder
 from helpers.data.coerce import AMBIGUOUS_DOT, NUMERIC_DATE, THOUSANDS_COMMAS, THOUSANDS_DOTS, decimal_evidence
 from helpers.data.coerce import probability_scale as coerce_probability_scale
 from helpers.data.config import ConfigError, parse_config
+from helpers.data.progress import progress, weighted
 from helpers.data.sources import file_sha256
 from helpers.data.schema import TABLES
 
@@ -827,14 +828,16 @@ def _currency_in_amounts(source: pd.DataFrame, table, currency: str) -> list[str
 
 
 def map_files(profile: dict, files: list[Path]) -> tuple[Mapped, dict[str, Path], dict[str, int]]:
-    frames = {p: read_export(p) for p in files}
+    frames = {p: read_export(p) for p in progress(files, desc="reading the exports", unit="files")}
     kinds = classify_files(profile, frames)
     by_name = {e["name"]: e for e in profile["exports"]}
     lookups = {name: frames[p] for name, p in kinds.items()}
     mapped, missing, problems = Mapped(), [], []
     rows = {}
     currency = str((profile.get("dataset") or {}).get("currency", "USD"))
-    for name, path in kinds.items():
+    for name, path in weighted(
+        kinds.items(), lambda kp: len(frames[kp[1]]), postfix=lambda kp: kp[1].name, desc="mapping the exports", unit="rows"
+    ):
         export = by_name[name]
         rows[name] = len(frames[path])
         if export.get("ignore"):

@@ -35,6 +35,8 @@ import threading
 import time
 from pathlib import Path
 
+from helpers.data.progress import progress as progress_bar
+
 AS_OF = "2026-10-31"
 PERIOD = "2026-10"
 ACTIVITIES_PER_OPP = 10
@@ -380,7 +382,22 @@ def run_bench(sizes: list[int], out: Path, progress=print, skip_nocache_above: i
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     os.environ["REVOPS_CACHE_DIR"] = str(out / "cache")  # kernels inherit it; ~/.cache stays untouched
-    say = progress or (lambda *_: None)
+    # one step per phase: the floor, then per size generate, (load without cache), build, compute, pack
+    steps = 1 + sum(5 if n <= skip_nocache_above else 4 for n in sizes)
+    bar = progress_bar(total=steps, desc="bench", unit="steps", delay=0)
+    say_line = progress or (lambda *_: None)
+    started = False
+
+    def say(text: str) -> None:
+        """Print a line; a line that starts a phase ("… …") counts the phase before it done."""
+        nonlocal started
+        if text.endswith("…"):
+            if started:
+                bar.update()
+            started = True
+            bar.set_description_str(f"bench: {text.strip(' …')}", refresh=False)
+        (bar.write if not bar.disable else say_line)(text)
+
     result = {"machine": machine(), "as_of": AS_OF, "period": PERIOD, "sizes": {}}
     say("trivial floor: 3 trivial notebooks through papermill + HTML export …")
     result["trivial"] = run_trivial(out)
@@ -434,6 +451,8 @@ def run_bench(sizes: list[int], out: Path, progress=print, skip_nocache_above: i
             f"peak {row['pack']['peak_mb']:.0f} MB"
         )
         (out / "bench.json").write_text(json.dumps(result, indent=2, default=str))
+    bar.update(bar.total - bar.n)
+    bar.close()
     (out / "bench.md").write_text(table(result))
     return result
 

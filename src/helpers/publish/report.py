@@ -582,6 +582,7 @@ def run_notebooks(
     warm: bool = True,
     warm_imports: str = WARM_IMPORTS,
     kernels: list | None = None,
+    done: Callable[[JobResult], None] | None = None,
 ) -> list[JobResult]:
     """Run ``jobs`` on ``jobs_n`` warm kernels (default: number of cores, at most one per job); a
     failure does not stop the others. Each kernel is started once and runs its share of the jobs one
@@ -589,7 +590,8 @@ def run_notebooks(
     notebooks); HTML export happens in this process while the kernel runs its next notebook. With
     ``warm=False`` each notebook gets a kernel of its own (papermill's default). ``kernels`` (from
     ``start_kernels``) are kernels already starting, one per lane. Prints one progress line per
-    notebook start and end. Results come back in the order of ``jobs``."""
+    notebook start and end; ``done`` is called with each result as it comes. Results come back in the
+    order of ``jobs``."""
     import queue
 
     out_dir = Path(out_dir)
@@ -611,6 +613,8 @@ def run_notebooks(
     def finish(i: int, res: JobResult) -> None:
         res.seconds = time.perf_counter() - started[i]  # from its start to its HTML, as the reader waits
         results[i] = res
+        if done is not None:
+            done(res)
         tag = f"[{i + 1}/{len(jobs)}] {jobs[i].name:<{width}}"
         if res.ok:
             say(f"{tag}  done in {res.seconds:.1f}s")
@@ -702,6 +706,8 @@ class RunParameters:
     currency: str
     fingerprint: str
     notebooks: list[Path]
+    # parameters given with -p / -f, per notebook stem: only those its parameters cell declares
+    notebook_parameters: dict[str, dict] = field(default_factory=dict)
 
 
 def find_notebooks(names: list[str] | None = None, folder: Path = NOTEBOOK_DIR) -> list[Path]:
@@ -724,8 +730,140 @@ def find_notebooks(names: list[str] | None = None, folder: Path = NOTEBOOK_DIR) 
     return out
 
 
+# --------------------------------------------------------------------------------------------------
+# notebook parameters given on the command line (-p NAME VALUE, -f params.yaml)
+# --------------------------------------------------------------------------------------------------
+# set by the run itself from --dataset/--period/--as-of and the build folder
+RUN_PARAMETERS = ("dataset", "period", "as_of", "report_mode", "summary_path", "output_dir", "review_mode")
+_TRUE, _FALSE = ("True", "true", "yes"), ("False", "false", "no")
+
+
+class CliText(str):
+    """A parameter value as typed after ``-p NAME``: read according to the parameter's declared type."""
+
+
+def read_parameters_file(path) -> dict:
+    """The mapping in a ``-f`` YAML file (papermill's format: ``name: value`` lines)."""
+    import yaml
+
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ReportError(f"-f {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ReportError(f"-f {path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise ReportError(
+            f"-f {path}: expected 'name: value' lines (a YAML mapping), got {type(data).__name__}"
+        )
+    return data
+
+
+def gather_parameters(pairs=(), files=()) -> dict:
+    """papermill's precedence: the files in order, then each ``-p`` (later ones win)."""
+    given: dict = {}
+    for f in files or ():
+        given.update(read_parameters_file(f))
+    for name, value in pairs or ():
+        given[name] = CliText(value)
+    return given
+
+
+def declared_parameters(notebook) -> dict[str, dict]:
+    """The parameters cell of ``notebook`` as papermill reads it: name -> {inferred_type_name, default, help}."""
+    import papermill
+
+    return papermill.inspect_notebook(str(notebook))
+
+
+def _as_type(value, type_name: str, default: str):
+    """``value`` as the declared type, or raise ValueError saying what was expected."""
+    nullable = default == "None"
+    if isinstance(value, CliText):
+        text = str(value)
+        if nullable and text == "None":
+            return None
+        if type_name == "str":
+            return text
+        if type_name == "bool":
+            if text in _TRUE or text in _FALSE:
+                return text in _TRUE
+            raise ValueError("True or False")
+        if type_name == "int":
+            try:
+                return int(text)
+            except ValueError:
+                raise ValueError("a whole number") from None
+        if type_name == "float":
+            try:
+                return float(text)
+            except ValueError:
+                raise ValueError("a number") from None
+        from papermill.cli import _resolve_type  # no declared type: papermill's own reading
+
+        return _resolve_type(text)
+    if value is None and nullable:
+        return None
+    expected = {"str": (str,), "bool": (bool,), "int": (int,), "float": (int, float)}.get(type_name)
+    if expected is None:
+        return value
+    if isinstance(value, bool) and type_name != "bool" or not isinstance(value, expected):
+        raise ValueError(
+            {"str": "text", "bool": "True or False", "int": "a whole number", "float": "a number"}[type_name]
+        )
+    return float(value) if type_name == "float" else value
+
+
+def check_parameters(given: dict, notebooks: list[Path]) -> dict[str, dict]:
+    """Match the user's parameters against each notebook's parameters cell, before any kernel starts:
+    each goes to the notebooks that declare it, read as the type it is declared with. Returns
+    {notebook stem: {name: value}}; ``ReportError`` names the notebook and the parameter otherwise."""
+    import difflib
+
+    if not given:
+        return {nb.stem: {} for nb in notebooks}
+    declared = {nb.stem: declared_parameters(nb) for nb in notebooks}
+    out: dict[str, dict] = {nb.stem: {} for nb in notebooks}
+    problems = []
+    for name, value in given.items():
+        if name in RUN_PARAMETERS:
+            flag = {"dataset": "--dataset", "period": "--period", "as_of": "--as-of"}.get(name)
+            problems.append(
+                f"parameter {name!r} is set by the report run" + (f"; use {flag}" if flag else "")
+            )
+            continue
+        owners = [stem for stem, params in declared.items() if name in params]
+        if not owners:
+            known = sorted({p for params in declared.values() for p in params} - set(RUN_PARAMETERS))
+            close = difflib.get_close_matches(name, known, n=1)
+            names = ", ".join(declared)
+            problems.append(
+                f"parameter {name!r} is not a parameter of {names}"
+                + (f" (did you mean {close[0]!r}?)" if close else f"; they take: {', '.join(known)}")
+            )
+            continue
+        for stem in owners:
+            p = declared[stem][name]
+            try:
+                out[stem][name] = _as_type(value, p["inferred_type_name"], p["default"])
+            except ValueError as exc:
+                problems.append(
+                    f"{stem}: parameter {name!r} is declared {p['inferred_type_name']} "
+                    f"(default {p['default']}), so it must be {exc}; got {str(value)!r}"
+                )
+    if problems:
+        raise ReportError(
+            "notebook parameters refused, no notebook was started:\n"
+            + "\n".join(f"  - {x}" for x in problems)
+        )
+    return out
+
+
 def validate_parameters(
-    dataset, period: str | None, as_of: str | None, notebooks: list[str] | None = None, today=None
+    dataset, period: str | None, as_of: str | None, notebooks: list[str] | None = None
 ) -> RunParameters:
     """Check everything a kernel would trip on, before any kernel starts; ``ReportError`` says what."""
     import pandas as pd
@@ -749,7 +887,10 @@ def validate_parameters(
         raise ReportError(f"the dataset does not load, so no notebook was started:\n{exc}") from exc
     except (FileNotFoundError, ValueError) as exc:
         raise ReportError(f"the dataset does not load, so no notebook was started: {exc}") from exc
-    period = period or last_complete_month(today)
+    data_asof = ds.as_of
+    # default: the dataset's own last complete month (the month before its as-of date's, or that month
+    # when the as-of date is its last day), not the month before today
+    period = period or last_complete_month(data_asof + pd.Timedelta(days=1))
     try:
         start, end = period_bounds(period)
     except ValueError as exc:
@@ -757,7 +898,6 @@ def validate_parameters(
     period = start.strftime("%Y-%m")
     opp = ds.tables["opportunities"]
     first = opp["created_date"].min() if "created_date" in opp else pd.NaT
-    data_asof = ds.as_of
     if as_of:
         try:
             a = pd.Timestamp(as_of).normalize()
@@ -879,6 +1019,7 @@ def build_summary(
                 "executed": f"{r.name}.ipynb",
                 "seconds": round(r.seconds, 2),
                 "chart": charts.get(r.name),
+                "parameters": params.notebook_parameters.get(r.name, {}),
                 "currency": data.get("currency", params.currency),
                 "figures": figs,
                 "error": None
@@ -895,6 +1036,8 @@ def build_summary(
             "as_of": params.as_of,
             "report_mode": True,
             "notebooks": [p.stem for p in params.notebooks],
+            # given with -p / -f, as each notebook read them (notebooks[].parameters: who got which)
+            "given": {k: v for nb in reversed(params.notebook_parameters.values()) for k, v in nb.items()},
         },
         "dataset": {
             "path": str(params.dataset),
@@ -997,23 +1140,29 @@ def run_monthly(
     notebooks: list[str] | None = None,
     jobs_n: int | None = None,
     progress: Callable[[str], None] | None = print,
+    parameters: dict | None = None,
 ) -> tuple[int, Path, list[JobResult]]:
     """Run the monthly pack. Returns (exit code, folder written, results). Raises ``ReportError`` for
-    bad parameters (no notebook started). The kernels start while the parameters and the dataset are
-    checked, and are shut down if the checks fail."""
+    bad parameters (no notebook started). ``parameters`` (from ``gather_parameters``: ``-p``/``-f``)
+    are checked against the notebooks' parameters cells before any kernel starts; the kernels then
+    start while the dataset is checked, and are shut down if that check fails."""
     started = time.perf_counter()
+    chosen = check_parameters(parameters or {}, find_notebooks(notebooks))
     lanes = max(
         1, min(jobs_n or os.cpu_count() or 1, len(notebooks) if notebooks else len(MONTHLY_NOTEBOOKS))
     )
     kernels = start_kernels(lanes)
     try:
-        return _run_monthly(kernels, started, dataset, period, as_of, out, notebooks, jobs_n, progress)
+        return _run_monthly(
+            kernels, started, dataset, period, as_of, out, notebooks, jobs_n, progress, chosen
+        )
     finally:
         stop_kernels(kernels)  # the lanes shut theirs down; this catches any that no lane took
 
 
-def _run_monthly(kernels, started, dataset, period, as_of, out, notebooks, jobs_n, progress):
+def _run_monthly(kernels, started, dataset, period, as_of, out, notebooks, jobs_n, progress, chosen):
     params = validate_parameters(dataset, period, as_of, notebooks)
+    params.notebook_parameters = {nb.stem: chosen.get(nb.stem, {}) for nb in params.notebooks}
     out_root = Path(out).resolve()
     out_root.mkdir(parents=True, exist_ok=True)
     target = out_root / params.period
@@ -1038,6 +1187,7 @@ def _run_monthly(kernels, started, dataset, period, as_of, out, notebooks, jobs_
                 nb.stem,
                 nb,
                 {
+                    **params.notebook_parameters[nb.stem],
                     "dataset": str(params.dataset),
                     "period": params.period,
                     "as_of": params.as_of,
@@ -1082,8 +1232,9 @@ def _run_monthly(kernels, started, dataset, period, as_of, out, notebooks, jobs_
 def cli_monthly(args) -> int:
     """``revops report monthly``."""
     try:
+        parameters = gather_parameters(args.parameters, args.parameters_file)
         code, written, results = run_monthly(
-            args.dataset, args.period, args.as_of, args.out, args.notebooks, args.jobs
+            args.dataset, args.period, args.as_of, args.out, args.notebooks, args.jobs, parameters=parameters
         )
     except ReportError as exc:
         print(f"revops report monthly: {exc}", file=sys.stderr)

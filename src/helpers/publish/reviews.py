@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from helpers.data.progress import progress as progress_bar
+
 NOTEBOOK = "pipeline_health"
 ANALYSIS_TAG = "analysis-only"
 
@@ -115,7 +117,13 @@ def run_reviews(
         for rep in rep_ids
     ]
     try:
-        results = report.run_notebooks(jobs, build / "out", jobs_n, progress, footer)
+        with progress_bar(
+            total=len(jobs), desc=f"review packs {params.period}", unit="packs", delay=0
+        ) as bar:
+            lines = progress if bar.disable else None  # a bar (revops), else a line per notebook
+            results = report.run_notebooks(
+                jobs, build / "out", jobs_n, lines, footer, done=lambda r: bar.update()
+            )
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise

@@ -1,0 +1,213 @@
+"""The Makefile's targets as a newcomer runs them: `make lab` serves the project's kernel, as root and as an
+ordinary user."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from conftest import ROOT
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get_json(url: str, token: str, deadline: float, proc: subprocess.Popen) -> dict:
+    """GET ``url`` with the token until the server answers (or the process ends, or time runs out)."""
+    req = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+    while True:
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"the server exited with {proc.returncode}:\n{out[-3000:]}")
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return json.loads(resp.read())
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop make and the server it started (they share a process group of their own)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _setpriv(user: str) -> list[str]:
+    return ["setpriv", "--reuid", user, "--regid", "nogroup", "--clear-groups"]
+
+
+def test_make_lab_allows_root_only_for_root():
+    """Jupyter refuses root without --allow-root; an ordinary user's command line stays as it was."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+
+    def lab_command(prefix: list[str]) -> str:
+        done = subprocess.run(
+            [*prefix, "make", "--no-print-directory", "-n", "-o", ".venv/.installed", "lab"],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return next(line for line in done.stdout.splitlines() if "jupyter lab" in line)
+
+    me = lab_command([])
+    assert ("--allow-root" in me) == (os.geteuid() == 0), me
+    if os.geteuid() == 0:
+        assert "--allow-root" not in lab_command(_setpriv("nobody"))
+
+
+def test_make_monthly_report_passes_params_through():
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-n", "-o", ".venv/.installed", "monthly-report", "DATASET=data/x",
+         "PARAMS=-p growth_rate 0.25 -f my.yaml"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "revops report monthly --dataset data/x  -p growth_rate 0.25 -f my.yaml" in done.stdout
+
+
+def test_make_monthly_report_on_the_sample_validates_it_once():
+    """revops sample-data validates what it writes (or keeps); the warnings are printed once."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-n", "-o", ".venv/.installed", "monthly-report"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    revops = [line.split("revops ", 1)[1] for line in done.stdout.splitlines() if "/revops " in line]
+    assert revops == ["sample-data --to data/sample", "report monthly --dataset data/sample  "]
+
+
+def _as_users():
+    users = [pytest.param(None, id="as-this-user")]
+    if os.geteuid() == 0:
+        users.insert(0, pytest.param(None, id="as-root"))
+        users[1] = pytest.param("nobody", id="as-nobody")
+    return users
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("user", _as_users())
+def test_make_lab_serves_the_project_kernel(user, tmp_path):
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    port, token = _free_port(), secrets.token_hex(16)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "JUPYTER_CONFIG_DIR": str(home / "config"),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+    }
+    cmd = [
+        "make",
+        "--no-print-directory",
+        "lab",
+        f"LAB_ARGS=--no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port={port} "
+        f"--ServerApp.port_retries=0 --IdentityProvider.token={token}",
+    ]
+    if user is not None:
+        os.chmod(tmp_path, 0o755)
+        shutil.chown(home, user)
+        cmd = [*_setpriv(user), *cmd]
+        python = ROOT / ".venv" / "bin" / "python"
+        probe = [*_setpriv(user), "bash", "-c", f"{python} -c pass"]  # as make's shell runs it
+        if subprocess.run(probe, capture_output=True).returncode:
+            pytest.skip(f"{python} resolves to an interpreter {user} may not run ({python.resolve()})")
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        specs = _get_json(f"http://127.0.0.1:{port}/api/kernelspecs", token, time.monotonic() + 90, proc)
+    finally:
+        _stop(proc)
+    assert specs["default"] == "python3"
+    spec = specs["kernelspecs"]["python3"]["spec"]
+    assert spec["display_name"] == "Python 3 (revops-notebooks)"
+    assert spec["language"] == "python"
+
+
+@pytest.mark.slow
+def test_make_whatif_requests_nothing_from_outside_the_machine(sample_dir, tmp_path):
+    """The what-if page served by `make whatif`, in Chromium with every non-local request refused."""
+    chromium = "/usr/bin/chromium"
+    if shutil.which("make") is None or not os.path.exists(chromium):
+        pytest.skip("make or /usr/bin/chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    env = {
+        **os.environ,
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+        "MPLCONFIGDIR": str(tmp_path / "mpl"),
+    }
+    proc = subprocess.Popen(
+        ["make", "--no-print-directory", "whatif", f"WHATIF_PORT={port}", f"DATASET={sample_dir}"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    outside, local = [], []
+
+    def route(r):
+        url = r.request.url
+        if url.startswith(("data:", "blob:")) or url.split("/")[2].split(":")[0] in (
+            "127.0.0.1",
+            "localhost",
+        ):
+            local.append(url)
+            return r.continue_()
+        outside.append(url)
+        return r.abort()
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the server is up when it answers
+            if proc.poll() is not None:
+                raise AssertionError(
+                    f"make whatif exited with {proc.returncode}:\n{proc.stdout.read()[-3000:]}"
+                )
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "voila did not answer"
+                time.sleep(0.5)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=chromium,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                      "--disable-component-update", "--no-first-run"],
+            )  # fmt: skip
+            try:
+                page = browser.new_page()
+                page.route("**/*", route)
+                page.goto(f"http://127.0.0.1:{port}/", timeout=240_000, wait_until="commit")
+                page.wait_for_selector(".rv-whatif-summary", timeout=240_000)
+                page.wait_for_load_state("load")
+            finally:
+                browser.close()
+    finally:
+        _stop(proc)
+    assert outside == []
+    assert any("/voila/" in u or "/static/" in u for u in local)
