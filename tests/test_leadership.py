@@ -157,6 +157,9 @@ def test_the_four_answers_judge_their_figures():
     assert answers(s2)[0].status == WATCH
     s3 = summary_of(landing_fy_likely=13.2e6, landing_fy_best=14.0e6, target_fy=13.0e6)
     assert answers(s3)[0].status == GOOD and "ahead by $200.0k" in answers(s3)[0].sentence
+    # no target and no quotas: the landing is still said, and that there is nothing to compare it with
+    s4 = answers(summary_of(landing_fy_likely=10.0e6, landing_fy_commit=9.0e6, landing_fy_best=11.0e6))[0]
+    assert s4.status == "unknown" and s4.sentence.endswith("no company target or quotas to compare it with.")
 
 
 def test_deals_needing_attention_each_once_with_flags():

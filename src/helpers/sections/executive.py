@@ -91,12 +91,16 @@ def make_the_number(f: _Figures) -> Answer:
         "gap_deals_fy",
     )
     link = f.html.get("pipeline_health")
-    if not _known(likely, goal):
-        return Answer(
-            q, UNKNOWN, "The year's landing needs open pipeline and a target or quotas.", link, rows
-        )
-    status = GOOD if likely >= goal else WATCH if _known(best) and best >= goal else BAD
     year = f.window("landing_fy_likely").removesuffix(", full year")
+    if not _known(likely):
+        return Answer(q, UNKNOWN, "The year's landing needs closed deals or open pipeline.", link, rows)
+    if not _known(goal):
+        s = (
+            f"{year} lands at {f.short('landing_fy_likely')} weighted (commit {f.short('landing_fy_commit')}, "
+            f"best case {f.short('landing_fy_best')}); the data has no company target or quotas to compare it with."
+        )
+        return Answer(q, UNKNOWN, s, link, rows)
+    status = GOOD if likely >= goal else WATCH if _known(best) and best >= goal else BAD
     s = (
         f"{year} lands at {f.short('landing_fy_likely')} weighted (commit {f.short('landing_fy_commit')}, best case "
         f"{f.short('landing_fy_best')}) against {goal_name} of {f.money(goal)}"
