@@ -1079,6 +1079,8 @@ def figure_rows(summary: dict, nb: dict) -> list[dict]:
     cur = nb.get("currency") or summary.get("dataset", {}).get("currency", "USD")
     rows = []
     for f in nb.get("figures", []):
+        if f.get("value") is None:  # a figure this data cannot give: named once by ``unavailable``
+            continue
         change, cls = fmt_change(f, f.get("change"), cur)
         value = f["value"] if isinstance(f["value"], str) else fmt_value(f["value"], f["unit"], cur)
         rows.append(
@@ -1094,10 +1096,29 @@ def figure_rows(summary: dict, nb: dict) -> list[dict]:
     return rows
 
 
+def unavailable(nb: dict) -> list[str]:
+    """The registry labels (without their windows) of a notebook's figures the data could not give, once each:
+    the index says them in one line instead of showing rows of n/a."""
+    from helpers.metrics.registry import load
+
+    metrics = load().metrics
+    names = []
+    for f in nb.get("figures", []):
+        if f.get("value") is None:
+            m = metrics.get(f["key"])
+            name = m.render_label(params=f.get("params")) if m else f["label"]
+            if name not in names:
+                names.append(name)
+    return names
+
+
 def render_index(summary: dict) -> str:
     from helpers.sections.executive import STATUS_WORDS, answers
 
-    packs = [{**nb, "rows": figure_rows(summary, nb)} for nb in summary["notebooks"]]
+    packs = [
+        {**nb, "rows": figure_rows(summary, nb), "unavailable": unavailable(nb)}
+        for nb in summary["notebooks"]
+    ]
     return _dedupe_styles(
         render_template(
             "index.html.j2",
