@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from helpers.data import escape
 from helpers.data.calendar import FiscalCalendar, Window, month_labels, period_bounds
 from helpers.metrics import rates as R
 from helpers.metrics.pipeline import isin, map_unique
@@ -1028,7 +1029,7 @@ def what_to_look_at(
         cum80 = int((reasons["cum_share"] < 0.8).sum() + 1)
         k = min(cum80, len(reasons))
         points.append(
-            f"Top loss reason: {top['reason']} — {_pct(top['share'])} of lost deals "
+            f"Top loss reason: {escape.markdown(top['reason'])} — {_pct(top['share'])} of lost deals "
             f"({int(top['deals'])} of {int(reasons['deals'].sum())}); "
             + ("it alone covers" if k == 1 else f"{k} reasons cover")
             + " 80% of losses."
@@ -1042,7 +1043,7 @@ def what_to_look_at(
                 outliers.append(
                     (
                         r["ci_low"] - o["win_rate"],
-                        f"{DIMENSIONS.get(dim, dim)} {r['group']} wins "
+                        f"{DIMENSIONS.get(dim, dim)} {escape.markdown(r['group'])} wins "
                         f"{_pct(r['win_rate'])} (interval {_pct(r['ci_low'])}–{_pct(r['ci_high'])}, "
                         f"n={int(r['deals'])}), clearly above the overall rate",
                     )
@@ -1051,7 +1052,7 @@ def what_to_look_at(
                 outliers.append(
                     (
                         o["win_rate"] - r["ci_high"],
-                        f"{DIMENSIONS.get(dim, dim)} {r['group']} wins "
+                        f"{DIMENSIONS.get(dim, dim)} {escape.markdown(r['group'])} wins "
                         f"{_pct(r['win_rate'])} (interval {_pct(r['ci_low'])}–{_pct(r['ci_high'])}, "
                         f"n={int(r['deals'])}), clearly below the overall rate",
                     )

@@ -30,6 +30,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, getaddresses, make_msgid
 from pathlib import Path
 
+from helpers.data import escape
 from helpers.data.atomic import write_text_atomic
 from helpers.publish.report import INDEX_TOP_FIGURES, figure_rows, read_summary, render_template
 from helpers.sections.executive import STATUS_WORDS, answers
@@ -138,7 +139,8 @@ def build_message(period_dir: Path, recipients: list[str], sender: str = "revops
             f"no monthly report in {period_dir} (summary.json missing); run "
             f"`revops report monthly --period {period_dir.name}` first"
         )
-    subject = f"Monthly sales report — {summary['period']} ({summary['dataset']['name']})"
+    # data text in a header: one line (a YAML "name: >" block ends in a newline), bounded length
+    subject = escape.header(f"Monthly sales report — {summary['period']} ({summary['dataset']['name']})")
     packs, charts = [], []
     for nb in summary["notebooks"]:
         rows = figure_rows(summary, nb)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from helpers.data import escape
 from helpers.data.calendar import FiscalCalendar, month_name, period_bounds
 from helpers.data.dataset import Dataset, load
 from helpers.sections import display
@@ -81,7 +82,7 @@ def open_report(
     if show_header and title:
         display.markdown(
             f"# {title} — {p}\n\n"
-            f"**{ds.config.name}** · data as of **{a:%Y-%m-%d}** · fiscal quarter {cal.quarter_label(a)} "
+            f"**{escape.markdown(ds.config.name)}** · data as of **{a:%Y-%m-%d}** · fiscal quarter {cal.quarter_label(a)} "
             f"(the fiscal year starts in {month_name(cal.start_month)}) · currency {ds.config.currency}"
         )
         if ds.warnings:

@@ -1,0 +1,152 @@
+"""Hostile text, broken files, leaked secrets and interrupted runs (issue 12): each test names the item
+it covers. The whole pipeline on a hostile dataset, in Chromium: tests/test_hostile_pack.py."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pandas as pd
+import pytest
+
+from helpers.data import escape
+
+PAYLOADS = [
+    "[decision](javascript:alert(1))",
+    "<script>alert('s')</script>",
+    "<img src=x onerror=alert(2)>",
+    "$\\frac{1}{$",
+    "Pat $\\notacommand{x$ Smith",
+    "**bold** _it_ `code` # 1. - + ! | ~ &amp; \\",
+    "<javascript:alert(3)>",
+    "www.example.com http://example.com",
+]
+
+
+def _render(markdown_text: str) -> str:
+    """HTML of Markdown as the reports render it (nbconvert's Markdown renderer)."""
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+    return markdown2html_mistune(markdown_text)
+
+
+def _text_of(html_text: str) -> str:
+    import html as h
+    import re
+
+    assert not re.search(r"<(?!/?(p|ul|li|strong)>)", html_text), html_text  # only the markup we wrote
+    return h.unescape(re.sub(r"<[^>]+>", "", html_text)).strip()
+
+
+# -- item 1: Markdown ------------------------------------------------------------------------------
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_item1_markdown_escape_renders_data_text_literally(payload):
+    assert _text_of(_render("- " + escape.markdown(payload))) == payload
+
+
+def test_item1_markdown_escape_keeps_data_on_one_line():
+    out = _render("Top: " + escape.markdown("a\n# heading\n- item"))
+    assert "<h1" not in out and "<li" not in out
+    assert _text_of(out) == "Top: a # heading - item"
+
+
+def test_item1_dollars_escape_is_idempotent_over_escaped_data():
+    name = escape.markdown("Pat $x$ \\")
+    text = f"Sum $1.2M to $3M for {name}$5"
+    once = escape.dollars(text)
+    assert escape.dollars(once) == once
+    assert _text_of(_render(once)) == "Sum $1.2M to $3M for Pat $x$ \\$5"
+
+
+def test_item1_winloss_top_loss_reason_is_no_link():
+    from helpers.metrics import winloss as wl
+
+    reason = "[decision](javascript:alert(1))"
+    overall = pd.DataFrame([{"deals": 10, "win_rate": 0.5, "ci_low": 0.2, "ci_high": 0.8}])
+    reasons = pd.DataFrame([{"reason": reason, "deals": 4, "share": 0.8, "cum_share": 0.8}])
+    by_dim = {
+        "segment": pd.DataFrame(
+            [{"group": "<b>[x](javascript:y)</b>", "deals": 50, "win_rate": 0.99, "ci_low": 0.9, "ci_high": 1.0,
+              "groups_pooled": 1}]
+        )
+    }  # fmt: skip
+    points = wl.what_to_look_at(overall, {}, by_dim, reasons, pd.DataFrame(), 5)
+    html_text = _render("\n".join(f"- {p}" for p in points))
+    assert "href" not in html_text and "<b>" not in html_text
+    text = _text_of(html_text)
+    assert f"Top loss reason: {reason} — 80%" in text
+    assert "Segment <b>[x](javascript:y)</b> wins" in text
+
+
+def test_item1_whatif_rep_names_out_of_reach_are_text():
+    from types import SimpleNamespace
+
+    from helpers.sections import whatif as wi
+
+    name = "[Pat](javascript:alert(1)) $\\x$"
+    res = SimpleNamespace(
+        inputs=SimpleNamespace(
+            growth_rate=0.1, realistic_band=(0.7, 0.8), target_share=0.75, out_of_reach=0.2, too_easy=0.95,
+            ote_multiple_min=4, ote_multiple_max=6,
+        ),
+        target_source="target", fiscal_year=2027, target=1e6, sum_of_quotas=1.1e6, reps=pd.DataFrame(
+            {"ote_flag": ["ok"]}
+        ), realistic=True, expected_share=0.75, quota_level=1.0, quota_level_total=1e6,
+        out_of_reach=[name], too_easy=[],
+    )  # fmt: skip
+    html_text = _render("\n".join(f"- {p}" for p in wi.points(res, "USD")))
+    assert "href" not in html_text
+    assert f"out of reach (P < 20%): {name}; 0 too easy" in _text_of(html_text)
+
+
+# -- item 1: email header --------------------------------------------------------------------------
+def test_item1_header_is_one_bounded_line():
+    assert escape.header("Acme\nCorp\r\n\tBcc: x@y.z\x00") == "Acme Corp Bcc: x@y.z"
+    long = escape.header("N" * 5000)
+    assert len(long) == 200 and long.endswith("…")
+
+
+# -- item 4: spreadsheet formulas ------------------------------------------------------------------
+def test_item4_csv_cells_that_would_run_as_formulas_are_text():
+    df = pd.DataFrame(
+        {
+            "account": ['=HYPERLINK("http://x","c")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx", "Acme", None],
+            "amount": [-5.0, 1, 2, 3, 4, 5, 6, 7],
+            "date": pd.to_datetime(["2026-01-01"] * 8),
+        }
+    )
+    rows = list(csv.reader(io.StringIO(escape.to_csv(df), newline="")))
+    assert [r[0] for r in rows[1:]] == [
+        "'=HYPERLINK(\"http://x\",\"c\")", "'+1+1", "'-2+3", "'@SUM(A1)", "'\tx", "'\rx", "Acme", "",
+    ]  # fmt: skip
+    assert rows[1][1] == "-5.0" and rows[1][2] == "2026-01-01"  # numbers and dates untouched
+    assert df["account"].iloc[0].startswith("=")  # the caller's frame is not changed
+
+
+def test_item4_proposed_quotas_csv_is_neutralised(tmp_path):
+    from helpers.metrics import quota as Q
+
+    df = pd.DataFrame(
+        {"rep_id": ["=cmd|'/c calc'!A1", "AE1"], "period_start": ["2027-02-01"] * 2, "quota": [1.0, 2.0],
+         "period_end": ["2027-02-28"] * 2, "metric": ["bookings"] * 2}
+    )  # fmt: skip
+    path = Q.write_quotas(df, tmp_path)
+    rows = list(csv.reader(path.open()))
+    assert rows[1][0] == "'=cmd|'/c calc'!A1" and rows[2][0] == "AE1"
+
+
+# -- item 5: chart text ----------------------------------------------------------------------------
+def test_item5_chart_text_is_drawn_literally(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from helpers.sections import plots
+
+    plots.apply_theme()
+    fig, ax = plots.new_figure()
+    names = ["Pat $\\notacommand{x$ Smith", "$\\frac{1}{$", "a \\ b $5 to $6"]
+    ax.bar(names, [1, 2, 3])
+    ax.set_title("$\\frac{1}{$ title")
+    fig.savefig(tmp_path / "chart.png")  # mathtext would raise ValueError (ParseFatalException)
+    assert [t.get_text() for t in ax.get_xticklabels()] == names
+
