@@ -150,3 +150,43 @@ def test_item5_chart_text_is_drawn_literally(tmp_path):
     fig.savefig(tmp_path / "chart.png")  # mathtext would raise ValueError (ParseFatalException)
     assert [t.get_text() for t in ax.get_xticklabels()] == names
 
+
+# -- item 2: file names from rep ids ---------------------------------------------------------------
+def test_item2_filename_is_a_plain_name_or_slug_and_hash():
+    assert escape.filename("AE001", ".html") == "AE001.html"
+    names = {
+        escape.filename(x) for x in ("../../../trav_AE003", "trav_AE003", "..", "", ".hidden", "a/b", "a_b")
+    }
+    assert len(names) == 7
+    for n in names:
+        assert "/" not in n and "\\" not in n and not n.startswith((".", "-")) and n
+    assert escape.filename("../../../trav_AE003").startswith("trav_AE003-")
+
+
+def _files_under(folder):
+    return {p for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_item2_review_pack_of_a_hostile_rep_id_stays_in_the_output_folder(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "notebooks"))
+    from packs import revops, write_tiny_dataset
+
+    ds = write_tiny_dataset(tmp_path / "ds")
+    opp = ds / "opportunities.csv"
+    opp.write_text(opp.read_text().replace(",ana,", ",../../../trav_ana,"))
+    out = tmp_path / "a" / "b" / "c" / "reports"
+    before = _files_under(tmp_path)
+    # named on the command line, then picked up from the data
+    for extra in (["--reps", "../../../trav_ana"], []):
+        run = revops("report", "reviews", "--dataset", ds, "--period", "2026-10", "--out", out, *extra)
+        assert run.returncode == 0, run.stderr
+        new = _files_under(tmp_path) - before
+        assert new and all(out in p.parents for p in new), sorted(map(str, new))
+        packs = sorted(p.name for p in (out / "2026-10" / "reviews").iterdir())
+        assert escape.filename("../../../trav_ana", ".html") in packs
+        assert not list(out.rglob("*.json")) and not list(out.rglob("*.ipynb"))
+    assert "trav_ana-" in escape.filename("../../../trav_ana")

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from helpers.data import escape
 from helpers.data.atomic import swap_in, umask, write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -479,13 +480,19 @@ def first_chart(nb, tag: str = EMAIL_CHART_TAG) -> bytes | None:
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class NotebookJob:
-    """One notebook run: ``name`` names the outputs (``<name>.ipynb``, ``<name>.html``)."""
+    """One notebook run: ``name`` (a notebook's name, a rep id…) names the outputs ``<stem>.ipynb`` and
+    ``<stem>.html``, where ``stem`` is ``name`` made safe as a file name (``escape.filename``: no
+    path, no hidden file, whatever the name holds)."""
 
     name: str
     notebook: Path
     parameters: dict = field(default_factory=dict)
     title: str | None = None
     subdir: str = ""  # outputs go to out_dir/subdir
+
+    @property
+    def stem(self) -> str:
+        return escape.filename(self.name)
 
 
 @dataclass
@@ -552,7 +559,7 @@ def stop_kernels(futures: list) -> None:
 
 def _execute_job(job: NotebookJob, out_dir: Path, kernel: WarmKernel | None = None):
     """Execute ``job``: (executed notebook or None, failed JobResult or None, seconds)."""
-    executed = Path(out_dir) / job.subdir / f"{job.name}.ipynb"
+    executed = Path(out_dir) / job.subdir / f"{job.stem}.ipynb"
     t0 = time.perf_counter()
     try:
         nb = execute(job.notebook, executed, job.parameters, kernel=kernel)
@@ -568,9 +575,9 @@ def _export_job(job: NotebookJob, nb, out_dir: Path, footer: str, seconds: float
     target = Path(out_dir) / job.subdir
     t0 = time.perf_counter()
     title = job.title or _title_of(nb, job.name.replace("_", " ").title())
-    html = to_html(nb, target / f"{job.name}.html", title=title, footer=footer)
+    html = to_html(nb, target / f"{job.stem}.html", title=title, footer=footer)
     secs = seconds + time.perf_counter() - t0
-    return JobResult(job.name, "ok", secs, target / f"{job.name}.ipynb", html, None, first_chart(nb), title)
+    return JobResult(job.name, "ok", secs, target / f"{job.stem}.ipynb", html, None, first_chart(nb), title)
 
 
 def run_notebooks(
@@ -595,6 +602,12 @@ def run_notebooks(
     import queue
 
     out_dir = Path(out_dir)
+    clash = {}
+    for j in jobs:
+        clash.setdefault((j.subdir, j.stem.casefold()), []).append(j.name)
+    clash = [names for names in clash.values() if len(names) > 1]
+    if clash:
+        raise ValueError(f"these runs would write the same files: {'; '.join(map(repr, clash))}")
     out_dir.mkdir(parents=True, exist_ok=True)
     n = max(1, min(jobs_n or os.cpu_count() or 1, len(jobs) or 1))
     lock = threading.Lock()
