@@ -190,3 +190,69 @@ def test_item2_review_pack_of_a_hostile_rep_id_stays_in_the_output_folder(tmp_pa
         assert escape.filename("../../../trav_ana", ".html") in packs
         assert not list(out.rglob("*.json")) and not list(out.rglob("*.ipynb"))
     assert "trav_ana-" in escape.filename("../../../trav_ana")
+
+
+# -- item 3: credentials in database URLs ----------------------------------------------------------
+SECRETS = ["S3cret-q-9137", "P@ss:w%40rd-Secret-6262", "sslpw-4471"]
+HOSTILE_URLS = [
+    "postgresql://bob@127.0.0.1:{port}/crm?password=S3cret-q-9137&sslmode=disable",
+    "postgresql://bob:P@ss:w%40rd-Secret-6262@127.0.0.1:{port}/crm",
+    "postgresql+psycopg://bob:{{REVOPS_T12_PW}}@127.0.0.1:{port}/crm?sslpassword=sslpw-4471",
+]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://bob@h:5/crm?password=S3cret&sslmode=disable", "postgresql://bob@h:5/crm?password=***&sslmode=disable"),
+        ("postgresql://bob:P@ss:w%40rd@h:5/crm", "postgresql://bob:***@h:5/crm"),
+        ("postgresql://:pw@h/db", "postgresql://:***@h/db"),
+        ("postgresql:///db?host=/tmp&user=x&PassWord=y%40z&sslpassword=k", "postgresql:///db?host=/tmp&user=x&PassWord=***&sslpassword=***"),
+        ("mysql+pymysql://u:p%3Aw@h/d?charset=utf8", "mysql+pymysql://u:***@h/d?charset=utf8"),
+        ("{'url': 'postgresql://u:pw@h/db', 'tabel': 'x'}", "{'url': 'postgresql://u:***@h/db', 'tabel': 'x'}"),
+        ("host=h password='a b\\' c' user=x", "host=h password=*** user=x"),
+        ("duckdb:///crm.duckdb", "duckdb:///crm.duckdb"),
+    ],
+)  # fmt: skip
+def test_item3_every_credential_form_of_a_url_is_masked(url, shown):
+    from helpers.data.sources import public_url
+
+    assert public_url(url) == shown
+
+
+def test_item3_secret_values_are_masked_also_percent_encoded():
+    from helpers.data.sources import redact
+
+    assert redact("failed: Secr%40t and Secr@t", {"Secr@t"}) == "failed: *** and ***"
+
+
+def test_item3_validate_and_report_never_print_a_password(tmp_path):
+    import socket
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "notebooks"))
+    from packs import revops, write_tiny_dataset
+
+    with socket.socket() as s:  # a port nothing listens on: each connection is refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ds = write_tiny_dataset(tmp_path / "ds")
+    cfg = yaml.safe_load((ds / "dataset.yml").read_text())
+    tables = ["opportunities", "reps", "quotas"]
+    cfg["tables"] = {
+        t: {"url": u.format(port=port), "table": t} for t, u in zip(tables, HOSTILE_URLS, strict=True)
+    }
+    (ds / "dataset.yml").write_text(yaml.safe_dump(cfg))
+    env = {"REVOPS_T12_PW": "env-Secret-5521"}
+    for args in (["validate", ds], ["report", "monthly", "--dataset", ds, "--out", tmp_path / "out"]):
+        run = revops(*args, env=env)
+        out = run.stdout + run.stderr
+        assert run.returncode != 0 and "could not connect to PostgreSQL" in out, out
+        assert "***" in out and "?password=***" in out and f"bob:***@127.0.0.1:{port}" in out, out
+        for secret in [*SECRETS, "env-Secret-5521", "rd-Secret", "Secret-6262"]:
+            assert secret not in out, (secret, out)
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "dataset.yml"]
+    assert not [p for p in written if any(s.encode() in p.read_bytes() for s in SECRETS)]

@@ -93,16 +93,51 @@ def expand(text: str | None, secrets: set[str]) -> str | None:
     return _FIELD.sub(sub, unquote(text))
 
 
-def redact(text: str, secrets) -> str:
-    """``text`` with every secret value (4+ characters) and every ``user:password@`` password masked."""
-    for s in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
-        text = text.replace(s, "***")
-    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+# query parameters and libpq keywords that carry a credential (password, sslpassword, passfile, token…)
+SECRET_KEY = re.compile(r"pass|pwd|secret|token|credential|api_?key", re.I)
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+_KEYWORD = re.compile(r"(?P<key>\b[\w.-]+)(?P<eq>\s*=\s*)(?P<value>'(?:[^'\\]|\\.)*'|[^\s&;,'\"]+)")
+
+
+def redact(text: str, secrets=()) -> str:
+    """``text`` with every credential masked as ``***``: each secret value given (4+ characters, also
+    %-encoded), and in every URL or libpq ``key=value`` string it holds, the password of
+    ``user:password@`` (which may itself hold ``@``, ``:`` or %-escapes) and every credential
+    parameter (``?password=…``, ``sslpassword=…``; ``SECRET_KEY``)."""
+    from urllib.parse import quote
+
+    values = set()
+    for v in secrets:
+        if v and len(v) >= 4:
+            values |= {v, quote(v, safe=""), quote(v, safe="@:")}
+    for v in sorted(values, key=len, reverse=True):
+        text = text.replace(v, "***")
+    text = _URL.sub(lambda m: _redact_url(m.group(0)), text)
+    return _KEYWORD.sub(_redact_keyword, text)
+
+
+def _redact_keyword(m: re.Match) -> str:
+    if SECRET_KEY.search(m.group("key")) and m.group("value") != "***":
+        return f"{m.group('key')}{m.group('eq')}***"
+    return m.group(0)
+
+
+def _redact_url(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    query_at = rest.find("?")
+    head, query = (rest[:query_at], rest[query_at:]) if query_at >= 0 else (rest, "")
+    at = head.rfind("@")  # libpq, SQLAlchemy and urllib all split user info at the last "@"
+    if at >= 0:
+        userinfo, host = head[:at], head[at:]
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        head = userinfo + host
+    return f"{scheme}://{head}{_KEYWORD.sub(_redact_keyword, query)}"
 
 
 def public_url(url: str) -> str:
-    """The URL as it may be shown: the password, whatever it is, becomes ``***``."""
-    return redact(url, ())
+    """The URL as it may be shown: every credential in it, whatever it is, becomes ``***``."""
+    return redact(url)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -113,7 +148,7 @@ class DbTable:
     """One table read from a database: ``url`` plus ``table`` or ``query`` (see the module docstring)."""
 
     table_name: str  # the contract table it feeds
-    url: str
+    url: str = field(repr=False)  # may hold credentials: shown only through public_url
     table: str | None = None
     query: str | None = None
     folder: Path = field(default_factory=Path)
@@ -353,6 +388,10 @@ class TableReader:
         }
         for k, v in dict(pair.split("=", 1) for pair in u.query.split("&") if "=" in pair).items():
             kw[k] = expand(v, self._secrets)
+            if SECRET_KEY.search(k) and kw[k]:
+                self._secrets.add(kw[k])  # a password written in the URL itself, for drivers that echo it
+        if kw["password"]:
+            self._secrets.add(kw["password"])
         try:
             conn = psycopg.connect(**{k: v for k, v in kw.items() if v is not None})
         except psycopg.Error as exc:
@@ -373,6 +412,10 @@ class TableReader:
                 "(pip install sqlalchemy …); postgresql:// and duckdb:// work out of the box"
             ) from None
         url = expand(src.url, self._secrets)
+        parsed = sqlalchemy.make_url(url)
+        self._secrets |= {parsed.password or ""} | {
+            str(v) for k, v in parsed.query.items() if SECRET_KEY.search(k) and isinstance(v, str)
+        }
         return sqlalchemy.create_engine(url).connect()
 
     def _where(self, tname: str, src: DbTable, conn, columns) -> str | None:
