@@ -256,3 +256,126 @@ def test_item3_validate_and_report_never_print_a_password(tmp_path):
             assert secret not in out, (secret, out)
     written = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "dataset.yml"]
     assert not [p for p in written if any(s.encode() in p.read_bytes() for s in SECRETS)]
+
+
+# -- item 6 of the issue: email edge cases ---------------------------------------------------------
+def _minimal_pack(root, name: str):
+    """reports/2026-10/summary.json as a finished monthly run writes it, with no notebook."""
+    import json
+
+    period = root / "2026-10"
+    period.mkdir(parents=True)
+    summary = {
+        "period": "2026-10",
+        "as_of": "2026-10-31",
+        "dataset": {
+            "name": name,
+            "currency": "USD",
+            "fingerprint": {"algorithm": "sha256", "value": "0" * 64},
+        },
+        "previous_period": None,
+        "notebooks": [],
+    }
+    (period / "summary.json").write_text(json.dumps(summary))
+    return root
+
+
+def _email(*args, env=None):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "notebooks"))
+    from packs import revops
+
+    clean = {
+        k: ""
+        for k in ("REVOPS_SMTP_USER", "REVOPS_SMTP_PASSWORD", "REVOPS_SMTP_SECURITY", "REVOPS_SMTP_PORT")
+    }
+    return revops(
+        "email", "--period", "2026-10", "--to", "vp@example.com", *args, env={**clean, **(env or {})}
+    )
+
+
+def test_item6_dataset_name_with_a_newline_makes_a_one_line_subject(tmp_path):
+    import email
+    import email.policy
+
+    reports = _minimal_pack(tmp_path / "reports", "Acme Corp\n")  # a YAML "name: >" block
+    run = _email("--reports", reports)
+    assert run.returncode == 0, run.stderr
+    msg = email.message_from_bytes(
+        (reports / "2026-10" / "leadership-email.eml").read_bytes(), policy=email.policy.default
+    )
+    assert msg["Subject"] == "Monthly sales report — 2026-10 (Acme Corp)"
+
+
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        ({"REVOPS_SMTP_PASSWORD": "pw-1234"}, "REVOPS_SMTP_PASSWORD is set but REVOPS_SMTP_USER is not"),
+        ({"REVOPS_SMTP_USER": "u", "REVOPS_SMTP_PASSWORD": "pw-1234", "REVOPS_SMTP_SECURITY": "none"},
+         "REVOPS_SMTP_SECURITY=none would send REVOPS_SMTP_PASSWORD unencrypted"),
+        ({"REVOPS_SMTP_HOST": "smtp..example.com"}, "REVOPS_SMTP_HOST must be a host name or IP address"),
+        ({"REVOPS_SMTP_HOST": "smtp.example.com:587"}, "(put the port in REVOPS_SMTP_PORT)"),
+        ({"REVOPS_SMTP_HOST": "bad host\n"}, "REVOPS_SMTP_HOST must be a host name"),
+        ({"REVOPS_SMTP_PORT": "70000"}, "REVOPS_SMTP_PORT must be between 1 and 65535"),
+    ],
+)  # fmt: skip
+def test_item6_smtp_settings_problems_are_one_line_errors(tmp_path, env, error):
+    reports = _minimal_pack(tmp_path / "reports", "Acme")
+    full = {"REVOPS_SMTP_HOST": "127.0.0.1", "REVOPS_MAIL_FROM": "revops@example.com", **env}
+    run = _email("--reports", reports, "--send", env=full)
+    assert run.returncode == 2 and error in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert "pw-1234" not in run.stdout + run.stderr
+
+
+def test_item6_plaintext_password_and_non_ascii_password_through_a_real_server(tmp_path):
+    import socket
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    password, user = "pässwörd-Ünïcode-9", "revops-bot"
+    seen = []
+
+    class Sink:
+        async def handle_DATA(self, server, session, envelope):
+            seen.append(envelope)
+            return "250 OK"
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+            user.encode(),
+            password.encode(),
+        )
+        return AuthResult(success=ok, handled=False)
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = Controller(
+        Sink(), hostname="127.0.0.1", port=port, authenticator=authenticator, auth_require_tls=False
+    )
+    controller.start()
+    try:
+        reports = _minimal_pack(tmp_path / "reports", "Acme")
+        env = {
+            "REVOPS_SMTP_HOST": "127.0.0.1",
+            "REVOPS_SMTP_PORT": str(port),
+            "REVOPS_SMTP_SECURITY": "none",
+            "REVOPS_SMTP_USER": user,
+            "REVOPS_SMTP_PASSWORD": password,
+            "REVOPS_MAIL_FROM": "revops@example.com",
+        }
+        refused = _email("--reports", reports, "--send", env=env)
+        assert refused.returncode == 2 and "unencrypted" in refused.stderr and seen == []
+        sent = _email("--reports", reports, "--send", env={**env, "REVOPS_SMTP_ALLOW_PLAINTEXT": "1"})
+        assert sent.returncode == 0, sent.stderr
+        assert len(seen) == 1
+        wrong = _email("--reports", reports, "--send", env={**env, "REVOPS_SMTP_ALLOW_PLAINTEXT": "1",
+                                                           "REVOPS_SMTP_PASSWORD": "wröng-pw-77"})  # fmt: skip
+        assert wrong.returncode == 1 and "SMTPAuthenticationError" in wrong.stderr
+        assert len(wrong.stderr.strip().splitlines()) == 1 and "wröng-pw-77" not in wrong.stderr
+    finally:
+        controller.stop()
