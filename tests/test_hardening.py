@@ -379,3 +379,55 @@ def test_item6_plaintext_password_and_non_ascii_password_through_a_real_server(t
         assert len(wrong.stderr.strip().splitlines()) == 1 and "wröng-pw-77" not in wrong.stderr
     finally:
         controller.stop()
+
+
+# -- item 7: user-only cache and executed notebooks; no pickle -------------------------------------
+def _modes(root):
+    import stat
+
+    return {p: stat.S_IMODE(p.stat().st_mode) for p in [root, *root.rglob("*")]}
+
+
+def test_item7_cache_is_user_only_and_its_metadata_is_json(tmp_path, monkeypatch, sample_dir):
+    import json
+
+    from helpers.data import sources
+    from helpers.data.dataset import load
+
+    root = tmp_path / "cache"
+    monkeypatch.setenv("REVOPS_CACHE_DIR", str(root))
+    monkeypatch.setattr(sources, "DIGEST_INDEX_MIN_BYTES", 0)  # digests.json written too
+    sources.forget_last_read()
+    first = load(sample_dir)
+    sources.forget_last_read()
+    again = load(sample_dir)  # from the cache
+    assert [str(w) for w in again.warnings] == [str(w) for w in first.warnings] and first.warnings
+    assert [(w.file, w.row, w.column, w.expected, w.severity) for w in again.warnings] == [
+        (w.file, w.row, w.column, w.expected, w.severity) for w in first.warnings
+    ]
+    modes = _modes(root)
+    assert any(p.suffix == ".arrow" for p in modes) and any(p.name == "digests.json" for p in modes)
+    wrong = {
+        str(p.relative_to(root)): oct(m) for p, m in modes.items() if m != (0o700 if p.is_dir() else 0o600)
+    }
+    assert wrong == {}
+    metas = [p for p in modes if p.name.startswith("meta.")]
+    assert [p.name for p in metas] == ["meta.json"]
+    assert json.loads(metas[0].read_text())["tables"]
+
+
+@pytest.mark.slow
+def test_item7_published_notebooks_are_user_only(tmp_path):
+    import stat
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "notebooks"))
+    from packs import BOOKINGS, monthly, write_tiny_dataset
+
+    ds = write_tiny_dataset(tmp_path / "ds")
+    run = monthly(ds, tmp_path / "reports", "2026-10", BOOKINGS)
+    assert run.returncode == 0, run.stderr
+    period = tmp_path / "reports" / "2026-10"
+    notebooks = list(period.rglob("*.ipynb"))
+    assert notebooks and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in notebooks)

@@ -41,7 +41,9 @@ memory-mapped: a hit costs no decoding, and kernels share the pages) under ``$RE
 bytes, of ``dataset.yml``, of the loading code itself and of the load arguments, so an entry is never
 stale: change one byte and the next load rebuilds it (a file's digest is reused only while its size,
 mtime, ctime and inode are unchanged — ``file_sha256``). PostgreSQL tables are not cached (their content
-cannot be fingerprinted without fetching it). ``REVOPS_CACHE=0`` turns the cache off.
+cannot be fingerprinted without fetching it). ``REVOPS_CACHE=0`` turns the cache off. The cache holds
+CRM data: its folders are user-only (0700), its files too (0600), and its metadata is JSON (no pickle is
+ever loaded).
 """
 
 from __future__ import annotations
@@ -49,7 +51,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import re
 import shutil
 import tempfile
@@ -61,7 +62,7 @@ import pandas as pd
 
 from helpers.data.config import ConfigError, DatasetConfig
 
-CACHE_FORMAT = 2  # 2: Arrow IPC files, read memory-mapped
+CACHE_FORMAT = 3  # 2: Arrow IPC files, read memory-mapped; 3: meta.json
 # tables filtered by a date window, and the column that dates a row
 WINDOW_COLUMNS = {"activities": "occurred_at", "opportunity_history": "changed_at", "leads": "created_date"}
 PG_DATE_TYPES = {1082, 1114, 1184}  # date, timestamp, timestamptz oids
@@ -527,14 +528,36 @@ _DIGESTS: dict[str, dict] = {}
 
 def _write_index(index_path: Path, index: dict) -> None:
     try:
-        index_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = index_path.with_name(f".{index_path.name}.{os.getpid()}.tmp")
         # keep the index small: entries of files that are gone are dropped
         live = {k: v for k, v in index.items() if os.path.exists(k)}
-        tmp.write_text(json.dumps(live))
-        os.replace(tmp, index_path)
+        _write_private(index_path, json.dumps(live))
     except OSError:  # best effort, like the cache
         pass
+
+
+def _private_dir(path: Path) -> Path:
+    """``path`` and its missing parents from the cache root down, created user-only (0700)."""
+    root = cache_root()
+    for p in [*reversed(path.parents), path]:
+        if p == root or root in p.parents:
+            try:
+                p.mkdir(mode=0o700)
+            except FileExistsError:
+                pass
+    return path
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (user-only, 0600) via a temporary file and an atomic rename."""
+    _private_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _code_digest() -> str:
@@ -558,7 +581,7 @@ class TableCache:
     """Validated typed frames of one load, stored outside the dataset folder as uncompressed Arrow IPC
     (Feather v2) files, read memory-mapped (see ``put``).
 
-    Layout: ``<root>/<folder hash>/<data key>/<load key>/{<table>.arrow, meta.pkl}``. The data key
+    Layout: ``<root>/<folder hash>/<data key>/<load key>/{<table>.arrow, meta.json}``. The data key
     covers dataset.yml, every source's bytes and the loading code; the load key the arguments of
     ``load`` (tables, strict, since). Writing an entry removes the folder's entries with another data
     key: they can never be hit again."""
@@ -607,15 +630,15 @@ class TableCache:
     def get(self, only=None) -> tuple[dict[str, pd.DataFrame], list] | None:
         """(typed frames, warnings) of a previous identical load, or None; ``only`` reads just those
         tables of the entry (a subset of a full load is a valid load of the subset)."""
-        meta = self.dir / "meta.pkl"
+        meta = self.dir / "meta.json"
         if not meta.exists():
             return None
         try:
-            info = pickle.loads(meta.read_bytes())
+            info = json.loads(meta.read_text(encoding="utf-8"))
             if info.get("key") != self.key:
                 return None
             frames = {t: self._read(t) for t in info["tables"] if only is None or t in only}
-            return frames, list(info["warnings"])
+            return frames, [_problem_from_json(w) for w in info["warnings"]]
         except Exception:  # noqa: BLE001 - a damaged entry is a miss, rebuilt on this load
             shutil.rmtree(self.dir, ignore_errors=True)
             return None
@@ -657,7 +680,7 @@ class TableCache:
         """Write the entry atomically (temporary folder, then rename); drop the folder's stale entries."""
         tmp = None
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            _private_dir(self.data_dir)
             for old in self.base.iterdir():
                 if old != self.data_dir:
                     shutil.rmtree(old, ignore_errors=True)
@@ -670,18 +693,57 @@ class TableCache:
                 # 0.5 s and the pages shared by every kernel, against 7 s and 1.8 GB private for Parquet)
                 table = pa.Table.from_pandas(df, preserve_index=False)
                 feather.write_feather(table, tmp / f"{t}.arrow", compression="uncompressed")
-            (tmp / "meta.pkl").write_bytes(
-                pickle.dumps(
-                    {
-                        "key": self.key,
-                        "tables": list(frames),
-                        "warnings": warnings,
-                        "folder": str(self.folder),
-                    }
-                )
-            )
+                os.chmod(tmp / f"{t}.arrow", 0o600)
+            meta = {
+                "key": self.key,
+                "tables": list(frames),
+                "warnings": [_problem_to_json(w) for w in warnings],
+                "folder": str(self.folder),
+            }
+            _write_private(tmp / "meta.json", json.dumps(meta, ensure_ascii=False))
             shutil.rmtree(self.dir, ignore_errors=True)
             os.replace(tmp, self.dir)
         except OSError:  # caching is best effort: a read-only home still loads
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _value_to_json(v):
+    """A problem's value as JSON, its type kept where ``Problem.__str__`` shows it differently."""
+    import numpy as np
+
+    if isinstance(v, np.generic):
+        v = v.item()
+    if v is None or isinstance(v, bool | int | str):
+        return v
+    if isinstance(v, float):
+        return v if v == v and abs(v) != float("inf") else {"float": repr(v)}
+    if isinstance(v, pd.Timestamp | np.datetime64) or hasattr(v, "isoformat"):
+        ts = pd.Timestamp(v)
+        return {"timestamp": None if pd.isna(ts) else ts.isoformat()}
+    return {"text": str(v)}
+
+
+def _value_from_json(v):
+    if isinstance(v, dict):
+        if "float" in v:
+            return float(v["float"])
+        if "timestamp" in v:
+            return pd.NaT if v["timestamp"] is None else pd.Timestamp(v["timestamp"])
+        return v.get("text")
+    return v
+
+
+def _problem_to_json(p) -> dict:
+    from dataclasses import asdict
+
+    d = asdict(p)
+    d["value"] = _value_to_json(p.value)
+    d["row"] = None if p.row is None else int(p.row)
+    return d
+
+
+def _problem_from_json(d: dict):
+    from helpers.data.dataset import Problem
+
+    return Problem(**{**d, "value": _value_from_json(d["value"])})

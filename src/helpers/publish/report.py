@@ -279,6 +279,10 @@ def execute(
     _quiet_kernel_logs()
     notebook, output = Path(notebook), Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
+    # an executed notebook holds the data its cells showed, so it is the user's only (0600): created
+    # so before papermill writes into it (papermill keeps the mode of the file it overwrites)
+    output.unlink(missing_ok=True)
+    os.close(os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     run_dir = str(Path(cwd) if cwd else notebook.resolve().parent)
     warm = {}
     if kernel is not None:
@@ -316,7 +320,9 @@ def execute(
                 kernel.shutdown()
         if isinstance(exc, NotebookFailed):
             raise
-        partial = output if output.exists() else None
+        partial = output if output.exists() and output.stat().st_size else None
+        if partial is None:
+            output.unlink(missing_ok=True)  # the empty file made above
         raise NotebookFailed(notebook, None, type(exc).__name__, str(exc).strip()[:500], partial) from exc
 
 
