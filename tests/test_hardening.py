@@ -431,3 +431,66 @@ def test_item7_published_notebooks_are_user_only(tmp_path):
     period = tmp_path / "reports" / "2026-10"
     notebooks = list(period.rglob("*.ipynb"))
     assert notebooks and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in notebooks)
+
+
+# -- item 13: interrupted runs ---------------------------------------------------------------------
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+@pytest.mark.slow
+def test_item13_sigterm_stops_a_report_like_ctrl_c_and_leaves_nothing(tmp_path, sample_dir):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "reports"
+    cmd = [sys.executable, "-m", "helpers.cli", "report", "monthly", "--dataset", sample_dir, "--out", out]
+    proc = subprocess.Popen(
+        list(map(str, cmd)), cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    t0 = time.time()
+    while not list(out.glob(".*.building-*")) and time.time() - t0 < 60:
+        time.sleep(0.1)
+    time.sleep(3)  # the notebooks are running
+    assert proc.poll() is None and list(out.glob(".*.building-*"))
+    proc.send_signal(signal.SIGTERM)
+    t1 = time.time()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert time.time() - t1 < 20  # the kernels are stopped, not waited for
+    assert "Traceback" not in err and "stopped (SIGTERM)" in err
+    assert list(out.iterdir()) == []  # no build folder, nothing published
+
+
+@pytest.mark.slow
+def test_item13_next_run_clears_build_folders_of_dead_processes(tmp_path):
+    import os
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "notebooks"))
+    from packs import BOOKINGS, monthly, write_tiny_dataset
+
+    ds = write_tiny_dataset(tmp_path / "ds")
+    out = tmp_path / "reports"
+    dead, live = _dead_pid(), os.getpid()
+    stale = [out / f".2026-10.building-{dead}-abc123", out / "2026-10" / f".reviews.building-{dead}-x"]
+    stale.append(out / f".2026-10.old-{dead}-abc123")
+    kept = out / f".2026-10.building-{live}-running"  # a run still going: kept
+    for folder in [*stale, kept]:
+        (folder / "files").mkdir(parents=True)
+    run = monthly(ds, out, "2026-10", BOOKINGS)
+    assert run.returncode == 0, run.stderr
+    assert [p for p in stale[::2] if p.exists()] == [] and kept.exists()
+    from helpers.data.atomic import clean_stale
+
+    assert clean_stale(out / "2026-10") == [stale[1]] and not stale[1].exists()

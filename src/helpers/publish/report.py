@@ -28,7 +28,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from helpers.data import escape
-from helpers.data.atomic import swap_in, umask, write_text_atomic
+from helpers.data.atomic import build_folder, swap_in, umask, write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[3]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -130,11 +129,14 @@ class WarmKernel:
         self.warm_imports = warm_imports
         self.km = None
         self.start_seconds = 0.0
+        self.closed = False  # by close(): the run is stopping, no (re)start
 
     def start(self) -> WarmKernel:
         from jupyter_client.manager import AsyncKernelManager
         from jupyter_core.utils import run_sync
 
+        if self.closed:
+            raise RuntimeError("the run was interrupted")
         _quiet_kernel_logs()
         t0 = time.perf_counter()
         # the async manager nbclient uses itself: with a blocking client, nbclient's wait for output
@@ -181,6 +183,12 @@ class WarmKernel:
             except Exception:  # noqa: BLE001 - already gone
                 pass
             self.km = None
+
+    def close(self) -> None:
+        """Shut the kernel down for good (an interrupted run): the notebook running in it fails at
+        once, and it is not restarted."""
+        self.closed = True
+        self.shutdown()
 
     def __enter__(self) -> WarmKernel:
         return self.start()
@@ -623,6 +631,8 @@ def run_notebooks(
         todo.put(item)
     results: list = [None] * len(jobs)
     started: dict[int, float] = {}
+    live: list[WarmKernel] = []  # the lanes' kernels, closed at once when the run is interrupted
+    stopping = threading.Event()
 
     def say(text):
         if progress:
@@ -665,7 +675,11 @@ def run_notebooks(
                         say(f"(kernel {kernel_no + 1} did not start: {exc}; notebooks start their own)")
                 waited = time.perf_counter() - t0  # less than the start when it began earlier
                 start_seconds = kernel.start_seconds if kernel is not None else 0.0
-                while True:
+                if kernel is not None:
+                    live.append(kernel)
+                    if stopping.is_set():
+                        return
+                while not stopping.is_set():
                     try:
                         i, job = todo.get_nowait()
                     except queue.Empty:
@@ -684,7 +698,13 @@ def run_notebooks(
                     kernel.shutdown()
 
         with ThreadPoolExecutor(max_workers=n, thread_name_prefix="kernel") as lanes:
-            list(lanes.map(lane, range(n)))
+            try:
+                list(lanes.map(lane, range(n)))
+            except BaseException:  # Ctrl-C or SIGTERM (helpers.cli): stop the kernels, not wait for them
+                stopping.set()
+                for kernel in list(live):
+                    kernel.close()
+                raise
     return results
 
 
@@ -1206,7 +1226,7 @@ def _run_monthly(kernels, started, dataset, period, as_of, out, notebooks, jobs_
     out_root = Path(out).resolve()
     out_root.mkdir(parents=True, exist_ok=True)
     target = out_root / params.period
-    build = Path(tempfile.mkdtemp(dir=out_root, prefix=f".{params.period}.building-"))
+    build = build_folder(out_root, f".{params.period}.building-")
     os.chmod(build, 0o777 & ~umask())
     summaries = build / "summaries"
     footer = (

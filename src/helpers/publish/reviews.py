@@ -19,12 +19,12 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from helpers.data import escape
+from helpers.data.atomic import build_folder
 from helpers.data.progress import progress as progress_bar
 
 NOTEBOOK = "pipeline_health"
@@ -91,7 +91,7 @@ def run_reviews(
     out_root = Path(out).resolve()
     period_dir = out_root / params.period
     period_dir.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(dir=period_dir, prefix=".reviews.building-"))
+    build = build_folder(period_dir, ".reviews.building-")
     nb = review_notebook(params.notebooks[0], build / "notebook" / f"{NOTEBOOK}_review.ipynb")
     footer = (
         f"{params.dataset_name} · one-to-one review · period {params.period} · data as of {params.as_of} · "
