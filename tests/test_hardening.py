@@ -494,3 +494,30 @@ def test_item13_next_run_clears_build_folders_of_dead_processes(tmp_path):
     from helpers.data.atomic import clean_stale
 
     assert clean_stale(out / "2026-10") == [stale[1]] and not stale[1].exists()
+
+
+# -- item 14: cache content verified ---------------------------------------------------------------
+def test_item14_a_cache_file_changed_in_place_is_not_served(tmp_path, monkeypatch, sample_dir):
+    import struct
+
+    from helpers.data import sources
+    from helpers.data.dataset import load
+
+    root = tmp_path / "cache"
+    monkeypatch.setenv("REVOPS_CACHE_DIR", str(root))
+    sources.forget_last_read()
+    truth = load(sample_dir).opportunities["amount"]
+    amount = float(truth.dropna().iloc[0])
+    (arrow,) = root.rglob("opportunities.arrow")
+    data = bytearray(arrow.read_bytes())
+    at = data.find(struct.pack("<d", amount))
+    assert at > 0
+    with open(arrow, "r+b") as fh:  # one stored amount changed in place, same size (174,000 -> ×1000)
+        fh.seek(at)
+        fh.write(struct.pack("<d", amount * 1000))
+    sources.forget_last_read()  # a new process: nothing in memory
+    again = load(sample_dir).opportunities["amount"]
+    assert again.equals(truth)
+    assert struct.pack("<d", amount * 1000) not in arrow.read_bytes() or not arrow.exists()
+    sources.forget_last_read()
+    assert load(sample_dir).opportunities["amount"].equals(truth)  # the rebuilt entry is a hit

@@ -637,7 +637,9 @@ class TableCache:
             info = json.loads(meta.read_text(encoding="utf-8"))
             if info.get("key") != self.key:
                 return None
-            frames = {t: self._read(t) for t in info["tables"] if only is None or t in only}
+            frames = {
+                t: self._read(t, info["sha256"][t]) for t in info["tables"] if only is None or t in only
+            }
             return frames, [_problem_from_json(w) for w in info["warnings"]]
         except Exception:  # noqa: BLE001 - a damaged entry is a miss, rebuilt on this load
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -645,31 +647,44 @@ class TableCache:
 
     def arrow(self) -> dict | None:
         """The entry's typed tables as Arrow tables read memory-mapped, without converting them to
-        pandas (the metric engine copies them into its DuckDB file), or None when there is no entry."""
+        pandas (the metric engine copies them into its DuckDB file), or None when there is no entry or
+        a file's content no longer matches the digest recorded when it was written."""
         import pyarrow.feather as feather
 
-        meta = self.dir / "meta.pkl"
+        meta = self.dir / "meta.json"
         if not meta.exists():
             return None
         try:
-            info = pickle.loads(meta.read_bytes())
+            info = json.loads(meta.read_text(encoding="utf-8"))
             if info.get("key") != self.key:
                 return None
-            return {t: feather.read_table(self.dir / f"{t}.arrow", memory_map=True) for t in info["tables"]}
+            out = {}
+            for t in info["tables"]:
+                path = self.dir / f"{t}.arrow"
+                if file_sha256(path) != info["sha256"][t]:
+                    return None
+                out[t] = feather.read_table(path, memory_map=True)
+            return out
         except Exception:  # noqa: BLE001 - a damaged entry is a miss
             return None
 
-    def _read(self, table: str) -> pd.DataFrame:
+    def _read(self, table: str, sha256: str) -> pd.DataFrame:
         """One table of the entry: from this process's copy of the last entry read (a warm kernel
-        running notebook after notebook on one dataset) or from its Arrow file, memory-mapped. Callers
-        get a shallow copy: with pandas' copy-on-write, a notebook that changes its frame never changes
-        the kept one."""
+        running notebook after notebook on one dataset) or from its Arrow file, memory-mapped, once its
+        content is checked against the sha256 recorded when it was written (``file_sha256``: free while
+        the file's size, mtime, ctime and inode are those it was last hashed with; any write to the file
+        changes them, so a file changed in place is hashed again, does not match, and the entry is
+        rebuilt). Callers get a shallow copy: with pandas' copy-on-write, a notebook that changes its
+        frame never changes the kept one."""
         import pyarrow.feather as feather
 
         key = (str(self.dir), self.key, table)
         df = _LAST_READ.get(key)
         if df is None:
-            arrow = feather.read_table(self.dir / f"{table}.arrow", memory_map=True)
+            path = self.dir / f"{table}.arrow"
+            if file_sha256(path) != sha256:
+                raise ValueError(f"cache file {path} changed since it was written")
+            arrow = feather.read_table(path, memory_map=True)
             df = arrow.to_pandas(date_as_object=False)
             if any(k[:2] != key[:2] for k in _LAST_READ):
                 _LAST_READ.clear()  # keep one entry's tables only
@@ -694,15 +709,18 @@ class TableCache:
                 table = pa.Table.from_pandas(df, preserve_index=False)
                 feather.write_feather(table, tmp / f"{t}.arrow", compression="uncompressed")
                 os.chmod(tmp / f"{t}.arrow", 0o600)
+            shutil.rmtree(self.dir, ignore_errors=True)
+            os.replace(tmp, self.dir)
+            # meta.json last: it makes the entry a hit, and records each file's digest (hashing the files
+            # just written, from the page cache, also records them in digests.json for the next opens)
             meta = {
                 "key": self.key,
                 "tables": list(frames),
+                "sha256": {t: file_sha256(self.dir / f"{t}.arrow") for t in frames},
                 "warnings": [_problem_to_json(w) for w in warnings],
                 "folder": str(self.folder),
             }
-            _write_private(tmp / "meta.json", json.dumps(meta, ensure_ascii=False))
-            shutil.rmtree(self.dir, ignore_errors=True)
-            os.replace(tmp, self.dir)
+            _write_private(self.dir / "meta.json", json.dumps(meta, ensure_ascii=False))
         except OSError:  # caching is best effort: a read-only home still loads
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
