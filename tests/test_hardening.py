@@ -521,3 +521,64 @@ def test_item14_a_cache_file_changed_in_place_is_not_served(tmp_path, monkeypatc
     assert struct.pack("<d", amount * 1000) not in arrow.read_bytes() or not arrow.exists()
     sources.forget_last_read()
     assert load(sample_dir).opportunities["amount"].equals(truth)  # the rebuilt entry is a hit
+
+
+# -- item 15: unreadable notebook, closed pipe -----------------------------------------------------
+def test_item15_a_notebook_that_is_not_json_is_named_as_such(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "notebooks"))
+    from packs import revops, write_tiny_dataset
+
+    ds = write_tiny_dataset(tmp_path / "ds")
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text('{"cells": [ {"cell_type": "code", "source": "x = 1"\n')
+    run = revops(
+        "report",
+        "monthly",
+        "--dataset",
+        ds,
+        "--period",
+        "2026-10",
+        "--out",
+        tmp_path / "r",
+        "--notebooks",
+        bad,
+    )
+    assert run.returncode == 2
+    assert (
+        f"notebook {bad} cannot be read: not valid JSON (Expecting ',' delimiter at line 2, column 1)"
+        in run.stderr
+    )
+    assert (
+        "kernel start" not in run.stderr and "cell None" not in run.stderr and not (tmp_path / "r").exists()
+    )
+
+
+def test_item15_a_notebook_broken_during_the_run_fails_as_unreadable(tmp_path):
+    from helpers.publish import report
+
+    bad = tmp_path / "bad.ipynb"
+    bad.write_bytes(b"\xff\xfe not a notebook")
+    with pytest.raises(report.NotebookFailed) as exc:
+        report.execute(bad, tmp_path / "out.ipynb")
+    assert exc.value.short == "the notebook file cannot be read: not UTF-8 text (byte 0)"
+    assert str(exc.value) == "bad.ipynb: the notebook file cannot be read: not UTF-8 text (byte 0)"
+    assert not (tmp_path / "out.ipynb").exists()
+
+
+def test_item15_validate_into_a_closed_pipe_ends_quietly(sample_dir):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "helpers.cli", "validate", str(sample_dir), "--all"],
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    proc.stdout.close()  # `| head` that has already exited: every write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert err == "", err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -211,6 +212,13 @@ def _on_sigterm(signum, frame):
     raise Terminated
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush to a closed pipe does not fail too
+    (the recipe of Python's signal documentation)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -228,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
         return 143
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `revops validate … | head`: the reader has what it wanted
+        _quiet_stdout()
+        return 141  # 128 + SIGPIPE, as a shell reports a command stopped by a closed pipe
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, before)

@@ -70,6 +70,8 @@ class NotebookFailed(RuntimeError):
         first = source.strip().splitlines()[0][:80] if source.strip() else ""
         where = f"at cell {cell_index}" if cell_index is not None else "outside its cells"
         msg = f"{Path(self.notebook).name} failed {where}: {ename}: {evalue}"
+        if ename == "notebook file":
+            msg = f"{Path(self.notebook).name}: the notebook file cannot be read: {evalue}"
         if first:
             msg += f"\n    in: {first}"
         if self.output:
@@ -78,7 +80,12 @@ class NotebookFailed(RuntimeError):
 
     @property
     def short(self) -> str:
-        where = f"cell {self.cell_index}" if self.cell_index is not None else "kernel start"
+        if self.cell_index is not None:
+            where = f"cell {self.cell_index}"
+        elif self.ename == "notebook file":
+            return f"the notebook file cannot be read: {self.evalue}"[:160]
+        else:
+            where = "kernel start"
         return f"{where}: {self.ename}: {self.evalue}"[:160]
 
 
@@ -328,6 +335,10 @@ def execute(
                 kernel.shutdown()
         if isinstance(exc, NotebookFailed):
             raise
+        problem = notebook_file_problem(notebook)  # changed since the run's checks, or run directly
+        if problem:
+            output.unlink(missing_ok=True)
+            raise NotebookFailed(notebook, None, "notebook file", problem) from exc
         partial = output if output.exists() and output.stat().st_size else None
         if partial is None:
             output.unlink(missing_ok=True)  # the empty file made above
@@ -766,6 +777,10 @@ def find_notebooks(names: list[str] | None = None, folder: Path = NOTEBOOK_DIR) 
             known = ", ".join(x.stem for x in sorted(folder.glob("*.ipynb"))) or "none"
             raise ReportError(f"notebook {n!r} not found (notebooks in {folder}: {known})")
         out.append(found.resolve())
+    for path in out:
+        problem = notebook_file_problem(path)
+        if problem:
+            raise ReportError(f"notebook {path} cannot be read: {problem}")
     return out
 
 
@@ -899,6 +914,22 @@ def check_parameters(given: dict, notebooks: list[Path]) -> dict[str, dict]:
             + "\n".join(f"  - {x}" for x in problems)
         )
     return out
+
+
+def notebook_file_problem(path: Path) -> str | None:
+    """Why ``path`` is not a notebook file (not UTF-8, not JSON, no cell list), or None. Cheap: the JSON
+    only, no nbformat (whose import costs ~1 s)."""
+    try:
+        nb = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 text (byte {exc.start})"
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        return "valid JSON but not a notebook (no list of cells)"
+    return None
 
 
 def validate_parameters(
@@ -1309,7 +1340,7 @@ def cli_monthly(args) -> int:
             if not r.ok:
                 line = r.error.source.strip().splitlines()[0][:100] if r.error.source.strip() else ""
                 print(
-                    f"FAILED {r.name} at {r.error.short}"
+                    f"FAILED {r.name}{':' if r.error.ename == 'notebook file' else ' at'} {r.error.short}"
                     + (f"\n    in: {line}" if line else "")
                     + f"\n    partial executed notebook: {r.executed or 'not written'}",
                     file=sys.stderr,
