@@ -582,3 +582,31 @@ def test_item15_validate_into_a_closed_pipe_ends_quietly(sample_dir):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141
     assert err == "", err
+
+
+# -- item 8: a misspelt contract column ------------------------------------------------------------
+def test_item8_a_misspelt_amount_is_an_error_with_its_suggestion(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "notebooks"))
+    from packs import revops, write_tiny_dataset
+
+    ds = write_tiny_dataset(tmp_path / "ds")
+    opp = ds / "opportunities.csv"
+    text = opp.read_text()
+    opp.write_text(text.replace(",amount,", ",amout,", 1))
+    run = revops("validate", ds)
+    assert run.returncode == 1, run.stdout
+    assert (
+        "opportunities.csv, column 'amout' — column is not in the data contract; did you mean 'amount'? "
+        "(rename it to 'amount', or drop it)" in run.stdout
+    )
+    # a looser likeness stays a warning: it may be a column of its own
+    opp.write_text(text.replace(",next_step", ",next_step_detail", 1))
+    run = revops("validate", ds)
+    assert run.returncode == 0, run.stdout
+    assert (
+        "column 'next_step_detail' — column is not in the data contract; did you mean 'next_step'?\n"
+        in run.stdout
+    )

@@ -245,6 +245,9 @@ def read_raw(path: Path) -> pd.DataFrame:
     return df
 
 
+MISSPELLING = 0.85  # difflib ratio from which an unknown column is taken as a misspelt contract column
+
+
 def _closest(name: str, candidates) -> str:
     m = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return f"; did you mean {m[0]!r}?" if m else ""
@@ -623,9 +626,20 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True,
         for col in sorted(unknown):
             hint = _closest(col, missing_optional)
             if hint:
+                # one or two letters off a contract column the table lacks ('amout'): a misspelling that
+                # would silently drop every figure built on that column, so an error; a looser match
+                # ('owner_name' for 'owner') may be a column of its own, so a warning
+                meant = difflib.get_close_matches(col, list(missing_optional), n=1, cutoff=MISSPELLING)
                 problems.append(
                     Problem(
-                        fname, None, col, None, f"column is not in the data contract{hint}", "warning", off
+                        fname,
+                        None,
+                        col,
+                        None,
+                        f"column is not in the data contract{hint}"
+                        + (f" (rename it to {meant[0]!r}, or drop it)" if meant else ""),
+                        "error" if meant else "warning",
+                        off,
                     )
                 )
         bar.update(sizes[tname])
