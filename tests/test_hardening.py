@@ -610,3 +610,77 @@ def test_item8_a_misspelt_amount_is_an_error_with_its_suggestion(tmp_path):
         "column 'next_step_detail' — column is not in the data contract; did you mean 'next_step'?\n"
         in run.stdout
     )
+
+
+# -- item 9: encodings and delimiters --------------------------------------------------------------
+def _tiny_table(folder, data: bytes):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "notebooks"))
+    from packs import write_tiny_dataset
+
+    ds = write_tiny_dataset(folder)
+    (ds / "opportunities.csv").write_bytes(data)
+    return ds
+
+
+def _opportunities(accounts: list[str], sep: str = ",") -> str:
+    rows = ["opportunity_id,owner,created_date,close_date,stage,amount,account".replace(",", sep)]
+    for i, a in enumerate(accounts):
+        rows.append(sep.join([f"O{i}", "ana", "2026-08-01", "2026-10-05", "Closed Won", "1000", a]))
+    return "\n".join(rows) + "\n"
+
+
+def test_item9_latin1_after_the_first_64kb_is_read_whole_not_replaced(tmp_path):
+    from helpers.data.dataset import load
+
+    accounts = ["Plain Account Name"] * 3000 + ["Société Générale"]
+    data = _opportunities(accounts).encode("cp1252")
+    assert data.index(b"Soci") > 65536
+    ds = load(_tiny_table(tmp_path / "ds", data))
+    assert ds.opportunities["account"].iloc[-1] == "Société Générale"
+    assert not ds.opportunities["account"].str.contains("\ufffd").any()
+    assert any("read as Windows-1252" in str(w) for w in ds.warnings)
+
+
+def test_item9_bytes_no_encoding_reads_are_an_error_not_replaced(tmp_path):
+    from helpers.data.dataset import DataValidationError, load
+
+    data = _opportunities(["Acme"]).encode() + b"O9,ana,2026-08-01,2026-10-05,Closed Won,1,Bad \x81\x8d\n"
+    with pytest.raises(
+        DataValidationError, match=r"is not text in UTF-8 .* or Windows-1252 .*; save it as UTF-8"
+    ):
+        load(_tiny_table(tmp_path / "ds", data))
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_item9_utf16_with_a_byte_order_mark_is_read(tmp_path, encoding):
+    import codecs
+
+    from helpers.data.dataset import load
+
+    bom = codecs.BOM_UTF16_BE if encoding.endswith("be") else b""
+    data = bom + _opportunities(["Société", "Zoë"]).encode(encoding)
+    ds = load(_tiny_table(tmp_path / "ds", data))
+    assert list(ds.opportunities["account"]) == ["Société", "Zoë"]
+
+
+@pytest.mark.parametrize("sep", ["|", "\t", ";"])
+def test_item9_pipe_and_tab_delimiters_are_detected(tmp_path, sep):
+    from helpers.data.dataset import load
+
+    ds = load(_tiny_table(tmp_path / "ds", _opportunities(["Acme, Inc", "Zoë"], sep).encode()))
+    assert list(ds.opportunities["account"]) == ["Acme, Inc", "Zoë"]
+    assert ds.opportunities["amount"].sum() == 2000
+
+
+def test_item9_import_never_replaces_characters(tmp_path):
+    from helpers.data.importers import ImportProblem, read_export
+
+    p = tmp_path / "export.csv"
+    p.write_bytes(b"Name|Amount\nBad \x81|1\n")
+    with pytest.raises(ImportProblem, match="export.csv: is not text in UTF-8 .* or Windows-1252"):
+        read_export(p)
+    p.write_bytes("Name|Amount\nSociété|1\n".encode("cp1252"))
+    assert list(read_export(p)["Name"]) == ["Société"]

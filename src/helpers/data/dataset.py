@@ -176,22 +176,53 @@ def find_table_files(folder: Path, config: DatasetConfig) -> dict[str, Path]:
 
 
 def _sniff_csv(path: Path) -> tuple[str, str, list[str]]:
-    """(encoding, delimiter, header cells) of a CSV: UTF-8 (with or without BOM), else Windows-1252;
-    comma, semicolon (European Excel) or tab, whichever splits the header line."""
+    """(encoding, delimiter, header cells) of a CSV, from its first 64 KB: UTF-16 when it starts with a
+    UTF-16 byte-order mark, else UTF-8 (with or without BOM) as long as those bytes are UTF-8, else
+    Windows-1252 (``read_raw`` still reads the whole file strictly and falls back to Windows-1252 when
+    a later byte is not UTF-8); comma, semicolon (European Excel), tab or ``|``, whichever splits the
+    header line most."""
+    import codecs
     import csv
 
     head = path.read_bytes()[:65536]
-    try:
-        text, encoding = head.decode("utf-8-sig"), "utf-8-sig"
-    except UnicodeDecodeError as exc:
-        if exc.start > len(head) - 4:  # a multi-byte character cut by the 64 KB window
-            text, encoding = head[: exc.start].decode("utf-8-sig"), "utf-8-sig"
-        else:
-            text, encoding = head.decode("cp1252", errors="replace"), "cp1252"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        text, encoding = head[: len(head) // 2 * 2].decode("utf-16", errors="ignore"), "utf-16"
+    else:
+        try:
+            text, encoding = head.decode("utf-8-sig"), "utf-8-sig"
+        except UnicodeDecodeError as exc:
+            if exc.start > len(head) - 4:  # a multi-byte character cut by the 64 KB window
+                text, encoding = head[: exc.start].decode("utf-8-sig"), "utf-8-sig"
+            else:
+                text, encoding = head.decode("cp1252", errors="replace"), "cp1252"
     first = text.splitlines()[0] if text.strip() else ""
-    delim = max((",", ";", "\t"), key=lambda d: len(next(csv.reader([first], delimiter=d), [])))
+    delim = max((",", ";", "\t", "|"), key=lambda d: len(next(csv.reader([first], delimiter=d), [])))
     header = next(csv.reader([first], delimiter=delim), [])
     return encoding, delim, header
+
+
+def _read_csv_text(path: Path, encoding: str, delim: str) -> tuple[pd.DataFrame, str]:
+    """The whole CSV decoded strictly (no character is ever replaced): in ``encoding``, and when that
+    is UTF-8 and a byte further on is not, again as Windows-1252. Returns (frame, encoding used)."""
+    options = dict(
+        dtype=str,
+        keep_default_na=False,
+        na_values=[""],
+        skipinitialspace=True,
+        sep=delim,
+        skip_blank_lines=False,
+        encoding_errors="strict",
+    )
+    tried = []
+    for enc in [encoding] + (["cp1252"] if encoding == "utf-8-sig" else []):
+        try:
+            return pd.read_csv(path, encoding=enc, **options), enc
+        except UnicodeDecodeError as exc:
+            tried.append(f"{_ENCODING_NAMES.get(enc, enc)} ({exc.reason} at byte 0x{exc.object[exc.start]:02x})")
+    raise ValueError(f"is not text in {' or '.join(tried)}; save it as UTF-8")
+
+
+_ENCODING_NAMES = {"utf-8-sig": "UTF-8", "cp1252": "Windows-1252", "utf-16": "UTF-16"}
 
 
 def read_raw(path: Path) -> pd.DataFrame:
@@ -206,10 +237,6 @@ def read_raw(path: Path) -> pd.DataFrame:
     notes: list[tuple[str, str | None, str]] = []
     if suffix == ".csv":
         encoding, delim, header = _sniff_csv(path)
-        if encoding == "cp1252":
-            notes.append(
-                ("warning", None, "is not UTF-8; read as Windows-1252 (save it as UTF-8 to be sure)")
-            )
         seen: dict[str, int] = {}
         for i, h in enumerate(header, 1):
             key = h.strip().lower()
@@ -219,17 +246,11 @@ def read_raw(path: Path) -> pd.DataFrame:
                 )
             else:
                 seen[key] = i
-        df = pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-            skipinitialspace=True,
-            encoding=encoding,
-            sep=delim,
-            skip_blank_lines=False,
-            encoding_errors="replace",
-        )
+        df, encoding = _read_csv_text(path, encoding, delim)
+        if encoding == "cp1252":
+            notes.append(
+                ("warning", None, "is not UTF-8; read as Windows-1252 (save it as UTF-8 to be sure)")
+            )
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
 

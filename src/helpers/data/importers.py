@@ -203,13 +203,20 @@ def _decode(data: bytes) -> str:
         return data.decode("utf-16")
     try:
         return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace")  # Excel "CSV" from Windows
+    except UnicodeDecodeError as exc:
+        first = exc
+    try:
+        return data.decode("cp1252")  # Excel "CSV" from Windows; strict: no character is replaced
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"is not text in UTF-8 ({first.reason} at byte {first.start}) or Windows-1252 ({exc.reason} "
+            f"at byte {exc.start}); save it as UTF-8"
+        ) from None
 
 
 def read_export(path: Path) -> pd.DataFrame:
-    """Read an export as text cells ('' for blank). CSV (comma, semicolon or tab; UTF-8, UTF-16 or
-    Windows-1252) or Excel. Trailing report footer lines are dropped: the lines Salesforce appends
+    """Read an export as text cells ('' for blank). CSV (comma, semicolon, tab or ``|``; UTF-8, UTF-16
+    or Windows-1252, decoded whole and strictly) or Excel. Trailing report footer lines are dropped: the lines Salesforce appends
     ("Grand Totals (n records)", "Confidential Information - Do Not Distribute", "Copyright …") have at
     most one non-empty cell, or start with "Total" / "Grand Totals"."""
     suffix = path.suffix.lower()
@@ -217,9 +224,12 @@ def read_export(path: Path) -> pd.DataFrame:
         header = [str(c) for c in pd.read_excel(path, header=None, nrows=1, dtype=str).iloc[0].fillna("")]
         df = pd.read_excel(path, dtype=str, keep_default_na=False)
     else:
-        text = _decode(path.read_bytes())
+        try:
+            text = _decode(path.read_bytes())
+        except ValueError as exc:
+            raise ImportProblem(f"Cannot import:\n  - {path.name}: {exc}") from None
         first = text.split("\n", 1)[0]
-        sep = max((",", ";", "\t"), key=first.count)
+        sep = max((",", ";", "\t", "|"), key=first.count)
         header = next(csv.reader(io.StringIO(text), delimiter=sep, quotechar='"'), [])
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep, quotechar='"')
     _check_unique_headers(header, path.name)
