@@ -684,3 +684,41 @@ def test_item9_import_never_replaces_characters(tmp_path):
         read_export(p)
     p.write_bytes("Name|Amount\nSociété|1\n".encode("cp1252"))
     assert list(read_export(p)["Name"]) == ["Société"]
+
+
+# -- item 12: identical rows in thin win/loss records ----------------------------------------------
+def test_item12_identical_thin_records_are_reported_as_possible_duplicates(tmp_path):
+    import yaml
+
+    from helpers.data.calendar import FiscalCalendar
+    from helpers.data.dataset import load
+    from helpers.metrics import winloss as wl
+
+    folder = tmp_path / "survey"
+    folder.mkdir()
+    (folder / "dataset.yml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "Survey",
+                "stages": ["Open", "Won", "Lost"],
+                "won_stages": ["Won"],
+                "lost_stages": ["Lost"],
+            }
+        )
+    )
+    pd.DataFrame(
+        {
+            "opportunity_id": ["S1", "S2", "S3", "S4", "S5", "S6"],
+            "stage": ["Won", "Lost", "Lost", "Won", "Won", "Lost"],
+            "segment": ["SMB", "SMB", "SMB", "Ent", "Ent", "Ent"],
+            "loss_reason": ["", "Price", "Price", "", "", "Timing"],
+        }
+    ).to_csv(folder / "opportunities.csv", index=False)
+    ds = load(folder)
+    rv = wl.build_review(ds, "2026-10", ds.as_of, FiscalCalendar(1), "month", "", 1)
+    # S3 = S2 and S5 = S4 in every column but the id: possible duplicates, kept (nothing proves one deal)
+    assert rv.duplicates.empty and (rv.overall.at[0, "deals"], rv.overall.at[0, "won"]) == (6, 3)
+    q = rv.quality.set_index("check")
+    label = "Possible duplicates: identical records without account or date (kept)"
+    assert (q.at[label, "deals"], q.at[label, "share"]) == (2, pytest.approx(2 / 6))
+    assert q.at["Duplicate records (left out)", "deals"] == 0
