@@ -722,3 +722,74 @@ def test_item12_identical_thin_records_are_reported_as_possible_duplicates(tmp_p
     label = "Possible duplicates: identical records without account or date (kept)"
     assert (q.at[label, "deals"], q.at[label, "share"]) == (2, pytest.approx(2 / 6))
     assert q.at["Duplicate records (left out)", "deals"] == 0
+
+
+# -- item 11: validation gaps ----------------------------------------------------------------------
+@pytest.fixture
+def sample_copy(tmp_path, sample_dir):
+    import shutil
+
+    return shutil.copytree(sample_dir, tmp_path / "sample")
+
+
+def _validate(folder):
+    from helpers.data.dataset import validate_report
+
+    return validate_report(folder, all_warnings=True)
+
+
+def test_item11_reps_cut_to_one_row_fails_on_quotas_and_warns_on_owners(sample_copy):
+    from helpers.data.dataset import load
+
+    reps = sample_copy / "reps.csv"
+    lines = reps.read_text().splitlines()
+    reps.write_text("\n".join(lines[:2]) + "\n")
+    quotas = pd.read_csv(sample_copy / "quotas.csv", dtype=str)
+    kept = lines[1].split(",")[0].strip('"')
+    gone = quotas["rep_id"][quotas["rep_id"] != kept]
+    code, text = _validate(sample_copy)
+    assert code == 1
+    row = gone.index[0] + 1
+    assert (
+        f"quotas.csv, row {row} (line {row + 1}), column 'rep_id': value '{gone.iloc[0]}' — "
+        "expected a rep_id listed in reps.csv" in text
+    )
+    assert f"value '{kept}' — expected a rep_id" not in text
+    owners = load(sample_copy, strict=False).warnings
+    assert any(w.column == "owner" and w.expected == "expected a rep_id listed in reps.csv" for w in owners)
+
+
+def test_item11_dates_after_the_as_of_date_are_errors(sample_copy):
+    opp = pd.read_csv(sample_copy / "opportunities.csv", dtype=str, keep_default_na=False)
+    won = opp.index[opp["stage"].eq("Closed Won")][0]
+    opp.loc[won, "close_date"] = "2031-03-01"
+    opp.loc[0, "created_date"] = "2099-01-01"
+    opp.to_csv(sample_copy / "opportunities.csv", index=False)
+    code, text = _validate(sample_copy)
+    assert code == 1
+    assert (
+        f"row {won + 1} (line {won + 2}), column 'close_date': value '2031-03-01' — expected a closed deal's close date on or before the as-of date 2026-10-31"
+        in text
+    )
+    assert (
+        "row 1 (line 2), column 'created_date': value '2099-01-01' — expected a created date on or before the as-of date 2026-10-31"
+        in text
+    )
+
+
+@pytest.mark.parametrize("as_of", ["1500-01-01", "9999-12-31"])
+def test_item11_an_implausible_as_of_is_an_error(sample_copy, as_of):
+    yml = sample_copy / "dataset.yml"
+    yml.write_text(yml.read_text().replace("as_of: '2026-10-31'", f"as_of: '{as_of}'", 1))
+    code, text = _validate(sample_copy)
+    assert code != 0 and f"as_of: {as_of} is not a plausible export date" in text
+
+
+@pytest.mark.parametrize("content", ["", "account,churn_date,lost_amount,reason\n"])
+def test_item11_an_empty_optional_table_is_a_warning_with_or_without_header(sample_copy, content):
+    (sample_copy / "churn.csv").write_text(content)
+    code, text = _validate(sample_copy)
+    assert code == 0, text
+    assert (
+        "churn.csv — is empty (no header, no rows)" if not content else "churn.csv — has no data rows"
+    ) in text

@@ -217,6 +217,8 @@ def _read_csv_text(path: Path, encoding: str, delim: str) -> tuple[pd.DataFrame,
     for enc in [encoding] + (["cp1252"] if encoding == "utf-8-sig" else []):
         try:
             return pd.read_csv(path, encoding=enc, **options), enc
+        except pd.errors.EmptyDataError:  # no header at all (a 0-byte file): load() says so
+            return pd.DataFrame(), enc
         except UnicodeDecodeError as exc:
             tried.append(f"{_ENCODING_NAMES.get(enc, enc)} ({exc.reason} at byte 0x{exc.object[exc.start]:02x})")
     raise ValueError(f"is not text in {' or '.join(tried)}; save it as UTF-8")
@@ -502,6 +504,21 @@ def check_rules(
             warnings += _row_problems(
                 opp, opp["amount"] == 0, fname, "amount", "amount is zero", off, "warning"
             )
+        if as_of is not None:
+            # nothing is created, or closed, after the data was exported: a date past the as-of date is
+            # left out of the reports (a warning); more than a year past it, a typo such as 2031 (an error)
+            closed = opp["is_closed"].fillna(False).astype(bool) if "is_closed" in opp.columns else None
+            day, year = as_of.normalize() + pd.Timedelta(days=1), as_of.normalize() + pd.DateOffset(years=1)
+            for col, mask, what in (
+                ("created_date", pd.Series(True, index=opp.index), "a created date"),
+                ("close_date", closed, "a closed deal's close date"),
+            ):
+                if col not in opp.columns or mask is None:
+                    continue
+                text = f"expected {what} on or before the as-of date {as_of.date()}"
+                far = mask & (opp[col] > year)
+                errors += _row_problems(opp, far, fname, col, text, off)
+                warnings += _row_problems(opp, mask & (opp[col] >= day) & ~far, fname, col, text, off, "warning")
         ids = opp["opportunity_id"].dropna().unique() if "opportunity_id" in opp.columns else []
         for tname in ("opportunity_history", "activities", "leads"):
             df = tables.get(tname)
@@ -515,6 +532,25 @@ def check_rules(
                 "opportunity_id",
                 f"expected an opportunity_id that exists in {names['opportunities']}",
                 offsets[tname],
+            )
+    reps = tables.get("reps")
+    if reps is not None and "rep_id" in reps.columns and len(reps):
+        known = reps["rep_id"].dropna().unique()
+        # a quota belongs to a rep of the reps table; a deal's or activity's owner may be someone else
+        # (an integration user, a manager), so an owner the table lacks is a warning
+        for tname, col, severity in (
+            ("quotas", "rep_id", "error"),
+            ("opportunities", "owner", "warning"),
+            ("activities", "owner", "warning"),
+            ("leads", "owner", "warning"),
+        ):
+            df = tables.get(tname)
+            if df is None or col not in df.columns:
+                continue
+            bad = df[col].notna() & ~df[col].isin(known)
+            found = errors if severity == "error" else warnings
+            found += _row_problems(
+                df, bad, names[tname], col, f"expected a rep_id listed in {names['reps']}", offsets[tname], severity
             )
     return errors, warnings
 
@@ -637,6 +673,11 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True,
             raw = reader.read(tname)
         except Exception as exc:  # noqa: BLE001 - report any unreadable file as a problem
             problems.append(Problem(fname, None, None, None, f"could not read the file: {exc}"))
+            continue
+        if raw.shape == (0, 0) and not isinstance(fpath, sources.DbTable):
+            # a 0-byte (or blank) file: like a header-only one, no rows — an error only for opportunities
+            severity = "error" if TABLES[tname].required else "warning"
+            problems.append(Problem(fname, None, None, None, "is empty (no header, no rows)", severity, off))
             continue
         names[tname], offsets[tname] = fname, off
         typed[tname] = normalize_stages(
