@@ -793,3 +793,26 @@ def test_item11_an_empty_optional_table_is_a_warning_with_or_without_header(samp
     assert (
         "churn.csv — is empty (no header, no rows)" if not content else "churn.csv — has no data rows"
     ) in text
+
+
+@pytest.mark.slow
+def test_item8_a_dataset_without_amounts_publishes_every_report_saying_what_is_missing(tmp_path, sample_copy):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "notebooks"))
+    from packs import revops
+
+    for table in ("opportunities", "opportunity_history"):
+        path = sample_copy / f"{table}.csv"
+        pd.read_csv(path, dtype=str, keep_default_na=False).drop(columns="amount").to_csv(path, index=False)
+    out = tmp_path / "reports"
+    run = revops("report", "monthly", "--dataset", sample_copy, "--period", "2026-10", "--out", out)
+    assert run.returncode == 0, run.stderr  # before: KeyError: 'amount' in two notebooks, nothing published
+    period = out / "2026-10"
+    for name, heading in (("quota_setting", "Quota setting"), ("pipeline_health", "Pipeline health")):
+        page = (period / f"{name}.html").read_text()
+        assert f"The {heading} report needs column(s) amount in the `opportunities` table" in page
+        assert "Traceback" not in page and "DataMissing" not in page
+    win_loss = (period / "win_loss_review.html").read_text()
+    assert "The data has no amounts" in win_loss  # the sections that can run without amounts ran

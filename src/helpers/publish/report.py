@@ -324,6 +324,17 @@ def execute(
             **warm,
         )
     except PapermillExecutionError as exc:
+        if exc.ename == "DataMissing":
+            # the notebook said which data it needs (sections.context): publish what it showed up to
+            # there, without the cells it never ran
+            import nbformat
+
+            nb = nbformat.read(str(output), as_version=4)
+            nb.cells = [
+                c for c in nb.cells if c.get("metadata", {}).get("papermill", {}).get("status") != "pending"
+            ]
+            nbformat.write(nb, str(output))
+            return nb
         raise NotebookFailed(
             notebook, _source_index(output, exc.cell_index), exc.ename, exc.evalue, output, exc.source or ""
         ) from exc
