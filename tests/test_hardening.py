@@ -816,3 +816,32 @@ def test_item8_a_dataset_without_amounts_publishes_every_report_saying_what_is_m
         assert "Traceback" not in page and "DataMissing" not in page
     win_loss = (period / "win_loss_review.html").read_text()
     assert "The data has no amounts" in win_loss  # the sections that can run without amounts ran
+
+
+# -- item 10: import messages from structured fields, grouped --------------------------------------
+def test_item10_import_messages_are_built_from_fields_and_grouped(tmp_path, capsys):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_importers import eur_profile, pd_row, pipedrive_export
+
+    from helpers.cli import main
+
+    # 40 deals closing before they were created, each with a probability written "1.0" (imported as 1):
+    # before, "1" inside the message text was replaced by '1.0', and each row's "(opportunities.csv row N,
+    # close_date)" suffix kept the 40 identical problems from grouping
+    rows = [pd_row(i, "100", prob="1.0", created="2026-03-11", close="2026-01-10") for i in range(1, 41)]
+    src = pipedrive_export(tmp_path, rows)
+    assert (
+        main(["import", "--profile", str(eur_profile(tmp_path)), "--to", str(tmp_path / "ds"), str(src)]) == 1
+    )
+    out = capsys.readouterr().out
+    first = (
+        "deals.csv, row 1 (line 2), column 'Deal - Expected close date': value '2026-01-10' — expected a close "
+        "date on or after created_date '2026-03-11' (opportunities.csv row 1, close_date)"
+    )
+    assert first in out
+    assert "'1.0'" not in out
+    lines = [x for x in out.splitlines() if x.startswith("  - ")]
+    assert len(lines) <= 21 and "… and 20 more in deals.csv" in lines[-1], out

@@ -38,6 +38,10 @@ class Problem:
     expected: str
     severity: str = "error"  # "error" or "warning"
     line_offset: int | None = 1  # CSV: file line = row + 1; None for formats without lines
+    # the other cell the expectation compares with, (column, value): shown after ``expected``, so rows
+    # with the same problem share one ``expected`` and group (format_problems)
+    ref: tuple[str, object] | None = None
+    note: str = ""  # where else the problem shows (revops import: the imported table, row and column)
 
     def where(self) -> str:
         parts = [self.file]
@@ -57,7 +61,11 @@ class Problem:
         elif isinstance(v, float) and v.is_integer():
             v = int(v)
         val = "" if v is None else f": value {str(v)[:60]!r}"
-        return f"{self.where()}{val} — {self.expected}"
+        ref = ""
+        if self.ref is not None:
+            r = self.ref[1]
+            ref = " " + (repr(r) if isinstance(r, str) else r.strftime("%Y-%m-%d") if hasattr(r, "strftime") else str(r))
+        return f"{self.where()}{val} — {self.expected}{ref}" + (f" ({self.note})" if self.note else "")
 
 
 class DataValidationError(ValueError):
@@ -448,9 +456,10 @@ def check_rules(
                         int(r),
                         "close_date",
                         opp.at[r, "close_date"].date(),
-                        f"expected a close date on or after created_date {opp.at[r, 'created_date'].date()}",
+                        "expected a close date on or after created_date",
                         "error",
                         off,
+                        ref=("created_date", opp.at[r, "created_date"].date()),
                     )
                 )
         if {"is_won", "is_closed"} <= set(opp.columns):

@@ -1121,21 +1121,21 @@ def import_with_sources(
 
 
 def in_export_terms(problem, sources: dict[str, tuple[pd.DataFrame, pd.DataFrame]]):
-    """A validation Problem about an imported table's cell, restated on the export: its file, data row and
-    header, the value as written there, and the written values of other cells the message quotes; the
-    imported table, row and column follow in brackets. Problems without a row are returned unchanged."""
+    """A validation Problem about an imported table's cell, restated on the export from its structured
+    fields: its file, data row and header, the value as written there, and the written value of the other
+    cell it compares with (``ref``); the imported table, row and column go in its ``note``, so the same
+    problem on many rows keeps one ``expected`` and is grouped. Problems without a row are returned
+    unchanged."""
     table = Path(problem.file).stem
     if table not in sources or problem.row is None or problem.column is None:
         return problem
-    written, src = sources[table]
+    _, src = sources[table]
     i = problem.row - 1
     if not 0 <= i < len(src) or problem.column not in src.columns:
         return problem
-    expected = str(problem.expected)
-    for col in written.columns:
-        conv, raw = written.at[i, col], src.at[i, col] if col in src.columns else None
-        if col != problem.column and raw and conv and raw != conv and conv[:10] in expected:
-            expected = expected.replace(conv if conv in expected else conv[:10], repr(raw))
+    ref = problem.ref
+    if ref is not None and ref[0] in src.columns and src.at[i, ref[0]] != "":
+        ref = (ref[0], str(src.at[i, ref[0]]))  # as written in the export
     raw = src.at[i, problem.column]
     return replace(
         problem,
@@ -1143,7 +1143,8 @@ def in_export_terms(problem, sources: dict[str, tuple[pd.DataFrame, pd.DataFrame
         row=int(src.at[i, "_row"]),
         column=str(src.at[i, problem.column + "@"]),
         value=raw if raw != "" else problem.value,
-        expected=f"{expected} ({problem.file} row {problem.row}, {problem.column})",
+        ref=ref,
+        note=f"{problem.file} row {problem.row}, {problem.column}",
     )
 
 

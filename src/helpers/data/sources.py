@@ -758,10 +758,13 @@ def _problem_to_json(p) -> dict:
     d = asdict(p)
     d["value"] = _value_to_json(p.value)
     d["row"] = None if p.row is None else int(p.row)
+    d["ref"] = None if p.ref is None else [p.ref[0], _value_to_json(p.ref[1])]
     return d
 
 
 def _problem_from_json(d: dict):
     from helpers.data.dataset import Problem
 
-    return Problem(**{**d, "value": _value_from_json(d["value"])})
+    ref = d.get("ref")
+    ref = None if ref is None else (ref[0], _value_from_json(ref[1]))
+    return Problem(**{**d, "value": _value_from_json(d["value"]), "ref": ref})
