@@ -589,7 +589,7 @@ def show_deals_needing_attention(
     deals = pl.deal_list(sc.opps, A, sc.activities)
     slipped = v.slipped["opportunity_id"] if v.slipped is not None else ()
     att = pl.attention_deals(deals, A, v.stalled["opportunity_id"], slipped, int(no_activity_days))
-    flags = att["flags"].str.split("; ").explode()
+    flags = att["flags"].astype("str").str.split("; ").explode()  # an empty list has no str dtype
     counts = [f"{int((flags == f).sum()):,} {f}" for f in pl.ATTENTION_FLAGS if (flags == f).any()]
     markdown(
         f"**{count_noun(len(att), 'open deal')} {'needs' if len(att) == 1 else 'need'} attention** "
