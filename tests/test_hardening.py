@@ -845,3 +845,11 @@ def test_item10_import_messages_are_built_from_fields_and_grouped(tmp_path, caps
     assert "'1.0'" not in out
     lines = [x for x in out.splitlines() if x.startswith("  - ")]
     assert len(lines) <= 21 and "… and 20 more in deals.csv" in lines[-1], out
+
+
+def test_fuzz_finding_a_negative_year_is_a_problem_not_a_traceback(tmp_path):
+    from helpers.data.dataset import DataValidationError, load
+
+    data = _opportunities(["Acme"]).replace("2026-10-05", "-026-10-20").encode()
+    with pytest.raises(DataValidationError, match=r"value '-026-10-20' — expected a date such as 2026-10-31"):
+        load(_tiny_table(tmp_path / "ds", data))
