@@ -77,6 +77,7 @@ def _env(port: int, password: str = PASSWORD) -> dict:
         "REVOPS_SMTP_HOST": "127.0.0.1",
         "REVOPS_SMTP_PORT": str(port),
         "REVOPS_SMTP_SECURITY": "none",
+        "REVOPS_SMTP_ALLOW_PLAINTEXT": "1",  # the test server has no TLS
         "REVOPS_SMTP_USER": USER,
         "REVOPS_SMTP_PASSWORD": password,
         "REVOPS_MAIL_FROM": "revops@example.com",

@@ -3,11 +3,15 @@
 - ``replace_folder(target)``: build a folder beside ``target`` and swap it into place only on success
   (``swap_in`` does the swap for a folder built elsewhere).
 - ``write_text_atomic(path, text)``: write a file beside ``path`` and rename it over ``path``.
+- ``build_folder(parent, prefix)``: a temporary build folder whose name carries this process's id;
+  ``clean_stale(parent)`` removes those of processes that are gone (killed mid-run: SIGKILL, power loss),
+  so an interrupted run never leaves litter that the next run keeps.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -29,7 +33,7 @@ def replace_folder(target: str | os.PathLike, tag: str = "building") -> Iterator
     block raises, the temporary folder is removed and ``target`` is untouched."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{tag}-", dir=target.parent))
+    tmp = build_folder(target.parent, f".{target.name}.{tag}-")
     tmp.chmod(0o777 & ~umask())  # mkdtemp makes it private; an output folder is an ordinary folder
     try:
         yield tmp
@@ -65,3 +69,42 @@ def write_text_atomic(path: str | os.PathLike, text: str, encoding: str = "utf-8
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+# ".<name>.<tag>-<pid>-<random>": what build_folder and swap_in create; <pid> owns it
+_OWNED = re.compile(r"^\..+\.[a-z]+-(\d+)-[^-]+$")
+
+
+def build_folder(parent: str | os.PathLike, prefix: str) -> Path:
+    """A new private temporary folder ``<prefix><pid>-<random>`` in ``parent`` (stale ones of dead
+    processes in ``parent`` are removed first: ``clean_stale``)."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(parent)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def clean_stale(parent: str | os.PathLike) -> list[Path]:
+    """Remove the build folders (``build_folder``, ``swap_in``'s old copies) in ``parent`` whose owner
+    process no longer runs; returns them."""
+    removed = []
+    try:
+        entries = list(Path(parent).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _OWNED.match(entry.name)
+        if m and entry.is_dir() and not entry.is_symlink() and not _alive(int(m.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed

@@ -249,6 +249,9 @@ def to_date(s: pd.Series, kind: str = "date", date_order: str | None = None):
         for r in rest[rest].index:
             v = pd.to_datetime(txt[r], errors="coerce", utc=True)
             d[r] = v.tz_convert(None) if not pd.isna(v) else pd.NaT
+    # a year no calendar tool handles ("-026-10-20" reads as year -26: Python's dates stop at 1..9999)
+    odd_year = d.notna() & ~d.dt.year.between(1000, 9999)
+    d[odd_year] = pd.NaT
     for r in (d.isna() & ~missing)[lambda m: m].index:
         bad.setdefault(r, "expected a date such as 2026-10-31")
     return (d.dt.normalize() if kind == "date" else d), bad, warnings

@@ -203,8 +203,12 @@ def parse_config(raw: dict, where: str = "dataset.yml") -> DatasetConfig:
                 pass
             elif not re.fullmatch(r"\d{4}-\d{2}-\d{2}", as_of):
                 raise ValueError
-            pd.Timestamp(as_of)
-            cfg.as_of = as_of
+            if not 1970 <= pd.Timestamp(as_of).year <= 2100:
+                problems.append(
+                    f"as_of: {as_of} is not a plausible export date (expected a year from 1970 to 2100)"
+                )
+            else:
+                cfg.as_of = as_of
         except ValueError:
             problems.append(
                 f"as_of: expected the export date as YYYY-MM-DD (e.g. 2026-10-31), got {raw['as_of']!r}"

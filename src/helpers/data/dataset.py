@@ -38,6 +38,10 @@ class Problem:
     expected: str
     severity: str = "error"  # "error" or "warning"
     line_offset: int | None = 1  # CSV: file line = row + 1; None for formats without lines
+    # the other cell the expectation compares with, (column, value): shown after ``expected``, so rows
+    # with the same problem share one ``expected`` and group (format_problems)
+    ref: tuple[str, object] | None = None
+    note: str = ""  # where else the problem shows (revops import: the imported table, row and column)
 
     def where(self) -> str:
         parts = [self.file]
@@ -57,7 +61,11 @@ class Problem:
         elif isinstance(v, float) and v.is_integer():
             v = int(v)
         val = "" if v is None else f": value {str(v)[:60]!r}"
-        return f"{self.where()}{val} — {self.expected}"
+        ref = ""
+        if self.ref is not None:
+            r = self.ref[1]
+            ref = " " + (repr(r) if isinstance(r, str) else r.strftime("%Y-%m-%d") if hasattr(r, "strftime") else str(r))
+        return f"{self.where()}{val} — {self.expected}{ref}" + (f" ({self.note})" if self.note else "")
 
 
 class DataValidationError(ValueError):
@@ -176,22 +184,55 @@ def find_table_files(folder: Path, config: DatasetConfig) -> dict[str, Path]:
 
 
 def _sniff_csv(path: Path) -> tuple[str, str, list[str]]:
-    """(encoding, delimiter, header cells) of a CSV: UTF-8 (with or without BOM), else Windows-1252;
-    comma, semicolon (European Excel) or tab, whichever splits the header line."""
+    """(encoding, delimiter, header cells) of a CSV, from its first 64 KB: UTF-16 when it starts with a
+    UTF-16 byte-order mark, else UTF-8 (with or without BOM) as long as those bytes are UTF-8, else
+    Windows-1252 (``read_raw`` still reads the whole file strictly and falls back to Windows-1252 when
+    a later byte is not UTF-8); comma, semicolon (European Excel), tab or ``|``, whichever splits the
+    header line most."""
+    import codecs
     import csv
 
     head = path.read_bytes()[:65536]
-    try:
-        text, encoding = head.decode("utf-8-sig"), "utf-8-sig"
-    except UnicodeDecodeError as exc:
-        if exc.start > len(head) - 4:  # a multi-byte character cut by the 64 KB window
-            text, encoding = head[: exc.start].decode("utf-8-sig"), "utf-8-sig"
-        else:
-            text, encoding = head.decode("cp1252", errors="replace"), "cp1252"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        text, encoding = head[: len(head) // 2 * 2].decode("utf-16", errors="ignore"), "utf-16"
+    else:
+        try:
+            text, encoding = head.decode("utf-8-sig"), "utf-8-sig"
+        except UnicodeDecodeError as exc:
+            if exc.start > len(head) - 4:  # a multi-byte character cut by the 64 KB window
+                text, encoding = head[: exc.start].decode("utf-8-sig"), "utf-8-sig"
+            else:
+                text, encoding = head.decode("cp1252", errors="replace"), "cp1252"
     first = text.splitlines()[0] if text.strip() else ""
-    delim = max((",", ";", "\t"), key=lambda d: len(next(csv.reader([first], delimiter=d), [])))
+    delim = max((",", ";", "\t", "|"), key=lambda d: len(next(csv.reader([first], delimiter=d), [])))
     header = next(csv.reader([first], delimiter=delim), [])
     return encoding, delim, header
+
+
+def _read_csv_text(path: Path, encoding: str, delim: str) -> tuple[pd.DataFrame, str]:
+    """The whole CSV decoded strictly (no character is ever replaced): in ``encoding``, and when that
+    is UTF-8 and a byte further on is not, again as Windows-1252. Returns (frame, encoding used)."""
+    options = dict(
+        dtype=str,
+        keep_default_na=False,
+        na_values=[""],
+        skipinitialspace=True,
+        sep=delim,
+        skip_blank_lines=False,
+        encoding_errors="strict",
+    )
+    tried = []
+    for enc in [encoding] + (["cp1252"] if encoding == "utf-8-sig" else []):
+        try:
+            return pd.read_csv(path, encoding=enc, **options), enc
+        except pd.errors.EmptyDataError:  # no header at all (a 0-byte file): load() says so
+            return pd.DataFrame(), enc
+        except UnicodeDecodeError as exc:
+            tried.append(f"{_ENCODING_NAMES.get(enc, enc)} ({exc.reason} at byte 0x{exc.object[exc.start]:02x})")
+    raise ValueError(f"is not text in {' or '.join(tried)}; save it as UTF-8")
+
+
+_ENCODING_NAMES = {"utf-8-sig": "UTF-8", "cp1252": "Windows-1252", "utf-16": "UTF-16"}
 
 
 def read_raw(path: Path) -> pd.DataFrame:
@@ -206,10 +247,6 @@ def read_raw(path: Path) -> pd.DataFrame:
     notes: list[tuple[str, str | None, str]] = []
     if suffix == ".csv":
         encoding, delim, header = _sniff_csv(path)
-        if encoding == "cp1252":
-            notes.append(
-                ("warning", None, "is not UTF-8; read as Windows-1252 (save it as UTF-8 to be sure)")
-            )
         seen: dict[str, int] = {}
         for i, h in enumerate(header, 1):
             key = h.strip().lower()
@@ -219,17 +256,11 @@ def read_raw(path: Path) -> pd.DataFrame:
                 )
             else:
                 seen[key] = i
-        df = pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-            skipinitialspace=True,
-            encoding=encoding,
-            sep=delim,
-            skip_blank_lines=False,
-            encoding_errors="replace",
-        )
+        df, encoding = _read_csv_text(path, encoding, delim)
+        if encoding == "cp1252":
+            notes.append(
+                ("warning", None, "is not UTF-8; read as Windows-1252 (save it as UTF-8 to be sure)")
+            )
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -243,6 +274,9 @@ def read_raw(path: Path) -> pd.DataFrame:
         raise ValueError(f"unsupported file type {suffix!r}; use .csv, .parquet or .xlsx")
     df.attrs["read_notes"] = notes
     return df
+
+
+MISSPELLING = 0.85  # difflib ratio from which an unknown column is taken as a misspelt contract column
 
 
 def _closest(name: str, candidates) -> str:
@@ -422,9 +456,10 @@ def check_rules(
                         int(r),
                         "close_date",
                         opp.at[r, "close_date"].date(),
-                        f"expected a close date on or after created_date {opp.at[r, 'created_date'].date()}",
+                        "expected a close date on or after created_date",
                         "error",
                         off,
+                        ref=("created_date", opp.at[r, "created_date"].date()),
                     )
                 )
         if {"is_won", "is_closed"} <= set(opp.columns):
@@ -478,6 +513,21 @@ def check_rules(
             warnings += _row_problems(
                 opp, opp["amount"] == 0, fname, "amount", "amount is zero", off, "warning"
             )
+        if as_of is not None:
+            # nothing is created, or closed, after the data was exported: a date past the as-of date is
+            # left out of the reports (a warning); more than a year past it, a typo such as 2031 (an error)
+            closed = opp["is_closed"].fillna(False).astype(bool) if "is_closed" in opp.columns else None
+            day, year = as_of.normalize() + pd.Timedelta(days=1), as_of.normalize() + pd.DateOffset(years=1)
+            for col, mask, what in (
+                ("created_date", pd.Series(True, index=opp.index), "a created date"),
+                ("close_date", closed, "a closed deal's close date"),
+            ):
+                if col not in opp.columns or mask is None:
+                    continue
+                text = f"expected {what} on or before the as-of date {as_of.date()}"
+                far = mask & (opp[col] > year)
+                errors += _row_problems(opp, far, fname, col, text, off)
+                warnings += _row_problems(opp, mask & (opp[col] >= day) & ~far, fname, col, text, off, "warning")
         ids = opp["opportunity_id"].dropna().unique() if "opportunity_id" in opp.columns else []
         for tname in ("opportunity_history", "activities", "leads"):
             df = tables.get(tname)
@@ -491,6 +541,25 @@ def check_rules(
                 "opportunity_id",
                 f"expected an opportunity_id that exists in {names['opportunities']}",
                 offsets[tname],
+            )
+    reps = tables.get("reps")
+    if reps is not None and "rep_id" in reps.columns and len(reps):
+        known = reps["rep_id"].dropna().unique()
+        # a quota belongs to a rep of the reps table; a deal's or activity's owner may be someone else
+        # (an integration user, a manager), so an owner the table lacks is a warning
+        for tname, col, severity in (
+            ("quotas", "rep_id", "error"),
+            ("opportunities", "owner", "warning"),
+            ("activities", "owner", "warning"),
+            ("leads", "owner", "warning"),
+        ):
+            df = tables.get(tname)
+            if df is None or col not in df.columns:
+                continue
+            bad = df[col].notna() & ~df[col].isin(known)
+            found = errors if severity == "error" else warnings
+            found += _row_problems(
+                df, bad, names[tname], col, f"expected a rep_id listed in {names['reps']}", offsets[tname], severity
             )
     return errors, warnings
 
@@ -614,6 +683,11 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True,
         except Exception as exc:  # noqa: BLE001 - report any unreadable file as a problem
             problems.append(Problem(fname, None, None, None, f"could not read the file: {exc}"))
             continue
+        if raw.shape == (0, 0) and not isinstance(fpath, sources.DbTable):
+            # a 0-byte (or blank) file: like a header-only one, no rows — an error only for opportunities
+            severity = "error" if TABLES[tname].required else "warning"
+            problems.append(Problem(fname, None, None, None, "is empty (no header, no rows)", severity, off))
+            continue
         names[tname], offsets[tname] = fname, off
         typed[tname] = normalize_stages(
             coerce_table(raw, TABLES[tname], fname, off, problems, config), config, fname, off, problems
@@ -623,9 +697,20 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True,
         for col in sorted(unknown):
             hint = _closest(col, missing_optional)
             if hint:
+                # one or two letters off a contract column the table lacks ('amout'): a misspelling that
+                # would silently drop every figure built on that column, so an error; a looser match
+                # ('owner_name' for 'owner') may be a column of its own, so a warning
+                meant = difflib.get_close_matches(col, list(missing_optional), n=1, cutoff=MISSPELLING)
                 problems.append(
                     Problem(
-                        fname, None, col, None, f"column is not in the data contract{hint}", "warning", off
+                        fname,
+                        None,
+                        col,
+                        None,
+                        f"column is not in the data contract{hint}"
+                        + (f" (rename it to {meant[0]!r}, or drop it)" if meant else ""),
+                        "error" if meant else "warning",
+                        off,
                     )
                 )
         bar.update(sizes[tname])

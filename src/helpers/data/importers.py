@@ -203,13 +203,20 @@ def _decode(data: bytes) -> str:
         return data.decode("utf-16")
     try:
         return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace")  # Excel "CSV" from Windows
+    except UnicodeDecodeError as exc:
+        first = exc
+    try:
+        return data.decode("cp1252")  # Excel "CSV" from Windows; strict: no character is replaced
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"is not text in UTF-8 ({first.reason} at byte {first.start}) or Windows-1252 ({exc.reason} "
+            f"at byte {exc.start}); save it as UTF-8"
+        ) from None
 
 
 def read_export(path: Path) -> pd.DataFrame:
-    """Read an export as text cells ('' for blank). CSV (comma, semicolon or tab; UTF-8, UTF-16 or
-    Windows-1252) or Excel. Trailing report footer lines are dropped: the lines Salesforce appends
+    """Read an export as text cells ('' for blank). CSV (comma, semicolon, tab or ``|``; UTF-8, UTF-16
+    or Windows-1252, decoded whole and strictly) or Excel. Trailing report footer lines are dropped: the lines Salesforce appends
     ("Grand Totals (n records)", "Confidential Information - Do Not Distribute", "Copyright …") have at
     most one non-empty cell, or start with "Total" / "Grand Totals"."""
     suffix = path.suffix.lower()
@@ -217,9 +224,12 @@ def read_export(path: Path) -> pd.DataFrame:
         header = [str(c) for c in pd.read_excel(path, header=None, nrows=1, dtype=str).iloc[0].fillna("")]
         df = pd.read_excel(path, dtype=str, keep_default_na=False)
     else:
-        text = _decode(path.read_bytes())
+        try:
+            text = _decode(path.read_bytes())
+        except ValueError as exc:
+            raise ImportProblem(f"Cannot import:\n  - {path.name}: {exc}") from None
         first = text.split("\n", 1)[0]
-        sep = max((",", ";", "\t"), key=first.count)
+        sep = max((",", ";", "\t", "|"), key=first.count)
         header = next(csv.reader(io.StringIO(text), delimiter=sep, quotechar='"'), [])
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep, quotechar='"')
     _check_unique_headers(header, path.name)
@@ -1111,21 +1121,21 @@ def import_with_sources(
 
 
 def in_export_terms(problem, sources: dict[str, tuple[pd.DataFrame, pd.DataFrame]]):
-    """A validation Problem about an imported table's cell, restated on the export: its file, data row and
-    header, the value as written there, and the written values of other cells the message quotes; the
-    imported table, row and column follow in brackets. Problems without a row are returned unchanged."""
+    """A validation Problem about an imported table's cell, restated on the export from its structured
+    fields: its file, data row and header, the value as written there, and the written value of the other
+    cell it compares with (``ref``); the imported table, row and column go in its ``note``, so the same
+    problem on many rows keeps one ``expected`` and is grouped. Problems without a row are returned
+    unchanged."""
     table = Path(problem.file).stem
     if table not in sources or problem.row is None or problem.column is None:
         return problem
-    written, src = sources[table]
+    _, src = sources[table]
     i = problem.row - 1
     if not 0 <= i < len(src) or problem.column not in src.columns:
         return problem
-    expected = str(problem.expected)
-    for col in written.columns:
-        conv, raw = written.at[i, col], src.at[i, col] if col in src.columns else None
-        if col != problem.column and raw and conv and raw != conv and conv[:10] in expected:
-            expected = expected.replace(conv if conv in expected else conv[:10], repr(raw))
+    ref = problem.ref
+    if ref is not None and ref[0] in src.columns and src.at[i, ref[0]] != "":
+        ref = (ref[0], str(src.at[i, ref[0]]))  # as written in the export
     raw = src.at[i, problem.column]
     return replace(
         problem,
@@ -1133,7 +1143,8 @@ def in_export_terms(problem, sources: dict[str, tuple[pd.DataFrame, pd.DataFrame
         row=int(src.at[i, "_row"]),
         column=str(src.at[i, problem.column + "@"]),
         value=raw if raw != "" else problem.value,
-        expected=f"{expected} ({problem.file} row {problem.row}, {problem.column})",
+        ref=ref,
+        note=f"{problem.file} row {problem.row}, {problem.column}",
     )
 
 

@@ -41,7 +41,9 @@ memory-mapped: a hit costs no decoding, and kernels share the pages) under ``$RE
 bytes, of ``dataset.yml``, of the loading code itself and of the load arguments, so an entry is never
 stale: change one byte and the next load rebuilds it (a file's digest is reused only while its size,
 mtime, ctime and inode are unchanged — ``file_sha256``). PostgreSQL tables are not cached (their content
-cannot be fingerprinted without fetching it). ``REVOPS_CACHE=0`` turns the cache off.
+cannot be fingerprinted without fetching it). ``REVOPS_CACHE=0`` turns the cache off. The cache holds
+CRM data: its folders are user-only (0700), its files too (0600), and its metadata is JSON (no pickle is
+ever loaded).
 """
 
 from __future__ import annotations
@@ -49,7 +51,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import re
 import shutil
 import tempfile
@@ -61,7 +62,7 @@ import pandas as pd
 
 from helpers.data.config import ConfigError, DatasetConfig
 
-CACHE_FORMAT = 2  # 2: Arrow IPC files, read memory-mapped
+CACHE_FORMAT = 3  # 2: Arrow IPC files, read memory-mapped; 3: meta.json
 # tables filtered by a date window, and the column that dates a row
 WINDOW_COLUMNS = {"activities": "occurred_at", "opportunity_history": "changed_at", "leads": "created_date"}
 PG_DATE_TYPES = {1082, 1114, 1184}  # date, timestamp, timestamptz oids
@@ -93,16 +94,51 @@ def expand(text: str | None, secrets: set[str]) -> str | None:
     return _FIELD.sub(sub, unquote(text))
 
 
-def redact(text: str, secrets) -> str:
-    """``text`` with every secret value (4+ characters) and every ``user:password@`` password masked."""
-    for s in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
-        text = text.replace(s, "***")
-    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+# query parameters and libpq keywords that carry a credential (password, sslpassword, passfile, token…)
+SECRET_KEY = re.compile(r"pass|pwd|secret|token|credential|api_?key", re.I)
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+_KEYWORD = re.compile(r"(?P<key>\b[\w.-]+)(?P<eq>\s*=\s*)(?P<value>'(?:[^'\\]|\\.)*'|[^\s&;,'\"]+)")
+
+
+def redact(text: str, secrets=()) -> str:
+    """``text`` with every credential masked as ``***``: each secret value given (4+ characters, also
+    %-encoded), and in every URL or libpq ``key=value`` string it holds, the password of
+    ``user:password@`` (which may itself hold ``@``, ``:`` or %-escapes) and every credential
+    parameter (``?password=…``, ``sslpassword=…``; ``SECRET_KEY``)."""
+    from urllib.parse import quote
+
+    values = set()
+    for v in secrets:
+        if v and len(v) >= 4:
+            values |= {v, quote(v, safe=""), quote(v, safe="@:")}
+    for v in sorted(values, key=len, reverse=True):
+        text = text.replace(v, "***")
+    text = _URL.sub(lambda m: _redact_url(m.group(0)), text)
+    return _KEYWORD.sub(_redact_keyword, text)
+
+
+def _redact_keyword(m: re.Match) -> str:
+    if SECRET_KEY.search(m.group("key")) and m.group("value") != "***":
+        return f"{m.group('key')}{m.group('eq')}***"
+    return m.group(0)
+
+
+def _redact_url(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    query_at = rest.find("?")
+    head, query = (rest[:query_at], rest[query_at:]) if query_at >= 0 else (rest, "")
+    at = head.rfind("@")  # libpq, SQLAlchemy and urllib all split user info at the last "@"
+    if at >= 0:
+        userinfo, host = head[:at], head[at:]
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        head = userinfo + host
+    return f"{scheme}://{head}{_KEYWORD.sub(_redact_keyword, query)}"
 
 
 def public_url(url: str) -> str:
-    """The URL as it may be shown: the password, whatever it is, becomes ``***``."""
-    return redact(url, ())
+    """The URL as it may be shown: every credential in it, whatever it is, becomes ``***``."""
+    return redact(url)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -113,7 +149,7 @@ class DbTable:
     """One table read from a database: ``url`` plus ``table`` or ``query`` (see the module docstring)."""
 
     table_name: str  # the contract table it feeds
-    url: str
+    url: str = field(repr=False)  # may hold credentials: shown only through public_url
     table: str | None = None
     query: str | None = None
     folder: Path = field(default_factory=Path)
@@ -353,6 +389,10 @@ class TableReader:
         }
         for k, v in dict(pair.split("=", 1) for pair in u.query.split("&") if "=" in pair).items():
             kw[k] = expand(v, self._secrets)
+            if SECRET_KEY.search(k) and kw[k]:
+                self._secrets.add(kw[k])  # a password written in the URL itself, for drivers that echo it
+        if kw["password"]:
+            self._secrets.add(kw["password"])
         try:
             conn = psycopg.connect(**{k: v for k, v in kw.items() if v is not None})
         except psycopg.Error as exc:
@@ -373,6 +413,10 @@ class TableReader:
                 "(pip install sqlalchemy …); postgresql:// and duckdb:// work out of the box"
             ) from None
         url = expand(src.url, self._secrets)
+        parsed = sqlalchemy.make_url(url)
+        self._secrets |= {parsed.password or ""} | {
+            str(v) for k, v in parsed.query.items() if SECRET_KEY.search(k) and isinstance(v, str)
+        }
         return sqlalchemy.create_engine(url).connect()
 
     def _where(self, tname: str, src: DbTable, conn, columns) -> str | None:
@@ -484,14 +528,36 @@ _DIGESTS: dict[str, dict] = {}
 
 def _write_index(index_path: Path, index: dict) -> None:
     try:
-        index_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = index_path.with_name(f".{index_path.name}.{os.getpid()}.tmp")
         # keep the index small: entries of files that are gone are dropped
         live = {k: v for k, v in index.items() if os.path.exists(k)}
-        tmp.write_text(json.dumps(live))
-        os.replace(tmp, index_path)
+        _write_private(index_path, json.dumps(live))
     except OSError:  # best effort, like the cache
         pass
+
+
+def _private_dir(path: Path) -> Path:
+    """``path`` and its missing parents from the cache root down, created user-only (0700)."""
+    root = cache_root()
+    for p in [*reversed(path.parents), path]:
+        if p == root or root in p.parents:
+            try:
+                p.mkdir(mode=0o700)
+            except FileExistsError:
+                pass
+    return path
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (user-only, 0600) via a temporary file and an atomic rename."""
+    _private_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _code_digest() -> str:
@@ -515,7 +581,7 @@ class TableCache:
     """Validated typed frames of one load, stored outside the dataset folder as uncompressed Arrow IPC
     (Feather v2) files, read memory-mapped (see ``put``).
 
-    Layout: ``<root>/<folder hash>/<data key>/<load key>/{<table>.arrow, meta.pkl}``. The data key
+    Layout: ``<root>/<folder hash>/<data key>/<load key>/{<table>.arrow, meta.json}``. The data key
     covers dataset.yml, every source's bytes and the loading code; the load key the arguments of
     ``load`` (tables, strict, since). Writing an entry removes the folder's entries with another data
     key: they can never be hit again."""
@@ -564,46 +630,61 @@ class TableCache:
     def get(self, only=None) -> tuple[dict[str, pd.DataFrame], list] | None:
         """(typed frames, warnings) of a previous identical load, or None; ``only`` reads just those
         tables of the entry (a subset of a full load is a valid load of the subset)."""
-        meta = self.dir / "meta.pkl"
+        meta = self.dir / "meta.json"
         if not meta.exists():
             return None
         try:
-            info = pickle.loads(meta.read_bytes())
+            info = json.loads(meta.read_text(encoding="utf-8"))
             if info.get("key") != self.key:
                 return None
-            frames = {t: self._read(t) for t in info["tables"] if only is None or t in only}
-            return frames, list(info["warnings"])
+            frames = {
+                t: self._read(t, info["sha256"][t]) for t in info["tables"] if only is None or t in only
+            }
+            return frames, [_problem_from_json(w) for w in info["warnings"]]
         except Exception:  # noqa: BLE001 - a damaged entry is a miss, rebuilt on this load
             shutil.rmtree(self.dir, ignore_errors=True)
             return None
 
     def arrow(self) -> dict | None:
         """The entry's typed tables as Arrow tables read memory-mapped, without converting them to
-        pandas (the metric engine copies them into its DuckDB file), or None when there is no entry."""
+        pandas (the metric engine copies them into its DuckDB file), or None when there is no entry or
+        a file's content no longer matches the digest recorded when it was written."""
         import pyarrow.feather as feather
 
-        meta = self.dir / "meta.pkl"
+        meta = self.dir / "meta.json"
         if not meta.exists():
             return None
         try:
-            info = pickle.loads(meta.read_bytes())
+            info = json.loads(meta.read_text(encoding="utf-8"))
             if info.get("key") != self.key:
                 return None
-            return {t: feather.read_table(self.dir / f"{t}.arrow", memory_map=True) for t in info["tables"]}
+            out = {}
+            for t in info["tables"]:
+                path = self.dir / f"{t}.arrow"
+                if file_sha256(path) != info["sha256"][t]:
+                    return None
+                out[t] = feather.read_table(path, memory_map=True)
+            return out
         except Exception:  # noqa: BLE001 - a damaged entry is a miss
             return None
 
-    def _read(self, table: str) -> pd.DataFrame:
+    def _read(self, table: str, sha256: str) -> pd.DataFrame:
         """One table of the entry: from this process's copy of the last entry read (a warm kernel
-        running notebook after notebook on one dataset) or from its Arrow file, memory-mapped. Callers
-        get a shallow copy: with pandas' copy-on-write, a notebook that changes its frame never changes
-        the kept one."""
+        running notebook after notebook on one dataset) or from its Arrow file, memory-mapped, once its
+        content is checked against the sha256 recorded when it was written (``file_sha256``: free while
+        the file's size, mtime, ctime and inode are those it was last hashed with; any write to the file
+        changes them, so a file changed in place is hashed again, does not match, and the entry is
+        rebuilt). Callers get a shallow copy: with pandas' copy-on-write, a notebook that changes its
+        frame never changes the kept one."""
         import pyarrow.feather as feather
 
         key = (str(self.dir), self.key, table)
         df = _LAST_READ.get(key)
         if df is None:
-            arrow = feather.read_table(self.dir / f"{table}.arrow", memory_map=True)
+            path = self.dir / f"{table}.arrow"
+            if file_sha256(path) != sha256:
+                raise ValueError(f"cache file {path} changed since it was written")
+            arrow = feather.read_table(path, memory_map=True)
             df = arrow.to_pandas(date_as_object=False)
             if any(k[:2] != key[:2] for k in _LAST_READ):
                 _LAST_READ.clear()  # keep one entry's tables only
@@ -614,7 +695,7 @@ class TableCache:
         """Write the entry atomically (temporary folder, then rename); drop the folder's stale entries."""
         tmp = None
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            _private_dir(self.data_dir)
             for old in self.base.iterdir():
                 if old != self.data_dir:
                     shutil.rmtree(old, ignore_errors=True)
@@ -627,18 +708,63 @@ class TableCache:
                 # 0.5 s and the pages shared by every kernel, against 7 s and 1.8 GB private for Parquet)
                 table = pa.Table.from_pandas(df, preserve_index=False)
                 feather.write_feather(table, tmp / f"{t}.arrow", compression="uncompressed")
-            (tmp / "meta.pkl").write_bytes(
-                pickle.dumps(
-                    {
-                        "key": self.key,
-                        "tables": list(frames),
-                        "warnings": warnings,
-                        "folder": str(self.folder),
-                    }
-                )
-            )
+                os.chmod(tmp / f"{t}.arrow", 0o600)
             shutil.rmtree(self.dir, ignore_errors=True)
             os.replace(tmp, self.dir)
+            # meta.json last: it makes the entry a hit, and records each file's digest (hashing the files
+            # just written, from the page cache, also records them in digests.json for the next opens)
+            meta = {
+                "key": self.key,
+                "tables": list(frames),
+                "sha256": {t: file_sha256(self.dir / f"{t}.arrow") for t in frames},
+                "warnings": [_problem_to_json(w) for w in warnings],
+                "folder": str(self.folder),
+            }
+            _write_private(self.dir / "meta.json", json.dumps(meta, ensure_ascii=False))
         except OSError:  # caching is best effort: a read-only home still loads
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _value_to_json(v):
+    """A problem's value as JSON, its type kept where ``Problem.__str__`` shows it differently."""
+    import numpy as np
+
+    if isinstance(v, np.generic):
+        v = v.item()
+    if v is None or isinstance(v, bool | int | str):
+        return v
+    if isinstance(v, float):
+        return v if v == v and abs(v) != float("inf") else {"float": repr(v)}
+    if isinstance(v, pd.Timestamp | np.datetime64) or hasattr(v, "isoformat"):
+        ts = pd.Timestamp(v)
+        return {"timestamp": None if pd.isna(ts) else ts.isoformat()}
+    return {"text": str(v)}
+
+
+def _value_from_json(v):
+    if isinstance(v, dict):
+        if "float" in v:
+            return float(v["float"])
+        if "timestamp" in v:
+            return pd.NaT if v["timestamp"] is None else pd.Timestamp(v["timestamp"])
+        return v.get("text")
+    return v
+
+
+def _problem_to_json(p) -> dict:
+    from dataclasses import asdict
+
+    d = asdict(p)
+    d["value"] = _value_to_json(p.value)
+    d["row"] = None if p.row is None else int(p.row)
+    d["ref"] = None if p.ref is None else [p.ref[0], _value_to_json(p.ref[1])]
+    return d
+
+
+def _problem_from_json(d: dict):
+    from helpers.data.dataset import Problem
+
+    ref = d.get("ref")
+    ref = None if ref is None else (ref[0], _value_from_json(ref[1]))
+    return Problem(**{**d, "value": _value_from_json(d["value"]), "ref": ref})

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from helpers.data.atomic import write_text_atomic
+from helpers.data import escape
 from helpers.data.calendar import FiscalCalendar, trailing_window
 from helpers.metrics import rates as R
 
@@ -932,5 +932,7 @@ def write_quotas(df: pd.DataFrame, output_dir: str | os.PathLike, name: str = "p
     out = df.copy()
     for c in ("period_start", "period_end"):
         out[c] = pd.to_datetime(out[c]).dt.strftime("%Y-%m-%d")
-    csv_text = out[["rep_id", "period_start", "quota", "period_end", "metric"]].to_csv(index=False)
-    return write_text_atomic(Path(output_dir) / name, csv_text)
+    # a file people open in a spreadsheet: text cells that would run as formulas are neutralised
+    return escape.to_csv(
+        out[["rep_id", "period_start", "quota", "period_end", "metric"]], Path(output_dir) / name
+    )

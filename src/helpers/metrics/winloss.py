@@ -17,6 +17,9 @@ Definitions used throughout (``docs/metrics.md``, section "Win/loss", is the rea
   blank), among rows that name an account and either carry a date or are closed. (An open row with no date,
   an early prospect, cannot be told apart from a genuine second deal with the same account and product.)
   The first row in file order is kept; later ones are reported and left out of every figure.
+- **Possible duplicate**: the same equality among the other rows (thin, survey-style records with no
+  account, or no date and not closed): nothing proves two such rows are one deal, so they stay counted,
+  and the data-quality table says how many there are.
 - **Top-N lists** are ordered by amount (largest first, unknown last), ties broken by ``opportunity_id``
   ascending (as text); churned customers by lost amount, then account name.
 """
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from helpers.data import escape
 from helpers.data.calendar import FiscalCalendar, Window, month_labels, period_bounds
 from helpers.metrics import rates as R
 from helpers.metrics.pipeline import isin, map_unique
@@ -220,6 +224,19 @@ def find_duplicates(opp: pd.DataFrame) -> pd.DataFrame:
     out = opp.loc[dup, [c for c in out_cols if c != "duplicate_of"]].copy()
     out.insert(1, "duplicate_of", first_id[dup])
     return out.reset_index(drop=True)
+
+
+def possible_duplicates(opp: pd.DataFrame) -> int:
+    """Rows equal to an earlier row in every column except ``opportunity_id`` among the rows
+    ``find_duplicates`` cannot judge (no account, or neither dated nor closed): counted, not removed."""
+    cols = [c for c in opp.columns if c != "opportunity_id"]
+    if not cols or not len(opp):
+        return 0
+    dated = _col(opp, "created_date").notna() | _col(opp, "close_date").notna()
+    closed = _col(opp, "is_closed").astype("boolean").fillna(False).astype(bool)
+    thin = ~(_col(opp, "account").notna() & (dated | closed))
+    thin_rows = opp.loc[thin.to_numpy(), cols]
+    return int(pd.util.hash_pandas_object(thin_rows, index=False).duplicated(keep="first").sum())
 
 
 def drop_duplicates(opp: pd.DataFrame) -> pd.DataFrame:
@@ -865,10 +882,12 @@ def quality_summary(
     can_check_qualifying: bool = False,
     qualifying_stage: str | None = None,
     check_reasons: bool = True,
+    possible: int = 0,
 ) -> pd.DataFrame:
     """Counts and shares of each data-quality issue. Shares: no reason and "Other" reason ÷ lost deals;
     never qualified ÷ closed deals; duplicates ÷ (closed deals + duplicates); undated ÷ (closed deals +
-    undated)."""
+    undated); ``possible`` duplicates (``possible_duplicates``, kept) ÷ (closed deals + duplicates),
+    shown when there are any."""
     lost_n = int(closed["outcome"].eq("Lost").sum())
     closed_n = len(closed)
     counts = issues["issue"].value_counts()
@@ -891,6 +910,15 @@ def quality_summary(
         name = f"Closed without reaching {qualifying_stage}"
         rows.append(row(name, counts.get(name, 0), closed_n, "closed deals"))
     rows.append(row("Duplicate records (left out)", len(duplicates), closed_n + len(duplicates), "records"))
+    if possible:
+        rows.append(
+            row(
+                "Possible duplicates: identical records without account or date (kept)",
+                possible,
+                closed_n + len(duplicates),
+                "records",
+            )
+        )
     if undated:
         rows.append(
             row(
@@ -1028,7 +1056,7 @@ def what_to_look_at(
         cum80 = int((reasons["cum_share"] < 0.8).sum() + 1)
         k = min(cum80, len(reasons))
         points.append(
-            f"Top loss reason: {top['reason']} — {_pct(top['share'])} of lost deals "
+            f"Top loss reason: {escape.markdown(top['reason'])} — {_pct(top['share'])} of lost deals "
             f"({int(top['deals'])} of {int(reasons['deals'].sum())}); "
             + ("it alone covers" if k == 1 else f"{k} reasons cover")
             + " 80% of losses."
@@ -1042,7 +1070,7 @@ def what_to_look_at(
                 outliers.append(
                     (
                         r["ci_low"] - o["win_rate"],
-                        f"{DIMENSIONS.get(dim, dim)} {r['group']} wins "
+                        f"{DIMENSIONS.get(dim, dim)} {escape.markdown(r['group'])} wins "
                         f"{_pct(r['win_rate'])} (interval {_pct(r['ci_low'])}–{_pct(r['ci_high'])}, "
                         f"n={int(r['deals'])}), clearly above the overall rate",
                     )
@@ -1051,7 +1079,7 @@ def what_to_look_at(
                 outliers.append(
                     (
                         o["win_rate"] - r["ci_high"],
-                        f"{DIMENSIONS.get(dim, dim)} {r['group']} wins "
+                        f"{DIMENSIONS.get(dim, dim)} {escape.markdown(r['group'])} wins "
                         f"{_pct(r['win_rate'])} (interval {_pct(r['ci_low'])}–{_pct(r['ci_high'])}, "
                         f"n={int(r['deals'])}), clearly below the overall rate",
                     )
@@ -1148,6 +1176,7 @@ def build_review(
     opp = ds.tables["opportunities"]
     duplicates = find_duplicates(opp)
     opp = opp[~opp["opportunity_id"].isin(duplicates["opportunity_id"])]
+    possible = possible_duplicates(opp)
     reps = ds.tables.get("reps")
     if size_edges is None:
         closed_all = opp["is_closed"].fillna(False).astype(bool)
@@ -1240,7 +1269,9 @@ def build_review(
         closed, history, cfg.stages, cfg.qualifying_stage, cfg.won_stages, cfg.lost_stages, check_reasons
     )
     undated = undated_closed(deals)
-    quality = quality_summary(closed, issues, duplicates, undated, can_q, cfg.qualifying_stage, check_reasons)
+    quality = quality_summary(
+        closed, issues, duplicates, undated, can_q, cfg.qualifying_stage, check_reasons, possible
+    )
     figs = headline_figures(
         overall,
         change,

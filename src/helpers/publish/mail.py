@@ -15,12 +15,16 @@ Without ``--send`` it is a dry run writing ``reports/<period>/leadership-email.e
 goes through SMTP configured by environment variables: ``REVOPS_SMTP_HOST``, ``REVOPS_SMTP_PORT``
 (default 587 starttls, 465 ssl, 25 none), ``REVOPS_SMTP_USER``, ``REVOPS_SMTP_PASSWORD``,
 ``REVOPS_SMTP_SECURITY`` (``starttls`` default, ``ssl`` or ``none``) and ``REVOPS_MAIL_FROM``. The
-password is only handed to ``smtplib.login``: never printed, logged or written.
+password is only handed to the SMTP login: never printed, logged or written, and never sent over a
+connection without TLS (``none``) unless ``REVOPS_SMTP_ALLOW_PLAINTEXT=1`` says so (a relay on a
+trusted network). A password needs a user. Non-ASCII user names and passwords log in with AUTH PLAIN
+in UTF-8 (RFC 4616). Every SMTP problem ends in a one-line error.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import smtplib
 import ssl
 import sys
@@ -30,6 +34,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, getaddresses, make_msgid
 from pathlib import Path
 
+from helpers.data import escape
 from helpers.data.atomic import write_text_atomic
 from helpers.publish.report import INDEX_TOP_FIGURES, figure_rows, read_summary, render_template
 from helpers.sections.executive import STATUS_WORDS, answers
@@ -71,6 +76,11 @@ def smtp_settings(env=None) -> SmtpSettings:
             "--send needs REVOPS_SMTP_HOST (and usually REVOPS_SMTP_USER, REVOPS_SMTP_PASSWORD, "
             "REVOPS_MAIL_FROM) in the environment"
         )
+    if not _HOST.fullmatch(host):
+        raise MailError(
+            f"REVOPS_SMTP_HOST must be a host name or IP address such as smtp.example.com, got {host!r}"
+            + (" (put the port in REVOPS_SMTP_PORT)" if re.fullmatch(r".+:\d+", host) else "")
+        )
     security = env.get("REVOPS_SMTP_SECURITY", "starttls").strip().lower() or "starttls"
     if security not in ("starttls", "ssl", "none"):
         raise MailError(f"REVOPS_SMTP_SECURITY must be starttls, ssl or none, got {security!r}")
@@ -79,11 +89,28 @@ def smtp_settings(env=None) -> SmtpSettings:
         port = int(port_txt) if port_txt else {"starttls": 587, "ssl": 465, "none": 25}[security]
     except ValueError as exc:
         raise MailError(f"REVOPS_SMTP_PORT must be a number, got {port_txt!r}") from exc
+    if not 0 < port < 65536:
+        raise MailError(f"REVOPS_SMTP_PORT must be between 1 and 65535, got {port}")
     user = env.get("REVOPS_SMTP_USER") or None
-    sender = (env.get("REVOPS_MAIL_FROM") or user or "").strip()
+    password = env.get("REVOPS_SMTP_PASSWORD") or None
+    if password and not user:
+        raise MailError(
+            "REVOPS_SMTP_PASSWORD is set but REVOPS_SMTP_USER is not: set the user to log in with"
+        )
+    allow_plain = env.get("REVOPS_SMTP_ALLOW_PLAINTEXT", "").strip().lower() in ("1", "true", "yes")
+    if password and security == "none" and not allow_plain:
+        raise MailError(
+            "REVOPS_SMTP_SECURITY=none would send REVOPS_SMTP_PASSWORD unencrypted; use starttls or ssl, "
+            "or set REVOPS_SMTP_ALLOW_PLAINTEXT=1 for a relay on a trusted network"
+        )
+    sender = escape.header(env.get("REVOPS_MAIL_FROM") or user or "")
     if "@" not in sender:
         raise MailError("set REVOPS_MAIL_FROM to the sender address (e.g. revops@example.com)")
-    return SmtpSettings(host, port, security, user, env.get("REVOPS_SMTP_PASSWORD") or None, sender)
+    return SmtpSettings(host, port, security, user, password, sender)
+
+
+# a DNS name (labels of letters, digits and hyphens) or an IPv4 / bracket-less IPv6 address
+_HOST = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+|[0-9A-Fa-f:.]+")
 
 
 def parse_recipients(text: str) -> list[str]:
@@ -138,7 +165,8 @@ def build_message(period_dir: Path, recipients: list[str], sender: str = "revops
             f"no monthly report in {period_dir} (summary.json missing); run "
             f"`revops report monthly --period {period_dir.name}` first"
         )
-    subject = f"Monthly sales report — {summary['period']} ({summary['dataset']['name']})"
+    # data text in a header: one line (a YAML "name: >" block ends in a newline), bounded length
+    subject = f"Monthly sales report — {summary['period']} ({escape.header(summary['dataset']['name'])})"
     packs, charts = [], []
     for nb in summary["notebooks"]:
         rows = figure_rows(summary, nb)
@@ -201,8 +229,27 @@ def send(msg: EmailMessage, settings: SmtpSettings, timeout: float = 30) -> None
         if settings.security == "starttls":
             smtp.starttls(context=ctx)
         if settings.user:
-            smtp.login(settings.user, settings.password or "")
+            _login(smtp, settings.user, settings.password or "")
         smtp.send_message(msg, from_addr=settings.sender)
+
+
+def _login(smtp: smtplib.SMTP, user: str, password: str) -> None:
+    """``smtp.login``, except that a non-ASCII user or password (which smtplib can only send as ASCII)
+    logs in with AUTH PLAIN in UTF-8 (RFC 4616)."""
+    if (user + password).isascii():
+        smtp.login(user, password)
+        return
+    import base64
+
+    smtp.ehlo_or_helo_if_needed()
+    if "PLAIN" not in smtp.esmtp_features.get("auth", "").upper().split():
+        raise smtplib.SMTPException(
+            "the SMTP user or password has non-ASCII characters and the server does not offer AUTH PLAIN"
+        )
+    token = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode("ascii")
+    code, resp = smtp.docmd("AUTH", "PLAIN " + token)
+    if code != 235:
+        raise smtplib.SMTPAuthenticationError(code, resp)
 
 
 def default_period() -> str:
@@ -239,10 +286,12 @@ def cli(args) -> int:
         return 0
     try:
         send(msg, settings)
-    except (smtplib.SMTPException, OSError) as exc:
+    except (smtplib.SMTPException, OSError, UnicodeError, ValueError) as exc:
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line, whatever the server said
+        if settings.password:
+            why = why.replace(settings.password, "***")
         print(
-            f"revops email: sending via {settings.host}:{settings.port} ({settings.security}) failed: "
-            f"{type(exc).__name__}: {exc}",
+            f"revops email: sending via {settings.host}:{settings.port} ({settings.security}) failed: {why}",
             file=sys.stderr,
         )
         return 1

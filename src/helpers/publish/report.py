@@ -28,7 +28,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -37,7 +36,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from helpers.data.atomic import swap_in, umask, write_text_atomic
+from helpers.data import escape
+from helpers.data.atomic import build_folder, swap_in, umask, write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[3]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -70,6 +70,8 @@ class NotebookFailed(RuntimeError):
         first = source.strip().splitlines()[0][:80] if source.strip() else ""
         where = f"at cell {cell_index}" if cell_index is not None else "outside its cells"
         msg = f"{Path(self.notebook).name} failed {where}: {ename}: {evalue}"
+        if ename == "notebook file":
+            msg = f"{Path(self.notebook).name}: the notebook file cannot be read: {evalue}"
         if first:
             msg += f"\n    in: {first}"
         if self.output:
@@ -78,7 +80,12 @@ class NotebookFailed(RuntimeError):
 
     @property
     def short(self) -> str:
-        where = f"cell {self.cell_index}" if self.cell_index is not None else "kernel start"
+        if self.cell_index is not None:
+            where = f"cell {self.cell_index}"
+        elif self.ename == "notebook file":
+            return f"the notebook file cannot be read: {self.evalue}"[:160]
+        else:
+            where = "kernel start"
         return f"{where}: {self.ename}: {self.evalue}"[:160]
 
 
@@ -129,11 +136,14 @@ class WarmKernel:
         self.warm_imports = warm_imports
         self.km = None
         self.start_seconds = 0.0
+        self.closed = False  # by close(): the run is stopping, no (re)start
 
     def start(self) -> WarmKernel:
         from jupyter_client.manager import AsyncKernelManager
         from jupyter_core.utils import run_sync
 
+        if self.closed:
+            raise RuntimeError("the run was interrupted")
         _quiet_kernel_logs()
         t0 = time.perf_counter()
         # the async manager nbclient uses itself: with a blocking client, nbclient's wait for output
@@ -180,6 +190,12 @@ class WarmKernel:
             except Exception:  # noqa: BLE001 - already gone
                 pass
             self.km = None
+
+    def close(self) -> None:
+        """Shut the kernel down for good (an interrupted run): the notebook running in it fails at
+        once, and it is not restarted."""
+        self.closed = True
+        self.shutdown()
 
     def __enter__(self) -> WarmKernel:
         return self.start()
@@ -278,6 +294,10 @@ def execute(
     _quiet_kernel_logs()
     notebook, output = Path(notebook), Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
+    # an executed notebook holds the data its cells showed, so it is the user's only (0600): created
+    # so before papermill writes into it (papermill keeps the mode of the file it overwrites)
+    output.unlink(missing_ok=True)
+    os.close(os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     run_dir = str(Path(cwd) if cwd else notebook.resolve().parent)
     warm = {}
     if kernel is not None:
@@ -304,6 +324,17 @@ def execute(
             **warm,
         )
     except PapermillExecutionError as exc:
+        if exc.ename == "DataMissing":
+            # the notebook said which data it needs (sections.context): publish what it showed up to
+            # there, without the cells it never ran
+            import nbformat
+
+            nb = nbformat.read(str(output), as_version=4)
+            nb.cells = [
+                c for c in nb.cells if c.get("metadata", {}).get("papermill", {}).get("status") != "pending"
+            ]
+            nbformat.write(nb, str(output))
+            return nb
         raise NotebookFailed(
             notebook, _source_index(output, exc.cell_index), exc.ename, exc.evalue, output, exc.source or ""
         ) from exc
@@ -315,7 +346,13 @@ def execute(
                 kernel.shutdown()
         if isinstance(exc, NotebookFailed):
             raise
-        partial = output if output.exists() else None
+        problem = notebook_file_problem(notebook)  # changed since the run's checks, or run directly
+        if problem:
+            output.unlink(missing_ok=True)
+            raise NotebookFailed(notebook, None, "notebook file", problem) from exc
+        partial = output if output.exists() and output.stat().st_size else None
+        if partial is None:
+            output.unlink(missing_ok=True)  # the empty file made above
         raise NotebookFailed(notebook, None, type(exc).__name__, str(exc).strip()[:500], partial) from exc
 
 
@@ -479,13 +516,19 @@ def first_chart(nb, tag: str = EMAIL_CHART_TAG) -> bytes | None:
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class NotebookJob:
-    """One notebook run: ``name`` names the outputs (``<name>.ipynb``, ``<name>.html``)."""
+    """One notebook run: ``name`` (a notebook's name, a rep id…) names the outputs ``<stem>.ipynb`` and
+    ``<stem>.html``, where ``stem`` is ``name`` made safe as a file name (``escape.filename``: no
+    path, no hidden file, whatever the name holds)."""
 
     name: str
     notebook: Path
     parameters: dict = field(default_factory=dict)
     title: str | None = None
     subdir: str = ""  # outputs go to out_dir/subdir
+
+    @property
+    def stem(self) -> str:
+        return escape.filename(self.name)
 
 
 @dataclass
@@ -552,7 +595,7 @@ def stop_kernels(futures: list) -> None:
 
 def _execute_job(job: NotebookJob, out_dir: Path, kernel: WarmKernel | None = None):
     """Execute ``job``: (executed notebook or None, failed JobResult or None, seconds)."""
-    executed = Path(out_dir) / job.subdir / f"{job.name}.ipynb"
+    executed = Path(out_dir) / job.subdir / f"{job.stem}.ipynb"
     t0 = time.perf_counter()
     try:
         nb = execute(job.notebook, executed, job.parameters, kernel=kernel)
@@ -568,9 +611,9 @@ def _export_job(job: NotebookJob, nb, out_dir: Path, footer: str, seconds: float
     target = Path(out_dir) / job.subdir
     t0 = time.perf_counter()
     title = job.title or _title_of(nb, job.name.replace("_", " ").title())
-    html = to_html(nb, target / f"{job.name}.html", title=title, footer=footer)
+    html = to_html(nb, target / f"{job.stem}.html", title=title, footer=footer)
     secs = seconds + time.perf_counter() - t0
-    return JobResult(job.name, "ok", secs, target / f"{job.name}.ipynb", html, None, first_chart(nb), title)
+    return JobResult(job.name, "ok", secs, target / f"{job.stem}.ipynb", html, None, first_chart(nb), title)
 
 
 def run_notebooks(
@@ -595,6 +638,12 @@ def run_notebooks(
     import queue
 
     out_dir = Path(out_dir)
+    clash = {}
+    for j in jobs:
+        clash.setdefault((j.subdir, j.stem.casefold()), []).append(j.name)
+    clash = [names for names in clash.values() if len(names) > 1]
+    if clash:
+        raise ValueError(f"these runs would write the same files: {'; '.join(map(repr, clash))}")
     out_dir.mkdir(parents=True, exist_ok=True)
     n = max(1, min(jobs_n or os.cpu_count() or 1, len(jobs) or 1))
     lock = threading.Lock()
@@ -604,6 +653,8 @@ def run_notebooks(
         todo.put(item)
     results: list = [None] * len(jobs)
     started: dict[int, float] = {}
+    live: list[WarmKernel] = []  # the lanes' kernels, closed at once when the run is interrupted
+    stopping = threading.Event()
 
     def say(text):
         if progress:
@@ -646,7 +697,11 @@ def run_notebooks(
                         say(f"(kernel {kernel_no + 1} did not start: {exc}; notebooks start their own)")
                 waited = time.perf_counter() - t0  # less than the start when it began earlier
                 start_seconds = kernel.start_seconds if kernel is not None else 0.0
-                while True:
+                if kernel is not None:
+                    live.append(kernel)
+                    if stopping.is_set():
+                        return
+                while not stopping.is_set():
                     try:
                         i, job = todo.get_nowait()
                     except queue.Empty:
@@ -665,7 +720,13 @@ def run_notebooks(
                     kernel.shutdown()
 
         with ThreadPoolExecutor(max_workers=n, thread_name_prefix="kernel") as lanes:
-            list(lanes.map(lane, range(n)))
+            try:
+                list(lanes.map(lane, range(n)))
+            except BaseException:  # Ctrl-C or SIGTERM (helpers.cli): stop the kernels, not wait for them
+                stopping.set()
+                for kernel in list(live):
+                    kernel.close()
+                raise
     return results
 
 
@@ -727,6 +788,10 @@ def find_notebooks(names: list[str] | None = None, folder: Path = NOTEBOOK_DIR) 
             known = ", ".join(x.stem for x in sorted(folder.glob("*.ipynb"))) or "none"
             raise ReportError(f"notebook {n!r} not found (notebooks in {folder}: {known})")
         out.append(found.resolve())
+    for path in out:
+        problem = notebook_file_problem(path)
+        if problem:
+            raise ReportError(f"notebook {path} cannot be read: {problem}")
     return out
 
 
@@ -860,6 +925,22 @@ def check_parameters(given: dict, notebooks: list[Path]) -> dict[str, dict]:
             + "\n".join(f"  - {x}" for x in problems)
         )
     return out
+
+
+def notebook_file_problem(path: Path) -> str | None:
+    """Why ``path`` is not a notebook file (not UTF-8, not JSON, no cell list), or None. Cheap: the JSON
+    only, no nbformat (whose import costs ~1 s)."""
+    try:
+        nb = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 text (byte {exc.start})"
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        return "valid JSON but not a notebook (no list of cells)"
+    return None
 
 
 def validate_parameters(
@@ -1187,7 +1268,7 @@ def _run_monthly(kernels, started, dataset, period, as_of, out, notebooks, jobs_
     out_root = Path(out).resolve()
     out_root.mkdir(parents=True, exist_ok=True)
     target = out_root / params.period
-    build = Path(tempfile.mkdtemp(dir=out_root, prefix=f".{params.period}.building-"))
+    build = build_folder(out_root, f".{params.period}.building-")
     os.chmod(build, 0o777 & ~umask())
     summaries = build / "summaries"
     footer = (
@@ -1270,7 +1351,7 @@ def cli_monthly(args) -> int:
             if not r.ok:
                 line = r.error.source.strip().splitlines()[0][:100] if r.error.source.strip() else ""
                 print(
-                    f"FAILED {r.name} at {r.error.short}"
+                    f"FAILED {r.name}{':' if r.error.ename == 'notebook file' else ' at'} {r.error.short}"
                     + (f"\n    in: {line}" if line else "")
                     + f"\n    partial executed notebook: {r.executed or 'not written'}",
                     file=sys.stderr,

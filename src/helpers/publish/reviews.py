@@ -1,5 +1,6 @@
 """One-to-one review packs: the pipeline health notebook run once per rep (``scope="rep"``,
-``review_mode=True``) into ``reports/<period>/reviews/<rep>.html``.
+``review_mode=True``) into ``reports/<period>/reviews/<rep>.html`` (the rep id made a safe file name:
+``helpers.data.escape.filename``).
 
 The review part of the notebook is built from the pure functions here:
 
@@ -18,11 +19,12 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from helpers.data import escape
+from helpers.data.atomic import build_folder
 from helpers.data.progress import progress as progress_bar
 
 NOTEBOOK = "pipeline_health"
@@ -89,7 +91,7 @@ def run_reviews(
     out_root = Path(out).resolve()
     period_dir = out_root / params.period
     period_dir.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(dir=period_dir, prefix=".reviews.building-"))
+    build = build_folder(period_dir, ".reviews.building-")
     nb = review_notebook(params.notebooks[0], build / "notebook" / f"{NOTEBOOK}_review.ipynb")
     footer = (
         f"{params.dataset_name} · one-to-one review · period {params.period} · data as of {params.as_of} · "
@@ -106,8 +108,8 @@ def run_reviews(
                 "period": params.period,
                 "as_of": params.as_of,
                 "report_mode": True,
-                "summary_path": str(build / "summaries" / f"{rep}.json"),
-                "output_dir": str(build / "files" / rep),
+                "summary_path": str(build / "summaries" / escape.filename(rep, ".json")),
+                "output_dir": str(build / "files" / escape.filename(rep)),
                 "scope": "rep",
                 "who": rep,
                 "review_mode": True,
@@ -131,8 +133,8 @@ def run_reviews(
     target.mkdir(exist_ok=True)
     for r in results:
         if r.ok:
-            os.replace(r.html, target / f"{r.name}.html")
-            r.html = target / f"{r.name}.html"
+            os.replace(r.html, target / r.html.name)
+            r.html = target / r.html.name
     failed = [r for r in results if not r.ok]
     if failed:
         fdir = period_dir / "reviews.failed"
@@ -140,8 +142,8 @@ def run_reviews(
         fdir.mkdir()
         for r in failed:
             if r.executed and Path(r.executed).exists():
-                os.replace(r.executed, fdir / f"{r.name}.ipynb")
-                r.executed = fdir / f"{r.name}.ipynb"
+                os.replace(r.executed, fdir / Path(r.executed).name)
+                r.executed = fdir / Path(r.executed).name
     shutil.rmtree(build, ignore_errors=True)
     return (1 if failed else 0), target, results
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from helpers.data import escape
 from helpers.data.calendar import trailing_text, trailing_window, weeks_window
 from helpers.metrics import activity as A
 from helpers.sections import plots
@@ -91,7 +92,7 @@ def show(ctx, scope: str = "company", who: str = "") -> None:
     if len(A.in_window(act, weeks_window(as_of, 2 * VOLUME_WEEKS)[0], vend)) == 0:
         note(f"No activity logged for {label} in the {2 * VOLUME_WEEKS} weeks to {as_of:%Y-%m-%d}.")
     markdown(
-        f"Activity for **{label}**: volume and outcomes over the {VOLUME_WEEKS} weeks "
+        f"Activity for **{escape.markdown(label)}**: volume and outcomes over the {VOLUME_WEEKS} weeks "
         f"{vstart:%Y-%m-%d} – {vend:%Y-%m-%d}; yield and benchmarks over the {YIELD_MONTHS} months to "
         f"{as_of:%Y-%m-%d}."
     )

@@ -14,10 +14,25 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from helpers.data import escape
 from helpers.data.calendar import FiscalCalendar, month_name, period_bounds
 from helpers.data.dataset import Dataset, load
 from helpers.sections import display
 from helpers.sections.summary import Headlines
+
+
+class DataMissing(Exception):
+    """A notebook cannot go on without some data, and has said so on the page (``open_report``): the
+    report run publishes what the notebook showed up to there (``helpers.publish.report.execute``)
+    instead of failing the month."""
+
+
+# what each report needs before anything can be shown; every other missing table or column only
+# turns off the sections that use it (each says what it needs)
+NOTEBOOK_NEEDS = {
+    "quota_setting": [("opportunities", "amount")],
+    "pipeline_health": [("opportunities", "amount")],
+}
 
 
 @dataclass
@@ -78,10 +93,20 @@ def open_report(
     display.set_rep_names(ds.reps)
     cal = FiscalCalendar(ds.config.fiscal_year_start_month)
     ctx = ReportContext(ds, a, p, cal, Headlines(notebook or title, ds.config.currency))
+    heading = title or notebook.replace("_", " ").capitalize()
+    needs = [ds.missing(t, c, section=f"The {heading} report") for t, c in NOTEBOOK_NEEDS.get(notebook, [])]
+    needs = [n for n in needs if n]
+    if needs:  # said on the page, then the run publishes the page as it is (DataMissing)
+        display.markdown(
+            f"# {heading} — {p}\n\n**{escape.markdown(ds.config.name)}** · data as of **{a:%Y-%m-%d}**"
+        )
+        for text in needs:
+            display.note(text, warn=True)
+        raise DataMissing(" ".join(needs))
     if show_header and title:
         display.markdown(
             f"# {title} — {p}\n\n"
-            f"**{ds.config.name}** · data as of **{a:%Y-%m-%d}** · fiscal quarter {cal.quarter_label(a)} "
+            f"**{escape.markdown(ds.config.name)}** · data as of **{a:%Y-%m-%d}** · fiscal quarter {cal.quarter_label(a)} "
             f"(the fiscal year starts in {month_name(cal.start_month)}) · currency {ds.config.currency}"
         )
         if ds.warnings:

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from IPython.display import HTML, Markdown, display
 
+from helpers.data import escape
+
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "AUD": "A$", "CAD": "C$"}
 
 TABLE_CSS = """
@@ -257,19 +259,10 @@ def fold_table(df: pd.DataFrame, **kwargs) -> None:
 
 def write_list_csv(df: pd.DataFrame, output_dir, name: str):
     """Write a full list beside the report as CSV, cells a spreadsheet would run as a formula (starting
-    with =, +, -, @, tab or CR) prefixed with ' so they show as text. Returns the path."""
+    with =, +, -, @, tab or CR) prefixed with ' so they show as text (``escape.to_csv``). Returns the path."""
     from pathlib import Path
 
-    from helpers.data.atomic import write_text_atomic
-
-    def cell(v):
-        return "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v
-
-    out = df.copy()
-    for c in out.columns:
-        if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
-            out[c] = out[c].map(cell, na_action="ignore")
-    return write_text_atomic(Path(output_dir) / name, out.to_csv(index=False))
+    return escape.to_csv(df, Path(output_dir) / name)
 
 
 def note(text: str, warn: bool = False) -> None:
@@ -297,7 +290,7 @@ def _md_inline(text: str) -> str:
 def markdown(text: str) -> None:
     """Show Markdown. Every dollar sign is escaped: the report's Markdown renderer reads "$…$" as math, which
     breaks "**$34,244 per day**" into a literal "**" (amounts are the only dollars the reports write)."""
-    display(Markdown(re.sub(r"(?<!\\)\$", r"\\$", text)))
+    display(Markdown(escape.dollars(text)))  # idempotent over data text escaped by escape.markdown
 
 
 def cards(items: list[tuple[str, str, str]]) -> None:

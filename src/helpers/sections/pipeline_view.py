@@ -20,6 +20,7 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import HTML, display
 
+from helpers.data import escape
 from helpers.data.calendar import month_name, trailing_window
 from helpers.metrics import movement as mv
 from helpers.metrics import pipeline as pl
@@ -156,7 +157,7 @@ def show_title(v: PipelineView) -> None:
     cal, A, W = v.cal, v.A, v.W
     title = "One-to-one review" if v.review_mode else "Pipeline health"
     markdown(
-        f"# {title} — {v.sc.label} — {v.ctx.period}\n\n**{v.cfg.name}** · data as of **{A:%Y-%m-%d}** · "
+        f"# {title} — {escape.markdown(v.sc.label)} — {v.ctx.period}\n\n**{escape.markdown(v.cfg.name)}** · data as of **{A:%Y-%m-%d}** · "
         f"quarter {W['QTD'].label} ({W['QTD'].start:%Y-%m-%d} – {W['QTD'].end:%Y-%m-%d}) · fiscal year starts "
         f"in {month_name(cal.start_month)} · currency {v.cur} · plan from the "
         f"{v.sc.quota_source or 'company targets'}. "
@@ -588,7 +589,7 @@ def show_deals_needing_attention(
     deals = pl.deal_list(sc.opps, A, sc.activities)
     slipped = v.slipped["opportunity_id"] if v.slipped is not None else ()
     att = pl.attention_deals(deals, A, v.stalled["opportunity_id"], slipped, int(no_activity_days))
-    flags = att["flags"].str.split("; ").explode()
+    flags = att["flags"].astype("str").str.split("; ").explode()  # an empty list has no str dtype
     counts = [f"{int((flags == f).sum()):,} {f}" for f in pl.ATTENTION_FLAGS if (flags == f).any()]
     markdown(
         f"**{count_noun(len(att), 'open deal')} {'needs' if len(att) == 1 else 'need'} attention** "

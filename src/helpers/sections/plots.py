@@ -30,6 +30,9 @@ def apply_theme() -> None:
             "axes.titlesize": 12,
             "axes.spines.top": False,
             "axes.spines.right": False,
+            # every text is drawn as written: data text (a rep named "Pat $x$", a "\\" in a product)
+            # and "$1.2M to $3M" labels are not matplotlib mathtext
+            "text.parse_math": False,
         }
     )
 

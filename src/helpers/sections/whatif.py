@@ -17,6 +17,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from helpers.data import escape
 from helpers.metrics import quota as Q
 from helpers.metrics.plan import (  # noqa: F401  (the plan API, used through this module by the notebooks)
     PlanData,
@@ -382,7 +383,9 @@ def points(
         f"(sum {m(res.quota_level_total)})."
     )
     if res.out_of_reach or res.too_easy:
-        names = ", ".join(res.out_of_reach[:6]) + (" …" if len(res.out_of_reach) > 6 else "")
+        names = ", ".join(escape.markdown(n) for n in res.out_of_reach[:6]) + (
+            " …" if len(res.out_of_reach) > 6 else ""
+        )
         n = len(res.out_of_reach)
         out.append(
             f"{n} rep{'' if n == 1 else 's'} out of reach (P < {i.out_of_reach:.0%})"
