@@ -179,3 +179,15 @@ def test_reports_and_email_carry_no_reader_facing_defects(pack, sample_dir):
     for name, text in pages.items():
         for alt in re.findall(r'<img[^>]*\balt="([^"]*)"', text):
             assert len(alt) >= 12 and alt != "No description has been provided for this image", (name, alt)
+
+
+def test_the_email_carries_one_chart_per_report_and_the_configured_sender(pack):
+    msg = mail.build_message(
+        pack, ["vp@example.com"], mail.sender_address({"REVOPS_SMTP_FROM": "sales-ops@acme.io"})
+    )
+    assert msg["From"] == "sales-ops@acme.io"
+    related = msg.get_body(("related",))
+    images = [p for p in related.iter_parts() if p.get_content_maintype() == "image"]
+    assert len(images) == 3  # quota setting, pipeline health, win/loss: one key chart each
+    assert mail.sender_address({"REVOPS_MAIL_FROM": "old@acme.io"}) == "old@acme.io"  # the earlier name
+    assert mail.smtp_settings({"REVOPS_SMTP_HOST": "h", "REVOPS_SMTP_FROM": "a@b.c"}).sender == "a@b.c"

@@ -14,7 +14,7 @@ Built from a finished monthly pack (``reports/<period>/summary.json``):
 Without ``--send`` it is a dry run writing ``reports/<period>/leadership-email.eml``. With ``--send`` it
 goes through SMTP configured by environment variables: ``REVOPS_SMTP_HOST``, ``REVOPS_SMTP_PORT``
 (default 587 starttls, 465 ssl, 25 none), ``REVOPS_SMTP_USER``, ``REVOPS_SMTP_PASSWORD``,
-``REVOPS_SMTP_SECURITY`` (``starttls`` default, ``ssl`` or ``none``) and ``REVOPS_MAIL_FROM``. The
+``REVOPS_SMTP_SECURITY`` (``starttls`` default, ``ssl`` or ``none``) and ``REVOPS_SMTP_FROM`` (or ``REVOPS_MAIL_FROM``). The
 password is only handed to the SMTP login: never printed, logged or written, and never sent over a
 connection without TLS (``none``) unless ``REVOPS_SMTP_ALLOW_PLAINTEXT=1`` says so (a relay on a
 trusted network). A password needs a user. Non-ASCII user names and passwords log in with AUTH PLAIN
@@ -39,7 +39,7 @@ from helpers.data.atomic import write_text_atomic
 from helpers.publish.report import INDEX_TOP_FIGURES, figure_rows, read_summary, render_template
 from helpers.sections.executive import STATUS_WORDS, answers
 
-MAX_CHARTS = 2
+MAX_CHARTS = 3  # one key chart per report of the monthly pack
 TOP_FIGURES = INDEX_TOP_FIGURES  # per notebook in the email; the rest are in the attached reports
 MAX_HTML_BYTES = 100_000  # Gmail clips HTML bodies past ~102 KB
 EML_NAME = "leadership-email.eml"
@@ -68,13 +68,13 @@ class SmtpSettings:
 
 
 def smtp_settings(env=None) -> SmtpSettings:
-    """SMTP settings from ``REVOPS_SMTP_*`` / ``REVOPS_MAIL_FROM``; ``MailError`` names what is missing."""
+    """SMTP settings from ``REVOPS_SMTP_*`` (the sender: ``sender_address``); ``MailError`` names what is missing."""
     env = os.environ if env is None else env
     host = env.get("REVOPS_SMTP_HOST", "").strip()
     if not host:
         raise MailError(
             "--send needs REVOPS_SMTP_HOST (and usually REVOPS_SMTP_USER, REVOPS_SMTP_PASSWORD, "
-            "REVOPS_MAIL_FROM) in the environment"
+            "REVOPS_SMTP_FROM) in the environment"
         )
     if not _HOST.fullmatch(host):
         raise MailError(
@@ -103,9 +103,9 @@ def smtp_settings(env=None) -> SmtpSettings:
             "REVOPS_SMTP_SECURITY=none would send REVOPS_SMTP_PASSWORD unencrypted; use starttls or ssl, "
             "or set REVOPS_SMTP_ALLOW_PLAINTEXT=1 for a relay on a trusted network"
         )
-    sender = escape.header(env.get("REVOPS_MAIL_FROM") or user or "")
+    sender = escape.header(sender_address(env) or user or "")
     if "@" not in sender:
-        raise MailError("set REVOPS_MAIL_FROM to the sender address (e.g. revops@example.com)")
+        raise MailError("set REVOPS_SMTP_FROM to the sender address (e.g. revops@example.com)")
     return SmtpSettings(host, port, security, user, password, sender)
 
 
@@ -252,6 +252,12 @@ def _login(smtp: smtplib.SMTP, user: str, password: str) -> None:
         raise smtplib.SMTPAuthenticationError(code, resp)
 
 
+def sender_address(env=None) -> str:
+    """The sender: ``REVOPS_SMTP_FROM`` (``REVOPS_MAIL_FROM``, its earlier name, still read), else empty."""
+    env = os.environ if env is None else env
+    return env.get("REVOPS_SMTP_FROM") or env.get("REVOPS_MAIL_FROM") or ""
+
+
 def default_period() -> str:
     from helpers.data.calendar import last_complete_month
 
@@ -265,7 +271,8 @@ def cli(args) -> int:
     try:
         recipients = parse_recipients(args.to)
         settings = smtp_settings() if args.send else None
-        msg = build_message(period_dir, recipients, settings.sender if settings else "revops@localhost")
+        sender = settings.sender if settings else escape.header(sender_address() or "revops@localhost")
+        msg = build_message(period_dir, recipients, sender)
     except MailError as exc:
         print(f"revops email: {exc}", file=sys.stderr)
         return 2
