@@ -79,6 +79,11 @@ def test_team_scope_and_a_rep_review_pack_through_the_command(tmp_path, sample_d
         assert text in page, text
     assert "Pipeline waterfall" not in page  # analysis-only cells are left out of review packs
     assert not list(target.parent.glob(".reviews.building-*"))
+    # reviews/index.html: a row per rep with the pack's link, the rep's name and team, and their figures
+    index = (target / "index.html").read_text()
+    name, rep_team = reps.set_index("rep_id").loc[rep, ["name", "team"]]
+    assert f'<a href="{rep}.html">{name} ({rep})</a>' in index and f"<td>{rep_team}</td>" in index
+    assert "Bookings" in index and "Coverage" in index and "Stalled open deals" in index
 
 
 def test_a_dataset_without_history_activities_or_leads_says_what_it_needs(tmp_path, sample_dir):

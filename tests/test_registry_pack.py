@@ -191,3 +191,23 @@ def test_the_email_carries_one_chart_per_report_and_the_configured_sender(pack):
     assert len(images) == 3  # quota setting, pipeline health, win/loss: one key chart each
     assert mail.sender_address({"REVOPS_MAIL_FROM": "old@acme.io"}) == "old@acme.io"  # the earlier name
     assert mail.smtp_settings({"REVOPS_SMTP_HOST": "h", "REVOPS_SMTP_FROM": "a@b.c"}).sender == "a@b.c"
+
+
+def test_the_monthly_index_links_the_review_packs(pack, sample_dir):
+    from helpers.publish import reviews
+
+    assert 'href="reviews/index.html"' not in (pack / "index.html").read_text(encoding="utf-8")
+    ds_reps = reviews.review_reps(reviews_load(sample_dir), "2026-10-31")
+    code, target, _ = reviews.run_reviews(
+        sample_dir, "2026-10", None, pack.parent, ds_reps[:1], 1, progress=None
+    )
+    assert code == 0 and (target / "index.html").exists()
+    index = (pack / "index.html").read_text(encoding="utf-8")
+    assert 'href="reviews/index.html"' in index and "one-to-one review packs" in index
+    assert "Will we make the number?" in index  # the same pack, rewritten with the link
+
+
+def reviews_load(folder):
+    from helpers.data.dataset import load
+
+    return load(folder)

@@ -1193,7 +1193,8 @@ def unavailable(nb: dict) -> list[str]:
     return names
 
 
-def render_index(summary: dict) -> str:
+def render_index(summary: dict, reviews: str | None = None) -> str:
+    """The pack's index.html; ``reviews``: the relative link of the review packs' index, when they exist."""
     from helpers.sections.executive import STATUS_WORDS, answers
 
     packs = [
@@ -1207,6 +1208,7 @@ def render_index(summary: dict) -> str:
             packs=packs,
             answers=answers(summary),
             status_words=STATUS_WORDS,
+            reviews=reviews,
             css=report_css(),
             top_n=INDEX_TOP_FIGURES,
         )
@@ -1307,7 +1309,10 @@ def _run_monthly(kernels, started, dataset, period, as_of, out, notebooks, jobs_
         write_text_atomic(
             build / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str)
         )
-        write_text_atomic(build / "index.html", render_index(summary))
+        has_reviews = (out_root / params.period / "reviews" / "index.html").exists()
+        write_text_atomic(
+            build / "index.html", render_index(summary, reviews="reviews/index.html" if has_reviews else None)
+        )
         shutil.rmtree(summaries, ignore_errors=True)  # merged into summary.json
         for extras in sorted((build / "files").glob("*")) + [build / "files"]:
             if extras.is_dir() and not any(p.is_file() for p in extras.rglob("*")):

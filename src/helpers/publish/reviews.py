@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from helpers.data import escape
-from helpers.data.atomic import build_folder
+from helpers.data.atomic import build_folder, write_text_atomic
 from helpers.data.progress import progress as progress_bar
 
 NOTEBOOK = "pipeline_health"
@@ -68,6 +68,76 @@ def review_notebook(source: Path, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(target))
     return target
+
+
+INDEX_FIGURES = (
+    "bookings_qtd",
+    "attainment_to_date_qtd",
+    "coverage_next_quarter",
+    "open_pipeline",
+    "stalled_deals",
+)
+
+
+def reviews_index(ds, params, results, summaries: Path, monthly: bool = False) -> str:
+    """``reviews/index.html``: one row per rep — name, team, a link to the pack and the headline figures
+    (registry labels over the column heads, the rep's own values), in the order of the reps' names."""
+    from helpers.metrics.registry import metric
+    from helpers.publish import report
+    from helpers.sections.display import fmt_value
+
+    reps = ds.tables.get("reps")
+    info = {}
+    if reps is not None:
+        for _, r in reps.iterrows():
+            info[str(r["rep_id"])] = (
+                r.get("name") if pd.notna(r.get("name")) else str(r["rep_id"]),
+                r.get("team"),
+            )
+    cur = ds.config.currency
+    rows = []
+    for res in results:
+        rid = str(res.name)
+        name, team = info.get(rid, (rid, None))
+        data = report.read_summary(summaries / escape.filename(rid, ".json")) or {}
+        figs = {f["key"]: f for f in data.get("figures", [])}
+        values = []
+        for k in INDEX_FIGURES:
+            f = figs.get(k)
+            v = None if f is None else f.get("value")
+            values.append("" if v is None else v if isinstance(v, str) else fmt_value(v, f["unit"], cur))
+        rows.append(
+            {
+                "name": f"{name} ({rid})" if name != rid else rid,
+                "team": "" if team is None or (isinstance(team, float) and team != team) else str(team),
+                "href": Path(res.html).name if res.ok and res.html else None,
+                "cells": values,
+                "sort": str(name).casefold(),
+            }
+        )
+    rows.sort(key=lambda r: r["sort"])
+    headers = [{"label": metric(k).label, "definition": metric(k).definition} for k in INDEX_FIGURES]
+    return report.render_template(
+        "reviews_index.html.j2",
+        period=params.period,
+        as_of=params.as_of,
+        dataset_name=params.dataset_name,
+        rows=rows,
+        headers=headers,
+        monthly=monthly,
+        css=report.report_css(),
+    )
+
+
+def relink_monthly_index(period_dir: Path) -> None:
+    """Rewrite the monthly pack's index.html (when there is one) so that it links the review packs."""
+    from helpers.publish import report
+
+    summary = report.read_summary(period_dir / "summary.json")
+    if summary:
+        write_text_atomic(
+            period_dir / "index.html", report.render_index(summary, reviews="reviews/index.html")
+        )
 
 
 def run_reviews(
@@ -135,6 +205,13 @@ def run_reviews(
         if r.ok:
             os.replace(r.html, target / r.html.name)
             r.html = target / r.html.name
+    write_text_atomic(
+        target / "index.html",
+        reviews_index(
+            ds, params, results, build / "summaries", monthly=(period_dir / "summary.json").exists()
+        ),
+    )
+    relink_monthly_index(period_dir)
     failed = [r for r in results if not r.ok]
     if failed:
         fdir = period_dir / "reviews.failed"
