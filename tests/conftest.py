@@ -20,6 +20,15 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 EXAMPLES = ROOT / "data" / "examples"
 SAMPLE_AS_OF = "2026-10-31"
+# the browser tests drive Debian's chromium (no browser download); no request leaves the machine
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="session")
@@ -179,3 +188,15 @@ def pg_dataset(pg_server, sample_dir, tmp_path_factory):
 def pg_env(monkeypatch):
     monkeypatch.setenv("REVOPS_TEST_DB_USER", PG_USER)
     monkeypatch.setenv("REVOPS_TEST_DB_PASSWORD", PG_PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield b
+        b.close()

@@ -23,28 +23,8 @@ from helpers.publish.report import figure_rows, find_notebooks  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 CODE_SELECTORS = ".jp-InputArea, .jp-InputPrompt, .input_area, .input_prompt, .prompt, .highlight, pre code"
 NOISE = re.compile(r"Traceback|\w+Warning\b|Warning:|\bIn \[\d*\]:|\bOut\[\d+\]:")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

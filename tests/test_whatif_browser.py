@@ -16,14 +16,7 @@ import pytest
 from test_quota import write_hand_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
+from conftest import CHROMIUM, LAUNCH_ARGS  # noqa: E402
 
 pytestmark = [
     pytest.mark.slow,
