@@ -573,6 +573,9 @@ def test_item15_validate_into_a_closed_pipe_ends_quietly(sample_dir):
     import sys
     from pathlib import Path
 
+    from helpers.data.dataset import load
+
+    load(sample_dir)  # the cache is built here, so the command prints no progress line of its own
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen(
         [sys.executable, "-m", "helpers.cli", "validate", str(sample_dir), "--all"],
