@@ -630,12 +630,9 @@ class TableCache:
     def get(self, only=None) -> tuple[dict[str, pd.DataFrame], list] | None:
         """(typed frames, warnings) of a previous identical load, or None; ``only`` reads just those
         tables of the entry (a subset of a full load is a valid load of the subset)."""
-        meta = self.dir / "meta.json"
-        if not meta.exists():
-            return None
         try:
-            info = json.loads(meta.read_text(encoding="utf-8"))
-            if info.get("key") != self.key:
+            info = self._manifest()
+            if info is None:
                 return None
             frames = {
                 t: self._read(t, info["sha256"][t]) for t in info["tables"] if only is None or t in only
@@ -649,24 +646,29 @@ class TableCache:
         """The entry's typed tables as Arrow tables read memory-mapped, without converting them to
         pandas (the metric engine copies them into its DuckDB file), or None when there is no entry or
         a file's content no longer matches the digest recorded when it was written."""
-        import pyarrow.feather as feather
+        try:
+            info = self._manifest()
+            return None if info is None else {t: self._arrow(t, info["sha256"][t]) for t in info["tables"]}
+        except Exception:  # noqa: BLE001 - a damaged or changed entry is a miss
+            return None
 
+    def _manifest(self) -> dict | None:
+        """The entry's meta.json (tables, their sha256, warnings) when it belongs to this key, else None."""
         meta = self.dir / "meta.json"
         if not meta.exists():
             return None
-        try:
-            info = json.loads(meta.read_text(encoding="utf-8"))
-            if info.get("key") != self.key:
-                return None
-            out = {}
-            for t in info["tables"]:
-                path = self.dir / f"{t}.arrow"
-                if file_sha256(path) != info["sha256"][t]:
-                    return None
-                out[t] = feather.read_table(path, memory_map=True)
-            return out
-        except Exception:  # noqa: BLE001 - a damaged entry is a miss
-            return None
+        info = json.loads(meta.read_text(encoding="utf-8"))
+        return info if info.get("key") == self.key else None
+
+    def _arrow(self, table: str, sha256: str):
+        """One table's Arrow file, memory-mapped, once its content matches the sha256 recorded when it was
+        written (``file_sha256``: free while the file is unchanged); ValueError when it does not."""
+        import pyarrow.feather as feather
+
+        path = self.dir / f"{table}.arrow"
+        if file_sha256(path) != sha256:
+            raise ValueError(f"cache file {path} changed since it was written")
+        return feather.read_table(path, memory_map=True)
 
     def _read(self, table: str, sha256: str) -> pd.DataFrame:
         """One table of the entry: from this process's copy of the last entry read (a warm kernel
@@ -676,16 +678,10 @@ class TableCache:
         changes them, so a file changed in place is hashed again, does not match, and the entry is
         rebuilt). Callers get a shallow copy: with pandas' copy-on-write, a notebook that changes its
         frame never changes the kept one."""
-        import pyarrow.feather as feather
-
         key = (str(self.dir), self.key, table)
         df = _LAST_READ.get(key)
         if df is None:
-            path = self.dir / f"{table}.arrow"
-            if file_sha256(path) != sha256:
-                raise ValueError(f"cache file {path} changed since it was written")
-            arrow = feather.read_table(path, memory_map=True)
-            df = arrow.to_pandas(date_as_object=False)
+            df = self._arrow(table, sha256).to_pandas(date_as_object=False)
             if any(k[:2] != key[:2] for k in _LAST_READ):
                 _LAST_READ.clear()  # keep one entry's tables only
             _LAST_READ[key] = df
