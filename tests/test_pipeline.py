@@ -630,8 +630,10 @@ def test_attention_lists(opps):
     assert top.iloc[0]["age_days"] == 278  # 2026-01-10 -> 2026-10-15
     assert list(pl.no_next_step(opps, AS_OF)["opportunity_id"]) == ["O3"]
     assert list(pl.past_due(opps, AS_OF)["opportunity_id"]) == ["O10"]
-    # no activity in 14 days: O10 (08-01, 75 d), O4 (09-01, 44 d), O3 (never); largest first
-    assert list(pl.no_recent_activity(opps, AS_OF, 14)["opportunity_id"]) == ["O10", "O4", "O3"]
+    # no activity in 14 days: O10 (08-01, 75 d), O4 (09-01, 44 d), O3 (never); flagged in the one attention list
+    att = pl.attention_deals(pl.deal_list(opps, AS_OF), AS_OF, no_activity_days=14)
+    quiet = att[att["flags"].str.contains("no recent activity")]
+    assert set(quiet["opportunity_id"]) == {"O10", "O4", "O3"}
 
 
 def test_win_rate_and_velocity(opps):

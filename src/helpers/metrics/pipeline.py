@@ -667,15 +667,6 @@ def past_due(opps: pd.DataFrame, as_of, activities=None, deals=None) -> pd.DataF
     return d[d["close_date"] < pd.Timestamp(as_of)].sort_values("days_to_close")
 
 
-def no_recent_activity(
-    opps: pd.DataFrame, as_of, days: int = 14, activities=None, deals=None
-) -> pd.DataFrame:
-    """Open deals with no activity in the last ``days`` days (or none ever logged), largest first."""
-    d = deals if deals is not None else deal_list(opps, as_of, activities)
-    quiet = d["last_activity"].isna() | (d["days_since_activity"] > days)
-    return d[quiet].sort_values("amount", ascending=False)
-
-
 ATTENTION_FLAGS = ("past due", "stalled", "slipped", "no next step", "no recent activity")
 
 
