@@ -436,3 +436,85 @@ def test_postgres_dataset_defaults_to_postgres_and_hides_the_password(pg_dataset
     with pytest.raises(SourceError, match="password authentication failed") as exc:
         eng_mod.connect(pg_dataset)
     assert wrong not in str(exc.value) and PG_PASSWORD not in str(exc.value)
+
+
+# --------------------------------------------------------------------------------------------------
+# the activity log: every metric over it runs on the engine's table and gives what it gives over the
+# loaded frame (an in-memory table); on DuckDB, PostgreSQL and Spark
+# --------------------------------------------------------------------------------------------------
+def _activity_results(log, sample):
+    from helpers.data.calendar import trailing_window, weeks_window
+    from helpers.metrics import activity as A
+    from helpers.metrics import pipeline as pl
+    from helpers.metrics import quota as Q
+
+    opps, reps, as_of = sample.opportunities, sample.reps, sample.as_of
+    vs, ve = weeks_window(as_of, 13)
+    ys, ye = trailing_window(as_of, 12)
+    team = sorted(reps.loc[reps["team"] == reps["team"].dropna().iloc[0], "rep_id"].astype(str))
+    sellers = Q.seller_ids(reps, opps)
+    return {
+        "counts_W": A.activity_counts(log, vs, ve, "W"),
+        "counts_M_team": A.activity_counts(log, ys, ye, "M", owners=team),
+        "counts_D": A.activity_counts(log, vs, ve, "D"),
+        "rep_volume": A.rep_volume(log, as_of, 13, reps),
+        "meeting_outcomes": A.meeting_outcomes(log, vs, ve, by="owner"),
+        "hit_channel": A.hit_rates(log, vs, ve, "channel"),
+        "hit_weekday": A.hit_rates(log, vs, ve, "weekday"),
+        "hit_hour": A.hit_rates(log, vs, ve, "hour"),
+        "share": A.opportunity_share(log, vs, ve, by="owner"),
+        "yield": A.activity_yield(log, opps, ys, ye),
+        "deals": A.deal_activity(log, opps, ys, ye),
+        "sequences": A.winning_sequences(log, opps, ys, ye),
+        "funnel": A.funnel_rates(log, opps, ys, ye, owners=sellers).to_frame(),
+        "actual": A.actual_activity(log, ys, ye, 12),
+        "time": A.time_by_type(log, vs, ve, 13),
+        "ae_activity": pd.DataFrame([Q.ae_activity(log, ys, ye, sellers)]),
+        "sdr_meetings": Q.sdr_events(log, None)["meetings"].sort_values(
+            ["rep_id", "month"], ignore_index=True
+        ),
+        "last_activity": pl.last_activity_days(log, opps["opportunity_id"]).sort_index().to_frame(),
+        "per_deal": A.per_deal(log, opps["opportunity_id"]).sort_index().to_frame(),
+        "recent": A.recent_activity(log, opps["opportunity_id"].head(200), as_of, 30),
+        "counts": pd.DataFrame(
+            [[A.count(log, vs, ve), A.count(log, vs, ve, distinct="owner"), A.has_time_of_day(log)]]
+        ),
+    }
+
+
+def _lead_results(leads, opps_table, sample):
+    from helpers.data.calendar import trailing_window
+    from helpers.metrics import pipeline as pl
+    from helpers.metrics import quota as Q
+
+    ys, ye = trailing_window(sample.as_of, 12)
+    team = sample.reps["team"].dropna().iloc[0]
+    scoped = pl.Scoped(sample, "team", team, leads=leads)
+    events = Q.sdr_events(None, leads, opps_table)["opportunities"]
+    return {
+        "funnel": pl.lead_funnel(leads, sample.opportunities, ys, ye),
+        "funnel_segment": pl.lead_funnel(leads, sample.opportunities, ys, ye, by="segment"),
+        "funnel_team": pl.lead_funnel(scoped.leads, scoped.opps, ys, ye),
+        "sdr_opportunities": events.sort_values(["rep_id", "month"], ignore_index=True),
+    }
+
+
+def test_lead_metrics_run_on_the_engine(sample_engine, sample):
+    want = _lead_results(sample.leads, sample.opportunities, sample)
+    assert want["funnel"]["leads"].sum() > 0 and len(want["funnel_team"]) and len(want["sdr_opportunities"])
+    got = _lead_results(sample_engine["leads"], sample_engine["opportunities"], sample)
+    for key in want:
+        pd.testing.assert_frame_equal(got[key], want[key], check_exact=False, rtol=1e-9, obj=key)
+
+
+@pytest.fixture(scope="module")
+def activity_reference(sample):
+    return _activity_results(sample.activities, sample)
+
+
+def test_activity_metrics_run_on_the_engine(sample_engine, sample, activity_reference):
+    got = _activity_results(sample_engine["activities"], sample)
+    for key, want in activity_reference.items():
+        if key == "counts_W":
+            assert len(want) and want["total"].sum() > 0
+        pd.testing.assert_frame_equal(got[key], want, check_exact=False, rtol=1e-9, obj=key)

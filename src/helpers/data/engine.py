@@ -96,6 +96,26 @@ class Engine:
         t = self.tables.get(table)
         return t is not None and all(c in t.columns for c in columns)
 
+    def missing(self, table: str, *columns: str, section: str = "This section") -> str | None:
+        """None when ``table`` has ``columns`` with data (one query); otherwise a sentence saying what
+        is needed — the same sentences as ``Dataset.missing``."""
+        t = self.tables.get(table)
+        if t is None:
+            need = f" (with columns {', '.join(columns)})" if columns else ""
+            return f"{section} needs the `{table}` table{need}; dataset {self.config.name!r} has none."
+        absent = [c for c in columns if c not in t.columns]
+        present = [c for c in columns if c in t.columns]
+        if present:
+            got = self.execute(t.aggregate(**{f"n{i}": t[c].count() for i, c in enumerate(present)}))
+            absent += [c for i, c in enumerate(present) if not got[f"n{i}"].iloc[0]]
+        if absent:
+            absent = [c for c in columns if c in absent]
+            return (
+                f"{section} needs column(s) {', '.join(absent)} in the `{table}` table; "
+                f"dataset {self.config.name!r} does not provide them."
+            )
+        return None
+
     def execute(self, expr) -> pd.DataFrame:
         """Run ``expr`` on the engine; its (small) result as a pandas DataFrame."""
         out = self.backend.execute(expr)
@@ -165,6 +185,58 @@ def connect(dataset, engine: str | None = None) -> Engine:
     if name == "spark":
         return _connect_spark(folder, config, table_sources)
     return _connect_url(folder, config, table_sources, name)
+
+
+_SHARED: dict[tuple, Engine] = {}
+
+
+def shared(dataset, engine: str | None = None) -> Engine:
+    """This process's open engine for ``dataset``: opened on first use and kept, so a kernel that runs
+    several notebooks (or sections) holds one connection; reopened when the dataset's files changed
+    (another typed file) or the engine setting did."""
+    from helpers.data.dataset import find_table_files
+
+    folder = Path(getattr(dataset, "path", dataset)).resolve()
+    config = load_config(folder)
+    table_sources = find_table_files(folder, config)
+    name = engine_name(config, table_sources, engine)
+    where = cache_file(folder, table_sources) if name in ("duckdb", "spark") else None
+    key = (str(folder), name, str(where))
+    eng = _SHARED.get(key)
+    if eng is None:
+        for old in [k for k in _SHARED if k[0] == str(folder)]:
+            _SHARED.pop(old).close()
+        eng = _SHARED[key] = connect(folder, engine)
+    return eng
+
+
+def prepare(dataset, engine: str | None = None) -> str:
+    """Build what the dataset's engine reads before kernels open it (the typed DuckDB file, or the
+    Parquet copy for Spark), so parallel kernels share one build; returns the engine's name."""
+    from helpers.data.dataset import find_table_files
+
+    folder = Path(getattr(dataset, "path", dataset))
+    config = load_config(folder)
+    table_sources = find_table_files(folder, config)
+    name = engine_name(config, table_sources, engine)
+    if name == "duckdb":
+        typed_duckdb(folder, table_sources)
+    elif name == "spark":
+        typed_parquet(folder, table_sources)
+    return name
+
+
+def from_frames(frames: dict[str, pd.DataFrame], config: DatasetConfig | None = None, path=".") -> Engine:
+    """An in-memory DuckDB engine over typed frames (tests, data already in memory)."""
+    import ibis
+
+    con = ibis.duckdb.connect()
+    for name, df in frames.items():
+        con.con.register(f"_typed_{name}", _typed_arrow(df, name))
+        con.raw_sql(f"create table {sources.quote_ident(name)} as select * from _typed_{name}")
+        con.con.unregister(f"_typed_{name}")
+    tables = {t: con.table(t) for t in TABLES if t in frames}
+    return Engine("duckdb", con, tables, config or DatasetConfig(), Path(path), "in-memory DuckDB", [con.disconnect])
 
 
 # --------------------------------------------------------------------------------------------------

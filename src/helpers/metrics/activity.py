@@ -1,9 +1,11 @@
 """The sales activity tracker: volume, outcomes, yield, benchmarks and logging completeness.
 
-Pure functions: frames (``activities``, ``opportunities``, ``reps``, ``quotas``) and dates in, a
-DataFrame (or Series) out. Every group-by over the activity log runs on categorical codes and
-``numpy.bincount`` (no ``apply``), so a weekly count over tens of millions of rows stays a few
-array passes. ``prepare`` does the string work once; every function accepts a prepared or a raw log.
+The activity log is the largest table (ten or more rows per opportunity), so it is never pulled into
+the kernel: every function takes it as an Ibis table (``engine["activities"]``, see
+``helpers.data.engine``; a pandas frame is wrapped as an in-memory table) and runs its group-by where
+the data lives (DuckDB, PostgreSQL, Spark). Only the aggregates come back, as small pandas frames, and
+the ratios, medians and layout are finished in pandas. ``opportunities``, ``reps`` and ``quotas`` are
+pandas frames (the deals a function needs on the engine go there as two columns).
 
 Conventions (docs/metrics.md, section "Activity", is the reader's version):
 
@@ -21,12 +23,14 @@ Conventions (docs/metrics.md, section "Activity", is the reader's version):
 
 from __future__ import annotations
 
+import ibis
 import numpy as np
 import pandas as pd
 
 from helpers.data.calendar import trailing_window, weeks_window
 from helpers.data.schema import ACTIVITY_TYPES, CONNECTED_OUTCOMES
 from helpers.metrics import rates as R
+from helpers.metrics.expr import as_table, keyed
 from helpers.metrics.quota import funnel_rates as quota_rates
 from helpers.metrics.quota import reverse_funnel, seller_ids
 
@@ -61,155 +65,167 @@ WEEKS_PER_MONTH = 365.25 / 12 / 7  # 4.348
 
 
 # --------------------------------------------------------------------------------------------------
-# preparation: strings to categorical codes, once
+# the activity log on the engine: one normalized view, windows, and group-bys that come back small
 # --------------------------------------------------------------------------------------------------
-def _vocabulary(s: pd.Series, known: tuple[str, ...], aliases: dict[str, str]) -> pd.Categorical:
-    """Lower-cased, alias-mapped categorical whose categories start with ``known`` (others follow)."""
-    if isinstance(s.dtype, pd.CategoricalDtype) and tuple(s.cat.categories[: len(known)]) == known:
-        return s.array
-    first = _factorized(s)  # codes in order of first appearance, as pd.factorize gives them
-    codes, uniques = first.codes, first.categories
-    norm = [aliases.get(u, u) for u in (str(x).strip().lower() for x in uniques)]
-    cats = list(known) + sorted(set(norm) - set(known))
-    pos = pd.Index(cats).get_indexer(norm) if norm else np.array([], dtype="int64")
-    new = np.where(codes >= 0, pos[np.maximum(codes, 0)] if len(pos) else -1, -1)
-    return pd.Categorical.from_codes(new, categories=cats)
-
-
-KEEP_COLUMNS = ("owner", "type", "occurred_at", "opportunity_id", "outcome", "duration_minutes")
-
-
-def _factorized(s: pd.Series) -> pd.Categorical:
-    """Categorical in order of first appearance (``factorize`` without the sort ``astype("category")`` does)."""
-    if isinstance(s.dtype, pd.CategoricalDtype):
-        return s.array
-    if isinstance(s.array, pd.arrays.ArrowStringArray):  # one Arrow dictionary_encode: 2× pandas' factorize
-        import pyarrow.compute as pc
-
-        enc = pc.dictionary_encode(s.array._pa_array.combine_chunks())
-        codes = np.asarray(enc.indices.fill_null(-1))  # int32, valid by construction: no copy, no check
-        cats = pd.Index(pd.array(enc.dictionary, dtype="str"))
-        return pd.Categorical.from_codes(codes, categories=cats, validate=False)
-    codes, uniques = pd.factorize(s, use_na_sentinel=True)
-    return pd.Categorical.from_codes(codes, categories=pd.Index(uniques, dtype="str"))
-
-
-def prepare(activities: pd.DataFrame) -> pd.DataFrame:
-    """The columns the tracker uses (owner, type, occurred_at, opportunity_id, outcome, duration_minutes),
-    with ``type``/``outcome`` as categoricals whose categories start with the known vocabulary (lower-cased,
-    aliases such as "in-mail" → social mapped) and ``owner``/``opportunity_id`` as categoricals, so every
-    later group-by, filter and join works on integer codes. Idempotent (a prepared frame is returned as is)."""
-    if activities.attrs.get("activity_prepared"):
-        return activities
-    src = activities
-    df = pd.DataFrame(index=src.index)
-    df["owner"] = _factorized(src["owner"])
-    df["type"] = _vocabulary(src["type"], ACTIVITY_TYPES, TYPE_ALIASES)
-    df["occurred_at"] = (
-        src["occurred_at"]
-        if pd.api.types.is_datetime64_any_dtype(src["occurred_at"])
-        else pd.to_datetime(src["occurred_at"])
-    )
-    if "opportunity_id" in src.columns:
-        df["opportunity_id"] = _factorized(src["opportunity_id"])
-    else:
-        df["opportunity_id"] = pd.Categorical.from_codes(
-            np.full(len(src), -1), categories=pd.Index([], dtype="str")
-        )
-    if "outcome" in src.columns:
-        df["outcome"] = _vocabulary(src["outcome"], OUTCOMES, OUTCOME_ALIASES)
-    else:
-        df["outcome"] = pd.Categorical.from_codes(np.full(len(src), -1), categories=list(OUTCOMES))
-    if "duration_minutes" in src.columns:
-        df["duration_minutes"] = src["duration_minutes"]
-    df.attrs["activity_prepared"] = True
-    return df
-
-
-def _day(ts) -> np.ndarray:
-    """Days since 1970-01-01 (int64) of timestamps (Series or scalar)."""
-    if isinstance(ts, pd.Series | pd.Index):
-        return ts.to_numpy(dtype="datetime64[us]").astype("datetime64[D]").astype("int64")
-    return int(np.datetime64(pd.Timestamp(ts).normalize().to_datetime64(), "D").astype("int64"))
-
-
 US_PER_DAY = 86_400_000_000
+TYPE_CODE = {t: i for i, t in enumerate(ACTIVITY_TYPES)}
 
 
-def in_window(act: pd.DataFrame, start, end) -> pd.DataFrame:
-    """Rows with ``start <= day(occurred_at) <= end``, tested as ``day(start) · 1 day <= t <
-    (day(end) + 1) · 1 day`` on the microsecond values (no per-row rounding; NaT is never inside)."""
-    us = act["occurred_at"].to_numpy(dtype="datetime64[us]").view("int64")
-    nat = np.iinfo(np.int64).min
-    return act[(us >= _day(start) * US_PER_DAY) & (us < (_day(end) + 1) * US_PER_DAY) & (us != nat)]
+def table(activities) -> ibis.Table:
+    """The activity log as an Ibis table (``helpers.metrics.expr.as_table``)."""
+    return as_table(activities, timestamps=("occurred_at",))
 
 
-def _type_codes(act: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-    cat = act["type"].array
-    return np.asarray(cat.codes, dtype="int64"), list(cat.categories)
+def _vocab(col, aliases: dict[str, str]):
+    """Lower-cased, trimmed, alias-mapped text ("In-Mail " → social)."""
+    return col.cast("string").strip().lower().substitute(aliases)
 
 
-def _owner_codes(act: pd.DataFrame, owners: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
-    """Codes into ``owners`` (default: owners seen); owners not listed get -1."""
-    cat = act["owner"].array
-    seen = list(cat.categories)
-    if owners is None:
-        return np.asarray(cat.codes, dtype="int64"), seen
-    remap = pd.Index(owners).get_indexer(seen)
-    codes = np.asarray(cat.codes, dtype="int64")
-    return np.where(codes >= 0, remap[np.maximum(codes, 0)] if len(remap) else -1, -1), list(owners)
+def normalized(activities) -> ibis.Table:
+    """The columns the tracker uses, with ``type`` and ``outcome`` in the known vocabulary (lower-cased,
+    aliases such as "in-mail" → social mapped; other values kept, lower-cased) and the ids as text:
+    owner, type, occurred_at, opportunity_id (null when the log has none), outcome, [duration_minutes],
+    [activity_id]."""
+    t = table(activities)
+    cols = {
+        "owner": t.owner.cast("string"),
+        "type": _vocab(t.type, TYPE_ALIASES),
+        "occurred_at": t.occurred_at.cast("timestamp"),
+        "opportunity_id": t.opportunity_id.cast("string")
+        if "opportunity_id" in t.columns
+        else ibis.null().cast("string"),
+        "outcome": _vocab(t.outcome, OUTCOME_ALIASES)
+        if "outcome" in t.columns
+        else ibis.null().cast("string"),
+    }
+    if "duration_minutes" in t.columns:
+        cols["duration_minutes"] = t.duration_minutes.cast("float64")
+    if "activity_id" in t.columns:
+        cols["activity_id"] = t.activity_id.cast("string")
+    return t.select(**cols)
 
 
-def _bincount2(a: np.ndarray, na: int, b: np.ndarray, nb: int, weights=None) -> np.ndarray:
-    """Counts (or weight sums) over the grid ``na × nb``; rows with a negative code are dropped."""
-    ok = (a >= 0) & (b >= 0)
-    w = None if weights is None else np.asarray(weights, dtype="float64")[ok]
-    flat = np.bincount(a[ok] * nb + b[ok], weights=w, minlength=na * nb)
-    return flat.reshape(na, nb)
+def _ts(value, days: int = 0):
+    """Midnight of ``value``'s day (+ ``days``) as a timestamp literal."""
+    return ibis.literal(
+        (pd.Timestamp(value).normalize() + pd.Timedelta(days=days)).to_pydatetime(), type="timestamp"
+    )
+
+
+def in_window(t: ibis.Table, start, end, owners: list[str] | None = None) -> ibis.Table:
+    """Rows with ``start <= day(occurred_at) <= end`` (and ``owner`` in ``owners`` when given)."""
+    t = t.filter(t.occurred_at >= _ts(start), t.occurred_at < _ts(end, 1))
+    return t if owners is None else t.filter(t.owner.isin([str(o) for o in owners]))
+
+
+def scoped(activities, owners: list[str] | None) -> ibis.Table:
+    """The log of ``owners`` only (all of it when None), still on the engine."""
+    t = table(activities)
+    return t if owners is None else t.filter(t.owner.cast("string").isin([str(o) for o in owners]))
+
+
+def count(activities, start, end, distinct: str | None = None) -> int:
+    """Activities with ``start <= day(occurred_at) <= end`` (or the distinct values of ``distinct`` among
+    them, e.g. "owner": the reps who logged any)."""
+    w = in_window(normalized(activities), start, end)
+    n = (w[distinct].nunique() if distinct else w.count()).execute()
+    return int(n or 0)
+
+
+def per_deal(activities, ids) -> pd.Series:
+    """Deal id → number of activities logged with that ``opportunity_id`` (any date), for the deals
+    ``ids`` that have any; counted on the engine (the ids go there as one column)."""
+    t = table(activities)
+    deals = keyed(t, pd.DataFrame({"_deal": pd.Series(pd.Series(ids).dropna().unique()).astype("str")}))
+    j = t.inner_join(deals, t.opportunity_id.cast("string") == deals._deal)
+    got = _frame(j.group_by(opportunity_id="_deal").agg(n=j.count()))
+    return pd.Series(
+        got["n"].astype("int64").to_numpy(), index=got["opportunity_id"].astype("str").to_numpy()
+    )
+
+
+def recent_activity(activities, ids, as_of, days: int = 30) -> pd.DataFrame:
+    """The logged rows (opportunity_id, type, occurred_at) of the deals ``ids`` in the ``days`` days to
+    ``as_of`` (after ``as_of − days``, on or before ``as_of``'s day), in time order — a handful of
+    deals, so the rows themselves come back. ``type`` as logged."""
+    t = table(activities)
+    a = pd.Timestamp(as_of)
+    t = t.filter(
+        t.occurred_at > ibis.literal((a - pd.Timedelta(days=days)).to_pydatetime(), type="timestamp"),
+        t.occurred_at < ibis.literal((a + pd.Timedelta(days=1)).to_pydatetime(), type="timestamp"),
+        t.opportunity_id.cast("string").isin([str(i) for i in pd.Series(ids).dropna().unique()]),
+    )
+    keys = ["opportunity_id", "occurred_at"] + (["activity_id"] if "activity_id" in t.columns else [])
+    out = _frame(t.select("opportunity_id", "type", "occurred_at", *keys[2:]).order_by(keys))
+    out["occurred_at"] = pd.to_datetime(out["occurred_at"]).astype("datetime64[us]")
+    return out[["opportunity_id", "type", "occurred_at"]].reset_index(drop=True)
+
+
+def _frame(expr) -> pd.DataFrame:
+    out = expr.execute()
+    return out.to_frame() if isinstance(out, pd.Series) else out
+
+
+def types_of(t: ibis.Table) -> list[str]:
+    """The known types first, then any other type the log holds (sorted)."""
+    seen = _frame(t.select(t.type).distinct())["type"].dropna().astype("str")
+    return list(ACTIVITY_TYPES) + sorted(set(seen) - set(ACTIVITY_TYPES))
+
+
+def owners_of(t: ibis.Table) -> list[str]:
+    """Every owner in the log, sorted."""
+    return sorted(_frame(t.select(t.owner).distinct())["owner"].dropna().astype("str"))
+
+
+def _grid(df: pd.DataFrame, rows: str, row_labels, cols: str, col_labels, value: str = "n") -> np.ndarray:
+    """The ``value`` of an aggregated frame laid out on ``row_labels × col_labels`` (zeros elsewhere;
+    rows whose keys are not among the labels are dropped)."""
+    r = pd.Index(row_labels).get_indexer(df[rows]) if len(df) else np.array([], dtype="int64")
+    c = pd.Index(col_labels).get_indexer(df[cols]) if len(df) else np.array([], dtype="int64")
+    ok = (r >= 0) & (c >= 0)
+    out = np.zeros((len(row_labels), len(col_labels)), dtype="float64")
+    np.add.at(out, (r[ok], c[ok]), df[value].to_numpy(dtype="float64")[ok])
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
 # 1. volume
 # --------------------------------------------------------------------------------------------------
-def activity_counts(
-    activities: pd.DataFrame, start, end, freq: str = "W", owners: list[str] | None = None
-) -> pd.DataFrame:
+def activity_counts(activities, start, end, freq: str = "W", owners: list[str] | None = None) -> pd.DataFrame:
     """Activities per owner per period per type, zero-filled (periods with no activity appear as 0).
 
     ``freq``: "D" calendar day, "W" 7-day week ending on ``end`` (labelled by its last day; the first week
-    is partial unless the window is whole weeks, see ``helpers.data.calendar.weeks_window``), "M" calendar month (labelled by
-    its first day). Index (owner, period); one column per type plus ``total``.
-    Vectorised: period and owner codes combined into one ``bincount``.
+    is partial unless the window is whole weeks, see ``helpers.data.calendar.weeks_window``), "M" calendar
+    month (labelled by its first day). Index (owner, period): ``owners`` when given, else every owner in
+    the log (sorted); one column per type (``types_of``) plus ``total``. One group-by on the engine.
     """
-    cols = ["owner", "type", "occurred_at"]
-    # a raw log is prepared on the columns counted here only (the same owner and type categories as a
-    # full prepare: 10M activities without factorizing their deal ids)
-    raw = activities if activities.attrs.get("activity_prepared") else activities[cols]
-    act = in_window(prepare(raw), start, end)
-    s, e = _day(start), _day(end)
-    d = _day(act["occurred_at"])
+    t = normalized(activities)
+    types = types_of(t)
+    names = owners_of(t) if owners is None else [str(o) for o in owners]
+    w = in_window(t, start, end, names if owners is not None else None)
+    s, e = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
+    day = w.occurred_at.date()
     if freq == "D":
-        period = d - s
-        labels = pd.date_range(pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize(), freq="D")
+        period = day.delta(ibis.literal(s.date(), type="date"), unit="day")
+        labels = pd.date_range(s, e, freq="D")
     elif freq == "W":
-        n = (e - s) // 7 + 1
-        period = (n - 1) - (e - d) // 7
-        labels = pd.DatetimeIndex(
-            [pd.Timestamp(end).normalize() - pd.Timedelta(days=7 * k) for k in range(n - 1, -1, -1)]
-        )
+        n = (e - s).days // 7 + 1
+        period = (n - 1) - ibis.literal(e.date(), type="date").delta(day, unit="day") // 7
+        labels = pd.DatetimeIndex([e - pd.Timedelta(days=7 * k) for k in range(n - 1, -1, -1)])
     elif freq == "M":
-        m0 = pd.Timestamp(start).to_period("M")
-        labels = pd.period_range(m0, pd.Timestamp(end).to_period("M"), freq="M").to_timestamp()
-        months = act["occurred_at"].to_numpy(dtype="datetime64[us]").astype("datetime64[M]").astype("int64")
-        period = months - int(np.datetime64(m0.start_time.to_datetime64(), "M").astype("int64"))
+        m0 = s.to_period("M")
+        labels = pd.period_range(m0, e.to_period("M"), freq="M").to_timestamp()
+        period = (w.occurred_at.year() - m0.year) * 12 + w.occurred_at.month() - m0.month
     else:
         raise ValueError(f"freq must be 'D', 'W' or 'M', got {freq!r}")
-    oc, owner_names = _owner_codes(act, owners)
-    tc, types = _type_codes(act)
-    np_, nt = len(labels), len(types)
-    grid = _bincount2(oc * np_ + np.where(period >= 0, period, -(10**12)), len(owner_names) * np_, tc, nt)
+    agg = _frame(w.group_by(owner=w.owner, period=period, type=w.type).agg(n=w.count()))
+    agg = agg[agg["period"].notna()]
+    np_ = len(labels)
+    key = pd.Index(names).get_indexer(agg["owner"]) * np_ + agg["period"].to_numpy(dtype="int64")
+    key = np.where(pd.Index(names).get_indexer(agg["owner"]) >= 0, key, -1)
+    grid = _grid(agg.assign(key=key), "key", range(len(names) * np_), "type", types)
     idx = pd.MultiIndex.from_product(
-        [pd.Index(owner_names, dtype="str", name="owner"), pd.DatetimeIndex(labels, name="period")]
+        [pd.Index(names, dtype="str", name="owner"), pd.DatetimeIndex(labels, name="period")]
     )
     out = pd.DataFrame(grid.astype("int64"), index=idx, columns=pd.Index(types, dtype="str"))
     out["total"] = out.sum(axis=1)
@@ -235,9 +251,7 @@ def rep_teams(reps: pd.DataFrame | None) -> pd.Series:
     return reps.dropna(subset=["rep_id"]).set_index("rep_id")["team"].astype("str").fillna("(no team)")
 
 
-def rep_volume(
-    activities: pd.DataFrame, as_of, weeks: int = 13, reps: pd.DataFrame | None = None
-) -> pd.DataFrame:
+def rep_volume(activities, as_of, weeks: int = 13, reps: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per rep, over the ``weeks`` 7-day weeks to ``as_of`` (see ``helpers.data.calendar.weeks_window``):
 
     - ``<type>``/``total`` per week = activities of that type in the window ÷ ``weeks``;
@@ -251,18 +265,16 @@ def rep_volume(
     who are not in ``reps``; a rep in ``reps`` who left before the window (or joins after it) is left out,
     so a departed rep does not show 0 a week nor pull the team median down.
     """
-    act = prepare(activities)
+    t = normalized(activities)
     start, end = weeks_window(as_of, weeks)
     pstart, pend = start - pd.Timedelta(days=7 * weeks), start - pd.Timedelta(days=1)
     active = set(active_reps(reps, start, end))
     known = (
         set(reps["rep_id"].dropna().astype("str")) if reps is not None and "rep_id" in reps.columns else set()
     )
-    names = sorted(
-        {o for o in map(str, act["owner"].cat.categories) if o not in known or o in active} | active
-    )
-    cur = activity_counts(act, start, end, "W", owners=names).groupby(level="owner", sort=False).sum()
-    prev = activity_counts(act, pstart, pend, "W", owners=names).groupby(level="owner", sort=False).sum()
+    names = sorted({o for o in owners_of(t) if o not in known or o in active} | active)
+    cur = activity_counts(t, start, end, "W", owners=names).groupby(level="owner", sort=False).sum()
+    prev = activity_counts(t, pstart, pend, "W", owners=names).groupby(level="owner", sort=False).sum()
     types = [t for t in cur.columns if t != "total"]
     out = cur[types + ["total"]] / weeks
     out["outbound"] = cur[[t for t in OUTBOUND_TYPES if t in cur.columns]].sum(axis=1) / weeks
@@ -297,25 +309,27 @@ def weekly_by_team(counts: pd.DataFrame, reps: pd.DataFrame | None) -> pd.DataFr
 # --------------------------------------------------------------------------------------------------
 # 2. outcomes
 # --------------------------------------------------------------------------------------------------
-def _group_codes(act: pd.DataFrame, by: str | None) -> tuple[np.ndarray, list]:
-    """Codes and labels of the ``by`` column (one group "all" when ``by`` is None)."""
+def _sum_by_type(
+    w: ibis.Table, types: list[str], by: str | None, values: dict, groups: list[str] | None = None
+) -> pd.DataFrame:
+    """Σ of each value expression per (``by`` group, type), one group-by on the engine: every group ×
+    known type, plus other types that occur (sorted by group, then type in ``types`` order).
+    Columns: [by], type, one per value."""
+    keys = {"type": w.type} | ({"group": w[by].cast("string")} if by else {})
+
+    def total(v):  # Σ of a per-row value; a constant c sums to c × rows
+        v = v(w)
+        v = (v.ifelse(1, 0) if v.type().is_boolean() else v).cast("float64")  # (PostgreSQL casts no bool)
+        return w.count().cast("float64") * v if isinstance(v, ibis.expr.types.Scalar) else v.sum()
+
+    agg = _frame(w.group_by(**keys).agg(**{k: total(v) for k, v in values.items()}))
     if by is None:
-        return np.zeros(len(act), dtype="int64"), ["all"]
-    col = act[by]
-    if isinstance(col.dtype, pd.CategoricalDtype):
-        return np.asarray(col.array.codes, dtype="int64"), [str(c) for c in col.cat.categories]
-    codes, uniques = pd.factorize(col)
-    return codes.astype("int64"), [str(u) for u in uniques]
-
-
-def _sum_by_type(act: pd.DataFrame, by: str | None, values: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Σ of each value array per (``by`` group, type) with ``bincount``: every group × known type, plus
-    other types that occur. Columns: [by], type, one per value."""
-    tc, types = _type_codes(act)
-    gc, groups = _group_codes(act, by)
-    data = {
-        name: _bincount2(gc, len(groups), tc, len(types), weights=v).ravel() for name, v in values.items()
-    }
+        groups = ["all"]
+    elif groups is None:
+        groups = sorted(agg["group"].dropna().astype("str").unique())
+    if by is None:
+        agg["group"] = "all"
+    data = {k: _grid(agg, "group", groups, "type", types, k).ravel() for k in values}
     out = pd.DataFrame(
         {
             "group": np.repeat(np.array(groups, dtype=object), len(types)),
@@ -345,34 +359,37 @@ def _with_total(per: pd.DataFrame, by: str | None, label: str, cols: list[str]) 
     return out
 
 
-def _codes_of(series: pd.Series) -> np.ndarray:
-    return np.asarray(series.array.codes, dtype="int64")
+def _held(w):
+    return w.outcome.isin(list(HELD_OUTCOMES)).fill_null(False)
 
 
-TYPE_CODE = {t: i for i, t in enumerate(ACTIVITY_TYPES)}
-OUTCOME_CODE = {o: i for i, o in enumerate(OUTCOMES)}
+def _is(col, value):
+    return (col == value).fill_null(False)
 
 
-def meeting_outcomes(activities: pd.DataFrame, start, end, by: str | None = None) -> pd.DataFrame:
+def meeting_outcomes(activities, start, end, by: str | None = None) -> pd.DataFrame:
     """Meetings and demos in ``[start, end]`` per type (and per ``by`` column, e.g. "owner"), plus a
     "meeting+demo" row:
 
     booked (all logged), held (held + positive), no_show, scheduled, positive, other (no/unknown outcome),
     no_show_rate = no_show ÷ (held + no_show) (scheduled excluded), positive_rate = positive ÷ held.
     """
-    act = in_window(prepare(activities), start, end)
-    t, o = _codes_of(act["type"]), _codes_of(act["outcome"])
-    is_mtg = (t == TYPE_CODE["meeting"]) | (t == TYPE_CODE["demo"])
-    held = np.isin(o, [OUTCOME_CODE[x] for x in HELD_OUTCOMES])
+    t = normalized(activities)
+    types = types_of(t)
+    w = in_window(t, start, end)
+
+    def mtg(x):
+        return x.type.isin(list(MEETING_TYPES)).fill_null(False)
+
     vals = {
-        "booked": is_mtg,
-        "held": is_mtg & held,
-        "no_show": is_mtg & (o == OUTCOME_CODE["no_show"]),
-        "scheduled": is_mtg & (o == OUTCOME_CODE["scheduled"]),
-        "positive": is_mtg & (o == OUTCOME_CODE["positive"]),
+        "booked": mtg,
+        "held": lambda x: mtg(x) & _held(x),
+        "no_show": lambda x: mtg(x) & _is(x.outcome, "no_show"),
+        "scheduled": lambda x: mtg(x) & _is(x.outcome, "scheduled"),
+        "positive": lambda x: mtg(x) & _is(x.outcome, "positive"),
     }
     cols = [*vals, "other"]
-    per = _sum_by_type(act, by, vals)
+    per = _sum_by_type(w, types, by, vals, owners_of(t) if by == "owner" else None)
     per = per[per["type"].isin(MEETING_TYPES)].reset_index(drop=True)
     per["other"] = per["booked"] - per["held"] - per["no_show"] - per["scheduled"]
     out = _with_total(per, by, "meeting+demo", cols)
@@ -382,53 +399,62 @@ def meeting_outcomes(activities: pd.DataFrame, start, end, by: str | None = None
     return out
 
 
-def has_time_of_day(activities: pd.DataFrame) -> bool:
+def _has_time(w: ibis.Table) -> bool:
+    n = w.filter(w.occurred_at != w.occurred_at.truncate("D")).count().execute()
+    return bool(n)
+
+
+def has_time_of_day(activities) -> bool:
     """True when ``occurred_at`` carries times (not every value at midnight)."""
-    ts = activities["occurred_at"].dropna()
-    if ts.empty:
-        return False
-    us = ts.to_numpy(dtype="datetime64[us]").astype("int64")
-    return bool((us % 86_400_000_000 != 0).any())
+    return _has_time(normalized(activities))
 
 
-def hit_rates(activities: pd.DataFrame, start, end, by: str = "channel") -> pd.DataFrame:
+def hit_rates(activities, start, end, by: str = "channel") -> pd.DataFrame:
     """Connect / reply rate per channel (call, email, social), optionally per weekday or hour.
 
     attempts = rows whose outcome is the channel's hit or miss (call: connected/no_answer; email,
     social: replied/no_reply); hits = connected/replied; hit_rate = hits ÷ attempts (NaN with no attempts).
     ``by``: "channel" (one row per channel), "weekday" (Mon..Sun, all seven, zero-filled), "hour" (0–23,
     hours with attempts only; stamps at exactly 00:00:00 are taken as date-only and left out; empty when
-    the log has no time of day). Vectorised with ``bincount``.
+    the log has no time of day). One group-by on the engine.
     """
-    act = in_window(prepare(activities), start, end)
+    w = in_window(normalized(activities), start, end)
     channels = list(CONNECTED_OUTCOMES)
-    t, o = _codes_of(act["type"]), _codes_of(act["outcome"])
-    ch = np.full(len(act), -1, dtype="int64")
-    hit = np.zeros(len(act), dtype=bool)
-    for j, c in enumerate(channels):
-        is_c = t == TYPE_CODE[c]
-        h = is_c & (o == OUTCOME_CODE[CONNECTED_OUTCOMES[c]])
-        ch[h | (is_c & (o == OUTCOME_CODE[MISSED_OUTCOMES[c]]))] = j
-        hit |= h
+    hit = ibis.or_(*[_is(w.type, c) & _is(w.outcome, CONNECTED_OUTCOMES[c]) for c in channels])
+    attempt = ibis.or_(
+        *[
+            _is(w.type, c) & w.outcome.isin([CONNECTED_OUTCOMES[c], MISSED_OUTCOMES[c]]).fill_null(False)
+            for c in channels
+        ]
+    )
     if by == "channel":
-        key, labels = np.zeros(len(act), dtype="int64"), ["all"]
+        key, labels = ibis.literal(0), [0]
     elif by == "weekday":
-        key, labels = (_day(act["occurred_at"]) + 3) % 7, list(WEEKDAYS)  # 1970-01-01 was a Thursday
+        key, labels = w.occurred_at.day_of_week.index(), list(range(7))
     elif by == "hour":
-        if not has_time_of_day(act):
+        if not _has_time(w):
             return pd.DataFrame(columns=["channel", "hour", "attempts", "hits", "hit_rate"])
-        us = act["occurred_at"].to_numpy(dtype="datetime64[us]").astype("int64")
-        key, labels = (us // 3_600_000_000) % 24, list(range(24))
-        key = np.where(us % 86_400_000_000 == 0, -1, key)  # date-only stamps carry no hour
+        key = ibis.ifelse(
+            w.occurred_at == w.occurred_at.truncate("D"), ibis.null().cast("int64"), w.occurred_at.hour()
+        )
+        labels = list(range(24))
     else:
         raise ValueError(f"by must be 'channel', 'weekday' or 'hour', got {by!r}")
-    attempts = _bincount2(ch, len(channels), key, len(labels))
-    hits = _bincount2(np.where(hit, ch, -1), len(channels), key, len(labels))
+    agg = _frame(
+        w.mutate(_key=key, _hit=hit.ifelse(1, 0))
+        .filter(attempt)
+        .group_by(channel="type", key="_key")
+        .agg(attempts=lambda x: x.count(), hits=lambda x: x._hit.sum())
+    )
+    agg = agg[agg["key"].notna()]
+    attempts = _grid(agg, "channel", channels, "key", labels, "attempts")
+    hits = _grid(agg, "channel", channels, "key", labels, "hits")
     col = "hour" if by == "hour" else "weekday"
+    names = list(WEEKDAYS) if by == "weekday" else labels
     out = pd.DataFrame(
         {
             "channel": pd.array(np.repeat(channels, len(labels)), dtype="str"),
-            col: np.tile(np.array(labels, dtype=object), len(channels)),
+            col: np.tile(np.array(names, dtype=object), len(channels)),
             "attempts": attempts.ravel().astype("int64"),
             "hits": hits.ravel().astype("int64"),
         }
@@ -446,12 +472,17 @@ def hit_rates(activities: pd.DataFrame, start, end, by: str = "channel") -> pd.D
 # --------------------------------------------------------------------------------------------------
 # 3. yield
 # --------------------------------------------------------------------------------------------------
-def opportunity_share(activities: pd.DataFrame, start, end, by: str | None = None) -> pd.DataFrame:
+def opportunity_share(activities, start, end, by: str | None = None) -> pd.DataFrame:
     """Share of activities tied to an opportunity, per type (and per ``by``), plus an "all" row:
     share_tied = activities with an ``opportunity_id`` ÷ all activities."""
-    act = in_window(prepare(activities), start, end)
+    t = normalized(activities)
+    w = in_window(t, start, end)
     per = _sum_by_type(
-        act, by, {"activities": np.ones(len(act)), "tied": _codes_of(act["opportunity_id"]) >= 0}
+        w,
+        types_of(t),
+        by,
+        {"activities": lambda x: ibis.literal(1), "tied": lambda x: x.opportunity_id.notnull()},
+        owners_of(t) if by == "owner" else None,
     )
     out = _with_total(per, by, "all", ["activities", "tied"])
     out[["activities", "tied"]] = out[["activities", "tied"]].astype("int64")
@@ -475,16 +506,21 @@ def _created_in(opps: pd.DataFrame, start, end) -> pd.DataFrame:
     return opps[(d >= pd.Timestamp(start)) & (d <= pd.Timestamp(end))]
 
 
-def activity_yield(activities: pd.DataFrame, opportunities: pd.DataFrame, start, end) -> pd.DataFrame:
+def activity_yield(activities, opportunities: pd.DataFrame, start, end, owners=None) -> pd.DataFrame:
     """Per rep and for the company ("All reps") over ``[start, end]``, ratios of totals:
 
     activities_per_opp_created = activities logged ÷ opportunities created (created_date in window);
     activities_per_won_deal = activities logged ÷ deals won (closed won with close_date in window).
     Every activity counts, tied to a deal or not (prospecting that produced nothing is part of the cost).
+    ``owners``: the activities of these owners only (the deals are ``opportunities`` as given).
     """
-    act = in_window(prepare(activities), start, end)
-    n_act = act["owner"].value_counts()
+    t = normalized(activities)
+    w = in_window(t, start, end, owners)
+    n_act = _frame(w.group_by("owner").agg(n=w.count())).set_index("owner")["n"]
     n_act.index = n_act.index.astype("str")
+    # every owner of the log (0 without activity in the window), as the report has always listed them
+    logged = owners_of(t) if owners is None else sorted(set(owners_of(t)) & {str(o) for o in owners})
+    n_act = n_act.reindex(n_act.index.union(pd.Index(logged, dtype="str")), fill_value=0)
     n_created = _created_in(opportunities, start, end)["owner"].astype("str").value_counts()
     n_won = _won_in(opportunities, start, end)["owner"].astype("str").value_counts()
     out = pd.DataFrame({"activities": n_act, "opps_created": n_created, "deals_won": n_won}).fillna(0)
@@ -496,45 +532,43 @@ def activity_yield(activities: pd.DataFrame, opportunities: pd.DataFrame, start,
     return out.reset_index()
 
 
-def _tied_before_close(act: pd.DataFrame, closed: pd.DataFrame) -> np.ndarray:
-    """For each activity: position of its deal in ``closed`` when tied to it and on/before its close day,
-    else -1 (vectorised through the categorical codes of ``opportunity_id``: each category looked up once
-    in ``closed``, one Arrow ``index_in`` when both are text)."""
-    cats = act["opportunity_id"].cat.categories
-    ids = closed["opportunity_id"].astype("str")
-    if isinstance(cats.array, pd.arrays.ArrowStringArray) and ids.is_unique:
-        from helpers.metrics.pipeline import positions
-
-        remap = positions(pd.Series(cats.array), ids)
-    else:
-        remap = pd.Index(ids).get_indexer(cats.astype("str"))
-    codes = _codes_of(act["opportunity_id"])
-    pos = remap[codes] if len(remap) else np.full(len(codes), -1, dtype=np.int64)
-    pos[codes < 0] = -1
-    tied = np.flatnonzero(pos >= 0)
-    close_day = _day(closed["close_date"]) if len(closed) else np.array([], dtype="int64")
-    occurred = act["occurred_at"].to_numpy(dtype="datetime64[us]")[tied]
-    late = occurred.astype("datetime64[D]").astype("int64") > close_day[pos[tied]]
-    pos[tied[late]] = -1
-    return pos
+def _tied_before_close(t: ibis.Table, closed: pd.DataFrame) -> ibis.Table:
+    """The activities tied to a deal of ``closed`` on or before its close day (an activity without a
+    time stamp counts), with ``_pos``: the deal's position in ``closed``. ``closed`` goes to the engine as
+    two columns (id, close date); the log stays where it is."""
+    deals = keyed(
+        t,
+        pd.DataFrame(
+            {
+                "_deal": closed["opportunity_id"].astype("str").to_numpy(),
+                "_pos": np.arange(len(closed), dtype="int64"),
+                "_close": pd.to_datetime(closed["close_date"]).dt.normalize().to_numpy(),
+            }
+        ),
+    )
+    j = t.inner_join(deals, t.opportunity_id == deals._deal)
+    return j.filter(
+        j.occurred_at.isnull() | (j.occurred_at < j._close.cast("timestamp") + ibis.interval(days=1))
+    )
 
 
-def deal_activity(activities: pd.DataFrame, opportunities: pd.DataFrame, start, end) -> pd.DataFrame:
+def deal_activity(activities, opportunities: pd.DataFrame, start, end) -> pd.DataFrame:
     """One row per deal closed in ``[start, end]`` with the count of its tied activities by type that
     happened on or before its close date (``total``; zero for deals with no activity logged), and the
     deal's owner, is_won, amount and (when present) segment."""
-    act = prepare(activities)
+    t = normalized(activities)
+    types = types_of(t)
     closed = _closed_in(opportunities, start, end).reset_index(drop=True)
     keep = ["opportunity_id", "owner", "is_won", "amount"] + (
         ["segment"] if "segment" in closed.columns else []
     )
     out = closed[keep].copy()
     out["is_won"] = out["is_won"].fillna(False).astype(bool)
-    pos = _tied_before_close(act, closed)
-    tc, types = _type_codes(act)
-    grid = _bincount2(pos, len(closed), tc, len(types))
-    for j, t in enumerate(types):
-        out[t] = grid[:, j].astype("int64")
+    tied = _tied_before_close(t, closed)
+    agg = _frame(tied.group_by("_pos", "type").agg(n=tied.count()))
+    grid = _grid(agg, "_pos", range(len(closed)), "type", types)
+    for j, typ in enumerate(types):
+        out[typ] = grid[:, j].astype("int64")
     out["total"] = grid.sum(axis=1).astype("int64")
     return out
 
@@ -593,77 +627,59 @@ def win_association(deals: pd.DataFrame, by: str | None = None, min_deals: int =
     return out
 
 
-def winning_sequences(
-    activities: pd.DataFrame, opportunities: pd.DataFrame, start, end, steps: int = 3
-) -> pd.DataFrame:
+def winning_sequences(activities, opportunities: pd.DataFrame, start, end, steps: int = 3) -> pd.DataFrame:
     """The opening sequence of activity types on each deal closed in ``[start, end]`` (tied activities on or
-    before close, in time order, repeats of the same type in a row collapsed, first ``steps`` kept, e.g.
-    "call → meeting → demo"), with deals, won, win_rate = won ÷ deals and share_of_wins = won ÷ all won.
-    Deals with no activity logged form the sequence "(no activity logged)". Association, not cause."""
-    act = prepare(activities)
+    before close, in time order — ties in time by activity id —, repeats of the same type in a row
+    collapsed, first ``steps`` kept, e.g. "call → meeting → demo"), with deals, won, win_rate = won ÷
+    deals and share_of_wins = won ÷ all won. Deals with no activity logged form the sequence
+    "(no activity logged)". Association, not cause. The steps are found on the engine (window
+    functions); only (deal, step, type) for the first ``steps`` come back."""
+    t = normalized(activities)
     closed = _closed_in(opportunities, start, end).reset_index(drop=True)
-    pos = _tied_before_close(act, closed)
-    ok = np.flatnonzero(pos >= 0)
-    deal, typ = pos[ok], _codes_of(act["type"])[ok]
-    occurred = act["occurred_at"].to_numpy(dtype="datetime64[us]")[ok]
-    at = np.where(np.isnat(occurred), np.iinfo(np.int64).max, occurred.astype("int64"))  # NaT sorts last
-    order = np.lexsort((at, deal))  # by deal, then time; ties keep log order
-    deal, typ = deal[order], typ[order]
-    # repeats of the same type in a row collapsed, then the first ``steps`` of each deal
-    new = np.ones(len(deal), dtype=bool)
-    new[1:] = (deal[1:] != deal[:-1]) | (typ[1:] != typ[:-1])
-    deal, typ = deal[new], typ[new]
-    first = np.ones(len(deal), dtype=bool)
-    first[1:] = deal[1:] != deal[:-1]
-    starts = np.flatnonzero(first)
-    step = np.arange(len(deal)) - np.repeat(starts, np.diff(np.append(starts, len(deal))))
-    keep = step < steps
-    deal, typ, step = deal[keep], typ[keep], step[keep]
-    # each deal's opening sequence as a row of (type code + 2) per step, 0 = no such step
-    width = int(step.max()) + 1 if len(step) else 0
-    grid = np.zeros((len(closed), width), dtype=np.int64)
-    grid[deal, step] = typ + 2
-    base = len(act["type"].cat.categories) + 2
-    if not (width and len(closed)):
-        uniq, inv = np.zeros((min(len(closed), 1), 0), dtype=np.int64), np.zeros(len(closed), dtype=np.int64)
-    elif base**width < 2**62:  # each row as one integer (mixed radix), distinct rows by a 1-D unique
-        _, first_row, inv = np.unique(
-            grid @ (base ** np.arange(width, dtype=np.int64)), return_index=True, return_inverse=True
-        )
-        uniq = grid[first_row]
-    else:
-        uniq, inv = np.unique(grid, axis=0, return_inverse=True)
-    inv = inv.reshape(-1)
-    names = np.array(list(act["type"].cat.categories), dtype=object)
-    labels = [_sequence_label(row, names) for row in uniq]
-    won = closed["is_won"].fillna(False).astype(bool).to_numpy()
-    per_key = pd.DataFrame(
-        {
-            "sequence": np.array(labels, dtype=object),  # inferred as str (object when empty), as before
-            "deals": np.bincount(inv, minlength=len(uniq)).astype("int64"),
-            "won": np.bincount(inv, weights=won, minlength=len(uniq)).astype("int64"),
-        }
+    tied = _tied_before_close(t, closed)
+    order = [tied.occurred_at.isnull(), tied.occurred_at] + (
+        [tied.activity_id] if "activity_id" in tied.columns else []
     )
-    # (two codes can name the same type: a missing type reads as the last category, as it always has)
-    out = per_key.groupby("sequence").sum().reset_index()
+    prev = tied.type.lag().over(group_by=tied._pos, order_by=order)
+    starts = tied.mutate(_new=prev.isnull() | (prev != tied.type))
+    starts = starts.filter(starts._new)
+    o2 = [starts.occurred_at.isnull(), starts.occurred_at] + (
+        [starts.activity_id] if "activity_id" in starts.columns else []
+    )
+    ranked = starts.mutate(_step=ibis.row_number().over(group_by=starts._pos, order_by=o2))
+    first = _frame(ranked.filter(ranked._step < steps).select("_pos", "_step", "type"))  # _step from 0
+    labels = pd.Series("(no activity logged)", index=range(len(closed)), dtype=object)
+    if len(first):
+        first = first.sort_values(["_pos", "_step"])
+        seqs = first.groupby("_pos", sort=True)["type"].agg(lambda s: " → ".join(map(str, s)))
+        labels.loc[seqs.index.astype("int64")] = seqs.to_numpy()
+    won = closed["is_won"].fillna(False).astype(bool).to_numpy()
+    per = pd.DataFrame({"sequence": labels.to_numpy(), "deals": 1, "won": won.astype("int64")})
+    out = per.groupby("sequence").sum().reset_index() if len(per) else per
+    out = out.astype({"sequence": "str", "deals": "int64", "won": "int64"})
     out["win_rate"] = out["won"] / out["deals"]
     total_won = out["won"].sum()
     out["share_of_wins"] = out["won"] / total_won if total_won else np.nan
     return out.sort_values(["won", "deals"], ascending=False, ignore_index=True)
 
 
-def _sequence_label(row: np.ndarray, names: np.ndarray) -> str:
-    """The text of an opening sequence from ``winning_sequences`` ("call → meeting → demo"); ``row``: type
-    code + 2 per step (a missing type, code -1, reads as the last category), 0 after the last step."""
-    parts = [str(names[c - 2]) for c in row if c]
-    return " → ".join(parts) if parts else "(no activity logged)"
-
-
 # --------------------------------------------------------------------------------------------------
 # 4. benchmarks: the reverse funnel
 # --------------------------------------------------------------------------------------------------
+def _held_counts(w: ibis.Table) -> pd.DataFrame:
+    """Per owner: calls, meetings held, demos held (held = held or positive) in ``w``."""
+    held = _held(w)
+    return _frame(
+        w.group_by("owner").agg(
+            calls=_is(w.type, "call").ifelse(1, 0).sum(),
+            meetings=(_is(w.type, "meeting") & held).ifelse(1, 0).sum(),
+            demos=(_is(w.type, "demo") & held).ifelse(1, 0).sum(),
+        )
+    ).set_index("owner")
+
+
 def funnel_rates(
-    activities: pd.DataFrame, opportunities: pd.DataFrame, start, end, owners: list[str] | None = None
+    activities, opportunities: pd.DataFrame, start, end, owners: list[str] | None = None
 ) -> pd.Series:
     """Measured conversion over ``[start, end]`` (for ``owners`` when given, else everyone):
 
@@ -673,18 +689,14 @@ def funnel_rates(
     demos_per_opp = demos held ÷ opportunities created (held = held or positive);
     calls_per_meeting = calls ÷ meetings held; meetings_per_demo = meetings held ÷ demos held.
     """
-    act = in_window(prepare(activities), start, end)
+    w = in_window(normalized(activities), start, end, owners)
     opp = opportunities
     if owners is not None:
-        act = act[act["owner"].isin(owners)]
         opp = opp[opp["owner"].astype("str").isin(owners)]
     tot = R.totals(_closed_in(opp, start, end))
     created = _created_in(opp, start, end)
-    t, o = _codes_of(act["type"]), _codes_of(act["outcome"])
-    held = np.isin(o, [OUTCOME_CODE[x] for x in HELD_OUTCOMES])
-    calls = int((t == TYPE_CODE["call"]).sum())
-    meetings = int(((t == TYPE_CODE["meeting"]) & held).sum())
-    demos = int(((t == TYPE_CODE["demo"]) & held).sum())
+    counts = _held_counts(w).sum()
+    calls, meetings, demos = (int(counts.get(k, 0)) for k in ("calls", "meetings", "demos"))
     n_created, n_won, n_closed = len(created), tot["won"], tot["closed"]
 
     def ratio(a, b):
@@ -767,26 +779,14 @@ def benchmark_needs(
     return rf[["monthly_quota", "deals", "opportunities", "calls", "meetings", "demos"]], rates
 
 
-def actual_activity(activities: pd.DataFrame, start, end, months: float) -> pd.DataFrame:
-    """Per rep per month over ``[start, end]``: calls, meetings held, demos held (held = held or positive)
-    ÷ ``months``."""
-    act = in_window(prepare(activities), start, end)
-    oc, owners = _owner_codes(act)
-    tc, types = _type_codes(act)
-    held = np.isin(_codes_of(act["outcome"]), [OUTCOME_CODE[x] for x in HELD_OUTCOMES])
-    counts = _bincount2(oc, len(owners), tc, len(types))
-    held_counts = _bincount2(np.where(held, oc, -1), len(owners), tc, len(types))
-    return (
-        pd.DataFrame(
-            {
-                "calls": counts[:, TYPE_CODE["call"]],
-                "meetings": held_counts[:, TYPE_CODE["meeting"]],
-                "demos": held_counts[:, TYPE_CODE["demo"]],
-            },
-            index=pd.Index(owners, dtype="str", name="rep"),
-        )
-        / months
-    )
+def actual_activity(activities, start, end, months: float) -> pd.DataFrame:
+    """Per owner of the log (sorted): calls, meetings held, demos held (held = held or positive) in
+    ``[start, end]`` per month (÷ ``months``)."""
+    t = normalized(activities)
+    out = _held_counts(in_window(t, start, end))
+    out = out[["calls", "meetings", "demos"]].reindex(owners_of(t), fill_value=0)
+    out.index = pd.Index(out.index.astype("str"), dtype="str", name="rep")
+    return out.astype("int64") / months
 
 
 def benchmark_gap(needed: pd.DataFrame, actual: pd.DataFrame) -> pd.DataFrame:
@@ -806,18 +806,24 @@ def benchmark_gap(needed: pd.DataFrame, actual: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------
 # 5. time and completeness
 # --------------------------------------------------------------------------------------------------
-def time_by_type(activities: pd.DataFrame, start, end, weeks: float, by: str | None = None) -> pd.DataFrame:
+def time_by_type(activities, start, end, weeks: float, by: str | None = None) -> pd.DataFrame:
     """Logged time per type (and per ``by``): hours = Σ duration_minutes ÷ 60, hours_per_week = hours ÷ weeks,
     logged_share = activities with a duration ÷ all activities of the type, avg_minutes = minutes ÷ logged."""
-    act = in_window(prepare(activities), start, end)
-    dur = (
-        act["duration_minutes"].to_numpy(dtype="float64", na_value=np.nan)
-        if "duration_minutes" in act.columns
-        else np.full(len(act), np.nan)
-    )
-    logged = ~np.isnan(dur)
+    t = normalized(activities)
+    w = in_window(t, start, end)
+    has = "duration_minutes" in w.columns
     out = _sum_by_type(
-        act, by, {"activities": np.ones(len(act)), "logged": logged, "minutes": np.where(logged, dur, 0.0)}
+        w,
+        types_of(t),
+        by,
+        {
+            "activities": lambda x: ibis.literal(1),
+            "logged": (lambda x: x.duration_minutes.notnull()) if has else (lambda x: ibis.literal(0)),
+            "minutes": (lambda x: x.duration_minutes.fill_null(0.0))
+            if has
+            else (lambda x: ibis.literal(0.0)),
+        },
+        owners_of(t) if by == "owner" else None,
     )
     out[["activities", "logged"]] = out[["activities", "logged"]].astype("int64")
     out["hours"] = out["minutes"] / 60
@@ -825,6 +831,12 @@ def time_by_type(activities: pd.DataFrame, start, end, weeks: float, by: str | N
     out["logged_share"] = out["logged"] / out["activities"].where(out["activities"] > 0)
     out["avg_minutes"] = out["minutes"] / out["logged"].where(out["logged"] > 0)
     return out
+
+
+def has_durations(activities) -> bool:
+    """True when the log has a ``duration_minutes`` column with at least one value."""
+    t = table(activities)
+    return "duration_minutes" in t.columns and bool(t.duration_minutes.notnull().sum().execute())
 
 
 def logging_completeness(

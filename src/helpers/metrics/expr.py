@@ -33,6 +33,48 @@ NOT_SET = "(not set)"
 # --------------------------------------------------------------------------------------------------
 # building blocks
 # --------------------------------------------------------------------------------------------------
+def as_table(data, timestamps=()) -> ibis.Table:
+    """``data`` as an Ibis table: an engine's table (``helpers.data.engine``) as it is, so what is built on
+    it runs where the data lives; a pandas frame (tests, a small table in a notebook) as an in-memory
+    table, run by Ibis' default DuckDB — its text columns as text, its ``timestamps`` columns parsed."""
+    if isinstance(data, ibis.Table):
+        return data
+    df = data.reset_index(drop=True)
+    for c in timestamps:
+        if c in df.columns and not pd.api.types.is_datetime64_any_dtype(df[c]):
+            df[c] = pd.to_datetime(df[c])
+    for c in df.columns:
+        if df[c].dtype == object or isinstance(df[c].dtype, pd.CategoricalDtype):
+            df[c] = df[c].astype("str").where(df[c].notna(), None)
+    return ibis.memtable(df)
+
+
+def keyed(t: ibis.Table, frame: pd.DataFrame) -> ibis.Table:
+    """A small pandas frame (deal ids and their close dates, say) as a table on ``t``'s engine, to join
+    with ``t`` there: an in-memory table on DuckDB and Spark; on PostgreSQL, whose connection is
+    read-only (no temporary table), one row per element of literal arrays (``unnest``) over a one-row
+    relation. Columns: text, integers (no missing values), timestamps, floats."""
+    if getattr(ibis.get_backend(t), "name", "") != "postgres":
+        return ibis.memtable(frame.reset_index(drop=True))
+    one = t.select(_one=ibis.literal(1)).limit(1)
+    cols = {}
+    for c in frame.columns:
+        s = frame[c]
+        if pd.api.types.is_datetime64_any_dtype(s):
+            values, typ = (
+                [None if pd.isna(x) else pd.Timestamp(x).to_pydatetime() for x in s],
+                "array<timestamp>",
+            )
+        elif pd.api.types.is_integer_dtype(s):
+            values, typ = [int(x) for x in s], "array<int64>"
+        elif pd.api.types.is_numeric_dtype(s):
+            values, typ = [None if pd.isna(x) else float(x) for x in s], "array<float64>"
+        else:
+            values, typ = [None if pd.isna(x) else str(x) for x in s], "array<string>"
+        cols[c] = ibis.literal(values, type=typ).unnest()
+    return one.select(**cols)
+
+
 def day(value):
     """A date literal (``value``: anything ``pd.Timestamp`` reads)."""
     return ibis.literal(pd.Timestamp(value).date(), type="date")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import ibis
 import numpy as np
 import pandas as pd
 
@@ -29,6 +30,7 @@ from helpers.data.calendar import (
     week_starts,
 )
 from helpers.metrics import rates
+from helpers.metrics.expr import as_table, keyed
 from helpers.metrics.registry import Fig
 
 DAY = pd.Timedelta(days=1)
@@ -606,16 +608,26 @@ def last_activity(opps: pd.DataFrame, activities: pd.DataFrame | None = None) ->
         if "last_activity_date" in opps.columns
         else pd.Series(pd.NaT, index=opps.index, dtype="datetime64[us]")
     )
-    if activities is not None and "opportunity_id" in activities.columns and len(activities):
-        # rows with an id; only the deals' own when there are any (the others' maxima are never looked
-        # up); the two columns read, not a copy of the whole log
-        present = activities["opportunity_id"].notna()
-        mine = present & isin(activities["opportunity_id"], opps["opportunity_id"].unique())
-        act = activities.loc[mine if mine.any() else present, ["opportunity_id", "occurred_at"]]
-        last = act.groupby("opportunity_id")["occurred_at"].max().dt.normalize()
-        other = opps["opportunity_id"].map(last)
-        out = pd.concat([out, other], axis=1).max(axis=1)
+    if activities is not None:
+        last = last_activity_days(activities, opps["opportunity_id"])
+        if last is not None:
+            other = opps["opportunity_id"].map(last)
+            out = pd.concat([out, other], axis=1).max(axis=1)
     return out
+
+
+def last_activity_days(activities, ids: pd.Series) -> pd.Series | None:
+    """Deal id → day of its last tied activity, for the deals ``ids``, found on the engine
+    (``activities``: an Ibis table or a frame; the ids go there as one column); None without the
+    columns it needs."""
+    t = as_table(activities, timestamps=("occurred_at",))
+    if not {"opportunity_id", "occurred_at"} <= set(t.columns):
+        return None
+    deals = keyed(t, pd.DataFrame({"_deal": pd.Series(ids.dropna().unique()).astype("str")}))
+    j = t.inner_join(deals, t.opportunity_id.cast("string") == deals._deal)
+    got = j.group_by(opportunity_id="_deal").agg(last=j.occurred_at.max()).execute()
+    last = pd.to_datetime(got["last"]).astype("datetime64[us]").dt.normalize()
+    return pd.Series(last.to_numpy(), index=got["opportunity_id"].astype("str").to_numpy())
 
 
 def deal_list(opps: pd.DataFrame, as_of, activities: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -787,39 +799,57 @@ def sales_velocity(opps: pd.DataFrame, as_of, months: int = 12) -> dict:
     }
 
 
-def lead_funnel(
-    leads: pd.DataFrame, opps: pd.DataFrame, start, end, by: str | None = "source"
-) -> pd.DataFrame:
+def lead_funnel(leads, opps: pd.DataFrame, start, end, by: str | None = "source") -> pd.DataFrame:
     """Leads created in ``[start, end]`` (a cohort), per ``by``:
 
     - MQL→SQL = leads with both an MQL and an SQL date ÷ leads with an MQL date
     - SQL→won = SQL leads whose opportunity is won ÷ SQL leads (deals still open count as not won yet;
-      ``sql_open`` shows how many)"""
-    start, end = pd.Timestamp(start), pd.Timestamp(end)
-    lead = leads[(leads["created_date"] >= start) & (leads["created_date"] <= end)].copy()
-    won_ids = set(opps.loc[is_won(opps), "opportunity_id"])
-    open_ids = set(opps.loc[is_open(opps), "opportunity_id"])
-    lead["is_mql"] = lead["mql_date"].notna() if "mql_date" in lead.columns else False
-    lead["is_sql"] = lead["sql_date"].notna() if "sql_date" in lead.columns else False
-    opp_id = (
-        lead["opportunity_id"] if "opportunity_id" in lead.columns else pd.Series(np.nan, index=lead.index)
+      ``sql_open`` shows how many)
+
+    ``leads``: an engine table or a frame (``expr.as_table``): the counts are one group-by there, with
+    the won and open deals of ``opps`` (a frame: the deals as the report sees them) sent as two columns."""
+    t = as_table(leads)
+    lo, hi = pd.Timestamp(start), pd.Timestamp(end)
+    lead = t.filter(
+        t.created_date >= ibis.literal(lo.date(), type="date"),
+        t.created_date <= ibis.literal(hi.date(), type="date"),
     )
-    lead["mql_sql"] = lead["is_mql"] & lead["is_sql"]
-    lead["sql_won"] = lead["is_sql"] & isin(opp_id, won_ids)
-    lead["sql_open"] = lead["is_sql"] & isin(opp_id, open_ids)
-    key = (
-        lead[by].fillna("(none)").astype("str")
-        if by and by in lead.columns
-        else pd.Series("All", index=lead.index, dtype="str")
+    status = pd.concat(
+        [
+            pd.DataFrame({"_deal": opps.loc[is_won(opps), "opportunity_id"], "_won": 1, "_open": 0}),
+            pd.DataFrame({"_deal": opps.loc[is_open(opps), "opportunity_id"], "_won": 0, "_open": 1}),
+        ]
     )
-    g = lead.groupby(key.rename(by or "group")).agg(
-        leads=("lead_id", "count"),
-        mql=("is_mql", "sum"),
-        sql=("is_sql", "sum"),
-        mql_to_sql_n=("mql_sql", "sum"),
-        sql_won=("sql_won", "sum"),
-        sql_open=("sql_open", "sum"),
+    status = status.dropna(subset=["_deal"]).astype({"_deal": "str", "_won": "int64", "_open": "int64"})
+    status = status.groupby("_deal", as_index=False).max()  # (an id both won and open counts as both)
+    is_mql = lead.mql_date.notnull() if "mql_date" in lead.columns else ibis.literal(False)
+    is_sql = lead.sql_date.notnull() if "sql_date" in lead.columns else ibis.literal(False)
+    if "opportunity_id" in lead.columns and len(status):
+        k = keyed(lead, status)
+        lead = lead.left_join(k, lead.opportunity_id.cast("string") == k._deal)
+        won, open_ = lead._won.fill_null(0) == 1, lead._open.fill_null(0) == 1
+    else:
+        won = open_ = ibis.literal(False)
+    key = lead[by].cast("string").fill_null("(none)") if by and by in lead.columns else ibis.literal("All")
+    name = by or "group"
+
+    def n(b):
+        return b.ifelse(1, 0).sum() if not isinstance(b, ibis.expr.types.Scalar) else lead.count() * 0
+
+    g = (
+        lead.group_by(**{name: key})
+        .agg(
+            leads=lead.count(),
+            mql=n(is_mql),
+            sql=n(is_sql),
+            mql_to_sql_n=n(is_mql & is_sql),
+            sql_won=n(is_sql & won),
+            sql_open=n(is_sql & open_),
+        )
+        .execute()
     )
+    cols = ["leads", "mql", "sql", "mql_to_sql_n", "sql_won", "sql_open"]
+    g = g.astype({name: "str"}).set_index(name).sort_index()[cols].fillna(0).astype("int64")
     total = g.sum().to_frame("All").T
     total.index.name = g.index.name
     g = pd.concat([g, total]) if len(g) > 1 else g
@@ -835,7 +865,14 @@ class Scoped:
     """The tables of a dataset limited to a scope (company, a team's reps, one rep)."""
 
     def __init__(
-        self, ds, scope: str = "company", who: str = "", quotas: pd.DataFrame | None = None, as_of=None
+        self,
+        ds,
+        scope: str = "company",
+        who: str = "",
+        quotas: pd.DataFrame | None = None,
+        as_of=None,
+        activities=None,
+        leads=None,
     ):
         from helpers.metrics.movement import rewind
 
@@ -847,7 +884,13 @@ class Scoped:
         self.history = (
             hist[isin(hist["opportunity_id"], self.opps["opportunity_id"])] if hist is not None else None
         )
-        self.activities = in_scope(ds.tables.get("activities"), self.owners)
+        # the activity log: an engine table (``activities``; a loaded frame when not given), scoped there
+        log = activities if activities is not None else ds.tables.get("activities")
+        if log is not None:
+            log = as_table(log, timestamps=("occurred_at",))
+            if self.owners is not None:
+                log = log.filter(log.owner.cast("string").isin([str(o) for o in self.owners]))
+        self.activities = log
         # a report dated before the export sees the deals as they stood then (``movement.rewind``)
         self.rewound = as_of is not None and pd.Timestamp(as_of) < ds.as_of
         if self.rewound:
@@ -856,15 +899,22 @@ class Scoped:
                 self.history = self.history[self.history["changed_at"] < cut]
             self.opps = rewind(self.opps, self.history, ds.config, as_of)
             if self.activities is not None:
-                self.activities = self.activities[self.activities["occurred_at"] < cut]
-        leads = ds.tables.get("leads")
-        if leads is not None and self.owners is not None:
-            leads = (
-                leads[isin(leads["opportunity_id"], self.opps["opportunity_id"])]
-                if "opportunity_id" in leads.columns
-                else None
-            )
-        self.leads = leads
+                self.activities = self.activities.filter(
+                    self.activities.occurred_at < ibis.literal(cut.to_pydatetime(), type="timestamp")
+                )
+        # the leads: an engine table (``leads``; the loaded frame when not given), scoped there to the
+        # scope's deals
+        lt = leads if leads is not None else ds.tables.get("leads")
+        if lt is not None and self.owners is not None:
+            lt = as_table(lt)
+            if "opportunity_id" in lt.columns:
+                k = keyed(
+                    lt, pd.DataFrame({"_deal": self.opps["opportunity_id"].dropna().astype("str").unique()})
+                )
+                lt = lt.semi_join(k, lt.opportunity_id.cast("string") == k._deal)
+            else:
+                lt = None
+        self.leads = lt
         q = quotas if quotas is not None else ds.tables.get("quotas")
         self.quotas = in_scope(q, self.owners, "rep_id")
         self.quota_source = (

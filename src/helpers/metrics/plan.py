@@ -377,9 +377,19 @@ def funnel_table(res: PlanResult, rates: Q.FunnelRates) -> pd.DataFrame:
 
 
 def sdr_plan(
-    ds, data: PlanData, growth_rate: float, target_share: float = 0.75, n_draws: int = 2000, seed: int = 0
+    ds,
+    data: PlanData,
+    growth_rate: float,
+    target_share: float = 0.75,
+    n_draws: int = 2000,
+    seed: int = 0,
+    activities=None,
+    leads=None,
+    opps=None,
 ) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
-    """Non-revenue quotas for the plan year's SDRs, per metric (meetings booked, opportunities created)."""
+    """Non-revenue quotas for the plan year's SDRs, per metric (meetings booked, opportunities created).
+    ``activities``, ``leads``, ``opps``: the tables where they live (engine tables; default the loaded
+    tables) for the monthly counts, which are made there."""
     reps = ds.tables.get("reps")
     if reps is None:
         return {}
@@ -393,7 +403,9 @@ def sdr_plan(
     sdrs = ros.loc[~ros["revenue"]].reset_index(drop=True)
     if not len(sdrs):
         return {}
-    events = Q.sdr_events(ds.tables.get("activities"), ds.tables.get("leads"), ds.tables["opportunities"])
+    log = activities if activities is not None else ds.tables.get("activities")
+    lt = leads if leads is not None else ds.tables.get("leads")
+    events = Q.sdr_events(log, lt, opps if opps is not None else ds.tables["opportunities"])
     return {
         metric: Q.sdr_quota_plan(
             ev,

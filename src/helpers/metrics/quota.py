@@ -18,12 +18,14 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import ibis
 import numpy as np
 import pandas as pd
 
 from helpers.data import escape
 from helpers.data.calendar import FiscalCalendar, trailing_window
 from helpers.metrics import rates as R
+from helpers.metrics.expr import as_table
 
 DEFAULT_RAMP = (0.25, 0.50, 0.75)
 NON_REVENUE_ROLES = {"sdr", "bdr", "sdr/bdr"}
@@ -699,27 +701,27 @@ def seller_ids(reps: pd.DataFrame | None, opps: pd.DataFrame) -> list[str]:
     return [str(x) for x in opps["owner"].dropna().astype("str").unique()]
 
 
-def _day_between(ts: pd.Series, start: pd.Timestamp, end: pd.Timestamp) -> np.ndarray:
-    """``start <= ts.dt.normalize() <= end`` as a bool array (NaT: False). For a tz-naive column, as
-    ``ceil_day(start) <= ts < floor_day(end) + 1 day`` on the datetime64 values (no per-row rounding)."""
-    if ts.dtype.kind == "M":
-        v = ts.to_numpy()
-        lo, hi = start.ceil("D"), end.floor("D") + pd.Timedelta(days=1)
-        return (v >= lo.to_datetime64()) & (v < hi.to_datetime64())
-    day = ts.dt.normalize()
-    return ((day >= start) & (day <= end)).to_numpy(dtype=bool)
-
-
-def _elementwise(col: pd.Series, rows: np.ndarray, test) -> np.ndarray:
-    """``test(col.iloc[rows])`` as a bool array, for an elementwise ``test`` (value in → bool out). On a
-    categorical column it runs once per category (and once for a missing value), then is looked up by code:
-    the same answers without a string operation per row."""
-    if isinstance(col.dtype, pd.CategoricalDtype):
-        n = len(col.cat.categories)
-        each = pd.Series(pd.Categorical.from_codes(np.arange(-1, n), dtype=col.dtype))
-        per_code = np.asarray(test(each), dtype=bool)  # position 0: the missing value
-        return per_code[np.asarray(col.array.codes, dtype=np.int64)[rows] + 1]
-    return np.asarray(test(col.iloc[rows]), dtype=bool)
+def ae_activity(activities, start, end, sellers: list[str]) -> tuple[int, int]:
+    """(meetings held, calls) logged by ``sellers`` with ``start <= day(occurred_at) <= end``, counted on
+    the engine (``activities``: an Ibis table or a frame, ``helpers.metrics.expr.as_table``): a meeting
+    is a meeting or demo (type lower-cased) whose outcome is not no_show/scheduled (none counts as
+    held); a call is type "call"."""
+    t = as_table(activities, timestamps=("occurred_at",))
+    if not {"owner", "type", "occurred_at"} <= set(t.columns):
+        return 0, 0
+    lo, hi = pd.Timestamp(start).ceil("D"), pd.Timestamp(end).floor("D") + pd.Timedelta(days=1)
+    t = t.filter(
+        t.occurred_at >= ibis.literal(lo.to_pydatetime(), type="timestamp"),
+        t.occurred_at < ibis.literal(hi.to_pydatetime(), type="timestamp"),
+        t.owner.cast("string").isin([str(x) for x in sellers]),
+    )
+    typ = t.type.cast("string").lower()
+    held = ~t.outcome.isin(list(NOT_HELD)).fill_null(False) if "outcome" in t.columns else ibis.literal(True)
+    got = t.aggregate(
+        meetings=(typ.isin(list(MEETING_TYPES)).fill_null(False) & held).ifelse(1, 0).sum(),
+        calls=(typ == "call").fill_null(False).ifelse(1, 0).sum(),
+    ).execute()
+    return int(got["meetings"].fillna(0).iloc[0]), int(got["calls"].fillna(0).iloc[0])
 
 
 def funnel_rates(
@@ -758,21 +760,9 @@ def funnel_rates(
         else (BENCHMARKS["win_rate"], "benchmark")
     )
     meetings = calls = 0
-    if activities is not None and len(activities):
+    if activities is not None:
         sellers = list(owners) if owners is not None else seller_ids(reps, opps)
-        # the rows whose day is in the window (one numeric pass), then the sellers' among them; the text
-        # tests run on those rows only
-        rows = np.flatnonzero(_day_between(activities["occurred_at"], start, a))
-        rows = rows[_elementwise(activities["owner"], rows, lambda s: s.astype("str").isin(sellers))]
-        typ = activities["type"]
-        meeting = _elementwise(typ, rows, lambda s: s.str.lower().isin(MEETING_TYPES))
-        held = (
-            ~_elementwise(activities["outcome"], rows, lambda s: s.isin(NOT_HELD))
-            if "outcome" in activities.columns
-            else True
-        )
-        meetings = int((meeting & held).sum())
-        calls = int(_elementwise(typ, rows, lambda s: s.str.lower() == "call").sum())
+        meetings, calls = ae_activity(activities, start, a, sellers)
     rates["meeting_to_opportunity"], src["meeting_to_opportunity"] = (
         (created / meetings, f"{created} opportunities / {meetings} meetings")
         if meetings and created
@@ -816,36 +806,48 @@ def sdr_events(
 ) -> dict[str, pd.DataFrame]:
     """Monthly events per rep for non-revenue quotas (columns rep_id, month, value):
 
-    - ``meetings``: meetings/demos booked (every logged meeting or demo, any outcome) by their owner;
+    - ``meetings``: meetings/demos booked (every logged meeting or demo, any outcome) by their owner,
+      counted per rep and month on the engine (``activities``: an Ibis table or a frame);
     - ``opportunities``: leads owned by the rep that became an opportunity, dated by the opportunity's
-      created_date (else the lead's sql_date)."""
+      created_date (else the lead's sql_date), counted per rep and month on the engine (``leads`` and
+      ``opps``: engine tables or frames; the lead's deal looked up by id).
+    A metric is there when its table has rows."""
     out = {}
-    if (
-        activities is not None
-        and len(activities)
-        and {"owner", "type", "occurred_at"} <= set(activities.columns)
-    ):
-        from helpers.metrics.pipeline import isin
-
-        a = activities[["owner", "type", "occurred_at"]]  # only what is used: 3 of the log's columns
-        kinds = pd.Series(a["type"].unique())  # the type test once per distinct type
-        m = a.loc[isin(a["type"], kinds[kinds.str.lower().isin(MEETING_TYPES)])]
-        out["meetings"] = m.assign(
-            month=m["occurred_at"].dt.to_period("M").dt.to_timestamp(), value=1.0
-        ).rename(columns={"owner": "rep_id"})[["rep_id", "month", "value"]]
-    if leads is not None and len(leads) and {"owner", "opportunity_id"} <= set(leads.columns):
-        leads = leads[[c for c in ("owner", "opportunity_id", "sql_date") if c in leads.columns]]
-        conv = leads.loc[leads["opportunity_id"].notna() & leads["owner"].notna()]
-        date = conv["sql_date"] if "sql_date" in conv.columns else pd.Series(pd.NaT, index=conv.index)
+    t = as_table(activities, timestamps=("occurred_at",)) if activities is not None else None
+    if t is not None and {"owner", "type", "occurred_at"} <= set(t.columns):
+        m = t.filter(t.type.cast("string").lower().isin(list(MEETING_TYPES)), t.occurred_at.notnull())
+        per = m.group_by(rep_id=m.owner.cast("string"), month=m.occurred_at.truncate("M")).agg(
+            value=m.count()
+        )
+        got = per.execute()
+        if len(got) or t.count().execute():
+            out["meetings"] = got.assign(
+                month=pd.to_datetime(got["month"]).astype("datetime64[us]"),
+                value=got["value"].astype("float64"),
+            )[["rep_id", "month", "value"]]
+    lt = as_table(leads) if leads is not None else None
+    if lt is not None and {"owner", "opportunity_id"} <= set(lt.columns):
+        conv = lt.filter(lt.opportunity_id.notnull(), lt.owner.notnull())
+        date = (
+            conv.sql_date.cast("timestamp") if "sql_date" in conv.columns else ibis.null().cast("timestamp")
+        )
         if opps is not None:
-            from helpers.metrics.pipeline import map_unique
-
-            created = opps["created_date"].set_axis(opps["opportunity_id"])
-            date = map_unique(conv["opportunity_id"], created).fillna(date)
-        conv = conv.assign(month=pd.to_datetime(date).dt.to_period("M").dt.to_timestamp(), value=1.0)
-        out["opportunities"] = conv.loc[conv["month"].notna()].rename(columns={"owner": "rep_id"})[
-            ["rep_id", "month", "value"]
-        ]
+            o = as_table(opps)
+            o = o.select(_deal=o.opportunity_id.cast("string"), _created=o.created_date.cast("timestamp"))
+            conv = conv.left_join(o, conv.opportunity_id.cast("string") == o._deal)
+            date = conv._created.fill_null(date)
+        conv = conv.mutate(_month=date.truncate("M"))
+        conv = conv.filter(conv._month.notnull())
+        got = (
+            conv.group_by(rep_id=conv.owner.cast("string"), month=conv._month)
+            .agg(value=conv.count())
+            .execute()
+        )
+        if len(got) or lt.count().execute():
+            out["opportunities"] = got.assign(
+                month=pd.to_datetime(got["month"]).astype("datetime64[us]"),
+                value=got["value"].astype("float64"),
+            )[["rep_id", "month", "value"]]
     return out
 
 

@@ -35,6 +35,7 @@ import pandas as pd
 from helpers.data import escape
 from helpers.data.calendar import FiscalCalendar, Window, month_labels, period_bounds
 from helpers.metrics import rates as R
+from helpers.metrics.activity import per_deal as activities_per_deal
 from helpers.metrics.pipeline import isin, map_unique
 from helpers.metrics.registry import Fig
 
@@ -577,15 +578,13 @@ SIDE_BY_SIDE_METRICS = [
 ]
 
 
-def won_vs_lost(
-    closed: pd.DataFrame, history: pd.DataFrame | None = None, activities: pd.DataFrame | None = None
-) -> pd.DataFrame:
+def won_vs_lost(closed: pd.DataFrame, history: pd.DataFrame | None = None, activities=None) -> pd.DataFrame:
     """Won and lost deals side by side: one row per metric with ``Won``, ``Lost``, the deals each value rests on
     (``won_n``, ``lost_n``) and ``needs`` (what is missing when a value cannot be computed).
 
     Deal size = amount (mean, median); cycle = close_date − created_date (median); stage changes per deal
     (``stage_changes``, deals with history); activities per deal = activities with the deal's opportunity_id
-    (deals without any count 0); amount change = ``amount_change`` (median; shrank = change < 0).
+    (deals without any count 0; ``activities``: an engine table or a frame, with opportunity_id); amount change = ``amount_change`` (median; shrank = change < 0).
     """
     won = closed["outcome"].eq("Won")
     per_deal: dict[str, tuple[pd.Series, str]] = {}
@@ -614,15 +613,10 @@ def won_vs_lost(
         if ac.notna().any()
         else ("amounts in opportunity_history" if hist_ok else "the opportunity_history table with amounts"),
     )
-    act_ok = (
-        activities is not None
-        and "opportunity_id" in activities.columns
-        and activities["opportunity_id"].notna().any()
-    )
+    act_ok = activities is not None and "opportunity_id" in activities.columns
     if act_ok:
-        ids = activities["opportunity_id"]
-        counts = ids[isin(ids, closed["opportunity_id"])].value_counts()  # the closed deals' activities
-        act = closed["opportunity_id"].map(counts).fillna(0).astype("float64")
+        counts = activities_per_deal(activities, closed["opportunity_id"])  # counted on the engine
+        act = closed["opportunity_id"].astype("str").map(counts).fillna(0).astype("float64")
     else:
         act = pd.Series(np.nan, index=closed.index)
     per_deal["activities"] = (act, "" if act_ok else "the activities table with opportunity_id")
@@ -1169,8 +1163,12 @@ def build_review(
     min_deals: int = 5,
     size_edges: list[float] | None = None,
     currency_symbol: str = "$",
+    activities=None,
+    missing=None,
 ) -> Review:
-    """Compute the review for ``ds`` (a ``helpers.data.dataset.Dataset``): the functions above, composed."""
+    """Compute the review for ``ds`` (a ``helpers.data.dataset.Dataset``): the functions above, composed.
+    ``activities``: the activity log where it lives (an engine table; default the loaded table), with
+    ``missing`` (default ``ds.missing``) answering for it."""
     cfg = ds.config
     review, comp = review_windows(period, as_of, cal, review_window, comparison_period)
     opp = ds.tables["opportunities"]
@@ -1187,7 +1185,7 @@ def build_review(
     needs: dict[str, str] = {}
 
     def need(key, table, *cols, section):
-        msg = ds.missing(table, *cols, section=section)
+        msg = (missing or ds.missing)(table, *cols, section=section)
         if msg:
             needs[key] = msg
         return msg is None
@@ -1249,7 +1247,7 @@ def build_review(
         lost_at = stage_lost_at(lost, history, cfg.stages, cfg.won_stages, cfg.lost_stages)
     else:
         history = None
-    activities = ds.tables.get("activities")
+    activities = activities if activities is not None else ds.tables.get("activities")
     need("activities", "activities", "opportunity_id", section="Activities per deal")
     side = won_vs_lost(closed, history, activities if "activities" not in needs else None)
     top_churn = None

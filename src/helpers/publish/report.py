@@ -943,6 +943,19 @@ def notebook_file_problem(path: Path) -> str | None:
     return None
 
 
+def _prepare_engine(folder: Path) -> None:
+    """Build what the dataset's engine reads (the typed DuckDB file) once, here, before the kernels
+    open it read-only; an engine that cannot be opened is said before any kernel starts."""
+    from helpers.data import engine, sources
+
+    try:
+        engine.prepare(folder)
+    except (engine.EngineError, sources.SourceError) as exc:
+        raise ReportError(
+            f"the dataset's engine cannot be opened, so no notebook was started: {exc}"
+        ) from exc
+
+
 def validate_parameters(
     dataset, period: str | None, as_of: str | None, notebooks: list[str] | None = None
 ) -> RunParameters:
@@ -968,6 +981,7 @@ def validate_parameters(
         raise ReportError(f"the dataset does not load, so no notebook was started:\n{exc}") from exc
     except (FileNotFoundError, ValueError) as exc:
         raise ReportError(f"the dataset does not load, so no notebook was started: {exc}") from exc
+    _prepare_engine(folder)
     data_asof = ds.as_of
     # default: the dataset's own last complete month (the month before its as-of date's, or that month
     # when the as-of date is its last day), not the month before today

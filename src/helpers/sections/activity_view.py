@@ -74,7 +74,7 @@ def _only(df: pd.DataFrame, col: str, owners: list[str] | None, keep=()) -> pd.D
 
 def show(ctx, scope: str = "company", who: str = "") -> None:
     """Display the activity section for ``scope`` (company / team / rep) and add its headline figures."""
-    msg = ctx.ds.missing("activities", "owner", "type", "occurred_at", section=SECTION)
+    msg = ctx.missing("activities", "owner", "type", "occurred_at", section=SECTION)
     if msg:
         note(msg)
         return
@@ -82,14 +82,14 @@ def show(ctx, scope: str = "company", who: str = "") -> None:
     if problem:
         note(problem)
         return
-    act_all = A.prepare(ctx.ds.activities)
+    act_all = ctx.activities  # an engine table: the log stays where it lives
     opps_all = ctx.ds.opportunities
-    act = act_all if owners is None else act_all[act_all["owner"].isin(owners)]
+    act = A.scoped(act_all, owners)
     opps = _only(opps_all, "owner", owners)
     as_of = ctx.as_of
     vstart, vend = weeks_window(as_of, VOLUME_WEEKS)
     ystart, yend = trailing_window(as_of, YIELD_MONTHS)
-    if len(A.in_window(act, weeks_window(as_of, 2 * VOLUME_WEEKS)[0], vend)) == 0:
+    if A.count(act, weeks_window(as_of, 2 * VOLUME_WEEKS)[0], vend) == 0:
         note(f"No activity logged for {label} in the {2 * VOLUME_WEEKS} weeks to {as_of:%Y-%m-%d}.")
     markdown(
         f"Activity for **{escape.markdown(label)}**: volume and outcomes over the {VOLUME_WEEKS} weeks "
@@ -358,12 +358,9 @@ def _time_and_completeness(
     ctx, act, act_all, opps_all, owners, vstart, vend, ystart, yend, deals=None
 ) -> None:
     markdown("### Time and completeness")
-    if "duration_minutes" in act.columns and act["duration_minutes"].notna().any():
+    if A.has_durations(act):
         tt = A.time_by_type(act, vstart, vend, VOLUME_WEEKS)
-        n_reps = max(
-            1,
-            int(act.loc[act["occurred_at"].between(vstart, vend + pd.Timedelta(days=1)), "owner"].nunique()),
-        )
+        n_reps = max(1, A.count(act, vstart, vend, distinct="owner"))
         tt["hours_per_rep_week"] = tt["hours_per_week"] / n_reps
         fold_table(
             tt[["type", "activities", "logged_share", "avg_minutes", "hours_per_week", "hours_per_rep_week"]],

@@ -27,6 +27,9 @@ class DataMissing(Exception):
     instead of failing the month."""
 
 
+# tables the notebooks never load into the kernel: their metrics run on the engine (``ReportContext.eng``)
+ENGINE_TABLES = ("activities", "leads")
+
 # what each report needs before anything can be shown; every other missing table or column only
 # turns off the sections that use it (each says what it needs)
 NOTEBOOK_NEEDS = {
@@ -42,6 +45,47 @@ class ReportContext:
     period: str
     cal: FiscalCalendar
     headlines: Headlines
+
+    @property
+    def eng(self):
+        """The engine where the dataset lives (``helpers.data.engine.shared``: opened once per kernel).
+        The metrics over the large tables run there; only their aggregates come back."""
+        from helpers.data import engine
+
+        return engine.shared(self.ds.path)
+
+    def _on_engine(self, table: str) -> bool:
+        """Whether ``table`` is left where it lives: a table the notebooks never load, of a dataset read
+        from a folder or database (a dataset built in memory holds all its tables)."""
+        return table in ENGINE_TABLES and table not in self.ds.tables and bool(self.ds.files)
+
+    @property
+    def activities(self):
+        """The activity log as an engine table (never loaded into the kernel; the frame itself for a
+        dataset built in memory), or None without one."""
+        if self._on_engine("activities"):
+            return self.eng.tables.get("activities")
+        return self.ds.tables.get("activities")
+
+    @property
+    def leads(self):
+        """The leads as an engine table (the frame itself for a dataset built in memory), or None."""
+        if self._on_engine("leads"):
+            return self.eng.tables.get("leads")
+        return self.ds.tables.get("leads")
+
+    def source(self, table: str):
+        """``table`` where it lives: the engine's table for a dataset read from a folder or database, the
+        frame for one built in memory (for a lookup that runs beside an engine table)."""
+        if bool(self.ds.files):
+            return self.eng.tables.get(table)
+        return self.ds.tables.get(table)
+
+    def missing(self, table: str, *columns: str, section: str = "This section") -> str | None:
+        """``Dataset.missing``, asked of the engine for a table left where it lives."""
+        if self._on_engine(table):
+            return self.eng.missing(table, *columns, section=section)
+        return self.ds.missing(table, *columns, section=section)
 
     @property
     def currency(self) -> str:
@@ -88,7 +132,10 @@ def open_report(
     tables: list[str] | None = None,
 ) -> ReportContext:
     display.setup_notebook()
-    ds = load(resolve_dataset(dataset), tables=tables)
+    from helpers.data.schema import TABLES
+
+    wanted = [t for t in (tables if tables is not None else TABLES) if t not in ENGINE_TABLES]
+    ds = load(resolve_dataset(dataset), tables=wanted)
     p, a = resolve_dates(ds, period, as_of)
     display.set_rep_names(ds.reps)
     cal = FiscalCalendar(ds.config.fiscal_year_start_month)

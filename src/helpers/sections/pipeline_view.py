@@ -104,7 +104,15 @@ def prepare(
     """Scope the dataset and measure the headline figures, stalled and slipped deals and coverage by rep
     (displays nothing)."""
     cfg, cal, A = ctx.ds.config, ctx.cal, ctx.as_of
-    sc = pl.Scoped(ctx.ds, scope, who, pl.read_quotas(quotas_path) if quotas_path else None, as_of=A)
+    sc = pl.Scoped(
+        ctx.ds,
+        scope,
+        who,
+        pl.read_quotas(quotas_path) if quotas_path else None,
+        as_of=A,
+        activities=ctx.activities,
+        leads=ctx.leads,
+    )
     W = cal.windows(A)
     v = PipelineView(ctx=ctx, sc=sc, review_mode=review_mode, W=W, NQ=pl.next_quarter(cal, A))
     v.NO_HISTORY = ctx.ds.missing("opportunity_history", "changed_at", "stage", section="This section")
@@ -635,7 +643,7 @@ def show_deals_needing_attention(
     ds = v.ctx.ds
     if "next_step" not in sc.opps.columns:
         note(ds.missing("opportunities", "next_step", section="The no-next-step flag"))
-    if not ds.has("opportunities", "last_activity_date") and ds.activities is None:
+    if not ds.has("opportunities", "last_activity_date") and v.sc.activities is None:
         note("The no-recent-activity flag needs opportunities.last_activity_date or the activities table.")
     definitions("age", "days_to_close", "last_activity", "stalled", "slipped_deal")
 
@@ -695,7 +703,7 @@ def show_efficiency(v: PipelineView) -> None:
 def show_lead_funnel(v: PipelineView) -> None:
     """MQL→SQL and SQL→won conversion of the leads created in the last 12 months, and the section's
     definitions."""
-    msg = v.ctx.ds.missing("leads", "created_date", section="MQL→SQL and SQL→won conversion")
+    msg = v.ctx.missing("leads", "created_date", section="MQL→SQL and SQL→won conversion")
     if msg:
         note(msg)
     else:

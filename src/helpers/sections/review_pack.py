@@ -13,6 +13,8 @@ import html
 
 import pandas as pd
 
+from helpers.metrics.activity import recent_activity
+
 QUESTIONS = ("Next step", "What has to happen to close", "Obstacles", "Who is engaged")
 # CRM fields (beyond the data contract, kept when an export carries them) that answer each question.
 QUESTION_FIELDS = {
@@ -149,12 +151,7 @@ def review_questions(
     info = opps.set_index("opportunity_id")
     recent = {}
     if activities is not None and "opportunity_id" in activities.columns and as_of is not None:
-        as_of = pd.Timestamp(as_of)
-        a = activities[
-            (activities["occurred_at"] > as_of - pd.Timedelta(days=activity_days))
-            & (activities["occurred_at"] < as_of + pd.Timedelta(days=1))
-            & activities["opportunity_id"].isin(set(deals["opportunity_id"]))
-        ]
+        a = recent_activity(activities, deals["opportunity_id"], as_of, activity_days)
         for oid, g in a.groupby("opportunity_id"):
             counts = g["type"].value_counts()
             recent[oid] = (
