@@ -621,12 +621,16 @@ def attainment(totals: np.ndarray, quotas: np.ndarray, target_share: float = 0.7
     p = np.full(len(q), np.nan)
     if not has.any() or n_draws == 0:
         return Attainment(p, np.zeros(n_draws), float("nan"), float("nan"), target_share)
-    hit = totals[has] >= q[has, None]
-    p[has] = hit.mean(axis=1)
-    ratios = (totals[has] / q[has, None].astype(totals.dtype)).ravel()
+    t = totals if has.all() else totals[has]  # (no copy of the reps × draws matrix when every rep has one)
+    qh = q[has, None]
+    hit = t >= qh
+    p[has] = np.count_nonzero(hit, axis=1) / n_draws  # = hit.mean(axis=1), without a float copy
+    ratios = t / qh.astype(t.dtype)
+    ratios = ratios.reshape(-1)
     j = min(int(np.ceil((1 - target_share) * ratios.size - 1e-9)), ratios.size - 1)
     k = float(np.partition(ratios, j)[j])
-    return Attainment(p, hit.mean(axis=0), float(p[has].mean()), k, target_share)
+    by_draw = np.count_nonzero(hit, axis=0) / hit.shape[0]
+    return Attainment(p, by_draw, float(p[has].mean()), k, target_share)
 
 
 def quota_at_share(totals: np.ndarray, share: float = 0.75) -> np.ndarray:
