@@ -191,13 +191,25 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_handler("helpers.publish.mail:cli"))
 
     b = sub.add_parser("bench", help="benchmark the monthly pack at several sizes")
-    b.add_argument("--sizes", default="10000,100000,1000000")
+    b.add_argument("--sizes", default="10000,100000,1000000,10000000", help="opportunities, comma-separated")
     b.add_argument("--out", default="bench")
     b.add_argument(
         "--no-cache-load-up-to",
         type=float,
-        default=1e9,
+        default=100_000,
         help="measure the load without cache only up to this size (at 1M it takes minutes and ~5 GB)",
+    )
+    b.add_argument(
+        "--pandas-up-to",
+        type=float,
+        default=1_000_000,
+        help="run the pandas metrics and the what-if (whole frames in memory) only up to this size",
+    )
+    b.add_argument(
+        "--pg-size",
+        type=float,
+        default=100_000,
+        help="the size whose pack also runs on a private PostgreSQL server (0: none)",
     )
     b.set_defaults(func=_handler("helpers.publish.bench:cli"))
     return p

@@ -1,25 +1,34 @@
 """``revops bench``: the monthly pack at several sizes, beside the floor of its machinery.
 
-For each size N (opportunities; ~4.7 history rows, 10 activities and ~4 leads per opportunity; reps
-= max(30, N / 130)) the benchmark generates the sample dataset with ``helpers.data.sample.write_sample``
-and measures, each phase in a fresh process so peak memory (max RSS) is its own:
+Sizes are opportunities (default 10k, 100k, 1M, 10M; ~4.7 history rows, 10 activities and ~4 leads per
+opportunity; reps = max(30, N / 130)). Up to 1M the dataset is the sample written by
+``helpers.data.sample.write_sample`` (CSV); above, ``helpers.data.sample_chunked.write_sample_chunked``
+writes it straight to Parquet, chunk by chunk (10M opportunities with 100M activities in ~1.7 GB).
+Every phase runs in a fresh interpreter, so its time and peak memory are its own:
 
-- **load**: ``dataset.load`` with no cache (CSV parse + coercion + validation: the naive path), the
-  first cached load (the same plus writing the Parquet cache) and a cache hit (sha256 of the CSVs +
-  Parquet read);
-- **metrics**: a fixed set of metric helpers in pandas on the loaded frames, and the same questions as
-  DuckDB SQL over the cache's Parquet files (ratio = pandas ÷ DuckDB);
-- **what-if**: ``whatif.compute_plan`` for one slider change (the widget's update), after
-  ``prepare_plan_data``;
-- **pack**: ``report.run_monthly`` (papermill, one kernel per notebook, HTML export) — wall time, each
-  notebook's kernel/overhead, load cell, other cells and HTML export, and peak memory of the kernels
-  (sampled RSS of the process tree, 20 Hz).
+- **generate**: the dataset (time, max RSS);
+- **load without cache** (up to ``--no-cache-load-up-to``): ``dataset.load`` with the cache off;
+- **cache build**: ``engine.connect`` on an empty cache (the load cache and the typed DuckDB file), and
+  for CSV datasets **DuckDB's own** ``read_csv`` of the same files into a DuckDB file (ratio cache build
+  ÷ read_csv);
+- **compute**: the floor's registry questions as SQL straight in DuckDB over the same cache file, and (up
+  to ``--pandas-up-to``, as they load whole frames) the same questions through the pandas helpers and
+  the what-if update (``whatif.compute_plan`` for one slider change);
+- **pack**: ``report.run_monthly`` (as ``make monthly-report``): wall time, per notebook its kernel
+  start, papermill overhead, ``open_report`` cell, other cells (papermill's cell timings) and HTML
+  export, and the peak of the summed RSS and PSS of the process and all its kernels (20 Hz);
+- **PostgreSQL** (at ``--pg-size``, 100k by default): a private server (``helpers.publish.pgserver``)
+  with ``pg_stat_statements``, the dataset's CSV files copied in, the same pack on it; the rows the
+  server sent (``pg_stat_statements.rows`` summed over the pack's statements: rows returned by SELECT,
+  rows written out by ``COPY … TO STDOUT``) against the rows in its tables. Skipped, saying so, when
+  PostgreSQL is not installed.
 
-The **floor**, measured in the same run: three trivial notebooks through the same runner and exporter,
-a kernel each (``trivial``, the issue's definition; also ``trivial_warm``: on the pack's warm kernels
-without their imports), and ``floor = trivial + DuckDB metrics`` at each size. Ratios: pack ÷ floor, pandas ÷
-DuckDB, and at the smallest size pack ÷ trivial. Results go to ``<out>/bench.json`` and a Markdown
-table ``<out>/bench.md`` (also printed).
+The **floor** at each size: three trivial notebooks through the same runner and exporter, a kernel each
+(``trivial``; also ``trivial_warm``: on warm kernels without imports), plus the DuckDB answers:
+``floor = trivial + DuckDB``. The issue's **targets** (pack 1M ÷ 10k, 10M ÷ 1M, peak PSS at 1M and 10M,
+pack ÷ floor at 1M, cache build ÷ read_csv at 1M, PostgreSQL rows sent ÷ rows in tables, what-if update
+at ~1k and ~7.7k reps) are computed with a pass/fail mark (``targets``). Results go to
+``<out>/bench.json`` and ``<out>/bench.md`` (also printed).
 """
 
 from __future__ import annotations
@@ -40,6 +49,11 @@ from helpers.data.progress import progress as progress_bar
 AS_OF = "2026-10-31"
 PERIOD = "2026-10"
 ACTIVITIES_PER_OPP = 10
+DEFAULT_SIZES = "10000,100000,1000000,10000000"
+CHUNKED_ABOVE = 1_000_000  # larger sizes are generated straight to Parquet, in chunks
+PANDAS_UP_TO = 1_000_000  # the pandas metrics and the what-if load whole frames: not above this
+PG_SIZE = 100_000
+PG_ENV = ("REVOPS_BENCH_DB_USER", "REVOPS_BENCH_DB_PASSWORD")
 
 
 def reps_for(n: int) -> int:
@@ -147,13 +161,8 @@ def pandas_metrics(ds, as_of) -> dict:
     }
 
 
-def duckdb_metrics(parquet_dir: Path, config, as_of) -> dict:
-    """The same questions as SQL over the typed frames of the dataset, as Parquet files."""
-    import duckdb
-
-    con = duckdb.connect()
-    for t in ("opportunities", "activities", "opportunity_history"):
-        con.execute(f"create view {t} as select * from read_parquet('{parquet_dir / (t + '.parquet')}')")
+def duckdb_metrics(con, config, as_of) -> dict:
+    """The same questions as SQL straight in DuckDB (``con``: a connection to the typed cache file)."""
     probs = ", ".join(f"('{s}', {p})" for s, p in config.probabilities.items()) or "('', 0)"
     ranks = ", ".join(f"('{s}', {i})" for i, s in enumerate(config.open_stages))
     a = f"timestamp '{as_of}'"
@@ -183,6 +192,30 @@ def duckdb_metrics(parquet_dir: Path, config, as_of) -> dict:
 # --------------------------------------------------------------------------------------------------
 # workers (run in a fresh interpreter each)
 # --------------------------------------------------------------------------------------------------
+def _worker_generate(folder: str, n: int) -> dict:
+    """The dataset of size ``n``: the in-memory sample as CSV up to CHUNKED_ABOVE, else chunked Parquet."""
+    kw = dict(seed=42, as_of=AS_OF, n_opportunities=n, n_reps=reps_for(n))
+    if n > CHUNKED_ABOVE:
+        from helpers.data.sample_chunked import write_sample_chunked
+
+        _, secs = _timed(
+            lambda: write_sample_chunked(folder, activities_per_opportunity=ACTIVITIES_PER_OPP, **kw)
+        )
+        fmt = "parquet (chunked)"
+    else:
+        from helpers.data.sample import write_sample
+
+        _, secs = _timed(lambda: write_sample(folder, activities_per_opportunity=ACTIVITIES_PER_OPP, **kw))
+        fmt = "csv"
+    files = [p for p in Path(folder).iterdir() if p.suffix in (".csv", ".parquet")]
+    return {
+        "seconds": secs,
+        "peak_mb": _max_rss_mb(),
+        "format": fmt,
+        "files_mb": sum(p.stat().st_size for p in files) / 2**20,
+    }
+
+
 def _worker_load(folder: str, mode: str) -> dict:
     from helpers.data.dataset import load
 
@@ -192,25 +225,63 @@ def _worker_load(folder: str, mode: str) -> dict:
     return {"seconds": secs, "peak_mb": _max_rss_mb(), "rows": {k: len(v) for k, v in ds.tables.items()}}
 
 
-def _worker_compute(folder: str) -> dict:
+def _worker_cache_build(folder: str) -> dict:
+    """``engine.connect`` on an empty cache: whatever it builds (load cache, typed DuckDB file)."""
+    from helpers.data import engine
+
+    eng, secs = _timed(lambda: engine.connect(folder, engine="duckdb"))
+    try:
+        rows = {t: _count(eng, t) for t in eng.tables}
+    finally:
+        eng.close()
+    return {"seconds": secs, "peak_mb": _max_rss_mb(), "rows": rows}
+
+
+def _count(eng, table: str) -> int:
+    return int(eng.backend.con.execute(f'select count(*) from "{table}"').fetchone()[0])
+
+
+def _worker_read_csv(folder: str) -> dict:
+    """DuckDB's own ``read_csv`` of the dataset's CSV files into a new DuckDB file (the yardstick of the
+    cache build)."""
+    import tempfile
+
+    import duckdb
+
+    files = sorted(Path(folder).glob("*.csv"))
+    with tempfile.TemporaryDirectory(dir=Path(folder).parent) as tmp:
+        t0 = time.perf_counter()
+        con = duckdb.connect(str(Path(tmp) / "read_csv.duckdb"))
+        for f in files:
+            con.execute(f"create table \"{f.stem}\" as select * from read_csv('{f}')")
+        con.execute("checkpoint")
+        con.close()
+        secs = time.perf_counter() - t0
+    return {"seconds": secs, "peak_mb": _max_rss_mb(), "files": len(files)}
+
+
+def _worker_compute(folder: str, with_pandas: bool = True) -> dict:
+    from helpers.data import engine
+
+    eng, open_s = _timed(lambda: engine.connect(folder, engine="duckdb"))
+    out = {"engine_open_seconds": open_s, "pandas": {}, "duckdb": {}}
+    try:
+        for name, fn in duckdb_metrics(eng.backend.con, eng.config, AS_OF).items():
+            out["duckdb"][name] = _timed(fn, 2)[1]
+    finally:
+        eng.close()
+    if not with_pandas:
+        out["peak_mb"] = _max_rss_mb()
+        return out
     from helpers.data.dataset import load
     from helpers.sections import whatif
 
-    ds, load_s = _timed(lambda: load(folder))
-    # DuckDB's side of the floor reads the same typed frames as Parquet (written here, not timed; the
-    # project's own cache is Arrow IPC, which DuckDB cannot read without a downloaded extension)
-    parquet_dir = Path(folder).parent.parent / "parquet" / Path(folder).name
-    parquet_dir.mkdir(parents=True, exist_ok=True)
-    for t in ("opportunities", "activities", "opportunity_history"):
-        ds.tables[t].to_parquet(parquet_dir / f"{t}.parquet", index=False)
-    out = {"load_hit_seconds": load_s, "pandas": {}, "duckdb": {}}
+    ds, out["load_hit_seconds"] = _timed(lambda: load(folder))
     for name, fn in pandas_metrics(ds, AS_OF).items():
         try:
             out["pandas"][name] = _timed(fn, 2)[1]
         except Exception as exc:  # noqa: BLE001 - a helper that fails here is reported, not fatal
             out["pandas"][name] = f"error: {type(exc).__name__}: {exc}"[:200]
-    for name, fn in duckdb_metrics(parquet_dir, ds.config, AS_OF).items():
-        out["duckdb"][name] = _timed(fn, 2)[1]
     try:
         data, prep = _timed(lambda: whatif.prepare_plan_data(ds, AS_OF))
         _, upd = _timed(lambda: whatif.compute_plan(whatif.PlanInputs(growth_rate=0.25), data), 3)
@@ -221,15 +292,94 @@ def _worker_compute(folder: str) -> dict:
     return out
 
 
+def _worker_pack(folder: str, out: str) -> dict:
+    return run_pack(Path(folder), Path(out))
+
+
+def _worker_trivial(out: str, warm: bool) -> dict:
+    return run_trivial(Path(out), warm=warm)
+
+
 def _run_worker(call: str, env: dict | None = None) -> dict:
-    code = f"import json, helpers.publish.bench as b; print('BENCH' + json.dumps(b.{call}))"
+    """``helpers.publish.bench.<call>`` in a fresh interpreter; its JSON result, or {"error": …}."""
+    code = f"import json, helpers.publish.bench as b; print('BENCH' + json.dumps(b.{call}, default=str))"
     p = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **(env or {})}
     )
     line = next((x for x in p.stdout.splitlines() if x.startswith("BENCH")), None)
     if p.returncode or line is None:
-        return {"error": (p.stderr.strip().splitlines() or ["failed"])[-1][:300]}
+        why = (p.stderr.strip().splitlines() or [f"exit code {p.returncode}"])[-1][:300]
+        if p.returncode and p.returncode < 0:
+            why = f"killed by signal {-p.returncode} (out of memory?): {why}"
+        return {"error": why}
     return json.loads(line[5:])
+
+
+# --------------------------------------------------------------------------------------------------
+# PostgreSQL: the same pack, and the rows the server sent
+# --------------------------------------------------------------------------------------------------
+def pg_counting(con) -> None:
+    """Start counting the statements of ``con``'s server afresh (``pg_stat_statements``, which the
+    server must preload, as ``PgServer`` does)."""
+    con.execute("create extension if not exists pg_stat_statements")
+    con.execute("select pg_stat_statements_reset()")
+
+
+def pg_rows_sent(con, dbname: str) -> list[tuple[str, int, int]]:
+    """(statement, calls, rows) of database ``dbname`` since ``pg_counting``, most rows first: rows
+    returned by SELECT and written out by ``COPY … TO STDOUT``; top-level statements only (the server's
+    default), so a ``COPY (select …)`` counts its rows once. The counting's own statements are left out."""
+    return con.execute(
+        """select s.query, s.calls, s.rows from pg_stat_statements s join pg_database d on d.oid = s.dbid
+        where d.datname = %s and s.query not ilike '%%pg_stat_statements%%' order by s.rows desc""",
+        (dbname,),
+    ).fetchall()
+
+
+def run_pg(folder: Path, out: Path, dbname: str = "crm") -> dict:
+    """The pack on a private PostgreSQL server holding the CSV dataset ``folder``: the pack's result
+    (``run_pack``), the rows in the tables, and the rows the server sent during the pack
+    (``pg_stat_statements``, reset after loading: top-level statements only, so a ``COPY (select …)``
+    counts its rows once)."""
+    from helpers.publish.pgserver import PgServer, PgServerError, dataset_in_postgres, pg_bin
+
+    if pg_bin() is None:
+        return {
+            "skipped": "PostgreSQL is not installed (no initdb under /usr/lib/postgresql/*/bin or on PATH)"
+        }
+    try:
+        server = PgServer.start()
+    except PgServerError as exc:
+        return {"skipped": str(exc)[:300]}
+    with server:
+        pg_folder, load_s = _timed(
+            lambda: dataset_in_postgres(
+                server.port, folder, dbname, out / "data" / f"pg_{folder.name}", PG_ENV
+            )
+        )
+        with server.connect(dbname, autocommit=True) as c:
+            tables = [r[0] for r in c.execute("select tablename from pg_tables where schemaname = 'public'")]
+            in_tables = {t: c.execute(f'select count(*) from "{t}"').fetchone()[0] for t in tables}
+            pg_counting(c)
+        pack = _run_worker(
+            f"_worker_pack({str(pg_folder)!r}, {str(out / 'reports' / f'pg_{folder.name}')!r})",
+            env=dict(zip(PG_ENV, (server.user, server.password), strict=True)),
+        )
+        with server.connect(dbname) as c:
+            stats = pg_rows_sent(c, dbname)
+    sent = sum(r[2] for r in stats)
+    rows = sum(in_tables.values())
+    return {
+        "load_seconds": load_s,
+        "rows_in_tables": in_tables,
+        "rows_sent": sent,
+        "statements": sum(r[1] for r in stats),
+        "top_statements": [
+            {"query": " ".join(q.split())[:160], "calls": calls, "rows": r} for q, calls, r in stats[:8]
+        ],
+        "rows_sent_vs_rows_in_tables": sent / rows if rows else None,
+        "pack": pack,
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -376,14 +526,100 @@ def _total(d: dict) -> float:
     return sum(v for v in d.values() if isinstance(v, int | float))
 
 
-def run_bench(sizes: list[int], out: Path, progress=print, skip_nocache_above: int = 10**9) -> dict:
-    from helpers.data.sample import write_sample
+def _ok(pack: dict | None) -> bool:
+    return bool(pack) and pack.get("exit_code") == 0 and "error" not in pack
 
+
+def _pack_seconds(result: dict, n: int) -> float | None:
+    row = result["sizes"].get(str(n), {})
+    return row["pack"]["wall_seconds"] if _ok(row.get("pack")) else None
+
+
+def _div(a, b):
+    return a / b if isinstance(a, int | float) and isinstance(b, int | float) and b else None
+
+
+def targets(result: dict) -> list[dict]:
+    """The issue's targets as measured in ``result``: each ``{measure, value, unit, target, limit, pass}``
+    (``pass`` None when the run did not measure it: size not run, pack failed, PostgreSQL skipped)."""
+    sizes = result["sizes"]
+
+    def row(n, *keys):
+        v = sizes.get(str(n), {})
+        for k in keys:
+            v = v.get(k, {}) if isinstance(v, dict) else {}
+        return v if isinstance(v, int | float) else None
+
+    def pss_gb(n):
+        r = sizes.get(str(n), {})
+        return r["pack"]["peak_pss_mb"] / 1024 if _ok(r.get("pack")) else None
+
+    def whatif_ms(n):
+        v = row(n, "compute", "whatif", "update_seconds")
+        return v * 1000 if v is not None else None
+
+    def reps(n):
+        return f" ({sizes[str(n)]['reps']:,} reps)" if str(n) in sizes else ""
+
+    pg = result.get("postgres") or {}
+    pg_ratio = pg.get("rows_sent_vs_rows_in_tables") if _ok(pg.get("pack")) else None
+    pg_n = pg.get("size", PG_SIZE)
+    rows = [
+        ("pack time, 1M ÷ 10k", _div(_pack_seconds(result, 10**6), _pack_seconds(result, 10**4)), "×", 2.5),
+        ("pack time, 10M ÷ 1M", _div(_pack_seconds(result, 10**7), _pack_seconds(result, 10**6)), "×", 4.0),
+        ("peak PSS of the pack, 1M", pss_gb(10**6), "GB", 1.5),
+        ("peak PSS of the pack, 10M", pss_gb(10**7), "GB", 3.0),
+        ("pack ÷ floor, 1M", _div(_pack_seconds(result, 10**6), row(10**6, "floor_seconds")), "×", 1.5),
+        (
+            "cache build ÷ DuckDB read_csv of the same files, 1M",
+            _div(row(10**6, "cache_build", "seconds"), row(10**6, "read_csv", "seconds")),
+            "×",
+            3.0,
+        ),
+        (
+            f"rows sent by PostgreSQL for the {pg_n:,} pack ÷ rows in its tables",
+            pg_ratio * 100 if pg_ratio is not None else None,
+            "%",
+            1.0,
+        ),
+        (f"what-if update, 100k{reps(10**5)}", whatif_ms(10**5), "ms", 200.0),
+        (f"what-if update, 1M{reps(10**6)}", whatif_ms(10**6), "ms", 1000.0),
+    ]
+    return [
+        {
+            "measure": m,
+            "value": v,
+            "unit": u,
+            "target": f"≤ {lim:g}" + {"×": "", "%": "%"}.get(u, f" {u}"),
+            "limit": lim,
+            "pass": None if v is None else v <= lim,
+        }
+        for m, v, u, lim in rows
+    ]
+
+
+def run_bench(
+    sizes: list[int],
+    out: Path,
+    progress=print,
+    skip_nocache_above: int = PG_SIZE,
+    pandas_up_to: int = PANDAS_UP_TO,
+    pg_size: int | None = PG_SIZE,
+) -> dict:
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     os.environ["REVOPS_CACHE_DIR"] = str(out / "cache")  # kernels inherit it; ~/.cache stays untouched
-    # one step per phase: the floor, then per size generate, (load without cache), build, compute, pack
-    steps = 1 + sum(5 if n <= skip_nocache_above else 4 for n in sizes)
+    from helpers.data.sources import cache_root
+
+    if pg_size and pg_size not in sizes:
+        result_pg = {"size": pg_size, "skipped": f"size {pg_size:,} is not among the sizes of this run"}
+        pg_size = None
+    else:
+        result_pg = {"skipped": "not asked (--pg-size 0)"} if not pg_size else None
+    # one step per phase: the floor, per size generate, (load without cache), cache build, (read_csv),
+    # compute, pack; then PostgreSQL
+    steps = 1 + (1 if pg_size else 0)
+    steps += sum(4 + (n <= skip_nocache_above) + (n <= CHUNKED_ABOVE) for n in sizes)
     bar = progress_bar(total=steps, desc="bench", unit="steps", delay=0)
     say_line = progress or (lambda *_: None)
     started = False
@@ -398,59 +634,81 @@ def run_bench(sizes: list[int], out: Path, progress=print, skip_nocache_above: i
             bar.set_description_str(f"bench: {text.strip(' …')}", refresh=False)
         (bar.write if not bar.disable else say_line)(text)
 
+    def save() -> None:
+        result["targets"] = targets(result)
+        (out / "bench.json").write_text(json.dumps(result, indent=2, default=str))
+
     result = {"machine": machine(), "as_of": AS_OF, "period": PERIOD, "sizes": {}}
     say("trivial floor: 3 trivial notebooks through papermill + HTML export …")
-    result["trivial"] = run_trivial(out)
-    result["trivial_warm"] = run_trivial(out, warm=True)
+    result["trivial"] = _run_worker(f"_worker_trivial({str(out)!r}, False)")
+    result["trivial_warm"] = _run_worker(f"_worker_trivial({str(out)!r}, True)")
+    trivial = result["trivial"].get("wall_seconds")
     say(
-        f"  {result['trivial']['wall_seconds']:.1f} s (a kernel each), "
-        f"{result['trivial_warm']['wall_seconds']:.1f} s (warm kernels, no imports)"
+        f"  {_f(trivial)} s (a kernel each), "
+        f"{_f(result['trivial_warm'].get('wall_seconds'))} s (warm kernels, no imports)"
     )
     for n in sizes:
         folder = out / "data" / f"n{n}"
         say(f"size {n:,}: generating …")
-        _, gen = _timed(
-            lambda n=n, folder=folder: write_sample(
-                folder,
-                seed=42,
-                as_of=AS_OF,
-                n_opportunities=n,
-                n_reps=reps_for(n),
-                activities_per_opportunity=ACTIVITIES_PER_OPP,
-            )
-        )
-        row: dict = {
-            "generate_seconds": gen,
-            "reps": reps_for(n),
-            "csv_mb": sum(p.stat().st_size for p in folder.glob("*.csv")) / 2**20,
-        }
+        row: dict = {"reps": reps_for(n), "generate": _run_worker(f"_worker_generate({str(folder)!r}, {n})")}
+        if "error" in row["generate"]:
+            say(f"  generating failed: {row['generate']['error']}")
+            result["sizes"][str(n)] = row
+            save()
+            continue
         if n <= skip_nocache_above:
             say("  load without cache …")
             row["load_nocache"] = _run_worker(f"_worker_load({str(folder)!r}, 'nocache')")
-        say("  load building the cache …")
-        from helpers.data.sources import cache_root
-
+        say("  cache build (fresh process, empty cache) …")
         shutil.rmtree(cache_root(), ignore_errors=True)
-        row["load_cache_build"] = _run_worker(f"_worker_load({str(folder)!r}, 'cache')")
-        say("  cache hit, metrics (pandas, DuckDB), what-if …")
-        row["compute"] = _run_worker(f"_worker_compute({str(folder)!r})")
+        row["cache_build"] = _run_worker(f"_worker_cache_build({str(folder)!r})")
+        if n <= CHUNKED_ABOVE:
+            say("  DuckDB read_csv of the same files …")
+            row["read_csv"] = _run_worker(f"_worker_read_csv({str(folder)!r})")
+        say(
+            "  cache hit, registry questions in DuckDB"
+            + (", pandas, what-if …" if n <= pandas_up_to else " …")
+        )
+        row["compute"] = _run_worker(f"_worker_compute({str(folder)!r}, {n <= pandas_up_to})")
         say("  the monthly pack …")
-        row["pack"] = run_pack(folder, out / "reports" / f"n{n}")
+        row["pack"] = _run_worker(f"_worker_pack({str(folder)!r}, {str(out / 'reports' / f'n{n}')!r})")
         pd_t, dd_t = _total(row["compute"].get("pandas", {})), _total(row["compute"].get("duckdb", {}))
-        floor = result["trivial"]["wall_seconds"] + dd_t
+        floor = trivial + dd_t if trivial is not None else None
         row["floor_seconds"] = floor
+        wall = row["pack"].get("wall_seconds") if _ok(row["pack"]) else None
         row["ratios"] = {
-            "pack_vs_floor": row["pack"]["wall_seconds"] / floor,
-            "pandas_vs_duckdb_metrics": pd_t / dd_t if dd_t else None,
-            "pack_vs_trivial": row["pack"]["wall_seconds"] / result["trivial"]["wall_seconds"],
-            "pack_vs_trivial_warm": row["pack"]["wall_seconds"] / result["trivial_warm"]["wall_seconds"],
+            "pack_vs_floor": _div(wall, floor),
+            "pandas_vs_duckdb_metrics": _div(pd_t, dd_t) if pd_t else None,
+            "pack_vs_trivial": _div(wall, trivial),
+            "pack_vs_trivial_warm": _div(wall, result["trivial_warm"].get("wall_seconds")),
+            "cache_build_vs_read_csv": _div(
+                row["cache_build"].get("seconds"), row.get("read_csv", {}).get("seconds")
+            ),
         }
         result["sizes"][str(n)] = row
-        say(
-            f"  pack {row['pack']['wall_seconds']:.1f} s, floor {floor:.1f} s, "
-            f"peak {row['pack']['peak_mb']:.0f} MB"
-        )
-        (out / "bench.json").write_text(json.dumps(result, indent=2, default=str))
+        if _ok(row["pack"]):
+            say(
+                f"  pack {wall:.1f} s, floor {_f(floor, '{:.1f}')} s, peak {row['pack']['peak_mb']:.0f} MB RSS, "
+                f"{row['pack']['peak_pss_mb']:.0f} MB PSS"
+            )
+        else:
+            say(f"  the pack failed: {row['pack'].get('error') or row['pack'].get('exit_code')}")
+        save()
+    if pg_size:
+        say(f"PostgreSQL: the {pg_size:,} pack on a private server …")
+        shutil.rmtree(cache_root(), ignore_errors=True)
+        result["postgres"] = {"size": pg_size, **run_pg(out / "data" / f"n{pg_size}", out)}
+        pg = result["postgres"]
+        if "skipped" in pg:
+            say(f"  skipped: {pg['skipped']}")
+        else:
+            say(
+                f"  pack {_f(pg['pack'].get('wall_seconds'), '{:.1f}')} s; rows sent {pg['rows_sent']:,} "
+                f"= {pg['rows_sent_vs_rows_in_tables']:.1%} of the {sum(pg['rows_in_tables'].values()):,} in its tables"
+            )
+    else:
+        result["postgres"] = result_pg
+    save()
     bar.update(bar.total - bar.n)
     bar.close()
     (out / "bench.md").write_text(table(result))
@@ -458,76 +716,131 @@ def run_bench(sizes: list[int], out: Path, progress=print, skip_nocache_above: i
 
 
 def _f(x, fmt="{:.2f}") -> str:
-    return fmt.format(x) if isinstance(x, int | float) else "–"
+    return fmt.format(x) if isinstance(x, int | float) and not isinstance(x, bool) else "–"
+
+
+def _mb(d: dict | None) -> str:
+    return _f((d or {}).get("peak_mb"), "{:.0f}")
 
 
 def table(result: dict) -> str:
-    """The Markdown tables of a run: one row per size, then per-notebook phases."""
+    """The Markdown tables of a run: the targets, one row per size, per-notebook phases, metrics."""
     m = result["machine"]
     lines = [
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; Python {m['python']}, "
         f"pandas {m['pandas']}, DuckDB {m['duckdb']}; load average at start {m['load_average_at_start']}.",
         f"Trivial floor (3 trivial notebooks, papermill + HTML, a kernel each): "
-        f"{result['trivial']['wall_seconds']:.2f} s; on warm kernels without imports: "
-        f"{result.get('trivial_warm', {}).get('wall_seconds', float('nan')):.2f} s.",
+        f"{_f(result['trivial'].get('wall_seconds'))} s; on warm kernels without imports: "
+        f"{_f(result.get('trivial_warm', {}).get('wall_seconds'))} s.",
         "",
-        "| opportunities | reps | CSV MB | load, no cache s (MB) | load, build cache s | load, cache hit s | "
-        "metrics pandas s | metrics DuckDB s | pandas ÷ DuckDB | what-if update ms | pack s | floor s | "
-        "pack ÷ floor | pack ÷ trivial | pack peak RSS MB (one kernel) | pack peak PSS MB |",
-        "|" + "---|" * 16,
+        "Targets:",
+        "",
+        "| measure | measured | target | |",
+        "|---|---|---|---|",
     ]
-    for n, r in result["sizes"].items():
-        nc, cb, c, p = r.get("load_nocache", {}), r["load_cache_build"], r["compute"], r["pack"]
-        w = c.get("whatif", {})
+    for t in result.get("targets") or targets(result):
+        mark = {True: "pass", False: "**fail**", None: "not measured"}[t["pass"]]
+        unit = "" if t["unit"] == "×" else f" {t['unit']}"
         lines.append(
-            f"| {int(n):,} | {r['reps']} | {r['csv_mb']:.0f} | {_f(nc.get('seconds'))} ({_f(nc.get('peak_mb'), '{:.0f}')}) "
-            f"| {_f(cb.get('seconds'))} | {_f(c.get('load_hit_seconds'))} | {_f(_total(c.get('pandas', {})))} "
-            f"| {_f(_total(c.get('duckdb', {})))} | {_f(r['ratios']['pandas_vs_duckdb_metrics'])} "
-            f"| {_f(w.get('update_seconds', None) and w['update_seconds'] * 1000, '{:.0f}')} "
-            f"| {_f(p['wall_seconds'])} | {_f(r['floor_seconds'])} | {_f(r['ratios']['pack_vs_floor'])} "
-            f"| {_f(r['ratios']['pack_vs_trivial'])} | {p['peak_mb']:.0f} ({p['peak_kernel_mb']:.0f}) "
-            f"| {_f(p.get('peak_pss_mb'), '{:.0f}')} |"
+            f"| {t['measure']} | {_f(t['value'])}{unit if t['value'] is not None else ''} | {t['target']} | {mark} |"
         )
     lines += [
         "",
+        "| opportunities | reps | files | generate s (MB) | load, no cache s (MB) | cache build s (MB) | "
+        "DuckDB read_csv s | cache build ÷ read_csv | DuckDB questions s | pandas s | what-if update ms | "
+        "pack s | floor s | pack ÷ floor | pack peak RSS MB (one kernel) | pack peak PSS MB |",
+        "|" + "---|" * 16,
+    ]
+    for n, r in result["sizes"].items():
+        g, nc, cb, rc = r["generate"], r.get("load_nocache"), r.get("cache_build", {}), r.get("read_csv", {})
+        c, p = r.get("compute", {}), r.get("pack", {})
+        w = c.get("whatif", {})
+        ok = _ok(p)
+        lines.append(
+            f"| {int(n):,} | {r['reps']:,} | {g.get('format', '–')}, {_f(g.get('files_mb'), '{:,.0f}')} MB "
+            f"| {_f(g.get('seconds'), '{:.1f}')} ({_mb(g)}) "
+            f"| {_f((nc or {}).get('seconds'))} ({_mb(nc)}) | {_f(cb.get('seconds'))} ({_mb(cb)}) "
+            f"| {_f(rc.get('seconds'))} | {_f(r.get('ratios', {}).get('cache_build_vs_read_csv'))} "
+            f"| {_f(_total(c.get('duckdb', {})), '{:.3f}')} "
+            f"| {_f(_total(c.get('pandas', {})) or None, '{:.3f}')} "
+            f"| {_f(w.get('update_seconds', None) and w['update_seconds'] * 1000, '{:.0f}')} "
+            f"| {_f(p.get('wall_seconds')) if ok else 'failed'} | {_f(r.get('floor_seconds'))} "
+            f"| {_f(r.get('ratios', {}).get('pack_vs_floor'))} "
+            f"| {_f(p.get('peak_mb'), '{:.0f}')} ({_f(p.get('peak_kernel_mb'), '{:.0f}')}) "
+            f"| {_f(p.get('peak_pss_mb'), '{:.0f}')} |"
+        )
+    pg = result.get("postgres")
+    if pg:
+        lines += ["", f"PostgreSQL ({pg.get('size', PG_SIZE):,} opportunities, private server):"]
+        if "skipped" in pg:
+            lines.append(f"skipped — {pg['skipped']}.")
+        else:
+            p = pg["pack"]
+            in_t = sum(pg["rows_in_tables"].values())
+            lines += [
+                "",
+                "| pack s | peak RSS MB | peak PSS MB | rows in tables | rows sent | sent ÷ in tables | statements |",
+                "|---|---|---|---|---|---|---|",
+                f"| {_f(p.get('wall_seconds')) if _ok(p) else 'failed: ' + str(p.get('error') or p.get('exit_code'))} "
+                f"| {_f(p.get('peak_mb'), '{:.0f}')} | {_f(p.get('peak_pss_mb'), '{:.0f}')} | {in_t:,} "
+                f"| {pg['rows_sent']:,} | {pg['rows_sent_vs_rows_in_tables']:.1%} | {pg['statements']:,} |",
+                "",
+                "Statements that sent the most rows (pg_stat_statements, top-level):",
+                "",
+                "| rows | calls | statement |",
+                "|---|---|---|",
+            ]
+            lines += [
+                f"| {s['rows']:,} | {s['calls']:,} | `{s['query'].replace('|', '/')}` |"
+                for s in pg["top_statements"]
+            ]
+    lines += [
+        "",
         "Per notebook (seconds, from its start to its HTML): the kernel's start and warm-up imports (on "
-        "the first notebook of each warm kernel; in the pack it overlaps the parent's checks), the rest of the kernel + papermill overhead, the "
-        "`open_report` (load) cell, the other cells, HTML export (re-timed alone; in the run it overlaps "
-        "the kernel's next notebook).",
+        "the first notebook of each warm kernel; in the pack it overlaps the parent's checks), the rest of "
+        "the kernel + papermill overhead, the `open_report` (load) cell, the other cells (papermill's cell "
+        "timings), HTML export (re-timed alone; in the run it overlaps the kernel's next notebook).",
         "",
         "| opportunities | notebook | status | total | kernel start | other overhead | load cell | other cells | HTML |",
         "|" + "---|" * 9,
     ]
-    for n, r in result["sizes"].items():
-        for name, nb in r["pack"]["notebooks"].items():
+    packs = [(f"{int(n):,}", r.get("pack", {})) for n, r in result["sizes"].items()]
+    if pg and "pack" in pg:
+        packs.append((f"{pg.get('size', PG_SIZE):,} (PostgreSQL)", pg["pack"]))
+    for label, p in packs:
+        for name, nb in p.get("notebooks", {}).items():
             lines.append(
-                f"| {int(n):,} | {name} | {nb['status']} | {_f(nb['seconds'])} | {_f(nb.get('kernel_start'))} "
-                f"| {_f(max(0.0, nb.get('kernel_and_overhead', 0) - nb.get('kernel_start', 0)))} "
+                f"| {label} | {name} | {nb['status']} | {_f(nb['seconds'])} | {_f(nb.get('kernel_start'))} "
+                f"| {_f(max(0.0, nb.get('kernel_and_overhead', 0) - (nb.get('kernel_start') or 0)))} "
                 f"| {_f(nb.get('load_cell'))} "
                 f"| {_f(nb.get('other_cells'))} | {_f(nb.get('html_export'))} |"
             )
     lines += [
         "",
-        "Metrics, pandas vs DuckDB (seconds):",
+        "Registry questions, pandas helpers vs SQL straight in DuckDB over the cache (seconds):",
         "",
-        "| opportunities | metric | pandas | DuckDB |",
+        "| opportunities | question | pandas | DuckDB |",
         "|---|---|---|---|",
     ]
     for n, r in result["sizes"].items():
-        c = r["compute"]
-        for name, v in c.get("pandas", {}).items():
+        c = r.get("compute", {})
+        for name, v in c.get("duckdb", {}).items():
+            pv = c.get("pandas", {}).get(name)
             lines.append(
-                f"| {int(n):,} | {name} | {_f(v, '{:.3f}') if not isinstance(v, str) else v} "
-                f"| {_f(c.get('duckdb', {}).get(name), '{:.3f}')} |"
+                f"| {int(n):,} | {name} | {pv if isinstance(pv, str) else _f(pv, '{:.3f}')} | {_f(v, '{:.3f}')} |"
             )
     return "\n".join(lines) + "\n"
 
 
 def cli(args) -> int:
-    """``revops bench [--sizes 10000,100000] [--out bench]``."""
+    """``revops bench [--sizes 10000,100000,1000000,10000000] [--out bench] [--pg-size 100000]``."""
     sizes = [int(float(s)) for s in str(args.sizes).split(",") if s.strip()]
     result = run_bench(
-        sizes, Path(args.out), skip_nocache_above=int(getattr(args, "no_cache_load_up_to", 1e9))
+        sizes,
+        Path(args.out),
+        skip_nocache_above=int(getattr(args, "no_cache_load_up_to", PG_SIZE)),
+        pandas_up_to=int(getattr(args, "pandas_up_to", PANDAS_UP_TO)),
+        pg_size=int(getattr(args, "pg_size", PG_SIZE)) or 0,
     )
     print()
     print(table(result))

@@ -1,0 +1,156 @@
+"""`revops bench`: the targets computed from a run (by hand), the rows PostgreSQL sent (counted against a
+load whose rows are known), and the whole bench at a tiny size."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers.publish import bench
+
+
+def _size(pack_s, pss_mb, floor_s=None, cache_s=None, read_csv_s=None, whatif_s=None, reps=30, ok=True):
+    return {
+        "reps": reps,
+        "generate": {"seconds": 1.0, "format": "csv", "files_mb": 1.0, "peak_mb": 100},
+        "cache_build": {"seconds": cache_s},
+        "read_csv": {"seconds": read_csv_s},
+        "compute": {"duckdb": {"q": 0.1}, "whatif": {"update_seconds": whatif_s}},
+        "pack": {
+            "exit_code": 0 if ok else 1,
+            "wall_seconds": pack_s,
+            "peak_mb": pss_mb * 1.2,
+            "peak_pss_mb": pss_mb,
+            "peak_kernel_mb": 100,
+            "notebooks": {},
+        },
+        "floor_seconds": floor_s,
+        "ratios": {},
+    }
+
+
+def _result(**sizes) -> dict:
+    return {
+        "machine": {"cpu": "x", "cores": 2, "memory_gb": 24, "python": "3", "pandas": "3", "duckdb": "2",
+                    "load_average_at_start": (0, 0, 0)},
+        "trivial": {"wall_seconds": 2.0},
+        "trivial_warm": {"wall_seconds": 1.0},
+        "sizes": sizes,
+    }  # fmt: skip
+
+
+def test_targets_are_the_issues_ratios_with_pass_and_fail():
+    result = _result(
+        **{
+            "10000": _size(10.0, 500),
+            "100000": _size(12.0, 800, whatif_s=0.150, reps=769),
+            "1000000": _size(
+                25.0, 1600, floor_s=20.0, cache_s=30.0, read_csv_s=12.0, whatif_s=1.2, reps=7692
+            ),
+            "10000000": _size(90.0, 2900, ok=True),
+        }
+    )
+    result["postgres"] = {
+        "size": 100_000,
+        "rows_in_tables": {"opportunities": 100_000, "activities": 900_000},
+        "rows_sent": 4_000,
+        "rows_sent_vs_rows_in_tables": 0.004,
+        "statements": 12,
+        "top_statements": [{"query": "select a | b from t", "calls": 3, "rows": 3_000}],
+        "pack": {"exit_code": 0, "wall_seconds": 15.0, "peak_mb": 900, "peak_pss_mb": 700},
+    }
+    got = {t["measure"]: (t["value"], t["pass"]) for t in bench.targets(result)}
+    assert got["pack time, 1M ÷ 10k"] == (2.5, True)  # 25 ÷ 10, at the limit
+    assert got["pack time, 10M ÷ 1M"] == (3.6, True)
+    assert got["peak PSS of the pack, 1M"] == (pytest.approx(1600 / 1024), False)  # 1.56 GB > 1.5
+    assert got["peak PSS of the pack, 10M"] == (pytest.approx(2900 / 1024), True)
+    assert got["pack ÷ floor, 1M"] == (1.25, True)
+    assert got["cache build ÷ DuckDB read_csv of the same files, 1M"] == (2.5, True)
+    assert got["rows sent by PostgreSQL for the 100,000 pack ÷ rows in its tables"] == (
+        pytest.approx(0.4),
+        True,
+    )
+    assert got["what-if update, 100k (769 reps)"] == (pytest.approx(150), True)
+    assert got["what-if update, 1M (7,692 reps)"] == (pytest.approx(1200), False)
+    md = bench.table({**result, "targets": bench.targets(result)})
+    assert "| pack time, 1M ÷ 10k | 2.50 | ≤ 2.5 | pass |" in md
+    assert "| what-if update, 1M (7,692 reps) | 1200.00 ms | ≤ 1000 ms | **fail** |" in md
+    assert "| 15.00 | 900 | 700 | 1,000,000 | 4,000 | 0.4% | 12 |" in md
+    assert "| 3,000 | 3 | `select a / b from t` |" in md
+
+
+def test_a_failed_pack_or_a_missing_size_is_not_measured_rather_than_a_ratio():
+    result = _result(**{"10000": _size(10.0, 500), "1000000": _size(25.0, 1600, ok=False)})
+    result["postgres"] = {"skipped": "PostgreSQL is not installed"}
+    got = {t["measure"]: (t["value"], t["pass"]) for t in bench.targets(result)}
+    assert got["pack time, 1M ÷ 10k"] == (None, None)
+    assert got["peak PSS of the pack, 1M"] == (None, None)
+    assert got["pack time, 10M ÷ 1M"] == (None, None)
+    assert got["rows sent by PostgreSQL for the 100,000 pack ÷ rows in its tables"] == (None, None)
+    md = bench.table(result)
+    assert "| pack time, 1M ÷ 10k | – | ≤ 2.5 | not measured |" in md
+    assert "skipped — PostgreSQL is not installed." in md
+
+
+def test_postgres_is_skipped_with_a_clear_line_without_its_binaries(monkeypatch, tmp_path):
+    from helpers.publish import pgserver
+
+    monkeypatch.setattr(pgserver, "pg_bin", lambda: None)
+    out = bench.run_pg(tmp_path / "n100000", tmp_path)
+    assert out == {
+        "skipped": "PostgreSQL is not installed (no initdb under /usr/lib/postgresql/*/bin or on PATH)"
+    }
+
+
+def test_rows_sent_by_postgres_count_each_row_once(pg_dataset, pg_env):
+    """One load of the dataset (a COPY (select …) TO STDOUT per table) sends each row once."""
+    import yaml
+
+    from helpers.data.dataset import load
+    from helpers.publish.pgserver import PG_PASSWORD, PG_USER
+
+    url = yaml.safe_load((pg_dataset / "dataset.yml").read_text())["tables"]["opportunities"]["url"]
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    import psycopg
+
+    def connect():
+        return psycopg.connect(
+            host="127.0.0.1", port=port, user=PG_USER, password=PG_PASSWORD, dbname="crm", autocommit=True
+        )
+
+    with connect() as c:
+        bench.pg_counting(c)
+    ds = load(pg_dataset)
+    with connect() as c:
+        stats = bench.pg_rows_sent(c, "crm")
+    sent = sum(r[2] for r in stats)
+    assert sent == sum(len(t) for t in ds.tables.values()) > 0
+    assert any("copy" in q.lower() for q, _, _ in stats)
+
+
+@pytest.mark.slow  # ~35 s on a quiet machine, 1–2 min on a busy one (the pack at 2,000 opportunities)
+def test_the_bench_at_a_tiny_size(tmp_path):
+    result = bench.run_bench([2000], tmp_path, progress=None, pg_size=0)
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    row = saved["sizes"]["2000"]
+    assert row["generate"]["format"] == "csv"
+    assert row["cache_build"]["rows"]["opportunities"] == 2000
+    assert row["cache_build"]["seconds"] > 0 and row["read_csv"]["seconds"] > 0
+    assert row["ratios"]["cache_build_vs_read_csv"] == pytest.approx(
+        row["cache_build"]["seconds"] / row["read_csv"]["seconds"]
+    )
+    assert len(row["compute"]["duckdb"]) == len(row["compute"]["pandas"]) == 5
+    assert row["compute"]["whatif"]["update_seconds"] > 0
+    pack = row["pack"]
+    assert pack["exit_code"] == 0 and pack["peak_pss_mb"] > 0 and pack["peak_mb"] >= pack["peak_pss_mb"]
+    assert sorted(pack["notebooks"]) == ["pipeline_health", "quota_setting", "win_loss_review"]
+    assert all(nb["status"] == "ok" and nb["other_cells"] > 0 for nb in pack["notebooks"].values())
+    assert row["floor_seconds"] == pytest.approx(
+        saved["trivial"]["wall_seconds"] + sum(row["compute"]["duckdb"].values())
+    )
+    assert saved["postgres"] == {"skipped": "not asked (--pg-size 0)"}
+    assert [t["pass"] for t in saved["targets"]] == [None] * 9  # no size the targets name
+    md = (tmp_path / "bench.md").read_text()
+    assert "| 2,000 | 30 | csv," in md and "| 2,000 | pipeline_health | ok |" in md
+    assert result["sizes"]["2000"]["pack"]["wall_seconds"] == pack["wall_seconds"]
