@@ -81,7 +81,17 @@ def test_targets_are_the_issues_ratios_with_pass_and_fail():
 
 
 def test_a_failed_pack_or_a_missing_size_is_not_measured_rather_than_a_ratio():
-    result = _result(**{"10000": _size(10.0, 500), "1000000": _size(25.0, 1600, ok=False)})
+    result = _result(
+        **{
+            "10000": _size(10.0, 500),
+            "1000000": _size(25.0, 1600, ok=False),
+            "10000000": {
+                "reps": 76923,
+                "generate": {"seconds": 1000.0, "format": "parquet (chunked)", "files_mb": 1800},
+                "cache_build": {"error": "killed by signal 9 (out of memory?): "},
+            },
+        }
+    )
     result["postgres"] = {"skipped": "PostgreSQL is not installed"}
     got = {t["measure"]: (t["value"], t["pass"]) for t in bench.targets(result)}
     assert got["pack time, 1M ÷ 10k"] == (None, None)
@@ -91,6 +101,8 @@ def test_a_failed_pack_or_a_missing_size_is_not_measured_rather_than_a_ratio():
     md = bench.table(result)
     assert "| pack time, 1M ÷ 10k | – | ≤ 2.5 | not measured |" in md
     assert "skipped — PostgreSQL is not installed." in md
+    assert "- 10,000,000: cache build failed: killed by signal 9 (out of memory?)" in md
+    assert "| 10,000,000 | 76,923 | parquet (chunked), 1,800 MB |" in md
 
 
 def test_postgres_is_skipped_with_a_clear_line_without_its_binaries(monkeypatch, tmp_path):

@@ -662,6 +662,11 @@ def run_bench(
         say("  cache build (fresh process, empty cache) …")
         shutil.rmtree(cache_root(), ignore_errors=True)
         row["cache_build"] = _run_worker(f"_worker_cache_build({str(folder)!r})")
+        if "error" in row["cache_build"]:  # the compute and the pack would each try to build it again
+            say(f"  cache build failed, size skipped: {row['cache_build']['error']}")
+            result["sizes"][str(n)] = row
+            save()
+            continue
         if n <= CHUNKED_ABOVE:
             say("  DuckDB read_csv of the same files …")
             row["read_csv"] = _run_worker(f"_worker_read_csv({str(folder)!r})")
@@ -769,6 +774,14 @@ def table(result: dict) -> str:
             f"| {_f(p.get('peak_mb'), '{:.0f}')} ({_f(p.get('peak_kernel_mb'), '{:.0f}')}) "
             f"| {_f(p.get('peak_pss_mb'), '{:.0f}')} |"
         )
+    failed = [
+        f"- {int(n):,}: {phase.replace('_', ' ')} failed: {r[phase]['error']}"
+        for n, r in result["sizes"].items()
+        for phase in ("generate", "load_nocache", "cache_build", "read_csv", "compute", "pack")
+        if isinstance(r.get(phase), dict) and "error" in r[phase]
+    ]
+    if failed:
+        lines += ["", *failed]
     pg = result.get("postgres")
     if pg:
         lines += ["", f"PostgreSQL ({pg.get('size', PG_SIZE):,} opportunities, private server):"]
