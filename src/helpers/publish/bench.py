@@ -558,8 +558,9 @@ def targets(result: dict) -> list[dict]:
         v = row(n, "compute", "whatif", "update_seconds")
         return v * 1000 if v is not None else None
 
-    def reps(n):
-        return f" ({sizes[str(n)]['reps']:,} reps)" if str(n) in sizes else ""
+    def reps(n):  # the reps on the what-if's roster (the AEs in post), else the AEs generated
+        r = row(n, "compute", "whatif", "reps") or sizes.get(str(n), {}).get("reps")
+        return f" ({r:,} reps)" if r else ""
 
     pg = result.get("postgres") or {}
     pg_ratio = pg.get("rows_sent_vs_rows_in_tables") if _ok(pg.get("pack")) else None
