@@ -42,7 +42,7 @@ from helpers.data.calendar import FiscalCalendar
 CODE_FINGERPRINT = hashlib.sha256(
     Path(sample.__file__).read_bytes() + Path(__file__).read_bytes()
 ).hexdigest()[:12]
-CHUNK_OPPORTUNITIES = 500_000  # ~1.7 GB peak per chunk (1M: 3.3 GB)
+CHUNK_OPPORTUNITIES = 500_000  # 10M in 20 chunks: 2.5 GB max RSS (1M in one piece: 3.3 GB)
 SEED_STEP = 7919
 STREAMED = ("opportunities", "opportunity_history", "activities", "leads")  # the rest are small
 

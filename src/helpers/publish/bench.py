@@ -3,7 +3,7 @@
 Sizes are opportunities (default 10k, 100k, 1M, 10M; ~4.7 history rows, 10 activities and ~4 leads per
 opportunity; reps = max(30, N / 130)). Up to 1M the dataset is the sample written by
 ``helpers.data.sample.write_sample`` (CSV); above, ``helpers.data.sample_chunked.write_sample_chunked``
-writes it straight to Parquet, chunk by chunk (10M opportunities with 100M activities in ~1.7 GB).
+writes it straight to Parquet, chunk by chunk (10M opportunities with 100M activities: 2.5 GB max RSS).
 Every phase runs in a fresh interpreter, so its time and peak memory are its own:
 
 - **generate**: the dataset (time, max RSS);
