@@ -351,6 +351,11 @@ def run_pg(folder: Path, out: Path, dbname: str = "crm") -> dict:
         server = PgServer.start()
     except PgServerError as exc:
         return {"skipped": str(exc)[:300]}
+    if not server.stat_statements:
+        server.stop()
+        return {
+            "skipped": f"pg_stat_statements is not installed beside {server.bindir} (it counts the rows sent)"
+        }
     with server:
         pg_folder, load_s = _timed(
             lambda: dataset_in_postgres(

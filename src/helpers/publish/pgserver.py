@@ -61,6 +61,8 @@ class PgServer:
     def __init__(self, bindir: Path, tmp: Path, port: int, prefix: list[str]):
         self.bindir, self.tmp, self.port, self._prefix = bindir, tmp, port, prefix
         self.user, self.password = PG_USER, PG_PASSWORD
+        # the statement statistics (rows sent), when the contrib module is installed (Debian: always)
+        self.stat_statements = any((bindir.parent / "lib").glob("pg_stat_statements.*"))
 
     @classmethod
     def start(cls, bindir: Path | None = None) -> PgServer:
@@ -84,10 +86,9 @@ class PgServer:
                 bindir / "initdb", "-D", data, "-U", PG_USER, f"--pwfile={pwfile}",
                 "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--no-sync",
             )  # fmt: skip
-            opts = (
-                f"-p {server.port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c shared_preload_libraries=pg_stat_statements"
-            )
+            opts = f"-p {server.port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off"
+            if server.stat_statements:
+                opts += " -c shared_preload_libraries=pg_stat_statements"
             server._run(bindir / "pg_ctl", "-D", data, "-o", opts, "-l", log, "-w", "-t", "60", "start")
         except subprocess.CalledProcessError as exc:
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
