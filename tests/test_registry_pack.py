@@ -99,6 +99,25 @@ def test_labels_name_window_and_base_and_the_change_its_noise(pack):
     assert f["plan_ytd"]["label"] == "Plan, FY2027, full year"
 
 
+def test_last_months_figures_rebuilt_from_the_data_are_last_months_report(pack):
+    """The 2026-10 pack measures its figures again at 2026-09-30 from the data; for every figure the registry
+    says the data rebuilds, that value is the one the 2026-09 report (as of 2026-09-30) published."""
+    now = mail.read_summary(pack / "summary.json")
+    before = mail.read_summary(pack.parent / "2026-09" / "summary.json")
+    assert now["previous_period"]["as_of"] == "2026-09-30"
+    published = {(nb["name"], f["key"]): f["value"] for nb in before["notebooks"] for f in nb["figures"]}
+    compared = 0
+    for nb in now["notebooks"]:
+        for f in nb["figures"]:
+            ch = f.get("change")
+            if ch and ch["source"] == "data":
+                assert ch["previous"] == pytest.approx(published[(nb["name"], f["key"])]), f["key"]
+                compared += 1
+            elif ch:
+                assert not registry.metric(f["key"]).rebuilt(has_history=True), f["key"]
+    assert compared > 40
+
+
 def test_the_first_screen_answers_the_four_questions(pack, browser):
     """At 1280 × 900 the index opens on the four answers, each with its figures; pipeline health fits in 12
     screens; at 390 px the answers stack and stay within the screen's width."""

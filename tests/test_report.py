@@ -108,7 +108,12 @@ def test_figure_change_and_format():
     # 7,000 → 60,000: +53,000, 53,000 / 7,000 = 7.5714 → "+$53,000 (+757.1%)"; more bookings is good news
     cur = {"key": "bookings_mtd", "value": 60000.0, "unit": "currency"}
     ch = report.figure_change(cur, {"value": 7000.0})
-    assert ch == {"previous": 7000.0, "delta": 53000.0, "pct": pytest.approx(53000 / 7000)}
+    assert ch == {
+        "previous": 7000.0,
+        "delta": 53000.0,
+        "pct": pytest.approx(53000 / 7000),
+        "source": "report",
+    }
     assert report.fmt_change(cur, ch, "USD") == ("+$53,000 (+757.1%)", "good")
     # percent units: 0.6 − 0.2 = 0.4 → "−40.0 pts", no relative change; a falling win rate is bad news
     pct = {"key": "win_rate", "value": 0.2, "unit": "percent"}
@@ -118,9 +123,12 @@ def test_figure_change_and_format():
     stalled = {"key": "stalled_deals", "value": 5, "unit": "count"}
     assert report.fmt_change(stalled, report.figure_change(stalled, {"value": 3}), "USD")[1] == "bad"
     assert report.fmt_change(stalled, report.figure_change(stalled, {"value": 8}), "USD")[1] == "good"
-    # a figure whose direction the registry does not judge (days left in the quarter) is neutral
+    # a figure whose direction the registry does not judge (open deals) is neutral
+    deals = {"key": "open_deals", "value": 10, "unit": "count"}
+    assert report.fmt_change(deals, report.figure_change(deals, {"value": 40}), "USD")[1] == "neutral"
+    # one whose change the registry says means nothing (days left in the quarter) shows none
     days = {"key": "days_left_qtd", "value": 10, "unit": "days"}
-    assert report.fmt_change(days, report.figure_change(days, {"value": 40}), "USD")[1] == "neutral"
+    assert report.figure_change(days, {"value": 40}) is None
     # a points figure is a change already (win rate change): no change of a change
     pts = {"key": "win_rate_change", "value": 0.112, "unit": "points"}
     assert report.figure_change(pts, {"value": 0.089}) is None

@@ -22,6 +22,16 @@ import yaml
 REGISTRY_FILE = Path(__file__).with_name("registry.yml")
 UNITS = ("currency", "count", "percent", "ratio", "days", "number", "points")
 BETTER = ("higher", "lower", None)
+# how a figure's change since last month is found: its value at the previous month's end rebuilt from the
+# dates in the data (closed deals by close date, created dates, quotas by period), or by replaying
+# opportunity_history to that day (open pipeline as it stood then); else from the earlier report's
+# summary.json; "none": no change is shown (a points figure is a change already, a setting does not change)
+CHANGES = {
+    "dates": "rebuilt at the previous month's end from the dates in the data",
+    "history": "rebuilt at the previous month's end by replaying opportunity_history (without it: the earlier report)",
+    "report": "against the earlier report's figure, when there is one",
+    "none": "no change is shown",
+}
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,11 @@ class Metric:
     section: str
     term: str | None = None
     better: str | None = None
+    change: str = "report"
+
+    def rebuilt(self, has_history: bool) -> bool:
+        """Whether the data alone gives this figure's value at the previous month's end (``change``)."""
+        return self.change == "dates" or (self.change == "history" and has_history)
 
     def render_label(
         self, window: str | None = None, base: str | None = None, params: dict | None = None
@@ -116,6 +131,7 @@ def load(path: Path = REGISTRY_FILE) -> Registry:
             section=v["section"],
             term=v.get("term"),
             better=v.get("better"),
+            change=v.get("change", "none" if v["unit"] == "points" else "report"),
         )
     reg = Registry(raw["windows"], raw["grains"], raw["sections"], terms, metrics)
     _check(reg)
@@ -134,6 +150,10 @@ def _check(reg: Registry) -> None:
             problems.append(f"grain {m.grain!r} is not one of the registry's grains")
         if m.better not in BETTER:
             problems.append(f"better {m.better!r} is not higher, lower or empty")
+        if m.change not in CHANGES:
+            problems.append(f"change {m.change!r} is not one of {tuple(CHANGES)}")
+        elif m.unit == "points" and m.change != "none":
+            problems.append("a points figure is a change already: its change must be none")
         if m.term is not None and m.term not in reg.terms:
             problems.append(f"term {m.term!r} is not in the glossary")
         if m.section not in sections:
@@ -211,6 +231,15 @@ def render_docs() -> str:
         "Every figure the reports show, defined once in the metric registry. A figure's label names its window "
         '(and its base where it matters): "Win rate (count), 2026-10 — 118 closed".',
         "",
+        "## Change since last month",
+        "",
+        "The index and the email show each figure's change since the previous month's end, coloured by whether "
+        "it is good or bad news (a figure's `better`: higher or lower), never a change of a change.",
+        "",
+        "| change | how the previous value is found |",
+        "|---|---|",
+        *(f"| `{k}` | {_cell(v)} |" for k, v in CHANGES.items()),
+        "",
         "## Windows",
         "",
         "| window | how the period is chosen |",
@@ -234,13 +263,14 @@ def render_docs() -> str:
             out += [
                 f"### Figures in summary.json ({s['title'].lower()})",
                 "",
-                "| key | label | unit | window | grain | definition | computed by |",
-                "|---|---|---|---|---|---|---|",
+                "| key | label | unit | window | grain | change | definition | computed by |",
+                "|---|---|---|---|---|---|---|---|",
             ]
             for m in figs:
                 definition = f"see *{reg.terms[m.term].term}*" if m.term else _cell(m.definition)
                 out.append(
-                    f"| `{m.key}` | {_cell(m.label)} | {m.unit} | `{m.window}` | {m.grain} | {definition} | "
+                    f"| `{m.key}` | {_cell(m.label)} | {m.unit} | `{m.window}` | {m.grain} | `{m.change}` | "
+                    f"{definition} | "
                     f"`{m.compute}` |"
                 )
             out.append("")

@@ -1039,10 +1039,16 @@ def read_summary(path: Path) -> dict | None:
         return None
 
 
-def figure_change(fig: dict, prev: dict | None) -> dict | None:
-    """Change of one figure against the same key last period: ``delta`` = now − before (percentage
-    points for percent units), ``pct`` = delta ÷ |before| (not for percent units)."""
-    if not prev or fig.get("unit") == "points":  # a points figure is a change already: no change of a change
+def figure_change(fig: dict, prev: dict | None, source: str = "report") -> dict | None:
+    """Change of one figure against its value last period (``prev``: that figure, or ``{"value": v}``):
+    ``delta`` = now − before (percentage points for percent units), ``pct`` = delta ÷ |before| (not for
+    percent units); ``source``: where the value before comes from ("data": rebuilt at the previous month's
+    end, "report": the earlier report). None for a figure whose registry ``change`` is none (a points figure
+    is a change already: no change of a change)."""
+    from helpers.metrics.registry import load
+
+    m = load().metrics.get(fig.get("key") or "")
+    if not prev or fig.get("unit") == "points" or (m is not None and m.change == "none"):
         return None
     before = prev.get("value")
     now = fig.get("value")
@@ -1050,7 +1056,7 @@ def figure_change(fig: dict, prev: dict | None) -> dict | None:
         return None
     delta = now - before
     pct = None if fig.get("unit") in ("percent", "points") or before == 0 else delta / abs(before)
-    return {"previous": before, "delta": delta, "pct": pct}
+    return {"previous": before, "delta": delta, "pct": pct, "source": source}
 
 
 def change_class(key: str | None, delta: float) -> str:
@@ -1098,12 +1104,21 @@ def build_summary(
         for f in nb.get("figures", []):
             prev_figs[(nb.get("name"), f.get("key"))] = f
     notebooks = []
+    rebuilt_at, n_rebuilt, n_report = None, 0, 0
     for r in results:
         data = read_summary(summaries_dir / f"{r.name}.json") or {}
+        # the figures' values at the previous month's end, rebuilt from the data by the notebook
+        rebuilt = data.get("previous", {}).get("values", {})
+        rebuilt_at = data.get("previous", {}).get("as_of") or rebuilt_at
         figs = []
         for f in data.get("figures", []):
             f = dict(f)
-            f["change"] = figure_change(f, prev_figs.get((r.name, f["key"])))
+            if f["key"] in rebuilt:
+                f["change"] = figure_change(f, {"value": rebuilt[f["key"]]}, "data")
+            else:
+                f["change"] = figure_change(f, prev_figs.get((r.name, f["key"])), "report")
+            n_rebuilt += bool(f["change"]) and f["change"]["source"] == "data"
+            n_report += bool(f["change"]) and f["change"]["source"] == "report"
             figs.append(f)
         notebooks.append(
             {
@@ -1140,11 +1155,16 @@ def build_summary(
             "currency": params.currency,
             "fingerprint": {"algorithm": "sha256", "value": params.fingerprint},
         },
+        # what the changes are against: the previous month's end rebuilt from the data ("as_of", how many
+        # figures) and/or the earlier report (its fingerprint); None when there is nothing to compare with
         "previous_period": {
-            "period": prev.get("period"),
-            "fingerprint": prev.get("dataset", {}).get("fingerprint", {}).get("value"),
+            "period": previous_period(params.period),
+            "as_of": rebuilt_at if n_rebuilt else None,
+            "rebuilt_from_data": n_rebuilt,
+            "from_earlier_report": n_report,
+            "fingerprint": prev.get("dataset", {}).get("fingerprint", {}).get("value") if prev else None,
         }
-        if prev
+        if prev or n_rebuilt
         else None,
         "notebooks": notebooks,
         "timings": {
@@ -1178,12 +1198,20 @@ def figure_rows(summary: dict, nb: dict) -> list[dict]:
             continue
         change, cls = fmt_change(f, f.get("change"), cur)
         value = f["value"] if isinstance(f["value"], str) else fmt_value(f["value"], f["unit"], cur)
+        ch = f.get("change") or {}
         rows.append(
             {
                 "key": f["key"],
                 "label": f["label"],
                 "value": value,
                 "change": change,
+                "change_from": (
+                    f"since {summary['previous_period'].get('as_of')}, rebuilt from the data"
+                    if ch.get("source") == "data"
+                    else f"against the {summary['previous_period']['period']} report"
+                    if ch and summary.get("previous_period")
+                    else ""
+                ),
                 "cls": cls,
                 "definition": f.get("definition", ""),
             }

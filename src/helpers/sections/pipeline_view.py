@@ -13,6 +13,7 @@ before running, so those functions only read the prepared state.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -40,6 +41,7 @@ from helpers.sections.display import (
     what_to_look_at,
     write_list_csv,
 )
+from helpers.sections.summary import previous_month_end
 
 PLAN_MONEY = ["bookings", "plan", "plan_to_date", "pace", "still_to_close"]
 PLAN_PCT = ["attainment", "attainment_to_date", "pace_attainment"]
@@ -74,6 +76,7 @@ class PipelineView:
     slipped: pd.DataFrame | None = None
     focus: object = None
     cov_rep: pd.DataFrame | None = None
+    args: dict = field(default_factory=dict)  # prepare's parameters, to measure again at another date
 
     @property
     def cfg(self):
@@ -115,6 +118,14 @@ def prepare(
     )
     W = cal.windows(A)
     v = PipelineView(ctx=ctx, sc=sc, review_mode=review_mode, W=W, NQ=pl.next_quarter(cal, A))
+    v.args = dict(
+        scope=scope,
+        who=who,
+        quotas_path=quotas_path,
+        coverage_threshold=coverage_threshold,
+        stalled_days=stalled_days,
+        review_mode=review_mode,
+    )
     v.NO_HISTORY = ctx.ds.missing("opportunity_history", "changed_at", "stage", section="This section")
     v.HIST_ALL = ctx.ds.opportunity_history if v.NO_HISTORY is None else None
     OPPS_ALL = ctx.ds.opportunities
@@ -158,6 +169,28 @@ def prepare(
         v.cov_rep = pl.coverage(sc.opps, sc.quotas, v.focus, by="rep", threshold=v.THR)
     v.figs = figs
     return v
+
+
+def figures_at(v: PipelineView, as_of) -> dict[str, Fig]:
+    """The headline figures ``prepare`` measures, measured again at an earlier ``as_of`` with the same
+    parameters (the deals rewound to that day: ``Scoped``); empty when the data starts after ``as_of``."""
+    as_of = pd.Timestamp(as_of)
+    opps = v.ctx.ds.opportunities
+    first = min((opps[c].min() for c in ("created_date", "close_date") if c in opps.columns), default=pd.NaT)
+    if pd.notna(first) and as_of < first:
+        return {}
+    return prepare(dataclasses.replace(v.ctx, as_of=as_of), **v.args).figs
+
+
+def save_headlines(v: PipelineView, summary_path: str) -> None:
+    """Save the headline figures for the report run (nothing in interactive use), with their values at the
+    previous month's end rebuilt from the data, for the change since last month (not in review packs)."""
+    if not summary_path:
+        return
+    if not v.review_mode:
+        before = previous_month_end(v.A)
+        v.ctx.headlines.add_previous(before, figures_at(v, before), has_history=v.HIST_ALL is not None)
+    v.ctx.headlines.save(summary_path)
 
 
 def show_title(v: PipelineView) -> None:

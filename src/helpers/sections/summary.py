@@ -5,6 +5,12 @@ A notebook collects its headline figures in a ``Headlines`` object and saves the
 ``reports/<period>/summary.json``. Units: currency, count, percent (0–1), ratio, days,
 points (a difference of two percents, 0–1 scale: 0.089 is shown +8.9 pts). Every figure is an entry of the
 metric registry (``helpers.metrics.registry``), which gives its label, unit and definition.
+
+Change since last month: a notebook also records what its figures were at the previous month's end
+(``add_previous``), computed again from the data by the same functions at that date — only the figures the
+registry says the data can rebuild (``Metric.rebuilt``: closed deals by date always, open pipeline when
+opportunity_history replays it). The report run takes each figure's change from there, else from the earlier
+report's summary.json.
 """
 
 from __future__ import annotations
@@ -15,8 +21,26 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from helpers.data.atomic import write_text_atomic
 from helpers.metrics import registry
+
+
+def previous_month_end(as_of) -> pd.Timestamp:
+    """The last day of the month before ``as_of``'s month: where "change since last month" is measured from
+    (2026-10-31 → 2026-09-30; 2026-11-15 → 2026-10-31)."""
+    return pd.Timestamp(as_of).normalize().replace(day=1) - pd.Timedelta(days=1)
+
+
+def _stored(value, unit: str):
+    """A figure's value as summary.json stores it: NaN/inf as None, whole counts as int, text as is."""
+    if value is None or isinstance(value, str):
+        return value
+    value = float(value)
+    if math.isnan(value) or math.isinf(value):
+        return None
+    return int(value) if unit == "count" and value.is_integer() else value
 
 
 @dataclass
@@ -36,6 +60,19 @@ class Headlines:
     notebook: str
     currency: str = "USD"
     figures: list[Figure] = field(default_factory=list)
+    # the figures' values at the previous month's end, rebuilt from the data: {"as_of": ..., "values": {key: v}}
+    previous: dict = field(default_factory=dict)
+
+    def add_previous(self, as_of, figs, has_history: bool) -> None:
+        """Record ``figs`` (``registry.Fig``s computed at ``as_of``, the previous month's end: a mapping's values
+        or a list) as the values the figures had then — only those the registry says the data rebuilds
+        (``Metric.rebuilt``: by dates always, by replaying opportunity_history when ``has_history``)."""
+        values = dict(self.previous.get("values", {}))
+        for f in figs.values() if isinstance(figs, dict) else figs:
+            m = registry.metric(f.key)
+            if m.rebuilt(has_history):
+                values[f.key] = _stored(f.value, m.unit)
+        self.previous = {"as_of": f"{pd.Timestamp(as_of):%Y-%m-%d}", "values": values}
 
     def add(self, key: str, value, window: str | None = None, base: str | None = None, params=None) -> None:
         """Record the registry figure ``key`` over ``window`` (with its ``base``, e.g. "118 closed"); label,
@@ -43,12 +80,7 @@ class Headlines:
         m = registry.metric(key)
         params = dict(params or {})
         unit = m.unit
-        if value is not None and not isinstance(value, str):
-            value = float(value)
-            if math.isnan(value) or math.isinf(value):
-                value = None
-            elif unit == "count" and value.is_integer():
-                value = int(value)
+        value = _stored(value, unit)
         self.figures = [f for f in self.figures if f.key != key]
         self.figures.append(
             Figure(
@@ -82,6 +114,7 @@ class Headlines:
             "notebook": self.notebook,
             "currency": self.currency,
             "figures": [asdict(f) for f in self.figures],
+            **({"previous": self.previous} if self.previous else {}),
         }
 
     def save(self, path: str | os.PathLike | None) -> None:

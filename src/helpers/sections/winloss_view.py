@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from helpers.metrics import winloss as wl
 from helpers.metrics.winloss import Review, other_label
 from helpers.sections import plots
-from helpers.sections.display import fmt_value
+from helpers.sections.display import fmt_value, symbol
+from helpers.sections.summary import previous_month_end
 
 
 # --------------------------------------------------------------------------------------------------
@@ -252,3 +254,36 @@ def churn_display(t: pd.DataFrame) -> pd.DataFrame:
         }
     )
     return out[[c for c in out.columns if out[c].notna().any() or c in ("Account", "Lost amount")]]
+
+
+def review(ctx, review_window: str = "month", comparison_period: str = "", min_deals: int = 5, as_of=None):
+    """The win/loss review of the report's period (or of the month ending at an earlier ``as_of``)."""
+    as_of = ctx.as_of if as_of is None else pd.Timestamp(as_of)
+    period = ctx.period if as_of == ctx.as_of else f"{as_of:%Y-%m}"
+    return wl.build_review(
+        ctx.ds,
+        period,
+        as_of,
+        ctx.cal,
+        review_window,
+        comparison_period,
+        int(min_deals),
+        currency_symbol=symbol(ctx.currency),
+        activities=ctx.activities,
+        missing=ctx.missing,
+    )
+
+
+def save_headlines(
+    ctx, summary_path: str, review_window: str = "month", comparison_period: str = "", min_deals: int = 5
+) -> None:
+    """Save the headline figures for the report run (nothing in interactive use), with the review's figures at
+    the previous month's end (the review of that month, from the same data) for the change since last month."""
+    if not summary_path:
+        return
+    before = previous_month_end(ctx.as_of)
+    close = ctx.ds.opportunities.get("close_date")
+    if close is not None and close.notna().any() and before >= close.min():
+        prev = review(ctx, review_window, comparison_period, min_deals, as_of=before)
+        ctx.headlines.add_previous(before, prev.headlines, has_history=False)
+    ctx.headlines.save(summary_path)

@@ -1,0 +1,169 @@
+"""Change since last month from the data's own history: the headline figures measured again at the previous
+month's end (no earlier report needed), on a hand-made dataset whose September values are known.
+
+The deals (fiscal year = calendar year, as of 2026-10-31), as in tests/fixtures/notebooks/packs.py:
+
+    id  created     closed       stage         amount
+    O1  2026-08-01  2026-10-05   Closed Won    12,000
+    O2  2026-08-10  2026-10-20   Closed Won     3,000
+    O3  2026-09-01  2026-10-12   Closed Won    45,000
+    O4  2026-09-03  2026-10-15   Closed Lost    8,000
+    O5  2026-07-01  2026-09-20   Closed Won     7,000
+    O6  2026-09-15  (2026-12-01) Proposal      20,000   open
+
+opportunity_history has rows for O6 only: Prospecting at 15,000 on 2026-09-15, Proposal at 20,000 on
+2026-10-10. A deal without history rows is taken as created in the first open stage (Prospecting, 10%) and
+closed on its close date.
+
+At 2026-09-30: bookings, September = O5 = 7,000; open = O1 + O2 + O3 + O4 + O6 at 15,000 = 83,000 in 5 deals;
+weighted (CRM probability = the stage default, Prospecting 10% for all five) = 8,300.
+At 2026-10-31: bookings, October = 12,000 + 3,000 + 45,000 = 60,000; open = O6 at 20,000 (Proposal 50%),
+weighted 10,000.
+Win/loss: September closed O5 only (1 won of 1: 100%); October 3 won of 4 closed (75%): −25.0 pts.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "notebooks"))
+from packs import write_tiny_dataset  # noqa: E402
+
+from helpers.metrics import registry  # noqa: E402
+from helpers.publish import report  # noqa: E402
+from helpers.sections import pipeline_view as pv  # noqa: E402
+from helpers.sections import winloss_view as wv  # noqa: E402
+from helpers.sections.context import open_report  # noqa: E402
+from helpers.sections.summary import previous_month_end  # noqa: E402
+
+HISTORY_CSV = """opportunity_id,changed_at,stage,amount
+O6,2026-09-15,Prospecting,15000
+O6,2026-10-10,Proposal,20000
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path) -> Path:
+    folder = write_tiny_dataset(tmp_path / "tiny")
+    (folder / "opportunity_history.csv").write_text(HISTORY_CSV)
+    return folder
+
+
+def test_previous_month_end():
+    assert previous_month_end("2026-10-31") == pd.Timestamp("2026-09-30")
+    assert previous_month_end("2026-11-15") == pd.Timestamp("2026-10-31")
+    assert previous_month_end("2026-03-01") == pd.Timestamp("2026-02-28")
+
+
+def test_the_registry_says_how_each_change_is_found():
+    m = registry.load().metrics
+    assert m["bookings_mtd"].rebuilt(has_history=False)  # closed deals by close date: always
+    assert m["open_pipeline"].rebuilt(has_history=True) and not m["open_pipeline"].rebuilt(has_history=False)
+    assert not m["quota_company_target"].rebuilt(has_history=True)  # only from the earlier report
+    assert m["win_rate_change"].change == "none"  # a points figure: never a change of a change
+    assert all(x.change == "none" for x in m.values() if x.unit == "points")
+
+
+def _previous(folder: Path) -> dict:
+    ctx = open_report(str(folder), notebook="pipeline_health", show_header=False)
+    v = pv.prepare(ctx)
+    before = previous_month_end(ctx.as_of)
+    ctx.headlines.add_figs(v.figs)
+    ctx.headlines.add_previous(before, pv.figures_at(v, before), has_history=v.HIST_ALL is not None)
+    return ctx.headlines
+
+
+def test_last_months_pipeline_figures_by_hand(tiny):
+    h = _previous(tiny)
+    assert h.previous["as_of"] == "2026-09-30"
+    was = h.previous["values"]
+    assert was["bookings_mtd"] == 7000.0 and h.get("bookings_mtd") == 60000.0
+    assert was["open_pipeline"] == 83000.0 and h.get("open_pipeline") == 20000.0
+    assert was["open_deals"] == 5 and h.get("open_deals") == 1
+    assert was["weighted_pipeline_crm"] == pytest.approx(8300.0) and h.get("weighted_pipeline_crm") == 10000.0
+    assert "days_left_qtd" not in was  # the registry says: no change
+    assert "no_next_step_deals" not in was  # next_step has no history: the earlier report only
+
+
+def test_without_history_open_pipeline_is_not_rebuilt(tiny):
+    (tiny / "opportunity_history.csv").unlink()
+    was = _previous(tiny).previous["values"]
+    assert was["bookings_mtd"] == 7000.0  # closed deals by date: still rebuilt
+    assert "open_pipeline" not in was and "stalled_deals" not in was  # left to the earlier report
+
+
+def test_last_months_win_loss_figures_by_hand(tiny):
+    ctx = open_report(str(tiny), notebook="win_loss_review", show_header=False)
+    rv = wv.review(ctx)
+    ctx.headlines.add_figs(rv.headlines)
+    path = tiny.parent / "wl.json"
+    wv.save_headlines(ctx, str(path))
+    saved = json.loads(path.read_text())
+    assert saved["previous"]["as_of"] == "2026-09-30"
+    assert saved["previous"]["values"]["win_rate"] == 1.0  # O5: 1 won of 1 closed in September
+    assert saved["previous"]["values"]["closed_deals"] == 1
+    assert "win_rate_change" not in saved["previous"]["values"]
+    assert ctx.headlines.get("win_rate") == 0.75  # October: O1, O2, O3 won, O4 lost
+
+
+def test_the_index_shows_the_change_with_no_earlier_report(tiny, tmp_path):
+    h = _previous(tiny)
+    summaries = tmp_path / "summaries"
+    h.save(summaries / "pipeline_health.json")
+    params = report.RunParameters(tiny, "2026-10", "2026-10-31", "Tiny Co", "USD", "0" * 64, [])
+    results = [report.JobResult("pipeline_health", "ok", 1.0, title="Pipeline health")]
+    summary = report.build_summary(params, results, summaries, None, 0.0, {})
+    figs = {f["key"]: f for f in summary["notebooks"][0]["figures"]}
+    assert figs["bookings_mtd"]["change"] == {
+        "previous": 7000.0,
+        "delta": 53000.0,
+        "pct": pytest.approx(53000 / 7000),
+        "source": "data",
+    }
+    assert figs["open_pipeline"]["change"]["delta"] == -63000.0  # 20,000 − 83,000
+    assert figs["days_left_qtd"]["change"] is None
+    assert summary["previous_period"]["as_of"] == "2026-09-30"
+    assert summary["previous_period"]["from_earlier_report"] == 0
+    index = report.render_index(summary)
+    assert "no earlier report" not in index
+    assert "changes since 2026-09-30, rebuilt from the data" in index
+    # +$53,000 bookings is good news; −$63,000 open pipeline is bad news (the registry's better: higher)
+    assert (
+        '<td class="num good" title="since 2026-09-30, rebuilt from the data">+$53,000 (+757.1%)</td>'
+        in index
+    )
+    assert (
+        '<td class="num bad" title="since 2026-09-30, rebuilt from the data">−$63,000 (−75.9%)</td>' in index
+    )
+
+
+def test_a_figure_the_data_cannot_rebuild_falls_back_to_the_earlier_report(tiny, tmp_path):
+    h = _previous(tiny)
+    summaries = tmp_path / "summaries"
+    h.save(summaries / "pipeline_health.json")
+    prev = {
+        "period": "2026-09",
+        "notebooks": [
+            {
+                "name": "pipeline_health",
+                "figures": [
+                    {"key": "no_next_step_deals", "value": 3, "unit": "count"},
+                    {"key": "bookings_mtd", "value": 1.0, "unit": "currency"},  # the data wins
+                ],
+            }
+        ],
+    }
+    params = report.RunParameters(tiny, "2026-10", "2026-10-31", "Tiny Co", "USD", "0" * 64, [])
+    results = [report.JobResult("pipeline_health", "ok", 1.0, title="Pipeline health")]
+    summary = report.build_summary(params, results, summaries, prev, 0.0, {})
+    figs = {f["key"]: f for f in summary["notebooks"][0]["figures"]}
+    assert figs["no_next_step_deals"]["change"]["source"] == "report"
+    assert figs["no_next_step_deals"]["change"]["delta"] == figs["no_next_step_deals"]["value"] - 3
+    assert figs["bookings_mtd"]["change"]["previous"] == 7000.0
+    assert summary["previous_period"]["from_earlier_report"] >= 1
+    assert "(the rest against the 2026-09 report)" in report.render_index(summary)
