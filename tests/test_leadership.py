@@ -72,6 +72,27 @@ def test_year_landing_by_hand():
     assert land["run_rate"] == pytest.approx(150.0 / 304 * 365)
 
 
+def test_quarter_landing_by_hand():
+    """The current fiscal quarter (fiscal year = calendar year: Q4 = Oct 1 – Dec 31, 31 of 92 days elapsed on
+    2026-10-31).
+
+    won in Q4: W2 50 (Oct 31); open closing in it: C1 Commit 40, B1 Best Case 30, P1 Pipeline 20 (P2 closes in
+    2027). commit = 50 + 40 = 90; best case = 90 + 30 = 120; weighted = 50 + 40 × 0.5 + 30 × 0.2 + 20 × 0.2
+    = 80; run rate = 50 ÷ 31 × 92 = 148.39. Target 365 for FY2026 → the quarter's share 365 × 92 ÷ 365 = 92.
+    """
+    cal = FiscalCalendar(1)
+    sc = SimpleNamespace(opps=year_deals(), quotas=None, scope="company")
+    figs = pl.headline_figures(sc, CFG, cal, "2026-10-31", 3.0, {2026: 365.0})
+    assert figs["landing_q_commit"].value == 90.0
+    assert figs["landing_q_best"].value == 120.0
+    assert figs["landing_q_likely"].value == pytest.approx(80.0)
+    assert figs["landing_q_run_rate"].value == pytest.approx(50 / 31 * 92)
+    assert figs["target_q"].value == pytest.approx(92.0)
+    assert figs["landing_q_likely"].window == "FY2026 Q4, full quarter"
+    # the quarter's plan is the target's share here (no quotas): 92
+    assert figs["plan_qtd"].value == pytest.approx(92.0)
+
+
 def test_top_competitor_by_hand():
     comp = pd.DataFrame(
         {
@@ -99,6 +120,7 @@ def summary_of(**values) -> dict:
 
     windows = {
         "landing_fy_likely": "FY2027, full year",
+        "landing_q_likely": "FY2027 Q3, full quarter",
         "coverage_next_quarter": "FY2027 Q4",
         "quota_expected_share_at_quota": "FY2028 plan",
         "win_rate": "2026-10",
@@ -121,6 +143,11 @@ def test_the_four_answers_judge_their_figures():
         landing_fy_best=11.1e6,
         target_fy=13.0e6,
         gap_deals_fy=53,
+        landing_q_likely=3.3e6,
+        landing_q_commit=3.2e6,
+        landing_q_best=3.5e6,
+        plan_qtd=3.6e6,
+        target_q=3.2e6,
         coverage_next_quarter=1.67,
         coverage_threshold=3.0,
         pipeline_shortfall_next_quarter=6.1e6,
@@ -142,6 +169,11 @@ def test_the_four_answers_judge_their_figures():
         "FY2027 lands at $10.9M weighted (commit $9.7M, best case $11.1M) against the company target of "
         "$13.0M: $2.1M short, about 53 more deals"
     )
+    assert number.sentence.endswith(
+        " FY2027 Q3 lands at $3.3M weighted (commit $3.2M, best case $3.5M) against the quarter's plan of "
+        "$3.6M and its $3.2M share of the target."
+    )
+    assert {"landing_q_likely", "target_q", "plan_qtd"} <= {r["key"] for r in number.rows}
     assert pipeline.status == BAD  # 1.67 < 0.75 × 3.0
     assert "1.67× against the 3.0× needed: $6.1M of pipeline still to create" in pipeline.sentence
     assert (
@@ -226,3 +258,68 @@ def test_the_realism_result_is_explained_with_its_levers():
         "at that quota level (4 today); or quotas weighted by each rep's own history (45% would reach them). "
         "Or keep the target as a stretch and say so to the team."
     )
+
+
+def test_the_five_points_to_look_at_rank_across_reports_and_link_to_their_sections():
+    from helpers.metrics.registry import Point
+    from helpers.sections.executive import look_at
+
+    def pts(*points):
+        return [p.to_dict() for p in points]
+
+    s = summary_of(coverage_next_quarter=1.67, coverage_threshold=3.0, win_rate=0.339)
+    s["notebooks"] = [
+        {**s["notebooks"][0], "name": "pipeline_health", "title": "Pipeline health", "html": "ph.html"},
+        {
+            "name": "quota_setting",
+            "title": "Quota setting",
+            "status": "ok",
+            "html": "qs.html",
+            "figures": [],
+            "points": pts(
+                Point("**Target** $14.7M", "1. Top-down plan", "info", ("quota_sum_of_rep_quotas",)),
+                Point("11 reps out of reach: A\\_B", "Is the plan realistic?", "watch"),
+            ),
+        },
+        {
+            "name": "win_loss_review",
+            "title": "Win/loss review",
+            "status": "ok",
+            "html": "wl.html",
+            "figures": [],
+            "points": pts(
+                Point("Win rate 33.9%", "Win rates", "info", ("win_rate", "win_rate_change")),
+                Point("Region East wins 10%, clearly below", "Win rates", "bad"),
+                Point("Data quality: 12% lost without a reason", "Data quality of the review", "watch"),
+            ),
+        },
+        {
+            "name": "broken",
+            "title": "Broken",
+            "status": "failed",
+            "html": None,
+            "points": pts(Point("x", "", "bad")),
+        },
+    ]
+    s["notebooks"][0]["points"] = pts(
+        Point("Coverage for FY2027 Q4 is 1.7×", "Pipeline and forecast", "bad", ("coverage_next_quarter",)),
+        Point("23 open deals past due", "4. Deals that need attention", "watch", ("past_due_deals",)),
+        Point("88 open deals are stalled", "Deals that need attention", "watch", ("stalled_deals",)),
+        Point("The quarter closed at $3.2M", "Bookings against plan", "watch", ("bookings_qtd",)),
+    )
+    got = look_at(s)
+    # bad news first, then watch (the reports take turns: pipeline, quota, win/loss, pipeline, …); coverage and
+    # the win rate are left out: the answers already show coverage_next_quarter and win_rate
+    assert [(p.report, p.level) for p in got] == [
+        ("Win/loss review", "bad"),
+        ("Pipeline health", "watch"),
+        ("Quota setting", "watch"),
+        ("Win/loss review", "watch"),
+        ("Pipeline health", "watch"),
+    ]
+    assert got[0].link == "wl.html#win-rates"
+    assert got[1].link == "ph.html#deals-that-need-attention" and got[1].html == "23 open deals past due"
+    assert got[2].html == "11 reps out of reach: A_B"  # Markdown escapes read as the text
+    assert got[3].link == "wl.html#data-quality-of-the-review"
+    assert len(look_at(s, n=10)) == 7  # the failed report's points are not shown
+    assert "<strong>Target</strong> $14.7M" in [p.html for p in look_at(s, n=10)]

@@ -118,6 +118,19 @@ def test_last_months_figures_rebuilt_from_the_data_are_last_months_report(pack):
     assert compared > 40
 
 
+def test_the_index_shows_five_points_each_linking_to_its_section(pack):
+    index = (pack / "index.html").read_text(encoding="utf-8")
+    block = index[index.index('<section class="look-at"') :]
+    block = block[: block.index("</section>")]
+    links = re.findall(r'<li class="is-(bad|watch|info)">.*?<a href="([^"#]+)#([^"]+)">', block)
+    assert len(links) == 5, block
+    for _, page, anchor in links:
+        assert f'id="{anchor}"' in (pack / page).read_text(encoding="utf-8"), (page, anchor)
+    levels = [lv for lv, _, _ in links]
+    assert levels == sorted(levels, key=["bad", "watch", "info"].index)  # bad news first
+    assert len({page for _, page, _ in links}) >= 2  # from across the reports
+
+
 def test_the_first_screen_answers_the_four_questions(pack, browser):
     """At 1280 × 900 the index opens on the four answers, each with its figures; pipeline health fits in 12
     screens; at 390 px the answers stack and stay within the screen's width."""

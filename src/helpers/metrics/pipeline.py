@@ -1043,9 +1043,17 @@ def headline_figures(
     put("landing_fy_likely", land["likely"], year)
     put("landing_fy_best", land["best_case"], year)
     put("landing_fy_run_rate", land["run_rate"], year)
+    # and the quarter's landing, against the quarter's plan and the target's share of the quarter
+    qtd = w["QTD"]
+    land_q = landing(sc.opps, config, qtd)
+    put("landing_q_commit", land_q["commit"], qtd.full_text)
+    put("landing_q_likely", land_q["likely"], qtd.full_text)
+    put("landing_q_best", land_q["best_case"], qtd.full_text)
+    put("landing_q_run_rate", land_q["run_rate"], qtd.full_text)
     fy = cal.fiscal_year(as_of)
     target = (targets or {}).get(fy)
     if target and sc.scope == "company":
+        put("target_q", plan_from_targets(targets, cal, qtd.start, qtd.end), qtd.full_text)
         put("target_fy", target, year)
         gap = target - land["likely"]
         put("gap_fy", gap, year)

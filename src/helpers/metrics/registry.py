@@ -213,6 +213,30 @@ class Fig:
         return float(v)
 
 
+LEVELS = ("bad", "watch", "info")  # how a "what to look at" point reads, most urgent first
+
+
+class Point(str):
+    """A "what to look at" sentence (Markdown) that knows the report section it comes from (its heading without
+    the number: "Deals that need attention"), how it reads (``LEVELS``: bad news, watch, or information) and
+    the registry figures it restates (``keys``). It is a ``str``, so a report shows it as the sentence; the
+    index ranks the points of all reports by level and links each to its section."""
+
+    section: str
+    level: str
+    keys: tuple[str, ...]
+
+    def __new__(cls, text: str, section: str = "", level: str = "info", keys=()):
+        if level not in LEVELS:
+            raise ValueError(f"level {level!r} is not one of {LEVELS}")
+        obj = super().__new__(cls, text)
+        obj.section, obj.level, obj.keys = section, level, tuple(keys)
+        return obj
+
+    def to_dict(self) -> dict:
+        return {"text": str(self), "section": self.section, "level": self.level, "keys": list(self.keys)}
+
+
 # --------------------------------------------------------------------------------------------------
 # docs/metrics.md
 # --------------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from helpers.data.calendar import FiscalCalendar, Window, month_labels, period_b
 from helpers.metrics import rates as R
 from helpers.metrics.activity import per_deal as activities_per_deal
 from helpers.metrics.pipeline import isin, map_unique
-from helpers.metrics.registry import Fig
+from helpers.metrics.registry import Fig, Point
 
 Z95 = 1.959963984540054  # standard normal quantile for a two-sided 95% interval
 NOT_SET = "(not set)"
@@ -1005,6 +1005,10 @@ def _pct(x) -> str:
     return "n/a" if x is None or pd.isna(x) else f"{x:.0%}"
 
 
+# the review's sections the "what to look at" points refer to (their headings, without the number)
+RATES, LOSSES = "Win rates", "Why we lose"
+
+
 def what_to_look_at(
     overall: pd.DataFrame,
     change: dict,
@@ -1015,7 +1019,7 @@ def what_to_look_at(
     review_label: str = "",
     comparison_label: str = "",
     dated: bool = True,
-) -> list[str]:
+) -> list[Point]:
     """The few points the meeting should start with, computed from the numbers:
     the win rate and its change (flagged as noise when the 95% intervals overlap); the top recorded loss
     reason's share; the groups whose interval lies wholly above or below the overall rate (n ≥ min_deals, pooled rows
@@ -1023,7 +1027,9 @@ def what_to_look_at(
     o = overall.iloc[0]
     points = []
     if not o["deals"]:
-        return [f"No deals closed in {review_label or 'the review window'}."]
+        return [
+            Point(f"No deals closed in {review_label or 'the review window'}.", RATES, "info", ("win_rate",))
+        ]
     head = (
         f"Win rate {_pct(o['win_rate'])} on {int(o['deals']):,} closed deals "
         f"(95% interval {_pct(o['ci_low'])}–{_pct(o['ci_high'])})"
@@ -1043,17 +1049,22 @@ def what_to_look_at(
         head += "; the records carry no dates, so there is no comparison."
     else:
         head += "; no deals closed in the comparison window to compare with."
-    points.append(head)
+    points.append(Point(head, RATES, "info", ("win_rate", "win_rate_change")))
     recorded = reasons[reasons["reason"].ne(NO_REASON)] if len(reasons) else reasons
     if len(recorded):
         top = recorded.iloc[0]
         cum80 = int((reasons["cum_share"] < 0.8).sum() + 1)
         k = min(cum80, len(reasons))
         points.append(
-            f"Top loss reason: {escape.markdown(top['reason'])} — {_pct(top['share'])} of lost deals "
-            f"({int(top['deals'])} of {int(reasons['deals'].sum())}); "
-            + ("it alone covers" if k == 1 else f"{k} reasons cover")
-            + " 80% of losses."
+            Point(
+                f"Top loss reason: {escape.markdown(top['reason'])} — {_pct(top['share'])} of lost deals "
+                f"({int(top['deals'])} of {int(reasons['deals'].sum())}); "
+                + ("it alone covers" if k == 1 else f"{k} reasons cover")
+                + " 80% of losses.",
+                LOSSES,
+                "info",
+                ("top_loss_reason", "top_loss_reason_share"),
+            )
         )
     outliers = []
     for dim, t in by_dim.items():
@@ -1079,16 +1090,23 @@ def what_to_look_at(
                     )
                 )
     for _, text in sorted(outliers, key=lambda t: -t[0])[:3]:
-        points.append(text + ".")
+        points.append(Point(text + ".", RATES, "bad" if "below" in text else "info"))
     if not outliers and by_dim:
         points.append(
-            "No segment, region, rep or other group differs from the overall win rate by more than "
-            "its 95% interval allows."
+            Point(
+                "No segment, region, rep or other group differs from the overall win rate by more than "
+                "its 95% interval allows.",
+                RATES,
+            )
         )
     for _, r in summary.iterrows():
         if pd.notna(r["share"]) and r["share"] > 0.10:
             points.append(
-                f"Data quality: {r['check'].lower()} — {int(r['deals'])} ({_pct(r['share'])} of {r['base']})."
+                Point(
+                    f"Data quality: {r['check'].lower()} — {int(r['deals'])} ({_pct(r['share'])} of {r['base']}).",
+                    "Data quality of the review",
+                    "watch",
+                )
             )
     return points
 

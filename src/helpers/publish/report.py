@@ -483,7 +483,30 @@ def render_html(nb, title: str | None = None, footer: str = "") -> str:
     name = title or nb.metadata.get("title") or "Report"
     resources = {"revops": {"title": name, "css": report_css(), "footer": footer}, "metadata": {"name": name}}
     body, _ = _exporter().from_notebook_node(nb, resources=resources)
-    return _dedupe_styles(body)
+    return _section_ids(_dedupe_styles(body))
+
+
+_HEADING = re.compile(r"<h([23])>(.*?)</h\1>", re.S)
+
+
+def _section_ids(html_text: str) -> str:
+    """Give each h2/h3 of a report the id of its section (``display.section_id``: "4. Deals that need
+    attention" → id="deals-that-need-attention"), the first one when a heading repeats, so the index's "what
+    to look at" points link to the section they come from."""
+    import html as _html
+
+    from helpers.sections.display import section_id
+
+    seen: set[str] = set()
+
+    def add_id(m):
+        sid = section_id(_html.unescape(re.sub(r"<[^>]+>", "", m.group(2))))
+        if not sid or sid in seen:
+            return m.group(0)
+        seen.add(sid)
+        return f'<h{m.group(1)} id="{sid}">{m.group(2)}</h{m.group(1)}>'
+
+    return _HEADING.sub(add_id, html_text)
 
 
 def to_html(executed_nb_or_path, html_path, title: str | None = None, footer: str = "") -> Path:
@@ -1132,6 +1155,7 @@ def build_summary(
                 "parameters": params.notebook_parameters.get(r.name, {}),
                 "currency": data.get("currency", params.currency),
                 "figures": figs,
+                "points": data.get("points", []),
                 "error": None
                 if r.ok
                 else {"cell_index": r.error.cell_index, "ename": r.error.ename, "evalue": r.error.evalue},
@@ -1237,8 +1261,9 @@ def unavailable(nb: dict) -> list[str]:
 
 def render_index(summary: dict, reviews: str | None = None) -> str:
     """The pack's index.html; ``reviews``: the relative link of the review packs' index, when they exist."""
-    from helpers.sections.executive import STATUS_WORDS, answers
+    from helpers.sections.executive import STATUS_WORDS, answers, look_at
 
+    found = answers(summary)
     packs = [
         {**nb, "rows": figure_rows(summary, nb), "unavailable": unavailable(nb)}
         for nb in summary["notebooks"]
@@ -1248,7 +1273,8 @@ def render_index(summary: dict, reviews: str | None = None) -> str:
             "index.html.j2",
             s=summary,
             packs=packs,
-            answers=answers(summary),
+            answers=found,
+            points=look_at(summary, found),
             status_words=STATUS_WORDS,
             reviews=reviews,
             css=report_css(),

@@ -277,9 +277,20 @@ def bullets(points: list[str], title: str | None = None) -> None:
     markdown((f"**{title}**\n\n" if title else "") + items)
 
 
-def what_to_look_at(points: list[str]) -> None:
-    """The short list at the top of a report."""
+def what_to_look_at(points: list[str], headlines=None) -> None:
+    """The short list at the top of a report; recorded in ``headlines`` (summary.json) when given, so the index
+    can rank the points of every report and link each to its section."""
     bullets(points, "What to look at")
+    if headlines is not None:
+        headlines.add_points(points)
+
+
+def section_id(heading: str) -> str:
+    """The anchor of a report section: its heading without the number, in lower case, words joined by "-"
+    ("4. Deals that need attention" → "deals-that-need-attention"); the published HTML gives each h2/h3 this
+    id, and a "what to look at" point links to it."""
+    words = re.sub(r"^\s*\d+(\.\d+)*\.?\s+", "", heading)
+    return re.sub(r"[^a-z0-9]+", "-", words.lower()).strip("-")
 
 
 def _md_inline(text: str) -> str:

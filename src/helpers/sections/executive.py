@@ -5,14 +5,21 @@
 lose — each with a status (good / watch / bad news, or "unknown" when the data does not say), one sentence,
 and the figures behind it (registry labels, formatted values, definitions). The index and the leadership email
 show them first. Nothing here computes a figure: it reads them and judges them against their own thresholds.
+
+``look_at(summary, answers)`` then picks the five "what to look at" points of all the reports (each report
+records its points with their section, level and figures), leaving out what the four answers already say, and
+links each to its section of its report.
 """
 
 from __future__ import annotations
 
+import html
 import math
+import re
 from dataclasses import dataclass, field
 
-from helpers.sections.display import fmt_money, fmt_value
+from helpers.metrics.registry import LEVELS
+from helpers.sections.display import fmt_money, fmt_value, section_id
 
 GOOD, WATCH, BAD, UNKNOWN = "good", "watch", "bad", "unknown"
 STATUS_WORDS = {GOOD: "Good news", WATCH: "Watch", BAD: "Bad news", UNKNOWN: "No data"}
@@ -89,9 +96,16 @@ def make_the_number(f: _Figures) -> Answer:
         "landing_fy_run_rate",
         "gap_fy",
         "gap_deals_fy",
+        "plan_qtd",
+        "target_q",
+        "landing_q_commit",
+        "landing_q_likely",
+        "landing_q_best",
+        "landing_q_run_rate",
     )
     link = f.html.get("pipeline_health")
     year = f.window("landing_fy_likely").removesuffix(", full year")
+    quarter = _quarter_landing(f)
     if not _known(likely):
         return Answer(q, UNKNOWN, "The year's landing needs closed deals or open pipeline.", link, rows)
     if not _known(goal):
@@ -99,7 +113,7 @@ def make_the_number(f: _Figures) -> Answer:
             f"{year} lands at {f.short('landing_fy_likely')} weighted (commit {f.short('landing_fy_commit')}, "
             f"best case {f.short('landing_fy_best')}); the data has no company target or quotas to compare it with."
         )
-        return Answer(q, UNKNOWN, s, link, rows)
+        return Answer(q, UNKNOWN, s + quarter, link, rows)
     status = GOOD if likely >= goal else WATCH if _known(best) and best >= goal else BAD
     s = (
         f"{year} lands at {f.short('landing_fy_likely')} weighted (commit {f.short('landing_fy_commit')}, best case "
@@ -115,7 +129,25 @@ def make_the_number(f: _Figures) -> Answer:
         s += f": ahead by {f.money(-gap)}."
     if _known(target, plan) and plan > target:
         s += f" The plan (sum of quotas, {f.short('plan_ytd')}) adds over-assignment on top of the target."
-    return Answer(q, status, s, link, rows)
+    return Answer(q, status, s + quarter, link, rows)
+
+
+def _quarter_landing(f: _Figures) -> str:
+    """The sentence on the current quarter's landing against its plan and the target's share of it ("" when the
+    data gives no quarter landing)."""
+    if not _known(f.num("landing_q_likely")):
+        return ""
+    quarter = f.window("landing_q_likely").removesuffix(", full quarter")
+    s = (
+        f" {quarter} lands at {f.short('landing_q_likely')} weighted (commit {f.short('landing_q_commit')}, "
+        f"best case {f.short('landing_q_best')})"
+    )
+    against = []
+    if _known(f.num("plan_qtd")):
+        against.append(f"the quarter's plan of {f.short('plan_qtd')}")
+    if _known(f.num("target_q")):
+        against.append(f"its {f.short('target_q')} share of the target")
+    return s + (" against " + " and ".join(against) if against else "") + "."
 
 
 def pipeline_enough(f: _Figures) -> Answer:
@@ -212,3 +244,63 @@ def answers(summary: dict) -> list[Answer]:
     """The four answers for the pack's ``summary`` (summary.json)."""
     f = _Figures(summary)
     return [make_the_number(f), pipeline_enough(f), quotas_realistic(f), win_and_lose(f)]
+
+
+@dataclass
+class LookAt:
+    """One "what to look at" point of the pack, as the index shows it."""
+
+    html: str  # the sentence (the report's Markdown) as HTML
+    level: str  # bad, watch or info (``registry.LEVELS``)
+    report: str  # the report's title
+    link: (
+        str | None
+    )  # the report's page and the section's anchor: "pipeline_health.html#deals-that-need-attention"
+
+
+def _inline_html(text: str) -> str:
+    """A point's Markdown as inline HTML: the reports write only **bold**, `code` and backslash escapes (data
+    text goes through ``escape.markdown``); everything else, raw HTML included, stays text."""
+    kept: list[str] = []
+
+    def keep(m):
+        kept.append(m.group(1))
+        return f"\x00{len(kept) - 1}\x00"
+
+    s = html.escape(re.sub(r"\\(.)", keep, text), quote=False)
+    s = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", s)
+    s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
+    return re.sub(r"\x00(\d+)\x00", lambda m: html.escape(kept[int(m.group(1))], quote=False), s)
+
+
+def look_at(summary: dict, found: list[Answer] | None = None, n: int = 5) -> list[LookAt]:
+    """The ``n`` points to look at across the pack's reports: their "what to look at" points (summary.json),
+    without those that restate a figure one of the four answers (``found``) already shows, ranked bad news
+    first, then watch, then information; within a level the reports take turns, each in its own order."""
+    answered = {r["key"] for a in (found if found is not None else answers(summary)) for r in a.rows}
+    queues = []
+    for nb in summary.get("notebooks", []):
+        if nb.get("status") != "ok":
+            continue
+        pts = [p for p in nb.get("points", []) if not answered & set(p.get("keys", []))]
+        queues.append((nb, pts))
+    ranked = []
+    for level in LEVELS:
+        per_report = [[(nb, p) for p in pts if p.get("level") == level] for nb, pts in queues]
+        while any(per_report):
+            for q in per_report:
+                if q:
+                    ranked.append(q.pop(0))
+    out = []
+    for nb, p in ranked[:n]:
+        page = nb.get("html")
+        sid = section_id(p.get("section") or "")
+        out.append(
+            LookAt(
+                _inline_html(p["text"]),
+                p.get("level", "info"),
+                nb.get("title") or nb.get("name", ""),
+                (f"{page}#{sid}" if sid else page) if page else None,
+            )
+        )
+    return out

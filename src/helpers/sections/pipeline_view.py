@@ -25,7 +25,7 @@ from helpers.data import escape
 from helpers.data.calendar import month_name, trailing_window
 from helpers.metrics import movement as mv
 from helpers.metrics import pipeline as pl
-from helpers.metrics.registry import Fig
+from helpers.metrics.registry import Fig, Point
 from helpers.sections import plots
 from helpers.sections import review_pack as reviews
 from helpers.sections.display import (
@@ -227,7 +227,8 @@ def show_headlines(v: PipelineView) -> None:
                 "reps_under_threshold": None if cov_rep is None else int(cov_rep["under_threshold"].sum()),
                 "coverage_label": None if cov_rep is None else v.focus.label,
             },
-        )
+        ),
+        ctx.headlines,
     )
     ctx.headlines.show(
         [
@@ -750,7 +751,11 @@ def show_lead_funnel(v: PipelineView) -> None:
     definitions("deal_size_and_cycle", "win_rate_12m", "sales_velocity", "lead_funnel")
 
 
-def look_at_points(figs: dict[str, Fig], currency: str = "USD", extra: dict | None = None) -> list[str]:
+# the sections the "what to look at" points refer to (their headings in the notebook, without the number)
+BOOKINGS, FORECAST, ATTENTION = "Bookings against plan", "Pipeline and forecast", "Deals that need attention"
+
+
+def look_at_points(figs: dict[str, Fig], currency: str = "USD", extra: dict | None = None) -> list[Point]:
     """Sentences for the top of the report, computed from the headline figures (and ``extra``: counts
     stalled, slipped, reps_under_threshold, and coverage_label — the quarter the rep coverage refers to)."""
 
@@ -770,56 +775,108 @@ def look_at_points(figs: dict[str, Fig], currency: str = "USD", extra: dict | No
         cov, label = val(f"coverage_{key}"), (f.window or "") if f is not None else ""
         if not pd.isna(cov) and cov < thr:
             pts.append(
-                f"Coverage for {label} is {cov:.1f}×, under the {thr:.1f}× needed: "
-                f"{m(val(f'open_in_{key}'))} open against {m(val(f'remaining_{key}'))} still to close."
+                Point(
+                    f"Coverage for {label} is {cov:.1f}×, under the {thr:.1f}× needed: "
+                    f"{m(val(f'open_in_{key}'))} open against {m(val(f'remaining_{key}'))} still to close.",
+                    FORECAST,
+                    "bad",
+                    (f"coverage_{key}",),
+                )
             )
     pa = val("pace_attainment_qtd")
     if val("days_left_qtd") == 0 and not pd.isna(val("bookings_qtd")):  # the as-of date ends the quarter
         att = val("attainment_qtd")
         pts.append(
-            f"The quarter closed at {m(val('bookings_qtd'))}"
-            + ("." if pd.isna(att) else f", {fmt_pct(att)} of plan.")
+            Point(
+                f"The quarter closed at {m(val('bookings_qtd'))}"
+                + ("." if pd.isna(att) else f", {fmt_pct(att)} of plan."),
+                BOOKINGS,
+                "watch" if att < 1 else "info",
+                ("bookings_qtd", "attainment_qtd"),
+            )
         )
     elif not pd.isna(pa):
         word = "short of" if pa < 1 else "above"
         pts.append(
-            f"At the current run rate the quarter lands at {m(val('pace_qtd'))}, {fmt_pct(pa)} of plan "
-            f"({word} plan)."
+            Point(
+                f"At the current run rate the quarter lands at {m(val('pace_qtd'))}, {fmt_pct(pa)} of plan "
+                f"({word} plan).",
+                BOOKINGS,
+                "bad" if pa < 1 else "info",
+                ("pace_qtd", "pace_attainment_qtd"),
+            )
         )
     elif pd.isna(val("plan_qtd")):
         pts.append(
-            "Attainment is unavailable: the dataset has no quotas (add a `quotas` table or pass quotas_path)."
+            Point(
+                "Attainment is unavailable: the dataset has no quotas (add a `quotas` table or pass "
+                "quotas_path).",
+                BOOKINGS,
+            )
         )
     share = val("reps_on_pace_qtd")
     if not pd.isna(share) and share < 0.5:
-        pts.append(f"Only {fmt_pct(share)} of reps are on pace for their quarter quota.")
+        pts.append(
+            Point(
+                f"Only {fmt_pct(share)} of reps are on pace for their quarter quota.",
+                BOOKINGS,
+                "bad",
+                ("reps_on_pace_qtd",),
+            )
+        )
     if val("past_due_deals") and val("past_due_deals") > 0:
         n = int(val("past_due_deals"))
         pts.append(
-            f"{count_noun(n, 'open deal')} worth {m(val('past_due_amount'))} "
-            f"{'has a close date' if n == 1 else 'have close dates'} in the past — update or close "
-            f"{'it' if n == 1 else 'them'}."
+            Point(
+                f"{count_noun(n, 'open deal')} worth {m(val('past_due_amount'))} "
+                f"{'has a close date' if n == 1 else 'have close dates'} in the past — update or close "
+                f"{'it' if n == 1 else 'them'}.",
+                ATTENTION,
+                "watch",
+                ("past_due_deals", "past_due_amount"),
+            )
         )
     extra = extra or {}
     if extra.get("stalled"):
         n = int(extra["stalled"])
         pts.append(
-            f"{count_noun(n, 'open deal')} {'is' if n == 1 else 'are'} stalled (longer in "
-            f"{'its' if n == 1 else 'their'} stage than 3 in 4 won deals)."
+            Point(
+                f"{count_noun(n, 'open deal')} {'is' if n == 1 else 'are'} stalled (longer in "
+                f"{'its' if n == 1 else 'their'} stage than 3 in 4 won deals).",
+                ATTENTION,
+                "watch",
+                ("stalled_deals",),
+            )
         )
     if extra.get("slipped"):
         n = int(extra["slipped"])
         pts.append(
-            f"{count_noun(n, 'deal')} had {'its' if n == 1 else 'their'} close date pushed this quarter."
+            Point(
+                f"{count_noun(n, 'deal')} had {'its' if n == 1 else 'their'} close date pushed this quarter.",
+                ATTENTION,
+                "watch",
+                ("slipped_deals_qtd",),
+            )
         )
     if extra.get("reps_under_threshold"):
         n = int(extra["reps_under_threshold"])
         label = extra.get("coverage_label")
         pts.append(
-            f"{count_noun(n, 'rep')} {'has' if n == 1 else 'have'} coverage under {thr:.1f}× for "
-            f"{label or 'the quarter'}."
+            Point(
+                f"{count_noun(n, 'rep')} {'has' if n == 1 else 'have'} coverage under {thr:.1f}× for "
+                f"{label or 'the quarter'}.",
+                FORECAST,
+                "watch",
+            )
         )
     if val("no_next_step_deals"):
         n = int(val("no_next_step_deals"))
-        pts.append(f"{count_noun(n, 'open deal')} {'has' if n == 1 else 'have'} no next step.")
+        pts.append(
+            Point(
+                f"{count_noun(n, 'open deal')} {'has' if n == 1 else 'have'} no next step.",
+                ATTENTION,
+                "watch",
+                ("no_next_step_deals",),
+            )
+        )
     return pts

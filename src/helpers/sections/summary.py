@@ -62,6 +62,17 @@ class Headlines:
     figures: list[Figure] = field(default_factory=list)
     # the figures' values at the previous month's end, rebuilt from the data: {"as_of": ..., "values": {key: v}}
     previous: dict = field(default_factory=dict)
+    # the report's "what to look at" points: text (Markdown), section, level, keys (``registry.Point``)
+    points: list[dict] = field(default_factory=list)
+
+    def add_points(self, points) -> None:
+        """Record the report's "what to look at" points (``registry.Point``; a plain sentence counts as
+        information with no section)."""
+        self.points = [
+            p.to_dict() if isinstance(p, registry.Point) else registry.Point(str(p)).to_dict()
+            for p in points
+            if p
+        ]
 
     def add_previous(self, as_of, figs, has_history: bool) -> None:
         """Record ``figs`` (``registry.Fig``s computed at ``as_of``, the previous month's end: a mapping's values
@@ -115,6 +126,7 @@ class Headlines:
             "currency": self.currency,
             "figures": [asdict(f) for f in self.figures],
             **({"previous": self.previous} if self.previous else {}),
+            **({"points": self.points} if self.points else {}),
         }
 
     def save(self, path: str | os.PathLike | None) -> None:

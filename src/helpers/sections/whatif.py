@@ -29,7 +29,9 @@ from helpers.metrics.plan import (  # noqa: F401  (the plan API, used through th
     proposed_quotas,
     sdr_plan,
 )
-from helpers.metrics.registry import metric
+from helpers.metrics.registry import Point, metric
+
+REALISM = "Is the plan realistic?"  # the quota report's section its "what to look at" points mostly refer to
 
 
 def plan_params(i: PlanInputs) -> dict:
@@ -358,8 +360,8 @@ def realism_story(res: PlanResult, currency: str = "USD", alternative: PlanResul
 
 def points(
     res: PlanResult, currency: str, funnel: pd.DataFrame | None = None, alternative: PlanResult | None = None
-) -> list[str]:
-    """The short 'what to look at' list, with the numbers."""
+) -> list[Point]:
+    """The short 'what to look at' list, with the numbers (each point names its section of the quota report)."""
     from helpers.sections.display import fmt_money
 
     def m(x):
@@ -372,15 +374,25 @@ def points(
         else "the dataset.yml target"
     )
     out = [
-        f"**Target FY{res.fiscal_year}: {m(res.target)}** ({src}); rep quotas sum to {m(res.sum_of_quotas)} "
-        f"({res.sum_of_quotas / res.target - 1:+.0%} over-assignment) across {len(res.reps)} reps."
+        Point(
+            f"**Target FY{res.fiscal_year}: {m(res.target)}** ({src}); rep quotas sum to {m(res.sum_of_quotas)} "
+            f"({res.sum_of_quotas / res.target - 1:+.0%} over-assignment) across {len(res.reps)} reps.",
+            "Top-down plan",
+            "info",
+            ("quota_company_target", "quota_sum_of_rep_quotas"),
+        )
     ]
     lo, hi = i.realistic_band
     verdict = "realistic" if res.realistic else f"**not realistic** (aim for {lo:.0%}–{hi:.0%})"
     out.append(
-        f"Expected share of reps at quota: **{res.expected_share:.0%}** — {verdict}. "
-        f"{i.target_share:.0%} of reps would attain at {res.quota_level:.2f}× these quotas "
-        f"(sum {m(res.quota_level_total)})."
+        Point(
+            f"Expected share of reps at quota: **{res.expected_share:.0%}** — {verdict}. "
+            f"{i.target_share:.0%} of reps would attain at {res.quota_level:.2f}× these quotas "
+            f"(sum {m(res.quota_level_total)}).",
+            REALISM,
+            "info" if res.realistic else "bad",
+            ("quota_expected_share_at_quota", "quota_level_total"),
+        )
     )
     if res.out_of_reach or res.too_easy:
         names = ", ".join(escape.markdown(n) for n in res.out_of_reach[:6]) + (
@@ -388,26 +400,44 @@ def points(
         )
         n = len(res.out_of_reach)
         out.append(
-            f"{n} rep{'' if n == 1 else 's'} out of reach (P < {i.out_of_reach:.0%})"
-            + (f": {names}" if names else "")
-            + f"; {len(res.too_easy)} too easy (P > {i.too_easy:.0%})."
+            Point(
+                f"{n} rep{'' if n == 1 else 's'} out of reach (P < {i.out_of_reach:.0%})"
+                + (f": {names}" if names else "")
+                + f"; {len(res.too_easy)} too easy (P > {i.too_easy:.0%}).",
+                REALISM,
+                "watch",
+                ("quota_reps_out_of_reach", "quota_reps_too_easy"),
+            )
         )
     flagged = int(res.reps["ote_flag"].str.startswith(("below", "above")).sum())
     if flagged:
         out.append(
-            f"{flagged} rep{' has' if flagged == 1 else 's have'} a quota outside "
-            f"{i.ote_multiple_min:g}–{i.ote_multiple_max:g}× their OTE."
+            Point(
+                f"{flagged} rep{' has' if flagged == 1 else 's have'} a quota outside "
+                f"{i.ote_multiple_min:g}–{i.ote_multiple_max:g}× their OTE.",
+                "Capacity check",
+                "watch",
+                ("quota_reps_outside_ote_band",),
+            )
         )
     if alternative is not None:
         out.append(
-            f"Weighting quotas by each rep's own history instead of territory would put "
-            f"{alternative.expected_share:.0%} of reps at quota."
+            Point(
+                f"Weighting quotas by each rep's own history instead of territory would put "
+                f"{alternative.expected_share:.0%} of reps at quota.",
+                REALISM,
+            )
         )
     if funnel is not None and len(funnel):
         med = funnel.median(numeric_only=True)
         out.append(
-            f"A median rep at full ramp needs about {med['deals']:.1f} deals, {med['opportunities']:.0f} "
-            f"opportunities, {med['meetings']:.0f} meetings and {med['calls']:.0f} calls a month."
+            Point(
+                f"A median rep at full ramp needs about {med['deals']:.1f} deals, {med['opportunities']:.0f} "
+                f"opportunities, {med['meetings']:.0f} meetings and {med['calls']:.0f} calls a month.",
+                "Reverse funnel: the activity a quota needs",
+                "info",
+                ("quota_deals_per_rep_month", "quota_calls_per_rep_month"),
+            )
         )
     return out
 
