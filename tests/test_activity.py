@@ -536,3 +536,71 @@ def test_rep_volume_leaves_out_reps_who_left_before_the_window(act, reps):
     v = A.rep_volume(both, AS_OF, weeks=1, reps=r).set_index("rep")
     assert "r4" not in v.index
     assert v.loc["r1", "team_median"] == 8.5
+
+
+def _shown(monkeypatch):
+    """The notes, tables (by caption) and chart titles the activity section shows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from helpers.sections import activity_view
+
+    seen = {"notes": [], "tables": {}, "charts": []}
+    monkeypatch.setattr(activity_view, "note", lambda text, warn=False: seen["notes"].append(text))
+    monkeypatch.setattr(
+        activity_view, "fold_table", lambda df, caption="", **kw: seen["tables"].__setitem__(caption, df)
+    )
+
+    def finish(fig, ax, title, *a, **k):
+        seen["charts"].append(title)
+        plt.close(fig)
+
+    monkeypatch.setattr(activity_view.plots, "finish", finish)
+    return activity_view, seen
+
+
+def test_a_reps_yield_is_compared_with_the_team_and_the_company(act, opps, reps, quotas, monkeypatch):
+    """12 months to 2026-10-31: r2 logged 9 activities, created o3 and won it (9.0 and 9.0); team A (r1 + r2)
+    18 activities, created o1 o2 o3 o6 = 4, won o1 o3 = 2 (4.5 and 9.0); the company 18 activities, 6 created,
+    4 won (3.0 and 4.5). Before, the rep's pack showed "All reps" equal to the rep's own row."""
+    view, seen = _shown(monkeypatch)
+    ctx = _ctx(act, opps, reps, quotas)
+    view.show(ctx, "rep", "r2")
+    y = next(df for cap, df in seen["tables"].items() if cap.startswith("Activities per opportunity created"))
+    y = y.set_index("rep")
+    assert y.index.tolist() == ["r2", "Team A (all its reps)", "Company (all reps)"]
+    assert y[["activities", "opps_created", "deals_won"]].values.tolist() == [
+        [9, 1, 1],
+        [18, 4, 2],
+        [18, 6, 4],
+    ]
+    assert y["activities_per_opp_created"].tolist() == pytest.approx([9.0, 4.5, 3.0])
+    assert y["activities_per_won_deal"].tolist() == pytest.approx([9.0, 9.0, 4.5])
+    assert ctx.headlines.get("activity_per_won_deal") == pytest.approx(9.0)  # the rep's own, as before
+
+
+def test_a_new_hire_without_connected_calls_gets_a_sentence_not_empty_charts(
+    act, opps, reps, quotas, monkeypatch
+):
+    view, seen = _shown(monkeypatch)
+    new = pd.DataFrame(
+        [("n1", "r4", "call", "2026-10-27 10:00", None, "no_answer", None)] * 2, columns=act.columns
+    ).assign(activity_id=["n1", "n2"])
+    new["occurred_at"] = pd.to_datetime(new["occurred_at"]).astype("datetime64[us]")
+    act = pd.concat([act, new.astype(act.dtypes.to_dict())], ignore_index=True)
+    reps = pd.concat(
+        [reps, pd.DataFrame({"rep_id": ["r4"], "team": ["B"], "role": ["AE"]})], ignore_index=True
+    )
+    reps["hire_date"] = reps["hire_date"].fillna(pd.Timestamp("2026-10-01"))
+    view.show(_ctx(act, opps, reps, quotas), "rep", "r4")
+    assert "None of the 2 attempts logged in the 13 weeks connected or got a reply yet" in " ".join(
+        seen["notes"]
+    )
+    assert "Hit rate by day of week" not in seen["charts"]  # all rates 0: an empty −4%…+4% axis before
+    assert "Call connect rate by hour of day" not in seen["charts"]
+    seen["notes"].clear()
+    view.show(_ctx(act, opps, reps, quotas), "rep", "r3")  # nothing logged at all
+    assert any("No calls, emails or social touches with an outcome logged yet" in n for n in seen["notes"])
+    assert "No won deals" not in " ".join(seen["notes"]) and "nan" not in " ".join(seen["notes"])

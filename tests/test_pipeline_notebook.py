@@ -78,6 +78,12 @@ def test_team_scope_and_a_rep_review_pack_through_the_command(tmp_path, sample_d
     ):
         assert text in page, text
     assert "Pipeline waterfall" not in page  # analysis-only cells are left out of review packs
+    # its sections are numbered 1, 2, 3 (1, 4, 6 before: the left-out sections' numbers)
+    numbered = re.findall(r"<h2[^>]*>(\d+)\. ", page)
+    assert numbered == ["1", "2", "3"], numbered
+    assert '<h2 id="deals-that-need-attention">2. Deals that need attention</h2>' in page
+    # the activity yield compares the rep with the rep's team and the company, not with itself
+    assert "Company (all reps)" in page and "(all its reps)" in page and ">All reps<" not in page
     assert not list(target.parent.glob(".reviews.building-*"))
     # reviews/index.html: a row per rep with the pack's link, the rep's name and team, and their figures
     index = (target / "index.html").read_text()

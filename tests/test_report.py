@@ -400,3 +400,16 @@ def test_run_notebooks_on_one_kernel_isolates_a_failure(tmp_path):
     assert results[1].error.short == "cell 1: KeyError: 'b breaks'"
     assert all(r.html.exists() for r in (results[0], results[2]))
     assert any(re.search(r"\[2/3\] b\s+FAILED after", x) for x in lines)
+
+
+def test_sections_are_numbered_in_order_and_carry_their_ids():
+    page = (
+        "<h2>Review: top 10 deals</h2><h2>1. Bookings against plan</h2><h3>By team</h3>"
+        "<h2>4. Deals that need attention</h2><h2>6. Activity</h2><h3>By team</h3>"
+    )
+    assert report._section_ids(page) == (
+        '<h2 id="review-top-10-deals">Review: top 10 deals</h2>'
+        '<h2 id="bookings-against-plan">1. Bookings against plan</h2><h3 id="by-team">By team</h3>'
+        '<h2 id="deals-that-need-attention">2. Deals that need attention</h2>'
+        '<h2 id="activity">3. Activity</h2><h3>By team</h3>'
+    )

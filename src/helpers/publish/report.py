@@ -487,26 +487,34 @@ def render_html(nb, title: str | None = None, footer: str = "") -> str:
 
 
 _HEADING = re.compile(r"<h([23])>(.*?)</h\1>", re.S)
+_NUMBERED = re.compile(r"^(\s*)\d+\.(\s)")
 
 
 def _section_ids(html_text: str) -> str:
-    """Give each h2/h3 of a report the id of its section (``display.section_id``: "4. Deals that need
-    attention" → id="deals-that-need-attention"), the first one when a heading repeats, so the index's "what
-    to look at" points link to the section they come from."""
+    """Number the report's numbered h2 sections 1, 2, 3… in the order they appear (a review pack runs without
+    the analysis-only sections: its "1. …, 4. …, 6. …" become 1, 2, 3), and give each h2/h3 the id of its
+    section (``display.section_id``: "4. Deals that need attention" → id="deals-that-need-attention"; the first
+    one when a heading repeats), so the index's "what to look at" points link to the section they come from."""
     import html as _html
 
     from helpers.sections.display import section_id
 
     seen: set[str] = set()
+    number = 0
 
-    def add_id(m):
-        sid = section_id(_html.unescape(re.sub(r"<[^>]+>", "", m.group(2))))
+    def fix(m):
+        nonlocal number
+        level, inner = m.group(1), m.group(2)
+        if level == "2" and _NUMBERED.match(inner):
+            number += 1
+            inner = _NUMBERED.sub(rf"\g<1>{number}.\g<2>", inner, count=1)
+        sid = section_id(_html.unescape(re.sub(r"<[^>]+>", "", inner)))
         if not sid or sid in seen:
-            return m.group(0)
+            return f"<h{level}>{inner}</h{level}>"
         seen.add(sid)
-        return f'<h{m.group(1)} id="{sid}">{m.group(2)}</h{m.group(1)}>'
+        return f'<h{level} id="{sid}">{inner}</h{level}>'
 
-    return _HEADING.sub(add_id, html_text)
+    return _HEADING.sub(fix, html_text)
 
 
 def to_html(executed_nb_or_path, html_path, title: str | None = None, footer: str = "") -> Path:

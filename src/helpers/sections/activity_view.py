@@ -8,6 +8,7 @@ windows, filters to the scope, and displays.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from helpers.data import escape
@@ -198,7 +199,15 @@ def _outcomes(ctx, act, start, end) -> None:
     ctx.headlines.add("activity_email_reply_rate", rate.get("email"), weeks13(ctx.as_of))
     wd = A.hit_rates(act, start, end, "weekday")
     wd = wd[wd["attempts"] > 0]
-    if len(wd):
+    attempts, hits = int(hr["attempts"].sum()), int(hr["hits"].sum())
+    if not attempts:
+        note(f"No calls, emails or social touches with an outcome logged yet in the {VOLUME_WEEKS} weeks.")
+    elif not hits:  # every rate is 0: a chart would be an empty −4%…+4% axis
+        note(
+            f"None of the {count_noun(attempts, 'attempt')} logged in the {VOLUME_WEEKS} weeks connected or got "
+            "a reply yet, so there are no hit rates by day or hour to show."
+        )
+    if len(wd) and hits:
         fig, ax = plots.new_figure(9, 3.4)
         pivot = wd.pivot(index="weekday", columns="channel", values="hit_rate").reindex(
             [d for d in A.WEEKDAYS if d in set(wd["weekday"])]
@@ -209,7 +218,17 @@ def _outcomes(ctx, act, start, end) -> None:
         plots.finish(fig, ax, "Hit rate by day of week", "day of week", "hit rate")
     hours = A.hit_rates(act, start, end, "hour")
     calls = hours[(hours["channel"] == "call") & (hours["attempts"] > 0)]
-    if len(calls):
+    call_attempts = int(hr.loc[hr["channel"] == "call", "attempts"].sum())
+    if not hits:
+        pass  # said above
+    elif not call_attempts:
+        note(f"No calls logged yet in the {VOLUME_WEEKS} weeks, so there is no connect rate by hour.")
+    elif not calls["hits"].sum():
+        note(
+            f"None of the {count_noun(call_attempts, 'call')} logged in the {VOLUME_WEEKS} weeks connected yet, "
+            "so there is no connect rate by hour."
+        )
+    elif len(calls):
         fig, ax = plots.new_figure(9, 3.2)
         ax.bar(calls["hour"], calls["hit_rate"], color=plots.OPEN)
         ax.set_xticks(calls["hour"])
@@ -234,24 +253,27 @@ def _yield(ctx, act, act_all, opps, owners, start, end) -> pd.DataFrame:
     ctx.headlines.add("activity_share_tied", all_row["share_tied"], months12(ctx.as_of))
     y = A.activity_yield(act, opps, start, end)
     y = y[(y["rep"] == "All reps") | (y[["activities", "opps_created", "deals_won"]].sum(axis=1) > 0)]
+    tot = y[y["rep"] == "All reps"].iloc[0]
     fold_table(
-        y,
+        y if owners is None else _yield_compared(ctx, y, act_all, owners, start, end),
         ints=["activities", "opps_created", "deals_won"],
         decimals=["activities_per_opp_created", "activities_per_won_deal"],
         caption="Activities per opportunity created and per deal won (all activities, ratio of totals)",
     )
-    tot = y[y["rep"] == "All reps"].iloc[0]
     ctx.headlines.add("activity_per_won_deal", tot["activities_per_won_deal"], months12(ctx.as_of))
     deals = A.deal_activity(act_all, opps, start, end)
     if not len(deals):
         note("No deals closed in the last 12 months, so there is nothing to associate activity with.")
         return deals
     w = A.won_deal_activity(deals)
-    note(
-        f"Won deals closed in the last 12 months: {w['won_deals']:,}; tied activity per won deal: mean "
-        f"{w['mean_per_won_deal']:.1f}, median {w['median_per_won_deal']:.0f}; "
-        f"{w['share_won_without_activity']:.0%} of won deals have no activity logged on the deal."
-    )
+    if not w["won_deals"]:
+        note("No won deals closed in the last 12 months, so there is no activity per won deal yet.")
+    else:
+        note(
+            f"Won deals closed in the last 12 months: {w['won_deals']:,}; tied activity per won deal: mean "
+            f"{w['mean_per_won_deal']:.1f}, median {w['median_per_won_deal']:.0f}; "
+            f"{w['share_won_without_activity']:.0%} of won deals have no activity logged on the deal."
+        )
     markdown(
         "Which activity precedes wins: win rate of deals closed in the last 12 months that had at least one "
         "activity of a type, against those that had none. **This is association, not cause**: deals that "
@@ -283,6 +305,27 @@ def _yield(ctx, act, act_all, opps, owners, start, end) -> pd.DataFrame:
         caption="Opening activity sequences of closed deals (first three types, repeats collapsed)",
     )
     return deals
+
+
+def _yield_compared(ctx, y: pd.DataFrame, act_all, owners: list[str], start, end) -> pd.DataFrame:
+    """The yield rows of the reps in scope, then the same ratios for their team (a rep's pack: the rep's team)
+    and for the company, so a rep or a team is compared with something other than itself."""
+    opps_all = ctx.ds.opportunities
+    rows = [y[y["rep"] != "All reps"]]
+    reps = ctx.ds.reps
+    teams = []
+    if reps is not None and "team" in reps.columns:
+        teams = reps.loc[reps["rep_id"].astype("str").isin(owners), "team"].dropna().astype("str").unique()
+    if len(teams) == 1:  # the scope's one team (a rep's, or the team itself)
+        team = teams[0]
+        members = reps.loc[reps["team"].astype("str") == team, "rep_id"].astype("str").tolist()
+        ty = A.activity_yield(
+            act_all[act_all["owner"].isin(members)], _only(opps_all, "owner", members), start, end
+        )
+        rows.append(ty[ty["rep"] == "All reps"].assign(rep=f"Team {team} (all its reps)"))
+    company = A.activity_yield(act_all, opps_all, start, end)
+    rows.append(company[company["rep"] == "All reps"].assign(rep="Company (all reps)"))
+    return pd.concat(rows, ignore_index=True)
 
 
 CHART_MAX_REPS = 40
@@ -346,11 +389,14 @@ def _benchmarks(ctx, act_all, opps_all, owners) -> None:
         gap = gap.nlargest(CHART_MAX_REPS, "calls_gap")
         title += f" — the {CHART_MAX_REPS} reps furthest short"
     g = gap.sort_values("calls_needed")
-    fig, ax = plots.new_figure(9, max(2.5, 0.28 * len(g) + 1))
+    fig, ax = plots.new_figure(9, max(2.2, 0.4 * len(g) + 1.2))
     names = g["rep"].map(rep_label)  # names, as the tables show them
-    ax.barh(names, g["calls_needed"], color=plots.NEUTRAL, label="needed")
-    ax.barh(names, g["calls_actual"], height=0.45, color=plots.OPEN, label="actual")
-    ax.legend(frameon=False)
+    pos = np.arange(len(g))  # each rep: needed above, actual below, side by side (one bar each)
+    ax.barh(pos + 0.2, g["calls_needed"], height=0.4, color=plots.NEUTRAL, label="needed")
+    ax.barh(pos - 0.2, g["calls_actual"], height=0.4, color=plots.OPEN, label="actual")
+    ax.set_yticks(pos, names)
+    ax.set_ylim(-0.7, len(g) - 0.3)
+    ax.legend(frameon=False, loc="lower right")
     plots.finish(fig, ax, title, "calls per month", "")
 
 
