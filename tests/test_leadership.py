@@ -323,3 +323,13 @@ def test_the_five_points_to_look_at_rank_across_reports_and_link_to_their_sectio
     assert got[3].link == "wl.html#data-quality-of-the-review"
     assert len(look_at(s, n=10)) == 7  # the failed report's points are not shown
     assert "<strong>Target</strong> $14.7M" in [p.html for p in look_at(s, n=10)]
+
+
+def test_a_quarter_that_closes_today_shows_no_coverage():
+    cal = FiscalCalendar(1)
+    sc = SimpleNamespace(opps=year_deals(), quotas=None, scope="company")
+    running = pl.headline_figures(sc, CFG, cal, "2026-10-31", 3.0, {2026: 365.0, 2027: 365.0})
+    assert "coverage_qtd" in running and "coverage_next_quarter" in running
+    closing = pl.headline_figures(sc, CFG, cal, "2026-12-31", 3.0, {2026: 365.0, 2027: 365.0})
+    assert "coverage_qtd" not in closing  # FY2026 Q4 ends on the as-of date: its coverage is history
+    assert closing["coverage_next_quarter"].window == "FY2027 Q1"

@@ -177,7 +177,34 @@ READER_DEFECTS = {
     "an absolute path": r"(/tmp/|/home/|/root/|/work/|[A-Z]:\\\\)",
     "a default alt text": r"No description has been provided",
     "a fiscal start as a month number": r"starts in month \d",
+    "an empty Explore heading": r"<h[1-3][^>]*>\s*Explore\s*</h",
+    "days with decimals": r"\b\d+\.\d+ days\b",
+    "a missing number written as nan": r"\b(nan|NaN)\b",
 }
+
+
+def _table_defects(page: str) -> list[str]:
+    """Cells a reader should not see in a table: days with decimals ("6.0" under "Median days"), a rate per
+    unit as a percentage ("opportunities per meeting 110.1%")."""
+    found = []
+    for table in re.findall(r"<table.*?</table>", page, flags=re.S):
+        heads = [
+            html.unescape(re.sub(r"<[^>]+>", "", h)).strip()
+            for h in re.findall(r"<th[^>]*>(.*?)</th>", table, flags=re.S)
+        ]
+        for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table, flags=re.S):
+            cells = [
+                html.unescape(re.sub(r"<[^>]+>", "", c)).strip()
+                for c in re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S)
+            ]
+            if len(cells) != len(heads):
+                continue
+            for head, cell in zip(heads, cells, strict=True):
+                if re.search(r"(^|[ (])days([ )]|$)", head, re.I) and re.fullmatch(r"-?[\d,]+\.\d+", cell):
+                    found.append(f"days with decimals: {head} = {cell}")
+                if re.search(r"\bper (meeting|call|deal|opportunity)\b", head, re.I) and cell.endswith("%"):
+                    found.append(f"a rate per unit as a percentage: {head} = {cell}")
+    return found
 
 
 def _reader_text(page: str) -> str:
@@ -199,6 +226,7 @@ def test_reports_and_email_carry_no_reader_facing_defects(pack, sample_dir):
                     f"{name}: {what}: …{html.unescape(text[max(0, m.start() - 60) : m.end() + 40])}…"
                 )
         assert str(sample_dir) not in text, name
+        found += [f"{name}: {d}" for d in _table_defects(text)]
     assert not found, "\n".join(found[:20])
     # every chart says what it shows
     for name, text in pages.items():

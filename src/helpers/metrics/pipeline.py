@@ -1016,7 +1016,8 @@ def headline_figures(
     for key, win in (("qtd", w["QTD"]), ("next_quarter", next_quarter(cal, as_of))):
         npl = plan_from_targets(targets, cal, win.start, win.end) if (company_plan and key != "qtd") else qp
         c = coverage(sc.opps, sc.quotas, win, threshold=threshold, company_plan=npl).iloc[0]
-        put(f"coverage_{key}", c["coverage"], win.label)
+        if key != "qtd" or as_of < win.end:  # a quarter that closes today needs no coverage: it is history
+            put(f"coverage_{key}", c["coverage"], win.label)
         put(f"open_in_{key}", c["open_in_period"], win.label)
         put(f"remaining_{key}", c["remaining"], win.label)
     fr = forecast_rollup(sc.opps, w["QTD"].start, w["QTD"].end).set_index("category")["cumulative"]

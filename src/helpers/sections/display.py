@@ -165,6 +165,9 @@ def column_label(name) -> str:
     return " ".join(words)
 
 
+_DAYS_COLUMN = re.compile(r"(^|[_ (])days([_ )]|$)", re.I)  # "median_days", "Cycle (days)", not "per day"
+
+
 def table_html(
     df: pd.DataFrame,
     money=(),
@@ -177,9 +180,12 @@ def table_html(
     caption: str | None = None,
     max_rows: int | None = None,
     points=(),
+    per_unit=(),
 ) -> str:
-    """HTML for a DataFrame, formatted by column kind (``points``: differences of percents, +8.9 pts);
-    the index is dropped unless it is named."""
+    """HTML for a DataFrame, formatted by column kind (``points``: differences of percents, +8.9 pts;
+    ``per_unit``: a rate such as opportunities per meeting, 1.10 — never a percentage); the index is dropped
+    unless it is named. A numeric column whose name counts days ("median_days", "Cycle (days)") shows whole
+    days, whatever other kind it was given (days are never "6.0")."""
     if df.index.name is not None or isinstance(df.index, pd.MultiIndex):
         df = df.reset_index()
     if max_rows is not None and len(df) > max_rows:
@@ -199,6 +205,11 @@ def table_html(
         formatters[c] = lambda v: fmt_num(v, 0)
     for c in points:
         formatters[c] = fmt_pts
+    for c in per_unit:
+        formatters[c] = lambda v: fmt_num(v, 2)
+    for c in df.columns:
+        if _DAYS_COLUMN.search(str(c)) and pd.api.types.is_numeric_dtype(df[c]) and c not in money:
+            formatters[c] = lambda v: fmt_num(v, 0)
     numeric = set(formatters)
     head = "".join(
         f'<th class="{"num" if c in numeric else ""}">{html.escape(column_label(c))}</th>' for c in df.columns
