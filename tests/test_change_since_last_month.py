@@ -167,3 +167,24 @@ def test_a_figure_the_data_cannot_rebuild_falls_back_to_the_earlier_report(tiny,
     assert figs["bookings_mtd"]["change"]["previous"] == 7000.0
     assert summary["previous_period"]["from_earlier_report"] >= 1
     assert "(the rest against the 2026-09 report)" in report.render_index(summary)
+
+
+def test_a_figure_without_last_months_value_says_why(tiny, tmp_path):
+    h = _previous(tiny)
+    h.add("quota_company_target", 1000.0, "FY2027 plan")  # a plan figure: only from the earlier report
+    summaries = tmp_path / "summaries"
+    h.save(summaries / "pipeline_health.json")
+    params = report.RunParameters(tiny, "2026-10", "2026-10-31", "Tiny Co", "USD", "0" * 64, [])
+    results = [report.JobResult("pipeline_health", "ok", 1.0, title="Pipeline health")]
+    summary = report.build_summary(params, results, summaries, None, 0.0, {})
+    rows = {r["key"]: r for r in report.figure_rows(summary, summary["notebooks"][0])}
+    assert rows["quota_company_target"]["change"] == ""
+    assert rows["quota_company_target"]["change_from"] == (
+        "the data cannot rebuild last month's value; it needs last month's report"
+    )
+    assert rows["days_left_qtd"]["change_from"] == ""  # no change is meant to be shown
+    index = report.render_index(summary)
+    assert (
+        'title="the data cannot rebuild last month&#39;s value; it needs last month&#39;s report">—</td>'
+        in index
+    )

@@ -131,6 +131,33 @@ def test_the_index_shows_five_points_each_linking_to_its_section(pack):
     assert len({page for _, page, _ in links}) >= 2  # from across the reports
 
 
+def test_the_what_if_explorer_prints_the_quota_reports_figures(pack, sample_dir):
+    """The explorer (quota_whatif.ipynb, as `make whatif` serves it) draws the same simulated years as the quota
+    report, so its readout prints the report's figures digit for digit (the issue found 28% / 12 / $7,939,671
+    against 28.7% / 11 / $7,998,285: 1,000 draws against 2,000)."""
+    from helpers.data.dataset import load
+    from helpers.publish.report import NOTEBOOK_DIR, declared_parameters
+    from helpers.sections import whatif as wi
+    from helpers.sections.display import fmt_money, fmt_pct
+
+    explorer = declared_parameters(NOTEBOOK_DIR / "quota_whatif.ipynb")
+    quota = declared_parameters(NOTEBOOK_DIR / "quota_setting.ipynb")
+    for name in ("n_draws", "seed", "fiscal_year"):
+        assert explorer[name]["default"] == quota[name]["default"], name
+    ds = load(sample_dir)
+    data = wi.prepare_plan_data(
+        ds, None, None, int(explorer["n_draws"]["default"]), int(explorer["seed"]["default"])
+    )
+    shown = wi.summary_html(wi.WhatIfPanel(data, show_details=False).result, ds.config.currency)
+    f = {x["key"]: x for nb in mail.read_summary(pack / "summary.json")["notebooks"] for x in nb["figures"]}
+    assert f"{fmt_pct(f['quota_expected_share_at_quota']['value'])} — not realistic" in shown
+    assert (
+        f">{f['quota_reps_out_of_reach']['value']} (too easy: {f['quota_reps_too_easy']['value']})<" in shown
+    )
+    assert f"({fmt_money(f['quota_level_total']['value'], 'USD')})" in shown
+    assert fmt_money(f["quota_company_target"]["value"], "USD") in shown
+
+
 def test_the_first_screen_answers_the_four_questions(pack, browser):
     """At 1280 × 900 the index opens on the four answers, each with its figures; pipeline health fits in 12
     screens; at 390 px the answers stack and stay within the screen's width."""

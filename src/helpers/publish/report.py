@@ -1194,6 +1194,7 @@ def build_summary(
             "as_of": rebuilt_at if n_rebuilt else None,
             "rebuilt_from_data": n_rebuilt,
             "from_earlier_report": n_report,
+            "earlier_report": prev is not None,
             "fingerprint": prev.get("dataset", {}).get("fingerprint", {}).get("value") if prev else None,
         }
         if prev or n_rebuilt
@@ -1220,30 +1221,42 @@ def render_template(name: str, **context) -> str:
 
 
 def figure_rows(summary: dict, nb: dict) -> list[dict]:
-    """Formatted headline rows of one notebook entry of ``summary.json``: label, value, change."""
+    """Formatted headline rows of one notebook entry of ``summary.json``: label, value, change, and where the
+    change comes from (``change_from``; for a figure without a change, why: the data cannot rebuild last
+    month's value and the earlier report, if any, lacks it — the index shows "—" with that reason)."""
+    from helpers.metrics.registry import load
     from helpers.sections.display import fmt_value
 
+    metrics = load().metrics
     cur = nb.get("currency") or summary.get("dataset", {}).get("currency", "USD")
+    before = summary.get("previous_period") or {}
     rows = []
     for f in nb.get("figures", []):
         if f.get("value") is None:  # a figure this data cannot give: named once by ``unavailable``
             continue
-        change, cls = fmt_change(f, f.get("change"), cur)
-        value = f["value"] if isinstance(f["value"], str) else fmt_value(f["value"], f["unit"], cur)
         ch = f.get("change") or {}
+        change, cls = fmt_change(f, ch, cur)
+        value = f["value"] if isinstance(f["value"], str) else fmt_value(f["value"], f["unit"], cur)
+        if ch.get("source") == "data":
+            since = f"since {before.get('as_of')}, rebuilt from the data"
+        elif ch:
+            since = f"against the {before.get('period')} report"
+        else:
+            since = ""
+            m = metrics.get(f["key"])
+            if before and not isinstance(f["value"], str) and m is not None and m.change != "none":
+                since = "the data cannot rebuild last month's value" + (
+                    f", and the {before.get('period')} report does not have it"
+                    if before.get("earlier_report")
+                    else "; it needs last month's report"
+                )
         rows.append(
             {
                 "key": f["key"],
                 "label": f["label"],
                 "value": value,
                 "change": change,
-                "change_from": (
-                    f"since {summary['previous_period'].get('as_of')}, rebuilt from the data"
-                    if ch.get("source") == "data"
-                    else f"against the {summary['previous_period']['period']} report"
-                    if ch and summary.get("previous_period")
-                    else ""
-                ),
+                "change_from": since,
                 "cls": cls,
                 "definition": f.get("definition", ""),
             }
