@@ -207,6 +207,7 @@ READER_DEFECTS = {
     "an empty Explore heading": r"<h[1-3][^>]*>\s*Explore\s*</h",
     "days with decimals": r"\b\d+\.\d+ days\b",
     "a missing number written as nan": r"\b(nan|NaN)\b",
+    "a count of one with a plural noun": r"\(1 rows\)|\b1 (rows|deals|reps|days)\b",
 }
 
 

@@ -396,7 +396,7 @@ def _benchmarks(ctx, act_all, opps_all, owners) -> None:
     ax.barh(pos - 0.2, g["calls_actual"], height=0.4, color=plots.OPEN, label="actual")
     ax.set_yticks(pos, names)
     ax.set_ylim(-0.7, len(g) - 0.3)
-    ax.legend(frameon=False, loc="lower right")
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never on them
     plots.finish(fig, ax, title, "calls per month", "")
 
 

@@ -121,7 +121,8 @@ def fmt_value(x, unit: str, currency: str = "USD") -> str:
     if unit == "ratio":
         return f"{float(x):,.2f}×"
     if unit == "days":
-        return f"{float(x):,.0f} days"
+        days = f"{float(x):,.0f}"
+        return f"{days} {'day' if days in ('1', '-1') else 'days'}"
     return fmt_num(x, 0 if float(x).is_integer() else 1)
 
 
@@ -254,7 +255,7 @@ def show_table(df: pd.DataFrame, collapsed: str | bool | None = None, **kwargs) 
     limit = kwargs.pop("max_rows", MAX_TABLE_ROWS)
     table = table_html(df, max_rows=limit, **kwargs)
     if collapsed:
-        line = collapsed if isinstance(collapsed, str) else f"Show the table ({len(df):,} rows)"
+        line = collapsed if isinstance(collapsed, str) else f"Show the table ({count_noun(len(df), 'row')})"
         table = f'<details class="rv-more"><summary>{html.escape(line)}</summary>{table}</details>'
     display(HTML(table))
     if limit is not None and len(df) > limit:
