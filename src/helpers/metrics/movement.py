@@ -19,7 +19,17 @@ import numpy as np
 import pandas as pd
 
 from helpers.data.calendar import FiscalCalendar, trailing_window
-from helpers.metrics.pipeline import _amount, _flag, _ratio, cycle_days, is_won, isin, map_unique, positions
+from helpers.metrics.pipeline import (
+    _amount,
+    _flag,
+    _ratio,
+    arrow,
+    cycle_days,
+    is_won,
+    isin,
+    map_unique,
+    positions,
+)
 
 FIELDS = ("stage", "amount", "close_date", "probability", "forecast_category")
 
@@ -303,7 +313,7 @@ def _history_segments(ids: pd.Series, uniques: pd.Series):
 
     arr = ids.array
     if isinstance(arr, pd.arrays.ArrowStringArray):
-        a = arr._pa_array.combine_chunks()
+        a = arrow(arr).combine_chunks()
         if a.null_count:
             return None
         change = np.asarray(pc.not_equal(a[1:], a[:-1]), dtype=bool)
@@ -313,7 +323,7 @@ def _history_segments(ids: pd.Series, uniques: pd.Series):
         if (  # every deal has rows (the normalized history): the groups' ids are ``uniques`` itself
             len(starts) == len(uniques)
             and isinstance(ref, pd.arrays.ArrowStringArray)
-            and pc.all(pc.equal(seg_ids.array._pa_array, ref._pa_array.cast(a.type))).as_py()
+            and pc.all(pc.equal(arrow(seg_ids), arrow(ref).cast(a.type))).as_py()
         ):
             return np.arange(len(starts)), starts, np.append(starts[1:], len(ids))
         seg_rank = positions(seg_ids, uniques)
@@ -913,7 +923,7 @@ def _deal_runs(ids: pd.Series) -> np.ndarray | None:
 
     arr = ids.array
     if isinstance(arr, pd.arrays.ArrowStringArray) and len(ids) > 1:
-        a = arr._pa_array.combine_chunks()
+        a = arrow(arr).combine_chunks()
         if a.null_count:
             return None
         if pc.all(pc.greater_equal(a[1:], a[:-1])).as_py():  # sorted: each id's rows are one run
