@@ -23,6 +23,8 @@ Conventions (docs/metrics.md, section "Activity", is the reader's version):
 
 from __future__ import annotations
 
+import functools
+
 import ibis
 import numpy as np
 import pandas as pd
@@ -30,7 +32,7 @@ import pandas as pd
 from helpers.data.calendar import trailing_window, weeks_window
 from helpers.data.schema import ACTIVITY_TYPES, CONNECTED_OUTCOMES
 from helpers.metrics import rates as R
-from helpers.metrics.expr import as_table, keyed
+from helpers.metrics.expr import among, as_table, keyed
 from helpers.metrics.quota import funnel_rates as quota_rates
 from helpers.metrics.quota import reverse_funnel, seller_ids
 
@@ -115,13 +117,13 @@ def _ts(value, days: int = 0):
 def in_window(t: ibis.Table, start, end, owners: list[str] | None = None) -> ibis.Table:
     """Rows with ``start <= day(occurred_at) <= end`` (and ``owner`` in ``owners`` when given)."""
     t = t.filter(t.occurred_at >= _ts(start), t.occurred_at < _ts(end, 1))
-    return t if owners is None else t.filter(t.owner.isin([str(o) for o in owners]))
+    return t if owners is None else among(t, "owner", owners)
 
 
 def scoped(activities, owners: list[str] | None) -> ibis.Table:
     """The log of ``owners`` only (all of it when None), still on the engine."""
     t = table(activities)
-    return t if owners is None else t.filter(t.owner.cast("string").isin([str(o) for o in owners]))
+    return t if owners is None else among(t, "owner", owners)
 
 
 def count(activities, start, end, distinct: str | None = None) -> int:
@@ -168,13 +170,25 @@ def _frame(expr) -> pd.DataFrame:
 
 def types_of(t: ibis.Table) -> list[str]:
     """The known types first, then any other type the log holds (sorted)."""
-    seen = _frame(t.select(t.type).distinct())["type"].dropna().astype("str")
+    seen = _distinct(t, "type")
     return list(ACTIVITY_TYPES) + sorted(set(seen) - set(ACTIVITY_TYPES))
 
 
 def owners_of(t: ibis.Table) -> list[str]:
     """Every owner in the log, sorted."""
-    return sorted(_frame(t.select(t.owner).distinct())["owner"].dropna().astype("str"))
+    return sorted(_distinct(t, "owner"))
+
+
+@functools.lru_cache(maxsize=64)
+def _distinct_cached(op, col: str) -> tuple[str, ...]:
+    t = op.to_expr()
+    return tuple(_frame(t.select(t[col]).distinct())[col].dropna().astype("str"))
+
+
+def _distinct(t: ibis.Table, col: str) -> tuple[str, ...]:
+    """The distinct values of ``col`` (one scan per table and column in a kernel: the answer is kept
+    for the same table expression)."""
+    return _distinct_cached(t.op(), col)
 
 
 def _grid(df: pd.DataFrame, rows: str, row_labels, cols: str, col_labels, value: str = "n") -> np.ndarray:
@@ -650,9 +664,11 @@ def winning_sequences(activities, opportunities: pd.DataFrame, start, end, steps
     first = _frame(ranked.filter(ranked._step < steps).select("_pos", "_step", "type"))  # _step from 0
     labels = pd.Series("(no activity logged)", index=range(len(closed)), dtype=object)
     if len(first):
-        first = first.sort_values(["_pos", "_step"])
-        seqs = first.groupby("_pos", sort=True)["type"].agg(lambda s: " → ".join(map(str, s)))
-        labels.loc[seqs.index.astype("int64")] = seqs.to_numpy()
+        wide = first.pivot(index="_pos", columns="_step", values="type").sort_index(axis=1)
+        text = wide.iloc[:, 0].astype("str")
+        for c in wide.columns[1:]:
+            text = text.where(wide[c].isna(), text + " → " + wide[c].astype("str"))
+        labels.loc[wide.index.astype("int64")] = text.to_numpy()
     won = closed["is_won"].fillna(False).astype(bool).to_numpy()
     per = pd.DataFrame({"sequence": labels.to_numpy(), "deals": 1, "won": won.astype("int64")})
     out = per.groupby("sequence").sum().reset_index() if len(per) else per

@@ -75,6 +75,21 @@ def keyed(t: ibis.Table, frame: pd.DataFrame) -> ibis.Table:
     return one.select(**cols)
 
 
+SHORT_LIST = 64  # values written into the query as literals; a longer list goes as a table
+
+
+def among(t: ibis.Table, col: str, values) -> ibis.Table:
+    """Rows of ``t`` whose ``col`` (as text) is one of ``values``: ``IN (…)`` for a short list; a longer
+    one (every seller of a 7,000-rep company) as a one-column table joined on the engine (``keyed``),
+    which compiles and runs in a fraction of the time of thousands of literals."""
+    vals = sorted({str(v) for v in values if v is not None and not (isinstance(v, float) and pd.isna(v))})
+    key = t[col].cast("string")
+    if len(vals) <= SHORT_LIST:
+        return t.filter(key.isin(vals))
+    k = keyed(t, pd.DataFrame({"_among": pd.Series(vals, dtype="str")}))
+    return t.semi_join(k, key == k._among)
+
+
 def day(value):
     """A date literal (``value``: anything ``pd.Timestamp`` reads)."""
     return ibis.literal(pd.Timestamp(value).date(), type="date")

@@ -30,7 +30,7 @@ from helpers.data.calendar import (
     week_starts,
 )
 from helpers.metrics import rates
-from helpers.metrics.expr import as_table, keyed
+from helpers.metrics.expr import among, as_table, keyed
 from helpers.metrics.registry import Fig
 
 DAY = pd.Timedelta(days=1)
@@ -899,7 +899,7 @@ class Scoped:
         if log is not None:
             log = as_table(log, timestamps=("occurred_at",))
             if self.owners is not None:
-                log = log.filter(log.owner.cast("string").isin([str(o) for o in self.owners]))
+                log = among(log, "owner", self.owners)
         self.activities = log
         # a report dated before the export sees the deals as they stood then (``movement.rewind``)
         self.rewound = as_of is not None and pd.Timestamp(as_of) < ds.as_of

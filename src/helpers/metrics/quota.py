@@ -25,7 +25,7 @@ import pandas as pd
 from helpers.data import escape
 from helpers.data.calendar import FiscalCalendar, trailing_window
 from helpers.metrics import rates as R
-from helpers.metrics.expr import as_table
+from helpers.metrics.expr import among, as_table
 
 DEFAULT_RAMP = (0.25, 0.50, 0.75)
 NON_REVENUE_ROLES = {"sdr", "bdr", "sdr/bdr"}
@@ -717,8 +717,8 @@ def ae_activity(activities, start, end, sellers: list[str]) -> tuple[int, int]:
     t = t.filter(
         t.occurred_at >= ibis.literal(lo.to_pydatetime(), type="timestamp"),
         t.occurred_at < ibis.literal(hi.to_pydatetime(), type="timestamp"),
-        t.owner.cast("string").isin([str(x) for x in sellers]),
     )
+    t = among(t, "owner", sellers)
     typ = t.type.cast("string").lower()
     held = ~t.outcome.isin(list(NOT_HELD)).fill_null(False) if "outcome" in t.columns else ibis.literal(True)
     got = t.aggregate(
