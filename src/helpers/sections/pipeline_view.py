@@ -103,9 +103,11 @@ def prepare(
     coverage_threshold: float = 3.0,
     stalled_days: int = 0,
     review_mode: bool = False,
+    reuse: PipelineView | None = None,
 ) -> PipelineView:
     """Scope the dataset and measure the headline figures, stalled and slipped deals and coverage by rep
-    (displays nothing)."""
+    (displays nothing). ``reuse``: a view of the same dataset whose measurements that do not depend on
+    the as-of date (the normalized history, stages reached, stage win rates) are taken as they are."""
     cfg, cal, A = ctx.ds.config, ctx.cal, ctx.as_of
     sc = pl.Scoped(
         ctx.ds,
@@ -132,17 +134,21 @@ def prepare(
     figs = pl.headline_figures(sc, cfg, cal, A, coverage_threshold, cfg.targets)
     v.THR = figs["coverage_threshold"].value
     if v.HIST_ALL is not None:
-        v.norm_all = mv.normalized_history(v.HIST_ALL, OPPS_ALL, cfg)
+        same_data = reuse is not None and reuse.ctx.ds is ctx.ds and reuse.norm_all is not None
+        v.norm_all = reuse.norm_all if same_data else mv.normalized_history(v.HIST_ALL, OPPS_ALL, cfg)
         # at company scope (not rewound) sc.history is the history of OPPS_ALL itself: same normalization
         same = sc.opps is OPPS_ALL and not sc.rewound
         v.norm = v.norm_all if same else mv.normalized_history(sc.history, sc.opps, cfg)
         # stage win rates and days-in-stage benchmarks over the whole dataset (stable at rep scope)
-        v.reached_all = mv.stages_reached(v.HIST_ALL, OPPS_ALL, cfg)
-        amounts = OPPS_ALL.set_index("opportunity_id")["amount"]
-        stage_rates = mv.stage_win_rates(
-            v.reached_all.assign(amount=v.reached_all["opportunity_id"].map(amounts)), cfg
-        )
-        v.rate_map = stage_rates.set_index("stage")["win_rate"]
+        if same_data:
+            v.reached_all, v.rate_map = reuse.reached_all, reuse.rate_map
+        else:
+            v.reached_all = mv.stages_reached(v.HIST_ALL, OPPS_ALL, cfg)
+            amounts = OPPS_ALL.set_index("opportunity_id")["amount"]
+            stage_rates = mv.stage_win_rates(
+                v.reached_all.assign(amount=v.reached_all["opportunity_id"].map(amounts)), cfg
+            )
+            v.rate_map = stage_rates.set_index("stage")["win_rate"]
         visits = mv.stage_visits(v.HIST_ALL, OPPS_ALL, cfg, A, normalized=v.norm_all)
         v.bench = mv.days_in_stage_benchmark(visits, cfg)
         v.stalled = mv.stalled_deals(
@@ -179,7 +185,7 @@ def figures_at(v: PipelineView, as_of) -> dict[str, Fig]:
     first = min((opps[c].min() for c in ("created_date", "close_date") if c in opps.columns), default=pd.NaT)
     if pd.notna(first) and as_of < first:
         return {}
-    return prepare(dataclasses.replace(v.ctx, as_of=as_of), **v.args).figs
+    return prepare(dataclasses.replace(v.ctx, as_of=as_of), **v.args, reuse=v).figs
 
 
 def save_headlines(v: PipelineView, summary_path: str) -> None:
