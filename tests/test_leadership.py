@@ -333,3 +333,25 @@ def test_a_quarter_that_closes_today_shows_no_coverage():
     closing = pl.headline_figures(sc, CFG, cal, "2026-12-31", 3.0, {2026: 365.0, 2027: 365.0})
     assert "coverage_qtd" not in closing  # FY2026 Q4 ends on the as-of date: its coverage is history
     assert closing["coverage_next_quarter"].window == "FY2027 Q1"
+
+
+def test_a_quarter_ending_on_the_report_date_is_told_as_closed():
+    # on the quarter's last day the quarter has an outcome, not a range: what it booked against its plan
+    q = dict(
+        landing_fy_likely=10.9e6,
+        landing_fy_commit=9.7e6,
+        landing_fy_best=11.1e6,
+        target_fy=13.0e6,
+        landing_q_likely=3.4e6,
+        landing_q_commit=3.2e6,
+        landing_q_best=3.5e6,
+        plan_qtd=3.6e6,
+        target_q=3.3e6,
+    )
+    closed = answers(summary_of(**q, days_left_qtd=0, bookings_qtd=3.21e6))[0].sentence
+    assert closed.endswith(
+        " FY2027 Q3 closed at $3.2M booked against the quarter's plan of $3.6M and its $3.3M share of the target."
+    )
+    assert "lands at $3.4M" not in closed
+    still_open = answers(summary_of(**q, days_left_qtd=30, bookings_qtd=2.0e6))[0].sentence
+    assert " FY2027 Q3 lands at $3.4M weighted (commit $3.2M, best case $3.5M)" in still_open

@@ -138,10 +138,14 @@ def _quarter_landing(f: _Figures) -> str:
     if not _known(f.num("landing_q_likely")):
         return ""
     quarter = f.window("landing_q_likely").removesuffix(", full quarter")
-    s = (
-        f" {quarter} lands at {f.short('landing_q_likely')} weighted (commit {f.short('landing_q_commit')}, "
-        f"best case {f.short('landing_q_best')})"
-    )
+    if f.num("days_left_qtd") == 0 and _known(f.num("bookings_qtd")):
+        # the quarter ends on the as-of date: what it booked is the answer, not a range
+        s = f" {quarter} closed at {f.short('bookings_qtd')} booked"
+    else:
+        s = (
+            f" {quarter} lands at {f.short('landing_q_likely')} weighted (commit {f.short('landing_q_commit')}, "
+            f"best case {f.short('landing_q_best')})"
+        )
     against = []
     if _known(f.num("plan_qtd")):
         against.append(f"the quarter's plan of {f.short('plan_qtd')}")
