@@ -821,3 +821,24 @@ def test_headline_definitions_fit_each_figure():
         )
     assert m("coverage_qtd").definition == m("coverage_next_quarter").definition
     assert "max(plan − bookings, 0)" in m("coverage_qtd").definition
+
+
+def test_last_activity_when_no_activity_is_tied_to_these_deals():
+    # the log has activity, none of it on these deals: the CRM's own last_activity_date stands, NaT elsewhere
+    opps = pd.DataFrame(
+        {
+            "opportunity_id": pd.Series(["o1", "o2"], dtype="str"),
+            "last_activity_date": pd.to_datetime(["2026-10-01", None]).astype("datetime64[us]"),
+        }
+    )
+    act = pd.DataFrame(
+        {
+            "activity_id": ["a1", "a2"],
+            "opportunity_id": pd.Series(["zz", "o2"], dtype="str"),
+            "occurred_at": pd.to_datetime(["2026-10-05 10:00", "2026-10-07 16:30"]),
+        }
+    )
+    got = pl.last_activity(opps, act.iloc[:1])
+    assert got.tolist()[0] == pd.Timestamp("2026-10-01") and pd.isna(got.iloc[1])
+    got = pl.last_activity(opps, act)  # o2's own activity, as a day
+    assert got.tolist() == [pd.Timestamp("2026-10-01"), pd.Timestamp("2026-10-07")]

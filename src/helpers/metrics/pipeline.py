@@ -621,7 +621,9 @@ def last_activity(opps: pd.DataFrame, activities: pd.DataFrame | None = None) ->
     if activities is not None:
         last = last_activity_days(activities, opps["opportunity_id"])
         if last is not None:
-            other = opps["opportunity_id"].map(last)
+            # (a deal without any: NaT — and a timestamp column even when no deal has one)
+            ids = opps["opportunity_id"].astype("str")
+            other = pd.Series(last.reindex(ids).to_numpy(), index=opps.index, dtype="datetime64[us]")
             out = pd.concat([out, other], axis=1).max(axis=1)
     return out
 
@@ -637,7 +639,9 @@ def last_activity_days(activities, ids: pd.Series) -> pd.Series | None:
     j = t.inner_join(deals, t.opportunity_id.cast("string") == deals._deal)
     got = j.group_by(opportunity_id="_deal").agg(last=j.occurred_at.max()).execute()
     last = pd.to_datetime(got["last"]).astype("datetime64[us]").dt.normalize()
-    return pd.Series(last.to_numpy(), index=got["opportunity_id"].astype("str").to_numpy())
+    return pd.Series(
+        last.to_numpy(), index=got["opportunity_id"].astype("str").to_numpy(), dtype="datetime64[us]"
+    )
 
 
 def deal_list(opps: pd.DataFrame, as_of, activities: pd.DataFrame | None = None) -> pd.DataFrame:
