@@ -334,6 +334,9 @@ CHART_MAX_REPS = 40
 def _benchmarks(ctx, act_all, opps_all, owners) -> None:
     markdown("### Benchmarks: activity the quota needs")
     msg = ctx.ds.missing("quotas", "rep_id", "period_start", "quota", section="The activity benchmark")
+    msg = msg or ctx.ds.missing(
+        "opportunities", "amount", section="The activity benchmark (quota ÷ deal size)"
+    )
     if msg:
         note(msg)
         return

@@ -34,7 +34,6 @@ ENGINE_TABLES = ("activities", "leads")
 # turns off the sections that use it (each says what it needs)
 NOTEBOOK_NEEDS = {
     "quota_setting": [("opportunities", "amount")],
-    "pipeline_health": [("opportunities", "amount")],
 }
 
 

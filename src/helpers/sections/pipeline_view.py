@@ -49,6 +49,23 @@ COVERAGE_FORMATS = dict(
     money=["plan", "bookings", "remaining", "open_in_period"], ratio=["coverage"], ints=["open_deals"]
 )
 DEAL_INTS = ["age_days", "days_to_close", "days_since_activity"]
+# the headline figures that need no amount: counts, days, plans and the win rate by count; without
+# opportunities.amount every other figure is left out (null in summary.json) rather than shown as 0
+NO_AMOUNT_FIGURES = {
+    "open_deals",
+    "coverage_threshold",
+    "days_left_qtd",
+    "win_rate_count_12m",
+    "avg_cycle_days",
+    "past_due_deals",
+    "no_next_step_deals",
+    "slipped_deals_qtd",
+    "stalled_deals",
+    "plan_mtd",
+    "plan_qtd",
+    "plan_ytd",
+    "target_fy",
+}
 
 
 @dataclass
@@ -64,6 +81,8 @@ class PipelineView:
     figs: dict = field(default_factory=dict)
     THR: float = 0.0
     NO_HISTORY: str | None = None
+    # ds.missing's sentence when the opportunities have no amounts (the sections that need them say so)
+    NO_AMOUNTS: str | None = None
     HIST_ALL: pd.DataFrame | None = None
     # movement.normalized_history of (HIST_ALL, the dataset's opportunities) and of (sc.history, sc.opps),
     # made once in ``prepare`` and passed to every movement helper (``normalized=``)
@@ -109,6 +128,11 @@ def prepare(
     (displays nothing). ``reuse``: a view of the same dataset whose measurements that do not depend on
     the as-of date (the normalized history, stages reached, stage win rates) are taken as they are."""
     cfg, cal, A = ctx.ds.config, ctx.cal, ctx.as_of
+    no_amounts = ctx.ds.missing("opportunities", "amount", section="This section")
+    if no_amounts and "amount" not in ctx.ds.opportunities.columns:
+        # an empty amount counts as 0 in every measure: the counts, days and rates run; what sums amounts is
+        # left out below (figures) and by each section (``needs_amounts``)
+        ctx.ds.tables["opportunities"] = ctx.ds.opportunities.assign(amount=float("nan"))
     sc = pl.Scoped(
         ctx.ds,
         scope,
@@ -128,6 +152,7 @@ def prepare(
         stalled_days=stalled_days,
         review_mode=review_mode,
     )
+    v.NO_AMOUNTS = no_amounts
     v.NO_HISTORY = ctx.ds.missing("opportunity_history", "changed_at", "stage", section="This section")
     v.HIST_ALL = ctx.ds.opportunity_history if v.NO_HISTORY is None else None
     OPPS_ALL = ctx.ds.opportunities
@@ -171,8 +196,10 @@ def prepare(
         v.stalled = stalled
     figs["stalled_deals"] = Fig("stalled_deals", len(v.stalled), f"at {A:%Y-%m-%d}")
     v.focus = W["QTD"] if figs["days_left_qtd"].value >= 14 else v.NQ
-    if sc.scope != "rep" and sc.quotas is not None:
+    if sc.scope != "rep" and sc.quotas is not None and not no_amounts:
         v.cov_rep = pl.coverage(sc.opps, sc.quotas, v.focus, by="rep", threshold=v.THR)
+    if no_amounts:
+        figs = {k: f if k in NO_AMOUNT_FIGURES else Fig(k, None, f.window, f.base) for k, f in figs.items()}
     v.figs = figs
     return v
 
@@ -199,6 +226,19 @@ def save_headlines(v: PipelineView, summary_path: str) -> None:
     v.ctx.headlines.save(summary_path)
 
 
+def needs_amounts(v: PipelineView, section: str) -> bool:
+    """True (after a one-line note naming what is missing) when the data has no amounts: ``section`` is
+    then left out."""
+    if v.NO_AMOUNTS:
+        note(v.NO_AMOUNTS.replace("This section", section))
+    return bool(v.NO_AMOUNTS)
+
+
+def _amounts_or_not(v: PipelineView, df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` without its (empty) amount column when the data has no amounts."""
+    return df.drop(columns="amount", errors="ignore") if v.NO_AMOUNTS else df
+
+
 def show_title(v: PipelineView) -> None:
     """The report's title line: scope, period, as-of, fiscal calendar, currency, plan source."""
     cal, A, W = v.cal, v.A, v.W
@@ -216,6 +256,14 @@ def show_headlines(v: PipelineView) -> None:
     """Add the headline figures to ``ctx.headlines``; show what to look at and the headline tiles."""
     ctx, figs, cov_rep = v.ctx, v.figs, v.cov_rep
     ctx.headlines.add_figs(figs)
+    if v.NO_AMOUNTS:
+        note(
+            v.NO_AMOUNTS.replace(
+                "This section", "Every figure in money (bookings, attainment, pipeline, coverage)"
+            )
+            + " Shown: counts, days and win rates by count.",
+            warn=True,
+        )
     if v.sc.rewound and v.HIST_ALL is None:
         note(
             f"The data was exported on {ctx.ds.as_of:%Y-%m-%d}; without `opportunity_history` the deals "
@@ -250,6 +298,8 @@ def show_headlines(v: PipelineView) -> None:
             "win_rate_count_12m",
             "sales_velocity_30d",
         ]
+        if not v.NO_AMOUNTS
+        else ["open_deals", "stalled_deals", "slipped_deals_qtd", "past_due_deals", "win_rate_count_12m"]
     )
 
 
@@ -290,6 +340,8 @@ def show_review(v: PipelineView) -> None:
 # --------------------------------------------------------------------------------------------------
 def show_bookings(v: PipelineView) -> None:
     """Bookings against plan per window (month, quarter, year to date)."""
+    if needs_amounts(v, "Bookings against plan"):
+        return
     sc, cfg, cal, W = v.sc, v.cfg, v.cal, v.W
     bvp = pl.bookings_vs_plan(
         sc.opps,
@@ -310,6 +362,8 @@ def show_bookings(v: PipelineView) -> None:
 
 def show_bookings_chart(v: PipelineView) -> None:
     """Cumulative bookings against cumulative plan over the fiscal year to date."""
+    if v.NO_AMOUNTS:  # show_bookings has said why
+        return
     sc, cfg, cal, W, A, cur = v.sc, v.cfg, v.cal, v.W, v.A, v.cur
     company_plan = (
         pl.plan_from_targets(cfg.targets, cal, W["YTD"].start, W["YTD"].end)
@@ -330,7 +384,7 @@ def show_bookings_chart(v: PipelineView) -> None:
 def show_bookings_by_team_and_rep(v: PipelineView) -> None:
     """Bookings against plan by team (company scope) and by rep, and the reps at or above quota."""
     sc, W, cur = v.sc, v.W, v.cur
-    if sc.scope == "rep" or sc.quotas is None:
+    if sc.scope == "rep" or sc.quotas is None or v.NO_AMOUNTS:
         return
     if sc.scope == "company" and sc.reps is not None and "team" in sc.reps.columns:
         by_team = pl.bookings_vs_plan(
@@ -361,6 +415,8 @@ def show_bookings_by_team_and_rep(v: PipelineView) -> None:
 def show_pipeline_by_stage(v: PipelineView) -> None:
     """Open pipeline by stage (amount, weighted by CRM probability and by historical win rate) and by
     expected close quarter."""
+    if needs_amounts(v, "Open pipeline by stage and by expected close quarter"):
+        return
     sc, cur = v.sc, v.cur
     by_stage = pl.pipeline_by_stage(sc.opps, v.cfg, v.rate_map)
     show_table(
@@ -421,6 +477,8 @@ def show_calibration(v: PipelineView) -> None:
 
 def show_forecast_and_coverage(v: PipelineView) -> None:
     """Forecast categories this quarter and next; coverage overall, by team and by rep."""
+    if needs_amounts(v, "Forecast categories and coverage"):
+        return
     sc, cfg, cal, W, NQ, THR, cur = v.sc, v.cfg, v.cal, v.W, v.NQ, v.THR, v.cur
     for win in (W["QTD"], NQ):
         markdown(f"**Forecast categories, {win.label}** (cumulative)")
@@ -465,6 +523,8 @@ def show_forecast_and_coverage(v: PipelineView) -> None:
 
 def show_pipeline_created(v: PipelineView) -> None:
     """Pipeline created per week (chart, 13 weeks) and per month (table, 12 months) by source."""
+    if needs_amounts(v, "Pipeline created"):
+        return
     sc, A, cur = v.sc, v.A, v.cur
     weeks = pl.pipeline_created(sc.opps, A - pd.Timedelta(weeks=13), A, freq="week")
     if len(weeks):
@@ -502,6 +562,10 @@ def show_same_day_and_forecast_accuracy(v: PipelineView) -> None:
                 "The pipeline on the same day of earlier quarters and the accuracy of past forecasts",
             )
         )
+        return
+    if needs_amounts(
+        v, "The pipeline on the same day of earlier quarters and the accuracy of past forecasts"
+    ):
         return
     sc, cfg, cal, A, W, NQ, cur = v.sc, v.cfg, v.cal, v.A, v.W, v.NQ, v.cur
     same_day_money = ["won_to_date", "open_in_quarter", "weighted", "final_won"]
@@ -564,6 +628,8 @@ def show_waterfall(v: PipelineView) -> None:
             )
         )
         return
+    if needs_amounts(v, "The pipeline waterfall"):
+        return
     W, A, cur = v.W, v.A, v.cur
     wd = mv.waterfall_deals(
         v.sc.history, v.sc.opps, v.cfg, W["QTD"].start, W["QTD"].end, A, normalized=v.norm
@@ -601,7 +667,12 @@ def show_slips_conversion_and_stage_days(v: PipelineView) -> None:
         f"**Slipped deals** (close date pushed by changes made since {v.W['QTD'].start:%Y-%m-%d}): "
         f"{len(slipped)} deals, {int(slipped['times_pushed'].sum()) if len(slipped) else 0} pushes"
     )
-    fold_table(slipped.head(15), money=["amount"], ints=["times_pushed", "days_pushed"], currency=cur)
+    fold_table(
+        _amounts_or_not(v, slipped.head(15)),
+        money=["amount"],
+        ints=["times_pushed", "days_pushed"],
+        currency=cur,
+    )
     reached = v.reached_all[pl.isin(v.reached_all["opportunity_id"], sc.opps["opportunity_id"].unique())]
     for variant, label in (("any", "any-stage"), ("strict", "strict")):
         markdown(f"**Stage-to-stage conversion ({label})** — all deals in scope; where the funnel leaks")
@@ -639,9 +710,10 @@ def show_deals_needing_attention(
     att = pl.attention_deals(deals, A, v.stalled["opportunity_id"], slipped, int(no_activity_days))
     flags = att["flags"].astype("str").str.split("; ").explode()  # an empty list has no str dtype
     counts = [f"{int((flags == f).sum()):,} {f}" for f in pl.ATTENTION_FLAGS if (flags == f).any()]
+    worth = "" if v.NO_AMOUNTS else f" ({v.ctx.money(att['amount'].sum())})"
     markdown(
-        f"**{count_noun(len(att), 'open deal')} {'needs' if len(att) == 1 else 'need'} attention** "
-        f"({v.ctx.money(att['amount'].sum())}): " + " · ".join(counts) + "."
+        f"**{count_noun(len(att), 'open deal')} {'needs' if len(att) == 1 else 'need'} attention**"
+        f"{worth}: " + " · ".join(counts) + "."
         if len(att)
         else "**No open deal needs attention.**"
     )
@@ -652,7 +724,7 @@ def show_deals_needing_attention(
             "account",
             "owner",
             "stage",
-            "amount",
+            *(() if v.NO_AMOUNTS else ("amount",)),
             "close_date",
             "days_to_close",
             "last_activity",
@@ -673,13 +745,14 @@ def show_deals_needing_attention(
         currency=cur,
         ints=["days_to_close", "days_since_activity"],
     )
-    show_table(
-        pl.top_open_deals(sc.opps, A, int(top_n), deals=deals),
-        collapsed=f"The {int(top_n)} largest open deals",
-        money=["amount"],
-        ints=DEAL_INTS,
-        currency=cur,
-    )
+    if not needs_amounts(v, f"The {int(top_n)} largest open deals"):
+        show_table(
+            pl.top_open_deals(sc.opps, A, int(top_n), deals=deals),
+            collapsed=f"The {int(top_n)} largest open deals",
+            money=["amount"],
+            ints=DEAL_INTS,
+            currency=cur,
+        )
     ds = v.ctx.ds
     if "next_step" not in sc.opps.columns:
         note(ds.missing("opportunities", "next_step", section="The no-next-step flag"))
@@ -698,13 +771,22 @@ def show_efficiency(v: PipelineView) -> None:
     monthly = pl.deal_size_and_cycle(sc.opps, cal, (A - pd.DateOffset(months=11)).replace(day=1), A, "month")
     quarterly = pl.deal_size_and_cycle(sc.opps, cal, A - pd.DateOffset(months=24), A, "quarter")
     done_q = quarterly[quarterly["period"] != W["QTD"].label] if W["QTD"].end > A else quarterly
+    size = (
+        ""
+        if v.NO_AMOUNTS
+        else f"Average deal size is **{pl.trend_call(monthly['avg_deal_size'])}** by month and "
+        f"**{pl.trend_call(done_q['avg_deal_size'], recent=3)}** by quarter; the sales"
+    )
     markdown(
-        f"Average deal size is **{pl.trend_call(monthly['avg_deal_size'])}** by month and "
-        f"**{pl.trend_call(done_q['avg_deal_size'], recent=3)}** by quarter; the sales cycle is "
+        f"{size or 'The sales'} cycle is "
         f"**{pl.trend_call(monthly['avg_cycle_days'])}** by month and "
         f"**{pl.trend_call(done_q['avg_cycle_days'], recent=3)}** by quarter (complete quarters; last 3 vs "
         "the 3 before)."
     )
+    value_cols = ["bookings", "avg_deal_size", "won_value", "closed_value", "win_rate_value"]
+    if v.NO_AMOUNTS:
+        needs_amounts(v, "Deal size, bookings, win rate by value and sales velocity")
+        monthly, quarterly = (t.drop(columns=value_cols, errors="ignore") for t in (monthly, quarterly))
     for table in (monthly, quarterly):
         fold_table(
             table,
@@ -722,9 +804,7 @@ def show_efficiency(v: PipelineView) -> None:
                 "won",
                 "lost",
                 "win_rate_count",
-                "won_value",
-                "closed_value",
-                "win_rate_value",
+                *(() if v.NO_AMOUNTS else value_cols[2:]),
             ]
         ],
         pct=["win_rate_count", "win_rate_value"],
@@ -732,6 +812,8 @@ def show_efficiency(v: PipelineView) -> None:
         ints=["closed", "won", "lost"],
         currency=cur,
     )
+    if v.NO_AMOUNTS:
+        return
     vel = pl.sales_velocity(sc.opps, A)
     markdown(
         f"**Sales velocity**: {vel['open_opportunities']:,} open opportunities × {vel['win_rate_count']:.1%} "
@@ -832,9 +914,10 @@ def look_at_points(figs: dict[str, Fig], currency: str = "USD", extra: dict | No
         )
     if val("past_due_deals") and val("past_due_deals") > 0:
         n = int(val("past_due_deals"))
+        worth = "" if pd.isna(val("past_due_amount")) else f" worth {m(val('past_due_amount'))}"
         pts.append(
             Point(
-                f"{count_noun(n, 'open deal')} worth {m(val('past_due_amount'))} "
+                f"{count_noun(n, 'open deal')}{worth} "
                 f"{'has a close date' if n == 1 else 'have close dates'} in the past — update or close "
                 f"{'it' if n == 1 else 'them'}.",
                 ATTENTION,
