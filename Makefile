@@ -63,9 +63,9 @@ monthly-report: $(VENV)/.installed ## the monthly report on DATASET into reports
 	@if [ "$(DATASET)" = "data/sample" ]; then $(MAKE) --no-print-directory sample; fi
 	$(BIN)/revops report monthly --dataset $(DATASET) $(PERIOD_ARG) $(PARAMS)
 
-review-packs: $(VENV)/.installed ## one-to-one review pack per rep into reports/<PERIOD>/reviews/
+review-packs: $(VENV)/.installed ## one-to-one review pack per rep into reports/<PERIOD>/reviews/; PARAMS="-p top_n 5"
 	@if [ "$(DATASET)" = "data/sample" ]; then $(MAKE) --no-print-directory sample; fi
-	$(BIN)/revops report reviews --dataset $(DATASET) $(PERIOD_ARG)
+	$(BIN)/revops report reviews --dataset $(DATASET) $(PERIOD_ARG) $(PARAMS)
 
 email-report: $(VENV)/.installed ## build the leadership email (.eml, dry run); SEND=1 TO=a@b.com to send via SMTP
 	$(BIN)/revops email $(PERIOD_ARG) --to "$(if $(TO),$(TO),leadership@example.com)" $(if $(SEND),--send,)

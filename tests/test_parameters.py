@@ -179,3 +179,42 @@ def test_the_default_period_is_the_datasets_last_complete_month(tmp_path, as_of,
     yml.write_text(yml.read_text().replace("as_of: 2017-10-31", f"as_of: {as_of}"))
     params = report.validate_parameters(ds, None, None, [str(BOOKINGS)])
     assert (params.period, params.as_of) == (period, period_as_of)
+
+
+def test_review_packs_take_parameters_checked_like_the_monthly_pack(capsys, tmp_path, monkeypatch):
+    from helpers import cli
+
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "reports"
+
+    def refused(*args):
+        code = cli.main(["report", "reviews", "--dataset", str(tmp_path / "none"), "--out", str(out), *args])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert not out.exists()
+        return err
+
+    err = refused("-p", "top_m", "5")
+    assert "'top_m' is not a parameter of pipeline_health (did you mean 'top_n'?)" in err
+    err = refused("-p", "top_n", "five")
+    assert (
+        "pipeline_health: parameter 'top_n' is declared int (default 20), so it must be a whole number" in err
+    )
+    assert "'who' are set by the review run" in refused("-p", "who", "AE001")
+    params = tmp_path / "params.yaml"
+    params.write_text("period: 2026-09\n")
+    assert "parameter 'period' is set by the report run; use --period" in refused("-f", str(params))
+
+
+@pytest.mark.slow
+def test_review_packs_pass_parameters_through(sample_dir, tmp_path):
+    out = tmp_path / "reports"
+    rep = pd.read_csv(sample_dir / "opportunities.csv", dtype=str)["owner"].value_counts().index[0]
+    done = subprocess.run(
+        [sys.executable, "-m", "helpers.cli", "report", "reviews", "--dataset", str(sample_dir), "--out", str(out),
+         "--reps", rep, "-p", "top_n", "3"],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr + done.stdout
+    page = (out / "2026-10" / "reviews" / f"{rep}.html").read_text()
+    assert "The 3 largest open deals" in page and "The 10 largest open deals" not in page

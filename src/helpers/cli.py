@@ -109,6 +109,28 @@ def cmd_validate(args) -> int:
     return code
 
 
+def _parameter_flags(p: argparse.ArgumentParser) -> None:
+    """papermill's -p NAME VALUE and -f params.yaml, for the report commands."""
+    p.add_argument(
+        "-p",
+        "--parameters",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        default=[],
+        help="a notebook parameter, e.g. -p growth_rate 0.25 (repeatable); read as the type the notebooks' "
+        "parameters cells declare (papermill --help-notebook notebooks/X.ipynb lists them)",
+    )
+    p.add_argument(
+        "-f",
+        "--parameters-file",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="notebook parameters from a YAML file of 'name: value' lines (repeatable; -p wins)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="revops", description="RevOps notebooks: data, reports and email.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -155,24 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="kernels running notebooks side by side (default: number of cores; 1 keeps one copy of the data)",
     )
-    m.add_argument(
-        "-p",
-        "--parameters",
-        nargs=2,
-        action="append",
-        metavar=("NAME", "VALUE"),
-        default=[],
-        help="a notebook parameter, e.g. -p growth_rate 0.25 (repeatable); read as the type the notebooks' "
-        "parameters cells declare (papermill --help-notebook notebooks/X.ipynb lists them)",
-    )
-    m.add_argument(
-        "-f",
-        "--parameters-file",
-        action="append",
-        default=[],
-        metavar="YAML",
-        help="notebook parameters from a YAML file of 'name: value' lines (repeatable; -p wins)",
-    )
+    _parameter_flags(m)
     m.set_defaults(func=_handler("helpers.publish.report:cli_monthly"))
     rv = rsub.add_parser("reviews", help="one-to-one review pack per rep")
     rv.add_argument("--dataset", default="data/sample")
@@ -181,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     rv.add_argument("--out", default="reports")
     rv.add_argument("--reps", nargs="*", default=None, help="subset of rep ids")
     rv.add_argument("--jobs", type=int, default=None)
+    _parameter_flags(rv)
     rv.set_defaults(func=_handler("helpers.publish.reviews:cli"))
 
     e = sub.add_parser("email", help="build (and with --send, send) the leadership email")

@@ -28,6 +28,7 @@ from helpers.data.atomic import build_folder, write_text_atomic
 from helpers.data.progress import progress as progress_bar
 
 NOTEBOOK = "pipeline_health"
+REVIEW_PARAMETERS = ("scope", "who")  # set per pack by the run (with report.RUN_PARAMETERS)
 ANALYSIS_TAG = "analysis-only"
 
 
@@ -148,13 +149,24 @@ def run_reviews(
     reps: list[str] | None = None,
     jobs_n: int | None = None,
     progress=print,
+    parameters: dict | None = None,
 ) -> tuple[int, Path, list]:
     """Run the review packs. Returns (exit code, reviews folder, results). Each rep's HTML is moved into
     ``<out>/<period>/reviews/`` as soon as the whole run is done; failed runs leave their executed
-    notebook in ``<out>/<period>/reviews.failed/`` and the previous packs untouched."""
+    notebook in ``<out>/<period>/reviews.failed/`` and the previous packs untouched. ``parameters``
+    (``-p``/``-f``) are checked against the notebook's parameters cell before anything runs, as for the
+    monthly pack; the rep and scope of each pack are the run's own."""
     from helpers.data.dataset import load
     from helpers.publish import report
 
+    given = dict(parameters or {})
+    own = [k for k in REVIEW_PARAMETERS if k in given]
+    if own:
+        raise report.ReportError(
+            f"parameter(s) {', '.join(map(repr, own))} are set by the review run (one pack per rep, scope "
+            "rep); choose the reps with --reps"
+        )
+    chosen = report.check_parameters(given, report.find_notebooks([NOTEBOOK]))[NOTEBOOK]
     params = report.validate_parameters(dataset, period, as_of, [NOTEBOOK])
     ds = load(params.dataset)
     rep_ids = review_reps(ds, params.as_of, reps)
@@ -180,10 +192,11 @@ def run_reviews(
                 "report_mode": True,
                 "summary_path": str(build / "summaries" / escape.filename(rep, ".json")),
                 "output_dir": str(build / "files" / escape.filename(rep)),
+                "top_n": 10,
+                **chosen,
                 "scope": "rep",
                 "who": rep,
                 "review_mode": True,
-                "top_n": 10,
             },
         )
         for rep in rep_ids
@@ -227,11 +240,18 @@ def run_reviews(
 
 def cli(args) -> int:
     """``revops report reviews``."""
+    from helpers.publish import report
     from helpers.publish.report import ReportError, results_table
 
     try:
         code, target, results = run_reviews(
-            args.dataset, args.period, args.as_of, args.out, args.reps, args.jobs
+            args.dataset,
+            args.period,
+            args.as_of,
+            args.out,
+            args.reps,
+            args.jobs,
+            parameters=report.gather_parameters(args.parameters, args.parameters_file),
         )
     except (ReportError, ValueError) as exc:
         print(f"revops report reviews: {exc}", file=sys.stderr)
