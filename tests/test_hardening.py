@@ -801,6 +801,92 @@ def test_item11_an_empty_optional_table_is_a_warning_with_or_without_header(samp
     ) in text
 
 
+def test_item11_the_day_month_hint_comes_before_the_errors_it_explains(tmp_path):
+    """Every date is ambiguous (day ≤ 12): read as month/day, two close dates fall before their created
+    dates. The hint naming the reading comes first, then the errors."""
+    data = (
+        "opportunity_id,owner,created_date,close_date,stage,amount\n"
+        "O1,ana,05/03/2026,02/04/2026,Closed Won,12000\n"  # 5 Mar -> 2 Apr, read as 3 May -> 4 Feb
+        "O2,ana,10/02/2026,03/03/2026,Closed Won,3000\n"  # 10 Feb -> 3 Mar, read as 2 Oct -> 3 Mar
+        "O3,ben,01/09/2026,12/09/2026,Closed Won,45000\n"  # 1 Sep -> 12 Sep, read as 9 Jan -> 9 Dec
+    )
+    code, text = _validate(_tiny_table(tmp_path / "ds", data.encode()))
+    assert code == 1, text
+    lines = text.splitlines()
+    assert lines[0].startswith("Dataset ") and "has 2 error(s). Read first" in lines[0]
+    hint = "dates like 03/04/2026 could be day/month or month/day: read as month/day; set date_order: DMY"
+    assert hint in lines[1] and "column 'created_date'" in lines[1]
+    assert hint in lines[2] and "column 'close_date'" in lines[2]
+    assert lines[3] == "The errors:"
+    assert "row 1 (line 2), column 'close_date'" in lines[4] and "on or after created_date" in lines[4]
+    assert len(lines) == 6
+
+
+@pytest.mark.parametrize(
+    "account, column, problem",
+    [
+        ('"Acme" Co', "account", "text follows the closing quote, so the quotes were dropped"),
+        ('"Acme Co', "account", "it opens a quoted value that no quote closes on its line"),
+    ],
+)
+def test_item11_a_stray_quote_is_blamed_on_its_own_column(tmp_path, account, column, problem):
+    """Before: '"Acme" Co' was read as 'Acme Co' silently; '"Acme Co' (a second quote further down)
+    merged three rows into one account and the file was valid with 2 of 4 rows."""
+    data = (
+        "opportunity_id,owner,created_date,close_date,stage,amount,account,segment\n"
+        f"O1,ana,2026-08-01,2026-10-05,Closed Won,12000,{account},SMB\n"
+        "O2,ana,2026-08-10,2026-10-20,Closed Won,3000,Beta,SMB\n"
+        'O3,ben,2026-09-01,2026-10-12,Closed Won,45000,Gamma "G" Ltd,SMB\n'
+        "O4,ben,2026-09-03,2026-10-15,Closed Lost,8000,Delta,SMB\n"
+    )
+    code, text = _validate(_tiny_table(tmp_path / "ds", data.encode()))
+    assert code == 1, text
+    assert f"opportunities.csv, row 1 (line 2), column '{column}': value '{account}" in text
+    assert f"stray double quote: {problem}" in text
+    assert text.count("stray double quote") == 1
+    # an unclosed quote that leaves pandas unable to read the file at all names the same place
+    code, text = _validate(_tiny_table(tmp_path / "ds2", data.replace('"G"', "G").encode()))
+    assert code == 1, text
+    assert f"row 1 (line 2), column '{column}'" in text and f"stray double quote: {problem}" in text
+
+
+def test_item11_a_quote_used_correctly_is_read_as_written(tmp_path):
+    from helpers.data.dataset import load
+
+    accounts = ['"Acme, Inc"', '"Say ""hi"" Ltd"', 'Mid "quoted" word', '"Two\nlines"']
+    ds = load(_tiny_table(tmp_path / "ds", _opportunities(accounts).encode()))
+    assert list(ds.opportunities["account"]) == [
+        "Acme, Inc",
+        'Say "hi" Ltd',
+        'Mid "quoted" word',
+        "Two\nlines",
+    ]
+
+
+def test_item11_a_bare_year_in_a_date_column_is_a_warning(tmp_path):
+    data = (
+        "opportunity_id,owner,created_date,close_date,stage,amount\n"
+        "O1,ana,2026,2026-10-05,Closed Won,12000\n"
+        "O2,ana,2025,2026-10-20,Closed Won,3000\n"
+        "O3,ben,2026-09-01,2026-10-12,Closed Won,45000\n"
+    )
+    code, text = _validate(_tiny_table(tmp_path / "ds", data.encode()))
+    assert code == 0, text
+    assert (
+        "opportunities.csv, column 'created_date' — 2 value(s) are a year alone (such as '2026'), read as "
+        "1 January of that year; write whole dates (YYYY-MM-DD)" in text
+    )
+    assert (
+        "year alone"
+        not in _validate(
+            _tiny_table(
+                tmp_path / "ok",
+                data.replace(",2026,", ",2026-01-01,").replace(",2025,", ",2025-01-01,").encode(),
+            )
+        )[1]
+    )
+
+
 @pytest.mark.slow
 def test_item8_a_dataset_without_amounts_publishes_every_report_saying_what_is_missing(tmp_path, sample_copy):
     import sys

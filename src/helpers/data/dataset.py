@@ -64,17 +64,38 @@ class Problem:
         ref = ""
         if self.ref is not None:
             r = self.ref[1]
-            ref = " " + (repr(r) if isinstance(r, str) else r.strftime("%Y-%m-%d") if hasattr(r, "strftime") else str(r))
+            ref = " " + (
+                repr(r)
+                if isinstance(r, str)
+                else r.strftime("%Y-%m-%d")
+                if hasattr(r, "strftime")
+                else str(r)
+            )
         return f"{self.where()}{val} — {self.expected}{ref}" + (f" ({self.note})" if self.note else "")
 
 
 class DataValidationError(ValueError):
     """One error listing every problem found in a dataset."""
 
-    def __init__(self, problems: list[Problem], folder: str | Path = ""):
+    def __init__(self, problems: list[Problem], folder: str | Path = "", hints: list[Problem] = ()):
         self.problems = problems
         self.folder = str(folder)
-        super().__init__(format_problems(problems, title=f"Dataset {folder} has {len(problems)} error(s)"))
+        self.hints = list(hints)
+        title = f"Dataset {folder} has {len(problems)} error(s)"
+        if self.hints:  # how a column was read, before the errors it may explain
+            title = format_problems(
+                self.hints, title=f"{title}. Read first — how these columns were read may explain them:"
+            )
+            title += "\nThe errors:"
+        super().__init__(format_problems(problems, title=title))
+
+
+def reading_hints(warnings: list[Problem], errors: list[Problem]) -> list[Problem]:
+    """The warnings about how a whole column was read (day/month order, decimal comma, bare years…) for the
+    columns the ``errors`` name or compare with: they may explain those errors (a day/month column read
+    as month/day puts close dates before created dates)."""
+    named = {(e.file, e.column) for e in errors} | {(e.file, e.ref[0]) for e in errors if e.ref}
+    return [w for w in warnings if w.row is None and w.column and (w.file, w.column) in named]
 
 
 def format_problems(problems: list[Problem], title: str = "", max_rows: int = MAX_ROWS_SHOWN) -> str:
@@ -228,7 +249,9 @@ def _read_csv_text(path: Path, encoding: str, delim: str) -> tuple[pd.DataFrame,
         except pd.errors.EmptyDataError:  # no header at all (a 0-byte file): load() says so
             return pd.DataFrame(), enc
         except UnicodeDecodeError as exc:
-            tried.append(f"{_ENCODING_NAMES.get(enc, enc)} ({exc.reason} at byte 0x{exc.object[exc.start]:02x})")
+            tried.append(
+                f"{_ENCODING_NAMES.get(enc, enc)} ({exc.reason} at byte 0x{exc.object[exc.start]:02x})"
+            )
     raise ValueError(f"is not text in {' or '.join(tried)}; save it as UTF-8")
 
 
@@ -240,7 +263,8 @@ def read_raw(path: Path) -> pd.DataFrame:
 
     CSV: the encoding and delimiter are sniffed (``_sniff_csv``); blank lines are kept as empty rows so
     row numbers match the file (they are dropped after numbering). Notes about the reading (encoding,
-    duplicate headers) travel in ``df.attrs["read_notes"]`` as (severity, column, text)."""
+    duplicate headers, a stray quote) travel in ``df.attrs["read_notes"]`` as (severity, column, text) or
+    (severity, column, text, row, value)."""
     suffix = path.suffix.lower()
     if path.is_dir():
         raise ValueError("is a folder, not a file")
@@ -256,7 +280,19 @@ def read_raw(path: Path) -> pd.DataFrame:
                 )
             else:
                 seen[key] = i
-        df, encoding = _read_csv_text(path, encoding, delim)
+        try:
+            df, encoding = _read_csv_text(path, encoding, delim)
+        except pd.errors.ParserError:  # e.g. "EOF inside string": name the row and column the quote opens
+            stray = stray_quote(path, encoding, delim, header)
+            if stray is None:
+                raise
+            row, column, value, problem = stray
+            raise ValueError(
+                f"row {row} (line {row + 1}), column {column!r}, value {value!r} — {problem}"
+            ) from None
+        stray = stray_quote(path, encoding, delim, header, len(df) + 1)
+        if stray is not None:  # pandas read the file, but not as written: rows merged or a value changed
+            notes.append(("error", stray[1], stray[3], stray[0], stray[2]))
         if encoding == "cp1252":
             notes.append(
                 ("warning", None, "is not UTF-8; read as Windows-1252 (save it as UTF-8 to be sure)")
@@ -274,6 +310,87 @@ def read_raw(path: Path) -> pd.DataFrame:
         raise ValueError(f"unsupported file type {suffix!r}; use .csv, .parquet or .xlsx")
     df.attrs["read_notes"] = notes
     return df
+
+
+def stray_quote(path: Path, encoding: str, delim: str, header: list[str], records: int | None = None):
+    """The first stray double quote of a CSV, as (row, column, value, problem), or None. The file is read
+    strictly (RFC 4180: a quoted value ends at its closing quote, inner quotes doubled); when that fails,
+    or when quoted values span lines (more lines than the ``records`` pandas read, header included), the
+    first record that breaks the rule or spans lines into another number of values than the header has its
+    lines scanned for the value where the quote goes wrong. Only a file holding a quote is read."""
+    import csv
+    import io
+    from collections import deque
+
+    raw = path.read_bytes()
+    if b'"' not in raw:
+        return None
+    text = raw.decode(encoding, errors="replace").lstrip("\ufeff")
+    reader = csv.reader(io.StringIO(text), delimiter=delim, strict=True)
+    try:
+        deque(reader, maxlen=0)  # at C speed; most files end here
+        if records is not None and reader.line_num <= records:
+            return None
+    except csv.Error:
+        pass
+    lines = io.StringIO(text).readlines()
+    reader = csv.reader(io.StringIO(text), delimiter=delim, strict=True)
+    start = 1
+    try:
+        for record in reader:
+            if record and len(record) != len(header) and reader.line_num > start:
+                break  # a quote ran over the end of its line and merged rows
+            start = reader.line_num + 1
+        else:
+            return None
+    except csv.Error:
+        pass
+    for line in lines[start - 1 : max(start, reader.line_num)]:
+        found = _quote_in_line(line.rstrip("\r\n"), delim)
+        if found is not None:
+            i, value, opens = found
+            what = (
+                "it opens a quoted value that no quote closes on its line, so the next lines were read into it "
+                "(rows merged)"
+                if opens
+                else "text follows the closing quote, so the quotes were dropped"
+            )
+            return (
+                start - 1,  # the data row (line 1 is the header)
+                header[i].strip() if i < len(header) else f"value {i + 1}",
+                value[:60],
+                f'stray double quote: {what}; quote the whole value and double any quote inside ("")',
+            )
+    return None
+
+
+def _quote_in_line(line: str, delim: str) -> tuple[int, str, bool] | None:
+    """(value index, value text, whether the quote opens a value left open) of the first value of
+    ``line`` whose quoting breaks RFC 4180, or None."""
+    i, col, n = 0, 0, len(line)
+    while i <= n:
+        j = i
+        while j < n and line[j] == " ":  # the reader skips spaces before a value
+            j += 1
+        if j < n and line[j] == '"':
+            k = j + 1
+            while True:
+                k = line.find('"', k)
+                if k == -1:
+                    return col, line[j:], True
+                if line[k + 1 : k + 2] == '"':
+                    k += 2
+                    continue
+                break
+            end = line.find(delim, k + 1)
+            end = n if end == -1 else end
+            if line[k + 1 : end].strip():
+                return col, line[j:end], False
+        else:
+            end = line.find(delim, i)
+            end = n if end == -1 else end
+        i, col = end + 1, col + 1
+    return None
 
 
 MISSPELLING = 0.85  # difflib ratio from which an unknown column is taken as a misspelt contract column
@@ -303,8 +420,9 @@ def coerce_table(
     ``opportunity_id``). Rows that are entirely blank are dropped after numbering, so row numbers match
     the file's lines."""
     df = raw.copy()
-    for sev, col, text in raw.attrs.get("read_notes", []):
-        problems.append(Problem(fname, None, col, None, text, sev, line_offset))
+    for sev, col, text, *at in raw.attrs.get("read_notes", []):
+        row, value = at or (None, None)
+        problems.append(Problem(fname, row, col, value, text, sev, line_offset))
     df.columns = [str(c).strip() for c in df.columns]
     names = set(table.column_names)
     rename = {}
@@ -527,7 +645,9 @@ def check_rules(
                 text = f"expected {what} on or before the as-of date {as_of.date()}"
                 far = mask & (opp[col] > year)
                 errors += _row_problems(opp, far, fname, col, text, off)
-                warnings += _row_problems(opp, mask & (opp[col] >= day) & ~far, fname, col, text, off, "warning")
+                warnings += _row_problems(
+                    opp, mask & (opp[col] >= day) & ~far, fname, col, text, off, "warning"
+                )
         ids = opp["opportunity_id"].dropna().unique() if "opportunity_id" in opp.columns else []
         for tname in ("opportunity_history", "activities", "leads"):
             df = tables.get(tname)
@@ -559,7 +679,13 @@ def check_rules(
             bad = df[col].notna() & ~df[col].isin(known)
             found = errors if severity == "error" else warnings
             found += _row_problems(
-                df, bad, names[tname], col, f"expected a rep_id listed in {names['reps']}", offsets[tname], severity
+                df,
+                bad,
+                names[tname],
+                col,
+                f"expected a rep_id listed in {names['reps']}",
+                offsets[tname],
+                severity,
             )
     return errors, warnings
 
@@ -726,7 +852,7 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True,
     errors = [p for p in problems if p.severity == "error"] + errors
     if errors and strict:
         bar.close()
-        raise DataValidationError(errors, folder)
+        raise DataValidationError(errors, folder, reading_hints(warnings, errors))
     if not strict:
         warnings = errors + warnings
     typed = {k: v.reset_index(drop=True) for k, v in typed.items()}
