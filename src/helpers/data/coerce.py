@@ -249,6 +249,12 @@ def to_date(s: pd.Series, kind: str = "date", date_order: str | None = None):
         for r in rest[rest].index:
             v = pd.to_datetime(txt[r], errors="coerce", utc=True)
             d[r] = v.tz_convert(None) if not pd.isna(v) else pd.NaT
+    years = iso_rows & txt.str.fullmatch(r"\d{4}").fillna(False).astype(bool)
+    if years.any():
+        warnings.append(
+            f"{int(years.sum())} value(s) are a year alone (such as {txt[years].iloc[0]!r}), read as 1 January "
+            "of that year; write whole dates (YYYY-MM-DD)"
+        )
     # a year no calendar tool handles ("-026-10-20" reads as year -26: Python's dates stop at 1..9999)
     odd_year = d.notna() & ~d.dt.year.between(1000, 9999)
     d[odd_year] = pd.NaT
