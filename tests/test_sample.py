@@ -230,3 +230,24 @@ def test_parquet_format_loads(tmp_path):
     assert (folder / "opportunities.parquet").exists()
     assert len(ds.opportunities) == 300
     assert ds.opportunities["created_date"].dtype.kind == "M"
+
+
+def test_the_samples_warnings_are_the_planted_ones_and_say_so(sample_dir):
+    """The generator plants stale open deals, open deals without a next step and a few zero amounts (module
+    docstring); every warning of the sample is one of those, and `revops validate` says they are planted."""
+    from helpers.data.dataset import load, validate_report
+
+    planted = (
+        "open deal with a close date before the as-of date",
+        "open deal with no next step",
+        "amount is zero",
+    )
+    warnings = load(sample_dir).warnings
+    assert warnings
+    assert [str(w) for w in warnings if not w.expected.startswith(planted)] == []
+    code, text = validate_report(sample_dir)
+    assert code == 0
+    assert (
+        f"{len(warnings)} warning(s) a report can live with (planted on purpose in this synthetic sample"
+        in text
+    )

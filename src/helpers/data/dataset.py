@@ -877,10 +877,13 @@ def validate_report(path: str | Path, all_warnings: bool = False) -> tuple[int, 
     counts = ", ".join(f"{k}: {len(v):,} rows" for k, v in ds.tables.items())
     text = [f"Dataset {path} ({ds.config.name}) is valid — {counts}."]
     if ds.warnings:
+        expected = ds.config.source.get("expected_warnings") if isinstance(ds.config.source, dict) else None
         text.append(
             format_problems(
                 ds.warnings,
-                title=f"{len(ds.warnings)} warning(s) a report can live with:",
+                title=f"{len(ds.warnings)} warning(s) a report can live with"
+                + (f" ({expected})" if expected else "")
+                + ":",
                 max_rows=len(ds.warnings) if all_warnings else 3,
             )
         )

@@ -54,6 +54,11 @@ PRODUCTIVITY_SIGMA = 0.22  # lognormal spread of AE productivity (top of 30 ≈ 
 QUOTA_PER_OTE = 3.4  # annual bookings quota ÷ OTE (before territory weight): the median AE attains ~85%
 QUOTA_GROWTH = 1.15  # rep quotas grow with the business, year over year
 TARGET_GROWTH = 1.2  # company target = last fiscal year's bookings × 1.2
+# the dirty rows are planted (module docstring); `revops validate` says so above the sample's warnings
+EXPECTED_WARNINGS = (
+    "planted on purpose in this synthetic sample, to show the deals-needing-attention list: open deals past "
+    "their close date, open deals without a next step, a few zero amounts"
+)
 
 STAGES = [
     ("Prospecting", 0.05),
@@ -346,6 +351,7 @@ class SampleParams:
             "n_reps": int(self.n_reps),
             "activities_per_opportunity": float(self.activities_per_opportunity),
             "format": self.fmt,
+            "expected_warnings": EXPECTED_WARNINGS,
         }
 
 

@@ -156,8 +156,12 @@ def open_report(
             f"(the fiscal year starts in {month_name(cal.start_month)}) · currency {ds.config.currency}"
         )
         if ds.warnings:
+            expected = (
+                ds.config.source.get("expected_warnings") if isinstance(ds.config.source, dict) else None
+            )
             display.note(
-                f"The data has {len(ds.warnings)} warning(s) the report can live with; the data check lists "
-                "them for whoever maintains the CRM export."
+                f"The data has {len(ds.warnings)} warning(s) the report can live with"
+                + (f" ({expected})" if expected else "")
+                + "; the data check lists them for whoever maintains the CRM export."
             )
     return ctx
