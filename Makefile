@@ -76,7 +76,10 @@ VOILA_TEMPLATES := $(CURDIR)/src/helpers/publish/templates/jupyter
 
 whatif: $(VENV)/.installed-lab ## serve the quota what-if explorer (Voilà) on 127.0.0.1:8866 (WHATIF_PORT=…); nothing loads from outside
 	@if [ "$(DATASET)" = "data/sample" ]; then $(MAKE) --no-print-directory sample; fi
-	JUPYTER_PATH=$(VOILA_TEMPLATES)$${JUPYTER_PATH:+:$$JUPYTER_PATH} REVOPS_DATASET=$(DATASET) \
+	@# a CRM export folder is imported first (or refused, saying how to import it), before Voilà starts
+	@ds="$$($(BIN)/revops dataset-folder $(DATASET))" && \
+	echo "serving the what-if explorer on $$ds" && \
+	JUPYTER_PATH=$(VOILA_TEMPLATES)$${JUPYTER_PATH:+:$$JUPYTER_PATH} REVOPS_DATASET="$$ds" \
 	  $(BIN)/voila notebooks/quota_whatif.ipynb --template=revops --no-browser --Voila.ip=127.0.0.1 --port=$(WHATIF_PORT)
 
 # Jupyter refuses to run as root unless told to; containers often run as root

@@ -211,3 +211,21 @@ def test_make_whatif_requests_nothing_from_outside_the_machine(sample_dir, tmp_p
         _stop(proc)
     assert outside == []
     assert any("/voila/" in u or "/static/" in u for u in local)
+
+
+def test_make_whatif_on_a_crm_export_folder_says_to_import_it_first(tmp_path):
+    """A folder of raw export files no built-in profile recognises: refused before Voilà starts, with the
+    import command to run (before: Voilà served a page saying 'dataset.yml: not found')."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    raw = tmp_path / "export-2026-10"
+    raw.mkdir()
+    (raw / "deals.csv").write_text("Deal Id,Deal Name,Value\n1,Acme,100\n")
+    done = subprocess.run(
+        ["make", "--no-print-directory", "whatif", f"DATASET={raw}", "WHATIF_PORT=1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "this is a CRM export, not a dataset folder" in done.stderr
+    assert f"revops import --profile PROFILE --to data/imported/export-2026-10 {raw}/*" in done.stderr
+    assert "voila" not in done.stdout.lower() and "serving" not in done.stdout

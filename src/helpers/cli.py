@@ -73,6 +73,16 @@ def dataset_folder(path: str) -> str:
         return path
     found = export_profile(folder)
     if found is None:
+        files = [f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in EXPORT_SUFFIXES]
+        if files and not any(f.stem.lower() == "opportunities" for f in files):
+            from helpers.data.importers import BUILTIN_PROFILES
+
+            raise SystemExit(
+                f"{path}: {len(files)} export file(s) and no dataset.yml: this is a CRM export, not a dataset "
+                "folder, and no built-in profile recognises it. Import it first, then use the imported folder:\n"
+                f"  revops import --profile PROFILE --to data/imported/{folder.resolve().name} {path}/*\n"
+                f"(PROFILE: {', '.join(BUILTIN_PROFILES)}, or a profile .yml of your own; docs/data-contract.md)"
+            )
         return path
     import yaml
 
@@ -99,6 +109,22 @@ def dataset_folder(path: str) -> str:
     except ImportProblem as exc:
         raise SystemExit(f"{path}: {exc}") from exc
     return str(target)
+
+
+def cmd_dataset_folder(args) -> int:
+    """``revops dataset-folder PATH``: the dataset folder to use for PATH (a recognised export folder is
+    imported first), on stdout; what happens on the way goes to stderr. For ``make whatif``."""
+    import contextlib
+
+    with contextlib.redirect_stdout(sys.stderr):
+        folder = dataset_folder(args.path)
+    if not (Path(folder) / "dataset.yml").is_file():
+        raise SystemExit(
+            f"{args.path}: not a dataset folder (no dataset.yml); `make sample` writes the sample, "
+            "`revops import` a dataset from CRM export files (docs/data-contract.md)"
+        )
+    print(folder)
+    return 0
 
 
 def cmd_validate(args) -> int:
@@ -139,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("dataset", help="dataset folder (with dataset.yml)")
     v.add_argument("--all", action="store_true", help="list every warning (default: 3 rows per kind)")
     v.set_defaults(func=cmd_validate)
+
+    dsf = sub.add_parser(
+        "dataset-folder", help="the dataset folder to use for PATH (imports a recognised CRM export first)"
+    )
+    dsf.add_argument("path")
+    dsf.set_defaults(func=cmd_dataset_folder)
 
     s = sub.add_parser("sample-data", help="write the deterministic sample dataset")
     s.add_argument("--to", default="data/sample", help="output folder (default data/sample)")
