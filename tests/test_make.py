@@ -150,7 +150,8 @@ def test_make_lab_serves_the_project_kernel(user, tmp_path):
 
 @pytest.mark.slow
 def test_make_whatif_requests_nothing_from_outside_the_machine(sample_dir, tmp_path):
-    """The what-if page served by `make whatif`, in Chromium with every non-local request refused."""
+    """The what-if page served by `make whatif`, in Chromium with every non-local request refused, and
+    nothing warned in the browser's console."""
     chromium = "/usr/bin/chromium"
     if shutil.which("make") is None or not os.path.exists(chromium):
         pytest.skip("make or /usr/bin/chromium is not installed")
@@ -167,7 +168,7 @@ def test_make_whatif_requests_nothing_from_outside_the_machine(sample_dir, tmp_p
         ["make", "--no-print-directory", "whatif", f"WHATIF_PORT={port}", f"DATASET={sample_dir}"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
-    outside, local = [], []
+    outside, local, console = [], [], []
 
     def route(r):
         url = r.request.url
@@ -201,6 +202,7 @@ def test_make_whatif_requests_nothing_from_outside_the_machine(sample_dir, tmp_p
             )  # fmt: skip
             try:
                 page = browser.new_page()
+                page.on("console", lambda m: console.append((m.type, m.text)))
                 page.route("**/*", route)
                 page.goto(f"http://127.0.0.1:{port}/", timeout=240_000, wait_until="commit")
                 page.wait_for_selector(".rv-whatif-summary", timeout=240_000)
@@ -211,6 +213,8 @@ def test_make_whatif_requests_nothing_from_outside_the_machine(sample_dir, tmp_p
         _stop(proc)
     assert outside == []
     assert any("/voila/" in u or "/static/" in u for u in local)
+    # before: 13 webpack "Unsatisfied version 4.2.5 … (required ^4.6.2)" warnings (the template drops them)
+    assert [m for m in console if m[0] in ("warning", "error")] == []
 
 
 def test_make_whatif_on_a_crm_export_folder_says_to_import_it_first(tmp_path):
