@@ -73,16 +73,6 @@ def dataset_folder(path: str) -> str:
         return path
     found = export_profile(folder)
     if found is None:
-        files = [f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in EXPORT_SUFFIXES]
-        if files and not any(f.stem.lower() == "opportunities" for f in files):
-            from helpers.data.importers import BUILTIN_PROFILES
-
-            raise SystemExit(
-                f"{path}: {len(files)} export file(s) and no dataset.yml: this is a CRM export, not a dataset "
-                "folder, and no built-in profile recognises it. Import it first, then use the imported folder:\n"
-                f"  revops import --profile PROFILE --to data/imported/{folder.resolve().name} {path}/*\n"
-                f"(PROFILE: {', '.join(BUILTIN_PROFILES)}, or a profile .yml of your own; docs/data-contract.md)"
-            )
         return path
     import yaml
 
@@ -118,7 +108,26 @@ def cmd_dataset_folder(args) -> int:
 
     with contextlib.redirect_stdout(sys.stderr):
         folder = dataset_folder(args.path)
-    if not (Path(folder) / "dataset.yml").is_file():
+    raw = Path(folder)
+    files = (
+        [f for f in raw.iterdir() if f.is_file() and f.suffix.lower() in EXPORT_SUFFIXES]
+        if raw.is_dir()
+        else []
+    )
+    if (
+        files
+        and not (raw / "dataset.yml").exists()
+        and not any(f.stem.lower() == "opportunities" for f in files)
+    ):
+        from helpers.data.importers import BUILTIN_PROFILES
+
+        raise SystemExit(
+            f"{args.path}: {len(files)} export file(s) and no dataset.yml: this is a CRM export, not a dataset "
+            "folder, and no built-in profile recognises it. Import it first, then use the imported folder:\n"
+            f"  revops import --profile PROFILE --to data/imported/{raw.resolve().name} {args.path}/*\n"
+            f"(PROFILE: {', '.join(BUILTIN_PROFILES)}, or a profile .yml of your own; docs/data-contract.md)"
+        )
+    if not (raw / "dataset.yml").is_file():
         raise SystemExit(
             f"{args.path}: not a dataset folder (no dataset.yml); `make sample` writes the sample, "
             "`revops import` a dataset from CRM export files (docs/data-contract.md)"
