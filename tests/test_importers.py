@@ -901,3 +901,25 @@ def test_validation_after_import_quotes_the_export_as_written(tmp_path, capsys):
     ) in out
     assert "deals.csv, row 4 (line 5), column 'Deal - Value': value '-1e400'" in out
     assert "'2025-12-31'" not in out and "inf" not in out
+
+
+def test_maven_amounts_from_the_list_price_are_recorded_as_a_default(maven):
+    """The profile's `fallback` for amount: dataset.yml counts the deals priced at the list price (those
+    whose close_value is empty or 0 in the CSV), and the open deals among them, for the reports to say so."""
+    import yaml
+
+    with open(MAVEN / "sales_pipeline.csv", newline="", encoding="utf-8") as fh:
+        src = list(csv.DictReader(fh))
+    listed = [r for r in src if r["close_value"] in ("", "0")]
+    open_ = [r for r in src if r["deal_stage"] not in ("Won", "Lost")]
+    recorded = yaml.safe_load((maven / "dataset.yml").read_text())["source"]["defaults"]
+    assert recorded == {
+        "opportunities.amount": {
+            "value": "the product's list price",
+            "rows": len(listed),
+            "of": len(src),
+            "open": sum(r["close_value"] in ("", "0") for r in open_),
+            "open_of": len(open_),
+        }
+    }
+    assert recorded["opportunities.amount"]["open"] == len(open_) == 2089

@@ -635,6 +635,10 @@ def map_export(
             continue
         raw[canon] = values.str.strip()
         raw[canon + "@"] = headers[canon] = " / ".join(present)
+        if spec.get("fallback"):  # values from a header after the first are a default the profile names
+            first, _ = _source_values(src, lookup, {**spec, "from": spec["from"][:1]})
+            taken = (values.str.strip() != "") & (True if first is None else first.str.strip() == "")
+            raw[canon + DEFAULTED] = taken.map({True: str(spec["fallback"]), False: ""})
         vmap = (export.get("values") or {}).get(canon)
         if vmap:
             values = values.map(lambda v, m=vmap: str(m.get(v, v))).astype(str)
@@ -900,6 +904,28 @@ def _ordered(df: pd.DataFrame, table: str) -> pd.DataFrame:
     return df[contract + extras]
 
 
+DEFAULTED = "!default"  # a source column: the profile's ``fallback`` text where the value is that default
+
+
+def _defaults_taken(tables: dict, sources: dict, cfg) -> dict:
+    """``{"<table>.<column>": {value, rows, of[, open, open_of]}}`` for the columns whose profile spec names a
+    ``fallback``: how many rows (and open deals) took it. Recorded in dataset.yml ``source.defaults``, so a
+    report can say which figures rest on a default (open pipeline at list price)."""
+    out = {}
+    for tname, src in sources.items():
+        for col in [c for c in src.columns if c.endswith(DEFAULTED)]:
+            label = src[col].fillna("").astype(str).to_numpy()
+            took = label != ""
+            if not took.any():
+                continue
+            entry = {"value": str(label[took][0]), "rows": int(took.sum()), "of": len(took)}
+            if tname == "opportunities" and "stage" in tables[tname].columns:
+                open_ = ~tables[tname]["stage"].isin([*cfg.won_stages, *cfg.lost_stages]).to_numpy()
+                entry.update(open=int((took & open_).sum()), open_of=int(open_.sum()))
+            out[f"{tname}.{col.removesuffix(DEFAULTED)}"] = entry
+    return out
+
+
 def _finish_opportunities(opp: pd.DataFrame, cfg) -> pd.DataFrame:
     """Fill is_won / is_closed from the stage where the export has no status for a row."""
     if "stage" not in opp.columns:
@@ -1062,6 +1088,7 @@ def import_with_sources(
         tables[tname] = df.fillna("").astype(str)
         sources[tname] = pd.concat(mapped.sources[tname], ignore_index=True)
     tables["opportunities"] = _finish_opportunities(tables["opportunities"], cfg)
+    defaults = _defaults_taken(tables, sources, cfg)
 
     ds = dict(prof["dataset"])
     ds.setdefault("name", to.name)
@@ -1078,6 +1105,8 @@ def import_with_sources(
             for f in files
         ],
     }
+    if defaults:
+        ds["source"]["defaults"] = defaults
     writes = [f"{t}.csv" for t in tables] + ["dataset.yml"]
     kept = _carried_over(to, previous, writes) if previous is not None else []
     ds["source"]["wrote"] = writes

@@ -200,6 +200,12 @@ def prepare(
         v.cov_rep = pl.coverage(sc.opps, sc.quotas, v.focus, by="rep", threshold=v.THR)
     if no_amounts:
         figs = {k: f if k in NO_AMOUNT_FIGURES else Fig(k, None, f.window, f.base) for k, f in figs.items()}
+    elif d := default_amounts(cfg):  # a figure from a default says so in its label
+        for k in ("open_pipeline", "weighted_pipeline_crm", "weighted_pipeline_hist"):
+            if k in figs:
+                f = figs[k]
+                base = f"{f.base}, {d['open']:,} at {d['value']}" if f.base else amounts_from_default(cfg)
+                figs[k] = Fig(k, f.value, f.window, base, f.params)
     v.figs = figs
     return v
 
@@ -224,6 +230,22 @@ def save_headlines(v: PipelineView, summary_path: str) -> None:
         before = previous_month_end(v.A)
         v.ctx.headlines.add_previous(before, figures_at(v, before), has_history=v.HIST_ALL is not None)
     v.ctx.headlines.save(summary_path)
+
+
+def default_amounts(cfg) -> dict | None:
+    """dataset.yml ``source.defaults["opportunities.amount"]`` (written by an import whose profile names a
+    ``fallback``, e.g. the product's list price) when some open deals carry that default; else None."""
+    src = cfg.source if isinstance(cfg.source, dict) else {}
+    d = (src.get("defaults") or {}).get("opportunities.amount")
+    return d if d and d.get("open") else None
+
+
+def amounts_from_default(cfg) -> str | None:
+    """How many open deals carry a default amount, as a phrase; None when none do."""
+    d = default_amounts(cfg)
+    if d is None:
+        return None
+    return f"{d['open']:,} of {d['open_of']:,} open deals at {d['value']}"
 
 
 def needs_amounts(v: PipelineView, section: str) -> bool:
@@ -262,6 +284,12 @@ def show_headlines(v: PipelineView) -> None:
                 "This section", "Every figure in money (bookings, attainment, pipeline, coverage)"
             )
             + " Shown: counts, days and win rates by count.",
+            warn=True,
+        )
+    if default := amounts_from_default(v.cfg):
+        note(
+            f"Amounts from a default: in the export, {default} (it records no deal value for them; set at import, "
+            "see dataset.yml source.defaults). Open pipeline, weighted pipeline and coverage rest on those prices.",
             warn=True,
         )
     if v.sc.rewound and v.HIST_ALL is None:
@@ -418,6 +446,8 @@ def show_pipeline_by_stage(v: PipelineView) -> None:
     if needs_amounts(v, "Open pipeline by stage and by expected close quarter"):
         return
     sc, cur = v.sc, v.cur
+    if default := amounts_from_default(v.cfg):
+        note(f"Amounts from a default: {default}.")
     by_stage = pl.pipeline_by_stage(sc.opps, v.cfg, v.rate_map)
     show_table(
         by_stage,
