@@ -262,8 +262,38 @@ class WhatIfPanel:
 # --------------------------------------------------------------------------------------------------
 # notebook helpers: funnel, SDR plan, headline figures, the points to look at, charts
 # --------------------------------------------------------------------------------------------------
-def add_headlines(h, res: PlanResult, funnel: pd.DataFrame | None = None) -> None:
-    """The quota plan's headline figures (registry entries ``quota_*``) into ``Headlines`` ``h``."""
+# the reverse funnel's chain (quota → deals → opportunities → meetings → calls): the rates each figure uses
+FUNNEL_CHAIN = {
+    "deals": ("avg_deal_size",),
+    "opportunities": ("avg_deal_size", "win_rate"),
+    "meetings": ("avg_deal_size", "win_rate", "meeting_to_opportunity"),
+    "calls": ("avg_deal_size", "win_rate", "meeting_to_opportunity", "call_to_meeting"),
+}
+BENCHMARK_WORDS = {
+    "win_rate": lambda x: f"a {x:.0%} win rate",
+    "meeting_to_opportunity": lambda x: f"{x:g} opportunities per meeting",
+    "call_to_meeting": lambda x: f"{1 / x:.0f} calls per meeting",
+}
+
+
+def benchmarks_used(rates, figure: str = "calls") -> str:
+    """'' when every rate behind ``figure`` (a column of the reverse funnel) is measured; else what the
+    built-in benchmark supplied, e.g. "built-in benchmark: 20 calls per meeting (the data has none to
+    measure)"."""
+    if rates is None:
+        return ""
+    src = dict(rates.sources)
+    used = [
+        BENCHMARK_WORDS[k](getattr(rates, k))
+        for k in FUNNEL_CHAIN[figure]
+        if src.get(k) == "benchmark" and k in BENCHMARK_WORDS
+    ]
+    return f"built-in benchmark: {', '.join(used)} (the data has none to measure)" if used else ""
+
+
+def add_headlines(h, res: PlanResult, funnel: pd.DataFrame | None = None, rates=None) -> None:
+    """The quota plan's headline figures (registry entries ``quota_*``) into ``Headlines`` ``h``; a reverse
+    funnel figure resting on a built-in benchmark (``rates.sources``) says so in its label."""
     i = res.inputs
     plan = f"FY{res.fiscal_year} plan"
     params = plan_params(i)
@@ -291,11 +321,11 @@ def add_headlines(h, res: PlanResult, funnel: pd.DataFrame | None = None) -> Non
     if funnel is not None and len(funnel):
         med = funnel.median(numeric_only=True)
         figs += [
-            (f"quota_{c}_per_rep_month", med[c], plan)
+            (f"quota_{c}_per_rep_month", med[c], plan, benchmarks_used(rates, c) or None)
             for c in ("deals", "opportunities", "meetings", "calls")
         ]
-    for key, value, window in figs:
-        h.add(key, value, window, params=params)
+    for key, value, window, *base in figs:
+        h.add(key, value, window, base[0] if base else None, params=params)
     h.lead(
         [
             "quota_fiscal_year",
@@ -359,9 +389,14 @@ def realism_story(res: PlanResult, currency: str = "USD", alternative: PlanResul
 
 
 def points(
-    res: PlanResult, currency: str, funnel: pd.DataFrame | None = None, alternative: PlanResult | None = None
+    res: PlanResult,
+    currency: str,
+    funnel: pd.DataFrame | None = None,
+    alternative: PlanResult | None = None,
+    rates=None,
 ) -> list[Point]:
-    """The short 'what to look at' list, with the numbers (each point names its section of the quota report)."""
+    """The short 'what to look at' list, with the numbers (each point names its section of the quota report);
+    a figure resting on a built-in benchmark (``rates.sources``) says so."""
     from helpers.sections.display import fmt_money
 
     def m(x):
@@ -433,7 +468,8 @@ def points(
         out.append(
             Point(
                 f"A median rep at full ramp needs about {med['deals']:.1f} deals, {med['opportunities']:.0f} "
-                f"opportunities, {med['meetings']:.0f} meetings and {med['calls']:.0f} calls a month.",
+                f"opportunities, {med['meetings']:.0f} meetings and {med['calls']:.0f} calls a month"
+                + (f" ({bench})." if (bench := benchmarks_used(rates, "calls")) else "."),
                 "Reverse funnel: the activity a quota needs",
                 "info",
                 ("quota_deals_per_rep_month", "quota_calls_per_rep_month"),
