@@ -22,7 +22,8 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 EXTRAS_OF = $(shell $(PYTHON) -c 'import tomllib; print(",".join(tomllib.load(open("pyproject.toml", "rb"))["project"].get("optional-dependencies", {})))')
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (found " + sys.version.split()[0] + ")")'
+	@# 3.11.5: requirements.lock pins soupsieve 4.1.3, which needs it (Debian 12's python3 is 3.11.2; PYTHON=… picks another)
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11, 5) else "Python 3.11.5+ is needed for requirements.lock (found " + sys.version.split()[0] + "); set PYTHON= to a newer python3")'
 	@# from scratch, so that nothing stays from an earlier lock (same pip freeze on every machine)
 	@if [ -f $(VENV)/pyvenv.cfg ]; then echo "rebuilding $(VENV) from $(LOCK)"; rm -rf $(VENV); fi
 	$(PYTHON) -m venv $(VENV)

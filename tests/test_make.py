@@ -13,6 +13,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -96,6 +97,45 @@ def test_make_monthly_report_on_the_sample_validates_it_once():
     assert revops == ["sample-data --to data/sample", "report monthly --dataset data/sample  "]
 
 
+# Debian 12's Python (3.11.2) cannot install the lock's soupsieve 4.1.3 (requires Python >= 3.11.5): the venv
+# an ordinary user runs `make lab` from, when the project's own .venv rests on an interpreter that user may not
+# read (pyenv under a 0700 /root), takes the last soupsieve that installs there.
+SYSTEM_PYTHON = "/usr/bin/python3"
+RELAXED_PINS = {"soupsieve": "soupsieve<3"}
+
+
+def _venv_for(user: str) -> str | None:
+    """A venv (core + lab, from requirements.lock) that ``user`` can run, built once per lock in a
+    world-readable folder with the system Python; None when there is no system Python 3.11."""
+    import hashlib
+
+    probe = [SYSTEM_PYTHON, "-c", "import sys; sys.exit(sys.version_info[:2] != (3, 11))"]
+    if not os.path.exists(SYSTEM_PYTHON) or subprocess.run(probe).returncode:
+        return None
+    lock = (ROOT / "requirements.lock").read_text()
+    pins = [
+        RELAXED_PINS.get(line.split("==")[0], line) if "==" in line else line for line in lock.splitlines()
+    ]
+    key = hashlib.sha256(("\n".join(pins) + (ROOT / "pyproject.toml").read_text()).encode()).hexdigest()[:12]
+    venv = f"/tmp/revops-lab-venv-{key}"
+    if not os.path.exists(f"{venv}/.installed-lab"):
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([SYSTEM_PYTHON, "-m", "venv", venv], check=True)
+        os.chmod(venv, 0o755)
+        (Path(venv) / "lock.txt").write_text("\n".join(pins) + "\n")
+        pip = [f"{venv}/bin/python", "-m", "pip", "install", "--quiet", "-c", f"{venv}/lock.txt"]
+        subprocess.run([*pip, "--upgrade", "pip"], check=True, cwd=ROOT)
+        subprocess.run([*pip, "-e", ".[lab]"], check=True, cwd=ROOT)
+        subprocess.run(
+            [f"{venv}/bin/python", "-m", "ipykernel", "install", "--sys-prefix", "--name", "python3",
+             "--display-name", "Python 3 (revops-notebooks)"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        for stamp in (".installed", ".installed-lab"):  # the Makefile's: make lab finds the venv built
+            (Path(venv) / stamp).touch()
+    return venv
+
+
 def _as_users():
     users = [pytest.param(None, id="as-this-user")]
     if os.geteuid() == 0:
@@ -110,8 +150,15 @@ def test_make_lab_serves_the_project_kernel(user, tmp_path):
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     port, token = _free_port(), secrets.token_hex(16)
-    home = tmp_path / "home"
-    home.mkdir()
+    if user is None:
+        home = tmp_path / "home"
+        home.mkdir()
+    else:  # pytest's own tmp folders are the owner's only: the user's home is a folder it can reach
+        import tempfile
+
+        home = Path(tempfile.mkdtemp(prefix="revops-lab-home-"))
+        os.chmod(home, 0o700)
+        shutil.chown(home, user)
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(home),
@@ -127,13 +174,15 @@ def test_make_lab_serves_the_project_kernel(user, tmp_path):
         f"--ServerApp.port_retries=0 --IdentityProvider.token={token}",
     ]
     if user is not None:
-        os.chmod(tmp_path, 0o755)
-        shutil.chown(home, user)
         cmd = [*_setpriv(user), *cmd]
         python = ROOT / ".venv" / "bin" / "python"
         probe = [*_setpriv(user), "bash", "-c", f"{python} -c pass"]  # as make's shell runs it
         if subprocess.run(probe, capture_output=True).returncode:
-            pytest.skip(f"{python} resolves to an interpreter {user} may not run ({python.resolve()})")
+            # the project's venv rests on an interpreter the user may not read: a venv of the system Python
+            venv = _venv_for(user)
+            if venv is None:
+                pytest.skip(f"{python} resolves to {python.resolve()}, which {user} may not run")
+            cmd += [f"VENV={venv}", f"LOCK={venv}/lock.txt"]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
@@ -142,6 +191,8 @@ def test_make_lab_serves_the_project_kernel(user, tmp_path):
         specs = _get_json(f"http://127.0.0.1:{port}/api/kernelspecs", token, time.monotonic() + 90, proc)
     finally:
         _stop(proc)
+        if user is not None:
+            shutil.rmtree(home, ignore_errors=True)
     assert specs["default"] == "python3"
     spec = specs["kernelspecs"]["python3"]["spec"]
     assert spec["display_name"] == "Python 3 (revops-notebooks)"
