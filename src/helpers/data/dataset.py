@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers.data import sources
+from helpers.data import fastcsv, sources
 from helpers.data.coerce import blank, to_bool, to_date, to_number, to_text
 from helpers.data.config import DatasetConfig, load_config
 from helpers.data.progress import progress
@@ -258,8 +258,12 @@ def _read_csv_text(path: Path, encoding: str, delim: str) -> tuple[pd.DataFrame,
 _ENCODING_NAMES = {"utf-8-sig": "UTF-8", "cp1252": "Windows-1252", "utf-16": "UTF-16"}
 
 
-def read_raw(path: Path) -> pd.DataFrame:
+def read_raw(path: Path, table: Table | None = None) -> pd.DataFrame:
     """Read a table file; CSV and Excel cells come back as text (typed later, with row numbers kept).
+
+    With the contract ``table``, a UTF-8 CSV is read by DuckDB where it reads exactly as pandas does, and
+    the contract columns whose every value has the strict form of their kind come back typed
+    (``helpers.data.fastcsv``; ``coerce_table`` takes them through the same parsers' typed branches).
 
     CSV: the encoding and delimiter are sniffed (``_sniff_csv``); blank lines are kept as empty rows so
     row numbers match the file (they are dropped after numbering). Notes about the reading (encoding,
@@ -280,6 +284,12 @@ def read_raw(path: Path) -> pd.DataFrame:
                 )
             else:
                 seen[key] = i
+        if table is not None and fastcsv.enabled():
+            fast = fastcsv.read_typed(path, table, delim, header, encoding, notes)
+            if fast is not None:
+                if stray_quote(path, encoding, delim, header, len(fast) + 1) is None:
+                    return fast
+                fastcsv.FALLBACKS[str(path)] = "a stray quote (the pandas path names it)"
         try:
             df, encoding = _read_csv_text(path, encoding, delim)
         except pd.errors.ParserError:  # e.g. "EOF inside string": name the row and column the quote opens
@@ -445,7 +455,12 @@ def coerce_table(
                 )
             )
     df.index = pd.RangeIndex(1, len(df) + 1)
-    empty_rows = df.apply(blank).all(axis=1) if len(df.columns) else pd.Series(True, index=df.index)
+    empty_rows = pd.Series(True, index=df.index)
+    for c in range(len(df.columns)):  # rows blank in every column; stops at the first column without blanks
+        rows = empty_rows[empty_rows].index
+        if not len(rows):
+            break
+        empty_rows[rows] = blank(df.iloc[:, c].loc[rows]).to_numpy()
     df = df[~empty_rows]
     if df.empty:
         problems.append(
@@ -465,7 +480,8 @@ def coerce_table(
             continue
         s = df[col.name]
         if col.kind in ("id", "str"):
-            df[col.name] = to_text(s)
+            if col.name not in raw.attrs.get("clean_text", ()):  # read_raw's fast path: already to_text's
+                df[col.name] = to_text(s)
             continue
         if col.kind in ("date", "datetime"):
             conv, bad, notes = to_date(s, col.kind, date_order)
@@ -492,6 +508,23 @@ def coerce_table(
             problems += _row_problems(df, out_of_range, fname, col.name, expected, line_offset)
         df[col.name] = conv
     return df
+
+
+def _isin(s: pd.Series, values) -> pd.Series:
+    """``s.isin(values)``, through Arrow's hash lookup for Arrow-backed text (pandas' own makes a Python
+    scalar of every value: most of the rules' time at 1M opportunities)."""
+    values = list(values) if not isinstance(values, pd.api.extensions.ExtensionArray | pd.Series) else values
+    if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow":
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        arr = pa.array(s)
+        try:
+            found = pc.is_in(arr, value_set=pa.array(values, type=arr.type))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # a value that is not text
+            return s.isin(values)
+        return pd.Series(found.to_numpy(zero_copy_only=False), index=s.index, dtype=bool)
+    return s.isin(values)
 
 
 def _row_problems(df, mask, fname, column, expected, line_offset, severity="error", value_col=None):
@@ -548,7 +581,7 @@ def check_rules(
                     df, df[col].isna(), fname, col, "expected a value (required column)", off
                 )
         if "stage" in df.columns and stages:
-            bad = df["stage"].notna() & ~df["stage"].isin(list(stages))
+            bad = df["stage"].notna() & ~_isin(df["stage"], stages)
             for r in bad[bad].index:
                 errors.append(
                     Problem(
@@ -586,8 +619,8 @@ def check_rules(
                 opp, bad, fname, "is_closed", "expected is_closed = true for a won deal (is_won is true)", off
             )
             st = opp["stage"] if "stage" in opp.columns else pd.Series(pd.NA, index=opp.index)
-            won_st, lost_st = st.isin(config.won_stages), st.isin(config.lost_stages)
-            open_st = st.isin(config.open_stages)
+            won_st, lost_st = _isin(st, config.won_stages), _isin(st, config.lost_stages)
+            open_st = _isin(st, config.open_stages)
             for mask, col, text in (
                 (
                     won_st & opp["is_won"].eq(False),
@@ -653,7 +686,7 @@ def check_rules(
             df = tables.get(tname)
             if df is None or "opportunity_id" not in df.columns or not len(ids):
                 continue
-            bad = df["opportunity_id"].notna() & ~df["opportunity_id"].isin(ids)
+            bad = df["opportunity_id"].notna() & ~_isin(df["opportunity_id"], ids)
             errors += _row_problems(
                 df,
                 bad,
@@ -676,7 +709,7 @@ def check_rules(
             df = tables.get(tname)
             if df is None or col not in df.columns:
                 continue
-            bad = df[col].notna() & ~df[col].isin(known)
+            bad = df[col].notna() & ~_isin(df[col], known)
             found = errors if severity == "error" else warnings
             found += _row_problems(
                 df,
@@ -699,7 +732,7 @@ def normalize_stages(
         return df
     key = {" ".join(s.lower().split()): s for s in config.stages}
     st = df["stage"]
-    odd = st.notna() & ~st.isin(list(config.stages))
+    odd = st.notna() & ~_isin(st, config.stages)
     if not odd.any():
         return df
     fixed = st[odd].map(lambda v: key.get(" ".join(str(v).lower().split())))
@@ -719,8 +752,8 @@ def derive_status(opp: pd.DataFrame, config: DatasetConfig) -> pd.DataFrame:
     """Fill is_closed / is_won from the stage where the export does not carry them."""
     if "stage" not in opp.columns:
         return opp
-    won = opp["stage"].isin(config.won_stages)
-    lost = opp["stage"].isin(config.lost_stages)
+    won = _isin(opp["stage"], config.won_stages)
+    lost = _isin(opp["stage"], config.lost_stages)
     if "is_won" not in opp.columns:
         opp["is_won"] = won.astype("boolean")
     else:

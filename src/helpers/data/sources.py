@@ -319,8 +319,9 @@ class TableReader:
         src = self.sources[tname]
         if not isinstance(src, DbTable):
             from helpers.data.dataset import read_raw
+            from helpers.data.schema import TABLES
 
-            return read_raw(src)
+            return read_raw(src, TABLES.get(tname))
         try:
             return self._read_db(tname, src)
         except SourceError:
@@ -564,7 +565,7 @@ def _code_digest() -> str:
     """Loading code is part of the key: a change to validation or coercion invalidates every entry."""
     h = hashlib.sha256()
     here = Path(__file__).parent
-    for name in ("dataset.py", "coerce.py", "schema.py", "config.py", "sources.py"):
+    for name in ("dataset.py", "coerce.py", "fastcsv.py", "schema.py", "config.py", "sources.py"):
         h.update((here / name).read_bytes())
     return h.hexdigest()
 

@@ -1,0 +1,248 @@
+"""The fast path of ``dataset.read_raw`` for CSV files: DuckDB's ``read_csv`` reads the file, and each
+contract column whose every value has the strict form of its kind is typed in DuckDB.
+
+``helpers.data.coerce`` stays the one definition of how a value reads. This module only recognises the
+values whose reading there is certain and cheap, and hands them over already typed; ``coerce_table`` then
+takes them through the typed branches of the same parsers (``to_number`` of floats, ``to_date`` of
+datetimes, ``to_bool`` of booleans), which apply the column-wide rules (probability scale, finite
+numbers, normalising dates). Every other column comes back as text, exactly as pandas reads it, and goes
+through the parsers in Python. The strict forms, per contract kind:
+
+- ``date``/``datetime``: ``2026-10-31``, ``2026-10-31 14:05[:09]`` or with ``T`` (no zone, no fraction),
+  a real calendar day;
+- ``money``: ``1234`` or ``1234.5`` (no sign: a negative amount is an error whose message shows the text
+  as written); ``number``: the same with an optional ``-``; ``prob``: as ``money`` with every value
+  within 0–100 (a value out of range is an error showing the text). A column whose first values all look
+  like ``1.234`` goes to Python, which warns about it;
+- ``bool``: the words ``coerce.TRUE_WORDS`` / ``FALSE_WORDS`` in any case, nothing around them;
+- ``id``/``str``: any text without leading or trailing whitespace (``str.strip`` would change it).
+
+Blank cells are missing in every kind. ``read_typed`` returns None, and the caller reads the file with
+pandas, whenever DuckDB might not read it exactly as pandas does: not UTF-8, a header that is blank,
+repeated or padded, a row count different from the number of lines (blank lines, which pandas keeps as
+numbered rows, or line breaks inside quoted fields), a cell that starts with a space or tab (pandas skips
+those), or any error from DuckDB's strict reader (stray quotes, ragged rows).
+
+``REVOPS_FAST_CSV=0`` turns the fast path off (the equivalence tests compare both).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from helpers.data.coerce import FALSE_WORDS, TRUE_WORDS
+from helpers.data.schema import Table
+
+# the characters Python's str.strip() removes (coerce.to_text strips with it)
+_PY_SPACE = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
+_DAY = r"[1-9]\d{3}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
+_FORMS = {
+    "date": _DAY + r"([ T]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?)?",
+    "money": r"\d{1,15}(\.\d{1,15})?",
+    "prob": r"\d{1,15}(\.\d{1,15})?",
+    "number": r"-?\d{1,15}(\.\d{1,15})?",
+}
+_FORMS["datetime"] = _FORMS["date"]
+_DOTTED = r"-?\d{1,3}\.\d{3}"  # coerce._plain_numbers: a column all like 1.234 is read in Python
+_HEAD = 1000  # how many first values _plain_numbers looks at for that
+
+
+def enabled() -> bool:
+    return os.environ.get("REVOPS_FAST_CSV", "1").lower() not in ("0", "false", "no", "off")
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _words(words) -> str:
+    return "(" + ", ".join(_lit(w) for w in sorted(words)) + ")"
+
+
+def _line_rows(path: Path) -> int:
+    """Data rows the file has if every line is one row: lines after the header."""
+    size = path.stat().st_size
+    if not size:
+        return -1
+    n, last = 0, b""
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 24):
+            n += block.count(b"\n")
+            last = block[-1:]
+    return n - 1 + (last != b"\n")
+
+
+def _trailing_delimiter(path: Path, delim: str, width: int) -> bool:
+    """Whether a line that ends with the delimiter has more than ``width`` fields. DuckDB reads
+    ``a,b,`` under a two-column header as ``a,b``; pandas sees three fields (and takes the first
+    column as the index, or fails). Only the lines ending with the delimiter are parsed."""
+    import csv
+    import mmap
+
+    d = delim.encode()
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        for end in (d + b"\n", d + b"\r\n", None):
+            pos = 0
+            while True:
+                if end is None:  # the last line, without a newline
+                    if not mm[-len(d) :] == d:
+                        break
+                    hit = len(mm) - len(d)
+                else:
+                    hit = mm.find(end, pos)
+                    if hit < 0:
+                        break
+                start = mm.rfind(b"\n", 0, hit) + 1
+                line = mm[start : hit + len(d)].decode("utf-8", errors="replace")
+                if len(next(csv.reader([line], delimiter=delim), [])) > width:
+                    return True
+                if end is None:
+                    break
+                pos = hit + 1
+    return False
+
+
+def _typed_sql(kind: str, v: str) -> str:
+    """The DuckDB expression that types a strict-form cell ``v`` (text) as ``kind``."""
+    if kind in ("date", "datetime"):
+        ts = f"try_cast({v} as timestamp)"
+        return f"date_trunc('day', {ts})" if kind == "date" else ts
+    if kind in ("money", "number", "prob"):
+        return f"try_cast({v} as double)"
+    if kind == "bool":
+        return f"case when lower({v}) in {_words(TRUE_WORDS)} then true when lower({v}) in {_words(FALSE_WORDS)} then false end"
+    return f"nullif({v}, '')"
+
+
+def _strict_sql(kind: str, v: str) -> str:
+    """True when cell ``v`` (not blank) has the strict form of ``kind``."""
+    if kind in _FORMS:
+        return f"regexp_full_match({v}, {_lit(_FORMS[kind])}) and {_typed_sql(kind, v)} is not null"
+    if kind == "bool":
+        return f"lower({v}) in {_words(TRUE_WORDS | FALSE_WORDS)}"
+    space = _lit(_PY_SPACE)
+    return f"not (contains({space}, left({v}, 1)) or contains({space}, right({v}, 1)))"
+
+
+def read_typed(
+    path: Path, table: Table, delim: str, header: list[str], encoding: str = "utf-8-sig", notes=()
+) -> pd.DataFrame | None:
+    """The CSV at ``path`` as ``read_raw`` reads it, its strict-form contract columns already typed (see
+    the module docstring); None when the file needs the pandas reader. ``encoding``, ``delim`` and
+    ``header`` are ``dataset._sniff_csv``'s, ``notes`` what ``read_raw`` noted about the header."""
+    import duckdb
+    import pyarrow as pa
+
+    if encoding != "utf-8-sig":
+        return _fallback(path, f"sniffed as {encoding}")
+    if notes:
+        return _fallback(path, "the header has a problem")
+    if not header or any(not h or h != h.strip() for h in header):
+        return _fallback(path, "a header cell is blank or padded")
+    if len({h.lower() for h in header}) != len(header):
+        return _fallback(path, "a header repeats")
+    con = duckdb.connect()
+    con.execute("set enable_progress_bar = false")
+    try:
+        columns = "{" + ", ".join(f"{_lit(h)}: 'VARCHAR'" for h in header) + "}"
+        con.execute(
+            "create temp table raw as select * from read_csv("
+            f"{_lit(str(path))}, columns = {columns}, header = true, auto_detect = false, delim = {_lit(delim)},"
+            " quote = '\"', escape = '\"', strict_mode = true, null_padding = false, encoding = 'utf-8')"
+        )
+        n = con.execute("select count(*) from raw").fetchall()[0][0]
+        if n == 0 or n != _line_rows(path):
+            return _fallback(path, f"{n} rows read but the file has {_line_rows(path)} lines after the header")
+        if _trailing_delimiter(path, delim, len(header)):
+            return _fallback(path, "a line has more fields than the header (it ends with the delimiter)")
+        kinds = {}
+        for h in header:
+            spec = table.column(h)
+            kinds[h] = spec.kind if spec is not None else None
+        # one scan: per column, the cells that are not blank and not of the strict form; cells starting
+        # with a space or tab; and for numbers, the cells like 1.234 and the range
+        stats, keys = [], []
+        for i, h in enumerate(header):
+            v = _ident(h)
+            nb = f"{v} is not null and {v} <> ''"
+            stats.append(f"count(*) filter (where {nb} and (starts_with({v}, ' ') or starts_with({v}, chr(9))))")
+            keys.append((h, "space"))
+            if kinds[h] is not None:
+                stats.append(f"count(*) filter (where {nb} and not ({_strict_sql(kinds[h], v)}))")
+                keys.append((h, "odd"))
+            if kinds[h] in ("money", "number", "prob"):
+                stats.append(f"count(*) filter (where {nb} and regexp_full_match({v}, {_lit(_DOTTED)}))")
+                keys.append((h, "dotted"))
+                stats.append(f"min(try_cast({v} as double))")
+                keys.append((h, "min"))
+                stats.append(f"max(try_cast({v} as double))")
+                keys.append((h, "max"))
+        row = con.execute(f"select {', '.join(stats)} from raw").fetchall()[0]
+        got = dict(zip(keys, row, strict=True))
+        fast = {}
+        for h in header:
+            kind = kinds[h]
+            if kind is None or got[(h, "odd")]:
+                continue
+            if kind == "prob" and got[(h, "min")] is not None and not 0 <= got[(h, "min")] <= got[(h, "max")] <= 100:
+                continue
+            if kind in ("money", "number", "prob") and got[(h, "dotted")] and _all_dotted_head(con, h):
+                continue
+            fast[h] = kind
+        if any(got[(h, "space")] for h in header if h not in fast or kinds[h] in ("id", "str")):
+            # pandas skips leading spaces (skipinitialspace): its values would differ
+            return _fallback(path, "a cell starts with a space or tab")
+        select = ", ".join(
+            (f"{_typed_sql(fast[h], _ident(h))}" if h in fast else f"nullif({_ident(h)}, '')") + f" as {_ident(h)}"
+            for h in header
+        )
+        arrow = con.sql(f"select {select} from raw").to_arrow_table()  # insertion order is kept
+    except duckdb.Error as exc:
+        return _fallback(path, f"DuckDB: {str(exc).splitlines()[0]}")
+    finally:
+        con.close()
+    out = {}
+    for h, col in zip(header, arrow.columns, strict=True):
+        col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        if pa.types.is_boolean(col.type):
+            values = col.fill_null(False).to_numpy(zero_copy_only=False)
+            s = pd.Series(pd.arrays.BooleanArray(values, col.is_null().to_numpy(zero_copy_only=False)))
+        elif pa.types.is_timestamp(col.type):
+            s = pd.Series(col.cast(pa.timestamp("us")).to_pandas()).astype("datetime64[us]")
+        elif pa.types.is_floating(col.type):
+            s = pd.Series(col.to_numpy(zero_copy_only=False), dtype="float64")
+        else:
+            s = pd.Series(col.to_pandas()).astype("str")
+        out[h] = s
+    df = pd.DataFrame(out)
+    df.attrs["read_notes"] = []
+    # text columns already as coerce.to_text leaves them (stripped, blank as missing)
+    df.attrs["clean_text"] = [h for h, kind in fast.items() if kind in ("id", "str")]
+    return df
+
+
+FALLBACKS: dict[str, str] = {}  # file -> why the last read of it went to pandas (for tests and profiling)
+
+
+def _fallback(path: Path, why: str) -> None:
+    FALLBACKS[str(path)] = why
+    return None
+
+
+def _all_dotted_head(con, h: str) -> bool:
+    """Whether ``coerce._plain_numbers`` would send the column to its careful path: its first 1000
+    non-blank values (at least 3) all look like 1.234."""
+    v = _ident(h)
+    head = con.execute(
+        f"select regexp_full_match({v}, {_lit(_DOTTED)}) from raw where {v} is not null and {v} <> ''"
+        f" order by rowid limit {_HEAD}"
+    ).fetchall()
+    return len(head) >= 3 and all(r[0] for r in head)
