@@ -101,6 +101,12 @@ MESSY = {
     "unreadable boolean": (HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,Proposal,900,maybe,false,0.4,x\n", False),
     "stage spellings": (HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,proposal,900,false,false,0.4,x\nO6,cat,2026-09-04,2026-12-20,closed  won,900,,,1,x\nO7,cat,2026-09-04,2026-12-20,Closd Won,9,,,1,x\n", False),
     "padded text": (HEADER + CLEAN + 'O5,cat ,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,"x "\nO6,"\u00a0dan",2026-09-04,2026-12-20,Proposal,900,false,false,0.4,x\n', False),
+    "unicode spaces and control characters around text": (
+        HEADER + CLEAN + 'O5,\u3000cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,"x\u2003"\n'
+        'O6,\x1fdan,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,\u0085y\n'
+        'O7,\x07eve,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,z\u00a0\n',
+        False,
+    ),
     "whitespace-only cells": (HEADER + CLEAN + 'O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,"   "\n', True),
     "duplicate and blank ids": (HEADER + CLEAN + "O1,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,x\n,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,x\n", False),
     "rule breaks": (HEADER + CLEAN + "O5,cat,2026-09-04,2026-08-20,Closed Won,0,false,false,0.4,\nO6,cat,2026-09-04,2031-12-20,Proposal,900,true,true,0.4,x\n", False),
@@ -114,7 +120,7 @@ MESSY = {
     "stray quote": (HEADER + CLEAN + 'O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,say "hi\n', False),
     "quote inside an unquoted field": (HEADER + CLEAN + 'O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,"a"b\n', True),
     "spaces after the delimiter": (HEADER + CLEAN + 'O5, cat, 2026-09-04, 2026-12-20, Proposal, 900, false, false, 0.4, "x, y"\n', True),
-    "a short row": (HEADER + CLEAN + "O5,cat,2026-09-04\n", True),
+    "a short row": (HEADER + CLEAN + "O5,cat,2026-09-04\n", False),
     "a long row": (HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,x,extra\n", True),
     "a delimiter after the last field, first row": (HEADER + CLEAN.replace(",\n", ",,\n", 1), True),
     "a delimiter after the last field, later row": (HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,x,\n", True),

@@ -39,6 +39,12 @@ from helpers.data.schema import Table
 
 # the characters Python's str.strip() removes (coerce.to_text strips with it)
 _PY_SPACE = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
+_SPACE_RANGES = []  # _PY_SPACE as (first, last) code point ranges
+for _c in map(ord, _PY_SPACE):
+    if _SPACE_RANGES and _SPACE_RANGES[-1][1] == _c - 1:
+        _SPACE_RANGES[-1] = (_SPACE_RANGES[-1][0], _c)
+    else:
+        _SPACE_RANGES.append((_c, _c))
 _DAY = r"[1-9]\d{3}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
 _FORMS = {
     "date": _DAY + r"([ T]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?)?",
@@ -48,6 +54,8 @@ _FORMS = {
 }
 _FORMS["datetime"] = _FORMS["date"]
 _DOTTED = r"-?\d{1,3}\.\d{3}"  # coerce._plain_numbers: a column all like 1.234 is read in Python
+_EXTRA = "\x01revops extra column"
+_NO_NULL = "\x01\x02revops: no cell reads as NULL\x02\x01"
 _HEAD = 1000  # how many first values _plain_numbers looks at for that
 
 
@@ -80,36 +88,6 @@ def _line_rows(path: Path) -> int:
     return n - 1 + (last != b"\n")
 
 
-def _trailing_delimiter(path: Path, delim: str, width: int) -> bool:
-    """Whether a line that ends with the delimiter has more than ``width`` fields. DuckDB reads
-    ``a,b,`` under a two-column header as ``a,b``; pandas sees three fields (and takes the first
-    column as the index, or fails). Only the lines ending with the delimiter are parsed."""
-    import csv
-    import mmap
-
-    d = delim.encode()
-    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        for end in (d + b"\n", d + b"\r\n", None):
-            pos = 0
-            while True:
-                if end is None:  # the last line, without a newline
-                    if not mm[-len(d) :] == d:
-                        break
-                    hit = len(mm) - len(d)
-                else:
-                    hit = mm.find(end, pos)
-                    if hit < 0:
-                        break
-                start = mm.rfind(b"\n", 0, hit) + 1
-                line = mm[start : hit + len(d)].decode("utf-8", errors="replace")
-                if len(next(csv.reader([line], delimiter=delim), [])) > width:
-                    return True
-                if end is None:
-                    break
-                pos = hit + 1
-    return False
-
-
 def _typed_sql(kind: str, v: str) -> str:
     """The DuckDB expression that types a strict-form cell ``v`` (text) as ``kind``."""
     if kind in ("date", "datetime"):
@@ -128,8 +106,14 @@ def _strict_sql(kind: str, v: str) -> str:
         return f"regexp_full_match({v}, {_lit(_FORMS[kind])}) and {_typed_sql(kind, v)} is not null"
     if kind == "bool":
         return f"lower({v}) in {_words(TRUE_WORDS | FALSE_WORDS)}"
-    space = _lit(_PY_SPACE)
-    return f"not (contains({space}, left({v}, 1)) or contains({space}, right({v}, 1)))"
+    # the first character by comparing the text with one-character strings (UTF-8 sorts by code point),
+    # the last with right(): both much cheaper than a regular expression
+    first = " or ".join(
+        f"({v} >= chr({lo}) and {v} < chr({hi + 1}))" if hi > lo else f"starts_with({v}, chr({lo}))"
+        for lo, hi in _SPACE_RANGES
+        if lo > 32
+    )
+    return f"{v} >= '!' and not ({first}) and not contains({_lit(_PY_SPACE)}, right({v}, 1))"
 
 
 def read_typed(
@@ -147,22 +131,26 @@ def read_typed(
         return _fallback(path, "the header has a problem")
     if not header or any(not h or h != h.strip() for h in header):
         return _fallback(path, "a header cell is blank or padded")
-    if len({h.lower() for h in header}) != len(header):
+    if len({h.lower() for h in header}) != len(header) or _EXTRA in header:
         return _fallback(path, "a header repeats")
     con = duckdb.connect()
     con.execute("set enable_progress_bar = false")
     try:
-        columns = "{" + ", ".join(f"{_lit(h)}: 'VARCHAR'" for h in header) + "}"
+        # one column more than the header, empty cells read as '' (no cell is _NO_NULL), short rows
+        # padded with NULL: a row with a field past the header (DuckDB accepts ``a,b,`` under a two-column
+        # header; pandas sees three fields) shows in the extra column as not NULL
+        columns = "{" + ", ".join(f"{_lit(h)}: 'VARCHAR'" for h in [*header, _EXTRA]) + "}"
         con.execute(
             "create temp table raw as select * from read_csv("
             f"{_lit(str(path))}, columns = {columns}, header = true, auto_detect = false, delim = {_lit(delim)},"
-            " quote = '\"', escape = '\"', strict_mode = true, null_padding = false, encoding = 'utf-8')"
+            " quote = '\"', escape = '\"', strict_mode = true, null_padding = true, encoding = 'utf-8',"
+            f" nullstr = {_lit(_NO_NULL)})"
         )
-        n = con.execute("select count(*) from raw").fetchall()[0][0]
+        n, extra = con.execute(f"select count(*), count({_ident(_EXTRA)}) from raw").fetchall()[0]
         if n == 0 or n != _line_rows(path):
             return _fallback(path, f"{n} rows read but the file has {_line_rows(path)} lines after the header")
-        if _trailing_delimiter(path, delim, len(header)):
-            return _fallback(path, "a line has more fields than the header (it ends with the delimiter)")
+        if extra:
+            return _fallback(path, "a line has more fields than the header")
         kinds = {}
         for h in header:
             spec = table.column(h)
@@ -170,11 +158,9 @@ def read_typed(
         # one scan: per column, the cells that are not blank and not of the strict form; cells starting
         # with a space or tab; and for numbers, the cells like 1.234 and the range
         stats, keys = [], []
-        for i, h in enumerate(header):
+        for h in header:
             v = _ident(h)
             nb = f"{v} is not null and {v} <> ''"
-            stats.append(f"count(*) filter (where {nb} and (starts_with({v}, ' ') or starts_with({v}, chr(9))))")
-            keys.append((h, "space"))
             if kinds[h] is not None:
                 stats.append(f"count(*) filter (where {nb} and not ({_strict_sql(kinds[h], v)}))")
                 keys.append((h, "odd"))
@@ -197,8 +183,14 @@ def read_typed(
             if kind in ("money", "number", "prob") and got[(h, "dotted")] and _all_dotted_head(con, h):
                 continue
             fast[h] = kind
-        if any(got[(h, "space")] for h in header if h not in fast or kinds[h] in ("id", "str")):
-            # pandas skips leading spaces (skipinitialspace): its values would differ
+        # pandas skips leading spaces (skipinitialspace), so the columns left as text must have none (a
+        # fast column's strict form has none)
+        spaced = [
+            f"count(*) filter (where starts_with({_ident(h)}, ' ') or starts_with({_ident(h)}, chr(9)))"
+            for h in header
+            if h not in fast
+        ]
+        if spaced and any(con.execute(f"select {', '.join(spaced)} from raw").fetchall()[0]):
             return _fallback(path, "a cell starts with a space or tab")
         select = ", ".join(
             (f"{_typed_sql(fast[h], _ident(h))}" if h in fast else f"nullif({_ident(h)}, '')") + f" as {_ident(h)}"
