@@ -78,55 +78,182 @@ MESSY = {
         HEADER + CLEAN + 'O5,"cat","2026-09-04","2026-12-20","Proposal","900",false,false,0.4,"say ""hi"""\n',
         False,
     ),
-    "mixed date formats": (HEADER + CLEAN + "O5,cat,09/04/2026,20.12.2026,Proposal,900,false,false,0.4,x\n", False),
-    "datetimes in a date column": (HEADER + CLEAN + "O5,cat,2026-09-04 10:30,2026-12-20T08:00:00,Proposal,900,false,false,0.4,x\n", False),
-    "zoned and fractional datetimes": (HEADER + CLEAN + "O5,cat,2026-09-04T10:30:00+02:00,2026-12-20 08:00:00.5,Proposal,900,false,false,0.4,x\n", False),
-    "impossible dates": (HEADER + CLEAN + "O5,cat,2026-02-30,2026-13-01,Proposal,900,false,false,0.4,x\n", False),
-    "a year before 1000": (HEADER + CLEAN + "O5,cat,0999-09-04,2026-12-20,Proposal,900,false,false,0.4,x\n", False),
-    "excel serial dates": (HEADER + CLEAN + "O5,cat,46269,46376,Proposal,900,false,false,0.4,x\n", False),
-    "currency symbols": (HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,Proposal,$900,false,false,0.4,x\n", False),
-    "thousands separators": (HEADER + CLEAN + 'O5,cat,2026-09-04,2026-12-20,Proposal,"1,900.50",false,false,0.4,x\n', False),
-    "decimal commas": (HEADER.replace(",", ";") + "O1;ana;2026-08-01;2026-10-05;Closed Won;1.234,50;true;true;1;\nO2;ana;2026-08-02;2026-10-05;Closed Won;12,5;true;true;1;\n", False),
-    "all amounts like 1.234": (HEADER + "".join(f"O{i},ana,2026-08-01,2026-10-05,Closed Won,{i}.250,true,true,1,\n" for i in range(1, 6)), False),
-    "negative amount": (HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,Proposal,-900.50,false,false,0.4,x\n", False),
-    "negative number (probability)": (HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,-0.10,x\n", False),
-    "probabilities 0-100": (HEADER + CLEAN.replace(",0.4,", ",40,").replace(",0.65,", ",65.0,").replace(",1,", ",100,"), False),
-    "probability 0-100 with values below 1": (HEADER + CLEAN.replace(",0.4,", ",40,") + "O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.5,x\n", False),
-    "probability out of range": (HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,150.50,x\n", False),
-    "percent probabilities": (HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,40%,x\n", False),
-    "inf and nan": (HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,Proposal,inf,false,false,nan,x\nO6,cat,2026-09-04,2026-12-20,Proposal,1e5,false,false,NaN,x\n", False),
-    "long digit strings": (HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,Proposal,123456789012345678901234567890.123456789,false,false,0.12345678901234567,x\n", False),
-    "n/a words": (HEADER + CLEAN + "O5,cat,N/A,null,Proposal,-,n/a,none,#N/A,x\n", False),
-    "boolean spellings": (HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,Proposal,900,No,N,0,x\nO6,cat,2026-09-04,2026-12-20,Proposal,900,FALSE,0.0,0,x\n", False),
-    "unreadable boolean": (HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,Proposal,900,maybe,false,0.4,x\n", False),
-    "stage spellings": (HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,proposal,900,false,false,0.4,x\nO6,cat,2026-09-04,2026-12-20,closed  won,900,,,1,x\nO7,cat,2026-09-04,2026-12-20,Closd Won,9,,,1,x\n", False),
-    "padded text": (HEADER + CLEAN + 'O5,cat ,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,"x "\nO6,"\u00a0dan",2026-09-04,2026-12-20,Proposal,900,false,false,0.4,x\n', False),
-    "unicode spaces and control characters around text": (
-        HEADER + CLEAN + 'O5,\u3000cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,"x\u2003"\n'
-        'O6,\x1fdan,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,\u0085y\n'
-        'O7,\x07eve,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,z\u00a0\n',
+    "mixed date formats": (
+        HEADER + CLEAN + "O5,cat,09/04/2026,20.12.2026,Proposal,900,false,false,0.4,x\n",
         False,
     ),
-    "whitespace-only cells": (HEADER + CLEAN + 'O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,"   "\n', True),
-    "duplicate and blank ids": (HEADER + CLEAN + "O1,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,x\n,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,x\n", False),
-    "rule breaks": (HEADER + CLEAN + "O5,cat,2026-09-04,2026-08-20,Closed Won,0,false,false,0.4,\nO6,cat,2026-09-04,2031-12-20,Proposal,900,true,true,0.4,x\n", False),
+    "datetimes in a date column": (
+        HEADER + CLEAN + "O5,cat,2026-09-04 10:30,2026-12-20T08:00:00,Proposal,900,false,false,0.4,x\n",
+        False,
+    ),
+    "zoned and fractional datetimes": (
+        HEADER
+        + CLEAN
+        + "O5,cat,2026-09-04T10:30:00+02:00,2026-12-20 08:00:00.5,Proposal,900,false,false,0.4,x\n",
+        False,
+    ),
+    "impossible dates": (
+        HEADER + CLEAN + "O5,cat,2026-02-30,2026-13-01,Proposal,900,false,false,0.4,x\n",
+        False,
+    ),
+    "a year before 1000": (
+        HEADER + CLEAN + "O5,cat,0999-09-04,2026-12-20,Proposal,900,false,false,0.4,x\n",
+        False,
+    ),
+    "excel serial dates": (HEADER + CLEAN + "O5,cat,46269,46376,Proposal,900,false,false,0.4,x\n", False),
+    "currency symbols": (
+        HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,Proposal,$900,false,false,0.4,x\n",
+        False,
+    ),
+    "thousands separators": (
+        HEADER + CLEAN + 'O5,cat,2026-09-04,2026-12-20,Proposal,"1,900.50",false,false,0.4,x\n',
+        False,
+    ),
+    "decimal commas": (
+        HEADER.replace(",", ";")
+        + "O1;ana;2026-08-01;2026-10-05;Closed Won;1.234,50;true;true;1;\nO2;ana;2026-08-02;2026-10-05;Closed Won;12,5;true;true;1;\n",
+        False,
+    ),
+    "all amounts like 1.234": (
+        HEADER
+        + "".join(f"O{i},ana,2026-08-01,2026-10-05,Closed Won,{i}.250,true,true,1,\n" for i in range(1, 6)),
+        False,
+    ),
+    "negative amount": (
+        HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,Proposal,-900.50,false,false,0.4,x\n",
+        False,
+    ),
+    "negative number (probability)": (
+        HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,-0.10,x\n",
+        False,
+    ),
+    "probabilities 0-100": (
+        HEADER + CLEAN.replace(",0.4,", ",40,").replace(",0.65,", ",65.0,").replace(",1,", ",100,"),
+        False,
+    ),
+    "probability 0-100 with values below 1": (
+        HEADER
+        + CLEAN.replace(",0.4,", ",40,")
+        + "O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.5,x\n",
+        False,
+    ),
+    "probability out of range": (
+        HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,150.50,x\n",
+        False,
+    ),
+    "percent probabilities": (
+        HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,40%,x\n",
+        False,
+    ),
+    "inf and nan": (
+        HEADER
+        + CLEAN
+        + "O5,cat,2026-09-04,2026-12-20,Proposal,inf,false,false,nan,x\nO6,cat,2026-09-04,2026-12-20,Proposal,1e5,false,false,NaN,x\n",
+        False,
+    ),
+    "long digit strings": (
+        HEADER
+        + CLEAN
+        + "O5,cat,2026-09-04,2026-12-20,Proposal,123456789012345678901234567890.123456789,false,false,0.12345678901234567,x\n",
+        False,
+    ),
+    "n/a words": (HEADER + CLEAN + "O5,cat,N/A,null,Proposal,-,n/a,none,#N/A,x\n", False),
+    "boolean spellings": (
+        HEADER
+        + CLEAN
+        + "O5,cat,2026-09-04,2026-12-20,Proposal,900,No,N,0,x\nO6,cat,2026-09-04,2026-12-20,Proposal,900,FALSE,0.0,0,x\n",
+        False,
+    ),
+    "unreadable boolean": (
+        HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,Proposal,900,maybe,false,0.4,x\n",
+        False,
+    ),
+    "stage spellings": (
+        HEADER
+        + CLEAN
+        + "O5,cat,2026-09-04,2026-12-20,proposal,900,false,false,0.4,x\nO6,cat,2026-09-04,2026-12-20,closed  won,900,,,1,x\nO7,cat,2026-09-04,2026-12-20,Closd Won,9,,,1,x\n",
+        False,
+    ),
+    "padded text": (
+        HEADER
+        + CLEAN
+        + 'O5,cat ,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,"x "\nO6,"\u00a0dan",2026-09-04,2026-12-20,Proposal,900,false,false,0.4,x\n',
+        False,
+    ),
+    "unicode spaces and control characters around text": (
+        HEADER + CLEAN + 'O5,\u3000cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,"x\u2003"\n'
+        "O6,\x1fdan,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,\u0085y\n"
+        "O7,\x07eve,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,z\u00a0\n",
+        False,
+    ),
+    "whitespace-only cells": (
+        HEADER + CLEAN + 'O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,"   "\n',
+        True,
+    ),
+    "duplicate and blank ids": (
+        HEADER
+        + CLEAN
+        + "O1,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,x\n,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,x\n",
+        False,
+    ),
+    "rule breaks": (
+        HEADER
+        + CLEAN
+        + "O5,cat,2026-09-04,2026-08-20,Closed Won,0,false,false,0.4,\nO6,cat,2026-09-04,2031-12-20,Proposal,900,true,true,0.4,x\n",
+        False,
+    ),
     "a row of empty cells": (HEADER + CLEAN + ",,,,,,,,,\n", False),
-    "unknown and misspelt columns": (HEADER.replace("next_step", "nxt_step,colour") .replace("\n", "") + "\n" + CLEAN.replace("\n", ",red\n"), False),
-    "empty last column": (HEADER + CLEAN.replace(",demo\n", ",\n") + "O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,", False),
-    "header in other words": ("Opportunity ID,Owner,Created Date,close_date,stage,amount,is_closed,is_won,probability,next_step\n" + CLEAN, False),
+    "unknown and misspelt columns": (
+        HEADER.replace("next_step", "nxt_step,colour").replace("\n", "")
+        + "\n"
+        + CLEAN.replace("\n", ",red\n"),
+        False,
+    ),
+    "empty last column": (
+        HEADER
+        + CLEAN.replace(",demo\n", ",\n")
+        + "O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,",
+        False,
+    ),
+    "header in other words": (
+        "Opportunity ID,Owner,Created Date,close_date,stage,amount,is_closed,is_won,probability,next_step\n"
+        + CLEAN,
+        False,
+    ),
     # read with pandas: DuckDB might read these differently
     "blank lines": (HEADER + CLEAN.replace("\n", "\n\n", 1) + "\n", True),
-    "line break in a quoted field": (HEADER + CLEAN + 'O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,"two\nlines"\n', True),
-    "stray quote": (HEADER + CLEAN + 'O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,say "hi\n', False),
-    "quote inside an unquoted field": (HEADER + CLEAN + 'O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,"a"b\n', True),
-    "spaces after the delimiter": (HEADER + CLEAN + 'O5, cat, 2026-09-04, 2026-12-20, Proposal, 900, false, false, 0.4, "x, y"\n', True),
+    "line break in a quoted field": (
+        HEADER + CLEAN + 'O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,"two\nlines"\n',
+        True,
+    ),
+    "stray quote": (
+        HEADER + CLEAN + 'O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,say "hi\n',
+        False,
+    ),
+    "quote inside an unquoted field": (
+        HEADER + CLEAN + 'O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,"a"b\n',
+        True,
+    ),
+    "spaces after the delimiter": (
+        HEADER + CLEAN + 'O5, cat, 2026-09-04, 2026-12-20, Proposal, 900, false, false, 0.4, "x, y"\n',
+        True,
+    ),
     "a short row": (HEADER + CLEAN + "O5,cat,2026-09-04\n", False),
-    "a long row": (HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,x,extra\n", True),
+    "a long row": (
+        HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,x,extra\n",
+        True,
+    ),
     "a delimiter after the last field, first row": (HEADER + CLEAN.replace(",\n", ",,\n", 1), True),
-    "a delimiter after the last field, later row": (HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,x,\n", True),
+    "a delimiter after the last field, later row": (
+        HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,x,\n",
+        True,
+    ),
     "repeated header": (HEADER.replace("next_step", "owner") + CLEAN, True),
     "padded header": (HEADER.replace("owner", " owner") + CLEAN, True),
-    "windows-1252": ((HEADER + CLEAN + "O5,Zoë,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,x\n").encode("cp1252"), True),
+    "windows-1252": (
+        (HEADER + CLEAN + "O5,Zoë,2026-09-04,2026-12-20,Proposal,900,false,false,0.4,x\n").encode("cp1252"),
+        True,
+    ),
     "header only": (HEADER, True),
 }
 
@@ -143,7 +270,9 @@ def test_fast_path_types_the_clean_columns_in_duckdb(tmp_path):
     from helpers.data.dataset import read_raw
     from helpers.data.schema import TABLES
 
-    folder = _dataset(tmp_path / "ds", HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,Proposal,$900,false,false,0.4,x\n")
+    folder = _dataset(
+        tmp_path / "ds", HEADER + CLEAN + "O5,cat,2026-09-04,2026-12-20,Proposal,$900,false,false,0.4,x\n"
+    )
     raw = read_raw(folder / "opportunities.csv", TABLES["opportunities"])
     assert str(raw["created_date"].dtype) == "datetime64[us]"
     assert str(raw["is_won"].dtype) == "boolean"
@@ -173,7 +302,7 @@ def test_fast_path_equals_the_python_path_with_every_table_messy(tmp_path, monke
         activities="activity_id,owner,type,occurred_at,opportunity_id,duration_minutes\n"
         "A1,ana,call,2026-08-01 10:00:00,O1,30\nA2,zed,call,2026-08-01 11:00:00,O7,-5\n",
         leads="lead_id,created_date,source,mql_date,opportunity_id\nL1,31/07/2026,web,01/08/2026,O1\n",
-        reps="rep_id,name,team,hire_date,ote\nana,Ana,A,2024-01-01,100000\nben ,Ben,A,2024-01-01,\"€90,000\"\n",
+        reps='rep_id,name,team,hire_date,ote\nana,Ana,A,2024-01-01,100000\nben ,Ben,A,2024-01-01,"€90,000"\n',
         quotas="rep_id,period_start,period_end,quota\nana,2026-08-01,2026-08-31,$10000\ncat,2026-08-01,2026-08-31,5000\n",
     )
     fell_back = assert_same(folder, monkeypatch)

@@ -33,6 +33,8 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from helpers.data.coerce import FALSE_WORDS, TRUE_WORDS
 from helpers.data.schema import Table
@@ -123,7 +125,6 @@ def read_typed(
     the module docstring); None when the file needs the pandas reader. ``encoding``, ``delim`` and
     ``header`` are ``dataset._sniff_csv``'s, ``notes`` what ``read_raw`` noted about the header."""
     import duckdb
-    import pyarrow as pa
 
     if encoding != "utf-8-sig":
         return _fallback(path, f"sniffed as {encoding}")
@@ -133,77 +134,80 @@ def read_typed(
         return _fallback(path, "a header cell is blank or padded")
     if len({h.lower() for h in header}) != len(header) or _EXTRA in header:
         return _fallback(path, "a header repeats")
+    kinds = {h: (spec.kind if (spec := table.column(h)) is not None else None) for h in header}
+    # one column more than the header, empty cells read as '' (no cell is _NO_NULL), short rows padded
+    # with NULL: a row with a field past the header (DuckDB accepts ``a,b,`` under a two-column header;
+    # pandas sees three fields) shows in the extra column as not NULL
+    columns = "{" + ", ".join(f"{_lit(h)}: 'VARCHAR'" for h in [*header, _EXTRA]) + "}"
+    source = (
+        f"read_csv({_lit(str(path))}, columns = {columns}, header = true, auto_detect = false,"
+        f" delim = {_lit(delim)}, quote = '\"', escape = '\"', strict_mode = true, null_padding = true,"
+        f" encoding = 'utf-8', nullstr = {_lit(_NO_NULL)})"
+    )
+    # one pass: per contract column its typed value where the cell has the strict form (text columns:
+    # the text), a flag for the cells that are not blank and not of that form, and for numbers a flag
+    # for the cells like 1.234; the other columns as text
+    select = []
+    for i, h in enumerate(header):
+        v, kind = _ident(h), kinds[h]
+        if kind is None or kind in ("id", "str"):
+            select.append(f"nullif({v}, '') as c{i}")
+        else:
+            select.append(f"case when {_strict_sql(kind, v)} then {_typed_sql(kind, v)} end as c{i}")
+        if kind is not None:
+            select.append(f"coalesce({v} <> '' and not ({_strict_sql(kind, v)}), false) as odd{i}")
+        if kind in ("money", "number", "prob"):
+            select.append(f"coalesce({v} <> '' and regexp_full_match({v}, {_lit(_DOTTED)}), false) as dot{i}")
+    select.append(f"{_ident(_EXTRA)} is not null as extra")
     con = duckdb.connect()
-    con.execute("set enable_progress_bar = false")
     try:
-        # one column more than the header, empty cells read as '' (no cell is _NO_NULL), short rows
-        # padded with NULL: a row with a field past the header (DuckDB accepts ``a,b,`` under a two-column
-        # header; pandas sees three fields) shows in the extra column as not NULL
-        columns = "{" + ", ".join(f"{_lit(h)}: 'VARCHAR'" for h in [*header, _EXTRA]) + "}"
-        con.execute(
-            "create temp table raw as select * from read_csv("
-            f"{_lit(str(path))}, columns = {columns}, header = true, auto_detect = false, delim = {_lit(delim)},"
-            " quote = '\"', escape = '\"', strict_mode = true, null_padding = true, encoding = 'utf-8',"
-            f" nullstr = {_lit(_NO_NULL)})"
-        )
-        n, extra = con.execute(f"select count(*), count({_ident(_EXTRA)}) from raw").fetchall()[0]
+        con.execute("set enable_progress_bar = false")
+        got = con.sql(f"select {', '.join(select)} from {source}").to_arrow_table()  # in file order
+        n = got.num_rows
         if n == 0 or n != _line_rows(path):
-            return _fallback(path, f"{n} rows read but the file has {_line_rows(path)} lines after the header")
-        if extra:
+            return _fallback(
+                path, f"{n} rows read but the file has {_line_rows(path)} lines after the header"
+            )
+        if pc.any(got["extra"]).as_py():
             return _fallback(path, "a line has more fields than the header")
-        kinds = {}
-        for h in header:
-            spec = table.column(h)
-            kinds[h] = spec.kind if spec is not None else None
-        # one scan: per column, the cells that are not blank and not of the strict form; cells starting
-        # with a space or tab; and for numbers, the cells like 1.234 and the range
-        stats, keys = [], []
-        for h in header:
-            v = _ident(h)
-            nb = f"{v} is not null and {v} <> ''"
-            if kinds[h] is not None:
-                stats.append(f"count(*) filter (where {nb} and not ({_strict_sql(kinds[h], v)}))")
-                keys.append((h, "odd"))
-            if kinds[h] in ("money", "number", "prob"):
-                stats.append(f"count(*) filter (where {nb} and regexp_full_match({v}, {_lit(_DOTTED)}))")
-                keys.append((h, "dotted"))
-                stats.append(f"min(try_cast({v} as double))")
-                keys.append((h, "min"))
-                stats.append(f"max(try_cast({v} as double))")
-                keys.append((h, "max"))
-        row = con.execute(f"select {', '.join(stats)} from raw").fetchall()[0]
-        got = dict(zip(keys, row, strict=True))
-        fast = {}
-        for h in header:
-            kind = kinds[h]
-            if kind is None or got[(h, "odd")]:
-                continue
-            if kind == "prob" and got[(h, "min")] is not None and not 0 <= got[(h, "min")] <= got[(h, "max")] <= 100:
-                continue
-            if kind in ("money", "number", "prob") and got[(h, "dotted")] and _all_dotted_head(con, h):
-                continue
-            fast[h] = kind
-        # pandas skips leading spaces (skipinitialspace), so the columns left as text must have none (a
-        # fast column's strict form has none)
-        spaced = [
-            f"count(*) filter (where starts_with({_ident(h)}, ' ') or starts_with({_ident(h)}, chr(9)))"
-            for h in header
-            if h not in fast
-        ]
-        if spaced and any(con.execute(f"select {', '.join(spaced)} from raw").fetchall()[0]):
-            return _fallback(path, "a cell starts with a space or tab")
-        select = ", ".join(
-            (f"{_typed_sql(fast[h], _ident(h))}" if h in fast else f"nullif({_ident(h)}, '')") + f" as {_ident(h)}"
-            for h in header
-        )
-        arrow = con.sql(f"select {select} from raw").to_arrow_table()  # insertion order is kept
+        cols, fast, reread = {}, {}, []
+        for i, h in enumerate(header):
+            kind, col = kinds[h], got[f"c{i}"]
+            odd = kind is not None and pc.any(got[f"odd{i}"]).as_py()
+            if kind in ("money", "number", "prob") and not odd:
+                lo_hi = pc.min_max(col).as_py()
+                if (
+                    kind == "prob"
+                    and lo_hi["min"] is not None
+                    and not 0 <= lo_hi["min"] <= lo_hi["max"] <= 100
+                ):
+                    odd = True  # out of range: the error shows the text
+                elif _all_dotted_head(got[f"dot{i}"], col):
+                    odd = True  # coerce warns that every value looks like 1.234
+            if kind is not None and not odd:
+                fast[h] = kind
+                cols[h] = col
+            elif kind is None or kind in ("id", "str"):
+                cols[h] = col  # the text as read
+            else:
+                reread.append(h)
+        if reread:  # messy non-text columns: their text, for coerce to read
+            texts = ", ".join(f"nullif({_ident(h)}, '')" for h in reread)
+            again = con.sql(f"select {texts} from {source}").to_arrow_table()
+            for h, col in zip(reread, again.columns, strict=True):
+                cols[h] = col
     except duckdb.Error as exc:
         return _fallback(path, f"DuckDB: {str(exc).splitlines()[0]}")
     finally:
         con.close()
+    # pandas skips leading spaces (skipinitialspace), so the columns left as text must have none (a
+    # column of the strict form has none)
+    for h in header:
+        if h not in fast and pc.any(pc.match_substring_regex(cols[h], "^[ \\t]")).as_py():
+            return _fallback(path, "a cell starts with a space or tab")
     out = {}
-    for h, col in zip(header, arrow.columns, strict=True):
-        col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    for h in header:
+        col = cols[h].combine_chunks() if isinstance(cols[h], pa.ChunkedArray) else cols[h]
         if pa.types.is_boolean(col.type):
             values = col.fill_null(False).to_numpy(zero_copy_only=False)
             s = pd.Series(pd.arrays.BooleanArray(values, col.is_null().to_numpy(zero_copy_only=False)))
@@ -229,12 +233,10 @@ def _fallback(path: Path, why: str) -> None:
     return None
 
 
-def _all_dotted_head(con, h: str) -> bool:
+def _all_dotted_head(dotted, values) -> bool:
     """Whether ``coerce._plain_numbers`` would send the column to its careful path: its first 1000
     non-blank values (at least 3) all look like 1.234."""
-    v = _ident(h)
-    head = con.execute(
-        f"select regexp_full_match({v}, {_lit(_DOTTED)}) from raw where {v} is not null and {v} <> ''"
-        f" order by rowid limit {_HEAD}"
-    ).fetchall()
-    return len(head) >= 3 and all(r[0] for r in head)
+    if not pc.any(dotted).as_py():
+        return False
+    head = pc.filter(dotted, pc.is_valid(values))[:_HEAD]
+    return len(head) >= 3 and pc.all(head).as_py()
