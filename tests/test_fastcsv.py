@@ -322,3 +322,22 @@ def fuzz_folder(tmp_path_factory):
 def test_fast_path_equals_the_python_path_on_fuzzed_files(fuzz_folder, monkeypatch, data):
     (fuzz_folder / "opportunities.csv").write_bytes(data)
     assert_same(fuzz_folder, monkeypatch)
+
+
+def test_the_rules_arrow_helpers_equal_pandas():
+    """_isin and _duplicated (Arrow hash lookups in the rules) give pandas' isin / duplicated(keep=False)."""
+    import numpy as np
+
+    from helpers.data.dataset import _duplicated, _isin
+
+    rng = np.random.default_rng(7)
+    s = pd.Series(rng.integers(0, 5000, 20000).astype(str), dtype="str")
+    s[::13] = None
+    values = pd.Series(rng.integers(0, 5000, 3000).astype(str), dtype="str").unique()
+    assert _isin(s, values).equals(s.isin(values))
+    assert _isin(s, ["1", "2"]).equals(s.isin(["1", "2"]))
+    assert _duplicated(s).equals(s.duplicated(keep=False))
+    for vals in (["a", "b", "a", None, None], ["a", None], [None], ["x"], []):
+        t = pd.Series(vals, dtype="str")
+        assert _duplicated(t).tolist() == t.duplicated(keep=False).tolist()
+        assert _isin(t, ["a"]).tolist() == t.isin(["a"]).tolist()

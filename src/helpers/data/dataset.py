@@ -527,6 +527,24 @@ def _isin(s: pd.Series, values) -> pd.Series:
     return s.isin(values)
 
 
+def _duplicated(s: pd.Series) -> pd.Series:
+    """``s.duplicated(keep=False)``: for Arrow-backed text, by Arrow's dictionary encoding and a count per
+    value (pandas' own factorizes through Python: 11 s for 10M activity ids)."""
+    if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow" and len(s):
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        encoded = pc.dictionary_encode(pa.array(s))
+        valid = pc.is_valid(encoded.indices).to_numpy(zero_copy_only=False)
+        codes = pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)
+        counts = np.bincount(codes[valid], minlength=max(len(encoded.dictionary), 1))
+        nulls = int((~valid).sum())
+        dup = np.where(valid, counts[codes] > 1, nulls > 1)
+        return pd.Series(dup, index=s.index, dtype=bool)
+    return s.duplicated(keep=False)
+
+
 def _row_problems(df, mask, fname, column, expected, line_offset, severity="error", value_col=None):
     col = value_col or column
     out = []
@@ -554,7 +572,7 @@ def check_rules(
         fname, off = names[tname], offsets[tname]
         if t.key and t.key in df.columns:
             ids = df[t.key]
-            dup = ids.duplicated(keep=False) & ids.notna()
+            dup = _duplicated(ids) & ids.notna()
             if dup.any():
                 first = ids[dup].groupby(ids[dup]).apply(lambda g: g.index[0])
                 for r in dup[dup].index:

@@ -147,22 +147,24 @@ def read_typed(
     # one pass: per contract column its typed value where the cell has the strict form (text columns:
     # the text), a flag for the cells that are not blank and not of that form, and for numbers a flag
     # for the cells like 1.234; the other columns as text
-    select = []
+    inner, select = [], []
     for i, h in enumerate(header):
         v, kind = _ident(h), kinds[h]
         if kind is None or kind in ("id", "str"):
             select.append(f"nullif({v}, '') as c{i}")
-        else:
-            select.append(f"case when {_strict_sql(kind, v)} then {_typed_sql(kind, v)} end as c{i}")
-        if kind is not None:
-            select.append(f"coalesce({v} <> '' and not ({_strict_sql(kind, v)}), false) as odd{i}")
+            if kind is not None:
+                select.append(f"coalesce({v} <> '' and not ({_strict_sql(kind, v)}), false) as odd{i}")
+        else:  # typed once (inner query); not of the strict form where typed is NULL but the cell is not blank
+            inner.append(f"case when {_strict_sql(kind, v)} then {_typed_sql(kind, v)} end as c{i}")
+            select.append(f"c{i}, coalesce({v} <> '' and c{i} is null, false) as odd{i}")
         if kind in ("money", "number", "prob"):
             select.append(f"coalesce({v} <> '' and regexp_full_match({v}, {_lit(_DOTTED)}), false) as dot{i}")
     select.append(f"{_ident(_EXTRA)} is not null as extra")
+    query = f"select {', '.join(select)} from (select *{''.join(', ' + e for e in inner)} from {source})"
     con = duckdb.connect()
     try:
         con.execute("set enable_progress_bar = false")
-        got = con.sql(f"select {', '.join(select)} from {source}").to_arrow_table()  # in file order
+        got = _in_file_order(con, query)
         n = got.num_rows
         if n == 0 or n != _line_rows(path):
             return _fallback(
@@ -193,7 +195,7 @@ def read_typed(
                 reread.append(h)
         if reread:  # messy non-text columns: their text, for coerce to read
             texts = ", ".join(f"nullif({_ident(h)}, '')" for h in reread)
-            again = con.sql(f"select {texts} from {source}").to_arrow_table()
+            again = _in_file_order(con, f"select {texts} from {source}")
             for h, col in zip(reread, again.columns, strict=True):
                 cols[h] = col
     except duckdb.Error as exc:
@@ -223,6 +225,18 @@ def read_typed(
     # text columns already as coerce.to_text leaves them (stripped, blank as missing)
     df.attrs["clean_text"] = [h for h, kind in fast.items() if kind in ("id", "str")]
     return df
+
+
+def _in_file_order(con, query: str):
+    """The rows of ``query`` (over read_csv) as an Arrow table in the file's order. A query result does
+    not always come back in that order (DuckDB 2.0.1, several threads); a table created from it keeps
+    it (insertion order), and its rowid says it."""
+    con.execute(f"create or replace temp table _rows as {query}")
+    got = con.sql("select rowid as _row, * from _rows").to_arrow_table()
+    row = got["_row"]
+    if len(row) > 1 and not pc.all(pc.less(row[:-1], row[1:])).as_py():
+        got = got.take(pc.sort_indices(row))
+    return got.drop_columns(["_row"])
 
 
 FALLBACKS: dict[str, str] = {}  # file -> why the last read of it went to pandas (for tests and profiling)
