@@ -327,6 +327,7 @@ def test_fast_path_equals_the_python_path_on_fuzzed_files(fuzz_folder, monkeypat
 def test_the_rules_arrow_helpers_equal_pandas():
     """_isin and _duplicated (Arrow hash lookups in the rules) give pandas' isin / duplicated(keep=False)."""
     import numpy as np
+    import pyarrow as pa
 
     from helpers.data.dataset import _duplicated, _isin
 
@@ -337,6 +338,9 @@ def test_the_rules_arrow_helpers_equal_pandas():
     assert _isin(s, values).equals(s.isin(values))
     assert _isin(s, ["1", "2"]).equals(s.isin(["1", "2"]))
     assert _duplicated(s).equals(s.duplicated(keep=False))
+    chunked = pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([["a", "b"], ["a", None]])), dtype="str")
+    assert _duplicated(chunked).tolist() == [True, False, True, False]
+    assert _isin(chunked, ["a"]).tolist() == [True, False, True, False]
     for vals in (["a", "b", "a", None, None], ["a", None], [None], ["x"], []):
         t = pd.Series(vals, dtype="str")
         assert _duplicated(t).tolist() == t.duplicated(keep=False).tolist()

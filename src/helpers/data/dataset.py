@@ -535,7 +535,9 @@ def _duplicated(s: pd.Series) -> pd.Series:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        encoded = pc.dictionary_encode(pa.array(s))
+        arr = pa.array(s)
+        arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr  # Parquet sources
+        encoded = pc.dictionary_encode(arr)
         valid = pc.is_valid(encoded.indices).to_numpy(zero_copy_only=False)
         codes = pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)
         counts = np.bincount(codes[valid], minlength=max(len(encoded.dictionary), 1))
