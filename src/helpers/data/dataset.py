@@ -329,33 +329,42 @@ def stray_quote(path: Path, encoding: str, delim: str, header: list[str], record
     first record that breaks the rule or spans lines into another number of values than the header has its
     lines scanned for the value where the quote goes wrong. Only a file holding a quote is read."""
     import csv
-    import io
+    import itertools
     from collections import deque
 
-    raw = path.read_bytes()
-    if b'"' not in raw:
-        return None
-    text = raw.decode(encoding, errors="replace").lstrip("\ufeff")
-    reader = csv.reader(io.StringIO(text), delimiter=delim, strict=True)
-    try:
-        deque(reader, maxlen=0)  # at C speed; most files end here
-        if records is not None and reader.line_num <= records:
+    with path.open("rb") as f:  # in blocks: a file of a gigabyte is never held whole
+        if not any(b'"' in block for block in iter(lambda: f.read(1 << 24), b"")):
             return None
-    except csv.Error:
-        pass
-    lines = io.StringIO(text).readlines()
-    reader = csv.reader(io.StringIO(text), delimiter=delim, strict=True)
-    start = 1
-    try:
-        for record in reader:
-            if record and len(record) != len(header) and reader.line_num > start:
-                break  # a quote ran over the end of its line and merged rows
-            start = reader.line_num + 1
-        else:
-            return None
-    except csv.Error:
-        pass
-    for line in lines[start - 1 : max(start, reader.line_num)]:
+
+    def text(newline: str):
+        f = path.open(encoding=encoding, errors="replace", newline=newline)
+        if f.read(1) != "\ufeff":
+            f.seek(0)
+        return f
+
+    with text("") as f:
+        reader = csv.reader(f, delimiter=delim, strict=True)
+        try:
+            deque(reader, maxlen=0)  # at C speed, streamed; most files end here
+            if records is not None and reader.line_num <= records:
+                return None
+        except csv.Error:
+            pass
+    with text("") as f:
+        reader = csv.reader(f, delimiter=delim, strict=True)
+        start = 1
+        try:
+            for record in reader:
+                if record and len(record) != len(header) and reader.line_num > start:
+                    break  # a quote ran over the end of its line and merged rows
+                start = reader.line_num + 1
+            else:
+                return None
+        except csv.Error:
+            pass
+    with text("\n") as f:
+        lines = list(itertools.islice(f, start - 1, max(start, reader.line_num)))
+    for line in lines:
         found = _quote_in_line(line.rstrip("\r\n"), delim)
         if found is not None:
             i, value, opens = found
