@@ -176,7 +176,7 @@ def _volume(ctx, act_all, act, owners, scope, start, end) -> None:
         tcols = [t for t in types if weekly[t].sum() > 0]
         bottom = plots.stacked_bars(ax, weekly[tcols])
         ax.set_ylim(0, max(1.0, float(bottom.max())) * 1.2)
-        ax.legend(frameon=False, ncols=len(tcols) or 1, loc="upper left", fontsize=8)
+        ax.legend(frameon=False, ncols=len(tcols) or 1, loc="upper left")
         plots.finish(fig, ax, "Weekly logged activities by type", "week ending", "activities")
 
 

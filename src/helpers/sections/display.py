@@ -39,6 +39,7 @@ TABLE_CSS = """
 
 
 REP_COLUMNS = ("owner", "rep", "rep_id")
+WRAP_CHARS = 32  # a text column with a longer cell wraps (class "text"); shorter cells never break
 _rep_names: dict[str, str] = {}
 
 
@@ -169,6 +170,19 @@ def column_label(name) -> str:
 _DAYS_COLUMN = re.compile(r"(^|[_ (])days([_ )]|$)", re.I)  # "median_days", "Cycle (days)", not "per day"
 
 
+def _cell_text(column, v) -> str:
+    """A text cell as a reader reads it: dates as YYYY-MM-DD, yes / no, rep names, blanks for missing."""
+    if isinstance(v, pd.Timestamp):
+        return "" if pd.isna(v) else v.strftime("%Y-%m-%d")
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return ""
+    if isinstance(v, (bool, np.bool_)):  # a reader's yes / no, never Python's True / False
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return fmt_num(v, 2)
+    return _rep_names.get(str(v), str(v)) if column in REP_COLUMNS else str(v)
+
+
 def table_html(
     df: pd.DataFrame,
     money=(),
@@ -215,25 +229,28 @@ def table_html(
     head = "".join(
         f'<th class="{"num" if c in numeric else ""}">{html.escape(column_label(c))}</th>' for c in df.columns
     )
-    body = []
-    for row in df.itertuples(index=False):
-        cells = []
-        for c, v in zip(df.columns, row, strict=True):
-            if c in formatters:
-                cells.append(f'<td class="num">{html.escape(formatters[c](v))}</td>')
-            else:
-                if isinstance(v, pd.Timestamp):
-                    txt = "" if pd.isna(v) else v.strftime("%Y-%m-%d")
-                elif v is None or (not isinstance(v, str) and pd.isna(v)):
-                    txt = ""
-                elif isinstance(v, (bool, np.bool_)):  # a reader's yes / no, never Python's True / False
-                    txt = "yes" if v else "no"
-                elif isinstance(v, float):
-                    txt = fmt_num(v, 2)
-                else:
-                    txt = _rep_names.get(str(v), str(v)) if c in REP_COLUMNS else str(v)
-                cells.append(f"<td>{html.escape(txt)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
+    rows = [
+        [
+            formatters[c](v) if c in formatters else _cell_text(c, v)
+            for c, v in zip(df.columns, row, strict=True)
+        ]
+        for row in df.itertuples(index=False)
+    ]
+    # a column of free text (a cell longer than WRAP_CHARS) may wrap; every other cell (figures, dates,
+    # periods, names) stays on one line (report.css)
+    wrap = {
+        c
+        for r in rows
+        for c, txt in zip(df.columns, r, strict=True)
+        if c not in numeric and len(txt) > WRAP_CHARS
+    }
+    cls = {c: ' class="num"' if c in numeric else ' class="text"' if c in wrap else "" for c in df.columns}
+    body = [
+        "<tr>"
+        + "".join(f"<td{cls[c]}>{html.escape(txt)}</td>" for c, txt in zip(df.columns, r, strict=True))
+        + "</tr>"
+        for r in rows
+    ]
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
     return (
         f'<div class="rv-table rv-wrap">{TABLE_CSS}<table>{cap}<thead><tr>{head}</tr></thead>'

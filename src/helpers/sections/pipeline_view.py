@@ -564,7 +564,7 @@ def show_pipeline_created(v: PipelineView) -> None:
         fig, ax = plots.new_figure(8, 3.4)
         plots.stacked_bars(ax, wide)
         plots.money_axis(ax, symbol(cur))
-        ax.legend(loc="upper left", fontsize=8)
+        ax.legend(loc="upper left")
         plots.finish(
             fig, ax, "Pipeline created per week by source (all deals created, open or closed)", "week", cur
         )

@@ -2,11 +2,21 @@
 
 Charts are drawn from aggregated frames (never from raw million-row tables), always with a title and
 axis labels, through ``new_figure`` / ``finish``.
+
+Readable on a phone: a chart is a PNG (864 px wide for a 9-inch figure) that the page scales to its width,
+so on a 390 px screen its 10.45-point tick labels (13.9 px in the PNG) would shrink to about 6 px. ``finish``
+measures each chart's smallest text and records, with the image, the width at which that text is
+``MIN_TEXT_PX`` CSS pixels tall (``readable_width``: 620 px for a 9-inch chart in this theme); the report
+shows a chart no narrower than that, scrolling sideways inside its own box on a narrow screen
+(templates/revops, report.css). Desktop pages are unchanged.
 """
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
+import matplotlib.text as mtext
 import matplotlib.ticker as mticker
 import seaborn as sns
 
@@ -17,6 +27,7 @@ NEUTRAL = "#8a94a6"
 HIGHLIGHT = "#e9c46a"
 PALETTE = [OPEN, WON, HIGHLIGHT, LOST, "#6d597a", "#84a59d", "#f4a261", NEUTRAL]
 STATUS_COLORS = {"Won": WON, "Lost": LOST, "Open": OPEN}
+MIN_TEXT_PX = 10  # the smallest chart text a reader gets, in CSS pixels, at the width a chart is shown
 
 
 def apply_theme() -> None:
@@ -28,6 +39,7 @@ def apply_theme() -> None:
             "savefig.dpi": 96,
             "axes.titleweight": "bold",
             "axes.titlesize": 12,
+            "axes.titlelocation": "left",  # in view on a phone, where a chart scrolls sideways
             "axes.spines.top": False,
             "axes.spines.right": False,
             # every text is drawn as written: data text (a rep named "Pat $x$", a "\\" in a product)
@@ -101,6 +113,31 @@ def alt_text(title: str, xlabel: str = "", ylabel: str = "") -> str:
     return f"Chart: {title}{axes}"
 
 
+def smallest_text_px(fig) -> float:
+    """The size of the smallest text drawn in ``fig`` (titles, labels, ticks, legend, annotations), in the
+    pixels of its PNG (points × dpi / 72). Tick labels exist once the figure is laid out (``finish`` runs
+    ``tight_layout`` first)."""
+    sizes = [
+        t.get_fontsize()
+        for t in fig.findobj(mtext.Text)
+        if t.get_visible() and t.get_text().strip() and t.get_figure() is not None
+    ]
+    return min(sizes or [plt.rcParams["font.size"]]) * fig.dpi / 72
+
+
+def image_metadata(fig, alt: str) -> dict:
+    """A chart's image metadata: ``alt`` text; ``text_px``, its smallest text in PNG pixels; and
+    ``readable_width``, the CSS width at which that text is ``MIN_TEXT_PX`` tall (PNG width × MIN_TEXT_PX ÷
+    text_px), below which a report never shrinks it."""
+    text_px = smallest_text_px(fig)
+    width_px = fig.get_figwidth() * fig.dpi
+    return {
+        "alt": alt,
+        "text_px": round(text_px, 2),
+        "readable_width": math.ceil(width_px * MIN_TEXT_PX / text_px),
+    }
+
+
 def finish(fig, ax, title: str, xlabel: str, ylabel: str, alt: str | None = None) -> None:
     """Title, axis labels, tight layout, show (with its alternative text, ``alt_text`` unless ``alt`` is
     given) and close (so figures never pile up in memory)."""
@@ -115,8 +152,9 @@ def finish(fig, ax, title: str, xlabel: str, ylabel: str, alt: str | None = None
     if get_ipython is not None and get_ipython() is not None and "inline" in plt.get_backend():
         from IPython.display import display
 
-        # the inline backend's own PNG, with the alt text as the output's metadata (nbconvert writes it)
-        display(fig, metadata={"image/png": {"alt": alt or alt_text(title, xlabel, ylabel)}})
+        # the inline backend's own PNG, with its alt text and readable width as the output's metadata
+        # (the report template writes them on the img)
+        display(fig, metadata={"image/png": image_metadata(fig, alt or alt_text(title, xlabel, ylabel))})
     else:
         plt.show()
     plt.close(fig)
