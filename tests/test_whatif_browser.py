@@ -1,5 +1,6 @@
 """The what-if explorer as a standalone page: Voilà serves notebooks/quota_whatif.ipynb on 127.0.0.1,
-headless Chromium (Debian's, driven by Playwright) moves the growth slider, and the numbers change."""
+headless Chromium (Debian's, driven by Playwright) moves the growth slider, and the numbers change; on a
+390 px phone every control and its whole label are on the screen."""
 
 from __future__ import annotations
 
@@ -86,6 +87,32 @@ def card(page, label: str) -> str:
     return page.locator(f'.rv-whatif-summary [data-key="{label}"]').inner_text()
 
 
+# every labelled control's box, its label's box and its slider's track, with the part of each that a clipping
+# ancestor (overflow other than visible) or the screen leaves visible
+CONTROLS_JS = """() => {
+  const visible = (el) => {
+    let r = el.getBoundingClientRect(), left = Math.max(r.left, 0), right = Math.min(r.right, window.innerWidth);
+    for (let a = el.parentElement; a; a = a.parentElement) {
+      if (getComputedStyle(a).overflowX !== 'visible') {
+        const b = a.getBoundingClientRect(); left = Math.max(left, b.left); right = Math.min(right, b.right);
+      }
+    }
+    return {width: r.width, shown: Math.max(0, right - left)};
+  };
+  return [...document.querySelectorAll('.widget-inline-hbox, .widget-checkbox')].map(c => {
+    const label = [...c.querySelectorAll('label, .widget-label, .widget-label-basic')]
+      .find(l => l.innerText.trim());
+    const track = c.querySelector('.noUi-target, .slider-container');
+    return {
+      text: label ? label.innerText.trim() : '',
+      label: label ? {...visible(label), cut: label.scrollWidth > label.clientWidth + 1} : null,
+      control: visible(c),
+      track: track ? visible(track) : null,
+    };
+  }).filter(c => c.text);
+}"""
+
+
 def test_moving_the_growth_slider_changes_the_target(voila):
     from playwright.sync_api import sync_playwright
 
@@ -111,5 +138,19 @@ def test_moving_the_growth_slider_changes_the_target(voila):
             assert card(page, "quota_company_target") == "$726,000"
             after = card(page, "quota_sum_of_rep_quotas")
             assert after != before and re.match(r"^\$[\d,]+ \(\+15%\)$", after)
+
+            # the same panel on a 390 px phone: every control, its whole label and a usable slider track in view
+            phone = browser.new_page(viewport={"width": 390, "height": 844})
+            phone.goto(voila, timeout=240_000, wait_until="commit")
+            phone.wait_for_selector(".rv-whatif-summary", timeout=240_000)
+            controls = phone.evaluate(CONTROLS_JS)
+            texts = [c["text"] for c in controls]
+            assert {"Growth", "Over-assignment", "Target share at quota", "Hires in Q4"} <= set(texts), texts
+            for c in controls:
+                assert c["control"]["shown"] >= c["control"]["width"] - 4, c  # the whole control on screen
+                assert not c["label"]["cut"] and c["label"]["shown"] >= c["label"]["width"] - 4, c
+                if c["track"] is not None:
+                    assert c["track"]["shown"] >= 100, c  # a slider a thumb can move
+            assert phone.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 1
         finally:
             browser.close()

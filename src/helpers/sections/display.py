@@ -19,6 +19,8 @@ from helpers.data import escape
 
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "AUD": "A$", "CAD": "C$"}
 
+# in JupyterLab and Voilà (a report page also has report.css): a wide table scrolls in its box with its first
+# column in view, and only free-text columns wrap
 TABLE_CSS = """
 <style>
 .rv-table table {border-collapse: collapse; font-size: 13px; margin: 4px 0 14px 0;}
@@ -27,6 +29,11 @@ TABLE_CSS = """
 .rv-table td.num, .rv-table th.num {text-align: right; font-variant-numeric: tabular-nums;}
 .rv-table caption {caption-side: top; text-align: left; font-weight: 600; padding: 4px 0;}
 .rv-wrap {overflow-x: auto; max-width: 100%;}
+.rv-table td {white-space: nowrap;}
+.rv-table td.text {white-space: normal; min-width: 12em;}
+.rv-table tbody tr {background: #fff;}
+.rv-table th:first-child, .rv-table td:first-child {position: sticky; left: 0; z-index: 1;}
+.rv-table td:first-child {background: inherit;}
 .rv-note {border-left: 4px solid #8a94a6; background: #f6f7f9; padding: 8px 12px; margin: 8px 0;}
 .rv-warn {border-left-color: #c8553d;}
 .rv-cards {display: flex; flex-wrap: wrap; gap: 10px; margin: 8px 0 16px 0;}

@@ -109,8 +109,10 @@ class WhatIfPanel:
         self.base = inputs or PlanInputs()
         self.show_details = show_details
         b = self.base
-        style = {"description_width": "190px"}
-        lay = W.Layout(width="460px")
+        # usable on a 390 px phone: every control takes the width it is given (at most 460 px), its label
+        # a fixed column wide enough for the longest one, the two columns of controls wrap under each other
+        style = {"description_width": "150px"}
+        lay = W.Layout(width="100%", max_width="460px")
         ramp_len = len(b.ramp_schedule)
         laid = {"style": style, "layout": lay}
         slider = {"continuous_update": False, **laid}  # recompute on release
@@ -122,7 +124,9 @@ class WhatIfPanel:
             "over_assignment": W.FloatSlider(
                 value=b.over_assignment, min=0.0, max=0.5, step=0.01, description="Over-assignment", **percent
             ),
-            "seasonal": W.Checkbox(value=b.seasonal, description="Seasonal monthly split", indent=False),
+            "seasonal": W.Checkbox(
+                value=b.seasonal, description="Seasonal monthly split", indent=False, layout=lay
+            ),
             "hire_month_in_quarter": W.Dropdown(
                 options=[("1st month", 1), ("2nd month", 2), ("3rd month", 3)],
                 value=b.hire_month_in_quarter,
@@ -150,6 +154,7 @@ class WhatIfPanel:
                 value=b.use_dataset_target,
                 indent=False,
                 description=f"Use the dataset.yml target for FY{data.fiscal_year} (growth slider then idle)",
+                layout=lay,
             )
         self.summary = W.HTML()
         self.timing = W.HTML()
@@ -157,15 +162,17 @@ class WhatIfPanel:
         for w in self.controls.values():
             w.observe(self._on_change, names="value")
         c = self.controls
+        column = W.Layout(flex="1 1 320px", min_width="0", max_width="480px")
         left = W.VBox(
             [c["growth_rate"], c["over_assignment"], c["target_share"], c["ramp_months"], c["seasonal"]]
-            + ([c["use_dataset_target"]] if "use_dataset_target" in c else [])
+            + ([c["use_dataset_target"]] if "use_dataset_target" in c else []),
+            layout=column,
         )
-        right = W.VBox([c[f"hires_q{q}"] for q in range(1, 5)] + [c["hire_month_in_quarter"]])
+        right = W.VBox([c[f"hires_q{q}"] for q in range(1, 5)] + [c["hire_month_in_quarter"]], layout=column)
         self.widget = W.VBox(
             [
                 W.HTML(f"<b>Quota plan FY{data.fiscal_year} — what if…</b>"),
-                W.HBox([left, right]),
+                W.HBox([left, right], layout=W.Layout(flex_flow="row wrap", width="100%")),
                 self.summary,
                 self.timing,
                 self.output,
