@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import email
 import email.policy
+import io
 import re
 import socket
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -142,14 +144,66 @@ def test_send_through_a_real_smtp_server(pack, smtp_server):
     assert cids and set(cids) == set(images)
     assert images[cids[0]].get_content() == (pack / "2026-10" / "charts" / "bookings.png").read_bytes()
 
-    # the HTML report attached, byte for byte
+    # the HTML report attached in one zip, byte for byte, under the period's folder
     attachments = {a.get_filename(): a for a in msg.iter_attachments()}
-    assert list(attachments) == ["2026-10-bookings.html"]
-    assert attachments["2026-10-bookings.html"].get_content_type() == "text/html"
-    assert (
-        attachments["2026-10-bookings.html"].get_payload(decode=True)
-        == (pack / "2026-10" / "bookings.html").read_bytes()
+    assert list(attachments) == ["2026-10-reports.zip"]
+    assert attachments["2026-10-reports.zip"].get_content_type() == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(attachments["2026-10-reports.zip"].get_payload(decode=True))) as z:
+        assert z.namelist() == ["2026-10/bookings.html"]
+        assert z.read("2026-10/bookings.html") == (pack / "2026-10" / "bookings.html").read_bytes()
+    assert "attached as 2026-10-reports.zip" in text and "2026-10-reports.zip" in html
+    assert len(env.original_content or env.content) <= mail.MAX_EML_BYTES
+
+
+@pytest.mark.slow
+def test_with_a_published_pack_the_email_links_to_it_instead_of_attaching(pack, smtp_server):
+    controller, sink = smtp_server
+    run = revops(
+        "email",
+        "--period",
+        "2026-10",
+        "--to",
+        "vp@example.com",
+        "--reports",
+        pack,
+        "--send",
+        env={**_env(controller.port), "REVOPS_REPORTS_URL": "https://intranet.example.com/revops/reports/"},
     )
+    assert run.returncode == 0, run.stderr
+    assert "reports linked at https://intranet.example.com/revops/reports/2026-10/" in run.stdout
+    msg = email.message_from_bytes(
+        sink.envelopes[0].original_content or sink.envelopes[0].content, policy=email.policy.default
+    )
+    assert list(msg.iter_attachments()) == []  # nothing attached
+    text = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    base = "https://intranet.example.com/revops/reports/2026-10/"
+    for url in (base + "index.html", base + "bookings.html"):  # the pack's index and each report
+        assert url in text and f'href="{url}"' in html, url
+    assert "attached" not in text and "zip" not in html
+    # the one inline chart is still there
+    related = msg.get_body(("related",))
+    assert len([p for p in related.iter_parts() if p.get_content_maintype() == "image"]) == 1
+
+
+@pytest.mark.slow
+def test_the_reports_address_must_be_http_and_a_pack_over_budget_is_refused(pack, monkeypatch, capsys):
+    from helpers.cli import main
+
+    assert mail.reports_url("2026-10", {}) is None
+    assert mail.reports_url("2026-10", {"REVOPS_REPORTS_URL": " https://r.example.com/a "}) == (
+        "https://r.example.com/a/2026-10/"
+    )
+    for bad in ("ftp://r.example.com/a", "r.example.com/a", "https://r.example.com/a b", 'https://x/"><b>'):
+        with pytest.raises(mail.MailError, match="REVOPS_REPORTS_URL must be the http"):
+            mail.reports_url("2026-10", {"REVOPS_REPORTS_URL": bad})
+    monkeypatch.setattr(mail, "MAX_EML_BYTES", 20_000)
+    args = ["email", "--period", "2026-10", "--to", "vp@example.com", "--reports", str(pack)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "over its 20 KB budget" in err and "set REVOPS_REPORTS_URL" in err
+    monkeypatch.setenv("REVOPS_REPORTS_URL", "https://intranet.example.com/reports")
+    assert main(args) == 0  # linked instead of attached: within the budget
 
 
 @pytest.mark.slow

@@ -9,7 +9,15 @@ Built from a finished monthly pack (``reports/<period>/summary.json``):
   charts as inline ``cid:`` images (mail clients block data: URIs). The charts are the PNGs the report
   run saved in ``charts/`` (each notebook's cell tagged ``email-chart``, else its first image);
 - a plain-text alternative with the same figures;
-- every notebook's HTML report attached.
+- the full reports: when ``REVOPS_REPORTS_URL`` is set (the address where the reports folder is published,
+  holding one folder per period as ``revops report monthly`` writes it), links to the period's
+  ``index.html`` and each report, nothing attached; otherwise the report HTMLs and the full lists beside
+  them (``files/``) attached as one zip, ``<period>-reports.zip`` (a quarter of their size: text compresses,
+  and the embedded charts shed base64's third).
+
+The whole message stays within ``MAX_EML_BYTES`` (500 KB; the sample pack's is ~380 KB, 740 KB when the
+three HTML files were attached as they are); past it, building the email fails with a one-line error that
+says to publish the reports and set ``REVOPS_REPORTS_URL``.
 
 Without ``--send`` it is a dry run writing ``reports/<period>/leadership-email.eml``. With ``--send`` it
 goes through SMTP configured by environment variables: ``REVOPS_SMTP_HOST``, ``REVOPS_SMTP_PORT``
@@ -23,12 +31,15 @@ in UTF-8 (RFC 4616). Every SMTP problem ends in a one-line error.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import smtplib
 import ssl
 import sys
+import urllib.parse
 import uuid
+import zipfile
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses, make_msgid
@@ -42,6 +53,7 @@ from helpers.sections.executive import STATUS_WORDS, answers
 MAX_CHARTS = 3  # one key chart per report of the monthly pack
 TOP_FIGURES = INDEX_TOP_FIGURES  # per notebook in the email; the rest are in the attached reports
 MAX_HTML_BYTES = 100_000  # Gmail clips HTML bodies past ~102 KB
+MAX_EML_BYTES = 500_000  # the whole message: body, inline charts and the attached reports zip
 EML_NAME = "leadership-email.eml"
 
 
@@ -121,7 +133,11 @@ def parse_recipients(text: str) -> list[str]:
     return addrs
 
 
-def plain_text(summary: dict, packs: list[dict], answers: list | None = None) -> str:
+def plain_text(
+    summary: dict, packs: list[dict], answers: list | None = None, full: dict | None = None
+) -> str:
+    """The plain-text alternative; ``full`` says where the full reports are (``full_reports``)."""
+    full = full or full_reports(summary["period"])
     lines = [
         f"Monthly sales report — {summary['period']}",
         f"{summary['dataset']['name']} · data as of {summary['as_of']}"
@@ -132,6 +148,8 @@ def plain_text(summary: dict, packs: list[dict], answers: list | None = None) ->
         ),
         "",
     ]
+    if full["index"]:
+        lines += [f"The full pack: {full['index']}", ""]
     for a in answers or []:
         lines += [f"[{STATUS_WORDS[a.status].upper()}] {a.question}", f"  {a.sentence}", ""]
     for nb in packs:
@@ -142,11 +160,72 @@ def plain_text(summary: dict, packs: list[dict], answers: list | None = None) ->
         for r in nb["rows"]:
             lines.append(f"  {r['label']}: {r['value']}" + (f"  ({r['change']})" if r["change"] else ""))
         if nb["more"]:
-            name = f" {summary['period']}-{nb['html']}" if nb.get("html") else ""
-            lines.append(f"  … {nb['more']} more figures in the attached report{name}")
+            lines.append(f"  … {nb['more']} more figures in the report" + _where(nb, full))
+        elif nb.get("href"):
+            lines.append(f"  The report: {nb['href']}")
         lines.append("")
-    lines.append("The full reports are attached as HTML files; they open in any browser, offline.")
+    lines.append(full["sentence"])
     return "\n".join(lines) + "\n"
+
+
+def _where(nb: dict, full: dict) -> str:
+    if nb.get("href"):
+        return f": {nb['href']}"
+    return f" ({full['zip']}: {nb['html']})" if nb.get("html") and full["zip"] else ""
+
+
+def reports_url(period: str, env=None) -> str | None:
+    """The address of the period's published pack, ``<REVOPS_REPORTS_URL>/<period>/`` (the reports folder
+    as ``revops report monthly`` writes it, served at that address), or None when the variable is unset."""
+    env = os.environ if env is None else env
+    base = env.get("REVOPS_REPORTS_URL", "").strip()
+    if not base:
+        return None
+    parts = urllib.parse.urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.netloc or re.search(r"[\s\"'<>\\]", base):
+        raise MailError(
+            "REVOPS_REPORTS_URL must be the http(s) address of the published reports folder, such as "
+            f"https://intranet.example.com/revops/reports; got {base!r}"
+        )
+    return f"{base.rstrip('/')}/{urllib.parse.quote(period)}/"
+
+
+def full_reports(period: str, url: str | None = None) -> dict:
+    """Where the email says the full reports are: ``index`` (the published index.html) or ``zip`` (the
+    attachment's name), and the closing ``sentence``."""
+    if url:
+        return {
+            "index": url + "index.html",
+            "zip": None,
+            "sentence": f"The full reports, with every figure and chart: {url}index.html",
+        }
+    name = f"{period}-reports.zip"
+    return {
+        "index": None,
+        "zip": name,
+        "sentence": f"The full reports are attached as {name}: unzip it and open any report in a browser, "
+        "offline.",
+    }
+
+
+def reports_zip(period_dir: Path, summary: dict) -> bytes:
+    """The period's report HTMLs and the full lists beside them (``files/``) as one zip, under a folder
+    named by the period; entries dated by the data (the same pack gives the same bytes)."""
+    period_dir = Path(period_dir)
+    paths = [period_dir / nb["html"] for nb in summary["notebooks"] if nb.get("html")]
+    files = period_dir / "files"
+    paths += sorted(p for p in files.rglob("*") if p.is_file()) if files.is_dir() else []
+    day = re.match(r"(\d{4})-(\d{2})-(\d{2})", str(summary.get("as_of", "")))
+    stamp = (*(int(x) for x in day.groups()), 0, 0, 0) if day else (1980, 1, 1, 0, 0, 0)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        for p in paths:
+            if p.is_file():
+                info = zipfile.ZipInfo(f"{period_dir.name}/{p.relative_to(period_dir).as_posix()}", stamp)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                z.writestr(info, p.read_bytes(), compresslevel=9)
+    return buf.getvalue()
 
 
 def inline_css(html: str) -> str:
@@ -156,8 +235,11 @@ def inline_css(html: str) -> str:
     return inliner.inline(html)
 
 
-def build_message(period_dir: Path, recipients: list[str], sender: str = "revops@localhost") -> EmailMessage:
-    """The leadership email for the pack in ``period_dir`` (see the module docstring)."""
+def build_message(
+    period_dir: Path, recipients: list[str], sender: str = "revops@localhost", url: str | None = None
+) -> EmailMessage:
+    """The leadership email for the pack in ``period_dir`` (see the module docstring): with ``url`` (the
+    published pack's folder, ``reports_url``) it links to the reports, else it attaches them as one zip."""
     period_dir = Path(period_dir)
     summary = read_summary(period_dir / "summary.json")
     if not summary:
@@ -171,6 +253,7 @@ def build_message(period_dir: Path, recipients: list[str], sender: str = "revops
     for nb in summary["notebooks"]:
         rows = figure_rows(summary, nb)
         entry = {**nb, "rows": rows[:TOP_FIGURES], "more": len(rows) - len(rows[:TOP_FIGURES]), "cid": None}
+        entry["href"] = url + urllib.parse.quote(nb["html"]) if url and nb.get("html") else None
         chart = period_dir / nb["chart"] if nb.get("chart") else None
         if chart and chart.exists() and len(charts) < MAX_CHARTS:
             # short enough that the Content-ID header never folds (some clients mis-read folded ids)
@@ -179,6 +262,7 @@ def build_message(period_dir: Path, recipients: list[str], sender: str = "revops
             charts.append((cid, chart.read_bytes(), f"{nb['name']}.png"))
         packs.append(entry)
     exec_answers = answers(summary)
+    full = full_reports(summary["period"], url)
     html = inline_css(
         render_template(
             "email.html.j2",
@@ -187,6 +271,7 @@ def build_message(period_dir: Path, recipients: list[str], sender: str = "revops
             subject=subject,
             answers=exec_answers,
             status_words=STATUS_WORDS,
+            full=full,
         )
     )
     if len(html.encode()) > MAX_HTML_BYTES:
@@ -200,21 +285,26 @@ def build_message(period_dir: Path, recipients: list[str], sender: str = "revops
     msg["To"] = ", ".join(recipients)
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = make_msgid(domain="revops.local")
-    msg.set_content(plain_text(summary, packs, exec_answers))
+    msg.set_content(plain_text(summary, packs, exec_answers, full))
     msg.add_alternative(html, subtype="html")
     html_part = msg.get_payload()[1]
     for cid, png, fname in charts:
         html_part.add_related(
             png, maintype="image", subtype="png", cid=cid, filename=fname, disposition="inline"
         )
-    for nb in summary["notebooks"]:
-        if nb.get("html") and (period_dir / nb["html"]).exists():
-            msg.add_attachment(
-                (period_dir / nb["html"]).read_bytes(),
-                maintype="text",
-                subtype="html",
-                filename=f"{summary['period']}-{nb['html']}",
-            )
+    if full["zip"] and any(
+        nb.get("html") and (period_dir / nb["html"]).exists() for nb in summary["notebooks"]
+    ):
+        msg.add_attachment(
+            reports_zip(period_dir, summary), maintype="application", subtype="zip", filename=full["zip"]
+        )
+    size = len(msg.as_bytes())
+    if size > MAX_EML_BYTES:
+        raise MailError(
+            f"the email would weigh {size / 1000:.0f} KB with the reports attached, over its "
+            f"{MAX_EML_BYTES / 1000:.0f} KB budget: publish the reports folder (a web server or an intranet "
+            "share) and set REVOPS_REPORTS_URL to its address, so the email links to the reports instead"
+        )
     return msg
 
 
@@ -272,20 +362,27 @@ def cli(args) -> int:
         recipients = parse_recipients(args.to)
         settings = smtp_settings() if args.send else None
         sender = settings.sender if settings else escape.header(sender_address() or "revops@localhost")
-        msg = build_message(period_dir, recipients, sender)
+        url = reports_url(period)
+        msg = build_message(period_dir, recipients, sender, url)
     except MailError as exc:
         print(f"revops email: {exc}", file=sys.stderr)
         return 2
     html = msg.get_body(("html",)).get_content()
-    n_att = sum(1 for _ in msg.iter_attachments())
+    attached = [(a.get_filename(), len(a.get_payload(decode=True))) for a in msg.iter_attachments()]
     n_img = (
         len([p for p in msg.get_body(("related",)).iter_parts() if p.get_content_maintype() == "image"])
         if msg.get_body(("related",))
         else 0
     )
+    reports = (
+        f"reports linked at {url}"
+        if url
+        else ", ".join(f"{name} ({size / 1000:.0f} KB) attached" for name, size in attached)
+        or "no report attached"
+    )
     info = (
         f"subject {msg['Subject']!r}; HTML body {len(html.encode()) / 1000:.1f} KB, {n_img} inline chart(s), "
-        f"{n_att} report(s) attached"
+        f"{reports}; {len(msg.as_bytes()) / 1000:.0f} KB of the {MAX_EML_BYTES / 1000:.0f} KB budget"
     )
     if not args.send:
         eml = write_text_atomic(period_dir / EML_NAME, msg.as_string())
