@@ -20,7 +20,7 @@ from helpers.data import escape
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "AUD": "A$", "CAD": "C$"}
 
 # in JupyterLab and Voilà (a report page also has report.css): a wide table scrolls in its box with its first
-# column in view, and only free-text columns wrap
+# column in view; figures and dates never break across lines, and on a phone only free-text columns wrap
 TABLE_CSS = """
 <style>
 .rv-table table {border-collapse: collapse; font-size: 13px; margin: 4px 0 14px 0;}
@@ -29,8 +29,8 @@ TABLE_CSS = """
 .rv-table td.num, .rv-table th.num {text-align: right; font-variant-numeric: tabular-nums;}
 .rv-table caption {caption-side: top; text-align: left; font-weight: 600; padding: 4px 0;}
 .rv-wrap {overflow-x: auto; max-width: 100%;}
-.rv-table td {white-space: nowrap;}
-.rv-table td.text {white-space: normal; min-width: 12em;}
+.rv-table td.num, .rv-table td.date {white-space: nowrap;}
+@media (max-width: 600px) {.rv-table td {white-space: nowrap;} .rv-table td.text {white-space: normal; min-width: 12em;}}
 .rv-table tbody tr {background: #fff;}
 .rv-table th:first-child, .rv-table td:first-child {position: sticky; left: 0; z-index: 1;}
 .rv-table td:first-child {background: inherit;}
@@ -46,7 +46,10 @@ TABLE_CSS = """
 
 
 REP_COLUMNS = ("owner", "rep", "rep_id")
-WRAP_CHARS = 32  # a text column with a longer cell wraps (class "text"); shorter cells never break
+WRAP_CHARS = 32  # on a phone, a text column with a longer cell wraps (class "text"); shorter cells do not
+# a date or period as the reports write them (2026-10-31, 2026-10, 2026-W44, FY2027, FY2027 Q3): class "date",
+# never broken across lines
+DATE_TEXT = re.compile(r"\d{4}-\d{2}(-\d{2})?|\d{4}-W\d{2}|FY\d{4}( Q\d)?")
 _rep_names: dict[str, str] = {}
 
 
@@ -243,18 +246,25 @@ def table_html(
         ]
         for row in df.itertuples(index=False)
     ]
-    # a column of free text (a cell longer than WRAP_CHARS) may wrap; every other cell (figures, dates,
-    # periods, names) stays on one line (report.css)
+    # on a phone a column of free text (a cell longer than WRAP_CHARS) wraps and every other cell stays on one
+    # line; dates and periods never break (report.css)
     wrap = {
         c
         for r in rows
         for c, txt in zip(df.columns, r, strict=True)
         if c not in numeric and len(txt) > WRAP_CHARS
     }
-    cls = {c: ' class="num"' if c in numeric else ' class="text"' if c in wrap else "" for c in df.columns}
+
+    def kind(c, txt: str) -> str:
+        if c in numeric:
+            return ' class="num"'
+        if c in wrap:
+            return ' class="text"'
+        return ' class="date"' if DATE_TEXT.fullmatch(txt) else ""
+
     body = [
         "<tr>"
-        + "".join(f"<td{cls[c]}>{html.escape(txt)}</td>" for c, txt in zip(df.columns, r, strict=True))
+        + "".join(f"<td{kind(c, txt)}>{html.escape(txt)}</td>" for c, txt in zip(df.columns, r, strict=True))
         + "</tr>"
         for r in rows
     ]
