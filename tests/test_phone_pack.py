@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -189,3 +190,34 @@ def test_a_chart_records_its_smallest_text_and_readable_width():
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_tables_mark_dates_and_free_text():
+    """Dates and periods as the reports write them never break (.date); a column with a cell longer than
+    WRAP_CHARS is free text that may wrap on a phone (.text); figures are .num."""
+    import pandas as pd
+
+    from helpers.sections.display import WRAP_CHARS, table_html
+
+    df = pd.DataFrame(
+        {
+            "period": ["2026-10", "FY2027 Q3", "2026-W44", "FY2027", "YTD"],
+            "close": pd.to_datetime(["2026-01-02", None, "2026-03-04", "2026-03-05", "2026-03-06"]),
+            "flags": ["past due; stalled; no next step; no recent activity", "", "x", "y", "z"],
+            "name": ["a" * WRAP_CHARS, "b", "c", "d", "e"],
+            "amount": [1, 2, 3, 4, 5],
+        }
+    )
+    body = table_html(df, money=["amount"]).split("<tbody>")[1]
+    rows = [re.findall(r"<td([^>]*)>([^<]*)</td>", r) for r in body.split("</tr>")[:-1]]
+    assert [r[0] for r in rows] == [
+        (' class="date"', "2026-10"),
+        (' class="date"', "FY2027 Q3"),
+        (' class="date"', "2026-W44"),
+        (' class="date"', "FY2027"),
+        ("", "YTD"),
+    ]
+    assert rows[0][1] == (' class="date"', "2026-01-02") and rows[1][1] == ("", "")
+    assert {r[2][0] for r in rows} == {' class="text"'}  # the whole column, short cells too
+    assert {r[3][0] for r in rows} == {""}  # exactly WRAP_CHARS long: not free text
+    assert rows[0][4] == (' class="num"', "$1")
