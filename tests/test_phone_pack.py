@@ -9,7 +9,7 @@ monthly pack, two review packs and the leadership email. Headless Chromium (Debi
 - every chart is at least 360 px wide and its smallest text at least ``plots.MIN_TEXT_PX`` (10) CSS px. The
   measure: text px in the PNG (recorded when the chart was drawn, ``data-text-px``; the theme's tick labels
   for a chart without it) × displayed width ÷ the PNG's width. Before: 13.9 × 370 ÷ 864 = 6.0 px;
-- dates and periods in table cells sit on one line.
+- dates and periods (2026-10-31, 2026-10, 2026-W44, FY2027 Q3), in tables and in the text, sit on one line.
 
 Screenshots (390 px, whole pages) go to ``$REVOPS_TEST_ARTIFACTS/phone`` when that variable is set.
 """
@@ -34,12 +34,12 @@ from helpers.sections import plots  # noqa: E402
 
 PHONE = {"width": 390, "height": 844}
 THEME_TICK_PX = 10.45 * 96 / 72  # the theme's tick labels (plots.apply_theme): 13.9 px in a chart's PNG
-DATE_OR_PERIOD = r"^(\d{4}-\d{2}(-\d{2})?|\d{4}-W\d{2}|FY\d{4}( Q\d)?)$"
+DATE_OR_PERIOD = r"\b(\d{4}-\d{2}(-\d{2})?|\d{4}-W\d{2}|FY\d{4} Q\d)\b"
 
 # facts of one page at phone width, every <details> opened
 PHONE_FACTS = """(datePattern) => {
   document.querySelectorAll('details').forEach(d => d.open = true);
-  const W = window.innerWidth, dateRe = new RegExp(datePattern);
+  const W = window.innerWidth, dateRe = new RegExp(datePattern, 'g');
   const scroller = (el) => {
     for (let e = el.parentElement; e && e !== document.body; e = e.parentElement)
       if (e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'visible') return e;
@@ -62,14 +62,16 @@ PHONE_FACTS = """(datePattern) => {
     });
     if (box) box.scrollLeft = 0;
   }
-  const broken = [];
-  for (const td of document.querySelectorAll('td')) {
-    const text = td.innerText.trim();
-    if (!dateRe.test(text)) continue;
-    const range = document.createRange();
-    range.selectNodeContents(td);
-    const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
-    if (tops.size > 1) broken.push(text);
+  const broken = [];  // a date or period whose characters sit on more than one line
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    for (const m of n.data.matchAll(dateRe)) {
+      const range = document.createRange();
+      range.setStart(n, m.index);
+      range.setEnd(n, m.index + m[0].length);
+      const tops = new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top)));
+      if (tops.size > 1) broken.push(m[0]);
+    }
   }
   const charts = [...document.querySelectorAll('.output_png img')].map(i => ({
     alt: i.alt, width: i.getBoundingClientRect().width, natural: i.naturalWidth,
@@ -221,3 +223,20 @@ def test_tables_mark_dates_and_free_text():
     assert {r[2][0] for r in rows} == {' class="text"'}  # the whole column, short cells too
     assert {r[3][0] for r in rows} == {""}  # exactly WRAP_CHARS long: not free text
     assert rows[0][4] == (' class="num"', "$1")
+
+
+def test_dates_in_the_text_of_a_page_are_kept_whole():
+    """Text dates get a nowrap span; tags, attributes and style / title text stay as written."""
+    from helpers.publish.report import keep_dates_whole
+
+    page = (
+        "<!DOCTYPE html><html><head><title>Report 2026-10</title><style>a > b {c: 1}</style></head>"
+        '<body><p title="as of 2026-10-31">as of 2026-10-31, FY2027 Q3 and 2026-W44; id 12026-10</p>'
+        '<img src="data:image/png;base64,AAAA" alt="2026-10"></body></html>'
+    )
+    assert keep_dates_whole(page) == (
+        "<!DOCTYPE html><html><head><title>Report 2026-10</title><style>a > b {c: 1}</style></head>"
+        '<body><p title="as of 2026-10-31">as of <span class="nowrap">2026-10-31</span>, '
+        '<span class="nowrap">FY2027 Q3</span> and <span class="nowrap">2026-W44</span>; id 12026-10</p>'
+        '<img src="data:image/png;base64,AAAA" alt="2026-10"></body></html>'
+    )

@@ -465,6 +465,31 @@ def _dedupe_styles(html: str) -> str:
     return _STYLE.sub(keep_first, html)
 
 
+# a date, month, ISO week or fiscal quarter as the reports write them
+_DATE_TOKEN = re.compile(r"\b(\d{4}-\d{2}-\d{2}|\d{4}-W\d{2}|\d{4}-\d{2}|FY\d{4} Q\d)\b")
+_TAG = re.compile(r"(<[^>]*>)")
+_RAW_TEXT = ("style", "script", "title", "textarea")
+
+
+def keep_dates_whole(html: str) -> str:
+    """Every date, month, week or fiscal quarter in the text of a page (2026-10-31, 2026-10, 2026-W44,
+    FY2027 Q3) wrapped in ``<span class="nowrap">``: browsers break a line after a hyphen, so on a phone
+    "2026-10-31" could end a line with "2026-". Tags, attribute values and the text of style, script and
+    title elements are left as they are."""
+    out, raw = [], None
+    for part in _TAG.split(html):
+        if part.startswith("<"):
+            m = re.match(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)", part)
+            if m and m.group(2).lower() in _RAW_TEXT:
+                raw = None if m.group(1) else m.group(2).lower()
+            out.append(part)
+        elif raw is None and _DATE_TOKEN.search(part):
+            out.append(_DATE_TOKEN.sub(r'<span class="nowrap">\1</span>', part))
+        else:
+            out.append(part)
+    return "".join(out)
+
+
 def _exporter():
     from nbconvert import HTMLExporter
 
@@ -483,7 +508,7 @@ def render_html(nb, title: str | None = None, footer: str = "") -> str:
     name = title or nb.metadata.get("title") or "Report"
     resources = {"revops": {"title": name, "css": report_css(), "footer": footer}, "metadata": {"name": name}}
     body, _ = _exporter().from_notebook_node(nb, resources=resources)
-    return _section_ids(_dedupe_styles(body))
+    return keep_dates_whole(_section_ids(_dedupe_styles(body)))
 
 
 _HEADING = re.compile(r"<h([23])>(.*?)</h\1>", re.S)
@@ -1217,7 +1242,8 @@ def render_template(name: str, **context) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    return env.get_template(name).render(**context)
+    page = env.get_template(name).render(**context)
+    return keep_dates_whole(page) if name.endswith(".html.j2") else page
 
 
 def figure_rows(summary: dict, nb: dict) -> list[dict]:
