@@ -231,12 +231,12 @@ def test_dates_in_the_text_of_a_page_are_kept_whole():
 
     page = (
         "<!DOCTYPE html><html><head><title>Report 2026-10</title><style>a > b {c: 1}</style></head>"
-        '<body><p title="as of 2026-10-31">as of 2026-10-31, FY2027 Q3 and 2026-W44; id 12026-10</p>'
+        '<body><p title="as of 2026-10-31">as of 2026-10-31, FY2027 Q3 and 2026-W44; id 12026-10 in 2026-10-reports.zip</p>'
         '<img src="data:image/png;base64,AAAA" alt="2026-10"></body></html>'
     )
     assert keep_dates_whole(page) == (
         "<!DOCTYPE html><html><head><title>Report 2026-10</title><style>a > b {c: 1}</style></head>"
         '<body><p title="as of 2026-10-31">as of <span class="nowrap">2026-10-31</span>, '
-        '<span class="nowrap">FY2027 Q3</span> and <span class="nowrap">2026-W44</span>; id 12026-10</p>'
+        '<span class="nowrap">FY2027 Q3</span> and <span class="nowrap">2026-W44</span>; id 12026-10 in 2026-10-reports.zip</p>'
         '<img src="data:image/png;base64,AAAA" alt="2026-10"></body></html>'
     )

@@ -466,7 +466,8 @@ def _dedupe_styles(html: str) -> str:
 
 
 # a date, month, ISO week or fiscal quarter as the reports write them
-_DATE_TOKEN = re.compile(r"\b(\d{4}-\d{2}-\d{2}|\d{4}-W\d{2}|\d{4}-\d{2}|FY\d{4} Q\d)\b")
+# (a whole token: not the start of a file name such as 2026-10-reports.zip)
+_DATE_TOKEN = re.compile(r"(?<![\w-])(\d{4}-\d{2}-\d{2}|\d{4}-W\d{2}|\d{4}-\d{2}|FY\d{4} Q\d)(?![\w-])")
 _TAG = re.compile(r"(<[^>]*>)")
 _RAW_TEXT = ("style", "script", "title", "textarea")
 
