@@ -282,10 +282,19 @@ def test_parameters_are_validated_before_any_kernel_starts(tmp_path, args, messa
     assert not out.exists()  # nothing was built, so no notebook ran
     # the kernels started alongside the checks are gone again
     # (only kernels count: a Spark JVM kept by an earlier engine test is a child of this process too)
-    kernels = [
-        p.cmdline() for p in psutil.Process().children(recursive=True) if "ipykernel" in " ".join(p.cmdline())
-    ]
-    assert kernels == []
+    assert _kernels() == []
+
+
+def _cmdline(p: psutil.Process) -> str:
+    """A child's command line; '' for one that ended (a zombie not yet reaped, or gone) meanwhile."""
+    try:
+        return " ".join(p.cmdline())
+    except (psutil.ZombieProcess, psutil.NoSuchProcess, psutil.AccessDenied):
+        return ""
+
+
+def _kernels() -> list[str]:
+    return [c for c in map(_cmdline, psutil.Process().children(recursive=True)) if "ipykernel" in c]
 
 
 def test_a_dataset_with_errors_is_refused_before_any_kernel(tmp_path, capsys):
