@@ -131,8 +131,10 @@ def _venv_for(user: str) -> str | None:
              "--display-name", "Python 3 (revops-notebooks)"],
             check=True, capture_output=True,
         )  # fmt: skip
-        for stamp in (".installed", ".installed-lab"):  # the Makefile's: make lab finds the venv built
-            (Path(venv) / stamp).touch()
+    # the Makefile's stamps, newer than this checkout's pyproject.toml (the key holds its content: the venv
+    # matches it), so make lab takes the venv as built even for a checkout cloned after it was
+    for stamp in (".installed", ".installed-lab"):
+        (Path(venv) / stamp).touch()
     return venv
 
 
