@@ -333,6 +333,11 @@ def test_a_quarter_that_closes_today_shows_no_coverage():
     closing = pl.headline_figures(sc, CFG, cal, "2026-12-31", 3.0, {2026: 365.0, 2027: 365.0})
     assert "coverage_qtd" not in closing  # FY2026 Q4 ends on the as-of date: its coverage is history
     assert closing["coverage_next_quarter"].window == "FY2027 Q1"
+    # nor a run rate: on its last day a quarter's pace is what it booked, so pace ÷ plan would repeat
+    # attainment (the sample's pipeline health showed 88.7% twice)
+    assert "pace_qtd" in running and "pace_attainment_qtd" in running
+    assert "pace_qtd" not in closing and "pace_attainment_qtd" not in closing
+    assert "attainment_to_date_qtd" in closing
 
 
 def test_a_quarter_ending_on_the_report_date_is_told_as_closed():

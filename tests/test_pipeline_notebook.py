@@ -36,7 +36,7 @@ def test_company_scope_on_the_sample(tmp_path, sample_dir):
     for key in (
         "bookings_ytd",
         "attainment_qtd",
-        "pace_qtd",
+        "attainment_to_date_qtd",
         "open_pipeline",
         "weighted_pipeline_crm",
         "weighted_pipeline_hist",
@@ -48,6 +48,7 @@ def test_company_scope_on_the_sample(tmp_path, sample_dir):
     ):
         assert key in figs and figs[key]["definition"], key
     assert figs["open_pipeline"]["value"] > 0
+    assert "pace_qtd" not in figs  # the sample's as-of date ends FY2027 Q3: no run rate for a closed quarter
 
 
 def test_team_scope_and_a_rep_review_pack_through_the_command(tmp_path, sample_dir):

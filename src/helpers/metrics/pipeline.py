@@ -1011,8 +1011,9 @@ def headline_figures(
         put(f"attainment_{k}", r["attainment"], win.full_text)
         put(f"attainment_to_date_{k}", r["attainment_to_date"], win.to_date_text)
     put("bookings_wtd", bvp.loc["WTD", "bookings"], w["WTD"].to_date_text)
-    put("pace_qtd", bvp.loc["QTD", "pace"], w["QTD"].full_text)
-    put("pace_attainment_qtd", bvp.loc["QTD", "pace_attainment"], w["QTD"].full_text)
+    if as_of < w["QTD"].end:  # on the quarter's last day the run rate is what was booked: attainment says it
+        put("pace_qtd", bvp.loc["QTD", "pace"], w["QTD"].full_text)
+        put("pace_attainment_qtd", bvp.loc["QTD", "pace_attainment"], w["QTD"].full_text)
     if sc.scope != "rep" and sc.quotas is not None:
         share = reps_at_quota(bookings_vs_plan(sc.opps, sc.quotas, {"QTD": w["QTD"]}, by="rep"))
         on_pace = share["share_on_pace"].iloc[0] if len(share) else math.nan
