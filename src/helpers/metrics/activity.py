@@ -69,8 +69,6 @@ WEEKS_PER_MONTH = 365.25 / 12 / 7  # 4.348
 # --------------------------------------------------------------------------------------------------
 # the activity log on the engine: one normalized view, windows, and group-bys that come back small
 # --------------------------------------------------------------------------------------------------
-US_PER_DAY = 86_400_000_000
-TYPE_CODE = {t: i for i, t in enumerate(ACTIVITY_TYPES)}
 
 
 def table(activities) -> ibis.Table:
