@@ -75,7 +75,7 @@ def _previous(folder: Path) -> dict:
     v = pv.prepare(ctx)
     before = previous_month_end(ctx.as_of)
     ctx.headlines.add_figs(v.figs)
-    ctx.headlines.add_previous(before, pv.figures_at(v, before), has_history=v.HIST_ALL is not None)
+    ctx.headlines.add_previous(before, pv.figures_at(v, before), has_history=v.has_history)
     return ctx.headlines
 
 

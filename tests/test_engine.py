@@ -347,6 +347,99 @@ def test_forecast_snapshots_match_forecast_accuracy(sample_engine, sample):
 
 
 # --------------------------------------------------------------------------------------------------
+# pipeline movement on the engine (helpers.metrics.history) against helpers.metrics.movement
+# --------------------------------------------------------------------------------------------------
+def _movement_check(eng, ds, scope: str, who: str, as_of, qtd_start):
+    """Every measurement pipeline health makes from the history, on the engine and in pandas: the same
+    figures (sums within 1e-9), the same lists (the engine breaks ties of amount by deal id)."""
+    from helpers.data.calendar import FiscalCalendar
+    from helpers.metrics import history as hi
+
+    cfg, as_of = ds.config, pd.Timestamp(as_of)
+    sc = pipeline.Scoped(ds, scope, who, as_of=as_of)  # pandas: rewound here when as_of is earlier
+    d = hi.deals(eng, sc.owners, as_of, ds.as_of)
+    norm = movement.normalized_history(sc.history, sc.opps, cfg)
+    # the rewound deals
+    got = hi.rewind_frame(pipeline.in_scope(ds.opportunities, sc.owners), d)
+    pdt.assert_frame_equal(got.reset_index(drop=True), sc.opps.reset_index(drop=True))
+    # stage win rates and conversion over every deal as it is now
+    everyone = hi.deals(eng, None, ds.as_of, ds.as_of)
+    reached = movement.stages_reached(ds.opportunity_history, ds.opportunities, cfg)
+    amounts = ds.opportunities.set_index("opportunity_id")["amount"]
+    want = movement.stage_win_rates(reached.assign(amount=reached["opportunity_id"].map(amounts)), cfg)
+    r = hi.reached(everyone, cfg)
+    pdt.assert_frame_equal(hi.stage_win_rates(r, eng, cfg), want, check_dtype=False, rtol=REL)
+    for variant in ("any", "strict"):
+        pdt.assert_frame_equal(
+            hi.stage_conversion(r, eng, cfg, variant), movement.stage_conversion(reached, cfg, variant)
+        )
+    # days in stage, stalled and slipped deals of the scope
+    visits = movement.stage_visits(sc.history, sc.opps, cfg, as_of, normalized=norm)
+    bench = movement.days_in_stage_benchmark(visits, cfg)
+    stays = hi.stays(d, cfg)
+    pdt.assert_frame_equal(hi.days_in_stage_benchmark(stays, eng, cfg), bench, check_dtype=False)
+    want = movement.stalled_deals(visits, sc.opps, bench)
+    want = want.sort_values(["amount", "opportunity_id"], ascending=[False, True], kind="stable")
+    got = hi.stalled_deals(stays, d, bench)
+    pdt.assert_frame_equal(got, want.reset_index(drop=True), check_dtype=False)
+    want = movement.slipped_deals(sc.history, sc.opps, cfg, qtd_start, as_of, normalized=norm)
+    got = hi.slipped_deals(d, cfg, qtd_start, as_of)
+    pdt.assert_frame_equal(got, want[got.columns], check_dtype=False)
+    # the sections' snapshots
+    cal = FiscalCalendar(cfg.fiscal_year_start_month)
+    for nq in (False, True):
+        pdt.assert_frame_equal(
+            hi.pipeline_same_day(d, sc.opps, cal, as_of, 4, nq),
+            movement.pipeline_same_day(sc.history, sc.opps, cfg, cal, as_of, 4, nq, normalized=norm),
+            rtol=REL,
+        )
+    month_ends = pd.date_range(as_of - pd.DateOffset(months=12), as_of, freq="ME")
+    pdt.assert_frame_equal(
+        hi.probability_calibration(d, cfg, month_ends),
+        movement.probability_calibration(sc.history, sc.opps, cfg, month_ends, normalized=norm),
+        rtol=REL,
+    )
+    start, end = "2026-05-01", "2026-07-31"
+    pdt.assert_frame_equal(
+        hi.forecast_accuracy(d, sc.opps, start, end),
+        movement.forecast_accuracy(sc.history, sc.opps, cfg, start, end, normalized=norm),
+        rtol=REL,
+    )
+    want = movement.waterfall(movement.waterfall_deals(sc.history, sc.opps, cfg, qtd_start, end, as_of, norm))
+    pdt.assert_frame_equal(
+        hi.waterfall(d, qtd_start, end, as_of), want, check_dtype=False, rtol=REL, atol=1e-6
+    )
+    week_ago = as_of - pd.Timedelta(days=7)
+    want = movement.replay(sc.history, sc.opps, cfg, [week_ago, as_of], normalized=norm)
+    pdt.assert_frame_equal(
+        hi.snapshots(d, [week_ago, as_of])[want.columns], want, check_dtype=False, rtol=REL
+    )
+    return len(visits), len(want)
+
+
+@pytest.mark.parametrize(
+    ("scope", "who", "as_of", "qtd_start"),
+    [
+        ("company", "", SAMPLE_AS_OF, "2026-08-01"),
+        ("company", "", "2026-09-30", "2026-08-01"),  # rewound: last month's figures
+        ("rep", "AE002", "2026-09-30", "2026-08-01"),
+        ("team", "EMEA", SAMPLE_AS_OF, "2026-08-01"),
+    ],
+)
+def test_pipeline_movement_on_the_engine_matches_movement(
+    sample_engine, sample, scope, who, as_of, qtd_start
+):
+    visits, rows = _movement_check(sample_engine, sample, scope, who, as_of, qtd_start)
+    assert visits > 0 and rows > 0
+
+
+@pytest.mark.parametrize("as_of", [SAMPLE_AS_OF, "2026-09-20", "2026-03-02"])
+def test_pipeline_movement_on_the_engine_matches_movement_by_hand(hand_engine, hand_dir, as_of):
+    # o6 was created before its history starts; o3 is lost on the export date; most deals have no history
+    _movement_check(hand_engine, load(hand_dir), "company", "", as_of, "2026-08-01")
+
+
+# --------------------------------------------------------------------------------------------------
 # the engine: cache, choice, errors
 # --------------------------------------------------------------------------------------------------
 def _copy(src: Path, dst: Path) -> Path:

@@ -41,7 +41,7 @@ def shown(monkeypatch):
 def test_prepare_without_history_measures_stalled_deals_by_age(ctx):
     v = pv.prepare(ctx, stalled_days=100)
     # no opportunity_history: nothing historical is measured and the sections say what they need
-    assert v.HIST_ALL is None and v.rate_map is None and v.slipped is None
+    assert not v.has_history and v.rate_map is None and v.slipped is None
     assert "opportunity_history" in v.NO_HISTORY
     # stalled = open deals older than 100 days at 2026-10-31:
     # O3 created 2026-03-05 -> 26 (Mar) + 30 + 31 + 30 + 31 + 31 + 30 + 31 (Oct) = 240 days > 100: stalled;

@@ -35,7 +35,9 @@ small aggregated results come back, as pandas frames (``Engine.execute``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import itertools
 import os
 import shutil
 import sys
@@ -57,6 +59,7 @@ warnings.filterwarnings("ignore", r"The 'future\.infer_string' option is depreca
 warnings.filterwarnings("ignore", r"The copy keyword is deprecated", Warning, r"pyspark\.")
 
 ENGINES = ("duckdb", "postgres", "spark")
+_KEPT = itertools.count()  # names of the temporary tables ``Engine.keep`` makes
 ENGINE_FORMAT = 1
 # contract kind -> Ibis type of the canonical column
 IBIS_TYPES = {
@@ -115,6 +118,26 @@ class Engine:
                 f"dataset {self.config.name!r} does not provide them."
             )
         return None
+
+    def view(self, **tables) -> Engine:
+        """This engine with some canonical tables replaced by expressions on it (a scope's deals, the
+        history cut at a day): what is built on the view reads those. Same connection; closing the view
+        does nothing (the engine it came from closes it)."""
+        return dataclasses.replace(self, tables={**self.tables, **tables}, _close=[])
+
+    def keep(self, expr):
+        """``expr`` computed once and kept for the queries built on it: a temporary table on DuckDB (also
+        on a read-only file; ``drop`` removes it). Elsewhere the expression itself, computed inside each
+        query that uses it: PostgreSQL's connection is read-only, and Spark plans each query whole."""
+        if self.name != "duckdb":
+            return expr
+        return self.backend.create_table(f"_kept_{next(_KEPT)}", expr, temp=True)
+
+    def drop(self, table) -> None:
+        """Remove a table ``keep`` made (anything else is left alone)."""
+        name = getattr(table.op(), "name", "")
+        if self.name == "duckdb" and isinstance(name, str) and name.startswith("_kept_"):
+            self.backend.raw_sql(f"drop table if exists {name}")
 
     def execute(self, expr) -> pd.DataFrame:
         """Run ``expr`` on the engine; its (small) result as a pandas DataFrame."""

@@ -90,6 +90,13 @@ def among(t: ibis.Table, col: str, values) -> ibis.Table:
     return t.semi_join(k, key == k._among)
 
 
+def within(t: ibis.Table, col: str, other: ibis.Table, other_col: str) -> ibis.Table:
+    """Rows of ``t`` whose ``col`` is among ``other``'s ``other_col`` (a semi-join, written as a join to the
+    distinct keys: nested in a larger query, ibis 12 writes PostgreSQL a SEMI JOIN it does not have)."""
+    keys = other.select(_within=other[other_col]).distinct()
+    return t.join(keys, t[col] == keys._within).drop("_within")
+
+
 def day(value):
     """A date literal (``value``: anything ``pd.Timestamp`` reads)."""
     return ibis.literal(pd.Timestamp(value).date(), type="date")
@@ -276,7 +283,9 @@ def normalized_history(eng):
     empty ones), and for deals without history a row at ``created_date`` (current stage, or the first
     open stage when closed now) plus, for closed deals, one at ``close_date``. Each row also carries
     ``_seq`` (0, or 1 for the closing row, which follows the opening one on a same-day close), ``_rn``
-    (0 for the deal's first row) and ``_next`` (the change time of the deal's next row)."""
+    (0 for the deal's first row), ``_next`` (the change time of the deal's next row), ``_prev_stage`` and
+    ``_prev_close`` (the previous row's stage and close date), ``_new`` (the row starts a stay in a stage)
+    and ``_exit`` (when the deal's next stay starts)."""
     o = eng["opportunities"]
     config = eng.config
     current = {f: (o[f].cast(t) if f in o.columns else _null(t)) for f, t in FIELDS.items()}
@@ -300,7 +309,12 @@ def normalized_history(eng):
         parts.append(
             hj.select(opportunity_id=hj.opportunity_id, changed_at=changed, **cols, _seq=ibis.literal(0))
         )
-        without = o.anti_join(h, o.opportunity_id == h.opportunity_id)
+        # (a left join to the distinct ids, not anti_join: nested in a larger query, ibis 12 writes
+        # PostgreSQL an ANTI JOIN it does not have)
+        ids = h.select(_hid=h.opportunity_id).distinct()
+        without = (
+            o.left_join(ids, o.opportunity_id == ids._hid).filter(lambda t: t._hid.isnull()).drop("_hid")
+        )
     else:
         without = o
     first_open = config.open_stages[0] if config.open_stages else None
@@ -335,7 +349,18 @@ def normalized_history(eng):
         )
         n = n.drop(*[f"_run_{f}" for f in gaps])
     by_time = ibis.window(group_by="opportunity_id", order_by=order)
-    return n.mutate(_rn=ibis.row_number().over(by_time), _next=n.changed_at.lead().over(by_time))
+    n = n.mutate(
+        _rn=ibis.row_number().over(by_time),
+        _next=n.changed_at.lead().over(by_time),
+        _prev_stage=n.stage.lag().over(by_time),
+        _prev_close=n.close_date.lag().over(by_time),
+    )
+    # a stay in a stage starts where the stage differs from the row before (an empty stage always
+    # starts one); ``_exit``: when the deal's next stay starts (the change times never decrease along
+    # the deal's rows, so the earliest later start is the next one)
+    n = n.mutate(_new=n._prev_stage.isnull() | n.stage.isnull() | (n.stage != n._prev_stage))
+    later = ibis.window(group_by="opportunity_id", order_by="_rn", rows=(1, None))
+    return n.mutate(_exit=ibis.ifelse(n._new, n.changed_at, _null("timestamp")).min().over(later))
 
 
 def replay(eng, dates, normalized=None):
@@ -346,22 +371,23 @@ def replay(eng, dates, normalized=None):
     created_date, the FIELDS, is_open, is_won, is_lost."""
     o = eng["opportunities"]
     n = normalized if normalized is not None else normalized_history(eng)
-    grids = []
-    for d in sorted({pd.Timestamp(x).normalize() for x in dates}):
-        g = o.filter(o.created_date <= day(d))
-        grids.append(
-            g.select(
-                _id=g.opportunity_id,
-                owner=g.owner.cast("string") if "owner" in g.columns else _null("string"),
-                created_date=g.created_date,
-                snapshot_date=day(d),
-                _cut=ibis.literal(d + pd.Timedelta(days=1), type="timestamp"),
-            )
-        )
-    grid = ibis.union(*grids, distinct=False) if len(grids) > 1 else grids[0]
-    current = (n.changed_at < grid._cut) & (n._next.isnull() | (n._next >= grid._cut))
-    before_history = (n._rn == 0) & (n.changed_at >= grid._cut)
-    s = grid.join(n, [grid._id == n.opportunity_id, current | before_history])
+    days = sorted({pd.Timestamp(x).normalize() for x in dates})
+    # each deal's one row per date: the last changed before the day ended, or its first row when its
+    # history starts later (a range join with the few dates), then the deals created by then
+    k = keyed(
+        n,
+        pd.DataFrame({"_day": pd.DatetimeIndex(days), "_cut": pd.DatetimeIndex(days) + pd.Timedelta(days=1)}),
+    )
+    current = (n.changed_at < k._cut) & (n._next.isnull() | (n._next >= k._cut))
+    before_history = (n._rn == 0) & (n.changed_at >= k._cut)
+    rows = n.join(k, current | before_history)
+    rows = rows.mutate(snapshot_date=rows._day.date())
+    g = o.select(
+        _id=o.opportunity_id,
+        owner=o.owner.cast("string") if "owner" in o.columns else _null("string"),
+        created_date=o.created_date,
+    )
+    s = rows.join(g, [rows.opportunity_id == g._id, g.created_date <= rows.snapshot_date])
     config = eng.config
     won = s.stage.isin(list(config.won_stages)) if config.won_stages else ibis.literal(False)
     lost = s.stage.isin(list(config.lost_stages)) if config.lost_stages else ibis.literal(False)
@@ -388,14 +414,14 @@ def _in(col, start, end):
 WATERFALL_SIGN = {"pushed_out": -1, "decreased": -1, "won": -1, "lost": -1}
 
 
-def waterfall(eng, start, end, as_of=None) -> pd.DataFrame:
+def waterfall(eng, start, end, as_of=None, normalized=None) -> pd.DataFrame:
     """``movement.waterfall(movement.waterfall_deals(...))`` on the engine: the period ``[start, end]``'s
     pipeline from t0 = start − 1 day to t1 = min(end, as_of), in terms (see ``waterfall_deals``):
     term, amount (signed as in the waterfall) and deals; the last row ``check`` is 0."""
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     t0 = start - pd.Timedelta(days=1)
     t1 = min(end, pd.Timestamp(as_of)) if as_of is not None else end
-    s = replay(eng, [t0, t1])
+    s = replay(eng, [t0, t1], normalized)
     # one pass over the replay: each deal's values at t0 and at t1 side by side
     at0, at1 = s.snapshot_date == day(t0), s.snapshot_date == day(t1)
 
@@ -462,11 +488,11 @@ def waterfall(eng, start, end, as_of=None) -> pd.DataFrame:
     return pd.concat([out, pd.DataFrame([{"term": "check", "amount": check, "deals": 0}])], ignore_index=True)
 
 
-def forecast_snapshots(eng, start, end, dates) -> pd.DataFrame:
+def forecast_snapshots(eng, start, end, dates, normalized=None) -> pd.DataFrame:
     """Per snapshot date (``movement.forecast_accuracy``'s columns before the actual): won_to_date (won
     by then with close date in ``[start, end]``), weighted_open (Σ amount × probability of the deals open
     then with close date in the period) and open_pipeline (their Σ amount)."""
-    s = replay(eng, dates)
+    s = replay(eng, dates, normalized)
     in_p = _in(s.close_date, start, end)
     amt = s.amount.fill_null(0.0)
     expr_ = s.group_by("snapshot_date").aggregate(

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.data.calendar import FiscalCalendar, trailing_window
+from helpers.metrics.expr import WATERFALL_SIGN
 from helpers.metrics.pipeline import (
     _amount,
     _flag,
@@ -562,6 +563,20 @@ WATERFALL_TERMS = (
 )
 
 
+WATERFALL_LABELS = {
+    "opening": "Opening pipeline",
+    "created": "Created",
+    "pulled_in": "Pulled in",
+    "pushed_out": "Pushed out",
+    "increased": "Amount increased",
+    "decreased": "Amount decreased",
+    "won": "Won",
+    "lost": "Lost",
+    "closing": "Closing pipeline",
+    "check": "check (should be 0)",
+}
+
+
 def waterfall_deals(
     history, opps: pd.DataFrame, config, start, end, as_of=None, normalized: pd.DataFrame | None = None
 ) -> pd.DataFrame:
@@ -641,27 +656,7 @@ def waterfall_deals(
 def waterfall(deals: pd.DataFrame) -> pd.DataFrame:
     """The waterfall steps (signed amount and deals) from ``waterfall_deals``; the last row ``check`` is
     opening + created + pulled in − pushed out + increased − decreased − won − lost − closing (= 0)."""
-    sign = {
-        "opening": 1,
-        "created": 1,
-        "pulled_in": 1,
-        "pushed_out": -1,
-        "increased": 1,
-        "decreased": -1,
-        "won": -1,
-        "lost": -1,
-    }
-    labels = {
-        "opening": "Opening pipeline",
-        "created": "Created",
-        "pulled_in": "Pulled in",
-        "pushed_out": "Pushed out",
-        "increased": "Amount increased",
-        "decreased": "Amount decreased",
-        "won": "Won",
-        "lost": "Lost",
-        "closing": "Closing pipeline",
-    }
+    sign, labels = WATERFALL_SIGN, WATERFALL_LABELS
     rows = []
     for t in WATERFALL_TERMS:
         total = float(deals[t].sum()) if len(deals) else 0.0
@@ -671,7 +666,7 @@ def waterfall(deals: pd.DataFrame) -> pd.DataFrame:
     flows = out[out["term"] != "closing"]["amount"].sum()
     check = flows - out.loc[out["term"] == "closing", "amount"].iloc[0]
     return pd.concat(
-        [out, pd.DataFrame([{"step": "check (should be 0)", "term": "check", "amount": check, "deals": 0}])],
+        [out, pd.DataFrame([{"step": labels["check"], "term": "check", "amount": check, "deals": 0}])],
         ignore_index=True,
     )
 

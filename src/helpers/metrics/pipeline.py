@@ -887,7 +887,9 @@ class Scoped:
         as_of=None,
         activities=None,
         leads=None,
+        engine=None,
     ):
+        from helpers.metrics import history as hi
         from helpers.metrics.movement import rewind
 
         self.scope, self.who = (scope or "company").lower(), str(who or "")
@@ -907,11 +909,17 @@ class Scoped:
         self.activities = log
         # a report dated before the export sees the deals as they stood then (``movement.rewind``)
         self.rewound = as_of is not None and pd.Timestamp(as_of) < ds.as_of
+        # the scope's deals and their history on the engine (``engine``: one holding the dataset's
+        # opportunities and opportunity_history), rewound there when the report is dated earlier
+        self.deals = hi.deals(engine, self.owners, as_of, ds.as_of) if engine is not None else None
         if self.rewound:
             cut = pd.Timestamp(as_of) + DAY
             if self.history is not None:
                 self.history = self.history[self.history["changed_at"] < cut]
-            self.opps = rewind(self.opps, self.history, ds.config, as_of)
+            if self.deals is not None:
+                self.opps = hi.rewind_frame(self.opps, self.deals)
+            else:
+                self.opps = rewind(self.opps, self.history, ds.config, as_of)
             if self.activities is not None:
                 self.activities = self.activities.filter(
                     self.activities.occurred_at < ibis.literal(cut.to_pydatetime(), type="timestamp")

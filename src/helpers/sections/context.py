@@ -27,8 +27,9 @@ class DataMissing(Exception):
     instead of failing the month."""
 
 
-# tables the notebooks never load into the kernel: their metrics run on the engine (``ReportContext.eng``)
-ENGINE_TABLES = ("activities", "leads")
+# tables a notebook does not load into its kernel unless it names them in ``open_report(tables=...)``:
+# their metrics run on the engine (``ReportContext.eng``)
+ENGINE_TABLES = ("activities", "leads", "opportunity_history")
 
 # what each report needs before anything can be shown; every other missing table or column only
 # turns off the sections that use it (each says what it needs)
@@ -52,6 +53,33 @@ class ReportContext:
         from helpers.data import engine
 
         return engine.shared(self.ds.path)
+
+    @property
+    def deals_engine(self):
+        """The engine holding the dataset's opportunities and opportunity_history, where the movement
+        measurements run (``helpers.metrics.history``): the dataset's own engine, or for a dataset
+        built in memory an in-memory DuckDB over its frames (made once per dataset)."""
+        if self.ds.files:
+            return self.eng
+        made = self.ds.__dict__.get("_deals_engine")
+        if made is None:
+            from helpers.data import engine
+
+            frames = {
+                t: self.ds.tables[t] for t in ("opportunities", "opportunity_history") if t in self.ds.tables
+            }
+            made = self.ds.__dict__["_deals_engine"] = engine.from_frames(frames, self.ds.config)
+        return made
+
+    def frame(self, table: str) -> pd.DataFrame | None:
+        """``table`` as a loaded frame: for the sections that still compute on it in the kernel. A table
+        ``open_report`` left on the engine is loaded now, from the dataset's load cache, and kept."""
+        if (
+            self._on_engine(table)
+            and (got := load(self.ds.path, tables=[table]).tables.get(table)) is not None
+        ):
+            self.ds.tables[table] = got
+        return self.ds.tables.get(table)
 
     def _on_engine(self, table: str) -> bool:
         """Whether ``table`` is left where it lives: a table the notebooks never load, of a dataset read
@@ -133,7 +161,7 @@ def open_report(
     display.setup_notebook()
     from helpers.data.schema import TABLES
 
-    wanted = [t for t in (tables if tables is not None else TABLES) if t not in ENGINE_TABLES]
+    wanted = list(tables) if tables is not None else [t for t in TABLES if t not in ENGINE_TABLES]
     ds = load(resolve_dataset(dataset), tables=wanted)
     p, a = resolve_dates(ds, period, as_of)
     display.set_rep_names(ds.reps)

@@ -23,8 +23,10 @@ from IPython.display import HTML, display
 
 from helpers.data import escape
 from helpers.data.calendar import month_name, trailing_window
+from helpers.metrics import history as hi
 from helpers.metrics import movement as mv
 from helpers.metrics import pipeline as pl
+from helpers.metrics.expr import within
 from helpers.metrics.registry import Fig, Point
 from helpers.sections import plots
 from helpers.sections import review_pack as reviews
@@ -83,12 +85,11 @@ class PipelineView:
     NO_HISTORY: str | None = None
     # ds.missing's sentence when the opportunities have no amounts (the sections that need them say so)
     NO_AMOUNTS: str | None = None
-    HIST_ALL: pd.DataFrame | None = None
-    # movement.normalized_history of (HIST_ALL, the dataset's opportunities) and of (sc.history, sc.opps),
-    # made once in ``prepare`` and passed to every movement helper (``normalized=``)
-    norm_all: pd.DataFrame | None = None
-    norm: pd.DataFrame | None = None
-    reached_all: pd.DataFrame | None = None
+    has_history: bool = False  # opportunity_history with changed_at and stage
+    # the company's deals and their history on the engine (``helpers.metrics.history``), and per deal
+    # the stages it reached (an engine expression)
+    deals_all: object = None
+    reached_all: object = None
     rate_map: pd.Series | None = None
     bench: pd.DataFrame | None = None
     stalled: pd.DataFrame | None = None
@@ -133,6 +134,7 @@ def prepare(
         # an empty amount counts as 0 in every measure: the counts, days and rates run; what sums amounts is
         # left out below (figures) and by each section (``needs_amounts``)
         ctx.ds.tables["opportunities"] = ctx.ds.opportunities.assign(amount=float("nan"))
+    no_history = ctx.missing("opportunity_history", "changed_at", "stage", section="This section")
     sc = pl.Scoped(
         ctx.ds,
         scope,
@@ -141,6 +143,7 @@ def prepare(
         as_of=A,
         activities=ctx.activities,
         leads=ctx.leads,
+        engine=ctx.deals_engine if no_history is None else None,
     )
     W = cal.windows(A)
     v = PipelineView(ctx=ctx, sc=sc, review_mode=review_mode, W=W, NQ=pl.next_quarter(cal, A))
@@ -153,36 +156,31 @@ def prepare(
         review_mode=review_mode,
     )
     v.NO_AMOUNTS = no_amounts
-    v.NO_HISTORY = ctx.ds.missing("opportunity_history", "changed_at", "stage", section="This section")
-    v.HIST_ALL = ctx.ds.opportunity_history if v.NO_HISTORY is None else None
-    OPPS_ALL = ctx.ds.opportunities
+    v.NO_HISTORY = no_history
+    v.has_history = no_history is None
     figs = pl.headline_figures(sc, cfg, cal, A, coverage_threshold, cfg.targets)
     v.THR = figs["coverage_threshold"].value
-    if v.HIST_ALL is not None:
-        same_data = reuse is not None and reuse.ctx.ds is ctx.ds and reuse.norm_all is not None
-        v.norm_all = reuse.norm_all if same_data else mv.normalized_history(v.HIST_ALL, OPPS_ALL, cfg)
-        # at company scope (not rewound) sc.history is the history of OPPS_ALL itself: same normalization
-        same = sc.opps is OPPS_ALL and not sc.rewound
-        v.norm = v.norm_all if same else mv.normalized_history(sc.history, sc.opps, cfg)
-        # stage win rates and days-in-stage benchmarks over the whole dataset (stable at rep scope)
+    if v.has_history:
+        # the company's deals as they are now (the scope's when it is the company, not rewound)
+        same_data = reuse is not None and reuse.ctx.ds is ctx.ds and reuse.deals_all is not None
+        if same_data:
+            v.deals_all = reuse.deals_all
+        elif sc.scope == "company" and not sc.rewound:
+            v.deals_all = sc.deals
+        else:
+            v.deals_all = hi.deals(ctx.deals_engine, None, ctx.ds.as_of, ctx.ds.as_of)
+        eng = v.deals_all.eng
+        # stage win rates (over the whole dataset, stable at rep scope) and days-in-stage benchmarks
         if same_data:
             v.reached_all, v.rate_map = reuse.reached_all, reuse.rate_map
         else:
-            v.reached_all = mv.stages_reached(v.HIST_ALL, OPPS_ALL, cfg)
-            amounts = OPPS_ALL.set_index("opportunity_id")["amount"]
-            stage_rates = mv.stage_win_rates(
-                v.reached_all.assign(amount=v.reached_all["opportunity_id"].map(amounts)), cfg
-            )
-            v.rate_map = stage_rates.set_index("stage")["win_rate"]
-        visits = mv.stage_visits(v.HIST_ALL, OPPS_ALL, cfg, A, normalized=v.norm_all)
-        v.bench = mv.days_in_stage_benchmark(visits, cfg)
-        v.stalled = mv.stalled_deals(
-            visits if same else mv.stage_visits(sc.history, sc.opps, cfg, A, normalized=v.norm),
-            sc.opps,
-            v.bench,
-            stalled_days or None,
+            v.reached_all = hi.reached(v.deals_all, cfg)
+            v.rate_map = hi.stage_win_rates(v.reached_all, eng, cfg).set_index("stage")["win_rate"]
+        v.bench = hi.days_in_stage_benchmark(
+            hi.stays(dataclasses.replace(v.deals_all, as_of=A), cfg), eng, cfg
         )
-        v.slipped = mv.slipped_deals(sc.history, sc.opps, cfg, W["QTD"].start, A, normalized=v.norm)
+        v.stalled = hi.stalled_deals(hi.stays(sc.deals, cfg), sc.deals, v.bench, stalled_days or None)
+        v.slipped = hi.slipped_deals(sc.deals, cfg, W["QTD"].start, A)
         wph = pl.weighted_pipeline(sc.opps, cfg, v.rate_map)
         figs["weighted_pipeline_hist"] = Fig(
             "weighted_pipeline_hist", wph["weighted_hist"].sum(), f"at {A:%Y-%m-%d}"
@@ -218,7 +216,10 @@ def figures_at(v: PipelineView, as_of) -> dict[str, Fig]:
     first = min((opps[c].min() for c in ("created_date", "close_date") if c in opps.columns), default=pd.NaT)
     if pd.notna(first) and as_of < first:
         return {}
-    return prepare(dataclasses.replace(v.ctx, as_of=as_of), **v.args, reuse=v).figs
+    then = prepare(dataclasses.replace(v.ctx, as_of=as_of), **v.args, reuse=v)
+    if then.sc.deals is not None and then.sc.deals is not v.deals_all:
+        then.sc.deals.release()  # the rewound deals and their history: measured, not needed again
+    return then.figs
 
 
 def save_headlines(v: PipelineView, summary_path: str) -> None:
@@ -228,7 +229,7 @@ def save_headlines(v: PipelineView, summary_path: str) -> None:
         return
     if not v.review_mode:
         before = previous_month_end(v.A)
-        v.ctx.headlines.add_previous(before, figures_at(v, before), has_history=v.HIST_ALL is not None)
+        v.ctx.headlines.add_previous(before, figures_at(v, before), has_history=v.has_history)
     v.ctx.headlines.save(summary_path)
 
 
@@ -292,7 +293,7 @@ def show_headlines(v: PipelineView) -> None:
             "see dataset.yml source.defaults). Open pipeline, weighted pipeline and coverage rest on those prices.",
             warn=True,
         )
-    if v.sc.rewound and v.HIST_ALL is None:
+    if v.sc.rewound and not v.has_history:
         note(
             f"The data was exported on {ctx.ds.as_of:%Y-%m-%d}; without `opportunity_history` the deals "
             f"cannot be rewound to {v.A:%Y-%m-%d}, so open pipeline and deal status are as exported (deals "
@@ -340,9 +341,9 @@ def show_review(v: PipelineView) -> None:
     top10 = pl.top_open_deals(sc.opps, A, 10, sc.activities)
     show_table(top10, money=["amount"], ints=DEAL_INTS, currency=cur)
     markdown("## What changed since last week")
-    if v.HIST_ALL is not None:
+    if v.has_history:
         week_ago = A - pd.Timedelta(days=7)
-        snaps = mv.replay(sc.history, sc.opps, cfg, [week_ago, A], normalized=v.norm)
+        snaps = hi.snapshots(sc.deals, [week_ago, A])
         changes = reviews.deal_changes(
             snaps[snaps["snapshot_date"] == week_ago], snaps[snaps["snapshot_date"] == A], cfg
         )
@@ -490,11 +491,11 @@ def show_pipeline_by_stage(v: PipelineView) -> None:
 
 def show_calibration(v: PipelineView) -> None:
     """How well the CRM probabilities predicted wins, from month-end snapshots of the last 12 months."""
-    if v.HIST_ALL is None:
+    if not v.has_history:
         note(v.NO_HISTORY.replace("This section", "The check of CRM probabilities"))
         return
     month_ends = pd.date_range(v.A - pd.DateOffset(months=12), v.A, freq="ME")
-    calib = mv.probability_calibration(v.sc.history, v.sc.opps, v.cfg, month_ends, normalized=v.norm)
+    calib = hi.probability_calibration(v.sc.deals, v.cfg, month_ends)
     markdown("**How well the CRM probabilities were calibrated** (month-end snapshots of the last 12 months)")
     fold_table(
         calib.rename(columns={"gap": "actual_minus_predicted"}),
@@ -585,7 +586,7 @@ def show_pipeline_created(v: PipelineView) -> None:
 def show_same_day_and_forecast_accuracy(v: PipelineView) -> None:
     """The pipeline on the same day of earlier quarters (this and next quarter) and how far the weekly
     forecast of the last complete quarter was from what closed (adds ``forecast_abs_pct_error_week1``)."""
-    if v.HIST_ALL is None:
+    if not v.has_history:
         note(
             v.NO_HISTORY.replace(
                 "This section",
@@ -597,27 +598,25 @@ def show_same_day_and_forecast_accuracy(v: PipelineView) -> None:
         v, "The pipeline on the same day of earlier quarters and the accuracy of past forecasts"
     ):
         return
-    sc, cfg, cal, A, W, NQ, cur = v.sc, v.cfg, v.cal, v.A, v.W, v.NQ, v.cur
+    sc, cal, A, W, NQ, cur = v.sc, v.cal, v.A, v.W, v.NQ, v.cur
     same_day_money = ["won_to_date", "open_in_quarter", "weighted", "final_won"]
     if v.figs["days_left_qtd"].value >= 14:
         markdown(
             f"**Pipeline for the quarter on the same day of earlier quarters** (day "
             f"{(A - W['QTD'].start).days + 1})"
         )
-        same = mv.pipeline_same_day(sc.history, sc.opps, cfg, cal, A, n_quarters=4, normalized=v.norm)
+        same = hi.pipeline_same_day(sc.deals, sc.opps, cal, A, n_quarters=4)
         fold_table(same, money=same_day_money, ints=["open_deals"], currency=cur)
     markdown(
         f"**Pipeline for the next quarter, {(NQ.start - A).days} day(s) before it starts, against earlier "
         "quarters at the same point**"
     )
-    same_n = mv.pipeline_same_day(
-        sc.history, sc.opps, cfg, cal, A, n_quarters=4, next_quarter=True, normalized=v.norm
-    )
+    same_n = hi.pipeline_same_day(sc.deals, sc.opps, cal, A, n_quarters=4, next_quarter=True)
     fold_table(same_n, money=same_day_money, ints=["open_deals"], currency=cur)
     # last complete quarter = the latest quarter whose end ≤ as-of (the current one on its last day)
     last_q_end = W["QTD"].end if W["QTD"].end <= A else W["QTD"].start - pd.Timedelta(days=1)
     last_q = cal.quarter_start(last_q_end)
-    acc = mv.forecast_accuracy(sc.history, sc.opps, cfg, last_q, last_q_end, normalized=v.norm)
+    acc = hi.forecast_accuracy(sc.deals, sc.opps, last_q, last_q_end)
     v.ctx.headlines.add(
         "forecast_abs_pct_error_week1", acc["abs_pct_error"].iloc[0], cal.quarter_label(last_q)
     )
@@ -651,7 +650,7 @@ def show_same_day_and_forecast_accuracy(v: PipelineView) -> None:
 # --------------------------------------------------------------------------------------------------
 def show_waterfall(v: PipelineView) -> None:
     """The quarter's pipeline waterfall: opening pipeline, the steps that moved it, closing pipeline."""
-    if v.HIST_ALL is None:
+    if not v.has_history:
         note(
             v.NO_HISTORY.replace(
                 "This section", "The movement section (waterfall, slipped deals, conversion, days in stage)"
@@ -661,10 +660,7 @@ def show_waterfall(v: PipelineView) -> None:
     if needs_amounts(v, "The pipeline waterfall"):
         return
     W, A, cur = v.W, v.A, v.cur
-    wd = mv.waterfall_deals(
-        v.sc.history, v.sc.opps, v.cfg, W["QTD"].start, W["QTD"].end, A, normalized=v.norm
-    )
-    wf = mv.waterfall(wd)
+    wf = hi.waterfall(v.sc.deals, W["QTD"].start, W["QTD"].end, A)
     markdown(
         f"**Pipeline waterfall, {W['QTD'].label}** — pipeline closing in the quarter, "
         f"{W['QTD'].start - pd.Timedelta(days=1):%Y-%m-%d} → {A:%Y-%m-%d}"
@@ -690,7 +686,7 @@ def show_waterfall(v: PipelineView) -> None:
 def show_slips_conversion_and_stage_days(v: PipelineView) -> None:
     """Slipped deals this quarter, stage-to-stage conversion (any-stage and strict) and days in stage
     against the won-deal benchmark (nothing without history: ``show_waterfall`` says why)."""
-    if v.HIST_ALL is None:
+    if not v.has_history:
         return
     sc, cfg, cur, slipped = v.sc, v.cfg, v.cur, v.slipped
     markdown(
@@ -703,11 +699,14 @@ def show_slips_conversion_and_stage_days(v: PipelineView) -> None:
         ints=["times_pushed", "days_pushed"],
         currency=cur,
     )
-    reached = v.reached_all[pl.isin(v.reached_all["opportunity_id"], sc.opps["opportunity_id"].unique())]
+    reached = v.reached_all
+    if sc.owners is not None:  # the stages reached of the scope's deals
+        o = sc.deals.opps
+        reached = within(reached, "opportunity_id", o, "opportunity_id")
     for variant, label in (("any", "any-stage"), ("strict", "strict")):
         markdown(f"**Stage-to-stage conversion ({label})** — all deals in scope; where the funnel leaks")
         fold_table(
-            mv.stage_conversion(reached, cfg, variant),
+            hi.stage_conversion(reached, v.deals_all.eng, cfg, variant),
             pct=["conversion"],
             ints=["reached", "converted", "lost_here", "open_here"],
             currency=cur,

@@ -1,0 +1,550 @@
+"""Pipeline movement on the engine: the measurements pipeline health makes from ``opportunity_history``
+(stage win rates, stage conversion, days in stage and stalled deals, slipped deals, the deals rewound to
+an earlier day), as Ibis expressions over a scope's deals and their normalized history, run where the
+data lives. Only aggregates and the short lists a reader sees come back.
+
+The definitions are ``helpers.metrics.movement``'s (its docstrings say what each figure means); the
+normalized history is ``helpers.metrics.expr.normalized_history`` (each field carried forward within the
+deal, synthetic rows for deals without history), kept once per scope on engines that can hold a
+temporary table (DuckDB, Spark) and recomputed inside each query on a read-only PostgreSQL.
+
+``Deals`` is one scope: ``deals(eng, owners, as_of)`` limits the opportunities to the owners (``None``:
+the company) and, for a day before the export, rewinds them to how they stood at its end
+(``movement.rewind``'s definition) with the history cut at that day.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ibis
+import numpy as np
+import pandas as pd
+
+from helpers.metrics import expr as ex
+from helpers.metrics.expr import among, day, flag, within
+
+DAY = pd.Timedelta(days=1)
+DEAL_COLS = ("opportunity_id", "account", "owner", "stage", "amount", "close_date", "next_step", "is_closed")
+
+
+def _ts(value):
+    return ibis.literal(pd.Timestamp(value).to_pydatetime(), type="timestamp")
+
+
+@dataclass
+class Deals:
+    """A scope's deals on an engine: ``opps`` (rewound when ``rewound``), ``norm`` their normalized
+    history (None without a usable history) and ``eng`` the engine view both live on."""
+
+    eng: object
+    opps: ibis.Table
+    norm: ibis.Table | None
+    as_of: pd.Timestamp
+    rewound: bool = False
+    replayed: tuple = ()  # the fields rewinding replaced (stage, amount, close_date, …)
+
+    def execute(self, e) -> pd.DataFrame:
+        return self.eng.execute(e)
+
+    def release(self) -> None:
+        """Drop what the engine keeps for these deals (their normalized history, the rewound deals)."""
+        for t in (self.norm, self.opps):
+            if t is not None:
+                self.eng.drop(t)
+
+
+def has_history(eng) -> bool:
+    return eng.has("opportunity_history", "opportunity_id", "changed_at", "stage")
+
+
+def deals(eng, owners=None, as_of=None, export_as_of=None) -> Deals:
+    """The deals of the scope (``owners``: rep ids, None for the company) and their normalized history;
+    rewound to the end of ``as_of`` when that is before ``export_as_of`` (the data's export date)."""
+    o = eng["opportunities"]
+    if owners is not None:
+        o = among(o, "owner", owners)
+    as_of = (
+        pd.Timestamp(as_of if as_of is not None else export_as_of)
+        if (as_of, export_as_of) != (None, None)
+        else None
+    )
+    rewound = as_of is not None and export_as_of is not None and as_of < pd.Timestamp(export_as_of)
+    if not has_history(eng):
+        if rewound:
+            o = o.filter(o.created_date <= day(as_of))
+        return Deals(eng, o, None, as_of, rewound)
+    h = eng["opportunity_history"]
+    if owners is not None:
+        h = within(h, "opportunity_id", o, "opportunity_id")
+    view = eng.view(opportunities=o, opportunity_history=h)
+    if rewound:
+        h = h.filter(h.changed_at < _ts(as_of + DAY))
+        o, replayed = _rewound(view.view(opportunity_history=h), as_of)
+        o = view.keep(o)
+        view = eng.view(opportunities=o, opportunity_history=h)
+    else:
+        replayed = ()
+    norm = view.keep(ex.normalized_history(view))
+    return Deals(view, o, norm, as_of, rewound, tuple(replayed))
+
+
+def _rewound(view, as_of) -> tuple[ibis.Table, list]:
+    """``movement.rewind`` as an expression: the deals created by the end of ``as_of`` with stage, amount
+    and close date (probability and forecast category when the history tracks them) replayed at that
+    day, and is_won / is_closed following the replayed stage."""
+    o, h = view["opportunities"], view["opportunity_history"]
+    o = o.filter(o.created_date <= day(as_of))
+    view = view.view(opportunities=o)
+    tracked = [f for f in ("probability", "forecast_category") if f in h.columns]
+    counts = (
+        view.execute(h.aggregate(_n=h.count(), **{f: h[f].count() for f in tracked})).iloc[0]
+        if tracked
+        else {}
+    )
+    fields = ["stage", "amount", "close_date"] + [f for f in tracked if int(counts[f]) > 0]
+    s = ex.replay(view, [as_of])
+    s = s.select(_id=s.opportunity_id, _open=s.is_open, _won=s.is_won, **{f"_r_{f}": s[f] for f in fields})
+    j = o.left_join(s, o.opportunity_id == s._id)
+    types = dict(o.schema().items())
+    new = {}
+    for f in fields:
+        v = j[f"_r_{f}"]
+        new[f] = v.cast(types[f]) if f in types else v
+    new["is_won"] = j._won
+    new["is_closed"] = ~j._open.fill_null(False)  # a deal the replay has no row for counts as closed
+    cols = {c: new.get(c, j[c]) for c in o.columns}
+    cols.update({f: new[f] for f in new if f not in cols})
+    return j.select(**cols), fields
+
+
+# --------------------------------------------------------------------------------------------------
+# stages reached: stage win rates, stage conversion
+# --------------------------------------------------------------------------------------------------
+def _outcome(o):
+    return ibis.ifelse(flag(o.is_won), "won", ibis.ifelse(flag(o.is_closed), "lost", "open"))
+
+
+def reached(d: Deals, config):
+    """``movement.stages_reached`` per deal as an expression: opportunity_id, furthest (rank among the
+    open stages of the furthest one the deal was in; won = the number of open stages; none = −1),
+    outcome, amount and ``_in_<i>`` (the deal was recorded in open stage i) for each open stage."""
+    stages = list(config.open_stages)
+    n, o = d.norm, d.opps
+
+    def rank(col):
+        if not stages:
+            return ibis.literal(-1)
+        return col.cases(*[(s, i) for i, s in enumerate(stages)], else_=-1)
+
+    per = n.group_by(_d=n.opportunity_id).aggregate(
+        _f=rank(n.stage).max(),
+        **{f"_h_{i}": ibis.ifelse(n.stage == s, 1, 0).max() for i, s in enumerate(stages)},
+    )
+    j = o.left_join(per, o.opportunity_id == per._d)
+    cur = rank(j.stage)
+    furthest = ibis.greatest(j._f.fill_null(-1), cur.fill_null(-1))
+    outcome = _outcome(j)
+    cols = {
+        "opportunity_id": j.opportunity_id,
+        "furthest": ibis.ifelse(outcome == "won", len(stages), furthest),
+        "outcome": outcome,
+        "amount": j.amount if "amount" in o.columns else ibis.null("float64"),
+    }
+    for i, s in enumerate(stages):
+        cols[f"_in_{i}"] = (j[f"_h_{i}"].fill_null(0) == 1) | (j.stage == s).fill_null(False)
+    return j.select(**cols)
+
+
+def stage_win_rates(r, eng, config) -> pd.DataFrame:
+    """``movement.stage_win_rates`` over ``reached(...)``: per open stage, of the closed deals whose
+    furthest stage is at or beyond it, the share won by count and by value."""
+    stages = list(config.open_stages)
+    closed = r.filter(r.outcome != "open")
+    amt = closed.amount.fill_null(0.0)
+    won = closed.outcome == "won"
+    agg = {}
+    for i in range(len(stages)):
+        at = closed.furthest >= i
+        agg[f"n{i}"] = ibis.ifelse(at, 1, 0).sum()
+        agg[f"w{i}"] = ibis.ifelse(at & won, 1, 0).sum()
+        agg[f"a{i}"] = ibis.ifelse(at, amt, 0.0).sum()
+        agg[f"wa{i}"] = ibis.ifelse(at & won, amt, 0.0).sum()
+    got = eng.execute(closed.aggregate(**agg)).iloc[0] if stages else {}
+    rows = []
+    for i, s in enumerate(stages):
+        n_, w_ = _int(got[f"n{i}"]), _int(got[f"w{i}"])
+        a_, wa_ = _float(got[f"a{i}"]), _float(got[f"wa{i}"])
+        rows.append(
+            {
+                "stage": s,
+                "closed_deals_reached": n_,
+                "won": w_,
+                "win_rate": _ratio(w_, n_),
+                "win_rate_value": _ratio(wa_, a_),
+            }
+        )
+    return pd.DataFrame(rows, columns=["stage", "closed_deals_reached", "won", "win_rate", "win_rate_value"])
+
+
+def stage_conversion(r, eng, config, variant: str = "any") -> pd.DataFrame:
+    """``movement.stage_conversion`` over ``reached(...)`` (``any`` or ``strict``)."""
+    if variant not in ("any", "strict"):
+        raise ValueError("variant must be 'any' or 'strict'")
+    stages = list(config.open_stages)
+    agg = {}
+    for i, _s in enumerate(stages):
+        if variant == "any":
+            reached_s, conv = r.furthest >= i, r.furthest > i
+        else:
+            reached_s = r[f"_in_{i}"]
+            conv = reached_s & ((r.outcome == "won") if i + 1 == len(stages) else r[f"_in_{i + 1}"])
+        at = r.furthest == i
+        agg[f"r{i}"] = ibis.ifelse(reached_s, 1, 0).sum()
+        agg[f"c{i}"] = ibis.ifelse(conv, 1, 0).sum()
+        agg[f"l{i}"] = ibis.ifelse(at & (r.outcome == "lost"), 1, 0).sum()
+        agg[f"o{i}"] = ibis.ifelse(at & (r.outcome == "open"), 1, 0).sum()
+    got = eng.execute(r.aggregate(**agg)).iloc[0] if stages else {}
+    rows = []
+    for i, s in enumerate(stages):
+        nxt = stages[i + 1] if i + 1 < len(stages) else "Won"
+        rs, cv = _int(got[f"r{i}"]), _int(got[f"c{i}"])
+        rows.append(
+            {
+                "stage": s,
+                "next": nxt,
+                "reached": rs,
+                "converted": cv,
+                "conversion": _ratio(cv, rs),
+                "lost_here": _int(got[f"l{i}"]),
+                "open_here": _int(got[f"o{i}"]),
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["stage", "next", "reached", "converted", "conversion", "lost_here", "open_here"]
+    )
+
+
+def _int(x) -> int:
+    return 0 if x is None or pd.isna(x) else int(x)
+
+
+def _float(x) -> float:
+    return 0.0 if x is None or pd.isna(x) else float(x)
+
+
+def _ratio(num, den) -> float:
+    return float(num) / float(den) if den else float("nan")
+
+
+# --------------------------------------------------------------------------------------------------
+# days in stage, stalled
+# --------------------------------------------------------------------------------------------------
+def stays(d: Deals, config):
+    """``movement.stage_visits`` as an expression: one row per stay in an open stage up to the end of
+    ``d.as_of`` — opportunity_id, stage, entered, exited (empty while current), is_current, days, outcome."""
+    as_of, n = d.as_of, d.norm
+    cut = _ts(as_of + DAY)
+    # the rows up to the day are a prefix of each deal's rows: a stay starts and ends as in the whole
+    # history, and one whose next stay starts later is current
+    s = n.filter(n._new, n.changed_at < cut)
+    s = s.mutate(exited=ibis.ifelse(s._exit < cut, s._exit, ibis.null("timestamp")))
+    s = (
+        s.filter(s.stage.isin(list(config.open_stages)))
+        if config.open_stages
+        else s.filter(ibis.literal(False))
+    )
+    current = s.exited.isnull()
+    end = ibis.ifelse(current, day(as_of), s.exited.date())
+    days = end.delta(s.changed_at.date(), unit="day").cast("float64")
+    o = d.opps
+    oc = o.select(_d=o.opportunity_id, outcome=_outcome(o))
+    s = s.left_join(oc, s.opportunity_id == oc._d)
+    return s.select(
+        "opportunity_id",
+        "stage",
+        entered=s.changed_at,
+        exited=s.exited,
+        days=days,
+        is_current=current,
+        outcome=s.outcome,
+    )
+
+
+def days_in_stage_benchmark(v, eng, config, quantile: float = 0.75) -> pd.DataFrame:
+    """``movement.days_in_stage_benchmark`` over ``stays(...)``: per open stage, the won deals' completed
+    stays, their median days and the ``quantile`` (p75) days. The days come back as counts per value
+    (a few hundred rows) and the quantiles are pandas' own over them."""
+    done = v.filter(~v.is_current & (v.outcome == "won"))
+    hist = eng.execute(done.group_by(["stage", "days"]).aggregate(_n=done.count()))
+    rows = []
+    for s in config.open_stages:
+        h = hist[hist["stage"] == s].sort_values("days")
+        days = pd.Series(np.repeat(h["days"].to_numpy(dtype="float64"), h["_n"].to_numpy(dtype="int64")))
+        rows.append(
+            {
+                "stage": s,
+                "won_stays": float(len(days)) if len(days) else float("nan"),  # as pandas' reindex leaves it
+                "median_days": days.median() if len(days) else float("nan"),
+                "threshold_days": days.quantile(quantile) if len(days) else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows, columns=["stage", "won_stays", "median_days", "threshold_days"])
+
+
+def stalled_deals(v, d: Deals, benchmark: pd.DataFrame, fixed_days: int | None = None) -> pd.DataFrame:
+    """``movement.stalled_deals``: open deals whose current stay is longer than the threshold (the
+    benchmark's p75 for the stage, or ``fixed_days``); largest amount first (then by deal id)."""
+    cur = v.filter(v.is_current & (v.outcome == "open"))
+    if fixed_days:
+        cur = cur.mutate(threshold_days=ibis.literal(float(fixed_days)))
+    else:
+        thr = benchmark[["stage", "threshold_days"]].dropna()
+        pairs = [(str(s), float(t)) for s, t in zip(thr["stage"], thr["threshold_days"], strict=True)]
+        t = cur.stage.cases(*pairs, else_=ibis.null("float64")) if pairs else ibis.null("float64")
+        cur = cur.mutate(threshold_days=t)
+    st = cur.filter(cur.days > cur.threshold_days)
+    o = d.opps
+    cols = [c for c in ("account", "owner", "amount", "close_date", "next_step") if c in o.columns]
+    oc = o.select(_d=o.opportunity_id, **{c: o[c] for c in cols})
+    j = st.left_join(oc, st.opportunity_id == oc._d)
+    keep = ["opportunity_id", "account", "owner", "stage", "amount", "days", "threshold_days", "entered"]
+    keep += ["close_date", "next_step"]
+    out = d.execute(j.select(*[c for c in keep if c in j.columns]))
+    out = out.rename(columns={"days": "days_in_stage"})
+    return _sorted(out, ["amount"], [False])
+
+
+def _sorted(df: pd.DataFrame, by: list, ascending: list) -> pd.DataFrame:
+    """``df`` sorted by ``by`` with the deal id breaking ties (engines return rows in no set order)."""
+    if "amount" in by and "amount" not in df.columns:
+        i = by.index("amount")
+        by, ascending = by[:i] + by[i + 1 :], ascending[:i] + ascending[i + 1 :]
+    return df.sort_values([*by, "opportunity_id"], ascending=[*ascending, True], kind="stable").reset_index(
+        drop=True
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# slipped deals
+# --------------------------------------------------------------------------------------------------
+def close_date_changes(d: Deals, config):
+    """``movement.close_date_changes`` as an expression: every change of expected close date while the
+    deal was open — opportunity_id, changed_at, _rn, from_date, to_date, days_moved."""
+    n = d.norm.mutate(from_date=d.norm._prev_close)
+    was_open = n._prev_stage.isin(list(config.open_stages)) if config.open_stages else ibis.literal(False)
+    moved = flag(was_open) & n.from_date.notnull() & n.close_date.notnull() & (n.close_date != n.from_date)
+    ch = n.filter(moved)
+    return ch.select(
+        "opportunity_id",
+        "changed_at",
+        "_rn",
+        "from_date",
+        to_date=ch.close_date,
+        days_moved=ch.close_date.delta(ch.from_date, unit="day"),
+    )
+
+
+def slipped_deals(d: Deals, config, start, end) -> pd.DataFrame:
+    """``movement.slipped_deals``: deals whose close date was pushed later by changes made in
+    ``[start, end]`` — times pushed, days pushed, the close date before the first push, the close date
+    now, with the deal's account, owner, stage, amount; open deals first, then most pushed first."""
+    ch = close_date_changes(d, config)
+    ch = ch.filter(
+        ch.changed_at >= _ts(pd.Timestamp(start)),
+        ch.changed_at < _ts(pd.Timestamp(end) + DAY),
+        ch.days_moved > 0,
+    )
+    # each push's place in time within the deal (window functions: PostgreSQL has no first/last)
+    ch = ch.mutate(
+        _i=ibis.row_number().over(ibis.window(group_by="opportunity_id", order_by=["changed_at", "_rn"])),
+        _n=ch.count().over(ibis.window(group_by="opportunity_id")),
+    )
+    g = ch.group_by(_d=ch.opportunity_id).aggregate(
+        times_pushed=ch.count(),
+        days_pushed=ch.days_moved.sum(),
+        original_close_date=ibis.ifelse(ch._i == 0, ch.from_date, ibis.null("date")).max(),
+        latest_close_date=ibis.ifelse(ch._i == ch._n - 1, ch.to_date, ibis.null("date")).max(),
+    )
+    o = d.opps
+    cols = [c for c in ("account", "owner", "stage", "amount", "is_closed") if c in o.columns]
+    oc = o.select(_o=o.opportunity_id, **{c: o[c] for c in cols})
+    j = g.left_join(oc, g._d == oc._o)
+    out = d.execute(
+        j.select(
+            opportunity_id=j._d,
+            times_pushed=j.times_pushed,
+            days_pushed=j.days_pushed,
+            original_close_date=j.original_close_date,
+            latest_close_date=j.latest_close_date,
+            **{c: j[c] for c in cols},
+        )
+    )
+    out["_closed"] = out["is_closed"].fillna(False).astype(bool) if "is_closed" in out.columns else False
+    out = out.sort_values(
+        ["_closed", "times_pushed", "days_pushed", "opportunity_id"],
+        ascending=[True, False, False, True],
+        kind="stable",
+    )
+    return out.drop(columns="_closed").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# rewind (the deals as a pandas frame, for the figures measured in pandas)
+# --------------------------------------------------------------------------------------------------
+def rewind_frame(opps: pd.DataFrame, d: Deals) -> pd.DataFrame:
+    """``movement.rewind`` of the loaded ``opps`` to ``d.as_of``, the replayed values from the engine:
+    the deals created by then, with the replayed fields (those ``deals`` rewound) mapped onto them."""
+    as_of = d.as_of
+    o = opps[opps["created_date"] <= as_of].copy()
+    if d.norm is None or not len(o):
+        return o
+    fields = list(d.replayed)
+    got = d.execute(d.opps.select("opportunity_id", *fields, "is_won", "is_closed"))
+    # one lookup of the ids, then every field by position
+    got = got.set_index("opportunity_id").reindex(o["opportunity_id"]).set_axis(o.index)
+    for f in fields:
+        vals = got[f]
+        if f == "close_date":
+            vals = pd.to_datetime(vals).astype("datetime64[us]")
+        o[f] = vals.astype(o[f].dtype if f in o.columns else vals.dtype)
+    o["is_won"] = got["is_won"].astype("boolean")
+    o["is_closed"] = got["is_closed"].astype("boolean")
+    return o
+
+
+# --------------------------------------------------------------------------------------------------
+# snapshots: what changed in a week, the pipeline on the same day of earlier quarters, forecast
+# accuracy, the waterfall, the calibration of CRM probabilities
+# --------------------------------------------------------------------------------------------------
+def snapshots(d: Deals, dates) -> pd.DataFrame:
+    """``movement.replay`` of the scope's deals at ``dates``, as a frame (for a scope small enough to
+    list: the review pack's rep): sorted by snapshot date, then deal."""
+    out = d.execute(ex.replay(d.eng, dates, d.norm))
+    for c in ("snapshot_date", "created_date", "close_date"):
+        out[c] = pd.to_datetime(out[c]).astype("datetime64[us]")
+    return out.sort_values(["snapshot_date", "opportunity_id"], kind="stable").reset_index(drop=True)
+
+
+def _amount_of(opps: pd.DataFrame, start, end) -> float:
+    """Σ amount of the deals won with close date in ``[start, end]`` (current data)."""
+    won = (
+        opps["is_won"].fillna(False).astype(bool)
+        & (opps["close_date"] >= start)
+        & (opps["close_date"] <= end)
+    )
+    return float(opps.loc[won, "amount"].fillna(0.0).sum()) if "amount" in opps.columns else 0.0
+
+
+def pipeline_same_day(
+    d: Deals, opps: pd.DataFrame, cal, as_of, n_quarters: int = 4, next_quarter: bool = False
+) -> pd.DataFrame:
+    """``movement.pipeline_same_day`` (same definitions) with the snapshots summed on the engine;
+    ``opps``: the scope's deals now (what each quarter finally booked)."""
+    as_of = pd.Timestamp(as_of)
+    q0 = cal.quarter_start(as_of) + pd.DateOffset(months=3 if next_quarter else 0)
+    offset = as_of - q0
+    plan = []
+    for k in range(n_quarters, -1, -1):
+        qs = q0 - pd.DateOffset(months=3 * k)
+        qe = qs + pd.DateOffset(months=3) - DAY
+        plan.append((cal.quarter_label(qs), qs, qe, min(qs + offset, qe)))
+    s = ex.replay(d.eng, [p[3] for p in plan], d.norm)
+    in_q = ibis.literal(False)
+    for _label, qs, qe, when in plan:
+        in_q = in_q | ((s.snapshot_date == day(when)) & (s.close_date >= day(qs)) & (s.close_date <= day(qe)))
+    in_q = in_q.fill_null(False)
+    amt = s.amount.fill_null(0.0)
+    open_q = s.is_open & in_q
+    got = d.execute(
+        s.group_by("snapshot_date").aggregate(
+            won_to_date=ibis.ifelse(s.is_won & in_q, amt, 0.0).sum(),
+            open_deals=ibis.ifelse(open_q, 1, 0).sum(),
+            open_in_quarter=ibis.ifelse(open_q, amt, 0.0).sum(),
+            weighted=ibis.ifelse(open_q, amt * s.probability.fill_null(0.0), 0.0).sum(),
+        )
+    )
+    got.index = pd.to_datetime(got["snapshot_date"]).astype("datetime64[us]")
+    rows = []
+    for label, qs, qe, when in plan:
+        g = got.loc[when] if when in got.index else {}
+        rows.append(
+            {
+                "quarter": label,
+                "snapshot_date": when,
+                "won_to_date": _float(g.get("won_to_date")) if len(g) else 0.0,
+                "open_deals": _int(g.get("open_deals")) if len(g) else 0,
+                "open_in_quarter": _float(g.get("open_in_quarter")) if len(g) else 0.0,
+                "weighted": _float(g.get("weighted")) if len(g) else 0.0,
+                "final_won": _amount_of(opps, qs, qe) if qe <= as_of else float("nan"),
+                "complete": bool(qe <= as_of),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def forecast_accuracy(d: Deals, opps: pd.DataFrame, start, end) -> pd.DataFrame:
+    """``movement.forecast_accuracy`` with the weekly snapshots summed on the engine."""
+    from helpers.metrics.movement import weekly_dates
+
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    g = ex.forecast_snapshots(d.eng, start, end, weekly_dates(start, end), d.norm)
+    actual = _amount_of(opps, start, end)
+    g["forecast"] = g["won_to_date"] + g["weighted_open"]
+    g["actual"] = actual
+    g["error"] = g["forecast"] - actual
+    g["abs_pct_error"] = g["error"].abs() / actual if actual else np.nan
+    return g
+
+
+def waterfall(d: Deals, start, end, as_of=None) -> pd.DataFrame:
+    """``movement.waterfall(movement.waterfall_deals(...))`` summed on the engine: step, term, amount
+    (signed), deals; the last row ``check`` is 0."""
+    from helpers.metrics.movement import WATERFALL_LABELS
+
+    out = ex.waterfall(d.eng, start, end, as_of, d.norm)
+    out.insert(0, "step", out["term"].map(WATERFALL_LABELS))
+    return out
+
+
+def probability_calibration(
+    d: Deals, config, dates, bins=(0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+) -> pd.DataFrame:
+    """``movement.probability_calibration`` on the engine: (deal, snapshot date) pairs with the deal
+    open then and closed now, bucketed by its probability then; per bucket observations, deals,
+    predicted (mean probability), actual (share won) and gap = actual − predicted."""
+    s = ex.replay(d.eng, dates, d.norm)
+    s = s.filter(s.is_open)
+    o = d.opps
+    won = ibis.ifelse(flag(o.is_won), 1.0, ibis.ifelse(flag(o.is_closed), 0.0, ibis.null("float64")))
+    oc = o.select(_d=o.opportunity_id, won=won)
+    j = s.join(oc, s.opportunity_id == oc._d)
+    j = j.filter(j.won.notnull(), j.probability.notnull())
+    edges = [float(e) for e in bins]
+    p = j.probability
+    bucket = ibis.null("int64")
+    for i in range(len(edges) - 2, -1, -1):  # right-closed, the first bucket including its left edge
+        lo, hi = edges[i], edges[i + 1]
+        inside = ((p >= lo) if i == 0 else (p > lo)) & (p <= hi)
+        bucket = ibis.ifelse(inside, i, bucket)
+    j = j.mutate(_b=bucket).filter(lambda t: t._b.notnull())
+    g = d.execute(
+        j.group_by("_b").aggregate(
+            observations=j.won.count(),
+            deals=j.opportunity_id.nunique(),
+            _p=j.probability.sum(),
+            _w=j.won.sum(),
+        )
+    ).sort_values("_b")
+    names = [f"{lo * 100:g}–{hi * 100:g}%" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    out = pd.DataFrame(
+        {
+            "bucket": pd.Series([names[int(b)] for b in g["_b"]], dtype="str"),
+            "observations": g["observations"].astype("int64").to_numpy(),
+            "deals": g["deals"].astype("int64").to_numpy(),
+            "predicted": (g["_p"] / g["observations"]).to_numpy(dtype="float64"),
+            "actual": (g["_w"] / g["observations"]).to_numpy(dtype="float64"),
+        }
+    )
+    out["gap"] = out["actual"] - out["predicted"]
+    return out
