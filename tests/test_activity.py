@@ -39,6 +39,7 @@ import pytest
 
 from helpers.data.calendar import trailing_window
 from helpers.metrics import activity as A
+from helpers.metrics import quota as Q
 
 AS_OF = pd.Timestamp("2026-10-31")
 WEEK = (pd.Timestamp("2026-10-25"), AS_OF)
@@ -307,7 +308,7 @@ def test_benchmark_gap(act, opps, quotas):
     # r1: $40k / 25k = 1.6 deals / 0.8 = 2 opportunities; calls 2 x 7/6 = 7/3; meetings 2 x 2/6; demos 2 x 1/6
     # (helpers.metrics.quota's chain: meetings+demos = 2 / (6 opps / 3 held) = 1, calls = 1 / (3/7) = 7/3 -> same.)
     mq = A.monthly_quota(quotas, AS_OF)
-    needed, rates = A.benchmark_needs(act, opps, mq, AS_OF, months=12)
+    needed, rates = Q.benchmark_needs(act, opps, mq, AS_OF, months=12)
     assert rates["avg_deal_size"] == pytest.approx(25_000) and rates["win_rate"] == pytest.approx(0.8)
     assert needed.loc["r1", ["deals", "opportunities"]].tolist() == pytest.approx([1.6, 2.0])
     assert needed.loc["r1", ["calls", "meetings", "demos"]].tolist() == pytest.approx([7 / 3, 2 / 3, 1 / 3])
@@ -493,7 +494,7 @@ def test_benchmark_counts_ae_activity_only(act, opps, reps, quotas):
     )
     mq = A.monthly_quota(quotas, AS_OF)
     for r in (with_sdr, None):  # by role, or (no reps table) by who owns opportunities
-        needed, rates = A.benchmark_needs(both, opps, mq, AS_OF, months=12, reps=r)
+        needed, rates = Q.benchmark_needs(both, opps, mq, AS_OF, months=12, reps=r)
         assert rates["calls_per_opp"] == pytest.approx(7 / 6)
         assert needed.loc["r1", ["calls", "meetings", "demos"]].tolist() == pytest.approx(
             [7 / 3, 2 / 3, 1 / 3]

@@ -440,6 +440,72 @@ def test_pipeline_movement_on_the_engine_matches_movement_by_hand(hand_engine, h
 
 
 # --------------------------------------------------------------------------------------------------
+# the nine deals as a CRM writes them: PostgreSQL in place reads them as the files are read
+# --------------------------------------------------------------------------------------------------
+# the same deals as HAND_OPPS / HAND_HISTORY / HAND_REPS, with headers, stage spellings, padded text,
+# true/false words and probabilities on a 0–100 scale as exports have them
+MESSY_OPPS = """Opportunity ID,owner,created_date,close_date,Stage,amount,is_closed,is_won,segment,probability
+o1, A1 ,2026-01-05,2026-10-03,closed won,100,Yes,won,SMB ,
+o2,A1,2026-01-05,2026-10-10,CLOSED  WON,,closed,Y,SMB,
+o3,A2,2026-02-01,2026-10-31,Closed Lost,300,true,lost,Enterprise,
+o4,A2,2026-02-01,2026-10-15, closed lost,,,,  ,
+o5,A1,2026-03-01,2026-09-30,Closed Won,1000,1,1,SMB,
+o6,A3,2026-03-01,2026-11-30,proposal,400,open,N,SMB,50
+o7,A3,2026-03-01,2026-12-15,PROPOSAL,200,False,no,Enterprise,
+o8,A1,2026-04-01,,discovery,,0,0,SMB,
+o9,,2026-04-01,2026-10-20,Closed Won,50,TRUE,t,Enterprise,
+"""
+# probabilities 20 / 40 / 0 are the stages' defaults (0.2, 0.4, 0.0) once read on the 0–100 scale
+MESSY_HISTORY = """opportunity_id,changed_at,stage,amount,close_date,probability
+o6,2026-03-05 10:00:00,discovery,300,2026-10-15,20
+o6,2026-09-15 16:30:00, Proposal ,,2026-11-30,40
+o3,2026-02-10 09:00:00,DISCOVERY,250,2026-09-30,20
+o3,2026-10-31 09:00:00,closed lost,300,2026-10-31,0
+"""
+MESSY_REPS = "rep_id,name,team\nA1,Ann, East\nA2,Bo,West \nA3,Cy,\n"
+# the true/false words PostgreSQL's boolean type refuses (won, lost, closed, open) stay text there
+MESSY_TYPES = {"opportunities.is_closed": "text", "opportunities.is_won": "text"}
+
+
+def _figures(eng) -> dict:
+    """The nine deals' figures on an engine: the ones test_*_by_hand pin, and the replay."""
+    oct_ = ("2026-10-01", "2026-10-31")
+    return {
+        "win_rate": pd.DataFrame([expr.win_rate(eng, *oct_)]),
+        "by_segment": expr.win_rates(eng, *oct_, by="segment"),
+        "by_owner": expr.bookings(eng, *oct_, by="owner", missing=None),
+        "by_team": expr.bookings(eng, *oct_, by="team"),
+        "pipeline": expr.pipeline_by_stage(eng),
+        "replay": _replayed(eng, REPLAY_DATES["hand"]),
+        "waterfall": expr.waterfall(eng, "2026-10-01", "2026-12-31", as_of=SAMPLE_AS_OF),
+    }
+
+
+def test_postgres_reads_a_messy_table_as_the_files_are_read(request, hand_dir, tmp_path):
+    """0–100 probabilities, stage spellings, true/false words, padded text and headers: DuckDB over the
+    files (``dataset.load``'s parsing) and PostgreSQL in place (``engine.canonical``) give the figures of
+    the clean nine deals."""
+    messy = tmp_path / "messy"
+    messy.mkdir()
+    (messy / "dataset.yml").write_text(yaml.safe_dump(HAND_CONFIG, sort_keys=False))
+    (messy / "opportunities.csv").write_text(MESSY_OPPS)
+    (messy / "opportunity_history.csv").write_text(MESSY_HISTORY)
+    (messy / "reps.csv").write_text(MESSY_REPS)
+    request.getfixturevalue("pg_credentials")
+    port = request.getfixturevalue("pg_server")
+    in_pg = dataset_in_postgres(port, messy, "messy_deals", tmp_path / "in_pg", types=MESSY_TYPES)
+    with eng_mod.connect(hand_dir) as clean, eng_mod.connect(messy) as files:
+        want = _figures(clean)
+        assert want["win_rate"]["closed"].iloc[0] == 5 and len(want["pipeline"]) == 2
+        for name, got in _figures(files).items():
+            pdt.assert_frame_equal(got, want[name], check_dtype=False, rtol=REL, obj=f"files {name}")
+    with eng_mod.connect(in_pg) as pg:
+        assert pg.name == "postgres"
+        for name, got in _figures(pg).items():
+            pdt.assert_frame_equal(got, want[name], check_dtype=False, rtol=REL, obj=f"postgres {name}")
+
+
+# --------------------------------------------------------------------------------------------------
 # the engine: cache, choice, errors
 # --------------------------------------------------------------------------------------------------
 def _copy(src: Path, dst: Path) -> Path:

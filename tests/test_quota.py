@@ -530,3 +530,62 @@ def test_whatif_notebook_runs(sample_dir, tmp_path):
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+
+
+def test_the_funnel_counts_a_meeting_as_the_activity_tracker_does():
+    """One definition of a meeting and a call (``helpers.metrics.activity.normalized``): types and outcomes
+    trimmed, lower-cased and alias-mapped. On this messy log the quota report's AE funnel and SDR meetings
+    count what the activity tracker counts (before, "meetings", " Meeting ", "Demos", "Calls", "Phone Call"
+    were not meetings or calls for the funnel, and a "No Show" meeting counted as held)."""
+    from helpers.metrics import activity as A
+
+    t = pd.to_datetime
+    rows = [  # (owner, type, outcome): A is an AE, S an SDR; every row on 2026-05-04
+        ("A", "Meeting", "held"),
+        ("A", "meetings", "positive"),
+        ("A", " Meeting ", "Held"),
+        ("A", "DEMO", "held"),
+        ("A", "Demos", "positive"),
+        ("A", "meeting", "No Show"),  # not held
+        ("A", "meeting", "no-show"),  # not held
+        ("A", "Meeting", "scheduled"),  # booked, not held
+        ("A", "Phone Call", "connected"),
+        ("A", "Calls", "no answer"),
+        ("A", "call", "connected"),
+        ("A", " CALL ", "connected"),
+        ("A", "in-mail", "replied"),  # a social touch: neither
+        ("S", "Meeting", "held"),
+        ("S", "meetings", "no-show"),
+        ("S", " Demo ", "scheduled"),
+        ("S", "meeting", "held"),
+        ("S", "in-mail", "replied"),
+    ]
+    acts = pd.DataFrame(rows, columns=["owner", "type", "outcome"]).assign(occurred_at=t("2026-05-04 10:00"))
+    opps = pd.DataFrame(
+        {
+            "opportunity_id": ["O1", "O2"],
+            "owner": ["A", "A"],
+            "created_date": t(["2026-05-01", "2026-06-01"]),
+            "close_date": t(["2026-07-01", "2026-08-01"]),
+            "amount": [10.0, 5.0],
+            "is_closed": [True, True],
+            "is_won": [True, False],
+        }
+    )
+    reps = pd.DataFrame({"rep_id": ["A", "S"], "role": ["AE", "SDR"]})
+    start, end = trailing_window(AS_OF)
+
+    # the AE funnel: 5 meetings/demos held (2 no-shows and 1 scheduled left out), 4 calls
+    assert Q.ae_activity(acts, start, end, ["A"]) == (5, 4)
+    tracker = A.funnel_rates(acts, opps, start, end, owners=["A"])
+    assert tracker["meetings_held"] + tracker["demos_held"] == 5 and tracker["calls"] == 4
+    r = Q.funnel_rates(opps, acts, AS_OF, reps=reps)
+    assert r.meeting_to_opportunity == pytest.approx(2 / 5)
+    assert r.call_to_meeting == pytest.approx(5 / 4)
+
+    # SDR meetings booked: every meeting/demo S logged, whatever its outcome: 4 in May
+    ev = Q.sdr_events(acts, None)["meetings"].set_index("rep_id")
+    assert ev.loc["S", "value"] == 4 and ev.loc["S", "month"] == pd.Timestamp("2026-05-01")
+    for rep, booked in (("S", 4), ("A", 8)):
+        mo = A.meeting_outcomes(acts[acts["owner"] == rep], start, end).set_index("type")
+        assert mo.loc["meeting+demo", "booked"] == booked == ev.loc[rep, "value"]

@@ -118,12 +118,13 @@ def test_long_tables_show_their_first_rows_and_say_so(monkeypatch):
 
 
 def test_imports_run_one_way(tmp_path):
-    """The import contract in .importlinter holds: publish -> sections -> metrics -> data, never upward.
+    """The import contracts in .importlinter hold: publish -> sections -> metrics -> data, never upward, and no
+    import cycle between the modules of a room.
     A module that breaks it is named in the output."""
     exe = Path(sys.executable).with_name("lint-imports")
     out = subprocess.run([str(exe)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "1 kept, 0 broken" in out.stdout
+    assert "2 kept, 0 broken" in out.stdout
 
 
 def _requirements():

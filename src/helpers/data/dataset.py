@@ -420,8 +420,14 @@ def _closest(name: str, candidates) -> str:
     return f"; did you mean {m[0]!r}?" if m else ""
 
 
-def _canonical_header(name: str) -> str:
+def canonical_header(name: str) -> str:
+    """The contract column a header names, ignoring case, spaces and hyphens (``Opportunity ID``)."""
     return "_".join(str(name).strip().lower().replace("-", " ").split())
+
+
+def stage_key(stage: str) -> str:
+    """A stage spelling without case and spacing differences (``" closed  WON"`` → ``closed won``)."""
+    return " ".join(str(stage).lower().split())
 
 
 def coerce_table(
@@ -446,7 +452,7 @@ def coerce_table(
     names = set(table.column_names)
     rename = {}
     for c in df.columns:
-        canon = _canonical_header(c)
+        canon = canonical_header(c)
         if c not in names and canon in names and canon not in df.columns and canon not in rename.values():
             rename[c] = canon
     df = df.rename(columns=rename)
@@ -759,12 +765,12 @@ def normalize_stages(
     stage's own spelling, with one warning per spelling."""
     if "stage" not in df.columns or not config.stages:
         return df
-    key = {" ".join(s.lower().split()): s for s in config.stages}
+    key = {stage_key(s): s for s in config.stages}
     st = df["stage"]
     odd = st.notna() & ~_isin(st, config.stages)
     if not odd.any():
         return df
-    fixed = st[odd].map(lambda v: key.get(" ".join(str(v).lower().split())))
+    fixed = st[odd].map(lambda v: key.get(stage_key(v)))
     hit = fixed.notna()
     if hit.any():
         df = df.copy()

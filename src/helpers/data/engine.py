@@ -19,10 +19,10 @@ small aggregated results come back, as pandas frames (``Engine.execute``).
 - ``postgres`` — the tables named in ``dataset.yml`` (``url`` + ``table`` or ``query``, credentials
   from the environment as ``helpers.data.sources`` describes), queried in place over one read-only
   connection opened by ``sources.TableReader`` (so the same redaction of credentials in errors). Every
-  table must live in that one database. The tables are used as the contract types them: columns whose
-  database type differs from the contract's are cast, and ``is_closed`` / ``is_won`` are derived from
-  the stage where missing, as ``dataset.derive_status`` does for files. (Validation is not run on the
-  server yet: ``revops validate`` still loads the rows.)
+  table must live in that one database. The tables are read as ``dataset.load`` reads files, by Ibis
+  expressions run on the server (``canonical``): contract types, trimmed text, stage spellings,
+  probabilities on a 0–100 scale, true/false words, ``is_closed`` / ``is_won`` from the stage.
+  (Validation is not run on the server yet: ``revops validate`` still loads the rows.)
 - ``spark`` — PySpark (``pip install 'revops-notebooks[spark]'``, Java 17+): the typed cache exported
   once to Parquet beside the DuckDB file, read by a Spark session. The session is local
   (``local[2]``, UI off) unless ``REVOPS_SPARK_MASTER`` names a cluster master, or
@@ -472,21 +472,61 @@ def _source_table(con, src: sources.DbTable):
 
 
 def canonical(t, table: str, config: DatasetConfig):
-    """A database table as the contract types it: each contract column cast to its kind where the
-    database type differs, and for opportunities ``is_closed`` / ``is_won`` filled from the stage
-    (``dataset.derive_status``)."""
+    """A database table read as ``dataset.load`` reads a file, with the same rules written as expressions
+    that run where the table lives, each on the contract columns of its kind only:
+
+    - headers match the contract ignoring case, spaces and hyphens (``Opportunity ID``,
+      ``dataset.canonical_header``);
+    - text (``id``, ``str``): trimmed, blank = empty (``coerce.to_text``);
+    - ``stage``: a spelling that differs from a ``dataset.yml`` stage only in case and spacing
+      (``closed  WON``) reads as that stage (``dataset.normalize_stages``);
+    - ``prob``: a column with any value above 1 is on a 0–100 scale and is divided by 100
+      (``coerce.probability_scale``); one aggregate per probability column, when the engine opens;
+    - ``bool``: text is read with ``coerce``'s true/false words (true/false, yes/no, y/n, t/f, 1/0,
+      won/lost, closed/open, any case), numbers 1/0; anything else is empty (``coerce.to_bool``);
+    - every other column is cast to its kind where the database type differs; and for opportunities
+      ``is_closed`` / ``is_won`` are filled from the stage (``dataset.derive_status``).
+
+    Not done here: numbers and dates stored as text are cast as the database reads them (no currency
+    symbols, percent signs, decimal commas or day-first dates), and values that break a rule are not
+    reported (``revops validate`` loads the rows and names them)."""
     import ibis
 
+    from helpers.data.coerce import FALSE_WORDS, TRUE_WORDS
+    from helpers.data.dataset import canonical_header, stage_key
+
     contract = TABLES[table]
+    names = set(contract.column_names)
+    rename: dict[str, str] = {}
+    for c in t.columns:
+        canon = canonical_header(c)
+        if c not in names and canon in names and canon not in t.columns and canon not in rename.values():
+            rename[c] = canon
     cols = {}
     for name in t.columns:
-        spec = contract.column(name)
-        col = t[name]
-        if spec is not None:
+        col, spec = t[name], contract.column(rename.get(name, name))
+        typ = col.type()
+        if spec is None:
+            pass
+        elif spec.kind in ("id", "str"):
+            col = (col if typ.is_string() else col.cast("string")).strip().nullif("")
+            if spec.name == "stage" and config.stages:
+                key = col.lower().re_replace(r"\s+", " ")
+                spelled = key.substitute({stage_key(s): s for s in config.stages}, else_=col)
+                col = col.isin(list(config.stages)).ifelse(col, spelled)
+        elif spec.kind == "bool" and (typ.is_string() or typ.is_numeric()):
+            w = col.strip().lower() if typ.is_string() else col
+            yes, no = (list(TRUE_WORDS), list(FALSE_WORDS)) if typ.is_string() else ([1], [0])
+            col = ibis.cases((w.isin(yes), True), (w.isin(no), False), else_=ibis.null("boolean"))
+        else:
             want = ibis.dtype(IBIS_TYPES[spec.kind])
-            if not col.type().equals(want.copy(nullable=col.type().nullable)):
+            if not typ.equals(want.copy(nullable=typ.nullable)):
                 col = col.cast(want)
-        cols[name] = col
+            if spec.kind == "prob" and typ.is_numeric():
+                top = col.max().execute()
+                if top is not None and not pd.isna(top) and top > 1:
+                    col = col / 100.0
+        cols[rename.get(name, name)] = col
     if table == "opportunities" and "stage" in cols:
         won = cols["stage"].isin(list(config.won_stages)) if config.won_stages else ibis.literal(False)
         lost = cols["stage"].isin(list(config.lost_stages)) if config.lost_stages else ibis.literal(False)

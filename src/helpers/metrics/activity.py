@@ -29,12 +29,10 @@ import ibis
 import numpy as np
 import pandas as pd
 
-from helpers.data.calendar import trailing_window, weeks_window
+from helpers.data.calendar import weeks_window
 from helpers.data.schema import ACTIVITY_TYPES, CONNECTED_OUTCOMES
 from helpers.metrics import rates as R
 from helpers.metrics.expr import among, as_table, keyed
-from helpers.metrics.quota import funnel_rates as quota_rates
-from helpers.metrics.quota import reverse_funnel, seller_ids
 
 OUTBOUND_TYPES = ("call", "email", "social")
 MEETING_TYPES = ("meeting", "demo")
@@ -762,35 +760,6 @@ def split_meetings(needed: pd.DataFrame, rates: pd.Series) -> pd.DataFrame:
     total = out["meetings"]
     out["meetings"], out["demos"] = total * (1 - share), total * share
     return out
-
-
-def benchmark_needs(
-    activities: pd.DataFrame,
-    opportunities: pd.DataFrame,
-    monthly_quotas: pd.Series,
-    as_of,
-    months: int = 12,
-    reps: pd.DataFrame | None = None,
-) -> tuple[pd.DataFrame, pd.Series]:
-    """Activity per month each rep's quota needs, with the rates used and where the chain came from.
-
-    The AE funnel from AE activity: rates count the activity of AEs only (``helpers.metrics.quota.seller_ids``:
-    reps not in an SDR/BDR role, else owners of opportunities) against every opportunity AEs own — the
-    opportunities SDR meetings source included; SDR calls and meetings are not counted against AEs.
-    Uses ``helpers.metrics.quota.funnel_rates`` + ``reverse_funnel`` (quota → deals → opportunities → meetings and
-    demos → calls, benchmarks where a rate cannot be measured), splitting meetings and demos by
-    ``split_meetings``. Returns (frame indexed by rep: monthly_quota, deals, opportunities, calls, meetings,
-    demos; rates).
-    """
-    start, end = trailing_window(as_of, months)
-    sellers = seller_ids(reps, opportunities)
-    rates = funnel_rates(activities, opportunities, start, end, owners=sellers)
-    fr = quota_rates(opportunities, activities, as_of, months=months, reps=reps)
-    rf = reverse_funnel(monthly_quotas.astype("float64"), **fr.as_kwargs())
-    rf = split_meetings(rf.rename(columns={"quota": "monthly_quota"}), rates)
-    rates = rates.copy()
-    rates["win_rate"], rates["avg_deal_size"] = fr.win_rate, fr.avg_deal_size
-    return rf[["monthly_quota", "deals", "opportunities", "calls", "meetings", "demos"]], rates
 
 
 def actual_activity(activities, start, end, months: float) -> pd.DataFrame:

@@ -24,12 +24,12 @@ import pandas as pd
 
 from helpers.data import escape
 from helpers.data.calendar import FiscalCalendar, trailing_window
+from helpers.metrics import activity as A
 from helpers.metrics import rates as R
 from helpers.metrics.expr import among, as_table
 
 DEFAULT_RAMP = (0.25, 0.50, 0.75)
 NON_REVENUE_ROLES = {"sdr", "bdr", "sdr/bdr"}
-MEETING_TYPES = ("meeting", "demo")
 NOT_HELD = ("no_show", "scheduled")
 # Benchmarks used when the data cannot measure a funnel rate (activity tracker uses the same ones).
 BENCHMARKS = {
@@ -707,23 +707,24 @@ def seller_ids(reps: pd.DataFrame | None, opps: pd.DataFrame) -> list[str]:
 
 def ae_activity(activities, start, end, sellers: list[str]) -> tuple[int, int]:
     """(meetings held, calls) logged by ``sellers`` with ``start <= day(occurred_at) <= end``, counted on
-    the engine (``activities``: an Ibis table or a frame, ``helpers.metrics.expr.as_table``): a meeting
-    is a meeting or demo (type lower-cased) whose outcome is not no_show/scheduled (none counts as
-    held); a call is type "call"."""
-    t = as_table(activities, timestamps=("occurred_at",))
+    the engine (``activities``: an Ibis table or a frame, ``helpers.metrics.expr.as_table``). Types and
+    outcomes are read as the activity tracker reads them (``helpers.metrics.activity.normalized``: trimmed,
+    lower-cased, aliases such as "Meetings" or "phone call" mapped): a meeting is a meeting or demo whose
+    outcome is not no_show/scheduled (none counts as held); a call is type "call"."""
+    t = A.table(activities)
     if not {"owner", "type", "occurred_at"} <= set(t.columns):
         return 0, 0
+    t = A.normalized(t)
     lo, hi = pd.Timestamp(start).ceil("D"), pd.Timestamp(end).floor("D") + pd.Timedelta(days=1)
     t = t.filter(
         t.occurred_at >= ibis.literal(lo.to_pydatetime(), type="timestamp"),
         t.occurred_at < ibis.literal(hi.to_pydatetime(), type="timestamp"),
     )
     t = among(t, "owner", sellers)
-    typ = t.type.cast("string").lower()
-    held = ~t.outcome.isin(list(NOT_HELD)).fill_null(False) if "outcome" in t.columns else ibis.literal(True)
+    held = ~t.outcome.isin(list(NOT_HELD)).fill_null(False)
     got = t.aggregate(
-        meetings=(typ.isin(list(MEETING_TYPES)).fill_null(False) & held).ifelse(1, 0).sum(),
-        calls=(typ == "call").fill_null(False).ifelse(1, 0).sum(),
+        meetings=(t.type.isin(list(A.MEETING_TYPES)).fill_null(False) & held).ifelse(1, 0).sum(),
+        calls=(t.type == "call").fill_null(False).ifelse(1, 0).sum(),
     ).execute()
     return int(got["meetings"].fillna(0).iloc[0]), int(got["calls"].fillna(0).iloc[0])
 
@@ -802,6 +803,35 @@ def reverse_funnel(
     )
 
 
+def benchmark_needs(
+    activities: pd.DataFrame,
+    opportunities: pd.DataFrame,
+    monthly_quotas: pd.Series,
+    as_of,
+    months: int = 12,
+    reps: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Activity per month each rep's quota needs, with the rates used and where the chain came from.
+
+    The AE funnel from AE activity: rates count the activity of AEs only (``seller_ids``:
+    reps not in an SDR/BDR role, else owners of opportunities) against every opportunity AEs own — the
+    opportunities SDR meetings source included; SDR calls and meetings are not counted against AEs.
+    Uses ``funnel_rates`` + ``reverse_funnel`` (quota → deals → opportunities → meetings and demos → calls,
+    benchmarks where a rate cannot be measured), splitting meetings and demos by
+    ``helpers.metrics.activity.split_meetings`` (the demo share of the tracker's ``funnel_rates``). Returns (frame indexed by rep: monthly_quota, deals, opportunities, calls, meetings,
+    demos; rates).
+    """
+    start, end = trailing_window(as_of, months)
+    sellers = seller_ids(reps, opportunities)
+    rates = A.funnel_rates(activities, opportunities, start, end, owners=sellers)
+    fr = funnel_rates(opportunities, activities, as_of, months=months, reps=reps)
+    rf = reverse_funnel(monthly_quotas.astype("float64"), **fr.as_kwargs())
+    rf = A.split_meetings(rf.rename(columns={"quota": "monthly_quota"}), rates)
+    rates = rates.copy()
+    rates["win_rate"], rates["avg_deal_size"] = fr.win_rate, fr.avg_deal_size
+    return rf[["monthly_quota", "deals", "opportunities", "calls", "meetings", "demos"]], rates
+
+
 # --------------------------------------------------------------------------------------------------
 # non-revenue (SDR) quotas
 # --------------------------------------------------------------------------------------------------
@@ -810,8 +840,9 @@ def sdr_events(
 ) -> dict[str, pd.DataFrame]:
     """Monthly events per rep for non-revenue quotas (columns rep_id, month, value):
 
-    - ``meetings``: meetings/demos booked (every logged meeting or demo, any outcome) by their owner,
-      counted per rep and month on the engine (``activities``: an Ibis table or a frame);
+    - ``meetings``: meetings/demos booked (every logged meeting or demo, any outcome; types read as the
+      activity tracker reads them, ``helpers.metrics.activity.normalized``) by their owner, counted per rep
+      and month on the engine (``activities``: an Ibis table or a frame);
     - ``opportunities``: leads owned by the rep that became an opportunity, dated by the opportunity's
       created_date (else the lead's sql_date), counted per rep and month on the engine (``leads`` and
       ``opps``: engine tables or frames; the lead's deal looked up by id).
@@ -819,10 +850,9 @@ def sdr_events(
     out = {}
     t = as_table(activities, timestamps=("occurred_at",)) if activities is not None else None
     if t is not None and {"owner", "type", "occurred_at"} <= set(t.columns):
-        m = t.filter(t.type.cast("string").lower().isin(list(MEETING_TYPES)), t.occurred_at.notnull())
-        per = m.group_by(rep_id=m.owner.cast("string"), month=m.occurred_at.truncate("M")).agg(
-            value=m.count()
-        )
+        n = A.normalized(t)
+        m = n.filter(n.type.isin(list(A.MEETING_TYPES)), n.occurred_at.notnull())
+        per = m.group_by(rep_id=m.owner, month=m.occurred_at.truncate("M")).agg(value=m.count())
         got = per.execute()
         if len(got) or t.count().execute():
             out["meetings"] = got.assign(

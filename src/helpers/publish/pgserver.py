@@ -128,9 +128,12 @@ class PgServer:
         self.stop()
 
 
-def copy_into_postgres(port: int, folder: Path, dbname: str = "crm") -> list[str]:
+def copy_into_postgres(
+    port: int, folder: Path, dbname: str = "crm", types: dict[str, str] | None = None
+) -> list[str]:
     """The CSV tables of a dataset folder into database ``dbname`` (created when missing), typed by the
-    contract (SQL_TYPES); returns the tables copied."""
+    contract (SQL_TYPES) except the columns ``types`` names (``{"opportunities.is_won": "text"}``); returns
+    the tables copied."""
     import csv
 
     import psycopg
@@ -152,7 +155,9 @@ def copy_into_postgres(port: int, folder: Path, dbname: str = "crm") -> list[str
             with path.open(newline="", encoding="utf-8") as fh:
                 header = next(csv.reader(fh))
             kinds = {col.name: col.kind for col in table.columns}
-            cols = ", ".join(f'"{h}" {SQL_TYPES[kinds.get(h, "str")]}' for h in header)
+            cols = ", ".join(
+                f'"{h}" {(types or {}).get(f"{name}.{h}") or SQL_TYPES[kinds.get(h, "str")]}' for h in header
+            )
             c.execute(f'drop table if exists "{name}"')
             c.execute(f'create table "{name}" ({cols})')
             with c.cursor().copy(f'copy "{name}" from stdin with (format csv, header true)') as cp:
@@ -169,10 +174,12 @@ def dataset_in_postgres(
     dbname: str,
     out: Path,
     env: tuple[str, str] = ("REVOPS_TEST_DB_USER", "REVOPS_TEST_DB_PASSWORD"),
+    types: dict[str, str] | None = None,
 ) -> Path:
     """A dataset folder ``out`` whose dataset.yml (else that of ``folder``) points every table of
-    ``folder`` at its copy in PostgreSQL database ``dbname``; credentials from the variables ``env``."""
-    tables = copy_into_postgres(port, folder, dbname)
+    ``folder`` at its copy in PostgreSQL database ``dbname`` (column types as ``copy_into_postgres``);
+    credentials from the variables ``env``."""
+    tables = copy_into_postgres(port, folder, dbname, types)
     out.mkdir(parents=True, exist_ok=True)
     cfg = yaml.safe_load((folder / "dataset.yml").read_text())
     url = f"postgresql://{{{env[0]}}}:{{{env[1]}}}@127.0.0.1:{port}/{dbname}"

@@ -14,6 +14,7 @@ import pandas as pd
 from helpers.data import escape
 from helpers.data.calendar import trailing_text, trailing_window, weeks_window
 from helpers.metrics import activity as A
+from helpers.metrics import quota as Q
 from helpers.sections import plots
 from helpers.sections.display import count_noun, definitions, fold_table, markdown, note, rep_label
 
@@ -348,7 +349,7 @@ def _benchmarks(ctx, act_all, opps_all, owners) -> None:
     if not len(mq):
         note("No bookings quota covers this month for the reps in scope, so there is no benchmark.")
         return
-    needed, rates = A.benchmark_needs(act_all, opps_all, mq, ctx.as_of, YIELD_MONTHS, reps=ctx.ds.reps)
+    needed, rates = Q.benchmark_needs(act_all, opps_all, mq, ctx.as_of, YIELD_MONTHS, reps=ctx.ds.reps)
     astart, aend = trailing_window(ctx.as_of, ACTUAL_MONTHS)
     actual = A.actual_activity(act_all, astart, aend, ACTUAL_MONTHS)
     gap = A.benchmark_gap(needed, actual)
