@@ -214,3 +214,22 @@ def test_columns_that_need_the_parser_are_read_as_before(pg_dataset, pg_env, tmp
     monkeypatch.setattr(sources.TableReader, "read", lambda self, t: read.append(t) or original(self, t))
     checked = dataset.validate(tmp_path)
     assert not checked.on_server and "opportunities" in read
+
+
+def test_a_server_problem_keeps_its_key_and_count_through_json():
+    """Problems travel as JSON (the load cache's warnings): the key columns and the count survive."""
+    p = dataset.Problem(
+        "opportunity_history (…)",
+        None,
+        "stage",
+        "Won?",
+        "expected a stage listed in dataset.yml",
+        key=(("opportunity_id", "OPP-1"), ("changed_at", pd.Timestamp("2026-01-02 10:00"))),
+        count=3,
+    )
+    back = sources._problem_from_json(sources._problem_to_json(p))
+    assert back == p
+    assert str(back) == (
+        "opportunity_history (…), opportunity_id 'OPP-1', changed_at 2026-01-02 10:00:00, column 'stage', "
+        "3 rows: value 'Won?' — expected a stage listed in dataset.yml"
+    )

@@ -21,8 +21,8 @@ small aggregated results come back, as pandas frames (``Engine.execute``).
   connection opened by ``sources.TableReader`` (so the same redaction of credentials in errors). Every
   table must live in that one database. The tables are used as the contract types them: columns whose
   database type differs from the contract's are cast, and ``is_closed`` / ``is_won`` are derived from
-  the stage where missing, as ``dataset.derive_status`` does for files. (Validation is not run on the
-  server yet: ``revops validate`` still loads the rows.)
+  the stage where missing, as ``dataset.derive_status`` does for files. Validation runs there too, as
+  queries (``helpers.data.pgcheck``).
 - ``spark`` — PySpark (``pip install 'revops-notebooks[spark]'``, Java 17+): the typed cache exported
   once to Parquet beside the DuckDB file, read by a Spark session. The session is local
   (``local[2]``, UI off) unless ``REVOPS_SPARK_MASTER`` names a cluster master, or
