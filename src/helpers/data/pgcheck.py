@@ -168,7 +168,12 @@ def check(folder: Path, strict: bool = True) -> Checked | None:
             return None
         if any(t is None for t in tables.values()):
             return None
-        return _Check(conn, folder, config, files, tables).run(strict)
+        try:
+            return _Check(conn, folder, config, files, tables).run(strict)
+        except DataValidationError:
+            raise
+        except Exception:  # noqa: BLE001 - a query the server refuses (e.g. a character its encoding lacks)
+            return None  # load reads the tables and reports what it finds
     finally:
         reader.close()
 
