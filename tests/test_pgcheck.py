@@ -176,6 +176,9 @@ def test_server_validation_raises_the_errors_as_load_does(broken, broken_pg, pg_
         validate(broken_pg)
     n = sum(p.count for p in files.value.problems)
     assert f"has {n} error(s)" in str(files.value) and f"has {n} error(s)" in str(server.value)
+    # read first: how a column was read (the stage spelling, the probability scale), not rows of a rule
+    assert sorted(map(_expected, server.value.hints)) == sorted(map(_expected, files.value.hints))
+    assert all(not p.key for p in server.value.hints)
     code, text = validate_report(broken_pg)
     assert code == 1 and f"has {n} error(s)" in text
 

@@ -26,6 +26,7 @@ from helpers.data.progress import progress
 from helpers.data.schema import TABLES, Table
 
 EXTENSIONS = (".csv", ".parquet", ".xlsx")
+MORE_ROWS = "more rows than shown, counted on the server"  # the note of a problem counting the rest
 MAX_ROWS_SHOWN = 20  # per (file, column, rule) group in the error message; all are kept in .problems
 
 
@@ -118,7 +119,11 @@ def reading_hints(warnings: list[Problem], errors: list[Problem]) -> list[Proble
     columns the ``errors`` name or compare with: they may explain those errors (a day/month column read
     as month/day puts close dates before created dates)."""
     named = {(e.file, e.column) for e in errors} | {(e.file, e.ref[0]) for e in errors if e.ref}
-    return [w for w in warnings if w.row is None and w.column and (w.file, w.column) in named]
+    return [
+        w
+        for w in warnings
+        if w.row is None and not w.key and w.note != MORE_ROWS and w.column and (w.file, w.column) in named
+    ]
 
 
 def format_problems(problems: list[Problem], title: str = "", max_rows: int = MAX_ROWS_SHOWN) -> str:

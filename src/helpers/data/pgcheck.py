@@ -44,6 +44,7 @@ from helpers.data.config import DatasetConfig, load_config
 from helpers.data.dataset import (
     MAX_ROWS_SHOWN,
     MISSPELLING,
+    MORE_ROWS,
     Checked,
     DataValidationError,
     Problem,
@@ -663,7 +664,7 @@ class _Check:
                         "expected a unique id",
                         count=duplicates - shown,
                         line_offset=None,
-                        note="more rows than shown, counted on the server",
+                        note=MORE_ROWS,
                     )
                 )
         keys = [k for k in KEYS[t.name] if k in t.columns]
@@ -701,7 +702,7 @@ class _Check:
                     rule.severity,
                     None,
                     count=n - len(rows),
-                    note="more rows than shown, counted on the server",
+                    note=MORE_ROWS,
                 )
             )
 
