@@ -26,6 +26,7 @@ from helpers.data.progress import progress
 from helpers.data.schema import TABLES, Table
 
 EXTENSIONS = (".csv", ".parquet", ".xlsx")
+MORE_ROWS = "more rows than shown, counted on the server"  # the note of a problem counting the rest
 MAX_ROWS_SHOWN = 20  # per (file, column, rule) group in the error message; all are kept in .problems
 
 
@@ -42,6 +43,11 @@ class Problem:
     # with the same problem share one ``expected`` and group (format_problems)
     ref: tuple[str, object] | None = None
     note: str = ""  # where else the problem shows (revops import: the imported table, row and column)
+    # a database table checked on the server (``helpers.data.pgcheck``) has no file rows: a row is named
+    # by its key columns, ((column, value), …), and a problem may stand for ``count`` rows (the rows
+    # beyond the first ones fetched, or rows that nothing names, such as rows without an id)
+    key: tuple = ()
+    count: int = 1
 
     def where(self) -> str:
         parts = [self.file]
@@ -50,8 +56,12 @@ class Problem:
                 f"row {self.row}"
                 + (f" (line {self.row + self.line_offset})" if self.line_offset is not None else "")
             )
+        elif self.key:
+            parts.append(", ".join(f"{c} {_shown(v)}" for c, v in self.key))
         if self.column:
             parts.append(f"column {self.column!r}")
+        if self.count != 1:
+            parts.append(f"{self.count:,} rows")
         return ", ".join(parts)
 
     def __str__(self) -> str:
@@ -74,6 +84,20 @@ class Problem:
         return f"{self.where()}{val} — {self.expected}{ref}" + (f" ({self.note})" if self.note else "")
 
 
+def _shown(v) -> str:
+    """A key value as a message shows it: text quoted, a midnight timestamp as its date, none as empty."""
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return "empty"
+    if isinstance(v, pd.Timestamp):
+        return v.strftime("%Y-%m-%d") if v == v.normalize() else str(v)
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def n_problems(problems) -> int:
+    """How many rows the problems stand for (a problem counted on the server may stand for several)."""
+    return sum(p.count for p in problems)
+
+
 class DataValidationError(ValueError):
     """One error listing every problem found in a dataset."""
 
@@ -81,7 +105,7 @@ class DataValidationError(ValueError):
         self.problems = problems
         self.folder = str(folder)
         self.hints = list(hints)
-        title = f"Dataset {folder} has {len(problems)} error(s)"
+        title = f"Dataset {folder} has {n_problems(problems)} error(s)"
         if self.hints:  # how a column was read, before the errors it may explain
             title = format_problems(
                 self.hints, title=f"{title}. Read first — how these columns were read may explain them:"
@@ -95,7 +119,11 @@ def reading_hints(warnings: list[Problem], errors: list[Problem]) -> list[Proble
     columns the ``errors`` name or compare with: they may explain those errors (a day/month column read
     as month/day puts close dates before created dates)."""
     named = {(e.file, e.column) for e in errors} | {(e.file, e.ref[0]) for e in errors if e.ref}
-    return [w for w in warnings if w.row is None and w.column and (w.file, w.column) in named]
+    return [
+        w
+        for w in warnings
+        if w.row is None and not w.key and w.note != MORE_ROWS and w.column and (w.file, w.column) in named
+    ]
 
 
 def format_problems(problems: list[Problem], title: str = "", max_rows: int = MAX_ROWS_SHOWN) -> str:
@@ -110,9 +138,10 @@ def format_problems(problems: list[Problem], title: str = "", max_rows: int = MA
         if len(items) > max_rows:
             rest = [str(p.row) for p in items[max_rows:] if p.row is not None]
             shown = ", ".join(rest[:30]) + (", …" if len(rest) > 30 else "")
+            place = items[0].file if items[0].key else items[0].where().split(", row")[0]
             lines.append(
-                f"  - … and {len(items) - max_rows} more in {items[0].where().split(', row')[0]}"
-                f" with the same problem (rows {shown})"
+                f"  - … and {n_problems(items[max_rows:])} more in {place}"
+                f" with the same problem" + (f" (rows {shown})" if rest else "")
             )
     return "\n".join(lines)
 
@@ -153,13 +182,66 @@ class Dataset:
     @property
     def as_of(self) -> pd.Timestamp:
         """The export date: ``as_of`` in dataset.yml, else ``infer_as_of`` of the opportunities."""
-        if self.config.as_of:
-            return pd.Timestamp(self.config.as_of).normalize()
-        inferred = infer_as_of(self.tables["opportunities"])
-        return inferred if inferred is not None else pd.Timestamp.today().normalize()
+        return export_date(self.config, lambda: infer_as_of(self.tables["opportunities"]))
 
     def fingerprint(self) -> str:
         return fingerprint_files([self.path / "dataset.yml", *self.files.values()])
+
+
+def export_date(config: DatasetConfig, inferred) -> pd.Timestamp:
+    """``as_of`` of dataset.yml, else ``inferred()`` (the latest recorded event), else today."""
+    if config.as_of:
+        return pd.Timestamp(config.as_of).normalize()
+    found = inferred()
+    return found if found is not None else pd.Timestamp.today().normalize()
+
+
+@dataclass
+class Checked:
+    """A validated dataset, told without its rows: what ``validate`` returns (the report run's parent
+    process and ``revops validate`` need no more)."""
+
+    path: Path
+    config: DatasetConfig
+    rows: dict[str, int]  # rows per table
+    files: dict[str, Path]
+    warnings: list[Problem]
+    inferred_as_of: pd.Timestamp | None  # infer_as_of of the opportunities
+    first_created: pd.Timestamp | None  # the earliest created_date of the opportunities
+    on_server: bool = False  # checked by queries on the database (helpers.data.pgcheck)
+
+    @property
+    def as_of(self) -> pd.Timestamp:
+        return export_date(self.config, lambda: self.inferred_as_of)
+
+    def fingerprint(self) -> str:
+        return fingerprint_files([self.path / "dataset.yml", *self.files.values()])
+
+
+def validate(path: str | Path) -> Checked:
+    """Validate the dataset at ``path`` as ``load`` does (``DataValidationError`` on errors), keeping no rows.
+
+    When every table lives in one PostgreSQL database with columns the contract can take as they are typed,
+    the rules run there as queries (``helpers.data.pgcheck``): only counts and the first rows that break a
+    rule come back. Otherwise the dataset is loaded (files: from the typed cache, which this builds)."""
+    folder = Path(path)
+    if folder.is_dir():
+        from helpers.data import pgcheck
+
+        checked = pgcheck.check(folder)
+        if checked is not None:
+            return checked
+    ds = load(folder)
+    opp = ds.tables["opportunities"]
+    return Checked(
+        ds.path,
+        ds.config,
+        {k: len(v) for k, v in ds.tables.items()},
+        ds.files,
+        ds.warnings,
+        infer_as_of(opp),
+        opp["created_date"].min() if "created_date" in opp.columns else None,
+    )
 
 
 def infer_as_of(opp: pd.DataFrame) -> pd.Timestamp | None:
@@ -430,6 +512,18 @@ def stage_key(stage: str) -> str:
     return " ".join(str(stage).lower().split())
 
 
+def contract_headers(columns: list[str], table: Table) -> dict[str, str]:
+    """{header: contract column} for the (stripped) headers that name a contract column but for case,
+    spaces and hyphens (``Opportunity ID`` → ``opportunity_id``), where that column is not there already."""
+    names = set(table.column_names)
+    rename = {}
+    for c in columns:
+        canon = canonical_header(c)
+        if c not in names and canon in names and canon not in columns and canon not in rename.values():
+            rename[c] = canon
+    return rename
+
+
 def coerce_table(
     raw: pd.DataFrame,
     table: Table,
@@ -450,12 +544,7 @@ def coerce_table(
         problems.append(Problem(fname, row, col, value, text, sev, line_offset))
     df.columns = [str(c).strip() for c in df.columns]
     names = set(table.column_names)
-    rename = {}
-    for c in df.columns:
-        canon = canonical_header(c)
-        if c not in names and canon in names and canon not in df.columns and canon not in rename.values():
-            rename[c] = canon
-    df = df.rename(columns=rename)
+    df = df.rename(columns=contract_headers(list(df.columns), table))
     present = set(df.columns)
     for col in table.required_columns:
         if col not in present:
@@ -937,19 +1026,19 @@ def validate_report(path: str | Path, all_warnings: bool = False) -> tuple[int, 
 
     Errors are all listed; warnings show 3 rows per kind unless ``all_warnings``."""
     try:
-        ds = load(path)
+        ds = validate(path)
     except DataValidationError as exc:
         return 1, str(exc)
     except (FileNotFoundError, ValueError) as exc:
         return 1, str(exc)
-    counts = ", ".join(f"{k}: {len(v):,} rows" for k, v in ds.tables.items())
+    counts = ", ".join(f"{k}: {n:,} rows" for k, n in ds.rows.items())
     text = [f"Dataset {path} ({ds.config.name}) is valid — {counts}."]
     if ds.warnings:
         expected = ds.config.source.get("expected_warnings") if isinstance(ds.config.source, dict) else None
         text.append(
             format_problems(
                 ds.warnings,
-                title=f"{len(ds.warnings)} warning(s) a report can live with"
+                title=f"{n_problems(ds.warnings)} warning(s) a report can live with"
                 + (f" ({expected})" if expected else "")
                 + ":",
                 max_rows=len(ds.warnings) if all_warnings else 3,

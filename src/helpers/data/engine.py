@@ -22,7 +22,7 @@ small aggregated results come back, as pandas frames (``Engine.execute``).
   table must live in that one database. The tables are read as ``dataset.load`` reads files, by Ibis
   expressions run on the server (``canonical``): contract types, trimmed text, stage spellings,
   probabilities on a 0–100 scale, true/false words, ``is_closed`` / ``is_won`` from the stage.
-  (Validation is not run on the server yet: ``revops validate`` still loads the rows.)
+  Validation runs there too, as queries (``helpers.data.pgcheck``).
 - ``spark`` — PySpark (``pip install 'revops-notebooks[spark]'``, Java 17+): the typed cache exported
   once to Parquet beside the DuckDB file, read by a Spark session. The session is local
   (``local[2]``, UI off) unless ``REVOPS_SPARK_MASTER`` names a cluster master, or
@@ -489,19 +489,14 @@ def canonical(t, table: str, config: DatasetConfig):
 
     Not done here: numbers and dates stored as text are cast as the database reads them (no currency
     symbols, percent signs, decimal commas or day-first dates), and values that break a rule are not
-    reported (``revops validate`` loads the rows and names them)."""
+    reported here (``helpers.data.pgcheck`` runs the rules on the server)."""
     import ibis
 
     from helpers.data.coerce import FALSE_WORDS, TRUE_WORDS
-    from helpers.data.dataset import canonical_header, stage_key
+    from helpers.data.dataset import contract_headers, stage_key
 
     contract = TABLES[table]
-    names = set(contract.column_names)
-    rename: dict[str, str] = {}
-    for c in t.columns:
-        canon = canonical_header(c)
-        if c not in names and canon in names and canon not in t.columns and canon not in rename.values():
-            rename[c] = canon
+    rename = contract_headers(list(t.columns), contract)
     cols = {}
     for name in t.columns:
         col, spec = t[name], contract.column(rename.get(name, name))

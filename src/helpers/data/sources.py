@@ -756,6 +756,7 @@ def _problem_to_json(p) -> dict:
     d["value"] = _value_to_json(p.value)
     d["row"] = None if p.row is None else int(p.row)
     d["ref"] = None if p.ref is None else [p.ref[0], _value_to_json(p.ref[1])]
+    d["key"] = [[c, _value_to_json(v)] for c, v in p.key]
     return d
 
 
@@ -764,4 +765,5 @@ def _problem_from_json(d: dict):
 
     ref = d.get("ref")
     ref = None if ref is None else (ref[0], _value_from_json(ref[1]))
-    return Problem(**{**d, "value": _value_from_json(d["value"]), "ref": ref})
+    key = tuple((c, _value_from_json(v)) for c, v in d.get("key") or ())
+    return Problem(**{**d, "value": _value_from_json(d["value"]), "ref": ref, "key": key})

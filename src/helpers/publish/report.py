@@ -1020,7 +1020,7 @@ def validate_parameters(
     import pandas as pd
 
     from helpers.data.calendar import last_complete_month, period_bounds
-    from helpers.data.dataset import DataValidationError, load
+    from helpers.data.dataset import DataValidationError, validate
 
     paths = find_notebooks(notebooks)
     if not paths:
@@ -1033,7 +1033,7 @@ def validate_parameters(
         folder = ROOT / folder
     folder = folder.resolve()
     try:
-        ds = load(folder)
+        ds = validate(folder)  # on the server, as queries, when the tables live in PostgreSQL
     except DataValidationError as exc:
         raise ReportError(f"the dataset does not load, so no notebook was started:\n{exc}") from exc
     except (FileNotFoundError, ValueError) as exc:
@@ -1048,8 +1048,7 @@ def validate_parameters(
     except ValueError as exc:
         raise ReportError(f"--period: {exc}") from exc
     period = start.strftime("%Y-%m")
-    opp = ds.tables["opportunities"]
-    first = opp["created_date"].min() if "created_date" in opp else pd.NaT
+    first = ds.first_created if ds.first_created is not None else pd.NaT
     if as_of:
         try:
             a = pd.Timestamp(as_of).normalize()
