@@ -739,7 +739,7 @@ def sample_copy(tmp_path, sample_dir):
 
 
 def _validate(folder):
-    from helpers.data.dataset import validate_report
+    from helpers.data.validation import validate_report
 
     return validate_report(folder, all_warnings=True)
 

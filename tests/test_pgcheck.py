@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from helpers.data import dataset, pgcheck, sources
-from helpers.data.dataset import DataValidationError, format_problems, load, validate, validate_report
+from helpers.data.dataset import DataValidationError, format_problems, load
+from helpers.data.validation import validate, validate_report
 from helpers.publish.pgserver import dataset_in_postgres
 
 UNIQUE = "expected a unique id"
@@ -215,7 +216,7 @@ def test_columns_that_need_the_parser_are_read_as_before(pg_dataset, pg_env, tmp
     read = []
     original = sources.TableReader.read
     monkeypatch.setattr(sources.TableReader, "read", lambda self, t: read.append(t) or original(self, t))
-    checked = dataset.validate(tmp_path)
+    checked = validate(tmp_path)
     assert not checked.on_server and "opportunities" in read
 
 

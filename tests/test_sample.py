@@ -235,7 +235,8 @@ def test_parquet_format_loads(tmp_path):
 def test_the_samples_warnings_are_the_planted_ones_and_say_so(sample_dir):
     """The generator plants stale open deals, open deals without a next step and a few zero amounts (module
     docstring); every warning of the sample is one of those, and `revops validate` says they are planted."""
-    from helpers.data.dataset import load, validate_report
+    from helpers.data.dataset import load
+    from helpers.data.validation import validate_report
 
     planted = (
         "open deal with a close date before the as-of date",

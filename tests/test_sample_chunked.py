@@ -10,9 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from helpers.data.dataset import load, validate_report
+from helpers.data.dataset import load
 from helpers.data.sample import SampleError, write_sample
 from helpers.data.sample_chunked import chunk_plan, write_sample_chunked
+from helpers.data.validation import validate_report
 
 AS_OF = "2026-10-31"
 TABLES = ("opportunities", "opportunity_history", "activities", "leads", "reps", "quotas", "churn")

@@ -137,7 +137,7 @@ def cmd_dataset_folder(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from helpers.data.dataset import validate_report
+    from helpers.data.validation import validate_report
 
     code, text = validate_report(args.dataset, all_warnings=args.all)
     print(text)

@@ -196,3 +196,12 @@ def last_complete_month(today=None) -> str:
     """The ``YYYY-MM`` label of the last month that has fully ended before ``today``."""
     t = _ts(today if today is not None else pd.Timestamp.today())
     return (t.to_period("M") - 1).strftime("%Y-%m")
+
+
+def weekly_dates(start, end) -> list[pd.Timestamp]:
+    """Snapshot dates every 7 days from ``start`` up to and including ``end`` (``end`` always included)."""
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    out = list(pd.date_range(start, end, freq="7D"))
+    if not out or out[-1] != end:
+        out.append(end)
+    return out

@@ -218,32 +218,6 @@ class Checked:
         return fingerprint_files([self.path / "dataset.yml", *self.files.values()])
 
 
-def validate(path: str | Path) -> Checked:
-    """Validate the dataset at ``path`` as ``load`` does (``DataValidationError`` on errors), keeping no rows.
-
-    When every table lives in one PostgreSQL database with columns the contract can take as they are typed,
-    the rules run there as queries (``helpers.data.pgcheck``): only counts and the first rows that break a
-    rule come back. Otherwise the dataset is loaded (files: from the typed cache, which this builds)."""
-    folder = Path(path)
-    if folder.is_dir():
-        from helpers.data import pgcheck
-
-        checked = pgcheck.check(folder)
-        if checked is not None:
-            return checked
-    ds = load(folder)
-    opp = ds.tables["opportunities"]
-    return Checked(
-        ds.path,
-        ds.config,
-        {k: len(v) for k, v in ds.tables.items()},
-        ds.files,
-        ds.warnings,
-        infer_as_of(opp),
-        opp["created_date"].min() if "created_date" in opp.columns else None,
-    )
-
-
 def infer_as_of(opp: pd.DataFrame) -> pd.Timestamp | None:
     """Latest recorded event: the max of created dates and of closed deals' close dates (open deals'
     expected close dates lie in the future and are ignored)."""
@@ -1019,29 +993,3 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True,
     bar.close()
     typed = sources.window_frames(typed, since, config)
     return Dataset(folder, config, typed, {k: v for k, v in files.items() if k in typed}, warnings)
-
-
-def validate_report(path: str | Path, all_warnings: bool = False) -> tuple[int, str]:
-    """(exit code, text) for ``revops validate``: 0 when the dataset loads without errors.
-
-    Errors are all listed; warnings show 3 rows per kind unless ``all_warnings``."""
-    try:
-        ds = validate(path)
-    except DataValidationError as exc:
-        return 1, str(exc)
-    except (FileNotFoundError, ValueError) as exc:
-        return 1, str(exc)
-    counts = ", ".join(f"{k}: {n:,} rows" for k, n in ds.rows.items())
-    text = [f"Dataset {path} ({ds.config.name}) is valid — {counts}."]
-    if ds.warnings:
-        expected = ds.config.source.get("expected_warnings") if isinstance(ds.config.source, dict) else None
-        text.append(
-            format_problems(
-                ds.warnings,
-                title=f"{n_problems(ds.warnings)} warning(s) a report can live with"
-                + (f" ({expected})" if expected else "")
-                + ":",
-                max_rows=len(ds.warnings) if all_warnings else 3,
-            )
-        )
-    return 0, "\n".join(text)

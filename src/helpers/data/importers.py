@@ -1178,9 +1178,10 @@ def in_export_terms(problem, sources: dict[str, tuple[pd.DataFrame, pd.DataFrame
 
 
 def validate_in_export_terms(folder: Path, sources) -> tuple[int, str]:
-    """``helpers.data.dataset.validate_report`` of a folder just imported, with every error about a cell stated
+    """``helpers.data.validation.validate_report`` of a folder just imported, with every error about a cell stated
     on the export file as the user wrote it (``in_export_terms``)."""
-    from helpers.data.dataset import DataValidationError, format_problems, load, validate_report
+    from helpers.data.dataset import DataValidationError, format_problems, load
+    from helpers.data.validation import validate_report
 
     try:
         load(folder)

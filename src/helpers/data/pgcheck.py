@@ -18,7 +18,7 @@ boolean. Rows blank in every column are left out, as ``load`` drops them. Stage 
 from dataset.yml's only by case and spaces are read as that stage (one warning per spelling), and
 opportunities' ``is_closed``/``is_won`` are filled from the stage where empty.
 
-**When it does not apply** ``check`` returns None and the caller loads the dataset (``dataset.validate``):
+**When it does not apply** ``check`` returns None and the caller loads the dataset (``validation.validate``):
 a table that is not on PostgreSQL, tables on several databases, a query that fails, a result with two
 columns of one name, or a contract column whose database type needs the value parser (text holding
 dates, numbers or flags: ``coerce``'s day/month order, decimal commas, percentages, Excel serials and

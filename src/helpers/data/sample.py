@@ -1475,7 +1475,7 @@ def cli(args) -> int:
     """``revops sample-data``: write (or skip) the sample, then validate it."""
     import time
 
-    from helpers.data.dataset import validate_report
+    from helpers.data.validation import validate_report
 
     try:
         params = resolve_params(

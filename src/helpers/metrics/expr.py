@@ -411,7 +411,19 @@ def _in(col, start, end):
     return ((col >= day(start)) & (col <= day(end))).fill_null(False)
 
 
-WATERFALL_SIGN = {"pushed_out": -1, "decreased": -1, "won": -1, "lost": -1}
+WATERFALL_SIGN = {"pushed_out": -1, "decreased": -1, "won": -1, "lost": -1}  # the other terms add
+WATERFALL_LABELS = {
+    "opening": "Opening pipeline",
+    "created": "Created",
+    "pulled_in": "Pulled in",
+    "pushed_out": "Pushed out",
+    "increased": "Amount increased",
+    "decreased": "Amount decreased",
+    "won": "Won",
+    "lost": "Lost",
+    "closing": "Closing pipeline",
+    "check": "check (should be 0)",
+}
 
 
 def waterfall(eng, start, end, as_of=None, normalized=None) -> pd.DataFrame:

@@ -21,6 +21,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
+from helpers.data.calendar import weekly_dates
 from helpers.metrics import expr as ex
 from helpers.metrics.expr import among, day, flag, within
 
@@ -485,8 +486,6 @@ def pipeline_same_day(
 
 def forecast_accuracy(d: Deals, opps: pd.DataFrame, start, end) -> pd.DataFrame:
     """``movement.forecast_accuracy`` with the weekly snapshots summed on the engine."""
-    from helpers.metrics.movement import weekly_dates
-
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     g = ex.forecast_snapshots(d.eng, start, end, weekly_dates(start, end), d.norm)
     actual = _amount_of(opps, start, end)
@@ -500,10 +499,8 @@ def forecast_accuracy(d: Deals, opps: pd.DataFrame, start, end) -> pd.DataFrame:
 def waterfall(d: Deals, start, end, as_of=None) -> pd.DataFrame:
     """``movement.waterfall(movement.waterfall_deals(...))`` summed on the engine: step, term, amount
     (signed), deals; the last row ``check`` is 0."""
-    from helpers.metrics.movement import WATERFALL_LABELS
-
     out = ex.waterfall(d.eng, start, end, as_of, d.norm)
-    out.insert(0, "step", out["term"].map(WATERFALL_LABELS))
+    out.insert(0, "step", out["term"].map(ex.WATERFALL_LABELS))
     return out
 
 

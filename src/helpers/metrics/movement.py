@@ -18,8 +18,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from helpers.data.calendar import FiscalCalendar, trailing_window
-from helpers.metrics.expr import WATERFALL_SIGN
+from helpers.data.calendar import FiscalCalendar, trailing_window, weekly_dates
+from helpers.metrics.expr import WATERFALL_LABELS, WATERFALL_SIGN
 from helpers.metrics.pipeline import (
     _amount,
     _flag,
@@ -449,15 +449,6 @@ def _replay_for_sums(history, opps, config, dates, normalized) -> pd.DataFrame:
     return snaps if snaps is not None else replay(history, opps, config, dates, normalized=h)
 
 
-def weekly_dates(start, end) -> list[pd.Timestamp]:
-    """Snapshot dates every 7 days from ``start`` up to and including ``end`` (``end`` always included)."""
-    start, end = pd.Timestamp(start), pd.Timestamp(end)
-    out = list(pd.date_range(start, end, freq="7D"))
-    if not out or out[-1] != end:
-        out.append(end)
-    return out
-
-
 # --------------------------------------------------------------------------------------------------
 # pipeline on the same day of earlier quarters; forecast accuracy
 # --------------------------------------------------------------------------------------------------
@@ -561,20 +552,6 @@ WATERFALL_TERMS = (
     "lost",
     "closing",
 )
-
-
-WATERFALL_LABELS = {
-    "opening": "Opening pipeline",
-    "created": "Created",
-    "pulled_in": "Pulled in",
-    "pushed_out": "Pushed out",
-    "increased": "Amount increased",
-    "decreased": "Amount decreased",
-    "won": "Won",
-    "lost": "Lost",
-    "closing": "Closing pipeline",
-    "check": "check (should be 0)",
-}
 
 
 def waterfall_deals(

@@ -29,6 +29,7 @@ from helpers.data.calendar import (
     trailing_window,
     week_starts,
 )
+from helpers.metrics import history as hi
 from helpers.metrics import rates
 from helpers.metrics.expr import among, as_table, keyed
 from helpers.metrics.registry import Fig
@@ -889,7 +890,6 @@ class Scoped:
         leads=None,
         engine=None,
     ):
-        from helpers.metrics import history as hi
         from helpers.metrics.movement import rewind
 
         self.scope, self.who = (scope or "company").lower(), str(who or "")

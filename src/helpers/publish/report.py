@@ -1020,7 +1020,8 @@ def validate_parameters(
     import pandas as pd
 
     from helpers.data.calendar import last_complete_month, period_bounds
-    from helpers.data.dataset import DataValidationError, validate
+    from helpers.data.dataset import DataValidationError
+    from helpers.data.validation import validate
 
     paths = find_notebooks(notebooks)
     if not paths:
