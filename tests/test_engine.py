@@ -433,6 +433,23 @@ def test_pipeline_movement_on_the_engine_matches_movement(
     assert visits > 0 and rows > 0
 
 
+def test_history_rows_of_a_few_deals(sample_engine, sample):
+    # win/loss reads the history of the window's closed deals only: those rows, typed as load types them,
+    # in the file's order on DuckDB (ties of changed_at then fall as in pandas)
+    from helpers.metrics import history as hi
+
+    hist, opps = sample.opportunity_history, sample.opportunities
+    ids = opps.loc[opps["is_closed"].fillna(False).astype(bool), "opportunity_id"].iloc[::5]
+    want = hist[hist["opportunity_id"].isin(ids)].reset_index(drop=True)
+    got = hi.rows_of(sample_engine, "opportunity_history", ids)
+    assert len(want) > 100
+    if sample_engine.name != "duckdb":  # no file order there: by deal and time
+        key = ["opportunity_id", "changed_at", "stage"]
+        want = want.sort_values(key, kind="stable").reset_index(drop=True)
+        got = got.sort_values(key, kind="stable").reset_index(drop=True)
+    pdt.assert_frame_equal(got[want.columns], want, check_dtype=False)
+
+
 @pytest.mark.parametrize("as_of", [SAMPLE_AS_OF, "2026-09-20", "2026-03-02"])
 def test_pipeline_movement_on_the_engine_matches_movement_by_hand(hand_engine, hand_dir, as_of):
     # o6 was created before its history starts; o3 is lost on the export date; most deals have no history

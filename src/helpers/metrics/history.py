@@ -5,8 +5,13 @@ data lives. Only aggregates and the short lists a reader sees come back.
 
 The definitions are ``helpers.metrics.movement``'s (its docstrings say what each figure means); the
 normalized history is ``helpers.metrics.expr.normalized_history`` (each field carried forward within the
-deal, synthetic rows for deals without history), kept once per scope on engines that can hold a
-temporary table (DuckDB, Spark) and recomputed inside each query on a read-only PostgreSQL.
+deal, synthetic rows for deals without history), kept once per scope as a temporary table on DuckDB
+(``Engine.keep``) and computed inside each query elsewhere (a read-only PostgreSQL, Spark). It carries
+each row's neighbours (previous stage and close date, the next change, when the next stay starts), so a
+stay in a stage or a change of close date is a filter, and a replay is a range join with a few dates.
+
+Figures equal ``movement``'s: counts exactly, sums within rounding (the engine adds in another order);
+lists break ties of their sort keys by deal id.
 
 ``Deals`` is one scope: ``deals(eng, owners, as_of)`` limits the opportunities to the owners (``None``:
 the company) and, for a day before the export, rewinds them to how they stood at its end
@@ -26,7 +31,6 @@ from helpers.metrics import expr as ex
 from helpers.metrics.expr import among, day, flag, within
 
 DAY = pd.Timedelta(days=1)
-DEAL_COLS = ("opportunity_id", "account", "owner", "stage", "amount", "close_date", "next_step", "is_closed")
 
 
 def _ts(value):
@@ -65,11 +69,8 @@ def deals(eng, owners=None, as_of=None, export_as_of=None) -> Deals:
     o = eng["opportunities"]
     if owners is not None:
         o = among(o, "owner", owners)
-    as_of = (
-        pd.Timestamp(as_of if as_of is not None else export_as_of)
-        if (as_of, export_as_of) != (None, None)
-        else None
-    )
+    as_of = as_of if as_of is not None else export_as_of
+    as_of = pd.Timestamp(as_of) if as_of is not None else None
     rewound = as_of is not None and export_as_of is not None and as_of < pd.Timestamp(export_as_of)
     if not has_history(eng):
         if rewound:
@@ -544,4 +545,36 @@ def probability_calibration(
         }
     )
     out["gap"] = out["actual"] - out["predicted"]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# a few deals' rows, for the measures that still run in pandas (win/loss)
+# --------------------------------------------------------------------------------------------------
+def rows_of(eng, table: str, ids) -> pd.DataFrame:
+    """The rows of ``table`` whose opportunity_id is among ``ids``, as a frame typed as ``dataset.load``
+    types it, in the table's order: on DuckDB the order the rows were written (its rowid, the file's
+    order); elsewhere sorted by deal and change time (rows changed at the same moment in no set order)."""
+    from helpers.data.schema import TABLES
+    from helpers.data.sources import quote_ident
+
+    t = eng[table]
+    keys = pd.Series(pd.unique(pd.Series(ids).dropna().astype("str")), dtype="str")
+    if eng.name == "duckdb" and getattr(t.op(), "name", None) == table:
+        # the rows in the order they were written (DuckDB's rowid; Ibis has no name for it)
+        sql = (
+            f"select * from {quote_ident(table)} where opportunity_id in (select unnest($ids)) order by rowid"
+        )
+        rel = eng.backend.con.sql(sql, params={"ids": list(keys)})
+        out = rel.to_arrow_table().to_pandas(date_as_object=False)
+    else:
+        t = within(t, "opportunity_id", ex.keyed(t, pd.DataFrame({"_id": keys})), "_id")
+        order = [c for c in ("opportunity_id", "changed_at") if c in t.columns]
+        out = eng.execute(t.order_by(order) if order else t)
+    out = out.reset_index(drop=True)
+    contract = TABLES[table]
+    for c in out.columns:
+        spec = contract.column(c)
+        if spec is not None and spec.kind in ("date", "datetime"):
+            out[c] = pd.to_datetime(out[c]).astype("datetime64[us]")
     return out

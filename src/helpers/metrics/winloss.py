@@ -578,14 +578,20 @@ SIDE_BY_SIDE_METRICS = [
 ]
 
 
-def won_vs_lost(closed: pd.DataFrame, history: pd.DataFrame | None = None, activities=None) -> pd.DataFrame:
+def won_vs_lost(
+    closed: pd.DataFrame,
+    history: pd.DataFrame | None = None,
+    activities=None,
+    history_present: bool | None = None,
+) -> pd.DataFrame:
     """Won and lost deals side by side: one row per metric with ``Won``, ``Lost``, the deals each value rests on
     (``won_n``, ``lost_n``) and ``needs`` (what is missing when a value cannot be computed).
 
     Deal size = amount (mean, median); cycle = close_date − created_date (median); stage changes per deal
     (``stage_changes``, deals with history); activities per deal = activities with the deal's opportunity_id
     (deals without any count 0; ``activities``: an engine table or a frame, with opportunity_id); amount change = ``amount_change`` (median; shrank = change < 0).
-    """
+    ``history_present``: whether the dataset has a history (when ``history`` holds only these deals' rows,
+    which may be none); default: ``history`` has rows."""
     won = closed["outcome"].eq("Won")
     per_deal: dict[str, tuple[pd.Series, str]] = {}
     amount = _col(closed, "amount").astype("float64").where(lambda s: s > 0)
@@ -595,7 +601,7 @@ def won_vs_lost(closed: pd.DataFrame, history: pd.DataFrame | None = None, activ
     hist_ok = (
         history is not None
         and {"opportunity_id", "changed_at", "stage"} <= set(history.columns)
-        and len(history) > 0
+        and (len(history) > 0 if history_present is None else history_present)
     )
     if hist_ok:
         # only the closed deals' history rows (per-deal values depend on the deal's own rows only)
@@ -1183,10 +1189,12 @@ def build_review(
     currency_symbol: str = "$",
     activities=None,
     missing=None,
+    history_of=None,
 ) -> Review:
     """Compute the review for ``ds`` (a ``helpers.data.dataset.Dataset``): the functions above, composed.
     ``activities``: the activity log where it lives (an engine table; default the loaded table), with
-    ``missing`` (default ``ds.missing``) answering for it."""
+    ``missing`` (default ``ds.missing``) answering for it; ``history_of``: deal ids → those deals'
+    opportunity_history rows in the table's order (default: from the loaded table)."""
     cfg = ds.config
     review, comp = review_windows(period, as_of, cal, review_window, comparison_period)
     opp = ds.tables["opportunities"]
@@ -1252,7 +1260,7 @@ def build_review(
     need("reasons", "opportunities", "loss_reason", section="Loss reasons")
     reasons_by_segment = loss_reasons_by(lost, "segment") if has_values(deals, "segment") else None
     reasons_by_competitor = loss_reasons_by(lost, "competitor") if has_values(deals, "competitor") else None
-    history = ds.tables.get("opportunity_history")
+    history = None
     lost_at = None
     if need(
         "history",
@@ -1262,12 +1270,21 @@ def build_review(
         "stage",
         section="The stage at which deals were lost (and stage changes, amount changes, qualification)",
     ):
+        # every measure below reads a closed deal's own history rows only: those of the window's deals
+        if history_of is not None:
+            history = history_of(closed["opportunity_id"])
+        else:
+            whole = ds.tables["opportunity_history"]
+            history = whole[isin(whole["opportunity_id"], closed["opportunity_id"])]
         lost_at = stage_lost_at(lost, history, cfg.stages, cfg.won_stages, cfg.lost_stages)
-    else:
-        history = None
     activities = activities if activities is not None else ds.tables.get("activities")
     need("activities", "activities", "opportunity_id", section="Activities per deal")
-    side = won_vs_lost(closed, history, activities if "activities" not in needs else None)
+    side = won_vs_lost(
+        closed,
+        history,
+        activities if "activities" not in needs else None,
+        history_present=history is not None,
+    )
     top_churn = None
     if need("churn", "churn", "account", "churn_date", "lost_amount", section="The churned customers list"):
         top_churn = top_churned(ds.tables["churn"], review, deals)

@@ -71,15 +71,15 @@ class ReportContext:
             made = self.ds.__dict__["_deals_engine"] = engine.from_frames(frames, self.ds.config)
         return made
 
-    def frame(self, table: str) -> pd.DataFrame | None:
-        """``table`` as a loaded frame: for the sections that still compute on it in the kernel. A table
-        ``open_report`` left on the engine is loaded now, from the dataset's load cache, and kept."""
-        if (
-            self._on_engine(table)
-            and (got := load(self.ds.path, tables=[table]).tables.get(table)) is not None
-        ):
-            self.ds.tables[table] = got
-        return self.ds.tables.get(table)
+    def history_of(self, ids) -> pd.DataFrame:
+        """The opportunity_history rows of the deals ``ids``, in the table's order, as a frame: from the
+        loaded table, else queried where the table lives (only those deals' rows come back)."""
+        if not self._on_engine("opportunity_history"):
+            h = self.ds.tables["opportunity_history"]
+            return h[h["opportunity_id"].isin(pd.Series(ids).dropna().unique())]
+        from helpers.metrics.history import rows_of
+
+        return rows_of(self.eng, "opportunity_history", ids)
 
     def _on_engine(self, table: str) -> bool:
         """Whether ``table`` is left where it lives: a table the notebooks never load, of a dataset read

@@ -260,7 +260,6 @@ def review(ctx, review_window: str = "month", comparison_period: str = "", min_d
     """The win/loss review of the report's period (or of the month ending at an earlier ``as_of``)."""
     as_of = ctx.as_of if as_of is None else pd.Timestamp(as_of)
     period = ctx.period if as_of == ctx.as_of else f"{as_of:%Y-%m}"
-    ctx.frame("opportunity_history")  # the win/loss measures still read the history in the kernel
     return wl.build_review(
         ctx.ds,
         period,
@@ -272,6 +271,7 @@ def review(ctx, review_window: str = "month", comparison_period: str = "", min_d
         currency_symbol=symbol(ctx.currency),
         activities=ctx.activities,
         missing=ctx.missing,
+        history_of=ctx.history_of,
     )
 
 
