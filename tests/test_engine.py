@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import movement_reference as movement
 import pandas as pd
 import pandas.testing as pdt
 import pytest
@@ -25,7 +26,7 @@ from helpers.data import engine as eng_mod
 from helpers.data.calendar import Window
 from helpers.data.dataset import load
 from helpers.data.sources import SourceError
-from helpers.metrics import expr, movement, pipeline, winloss
+from helpers.metrics import expr, pipeline, winloss
 
 REL = 1e-9
 # windows on the sample (fiscal year from February; as_of 2026-10-31): YTD, a quarter, a month, a day,

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import math
 
+import movement_reference as mv
 import pandas as pd
 import pytest
 
 from helpers.data.calendar import FiscalCalendar
 from helpers.data.config import parse_config
-from helpers.metrics import movement as mv
 from helpers.metrics import pipeline as pl
 from helpers.metrics import registry
 from helpers.metrics.registry import Fig

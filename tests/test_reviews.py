@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import movement_reference as mv
 import pandas as pd
 from test_pipeline import make_config, make_history, make_opps
 
-from helpers.metrics import movement as mv
 from helpers.publish import reviews
 from helpers.sections import review_pack
 

@@ -277,7 +277,7 @@ def _null(typ: str):
 
 
 def normalized_history(eng):
-    """``helpers.metrics.movement.normalized_history`` as an expression: the history of the deals in
+    """The normalized history (``helpers.metrics.history`` defines it): the history of the deals in
     ``opportunities`` with every field carried forward within the deal, ``amount`` / ``close_date`` /
     ``forecast_category`` from the deal's current values when the history has no such column (or only
     empty ones), and for deals without history a row at ``created_date`` (current stage, or the first
@@ -364,7 +364,7 @@ def normalized_history(eng):
 
 
 def replay(eng, dates, normalized=None):
-    """``helpers.metrics.movement.replay`` as an expression: for each of ``dates`` and each deal created
+    """The replay (``helpers.metrics.history``): for each of ``dates`` and each deal created
     on or before it, the last normalized history row changed before the day ended (the deal's first row
     when it was created before its history starts); probability = the history's, else the stage default;
     is_open / is_won / is_lost from the stage. Columns: snapshot_date, opportunity_id, owner,
@@ -427,9 +427,14 @@ WATERFALL_LABELS = {
 
 
 def waterfall(eng, start, end, as_of=None, normalized=None) -> pd.DataFrame:
-    """``movement.waterfall(movement.waterfall_deals(...))`` on the engine: the period ``[start, end]``'s
-    pipeline from t0 = start − 1 day to t1 = min(end, as_of), in terms (see ``waterfall_deals``):
-    term, amount (signed as in the waterfall) and deals; the last row ``check`` is 0."""
+    """The pipeline waterfall of the period ``[start, end]``: P(t) = deals open at the end of day t with
+    close date in the period, amounts replayed at t0 = start − 1 day (a0) and t1 = min(end, as_of) (a1).
+    Terms: opening (in P(t0): a0); created (not existing at t0, in P(t1) or won/lost in the period: a1);
+    pulled_in (existing at t0 outside P, then in P(t1) or won/lost: a1); pushed_out (in P(t0), open at t1
+    with close date outside: a1); won / lost (not won / lost at t0, won / lost at t1: a1); increased /
+    decreased (deals in P(t0): a1 − a0 when positive / its size when negative); closing (in P(t1): a1);
+    so closing = opening + created + pulled_in − pushed_out + increased − decreased − won − lost.
+    Returns term, amount (signed as in the waterfall) and deals; the last row ``check`` is 0."""
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     t0 = start - pd.Timedelta(days=1)
     t1 = min(end, pd.Timestamp(as_of)) if as_of is not None else end
@@ -501,7 +506,7 @@ def waterfall(eng, start, end, as_of=None, normalized=None) -> pd.DataFrame:
 
 
 def forecast_snapshots(eng, start, end, dates, normalized=None) -> pd.DataFrame:
-    """Per snapshot date (``movement.forecast_accuracy``'s columns before the actual): won_to_date (won
+    """Per snapshot date (``history.forecast_accuracy``'s columns before the actual): won_to_date (won
     by then with close date in ``[start, end]``), weighted_open (Σ amount × probability of the deals open
     then with close date in the period) and open_pipeline (their Σ amount)."""
     s = replay(eng, dates, normalized)

@@ -1,21 +1,26 @@
-"""Pipeline movement on the engine: the measurements pipeline health makes from ``opportunity_history``
-(stage win rates, stage conversion, days in stage and stalled deals, slipped deals, the deals rewound to
-an earlier day), as Ibis expressions over a scope's deals and their normalized history, run where the
-data lives. Only aggregates and the short lists a reader sees come back.
+"""Pipeline movement from ``opportunity_history``, computed where the data lives: the deals rewound to
+an earlier day, stage win rates and stage-to-stage conversion, days in stage and stalled deals, slipped
+deals, the week's changes, the pipeline on the same day of earlier quarters, past forecast accuracy,
+the period waterfall and the calibration of CRM probabilities — Ibis expressions over a scope's deals
+and their normalized history; only aggregates and the short lists a reader sees come back.
 
-The definitions are ``helpers.metrics.movement``'s (its docstrings say what each figure means); the
-normalized history is ``helpers.metrics.expr.normalized_history`` (each field carried forward within the
-deal, synthetic rows for deals without history), kept once per scope as a temporary table on DuckDB
-(``Engine.keep``) and computed inside each query elsewhere (a read-only PostgreSQL, Spark). It carries
-each row's neighbours (previous stage and close date, the next change, when the next stay starts), so a
-stay in a stage or a change of close date is a filter, and a replay is a range join with a few dates.
+**The normalized history** (``helpers.metrics.expr.normalized_history``): a history row holds the values
+*after* a change; each field is carried forward within the deal (a row that leaves ``amount`` empty keeps
+the previous amount); fields the history does not track at all are the deal's current values; a deal with
+no history rows is replayed as created on ``created_date`` in its current stage (or the first open stage
+when it is closed now) and closed on ``close_date``. It is kept once per scope as a temporary table on
+DuckDB (``Engine.keep``) and computed inside each query elsewhere (a read-only PostgreSQL, Spark). It
+carries each row's neighbours (previous stage and close date, the next change, when the next stay
+starts), so a stay in a stage or a change of close date is a filter.
 
-Figures equal ``movement``'s: counts exactly, sums within rounding (the engine adds in another order);
-lists break ties of their sort keys by deal id.
+**The replay** (``expr.replay``): a deal at the end of a day is its last row changed before the day
+ended, or its first row when it was created before its history starts; a range join with the few dates.
 
 ``Deals`` is one scope: ``deals(eng, owners, as_of)`` limits the opportunities to the owners (``None``:
-the company) and, for a day before the export, rewinds them to how they stood at its end
-(``movement.rewind``'s definition) with the history cut at that day.
+the company) and, for a day before the export, rewinds them to how they stood at its end, with the
+history cut at that day. The tests hold every result against a plain pandas reference
+(``tests/movement_reference.py``): counts exactly, sums within rounding (the engine adds in another
+order); lists break ties of their sort keys by deal id.
 """
 
 from __future__ import annotations
@@ -92,7 +97,7 @@ def deals(eng, owners=None, as_of=None, export_as_of=None) -> Deals:
 
 
 def _rewound(view, as_of) -> tuple[ibis.Table, list]:
-    """``movement.rewind`` as an expression: the deals created by the end of ``as_of`` with stage, amount
+    """The deals rewound to the end of ``as_of``: those created by then, with stage, amount
     and close date (probability and forecast category when the history tracks them) replayed at that
     day, and is_won / is_closed following the replayed stage."""
     o, h = view["opportunities"], view["opportunity_history"]
@@ -128,9 +133,10 @@ def _outcome(o):
 
 
 def reached(d: Deals, config):
-    """``movement.stages_reached`` per deal as an expression: opportunity_id, furthest (rank among the
-    open stages of the furthest one the deal was in; won = the number of open stages; none = −1),
-    outcome, amount and ``_in_<i>`` (the deal was recorded in open stage i) for each open stage."""
+    """The stages each deal reached: opportunity_id, furthest (rank among the open stages of the furthest
+    one the deal was ever in — its normalized history's stages and its current stage; won = the number of
+    open stages, as beyond every open stage; none = −1), outcome (won / lost / open now), amount and
+    ``_in_<i>`` (the deal was recorded in open stage i) for each open stage."""
     stages = list(config.open_stages)
     n, o = d.norm, d.opps
 
@@ -159,8 +165,9 @@ def reached(d: Deals, config):
 
 
 def stage_win_rates(r, eng, config) -> pd.DataFrame:
-    """``movement.stage_win_rates`` over ``reached(...)``: per open stage, of the closed deals whose
-    furthest stage is at or beyond it, the share won by count and by value."""
+    """Historical win rate per open stage over ``reached(...)``: of the closed deals whose furthest stage
+    is at or beyond it (any-stage), the share won by count (won ÷ reached) and by value (won amount ÷
+    reached amount, empty amounts as 0)."""
     stages = list(config.open_stages)
     closed = r.filter(r.outcome != "open")
     amt = closed.amount.fill_null(0.0)
@@ -190,7 +197,14 @@ def stage_win_rates(r, eng, config) -> pd.DataFrame:
 
 
 def stage_conversion(r, eng, config, variant: str = "any") -> pd.DataFrame:
-    """``movement.stage_conversion`` over ``reached(...)`` (``any`` or ``strict``)."""
+    """Stage-to-stage conversion and leakage over ``reached(...)``.
+
+    - ``any``: reached(s) = deals whose furthest stage is s or later (a deal that skipped s counts as
+      having passed it); converted = furthest beyond s.
+    - ``strict``: reached(s) = deals recorded in s; converted = deals also recorded in the next stage
+      (for the last open stage: won).
+    - conversion = converted ÷ reached; lost_here / open_here = deals lost / open now whose furthest
+      stage is s (where the funnel leaks)."""
     if variant not in ("any", "strict"):
         raise ValueError("variant must be 'any' or 'strict'")
     stages = list(config.open_stages)
@@ -243,8 +257,9 @@ def _ratio(num, den) -> float:
 # days in stage, stalled
 # --------------------------------------------------------------------------------------------------
 def stays(d: Deals, config):
-    """``movement.stage_visits`` as an expression: one row per stay in an open stage up to the end of
-    ``d.as_of`` — opportunity_id, stage, entered, exited (empty while current), is_current, days, outcome."""
+    """One row per stay in an open stage up to the end of ``d.as_of`` (consecutive rows in the same stage
+    are one stay): opportunity_id, stage, entered, exited (empty while current), is_current, days =
+    (exited, or as_of for the current stay) − entered in whole days, outcome (won / lost / open now)."""
     as_of, n = d.as_of, d.norm
     cut = _ts(as_of + DAY)
     # the rows up to the day are a prefix of each deal's rows: a stay starts and ends as in the whole
@@ -274,7 +289,7 @@ def stays(d: Deals, config):
 
 
 def days_in_stage_benchmark(v, eng, config, quantile: float = 0.75) -> pd.DataFrame:
-    """``movement.days_in_stage_benchmark`` over ``stays(...)``: per open stage, the won deals' completed
+    """The days-in-stage benchmark over ``stays(...)``: per open stage, the won deals' completed
     stays, their median days and the ``quantile`` (p75) days. The days come back as counts per value
     (a few hundred rows) and the quantiles are pandas' own over them."""
     done = v.filter(~v.is_current & (v.outcome == "won"))
@@ -295,7 +310,7 @@ def days_in_stage_benchmark(v, eng, config, quantile: float = 0.75) -> pd.DataFr
 
 
 def stalled_deals(v, d: Deals, benchmark: pd.DataFrame, fixed_days: int | None = None) -> pd.DataFrame:
-    """``movement.stalled_deals``: open deals whose current stay is longer than the threshold (the
+    """Stalled deals: open deals whose current stay is longer than the threshold (the
     benchmark's p75 for the stage, or ``fixed_days``); largest amount first (then by deal id)."""
     cur = v.filter(v.is_current & (v.outcome == "open"))
     if fixed_days:
@@ -331,7 +346,7 @@ def _sorted(df: pd.DataFrame, by: list, ascending: list) -> pd.DataFrame:
 # slipped deals
 # --------------------------------------------------------------------------------------------------
 def close_date_changes(d: Deals, config):
-    """``movement.close_date_changes`` as an expression: every change of expected close date while the
+    """Every change of expected close date while the
     deal was open — opportunity_id, changed_at, _rn, from_date, to_date, days_moved."""
     n = d.norm.mutate(from_date=d.norm._prev_close)
     was_open = n._prev_stage.isin(list(config.open_stages)) if config.open_stages else ibis.literal(False)
@@ -348,7 +363,7 @@ def close_date_changes(d: Deals, config):
 
 
 def slipped_deals(d: Deals, config, start, end) -> pd.DataFrame:
-    """``movement.slipped_deals``: deals whose close date was pushed later by changes made in
+    """Slipped deals: those whose close date was pushed later by changes made in
     ``[start, end]`` — times pushed, days pushed, the close date before the first push, the close date
     now, with the deal's account, owner, stage, amount; open deals first, then most pushed first."""
     ch = close_date_changes(d, config)
@@ -395,7 +410,7 @@ def slipped_deals(d: Deals, config, start, end) -> pd.DataFrame:
 # rewind (the deals as a pandas frame, for the figures measured in pandas)
 # --------------------------------------------------------------------------------------------------
 def rewind_frame(opps: pd.DataFrame, d: Deals) -> pd.DataFrame:
-    """``movement.rewind`` of the loaded ``opps`` to ``d.as_of``, the replayed values from the engine:
+    """The loaded ``opps`` rewound to ``d.as_of`` (``deals``), the replayed values from the engine:
     the deals created by then, with the replayed fields (those ``deals`` rewound) mapped onto them."""
     as_of = d.as_of
     o = opps[opps["created_date"] <= as_of].copy()
@@ -420,7 +435,7 @@ def rewind_frame(opps: pd.DataFrame, d: Deals) -> pd.DataFrame:
 # accuracy, the waterfall, the calibration of CRM probabilities
 # --------------------------------------------------------------------------------------------------
 def snapshots(d: Deals, dates) -> pd.DataFrame:
-    """``movement.replay`` of the scope's deals at ``dates``, as a frame (for a scope small enough to
+    """The replay of the scope's deals at ``dates``, as a frame (for a scope small enough to
     list: the review pack's rep): sorted by snapshot date, then deal."""
     out = d.execute(ex.replay(d.eng, dates, d.norm))
     for c in ("snapshot_date", "created_date", "close_date"):
@@ -441,8 +456,12 @@ def _amount_of(opps: pd.DataFrame, start, end) -> float:
 def pipeline_same_day(
     d: Deals, opps: pd.DataFrame, cal, as_of, n_quarters: int = 4, next_quarter: bool = False
 ) -> pd.DataFrame:
-    """``movement.pipeline_same_day`` (same definitions) with the snapshots summed on the engine;
-    ``opps``: the scope's deals now (what each quarter finally booked)."""
+    """The pipeline on the same day of the current and ``n_quarters`` earlier fiscal quarters (with
+    ``next_quarter``: of the quarter after ``as_of``, at the same distance before it starts). Snapshot
+    date of quarter k = its start + (as_of − the measured quarter's start), capped at its end. Per
+    snapshot: won_to_date (won by then, close date in the quarter), open_deals / open_in_quarter (open
+    then, close date in the quarter: count, Σ amount), weighted (Σ amount × probability of those) and
+    final_won (what the quarter finally booked; ``opps``: the scope's deals now), summed on the engine."""
     as_of = pd.Timestamp(as_of)
     q0 = cal.quarter_start(as_of) + pd.DateOffset(months=3 if next_quarter else 0)
     offset = as_of - q0
@@ -486,7 +505,11 @@ def pipeline_same_day(
 
 
 def forecast_accuracy(d: Deals, opps: pd.DataFrame, start, end) -> pd.DataFrame:
-    """``movement.forecast_accuracy`` with the weekly snapshots summed on the engine."""
+    """What the weighted pipeline said at each week of a past period against what closed: at each
+    weekly snapshot in ``[start, end]``, forecast = won by then with close date in the period + Σ amount
+    × probability of the deals open then with close date in the period; actual = Σ amount won with close
+    date in the period (``opps``: current data); error = forecast − actual; abs_pct_error = |error| ÷
+    actual. The snapshots are summed on the engine."""
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     g = ex.forecast_snapshots(d.eng, start, end, weekly_dates(start, end), d.norm)
     actual = _amount_of(opps, start, end)
@@ -498,8 +521,9 @@ def forecast_accuracy(d: Deals, opps: pd.DataFrame, start, end) -> pd.DataFrame:
 
 
 def waterfall(d: Deals, start, end, as_of=None) -> pd.DataFrame:
-    """``movement.waterfall(movement.waterfall_deals(...))`` summed on the engine: step, term, amount
-    (signed), deals; the last row ``check`` is 0."""
+    """The waterfall of the period's pipeline (deals open with close date in ``[start, end]``) from
+    the end of the day before ``start`` to min(end, as_of), summed on the engine (``expr.waterfall``:
+    the terms' definitions): step, term, amount (signed), deals; the last row ``check`` is 0."""
     out = ex.waterfall(d.eng, start, end, as_of, d.norm)
     out.insert(0, "step", out["term"].map(ex.WATERFALL_LABELS))
     return out
@@ -508,7 +532,7 @@ def waterfall(d: Deals, start, end, as_of=None) -> pd.DataFrame:
 def probability_calibration(
     d: Deals, config, dates, bins=(0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 ) -> pd.DataFrame:
-    """``movement.probability_calibration`` on the engine: (deal, snapshot date) pairs with the deal
+    """How well the CRM probability predicted the outcome: (deal, snapshot date) pairs with the deal
     open then and closed now, bucketed by its probability then; per bucket observations, deals,
     predicted (mean probability), actual (share won) and gap = actual − predicted."""
     s = ex.replay(d.eng, dates, d.norm)

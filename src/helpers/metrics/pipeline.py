@@ -3,7 +3,7 @@ weighted pipeline, forecast categories, coverage, pipeline created, deals that n
 efficiency (deal size, cycle, win rate, velocity, lead funnel).
 
 Movement over time (history replay, waterfall, slips, conversion, days in stage) lives in
-``helpers.metrics.movement``. Every function is pure: frames and dates in, a DataFrame / dict / number out.
+``helpers.metrics.history``. Every function is pure: frames and dates in, a DataFrame / dict / number out.
 
 Conventions used throughout (also in ``docs/metrics.md``, section "Pipeline health"):
 
@@ -890,8 +890,6 @@ class Scoped:
         leads=None,
         engine=None,
     ):
-        from helpers.metrics.movement import rewind
-
         self.scope, self.who = (scope or "company").lower(), str(who or "")
         self.reps = ds.tables.get("reps")
         self.owners = scope_owners(self.reps, self.scope, self.who, ds.tables["opportunities"])
@@ -907,8 +905,15 @@ class Scoped:
             if self.owners is not None:
                 log = among(log, "owner", self.owners)
         self.activities = log
-        # a report dated before the export sees the deals as they stood then (``movement.rewind``)
+        # a report dated before the export sees the deals as they stood then (``history.deals``)
         self.rewound = as_of is not None and pd.Timestamp(as_of) < ds.as_of
+        usable = hist is not None and {"opportunity_id", "changed_at", "stage"} <= set(hist.columns)
+        if engine is None and self.rewound and usable:  # the loaded frames, on an in-memory engine
+            from helpers.data.engine import from_frames
+
+            engine = from_frames(
+                {"opportunities": ds.tables["opportunities"], "opportunity_history": hist}, ds.config
+            )
         # the scope's deals and their history on the engine (``engine``: one holding the dataset's
         # opportunities and opportunity_history), rewound there when the report is dated earlier
         self.deals = hi.deals(engine, self.owners, as_of, ds.as_of) if engine is not None else None
@@ -918,8 +923,8 @@ class Scoped:
                 self.history = self.history[self.history["changed_at"] < cut]
             if self.deals is not None:
                 self.opps = hi.rewind_frame(self.opps, self.deals)
-            else:
-                self.opps = rewind(self.opps, self.history, ds.config, as_of)
+            else:  # without a history: only the deals created later are left out
+                self.opps = self.opps[self.opps["created_date"] <= pd.Timestamp(as_of)]
             if self.activities is not None:
                 self.activities = self.activities.filter(
                     self.activities.occurred_at < ibis.literal(cut.to_pydatetime(), type="timestamp")
@@ -1101,3 +1106,31 @@ def headline_figures(
         "attainment_to_date_ytd",
     )
     return {k: out[k] for k in first if k in out} | out
+
+
+def stalled_by_age(opps: pd.DataFrame, as_of, quantile: float = 0.75, months: int = 12) -> pd.DataFrame:
+    """Without history: open deals older (as_of − created) than the p75 cycle of deals won in
+    ``trailing_window(as_of, months)``."""
+    as_of = pd.Timestamp(as_of)
+    start, _ = trailing_window(as_of, months)
+    w = opps[is_won(opps) & (opps["close_date"] >= start) & (opps["close_date"] <= as_of)]
+    thr = float(cycle_days(w).quantile(quantile)) if len(w) else math.nan
+    o = opps[~_flag(opps["is_closed"])].copy()
+    o["age_days"] = (as_of - o["created_date"]).dt.days
+    o["threshold_days"] = thr
+    cols = [
+        c
+        for c in (
+            "opportunity_id",
+            "account",
+            "owner",
+            "stage",
+            "amount",
+            "age_days",
+            "threshold_days",
+            "close_date",
+            "next_step",
+        )
+        if c in o.columns
+    ]
+    return o[o["age_days"] > thr][cols].sort_values("amount", ascending=False).reset_index(drop=True)

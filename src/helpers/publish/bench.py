@@ -136,12 +136,19 @@ def pandas_metrics(ds, as_of) -> dict:
     """name -> callable, each one helper call the notebooks make."""
     import pandas as pd
 
-    from helpers.metrics import activity, movement, pipeline, quota, winloss
+    from helpers.metrics import activity, pipeline, quota, winloss
 
     a = pd.Timestamp(as_of)
     start13 = a - pd.Timedelta(weeks=13) + pd.Timedelta(days=1)
     year_ago = a - pd.DateOffset(years=1)
     opp, acts, hist = ds.opportunities, ds.activities, ds.opportunity_history
+
+    def furthest_stage():  # the SQL question below, in pandas
+        rank = {s: i for i, s in enumerate(ds.config.open_stages)}
+        h = hist[["opportunity_id", "stage"]].merge(opp[["opportunity_id", "is_won"]], on="opportunity_id")
+        r = h["stage"].map(rank).astype("float64")
+        h = h.assign(rank=r.fillna(pd.Series(99.0, index=h.index).where(h["is_won"].fillna(False))))
+        return h.groupby("opportunity_id").agg(furthest=("rank", "max"), won=("is_won", "first"))
 
     def win_rate_by_segment():
         closed = opp[
@@ -157,7 +164,7 @@ def pandas_metrics(ds, as_of) -> dict:
         "activities per rep, week and type (13 weeks)": lambda: activity.activity_counts(
             acts, start13, a, "W"
         ),
-        "furthest stage reached per deal": lambda: movement.stages_reached(hist, opp, ds.config),
+        "furthest stage reached per deal": furthest_stage,
     }
 
 

@@ -56,7 +56,7 @@ class ReportContext:
 
     @property
     def deals_engine(self):
-        """The engine holding the dataset's opportunities and opportunity_history, where the movement
+        """The engine holding the dataset's opportunities and opportunity_history, where the pipeline
         measurements run (``helpers.metrics.history``): the dataset's own engine, or for a dataset
         built in memory an in-memory DuckDB over its frames (made once per dataset)."""
         if self.ds.files:

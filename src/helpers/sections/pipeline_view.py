@@ -4,7 +4,7 @@
 (headline figures, stage win rates, days-in-stage benchmark, stalled and slipped deals, coverage by rep);
 each ``show_*`` function renders one notebook cell's tables and charts through ``helpers.sections.display`` and
 ``helpers.sections.plots`` and adds its headline figures to ``ctx.headlines``. Every number comes from
-``helpers.metrics.pipeline`` and ``helpers.metrics.movement``; this module only chooses windows and displays.
+``helpers.metrics.pipeline`` and ``helpers.metrics.history``; this module only chooses windows and displays.
 
 The notebook keeps one cell per ``show_*`` call so its cell tags (``email-chart``, ``analysis-only``)
 still select what the e-mail and the review packs show; review packs drop the ``analysis-only`` cells
@@ -24,7 +24,6 @@ from IPython.display import HTML, display
 from helpers.data import escape
 from helpers.data.calendar import month_name, trailing_window
 from helpers.metrics import history as hi
-from helpers.metrics import movement as mv
 from helpers.metrics import pipeline as pl
 from helpers.metrics.expr import within
 from helpers.metrics.registry import Fig, Point
@@ -187,7 +186,7 @@ def prepare(
         )
         figs["slipped_deals_qtd"] = Fig("slipped_deals_qtd", len(v.slipped), W["QTD"].to_date_text)
     else:
-        stalled = mv.stalled_by_age(sc.opps, A)
+        stalled = pl.stalled_by_age(sc.opps, A)
         if stalled_days:
             stalled = stalled.assign(threshold_days=float(stalled_days))
             stalled = stalled[stalled["age_days"] > stalled_days]

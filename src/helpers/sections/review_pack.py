@@ -34,7 +34,7 @@ QUESTION_FIELDS = {
 # what changed since last week
 # --------------------------------------------------------------------------------------------------
 def deal_changes(before: pd.DataFrame, now: pd.DataFrame, config) -> pd.DataFrame:
-    """Changes between two snapshots (``helpers.metrics.movement.replay`` at as_of − 7 days and as_of), one row
+    """Changes between two snapshots (``helpers.metrics.history.snapshots`` at as_of − 7 days and as_of), one row
     per (deal, change), for deals open at either date:
 
     - new: not existing before; won / dropped: open before (or new), won / lost now

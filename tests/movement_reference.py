@@ -1,4 +1,8 @@
-"""Pipeline movement from ``opportunity_history``: replay into snapshots of any past date, the pipeline
+"""The pandas reference of pipeline movement: what ``helpers.metrics.history`` computes on the engine,
+written plainly over whole frames (``pandas.merge_asof`` for the replay, group-bys for the rest). The tests
+hold the engine's results against it on the sample and on hand-built data, on DuckDB, PostgreSQL and Spark.
+
+Pipeline movement from ``opportunity_history``: replay into snapshots of any past date, the pipeline
 on the same day of earlier quarters, past forecast accuracy, the period waterfall, slipped deals,
 stage-to-stage conversion, days in stage and stalled deals, historical stage win rates and the
 calibration of CRM probabilities.
@@ -18,14 +22,12 @@ import math
 import numpy as np
 import pandas as pd
 
-from helpers.data.calendar import FiscalCalendar, trailing_window, weekly_dates
+from helpers.data.calendar import FiscalCalendar, weekly_dates
 from helpers.metrics.expr import WATERFALL_LABELS, WATERFALL_SIGN
 from helpers.metrics.pipeline import (
     _amount,
     _flag,
     _ratio,
-    arrow,
-    cycle_days,
     is_won,
     isin,
     map_unique,
@@ -151,18 +153,7 @@ def replay(
     ``normalized``: ``normalized_history(history, opps, config)`` when the caller has it already (the
     same keyword on the other helpers that replay or read the normalized history)."""
     h = _normalized(history, opps, config, normalized)
-    dates = _snapshot_dates(dates)
-    rows = _replay_rows(h, opps, dates)
-    if rows is None:
-        return _replay_by_merge(h, opps, config, dates)
-    base_cols = [c for c in ("opportunity_id", "owner", "created_date") if c in opps.columns]
-    snap = opps[base_cols].take(rows.deal).reset_index(drop=True)
-    snap["snapshot_date"] = rows.snapshot_date
-    right = h.drop(columns="opportunity_id").reset_index(drop=True).reindex(rows.take)
-    snap = pd.concat([snap, right.reset_index(drop=True)], axis=1)
-    _fill_from_first_row(snap, h, rows.nomatch)
-    snap = _replay_finish(snap, config)
-    return snap.drop(columns="changed_at")
+    return _replay_by_merge(h, opps, config, _snapshot_dates(dates))
 
 
 def _snapshot_dates(dates) -> pd.DatetimeIndex:
@@ -223,230 +214,8 @@ def _replay_by_merge(h: pd.DataFrame, opps: pd.DataFrame, config, dates: pd.Date
     return snap.iloc[order].reset_index(drop=True)
 
 
-class _Rows:
-    """The rows of a replay, in its output order (snapshot date, then opportunity_id, then the deals'
-    order): ``deal`` = position in opps, ``snapshot_date``, ``take`` = the history row in force (last row
-    changed before the end of the day; −1 when none), ``nomatch`` = no such row, ``first`` = the deal's
-    first history row (−1 when none), ``code`` = the deal's position among opps' distinct ids."""
-
-    def __init__(self, deal, snapshot_date, take, nomatch, first, code):
-        self.deal, self.snapshot_date, self.take = deal, snapshot_date, take
-        self.nomatch, self.first, self.code = nomatch, first, code
-
-
-def _replay_rows(h: pd.DataFrame, opps: pd.DataFrame, dates: pd.DatetimeIndex) -> _Rows | None:
-    """The (deal × date) grid of ``replay`` matched to the history, without building the grid as a frame;
-    None when ``_replay_by_merge`` must do it (see there).
-
-    On the normalized history (each deal's rows contiguous, in id order, times non-decreasing within a
-    deal) the row in force for (deal, date d) is the deal's last row with changed_at < d + 1 day, i.e.
-    its first row + (number of its rows before that cut) − 1: the counts come from one ``bincount`` of
-    (deal, index of the first cut after the row). Any other history goes through ``_replay_rows_by_keys``
-    (same result)."""
-    ids = opps["opportunity_id"]
-    created = opps["created_date"]
-    if (
-        not len(h)
-        or ids.isna().any()
-        or h["changed_at"].isna().any()
-        or not pd.api.types.is_datetime64_dtype(created.dtype)
-        or not pd.api.types.is_datetime64_dtype(h["changed_at"].dtype)
-    ):
-        return _replay_rows_by_keys(h, opps, dates)
-    rank, uniques = pd.factorize(ids, sort=True)  # rank among the sorted distinct ids
-    seg = _history_segments(h["opportunity_id"], pd.Series(uniques))
-    right_t = h["changed_at"].to_numpy().astype("datetime64[us]").view("int64")
-    if seg is None:
-        return _replay_rows_by_keys(h, opps, dates)
-    seg_rank, seg_start, seg_end = seg
-    row_seg = np.repeat(np.arange(len(seg_start)), seg_end - seg_start)
-    if (np.diff(right_t) < 0)[~np.diff(row_seg).astype(bool)].any():  # times must not decrease in a deal
-        return _replay_rows_by_keys(h, opps, dates)
-    # the deals in id order (= the grid's order within a date), and per deal in that order: its history
-    # segment (−1: none), first history row and position among opps' distinct ids (first appearance)
-    perm = np.argsort(rank, kind="stable")
-    rank_p = rank[perm]
-    first_at = perm[np.flatnonzero(np.concatenate([[True], rank_p[1:] != rank_p[:-1]]))]  # per rank
-    code_of_rank = np.empty(len(uniques), dtype=np.int64)
-    code_of_rank[np.argsort(first_at, kind="stable")] = np.arange(len(uniques))
-    code_p = code_of_rank[rank_p]
-    seg_of_rank = np.full(len(uniques), -1, dtype=np.int64)
-    seg_of_rank[seg_rank] = np.arange(len(seg_rank))
-    seg_p = seg_of_rank[rank_p]
-    has_p = seg_p >= 0
-    seg_p = np.maximum(seg_p, 0)
-    start_p = seg_start[seg_p]
-    first_p = np.where(has_p, start_p, -1)
-    created_p = created.to_numpy().astype("datetime64[us]")[perm]
-    # count[j, s] = rows of segment s changed before cut j = d_j + 1 day (⟺ changed_at < cut); a row's
-    # j0 = number of cuts at or before it, the first cut it is before
-    day_of = np.array([np.datetime64(d, "us") for d in dates], dtype="datetime64[us]")
-    cuts = (day_of + np.timedelta64(1, "D")).view("int64")
-    j0 = np.searchsorted(cuts, right_t, side="right")
-    n_seg = len(seg_start)
-    count = np.bincount(j0 * n_seg + row_seg, minlength=(len(dates) + 1) * n_seg).reshape(-1, n_seg)
-    np.cumsum(count, axis=0, out=count)
-    # 32-bit positions when they fit: the (deal × date) arrays are the bulk of the memory written
-    small = max(len(opps), len(h)) < 2**31 - 1
-    if small:
-        perm, start_p, first_p, code_p = (x.astype(np.int32) for x in (perm, start_p, first_p, code_p))
-    deal, take, first, code, n_rows = [], [], [], [], []
-    for j, d in enumerate(day_of):
-        exists = created_p <= d
-        n_before = np.where(has_p, count[j][seg_p], 0).astype(start_p.dtype)
-        deal.append(perm[exists])
-        take.append(np.where(n_before > 0, start_p + n_before - 1, -1)[exists])
-        first.append(first_p[exists])
-        code.append(code_p[exists])
-        n_rows.append(len(deal[-1]))
-    if not sum(n_rows):
-        return None
-    take = np.concatenate(take)
-    day = np.repeat(day_of, n_rows)
-    return _Rows(np.concatenate(deal), day, take, take < 0, np.concatenate(first), np.concatenate(code))
-
-
-def _history_segments(ids: pd.Series, uniques: pd.Series):
-    """For a history whose rows are grouped by deal in the order of ``uniques`` (sorted distinct ids):
-    per group its id's position in ``uniques``, first row and end row; None when the rows are not so
-    grouped (a missing id, an id not in ``uniques``, an id in two groups or groups out of order)."""
-    import pyarrow.compute as pc
-
-    arr = ids.array
-    if isinstance(arr, pd.arrays.ArrowStringArray):
-        a = arrow(arr).combine_chunks()
-        if a.null_count:
-            return None
-        change = np.asarray(pc.not_equal(a[1:], a[:-1]), dtype=bool)
-        starts = np.flatnonzero(np.concatenate([[True], change]))
-        seg_ids = ids.iloc[starts]
-        ref = uniques.array
-        if (  # every deal has rows (the normalized history): the groups' ids are ``uniques`` itself
-            len(starts) == len(uniques)
-            and isinstance(ref, pd.arrays.ArrowStringArray)
-            and pc.all(pc.equal(arrow(seg_ids), arrow(ref).cast(a.type))).as_py()
-        ):
-            return np.arange(len(starts)), starts, np.append(starts[1:], len(ids))
-        seg_rank = positions(seg_ids, uniques)
-    else:
-        rank = positions(ids, uniques)
-        starts = np.flatnonzero(np.concatenate([[True], rank[1:] != rank[:-1]]))
-        seg_rank = rank[starts]
-    if (seg_rank < 0).any() or (np.diff(seg_rank) <= 0).any():
-        return None
-    return seg_rank, starts, np.append(starts[1:], len(ids))
-
-
-def _replay_rows_by_keys(h: pd.DataFrame, opps: pd.DataFrame, dates: pd.DatetimeIndex) -> _Rows | None:
-    """The (deal × date) grid of ``replay`` matched to the history on integer keys, without building the
-    grid as a frame; None when ``_replay_by_merge`` must do it (see there).
-
-    Match = ``merge_asof(grid, h, left_on=date + 1 day, right_on="changed_at", by=deal,
-    allow_exact_matches=False)`` computed as one ``searchsorted`` on integer keys (deal code × (number
-    of distinct times + 1) + time rank) over the history sorted by (deal, time); ties keep the
-    history's order, as merge_asof does."""
-    created = opps["created_date"]
-    if (
-        h["changed_at"].isna().any()
-        or not pd.api.types.is_datetime64_dtype(created.dtype)
-        or not pd.api.types.is_datetime64_dtype(h["changed_at"].dtype)
-    ):
-        return None
-    created = created.to_numpy().astype("datetime64[us]")
-    # = the grid sorted by (snapshot date, opportunity_id) stable: per date the deals in id order
-    perm = np.argsort(_sort_rank(opps["opportunity_id"]), kind="stable")
-    created_perm = created[perm]
-    parts = [perm[created_perm <= np.datetime64(d, "us")] for d in dates]
-    if not sum(len(p) for p in parts):
-        return None
-    deal = np.concatenate(parts)
-    day = np.repeat(
-        np.array([np.datetime64(d, "us") for d in dates], dtype="datetime64[us]"), [len(p) for p in parts]
-    )
-    deal_ids = pd.Series(opps["opportunity_id"].unique())
-    code = positions(opps["opportunity_id"], deal_ids)
-    left_deal = code[deal]
-    right_deal = positions(h["opportunity_id"], deal_ids)
-    right_t = h["changed_at"].to_numpy().astype("datetime64[us]").view("int64")
-    left_t = (day + np.timedelta64(1, "D")).view("int64")
-    lo = min(right_t.min(initial=0), left_t.min()) // 1_000_000 * 1_000_000  # a whole second
-    span = (max(right_t.max(initial=0), left_t.max()) - lo) // 1_000_000 + 1
-    if len(deal_ids) * span < 2**62:
-        # cuts are whole days, so "t < cut" ⟺ "⌊t⌋ s < cut": keys in seconds (a deal's rows that share
-        # a second keep their order, and the history is time-sorted within a deal)
-        width = span
-        right_r, left_r = (right_t - lo) // 1_000_000, (left_t - lo) // 1_000_000
-    else:  # time ranks
-        times = np.unique(np.concatenate([right_t, left_t]))
-        width = len(times) + 1
-        right_r, left_r = np.searchsorted(times, right_t), np.searchsorted(times, left_t)
-    right_key = right_deal.astype(np.int64) * width + right_r
-    left_key = left_deal.astype(np.int64) * width + left_r
-    order = np.argsort(right_key, kind="stable")
-    pos = np.searchsorted(right_key[order], left_key, side="left") - 1  # last key strictly below
-    found = (pos >= 0) & (left_deal >= 0)
-    found[found] = right_deal[order][pos[found]] == left_deal[found]
-    take = np.where(found, order[np.maximum(pos, 0)], -1)
-    # each deal's first history row (in the history's order), for the deals created before it
-    first_of = np.full(len(deal_ids), -1, dtype=np.int64)
-    codes, first_row = np.unique(right_deal, return_index=True)  # the first occurrence of each code
-    first_of[codes[codes >= 0]] = first_row[codes >= 0]
-    first = np.where(left_deal >= 0, first_of[left_deal], -1)
-    return _Rows(deal, day, take, ~found, first, left_deal)
-
-
-def _replay_numbers(h: pd.DataFrame, opps: pd.DataFrame, config, dates) -> pd.DataFrame | None:
-    """``replay``'s rows (same order) with only what the aggregating helpers read: snapshot_date,
-    ``_deal`` (position in opps), ``_code`` (position among opps' distinct ids) and the replayed amount,
-    close_date, probability, is_open, is_won, is_lost — the same values, gathered from per-history-row
-    arrays instead of building text columns for every (deal, date). None when ``replay`` must be used."""
-    if not len(h) or h["close_date"].dtype != "datetime64[us]":
-        return None
-    rows = _replay_rows(h, opps, _snapshot_dates(dates))
-    if rows is None:
-        return None
-    t = np.where(rows.nomatch, rows.first, rows.take)  # the row in force, else the deal's first row
-    miss = t < 0
-    t = np.where(miss, 0, t)
-    codes, stages = pd.factorize(h["stage"])
-    stage = np.where(miss, -1, codes[t])
-    default_of = np.append(
-        stages.map(config.probabilities).to_numpy(dtype="float64", na_value=np.nan), np.nan
-    )
-    won_of = np.append(isin(pd.Series(stages, dtype=h["stage"].dtype), config.won_stages).to_numpy(), False)
-    lost_of = np.append(isin(pd.Series(stages, dtype=h["stage"].dtype), config.lost_stages).to_numpy(), False)
-
-    def gather(values: np.ndarray, fill) -> np.ndarray:
-        out = values[t]
-        out[miss] = fill
-        return out
-
-    prob = gather(pd.to_numeric(h["probability"], errors="coerce").astype("float64").to_numpy(), np.nan)
-    prob = np.where(np.isnan(prob), default_of[stage], prob)
-    won, lost = won_of[stage], lost_of[stage]
-    return pd.DataFrame(
-        {
-            "snapshot_date": rows.snapshot_date,
-            "_deal": rows.deal,
-            "_code": rows.code,
-            "amount": gather(
-                pd.to_numeric(h["amount"], errors="coerce").astype("float64").to_numpy(), np.nan
-            ),
-            "close_date": gather(h["close_date"].to_numpy(), np.datetime64("NaT", "us")),
-            "probability": prob,
-            "is_open": ~(won | lost),
-            "is_won": won,
-            "is_lost": lost,
-        },
-        copy=False,  # the arrays are fresh: no consolidation copy of every (deal, date) row
-    )
-
-
 def _replay_for_sums(history, opps, config, dates, normalized) -> pd.DataFrame:
-    """``_replay_numbers`` when it applies, else ``replay`` (the columns the aggregating helpers read)."""
-    h = _normalized(history, opps, config, normalized)
-    snaps = _replay_numbers(h, opps, config, dates)
-    return snaps if snaps is not None else replay(history, opps, config, dates, normalized=h)
+    return replay(history, opps, config, dates, normalized=normalized)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -657,14 +426,8 @@ def close_date_changes(
     """Every change of expected close date while the deal was open: opportunity_id, changed_at,
     from_date, to_date, days_moved (> 0 pushed out, < 0 pulled in)."""
     h = _normalized(history, opps, config, normalized)
-    deal = _deal_runs(h["opportunity_id"])
-    if deal is None:
-        h["from_date"] = h.groupby("opportunity_id")["close_date"].shift()
-        h["prev_stage"] = h.groupby("opportunity_id")["stage"].shift()
-    else:  # = the groupby shifts: the previous row when it is the same deal's
-        same = _same_as_previous(deal)
-        h["from_date"] = h["close_date"].shift().where(same)
-        h["prev_stage"] = h["stage"].shift().where(same)
+    h["from_date"] = h.groupby("opportunity_id")["close_date"].shift()
+    h["prev_stage"] = h.groupby("opportunity_id")["stage"].shift()
     was_open = h["prev_stage"].isin(config.open_stages)
     moved = was_open & h["from_date"].notna() & h["close_date"].notna() & (h["close_date"] != h["from_date"])
     ch = h[moved].rename(columns={"close_date": "to_date"})
@@ -713,50 +476,11 @@ def stages_reached(history, opps: pd.DataFrame, config) -> pd.DataFrame:
 
     The stages a deal was "in" are those of ``normalized_history``: its history rows' stages (carrying
     forward adds none), or for a deal without history its current stage and, when closed, the first
-    open stage; plus, always, its current stage. Computed on integer codes: each stage is a bit, a
-    deal's set is the OR of its rows' bits, and each distinct set becomes a frozenset once."""
-    open_stages = config.open_stages
-    rank = {s: i for i, s in enumerate(open_stages)}
+    open stage; plus, always, its current stage."""
+    rank = {s: i for i, s in enumerate(config.open_stages)}
     d = opps[["opportunity_id", "stage"]].set_index("opportunity_id").copy()
     d["outcome"] = np.where(is_won(opps), "won", np.where(_flag(opps["is_closed"]), "lost", "open"))
-    if history is None or not {"opportunity_id", "stage"} <= set(history.columns) or not d.index.is_unique:
-        return _stages_reached_by_groups(history, opps, config, d, rank)
-    hist = history[history["stage"].notna()]
-    deal = positions(hist["opportunity_id"], opps["opportunity_id"])
-    in_opps = deal >= 0
-    has_rows = np.zeros(len(d), dtype=bool)  # deals with history rows (else synthetic rows, see above)
-    any_row = positions(history["opportunity_id"], opps["opportunity_id"])
-    has_rows[any_row[any_row >= 0]] = True
-    codes, stages = pd.factorize(hist["stage"])
-    cur_known = d["stage"].notna().to_numpy()
-    cur = d["stage"].to_numpy(dtype=object)
-    first_open = open_stages[0] if open_stages else None
-    start_missing = (~has_rows) & _flag(opps["is_closed"]).to_numpy() & (first_open is not None)
-    extra = pd.Index([*pd.unique(cur[cur_known]), *([first_open] if start_missing.any() else [])])
-    stages = stages.append(extra.difference(stages, sort=False)) if len(extra) else stages
-    if len(stages) > 62:
-        return _stages_reached_by_groups(history, opps, config, d, rank)
-    bit = np.left_shift(np.uint64(1), np.arange(len(stages), dtype=np.uint64))
-    stage_rank = stages.map(lambda s: rank.get(s, -1)).to_numpy(dtype="float64")
-    mask = np.zeros(len(d), dtype=np.uint64)
-    np.bitwise_or.at(mask, deal[in_opps], bit[codes[in_opps]])
-    mask[cur_known] |= bit[stages.get_indexer(cur[cur_known])]
-    if start_missing.any():
-        mask[start_missing] |= bit[stages.get_loc(first_open)]
-    furthest = np.full(len(d), -1.0)
-    np.maximum.at(furthest, deal[in_opps], stage_rank[codes[in_opps]])
-    furthest[cur_known] = np.maximum(furthest[cur_known], stage_rank[stages.get_indexer(cur[cur_known])])
-    furthest[start_missing] = np.maximum(furthest[start_missing], 0.0)
-    d["furthest"] = furthest
-    d.loc[d["outcome"] == "won", "furthest"] = len(open_stages)
-    uniq, inverse = np.unique(mask, return_inverse=True)
-    names = stages.to_numpy(dtype=object)
-    as_set = [frozenset(names[(np.uint64(m) & bit) != 0]) for m in uniq]
-    visited = [as_set[i] for i in inverse]
-    for pos in np.flatnonzero(~cur_known):  # no current stage: the set gets the missing value, as `| {stage}`
-        visited[pos] = visited[pos] | {d["stage"].iloc[pos]}
-    d["visited"] = visited
-    return d.reset_index()
+    return _stages_reached_by_groups(history, opps, config, d, rank)
 
 
 def _stages_reached_by_groups(history, opps, config, d: pd.DataFrame, rank: dict) -> pd.DataFrame:
@@ -863,18 +587,9 @@ def stage_visits(
     before = h["changed_at"] < as_of + pd.Timedelta(days=1)
     if not before.all():  # (a report as of the export date keeps every row: no copy)
         h = h[before]
-    deal = _deal_runs(h["opportunity_id"])
-    if deal is None:
-        new_stay = h["stage"] != h.groupby("opportunity_id")["stage"].shift()
-    else:  # = the groupby shift: the previous row when it is the same deal's
-        new_stay = h["stage"] != h["stage"].shift().where(_same_as_previous(deal))
+    new_stay = h["stage"] != h.groupby("opportunity_id")["stage"].shift()
     stays = h[new_stay].rename(columns={"changed_at": "entered"})
-    if deal is None:
-        stays["exited"] = stays.groupby("opportunity_id")["entered"].shift(-1)
-    else:
-        stay_deal = deal[new_stay.to_numpy()]
-        same_next = np.append(_same_as_previous(stay_deal)[1:], False)  # the next stay is the same deal's
-        stays["exited"] = stays["entered"].shift(-1).where(same_next)
+    stays["exited"] = stays.groupby("opportunity_id")["entered"].shift(-1)
     stays = stays[stays["stage"].isin(config.open_stages)].copy()
     stays["is_current"] = stays["exited"].isna()
     end = stays["exited"].fillna(as_of + pd.Timedelta(days=1)).where(~stays["is_current"], as_of)
@@ -885,39 +600,6 @@ def stage_visits(
     )
     stays["outcome"] = map_unique(stays["opportunity_id"], outcome)
     return stays.reset_index(drop=True)
-
-
-def _deal_runs(ids: pd.Series) -> np.ndarray | None:
-    """``_contiguous_codes`` for the callers that compare neighbours only: on a text column in sorted
-    order (the normalized history) the run number of each row (= cumulative count of id changes), from
-    one Arrow comparison of neighbours instead of hashing every id; otherwise ``_contiguous_codes``."""
-    import pyarrow.compute as pc
-
-    arr = ids.array
-    if isinstance(arr, pd.arrays.ArrowStringArray) and len(ids) > 1:
-        a = arrow(arr).combine_chunks()
-        if a.null_count:
-            return None
-        if pc.all(pc.greater_equal(a[1:], a[:-1])).as_py():  # sorted: each id's rows are one run
-            change = np.asarray(pc.not_equal(a[1:], a[:-1]), dtype=bool)
-            return np.concatenate([[0], np.cumsum(change)])
-    return _contiguous_codes(ids)
-
-
-def _contiguous_codes(ids: pd.Series) -> np.ndarray | None:
-    """Integer codes of ``ids`` when each id's rows are contiguous and no id is missing (the normalized
-    history, sorted by deal), else None."""
-    codes, _ = pd.factorize(ids)
-    if (codes < 0).any() or (len(codes) and (np.diff(codes) < 0).any()):
-        return None
-    return codes
-
-
-def _same_as_previous(codes: np.ndarray) -> np.ndarray:
-    """Per row: the previous row has the same code (False for the first row)."""
-    out = np.zeros(len(codes), dtype=bool)
-    out[1:] = codes[1:] == codes[:-1]
-    return out
 
 
 def days_in_stage_benchmark(visits: pd.DataFrame, config, quantile: float = 0.75) -> pd.DataFrame:
@@ -968,34 +650,6 @@ def stalled_deals(
     )
 
 
-def stalled_by_age(opps: pd.DataFrame, as_of, quantile: float = 0.75, months: int = 12) -> pd.DataFrame:
-    """Without history: open deals older (as_of − created) than the p75 cycle of deals won in
-    ``trailing_window(as_of, months)``."""
-    as_of = pd.Timestamp(as_of)
-    start, _ = trailing_window(as_of, months)
-    w = opps[is_won(opps) & (opps["close_date"] >= start) & (opps["close_date"] <= as_of)]
-    thr = float(cycle_days(w).quantile(quantile)) if len(w) else math.nan
-    o = opps[~_flag(opps["is_closed"])].copy()
-    o["age_days"] = (as_of - o["created_date"]).dt.days
-    o["threshold_days"] = thr
-    cols = [
-        c
-        for c in (
-            "opportunity_id",
-            "account",
-            "owner",
-            "stage",
-            "amount",
-            "age_days",
-            "threshold_days",
-            "close_date",
-            "next_step",
-        )
-        if c in o.columns
-    ]
-    return o[o["age_days"] > thr][cols].sort_values("amount", ascending=False).reset_index(drop=True)
-
-
 # --------------------------------------------------------------------------------------------------
 # calibration of CRM probabilities
 # --------------------------------------------------------------------------------------------------
@@ -1014,15 +668,10 @@ def probability_calibration(
     outcome = np.where(is_won(opps), 1.0, np.where(_flag(opps["is_closed"]), 0.0, np.nan))
     ids = opps["opportunity_id"]
     h = _normalized(history, opps, config, normalized)
-    snaps = _replay_numbers(h, opps, config, dates) if ids.notna().all() and ids.is_unique else None
-    if snaps is not None:  # deal positions stand for the (unique) ids
-        s = snaps[snaps["is_open"]]
-        s = s.assign(won=outcome[s["_deal"].to_numpy()], opportunity_id=s["_code"])
-    else:
-        snaps = replay(history, opps, config, dates, normalized=h)
-        s = snaps[snaps["is_open"]].assign(
-            won=lambda x: x["opportunity_id"].map(pd.Series(outcome, index=ids)).astype("float64")
-        )
+    snaps = replay(history, opps, config, dates, normalized=h)
+    s = snaps[snaps["is_open"]].assign(
+        won=lambda x: x["opportunity_id"].map(pd.Series(outcome, index=ids)).astype("float64")
+    )
     s = s.dropna(subset=["won", "probability"])
     edges = list(bins)
     names = [f"{lo * 100:g}–{hi * 100:g}%" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
