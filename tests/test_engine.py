@@ -357,8 +357,19 @@ def _movement_check(eng, ds, scope: str, who: str, as_of, qtd_start):
     from helpers.metrics import history as hi
 
     cfg, as_of = ds.config, pd.Timestamp(as_of)
-    sc = pipeline.Scoped(ds, scope, who, as_of=as_of)  # pandas: rewound here when as_of is earlier
-    d = hi.deals(eng, sc.owners, as_of, ds.as_of)
+    sc = pipeline.Scoped(ds, scope, who, as_of=as_of)
+    if as_of < ds.as_of:  # the reference's deals as they stood then
+        sc.opps = movement.rewind(pipeline.in_scope(ds.opportunities, sc.owners), sc.history, cfg, as_of)
+    now = hi.deals(
+        eng, sc.owners, ds.as_of, ds.as_of
+    )  # the rewound history made from today's (as reports do)
+    d = hi.deals(eng, sc.owners, as_of, ds.as_of, base=now)
+    if as_of < ds.as_of:  # and normalized again from the cut history: the same deals
+        again = hi.deals(eng, sc.owners, as_of, ds.as_of)
+        pdt.assert_frame_equal(
+            hi.rewind_frame(pipeline.in_scope(ds.opportunities, sc.owners), again),
+            hi.rewind_frame(pipeline.in_scope(ds.opportunities, sc.owners), d),
+        )
     norm = movement.normalized_history(sc.history, sc.opps, cfg)
     # the rewound deals
     got = hi.rewind_frame(pipeline.in_scope(ds.opportunities, sc.owners), d)

@@ -317,26 +317,9 @@ def normalized_history(eng):
         )
     else:
         without = o
-    first_open = config.open_stages[0] if config.open_stages else None
-    closed = flag(without.is_closed)
-
-    def synthetic(t, when, stage, seq):
-        fields = {f: (t[f].cast(typ) if f in t.columns else _null(typ)) for f, typ in FIELDS.items()}
-        fields.update(stage=stage, probability=_null("float64"))
-        return t.select(
-            opportunity_id=t.opportunity_id,
-            changed_at=when.cast("timestamp"),
-            **fields,
-            _seq=ibis.literal(seq),
-        )
-
-    start_stage = ibis.ifelse(closed, ibis.literal(first_open, type="string"), without.stage.cast("string"))
-    parts.append(synthetic(without, without.created_date, start_stage, 0))
-    ended = without.filter(closed)
-    parts.append(synthetic(ended, ended.close_date, ended.stage.cast("string"), 1))
+    parts.append(synthetic_rows(without, config))
     n = ibis.union(*parts, distinct=False) if len(parts) > 1 else parts[0]
-    order = [ibis.asc("changed_at", nulls_first=False), "_seq"]
-    upto = ibis.window(group_by="opportunity_id", order_by=order, preceding=None, following=0)
+    upto = ibis.window(group_by="opportunity_id", order_by=ORDER, preceding=None, following=0)
     # Carry forward, for the fields with gaps: a field's running count of values numbers its runs; each
     # run takes its one value. (A deal's rows made from its current values agree in every field but the
     # stage, which the opening row may set where the deal has none.)
@@ -348,7 +331,42 @@ def normalized_history(eng):
             **{f: n[f].max().over(ibis.window(group_by=["opportunity_id", f"_run_{f}"])) for f in gaps}
         )
         n = n.drop(*[f"_run_{f}" for f in gaps])
-    by_time = ibis.window(group_by="opportunity_id", order_by=order)
+    return neighbours(n)
+
+
+ORDER = [ibis.asc("changed_at", nulls_first=False), "_seq"]  # a deal's rows in time (its closing row last)
+
+
+def synthetic_rows(deals, config):
+    """The normalized rows of deals without history: one at ``created_date`` in the current stage (the
+    first open stage when closed now) and, for a deal closed now, one at ``close_date`` in its stage;
+    fields from the deal's current values (no probability)."""
+    first_open = config.open_stages[0] if config.open_stages else None
+    closed = flag(deals.is_closed)
+
+    def rows(t, when, stage, seq):
+        fields = {f: (t[f].cast(typ) if f in t.columns else _null(typ)) for f, typ in FIELDS.items()}
+        fields.update(stage=stage, probability=_null("float64"))
+        return t.select(
+            opportunity_id=t.opportunity_id,
+            changed_at=when.cast("timestamp"),
+            **fields,
+            _seq=ibis.literal(seq),
+        )
+
+    start_stage = ibis.ifelse(closed, ibis.literal(first_open, type="string"), deals.stage.cast("string"))
+    ended = deals.filter(closed)
+    return ibis.union(
+        rows(deals, deals.created_date, start_stage, 0),
+        rows(ended, ended.close_date, ended.stage.cast("string"), 1),
+        distinct=False,
+    )
+
+
+def neighbours(n):
+    """The normalized rows with what each needs of its deal's other rows: ``_rn``, ``_next``,
+    ``_prev_stage``, ``_prev_close``, ``_new`` and ``_exit`` (see ``normalized_history``)."""
+    by_time = ibis.window(group_by="opportunity_id", order_by=ORDER)
     n = n.mutate(
         _rn=ibis.row_number().over(by_time),
         _next=n.changed_at.lead().over(by_time),

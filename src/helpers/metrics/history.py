@@ -68,9 +68,11 @@ def has_history(eng) -> bool:
     return eng.has("opportunity_history", "opportunity_id", "changed_at", "stage")
 
 
-def deals(eng, owners=None, as_of=None, export_as_of=None) -> Deals:
+def deals(eng, owners=None, as_of=None, export_as_of=None, base: Deals | None = None) -> Deals:
     """The deals of the scope (``owners``: rep ids, None for the company) and their normalized history;
-    rewound to the end of ``as_of`` when that is before ``export_as_of`` (the data's export date)."""
+    rewound to the end of ``as_of`` when that is before ``export_as_of`` (the data's export date).
+    ``base``: the same scope's deals not rewound, whose kept normalized history the rewound one is then
+    made from (``_cut_from``) instead of normalizing the cut history again."""
     o = eng["opportunities"]
     if owners is not None:
         o = among(o, "owner", owners)
@@ -86,17 +88,56 @@ def deals(eng, owners=None, as_of=None, export_as_of=None) -> Deals:
         h = within(h, "opportunity_id", o, "opportunity_id")
     view = eng.view(opportunities=o, opportunity_history=h)
     if rewound:
+        whole = h
         h = h.filter(h.changed_at < _ts(as_of + DAY))
-        o, replayed = _rewound(view.view(opportunity_history=h), as_of)
+        cut = view.view(opportunity_history=h)
+        made = _cut_from(base, cut, whole, as_of) if base is not None and base.norm is not None else None
+        o, replayed = _rewound(cut, as_of, made)
         o = view.keep(o)
         view = eng.view(opportunities=o, opportunity_history=h)
+        if made is not None:
+            return Deals(view, o, made, as_of, rewound, tuple(replayed))
     else:
         replayed = ()
     norm = view.keep(ex.normalized_history(view))
     return Deals(view, o, norm, as_of, rewound, tuple(replayed))
 
 
-def _rewound(view, as_of) -> tuple[ibis.Table, list]:
+def _cut_from(base: Deals, cut, whole, as_of):
+    """The normalized history of the deals created by the end of ``as_of`` with the history cut there,
+    made from ``base``'s (the whole history's): each deal's rows before the cut are the same rows (each
+    field carried forward the same way), and a deal whose history starts after the cut gets the rows of
+    a deal without history. None where that does not hold — a field whose history values all come after
+    the cut (the cut history takes it from the deals' current values), or deals without a stage — so the
+    cut history is normalized again."""
+    o = cut["opportunities"]
+    filled = [f for f in ("amount", "close_date", "forecast_category") if f in whole.columns]
+    before = whole.changed_at < _ts(as_of + DAY)
+    counts = (
+        cut.execute(
+            whole.aggregate(
+                **{f"all_{f}": whole[f].count() for f in filled},
+                **{f"cut_{f}": ibis.ifelse(before & whole[f].notnull(), 1, 0).sum() for f in filled},
+            )
+        ).iloc[0]
+        if filled
+        else {}
+    )
+    if any((_int(counts[f"all_{f}"]) > 0) != (_int(counts[f"cut_{f}"]) > 0) for f in filled):
+        return None
+    if "stage" not in o.columns or _int(cut.execute(o.aggregate(n=o.count() - o.stage.count())).iloc[0, 0]):
+        return None
+    n = base.norm
+    cut_at = _ts(as_of + DAY)
+    rows = within(n.filter(n.changed_at < cut_at), "opportunity_id", o, "opportunity_id")
+    first = n.filter(n._rn == 0, ~(n.changed_at < cut_at).fill_null(False))  # history starts later
+    late = within(o, "opportunity_id", first, "opportunity_id")
+    made = ex.neighbours(ex.synthetic_rows(late, cut.config))
+    made = made.select(*[made[c].cast(t).name(c) for c, t in rows.schema().items()])  # the kept table's types
+    return ibis.union(rows, made, distinct=False)
+
+
+def _rewound(view, as_of, normalized=None) -> tuple[ibis.Table, list]:
     """The deals rewound to the end of ``as_of``: those created by then, with stage, amount
     and close date (probability and forecast category when the history tracks them) replayed at that
     day, and is_won / is_closed following the replayed stage."""
@@ -110,7 +151,7 @@ def _rewound(view, as_of) -> tuple[ibis.Table, list]:
         else {}
     )
     fields = ["stage", "amount", "close_date"] + [f for f in tracked if int(counts[f]) > 0]
-    s = ex.replay(view, [as_of])
+    s = ex.replay(view, [as_of], normalized)
     s = s.select(_id=s.opportunity_id, _open=s.is_open, _won=s.is_won, **{f"_r_{f}": s[f] for f in fields})
     j = o.left_join(s, o.opportunity_id == s._id)
     types = dict(o.schema().items())

@@ -889,6 +889,7 @@ class Scoped:
         activities=None,
         leads=None,
         engine=None,
+        base=None,
     ):
         self.scope, self.who = (scope or "company").lower(), str(who or "")
         self.reps = ds.tables.get("reps")
@@ -916,7 +917,8 @@ class Scoped:
             )
         # the scope's deals and their history on the engine (``engine``: one holding the dataset's
         # opportunities and opportunity_history), rewound there when the report is dated earlier
-        self.deals = hi.deals(engine, self.owners, as_of, ds.as_of) if engine is not None else None
+        # (``base``: this scope's deals now, from which the rewound ones are made)
+        self.deals = hi.deals(engine, self.owners, as_of, ds.as_of, base) if engine is not None else None
         if self.rewound:
             cut = pd.Timestamp(as_of) + DAY
             if self.history is not None:
