@@ -108,14 +108,19 @@ def _strict_sql(kind: str, v: str) -> str:
         return f"regexp_full_match({v}, {_lit(_FORMS[kind])}) and {_typed_sql(kind, v)} is not null"
     if kind == "bool":
         return f"lower({v}) in {_words(TRUE_WORDS | FALSE_WORDS)}"
-    # the first character by comparing the text with one-character strings (UTF-8 sorts by code point),
-    # the last with right(): both much cheaper than a regular expression
+    # the first character by comparing the text with one-character strings (UTF-8 sorts by code point):
+    # from '!' up to U+007F none is a space, and only text starting above that is compared with the
+    # ranges of the other spaces (a CASE evaluates its ELSE on those rows alone; an OR of the ranges costs
+    # 0.4 s per 4.7M cells); the last character with right(): both much cheaper than a regular expression
     first = " or ".join(
         f"({v} >= chr({lo}) and {v} < chr({hi + 1}))" if hi > lo else f"starts_with({v}, chr({lo}))"
         for lo, hi in _SPACE_RANGES
         if lo > 32
     )
-    return f"{v} >= '!' and not ({first}) and not contains({_lit(_PY_SPACE)}, right({v}, 1))"
+    return (
+        f"{v} >= '!' and case when {v} < chr(128) then true else not ({first}) end"
+        f" and not contains({_lit(_PY_SPACE)}, right({v}, 1))"
+    )
 
 
 def read_typed(
@@ -158,7 +163,9 @@ def read_typed(
             inner.append(f"case when {_strict_sql(kind, v)} then {_typed_sql(kind, v)} end as c{i}")
             select.append(f"c{i}, coalesce({v} <> '' and c{i} is null, false) as odd{i}")
         if kind in ("money", "number", "prob"):
-            select.append(f"coalesce({v} <> '' and regexp_full_match({v}, {_lit(_DOTTED)}), false) as dot{i}")
+            # 1.234 has 5 to 8 characters: the regular expression only runs on cells of that length
+            dotted = f"case when strlen({v}) between 5 and 8 then regexp_full_match({v}, {_lit(_DOTTED)}) else false end"
+            select.append(f"coalesce({dotted}, false) as dot{i}")
     select.append(f"{_ident(_EXTRA)} is not null as extra")
     query = f"select {', '.join(select)} from (select *{''.join(', ' + e for e in inner)} from {source})"
     con = duckdb.connect()
