@@ -103,9 +103,11 @@ def _typed_sql(kind: str, v: str) -> str:
 
 
 def _strict_sql(kind: str, v: str) -> str:
-    """True when cell ``v`` (not blank) has the strict form of ``kind``."""
+    """True when cell ``v`` (not blank) has the strict form of ``kind``. For dates and numbers only its
+    pattern: ``_typed_sql`` is NULL for a cell of the pattern that is no real day (or no finite number),
+    which is then of no strict form either (one cast a cell, not two)."""
     if kind in _FORMS:
-        return f"regexp_full_match({v}, {_lit(_FORMS[kind])}) and {_typed_sql(kind, v)} is not null"
+        return f"regexp_full_match({v}, {_lit(_FORMS[kind])})"
     if kind == "bool":
         return f"lower({v}) in {_words(TRUE_WORDS | FALSE_WORDS)}"
     # the first character by comparing the text with one-character strings (UTF-8 sorts by code point):
