@@ -381,3 +381,38 @@ def messy_problems(tmp_path, opps):
 def test_dataset_yml_typos_are_errors_with_suggestions(tmp_path, yml, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_mini(tmp_path, "opportunity_id,stage\n1,Open\n", yml=yml)
+
+
+def test_files_read_ahead_load_as_read_in_turn(tmp_path, monkeypatch):
+    """``load`` reads the files two at a time on worker threads (``TableReader.read_ahead``): the same
+    frames, in the file's row order, and the same problems in the same order as reading them one by one
+    — on the hostile dataset (odd text in every table, a stray quote, messy values)."""
+    import sys
+
+    from helpers.data.sources import TableReader
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_hostile_pack import write_hostile_dataset
+
+    import threading
+
+    import helpers.data.dataset as dataset
+
+    folder = write_hostile_dataset(tmp_path / "hostile")
+    monkeypatch.setenv("REVOPS_CACHE", "0")
+    threads, read_raw = set(), dataset.read_raw
+
+    def spy(*args, **kwargs):
+        threads.add(threading.current_thread().name.split("_")[0])
+        return read_raw(*args, **kwargs)
+
+    monkeypatch.setattr(dataset, "read_raw", spy)
+    ahead = load(folder, strict=False)
+    assert threads == {"revops-read"}  # every file was read ahead
+    monkeypatch.setattr(TableReader, "read_ahead", lambda self, tnames: None)
+    in_turn = load(folder, strict=False)
+    assert [str(p) for p in ahead.warnings] == [str(p) for p in in_turn.warnings]
+    assert ahead.warnings == in_turn.warnings and len(ahead.warnings) > 10
+    assert list(ahead.tables) == list(in_turn.tables) and len(ahead.tables) == 7
+    for name, df in in_turn.tables.items():
+        pd.testing.assert_frame_equal(ahead.tables[name], df, check_exact=True, obj=name)

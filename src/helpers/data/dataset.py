@@ -914,6 +914,7 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True,
             warnings,
         )
     reader = sources.TableReader(files, config, since)
+    reader.read_ahead(files)
     typed: dict[str, pd.DataFrame] = {}
     names: dict[str, str] = {}
     offsets: dict[str, int | None] = {}

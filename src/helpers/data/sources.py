@@ -314,9 +314,31 @@ class TableReader:
         self._conns: dict[str, object] = {}
         self._secrets: set[str] = set()
         self.pushed: dict[str, str] = {}  # table -> SQL predicate sent to the database (for docs/tests)
+        self._ahead: dict[str, object] = {}  # table -> Future of its file's read (``read_ahead``)
+        self._pool = None
+
+    def read_ahead(self, tnames) -> None:
+        """Start reading the files of ``tnames`` now, two at a time on worker threads, so ``read`` finds
+        them read or under way. A CSV's read is mostly DuckDB's typed query (one thread each, to keep the
+        file's row order; it releases the GIL) and the stray-quote scan: two files' reads, and the caller's
+        work on the tables already read, share the cores. Each table is still read by ``read_raw`` alone,
+        so what ``read`` returns (or raises) is what it would have been read in turn."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from helpers.data.dataset import read_raw
+        from helpers.data.schema import TABLES
+
+        files = [t for t in tnames if not isinstance(self.sources[t], DbTable) and Path(self.sources[t]).is_file()]
+        if len(files) < 2:
+            return
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="revops-read")
+        for t in files:
+            self._ahead[t] = self._pool.submit(read_raw, self.sources[t], TABLES.get(t))
 
     def read(self, tname: str) -> pd.DataFrame:
         src = self.sources[tname]
+        if tname in self._ahead:
+            return self._ahead.pop(tname).result()
         if not isinstance(src, DbTable):
             from helpers.data.dataset import read_raw
             from helpers.data.schema import TABLES
@@ -340,6 +362,9 @@ class TableReader:
         return redact(text, self._secrets)
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool, self._ahead = None, {}
         for c in self._conns.values():
             if isinstance(c, Exception):
                 continue
