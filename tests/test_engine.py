@@ -24,7 +24,8 @@ from conftest import PG_PASSWORD, PG_USER, SAMPLE_AS_OF, dataset_in_postgres
 
 from helpers.data import engine as eng_mod
 from helpers.data.calendar import Window
-from helpers.data.dataset import load
+from helpers.data.config import load_config
+from helpers.data.dataset import DataValidationError, find_table_files, load
 from helpers.data.sources import SourceError
 from helpers.metrics import expr, pipeline, winloss
 
@@ -580,6 +581,46 @@ def test_duckdb_cache_is_built_once_per_fingerprint_and_read_only(sample_dir, tm
     with eng_mod.connect(folder) as changed:
         assert changed.where != e.where
         assert expr.bookings(changed, "2026-02-01", SAMPLE_AS_OF)["bookings"].iloc[0] == before + 1
+
+
+def _engine_tables(path: Path) -> dict:
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as con:
+        con.execute("set threads = 1")
+        names = [r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()]
+        return {t: con.sql(f'select * from "{t}"').to_arrow_table() for t in sorted(names)}
+
+
+def test_engine_file_written_beside_the_load_equals_the_one_from_the_load_cache(sample_dir, tmp_path):
+    """The first build writes the DuckDB file from the load's frames while the load checks its rules and
+    writes its own cache entry; a rebuild reads that entry's Arrow files: the same tables, row for row."""
+    folder = _copy(sample_dir, tmp_path / "ds")
+    path = eng_mod.typed_duckdb(folder, find_table_files(folder, load_config(folder)))
+    first = _engine_tables(path)
+    assert set(first) == set(load(folder).tables) and first["opportunities"].num_rows == 1500
+    path.unlink()
+    again = eng_mod.typed_duckdb(folder, find_table_files(folder, load_config(folder)))
+    assert again == path
+    rebuilt = _engine_tables(path)
+    for t in first:
+        assert first[t].equals(rebuilt[t]), t
+
+
+def test_no_engine_file_is_kept_when_the_load_fails(sample_dir, tmp_path):
+    """The file started beside the load is discarded when the load raises: the next connect validates
+    again (and fails again) instead of opening tables that broke a rule."""
+    folder = _copy(sample_dir, tmp_path / "ds")
+    opps = pd.read_csv(folder / "opportunities.csv", dtype=str, keep_default_na=False)
+    opps.loc[3, "opportunity_id"] = opps.loc[2, "opportunity_id"]  # a rule across rows: ids are unique
+    opps.to_csv(folder / "opportunities.csv", index=False)
+    sources = find_table_files(folder, load_config(folder))
+    path = eng_mod.cache_file(folder, sources)
+    for _ in range(2):
+        with pytest.raises(DataValidationError, match="unique id"):
+            eng_mod.connect(folder)
+        assert not path.exists()
+        assert not list(path.parent.glob(".tmp-engine-*"))
 
 
 def test_uncached_dataset_runs_in_memory(sample_dir, monkeypatch):

@@ -863,7 +863,9 @@ def derive_status(opp: pd.DataFrame, config: DatasetConfig) -> pd.DataFrame:
     return opp
 
 
-def load(path: str | Path, tables: list[str] | None = None, strict: bool = True, since=None) -> Dataset:
+def load(
+    path: str | Path, tables: list[str] | None = None, strict: bool = True, since=None, on_typed=None
+) -> Dataset:
     """Load and validate the dataset folder at ``path``.
 
     ``tables`` limits loading to those tables (``opportunities`` is always loaded). With ``strict``
@@ -871,6 +873,11 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True,
     ``since`` keeps only the rows a report from that date on needs, filtered in the database where the
     tables live in one (see ``helpers.data.sources``). Loads from files are cached as typed Arrow files outside
     the folder, keyed by the files' sha256.
+
+    ``on_typed``, when given, is called with the typed tables (table -> frame, as the load will return
+    them) once every file is read, before the cross-table rules run; only when the load reads the files
+    (not on a cache hit). The metric engine starts writing its DuckDB file from them
+    (``engine.typed_duckdb``) and keeps it only if the load passes.
     """
     folder = Path(path)
     if not folder.is_dir():
@@ -976,6 +983,8 @@ def load(path: str | Path, tables: list[str] | None = None, strict: bool = True,
     bar.set_postfix_str("checking the rules", refresh=False)
     if "opportunities" in typed:
         typed["opportunities"] = derive_status(typed["opportunities"], config)
+    if on_typed is not None:
+        on_typed(dict(typed))
     as_of = pd.Timestamp(config.as_of) if config.as_of else None
     if as_of is None and "opportunities" in typed:
         as_of = infer_as_of(typed["opportunities"])

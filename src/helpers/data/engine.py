@@ -295,10 +295,16 @@ def _typed_arrow(table_data, table: str):
 
 def _write_duckdb(frames: dict[str, pd.DataFrame], path: Path) -> None:
     """The typed tables into a new DuckDB file at ``path``, atomically (temporary name, then rename)."""
+    _publish(_duckdb_file(frames, path.parent), path)
+
+
+def _duckdb_file(frames: dict, folder: Path) -> Path:
+    """The typed tables (frames or Arrow tables) in a new DuckDB file under a temporary name in ``folder``."""
     import duckdb
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-engine-", suffix=".duckdb", dir=path.parent)
+    sources._private_dir(folder)  # user-only under the cache root, as the load cache's entries
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-engine-", suffix=".duckdb", dir=folder)
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()  # duckdb creates the file itself
@@ -312,21 +318,58 @@ def _write_duckdb(frames: dict[str, pd.DataFrame], path: Path) -> None:
             con.execute("checkpoint")
         finally:
             con.close()
+    except BaseException:
+        _discard(tmp)
+        raise
+    return tmp
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    try:
         os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
-        Path(str(tmp) + ".wal").unlink(missing_ok=True)
+        _discard(tmp)
 
 
-def _load_frames(folder: Path, table_sources: dict | None = None) -> dict:
-    """The dataset's typed, validated tables: Arrow tables straight from the load cache's entry when it
-    has one (no pandas round trip), else pandas frames from ``dataset.load`` (which validates, and
-    writes that entry for the next time)."""
+def _discard(tmp: Path) -> None:
+    tmp.unlink(missing_ok=True)
+    Path(str(tmp) + ".wal").unlink(missing_ok=True)
+
+
+def _load_and_write(folder: Path, path: Path) -> None:
+    """``dataset.load`` (which validates the dataset and writes the load cache's entry), and the typed
+    DuckDB file at ``path`` from the same frames. The file is written on a worker thread from the moment
+    the tables are typed, while the load checks the cross-table rules and writes its entry (DuckDB
+    releases the GIL while it writes); it is renamed into place only once the load has passed, and
+    discarded when it raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from helpers.data.dataset import load
 
-    entry = sources.TableCache.open(folder, table_sources) if table_sources is not None else None
-    if entry is not None and (tables := entry.arrow()) is not None:
-        return tables
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="revops-engine-file") as pool:
+        job = []
+
+        def on_typed(frames: dict) -> None:
+            job.append(pool.submit(_duckdb_file, dict(frames), path.parent))
+
+        try:
+            tables = load(folder, on_typed=on_typed).tables
+        except BaseException:
+            for j in job:
+                if j.exception() is None:
+                    _discard(j.result())
+            raise
+    if job:
+        _publish(job[0].result(), path)
+    else:  # the load was served by a cache entry another process wrote meanwhile
+        _write_duckdb(tables, path)
+
+
+def _load_frames(folder: Path) -> dict:
+    """The dataset's typed, validated tables (``dataset.load``), for an engine over a dataset that
+    cannot be cached."""
+    from helpers.data.dataset import load
+
     return load(folder).tables
 
 
@@ -336,7 +379,12 @@ def typed_duckdb(folder: Path, table_sources: dict) -> Path | None:
     if path is None:
         return None
     if not path.exists():
-        _write_duckdb(_load_frames(folder, table_sources), path)
+        entry = sources.TableCache.open(folder, table_sources)
+        tables = entry.arrow() if entry is not None else None
+        if tables is not None:  # the load cache's entry: its Arrow tables, no pandas round trip
+            _write_duckdb(tables, path)
+        else:
+            _load_and_write(folder, path)
     return path
 
 
