@@ -324,6 +324,57 @@ def test_fast_path_equals_the_python_path_on_fuzzed_files(fuzz_folder, monkeypat
     assert_same(fuzz_folder, monkeypatch)
 
 
+def _alike_and_stray(path: Path) -> tuple[bool, object]:
+    """(fastcsv.quotes_read_alike, dataset.stray_quote) of one file, over the lines the file has."""
+    from helpers.data.dataset import _sniff_csv, stray_quote
+
+    encoding, delim, header = _sniff_csv(path)
+    rows = fastcsv._line_rows(path)
+    return fastcsv.quotes_read_alike(path, delim, rows), stray_quote(path, encoding, delim, header, rows + 1)
+
+
+QUOTING = {  # name -> (a file's bytes, whether quotes_read_alike vouches for it)
+    "quoted fields, inner quotes doubled": (b'a,b\n"x ""y"", z",1\n"",""""\n', True),
+    "a quote inside an unquoted field": (b'a,b\nx"y,1\nxy",2\n', True),
+    "CRLF line ends": (b'a,b\r\n"x",1\r\n', True),
+    "semicolons, pipes and tabs": (b'a;b\n"x;y";1\n', True),
+    "byte-order mark before a quoted header": (b'\xef\xbb\xbf"a","b"\n"x",1\n', True),
+    "space after the closing quote": (b'a,b\n"x" ,1\n', False),
+    "text after the closing quote": (b'a,b\n"x"y,1\n', False),
+    "a field opening with two quotes": (b'a,b\n""x,1\n', False),
+    "a quoted value over two lines": (b'a,b\n"x\ny",1\n', False),
+    "a lone carriage return": (b'a,b\n"x\ry",1\n', False),
+    "a quote never closed": (b'a,b\n"x,1\n', False),
+    "byte-order mark, then text after a closing quote": (b'\xef\xbb\xbf"a"x,b\n"x",1\n', False),
+    "a field past the reader's size limit": (b'a,b\n"' + b"x" * 140_000 + b'",1\n', False),
+    "NUL bytes (the reader keeps them)": (b'a,b\n"x\x00",1\n', True),
+    "a NUL byte, then text after a closing quote": (b'a,b\nx\x00,"a"b\n', False),
+}
+
+
+@pytest.mark.parametrize("name", list(QUOTING))
+def test_quotes_read_alike_only_vouches_for_files_without_a_stray_quote(tmp_path, name):
+    text, vouched = QUOTING[name]
+    path = tmp_path / "t.csv"
+    path.write_bytes(text.replace(b",", b";") if name.startswith("semicolons") else text)
+    alike, stray = _alike_and_stray(path)
+    assert alike is vouched
+    if alike:
+        assert stray is None
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=mutated())
+def test_quotes_read_alike_implies_no_stray_quote_on_fuzzed_files(tmp_path, data):
+    """Whenever ``quotes_read_alike`` vouches for a file, Python's reader finds no stray quote in it (the
+    fast path then skips that reader)."""
+    path = tmp_path / "fuzz.csv"
+    path.write_bytes(data)
+    alike, stray = _alike_and_stray(path)
+    if alike:
+        assert stray is None
+
+
 def test_the_rules_arrow_helpers_equal_pandas():
     """_isin and _duplicated (Arrow hash lookups in the rules) give pandas' isin / duplicated(keep=False)."""
     import numpy as np

@@ -343,7 +343,9 @@ def read_raw(path: Path, table: Table | None = None) -> pd.DataFrame:
         if table is not None and fastcsv.enabled():
             fast = fastcsv.read_typed(path, table, delim, header, encoding, notes)
             if fast is not None:
-                if stray_quote(path, encoding, delim, header, len(fast) + 1) is None:
+                if fastcsv.quotes_read_alike(path, delim, len(fast)) or (
+                    stray_quote(path, encoding, delim, header, len(fast) + 1) is None
+                ):
                     return fast
                 fastcsv.FALLBACKS[str(path)] = "a stray quote (the pandas path names it)"
         try:

@@ -29,6 +29,7 @@ those), or any error from DuckDB's strict reader (stray quotes, ragged rows).
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -242,6 +243,53 @@ def _in_file_order(con, query: str):
     table created from it alike (preserve_insertion_order on), and read_csv gives no line number to sort by."""
     con.execute("set threads = 1")
     return con.sql(query).to_arrow_table()
+
+
+def quotes_read_alike(path: Path, delim: str, rows: int) -> bool:
+    """True when Python's strict csv reader (``dataset.stray_quote``'s first pass) reads the file without
+    an error, one record per line, over ``rows`` data lines and the header — so ``stray_quote`` finds no
+    stray quote — shown without that reader, which makes a Python string of every cell (most of the
+    fast path's time in Python at 1M opportunities). False says nothing: ``stray_quote`` then reads it.
+
+    Every line (DuckDB reads them as lines, two threads: only counts come back) must be a run of fields
+    that the reader takes one way only: a quoted field ``"…"`` (inner quotes doubled) that ends at a
+    delimiter or the line's end, or an unquoted field that does not start with a quote (a quote inside
+    is kept as it is). No carriage return but in a CRLF line end (the reader also ends lines at a lone
+    one), no line longer than the reader's field size limit; the header line is checked as the reader
+    sees it, without a byte-order mark."""
+    import csv
+
+    import duckdb
+
+    cr = crlf = 0
+    with open(path, "rb") as fh:
+        last = b""
+        while block := fh.read(1 << 24):
+            cr += block.count(b"\r")
+            crlf += block.count(b"\r\n") + (last == b"\r" and block[:1] == b"\n")
+            last = block[-1:]
+    if cr != crlf:
+        return False
+    d = re.escape(delim)
+    field = f'(?:"(?:[^"]|"")*"|[^"{d}\\r\\n][^{d}\\r\\n]*|)'
+    line = _lit(f"{field}(?:{d}{field})*\\r?")
+    ok = f"regexp_full_match(line, {line})"
+    query = (
+        f"select count(*), count(*) filter (where not case when starts_with(line, chr(65279)) then"
+        f" {ok} and regexp_full_match(substr(line, 2), {line}) else {ok} end), max(strlen(line))"
+        f" from read_csv({_lit(str(path))}, columns = {{'line': 'VARCHAR'}}, header = false,"
+        f" auto_detect = false, delim = '\x1e', quote = '', escape = '', strict_mode = true,"
+        f" encoding = 'utf-8', nullstr = {_lit(_NO_NULL)})"
+    )
+    con = duckdb.connect()
+    try:
+        con.execute("set enable_progress_bar = false")
+        n, bad, longest = con.execute(query).fetchone()
+    except duckdb.Error:  # a line with the separator used to read lines, bytes that are not UTF-8, …
+        return False
+    finally:
+        con.close()
+    return n == rows + 1 and bad == 0 and (longest or 0) <= csv.field_size_limit()
 
 
 FALLBACKS: dict[str, str] = {}  # file -> why the last read of it went to pandas (for tests and profiling)
