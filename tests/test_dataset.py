@@ -388,15 +388,13 @@ def test_files_read_ahead_load_as_read_in_turn(tmp_path, monkeypatch):
     frames, in the file's row order, and the same problems in the same order as reading them one by one
     — on the hostile dataset (odd text in every table, a stray quote, messy values)."""
     import sys
+    import threading
 
+    import helpers.data.dataset as dataset
     from helpers.data.sources import TableReader
 
     sys.path.insert(0, str(Path(__file__).parent))
     from test_hostile_pack import write_hostile_dataset
-
-    import threading
-
-    import helpers.data.dataset as dataset
 
     folder = write_hostile_dataset(tmp_path / "hostile")
     monkeypatch.setenv("REVOPS_CACHE", "0")
