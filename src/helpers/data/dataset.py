@@ -483,6 +483,32 @@ def canonical_header(name: str) -> str:
     return "_".join(str(name).strip().lower().replace("-", " ").split())
 
 
+def unknown_columns(columns, table: Table, fname: str, offset) -> list[Problem]:
+    """A problem for each column outside the contract that looks like a contract column the table lacks:
+    one or two letters off ('amout') is a misspelling that would silently drop every figure built on that
+    column, so an error; a looser match ('owner_name' for 'owner') may be a column of its own, a warning."""
+    unknown = set(columns) - set(table.column_names)
+    missing_optional = set(table.column_names) - set(columns)
+    found = []
+    for col in sorted(unknown):
+        hint = _closest(col, missing_optional)
+        if hint:
+            meant = difflib.get_close_matches(col, list(missing_optional), n=1, cutoff=MISSPELLING)
+            found.append(
+                Problem(
+                    fname,
+                    None,
+                    col,
+                    None,
+                    f"column is not in the data contract{hint}"
+                    + (f" (rename it to {meant[0]!r}, or drop it)" if meant else ""),
+                    "error" if meant else "warning",
+                    offset,
+                )
+            )
+    return found
+
+
 def stage_key(stage: str) -> str:
     """A stage spelling without case and spacing differences (``" closed  WON"`` → ``closed won``)."""
     return " ".join(str(stage).lower().split())
@@ -959,27 +985,7 @@ def load(
         typed[tname] = normalize_stages(
             coerce_table(raw, TABLES[tname], fname, off, problems, config), config, fname, off, problems
         )
-        unknown = set(typed[tname].columns) - set(TABLES[tname].column_names)
-        missing_optional = set(TABLES[tname].column_names) - set(typed[tname].columns)
-        for col in sorted(unknown):
-            hint = _closest(col, missing_optional)
-            if hint:
-                # one or two letters off a contract column the table lacks ('amout'): a misspelling that
-                # would silently drop every figure built on that column, so an error; a looser match
-                # ('owner_name' for 'owner') may be a column of its own, so a warning
-                meant = difflib.get_close_matches(col, list(missing_optional), n=1, cutoff=MISSPELLING)
-                problems.append(
-                    Problem(
-                        fname,
-                        None,
-                        col,
-                        None,
-                        f"column is not in the data contract{hint}"
-                        + (f" (rename it to {meant[0]!r}, or drop it)" if meant else ""),
-                        "error" if meant else "warning",
-                        off,
-                    )
-                )
+        problems += unknown_columns(typed[tname].columns, TABLES[tname], fname, off)
         bar.update(sizes[tname])
     reader.close()
     bar.set_postfix_str("checking the rules", refresh=False)

@@ -50,6 +50,7 @@ from helpers.data.dataset import (
     Problem,
     _closest,
     contract_headers,
+    unknown_columns,
     find_table_files,
     reading_hints,
 )
@@ -329,23 +330,8 @@ class _Check:
             | ({"is_won", "is_closed"} if t.name == "opportunities" and "stage" in t.names else set())
         )
         unknown = {h for h in t.raw if h not in t.names.values()}
-        missing_optional = set(table.column_names) - set(t.names)
-        for col in sorted(unknown):
-            hint = _closest(col, missing_optional)
-            if hint:
-                meant = difflib.get_close_matches(col, list(missing_optional), n=1, cutoff=MISSPELLING)
-                self.add(
-                    Problem(
-                        fname,
-                        None,
-                        col,
-                        None,
-                        f"column is not in the data contract{hint}"
-                        + (f" (rename it to {meant[0]!r}, or drop it)" if meant else ""),
-                        "error" if meant else "warning",
-                        None,
-                    )
-                )
+        for problem in unknown_columns(set(t.names) | unknown, table, fname, None):
+            self.add(problem)
 
     # -- the rules
     def rules(self, t: _Table, as_of, opp: _Table | None, n_opp_ids: int, reps: _Table | None) -> list[_Rule]:
