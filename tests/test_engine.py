@@ -359,7 +359,11 @@ def _movement_check(eng, ds, scope: str, who: str, as_of, qtd_start):
 
     cfg, as_of = ds.config, pd.Timestamp(as_of)
     sc = pipeline.Scoped(ds, scope, who, as_of=as_of)
-    if as_of < ds.as_of:  # the reference's deals as they stood then
+    # the reference's scope: the scope's history (cut at the day) and its deals as they stood then
+    hist = ds.opportunity_history
+    hist = hist[hist["opportunity_id"].isin(pipeline.in_scope(ds.opportunities, sc.owners)["opportunity_id"])]
+    sc.history = hist[hist["changed_at"] < as_of + pd.Timedelta(days=1)]
+    if as_of < ds.as_of:
         sc.opps = movement.rewind(pipeline.in_scope(ds.opportunities, sc.owners), sc.history, cfg, as_of)
     now = hi.deals(
         eng, sc.owners, ds.as_of, ds.as_of

@@ -895,10 +895,7 @@ class Scoped:
         self.reps = ds.tables.get("reps")
         self.owners = scope_owners(self.reps, self.scope, self.who, ds.tables["opportunities"])
         self.opps = in_scope(ds.tables["opportunities"], self.owners)
-        hist = ds.tables.get("opportunity_history")
-        self.history = (
-            hist[isin(hist["opportunity_id"], self.opps["opportunity_id"])] if hist is not None else None
-        )
+        hist = ds.tables.get("opportunity_history")  # loaded only for a dataset built in memory
         # the activity log: an engine table (``activities``; a loaded frame when not given), scoped there
         log = activities if activities is not None else ds.tables.get("activities")
         if log is not None:
@@ -921,8 +918,6 @@ class Scoped:
         self.deals = hi.deals(engine, self.owners, as_of, ds.as_of, base) if engine is not None else None
         if self.rewound:
             cut = pd.Timestamp(as_of) + DAY
-            if self.history is not None:
-                self.history = self.history[self.history["changed_at"] < cut]
             if self.deals is not None:
                 self.opps = hi.rewind_frame(self.opps, self.deals)
             else:  # without a history: only the deals created later are left out
