@@ -358,7 +358,7 @@ def _movement_check(eng, ds, scope: str, who: str, as_of, qtd_start):
     from helpers.metrics import history as hi
 
     cfg, as_of = ds.config, pd.Timestamp(as_of)
-    sc = pipeline.Scoped(ds, scope, who, as_of=as_of)
+    sc = pipeline.Scoped(ds, scope, who)  # the scope's owners and deals now
     # the reference's scope: the scope's history (cut at the day) and its deals as they stood then
     hist = ds.opportunity_history
     hist = hist[hist["opportunity_id"].isin(pipeline.in_scope(ds.opportunities, sc.owners)["opportunity_id"])]
@@ -448,6 +448,11 @@ def test_pipeline_movement_on_the_engine_matches_movement(
 ):
     visits, rows = _movement_check(sample_engine, sample, scope, who, as_of, qtd_start)
     assert visits > 0 and rows > 0
+
+
+def test_rewinding_without_an_engine_says_what_it_needs(sample):
+    with pytest.raises(ValueError, match="engine"):
+        pipeline.Scoped(sample, as_of="2026-09-30")
 
 
 def test_history_rows_of_a_few_deals(sample_engine, sample):

@@ -44,14 +44,13 @@ def _ts(value):
 
 @dataclass
 class Deals:
-    """A scope's deals on an engine: ``opps`` (rewound when ``rewound``), ``norm`` their normalized
+    """A scope's deals on an engine: ``opps`` (rewound when ``as_of`` is before the export), ``norm`` their normalized
     history (None without a usable history) and ``eng`` the engine view both live on."""
 
     eng: object
     opps: ibis.Table
     norm: ibis.Table | None
     as_of: pd.Timestamp
-    rewound: bool = False
     replayed: tuple = ()  # the fields rewinding replaced (stage, amount, close_date, …)
 
     def execute(self, e) -> pd.DataFrame:
@@ -82,7 +81,7 @@ def deals(eng, owners=None, as_of=None, export_as_of=None, base: Deals | None = 
     if not has_history(eng):
         if rewound:
             o = o.filter(o.created_date <= day(as_of))
-        return Deals(eng, o, None, as_of, rewound)
+        return Deals(eng, o, None, as_of)
     h = eng["opportunity_history"]
     if owners is not None:
         h = within(h, "opportunity_id", o, "opportunity_id")
@@ -96,11 +95,11 @@ def deals(eng, owners=None, as_of=None, export_as_of=None, base: Deals | None = 
         o = view.keep(o)
         view = eng.view(opportunities=o, opportunity_history=h)
         if made is not None:
-            return Deals(view, o, made, as_of, rewound, tuple(replayed))
+            return Deals(view, o, made, as_of, tuple(replayed))
     else:
         replayed = ()
     norm = view.keep(ex.normalized_history(view))
-    return Deals(view, o, norm, as_of, rewound, tuple(replayed))
+    return Deals(view, o, norm, as_of, tuple(replayed))
 
 
 def _cut_from(base: Deals, cut, whole, as_of):

@@ -906,11 +906,10 @@ class Scoped:
         # a report dated before the export sees the deals as they stood then (``history.deals``)
         self.rewound = as_of is not None and pd.Timestamp(as_of) < ds.as_of
         usable = hist is not None and {"opportunity_id", "changed_at", "stage"} <= set(hist.columns)
-        if engine is None and self.rewound and usable:  # the loaded frames, on an in-memory engine
-            from helpers.data.engine import from_frames
-
-            engine = from_frames(
-                {"opportunities": ds.tables["opportunities"], "opportunity_history": hist}, ds.config
+        if engine is None and self.rewound and usable:
+            raise ValueError(
+                "rewinding the deals to an earlier day needs the engine holding their history (engine=, "
+                "e.g. ReportContext.deals_engine)"
             )
         # the scope's deals and their history on the engine (``engine``: one holding the dataset's
         # opportunities and opportunity_history), rewound there when the report is dated earlier
