@@ -756,3 +756,61 @@ def test_activity_metrics_run_on_the_engine(sample_engine, sample, activity_refe
         if key == "counts_W":
             assert len(want) and want["total"].sum() > 0
         pd.testing.assert_frame_equal(got[key], want, check_exact=False, rtol=1e-9, obj=key)
+
+
+# --------------------------------------------------------------------------------------------------
+# a report that leaves the opportunities where they live
+# --------------------------------------------------------------------------------------------------
+def test_inferred_as_of_on_the_engine_by_hand(hand_engine, hand_dir):
+    from helpers.data.dataset import infer_as_of
+
+    # created dates end 2026-04-01; closed deals' close dates end 2026-10-31 (o3); the open o7 closes
+    # 2026-12-15, which does not count
+    assert hand_engine.inferred_as_of() == pd.Timestamp("2026-10-31")
+    assert hand_engine.inferred_as_of() == infer_as_of(load(hand_dir).opportunities)
+
+
+def test_inferred_as_of_on_the_engine_is_the_loaded_one(sample_engine, sample):
+    from helpers.data.dataset import infer_as_of
+
+    assert sample_engine.inferred_as_of() == infer_as_of(sample.opportunities)
+
+
+def test_a_report_can_leave_the_opportunities_on_the_engine(hand_dir, tmp_path, monkeypatch):
+    from helpers.data.dataset import infer_as_of
+    from helpers.sections.context import open_report
+
+    folder = _copy(hand_dir, tmp_path / "no_as_of")
+    cfg = yaml.safe_load((folder / "dataset.yml").read_text())
+    cfg.pop("as_of")  # inferred: from the engine when the opportunities are not loaded
+    (folder / "dataset.yml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    monkeypatch.setenv("REVOPS_CACHE_DIR", str(tmp_path / "cache"))
+    full = load(folder)
+    for _ in range(2):  # the load that builds the cache, then a hit
+        part = load(folder, tables=["reps"])
+        assert sorted(part.tables) == ["reps"] and "opportunities" in part.files
+        assert part.as_of == infer_as_of(full.opportunities) == pd.Timestamp("2026-10-31")
+        assert [str(w) for w in part.warnings] == [
+            str(w) for w in full.warnings if w.file in ("opportunities.csv", "reps.csv")
+        ]
+    ctx = open_report(str(folder), tables=["reps"], show_header=False)
+    assert "opportunities" not in ctx.ds.tables
+    for cols in [("amount",), ("segment", "probability"), ("competitor",), ("no_such_column",)]:
+        assert ctx.has("opportunities", *cols) == full.has("opportunities", *cols), cols
+        assert ctx.missing("opportunities", *cols) == full.missing("opportunities", *cols), cols
+    assert ctx.source("opportunities").count().execute() == len(full.opportunities)
+    named = open_report(str(folder), tables=["opportunities", "reps"], show_header=False)
+    pdt.assert_frame_equal(named.ds.opportunities, full.opportunities)
+
+
+def test_a_database_table_left_out_is_not_read(pg_dataset, monkeypatch):
+    from helpers.data import sources
+
+    read = []
+    real = sources.TableReader.read
+    monkeypatch.setattr(sources.TableReader, "read", lambda self, t: read.append(t) or real(self, t))
+    part = load(pg_dataset, tables=["reps", "quotas"])
+    assert sorted(read) == ["quotas", "reps"] and sorted(part.tables) == ["quotas", "reps"]
+    read.clear()
+    both = load(pg_dataset, tables=["opportunities", "reps"])
+    assert sorted(read) == ["opportunities", "reps"] and len(both.opportunities) > 0

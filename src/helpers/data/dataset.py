@@ -181,7 +181,12 @@ class Dataset:
 
     @property
     def as_of(self) -> pd.Timestamp:
-        """The export date: ``as_of`` in dataset.yml, else ``infer_as_of`` of the opportunities."""
+        """The export date: ``as_of`` in dataset.yml, else ``infer_as_of`` of the opportunities (asked of
+        the engine when they were left where they live)."""
+        if "opportunities" not in self.tables and "opportunities" in self.files:
+            from helpers.data import engine
+
+            return export_date(self.config, lambda: engine.shared(self.path).inferred_as_of())
         return export_date(self.config, lambda: infer_as_of(self.tables["opportunities"]))
 
     def fingerprint(self) -> str:
@@ -896,7 +901,11 @@ def load(
 ) -> Dataset:
     """Load and validate the dataset folder at ``path``.
 
-    ``tables`` limits loading to those tables (``opportunities`` is always loaded). With ``strict``
+    ``tables`` limits loading to those tables. ``opportunities`` is always read and checked when the
+    load reads the files, but it is kept in ``Dataset.tables`` only when ``tables`` names it (or is
+    None): a report that measures the opportunities where they live leaves them out (its ``Dataset``
+    still lists the table in ``files``). A table of a database is not read at all when left out; the
+    rules tying it to the loaded tables then run where it is loaded (the report run's check). With ``strict``
     (the default) any error raises ``DataValidationError``; otherwise errors are returned as warnings.
     ``since`` keeps only the rows a report from that date on needs, filtered in the database where the
     tables live in one (see ``helpers.data.sources``). Loads from files are cached as typed Arrow files outside
@@ -915,11 +924,12 @@ def load(
     config = load_config(folder)
     all_files = find_table_files(folder, config)
     files = all_files
+    keep = None if tables is None or "opportunities" in tables else set(tables)  # None: keep every table read
     if tables is not None:
         files = {k: v for k, v in all_files.items() if k in set(tables) | {"opportunities"}}
         # a cached full load (e.g. built when the report run validated the dataset) serves any subset
         full = sources.TableCache.open(folder, all_files, None, strict, since) if files != all_files else None
-        if full is not None and (hit := full.get(only=set(files))) is not None:
+        if full is not None and (hit := full.get(only=set(files) if keep is None else keep)) is not None:
             frames, warnings = hit
             names = {Path(str(v)).name for v in files.values()}
             warnings = [w for w in warnings if w.file in names or w.file == str(folder)]
@@ -939,17 +949,20 @@ def load(
             folder,
         )
     cache = sources.TableCache.open(folder, files, tables, strict, since)
-    if cache is not None and (hit := cache.get()) is not None:
+    if cache is not None and (hit := cache.get(only=keep)) is not None:
         frames, warnings = hit
         return Dataset(
             folder,
             config,
             sources.window_frames(frames, since, config),
-            {k: v for k, v in files.items() if k in frames},
+            {k: v for k, v in files.items() if k in frames or k == "opportunities"},
             warnings,
         )
-    reader = sources.TableReader(files, config, since)
-    reader.read_ahead(files)
+    read = files
+    if keep is not None and isinstance(files["opportunities"], sources.DbTable):
+        read = {k: v for k, v in files.items() if k != "opportunities"}  # measured where it lives
+    reader = sources.TableReader(read, config, since)
+    reader.read_ahead(read)
     typed: dict[str, pd.DataFrame] = {}
     names: dict[str, str] = {}
     offsets: dict[str, int | None] = {}
@@ -960,7 +973,7 @@ def load(
         unit_scale=True,
         desc=f"loading {folder.name}" + (" (building the cache)" if cache is not None else ""),
     )
-    for tname, fpath in files.items():
+    for tname, fpath in read.items():
         bar.set_postfix_str(tname, refresh=False)
         if not fpath.exists():
             problems.append(
@@ -1010,4 +1023,7 @@ def load(
         cache.put(typed, warnings)
     bar.close()
     typed = sources.window_frames(typed, since, config)
-    return Dataset(folder, config, typed, {k: v for k, v in files.items() if k in typed}, warnings)
+    listed = {k: v for k, v in files.items() if k in typed or k == "opportunities"}
+    if keep is not None:
+        typed = {k: v for k, v in typed.items() if k in keep}
+    return Dataset(folder, config, typed, listed, warnings)

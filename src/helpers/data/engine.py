@@ -119,6 +119,20 @@ class Engine:
             )
         return None
 
+    def inferred_as_of(self) -> pd.Timestamp | None:
+        """``dataset.infer_as_of`` of the opportunities, asked where they live (one row comes back): the
+        latest created date and close date of a closed deal."""
+        t = self.tables["opportunities"]
+        agg = {}
+        if "created_date" in t.columns:
+            agg["created"] = t.created_date.max()
+        if {"close_date", "is_closed"} <= set(t.columns):
+            agg["closed"] = t.close_date.max(where=t.is_closed.fill_null(False))
+        if not agg:
+            return None
+        got = [pd.Timestamp(v) for v in self.execute(t.aggregate(**agg)).iloc[0] if pd.notna(v)]
+        return max(got).normalize() if got else None
+
     def view(self, **tables) -> Engine:
         """This engine with some canonical tables replaced by expressions on it (a scope's deals, the
         history cut at a day): what is built on the view reads those. Same connection; closing the view

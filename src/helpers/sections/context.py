@@ -28,7 +28,9 @@ class DataMissing(Exception):
 
 
 # tables a notebook does not load into its kernel unless it names them in ``open_report(tables=...)``:
-# their metrics run on the engine (``ReportContext.eng``)
+# their metrics run on the engine (``ReportContext.eng``). A notebook that lists its tables loads
+# ``opportunities`` only if it names it too; a table not loaded is measured where it lives
+# (``ReportContext.source``, ``missing``, ``has``)
 ENGINE_TABLES = ("activities", "leads", "opportunity_history")
 
 # what each report needs before anything can be shown; every other missing table or column only
@@ -82,9 +84,11 @@ class ReportContext:
         return rows_of(self.eng, "opportunity_history", ids)
 
     def _on_engine(self, table: str) -> bool:
-        """Whether ``table`` is left where it lives: a table the notebooks never load, of a dataset read
+        """Whether ``table`` is left where it lives: a table the notebook did not load, of a dataset read
         from a folder or database (a dataset built in memory holds all its tables)."""
-        return table in ENGINE_TABLES and table not in self.ds.tables and bool(self.ds.files)
+        if table in self.ds.tables or not self.ds.files:
+            return False
+        return table in ENGINE_TABLES or table in self.ds.files
 
     @property
     def activities(self):
@@ -113,6 +117,13 @@ class ReportContext:
         if self._on_engine(table):
             return self.eng.missing(table, *columns, section=section)
         return self.ds.missing(table, *columns, section=section)
+
+    def has(self, table: str, *columns: str) -> bool:
+        """``Dataset.has``: the table is there with data in each of ``columns`` (asked of the engine for a
+        table left where it lives)."""
+        if self._on_engine(table):
+            return self.eng.missing(table, *columns) is None
+        return self.ds.has(table, *columns)
 
     @property
     def currency(self) -> str:
@@ -168,7 +179,7 @@ def open_report(
     cal = FiscalCalendar(ds.config.fiscal_year_start_month)
     ctx = ReportContext(ds, a, p, cal, Headlines(notebook or title, ds.config.currency))
     heading = title or notebook.replace("_", " ").capitalize()
-    needs = [ds.missing(t, c, section=f"The {heading} report") for t, c in NOTEBOOK_NEEDS.get(notebook, [])]
+    needs = [ctx.missing(t, c, section=f"The {heading} report") for t, c in NOTEBOOK_NEEDS.get(notebook, [])]
     needs = [n for n in needs if n]
     if needs:  # said on the page, then the run publishes the page as it is (DataMissing)
         display.markdown(
