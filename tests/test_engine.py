@@ -814,3 +814,75 @@ def test_a_database_table_left_out_is_not_read(pg_dataset, monkeypatch):
     read.clear()
     both = load(pg_dataset, tables=["opportunities", "reps"])
     assert sorted(read) == ["opportunities", "reps"] and len(both.opportunities) > 0
+
+
+def _kept_name(t) -> str:
+    name = getattr(t.op(), "name", "")
+    return name if isinstance(name, str) else ""
+
+
+def test_postgres_keeps_a_table_in_the_session_and_stays_read_only(request, hand_dir):
+    # the normalized history is made once per scope as a temporary table; every other statement of the
+    # connection is still refused a write
+    import psycopg
+
+    eng = _open(request, "postgres", hand_dir, "nine_deals_keep")
+    try:
+        norm = ex_norm = expr.normalized_history(eng)
+        kept = eng.keep(ex_norm)
+        assert _kept_name(kept).startswith("_kept_")
+        key = ["opportunity_id", "_rn"]
+        pdt.assert_frame_equal(
+            eng.execute(kept).sort_values(key).reset_index(drop=True),
+            eng.execute(norm).sort_values(key).reset_index(drop=True),
+            check_dtype=False,  # PostgreSQL has no 1-byte integer: a small int comes back wider
+        )
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            eng.backend.raw_sql("create table written_by_a_report (x int)")
+        eng.backend.con.rollback()
+        eng.drop(kept)
+        left = eng.backend.raw_sql("select count(*) from pg_class where relname like '_kept_%%'").fetchone()
+        assert left[0] == 0
+    finally:
+        eng.close()
+
+
+def test_postgres_without_the_temp_privilege_computes_inside_each_query(
+    request, hand_dir, monkeypatch, tmp_path
+):
+    import psycopg
+
+    port = request.getfixturevalue("pg_server")
+    request.getfixturevalue("pg_credentials")
+    folder = dataset_in_postgres(port, hand_dir, "nine_deals_no_temp", tmp_path / "no_temp")
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=port,
+        user=PG_USER,
+        password=PG_PASSWORD,
+        dbname="nine_deals_no_temp",
+        autocommit=True,
+    ) as c:
+        c.execute("drop role if exists report_reader")
+        c.execute("create role report_reader login password 'reader-pw'")
+        c.execute("revoke temporary on database nine_deals_no_temp from public")
+        c.execute("grant select on all tables in schema public to report_reader")
+    monkeypatch.setenv("REVOPS_TEST_DB_USER", "report_reader")
+    monkeypatch.setenv("REVOPS_TEST_DB_PASSWORD", "reader-pw")
+    eng = eng_mod.connect(folder)
+    try:
+        norm = expr.normalized_history(eng)
+        kept = eng.keep(norm)
+        assert not _kept_name(kept).startswith("_kept_")  # the expression itself
+        assert len(eng.execute(kept)) == len(eng.execute(norm)) > 0
+        from helpers.metrics import history as hi
+
+        def waterfall(e):  # a measure made on the normalized history, rewound a month
+            base = hi.deals(e, as_of=SAMPLE_AS_OF, export_as_of=SAMPLE_AS_OF)
+            d = hi.deals(e, as_of="2026-09-30", export_as_of=SAMPLE_AS_OF, base=base)
+            return hi.waterfall(d, "2026-07-01", "2026-09-30")
+
+        with eng_mod.connect(hand_dir) as duck:
+            pdt.assert_frame_equal(waterfall(eng), waterfall(duck), check_dtype=False)
+    finally:
+        eng.close()

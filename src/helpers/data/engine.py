@@ -140,18 +140,50 @@ class Engine:
         return dataclasses.replace(self, tables={**self.tables, **tables}, _close=[])
 
     def keep(self, expr):
-        """``expr`` computed once and kept for the queries built on it: a temporary table on DuckDB (also
-        on a read-only file; ``drop`` removes it). Elsewhere the expression itself, computed inside each
-        query that uses it: PostgreSQL's connection is read-only, and Spark plans each query whole."""
-        if self.name != "duckdb":
-            return expr
-        return self.backend.create_table(f"_kept_{next(_KEPT)}", expr, temp=True)
+        """``expr`` computed once and kept for the queries built on it, as a temporary table of this
+        connection (``drop`` removes it): on DuckDB (also over a read-only file), and on PostgreSQL,
+        where the connection stays read-only for every other statement (``_pg_temp``). Where no
+        temporary table can be made (Spark, which plans each query whole; a PostgreSQL role without
+        the TEMP privilege, or a read-only replica) the expression itself, computed inside each query."""
+        name = f"_kept_{next(_KEPT)}"
+        if self.name == "duckdb":
+            return self.backend.create_table(name, expr, temp=True)
+        if self.name == "postgres":
+            sql = self.backend.compile(expr)
+            if self._pg_temp(f'create temporary table "{name}" as {sql}', f'analyze "{name}"'):
+                return self.backend.table(name)
+        return expr
 
     def drop(self, table) -> None:
         """Remove a table ``keep`` made (anything else is left alone)."""
         name = getattr(table.op(), "name", "")
-        if self.name == "duckdb" and isinstance(name, str) and name.startswith("_kept_"):
+        if not (isinstance(name, str) and name.startswith("_kept_")):
+            return
+        if self.name == "duckdb":
             self.backend.raw_sql(f"drop table if exists {name}")
+        elif self.name == "postgres":
+            self._pg_temp(f'drop table if exists pg_temp."{name}"')
+
+    def _pg_temp(self, *statements: str) -> bool:
+        """Run ``statements`` (on this session's temporary tables only) in one read-write transaction of
+        the otherwise read-only PostgreSQL connection; False, with nothing changed, when the server
+        refuses (no TEMP privilege, a hot standby). The read-only transaction open before ends here (it
+        only read), so the queries after it read a snapshot taken after the temporary table's."""
+        import psycopg
+
+        conn = self.backend.con
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.commit()
+        conn.read_only = False
+        try:
+            with conn.cursor() as cur, conn.transaction():
+                for st in statements:
+                    cur.execute(st)
+            return True
+        except psycopg.Error:
+            return False
+        finally:
+            conn.read_only = True
 
     def execute(self, expr) -> pd.DataFrame:
         """Run ``expr`` on the engine; its (small) result as a pandas DataFrame."""

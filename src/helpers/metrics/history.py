@@ -9,7 +9,8 @@ and their normalized history; only aggregates and the short lists a reader sees 
 the previous amount); fields the history does not track at all are the deal's current values; a deal with
 no history rows is replayed as created on ``created_date`` in its current stage (or the first open stage
 when it is closed now) and closed on ``close_date``. It is kept once per scope as a temporary table on
-DuckDB (``Engine.keep``) and computed inside each query elsewhere (a read-only PostgreSQL, Spark). It
+DuckDB and PostgreSQL (``Engine.keep``) and computed inside each query elsewhere (Spark, or a PostgreSQL
+role that may not make temporary tables). It
 carries each row's neighbours (previous stage and close date, the next change, when the next stay
 starts), so a stay in a stage or a change of close date is a filter.
 
