@@ -140,6 +140,23 @@ def test_rows_sent_by_postgres_count_each_row_once(pg_dataset, pg_env):
     assert sent == sum(len(t) for t in ds.tables.values()) > 0
     assert any("copy" in q.lower() for q, _, _ in stats)
 
+    # a temporary table the engine keeps stays on the server: only the rows a query returns count
+    from helpers.data import engine
+    from helpers.metrics import expr
+
+    with connect() as c:
+        bench.pg_counting(c)
+    with engine.connect(pg_dataset) as eng:
+        kept = eng.keep(expr.normalized_history(eng))
+        assert len(eng.execute(kept.limit(7))) == 7
+        eng.drop(kept)
+    with connect() as c:
+        stats = bench.pg_rows_sent(c, "crm")
+    assert not [q for q, _, _ in stats if q.lower().startswith(("create", "analyze", "drop"))]
+    assert any(r == 7 and "limit" in q.lower() for q, _, r in stats)
+    # the rest: the engine's catalog lookups and one-row probes, against the history kept (~5 per deal)
+    assert sum(r[2] for r in stats) < len(ds.opportunities) / 10
+
 
 @pytest.mark.slow  # ~35 s on a quiet machine, 1–2 min on a busy one (the pack at 2,000 opportunities)
 def test_the_bench_at_a_tiny_size(tmp_path):

@@ -335,10 +335,14 @@ def pg_counting(con) -> None:
 def pg_rows_sent(con, dbname: str) -> list[tuple[str, int, int]]:
     """(statement, calls, rows) of database ``dbname`` since ``pg_counting``, most rows first: rows
     returned by SELECT and written out by ``COPY … TO STDOUT``; top-level statements only (the server's
-    default), so a ``COPY (select …)`` counts its rows once. The counting's own statements are left out."""
+    default), so a ``COPY (select …)`` counts its rows once. Left out: the counting's own statements,
+    and what writes rows that stay on the server (a temporary table the engine keeps, its ``analyze``
+    and ``drop``)."""
     return con.execute(
         """select s.query, s.calls, s.rows from pg_stat_statements s join pg_database d on d.oid = s.dbid
-        where d.datname = %s and s.query not ilike '%%pg_stat_statements%%' order by s.rows desc""",
+        where d.datname = %s and s.query not ilike '%%pg_stat_statements%%'
+        and s.query !~* '^\\s*(create\\s+temporary\\s+table|analyze|drop\\s+table)\\s'
+        order by s.rows desc""",
         (dbname,),
     ).fetchall()
 
