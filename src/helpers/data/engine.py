@@ -139,14 +139,16 @@ class Engine:
         does nothing (the engine it came from closes it)."""
         return dataclasses.replace(self, tables={**self.tables, **tables}, _close=[])
 
-    def keep(self, expr):
+    def keep(self, expr, on_server_only: bool = False):
         """``expr`` computed once and kept for the queries built on it, as a temporary table of this
         connection (``drop`` removes it): on DuckDB (also over a read-only file), and on PostgreSQL,
         where the connection stays read-only for every other statement (``_pg_temp``). Where no
         temporary table can be made (Spark, which plans each query whole; a PostgreSQL role without
-        the TEMP privilege, or a read-only replica) the expression itself, computed inside each query."""
+        the TEMP privilege, or a read-only replica) the expression itself, computed inside each query.
+        ``on_server_only``: keep it on PostgreSQL only, where the table takes the server's memory; DuckDB
+        holds it in this process and recomputes such an expression quickly."""
         name = f"_kept_{next(_KEPT)}"
-        if self.name == "duckdb":
+        if self.name == "duckdb" and not on_server_only:
             return self.backend.create_table(name, expr, temp=True)
         if self.name == "postgres":
             sql = self.backend.compile(expr)
