@@ -886,3 +886,13 @@ def test_postgres_without_the_temp_privilege_computes_inside_each_query(
             pdt.assert_frame_equal(waterfall(eng), waterfall(duck), check_dtype=False)
     finally:
         eng.close()
+
+
+def test_postgres_session_runs_without_jit(request, hand_dir):
+    eng = _open(request, "postgres", hand_dir, "nine_deals_jit")
+    try:
+        assert eng.backend.raw_sql("show jit").fetchone()[0] == "off"
+        eng.execute(expr.normalized_history(eng))  # a query, then the setting still holds
+        assert eng.backend.raw_sql("show jit").fetchone()[0] == "off"
+    finally:
+        eng.close()

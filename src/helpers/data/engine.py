@@ -22,7 +22,8 @@ small aggregated results come back, as pandas frames (``Engine.execute``).
   table must live in that one database. The tables are read as ``dataset.load`` reads files, by Ibis
   expressions run on the server (``canonical``): contract types, trimmed text, stage spellings,
   probabilities on a 0–100 scale, true/false words, ``is_closed`` / ``is_won`` from the stage.
-  Validation runs there too, as queries (``helpers.data.pgcheck``).
+  Validation runs there too, as queries (``helpers.data.pgcheck``). A scope's normalized stage history
+  is kept as a temporary table of the session (``Engine.keep``); the session runs without JIT.
 - ``spark`` — PySpark (``pip install 'revops-notebooks[spark]'``, Java 17+): the typed cache exported
   once to Parquet beside the DuckDB file, read by a Spark session. The session is local
   (``local[2]``, UI off) unless ``REVOPS_SPARK_MASTER`` names a cluster master, or
@@ -634,6 +635,10 @@ def _connect_postgres(folder: Path, config: DatasetConfig, table_sources: dict) 
     first = next(iter(db.values()))
     try:
         conn = reader.connection(first.table_name)
+        # no JIT compilation: the canonical tables' large CASE expressions made it cost more than the
+        # queries (the 100k pipeline health sections took 240 s with it, 68 s without)
+        conn.execute("set jit = off")
+        conn.commit()
         con = ibis.postgres.from_connection(conn)
         tables = {t: canonical(_source_table(con, src), t, config) for t, src in db.items()}
     except sources.SourceError:
