@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,6 +156,7 @@ class Dataset:
     tables: dict[str, pd.DataFrame]
     files: dict[str, Path] = field(default_factory=dict)
     warnings: list[Problem] = field(default_factory=list)
+    inferred: Callable[[], pd.Timestamp | None] | None = field(default=None, repr=False)
 
     def __getattr__(self, name: str):
         if name in TABLES:
@@ -181,13 +183,17 @@ class Dataset:
 
     @property
     def as_of(self) -> pd.Timestamp:
-        """The export date: ``as_of`` in dataset.yml, else ``infer_as_of`` of the opportunities (asked of
-        the engine when they were left where they live)."""
-        if "opportunities" not in self.tables and "opportunities" in self.files:
-            from helpers.data import engine
+        """The export date: ``as_of`` in dataset.yml, else ``infer_as_of`` of the opportunities (or
+        ``inferred``, set by whoever left them where they live: ``Engine.inferred_as_of``)."""
+        return export_date(self.config, self.inferred or self._inferred_from_loaded)
 
-            return export_date(self.config, lambda: engine.shared(self.path).inferred_as_of())
-        return export_date(self.config, lambda: infer_as_of(self.tables["opportunities"]))
+    def _inferred_from_loaded(self) -> pd.Timestamp | None:
+        if "opportunities" not in self.tables:
+            raise KeyError(
+                f"dataset {self.config.name!r}: the opportunities were not loaded (name them in "
+                "`tables=`), so the export date cannot be inferred; set `as_of` in dataset.yml"
+            )
+        return infer_as_of(self.tables["opportunities"])
 
     def fingerprint(self) -> str:
         return fingerprint_files([self.path / "dataset.yml", *self.files.values()])

@@ -170,7 +170,7 @@ def run_reviews(
     params = report.validate_parameters(dataset, period, as_of, [NOTEBOOK])
     # the deals' owners and the reps table are all review_reps needs (validate_parameters checked the
     # whole dataset): a database's activity log and leads are not read here
-    ds = load(params.dataset, tables=["reps"])
+    ds = load(params.dataset, tables=["opportunities", "reps"])
     rep_ids = review_reps(ds, params.as_of, reps)
     out_root = Path(out).resolve()
     period_dir = out_root / params.period
