@@ -964,7 +964,9 @@ a24,S1,meeting,2025-09-03 12:00:00,,held,
 def activity_hand_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("hand") / "activity_log"
     folder.mkdir()
-    (folder / "dataset.yml").write_text(yaml.safe_dump(HAND_CONFIG | {"name": "Activity log"}, sort_keys=False))
+    (folder / "dataset.yml").write_text(
+        yaml.safe_dump(HAND_CONFIG | {"name": "Activity log"}, sort_keys=False)
+    )
     (folder / "opportunities.csv").write_text(ACT_OPPS)
     (folder / "reps.csv").write_text(ACT_REPS)
     (folder / "activities.csv").write_text(ACT_LOG)

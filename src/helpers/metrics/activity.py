@@ -239,12 +239,15 @@ def activity_counts(
     if not per_owner:  # the owners' sum: a row without an owner is no owner's (as per owner)
         w = w.filter(w.owner.notnull())
     who = w.owner if per_owner else ibis.literal("all")
-    agg = _frame(w.group_by(owner=who, period=period, type=w.type).agg(n=w.count()))
+    cols = [f"_t{j}" for j in range(len(types))]  # one sum per type: a row per owner and period comes back
+    sums = {c: _is(w.type, typ).ifelse(1, 0).sum() for c, typ in zip(cols, types, strict=True)}
+    agg = _frame(w.group_by(owner=who, period=period).agg(**sums))
     agg = agg[agg["period"].notna()]
     np_ = 1 if labels is None else len(labels)
-    key = pd.Index(names).get_indexer(agg["owner"]) * np_ + agg["period"].to_numpy(dtype="int64")
-    key = np.where(pd.Index(names).get_indexer(agg["owner"]) >= 0, key, -1)
-    grid = _grid(agg.assign(key=key), "key", range(len(names) * np_), "type", types)
+    row = pd.Index(names).get_indexer(agg["owner"]) if len(agg) else np.array([], dtype="int64")
+    key = row * np_ + agg["period"].to_numpy(dtype="int64")
+    grid = np.zeros((len(names) * np_, len(types)), dtype="float64")
+    np.add.at(grid, key[row >= 0], agg[cols].fillna(0).to_numpy(dtype="float64")[row >= 0])
     if labels is None:
         idx = pd.Index(names, dtype="str", name="owner")
     elif per_owner:
@@ -788,16 +791,18 @@ def winning_sequences(activities, opportunities: pd.DataFrame, start, end, steps
 # --------------------------------------------------------------------------------------------------
 # 4. benchmarks: the reverse funnel
 # --------------------------------------------------------------------------------------------------
-def _held_counts(w: ibis.Table) -> pd.DataFrame:
-    """Per owner: calls, meetings held, demos held (held = held or positive) in ``w``."""
+def _held_counts(w: ibis.Table, per_owner: bool = True) -> pd.DataFrame:
+    """Per owner (or in all, one row): calls, meetings held, demos held (held = held or positive) in
+    ``w``."""
     held = _held(w)
-    return _frame(
-        w.group_by("owner").agg(
-            calls=_is(w.type, "call").ifelse(1, 0).sum(),
-            meetings=(_is(w.type, "meeting") & held).ifelse(1, 0).sum(),
-            demos=(_is(w.type, "demo") & held).ifelse(1, 0).sum(),
-        )
-    ).set_index("owner")
+    sums = {
+        "calls": _is(w.type, "call").ifelse(1, 0).sum(),
+        "meetings": (_is(w.type, "meeting") & held).ifelse(1, 0).sum(),
+        "demos": (_is(w.type, "demo") & held).ifelse(1, 0).sum(),
+    }
+    if not per_owner:
+        return _frame(w.aggregate(**sums)).fillna(0)
+    return _frame(w.group_by("owner").agg(**sums)).set_index("owner")
 
 
 def funnel_rates(
@@ -817,7 +822,7 @@ def funnel_rates(
         opp = opp[opp["owner"].astype("str").isin(owners)]
     tot = R.totals(_closed_in(opp, start, end))
     created = _created_in(opp, start, end)
-    counts = _held_counts(w).sum()
+    counts = _held_counts(w, per_owner=False).iloc[0]
     calls, meetings, demos = (int(counts.get(k, 0)) for k in ("calls", "meetings", "demos"))
     n_created, n_won, n_closed = len(created), tot["won"], tot["closed"]
 
