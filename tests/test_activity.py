@@ -262,10 +262,12 @@ def test_activity_per_opportunity_and_per_won_deal(act, opps):
 
 
 def test_tied_activity_per_won_deal_counts_deals_with_none(act, opps):
-    d = A.deal_activity(act, opps, *OCT).set_index("opportunity_id")
+    d = A.deal_activity(act, opps, *OCT)
     # o1: c1 e1 m1 d1 (x1 is after the close) = 4; o2: m2; o3: c4 c6 m3 d2 = 4; o4, o5: none; o6 open: absent
-    assert d["total"].to_dict() == {"o1": 4, "o2": 1, "o3": 4, "o4": 0, "o5": 0}
-    w = A.won_deal_activity(d.reset_index())
+    assert list(d.closed["opportunity_id"]) == ["o1", "o2", "o3", "o4", "o5"]
+    assert d.won_totals.to_dict() == {0: 2, 4: 2}  # won: o1 4, o3 4, o4 0, o5 0
+    assert d.won_active.to_dict() == {"r1": 1, "r2": 1}
+    w = A.won_deal_activity(d)
     assert w["won_deals"] == 4
     assert w["mean_per_won_deal"] == pytest.approx(2.0)  # (4 + 4 + 0 + 0) / 4
     assert w["median_per_won_deal"] == pytest.approx(2.0)

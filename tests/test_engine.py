@@ -691,8 +691,13 @@ def _activity_results(log, sample):
     ys, ye = trailing_window(as_of, 12)
     team = sorted(reps.loc[reps["team"] == reps["team"].dropna().iloc[0], "rep_id"].astype(str))
     sellers = Q.seller_ids(reps, opps)
+    deals = A.deal_activity(log, opps, ys, ye)
+    sdrs = sorted(set(reps["rep_id"].astype(str)) - set(sellers))
     return {
         "counts_W": A.activity_counts(log, vs, ve, "W"),
+        "counts_W_summed": A.activity_counts(log, vs, ve, "W", per_owner=False),
+        "counts_window": A.activity_counts(log, vs, ve, None),
+        "team_median": A.team_weekly_median(log, vs, ve, reps, reps["team"].dropna().iloc[0]),
         "counts_M_team": A.activity_counts(log, ys, ye, "M", owners=team),
         "counts_D": A.activity_counts(log, vs, ve, "D"),
         "rep_volume": A.rep_volume(log, as_of, 13, reps),
@@ -702,7 +707,14 @@ def _activity_results(log, sample):
         "hit_hour": A.hit_rates(log, vs, ve, "hour"),
         "share": A.opportunity_share(log, vs, ve, by="owner"),
         "yield": A.activity_yield(log, opps, ys, ye),
-        "deals": A.deal_activity(log, opps, ys, ye),
+        "deals_closed": deals.closed,
+        "deals_won_totals": deals.won_totals.to_frame(),
+        "deals_with_type": deals.with_type.sort_values(["segment", "type"], ignore_index=True),
+        "deals_won_active": deals.won_active.sort_index().to_frame(),
+        "won_deal_activity": pd.DataFrame([A.won_deal_activity(deals)]),
+        "win_association": A.win_association(deals, min_deals=5),
+        "win_association_segment": A.win_association(deals, by="segment", min_deals=5),
+        "logging_completeness": A.logging_completeness(log, opps, ys, ye, deals=deals),
         "sequences": A.winning_sequences(log, opps, ys, ye),
         "funnel": A.funnel_rates(log, opps, ys, ye, owners=sellers).to_frame(),
         "actual": A.actual_activity(log, ys, ye, 12),
@@ -711,6 +723,9 @@ def _activity_results(log, sample):
         "sdr_meetings": Q.sdr_events(log, None)["meetings"].sort_values(
             ["rep_id", "month"], ignore_index=True
         ),
+        "sdr_meetings_of_sdrs": Q.sdr_events(log, None, rep_ids=sdrs, months=Q.history_months(as_of))[
+            "meetings"
+        ].sort_values(["rep_id", "month"], ignore_index=True),
         "last_activity": pl.last_activity_days(log, opps["opportunity_id"]).sort_index().to_frame(),
         "per_deal": A.per_deal(log, opps["opportunity_id"]).sort_index().to_frame(),
         "recent": A.recent_activity(log, opps["opportunity_id"].head(200), as_of, 30),
@@ -898,3 +913,146 @@ def test_postgres_session_runs_without_jit(request, hand_dir):
         assert eng.backend.raw_sql("show jit").fetchone()[0] == "off"
     finally:
         eng.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# the activity tracker's sums over deals and reps, on each engine, against the per-deal pandas
+# reference (tests/activity_reference.py) on a hand-built log; only those sums come back from the engine
+# --------------------------------------------------------------------------------------------------
+ACT_OPPS = """opportunity_id,owner,created_date,close_date,stage,amount,is_closed,is_won,segment
+q1,R1,2026-06-01,2026-10-10,Closed Won,100,true,true,SMB
+q2,R1,2026-06-01,2026-10-12,Closed Lost,50,true,false,SMB
+q3,R2,2026-06-01,2026-10-20,Closed Won,300,true,true,Enterprise
+q4,R2,2026-06-01,2026-10-25,Closed Won,40,true,true,
+q5,R3,2026-06-01,2026-10-05,Closed Won,70,true,true,SMB
+q6,R1,2026-06-01,2026-12-01,Proposal,80,false,false,SMB
+q7,,2026-06-01,2026-10-15,Closed Won,20,true,true,Enterprise
+q8,R2,2026-06-01,2026-10-30,Closed Lost,60,true,false,Enterprise
+"""
+ACT_REPS = "rep_id,name,team,role\nR1,Ann,East,AE\nR2,Bo,West,AE\nR3,Cy,East,AE\nS1,Di,East,SDR\n"
+# q1: a01/a02 calls at the same minute (one step), email, call, meeting on the day (date only), meeting at
+# 23:00 on the close day; a06 after the close. q2: meeting, then demo. q3: email and meeting at the same
+# minute (the activity id orders them), demo, in-mail. q4 none; q5 only after its close; q7 no owner;
+# q8: an unknown type ("lunch") and a call at the same minute. The rest: not on a closed deal.
+ACT_LOG = """activity_id,owner,type,occurred_at,opportunity_id,outcome,duration_minutes
+a01,R1,call,2026-10-01 09:00:00,q1,connected,5
+a02,R1,Call ,2026-10-01 09:00:00,q1,no_answer,
+a03,R1,email,2026-10-02 10:00:00,q1,replied,
+a04,R1,call,2026-10-03 10:00:00,q1,connected,
+a05,R1,meeting,2026-10-05 00:00:00,q1,held,30
+a06,R1,demo,2026-10-11 09:00:00,q1,positive,
+a07,R1,meeting,2026-10-10 23:00:00,q1,held,
+a08,R1,demo,2026-10-12 08:00:00,q2,no_show,
+a09,R1,meeting,2026-10-11 10:00:00,q2,held,
+a10,R2,email,2026-10-15 12:00:00,q3,replied,
+a11,R2,meeting,2026-10-15 12:00:00,q3,positive,
+a12,R2,demo,2026-10-16 12:00:00,q3,held,
+a13,R2,In-Mail,2026-10-17 12:00:00,q3,replied,
+a14,R3,call,2026-10-06 12:00:00,q5,connected,
+a15,R2,call,2026-10-14 12:00:00,q7,connected,
+a16,R2,lunch,2026-10-29 08:00:00,q8,,
+a17,R2,call,2026-10-29 08:00:00,q8,no_answer,
+a18,R1,call,2026-10-20 12:00:00,,connected,
+a19,R3,email,2026-09-20 12:00:00,,no_reply,
+a20,R2,Meetings,2026-08-03 12:00:00,,held,
+a21,R1,call,2026-07-10 12:00:00,,connected,
+a22,S1,meeting,2026-09-03 12:00:00,,held,
+a23,S1,demo,2026-10-02 12:00:00,,held,
+a24,S1,meeting,2025-09-03 12:00:00,,held,
+"""
+
+
+@pytest.fixture(scope="session")
+def activity_hand_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("hand") / "activity_log"
+    folder.mkdir()
+    (folder / "dataset.yml").write_text(
+        yaml.safe_dump(HAND_CONFIG | {"name": "Activity log"}, sort_keys=False)
+    )
+    (folder / "opportunities.csv").write_text(ACT_OPPS)
+    (folder / "reps.csv").write_text(ACT_REPS)
+    (folder / "activities.csv").write_text(ACT_LOG)
+    return folder
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def activity_hand_engine(request, activity_hand_dir):
+    e = _open(request, request.param, activity_hand_dir, "activity_log")
+    yield e
+    e.close()
+
+
+def test_deal_activity_sums_match_the_per_deal_reference_by_hand(activity_hand_engine, activity_hand_dir):
+    import activity_reference as ref
+
+    from helpers.metrics import activity as A
+
+    ds = load(activity_hand_dir)
+    log, opps, start, end = activity_hand_engine["activities"], ds.opportunities, "2025-11-01", "2026-10-31"
+    per = ref.per_deal(ds.activities, opps, start, end)
+    # by hand: q1 4 before close (a01 a02 a03 a04 a05 a07 = 6; a06 after), q3 4, q7 1, q4 q5 0 (q7 has no owner)
+    assert per.set_index("opportunity_id")["total"].to_dict() == {
+        "q1": 6, "q2": 2, "q3": 4, "q4": 0, "q5": 0, "q7": 1, "q8": 2
+    }  # fmt: skip
+    d = A.deal_activity(log, opps, start, end)
+    assert len(d) == 7 and d.won_totals.to_dict() == {0: 2, 1: 1, 4: 1, 6: 1}
+    assert A.won_deal_activity(d) == ref.won_deal_activity(per)
+    for by in (None, "segment"):
+        pdt.assert_frame_equal(
+            A.win_association(d, by=by, min_deals=2), ref.win_association(per, by, min_deals=2), obj=str(by)
+        )
+    seg = A.win_association(d, by="segment").set_index(["segment", "type"])
+    assert seg.loc[("Enterprise", "call"), ["deals_with", "won_with", "deals_without"]].tolist() == [2, 1, 1]
+    lc = A.logging_completeness(log, opps, start, end, min_won=1, deals=d).set_index("rep")
+    assert lc["won_without_activity"].to_dict() == ref.won_without_activity(per).to_dict() == {
+        "R1": 0, "R2": 1, "R3": 1
+    }  # fmt: skip
+    seq = A.winning_sequences(log, opps, start, end).set_index("sequence")[["deals", "won"]]
+    want = ref.sequences(ds.activities, opps, start, end)
+    pdt.assert_frame_equal(seq.sort_index(), want.sort_index(), check_names=False)
+    assert seq.to_dict("index") == {
+        "(no activity logged)": {"deals": 2, "won": 2},  # q4, q5
+        "call": {"deals": 1, "won": 1},  # q7
+        "call → email → call": {"deals": 1, "won": 1},  # q1: a01 a02 one step
+        "email → meeting → demo": {"deals": 1, "won": 1},  # q3: a10 before a11 (same minute)
+        "lunch → call": {"deals": 1, "won": 0},  # q8
+        "meeting → demo": {"deals": 1, "won": 0},  # q2
+    }
+    assert list(seq.index[:2]) == ["(no activity logged)", "call"]  # most won, then most deals, then name
+
+
+def test_activity_counts_by_rep_and_week_match_the_reference_by_hand(activity_hand_engine, activity_hand_dir):
+    import activity_reference as ref
+
+    from helpers.data.calendar import weeks_window
+    from helpers.metrics import activity as A
+    from helpers.metrics import quota as Q
+
+    ds = load(activity_hand_dir)
+    log, as_of = activity_hand_engine["activities"], pd.Timestamp("2026-10-31")
+    start, end = weeks_window(as_of, 13)
+    want = ref.counts_by_owner(ds.activities, start, end)
+    got = A.activity_counts(log, start, end, None)
+    assert list(got.index) == ["R1", "R2", "R3", "S1"]  # every owner of the log
+    pdt.assert_frame_equal(got[list(A.ACTIVITY_TYPES)], want, check_names=False, check_index_type=False)
+    vol = A.rep_volume(log, as_of, 13, ds.reps).set_index("rep")
+    assert (vol["total"] * 13).round().astype(int).to_dict() == {"R1": 10, "R2": 8, "R3": 2, "S1": 2}
+    assert vol.loc["R1", "prior"] * 13 == pytest.approx(1)  # a21 in the 13 weeks before
+    weekly = A.activity_counts(log, start, end, "W", per_owner=False)
+    per_owner = A.activity_counts(log, start, end, "W")
+    pdt.assert_frame_equal(weekly, per_owner.groupby(level="period").sum())
+    assert weekly["total"].sum() == want.to_numpy().sum() + 1  # + a16 (lunch, not a known type)
+    med = A.team_weekly_median(log, start, end, ds.reps, "East")
+    east = per_owner.loc[["R1", "R3", "S1"], "total"].groupby(level="period").median()
+    assert med["median"].tolist() == east.tolist() and set(med["team"]) == {"East"}
+    assert A.team_weekly_median(log, start, end, ds.reps, "North").empty
+    months = Q.history_months(as_of)
+    ev = Q.sdr_events(log, None, rep_ids=["S1"], months=months)["meetings"]
+    ref_ev = ref.meetings_by_rep_month(ds.activities)
+    every = Q.sdr_events(log, None)["meetings"]
+    assert len(every) == len(ref_ev) == 6  # R1 2026-10; R2 2026-08 and 10; S1 2025-09, 2026-09 and 10
+    ref_ev = ref_ev[(ref_ev["rep_id"] == "S1") & ref_ev["month"].isin(months)]
+    assert len(ref_ev) == 2  # S1's 2025-09 meeting is older than the 12 months
+    pdt.assert_frame_equal(
+        ev.sort_values("month", ignore_index=True), ref_ev.reset_index(drop=True), check_dtype=False
+    )

@@ -23,6 +23,7 @@ Conventions (docs/metrics.md, section "Activity", is the reader's version):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import ibis
@@ -201,21 +202,28 @@ def _grid(df: pd.DataFrame, rows: str, row_labels, cols: str, col_labels, value:
 # --------------------------------------------------------------------------------------------------
 # 1. volume
 # --------------------------------------------------------------------------------------------------
-def activity_counts(activities, start, end, freq: str = "W", owners: list[str] | None = None) -> pd.DataFrame:
+def activity_counts(
+    activities, start, end, freq: str | None = "W", owners: list[str] | None = None, per_owner: bool = True
+) -> pd.DataFrame:
     """Activities per owner per period per type, zero-filled (periods with no activity appear as 0).
 
     ``freq``: "D" calendar day, "W" 7-day week ending on ``end`` (labelled by its last day; the first week
     is partial unless the window is whole weeks, see ``helpers.data.calendar.weeks_window``), "M" calendar
-    month (labelled by its first day). Index (owner, period): ``owners`` when given, else every owner in
-    the log (sorted); one column per type (``types_of``) plus ``total``. One group-by on the engine.
+    month (labelled by its first day), None the whole window (no period level). Index (owner, period):
+    ``owners`` when given, else every owner in the log (sorted); one column per type (``types_of``) plus
+    ``total``. ``per_owner=False``: summed over the owners on the engine (index period; with
+    ``freq=None`` one row). One group-by on the engine; only what the index holds comes back.
     """
     t = normalized(activities)
     types = types_of(t)
-    names = owners_of(t) if owners is None else [str(o) for o in owners]
-    w = in_window(t, start, end, names if owners is not None else None)
+    names = (owners_of(t) if owners is None else [str(o) for o in owners]) if per_owner else ["all"]
+    w = in_window(t, start, end, [str(o) for o in owners] if owners is not None else None)
     s, e = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
     day = w.occurred_at.date()
-    if freq == "D":
+    if freq is None:
+        period = ibis.literal(0)
+        labels = None
+    elif freq == "D":
         period = day.delta(ibis.literal(s.date(), type="date"), unit="day")
         labels = pd.date_range(s, e, freq="D")
     elif freq == "W":
@@ -228,15 +236,26 @@ def activity_counts(activities, start, end, freq: str = "W", owners: list[str] |
         period = (w.occurred_at.year() - m0.year) * 12 + w.occurred_at.month() - m0.month
     else:
         raise ValueError(f"freq must be 'D', 'W' or 'M', got {freq!r}")
-    agg = _frame(w.group_by(owner=w.owner, period=period, type=w.type).agg(n=w.count()))
+    if not per_owner:  # the owners' sum: a row without an owner is no owner's (as per owner)
+        w = w.filter(w.owner.notnull())
+    who = w.owner if per_owner else ibis.literal("all")
+    cols = [f"_t{j}" for j in range(len(types))]  # one sum per type: a row per owner and period comes back
+    sums = {c: _is(w.type, typ).ifelse(1, 0).sum() for c, typ in zip(cols, types, strict=True)}
+    agg = _frame(w.group_by(owner=who, period=period).agg(**sums))
     agg = agg[agg["period"].notna()]
-    np_ = len(labels)
-    key = pd.Index(names).get_indexer(agg["owner"]) * np_ + agg["period"].to_numpy(dtype="int64")
-    key = np.where(pd.Index(names).get_indexer(agg["owner"]) >= 0, key, -1)
-    grid = _grid(agg.assign(key=key), "key", range(len(names) * np_), "type", types)
-    idx = pd.MultiIndex.from_product(
-        [pd.Index(names, dtype="str", name="owner"), pd.DatetimeIndex(labels, name="period")]
-    )
+    np_ = 1 if labels is None else len(labels)
+    row = pd.Index(names).get_indexer(agg["owner"]) if len(agg) else np.array([], dtype="int64")
+    key = row * np_ + agg["period"].to_numpy(dtype="int64")
+    grid = np.zeros((len(names) * np_, len(types)), dtype="float64")
+    np.add.at(grid, key[row >= 0], agg[cols].fillna(0).to_numpy(dtype="float64")[row >= 0])
+    if labels is None:
+        idx = pd.Index(names, dtype="str", name="owner")
+    elif per_owner:
+        idx = pd.MultiIndex.from_product(
+            [pd.Index(names, dtype="str", name="owner"), pd.DatetimeIndex(labels, name="period")]
+        )
+    else:
+        idx = pd.DatetimeIndex(labels, name="period")
     out = pd.DataFrame(grid.astype("int64"), index=idx, columns=pd.Index(types, dtype="str"))
     out["total"] = out.sum(axis=1)
     return out
@@ -283,8 +302,8 @@ def rep_volume(activities, as_of, weeks: int = 13, reps: pd.DataFrame | None = N
         set(reps["rep_id"].dropna().astype("str")) if reps is not None and "rep_id" in reps.columns else set()
     )
     names = sorted({o for o in owners_of(t) if o not in known or o in active} | active)
-    cur = activity_counts(t, start, end, "W", owners=names).groupby(level="owner", sort=False).sum()
-    prev = activity_counts(t, pstart, pend, "W", owners=names).groupby(level="owner", sort=False).sum()
+    cur = activity_counts(t, start, end, None, owners=names)
+    prev = activity_counts(t, pstart, pend, None, owners=names)
     types = [t for t in cur.columns if t != "total"]
     out = cur[types + ["total"]] / weeks
     out["outbound"] = cur[[t for t in OUTBOUND_TYPES if t in cur.columns]].sum(axis=1) / weeks
@@ -306,11 +325,18 @@ def rep_volume(activities, as_of, weeks: int = 13, reps: pd.DataFrame | None = N
     return out.reset_index()
 
 
-def weekly_by_team(counts: pd.DataFrame, reps: pd.DataFrame | None) -> pd.DataFrame:
-    """Median weekly total per team from ``activity_counts(..., "W")``: columns team, period, median."""
+def team_weekly_median(activities, start, end, reps: pd.DataFrame | None, team: str) -> pd.DataFrame:
+    """Median weekly total over the owners of the log in ``team`` (``rep_teams``; "(no team)" for an owner
+    the reps table has no team for, "All" without teams), from ``activity_counts(..., "W")`` of those
+    owners only: columns team, period, median (empty when the log has no owner in ``team``)."""
     teams = rep_teams(reps)
-    df = counts["total"].reset_index()
-    df["team"] = teams.reindex(df["owner"]).fillna("All" if teams.empty else "(no team)").to_numpy()
+    names = owners_of(normalized(activities))
+    of = teams.reindex(names).fillna("All" if teams.empty else "(no team)").to_numpy()
+    members = [n for n, tm in zip(names, of, strict=True) if tm == team]
+    if not members:
+        return pd.DataFrame({"team": pd.Series(dtype="str"), "period": [], "median": []})
+    df = activity_counts(activities, start, end, "W", owners=members)["total"].reset_index()
+    df["team"] = team
     return (
         df.groupby(["team", "period"], as_index=False)["total"].median().rename(columns={"total": "median"})
     )
@@ -542,10 +568,12 @@ def activity_yield(activities, opportunities: pd.DataFrame, start, end, owners=N
     return out.reset_index()
 
 
-def _tied_before_close(t: ibis.Table, closed: pd.DataFrame) -> ibis.Table:
+def _tied_before_close(t: ibis.Table, closed: pd.DataFrame, **codes) -> ibis.Table:
     """The activities tied to a deal of ``closed`` on or before its close day (an activity without a
-    time stamp counts), with ``_pos``: the deal's position in ``closed``. ``closed`` goes to the engine as
-    two columns (id, close date); the log stays where it is."""
+    time stamp counts), with ``_pos``: the deal's position in ``closed``, and one integer column per
+    ``codes`` (name → one code per deal, e.g. whether it was won). ``closed`` goes to the engine as
+    those columns (id, position, close date, codes; literal arrays on PostgreSQL, ``keyed``); the log
+    stays where it is."""
     deals = keyed(
         t,
         pd.DataFrame(
@@ -553,6 +581,7 @@ def _tied_before_close(t: ibis.Table, closed: pd.DataFrame) -> ibis.Table:
                 "_deal": closed["opportunity_id"].astype("str").to_numpy(),
                 "_pos": np.arange(len(closed), dtype="int64"),
                 "_close": pd.to_datetime(closed["close_date"]).dt.normalize().to_numpy(),
+                **{k: np.asarray(v, dtype="int64") for k, v in codes.items()},
             }
         ),
     )
@@ -562,73 +591,143 @@ def _tied_before_close(t: ibis.Table, closed: pd.DataFrame) -> ibis.Table:
     )
 
 
-def deal_activity(activities, opportunities: pd.DataFrame, start, end) -> pd.DataFrame:
-    """One row per deal closed in ``[start, end]`` with the count of its tied activities by type that
-    happened on or before its close date (``total``; zero for deals with no activity logged), and the
-    deal's owner, is_won, amount and (when present) segment."""
+def _codes(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Each value's position among the distinct values of ``s`` as text (−1 where missing), and those
+    values in order of appearance."""
+    codes, uniques = pd.factorize(s.astype("str"), use_na_sentinel=True)
+    return codes.astype("int64"), pd.Index(uniques)
+
+
+@dataclasses.dataclass(frozen=True)
+class DealActivity:
+    """The activity tied to the deals closed in a window, counted on the engine (``deal_activity``):
+
+    - ``closed``: the closed deals (opportunity_id, owner, is_won, amount, [segment]), in the order of
+      the opportunities;
+    - ``won_totals``: tied activities on a won deal → won deals with that many (0 included);
+    - ``with_type``: per segment code (position among the deals' distinct segments as text, −1 for none;
+      0 for every deal when there is no segment column) and type: ``deals`` with at least one tied
+      activity of the type and the ``won`` among them;
+    - ``won_active``: owner → won deals with at least one tied activity.
+    """
+
+    closed: pd.DataFrame
+    won_totals: pd.Series
+    with_type: pd.DataFrame
+    won_active: pd.Series
+
+    def __len__(self) -> int:
+        return len(self.closed)
+
+    @property
+    def won(self) -> pd.DataFrame:
+        return self.closed[self.closed["is_won"]]
+
+
+def deal_activity(activities, opportunities: pd.DataFrame, start, end) -> DealActivity:
+    """The deals closed in ``[start, end]`` and their tied activities of a known type that happened on or
+    before the close date (``DealActivity``). One query on the engine: per deal, then summed over deals
+    (the won deals' totals, per segment and type, per owner), so only those sums come back."""
     t = normalized(activities)
-    types = types_of(t)
     closed = _closed_in(opportunities, start, end).reset_index(drop=True)
     keep = ["opportunity_id", "owner", "is_won", "amount"] + (
         ["segment"] if "segment" in closed.columns else []
     )
-    out = closed[keep].copy()
-    out["is_won"] = out["is_won"].fillna(False).astype(bool)
-    tied = _tied_before_close(t, closed)
-    agg = _frame(tied.group_by("_pos", "type").agg(n=tied.count()))
-    grid = _grid(agg, "_pos", range(len(closed)), "type", types)
-    for j, typ in enumerate(types):
-        out[typ] = grid[:, j].astype("int64")
-    out["total"] = grid.sum(axis=1).astype("int64")
-    return out
+    when = closed[["opportunity_id", "close_date"]]
+    closed = closed[keep].copy()
+    closed["is_won"] = closed["is_won"].fillna(False).astype(bool)
+    seg = _codes(closed["segment"])[0] if "segment" in closed.columns else np.zeros(len(closed), "int64")
+    own, owners = _codes(closed["owner"])
+    tied = _tied_before_close(t, when, _won=closed["is_won"].to_numpy(), _own=own, _seg=seg)
+    tied = tied.filter(tied.type.notnull())
+    text = ibis.null().cast("string")
+    won = tied.filter(tied._won == 1).group_by("_pos", "_own").agg(_total=lambda x: x.count())
+    typed = tied.select("_pos", "_seg", "_won", "type").distinct()
+    parts = [
+        won.group_by(_k=won._total).agg(_n=won.count()).mutate(_kind=0, type=text, _w=ibis.literal(0)),
+        won.group_by(_k=won._own).agg(_n=won.count()).mutate(_kind=1, type=text, _w=ibis.literal(0)),
+        typed.group_by(_k=typed._seg, type=typed.type)
+        .agg(_n=typed.count(), _w=typed._won.sum())
+        .mutate(_kind=2),
+    ]
+    cols = ["_kind", "_k", "type", "_n", "_w"]
+    parts = [
+        p.select(
+            _kind=p._kind.cast("int64"),
+            _k=p._k.cast("int64"),
+            type=p.type.cast("string"),
+            _n=p._n.cast("int64"),
+            _w=p._w.cast("int64"),
+        )
+        for p in parts
+    ]
+    got = _frame(ibis.union(*parts, distinct=False))[cols]
+    got[["_kind", "_k", "_n", "_w"]] = got[["_kind", "_k", "_n", "_w"]].astype("int64")
+    totals = got[got["_kind"] == 0].groupby("_k")["_n"].sum()
+    n_won = int(closed["is_won"].sum())
+    totals.loc[0] = n_won - int(totals.sum())
+    totals = totals[totals > 0].sort_index()
+    totals.index.name, totals.name = "total", "deals"
+    act = got[(got["_kind"] == 1) & (got["_k"] >= 0)]
+    active = pd.Series(act["_n"].to_numpy(), index=owners[act["_k"].to_numpy()], dtype="int64")
+    with_type = got.loc[got["_kind"] == 2, ["_k", "type", "_n", "_w"]].set_axis(
+        ["segment", "type", "deals", "won"], axis=1
+    )
+    return DealActivity(closed, totals, with_type.reset_index(drop=True), active)
 
 
-def won_deal_activity(deals: pd.DataFrame) -> dict:
+def won_deal_activity(deals: DealActivity) -> dict:
     """From ``deal_activity``: won deals, mean and median tied activities per won deal (deals with none
     count as 0), and the share of won deals with no tied activity logged."""
-    won = deals[deals["is_won"]]
-    n = len(won)
+    n = int(deals.closed["is_won"].sum())
+    total = pd.Series(np.repeat(deals.won_totals.index.to_numpy("int64"), deals.won_totals.to_numpy()))
     return {
         "won_deals": n,
-        "mean_per_won_deal": float(won["total"].mean()) if n else float("nan"),
-        "median_per_won_deal": float(won["total"].median()) if n else float("nan"),
-        "share_won_without_activity": float((won["total"] == 0).mean()) if n else float("nan"),
+        "mean_per_won_deal": float(total.mean()) if n else float("nan"),
+        "median_per_won_deal": float(total.median()) if n else float("nan"),
+        "share_won_without_activity": float((total == 0).mean()) if n else float("nan"),
     }
 
 
-def win_association(deals: pd.DataFrame, by: str | None = None, min_deals: int = 1) -> pd.DataFrame:
+def win_association(deals: DealActivity, by: str | None = None, min_deals: int = 1) -> pd.DataFrame:
     """Win rate of closed deals with at least one activity of each type vs without (from ``deal_activity``),
-    per ``by`` group (e.g. "segment", "owner") when given. An association, not a cause: deals that go
-    well attract demos, and deals without logged activity may simply be unlogged.
+    per segment when ``by="segment"``. An association, not a cause: deals that go well attract demos, and
+    deals without logged activity may simply be unlogged.
 
     win_rate_with = won ÷ closed among deals with ≥1 activity of the type; win_rate_without likewise for
-    deals with none (rates need ≥ ``min_deals`` deals); difference = with − without."""
-    types = [t for t in ACTIVITY_TYPES if t in deals.columns]
-    keys = [by] if by else []
-    won = deals["is_won"].astype("int64")
-    parts = []
-    for t in types:
-        has = deals[t] > 0
-        f = pd.DataFrame(
-            {
-                "type": t,
-                "deals_with": has.astype("int64"),
-                "won_with": won * has,
-                "deals_without": (~has).astype("int64"),
-                "won_without": won * ~has,
-            }
-        )
-        if by:
-            f[by] = deals[by].astype("str").to_numpy()
-        parts.append(
-            f.groupby(keys + ["type"], sort=False).sum().reset_index()
-            if by
-            else f.drop(columns="type").sum().to_frame().T.assign(type=t)
-        )
-    cols = keys + ["type", "deals_with", "won_with", "deals_without", "won_without"]
-    out = pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+    deals with none (rates need ≥ ``min_deals`` deals); difference = with − without. Segments in text
+    order (deals without one left out), types in ``ACTIVITY_TYPES`` order."""
+    if by not in (None, "segment"):
+        raise ValueError(f"by must be None or 'segment', got {by!r}")
+    closed = deals.closed
+    won = closed["is_won"].astype("int64")
+    wt = deals.with_type
+    cols = (["segment"] if by else []) + ["type", "deals_with", "won_with", "deals_without", "won_without"]
     if by:
-        out = out.sort_values(by, kind="stable", ignore_index=True)
+        codes, names = _codes(closed["segment"])
+        ok = codes >= 0
+        n = np.bincount(codes[ok], minlength=len(names))
+        w = np.bincount(codes[ok], weights=won.to_numpy()[ok], minlength=len(names)).astype("int64")
+        groups = list(range(len(names)))
+    else:
+        names, n, w, groups = ["all"], [len(closed)], [int(won.sum())], [0]
+        wt = wt.groupby("type", as_index=False)[["deals", "won"]].sum().assign(segment=0)
+    got = wt.set_index(["segment", "type"])
+    rows = []
+    for t in ACTIVITY_TYPES:
+        for g in groups:
+            dw, ww = (
+                (int(got.at[(g, t), "deals"]), int(got.at[(g, t), "won"])) if (g, t) in got.index else (0, 0)
+            )
+            rows.append([names[g], t, dw, ww, int(n[g]) - dw, int(w[g]) - ww])
+    out = pd.DataFrame(rows, columns=["segment", *cols[-5:]])
+    out[cols[-4:]] = out[cols[-4:]].astype("int64")
+    if by:
+        out["segment"] = out["segment"].astype("str")
+        out = out.sort_values("segment", kind="stable", ignore_index=True)
+    else:
+        out = out.drop(columns="segment")
+    out = out[cols]
     out["win_rate_with"] = out["won_with"] / out["deals_with"].where(out["deals_with"] >= min_deals)
     out["win_rate_without"] = out["won_without"] / out["deals_without"].where(
         out["deals_without"] >= min_deals
@@ -643,10 +742,12 @@ def winning_sequences(activities, opportunities: pd.DataFrame, start, end, steps
     collapsed, first ``steps`` kept, e.g. "call → meeting → demo"), with deals, won, win_rate = won ÷
     deals and share_of_wins = won ÷ all won. Deals with no activity logged form the sequence
     "(no activity logged)". Association, not cause. The steps are found on the engine (window
-    functions); only (deal, step, type) for the first ``steps`` come back."""
+    functions) and the deals counted there per opening (its first ``steps`` types) and outcome; only
+    those counts come back."""
     t = normalized(activities)
     closed = _closed_in(opportunities, start, end).reset_index(drop=True)
-    tied = _tied_before_close(t, closed)
+    won = closed["is_won"].fillna(False).astype(bool).to_numpy()
+    tied = _tied_before_close(t, closed, _won=won)
     order = [tied.occurred_at.isnull(), tied.occurred_at] + (
         [tied.activity_id] if "activity_id" in tied.columns else []
     )
@@ -656,18 +757,30 @@ def winning_sequences(activities, opportunities: pd.DataFrame, start, end, steps
     o2 = [starts.occurred_at.isnull(), starts.occurred_at] + (
         [starts.activity_id] if "activity_id" in starts.columns else []
     )
-    ranked = starts.mutate(_step=ibis.row_number().over(group_by=starts._pos, order_by=o2))
-    first = _frame(ranked.filter(ranked._step < steps).select("_pos", "_step", "type"))  # _step from 0
-    labels = pd.Series("(no activity logged)", index=range(len(closed)), dtype=object)
-    if len(first):
-        wide = first.pivot(index="_pos", columns="_step", values="type").sort_index(axis=1)
-        text = wide.iloc[:, 0].astype("str")
-        for c in wide.columns[1:]:
-            text = text.where(wide[c].isna(), text + " → " + wide[c].astype("str"))
-        labels.loc[wide.index.astype("int64")] = text.to_numpy()
-    won = closed["is_won"].fillna(False).astype(bool).to_numpy()
-    per = pd.DataFrame({"sequence": labels.to_numpy(), "deals": 1, "won": won.astype("int64")})
-    out = per.groupby("sequence").sum().reset_index() if len(per) else per
+    ranked = starts.mutate(_step=ibis.row_number().over(group_by=starts._pos, order_by=o2))  # from 0
+    ranked = ranked.filter(ranked._step < steps)
+    text = ibis.null().cast("string")
+    first = ranked.group_by("_pos", "_won").agg(
+        **{f"_s{k}": ibis.ifelse(ranked._step == k, ranked.type, text).max() for k in range(steps)}
+    )
+    keys = [f"_s{k}" for k in range(steps)]
+    got = _frame(first.group_by(*keys, "_won").agg(_n=first.count()))
+    # the opening as text, as a per-deal pivot of the steps would write it (a missing first type: no label)
+    got = got.sort_values(keys + ["_won"], na_position="last", ignore_index=True)
+    label = got[keys[0]].astype("str")
+    for k in keys[1:]:
+        label = label.where(got[k].isna(), label + " → " + got[k].astype("str"))
+    n = got["_n"].astype("int64").to_numpy()
+    w = n * got["_won"].astype("int64").to_numpy()
+    none_n, none_w = len(closed) - int(n.sum()), int(won.sum()) - int(w.sum())
+    per = pd.DataFrame(
+        {
+            "sequence": pd.concat([label, pd.Series(["(no activity logged)"] * (none_n > 0))]).to_numpy(),
+            "deals": np.concatenate([n, [none_n] * (none_n > 0)]).astype("int64"),
+            "won": np.concatenate([w, [none_w] * (none_n > 0)]).astype("int64"),
+        }
+    )
+    out = per.groupby("sequence").sum().reset_index() if len(closed) else per
     out = out.astype({"sequence": "str", "deals": "int64", "won": "int64"})
     out["win_rate"] = out["won"] / out["deals"]
     total_won = out["won"].sum()
@@ -678,16 +791,18 @@ def winning_sequences(activities, opportunities: pd.DataFrame, start, end, steps
 # --------------------------------------------------------------------------------------------------
 # 4. benchmarks: the reverse funnel
 # --------------------------------------------------------------------------------------------------
-def _held_counts(w: ibis.Table) -> pd.DataFrame:
-    """Per owner: calls, meetings held, demos held (held = held or positive) in ``w``."""
+def _held_counts(w: ibis.Table, per_owner: bool = True) -> pd.DataFrame:
+    """Per owner (or in all, one row): calls, meetings held, demos held (held = held or positive) in
+    ``w``."""
     held = _held(w)
-    return _frame(
-        w.group_by("owner").agg(
-            calls=_is(w.type, "call").ifelse(1, 0).sum(),
-            meetings=(_is(w.type, "meeting") & held).ifelse(1, 0).sum(),
-            demos=(_is(w.type, "demo") & held).ifelse(1, 0).sum(),
-        )
-    ).set_index("owner")
+    sums = {
+        "calls": _is(w.type, "call").ifelse(1, 0).sum(),
+        "meetings": (_is(w.type, "meeting") & held).ifelse(1, 0).sum(),
+        "demos": (_is(w.type, "demo") & held).ifelse(1, 0).sum(),
+    }
+    if not per_owner:
+        return _frame(w.aggregate(**sums)).fillna(0)
+    return _frame(w.group_by("owner").agg(**sums)).set_index("owner")
 
 
 def funnel_rates(
@@ -707,7 +822,7 @@ def funnel_rates(
         opp = opp[opp["owner"].astype("str").isin(owners)]
     tot = R.totals(_closed_in(opp, start, end))
     created = _created_in(opp, start, end)
-    counts = _held_counts(w).sum()
+    counts = _held_counts(w, per_owner=False).iloc[0]
     calls, meetings, demos = (int(counts.get(k, 0)) for k in ("calls", "meetings", "demos"))
     n_created, n_won, n_closed = len(created), tot["won"], tot["closed"]
 
@@ -844,9 +959,9 @@ def logging_completeness(
     y = y[(y["rep"] != "All reps") & (y["deals_won"] > 0)].set_index("rep")
     if deals is None:
         deals = deal_activity(activities, opportunities, start, end)
-    won = deals[deals["is_won"]]
+    won = deals.won
     bookings = won.groupby(won["owner"].astype("str"))["amount"].sum()
-    without = (won["total"] == 0).groupby(won["owner"].astype("str")).sum()
+    without = won.groupby(won["owner"].astype("str")).size().sub(deals.won_active, fill_value=0)
     out = y[["deals_won", "activities", "activities_per_won_deal"]].copy()
     out["bookings"] = bookings.reindex(out.index).fillna(0.0)
     out["won_without_activity"] = without.reindex(out.index).fillna(0).astype("int64")

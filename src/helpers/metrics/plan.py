@@ -405,7 +405,13 @@ def sdr_plan(
         return {}
     log = activities if activities is not None else ds.tables.get("activities")
     lt = leads if leads is not None else ds.tables.get("leads")
-    events = Q.sdr_events(log, lt, opps if opps is not None else ds.tables["opportunities"])
+    events = Q.sdr_events(  # the SDRs' months of history only (sdr_quota_plan's default history_len)
+        log,
+        lt,
+        opps if opps is not None else ds.tables["opportunities"],
+        rep_ids=sdrs["rep_id"].astype("str").tolist(),
+        months=Q.history_months(data.as_of),
+    )
     return {
         metric: Q.sdr_quota_plan(
             ev,

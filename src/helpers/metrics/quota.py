@@ -836,7 +836,11 @@ def benchmark_needs(
 # non-revenue (SDR) quotas
 # --------------------------------------------------------------------------------------------------
 def sdr_events(
-    activities: pd.DataFrame | None, leads: pd.DataFrame | None, opps: pd.DataFrame | None = None
+    activities: pd.DataFrame | None,
+    leads: pd.DataFrame | None,
+    opps: pd.DataFrame | None = None,
+    rep_ids=None,
+    months: pd.DatetimeIndex | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Monthly events per rep for non-revenue quotas (columns rep_id, month, value):
 
@@ -846,12 +850,24 @@ def sdr_events(
     - ``opportunities``: leads owned by the rep that became an opportunity, dated by the opportunity's
       created_date (else the lead's sql_date), counted per rep and month on the engine (``leads`` and
       ``opps``: engine tables or frames; the lead's deal looked up by id).
-    A metric is there when its table has rows."""
+    A metric is there when its table has rows. ``rep_ids``, ``months`` (month starts): the counts of these
+    reps and months only (everyone, every month when None), chosen on the engine."""
     out = {}
+
+    def only(x, owner, month):  # the reps and months asked for, on the engine
+        if months is not None and len(months):
+            lo, hi = pd.Timestamp(months.min()), pd.Timestamp(months.max()) + pd.offsets.MonthBegin(1)
+            x = x.filter(
+                month >= ibis.literal(lo.to_pydatetime(), type="timestamp"),
+                month < ibis.literal(hi.to_pydatetime(), type="timestamp"),
+            )
+        return x if rep_ids is None else among(x, owner, rep_ids)
+
     t = as_table(activities, timestamps=("occurred_at",)) if activities is not None else None
     if t is not None and {"owner", "type", "occurred_at"} <= set(t.columns):
         n = A.normalized(t)
         m = n.filter(n.type.isin(list(A.MEETING_TYPES)), n.occurred_at.notnull())
+        m = only(m, "owner", m.occurred_at)
         per = m.group_by(rep_id=m.owner, month=m.occurred_at.truncate("M")).agg(value=m.count())
         got = per.execute()
         if len(got) or t.count().execute():
@@ -872,6 +888,7 @@ def sdr_events(
             date = conv._created.fill_null(date)
         conv = conv.mutate(_month=date.truncate("M"))
         conv = conv.filter(conv._month.notnull())
+        conv = only(conv, "owner", conv._month)
         got = (
             conv.group_by(rep_id=conv.owner.cast("string"), month=conv._month)
             .agg(value=conv.count())

@@ -158,16 +158,13 @@ def _volume(ctx, act_all, act, owners, scope, start, end) -> None:
     ctx.headlines.add(
         "activity_per_rep_week", float(per_rep.median()) if len(per_rep) else None, weeks13(ctx.as_of)
     )
-    counts = A.activity_counts(act, start, end, "W", owners=owners)
-    weekly = counts.groupby(level="period").sum()
+    weekly = A.activity_counts(act, start, end, "W", owners=owners, per_owner=False)
     if scope != "rep" and weekly["total"].sum() == 0:
         return
     fig, ax = plots.new_figure(9, 3.6)
     if scope == "rep" and owners:
         team = vol["team"].iloc[0] if len(vol) else None
-        team_counts = A.activity_counts(act_all, start, end, "W")
-        med = A.weekly_by_team(team_counts, ctx.ds.reps)
-        med = med[med["team"] == team]
+        med = A.team_weekly_median(act_all, start, end, ctx.ds.reps, team)
         ax.plot(weekly.index, weekly["total"], marker="o", color=plots.OPEN, label=rep_label(owners[0]))
         if len(med):
             ax.plot(med["period"], med["median"], linestyle="--", color=plots.NEUTRAL, label=f"{team} median")
@@ -241,7 +238,7 @@ def _outcomes(ctx, act, start, end) -> None:
         note("The activity log has no time of day, so hit rate by hour cannot be shown.")
 
 
-def _yield(ctx, act, act_all, opps, owners, start, end) -> pd.DataFrame:
+def _yield(ctx, act, act_all, opps, owners, start, end) -> A.DealActivity:
     markdown("### Yield: what activity turns into")
     share = A.opportunity_share(act, start, end)
     fold_table(
@@ -288,7 +285,7 @@ def _yield(ctx, act, act_all, opps, owners, start, end) -> pd.DataFrame:
         points=["difference"],
         caption="Win rate with vs without (difference = with − without, in percentage points)",
     )
-    if "segment" in deals.columns and deals["segment"].notna().any():
+    if "segment" in deals.closed.columns and deals.closed["segment"].notna().any():
         seg = A.win_association(deals, by="segment", min_deals=5)
         seg = seg[seg["type"].isin(["meeting", "demo"])]
         fold_table(
