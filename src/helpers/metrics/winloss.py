@@ -126,13 +126,16 @@ def nice_round(x: float) -> float:
     return float(math.floor(x / mag + 0.5) * mag)
 
 
+QUARTILES = (0.25, 0.5, 0.75)
+
+
 def default_size_edges(amounts: pd.Series) -> list[float]:
     """Deal size band edges: the quartiles of the known positive amounts, rounded to 2 significant digits
     (duplicates removed)."""
     a = amounts[amounts > 0].dropna()
     if a.empty:
         return []
-    edges = sorted({nice_round(q) for q in a.quantile([0.25, 0.5, 0.75]).tolist()} - {0.0})
+    edges = sorted({nice_round(q) for q in a.quantile(list(QUARTILES)).tolist()} - {0.0})
     return edges
 
 
@@ -257,7 +260,6 @@ DEAL_COLUMNS = (
     "competitor",
     "loss_reason",
 )
-QUARTILES = (0.25, 0.5, 0.75)
 
 
 def _identified(t):
