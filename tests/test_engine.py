@@ -1056,3 +1056,158 @@ def test_activity_counts_by_rep_and_week_match_the_reference_by_hand(activity_ha
     pdt.assert_frame_equal(
         ev.sort_values("month", ignore_index=True), ref_ev.reset_index(drop=True), check_dtype=False
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# win/loss: what the review asks of the deals where they live
+# --------------------------------------------------------------------------------------------------
+# the window's edges (review 2026-10-01..10-20 as of the 20th, comparison September), a deal closed
+# after the as-of date (open then), one created after it, an undated closed deal, an identified copy
+# (w12 = w02: left out) and two identical thin records (w13, w14: counted as possible duplicates),
+# open deals tied at 400 whose ids sort differently by code point (B9 < W16 < a9 < w08) and by a
+# language's collation (a9 < B9 < w08 < W16), an owner without a rep row
+WL_CONFIG = {**HAND_CONFIG, "name": "Win/loss deals", "as_of": "2026-10-20"}
+WL_OPPS = """opportunity_id,owner,account,created_date,close_date,stage,amount,is_closed,is_won,segment,competitor,loss_reason,next_step
+w01,A1,Acme,2026-01-05,2026-10-01,Closed Won,100,true,true,SMB,Beta,,
+w02,A1,Acme,2026-01-05,2026-10-20,Closed Lost,300,true,false,SMB,Beta,Price,
+w03,A2,Bolt,2026-02-01,2026-10-21,Closed Won,700,true,true,Ent,,,
+w04,A2,Bolt,2026-02-01,2026-09-01,Closed Lost,,true,false,Ent,Gamma,Other,
+w05,A3,Cora,2026-03-01,2026-09-30,Closed Won,250.5,true,true,,,,
+w06,A1,Cora,2026-03-01,2026-08-31,Closed Lost,80,true,false,SMB,,Timing,
+w07,A1,Dune,2026-03-01,,Closed Lost,90,true,false,SMB,,Price,
+w08,A3,Echo,2026-04-01,2026-12-01,Proposal,400,false,false,Ent,,,Call back
+B9,A3,Echo,2026-04-01,2026-12-15,Proposal,400,false,false,Ent,,,Demo
+a9,A2,Fenn,2026-04-01,2026-11-15,Discovery,400,false,false,SMB,,,
+W16,A1,Gala,2026-04-02,2026-11-16,Discovery,400,false,false,SMB,,,
+w17,A2,Hale,2026-05-01,2026-12-20,Proposal,1000,false,false,Ent,,,
+w10,A2,Fenn,2026-10-25,2026-11-30,Discovery,5000,false,false,SMB,,,
+w11,A1,Gala,2026-05-01,2026-11-20,Discovery,,false,false,SMB,,,
+w12,A1,Acme,2026-01-05,2026-10-20,Closed Lost,300,true,false,SMB,Beta,Price,
+w13,,,,,Closed Lost,,true,false,SMB,,Price,
+w14,,,,,Closed Lost,,true,false,SMB,,Price,
+w15,A9,Hale,2026-06-01,2026-07-15,Closed Won,1200,true,true,Ent,,,
+"""
+WL_CHURN = """account,churn_date,lost_amount,reason
+Acme,2026-10-05,5000,Price
+Cora,2026-10-10,200,
+Zed,2026-10-12,100,Support
+Hale,2026-09-01,900,
+"""
+
+
+@pytest.fixture(scope="session")
+def winloss_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("winloss") / "winloss_deals"
+    folder.mkdir()
+    (folder / "dataset.yml").write_text(yaml.safe_dump(WL_CONFIG, sort_keys=False))
+    (folder / "opportunities.csv").write_text(WL_OPPS)
+    (folder / "reps.csv").write_text(HAND_REPS)
+    (folder / "churn.csv").write_text(WL_CHURN)
+    return folder
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def winloss_engine(request, winloss_dir):
+    e = _open(request, request.param, winloss_dir, "winloss_deals")
+    yield e
+    e.close()
+
+
+def _review(ds, opportunities=None, **kw):
+    from helpers.data.calendar import FiscalCalendar
+
+    return winloss.build_review(
+        ds, "2026-10", ds.as_of, FiscalCalendar(1), min_deals=2, opportunities=opportunities, **kw
+    )
+
+
+def test_winloss_deals_on_the_engine_match_pandas(winloss_engine, winloss_dir):
+    # each query of winloss.Deals on the engine against the same selection made with pandas on the loaded
+    # table: rows, their order (the file's on DuckDB, by id elsewhere) and their dtypes as load types them
+    from helpers.data.calendar import FiscalCalendar
+
+    opps = load(winloss_dir).opportunities
+    review, comp = winloss.review_windows("2026-10", "2026-10-20", FiscalCalendar(1))
+    assert (review.start, review.as_of) == (pd.Timestamp("2026-10-01"), pd.Timestamp("2026-10-20"))
+    deals = winloss.Deals(winloss_engine["opportunities"])
+    dups = winloss.find_duplicates(opps)
+    assert dups[["opportunity_id", "duplicate_of"]].values.tolist() == [["w12", "w02"]]
+    pdt.assert_frame_equal(deals.duplicates, dups)
+    kept = opps[~opps["opportunity_id"].isin(dups["opportunity_id"])].reset_index(drop=True)
+    closed = kept["is_closed"].fillna(False).astype(bool)
+    assert (deals.counts["possible"], deals.counts["undated"]) == (1, 3)  # w14; w07, w13, w14
+    assert (
+        deals.size_edges() == winloss.default_size_edges(kept.loc[closed, "amount"]) == [95.0, 250.0, 500.0]
+    )
+
+    def same(got, want):
+        want = want.reset_index(drop=True)
+        if winloss_engine.name != "duckdb":  # no file order there: by id
+            want = want.sort_values("opportunity_id", kind="stable").reset_index(drop=True)
+        pdt.assert_frame_equal(got, want[list(got.columns)])
+
+    inside = lambda w: (kept["close_date"] >= w.start) & (kept["close_date"] <= w.as_of)  # noqa: E731
+    window = deals.closed_in([review, comp])
+    assert window["opportunity_id"].tolist() == (
+        ["w01", "w02", "w04", "w05"] if winloss_engine.name == "duckdb" else ["w01", "w02", "w04", "w05"]
+    )
+    same(window, kept[closed & (inside(review) | inside(comp))])
+    same(deals.closed_in(None), kept[closed])
+    # the five largest deals open on the 20th: w03 closed on the 21st; w10 was created after
+    prep = winloss.prepare_deals(deals.top_open(review.as_of), as_of=review.as_of, size_edges=[])
+    top = winloss.top_deals(winloss.open_as_of(prep, review.as_of), "Open")
+    want = winloss.top_deals(
+        winloss.open_as_of(winloss.prepare_deals(kept, as_of=review.as_of), review.as_of), "Open"
+    )
+    assert top["opportunity_id"].tolist() == ["w17", "w03", "B9", "W16", "a9"]
+    pdt.assert_frame_equal(top, want)
+    won = kept["is_won"].fillna(False).astype(bool) & closed & kept["account"].isin(["Acme", "Cora", "Zed"])
+    same(deals.won_of(["Acme", "Cora", "Zed"]), kept[won])
+    assert deals.any_owner_in(["A2"]) and not deals.any_owner_in(["A7"])
+
+
+def test_winloss_review_on_the_engine_matches_the_loaded_tables(winloss_engine, winloss_dir):
+    # the whole review asked of the engine equals the review of the loaded frames: every table it shows
+    want = _review(load(winloss_dir))
+    left = load(winloss_dir, tables=["reps", "churn"])  # the opportunities stay on the engine
+    got = _review(left, winloss_engine["opportunities"], missing=winloss_engine.missing)
+    assert want.duplicates["opportunity_id"].tolist() == ["w12"] and want.undated == 3
+    assert (want.overall.at[0, "deals"], want.overall.at[0, "won"]) == (2, 1)  # w01 won, w02 lost
+    assert want.top_churned[["account", "customer_days"]].values.tolist()[:2] == [
+        ["Acme", 4.0],
+        ["Cora", 10.0],
+    ]
+    for name in (
+        "duplicates",
+        "closed",
+        "overall",
+        "overall_comparison",
+        "competitors",
+        "trend",
+        "reasons_count",
+        "reasons_value",
+        "reasons_by_segment",
+        "reasons_by_competitor",
+        "side",
+        "top_open",
+        "top_won",
+        "top_lost",
+        "top_churned",
+        "issues",
+        "quality",
+    ):
+        a, b = getattr(got, name), getattr(want, name)
+        if name == "closed" and winloss_engine.name != "duckdb":
+            a, b = (x.sort_values("opportunity_id").reset_index(drop=True) for x in (a, b))
+        pdt.assert_frame_equal(a, b, obj=name)
+    for dim in want.by_dim:
+        pdt.assert_frame_equal(got.by_dim[dim], want.by_dim[dim], obj=dim)
+    assert got.by_dim.keys() == want.by_dim.keys() and got.needs == want.needs
+    assert (got.size_edges, got.undated, got.dated, got.change) == (
+        want.size_edges,
+        want.undated,
+        want.dated,
+        want.change,
+    )
+    assert [f.key for f in got.headlines] == [f.key for f in want.headlines]
+    assert got.points == want.points

@@ -23,6 +23,7 @@ group ``missing`` (``"(not set)"`` by default), or are left out with ``missing=N
 from __future__ import annotations
 
 import ibis
+import numpy as np
 import pandas as pd
 
 from helpers.metrics import rates
@@ -88,6 +89,48 @@ def among(t: ibis.Table, col: str, values) -> ibis.Table:
         return t.filter(key.isin(vals))
     k = keyed(t, pd.DataFrame({"_among": pd.Series(vals, dtype="str")}))
     return t.semi_join(k, key == k._among)
+
+
+def without(t: ibis.Table, col: str, values) -> ibis.Table:
+    """Rows of ``t`` whose ``col`` (as text) is none of ``values``: ``NOT IN (…)`` for a short list, a left
+    join to a one-column table (``keyed``) kept where nothing matched for a longer one."""
+    vals = sorted({str(v) for v in values if v is not None and not (isinstance(v, float) and pd.isna(v))})
+    if not vals:
+        return t
+    key = t[col].cast("string")
+    if len(vals) <= SHORT_LIST:
+        return t.filter(~key.isin(vals))
+    k = keyed(t, pd.DataFrame({"_without": pd.Series(vals, dtype="str")}))
+    j = t.left_join(k, key == k._without)
+    return j.filter(j._without.isnull()).drop("_without")
+
+
+ROW = "_row"  # the column ``in_order`` adds
+
+
+def in_order(data) -> ibis.Table:
+    """``data`` (what ``as_table`` takes) with a column ``_row`` numbering its rows in the order they were
+    written, where that order is known: a table of a DuckDB database (its rowid, through a temporary
+    view: Ibis has no name for it), a frame (its positions). A PostgreSQL or Spark table has no order:
+    it comes back as it is, without ``_row``."""
+    if not isinstance(data, ibis.Table):
+        df = data.reset_index(drop=True)
+        return as_table(df.assign(**{ROW: np.arange(len(df), dtype="int64")}))
+    op = data.op()
+    try:
+        backend = ibis.get_backend(data)
+    except Exception:  # noqa: BLE001 - an unbound table: no order to find
+        return data
+    if getattr(backend, "name", "") != "duckdb" or type(op).__name__ != "DatabaseTable":
+        return data
+    from helpers.data.sources import quote_ident
+
+    view = f"_rows_{op.name}"
+    backend.raw_sql(
+        f"create or replace temp view {quote_ident(view)} as "
+        f"select rowid as {ROW}, * from {quote_ident(op.name)}"
+    )
+    return backend.table(view)
 
 
 def within(t: ibis.Table, col: str, other: ibis.Table, other_col: str) -> ibis.Table:

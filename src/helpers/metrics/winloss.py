@@ -29,11 +29,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import ibis
 import numpy as np
 import pandas as pd
 
 from helpers.data import escape
 from helpers.data.calendar import FiscalCalendar, Window, month_labels, period_bounds
+from helpers.metrics import expr as ex
 from helpers.metrics import rates as R
 from helpers.metrics.activity import per_deal as activities_per_deal
 from helpers.metrics.pipeline import isin, map_unique
@@ -124,13 +126,16 @@ def nice_round(x: float) -> float:
     return float(math.floor(x / mag + 0.5) * mag)
 
 
+QUARTILES = (0.25, 0.5, 0.75)
+
+
 def default_size_edges(amounts: pd.Series) -> list[float]:
     """Deal size band edges: the quartiles of the known positive amounts, rounded to 2 significant digits
     (duplicates removed)."""
     a = amounts[amounts > 0].dropna()
     if a.empty:
         return []
-    edges = sorted({nice_round(q) for q in a.quantile([0.25, 0.5, 0.75]).tolist()} - {0.0})
+    edges = sorted({nice_round(q) for q in a.quantile(list(QUARTILES)).tolist()} - {0.0})
     return edges
 
 
@@ -227,23 +232,209 @@ def find_duplicates(opp: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def possible_duplicates(opp: pd.DataFrame) -> int:
-    """Rows equal to an earlier row in every column except ``opportunity_id`` among the rows
-    ``find_duplicates`` cannot judge (no account, or neither dated nor closed): counted, not removed."""
-    cols = [c for c in opp.columns if c != "opportunity_id"]
-    if not cols or not len(opp):
-        return 0
-    dated = _col(opp, "created_date").notna() | _col(opp, "close_date").notna()
-    closed = _col(opp, "is_closed").astype("boolean").fillna(False).astype(bool)
-    thin = ~(_col(opp, "account").notna() & (dated | closed))
-    thin_rows = opp.loc[thin.to_numpy(), cols]
-    return int(pd.util.hash_pandas_object(thin_rows, index=False).duplicated(keep="first").sum())
-
-
 def drop_duplicates(opp: pd.DataFrame) -> pd.DataFrame:
     """``opp`` without the later copies listed by ``find_duplicates``."""
     dups = find_duplicates(opp)
     return opp[~opp["opportunity_id"].isin(dups["opportunity_id"])]
+
+
+# --------------------------------------------------------------------------------------------------
+# the deals where they live: what the review asks of them, as queries
+# --------------------------------------------------------------------------------------------------
+# the columns of a deal the review reads (only these come back); the open list adds next_step
+DEAL_COLUMNS = (
+    "opportunity_id",
+    "owner",
+    "account",
+    "amount",
+    "stage",
+    "is_closed",
+    "is_won",
+    "created_date",
+    "close_date",
+    "segment",
+    "region",
+    "source",
+    "product",
+    "deal_type",
+    "competitor",
+    "loss_reason",
+)
+
+
+def _identified(t):
+    """``find_duplicates``' rows that can be judged, as an expression: an account, and a date or closed."""
+
+    def has(c):
+        return t[c].notnull() if c in t.columns else ibis.literal(False)
+
+    closed = ex.flag(t.is_closed) if "is_closed" in t.columns else ibis.literal(False)
+    return has("account") & (has("created_date") | has("close_date") | closed)
+
+
+def _as_loaded(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows from the engine typed as ``dataset.load`` types the opportunities."""
+    from helpers.data.schema import TABLES
+
+    contract = TABLES["opportunities"]
+    for c in df.columns:
+        spec = contract.column(c)
+        kind = spec.kind if spec is not None else None
+        if kind in ("date", "datetime"):
+            df[c] = pd.to_datetime(df[c]).astype("datetime64[us]")
+        elif kind in ("id", "str"):
+            df[c] = df[c].astype("str")
+        elif kind in ("money", "number", "prob"):
+            df[c] = df[c].astype("float64")
+        elif kind == "bool":
+            df[c] = df[c].astype("boolean")
+    return df
+
+
+class Deals:
+    """The opportunities where they live (an engine table; a frame runs as an in-memory one) and what the
+    review asks of them, each a query whose filter and columns run there:
+
+    - ``duplicates``: ``find_duplicates`` over the rows of the groups of identical judged rows only;
+    - ``counts["possible"]``: the possible duplicates (see the module docstring), counted there;
+    - ``counts``: per column, the deals with a value, and the other counts the review needs;
+    - ``size_edges``: ``default_size_edges`` from the few order statistics the quartiles rest on;
+    - ``closed_in`` (the closed deals of some windows), ``top_open`` (the largest open deals) and
+      ``won_of`` (the won deals of some accounts): rows, in the table's order (the file's, on DuckDB and
+      for a frame; elsewhere by opportunity_id).
+
+    Every query but the duplicates' leaves the duplicate records out (``t``)."""
+
+    def __init__(self, opportunities):
+        self.all = ex.in_order(opportunities)
+        self.columns = [c for c in self.all.columns if c != ex.ROW]
+        self.duplicates = find_duplicates(self._duplicate_groups())
+        self.t = ex.without(self.all, "opportunity_id", self.duplicates["opportunity_id"])
+        self.counts = self._counts()
+
+    def _fetch(self, t, cols) -> pd.DataFrame:
+        cols = [c for c in cols if c in self.columns]
+        out = t.select(*cols, *([ex.ROW] if ex.ROW in t.columns else [])).execute()
+        key = ex.ROW if ex.ROW in out.columns else "opportunity_id"
+        out = out.sort_values(key, kind="stable").drop(columns=[ex.ROW], errors="ignore")
+        return _as_loaded(out.reset_index(drop=True))
+
+    def _duplicate_groups(self) -> pd.DataFrame:
+        t = self.all
+        same = [c for c in self.columns if c != "opportunity_id"]
+        if not same or "account" not in same:
+            return pd.DataFrame(columns=self.columns)
+        judged = t.filter(_identified(t))
+        judged = judged.mutate(_copies=judged.count().over(ibis.window(group_by=same)))
+        return self._fetch(judged.filter(judged._copies > 1), self.columns)
+
+    def _counts(self) -> dict:
+        t, cols = self.t, self.columns
+        agg = {f"n{i}": t[c].count() for i, c in enumerate(cols)}
+        closed = ex.flag(t.is_closed)
+        if "close_date" in cols:
+            agg["undated"] = ibis.ifelse(closed & t.close_date.isnull(), 1, 0).sum()
+            if "account" in cols:
+                won_dated = closed & ex.flag(t.is_won) & t.account.notnull() & t.close_date.notnull()
+                agg["won_dated"] = ibis.ifelse(won_dated, 1, 0).sum()
+        if "amount" in cols:
+            agg["priced"] = ibis.ifelse(closed & (t.amount > 0).fill_null(False), 1, 0).sum()
+        got = t.aggregate(**agg).execute().iloc[0]
+        out = {c: int(got[f"n{i}"]) for i, c in enumerate(cols)}
+        for k in ("undated", "won_dated", "priced"):
+            out[k] = int(0 if k not in got or pd.isna(got[k]) else got[k])
+        out["possible"] = self._possible()
+        return out
+
+    def has(self, col: str) -> bool:
+        """Whether some deal has a value in ``col``."""
+        return self.counts.get(col, 0) > 0
+
+    def _possible(self) -> int:
+        t = self.all
+        same = [c for c in self.columns if c != "opportunity_id"]
+        if not same:
+            return 0
+        thin = t.filter(~_identified(t))
+        g = thin.group_by(same).aggregate(_n=thin.count())
+        n = g.aggregate(p=(g._n - 1).sum()).execute().iloc[0, 0]
+        return int(0 if pd.isna(n) else n)
+
+    def size_edges(self) -> list[float]:
+        """``default_size_edges`` of the closed deals' amounts: pandas' linear quantiles need the order
+        statistics at ``floor((n − 1)·q)`` and the next; only those come back."""
+        n = self.counts["priced"]
+        if not n:
+            return []
+        at = {q: (n - 1) * q for q in QUARTILES}
+        ranks = sorted({k for v in at.values() for k in (math.floor(v), min(math.floor(v) + 1, n - 1))})
+        t = self.t
+        c = t.filter(ex.flag(t.is_closed), t.amount > 0).select("amount")
+        c = c.mutate(_k=ibis.row_number().over(ibis.window(order_by="amount")))
+        got = c.filter(c._k.isin(ranks)).execute()
+        x = dict(zip(got["_k"].astype("int64"), got["amount"].astype("float64"), strict=True))
+        qs = [
+            float(np.quantile([x[math.floor(v)], x[min(math.floor(v) + 1, n - 1)]], v - math.floor(v)))
+            for v in at.values()
+        ]
+        return sorted({nice_round(q) for q in qs} - {0.0})
+
+    def closed_in(self, windows: list[Window] | None) -> pd.DataFrame:
+        """The closed deals with ``start <= close_date <= as_of`` in one of ``windows`` (every closed deal
+        with ``None``)."""
+        t = self.t
+        keep = ex.flag(t.is_closed)
+        if windows:
+            inside = [(t.close_date >= ex.day(w.start)) & (t.close_date <= ex.day(w.as_of)) for w in windows]
+            keep = keep & ibis.or_(*inside).fill_null(False)
+        return self._fetch(t.filter(keep), DEAL_COLUMNS)
+
+    def top_open(self, as_of, n: int = 5) -> pd.DataFrame:
+        """The deals open on ``as_of`` (``open_as_of``) that can be among the ``n`` largest: those whose
+        amount is at least the ``n``-th largest (ties included, so the id order is pandas'); every one
+        when fewer than ``n`` carry an amount."""
+        t = self.t
+        a = ex.day(pd.Timestamp(as_of).normalize())
+        started = ibis.literal(True)
+        if "created_date" in t.columns:
+            started = t.created_date.isnull() | (t.created_date <= a)
+        still = ~ex.flag(t.is_closed)
+        if "close_date" in t.columns:
+            still = still | (t.close_date > a).fill_null(False)
+        o = t.filter(started, still)
+        if "amount" in t.columns:
+            top = o.order_by(o.amount.desc(nulls_first=False)).limit(n).select("amount").execute()
+            least = top["amount"].iloc[-1] if len(top) == n else np.nan
+            if pd.notna(least):
+                o = o.filter(o.amount >= float(least))
+        return self._fetch(o, (*DEAL_COLUMNS, "next_step"))
+
+    def won_of(self, accounts) -> pd.DataFrame:
+        """The won deals of ``accounts``."""
+        t = self.t
+        if "account" not in t.columns:
+            return self._fetch(t.filter(ibis.literal(False)), DEAL_COLUMNS)
+        w = t.filter(ex.flag(t.is_closed), ex.flag(t.is_won), t.account.notnull())
+        cols = ("opportunity_id", "owner", "account", "is_closed", "is_won", "close_date")
+        return self._fetch(ex.among(w, "account", accounts), cols)
+
+    def any_owner_in(self, ids) -> bool:
+        """Whether some deal's owner is one of ``ids``."""
+        ids = sorted({str(i) for i in ids})
+        if "owner" not in self.columns or not ids:
+            return False
+        k = ex.keyed(self.t, pd.DataFrame({"_rep": pd.Series(ids, dtype="str")}))
+        j = ex.within(self.t, "owner", k, "_rep")
+        return int(j.aggregate(n=j.count()).execute().iloc[0, 0]) > 0
+
+
+def first_close(opportunities):
+    """The earliest close date of the opportunities where they live (None without any)."""
+    t = ex.as_table(opportunities, timestamps=("close_date",))
+    if "close_date" not in t.columns:
+        return None
+    v = t.aggregate(first=t.close_date.min()).execute().iloc[0, 0]
+    return None if v is None or pd.isna(v) else pd.Timestamp(v)
 
 
 def closed_in_window(deals: pd.DataFrame, window: Window) -> pd.DataFrame:
@@ -253,14 +444,6 @@ def closed_in_window(deals: pd.DataFrame, window: Window) -> pd.DataFrame:
     if not has_values(deals, "close_date"):
         return deals[closed]
     return deals[closed & window.contains(deals["close_date"]).fillna(False)]  # one pass over the wide frame
-
-
-def undated_closed(deals: pd.DataFrame) -> int:
-    """Closed deals without a close date (left out of every dated window when other deals have dates)."""
-    closed = deals["outcome"].isin(["Won", "Lost"])
-    if not has_values(deals, "close_date"):
-        return 0
-    return int((closed & deals["close_date"].isna()).sum())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -360,29 +543,35 @@ def win_rates(
     return g[RATE_COLUMNS].reset_index(drop=True)
 
 
-def win_rate_trend(
-    deals: pd.DataFrame, review: Window, comparison: Window, cal: FiscalCalendar, periods: int = 12
-) -> pd.DataFrame:
-    """Win rate per month (or fiscal quarter, following ``review.name``) for the ``periods`` windows ending
-    with the review window, extended back to include the comparison window; leading windows without closed
-    deals (before the data starts) are dropped. ``role`` marks the review and
-    comparison windows. Each row: deals, won, win_rate with Wilson interval, value_win_rate."""
-    kind = review.name
+def trend_windows(review: Window, comparison: Window, cal: FiscalCalendar, periods: int = 12) -> list[Window]:
+    """The ``periods`` windows (months or fiscal quarters, following ``review.name``) ending with the review
+    window, extended back to include the comparison window; oldest first."""
     windows = [review]
     while len(windows) < periods or windows[-1].start > comparison.start:
-        windows.append(make_window(windows[-1].start - pd.Timedelta(days=1), kind, cal))
-    windows = windows[::-1]
-    close = deals["close_date"]
-    keep = deals["outcome"].isin(["Won", "Lost"]) & (close >= windows[0].start) & (close <= review.as_of)
-    closed = deals[[c for c in ("outcome", "close_date", "amount") if c in deals.columns]][keep]
-    if kind == "month":  # each distinct month formatted once
-        d = pd.to_datetime(closed["close_date"])
-        months = (d.dt.year * 12 + d.dt.month).to_numpy()
-        _, at, inverse = np.unique(months, return_index=True, return_inverse=True)
-        labels = pd.Series(month_labels(d.iloc[at]).to_numpy()[inverse], index=closed.index)
-    else:
-        labels = cal.quarter_labels(closed["close_date"])
-    g = _rate_table(labels.astype(str), closed)
+        windows.append(make_window(windows[-1].start - pd.Timedelta(days=1), review.name, cal))
+    return windows[::-1]
+
+
+def win_rate_trend(
+    deals, review: Window, comparison: Window, cal: FiscalCalendar, periods: int = 12
+) -> pd.DataFrame:
+    """Win rate per month (or fiscal quarter, following ``review.name``) for the ``trend_windows``; leading
+    windows without closed deals (before the data starts) are dropped. ``role`` marks the review and
+    comparison windows. Each row: deals, won, win_rate with Wilson interval, value_win_rate.
+
+    ``deals``: the opportunities where they live (an engine table, or a frame): the totals of each
+    calendar month are summed there (``helpers.metrics.expr.win_rate_counts``), only those come back."""
+    windows = trend_windows(review, comparison, cal, periods)
+    t = ex.as_table(deals, timestamps=("close_date",))
+    t = t.mutate(_month=t.close_date.year() * 12 + t.close_date.month() - 1)
+    got = ex.win_rate_counts({"opportunities": t}, windows[0].start, review.as_of, by="_month")
+    got = got.execute().reset_index(drop=True)
+    for c in _TOTALS:
+        got[c] = got[c].astype("float64" if c in ("won_amount", "closed_amount") else "int64")
+    months = got["group"].astype("int64")
+    starts = pd.to_datetime(pd.DataFrame({"year": months // 12, "month": months % 12 + 1, "day": 1}))
+    labels = month_labels(starts) if review.name == "month" else cal.quarter_labels(starts)
+    g = got[_TOTALS].groupby(labels.astype(str).to_numpy(), sort=False).sum()
     rows = []
     for w in windows:
         r = g.loc[w.label] if w.label in g.index else pd.Series(0, index=g.columns)
@@ -753,28 +942,43 @@ def open_as_of(deals: pd.DataFrame, as_of) -> pd.DataFrame:
     return out
 
 
-def top_churned(
-    churn: pd.DataFrame, window: Window, deals: pd.DataFrame | None = None, n: int = 5
-) -> pd.DataFrame:
-    """The ``n`` largest churned customers with ``start <= churn_date <= as_of``: lost_amount descending, then
-    account, then churn_date. ``owner`` = rep of the account's latest won deal; ``customer_days`` = churn_date
-    − the account's first won close_date (the customer lifetime), when the deals carry accounts."""
-    c = churn[window.contains(churn["churn_date"]).fillna(False)].copy()
-    c = c.sort_values(
+def churned_in(churn: pd.DataFrame, window: Window, n: int = 5) -> pd.DataFrame:
+    """The ``n`` largest churned customers with ``start <= churn_date <= as_of``: lost_amount descending,
+    then account, then churn_date."""
+    c = churn[window.contains(churn["churn_date"]).fillna(False)]
+    return c.sort_values(
         ["lost_amount", "account", "churn_date"],
         ascending=[False, True, True],
         na_position="last",
         kind="stable",
     ).head(n)
+
+
+def top_churned(
+    churn: pd.DataFrame,
+    window: Window,
+    deals: pd.DataFrame | None = None,
+    n: int = 5,
+    dated: bool | None = None,
+) -> pd.DataFrame:
+    """The ``n`` largest churned customers (``churned_in``). ``owner`` = rep of the account's latest won
+    deal; ``customer_days`` = churn_date − the account's first won close_date (the customer lifetime),
+    when the deals carry accounts. ``deals``: prepared deals holding at least the listed accounts' won
+    deals. ``dated``: whether any won deal with an account has a close date, given when ``deals`` holds
+    only the listed accounts' won deals (maybe none) of data with accounts; default: found in ``deals``."""
+    c = churned_in(churn, window, n).copy()
     owner = pd.Series(np.nan, index=c.index, dtype="object")
     days = pd.Series(np.nan, index=c.index, dtype="float64")
-    if deals is not None and has_values(deals, "account"):
+    if deals is not None and (dated is not None or has_values(deals, "account")):
         won = deals["outcome"].eq("Won") & deals["account"].notna()
-        dated = "close_date" in deals.columns and bool((won & deals["close_date"].notna()).any())
+        if dated is None:
+            dated = "close_date" in deals.columns and bool((won & deals["close_date"].notna()).any())
         cols = [k for k in ("opportunity_id", "account", "close_date", "rep") if k in deals.columns]
         listed = won & isin(deals["account"], c["account"])  # the listed accounts' won deals suffice
-        won = deals[cols][listed if listed.any() else won]  # (none: all, for the same empty lookups)
-        if dated:
+        won = deals[cols][listed]
+        if not len(won):  # no listed account has a won deal: nothing to look up
+            owner = pd.Series(np.nan, index=c.index, dtype="str")
+        elif dated:
             won = won.sort_values(["close_date", "opportunity_id"])
             first = won.groupby("account")["close_date"].min()
             owner = c["account"].map(won.groupby("account")["rep"].last())
@@ -886,7 +1090,7 @@ def quality_summary(
 ) -> pd.DataFrame:
     """Counts and shares of each data-quality issue. Shares: no reason and "Other" reason ÷ lost deals;
     never qualified ÷ closed deals; duplicates ÷ (closed deals + duplicates); undated ÷ (closed deals +
-    undated); ``possible`` duplicates (``possible_duplicates``, kept) ÷ (closed deals + duplicates),
+    undated); ``possible`` duplicates (kept; ``Deals`` counts them) ÷ (closed deals + duplicates),
     shown when there are any."""
     lost_n = int(closed["outcome"].eq("Lost").sum())
     closed_n = len(closed)
@@ -1140,7 +1344,7 @@ class Review:
     review: Window
     comparison: Window
     min_deals: int
-    deals: pd.DataFrame
+    dated: bool  # the data has close dates (else every closed record is in scope)
     duplicates: pd.DataFrame
     closed: pd.DataFrame
     undated: int
@@ -1169,12 +1373,16 @@ class Review:
     size_edges: list[float] = field(default_factory=list)
 
     @property
-    def dated(self) -> bool:
-        return has_values(self.deals, "close_date")
-
-    @property
     def has_amounts(self) -> bool:
         return bool(self.overall["value_win_rate"].notna().any())
+
+
+def _team_reps(reps: pd.DataFrame | None) -> list[str]:
+    """The rep ids ``prepare_deals`` gives a team (the first row of each rep id)."""
+    if reps is None or not {"rep_id", "team"} <= set(reps.columns):
+        return []
+    r = reps.drop_duplicates("rep_id")
+    return r.loc[r["team"].notna(), "rep_id"].astype(str).tolist()
 
 
 def build_review(
@@ -1190,34 +1398,42 @@ def build_review(
     activities=None,
     missing=None,
     history_of=None,
+    opportunities=None,
 ) -> Review:
     """Compute the review for ``ds`` (a ``helpers.data.dataset.Dataset``): the functions above, composed.
+    ``opportunities``: the deals where they live (an engine table; default the loaded table, run as an
+    in-memory one): the review asks them for what its sections show (``Deals``), the closed deals of the
+    review and comparison windows, the open deals that can be among the largest, the won deals of the
+    churned accounts listed, the trend's totals per month, the duplicate records and counts.
     ``activities``: the activity log where it lives (an engine table; default the loaded table), with
     ``missing`` (default ``ds.missing``) answering for it; ``history_of``: deal ids → those deals'
     opportunity_history rows in the table's order (default: from the loaded table)."""
     cfg = ds.config
     review, comp = review_windows(period, as_of, cal, review_window, comparison_period)
-    opp = ds.tables["opportunities"]
-    duplicates = find_duplicates(opp)
-    opp = opp[~opp["opportunity_id"].isin(duplicates["opportunity_id"])]
-    possible = possible_duplicates(opp)
+    src = Deals(opportunities if opportunities is not None else ds.tables["opportunities"])
+    duplicates = src.duplicates
+    possible = src.counts["possible"]
     reps = ds.tables.get("reps")
     if size_edges is None:
-        closed_all = opp["is_closed"].fillna(False).astype(bool)
-        size_edges = default_size_edges(_col(opp, "amount").astype("float64")[closed_all])
+        size_edges = src.size_edges()
+    dated_data = src.has("close_date")
+    # the closed deals of the review and comparison windows (every closed deal without close dates)
+    rows = src.closed_in([review, comp] if dated_data else None)
     deals = prepare_deals(
-        opp, reps, as_of=review.as_of, size_edges=size_edges, currency_symbol=currency_symbol
+        rows, reps, as_of=review.as_of, size_edges=size_edges, currency_symbol=currency_symbol
     )
     needs: dict[str, str] = {}
 
     def need(key, table, *cols, section):
+        if table == "opportunities" and all(src.has(c) for c in cols):
+            return True  # the deals' counts say so: no query
         msg = (missing or ds.missing)(table, *cols, section=section)
         if msg:
             needs[key] = msg
         return msg is None
 
     closed = closed_in_window(deals, review)
-    closed_comp = closed_in_window(deals, comp) if has_values(deals, "close_date") else closed.iloc[:0]
+    closed_comp = closed_in_window(deals, comp) if dated_data else closed.iloc[:0]
     overall = win_rates(closed)
     overall_comp = win_rates(closed_comp)
     change = rate_change(overall, overall_comp)
@@ -1241,7 +1457,7 @@ def build_review(
             needs["dim:team"] = no_teams
             continue
         if need(f"dim:{dim}", table, *cols, section=label):
-            if dim == "team" and not has_values(deals, "team"):
+            if dim == "team" and not src.any_owner_in(_team_reps(reps)):
                 needs["dim:team"] = no_teams
                 continue
             order = size_band_labels(size_edges, currency_symbol) if dim == "size_band" else None
@@ -1250,7 +1466,7 @@ def build_review(
     if need("competitor", "opportunities", "competitor", section="Win rate against each competitor"):
         competitors = win_rates(closed, "competitor", min_deals)
     trend = (
-        win_rate_trend(deals, review, comp, cal, periods=12 if review_window == "month" else 6)
+        win_rate_trend(src.t, review, comp, cal, periods=12 if review_window == "month" else 6)
         if dated
         else None
     )
@@ -1258,8 +1474,8 @@ def build_review(
     reasons_count = loss_reasons(lost, "count")
     reasons_value = loss_reasons(lost, "value")
     need("reasons", "opportunities", "loss_reason", section="Loss reasons")
-    reasons_by_segment = loss_reasons_by(lost, "segment") if has_values(deals, "segment") else None
-    reasons_by_competitor = loss_reasons_by(lost, "competitor") if has_values(deals, "competitor") else None
+    reasons_by_segment = loss_reasons_by(lost, "segment") if src.has("segment") else None
+    reasons_by_competitor = loss_reasons_by(lost, "competitor") if src.has("competitor") else None
     history = None
     lost_at = None
     if need(
@@ -1287,7 +1503,12 @@ def build_review(
     )
     top_churn = None
     if need("churn", "churn", "account", "churn_date", "lost_amount", section="The churned customers list"):
-        top_churn = top_churned(ds.tables["churn"], review, deals)
+        churn = ds.tables["churn"]
+        won = None
+        if src.has("account"):  # the won deals of the listed accounts suffice
+            won = src.won_of(churned_in(churn, review)["account"])
+            won = prepare_deals(won, reps, as_of=review.as_of, size_edges=size_edges)
+        top_churn = top_churned(churn, review, won, dated=src.counts["won_dated"] > 0)
     can_q = history is not None and bool(cfg.qualifying_stage)
     if history is None:
         needs["qualifying"] = (
@@ -1301,7 +1522,7 @@ def build_review(
     issues = quality_issues(
         closed, history, cfg.stages, cfg.qualifying_stage, cfg.won_stages, cfg.lost_stages, check_reasons
     )
-    undated = undated_closed(deals)
+    undated = src.counts["undated"] if dated_data else 0
     quality = quality_summary(
         closed, issues, duplicates, undated, can_q, cfg.qualifying_stage, check_reasons, possible
     )
@@ -1331,11 +1552,12 @@ def build_review(
             "The data records no loss reasons, so this review cannot say why deals are lost: make "
             "a loss reason required when a deal is closed lost."
         )
+    open_deals = prepare_deals(src.top_open(review.as_of), reps, review.as_of, size_edges, currency_symbol)
     return Review(
         review,
         comp,
         min_deals,
-        deals,
+        dated_data,
         duplicates,
         closed,
         undated,
@@ -1352,7 +1574,7 @@ def build_review(
         lost_at,
         side,
         what_distinguishes_wins(side),
-        top_deals(open_as_of(deals, review.as_of), "Open"),
+        top_deals(open_as_of(open_deals, review.as_of), "Open"),
         top_deals(closed, "Won"),
         top_deals(closed, "Lost"),
         top_churn,

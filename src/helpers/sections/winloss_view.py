@@ -257,7 +257,8 @@ def churn_display(t: pd.DataFrame) -> pd.DataFrame:
 
 
 def review(ctx, review_window: str = "month", comparison_period: str = "", min_deals: int = 5, as_of=None):
-    """The win/loss review of the report's period (or of the month ending at an earlier ``as_of``)."""
+    """The win/loss review of the report's period (or of the month ending at an earlier ``as_of``), asked of
+    the opportunities where they live (``ReportContext.source``): only what the sections show comes back."""
     as_of = ctx.as_of if as_of is None else pd.Timestamp(as_of)
     period = ctx.period if as_of == ctx.as_of else f"{as_of:%Y-%m}"
     return wl.build_review(
@@ -272,6 +273,7 @@ def review(ctx, review_window: str = "month", comparison_period: str = "", min_d
         activities=ctx.activities,
         missing=ctx.missing,
         history_of=ctx.history_of,
+        opportunities=ctx.source("opportunities"),
     )
 
 
@@ -283,8 +285,8 @@ def save_headlines(
     if not summary_path:
         return
     before = previous_month_end(ctx.as_of)
-    close = ctx.ds.opportunities.get("close_date")
-    if close is not None and close.notna().any() and before >= close.min():
+    first = wl.first_close(ctx.source("opportunities"))
+    if first is not None and before >= first:
         prev = review(ctx, review_window, comparison_period, min_deals, as_of=before)
         ctx.headlines.add_previous(before, prev.headlines, has_history=False)
     ctx.headlines.save(summary_path)
