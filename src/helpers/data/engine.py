@@ -526,9 +526,28 @@ def spark_session():
     return session
 
 
+def _spark_strips_whitespace() -> None:
+    """ibis 12 compiles ``strip()`` for Spark as ``TRIM(' \\t\\n\\r\\v\\f' FROM x)``, and Spark reads ``\\v``
+    and ``\\f`` as the letters v and f ("fax " → "ax", " visit" → "isit"; ``lstrip``/``rstrip`` trim only
+    spaces): on Spark the three trim whitespace by a regular expression instead."""
+    import sqlglot.expressions as sge
+    from ibis.backends.sql.compilers.pyspark import PySparkCompiler
+
+    def by(pattern):
+        def visit(self, op, *, arg):
+            return self.f.regexp_replace(arg, sge.convert(pattern), sge.convert(""))
+
+        return visit
+
+    PySparkCompiler.visit_Strip = by(r"^\s+|\s+$")
+    PySparkCompiler.visit_LStrip = by(r"^\s+")
+    PySparkCompiler.visit_RStrip = by(r"\s+$")
+
+
 def _connect_spark(folder: Path, config: DatasetConfig, table_sources: dict) -> Engine:
     import ibis
 
+    _spark_strips_whitespace()
     parquet, temporary = typed_parquet(folder, table_sources)
     con = ibis.pyspark.connect(spark_session())
     tag = hashlib.sha256(str(parquet).encode()).hexdigest()[:8]
