@@ -1222,3 +1222,24 @@ def test_strip_trims_whitespace_only_on_every_engine(hand_engine, value):
     lit = ibis.literal(value)
     got = [hand_engine.backend.execute(e) for e in (lit.strip(), lit.lstrip(), lit.rstrip())]
     assert got == [value.strip(), value.lstrip(), value.rstrip()]
+
+
+@pytest.mark.parametrize("as_of", ["2026-09-30", "2026-06-30", "2025-12-31"])
+def test_rewound_frame_fetches_only_the_deals_that_differ(sample_engine, sample, as_of):
+    # the change since last month rewinds the loaded deals: the deals whose rewound values equal the
+    # exported ones no longer come back from the engine, and the frame is the one made from every deal
+    import dataclasses
+
+    from helpers.metrics import history as hi
+
+    base = hi.deals(sample_engine, as_of=SAMPLE_AS_OF, export_as_of=SAMPLE_AS_OF)
+    d = hi.deals(sample_engine, as_of=as_of, export_as_of=SAMPLE_AS_OF, base=base)
+    assert d.today is not None
+    opps = sample.opportunities
+    got = hi.rewind_frame(opps, d)
+    want = hi.rewind_frame(opps, dataclasses.replace(d, today=None))
+    pdt.assert_frame_equal(got, want)
+    changed = (got[list(d.replayed)] != opps.loc[got.index, list(d.replayed)]).any(axis=1)
+    assert 0 < changed.sum() < len(got)  # some deals differ, most do not
+    d.release()
+    base.release()
