@@ -23,7 +23,7 @@ import yaml
 from conftest import PG_PASSWORD, PG_USER, SAMPLE_AS_OF, dataset_in_postgres
 
 from helpers.data import engine as eng_mod
-from helpers.data.calendar import Window
+from helpers.data.calendar import Window, trailing_window
 from helpers.data.config import load_config
 from helpers.data.dataset import DataValidationError, find_table_files, load
 from helpers.data.sources import SourceError
@@ -1243,3 +1243,92 @@ def test_rewound_frame_fetches_only_the_deals_that_differ(sample_engine, sample,
     assert 0 < changed.sum() < len(got)  # some deals differ, most do not
     d.release()
     base.release()
+
+
+# the quota plan's questions to the opportunities: asked where they live, on DuckDB, PostgreSQL and Spark,
+# against the pandas reference (quota_reference) over the loaded frame
+# --------------------------------------------------------------------------------------------------
+def _quota_check(table, ds, as_of, fiscal_years):
+    import quota_reference as ref
+
+    from helpers.data.calendar import FiscalCalendar
+    from helpers.metrics import quota as Q
+    from helpers.metrics.plan import prepare_plan_data
+
+    opps = ds.opportunities
+    cal = FiscalCalendar(ds.config.fiscal_year_start_month)
+    got_mb = Q.monthly_bookings(table)
+    want_mb = ref.monthly_bookings(opps)
+    assert len(want_mb)
+    pdt.assert_frame_equal(got_mb, want_mb, check_dtype=False, rtol=REL, obj="monthly_bookings")
+    for fy in fiscal_years:
+        basis = Q.target_basis(table, cal, fy, as_of)
+        assert basis.bookings == pytest.approx(ref.basis_bookings(opps, basis.start, basis.end), rel=REL), fy
+        data = prepare_plan_data(ds, as_of, fy, n_draws=20, opps=table)
+        assert data.basis == basis
+        team_of = dict(zip(data.roster["rep_id"], data.roster["team"], strict=True))
+        want_teams = ref.team_history(opps, basis.start, basis.end, team_of)
+        pdt.assert_series_equal(data.team_history, want_teams, check_names=False, rtol=REL, obj="teams")
+    last = Q.last_complete_month(as_of)
+    months = pd.date_range(last - pd.DateOffset(months=35), last, freq="MS")
+    want_b = ref.seasonality_bookings(opps, months)
+    fm = ((want_b.index.month - cal.start_month) % 12) + 1
+    avg = want_b.groupby(fm).mean().reindex(range(1, 13))
+    season = Q.seasonality(table, cal, as_of)
+    if avg.isna().any() or avg.sum() <= 0:
+        assert season["share"].tolist() == [1 / 12] * 12
+    else:
+        assert season["share"].tolist() == pytest.approx((avg / avg.sum()).tolist(), rel=REL)
+    assert season["years"].tolist() == want_b.groupby(fm).size().reindex(range(1, 13), fill_value=0).tolist()
+    assert Q.recent_owners(table, as_of) == ref.recent_owners(opps, as_of)
+    assert Q.seller_ids(None, table) == ref.owners(opps)
+    sellers = sorted(opps["owner"].dropna().astype(str).unique())[:2]
+    for who in (None, sellers):
+        want_tot, want_created = ref.funnel_deals(opps, as_of, who=who)
+        got_tot, got_created = Q.deal_funnel(table, *trailing_window(as_of, 12), owners=who)
+        _same(got_tot, want_tot)
+        assert got_created == want_created
+        rates = Q.funnel_rates(table, None, as_of, owners=who)
+        if want_tot["won_priced"]:
+            assert rates.avg_deal_size == pytest.approx(want_tot["avg_deal_size"], rel=REL)
+        if want_tot["closed"]:
+            assert rates.win_rate == want_tot["win_rate_count"]
+
+
+def test_quota_plan_aggregates_on_the_engine_by_hand(hand_engine, hand_dir):
+    ds = load(hand_dir)
+    # the nine deals: o2 won without an amount, o9 won without an owner, o4 lost without an amount; as of
+    # 2026-10-15 the trailing basis starts mid-month (2025-10-16) and o9 (10-20) closes after it ends
+    for as_of in ("2026-10-31", "2026-10-15", "2027-01-31"):
+        _quota_check(hand_engine["opportunities"], ds, as_of, (2026, 2027, 2028))
+    # a window of its own: o1 (10-03, 100) and o5 (09-30, 1000) by hand
+    from helpers.metrics import quota as Q
+
+    got = Q.won_by_month(hand_engine["opportunities"], ("2026-09-30", "2026-10-03"))
+    assert got.to_dict("records") == [
+        {
+            "owner": "A1",
+            "month": pd.Timestamp("2026-09-01"),
+            "bookings": 1000.0,
+            "basis": 1000.0,
+            "basis_deals": 1,
+        },
+        {
+            "owner": "A1",
+            "month": pd.Timestamp("2026-10-01"),
+            "bookings": 100.0,
+            "basis": 100.0,
+            "basis_deals": 1,
+        },
+        {
+            "owner": None,
+            "month": pd.Timestamp("2026-10-01"),
+            "bookings": 50.0,
+            "basis": 0.0,
+            "basis_deals": 0,
+        },
+    ]
+
+
+def test_quota_plan_aggregates_on_the_engine_on_the_sample(sample_engine, sample):
+    _quota_check(sample_engine["opportunities"], sample, sample.as_of, (2026, 2027))

@@ -219,6 +219,37 @@ def test_rep_quotas_capacity_and_over_assignment(hand):
     assert rec["  tenured reps"] == pytest.approx(158_400 * 2 + 237_600)
 
 
+def test_the_plan_leaves_the_opportunities_where_they_live(hand, tmp_path):
+    """A kernel that loads only the reps and quotas (``open_report(tables=[...])`` without the
+    opportunities) makes the same plan, funnel and SDR quotas: every question to the opportunities is
+    asked of the engine; with the deals loaded as a frame (a dataset built in memory) they run on an
+    in-memory table and give the same answers."""
+    from helpers.data import engine
+    from helpers.sections.whatif import PlanInputs, compute_plan, prepare_plan_data, sdr_plan
+
+    part = load(hand.path, tables=["reps", "quotas"])
+    assert "opportunities" not in part.tables and "opportunities" in part.files
+    on_engine = engine.source(part, "opportunities")
+    assert on_engine is not None and not isinstance(on_engine, pd.DataFrame)
+    a = prepare_plan_data(part, AS_OF, n_draws=200, seed=1)
+    b = prepare_plan_data(hand, AS_OF, n_draws=200, seed=1, opps=hand.opportunities)  # in memory
+    assert a.basis == b.basis and a.basis.bookings == 600_000
+    pd.testing.assert_frame_equal(a.seasonality, b.seasonality)
+    pd.testing.assert_series_equal(a.team_history, b.team_history)
+    assert a.team_history.to_dict() == {"East": 450_000, "West": 150_000}
+    np.testing.assert_array_equal(a.draws, b.draws)
+    ra, rb = compute_plan(PlanInputs(), a), compute_plan(PlanInputs(), b)
+    pd.testing.assert_frame_equal(ra.reps, rb.reps)
+    log = engine.source(part, "activities")
+    fa = Q.funnel_rates(on_engine, log, AS_OF, reps=part.reps)
+    fb = Q.funnel_rates(hand.opportunities, hand.activities, AS_OF, reps=hand.reps)
+    assert fa == fb and fa.win_rate == 0.25 and fa.avg_deal_size == 12_500
+    sa = sdr_plan(part, a, 0.2, n_draws=100, activities=log)
+    sb = sdr_plan(hand, b, 0.2, n_draws=100, opps=hand.opportunities)
+    assert sa.keys() == sb.keys() == {"meetings"}
+    pd.testing.assert_frame_equal(sa["meetings"][0], sb["meetings"][0])
+
+
 def test_flat_split_and_history_team_split(hand):
     from helpers.sections.whatif import PlanInputs, compute_plan, prepare_plan_data
 

@@ -282,6 +282,15 @@ def shared(dataset, engine: str | None = None) -> Engine:
     return eng
 
 
+def source(ds, table: str):
+    """``table`` of the loaded dataset ``ds`` where it lives: the engine's table (``shared``) for a dataset
+    read from a folder or database, so what is built on it runs there; the frame for one built in memory
+    (None when the dataset has no such table)."""
+    if ds.files:
+        return shared(ds.path).tables.get(table)
+    return ds.tables.get(table)
+
+
 def prepare(dataset, engine: str | None = None) -> str:
     """Build what the dataset's engine reads before kernels open it (the typed DuckDB file, or the
     Parquet copy for Spark), so parallel kernels share one build; returns the engine's name."""

@@ -181,10 +181,15 @@ def with_group(eng, t, by: str | None, missing: str | None = NOT_SET):
 # win rate
 # --------------------------------------------------------------------------------------------------
 def win_rate_counts(eng, start, end, by: str | None = None, missing: str | None = NOT_SET):
-    """``rates.outcome_totals`` as an expression: per group, over the deals closed in ``[start, end]``:
-    deals, won, lost, won_amount, closed_amount (an empty amount adds 0), lost_amount_known (lost deals
-    with a positive amount), won_priced (won deals with an amount) and won_priced_amount."""
-    c = with_group(eng, closed_between(eng["opportunities"], start, end), by, missing)
+    """``rates.outcome_totals`` as an expression: per group, over the deals closed in ``[start, end]``
+    (``outcome_counts``)."""
+    return outcome_counts(with_group(eng, closed_between(eng["opportunities"], start, end), by, missing))
+
+
+def outcome_counts(c):
+    """Per ``group`` of the closed deals ``c``: deals, won, lost, won_amount, closed_amount (an empty
+    amount adds 0), lost_amount_known (lost deals with a positive amount), won_priced (won deals with an
+    amount) and won_priced_amount."""
     won = flag(c.is_won)
     amt = amount(c)
     priced = won & c.amount.notnull() if "amount" in c.columns else ibis.literal(False)
@@ -205,11 +210,10 @@ COUNTS = ("deals", "won", "lost", "lost_amount_known", "won_priced")
 SUMS = ("won_amount", "closed_amount", "won_priced_amount")
 
 
-def _rates_frame(eng, start, end, by=None, missing=NOT_SET) -> pd.DataFrame:
-    """``win_rate_counts`` run, then ``rates.finish`` (the rates' one definition); one row of zeros
-    (rates NaN) for ``by=None`` when nothing closed."""
-    out = eng.execute(win_rate_counts(eng, start, end, by, missing))
-    if by is None and out.empty:
+def _finished(out: pd.DataFrame, one_row: bool) -> pd.DataFrame:
+    """``outcome_counts``' result typed, then ``rates.finish`` (the rates' one definition); with
+    ``one_row``, one row of zeros (rates NaN) when nothing closed."""
+    if one_row and out.empty:
         out = pd.DataFrame([{"group": "All", **dict.fromkeys(COUNTS + SUMS, 0)}])
     for col in COUNTS:
         out[col] = out[col].fillna(0).astype("int64")
@@ -217,6 +221,18 @@ def _rates_frame(eng, start, end, by=None, missing=NOT_SET) -> pd.DataFrame:
         out[col] = out[col].astype("float64").fillna(0.0)
     out["group"] = out["group"].astype("str")
     return rates.finish(out)
+
+
+def _rates_frame(eng, start, end, by=None, missing=NOT_SET) -> pd.DataFrame:
+    """``win_rate_counts`` run, then finished (``_finished``)."""
+    return _finished(eng.execute(win_rate_counts(eng, start, end, by, missing)), by is None)
+
+
+def totals(closed) -> dict:
+    """``rates.totals`` of the closed deals ``closed`` (an Ibis table: summed where it lives): closed,
+    won, lost, win_rate_count, won_value, closed_value, win_rate_value, won_priced, avg_deal_size."""
+    out = outcome_counts(closed.mutate(group=ibis.literal("All"))).execute()
+    return rates.as_totals(_finished(out, True).iloc[0])
 
 
 def win_rate(eng, start, end) -> dict:

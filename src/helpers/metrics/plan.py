@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from helpers.data import engine
 from helpers.data.calendar import FiscalCalendar
 from helpers.metrics import quota as Q
 
@@ -83,16 +84,22 @@ def prepare_plan_data(
     min_months: int = 6,
     max_hires_per_quarter: int = 10,
     hire_team: str | None = None,
+    opps=None,
 ) -> PlanData:
-    """Precompute the input-independent parts of the plan from a loaded ``Dataset``."""
+    """Precompute the input-independent parts of the plan from a loaded ``Dataset``. The opportunities
+    are read where they live (``opps``: an engine table or a frame; default ``engine.source``): one query
+    sums the won deals per owner and close month (``quota.won_by_month``), and the basis, seasonality,
+    monthly history and team history are made from that small frame."""
     as_of = pd.Timestamp(as_of if as_of is not None else ds.as_of).normalize()
     cal = FiscalCalendar(ds.config.fiscal_year_start_month)
     fy = int(fiscal_year) if fiscal_year else Q.default_plan_year(cal, as_of)
-    opps = ds.tables["opportunities"]
+    opps = opps if opps is not None else engine.source(ds, "opportunities")
     reps = ds.tables.get("reps")
     months = Q.plan_months(cal, fy)
-    basis = Q.target_basis(opps, cal, fy, as_of)
-    season = Q.seasonality(opps, cal, as_of)
+    _, bstart, bend = Q.basis_window(cal, fy, as_of)
+    won = Q.won_by_month(opps, (bstart, bend))
+    basis = Q.target_basis(opps, cal, fy, as_of, won)
+    season = Q.seasonality(opps, cal, as_of, won=won)
     ros = Q.roster(reps, opps, cal.year_start(fy), cal.year_end(fy), as_of)
     ros = ros.loc[ros["revenue"]].reset_index(drop=True)
     off = Q.month_offsets(ros["hire_date"], months[0])
@@ -109,7 +116,7 @@ def prepare_plan_data(
     hist_roster = pd.concat(
         [hist_roster, ros.loc[~ros["rep_id"].isin(hist_roster["rep_id"])]], ignore_index=True
     )
-    mb = Q.monthly_bookings(opps).rename(columns={"owner": "rep_id", "bookings": "value"})
+    mb = Q.monthly_bookings(opps, won).rename(columns={"owner": "rep_id", "bookings": "value"})
     vals = Q.history_matrix(mb, hist_roster["rep_id"], hmonths)
     mask = Q.ramped_months_mask(hist_roster, hmonths)
     pools_all = Q.rep_pools(vals, mask, hist_roster["team"], min_months)
@@ -132,10 +139,9 @@ def prepare_plan_data(
     hire_draws = Q.draw_months(
         [peer] * (4 * max_hires_per_quarter), n_draws, 12, seed=int(rng_seed[1].generate_state(1)[0])
     )
-    won = Q.won_deals(opps)
-    in_basis = won.loc[(won["close_date"] >= basis.start) & (won["close_date"] <= basis.end)]
+    in_basis = won.loc[won["basis_deals"] > 0]
     team_of = dict(zip(ros["rep_id"], ros["team"], strict=True))
-    team_hist = in_basis.groupby(in_basis["owner"].map(team_of))["amount"].sum()
+    team_hist = in_basis.groupby(in_basis["owner"].map(team_of))["basis"].sum()
     cfg_target = ds.config.targets.get(fy)
     hire_ote = float(ros["ote"].median()) if ros["ote"].notna().any() else float("nan")
     return PlanData(
@@ -389,13 +395,14 @@ def sdr_plan(
 ) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
     """Non-revenue quotas for the plan year's SDRs, per metric (meetings booked, opportunities created).
     ``activities``, ``leads``, ``opps``: the tables where they live (engine tables; default the loaded
-    tables) for the monthly counts, which are made there."""
+    tables, the opportunities where they live) for the monthly counts, which are made there."""
     reps = ds.tables.get("reps")
     if reps is None:
         return {}
+    opps = opps if opps is not None else engine.source(ds, "opportunities")
     ros = Q.roster(
         reps,
-        ds.tables["opportunities"],
+        opps,
         data.cal.year_start(data.fiscal_year),
         data.cal.year_end(data.fiscal_year),
         data.as_of,
@@ -408,7 +415,7 @@ def sdr_plan(
     events = Q.sdr_events(  # the SDRs' months of history only (sdr_quota_plan's default history_len)
         log,
         lt,
-        opps if opps is not None else ds.tables["opportunities"],
+        opps,
         rep_ids=sdrs["rep_id"].astype("str").tolist(),
         months=Q.history_months(data.as_of),
     )

@@ -25,8 +25,8 @@ import pandas as pd
 from helpers.data import escape
 from helpers.data.calendar import FiscalCalendar, trailing_window
 from helpers.metrics import activity as A
-from helpers.metrics import rates as R
-from helpers.metrics.expr import among, as_table
+from helpers.metrics import expr as X
+from helpers.metrics.expr import among, as_table, day, flag
 
 DEFAULT_RAMP = (0.25, 0.50, 0.75)
 NON_REVENUE_ROLES = {"sdr", "bdr", "sdr/bdr"}
@@ -65,22 +65,49 @@ def plan_months(cal: FiscalCalendar, fiscal_year: int) -> pd.DatetimeIndex:
 # --------------------------------------------------------------------------------------------------
 # bookings and the company target
 # --------------------------------------------------------------------------------------------------
-def won_deals(opps: pd.DataFrame) -> pd.DataFrame:
-    """Won deals with a close date and an amount."""
-    won = opps["is_won"].fillna(False).astype(bool) & opps["close_date"].notna() & opps["amount"].notna()
-    return opps.loc[won]
+# the columns of the opportunities the plan reads
+PLAN_OPP_COLUMNS = ("opportunity_id", "owner", "created_date", "close_date", "is_closed", "is_won", "amount")
 
 
-def monthly_bookings(opps: pd.DataFrame) -> pd.DataFrame:
-    """``B`` per owner and month: columns owner, month (month start), bookings (Σ amount of won deals)."""
-    won = won_deals(opps)
-    out = (
-        won.assign(month=won["close_date"].dt.to_period("M").dt.to_timestamp())
-        .groupby(["owner", "month"], as_index=False)["amount"]
-        .sum()
-        .rename(columns={"amount": "bookings"})
+def opportunities(opps) -> ibis.Table:
+    """The opportunities as an Ibis table (``helpers.metrics.expr.as_table``): an engine's table as it is,
+    so the plan's aggregates run where the data lives; a frame's plan columns as an in-memory table."""
+    if isinstance(opps, pd.DataFrame):
+        opps = opps[[c for c in PLAN_OPP_COLUMNS if c in opps.columns]]
+    return as_table(opps)
+
+
+def won_by_month(opps, basis: tuple | None = None) -> pd.DataFrame:
+    """Won deals (``is_won``, with a close date and an amount) per owner and close month, summed on the
+    engine (``opps``: an engine table or a frame): columns owner (missing for deals without one), month
+    (month start), bookings (Σ amount) and, with ``basis=(start, end)``, basis (Σ amount of those closed
+    in ``[start, end]``) and basis_deals (their number). Ordered by owner (missing last), then month: the
+    order pandas groups them in, so sums over these rows add up as they did over the deals."""
+    t = opportunities(opps)
+    w = t.filter(flag(t.is_won), t.close_date.notnull(), t.amount.notnull())
+    amt = w.amount.cast("float64")
+    agg = {"bookings": amt.sum()}
+    if basis is not None:
+        inside = (w.close_date >= day(basis[0])) & (w.close_date <= day(basis[1]))
+        agg.update(basis=ibis.ifelse(inside, amt, 0.0).sum(), basis_deals=ibis.ifelse(inside, 1, 0).sum())
+    got = (
+        w.group_by(owner=w.owner.cast("string"), month=w.close_date.truncate("M")).aggregate(**agg).execute()
     )
-    return out
+    got["owner"] = got["owner"].astype(object).where(got["owner"].notna(), None)
+    got["month"] = pd.to_datetime(got["month"]).astype("datetime64[ns]")
+    for c in ("bookings", "basis"):
+        if c in got.columns:
+            got[c] = got[c].astype("float64")
+    if "basis_deals" in got.columns:
+        got["basis_deals"] = got["basis_deals"].astype("int64")
+    return got.sort_values(["owner", "month"], na_position="last", ignore_index=True)
+
+
+def monthly_bookings(opps, won: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``B`` per owner and month: columns owner, month (month start), bookings (Σ amount of won deals),
+    from ``won_by_month`` (``won``: its result when already fetched)."""
+    w = won_by_month(opps) if won is None else won
+    return w.loc[w["owner"].notna(), ["owner", "month", "bookings"]].reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -98,19 +125,26 @@ class TargetBasis:
         return self.label.removeprefix("Bookings, ").removesuffix(" bookings")
 
 
-def target_basis(opps: pd.DataFrame, cal: FiscalCalendar, fiscal_year: int, as_of) -> TargetBasis:
-    """``B`` of fiscal year ``fiscal_year − 1`` when it has ended by ``as_of``; otherwise ``B`` of the
-    trailing twelve months ending ``as_of`` (the prior year is not complete yet)."""
+def basis_window(cal: FiscalCalendar, fiscal_year: int, as_of) -> tuple[str, pd.Timestamp, pd.Timestamp]:
+    """(label, start, end) of the bookings the target grows from: fiscal year ``fiscal_year − 1`` when it
+    has ended by ``as_of``; otherwise the trailing twelve months ending ``as_of``."""
     a = pd.Timestamp(as_of).normalize()
     prev_end = cal.year_end(fiscal_year - 1)
     if prev_end <= a:
-        start, end, label = cal.year_start(fiscal_year - 1), prev_end, f"FY{fiscal_year - 1} bookings"
-    else:
-        start, end = a - pd.DateOffset(years=1) + pd.Timedelta(days=1), a
-        label = f"Bookings, 12 months to {a:%Y-%m-%d} (FY{fiscal_year - 1} not complete)"
-    won = won_deals(opps)
-    b = float(won.loc[(won["close_date"] >= start) & (won["close_date"] <= end), "amount"].sum())
-    return TargetBasis(label, start, end, b)
+        return f"FY{fiscal_year - 1} bookings", cal.year_start(fiscal_year - 1), prev_end
+    start = a - pd.DateOffset(years=1) + pd.Timedelta(days=1)
+    return f"Bookings, 12 months to {a:%Y-%m-%d} (FY{fiscal_year - 1} not complete)", start, a
+
+
+def target_basis(
+    opps, cal: FiscalCalendar, fiscal_year: int, as_of, won: pd.DataFrame | None = None
+) -> TargetBasis:
+    """``B`` over ``basis_window``: of fiscal year ``fiscal_year − 1`` when it has ended by ``as_of``;
+    otherwise of the trailing twelve months ending ``as_of`` (the prior year is not complete yet). Summed
+    on the engine per owner and month (``won``: ``won_by_month``'s result for that window, when fetched)."""
+    label, start, end = basis_window(cal, fiscal_year, as_of)
+    w = won_by_month(opps, (start, end)) if won is None else won
+    return TargetBasis(label, start, end, float(w["basis"].sum()))
 
 
 def company_target(basis_bookings: float, growth_rate: float, configured: float | None = None) -> float:
@@ -123,19 +157,23 @@ def company_target(basis_bookings: float, growth_rate: float, configured: float 
 # --------------------------------------------------------------------------------------------------
 # seasonality and the monthly plan
 # --------------------------------------------------------------------------------------------------
-def seasonality(opps: pd.DataFrame, cal: FiscalCalendar, as_of, lookback_months: int = 36) -> pd.DataFrame:
+def seasonality(
+    opps, cal: FiscalCalendar, as_of, lookback_months: int = 36, won: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Seasonal share of each fiscal month from history.
 
     Over the last ``lookback_months`` complete months up to ``as_of``: ``avg_m`` = mean company bookings of
     the calendar months falling in fiscal month ``m``; ``s_m = avg_m / Σ avg``. Flat (1/12 each) when some
     fiscal month has no history or there are no bookings. Columns: fiscal_month, quarter, share, years.
+    From ``won_by_month`` (``won``: its result when already fetched).
     """
     last = last_complete_month(as_of)
     months = pd.date_range(last - pd.DateOffset(months=lookback_months - 1), last, freq="MS")
-    b = monthly_bookings(opps).groupby("month")["bookings"].sum().reindex(months, fill_value=0.0)
-    first_deal = won_deals(opps)["close_date"].min()
-    if pd.notna(first_deal):
-        b = b[b.index >= month_start(first_deal)]
+    w = won_by_month(opps) if won is None else won
+    b = monthly_bookings(opps, w).groupby("month")["bookings"].sum().reindex(months, fill_value=0.0)
+    first_month = w["month"].min()  # the first won deal's month (deals without an owner too)
+    if pd.notna(first_month):
+        b = b[b.index >= first_month]
     fm = ((b.index.month - cal.start_month) % 12) + 1
     grouped = b.groupby(fm)
     avg = grouped.mean().reindex(range(1, 13))
@@ -219,19 +257,16 @@ PLAN_REP_COLUMNS = [
 ]
 
 
-def roster(reps: pd.DataFrame | None, opps: pd.DataFrame, start, end, as_of) -> pd.DataFrame:
+def roster(reps: pd.DataFrame | None, opps, start, end, as_of) -> pd.DataFrame:
     """The people employed at some point in ``[start, end]`` (end_date empty or on/after ``start``,
     hire_date empty or on/before ``end``). Without a ``reps`` table: every owner with a deal created or
     closed in the 12 months to ``as_of``, in one team. Columns rep_id, name, team, role, revenue,
-    hire_date, end_date, ote, ramp_months, weight, planned (hired after ``as_of``)."""
+    hire_date, end_date, ote, ramp_months, weight, planned (hired after ``as_of``). ``opps``: an engine
+    table or a frame, asked only without reps (``recent_owners``)."""
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     a = pd.Timestamp(as_of).normalize()
     if reps is None or len(reps) == 0:
-        recent = (opps["created_date"] > a - pd.DateOffset(years=1)) | (
-            opps["close_date"] > a - pd.DateOffset(years=1)
-        )
-        ids = sorted(opps.loc[recent, "owner"].dropna().unique())
-        r = pd.DataFrame({"rep_id": pd.array(ids, dtype="str")})
+        r = pd.DataFrame({"rep_id": pd.array(recent_owners(opps, a), dtype="str")})
     else:
         r = reps.copy()
     for col, default in (
@@ -260,6 +295,16 @@ def roster(reps: pd.DataFrame | None, opps: pd.DataFrame, start, end, as_of) -> 
     r["revenue"] = [is_revenue_role(x) for x in r["role"]]
     r["planned"] = r["hire_date"].notna() & (r["hire_date"] > a)
     return r[PLAN_REP_COLUMNS].reset_index(drop=True)
+
+
+def recent_owners(opps, as_of) -> list[str]:
+    """The owners (sorted) of the deals created or closed in the year to ``as_of`` (after the day one year
+    before), asked of the engine."""
+    t = opportunities(opps)
+    cut = day(pd.Timestamp(as_of).normalize() - pd.DateOffset(years=1))
+    recent = t.filter((t.created_date > cut) | (t.close_date > cut), t.owner.notnull())
+    got = recent.select(owner=recent.owner.cast("string")).distinct().execute()
+    return sorted(got["owner"].astype(str))
 
 
 def planned_hires(
@@ -696,13 +741,16 @@ class FunnelRates:
         )
 
 
-def seller_ids(reps: pd.DataFrame | None, opps: pd.DataFrame) -> list[str]:
+def seller_ids(reps: pd.DataFrame | None, opps) -> list[str]:
     """The AEs whose own activity the reverse funnel measures: reps whose role is not a non-revenue role
-    (SDR/BDR) when ``reps`` has a role column; otherwise the owners of opportunities (SDRs own none)."""
+    (SDR/BDR) when ``reps`` has a role column; otherwise the owners of opportunities (SDRs own none),
+    sorted, asked of the engine (``opps``: an engine table or a frame)."""
     if reps is not None and {"rep_id", "role"} <= set(reps.columns):
         r = reps.dropna(subset=["rep_id"])
         return [str(x) for x, role in zip(r["rep_id"], r["role"], strict=True) if is_revenue_role(role)]
-    return [str(x) for x in opps["owner"].dropna().astype("str").unique()]
+    t = opportunities(opps)
+    got = t.filter(t.owner.notnull()).select(owner=t.owner.cast("string")).distinct().execute()
+    return sorted(got["owner"].astype(str))
 
 
 def ae_activity(activities, start, end, sellers: list[str]) -> tuple[int, int]:
@@ -729,8 +777,19 @@ def ae_activity(activities, start, end, sellers: list[str]) -> tuple[int, int]:
     return int(got["meetings"].fillna(0).iloc[0]), int(got["calls"].fillna(0).iloc[0])
 
 
+def deal_funnel(opps, start, end, owners=None) -> tuple[dict, int]:
+    """The deal side of the funnel over ``[start, end]`` (for ``owners`` when given), counted on the
+    engine (``opps``: an engine table or a frame): ``rates.totals`` of the deals closed in the window
+    (``helpers.metrics.expr.totals``) and the number of deals created in it."""
+    o = opportunities(opps)
+    if owners is not None:
+        o = among(o, "owner", owners)
+    made = o.filter(o.created_date >= day(start), o.created_date <= day(end))
+    return X.totals(X.closed_between(o, start, end)), int(made.count().execute())
+
+
 def funnel_rates(
-    opps: pd.DataFrame,
+    opps,
     activities: pd.DataFrame | None,
     as_of,
     months: int = 12,
@@ -747,11 +806,10 @@ def funnel_rates(
     AE funnel from AE activity: activity counts only for ``seller_ids(reps, opps)`` (SDR calls and meetings
     are left out; the opportunities SDR meetings source are in the denominator, as AE opportunities), so
     calls per opportunity = AE calls ÷ opportunities created.
-    A rate that cannot be measured (no rows, zero denominator) takes the value in ``BENCHMARKS``."""
+    A rate that cannot be measured (no rows, zero denominator) takes the value in ``BENCHMARKS``.
+    The deal counts and sums are made on the engine (``opps``: an engine table or a frame)."""
     start, a = trailing_window(as_of, months)
-    o = opps if owners is None else opps.loc[opps["owner"].isin(list(owners))]
-    t = R.totals(R.closed_in(o, start, a))
-    created = int(((o["created_date"] >= start) & (o["created_date"] <= a)).sum())
+    t, created = deal_funnel(opps, start, a, owners)
     src = {}
     rates = {}
     rates["avg_deal_size"], src["avg_deal_size"] = (

@@ -108,9 +108,9 @@ class ReportContext:
     def source(self, table: str):
         """``table`` where it lives: the engine's table for a dataset read from a folder or database, the
         frame for one built in memory (for a lookup that runs beside an engine table)."""
-        if bool(self.ds.files):
-            return self.eng.tables.get(table)
-        return self.ds.tables.get(table)
+        from helpers.data import engine
+
+        return engine.source(self.ds, table)
 
     def missing(self, table: str, *columns: str, section: str = "This section") -> str | None:
         """``Dataset.missing``, asked of the engine for a table left where it lives."""
