@@ -1332,3 +1332,28 @@ def test_quota_plan_aggregates_on_the_engine_by_hand(hand_engine, hand_dir):
 
 def test_quota_plan_aggregates_on_the_engine_on_the_sample(sample_engine, sample):
     _quota_check(sample_engine["opportunities"], sample, sample.as_of, (2026, 2027))
+
+
+def test_a_kernel_on_postgres_keeps_the_tables_it_asks_there(pg_dataset, sample_dir, monkeypatch):
+    # the activity log, the leads and a table left out of the kernel are read canonically once per kernel
+    # (a temporary table of the session); the metrics over them give what they give from files
+    from helpers.metrics import activity as A
+    from helpers.sections.context import open_report
+
+    monkeypatch.setenv("REVOPS_TEST_DB_USER", PG_USER)
+    monkeypatch.setenv("REVOPS_TEST_DB_PASSWORD", PG_PASSWORD)
+    pg = open_report(str(pg_dataset), tables=["reps"], show_header=False)
+    files = open_report(str(sample_dir), tables=["reps"], show_header=False)
+    for t in ("activities", "leads"):
+        assert _kept_name(getattr(pg, t)).startswith("_kept_"), t
+        assert getattr(pg, t) is getattr(pg, t)  # once per kernel
+        assert not _kept_name(getattr(files, t)).startswith("_kept_")  # DuckDB: the file's table itself
+    assert _kept_name(pg.source("opportunities")).startswith("_kept_")
+    window = ("2026-08-01", "2026-10-31")
+    assert A.count(pg.activities, *window) == A.count(files.activities, *window) > 0
+    pdt.assert_frame_equal(
+        A.meeting_outcomes(pg.activities, *window, by="owner").sort_index(),
+        A.meeting_outcomes(files.activities, *window, by="owner").sort_index(),
+        check_dtype=False,
+    )
+    assert pg.source("opportunities").count().execute() == len(load(sample_dir).opportunities)

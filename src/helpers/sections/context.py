@@ -95,22 +95,32 @@ class ReportContext:
         """The activity log as an engine table (never loaded into the kernel; the frame itself for a
         dataset built in memory), or None without one."""
         if self._on_engine("activities"):
-            return self.eng.tables.get("activities")
+            return self._engine_table("activities")
         return self.ds.tables.get("activities")
 
     @property
     def leads(self):
         """The leads as an engine table (the frame itself for a dataset built in memory), or None."""
         if self._on_engine("leads"):
-            return self.eng.tables.get("leads")
+            return self._engine_table("leads")
         return self.ds.tables.get("leads")
 
     def source(self, table: str):
         """``table`` where it lives: the engine's table for a dataset read from a folder or database, the
         frame for one built in memory (for a lookup that runs beside an engine table)."""
-        from helpers.data import engine
+        if self.ds.files:
+            return self._engine_table(table)
+        return self.ds.tables.get(table)
 
-        return engine.source(self.ds, table)
+    def _engine_table(self, table: str):
+        """The engine's ``table``, on PostgreSQL kept once per kernel as a temporary table of the session
+        (``Engine.keep``): its canonical reading (trimmed text, vocabularies, stage spellings) is then made
+        once, not inside every query. On DuckDB the table itself."""
+        kept = self.__dict__.setdefault("_kept", {})
+        if table not in kept:
+            t = self.eng.tables.get(table)
+            kept[table] = None if t is None else self.eng.keep(t, on_server_only=True)
+        return kept[table]
 
     def missing(self, table: str, *columns: str, section: str = "This section") -> str | None:
         """``Dataset.missing``, asked of the engine for a table left where it lives."""
