@@ -901,6 +901,12 @@ def test_postgres_without_the_temp_privilege_computes_inside_each_query(
 
         with eng_mod.connect(hand_dir) as duck:
             pdt.assert_frame_equal(waterfall(eng), waterfall(duck), check_dtype=False)
+        # a small frame sent to join with: literal arrays instead of a temporary table
+        frame = pd.DataFrame({"_deal": ["o1", "o6", "nope"], "_n": [1, 2, 3]})
+        k = expr.keyed(eng["opportunities"], frame)
+        assert not _kept_name(k).startswith("_kept_")
+        got = eng.execute(k).sort_values("_n").reset_index(drop=True)
+        pdt.assert_frame_equal(got, frame, check_dtype=False)
     finally:
         eng.close()
 
@@ -1357,3 +1363,25 @@ def test_a_kernel_on_postgres_keeps_the_tables_it_asks_there(pg_dataset, sample_
         check_dtype=False,
     )
     assert pg.source("opportunities").count().execute() == len(load(sample_dir).opportunities)
+
+
+def test_a_frame_sent_to_postgres_is_a_temporary_table(request, hand_dir):
+    eng = _open(request, "postgres", hand_dir, "nine_deals_keyed")
+    try:
+        frame = pd.DataFrame(
+            {
+                "_deal": ["o1", "o6", None],
+                "_n": [1, 2, 3],
+                "_at": pd.to_datetime(["2026-10-01 00:00", None, "2026-09-30 12:00"]),
+                "_x": [0.5, None, 2.0],
+            }
+        )
+        k = expr.keyed(eng["opportunities"], frame)
+        assert _kept_name(k).startswith("_kept_")
+        got = eng.execute(k).sort_values("_n").reset_index(drop=True)
+        pdt.assert_frame_equal(got, frame, check_dtype=False)
+        o = eng["opportunities"]
+        j = o.inner_join(k, o.opportunity_id == k._deal)
+        assert sorted(eng.execute(j.select("opportunity_id"))["opportunity_id"]) == ["o1", "o6"]
+    finally:
+        eng.close()

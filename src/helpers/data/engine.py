@@ -168,25 +168,7 @@ class Engine:
             self._pg_temp(f'drop table if exists pg_temp."{name}"')
 
     def _pg_temp(self, *statements: str) -> bool:
-        """Run ``statements`` (on this session's temporary tables only) in one read-write transaction of
-        the otherwise read-only PostgreSQL connection; False, with nothing changed, when the server
-        refuses (no TEMP privilege, a hot standby). The read-only transaction open before ends here (it
-        only read), so the queries after it read a snapshot taken after the temporary table's."""
-        import psycopg
-
-        conn = self.backend.con
-        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            conn.commit()
-        conn.read_only = False
-        try:
-            with conn.cursor() as cur, conn.transaction():
-                for st in statements:
-                    cur.execute(st)
-            return True
-        except psycopg.Error:
-            return False
-        finally:
-            conn.read_only = True
+        return pg_temp(self.backend.con, *statements)
 
     def execute(self, expr) -> pd.DataFrame:
         """Run ``expr`` on the engine; its (small) result as a pandas DataFrame."""
@@ -206,6 +188,50 @@ class Engine:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def pg_temp(conn, *statements: str, rows: tuple[str, list] | None = None) -> bool:
+    """Run ``statements`` (on this session's temporary tables only) in one read-write transaction of the
+    otherwise read-only PostgreSQL connection ``conn`` (psycopg); ``rows``: (``COPY … FROM STDIN``
+    statement, rows) copied in after them. False, with nothing changed, when the server refuses (no
+    TEMP privilege, a hot standby). The read-only transaction open before ends here (it only read), so
+    the queries after it read a snapshot taken after the temporary table's."""
+    import psycopg
+
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.commit()
+    conn.read_only = False
+    try:
+        with conn.cursor() as cur, conn.transaction():
+            for st in statements:
+                cur.execute(st)
+            if rows is not None:
+                with cur.copy(rows[0]) as cp:
+                    for row in rows[1]:
+                        cp.write_row(row)
+        return True
+    except psycopg.Error:
+        return False
+    finally:
+        conn.read_only = True
+
+
+PG_TYPES = {"timestamp": "timestamp", "int64": "bigint", "float64": "double precision", "string": "text"}
+
+
+def pg_rows(backend, columns: dict[str, tuple[str, list]]):
+    """A temporary table of ``backend``'s PostgreSQL session (an Ibis backend over a connection the
+    engine opened) holding ``columns`` (name → (type: timestamp / int64 / float64 / string, values)),
+    copied in with ``COPY``; None when the server refuses a temporary table."""
+    name = f"_kept_{next(_KEPT)}"
+    names = list(columns)
+    cols = ", ".join(f'"{c}" {PG_TYPES[columns[c][0]]}' for c in names)
+    rows = list(zip(*[columns[c][1] for c in names], strict=True))
+    copy = f'copy "{name}" ({", ".join(chr(34) + c + chr(34) for c in names)}) from stdin'
+    if not pg_temp(backend.con, f'create temporary table "{name}" ({cols})', rows=(copy, rows)):
+        return None
+    pg_temp(backend.con, f'analyze "{name}"')  # after the rows: a statement of its own
+    return backend.table(name)
 
 
 # --------------------------------------------------------------------------------------------------

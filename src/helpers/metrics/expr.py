@@ -26,6 +26,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
+from helpers.data.engine import pg_rows
 from helpers.metrics import rates
 
 NOT_SET = "(not set)"
@@ -52,28 +53,29 @@ def as_table(data, timestamps=()) -> ibis.Table:
 
 def keyed(t: ibis.Table, frame: pd.DataFrame) -> ibis.Table:
     """A small pandas frame (deal ids and their close dates, say) as a table on ``t``'s engine, to join
-    with ``t`` there: an in-memory table on DuckDB and Spark; on PostgreSQL, whose connection is
-    read-only (no temporary table), one row per element of literal arrays (``unnest``) over a one-row
-    relation. Columns: text, integers (no missing values), timestamps, floats."""
-    if getattr(ibis.get_backend(t), "name", "") != "postgres":
+    with ``t`` there: an in-memory table on DuckDB and Spark; on PostgreSQL a temporary table of the
+    session copied in (``engine.pg_rows``; its planner then knows how many rows it holds), or where the
+    role may not make one, one row per element of literal arrays (``unnest``) over a one-row relation.
+    Columns: text, integers (no missing values), timestamps, floats."""
+    backend = ibis.get_backend(t)
+    if getattr(backend, "name", "") != "postgres":
         return ibis.memtable(frame.reset_index(drop=True))
-    one = t.select(_one=ibis.literal(1)).limit(1)
     cols = {}
     for c in frame.columns:
         s = frame[c]
         if pd.api.types.is_datetime64_any_dtype(s):
-            values, typ = (
-                [None if pd.isna(x) else pd.Timestamp(x).to_pydatetime() for x in s],
-                "array<timestamp>",
-            )
+            cols[c] = ("timestamp", [None if pd.isna(x) else pd.Timestamp(x).to_pydatetime() for x in s])
         elif pd.api.types.is_integer_dtype(s):
-            values, typ = [int(x) for x in s], "array<int64>"
+            cols[c] = ("int64", [int(x) for x in s])
         elif pd.api.types.is_numeric_dtype(s):
-            values, typ = [None if pd.isna(x) else float(x) for x in s], "array<float64>"
+            cols[c] = ("float64", [None if pd.isna(x) else float(x) for x in s])
         else:
-            values, typ = [None if pd.isna(x) else str(x) for x in s], "array<string>"
-        cols[c] = ibis.literal(values, type=typ).unnest()
-    return one.select(**cols)
+            cols[c] = ("string", [None if pd.isna(x) else str(x) for x in s])
+    kept = pg_rows(backend, cols) if hasattr(backend, "con") else None
+    if kept is not None:
+        return kept
+    one = t.select(_one=ibis.literal(1)).limit(1)
+    return one.select(**{c: ibis.literal(v, type=f"array<{typ}>").unnest() for c, (typ, v) in cols.items()})
 
 
 SHORT_LIST = 64  # values written into the query as literals; a longer list goes as a table

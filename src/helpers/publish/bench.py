@@ -337,11 +337,12 @@ def pg_rows_sent(con, dbname: str) -> list[tuple[str, int, int]]:
     returned by SELECT and written out by ``COPY … TO STDOUT``; top-level statements only (the server's
     default), so a ``COPY (select …)`` counts its rows once. Left out: the counting's own statements,
     and what writes rows that stay on the server (a temporary table the engine keeps, its ``analyze``
-    and ``drop``)."""
+    and ``drop``, and the rows of a small frame copied into one: ``COPY … FROM STDIN`` counts rows received)."""
     return con.execute(
         """select s.query, s.calls, s.rows from pg_stat_statements s join pg_database d on d.oid = s.dbid
         where d.datname = %s and s.query not ilike '%%pg_stat_statements%%'
         and s.query !~* '^\\s*(create\\s+temporary\\s+table|analyze|drop\\s+table)\\s'
+        and s.query !~* '^\\s*copy\\s.*\\sfrom\\s+stdin'
         order by s.rows desc""",
         (dbname,),
     ).fetchall()
