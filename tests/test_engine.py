@@ -79,15 +79,26 @@ o3,2026-10-31 09:00:00,Closed Lost,300,2026-10-31
 # --------------------------------------------------------------------------------------------------
 # engines
 # --------------------------------------------------------------------------------------------------
+def _hand_folder(tmp_path_factory, name: str, config: dict, **tables: str) -> Path:
+    """A dataset folder ``name``: its dataset.yml and one CSV per table (``table=text``)."""
+    folder = tmp_path_factory.mktemp("hand") / name
+    folder.mkdir()
+    (folder / "dataset.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    for table, text in tables.items():
+        (folder / f"{table}.csv").write_text(text)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def hand_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("hand") / "nine_deals"
-    folder.mkdir()
-    (folder / "dataset.yml").write_text(yaml.safe_dump(HAND_CONFIG, sort_keys=False))
-    (folder / "opportunities.csv").write_text(HAND_OPPS)
-    (folder / "reps.csv").write_text(HAND_REPS)
-    (folder / "opportunity_history.csv").write_text(HAND_HISTORY)
-    return folder
+    return _hand_folder(
+        tmp_path_factory,
+        "nine_deals",
+        HAND_CONFIG,
+        opportunities=HAND_OPPS,
+        reps=HAND_REPS,
+        opportunity_history=HAND_HISTORY,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -970,15 +981,14 @@ a24,S1,meeting,2025-09-03 12:00:00,,held,
 
 @pytest.fixture(scope="session")
 def activity_hand_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("hand") / "activity_log"
-    folder.mkdir()
-    (folder / "dataset.yml").write_text(
-        yaml.safe_dump(HAND_CONFIG | {"name": "Activity log"}, sort_keys=False)
+    return _hand_folder(
+        tmp_path_factory,
+        "activity_log",
+        HAND_CONFIG | {"name": "Activity log"},
+        opportunities=ACT_OPPS,
+        reps=ACT_REPS,
+        activities=ACT_LOG,
     )
-    (folder / "opportunities.csv").write_text(ACT_OPPS)
-    (folder / "reps.csv").write_text(ACT_REPS)
-    (folder / "activities.csv").write_text(ACT_LOG)
-    return folder
 
 
 @pytest.fixture(scope="module", params=ENGINES)
@@ -1103,13 +1113,9 @@ Hale,2026-09-01,900,
 
 @pytest.fixture(scope="session")
 def winloss_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("winloss") / "winloss_deals"
-    folder.mkdir()
-    (folder / "dataset.yml").write_text(yaml.safe_dump(WL_CONFIG, sort_keys=False))
-    (folder / "opportunities.csv").write_text(WL_OPPS)
-    (folder / "reps.csv").write_text(HAND_REPS)
-    (folder / "churn.csv").write_text(WL_CHURN)
-    return folder
+    return _hand_folder(
+        tmp_path_factory, "winloss_deals", WL_CONFIG, opportunities=WL_OPPS, reps=HAND_REPS, churn=WL_CHURN
+    )
 
 
 @pytest.fixture(scope="module", params=ENGINES)
