@@ -153,8 +153,11 @@ def flag(col):
 
 
 def amount(t):
-    """``amount`` with empty = 0 (0 when the table has no amount column)."""
-    return t.amount.fill_null(0.0) if "amount" in t.columns else ibis.literal(0.0)
+    """``amount`` with empty = 0 (a column of zeros when the table has no amount column: a literal
+    would have no sum)."""
+    if "amount" in t.columns:
+        return t.amount.fill_null(0.0)
+    return ibis.ifelse(t[t.columns[0]].isnull(), 0.0, 0.0)
 
 
 def closed_between(opps, start, end):
@@ -193,9 +196,10 @@ def outcome_counts(c):
     amount adds 0), lost_amount_known (lost deals with a positive amount), won_priced (won deals with an
     amount) and won_priced_amount."""
     won = flag(c.is_won)
+    has = "amount" in c.columns  # without amounts: columns of falses (a literal has no sum)
     amt = amount(c)
-    priced = won & c.amount.notnull() if "amount" in c.columns else ibis.literal(False)
-    lost_known = ~won & (c.amount > 0) if "amount" in c.columns else ibis.literal(False)
+    priced = won & (c.amount.notnull() if has else False)
+    lost_known = ~won & ((c.amount > 0) if has else False)
     return c.group_by("group").aggregate(
         deals=c.count(),
         won=ibis.ifelse(won, 1, 0).sum(),
