@@ -644,19 +644,13 @@ def rows_of(eng, table: str, ids) -> pd.DataFrame:
     types it, in the table's order: on DuckDB the order the rows were written (its rowid, the file's
     order); elsewhere sorted by deal and change time (rows changed at the same moment in no set order)."""
     from helpers.data.schema import TABLES
-    from helpers.data.sources import quote_ident
 
-    t = eng[table]
+    t = ex.in_order(eng[table])  # a column ``_row`` where the order the rows were written is known
     keys = pd.Series(pd.unique(pd.Series(ids).dropna().astype("str")), dtype="str")
-    if eng.name == "duckdb" and getattr(t.op(), "name", None) == table:
-        # the rows in the order they were written (DuckDB's rowid; Ibis has no name for it)
-        sql = (
-            f"select * from {quote_ident(table)} where opportunity_id in (select unnest($ids)) order by rowid"
-        )
-        rel = eng.backend.con.sql(sql, params={"ids": list(keys)})
-        out = rel.to_arrow_table().to_pandas(date_as_object=False)
+    t = within(t, "opportunity_id", ex.keyed(t, pd.DataFrame({"_id": keys})), "_id")
+    if ex.ROW in t.columns:
+        out = eng.execute(t.order_by(ex.ROW)).drop(columns=ex.ROW)
     else:
-        t = within(t, "opportunity_id", ex.keyed(t, pd.DataFrame({"_id": keys})), "_id")
         order = [c for c in ("opportunity_id", "changed_at") if c in t.columns]
         out = eng.execute(t.order_by(order) if order else t)
     out = out.reset_index(drop=True)
