@@ -651,6 +651,38 @@ def test_uncached_dataset_runs_in_memory(sample_dir, monkeypatch):
         assert expr.win_rate(e, "2026-02-01", SAMPLE_AS_OF)["closed"] > 0
 
 
+@pytest.mark.parametrize("cached", [True, False])
+def test_duckdb_memory_is_capped_and_spills_to_its_own_folder(hand_dir, tmp_path, monkeypatch, cached):
+    """A kernel's DuckDB holds at most REVOPS_ENGINE_MEMORY (default 512MB, not DuckDB's 80% of the
+    machine per kernel); a table larger than that still builds, spilled to the engine's own temporary
+    folder (not the working directory nor beside the shared cache file), removed on close."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REVOPS_ENGINE_MEMORY", raising=False)
+    if not cached:
+        monkeypatch.setenv("REVOPS_CACHE", "0")
+
+    def setting(e, name):
+        return e.backend.con.execute(f"select current_setting('{name}')").fetchone()[0]
+
+    with eng_mod.connect(hand_dir) as e:
+        assert setting(e, "memory_limit") == "488.2 MiB"  # 512MB as DuckDB prints it
+    monkeypatch.setenv("REVOPS_ENGINE_MEMORY", "40MB")
+    with eng_mod.connect(hand_dir) as e:
+        spill = Path(setting(e, "temp_directory"))
+        assert setting(e, "memory_limit") == "38.1 MiB"
+        assert spill.is_dir() and spill.name.startswith("revops-duckdb-")
+        # ~160 MB of doubles: four times the limit
+        e.backend.raw_sql("create temp table big as select range::double x, random() y from range(10000000)")
+        n, total = e.backend.con.execute("select count(*), sum(x) from big").fetchone()
+        assert (n, total) == (10_000_000, 10_000_000 * 9_999_999 / 2)
+        assert any(spill.iterdir())  # what did not fit went there
+    assert not spill.exists()
+    assert not any(tmp_path.iterdir())  # nothing written in the working directory
+    monkeypatch.setenv("REVOPS_ENGINE_MEMORY", "lots")
+    with pytest.raises(ValueError, match=r"REVOPS_ENGINE_MEMORY='lots' is not a memory size"):
+        eng_mod.connect(hand_dir)
+
+
 def test_engine_is_chosen_by_argument_environment_then_dataset_yml(hand_dir, tmp_path, monkeypatch):
     monkeypatch.delenv("REVOPS_ENGINE", raising=False)
     cfg = eng_mod.load_config(hand_dir)

@@ -36,6 +36,7 @@ small aggregated results come back, as pandas frames (``Engine.execute``).
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import hashlib
 import itertools
@@ -486,10 +487,36 @@ def _connect_duckdb(folder: Path, config: DatasetConfig, table_sources: dict) ->
             con.raw_sql(f"create table {sources.quote_ident(name)} as select * from _typed_{name}")
             con.con.unregister(f"_typed_{name}")
         where = "in-memory DuckDB (dataset not cached)"
+    spill = _limit_memory(con.con)
     # (not con.list_tables(): ibis 12.0's calls DuckDB 2.0's removed cursor.fetch_arrow_table)
     present = {r[0] for r in con.con.execute("select table_name from information_schema.tables").fetchall()}
     tables = {t: con.table(t) for t in TABLES if t in present}
-    return Engine("duckdb", con, tables, config, folder, where, [con.disconnect])
+    done = [lambda: shutil.rmtree(spill, ignore_errors=True), con.disconnect]  # (closed last to first)
+    return Engine("duckdb", con, tables, config, folder, where, done)
+
+
+DUCKDB_MEMORY = "512MB"  # a kernel's DuckDB memory (REVOPS_ENGINE_MEMORY); beyond it, it spills to disk
+
+
+def _limit_memory(con) -> str:
+    """Cap what DuckDB holds in this process (its default is 80% of the machine's memory, per kernel,
+    and a report runs two kernels at once) at ``REVOPS_ENGINE_MEMORY`` (default ``DUCKDB_MEMORY``, a
+    DuckDB size such as "2GB"); what a query or a kept table needs beyond it goes to a temporary folder
+    of its own (removed on close), not to DuckDB's default beside the database or in the working
+    directory. At 1M opportunities the pipeline kernel peaked at 2.36 GB without it and 1.62 GB with
+    512MB, in the same time (docs/performance.md). Returns the folder."""
+    limit = os.environ.get("REVOPS_ENGINE_MEMORY") or DUCKDB_MEMORY
+    spill = tempfile.mkdtemp(prefix="revops-duckdb-")
+    try:
+        con.execute("set memory_limit = '" + limit.replace("'", "''") + "'")
+    except Exception as e:  # noqa: BLE001 - say which setting, not DuckDB's parser message alone
+        shutil.rmtree(spill, ignore_errors=True)
+        raise ValueError(
+            f"REVOPS_ENGINE_MEMORY={limit!r} is not a memory size DuckDB understands (e.g. 512MB, 2GB): {e}"
+        ) from None
+    con.execute(f"set temp_directory = '{spill}'")
+    atexit.register(shutil.rmtree, spill, True)  # a kernel's engine is kept open until the kernel ends
+    return spill
 
 
 def typed_parquet(folder: Path, table_sources: dict) -> tuple[Path, bool]:
