@@ -15,7 +15,9 @@ small aggregated results come back, as pandas frames (``Engine.execute``).
   source file, ``dataset.yml`` and the loading code; plus this module's code). The file is written to a
   temporary name and renamed, then opened **read-only**, so several kernels share it at once. With the
   cache off (``REVOPS_CACHE=0``) or sources that cannot be fingerprinted (a PostgreSQL table read into
-  DuckDB), the typed tables go into an in-memory DuckDB instead.
+  DuckDB), the typed tables go into an in-memory DuckDB instead. Each connection holds at most
+  ``REVOPS_ENGINE_MEMORY`` (default 512MB) and spills the rest to a temporary folder of its own
+  (``_limit_memory``).
 - ``postgres`` — the tables named in ``dataset.yml`` (``url`` + ``table`` or ``query``, credentials
   from the environment as ``helpers.data.sources`` describes), queried in place over one read-only
   connection opened by ``sources.TableReader`` (so the same redaction of credentials in errors). Every
