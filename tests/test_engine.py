@@ -382,14 +382,12 @@ def _movement_check(eng, ds, scope: str, who: str, as_of, qtd_start):
     d = hi.deals(eng, sc.owners, as_of, ds.as_of, base=now)
     if as_of < ds.as_of:  # and normalized again from the cut history: the same deals
         again = hi.deals(eng, sc.owners, as_of, ds.as_of)
-        pdt.assert_frame_equal(
-            hi.rewind_frame(pipeline.in_scope(ds.opportunities, sc.owners), again),
-            hi.rewind_frame(pipeline.in_scope(ds.opportunities, sc.owners), d),
-        )
+        table = eng["opportunities"]
+        pdt.assert_frame_equal(pipeline.working_set(again, table, None), pipeline.working_set(d, table, None))
     norm = movement.normalized_history(sc.history, sc.opps, cfg)
     # the rewound deals
-    got = hi.rewind_frame(pipeline.in_scope(ds.opportunities, sc.owners), d)
-    pdt.assert_frame_equal(got.reset_index(drop=True), sc.opps.reset_index(drop=True))
+    got = pipeline.working_set(d, eng["opportunities"], None)
+    pdt.assert_frame_equal(got, sc.opps.reset_index(drop=True))
     # stage win rates and conversion over every deal as it is now
     everyone = hi.deals(eng, None, ds.as_of, ds.as_of)
     reached = movement.stages_reached(ds.opportunity_history, ds.opportunities, cfg)
@@ -1268,25 +1266,39 @@ def test_strip_trims_whitespace_only_on_every_engine(hand_engine, value):
     assert got == [value.strip(), value.lstrip(), value.rstrip()]
 
 
-@pytest.mark.parametrize("as_of", ["2026-09-30", "2026-06-30", "2025-12-31"])
-def test_rewound_frame_fetches_only_the_deals_that_differ(sample_engine, sample, as_of):
-    # the change since last month rewinds the loaded deals: the deals whose rewound values equal the
-    # exported ones no longer come back from the engine, and the frame is the one made from every deal
-    import dataclasses
+@pytest.mark.parametrize("as_of", [SAMPLE_AS_OF, "2026-09-30", "2025-12-31"])
+def test_pipeline_kernel_gets_the_working_set_of_the_deals(sample_engine, sample, as_of):
+    # pipeline health's kernel gets the scope's deals (rewound to the report's day) that are open, or
+    # closed or created since working_set_start: the loaded frame's rows (DuckDB: in its order; elsewhere
+    # by id, the sample's order too), typed the same; the headline figures made from it are those made
+    # from every deal, and the deals left on the engine are many
+    import copy
 
-    from helpers.metrics import history as hi
+    from helpers.data.calendar import FiscalCalendar
 
-    base = hi.deals(sample_engine, as_of=SAMPLE_AS_OF, export_as_of=SAMPLE_AS_OF)
-    d = hi.deals(sample_engine, as_of=as_of, export_as_of=SAMPLE_AS_OF, base=base)
-    assert d.today is not None
-    opps = sample.opportunities
-    got = hi.rewind_frame(opps, d)
-    want = hi.rewind_frame(opps, dataclasses.replace(d, today=None))
-    pdt.assert_frame_equal(got, want)
-    changed = (got[list(d.replayed)] != opps.loc[got.index, list(d.replayed)]).any(axis=1)
-    assert 0 < changed.sum() < len(got)  # some deals differ, most do not
-    d.release()
-    base.release()
+    cfg, as_of = sample.config, pd.Timestamp(as_of)
+    since = pipeline.working_set_start(FiscalCalendar(cfg.fiscal_year_start_month), as_of)
+    assert since <= as_of - pd.DateOffset(months=24)
+    team = sorted(sample.reps["team"].dropna().unique())[0]
+    for scope, who in (("company", ""), ("team", team)):
+        sc = pipeline.Scoped(sample, scope, who, as_of=as_of, engine=sample_engine)
+        every = pipeline.in_scope(sample.opportunities, sc.owners)
+        if as_of < sample.as_of:
+            hist = sample.opportunity_history
+            every = movement.rewind(every, hist[hist["changed_at"] <= as_of + pd.Timedelta("1D")], cfg, as_of)
+        closed = every["is_closed"].fillna(False).astype(bool)
+        keep = ~closed | (every["close_date"] >= since) | (every["created_date"] >= since)
+        pdt.assert_frame_equal(sc.opps, every[keep].reset_index(drop=True))
+        assert 0 < len(sc.opps) and (~keep).sum() > len(every) // 5  # many stay on the engine
+        whole = copy.copy(sc)
+        whole.opps = every
+        cal = FiscalCalendar(cfg.fiscal_year_start_month)
+        got = pipeline.headline_figures(sc, cfg, cal, as_of, 3.0, cfg.targets)
+        want = pipeline.headline_figures(whole, cfg, cal, as_of, 3.0, cfg.targets)
+        assert {k: (f.value, f.window, f.base) for k, f in got.items()} == {
+            k: (f.value, f.window, f.base) for k, f in want.items()
+        }
+        sc.deals.release()
 
 
 # the quota plan's questions to the opportunities: asked where they live, on DuckDB, PostgreSQL and Spark,

@@ -135,6 +135,26 @@ def in_order(data) -> ibis.Table:
     return backend.table(view)
 
 
+def as_loaded(df: pd.DataFrame, table: str = "opportunities") -> pd.DataFrame:
+    """Rows of ``table`` from the engine typed as ``dataset.load`` types them (dates and datetimes
+    datetime64[us], ids and text str, amounts and numbers float64, flags boolean)."""
+    from helpers.data.schema import TABLES
+
+    contract = TABLES[table]
+    for c in df.columns:
+        spec = contract.column(c)
+        kind = spec.kind if spec is not None else None
+        if kind in ("date", "datetime"):
+            df[c] = pd.to_datetime(df[c]).astype("datetime64[us]")
+        elif kind in ("id", "str"):
+            df[c] = df[c].astype("str")
+        elif kind in ("money", "number", "prob"):
+            df[c] = df[c].astype("float64")
+        elif kind == "bool":
+            df[c] = df[c].astype("boolean")
+    return df
+
+
 def within(t: ibis.Table, col: str, other: ibis.Table, other_col: str) -> ibis.Table:
     """Rows of ``t`` whose ``col`` is among ``other``'s ``other_col`` (a semi-join, written as a join to the
     distinct keys: nested in a larger query, ibis 12 writes PostgreSQL a SEMI JOIN it does not have)."""

@@ -53,7 +53,6 @@ class Deals:
     norm: ibis.Table | None
     as_of: pd.Timestamp
     replayed: tuple = ()  # the fields rewinding replaced (stage, amount, close_date, …)
-    today: ibis.Table | None = None  # rewound deals: the same scope's deals as exported
 
     def execute(self, e) -> pd.DataFrame:
         return self.eng.execute(e)
@@ -88,7 +87,6 @@ def deals(eng, owners=None, as_of=None, export_as_of=None, base: Deals | None = 
     if owners is not None:
         h = within(h, "opportunity_id", o, "opportunity_id")
     view = eng.view(opportunities=o, opportunity_history=h)
-    today = o
     if rewound:
         whole = h
         h = h.filter(h.changed_at < _ts(as_of + DAY))
@@ -102,11 +100,11 @@ def deals(eng, owners=None, as_of=None, export_as_of=None, base: Deals | None = 
         o = view.keep(o)
         view = eng.view(opportunities=o, opportunity_history=h)
         if made is not None:
-            return Deals(view, o, made, as_of, tuple(replayed), today)
+            return Deals(view, o, made, as_of, tuple(replayed))
     else:
         replayed = ()
     norm = view.keep(ex.normalized_history(view))
-    return Deals(view, o, norm, as_of, tuple(replayed), today if rewound else None)
+    return Deals(view, o, norm, as_of, tuple(replayed))
 
 
 def _cut_from(base: Deals, cut, whole, as_of):
@@ -451,47 +449,6 @@ def slipped_deals(d: Deals, config, start, end) -> pd.DataFrame:
         kind="stable",
     )
     return out.drop(columns="_closed").reset_index(drop=True)
-
-
-# --------------------------------------------------------------------------------------------------
-# rewind (the deals as a pandas frame, for the figures measured in pandas)
-# --------------------------------------------------------------------------------------------------
-def rewind_frame(opps: pd.DataFrame, d: Deals) -> pd.DataFrame:
-    """The loaded ``opps`` rewound to ``d.as_of`` (``deals``), the replayed values from the engine:
-    the deals created by then, with the replayed fields (those ``deals`` rewound) mapped onto them."""
-    as_of = d.as_of
-    o = opps[opps["created_date"] <= as_of].copy()
-    if d.norm is None or not len(o):
-        return o
-    fields = list(d.replayed)
-    cols = [*fields, "is_won", "is_closed"]
-    r = d.opps.select("opportunity_id", *cols)
-    whole = d.today is None or not set(cols) <= set(o.columns) & set(d.today.columns)
-    if not whole:  # only the deals whose rewound values differ from the exported ones come back
-        t = d.today.select(_id=d.today.opportunity_id, **{f"_t_{c}": d.today[c] for c in cols})
-        j = r.left_join(t, r.opportunity_id == t._id)
-        differs = ibis.or_(*[~j[c].identical_to(j[f"_t_{c}"]) for c in cols]) | j._id.isnull()
-        r = j.filter(differs).select("opportunity_id", *cols)
-    got = d.execute(r)
-    # one lookup of the ids, then every field by position; the deals that did not come back keep the
-    # loaded values (the same)
-    at = o.index if whole else o.index[o["opportunity_id"].isin(got["opportunity_id"])]
-    got = got.set_index("opportunity_id").reindex(o.loc[at, "opportunity_id"]).set_axis(at)
-    for f in fields:
-        vals = got[f]
-        if f == "close_date":
-            vals = pd.to_datetime(vals).astype("datetime64[us]")
-        if whole:
-            o[f] = vals.astype(o[f].dtype if f in o.columns else vals.dtype)
-        else:
-            o.loc[at, f] = vals.astype(o[f].dtype)
-    for f in ("is_won", "is_closed"):
-        if whole:
-            o[f] = got[f].astype("boolean")
-        else:
-            o[f] = o[f].astype("boolean")
-            o.loc[at, f] = got[f].astype("boolean")
-    return o
 
 
 # --------------------------------------------------------------------------------------------------

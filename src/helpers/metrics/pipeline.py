@@ -31,7 +31,7 @@ from helpers.data.calendar import (
 )
 from helpers.metrics import history as hi
 from helpers.metrics import rates
-from helpers.metrics.expr import among, as_table, keyed
+from helpers.metrics.expr import ROW, among, as_loaded, as_table, day, flag, in_order, keyed
 from helpers.metrics.registry import Fig
 
 DAY = pd.Timedelta(days=1)
@@ -147,8 +147,9 @@ def scope_owners(reps: pd.DataFrame | None, scope: str, who: str, opps: pd.DataF
         known = set()
         if reps is not None:
             known |= set(reps["rep_id"].dropna())
-        if opps is not None:
-            known |= set(opps["owner"].dropna())
+        if opps is not None and str(who) not in known:  # (a table where it lives: its owners asked there)
+            o = as_table(opps)
+            known |= set(o.select("owner").distinct().execute()["owner"].dropna().astype("str"))
         if known and str(who) not in known:
             raise ValueError(f"rep {who!r} is not in the data; known reps include {sorted(known)[:10]}")
         return {str(who)}
@@ -893,8 +894,10 @@ class Scoped:
     ):
         self.scope, self.who = (scope or "company").lower(), str(who or "")
         self.reps = ds.tables.get("reps")
-        self.owners = scope_owners(self.reps, self.scope, self.who, ds.tables["opportunities"])
-        self.opps = in_scope(ds.tables["opportunities"], self.owners)
+        loaded = ds.tables.get("opportunities")
+        self.owners = scope_owners(
+            self.reps, self.scope, self.who, loaded if loaded is not None else engine["opportunities"]
+        )
         hist = ds.tables.get("opportunity_history")  # loaded only for a dataset built in memory
         # the activity log: an engine table (``activities``; a loaded frame when not given), scoped there
         log = activities if activities is not None else ds.tables.get("activities")
@@ -913,13 +916,19 @@ class Scoped:
             )
         # the scope's deals and their history on the engine (``engine``: one holding the dataset's
         # opportunities and opportunity_history), rewound there when the report is dated earlier
-        # (``base``: this scope's deals now, from which the rewound ones are made)
+        # (``base``: this scope's deals now, from which the rewound ones are made); the kernel gets
+        # the working set of them only (``working_set``)
         self.deals = hi.deals(engine, self.owners, as_of, ds.as_of, base) if engine is not None else None
+        if self.deals is not None:
+            cal = FiscalCalendar(ds.config.fiscal_year_start_month)
+            self.opps = working_set(
+                self.deals, engine["opportunities"], working_set_start(cal, self.deals.as_of)
+            )
+        else:
+            self.opps = in_scope(loaded, self.owners)
         if self.rewound:
             cut = pd.Timestamp(as_of) + DAY
-            if self.deals is not None:
-                self.opps = hi.rewind_frame(self.opps, self.deals)
-            else:  # without a history: only the deals created later are left out
+            if self.deals is None:  # without a history: only the deals created later are left out
                 self.opps = self.opps[self.opps["created_date"] <= pd.Timestamp(as_of)]
             if self.activities is not None:
                 self.activities = self.activities.filter(
@@ -931,10 +940,7 @@ class Scoped:
         if lt is not None and self.owners is not None:
             lt = as_table(lt)
             if "opportunity_id" in lt.columns:
-                k = keyed(
-                    lt, pd.DataFrame({"_deal": self.opps["opportunity_id"].dropna().astype("str").unique()})
-                )
-                lt = lt.semi_join(k, lt.opportunity_id.cast("string") == k._deal)
+                lt = _of_deals(lt, self.deals.opps if self.deals is not None else self.opps)
             else:
                 lt = None
         self.leads = lt
@@ -959,6 +965,72 @@ class Scoped:
             hit = self.reps.loc[self.reps["rep_id"] == self.who, "name"]
             name = hit.iloc[0] if len(hit) and pd.notna(hit.iloc[0]) else None
         return f"{name} ({self.who})" if name else f"Rep {self.who}"
+
+
+def _of_deals(leads: ibis.Table, deals) -> ibis.Table:
+    """The leads tied to one of ``deals`` (an engine table on the leads' backend: joined there; else a
+    frame, whose ids go there as a column)."""
+    key = leads.opportunity_id.cast("string")
+    if isinstance(deals, ibis.Table) and _same_backend(leads, deals):
+        ids = deals.select(_deal=deals.opportunity_id.cast("string")).distinct()
+    else:
+        if isinstance(deals, ibis.Table):
+            deals = deals.select("opportunity_id").execute()
+        ids = keyed(leads, pd.DataFrame({"_deal": deals["opportunity_id"].dropna().astype("str").unique()}))
+    return leads.semi_join(ids, key == ids._deal)
+
+
+def _same_backend(a: ibis.Table, b: ibis.Table) -> bool:
+    try:
+        return ibis.get_backend(a) is ibis.get_backend(b)
+    except Exception:  # noqa: BLE001 - an unbound table (a frame): not the engine's
+        return False
+
+
+def working_set_start(cal: FiscalCalendar, as_of) -> pd.Timestamp:
+    """The earliest close or created date a measure made in pandas over ``Scoped.opps`` reads, for a
+    report dated ``as_of``: the fiscal year and quarter to date (bookings against plan, coverage,
+    landing), the last 12 months (win rate, velocity, the cycle of won deals, pipeline created by month
+    from the 1st of the month 11 months back, 13 weeks by week) and 24 months back (deal size and cycle
+    by quarter)."""
+    as_of = pd.Timestamp(as_of)
+    w = cal.windows(as_of)
+    return min(
+        w["YTD"].start,
+        w["QTD"].start,
+        trailing_window(as_of)[0],
+        (as_of - pd.DateOffset(months=11)).replace(day=1),
+        as_of - pd.Timedelta(weeks=13),
+        as_of - pd.DateOffset(months=24),
+    )
+
+
+def working_set(d, table: ibis.Table, since) -> pd.DataFrame:
+    """The deals of ``d`` (``history.Deals``: a scope's deals on the engine, rewound when the report is
+    dated earlier) that a measure made in pandas can read, as a frame typed and ordered as
+    ``dataset.load`` gives the table: open ones, and those closed or created on or after ``since``
+    (``working_set_start``; None: every deal). The others stay on the engine. ``table``: the dataset's
+    opportunities there, whose order (DuckDB's, the file's) the rows come back in; elsewhere they come
+    by id."""
+    o = d.opps
+    sel = o
+    if since is not None:  # (None: every deal)
+        keep = ~flag(o.is_closed) | (o.close_date >= day(since)).fill_null(False)
+        sel = o.filter(keep | (o.created_date >= day(since)).fill_null(False))
+    raw = in_order(table)
+    if ROW in raw.columns:
+        rows = raw.select(_rid=raw.opportunity_id, **{ROW: raw[ROW]})
+        sel = sel.left_join(rows, sel.opportunity_id == rows._rid).drop("_rid")
+    # through Arrow, as the load cache is read: Ibis' own conversion makes Python objects of the text
+    # (at 1M, 640,000 rows: a 2.9 GB peak)
+    got = d.eng.backend.to_pyarrow(sel)
+    got = got.sort_by(ROW if ROW in got.column_names else "opportunity_id")
+    if ROW in got.column_names:
+        got = got.drop_columns([ROW])
+    df = as_loaded(got.to_pandas(date_as_object=False))
+    if "amount" not in df.columns:  # an empty amount counts as 0 in every measure (the notebook says so)
+        df["amount"] = float("nan")
+    return df
 
 
 def next_quarter(cal: FiscalCalendar, as_of) -> Window:

@@ -272,25 +272,6 @@ def _identified(t):
     return has("account") & (has("created_date") | has("close_date") | closed)
 
 
-def _as_loaded(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows from the engine typed as ``dataset.load`` types the opportunities."""
-    from helpers.data.schema import TABLES
-
-    contract = TABLES["opportunities"]
-    for c in df.columns:
-        spec = contract.column(c)
-        kind = spec.kind if spec is not None else None
-        if kind in ("date", "datetime"):
-            df[c] = pd.to_datetime(df[c]).astype("datetime64[us]")
-        elif kind in ("id", "str"):
-            df[c] = df[c].astype("str")
-        elif kind in ("money", "number", "prob"):
-            df[c] = df[c].astype("float64")
-        elif kind == "bool":
-            df[c] = df[c].astype("boolean")
-    return df
-
-
 class Deals:
     """The opportunities where they live (an engine table; a frame runs as an in-memory one) and what the
     review asks of them, each a query whose filter and columns run there:
@@ -317,7 +298,7 @@ class Deals:
         out = t.select(*cols, *([ex.ROW] if ex.ROW in t.columns else [])).execute()
         key = ex.ROW if ex.ROW in out.columns else "opportunity_id"
         out = out.sort_values(key, kind="stable").drop(columns=[ex.ROW], errors="ignore")
-        return _as_loaded(out.reset_index(drop=True))
+        return ex.as_loaded(out.reset_index(drop=True))
 
     def _duplicate_groups(self) -> pd.DataFrame:
         t = self.all

@@ -128,11 +128,9 @@ def prepare(
     (displays nothing). ``reuse``: a view of the same dataset whose measurements that do not depend on
     the as-of date (the normalized history, stages reached, stage win rates) are taken as they are."""
     cfg, cal, A = ctx.ds.config, ctx.cal, ctx.as_of
-    no_amounts = ctx.ds.missing("opportunities", "amount", section="This section")
-    if no_amounts and "amount" not in ctx.ds.opportunities.columns:
-        # an empty amount counts as 0 in every measure: the counts, days and rates run; what sums amounts is
-        # left out below (figures) and by each section (``needs_amounts``)
-        ctx.ds.tables["opportunities"] = ctx.ds.opportunities.assign(amount=float("nan"))
+    # without amounts an empty amount counts as 0 in every measure (``pl.working_set``): the counts, days
+    # and rates run; what sums amounts is left out below (figures) and by each section (``needs_amounts``)
+    no_amounts = ctx.missing("opportunities", "amount", section="This section")
     no_history = ctx.missing("opportunity_history", "changed_at", "stage", section="This section")
     sc = pl.Scoped(
         ctx.ds,
@@ -142,7 +140,7 @@ def prepare(
         as_of=A,
         activities=ctx.activities,
         leads=ctx.leads,
-        engine=ctx.deals_engine if no_history is None else None,
+        engine=ctx.deals_engine,
         base=reuse.sc.deals if reuse is not None and reuse.ctx.ds is ctx.ds else None,
     )
     W = cal.windows(A)
@@ -212,8 +210,10 @@ def figures_at(v: PipelineView, as_of) -> dict[str, Fig]:
     """The headline figures ``prepare`` measures, measured again at an earlier ``as_of`` with the same
     parameters (the deals rewound to that day: ``Scoped``); empty when the data starts after ``as_of``."""
     as_of = pd.Timestamp(as_of)
-    opps = v.ctx.ds.opportunities
-    first = min((opps[c].min() for c in ("created_date", "close_date") if c in opps.columns), default=pd.NaT)
+    o = v.ctx.deals_engine["opportunities"]
+    dates = {c: o[c].min() for c in ("created_date", "close_date") if c in o.columns}
+    got = v.ctx.deals_engine.execute(o.aggregate(**dates)).iloc[0] if dates else {}
+    first = min((pd.Timestamp(x) for x in (got[c] for c in dates) if pd.notna(x)), default=pd.NaT)
     if pd.notna(first) and as_of < first:
         return {}
     then = prepare(dataclasses.replace(v.ctx, as_of=as_of), **v.args, reuse=v)
@@ -782,10 +782,9 @@ def show_deals_needing_attention(
             ints=DEAL_INTS,
             currency=cur,
         )
-    ds = v.ctx.ds
     if "next_step" not in sc.opps.columns:
-        note(ds.missing("opportunities", "next_step", section="The no-next-step flag"))
-    if not ds.has("opportunities", "last_activity_date") and v.sc.activities is None:
+        note(v.ctx.missing("opportunities", "next_step", section="The no-next-step flag"))
+    if not v.ctx.has("opportunities", "last_activity_date") and v.sc.activities is None:
         note("The no-recent-activity flag needs opportunities.last_activity_date or the activities table.")
     definitions("age", "days_to_close", "last_activity", "stalled", "slipped_deal")
 
