@@ -1281,6 +1281,7 @@ def test_pipeline_kernel_gets_the_working_set_of_the_deals(sample_engine, sample
     assert since <= as_of - pd.DateOffset(months=24)
     team = sorted(sample.reps["team"].dropna().unique())[0]
     for scope, who in (("company", ""), ("team", team)):
+        now = pipeline.Scoped(sample, scope, who, engine=sample_engine)
         sc = pipeline.Scoped(sample, scope, who, as_of=as_of, engine=sample_engine)
         every = pipeline.in_scope(sample.opportunities, sc.owners)
         if as_of < sample.as_of:
@@ -1288,8 +1289,14 @@ def test_pipeline_kernel_gets_the_working_set_of_the_deals(sample_engine, sample
             every = movement.rewind(every, hist[hist["changed_at"] <= as_of + pd.Timedelta("1D")], cfg, as_of)
         closed = every["is_closed"].fillna(False).astype(bool)
         keep = ~closed | (every["close_date"] >= since) | (every["created_date"] >= since)
-        pdt.assert_frame_equal(sc.opps, every[keep].reset_index(drop=True))
+        want = every[keep]
+        if sample_engine.name != "duckdb":  # no file order there: by id, which is the sample's order
+            want = want.reset_index(drop=True)
+        pdt.assert_frame_equal(sc.opps, want)  # on DuckDB the index is the file's row, as loaded
         assert 0 < len(sc.opps) and (~keep).sum() > len(every) // 5  # many stay on the engine
+        # rewound from the same scope's working set now: the same frame (what is the same is not fetched)
+        then = pipeline.Scoped(sample, scope, who, as_of=as_of, engine=sample_engine, base=now)
+        pdt.assert_frame_equal(then.opps.reset_index(drop=True), want.reset_index(drop=True))
         whole = copy.copy(sc)
         whole.opps = every
         cal = FiscalCalendar(cfg.fiscal_year_start_month)
@@ -1298,7 +1305,8 @@ def test_pipeline_kernel_gets_the_working_set_of_the_deals(sample_engine, sample
         assert {k: (f.value, f.window, f.base) for k, f in got.items()} == {
             k: (f.value, f.window, f.base) for k, f in want.items()
         }
-        sc.deals.release()
+        for s in (sc, then, now):
+            s.deals.release()
 
 
 # the quota plan's questions to the opportunities: asked where they live, on DuckDB, PostgreSQL and Spark,

@@ -916,14 +916,18 @@ class Scoped:
             )
         # the scope's deals and their history on the engine (``engine``: one holding the dataset's
         # opportunities and opportunity_history), rewound there when the report is dated earlier
-        # (``base``: this scope's deals now, from which the rewound ones are made); the kernel gets
-        # the working set of them only (``working_set``)
-        self.deals = hi.deals(engine, self.owners, as_of, ds.as_of, base) if engine is not None else None
+        # (``base``: this scope measured at a later day, whose deals the rewound ones are made from);
+        # the kernel gets the working set of them only (``working_set``)
+        now = base.deals if base is not None else None
+        self.deals = hi.deals(engine, self.owners, as_of, ds.as_of, now) if engine is not None else None
         if self.deals is not None:
             cal = FiscalCalendar(ds.config.fiscal_year_start_month)
-            self.opps = working_set(
-                self.deals, engine["opportunities"], working_set_start(cal, self.deals.as_of)
-            )
+            since, table = working_set_start(cal, self.deals.as_of), engine["opportunities"]
+            if self.rewound and now is not None and now.as_of >= self.deals.as_of:
+                since_now = working_set_start(cal, now.as_of)
+                self.opps = working_set_from(self.deals, now, base.opps, table, since, since_now)
+            else:
+                self.opps = working_set(self.deals, table, since)
         else:
             self.opps = in_scope(loaded, self.owners)
         if self.rewound:
@@ -1005,18 +1009,18 @@ def working_set_start(cal: FiscalCalendar, as_of) -> pd.Timestamp:
     )
 
 
-def working_set(d, table: ibis.Table, since) -> pd.DataFrame:
-    """The deals of ``d`` (``history.Deals``: a scope's deals on the engine, rewound when the report is
-    dated earlier) that a measure made in pandas can read, as a frame typed and ordered as
-    ``dataset.load`` gives the table: open ones, and those closed or created on or after ``since``
-    (``working_set_start``; None: every deal). The others stay on the engine. ``table``: the dataset's
-    opportunities there, whose order (DuckDB's, the file's) the rows come back in; elsewhere they come
-    by id."""
-    o = d.opps
-    sel = o
-    if since is not None:  # (None: every deal)
-        keep = ~flag(o.is_closed) | (o.close_date >= day(since)).fill_null(False)
-        sel = o.filter(keep | (o.created_date >= day(since)).fill_null(False))
+def _kept(o, since, is_closed=None, close_date=None):
+    """``working_set``'s test on the deals ``o`` (``is_closed``, ``close_date``: other columns of ``o``
+    to read those from)."""
+    closed = o.is_closed if is_closed is None else is_closed
+    close = o.close_date if close_date is None else close_date
+    keep = ~flag(closed) | (close >= day(since)).fill_null(False)
+    return keep | (o.created_date >= day(since)).fill_null(False)
+
+
+def _fetch(d, sel, table: ibis.Table) -> pd.DataFrame:
+    """The rows of ``sel`` (deals of ``d``) typed as loaded, in the order of ``table`` (the dataset's
+    opportunities) where it has one (DuckDB: its row numbers are the frame's index), else by id."""
     raw = in_order(table)
     if ROW in raw.columns:
         rows = raw.select(_rid=raw.opportunity_id, **{ROW: raw[ROW]})
@@ -1025,12 +1029,48 @@ def working_set(d, table: ibis.Table, since) -> pd.DataFrame:
     # (at 1M, 640,000 rows: a 2.9 GB peak)
     got = d.eng.backend.to_pyarrow(sel)
     got = got.sort_by(ROW if ROW in got.column_names else "opportunity_id")
+    index = None
     if ROW in got.column_names:
+        index = pd.Index(got.column(ROW).to_numpy())
         got = got.drop_columns([ROW])
     df = as_loaded(got.to_pandas(date_as_object=False))
+    if index is not None:
+        df.index = index
     if "amount" not in df.columns:  # an empty amount counts as 0 in every measure (the notebook says so)
         df["amount"] = float("nan")
     return df
+
+
+def working_set(d, table: ibis.Table, since) -> pd.DataFrame:
+    """The deals of ``d`` (``history.Deals``: a scope's deals on the engine, rewound when the report is
+    dated earlier) that a measure made in pandas can read, as a frame typed and ordered as
+    ``dataset.load`` gives the table: open ones, and those closed or created on or after ``since``
+    (``working_set_start``; None: every deal). The others stay on the engine. ``table``: the dataset's
+    opportunities there, whose order (DuckDB's, the file's) the rows come back in; elsewhere they come
+    by id."""
+    return _fetch(d, d.opps if since is None else d.opps.filter(_kept(d.opps, since)), table)
+
+
+def working_set_from(d, now, frame: pd.DataFrame, table: ibis.Table, since, since_now) -> pd.DataFrame:
+    """``working_set(d, table, since)`` for the deals ``d`` rewound from ``now`` (the same scope's deals
+    at a later day, whose working set from ``since_now`` the kernel holds as ``frame``; ``since`` ≤
+    ``since_now``): the rows of ``frame`` whose rewound values are the same are taken as they are; only
+    the deals whose rewound values differ, and those the earlier window adds, come from the engine."""
+    cols = list(dict.fromkeys([*d.replayed, "close_date", "is_won", "is_closed"]))
+    if not set(cols) <= set(now.opps.columns) & set(frame.columns):
+        return working_set(d, table, since)
+    r = d.opps
+    t = now.opps.select(_id=now.opps.opportunity_id, **{f"_t_{c}": now.opps[c] for c in cols})
+    j = r.left_join(t, r.opportunity_id == t._id)
+    differs = ibis.or_(*[~j[c].identical_to(j[f"_t_{c}"]) for c in cols]) | j._id.isnull()
+    want = _kept(j, since)
+    held = _kept(j, since_now, is_closed=j._t_is_closed, close_date=j._t_close_date)  # in ``frame``
+    j = j.filter((differs & (want | held)) | (~differs & want & ~held)).mutate(_take=want)
+    got = _fetch(d, j.drop("_id", *[f"_t_{c}" for c in cols]), table)
+    take = got.pop("_take").astype(bool).to_numpy()
+    kept = frame[(frame["created_date"] <= d.as_of) & ~frame["opportunity_id"].isin(got["opportunity_id"])]
+    out = pd.concat([kept, got[take]])
+    return out.sort_index() if ROW in in_order(table).columns else out.sort_values("opportunity_id")
 
 
 def next_quarter(cal: FiscalCalendar, as_of) -> Window:

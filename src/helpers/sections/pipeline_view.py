@@ -141,7 +141,7 @@ def prepare(
         activities=ctx.activities,
         leads=ctx.leads,
         engine=ctx.deals_engine,
-        base=reuse.sc.deals if reuse is not None and reuse.ctx.ds is ctx.ds else None,
+        base=reuse.sc if reuse is not None and reuse.ctx.ds is ctx.ds else None,
     )
     W = cal.windows(A)
     v = PipelineView(ctx=ctx, sc=sc, review_mode=review_mode, W=W, NQ=pl.next_quarter(cal, A))
