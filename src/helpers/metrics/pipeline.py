@@ -959,6 +959,12 @@ class Scoped:
         )
 
     @property
+    def table(self) -> ibis.Table:
+        """The scope's deals where they live (rewound when the report is dated earlier): every deal, not
+        only the working set ``opps`` holds; a measure that reads deals outside it runs there."""
+        return self.deals.opps if self.deals is not None else as_table(self.opps)
+
+    @property
     def label(self) -> str:
         if self.scope == "company":
             return "Company"
