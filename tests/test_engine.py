@@ -1309,6 +1309,46 @@ def test_pipeline_kernel_gets_the_working_set_of_the_deals(sample_engine, sample
             s.deals.release()
 
 
+@pytest.mark.parametrize(
+    "as_of", [SAMPLE_AS_OF, "2026-06-30", "2025-12-31"]
+)  # (the last: next quarter in the next year)
+def test_pipeline_reads_the_quota_rows_of_its_windows_where_they_live(
+    sample_engine, sample_dir, sample, as_of
+):
+    # a pipeline report that did not load the quotas gets the scope's quota rows that can overlap its
+    # fiscal year and next quarter from the engine: the same plans, attainment and coverage as with the
+    # whole table loaded, from fewer rows
+    from helpers.data.calendar import FiscalCalendar
+
+    cfg, as_of = sample.config, pd.Timestamp(as_of)
+    cal = FiscalCalendar(cfg.fiscal_year_start_month)
+    without = load(sample_dir, tables=["opportunities", "reps"])
+    assert "quotas" not in without.tables
+    team = sorted(sample.reps["team"].dropna().unique())[0]
+    for scope, who in (("company", ""), ("team", team)):
+        got = pipeline.Scoped(without, scope, who, as_of=as_of, engine=sample_engine)
+        want = pipeline.Scoped(sample, scope, who, as_of=as_of, engine=sample_engine)
+        assert got.quota_source == want.quota_source == "quotas table"
+        assert 0 < len(got.quotas) < len(want.quotas) // 2
+        figs = [pipeline.headline_figures(s, cfg, cal, as_of, 3.0, cfg.targets) for s in (got, want)]
+        assert {k: f.value for k, f in figs[0].items()} == {k: f.value for k, f in figs[1].items()}
+        w = cal.windows(as_of)
+        for by in ("rep", "team"):
+            pdt.assert_frame_equal(
+                pipeline.bookings_vs_plan(got.opps, got.quotas, w, by=by, reps=sample.reps),
+                pipeline.bookings_vs_plan(want.opps, want.quotas, w, by=by, reps=sample.reps),
+            )
+        nq = pipeline.next_quarter(cal, as_of)
+        pdt.assert_frame_equal(
+            pipeline.coverage(got.opps, got.quotas, nq, by="rep"),
+            pipeline.coverage(want.opps, want.quotas, nq, by="rep"),
+        )
+        cum = [pipeline.cumulative_bookings(s.opps, s.quotas, w["YTD"]) for s in (got, want)]
+        pdt.assert_frame_equal(*cum)
+        for s in (got, want):
+            s.deals.release()
+
+
 # the quota plan's questions to the opportunities: asked where they live, on DuckDB, PostgreSQL and Spark,
 # against the pandas reference (quota_reference) over the loaded frame
 # --------------------------------------------------------------------------------------------------

@@ -949,13 +949,14 @@ class Scoped:
                 lt = None
         self.leads = lt
         q = quotas if quotas is not None else ds.tables.get("quotas")
+        if q is None and engine is not None and "quotas" in engine.tables:  # left where it lives
+            cal = FiscalCalendar(ds.config.fiscal_year_start_month)
+            when = pd.Timestamp(as_of) if as_of is not None else ds.as_of
+            year, nq = cal.windows(when)["YTD"], next_quarter(cal, when)
+            q = quotas_between(engine["quotas"], self.owners, year.start, max(year.end, nq.end))
         self.quotas = in_scope(q, self.owners, "rep_id")
         self.quota_source = (
-            "proposed quotas file"
-            if quotas is not None
-            else "quotas table"
-            if ds.tables.get("quotas") is not None
-            else None
+            "proposed quotas file" if quotas is not None else "quotas table" if q is not None else None
         )
 
     @property
@@ -1031,20 +1032,42 @@ def _fetch(d, sel, table: ibis.Table) -> pd.DataFrame:
     if ROW in raw.columns:
         rows = raw.select(_rid=raw.opportunity_id, **{ROW: raw[ROW]})
         sel = sel.left_join(rows, sel.opportunity_id == rows._rid).drop("_rid")
-    # through Arrow, as the load cache is read: Ibis' own conversion makes Python objects of the text
-    # (at 1M, 640,000 rows: a 2.9 GB peak)
-    got = d.eng.backend.to_pyarrow(sel)
-    got = got.sort_by(ROW if ROW in got.column_names else "opportunity_id")
+    df = _rows(d.eng.backend, sel, "opportunities", ["opportunity_id"])
+    if "amount" not in df.columns:  # an empty amount counts as 0 in every measure (the notebook says so)
+        df["amount"] = float("nan")
+    return df
+
+
+def _rows(backend, sel, name: str, by: list[str]) -> pd.DataFrame:
+    """The rows of ``sel`` (rows of the canonical table ``name``, with ``expr.ROW`` where their order
+    is known: it becomes the index) typed as loaded, in that order, else by ``by``. Through Arrow, as
+    the load cache is read: Ibis' own conversion makes Python objects of the text (at 1M, 640,000
+    deals: a 2.9 GB peak)."""
+    got = backend.to_pyarrow(sel)
+    got = got.sort_by(ROW if ROW in got.column_names else [(c, "ascending") for c in by])
     index = None
     if ROW in got.column_names:
         index = pd.Index(got.column(ROW).to_numpy())
         got = got.drop_columns([ROW])
-    df = as_loaded(got.to_pandas(date_as_object=False))
+    df = as_loaded(got.to_pandas(date_as_object=False), name)
     if index is not None:
         df.index = index
-    if "amount" not in df.columns:  # an empty amount counts as 0 in every measure (the notebook says so)
-        df["amount"] = float("nan")
     return df
+
+
+def quotas_between(table: ibis.Table, owners, start, end) -> pd.DataFrame:
+    """The quota rows of ``owners`` (None: everyone) that can overlap ``[start, end]`` (an empty
+    period_end is the end of period_start's month: ``bookings_quotas``), typed as loaded, in the
+    table's order where it has one (DuckDB), else by rep and period; the others stay where they live."""
+    q = in_order(table)
+    if owners is not None:
+        q = among(q, "rep_id", owners)
+    month_before = pd.Timestamp(start) - pd.Timedelta(days=31)
+    late = q.period_start >= day(month_before)
+    if "period_end" in q.columns:
+        late = (q.period_end >= day(start)) | (q.period_end.isnull() & late)
+    sel = q.filter(q.period_start <= day(end), late.fill_null(False))
+    return _rows(ibis.get_backend(table), sel, "quotas", ["rep_id", "period_start"])
 
 
 def working_set(d, table: ibis.Table, since) -> pd.DataFrame:
