@@ -387,7 +387,7 @@ def _movement_check(eng, ds, scope: str, who: str, as_of, qtd_start):
     norm = movement.normalized_history(sc.history, sc.opps, cfg)
     # the rewound deals
     got = pipeline.working_set(d, eng["opportunities"], None)
-    pdt.assert_frame_equal(got, sc.opps.reset_index(drop=True))
+    pdt.assert_frame_equal(got.reset_index(drop=True), sc.opps.reset_index(drop=True))
     # stage win rates and conversion over every deal as it is now
     everyone = hi.deals(eng, None, ds.as_of, ds.as_of)
     reached = movement.stages_reached(ds.opportunity_history, ds.opportunities, cfg)
