@@ -415,7 +415,7 @@ def _movement_check(eng, ds, scope: str, who: str, as_of, qtd_start):
     cal = FiscalCalendar(cfg.fiscal_year_start_month)
     for nq in (False, True):
         pdt.assert_frame_equal(
-            hi.pipeline_same_day(d, sc.opps, cal, as_of, 4, nq),
+            hi.pipeline_same_day(d, cal, as_of, 4, nq),
             movement.pipeline_same_day(sc.history, sc.opps, cfg, cal, as_of, 4, nq, normalized=norm),
             rtol=REL,
         )
@@ -427,7 +427,7 @@ def _movement_check(eng, ds, scope: str, who: str, as_of, qtd_start):
     )
     start, end = "2026-05-01", "2026-07-31"
     pdt.assert_frame_equal(
-        hi.forecast_accuracy(d, sc.opps, start, end),
+        hi.forecast_accuracy(d, start, end),
         movement.forecast_accuracy(sc.history, sc.opps, cfg, start, end, normalized=norm),
         rtol=REL,
     )
@@ -1483,3 +1483,300 @@ def test_a_frame_sent_to_postgres_is_a_temporary_table(request, hand_dir):
         assert sorted(eng.execute(j.select("opportunity_id"))["opportunity_id"]) == ["o1", "o6"]
     finally:
         eng.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# the pipeline measures that read deals outside the notebook's working set (deal size and cycle over
+# 24 months, what earlier quarters finally booked, the lead funnel's deals): on the engine over the
+# scope's deals, equal to the pandas reference (pipeline_reference) over the loaded frame
+# --------------------------------------------------------------------------------------------------
+# fiscal year from February. p01 closed before any window; p02 on the first day of the 24 months;
+# p03 won without an amount; p03/p04 and p05/p06 share a close month (ties of amount and cycle); p08 has
+# no close date; p09 lost; p11 open; p12 won without an owner; p14 won for 0; p10 and p13 have history
+# (rewound to 2026-09-30, p10 is open and p13 won)
+WIDE_OPPS = """opportunity_id,owner,created_date,close_date,stage,amount,is_closed,is_won,segment,source
+p01,A1,2024-06-01,2024-09-15,Closed Won,500,true,true,SMB,Inbound
+p02,A1,2024-09-01,2024-10-31,Closed Won,700,true,true,SMB,Inbound
+p03,A1,2025-01-01,2025-03-02,Closed Won,,true,true,SMB,
+p04,A2,2025-01-31,2025-03-02,Closed Won,300,true,true,Enterprise,Outbound
+p05,A2,2025-12-01,2025-12-31,Closed Won,100,true,true,Enterprise,Outbound
+p06,A2,2025-11-01,2025-12-31,Closed Won,100,true,true,SMB,Outbound
+p07,A1,2025-10-01,2025-12-15,Closed Won,250,true,true,SMB,Inbound
+p08,A3,2026-01-01,,Discovery,,false,false,SMB,Inbound
+p09,A3,2026-02-01,2026-05-10,Closed Lost,400,true,false,SMB,Inbound
+p10,A1,2026-03-01,2026-10-31,Closed Won,1000,true,true,Enterprise,Inbound
+p11,A1,2026-04-01,2026-11-30,Proposal,200,false,false,SMB,Outbound
+p12,,2026-05-01,2026-10-20,Closed Won,50,true,true,SMB,Outbound
+p13,A2,2026-08-01,2026-09-30,Closed Won,80,true,true,SMB,Inbound
+p14,A2,2026-09-01,2026-10-01,Closed Won,0,true,true,SMB,Inbound
+"""
+WIDE_HISTORY = """opportunity_id,changed_at,stage,amount,close_date
+p10,2026-03-01 09:00:00,Discovery,900,2026-09-30
+p10,2026-10-31 10:00:00,Closed Won,1000,2026-10-31
+p13,2026-08-01 09:00:00,Proposal,80,2026-09-15
+p13,2026-09-30 12:00:00,Closed Won,80,2026-09-30
+"""
+# L6 was created before the windows; L7's deal was won before it (the lead is counted by its own date);
+# L4 has no source
+WIDE_LEADS = """lead_id,created_date,source,mql_date,sql_date,opportunity_id,owner
+L1,2026-01-10,Inbound,2026-01-12,2026-01-20,p10,S1
+L2,2026-02-10,Inbound,2026-02-11,,,S1
+L3,2026-03-10,Outbound,,2026-03-15,p11,S1
+L4,2026-05-10,,2026-05-11,2026-05-12,p09,S1
+L5,2026-06-10,Inbound,2026-06-11,2026-06-12,p12,S1
+L6,2024-06-10,Inbound,2024-06-11,2024-06-12,p01,S1
+L7,2026-07-10,Outbound,2026-07-11,2026-07-12,p07,S1
+L8,2026-08-10,Outbound,2026-08-11,2026-08-12,p08,S1
+"""
+WIDE_AS_OF = pd.Timestamp("2026-10-31")
+# deal size and cycle as the pipeline notebook asks (12 months by month, 24 months by quarter), and an
+# empty window
+WIDE_WINDOWS = [
+    ((WIDE_AS_OF - pd.DateOffset(months=11)).replace(day=1), WIDE_AS_OF, "month"),
+    (WIDE_AS_OF - pd.DateOffset(months=24), WIDE_AS_OF, "quarter"),
+    (WIDE_AS_OF - pd.DateOffset(months=24), WIDE_AS_OF, "month"),
+    ("2001-01-01", "2001-12-31", "month"),
+    ("2001-01-01", "2001-12-31", "quarter"),
+]
+
+
+@pytest.fixture(scope="session")
+def wide_dir(tmp_path_factory) -> Path:
+    return _hand_folder(
+        tmp_path_factory,
+        "wide_deals",
+        HAND_CONFIG | {"name": "Wide deals", "fiscal_year_start_month": 2},
+        opportunities=WIDE_OPPS,
+        reps=HAND_REPS,
+        opportunity_history=WIDE_HISTORY,
+        leads=WIDE_LEADS,
+    )
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def wide_engine(request, wide_dir):
+    e = _open(request, request.param, wide_dir, "wide_deals")
+    yield e
+    e.close()
+
+
+def _deal_size_check(table, ds, windows):
+    import pipeline_reference as ref
+
+    from helpers.data.calendar import FiscalCalendar
+
+    cal = FiscalCalendar(ds.config.fiscal_year_start_month)
+    for start, end, freq in windows:
+        want = ref.deal_size_and_cycle(ds.opportunities, cal, start, end, freq)
+        for data in (table, ds.opportunities):  # an engine table, and a frame (expr.as_table)
+            got = pipeline.deal_size_and_cycle(data, cal, start, end, freq)
+            pdt.assert_frame_equal(got, want, check_exact=True, obj=f"{freq} {start}")
+    return cal
+
+
+def test_deal_size_and_cycle_on_the_engine_by_hand(wide_engine, wide_dir):
+    ds = load(wide_dir)
+    cal = _deal_size_check(wide_engine["opportunities"], ds, WIDE_WINDOWS)
+    months = pipeline.deal_size_and_cycle(wide_engine["opportunities"], cal, *WIDE_WINDOWS[2][:2])
+    m = months.set_index("period")
+    # 2025-03: p03 (no amount, 60 d) and p04 (300, 30 d); 2025-12: p05 (100, 30 d), p06 (100, 60 d), p07
+    # (250, 75 d); 2024-10: p02 on the window's first day; p01 (2024-09) before it
+    assert list(m.index) == ["2024-10", "2025-03", "2025-12", "2026-09", "2026-10"]
+    assert m.loc["2025-03"].tolist() == [2, 300.0, 150.0, 45.0, 45.0]
+    assert m.loc["2025-12"].tolist() == [3, 450.0, 150.0, 55.0, 60.0]
+    # 2026-10: p10 (1000, 244 d), p12 (50, 172 d), p14 (0, 30 d)
+    assert m.loc["2026-10"].tolist() == [3, 1050.0, 350.0, (244 + 172 + 30) / 3, 172.0]
+    q = pipeline.deal_size_and_cycle(wide_engine["opportunities"], cal, *WIDE_WINDOWS[1][:2], "quarter")
+    # fiscal quarters from February: Dec 2025 and Jan 2026 are one quarter; Aug-Oct 2026 another
+    assert q["won_deals"].tolist() == [1, 2, 3, 4] and q["bookings"].sum() == 700 + 300 + 450 + 1130
+    empty = pipeline.deal_size_and_cycle(wide_engine["opportunities"], cal, "2001-01-01", "2001-12-31")
+    assert empty.empty and list(empty.columns) == list(months.columns)
+
+
+def test_deal_size_and_cycle_on_the_engine_on_the_sample(sample_engine, sample):
+    a = sample.as_of
+    windows = [
+        ((a - pd.DateOffset(months=11)).replace(day=1), a, "month"),
+        (a - pd.DateOffset(months=24), a, "quarter"),
+        ("2001-01-01", "2001-12-31", "quarter"),
+    ]
+    _deal_size_check(sample_engine["opportunities"], sample, windows)
+
+
+def _won_amounts_check(eng, ds, scopes, dates, snapshots=("company",)):
+    """What earlier quarters finally booked (pipeline_same_day's final_won) and a past quarter's actual
+    (forecast_accuracy), from the scope's deals on the engine, against the frame the report scopes
+    (``snapshots``: the scopes checked through those two functions too; on the sample ``_movement_check``
+    compares them)."""
+    import pipeline_reference as ref
+
+    from helpers.data.calendar import FiscalCalendar
+    from helpers.metrics import history as hi
+
+    cal = FiscalCalendar(ds.config.fiscal_year_start_month)
+    starts = pd.date_range("2023-02-01", "2027-12-01", freq="MS")
+    quarters = {cal.quarter_label(s): cal.quarter_start(s) for s in starts}
+    seen = 0.0
+    for scope, who in scopes:
+        for as_of in dates:
+            as_of = pd.Timestamp(as_of)
+            sc = pipeline.Scoped(ds, scope, who, as_of=as_of, engine=eng)
+            windows = [(cal.quarter_start(as_of) - pd.DateOffset(months=3 * k), None) for k in range(1, 9)]
+            windows = [(s, s + pd.DateOffset(months=3) - pd.Timedelta(days=1)) for s, _ in windows]
+            windows += [("2001-01-01", "2001-12-31"), (as_of, as_of)]
+            want = [ref.amount_of(sc.opps, pd.Timestamp(s), pd.Timestamp(e)) for s, e in windows]
+            assert hi.won_amounts(sc.deals, windows) == want, (scope, who, as_of)
+            seen += sum(want)
+            for nq in (False, True) if scope in snapshots else ():
+                same = hi.pipeline_same_day(sc.deals, cal, as_of, 4, nq)
+                done = same[same["complete"]]
+                assert len(done)
+                for _, row in done.iterrows():
+                    qs = quarters[row["quarter"]]
+                    qe = qs + pd.DateOffset(months=3) - pd.Timedelta(days=1)
+                    assert row["final_won"] == ref.amount_of(sc.opps, qs, qe), (scope, who, as_of, qs)
+                assert same.loc[~same["complete"], "final_won"].isna().all()
+            last = cal.quarter_start(as_of) - pd.DateOffset(months=3)
+            last_end = cal.quarter_start(as_of) - pd.Timedelta(days=1)
+            if scope in snapshots:
+                acc = hi.forecast_accuracy(sc.deals, last, last_end)
+                assert (acc["actual"] == ref.amount_of(sc.opps, last, last_end)).all()
+            sc.deals.release()
+    assert seen > 0
+
+
+def test_won_amounts_on_the_engine_by_hand(wide_engine, wide_dir):
+    from helpers.data.calendar import FiscalCalendar
+    from helpers.metrics import history as hi
+
+    ds = load(wide_dir)
+    _won_amounts_check(
+        wide_engine, ds, [("company", ""), ("team", "East")], ["2026-10-31", "2026-09-30", "2026-03-01"]
+    )
+    # by hand: the fiscal quarter Nov 2025 - Jan 2026 booked p05 + p06 + p07 = 450; Feb - Apr 2025 p03 (no
+    # amount) + p04 = 300; on 2026-09-30 (rewound) p10 is open and p14 not yet won: Aug-Oct 2026 has p13
+    d = hi.deals(wide_engine, None, WIDE_AS_OF, WIDE_AS_OF)
+    assert hi.won_amounts(d, [("2025-11-01", "2026-01-31"), ("2025-02-01", "2025-04-30")]) == [450.0, 300.0]
+    assert hi.won_amounts(d, [("2026-08-01", "2026-10-31")]) == [1130.0]
+    r = hi.deals(wide_engine, None, "2026-09-30", WIDE_AS_OF, base=d)
+    assert hi.won_amounts(r, [("2026-08-01", "2026-10-31")]) == [80.0]
+    same = hi.pipeline_same_day(d, FiscalCalendar(2), WIDE_AS_OF, 4).set_index("quarter")
+    # Aug-Oct 2025 .. Aug-Oct 2026, the last complete on its last day
+    assert same["final_won"].tolist() == [0.0, 450.0, 0.0, 0.0, 1130.0] and same["complete"].all()
+    r.release()
+    d.release()
+
+
+def test_won_amounts_on_the_engine_on_the_sample(sample_engine, sample):
+    team = sample.reps["team"].dropna().iloc[0]
+    _won_amounts_check(
+        sample_engine, sample, [("company", ""), ("team", team)], [sample.as_of, "2026-08-20"], snapshots=()
+    )
+
+
+def _funnel_check(leads, opps, ds, windows, joined: bool, monkeypatch):
+    """The lead funnel over ``leads`` and ``opps`` against the reference over the loaded frames; with
+    ``joined``, without sending a deal id from the kernel (``keyed`` is not called)."""
+    import pipeline_reference as ref
+
+    want_leads = ds.tables["leads"]
+    with monkeypatch.context() as mp:
+        if joined:
+            mp.setattr(pipeline, "keyed", lambda *a: pytest.fail("the deals were sent, not joined there"))
+        for start, end in windows:
+            for by in ("source", "segment", None):
+                want = ref.lead_funnel(want_leads, ds.opportunities, start, end, by)
+                got = pipeline.lead_funnel(leads, opps, start, end, by)
+                pdt.assert_frame_equal(got, want, check_exact=True, obj=f"{by} {start}")
+
+
+WIDE_FUNNEL_WINDOWS = [
+    ("2025-11-01", "2026-10-31"),
+    ("2024-01-01", "2026-10-31"),
+    ("2001-01-01", "2001-12-31"),
+]
+
+
+def test_lead_funnel_joins_the_deals_on_the_engine_by_hand(wide_engine, wide_dir, monkeypatch):
+    ds = load(wide_dir)
+    leads, opps = wide_engine["leads"], wide_engine["opportunities"]
+    _funnel_check(leads, opps, ds, WIDE_FUNNEL_WINDOWS, True, monkeypatch)
+    # across engines or from frames: the won and open deals are sent (the deals' engine is asked for them)
+    _funnel_check(leads, ds.opportunities, ds, WIDE_FUNNEL_WINDOWS, False, monkeypatch)
+    _funnel_check(ds.tables["leads"], opps, ds, WIDE_FUNNEL_WINDOWS, False, monkeypatch)
+    _funnel_check(ds.tables["leads"], ds.opportunities, ds, WIDE_FUNNEL_WINDOWS, True, monkeypatch)
+    f = pipeline.lead_funnel(leads, opps, *WIDE_FUNNEL_WINDOWS[0]).set_index("source")
+    # Inbound L1 (p10 won), L2, L5 (p12 won); Outbound L3 (p11 open), L7 (p07 won), L8 (p08 open);
+    # (none) L4 (p09 lost); L6 is older than the window
+    assert f.loc["Inbound", ["leads", "mql", "sql", "sql_won", "sql_open"]].tolist() == [3, 3, 2, 2, 0]
+    assert f.loc["Outbound", ["leads", "mql", "sql", "sql_won", "sql_open"]].tolist() == [3, 2, 3, 1, 2]
+    assert f.loc["(none)", ["leads", "sql", "sql_won", "sql_open"]].tolist() == [1, 1, 0, 0]
+
+
+def test_lead_funnel_counts_a_deal_both_won_and_open_as_both(wide_dir, monkeypatch):
+    # two rows of one id (won, and open: is_closed empty), and a won row whose is_closed says open: as
+    # the frame code counted them, on one in-memory engine, across two and from frames
+    ds = load(wide_dir)
+    o = ds.opportunities.copy()
+    extra = o[o["opportunity_id"] == "p10"].assign(is_won=False)
+    extra["is_closed"] = pd.array([pd.NA] * len(extra), dtype="boolean")
+    o = pd.concat([o, extra], ignore_index=True)
+    o.loc[o["opportunity_id"] == "p12", "is_closed"] = False
+    wide = type(ds)(ds.path, ds.config, {**ds.tables, "opportunities": o})
+    one = eng_mod.from_frames({"opportunities": o, "leads": ds.tables["leads"]}, ds.config)
+    other = eng_mod.from_frames({"opportunities": o}, ds.config)
+    f = pipeline.lead_funnel(one["leads"], one["opportunities"], *WIDE_FUNNEL_WINDOWS[0]).set_index("source")
+    assert f.loc["Inbound", ["sql_won", "sql_open"]].tolist() == [2, 2]  # p10 and p12: won and open
+    _funnel_check(one["leads"], one["opportunities"], wide, WIDE_FUNNEL_WINDOWS, True, monkeypatch)
+    _funnel_check(one["leads"], other["opportunities"], wide, WIDE_FUNNEL_WINDOWS, False, monkeypatch)
+    _funnel_check(ds.tables["leads"], o, wide, WIDE_FUNNEL_WINDOWS, True, monkeypatch)
+
+
+def test_lead_funnel_on_the_engine_on_the_sample(sample_engine, sample, monkeypatch):
+    windows = [trailing_window(sample.as_of, 12), ("2001-01-01", "2001-12-31")]
+    _funnel_check(sample_engine["leads"], sample_engine["opportunities"], sample, windows, True, monkeypatch)
+
+
+def test_a_kernels_leads_and_deals_share_one_connection(pg_dataset, sample_dir, wide_dir, monkeypatch):
+    # the pipeline kernel's leads (ReportContext.leads, kept on PostgreSQL) and its deals
+    # (ReportContext.deals_engine) are joined where they live, for the company and a team; a dataset
+    # built in memory (leads a frame, deals an in-memory engine) sends the deals' status instead
+    import pipeline_reference as ref
+
+    from helpers.data.dataset import Dataset
+    from helpers.metrics import history as hi
+    from helpers.sections.context import ReportContext, open_report
+
+    monkeypatch.setenv("REVOPS_TEST_DB_USER", PG_USER)
+    monkeypatch.setenv("REVOPS_TEST_DB_PASSWORD", PG_PASSWORD)
+    ds = load(sample_dir)
+    team = ds.reps["team"].dropna().iloc[0]
+    window = trailing_window(ds.as_of, 12)
+    for where in (pg_dataset, sample_dir):
+        ctx = open_report(str(where), tables=["reps", "opportunities"], show_header=False)
+        assert pipeline._same_backend(ctx.leads, ctx.deals_engine["opportunities"]), where
+        for scope, who in (("company", ""), ("team", team)):
+            sc = pipeline.Scoped(ctx.ds, scope, who, leads=ctx.leads, engine=ctx.deals_engine)
+            assert pipeline._same_backend(sc.leads, sc.deals.opps)
+            want = ref.lead_funnel(ref_leads(sc), sc.opps, *window)
+            with monkeypatch.context() as mp:
+                mp.setattr(pipeline, "keyed", lambda *a: pytest.fail("the deals were sent, not joined there"))
+                got = pipeline.lead_funnel(sc.leads, sc.deals.opps, *window)
+            pdt.assert_frame_equal(got, want, check_exact=True, obj=f"{where.name} {scope}")
+            sc.deals.release()
+    mem = load(wide_dir)
+    ctx = ReportContext(Dataset(mem.path, mem.config, dict(mem.tables)), WIDE_AS_OF, "2026-10", None, None)
+    assert isinstance(ctx.leads, pd.DataFrame)
+    assert not pipeline._same_backend(expr.as_table(ctx.leads), ctx.deals_engine["opportunities"])
+    d = hi.deals(ctx.deals_engine)
+    for start, end in WIDE_FUNNEL_WINDOWS:
+        pdt.assert_frame_equal(
+            pipeline.lead_funnel(ctx.leads, d.opps, start, end),
+            ref.lead_funnel(mem.tables["leads"], mem.opportunities, start, end),
+            check_exact=True,
+        )
+
+
+def ref_leads(sc):
+    """The scope's leads as a frame (the reference's input)."""
+    return sc.leads.execute()

@@ -333,6 +333,14 @@ def stays(d: Deals, config):
     )
 
 
+def spread(counts: pd.DataFrame, value: str, n: str = "_n") -> pd.Series:
+    """The values of ``counts`` (one row per value: ``value`` and how many times it occurs, ``n``), each
+    repeated that many times, in ascending order, as float64: what pandas' own median and quantiles are
+    taken over when only the counts per value came back from the engine."""
+    h = counts.sort_values(value)
+    return pd.Series(np.repeat(h[value].to_numpy(dtype="float64"), h[n].to_numpy(dtype="int64")))
+
+
 def days_in_stage_benchmark(v, eng, config, quantile: float = 0.75) -> pd.DataFrame:
     """The days-in-stage benchmark over ``stays(...)``: per open stage, the won deals' completed
     stays, their median days and the ``quantile`` (p75) days. The days come back as counts per value
@@ -341,8 +349,7 @@ def days_in_stage_benchmark(v, eng, config, quantile: float = 0.75) -> pd.DataFr
     hist = eng.execute(done.group_by(["stage", "days"]).aggregate(_n=done.count()))
     rows = []
     for s in config.open_stages:
-        h = hist[hist["stage"] == s].sort_values("days")
-        days = pd.Series(np.repeat(h["days"].to_numpy(dtype="float64"), h["_n"].to_numpy(dtype="int64")))
+        days = spread(hist[hist["stage"] == s], "days")
         rows.append(
             {
                 "stage": s,
@@ -464,25 +471,33 @@ def snapshots(d: Deals, dates) -> pd.DataFrame:
     return out.sort_values(["snapshot_date", "opportunity_id"], kind="stable").reset_index(drop=True)
 
 
-def _amount_of(opps: pd.DataFrame, start, end) -> float:
-    """Σ amount of the deals won with close date in ``[start, end]`` (current data)."""
-    won = (
-        opps["is_won"].fillna(False).astype(bool)
-        & (opps["close_date"] >= start)
-        & (opps["close_date"] <= end)
-    )
-    return float(opps.loc[won, "amount"].fillna(0.0).sum()) if "amount" in opps.columns else 0.0
+def won_amounts(d: Deals, windows) -> list[float]:
+    """Σ amount (empty = 0) of ``d``'s deals won with close date in each ``[start, end]`` of ``windows``,
+    summed on the engine in one query."""
+    if not windows:
+        return []
+    o = d.opps
+    won, amt = flag(o.is_won), ex.amount(o)
+    got = d.execute(
+        o.aggregate(
+            **{
+                f"w{i}": ibis.ifelse(
+                    won & (o.close_date >= day(s)) & (o.close_date <= day(e)), amt, 0.0
+                ).sum()
+                for i, (s, e) in enumerate(windows)
+            }
+        )
+    ).iloc[0]
+    return [_float(got[f"w{i}"]) for i in range(len(windows))]
 
 
-def pipeline_same_day(
-    d: Deals, opps: pd.DataFrame, cal, as_of, n_quarters: int = 4, next_quarter: bool = False
-) -> pd.DataFrame:
+def pipeline_same_day(d: Deals, cal, as_of, n_quarters: int = 4, next_quarter: bool = False) -> pd.DataFrame:
     """The pipeline on the same day of the current and ``n_quarters`` earlier fiscal quarters (with
     ``next_quarter``: of the quarter after ``as_of``, at the same distance before it starts). Snapshot
     date of quarter k = its start + (as_of − the measured quarter's start), capped at its end. Per
     snapshot: won_to_date (won by then, close date in the quarter), open_deals / open_in_quarter (open
     then, close date in the quarter: count, Σ amount), weighted (Σ amount × probability of those) and
-    final_won (what the quarter finally booked; ``opps``: the scope's deals now), summed on the engine."""
+    final_won (what the quarter finally booked: ``won_amounts`` of ``d``'s deals), summed on the engine."""
     as_of = pd.Timestamp(as_of)
     q0 = cal.quarter_start(as_of) + pd.DateOffset(months=3 if next_quarter else 0)
     offset = as_of - q0
@@ -507,6 +522,8 @@ def pipeline_same_day(
         )
     )
     got.index = pd.to_datetime(got["snapshot_date"]).astype("datetime64[us]")
+    done = [(qs, qe) for _label, qs, qe, _when in plan if qe <= as_of]  # complete quarters
+    final = dict(zip(done, won_amounts(d, done), strict=True))
     rows = []
     for label, qs, qe, when in plan:
         g = got.loc[when] if when in got.index else {}
@@ -518,22 +535,22 @@ def pipeline_same_day(
                 "open_deals": _int(g.get("open_deals")) if len(g) else 0,
                 "open_in_quarter": _float(g.get("open_in_quarter")) if len(g) else 0.0,
                 "weighted": _float(g.get("weighted")) if len(g) else 0.0,
-                "final_won": _amount_of(opps, qs, qe) if qe <= as_of else float("nan"),
+                "final_won": final.get((qs, qe), float("nan")),
                 "complete": bool(qe <= as_of),
             }
         )
     return pd.DataFrame(rows)
 
 
-def forecast_accuracy(d: Deals, opps: pd.DataFrame, start, end) -> pd.DataFrame:
+def forecast_accuracy(d: Deals, start, end) -> pd.DataFrame:
     """What the weighted pipeline said at each week of a past period against what closed: at each
     weekly snapshot in ``[start, end]``, forecast = won by then with close date in the period + Σ amount
     × probability of the deals open then with close date in the period; actual = Σ amount won with close
-    date in the period (``opps``: current data); error = forecast − actual; abs_pct_error = |error| ÷
+    date in the period (``won_amounts`` of ``d``'s deals); error = forecast − actual; abs_pct_error = |error| ÷
     actual. The snapshots are summed on the engine."""
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     g = ex.forecast_snapshots(d.eng, start, end, weekly_dates(start, end), d.norm)
-    actual = _amount_of(opps, start, end)
+    (actual,) = won_amounts(d, [(start, end)])
     g["forecast"] = g["won_to_date"] + g["weighted_open"]
     g["actual"] = actual
     g["error"] = g["forecast"] - actual

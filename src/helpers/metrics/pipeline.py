@@ -31,7 +31,17 @@ from helpers.data.calendar import (
 )
 from helpers.metrics import history as hi
 from helpers.metrics import rates
-from helpers.metrics.expr import ROW, among, as_loaded, as_table, day, flag, in_order, keyed
+from helpers.metrics.expr import (
+    ROW,
+    among,
+    amount,
+    as_loaded,
+    as_table,
+    day,
+    flag,
+    in_order,
+    keyed,
+)
 from helpers.metrics.registry import Fig
 
 DAY = pd.Timedelta(days=1)
@@ -743,28 +753,58 @@ def cycle_days(opps: pd.DataFrame) -> pd.Series:
     return (opps["close_date"] - opps["created_date"]).dt.days.astype("float64")
 
 
-def deal_size_and_cycle(
-    opps: pd.DataFrame, cal: FiscalCalendar, start, end, freq: str = "month"
-) -> pd.DataFrame:
+def deal_size_and_cycle(opps, cal: FiscalCalendar, start, end, freq: str = "month") -> pd.DataFrame:
     """Won deals closed in ``[start, end]`` per close month (``YYYY-MM``) or fiscal quarter: won deals,
-    average deal size = Σ amount ÷ won deals, average and median cycle days (close − created)."""
-    w = opps[
-        is_won(opps) & (opps["close_date"] >= pd.Timestamp(start)) & (opps["close_date"] <= pd.Timestamp(end))
-    ]
-    w = w.assign(cycle=cycle_days(w), amt=_amount(w))
-    key = w["close_date"].dt.strftime("%Y-%m") if freq == "month" else cal.quarter_labels(w["close_date"])
-    out = (
-        w.groupby(key.rename("period"))
-        .agg(
-            won_deals=("opportunity_id", "count"),
-            bookings=("amt", "sum"),
-            avg_deal_size=("amt", "mean"),
-            avg_cycle_days=("cycle", "mean"),
-            median_cycle_days=("cycle", "median"),
-        )
-        .reset_index()
+    bookings, average deal size = Σ amount ÷ won deals (an empty amount is 0), average and median cycle
+    days (close − created; deals without a created date are left out of both).
+
+    ``opps``: the scope's deals, an engine table or a frame (``expr.as_table``). The counts and sums per
+    close month, and the cycle days' counts per value, come back from the engine; the months are grouped
+    into quarters and the median is pandas' own over the counted values (``history.spread``)."""
+    o = as_table(opps)
+    w = o.filter(flag(o.is_won), o.close_date >= day(start), o.close_date <= day(end))
+    w = w.mutate(
+        _y=w.close_date.year(),
+        _m=w.close_date.month(),
+        _cycle=w.close_date.delta(w.created_date, unit="day").cast("float64"),
+        _amt=amount(w),
     )
-    return out
+    sums = w.group_by(["_y", "_m"]).aggregate(
+        _rows=w.count(),
+        won_deals=w.opportunity_id.count(),
+        bookings=w._amt.sum(),
+        _cycle_sum=w._cycle.sum(),
+        _cycles=w._cycle.count(),
+    )
+    timed = w.filter(w._cycle.notnull())
+    counts = timed.group_by(["_y", "_m", "_cycle"]).aggregate(_n=timed.count())
+    sums, counts = sums.execute(), counts.execute()
+
+    def period(df):
+        months = pd.to_datetime(
+            pd.DataFrame({"year": df["_y"].astype("int64"), "month": df["_m"].astype("int64"), "day": 1})
+        )
+        labels = months.dt.strftime("%Y-%m") if freq == "month" else cal.quarter_labels(months)
+        return labels.astype("str").rename("period")
+
+    sums = sums.astype({c: "int64" for c in ("_rows", "won_deals", "_cycles")}).astype(
+        {c: "float64" for c in ("bookings", "_cycle_sum")}
+    )
+    sums["bookings"] = sums["bookings"].fillna(0.0)
+    g = sums.groupby(period(sums))[["won_deals", "_rows", "bookings", "_cycle_sum", "_cycles"]].sum()
+    counts = counts.assign(period=period(counts))
+    medians = {p: hi.spread(c, "_cycle").median() for p, c in counts.groupby("period")}
+    out = pd.DataFrame(
+        {
+            "won_deals": g["won_deals"],
+            "bookings": g["bookings"],
+            "avg_deal_size": g["bookings"] / g["_rows"],
+            "avg_cycle_days": g["_cycle_sum"] / g["_cycles"].where(g["_cycles"] > 0),
+            "median_cycle_days": pd.Series(medians, index=g.index, dtype="float64"),
+        },
+        index=g.index,
+    )
+    return out.reset_index()
 
 
 def trend_call(values: pd.Series, recent: int = 3, tolerance: float = 0.10) -> str:
@@ -815,37 +855,35 @@ def sales_velocity(opps: pd.DataFrame, as_of, months: int = 12) -> dict:
     }
 
 
-def lead_funnel(leads, opps: pd.DataFrame, start, end, by: str | None = "source") -> pd.DataFrame:
+def lead_funnel(leads, opps, start, end, by: str | None = "source") -> pd.DataFrame:
     """Leads created in ``[start, end]`` (a cohort), per ``by``:
 
     - MQL→SQL = leads with both an MQL and an SQL date ÷ leads with an MQL date
     - SQL→won = SQL leads whose opportunity is won ÷ SQL leads (deals still open count as not won yet;
       ``sql_open`` shows how many)
 
-    ``leads``: an engine table or a frame (``expr.as_table``): the counts are one group-by there, with
-    the won and open deals of ``opps`` (a frame: the deals as the report sees them) sent as two columns."""
+    ``leads`` and ``opps`` (the deals as the report sees them): engine tables or frames
+    (``expr.as_table``). A lead's deal is won when ``is_won`` is true and open when ``is_closed`` is not
+    (an id with rows of both counts as both). The counts are one group-by where the leads live, joined
+    there to the deals' status when both are on one engine (``_same_backend``); otherwise the won and
+    open deal ids are fetched from where the deals live and sent as a table (``expr.keyed``)."""
     t = as_table(leads)
-    lo, hi = pd.Timestamp(start), pd.Timestamp(end)
-    lead = t.filter(
-        t.created_date >= ibis.literal(lo.date(), type="date"),
-        t.created_date <= ibis.literal(hi.date(), type="date"),
-    )
-    status = pd.concat(
-        [
-            pd.DataFrame({"_deal": opps.loc[is_won(opps), "opportunity_id"], "_won": 1, "_open": 0}),
-            pd.DataFrame({"_deal": opps.loc[is_open(opps), "opportunity_id"], "_won": 0, "_open": 1}),
-        ]
-    )
-    status = status.dropna(subset=["_deal"]).astype({"_deal": "str", "_won": "int64", "_open": "int64"})
-    status = status.groupby("_deal", as_index=False).max()  # (an id both won and open counts as both)
+    lead = t.filter(t.created_date >= day(start), t.created_date <= day(end))
     is_mql = lead.mql_date.notnull() if "mql_date" in lead.columns else ibis.literal(False)
     is_sql = lead.sql_date.notnull() if "sql_date" in lead.columns else ibis.literal(False)
-    if "opportunity_id" in lead.columns and len(status):
-        k = keyed(lead, status)
-        lead = lead.left_join(k, lead.opportunity_id.cast("string") == k._deal)
-        won, open_ = lead._won.fill_null(0) == 1, lead._open.fill_null(0) == 1
-    else:
-        won = open_ = ibis.literal(False)
+    won = open_ = ibis.literal(False)
+    if "opportunity_id" in lead.columns:
+        o = as_table(opps)
+        o = o.filter(flag(o.is_won) | ~flag(o.is_closed), o.opportunity_id.notnull())
+        status = o.group_by(_deal=o.opportunity_id.cast("string")).aggregate(
+            _won=ibis.ifelse(flag(o.is_won), 1, 0).max(), _open=ibis.ifelse(~flag(o.is_closed), 1, 0).max()
+        )
+        if not _same_backend(lead, status):
+            got = status.execute().astype({"_deal": "str", "_won": "int64", "_open": "int64"})
+            status = keyed(lead, got) if len(got) else None
+        if status is not None:
+            lead = lead.left_join(status, lead.opportunity_id.cast("string") == status._deal)
+            won, open_ = lead._won.fill_null(0) == 1, lead._open.fill_null(0) == 1
     key = lead[by].cast("string").fill_null("(none)") if by and by in lead.columns else ibis.literal("All")
     name = by or "group"
 

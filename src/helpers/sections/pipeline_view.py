@@ -605,18 +605,18 @@ def show_same_day_and_forecast_accuracy(v: PipelineView) -> None:
             f"**Pipeline for the quarter on the same day of earlier quarters** (day "
             f"{(A - W['QTD'].start).days + 1})"
         )
-        same = hi.pipeline_same_day(sc.deals, sc.opps, cal, A, n_quarters=4)
+        same = hi.pipeline_same_day(sc.deals, cal, A, n_quarters=4)
         fold_table(same, money=same_day_money, ints=["open_deals"], currency=cur)
     markdown(
         f"**Pipeline for the next quarter, {(NQ.start - A).days} day(s) before it starts, against earlier "
         "quarters at the same point**"
     )
-    same_n = hi.pipeline_same_day(sc.deals, sc.opps, cal, A, n_quarters=4, next_quarter=True)
+    same_n = hi.pipeline_same_day(sc.deals, cal, A, n_quarters=4, next_quarter=True)
     fold_table(same_n, money=same_day_money, ints=["open_deals"], currency=cur)
     # last complete quarter = the latest quarter whose end ≤ as-of (the current one on its last day)
     last_q_end = W["QTD"].end if W["QTD"].end <= A else W["QTD"].start - pd.Timedelta(days=1)
     last_q = cal.quarter_start(last_q_end)
-    acc = hi.forecast_accuracy(sc.deals, sc.opps, last_q, last_q_end)
+    acc = hi.forecast_accuracy(sc.deals, last_q, last_q_end)
     v.ctx.headlines.add(
         "forecast_abs_pct_error_week1", acc["abs_pct_error"].iloc[0], cal.quarter_label(last_q)
     )
