@@ -1605,8 +1605,9 @@ def test_deal_size_and_cycle_on_the_engine_on_the_sample(sample_engine, sample):
 
 def _won_amounts_check(eng, ds, scopes, dates, snapshots=("company",)):
     """What earlier quarters finally booked (pipeline_same_day's final_won) and a past quarter's actual
-    (forecast_accuracy), from the scope's deals on the engine, against the frame the report scopes
-    (``snapshots``: the scopes checked through those two functions too; on the sample ``_movement_check``
+    (forecast_accuracy), from the scope's deals on the engine, against the reference over every deal of
+    the scope as a frame (``working_set`` from no day: what the kernel would hold without a working set;
+    windows reach before the working set's start) (``snapshots``: the scopes checked through those two functions too; on the sample ``_movement_check``
     compares them)."""
     import pipeline_reference as ref
 
@@ -1616,7 +1617,7 @@ def _won_amounts_check(eng, ds, scopes, dates, snapshots=("company",)):
     cal = FiscalCalendar(ds.config.fiscal_year_start_month)
     starts = pd.date_range("2023-02-01", "2027-12-01", freq="MS")
     quarters = {cal.quarter_label(s): cal.quarter_start(s) for s in starts}
-    seen = 0.0
+    seen = outside = 0.0
     for scope, who in scopes:
         for as_of in dates:
             as_of = pd.Timestamp(as_of)
@@ -1624,9 +1625,13 @@ def _won_amounts_check(eng, ds, scopes, dates, snapshots=("company",)):
             windows = [(cal.quarter_start(as_of) - pd.DateOffset(months=3 * k), None) for k in range(1, 9)]
             windows = [(s, s + pd.DateOffset(months=3) - pd.Timedelta(days=1)) for s, _ in windows]
             windows += [("2001-01-01", "2001-12-31"), (as_of, as_of)]
-            want = [ref.amount_of(sc.opps, pd.Timestamp(s), pd.Timestamp(e)) for s, e in windows]
+            every = pipeline.working_set(sc.deals, eng["opportunities"], None)
+            want = [ref.amount_of(every, pd.Timestamp(s), pd.Timestamp(e)) for s, e in windows]
             assert hi.won_amounts(sc.deals, windows) == want, (scope, who, as_of)
             seen += sum(want)
+            outside += sum(want) - sum(
+                ref.amount_of(sc.opps, pd.Timestamp(s), pd.Timestamp(e)) for s, e in windows
+            )
             for nq in (False, True) if scope in snapshots else ():
                 same = hi.pipeline_same_day(sc.deals, cal, as_of, 4, nq)
                 done = same[same["complete"]]
@@ -1634,15 +1639,15 @@ def _won_amounts_check(eng, ds, scopes, dates, snapshots=("company",)):
                 for _, row in done.iterrows():
                     qs = quarters[row["quarter"]]
                     qe = qs + pd.DateOffset(months=3) - pd.Timedelta(days=1)
-                    assert row["final_won"] == ref.amount_of(sc.opps, qs, qe), (scope, who, as_of, qs)
+                    assert row["final_won"] == ref.amount_of(every, qs, qe), (scope, who, as_of, qs)
                 assert same.loc[~same["complete"], "final_won"].isna().all()
             last = cal.quarter_start(as_of) - pd.DateOffset(months=3)
             last_end = cal.quarter_start(as_of) - pd.Timedelta(days=1)
             if scope in snapshots:
                 acc = hi.forecast_accuracy(sc.deals, last, last_end)
-                assert (acc["actual"] == ref.amount_of(sc.opps, last, last_end)).all()
+                assert (acc["actual"] == ref.amount_of(every, last, last_end)).all()
             sc.deals.release()
-    assert seen > 0
+    assert seen > 0 and outside > 0  # some won deals are outside the working set
 
 
 def test_won_amounts_on_the_engine_by_hand(wide_engine, wide_dir):
@@ -1758,7 +1763,8 @@ def test_a_kernels_leads_and_deals_share_one_connection(pg_dataset, sample_dir, 
         for scope, who in (("company", ""), ("team", team)):
             sc = pipeline.Scoped(ctx.ds, scope, who, leads=ctx.leads, engine=ctx.deals_engine)
             assert pipeline._same_backend(sc.leads, sc.deals.opps)
-            want = ref.lead_funnel(ref_leads(sc), sc.opps, *window)
+            every = pipeline.working_set(sc.deals, ctx.deals_engine["opportunities"], None)
+            want = ref.lead_funnel(_leads_frame(sc), every, *window)
             with monkeypatch.context() as mp:
                 mp.setattr(pipeline, "keyed", lambda *a: pytest.fail("the deals were sent, not joined there"))
                 got = pipeline.lead_funnel(sc.leads, sc.deals.opps, *window)
@@ -1777,6 +1783,6 @@ def test_a_kernels_leads_and_deals_share_one_connection(pg_dataset, sample_dir, 
         )
 
 
-def ref_leads(sc):
+def _leads_frame(sc):
     """The scope's leads as a frame (the reference's input)."""
     return sc.leads.execute()
