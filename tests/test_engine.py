@@ -1604,8 +1604,8 @@ def test_deal_size_and_cycle_on_the_engine_on_the_sample(sample_engine, sample):
 
 
 def _won_amounts_check(eng, ds, scopes, dates, snapshots=("company",)):
-    """What earlier quarters finally booked (pipeline_same_day's final_won) and a past quarter's actual
-    (forecast_accuracy), from the scope's deals on the engine, against the reference over every deal of
+    """What earlier quarters finally booked (pipeline_same_day's final_won), a past quarter's actual
+    (forecast_accuracy) and deal size and cycle since 2001, from the scope's deals on the engine, against the reference over every deal of
     the scope as a frame (``working_set`` from no day: what the kernel would hold without a working set;
     windows reach before the working set's start) (``snapshots``: the scopes checked through those two functions too; on the sample ``_movement_check``
     compares them)."""
@@ -1632,6 +1632,17 @@ def _won_amounts_check(eng, ds, scopes, dates, snapshots=("company",)):
             outside += sum(want) - sum(
                 ref.amount_of(sc.opps, pd.Timestamp(s), pd.Timestamp(e)) for s, e in windows
             )
+            # deal size and cycle over the scope's deals where they live (Scoped.table), rewound too
+            for start, freq in (
+                (as_of - pd.DateOffset(months=24), "quarter"),
+                (pd.Timestamp("2001-01-01"), "month"),
+            ):
+                pdt.assert_frame_equal(
+                    pipeline.deal_size_and_cycle(sc.table, cal, start, as_of, freq),
+                    ref.deal_size_and_cycle(every, cal, start, as_of, freq),
+                    check_exact=True,
+                    obj=f"{scope} {as_of:%Y-%m-%d} {freq}",
+                )
             for nq in (False, True) if scope in snapshots else ():
                 same = hi.pipeline_same_day(sc.deals, cal, as_of, 4, nq)
                 done = same[same["complete"]]
