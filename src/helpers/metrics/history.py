@@ -333,6 +333,14 @@ def stays(d: Deals, config):
     )
 
 
+def spread(counts: pd.DataFrame, value: str, n: str = "_n") -> pd.Series:
+    """The values of ``counts`` (one row per value: ``value`` and how many times it occurs, ``n``), each
+    repeated that many times, in ascending order, as float64: what pandas' own median and quantiles are
+    taken over when only the counts per value came back from the engine."""
+    h = counts.sort_values(value)
+    return pd.Series(np.repeat(h[value].to_numpy(dtype="float64"), h[n].to_numpy(dtype="int64")))
+
+
 def days_in_stage_benchmark(v, eng, config, quantile: float = 0.75) -> pd.DataFrame:
     """The days-in-stage benchmark over ``stays(...)``: per open stage, the won deals' completed
     stays, their median days and the ``quantile`` (p75) days. The days come back as counts per value
@@ -341,8 +349,7 @@ def days_in_stage_benchmark(v, eng, config, quantile: float = 0.75) -> pd.DataFr
     hist = eng.execute(done.group_by(["stage", "days"]).aggregate(_n=done.count()))
     rows = []
     for s in config.open_stages:
-        h = hist[hist["stage"] == s].sort_values("days")
-        days = pd.Series(np.repeat(h["days"].to_numpy(dtype="float64"), h["_n"].to_numpy(dtype="int64")))
+        days = spread(hist[hist["stage"] == s], "days")
         rows.append(
             {
                 "stage": s,
