@@ -81,7 +81,8 @@ def test_quarter_landing_by_hand():
     = 80; run rate = 50 ÷ 31 × 92 = 148.39. Target 365 for FY2026 → the quarter's share 365 × 92 ÷ 365 = 92.
     """
     cal = FiscalCalendar(1)
-    sc = SimpleNamespace(opps=year_deals(), quotas=None, scope="company")
+    deals = year_deals()
+    sc = SimpleNamespace(opps=deals, table=deals, quotas=None, scope="company")  # (the table: a frame)
     figs = pl.headline_figures(sc, CFG, cal, "2026-10-31", 3.0, {2026: 365.0})
     assert figs["landing_q_commit"].value == 90.0
     assert figs["landing_q_best"].value == 120.0
@@ -327,7 +328,8 @@ def test_the_five_points_to_look_at_rank_across_reports_and_link_to_their_sectio
 
 def test_a_quarter_that_closes_today_shows_no_coverage():
     cal = FiscalCalendar(1)
-    sc = SimpleNamespace(opps=year_deals(), quotas=None, scope="company")
+    deals = year_deals()
+    sc = SimpleNamespace(opps=deals, table=deals, quotas=None, scope="company")  # (the table: a frame)
     running = pl.headline_figures(sc, CFG, cal, "2026-10-31", 3.0, {2026: 365.0, 2027: 365.0})
     assert "coverage_qtd" in running and "coverage_next_quarter" in running
     closing = pl.headline_figures(sc, CFG, cal, "2026-12-31", 3.0, {2026: 365.0, 2027: 365.0})

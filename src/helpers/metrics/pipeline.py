@@ -3,7 +3,12 @@ weighted pipeline, forecast categories, coverage, pipeline created, deals that n
 efficiency (deal size, cycle, win rate, velocity, lead funnel).
 
 Movement over time (history replay, waterfall, slips, conversion, days in stage) lives in
-``helpers.metrics.history``. Every function is pure: frames and dates in, a DataFrame / dict / number out.
+``helpers.metrics.history``. Every function is pure: deals and dates in, a DataFrame / dict / number out.
+The measures that read closed or created deals (bookings, bookings against plan, coverage, forecast
+categories, the landing, cumulative bookings, pipeline created, win rate, velocity, the age threshold
+of stalled deals) take the deals where they live (an engine table, e.g. ``Scoped.table``; a frame goes
+through ``expr.as_table``) and get back only sums and counts; sums per team are the engine's sums per
+owner added up here. What lists or weighs open deals takes the frame of them (``Scoped.opps``).
 
 Conventions used throughout (also in ``docs/metrics.md``, section "Pipeline health"):
 
@@ -30,17 +35,18 @@ from helpers.data.calendar import (
     week_starts,
 )
 from helpers.metrics import history as hi
-from helpers.metrics import rates
 from helpers.metrics.expr import (
     ROW,
     among,
     amount,
     as_loaded,
     as_table,
+    closed_between,
     day,
     flag,
     in_order,
     keyed,
+    totals,
 )
 from helpers.metrics.registry import Fig
 
@@ -196,13 +202,54 @@ def _group_key(df: pd.DataFrame, by: str | None, reps: pd.DataFrame | None, col:
     raise ValueError(f"by must be None, 'rep' or 'team', got {by!r}")
 
 
+def _between(col, start, end):
+    """``start <= col <= end`` on the engine (an empty ``col``: false)."""
+    return ((col >= day(start)) & (col <= day(end))).fill_null(False)
+
+
+def _count(b):
+    """How many rows the boolean column ``b`` (empty: false) is true for."""
+    return ibis.ifelse(flag(b), 1, 0).sum()
+
+
+def _by_group(t: ibis.Table, by: str | None, reps, **aggs) -> pd.DataFrame:
+    """``aggs`` (sums and counts over the deals ``t``) per group of ``by`` (``_group_key``: None = one
+    group ``All``, rep, team) as float64 columns indexed by group, with ``_rows`` (the group's deals):
+    summed per owner on the engine, then the owners' rows added up per group here (``team_of``). A group
+    without deals has no row; deals without an owner form no group by rep and ``(no team)`` by team."""
+    if by is None:
+        got = t.aggregate(_rows=t.count(), **aggs).execute()
+        got = got[got["_rows"].fillna(0) > 0]
+        key = pd.Series("All", index=got.index, dtype="str")
+    else:
+        got = t.group_by(owner=t.owner.cast("string")).aggregate(_rows=t.count(), **aggs).execute()
+        got = got.assign(owner=got["owner"].astype("str"))
+        key = _group_key(got, by, reps)
+        got = got.drop(columns="owner")
+    return got.astype("float64").fillna(0.0).groupby(key.rename("group")).sum()
+
+
+def _open_frame(opps, open_deals: pd.DataFrame | None) -> pd.DataFrame:
+    """The open deals as a frame: ``open_deals`` (a frame holding at least every open deal of ``opps``,
+    e.g. ``Scoped.opps``) when given, else ``opps`` itself when a frame, else fetched from the engine."""
+    if open_deals is not None:
+        return open_deals[is_open(open_deals)]
+    if not isinstance(opps, ibis.Table):
+        return opps[is_open(opps)]
+    return as_loaded(opps.filter(~flag(opps.is_closed)).order_by("opportunity_id").execute())
+
+
 # --------------------------------------------------------------------------------------------------
 # bookings and plan
 # --------------------------------------------------------------------------------------------------
-def bookings(opps: pd.DataFrame, start, end) -> float:
-    """Σ amount of won deals with ``start ≤ close_date ≤ end``."""
-    m = is_won(opps) & (opps["close_date"] >= pd.Timestamp(start)) & (opps["close_date"] <= pd.Timestamp(end))
-    return float(_amount(opps)[m].sum())
+def bookings(opps, start, end) -> float:
+    """Σ amount of won deals with ``start ≤ close_date ≤ end``. ``opps``: the deals where they live (an
+    engine table, or a frame through ``expr.as_table``; the same for every measure below that reads
+    closed or created deals), summed there."""
+    o = as_table(opps)
+    w = o.filter(flag(o.is_won), _between(o.close_date, start, end))
+    got = w.aggregate(b=amount(w).sum()).execute().iloc[0, 0]
+    return 0.0 if pd.isna(got) else float(got)
 
 
 def read_quotas(path: str | Path) -> pd.DataFrame:
@@ -275,7 +322,7 @@ def plan_from_targets(targets: dict, cal: FiscalCalendar, start, end) -> float:
 
 
 def bookings_vs_plan(
-    opps: pd.DataFrame,
+    opps,
     quotas: pd.DataFrame | None,
     windows: dict[str, Window],
     by: str | None = None,
@@ -294,11 +341,16 @@ def bookings_vs_plan(
     - still_to_close = max(plan − bookings, 0): what the full period still needs (0 once the plan is met)
     """
     rows = []
-    won = opps[is_won(opps)]
+    o = as_table(opps)
+    won = o.filter(flag(o.is_won))
+    amt, sums = amount(won), {}  # every window's bookings per owner in one query
+    for i, w in enumerate(windows.values()):
+        inside = _between(won.close_date, w.start, w.as_of)
+        sums |= {f"_s{i}": ibis.ifelse(inside, amt, 0.0).sum(), f"_n{i}": _count(inside)}
+    per_group = _by_group(won, by, reps, **sums)
     q = bookings_quotas(quotas)  # once for every window
-    for name, w in windows.items():
-        in_w = won[w.contains(won["close_date"])]
-        got = _amount(in_w).groupby(_group_key(in_w, by, reps)).sum()
+    for i, (name, w) in enumerate(windows.items()):
+        got = per_group.loc[per_group[f"_n{i}"] > 0, f"_s{i}"]
         plan_rep = _prorated_plan(q, w.start, w.end)
         plan_td_rep = _prorated_plan(q, w.start, w.as_of)
         if len(plan_rep):
@@ -466,7 +518,7 @@ def forecast_category_key(s: pd.Series) -> pd.Series:
     return k.map(mapping).fillna("pipeline").where(s.notna(), "pipeline")
 
 
-def forecast_rollup(opps: pd.DataFrame, start, end) -> pd.DataFrame:
+def forecast_rollup(opps, start, end) -> pd.DataFrame:
     """Forecast categories rolled up cumulatively for deals closing in ``[start, end]``:
 
     - Closed won = Σ won amount closed in the window
@@ -475,26 +527,38 @@ def forecast_rollup(opps: pd.DataFrame, start, end) -> pd.DataFrame:
     - Pipeline = Best case + open Pipeline (Omitted is left out)
 
     Open deals count when their expected close date lies in the window (past-due ones included); a
-    deal without ``forecast_category`` counts as Pipeline."""
-    start, end = pd.Timestamp(start), pd.Timestamp(end)
-    won = bookings(opps, start, end)
-    o = opps[is_open(opps) & (opps["close_date"] >= start) & (opps["close_date"] <= end)]
-    cat = (
-        forecast_category_key(o["forecast_category"])
-        if "forecast_category" in o.columns
-        else pd.Series("pipeline", index=o.index, dtype="str")
+    deal without ``forecast_category`` counts as Pipeline. Summed on the engine per category as written
+    (``opps``: see ``bookings``), the written categories then read here (``forecast_category_key``)."""
+    o = as_table(opps)
+    o = o.filter(_between(o.close_date, start, end))
+    won, open_ = flag(o.is_won), ~flag(o.is_closed)
+    cat = o.forecast_category.cast("string") if "forecast_category" in o.columns else ibis.literal("pipeline")
+    amt = amount(o)
+    got = (
+        o.filter(won | open_)
+        .group_by(_cat=cat)
+        .aggregate(
+            _won=ibis.ifelse(won, amt, 0.0).sum(),
+            _n_won=_count(won),
+            _open=ibis.ifelse(open_, amt, 0.0).sum(),
+            _deals=ibis.ifelse(open_ & o.opportunity_id.notnull(), 1, 0).sum(),
+            _n_open=_count(open_),
+        )
+        .execute()
     )
-    amt = _amount(o).groupby(cat).sum()
-    cnt = o.groupby(cat)["opportunity_id"].count()
-    n_won = int((is_won(opps) & (opps["close_date"] >= start) & (opps["close_date"] <= end)).sum())
-    rows, running = [("Closed won", won, n_won, won)], won
-    for label, key in (("Commit", "commit"), ("Best case", "best case"), ("Pipeline", "pipeline")):
-        running += float(amt.get(key, 0.0))
-        rows.append((label, float(amt.get(key, 0.0)), int(cnt.get(key, 0)), running))
+    key = forecast_category_key(got["_cat"].astype("str"))
+    num = got.drop(columns="_cat").astype("float64").fillna(0.0)
+    won_amount, n_won = float(num["_won"].sum()), int(num["_n_won"].sum())
+    per = num[num["_n_open"] > 0].groupby(key[num["_n_open"] > 0]).sum()
+    amt_k, cnt = per["_open"], per["_deals"]
+    rows, running = [("Closed won", won_amount, n_won, won_amount)], won_amount
+    for label, k in (("Commit", "commit"), ("Best case", "best case"), ("Pipeline", "pipeline")):
+        running += float(amt_k.get(k, 0.0))
+        rows.append((label, float(amt_k.get(k, 0.0)), int(cnt.get(k, 0)), running))
     return pd.DataFrame(rows, columns=["category", "category_amount", "deals", "cumulative"])
 
 
-def landing(opps: pd.DataFrame, config, window: Window) -> dict:
+def landing(opps, config, window: Window, open_deals: pd.DataFrame | None = None) -> dict:
     """Where a period lands, as a range built from the deals (``window``: the period, to its as-of date):
 
     - booked = Σ won amount closed in [start, as_of];
@@ -502,10 +566,12 @@ def landing(opps: pd.DataFrame, config, window: Window) -> dict:
     - likely = booked + Σ amount × CRM probability (else the stage default) of open deals closing in it;
     - best case = commit + open Best Case deals closing in it;
     - run rate = booked ÷ elapsed days × days in the period (the straight-line pace).
-    Open deals count when their expected close date lies in [start, end] (past-due ones dated in it included)."""
+    Open deals count when their expected close date lies in [start, end] (past-due ones dated in it included).
+    ``opps``: see ``bookings``; the weighted sum is over the open deals as a frame (``open_deals``, see
+    ``_open_frame``), in their order, as the open pipeline is weighed everywhere."""
     fr = forecast_rollup(opps, window.start, window.end).set_index("category")["cumulative"]
     booked = bookings(opps, window.start, window.as_of)
-    o = weighted_pipeline(open_in_period(opps, window.start, window.end), config)
+    o = weighted_pipeline(open_in_period(_open_frame(opps, open_deals), window.start, window.end), config)
     return {
         "booked": booked,
         "commit": float(fr["Commit"]),
@@ -525,7 +591,7 @@ def open_in_period(opps: pd.DataFrame, start, end) -> pd.DataFrame:
 
 
 def coverage(
-    opps: pd.DataFrame,
+    opps,
     quotas: pd.DataFrame | None,
     window: Window,
     by: str | None = None,
@@ -542,12 +608,24 @@ def coverage(
     - under_threshold = coverage < threshold, for a period still running: once the as-of date is the
       period's last day the status is "quarter closed" and nothing is flagged (there is no time left to
       close pipeline in it)
-    """
-    won = opps[is_won(opps) & window.contains(opps["close_date"])]
-    got = _amount(won).groupby(_group_key(won, by, reps)).sum()
-    o = open_in_period(opps, window.start, window.end)
-    pipe = _amount(o).groupby(_group_key(o, by, reps)).sum()
-    cnt = o.groupby(_group_key(o, by, reps))["opportunity_id"].count()
+
+    ``opps``: see ``bookings``; bookings and open pipeline are summed there per owner."""
+    t = as_table(opps)
+    won = flag(t.is_won) & _between(t.close_date, window.start, window.as_of)
+    open_ = ~flag(t.is_closed) & _between(t.close_date, window.start, window.end)
+    amt = amount(t)
+    g = _by_group(
+        t.filter(won | open_),
+        by,
+        reps,
+        _won=ibis.ifelse(won, amt, 0.0).sum(),
+        _n_won=_count(won),
+        _open=ibis.ifelse(open_, amt, 0.0).sum(),
+        _deals=ibis.ifelse(open_ & t.opportunity_id.notnull(), 1, 0).sum(),
+        _n_open=_count(open_),
+    )
+    got = g.loc[g["_n_won"] > 0, "_won"]
+    pipe, cnt = g.loc[g["_n_open"] > 0, "_open"], g.loc[g["_n_open"] > 0, "_deals"]
     plan_rep = plan_by_rep(quotas, window.start, window.end)
     if len(plan_rep):
         keys = _group_key(pd.DataFrame({"owner": plan_rep.index.astype("str")}), by, reps)
@@ -599,22 +677,32 @@ def coverage_threshold(win_rate_by_value: float | None, default: float = 3.0) ->
     return 1.0 / win_rate_by_value
 
 
-def pipeline_created(opps: pd.DataFrame, start, end, freq: str = "week", by: str = "source") -> pd.DataFrame:
+def pipeline_created(opps, start, end, freq: str = "week", by: str = "source") -> pd.DataFrame:
     """Pipeline created per week (Monday start) or month, by ``by`` (e.g. source): every opportunity
     counts on its ``created_date`` whatever its status now (open, won or lost): deals = count,
-    amount = Σ amount."""
-    start, end = pd.Timestamp(start), pd.Timestamp(end)
-    c = opps[(opps["created_date"] >= start) & (opps["created_date"] <= end)]
-    period = week_starts(c["created_date"]) if freq == "week" else month_starts(c["created_date"])
-    key = (
-        c[by].fillna("(none)").astype("str")
-        if by in c.columns
-        else pd.Series("All", index=c.index, dtype="str")
+    amount = Σ amount. ``opps``: see ``bookings``; counted and summed there per created day, the days
+    then put in their week or month here."""
+    t = as_table(opps)
+    c = t.filter(_between(t.created_date, start, end))
+    key = c[by].cast("string").fill_null("(none)") if by in c.columns else ibis.literal("All")
+    got = (
+        c.group_by(_day=c.created_date.cast("date"), _key=key)
+        .aggregate(deals=c.opportunity_id.count(), amount=amount(c).sum())
+        .execute()
     )
+    day_ = pd.to_datetime(got["_day"]).astype("datetime64[us]")
+    period = week_starts(day_) if freq == "week" else month_starts(day_)
     out = (
-        pd.DataFrame({"period": period, by: key, "amount": _amount(c), "id": c["opportunity_id"]})
+        pd.DataFrame(
+            {
+                "period": period,
+                by: got["_key"].astype("str"),
+                "deals": got["deals"].astype("int64"),
+                "amount": got["amount"].astype("float64").fillna(0.0),
+            }
+        )
         .groupby(["period", by])
-        .agg(deals=("id", "count"), amount=("amount", "sum"))
+        .sum()
         .reset_index()
     )
     return out
@@ -753,6 +841,12 @@ def cycle_days(opps: pd.DataFrame) -> pd.Series:
     return (opps["close_date"] - opps["created_date"]).dt.days.astype("float64")
 
 
+def _cycle(t: ibis.Table):
+    """``cycle_days`` on the engine: whole days from ``created_date`` to ``close_date`` (empty when
+    either is)."""
+    return t.close_date.cast("date").delta(t.created_date.cast("date"), unit="day")
+
+
 def deal_size_and_cycle(opps, cal: FiscalCalendar, start, end, freq: str = "month") -> pd.DataFrame:
     """Won deals closed in ``[start, end]`` per close month (``YYYY-MM``) or fiscal quarter: won deals,
     bookings, average deal size = Σ amount ÷ won deals (an empty amount is 0), average and median cycle
@@ -821,27 +915,32 @@ def trend_call(values: pd.Series, recent: int = 3, tolerance: float = 0.10) -> s
     return "growing" if change > tolerance else "shrinking" if change < -tolerance else "flat"
 
 
-def win_rate(opps: pd.DataFrame, start, end) -> dict:
+def win_rate(opps, start, end) -> dict:
     """Deals closed in ``[start, end]``: win rate by count = won ÷ (won + lost); by value =
     Σ won amount ÷ Σ closed amount; average won deal size over won deals with an amount
-    (``helpers.metrics.rates``, the one implementation)."""
-    return rates.totals(rates.closed_in(opps, start, end))
+    (``helpers.metrics.rates``, the one implementation). ``opps``: see ``bookings``; the totals are
+    summed there (``expr.totals``)."""
+    return totals(closed_between(as_table(opps), start, end))
 
 
-def sales_velocity(opps: pd.DataFrame, as_of, months: int = 12) -> dict:
+def sales_velocity(opps, as_of, months: int = 12) -> dict:
     """Sales velocity = open opportunities × win rate × average deal size ÷ cycle days (revenue per day).
 
     - open opportunities: open deals on ``as_of``
     - win rate (by count), average won deal size and average cycle of won deals: deals closed in the
       ``trailing_window(as_of, months)``.
-    ``per_30_days`` = velocity × 30."""
+    ``per_30_days`` = velocity × 30. ``opps``: see ``bookings``; the counts and the sum of the cycle days
+    come from there and the mean is taken here (whole days: the same as a mean over the deals)."""
     as_of = pd.Timestamp(as_of)
     start, _ = trailing_window(as_of, months)
     wr = win_rate(opps, start, as_of)
-    w = opps[is_won(opps) & (opps["close_date"] >= start) & (opps["close_date"] <= as_of)]
-    n_open = int(is_open(opps).sum())
+    t = as_table(opps)
+    won = flag(t.is_won) & _between(t.close_date, start, as_of)
+    cycle = ibis.ifelse(won, _cycle(t), ibis.null("int64"))
+    got = t.aggregate(_open=_count(~flag(t.is_closed)), _sum=cycle.sum(), _n=cycle.count()).execute().iloc[0]
+    n_open = int(0 if pd.isna(got["_open"]) else got["_open"])
     size = wr["avg_deal_size"]
-    cyc = float(cycle_days(w).mean()) if len(w) else math.nan
+    cyc = float(got["_sum"]) / int(got["_n"]) if int(got["_n"]) else math.nan
     vel = _ratio(n_open * wr["win_rate_count"] * size, cyc) if not pd.isna(size) else math.nan
     return {
         "open_opportunities": n_open,
@@ -1039,20 +1138,11 @@ def _same_backend(a: ibis.Table, b: ibis.Table) -> bool:
 
 def working_set_start(cal: FiscalCalendar, as_of) -> pd.Timestamp:
     """The earliest close or created date a measure made in pandas over ``Scoped.opps`` reads, for a
-    report dated ``as_of``: the fiscal year and quarter to date (bookings against plan, coverage,
-    landing), the last 12 months (win rate, velocity, the cycle of won deals, pipeline created by month
-    from the 1st of the month 11 months back, 13 weeks by week) and 24 months back (deal size and cycle
-    by quarter)."""
-    as_of = pd.Timestamp(as_of)
-    w = cal.windows(as_of)
-    return min(
-        w["YTD"].start,
-        w["QTD"].start,
-        trailing_window(as_of)[0],
-        (as_of - pd.DateOffset(months=11)).replace(day=1),
-        as_of - pd.Timedelta(weeks=13),
-        as_of - pd.DateOffset(months=24),
-    )
+    report dated ``as_of``: the last 7 days (a review pack's deals created or closed in the week,
+    ``review_pack.changes_without_history``). Every other measure of closed or created deals runs on
+    the engine over ``Scoped.table``; the frame's other deals are the open ones. (``cal``: for a
+    window that needs one.)"""
+    return pd.Timestamp(as_of) - pd.Timedelta(days=7)
 
 
 def _kept(o, since, is_closed=None, close_date=None):
@@ -1148,14 +1238,20 @@ def next_quarter(cal: FiscalCalendar, as_of) -> Window:
 
 
 def cumulative_bookings(
-    opps: pd.DataFrame, quotas: pd.DataFrame | None, window: Window, company_plan: float | None = None
+    opps, quotas: pd.DataFrame | None, window: Window, company_plan: float | None = None
 ) -> pd.DataFrame:
     """Per day of the window's full period: cumulative bookings (to ``as_of``) and cumulative plan
     (quota pro-rated by days; without quotas, ``company_plan`` for the full period × elapsed days ÷ days in
-    the period; with neither, NaN), for the bookings-against-plan chart."""
+    the period; with neither, NaN), for the bookings-against-plan chart. ``opps``: see ``bookings``;
+    the won amounts are summed there per close day."""
     days = pd.date_range(window.start, window.end, freq="D")
-    won = opps[is_won(opps) & window.contains(opps["close_date"])]
-    daily = _amount(won).groupby(won["close_date"]).sum().reindex(days, fill_value=0.0)
+    t = as_table(opps)
+    won = t.filter(flag(t.is_won), _between(t.close_date, window.start, window.as_of))
+    got = won.group_by(_day=won.close_date.cast("date")).aggregate(_sum=amount(won).sum()).execute()
+    daily = pd.Series(
+        got["_sum"].astype("float64").fillna(0.0).to_numpy(),
+        index=pd.to_datetime(got["_day"]).astype("datetime64[us]"),
+    ).reindex(days, fill_value=0.0)
     booked = daily.cumsum().where(days <= window.as_of)
     q = bookings_quotas(quotas)
     plan = pd.Series(np.nan, index=days)
@@ -1186,7 +1282,7 @@ def headline_figures(
     company_plan = None
     if sc.quotas is None and sc.scope == "company" and targets:
         company_plan = {k: plan_from_targets(targets, cal, v.start, v.end) for k, v in w.items()}
-    bvp = bookings_vs_plan(sc.opps, sc.quotas, w, company_plan=company_plan).set_index("window")
+    bvp = bookings_vs_plan(sc.table, sc.quotas, w, company_plan=company_plan).set_index("window")
     out: dict[str, Fig] = {}
 
     def put(key, value, window=None, base=None):
@@ -1203,14 +1299,14 @@ def headline_figures(
         put("pace_qtd", bvp.loc["QTD", "pace"], w["QTD"].full_text)
         put("pace_attainment_qtd", bvp.loc["QTD", "pace_attainment"], w["QTD"].full_text)
     if sc.scope != "rep" and sc.quotas is not None:
-        share = reps_at_quota(bookings_vs_plan(sc.opps, sc.quotas, {"QTD": w["QTD"]}, by="rep"))
+        share = reps_at_quota(bookings_vs_plan(sc.table, sc.quotas, {"QTD": w["QTD"]}, by="rep"))
         on_pace = share["share_on_pace"].iloc[0] if len(share) else math.nan
         put("reps_on_pace_qtd", on_pace, w["QTD"].to_date_text)
     wp = weighted_pipeline(sc.opps, config)
     put("open_pipeline", wp["amount"].sum(), at, f"{len(wp):,} deals")
     put("open_deals", len(wp), at)
     put("weighted_pipeline_crm", wp["weighted_crm"].sum(), at)
-    wr = win_rate(sc.opps, *trailing_window(as_of))
+    wr = win_rate(sc.table, *trailing_window(as_of))
     if threshold is None or threshold <= 0:
         threshold = coverage_threshold(wr["win_rate_value"])
     put("coverage_threshold", threshold)
@@ -1218,20 +1314,20 @@ def headline_figures(
     qp = company_plan["QTD"] if company_plan else None
     for key, win in (("qtd", w["QTD"]), ("next_quarter", next_quarter(cal, as_of))):
         npl = plan_from_targets(targets, cal, win.start, win.end) if (company_plan and key != "qtd") else qp
-        c = coverage(sc.opps, sc.quotas, win, threshold=threshold, company_plan=npl).iloc[0]
+        c = coverage(sc.table, sc.quotas, win, threshold=threshold, company_plan=npl).iloc[0]
         if key != "qtd" or as_of < win.end:  # a quarter that closes today needs no coverage: it is history
             put(f"coverage_{key}", c["coverage"], win.label)
         put(f"open_in_{key}", c["open_in_period"], win.label)
         put(f"remaining_{key}", c["remaining"], win.label)
-    fr = forecast_rollup(sc.opps, w["QTD"].start, w["QTD"].end).set_index("category")["cumulative"]
+    fr = forecast_rollup(sc.table, w["QTD"].start, w["QTD"].end).set_index("category")["cumulative"]
     put("commit_qtd", fr["Commit"], w["QTD"].label)
     put("best_case_qtd", fr["Best case"], w["QTD"].label)
-    created = pipeline_created(sc.opps, w["QTD"].start, as_of, freq="month")
+    created = pipeline_created(sc.table, w["QTD"].start, as_of, freq="month")
     put("pipeline_created_qtd", created["amount"].sum(), w["QTD"].to_date_text)
     months12 = trailing_text(as_of)
     put("win_rate_count_12m", wr["win_rate_count"], months12, f"{wr['closed']:,} closed")
     put("win_rate_value_12m", wr["win_rate_value"], months12, f"{wr['closed']:,} closed")
-    v = sales_velocity(sc.opps, as_of)
+    v = sales_velocity(sc.table, as_of)
     put("avg_deal_size", v["avg_deal_size"], months12, f"{wr['won_priced']:,} won")
     put("avg_cycle_days", v["avg_cycle_days"], months12, f"{wr['won']:,} won")
     put("sales_velocity_30d", v["velocity_per_30_days"], months12)
@@ -1241,7 +1337,7 @@ def headline_figures(
     put("no_next_step_deals", len(no_next_step(sc.opps, as_of)), at)
     # will we make the number: the year's landing against the company target and the plan
     ytd = w["YTD"]
-    land = landing(sc.opps, config, ytd)
+    land = landing(sc.table, config, ytd, open_deals=sc.opps)
     year = ytd.full_text
     put("landing_fy_commit", land["commit"], year)
     put("landing_fy_likely", land["likely"], year)
@@ -1249,7 +1345,7 @@ def headline_figures(
     put("landing_fy_run_rate", land["run_rate"], year)
     # and the quarter's landing, against the quarter's plan and the target's share of the quarter
     qtd = w["QTD"]
-    land_q = landing(sc.opps, config, qtd)
+    land_q = landing(sc.table, config, qtd, open_deals=sc.opps)
     put("landing_q_commit", land_q["commit"], qtd.full_text)
     put("landing_q_likely", land_q["likely"], qtd.full_text)
     put("landing_q_best", land_q["best_case"], qtd.full_text)
@@ -1283,14 +1379,22 @@ def headline_figures(
     return {k: out[k] for k in first if k in out} | out
 
 
-def stalled_by_age(opps: pd.DataFrame, as_of, quantile: float = 0.75, months: int = 12) -> pd.DataFrame:
+def stalled_by_age(
+    opps, as_of, quantile: float = 0.75, months: int = 12, open_deals: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Without history: open deals older (as_of − created) than the p75 cycle of deals won in
-    ``trailing_window(as_of, months)``."""
+    ``trailing_window(as_of, months)``. ``opps``: see ``bookings``; the won deals' cycle days come back
+    as counts per value and the quantile is pandas' own over them (``history.spread``). The open deals
+    listed: ``open_deals`` (``_open_frame``)."""
     as_of = pd.Timestamp(as_of)
     start, _ = trailing_window(as_of, months)
-    w = opps[is_won(opps) & (opps["close_date"] >= start) & (opps["close_date"] <= as_of)]
-    thr = float(cycle_days(w).quantile(quantile)) if len(w) else math.nan
-    o = opps[~_flag(opps["is_closed"])].copy()
+    t = as_table(opps)
+    w = t.filter(flag(t.is_won), _between(t.close_date, start, as_of))
+    w = w.mutate(_cycle=_cycle(w))
+    w = w.filter(w._cycle.notnull())
+    counts = w.group_by("_cycle").aggregate(_n=w.count()).execute()
+    thr = float(hi.spread(counts, "_cycle").quantile(quantile)) if len(counts) else math.nan
+    o = _open_frame(opps, open_deals).copy()
     o["age_days"] = (as_of - o["created_date"]).dt.days
     o["threshold_days"] = thr
     cols = [

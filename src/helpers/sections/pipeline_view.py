@@ -185,7 +185,7 @@ def prepare(
         )
         figs["slipped_deals_qtd"] = Fig("slipped_deals_qtd", len(v.slipped), W["QTD"].to_date_text)
     else:
-        stalled = pl.stalled_by_age(sc.opps, A)
+        stalled = pl.stalled_by_age(sc.table, A, open_deals=sc.opps)
         if stalled_days:
             stalled = stalled.assign(threshold_days=float(stalled_days))
             stalled = stalled[stalled["age_days"] > stalled_days]
@@ -193,7 +193,7 @@ def prepare(
     figs["stalled_deals"] = Fig("stalled_deals", len(v.stalled), f"at {A:%Y-%m-%d}")
     v.focus = W["QTD"] if figs["days_left_qtd"].value >= 14 else v.NQ
     if sc.scope != "rep" and sc.quotas is not None and not no_amounts:
-        v.cov_rep = pl.coverage(sc.opps, sc.quotas, v.focus, by="rep", threshold=v.THR)
+        v.cov_rep = pl.coverage(sc.table, sc.quotas, v.focus, by="rep", threshold=v.THR)
     if no_amounts:
         figs = {k: f if k in NO_AMOUNT_FIGURES else Fig(k, None, f.window, f.base) for k, f in figs.items()}
     elif d := default_amounts(cfg):  # a figure from a default says so in its label
@@ -373,7 +373,7 @@ def show_bookings(v: PipelineView) -> None:
         return
     sc, cfg, cal, W = v.sc, v.cfg, v.cal, v.W
     bvp = pl.bookings_vs_plan(
-        sc.opps,
+        sc.table,
         sc.quotas,
         W,
         company_plan=None
@@ -399,7 +399,7 @@ def show_bookings_chart(v: PipelineView) -> None:
         if sc.quotas is None and sc.scope == "company" and cfg.targets
         else None
     )
-    cum = pl.cumulative_bookings(sc.opps, sc.quotas, W["YTD"], company_plan=company_plan)
+    cum = pl.cumulative_bookings(sc.table, sc.quotas, W["YTD"], company_plan=company_plan)
     fig, ax = plots.new_figure(8, 3.4)
     ax.plot(cum["date"], cum["bookings"], color=plots.WON, lw=2.2, label="Bookings (cumulative)")
     if cum["plan"].notna().any():
@@ -417,11 +417,11 @@ def show_bookings_by_team_and_rep(v: PipelineView) -> None:
         return
     if sc.scope == "company" and sc.reps is not None and "team" in sc.reps.columns:
         by_team = pl.bookings_vs_plan(
-            sc.opps, sc.quotas, {k: W[k] for k in ("QTD", "YTD")}, by="team", reps=sc.reps
+            sc.table, sc.quotas, {k: W[k] for k in ("QTD", "YTD")}, by="team", reps=sc.reps
         )
         markdown("**By team** (quarter and year to date)")
         fold_table(by_team, money=PLAN_MONEY, pct=PLAN_PCT, currency=cur)
-    by_rep = pl.bookings_vs_plan(sc.opps, sc.quotas, {"QTD": W["QTD"]}, by="rep")
+    by_rep = pl.bookings_vs_plan(sc.table, sc.quotas, {"QTD": W["QTD"]}, by="rep")
     markdown(f"**By rep**, quarter to date ({W['QTD'].label}), lowest pace first")
     fold_table(
         by_rep.sort_values("pace_attainment").drop(columns=["window"]),
@@ -431,7 +431,7 @@ def show_bookings_by_team_and_rep(v: PipelineView) -> None:
     )
     markdown("**Reps at or above quota**")
     fold_table(
-        pl.reps_at_quota(pl.bookings_vs_plan(sc.opps, sc.quotas, W, by="rep")),
+        pl.reps_at_quota(pl.bookings_vs_plan(sc.table, sc.quotas, W, by="rep")),
         pct=["share_on_pace", "share_at_quota"],
         ints=["reps_with_plan"],
         currency=cur,
@@ -513,7 +513,7 @@ def show_forecast_and_coverage(v: PipelineView) -> None:
     sc, cfg, cal, W, NQ, THR, cur = v.sc, v.cfg, v.cal, v.W, v.NQ, v.THR, v.cur
     for win in (W["QTD"], NQ):
         markdown(f"**Forecast categories, {win.label}** (cumulative)")
-        fr = pl.forecast_rollup(sc.opps, win.start, win.end)
+        fr = pl.forecast_rollup(sc.table, win.start, win.end)
         show_table(fr, money=["category_amount", "cumulative"], ints=["deals"], currency=cur)
     markdown(
         f"**Coverage** (open pipeline closing in the quarter ÷ quota still to close; threshold {THR:.1f}×)"
@@ -521,7 +521,7 @@ def show_forecast_and_coverage(v: PipelineView) -> None:
     cov = pd.concat(
         [
             pl.coverage(
-                sc.opps,
+                sc.table,
                 sc.quotas,
                 win,
                 threshold=THR,
@@ -540,7 +540,7 @@ def show_forecast_and_coverage(v: PipelineView) -> None:
     if sc.scope == "company" and sc.quotas is not None and sc.reps is not None and "team" in sc.reps.columns:
         markdown(f"**Coverage by team, {v.focus.label}**")
         show_table(
-            pl.coverage(sc.opps, sc.quotas, v.focus, by="team", reps=sc.reps, threshold=THR),
+            pl.coverage(sc.table, sc.quotas, v.focus, by="team", reps=sc.reps, threshold=THR),
             **COVERAGE_FORMATS,
             currency=cur,
         )
@@ -557,7 +557,7 @@ def show_pipeline_created(v: PipelineView) -> None:
     if needs_amounts(v, "Pipeline created"):
         return
     sc, A, cur = v.sc, v.A, v.cur
-    weeks = pl.pipeline_created(sc.opps, A - pd.Timedelta(weeks=13), A, freq="week")
+    weeks = pl.pipeline_created(sc.table, A - pd.Timedelta(weeks=13), A, freq="week")
     if len(weeks):
         wide = weeks.pivot_table(
             index="period", columns="source", values="amount", aggfunc="sum", fill_value=0
@@ -569,7 +569,7 @@ def show_pipeline_created(v: PipelineView) -> None:
         plots.finish(
             fig, ax, "Pipeline created per week by source (all deals created, open or closed)", "week", cur
         )
-    months = pl.pipeline_created(sc.opps, (A - pd.DateOffset(months=11)).replace(day=1), A, freq="month")
+    months = pl.pipeline_created(sc.table, (A - pd.DateOffset(months=11)).replace(day=1), A, freq="month")
     markdown("**Pipeline created per month by source** (amount)")
     if len(months):
         tab = months.pivot_table(
@@ -796,8 +796,8 @@ def show_efficiency(v: PipelineView) -> None:
     """Deal size and sales cycle by month and quarter (with their trend), win rate and sales velocity."""
     sc, cal, A, W, cur, money = v.sc, v.cal, v.A, v.W, v.cur, v.ctx.money
     year_start, _ = trailing_window(A)
-    monthly = pl.deal_size_and_cycle(sc.opps, cal, (A - pd.DateOffset(months=11)).replace(day=1), A, "month")
-    quarterly = pl.deal_size_and_cycle(sc.opps, cal, A - pd.DateOffset(months=24), A, "quarter")
+    monthly = pl.deal_size_and_cycle(sc.table, cal, (A - pd.DateOffset(months=11)).replace(day=1), A, "month")
+    quarterly = pl.deal_size_and_cycle(sc.table, cal, A - pd.DateOffset(months=24), A, "quarter")
     done_q = quarterly[quarterly["period"] != W["QTD"].label] if W["QTD"].end > A else quarterly
     size = (
         ""
@@ -823,7 +823,7 @@ def show_efficiency(v: PipelineView) -> None:
             decimals=["avg_cycle_days", "median_cycle_days"],
             currency=cur,
         )
-    wr12, wrq = pl.win_rate(sc.opps, year_start, A), pl.win_rate(sc.opps, W["QTD"].start, A)
+    wr12, wrq = pl.win_rate(sc.table, year_start, A), pl.win_rate(sc.table, W["QTD"].start, A)
     fold_table(
         pd.DataFrame([{"window": "last 12 months", **wr12}, {"window": W["QTD"].label + " to date", **wrq}])[
             [
@@ -842,7 +842,7 @@ def show_efficiency(v: PipelineView) -> None:
     )
     if v.NO_AMOUNTS:
         return
-    vel = pl.sales_velocity(sc.opps, A)
+    vel = pl.sales_velocity(sc.table, A)
     markdown(
         f"**Sales velocity**: {vel['open_opportunities']:,} open opportunities × {vel['win_rate_count']:.1%} "
         f"win rate × {money(vel['avg_deal_size'])} average deal ÷ {vel['avg_cycle_days']:.0f} days = "
@@ -859,7 +859,7 @@ def show_lead_funnel(v: PipelineView) -> None:
     else:
         markdown("**Lead funnel**, leads created in the last 12 months")
         fold_table(
-            pl.lead_funnel(v.sc.leads, v.sc.opps, *trailing_window(v.A)),
+            pl.lead_funnel(v.sc.leads, v.sc.table, *trailing_window(v.A)),
             pct=["mql_to_sql", "sql_to_won"],
             ints=["leads", "mql", "sql", "sql_won", "sql_open"],
             currency=v.cur,
