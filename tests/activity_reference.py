@@ -91,7 +91,11 @@ def win_association(deals: pd.DataFrame, by: str | None = None, min_deals: int =
                 "won_without": int((won & ~has).sum()),
             }
             rows.append(row)
-    out = pd.DataFrame(rows)
+    counts = ["deals_with", "won_with", "deals_without", "won_without"]
+    out = pd.DataFrame(rows, columns=([by] if by else []) + ["type", *counts])
+    out[counts] = out[counts].astype("int64")
+    if by:
+        out[by] = out[by].astype("str")
     out["win_rate_with"] = out["won_with"] / out["deals_with"].where(out["deals_with"] >= min_deals)
     out["win_rate_without"] = out["won_without"] / out["deals_without"].where(
         out["deals_without"] >= min_deals
@@ -144,3 +148,139 @@ def meetings_by_rep_month(log: pd.DataFrame) -> pd.DataFrame:
     got = m.groupby([m["owner"].rename("rep_id"), m["occurred_at"].dt.to_period("M").dt.to_timestamp()])
     out = got.size().rename("value").reset_index().rename(columns={"occurred_at": "month"})
     return out.astype({"value": "float64"})
+
+
+# --------------------------------------------------------------------------------------------------
+# the measures over the opportunities, as the tracker computed them over the loaded frame before they
+# moved to the engine (helpers.metrics.activity.activity_yield, funnel_rates, deal_activity's sums and
+# logging_completeness)
+# --------------------------------------------------------------------------------------------------
+def won_in(opps: pd.DataFrame, start, end) -> pd.DataFrame:
+    c = closed_in(opps, start, end)
+    return c[c["is_won"].fillna(False).astype(bool)]
+
+
+def created_in(opps: pd.DataFrame, start, end) -> pd.DataFrame:
+    d = opps["created_date"]
+    return opps[(d >= pd.Timestamp(start)) & (d <= pd.Timestamp(end))]
+
+
+def activity_yield(log: pd.DataFrame, opps: pd.DataFrame, start, end, owners=None) -> pd.DataFrame:
+    """Per owner of the log (and of the deals) and "All reps": activities in the window, deals created,
+    deals won, and the two ratios."""
+    a = normalized(log)
+    a = a[a["owner"].notna()]
+    if owners is not None:
+        a = a[a["owner"].isin([str(o) for o in owners])]
+    day = a["occurred_at"].dt.normalize()
+    inside = a[(day >= pd.Timestamp(start)) & (day <= pd.Timestamp(end))]
+    n_act = inside["owner"].value_counts().reindex(sorted(a["owner"].unique()), fill_value=0)
+    n_created = created_in(opps, start, end)["owner"].astype("str").value_counts()
+    n_won = won_in(opps, start, end)["owner"].astype("str").value_counts()
+    out = pd.DataFrame({"activities": n_act, "opps_created": n_created, "deals_won": n_won}).fillna(0)
+    out = out.astype("int64").sort_index()
+    out.loc["All reps"] = out.sum()
+    out["activities_per_opp_created"] = out["activities"] / out["opps_created"].where(out["opps_created"] > 0)
+    out["activities_per_won_deal"] = out["activities"] / out["deals_won"].where(out["deals_won"] > 0)
+    out.index.name = "rep"
+    return out.reset_index()
+
+
+def funnel_rates(log: pd.DataFrame, opps: pd.DataFrame, start, end, owners=None) -> pd.Series:
+    """The tracker's measured conversion (``rates.totals`` of the closed deals, deals created, calls and
+    meetings and demos held by ``owners``)."""
+    from helpers.metrics import rates as R
+
+    a = normalized(log)
+    day = a["occurred_at"].dt.normalize()
+    a = a[(day >= pd.Timestamp(start)) & (day <= pd.Timestamp(end))]
+    o = opps
+    if owners is not None:
+        a = a[a["owner"].isin(owners)]
+        o = o[o["owner"].astype("str").isin(owners)]
+    held = a["outcome"].isin(["held", "positive"])
+    calls = int((a["type"] == "call").sum())
+    meetings, demos = int(((a["type"] == "meeting") & held).sum()), int(((a["type"] == "demo") & held).sum())
+    tot = R.totals(closed_in(o, start, end))
+    n_created = len(created_in(o, start, end))
+
+    def ratio(x, y):
+        return x / y if y else float("nan")
+
+    return pd.Series(
+        {
+            "deals_won": tot["won"],
+            "deals_closed": tot["closed"],
+            "opps_created": n_created,
+            "bookings": tot["won_value"],
+            "calls": calls,
+            "meetings_held": meetings,
+            "demos_held": demos,
+            "avg_deal_size": tot["avg_deal_size"],
+            "win_rate": tot["win_rate_count"],
+            "calls_per_opp": ratio(calls, n_created),
+            "meetings_per_opp": ratio(meetings, n_created),
+            "demos_per_opp": ratio(demos, n_created),
+            "calls_per_meeting": ratio(calls, meetings),
+            "meetings_per_demo": ratio(meetings, demos),
+        }
+    )
+
+
+def segments(deals: pd.DataFrame) -> pd.DataFrame:
+    """segment (text, empty last), deals, won: the closed deals per segment."""
+    g = deals.groupby(deals["segment"].astype("str"), dropna=False)
+    out = pd.DataFrame({"deals": g.size(), "won": g["is_won"].sum()}).astype("int64")
+    out.index = pd.Index(out.index, dtype="str", name="segment")
+    return out.reset_index().sort_values("segment", na_position="last", ignore_index=True)
+
+
+def won_by_owner(deals: pd.DataFrame) -> pd.DataFrame:
+    """owner → won deals, bookings (Σ amount), won_active (won deals with tied activity)."""
+    won = deals[deals["is_won"] & deals["owner"].notna()]
+    g = won.groupby(won["owner"].astype("str"))
+    out = pd.DataFrame(
+        {
+            "won": g.size(),
+            "bookings": g["amount"].sum(),
+            "won_active": (won["total"] > 0).groupby(won["owner"].astype("str")).sum(),
+        }
+    ).astype({"won": "int64", "bookings": "float64", "won_active": "int64"})
+    out.index = pd.Index(out.index, dtype="str", name="owner")
+    return out
+
+
+def logging_completeness(
+    log: pd.DataFrame, opps: pd.DataFrame, start, end, threshold: float = 0.25, min_won: int = 2
+) -> pd.DataFrame:
+    """Reps whose logged activity is implausibly low for their bookings (the definitions of
+    ``helpers.metrics.activity.logging_completeness``) from the per-deal rows."""
+    y = activity_yield(log, opps, start, end)
+    y = y[(y["rep"] != "All reps") & (y["deals_won"] > 0)].set_index("rep")
+    deals = per_deal(log, opps, start, end)
+    won = deals[deals["is_won"]]
+    bookings = won.groupby(won["owner"].astype("str"))["amount"].sum()
+    out = y[["deals_won", "activities", "activities_per_won_deal"]].copy()
+    out["bookings"] = bookings.reindex(out.index).fillna(0.0)
+    out["won_without_activity"] = won_without_activity(deals).reindex(out.index).fillna(0).astype("int64")
+    base = out.loc[out["deals_won"] >= min_won, "activities_per_won_deal"]
+    median = float(base.median()) if len(base) else float("nan")
+    out["median_per_won_deal"] = median
+    out["ratio_to_median"] = out["activities_per_won_deal"] / median if median else np.nan
+    none = out["activities"] == 0
+    low = (out["deals_won"] >= min_won) & (out["ratio_to_median"] < threshold)
+    unlogged = out["won_without_activity"] / out["deals_won"] > 0.5
+    out["flag"] = none | low | unlogged
+    out["reason"] = np.select(
+        [none, low, unlogged],
+        [
+            "no activity logged despite won deals",
+            f"activity per won deal under {threshold:.0%} of the median rep",
+            "most won deals have no activity logged",
+        ],
+        default="",
+    )
+    out.index.name = "rep"
+    return out.reset_index().sort_values(
+        ["flag", "ratio_to_median"], ascending=[False, True], ignore_index=True
+    )

@@ -264,7 +264,18 @@ def test_activity_per_opportunity_and_per_won_deal(act, opps):
 def test_tied_activity_per_won_deal_counts_deals_with_none(act, opps):
     d = A.deal_activity(act, opps, *OCT)
     # o1: c1 e1 m1 d1 (x1 is after the close) = 4; o2: m2; o3: c4 c6 m3 d2 = 4; o4, o5: none; o6 open: absent
-    assert list(d.closed["opportunity_id"]) == ["o1", "o2", "o3", "o4", "o5"]
+    assert len(d) == 5 and d.won_deals == 4  # o1..o5 closed, o2 lost
+    # per segment: Enterprise o3 o4 (both won), SMB o1 o2 o5 (o1 o5 won)
+    assert d.segments.to_dict("records") == [
+        {"segment": "Enterprise", "deals": 2, "won": 2},
+        {"segment": "SMB", "deals": 3, "won": 2},
+    ]
+    # per owner: r1 won o1 ($10k, tied), r2 o3 ($20k, tied), r3 o4 o5 ($70k, none tied)
+    assert d.owners.to_dict("index") == {
+        "r1": {"won": 1, "bookings": 10_000.0, "won_active": 1},
+        "r2": {"won": 1, "bookings": 20_000.0, "won_active": 1},
+        "r3": {"won": 2, "bookings": 70_000.0, "won_active": 0},
+    }
     assert d.won_totals.to_dict() == {0: 2, 4: 2}  # won: o1 4, o3 4, o4 0, o5 0
     assert d.won_active.to_dict() == {"r1": 1, "r2": 1}
     w = A.won_deal_activity(d)
@@ -607,3 +618,56 @@ def test_a_new_hire_without_connected_calls_gets_a_sentence_not_empty_charts(
     view.show(_ctx(act, opps, reps, quotas), "rep", "r3")  # nothing logged at all
     assert any("No calls, emails or social touches with an outcome logged yet" in n for n in seen["notes"])
     assert "No won deals" not in " ".join(seen["notes"]) and "nan" not in " ".join(seen["notes"])
+
+
+@pytest.mark.parametrize("where", ["files", "postgres"])
+def test_the_section_leaves_the_opportunities_where_they_live(where, sample_dir, request, monkeypatch):
+    """A kernel that did not load the opportunities (``open_report(tables=[...])`` without them) shows
+    the same activity section as one that loaded them: every table, note, chart and headline figure, at
+    company, team and rep scope, from files and from PostgreSQL; and so does a dataset built in memory
+    from the loaded frames (the measures then run on in-memory tables)."""
+    from helpers.data.dataset import Dataset, load
+    from helpers.sections.context import ReportContext, open_report
+    from helpers.sections.summary import Headlines
+
+    if where == "postgres":
+        request.getfixturevalue("pg_env")
+        folder = request.getfixturevalue("pg_dataset")
+    else:
+        folder = sample_dir
+    loaded = open_report(str(folder), show_header=False)
+    left = open_report(str(folder), tables=["reps", "quotas"], show_header=False)
+    assert "opportunities" in loaded.ds.tables and "opportunities" not in left.ds.tables
+    contexts = {"loaded": loaded, "left out": left}
+    if where == "files":
+        frames = {**loaded.ds.tables, "activities": load(str(folder), tables=["activities"]).activities}
+        ds = Dataset(Path("."), loaded.ds.config, frames)
+        contexts["in memory"] = ReportContext(ds, loaded.as_of, loaded.period, loaded.cal, Headlines("t"))
+    reps = loaded.ds.reps
+    team = str(reps["team"].dropna().iloc[0])
+    members = reps.loc[reps["team"] == team, "rep_id"].astype("str")
+    owners = loaded.ds.opportunities["owner"]
+    rep = str(owners[owners.isin(members)].value_counts().index[0])  # the team's busiest seller
+    view, seen = _shown(monkeypatch)
+    for scope, who in (("company", ""), ("team", team), ("rep", rep)):
+        shown = {}
+        for name, ctx in contexts.items():
+            ctx.headlines.figures.clear()
+            for v in seen.values():
+                v.clear()
+            view.show(ctx, scope, who)
+            shown[name] = {
+                "notes": list(seen["notes"]),
+                "charts": list(seen["charts"]),
+                "tables": dict(seen["tables"]),
+                "figures": [(f.key, repr(f.value)) for f in ctx.headlines.figures],
+            }
+        want = shown["loaded"]
+        assert len(want["tables"]) >= 8 and len(want["figures"]) >= 8, scope
+        for name, got in shown.items():
+            assert got["notes"] == want["notes"], (scope, name)
+            assert got["charts"] == want["charts"], (scope, name)
+            assert got["figures"] == want["figures"], (scope, name)
+            assert list(got["tables"]) == list(want["tables"]), (scope, name)
+            for caption, df in want["tables"].items():
+                pd.testing.assert_frame_equal(got["tables"][caption], df, obj=f"{scope} {name} {caption}")

@@ -721,18 +721,22 @@ def test_postgres_dataset_defaults_to_postgres_and_hides_the_password(pg_dataset
 # the activity log: every metric over it runs on the engine's table and gives what it gives over the
 # loaded frame (an in-memory table); on DuckDB, PostgreSQL and Spark
 # --------------------------------------------------------------------------------------------------
-def _activity_results(log, sample):
+def _activity_results(log, sample, deals_at=None):
+    """The activity measures over ``log``; those that read the opportunities over ``deals_at`` (where
+    they live) when given, else the loaded frame."""
     from helpers.data.calendar import trailing_window, weeks_window
     from helpers.metrics import activity as A
     from helpers.metrics import pipeline as pl
     from helpers.metrics import quota as Q
 
-    opps, reps, as_of = sample.opportunities, sample.reps, sample.as_of
+    reps, as_of = sample.reps, sample.as_of
+    opps = sample.opportunities if deals_at is None else deals_at
     vs, ve = weeks_window(as_of, 13)
     ys, ye = trailing_window(as_of, 12)
     team = sorted(reps.loc[reps["team"] == reps["team"].dropna().iloc[0], "rep_id"].astype(str))
     sellers = Q.seller_ids(reps, opps)
     deals = A.deal_activity(log, opps, ys, ye)
+    needed, rates = Q.benchmark_needs(log, opps, pd.Series(1000.0, index=sellers[:5]), as_of, reps=reps)
     sdrs = sorted(set(reps["rep_id"].astype(str)) - set(sellers))
     return {
         "counts_W": A.activity_counts(log, vs, ve, "W"),
@@ -748,10 +752,14 @@ def _activity_results(log, sample):
         "hit_hour": A.hit_rates(log, vs, ve, "hour"),
         "share": A.opportunity_share(log, vs, ve, by="owner"),
         "yield": A.activity_yield(log, opps, ys, ye),
-        "deals_closed": deals.closed,
+        "deals_segments": deals.segments,
+        "deals_owners": deals.owners,
         "deals_won_totals": deals.won_totals.to_frame(),
         "deals_with_type": deals.with_type.sort_values(["segment", "type"], ignore_index=True),
         "deals_won_active": deals.won_active.sort_index().to_frame(),
+        "yield_team": A.activity_yield(A.scoped(log, team), A.opportunities(opps, team), ys, ye),
+        "benchmark_needed": needed,
+        "benchmark_rates": rates.to_frame(),
         "won_deal_activity": pd.DataFrame([A.won_deal_activity(deals)]),
         "win_association": A.win_association(deals, min_deals=5),
         "win_association_segment": A.win_association(deals, by="segment", min_deals=5),
@@ -767,9 +775,11 @@ def _activity_results(log, sample):
         "sdr_meetings_of_sdrs": Q.sdr_events(log, None, rep_ids=sdrs, months=Q.history_months(as_of))[
             "meetings"
         ].sort_values(["rep_id", "month"], ignore_index=True),
-        "last_activity": pl.last_activity_days(log, opps["opportunity_id"]).sort_index().to_frame(),
-        "per_deal": A.per_deal(log, opps["opportunity_id"]).sort_index().to_frame(),
-        "recent": A.recent_activity(log, opps["opportunity_id"].head(200), as_of, 30),
+        "last_activity": pl.last_activity_days(log, sample.opportunities["opportunity_id"])
+        .sort_index()
+        .to_frame(),
+        "per_deal": A.per_deal(log, sample.opportunities["opportunity_id"]).sort_index().to_frame(),
+        "recent": A.recent_activity(log, sample.opportunities["opportunity_id"].head(200), as_of, 30),
         "counts": pd.DataFrame(
             [[A.count(log, vs, ve), A.count(log, vs, ve, distinct="owner"), A.has_time_of_day(log)]]
         ),
@@ -811,6 +821,13 @@ def test_activity_metrics_run_on_the_engine(sample_engine, sample, activity_refe
     for key, want in activity_reference.items():
         if key == "counts_W":
             assert len(want) and want["total"].sum() > 0
+        pd.testing.assert_frame_equal(got[key], want, check_exact=False, rtol=1e-9, obj=key)
+
+
+def test_activity_metrics_run_where_the_opportunities_live(sample_engine, sample, activity_reference):
+    # the log and the opportunities both on the engine: the deals joined with the log there
+    got = _activity_results(sample_engine["activities"], sample, deals_at=sample_engine["opportunities"])
+    for key, want in activity_reference.items():
         pd.testing.assert_frame_equal(got[key], want, check_exact=False, rtol=1e-9, obj=key)
 
 
@@ -1065,6 +1082,101 @@ def test_deal_activity_sums_match_the_per_deal_reference_by_hand(activity_hand_e
         "meeting → demo": {"deals": 1, "won": 0},  # q2
     }
     assert list(seq.index[:2]) == ["(no activity logged)", "call"]  # most won, then most deals, then name
+
+
+def _deal_measures_check(log, deals_at, ds, windows, owners):
+    """The tracker's measures over the opportunities (``deals_at``: where they live, or a frame) against
+    the pandas reference over the loaded frames (tests/activity_reference.py), over each window; for
+    everyone and for ``owners``. Returns how many closed deals the windows held."""
+    import activity_reference as ref
+
+    from helpers.metrics import activity as A
+
+    frame_log, opps = ds.activities, ds.opportunities
+    closed = 0
+    for start, end in windows:
+        for who in (None, owners):
+            pdt.assert_frame_equal(
+                A.activity_yield(log, A.opportunities(deals_at, who), start, end, owners=who),
+                ref.activity_yield(
+                    frame_log, opps if who is None else opps[opps["owner"].isin(who)], start, end, who
+                ),
+                check_dtype=False,
+                obj=f"yield {start} {who}",
+            )
+            got = A.funnel_rates(log, deals_at, start, end, owners=who)
+            want = ref.funnel_rates(frame_log, opps, start, end, owners=who)
+            pdt.assert_series_equal(got, want, check_dtype=False, rtol=REL, obj=f"funnel {start} {who}")
+        per = ref.per_deal(frame_log, opps, start, end)
+        closed += len(per)
+        d = A.deal_activity(log, deals_at, start, end)
+        assert len(d) == len(per) and d.won_deals == int(per["is_won"].sum())
+        pdt.assert_frame_equal(d.segments, ref.segments(per), check_dtype=False, obj="segments")
+        pdt.assert_frame_equal(d.owners, ref.won_by_owner(per), check_dtype=False, rtol=REL, obj="owners")
+        assert A.won_deal_activity(d) == pytest.approx(ref.won_deal_activity(per), nan_ok=True)
+        for by in (None, "segment"):
+            pdt.assert_frame_equal(
+                A.win_association(d, by=by, min_deals=2),
+                ref.win_association(per, by, min_deals=2),
+                obj=str(by),
+            )
+        seq = A.winning_sequences(log, deals_at, start, end).set_index("sequence")[["deals", "won"]]
+        want = ref.sequences(frame_log, opps, start, end)
+        pdt.assert_frame_equal(
+            seq.sort_index(),
+            want.sort_index(),
+            check_names=False,
+            check_index_type=False,
+            check_dtype=False,
+            obj="sequences",
+        )
+        for min_won in (1, 2):
+            pdt.assert_frame_equal(
+                A.logging_completeness(log, deals_at, start, end, min_won=min_won),
+                ref.logging_completeness(frame_log, opps, start, end, min_won=min_won),
+                check_dtype=False,
+                rtol=REL,
+                obj=f"logging {start} {min_won}",
+            )
+    return closed
+
+
+def test_deal_measures_where_the_opportunities_live_match_the_reference_by_hand(
+    activity_hand_engine, activity_hand_dir
+):
+    # the deals where they live (joined with the log on the engine), and a frame beside the engine's log
+    # (sent there: on PostgreSQL as a temporary table); windows whose edges are close days (q1 10-10,
+    # q3 10-20) and one without closed deals
+    ds = load(activity_hand_dir)
+    log = activity_hand_engine["activities"]
+    windows = [("2025-11-01", "2026-10-31"), ("2026-10-10", "2026-10-20"), ("2026-01-01", "2026-01-31")]
+    for deals_at in (activity_hand_engine["opportunities"], ds.opportunities):
+        assert _deal_measures_check(log, deals_at, ds, windows, ["R1", "R3"]) == 7 + 4
+    from helpers.metrics import activity as A
+
+    y = A.activity_yield(log, activity_hand_engine["opportunities"], *windows[0]).set_index("rep")
+    # by hand: created q1..q8 on 06-01 (q7 has no owner: no rep's); won q1 q3 q4 q5 (q7 no owner)
+    assert y["opps_created"].to_dict() == {"R1": 3, "R2": 3, "R3": 1, "S1": 0, "All reps": 7}
+    assert y["deals_won"].to_dict() == {"R1": 1, "R2": 2, "R3": 1, "S1": 0, "All reps": 4}
+    d = A.deal_activity(log, activity_hand_engine["opportunities"], *windows[1])
+    # 10-10..10-20: q1 (R1 won 100, tied), q2 (R1 lost), q3 (R2 won 300, tied), q7 (won, no owner: no
+    # rep's); q5 closed 10-05
+    assert len(d) == 4 and d.won_deals == 3
+    assert d.owners.to_dict("index") == {
+        "R1": {"won": 1, "bookings": 100.0, "won_active": 1},
+        "R2": {"won": 1, "bookings": 300.0, "won_active": 1},
+    }
+
+
+def test_deal_measures_where_the_opportunities_live_match_the_reference_on_the_sample(sample_engine, sample):
+    from helpers.data.calendar import trailing_window
+
+    owners = sorted(sample.opportunities["owner"].dropna().astype(str).unique())[:3]
+    windows = [trailing_window(sample.as_of, 12), ("2026-10-01", SAMPLE_AS_OF)]
+    n = _deal_measures_check(
+        sample_engine["activities"], sample_engine["opportunities"], sample, windows, owners
+    )
+    assert n > 100
 
 
 def test_activity_counts_by_rep_and_week_match_the_reference_by_hand(activity_hand_engine, activity_hand_dir):
@@ -1356,6 +1468,7 @@ def _quota_check(table, ds, as_of, fiscal_years):
     import quota_reference as ref
 
     from helpers.data.calendar import FiscalCalendar
+    from helpers.metrics import activity as A
     from helpers.metrics import quota as Q
     from helpers.metrics.plan import prepare_plan_data
 
@@ -1389,7 +1502,7 @@ def _quota_check(table, ds, as_of, fiscal_years):
     sellers = sorted(opps["owner"].dropna().astype(str).unique())[:2]
     for who in (None, sellers):
         want_tot, want_created = ref.funnel_deals(opps, as_of, who=who)
-        got_tot, got_created = Q.deal_funnel(table, *trailing_window(as_of, 12), owners=who)
+        got_tot, got_created = A.deal_funnel(table, *trailing_window(as_of, 12), owners=who)
         _same(got_tot, want_tot)
         assert got_created == want_created
         rates = Q.funnel_rates(table, None, as_of, owners=who)

@@ -4,8 +4,10 @@ The activity log is the largest table (ten or more rows per opportunity), so it 
 the kernel: every function takes it as an Ibis table (``engine["activities"]``, see
 ``helpers.data.engine``; a pandas frame is wrapped as an in-memory table) and runs its group-by where
 the data lives (DuckDB, PostgreSQL, Spark). Only the aggregates come back, as small pandas frames, and
-the ratios, medians and layout are finished in pandas. ``opportunities``, ``reps`` and ``quotas`` are
-pandas frames (the deals a function needs on the engine go there as two columns).
+the ratios, medians and layout are finished in pandas. ``opportunities`` likewise: an Ibis table where
+they live (``ReportContext.source``), or a frame (wrapped in memory); the deals a measure ties activity
+to are joined with the log on the engine, and only counts and sums per rep, segment or type come back.
+``reps`` and ``quotas`` are pandas frames.
 
 Conventions (docs/metrics.md, section "Activity", is the reader's version):
 
@@ -32,8 +34,8 @@ import pandas as pd
 
 from helpers.data.calendar import weeks_window
 from helpers.data.schema import ACTIVITY_TYPES, CONNECTED_OUTCOMES
-from helpers.metrics import rates as R
-from helpers.metrics.expr import among, as_table, keyed
+from helpers.metrics import expr as X
+from helpers.metrics.expr import among, as_table, beside, day, flag, keyed
 
 OUTBOUND_TYPES = ("call", "email", "social")
 MEETING_TYPES = ("meeting", "demo")
@@ -526,30 +528,40 @@ def opportunity_share(activities, start, end, by: str | None = None) -> pd.DataF
     return out
 
 
-def _closed_in(opps: pd.DataFrame, start, end) -> pd.DataFrame:
-    closed = opps["is_closed"].fillna(False).astype(bool) & opps["close_date"].notna()
-    d = opps["close_date"]
-    return opps[closed & (d >= pd.Timestamp(start)) & (d <= pd.Timestamp(end))]
+# the columns of the opportunities the activity measures and the quota plan read
+DEAL_COLUMNS = (
+    "opportunity_id", "owner", "created_date", "close_date", "is_closed", "is_won", "amount", "segment"
+)  # fmt: skip
 
 
-def _won_in(opps: pd.DataFrame, start, end) -> pd.DataFrame:
-    c = _closed_in(opps, start, end)
-    return c[c["is_won"].fillna(False).astype(bool)]
+def opportunities(opps, owners: list[str] | None = None) -> ibis.Table:
+    """The opportunities as an Ibis table (``helpers.metrics.expr.as_table``): an engine's table as it is,
+    so what is built on it runs where the deals live; a frame's ``DEAL_COLUMNS`` as an in-memory table.
+    ``owners``: the deals of these owners only (all when None)."""
+    if isinstance(opps, pd.DataFrame):
+        opps = opps[[c for c in DEAL_COLUMNS if c in opps.columns]]
+    t = as_table(opps)
+    return t if owners is None else among(t, "owner", owners)
 
 
-def _created_in(opps: pd.DataFrame, start, end) -> pd.DataFrame:
-    d = opps["created_date"]
-    return opps[(d >= pd.Timestamp(start)) & (d <= pd.Timestamp(end))]
+def deal_funnel(opps, start, end, owners=None) -> tuple[dict, int]:
+    """The deal side of a funnel over ``[start, end]`` (for ``owners`` when given), counted on the engine
+    (``opps``: an engine table or a frame): ``rates.totals`` of the deals closed in the window
+    (``helpers.metrics.expr.totals``) and the number of deals created in it."""
+    o = opportunities(opps, owners)
+    made = o.filter(o.created_date >= day(start), o.created_date <= day(end))
+    return X.totals(X.closed_between(o, start, end)), int(made.count().execute())
 
 
-def activity_yield(activities, opportunities: pd.DataFrame, start, end, owners=None) -> pd.DataFrame:
+def activity_yield(activities, opps, start, end, owners=None) -> pd.DataFrame:
     """Per rep and for the company ("All reps") over ``[start, end]``, ratios of totals:
 
     activities_per_opp_created = activities logged ÷ opportunities created (created_date in window);
     activities_per_won_deal = activities logged ÷ deals won (closed won with close_date in window).
     Every activity counts, tied to a deal or not (prospecting that produced nothing is part of the cost).
-    ``owners``: the activities of these owners only (the deals are ``opportunities`` as given).
-    """
+    ``owners``: the activities of these owners only (the deals are ``opps`` as given: an engine
+    table or a frame). The deals are counted per owner on the engine (deals without an owner are no
+    rep's, and not in "All reps" either)."""
     t = normalized(activities)
     w = in_window(t, start, end, owners)
     n_act = _frame(w.group_by("owner").agg(n=w.count())).set_index("owner")["n"]
@@ -557,10 +569,21 @@ def activity_yield(activities, opportunities: pd.DataFrame, start, end, owners=N
     # every owner of the log (0 without activity in the window), as the report has always listed them
     logged = owners_of(t) if owners is None else sorted(set(owners_of(t)) & {str(o) for o in owners})
     n_act = n_act.reindex(n_act.index.union(pd.Index(logged, dtype="str")), fill_value=0)
-    n_created = _created_in(opportunities, start, end)["owner"].astype("str").value_counts()
-    n_won = _won_in(opportunities, start, end)["owner"].astype("str").value_counts()
-    out = pd.DataFrame({"activities": n_act, "opps_created": n_created, "deals_won": n_won}).fillna(0)
-    out = out.astype("int64").sort_index()
+    o = opportunities(opps)
+    o = o.filter(o.owner.notnull())
+    created = ((o.created_date >= day(start)) & (o.created_date <= day(end))).fill_null(False)
+    won = flag(o.is_closed) & flag(o.is_won) & (o.close_date >= day(start)) & (o.close_date <= day(end))
+    won = won.fill_null(False)  # closed won in the window (``helpers.metrics.expr.closed_between``)
+    deals = _frame(
+        o.filter(created | won)
+        .group_by(owner=o.owner.cast("string"))
+        .agg(opps_created=created.ifelse(1, 0).sum(), deals_won=won.ifelse(1, 0).sum())
+    ).set_index("owner")
+    deals.index = deals.index.astype("str")
+    out = pd.DataFrame(
+        {"activities": n_act, "opps_created": deals["opps_created"], "deals_won": deals["deals_won"]}
+    )
+    out = out.fillna(0).astype("int64").sort_index()
     out.loc["All reps"] = out.sum()
     out["activities_per_opp_created"] = out["activities"] / out["opps_created"].where(out["opps_created"] > 0)
     out["activities_per_won_deal"] = out["activities"] / out["deals_won"].where(out["deals_won"] > 0)
@@ -568,118 +591,128 @@ def activity_yield(activities, opportunities: pd.DataFrame, start, end, owners=N
     return out.reset_index()
 
 
-def _tied_before_close(t: ibis.Table, closed: pd.DataFrame, **codes) -> ibis.Table:
-    """The activities tied to a deal of ``closed`` on or before its close day (an activity without a
-    time stamp counts), with ``_pos``: the deal's position in ``closed``, and one integer column per
-    ``codes`` (name → one code per deal, e.g. whether it was won). ``closed`` goes to the engine as
-    those columns (id, position, close date, codes; literal arrays on PostgreSQL, ``keyed``); the log
-    stays where it is."""
-    deals = keyed(
-        t,
-        pd.DataFrame(
-            {
-                "_deal": closed["opportunity_id"].astype("str").to_numpy(),
-                "_pos": np.arange(len(closed), dtype="int64"),
-                "_close": pd.to_datetime(closed["close_date"]).dt.normalize().to_numpy(),
-                **{k: np.asarray(v, dtype="int64") for k, v in codes.items()},
-            }
-        ),
+def closed_deals(opps, start, end) -> ibis.Table:
+    """The deals closed in ``[start, end]`` (``helpers.metrics.expr.closed_between``) as the columns the
+    activity measures join the log with: ``_deal`` (id as text), ``_close`` (the close day as a
+    timestamp), ``_won`` (1 or 0), ``_own`` (owner as text), ``_seg`` (segment as text, empty without
+    one) and ``_amt`` (amount, empty = 0). Still where the deals live."""
+    c = X.closed_between(opportunities(opps), start, end)
+    text = ibis.null().cast("string")
+    return c.select(
+        _deal=c.opportunity_id.cast("string"),
+        _close=c.close_date.cast("date").cast("timestamp"),
+        _won=flag(c.is_won).ifelse(1, 0).cast("int64"),
+        _own=c.owner.cast("string") if "owner" in c.columns else text,
+        _seg=c.segment.cast("string") if "segment" in c.columns else text,
+        _amt=X.amount(c).cast("float64"),
     )
-    j = t.inner_join(deals, t.opportunity_id == deals._deal)
+
+
+def _tied_before_close(t: ibis.Table, closed: ibis.Table) -> ibis.Table:
+    """The activities tied to a deal of ``closed`` (``closed_deals``, joined with the log where both
+    live: ``helpers.metrics.expr.beside``) on or before its close day (an activity without a time stamp
+    counts), with ``closed``'s columns."""
+    j = t.inner_join(closed, t.opportunity_id == closed._deal)
     return j.filter(
         j.occurred_at.isnull() | (j.occurred_at < j._close.cast("timestamp") + ibis.interval(days=1))
     )
-
-
-def _codes(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
-    """Each value's position among the distinct values of ``s`` as text (−1 where missing), and those
-    values in order of appearance."""
-    codes, uniques = pd.factorize(s.astype("str"), use_na_sentinel=True)
-    return codes.astype("int64"), pd.Index(uniques)
 
 
 @dataclasses.dataclass(frozen=True)
 class DealActivity:
     """The activity tied to the deals closed in a window, counted on the engine (``deal_activity``):
 
-    - ``closed``: the closed deals (opportunity_id, owner, is_won, amount, [segment]), in the order of
-      the opportunities;
+    - ``segments``: per segment of the closed deals (text; an empty one for deals without one, or for
+      every deal when there is no segment column): ``deals`` and ``won`` (no rows when none closed);
+    - ``owners``: per owner with won deals (index, text): ``won`` deals, their ``bookings`` (Σ amount,
+      empty = 0) and ``won_active``, those with at least one tied activity;
     - ``won_totals``: tied activities on a won deal → won deals with that many (0 included);
-    - ``with_type``: per segment code (position among the deals' distinct segments as text, −1 for none;
-      0 for every deal when there is no segment column) and type: ``deals`` with at least one tied
-      activity of the type and the ``won`` among them;
-    - ``won_active``: owner → won deals with at least one tied activity.
+    - ``with_type``: per segment (as in ``segments``) and type: ``deals`` with at least one tied
+      activity of the type and the ``won`` among them.
     """
 
-    closed: pd.DataFrame
+    segments: pd.DataFrame
+    owners: pd.DataFrame
     won_totals: pd.Series
     with_type: pd.DataFrame
-    won_active: pd.Series
 
     def __len__(self) -> int:
-        return len(self.closed)
+        return int(self.segments["deals"].sum())
 
     @property
-    def won(self) -> pd.DataFrame:
-        return self.closed[self.closed["is_won"]]
+    def won_deals(self) -> int:
+        return int(self.segments["won"].sum())
+
+    @property
+    def won_active(self) -> pd.Series:
+        return self.owners.loc[self.owners["won_active"] > 0, "won_active"]
 
 
-def deal_activity(activities, opportunities: pd.DataFrame, start, end) -> DealActivity:
+def deal_activity(activities, opps, start, end) -> DealActivity:
     """The deals closed in ``[start, end]`` and their tied activities of a known type that happened on or
-    before the close date (``DealActivity``). One query on the engine: per deal, then summed over deals
-    (the won deals' totals, per segment and type, per owner), so only those sums come back."""
+    before the close date (``DealActivity``). One query on the engine, the closed deals joined with the
+    log where both live: per deal, then summed over deals (the deals per segment, the won deals per
+    owner, the won deals' totals, per segment and type), so only those sums come back."""
     t = normalized(activities)
-    closed = _closed_in(opportunities, start, end).reset_index(drop=True)
-    keep = ["opportunity_id", "owner", "is_won", "amount"] + (
-        ["segment"] if "segment" in closed.columns else []
-    )
-    when = closed[["opportunity_id", "close_date"]]
-    closed = closed[keep].copy()
-    closed["is_won"] = closed["is_won"].fillna(False).astype(bool)
-    seg = _codes(closed["segment"])[0] if "segment" in closed.columns else np.zeros(len(closed), "int64")
-    own, owners = _codes(closed["owner"])
-    tied = _tied_before_close(t, when, _won=closed["is_won"].to_numpy(), _own=own, _seg=seg)
+    closed = beside(t, closed_deals(opps, start, end))
+    tied = _tied_before_close(t, closed)
     tied = tied.filter(tied.type.notnull())
-    text = ibis.null().cast("string")
-    won = tied.filter(tied._won == 1).group_by("_pos", "_own").agg(_total=lambda x: x.count())
-    typed = tied.select("_pos", "_seg", "_won", "type").distinct()
+    text, none = ibis.null().cast("string"), ibis.literal(0)
+    won = tied.filter(tied._won == 1).group_by("_deal", "_own").agg(_total=lambda x: x.count())
+    typed = tied.select("_deal", "_seg", "_won", "type").distinct()
+    won_closed = closed.filter(closed._won == 1)
     parts = [
-        won.group_by(_k=won._total).agg(_n=won.count()).mutate(_kind=0, type=text, _w=ibis.literal(0)),
-        won.group_by(_k=won._own).agg(_n=won.count()).mutate(_kind=1, type=text, _w=ibis.literal(0)),
-        typed.group_by(_k=typed._seg, type=typed.type)
+        won.group_by(_k=won._total).agg(_n=won.count()).mutate(_kind=0, _g=text, type=text, _w=none, _a=0.0),
+        won.group_by(_g=won._own).agg(_n=won.count()).mutate(_kind=1, _k=none, type=text, _w=none, _a=0.0),
+        typed.group_by(_g=typed._seg, type=typed.type)
         .agg(_n=typed.count(), _w=typed._won.sum())
-        .mutate(_kind=2),
+        .mutate(_kind=2, _k=none, _a=0.0),
+        closed.group_by(_g=closed._seg)
+        .agg(_n=closed.count(), _w=closed._won.sum())
+        .mutate(_kind=3, _k=none, type=text, _a=0.0),
+        won_closed.group_by(_g=won_closed._own)
+        .agg(_n=won_closed.count(), _a=won_closed._amt.sum())
+        .mutate(_kind=4, _k=none, type=text, _w=none),
     ]
-    cols = ["_kind", "_k", "type", "_n", "_w"]
+    ints = ["_kind", "_k", "_n", "_w"]
     parts = [
         p.select(
-            _kind=p._kind.cast("int64"),
-            _k=p._k.cast("int64"),
+            **{c: p[c].cast("int64") for c in ints},
+            _g=p._g.cast("string"),
             type=p.type.cast("string"),
-            _n=p._n.cast("int64"),
-            _w=p._w.cast("int64"),
+            _a=p._a.cast("float64"),
         )
         for p in parts
     ]
-    got = _frame(ibis.union(*parts, distinct=False))[cols]
-    got[["_kind", "_k", "_n", "_w"]] = got[["_kind", "_k", "_n", "_w"]].astype("int64")
-    totals = got[got["_kind"] == 0].groupby("_k")["_n"].sum()
-    n_won = int(closed["is_won"].sum())
+    got = _frame(ibis.union(*parts, distinct=False))
+    got[ints] = got[ints].fillna(0).astype("int64")
+    got["_a"] = got["_a"].astype("float64").fillna(0.0)
+    got["_g"] = got["_g"].astype("str")
+    kind = got["_kind"]
+    seg = got.loc[kind == 3, ["_g", "_n", "_w"]].set_axis(["segment", "deals", "won"], axis=1)
+    seg = seg.sort_values("segment", na_position="last", ignore_index=True)
+    n_won = int(seg["won"].sum())
+    totals = got[kind == 0].groupby("_k")["_n"].sum()
     totals.loc[0] = n_won - int(totals.sum())
     totals = totals[totals > 0].sort_index()
     totals.index.name, totals.name = "total", "deals"
-    act = got[(got["_kind"] == 1) & (got["_k"] >= 0)]
-    active = pd.Series(act["_n"].to_numpy(), index=owners[act["_k"].to_numpy()], dtype="int64")
-    with_type = got.loc[got["_kind"] == 2, ["_k", "type", "_n", "_w"]].set_axis(
+    per = got[(kind == 4) & got["_g"].notna()].set_index("_g")
+    active = got[(kind == 1) & got["_g"].notna()].set_index("_g")["_n"]
+    owners = pd.DataFrame(
+        {"won": per["_n"], "bookings": per["_a"], "won_active": active.reindex(per.index).fillna(0)}
+    ).astype({"won": "int64", "bookings": "float64", "won_active": "int64"})
+    owners.index = pd.Index(owners.index, dtype="str", name="owner")
+    with_type = got.loc[kind == 2, ["_g", "type", "_n", "_w"]].set_axis(
         ["segment", "type", "deals", "won"], axis=1
     )
-    return DealActivity(closed, totals, with_type.reset_index(drop=True), active)
+    with_type = with_type.sort_values(["segment", "type"], na_position="last", ignore_index=True)
+    return DealActivity(seg, owners.sort_index(), totals, with_type)
 
 
 def won_deal_activity(deals: DealActivity) -> dict:
     """From ``deal_activity``: won deals, mean and median tied activities per won deal (deals with none
     count as 0), and the share of won deals with no tied activity logged."""
-    n = int(deals.closed["is_won"].sum())
+    n = deals.won_deals
     total = pd.Series(np.repeat(deals.won_totals.index.to_numpy("int64"), deals.won_totals.to_numpy()))
     return {
         "won_deals": n,
@@ -699,32 +732,31 @@ def win_association(deals: DealActivity, by: str | None = None, min_deals: int =
     order (deals without one left out), types in ``ACTIVITY_TYPES`` order."""
     if by not in (None, "segment"):
         raise ValueError(f"by must be None or 'segment', got {by!r}")
-    closed = deals.closed
-    won = closed["is_won"].astype("int64")
-    wt = deals.with_type
     cols = (["segment"] if by else []) + ["type", "deals_with", "won_with", "deals_without", "won_without"]
+    seg, wt = deals.segments, deals.with_type
     if by:
-        codes, names = _codes(closed["segment"])
-        ok = codes >= 0
-        n = np.bincount(codes[ok], minlength=len(names))
-        w = np.bincount(codes[ok], weights=won.to_numpy()[ok], minlength=len(names)).astype("int64")
-        groups = list(range(len(names)))
+        seg = seg[seg["segment"].notna()]
+        names = sorted(seg["segment"].astype("str"))
+        seg = seg.set_index("segment").loc[names]
+        n, w = seg["deals"].tolist(), seg["won"].tolist()
+        wt = wt[wt["segment"].notna()]
     else:
-        names, n, w, groups = ["all"], [len(closed)], [int(won.sum())], [0]
-        wt = wt.groupby("type", as_index=False)[["deals", "won"]].sum().assign(segment=0)
-    got = wt.set_index(["segment", "type"])
+        names, n, w = ["all"], [len(deals)], [deals.won_deals]
+        wt = wt.assign(segment="all")
+    got = wt.groupby(["segment", "type"])[["deals", "won"]].sum()
     rows = []
-    for t in ACTIVITY_TYPES:
-        for g in groups:
+    for g, name in enumerate(names):
+        for t in ACTIVITY_TYPES:
             dw, ww = (
-                (int(got.at[(g, t), "deals"]), int(got.at[(g, t), "won"])) if (g, t) in got.index else (0, 0)
+                (int(got.at[(name, t), "deals"]), int(got.at[(name, t), "won"]))
+                if (name, t) in got.index
+                else (0, 0)
             )
-            rows.append([names[g], t, dw, ww, int(n[g]) - dw, int(w[g]) - ww])
+            rows.append([name, t, dw, ww, int(n[g]) - dw, int(w[g]) - ww])
     out = pd.DataFrame(rows, columns=["segment", *cols[-5:]])
     out[cols[-4:]] = out[cols[-4:]].astype("int64")
     if by:
         out["segment"] = out["segment"].astype("str")
-        out = out.sort_values("segment", kind="stable", ignore_index=True)
     else:
         out = out.drop(columns="segment")
     out = out[cols]
@@ -736,35 +768,52 @@ def win_association(deals: DealActivity, by: str | None = None, min_deals: int =
     return out
 
 
-def winning_sequences(activities, opportunities: pd.DataFrame, start, end, steps: int = 3) -> pd.DataFrame:
+def winning_sequences(activities, opps, start, end, steps: int = 3) -> pd.DataFrame:
     """The opening sequence of activity types on each deal closed in ``[start, end]`` (tied activities on or
     before close, in time order — ties in time by activity id —, repeats of the same type in a row
     collapsed, first ``steps`` kept, e.g. "call → meeting → demo"), with deals, won, win_rate = won ÷
     deals and share_of_wins = won ÷ all won. Deals with no activity logged form the sequence
     "(no activity logged)". Association, not cause. The steps are found on the engine (window
-    functions) and the deals counted there per opening (its first ``steps`` types) and outcome; only
-    those counts come back."""
+    functions, the closed deals joined with the log where both live) and the deals counted there per
+    opening (its first ``steps`` types) and outcome; only those counts come back."""
     t = normalized(activities)
-    closed = _closed_in(opportunities, start, end).reset_index(drop=True)
-    won = closed["is_won"].fillna(False).astype(bool).to_numpy()
-    tied = _tied_before_close(t, closed, _won=won)
+    closed = beside(t, closed_deals(opps, start, end))
+    tied = _tied_before_close(t, closed)
     order = [tied.occurred_at.isnull(), tied.occurred_at] + (
         [tied.activity_id] if "activity_id" in tied.columns else []
     )
-    prev = tied.type.lag().over(group_by=tied._pos, order_by=order)
+    prev = tied.type.lag().over(group_by=tied._deal, order_by=order)
     starts = tied.mutate(_new=prev.isnull() | (prev != tied.type))
     starts = starts.filter(starts._new)
     o2 = [starts.occurred_at.isnull(), starts.occurred_at] + (
         [starts.activity_id] if "activity_id" in starts.columns else []
     )
-    ranked = starts.mutate(_step=ibis.row_number().over(group_by=starts._pos, order_by=o2))  # from 0
+    ranked = starts.mutate(_step=ibis.row_number().over(group_by=starts._deal, order_by=o2))  # from 0
     ranked = ranked.filter(ranked._step < steps)
     text = ibis.null().cast("string")
-    first = ranked.group_by("_pos", "_won").agg(
+    first = ranked.group_by("_deal", "_won").agg(
         **{f"_s{k}": ibis.ifelse(ranked._step == k, ranked.type, text).max() for k in range(steps)}
     )
     keys = [f"_s{k}" for k in range(steps)]
-    got = _frame(first.group_by(*keys, "_won").agg(_n=first.count()))
+    # the openings' counts, and (``_all``) the closed deals' per outcome: one query
+    counts = first.group_by(*keys, "_won").agg(_n=first.count()).mutate(_all=0)
+    every = closed.group_by("_won").agg(_n=closed.count()).mutate(_all=1, **dict.fromkeys(keys, text))
+    cols = [*keys, "_won", "_n", "_all"]
+    parts = [
+        p.select(
+            **{k: p[k].cast("string") for k in keys},
+            _won=p._won.cast("int64"),
+            _n=p._n.cast("int64"),
+            _all=p._all.cast("int64"),
+        )
+        for p in (counts, every)
+    ]
+    both = _frame(ibis.union(*parts, distinct=False))[cols]
+    both[["_won", "_n"]] = both[["_won", "_n"]].astype("int64")
+    every = both[both["_all"] == 1]
+    n_closed = int(every["_n"].sum())
+    n_won = int(every.loc[every["_won"] == 1, "_n"].sum())
+    got = both[both["_all"] == 0]
     # the opening as text, as a per-deal pivot of the steps would write it (a missing first type: no label)
     got = got.sort_values(keys + ["_won"], na_position="last", ignore_index=True)
     label = got[keys[0]].astype("str")
@@ -772,7 +821,7 @@ def winning_sequences(activities, opportunities: pd.DataFrame, start, end, steps
         label = label.where(got[k].isna(), label + " → " + got[k].astype("str"))
     n = got["_n"].astype("int64").to_numpy()
     w = n * got["_won"].astype("int64").to_numpy()
-    none_n, none_w = len(closed) - int(n.sum()), int(won.sum()) - int(w.sum())
+    none_n, none_w = n_closed - int(n.sum()), n_won - int(w.sum())
     per = pd.DataFrame(
         {
             "sequence": pd.concat([label, pd.Series(["(no activity logged)"] * (none_n > 0))]).to_numpy(),
@@ -780,7 +829,7 @@ def winning_sequences(activities, opportunities: pd.DataFrame, start, end, steps
             "won": np.concatenate([w, [none_w] * (none_n > 0)]).astype("int64"),
         }
     )
-    out = per.groupby("sequence").sum().reset_index() if len(closed) else per
+    out = per.groupby("sequence").sum().reset_index() if n_closed else per
     out = out.astype({"sequence": "str", "deals": "int64", "won": "int64"})
     out["win_rate"] = out["won"] / out["deals"]
     total_won = out["won"].sum()
@@ -805,26 +854,20 @@ def _held_counts(w: ibis.Table, per_owner: bool = True) -> pd.DataFrame:
     return _frame(w.group_by("owner").agg(**sums)).set_index("owner")
 
 
-def funnel_rates(
-    activities, opportunities: pd.DataFrame, start, end, owners: list[str] | None = None
-) -> pd.Series:
+def funnel_rates(activities, opps, start, end, owners: list[str] | None = None) -> pd.Series:
     """Measured conversion over ``[start, end]`` (for ``owners`` when given, else everyone):
 
     avg_deal_size = bookings of deals won with an amount ÷ their number; win_rate = won ÷ closed
-    (close_date in window) — both from ``helpers.metrics.rates``;
+    (close_date in window) — both from ``helpers.metrics.rates``, summed on the engine (``deal_funnel``);
     calls_per_opp = calls ÷ opportunities created; meetings_per_opp = meetings held ÷ opportunities created;
     demos_per_opp = demos held ÷ opportunities created (held = held or positive);
     calls_per_meeting = calls ÷ meetings held; meetings_per_demo = meetings held ÷ demos held.
     """
     w = in_window(normalized(activities), start, end, owners)
-    opp = opportunities
-    if owners is not None:
-        opp = opp[opp["owner"].astype("str").isin(owners)]
-    tot = R.totals(_closed_in(opp, start, end))
-    created = _created_in(opp, start, end)
+    tot, n_created = deal_funnel(opps, start, end, owners)
     counts = _held_counts(w, per_owner=False).iloc[0]
     calls, meetings, demos = (int(counts.get(k, 0)) for k in ("calls", "meetings", "demos"))
-    n_created, n_won, n_closed = len(created), tot["won"], tot["closed"]
+    n_won, n_closed = tot["won"], tot["closed"]
 
     def ratio(a, b):
         return a / b if b else float("nan")
@@ -938,13 +981,13 @@ def has_durations(activities) -> bool:
 
 
 def logging_completeness(
-    activities: pd.DataFrame,
-    opportunities: pd.DataFrame,
+    activities,
+    opps,
     start,
     end,
     threshold: float = 0.25,
     min_won: int = 2,
-    deals: pd.DataFrame | None = None,
+    deals: DealActivity | None = None,
 ) -> pd.DataFrame:
     """Reps whose logged activity is implausibly low for their bookings, over ``[start, end]``.
 
@@ -953,17 +996,16 @@ def logging_completeness(
     won_without_activity = won deals with no tied activity on or before close.
     flag when: no activity logged at all, or (≥ ``min_won`` wins and ratio_to_median < ``threshold``), or
     more than half the rep's won deals have no tied activity. ``deals``: ``deal_activity`` for the same
-    window when already computed.
+    window when already computed. ``opps``: an engine table or a frame.
     """
-    y = activity_yield(activities, opportunities, start, end)
+    y = activity_yield(activities, opps, start, end)
     y = y[(y["rep"] != "All reps") & (y["deals_won"] > 0)].set_index("rep")
     if deals is None:
-        deals = deal_activity(activities, opportunities, start, end)
-    won = deals.won
-    bookings = won.groupby(won["owner"].astype("str"))["amount"].sum()
-    without = won.groupby(won["owner"].astype("str")).size().sub(deals.won_active, fill_value=0)
+        deals = deal_activity(activities, opps, start, end)
+    per = deals.owners
     out = y[["deals_won", "activities", "activities_per_won_deal"]].copy()
-    out["bookings"] = bookings.reindex(out.index).fillna(0.0)
+    out["bookings"] = per["bookings"].reindex(out.index).fillna(0.0)
+    without = per["won"] - per["won_active"]
     out["won_without_activity"] = without.reindex(out.index).fillna(0).astype("int64")
     base = out.loc[out["deals_won"] >= min_won, "activities_per_won_deal"]
     median = float(base.median()) if len(base) else float("nan")

@@ -23,6 +23,7 @@ group ``missing`` (``"(not set)"`` by default), or are left out with ``missing=N
 from __future__ import annotations
 
 import ibis
+import ibis.expr.operations as ops
 import numpy as np
 import pandas as pd
 
@@ -53,12 +54,13 @@ def as_table(data, timestamps=()) -> ibis.Table:
 
 def keyed(t: ibis.Table, frame: pd.DataFrame) -> ibis.Table:
     """A small pandas frame (deal ids and their close dates, say) as a table on ``t``'s engine, to join
-    with ``t`` there: an in-memory table on DuckDB and Spark; on PostgreSQL a temporary table of the
+    with ``t`` there: an in-memory table on DuckDB and Spark (typed by the columns below); on PostgreSQL a temporary table of the
     session copied in (``engine.pg_rows``; its planner then knows how many rows it holds), or where the
     role may not make one, one row per element of literal arrays (``unnest``) over a one-row relation.
     Columns: text, integers (no missing values), timestamps, floats."""
     backend = ibis.get_backend(t)
-    if getattr(backend, "name", "") != "postgres":
+    name = getattr(backend, "name", "")
+    if name == "duckdb":
         return ibis.memtable(frame.reset_index(drop=True))
     cols = {}
     for c in frame.columns:
@@ -71,11 +73,31 @@ def keyed(t: ibis.Table, frame: pd.DataFrame) -> ibis.Table:
             cols[c] = ("float64", [None if pd.isna(x) else float(x) for x in s])
         else:
             cols[c] = ("string", [None if pd.isna(x) else str(x) for x in s])
+    if name != "postgres":  # Spark: typed, missing text as None (a missing value of a str column reads 'NaN')
+        data = pd.DataFrame({c: pd.Series(v, dtype=object) for c, (_, v) in cols.items()})
+        return ibis.memtable(data, schema={c: typ for c, (typ, _) in cols.items()})
     kept = pg_rows(backend, cols) if hasattr(backend, "con") else None
     if kept is not None:
         return kept
     one = t.select(_one=ibis.literal(1)).limit(1)
     return one.select(**{c: ibis.literal(v, type=f"array<{typ}>").unnest() for c, (typ, v) in cols.items()})
+
+
+def beside(t: ibis.Table, other: ibis.Table) -> ibis.Table:
+    """``other`` where it can be joined with ``t``: as it is when both run on one backend (the activity log
+    and the opportunities of one engine: the join runs there), or on DuckDB when one of them is in memory;
+    otherwise (a frame beside a table on PostgreSQL, whose session is read-only, or on Spark; tables of two
+    connections) ``other``'s rows are fetched and sent to ``t``'s engine (``keyed``): keep ``other`` to a
+    short list of text, integer, float and timestamp columns."""
+    backends = {id(b): b for b in [*t._find_backends()[0], *other._find_backends()[0]]}
+    in_memory = any(x.op().find(ops.InMemoryTable) for x in (t, other))
+    if not backends:
+        return other
+    if len(backends) == 1:
+        name = getattr(next(iter(backends.values())), "name", "")
+        if not in_memory or name == "duckdb":
+            return other
+    return keyed(t, other.execute())
 
 
 SHORT_LIST = 64  # values written into the query as literals; a longer list goes as a table

@@ -25,7 +25,6 @@ import pandas as pd
 from helpers.data import escape
 from helpers.data.calendar import FiscalCalendar, trailing_window
 from helpers.metrics import activity as A
-from helpers.metrics import expr as X
 from helpers.metrics.expr import among, as_table, day, flag
 
 DEFAULT_RAMP = (0.25, 0.50, 0.75)
@@ -65,25 +64,13 @@ def plan_months(cal: FiscalCalendar, fiscal_year: int) -> pd.DatetimeIndex:
 # --------------------------------------------------------------------------------------------------
 # bookings and the company target
 # --------------------------------------------------------------------------------------------------
-# the columns of the opportunities the plan reads
-PLAN_OPP_COLUMNS = ("opportunity_id", "owner", "created_date", "close_date", "is_closed", "is_won", "amount")
-
-
-def opportunities(opps) -> ibis.Table:
-    """The opportunities as an Ibis table (``helpers.metrics.expr.as_table``): an engine's table as it is,
-    so the plan's aggregates run where the data lives; a frame's plan columns as an in-memory table."""
-    if isinstance(opps, pd.DataFrame):
-        opps = opps[[c for c in PLAN_OPP_COLUMNS if c in opps.columns]]
-    return as_table(opps)
-
-
 def won_by_month(opps, basis: tuple | None = None) -> pd.DataFrame:
     """Won deals (``is_won``, with a close date and an amount) per owner and close month, summed on the
     engine (``opps``: an engine table or a frame): columns owner (missing for deals without one), month
     (month start), bookings (Σ amount) and, with ``basis=(start, end)``, basis (Σ amount of those closed
     in ``[start, end]``) and basis_deals (their number). Ordered by owner (missing last), then month: the
     order pandas groups them in, so sums over these rows add up as they did over the deals."""
-    t = opportunities(opps)
+    t = A.opportunities(opps)
     w = t.filter(flag(t.is_won), t.close_date.notnull(), t.amount.notnull())
     amt = w.amount.cast("float64")
     agg = {"bookings": amt.sum()}
@@ -300,7 +287,7 @@ def roster(reps: pd.DataFrame | None, opps, start, end, as_of) -> pd.DataFrame:
 def recent_owners(opps, as_of) -> list[str]:
     """The owners (sorted) of the deals created or closed in the year to ``as_of`` (after the day one year
     before), asked of the engine."""
-    t = opportunities(opps)
+    t = A.opportunities(opps)
     cut = day(pd.Timestamp(as_of).normalize() - pd.DateOffset(years=1))
     recent = t.filter((t.created_date > cut) | (t.close_date > cut), t.owner.notnull())
     got = recent.select(owner=recent.owner.cast("string")).distinct().execute()
@@ -748,7 +735,7 @@ def seller_ids(reps: pd.DataFrame | None, opps) -> list[str]:
     if reps is not None and {"rep_id", "role"} <= set(reps.columns):
         r = reps.dropna(subset=["rep_id"])
         return [str(x) for x, role in zip(r["rep_id"], r["role"], strict=True) if is_revenue_role(role)]
-    t = opportunities(opps)
+    t = A.opportunities(opps)
     got = t.filter(t.owner.notnull()).select(owner=t.owner.cast("string")).distinct().execute()
     return sorted(got["owner"].astype(str))
 
@@ -777,17 +764,6 @@ def ae_activity(activities, start, end, sellers: list[str]) -> tuple[int, int]:
     return int(got["meetings"].fillna(0).iloc[0]), int(got["calls"].fillna(0).iloc[0])
 
 
-def deal_funnel(opps, start, end, owners=None) -> tuple[dict, int]:
-    """The deal side of the funnel over ``[start, end]`` (for ``owners`` when given), counted on the
-    engine (``opps``: an engine table or a frame): ``rates.totals`` of the deals closed in the window
-    (``helpers.metrics.expr.totals``) and the number of deals created in it."""
-    o = opportunities(opps)
-    if owners is not None:
-        o = among(o, "owner", owners)
-    made = o.filter(o.created_date >= day(start), o.created_date <= day(end))
-    return X.totals(X.closed_between(o, start, end)), int(made.count().execute())
-
-
 def funnel_rates(
     opps,
     activities: pd.DataFrame | None,
@@ -809,7 +785,7 @@ def funnel_rates(
     A rate that cannot be measured (no rows, zero denominator) takes the value in ``BENCHMARKS``.
     The deal counts and sums are made on the engine (``opps``: an engine table or a frame)."""
     start, a = trailing_window(as_of, months)
-    t, created = deal_funnel(opps, start, a, owners)
+    t, created = A.deal_funnel(opps, start, a, owners)
     src = {}
     rates = {}
     rates["avg_deal_size"], src["avg_deal_size"] = (
@@ -862,8 +838,8 @@ def reverse_funnel(
 
 
 def benchmark_needs(
-    activities: pd.DataFrame,
-    opportunities: pd.DataFrame,
+    activities,
+    opportunities,
     monthly_quotas: pd.Series,
     as_of,
     months: int = 12,
@@ -877,7 +853,7 @@ def benchmark_needs(
     Uses ``funnel_rates`` + ``reverse_funnel`` (quota → deals → opportunities → meetings and demos → calls,
     benchmarks where a rate cannot be measured), splitting meetings and demos by
     ``helpers.metrics.activity.split_meetings`` (the demo share of the tracker's ``funnel_rates``). Returns (frame indexed by rep: monthly_quota, deals, opportunities, calls, meetings,
-    demos; rates).
+    demos; rates). ``activities``, ``opportunities``: engine tables or frames (only counts come back).
     """
     start, end = trailing_window(as_of, months)
     sellers = seller_ids(reps, opportunities)

@@ -84,10 +84,10 @@ def show(ctx, scope: str = "company", who: str = "") -> None:
     if problem:
         note(problem)
         return
-    act_all = ctx.activities  # an engine table: the log stays where it lives
-    opps_all = ctx.ds.opportunities
+    act_all = ctx.activities  # engine tables: the log and the deals stay where they live
+    opps_all = ctx.source("opportunities")
     act = A.scoped(act_all, owners)
-    opps = _only(opps_all, "owner", owners)
+    opps = A.opportunities(opps_all, owners)
     as_of = ctx.as_of
     vstart, vend = weeks_window(as_of, VOLUME_WEEKS)
     ystart, yend = trailing_window(as_of, YIELD_MONTHS)
@@ -285,7 +285,7 @@ def _yield(ctx, act, act_all, opps, owners, start, end) -> A.DealActivity:
         points=["difference"],
         caption="Win rate with vs without (difference = with − without, in percentage points)",
     )
-    if "segment" in deals.closed.columns and deals.closed["segment"].notna().any():
+    if deals.segments["segment"].notna().any():
         seg = A.win_association(deals, by="segment", min_deals=5)
         seg = seg[seg["type"].isin(["meeting", "demo"])]
         fold_table(
@@ -308,7 +308,7 @@ def _yield(ctx, act, act_all, opps, owners, start, end) -> A.DealActivity:
 def _yield_compared(ctx, y: pd.DataFrame, act_all, owners: list[str], start, end) -> pd.DataFrame:
     """The yield rows of the reps in scope, then the same ratios for their team (a rep's pack: the rep's team)
     and for the company, so a rep or a team is compared with something other than itself."""
-    opps_all = ctx.ds.opportunities
+    opps_all = ctx.source("opportunities")
     rows = [y[y["rep"] != "All reps"]]
     reps = ctx.ds.reps
     teams = []
@@ -317,9 +317,7 @@ def _yield_compared(ctx, y: pd.DataFrame, act_all, owners: list[str], start, end
     if len(teams) == 1:  # the scope's one team (a rep's, or the team itself)
         team = teams[0]
         members = reps.loc[reps["team"].astype("str") == team, "rep_id"].astype("str").tolist()
-        ty = A.activity_yield(
-            act_all[act_all["owner"].isin(members)], _only(opps_all, "owner", members), start, end
-        )
+        ty = A.activity_yield(A.scoped(act_all, members), A.opportunities(opps_all, members), start, end)
         rows.append(ty[ty["rep"] == "All reps"].assign(rep=f"Team {team} (all its reps)"))
     company = A.activity_yield(act_all, opps_all, start, end)
     rows.append(company[company["rep"] == "All reps"].assign(rep="Company (all reps)"))
@@ -332,9 +330,7 @@ CHART_MAX_REPS = 40
 def _benchmarks(ctx, act_all, opps_all, owners) -> None:
     markdown("### Benchmarks: activity the quota needs")
     msg = ctx.ds.missing("quotas", "rep_id", "period_start", "quota", section="The activity benchmark")
-    msg = msg or ctx.ds.missing(
-        "opportunities", "amount", section="The activity benchmark (quota ÷ deal size)"
-    )
+    msg = msg or ctx.missing("opportunities", "amount", section="The activity benchmark (quota ÷ deal size)")
     if msg:
         note(msg)
         return
