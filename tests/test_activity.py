@@ -626,7 +626,10 @@ def test_the_section_leaves_the_opportunities_where_they_live(where, sample_dir,
     the same activity section as one that loaded them: every table, note, chart and headline figure, at
     company, team and rep scope, from files and from PostgreSQL; and so does a dataset built in memory
     from the loaded frames (the measures then run on in-memory tables)."""
+    import ibis
+
     from helpers.data.dataset import Dataset, load
+    from helpers.metrics.expr import beside
     from helpers.sections.context import ReportContext, open_report
     from helpers.sections.summary import Headlines
 
@@ -638,6 +641,11 @@ def test_the_section_leaves_the_opportunities_where_they_live(where, sample_dir,
     loaded = open_report(str(folder), show_header=False)
     left = open_report(str(folder), tables=["reps", "quotas"], show_header=False)
     assert "opportunities" in loaded.ds.tables and "opportunities" not in left.ds.tables
+    for ctx in (loaded, left):  # the log and the deals on one connection: joined there, nothing sent
+        log, deals = ctx.activities, ctx.source("opportunities")
+        assert ibis.get_backend(log) is ibis.get_backend(deals) is ctx.eng.backend
+        closed = A.closed_deals(deals, *trailing_window(AS_OF, 12))
+        assert beside(A.normalized(log), closed) is closed
     contexts = {"loaded": loaded, "left out": left}
     if where == "files":
         frames = {**loaded.ds.tables, "activities": load(str(folder), tables=["activities"]).activities}
