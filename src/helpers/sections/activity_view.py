@@ -14,6 +14,7 @@ import pandas as pd
 from helpers.data import escape
 from helpers.data.calendar import trailing_text, trailing_window, weeks_window
 from helpers.metrics import activity as A
+from helpers.metrics import pipeline as pl
 from helpers.metrics import quota as Q
 from helpers.sections import plots
 from helpers.sections.display import count_noun, definitions, fold_table, markdown, note, rep_label
@@ -329,12 +330,15 @@ CHART_MAX_REPS = 40
 
 def _benchmarks(ctx, act_all, opps_all, owners) -> None:
     markdown("### Benchmarks: activity the quota needs")
-    msg = ctx.ds.missing("quotas", "rep_id", "period_start", "quota", section="The activity benchmark")
+    msg = ctx.missing("quotas", "rep_id", "period_start", "quota", section="The activity benchmark")
     msg = msg or ctx.missing("opportunities", "amount", section="The activity benchmark (quota ÷ deal size)")
     if msg:
         note(msg)
         return
-    mq = A.monthly_quota(ctx.ds.quotas, ctx.as_of)
+    quotas = ctx.ds.quotas
+    if quotas is None:  # left where they live: only the rows that can cover the as-of day come back
+        quotas = pl.quotas_between(ctx.source("quotas"), owners, ctx.as_of, ctx.as_of)
+    mq = A.monthly_quota(quotas, ctx.as_of)
     if owners is not None:
         mq = mq[mq.index.isin(owners)]
     active = A.active_reps(ctx.ds.reps, ctx.as_of, ctx.as_of)

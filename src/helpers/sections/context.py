@@ -85,10 +85,11 @@ class ReportContext:
 
     def _on_engine(self, table: str) -> bool:
         """Whether ``table`` is left where it lives: a table the notebook did not load, of a dataset read
-        from a folder or database (a dataset built in memory holds all its tables)."""
+        from a folder or database (a dataset built in memory holds all its tables). A load from the cache
+        names only the files it loaded (and the opportunities'), so the engine is asked about the rest."""
         if table in self.ds.tables or not self.ds.files:
             return False
-        return table in ENGINE_TABLES or table in self.ds.files
+        return table in ENGINE_TABLES or table in self.ds.files or table in self.eng.tables
 
     @property
     def activities(self):
