@@ -54,6 +54,11 @@ def test_changes_without_history():
         ("O6", "dropped"),
         ("O7", "won"),
     ]
+    assert ch.set_index("opportunity_id").loc["O7", "close_date"] == pd.Timestamp("2026-10-14")
+    # a rep whose working set is empty (no open deal, nothing this week): an empty list, not an error
+    # (pandas 3's Series.map raised on the empty date column)
+    none = review_pack.changes_without_history(make_opps().iloc[0:0], "2026-10-15")
+    assert none.empty and list(none.columns)[-3:] == ["stage", "amount", "close_date"]
 
 
 def test_questions_prefilled_from_crm_fields_and_blank_otherwise():
