@@ -123,7 +123,8 @@ def changes_without_history(opps: pd.DataFrame, as_of, days: int = 7) -> pd.Data
             rows.append((r["opportunity_id"], "won" if bool(r["is_won"]) else "dropped", str(r["stage"])))
     out = pd.DataFrame(rows, columns=["opportunity_id", "change", "detail"])
     info = opps.set_index("opportunity_id")
-    for c in ("stage", "amount", "close_date"):  # (not Series.map: pandas 3's raises on an empty datetime one)
+    # (not Series.map: pandas 3's raises on an empty datetime one)
+    for c in ("stage", "amount", "close_date"):
         out[c] = info[c].reindex(out["opportunity_id"]).array
     return out
 
