@@ -81,6 +81,27 @@ def test_cache_hit_returns_the_same_frames_without_reparsing(tmp_path, cache_dir
     assert snapshot(folder) == before, "nothing in the dataset folder is written"
 
 
+def test_a_cached_dataset_is_validated_from_its_entry_without_making_frames(tmp_path, cache_dir, monkeypatch):
+    """The report run's parent validates the dataset while its kernels start: once the load cache holds
+    the dataset, ``validate`` tells the same as a load (rows, files, warnings, dates) from the entry's
+    memory-mapped Arrow files, with no pandas frame made (they had held ~600 MB at 1M for the run)."""
+    from helpers.data.validation import validate
+
+    folder = make_dataset(tmp_path, {"opportunities.csv": OPPS, "activities.csv": ACTS, "leads.csv": ""})
+    first = validate(folder)  # a miss: the dataset is loaded, and the cache written
+    monkeypatch.setattr(dataset_mod, "coerce_table", lambda *a, **k: pytest.fail("parsed again"))
+    monkeypatch.setattr(TableCache, "_read", lambda *a, **k: pytest.fail("a frame was made"))
+    second = validate(folder)
+    assert second.rows == first.rows == {"opportunities": 4, "activities": 3}
+    assert second.files == first.files and "leads" not in second.files
+    assert [str(w) for w in second.warnings] == [str(w) for w in first.warnings]
+    assert [str(w) for w in second.warnings] == ["leads.csv — is empty (no header, no rows)"]
+    # the latest event: O3's close (2026-02-10), after the latest created date (2025-11-01)
+    assert second.inferred_as_of == first.inferred_as_of == pd.Timestamp("2026-02-10")
+    assert second.first_created == first.first_created == pd.Timestamp("2024-06-01")
+    assert second.as_of == first.as_of == pd.Timestamp("2026-06-30")  # dataset.yml's
+
+
 def test_a_cached_full_load_serves_a_subset_without_reparsing(tmp_path, cache_dir, monkeypatch):
     folder = make_dataset(tmp_path, {"opportunities.csv": OPPS, "activities.csv": ACTS})
     full = load(folder)  # what the report run does before the notebooks start

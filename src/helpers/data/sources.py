@@ -328,7 +328,9 @@ class TableReader:
         from helpers.data.dataset import read_raw
         from helpers.data.schema import TABLES
 
-        files = [t for t in tnames if not isinstance(self.sources[t], DbTable) and Path(self.sources[t]).is_file()]
+        files = [
+            t for t in tnames if not isinstance(self.sources[t], DbTable) and Path(self.sources[t]).is_file()
+        ]
         if len(files) < 2:
             return
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="revops-read")
@@ -672,9 +674,17 @@ class TableCache:
         """The entry's typed tables as Arrow tables read memory-mapped, without converting them to
         pandas (the metric engine copies them into its DuckDB file), or None when there is no entry or
         a file's content no longer matches the digest recorded when it was written."""
+        hit = self.arrow_and_warnings()
+        return None if hit is None else hit[0]
+
+    def arrow_and_warnings(self) -> tuple[dict, list] | None:
+        """``arrow`` and the entry's warnings (those ``get`` gives), or None."""
         try:
             info = self._manifest()
-            return None if info is None else {t: self._arrow(t, info["sha256"][t]) for t in info["tables"]}
+            if info is None:
+                return None
+            tables = {t: self._arrow(t, info["sha256"][t]) for t in info["tables"]}
+            return tables, [_problem_from_json(w) for w in info["warnings"]]
         except Exception:  # noqa: BLE001 - a damaged or changed entry is a miss
             return None
 
