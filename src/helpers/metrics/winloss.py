@@ -38,6 +38,7 @@ from helpers.data.calendar import FiscalCalendar, Window, month_labels, period_b
 from helpers.metrics import expr as ex
 from helpers.metrics import rates as R
 from helpers.metrics.activity import per_deal as activities_per_deal
+from helpers.metrics.activity import table as activity_table
 from helpers.metrics.pipeline import isin, map_unique
 from helpers.metrics.registry import Fig, Point
 
@@ -187,15 +188,7 @@ def prepare_deals(
     closed = df["is_closed"].fillna(False).astype(bool)
     won = df["is_won"].fillna(False).astype(bool) & closed
     df["outcome"] = np.where(won, "Won", np.where(closed, "Lost", "Open"))
-    owner = _col(df, "owner")
-    df["rep"] = owner
-    df["team"] = pd.Series(np.nan, index=df.index, dtype="object")
-    if reps is not None and "rep_id" in reps.columns:
-        r = reps.drop_duplicates("rep_id").set_index("rep_id")
-        if "name" in r.columns:
-            df["rep"] = map_unique(owner, r["name"]).fillna(owner)
-        if "team" in r.columns:
-            df["team"] = map_unique(owner, r["team"])
+    df["rep"], df["team"] = rep_and_team(_col(df, "owner"), reps)
     amount = _col(df, "amount").astype("float64")
     if size_edges is None:
         size_edges = default_size_edges(amount[closed])
@@ -205,6 +198,19 @@ def prepare_deals(
     end = close.where(closed, pd.Timestamp(as_of) if as_of is not None else pd.NaT)
     df["cycle_days"] = (end - created).dt.days.astype("float64")
     return df
+
+
+def rep_and_team(owner: pd.Series, reps: pd.DataFrame | None) -> tuple[pd.Series, pd.Series]:
+    """``prepare_deals``' rep (reps.name for the owner, else the owner id) and team of each ``owner``."""
+    rep = owner
+    team = pd.Series(np.nan, index=owner.index, dtype="object")
+    if reps is not None and "rep_id" in reps.columns:
+        r = reps.drop_duplicates("rep_id").set_index("rep_id")
+        if "name" in r.columns:
+            rep = map_unique(owner, r["name"]).fillna(owner)
+        if "team" in r.columns:
+            team = map_unique(owner, r["team"])
+    return rep, team
 
 
 def find_duplicates(opp: pd.DataFrame) -> pd.DataFrame:
@@ -409,6 +415,318 @@ class Deals:
         return int(j.aggregate(n=j.count()).execute().iloc[0, 0]) > 0
 
 
+# --------------------------------------------------------------------------------------------------
+# the closed deals of a window where they live: the review's measures as queries
+# --------------------------------------------------------------------------------------------------
+_NULL_TEXT = ibis.literal(None, type="string")
+_SUMS = ["deals", "won", "lost", "won_amount", "closed_amount", "lost_amount_known", "lost_amount"]
+
+
+def _text(t, col: str):
+    """``col`` as text (a column of nulls when the table has none)."""
+    return t[col].cast("string") if col in t.columns else _NULL_TEXT
+
+
+def _band(t, edges: list[float], sym: str):
+    """``size_bands`` as an expression: the band label of ``amount`` (null when unknown)."""
+    labels = size_band_labels(edges, sym)
+    if not labels or "amount" not in t.columns:
+        return _NULL_TEXT
+    bands = ibis.cases(
+        *((t.amount < e, lab) for e, lab in zip(edges, labels, strict=False)), else_=labels[-1]
+    )
+    return ibis.ifelse(t.amount.isnull(), _NULL_TEXT, bands)
+
+
+def _middle(t, value: str) -> dict:
+    """Per side (``_won``) of the rows of ``t`` with a ``value``: how many, their Σ and pandas' median,
+    from the one or two middle order statistics only (those rows come back)."""
+    v = t.filter(t[value].notnull()).select("_won", value)
+    side = ibis.window(group_by="_won")
+    v = v.mutate(
+        _k=ibis.row_number().over(ibis.window(group_by="_won", order_by=value)),
+        _n=v.count().over(side),
+        _s=v[value].sum().over(side),
+    )
+    got = v.filter((v._k == (v._n - 1) // 2) | (v._k == v._n // 2)).execute()
+    out = {}
+    for won, g in got.groupby("_won"):
+        g = g.sort_values("_k")
+        out[bool(won)] = (
+            int(g["_n"].iloc[0]),
+            float(g["_s"].iloc[0]),
+            float(np.median(g[value].to_numpy(dtype="float64"))),
+        )
+    return out
+
+
+class WindowDeals:
+    """The closed deals of one window (every closed deal for ``window=None``) where they live, and what the
+    review computes of them, each a query whose aggregates come back (``closed_in_window``, then
+    ``win_rates``, ``loss_reasons``, ``loss_reasons_by``, ``stage_lost_at``, ``won_vs_lost``,
+    ``quality_issues`` and ``top_deals`` give the same tables); rows come back only for the deals a
+    reader sees: the largest won and lost deals and the deals of the data-quality list."""
+
+    def __init__(self, src: Deals, window: Window | None, empty: bool = False):
+        t = src.t
+        keep = ex.flag(t.is_closed)
+        if empty:
+            keep = ibis.literal(False)
+        elif window is not None:
+            inside = (t.close_date >= ex.day(window.start)) & (t.close_date <= ex.day(window.as_of))
+            keep = keep & inside.fill_null(False)
+        c = t.filter(keep)
+        self.src = src
+        self.t = c.mutate(_won=ex.flag(c.is_won), _amt=ex.amount(c))
+        self._per_deal = None
+
+    def totals(self, keys: dict) -> pd.DataFrame:
+        """Per ``keys`` name (→ (key, key2) expressions over ``self.t``) and value: deals, won, lost,
+        won_amount, closed_amount, lost_amount_known, lost_amount: one query (a union)."""
+        c = self.t
+        won, amt = c._won, c._amt
+        lost_known = ~won & ((c.amount > 0).fill_null(False) if "amount" in c.columns else False)
+        parts = []
+        for name, (key, key2) in keys.items():
+            k = c.mutate(_dim=ibis.literal(name), _k=key(c), _k2=key2(c) if key2 else _NULL_TEXT)
+            won, amt = k._won, k._amt
+            lost_known = ~won & ((k.amount > 0).fill_null(False) if "amount" in k.columns else False)
+            parts.append(
+                k.group_by(["_dim", "_k", "_k2"]).aggregate(
+                    deals=k.count(),
+                    won=ibis.ifelse(won, 1, 0).sum(),
+                    lost=ibis.ifelse(won, 0, 1).sum(),
+                    won_amount=ibis.ifelse(won, amt, 0.0).sum(),
+                    closed_amount=amt.sum(),
+                    lost_amount_known=ibis.ifelse(lost_known, 1, 0).sum(),
+                    lost_amount=ibis.ifelse(won, 0.0, amt).sum(),
+                )
+            )
+        got = ibis.union(*parts, distinct=False).execute() if parts else pd.DataFrame()
+        for col in _SUMS:
+            got[col] = got[col].astype(
+                "float64" if "amount" in col and col != "lost_amount_known" else "int64"
+            )
+        return got
+
+    @staticmethod
+    def rate_totals(got: pd.DataFrame, name: str, key=None) -> pd.DataFrame:
+        """``_rate_table`` of the groups of ``name`` in ``totals``; ``key`` maps the values (owner ids to
+        reps, say) before they are grouped ("(not set)" where it gives none)."""
+        g = got[got["_dim"].eq(name)]
+        raw = pd.Series(g["_k"].to_numpy(dtype="object"), index=g.index)
+        raw = raw.where(raw.notna(), np.nan)
+        k = key(raw) if key is not None else raw
+        k = k.astype("object").where(k.notna(), NOT_SET).astype(str)
+        return g[_TOTALS].groupby(k.to_numpy(), sort=False).sum()
+
+    @staticmethod
+    def reasons(got: pd.DataFrame) -> pd.DataFrame:
+        """The lost deals and lost amount per loss reason (``ranked_reasons``' input)."""
+        g = got[got["_dim"].eq("_reason") & got["lost"].gt(0)]
+        r = pd.Series(g["_k"].to_numpy(dtype="object")).where(lambda x: x.notna(), NO_REASON).astype(str)
+        df = pd.DataFrame(
+            {
+                "reason": r.to_numpy(),
+                "deals": g["lost"].to_numpy(),
+                "lost_amount": g["lost_amount"].to_numpy(),
+            }
+        )
+        return df.groupby("reason", sort=False).sum().reset_index()
+
+    @staticmethod
+    def reasons_by(got: pd.DataFrame, dim: str) -> pd.DataFrame:
+        """``loss_reasons_by`` from the lost deals per (reason, ``dim``) value pair."""
+        g = got[got["_dim"].eq(f"_reason:{dim}") & got["lost"].gt(0)]
+        n = g["lost"].to_numpy(dtype="int64")
+
+        def text(col, empty):
+            v = pd.Series(g[col].to_numpy(dtype="object"))
+            return np.repeat(v.where(v.notna(), empty).astype(str).to_numpy(), n)
+
+        return reason_table(pd.DataFrame({"reason": text("_k", NO_REASON), dim: text("_k2", NOT_SET)}), dim)
+
+    def per_deal(self, history, cfg) -> ibis.Table:
+        """Per closed deal with history rows (``history``: the table where it lives, beside the deals): the
+        stage changes (``stage_changes``), the first and last positive amount (``amount_change``), the
+        stage it was lost at (``stage_lost_at``) and whether it reached the qualifying stage
+        (``never_qualified``). A deal's rows in time, ties in the order written where that is known."""
+        if self._per_deal is not None:
+            return self._per_deal
+        h = ex.within(ex.in_order(history), "opportunity_id", self.t, "opportunity_id")
+        ties = [ex.ROW] if ex.ROW in h.columns else ["stage"]
+        w = ibis.window(
+            group_by="opportunity_id", order_by=[ibis.asc("changed_at", nulls_first=False), *ties]
+        )
+        closed_stages = set(cfg.won_stages) | set(cfg.lost_stages)
+        qualifying = []
+        if cfg.qualifying_stage and cfg.qualifying_stage in cfg.stages:
+            q = cfg.stages.index(cfg.qualifying_stage)
+            qualifying = [s for i, s in enumerate(cfg.stages) if i >= q and s not in closed_stages]
+        amount = h.amount if "amount" in h.columns else ibis.literal(None, type="float64")
+        h = h.select(
+            "opportunity_id",
+            "stage",
+            _amount=amount,
+            _k=ibis.row_number().over(w),
+            _prev=h.stage.lag().over(w),
+        )
+        none = ibis.null().cast("int64")
+        deal = ibis.window(group_by="opportunity_id")
+        stage = h.stage
+        lost_row = (
+            stage.isin(list(cfg.lost_stages)).fill_null(False) if cfg.lost_stages else ibis.literal(False)
+        )
+        positive = (h._amount > 0).fill_null(False)
+        h = h.mutate(
+            _chg=ibis.ifelse(h._prev.notnull() & (stage.isnull() | (stage != h._prev)).fill_null(True), 1, 0),
+            _fl=ibis.ifelse(lost_row, h._k, none).min().over(deal),
+            _p0=ibis.ifelse(positive, h._k, none).min().over(deal),
+            _p1=ibis.ifelse(positive, h._k, none).max().over(deal),
+            _open=stage.notnull() & ~stage.isin(sorted(closed_stages)).fill_null(False)
+            if closed_stages
+            else stage.notnull(),
+            _q=ibis.ifelse(stage.isin(qualifying).fill_null(False), 1, 0) if qualifying else ibis.literal(0),
+        )
+        h = h.mutate(_cand=ibis.ifelse(h._open & (h._fl.isnull() | (h._k < h._fl)), h._k, none))
+        h = h.mutate(_ck=h._cand.max().over(deal))
+        self._per_deal = h.group_by("opportunity_id").aggregate(
+            _sc=h._chg.sum(),
+            _first=ibis.ifelse(h._k == h._p0, h._amount, ibis.null().cast("float64")).max(),
+            _last=ibis.ifelse(h._k == h._p1, h._amount, ibis.null().cast("float64")).max(),
+            _at=ibis.ifelse(h._k == h._ck, stage, _NULL_TEXT).max(),
+            _reached=h._q.max(),
+        )
+        return self._per_deal
+
+    def with_history(self, history, cfg) -> ibis.Table:
+        """The closed deals with their ``per_deal`` values (``_has``: the deal has history rows)."""
+        p = self.per_deal(history, cfg).rename(_deal="opportunity_id")
+        c = self.t
+        j = c.left_join(p, c.opportunity_id == p._deal)
+        return j.mutate(_has=j._deal.notnull())
+
+    def lost_at(self, history, cfg) -> pd.DataFrame:
+        """``stage_lost_at``'s table: the lost deals per stage lost at, and their amount."""
+        j = self.with_history(history, cfg)
+        lost = j.filter(~j._won)
+        at = ibis.ifelse(lost._has, lost._at.fill_null("(no earlier stage)"), "(no history)")
+        lost = lost.mutate(stage=at)
+        g = lost.group_by("stage").aggregate(deals=lost.count(), lost_amount=lost._amt.sum())
+        g = g.execute()
+        g = g.astype({"deals": "int64", "lost_amount": "float64"}).sort_values("stage")
+        return lost_at_table(g.reset_index(drop=True), cfg.stages)
+
+    def side(self, won_n: int, lost_n: int, history, cfg, activities) -> pd.DataFrame:
+        """``won_vs_lost``: sums, counts and the middle values of each side come back (means Σ ÷ n,
+        medians pandas' own over the middle values)."""
+        c = self.t
+        values = {}
+
+        def put(names, got, needs, f):
+            for name, fn in zip(names, f, strict=True):
+                sides = []
+                for won in (True, False):
+                    n, total, median = got.get(won, (0, 0.0, np.nan))
+                    sides.append((fn(n, total, median) if n else np.nan, n))
+                values[name] = (*sides, needs)
+
+        def mean(n, total, median):
+            return total / n
+
+        def mid(n, total, median):
+            return median
+
+        amounts = c.mutate(_a=c.amount.cast("float64")) if "amount" in c.columns else None
+        if amounts is not None:
+            amounts = amounts.mutate(_a=ibis.ifelse(amounts._a > 0, amounts._a, ibis.null().cast("float64")))
+        got = _middle(amounts, "_a") if amounts is not None else {}
+        put(
+            ["Average deal size", "Median deal size"],
+            got,
+            "" if got else "amounts (opportunities.amount)",
+            [mean, mid],
+        )
+        if {"close_date", "created_date"} <= set(c.columns):
+            cycle = c.close_date.delta(c.created_date, unit="day").cast("float64")
+            got = _middle(c.mutate(_cycle=cycle), "_cycle")
+        else:
+            got = {}
+        put(["Median cycle (days)"], got, "" if got else "created_date and close_date", [mid])
+        if history is not None:
+            j = self.with_history(history, cfg)
+            f = j.filter(j._has)
+            s = f.group_by("_won").aggregate(_n=f.count(), _s=f._sc.sum()).execute()
+            got = {bool(r["_won"]): (int(r["_n"]), float(r["_s"]), np.nan) for _, r in s.iterrows()}
+            put(["Average stage changes"], got, "", [mean])
+            final = j.amount.cast("float64").fill_null(j._last) if "amount" in j.columns else j._last
+            ch = j.mutate(
+                _c=ibis.ifelse(j._first.notnull(), final / j._first - 1, ibis.null().cast("float64"))
+            )
+            got = _middle(ch, "_c")
+            f = ch.filter(ch._c < 0)
+            shrank = f.group_by("_won").aggregate(_n=f.count()).execute()
+            shrank = {bool(r["_won"]): int(r["_n"]) for _, r in shrank.iterrows()}
+            needs = "" if got else "amounts in opportunity_history"
+            put(["Median amount change"], got, needs, [mid])
+            for won, (n, _, _) in got.items():
+                got[won] = (n, float(shrank.get(won, 0)), np.nan)
+            put(["Share of deals that shrank"], got, needs, [mean])
+        else:
+            for name, needs in (
+                ("Average stage changes", "the opportunity_history table"),
+                ("Median amount change", "the opportunity_history table with amounts"),
+                ("Share of deals that shrank", "the opportunity_history table with amounts"),
+            ):
+                values[name] = ((np.nan, 0), (np.nan, 0), needs)
+        if activities is not None and "opportunity_id" in activities.columns:
+            a = activity_table(activities)
+            d = ex.beside(a, c.select(_deal=c.opportunity_id.cast("string"), _won=c._won))
+            j = a.inner_join(d, a.opportunity_id.cast("string") == d._deal)
+            s = j.group_by("_won").aggregate(_s=j.count()).execute()
+            per = {bool(r["_won"]): float(r["_s"]) for _, r in s.iterrows()}
+            got = {True: (won_n, per.get(True, 0.0), np.nan), False: (lost_n, per.get(False, 0.0), np.nan)}
+            put(["Activities per deal"], got, "", [mean])
+        else:
+            values["Activities per deal"] = (
+                (np.nan, 0),
+                (np.nan, 0),
+                "the activities table with opportunity_id",
+            )
+        return side_table(won_n, lost_n, values)
+
+    def top(self, won: bool, n: int = 5) -> pd.DataFrame:
+        """The deals of one side that can be among its ``n`` largest (``top_deals``): those whose amount is
+        at least the ``n``-th largest (ties included); every one when fewer than ``n`` carry an amount."""
+        c = self.t
+        o = c.filter(c._won if won else ~c._won)
+        if "amount" in c.columns:
+            top = o.order_by(o.amount.desc(nulls_first=False)).limit(n).select("amount").execute()
+            least = top["amount"].iloc[-1] if len(top) == n else np.nan
+            if pd.notna(least):
+                o = o.filter(o.amount >= float(least))
+        return self.src._fetch(o, DEAL_COLUMNS)
+
+    def issue_rows(self, others: list[str], history, cfg, check_reasons: bool = True):
+        """The deals of ``quality_issues``: lost with no reason or one of the ``others`` (catch-all)
+        reasons (with ``check_reasons``), and closed with history rows that never reached the qualifying
+        stage (``history`` given): their rows, and a mask of the latter."""
+        c = self.with_history(history, cfg) if history is not None else self.t
+        c = c.mutate(_never=(c._has & (c._reached == 0)).fill_null(False) if history is not None else False)
+        pick = c._never
+        if check_reasons and "loss_reason" in c.columns:
+            r = c.loss_reason.cast("string")
+            pick = pick | (~c._won & (r.isnull() | (r.isin(others) if others else False)))
+        sel = c.filter(pick)
+        cols = [x for x in DEAL_COLUMNS if x in self.src.columns]
+        rows = sel.select(*cols, "_never", *([ex.ROW] if ex.ROW in sel.columns else [])).execute()
+        key = ex.ROW if ex.ROW in rows.columns else "opportunity_id"
+        rows = rows.sort_values(key, kind="stable").drop(columns=[ex.ROW], errors="ignore")
+        rows = rows.reset_index(drop=True)
+        never = rows.pop("_never").fillna(False).astype(bool)
+        return ex.as_loaded(rows), never
+
+
 def first_close(opportunities):
     """The earliest close date of the opportunities where they live (None without any)."""
     t = ex.as_table(opportunities, timestamps=("close_date",))
@@ -497,7 +815,14 @@ def win_rates(
         key = pd.Series("All", index=closed.index)
     else:
         key = _col(closed, by).astype("object").where(_col(closed, by).notna(), NOT_SET).astype(str)
-    g = _rate_table(key, closed)
+    return pooled_rates(_rate_table(key, closed), by, min_deals, order)
+
+
+def pooled_rates(
+    g: pd.DataFrame, by: str | None = None, min_deals: int = 5, order: list[str] | None = None
+) -> pd.DataFrame:
+    """``win_rates`` from the totals per group (``_TOTALS``, indexed by group; wherever they were summed):
+    small groups pooled, rates and intervals added, rows ordered."""
     if by is None and g.empty:  # nothing closed: one row of zeros (rates NaN)
         g = pd.DataFrame(0.0, index=pd.Index(["All"], name="group"), columns=g.columns)
     g["groups_pooled"] = 1
@@ -628,7 +953,16 @@ def loss_reasons(lost: pd.DataFrame, by: str = "count") -> pd.DataFrame:
             "lost_amount": _col(lost, "amount").astype("float64").fillna(0).to_numpy(),
         }
     )
-    g = df.groupby("reason", sort=False).sum().reset_index()
+    return ranked_reasons(df.groupby("reason", sort=False).sum().reset_index(), by)
+
+
+def ranked_reasons(g: pd.DataFrame, by: str = "count") -> pd.DataFrame:
+    """``loss_reasons`` from the lost deals and amount per reason (``g``: reason, deals, lost_amount;
+    wherever they were summed)."""
+    cols = ["reason", "deals", "share", "lost_amount", "amount_share", "cum_share"]
+    if g.empty:
+        return pd.DataFrame(columns=cols)
+    g = g.copy()
     g["share"] = g["deals"] / g["deals"].sum()
     total = g["lost_amount"].sum()
     g["amount_share"] = g["lost_amount"] / total if total > 0 else np.nan
@@ -657,6 +991,13 @@ def loss_reasons_by(lost: pd.DataFrame, dim: str) -> pd.DataFrame:
             dim: col.astype("object").where(col.notna(), NOT_SET).astype(str).to_numpy(),
         }
     )
+    return reason_table(df, dim)
+
+
+def reason_table(df: pd.DataFrame, dim: str) -> pd.DataFrame:
+    """``loss_reasons_by`` from one row per lost deal (``reason`` and ``dim``, as text)."""
+    if df.empty:
+        return pd.DataFrame()
     t = pd.crosstab(df["reason"], df[dim])
     col_order = sorted(t.columns, key=lambda c: (-t[c].sum(), c == NOT_SET, c))
     t = t[col_order]
@@ -697,7 +1038,12 @@ def stage_lost_at(
             "lost_amount": _col(lost, "amount").astype("float64").fillna(0).to_numpy(),
         }
     )
-    g = df.groupby("stage").sum().reset_index()
+    return lost_at_table(df.groupby("stage").sum().reset_index(), stages)
+
+
+def lost_at_table(g: pd.DataFrame, stages: list[str]) -> pd.DataFrame:
+    """``stage_lost_at`` from the lost deals and amount per stage (``g``: stage, deals, lost_amount)."""
+    g = g.copy()
     rank = {s: i for i, s in enumerate(stages)}
     g["_r"] = g["stage"].map(rank).fillna(len(rank)).astype(float)
     g = g.sort_values(["_r", "stage"]).drop(columns="_r")
@@ -802,9 +1148,7 @@ def won_vs_lost(
         s = s[mask].dropna()
         return (func(s) if len(s) else np.nan), int(len(s))
 
-    rows = []
     specs = {
-        "Deals": None,
         "Average deal size": ("amount", lambda s: s.mean()),
         "Median deal size": ("amount", lambda s: s.median()),
         "Median cycle (days)": ("cycle", lambda s: s.median()),
@@ -813,34 +1157,35 @@ def won_vs_lost(
         "Median amount change": ("change", lambda s: s.median()),
         "Share of deals that shrank": ("change", lambda s: (s < 0).mean()),
     }
+    values = {
+        name: (stat(key, func, won), stat(key, func, ~won), per_deal[key][1])
+        for name, (key, func) in specs.items()
+    }
+    return side_table(int(won.sum()), int((~won).sum()), values)
+
+
+def side_table(won_n: int, lost_n: int, values: dict) -> pd.DataFrame:
+    """``won_vs_lost``'s rows from the deals on each side and, per measure after "Deals", its value and
+    the deals it rests on for each side and what it needs: ``{name: ((won, won_n), (lost, lost_n),
+    needs)}``, wherever they were computed."""
+    rows = []
     for name, unit in SIDE_BY_SIDE_METRICS:
-        spec = specs[name]
-        if spec is None:
+        if name == "Deals":
             rows.append(
                 {
                     "metric": name,
                     "unit": unit,
-                    "Won": float(won.sum()),
-                    "Lost": float((~won).sum()),
-                    "won_n": int(won.sum()),
-                    "lost_n": int((~won).sum()),
+                    "Won": float(won_n),
+                    "Lost": float(lost_n),
+                    "won_n": won_n,
+                    "lost_n": lost_n,
                     "needs": "",
                 }
             )
             continue
-        key, func = spec
-        w, wn = stat(key, func, won)
-        lo, ln = stat(key, func, ~won)
+        (w, wn), (lo, ln), needs = values[name]
         rows.append(
-            {
-                "metric": name,
-                "unit": unit,
-                "Won": w,
-                "Lost": lo,
-                "won_n": wn,
-                "lost_n": ln,
-                "needs": per_deal[key][1],
-            }
+            {"metric": name, "unit": unit, "Won": w, "Lost": lo, "won_n": wn, "lost_n": ln, "needs": needs}
         )
     return pd.DataFrame(rows)
 
@@ -1029,11 +1374,13 @@ def quality_issues(
     won_stages=(),
     lost_stages=(),
     check_reasons: bool = True,
+    never: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Named deals the process should fix, one row per (issue, deal): lost with no loss reason; lost with a
     catch-all ("Other") reason (both only with ``check_reasons``: a dataset that records no reasons at all
     is one finding, not one per deal); closed without ever reaching ``qualifying_stage`` (needs history and
-    the stage in dataset.yml). Ordered by issue, then amount descending, then opportunity_id."""
+    the stage in dataset.yml; ``never``: those deals, found where the history lives, instead of
+    ``history``). Ordered by issue, then amount descending, then opportunity_id."""
     lost = closed[closed["outcome"].eq("Lost")]
     reason = _col(lost, "loss_reason")
     parts = (
@@ -1044,7 +1391,10 @@ def quality_issues(
         if check_reasons
         else []
     )
-    if history is not None and qualifying_stage and stages and qualifying_stage in stages:
+    judged = bool(qualifying_stage and stages and qualifying_stage in stages)
+    if judged and never is not None:
+        parts.append(_named(never, f"Closed without reaching {qualifying_stage}"))
+    elif judged and history is not None:
         nq = never_qualified(
             closed, history, list(stages), qualifying_stage, list(won_stages), list(lost_stages)
         )
@@ -1072,9 +1422,12 @@ def quality_summary(
     """Counts and shares of each data-quality issue. Shares: no reason and "Other" reason ÷ lost deals;
     never qualified ÷ closed deals; duplicates ÷ (closed deals + duplicates); undated ÷ (closed deals +
     undated); ``possible`` duplicates (kept; ``Deals`` counts them) ÷ (closed deals + duplicates),
-    shown when there are any."""
-    lost_n = int(closed["outcome"].eq("Lost").sum())
-    closed_n = len(closed)
+    shown when there are any. ``closed``: the closed deals, or their overall ``win_rates`` row."""
+    if "outcome" in closed.columns or "deals" not in closed.columns:
+        lost_n = int(closed["outcome"].eq("Lost").sum())
+        closed_n = len(closed)
+    else:
+        lost_n, closed_n = int(closed["lost"].iloc[0]), int(closed["deals"].iloc[0])
     counts = issues["issue"].value_counts()
 
     def row(check, k, base, base_label):
@@ -1327,7 +1680,7 @@ class Review:
     min_deals: int
     dated: bool  # the data has close dates (else every closed record is in scope)
     duplicates: pd.DataFrame
-    closed: pd.DataFrame
+    closed: int  # the deals closed in the review window
     undated: int
     overall: pd.DataFrame
     overall_comparison: pd.DataFrame
@@ -1378,7 +1731,7 @@ def build_review(
     currency_symbol: str = "$",
     activities=None,
     missing=None,
-    history_of=None,
+    history=None,
     opportunities=None,
 ) -> Review:
     """Compute the review for ``ds`` (a ``helpers.data.dataset.Dataset``): the functions above, composed.
@@ -1387,8 +1740,9 @@ def build_review(
     review and comparison windows, the open deals that can be among the largest, the won deals of the
     churned accounts listed, the trend's totals per month, the duplicate records and counts.
     ``activities``: the activity log where it lives (an engine table; default the loaded table), with
-    ``missing`` (default ``ds.missing``) answering for it; ``history_of``: deal ids → those deals'
-    opportunity_history rows in the table's order (default: from the loaded table)."""
+    ``missing`` (default ``ds.missing``) answering for it; ``history``: opportunity_history where it lives,
+    beside the opportunities (default: the loaded table). Only aggregates and the deals the lists show
+    come back (``WindowDeals``)."""
     cfg = ds.config
     review, comp = review_windows(period, as_of, cal, review_window, comparison_period)
     src = Deals(opportunities if opportunities is not None else ds.tables["opportunities"])
@@ -1398,11 +1752,10 @@ def build_review(
     if size_edges is None:
         size_edges = src.size_edges()
     dated_data = src.has("close_date")
-    # the closed deals of the review and comparison windows (every closed deal without close dates)
-    rows = src.closed_in([review, comp] if dated_data else None)
-    deals = prepare_deals(
-        rows, reps, as_of=review.as_of, size_edges=size_edges, currency_symbol=currency_symbol
-    )
+    # the closed deals of the review and comparison windows (every closed deal without close dates), where
+    # they live: their totals, middle values and the few deals shown come back
+    now = WindowDeals(src, review if dated_data else None)
+    before = WindowDeals(src, comp, empty=not dated_data)
     needs: dict[str, str] = {}
 
     def need(key, table, *cols, section):
@@ -1413,13 +1766,15 @@ def build_review(
             needs[key] = msg
         return msg is None
 
-    closed = closed_in_window(deals, review)
-    closed_comp = closed_in_window(deals, comp) if dated_data else closed.iloc[:0]
-    overall = win_rates(closed)
-    overall_comp = win_rates(closed_comp)
+    def everything(c):
+        return ibis.literal("All")
+
+    overall = pooled_rates(WindowDeals.rate_totals(now.totals({"All": (everything, None)}), "All"))
+    overall_comp = pooled_rates(WindowDeals.rate_totals(before.totals({"All": (everything, None)}), "All"))
+    closed_n, lost_n = int(overall.at[0, "deals"]), int(overall.at[0, "lost"])
     change = rate_change(overall, overall_comp)
     need("value", "opportunities", "amount", section="Win rate by value")
-    if "value" not in needs and not overall["value_win_rate"].notna().any() and len(closed):
+    if "value" not in needs and not overall["value_win_rate"].notna().any() and closed_n:
         needs["value"] = (
             "Win rate by value needs amounts on lost deals; the lost deals closed in the window "
             "carry none, so a value win rate would read 100%."
@@ -1430,7 +1785,11 @@ def build_review(
         "close_date",
         section="Placing deals in the review window, the trend and the comparison",
     )
-    by_dim = {}
+    owner_is = {
+        "rep": lambda raw: rep_and_team(pd.Series(raw, dtype="str"), reps)[0],
+        "team": lambda raw: rep_and_team(pd.Series(raw, dtype="str"), reps)[1],
+    }
+    keys = {}
     for dim, (table, cols) in DIMENSION_NEEDS.items():
         label = f"Win rate by {DIMENSIONS[dim].lower()}"
         no_teams = f"{label} needs the reps table with teams."
@@ -1441,23 +1800,43 @@ def build_review(
             if dim == "team" and not src.any_owner_in(_team_reps(reps)):
                 needs["dim:team"] = no_teams
                 continue
+            if dim == "size_band":
+                keys[dim] = (lambda c: _band(c, size_edges, currency_symbol), None)
+            else:
+                keys[dim] = ((lambda col: lambda c: _text(c, col))("owner" if dim in owner_is else dim), None)
+    with_competitors = need(
+        "competitor", "opportunities", "competitor", section="Win rate against each competitor"
+    )
+    if with_competitors:
+        keys["competitor"] = (lambda c: _text(c, "competitor"), None)
+    keys["_reason"] = (lambda c: _text(c, "loss_reason"), None)
+    for dim in ("segment", "competitor"):
+        if src.has(dim):
+            keys[f"_reason:{dim}"] = (
+                lambda c: _text(c, "loss_reason"),
+                (lambda col: lambda c: _text(c, col))(dim),
+            )
+    got = now.totals(keys)
+    by_dim = {}
+    for dim in DIMENSION_NEEDS:
+        if dim in keys:
             order = size_band_labels(size_edges, currency_symbol) if dim == "size_band" else None
-            by_dim[dim] = win_rates(closed, dim, min_deals, order=order)
+            g = WindowDeals.rate_totals(got, dim, owner_is.get(dim))
+            by_dim[dim] = pooled_rates(g, dim, min_deals, order=order)
     competitors = None
-    if need("competitor", "opportunities", "competitor", section="Win rate against each competitor"):
-        competitors = win_rates(closed, "competitor", min_deals)
+    if with_competitors:
+        competitors = pooled_rates(WindowDeals.rate_totals(got, "competitor"), "competitor", min_deals)
     trend = (
         win_rate_trend(src.t, review, comp, cal, periods=12 if review_window == "month" else 6)
         if dated
         else None
     )
-    lost = closed[closed["outcome"].eq("Lost")]
-    reasons_count = loss_reasons(lost, "count")
-    reasons_value = loss_reasons(lost, "value")
+    per_reason = WindowDeals.reasons(got)
+    reasons_count = ranked_reasons(per_reason, "count")
+    reasons_value = ranked_reasons(per_reason, "value")
     need("reasons", "opportunities", "loss_reason", section="Loss reasons")
-    reasons_by_segment = loss_reasons_by(lost, "segment") if src.has("segment") else None
-    reasons_by_competitor = loss_reasons_by(lost, "competitor") if src.has("competitor") else None
-    history = None
+    reasons_by_segment = WindowDeals.reasons_by(got, "segment") if src.has("segment") else None
+    reasons_by_competitor = WindowDeals.reasons_by(got, "competitor") if src.has("competitor") else None
     lost_at = None
     if need(
         "history",
@@ -1467,20 +1846,16 @@ def build_review(
         "stage",
         section="The stage at which deals were lost (and stage changes, amount changes, qualification)",
     ):
-        # every measure below reads a closed deal's own history rows only: those of the window's deals
-        if history_of is not None:
-            history = history_of(closed["opportunity_id"])
-        else:
-            whole = ds.tables["opportunity_history"]
-            history = whole[isin(whole["opportunity_id"], closed["opportunity_id"])]
-        lost_at = stage_lost_at(lost, history, cfg.stages, cfg.won_stages, cfg.lost_stages)
+        # every measure below reads a closed deal's own history rows only, joined where they live
+        if history is None:
+            history = ds.tables["opportunity_history"]
+        lost_at = now.lost_at(history, cfg)
+    else:
+        history = None
     activities = activities if activities is not None else ds.tables.get("activities")
     need("activities", "activities", "opportunity_id", section="Activities per deal")
-    side = won_vs_lost(
-        closed,
-        history,
-        activities if "activities" not in needs else None,
-        history_present=history is not None,
+    side = now.side(
+        closed_n - lost_n, lost_n, history, cfg, activities if "activities" not in needs else None
     )
     top_churn = None
     if need("churn", "churn", "account", "churn_date", "lost_amount", section="The churned customers list"):
@@ -1500,12 +1875,23 @@ def build_review(
             "The check for deals closed without qualifying needs `qualifying_stage` in dataset.yml."
         )
     check_reasons = "reasons" not in needs
+    judged = can_q and cfg.qualifying_stage in cfg.stages
+    others = per_reason["reason"][is_other_reason(per_reason["reason"])].tolist()
+    rows, never = now.issue_rows(others, history if judged else None, cfg, check_reasons)
+    rows = prepare_deals(rows, reps, review.as_of, size_edges, currency_symbol)
     issues = quality_issues(
-        closed, history, cfg.stages, cfg.qualifying_stage, cfg.won_stages, cfg.lost_stages, check_reasons
+        rows,
+        None,
+        cfg.stages,
+        cfg.qualifying_stage,
+        cfg.won_stages,
+        cfg.lost_stages,
+        check_reasons,
+        never=rows[never.to_numpy()] if judged else None,
     )
     undated = src.counts["undated"] if dated_data else 0
     quality = quality_summary(
-        closed, issues, duplicates, undated, can_q, cfg.qualifying_stage, check_reasons, possible
+        overall, issues, duplicates, undated, can_q, cfg.qualifying_stage, check_reasons, possible
     )
     figs = headline_figures(
         overall,
@@ -1528,19 +1914,23 @@ def build_review(
         comp.label,
         dated,
     )
-    if not check_reasons and len(closed):
+    if not check_reasons and closed_n:
         points.append(
             "The data records no loss reasons, so this review cannot say why deals are lost: make "
             "a loss reason required when a deal is closed lost."
         )
     open_deals = prepare_deals(src.top_open(review.as_of), reps, review.as_of, size_edges, currency_symbol)
+
+    def top(won):
+        return prepare_deals(now.top(won), reps, review.as_of, size_edges, currency_symbol)
+
     return Review(
         review,
         comp,
         min_deals,
         dated_data,
         duplicates,
-        closed,
+        closed_n,
         undated,
         overall,
         overall_comp,
@@ -1556,8 +1946,8 @@ def build_review(
         side,
         what_distinguishes_wins(side),
         top_deals(open_as_of(open_deals, review.as_of), "Open"),
-        top_deals(closed, "Won"),
-        top_deals(closed, "Lost"),
+        top_deals(top(True), "Won"),
+        top_deals(top(False), "Lost"),
         top_churn,
         issues,
         quality,

@@ -113,7 +113,7 @@ def scope_sentence(rv: Review) -> str:
     else:
         s = (
             "The data has **no close dates**: the review covers every closed record "
-            f"({len(rv.closed):,}) and has no trend or comparison."
+            f"({rv.closed:,}) and has no trend or comparison."
         )
     if rv.min_deals > 1:
         s += f" Groups with fewer than {rv.min_deals} closed deals are pooled into “{other_label(rv.min_deals)}”."
@@ -272,7 +272,9 @@ def review(ctx, review_window: str = "month", comparison_period: str = "", min_d
         currency_symbol=symbol(ctx.currency),
         activities=ctx.activities,
         missing=ctx.missing,
-        history_of=ctx.history_of,
+        history=ctx.source("opportunity_history")
+        if ctx.ds.files and ctx.has("opportunity_history")
+        else None,
         opportunities=ctx.source("opportunities"),
     )
 
