@@ -19,6 +19,7 @@ import movement_reference as movement
 import pandas as pd
 import pandas.testing as pdt
 import pytest
+import winloss_reference
 import yaml
 from conftest import PG_PASSWORD, PG_USER, SAMPLE_AS_OF, dataset_in_postgres
 
@@ -1331,40 +1332,41 @@ def test_winloss_review_on_the_engine_matches_the_loaded_tables(winloss_engine, 
         ["Acme", 4.0],
         ["Cora", 10.0],
     ]
-    for name in (
-        "duplicates",
-        "closed",
-        "overall",
-        "overall_comparison",
-        "competitors",
-        "trend",
-        "reasons_count",
-        "reasons_value",
-        "reasons_by_segment",
-        "reasons_by_competitor",
-        "side",
-        "top_open",
-        "top_won",
-        "top_lost",
-        "top_churned",
-        "issues",
-        "quality",
-    ):
-        a, b = getattr(got, name), getattr(want, name)
-        if name == "closed" and winloss_engine.name != "duckdb":
-            a, b = (x.sort_values("opportunity_id").reset_index(drop=True) for x in (a, b))
-        pdt.assert_frame_equal(a, b, obj=name)
-    for dim in want.by_dim:
-        pdt.assert_frame_equal(got.by_dim[dim], want.by_dim[dim], obj=dim)
-    assert got.by_dim.keys() == want.by_dim.keys() and got.needs == want.needs
-    assert (got.size_edges, got.undated, got.dated, got.change) == (
-        want.size_edges,
-        want.undated,
-        want.dated,
-        want.change,
+    winloss_reference.assert_same_review(got, want)
+    # the frozen pandas review (the window's deals fetched and computed in pandas) gives the same
+    winloss_reference.assert_same_review(
+        got,
+        winloss_reference.build_review(
+            load(winloss_dir), "2026-10", load(winloss_dir).as_of, winloss.FiscalCalendar(1), min_deals=2
+        ),
     )
-    assert [f.key for f in got.headlines] == [f.key for f in want.headlines]
-    assert got.points == want.points
+
+
+@pytest.mark.parametrize("window", ["month", "quarter"])
+def test_winloss_review_with_history_and_activities_on_the_engine(sample_engine, sample_dir, window):
+    # the sample's review with the deals, their history and the activity log where they live equals the
+    # frozen pandas review of the loaded tables: every table, figure and sentence
+    from helpers.data.calendar import FiscalCalendar
+
+    full = load(sample_dir)
+    cal = FiscalCalendar(full.config.fiscal_year_start_month)
+    want = winloss_reference.build_review(full, "2026-10", full.as_of, cal, window, "", 5)
+    left = load(sample_dir, tables=["reps", "churn"])
+    got = winloss.build_review(
+        left,
+        "2026-10",
+        full.as_of,
+        cal,
+        window,
+        "",
+        5,
+        activities=sample_engine["activities"],
+        missing=sample_engine.missing,
+        history=sample_engine["opportunity_history"],
+        opportunities=sample_engine["opportunities"],
+    )
+    assert want.lost_at is not None and want.side["needs"].eq("").all() and len(want.issues)
+    winloss_reference.assert_same_review(got, want)
 
 
 @pytest.mark.parametrize("value", ["fax ", " visit\t", "vfv", "\tcall  ", "f v"])
