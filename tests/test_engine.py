@@ -1268,6 +1268,98 @@ def winloss_engine(request, winloss_dir):
     e.close()
 
 
+# the window's deals with history: w01 (won) first priced 120, then 150, closing at 100 (shrank, 2 stage
+# changes, reached Proposal); w02 (lost) Discovery → Proposal → Discovery → Closed Lost, reopened in
+# Proposal → Closed Lost: lost at Discovery (before its first loss), 5 changes, 300 → 300 (no change); w04 (lost in September) has only its lost row (no earlier stage, never
+# qualified, no positive amount); w05 (won) has no rows; w03 and the open deals have rows the review
+# leaves out. Activities: w01 two, w02 one, w04 three, one without a deal.
+WL_HISTORY = """opportunity_id,changed_at,stage,amount,close_date
+w02,2026-02-01 09:00:00,Discovery,300,2026-09-30
+w01,2026-01-05 09:00:00,Discovery,0,2026-09-30
+w01,2026-02-05 09:00:00,Discovery,120,2026-09-30
+w01,2026-06-05 09:00:00,Proposal,150,2026-10-01
+w02,2026-05-01 09:00:00,Proposal,,2026-10-15
+w02,2026-07-01 09:00:00,Discovery,,2026-10-15
+w02,2026-08-01 09:00:00,Closed Lost,,2026-08-01
+w02,2026-08-15 09:00:00,Proposal,,2026-10-15
+w02,2026-10-20 10:00:00,Closed Lost,300,2026-10-20
+w01,2026-10-01 09:00:00,Closed Won,,2026-10-01
+w04,2026-09-01 09:00:00,Closed Lost,0,2026-09-01
+w03,2026-03-01 09:00:00,Proposal,700,2026-10-21
+w08,2026-04-02 09:00:00,Discovery,400,2026-12-01
+"""
+WL_ACTIVITIES = """activity_id,owner,type,occurred_at,opportunity_id,account,outcome,duration_minutes
+a1,A1,call,2026-09-01 10:00:00,w01,Acme,no_answer,1
+a2,A1,meeting,2026-09-02 10:00:00,w01,Acme,positive,30
+a3,A1,email,2026-09-03 10:00:00,w02,Acme,,
+a4,A2,call,2026-08-03 10:00:00,w04,Bolt,no_answer,1
+a5,A2,call,2026-08-04 10:00:00,w04,Bolt,no_answer,1
+a6,A2,call,2026-08-05 10:00:00,w04,Bolt,no_answer,1
+a7,A3,call,2026-08-05 10:00:00,,Cora,no_answer,1
+"""
+
+
+@pytest.fixture(scope="session")
+def winloss_history_dir(tmp_path_factory) -> Path:
+    return _hand_folder(
+        tmp_path_factory,
+        "winloss_history",
+        {**WL_CONFIG, "qualifying_stage": "Proposal"},
+        opportunities=WL_OPPS,
+        reps=HAND_REPS,
+        churn=WL_CHURN,
+        opportunity_history=WL_HISTORY,
+        activities=WL_ACTIVITIES,
+    )
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def winloss_history_engine(request, winloss_history_dir):
+    e = _open(request, request.param, winloss_history_dir, "winloss_history")
+    yield e
+    e.close()
+
+
+@pytest.mark.parametrize("period", ["2026-10", "2026-09"])
+def test_winloss_history_measures_on_the_engine(winloss_history_engine, winloss_history_dir, period):
+    # the stage lost at, stage changes, amount change, activities per deal and the qualifying check,
+    # computed where the history and the log live, against the frozen pandas review and by hand
+    from helpers.data.calendar import FiscalCalendar
+
+    e, full = winloss_history_engine, load(winloss_history_dir)
+    as_of = min(full.as_of, pd.Timestamp(period) + pd.offsets.MonthEnd(0))
+    want = winloss_reference.build_review(full, period, as_of, FiscalCalendar(1), min_deals=1)
+    got = winloss.build_review(
+        load(winloss_history_dir, tables=["reps", "churn"]),
+        period,
+        as_of,
+        FiscalCalendar(1),
+        min_deals=1,
+        activities=e["activities"],
+        missing=e.missing,
+        history=e["opportunity_history"],
+        opportunities=e["opportunities"],
+        engine=e,  # the window's deals kept there while the review runs
+    )
+    winloss_reference.assert_same_review(got, want)
+    side = got.side.set_index("metric")
+    if period == "2026-10":  # w01 won, w02 lost
+        assert got.lost_at[["stage", "deals"]].values.tolist() == [["Discovery", 1]]
+        assert side.loc["Average stage changes", ["Won", "Lost"]].tolist() == [2.0, 5.0]
+        assert side.loc["Median amount change", ["Won", "Lost"]].tolist() == [100 / 120 - 1, 0.0]
+        assert side.loc["Share of deals that shrank", ["Won", "Lost"]].tolist() == [1.0, 0.0]
+        assert side.loc["Activities per deal", ["Won", "Lost"]].tolist() == [2.0, 1.0]
+        assert got.issues.empty
+    else:  # w05 won (no rows), w04 lost (only its lost row)
+        assert got.lost_at[["stage", "deals"]].values.tolist() == [["(no earlier stage)", 1]]
+        assert side.loc["Average stage changes", ["won_n", "lost_n"]].tolist() == [0, 1]
+        assert side.loc["Activities per deal", ["Won", "Lost"]].tolist() == [0.0, 3.0]
+        assert got.issues[["issue", "opportunity_id"]].values.tolist() == [
+            ["Lost with an 'Other' reason", "w04"],
+            ["Closed without reaching Proposal", "w04"],
+        ]
+
+
 def _review(ds, opportunities=None, **kw):
     from helpers.data.calendar import FiscalCalendar
 
@@ -1364,6 +1456,7 @@ def test_winloss_review_with_history_and_activities_on_the_engine(sample_engine,
         missing=sample_engine.missing,
         history=sample_engine["opportunity_history"],
         opportunities=sample_engine["opportunities"],
+        engine=sample_engine,
     )
     assert want.lost_at is not None and want.side["needs"].eq("").all() and len(want.issues)
     winloss_reference.assert_same_review(got, want)

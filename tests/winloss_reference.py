@@ -256,5 +256,17 @@ def assert_same_review(got, want) -> None:
             assert a.keys() == b.keys(), f.name
             for k in b:
                 assert (a[k] == b[k]) or (pd.isna(a[k]) and pd.isna(b[k])), (f.name, k, a[k], b[k])
+        elif isinstance(b, list) and b and dataclasses.is_dataclass(b[0]):  # figures, points: NaN = NaN
+            assert len(a) == len(b), f.name
+            for x, y in zip(a, b, strict=True):
+                dx, dy = dataclasses.asdict(x), dataclasses.asdict(y)
+                assert dx.keys() == dy.keys(), f.name
+                for k in dy:
+                    same = dx[k] == dy[k] or (_nan(dx[k]) and _nan(dy[k]))
+                    assert same, (f.name, k, dx[k], dy[k])
         else:
             assert a == b, (f.name, a, b)
+
+
+def _nan(x) -> bool:
+    return isinstance(x, float) and x != x

@@ -465,19 +465,22 @@ class WindowDeals:
     review computes of them, each a query whose aggregates come back (``closed_in_window``, then
     ``win_rates``, ``loss_reasons``, ``loss_reasons_by``, ``stage_lost_at``, ``won_vs_lost``,
     ``quality_issues`` and ``top_deals`` give the same tables); rows come back only for the deals a
-    reader sees: the largest won and lost deals and the deals of the data-quality list."""
+    reader sees: the largest won and lost deals and the deals of the data-quality list. ``keep``
+    (``Engine.keep``) keeps the window's deals and their per-deal history values as temporary tables of
+    the engine, so the review's dozen queries read them, not the whole tables, each time."""
 
-    def __init__(self, src: Deals, window: Window | None, empty: bool = False):
+    def __init__(self, src: Deals, window: Window | None, empty: bool = False, keep=None):
         t = src.t
-        keep = ex.flag(t.is_closed)
+        pick = ex.flag(t.is_closed)
         if empty:
-            keep = ibis.literal(False)
+            pick = ibis.literal(False)
         elif window is not None:
             inside = (t.close_date >= ex.day(window.start)) & (t.close_date <= ex.day(window.as_of))
-            keep = keep & inside.fill_null(False)
-        c = t.filter(keep)
+            pick = pick & inside.fill_null(False)
+        c = t.filter(pick)
         self.src = src
-        self.t = c.mutate(_won=ex.flag(c.is_won), _amt=ex.amount(c))
+        self.keep = keep if keep is not None else (lambda e: e)
+        self.t = self.keep(c.mutate(_won=ex.flag(c.is_won), _amt=ex.amount(c)))
         self._per_deal = None
 
     def totals(self, keys: dict) -> pd.DataFrame:
@@ -590,12 +593,14 @@ class WindowDeals:
         )
         h = h.mutate(_cand=ibis.ifelse(h._open & (h._fl.isnull() | (h._k < h._fl)), h._k, none))
         h = h.mutate(_ck=h._cand.max().over(deal))
-        self._per_deal = h.group_by("opportunity_id").aggregate(
-            _sc=h._chg.sum(),
-            _first=ibis.ifelse(h._k == h._p0, h._amount, ibis.null().cast("float64")).max(),
-            _last=ibis.ifelse(h._k == h._p1, h._amount, ibis.null().cast("float64")).max(),
-            _at=ibis.ifelse(h._k == h._ck, stage, _NULL_TEXT).max(),
-            _reached=h._q.max(),
+        self._per_deal = self.keep(
+            h.group_by("opportunity_id").aggregate(
+                _sc=h._chg.sum(),
+                _first=ibis.ifelse(h._k == h._p0, h._amount, ibis.null().cast("float64")).max(),
+                _last=ibis.ifelse(h._k == h._p1, h._amount, ibis.null().cast("float64")).max(),
+                _at=ibis.ifelse(h._k == h._ck, stage, _NULL_TEXT).max(),
+                _reached=h._q.max(),
+            )
         )
         return self._per_deal
 
@@ -1733,6 +1738,7 @@ def build_review(
     missing=None,
     history=None,
     opportunities=None,
+    engine=None,
 ) -> Review:
     """Compute the review for ``ds`` (a ``helpers.data.dataset.Dataset``): the functions above, composed.
     ``opportunities``: the deals where they live (an engine table; default the loaded table, run as an
@@ -1742,7 +1748,8 @@ def build_review(
     ``activities``: the activity log where it lives (an engine table; default the loaded table), with
     ``missing`` (default ``ds.missing``) answering for it; ``history``: opportunity_history where it lives,
     beside the opportunities (default: the loaded table). Only aggregates and the deals the lists show
-    come back (``WindowDeals``)."""
+    come back (``WindowDeals``); ``engine``: the ``Engine`` they live on, which keeps the window's deals
+    while the review runs (``Engine.keep``)."""
     cfg = ds.config
     review, comp = review_windows(period, as_of, cal, review_window, comparison_period)
     src = Deals(opportunities if opportunities is not None else ds.tables["opportunities"])
@@ -1754,7 +1761,13 @@ def build_review(
     dated_data = src.has("close_date")
     # the closed deals of the review and comparison windows (every closed deal without close dates), where
     # they live: their totals, middle values and the few deals shown come back
-    now = WindowDeals(src, review if dated_data else None)
+    kept = []
+
+    def keep(e):
+        kept.append(engine.keep(e))
+        return kept[-1]
+
+    now = WindowDeals(src, review if dated_data else None, keep=keep if engine is not None else None)
     before = WindowDeals(src, comp, empty=not dated_data)
     needs: dict[str, str] = {}
 
@@ -1924,6 +1937,9 @@ def build_review(
     def top(won):
         return prepare_deals(now.top(won), reps, review.as_of, size_edges, currency_symbol)
 
+    top_won, top_lost = top_deals(top(True), "Won"), top_deals(top(False), "Lost")
+    for t in kept[::-1]:
+        engine.drop(t)
     return Review(
         review,
         comp,
@@ -1946,8 +1962,8 @@ def build_review(
         side,
         what_distinguishes_wins(side),
         top_deals(open_as_of(open_deals, review.as_of), "Open"),
-        top_deals(top(True), "Won"),
-        top_deals(top(False), "Lost"),
+        top_won,
+        top_lost,
         top_churn,
         issues,
         quality,

@@ -276,6 +276,7 @@ def review(ctx, review_window: str = "month", comparison_period: str = "", min_d
         if ctx.ds.files and ctx.has("opportunity_history")
         else None,
         opportunities=ctx.source("opportunities"),
+        engine=ctx.eng if ctx.ds.files else None,
     )
 
 
