@@ -465,23 +465,6 @@ def test_rewinding_without_an_engine_says_what_it_needs(sample):
         pipeline.Scoped(sample, as_of="2026-09-30")
 
 
-def test_history_rows_of_a_few_deals(sample_engine, sample):
-    # win/loss reads the history of the window's closed deals only: those rows, typed as load types them,
-    # in the file's order on DuckDB (ties of changed_at then fall as in pandas)
-    from helpers.metrics import history as hi
-
-    hist, opps = sample.opportunity_history, sample.opportunities
-    ids = opps.loc[opps["is_closed"].fillna(False).astype(bool), "opportunity_id"].iloc[::5]
-    want = hist[hist["opportunity_id"].isin(ids)].reset_index(drop=True)
-    got = hi.rows_of(sample_engine, "opportunity_history", ids)
-    assert len(want) > 100
-    if sample_engine.name != "duckdb":  # no file order there: by deal and time
-        key = ["opportunity_id", "changed_at", "stage"]
-        want = want.sort_values(key, kind="stable").reset_index(drop=True)
-        got = got.sort_values(key, kind="stable").reset_index(drop=True)
-    pdt.assert_frame_equal(got[want.columns], want, check_dtype=False)
-
-
 @pytest.mark.parametrize("as_of", [SAMPLE_AS_OF, "2026-09-20", "2026-03-02"])
 def test_pipeline_movement_on_the_engine_matches_movement_by_hand(hand_engine, hand_dir, as_of):
     # o6 was created before its history starts; o3 is lost on the export date; most deals have no history
@@ -1394,12 +1377,12 @@ def test_winloss_deals_on_the_engine_match_pandas(winloss_engine, winloss_dir):
         pdt.assert_frame_equal(got, want[list(got.columns)])
 
     inside = lambda w: (kept["close_date"] >= w.start) & (kept["close_date"] <= w.as_of)  # noqa: E731
-    window = deals.closed_in([review, comp])
+    window = winloss_reference.closed_in(deals, [review, comp])
     assert window["opportunity_id"].tolist() == (
         ["w01", "w02", "w04", "w05"] if winloss_engine.name == "duckdb" else ["w01", "w02", "w04", "w05"]
     )
     same(window, kept[closed & (inside(review) | inside(comp))])
-    same(deals.closed_in(None), kept[closed])
+    same(winloss_reference.closed_in(deals, None), kept[closed])
     # the five largest deals open on the 20th: w03 closed on the 21st; w10 was created after
     prep = winloss.prepare_deals(deals.top_open(review.as_of), as_of=review.as_of, size_edges=[])
     top = winloss.top_deals(winloss.open_as_of(prep, review.as_of), "Open")

@@ -4,9 +4,12 @@ in pandas (``helpers.metrics.winloss``' pandas functions). The tests hold the en
 
 from __future__ import annotations
 
+import pandas as pd
+
 from helpers.data.calendar import FiscalCalendar
 from helpers.metrics.pipeline import isin
 from helpers.metrics.winloss import (
+    DEAL_COLUMNS,
     DIMENSION_NEEDS,
     DIMENSIONS,
     Deals,
@@ -33,6 +36,21 @@ from helpers.metrics.winloss import (
     win_rates,
     won_vs_lost,
 )
+
+
+def closed_in(src: Deals, windows) -> pd.DataFrame:
+    """The closed deals with ``start <= close_date <= as_of`` in one of ``windows`` (every closed deal
+    with ``None``), fetched from where they live (the rows the old review brought back)."""
+    import ibis
+
+    from helpers.metrics import expr as ex
+
+    t = src.t
+    keep = ex.flag(t.is_closed)
+    if windows:
+        inside = [(t.close_date >= ex.day(w.start)) & (t.close_date <= ex.day(w.as_of)) for w in windows]
+        keep = keep & ibis.or_(*inside).fill_null(False)
+    return src._fetch(t.filter(keep), DEAL_COLUMNS)
 
 
 def build_review(
@@ -68,7 +86,7 @@ def build_review(
         size_edges = src.size_edges()
     dated_data = src.has("close_date")
     # the closed deals of the review and comparison windows (every closed deal without close dates)
-    rows = src.closed_in([review, comp] if dated_data else None)
+    rows = closed_in(src, [review, comp] if dated_data else None)
     deals = prepare_deals(
         rows, reps, as_of=review.as_of, size_edges=size_edges, currency_symbol=currency_symbol
     )

@@ -608,29 +608,3 @@ def probability_calibration(
     )
     out["gap"] = out["actual"] - out["predicted"]
     return out
-
-
-# --------------------------------------------------------------------------------------------------
-# a few deals' rows, for the measures that still run in pandas (win/loss)
-# --------------------------------------------------------------------------------------------------
-def rows_of(eng, table: str, ids) -> pd.DataFrame:
-    """The rows of ``table`` whose opportunity_id is among ``ids``, as a frame typed as ``dataset.load``
-    types it, in the table's order: on DuckDB the order the rows were written (its rowid, the file's
-    order); elsewhere sorted by deal and change time (rows changed at the same moment in no set order)."""
-    from helpers.data.schema import TABLES
-
-    t = ex.in_order(eng[table])  # a column ``_row`` where the order the rows were written is known
-    keys = pd.Series(pd.unique(pd.Series(ids).dropna().astype("str")), dtype="str")
-    t = within(t, "opportunity_id", ex.keyed(t, pd.DataFrame({"_id": keys})), "_id")
-    if ex.ROW in t.columns:
-        out = eng.execute(t.order_by(ex.ROW)).drop(columns=ex.ROW)
-    else:
-        order = [c for c in ("opportunity_id", "changed_at") if c in t.columns]
-        out = eng.execute(t.order_by(order) if order else t)
-    out = out.reset_index(drop=True)
-    contract = TABLES[table]
-    for c in out.columns:
-        spec = contract.column(c)
-        if spec is not None and spec.kind in ("date", "datetime"):
-            out[c] = pd.to_datetime(out[c]).astype("datetime64[us]")
-    return out

@@ -286,8 +286,7 @@ class Deals:
     - ``counts["possible"]``: the possible duplicates (see the module docstring), counted there;
     - ``counts``: per column, the deals with a value, and the other counts the review needs;
     - ``size_edges``: ``default_size_edges`` from the few order statistics the quartiles rest on;
-    - ``closed_in`` (the closed deals of some windows), ``top_open`` (the largest open deals) and
-      ``won_of`` (the won deals of some accounts): rows, in the table's order (the file's, on DuckDB and
+    - ``top_open`` (the largest open deals) and ``won_of`` (the won deals of some accounts): rows, in the table's order (the file's, on DuckDB and
       for a frame; elsewhere by opportunity_id).
 
     Every query but the duplicates' leaves the duplicate records out (``t``)."""
@@ -365,16 +364,6 @@ class Deals:
             for v in at.values()
         ]
         return sorted({nice_round(q) for q in qs} - {0.0})
-
-    def closed_in(self, windows: list[Window] | None) -> pd.DataFrame:
-        """The closed deals with ``start <= close_date <= as_of`` in one of ``windows`` (every closed deal
-        with ``None``)."""
-        t = self.t
-        keep = ex.flag(t.is_closed)
-        if windows:
-            inside = [(t.close_date >= ex.day(w.start)) & (t.close_date <= ex.day(w.as_of)) for w in windows]
-            keep = keep & ibis.or_(*inside).fill_null(False)
-        return self._fetch(t.filter(keep), DEAL_COLUMNS)
 
     def top_open(self, as_of, n: int = 5) -> pd.DataFrame:
         """The deals open on ``as_of`` (``open_as_of``) that can be among the ``n`` largest: those whose

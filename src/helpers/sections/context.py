@@ -73,16 +73,6 @@ class ReportContext:
             made = self.ds.__dict__["_deals_engine"] = engine.from_frames(frames, self.ds.config)
         return made
 
-    def history_of(self, ids) -> pd.DataFrame:
-        """The opportunity_history rows of the deals ``ids``, in the table's order, as a frame: from the
-        loaded table, else queried where the table lives (only those deals' rows come back)."""
-        if not self._on_engine("opportunity_history"):
-            h = self.ds.tables["opportunity_history"]
-            return h[h["opportunity_id"].isin(pd.Series(ids).dropna().unique())]
-        from helpers.metrics.history import rows_of
-
-        return rows_of(self.eng, "opportunity_history", ids)
-
     def _on_engine(self, table: str) -> bool:
         """Whether ``table`` is left where it lives: a table the notebook did not load, of a dataset read
         from a folder or database (a dataset built in memory holds all its tables). A load from the cache
