@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import winloss_reference
 import yaml
 from conftest import EXAMPLES, NOTEBOOKS, SAMPLE_AS_OF
 from test_winloss import ACTIVITIES, REPS, STAGES, history, opportunities
@@ -79,9 +80,11 @@ def write_thin_dataset(folder: Path) -> Path:
 
 def review_of(folder: Path, period="2026-10", min_deals=2):
     ds = load(folder)
-    return wl.build_review(
-        ds, period, ds.as_of, FiscalCalendar(ds.config.fiscal_year_start_month), "month", "", min_deals
-    )
+    args = (ds, period, ds.as_of, FiscalCalendar(ds.config.fiscal_year_start_month), "month", "", min_deals)
+    rv = wl.build_review(*args)
+    # the same review as the frozen pandas one (the window's deals and history rows fetched)
+    winloss_reference.assert_same_review(rv, winloss_reference.build_review(*args))
+    return rv
 
 
 def test_build_review_on_the_hand_dataset(tmp_path):
