@@ -2,10 +2,14 @@
 frame (as ``helpers.metrics.quota`` computed it before the plan's aggregates moved to the engine). The
 tests hold the engine's results (``quota.won_by_month`` and what is made from it, ``quota.recent_owners``,
 ``quota.seller_ids``, ``quota.funnel_rates``) against it on DuckDB, PostgreSQL and Spark.
+
+``draw_months`` / ``simulate_totals`` are the realism simulation as it was before the draws were held as
+positions in the pools (``quota.PoolDraws``): one dense (reps, draws, months) float32 array.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from helpers.data.calendar import trailing_window
@@ -70,3 +74,35 @@ def funnel_deals(opps: pd.DataFrame, as_of, months: int = 12, who=None) -> tuple
     o = opps if who is None else opps.loc[opps["owner"].isin(list(who))]
     created = int(((o["created_date"] >= start) & (o["created_date"] <= a)).sum())
     return R.totals(R.closed_in(o, start, a)), created
+
+
+def draw_months(pools: list[np.ndarray], n_draws: int, n_months: int = 12, seed: int = 0) -> np.ndarray:
+    """Resampled monthly values, shape (reps, draws, months), float32 (the dense array)."""
+    rng = np.random.default_rng(seed)
+    n = len(pools)
+    if n == 0:
+        return np.zeros((0, n_draws, n_months), np.float32)
+    lens = np.array([max(len(p), 1) for p in pools])
+    width = int(lens.max())
+    table = np.zeros((n, width), np.float32)
+    for i, p in enumerate(pools):
+        table[i, : len(p)] = p
+    out = np.empty((n, n_draws, n_months), np.float32)
+    itype = np.int32 if n * width < 2**31 else np.int64
+    flat = table.ravel()
+    step = max(1, (1 << 21) // max(1, n_draws * n_months))
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        u = rng.random((hi - lo, n_draws, n_months), dtype=np.float32)
+        idx = np.multiply(u, lens[lo:hi].astype(np.float64)[:, None, None]).astype(itype)
+        np.minimum(idx, (lens[lo:hi] - 1).astype(itype)[:, None, None], out=idx)
+        idx += (np.arange(lo, hi, dtype=itype) * width)[:, None, None]
+        flat.take(idx, out=out[lo:hi])
+    return out
+
+
+def simulate_totals(draws: np.ndarray, active: np.ndarray, ramp: np.ndarray, season=None) -> np.ndarray:
+    """``Σ_m 12 s_m r_im a_im X_imd`` over the whole dense array in one ``einsum``."""
+    s = np.full(draws.shape[2], 1 / 12) if season is None else np.asarray(season, float)
+    mult = (active * ramp * 12 * s[None, :]).astype(np.float32)
+    return np.einsum("idm,im->id", draws, mult, optimize=True)

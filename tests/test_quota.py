@@ -237,7 +237,7 @@ def test_the_plan_leaves_the_opportunities_where_they_live(hand, tmp_path):
     pd.testing.assert_frame_equal(a.seasonality, b.seasonality)
     pd.testing.assert_series_equal(a.team_history, b.team_history)
     assert a.team_history.to_dict() == {"East": 450_000, "West": 150_000}
-    np.testing.assert_array_equal(a.draws, b.draws)
+    np.testing.assert_array_equal(a.draws.dense(), b.draws.dense())
     ra, rb = compute_plan(PlanInputs(), a), compute_plan(PlanInputs(), b)
     pd.testing.assert_frame_equal(ra.reps, rb.reps)
     log = engine.source(part, "activities")
@@ -339,11 +339,65 @@ def test_quota_at_share():
     assert Q.quota_at_share(totals, 1.0).tolist() == [10.0, 5.0]
 
 
+@pytest.mark.parametrize("big", [300, 70_000])  # wide positions as uint16, then uint32
+def test_pool_draws_match_the_dense_array(monkeypatch, big):
+    """The draws held as positions in the pools give the dense array's very numbers: the same values,
+    totals bit for bit, and so the same P(attain), quota level and share at quota by draw. Reps with
+    one-byte positions (own months, a shared 256-value pool, an empty pool) sit between reps on wider
+    pools, and the blocks are a few reps long."""
+    import quota_reference as ref
+
+    rng = np.random.default_rng(7)
+    money = lambda k: np.round(rng.gamma(2.0, 9_000.0, k), 2)  # noqa: E731 - distinct values with cents
+    team_a, team_b, edge = money(257), money(big), money(256)
+    pools = [
+        money(12),
+        team_a,
+        money(7),
+        edge,
+        team_b,
+        np.zeros(0),
+        team_a,
+        money(1),
+        edge,
+        team_b,
+        money(12),
+    ]
+    n, n_draws = len(pools), 37
+    monkeypatch.setattr(Q, "DRAW_BLOCK_VALUES", 3 * n_draws * 12)  # blocks of 3 reps
+    monkeypatch.setattr(Q, "GATHER_BLOCK_VALUES", 2 * n_draws * 12)
+    d = Q.draw_months(pools, n_draws, 12, seed=5)
+    assert d.narrow.dtype == np.uint8 and d.wide.dtype == (np.uint16 if big <= 2**16 else np.uint32)
+    assert d.narrow_rows.tolist() == [0, 2, 3, 5, 7, 8, 10] and d.wide_rows.tolist() == [1, 4, 6, 9]
+    assert len(d.values) == 12 + 257 + 7 + 256 + big + 1 + 1 + 12  # a shared pool is held once
+    dense = ref.draw_months(pools, n_draws, 12, seed=5)
+    np.testing.assert_array_equal(d.dense(), dense)
+
+    active = np.ones((n, 12))
+    active[3, :4] = 0  # starts in month 5
+    ramp = np.tile(np.r_[np.linspace(0.25, 1, 6), np.ones(6)], (n, 1))
+    ramp[::2] = 1
+    season = np.r_[np.full(6, 0.06), np.full(6, 0.1066)]
+    got = Q.simulate_totals(d, active, ramp, season)
+    want = ref.simulate_totals(dense, active, ramp, season)
+    assert got.dtype == want.dtype == np.float32
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    quotas = np.quantile(want, 0.4, axis=1).astype(float)
+    quotas[5] = 0  # no quota
+    a, b = Q.attainment(got, quotas, 0.75), Q.attainment(want, quotas, 0.75)
+    np.testing.assert_array_equal(a.p_attain, b.p_attain)
+    np.testing.assert_array_equal(a.share_by_draw, b.share_by_draw)
+    assert a.quota_level == b.quota_level and a.expected_share == b.expected_share
+    assert 0 < a.expected_share < 1 and len(set(a.share_by_draw)) > 1  # the case is not degenerate
+    # the first reps (planned hires take the first n of theirs)
+    np.testing.assert_array_equal(Q.simulate_totals(d.head(5), active[:5], ramp[:5], season), want[:5])
+
+
 def test_simulation_reproducible_from_seed():
     pools = [np.array([0.0, 5.0, 10.0, 40.0]), np.array([1.0, 2.0])]
-    a = Q.draw_months(pools, 300, seed=11)
-    b = Q.draw_months(pools, 300, seed=11)
-    c = Q.draw_months(pools, 300, seed=12)
+    a = Q.draw_months(pools, 300, seed=11).dense()
+    b = Q.draw_months(pools, 300, seed=11).dense()
+    c = Q.draw_months(pools, 300, seed=12).dense()
     assert np.array_equal(a, b)
     assert not np.array_equal(a, c)
     assert set(np.unique(a[0])) <= {0.0, 5.0, 10.0, 40.0}

@@ -57,10 +57,10 @@ class PlanData:
     roster: pd.DataFrame  # revenue reps of the plan year
     hire_offset: np.ndarray
     active: np.ndarray
-    draws: np.ndarray  # (reps, draws, 12) resampled monthly bookings
+    draws: Q.PoolDraws  # (reps, draws, 12) resampled monthly bookings, as positions in each rep's pool
     productivity: np.ndarray
     own_history: np.ndarray  # bool: the rep's own months (not peers') feed their pool
-    hire_draws: np.ndarray  # (max hires, draws, 12) from the peer pool
+    hire_draws: Q.PoolDraws  # (max hires, draws, 12) from the peer pool
     hire_productivity: float
     hire_team: str
     hire_ote: float
@@ -286,7 +286,10 @@ def compute_plan(inputs: PlanInputs, data: PlanData) -> PlanResult:
     )
     if n_hire:
         ht = Q.simulate_totals(
-            data.hire_draws[:n_hire], active[len(data.roster) :], ramp[len(data.roster) :], data.hist_shares
+            data.hire_draws.head(n_hire),
+            active[len(data.roster) :],
+            ramp[len(data.roster) :],
+            data.hist_shares,
         )
         totals = np.vstack([totals, ht])
     att = Q.attainment(totals, annual, inputs.target_share)

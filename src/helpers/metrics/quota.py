@@ -590,45 +590,137 @@ def supported_quota(productivity_: np.ndarray, capacity: np.ndarray) -> np.ndarr
 # --------------------------------------------------------------------------------------------------
 # Monte Carlo realism simulation
 # --------------------------------------------------------------------------------------------------
-def draw_months(pools: list[np.ndarray], n_draws: int, n_months: int = 12, seed: int = 0) -> np.ndarray:
-    """Resampled monthly values, shape (reps, draws, months), float32: each month of each draw picks one
-    value from the rep's pool, uniformly with replacement (seeded ``numpy.random.default_rng``)."""
+@dataclass(frozen=True)
+class PoolDraws:
+    """Resampled monthly values, (reps, draws, months), held as each draw's position in the rep's pool.
+
+    ``values`` holds the pools once each (float32, concatenated; reps sharing a team's pool share its
+    values), ``start[i]`` where rep ``i``'s pool begins in it. The positions are stored in two groups, by
+    the width they need: reps whose pool has at most 256 values take one byte a position (``narrow``), the
+    others (large team pools) two or four (``wide``); ``narrow_rows`` / ``wide_rows`` are each group's
+    reps, in rep order. Value ``X[i, d, m] = values[start[i] + position]``: the same float32 numbers a
+    dense (reps, draws, months) array would hold, in a quarter of its memory for one-byte positions.
+    ``block`` gathers them for a run of a group's reps; ``dense`` makes the whole array (tests)."""
+
+    values: np.ndarray  # float32, every distinct pool once
+    start: np.ndarray  # int64 per rep
+    narrow_rows: np.ndarray  # int64 rep numbers whose positions are uint8
+    narrow: np.ndarray  # (len(narrow_rows), draws, months) uint8
+    wide_rows: np.ndarray  # int64 rep numbers whose positions are uint16 / uint32
+    wide: np.ndarray  # (len(wide_rows), draws, months) uint16 or uint32
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (len(self.start),) + self.narrow.shape[1:]
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(
+            a.nbytes
+            for a in (self.values, self.start, self.narrow_rows, self.narrow, self.wide_rows, self.wide)
+        )
+
+    def head(self, n: int) -> PoolDraws:
+        """The first ``n`` reps' draws (the same numbers)."""
+        kn, kw = self.narrow_rows < n, self.wide_rows < n
+        return PoolDraws(
+            self.values,
+            self.start[:n],
+            self.narrow_rows[kn],
+            self.narrow[kn],
+            self.wide_rows[kw],
+            self.wide[kw],
+        )
+
+    def groups(self):
+        """(rep numbers, positions) of each non-empty group."""
+        return [(r, p) for r, p in ((self.narrow_rows, self.narrow), (self.wide_rows, self.wide)) if len(r)]
+
+    def block(self, rows: np.ndarray, positions: np.ndarray, out=None, index=None) -> np.ndarray:
+        """The float32 values of ``rows`` (rep numbers) from their ``positions`` (a slice of a group);
+        ``out`` (float32) and ``index`` (intp) of the same shape, when given, are reused."""
+        if index is None:
+            index = np.empty(positions.shape, np.intp)
+        np.add(positions, self.start[rows][:, None, None], out=index)
+        return self.values.take(
+            index, out=out, mode="wrap"
+        )  # in range by construction; "wrap" skips the check
+
+    def dense(self) -> np.ndarray:
+        out = np.empty(self.shape, np.float32)
+        for rows, pos in self.groups():
+            out[rows] = self.block(rows, pos)
+        return out
+
+
+def draw_months(pools: list[np.ndarray], n_draws: int, n_months: int = 12, seed: int = 0) -> PoolDraws:
+    """Resampled monthly values, (reps, draws, months): each month of each draw picks one value from the
+    rep's pool, uniformly with replacement (seeded ``numpy.random.default_rng``). Held as positions in
+    the pools (``PoolDraws``); the values are the pools' own, as float32."""
     rng = np.random.default_rng(seed)
     n = len(pools)
-    if n == 0:
-        return np.zeros((0, n_draws, n_months), np.float32)
-    lens = np.array([max(len(p), 1) for p in pools])
-    width = int(lens.max())
-    table = np.zeros((n, width), np.float32)
+    lens = np.array([max(len(p), 1) for p in pools], dtype=np.int64)
+    distinct: dict[int, int] = {}  # id(pool) -> its start in values
+    parts, start, at = [], np.zeros(n, np.int64), 0
     for i, p in enumerate(pools):
-        table[i, : len(p)] = p
-    out = np.empty((n, n_draws, n_months), np.float32)
-    itype = np.int32 if n * width < 2**31 else np.int64
-    flat = table.ravel()
+        s = distinct.get(id(p))
+        if s is None:
+            s = distinct[id(p)] = at
+            parts.append(np.asarray(p, np.float32) if len(p) else np.zeros(1, np.float32))
+            at += len(parts[-1])
+        start[i] = s
+    values = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    is_narrow = lens <= 256
+    narrow_rows, wide_rows = np.flatnonzero(is_narrow), np.flatnonzero(~is_narrow)
+    wide_type = np.uint16 if (lens.max() if n else 0) <= 2**16 else np.uint32
+    narrow = np.empty((len(narrow_rows), n_draws, n_months), np.uint8)
+    wide = np.empty((len(wide_rows), n_draws, n_months), wide_type)
+    slot = np.empty(n, np.int64)  # a rep's row in its group
+    slot[narrow_rows] = np.arange(len(narrow_rows))
+    slot[wide_rows] = np.arange(len(wide_rows))
+    itype = np.int32 if (lens.max() if n else 0) < 2**31 else np.int64
     # by blocks of reps: the same random stream as one (n, draws, months) call, without its float64
     # and index temporaries (7,692 reps × 2,000 draws: 14 s and ~3 GB of temporaries → a few seconds)
     step = max(1, DRAW_BLOCK_VALUES // max(1, n_draws * n_months))
     for lo in range(0, n, step):
         hi = min(n, lo + step)
         u = rng.random((hi - lo, n_draws, n_months), dtype=np.float32)
-        # index = min(⌊u × len⌋, len − 1) (u × len in float64, as numpy promotes float32 × int64), then
-        # one flat ``take`` from the table (row offset i × width)
+        # position = min(⌊u × len⌋, len − 1) (u × len in float64, as numpy promotes float32 × int64)
         idx = np.multiply(u, lens[lo:hi].astype(np.float64)[:, None, None]).astype(itype)
         np.minimum(idx, (lens[lo:hi] - 1).astype(itype)[:, None, None], out=idx)
-        idx += (np.arange(lo, hi, dtype=itype) * width)[:, None, None]
-        flat.take(idx, out=out[lo:hi])
-    return out
+        k = is_narrow[lo:hi]
+        narrow[slot[lo:hi][k]] = idx[k]
+        wide[slot[lo:hi][~k]] = idx[~k]
+    return PoolDraws(values, start, narrow_rows, narrow, wide_rows, wide)
 
 
 DRAW_BLOCK_VALUES = 1 << 21  # values drawn per block in draw_months (8 MB of float32)
+# values gathered per block in simulate_totals: 2 MB of float32 and 4 MB of positions, reused (at 7,689 reps
+# × 2,000 draws, blocks of 2^19 took 450–540 ms where 2^21 fresh blocks took 640–910 ms, under load)
+GATHER_BLOCK_VALUES = 1 << 19
 
 
-def simulate_totals(draws: np.ndarray, active: np.ndarray, ramp: np.ndarray, season=None) -> np.ndarray:
+def simulate_totals(draws: PoolDraws, active: np.ndarray, ramp: np.ndarray, season=None) -> np.ndarray:
     """Simulated plan-year totals per rep and draw: ``Σ_m 12 s_m r_im a_im X_imd`` (s_m = historical
-    seasonality; flat gives ``Σ_m r a X``). Shape (reps, draws)."""
-    s = np.full(draws.shape[2], 1 / 12) if season is None else np.asarray(season, float)
+    seasonality; flat gives ``Σ_m r a X``). Shape (reps, draws), float32. The values are gathered by
+    blocks of reps; ``einsum`` sums each (rep, draw) over its months alone, so a block gives the same bits
+    as the whole (reps, draws, months) array would."""
+    n, n_draws, n_months = draws.shape
+    s = np.full(n_months, 1 / 12) if season is None else np.asarray(season, float)
     mult = (active * ramp * 12 * s[None, :]).astype(np.float32)
-    return np.einsum("idm,im->id", draws, mult, optimize=True)
+    out = np.empty((n, n_draws), np.float32)
+    step = max(1, GATHER_BLOCK_VALUES // max(1, n_draws * n_months))
+    index = np.empty((min(step, n), n_draws, n_months), np.intp)  # one pair of buffers for every block
+    x = np.empty(index.shape, np.float32)
+    for rows, pos in draws.groups():
+        for lo in range(0, len(rows), step):
+            r = rows[lo : lo + step]
+            xb = draws.block(r, pos[lo : lo + step], x[: len(r)], index[: len(r)])
+            out[r] = np.einsum("idm,im->id", xb, mult[r], optimize=True)
+    return out
 
 
 @dataclass
