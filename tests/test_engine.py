@@ -331,6 +331,83 @@ def test_replay_by_hand(hand_engine):
     assert (pd.Timestamp("2026-03-02"), "o8") not in got.index  # created 04-01
 
 
+# normalized rows of six deals: a stage held over several rows (d1, d5), empty stages (d2, d6), a
+# change without a time (d2's last row), a close on the day the deal opened (d4: _seq breaks the tie)
+NEIGHBOUR_ROWS = [
+    ("d1", "2026-01-01", "Discovery", 0),
+    ("d1", "2026-01-05", "Discovery", 0),
+    ("d1", "2026-02-01", "Proposal", 0),
+    ("d1", "2026-02-10", "Proposal", 0),
+    ("d1", "2026-03-01", "Closed Won", 0),
+    ("d2", "2026-01-01", "Discovery", 0),
+    ("d2", "2026-01-02", None, 0),
+    ("d2", "2026-01-03", None, 0),
+    ("d2", "2026-01-04", "Discovery", 0),
+    ("d2", None, "Proposal", 0),
+    ("d4", "2026-04-01", "Proposal", 0),
+    ("d4", "2026-04-01", "Closed Lost", 1),
+    ("d5", "2026-01-01", "Discovery", 0),
+    ("d5", "2026-01-02", "Proposal", 0),
+    ("d5", "2026-01-03", "Discovery", 0),
+    ("d5", "2026-01-04", "Discovery", 0),
+    ("d6", "2026-05-01", None, 0),
+]
+# when each row's deal starts its next stay (worked out by hand; a stay starts where the stage differs
+# from the row before, an empty stage always starts one; d2's Proposal has no time)
+NEIGHBOUR_EXITS = [
+    "2026-02-01", "2026-02-01", "2026-03-01", "2026-03-01", None,
+    "2026-01-02", "2026-01-03", "2026-01-04", None, None,
+    "2026-04-01", None,
+    "2026-01-02", "2026-01-03", None, None,
+    None,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("stages", [["Closed Lost", "Closed Won", "Discovery", "Proposal"], None])
+def test_neighbours_find_when_the_next_stay_starts(hand_engine, stages):
+    # with the stage values known, one sort of each deal's rows (one minimum per value); without them, a
+    # second window over the rows numbered by the first: the same rows, and the exits worked out by hand
+    rows = pd.DataFrame(NEIGHBOUR_ROWS, columns=["opportunity_id", "changed_at", "stage", "_seq"])
+    rows["changed_at"] = pd.to_datetime(rows["changed_at"])
+    rows = rows.assign(amount=1.0, close_date=rows["changed_at"], probability=float("nan"))
+    rows["forecast_category"] = "Pipeline"
+    t = expr.keyed(hand_engine["opportunities"], rows)
+    got = hand_engine.execute(expr.neighbours(t, stages))
+    got = got.sort_values(["opportunity_id", "_rn"]).reset_index(drop=True)
+    assert got["_rn"].tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1, 0, 1, 2, 3, 0]
+    want = pd.to_datetime(pd.Series(NEIGHBOUR_EXITS, dtype=object)).astype("datetime64[us]")
+    pdt.assert_series_equal(
+        pd.to_datetime(got["_exit"]).astype("datetime64[us]"), want, check_names=False, check_dtype=False
+    )
+    assert got["_new"].tolist() == [1, 0, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1]
+    other = hand_engine.execute(
+        expr.neighbours(t, None if stages else ["Closed Lost", "Closed Won", "Discovery", "Proposal"])
+    )
+    other = other.sort_values(["opportunity_id", "_rn"]).reset_index(drop=True)
+    pdt.assert_frame_equal(got, other)
+
+
+def test_normalized_history_is_the_same_either_way(hand_engine, monkeypatch):
+    # the stage values known (the nine deals have four) or too many to count: the same rows
+    def rows():
+        n = hand_engine.execute(expr.normalized_history(hand_engine))
+        return n.sort_values(["opportunity_id", "_rn"]).reset_index(drop=True)
+
+    assert expr._stage_values(
+        hand_engine, hand_engine["opportunity_history"], hand_engine["opportunities"], hand_engine.config
+    ) == ["Closed Lost", "Closed Won", "Discovery", "Proposal"]
+    known = rows()
+    monkeypatch.setattr(expr, "STAGE_VALUES_AT_MOST", 3)
+    assert (
+        expr._stage_values(
+            hand_engine, hand_engine["opportunity_history"], hand_engine["opportunities"], hand_engine.config
+        )
+        is None
+    )
+    pdt.assert_frame_equal(known, rows())
+    assert known["_exit"].notna().sum() > 0
+
+
 def _check_waterfall(eng, folder: Path, start, end):
     ds = load(folder)
     history, opps = ds.opportunity_history, ds.opportunities

@@ -400,8 +400,9 @@ def normalized_history(eng):
     cur = o.select(_id=o.opportunity_id, **{f"_cur_{f}": v for f, v in current.items()})
     parts = []
     gaps = set()  # fields with empty values in the history: carried forward below
+    hist = None
     if eng.has("opportunity_history", "opportunity_id"):
-        h = eng["opportunity_history"]
+        h = hist = eng["opportunity_history"]
         present = [f for f in FIELDS if f in h.columns]
         known = eng.execute(h.aggregate(_rows=h.count(), **{f: h[f].count() for f in present})).iloc[0]
         filled = [f for f in ("amount", "close_date", "forecast_category") if f in h.columns]
@@ -438,7 +439,7 @@ def normalized_history(eng):
             **{f: n[f].max().over(ibis.window(group_by=["opportunity_id", f"_run_{f}"])) for f in gaps}
         )
         n = n.drop(*[f"_run_{f}" for f in gaps])
-    return neighbours(n)
+    return neighbours(n, _stage_values(eng, hist, o, config))
 
 
 ORDER = [ibis.asc("changed_at", nulls_first=False), "_seq"]  # a deal's rows in time (its closing row last)
@@ -470,22 +471,55 @@ def synthetic_rows(deals, config):
     )
 
 
-def neighbours(n):
+STAGE_VALUES_AT_MOST = 16  # ``neighbours``: beyond this many stage values, the second sort costs less
+
+
+def neighbours(n, stages: list[str] | None = None):
     """The normalized rows with what each needs of its deal's other rows: ``_rn``, ``_next``,
-    ``_prev_stage``, ``_prev_close``, ``_new`` and ``_exit`` (see ``normalized_history``)."""
+    ``_prev_stage``, ``_prev_close``, ``_new`` and ``_exit`` (see ``normalized_history``).
+
+    ``stages``: every value the ``stage`` column can hold (``_stage_values``), or None. A stay in a
+    stage starts where the stage differs from the row before (an empty stage always starts one);
+    ``_exit`` is when the deal's next stay starts. The change times never decrease along the deal's
+    rows, so that is the earliest later change where the stage is not the row's own (or is empty): with
+    the values known, one such minimum per value, computed in the same sort of each deal's rows as the
+    neighbours (an empty stage's next stay starts at the next row, ``_next``). Without them, the
+    earliest later row that starts a stay, a second window over the rows numbered by the first (at
+    1M deals, 4.7M rows, that second sort took as long as the first: 4.2 s against 2.3 s)."""
     by_time = ibis.window(group_by="opportunity_id", order_by=ORDER)
-    n = n.mutate(
+    cols = dict(
         _rn=ibis.row_number().over(by_time),
         _next=n.changed_at.lead().over(by_time),
         _prev_stage=n.stage.lag().over(by_time),
         _prev_close=n.close_date.lag().over(by_time),
     )
-    # a stay in a stage starts where the stage differs from the row before (an empty stage always
-    # starts one); ``_exit``: when the deal's next stay starts (the change times never decrease along
-    # the deal's rows, so the earliest later start is the next one)
+    after = ibis.window(group_by="opportunity_id", order_by=ORDER, rows=(1, None))
+    values = list(stages or [])
+    for k, s in enumerate(values):
+        other = n.stage.isnull() | (n.stage != s)
+        cols[f"_exit_{k}"] = ibis.ifelse(other, n.changed_at, _null("timestamp")).min().over(after)
+    n = n.mutate(**cols)
     n = n.mutate(_new=n._prev_stage.isnull() | n.stage.isnull() | (n.stage != n._prev_stage))
+    if stages is not None:
+        pairs = [(s, n[f"_exit_{k}"]) for k, s in enumerate(values)]
+        exit_ = n.stage.cases(*pairs, else_=n._next) if pairs else n._next
+        return n.mutate(_exit=exit_).drop(*[f"_exit_{k}" for k in range(len(values))])
     later = ibis.window(group_by="opportunity_id", order_by="_rn", rows=(1, None))
     return n.mutate(_exit=ibis.ifelse(n._new, n.changed_at, _null("timestamp")).min().over(later))
+
+
+def _stage_values(eng, h, o, config) -> list[str] | None:
+    """The values the normalized history's ``stage`` can hold (``h``: the history when it has a stage;
+    ``o``: the deals; the first open stage of deals without history closed now), for ``neighbours``;
+    None beyond ``STAGE_VALUES_AT_MOST``."""
+    parts = [t.select(_s=t.stage.cast("string")) for t in (h, o) if t is not None and "stage" in t.columns]
+    got = set()
+    if parts:
+        u = ibis.union(*parts, distinct=True) if len(parts) > 1 else parts[0].distinct()
+        got = {str(x) for x in eng.execute(u)["_s"] if x is not None and not pd.isna(x)}
+    if config.open_stages:
+        got.add(str(config.open_stages[0]))
+    return sorted(got) if len(got) <= STAGE_VALUES_AT_MOST else None
 
 
 def replay(eng, dates, normalized=None):
