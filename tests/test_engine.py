@@ -1616,6 +1616,36 @@ def test_pipeline_reads_the_quota_rows_of_its_windows_where_they_live(
             s.deals.release()
 
 
+@pytest.mark.parametrize(
+    ("later", "as_of", "fetched"),
+    [
+        ("2025-12-31", "2025-10-31", 0),  # next quarter inside the year: the rows of Feb–Apr 2026 left out
+        (SAMPLE_AS_OF, "2026-09-30", 0),  # last month's pass of the report: the same span
+        ("2026-03-31", "2026-01-31", 1),  # the fiscal year before: fetched
+    ],
+)
+def test_a_pass_at_an_earlier_day_reuses_the_quota_rows_it_holds(
+    sample_engine, sample_dir, sample, monkeypatch, later, as_of, fetched
+):
+    # the scope measured again at an earlier day (last month's figures, ``base``) filters the quota rows
+    # it fetched when they span that day's windows: the rows a fetch gives, in its order and index
+    without = load(sample_dir, tables=["opportunities", "reps"])
+    team = sorted(sample.reps["team"].dropna().unique())[0]
+    calls = []
+    fetch = pipeline.quotas_between
+    monkeypatch.setattr(pipeline, "quotas_between", lambda *a: calls.append(a) or fetch(*a))
+    for scope, who in (("company", ""), ("team", team)):
+        now = pipeline.Scoped(without, scope, who, as_of=later, engine=sample_engine)
+        calls.clear()
+        then = pipeline.Scoped(without, scope, who, as_of=as_of, engine=sample_engine, base=now)
+        assert len(calls) == fetched
+        fresh = pipeline.Scoped(without, scope, who, as_of=as_of, engine=sample_engine)
+        assert 0 < len(fresh.quotas) and (len(fresh.quotas) < len(now.quotas)) == (later == "2025-12-31")
+        pdt.assert_frame_equal(then.quotas, fresh.quotas)
+        for s in (now, then, fresh):
+            s.deals.release()
+
+
 # the quota plan's questions to the opportunities: asked where they live, on DuckDB, PostgreSQL and Spark,
 # against the pandas reference (quota_reference) over the loaded frame
 # --------------------------------------------------------------------------------------------------

@@ -1087,11 +1087,24 @@ class Scoped:
                 lt = None
         self.leads = lt
         q = quotas if quotas is not None else ds.tables.get("quotas")
+        self.quota_span = None  # the [start, end] of the quota rows fetched by ``quotas_between``
         if q is None and engine is not None and "quotas" in engine.tables:  # left where it lives
             cal = FiscalCalendar(ds.config.fiscal_year_start_month)
             when = pd.Timestamp(as_of) if as_of is not None else ds.as_of
             year, nq = cal.windows(when)["YTD"], next_quarter(cal, when)
-            q = quotas_between(engine["quotas"], self.owners, year.start, max(year.end, nq.end))
+            self.quota_span = (year.start, max(year.end, nq.end))
+            held = (
+                base.quota_span
+                if base is not None and (base.scope, base.who) == (self.scope, self.who)
+                else None
+            )
+            if held is not None and held[0] <= self.quota_span[0] and self.quota_span[1] <= held[1]:
+                # the same scope's rows, fetched for a span holding this one (last month's pass): not again
+                q = quotas_within(
+                    base.quotas, *self.quota_span, ordered=ROW in in_order(engine["quotas"]).columns
+                )
+            else:
+                q = quotas_between(engine["quotas"], self.owners, *self.quota_span)
         self.quotas = in_scope(q, self.owners, "rep_id")
         self.quota_source = (
             "proposed quotas file" if quotas is not None else "quotas table" if q is not None else None
@@ -1196,6 +1209,19 @@ def quotas_between(table: ibis.Table, owners, start, end) -> pd.DataFrame:
         late = (q.period_end >= day(start)) | (q.period_end.isnull() & late)
     sel = q.filter(q.period_start <= day(end), late.fill_null(False))
     return _rows(ibis.get_backend(table), sel, "quotas", ["rep_id", "period_start"])
+
+
+def quotas_within(q: pd.DataFrame, start, end, ordered: bool) -> pd.DataFrame:
+    """The rows of ``q`` (quota rows ``quotas_between`` fetched for a span holding ``[start, end]``)
+    that ``quotas_between`` selects for ``[start, end]``, as it would give them: in ``q``'s order, with
+    ``q``'s index where the table's order is known (``ordered``: DuckDB's file rows), else numbered
+    afresh."""
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    late = q["period_start"] >= start - pd.Timedelta(days=31)
+    if "period_end" in q.columns:
+        late = (q["period_end"] >= start) | (q["period_end"].isna() & late)
+    out = q[(q["period_start"] <= end) & late]
+    return out if ordered else out.reset_index(drop=True)
 
 
 def working_set(d, table: ibis.Table, since) -> pd.DataFrame:
