@@ -151,6 +151,17 @@ def _ratio(num, den):
     return float(num) / float(den)
 
 
+def _ratios(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``_ratio`` element by element (float64 arrays): num ÷ den, NaN where den is 0 or missing."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.isnan(den) | (den == 0), math.nan, num / den)
+
+
+def _at_least_zero(x: np.ndarray) -> np.ndarray:
+    """``max(x, 0.0)`` element by element, as Python's ``max`` gives it (x unless 0.0 > x)."""
+    return np.where(0.0 > x, 0.0, x)
+
+
 def scope_owners(reps: pd.DataFrame | None, scope: str, who: str, opps: pd.DataFrame | None = None):
     """Rep ids in scope: ``None`` for the company (no filter), the team's reps for ``team``, ``{who}`` for
     ``rep``. Raises ValueError with the known names when ``who`` matches nothing."""
@@ -373,27 +384,27 @@ def bookings_vs_plan(
         got_g = got.reindex(groups, fill_value=0.0).to_numpy() if len(got) else np.zeros(len(groups))
         plan_g = plan.reindex(groups).to_numpy() if len(plan) else np.full(len(groups), math.nan)
         plan_td_g = plan_td.reindex(groups).to_numpy() if len(plan_td) else np.full(len(groups), math.nan)
-        for i, g in enumerate(groups):
-            b = float(got_g[i])
-            p = float(plan_g[i])
-            ptd = float(plan_td_g[i])
-            pace = b / w.elapsed_days * w.total_days
-            rows.append(
+        b = got_g.astype("float64")
+        p, ptd = plan_g.astype("float64"), plan_td_g.astype("float64")
+        pace = b / w.elapsed_days * w.total_days
+        rows.append(
+            pd.DataFrame(
                 {
                     "window": name,
                     "period": w.label,
-                    "group": g,
+                    "group": groups,
                     "bookings": b,
                     "plan": p,
                     "plan_to_date": ptd,
-                    "attainment": _ratio(b, p),
-                    "attainment_to_date": _ratio(b, ptd),
+                    "attainment": _ratios(b, p),
+                    "attainment_to_date": _ratios(b, ptd),
                     "pace": pace,
-                    "pace_attainment": _ratio(pace, p),
-                    "still_to_close": max(p - b, 0.0) if not pd.isna(p) else math.nan,
+                    "pace_attainment": _ratios(pace, p),
+                    "still_to_close": np.where(np.isnan(p), math.nan, _at_least_zero(p - b)),
                 }
             )
-    out = pd.DataFrame(rows)
+        )
+    out = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     if by is not None:
         out = out.rename(columns={"group": by})
     return out
@@ -635,38 +646,35 @@ def coverage(
     else:
         plan = pd.Series(dtype="float64")
     groups = sorted(set(got.index) | set(pipe.index) | set(plan.index)) or ["All"]
-    rows = []
-    for g in groups:
-        p = float(plan.get(g, math.nan)) if len(plan) else math.nan
-        b = float(got.get(g, 0.0))
-        remaining = max(p - b, 0.0) if not pd.isna(p) else math.nan
-        op = float(pipe.get(g, 0.0))
-        cov = _ratio(op, remaining)
-        status = (
-            "no plan"
-            if pd.isna(p) or p == 0
-            else "quota met"
-            if remaining == 0
-            else "quarter closed"
-            if window.as_of >= window.end
-            else "under threshold"
-            if cov < threshold
-            else "ok"
-        )
-        rows.append(
-            {
-                "group": g,
-                "plan": p,
-                "bookings": b,
-                "remaining": remaining,
-                "open_deals": int(cnt.get(g, 0)),
-                "open_in_period": op,
-                "coverage": cov,
-                "under_threshold": bool(status == "under threshold"),
-                "status": status,
-            }
-        )
-    out = pd.DataFrame(rows)
+    # per group, looked up at once: plan.get(g, nan), got.get(g, 0.0), pipe.get(g, 0.0), cnt.get(g, 0)
+    p = plan.reindex(groups).to_numpy("float64") if len(plan) else np.full(len(groups), math.nan)
+    b = got.reindex(groups, fill_value=0.0).to_numpy("float64")
+    op = pipe.reindex(groups, fill_value=0.0).to_numpy("float64")
+    remaining = np.where(np.isnan(p), math.nan, _at_least_zero(p - b))
+    cov = _ratios(op, remaining)
+    status = np.select(
+        [
+            np.isnan(p) | (p == 0),
+            remaining == 0,
+            np.full(len(groups), window.as_of >= window.end),
+            cov < threshold,
+        ],
+        ["no plan", "quota met", "quarter closed", "under threshold"],
+        "ok",
+    )
+    out = pd.DataFrame(
+        {
+            "group": groups,
+            "plan": p,
+            "bookings": b,
+            "remaining": remaining,
+            "open_deals": cnt.reindex(groups, fill_value=0).to_numpy().astype("int64"),
+            "open_in_period": op,
+            "coverage": cov,
+            "under_threshold": status == "under threshold",
+            "status": status.tolist(),
+        }
+    )
     return out.rename(columns={"group": by}) if by is not None else out
 
 
