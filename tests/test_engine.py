@@ -1544,7 +1544,7 @@ def test_pipeline_kernel_gets_the_working_set_of_the_deals(sample_engine, sample
     from helpers.data.calendar import FiscalCalendar
 
     cfg, as_of = sample.config, pd.Timestamp(as_of)
-    since = pipeline.working_set_start(FiscalCalendar(cfg.fiscal_year_start_month), as_of)
+    since = pipeline.working_set_start(as_of)
     assert since == as_of - pd.Timedelta(days=7)
     team = sorted(sample.reps["team"].dropna().unique())[0]
     for scope, who in (("company", ""), ("team", team)):

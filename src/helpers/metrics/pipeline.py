@@ -1066,11 +1066,10 @@ class Scoped:
         now = base.deals if base is not None else None
         self.deals = hi.deals(engine, self.owners, as_of, ds.as_of, now) if engine is not None else None
         if self.deals is not None:
-            cal = FiscalCalendar(ds.config.fiscal_year_start_month)
-            since, table = working_set_start(cal, self.deals.as_of), engine["opportunities"]
+            since, table = working_set_start(self.deals.as_of), engine["opportunities"]
             # (DuckDB, in this process, sends the rewound working set faster than the pandas merge)
             if self.rewound and now is not None and now.as_of >= self.deals.as_of and engine.name != "duckdb":
-                since_now = working_set_start(cal, now.as_of)
+                since_now = working_set_start(now.as_of)
                 self.opps = working_set_from(self.deals, now, base.opps, table, since, since_now)
             else:
                 self.opps = working_set(self.deals, table, since)
@@ -1157,12 +1156,11 @@ def _same_backend(a: ibis.Table, b: ibis.Table) -> bool:
         return False
 
 
-def working_set_start(cal: FiscalCalendar, as_of) -> pd.Timestamp:
+def working_set_start(as_of) -> pd.Timestamp:
     """The earliest close or created date a measure made in pandas over ``Scoped.opps`` reads, for a
     report dated ``as_of``: the last 7 days (a review pack's deals created or closed in the week,
     ``review_pack.changes_without_history``). Every other measure of closed or created deals runs on
-    the engine over ``Scoped.table``; the frame's other deals are the open ones. (``cal``: for a
-    window that needs one.)"""
+    the engine over ``Scoped.table``; the frame's other deals are the open ones."""
     return pd.Timestamp(as_of) - pd.Timedelta(days=7)
 
 
