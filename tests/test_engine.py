@@ -742,6 +742,39 @@ def test_duckdb_memory_is_capped_and_spills_to_its_own_folder(hand_dir, tmp_path
         eng_mod.connect(hand_dir)
 
 
+def test_a_notebook_asks_its_duckdb_cap_and_the_environment_wins(hand_dir, monkeypatch):
+    """A notebook whose queries are light asks for a smaller DuckDB cap (``open_report(engine_memory=)``):
+    the engine a warm kernel already holds follows, so do engines opened later, the next notebook's
+    None puts the default back, and REVOPS_ENGINE_MEMORY when set wins."""
+    from helpers.sections.context import open_report
+
+    monkeypatch.delenv("REVOPS_ENGINE_MEMORY", raising=False)
+    monkeypatch.setattr(eng_mod, "_ASKED_MEMORY", [None])
+    monkeypatch.setattr(eng_mod, "_SHARED", {})
+
+    def cap(e):
+        return e.backend.con.execute("select current_setting('memory_limit')").fetchone()[0]
+
+    try:
+        e = eng_mod.shared(hand_dir)
+        assert cap(e) == "488.2 MiB"  # 512MB
+        open_report(str(hand_dir), show_header=False, engine_memory="256MB")
+        assert cap(e) == "244.1 MiB"
+        with eng_mod.connect(hand_dir) as later:
+            assert cap(later) == "244.1 MiB"
+        open_report(str(hand_dir), show_header=False)  # the next notebook asks nothing
+        assert cap(e) == "488.2 MiB"
+        monkeypatch.setenv("REVOPS_ENGINE_MEMORY", "40MB")
+        eng_mod.set_memory("256MB")
+        assert cap(e) == "38.1 MiB"
+        monkeypatch.delenv("REVOPS_ENGINE_MEMORY")
+        with pytest.raises(ValueError, match=r"engine_memory='lots' is not a memory size"):
+            eng_mod.set_memory("lots")
+    finally:
+        for eng in eng_mod._SHARED.values():
+            eng.close()
+
+
 def test_engine_is_chosen_by_argument_environment_then_dataset_yml(hand_dir, tmp_path, monkeypatch):
     monkeypatch.delenv("REVOPS_ENGINE", raising=False)
     cfg = eng_mod.load_config(hand_dir)

@@ -498,6 +498,35 @@ def _connect_duckdb(folder: Path, config: DatasetConfig, table_sources: dict) ->
 
 
 DUCKDB_MEMORY = "512MB"  # a kernel's DuckDB memory (REVOPS_ENGINE_MEMORY); beyond it, it spills to disk
+_ASKED_MEMORY: list = [None]  # the cap this process's report asked for (``set_memory``)
+
+
+def memory_limit() -> str:
+    """The DuckDB memory cap of this process's engines: ``REVOPS_ENGINE_MEMORY`` when set, else what the
+    report asked for (``set_memory``), else ``DUCKDB_MEMORY``."""
+    return os.environ.get("REVOPS_ENGINE_MEMORY") or _ASKED_MEMORY[0] or DUCKDB_MEMORY
+
+
+def set_memory(limit: str | None) -> None:
+    """Ask for a DuckDB memory cap (a DuckDB size such as "256MB"; None: the default) for this process's
+    engines, those open (a warm kernel keeps its engine from notebook to notebook) and those opened
+    later; ``REVOPS_ENGINE_MEMORY``, when set, still wins. A notebook whose queries are light asks for
+    less, so the report's two lanes together hold less (``open_report(engine_memory=…)``)."""
+    _ASKED_MEMORY[0] = limit
+    for eng in _SHARED.values():
+        if eng.name == "duckdb":
+            _set_memory_limit(eng.backend.con)
+
+
+def _set_memory_limit(con) -> None:
+    limit = memory_limit()
+    try:
+        con.execute("set memory_limit = '" + limit.replace("'", "''") + "'")
+    except Exception as e:  # noqa: BLE001 - say which setting, not DuckDB's parser message alone
+        named = "REVOPS_ENGINE_MEMORY" if os.environ.get("REVOPS_ENGINE_MEMORY") else "engine_memory"
+        raise ValueError(
+            f"{named}={limit!r} is not a memory size DuckDB understands (e.g. 512MB, 2GB): {e}"
+        ) from None
 
 
 def _limit_memory(con) -> str:
@@ -507,15 +536,12 @@ def _limit_memory(con) -> str:
     of its own (removed on close), not to DuckDB's default beside the database or in the working
     directory. At 1M opportunities the pipeline kernel peaked at 2.36 GB without it and 1.62 GB with
     512MB, in the same time (docs/performance.md). Returns the folder."""
-    limit = os.environ.get("REVOPS_ENGINE_MEMORY") or DUCKDB_MEMORY
     spill = tempfile.mkdtemp(prefix="revops-duckdb-")
     try:
-        con.execute("set memory_limit = '" + limit.replace("'", "''") + "'")
-    except Exception as e:  # noqa: BLE001 - say which setting, not DuckDB's parser message alone
+        _set_memory_limit(con)
+    except ValueError:
         shutil.rmtree(spill, ignore_errors=True)
-        raise ValueError(
-            f"REVOPS_ENGINE_MEMORY={limit!r} is not a memory size DuckDB understands (e.g. 512MB, 2GB): {e}"
-        ) from None
+        raise
     con.execute(f"set temp_directory = '{spill}'")
     atexit.register(shutil.rmtree, spill, True)  # a kernel's engine is kept open until the kernel ends
     return spill

@@ -169,15 +169,20 @@ def open_report(
     notebook: str = "",
     show_header: bool = True,
     tables: list[str] | None = None,
+    engine_memory: str | None = None,
 ) -> ReportContext:
+    """The notebook's dataset and dates (``ReportContext``), its heading said on the page. ``tables``:
+    the tables loaded into the kernel (the others stay where they live); ``engine_memory``: the DuckDB
+    memory cap this notebook asks for (None: ``engine.DUCKDB_MEMORY``; ``REVOPS_ENGINE_MEMORY`` wins)."""
     display.setup_notebook()
+    from helpers.data import engine
     from helpers.data.schema import TABLES
+
+    engine.set_memory(engine_memory)  # (a warm kernel's open engine too: each notebook says its own)
 
     wanted = list(tables) if tables is not None else [t for t in TABLES if t not in ENGINE_TABLES]
     ds = load(resolve_dataset(dataset), tables=wanted)
     if "opportunities" not in ds.tables and ds.files:  # left where they live: the export date is asked there
-        from helpers.data import engine
-
         ds.inferred = lambda: engine.shared(ds.path).inferred_as_of()
     p, a = resolve_dates(ds, period, as_of)
     display.set_rep_names(ds.reps)
