@@ -233,22 +233,31 @@ def win_rate_counts(eng, start, end, by: str | None = None, missing: str | None 
     return outcome_counts(with_group(eng, closed_between(eng["opportunities"], start, end), by, missing))
 
 
-def outcome_counts(c):
-    """Per ``group`` of the closed deals ``c``: deals, won, lost, won_amount, closed_amount (an empty
-    amount adds 0), lost_amount_known (lost deals with a positive amount), won_priced (won deals with an
-    amount) and won_priced_amount."""
-    won = flag(c.is_won)
-    has = "amount" in c.columns  # without amounts: columns of falses (a literal has no sum)
-    amt = amount(c)
-    priced = won & (c.amount.notnull() if has else False)
-    lost_known = ~won & ((c.amount > 0) if has else False)
-    return c.group_by("group").aggregate(
+def outcome_sums(c, won, amt) -> dict:
+    """The sums a win rate and its amounts are made of, as aggregations over the closed deals ``c``
+    (``won``: their won flag, ``amt``: their amount, an empty one adding 0): deals, won, lost,
+    won_amount, closed_amount, lost_amount_known (lost deals with a positive amount). Shared by
+    ``outcome_counts`` and win/loss's totals per dimension (``winloss.WindowDeals.totals``)."""
+    lost_known = ~won & ((c.amount > 0) if "amount" in c.columns else False)
+    return dict(
         deals=c.count(),
         won=ibis.ifelse(won, 1, 0).sum(),
         lost=ibis.ifelse(won, 0, 1).sum(),
         won_amount=ibis.ifelse(won, amt, 0.0).sum(),
         closed_amount=amt.sum(),
         lost_amount_known=ibis.ifelse(lost_known, 1, 0).sum(),
+    )
+
+
+def outcome_counts(c):
+    """Per ``group`` of the closed deals ``c``: ``outcome_sums``, won_priced (won deals with an amount)
+    and won_priced_amount."""
+    won = flag(c.is_won)
+    has = "amount" in c.columns  # without amounts: columns of falses (a literal has no sum)
+    amt = amount(c)
+    priced = won & (c.amount.notnull() if has else False)
+    return c.group_by("group").aggregate(
+        **outcome_sums(c, won, amt),
         won_priced=ibis.ifelse(priced, 1, 0).sum(),
         won_priced_amount=ibis.ifelse(priced, amt, 0.0).sum(),
     )

@@ -476,22 +476,12 @@ class WindowDeals:
         """Per ``keys`` name (→ (key, key2) expressions over ``self.t``) and value: deals, won, lost,
         won_amount, closed_amount, lost_amount_known, lost_amount: one query (a union)."""
         c = self.t
-        won, amt = c._won, c._amt
-        lost_known = ~won & ((c.amount > 0).fill_null(False) if "amount" in c.columns else False)
         parts = []
         for name, (key, key2) in keys.items():
             k = c.mutate(_dim=ibis.literal(name), _k=key(c), _k2=key2(c) if key2 else _NULL_TEXT)
-            won, amt = k._won, k._amt
-            lost_known = ~won & ((k.amount > 0).fill_null(False) if "amount" in k.columns else False)
             parts.append(
                 k.group_by(["_dim", "_k", "_k2"]).aggregate(
-                    deals=k.count(),
-                    won=ibis.ifelse(won, 1, 0).sum(),
-                    lost=ibis.ifelse(won, 0, 1).sum(),
-                    won_amount=ibis.ifelse(won, amt, 0.0).sum(),
-                    closed_amount=amt.sum(),
-                    lost_amount_known=ibis.ifelse(lost_known, 1, 0).sum(),
-                    lost_amount=ibis.ifelse(won, 0.0, amt).sum(),
+                    **ex.outcome_sums(k, k._won, k._amt), lost_amount=ibis.ifelse(k._won, 0.0, k._amt).sum()
                 )
             )
         got = ibis.union(*parts, distinct=False).execute() if parts else pd.DataFrame()
