@@ -7,10 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from helpers.data import pgcheck, sources
 from helpers.data.config import load_config
 from helpers.data.dataset import (
@@ -54,9 +50,9 @@ def validate(path: str | Path) -> Checked:
 def _from_cache(folder: Path) -> Checked | None:
     """``validate`` told by the load cache's entry of the whole dataset, when there is one: a load that
     passed the rules wrote it, with its warnings. Its tables are read memory-mapped and never made
-    pandas frames: the row counts are Arrow's, and the opportunities' dates (``infer_as_of``, the first
-    created date) Arrow compute's. The report run's parent checks the dataset this way while its
-    kernels start; loading the frames there had held about 600 MB (1M opportunities, 10M activities)
+    pandas frames of whole tables: the row counts are Arrow's; only the opportunities' three date
+    columns become a frame, for ``infer_as_of`` and the first created date. The report run's parent
+    checks the dataset this way while its kernels start; loading the frames there had held about 600 MB (1M opportunities, 10M activities)
     for the whole run. None when the entry is missing or damaged (then the dataset is loaded)."""
     config = load_config(folder)
     files = find_table_files(folder, config)
@@ -66,27 +62,17 @@ def _from_cache(folder: Path) -> Checked | None:
         return None
     tables, warnings = hit
     opp = tables["opportunities"]
-    cols = set(opp.column_names)
-    created = opp["created_date"] if "created_date" in cols else None
-    dates = [] if created is None else [_scalar(pc.max(created))]
-    if {"close_date", "is_closed"} <= cols:
-        closed = pc.fill_null(opp["is_closed"], False)
-        dates.append(_scalar(pc.max(pc.filter(opp["close_date"], closed))))
-    dates = [d for d in dates if pd.notna(d)]
+    dates = opp.select([c for c in ("created_date", "close_date", "is_closed") if c in opp.column_names])
+    dates = dates.to_pandas(date_as_object=False)  # three columns: the rule is infer_as_of's
     return Checked(
         folder,
         config,
         {t: v.num_rows for t, v in tables.items()},
         {k: v for k, v in files.items() if k in tables or k == "opportunities"},
         warnings,
-        max(dates).normalize() if dates else None,
-        _scalar(pc.min(created)) if created is not None else None,
+        infer_as_of(dates),
+        dates["created_date"].min() if "created_date" in dates.columns else None,
     )
-
-
-def _scalar(s):
-    """An Arrow scalar as pandas gives it from the column (a Timestamp, NaT for null)."""
-    return pa.array([s]).to_pandas(date_as_object=False)[0]
 
 
 def validate_report(path: str | Path, all_warnings: bool = False) -> tuple[int, str]:
