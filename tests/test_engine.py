@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import movement_reference as movement
+import numpy as np
 import pandas as pd
 import pandas.testing as pdt
 import pytest
@@ -1696,11 +1697,34 @@ def _quota_check(table, ds, as_of, fiscal_years):
     want_mb = ref.monthly_bookings(opps)
     assert len(want_mb)
     pdt.assert_frame_equal(got_mb, want_mb, check_dtype=False, rtol=REL, obj="monthly_bookings")
+    # the company's months summed on the engine: the totals of the owner × month rows, bit for bit
+    # (whole amounts), and the months of deals without an owner too
+    company = Q.company_months(table)
+    want_c = ref.monthly_bookings(opps).groupby("month")["bookings"].sum()
+    first = pd.Timestamp(ref.won_deals(opps)["close_date"].min()).to_period("M").to_timestamp()
+    assert company["month"].min() == first
+    assert company.set_index("month")["bookings"].reindex(want_c.index).tolist() == want_c.tolist()
+    assert (company.set_index("month")["bookings"].drop(want_c.index) == 0.0).all()
+    full = Q.won_by_month(table, ("2025-01-01", "2026-06-30"))
+    span = Q.won_by_month(table, ("2025-01-01", "2026-06-30"), months=("2025-11-01", "2026-09-01"))
+    keep = full["month"].between(pd.Timestamp("2025-11-01"), pd.Timestamp("2026-09-01"))
+    pdt.assert_frame_equal(span, full.loc[keep].reset_index(drop=True))
     for fy in fiscal_years:
         basis = Q.target_basis(table, cal, fy, as_of)
         assert basis.bookings == pytest.approx(ref.basis_bookings(opps, basis.start, basis.end), rel=REL), fy
         data = prepare_plan_data(ds, as_of, fy, n_draws=20, opps=table)
         assert data.basis == basis
+        # the same plan data as from every owner × month row (the rows the engine no longer sends)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(Q, "won_by_month", lambda o, b=None, months=None, every=Q.won_by_month: every(o, b))
+            was = prepare_plan_data(ds, as_of, fy, n_draws=20, opps=table)
+        assert data.basis == was.basis
+        pdt.assert_frame_equal(data.seasonality, was.seasonality, check_exact=True)
+        pdt.assert_series_equal(data.team_history, was.team_history, check_exact=True)
+        for f in ("values", "start", "narrow", "wide"):
+            np.testing.assert_array_equal(getattr(data.draws, f), getattr(was.draws, f), err_msg=f)
+        np.testing.assert_array_equal(data.productivity, was.productivity)
+        assert data.hire_productivity == was.hire_productivity
         team_of = dict(zip(data.roster["rep_id"], data.roster["team"], strict=True))
         want_teams = ref.team_history(opps, basis.start, basis.end, team_of)
         pdt.assert_series_equal(data.team_history, want_teams, check_names=False, rtol=REL, obj="teams")
@@ -1712,8 +1736,8 @@ def _quota_check(table, ds, as_of, fiscal_years):
     season = Q.seasonality(table, cal, as_of)
     if avg.isna().any() or avg.sum() <= 0:
         assert season["share"].tolist() == [1 / 12] * 12
-    else:
-        assert season["share"].tolist() == pytest.approx((avg / avg.sum()).tolist(), rel=REL)
+    else:  # whole amounts: the sums are exact, the shares the same bits
+        assert season["share"].tolist() == (avg / avg.sum()).tolist()
     assert season["years"].tolist() == want_b.groupby(fm).size().reindex(range(1, 13), fill_value=0).tolist()
     assert Q.recent_owners(table, as_of) == ref.recent_owners(opps, as_of)
     assert Q.seller_ids(None, table) == ref.owners(opps)

@@ -88,8 +88,9 @@ def prepare_plan_data(
 ) -> PlanData:
     """Precompute the input-independent parts of the plan from a loaded ``Dataset``. The opportunities
     are read where they live (``opps``: an engine table or a frame; default ``engine.source``): one query
-    sums the won deals per owner and close month (``quota.won_by_month``), and the basis, seasonality,
-    monthly history and team history are made from that small frame."""
+    sums the won deals per owner and close month over the basis window and the history months
+    (``quota.won_by_month``), from which the basis, monthly history and team history are made; another
+    sums the company's months for the seasonality (``quota.company_months``)."""
     as_of = pd.Timestamp(as_of if as_of is not None else ds.as_of).normalize()
     cal = FiscalCalendar(ds.config.fiscal_year_start_month)
     fy = int(fiscal_year) if fiscal_year else Q.default_plan_year(cal, as_of)
@@ -97,16 +98,19 @@ def prepare_plan_data(
     reps = ds.tables.get("reps")
     months = Q.plan_months(cal, fy)
     _, bstart, bend = Q.basis_window(cal, fy, as_of)
-    won = Q.won_by_month(opps, (bstart, bend))
+    # the owner × month sums are needed for the basis window and the history months only; the seasonal
+    # shares take the company's months, summed on the engine
+    hmonths = Q.history_months(as_of, history_len)
+    span = (min(hmonths[0], Q.month_start(bstart)), max(hmonths[-1], Q.month_start(bend)))
+    won = Q.won_by_month(opps, (bstart, bend), months=span)
     basis = Q.target_basis(opps, cal, fy, as_of, won)
-    season = Q.seasonality(opps, cal, as_of, won=won)
+    season = Q.seasonality(opps, cal, as_of, company=Q.company_months(opps))
     ros = Q.roster(reps, opps, cal.year_start(fy), cal.year_end(fy), as_of)
     ros = ros.loc[ros["revenue"]].reset_index(drop=True)
     off = Q.month_offsets(ros["hire_date"], months[0])
     active = Q.active_matrix(off, ros["end_date"], months)
 
     # history pools: revenue reps employed in the history window (departed ones too) feed the peer pools
-    hmonths = Q.history_months(as_of, history_len)
     hist_roster = (
         Q.roster(reps, opps, hmonths[0], hmonths[-1] + pd.offsets.MonthEnd(0), as_of)
         if reps is not None

@@ -64,15 +64,26 @@ def plan_months(cal: FiscalCalendar, fiscal_year: int) -> pd.DatetimeIndex:
 # --------------------------------------------------------------------------------------------------
 # bookings and the company target
 # --------------------------------------------------------------------------------------------------
-def won_by_month(opps, basis: tuple | None = None) -> pd.DataFrame:
+def _won(opps):
+    """The won deals (``is_won``, with a close date and an amount) and their amounts as float64."""
+    t = A.opportunities(opps)
+    w = t.filter(flag(t.is_won), t.close_date.notnull(), t.amount.notnull())
+    return w, w.amount.cast("float64")
+
+
+def won_by_month(opps, basis: tuple | None = None, months: tuple | None = None) -> pd.DataFrame:
     """Won deals (``is_won``, with a close date and an amount) per owner and close month, summed on the
     engine (``opps``: an engine table or a frame): columns owner (missing for deals without one), month
     (month start), bookings (Σ amount) and, with ``basis=(start, end)``, basis (Σ amount of those closed
-    in ``[start, end]``) and basis_deals (their number). Ordered by owner (missing last), then month: the
-    order pandas groups them in, so sums over these rows add up as they did over the deals."""
-    t = A.opportunities(opps)
-    w = t.filter(flag(t.is_won), t.close_date.notnull(), t.amount.notnull())
-    amt = w.amount.cast("float64")
+    in ``[start, end]``) and basis_deals (their number). With ``months=(first, last)`` (month starts) only
+    the months from ``first`` to ``last`` come back (the rest are not sent). Ordered by owner (missing
+    last), then month: the order pandas groups them in, so sums over these rows add up as they did over
+    the deals."""
+    w, amt = _won(opps)
+    if months is not None:
+        first, last = pd.Timestamp(months[0]), pd.Timestamp(months[1]) + pd.offsets.MonthEnd(0)
+        w = w.filter(w.close_date >= day(first), w.close_date <= day(last))
+        amt = w.amount.cast("float64")
     agg = {"bookings": amt.sum()}
     if basis is not None:
         inside = (w.close_date >= day(basis[0])) & (w.close_date <= day(basis[1]))
@@ -88,6 +99,23 @@ def won_by_month(opps, basis: tuple | None = None) -> pd.DataFrame:
     if "basis_deals" in got.columns:
         got["basis_deals"] = got["basis_deals"].astype("int64")
     return got.sort_values(["owner", "month"], na_position="last", ignore_index=True)
+
+
+def company_months(opps) -> pd.DataFrame:
+    """Company bookings per close month, summed on the engine: columns month (month start, every month
+    with a won deal, deals without an owner too) and bookings (Σ amount of the won deals with an owner;
+    0.0 in a month whose only won deals have none), ordered by month. The same totals as summing
+    ``monthly_bookings`` per month, bit for bit while the sums are exact (whole amounts below 2**53);
+    with cents the last bits can differ, as the owner × month sums on the engine already can."""
+    w, amt = _won(opps)
+    got = (
+        w.group_by(month=w.close_date.truncate("M"))
+        .aggregate(bookings=ibis.ifelse(w.owner.notnull(), amt, 0.0).sum())
+        .execute()
+    )
+    got["month"] = pd.to_datetime(got["month"]).astype("datetime64[ns]")
+    got["bookings"] = got["bookings"].astype("float64")
+    return got.sort_values("month", ignore_index=True)
 
 
 def monthly_bookings(opps, won: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -145,20 +173,20 @@ def company_target(basis_bookings: float, growth_rate: float, configured: float 
 # seasonality and the monthly plan
 # --------------------------------------------------------------------------------------------------
 def seasonality(
-    opps, cal: FiscalCalendar, as_of, lookback_months: int = 36, won: pd.DataFrame | None = None
+    opps, cal: FiscalCalendar, as_of, lookback_months: int = 36, company: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """Seasonal share of each fiscal month from history.
 
     Over the last ``lookback_months`` complete months up to ``as_of``: ``avg_m`` = mean company bookings of
     the calendar months falling in fiscal month ``m``; ``s_m = avg_m / Σ avg``. Flat (1/12 each) when some
     fiscal month has no history or there are no bookings. Columns: fiscal_month, quarter, share, years.
-    From ``won_by_month`` (``won``: its result when already fetched).
+    From ``company_months`` (``company``: its result when already fetched).
     """
     last = last_complete_month(as_of)
     months = pd.date_range(last - pd.DateOffset(months=lookback_months - 1), last, freq="MS")
-    w = won_by_month(opps) if won is None else won
-    b = monthly_bookings(opps, w).groupby("month")["bookings"].sum().reindex(months, fill_value=0.0)
-    first_month = w["month"].min()  # the first won deal's month (deals without an owner too)
+    c = company_months(opps) if company is None else company
+    b = c.set_index("month")["bookings"].reindex(months, fill_value=0.0)
+    first_month = c["month"].min()  # the first won deal's month (deals without an owner too)
     if pd.notna(first_month):
         b = b[b.index >= first_month]
     fm = ((b.index.month - cal.start_month) % 12) + 1
