@@ -861,8 +861,9 @@ def deal_size_and_cycle(opps, cal: FiscalCalendar, start, end, freq: str = "mont
     days (close − created; deals without a created date are left out of both).
 
     ``opps``: the scope's deals, an engine table or a frame (``expr.as_table``). The counts and sums per
-    close month, and the cycle days' counts per value, come back from the engine; the months are grouped
-    into quarters and the median is pandas' own over the counted values (``history.spread``)."""
+    close month come back from the engine and the months are grouped into quarters; of the cycle days,
+    only the one or two middle values of each period come back, and the median is numpy's over them
+    (the mean of the two middle ones, as pandas' median over every value)."""
     o = as_table(opps)
     w = o.filter(flag(o.is_won), o.close_date >= day(start), o.close_date <= day(end))
     w = w.mutate(
@@ -879,8 +880,15 @@ def deal_size_and_cycle(opps, cal: FiscalCalendar, start, end, freq: str = "mont
         _cycles=w._cycle.count(),
     )
     timed = w.filter(w._cycle.notnull())
-    counts = timed.group_by(["_y", "_m", "_cycle"]).aggregate(_n=timed.count())
-    sums, counts = sums.execute(), counts.execute()
+    # the period on the engine: a month's number, or its fiscal quarter's (three months from the start month)
+    mi = timed._y.cast("int64") * 12 + timed._m.cast("int64") - 1
+    timed = timed.mutate(_g=mi if freq == "month" else (mi - (cal.start_month - 1)) // 3)
+    timed = timed.mutate(
+        _k=ibis.row_number().over(ibis.window(group_by="_g", order_by="_cycle")),
+        _c=timed.count().over(ibis.window(group_by="_g")),
+    )
+    middle = timed.filter((timed._k == (timed._c - 1) // 2) | (timed._k == timed._c // 2))
+    sums, middle = sums.execute(), middle.select("_y", "_m", "_cycle").execute()
 
     def period(df):
         months = pd.to_datetime(
@@ -894,8 +902,8 @@ def deal_size_and_cycle(opps, cal: FiscalCalendar, start, end, freq: str = "mont
     )
     sums["bookings"] = sums["bookings"].fillna(0.0)
     g = sums.groupby(period(sums))[["won_deals", "_rows", "bookings", "_cycle_sum", "_cycles"]].sum()
-    counts = counts.assign(period=period(counts))
-    medians = {p: hi.spread(c, "_cycle").median() for p, c in counts.groupby("period")}
+    middle = middle.assign(period=period(middle))
+    medians = {p: float(np.median(c["_cycle"].to_numpy("float64"))) for p, c in middle.groupby("period")}
     out = pd.DataFrame(
         {
             "won_deals": g["won_deals"],
