@@ -1140,6 +1140,30 @@ def activity_hand_engine(request, activity_hand_dir):
     e.close()
 
 
+def test_last_activity_sends_only_the_days_that_beat_the_crm_date_by_hand(activity_hand_engine):
+    # the log's last days: q1 10-11 (09:00), q2 10-12, q3 10-17, q5 10-06, q7 10-14; q9 and q10 have none
+    from helpers.metrics import pipeline as pl
+
+    log = activity_hand_engine["activities"]
+    opps = pd.DataFrame(
+        {
+            "opportunity_id": pd.Series(["q1", "q2", "q3", "q5", "q7", "q7", "q9", "q10"], dtype="str"),
+            "last_activity_date": pd.to_datetime(
+                [f"2026-10-{d}" if d else None for d in ("11", "20", "16", None, "20", "13", None, "01")]
+            ).astype("datetime64[us]"),
+        }
+    )
+    # q1's day equals its date, q2's is earlier: not sent; q3's is later, q5 has no date, q7 is listed twice (its
+    # first date is later than its day, its second earlier: asked)
+    sent = pl.last_activity_days(log, opps["opportunity_id"], opps["last_activity_date"])
+    assert sorted(sent.index) == ["q3", "q5", "q7"]
+    assert sent["q3"] == pd.Timestamp("2026-10-17") and sent["q7"] == pd.Timestamp("2026-10-14")
+    assert len(pl.last_activity_days(log, opps["opportunity_id"])) == 5  # without dates: every deal with one
+    got = pl.last_activity(opps, log)
+    assert got.tolist()[:6] == [pd.Timestamp(f"2026-10-{d}") for d in ("11", "20", "17", "06", "20", "14")]
+    assert pd.isna(got.iloc[6]) and got.iloc[7] == pd.Timestamp("2026-10-01")
+
+
 def test_deal_activity_sums_match_the_per_deal_reference_by_hand(activity_hand_engine, activity_hand_dir):
     import activity_reference as ref
 

@@ -727,7 +727,8 @@ def last_activity(opps: pd.DataFrame, activities: pd.DataFrame | None = None) ->
         else pd.Series(pd.NaT, index=opps.index, dtype="datetime64[us]")
     )
     if activities is not None:
-        last = last_activity_days(activities, opps["opportunity_id"])
+        known = opps["last_activity_date"] if "last_activity_date" in opps.columns else None
+        last = last_activity_days(activities, opps["opportunity_id"], known)
         if last is not None:
             # (a deal without any: NaT — and a timestamp column even when no deal has one)
             ids = opps["opportunity_id"].astype("str")
@@ -736,16 +737,27 @@ def last_activity(opps: pd.DataFrame, activities: pd.DataFrame | None = None) ->
     return out
 
 
-def last_activity_days(activities, ids: pd.Series) -> pd.Series | None:
+def last_activity_days(activities, ids: pd.Series, known: pd.Series | None = None) -> pd.Series | None:
     """Deal id → day of its last tied activity, for the deals ``ids``, found on the engine
     (``activities``: an Ibis table or a frame; the ids go there as one column); None without the
-    columns it needs."""
+    columns it needs. ``known``: a day each deal already has (``last_activity_date``, aligned with
+    ``ids``): only the deals whose last activity's day is later than it (or that have none) come back,
+    the others' day would not win ``last_activity``'s max (an id listed twice is asked either way)."""
     t = as_table(activities, timestamps=("occurred_at",))
     if not {"opportunity_id", "occurred_at"} <= set(t.columns):
         return None
-    deals = keyed(t, pd.DataFrame({"_deal": pd.Series(ids.dropna().unique()).astype("str")}))
+    ask = pd.DataFrame({"_deal": ids.astype("str").where(ids.notna(), None)})
+    if known is not None:
+        ask["_known"] = pd.to_datetime(known.to_numpy()).where(~ids.duplicated(keep=False).to_numpy())
+    ask = ask.dropna(subset=["_deal"]).drop_duplicates("_deal").reset_index(drop=True)
+    deals = keyed(t, ask)
     j = t.inner_join(deals, t.opportunity_id.cast("string") == deals._deal)
-    got = j.group_by(opportunity_id="_deal").agg(last=j.occurred_at.max()).execute()
+    if known is None:
+        got = j.group_by(opportunity_id="_deal").agg(last=j.occurred_at.max())
+    else:
+        got = j.group_by(opportunity_id="_deal").agg(last=j.occurred_at.max(), _known=j._known.max())
+        got = got.filter(got._known.isnull() | (got.last.truncate("D") > got._known)).drop("_known")
+    got = got.execute()
     last = pd.to_datetime(got["last"]).astype("datetime64[us]").dt.normalize()
     return pd.Series(
         last.to_numpy(), index=got["opportunity_id"].astype("str").to_numpy(), dtype="datetime64[us]"
