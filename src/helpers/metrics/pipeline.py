@@ -688,13 +688,13 @@ def coverage_threshold(win_rate_by_value: float | None, default: float = 3.0) ->
 def pipeline_created(opps, start, end, freq: str = "week", by: str = "source") -> pd.DataFrame:
     """Pipeline created per week (Monday start) or month, by ``by`` (e.g. source): every opportunity
     counts on its ``created_date`` whatever its status now (open, won or lost): deals = count,
-    amount = Σ amount. ``opps``: see ``bookings``; counted and summed there per created day, the days
-    then put in their week or month here."""
+    amount = Σ amount. ``opps``: see ``bookings``; counted and summed there per week or month (the
+    engine's Monday or first of the month, put through ``week_starts`` / ``month_starts`` here)."""
     t = as_table(opps)
     c = t.filter(_between(t.created_date, start, end))
     key = c[by].cast("string").fill_null("(none)") if by in c.columns else ibis.literal("All")
     got = (
-        c.group_by(_day=c.created_date.cast("date"), _key=key)
+        c.group_by(_day=c.created_date.cast("date").truncate("W" if freq == "week" else "M"), _key=key)
         .aggregate(deals=c.opportunity_id.count(), amount=amount(c).sum())
         .execute()
     )
