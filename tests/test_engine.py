@@ -490,6 +490,16 @@ def _movement_check(eng, ds, scope: str, who: str, as_of, qtd_start):
     want = movement.slipped_deals(sc.history, sc.opps, cfg, qtd_start, as_of, normalized=norm)
     got = hi.slipped_deals(d, cfg, qtd_start, as_of)
     pdt.assert_frame_equal(got, want[got.columns], check_dtype=False)
+    # as the report reads them: the totals, every open deal and the first closed ones (ties at the edge too)
+    closed = got["is_closed"].fillna(False).astype(bool)
+    c, by = got[closed], ["times_pushed", "days_pushed"]
+    tied = [i + 1 for i in range(len(c) - 1) if c.iloc[i][by].tolist() == c.iloc[i + 1][by].tolist()]
+    for k in (1, 3, 10_000, *tied[:1]):  # (the sample's first tie at the edge)
+        s = hi.slipped_summary(d, cfg, qtd_start, as_of, closed_rows=k)
+        assert (s.count, s.pushes) == (len(got), int(got["times_pushed"].sum()))
+        edge = c.iloc[min(k, len(c)) - 1][by].tolist() if len(c) else None
+        first = c.head(k).index.union(c.index[(c[by] == edge).all(axis=1)])
+        pdt.assert_frame_equal(s.deals, got.loc[~closed | got.index.isin(first)].reset_index(drop=True))
     # the sections' snapshots
     cal = FiscalCalendar(cfg.fiscal_year_start_month)
     for nq in (False, True):

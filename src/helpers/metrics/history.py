@@ -418,6 +418,42 @@ def slipped_deals(d: Deals, config, start, end) -> pd.DataFrame:
     """Slipped deals: those whose close date was pushed later by changes made in
     ``[start, end]`` — times pushed, days pushed, the close date before the first push, the close date
     now, with the deal's account, owner, stage, amount; open deals first, then most pushed first."""
+    return _slipped_order(d.execute(_slipped(d, config, start, end)))
+
+
+@dataclass(frozen=True)
+class Slipped:
+    """``slipped_deals`` as a report reads it: how many deals slipped and how many pushes, every open
+    one (a deal needing attention) and the first closed ones of the list (``deals``, in its order)."""
+
+    count: int
+    pushes: int
+    deals: pd.DataFrame
+
+
+def slipped_summary(d: Deals, config, start, end, closed_rows: int = 15) -> Slipped:
+    """``slipped_deals`` without sending every closed deal: the number of deals and pushes come back
+    as totals, the rows of the open deals and of the first ``closed_rows`` (≥ 1) closed ones in the
+    list's order (most pushed, most days, then by id; those tied with the last come too). Its ``deals``
+    are the rows of ``slipped_deals`` that are open or among those first closed ones."""
+    s = _slipped(d, config, start, end)
+    closed = flag(s.is_closed) if "is_closed" in s.columns else ibis.literal(False)
+    s = s.mutate(_c=closed)
+    # ranked by pushes and days only: every deal tied at the edge comes back, ordered by id here
+    order = [ibis.desc(s.times_pushed), ibis.desc(s.days_pushed)]
+    s = s.mutate(
+        _r=ibis.rank().over(ibis.window(group_by="_c", order_by=order)),
+        _all=s.count().over(ibis.window()),
+        _pushes=s.times_pushed.sum().over(ibis.window()),
+    )
+    got = d.execute(s.filter(~s._c | (s._r < max(int(closed_rows), 1))))
+    count = int(got["_all"].iloc[0]) if len(got) else 0
+    pushes = int(got["_pushes"].iloc[0]) if len(got) else 0
+    return Slipped(count, pushes, _slipped_order(got.drop(columns=["_c", "_r", "_all", "_pushes"])))
+
+
+def _slipped(d: Deals, config, start, end) -> ibis.Table:
+    """``slipped_deals``' rows, where the deals live."""
     ch = close_date_changes(d, config)
     ch = ch.filter(
         ch.changed_at >= _ts(pd.Timestamp(start)),
@@ -439,16 +475,18 @@ def slipped_deals(d: Deals, config, start, end) -> pd.DataFrame:
     cols = [c for c in ("account", "owner", "stage", "amount", "is_closed") if c in o.columns]
     oc = o.select(_o=o.opportunity_id, **{c: o[c] for c in cols})
     j = g.left_join(oc, g._d == oc._o)
-    out = d.execute(
-        j.select(
-            opportunity_id=j._d,
-            times_pushed=j.times_pushed,
-            days_pushed=j.days_pushed,
-            original_close_date=j.original_close_date,
-            latest_close_date=j.latest_close_date,
-            **{c: j[c] for c in cols},
-        )
+    return j.select(
+        opportunity_id=j._d,
+        times_pushed=j.times_pushed,
+        days_pushed=j.days_pushed,
+        original_close_date=j.original_close_date,
+        latest_close_date=j.latest_close_date,
+        **{c: j[c] for c in cols},
     )
+
+
+def _slipped_order(out: pd.DataFrame) -> pd.DataFrame:
+    """Slipped deals' rows in the list's order: open deals first, then most pushed first."""
     out["_closed"] = out["is_closed"].fillna(False).astype(bool) if "is_closed" in out.columns else False
     out = out.sort_values(
         ["_closed", "times_pushed", "days_pushed", "opportunity_id"],

@@ -92,7 +92,7 @@ class PipelineView:
     rate_map: pd.Series | None = None
     bench: pd.DataFrame | None = None
     stalled: pd.DataFrame | None = None
-    slipped: pd.DataFrame | None = None
+    slipped: hi.Slipped | None = None  # the QTD's slipped deals (``history.slipped_summary``)
     focus: object = None
     cov_rep: pd.DataFrame | None = None
     args: dict = field(default_factory=dict)  # prepare's parameters, to measure again at another date
@@ -178,12 +178,12 @@ def prepare(
             hi.stays(dataclasses.replace(v.deals_all, as_of=A), cfg), eng, cfg
         )
         v.stalled = hi.stalled_deals(hi.stays(sc.deals, cfg), sc.deals, v.bench, stalled_days or None)
-        v.slipped = hi.slipped_deals(sc.deals, cfg, W["QTD"].start, A)
+        v.slipped = hi.slipped_summary(sc.deals, cfg, W["QTD"].start, A)
         wph = pl.weighted_pipeline(sc.opps, cfg, v.rate_map)
         figs["weighted_pipeline_hist"] = Fig(
             "weighted_pipeline_hist", wph["weighted_hist"].sum(), f"at {A:%Y-%m-%d}"
         )
-        figs["slipped_deals_qtd"] = Fig("slipped_deals_qtd", len(v.slipped), W["QTD"].to_date_text)
+        figs["slipped_deals_qtd"] = Fig("slipped_deals_qtd", v.slipped.count, W["QTD"].to_date_text)
     else:
         stalled = pl.stalled_by_age(sc.table, A, open_deals=sc.opps)
         if stalled_days:
@@ -306,7 +306,7 @@ def show_headlines(v: PipelineView) -> None:
             v.cur,
             {
                 "stalled": len(v.stalled),
-                "slipped": None if v.slipped is None else len(v.slipped),
+                "slipped": None if v.slipped is None else v.slipped.count,
                 "reps_under_threshold": None if cov_rep is None else int(cov_rep["under_threshold"].sum()),
                 "coverage_label": None if cov_rep is None else v.focus.label,
             },
@@ -691,10 +691,10 @@ def show_slips_conversion_and_stage_days(v: PipelineView) -> None:
     sc, cfg, cur, slipped = v.sc, v.cfg, v.cur, v.slipped
     markdown(
         f"**Slipped deals** (close date pushed by changes made since {v.W['QTD'].start:%Y-%m-%d}): "
-        f"{len(slipped)} deals, {int(slipped['times_pushed'].sum()) if len(slipped) else 0} pushes"
+        f"{slipped.count} deals, {slipped.pushes} pushes"
     )
     fold_table(
-        _amounts_or_not(v, slipped.head(15)),
+        _amounts_or_not(v, slipped.deals.head(15)),
         money=["amount"],
         ints=["times_pushed", "days_pushed"],
         currency=cur,
@@ -735,7 +735,7 @@ def show_deals_needing_attention(
     beside the report (``output_dir``); the largest open deals folded below it."""
     sc, A, cur = v.sc, v.A, v.cur
     deals = pl.deal_list(sc.opps, A, sc.activities)
-    slipped = v.slipped["opportunity_id"] if v.slipped is not None else ()
+    slipped = v.slipped.deals["opportunity_id"] if v.slipped is not None else ()  # every open one
     att = pl.attention_deals(deals, A, v.stalled["opportunity_id"], slipped, int(no_activity_days))
     flags = att["flags"].astype("str").str.split("; ").explode()  # an empty list has no str dtype
     counts = [f"{int((flags == f).sum()):,} {f}" for f in pl.ATTENTION_FLAGS if (flags == f).any()]
