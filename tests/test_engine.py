@@ -781,6 +781,12 @@ def test_a_notebook_asks_its_duckdb_cap_and_the_environment_wins(hand_dir, monke
         monkeypatch.delenv("REVOPS_ENGINE_MEMORY")
         with pytest.raises(ValueError, match=r"engine_memory='lots' is not a memory size"):
             eng_mod.set_memory("lots")
+        # a bad size is not recorded: the previous setting (256MB) stays for the open and later engines
+        assert eng_mod.memory_limit() == "256MB"
+        with eng_mod.connect(hand_dir) as later:
+            assert cap(later) == "244.1 MiB"
+        eng_mod.set_memory(None)
+        assert cap(e) == "488.2 MiB"
     finally:
         for eng in eng_mod._SHARED.values():
             eng.close()

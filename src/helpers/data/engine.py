@@ -511,22 +511,31 @@ def set_memory(limit: str | None) -> None:
     """Ask for a DuckDB memory cap (a DuckDB size such as "256MB"; None: the default) for this process's
     engines, those open (a warm kernel keeps its engine from notebook to notebook) and those opened
     later; ``REVOPS_ENGINE_MEMORY``, when set, still wins. A notebook whose queries are light asks for
-    less, so the report's two lanes together hold less (``open_report(engine_memory=…)``)."""
+    less, so the report's two lanes together hold less (``open_report(engine_memory=…)``). A size DuckDB
+    does not understand raises before it is recorded: the previous setting stays."""
+    if limit is not None:
+        import duckdb
+
+        with duckdb.connect() as probe:
+            _apply_memory_limit(probe, limit, "engine_memory")
     _ASKED_MEMORY[0] = limit
     for eng in _SHARED.values():
         if eng.name == "duckdb":
             _set_memory_limit(eng.backend.con)
 
 
-def _set_memory_limit(con) -> None:
-    limit = memory_limit()
+def _apply_memory_limit(con, limit: str, named: str) -> None:
     try:
         con.execute("set memory_limit = '" + limit.replace("'", "''") + "'")
     except Exception as e:  # noqa: BLE001 - say which setting, not DuckDB's parser message alone
-        named = "REVOPS_ENGINE_MEMORY" if os.environ.get("REVOPS_ENGINE_MEMORY") else "engine_memory"
         raise ValueError(
             f"{named}={limit!r} is not a memory size DuckDB understands (e.g. 512MB, 2GB): {e}"
         ) from None
+
+
+def _set_memory_limit(con) -> None:
+    named = "REVOPS_ENGINE_MEMORY" if os.environ.get("REVOPS_ENGINE_MEMORY") else "engine_memory"
+    _apply_memory_limit(con, memory_limit(), named)
 
 
 def _limit_memory(con) -> str:
