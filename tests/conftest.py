@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from helpers.publish.pgserver import (  # noqa: F401 - PG_USER, PG_PASSWORD for the tests
     PG_PASSWORD,
@@ -82,6 +84,15 @@ def pg_dataset(pg_server, sample_dir, tmp_path_factory):
     )
 
 
+@pytest.fixture(scope="session")
+def pg_credentials():
+    """``pg_env`` for a whole session (engines opened by module fixtures)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REVOPS_TEST_DB_USER", PG_USER)
+        mp.setenv("REVOPS_TEST_DB_PASSWORD", PG_PASSWORD)
+        yield
+
+
 @pytest.fixture
 def pg_env(monkeypatch):
     monkeypatch.setenv("REVOPS_TEST_DB_USER", PG_USER)
@@ -98,3 +109,66 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         yield b
         b.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# a metric's engine on DuckDB, PostgreSQL and Spark (tests/test_engine.py, test_pipeline_closed.py,
+# test_winloss.py): ``x_engine = engine_of("x_dir", "x")`` in a test module
+# --------------------------------------------------------------------------------------------------
+ENGINES = ["duckdb", "postgres", pytest.param("spark", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(scope="session")
+def java():
+    if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+        pytest.skip("Java is not installed; `apt-get install openjdk-17-jre-headless` (done by .ci/run)")
+
+
+@pytest.fixture(scope="module")
+def sample(sample_dir):
+    """The sample, loaded (the pandas side the engine's figures are held to)."""
+    from helpers.data.dataset import load
+
+    return load(sample_dir)
+
+
+def hand_folder(tmp_path_factory, name: str, config: dict, **tables: str) -> Path:
+    """A dataset folder ``name``: its dataset.yml and one CSV per table (``table=text``)."""
+    folder = tmp_path_factory.mktemp("hand") / name
+    folder.mkdir()
+    (folder / "dataset.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    for table, text in tables.items():
+        (folder / f"{table}.csv").write_text(text)
+    return folder
+
+
+def open_engine(request, kind: str, folder: Path, dbname: str):
+    """The engine ``kind`` (duckdb, postgres, spark) over the dataset ``folder``; on PostgreSQL its
+    tables copied into database ``dbname`` of the test server."""
+    from helpers.data import engine as eng_mod
+
+    if kind == "postgres":
+        request.getfixturevalue("pg_credentials")
+        port = request.getfixturevalue("pg_server")
+        out = request.getfixturevalue("tmp_path_factory").mktemp("pg") / f"{dbname}_in_postgres"
+        e = eng_mod.connect(dataset_in_postgres(port, folder, dbname, out))
+    elif kind == "spark":
+        request.getfixturevalue("java")
+        e = eng_mod.connect(folder, engine="spark")
+    else:
+        e = eng_mod.connect(folder)
+    assert e.name == kind
+    return e
+
+
+def engine_of(folder_fixture: str, dbname: str):
+    """A module fixture: the engine over the dataset folder that fixture ``folder_fixture`` gives, once
+    per ``ENGINES`` (database ``dbname`` on PostgreSQL), closed when the module's tests are done."""
+
+    @pytest.fixture(scope="module", params=ENGINES)
+    def engine(request):
+        e = open_engine(request, request.param, request.getfixturevalue(folder_fixture), dbname)
+        yield e
+        e.close()
+
+    return engine

@@ -9,7 +9,6 @@ PostgreSQL is skipped only when its binaries are absent, Spark only when Java is
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -22,7 +21,15 @@ import pandas.testing as pdt
 import pytest
 import winloss_reference
 import yaml
-from conftest import PG_PASSWORD, PG_USER, SAMPLE_AS_OF, dataset_in_postgres
+from conftest import (
+    PG_PASSWORD,
+    PG_USER,
+    SAMPLE_AS_OF,
+    dataset_in_postgres,
+    engine_of,
+    hand_folder,
+    open_engine,
+)
 
 from helpers.data import engine as eng_mod
 from helpers.data.calendar import Window, trailing_window
@@ -81,19 +88,9 @@ o3,2026-10-31 09:00:00,Closed Lost,300,2026-10-31
 # --------------------------------------------------------------------------------------------------
 # engines
 # --------------------------------------------------------------------------------------------------
-def _hand_folder(tmp_path_factory, name: str, config: dict, **tables: str) -> Path:
-    """A dataset folder ``name``: its dataset.yml and one CSV per table (``table=text``)."""
-    folder = tmp_path_factory.mktemp("hand") / name
-    folder.mkdir()
-    (folder / "dataset.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    for table, text in tables.items():
-        (folder / f"{table}.csv").write_text(text)
-    return folder
-
-
 @pytest.fixture(scope="session")
 def hand_dir(tmp_path_factory) -> Path:
-    return _hand_folder(
+    return hand_folder(
         tmp_path_factory,
         "nine_deals",
         HAND_CONFIG,
@@ -103,55 +100,8 @@ def hand_dir(tmp_path_factory) -> Path:
     )
 
 
-@pytest.fixture(scope="session")
-def pg_credentials():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REVOPS_TEST_DB_USER", PG_USER)
-        mp.setenv("REVOPS_TEST_DB_PASSWORD", PG_PASSWORD)
-        yield
-
-
-@pytest.fixture(scope="session")
-def java():
-    if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
-        pytest.skip("Java is not installed; `apt-get install openjdk-17-jre-headless` (done by .ci/run)")
-
-
-def _open(request, kind: str, folder: Path, dbname: str):
-    if kind == "postgres":
-        request.getfixturevalue("pg_credentials")
-        port = request.getfixturevalue("pg_server")
-        out = request.getfixturevalue("tmp_path_factory").mktemp("pg") / f"{dbname}_in_postgres"
-        e = eng_mod.connect(dataset_in_postgres(port, folder, dbname, out))
-    elif kind == "spark":
-        request.getfixturevalue("java")
-        e = eng_mod.connect(folder, engine="spark")
-    else:
-        e = eng_mod.connect(folder)
-    assert e.name == kind
-    return e
-
-
-ENGINES = ["duckdb", "postgres", pytest.param("spark", marks=pytest.mark.slow)]
-
-
-@pytest.fixture(scope="module", params=ENGINES)
-def sample_engine(request, sample_dir):
-    e = _open(request, request.param, sample_dir, "crm_engine")
-    yield e
-    e.close()
-
-
-@pytest.fixture(scope="module", params=ENGINES)
-def hand_engine(request, hand_dir):
-    e = _open(request, request.param, hand_dir, "nine_deals")
-    yield e
-    e.close()
-
-
-@pytest.fixture(scope="module")
-def sample(sample_dir):
-    return load(sample_dir)
+sample_engine = engine_of("sample_dir", "crm_engine")
+hand_engine = engine_of("hand_dir", "nine_deals")
 
 
 def _same(a: dict, b: dict):
@@ -1012,7 +962,7 @@ def test_postgres_keeps_a_table_in_the_session_and_stays_read_only(request, hand
     # connection is still refused a write
     import psycopg
 
-    eng = _open(request, "postgres", hand_dir, "nine_deals_keep")
+    eng = open_engine(request, "postgres", hand_dir, "nine_deals_keep")
     try:
         norm = ex_norm = expr.normalized_history(eng)
         kept = eng.keep(ex_norm)
@@ -1081,7 +1031,7 @@ def test_postgres_without_the_temp_privilege_computes_inside_each_query(
 
 
 def test_postgres_session_runs_without_jit(request, hand_dir):
-    eng = _open(request, "postgres", hand_dir, "nine_deals_jit")
+    eng = open_engine(request, "postgres", hand_dir, "nine_deals_jit")
     try:
         assert eng.backend.raw_sql("show jit").fetchone()[0] == "off"
         eng.execute(expr.normalized_history(eng))  # a query, then the setting still holds
@@ -1139,7 +1089,7 @@ a24,S1,meeting,2025-09-03 12:00:00,,held,
 
 @pytest.fixture(scope="session")
 def activity_hand_dir(tmp_path_factory) -> Path:
-    return _hand_folder(
+    return hand_folder(
         tmp_path_factory,
         "activity_log",
         HAND_CONFIG | {"name": "Activity log"},
@@ -1149,11 +1099,7 @@ def activity_hand_dir(tmp_path_factory) -> Path:
     )
 
 
-@pytest.fixture(scope="module", params=ENGINES)
-def activity_hand_engine(request, activity_hand_dir):
-    e = _open(request, request.param, activity_hand_dir, "activity_log")
-    yield e
-    e.close()
+activity_hand_engine = engine_of("activity_hand_dir", "activity_log")
 
 
 def test_last_activity_sends_only_the_days_that_beat_the_crm_date_by_hand(activity_hand_engine):
@@ -1390,16 +1336,12 @@ Hale,2026-09-01,900,
 
 @pytest.fixture(scope="session")
 def winloss_dir(tmp_path_factory) -> Path:
-    return _hand_folder(
+    return hand_folder(
         tmp_path_factory, "winloss_deals", WL_CONFIG, opportunities=WL_OPPS, reps=HAND_REPS, churn=WL_CHURN
     )
 
 
-@pytest.fixture(scope="module", params=ENGINES)
-def winloss_engine(request, winloss_dir):
-    e = _open(request, request.param, winloss_dir, "winloss_deals")
-    yield e
-    e.close()
+winloss_engine = engine_of("winloss_dir", "winloss_deals")
 
 
 # the window's deals with history: w01 (won) first priced 120, then 150, closing at 100 (shrank, 2 stage
@@ -1435,7 +1377,7 @@ a7,A3,call,2026-08-05 10:00:00,,Cora,no_answer,1
 
 @pytest.fixture(scope="session")
 def winloss_history_dir(tmp_path_factory) -> Path:
-    return _hand_folder(
+    return hand_folder(
         tmp_path_factory,
         "winloss_history",
         {**WL_CONFIG, "qualifying_stage": "Proposal"},
@@ -1447,11 +1389,7 @@ def winloss_history_dir(tmp_path_factory) -> Path:
     )
 
 
-@pytest.fixture(scope="module", params=ENGINES)
-def winloss_history_engine(request, winloss_history_dir):
-    e = _open(request, request.param, winloss_history_dir, "winloss_history")
-    yield e
-    e.close()
+winloss_history_engine = engine_of("winloss_history_dir", "winloss_history")
 
 
 @pytest.mark.parametrize("period", ["2026-10", "2026-09"])
@@ -1859,7 +1797,7 @@ def test_a_kernel_on_postgres_keeps_the_tables_it_asks_there(pg_dataset, sample_
 
 
 def test_a_frame_sent_to_postgres_is_a_temporary_table(request, hand_dir):
-    eng = _open(request, "postgres", hand_dir, "nine_deals_keyed")
+    eng = open_engine(request, "postgres", hand_dir, "nine_deals_keyed")
     try:
         frame = pd.DataFrame(
             {
@@ -1937,7 +1875,7 @@ WIDE_WINDOWS = [
 
 @pytest.fixture(scope="session")
 def wide_dir(tmp_path_factory) -> Path:
-    return _hand_folder(
+    return hand_folder(
         tmp_path_factory,
         "wide_deals",
         HAND_CONFIG | {"name": "Wide deals", "fiscal_year_start_month": 2},
@@ -1948,11 +1886,7 @@ def wide_dir(tmp_path_factory) -> Path:
     )
 
 
-@pytest.fixture(scope="module", params=ENGINES)
-def wide_engine(request, wide_dir):
-    e = _open(request, request.param, wide_dir, "wide_deals")
-    yield e
-    e.close()
+wide_engine = engine_of("wide_dir", "wide_deals")
 
 
 def _deal_size_check(table, ds, windows):

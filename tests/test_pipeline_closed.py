@@ -15,7 +15,8 @@ import pandas as pd
 import pandas.testing as pdt
 import pipeline_reference as ref
 import pytest
-from test_engine import ENGINES, HAND_CONFIG, _hand_folder, _open, java, pg_credentials  # noqa: F401 (fixtures)
+from conftest import engine_of, hand_folder
+from test_engine import HAND_CONFIG
 
 from helpers.data.calendar import FiscalCalendar, Window, trailing_window
 from helpers.data.dataset import load
@@ -71,7 +72,7 @@ AS_OFS = ["2026-11-18", "2026-11-01", "2027-01-31", "2026-10-31"]
 
 @pytest.fixture(scope="session")
 def closed_dir(tmp_path_factory):
-    return _hand_folder(
+    return hand_folder(
         tmp_path_factory,
         "closed_deals",
         HAND_CONFIG | {"name": "Closed deals", "as_of": "2026-11-18", "fiscal_year_start_month": 2},
@@ -81,23 +82,10 @@ def closed_dir(tmp_path_factory):
     )
 
 
-@pytest.fixture(scope="module", params=ENGINES)
-def closed_engine(request, closed_dir):
-    e = _open(request, request.param, closed_dir, "closed_deals")
-    yield e
-    e.close()
+closed_engine = engine_of("closed_dir", "closed_deals")
 
 
-@pytest.fixture(scope="module", params=ENGINES)
-def sample_closed_engine(request, sample_dir):
-    e = _open(request, request.param, sample_dir, "crm_closed")
-    yield e
-    e.close()
-
-
-@pytest.fixture(scope="module")
-def sample(sample_dir):
-    return load(sample_dir)
+sample_closed_engine = engine_of("sample_dir", "crm_closed")
 
 
 def _equal(got: dict, want: dict, what):
