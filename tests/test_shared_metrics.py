@@ -73,11 +73,8 @@ def test_win_rate_through_every_caller():
     ar = A.funnel_rates(no_activity(), opps, "2026-10-01", "2026-10-31")
     assert ar["win_rate"] == 0.5
     assert ar["avg_deal_size"] == 100.0  # was 100 ÷ 2 = 50: the unpriced won deal counted as 0
-    deals = wl.prepare_deals(opps, as_of="2026-10-31")
-    closed = wl.closed_in_window(
-        deals, Window("M", T("2026-10-01"), T("2026-10-31"), T("2026-10-31"), "2026-10")
-    )
-    w = wl.win_rates(closed, min_deals=1).iloc[0]
+    october = Window("M", T("2026-10-01"), T("2026-10-31"), T("2026-10-31"), "2026-10")
+    w = wl.WindowDeals(wl.Deals(opps), october).overall().iloc[0]  # win/loss, on the engine
     assert (w["deals"], w["won"]) == (4, 2)
     assert w["win_rate"] == 0.5
     assert w["value_win_rate"] == pytest.approx(100 / 300, rel=1e-12)

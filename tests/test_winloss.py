@@ -1,6 +1,10 @@
 """helpers.metrics.winloss on a hand-built dataset: every number below is worked out by hand in the comments.
 
-The review window is October 2026 (month), the comparison window September 2026.
+The review's figures (win rates, loss reasons, the stage lost at, won vs lost, the data-quality list) are
+computed where the deals, their history and the activity log live (``build_review`` with the engine's
+tables: ``WindowDeals``), on DuckDB, PostgreSQL and Spark; the pure functions (intervals, windows,
+duplicates, size edges, the lists, headlines) on frames. The review window is October 2026 (month), the
+comparison window September 2026.
 
 October closed deals (9 after the duplicate O14 is dropped):
   id   outcome seg  amount rep  competitor reason      created     closed
@@ -20,12 +24,17 @@ O14 is O03 again under another id (a duplicate record).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from conftest import engine_of, hand_folder
 
 from helpers.data.calendar import FiscalCalendar
+from helpers.data.dataset import load
+from helpers.metrics import expr
 from helpers.metrics import winloss as wl
 
 STAGES = ["Prospecting", "Qualification", "Proposal", "Closed Won", "Closed Lost"]
@@ -132,10 +141,124 @@ ACTIVITIES = pd.DataFrame(
 )
 
 
+CONFIG = {
+    "name": "Hand-built",
+    "currency": "USD",
+    "fiscal_year_start_month": 1,
+    "as_of": "2026-10-31",
+    "stages": STAGES,
+    "won_stages": ["Closed Won"],
+    "lost_stages": ["Closed Lost"],
+    "qualifying_stage": "Qualification",
+}
+SIZE_EDGES = [150, 450]
+
+
+def write_hand_dataset(folder: Path) -> Path:
+    """The deals above as a dataset folder, with their history, activities, reps and churned accounts."""
+    folder.mkdir(parents=True)
+    (folder / "dataset.yml").write_text(yaml.safe_dump(CONFIG))
+    opportunities().to_csv(folder / "opportunities.csv", index=False)
+    history().to_csv(folder / "opportunity_history.csv", index=False)
+    acts = ACTIVITIES.assign(owner="r1", type="call", occurred_at="2026-10-01")
+    acts.to_csv(folder / "activities.csv", index=False)
+    REPS.to_csv(folder / "reps.csv", index=False)
+    pd.DataFrame(
+        {
+            "account": ["AcctA", "AcctB", "AcctC", "AcctD"],
+            "churn_date": ["2026-10-03", "2026-10-15", "2026-09-20", "2026-10-31"],
+            "lost_amount": [1000, 1000, 5000, 200],
+            "reason": ["Price", "Support", "Budget", None],
+        }
+    ).to_csv(folder / "churn.csv", index=False)
+    return folder
+
+
+# survey-style records: no dates, amounts or owners (every closed record is in scope)
+THIN_CONFIG = {
+    "name": "Thin",
+    "stages": ["Open", "Won", "Lost"],
+    "won_stages": ["Won"],
+    "lost_stages": ["Lost"],
+}
+THIN_OPPS = """opportunity_id,stage,is_closed,is_won,segment,loss_reason
+S1,Won,true,true,SMB,
+S2,Lost,true,false,SMB,Price
+S3,Lost,true,false,Ent,Price
+S4,Won,true,true,Ent,
+S5,Lost,true,false,Ent,Timing
+S6,Open,false,false,SMB,
+S7,Lost,true,false,SMB,
+"""
+# October: V1 won 100, V2 lost without an amount, V3 lost for exactly 0: no lost deal carries a positive
+# amount, so the value rate is withheld (it would read 100/100); September: V4 won 100, V5 lost 50
+VALUE_OPPS = """opportunity_id,owner,created_date,close_date,stage,amount,is_closed,is_won
+V1,r1,2026-09-01,2026-10-05,Closed Won,100,true,true
+V2,r1,2026-09-01,2026-10-06,Closed Lost,,true,false
+V3,r2,2026-09-01,2026-10-07,Closed Lost,0,true,false
+V4,r2,2026-08-01,2026-09-10,Closed Won,100,true,true
+V5,r2,2026-08-01,2026-09-11,Closed Lost,50,true,false
+"""
+
+
+@pytest.fixture(scope="session")
+def hand_wl_dir(tmp_path_factory) -> Path:
+    return write_hand_dataset(tmp_path_factory.mktemp("winloss") / "hand")
+
+
+@pytest.fixture(scope="session")
+def thin_wl_dir(tmp_path_factory) -> Path:
+    return hand_folder(tmp_path_factory, "thin", THIN_CONFIG, opportunities=THIN_OPPS)
+
+
+@pytest.fixture(scope="session")
+def value_wl_dir(tmp_path_factory) -> Path:
+    return hand_folder(tmp_path_factory, "value", CONFIG, opportunities=VALUE_OPPS)
+
+
+wl_engine = engine_of("hand_wl_dir", "winloss_hand")
+thin_engine = engine_of("thin_wl_dir", "winloss_thin")
+value_engine = engine_of("value_wl_dir", "winloss_value")
+
+
+def review_on(e, folder: Path, min_deals: int = 1) -> wl.Review:
+    """The October review as the notebook builds it, with the deals, their history and the activity log
+    where they live (engine ``e``; the window's deals kept there while it runs)."""
+    ds = load(folder, tables=["reps", "churn"])
+    return wl.build_review(
+        ds,
+        "2026-10",
+        AS_OF,
+        CAL,
+        "month",
+        "",
+        min_deals,
+        size_edges=SIZE_EDGES,
+        activities=e.tables.get("activities"),
+        missing=e.missing,
+        history=e.tables.get("opportunity_history"),
+        opportunities=e["opportunities"],
+        engine=e,
+    )
+
+
+@pytest.fixture(scope="module")
+def review(wl_engine, hand_wl_dir):
+    """``review(min_deals)``: the hand dataset's review on the engine, built once per ``min_deals``."""
+    done = {}
+
+    def get(min_deals: int = 1) -> wl.Review:
+        if min_deals not in done:
+            done[min_deals] = review_on(wl_engine, hand_wl_dir, min_deals)
+        return done[min_deals]
+
+    return get
+
+
 @pytest.fixture()
 def deals() -> pd.DataFrame:
     opp = wl.drop_duplicates(opportunities())
-    return wl.prepare_deals(opp, REPS, as_of=AS_OF, size_edges=[150, 450])
+    return wl.prepare_deals(opp, REPS, as_of=AS_OF, size_edges=SIZE_EDGES)
 
 
 @pytest.fixture()
@@ -145,7 +268,9 @@ def windows():
 
 @pytest.fixture()
 def closed(deals, windows):
-    return wl.closed_in_window(deals, windows[0])
+    """October's closed deals, as a frame (the lists' pure functions)."""
+    inside = windows[0].contains(deals["close_date"]).fillna(False)
+    return deals[deals["outcome"].isin(["Won", "Lost"]) & inside]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -161,9 +286,9 @@ def test_wilson_interval_matches_hand_values():
     assert math.isnan(lo) and math.isnan(hi)
 
 
-def test_win_rates_of_nothing_closed_is_one_empty_row():
-    empty = pd.DataFrame({"outcome": pd.Series([], dtype="str"), "amount": pd.Series([], dtype="float64")})
-    r = wl.win_rates(empty).iloc[0]
+def test_win_rates_of_nothing_closed_is_one_empty_row(wl_engine):
+    january = wl.make_window("2026-01-01", "month", CAL)
+    r = wl.WindowDeals(wl.Deals(wl_engine["opportunities"]), january).overall().iloc[0]
     assert (r["group"], r["deals"], r["won"]) == ("All", 0, 0) and math.isnan(r["win_rate"])
 
 
@@ -201,10 +326,10 @@ def test_duplicates_are_reported_and_dropped():
     assert wl.find_duplicates(survey)[["opportunity_id", "duplicate_of"]].values.tolist() == [["s2", "s1"]]
 
 
-def test_overall_win_rate_count_value_and_interval(closed):
-    t = wl.win_rates(closed)
+def test_overall_win_rate_count_value_and_interval(review):
+    t = review().overall
     r = t.iloc[0]
-    # 9 closed in October: 3 won (O01, O02, O05), 6 lost
+    # 9 closed in October: 3 won (O01, O02, O05), 6 lost (O14, a copy of O03, left out)
     assert (r["deals"], r["won"], r["lost"]) == (9, 3, 6)
     assert r["win_rate"] == pytest.approx(3 / 9)
     # Wilson 3/9: centre = (1/3 + .213414)/1.426829 = .383192; half = 1.373657·.191173 = .262606
@@ -215,8 +340,8 @@ def test_overall_win_rate_count_value_and_interval(closed):
     assert r["value_win_rate"] == pytest.approx(900 / 2450)
 
 
-def test_segment_rates_pool_small_groups(closed):
-    t = wl.win_rates(closed, "segment", min_deals=3)
+def test_segment_rates_pool_small_groups(review):
+    t = review(3).by_dim["segment"]
     # Ent 3 (1 won) and SMB 3 (2 won) tie on deals -> by name; MM (2) and (not set) (1) pooled: 3 deals, 0 won
     assert t["group"].tolist() == ["Ent", "SMB", "Other (n<3)"]
     assert t["deals"].tolist() == [3, 3, 3]
@@ -228,26 +353,27 @@ def test_segment_rates_pool_small_groups(closed):
     # value: Ent 500/1400; SMB 400/600; Other 0/(50+400)
     assert t["value_win_rate"].tolist() == pytest.approx([500 / 1400, 400 / 600, 0.0])
     # min_deals=1 pools nothing and shows the missing segment as its own group
-    t1 = wl.win_rates(closed, "segment", min_deals=1)
+    t1 = review(1).by_dim["segment"]
     assert set(t1["group"]) == {"SMB", "Ent", "MM", "(not set)"}
 
 
-def test_rep_team_competitor_and_size_band_rates(closed):
-    reps = wl.win_rates(closed, "rep", min_deals=1)
+def test_rep_team_competitor_and_size_band_rates(review):
+    rv = review(1)
+    reps = rv.by_dim["rep"]
     # Cara: O06, O07, O08, O15 = 0/4; Alice O01, O02, O05 = 3/3; Bob O03, O04 = 0/2
     assert reps[["group", "deals", "won"]].values.tolist() == [["Cara", 4, 0], ["Alice", 3, 3], ["Bob", 2, 0]]
-    teams = wl.win_rates(closed, "team", min_deals=1)
+    teams = rv.by_dim["team"]
     assert teams[["group", "deals", "won"]].values.tolist() == [["East", 5, 3], ["West", 4, 0]]
-    comp = wl.win_rates(closed, "competitor", min_deals=1)
+    comp = rv.competitors
     # (not set): O02 won, O07, O08, O15 lost = 1/4; Acme: O01 won, O03, O06 lost = 1/3; Beta: O04, O05 = 1/2
     assert comp[["group", "deals", "won"]].values.tolist() == [
         ["(not set)", 4, 1],
         ["Acme", 3, 1],
         ["Beta", 2, 1],
     ]
-    labels = wl.size_band_labels([150, 450])
+    labels = wl.size_band_labels(SIZE_EDGES)
     assert labels == ["< $150", "$150–$450", "≥ $450"]
-    bands = wl.win_rates(closed, "size_band", min_deals=1, order=labels)
+    bands = rv.by_dim["size_band"]
     # < 150: O01 100 won, O07 50 lost; 150–450: O02 300 won, O03 200, O06 400, O15 400 lost;
     # ≥ 450: O04 500 lost, O05 500 won; unknown amount: O08
     assert bands[["group", "deals", "won"]].values.tolist() == [
@@ -265,29 +391,27 @@ def test_default_size_edges_are_rounded_quartiles():
     assert wl.size_band_labels(edges) == ["< $26k", "$26k–$51k", "$51k–$75k", "≥ $75k"]
 
 
-def test_trend_and_change(deals, windows):
-    review, comp = windows
-    tr = wl.win_rate_trend(deals, review, comp, CAL, periods=3)
-    # 2026-08 has no closed deal and comes before the data's first close: dropped
+def test_trend_and_change(wl_engine, review):
+    rv = review()
+    tr = rv.trend
+    # 2026-08 and before have no closed deal and come before the data's first close: dropped
     assert tr["window"].tolist() == ["2026-09", "2026-10"]
     assert tr["role"].tolist() == ["comparison", "review"]
     assert tr["deals"].tolist() == [2, 9]
     assert tr["win_rate"].tolist() == pytest.approx([0.5, 3 / 9])
     # a gap inside the range is kept: comparing with June, July and August show 0 deals, NaN rates
     june = wl.make_window("2026-06-01", "month", CAL)
-    tr = wl.win_rate_trend(deals, review, june, CAL, periods=3)
+    tr = wl.win_rate_trend(wl.Deals(wl_engine["opportunities"]).t, rv.review, june, CAL, periods=3)
     assert tr["window"].tolist() == ["2026-06", "2026-07", "2026-08", "2026-09", "2026-10"]
     assert tr["deals"].tolist() == [0, 0, 0, 2, 9] and math.isnan(tr["win_rate"].iloc[0])
-    ch = wl.rate_change(
-        wl.win_rates(wl.closed_in_window(deals, review)), wl.win_rates(wl.closed_in_window(deals, comp))
-    )
+    ch = rv.change
     # 3/9 - 1/2 = -0.166667; Wilson 1/2 = [.094531, .905469] overlaps [.120586, .645798]
     assert ch["change"] == pytest.approx(-1 / 6)
     assert ch["intervals_overlap"] is True
 
 
-def test_loss_reasons_pareto_by_count_and_value(closed):
-    t = wl.loss_reasons(closed, "count")
+def test_loss_reasons_pareto_by_count_and_value(review):
+    t = review().reasons_count
     # Price 2 (200+500); Budget 1 (400) and Timing 1 (400) tie on count and amount -> by name;
     # (no reason) 1 (50); Other 1 (unknown amount = 0). 6 lost deals, 1550 lost amount.
     assert t["reason"].tolist() == ["Price", "Budget", "Timing", "(no reason)", "Other"]
@@ -295,24 +419,24 @@ def test_loss_reasons_pareto_by_count_and_value(closed):
     assert t["share"].tolist() == pytest.approx([2 / 6, 1 / 6, 1 / 6, 1 / 6, 1 / 6])
     assert t["cum_share"].tolist() == pytest.approx([2 / 6, 3 / 6, 4 / 6, 5 / 6, 1.0])
     assert t["amount_share"].tolist() == pytest.approx([700 / 1550, 400 / 1550, 400 / 1550, 50 / 1550, 0])
-    v = wl.loss_reasons(closed, "value")
+    v = review().reasons_value
     assert v["reason"].tolist() == ["Price", "Budget", "Timing", "(no reason)", "Other"]
     assert v["cum_share"].tolist() == pytest.approx([700 / 1550, 1100 / 1550, 1500 / 1550, 1.0, 1.0])
 
 
-def test_loss_reasons_by_segment_and_competitor(closed):
-    t = wl.loss_reasons_by(closed, "segment")
+def test_loss_reasons_by_segment_and_competitor(review):
+    t = review().reasons_by_segment
     # lost per segment: Ent 2 (Price, Timing), MM 2 (none, Budget), SMB 1 (Price), (not set) 1 (Other)
     assert t.columns.tolist() == ["reason", "Ent", "MM", "SMB", "(not set)", "Total"]
     price = t.set_index("reason").loc["Price"]
     assert (price["Ent"], price["SMB"], price["Total"]) == (1, 1, 2)
-    c = wl.loss_reasons_by(closed, "competitor").set_index("reason")
+    c = review().reasons_by_competitor.set_index("reason")
     # Acme lost: O03 Price, O06 Timing; Beta lost: O04 Price
     assert (c.at["Price", "Acme"], c.at["Price", "Beta"], c.at["Timing", "Acme"]) == (1, 1, 1)
 
 
-def test_stage_lost_at_uses_history(closed):
-    t = wl.stage_lost_at(closed, history(), STAGES, WON, LOST)
+def test_stage_lost_at_uses_history(review):
+    t = review().lost_at
     assert t["stage"].tolist() == [
         "Prospecting",
         "Qualification",
@@ -326,8 +450,8 @@ def test_stage_lost_at_uses_history(closed):
     assert t["lost_amount"].tolist() == [400, 600, 500, 50, 0]
 
 
-def test_won_vs_lost_side_by_side(closed):
-    t = wl.won_vs_lost(closed, history(), ACTIVITIES).set_index("metric")
+def test_won_vs_lost_side_by_side(review):
+    t = review().side.set_index("metric")
     assert (t.at["Deals", "Won"], t.at["Deals", "Lost"]) == (3, 6)
     # won amounts 100, 300, 500: mean 300, median 300; lost 200, 500, 400, 50, 400: mean 310, median 400
     assert (t.at["Average deal size", "Won"], t.at["Average deal size", "Lost"]) == (300, 310)
@@ -350,8 +474,9 @@ def test_won_vs_lost_side_by_side(closed):
     assert points[0] == "The median won deal is 0.8× the median lost deal."  # 300/400
 
 
-def test_won_vs_lost_says_what_it_needs_without_history_or_activities(closed):
-    t = wl.won_vs_lost(closed).set_index("metric")
+def test_won_vs_lost_says_what_it_needs_without_history_or_activities(wl_engine, review):
+    now = wl.WindowDeals(wl.Deals(wl_engine["opportunities"]), review().review)
+    t = now.side(3, 6, None, wl_engine.config, None).set_index("metric")
     assert t.at["Average stage changes", "needs"] == "the opportunity_history table"
     assert t.at["Activities per deal", "needs"] == "the activities table with opportunity_id"
     assert math.isnan(t.at["Activities per deal", "Won"])
@@ -395,21 +520,14 @@ def test_top_churned(deals, windows):
     assert t["customer_days"].tolist()[:2] == [23, 5]
 
 
-def test_quality_issues_named(closed, deals):
-    issues = wl.quality_issues(closed, history(), STAGES, "Qualification", WON, LOST)
-    by = issues.groupby("issue")["opportunity_id"].apply(list).to_dict()
+def test_quality_issues_named(review):
+    rv = review()
+    by = rv.issues.groupby("issue")["opportunity_id"].apply(list).to_dict()
     assert by["Lost with no loss reason"] == ["O07"]
     assert by["Lost with an 'Other' reason"] == ["O08"]
     # O01 (Prospecting -> Won), O15 (400), O07 (50) never reached Qualification; O05, O08 have no history
     assert by["Closed without reaching Qualification"] == ["O15", "O01", "O07"]
-    summary = wl.quality_summary(
-        closed,
-        issues,
-        wl.find_duplicates(opportunities()),
-        undated=0,
-        can_check_qualifying=True,
-        qualifying_stage="Qualification",
-    ).set_index("check")
+    summary = rv.quality.set_index("check")
     assert summary.at["Lost with no loss reason", "share"] == pytest.approx(1 / 6)
     assert summary.at["Closed without reaching Qualification", "share"] == pytest.approx(3 / 9)
     assert summary.at["Duplicate records (left out)", "deals"] == 1
@@ -419,12 +537,11 @@ def test_quality_issues_named(closed, deals):
     ).tolist() == [True, True, True, False, False]
 
 
-def test_headlines_and_what_to_look_at(closed, deals, windows):
-    overall = wl.win_rates(closed)
-    change = wl.rate_change(overall, wl.win_rates(wl.closed_in_window(deals, windows[1])))
-    reasons = wl.loss_reasons(closed)
-    issues = wl.quality_issues(closed)
-    summary = wl.quality_summary(closed, issues, wl.find_duplicates(opportunities()))
+def test_headlines_and_what_to_look_at(review):
+    rv = review()
+    overall, change, reasons = rv.overall, rv.change, rv.reasons_count
+    # the checks of loss reasons and duplicates (the qualifying check left out)
+    summary = wl.quality_summary(overall, rv.issues, rv.duplicates)
     hf = wl.headline_figures(overall, change, reasons, summary, "2026-10", "2026-09")
     figs = {f.key: f.value for f in hf}
     assert figs["closed_deals"] == 9 and figs["win_rate"] == pytest.approx(1 / 3)
@@ -442,7 +559,7 @@ def test_headlines_and_what_to_look_at(closed, deals, windows):
         "Win rate change, 2026-10 vs 2026-09 — within the noise (the 95% intervals overlap)"
     )
     assert fmt_value(figs["win_rate_change"], "points") == "−16.7 pts"
-    by_dim = {"rep": wl.win_rates(closed, "rep", min_deals=2)}
+    by_dim = {"rep": review(2).by_dim["rep"]}
     points = wl.what_to_look_at(overall, change, by_dim, reasons, summary, 2, "2026-10", "2026-09")
     assert points[0].startswith(
         "Win rate 33% on 9 closed deals (95% interval 12%–65%), down 17 points "
@@ -455,35 +572,33 @@ def test_headlines_and_what_to_look_at(closed, deals, windows):
     assert any("lost with no loss reason" in p for p in points)  # 1/6 = 17% > 10%
 
 
-def test_thin_records_without_dates_or_amounts():
-    thin = pd.DataFrame(
-        {
-            "opportunity_id": [f"S{i}" for i in range(1, 8)],
-            "stage": ["Won", "Lost", "Lost", "Won", "Lost", "Open", "Lost"],
-            "is_closed": pd.array([True, True, True, True, True, False, True], dtype="boolean"),
-            "is_won": pd.array([True, False, False, True, False, False, False], dtype="boolean"),
-            "segment": ["SMB", "SMB", "Ent", "Ent", "Ent", "SMB", "SMB"],
-            "loss_reason": [None, "Price", "Price", None, "Timing", None, None],
-        }
-    )
-    deals = wl.prepare_deals(thin, None, as_of=AS_OF)
-    review, _ = wl.review_windows("2026-10", AS_OF, CAL)
-    closed = wl.closed_in_window(deals, review)
+def test_thin_records_without_dates_or_amounts(thin_engine, thin_wl_dir):
+    rv = review_on(thin_engine, thin_wl_dir)
     # no dates at all: every closed record counts; 2 won of 6
-    r = wl.win_rates(closed).iloc[0]
+    r = rv.overall.iloc[0]
+    assert not rv.dated
     assert (r["deals"], r["won"]) == (6, 2)
     assert math.isnan(r["value_win_rate"])
-    assert wl.top_deals(closed, "Lost")["opportunity_id"].tolist() == ["S2", "S3", "S5", "S7"]
-    assert wl.loss_reasons(closed)["reason"].tolist() == ["Price", "(no reason)", "Timing"]
-    side = wl.won_vs_lost(closed).set_index("metric")
+    assert rv.top_lost["opportunity_id"].tolist() == ["S2", "S3", "S5", "S7"]
+    assert rv.reasons_count["reason"].tolist() == ["Price", "(no reason)", "Timing"]
+    side = rv.side.set_index("metric")
     assert side.at["Median deal size", "needs"] == "amounts (opportunities.amount)"
     assert side.at["Median cycle (days)", "needs"] == "created_date and close_date"
 
 
-def test_value_rate_withheld_when_lost_amounts_are_missing():
-    df = pd.DataFrame({"outcome": ["Won", "Lost", "Lost"], "amount": [100.0, np.nan, 0.0], "g": ["a"] * 3})
-    # a 100% value win rate would only mean lost deals carry no amount
-    assert math.isnan(wl.win_rates(df).iloc[0]["value_win_rate"])
+def test_value_rate_withheld_when_lost_amounts_are_missing(value_engine, value_wl_dir):
+    # October: won 100; lost without an amount and lost for 0 -> no lost deal carries a positive amount:
+    # a 100% value win rate (100 / 100) would only mean lost deals carry no amount. Count rate 1/3.
+    rv = review_on(value_engine, value_wl_dir)
+    r = rv.overall.iloc[0]
+    assert (r["deals"], r["won"], r["won_amount"], r["closed_amount"]) == (3, 1, 100.0, 100.0)
+    assert r["win_rate"] == pytest.approx(1 / 3) and math.isnan(r["value_win_rate"])
+    assert "value" in rv.needs and not rv.has_amounts
+    # September: won 100, lost 50 -> 100 / 150
+    assert rv.overall_comparison.at[0, "value_win_rate"] == pytest.approx(100 / 150)
+    # the pipeline's win rate reads the same sums (expr.outcome_sums)
+    october = expr.win_rate(value_engine, "2026-10-01", "2026-10-31")
+    assert october["win_rate_count"] == pytest.approx(1 / 3) and math.isnan(october["win_rate_value"])
 
 
 def test_duplicates_need_every_column_equal_not_only_amount_and_dates():

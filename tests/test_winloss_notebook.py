@@ -13,42 +13,13 @@ import pytest
 import winloss_reference
 import yaml
 from conftest import EXAMPLES, NOTEBOOKS, SAMPLE_AS_OF
-from test_winloss import ACTIVITIES, REPS, STAGES, history, opportunities
+from test_winloss import write_hand_dataset
 
 from helpers.data.calendar import FiscalCalendar
 from helpers.data.dataset import load
 from helpers.metrics import winloss as wl
 
 NOTEBOOK = NOTEBOOKS / "win_loss_review.ipynb"
-CONFIG = {
-    "name": "Hand-built",
-    "currency": "USD",
-    "fiscal_year_start_month": 1,
-    "as_of": "2026-10-31",
-    "stages": STAGES,
-    "won_stages": ["Closed Won"],
-    "lost_stages": ["Closed Lost"],
-    "qualifying_stage": "Qualification",
-}
-
-
-def write_hand_dataset(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "dataset.yml").write_text(yaml.safe_dump(CONFIG))
-    opportunities().to_csv(folder / "opportunities.csv", index=False)
-    history().to_csv(folder / "opportunity_history.csv", index=False)
-    acts = ACTIVITIES.assign(owner="r1", type="call", occurred_at="2026-10-01")
-    acts.to_csv(folder / "activities.csv", index=False)
-    REPS.to_csv(folder / "reps.csv", index=False)
-    pd.DataFrame(
-        {
-            "account": ["AcctA", "AcctB", "AcctC", "AcctD"],
-            "churn_date": ["2026-10-03", "2026-10-15", "2026-09-20", "2026-10-31"],
-            "lost_amount": [1000, 1000, 5000, 200],
-            "reason": ["Price", "Support", "Budget", None],
-        }
-    ).to_csv(folder / "churn.csv", index=False)
-    return folder
 
 
 def write_thin_dataset(folder: Path) -> Path:

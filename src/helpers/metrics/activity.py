@@ -35,7 +35,7 @@ import pandas as pd
 from helpers.data.calendar import weeks_window
 from helpers.data.schema import ACTIVITY_TYPES, CONNECTED_OUTCOMES
 from helpers.metrics import expr as X
-from helpers.metrics.expr import among, as_table, beside, day, flag, keyed
+from helpers.metrics.expr import among, as_table, beside, day, flag
 
 OUTBOUND_TYPES = ("call", "email", "social")
 MEETING_TYPES = ("meeting", "demo")
@@ -131,18 +131,6 @@ def count(activities, start, end, distinct: str | None = None) -> int:
     w = in_window(normalized(activities), start, end)
     n = (w[distinct].nunique() if distinct else w.count()).execute()
     return int(n or 0)
-
-
-def per_deal(activities, ids) -> pd.Series:
-    """Deal id → number of activities logged with that ``opportunity_id`` (any date), for the deals
-    ``ids`` that have any; counted on the engine (the ids go there as one column)."""
-    t = table(activities)
-    deals = keyed(t, pd.DataFrame({"_deal": pd.Series(pd.Series(ids).dropna().unique()).astype("str")}))
-    j = t.inner_join(deals, t.opportunity_id.cast("string") == deals._deal)
-    got = _frame(j.group_by(opportunity_id="_deal").agg(n=j.count()))
-    return pd.Series(
-        got["n"].astype("int64").to_numpy(), index=got["opportunity_id"].astype("str").to_numpy()
-    )
 
 
 def recent_activity(activities, ids, as_of, days: int = 30) -> pd.DataFrame:

@@ -299,8 +299,8 @@ def win_rate(eng, start, end) -> dict:
 
 
 def win_rates(eng, start, end, by: str | None = None) -> pd.DataFrame:
-    """Per group of ``by``, the figures of ``helpers.metrics.winloss.win_rates`` before pooling and
-    intervals (``rates.finish``): group, deals, won, lost, win_rate, won_amount, closed_amount,
+    """Per group of ``by``, the figures of win/loss's rates (``helpers.metrics.winloss.pooled_rates``)
+    before pooling and intervals (``rates.finish``): group, deals, won, lost, win_rate, won_amount, closed_amount,
     value_win_rate, avg_deal_size. Ordered by deals (most first), then group."""
     g = _rates_frame(eng, start, end, by)
     g = g.sort_values(["deals", "group"], ascending=[False, True], kind="stable").reset_index(drop=True)

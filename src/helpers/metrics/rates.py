@@ -9,8 +9,8 @@ Over closed deals (won or lost), per group or overall:
 - average won deal size = Σ amount ÷ number of won deals **with** an amount (an unpriced deal is unknown,
   not worth 0).
 
-``pipeline.win_rate`` (a window of deals), ``winloss.win_rates`` (groups with intervals), the quota and
-activity funnel rates and sales velocity all read these totals.
+``pipeline.win_rate`` (a window of deals), win/loss's rates per group (``winloss.pooled_rates``, with
+intervals), the quota and activity funnel rates and sales velocity all read these totals.
 """
 
 from __future__ import annotations

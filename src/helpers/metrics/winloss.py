@@ -37,7 +37,6 @@ from helpers.data import escape
 from helpers.data.calendar import FiscalCalendar, Window, month_labels, period_bounds
 from helpers.metrics import expr as ex
 from helpers.metrics import rates as R
-from helpers.metrics.activity import per_deal as activities_per_deal
 from helpers.metrics.activity import table as activity_table
 from helpers.metrics.pipeline import isin, map_unique
 from helpers.metrics.registry import Fig, Point
@@ -427,6 +426,11 @@ def _band(t, edges: list[float], sym: str):
     return ibis.ifelse(t.amount.isnull(), _NULL_TEXT, bands)
 
 
+def _everything(t):
+    """One group, "All"."""
+    return ibis.literal("All")
+
+
 def _middle(t, value: str) -> dict:
     """Per side (``_won``) of the rows of ``t`` with a ``value``: how many, their Σ and pandas' median,
     from the one or two middle order statistics only (those rows come back)."""
@@ -451,10 +455,10 @@ def _middle(t, value: str) -> dict:
 
 class WindowDeals:
     """The closed deals of one window (every closed deal for ``window=None``) where they live, and what the
-    review computes of them, each a query whose aggregates come back (``closed_in_window``, then
-    ``win_rates``, ``loss_reasons``, ``loss_reasons_by``, ``stage_lost_at``, ``won_vs_lost``,
-    ``quality_issues`` and ``top_deals`` give the same tables); rows come back only for the deals a
-    reader sees: the largest won and lost deals and the deals of the data-quality list. ``keep``
+    review computes of them, each a query whose aggregates come back (win rates per group, loss reasons
+    and their cross tables, the stage lost at, won and lost side by side; the frozen pandas review in
+    tests/winloss_reference.py gives the same tables); rows come back only for the deals a reader sees:
+    the largest won and lost deals and the deals of the data-quality list. ``keep``
     (``Engine.keep``) keeps the window's deals and their per-deal history values as temporary tables of
     the engine, so the review's dozen queries read them, not the whole tables, each time."""
 
@@ -491,10 +495,15 @@ class WindowDeals:
             )
         return got
 
+    def overall(self) -> pd.DataFrame:
+        """The win rates of every deal of the window: ``pooled_rates``' one row, "All"."""
+        return pooled_rates(WindowDeals.rate_totals(self.totals({"All": (_everything, None)}), "All"))
+
     @staticmethod
     def rate_totals(got: pd.DataFrame, name: str, key=None) -> pd.DataFrame:
-        """``_rate_table`` of the groups of ``name`` in ``totals``; ``key`` maps the values (owner ids to
-        reps, say) before they are grouped ("(not set)" where it gives none)."""
+        """The totals (``_TOTALS``) per group of ``name`` in ``totals``, ``pooled_rates``' input; ``key``
+        maps the values (owner ids to reps, say) before they are grouped ("(not set)" where it gives
+        none)."""
         g = got[got["_dim"].eq(name)]
         raw = pd.Series(g["_k"].to_numpy(dtype="object"), index=g.index)
         raw = raw.where(raw.notna(), np.nan)
@@ -518,7 +527,7 @@ class WindowDeals:
 
     @staticmethod
     def reasons_by(got: pd.DataFrame, dim: str) -> pd.DataFrame:
-        """``loss_reasons_by`` from the lost deals per (reason, ``dim``) value pair."""
+        """``reason_table`` from the lost deals per (reason, ``dim``) value pair."""
         g = got[got["_dim"].eq(f"_reason:{dim}") & got["lost"].gt(0)]
         n = g["lost"].to_numpy(dtype="int64")
 
@@ -529,10 +538,12 @@ class WindowDeals:
         return reason_table(pd.DataFrame({"reason": text("_k", NO_REASON), dim: text("_k2", NOT_SET)}), dim)
 
     def per_deal(self, history, cfg) -> ibis.Table:
-        """Per closed deal with history rows (``history``: the table where it lives, beside the deals): the
-        stage changes (``stage_changes``), the first and last positive amount (``amount_change``), the
-        stage it was lost at (``stage_lost_at``) and whether it reached the qualifying stage
-        (``never_qualified``). A deal's rows in time, ties in the order written where that is known."""
+        """Per closed deal with history rows (``history``: the table where it lives, beside the deals),
+        over its rows in time (ties in the order written where that is known): the stage changes (rows
+        whose stage differs from the previous row's; the first row is the starting stage), the first and
+        last positive amount, the stage it was lost at (the last stage neither won nor lost before its
+        first move into a lost stage) and whether it reached the qualifying stage (an open stage at or
+        beyond ``qualifying_stage`` in the funnel order)."""
         if self._per_deal is not None:
             return self._per_deal
         h = ex.within(ex.in_order(history), "opportunity_id", self.t, "opportunity_id")
@@ -591,7 +602,8 @@ class WindowDeals:
         return j.mutate(_has=j._deal.notnull())
 
     def lost_at(self, history, cfg) -> pd.DataFrame:
-        """``stage_lost_at``'s table: the lost deals per stage lost at, and their amount."""
+        """The lost deals per stage lost at (``per_deal``; "(no history)" for a deal without history
+        rows, "(no earlier stage)" for one whose history starts lost) and their amount: ``lost_at_table``."""
         j = self.with_history(history, cfg)
         lost = j.filter(~j._won)
         at = ibis.ifelse(lost._has, lost._at.fill_null("(no earlier stage)"), "(no history)")
@@ -602,8 +614,12 @@ class WindowDeals:
         return lost_at_table(g.reset_index(drop=True), cfg.stages)
 
     def side(self, won_n: int, lost_n: int, history, cfg, activities) -> pd.DataFrame:
-        """``won_vs_lost``: sums, counts and the middle values of each side come back (means Σ ÷ n,
-        medians pandas' own over the middle values)."""
+        """Won and lost deals side by side (``side_table``): deal size = amount > 0 (mean, median); cycle
+        = close_date − created_date (median); stage changes per deal with history (mean); amount change
+        = final ÷ first positive amount − 1, final = the deal's amount, else its last positive amount in
+        history (median; shrank = change < 0); activities per deal = activities with the deal's
+        opportunity_id, deals without any counting 0 (mean). Sums, counts and the middle values of each
+        side come back (means Σ ÷ n, medians pandas' own over the middle values)."""
         c = self.t
         values = {}
 
@@ -720,15 +736,6 @@ def first_close(opportunities):
     return None if v is None or pd.isna(v) else pd.Timestamp(v)
 
 
-def closed_in_window(deals: pd.DataFrame, window: Window) -> pd.DataFrame:
-    """Closed deals with ``start <= close_date <= as_of``; every closed deal when the data has no close
-    dates at all."""
-    closed = deals["outcome"].isin(["Won", "Lost"])
-    if not has_values(deals, "close_date"):
-        return deals[closed]
-    return deals[closed & window.contains(deals["close_date"]).fillna(False)]  # one pass over the wide frame
-
-
 # --------------------------------------------------------------------------------------------------
 # win rates
 # --------------------------------------------------------------------------------------------------
@@ -769,12 +776,6 @@ RATE_COLUMNS = [
 _TOTALS = ["deals", "won", "lost", "won_amount", "closed_amount", "lost_amount_known"]
 
 
-def _rate_table(key: pd.Series, closed: pd.DataFrame) -> pd.DataFrame:
-    """Per group: the totals of ``helpers.metrics.rates.outcome_totals`` this review shows."""
-    g = R.outcome_totals(key.to_numpy(), closed["outcome"].eq("Won").to_numpy(), _col(closed, "amount"))
-    return g[_TOTALS]
-
-
 def _finish_rates(g: pd.DataFrame) -> pd.DataFrame:
     """Win rate and value win rate (``helpers.metrics.rates.finish``) with the count rate's Wilson interval."""
     g = g.copy()
@@ -785,28 +786,14 @@ def _finish_rates(g: pd.DataFrame) -> pd.DataFrame:
     return g
 
 
-def win_rates(
-    closed: pd.DataFrame, by: str | None = None, min_deals: int = 5, order: list[str] | None = None
-) -> pd.DataFrame:
-    """Win rate by count and by value per group of ``by`` (overall when ``by`` is None).
-
-    Per group: deals = won + lost; win_rate = won ÷ deals with its 95% Wilson interval (ci_low, ci_high);
-    value_win_rate = won amount ÷ closed amount (see module docstring). Missing group values form the group
-    "(not set)". Groups with deals < ``min_deals`` are pooled into "Other (n<min_deals)" (last row).
-    Rows are ordered by deals (descending) then name, or by ``order`` when given.
-    """
-    if by is None:
-        key = pd.Series("All", index=closed.index)
-    else:
-        key = _col(closed, by).astype("object").where(_col(closed, by).notna(), NOT_SET).astype(str)
-    return pooled_rates(_rate_table(key, closed), by, min_deals, order)
-
-
 def pooled_rates(
     g: pd.DataFrame, by: str | None = None, min_deals: int = 5, order: list[str] | None = None
 ) -> pd.DataFrame:
-    """``win_rates`` from the totals per group (``_TOTALS``, indexed by group; wherever they were summed):
-    small groups pooled, rates and intervals added, rows ordered."""
+    """Win rate by count and by value per group, from the totals per group (``_TOTALS``, indexed by group;
+    wherever they were summed): win_rate = won ÷ deals with its 95% Wilson interval (ci_low, ci_high),
+    value_win_rate = won amount ÷ closed amount (see the module docstring). Groups with deals <
+    ``min_deals`` are pooled into "Other (n<min_deals)" (last row); rows are ordered by deals
+    (descending) then name, or by ``order`` when given."""
     if by is None and g.empty:  # nothing closed: one row of zeros (rates NaN)
         g = pd.DataFrame(0.0, index=pd.Index(["All"], name="group"), columns=g.columns)
     g["groups_pooled"] = 1
@@ -913,36 +900,14 @@ def rate_change(current: pd.DataFrame, previous: pd.DataFrame) -> dict:
 # --------------------------------------------------------------------------------------------------
 # why we lose
 # --------------------------------------------------------------------------------------------------
-def _reason(lost: pd.DataFrame) -> pd.Series:
-    r = _col(lost, "loss_reason")
-    return r.astype("object").where(r.notna(), NO_REASON).astype(str)
-
-
-def loss_reasons(lost: pd.DataFrame, by: str = "count") -> pd.DataFrame:
-    """Loss reasons ranked for a Pareto view.
+def ranked_reasons(g: pd.DataFrame, by: str = "count") -> pd.DataFrame:
+    """Loss reasons ranked for a Pareto view, from the lost deals and amount per reason (``g``: reason,
+    deals, lost_amount; wherever they were summed; deals without a reason under "(no reason)").
 
     Per reason: deals, share = deals ÷ all lost deals, lost_amount, amount_share = amount ÷ all lost amount.
     ``by="count"`` ranks by deals (then amount, then name) and ``cum_share`` accumulates ``share``;
     ``by="value"`` ranks by amount (then deals, then name) and ``cum_share`` accumulates ``amount_share``.
-    Deals with no reason form the row "(no reason)".
     """
-    cols = ["reason", "deals", "share", "lost_amount", "amount_share", "cum_share"]
-    lost = lost[lost["outcome"].eq("Lost")] if "outcome" in lost.columns else lost
-    if lost.empty:
-        return pd.DataFrame(columns=cols)
-    df = pd.DataFrame(
-        {
-            "reason": _reason(lost).to_numpy(),
-            "deals": 1,
-            "lost_amount": _col(lost, "amount").astype("float64").fillna(0).to_numpy(),
-        }
-    )
-    return ranked_reasons(df.groupby("reason", sort=False).sum().reset_index(), by)
-
-
-def ranked_reasons(g: pd.DataFrame, by: str = "count") -> pd.DataFrame:
-    """``loss_reasons`` from the lost deals and amount per reason (``g``: reason, deals, lost_amount;
-    wherever they were summed)."""
     cols = ["reason", "deals", "share", "lost_amount", "amount_share", "cum_share"]
     if g.empty:
         return pd.DataFrame(columns=cols)
@@ -962,24 +927,9 @@ def ranked_reasons(g: pd.DataFrame, by: str = "count") -> pd.DataFrame:
     return g[cols].reset_index(drop=True)
 
 
-def loss_reasons_by(lost: pd.DataFrame, dim: str) -> pd.DataFrame:
-    """Lost deals per reason (rows, ranked by total) and value of ``dim`` (columns, by total, "(not set)" for
-    missing), with a ``Total`` column."""
-    lost = lost[lost["outcome"].eq("Lost")] if "outcome" in lost.columns else lost
-    if lost.empty:
-        return pd.DataFrame()
-    col = _col(lost, dim)
-    df = pd.DataFrame(
-        {
-            "reason": _reason(lost).to_numpy(),
-            dim: col.astype("object").where(col.notna(), NOT_SET).astype(str).to_numpy(),
-        }
-    )
-    return reason_table(df, dim)
-
-
 def reason_table(df: pd.DataFrame, dim: str) -> pd.DataFrame:
-    """``loss_reasons_by`` from one row per lost deal (``reason`` and ``dim``, as text)."""
+    """Lost deals per reason (rows, ranked by total) and value of ``dim`` (columns, by total, "(not set)"
+    for missing), with a ``Total`` column, from one row per lost deal (``reason`` and ``dim``, as text)."""
     if df.empty:
         return pd.DataFrame()
     t = pd.crosstab(df["reason"], df[dim])
@@ -991,42 +941,9 @@ def reason_table(df: pd.DataFrame, dim: str) -> pd.DataFrame:
     return t.reset_index(drop=True)
 
 
-def stage_lost_at(
-    lost: pd.DataFrame,
-    history: pd.DataFrame,
-    stages: list[str],
-    won_stages: list[str],
-    lost_stages: list[str],
-) -> pd.DataFrame:
-    """The stage each lost deal was lost at: in its history (ordered by changed_at), the last stage that is
-    neither won nor lost before the first move into a lost stage. Deals with no history rows show
-    "(no history)"; deals whose history starts lost show "(no earlier stage)". Rows in funnel order with
-    deals, share = deals ÷ lost deals, and lost_amount."""
-    lost = lost[lost["outcome"].eq("Lost")] if "outcome" in lost.columns else lost
-    closed_stages = set(won_stages) | set(lost_stages)
-    h = history[["opportunity_id", "changed_at", "stage"]]
-    h = h[isin(h["opportunity_id"], lost["opportunity_id"])].copy()
-    h["_pos"] = np.arange(len(h))
-    h = h.sort_values(["opportunity_id", "changed_at", "_pos"])
-    is_lost = h["stage"].isin(lost_stages)
-    first_lost_rank = is_lost.groupby(h["opportunity_id"]).cummax()  # True from the first lost row onwards
-    before = h[~first_lost_rank & ~h["stage"].isin(closed_stages)]
-    last = before.groupby("opportunity_id")["stage"].last()
-    at = lost["opportunity_id"].map(last)
-    with_history = isin(lost["opportunity_id"], h["opportunity_id"])
-    at = at.where(at.notna(), np.where(with_history, "(no earlier stage)", "(no history)"))
-    df = pd.DataFrame(
-        {
-            "stage": at.astype(str).to_numpy(),
-            "deals": 1,
-            "lost_amount": _col(lost, "amount").astype("float64").fillna(0).to_numpy(),
-        }
-    )
-    return lost_at_table(df.groupby("stage").sum().reset_index(), stages)
-
-
 def lost_at_table(g: pd.DataFrame, stages: list[str]) -> pd.DataFrame:
-    """``stage_lost_at`` from the lost deals and amount per stage (``g``: stage, deals, lost_amount)."""
+    """The stage lost at in funnel order, with deals, share = deals ÷ lost deals and lost_amount, from the
+    lost deals and amount per stage (``g``: stage, deals, lost_amount)."""
     g = g.copy()
     rank = {s: i for i, s in enumerate(stages)}
     g["_r"] = g["stage"].map(rank).fillna(len(rank)).astype(float)
@@ -1039,33 +956,6 @@ def lost_at_table(g: pd.DataFrame, stages: list[str]) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------
 # won and lost side by side
 # --------------------------------------------------------------------------------------------------
-def stage_changes(history: pd.DataFrame) -> pd.Series:
-    """Stage changes per opportunity: history rows whose stage differs from the previous row's (ordered by
-    changed_at; the first row is the starting stage, not a change)."""
-    h = history[["opportunity_id", "changed_at", "stage"]].copy()
-    h["_pos"] = np.arange(len(h))
-    h = h.sort_values(["opportunity_id", "changed_at", "_pos"])
-    prev = h.groupby("opportunity_id")["stage"].shift()
-    changed = prev.notna() & (h["stage"] != prev)
-    return changed.groupby(h["opportunity_id"]).sum().astype("int64")
-
-
-def amount_change(history: pd.DataFrame, opp: pd.DataFrame) -> pd.Series:
-    """Relative amount change per opportunity = final ÷ first − 1, where first = the first positive amount in
-    its history and final = the opportunity's amount (else the last amount in history). Negative = the deal
-    shrank (discounting or descoping)."""
-    if "amount" not in history.columns:
-        return pd.Series(dtype="float64")
-    h = history[history["amount"] > 0].sort_values(["opportunity_id", "changed_at"], kind="stable")
-    first = h.groupby("opportunity_id")["amount"].first()
-    last = h.groupby("opportunity_id")["amount"].last()
-    final = (
-        opp.set_index("opportunity_id")["amount"] if "amount" in opp.columns else pd.Series(dtype="float64")
-    )
-    final = final.reindex(first.index).fillna(last)
-    return (final / first - 1).astype("float64")
-
-
 SIDE_BY_SIDE_METRICS = [
     ("Deals", "count"),
     ("Average deal size", "currency"),
@@ -1078,78 +968,10 @@ SIDE_BY_SIDE_METRICS = [
 ]
 
 
-def won_vs_lost(
-    closed: pd.DataFrame,
-    history: pd.DataFrame | None = None,
-    activities=None,
-    history_present: bool | None = None,
-) -> pd.DataFrame:
-    """Won and lost deals side by side: one row per metric with ``Won``, ``Lost``, the deals each value rests on
-    (``won_n``, ``lost_n``) and ``needs`` (what is missing when a value cannot be computed).
-
-    Deal size = amount (mean, median); cycle = close_date − created_date (median); stage changes per deal
-    (``stage_changes``, deals with history); activities per deal = activities with the deal's opportunity_id
-    (deals without any count 0; ``activities``: an engine table or a frame, with opportunity_id); amount change = ``amount_change`` (median; shrank = change < 0).
-    ``history_present``: whether the dataset has a history (when ``history`` holds only these deals' rows,
-    which may be none); default: ``history`` has rows."""
-    won = closed["outcome"].eq("Won")
-    per_deal: dict[str, tuple[pd.Series, str]] = {}
-    amount = _col(closed, "amount").astype("float64").where(lambda s: s > 0)
-    per_deal["amount"] = (amount, "" if amount.notna().any() else "amounts (opportunities.amount)")
-    cyc = closed["cycle_days"] if "cycle_days" in closed.columns else pd.Series(np.nan, index=closed.index)
-    per_deal["cycle"] = (cyc, "" if cyc.notna().any() else "created_date and close_date")
-    hist_ok = (
-        history is not None
-        and {"opportunity_id", "changed_at", "stage"} <= set(history.columns)
-        and (len(history) > 0 if history_present is None else history_present)
-    )
-    if hist_ok:
-        # only the closed deals' history rows (per-deal values depend on the deal's own rows only)
-        cols = [c for c in ("opportunity_id", "changed_at", "stage", "amount") if c in history.columns]
-        h = history[cols]
-        h = h[isin(h["opportunity_id"], closed["opportunity_id"])]
-        sc = closed["opportunity_id"].map(stage_changes(h)).astype("float64")
-        ac = closed["opportunity_id"].map(amount_change(h, closed)).astype("float64")
-    else:
-        sc = ac = pd.Series(np.nan, index=closed.index)
-    per_deal["stages"] = (sc, "" if hist_ok else "the opportunity_history table")
-    per_deal["change"] = (
-        ac,
-        ""
-        if ac.notna().any()
-        else ("amounts in opportunity_history" if hist_ok else "the opportunity_history table with amounts"),
-    )
-    act_ok = activities is not None and "opportunity_id" in activities.columns
-    if act_ok:
-        counts = activities_per_deal(activities, closed["opportunity_id"])  # counted on the engine
-        act = closed["opportunity_id"].astype("str").map(counts).fillna(0).astype("float64")
-    else:
-        act = pd.Series(np.nan, index=closed.index)
-    per_deal["activities"] = (act, "" if act_ok else "the activities table with opportunity_id")
-
-    def stat(key, func, mask):
-        s, _ = per_deal[key]
-        s = s[mask].dropna()
-        return (func(s) if len(s) else np.nan), int(len(s))
-
-    specs = {
-        "Average deal size": ("amount", lambda s: s.mean()),
-        "Median deal size": ("amount", lambda s: s.median()),
-        "Median cycle (days)": ("cycle", lambda s: s.median()),
-        "Average stage changes": ("stages", lambda s: s.mean()),
-        "Activities per deal": ("activities", lambda s: s.mean()),
-        "Median amount change": ("change", lambda s: s.median()),
-        "Share of deals that shrank": ("change", lambda s: (s < 0).mean()),
-    }
-    values = {
-        name: (stat(key, func, won), stat(key, func, ~won), per_deal[key][1])
-        for name, (key, func) in specs.items()
-    }
-    return side_table(int(won.sum()), int((~won).sum()), values)
-
-
 def side_table(won_n: int, lost_n: int, values: dict) -> pd.DataFrame:
-    """``won_vs_lost``'s rows from the deals on each side and, per measure after "Deals", its value and
+    """Won and lost side by side, one row per metric with ``Won``, ``Lost``, the deals each value rests on
+    (``won_n``, ``lost_n``) and ``needs`` (what is missing when a value cannot be computed), from the
+    deals on each side and, per measure after "Deals", its value and
     the deals it rests on for each side and what it needs: ``{name: ((won, won_n), (lost, lost_n),
     needs)}``, wherever they were computed."""
     rows = []
@@ -1175,7 +997,7 @@ def side_table(won_n: int, lost_n: int, values: dict) -> pd.DataFrame:
 
 
 def what_distinguishes_wins(side: pd.DataFrame) -> list[str]:
-    """Sentences comparing won with lost deals, from ``won_vs_lost`` rows where both sides have values."""
+    """Sentences comparing won with lost deals, from ``side_table`` rows where both sides have values."""
     out = []
     r = side.set_index("metric")
 
@@ -1330,41 +1152,17 @@ def _named(df: pd.DataFrame, issue: str) -> pd.DataFrame:
     )
 
 
-def never_qualified(
-    closed: pd.DataFrame,
-    history: pd.DataFrame,
-    stages: list[str],
-    qualifying_stage: str,
-    won_stages: list[str],
-    lost_stages: list[str],
-) -> pd.DataFrame:
-    """Closed deals whose history never shows an open stage at or beyond ``qualifying_stage`` in the funnel
-    order (won/lost stages do not count). Deals with no history rows are not judged."""
-    closed_stages = set(won_stages) | set(lost_stages)
-    qrank = stages.index(qualifying_stage)
-    qualifying = {s for i, s in enumerate(stages) if i >= qrank and s not in closed_stages}
-    ids = closed["opportunity_id"]
-    h = history[["opportunity_id", "stage"]]
-    h = h[isin(h["opportunity_id"], ids)]
-    reached = h.loc[isin(h["stage"], qualifying), "opportunity_id"]
-    return closed[isin(ids, h["opportunity_id"]) & ~isin(ids, reached)]
-
-
 def quality_issues(
     closed: pd.DataFrame,
-    history: pd.DataFrame | None = None,
-    stages: list[str] | None = None,
     qualifying_stage: str | None = None,
-    won_stages=(),
-    lost_stages=(),
     check_reasons: bool = True,
     never: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Named deals the process should fix, one row per (issue, deal): lost with no loss reason; lost with a
     catch-all ("Other") reason (both only with ``check_reasons``: a dataset that records no reasons at all
-    is one finding, not one per deal); closed without ever reaching ``qualifying_stage`` (needs history and
-    the stage in dataset.yml; ``never``: those deals, found where the history lives, instead of
-    ``history``). Ordered by issue, then amount descending, then opportunity_id."""
+    is one finding, not one per deal); closed without ever reaching ``qualifying_stage`` (``never``: those
+    deals, found where the history lives by ``WindowDeals.issue_rows``; None when the data cannot tell).
+    Ordered by issue, then amount descending, then opportunity_id."""
     lost = closed[closed["outcome"].eq("Lost")]
     reason = _col(lost, "loss_reason")
     parts = (
@@ -1375,14 +1173,8 @@ def quality_issues(
         if check_reasons
         else []
     )
-    judged = bool(qualifying_stage and stages and qualifying_stage in stages)
-    if judged and never is not None:
+    if never is not None:
         parts.append(_named(never, f"Closed without reaching {qualifying_stage}"))
-    elif judged and history is not None:
-        nq = never_qualified(
-            closed, history, list(stages), qualifying_stage, list(won_stages), list(lost_stages)
-        )
-        parts.append(_named(nq, f"Closed without reaching {qualifying_stage}"))
     cols = ["issue", "opportunity_id", "rep", "account", "outcome", "close_date", "amount"]
     if not parts:
         return pd.DataFrame(columns=cols)
@@ -1406,7 +1198,7 @@ def quality_summary(
     """Counts and shares of each data-quality issue. Shares: no reason and "Other" reason ÷ lost deals;
     never qualified ÷ closed deals; duplicates ÷ (closed deals + duplicates); undated ÷ (closed deals +
     undated); ``possible`` duplicates (kept; ``Deals`` counts them) ÷ (closed deals + duplicates),
-    shown when there are any. ``closed``: the closed deals, or their overall ``win_rates`` row."""
+    shown when there are any. ``closed``: the closed deals, or their overall ``pooled_rates`` row."""
     if "outcome" in closed.columns or "deals" not in closed.columns:
         lost_n = int(closed["outcome"].eq("Lost").sum())
         closed_n = len(closed)
@@ -1758,11 +1550,7 @@ def build_review(
             needs[key] = msg
         return msg is None
 
-    def everything(c):
-        return ibis.literal("All")
-
-    overall = pooled_rates(WindowDeals.rate_totals(now.totals({"All": (everything, None)}), "All"))
-    overall_comp = pooled_rates(WindowDeals.rate_totals(before.totals({"All": (everything, None)}), "All"))
+    overall, overall_comp = now.overall(), before.overall()
     closed_n, lost_n = int(overall.at[0, "deals"]), int(overall.at[0, "lost"])
     change = rate_change(overall, overall_comp)
     need("value", "opportunities", "amount", section="Win rate by value")
@@ -1872,14 +1660,7 @@ def build_review(
     rows, never = now.issue_rows(others, history if judged else None, cfg, check_reasons)
     rows = prepare_deals(rows, reps, review.as_of, size_edges, currency_symbol)
     issues = quality_issues(
-        rows,
-        None,
-        cfg.stages,
-        cfg.qualifying_stage,
-        cfg.won_stages,
-        cfg.lost_stages,
-        check_reasons,
-        never=rows[never.to_numpy()] if judged else None,
+        rows, cfg.qualifying_stage, check_reasons, never=rows[never.to_numpy()] if judged else None
     )
     undated = src.counts["undated"] if dated_data else 0
     quality = quality_summary(

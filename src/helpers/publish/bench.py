@@ -133,10 +133,11 @@ def _timed(fn, repeat: int = 1):
 # the same questions in pandas (the project's helpers) and in DuckDB
 # --------------------------------------------------------------------------------------------------
 def pandas_metrics(ds, as_of) -> dict:
-    """name -> callable, each one helper call the notebooks make."""
+    """name -> callable, each one helper call of the pandas functions (the win rate: ``rates``' one
+    definition, which win/loss's engine queries sum to)."""
     import pandas as pd
 
-    from helpers.metrics import activity, pipeline, quota, winloss
+    from helpers.metrics import activity, pipeline, quota, rates
 
     a = pd.Timestamp(as_of)
     start13 = a - pd.Timedelta(weeks=13) + pd.Timedelta(days=1)
@@ -154,8 +155,9 @@ def pandas_metrics(ds, as_of) -> dict:
         closed = opp[
             opp["is_closed"].fillna(False) & (opp["close_date"] > year_ago) & (opp["close_date"] <= a)
         ]
-        closed = closed.assign(outcome=closed["is_won"].map({True: "won", False: "lost"}))
-        return winloss.win_rates(winloss.prepare_deals(closed), by="segment")
+        won = closed["is_won"].fillna(False).astype(bool).to_numpy()
+        segment = closed["segment"].astype("object").fillna("(not set)").to_numpy()
+        return rates.finish(rates.outcome_totals(segment, won, closed["amount"]))
 
     return {
         "bookings by rep and month": lambda: quota.monthly_bookings(opp),

@@ -142,7 +142,7 @@ def overall_table(rv: Review) -> pd.DataFrame:
 
 
 def rates_display(t: pd.DataFrame, with_value: bool = True, first: str = "Group") -> pd.DataFrame:
-    """Reader columns for a ``win_rates`` table (show with pct=Win rate, 95% low/high, Win rate by value;
+    """Reader columns for a win rates table (``winloss.pooled_rates``) (show with pct=Win rate, 95% low/high, Win rate by value;
     ints=Deals, Won; money=Won amount, Closed amount)."""
     out = pd.DataFrame(
         {
@@ -173,7 +173,7 @@ RATE_FORMATS = dict(
 
 
 def reasons_display(t: pd.DataFrame, by: str = "count", with_value: bool = True) -> pd.DataFrame:
-    """Reader columns for a ``loss_reasons`` table (amount columns only ``with_value``)."""
+    """Reader columns for a loss reasons table (``winloss.ranked_reasons``) (amount columns only ``with_value``)."""
     cum = "Cumulative share of lost deals" if by == "count" else "Cumulative share of lost amount"
     out = pd.DataFrame({"Loss reason": t["reason"], "Lost deals": t["deals"], "Share of deals": t["share"]})
     if with_value:
@@ -184,7 +184,7 @@ def reasons_display(t: pd.DataFrame, by: str = "count", with_value: bool = True)
 
 
 def side_display(side: pd.DataFrame, currency: str = "USD") -> pd.DataFrame:
-    """``won_vs_lost`` with formatted values (by unit) and the deals behind each side."""
+    """Won and lost side by side (``winloss.side_table``) with formatted values (by unit) and the deals behind each side."""
 
     def fmt(v, unit):
         if unit == "number":
