@@ -380,6 +380,7 @@ def read_raw(path: Path, table: Table | None = None) -> pd.DataFrame:
         import pyarrow.parquet as pq
 
         df = pq.read_table(path).to_pandas(date_as_object=False)
+        df.attrs = {}  # not the attrs of a frame the file was written from (its "clean_text" skips trimming)
     elif suffix in (".xlsx", ".xlsm", ".xls"):
         sheets = pd.read_excel(path, dtype=object, sheet_name=None)
         name, df = next(iter(sheets.items()))

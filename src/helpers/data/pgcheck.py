@@ -121,6 +121,8 @@ class _Rule:
     keyed: bool = True  # False: rows nothing names (no key): one problem counts them
     as_date: bool = False  # the value and the cell compared with shown as dates (close before created)
     rest: str = ""  # the expectation of the rows beyond those fetched, when ``expected`` is a function
+    # where ``dataset.load`` lists its problems (``order_key``): a check that names file rows sorts by it
+    order: tuple = ()
 
 
 @dataclass
@@ -200,6 +202,17 @@ def _describe(conn, tname: str, src: sources.DbTable) -> _Table | None:
 
 
 class _Check:
+    """The rules, written once as SQL over the typed tables; the dialect is PostgreSQL's (a subclass, such
+    as ``duckcheck``'s over Parquet files, types the tables and lists the rows its own way)."""
+
+    dates_can_fail = True  # a typed date column may hold a value load cannot read (year 0500, infinity)
+    on_server = True
+
+    @staticmethod
+    def infinite(raw: str) -> str:
+        """SQL: the raw value of a number column is ±infinity."""
+        return f"{raw} in ('Infinity', '-Infinity')"
+
     def __init__(self, conn, folder: Path, config: DatasetConfig, files: dict, tables: dict[str, _Table]):
         self.conn, self.folder, self.config, self.files, self.tables = conn, folder, config, files, tables
         self.errors: list[Problem] = []
@@ -215,7 +228,8 @@ class _Check:
             cur.execute(sql)
             return cur.fetchall()
 
-    def add(self, p: Problem) -> None:
+    def add(self, p: Problem, order: tuple = ()) -> None:
+        """Record ``p``; ``order``: where ``load`` lists it (``_Rule.order``), for a subclass that sorts."""
         (self.errors if p.severity == "error" else self.warnings).append(p)
 
     # -- the typed table
@@ -258,15 +272,24 @@ class _Check:
             f"select {', '.join(cols) or 'null as _none'} from ({t.src.select()}) as s "
             f"where coalesce({' or '.join(nonblank)}, false) offset 0"
         )  # offset 0: computed once per row, not again for every rule that reads a column (half the time)
+        return self.derive_status(t, sql)
+
+    def derive_status(self, t: _Table, sql: str, columns: list[str] | None = None) -> str:
+        """``sql`` with opportunities' ``is_won``/``is_closed`` filled from the stage (``dataset.derive_status``);
+        ``columns``: the columns of ``sql`` (default: those the rules read)."""
         if t.name == "opportunities" and "stage" in t.names:  # dataset.derive_status
             won = _in('i."stage"', self.config.won_stages)
             lost = _in('i."stage"', self.config.lost_stages)
-            keep = [f"i.{q(c)}" for c in self._columns(t) if c not in ("is_won", "is_closed")]
+            cols = self._columns(t) if columns is None else columns
+            keep = [f"i.{q(c)}" if c not in ("is_won", "is_closed") else None for c in cols]
             is_won = f'coalesce(i."is_won", {won})' if "is_won" in t.names else won
             is_closed = (
                 f'coalesce(i."is_closed", {won} or {lost})' if "is_closed" in t.names else f"{won} or {lost}"
             )
-            sql = f'select {", ".join(keep)}, {is_won} as "is_won", {is_closed} as "is_closed" from ({sql}) as i offset 0'
+            derived = {"is_won": f'{is_won} as "is_won"', "is_closed": f'{is_closed} as "is_closed"'}
+            # in place where the table has them, else after its columns (as derive_status adds them)
+            picks = [k or derived.pop(c) for k, c in zip(keep, cols, strict=True)] + list(derived.values())
+            sql = f"select {', '.join(picks)} from ({sql}) as i offset 0"
         return sql
 
     def _columns(self, t: _Table) -> list[str]:
@@ -288,6 +311,7 @@ class _Check:
     def prepare(self, t: _Table) -> None:
         """The column-level problems of ``t`` (as ``coerce_table`` and ``load`` find them) and its typed SQL."""
         table, fname = t.table, t.fname
+        ti = list(TABLES).index(t.name)
         present = {n for n in t.names} | {h for h in t.raw if h not in t.names.values()}
         for col in table.required_columns:
             if col not in present:
@@ -299,7 +323,8 @@ class _Check:
                         None,
                         f"required column is missing{_closest(col, present - set(table.column_names))}",
                         line_offset=None,
-                    )
+                    ),
+                    (0, ti, 0),
                 )
         stage_map: dict[str, str] = {}
         if "stage" in t.names and self.config.stages:  # dataset.normalize_stages
@@ -321,7 +346,8 @@ class _Check:
                         f"read as the stage {canon!r} ({found[v][1]} row(s))",
                         "warning",
                         None,
-                    )
+                    ),
+                    (0, ti, 3),
                 )
         t.base = self.typed(t, stage_map)
         t.columns = (
@@ -331,29 +357,38 @@ class _Check:
         )
         unknown = {h for h in t.raw if h not in t.names.values()}
         for problem in unknown_columns(set(t.names) | unknown, table, fname, None):
-            self.add(problem)
+            self.add(problem, (0, ti, 4))
 
     # -- the rules
     def rules(self, t: _Table, as_of, opp: _Table | None, n_opp_ids: int, reps: _Table | None) -> list[_Rule]:
         table, cols, config = t.table, t.columns, self.config
         out: list[_Rule] = []
-        for name in t.names:  # values that do not convert (coerce_table)
-            kind, raw = table.column(name).kind, q(name + ":raw")
-            if kind in ("date", "datetime"):
+        ti = list(TABLES).index(t.name)
+        for ci, spec in enumerate(table.columns):  # values that do not convert (coerce_table)
+            name = spec.name
+            if name not in t.names:
+                continue
+            kind, raw = spec.kind, q(name + ":raw")
+            if kind in ("date", "datetime") and self.dates_can_fail:
                 out.append(
                     _Rule(
                         name,
                         "expected a date such as 2026-10-31",
                         f"{raw} is not null and {q(name)} is null",
                         raw,
+                        order=(0, ti, 2, ci, 0),
                     )
                 )
             elif kind in ("money", "number", "prob"):
                 out.append(
-                    _Rule(name, "expected a finite number", f"{raw} in ('Infinity', '-Infinity')", raw)
+                    _Rule(name, "expected a finite number", self.infinite(raw), raw, order=(0, ti, 2, ci, 0))
                 )
                 if kind == "money":
-                    out.append(_Rule(name, "expected an amount of 0 or more", f"{q(name)} < 0", raw))
+                    out.append(
+                        _Rule(
+                            name, "expected an amount of 0 or more", f"{q(name)} < 0", raw, order=(0, ti, 2, ci, 2)
+                        )
+                    )
                 if kind == "prob":  # on 0–1 when no value is above 1: out of range is below 0 or above 100
                     out.append(
                         _Rule(
@@ -361,6 +396,7 @@ class _Check:
                             "expected a probability within 0–1 or 0–100",
                             f"{q(name)} < 0 or {q(name)} > 100",
                             raw,
+                            order=(0, ti, 2, ci, 3),
                         )
                     )
         if table.key and table.key in cols:
@@ -370,11 +406,15 @@ class _Check:
                     "expected an id (the key may not be empty)",
                     f"{q(table.key)} is null",
                     keyed=False,
+                    order=(1, ti, 1),
                 )
             )
         for col in table.required_columns:
             if col in cols and col != table.key:
-                out.append(_Rule(col, "expected a value (required column)", f"{q(col)} is null"))
+                ci = table.column_names.index(col)
+                out.append(
+                    _Rule(col, "expected a value (required column)", f"{q(col)} is null", order=(1, ti, 2, ci))
+                )
         stages = list(config.stages)
         if "stage" in cols and stages:
             listed = f" (stages: {', '.join(config.stages)})"
@@ -385,10 +425,14 @@ class _Check:
                     f'"stage" is not null and not {_in(STAGE, stages)}',
                     '"stage"',
                     rest=f"expected a stage listed in dataset.yml{listed}",
+                    order=(1, ti, 3),
                 )
             )
         if t.name == "opportunities":
-            out += self.opportunity_rules(cols, as_of)
+            opp_rules = self.opportunity_rules(cols, as_of)
+            for k, rule in enumerate(opp_rules):
+                rule.order = (2, k)
+            out += opp_rules
         if (
             t.name in ("opportunity_history", "activities", "leads")
             and "opportunity_id" in cols
@@ -400,6 +444,7 @@ class _Check:
                     f"expected an opportunity_id that exists in {opp.fname}",
                     '"opportunity_id" is not null and "_no_opportunity"',
                     '"opportunity_id"',
+                    order=(3, ti),
                 )
             )
             # a join, not a NOT EXISTS: PostgreSQL runs a sub-query inside an aggregate once per row
@@ -407,12 +452,13 @@ class _Check:
             t.joins.append(f'left join ({ids}) as o on o.k = b."opportunity_id"')
             t.flags.append('o.k is null as "_no_opportunity"')
         if reps is not None and "rep_id" in reps.columns and reps.rows:
-            col, severity = {
+            owners = {
                 "quotas": ("rep_id", "error"),
                 "opportunities": ("owner", "warning"),
                 "activities": ("owner", "warning"),
                 "leads": ("owner", "warning"),
-            }.get(t.name, (None, None))
+            }
+            col, severity = owners.get(t.name, (None, None))
             if col in cols:
                 out.append(
                     _Rule(
@@ -421,6 +467,7 @@ class _Check:
                         f'{q(col)} is not null and "_no_rep"',
                         q(col),
                         severity,
+                        order=(4, list(owners).index(t.name)),
                     )
                 )
                 known = f'select distinct "rep_id" as k from ({reps.base}) as r where "rep_id" is not null'
@@ -547,6 +594,7 @@ class _Check:
             (reps.rows,) = self.one(f"select count(*) from ({reps.base}) as b")
         for t in tables.values():
             self.run_table(t, self.rules(t, as_of, opp, n_ids, reps))
+        self.finish()
         if self.errors and strict:
             raise DataValidationError(self.errors, self.folder, reading_hints(self.warnings, self.errors))
         return Checked(
@@ -557,8 +605,11 @@ class _Check:
             self.warnings if strict else self.errors + self.warnings,
             inferred,
             pd.Timestamp(first) if first is not None else None,
-            on_server=True,
+            on_server=self.on_server,
         )
+
+    def finish(self) -> None:
+        """After every rule ran (a subclass puts the problems in load's order)."""
 
     def run_table(self, t: _Table, rules: list[_Rule]) -> None:
         """One aggregate query for every rule of ``t`` (and its column-level counts), then the first rows
