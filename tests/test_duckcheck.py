@@ -115,7 +115,7 @@ def broken(sample_pq, tmp_path_factory):
     quotas = read("quotas")
     quotas.loc[1, "rep_id"] = "R-GONE"  # a quota of no rep: an error
     quotas.loc[2, "quota"] = -1.0
-    _write(quotas, folder / "quotas.parquet", "quotas", {"quota": pa.int64()} if False else None)
+    _write(quotas, folder / "quotas.parquet", "quotas")
     leads = read("leads")
     leads = leads.drop(columns=["lead_id"])  # the key missing: a required column? (not required: no problem)
     leads.loc[1, "opportunity_id"] = "GHOST-LEAD"
@@ -191,3 +191,79 @@ def test_the_typed_tables_equal_loads_frames(broken, sample_pq):
                 (n,) = con.execute(f"select count(*) from (select * from {a} except all select * from {b})").fetchone()
                 assert n == 0, (t, a, b)
             assert con.execute("select count(*) from got").fetchone() == (len(frames[t]),)
+
+
+def _no_frames(monkeypatch):
+    """Fail the test if any table is typed in pandas (``coerce_table``) or read by ``read_raw``."""
+    from helpers.data import dataset
+
+    def refuse(*a, **k):
+        raise AssertionError("a table was read into pandas")
+
+    monkeypatch.setattr(dataset, "coerce_table", refuse)
+    monkeypatch.setattr(dataset, "read_raw", refuse)
+
+
+def test_the_engine_file_built_by_sql_equals_the_one_built_from_frames(sample_pq, broken, tmp_path, monkeypatch):
+    """The typed DuckDB file of a Parquet dataset is built by queries (no table made a frame) and holds
+    exactly the tables the pandas path writes: names, types, rows (EXCEPT ALL both ways)."""
+    import duckdb
+
+    from helpers.data import engine
+
+    for folder in (sample_pq, broken):
+        config = yaml.safe_load((folder / "dataset.yml").read_text())
+        monkeypatch.setenv("REVOPS_CACHE_DIR", str(tmp_path / folder.name))
+        files = engine._sources(folder)
+        frames = load(folder, strict=False).tables  # before refusing frames (REVOPS_CACHE on: its own entry)
+        old = tmp_path / f"{folder.name}-frames.duckdb"
+        engine._write_duckdb(frames, old)
+        with monkeypatch.context() as m:
+            _no_frames(m)
+            if folder == broken:
+                with pytest.raises(DataValidationError):
+                    engine.typed_duckdb(folder, files)
+                assert not engine.cache_file(folder, files).exists()  # nothing kept
+                assert not list(engine.cache_file(folder, files).parent.glob(".tmp-engine-*"))
+                continue
+            path = engine.typed_duckdb(folder, files)
+        con = duckdb.connect()
+        con.execute(f"attach '{path}' as new (read_only)")
+        con.execute(f"attach '{old}' as old (read_only)")
+        listed = lambda db: {  # noqa: E731
+            r[0] for r in con.execute(f"select table_name from information_schema.tables where table_catalog = '{db}'").fetchall()
+        }
+        assert listed("new") == set(frames) | {engine.CHECKED}
+        assert listed("old") == set(frames)
+        for t in frames:
+            got = con.execute(f"describe new.{t}").fetchall()
+            want = con.execute(f"describe old.{t}").fetchall()
+            assert [c[:2] for c in got] == [c[:2] for c in want], t
+            for a, b in ((f"new.{t}", f"old.{t}"), (f"old.{t}", f"new.{t}")):
+                (n,) = con.execute(f"select count(*) from (from {a} except all from {b})").fetchone()
+                assert n == 0, (a, b)
+        con.close()
+
+
+def test_a_parquet_dataset_is_validated_and_its_named_tables_loaded_without_frames(sample_pq, tmp_path, monkeypatch):
+    """``validate`` and ``load(tables=[...])`` of a Parquet dataset: the same Checked, frames and warnings
+    as the pandas load, with no table read into pandas but those named (from the typed DuckDB file)."""
+    from helpers.data.validation import validate
+
+    monkeypatch.setenv("REVOPS_CACHE", "0")
+    want = _loaded(sample_pq)
+    frames = load(sample_pq).tables
+    reps_warnings = load(sample_pq, tables=["reps"]).warnings  # the pandas load (the cache is off)
+    monkeypatch.setenv("REVOPS_CACHE", "1")
+    monkeypatch.setenv("REVOPS_CACHE_DIR", str(tmp_path / "cache"))
+    with monkeypatch.context() as m:
+        _no_frames(m)
+        _same(validate(sample_pq), want)  # builds the typed file, checking the dataset by queries
+        ds = load(sample_pq, tables=["reps", "quotas"])
+        assert set(ds.tables) == {"reps", "quotas"}
+        for t in ds.tables:
+            pd.testing.assert_frame_equal(ds.tables[t], frames[t])
+        assert load(sample_pq, tables=["reps"]).warnings == reps_warnings
+        ds = load(sample_pq, tables=["opportunities", "reps"])
+        pd.testing.assert_frame_equal(ds.tables["opportunities"], frames["opportunities"])
+        _same(validate(sample_pq), want)  # told by the file's stored check

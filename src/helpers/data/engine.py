@@ -353,7 +353,9 @@ def from_frames(frames: dict[str, pd.DataFrame], config: DatasetConfig | None = 
 # the typed cache (DuckDB file; Parquet for Spark)
 # --------------------------------------------------------------------------------------------------
 def _engine_digest() -> str:
-    return hashlib.sha256(f"{ENGINE_FORMAT}|".encode() + Path(__file__).read_bytes()).hexdigest()[:12]
+    here = Path(__file__).parent  # this module and the checks that build its file from Parquet
+    code = b"".join((here / name).read_bytes() for name in ("engine.py", "duckcheck.py", "pgcheck.py"))
+    return hashlib.sha256(f"{ENGINE_FORMAT}|".encode() + code).hexdigest()[:12]
 
 
 def cache_file(folder: Path, table_sources: dict) -> Path | None:
@@ -385,16 +387,22 @@ def _write_duckdb(frames: dict[str, pd.DataFrame], path: Path) -> None:
     _publish(_duckdb_file(frames, path.parent), path)
 
 
-def _duckdb_file(frames: dict, folder: Path) -> Path:
-    """The typed tables (frames or Arrow tables) in a new DuckDB file under a temporary name in ``folder``."""
-    import duckdb
-
+def _tmp_file(folder: Path) -> Path:
+    """A new temporary name for a DuckDB file in ``folder`` (not created: duckdb creates it)."""
     sources._private_dir(folder)  # user-only under the cache root, as the load cache's entries
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".tmp-engine-", suffix=".duckdb", dir=folder)
     os.close(fd)
     tmp = Path(tmp_name)
-    tmp.unlink()  # duckdb creates the file itself
+    tmp.unlink()
+    return tmp
+
+
+def _duckdb_file(frames: dict, folder: Path) -> Path:
+    """The typed tables (frames or Arrow tables) in a new DuckDB file under a temporary name in ``folder``."""
+    import duckdb
+
+    tmp = _tmp_file(folder)
     try:
         con = duckdb.connect(str(tmp))
         try:
@@ -452,6 +460,130 @@ def _load_and_write(folder: Path, path: Path) -> None:
         _write_duckdb(tables, path)
 
 
+CHECKED = "_checked"  # the table of a file built by SQL holding its dataset's check (``checked``)
+
+
+def _build_by_sql(folder: Path, path: Path) -> bool:
+    """A dataset of Parquet files: checked and typed by DuckDB queries (``duckcheck``) straight into a new
+    DuckDB file (``create table … as select`` from ``read_parquet``: no table passes through Arrow or
+    pandas in Python), with the check's result in a table of its own (``CHECKED``), published at ``path``
+    only once the check passed. False when the check does not apply (the caller loads the dataset);
+    ``DataValidationError`` when the dataset has errors (nothing is kept)."""
+    import json
+
+    from helpers.data import duckcheck
+
+    if not duckcheck.applies(_sources(folder)):
+        return False
+    tmp = _tmp_file(path.parent)
+    con, spill = duckcheck.connect(str(tmp))
+    try:
+        done = duckcheck.run(folder, con=con)
+        if done is not None:
+            checked, selects = done
+            for name, sql in selects.items():
+                con.execute(f"create table {sources.quote_ident(name)} as {sql}")
+            con.execute(f"create table {CHECKED} (json varchar)")
+            con.execute(
+                f"insert into {CHECKED} values (?)", [json.dumps(_checked_to_json(checked), ensure_ascii=False)]
+            )
+            con.execute("checkpoint")
+    except BaseException:
+        duckcheck.close(con, spill)
+        _discard(tmp)
+        raise
+    duckcheck.close(con, spill)
+    if done is None:
+        _discard(tmp)
+        return False
+    _publish(tmp, path)
+    return True
+
+
+def _sources(folder: Path) -> dict:
+    from helpers.data.dataset import find_table_files
+
+    return find_table_files(folder, load_config(folder))
+
+
+def _checked_to_json(checked) -> dict:
+    stamp = lambda v: None if v is None or pd.isna(v) else pd.Timestamp(v).isoformat()  # noqa: E731
+    return {
+        "rows": checked.rows,
+        "files": {t: str(p) for t, p in checked.files.items()},
+        "warnings": [sources._problem_to_json(w) for w in checked.warnings],
+        "inferred_as_of": stamp(checked.inferred_as_of),
+        "first_created": stamp(checked.first_created),
+    }
+
+
+def checked(folder: Path):
+    """The ``Checked`` of a Parquet dataset as its typed DuckDB file holds it (the file is built now when
+    missing: ``DataValidationError`` when the dataset has errors), or None: not a Parquet dataset, the
+    cache off, or a file built another way (from the load cache)."""
+    import json
+
+    import duckdb
+
+    from helpers.data import duckcheck
+    from helpers.data.dataset import Checked
+
+    folder = Path(folder)
+    table_sources = _sources(folder)
+    if not duckcheck.applies(table_sources):
+        return None
+    path = typed_duckdb(folder, table_sources)
+    if path is None:
+        return None
+    with duckdb.connect(str(path), read_only=True) as con:
+        if not con.execute(
+            "select count(*) from information_schema.tables where table_name = ?", [CHECKED]
+        ).fetchone()[0]:
+            return None
+        (text,) = con.execute(f"select json from {CHECKED}").fetchone()
+    d = json.loads(text)
+    stamp = lambda v: None if v is None else pd.Timestamp(v)  # noqa: E731
+    return Checked(
+        folder,
+        load_config(folder),
+        d["rows"],
+        {t: Path(p) for t, p in d["files"].items()},
+        [sources._problem_from_json(w) for w in d["warnings"]],
+        stamp(d["inferred_as_of"]),
+        stamp(d["first_created"]),
+    )
+
+
+def typed_frames(folder: Path, table_sources: dict, tables) -> tuple[dict, object] | None:
+    """({table: frame as ``dataset.load`` gives it}, the dataset's ``Checked``) for the named tables of a
+    Parquet dataset, read from its typed DuckDB file (built now when missing) — a notebook's few pandas
+    tables without loading the others; None when the dataset is not served this way (``checked``)."""
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from helpers.data import duckcheck
+
+    if not duckcheck.applies(table_sources):
+        return None
+    found = checked(folder)
+    if found is None:
+        return None
+    path = cache_file(folder, table_sources)
+    frames = {}
+    with duckdb.connect(str(path), read_only=True) as con:
+        present = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
+        for t in TABLES:
+            if t not in tables or t not in present:
+                continue
+            arrow = con.sql(f"select * from {sources.quote_ident(t)}").to_arrow_table()
+            for i, field in enumerate(arrow.schema):  # dates as load's midnight timestamps
+                if pa.types.is_date32(field.type):
+                    arrow = arrow.set_column(i, field.name, pc.cast(arrow.column(i), pa.timestamp("us")))
+            frames[t] = arrow.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get, date_as_object=False)
+    return frames, found
+
+
 def _load_frames(folder: Path) -> dict:
     """The dataset's typed, validated tables (``dataset.load``), for an engine over a dataset that
     cannot be cached."""
@@ -470,7 +602,7 @@ def typed_duckdb(folder: Path, table_sources: dict) -> Path | None:
         tables = entry.arrow() if entry is not None else None
         if tables is not None:  # the load cache's entry: its Arrow tables, no pandas round trip
             _write_duckdb(tables, path)
-        else:
+        elif not _build_by_sql(folder, path):  # Parquet: checked and typed in DuckDB
             _load_and_write(folder, path)
     return path
 
@@ -569,6 +701,8 @@ def typed_parquet(folder: Path, table_sources: dict) -> tuple[Path, bool]:
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-parquet-", dir=db.parent))
         with duckdb.connect(str(db), read_only=True) as con:
             for (t,) in con.execute("select table_name from information_schema.tables").fetchall():
+                if t not in TABLES:  # (the stored check)
+                    continue
                 con.execute(f"copy {sources.quote_ident(t)} to '{tmp / (t + '.parquet')}' (format parquet)")
         try:
             os.replace(tmp, out)

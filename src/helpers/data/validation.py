@@ -1,13 +1,14 @@
 """Validation of a dataset without keeping its rows: ``validate`` (for the report run's parent) and
 ``validate_report`` (``revops validate``). On PostgreSQL the rules run on the server as queries
-(``helpers.data.pgcheck``); files already loaded once are told by the load cache's entry, read
-memory-mapped; otherwise the dataset is loaded (``helpers.data.dataset.load``)."""
+(``helpers.data.pgcheck``); on Parquet files they run as DuckDB queries while the typed DuckDB file is
+built (``helpers.data.duckcheck``, ``engine.checked``); files already loaded once are told by the load
+cache's entry, read memory-mapped; otherwise the dataset is loaded (``helpers.data.dataset.load``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from helpers.data import pgcheck, sources
+from helpers.data import duckcheck, engine, pgcheck, sources
 from helpers.data.config import load_config
 from helpers.data.dataset import (
     Checked,
@@ -25,13 +26,19 @@ def validate(path: str | Path) -> Checked:
 
     When every table lives in one PostgreSQL database with columns the contract can take as they are typed,
     the rules run there as queries (``helpers.data.pgcheck``): only counts and the first rows that break a
-    rule come back. A dataset the load cache holds is told by its entry, without making frames of its
-    tables (``_from_cache``). Otherwise the dataset is loaded (and the cache built)."""
+    rule come back. A dataset of Parquet files is checked by DuckDB queries as its typed DuckDB file is
+    built (``engine.checked``; with the cache off, ``duckcheck.check`` alone): no frame is made. A dataset
+    the load cache holds is told by its entry, without making frames of its tables (``_from_cache``).
+    Otherwise the dataset is loaded (and the cache built)."""
     folder = Path(path)
     if folder.is_dir():
         checked = pgcheck.check(folder)
         if checked is None:
+            checked = engine.checked(folder)
+        if checked is None:
             checked = _from_cache(folder)
+        if checked is None:
+            checked = duckcheck.check(folder)
         if checked is not None:
             return checked
     ds = load(folder)
