@@ -191,6 +191,9 @@ def test_the_typed_tables_equal_loads_frames(broken, sample_pq):
                 (n,) = con.execute(f"select count(*) from (select * from {a} except all select * from {b})").fetchone()
                 assert n == 0, (t, a, b)
             assert con.execute("select count(*) from got").fetchone() == (len(frames[t]),)
+            first = next(c for c in frames[t].columns if pd.api.types.is_string_dtype(frames[t][c]))  # row order
+            got_first = [r[0] for r in con.execute(f'select "{first}" from got').fetchall()]
+            assert got_first == [None if pd.isna(v) else v for v in frames[t][first]], t
 
 
 def _no_frames(monkeypatch):

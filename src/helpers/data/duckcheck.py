@@ -129,10 +129,18 @@ def describe(con, folder: Path, config: DatasetConfig | None = None) -> dict[str
     return tables
 
 
+def _text(col: str) -> str:
+    """SQL: text trimmed of Python's whitespace, empty being no value (``coerce.to_text``). A value whose
+    first and last characters lie in 33–132 (no whitespace there) is kept as it is: DuckDB's ``trim`` with
+    a list of characters takes 9 s for 10M ids, this test 1 s."""
+    plain = f"unicode({col}) between 33 and 132 and unicode(right({col}, 1)) between 33 and 132"
+    return f"case when {plain} then {col} else nullif(trim({col}, {lit(WHITESPACE)}), '') end"
+
+
 def _value_sql(col: str, kind: str, typ: str) -> str:
     """SQL of one Parquet column typed as contract ``kind`` (probabilities not yet scaled)."""
     if kind in ("id", "str"):
-        return f"nullif(trim({col}, {lit(WHITESPACE)}), '')"
+        return _text(col)
     if kind in ("date", "datetime"):
         ts = f"timezone('UTC', {col})" if typ == "TIMESTAMP WITH TIME ZONE" else col
         return f"cast({ts} as date)" if kind == "date" else f"cast({ts} as timestamp)"
@@ -148,7 +156,7 @@ def _nonblank(t: _Table) -> str:
     for dbcol, typ in t.raw.values():
         c = f"s.{q(dbcol)}"
         out.append(
-            f"trim({c}, {lit(WHITESPACE)}) <> ''"
+            f"{_text(c)} is not null"
             if typ == "VARCHAR"
             else f"not isnan({c})"
             if typ in FLOATS
@@ -275,7 +283,7 @@ class _DuckCheck(pgcheck._Check):
         contract's name, in the file's order (``is_won``/``is_closed`` after them when derived), blank rows
         left out, in the file's row order; columns outside the contract as they are; probabilities on 0–1."""
         rename = {h: n for n, h in t.names.items()}
-        cols, names = [f"s.{ROW} as \"_row\""], ["_row"]
+        cols, names = [], []
         for header, (dbcol, typ) in t.raw.items():
             name = rename.get(header, header)
             c = f"s.{q(dbcol)}"
@@ -290,8 +298,9 @@ class _DuckCheck(pgcheck._Check):
             cols.append(f"{expr} as {q(name)}")
             names.append(name)
         sql = f"select {', '.join(cols)} from ({t.src.select()}) as s where {_nonblank(t)}"
-        sql = self.derive_status(t, sql, names)
-        return f'select * exclude ("_row") from ({sql}) as d order by "_row"'
+        # the file's row order: DuckDB keeps the order of a scan through filters and projections
+        # (preserve_insertion_order, ``connect``); an ORDER BY would sort 10M activities again (12 → 4 s)
+        return self.derive_status(t, sql, names)
 
 
 def run(folder: Path, strict: bool = True, con=None) -> tuple[Checked, dict[str, str]] | None:
