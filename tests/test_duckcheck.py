@@ -106,7 +106,12 @@ def broken(sample_pq, tmp_path_factory):
     hist = read("opportunity_history")
     hist.loc[3, "opportunity_id"] = "NOPE"  # no such opportunity
     hist.loc[4, "changed_at"] = pd.NaT  # a required value missing
-    _write(hist, folder / "opportunity_history.parquet", "opportunity_history", {"changed_at": pa.timestamp("us", "UTC")})
+    _write(
+        hist,
+        folder / "opportunity_history.parquet",
+        "opportunity_history",
+        {"changed_at": pa.timestamp("us", "UTC")},
+    )
     act = read("activities")
     act.loc[[5, 9], "opportunity_id"] = "GHOST-OPP"
     act.loc[6, "activity_id"] = act.loc[7, "activity_id"]
@@ -188,10 +193,14 @@ def test_the_typed_tables_equal_loads_frames(broken, sample_pq):
             want = con.execute("describe select * from want").fetchall()
             assert [c[:2] for c in got] == [c[:2] for c in want], t
             for a, b in (("got", "want"), ("want", "got")):
-                (n,) = con.execute(f"select count(*) from (select * from {a} except all select * from {b})").fetchone()
+                (n,) = con.execute(
+                    f"select count(*) from (select * from {a} except all select * from {b})"
+                ).fetchone()
                 assert n == 0, (t, a, b)
             assert con.execute("select count(*) from got").fetchone() == (len(frames[t]),)
-            first = next(c for c in frames[t].columns if pd.api.types.is_string_dtype(frames[t][c]))  # row order
+            first = next(
+                c for c in frames[t].columns if pd.api.types.is_string_dtype(frames[t][c])
+            )  # row order
             got_first = [r[0] for r in con.execute(f'select "{first}" from got').fetchall()]
             assert got_first == [None if pd.isna(v) else v for v in frames[t][first]], t
 
@@ -207,7 +216,9 @@ def _no_frames(monkeypatch):
     monkeypatch.setattr(dataset, "read_raw", refuse)
 
 
-def test_the_engine_file_built_by_sql_equals_the_one_built_from_frames(sample_pq, broken, tmp_path, monkeypatch):
+def test_the_engine_file_built_by_sql_equals_the_one_built_from_frames(
+    sample_pq, broken, tmp_path, monkeypatch
+):
     """The typed DuckDB file of a Parquet dataset is built by queries (no table made a frame) and holds
     exactly the tables the pandas path writes: names, types, rows (EXCEPT ALL both ways)."""
     import duckdb
@@ -215,7 +226,6 @@ def test_the_engine_file_built_by_sql_equals_the_one_built_from_frames(sample_pq
     from helpers.data import engine
 
     for folder in (sample_pq, broken):
-        config = yaml.safe_load((folder / "dataset.yml").read_text())
         monkeypatch.setenv("REVOPS_CACHE_DIR", str(tmp_path / folder.name))
         files = engine._sources(folder)
         frames = load(folder, strict=False).tables  # before refusing frames (REVOPS_CACHE on: its own entry)
@@ -233,8 +243,11 @@ def test_the_engine_file_built_by_sql_equals_the_one_built_from_frames(sample_pq
         con = duckdb.connect()
         con.execute(f"attach '{path}' as new (read_only)")
         con.execute(f"attach '{old}' as old (read_only)")
-        listed = lambda db: {  # noqa: E731
-            r[0] for r in con.execute(f"select table_name from information_schema.tables where table_catalog = '{db}'").fetchall()
+        listed = lambda db, con=con: {  # noqa: E731
+            r[0]
+            for r in con.execute(
+                f"select table_name from information_schema.tables where table_catalog = '{db}'"
+            ).fetchall()
         }
         assert listed("new") == set(frames) | {engine.CHECKED}
         assert listed("old") == set(frames)
@@ -248,9 +261,12 @@ def test_the_engine_file_built_by_sql_equals_the_one_built_from_frames(sample_pq
         con.close()
 
 
-def test_a_parquet_dataset_is_validated_and_its_named_tables_loaded_without_frames(sample_pq, tmp_path, monkeypatch):
+def test_a_parquet_dataset_is_validated_and_its_named_tables_loaded_without_frames(
+    sample_pq, tmp_path, monkeypatch
+):
     """``validate`` and ``load(tables=[...])`` of a Parquet dataset: the same Checked, frames and warnings
     as the pandas load, with no table read into pandas but those named (from the typed DuckDB file)."""
+    from helpers.data import engine
     from helpers.data.validation import validate
 
     monkeypatch.setenv("REVOPS_CACHE", "0")
@@ -262,11 +278,11 @@ def test_a_parquet_dataset_is_validated_and_its_named_tables_loaded_without_fram
     with monkeypatch.context() as m:
         _no_frames(m)
         _same(validate(sample_pq), want)  # builds the typed file, checking the dataset by queries
-        ds = load(sample_pq, tables=["reps", "quotas"])
+        ds = engine.load_tables(sample_pq, ["reps", "quotas"])
         assert set(ds.tables) == {"reps", "quotas"}
         for t in ds.tables:
             pd.testing.assert_frame_equal(ds.tables[t], frames[t])
-        assert load(sample_pq, tables=["reps"]).warnings == reps_warnings
-        ds = load(sample_pq, tables=["opportunities", "reps"])
+        assert engine.load_tables(sample_pq, ["reps"]).warnings == reps_warnings
+        ds = engine.load_tables(sample_pq, ["opportunities", "reps"])
         pd.testing.assert_frame_equal(ds.tables["opportunities"], frames["opportunities"])
         _same(validate(sample_pq), want)  # told by the file's stored check

@@ -916,9 +916,8 @@ def load(
     (the default) any error raises ``DataValidationError``; otherwise errors are returned as warnings.
     ``since`` keeps only the rows a report from that date on needs, filtered in the database where the
     tables live in one (see ``helpers.data.sources``). Loads from files are cached as typed Arrow files outside
-    the folder, keyed by the files' sha256; a load of named ``tables`` of a dataset of Parquet files reads
-    them from the metric engine's typed DuckDB file instead, checked by queries when it was built
-    (``engine.typed_frames``, ``helpers.data.duckcheck``): the other tables are never read into pandas.
+    the folder, keyed by the files' sha256 (``engine.load_tables`` reads named tables of a dataset of Parquet
+    files from the metric engine's typed DuckDB file instead).
 
     ``on_typed``, when given, is called with the typed tables (table -> frame, as the load will return
     them) once every file is read, before the cross-table rules run; only when the load reads the files
@@ -936,15 +935,6 @@ def load(
     keep = None if tables is None or "opportunities" in tables else set(tables)  # None: keep every table read
     if tables is not None:
         files = {k: v for k, v in all_files.items() if k in set(tables) | {"opportunities"}}
-        if strict:  # Parquet: the tables from the typed DuckDB file, checked by queries when it was built
-            from helpers.data import engine
-
-            served = engine.typed_frames(folder, all_files, set(tables))
-            if served is not None:
-                frames, checked = served
-                names = {Path(str(v)).name for v in files.values()}
-                warnings = [w for w in checked.warnings if w.file in names or w.file == str(folder)]
-                return Dataset(folder, config, sources.window_frames(frames, since, config), files, warnings)
         # a cached full load (e.g. built when the report run validated the dataset) serves any subset
         full = sources.TableCache.open(folder, all_files, None, strict, since) if files != all_files else None
         if full is not None and (hit := full.get(only=set(files) if keep is None else keep)) is not None:

@@ -48,7 +48,16 @@ from helpers.data.schema import TABLES
 ROW = "file_row_number"  # read_parquet's row number (0-based); load's row is this + 1
 DATES = {"DATE", "TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP WITH TIME ZONE"}
 FLOATS = {"DOUBLE", "FLOAT"}
-NUMBERS = FLOATS | {"BIGINT", "INTEGER", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER", "USMALLINT", "UTINYINT"}
+NUMBERS = FLOATS | {
+    "BIGINT",
+    "INTEGER",
+    "SMALLINT",
+    "TINYINT",
+    "UBIGINT",
+    "UINTEGER",
+    "USMALLINT",
+    "UTINYINT",
+}
 OTHER = {"VARCHAR", "DOUBLE", "BOOLEAN"}  # columns outside the contract kept as they are
 BUILD_MEMORY = "2GB"  # DuckDB's memory for the check and the build (REVOPS_BUILD_MEMORY); the rest spills
 
@@ -112,7 +121,9 @@ def describe(con, folder: Path, config: DatasetConfig | None = None) -> dict[str
         src = _Parquet(path)
         desc = con.execute(f"describe {src.select()}").fetchall()
         desc = [(n, typ) for n, typ, *_ in desc if n != ROW]
-        if any(n == ROW for n, _ in desc) or len(desc) != len(con.execute(f"describe select * from read_parquet({lit(str(path))})").fetchall()):
+        if any(n == ROW for n, _ in desc) or len(desc) != len(
+            con.execute(f"describe select * from read_parquet({lit(str(path))})").fetchall()
+        ):
             return None  # the file has a column of that name
         headers = [str(n).strip() for n, _ in desc]
         if any(not h for h in headers) or len({h.lower() for h in headers}) < len(headers):
@@ -203,7 +214,7 @@ class _DuckCheck(pgcheck._Check):
 
     def typed(self, t: _Table, stage_map: dict[str, str]) -> str:
         self.stage_maps[t.name] = stage_map
-        cols = [f"s.{ROW} + 1 as \"_row\""]
+        cols = [f's.{ROW} + 1 as "_row"']
         selected = set(self._columns(t))
         for name, header in t.names.items():
             if name not in selected:
@@ -245,7 +256,15 @@ class _DuckCheck(pgcheck._Check):
                 )
         if t.rows == 0:
             self.add(
-                Problem(fname, None, None, None, "has no data rows", "error" if table.required else "warning", None),
+                Problem(
+                    fname,
+                    None,
+                    None,
+                    None,
+                    "has no data rows",
+                    "error" if table.required else "warning",
+                    None,
+                ),
                 (0, ti, 1),
             )
         key = table.key if table.key and table.key in t.columns else None
@@ -259,7 +278,15 @@ class _DuckCheck(pgcheck._Check):
             )
             for row, value, first in rows:
                 self.add(
-                    Problem(fname, row, key, value, f"expected a unique id; row {first} has the same id", "error", None),
+                    Problem(
+                        fname,
+                        row,
+                        key,
+                        value,
+                        f"expected a unique id; row {first} has the same id",
+                        "error",
+                        None,
+                    ),
                     (1, ti, 0),
                 )
         for rule, n in zip(rules, counts, strict=True):
@@ -268,14 +295,17 @@ class _DuckCheck(pgcheck._Check):
 
     def problems(self, t: _Table, rule: _Rule, n: int, keys: list[str]) -> None:
         picks = ["b._row", rule.value or "null"] + ([rule.ref[1]] if rule.ref else [])
-        rows = self.all(f"select {', '.join(picks)} from ({t.checked}) as b where {rule.where} order by b._row")
+        rows = self.all(
+            f"select {', '.join(picks)} from ({t.checked}) as b where {rule.where} order by b._row"
+        )
         text = rule.expected if isinstance(rule.expected, str) else None
         for row in rows:
             value = _value(row[1], rule.as_date)
             ref = (rule.ref[0], _value(row[2], rule.as_date)) if rule.ref else None
             expected = text if text is not None else rule.expected(value)
             self.add(
-                Problem(t.fname, row[0], rule.column, value, expected, rule.severity, None, ref=ref), rule.order
+                Problem(t.fname, row[0], rule.column, value, expected, rule.severity, None, ref=ref),
+                rule.order,
             )
 
     def select(self, t: _Table) -> str:

@@ -346,7 +346,9 @@ def from_frames(frames: dict[str, pd.DataFrame], config: DatasetConfig | None = 
         con.raw_sql(f"create table {sources.quote_ident(name)} as select * from _typed_{name}")
         con.con.unregister(f"_typed_{name}")
     tables = {t: con.table(t) for t in TABLES if t in frames}
-    return Engine("duckdb", con, tables, config or DatasetConfig(), Path(path), "in-memory DuckDB", [con.disconnect])
+    return Engine(
+        "duckdb", con, tables, config or DatasetConfig(), Path(path), "in-memory DuckDB", [con.disconnect]
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -373,7 +375,11 @@ def _typed_arrow(table_data, table: str):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    arrow = table_data if isinstance(table_data, pa.Table) else pa.Table.from_pandas(table_data, preserve_index=False)
+    arrow = (
+        table_data
+        if isinstance(table_data, pa.Table)
+        else pa.Table.from_pandas(table_data, preserve_index=False)
+    )
     contract = TABLES[table]
     for i, col in enumerate(arrow.column_names):
         spec = contract.column(col)
@@ -485,7 +491,8 @@ def _build_by_sql(folder: Path, path: Path) -> bool:
                 con.execute(f"create table {sources.quote_ident(name)} as {sql}")
             con.execute(f"create table {CHECKED} (json varchar)")
             con.execute(
-                f"insert into {CHECKED} values (?)", [json.dumps(_checked_to_json(checked), ensure_ascii=False)]
+                f"insert into {CHECKED} values (?)",
+                [json.dumps(_checked_to_json(checked), ensure_ascii=False)],
             )
             con.execute("checkpoint")
     except BaseException:
@@ -580,8 +587,31 @@ def typed_frames(folder: Path, table_sources: dict, tables) -> tuple[dict, objec
             for i, field in enumerate(arrow.schema):  # dates as load's midnight timestamps
                 if pa.types.is_date32(field.type):
                     arrow = arrow.set_column(i, field.name, pc.cast(arrow.column(i), pa.timestamp("us")))
-            frames[t] = arrow.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get, date_as_object=False)
+            frames[t] = arrow.to_pandas(
+                types_mapper={pa.bool_(): pd.BooleanDtype()}.get, date_as_object=False
+            )
     return frames, found
+
+
+def load_tables(path, tables: list[str]):
+    """``dataset.load(path, tables=tables)``: for a dataset of Parquet files, the named tables read from its
+    typed DuckDB file (built now when missing, the dataset checked by queries: ``duckcheck``) with the
+    warnings of that check about them, so no other table is read into pandas (a notebook's reps and
+    quotas at 10M opportunities); any other dataset is loaded as before."""
+    from helpers.data.dataset import Dataset, load
+
+    folder = Path(path)
+    if folder.is_dir():
+        config = load_config(folder)
+        all_files = _sources(folder)
+        served = typed_frames(folder, all_files, set(tables))
+        if served is not None:
+            frames, found = served
+            files = {k: v for k, v in all_files.items() if k in set(tables) | {"opportunities"}}
+            names = {Path(str(v)).name for v in files.values()}
+            warnings = [w for w in found.warnings if w.file in names or w.file == str(folder)]
+            return Dataset(folder, config, frames, files, warnings)
+    return load(path, tables=tables)
 
 
 def _load_frames(folder: Path) -> dict:

@@ -386,7 +386,11 @@ class _Check:
                 if kind == "money":
                     out.append(
                         _Rule(
-                            name, "expected an amount of 0 or more", f"{q(name)} < 0", raw, order=(0, ti, 2, ci, 2)
+                            name,
+                            "expected an amount of 0 or more",
+                            f"{q(name)} < 0",
+                            raw,
+                            order=(0, ti, 2, ci, 2),
                         )
                     )
                 if kind == "prob":  # on 0–1 when no value is above 1: out of range is below 0 or above 100
@@ -413,7 +417,9 @@ class _Check:
             if col in cols and col != table.key:
                 ci = table.column_names.index(col)
                 out.append(
-                    _Rule(col, "expected a value (required column)", f"{q(col)} is null", order=(1, ti, 2, ci))
+                    _Rule(
+                        col, "expected a value (required column)", f"{q(col)} is null", order=(1, ti, 2, ci)
+                    )
                 )
         stages = list(config.stages)
         if "stage" in cols and stages:

@@ -156,7 +156,7 @@ def run_reviews(
     notebook in ``<out>/<period>/reviews.failed/`` and the previous packs untouched. ``parameters``
     (``-p``/``-f``) are checked against the notebook's parameters cell before anything runs, as for the
     monthly pack; the rep and scope of each pack are the run's own."""
-    from helpers.data.dataset import load
+    from helpers.data import engine
     from helpers.publish import report
 
     given = dict(parameters or {})
@@ -170,7 +170,7 @@ def run_reviews(
     params = report.validate_parameters(dataset, period, as_of, [NOTEBOOK])
     # the deals' owners and the reps table are all review_reps needs (validate_parameters checked the
     # whole dataset): a database's activity log and leads are not read here
-    ds = load(params.dataset, tables=["opportunities", "reps"])
+    ds = engine.load_tables(params.dataset, ["opportunities", "reps"])
     rep_ids = review_reps(ds, params.as_of, reps)
     out_root = Path(out).resolve()
     period_dir = out_root / params.period

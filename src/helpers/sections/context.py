@@ -16,7 +16,7 @@ import pandas as pd
 
 from helpers.data import escape
 from helpers.data.calendar import FiscalCalendar, month_name, period_bounds
-from helpers.data.dataset import Dataset, load
+from helpers.data.dataset import Dataset
 from helpers.sections import display
 from helpers.sections.summary import Headlines
 
@@ -181,7 +181,7 @@ def open_report(
     engine.set_memory(engine_memory)  # (a warm kernel's open engine too: each notebook says its own)
 
     wanted = list(tables) if tables is not None else [t for t in TABLES if t not in ENGINE_TABLES]
-    ds = load(resolve_dataset(dataset), tables=wanted)
+    ds = engine.load_tables(resolve_dataset(dataset), wanted)
     if "opportunities" not in ds.tables and ds.files:  # left where they live: the export date is asked there
         ds.inferred = lambda: engine.shared(ds.path).inferred_as_of()
     p, a = resolve_dates(ds, period, as_of)
