@@ -94,6 +94,13 @@ def _shown(v) -> str:
     return repr(v) if isinstance(v, str) else str(v)
 
 
+def no_data_rows(fname: str, table: Table, line_offset=None) -> Problem:
+    """A table without data rows: an error for a required table, else a warning (every check says it so)."""
+    return Problem(
+        fname, None, None, None, "has no data rows", "error" if table.required else "warning", line_offset
+    )
+
+
 def n_problems(problems) -> int:
     """How many rows the problems stand for (a problem counted on the server may stand for several)."""
     return sum(p.count for p in problems)
@@ -581,17 +588,7 @@ def coerce_table(
         empty_rows[rows] = blank(df.iloc[:, c].loc[rows]).to_numpy()
     df = df[~empty_rows]
     if df.empty:
-        problems.append(
-            Problem(
-                fname,
-                None,
-                None,
-                None,
-                "has no data rows",
-                "error" if table.required else "warning",
-                line_offset,
-            )
-        )
+        problems.append(no_data_rows(fname, table, line_offset))
     date_order = config.extra.get("date_order") if config is not None else None
     for col in table.columns:
         if col.name not in df.columns:

@@ -41,6 +41,7 @@ from helpers.data.dataset import (
     Problem,
     contract_headers,
     find_table_files,
+    no_data_rows,
 )
 from helpers.data.pgcheck import WHITESPACE, _Rule, _Table, _value, lit, q
 from helpers.data.schema import TABLES
@@ -255,18 +256,7 @@ class _DuckCheck(pgcheck._Check):
                     (0, ti, 2, table.column_names.index(c.name), 1),
                 )
         if t.rows == 0:
-            self.add(
-                Problem(
-                    fname,
-                    None,
-                    None,
-                    None,
-                    "has no data rows",
-                    "error" if table.required else "warning",
-                    None,
-                ),
-                (0, ti, 1),
-            )
+            self.add(no_data_rows(fname, table), (0, ti, 1))
         key = table.key if table.key and table.key in t.columns else None
         if key and self.one(
             f"select 1 from ({t.base}) as b where {q(key)} is not null group by {q(key)} having count(*) > 1 limit 1"

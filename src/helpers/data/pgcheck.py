@@ -52,6 +52,7 @@ from helpers.data.dataset import (
     contract_headers,
     unknown_columns,
     find_table_files,
+    no_data_rows,
     reading_hints,
 )
 from helpers.data.schema import TABLES, Table
@@ -668,17 +669,7 @@ class _Check:
                     )
                 )
         if t.rows == 0:
-            self.add(
-                Problem(
-                    fname,
-                    None,
-                    None,
-                    None,
-                    "has no data rows",
-                    "error" if table.required else "warning",
-                    None,
-                )
-            )
+            self.add(no_data_rows(fname, table))
         if duplicates:
             rows = self.all(
                 f"select {q(key)}, count(*) from ({t.base}) as b where {q(key)} is not null "
