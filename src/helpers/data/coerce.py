@@ -155,16 +155,22 @@ def to_number(s: pd.Series, kind: str = "number"):
     if kind == "prob":
         vals, frac = probability_scale(vals, pct)
         if frac.any():
-            warnings.append(
-                f"probabilities are on a 0–100 scale (values above 1), so {int(frac.sum())} value(s) "
-                "below 1 were read as under 1%; write all values on one scale"
-            )
+            warnings.append(mixed_scale(int(frac.sum())))
     else:
         for r in pct[pct].index:
             bad.setdefault(r, "expected a number, not a percentage")
     for r in bad:
         vals[r] = np.nan
     return vals, bad, warnings
+
+
+def mixed_scale(below_one: int) -> str:
+    """The warning for a probability column on a 0–100 scale with values below 1 (said by the load, the
+    PostgreSQL check and the Parquet check alike)."""
+    return (
+        f"probabilities are on a 0–100 scale (values above 1), so {below_one} value(s) "
+        "below 1 were read as under 1%; write all values on one scale"
+    )
 
 
 def probability_scale(n: pd.Series, pct: pd.Series) -> tuple[pd.Series, pd.Series]:

@@ -34,6 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 from helpers.data import pgcheck
+from helpers.data.coerce import mixed_scale
 from helpers.data.config import DatasetConfig, load_config
 from helpers.data.dataset import (
     Checked,
@@ -248,8 +249,7 @@ class _DuckCheck(pgcheck._Check):
                         None,
                         c.name,
                         None,
-                        f"probabilities are on a 0–100 scale (values above 1), so {below_one} value(s) "
-                        "below 1 were read as under 1%; write all values on one scale",
+                        mixed_scale(below_one),
                         "warning",
                         None,
                     ),

@@ -40,6 +40,7 @@ from pathlib import Path
 import pandas as pd
 
 from helpers.data import sources
+from helpers.data.coerce import mixed_scale
 from helpers.data.config import DatasetConfig, load_config
 from helpers.data.dataset import (
     MAX_ROWS_SHOWN,
@@ -648,8 +649,7 @@ class _Check:
                         None,
                         n,
                         None,
-                        f"probabilities are on a 0–100 scale (values above 1), so {below_one} value(s) "
-                        "below 1 were read as under 1%; write all values on one scale",
+                        mixed_scale(below_one),
                         "warning",
                         None,
                     )
