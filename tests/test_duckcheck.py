@@ -286,3 +286,21 @@ def test_a_parquet_dataset_is_validated_and_its_named_tables_loaded_without_fram
         ds = engine.load_tables(sample_pq, ["opportunities", "reps"])
         pd.testing.assert_frame_equal(ds.tables["opportunities"], frames["opportunities"])
         _same(validate(sample_pq), want)  # told by the file's stored check
+
+
+def test_a_subset_load_keeps_the_typed_file(sample_pq, tmp_path, monkeypatch):
+    """A load of some tables writes its cache entry beside the typed DuckDB file of the whole dataset
+    (one data key for the dataset's files), so writing it removes neither the file nor the other entries."""
+    from helpers.data import engine
+    from helpers.data.validation import validate
+
+    monkeypatch.setenv("REVOPS_CACHE", "1")
+    monkeypatch.setenv("REVOPS_CACHE_DIR", str(tmp_path / "cache"))
+    validate(sample_pq)  # builds the typed file
+    typed = engine.cache_file(sample_pq, engine._sources(sample_pq))
+    assert typed.exists()
+    reps = load(sample_pq, tables=["reps"])  # the pandas load of a subset: writes its own entry
+    assert typed.exists()
+    entries = [p for p in typed.parent.iterdir() if (p / "meta.json").exists()]
+    assert len(entries) == 1  # the subset's entry, in the same folder
+    pd.testing.assert_frame_equal(load(sample_pq, tables=["reps"]).tables["reps"], reps.tables["reps"])

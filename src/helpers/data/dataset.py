@@ -953,7 +953,9 @@ def load(
             ],
             folder,
         )
-    cache = sources.TableCache.open(folder, files, tables, strict, since)
+    # keyed by every table's source (a subset's entry shares the data key, and so the folder, of the whole
+    # dataset's entries and typed file, which writing it would otherwise remove as stale)
+    cache = sources.TableCache.open(folder, all_files, tables, strict, since)
     if cache is not None and (hit := cache.get(only=keep)) is not None:
         frames, warnings = hit
         return Dataset(
