@@ -187,9 +187,9 @@ def activity_yield(log: pd.DataFrame, opps: pd.DataFrame, start, end, owners=Non
 
 
 def funnel_rates(log: pd.DataFrame, opps: pd.DataFrame, start, end, owners=None) -> pd.Series:
-    """The tracker's measured conversion (``rates.totals`` of the closed deals, deals created, calls and
+    """The tracker's measured conversion (the totals (``rates.as_totals``) of the closed deals, deals created, calls and
     meetings and demos held by ``owners``)."""
-    from helpers.metrics import rates as R
+    import rates_reference as R
 
     a = normalized(log)
     day = a["occurred_at"].dt.normalize()

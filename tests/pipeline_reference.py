@@ -12,10 +12,10 @@ import math
 
 import numpy as np
 import pandas as pd
+import rates_reference as RR
 
 from helpers.data.calendar import Window, month_starts, trailing_window, week_starts
 from helpers.metrics import pipeline as P
-from helpers.metrics import rates
 from helpers.metrics.expr import as_table, keyed
 
 
@@ -371,7 +371,7 @@ def win_rate(opps, start, end) -> dict:
     """Deals closed in ``[start, end]``: win rate by count = won ÷ (won + lost); by value =
     Σ won amount ÷ Σ closed amount; average won deal size over won deals with an amount
     (``helpers.metrics.rates``, the one implementation)."""
-    return rates.totals(rates.closed_in(opps, start, end))
+    return RR.totals(RR.closed_in(opps, start, end))
 
 
 def sales_velocity(opps, as_of, months: int = 12) -> dict:

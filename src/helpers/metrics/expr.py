@@ -286,14 +286,14 @@ def _rates_frame(eng, start, end, by=None, missing=NOT_SET) -> pd.DataFrame:
 
 
 def totals(closed) -> dict:
-    """``rates.totals`` of the closed deals ``closed`` (an Ibis table: summed where it lives): closed,
+    """The totals (``rates.as_totals``) of the closed deals ``closed`` (an Ibis table: summed where it lives): closed,
     won, lost, win_rate_count, won_value, closed_value, win_rate_value, won_priced, avg_deal_size."""
     out = outcome_counts(closed.mutate(group=ibis.literal("All"))).execute()
     return rates.as_totals(_finished(out, True).iloc[0])
 
 
 def win_rate(eng, start, end) -> dict:
-    """``helpers.metrics.pipeline.win_rate`` (``rates.totals``) on the engine: closed, won, lost,
+    """``helpers.metrics.pipeline.win_rate``'s totals (``rates.as_totals``) on the engine: closed, won, lost,
     win_rate_count, won_value, closed_value, win_rate_value, won_priced, avg_deal_size."""
     return rates.as_totals(_rates_frame(eng, start, end).iloc[0])
 
