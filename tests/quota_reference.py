@@ -5,6 +5,8 @@ tests hold the engine's results (``quota.won_by_month`` and what is made from it
 
 ``draw_months`` / ``simulate_totals`` are the realism simulation as it was before the draws were held as
 positions in the pools (``quota.PoolDraws``): one dense (reps, draws, months) float32 array.
+``attainment`` is the simulation's outcome as it was before it went by blocks of reps: whole reps × draws
+matrices and one ``np.partition`` of every ratio.
 """
 
 from __future__ import annotations
@@ -106,3 +108,18 @@ def simulate_totals(draws: np.ndarray, active: np.ndarray, ramp: np.ndarray, sea
     s = np.full(draws.shape[2], 1 / 12) if season is None else np.asarray(season, float)
     mult = (active * ramp * 12 * s[None, :]).astype(np.float32)
     return np.einsum("idm,im->id", draws, mult, optimize=True)
+
+
+def attainment(totals: np.ndarray, quotas: np.ndarray, target_share: float = 0.75):
+    """(P per rep, share at quota per draw, expected share, quota level) over the whole matrix."""
+    q = np.asarray(quotas, float)
+    has = q > 0
+    p = np.full(len(q), np.nan)
+    t = totals[has]
+    qh = q[has, None]
+    hit = t >= qh
+    p[has] = hit.mean(axis=1)
+    by_draw = hit.mean(axis=0)
+    ratios = (t / qh.astype(t.dtype)).reshape(-1)
+    j = min(int(np.ceil((1 - target_share) * ratios.size - 1e-9)), ratios.size - 1)
+    return p, by_draw, float(p[has].mean()), float(np.partition(ratios, j)[j])

@@ -339,12 +339,13 @@ def test_quota_at_share():
     assert Q.quota_at_share(totals, 1.0).tolist() == [10.0, 5.0]
 
 
+@pytest.mark.parametrize("held", [True, False])  # positions held, or replayed from the seed
 @pytest.mark.parametrize("big", [300, 70_000])  # wide positions as uint16, then uint32
-def test_pool_draws_match_the_dense_array(monkeypatch, big):
-    """The draws held as positions in the pools give the dense array's very numbers: the same values,
-    totals bit for bit, and so the same P(attain), quota level and share at quota by draw. Reps with
-    one-byte positions (own months, a shared 256-value pool, an empty pool) sit between reps on wider
-    pools, and the blocks are a few reps long."""
+def test_pool_draws_match_the_dense_array(monkeypatch, big, held):
+    """The draws held as positions in the pools, or replayed from the seed, give the dense array's very
+    numbers: the same values, totals bit for bit, and so the same P(attain), quota level and share at quota
+    by draw. Reps with one-byte positions (own months, a shared 256-value pool, an empty pool) sit between
+    reps on wider pools, and the blocks are a few reps long."""
     import quota_reference as ref
 
     rng = np.random.default_rng(7)
@@ -366,8 +367,14 @@ def test_pool_draws_match_the_dense_array(monkeypatch, big):
     n, n_draws = len(pools), 37
     monkeypatch.setattr(Q, "DRAW_BLOCK_VALUES", 3 * n_draws * 12)  # blocks of 3 reps
     monkeypatch.setattr(Q, "GATHER_BLOCK_VALUES", 2 * n_draws * 12)
+    if not held:
+        monkeypatch.setattr(Q, "HELD_DRAWS_BYTES", n * n_draws * 12 - 1)  # one byte short of the narrowest
     d = Q.draw_months(pools, n_draws, 12, seed=5)
-    assert d.narrow.dtype == np.uint8 and d.wide.dtype == (np.uint16 if big <= 2**16 else np.uint32)
+    assert d.held == held and d.shape == (n, n_draws, 12)
+    if held:
+        assert d.narrow.dtype == np.uint8 and d.wide.dtype == (np.uint16 if big <= 2**16 else np.uint32)
+    else:
+        assert d.narrow is None and d.wide is None
     assert d.narrow_rows.tolist() == [0, 2, 3, 5, 7, 8, 10] and d.wide_rows.tolist() == [1, 4, 6, 9]
     assert len(d.values) == 12 + 257 + 7 + 256 + big + 1 + 1 + 12  # a shared pool is held once
     dense = ref.draw_months(pools, n_draws, 12, seed=5)
@@ -391,6 +398,54 @@ def test_pool_draws_match_the_dense_array(monkeypatch, big):
     assert 0 < a.expected_share < 1 and len(set(a.share_by_draw)) > 1  # the case is not degenerate
     # the first reps (planned hires take the first n of theirs)
     np.testing.assert_array_equal(Q.simulate_totals(d.head(5), active[:5], ramp[:5], season), want[:5])
+    np.testing.assert_array_equal(d.head(5).dense(), dense[:5])
+
+
+def test_attainment_by_blocks_matches_the_whole_matrix(monkeypatch):
+    """P(attain), share at quota by draw, expected share and quota level by blocks of reps equal the whole
+    matrix's (one ``np.partition`` of every ratio): reps without a quota skipped, blocks of 3 reps, float32
+    and float64 totals, every target share from all to none, the level in a crowded bin and in a lone one."""
+    import quota_reference as ref
+
+    monkeypatch.setattr(Q, "GATHER_BLOCK_VALUES", 3 * 50)  # blocks of 3 reps of 50 draws
+    rng = np.random.default_rng(3)
+    totals = np.round(rng.gamma(2.0, 50_000.0, (11, 50)), 2).astype(np.float32)
+    totals[2] = 0  # a rep who never books
+    totals[4, :10] = totals[4, 10]  # ties
+    quotas = np.quantile(totals, 0.3, axis=1)
+    quotas[[1, 7]] = 0  # no quota
+    quotas[2] = 1_000.0
+    for t in (totals, totals.astype(float)):
+        for share in (1.0, 0.9, 0.75, 0.5, 0.25, 0.0):
+            got = Q.attainment(t, quotas, share)
+            p, by_draw, expected, level = ref.attainment(t, quotas, share)
+            np.testing.assert_array_equal(got.p_attain, p)
+            np.testing.assert_array_equal(got.share_by_draw, by_draw)
+            assert got.expected_share == expected and got.quota_level == level, share
+    every = Q.attainment(totals[3:5], quotas[3:5] * 0 + 50_000.0, 0.75)
+    assert every.quota_level == ref.attainment(totals[3:5], quotas[3:5] * 0 + 50_000.0, 0.75)[3]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kth_smallest_is_the_partitions(dtype):
+    """Every order statistic of values with negatives, zeros, ties, infinities and NaN (last, as
+    ``np.partition`` puts them), read by blocks, equals ``np.partition``'s; values that share the top bits
+    of their key (a crowded bin) and values alone in theirs."""
+    rng = np.random.default_rng(4)
+    vals = np.concatenate(
+        [
+            rng.normal(0, 1e3, 40),
+            1.0 + rng.random(30) * 1e-3,  # one bin
+            [0.0, 0.0, -5.0, -5.0, 7.0, np.inf, -np.inf, np.nan, -np.nan, 1e-30, -1e30],  # -nan: sign bit set
+        ]
+    ).astype(dtype)
+    rng.shuffle(vals)
+    parts = np.array_split(vals, 7)
+    want = np.sort(vals)  # NaN last
+    for j in range(len(vals)):
+        got = Q.kth_smallest(lambda: iter(parts), j)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, want[j], err_msg=str(j))
 
 
 def test_simulation_reproducible_from_seed():
@@ -412,6 +467,34 @@ def test_plan_simulation_reproducible(hand):
     assert np.array_equal(r1.attainment.share_by_draw, r2.attainment.share_by_draw)
     assert r1.expected_share == r2.expected_share
     assert 0 <= r1.expected_share <= 1
+
+
+def test_plan_with_replayed_draws_is_the_held_plan(hand, monkeypatch):
+    """Draws too large to hold are replayed from the seed: the plan, its simulation and the SDR plan come
+    out the same, figure for figure, planned hires included."""
+    from helpers.sections.whatif import PlanInputs, compute_plan, prepare_plan_data, sdr_plan
+
+    inputs = PlanInputs(hires_per_quarter=(1, 0, 2, 0))
+    held = prepare_plan_data(hand, AS_OF, n_draws=300, seed=2)
+    sdr = sdr_plan(hand, held, 0.2, n_draws=300)
+    monkeypatch.setattr(Q, "HELD_DRAWS_BYTES", 0)
+    replayed = prepare_plan_data(hand, AS_OF, n_draws=300, seed=2)
+    assert held.draws.held and not replayed.draws.held
+    a, b = compute_plan(inputs, held), compute_plan(inputs, replayed)
+    assert len(a.reps) == 8  # 5 reps and 3 hires
+    # the hires' simulated years (from the peers' pool) follow the reps' in the same matrix
+    hires = a.reps.iloc[5:]
+    assert (hires["quota_at_target_share"] > 0).all() and (hires["p_attain"] > 0).all()
+    assert {k: len(t) for k, (t, _) in sdr.items()} == {"meetings": 1}  # one SDR with meetings
+    pd.testing.assert_frame_equal(a.reps, b.reps, check_exact=True)
+    np.testing.assert_array_equal(a.attainment.share_by_draw, b.attainment.share_by_draw)
+    assert a.quota_level == b.quota_level and a.expected_share == b.expected_share
+    for (ka, (ta, ma)), (kb, (tb, mb)) in zip(
+        sdr.items(), sdr_plan(hand, replayed, 0.2, n_draws=300).items(), strict=True
+    ):
+        assert ka == kb
+        pd.testing.assert_frame_equal(ta, tb, check_exact=True)
+        np.testing.assert_array_equal(ma, mb)
 
 
 def test_verdicts_and_realism():

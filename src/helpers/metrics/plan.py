@@ -285,17 +285,12 @@ def compute_plan(inputs: PlanInputs, data: PlanData) -> PlanResult:
     ote = Q.ote_multiples(full, ros["ote"].to_numpy(float), inputs.ote_multiple_min, inputs.ote_multiple_max)
     hist_cap = Q.effective_capacity(active, ramp, data.hist_shares)
     supported = Q.supported_quota(prod, hist_cap)
-    totals = Q.simulate_totals(
-        data.draws, active[: len(data.roster)], ramp[: len(data.roster)], data.hist_shares
-    )
+    n = len(data.roster)
+    totals = np.empty((n + n_hire, data.n_draws), np.float32)  # the reps', then the planned hires'
+    Q.simulate_totals(data.draws, active[:n], ramp[:n], data.hist_shares, out=totals[:n])
     if n_hire:
-        ht = Q.simulate_totals(
-            data.hire_draws.head(n_hire),
-            active[len(data.roster) :],
-            ramp[len(data.roster) :],
-            data.hist_shares,
-        )
-        totals = np.vstack([totals, ht])
+        hires_draws = data.hire_draws.head(n_hire)
+        Q.simulate_totals(hires_draws, active[n:], ramp[n:], data.hist_shares, out=totals[n:])
     att = Q.attainment(totals, annual, inputs.target_share)
     with np.errstate(invalid="ignore", divide="ignore"):
         stretch = np.where(supported > 0, annual / supported - 1, np.nan)

@@ -623,52 +623,84 @@ class PoolDraws:
     """Resampled monthly values, (reps, draws, months), held as each draw's position in the rep's pool.
 
     ``values`` holds the pools once each (float32, concatenated; reps sharing a team's pool share its
-    values), ``start[i]`` where rep ``i``'s pool begins in it. The positions are stored in two groups, by
-    the width they need: reps whose pool has at most 256 values take one byte a position (``narrow``), the
-    others (large team pools) two or four (``wide``); ``narrow_rows`` / ``wide_rows`` are each group's
-    reps, in rep order. Value ``X[i, d, m] = values[start[i] + position]``: the same float32 numbers a
-    dense (reps, draws, months) array would hold, in a quarter of its memory for one-byte positions.
-    ``block`` gathers them for a run of a group's reps; ``dense`` makes the whole array (tests)."""
+    values), ``start[i]`` where rep ``i``'s pool begins in it, ``lens[i]`` its length (1 for an empty pool,
+    whose one value is 0). Value ``X[i, d, m] = values[start[i] + position]``: the same float32 numbers a
+    dense (reps, draws, months) array would hold.
+
+    The positions are either held or replayed. Held (when they fit ``HELD_DRAWS_BYTES``), they are stored in
+    two groups, by the width they need: reps whose pool has at most 256 values take one byte a position
+    (``narrow``), the others (large team pools) two or four (``wide``); ``narrow_rows`` / ``wide_rows`` are
+    each group's reps, in rep order. Replayed (``narrow`` and ``wide`` are None), they are drawn again from
+    ``seed`` by blocks of reps each time they are read: the same random stream, so the same positions,
+    without holding them (76,923 reps × 2,000 draws × 12 months: 1.8 GB as one byte each).
+    ``blocks`` gives them by runs of reps either way; ``block`` gathers a run's values; ``dense`` makes the
+    whole array (tests)."""
 
     values: np.ndarray  # float32, every distinct pool once
     start: np.ndarray  # int64 per rep
+    lens: np.ndarray  # int64 per rep: its pool's length (at least 1)
+    n_draws: int
+    n_months: int
+    seed: int
     narrow_rows: np.ndarray  # int64 rep numbers whose positions are uint8
-    narrow: np.ndarray  # (len(narrow_rows), draws, months) uint8
+    narrow: np.ndarray | None  # (len(narrow_rows), draws, months) uint8; None: replayed
     wide_rows: np.ndarray  # int64 rep numbers whose positions are uint16 / uint32
-    wide: np.ndarray  # (len(wide_rows), draws, months) uint16 or uint32
+    wide: np.ndarray | None  # (len(wide_rows), draws, months) uint16 or uint32; None: replayed
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return (len(self.start),) + self.narrow.shape[1:]
+        return (len(self.start), self.n_draws, self.n_months)
 
     def __len__(self) -> int:
         return len(self.start)
 
     @property
+    def held(self) -> bool:
+        return self.narrow is not None
+
+    @property
     def nbytes(self) -> int:
-        return sum(
-            a.nbytes
-            for a in (self.values, self.start, self.narrow_rows, self.narrow, self.wide_rows, self.wide)
+        arrays = (
+            self.values,
+            self.start,
+            self.lens,
+            self.narrow_rows,
+            self.narrow,
+            self.wide_rows,
+            self.wide,
         )
+        return sum(a.nbytes for a in arrays if a is not None)
 
     def head(self, n: int) -> PoolDraws:
-        """The first ``n`` reps' draws (the same numbers)."""
+        """The first ``n`` reps' draws (the same numbers: replayed, they are the stream's first values)."""
         kn, kw = self.narrow_rows < n, self.wide_rows < n
         return PoolDraws(
             self.values,
             self.start[:n],
+            self.lens[:n],
+            self.n_draws,
+            self.n_months,
+            self.seed,
             self.narrow_rows[kn],
-            self.narrow[kn],
+            self.narrow[kn] if self.held else None,
             self.wide_rows[kw],
-            self.wide[kw],
+            self.wide[kw] if self.held else None,
         )
 
-    def groups(self):
-        """(rep numbers, positions) of each non-empty group."""
-        return [(r, p) for r, p in ((self.narrow_rows, self.narrow), (self.wide_rows, self.wide)) if len(r)]
+    def blocks(self, step: int):
+        """(rep numbers, positions) by runs of at most ``step`` reps: held, each group's runs in rep order;
+        replayed, every rep in order, drawn again from the seed."""
+        if self.held:
+            for rows, pos in ((self.narrow_rows, self.narrow), (self.wide_rows, self.wide)):
+                for lo in range(0, len(rows), step):
+                    yield rows[lo : lo + step], pos[lo : lo + step]
+            return
+        for lo, idx in _positions(self.lens, self.n_draws, self.n_months, self.seed):
+            for k in range(0, len(idx), step):
+                yield np.arange(lo + k, lo + min(k + step, len(idx)), dtype=np.int64), idx[k : k + step]
 
     def block(self, rows: np.ndarray, positions: np.ndarray, out=None, index=None) -> np.ndarray:
-        """The float32 values of ``rows`` (rep numbers) from their ``positions`` (a slice of a group);
+        """The float32 values of ``rows`` (rep numbers) from their ``positions`` (a run of ``blocks``);
         ``out`` (float32) and ``index`` (intp) of the same shape, when given, are reused."""
         if index is None:
             index = np.empty(positions.shape, np.intp)
@@ -679,16 +711,35 @@ class PoolDraws:
 
     def dense(self) -> np.ndarray:
         out = np.empty(self.shape, np.float32)
-        for rows, pos in self.groups():
+        for rows, pos in self.blocks(max(1, len(self))):
             out[rows] = self.block(rows, pos)
         return out
+
+
+def _positions(lens: np.ndarray, n_draws: int, n_months: int, seed: int):
+    """(first rep, positions (reps, draws, months)) by blocks of reps: position = min(⌊u × len⌋, len − 1)
+    for ``u`` the seeded generator's float32 uniforms, drawn in rep order (the stream does not depend on
+    the block size)."""
+    rng = np.random.default_rng(seed)
+    n = len(lens)
+    itype = np.int32 if (lens.max() if n else 0) < 2**31 else np.int64
+    # by blocks of reps: the same random stream as one (n, draws, months) call, without its float64
+    # and index temporaries (7,692 reps × 2,000 draws: 14 s and ~3 GB of temporaries → a few seconds)
+    step = max(1, DRAW_BLOCK_VALUES // max(1, n_draws * n_months))
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        u = rng.random((hi - lo, n_draws, n_months), dtype=np.float32)
+        # (u × len in float64, as numpy promotes float32 × int64)
+        idx = np.multiply(u, lens[lo:hi].astype(np.float64)[:, None, None]).astype(itype)
+        np.minimum(idx, (lens[lo:hi] - 1).astype(itype)[:, None, None], out=idx)
+        yield lo, idx
 
 
 def draw_months(pools: list[np.ndarray], n_draws: int, n_months: int = 12, seed: int = 0) -> PoolDraws:
     """Resampled monthly values, (reps, draws, months): each month of each draw picks one value from the
     rep's pool, uniformly with replacement (seeded ``numpy.random.default_rng``). Held as positions in
-    the pools (``PoolDraws``); the values are the pools' own, as float32."""
-    rng = np.random.default_rng(seed)
+    the pools (``PoolDraws``), or replayed from the seed when they would take more than
+    ``HELD_DRAWS_BYTES``; the values are the pools' own, as float32."""
     n = len(pools)
     lens = np.array([max(len(p), 1) for p in pools], dtype=np.int64)
     distinct: dict[int, int] = {}  # id(pool) -> its start in values
@@ -704,50 +755,48 @@ def draw_months(pools: list[np.ndarray], n_draws: int, n_months: int = 12, seed:
     is_narrow = lens <= 256
     narrow_rows, wide_rows = np.flatnonzero(is_narrow), np.flatnonzero(~is_narrow)
     wide_type = np.uint16 if (lens.max() if n else 0) <= 2**16 else np.uint32
+    size = n_draws * n_months * (len(narrow_rows) + len(wide_rows) * np.dtype(wide_type).itemsize)
+    if size > HELD_DRAWS_BYTES:
+        return PoolDraws(values, start, lens, n_draws, n_months, seed, narrow_rows, None, wide_rows, None)
     narrow = np.empty((len(narrow_rows), n_draws, n_months), np.uint8)
     wide = np.empty((len(wide_rows), n_draws, n_months), wide_type)
     slot = np.empty(n, np.int64)  # a rep's row in its group
     slot[narrow_rows] = np.arange(len(narrow_rows))
     slot[wide_rows] = np.arange(len(wide_rows))
-    itype = np.int32 if (lens.max() if n else 0) < 2**31 else np.int64
-    # by blocks of reps: the same random stream as one (n, draws, months) call, without its float64
-    # and index temporaries (7,692 reps × 2,000 draws: 14 s and ~3 GB of temporaries → a few seconds)
-    step = max(1, DRAW_BLOCK_VALUES // max(1, n_draws * n_months))
-    for lo in range(0, n, step):
-        hi = min(n, lo + step)
-        u = rng.random((hi - lo, n_draws, n_months), dtype=np.float32)
-        # position = min(⌊u × len⌋, len − 1) (u × len in float64, as numpy promotes float32 × int64)
-        idx = np.multiply(u, lens[lo:hi].astype(np.float64)[:, None, None]).astype(itype)
-        np.minimum(idx, (lens[lo:hi] - 1).astype(itype)[:, None, None], out=idx)
+    for lo, idx in _positions(lens, n_draws, n_months, seed):
+        hi = lo + len(idx)
         k = is_narrow[lo:hi]
         narrow[slot[lo:hi][k]] = idx[k]
         wide[slot[lo:hi][~k]] = idx[~k]
-    return PoolDraws(values, start, narrow_rows, narrow, wide_rows, wide)
+    return PoolDraws(values, start, lens, n_draws, n_months, seed, narrow_rows, narrow, wide_rows, wide)
 
 
 DRAW_BLOCK_VALUES = 1 << 21  # values drawn per block in draw_months (8 MB of float32)
+# positions held up to this size (7,689 reps × 2,000 draws: 177 MB, held, so the what-if panel gathers
+# them without drawing again); above it they are replayed from the seed by each simulation
+HELD_DRAWS_BYTES = 1 << 28
 # values gathered per block in simulate_totals: 2 MB of float32 and 4 MB of positions, reused (at 7,689 reps
 # × 2,000 draws, blocks of 2^19 took 450–540 ms where 2^21 fresh blocks took 640–910 ms, under load)
 GATHER_BLOCK_VALUES = 1 << 19
 
 
-def simulate_totals(draws: PoolDraws, active: np.ndarray, ramp: np.ndarray, season=None) -> np.ndarray:
+def simulate_totals(
+    draws: PoolDraws, active: np.ndarray, ramp: np.ndarray, season=None, out: np.ndarray | None = None
+) -> np.ndarray:
     """Simulated plan-year totals per rep and draw: ``Σ_m 12 s_m r_im a_im X_imd`` (s_m = historical
-    seasonality; flat gives ``Σ_m r a X``). Shape (reps, draws), float32. The values are gathered by
-    blocks of reps; ``einsum`` sums each (rep, draw) over its months alone, so a block gives the same bits
-    as the whole (reps, draws, months) array would."""
+    seasonality; flat gives ``Σ_m r a X``). Shape (reps, draws), float32, written into ``out`` when given
+    (rows of a larger matrix). The values are gathered by blocks of reps; ``einsum`` sums each (rep, draw)
+    over its months alone, so a block gives the same bits as the whole (reps, draws, months) array would."""
     n, n_draws, n_months = draws.shape
     s = np.full(n_months, 1 / 12) if season is None else np.asarray(season, float)
     mult = (active * ramp * 12 * s[None, :]).astype(np.float32)
-    out = np.empty((n, n_draws), np.float32)
+    out = np.empty((n, n_draws), np.float32) if out is None else out
     step = max(1, GATHER_BLOCK_VALUES // max(1, n_draws * n_months))
     index = np.empty((min(step, n), n_draws, n_months), np.intp)  # one pair of buffers for every block
     x = np.empty(index.shape, np.float32)
-    for rows, pos in draws.groups():
-        for lo in range(0, len(rows), step):
-            r = rows[lo : lo + step]
-            xb = draws.block(r, pos[lo : lo + step], x[: len(r)], index[: len(r)])
-            out[r] = np.einsum("idm,im->id", xb, mult[r], optimize=True)
+    for r, pos in draws.blocks(step):
+        xb = draws.block(r, pos, x[: len(r)], index[: len(r)])
+        out[r] = np.einsum("idm,im->id", xb, mult[r], optimize=True)
     return out
 
 
@@ -765,28 +814,65 @@ class Attainment:
 def attainment(totals: np.ndarray, quotas: np.ndarray, target_share: float = 0.75) -> Attainment:
     """``P_i = mean_d 1[total_id ≥ quota_i]``; share at quota per draw = mean over reps with quota > 0;
     expected share = ``mean_i P_i``. Quota level ``k`` = the ``⌈(1 − target) · N⌉``-th smallest (0-based) of
-    the ``N`` ratios ``total_id / quota_i``: scaling every quota by ``k`` leaves the target share of
-    (rep, draw) pairs at quota (exactly, barring ties)."""
+    the ``N`` ratios ``total_id / quota_i`` (float32): scaling every quota by ``k`` leaves the target share of
+    (rep, draw) pairs at quota (exactly, barring ties). Computed by blocks of reps: no reps × draws
+    temporary (at 76,923 reps × 2,000 draws the ratios alone took 615 MB)."""
     q = np.asarray(quotas, float)
     has = q > 0
     n_draws = totals.shape[1] if totals.ndim == 2 else 0
     p = np.full(len(q), np.nan)
     if not has.any() or n_draws == 0:
         return Attainment(p, np.zeros(n_draws), float("nan"), float("nan"), target_share)
-    every = has.all()
-    t = totals if every else totals[has]  # (no copy of the reps × draws matrix when every rep has one)
-    qh = q[has, None]
-    hit = t >= qh
-    p[has] = np.count_nonzero(hit, axis=1) / n_draws  # = hit.mean(axis=1), without a float copy
-    by_draw = np.count_nonzero(hit, axis=0) / hit.shape[0]
-    del hit
-    # the ratios in one reps × draws buffer, divided and partitioned in place (the copy ``t`` when it is
-    # one): the same float32 quotients and order statistic as ``np.partition(t / q, j)``, with one
-    # matrix-sized temporary where there were three (61 MB each at 1M)
-    ratios = np.divide(t, qh.astype(t.dtype), out=np.empty_like(t) if every else t).reshape(-1)
-    j = min(int(np.ceil((1 - target_share) * ratios.size - 1e-9)), ratios.size - 1)
-    ratios.partition(j)
-    return Attainment(p, by_draw, float(p[has].mean()), float(ratios[j]), target_share)
+    rows = np.flatnonzero(has)
+    step = max(1, GATHER_BLOCK_VALUES // n_draws)
+    runs = [rows[lo : lo + step] for lo in range(0, len(rows), step)]
+    at_quota = np.zeros(n_draws, np.int64)
+    for r in runs:
+        hit = totals[r] >= q[r, None]
+        p[r] = np.count_nonzero(hit, axis=1) / n_draws  # = hit.mean(axis=1), without a float copy
+        at_quota += np.count_nonzero(hit, axis=0)
+    by_draw = at_quota / len(rows)
+
+    def ratios():
+        for r in runs:
+            yield np.divide(totals[r], q[r, None].astype(totals.dtype))
+
+    n = len(rows) * n_draws
+    j = min(int(np.ceil((1 - target_share) * n - 1e-9)), n - 1)
+    return Attainment(p, by_draw, float(p[has].mean()), float(kth_smallest(ratios, j)), target_share)
+
+
+def _order_keys(a: np.ndarray) -> np.ndarray:
+    """Float values → unsigned keys of the same width in the same order (negative values below positive
+    ones; NaN last, as ``np.partition`` places them)."""
+    u = np.dtype(f"u{a.dtype.itemsize}").type
+    sign = u(1) << u(8 * a.dtype.itemsize - 1)
+    bits = a.view(u)
+    keys = np.where(bits >= sign, ~bits, bits | sign)
+    keys[np.isnan(a)] = ~u(0)
+    return keys
+
+
+def _top16(a: np.ndarray) -> np.ndarray:
+    return (_order_keys(a) >> (8 * a.dtype.itemsize - 16)).astype(np.intp)
+
+
+def kth_smallest(blocks, j: int) -> np.float32:
+    """The ``j``-th smallest (0-based) of the float values that ``blocks()`` yields (a fresh run of arrays
+    each call), as ``np.partition(all values, j)[j]`` gives it, without holding them all: one pass counts
+    the values by the top 16 bits of their order key, a second keeps only the values in the bin that holds
+    the ``j``-th and partitions those."""
+    counts = np.zeros(1 << 16, np.int64)
+    for a in blocks():
+        counts += np.bincount(_top16(a.reshape(-1)), minlength=1 << 16)
+    upto = np.cumsum(counts)
+    b = int(np.searchsorted(upto, j, side="right"))  # the first bin with more than j values up to it
+    below = int(upto[b - 1]) if b else 0
+    cand = [a[_top16(a) == b] for a in (x.reshape(-1) for x in blocks())]
+    cand = np.concatenate(cand)
+    k = j - below
+    cand.partition(k)
+    return cand[k]
 
 
 def quota_at_share(totals: np.ndarray, share: float = 0.75) -> np.ndarray:
