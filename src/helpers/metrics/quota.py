@@ -719,20 +719,24 @@ class PoolDraws:
 def _positions(lens: np.ndarray, n_draws: int, n_months: int, seed: int):
     """(first rep, positions (reps, draws, months)) by blocks of reps: position = min(⌊u × len⌋, len − 1)
     for ``u`` the seeded generator's float32 uniforms, drawn in rep order (the stream does not depend on
-    the block size)."""
+    the block size). Each block is written into the same buffer: read it before asking for the next."""
     rng = np.random.default_rng(seed)
     n = len(lens)
     itype = np.int32 if (lens.max() if n else 0) < 2**31 else np.int64
     # by blocks of reps: the same random stream as one (n, draws, months) call, without its float64
     # and index temporaries (7,692 reps × 2,000 draws: 14 s and ~3 GB of temporaries → a few seconds)
     step = max(1, DRAW_BLOCK_VALUES // max(1, n_draws * n_months))
+    shape = (min(step, n), n_draws, n_months)  # one set of buffers for every block (each block is
+    u, x, idx = np.empty(shape, np.float32), np.empty(shape), np.empty(shape, itype)  # used before the next)
     for lo in range(0, n, step):
         hi = min(n, lo + step)
-        u = rng.random((hi - lo, n_draws, n_months), dtype=np.float32)
-        # (u × len in float64, as numpy promotes float32 × int64)
-        idx = np.multiply(u, lens[lo:hi].astype(np.float64)[:, None, None]).astype(itype)
-        np.minimum(idx, (lens[lo:hi] - 1).astype(itype)[:, None, None], out=idx)
-        yield lo, idx
+        k = hi - lo
+        rng.random(dtype=np.float32, out=u[:k])
+        # (u × len in float64, as numpy promotes float32 × int64; truncated to an integer as astype does)
+        np.multiply(u[:k], lens[lo:hi].astype(np.float64)[:, None, None], out=x[:k])
+        np.copyto(idx[:k], x[:k], casting="unsafe")
+        np.minimum(idx[:k], (lens[lo:hi] - 1).astype(itype)[:, None, None], out=idx[:k])
+        yield lo, idx[:k]
 
 
 def draw_months(pools: list[np.ndarray], n_draws: int, n_months: int = 12, seed: int = 0) -> PoolDraws:
