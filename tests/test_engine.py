@@ -742,6 +742,28 @@ def test_a_notebook_asks_its_duckdb_cap_and_the_environment_wins(hand_dir, monke
             eng.close()
 
 
+def test_a_second_engine_on_a_file_that_spilled_spills_to_the_same_folder(hand_dir, monkeypatch):
+    """DuckDB keeps one database per file in a process, and once it has spilled its temporary folder
+    cannot be switched: a second engine on the same file (a notebook's ``connect`` beside the kernel's
+    shared engine) opens, spills to the first one's folder, and the last of them to close removes it."""
+    monkeypatch.setenv("REVOPS_ENGINE_MEMORY", "50MB")
+    first = eng_mod.connect(hand_dir)
+    try:
+        con = first.backend.con
+        con.execute("create temp table _big as select range as i from range(20000000)")  # 160 MB
+        (spill,) = con.execute("select current_setting('temp_directory')").fetchone()
+        assert Path(spill).name.startswith("revops-duckdb-") and any(Path(spill).iterdir())  # it spilled
+        with eng_mod.connect(hand_dir) as second:
+            c2 = second.backend.con
+            assert c2.execute("select current_setting('temp_directory')").fetchone() == (spill,)
+            assert c2.execute("select count(*) from opportunities").fetchone() == (9,)  # nine deals
+        assert Path(spill).is_dir()  # the first engine still spills there
+        assert con.execute("select count(*), sum(i) from _big").fetchone() == (20000000, 199999990000000)
+    finally:
+        first.close()
+    assert not Path(spill).exists()
+
+
 def test_engine_is_chosen_by_argument_environment_then_dataset_yml(hand_dir, tmp_path, monkeypatch):
     monkeypatch.delenv("REVOPS_ENGINE", raising=False)
     cfg = eng_mod.load_config(hand_dir)

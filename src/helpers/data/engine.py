@@ -655,7 +655,7 @@ def _connect_duckdb(folder: Path, config: DatasetConfig, table_sources: dict) ->
     # (not con.list_tables(): ibis 12.0's calls DuckDB 2.0's removed cursor.fetch_arrow_table)
     present = {r[0] for r in con.con.execute("select table_name from information_schema.tables").fetchall()}
     tables = {t: con.table(t) for t in TABLES if t in present}
-    done = [lambda: shutil.rmtree(spill, ignore_errors=True), con.disconnect]  # (closed last to first)
+    done = [lambda: _release_spill(spill), con.disconnect]  # (closed last to first)
     return Engine("duckdb", con, tables, config, folder, where, done)
 
 
@@ -706,16 +706,30 @@ def _limit_memory(con) -> str:
     DuckDB size such as "2GB"); what a query or a kept table needs beyond it goes to a temporary folder
     of its own (removed on close), not to DuckDB's default beside the database or in the working
     directory. At 1M opportunities the pipeline kernel peaked at 2.36 GB without it and 1.62 GB with
-    512MB, in the same time (docs/performance.md). Returns the folder."""
+    512MB, in the same time (docs/performance.md). Returns the folder. DuckDB shares one database per
+    file within a process, and a folder it has spilled to cannot be switched: an engine opened on a file
+    this process has open already spills to that database's folder, which the last of them to close
+    removes."""
+    _set_memory_limit(con)
+    (now,) = con.execute("select current_setting('temp_directory')").fetchone()
+    if now in _SPILL_USERS:  # the database is open in this process already
+        _SPILL_USERS[now] += 1
+        return now
     spill = tempfile.mkdtemp(prefix="revops-duckdb-")
-    try:
-        _set_memory_limit(con)
-    except ValueError:
-        shutil.rmtree(spill, ignore_errors=True)
-        raise
     con.execute(f"set temp_directory = '{spill}'")
     atexit.register(shutil.rmtree, spill, True)  # a kernel's engine is kept open until the kernel ends
+    _SPILL_USERS[spill] = 1
     return spill
+
+
+_SPILL_USERS: dict[str, int] = {}  # spill folder -> engines of this process using its database
+
+
+def _release_spill(spill: str) -> None:
+    _SPILL_USERS[spill] -= 1
+    if not _SPILL_USERS[spill]:
+        del _SPILL_USERS[spill]
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def typed_parquet(folder: Path, table_sources: dict) -> tuple[Path, bool]:
