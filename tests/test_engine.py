@@ -958,7 +958,7 @@ def test_a_report_can_leave_the_opportunities_on_the_engine(hand_dir, tmp_path, 
     pdt.assert_frame_equal(named.ds.opportunities, full.opportunities)
 
 
-def test_a_database_table_left_out_is_not_read(pg_dataset, monkeypatch):
+def test_a_database_table_left_out_is_not_read(pg_dataset, pg_env, monkeypatch):
     from helpers.data import sources
 
     read = []
