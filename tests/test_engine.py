@@ -338,6 +338,43 @@ def test_neighbours_find_when_the_next_stay_starts(hand_engine, stages):
     pdt.assert_frame_equal(got, other)
 
 
+TIED_ROWS = [  # (deal, changed_at, stage, amount): rows of one deal at the same moment
+    ("t1", "2026-01-01", "Discovery", 100.0),
+    ("t1", "2026-02-01", "Proposal", 300.0),
+    ("t1", "2026-02-01", "Proposal", 200.0),
+    ("t2", "2026-03-01", "Proposal", 50.0),
+    ("t2", "2026-03-01", "Discovery", 50.0),
+    ("t2", "2026-03-02", "Closed Won", 50.0),
+]
+
+
+@pytest.mark.parametrize("stages", [["Closed Lost", "Closed Won", "Discovery", "Proposal"], None])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_rows_at_the_same_moment_are_ordered_by_their_values(hand_engine, stages, reverse):
+    # the last row at a moment is the deal's state after it: by stage (its place among the values), then
+    # amount; whatever order the rows come in, on every engine (the sort alone may meet them in any order)
+    rows = pd.DataFrame(
+        TIED_ROWS[::-1] if reverse else TIED_ROWS, columns=["opportunity_id", "changed_at", "stage", "amount"]
+    )
+    rows["changed_at"] = pd.to_datetime(rows["changed_at"])
+    rows = rows.assign(close_date=pd.Timestamp("2026-06-30"), probability=float("nan"), _seq=0)
+    rows["forecast_category"] = "Pipeline"
+    got = hand_engine.execute(expr.neighbours(expr.keyed(hand_engine["opportunities"], rows), stages))
+    got = got.sort_values(["opportunity_id", "_rn"]).reset_index(drop=True)
+    assert got["_rn"].tolist() == [0, 1, 2, 0, 1, 2]
+    assert got["amount"].tolist() == [100.0, 200.0, 300.0, 50.0, 50.0, 50.0]
+    assert got["stage"].tolist() == [
+        "Discovery",
+        "Proposal",
+        "Proposal",
+        "Discovery",
+        "Proposal",
+        "Closed Won",
+    ]
+    nxt = pd.to_datetime(got["_next"]).dt.strftime("%m-%d").fillna("-").tolist()
+    assert nxt == ["02-01", "02-01", "-", "03-01", "03-02", "-"]
+
+
 def test_normalized_history_is_the_same_either_way(hand_engine, monkeypatch):
     # the stage values known (the nine deals have four) or too many to count: the same rows
     def rows():
