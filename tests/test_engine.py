@@ -1684,34 +1684,50 @@ def test_pipeline_reads_the_quota_rows_of_its_windows_where_they_live(
             s.deals.release()
 
 
-@pytest.mark.parametrize(
-    ("later", "as_of", "fetched"),
-    [
-        ("2025-12-31", "2025-10-31", 0),  # next quarter inside the year: the rows of Feb–Apr 2026 left out
-        (SAMPLE_AS_OF, "2026-09-30", 0),  # last month's pass of the report: the same span
-        ("2026-03-31", "2026-01-31", 1),  # the fiscal year before: fetched
-    ],
-)
-def test_a_pass_at_an_earlier_day_reuses_the_quota_rows_it_holds(
-    sample_engine, sample_dir, sample, monkeypatch, later, as_of, fetched
-):
-    # the scope measured again at an earlier day (last month's figures, ``base``) filters the quota rows
-    # it fetched when they span that day's windows: the rows a fetch gives, in its order and index
-    without = load(sample_dir, tables=["opportunities", "reps"])
-    team = sorted(sample.reps["team"].dropna().unique())[0]
-    calls = []
-    fetch = pipeline.quotas_between
-    monkeypatch.setattr(pipeline, "quotas_between", lambda *a: calls.append(a) or fetch(*a))
-    for scope, who in (("company", ""), ("team", team)):
-        now = pipeline.Scoped(without, scope, who, as_of=later, engine=sample_engine)
-        calls.clear()
-        then = pipeline.Scoped(without, scope, who, as_of=as_of, engine=sample_engine, base=now)
-        assert len(calls) == fetched
-        fresh = pipeline.Scoped(without, scope, who, as_of=as_of, engine=sample_engine)
-        assert 0 < len(fresh.quotas) and (len(fresh.quotas) < len(now.quotas)) == (later == "2025-12-31")
-        pdt.assert_frame_equal(then.quotas, fresh.quotas)
-        for s in (now, then, fresh):
-            s.deals.release()
+def test_quota_plan_on_the_engine_by_hand(sample_engine):
+    # QuotaPlan: the quota rows stay on the engine; each rep's quota pro-rated to a window comes back as
+    # one row per rep (a window not asked first is asked when wanted), the chart's rate per period
+    t = expr.keyed(
+        sample_engine["quotas"],
+        pd.DataFrame(
+            {
+                "rep_id": ["r1", "r1", "r1", "r2", "r3", None, "r4"],
+                "period_start": pd.to_datetime(
+                    [
+                        "2026-10-01",
+                        "2026-11-01",
+                        "2026-10-01",
+                        "2026-11-01",
+                        "2026-09-01",
+                        "2026-10-01",
+                        "2026-10-01",
+                    ]
+                ),
+                "period_end": pd.to_datetime(
+                    ["2026-10-31", None, "2026-10-31", "2027-01-31", "2026-09-30", "2026-10-31", "2026-10-31"]
+                ),
+                "quota": [3100.0, 3000.0, 99.0, 9200.0, 3000.0, 500.0, 7.0],
+                "metric": ["bookings", None, "meetings", " Bookings ", "bookings", "bookings", "meetings"],
+            }
+        ),
+    )
+    t = t.mutate(period_start=t.period_start.cast("date"), period_end=t.period_end.cast("date"))
+    plan = pipeline.QuotaPlan(t, None, "2026-10-01", "2027-01-31", [("2026-10-01", "2026-10-31")])
+    assert len(plan) == 6  # r3's September row ends before the span; the others count, of any metric
+    # October whole: r1's 3,100 (its meetings row is not a bookings quota); r2 starts in November
+    assert plan.by_rep("2026-10-01", "2026-10-31").to_dict() == {"r1": 3100.0}
+    # 10 Oct – 5 Nov: r1 3,100 × 22/31 + 3,000 × 5/30 (an empty period_end: the month's last day);
+    # r2 9,200 × 5/92 (a quarter's row, " Bookings " counts); r3 ended, r4 only has meetings
+    got = plan.by_rep("2026-10-10", "2026-11-05")
+    assert got.to_dict() == {"r1": 2700.0, "r2": 500.0}
+    assert pipeline.bookings_quotas(plan) is plan
+    per = plan.periods()
+    assert per["quota"].tolist() == [3600.0, 3000.0, 9200.0]  # October with the row without a rep
+    assert per["period_end"].dt.strftime("%Y-%m-%d").tolist() == ["2026-10-31", "2026-11-30", "2027-01-31"]
+    only = pipeline.QuotaPlan(t, ["r2"], "2026-10-01", "2027-01-31")
+    assert len(only) == 1 and only.by_rep("2026-10-10", "2026-11-05").to_dict() == {"r2": 500.0}
+    assert len(pipeline.QuotaPlan(t, ["r9"], "2026-10-01", "2027-01-31")) == 0
+    assert pipeline.bookings_quotas(pipeline.QuotaPlan(t, ["r9"], "2026-10-01", "2027-01-31")) is None
 
 
 # the quota plan's questions to the opportunities: asked where they live, on DuckDB, PostgreSQL and Spark,

@@ -282,6 +282,8 @@ def bookings_quotas(quotas: pd.DataFrame | None) -> pd.DataFrame | None:
     (default: last day of the month of ``period_start``)."""
     if quotas is None or len(quotas) == 0:
         return None
+    if isinstance(quotas, QuotaPlan):  # filtered where the rows live
+        return quotas
     q = quotas
     if "metric" in q.columns:
         q = q[q["metric"].isna() | (q["metric"].str.lower().str.strip() == "bookings")]
@@ -306,6 +308,8 @@ def _prorated_plan(q: pd.DataFrame | None, start, end) -> pd.Series:
     pro-rates several windows)."""
     if q is None:
         return pd.Series(dtype="float64")
+    if isinstance(q, QuotaPlan):
+        return q.by_rep(start, end)
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     lo = q["period_start"].where(q["period_start"] > start, start)
     hi = q["period_end"].where(q["period_end"] < end, end)
@@ -314,6 +318,82 @@ def _prorated_plan(q: pd.DataFrame | None, start, end) -> pd.Series:
     prorated = q["quota"].fillna(0.0) * overlap / length
     inside = overlap > 0
     return prorated[inside].groupby(q.loc[inside, "rep_id"]).sum()
+
+
+class QuotaPlan:
+    """The quota plan of a scope whose quota rows stay where they live (``Scoped`` without a loaded
+    quotas table): what ``bookings_quotas`` and ``_prorated_plan`` give over the rows ``quotas_between``
+    selects for ``[start, end]``, summed there. Each rep's quota pro-rated to the windows asked comes
+    back as one row per rep, every window's sum a column of it (the windows given are asked at once;
+    another is asked when first wanted); the bookings chart's rate as one row per quota period.
+    ``len``: the quota rows of the span, of any metric (0: no plan, as an empty table)."""
+
+    def __init__(self, table: ibis.Table, owners, start, end, windows=()):
+        q = table if owners is None else among(table, "rep_id", owners)
+        month_before = pd.Timestamp(start) - pd.Timedelta(days=31)
+        late = q.period_start >= day(month_before)
+        if "period_end" in q.columns:
+            late = (q.period_end >= day(start)) | (q.period_end.isnull() & late)
+        q = q.filter(q.period_start <= day(end), late.fill_null(False))
+        # ``bookings_quotas``: metric empty or "bookings"; an empty period_end is the month's last day
+        month_end = q.period_start.truncate("M") + ibis.interval(months=1) - ibis.interval(days=1)
+        ends = q.period_end.fill_null(month_end.cast("date")) if "period_end" in q.columns else month_end
+        booked = ibis.literal(True)
+        if "metric" in q.columns:
+            booked = q.metric.isnull() | (q.metric.lower().strip() == "bookings")
+        self._q = q.mutate(_end=ends.cast("date"), _booked=booked)
+        self._plans: dict[tuple, pd.Series] = {}
+        self._len = 0
+        self._ask(windows, count=True)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def _ask(self, windows, count: bool = False) -> None:
+        """Each rep's pro-rated quota for every ``(start, end)`` of ``windows`` not yet held, in one query."""
+        asked = dict.fromkeys((pd.Timestamp(s), pd.Timestamp(e)) for s, e in windows)
+        pairs = [w for w in asked if w not in self._plans]
+        if not pairs and not count:
+            return
+        q = self._q
+        length = (q._end.delta(q.period_start, unit="day") + 1).nullif(0)
+        sums = {}
+        for i, (s, e) in enumerate(pairs):
+            lo = ibis.greatest(q.period_start, day(s))
+            hi = ibis.least(q._end, day(e))
+            overlap = hi.delta(lo, unit="day") + 1
+            inside = q._booked.fill_null(False) & (overlap > 0).fill_null(False)
+            prorated = q.quota.fill_null(0.0).cast("float64") * overlap / length
+            sums |= {f"_p{i}": ibis.ifelse(inside, prorated, 0.0).sum(), f"_n{i}": _count(inside)}
+        got = q.group_by(rep_id=q.rep_id.cast("string")).aggregate(_rows=q.count(), **sums).execute()
+        if count:
+            self._len = int(got["_rows"].sum())
+        got = got[got["rep_id"].notna()].sort_values("rep_id")
+        for i, pair in enumerate(pairs):
+            hit = got[got[f"_n{i}"] > 0]
+            self._plans[pair] = pd.Series(
+                hit[f"_p{i}"].astype("float64").to_numpy(),
+                index=pd.Index(hit["rep_id"].astype("str").to_numpy(), dtype="object", name="rep_id"),
+                name="quota",
+            )
+
+    def by_rep(self, start, end) -> pd.Series:
+        """``plan_by_rep`` over the span's rows: each rep's quota pro-rated to ``[start, end]``."""
+        pair = (pd.Timestamp(start), pd.Timestamp(end))
+        self._ask([pair])
+        return self._plans[pair]
+
+    def periods(self) -> pd.DataFrame:
+        """The bookings quota per period (period_start, period_end, quota: Σ over the scope's reps)."""
+        q = self._q.filter(self._q._booked.fill_null(False))
+        got = (
+            q.group_by(period_start=q.period_start, period_end=q._end)
+            .aggregate(quota=q.quota.fill_null(0.0).cast("float64").sum())
+            .execute()
+        )
+        for c in ("period_start", "period_end"):
+            got[c] = pd.to_datetime(got[c]).astype("datetime64[ns]")
+        return got.sort_values(["period_start", "period_end"], ignore_index=True)
 
 
 def plan_from_targets(targets: dict, cal: FiscalCalendar, start, end) -> float:
@@ -1114,25 +1194,15 @@ class Scoped:
                 lt = None
         self.leads = lt
         q = quotas if quotas is not None else ds.tables.get("quotas")
-        self.quota_span = None  # the [start, end] of the quota rows fetched by ``quotas_between``
         if q is None and engine is not None and "quotas" in engine.tables:  # left where it lives
             cal = FiscalCalendar(ds.config.fiscal_year_start_month)
             when = pd.Timestamp(as_of) if as_of is not None else ds.as_of
-            year, nq = cal.windows(when)["YTD"], next_quarter(cal, when)
-            self.quota_span = (year.start, max(year.end, nq.end))
-            held = (
-                base.quota_span
-                if base is not None and (base.scope, base.who) == (self.scope, self.who)
-                else None
+            windows, nq = cal.windows(when), next_quarter(cal, when)
+            asked = [(w.start, e) for w in (*windows.values(), nq) for e in (w.end, w.as_of)]
+            q = QuotaPlan(
+                engine["quotas"], self.owners, windows["YTD"].start, max(windows["YTD"].end, nq.end), asked
             )
-            if held is not None and held[0] <= self.quota_span[0] and self.quota_span[1] <= held[1]:
-                # the same scope's rows, fetched for a span holding this one (last month's pass): not again
-                q = quotas_within(
-                    base.quotas, *self.quota_span, ordered=ROW in in_order(engine["quotas"]).columns
-                )
-            else:
-                q = quotas_between(engine["quotas"], self.owners, *self.quota_span)
-        self.quotas = in_scope(q, self.owners, "rep_id")
+        self.quotas = q if isinstance(q, QuotaPlan) else in_scope(q, self.owners, "rep_id")
         self.quota_source = (
             "proposed quotas file" if quotas is not None else "quotas table" if q is not None else None
         )
@@ -1237,19 +1307,6 @@ def quotas_between(table: ibis.Table, owners, start, end) -> pd.DataFrame:
     return _rows(ibis.get_backend(table), sel, "quotas", ["rep_id", "period_start"])
 
 
-def quotas_within(q: pd.DataFrame, start, end, ordered: bool) -> pd.DataFrame:
-    """The rows of ``q`` (quota rows ``quotas_between`` fetched for a span holding ``[start, end]``)
-    that ``quotas_between`` selects for ``[start, end]``, as it would give them: in ``q``'s order, with
-    ``q``'s index where the table's order is known (``ordered``: DuckDB's file rows), else numbered
-    afresh."""
-    start, end = pd.Timestamp(start), pd.Timestamp(end)
-    late = q["period_start"] >= start - pd.Timedelta(days=31)
-    if "period_end" in q.columns:
-        late = (q["period_end"] >= start) | (q["period_end"].isna() & late)
-    out = q[(q["period_start"] <= end) & late]
-    return out if ordered else out.reset_index(drop=True)
-
-
 def working_set(d, table: ibis.Table, since) -> pd.DataFrame:
     """The deals of ``d`` (``history.Deals``: a scope's deals on the engine, rewound when the report is
     dated earlier) that a measure made in pandas can read, as a frame typed and ordered as
@@ -1306,6 +1363,8 @@ def cumulative_bookings(
     ).reindex(days, fill_value=0.0)
     booked = daily.cumsum().where(days <= window.as_of)
     q = bookings_quotas(quotas)
+    if isinstance(q, QuotaPlan):
+        q = q.periods()
     plan = pd.Series(np.nan, index=days)
     if q is None and company_plan is not None:
         plan = pd.Series(company_plan * (np.arange(len(days)) + 1) / len(days), index=days)
