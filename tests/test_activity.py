@@ -393,6 +393,25 @@ def _ctx(act, opps, reps, quotas):
     return ReportContext(ds, AS_OF, "2026-10", FiscalCalendar(1), Headlines("t"))
 
 
+def test_view_asks_the_company_yield_once(act, opps, reps, quotas, monkeypatch):
+    # the yield table and the logging flags read the company's activity_yield over the same 12 months:
+    # asked once (company: the scope's own; a team: its own, its team's and the company's), with the same
+    # flags as when the flags ask it themselves
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from helpers.sections import activity_view
+
+    calls, ask = [], A.activity_yield
+    monkeypatch.setattr(A, "activity_yield", lambda *a, **k: calls.append(a) or ask(*a, **k))
+    for scope, who, want in (("company", "", 1), ("team", "B", 3)):
+        calls.clear()
+        ctx = _ctx(act, opps, reps, quotas)
+        activity_view.show(ctx, scope, who)
+        assert len(calls) == want, scope
+        assert ctx.headlines.get("activity_reps_flagged_logging") == 1  # r3: 2 wins, nothing logged
+
+
 def test_view_headlines_match_the_metrics(act, opps, reps, quotas, monkeypatch):
     import matplotlib
 

@@ -1182,6 +1182,25 @@ def test_last_activity_sends_only_the_days_that_beat_the_crm_date_by_hand(activi
     assert pd.isna(got.iloc[6]) and got.iloc[7] == pd.Timestamp("2026-10-01")
 
 
+def test_logging_completeness_reads_a_yield_given(activity_hand_engine, activity_hand_dir, monkeypatch):
+    # the flags over the yield the report already holds (``yields``) are the flags that ask it: r3's two
+    # wins (q3, q4) and one without activity; nothing asked again
+    from helpers.metrics import activity as A
+
+    ds = load(activity_hand_dir)
+    log, opps, start, end = activity_hand_engine["activities"], ds.opportunities, "2025-11-01", "2026-10-31"
+    want = A.logging_completeness(log, opps, start, end, min_won=1)
+    y = A.activity_yield(log, opps, start, end)
+
+    def again(*a, **k):
+        raise AssertionError("activity_yield asked again")
+
+    monkeypatch.setattr(A, "activity_yield", again)
+    got = A.logging_completeness(log, opps, start, end, min_won=1, yields=y)
+    pdt.assert_frame_equal(got, want)
+    assert got.set_index("rep")["won_without_activity"].to_dict() == {"R1": 0, "R2": 1, "R3": 1}
+
+
 def test_deal_activity_sums_match_the_per_deal_reference_by_hand(activity_hand_engine, activity_hand_dir):
     import activity_reference as ref
 

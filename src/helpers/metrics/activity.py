@@ -971,6 +971,7 @@ def logging_completeness(
     threshold: float = 0.25,
     min_won: int = 2,
     deals: DealActivity | None = None,
+    yields: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Reps whose logged activity is implausibly low for their bookings, over ``[start, end]``.
 
@@ -979,9 +980,10 @@ def logging_completeness(
     won_without_activity = won deals with no tied activity on or before close.
     flag when: no activity logged at all, or (≥ ``min_won`` wins and ratio_to_median < ``threshold``), or
     more than half the rep's won deals have no tied activity. ``deals``: ``deal_activity`` for the same
-    window when already computed. ``opps``: an engine table or a frame.
+    window when already computed, ``yields`` its ``activity_yield`` (not asked again). ``opps``: an
+    engine table or a frame.
     """
-    y = activity_yield(activities, opps, start, end)
+    y = activity_yield(activities, opps, start, end) if yields is None else yields
     y = y[(y["rep"] != "All reps") & (y["deals_won"] > 0)].set_index("rep")
     if deals is None:
         deals = deal_activity(activities, opps, start, end)

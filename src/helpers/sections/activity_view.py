@@ -102,10 +102,20 @@ def show(ctx, scope: str = "company", who: str = "") -> None:
     note(CAVEAT)
     _volume(ctx, act_all, act, owners, scope, vstart, vend)
     _outcomes(ctx, act, vstart, vend)
-    deals = _yield(ctx, act, act_all, opps, owners, ystart, yend)
+    deals, company = _yield(ctx, act, act_all, opps, owners, ystart, yend)
     _benchmarks(ctx, act_all, opps_all, owners)
     _time_and_completeness(
-        ctx, act, act_all, opps_all, owners, vstart, vend, ystart, yend, deals if owners is None else None
+        ctx,
+        act,
+        act_all,
+        opps_all,
+        owners,
+        vstart,
+        vend,
+        ystart,
+        yend,
+        deals if owners is None else None,
+        company,
     )
     definitions(
         "week",
@@ -239,7 +249,8 @@ def _outcomes(ctx, act, start, end) -> None:
         note("The activity log has no time of day, so hit rate by hour cannot be shown.")
 
 
-def _yield(ctx, act, act_all, opps, owners, start, end) -> A.DealActivity:
+def _yield(ctx, act, act_all, opps, owners, start, end) -> tuple[A.DealActivity, pd.DataFrame]:
+    """Shows the yield; gives the company's deal activity (the scope's: ``owners`` None) and yield."""
     markdown("### Yield: what activity turns into")
     share = A.opportunity_share(act, start, end)
     fold_table(
@@ -251,10 +262,11 @@ def _yield(ctx, act, act_all, opps, owners, start, end) -> A.DealActivity:
     all_row = share[share["type"] == "all"].iloc[0]
     ctx.headlines.add("activity_share_tied", all_row["share_tied"], months12(ctx.as_of))
     y = A.activity_yield(act, opps, start, end)
+    company = y if owners is None else A.activity_yield(act_all, ctx.source("opportunities"), start, end)
     y = y[(y["rep"] == "All reps") | (y[["activities", "opps_created", "deals_won"]].sum(axis=1) > 0)]
     tot = y[y["rep"] == "All reps"].iloc[0]
     fold_table(
-        y if owners is None else _yield_compared(ctx, y, act_all, owners, start, end),
+        y if owners is None else _yield_compared(ctx, y, company, act_all, owners, start, end),
         ints=["activities", "opps_created", "deals_won"],
         decimals=["activities_per_opp_created", "activities_per_won_deal"],
         caption="Activities per opportunity created and per deal won (all activities, ratio of totals)",
@@ -263,7 +275,7 @@ def _yield(ctx, act, act_all, opps, owners, start, end) -> A.DealActivity:
     deals = A.deal_activity(act_all, opps, start, end)
     if not len(deals):
         note("No deals closed in the last 12 months, so there is nothing to associate activity with.")
-        return deals
+        return deals, company
     w = A.won_deal_activity(deals)
     if not w["won_deals"]:
         note("No won deals closed in the last 12 months, so there is no activity per won deal yet.")
@@ -303,12 +315,15 @@ def _yield(ctx, act, act_all, opps, owners, start, end) -> A.DealActivity:
         pct=["win_rate", "share_of_wins"],
         caption="Opening activity sequences of closed deals (first three types, repeats collapsed)",
     )
-    return deals
+    return deals, company
 
 
-def _yield_compared(ctx, y: pd.DataFrame, act_all, owners: list[str], start, end) -> pd.DataFrame:
+def _yield_compared(
+    ctx, y: pd.DataFrame, company: pd.DataFrame, act_all, owners: list[str], start, end
+) -> pd.DataFrame:
     """The yield rows of the reps in scope, then the same ratios for their team (a rep's pack: the rep's team)
-    and for the company, so a rep or a team is compared with something other than itself."""
+    and for the company (``company``: its ``activity_yield``), so a rep or a team is compared with
+    something other than itself."""
     opps_all = ctx.source("opportunities")
     rows = [y[y["rep"] != "All reps"]]
     reps = ctx.ds.reps
@@ -320,7 +335,6 @@ def _yield_compared(ctx, y: pd.DataFrame, act_all, owners: list[str], start, end
         members = reps.loc[reps["team"].astype("str") == team, "rep_id"].astype("str").tolist()
         ty = A.activity_yield(A.scoped(act_all, members), A.opportunities(opps_all, members), start, end)
         rows.append(ty[ty["rep"] == "All reps"].assign(rep=f"Team {team} (all its reps)"))
-    company = A.activity_yield(act_all, opps_all, start, end)
     rows.append(company[company["rep"] == "All reps"].assign(rep="Company (all reps)"))
     return pd.concat(rows, ignore_index=True)
 
@@ -402,7 +416,7 @@ def _benchmarks(ctx, act_all, opps_all, owners) -> None:
 
 
 def _time_and_completeness(
-    ctx, act, act_all, opps_all, owners, vstart, vend, ystart, yend, deals=None
+    ctx, act, act_all, opps_all, owners, vstart, vend, ystart, yend, deals=None, yields=None
 ) -> None:
     markdown("### Time and completeness")
     if A.has_durations(act):
@@ -418,7 +432,7 @@ def _time_and_completeness(
         )
     else:
         note("Time spent needs the duration_minutes column in the `activities` table.")
-    lc = A.logging_completeness(act_all, opps_all, ystart, yend, deals=deals)
+    lc = A.logging_completeness(act_all, opps_all, ystart, yend, deals=deals, yields=yields)
     lc = _only(lc, "rep", owners)
     flagged = lc[lc["flag"]]
     ctx.headlines.add("activity_reps_flagged_logging", int(len(flagged)), months12(ctx.as_of))
