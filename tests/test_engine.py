@@ -1372,6 +1372,35 @@ def test_activity_counts_by_rep_and_week_match_the_reference_by_hand(activity_ha
     )
 
 
+def test_window_counts_ask_both_windows_at_once_by_hand(activity_hand_engine, monkeypatch):
+    # rep_volume's 13 weeks and the 13 before: one group-by, one row per owner asked that logged any
+    # (the windows' counts are columns of it), the frames activity_counts gives for each window
+    from helpers.data.calendar import weeks_window
+    from helpers.metrics import activity as A
+
+    log, as_of = activity_hand_engine["activities"], pd.Timestamp("2026-10-31")
+    start, end = weeks_window(as_of, 13)
+    pstart, pend = start - pd.Timedelta(days=91), start - pd.Timedelta(days=1)
+    windows = [(start, end), (pstart, pend), (pd.Timestamp("2026-10-01"), pd.Timestamp("2026-10-20"))]
+    owners = ["R1", "R3", "X9"]  # X9 logged nothing: zeros; R2 and S1 are not asked
+    want = [A.activity_counts(log, s, e, None, owners=owners) for s, e in windows]
+    asked, frame = [], A._frame
+    sums = lambda e: any(c.startswith(("_w", "_t")) for c in e.columns)  # noqa: E731 - counts per type
+    monkeypatch.setattr(A, "_frame", lambda e: (asked.append(e) if sums(e) else None) or frame(e))
+    got = A.window_counts(log, windows, owners)
+    assert len(asked) == 1 and len(frame(asked[0])) == 2  # R1 and R3
+    for g, w in zip(got, want, strict=True):
+        pdt.assert_frame_equal(g, w)
+    # by hand: R1 a01–a09, a18; a21 in the 13 weeks before; to 20 October: a18 at noon that day too
+    assert got[0]["total"].to_dict() == {"R1": 10, "R3": 2, "X9": 0}
+    assert got[1]["total"].to_dict() == {"R1": 1, "R3": 0, "X9": 0}
+    assert got[2]["total"].to_dict() == {"R1": 10, "R3": 1, "X9": 0}
+    assert got[0].loc["R1", ["call", "meeting", "demo"]].tolist() == [4, 3, 2]  # "Call " is a call
+    asked.clear()
+    A.rep_volume(log, as_of, 13)
+    assert len(asked) == 1  # the two windows of the volume table in one query
+
+
 # --------------------------------------------------------------------------------------------------
 # win/loss: what the review asks of the deals where they live
 # --------------------------------------------------------------------------------------------------

@@ -251,6 +251,36 @@ def activity_counts(
     return out
 
 
+def window_counts(activities, windows, owners: list[str]) -> list[pd.DataFrame]:
+    """``activity_counts(activities, start, end, None, owners=owners)`` for each ``(start, end)`` of
+    ``windows``, from one group-by on the engine: one row per owner comes back, each window's counts
+    per type columns of it."""
+    t = normalized(activities)
+    types = types_of(t)
+    names = [str(o) for o in owners]
+    w = in_window(t, min(s for s, _ in windows), max(e for _, e in windows), names)
+    sums = {}
+    for i, (s, e) in enumerate(windows):
+        inside = (w.occurred_at >= _ts(s)) & (w.occurred_at < _ts(e, 1))
+        for j, typ in enumerate(types):
+            sums[f"_w{i}_t{j}"] = (_is(w.type, typ) & inside.fill_null(False)).ifelse(1, 0).sum()
+    agg = _frame(w.group_by(owner=w.owner).agg(**sums))
+    row = pd.Index(names).get_indexer(agg["owner"]) if len(agg) else np.array([], dtype="int64")
+    out = []
+    for i in range(len(windows)):
+        cols = [f"_w{i}_t{j}" for j in range(len(types))]
+        grid = np.zeros((len(names), len(types)), dtype="float64")
+        np.add.at(grid, row[row >= 0], agg[cols].fillna(0).to_numpy(dtype="float64")[row >= 0])
+        got = pd.DataFrame(
+            grid.astype("int64"),
+            index=pd.Index(names, dtype="str", name="owner"),
+            columns=pd.Index(types, dtype="str"),
+        )
+        got["total"] = got.sum(axis=1)
+        out.append(got)
+    return out
+
+
 def active_reps(reps: pd.DataFrame | None, start, end) -> list[str]:
     """Reps employed at some point in ``[start, end]`` (hire_date ≤ end and no end_date before start)."""
     if reps is None or "rep_id" not in reps.columns:
@@ -292,8 +322,7 @@ def rep_volume(activities, as_of, weeks: int = 13, reps: pd.DataFrame | None = N
         set(reps["rep_id"].dropna().astype("str")) if reps is not None and "rep_id" in reps.columns else set()
     )
     names = sorted({o for o in owners_of(t) if o not in known or o in active} | active)
-    cur = activity_counts(t, start, end, None, owners=names)
-    prev = activity_counts(t, pstart, pend, None, owners=names)
+    cur, prev = window_counts(t, [(start, end), (pstart, pend)], names)  # one query for both
     types = [t for t in cur.columns if t != "total"]
     out = cur[types + ["total"]] / weeks
     out["outbound"] = cur[[t for t in OUTBOUND_TYPES if t in cur.columns]].sum(axis=1) / weeks
