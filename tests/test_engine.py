@@ -1778,6 +1778,44 @@ def test_quota_plan_on_the_engine_by_hand(sample_engine):
     assert pipeline.bookings_quotas(pipeline.QuotaPlan(t, ["r9"], "2026-10-01", "2027-01-31")) is None
 
 
+@pytest.mark.parametrize(
+    ("later", "as_of", "same_rows"),
+    [
+        (SAMPLE_AS_OF, "2026-09-30", True),  # last month's pass of the report: the same span
+        ("2025-12-31", "2025-10-31", False),  # next quarter inside the year: a shorter span
+        ("2026-03-31", "2026-01-31", False),  # the fiscal year before
+    ],
+)
+def test_a_pass_at_an_earlier_day_takes_the_quota_plan_it_holds(
+    sample_engine, sample_dir, sample, later, as_of, same_rows
+):
+    # the scope measured again at an earlier day (last month's figures, ``base``) over the same quota
+    # rows takes the later day's plan, whose first query asked its windows too (``plan_at``): no query
+    # more, and the figures of a plan made afresh
+    from helpers.data.calendar import FiscalCalendar
+
+    cfg = sample.config
+    cal = FiscalCalendar(cfg.fiscal_year_start_month)
+    without = load(sample_dir, tables=["opportunities", "reps"])
+    team = sorted(sample.reps["team"].dropna().unique())[0]
+    for scope, who in (("company", ""), ("team", team)):
+        now = pipeline.Scoped(without, scope, who, as_of=later, engine=sample_engine, plan_at=[as_of])
+        then = pipeline.Scoped(without, scope, who, as_of=as_of, engine=sample_engine, base=now)
+        fresh = pipeline.Scoped(without, scope, who, as_of=as_of, engine=sample_engine)
+        assert (then.quotas is now.quotas) == same_rows and now.quotas.queries == 1
+        figs = [pipeline.headline_figures(s, cfg, cal, as_of, 3.0, cfg.targets) for s in (then, fresh)]
+        assert {k: f.value for k, f in figs[0].items()} == {k: f.value for k, f in figs[1].items()}
+        w = cal.windows(as_of)
+        pdt.assert_frame_equal(
+            pipeline.bookings_vs_plan(then.table, then.quotas, w, by="rep"),
+            pipeline.bookings_vs_plan(fresh.table, fresh.quotas, w, by="rep"),
+        )
+        assert now.quotas.queries == 1 and then.quotas.queries == 1  # every window held
+        assert len(then.quotas) == len(fresh.quotas) > 0
+        for s in (now, then, fresh):
+            s.deals.release()
+
+
 # the quota plan's questions to the opportunities: asked where they live, on DuckDB, PostgreSQL and Spark,
 # against the pandas reference (quota_reference) over the loaded frame
 # --------------------------------------------------------------------------------------------------

@@ -329,6 +329,8 @@ class QuotaPlan:
     ``len``: the quota rows of the span, of any metric (0: no plan, as an empty table)."""
 
     def __init__(self, table: ibis.Table, owners, start, end, windows=()):
+        self.span = (pd.Timestamp(start), pd.Timestamp(end))
+        self.queries = 0  # the group-bys per rep asked so far
         q = table if owners is None else among(table, "rep_id", owners)
         month_before = pd.Timestamp(start) - pd.Timedelta(days=31)
         late = q.period_start >= day(month_before)
@@ -366,6 +368,7 @@ class QuotaPlan:
             prorated = q.quota.fill_null(0.0).cast("float64") * overlap / length
             sums |= {f"_p{i}": ibis.ifelse(inside, prorated, 0.0).sum(), f"_n{i}": _count(inside)}
         got = q.group_by(rep_id=q.rep_id.cast("string")).aggregate(_rows=q.count(), **sums).execute()
+        self.queries += 1
         if count:
             self._len = int(got["_rows"].sum())
         got = got[got["rep_id"].notna()].sort_values("rep_id")
@@ -1136,7 +1139,10 @@ class Scoped:
         leads=None,
         engine=None,
         base=None,
+        plan_at=(),
     ):
+        """``plan_at``: other days whose windows the quota plan asks in its first query (the report's
+        pass at last month's end, which takes this plan as ``base`` when its quota rows are the same)."""
         self.scope, self.who = (scope or "company").lower(), str(who or "")
         self.reps = ds.tables.get("reps")
         loaded = ds.tables.get("opportunities")
@@ -1198,10 +1204,18 @@ class Scoped:
             cal = FiscalCalendar(ds.config.fiscal_year_start_month)
             when = pd.Timestamp(as_of) if as_of is not None else ds.as_of
             windows, nq = cal.windows(when), next_quarter(cal, when)
-            asked = [(w.start, e) for w in (*windows.values(), nq) for e in (w.end, w.as_of)]
-            q = QuotaPlan(
-                engine["quotas"], self.owners, windows["YTD"].start, max(windows["YTD"].end, nq.end), asked
+            span = (windows["YTD"].start, max(windows["YTD"].end, nq.end))
+            held = (
+                base.quotas if base is not None and (base.scope, base.who) == (self.scope, self.who) else None
             )
+            if isinstance(held, QuotaPlan) and held.span == span:
+                q = held  # the same rows (last month's pass): its windows were asked with the later day's
+            else:
+                asked = []
+                for d in (when, *plan_at):
+                    ws, n = cal.windows(d), next_quarter(cal, d)
+                    asked += [(w.start, e) for w in (*ws.values(), n) for e in (w.end, w.as_of)]
+                q = QuotaPlan(engine["quotas"], self.owners, *span, asked)
         self.quotas = q if isinstance(q, QuotaPlan) else in_scope(q, self.owners, "rep_id")
         self.quota_source = (
             "proposed quotas file" if quotas is not None else "quotas table" if q is not None else None

@@ -142,6 +142,7 @@ def prepare(
         leads=ctx.leads,
         engine=ctx.deals_engine,
         base=reuse.sc if reuse is not None and reuse.ctx.ds is ctx.ds else None,
+        plan_at=(previous_month_end(A),) if reuse is None else (),
     )
     W = cal.windows(A)
     v = PipelineView(ctx=ctx, sc=sc, review_mode=review_mode, W=W, NQ=pl.next_quarter(cal, A))
