@@ -1013,6 +1013,58 @@ def _kept_name(t) -> str:
     return name if isinstance(name, str) else ""
 
 
+@pytest.mark.parametrize("cached", [True, False])
+def test_duckdb_keeps_a_table_compressed_in_its_spill_folder(hand_dir, tmp_path, monkeypatch, cached):
+    """What ``keep`` makes on DuckDB goes to a scratch database file in the engine's spill folder (stored
+    compressed: at 10M opportunities a temporary table of the normalized history spilled about 6 GB
+    uncompressed), not a temporary table; the shared typed file is not written; ``drop`` removes it and
+    closing removes the file."""
+    monkeypatch.chdir(tmp_path)
+    if not cached:
+        monkeypatch.setenv("REVOPS_CACHE", "0")
+    with eng_mod.connect(hand_dir) as e:
+        con = e.backend.con
+        spill = Path(con.execute("select current_setting('temp_directory')").fetchall()[0][0])
+        norm = expr.normalized_history(e)
+        kept = e.keep(norm)
+        name = _kept_name(kept)
+        where = con.execute(
+            "select database_name, temporary from duckdb_tables() where table_name = ?", [name]
+        ).fetchall()
+        assert where == [(e.kept_in, False)] and e.kept_in.startswith(eng_mod.KEPT_DB)
+        assert (spill / f"{e.kept_in}.duckdb").is_file()
+        key = ["opportunity_id", "_rn"]
+        pdt.assert_frame_equal(
+            e.execute(kept).sort_values(key).reset_index(drop=True),
+            e.execute(norm).sort_values(key).reset_index(drop=True),
+        )
+        assert len(e.execute(kept)) > 0
+        e.drop(kept)
+        assert not con.execute("select 1 from duckdb_tables() where table_name = ?", [name]).fetchall()
+        if cached:  # the shared typed file stays read-only
+            with pytest.raises(Exception, match="read-only"):
+                e.backend.raw_sql("create table opportunities_copy as select 1 x")
+    assert not spill.exists()
+    assert not any(tmp_path.iterdir())
+    if cached:  # engines on one file share DuckDB's database in this process: each detaches its own on close
+
+        def attached(x):
+            return {
+                r[0] for r in x.backend.con.execute("select database_name from duckdb_databases()").fetchall()
+            }
+
+        with eng_mod.connect(hand_dir) as other:
+            second = eng_mod.connect(hand_dir)
+            assert {second.kept_in, other.kept_in} <= attached(other)
+            folder = Path(
+                other.backend.con.execute("select current_setting('temp_directory')").fetchall()[0][0]
+            )
+            second.close()
+            assert second.kept_in not in attached(other) and other.kept_in in attached(other)
+            assert not (folder / f"{second.kept_in}.duckdb").exists()
+            assert (folder / f"{other.kept_in}.duckdb").is_file()
+
+
 def test_postgres_keeps_a_table_in_the_session_and_stays_read_only(request, hand_dir):
     # the normalized history is made once per scope as a temporary table; every other statement of the
     # connection is still refused a write
