@@ -123,6 +123,7 @@ def summary_of(**values) -> dict:
         "landing_fy_likely": "FY2027, full year",
         "landing_q_likely": "FY2027 Q3, full quarter",
         "coverage_next_quarter": "FY2027 Q4",
+        "coverage_qtd": "FY2027 Q3",
         "quota_expected_share_at_quota": "FY2028 plan",
         "win_rate": "2026-10",
         "win_rate_comparison": "2026-09",
@@ -193,6 +194,39 @@ def test_the_four_answers_judge_their_figures():
     # no target and no quotas: the landing is still said, and that there is nothing to compare it with
     s4 = answers(summary_of(landing_fy_likely=10.0e6, landing_fy_commit=9.0e6, landing_fy_best=11.0e6))[0]
     assert s4.status == "unknown" and s4.sentence.endswith("no company target or quotas to compare it with.")
+
+
+def test_pipeline_enough_follows_the_quarter_the_report_leads_with():
+    # two months left in the quarter: this quarter's coverage answers, even when the next has no quotas yet
+    s = summary_of(
+        days_left_qtd=62,
+        coverage_threshold=3.0,
+        coverage_qtd=1.83,
+        pipeline_shortfall_qtd=5.9e6,
+        coverage_next_quarter=None,
+    )
+    pipeline = answers(s)[1]
+    assert pipeline.status == BAD
+    assert pipeline.sentence == (
+        "Coverage for FY2027 Q3 is 1.83× against the 3.0× needed: $5.9M of pipeline still to create."
+    )
+    assert "coverage_qtd" in {r["key"] for r in pipeline.rows}
+    # the quarter is all but over: the next quarter answers
+    s = summary_of(days_left_qtd=5, coverage_threshold=3.0, coverage_qtd=1.2, coverage_next_quarter=3.4)
+    assert answers(s)[1].status == GOOD
+    assert answers(s)[1].sentence == "Coverage for FY2027 Q4 is 3.40× against the 3.0× needed."
+    # ... unless it has no quotas yet: this quarter's coverage, and why
+    s = summary_of(
+        days_left_qtd=5,
+        coverage_threshold=3.0,
+        coverage_qtd=2.5,
+        coverage_next_quarter=None,
+        remaining_next_quarter=None,
+    )
+    assert answers(s)[1].status == WATCH
+    assert answers(s)[1].sentence == (
+        "FY2027 Q4 has no quotas yet. Coverage for FY2027 Q3 is 2.50× against the 3.0× needed."
+    )
 
 
 def test_deals_needing_attention_each_once_with_flags():

@@ -1484,14 +1484,18 @@ def headline_figures(
         put("gap_fy", gap, year)
         deals = math.ceil(gap / v["avg_deal_size"]) if gap > 0 and v["avg_deal_size"] > 0 else 0
         put("gap_deals_fy", deals, year)
-    # is the pipeline enough: what next quarter needs at the coverage threshold
-    nq = out["remaining_next_quarter"].number * threshold
-    put("pipeline_needed_next_quarter", nq, out["coverage_next_quarter"].window)
-    put(
-        "pipeline_shortfall_next_quarter",
-        max(nq - out["open_in_next_quarter"].number, 0.0) if not math.isnan(nq) else math.nan,
-        out["coverage_next_quarter"].window,
-    )
+    # is the pipeline enough: what each quarter needs at the coverage threshold
+    for key in ("qtd", "next_quarter"):
+        if f"coverage_{key}" not in out:
+            continue  # the quarter ends on the as-of date: its coverage is history
+        needed = out[f"remaining_{key}"].number * threshold
+        window = out[f"coverage_{key}"].window
+        put(f"pipeline_needed_{key}", needed, window)
+        put(
+            f"pipeline_shortfall_{key}",
+            max(needed - out[f"open_in_{key}"].number, 0.0) if not math.isnan(needed) else math.nan,
+            window,
+        )
     # what leadership reads first (the index and the email show the first figures)
     first = (
         "bookings_qtd",
@@ -1502,6 +1506,16 @@ def headline_figures(
         "attainment_to_date_ytd",
     )
     return {k: out[k] for k in first if k in out} | out
+
+
+# a quarter with fewer days than this left is all but over: the report leads with the next quarter's coverage
+FOCUS_MIN_DAYS_LEFT = 14
+
+
+def coverage_focus(days_left_qtd: float) -> str:
+    """The quarter whose coverage the report leads with (its figures' suffix): "qtd" while the current quarter
+    has at least ``FOCUS_MIN_DAYS_LEFT`` days to run, else "next_quarter" (also when the days left are unknown)."""
+    return "qtd" if days_left_qtd >= FOCUS_MIN_DAYS_LEFT else "next_quarter"
 
 
 def stalled_by_age(

@@ -18,6 +18,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from helpers.metrics.pipeline import coverage_focus
 from helpers.metrics.registry import LEVELS
 from helpers.sections.display import fmt_money, fmt_value, section_id
 
@@ -155,23 +156,33 @@ def _quarter_landing(f: _Figures) -> str:
 
 
 def pipeline_enough(f: _Figures) -> Answer:
+    """Coverage of the quarter the pipeline report leads with (this quarter while it has two weeks or more to
+    run, else the next); when that quarter has none (no quotas yet, or its quota already booked), the other
+    quarter's, saying why."""
     q = "Is the pipeline enough?"
-    cov, thr = f.num("coverage_next_quarter"), f.num("coverage_threshold")
+    focus = coverage_focus(f.num("days_left_qtd"))
+    other = "next_quarter" if focus == "qtd" else "qtd"
+    key = next((k for k in (focus, other) if _known(f.num(f"coverage_{k}"))), focus)
+    cov, thr = f.num(f"coverage_{key}"), f.num("coverage_threshold")
     rows = f.rows(
-        "coverage_next_quarter",
+        f"coverage_{key}",
         "coverage_threshold",
-        "open_in_next_quarter",
-        "pipeline_needed_next_quarter",
-        "pipeline_shortfall_next_quarter",
+        f"open_in_{key}",
+        f"pipeline_needed_{key}",
+        f"pipeline_shortfall_{key}",
         "pipeline_created_qtd",
     )
     link = f.html.get("pipeline_health")
     if not _known(cov, thr):
         return Answer(q, UNKNOWN, "Coverage needs quotas (or targets) and open pipeline.", link, rows)
     status = GOOD if cov >= thr else WATCH if cov >= 0.75 * thr else BAD
-    s = f"Coverage for {f.window('coverage_next_quarter')} is {cov:.2f}× against the {thr:.1f}× needed"
-    short = f.num("pipeline_shortfall_next_quarter")
-    s += f": {f.short('pipeline_shortfall_next_quarter')} of pipeline still to create." if short > 0 else "."
+    s = ""
+    if key != focus and f.window(f"coverage_{focus}"):
+        booked = f.num(f"remaining_{focus}") == 0
+        s = f"{f.window(f'coverage_{focus}')} {'has its quota booked' if booked else 'has no quotas yet'}. "
+    s += f"Coverage for {f.window(f'coverage_{key}')} is {cov:.2f}× against the {thr:.1f}× needed"
+    short = f.num(f"pipeline_shortfall_{key}")
+    s += f": {f.short(f'pipeline_shortfall_{key}')} of pipeline still to create." if short > 0 else "."
     return Answer(q, status, s, link, rows)
 
 

@@ -192,7 +192,7 @@ def prepare(
             stalled = stalled[stalled["age_days"] > stalled_days]
         v.stalled = stalled
     figs["stalled_deals"] = Fig("stalled_deals", len(v.stalled), f"at {A:%Y-%m-%d}")
-    v.focus = W["QTD"] if figs["days_left_qtd"].value >= 14 else v.NQ
+    v.focus = W["QTD"] if pl.coverage_focus(figs["days_left_qtd"].value) == "qtd" else v.NQ
     if sc.scope != "rep" and sc.quotas is not None and not no_amounts:
         v.cov_rep = pl.coverage(sc.table, sc.quotas, v.focus, by="rep", threshold=v.THR)
     if no_amounts:
@@ -324,7 +324,7 @@ def show_headlines(v: PipelineView) -> None:
             "open_pipeline",
             "weighted_pipeline_crm",
             "weighted_pipeline_hist",
-            "coverage_qtd" if figs["days_left_qtd"].value >= 14 else "coverage_next_quarter",
+            f"coverage_{pl.coverage_focus(figs['days_left_qtd'].value)}",
             "win_rate_count_12m",
             "sales_velocity_30d",
         ]
@@ -601,7 +601,7 @@ def show_same_day_and_forecast_accuracy(v: PipelineView) -> None:
         return
     sc, cal, A, W, NQ, cur = v.sc, v.cal, v.A, v.W, v.NQ, v.cur
     same_day_money = ["won_to_date", "open_in_quarter", "weighted", "final_won"]
-    if v.figs["days_left_qtd"].value >= 14:
+    if pl.coverage_focus(v.figs["days_left_qtd"].value) == "qtd":
         markdown(
             f"**Pipeline for the quarter on the same day of earlier quarters** (day "
             f"{(A - W['QTD'].start).days + 1})"
@@ -886,7 +886,7 @@ def look_at_points(figs: dict[str, Fig], currency: str = "USD", extra: dict | No
     pts = []
     thr = val("coverage_threshold")
     for key in ("qtd", "next_quarter"):
-        if key == "qtd" and val("days_left_qtd") < 14:
+        if key == "qtd" and pl.coverage_focus(val("days_left_qtd")) != "qtd":
             continue  # the quarter is all but over: its coverage says nothing
         f = figs.get(f"coverage_{key}")
         cov, label = val(f"coverage_{key}"), (f.window or "") if f is not None else ""
