@@ -105,3 +105,34 @@ def test_review_reps_are_active_account_executives_with_deals():
     # r2 left on 09-30; s1 is an SDR (and owns no deals)
     assert reviews.review_reps(ds, "2026-10-15") == ["r1", "r3"]
     assert reviews.review_reps(ds, "2026-10-15", ["r2"]) == ["r2"]
+
+
+def test_the_reviews_index_shows_the_coverage_the_pipeline_report_leads_with(tmp_path):
+    import json
+    import re
+
+    def text(page):  # the page's text, without tags and their attributes (the headers' definitions)
+        return re.sub(r"<[^>]+>", "", page)
+
+    def summary(rep, days_left, cov_q, cov_next):
+        figs = [
+            {"key": "days_left_qtd", "value": days_left, "unit": "days", "window": "FY2027 Q4"},
+            {"key": "coverage_qtd", "value": cov_q, "unit": "ratio", "window": "FY2027 Q4"},
+            {"key": "coverage_next_quarter", "value": cov_next, "unit": "ratio", "window": "FY2028 Q1"},
+        ]
+        (tmp_path / f"{rep}.json").write_text(json.dumps({"figures": figs}))
+
+    ds = SimpleNamespace(
+        tables={"reps": pd.DataFrame({"rep_id": ["r1"], "name": ["Ann"], "team": ["East"]})},
+        config=SimpleNamespace(currency="USD"),
+    )
+    params = SimpleNamespace(period="2026-11", as_of=T("2026-11-30"), dataset_name="d")
+    results = [SimpleNamespace(name="r1", ok=True, html="r1.html")]
+    # two months left in the quarter (and no quotas for the next yet): this quarter's coverage
+    summary("r1", 62, 1.83, None)
+    page = text(reviews.reviews_index(ds, params, results, tmp_path))
+    assert "Coverage, FY2027 Q4" in page and "1.83×" in page and "FY2028 Q1" not in page
+    # five days left: the next quarter's
+    summary("r1", 5, 1.2, 3.4)
+    page = text(reviews.reviews_index(ds, params, results, tmp_path))
+    assert "Coverage, FY2028 Q1" in page and "3.40×" in page and "1.20×" not in page

@@ -16,6 +16,7 @@ need).
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
@@ -71,10 +72,11 @@ def review_notebook(source: Path, target: Path) -> Path:
     return target
 
 
+# "coverage" is the quarter the pipeline report leads with (pipeline.coverage_focus), the same for every rep
 INDEX_FIGURES = (
     "bookings_qtd",
     "attainment_to_date_qtd",
-    "coverage_next_quarter",
+    "coverage",
     "open_pipeline",
     "stalled_deals",
 )
@@ -83,10 +85,27 @@ INDEX_FIGURES = (
 def reviews_index(ds, params, results, summaries: Path, monthly: bool = False) -> str:
     """``reviews/index.html``: one row per rep — name, team, a link to the pack and the headline figures
     (registry labels over the column heads, the rep's own values), in the order of the reps' names."""
+    from helpers.metrics.pipeline import coverage_focus
     from helpers.metrics.registry import metric
     from helpers.publish import report
     from helpers.sections.display import fmt_value
 
+    summaries_by_rep = {
+        str(res.name): report.read_summary(summaries / escape.filename(str(res.name), ".json")) or {}
+        for res in results
+    }
+    days_left = next(
+        (
+            f["value"]
+            for data in summaries_by_rep.values()
+            for f in data.get("figures", [])
+            if f["key"] == "days_left_qtd" and f.get("value") is not None
+        ),
+        math.nan,
+    )
+    coverage = f"coverage_{coverage_focus(days_left)}"
+    keys = [coverage if k == "coverage" else k for k in INDEX_FIGURES]
+    windows = {}
     reps = ds.tables.get("reps")
     info = {}
     if reps is not None:
@@ -100,11 +119,12 @@ def reviews_index(ds, params, results, summaries: Path, monthly: bool = False) -
     for res in results:
         rid = str(res.name)
         name, team = info.get(rid, (rid, None))
-        data = report.read_summary(summaries / escape.filename(rid, ".json")) or {}
-        figs = {f["key"]: f for f in data.get("figures", [])}
+        figs = {f["key"]: f for f in summaries_by_rep[rid].get("figures", [])}
         values = []
-        for k in INDEX_FIGURES:
+        for k in keys:
             f = figs.get(k)
+            if f is not None and f.get("window"):
+                windows.setdefault(k, f["window"])
             v = None if f is None else f.get("value")
             values.append("" if v is None else v if isinstance(v, str) else fmt_value(v, f["unit"], cur))
         rows.append(
@@ -117,7 +137,13 @@ def reviews_index(ds, params, results, summaries: Path, monthly: bool = False) -
             }
         )
     rows.sort(key=lambda r: r["sort"])
-    headers = [{"label": metric(k).label, "definition": metric(k).definition} for k in INDEX_FIGURES]
+    headers = [
+        {
+            "label": metric(k).label + (f", {windows[k]}" if k == coverage and k in windows else ""),
+            "definition": metric(k).definition,
+        }
+        for k in keys
+    ]
     return report.render_template(
         "reviews_index.html.j2",
         period=params.period,
