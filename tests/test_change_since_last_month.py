@@ -133,6 +133,14 @@ def test_the_index_shows_the_change_with_no_earlier_report(tiny, tmp_path):
     }
     assert figs["open_pipeline"]["change"]["delta"] == -63000.0  # 20,000 − 83,000
     assert figs["days_left_qtd"]["change"] is None
+    # 2026-09-30 was in FY2026 Q3: this quarter's figures are not compared with the quarter before ...
+    assert figs["commit_qtd"]["change"] is None
+    assert figs["commit_qtd"]["change_note"] == "last month's value is of FY2026 Q3"
+    # ... but with the figure that named FY2026 Q4 then: open pipeline closing in Q4 was 83,000 (O1–O4 dated
+    # in October, O6 at 15,000 in December), now 20,000
+    assert figs["open_in_qtd"]["change"]["previous"] == 83000.0
+    assert figs["open_in_qtd"]["change"]["then"] == "open_in_next_quarter"
+    assert figs["bookings_ytd"]["change"]["delta"] == 60000.0  # the same fiscal year: compared
     assert summary["previous_period"]["as_of"] == "2026-09-30"
     assert summary["previous_period"]["from_earlier_report"] == 0
     index = _unwrapped(report.render_index(summary))
@@ -146,6 +154,11 @@ def test_the_index_shows_the_change_with_no_earlier_report(tiny, tmp_path):
     assert (
         '<td class="num bad" title="since 2026-09-30, rebuilt from the data">−$63,000 (−75.9%)</td>' in index
     )
+    assert (
+        '<td class="num bad" title="since 2026-09-30, rebuilt from the data (last month&#39;s figure for '
+        'FY2026 Q4)">−$63,000 (−75.9%)</td>' in index
+    )
+    assert 'title="last month&#39;s value is of FY2026 Q3">—</td>' in index
 
 
 def test_a_figure_the_data_cannot_rebuild_falls_back_to_the_earlier_report(tiny, tmp_path):
@@ -194,3 +207,21 @@ def test_a_figure_without_last_months_value_says_why(tiny, tmp_path):
         'title="the data cannot rebuild last month&#39;s value; it needs last month&#39;s report">—</td>'
         in index
     )
+
+
+def test_a_quarters_figure_is_compared_with_last_months_figure_for_the_same_quarter():
+    # the sample in November: on 2026-10-31 FY2027 Q3 closed (its coverage was not measured) and FY2027 Q4 was
+    # the next quarter, with coverage 1.65
+    cov = {"key": "coverage_qtd", "window": "FY2027 Q4", "unit": "ratio"}
+    then = {"coverage_next_quarter": "FY2027 Q4", "open_in_qtd": "FY2027 Q3"}
+    assert report.same_period_key(cov, {"coverage_next_quarter": 1.65}, then) == "coverage_next_quarter"
+    # no figure named FY2027 Q4 then: nothing to compare with (not Q3's)
+    opened = {"key": "open_in_qtd", "window": "FY2027 Q4", "unit": "currency"}
+    assert report.same_period_key(opened, {"open_in_qtd": 318800.0}, then) is None
+    # within the quarter, and for figures over other windows, the figure's own value then
+    bookings = {"key": "bookings_qtd", "window": "FY2027 Q4 to 2026-12-31", "unit": "currency"}
+    assert report.same_period_key(
+        bookings, {"bookings_qtd": 1.0}, {"bookings_qtd": "FY2027 Q4 to 2026-11-30"}
+    ) == ("bookings_qtd")
+    mtd = {"key": "bookings_mtd", "window": "2026-11", "unit": "currency"}
+    assert report.same_period_key(mtd, {"bookings_mtd": 1.0}, {"bookings_mtd": "2026-10"}) == "bookings_mtd"

@@ -389,6 +389,13 @@ def test_a_quarter_ending_on_the_report_date_is_told_as_closed():
         plan_qtd=3.6e6,
         target_q=3.3e6,
     )
+    # and the reps "on pace" on its last day are the reps at quota
+    quotas = answers(summary_of(quota_expected_share_at_quota=0.5, days_left_qtd=0, reps_on_pace_qtd=0.43))[2]
+    assert quotas.sentence.endswith(" 43% of reps finished the quarter at quota.")
+    running = answers(summary_of(quota_expected_share_at_quota=0.5, days_left_qtd=30, reps_on_pace_qtd=0.43))[
+        2
+    ]
+    assert running.sentence.endswith(" This quarter 43% of reps are on pace.")
     closed = answers(summary_of(**q, days_left_qtd=0, bookings_qtd=3.21e6))[0].sentence
     assert closed.endswith(
         " FY2027 Q3 closed at $3.2M booked against the quarter's plan of $3.6M and its $3.3M share of the target."

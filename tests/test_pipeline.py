@@ -797,11 +797,13 @@ def test_what_to_look_at_on_the_last_day_of_the_quarter():
         "past_due_deals": Fig("past_due_deals", 1),
         "past_due_amount": Fig("past_due_amount", 5000.0),
         "no_next_step_deals": Fig("no_next_step_deals", 1),
+        "reps_on_pace_qtd": Fig("reps_on_pace_qtd", 0.43),
     }
     pts = pv.look_at_points(
         figs, "USD", {"stalled": 1, "slipped": 2, "reps_under_threshold": 21, "coverage_label": "FY2027 Q4"}
     )
     assert "The quarter closed at $3.2M, 89% of plan." in pts
+    assert "Only 43% of reps finished the quarter at quota." in pts  # not "on pace": the quarter is over
     assert not any("run rate" in p for p in pts)
     assert "21 reps have coverage under 3.0× for FY2027 Q4." in pts
     assert "1 open deal has no next step." in pts

@@ -17,6 +17,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "notebooks"))
 from packs import BOOKINGS, BROKEN, EXPECTED, monthly, write_tiny_dataset  # noqa: E402
 
+from helpers.metrics import registry  # noqa: E402
 from helpers.publish import report  # noqa: E402
 
 # a 2×1 red PNG
@@ -422,3 +423,21 @@ def test_sections_are_numbered_in_order_and_carry_their_ids():
         '<h2 id="deals-that-need-attention">2. Deals that need attention</h2>'
         '<h2 id="activity">3. Activity</h2><h3>By team</h3>'
     )
+
+
+def test_figures_the_data_cannot_give_are_named_with_their_quarter():
+    # November: next quarter (FY2028 Q1) has no quotas yet, while this quarter's coverage is known
+    nb = {
+        "figures": [
+            {"key": "coverage_qtd", "value": 1.83, "window": "FY2027 Q4"},
+            {"key": "coverage_next_quarter", "value": None, "window": "FY2028 Q1"},
+            {"key": "remaining_next_quarter", "value": None, "window": "FY2028 Q1"},
+            {"key": "plan_ytd", "value": None, "window": "FY2027, full year"},
+            {"key": "sales_velocity_30d", "value": None, "window": "30 days to 2026-11-30"},
+        ]
+    }
+    assert report.unavailable(nb) == [
+        "Coverage, Quota still to close (FY2028 Q1)",
+        f"{registry.metric('plan_ytd').label} (FY2027)",
+        registry.metric("sales_velocity_30d").label,
+    ]

@@ -33,6 +33,12 @@ CHANGES = {
     "none": "no change is shown",
 }
 
+# windows that name one fiscal quarter or year: a figure over one is compared only with last month's figure for
+# the same quarter or year (at a quarter's start, last month's "this quarter" was the quarter before)
+ONE_PERIOD_WINDOWS = frozenset(
+    {"qtd", "quarter", "quarter_full", "next_quarter", "last_quarter", "ytd", "year_full", "plan_year"}
+)
+
 
 @dataclass(frozen=True)
 class Term:
@@ -258,7 +264,10 @@ def render_docs() -> str:
         "## Change since last month",
         "",
         "The index and the email show each figure's change since the previous month's end, coloured by whether "
-        "it is good or bad news (a figure's `better`: higher or lower), never a change of a change.",
+        "it is good or bad news (a figure's `better`: higher or lower), never a change of a change. A figure of "
+        "one quarter or fiscal year is compared only with last month's figure for the same quarter or year: in "
+        "a quarter's first month, this quarter's coverage against last month's next-quarter coverage, and no "
+        "change for this quarter's bookings (last month's were the quarter before's).",
         "",
         "| change | how the previous value is found |",
         "|---|---|",

@@ -1096,6 +1096,48 @@ def read_summary(path: Path) -> dict | None:
         return None
 
 
+def _anchored(key: str) -> bool:
+    from helpers.metrics.registry import ONE_PERIOD_WINDOWS, load
+
+    m = load().metrics.get(key)
+    return m is not None and m.window in ONE_PERIOD_WINDOWS
+
+
+def period_of(window: str | None) -> str:
+    """The quarter or year a window names, without how far into it: "FY2027 Q4 to 2026-11-30" and
+    "FY2027 Q4, full quarter" are both "FY2027 Q4"."""
+    return re.sub(r"( to \d{4}-\d{2}-\d{2}|, full (quarter|year))$", "", window or "")
+
+
+def same_period_key(fig: dict, rebuilt: dict, then: dict[str, str]) -> str | None:
+    """The rebuilt figure whose value at the previous month's end is comparable with ``fig`` now (``rebuilt``:
+    the values then; ``then``: their windows then): ``fig``'s own key, unless its window names a quarter or
+    year that was another one then; then the figure of the same registry term whose window named this one
+    (this quarter's coverage against last month's next-quarter coverage); None when there is none."""
+    from helpers.metrics.registry import load
+
+    key = fig["key"]
+    if not _anchored(key) or (key in rebuilt and key not in then):
+        return key if key in rebuilt else None
+    period = period_of(fig.get("window"))
+    if key in rebuilt and period_of(then[key]) == period:
+        return key
+    metrics = load().metrics
+    term = metrics[key].term
+    for other, window in then.items():
+        m = metrics.get(other)
+        if (
+            term is not None
+            and other in rebuilt
+            and m is not None
+            and m.term == term
+            and m.unit == fig.get("unit")
+            and period_of(window) == period
+        ):
+            return other
+    return None
+
+
 def figure_change(fig: dict, prev: dict | None, source: str = "report") -> dict | None:
     """Change of one figure against its value last period (``prev``: that figure, or ``{"value": v}``):
     ``delta`` = now − before (percentage points for percent units), ``pct`` = delta ÷ |before| (not for
@@ -1166,14 +1208,30 @@ def build_summary(
         data = read_summary(summaries_dir / f"{r.name}.json") or {}
         # the figures' values at the previous month's end, rebuilt from the data by the notebook
         rebuilt = data.get("previous", {}).get("values", {})
+        then = data.get("previous", {}).get("windows", {})
         rebuilt_at = data.get("previous", {}).get("as_of") or rebuilt_at
         figs = []
         for f in data.get("figures", []):
             f = dict(f)
-            if f["key"] in rebuilt:
-                f["change"] = figure_change(f, {"value": rebuilt[f["key"]]}, "data")
+            same = same_period_key(f, rebuilt, then)
+            if same is not None:
+                f["change"] = figure_change(f, {"value": rebuilt[same]}, "data")
+                if f["change"] and same != f["key"]:
+                    f["change"]["then"] = same  # the figure that named this quarter or year last month
+            elif f["key"] in rebuilt:
+                f["change"] = None
+                f["change_note"] = f"last month's value is of {period_of(then[f['key']])}"
             else:
-                f["change"] = figure_change(f, prev_figs.get((r.name, f["key"])), "report")
+                before = prev_figs.get((r.name, f["key"]))
+                if (
+                    before
+                    and _anchored(f["key"])
+                    and period_of(before.get("window")) != period_of(f.get("window"))
+                ):
+                    f["change"] = None
+                    f["change_note"] = f"the earlier report's value is of {period_of(before.get('window'))}"
+                else:
+                    f["change"] = figure_change(f, before, "report")
             n_rebuilt += bool(f["change"]) and f["change"]["source"] == "data"
             n_report += bool(f["change"]) and f["change"]["source"] == "report"
             figs.append(f)
@@ -1266,8 +1324,12 @@ def figure_rows(summary: dict, nb: dict) -> list[dict]:
         value = f["value"] if isinstance(f["value"], str) else fmt_value(f["value"], f["unit"], cur)
         if ch.get("source") == "data":
             since = f"since {before.get('as_of')}, rebuilt from the data"
+            if ch.get("then"):
+                since += f" (last month's figure for {period_of(f.get('window'))})"
         elif ch:
             since = f"against the {before.get('period')} report"
+        elif f.get("change_note"):
+            since = f["change_note"]
         else:
             since = ""
             m = metrics.get(f["key"])
@@ -1292,19 +1354,22 @@ def figure_rows(summary: dict, nb: dict) -> list[dict]:
 
 
 def unavailable(nb: dict) -> list[str]:
-    """The registry labels (without their windows) of a notebook's figures the data could not give, once each:
-    the index says them in one line instead of showing rows of n/a."""
+    """The registry labels of a notebook's figures the data could not give, once each, with the quarter or year
+    they are of ("Coverage, Pipeline needed (FY2028 Q1)"): the index says them in one line instead of showing
+    rows of n/a. Labels over other windows (to-date, months) are named without them."""
     from helpers.metrics.registry import load
 
     metrics = load().metrics
-    names = []
+    by_period: dict[str, list[str]] = {}
     for f in nb.get("figures", []):
         if f.get("value") is None:
             m = metrics.get(f["key"])
             name = m.render_label(params=f.get("params")) if m else f["label"]
+            period = period_of(f.get("window")) if _anchored(f["key"]) else ""
+            names = by_period.setdefault(period, [])
             if name not in names:
                 names.append(name)
-    return names
+    return [", ".join(names) + (f" ({period})" if period else "") for period, names in by_period.items()]
 
 
 def render_index(summary: dict, reviews: str | None = None) -> str:

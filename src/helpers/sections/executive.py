@@ -218,7 +218,11 @@ def quotas_realistic(f: _Figures) -> Answer:
         )
     on_pace = f.num("reps_on_pace_qtd")
     if _known(on_pace):
-        s += f" This quarter {on_pace:.0%} of reps are on pace."
+        s += (
+            f" {on_pace:.0%} of reps finished {f.window('days_left_qtd') or 'the quarter'} at quota."
+            if f.num("days_left_qtd") == 0  # the quarter ends on the as-of date: on pace means at quota
+            else f" This quarter {on_pace:.0%} of reps are on pace."
+        )
     return Answer(q, status, s, link, rows)
 
 

@@ -935,7 +935,9 @@ def look_at_points(figs: dict[str, Fig], currency: str = "USD", extra: dict | No
     if not pd.isna(share) and share < 0.5:
         pts.append(
             Point(
-                f"Only {fmt_pct(share)} of reps are on pace for their quarter quota.",
+                f"Only {fmt_pct(share)} of reps finished the quarter at quota."
+                if val("days_left_qtd") == 0  # the quarter ends on the as-of date: on pace means at quota
+                else f"Only {fmt_pct(share)} of reps are on pace for their quarter quota.",
                 BOOKINGS,
                 "bad",
                 ("reps_on_pace_qtd",),

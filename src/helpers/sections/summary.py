@@ -60,7 +60,8 @@ class Headlines:
     notebook: str
     currency: str = "USD"
     figures: list[Figure] = field(default_factory=list)
-    # the figures' values at the previous month's end, rebuilt from the data: {"as_of": ..., "values": {key: v}}
+    # the figures' values at the previous month's end, rebuilt from the data, and their windows then:
+    # {"as_of": ..., "values": {key: v}, "windows": {key: window}}
     previous: dict = field(default_factory=dict)
     # the report's "what to look at" points: text (Markdown), section, level, keys (``registry.Point``)
     points: list[dict] = field(default_factory=list)
@@ -79,11 +80,14 @@ class Headlines:
         or a list) as the values the figures had then — only those the registry says the data rebuilds
         (``Metric.rebuilt``: by dates always, by replaying opportunity_history when ``has_history``)."""
         values = dict(self.previous.get("values", {}))
+        windows = dict(self.previous.get("windows", {}))
         for f in figs.values() if isinstance(figs, dict) else figs:
             m = registry.metric(f.key)
             if m.rebuilt(has_history):
                 values[f.key] = _stored(f.value, m.unit)
-        self.previous = {"as_of": f"{pd.Timestamp(as_of):%Y-%m-%d}", "values": values}
+                if f.window:
+                    windows[f.key] = f.window
+        self.previous = {"as_of": f"{pd.Timestamp(as_of):%Y-%m-%d}", "values": values, "windows": windows}
 
     def add(self, key: str, value, window: str | None = None, base: str | None = None, params=None) -> None:
         """Record the registry figure ``key`` over ``window`` (with its ``base``, e.g. "118 closed"); label,
