@@ -194,3 +194,24 @@ def test_a_figure_without_last_months_value_says_why(tiny, tmp_path):
         'title="the data cannot rebuild last month&#39;s value; it needs last month&#39;s report">—</td>'
         in index
     )
+
+
+def test_last_months_figures_alone_equal_those_of_a_full_pass(sample_dir):
+    # figures_at measures the headline figures only: stalled and slipped deals counted where they live
+    # (not listed), no coverage by rep; the figures are those of a full pass at that date
+    import dataclasses
+
+    ctx = open_report(str(sample_dir), notebook="pipeline_health", show_header=False)
+    v = pv.prepare(ctx)
+    before = previous_month_end(ctx.as_of)
+    then = dataclasses.replace(ctx, as_of=before)
+    full = pv.prepare(then, **v.args, reuse=v)
+    alone = pv.prepare(then, **v.args, reuse=v, figures_only=True)
+    assert full.figs["stalled_deals"].value > 0 and full.figs["slipped_deals_qtd"].value > 0
+    assert alone.stalled is None and alone.slipped is None and alone.cov_rep is None
+    assert full.cov_rep is not None
+    assert repr(alone.figs) == repr(full.figs)
+    assert repr(pv.figures_at(v, before)) == repr(full.figs)
+    fixed = pv.prepare(then, **{**v.args, "stalled_days": 30}, reuse=v, figures_only=True)
+    listed = pv.prepare(then, **{**v.args, "stalled_days": 30}, reuse=v)
+    assert fixed.figs["stalled_deals"].value == len(listed.stalled) != full.figs["stalled_deals"].value
