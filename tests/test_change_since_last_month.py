@@ -215,3 +215,19 @@ def test_last_months_figures_alone_equal_those_of_a_full_pass(sample_dir):
     fixed = pv.prepare(then, **{**v.args, "stalled_days": 30}, reuse=v, figures_only=True)
     listed = pv.prepare(then, **{**v.args, "stalled_days": 30}, reuse=v)
     assert fixed.figs["stalled_deals"].value == len(listed.stalled) != full.figs["stalled_deals"].value
+
+
+def test_last_months_win_loss_figures_alone_equal_those_of_the_full_review(sample_dir):
+    # save_headlines reads last month's review for its figures only: the totals per dimension and the
+    # reasons' cross tables are not asked, and the figures are those of the full review
+    ctx = open_report(
+        str(sample_dir), notebook="win_loss_review", show_header=False, tables=["churn", "reps"]
+    )
+    before = previous_month_end(ctx.as_of)
+    full = wv.review(ctx, as_of=before)
+    alone = wv.review(ctx, as_of=before, figures_only=True)
+    assert full.by_dim and full.reasons_by_segment is not None and full.reasons_by_competitor is not None
+    assert alone.by_dim == {} and alone.reasons_by_segment is None and alone.reasons_by_competitor is None
+    keys = {f.key for f in full.headlines}
+    assert {"top_loss_reason", "top_loss_reason_share", "lost_without_reason_share"} <= keys
+    assert repr(alone.headlines) == repr(full.headlines)
