@@ -225,3 +225,40 @@ def test_a_quarters_figure_is_compared_with_last_months_figure_for_the_same_quar
     ) == ("bookings_qtd")
     mtd = {"key": "bookings_mtd", "window": "2026-11", "unit": "currency"}
     assert report.same_period_key(mtd, {"bookings_mtd": 1.0}, {"bookings_mtd": "2026-10"}) == "bookings_mtd"
+
+
+def test_last_months_figures_alone_equal_those_of_a_full_pass(sample_dir):
+    # figures_at measures the headline figures only: stalled and slipped deals counted where they live
+    # (not listed), no coverage by rep; the figures are those of a full pass at that date
+    import dataclasses
+
+    ctx = open_report(str(sample_dir), notebook="pipeline_health", show_header=False)
+    v = pv.prepare(ctx)
+    before = previous_month_end(ctx.as_of)
+    then = dataclasses.replace(ctx, as_of=before)
+    full = pv.prepare(then, **v.args, reuse=v)
+    alone = pv.prepare(then, **v.args, reuse=v, figures_only=True)
+    assert full.figs["stalled_deals"].value > 0 and full.figs["slipped_deals_qtd"].value > 0
+    assert alone.stalled is None and alone.slipped is None and alone.cov_rep is None
+    assert full.cov_rep is not None
+    assert repr(alone.figs) == repr(full.figs)
+    assert repr(pv.figures_at(v, before)) == repr(full.figs)
+    fixed = pv.prepare(then, **{**v.args, "stalled_days": 30}, reuse=v, figures_only=True)
+    listed = pv.prepare(then, **{**v.args, "stalled_days": 30}, reuse=v)
+    assert fixed.figs["stalled_deals"].value == len(listed.stalled) != full.figs["stalled_deals"].value
+
+
+def test_last_months_win_loss_figures_alone_equal_those_of_the_full_review(sample_dir):
+    # save_headlines reads last month's review for its figures only: the totals per dimension and the
+    # reasons' cross tables are not asked, and the figures are those of the full review
+    ctx = open_report(
+        str(sample_dir), notebook="win_loss_review", show_header=False, tables=["churn", "reps"]
+    )
+    before = previous_month_end(ctx.as_of)
+    full = wv.review(ctx, as_of=before)
+    alone = wv.review(ctx, as_of=before, figures_only=True)
+    assert full.by_dim and full.reasons_by_segment is not None and full.reasons_by_competitor is not None
+    assert alone.by_dim == {} and alone.reasons_by_segment is None and alone.reasons_by_competitor is None
+    keys = {f.key for f in full.headlines}
+    assert {"top_loss_reason", "top_loss_reason_share", "lost_without_reason_share"} <= keys
+    assert repr(alone.headlines) == repr(full.headlines)

@@ -176,6 +176,36 @@ def test_bookings_by_hand(hand_engine):
     assert nothing.to_dict("records") == [{"group": "All", "bookings": 0.0, "deals": 0}]
 
 
+def test_bookings_per_owner_are_asked_once_for_every_window(hand_engine, monkeypatch):
+    # bookings against plan by rep and by team over some of the windows asked of the engine (``asked``)
+    # equal those asked alone; on PostgreSQL the later calls send no query: the sums per owner of every
+    # window came back with the first
+    import io
+
+    from helpers.data.calendar import FiscalCalendar
+
+    W = FiscalCalendar(1).windows(pd.Timestamp("2026-10-31"))
+    reps = pd.read_csv(io.StringIO(HAND_REPS), dtype="str")
+    opps = hand_engine["opportunities"]
+    two = {k: W[k] for k in ("MTD", "YTD")}
+    alone_rep = pipeline.bookings_vs_plan(opps, None, {"QTD": W["QTD"]}, by="rep")
+    alone_team = pipeline.bookings_vs_plan(opps, None, two, by="team", reps=reps)
+    every = pipeline.bookings_vs_plan(opps, None, W, by="rep", asked=W)
+    calls = []
+    if hand_engine.name == "postgres":
+        backend = type(hand_engine.backend)
+        run = backend.execute
+        monkeypatch.setattr(backend, "execute", lambda self, *a, **k: calls.append(a) or run(self, *a, **k))
+    by_rep = pipeline.bookings_vs_plan(opps, None, {"QTD": W["QTD"]}, by="rep", asked=W)
+    by_team = pipeline.bookings_vs_plan(opps, None, two, by="team", reps=reps, asked=W)
+    assert calls == []
+    pdt.assert_frame_equal(by_rep, alone_rep)
+    pdt.assert_frame_equal(by_team, alone_team)
+    qtd = every[every["window"] == "QTD"].reset_index(drop=True)
+    pdt.assert_frame_equal(qtd, alone_rep)
+    assert by_team["bookings"].sum() > 0 and set(by_team["window"]) == {"MTD", "YTD"}
+
+
 def test_pipeline_by_stage_by_hand(hand_engine):
     got = expr.pipeline_by_stage(hand_engine)
     want = pd.DataFrame(

@@ -364,6 +364,22 @@ def days_in_stage_benchmark(v, eng, config, quantile: float = 0.75) -> pd.DataFr
 def stalled_deals(v, d: Deals, benchmark: pd.DataFrame, fixed_days: int | None = None) -> pd.DataFrame:
     """Stalled deals: open deals whose current stay is longer than the threshold (the
     benchmark's p75 for the stage, or ``fixed_days``); largest amount first (then by deal id)."""
+    j = _stalled(v, d, benchmark, fixed_days)
+    keep = ["opportunity_id", "account", "owner", "stage", "amount", "days", "threshold_days", "entered"]
+    keep += ["close_date", "next_step"]
+    out = d.execute(j.select(*[c for c in keep if c in j.columns]))
+    out = out.rename(columns={"days": "days_in_stage"})
+    return _sorted(out, ["amount"], [False])
+
+
+def stalled_count(v, d: Deals, benchmark: pd.DataFrame, fixed_days: int | None = None) -> int:
+    """How many rows ``stalled_deals`` lists, counted where the deals live (one row comes back)."""
+    j = _stalled(v, d, benchmark, fixed_days)
+    return int(d.execute(j.aggregate(_n=j.count())).iloc[0, 0])
+
+
+def _stalled(v, d: Deals, benchmark: pd.DataFrame, fixed_days: int | None) -> ibis.Table:
+    """``stalled_deals``' rows with the deal's columns, where the deals live."""
     cur = v.filter(v.is_current & (v.outcome == "open"))
     if fixed_days:
         cur = cur.mutate(threshold_days=ibis.literal(float(fixed_days)))
@@ -376,12 +392,7 @@ def stalled_deals(v, d: Deals, benchmark: pd.DataFrame, fixed_days: int | None =
     o = d.opps
     cols = [c for c in ("account", "owner", "amount", "close_date", "next_step") if c in o.columns]
     oc = o.select(_d=o.opportunity_id, **{c: o[c] for c in cols})
-    j = st.left_join(oc, st.opportunity_id == oc._d)
-    keep = ["opportunity_id", "account", "owner", "stage", "amount", "days", "threshold_days", "entered"]
-    keep += ["close_date", "next_step"]
-    out = d.execute(j.select(*[c for c in keep if c in j.columns]))
-    out = out.rename(columns={"days": "days_in_stage"})
-    return _sorted(out, ["amount"], [False])
+    return st.left_join(oc, st.opportunity_id == oc._d)
 
 
 def _sorted(df: pd.DataFrame, by: list, ascending: list) -> pd.DataFrame:
@@ -450,6 +461,12 @@ def slipped_summary(d: Deals, config, start, end, closed_rows: int = 15) -> Slip
     count = int(got["_all"].iloc[0]) if len(got) else 0
     pushes = int(got["_pushes"].iloc[0]) if len(got) else 0
     return Slipped(count, pushes, _slipped_order(got.drop(columns=["_c", "_r", "_all", "_pushes"])))
+
+
+def slipped_count(d: Deals, config, start, end) -> int:
+    """``slipped_summary``'s ``count`` alone: how many deals slipped, counted where the deals live."""
+    s = _slipped(d, config, start, end)
+    return int(d.execute(s.aggregate(_n=s.count())).iloc[0, 0])
 
 
 def _slipped(d: Deals, config, start, end) -> ibis.Table:

@@ -233,11 +233,28 @@ def _by_group(t: ibis.Table, by: str | None, reps, **aggs) -> pd.DataFrame:
         got = got[got["_rows"].fillna(0) > 0]
         key = pd.Series("All", index=got.index, dtype="str")
     else:
-        got = t.group_by(owner=t.owner.cast("string")).aggregate(_rows=t.count(), **aggs).execute()
+        got = _per_owner(t.group_by(owner=t.owner.cast("string")).aggregate(_rows=t.count(), **aggs))
         got = got.assign(owner=got["owner"].astype("str"))
         key = _group_key(got, by, reps)
         got = got.drop(columns="owner")
     return got.astype("float64").fillna(0.0).groupby(key.rename("group")).sum()
+
+
+def _per_owner(q: ibis.Table) -> pd.DataFrame:
+    """``q`` (sums per owner) executed; on PostgreSQL once per connection: the same query asked again
+    (by rep and by team group the same owners' sums; a figure and its table ask the same) is answered
+    from the rows already sent, kept on the backend object. A copy, so callers may change it."""
+    try:
+        backend = q._find_backend()
+    except Exception:  # noqa: BLE001 - an unbound table (a frame): computed each time
+        backend = None
+    if getattr(backend, "name", "") != "postgres":
+        return q.execute()
+    memo = backend.__dict__.setdefault("_revops_per_owner", {})
+    sql = str(backend.compile(q))
+    if sql not in memo:
+        memo[sql] = q.execute()
+    return memo[sql].copy()
 
 
 def _open_frame(opps, open_deals: pd.DataFrame | None) -> pd.DataFrame:
@@ -422,6 +439,7 @@ def bookings_vs_plan(
     by: str | None = None,
     reps: pd.DataFrame | None = None,
     company_plan: dict[str, float] | None = None,
+    asked: dict[str, Window] | None = None,
 ) -> pd.DataFrame:
     """Bookings against plan per window (YTD/QTD/MTD/WTD) and group (company, team or rep).
 
@@ -433,17 +451,23 @@ def bookings_vs_plan(
     - pace = bookings ÷ elapsed days × days in the period (straight-line run rate to period end);
       pace_attainment = pace ÷ plan
     - still_to_close = max(plan − bookings, 0): what the full period still needs (0 once the plan is met)
-    """
+
+    ``asked``: by team or rep, the windows whose sums per owner are asked of the engine (holding every
+    window of ``windows`` under the same name): callers that ask the same windows for different
+    subsets or groupings send one query (``_per_owner``)."""
     rows = []
     o = as_table(opps)
     won = o.filter(flag(o.is_won))
+    asked = windows if by is None or asked is None else asked
     amt, sums = amount(won), {}  # every window's bookings per owner in one query
-    for i, w in enumerate(windows.values()):
+    for i, w in enumerate(asked.values()):
         inside = _between(won.close_date, w.start, w.as_of)
         sums |= {f"_s{i}": ibis.ifelse(inside, amt, 0.0).sum(), f"_n{i}": _count(inside)}
     per_group = _by_group(won, by, reps, **sums)
     q = bookings_quotas(quotas)  # once for every window
-    for i, (name, w) in enumerate(windows.items()):
+    at = {name: i for i, name in enumerate(asked)}
+    for name, w in windows.items():
+        i = at[name]
         got = per_group.loc[per_group[f"_n{i}"] > 0, f"_s{i}"]
         plan_rep = _prorated_plan(q, w.start, w.end)
         plan_td_rep = _prorated_plan(q, w.start, w.as_of)
@@ -1424,7 +1448,7 @@ def headline_figures(
         put("pace_qtd", bvp.loc["QTD", "pace"], w["QTD"].full_text)
         put("pace_attainment_qtd", bvp.loc["QTD", "pace_attainment"], w["QTD"].full_text)
     if sc.scope != "rep" and sc.quotas is not None:
-        share = reps_at_quota(bookings_vs_plan(sc.table, sc.quotas, {"QTD": w["QTD"]}, by="rep"))
+        share = reps_at_quota(bookings_vs_plan(sc.table, sc.quotas, {"QTD": w["QTD"]}, by="rep", asked=w))
         on_pace = share["share_on_pace"].iloc[0] if len(share) else math.nan
         put("reps_on_pace_qtd", on_pace, w["QTD"].to_date_text)
     wp = weighted_pipeline(sc.opps, config)

@@ -1510,6 +1510,7 @@ def build_review(
     history=None,
     opportunities=None,
     engine=None,
+    figures_only: bool = False,
 ) -> Review:
     """Compute the review for ``ds`` (a ``helpers.data.dataset.Dataset``): the functions above, composed.
     ``opportunities``: the deals where they live (an engine table; default the loaded table, run as an
@@ -1520,7 +1521,10 @@ def build_review(
     ``missing`` (default ``ds.missing``) answering for it; ``history``: opportunity_history where it lives,
     beside the opportunities (default: the loaded table). Only aggregates and the deals the lists show
     come back (``WindowDeals``); ``engine``: the ``Engine`` they live on, which keeps the window's deals
-    while the review runs (``Engine.keep``)."""
+    while the review runs (``Engine.keep``). ``figures_only``: the review is read for its headline
+    figures only (last month's, for the change): the totals per dimension and the loss reasons' cross
+    tables, which no figure reads, are not asked (``by_dim`` is empty, the cross tables None, and the
+    points say less)."""
     cfg = ds.config
     review, comp = review_windows(period, as_of, cal, review_window, comparison_period)
     src = Deals(opportunities if opportunities is not None else ds.tables["opportunities"])
@@ -1596,6 +1600,8 @@ def build_review(
                 lambda c: _text(c, "loss_reason"),
                 (lambda col: lambda c: _text(c, col))(dim),
             )
+    if figures_only:  # what the headline figures read: the loss reasons and the competitors
+        keys = {k: v for k, v in keys.items() if k in ("_reason", "competitor")}
     got = now.totals(keys)
     by_dim = {}
     for dim in DIMENSION_NEEDS:
@@ -1615,8 +1621,11 @@ def build_review(
     reasons_count = ranked_reasons(per_reason, "count")
     reasons_value = ranked_reasons(per_reason, "value")
     need("reasons", "opportunities", "loss_reason", section="Loss reasons")
-    reasons_by_segment = WindowDeals.reasons_by(got, "segment") if src.has("segment") else None
-    reasons_by_competitor = WindowDeals.reasons_by(got, "competitor") if src.has("competitor") else None
+    crossed = src.has("competitor") and not figures_only
+    reasons_by_segment = (
+        WindowDeals.reasons_by(got, "segment") if src.has("segment") and not figures_only else None
+    )
+    reasons_by_competitor = WindowDeals.reasons_by(got, "competitor") if crossed else None
     lost_at = None
     if need(
         "history",

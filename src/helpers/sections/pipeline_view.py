@@ -123,10 +123,14 @@ def prepare(
     stalled_days: int = 0,
     review_mode: bool = False,
     reuse: PipelineView | None = None,
+    figures_only: bool = False,
 ) -> PipelineView:
     """Scope the dataset and measure the headline figures, stalled and slipped deals and coverage by rep
     (displays nothing). ``reuse``: a view of the same dataset whose measurements that do not depend on
-    the as-of date (the normalized history, stages reached, stage win rates) are taken as they are."""
+    the as-of date (the normalized history, stages reached, stage win rates) are taken as they are.
+    ``figures_only``: the headline figures alone (``figures_at``): the stalled and slipped deals are
+    counted where they live, not listed (``stalled`` and ``slipped`` stay None), and there is no
+    coverage by rep."""
     cfg, cal, A = ctx.ds.config, ctx.cal, ctx.as_of
     # without amounts an empty amount counts as 0 in every measure (``pl.working_set``): the counts, days
     # and rates run; what sums amounts is left out below (figures) and by each section (``needs_amounts``)
@@ -178,22 +182,28 @@ def prepare(
         v.bench = hi.days_in_stage_benchmark(
             hi.stays(dataclasses.replace(v.deals_all, as_of=A), cfg), eng, cfg
         )
-        v.stalled = hi.stalled_deals(hi.stays(sc.deals, cfg), sc.deals, v.bench, stalled_days or None)
-        v.slipped = hi.slipped_summary(sc.deals, cfg, W["QTD"].start, A)
+        visits = hi.stays(sc.deals, cfg)
+        if figures_only:
+            n_stalled = hi.stalled_count(visits, sc.deals, v.bench, stalled_days or None)
+            n_slipped = hi.slipped_count(sc.deals, cfg, W["QTD"].start, A)
+        else:
+            v.stalled = hi.stalled_deals(visits, sc.deals, v.bench, stalled_days or None)
+            v.slipped = hi.slipped_summary(sc.deals, cfg, W["QTD"].start, A)
+            n_stalled, n_slipped = len(v.stalled), v.slipped.count
         wph = pl.weighted_pipeline(sc.opps, cfg, v.rate_map)
         figs["weighted_pipeline_hist"] = Fig(
             "weighted_pipeline_hist", wph["weighted_hist"].sum(), f"at {A:%Y-%m-%d}"
         )
-        figs["slipped_deals_qtd"] = Fig("slipped_deals_qtd", v.slipped.count, W["QTD"].to_date_text)
+        figs["slipped_deals_qtd"] = Fig("slipped_deals_qtd", n_slipped, W["QTD"].to_date_text)
     else:
         stalled = pl.stalled_by_age(sc.table, A, open_deals=sc.opps)
         if stalled_days:
             stalled = stalled.assign(threshold_days=float(stalled_days))
             stalled = stalled[stalled["age_days"] > stalled_days]
-        v.stalled = stalled
-    figs["stalled_deals"] = Fig("stalled_deals", len(v.stalled), f"at {A:%Y-%m-%d}")
+        v.stalled, n_stalled = stalled, len(stalled)
+    figs["stalled_deals"] = Fig("stalled_deals", n_stalled, f"at {A:%Y-%m-%d}")
     v.focus = W["QTD"] if pl.coverage_focus(figs["days_left_qtd"].value) == "qtd" else v.NQ
-    if sc.scope != "rep" and sc.quotas is not None and not no_amounts:
+    if sc.scope != "rep" and sc.quotas is not None and not no_amounts and not figures_only:
         v.cov_rep = pl.coverage(sc.table, sc.quotas, v.focus, by="rep", threshold=v.THR)
     if no_amounts:
         figs = {k: f if k in NO_AMOUNT_FIGURES else Fig(k, None, f.window, f.base) for k, f in figs.items()}
@@ -217,7 +227,7 @@ def figures_at(v: PipelineView, as_of) -> dict[str, Fig]:
     first = min((pd.Timestamp(x) for x in (got[c] for c in dates) if pd.notna(x)), default=pd.NaT)
     if pd.notna(first) and as_of < first:
         return {}
-    then = prepare(dataclasses.replace(v.ctx, as_of=as_of), **v.args, reuse=v)
+    then = prepare(dataclasses.replace(v.ctx, as_of=as_of), **v.args, reuse=v, figures_only=True)
     if then.sc.deals is not None and then.sc.deals is not v.deals_all:
         then.sc.deals.release()  # the rewound deals and their history: measured, not needed again
     return then.figs
@@ -418,11 +428,12 @@ def show_bookings_by_team_and_rep(v: PipelineView) -> None:
         return
     if sc.scope == "company" and sc.reps is not None and "team" in sc.reps.columns:
         by_team = pl.bookings_vs_plan(
-            sc.table, sc.quotas, {k: W[k] for k in ("QTD", "YTD")}, by="team", reps=sc.reps
+            sc.table, sc.quotas, {k: W[k] for k in ("QTD", "YTD")}, by="team", reps=sc.reps, asked=W
         )
         markdown("**By team** (quarter and year to date)")
         fold_table(by_team, money=PLAN_MONEY, pct=PLAN_PCT, currency=cur)
-    by_rep = pl.bookings_vs_plan(sc.table, sc.quotas, {"QTD": W["QTD"]}, by="rep")
+    # every window's sums per owner in one query, shared with the headline figures (``asked``)
+    by_rep = pl.bookings_vs_plan(sc.table, sc.quotas, {"QTD": W["QTD"]}, by="rep", asked=W)
     markdown(f"**By rep**, quarter to date ({W['QTD'].label}), lowest pace first")
     fold_table(
         by_rep.sort_values("pace_attainment").drop(columns=["window"]),
@@ -432,7 +443,7 @@ def show_bookings_by_team_and_rep(v: PipelineView) -> None:
     )
     markdown("**Reps at or above quota**")
     fold_table(
-        pl.reps_at_quota(pl.bookings_vs_plan(sc.table, sc.quotas, W, by="rep")),
+        pl.reps_at_quota(pl.bookings_vs_plan(sc.table, sc.quotas, W, by="rep", asked=W)),
         pct=["share_on_pace", "share_at_quota"],
         ints=["reps_with_plan"],
         currency=cur,

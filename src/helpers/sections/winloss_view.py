@@ -256,9 +256,17 @@ def churn_display(t: pd.DataFrame) -> pd.DataFrame:
     return out[[c for c in out.columns if out[c].notna().any() or c in ("Account", "Lost amount")]]
 
 
-def review(ctx, review_window: str = "month", comparison_period: str = "", min_deals: int = 5, as_of=None):
+def review(
+    ctx,
+    review_window: str = "month",
+    comparison_period: str = "",
+    min_deals: int = 5,
+    as_of=None,
+    figures_only: bool = False,
+):
     """The win/loss review of the report's period (or of the month ending at an earlier ``as_of``), asked of
-    the opportunities where they live (``ReportContext.source``): only what the sections show comes back."""
+    the opportunities where they live (``ReportContext.source``): only what the sections show comes back
+    (``figures_only``: what the headline figures read, ``winloss.build_review``)."""
     as_of = ctx.as_of if as_of is None else pd.Timestamp(as_of)
     period = ctx.period if as_of == ctx.as_of else f"{as_of:%Y-%m}"
     return wl.build_review(
@@ -277,6 +285,7 @@ def review(ctx, review_window: str = "month", comparison_period: str = "", min_d
         else None,
         opportunities=ctx.source("opportunities"),
         engine=ctx.eng if ctx.ds.files else None,
+        figures_only=figures_only,
     )
 
 
@@ -290,6 +299,6 @@ def save_headlines(
     before = previous_month_end(ctx.as_of)
     first = wl.first_close(ctx.source("opportunities"))
     if first is not None and before >= first:
-        prev = review(ctx, review_window, comparison_period, min_deals, as_of=before)
+        prev = review(ctx, review_window, comparison_period, min_deals, as_of=before, figures_only=True)
         ctx.headlines.add_previous(before, prev.headlines, has_history=False)
     ctx.headlines.save(summary_path)
