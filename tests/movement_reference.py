@@ -10,6 +10,9 @@ calibration of CRM probabilities.
 A history row holds the values *after* a change. Replay (``replay``) finds, for each deal and
 snapshot date, the last row changed on or before that day (``pandas.merge_asof``), after carrying
 each field forward within the deal (a row that leaves ``amount`` empty keeps the previous amount).
+A deal's rows at the same moment are taken in a fixed order (the closing row of a deal without history
+last, then by stage as text, amount, close date and probability, missing values first), so the last of
+them, its state after that moment, does not depend on the file's order of rows.
 Fields the history does not track at all (no ``amount`` / ``close_date`` column) are taken from the
 deal's current values. A deal with no history rows at all is replayed as: created on ``created_date``
 in its current stage (or the first open stage when it is closed now) and closed on ``close_date``.
@@ -85,15 +88,28 @@ def normalized_history(history: pd.DataFrame | None, opps: pd.DataFrame, config)
                 "forecast_category": end_src.get("forecast_category", np.nan),
             }
         )
+        # the closing row follows the opening one on a same-day close
+        seq = np.repeat([0, 0, 1], [len(h), len(start_rows), len(end_rows)])
         h = pd.concat([h[cols], start_rows, end_rows], ignore_index=True)
+    else:
+        seq = np.zeros(len(h), dtype=np.int64)
     h = h[cols]
     h["changed_at"] = pd.to_datetime(h["changed_at"]).astype("datetime64[us]")
     h["close_date"] = pd.to_datetime(h["close_date"]).astype("datetime64[us]")
-    # = sort_values(["opportunity_id", "changed_at"], kind="stable") (missing values last), on integer keys
+    # by deal and time (missing times last), then rows at the same moment by their own values, so that
+    # the last of them, the deal's state after that moment, does not depend on the rows' order in the
+    # file: the closing row of a deal without history last, then by stage (as text), amount, close date
+    # and probability, missing values first
     deal = _sort_rank(h["opportunity_id"])
     when = h["changed_at"].to_numpy().view("int64").copy()
     when[h["changed_at"].isna().to_numpy()] = np.iinfo(np.int64).max
-    order = np.lexsort((when, deal))
+    ties = [
+        _rank_missing_first(h["stage"].astype("string")),
+        _rank_missing_first(pd.to_numeric(h["amount"], errors="coerce")),
+        _rank_missing_first(h["close_date"]),
+        _rank_missing_first(pd.to_numeric(h["probability"], errors="coerce")),
+    ]
+    order = np.lexsort((*ties[::-1], seq, when, deal))
     h = h.iloc[order].reset_index(drop=True)
     sorted_deal = deal[order]
     if h["opportunity_id"].isna().any():
@@ -120,6 +136,11 @@ def normalized_history(history: pd.DataFrame | None, opps: pd.DataFrame, config)
         filled = col.take(np.where(ok, last, 0)) if n else col
         h[f] = filled.set_axis(h.index).where(ok | present)
     return h
+
+
+def _rank_missing_first(s: pd.Series) -> np.ndarray:
+    """Each value's rank among the sorted distinct values of ``s``, missing values first (-1)."""
+    return pd.factorize(s, sort=True)[0]
 
 
 def _sort_rank(s: pd.Series) -> np.ndarray:

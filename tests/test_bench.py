@@ -4,6 +4,8 @@ load whose rows are known), and the whole bench at a tiny size."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -161,6 +163,35 @@ def test_rows_sent_by_postgres_count_each_row_once(pg_dataset, pg_env):
     assert sum(r[2] for r in stats) < len(ds.opportunities) / 10
 
 
+def test_the_floor_and_the_pack_start_their_clocks_with_the_same_machinery_imported(tmp_path):
+    # the floor is timed as the pack is: in a fresh interpreter whose clock starts before nbformat,
+    # papermill and nbconvert are imported (their one-time imports, ~1.2 s for nbformat alone where the lab
+    # extras are installed, fall inside the pack's clock, so they must fall inside the floor's); the
+    # runners are stubbed, so no kernel starts
+    src = tmp_path / "trivial_src"
+    assert [p.name for p in bench.trivial_notebooks(src)] == [f"trivial_{i}.ipynb" for i in (1, 2, 3)]
+    calls = {
+        "floor": f"_worker_trivial({str(src)!r}, {str(tmp_path / 'out')!r}, False)",
+        "pack": f"_worker_pack({str(tmp_path / 'data')!r}, {str(tmp_path / 'pack')!r})",
+    }
+    for name, call in calls.items():  # each in a fresh interpreter, as the bench runs them
+        code = f"""
+import json, sys
+import helpers.publish.bench as b, helpers.publish.report as r
+seen = []
+def runner(result):
+    def run(*args, **kw):
+        seen.extend(m for m in b.MACHINERY if m in sys.modules)
+        return result
+    return run
+r.run_notebooks, r.run_monthly = runner([]), runner((0, [], []))
+print(json.dumps([seen, b.{call}["imported_before_clock"]]))
+"""
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        seen, reported = json.loads(p.stdout.strip().splitlines()[-1])
+        assert (name, seen, reported) == (name, [], [])
+
+
 @pytest.mark.slow  # ~35 s on a quiet machine, 1–2 min on a busy one (the pack at 2,000 opportunities)
 def test_the_bench_at_a_tiny_size(tmp_path):
     result = bench.run_bench([2000], tmp_path, progress=None, pg_size=0)
@@ -178,9 +209,12 @@ def test_the_bench_at_a_tiny_size(tmp_path):
     assert pack["exit_code"] == 0 and pack["peak_pss_mb"] > 0 and pack["peak_mb"] >= pack["peak_pss_mb"]
     assert sorted(pack["notebooks"]) == ["pipeline_health", "quota_setting", "win_loss_review"]
     assert all(nb["status"] == "ok" and nb["other_cells"] > 0 for nb in pack["notebooks"].values())
+    assert row["trivial"]["ok"] and row["trivial"]["imported_before_clock"] == []
+    assert sorted(row["trivial"]["per_notebook"]) == ["trivial_1", "trivial_2", "trivial_3"]
     assert row["floor_seconds"] == pytest.approx(
-        saved["trivial"]["wall_seconds"] + sum(row["compute"]["duckdb"].values())
+        row["trivial"]["wall_seconds"] + sum(row["compute"]["duckdb"].values())
     )
+    assert saved["trivial"]["ok"] and saved["trivial_warm"]["ok"]
     assert saved["postgres"] == {"skipped": "not asked (--pg-size 0)"}
     assert [t["pass"] for t in saved["targets"]] == [None] * 9  # no size the targets name
     md = (tmp_path / "bench.md").read_text()

@@ -405,6 +405,71 @@ def test_rows_at_the_same_moment_are_ordered_by_their_values(hand_engine, stages
     assert nxt == ["02-01", "02-01", "-", "03-01", "03-02", "-"]
 
 
+# deals whose history has rows at the same moment, each tie broken by the next value of the documented
+# order: stage (as text: Discovery < Proposal), then amount, close date, probability; and a deal without
+# history closed on the day it opened (its closing row follows its opening one)
+TIED_OPPS = """opportunity_id,owner,created_date,close_date,stage,amount,is_closed,is_won,probability
+t1,A1,2026-01-01,2026-06-30,Proposal,300,false,false,
+t2,A1,2026-01-01,2026-06-30,Closed Won,50,true,true,
+t3,A2,2026-01-01,2026-11-30,Proposal,80,false,false,
+t4,A2,2026-01-01,2026-06-30,Proposal,70,false,false,
+t5,A2,2026-05-01,2026-05-01,Closed Lost,10,true,false,
+"""
+TIED_HISTORY = [
+    "t1,2026-01-01 09:00:00,Discovery,100,2026-06-30,",
+    "t1,2026-02-01 10:00:00,Proposal,300,2026-06-30,",
+    "t1,2026-02-01 10:00:00,Proposal,200,2026-06-30,",
+    "t2,2026-03-01 09:00:00,Proposal,50,2026-06-30,",
+    "t2,2026-03-01 09:00:00,Discovery,50,2026-06-30,",
+    "t2,2026-03-02 09:00:00,Closed Won,50,2026-06-30,",
+    "t3,2026-04-10 12:00:00,Proposal,80,2026-11-30,0.3",
+    "t3,2026-04-10 12:00:00,Proposal,80,2026-10-31,0.9",
+    "t4,2026-04-10 12:00:00,Proposal,70,2026-06-30,0.6",
+    "t4,2026-04-10 12:00:00,Proposal,70,2026-06-30,0.3",
+]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_replay_matches_movement_replay_with_rows_at_the_same_moment(tmp_path_factory, request, reverse):
+    # the reference takes a deal's rows at the same moment in the documented order, not in file order:
+    # whichever order the file holds them in, it and the engine replay the same, worked out by hand
+    rows = TIED_HISTORY[::-1] if reverse else TIED_HISTORY
+    folder = hand_folder(
+        tmp_path_factory,
+        "tied_rows",
+        HAND_CONFIG,
+        opportunities=TIED_OPPS,
+        reps=HAND_REPS,
+        opportunity_history="opportunity_id,changed_at,stage,amount,close_date,probability\n"
+        + "\n".join(rows),
+    )
+    dates = ["2026-02-01", "2026-03-01", "2026-03-02", "2026-04-10", "2026-05-01"]
+    eng = open_engine(request, "duckdb", folder, "tied_rows")
+    try:
+        _check_replay(eng, folder, dates)
+    finally:
+        eng.close()
+    ds = load(folder)
+    want = movement.replay(ds.opportunity_history, ds.opportunities, ds.config, dates)
+    want = want.set_index(["snapshot_date", "opportunity_id"])
+    by_hand = {
+        ("2026-02-01", "t1"): ("Proposal", 300.0, "2026-06-30", 0.4),  # the larger amount last
+        ("2026-03-01", "t2"): ("Proposal", 50.0, "2026-06-30", 0.4),  # Proposal after Discovery
+        ("2026-03-02", "t2"): ("Closed Won", 50.0, "2026-06-30", 1.0),
+        ("2026-04-10", "t3"): ("Proposal", 80.0, "2026-11-30", 0.3),  # the later close date last
+        ("2026-04-10", "t4"): ("Proposal", 70.0, "2026-06-30", 0.6),  # the higher probability last
+        ("2026-05-01", "t5"): ("Closed Lost", 10.0, "2026-05-01", 0.0),  # closed on the day it opened
+    }
+    for (day, deal), (stage, amount, close, prob) in by_hand.items():
+        got = want.loc[(pd.Timestamp(day), deal)]
+        assert (got["stage"], got["amount"], got["close_date"], got["probability"]) == (
+            stage,
+            amount,
+            pd.Timestamp(close),
+            prob,
+        ), (day, deal)
+
+
 def test_normalized_history_is_the_same_either_way(hand_engine, monkeypatch):
     # the stage values known (the nine deals have four) or too many to count: the same rows
     def rows():
