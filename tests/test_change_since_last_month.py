@@ -262,3 +262,22 @@ def test_last_months_win_loss_figures_alone_equal_those_of_the_full_review(sampl
     keys = {f.key for f in full.headlines}
     assert {"top_loss_reason", "top_loss_reason_share", "lost_without_reason_share"} <= keys
     assert repr(alone.headlines) == repr(full.headlines)
+
+
+def test_the_earlier_reports_figure_of_another_year_is_not_compared(tiny, tmp_path):
+    h = _previous(tiny)
+    h.add("quota_company_target", 1000.0, "FY2027 plan")  # only from the earlier report
+    summaries = tmp_path / "summaries"
+    h.save(summaries / "pipeline_health.json")
+    params = report.RunParameters(tiny, "2026-10", "2026-10-31", "Tiny Co", "USD", "0" * 64, [])
+    results = [report.JobResult("pipeline_health", "ok", 1.0, title="Pipeline health")]
+
+    def target_then(window):
+        fig = {"key": "quota_company_target", "value": 800.0, "unit": "currency", "window": window}
+        prev = {"period": "2026-09", "notebooks": [{"name": "pipeline_health", "figures": [fig]}]}
+        summary = report.build_summary(params, results, summaries, prev, 0.0, {})
+        return next(f for f in summary["notebooks"][0]["figures"] if f["key"] == "quota_company_target")
+
+    assert target_then("FY2027 plan")["change"]["delta"] == 200.0
+    other = target_then("FY2026 plan")
+    assert other["change"] is None and other["change_note"] == "the earlier report's value is of FY2026 plan"

@@ -62,6 +62,11 @@ class Metric:
     better: str | None = None
     change: str = "report"
 
+    @property
+    def of_one_period(self) -> bool:
+        """Whether the figure's window names one fiscal quarter or year (``ONE_PERIOD_WINDOWS``)."""
+        return self.window in ONE_PERIOD_WINDOWS
+
     def rebuilt(self, has_history: bool) -> bool:
         """Whether the data alone gives this figure's value at the previous month's end (``change``)."""
         return self.change == "dates" or (self.change == "history" and has_history)

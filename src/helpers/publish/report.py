@@ -1096,11 +1096,11 @@ def read_summary(path: Path) -> dict | None:
         return None
 
 
-def _anchored(key: str) -> bool:
-    from helpers.metrics.registry import ONE_PERIOD_WINDOWS, load
+def _of_one_period(key: str) -> bool:
+    from helpers.metrics.registry import load
 
     m = load().metrics.get(key)
-    return m is not None and m.window in ONE_PERIOD_WINDOWS
+    return m is not None and m.of_one_period
 
 
 def period_of(window: str | None) -> str:
@@ -1117,7 +1117,7 @@ def same_period_key(fig: dict, rebuilt: dict, then: dict[str, str]) -> str | Non
     from helpers.metrics.registry import load
 
     key = fig["key"]
-    if not _anchored(key) or (key in rebuilt and key not in then):
+    if not _of_one_period(key) or (key in rebuilt and key not in then):
         return key if key in rebuilt else None
     period = period_of(fig.get("window"))
     if key in rebuilt and period_of(then[key]) == period:
@@ -1223,11 +1223,8 @@ def build_summary(
                 f["change_note"] = f"last month's value is of {period_of(then[f['key']])}"
             else:
                 before = prev_figs.get((r.name, f["key"]))
-                if (
-                    before
-                    and _anchored(f["key"])
-                    and period_of(before.get("window")) != period_of(f.get("window"))
-                ):
+                earlier = {f["key"]: before["window"]} if before and before.get("window") else {}
+                if before and same_period_key(f, {f["key"]: before}, earlier) is None:
                     f["change"] = None
                     f["change_note"] = f"the earlier report's value is of {period_of(before.get('window'))}"
                 else:
@@ -1365,7 +1362,7 @@ def unavailable(nb: dict) -> list[str]:
         if f.get("value") is None:
             m = metrics.get(f["key"])
             name = m.render_label(params=f.get("params")) if m else f["label"]
-            period = period_of(f.get("window")) if _anchored(f["key"]) else ""
+            period = period_of(f.get("window")) if _of_one_period(f["key"]) else ""
             names = by_period.setdefault(period, [])
             if name not in names:
                 names.append(name)

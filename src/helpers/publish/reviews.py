@@ -139,7 +139,7 @@ def reviews_index(ds, params, results, summaries: Path, monthly: bool = False) -
     rows.sort(key=lambda r: r["sort"])
     headers = [
         {
-            "label": metric(k).label + (f", {windows[k]}" if k == coverage and k in windows else ""),
+            "label": metric(k).render_label(windows.get(k)) if k == coverage else metric(k).label,
             "definition": metric(k).definition,
         }
         for k in keys
