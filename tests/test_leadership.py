@@ -246,7 +246,11 @@ def test_deals_needing_attention_each_once_with_flags():
     att = pl.attention_deals(deals, as_of, stalled=["B", "D"], slipped=["C"], no_activity_days=14)
     # A: past due; B: stalled, no next step, no recent activity (91 days); C: slipped, none ever logged;
     # D: past due, stalled, no next step (blank); E: nothing -> left out
-    assert att["opportunity_id"].tolist() == ["B", "D", "C", "A"]  # most flags first, then the largest
+    # the largest first (B 500, C 300, A 100, D 50), whatever the number of flags: D has three, A one
+    assert att["opportunity_id"].tolist() == ["B", "C", "A", "D"]
+    # equal amounts: the one with more flags first
+    tied = pl.attention_deals(deals.assign(amount=100.0), as_of, stalled=["B", "D"], slipped=["C"])
+    assert tied["opportunity_id"].tolist() == ["B", "D", "C", "A"]
     assert att.set_index("opportunity_id")["flags"].to_dict() == {
         "B": "stalled; no next step; no recent activity",
         "D": "past due; stalled; no next step",

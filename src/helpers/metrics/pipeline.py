@@ -934,8 +934,8 @@ def attention_deals(
     - no next step: ``next_step`` empty (only when the data has the column);
     - no recent activity: no activity in the last ``no_activity_days`` days, or none ever logged (only when
       the data records any activity date).
-    Columns: the deal's, ``flags`` ("past due; stalled") and ``n_flags``; most flags first, then the
-    largest amount, then the id."""
+    Columns: the deal's, ``flags`` ("past due; stalled") and ``n_flags``; the largest amount first (the money at
+    stake leads: a stalled $700k deal before a $6k deal with four flags), then most flags, then the id."""
     d = deals.copy()
     ids = d["opportunity_id"].astype("str")
     marks = {
@@ -956,7 +956,7 @@ def attention_deals(
     d["n_flags"] = m.sum(axis=1)
     d = d[d["n_flags"] > 0]
     return d.sort_values(
-        ["n_flags", "amount", "opportunity_id"], ascending=[False, False, True], na_position="last"
+        ["amount", "n_flags", "opportunity_id"], ascending=[False, False, True], na_position="last"
     ).reset_index(drop=True)
 
 

@@ -778,7 +778,8 @@ def show_deals_needing_attention(
     if output_dir and len(att):
         path = write_list_csv(att[cols], output_dir, "deals_needing_attention.csv")
         where = f"; all {len(att):,} in files/{path.parent.name}/{path.name}, beside this report"
-    caption = f"Showing {min(shown, len(att)):,} of {len(att):,}, most flags first, then the largest{where}"
+    order = "most flags first" if v.NO_AMOUNTS else "the largest first"  # no amounts: each counts as 0
+    caption = f"Showing {min(shown, len(att)):,} of {len(att):,}, {order}{where}"
     show_table(
         att[cols].head(shown),
         caption=caption,
