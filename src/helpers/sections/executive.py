@@ -106,20 +106,14 @@ def make_the_number(f: _Figures) -> Answer:
     )
     link = f.html.get("pipeline_health")
     year = f.window("landing_fy_likely").removesuffix(", full year")
-    quarter = _quarter_landing(f)
+    quarter = _quarter_landing(f, explained=_best_below(f, "fy"))
     if not _known(likely):
         return Answer(q, UNKNOWN, "The year's landing needs closed deals or open pipeline.", link, rows)
     if not _known(goal):
-        s = (
-            f"{year} lands at {f.short('landing_fy_likely')} weighted (commit {f.short('landing_fy_commit')}, "
-            f"best case {f.short('landing_fy_best')}); the data has no company target or quotas to compare it with."
-        )
+        s = f"{year} lands at {_range(f, 'fy')}; the data has no company target or quotas to compare it with."
         return Answer(q, UNKNOWN, s + quarter, link, rows)
     status = GOOD if likely >= goal else WATCH if _known(best) and best >= goal else BAD
-    s = (
-        f"{year} lands at {f.short('landing_fy_likely')} weighted (commit {f.short('landing_fy_commit')}, best case "
-        f"{f.short('landing_fy_best')}) against {goal_name} of {f.money(goal)}"
-    )
+    s = f"{year} lands at {_range(f, 'fy')} against {goal_name} of {f.money(goal)}"
     gap = goal - likely
     if gap > 0:
         deals = f.text("gap_deals_fy") if goal_name == "the company target" else None
@@ -133,7 +127,32 @@ def make_the_number(f: _Figures) -> Answer:
     return Answer(q, status, s + quarter, link, rows)
 
 
-def _quarter_landing(f: _Figures) -> str:
+def _best_below(f: _Figures, period: str) -> bool:
+    """Whether the best case of the year (``period`` "fy") or the quarter ("q") is shown below its weighted landing."""
+    likely, best = f.num(f"landing_{period}_likely"), f.num(f"landing_{period}_best")
+    shown = f.short(f"landing_{period}_best") != f.short(f"landing_{period}_likely")
+    return _known(likely, best) and best < likely and shown
+
+
+def _range(f: _Figures, period: str, explained: bool = False) -> str:
+    """ "$10.9M weighted (commit $9.8M, best case $11.2M)" for the year (``period`` "fy") or the quarter ("q").
+    Best case (won + Commit + Best Case deals) can fall below the weighted landing, which also counts the deals
+    in the Pipeline category at their probability: the range then says why, once (``explained``: said already),
+    so that it does not read as a mistake."""
+    s = (
+        f"{f.short(f'landing_{period}_likely')} weighted (commit {f.short(f'landing_{period}_commit')}, "
+        f"best case {f.short(f'landing_{period}_best')}"
+    )
+    if _best_below(f, period):
+        s += ", below weighted"
+        if not explained:
+            s += (
+                ": best case leaves out the Pipeline-category deals that weighted counts at their probability"
+            )
+    return s + ")"
+
+
+def _quarter_landing(f: _Figures, explained: bool = False) -> str:
     """The sentence on the current quarter's landing against its plan and the target's share of it ("" when the
     data gives no quarter landing)."""
     if not _known(f.num("landing_q_likely")):
@@ -143,10 +162,7 @@ def _quarter_landing(f: _Figures) -> str:
         # the quarter ends on the as-of date: what it booked is the answer, not a range
         s = f" {quarter} closed at {f.short('bookings_qtd')} booked"
     else:
-        s = (
-            f" {quarter} lands at {f.short('landing_q_likely')} weighted (commit {f.short('landing_q_commit')}, "
-            f"best case {f.short('landing_q_best')})"
-        )
+        s = f" {quarter} lands at {_range(f, 'q', explained)}"
     against = []
     if _known(f.num("plan_qtd")):
         against.append(f"the quarter's plan of {f.short('plan_qtd')}")
