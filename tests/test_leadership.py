@@ -411,41 +411,33 @@ def test_a_quarter_ending_on_the_report_date_is_told_as_closed():
 
 def test_a_best_case_below_weighted_is_explained():
     # the sample's November: best case (won + Commit + Best Case deals) 10.73M under the weighted 10.90M, which also
-    # counts the Pipeline-category deals at their probability
+    # counts the Pipeline-category deals at their probability; the quarter's too (1.87M under 2.05M)
+    q = dict(landing_q_likely=2_052_025.0, landing_q_commit=931_300.0, landing_q_best=1_868_900.0)
     s = summary_of(
         landing_fy_likely=10_895_745.0,
         landing_fy_commit=9_769_500.0,
         landing_fy_best=10_728_000.0,
         target_fy=13.1e6,
-        landing_q_likely=2_052_025.0,
-        landing_q_commit=931_300.0,
-        landing_q_best=1_868_900.0,
+        **q,
     )
     number = answers(s)[0]
-    below = ", below weighted: best case leaves out the Pipeline-category deals that weighted counts at their probability)"
+    why = " Best case is below weighted: it leaves out the deals in Pipeline, which weighted counts at their probability."
     assert number.sentence.startswith(
-        "FY2027 lands at $10.9M weighted (commit $9.8M, best case $10.7M"
-        + below
-        + " against the company target"
+        "FY2027 lands at $10.9M weighted (commit $9.8M, best case $10.7M) against the company target of $13.1M"
     )
-    # the quarter's range says it again, without the reason the year's gave
+    # said once, at the end
     assert number.sentence.endswith(
-        " FY2027 Q3 lands at $2.1M weighted (commit $931.3k, best case $1.9M, below weighted)."
+        " FY2027 Q3 lands at $2.1M weighted (commit $931.3k, best case $1.9M)." + why
     )
-    quarter_only = answers(
-        summary_of(
-            landing_fy_likely=10.9e6,
-            landing_fy_commit=9.7e6,
-            landing_fy_best=11.1e6,
-            landing_q_likely=2_052_025.0,
-            landing_q_commit=931_300.0,
-            landing_q_best=1_868_900.0,
-        )
-    )[0].sentence
-    assert "(commit $9.7M, best case $11.1M);" in quarter_only
-    assert " FY2027 Q3 lands at $2.1M weighted (commit $931.3k, best case $1.9M" + below in quarter_only
     assert number.status == BAD  # 10.9M weighted and 10.7M best case are both under 13.1M
-    # a best case under weighted by less than the rounding shown is not called out
+    # the quarter's alone is enough
+    year_above = dict(landing_fy_likely=10.9e6, landing_fy_commit=9.7e6, landing_fy_best=11.1e6)
+    assert answers(summary_of(**year_above, **q))[0].sentence.endswith(why)
+    # ... unless the quarter has ended: its sentence then gives what it booked, not the range
+    ended = answers(summary_of(**year_above, **q, days_left_qtd=0, bookings_qtd=1.5e6))[0].sentence
+    assert "closed at $1.5M booked" in ended and "below weighted" not in ended
+    # neither below: no sentence; below by less than the rounding shown: none either
+    assert "below weighted" not in answers(summary_of(**year_above))[0].sentence
     close = answers(summary_of(landing_fy_likely=10.91e6, landing_fy_commit=9.7e6, landing_fy_best=10.88e6))[
         0
     ]

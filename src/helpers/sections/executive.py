@@ -106,7 +106,7 @@ def make_the_number(f: _Figures) -> Answer:
     )
     link = f.html.get("pipeline_health")
     year = f.window("landing_fy_likely").removesuffix(", full year")
-    quarter = _quarter_landing(f, explained=_best_below(f, "fy"))
+    quarter = _quarter_landing(f) + _why_best_below(f)
     if not _known(likely):
         return Answer(q, UNKNOWN, "The year's landing needs closed deals or open pipeline.", link, rows)
     if not _known(goal):
@@ -127,32 +127,30 @@ def make_the_number(f: _Figures) -> Answer:
     return Answer(q, status, s + quarter, link, rows)
 
 
-def _best_below(f: _Figures, period: str) -> bool:
-    """Whether the best case of the year (``period`` "fy") or the quarter ("q") is shown below its weighted landing."""
-    likely, best = f.num(f"landing_{period}_likely"), f.num(f"landing_{period}_best")
-    shown = f.short(f"landing_{period}_best") != f.short(f"landing_{period}_likely")
-    return _known(likely, best) and best < likely and shown
-
-
-def _range(f: _Figures, period: str, explained: bool = False) -> str:
-    """ "$10.9M weighted (commit $9.8M, best case $11.2M)" for the year (``period`` "fy") or the quarter ("q").
-    Best case (won + Commit + Best Case deals) can fall below the weighted landing, which also counts the deals
-    in the Pipeline category at their probability: the range then says why, once (``explained``: said already),
-    so that it does not read as a mistake."""
-    s = (
+def _range(f: _Figures, period: str) -> str:
+    """ "$10.9M weighted (commit $9.8M, best case $11.2M)" for the year (``period`` "fy") or the quarter ("q")."""
+    return (
         f"{f.short(f'landing_{period}_likely')} weighted (commit {f.short(f'landing_{period}_commit')}, "
-        f"best case {f.short(f'landing_{period}_best')}"
+        f"best case {f.short(f'landing_{period}_best')})"
     )
-    if _best_below(f, period):
-        s += ", below weighted"
-        if not explained:
-            s += (
-                ": best case leaves out the Pipeline-category deals that weighted counts at their probability"
-            )
-    return s + ")"
 
 
-def _quarter_landing(f: _Figures, explained: bool = False) -> str:
+def _why_best_below(f: _Figures) -> str:
+    """A sentence when the year's or the quarter's best case is shown below its weighted landing ("" otherwise).
+    Best case (won + Commit + Best Case deals) leaves out the deals in the Pipeline category, which the weighted
+    landing counts at their probability: said once, so that the range does not read as a mistake."""
+
+    def below(period: str) -> bool:
+        likely, best = f.num(f"landing_{period}_likely"), f.num(f"landing_{period}_best")
+        shown = f.short(f"landing_{period}_best") != f.short(f"landing_{period}_likely")
+        return _known(likely, best) and best < likely and shown
+
+    if not (below("fy") or (below("q") and f.num("days_left_qtd") != 0)):
+        return ""
+    return " Best case is below weighted: it leaves out the deals in Pipeline, which weighted counts at their probability."
+
+
+def _quarter_landing(f: _Figures) -> str:
     """The sentence on the current quarter's landing against its plan and the target's share of it ("" when the
     data gives no quarter landing)."""
     if not _known(f.num("landing_q_likely")):
@@ -162,7 +160,7 @@ def _quarter_landing(f: _Figures, explained: bool = False) -> str:
         # the quarter ends on the as-of date: what it booked is the answer, not a range
         s = f" {quarter} closed at {f.short('bookings_qtd')} booked"
     else:
-        s = f" {quarter} lands at {_range(f, 'q', explained)}"
+        s = f" {quarter} lands at {_range(f, 'q')}"
     against = []
     if _known(f.num("plan_qtd")):
         against.append(f"the quarter's plan of {f.short('plan_qtd')}")
