@@ -443,3 +443,35 @@ def test_a_best_case_below_weighted_is_explained():
     ]
     assert "(commit $9.7M, best case $10.9M);" in close.sentence
     assert "below weighted" not in close.sentence
+
+
+def test_a_months_real_shift_in_win_rate_comes_with_the_twelve_months():
+    # the sample's November: 13.5% against October's 37.4% (a quarter-end month), a real shift; the 12-month rate
+    # barely moved (25.9% against 26.6% to 2026-10-31)
+    s = summary_of(win_rate=0.1348, win_rate_comparison=0.3738, win_rate_change=(-0.2390, False))
+    figs = s["notebooks"][0]["figures"]
+    figs.append(
+        {
+            "key": "win_rate_count_12m",
+            "value": 0.2591,
+            "unit": "percent",
+            "label": "Win rate (count), 12 months to 2026-11-30",
+            "window": "12 months to 2026-11-30",
+            "change": {"previous": 0.2658, "delta": -0.0067},
+        }
+    )
+    s["previous_period"] = {"as_of": "2026-10-31"}
+    why = answers(s)[3]
+    assert why.status == BAD
+    assert why.sentence.startswith(
+        "Win rate 13.5% in 2026-10, down 23.9 pts on 2026-09 — a real shift. "
+        "Over the 12 months to 2026-11-30 it is 25.9% (26.6% to 2026-10-31)."
+    )
+    assert "win_rate_count_12m" in {r["key"] for r in why.rows}
+    # without last month's figure: the 12 months alone
+    del figs[-1]["change"]
+    assert "Over the 12 months to 2026-11-30 it is 25.9%." in answers(s)[3].sentence
+    # within the noise: no need for it
+    s2 = summary_of(win_rate=0.30, win_rate_comparison=0.25, win_rate_change=(0.05, True))
+    s2["notebooks"][0]["figures"].append(dict(figs[-1]))
+    assert "12 months" not in answers(s2)[3].sentence

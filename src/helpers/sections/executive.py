@@ -40,6 +40,7 @@ class _Figures:
 
     def __init__(self, summary: dict):
         self.currency = summary.get("dataset", {}).get("currency", "USD")
+        self.previous_as_of = (summary.get("previous_period") or {}).get("as_of")
         self.by_key: dict[str, dict] = {}
         self.html: dict[str, str | None] = {}
         for nb in summary.get("notebooks", []):
@@ -245,6 +246,7 @@ def win_and_lose(f: _Figures) -> Answer:
     rows = f.rows(
         "win_rate",
         "win_rate_change",
+        "win_rate_count_12m",
         "top_loss_reason",
         "top_loss_reason_share",
         "top_competitor",
@@ -264,6 +266,8 @@ def win_and_lose(f: _Figures) -> Answer:
     if _known(change):
         s += f", {'up' if change >= 0 else 'down'} {abs(change) * 100:.1f} pts on {f.window('win_rate_comparison')}"
         s += " — within the noise." if noise else " — a real shift."
+        if not noise:
+            s += _twelve_months(f)
     else:
         s += "."
     if f.by_key.get("top_loss_reason"):
@@ -271,6 +275,18 @@ def win_and_lose(f: _Figures) -> Answer:
     if f.by_key.get("top_competitor"):
         s += f" Lost most to {f.text('top_competitor')} ({f.text('top_competitor_share')} of losses naming a competitor)."
     return Answer(q, status, s, link, rows)
+
+
+def _twelve_months(f: _Figures) -> str:
+    """The 12-month win rate beside a month's real shift, and where it stood a month earlier: a month swings with
+    the quarter (quarter-end months close more of their deals), the 12 months show whether the rate moved."""
+    if not _known(f.num("win_rate_count_12m")):
+        return ""
+    s = f" Over the {f.window('win_rate_count_12m')} it is {f.text('win_rate_count_12m')}"
+    prev = (f.by_key["win_rate_count_12m"].get("change") or {}).get("previous")
+    if isinstance(prev, (int, float)) and f.previous_as_of:
+        s += f" ({fmt_value(prev, f.by_key['win_rate_count_12m']['unit'], f.currency)} to {f.previous_as_of})"
+    return s + "."
 
 
 def answers(summary: dict) -> list[Answer]:
