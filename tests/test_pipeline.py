@@ -844,3 +844,50 @@ def test_last_activity_when_no_activity_is_tied_to_these_deals():
     assert got.tolist()[0] == pd.Timestamp("2026-10-01") and pd.isna(got.iloc[1])
     got = pl.last_activity(opps, act)  # o2's own activity, as a day
     assert got.tolist() == [pd.Timestamp("2026-10-01"), pd.Timestamp("2026-10-07")]
+
+
+def test_usual_share_of_a_quarter_booked_by_this_day():
+    # as of 2026-10-15: day 15 of Q4 (calendar quarters). The four quarters before: 2026 Q3 books 100 by day 15
+    # (Jul 10) of 400; Q2 50 by day 15 (Apr 15, the day itself counts) of 200 (Apr 16 is day 16); Q1 nothing;
+    # 2025 Q4 only a lost deal. Outside them (2025-09-30, 2026-10-02) and lost deals count nowhere.
+    won = [("2026-07-10", 100.0), ("2026-09-30", 300.0), ("2026-04-15", 50.0), ("2026-04-16", 150.0)]
+    won += [("2025-09-30", 999.0), ("2026-10-02", 70.0)]
+    lost = [("2025-10-05", 1000.0), ("2026-07-01", 500.0)]
+    rows = [(d, a, True, True) for d, a in won] + [(d, a, False, True) for d, a in lost]
+    opps = pd.DataFrame(rows, columns=["close_date", "amount", "is_won", "is_closed"])
+    opps["close_date"] = pd.to_datetime(opps["close_date"]).astype("datetime64[us]")
+    opps.insert(0, "opportunity_id", [f"O{i}" for i in range(len(opps))])
+    got = pl.usual_share_by_day(opps, FiscalCalendar(1), "2026-10-15")
+    assert got == {"share": pytest.approx(150 / 600), "day": 15, "quarters": 2}
+    # a quarter shorter than the day counts whole: on 2026-12-31 (day 92) Q1's 90 days hold all of it
+    late = pd.concat(
+        [opps, opps.iloc[[0]].assign(opportunity_id="Q1", close_date=pd.Timestamp("2026-03-31"))]
+    )
+    assert pl.usual_share_by_day(late, FiscalCalendar(1), "2026-12-31")["share"] == pytest.approx(1.0)
+    # no bookings in those quarters: no share
+    assert math.isnan(pl.usual_share_by_day(opps, FiscalCalendar(1), "2028-01-20")["share"])
+
+
+def test_what_to_look_at_leads_with_the_usual_pace():
+    figs = {
+        "coverage_threshold": Fig("coverage_threshold", 3.0),
+        "days_left_qtd": Fig("days_left_qtd", 62),
+        "bookings_qtd": Fig("bookings_qtd", 568_100.0),
+        "plan_qtd": Fig("plan_qtd", 4_564_700.0),
+        "pace_qtd": Fig("pace_qtd", 1_742_173.0),
+        "pace_attainment_qtd": Fig("pace_attainment_qtd", 0.38),
+        "usual_share_qtd": Fig("usual_share_qtd", 0.2131),
+        "pace_usual_qtd": Fig("pace_usual_qtd", 2_665_718.5),
+        "pace_usual_attainment_qtd": Fig("pace_usual_attainment_qtd", 0.584),
+    }
+    pts = [str(p) for p in pv.look_at_points(figs, "USD")]
+    assert (
+        "At the usual pace of the last four quarters (21% of a quarter's bookings in by this day) the quarter "
+        "lands at $2.7M, 58% of plan (short of plan); the straight-line run rate says $1.7M." in pts
+    )
+    assert not any(p.startswith("At the current run rate") for p in pts)
+    # without the usual pace (no bookings in the last four quarters): the straight line, as before
+    del figs["pace_usual_attainment_qtd"]
+    assert "At the current run rate the quarter lands at $1.7M, 38% of plan (short of plan)." in [
+        str(p) for p in pv.look_at_points(figs, "USD")
+    ]

@@ -280,6 +280,37 @@ def bookings(opps, start, end) -> float:
     return 0.0 if pd.isna(got) else float(got)
 
 
+def usual_share_by_day(opps, cal: FiscalCalendar, as_of, n_quarters: int = 4) -> dict:
+    """How much of a quarter's bookings is usually in by the as-of date's day of its quarter: over the
+    ``n_quarters`` full fiscal quarters before the as-of date's, Σ won amount closed in each one's first
+    ``day`` days ÷ Σ won amount closed in them (``day``: days elapsed in the as-of date's quarter, both ends
+    included; a shorter quarter counts whole from that day on). Pooled, so a quarter with larger bookings weighs
+    more. ``{"share": …, "day": …, "quarters": quarters with bookings}``; share NaN when none of them booked.
+    One query on the engine (``opps``: see ``bookings``)."""
+    as_of = pd.Timestamp(as_of)
+    start = cal.quarter_start(as_of)
+    d = int((as_of - start).days) + 1
+    spans, s = [], start
+    for _ in range(n_quarters):
+        prev = cal.quarter_start(s - DAY)
+        spans.append((prev, s - DAY))
+        s = prev
+    o = as_table(opps)
+    won = o.filter(flag(o.is_won))
+    amt, aggs = amount(won), {}
+    for i, (qs, qe) in enumerate(spans):
+        early = _between(won.close_date, qs, min(qs + pd.Timedelta(days=d - 1), qe))
+        aggs |= {
+            f"_e{i}": ibis.ifelse(early, amt, 0.0).sum(),
+            f"_t{i}": ibis.ifelse(_between(won.close_date, qs, qe), amt, 0.0).sum(),
+        }
+    got = won.aggregate(**aggs).execute().iloc[0].astype("float64").fillna(0.0)
+    early = sum(got[f"_e{i}"] for i in range(len(spans)))
+    total = sum(got[f"_t{i}"] for i in range(len(spans)))
+    booked = sum(got[f"_t{i}"] > 0 for i in range(len(spans)))
+    return {"share": early / total if total > 0 else math.nan, "day": d, "quarters": int(booked)}
+
+
 def read_quotas(path: str | Path) -> pd.DataFrame:
     """Read a proposed quotas CSV/Parquet in the ``quotas`` table format, typed like the dataset's table."""
     from helpers.data.dataset import DataValidationError, coerce_table, read_raw
@@ -1447,6 +1478,15 @@ def headline_figures(
     if as_of < w["QTD"].end:  # on the quarter's last day the run rate is what was booked: attainment says it
         put("pace_qtd", bvp.loc["QTD", "pace"], w["QTD"].full_text)
         put("pace_attainment_qtd", bvp.loc["QTD", "pace_attainment"], w["QTD"].full_text)
+        # the same at the pace the last four quarters had by this day (quarters book late: a straight line
+        # from the quarter's first weeks falls short)
+        usual = usual_share_by_day(sc.table, cal, as_of)
+        share, qtd_booked = usual["share"], bvp.loc["QTD", "bookings"]
+        landing_usual = qtd_booked / share if share > 0 else math.nan
+        base = f"{usual['quarters']} quarters, day {usual['day']}"
+        put("usual_share_qtd", share, w["QTD"].label, base)
+        put("pace_usual_qtd", landing_usual, w["QTD"].full_text, base)
+        put("pace_usual_attainment_qtd", _ratio(landing_usual, bvp.loc["QTD", "plan"]), w["QTD"].full_text)
     if sc.scope != "rep" and sc.quotas is not None:
         share = reps_at_quota(bookings_vs_plan(sc.table, sc.quotas, {"QTD": w["QTD"]}, by="rep", asked=w))
         on_pace = share["share_on_pace"].iloc[0] if len(share) else math.nan

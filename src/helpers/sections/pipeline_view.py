@@ -924,6 +924,18 @@ def look_at_points(figs: dict[str, Fig], currency: str = "USD", extra: dict | No
                 ("bookings_qtd", "attainment_qtd"),
             )
         )
+    elif not pd.isna(ua := val("pace_usual_attainment_qtd")):
+        # quarters book late: the pace the last four quarters had by this day leads, the straight line beside it
+        pts.append(
+            Point(
+                f"At the usual pace of the last four quarters ({fmt_pct(val('usual_share_qtd'))} of a quarter's "
+                f"bookings in by this day) the quarter lands at {m(val('pace_usual_qtd'))}, {fmt_pct(ua)} of plan "
+                f"({'short of' if ua < 1 else 'above'} plan); the straight-line run rate says {m(val('pace_qtd'))}.",
+                BOOKINGS,
+                "bad" if ua < 1 else "info",
+                ("pace_usual_qtd", "pace_usual_attainment_qtd", "pace_qtd"),
+            )
+        )
     elif not pd.isna(pa):
         word = "short of" if pa < 1 else "above"
         pts.append(
@@ -1001,7 +1013,7 @@ def look_at_points(figs: dict[str, Fig], currency: str = "USD", extra: dict | No
                 "watch",
             )
         )
-    if val("no_next_step_deals"):
+    if val("no_next_step_deals") > 0:  # (NaN: not measured)
         n = int(val("no_next_step_deals"))
         pts.append(
             Point(
