@@ -378,6 +378,18 @@ def stalled_count(v, d: Deals, benchmark: pd.DataFrame, fixed_days: int | None =
     return int(d.execute(j.aggregate(_n=j.count())).iloc[0, 0])
 
 
+def stalled_rows(v, d: Deals, benchmark: pd.DataFrame, fixed_days: int | None = None) -> ibis.Table:
+    """``stalled_deals``' rows where the deals live (an expression: nothing is sent)."""
+    return _stalled(v, d, benchmark, fixed_days)
+
+
+def stalled_per_stage(rows: ibis.Table, d: Deals) -> pd.Series:
+    """How many of ``rows`` (``stalled_rows``) each stage holds: stage → count, sorted by stage, as
+    ``stalled_deals(...).groupby("stage").size()`` (one row per stage comes back)."""
+    got = d.execute(rows.group_by("stage").aggregate(_n=rows.count()))
+    return got.set_index("stage")["_n"].astype("int64").sort_index().rename_axis("stage")
+
+
 def _stalled(v, d: Deals, benchmark: pd.DataFrame, fixed_days: int | None) -> ibis.Table:
     """``stalled_deals``' rows with the deal's columns, where the deals live."""
     cur = v.filter(v.is_current & (v.outcome == "open"))
