@@ -1646,12 +1646,15 @@ def build_review(
             )
     if figures_only:  # what the headline figures read: the loss reasons and the competitors
         keys = {k: v for k, v in keys.items() if k in ("_reason", "competitor")}
-    got = now.totals(keys)
+    # the rep and team dimensions both group the deals by owner (mapped to reps or teams here): the
+    # owners' totals are asked once, under "rep", and read for both
+    read_as = {"team": "rep"} if "rep" in keys and "team" in keys else {}
+    got = now.totals({k: v for k, v in keys.items() if k not in read_as})
     by_dim = {}
     for dim in DIMENSION_NEEDS:
         if dim in keys:
             order = size_band_labels(size_edges, currency_symbol) if dim == "size_band" else None
-            g = WindowDeals.rate_totals(got, dim, owner_is.get(dim))
+            g = WindowDeals.rate_totals(got, read_as.get(dim, dim), owner_is.get(dim))
             by_dim[dim] = pooled_rates(g, dim, min_deals, order=order)
     competitors = None
     if with_competitors:
