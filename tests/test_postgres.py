@@ -78,3 +78,87 @@ def test_missing_environment_variable_is_named(pg_dataset, monkeypatch):
     monkeypatch.delenv("REVOPS_TEST_DB_PASSWORD", raising=False)
     with pytest.raises(DataValidationError, match="environment variable REVOPS_TEST_DB_PASSWORD is not set"):
         load(pg_dataset)
+
+
+def _rows_sent(pg_dataset, run):
+    """``run()``'s result and the (statement, calls, rows) PostgreSQL sent while it ran
+    (``pg_stat_statements``, as ``revops bench`` counts them)."""
+    import psycopg
+
+    from helpers.publish import bench
+
+    url = yaml.safe_load((pg_dataset / "dataset.yml").read_text())["tables"]["opportunities"]["url"]
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+
+    def connect():
+        return psycopg.connect(
+            host="127.0.0.1", port=port, user=PG_USER, password=PG_PASSWORD, dbname="crm", autocommit=True
+        )
+
+    with connect() as c:
+        bench.pg_counting(c)
+    got = run()
+    with connect() as c:
+        return got, bench.pg_rows_sent(c, "crm")
+
+
+def test_pipeline_health_on_postgres_marks_the_stalled_deals_instead_of_listing_them(
+    pg_dataset, sample_dir, pg_env
+):
+    # the stalled deals are counted per stage where they live and marked on the working set's rows (the
+    # attention list reads no more); the working set holds the open deals only (no review pack)
+    from helpers.sections import pipeline_view as pv
+    from helpers.sections.context import open_report
+
+    def ctx(folder):
+        return open_report(str(folder), notebook="pipeline_health", show_header=False, tables=["reps"])
+
+    files = pv.prepare(ctx(sample_dir))
+    v, stats = _rows_sent(pg_dataset, lambda: pv.prepare(ctx(pg_dataset)))
+    assert files.stalled is not None and v.stalled is None  # DuckDB lists them, PostgreSQL does not
+    # the benchmark: pandas' median and p75 over each stage's days (DuckDB: every value's count;
+    # PostgreSQL: the few values around each position)
+    pdt.assert_frame_equal(v.bench, files.bench)
+    assert v.bench["won_stays"].gt(1).all()
+    assert v.n_stalled == len(files.stalled) > 0
+    pdt.assert_series_equal(v.stalled_per_stage, files.stalled_per_stage, check_names=False)
+    assert sorted(v.stalled_ids) == sorted(files.stalled_ids)
+    assert v.figs["stalled_deals"].value == files.figs["stalled_deals"].value
+    opps = v.sc.opps
+    assert len(opps) == len(files.sc.opps) and not opps["is_closed"].fillna(False).any()
+    assert sorted(opps["opportunity_id"]) == sorted(files.sc.opps["opportunity_id"])
+    assert set(v.stalled_ids) <= set(opps["opportunity_id"])
+    # no statement sends the stalled deals: those naming their thresholds send a row per stage at most
+    stalled = [r for q, _, r in stats if "threshold_days" in q]
+    assert stalled and max(stalled) <= len(v.stalled_per_stage) < v.n_stalled
+
+
+def test_win_loss_on_postgres_counts_last_months_data_quality_and_asks_the_churn_top_only(
+    pg_dataset, sample_dir, pg_env
+):
+    from helpers.data.calendar import Window
+    from helpers.metrics import winloss as wl
+    from helpers.sections import winloss_view as wv
+    from helpers.sections.context import open_report
+    from helpers.sections.summary import previous_month_end
+
+    ctx = open_report(str(pg_dataset), notebook="win_loss_review", show_header=False, tables=["reps"])
+    before = previous_month_end(ctx.as_of)
+    full = wv.review(ctx, as_of=before)
+    alone, stats = _rows_sent(pg_dataset, lambda: wv.review(ctx, as_of=before, figures_only=True))
+    # last month's review, read for its figures: the data-quality issues counted, not listed
+    assert len(full.issues) > 0 and alone.issues.empty
+    pdt.assert_frame_equal(alone.quality, full.quality)
+    assert repr(alone.headlines) == repr(full.headlines)
+    assert not [q for q, _, r in stats if r > 1 and '"_never"' in q]  # the issue rows' query
+
+    # the churned customers stay on the engine: only those that can be among the five listed come back
+    files = open_report(str(sample_dir), notebook="win_loss_review", show_header=False, tables=["churn"])
+    churn = files.ds.tables["churn"]
+    every = Window("all", churn["churn_date"].min(), ctx.as_of, ctx.as_of, "all")
+    want = wl.churned_in(churn, every)
+    got, stats = _rows_sent(pg_dataset, lambda: wl.churn_candidates(ctx.source("churn"), every))
+    pdt.assert_frame_equal(wl.churned_in(got, every).reset_index(drop=True), want.reset_index(drop=True))
+    assert len(want) == 5 and 5 <= len(got) < len(churn)
+    # the five largest amounts, then the customers with one of at least the fifth (ties included)
+    assert sum(r for q, _, r in stats if "churn_date" in q) <= 5 + len(got)

@@ -664,7 +664,8 @@ def deal_activity(activities, opps, start, end) -> DealActivity:
     """The deals closed in ``[start, end]`` and their tied activities of a known type that happened on or
     before the close date (``DealActivity``). One query on the engine, the closed deals joined with the
     log where both live: per deal, then summed over deals (the deals per segment, the won deals per
-    owner, the won deals' totals, per segment and type), so only those sums come back."""
+    owner with those among them with tied activity, the won deals' totals, per segment and type), so
+    only those sums come back."""
     t = normalized(activities)
     closed = beside(t, closed_deals(opps, start, end))
     tied = _tied_before_close(t, closed)
@@ -673,18 +674,19 @@ def deal_activity(activities, opps, start, end) -> DealActivity:
     won = tied.filter(tied._won == 1).group_by("_deal", "_own").agg(_total=lambda x: x.count())
     typed = tied.select("_deal", "_seg", "_won", "type").distinct()
     won_closed = closed.filter(closed._won == 1)
+    # per owner one row: the won deals, their bookings and (_w) those with tied activity
+    active = won.group_by(_o=won._own).agg(_w=won.count())
+    per_owner = won_closed.group_by(_g=won_closed._own).agg(_n=won_closed.count(), _a=won_closed._amt.sum())
+    per_owner = per_owner.left_join(active, per_owner._g == active._o)
     parts = [
         won.group_by(_k=won._total).agg(_n=won.count()).mutate(_kind=0, _g=text, type=text, _w=none, _a=0.0),
-        won.group_by(_g=won._own).agg(_n=won.count()).mutate(_kind=1, _k=none, type=text, _w=none, _a=0.0),
         typed.group_by(_g=typed._seg, type=typed.type)
         .agg(_n=typed.count(), _w=typed._won.sum())
         .mutate(_kind=2, _k=none, _a=0.0),
         closed.group_by(_g=closed._seg)
         .agg(_n=closed.count(), _w=closed._won.sum())
         .mutate(_kind=3, _k=none, type=text, _a=0.0),
-        won_closed.group_by(_g=won_closed._own)
-        .agg(_n=won_closed.count(), _a=won_closed._amt.sum())
-        .mutate(_kind=4, _k=none, type=text, _w=none),
+        per_owner.select("_g", "_n", "_a", _w=per_owner._w.fill_null(0), _kind=4, _k=none, type=text),
     ]
     ints = ["_kind", "_k", "_n", "_w"]
     parts = [
@@ -709,10 +711,9 @@ def deal_activity(activities, opps, start, end) -> DealActivity:
     totals = totals[totals > 0].sort_index()
     totals.index.name, totals.name = "total", "deals"
     per = got[(kind == 4) & got["_g"].notna()].set_index("_g")
-    active = got[(kind == 1) & got["_g"].notna()].set_index("_g")["_n"]
-    owners = pd.DataFrame(
-        {"won": per["_n"], "bookings": per["_a"], "won_active": active.reindex(per.index).fillna(0)}
-    ).astype({"won": "int64", "bookings": "float64", "won_active": "int64"})
+    owners = pd.DataFrame({"won": per["_n"], "bookings": per["_a"], "won_active": per["_w"]}).astype(
+        {"won": "int64", "bookings": "float64", "won_active": "int64"}
+    )
     owners.index = pd.Index(owners.index, dtype="str", name="owner")
     with_type = got.loc[kind == 2, ["_g", "type", "_n", "_w"]].set_axis(
         ["segment", "type", "deals", "won"], axis=1

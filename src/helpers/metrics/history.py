@@ -341,15 +341,45 @@ def spread(counts: pd.DataFrame, value: str, n: str = "_n") -> pd.Series:
     return pd.Series(np.repeat(h[value].to_numpy(dtype="float64"), h[n].to_numpy(dtype="int64")))
 
 
+def _order_statistics(t, eng, by: str, value: str, quantiles, groups) -> dict[str, pd.Series]:
+    """Per group of ``by`` (each of ``groups``), a sorted float64 Series as long as the group's values of
+    ``value`` in ``t`` whose entries at the positions pandas' median and linear ``quantiles`` read are
+    the values' own there (the others repeat the nearest one below, so the Series stays sorted): the same
+    median and quantiles as over every value, from the few rows around those positions (on the engine:
+    the values ranked per group, only the rows near each quantile's position come back)."""
+    ranked = t.mutate(
+        _k=ibis.row_number().over(group_by=t[by], order_by=t[value]),
+        _n=t.count().over(group_by=t[by]),
+    )
+    near = []
+    for q in quantiles:
+        h = (ranked._n - 1).cast("float64") * float(q)
+        near.append((ranked._k >= h.floor() - 1) & (ranked._k <= h.ceil() + 1))
+    got = eng.execute(ranked.filter(ibis.or_(*near)).select(by, value, "_k", "_n"))
+    out = {}
+    for g in groups:
+        rows = got[got[by] == g].sort_values("_k")
+        n = int(rows["_n"].iloc[0]) if len(rows) else 0
+        k, x = rows["_k"].to_numpy(dtype="int64"), rows[value].to_numpy(dtype="float64")
+        at = np.searchsorted(k, np.arange(n), side="right") - 1
+        out[g] = pd.Series(x[np.maximum(at, 0)] if n else np.array([], dtype="float64"), dtype="float64")
+    return out
+
+
 def days_in_stage_benchmark(v, eng, config, quantile: float = 0.75) -> pd.DataFrame:
     """The days-in-stage benchmark over ``stays(...)``: per open stage, the won deals' completed
-    stays, their median days and the ``quantile`` (p75) days. The days come back as counts per value
-    (a few hundred rows) and the quantiles are pandas' own over them."""
+    stays, their median days and the ``quantile`` (p75) days, pandas' own: on DuckDB over the days'
+    counts per value (a few hundred rows), elsewhere over the few values around each quantile's position
+    (``_order_statistics``)."""
     done = v.filter(~v.is_current & (v.outcome == "won"))
-    hist = eng.execute(done.group_by(["stage", "days"]).aggregate(_n=done.count()))
+    if eng.name == "duckdb":  # in this process: every value's count
+        hist = eng.execute(done.group_by(["stage", "days"]).aggregate(_n=done.count()))
+        per_stage = {s: spread(hist[hist["stage"] == s], "days") for s in config.open_stages}
+    else:
+        per_stage = _order_statistics(done, eng, "stage", "days", (0.5, quantile), config.open_stages)
     rows = []
     for s in config.open_stages:
-        days = spread(hist[hist["stage"] == s], "days")
+        days = per_stage[s]
         rows.append(
             {
                 "stage": s,
@@ -376,6 +406,18 @@ def stalled_count(v, d: Deals, benchmark: pd.DataFrame, fixed_days: int | None =
     """How many rows ``stalled_deals`` lists, counted where the deals live (one row comes back)."""
     j = _stalled(v, d, benchmark, fixed_days)
     return int(d.execute(j.aggregate(_n=j.count())).iloc[0, 0])
+
+
+def stalled_rows(v, d: Deals, benchmark: pd.DataFrame, fixed_days: int | None = None) -> ibis.Table:
+    """``stalled_deals``' rows where the deals live (an expression: nothing is sent)."""
+    return _stalled(v, d, benchmark, fixed_days)
+
+
+def stalled_per_stage(rows: ibis.Table, d: Deals) -> pd.Series:
+    """How many of ``rows`` (``stalled_rows``) each stage holds: stage → count, sorted by stage, as
+    ``stalled_deals(...).groupby("stage").size()`` (one row per stage comes back)."""
+    got = d.execute(rows.group_by("stage").aggregate(_n=rows.count()))
+    return got.set_index("stage")["_n"].astype("int64").sort_index().rename_axis("stage")
 
 
 def _stalled(v, d: Deals, benchmark: pd.DataFrame, fixed_days: int | None) -> ibis.Table:

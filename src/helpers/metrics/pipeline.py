@@ -1195,9 +1195,12 @@ class Scoped:
         engine=None,
         base=None,
         plan_at=(),
+        week: bool = True,
     ):
         """``plan_at``: other days whose windows the quota plan asks in its first query (the report's
-        pass at last month's end, which takes this plan as ``base`` when its quota rows are the same)."""
+        pass at last month's end, which takes this plan as ``base`` when its quota rows are the same).
+        ``week``: the working set (``opps``) holds the deals closed or created in the last 7 days beside
+        the open ones (a review pack reads them); False: the open deals only."""
         self.scope, self.who = (scope or "company").lower(), str(who or "")
         self.reps = ds.tables.get("reps")
         loaded = ds.tables.get("opportunities")
@@ -1226,20 +1229,32 @@ class Scoped:
         # the kernel gets the working set of them only (``working_set``)
         now = base.deals if base is not None else None
         self.deals = hi.deals(engine, self.owners, as_of, ds.as_of, now) if engine is not None else None
+        # the working set is fetched when first read (``opps``), so that marks asked before then
+        # (``mark``) come back as columns of its rows rather than as lists of their own
+        self._opps, self._marks, self.marks = None, {}, {}
+        self.week = week
         if self.deals is not None:
-            since, table = working_set_start(self.deals.as_of), engine["opportunities"]
+            since, table = working_set_start(self.deals.as_of, week), engine["opportunities"]
+            since_now = working_set_start(now.as_of, base.week) if now is not None else None
             # (DuckDB, in this process, sends the rewound working set faster than the pandas merge)
-            if self.rewound and now is not None and now.as_of >= self.deals.as_of and engine.name != "duckdb":
-                since_now = working_set_start(now.as_of)
-                self.opps = working_set_from(self.deals, now, base.opps, table, since, since_now)
+            if (
+                self.rewound
+                and now is not None
+                and now.as_of >= self.deals.as_of
+                and since <= since_now
+                and engine.name != "duckdb"
+            ):
+                self._fetch = lambda marks: working_set_from(
+                    self.deals, now, base.opps, table, since, since_now, marks
+                )
             else:
-                self.opps = working_set(self.deals, table, since)
+                self._fetch = lambda marks: working_set(self.deals, table, since, marks)
         else:
-            self.opps = in_scope(loaded, self.owners)
+            self._opps = in_scope(loaded, self.owners)
         if self.rewound:
             cut = pd.Timestamp(as_of) + DAY
             if self.deals is None:  # without a history: only the deals created later are left out
-                self.opps = self.opps[self.opps["created_date"] <= pd.Timestamp(as_of)]
+                self._opps = self._opps[self._opps["created_date"] <= pd.Timestamp(as_of)]
             if self.activities is not None:
                 self.activities = self.activities.filter(
                     self.activities.occurred_at < ibis.literal(cut.to_pydatetime(), type="timestamp")
@@ -1275,6 +1290,30 @@ class Scoped:
         self.quota_source = (
             "proposed quotas file" if quotas is not None else "quotas table" if q is not None else None
         )
+
+    @property
+    def opps(self) -> pd.DataFrame:
+        """The working set (``working_set``): the scope's open deals and the week's, as a frame, fetched
+        when first read."""
+        if self._opps is None:
+            got = self._fetch(self._marks)
+            self.marks = {k: got.pop(k).astype(bool) for k in self._marks}
+            self._opps = got
+        return self._opps
+
+    @opps.setter
+    def opps(self, frame: pd.DataFrame) -> None:
+        self._opps = frame
+
+    def mark(self, name: str, deals: ibis.Table) -> bool:
+        """Ask for the working set's deals among ``deals`` (a table of the deals' engine with an
+        opportunity_id column) to be marked: ``marks[name]``, a boolean Series on ``opps``' index, comes
+        with the working set's rows. False (nothing asked) once the working set is fetched, or without
+        the deals on an engine."""
+        if self._opps is not None or self.deals is None:
+            return False
+        self._marks[name] = deals
+        return True
 
     @property
     def table(self) -> ibis.Table:
@@ -1315,12 +1354,17 @@ def _same_backend(a: ibis.Table, b: ibis.Table) -> bool:
         return False
 
 
-def working_set_start(as_of) -> pd.Timestamp:
+# a close or created date no deal has: a working set from it holds the open deals only
+OPEN_ONLY = pd.Timestamp("2262-01-01")
+
+
+def working_set_start(as_of, week: bool = True) -> pd.Timestamp:
     """The earliest close or created date a measure made in pandas over ``Scoped.opps`` reads, for a
     report dated ``as_of``: the last 7 days (a review pack's deals created or closed in the week,
-    ``review_pack.changes_without_history``). Every other measure of closed or created deals runs on
-    the engine over ``Scoped.table``; the frame's other deals are the open ones."""
-    return pd.Timestamp(as_of) - pd.Timedelta(days=7)
+    ``review_pack.changes_without_history``); without ``week`` (no review pack) none: ``OPEN_ONLY``.
+    Every other measure of closed or created deals runs on the engine over ``Scoped.table``; the
+    frame's other deals are the open ones."""
+    return pd.Timestamp(as_of) - pd.Timedelta(days=7) if week else OPEN_ONLY
 
 
 def _kept(o, since, is_closed=None, close_date=None):
@@ -1376,24 +1420,37 @@ def quotas_between(table: ibis.Table, owners, start, end) -> pd.DataFrame:
     return _rows(ibis.get_backend(table), sel, "quotas", ["rep_id", "period_start"])
 
 
-def working_set(d, table: ibis.Table, since) -> pd.DataFrame:
+def _marked(sel: ibis.Table, marks: dict | None) -> ibis.Table:
+    """``sel`` with a boolean column per entry of ``marks`` (name → a table of deals): whether the row's
+    deal is among them (each deal once, so no row is repeated)."""
+    for name, deals in (marks or {}).items():
+        ids = deals.select(_mid=deals.opportunity_id).distinct()
+        sel = sel.left_join(ids, sel.opportunity_id == ids._mid)
+        sel = sel.mutate(**{name: sel._mid.notnull()}).drop("_mid")
+    return sel
+
+
+def working_set(d, table: ibis.Table, since, marks: dict | None = None) -> pd.DataFrame:
     """The deals of ``d`` (``history.Deals``: a scope's deals on the engine, rewound when the report is
     dated earlier) that a measure made in pandas can read, as a frame typed and ordered as
     ``dataset.load`` gives the table: open ones, and those closed or created on or after ``since``
     (``working_set_start``; None: every deal). The others stay on the engine. ``table``: the dataset's
     opportunities there, whose order (DuckDB's, the file's) the rows come back in; elsewhere they come
-    by id."""
-    return _fetch(d, d.opps if since is None else d.opps.filter(_kept(d.opps, since)), table)
+    by id. ``marks``: see ``_marked`` (each a column of the frame)."""
+    return _fetch(d, _marked(d.opps if since is None else d.opps.filter(_kept(d.opps, since)), marks), table)
 
 
-def working_set_from(d, now, frame: pd.DataFrame, table: ibis.Table, since, since_now) -> pd.DataFrame:
+def working_set_from(
+    d, now, frame: pd.DataFrame, table: ibis.Table, since, since_now, marks: dict | None = None
+) -> pd.DataFrame:
     """``working_set(d, table, since)`` for the deals ``d`` rewound from ``now`` (the same scope's deals
     at a later day, whose working set from ``since_now`` the kernel holds as ``frame``; ``since`` ≤
     ``since_now``): the rows of ``frame`` whose rewound values are the same are taken as they are; only
-    the deals whose rewound values differ, and those the earlier window adds, come from the engine."""
+    the deals whose rewound values differ, and those the earlier window adds, come from the engine.
+    With ``marks`` (not held by ``frame``'s rows) every row comes from the engine (``working_set``)."""
     cols = list(dict.fromkeys([*d.replayed, "close_date", "is_won", "is_closed"]))
-    if not set(cols) <= set(now.opps.columns) & set(frame.columns):
-        return working_set(d, table, since)
+    if marks or not set(cols) <= set(now.opps.columns) & set(frame.columns):
+        return working_set(d, table, since, marks)
     r = d.opps
     t = now.opps.select(_id=now.opps.opportunity_id, **{f"_t_{c}": now.opps[c] for c in cols})
     j = r.left_join(t, r.opportunity_id == t._id)

@@ -707,6 +707,28 @@ class WindowDeals:
                 o = o.filter(o.amount >= float(least))
         return self.src._fetch(o, DEAL_COLUMNS)
 
+    def issue_counts(self, others: list[str], history, cfg, check_reasons: bool = True) -> pd.Series:
+        """How many rows ``quality_issues`` makes of ``issue_rows`` per issue (issue → count; the
+        qualifying check only with ``history``), counted where the deals live: one row comes back."""
+        c = self.with_history(history, cfg) if history is not None else self.t
+        agg = {}
+        if check_reasons:
+            r = _text(c, "loss_reason")
+            lost = ~c._won
+            agg["Lost with no loss reason"] = (lost & r.isnull()).sum()
+            agg["Lost with an 'Other' reason"] = (
+                (lost & (r.isin(others) if others else False)).fill_null(False).sum()
+            )
+        if history is not None:
+            never = (c._has & (c._reached == 0)).fill_null(False)
+            agg[f"Closed without reaching {cfg.qualifying_stage}"] = never.sum()
+        if not agg:
+            return pd.Series(dtype="int64")
+        got = c.aggregate(**{f"_n{i}": ibis.coalesce(e, 0) for i, e in enumerate(agg.values())}).execute()
+        n = [int(got[f"_n{i}"].iloc[0]) for i in range(len(agg))]
+        out = pd.Series(n, index=list(agg), dtype="int64")
+        return out[out > 0]
+
     def issue_rows(self, others: list[str], history, cfg, check_reasons: bool = True):
         """The deals of ``quality_issues``: lost with no reason or one of the ``others`` (catch-all)
         reasons (with ``check_reasons``), and closed with history rows that never reached the qualifying
@@ -1074,6 +1096,23 @@ def open_as_of(deals: pd.DataFrame, as_of) -> pd.DataFrame:
     return out
 
 
+def churn_candidates(churn, window: Window, n: int = 5) -> pd.DataFrame:
+    """The churned customers that can be among ``churned_in``'s ``n``, as a frame: ``churn`` itself when
+    a frame; of an engine table, those churned in the window whose lost amount is at least the
+    ``n``-th largest (ties included; every one churned in the window when fewer than ``n`` carry an
+    amount), typed as loaded, in the table's order where it has one (the rest are not sent)."""
+    if not isinstance(churn, ibis.Table):
+        return churn
+    t = ex.in_order(churn)
+    c = t.filter(t.churn_date >= ex.day(window.start), t.churn_date <= ex.day(window.as_of))
+    top = c.order_by(c.lost_amount.desc(nulls_first=False)).limit(n).select("lost_amount").execute()
+    least = top["lost_amount"].iloc[-1] if len(top) == n else np.nan
+    if pd.notna(least):
+        c = c.filter(c.lost_amount >= float(least))
+    got = c.order_by(ex.ROW if ex.ROW in c.columns else ["account", "churn_date"]).execute()
+    return ex.as_loaded(got.drop(columns=[ex.ROW], errors="ignore").reset_index(drop=True), "churn")
+
+
 def churned_in(churn: pd.DataFrame, window: Window, n: int = 5) -> pd.DataFrame:
     """The ``n`` largest churned customers with ``start <= churn_date <= as_of``: lost_amount descending,
     then account, then churn_date."""
@@ -1194,8 +1233,10 @@ def quality_summary(
     qualifying_stage: str | None = None,
     check_reasons: bool = True,
     possible: int = 0,
+    counts: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """Counts and shares of each data-quality issue. Shares: no reason and "Other" reason ÷ lost deals;
+    """Counts and shares of each data-quality issue (``counts``: issue → deals, when counted where the
+    deals live instead of listed in ``issues``). Shares: no reason and "Other" reason ÷ lost deals;
     never qualified ÷ closed deals; duplicates ÷ (closed deals + duplicates); undated ÷ (closed deals +
     undated); ``possible`` duplicates (kept; ``Deals`` counts them) ÷ (closed deals + duplicates),
     shown when there are any. ``closed``: the closed deals, or their overall ``pooled_rates`` row."""
@@ -1204,7 +1245,7 @@ def quality_summary(
         closed_n = len(closed)
     else:
         lost_n, closed_n = int(closed["lost"].iloc[0]), int(closed["deals"].iloc[0])
-    counts = issues["issue"].value_counts()
+    counts = issues["issue"].value_counts() if counts is None else counts
 
     def row(check, k, base, base_label):
         return {"check": check, "deals": int(k), "base": base_label, "share": (k / base) if base else np.nan}
@@ -1511,6 +1552,7 @@ def build_review(
     opportunities=None,
     engine=None,
     figures_only: bool = False,
+    churn=None,
 ) -> Review:
     """Compute the review for ``ds`` (a ``helpers.data.dataset.Dataset``): the functions above, composed.
     ``opportunities``: the deals where they live (an engine table; default the loaded table, run as an
@@ -1518,7 +1560,9 @@ def build_review(
     review and comparison windows, the open deals that can be among the largest, the won deals of the
     churned accounts listed, the trend's totals per month, the duplicate records and counts.
     ``activities``: the activity log where it lives (an engine table; default the loaded table), with
-    ``missing`` (default ``ds.missing``) answering for it; ``history``: opportunity_history where it lives,
+    ``missing`` (default ``ds.missing``) answering for it; ``churn``: the churn table where it lives
+    (default: the loaded table), asked for the customers the list can show (``churn_candidates``);
+    ``history``: opportunity_history where it lives,
     beside the opportunities (default: the loaded table). Only aggregates and the deals the lists show
     come back (``WindowDeals``); ``engine``: the ``Engine`` they live on, which keeps the window's deals
     while the review runs (``Engine.keep``). ``figures_only``: the review is read for its headline
@@ -1602,19 +1646,24 @@ def build_review(
             )
     if figures_only:  # what the headline figures read: the loss reasons and the competitors
         keys = {k: v for k, v in keys.items() if k in ("_reason", "competitor")}
-    got = now.totals(keys)
+    # the rep and team dimensions both group the deals by owner (mapped to reps or teams here): the
+    # owners' totals are asked once, under "rep", and read for both
+    read_as = {"team": "rep"} if "rep" in keys and "team" in keys else {}
+    got = now.totals({k: v for k, v in keys.items() if k not in read_as})
     by_dim = {}
     for dim in DIMENSION_NEEDS:
         if dim in keys:
             order = size_band_labels(size_edges, currency_symbol) if dim == "size_band" else None
-            g = WindowDeals.rate_totals(got, dim, owner_is.get(dim))
+            g = WindowDeals.rate_totals(got, read_as.get(dim, dim), owner_is.get(dim))
             by_dim[dim] = pooled_rates(g, dim, min_deals, order=order)
     competitors = None
     if with_competitors:
         competitors = pooled_rates(WindowDeals.rate_totals(got, "competitor"), "competitor", min_deals)
+    # figures_only: no figure reads the trend, the stage lost at, the sides, the lists or the churned
+    # customers: not asked
     trend = (
         win_rate_trend(src.t, review, comp, cal, periods=12 if review_window == "month" else 6)
-        if dated
+        if dated and not figures_only
         else None
     )
     per_reason = WindowDeals.reasons(got)
@@ -1638,17 +1687,22 @@ def build_review(
         # every measure below reads a closed deal's own history rows only, joined where they live
         if history is None:
             history = ds.tables["opportunity_history"]
-        lost_at = now.lost_at(history, cfg)
+        lost_at = now.lost_at(history, cfg) if not figures_only else None
     else:
         history = None
     activities = activities if activities is not None else ds.tables.get("activities")
     need("activities", "activities", "opportunity_id", section="Activities per deal")
-    side = now.side(
-        closed_n - lost_n, lost_n, history, cfg, activities if "activities" not in needs else None
+    side = (
+        now.side(closed_n - lost_n, lost_n, history, cfg, activities if "activities" not in needs else None)
+        if not figures_only
+        else None
     )
     top_churn = None
-    if need("churn", "churn", "account", "churn_date", "lost_amount", section="The churned customers list"):
-        churn = ds.tables["churn"]
+    listed = need(
+        "churn", "churn", "account", "churn_date", "lost_amount", section="The churned customers list"
+    )
+    if listed and not figures_only:
+        churn = churn_candidates(churn if churn is not None else ds.tables["churn"], review)
         won = None
         if src.has("account"):  # the won deals of the listed accounts suffice
             won = src.won_of(churned_in(churn, review)["account"])
@@ -1666,14 +1720,19 @@ def build_review(
     check_reasons = "reasons" not in needs
     judged = can_q and cfg.qualifying_stage in cfg.stages
     others = per_reason["reason"][is_other_reason(per_reason["reason"])].tolist()
-    rows, never = now.issue_rows(others, history if judged else None, cfg, check_reasons)
-    rows = prepare_deals(rows, reps, review.as_of, size_edges, currency_symbol)
-    issues = quality_issues(
-        rows, cfg.qualifying_stage, check_reasons, never=rows[never.to_numpy()] if judged else None
-    )
+    counts = None
+    if figures_only:  # the data-quality figures read how many deals each issue has: counted, not listed
+        counts = now.issue_counts(others, history if judged else None, cfg, check_reasons)
+        issues = quality_issues(pd.DataFrame(columns=["opportunity_id", "outcome"]), check_reasons=False)
+    else:
+        rows, never = now.issue_rows(others, history if judged else None, cfg, check_reasons)
+        rows = prepare_deals(rows, reps, review.as_of, size_edges, currency_symbol)
+        issues = quality_issues(
+            rows, cfg.qualifying_stage, check_reasons, never=rows[never.to_numpy()] if judged else None
+        )
     undated = src.counts["undated"] if dated_data else 0
     quality = quality_summary(
-        overall, issues, duplicates, undated, can_q, cfg.qualifying_stage, check_reasons, possible
+        overall, issues, duplicates, undated, can_q, cfg.qualifying_stage, check_reasons, possible, counts
     )
     figs = headline_figures(
         overall,
@@ -1701,12 +1760,18 @@ def build_review(
             "The data records no loss reasons, so this review cannot say why deals are lost: make "
             "a loss reason required when a deal is closed lost."
         )
-    open_deals = prepare_deals(src.top_open(review.as_of), reps, review.as_of, size_edges, currency_symbol)
 
     def top(won):
         return prepare_deals(now.top(won), reps, review.as_of, size_edges, currency_symbol)
 
-    top_won, top_lost = top_deals(top(True), "Won"), top_deals(top(False), "Lost")
+    if figures_only:
+        top_open = top_won = top_lost = pd.DataFrame()
+    else:
+        open_deals = prepare_deals(
+            src.top_open(review.as_of), reps, review.as_of, size_edges, currency_symbol
+        )
+        top_open = top_deals(open_as_of(open_deals, review.as_of), "Open")
+        top_won, top_lost = top_deals(top(True), "Won"), top_deals(top(False), "Lost")
     for t in kept[::-1]:
         engine.drop(t)
     return Review(
@@ -1729,8 +1794,8 @@ def build_review(
         reasons_by_competitor,
         lost_at,
         side,
-        what_distinguishes_wins(side),
-        top_deals(open_as_of(open_deals, review.as_of), "Open"),
+        what_distinguishes_wins(side) if side is not None else [],
+        top_open,
         top_won,
         top_lost,
         top_churn,

@@ -91,7 +91,12 @@ class PipelineView:
     reached_all: object = None
     rate_map: pd.Series | None = None
     bench: pd.DataFrame | None = None
-    stalled: pd.DataFrame | None = None
+    stalled: pd.DataFrame | None = None  # the stalled deals listed (None when marked or counted)
+    # every prepare but figures_only's: how many deals are stalled, per stage, and the working set's
+    # stalled deals' ids (from ``stalled`` or, on an engine out of process, marked on the working set)
+    n_stalled: int = 0
+    stalled_per_stage: pd.Series | None = None
+    stalled_ids: pd.Series | None = None
     slipped: hi.Slipped | None = None  # the QTD's slipped deals (``history.slipped_summary``)
     focus: object = None
     cov_rep: pd.DataFrame | None = None
@@ -147,6 +152,7 @@ def prepare(
         engine=ctx.deals_engine,
         base=reuse.sc if reuse is not None and reuse.ctx.ds is ctx.ds else None,
         plan_at=(previous_month_end(A),) if reuse is None else (),
+        week=review_mode,  # the week's closed and created deals: a review pack's changes
     )
     W = cal.windows(A)
     v = PipelineView(ctx=ctx, sc=sc, review_mode=review_mode, W=W, NQ=pl.next_quarter(cal, A))
@@ -161,8 +167,7 @@ def prepare(
     v.NO_AMOUNTS = no_amounts
     v.NO_HISTORY = no_history
     v.has_history = no_history is None
-    figs = pl.headline_figures(sc, cfg, cal, A, coverage_threshold, cfg.targets)
-    v.THR = figs["coverage_threshold"].value
+    marked = False
     if v.has_history:
         # the company's deals as they are now (the scope's when it is the company, not rewound)
         same_data = reuse is not None and reuse.ctx.ds is ctx.ds and reuse.deals_all is not None
@@ -187,9 +192,20 @@ def prepare(
             n_stalled = hi.stalled_count(visits, sc.deals, v.bench, stalled_days or None)
             n_slipped = hi.slipped_count(sc.deals, cfg, W["QTD"].start, A)
         else:
-            v.stalled = hi.stalled_deals(visits, sc.deals, v.bench, stalled_days or None)
+            rows = hi.stalled_rows(visits, sc.deals, v.bench, stalled_days or None)
+            # out of process (PostgreSQL) the stalled deals are counted per stage where they live and
+            # marked on the working set's rows (the attention list reads no more), not listed
+            marked = ctx.deals_engine.name != "duckdb" and sc.mark("_stalled", rows)
+            if marked:
+                v.stalled_per_stage = hi.stalled_per_stage(rows, sc.deals)
+                v.n_stalled = int(v.stalled_per_stage.sum())
+            else:
+                v.stalled = hi.stalled_deals(visits, sc.deals, v.bench, stalled_days or None)
             v.slipped = hi.slipped_summary(sc.deals, cfg, W["QTD"].start, A)
-            n_stalled, n_slipped = len(v.stalled), v.slipped.count
+            n_slipped = v.slipped.count
+    figs = pl.headline_figures(sc, cfg, cal, A, coverage_threshold, cfg.targets)
+    v.THR = figs["coverage_threshold"].value
+    if v.has_history:
         wph = pl.weighted_pipeline(sc.opps, cfg, v.rate_map)
         figs["weighted_pipeline_hist"] = Fig(
             "weighted_pipeline_hist", wph["weighted_hist"].sum(), f"at {A:%Y-%m-%d}"
@@ -200,7 +216,15 @@ def prepare(
         if stalled_days:
             stalled = stalled.assign(threshold_days=float(stalled_days))
             stalled = stalled[stalled["age_days"] > stalled_days]
-        v.stalled, n_stalled = stalled, len(stalled)
+        v.stalled = stalled
+    if marked:
+        v.stalled_ids = sc.opps.loc[sc.marks["_stalled"], "opportunity_id"]
+    elif v.stalled is not None:
+        v.n_stalled = n_stalled = len(v.stalled)
+        v.stalled_per_stage = v.stalled.groupby("stage").size()
+        v.stalled_ids = v.stalled["opportunity_id"]
+    if not figures_only:
+        n_stalled = v.n_stalled
     figs["stalled_deals"] = Fig("stalled_deals", n_stalled, f"at {A:%Y-%m-%d}")
     v.focus = W["QTD"] if pl.coverage_focus(figs["days_left_qtd"].value) == "qtd" else v.NQ
     if sc.scope != "rep" and sc.quotas is not None and not no_amounts and not figures_only:
@@ -316,7 +340,7 @@ def show_headlines(v: PipelineView) -> None:
             figs,
             v.cur,
             {
-                "stalled": len(v.stalled),
+                "stalled": v.n_stalled,
                 "slipped": None if v.slipped is None else v.slipped.count,
                 "reps_under_threshold": None if cov_rep is None else int(cov_rep["under_threshold"].sum()),
                 "coverage_label": None if cov_rep is None else v.focus.label,
@@ -727,9 +751,9 @@ def show_slips_conversion_and_stage_days(v: PipelineView) -> None:
         "**Days in stage**: won deals (the benchmark, whole dataset) and the open deals stalled against it"
     )
     fold_table(
-        v.bench.merge(
-            v.stalled.groupby("stage").size().rename("stalled_now").reset_index(), on="stage", how="left"
-        ).fillna({"stalled_now": 0}),
+        v.bench.merge(v.stalled_per_stage.rename("stalled_now").reset_index(), on="stage", how="left").fillna(
+            {"stalled_now": 0}
+        ),
         decimals=["median_days", "threshold_days"],
         ints=["won_stays", "stalled_now"],
         currency=cur,
@@ -748,7 +772,7 @@ def show_deals_needing_attention(
     sc, A, cur = v.sc, v.A, v.cur
     deals = pl.deal_list(sc.opps, A, sc.activities)
     slipped = v.slipped.deals["opportunity_id"] if v.slipped is not None else ()  # every open one
-    att = pl.attention_deals(deals, A, v.stalled["opportunity_id"], slipped, int(no_activity_days))
+    att = pl.attention_deals(deals, A, v.stalled_ids, slipped, int(no_activity_days))
     flags = att["flags"].astype("str").str.split("; ").explode()  # an empty list has no str dtype
     counts = [f"{int((flags == f).sum()):,} {f}" for f in pl.ATTENTION_FLAGS if (flags == f).any()]
     worth = "" if v.NO_AMOUNTS else f" ({v.ctx.money(att['amount'].sum())})"

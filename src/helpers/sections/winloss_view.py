@@ -286,6 +286,7 @@ def review(
         opportunities=ctx.source("opportunities"),
         engine=ctx.eng if ctx.ds.files else None,
         figures_only=figures_only,
+        churn=ctx.source("churn") if "churn" not in ctx.ds.tables else None,
     )
 
 
