@@ -375,6 +375,16 @@ def test_a_warm_kernel_runs_notebooks_in_turn_with_an_empty_namespace(tmp_path):
     assert [c.execution_count for c in nb2.cells if c.cell_type == "code"] == [1, 2, 3]
 
 
+def test_report_kernels_keep_no_history_file(tmp_path):
+    # kernels started side by side share IPython's history database; one of them then printed "Session/line
+    # number was not unique in database. History logging moved to new session" into its notebook's first output
+    nb = _nb(tmp_path / "h.ipynb", "print('history', get_ipython().history_manager.hist_file)")
+    with report.WarmKernel(warm_imports="") as kernel:
+        warm = _printed(report.execute(nb, tmp_path / "out" / "warm.ipynb", kernel=kernel))
+    fresh = _printed(report.execute(nb, tmp_path / "out" / "fresh.ipynb"))  # a kernel of its own
+    assert "history :memory:" in warm and "history :memory:" in fresh
+
+
 def test_a_notebook_that_kills_its_kernel_fails_alone_and_the_next_gets_a_fresh_kernel(tmp_path):
     pid_file = tmp_path / "pid.txt"
     dies = _nb(

@@ -89,7 +89,12 @@ class NotebookFailed(RuntimeError):
         return f"{where}: {self.ename}: {self.evalue}"[:160]
 
 
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]  # no "running over TCP" banner
+KERNEL_ARGUMENTS = [
+    "--IPKernelApp.log_level=CRITICAL",  # no "running over TCP" banner
+    # no history file: kernels started side by side share ~/.ipython/.../history.sqlite and one then prints
+    # "Session/line number was not unique in database" into the first output of its notebook
+    "--HistoryManager.hist_file=:memory:",
+]
 # what every report notebook imports; a warm kernel imports it once, before its first notebook
 WARM_IMPORTS = "import pandas, matplotlib.pyplot, seaborn, helpers.sections.context, helpers.sections.display"
 _PRELUDE = """\
