@@ -281,3 +281,33 @@ def test_the_earlier_reports_figure_of_another_year_is_not_compared(tiny, tmp_pa
     assert target_then("FY2027 plan")["change"]["delta"] == 200.0
     other = target_then("FY2026 plan")
     assert other["change"] is None and other["change_note"] == "the earlier report's value is of FY2026 plan"
+
+
+def test_a_report_dated_before_the_export_reads_no_next_step_from_it(tiny, monkeypatch):
+    # O1–O4 were open on 2026-09-30 and closed in October; the export leaves their next_step empty, as closed
+    # deals' is. Read as it stood on 2026-09-30 that made four "no next step" deals out of five: next_step has no
+    # history, so a report dated before the export leaves it (and last_activity_date) out and says so
+    from helpers.metrics import pipeline as pl
+
+    ctx = open_report(str(tiny), as_of="2026-09-30", notebook="pipeline_health", show_header=False)
+    v = pv.prepare(ctx)
+    assert v.sc.rewound and v.sc.as_exported == ["next_step"]  # the tiny export has no last_activity_date
+    assert "next_step" not in v.sc.opps.columns
+    assert sorted(v.sc.opps.loc[pl.is_open(v.sc.opps), "opportunity_id"]) == ["O1", "O2", "O3", "O4", "O6"]
+    assert v.figs["no_next_step_deals"].value is None  # not measured, rather than 4
+    said, tables = [], []
+    monkeypatch.setattr(pv, "markdown", said.append)
+    monkeypatch.setattr(pv, "note", lambda text, warn=False: said.append(text))
+    monkeypatch.setattr(pv, "show_table", lambda df, **kw: tables.append(df))
+    pv.show_deals_needing_attention(v)
+    # none is past due, stalled or slipped then, and no activity is logged: no deal needs attention (O1–O4 were
+    # listed, each for "no next step")
+    assert tables[0].empty and "**No open deal needs attention.**" in said
+    assert any(
+        "`next_step` is as exported on 2026-10-31, not as on 2026-09-30: left out of this report (no no-next-step "
+        "flag)" in t
+        for t in said
+    )
+    # dated at the export: read as it is (O6 has "call": none without)
+    now = pv.prepare(open_report(str(tiny), notebook="pipeline_health", show_header=False))
+    assert now.sc.as_exported == [] and now.figs["no_next_step_deals"].value == 0

@@ -1817,6 +1817,11 @@ def test_pipeline_kernel_gets_the_working_set_of_the_deals(sample_engine, sample
         if as_of < sample.as_of:
             hist = sample.opportunity_history
             every = movement.rewind(every, hist[hist["changed_at"] <= as_of + pd.Timedelta("1D")], cfg, as_of)
+            # next_step as exported is left out of a rewound scope, a last activity after that day left empty
+            later = every["last_activity_date"] > as_of
+            every = every.drop(columns="next_step").assign(
+                last_activity_date=every["last_activity_date"].mask(later)
+            )
         closed = every["is_closed"].fillna(False).astype(bool)
         keep = ~closed | (every["close_date"] >= since) | (every["created_date"] >= since)
         want = every[keep]

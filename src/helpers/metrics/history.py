@@ -141,6 +141,13 @@ def _cut_from(base: Deals, cut, whole, as_of):
     return ibis.union(rows, made, distinct=False)
 
 
+# what the export records of each deal as it stands on the export day, with no history to rewind it: deals
+# rewound to an earlier day leave it out rather than read today's value as then's (a deal closed since has no next
+# step now). last_activity_date is kept where it is on or before that day (the last activity then was that one)
+# and left empty where later (the activity log, cut at that day, then tells).
+AS_EXPORTED = ("next_step",)
+
+
 def _rewound(view, as_of, normalized=None) -> tuple[ibis.Table, list]:
     """The deals rewound to the end of ``as_of``: those created by then, with stage, amount
     and close date (probability and forecast category when the history tracks them) replayed at that
@@ -165,7 +172,10 @@ def _rewound(view, as_of, normalized=None) -> tuple[ibis.Table, list]:
         new[f] = v.cast(types[f]) if f in types else v
     new["is_won"] = j._won
     new["is_closed"] = ~j._open.fill_null(False)  # a deal the replay has no row for counts as closed
-    cols = {c: new.get(c, j[c]) for c in o.columns}
+    if "last_activity_date" in o.columns:
+        la = j.last_activity_date
+        new["last_activity_date"] = ibis.ifelse(la <= day(as_of), la, ibis.null(la.type()))
+    cols = {c: new.get(c, j[c]) for c in o.columns if c not in AS_EXPORTED}
     cols.update({f: new[f] for f in new if f not in cols})
     return j.select(**cols), fields
 

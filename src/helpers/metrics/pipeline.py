@@ -1217,6 +1217,7 @@ class Scoped:
         self.activities = log
         # a report dated before the export sees the deals as they stood then (``history.deals``)
         self.rewound = as_of is not None and pd.Timestamp(as_of) < ds.as_of
+        self.as_of = pd.Timestamp(as_of) if as_of is not None else ds.as_of
         usable = hist is not None and {"opportunity_id", "changed_at", "stage"} <= set(hist.columns)
         if engine is None and self.rewound and usable:
             raise ValueError(
@@ -1232,6 +1233,9 @@ class Scoped:
         # the working set is fetched when first read (``opps``), so that marks asked before then
         # (``mark``) come back as columns of its rows rather than as lists of their own
         self._opps, self._marks, self.marks = None, {}, {}
+        # the columns left out of a rewound scope (``_as_then``), so that a section can say why
+        there = loaded.columns if loaded is not None else engine["opportunities"].columns
+        self.as_exported = [c for c in hi.AS_EXPORTED if c in there] if self.rewound else []
         self.week = week
         if self.deals is not None:
             since, table = working_set_start(self.deals.as_of, week), engine["opportunities"]
@@ -1254,7 +1258,7 @@ class Scoped:
         if self.rewound:
             cut = pd.Timestamp(as_of) + DAY
             if self.deals is None:  # without a history: only the deals created later are left out
-                self._opps = self._opps[self._opps["created_date"] <= pd.Timestamp(as_of)]
+                self._opps = self._as_then(self._opps[self._opps["created_date"] <= pd.Timestamp(as_of)])
             if self.activities is not None:
                 self.activities = self.activities.filter(
                     self.activities.occurred_at < ibis.literal(cut.to_pydatetime(), type="timestamp")
@@ -1298,8 +1302,18 @@ class Scoped:
         if self._opps is None:
             got = self._fetch(self._marks)
             self.marks = {k: got.pop(k).astype(bool) for k in self._marks}
-            self._opps = got
+            self._opps = self._as_then(got)
         return self._opps
+
+    def _as_then(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` without the columns the export holds as of its own day (``history.AS_EXPORTED``) when the
+        scope is rewound to an earlier one (``as_exported``)."""
+        out = frame.drop(columns=[c for c in self.as_exported if c in frame.columns])
+        if self.rewound and "last_activity_date" in out.columns:  # (the deals' own: see history.AS_EXPORTED)
+            later = out["last_activity_date"] > self.as_of
+            if later.any():
+                out = out.assign(last_activity_date=out["last_activity_date"].mask(later))
+        return out
 
     @opps.setter
     def opps(self, frame: pd.DataFrame) -> None:
@@ -1580,7 +1594,9 @@ def headline_figures(
     pdue = past_due(sc.opps, as_of)
     put("past_due_deals", len(pdue), at)
     put("past_due_amount", pdue["amount"].sum(), at)
-    put("no_next_step_deals", len(no_next_step(sc.opps, as_of)), at)
+    # (not measured without next_step, or when it is as exported on a later day: ``history.AS_EXPORTED``)
+    nns = len(no_next_step(sc.opps, as_of)) if "next_step" in sc.opps.columns else None
+    put("no_next_step_deals", nns, at)
     # will we make the number: the year's landing against the company target and the plan
     ytd = w["YTD"]
     land = landing(sc.table, config, ytd, open_deals=sc.opps)

@@ -819,7 +819,12 @@ def show_deals_needing_attention(
             ints=DEAL_INTS,
             currency=cur,
         )
-    if "next_step" not in sc.opps.columns:
+    if sc.as_exported:  # rewound: next_step as exported is not read as then's
+        note(
+            f"`next_step` is as exported on {v.ctx.ds.as_of:%Y-%m-%d}, not as on {A:%Y-%m-%d}: left out of this "
+            "report (no no-next-step flag)."
+        )
+    if "next_step" not in sc.opps.columns and "next_step" not in sc.as_exported:
         note(v.ctx.missing("opportunities", "next_step", section="The no-next-step flag"))
     if not v.ctx.has("opportunities", "last_activity_date") and v.sc.activities is None:
         note("The no-recent-activity flag needs opportunities.last_activity_date or the activities table.")
