@@ -368,6 +368,29 @@ def test_neighbours_find_when_the_next_stay_starts(hand_engine, stages):
     pdt.assert_frame_equal(got, other)
 
 
+@pytest.mark.parametrize("stages", [["Closed Lost", "Closed Won", "Discovery", "Proposal"], None])
+def test_neighbours_exits_only_for_the_stages_asked(hand_engine, stages):
+    # ``exits``: a row in one of those stages gets the same ``_exit`` as without it, any other row ``_next``
+    rows = pd.DataFrame(NEIGHBOUR_ROWS, columns=["opportunity_id", "changed_at", "stage", "_seq"])
+    rows["changed_at"] = pd.to_datetime(rows["changed_at"])
+    rows = rows.assign(amount=1.0, close_date=rows["changed_at"], probability=float("nan"))
+    rows["forecast_category"] = "Pipeline"
+    t = expr.keyed(hand_engine["opportunities"], rows)
+
+    def run(**kw):
+        got = hand_engine.execute(expr.neighbours(t, stages, **kw))
+        return got.sort_values(["opportunity_id", "_rn"]).reset_index(drop=True)
+
+    every, some = run(), run(exits=["Discovery", "Proposal"])
+    asked = some["stage"].isin(["Discovery", "Proposal"])
+    assert asked.any() and (~asked).any()
+    pdt.assert_frame_equal(some.drop(columns="_exit"), every.drop(columns="_exit"))
+    pdt.assert_series_equal(some.loc[asked, "_exit"], every.loc[asked, "_exit"])
+    pdt.assert_series_equal(some.loc[~asked, "_exit"], some.loc[~asked, "_next"], check_names=False)
+    a, b = every.loc[~asked, "_exit"], every.loc[~asked, "_next"]
+    assert (a.isna() != b.isna()).any() or (a != b)[a.notna() & b.notna()].any()  # the rows tell them apart
+
+
 TIED_ROWS = [  # (deal, changed_at, stage, amount): rows of one deal at the same moment
     ("t1", "2026-01-01", "Discovery", 100.0),
     ("t1", "2026-02-01", "Proposal", 300.0),
