@@ -2454,3 +2454,25 @@ def test_a_kernels_leads_and_deals_share_one_connection(pg_dataset, sample_dir, 
 def _leads_frame(sc):
     """The scope's leads as a frame (the reference's input)."""
     return sc.leads.execute()
+
+
+def test_rewound_history_made_from_another_scopes_base(sample_engine, sample):
+    # a rep's deals rewound from the company's normalized history: only the rep's deals' rows (the rows of
+    # a base of the same scope are taken as they are; another scope's are limited to these deals)
+    from helpers.metrics import history as hi
+
+    owner = str(sample.opportunities["owner"].dropna().iloc[0])
+    company = hi.deals(sample_engine, None, SAMPLE_AS_OF, SAMPLE_AS_OF)
+    made = hi.deals(sample_engine, [owner], "2026-09-30", SAMPLE_AS_OF, base=company)
+    again = hi.deals(sample_engine, [owner], "2026-09-30", SAMPLE_AS_OF)
+
+    def rows(d):
+        n = sample_engine.execute(d.norm.select("opportunity_id", "changed_at", "stage", "_rn"))
+        return n.sort_values(["opportunity_id", "_rn"]).reset_index(drop=True)
+
+    got, want = rows(made), rows(again)
+    opps = sample.opportunities
+    assert len(want) and set(got["opportunity_id"]) <= set(opps.loc[opps["owner"] == owner, "opportunity_id"])
+    # (a deal created later has rows there too, which the rewound deals leave out)
+    got = got[got["opportunity_id"].isin(want["opportunity_id"])].reset_index(drop=True)
+    pdt.assert_frame_equal(got, want, check_dtype=False)
