@@ -368,6 +368,29 @@ def test_neighbours_find_when_the_next_stay_starts(hand_engine, stages):
     pdt.assert_frame_equal(got, other)
 
 
+@pytest.mark.parametrize("stages", [["Closed Lost", "Closed Won", "Discovery", "Proposal"], None])
+def test_neighbours_exits_only_for_the_stages_asked(hand_engine, stages):
+    # ``exits``: a row in one of those stages gets the same ``_exit`` as without it, any other row ``_next``
+    rows = pd.DataFrame(NEIGHBOUR_ROWS, columns=["opportunity_id", "changed_at", "stage", "_seq"])
+    rows["changed_at"] = pd.to_datetime(rows["changed_at"])
+    rows = rows.assign(amount=1.0, close_date=rows["changed_at"], probability=float("nan"))
+    rows["forecast_category"] = "Pipeline"
+    t = expr.keyed(hand_engine["opportunities"], rows)
+
+    def run(**kw):
+        got = hand_engine.execute(expr.neighbours(t, stages, **kw))
+        return got.sort_values(["opportunity_id", "_rn"]).reset_index(drop=True)
+
+    every, some = run(), run(exits=["Discovery", "Proposal"])
+    asked = some["stage"].isin(["Discovery", "Proposal"])
+    assert asked.any() and (~asked).any()
+    pdt.assert_frame_equal(some.drop(columns="_exit"), every.drop(columns="_exit"))
+    pdt.assert_series_equal(some.loc[asked, "_exit"], every.loc[asked, "_exit"])
+    pdt.assert_series_equal(some.loc[~asked, "_exit"], some.loc[~asked, "_next"], check_names=False)
+    a, b = every.loc[~asked, "_exit"], every.loc[~asked, "_next"]
+    assert (a.isna() != b.isna()).any() or (a != b)[a.notna() & b.notna()].any()  # the rows tell them apart
+
+
 TIED_ROWS = [  # (deal, changed_at, stage, amount): rows of one deal at the same moment
     ("t1", "2026-01-01", "Discovery", 100.0),
     ("t1", "2026-02-01", "Proposal", 300.0),
@@ -2436,3 +2459,25 @@ def test_a_kernels_leads_and_deals_share_one_connection(pg_dataset, sample_dir, 
 def _leads_frame(sc):
     """The scope's leads as a frame (the reference's input)."""
     return sc.leads.execute()
+
+
+def test_rewound_history_made_from_another_scopes_base(sample_engine, sample):
+    # a rep's deals rewound from the company's normalized history: only the rep's deals' rows (the rows of
+    # a base of the same scope are taken as they are; another scope's are limited to these deals)
+    from helpers.metrics import history as hi
+
+    owner = str(sample.opportunities["owner"].dropna().iloc[0])
+    company = hi.deals(sample_engine, None, SAMPLE_AS_OF, SAMPLE_AS_OF)
+    made = hi.deals(sample_engine, [owner], "2026-09-30", SAMPLE_AS_OF, base=company)
+    again = hi.deals(sample_engine, [owner], "2026-09-30", SAMPLE_AS_OF)
+
+    def rows(d):
+        n = sample_engine.execute(d.norm.select("opportunity_id", "changed_at", "stage", "_rn"))
+        return n.sort_values(["opportunity_id", "_rn"]).reset_index(drop=True)
+
+    got, want = rows(made), rows(again)
+    opps = sample.opportunities
+    assert len(want) and set(got["opportunity_id"]) <= set(opps.loc[opps["owner"] == owner, "opportunity_id"])
+    # (a deal created later has rows there too, which the rewound deals leave out)
+    got = got[got["opportunity_id"].isin(want["opportunity_id"])].reset_index(drop=True)
+    pdt.assert_frame_equal(got, want, check_dtype=False)

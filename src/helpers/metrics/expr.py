@@ -401,7 +401,8 @@ def normalized_history(eng):
     ``_seq`` (0, or 1 for the closing row, which follows the opening one on a same-day close), ``_rn``
     (0 for the deal's first row), ``_next`` (the change time of the deal's next row), ``_prev_stage`` and
     ``_prev_close`` (the previous row's stage and close date), ``_new`` (the row starts a stay in a stage)
-    and ``_exit`` (when the deal's next stay starts)."""
+    and ``_exit`` (when the deal's next stay starts; on a row in a closed stage, the next row's change
+    time: nothing reads it there)."""
     o = eng["opportunities"]
     config = eng.config
     current = {f: (o[f].cast(t) if f in o.columns else _null(t)) for f, t in FIELDS.items()}
@@ -449,7 +450,7 @@ def normalized_history(eng):
             **{f: n[f].max().over(ibis.window(group_by=["opportunity_id", f"_run_{f}"])) for f in gaps}
         )
         n = n.drop(*[f"_run_{f}" for f in gaps])
-    return neighbours(n, stages)
+    return neighbours(n, stages, exits=list(config.open_stages))
 
 
 def order(stages: list[str] | None = None) -> list:
@@ -495,9 +496,13 @@ def synthetic_rows(deals, config):
 STAGE_VALUES_AT_MOST = 16  # ``neighbours``: beyond this many stage values, the second sort costs less
 
 
-def neighbours(n, stages: list[str] | None = None):
+def neighbours(n, stages: list[str] | None = None, exits: list[str] | None = None):
     """The normalized rows with what each needs of its deal's other rows: ``_rn``, ``_next``,
     ``_prev_stage``, ``_prev_close``, ``_new`` and ``_exit`` (see ``normalized_history``).
+
+    ``exits``: the stages whose rows need ``_exit`` (None: every stage); a row in another stage gets
+    ``_next`` there, one window function fewer per stage left out. The normalized history asks for the
+    open stages only: its one reader of ``_exit``, ``history.stays``, reads the stays in open stages.
 
     ``stages``: every value the ``stage`` column can hold (``_stage_values``), or None. A stay in a
     stage starts where the stage differs from the row before (an empty stage always starts one);
@@ -515,7 +520,7 @@ def neighbours(n, stages: list[str] | None = None):
         _prev_close=n.close_date.lag().over(by_time),
     )
     after = ibis.window(group_by="opportunity_id", order_by=order(stages), rows=(1, None))
-    values = list(stages or [])
+    values = [s for s in stages or [] if exits is None or s in exits]
     for k, s in enumerate(values):
         other = n.stage.isnull() | (n.stage != s)
         cols[f"_exit_{k}"] = ibis.ifelse(other, n.changed_at, _null("timestamp")).min().over(after)
@@ -526,7 +531,10 @@ def neighbours(n, stages: list[str] | None = None):
         exit_ = n.stage.cases(*pairs, else_=n._next) if pairs else n._next
         return n.mutate(_exit=exit_).drop(*[f"_exit_{k}" for k in range(len(values))])
     later = ibis.window(group_by="opportunity_id", order_by="_rn", rows=(1, None))
-    return n.mutate(_exit=ibis.ifelse(n._new, n.changed_at, _null("timestamp")).min().over(later))
+    exit_ = ibis.ifelse(n._new, n.changed_at, _null("timestamp")).min().over(later)
+    if exits is not None:
+        exit_ = ibis.ifelse(n.stage.isin(list(exits)).fill_null(False), exit_, n._next) if exits else n._next
+    return n.mutate(_exit=exit_)
 
 
 def _stage_values(eng, h, o, config) -> list[str] | None:

@@ -133,7 +133,12 @@ def _cut_from(base: Deals, cut, whole, as_of):
         return None
     n = base.norm
     cut_at = _ts(as_of + DAY)
-    rows = within(n.filter(n.changed_at < cut_at), "opportunity_id", o, "opportunity_id")
+    rows = n.filter(n.changed_at < cut_at)
+    # base's normalized history holds only rows of base's deals: when those are these deals (the same
+    # scope, as reports ask), there is nothing to leave out (at 1M deals the join took 0.5 CPU-s in each
+    # of the three queries that read the rewound history)
+    if not base.opps.equals(o):
+        rows = within(rows, "opportunity_id", o, "opportunity_id")
     first = n.filter(n._rn == 0, ~(n.changed_at < cut_at).fill_null(False))  # history starts later
     late = within(o, "opportunity_id", first, "opportunity_id")
     made = ex.neighbours(ex.synthetic_rows(late, cut.config))
