@@ -546,6 +546,16 @@ def test_forecast_snapshots_match_forecast_accuracy(sample_engine, sample):
 # --------------------------------------------------------------------------------------------------
 # pipeline movement on the engine (helpers.metrics.history) against helpers.metrics.movement
 # --------------------------------------------------------------------------------------------------
+def as_then(rewound: pd.DataFrame, as_of) -> pd.DataFrame:
+    """Deals rewound to ``as_of`` as an engine gives them: without next_step (as exported, it has no history)
+    and with no last activity after that day (``history.AS_EXPORTED``)."""
+    out = rewound.drop(columns=[c for c in ("next_step",) if c in rewound.columns])
+    if "last_activity_date" in out.columns:
+        la = out["last_activity_date"]
+        out = out.assign(last_activity_date=la.mask(la > pd.Timestamp(as_of)))
+    return out
+
+
 def _movement_check(eng, ds, scope: str, who: str, as_of, qtd_start):
     """Every measurement pipeline health makes from the history, on the engine and in pandas: the same
     figures (sums within 1e-9), the same lists (the engine breaks ties of amount by deal id)."""
@@ -559,7 +569,9 @@ def _movement_check(eng, ds, scope: str, who: str, as_of, qtd_start):
     hist = hist[hist["opportunity_id"].isin(pipeline.in_scope(ds.opportunities, sc.owners)["opportunity_id"])]
     sc.history = hist[hist["changed_at"] < as_of + pd.Timedelta(days=1)]
     if as_of < ds.as_of:
-        sc.opps = movement.rewind(pipeline.in_scope(ds.opportunities, sc.owners), sc.history, cfg, as_of)
+        sc.opps = as_then(
+            movement.rewind(pipeline.in_scope(ds.opportunities, sc.owners), sc.history, cfg, as_of), as_of
+        )
     now = hi.deals(
         eng, sc.owners, ds.as_of, ds.as_of
     )  # the rewound history made from today's (as reports do)
@@ -1840,11 +1852,7 @@ def test_pipeline_kernel_gets_the_working_set_of_the_deals(sample_engine, sample
         if as_of < sample.as_of:
             hist = sample.opportunity_history
             every = movement.rewind(every, hist[hist["changed_at"] <= as_of + pd.Timedelta("1D")], cfg, as_of)
-            # next_step as exported is left out of a rewound scope, a last activity after that day left empty
-            later = every["last_activity_date"] > as_of
-            every = every.drop(columns="next_step").assign(
-                last_activity_date=every["last_activity_date"].mask(later)
-            )
+            every = as_then(every, as_of)
         closed = every["is_closed"].fillna(False).astype(bool)
         keep = ~closed | (every["close_date"] >= since) | (every["created_date"] >= since)
         want = every[keep]
