@@ -371,7 +371,11 @@ def test_neighbours_find_when_the_next_stay_starts(hand_engine, stages):
 @pytest.mark.parametrize("stages", [["Closed Lost", "Closed Won", "Discovery", "Proposal"], None])
 def test_neighbours_exits_only_for_the_stages_asked(hand_engine, stages):
     # ``exits``: a row in one of those stages gets the same ``_exit`` as without it, any other row ``_next``
-    rows = pd.DataFrame(NEIGHBOUR_ROWS, columns=["opportunity_id", "changed_at", "stage", "_seq"])
+    # (d7: a stage not asked for, on two rows before the next stay: its first row's _exit, 06-09, is not its
+    # _next, 06-05; NEIGHBOUR_ROWS alone have no such row, so the last check could not hold)
+    extra = [("d7", "2026-06-01", "Closed Won", 0), ("d7", "2026-06-05", "Closed Won", 0)]
+    extra += [("d7", "2026-06-09", "Discovery", 0)]
+    rows = pd.DataFrame(NEIGHBOUR_ROWS + extra, columns=["opportunity_id", "changed_at", "stage", "_seq"])
     rows["changed_at"] = pd.to_datetime(rows["changed_at"])
     rows = rows.assign(amount=1.0, close_date=rows["changed_at"], probability=float("nan"))
     rows["forecast_category"] = "Pipeline"
