@@ -400,6 +400,11 @@ def test_a_quarter_ending_on_the_report_date_is_told_as_closed():
         2
     ]
     assert running.sentence.endswith(" This quarter 43% of reps are on pace.")
+    usual = dict(quota_expected_share_at_quota=0.5, days_left_qtd=30, reps_on_pace_qtd=0.43)
+    usual = answers(summary_of(**usual, reps_on_usual_pace_qtd=0.61))[2]
+    assert usual.sentence.endswith(
+        " This quarter 61% of reps are on the usual pace (43% on the straight line)."
+    )
     closed = answers(summary_of(**q, days_left_qtd=0, bookings_qtd=3.21e6))[0].sentence
     assert closed.endswith(
         " FY2027 Q3 closed at $3.2M booked against the quarter's plan of $3.6M and its $3.3M share of the target."

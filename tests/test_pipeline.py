@@ -886,8 +886,29 @@ def test_what_to_look_at_leads_with_the_usual_pace():
         "lands at $2.7M, 58% of plan (short of plan); the straight-line run rate says $1.7M." in pts
     )
     assert not any(p.startswith("At the current run rate") for p in pts)
+    # the reps on pace the same way: the usual pace leads, the straight line beside it
+    figs |= {"reps_on_pace_qtd": Fig("reps_on_pace_qtd", 0.12), "reps_on_usual_pace_qtd": Fig("x", 0.31)}
+    pts = [str(p) for p in pv.look_at_points(figs, "USD")]
+    assert "Only 31% of reps are on the usual pace for their quarter quota (12% on the straight line)." in pts
+    assert not any("are on pace" in p for p in pts)
     # without the usual pace (no bookings in the last four quarters): the straight line, as before
-    del figs["pace_usual_attainment_qtd"]
-    assert "At the current run rate the quarter lands at $1.7M, 38% of plan (short of plan)." in [
-        str(p) for p in pv.look_at_points(figs, "USD")
-    ]
+    del figs["pace_usual_attainment_qtd"], figs["reps_on_usual_pace_qtd"]
+    pts = [str(p) for p in pv.look_at_points(figs, "USD")]
+    assert "At the current run rate the quarter lands at $1.7M, 38% of plan (short of plan)." in pts
+    assert "Only 12% of reps are on pace for their quarter quota." in pts
+
+
+def test_share_of_reps_on_the_usual_pace():
+    # 21.3% of a quarter is usually in by today: a rep lands at plan when bookings ÷ 0.213 ≥ plan
+    by_rep = pd.DataFrame(
+        {
+            "rep": ["a", "b", "c", "d", "e"],
+            "plan": [100.0, 100.0, 100.0, 0.0, 50.0],
+            "plan_to_date": [30.0, 30.0, 30.0, 0.0, 15.0],
+            "bookings": [21.3, 21.2, 35.0, 99.0, 10.0],
+        }
+    )
+    # a: 21.3 ÷ 0.213 = 100 ≥ 100; b: 99.5 < 100; c: 164; d: no plan, not counted; e: 46.9 < 50
+    assert pl.share_on_usual_pace(by_rep, 0.213) == pytest.approx(2 / 4)
+    assert pl.reps_at_quota(by_rep.assign(window="QTD"))["share_on_pace"].iloc[0] == pytest.approx(1 / 4)
+    assert math.isnan(pl.share_on_usual_pace(by_rep, math.nan))

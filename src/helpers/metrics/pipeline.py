@@ -568,6 +568,16 @@ def reps_at_quota(by_rep: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def share_on_usual_pace(by_rep: pd.DataFrame, usual_share: float) -> float:
+    """Among reps with plan > 0 (one window of ``bookings_vs_plan(by="rep")``): the share whose bookings to
+    date ÷ ``usual_share`` (``usual_share_by_day``) reach their plan for the full period — the reps whose
+    quarter lands at plan if the rest of it books as the last four quarters did. NaN without a usual share."""
+    if not usual_share > 0:
+        return math.nan
+    g = by_rep[by_rep["plan"] > 0]
+    return _ratio((g["bookings"] / usual_share >= g["plan"]).sum(), len(g))
+
+
 # --------------------------------------------------------------------------------------------------
 # open pipeline, weighting, forecast categories, coverage
 # --------------------------------------------------------------------------------------------------
@@ -1559,9 +1569,17 @@ def headline_figures(
         put("pace_usual_qtd", landing_usual, w["QTD"].full_text, base)
         put("pace_usual_attainment_qtd", _ratio(landing_usual, bvp.loc["QTD", "plan"]), w["QTD"].full_text)
     if sc.scope != "rep" and sc.quotas is not None:
-        share = reps_at_quota(bookings_vs_plan(sc.table, sc.quotas, {"QTD": w["QTD"]}, by="rep", asked=w))
+        by_rep = bookings_vs_plan(sc.table, sc.quotas, {"QTD": w["QTD"]}, by="rep", asked=w)
+        share = reps_at_quota(by_rep)
         on_pace = share["share_on_pace"].iloc[0] if len(share) else math.nan
         put("reps_on_pace_qtd", on_pace, w["QTD"].to_date_text)
+        if as_of < w["QTD"].end:
+            put(
+                "reps_on_usual_pace_qtd",
+                share_on_usual_pace(by_rep, usual["share"]),
+                w["QTD"].full_text,
+                base,
+            )
     wp = weighted_pipeline(sc.opps, config)
     put("open_pipeline", wp["amount"].sum(), at, f"{len(wp):,} deals")
     put("open_deals", len(wp), at)

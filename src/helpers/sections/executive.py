@@ -205,6 +205,7 @@ def quotas_realistic(f: _Figures) -> Answer:
     q = "Are the quotas realistic?"
     share = f.num("quota_expected_share_at_quota")
     rows = f.rows(
+        "reps_on_usual_pace_qtd",
         "reps_on_pace_qtd",
         "quota_expected_share_at_quota",
         "quota_company_target",
@@ -231,11 +232,13 @@ def quotas_realistic(f: _Figures) -> Answer:
             if f.by_key.get("quota_reps_needed", {}).get("value") is not None
             else "."
         )
-    on_pace = f.num("reps_on_pace_qtd")
+    on_pace, usual = f.num("reps_on_pace_qtd"), f.num("reps_on_usual_pace_qtd")
     if _known(on_pace):
         s += (
             f" {on_pace:.0%} of reps finished {f.window('days_left_qtd') or 'the quarter'} at quota."
             if f.num("days_left_qtd") == 0  # the quarter ends on the as-of date: on pace means at quota
+            else f" This quarter {usual:.0%} of reps are on the usual pace ({on_pace:.0%} on the straight line)."
+            if _known(usual)
             else f" This quarter {on_pace:.0%} of reps are on pace."
         )
     return Answer(q, status, s, link, rows)

@@ -984,13 +984,32 @@ def look_at_points(figs: dict[str, Fig], currency: str = "USD", extra: dict | No
                 BOOKINGS,
             )
         )
-    share = val("reps_on_pace_qtd")
-    if not pd.isna(share) and share < 0.5:
+    share, usual = val("reps_on_pace_qtd"), val("reps_on_usual_pace_qtd")
+    if val("days_left_qtd") == 0:  # the quarter ends on the as-of date: on pace means at quota
+        if not pd.isna(share) and share < 0.5:
+            pts.append(
+                Point(
+                    f"Only {fmt_pct(share)} of reps finished the quarter at quota.",
+                    BOOKINGS,
+                    "bad",
+                    ("reps_on_pace_qtd",),
+                )
+            )
+    elif not pd.isna(usual):  # like the quarter's landing: the usual pace leads, the straight line beside it
+        if usual < 0.5:
+            pts.append(
+                Point(
+                    f"Only {fmt_pct(usual)} of reps are on the usual pace for their quarter quota "
+                    f"({fmt_pct(share)} on the straight line).",
+                    BOOKINGS,
+                    "bad",
+                    ("reps_on_usual_pace_qtd", "reps_on_pace_qtd"),
+                )
+            )
+    elif not pd.isna(share) and share < 0.5:
         pts.append(
             Point(
-                f"Only {fmt_pct(share)} of reps finished the quarter at quota."
-                if val("days_left_qtd") == 0  # the quarter ends on the as-of date: on pace means at quota
-                else f"Only {fmt_pct(share)} of reps are on pace for their quarter quota.",
+                f"Only {fmt_pct(share)} of reps are on pace for their quarter quota.",
                 BOOKINGS,
                 "bad",
                 ("reps_on_pace_qtd",),
