@@ -99,6 +99,28 @@ def pg_env(monkeypatch):
     monkeypatch.setenv("REVOPS_TEST_DB_PASSWORD", PG_PASSWORD)
 
 
+def rows_sent(pg_dataset: Path, run):
+    """``run()``'s result and the (statement, calls, rows) the PostgreSQL server behind ``pg_dataset`` sent
+    while it ran (``pg_stat_statements``, as ``revops bench`` counts them)."""
+    import psycopg
+
+    from helpers.publish import bench
+
+    url = yaml.safe_load((pg_dataset / "dataset.yml").read_text())["tables"]["opportunities"]["url"]
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+
+    def connect():
+        return psycopg.connect(
+            host="127.0.0.1", port=port, user=PG_USER, password=PG_PASSWORD, dbname="crm", autocommit=True
+        )
+
+    with connect() as c:
+        bench.pg_counting(c)
+    got = run()
+    with connect() as c:
+        return got, bench.pg_rows_sent(c, "crm")
+
+
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():

@@ -9,6 +9,7 @@ import sys
 
 import pandas as pd
 import pytest
+from conftest import rows_sent
 
 from helpers.publish import bench
 
@@ -120,25 +121,9 @@ def test_postgres_is_skipped_with_a_clear_line_without_its_binaries(monkeypatch,
 
 def test_rows_sent_by_postgres_count_each_row_once(pg_dataset, pg_env):
     """One load of the dataset (a COPY (select …) TO STDOUT per table) sends each row once."""
-    import yaml
-
     from helpers.data.dataset import load
-    from helpers.publish.pgserver import PG_PASSWORD, PG_USER
 
-    url = yaml.safe_load((pg_dataset / "dataset.yml").read_text())["tables"]["opportunities"]["url"]
-    port = int(url.rsplit(":", 1)[1].split("/")[0])
-    import psycopg
-
-    def connect():
-        return psycopg.connect(
-            host="127.0.0.1", port=port, user=PG_USER, password=PG_PASSWORD, dbname="crm", autocommit=True
-        )
-
-    with connect() as c:
-        bench.pg_counting(c)
-    ds = load(pg_dataset)
-    with connect() as c:
-        stats = bench.pg_rows_sent(c, "crm")
+    ds, stats = rows_sent(pg_dataset, lambda: load(pg_dataset))
     sent = sum(r[2] for r in stats)
     assert sent == sum(len(t) for t in ds.tables.values()) > 0
     assert any("copy" in q.lower() for q, _, _ in stats)
@@ -147,16 +132,15 @@ def test_rows_sent_by_postgres_count_each_row_once(pg_dataset, pg_env):
     from helpers.data import engine
     from helpers.metrics import expr
 
-    with connect() as c:
-        bench.pg_counting(c)
-    with engine.connect(pg_dataset) as eng:
-        kept = eng.keep(expr.normalized_history(eng))
-        assert len(eng.execute(kept.limit(7))) == 7
-        eng.drop(kept)
-        sent = expr.keyed(eng["opportunities"], pd.DataFrame({"_deal": [f"x{i}" for i in range(500)]}))
-        assert eng.execute(sent.count().as_table()).iloc[0, 0] == 500  # one row back
-    with connect() as c:
-        stats = bench.pg_rows_sent(c, "crm")
+    def kept_and_keyed():
+        with engine.connect(pg_dataset) as eng:
+            kept = eng.keep(expr.normalized_history(eng))
+            assert len(eng.execute(kept.limit(7))) == 7
+            eng.drop(kept)
+            sent = expr.keyed(eng["opportunities"], pd.DataFrame({"_deal": [f"x{i}" for i in range(500)]}))
+            assert eng.execute(sent.count().as_table()).iloc[0, 0] == 500  # one row back
+
+    _, stats = rows_sent(pg_dataset, kept_and_keyed)
     assert not [q for q, _, _ in stats if q.lower().startswith(("create", "analyze", "drop", "copy"))]
     assert any(r == 7 and "limit" in q.lower() for q, _, r in stats)
     # the rest: the engine's catalog lookups and one-row probes, against the history kept (~5 per deal)

@@ -8,7 +8,7 @@ import time
 import pandas.testing as pdt
 import pytest
 import yaml
-from conftest import PG_PASSWORD, PG_USER
+from conftest import PG_PASSWORD, PG_USER, rows_sent
 
 from helpers.data.dataset import DataValidationError, load
 from helpers.data.sources import DbTable, TableReader
@@ -80,28 +80,6 @@ def test_missing_environment_variable_is_named(pg_dataset, monkeypatch):
         load(pg_dataset)
 
 
-def _rows_sent(pg_dataset, run):
-    """``run()``'s result and the (statement, calls, rows) PostgreSQL sent while it ran
-    (``pg_stat_statements``, as ``revops bench`` counts them)."""
-    import psycopg
-
-    from helpers.publish import bench
-
-    url = yaml.safe_load((pg_dataset / "dataset.yml").read_text())["tables"]["opportunities"]["url"]
-    port = int(url.rsplit(":", 1)[1].split("/")[0])
-
-    def connect():
-        return psycopg.connect(
-            host="127.0.0.1", port=port, user=PG_USER, password=PG_PASSWORD, dbname="crm", autocommit=True
-        )
-
-    with connect() as c:
-        bench.pg_counting(c)
-    got = run()
-    with connect() as c:
-        return got, bench.pg_rows_sent(c, "crm")
-
-
 def test_pipeline_health_on_postgres_marks_the_stalled_deals_instead_of_listing_them(
     pg_dataset, sample_dir, pg_env
 ):
@@ -114,7 +92,7 @@ def test_pipeline_health_on_postgres_marks_the_stalled_deals_instead_of_listing_
         return open_report(str(folder), notebook="pipeline_health", show_header=False, tables=["reps"])
 
     files = pv.prepare(ctx(sample_dir))
-    v, stats = _rows_sent(pg_dataset, lambda: pv.prepare(ctx(pg_dataset)))
+    v, stats = rows_sent(pg_dataset, lambda: pv.prepare(ctx(pg_dataset)))
     assert files.stalled is not None and v.stalled is None  # DuckDB lists them, PostgreSQL does not
     # the benchmark: pandas' median and p75 over each stage's days (DuckDB: every value's count;
     # PostgreSQL: the few values around each position)
@@ -145,7 +123,7 @@ def test_win_loss_on_postgres_counts_last_months_data_quality_and_asks_the_churn
     ctx = open_report(str(pg_dataset), notebook="win_loss_review", show_header=False, tables=["reps"])
     before = previous_month_end(ctx.as_of)
     full = wv.review(ctx, as_of=before)
-    alone, stats = _rows_sent(pg_dataset, lambda: wv.review(ctx, as_of=before, figures_only=True))
+    alone, stats = rows_sent(pg_dataset, lambda: wv.review(ctx, as_of=before, figures_only=True))
     # last month's review, read for its figures: the data-quality issues counted, not listed
     assert len(full.issues) > 0 and alone.issues.empty
     pdt.assert_frame_equal(alone.quality, full.quality)
@@ -157,7 +135,7 @@ def test_win_loss_on_postgres_counts_last_months_data_quality_and_asks_the_churn
     churn = files.ds.tables["churn"]
     every = Window("all", churn["churn_date"].min(), ctx.as_of, ctx.as_of, "all")
     want = wl.churned_in(churn, every)
-    got, stats = _rows_sent(pg_dataset, lambda: wl.churn_candidates(ctx.source("churn"), every))
+    got, stats = rows_sent(pg_dataset, lambda: wl.churn_candidates(ctx.source("churn"), every))
     pdt.assert_frame_equal(wl.churned_in(got, every).reset_index(drop=True), want.reset_index(drop=True))
     assert len(want) == 5 and 5 <= len(got) < len(churn)
     # the five largest amounts, then the customers with one of at least the fifth (ties included)
