@@ -441,6 +441,7 @@ t2,A1,2026-01-01,2026-06-30,Closed Won,50,true,true,
 t3,A2,2026-01-01,2026-11-30,Proposal,80,false,false,
 t4,A2,2026-01-01,2026-06-30,Proposal,70,false,false,
 t5,A2,2026-05-01,2026-05-01,Closed Lost,10,true,false,
+t6,A2,2026-01-01,2026-06-30,Proposal,500,false,false,
 """
 TIED_HISTORY = [
     "t1,2026-01-01 09:00:00,Discovery,100,2026-06-30,",
@@ -453,6 +454,11 @@ TIED_HISTORY = [
     "t3,2026-04-10 12:00:00,Proposal,80,2026-10-31,0.9",
     "t4,2026-04-10 12:00:00,Proposal,70,2026-06-30,0.6",
     "t4,2026-04-10 12:00:00,Proposal,70,2026-06-30,0.3",
+    # an empty amount at the tie sorts first (missing first), then takes 700 from the row before: the
+    # 500 row stays last
+    "t6,2026-01-01 09:00:00,Discovery,700,2026-06-30,",
+    "t6,2026-02-01 10:00:00,Proposal,,2026-06-30,",
+    "t6,2026-02-01 10:00:00,Proposal,500,2026-06-30,",
 ]
 
 
@@ -486,6 +492,7 @@ def test_replay_matches_movement_replay_with_rows_at_the_same_moment(tmp_path_fa
         ("2026-04-10", "t3"): ("Proposal", 80.0, "2026-11-30", 0.3),  # the later close date last
         ("2026-04-10", "t4"): ("Proposal", 70.0, "2026-06-30", 0.6),  # the higher probability last
         ("2026-05-01", "t5"): ("Closed Lost", 10.0, "2026-05-01", 0.0),  # closed on the day it opened
+        ("2026-02-01", "t6"): ("Proposal", 500.0, "2026-06-30", 0.4),  # the empty amount first, as given
     }
     for (day, deal), (stage, amount, close, prob) in by_hand.items():
         got = want.loc[(pd.Timestamp(day), deal)]
