@@ -193,6 +193,8 @@ def test_the_bench_at_a_tiny_size(tmp_path):
     assert pack["exit_code"] == 0 and pack["peak_pss_mb"] > 0 and pack["peak_mb"] >= pack["peak_pss_mb"]
     assert sorted(pack["notebooks"]) == ["pipeline_health", "quota_setting", "win_loss_review"]
     assert all(nb["status"] == "ok" and nb["other_cells"] > 0 for nb in pack["notebooks"].values())
+    # of the cells' time, the part in the engine's queries: some, not all
+    assert all(0 < nb["engine"] < nb["load_cell"] + nb["other_cells"] for nb in pack["notebooks"].values())
     assert row["trivial"]["ok"] and row["trivial"]["imported_before_clock"] == []
     assert sorted(row["trivial"]["per_notebook"]) == ["trivial_1", "trivial_2", "trivial_3"]
     assert row["floor_seconds"] == pytest.approx(
@@ -204,3 +206,42 @@ def test_the_bench_at_a_tiny_size(tmp_path):
     md = (tmp_path / "bench.md").read_text()
     assert "| 2,000 | 30 | csv," in md and "| 2,000 | pipeline_health | ok |" in md
     assert result["sizes"]["2000"]["pack"]["wall_seconds"] == pack["wall_seconds"]
+
+
+def test_engine_seconds_count_each_query_once(monkeypatch):
+    """The time a process waits on its engine: every query method of the backend, a method that calls
+    another counted once, and reset per notebook (``open_report``)."""
+    from helpers.data import engine
+
+    now = [0.0]
+    monkeypatch.setattr(engine.time, "perf_counter", lambda: now[0])
+
+    class Backend:
+        def execute(self, expr):
+            now[0] += 2.0
+            return self.raw_sql(expr)  # nested: inside execute's time
+
+        def raw_sql(self, sql):
+            now[0] += 3.0
+            return sql
+
+        def create_table(self, name, obj):
+            now[0] += 0.5
+
+    b = Backend()
+    engine._time_backend(b)
+    engine._time_backend(b)  # once per backend: not timed twice
+    engine.engine_seconds(reset=True)
+    assert b.execute("q") == "q"
+    assert engine.engine_seconds() == 5.0  # not 8: raw_sql ran inside execute
+    b.raw_sql("s"), b.create_table("t", None)
+    assert engine.engine_seconds(reset=True) == 8.5
+    assert engine.engine_seconds() == 0.0
+    # a real engine: a clock that ticks 1 s each time it is read gives 1 s per timed call
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(engine.time, "perf_counter", lambda: float(next(ticks)))
+    eng = engine.from_frames({"opportunities": pd.DataFrame({"opportunity_id": ["a"]})})
+    engine.engine_seconds(reset=True)
+    assert eng.execute(eng["opportunities"].count().as_table()).iloc[0, 0] == 1
+    assert eng["opportunities"].count().execute() == 1  # an expression's own execute: its backend's
+    assert engine.engine_seconds() == 2.0

@@ -164,7 +164,7 @@ def _stable(summary: dict) -> dict:
     s = json.loads(json.dumps(summary))
     s.pop("timings"), s.pop("generated_at")
     for nb in s["notebooks"]:
-        nb.pop("seconds")
+        nb.pop("seconds"), nb.pop("engine_seconds")
     return s
 
 

@@ -40,12 +40,14 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import functools
 import hashlib
 import itertools
 import os
 import shutil
 import sys
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +65,10 @@ warnings.filterwarnings("ignore", r"The 'future\.infer_string' option is depreca
 warnings.filterwarnings("ignore", r"The copy keyword is deprecated", Warning, r"pyspark\.")
 
 ENGINES = ("duckdb", "postgres", "spark")
+# the seconds this process waited on its engines (``engine_seconds``); ``depth``: calls in progress, so a
+# backend method calling another is timed once
+_CLOCK = {"seconds": 0.0, "depth": 0}
+TIMED_METHODS = ("execute", "to_pyarrow", "to_pandas", "create_table", "raw_sql")
 _KEPT = itertools.count()  # names of the temporary tables ``Engine.keep`` makes
 KEPT_DB = "_revops_kept"  # DuckDB: the scratch databases ``Engine.keep`` writes to (one per engine)
 ENGINE_FORMAT = 1
@@ -95,6 +101,9 @@ class Engine:
     where: str = ""  # what was opened, for messages (no credentials)
     _close: list = field(default_factory=list, repr=False)
     kept_in: str = ""  # DuckDB: the attached scratch database ``keep`` writes to ("": temporary tables)
+
+    def __post_init__(self) -> None:
+        _time_backend(self.backend)
 
     def __getitem__(self, name: str):
         if name not in self.tables:
@@ -198,6 +207,49 @@ class Engine:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def engine_seconds(reset: bool = False) -> float:
+    """Seconds this process has spent in its engines' queries since the last reset (``reset=True``
+    returns them and starts again; ``open_report`` does, so each notebook of a warm kernel counts its
+    own): the time of the backends' ``execute``, ``to_pyarrow``, ``to_pandas``, ``create_table`` and
+    ``raw_sql`` (every Ibis expression's ``execute`` goes through its backend's), the rest of a cell's time
+    being Python's. The report's ``summary.json`` gives it per notebook (``engine_seconds``), and the
+    bench beside each notebook's cell time."""
+    got = _CLOCK["seconds"]
+    if reset:
+        _CLOCK["seconds"] = 0.0
+    return got
+
+
+def _time_backend(backend) -> None:
+    """Count the time of ``backend``'s query methods into ``engine_seconds`` (once per backend)."""
+    if getattr(backend, "_revops_timed", False):
+        return
+    for name in TIMED_METHODS:
+        fn = getattr(backend, name, None)
+        if callable(fn):
+            setattr(backend, name, _timed(fn))
+    try:
+        backend._revops_timed = True
+    except AttributeError:  # a backend that takes no attributes goes untimed
+        pass
+
+
+def _timed(fn):
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        if _CLOCK["depth"]:
+            return fn(*args, **kwargs)
+        _CLOCK["depth"] += 1
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _CLOCK["seconds"] += time.perf_counter() - t0
+            _CLOCK["depth"] -= 1
+
+    return call
 
 
 def pg_temp(conn, *statements: str, rows: tuple[str, list] | None = None) -> bool:

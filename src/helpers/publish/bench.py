@@ -446,9 +446,11 @@ def run_pack(folder: Path, out: Path) -> dict:
                 "imported_before_clock": before,
             }
         wall = time.perf_counter() - t0
+    summary = json.loads((Path(written) / "summary.json").read_text()) if written else {}
+    in_engine = {nb["name"]: nb.get("engine_seconds") for nb in summary.get("notebooks", [])}
     nbs = {}
     for r in results:
-        row = {"status": r.status, "seconds": r.seconds}
+        row = {"status": r.status, "seconds": r.seconds, "engine": in_engine.get(r.name)}
         if r.executed and Path(r.executed).exists():
             load_s, cells = _cell_seconds(Path(r.executed))
             html = _html_seconds(Path(r.executed), out / ".html-timing")
@@ -856,10 +858,12 @@ def table(result: dict) -> str:
         "Per notebook (seconds, from its start to its HTML): the kernel's start and warm-up imports (on "
         "the first notebook of each warm kernel; in the pack it overlaps the parent's checks), the rest of "
         "the kernel + papermill overhead, the `open_report` (load) cell, the other cells (papermill's cell "
-        "timings), HTML export (re-timed alone; in the run it overlaps the kernel's next notebook).",
+        "timings), of the cells' time the part spent waiting on the engine's queries (`engine_seconds`; the "
+        "rest is Python), HTML export (re-timed alone; in the run it overlaps the kernel's next notebook).",
         "",
-        "| opportunities | notebook | status | total | kernel start | other overhead | load cell | other cells | HTML |",
-        "|" + "---|" * 9,
+        "| opportunities | notebook | status | total | kernel start | other overhead | load cell | other cells "
+        "| of the cells, engine | HTML |",
+        "|" + "---|" * 10,
     ]
     packs = [(f"{int(n):,}", r.get("pack", {})) for n, r in result["sizes"].items()]
     if pg and "pack" in pg:
@@ -870,7 +874,7 @@ def table(result: dict) -> str:
                 f"| {label} | {name} | {nb['status']} | {_f(nb['seconds'])} | {_f(nb.get('kernel_start'))} "
                 f"| {_f(max(0.0, nb.get('kernel_and_overhead', 0) - (nb.get('kernel_start') or 0)))} "
                 f"| {_f(nb.get('load_cell'))} "
-                f"| {_f(nb.get('other_cells'))} | {_f(nb.get('html_export'))} |"
+                f"| {_f(nb.get('other_cells'))} | {_f(nb.get('engine'))} | {_f(nb.get('html_export'))} |"
             )
     lines += [
         "",

@@ -1245,6 +1245,7 @@ def build_summary(
                 "html": r.html.name if r.html else None,
                 "executed": f"{r.name}.ipynb",
                 "seconds": round(r.seconds, 2),
+                "engine_seconds": data.get("engine_seconds"),  # of them, in its engine's queries
                 "chart": charts.get(r.name),
                 "parameters": params.notebook_parameters.get(r.name, {}),
                 "currency": data.get("currency", params.currency),

@@ -179,6 +179,7 @@ def open_report(
     from helpers.data.schema import TABLES
 
     engine.set_memory(engine_memory)  # (a warm kernel's open engine too: each notebook says its own)
+    engine.engine_seconds(reset=True)  # (a warm kernel's notebook counts its own queries' time)
 
     wanted = list(tables) if tables is not None else [t for t in TABLES if t not in ENGINE_TABLES]
     ds = engine.load_tables(resolve_dataset(dataset), wanted)

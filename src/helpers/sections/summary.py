@@ -137,7 +137,9 @@ class Headlines:
         """Write to ``path`` atomically; no-op when ``path`` is empty (interactive use)."""
         if not path:
             return
-        write_json_atomic(Path(path), self.to_dict())
+        from helpers.data.engine import engine_seconds
+
+        write_json_atomic(Path(path), {**self.to_dict(), "engine_seconds": round(engine_seconds(), 3)})
 
     def show(self, keys: list[str] | None = None) -> None:
         """Display the figures as KPI cards."""
