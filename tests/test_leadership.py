@@ -400,10 +400,19 @@ def test_a_quarter_ending_on_the_report_date_is_told_as_closed():
         2
     ]
     assert running.sentence.endswith(" This quarter 43% of reps are on pace.")
-    usual = dict(quota_expected_share_at_quota=0.5, days_left_qtd=30, reps_on_pace_qtd=0.43)
-    usual = answers(summary_of(**usual, reps_on_usual_pace_qtd=0.61))[2]
-    assert usual.sentence.endswith(
-        " This quarter 61% of reps are on the usual pace (43% on the straight line)."
+    usual = summary_of(
+        quota_expected_share_at_quota=0.5,
+        days_left_qtd=30,
+        reps_on_pace_qtd=0.43,
+        reps_on_usual_pace_qtd=0.61,
+    )
+    assert answers(usual)[2].sentence.endswith(
+        " In this quarter, 61% of reps are on the usual pace for their quarter quota (43% on the straight line)."
+    )
+    for f in usual["notebooks"][0]["figures"]:  # the quarter named, apart from the plan year's share
+        f["window"] = "FY2027 Q3" if f["key"] == "days_left_qtd" else f["window"]
+    assert answers(usual)[2].sentence.endswith(
+        " In FY2027 Q3, 61% of reps are on the usual pace for their quarter quota (43% on the straight line)."
     )
     closed = answers(summary_of(**q, days_left_qtd=0, bookings_qtd=3.21e6))[0].sentence
     assert closed.endswith(

@@ -891,11 +891,15 @@ def test_what_to_look_at_leads_with_the_usual_pace():
     pts = [str(p) for p in pv.look_at_points(figs, "USD")]
     assert "Only 31% of reps are on the usual pace for their quarter quota (12% on the straight line)." in pts
     assert not any("are on pace" in p for p in pts)
+    # the tiles show the landing the same way
+    assert "pace_usual_attainment_qtd" in pv.headline_tiles(figs)
+    assert "pace_attainment_qtd" not in pv.headline_tiles(figs)
     # without the usual pace (no bookings in the last four quarters): the straight line, as before
     del figs["pace_usual_attainment_qtd"], figs["reps_on_usual_pace_qtd"]
     pts = [str(p) for p in pv.look_at_points(figs, "USD")]
     assert "At the current run rate the quarter lands at $1.7M, 38% of plan (short of plan)." in pts
     assert "Only 12% of reps are on pace for their quarter quota." in pts
+    assert "pace_attainment_qtd" in pv.headline_tiles(figs)
 
 
 def test_share_of_reps_on_the_usual_pace():
@@ -912,3 +916,24 @@ def test_share_of_reps_on_the_usual_pace():
     assert pl.share_on_usual_pace(by_rep, 0.213) == pytest.approx(2 / 4)
     assert pl.reps_at_quota(by_rep.assign(window="QTD"))["share_on_pace"].iloc[0] == pytest.approx(1 / 4)
     assert math.isnan(pl.share_on_usual_pace(by_rep, math.nan))
+
+
+def test_the_tiles_show_in_the_order_asked(monkeypatch):
+    # the pipeline tiles keep their list's order (the usual pace beside the quarter, the two weighted
+    # pipelines together); other notebooks' tiles keep the order their figures were recorded in
+    from helpers.sections import display
+    from helpers.sections.summary import Headlines
+
+    shown = []
+    monkeypatch.setattr(display, "cards", lambda rows: shown.append([r[0].split(",")[0] for r in rows]))
+    h = Headlines("pipeline_health", "USD")
+    h.add("bookings_qtd", 1.0)
+    h.add("open_pipeline", 2.0)
+    h.add("pace_usual_attainment_qtd", 0.5)
+    keys = ["bookings_qtd", "pace_usual_attainment_qtd", "open_pipeline", "not_recorded"]
+    h.show(keys, in_order=True)
+    h.show(keys)
+    assert shown == [
+        ["Bookings", "Usual pace ÷ quarter plan", "Open pipeline"],
+        ["Bookings", "Open pipeline", "Usual pace ÷ quarter plan"],
+    ]

@@ -237,7 +237,8 @@ def quotas_realistic(f: _Figures) -> Answer:
         s += (
             f" {on_pace:.0%} of reps finished {f.window('days_left_qtd') or 'the quarter'} at quota."
             if f.num("days_left_qtd") == 0  # the quarter ends on the as-of date: on pace means at quota
-            else f" This quarter {usual:.0%} of reps are on the usual pace ({on_pace:.0%} on the straight line)."
+            else f" In {f.window('days_left_qtd') or 'this quarter'}, {usual:.0%} of reps are on the usual pace for "
+            f"their quarter quota ({on_pace:.0%} on the straight line)."
             if _known(usual)
             else f" This quarter {on_pace:.0%} of reps are on pace."
         )

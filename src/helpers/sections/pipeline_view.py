@@ -348,23 +348,27 @@ def show_headlines(v: PipelineView) -> None:
         ),
         ctx.headlines,
     )
-    ctx.headlines.show(
-        [
-            "bookings_qtd",
-            "attainment_to_date_qtd",
-            "pace_attainment_qtd",
-            "bookings_ytd",
-            "attainment_to_date_ytd",
-            "open_pipeline",
-            "weighted_pipeline_crm",
-            "weighted_pipeline_hist",
-            f"coverage_{pl.coverage_focus(figs['days_left_qtd'].value)}",
-            "win_rate_count_12m",
-            "sales_velocity_30d",
-        ]
-        if not v.NO_AMOUNTS
-        else ["open_deals", "stalled_deals", "slipped_deals_qtd", "past_due_deals", "win_rate_count_12m"]
-    )
+    ctx.headlines.show(headline_tiles(figs, bool(v.NO_AMOUNTS)), in_order=True)
+
+
+def headline_tiles(figs: dict, no_amounts: bool = False) -> list[str]:
+    """The figures the section's tiles show. The quarter's landing as "What to look at" says it: at the
+    usual pace of the last four quarters where there is one, else on the straight line."""
+    if no_amounts:
+        return ["open_deals", "stalled_deals", "slipped_deals_qtd", "past_due_deals", "win_rate_count_12m"]
+    return [
+        "bookings_qtd",
+        "attainment_to_date_qtd",
+        "pace_usual_attainment_qtd" if "pace_usual_attainment_qtd" in figs else "pace_attainment_qtd",
+        "bookings_ytd",
+        "attainment_to_date_ytd",
+        "open_pipeline",
+        "weighted_pipeline_crm",
+        "weighted_pipeline_hist",
+        f"coverage_{pl.coverage_focus(figs['days_left_qtd'].value)}",
+        "win_rate_count_12m",
+        "sales_velocity_30d",
+    ]
 
 
 def show_review(v: PipelineView) -> None:

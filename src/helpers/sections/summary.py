@@ -141,11 +141,14 @@ class Headlines:
 
         write_json_atomic(Path(path), {**self.to_dict(), "engine_seconds": round(engine_seconds(), 3)})
 
-    def show(self, keys: list[str] | None = None) -> None:
-        """Display the figures as KPI cards."""
+    def show(self, keys: list[str] | None = None, in_order: bool = False) -> None:
+        """Display the figures as KPI cards: those named in ``keys`` (default: all), in the order they were
+        recorded, or with ``in_order`` in the order of ``keys``."""
         from helpers.sections.display import cards, fmt_value
 
         figs = [f for f in self.figures if keys is None or f.key in keys]
+        if in_order and keys is not None:
+            figs.sort(key=lambda f: keys.index(f.key))
         cards([(f.label, fmt_value(f.value, f.unit, self.currency), "") for f in figs])
 
 
