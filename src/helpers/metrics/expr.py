@@ -531,7 +531,7 @@ def neighbours(n, stages: list[str] | None = None, exits: list[str] | None = Non
         cols[f"_exit_{k}"] = ibis.ifelse(other, n.changed_at, _null("timestamp")).min().over(after)
     n = n.mutate(**cols)
     n = n.mutate(_new=n._prev_stage.isnull() | n.stage.isnull() | (n.stage != n._prev_stage))
-    done = [c for c in ("_ord",) if c in n.columns]
+    done = ["_ord"] if "_ord" in n.columns else []  # (the carry-forward's order, kept above)
     if stages is not None:
         pairs = [(s, n[f"_exit_{k}"]) for k, s in enumerate(values)]
         exit_ = n.stage.cases(*pairs, else_=n._next) if pairs else n._next

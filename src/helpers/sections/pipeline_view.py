@@ -990,35 +990,25 @@ def look_at_points(figs: dict[str, Fig], currency: str = "USD", extra: dict | No
         )
     share, usual = val("reps_on_pace_qtd"), val("reps_on_usual_pace_qtd")
     if val("days_left_qtd") == 0:  # the quarter ends on the as-of date: on pace means at quota
-        if not pd.isna(share) and share < 0.5:
-            pts.append(
-                Point(
-                    f"Only {fmt_pct(share)} of reps finished the quarter at quota.",
-                    BOOKINGS,
-                    "bad",
-                    ("reps_on_pace_qtd",),
-                )
-            )
-    elif not pd.isna(usual):  # like the quarter's landing: the usual pace leads, the straight line beside it
-        if usual < 0.5:
-            pts.append(
-                Point(
-                    f"Only {fmt_pct(usual)} of reps are on the usual pace for their quarter quota "
-                    f"({fmt_pct(share)} on the straight line).",
-                    BOOKINGS,
-                    "bad",
-                    ("reps_on_usual_pace_qtd", "reps_on_pace_qtd"),
-                )
-            )
-    elif not pd.isna(share) and share < 0.5:
-        pts.append(
-            Point(
-                f"Only {fmt_pct(share)} of reps are on pace for their quarter quota.",
-                BOOKINGS,
-                "bad",
-                ("reps_on_pace_qtd",),
-            )
+        low, keys, text = (
+            share,
+            ("reps_on_pace_qtd",),
+            f"Only {fmt_pct(share)} of reps finished the quarter at quota.",
         )
+    elif not pd.isna(usual):  # like the quarter's landing: the usual pace leads, the straight line beside it
+        low, keys = usual, ("reps_on_usual_pace_qtd", "reps_on_pace_qtd")
+        text = (
+            f"Only {fmt_pct(usual)} of reps are on the usual pace for their quarter quota "
+            f"({fmt_pct(share)} on the straight line)."
+        )
+    else:
+        low, keys, text = (
+            share,
+            ("reps_on_pace_qtd",),
+            f"Only {fmt_pct(share)} of reps are on pace for their quarter quota.",
+        )
+    if not pd.isna(low) and low < 0.5:
+        pts.append(Point(text, BOOKINGS, "bad", keys))
     if val("past_due_deals") and val("past_due_deals") > 0:
         n = int(val("past_due_deals"))
         worth = "" if pd.isna(val("past_due_amount")) else f" worth {m(val('past_due_amount'))}"
