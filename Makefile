@@ -74,6 +74,10 @@ email-report: $(VENV)/.installed ## build the leadership email (.eml, dry run); 
 WHATIF_PORT ?= 8866
 # Voilà's lab template minus its Font Awesome links to a CDN (src/helpers/publish/templates/jupyter/voila/templates/revops)
 VOILA_TEMPLATES := $(CURDIR)/src/helpers/publish/templates/jupyter
+# Voilà 0.5's default kernel manager (the async one) can lose a cell's reply, leaving the page at "Executing 2 of 3"
+# with the kernel idle (voila-dashboards/voila#1428): on 2 cores kept busy, 6 pages of 43 stuck; with the plain
+# manager none of 30 did (tests/test_whatif_browser.py starts Voilà with these options too)
+VOILA_ARGS := --VoilaConfiguration.multi_kernel_manager_class=jupyter_server.services.kernels.kernelmanager.MappingKernelManager
 
 whatif: $(VENV)/.installed-lab ## serve the quota what-if explorer (Voilà) on 127.0.0.1:8866 (WHATIF_PORT=…); nothing loads from outside
 	@if [ "$(DATASET)" = "data/sample" ]; then $(MAKE) --no-print-directory sample; fi
@@ -81,7 +85,7 @@ whatif: $(VENV)/.installed-lab ## serve the quota what-if explorer (Voilà) on 1
 	@ds="$$($(BIN)/revops dataset-folder $(DATASET))" && \
 	echo "serving the what-if explorer on $$ds" && \
 	JUPYTER_PATH=$(VOILA_TEMPLATES)$${JUPYTER_PATH:+:$$JUPYTER_PATH} REVOPS_DATASET="$$ds" \
-	  $(BIN)/voila notebooks/quota_whatif.ipynb --template=revops --no-browser --Voila.ip=127.0.0.1 --port=$(WHATIF_PORT)
+	  $(BIN)/voila notebooks/quota_whatif.ipynb --template=revops $(VOILA_ARGS) --no-browser --Voila.ip=127.0.0.1 --port=$(WHATIF_PORT)
 
 # Jupyter refuses to run as root unless told to; containers often run as root
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)

@@ -33,6 +33,43 @@ LAUNCH_ARGS = [
 ]
 
 
+# --------------------------------------------------------------------------------------------------
+# Voilà (tests/test_whatif_browser.py, tests/test_make.py)
+# --------------------------------------------------------------------------------------------------
+def wait_for_port(port: int, proc, timeout: float = 120) -> None:
+    """Until the server started as ``proc`` accepts connections on 127.0.0.1:``port``. Not a GET of its
+    page: each GET of a Voilà page starts a kernel and runs the whole notebook, so the browser's page was the
+    second render at once, on a machine already busy (one of them stuck at "Executing 2 of 3" in CI; see
+    VOILA_ARGS in the Makefile)."""
+    import socket
+    import time
+
+    end = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"the server exited with code {proc.returncode} before it answered")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            return
+        except OSError:
+            if time.monotonic() > end:
+                raise AssertionError(f"nothing answered on 127.0.0.1:{port} within {timeout:.0f} s") from None
+            time.sleep(0.3)
+
+
+def wait_for_panel(page, selector: str, log: Path | None = None, timeout: float = 240_000) -> None:
+    """Until Voilà's ``page`` shows ``selector``; if it never does, fail with what the page last said (e.g.
+    "Executing 2 of 3") and the end of the server's ``log``."""
+    try:
+        page.wait_for_selector(selector, timeout=timeout)
+    except Exception as exc:  # playwright's TimeoutError
+        said = page.evaluate("document.body ? document.body.innerText.slice(-600) : ''")
+        tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
+        raise AssertionError(
+            f"{selector} never showed: {exc}\npage said: {said!r}\nserver log:\n{tail}"
+        ) from None
+
+
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory) -> Path:
     """A small deterministic sample dataset (all tables), generated once per test session."""

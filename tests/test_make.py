@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, wait_for_panel, wait_for_port
 
 
 def _free_port() -> int:
@@ -235,18 +235,11 @@ def test_make_whatif_requests_nothing_from_outside_the_machine(sample_dir, tmp_p
         return r.abort()
 
     try:
-        deadline = time.monotonic() + 120
-        while True:  # the server is up when it answers
-            if proc.poll() is not None:
-                raise AssertionError(
-                    f"make whatif exited with {proc.returncode}:\n{proc.stdout.read()[-3000:]}"
-                )
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "voila did not answer"
-                time.sleep(0.5)
+        try:
+            wait_for_port(port, proc)  # (not a GET of the page: see wait_for_port)
+        except AssertionError as exc:  # make whatif's own words, when it has ended
+            said = proc.stdout.read()[-3000:] if proc.poll() is not None else ""
+            raise AssertionError(f"make whatif: {exc}\n{said}") from None
         with sync_playwright() as p:
             browser = p.chromium.launch(
                 executable_path=chromium,
@@ -258,7 +251,7 @@ def test_make_whatif_requests_nothing_from_outside_the_machine(sample_dir, tmp_p
                 page.on("console", lambda m: console.append((m.type, m.text)))
                 page.route("**/*", route)
                 page.goto(f"http://127.0.0.1:{port}/", timeout=240_000, wait_until="commit")
-                page.wait_for_selector(".rv-whatif-summary", timeout=240_000)
+                wait_for_panel(page, ".rv-whatif-summary")
                 page.wait_for_load_state("load")
             finally:
                 browser.close()

@@ -9,15 +9,13 @@ import re
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from test_quota import write_hand_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-from conftest import CHROMIUM, LAUNCH_ARGS  # noqa: E402
+from conftest import CHROMIUM, LAUNCH_ARGS, wait_for_panel, wait_for_port  # noqa: E402
 
 pytestmark = [
     pytest.mark.slow,
@@ -31,17 +29,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"voila exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"voila did not answer on {url} within {timeout} s")
+def voila_args() -> list[str]:
+    """The options `make whatif` gives Voilà (the Makefile's VOILA_ARGS), so the test serves the page as users get it."""
+    (line,) = [ln for ln in (ROOT / "Makefile").read_text().splitlines() if ln.startswith("VOILA_ARGS :=")]
+    return line.split(":=", 1)[1].split()
 
 
 @pytest.fixture()
@@ -55,11 +46,12 @@ def voila(tmp_path):
         "JUPYTER_DATA_DIR": str(tmp_path / "data"),
         "MPLCONFIGDIR": str(tmp_path / "mpl"),
     }
-    log = open(tmp_path / "voila.log", "wb")
+    log = open(tmp_path / "voila.log", "wb")  # (a failure's message ends with its end: wait_for_panel)
     proc = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "voila"),
             str(ROOT / "notebooks" / "quota_whatif.ipynb"),
+            *voila_args(),
             "--no-browser",
             "--Voila.ip=127.0.0.1",
             f"--port={port}",
@@ -71,7 +63,7 @@ def voila(tmp_path):
         start_new_session=True,
     )
     try:
-        wait_for(f"http://127.0.0.1:{port}/", proc)
+        wait_for_port(port, proc)
         yield f"http://127.0.0.1:{port}/"
     finally:
         proc.terminate()
@@ -113,7 +105,7 @@ CONTROLS_JS = """() => {
 }"""
 
 
-def test_moving_the_growth_slider_changes_the_target(voila):
+def test_moving_the_growth_slider_changes_the_target(voila, tmp_path):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -123,7 +115,7 @@ def test_moving_the_growth_slider_changes_the_target(voila):
             # Voilà runs the notebook while the page streams in: wait for the panel, not for "load"
             # (generous limits: on a loaded 2-core machine a kernel start plus imports can take a minute)
             page.goto(voila, timeout=240_000, wait_until="commit")
-            page.wait_for_selector(".rv-whatif-summary", timeout=240_000)
+            wait_for_panel(page, ".rv-whatif-summary", tmp_path / "voila.log")
             # hand dataset: FY2026 bookings 600k, growth 20% -> target 720k
             assert card(page, "quota_company_target") == "$720,000"
             before = card(page, "quota_sum_of_rep_quotas")
@@ -142,7 +134,7 @@ def test_moving_the_growth_slider_changes_the_target(voila):
             # the same panel on a 390 px phone: every control, its whole label and a usable slider track in view
             phone = browser.new_page(viewport={"width": 390, "height": 844})
             phone.goto(voila, timeout=240_000, wait_until="commit")
-            phone.wait_for_selector(".rv-whatif-summary", timeout=240_000)
+            wait_for_panel(phone, ".rv-whatif-summary", tmp_path / "voila.log")
             controls = phone.evaluate(CONTROLS_JS)
             texts = [c["text"] for c in controls]
             assert {"Growth", "Over-assignment", "Target share at quota", "Hires in Q4"} <= set(texts), texts
