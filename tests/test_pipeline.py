@@ -22,6 +22,7 @@ The dataset (as of Thu 2026-10-15; reps r1, r2 in team A, r3 in team B; quota 2/
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import movement_reference as mv
 import pandas as pd
@@ -916,6 +917,11 @@ def test_share_of_reps_on_the_usual_pace():
     assert pl.share_on_usual_pace(by_rep, 0.213) == pytest.approx(2 / 4)
     assert pl.reps_at_quota(by_rep.assign(window="QTD"))["share_on_pace"].iloc[0] == pytest.approx(1 / 4)
     assert math.isnan(pl.share_on_usual_pace(by_rep, math.nan))
+    # with the open pipeline dated in the quarter: a (21.3 + 80 = 101.3 ≥ 100) still counts; c is on the usual
+    # pace (164) but 35 + 60 = 95 < 100 even if every open deal closes; b, d and e as before
+    left = pd.Series({"a": 80.0, "b": 500.0, "c": 60.0, "e": 100.0})
+    assert pl.share_on_usual_pace(by_rep, 0.213, left) == pytest.approx(1 / 4)
+    assert pl.share_on_usual_pace(by_rep, 0.213, pd.Series(dtype="float64")) == 0.0  # nothing open: no one
 
 
 def test_the_tiles_show_in_the_order_asked(monkeypatch):
@@ -937,3 +943,43 @@ def test_the_tiles_show_in_the_order_asked(monkeypatch):
         ["Bookings", "Usual pace ÷ quarter plan", "Open pipeline"],
         ["Bookings", "Open pipeline", "Usual pace ÷ quarter plan"],
     ]
+
+
+def test_reps_on_the_usual_pace_need_the_pipeline_to_reach_plan():
+    """Headline figures as of 2026-10-15, day 15 of Q4 (calendar quarters). History (owner h, no quota): Q3
+    books 100 by day 15 of 400, Q2 50 of 200, so a quarter usually has 150 ÷ 600 = 25% in by today. Reps a, b
+    and c have a plan of 1 a day, 92 for Q4 and 15 to date. a won 30 (30 ÷ 0.25 = 120 ≥ 92) and has 70 open
+    closing in Q4 (30 + 70 = 100 ≥ 92): on the usual pace. c won 30 too (120) but has only 20 open in Q4
+    (50 < 92; its 500 closes in January): on no pace. b won 10 (40 < 92). Usual pace: 1 of 3 (2 of 3 when
+    the pipeline was not asked); the straight line: a and c (30 ≥ 15), b not: 2 of 3."""
+    rows = [
+        ("H1", "h", "Won", "2026-07-10", 100.0, True),
+        ("H2", "h", "Won", "2026-09-30", 300.0, True),
+        ("H3", "h", "Won", "2026-04-15", 50.0, True),
+        ("H4", "h", "Won", "2026-04-16", 150.0, True),
+        ("A1", "a", "Won", "2026-10-05", 30.0, True),
+        ("A2", "a", "Proposal", "2026-12-01", 70.0, False),
+        ("C1", "c", "Won", "2026-10-06", 30.0, True),
+        ("C2", "c", "Proposal", "2026-11-20", 20.0, False),
+        ("C3", "c", "Proposal", "2027-01-10", 500.0, False),
+        ("B1", "b", "Won", "2026-10-07", 10.0, True),
+    ]
+    deals = pd.DataFrame(rows, columns=["opportunity_id", "owner", "stage", "close_date", "amount", "is_won"])
+    deals["close_date"] = pd.to_datetime(deals["close_date"]).astype("datetime64[us]")
+    deals["created_date"] = pd.Timestamp("2026-01-01")
+    deals["is_closed"] = deals["is_won"].astype("boolean")
+    deals["is_won"] = deals["is_won"].astype("boolean")
+    deals["probability"] = [1.0] * 5 + [0.5] + [1.0] + [0.5, 0.5] + [1.0]
+    deals["forecast_category"] = deals["is_won"].map({True: "Closed", False: "Commit"})
+    months = pd.date_range("2026-10-01", "2026-12-01", freq="MS")
+    quotas = pd.DataFrame(
+        [(r, m, float(m.days_in_month)) for r in "abc" for m in months],
+        columns=["rep_id", "period_start", "quota"],
+    )
+    quotas["period_start"] = quotas["period_start"].astype("datetime64[us]")
+    deals["stage"] = deals["stage"].map({"Won": "Closed Won", "Proposal": "Proposal"})
+    sc = SimpleNamespace(opps=deals, table=deals, quotas=quotas, scope="company")
+    figs = pl.headline_figures(sc, make_config(), FiscalCalendar(1), "2026-10-15", 3.0)
+    assert figs["usual_share_qtd"].value == pytest.approx(0.25)
+    assert figs["reps_on_usual_pace_qtd"].value == pytest.approx(1 / 3)
+    assert figs["reps_on_pace_qtd"].value == pytest.approx(2 / 3)
