@@ -979,6 +979,10 @@ def test_reps_on_the_usual_pace_need_the_pipeline_to_reach_plan():
     quotas["period_start"] = quotas["period_start"].astype("datetime64[us]")
     deals["stage"] = deals["stage"].map({"Won": "Closed Won", "Proposal": "Proposal"})
     sc = SimpleNamespace(opps=deals, table=deals, quotas=quotas, scope="company")
+    q4 = FiscalCalendar(1).windows("2026-10-15")["QTD"]
+    assert pl.open_by_rep(deals, q4).to_dict() == {"a": 70.0, "c": 20.0}
+    cov = pl.coverage(deals, quotas, q4, by="rep").set_index("rep")["open_in_period"]
+    assert cov[cov > 0].to_dict() == {"a": 70.0, "c": 20.0}  # the coverage table's open pipeline, the same
     figs = pl.headline_figures(sc, make_config(), FiscalCalendar(1), "2026-10-15", 3.0)
     assert figs["usual_share_qtd"].value == pytest.approx(0.25)
     assert figs["reps_on_usual_pace_qtd"].value == pytest.approx(1 / 3)

@@ -568,26 +568,35 @@ def reps_at_quota(by_rep: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def share_on_usual_pace(by_rep: pd.DataFrame, usual_share: float, open_by_rep: pd.Series | None = None) -> float:
+def share_on_usual_pace(by_rep: pd.DataFrame, usual_share: float, left: pd.Series | None = None) -> float:
     """Among reps with plan > 0 (one window of ``bookings_vs_plan(by="rep")``): the share whose bookings to
     date ÷ ``usual_share`` (``usual_share_by_day``) reach their plan for the full period — the reps whose
-    quarter lands at plan if the rest of it books as the last four quarters did — and, with ``open_by_rep``
-    (rep → open pipeline dated to close in the period: ``coverage(by="rep")``'s ``open_in_period``), whose
-    bookings plus that pipeline still reach the plan: a rep whose every open deal would not cover the plan
-    is on no pace, whatever the quarter's history says. NaN without a usual share."""
+    quarter lands at plan if the rest of it books as the last four quarters did — and, with ``left`` (rep id
+    → open pipeline dated to close in the period: ``open_by_rep``), whose bookings plus that pipeline still
+    reach the plan: a rep whose every open deal would not cover the plan is on no pace, whatever the
+    quarter's history says. NaN without a usual share."""
     if not usual_share > 0:
         return math.nan
     g = by_rep[by_rep["plan"] > 0]
     on = g["bookings"] / usual_share >= g["plan"]
-    if open_by_rep is not None:
-        left = g["rep"].map(open_by_rep).astype("float64").fillna(0.0)
-        on &= g["bookings"] + left >= g["plan"]
+    if left is not None:
+        on &= g["bookings"] + g["rep"].map(left).astype("float64").fillna(0.0) >= g["plan"]
     return _ratio(on.sum(), len(g))
 
 
 # --------------------------------------------------------------------------------------------------
 # open pipeline, weighting, forecast categories, coverage
 # --------------------------------------------------------------------------------------------------
+def open_by_rep(opps: pd.DataFrame, window: Window) -> pd.Series:
+    """Rep id → Σ amount of the open deals dated to close in ``[window.start, window.end]``, from ``opps``, a
+    frame holding every open deal (a scope's working set): ``coverage(by="rep")``'s ``open_in_period``."""
+    o = opps[is_open(opps)]
+    o = o[(o["close_date"] >= window.start) & (o["close_date"] <= window.end)]
+    got = _amount(o).groupby(o["owner"]).sum()
+    got.index = got.index.astype("str")
+    return got
+
+
 def crm_probability(opps: pd.DataFrame, config) -> pd.Series:
     """The deal's CRM ``probability``, or where empty the stage default from ``dataset.yml``."""
     default = opps["stage"].map(config.probabilities).astype("float64")
@@ -1581,8 +1590,7 @@ def headline_figures(
         on_pace = share["share_on_pace"].iloc[0] if len(share) else math.nan
         put("reps_on_pace_qtd", on_pace, w["QTD"].to_date_text)
         if as_of < w["QTD"].end:
-            # (the same per-owner sums as the coverage-by-rep table: on PostgreSQL asked once)
-            left = coverage(sc.table, sc.quotas, w["QTD"], by="rep").set_index("rep")["open_in_period"]
+            left = open_by_rep(sc.opps, w["QTD"])  # (from the working set: no query)
             put(
                 "reps_on_usual_pace_qtd",
                 share_on_usual_pace(by_rep, usual["share"], left),
